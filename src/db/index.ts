@@ -1,0 +1,89 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
+import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
+import { registerPqlFunctions } from '../pql/sql-functions.js';
+import * as schema from './schema.js';
+
+export type Sqlite = Database.Database;
+export type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
+
+export interface Connection {
+  sqlite: Sqlite;
+  db: Db;
+  close(): void;
+}
+
+// Resolved from this file, not the cwd, so tests, the CLI and a built dist/ all find it (STACK.md gotcha 13).
+const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
+
+let statementCount = 0;
+let statementCounterInstalled = false;
+
+/** SQL statements executed by this process so far (all connections): `segql_sql_statements_total`. */
+export function sqlStatementsTotal(): number {
+  return statementCount;
+}
+
+/**
+ * Counts every statement execution by patching better-sqlite3's Statement prototype once:
+ * a counter increment per call, no proxies, so hot loops pay almost nothing.
+ */
+function installStatementCounter(sqlite: Sqlite): void {
+  if (statementCounterInstalled) return;
+  statementCounterInstalled = true;
+  const proto = Object.getPrototypeOf(sqlite.prepare('select 1')) as Record<string, unknown>;
+  for (const method of ['run', 'get', 'all', 'iterate'] as const) {
+    const original = proto[method] as (...args: unknown[]) => unknown;
+    proto[method] = function (this: unknown, ...args: unknown[]) {
+      statementCount++;
+      return original.apply(this, args);
+    };
+  }
+  const dbProto = Object.getPrototypeOf(sqlite) as Record<string, unknown>;
+  const exec = dbProto.exec as (...args: unknown[]) => unknown;
+  dbProto.exec = function (this: unknown, ...args: unknown[]) {
+    statementCount++;
+    return exec.apply(this, args);
+  };
+}
+
+export interface OpenOptions {
+  /** Apply pending migrations (default true). Read-only worker connections pass false. */
+  migrate?: boolean;
+  readonly?: boolean;
+}
+
+/**
+ * Opens the SQLite file (or `:memory:`) with the pragmas SegQL relies on: WAL so readers never
+ * block the writer, NORMAL sync (durable at checkpoints, safe against process crashes), a
+ * large page cache and memory-mapped I/O for the scans of segment jobs.
+ */
+export function openDatabase(file: string, options: OpenOptions = {}): Connection {
+  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  const sqlite = new Database(file, { readonly: options.readonly ?? false });
+  installStatementCounter(sqlite);
+  if (!options.readonly) {
+    sqlite.pragma('journal_mode = WAL');
+    sqlite.pragma('synchronous = NORMAL');
+  }
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('cache_size = -262144');
+  sqlite.pragma('mmap_size = 1073741824');
+  sqlite.pragma('temp_store = MEMORY');
+  registerPqlFunctions(sqlite);
+  const db = drizzle(sqlite, { schema }) as Db;
+  if (options.migrate !== false && !options.readonly) migrate(db, { migrationsFolder });
+  return {
+    sqlite,
+    db,
+    close() {
+      if (sqlite.open) sqlite.close();
+    },
+  };
+}
+
+export { schema };
