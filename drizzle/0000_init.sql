@@ -22,6 +22,27 @@ CREATE TABLE `identities` (
 );
 --> statement-breakpoint
 CREATE INDEX `identities_profile` ON `identities` (`profile_id`);--> statement-breakpoint
+CREATE TABLE `jobs` (
+	`id` integer PRIMARY KEY NOT NULL,
+	`sandbox_id` integer NOT NULL,
+	`kind` text NOT NULL,
+	`status` text NOT NULL,
+	`progress_done` integer DEFAULT 0 NOT NULL,
+	`progress_total` integer,
+	`input` text NOT NULL,
+	`result` text,
+	`error` text,
+	`trigger` text DEFAULT 'MANUAL' NOT NULL,
+	`schedule_id` integer,
+	`attempts` integer DEFAULT 0 NOT NULL,
+	`created_at` integer NOT NULL,
+	`started_at` integer,
+	`finished_at` integer,
+	`updated_at` integer NOT NULL
+);
+--> statement-breakpoint
+CREATE INDEX `jobs_sandbox_kind` ON `jobs` (`sandbox_id`,`kind`,`id`);--> statement-breakpoint
+CREATE INDEX `jobs_status` ON `jobs` (`status`,`id`);--> statement-breakpoint
 CREATE TABLE `membership_history` (
 	`id` integer PRIMARY KEY NOT NULL,
 	`sandbox_id` integer NOT NULL,

@@ -39,10 +39,7 @@ export const identities = sqliteTable(
     profileId: integer('profile_id').notNull(),
     createdAt: integer('created_at').notNull(),
   },
-  (t) => [
-    primaryKey({ columns: [t.sandboxId, t.namespace, t.value] }),
-    index('identities_profile').on(t.profileId),
-  ],
+  (t) => [primaryKey({ columns: [t.sandboxId, t.namespace, t.value] }), index('identities_profile').on(t.profileId)],
 );
 
 export const events = sqliteTable(
@@ -118,3 +115,30 @@ export const membershipHistory = sqliteTable(
   (t) => [index('membership_history_profile_at').on(t.profileId, t.at)],
 );
 
+/** Every job kind (segment, export, preview, ingestion) on the one runner (domain.md "Jobs"). */
+export const jobs = sqliteTable(
+  'jobs',
+  {
+    id: integer('id').primaryKey(),
+    sandboxId: integer('sandbox_id').notNull(),
+    /** SEGMENT, EXPORT, PREVIEW or INGESTION. */
+    kind: text('kind').notNull(),
+    /** QUEUED, PROCESSING, SUCCEEDED, FAILED, CANCELLING, CANCELLED. */
+    status: text('status').notNull(),
+    progressDone: integer('progress_done').notNull().default(0),
+    progressTotal: integer('progress_total'),
+    /** JSON: what the job was asked to do. */
+    input: text('input').notNull(),
+    /** JSON: metrics and results summary, written when it ends. */
+    result: text('result'),
+    error: text('error'),
+    trigger: text('trigger').notNull().default('MANUAL'),
+    scheduleId: integer('schedule_id'),
+    attempts: integer('attempts').notNull().default(0),
+    createdAt: integer('created_at').notNull(),
+    startedAt: integer('started_at'),
+    finishedAt: integer('finished_at'),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [index('jobs_sandbox_kind').on(t.sandboxId, t.kind, t.id), index('jobs_status').on(t.status, t.id)],
+);

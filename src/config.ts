@@ -1,0 +1,62 @@
+import { join, resolve } from 'node:path';
+
+/** Everything `npm start` reads from the environment, with its default (documented in the README). */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  /** Demo profiles seeded into `prod` when the data directory is new; 0 for none. */
+  demoProfiles: number;
+  logLevel: string;
+  limits: Limits;
+}
+
+export interface Limits {
+  maxDepth: number;
+  maxCost: number;
+  maxAliases: number;
+  maxBodyBytes: number;
+  maxPageSize: number;
+  maxBatch: number;
+  profileRecordBytes: number;
+  eventRecordBytes: number;
+  identitiesPerProfile: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxDepth: 12,
+  maxCost: 5000,
+  maxAliases: 30,
+  maxBodyBytes: 1024 * 1024,
+  maxPageSize: 500,
+  maxBatch: 10_000,
+  profileRecordBytes: 100 * 1024,
+  eventRecordBytes: 10 * 1024,
+  identitiesPerProfile: 50,
+};
+
+function intFrom(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined || value === '') return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${value}"`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  return {
+    port: intFrom(env.PORT, 4000, 'PORT'),
+    host: env.HOST || '127.0.0.1',
+    dataDir: resolve(env.SEGQL_DATA_DIR || './data'),
+    demoProfiles: intFrom(env.SEGQL_DEMO_PROFILES, 10_000, 'SEGQL_DEMO_PROFILES'),
+    logLevel: env.SEGQL_LOG_LEVEL || 'info',
+    limits: {
+      ...DEFAULT_LIMITS,
+      maxDepth: intFrom(env.SEGQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'SEGQL_MAX_DEPTH'),
+      maxCost: intFrom(env.SEGQL_MAX_COST, DEFAULT_LIMITS.maxCost, 'SEGQL_MAX_COST'),
+      maxAliases: intFrom(env.SEGQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'SEGQL_MAX_ALIASES'),
+      maxBodyBytes: intFrom(env.SEGQL_MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'SEGQL_MAX_BODY_BYTES'),
+    },
+  };
+}
+
+export const databaseFile = (dataDir: string) => join(dataDir, 'segql.db');

@@ -1,0 +1,16 @@
+import type { Logger } from 'pino';
+import type { Limits } from '../config.js';
+import type { Connection } from '../db/index.js';
+import type { EventBus } from './events.js';
+import type { ProfilesChangedHook } from './profile-ingest.js';
+
+/** The process-wide services every domain operation may need. */
+export interface App {
+  conn: Connection;
+  limits: Limits;
+  bus: EventBus;
+  log: Logger;
+  dataDir: string;
+  /** Run inside every ingest transaction (streaming segmentation plugs in here). */
+  ingestHooks: { onProfilesChanged?: ProfilesChangedHook };
+}

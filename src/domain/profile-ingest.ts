@@ -1,0 +1,335 @@
+import { randomUUID } from 'node:crypto';
+import type { Statement } from 'better-sqlite3';
+import { DEFAULT_LIMITS, type Limits } from '../config.js';
+import type { Connection, Sqlite } from '../db/index.js';
+import { parseIngestDatetime, validateDocument } from './document-validation.js';
+import { badInput } from './errors.js';
+import { catalogOf } from './profile-schema.js';
+
+export interface IdentityInput {
+  namespace: string;
+  id: string;
+}
+
+export interface ProfileRecord {
+  identities: IdentityInput[];
+  attributes: unknown;
+}
+
+export interface EventInput {
+  id?: string | null;
+  identity: IdentityInput;
+  timestamp: string;
+  eventType: string;
+  data?: unknown;
+}
+
+export interface IngestError {
+  index: number;
+  message: string;
+  code: string;
+}
+
+export interface IngestResult {
+  accepted: number;
+  rejected: number;
+  /** Events whose id was already stored: accepted, stored once. */
+  duplicates: number;
+  errors: IngestError[];
+  /** Per accepted record, in input order. */
+  profileIds: number[];
+}
+
+/** Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks in here). */
+export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => void;
+
+export interface IngestOptions {
+  limits?: Limits;
+  now?: number;
+  onProfilesChanged?: ProfilesChangedHook;
+}
+
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** Checks one identity; returns the reason it is unusable, or undefined. */
+export function identityProblem(identity: IdentityInput | undefined): string | undefined {
+  if (!identity || typeof identity !== 'object') return 'identity is required';
+  if (typeof identity.namespace !== 'string' || identity.namespace.trim() === '') return 'identity namespace is empty';
+  if (!NAMESPACE.test(identity.namespace)) {
+    return `identity namespace "${identity.namespace}" must be 1-64 characters of letters, digits, "_", "." or "-"`;
+  }
+  if (typeof identity.id !== 'string' || identity.id === '')
+    return `identity id is empty (namespace "${identity.namespace}")`;
+  if (identity.id.length > 1024) return 'identity id is longer than 1024 characters';
+  return undefined;
+}
+
+export function assertIdentity(identity: IdentityInput, field = 'identity'): void {
+  const problem = identityProblem(identity);
+  if (problem) throw badInput(`Invalid identity: ${problem}`, field);
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: statements take positional parameters of any SQLite type
+type Stmt = Statement<any[]>;
+
+interface Statements {
+  findIdentity: Stmt;
+  insertProfile: Stmt;
+  insertIdentity: Stmt;
+  patchProfile: Stmt;
+  touchProfile: Stmt;
+  countIdentities: Stmt;
+  insertEvent: Stmt;
+  profileAttributes: Stmt;
+  patchJson: Stmt;
+  moveIdentities: Stmt;
+  moveEvents: Stmt;
+  moveHistory: Stmt;
+  dropMemberships: Stmt;
+  deleteProfile: Stmt;
+  setAttributes: Stmt;
+}
+
+// Ingest is the hottest write path (the seeder pushes millions of rows through it), so it uses
+// prepared better-sqlite3 statements directly rather than building Drizzle queries per row.
+const statementCache = new WeakMap<Sqlite, Statements>();
+
+function statements(sqlite: Sqlite): Statements {
+  let s = statementCache.get(sqlite);
+  if (s) return s;
+  s = {
+    findIdentity: sqlite
+      .prepare('SELECT profile_id FROM identities WHERE sandbox_id = ? AND namespace = ? AND value = ?')
+      .pluck(),
+    insertProfile: sqlite.prepare(
+      "INSERT INTO profiles (sandbox_id, attributes, created_at, updated_at) VALUES (?, jsonb_patch(jsonb('{}'), jsonb(?)), ?, ?)",
+    ),
+    insertIdentity: sqlite.prepare(
+      'INSERT OR IGNORE INTO identities (sandbox_id, namespace, value, profile_id, created_at) VALUES (?, ?, ?, ?, ?)',
+    ),
+    patchProfile: sqlite.prepare(
+      'UPDATE profiles SET attributes = jsonb_patch(attributes, jsonb(?)), updated_at = ? WHERE id = ?',
+    ),
+    touchProfile: sqlite.prepare('UPDATE profiles SET updated_at = ? WHERE id = ? AND updated_at < ?'),
+    countIdentities: sqlite.prepare('SELECT count(*) FROM identities WHERE profile_id = ?').pluck(),
+    insertEvent: sqlite.prepare(
+      `INSERT INTO events (sandbox_id, profile_id, ts, event_type, event_id, payload, ingested_at)
+       VALUES (?, ?, ?, ?, ?, jsonb(?), ?) ON CONFLICT (sandbox_id, event_id) DO NOTHING`,
+    ),
+    profileAttributes: sqlite.prepare('SELECT json(attributes) FROM profiles WHERE id = ?').pluck(),
+    patchJson: sqlite.prepare('SELECT json_patch(?, ?)').pluck(),
+    moveIdentities: sqlite.prepare('UPDATE identities SET profile_id = ? WHERE profile_id = ?'),
+    moveEvents: sqlite.prepare('UPDATE events SET profile_id = ? WHERE profile_id = ?'),
+    moveHistory: sqlite.prepare('UPDATE membership_history SET profile_id = ? WHERE profile_id = ?'),
+    dropMemberships: sqlite.prepare('DELETE FROM memberships WHERE profile_id = ?'),
+    deleteProfile: sqlite.prepare('DELETE FROM profiles WHERE id = ?'),
+    setAttributes: sqlite.prepare('UPDATE profiles SET attributes = jsonb(?), updated_at = ? WHERE id = ?'),
+  };
+  statementCache.set(sqlite, s);
+  return s;
+}
+
+function byteLength(value: unknown): number {
+  return Buffer.byteLength(JSON.stringify(value) ?? '');
+}
+
+/**
+ * Joins profiles into the one with the lowest id (identity stitching): attributes merge in
+ * update order (later values win per field, arrays replaced), identities, events and history
+ * move over. Memberships of the absorbed profiles are dropped: the next evaluation decides
+ * the joined profile's memberships from its merged data.
+ */
+function stitch(s: Statements, ids: number[]): number {
+  const sorted = [...ids].sort((a, b) => a - b);
+  const survivor = sorted[0]!;
+  let merged = s.profileAttributes.get(survivor) as string;
+  for (const other of sorted.slice(1)) {
+    merged = s.patchJson.get(merged, s.profileAttributes.get(other) as string) as string;
+    s.moveIdentities.run(survivor, other);
+    s.moveEvents.run(survivor, other);
+    s.moveHistory.run(survivor, other);
+    s.dropMemberships.run(other);
+    s.deleteProfile.run(other);
+  }
+  s.setAttributes.run(merged, Date.now(), survivor);
+  return survivor;
+}
+
+/**
+ * Ingests profile records in one transaction: each record merges into the profile its
+ * identities name (joining several into one), or makes a new one. Bad records are reported
+ * by index and skipped; the rest land together or not at all.
+ */
+export function ingestProfiles(
+  conn: Connection,
+  sandboxId: number,
+  records: ProfileRecord[],
+  options: IngestOptions = {},
+): IngestResult {
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const now = options.now ?? Date.now();
+  if (records.length > limits.maxBatch) {
+    throw badInput(`At most ${limits.maxBatch} records per call, got ${records.length}`, 'records');
+  }
+  const catalog = catalogOf(conn, sandboxId);
+  const s = statements(conn.sqlite);
+  const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
+  const changed = new Set<number>();
+  const reject = (index: number, message: string, code = 'BAD_USER_INPUT') => {
+    result.rejected++;
+    result.errors.push({ index, message, code });
+  };
+
+  conn.sqlite.transaction(() => {
+    for (const [index, record] of records.entries()) {
+      if (byteLength(record) > limits.profileRecordBytes) {
+        reject(index, `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
+        continue;
+      }
+      const identities = Array.isArray(record.identities) ? record.identities : [];
+      if (identities.length === 0) {
+        reject(index, 'A profile record needs at least one identity');
+        continue;
+      }
+      if (identities.length > limits.identitiesPerProfile) {
+        reject(index, `A profile has at most ${limits.identitiesPerProfile} identities`, 'GUARDRAIL');
+        continue;
+      }
+      const identityError = identities.map(identityProblem).find((p) => p !== undefined);
+      if (identityError) {
+        reject(index, `Invalid identity: ${identityError}`);
+        continue;
+      }
+      const checked = validateDocument(record.attributes, catalog.profile);
+      if (!checked.ok) {
+        reject(index, checked.message);
+        continue;
+      }
+      const attributes = JSON.stringify(checked.value);
+
+      const matched = new Set<number>();
+      const unseen = new Set<string>();
+      for (const { namespace, id } of identities) {
+        const pid = s.findIdentity.get(sandboxId, namespace, id) as number | undefined;
+        if (pid !== undefined) matched.add(pid);
+        else unseen.add(`${namespace}\u0000${id}`);
+      }
+      if (matched.size > 0) {
+        let total = unseen.size;
+        for (const pid of matched) total += s.countIdentities.get(pid) as number;
+        if (total > limits.identitiesPerProfile) {
+          reject(
+            index,
+            `The merged profile would have more than ${limits.identitiesPerProfile} identities`,
+            'GUARDRAIL',
+          );
+          continue;
+        }
+      }
+      let profileId: number;
+      if (matched.size === 0) {
+        profileId = Number(s.insertProfile.run(sandboxId, attributes, now, now).lastInsertRowid);
+      } else {
+        profileId = matched.size === 1 ? [...matched][0]! : stitch(s, [...matched]);
+        s.patchProfile.run(attributes, now, profileId);
+      }
+      for (const { namespace, id } of identities) s.insertIdentity.run(sandboxId, namespace, id, profileId, now);
+      changed.add(profileId);
+      result.accepted++;
+      result.profileIds.push(profileId);
+    }
+    options.onProfilesChanged?.(sandboxId, [...changed], now);
+  })();
+  return result;
+}
+
+/**
+ * Ingests experience events in one transaction. An event names its profile by identity; an
+ * identity seen for the first time makes a new profile. An event id already stored is
+ * accepted and counted as a duplicate, not stored twice (idempotent retries).
+ */
+export function ingestEvents(
+  conn: Connection,
+  sandboxId: number,
+  events: EventInput[],
+  options: IngestOptions = {},
+): IngestResult {
+  const limits = options.limits ?? DEFAULT_LIMITS;
+  const now = options.now ?? Date.now();
+  if (events.length > limits.maxBatch) {
+    throw badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events');
+  }
+  const catalog = catalogOf(conn, sandboxId);
+  const s = statements(conn.sqlite);
+  const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
+  const profileOf = new Map<string, number>();
+  const touched = new Set<number>();
+  const reject = (index: number, message: string, code = 'BAD_USER_INPUT') => {
+    result.rejected++;
+    result.errors.push({ index, message, code });
+  };
+
+  conn.sqlite.transaction(() => {
+    for (const [index, event] of events.entries()) {
+      if (byteLength(event) > limits.eventRecordBytes) {
+        reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
+        continue;
+      }
+      const problem = identityProblem(event.identity);
+      if (problem) {
+        reject(index, `Invalid identity: ${problem}`);
+        continue;
+      }
+      if (typeof event.eventType !== 'string' || event.eventType === '') {
+        reject(index, 'eventType is empty');
+        continue;
+      }
+      const ts = typeof event.timestamp === 'string' ? parseIngestDatetime(event.timestamp) : undefined;
+      if (ts === undefined) {
+        reject(index, 'timestamp must be an ISO-8601 datetime');
+        continue;
+      }
+      if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
+        reject(index, 'id must be a non-empty string of at most 256 characters');
+        continue;
+      }
+      const data = event.data ?? {};
+      const checked = validateDocument(data, catalog.event);
+      if (!checked.ok) {
+        reject(index, checked.message);
+        continue;
+      }
+      if ('timestamp' in checked.value || 'eventType' in checked.value) {
+        reject(index, 'timestamp and eventType are top-level event fields, not part of data');
+        continue;
+      }
+
+      const key = `${event.identity.namespace}\u0000${event.identity.id}`;
+      let profileId = profileOf.get(key);
+      if (profileId === undefined) {
+        profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+        if (profileId === undefined) {
+          profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
+          s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+        }
+        profileOf.set(key, profileId);
+      }
+      const info = s.insertEvent.run(
+        sandboxId,
+        profileId,
+        ts,
+        event.eventType,
+        event.id ?? randomUUID(),
+        JSON.stringify(checked.value),
+        now,
+      );
+      if (info.changes === 0) result.duplicates++;
+      else touched.add(profileId);
+      result.accepted++;
+      result.profileIds.push(profileId);
+    }
+    for (const id of touched) s.touchProfile.run(now, id, now);
+    options.onProfilesChanged?.(sandboxId, [...touched], now);
+  })();
+  return result;
+}

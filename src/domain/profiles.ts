@@ -1,0 +1,273 @@
+import { and, asc, desc, eq, exists, gt, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { events, identities, membershipHistory, memberships, profiles } from '../db/schema.js';
+import { parseIngestDatetime } from './document-validation.js';
+import { notFound } from './errors.js';
+import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { assertIdentity, type IdentityInput } from './profile-ingest.js';
+
+export interface Profile {
+  id: number;
+  sandboxId: number;
+  attributes: Record<string, unknown>;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface Identity {
+  profileId: number;
+  namespace: string;
+  id: string;
+}
+
+export interface StoredEvent {
+  id: number;
+  profileId: number;
+  eventId: string;
+  timestamp: number;
+  eventType: string;
+  payload: Record<string, unknown>;
+}
+
+const profileColumns = {
+  id: profiles.id,
+  sandboxId: profiles.sandboxId,
+  attributes: sql<string>`json(${profiles.attributes})`,
+  createdAt: profiles.createdAt,
+  updatedAt: profiles.updatedAt,
+};
+
+function toProfile(row: {
+  id: number;
+  sandboxId: number;
+  attributes: string;
+  createdAt: number;
+  updatedAt: number;
+}): Profile {
+  return { ...row, attributes: JSON.parse(row.attributes) };
+}
+
+export function profilesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Profile> {
+  const out = new Map<number, Profile>();
+  if (ids.length === 0) return out;
+  const rows = conn.db
+    .select(profileColumns)
+    .from(profiles)
+    .where(and(eq(profiles.sandboxId, sandboxId), inArray(profiles.id, [...ids])))
+    .all();
+  for (const row of rows) out.set(row.id, toProfile(row));
+  return out;
+}
+
+export function profileById(conn: Connection, sandboxId: number, id: number): Profile | undefined {
+  return profilesByIds(conn, sandboxId, [id]).get(id);
+}
+
+export function profileIdByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): number | undefined {
+  const row = conn.db
+    .select({ profileId: identities.profileId })
+    .from(identities)
+    .where(
+      and(
+        eq(identities.sandboxId, sandboxId),
+        eq(identities.namespace, identity.namespace),
+        eq(identities.value, identity.id),
+      ),
+    )
+    .get();
+  return row?.profileId;
+}
+
+export function profileByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): Profile | undefined {
+  assertIdentity(identity);
+  const id = profileIdByIdentity(conn, sandboxId, identity);
+  return id === undefined ? undefined : profileById(conn, sandboxId, id);
+}
+
+export function eventsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, StoredEvent> {
+  const out = new Map<number, StoredEvent>();
+  if (ids.length === 0) return out;
+  const rows = conn.db
+    .select({
+      id: events.id,
+      profileId: events.profileId,
+      eventId: events.eventId,
+      timestamp: events.ts,
+      eventType: events.eventType,
+      payload: sql<string>`json(${events.payload})`,
+    })
+    .from(events)
+    .where(and(eq(events.sandboxId, sandboxId), inArray(events.id, [...ids])))
+    .all();
+  for (const r of rows) out.set(r.id, { ...r, payload: JSON.parse(r.payload) });
+  return out;
+}
+
+/** Identities of many profiles in one statement (the DataLoader batch). */
+export function identitiesOf(
+  conn: Connection,
+  sandboxId: number,
+  profileIds: readonly number[],
+): Map<number, Identity[]> {
+  const out = new Map<number, Identity[]>(profileIds.map((id) => [id, []]));
+  if (profileIds.length === 0) return out;
+  const rows = conn.db
+    .select({ profileId: identities.profileId, namespace: identities.namespace, id: identities.value })
+    .from(identities)
+    .where(and(eq(identities.sandboxId, sandboxId), inArray(identities.profileId, [...profileIds])))
+    .orderBy(identities.profileId, identities.namespace, identities.value)
+    .all();
+  for (const row of rows) out.get(row.profileId)?.push(row);
+  return out;
+}
+
+export interface ProfileFilter {
+  identityNamespace?: string | null;
+  identityValue?: string | null;
+  updatedAfter?: number | null;
+}
+
+export interface Counted<T> extends Page<T> {
+  totalCount: () => number;
+}
+
+/** Profiles in id order, filtered by identity and update time. */
+export function listProfiles(
+  conn: Connection,
+  sandboxId: number,
+  filter: ProfileFilter,
+  args: PageArgs,
+): Counted<Profile> {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(profiles.sandboxId, sandboxId)];
+  if (filter.identityNamespace != null || filter.identityValue != null) {
+    const idConds: SQL[] = [eq(identities.profileId, profiles.id)];
+    if (filter.identityNamespace != null) idConds.push(eq(identities.namespace, filter.identityNamespace));
+    if (filter.identityValue != null) idConds.push(eq(identities.value, filter.identityValue));
+    conditions.push(
+      exists(
+        conn.db
+          .select({ one: sql`1` })
+          .from(identities)
+          .where(and(...idConds)),
+      ),
+    );
+  }
+  if (filter.updatedAfter != null) conditions.push(gt(profiles.updatedAt, filter.updatedAfter));
+  const base = [...conditions];
+  if (query.after) conditions.push(gt(profiles.id, Number(query.after[0])));
+  if (query.before) conditions.push(lt(profiles.id, Number(query.before[0])));
+  const rows = conn.db
+    .select(profileColumns)
+    .from(profiles)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? asc(profiles.id) : desc(profiles.id))
+    .limit(query.fetch)
+    .all()
+    .map(toProfile);
+  return {
+    ...toPage(rows, query, (p) => [p.id]),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(profiles)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+export interface EventFilter {
+  eventType?: string | null;
+  from?: number | null;
+  to?: number | null;
+}
+
+/** A profile's events, newest first (ties by row id, newest first). */
+export function listEvents(
+  conn: Connection,
+  sandboxId: number,
+  profileId: number,
+  filter: EventFilter,
+  args: PageArgs,
+): Counted<StoredEvent> {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(events.sandboxId, sandboxId), eq(events.profileId, profileId)];
+  if (filter.eventType != null) conditions.push(eq(events.eventType, filter.eventType));
+  if (filter.from != null) conditions.push(gte(events.ts, filter.from));
+  if (filter.to != null) conditions.push(lte(events.ts, filter.to));
+  const base = [...conditions];
+  // Newest first: "after" a cursor means older.
+  if (query.after) {
+    const [ts, id] = query.after.map(Number) as [number, number];
+    conditions.push(sql`(${events.ts} < ${ts} OR (${events.ts} = ${ts} AND ${events.id} < ${id}))`);
+  }
+  if (query.before) {
+    const [ts, id] = query.before.map(Number) as [number, number];
+    conditions.push(sql`(${events.ts} > ${ts} OR (${events.ts} = ${ts} AND ${events.id} > ${id}))`);
+  }
+  const forward = query.direction === 'forward';
+  const rows = conn.db
+    .select({
+      id: events.id,
+      profileId: events.profileId,
+      eventId: events.eventId,
+      timestamp: events.ts,
+      eventType: events.eventType,
+      payload: sql<string>`json(${events.payload})`,
+    })
+    .from(events)
+    .where(and(...conditions))
+    .orderBy(...(forward ? [desc(events.ts), desc(events.id)] : [asc(events.ts), asc(events.id)]))
+    .limit(query.fetch)
+    .all()
+    .map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
+  return {
+    ...toPage(rows, query, (e) => [e.timestamp, e.id]),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(events)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+/** Deletes a profile with its identities, events and memberships (history too: the person is gone). */
+export function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): number {
+  assertIdentity(identity);
+  return conn.sqlite.transaction(() => {
+    const id = profileIdByIdentity(conn, sandboxId, identity);
+    if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
+    conn.db
+      .delete(identities)
+      .where(and(eq(identities.sandboxId, sandboxId), eq(identities.profileId, id)))
+      .run();
+    conn.db
+      .delete(events)
+      .where(and(eq(events.sandboxId, sandboxId), eq(events.profileId, id)))
+      .run();
+    conn.db
+      .delete(memberships)
+      .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
+      .run();
+    conn.db
+      .delete(membershipHistory)
+      .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, id)))
+      .run();
+    conn.db
+      .delete(profiles)
+      .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
+      .run();
+    return id;
+  })();
+}
+
+/** Parses a DateTime argument for filters. */
+export function filterTime(value: string | null | undefined): number | null {
+  if (value == null) return null;
+  return parseIngestDatetime(value) ?? null;
+}
+
+export function countProfiles(conn: Connection, sandboxId: number): number {
+  return conn.db.select({ n: sql<number>`count(*)` }).from(profiles).where(eq(profiles.sandboxId, sandboxId)).get()!.n;
+}

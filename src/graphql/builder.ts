@@ -1,0 +1,56 @@
+import SchemaBuilder from '@pothos/core';
+import ComplexityPlugin from '@pothos/plugin-complexity';
+import DataloaderPlugin from '@pothos/plugin-dataloader';
+import RelayPlugin from '@pothos/plugin-relay';
+import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
+import { GraphQLError } from 'graphql';
+import type { Context } from './context.js';
+import { DateTimeScalar, JSONScalar } from './scalars.js';
+
+export const builder = new SchemaBuilder<{
+  Context: Context;
+  Scalars: {
+    ID: { Input: string; Output: string | number };
+    /** Epoch milliseconds inside, ISO-8601 UTC with milliseconds on the wire. */
+    DateTime: { Input: number; Output: number | Date };
+    JSON: { Input: unknown; Output: unknown };
+  };
+  DefaultFieldNullability: false;
+  /** Every connection can count its whole filtered list; lazily, only when asked. */
+  Connection: { totalCount: number | (() => number) };
+}>({
+  plugins: [RelayPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin],
+  defaultFieldNullability: false,
+  relay: {
+    cursorType: 'String',
+    clientMutationId: 'omit',
+    nodeQueryOptions: { description: 'Any entity by its global id; null when it does not exist in this sandbox.' },
+    nodesQueryOptions: { description: 'Entities by global id, in order; null for each that does not exist.' },
+  },
+  complexity: {
+    defaultComplexity: 1,
+    defaultListMultiplier: 10,
+    limit: (ctx) => ({ complexity: ctx.limits.maxCost }),
+    complexityError: (kind, result) =>
+      new GraphQLError(
+        `Query ${kind.toLowerCase()} ${result.complexity} exceeds the limit of ${result.maxComplexity}`,
+        {
+          extensions: { code: 'QUERY_TOO_COMPLEX', limit: result.maxComplexity, actual: result.complexity },
+        },
+      ),
+  },
+});
+
+builder.addScalarType('DateTime', DateTimeScalar);
+builder.addScalarType('JSON', JSONScalar);
+
+builder.queryType({});
+builder.mutationType({});
+builder.subscriptionType({});
+
+builder.globalConnectionField('totalCount', (t) =>
+  t.int({
+    description: 'All items matching the filter, over all pages.',
+    resolve: (parent) => (typeof parent.totalCount === 'function' ? parent.totalCount() : parent.totalCount),
+  }),
+);

@@ -1,0 +1,52 @@
+import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { parseIngestDatetime } from '../domain/document-validation.js';
+
+function parseDateTime(value: unknown): number {
+  const ms = typeof value === 'string' ? parseIngestDatetime(value) : undefined;
+  if (ms === undefined) {
+    throw new GraphQLError(
+      `DateTime must be an ISO-8601 string such as "2026-11-28T09:30:00.000Z", got ${JSON.stringify(value)}`,
+      {
+        extensions: { code: 'BAD_USER_INPUT' },
+      },
+    );
+  }
+  return ms;
+}
+
+export const DateTimeScalar = new GraphQLScalarType<number, string>({
+  name: 'DateTime',
+  description: 'An instant, ISO-8601 in UTC with milliseconds, e.g. 2026-11-28T09:30:00.000Z.',
+  serialize: (value) => new Date(value instanceof Date ? value.getTime() : (value as number)).toISOString(),
+  parseValue: parseDateTime,
+  parseLiteral: (ast) => parseDateTime(ast.kind === Kind.STRING ? ast.value : undefined),
+});
+
+function literalValue(ast: ValueNode, variables: Record<string, unknown> | null | undefined): unknown {
+  switch (ast.kind) {
+    case Kind.STRING:
+    case Kind.BOOLEAN:
+      return ast.value;
+    case Kind.INT:
+    case Kind.FLOAT:
+      return Number(ast.value);
+    case Kind.NULL:
+      return null;
+    case Kind.LIST:
+      return ast.values.map((v) => literalValue(v, variables));
+    case Kind.OBJECT:
+      return Object.fromEntries(ast.fields.map((f) => [f.name.value, literalValue(f.value, variables)]));
+    case Kind.VARIABLE:
+      return variables?.[ast.name.value];
+    default:
+      return undefined;
+  }
+}
+
+export const JSONScalar = new GraphQLScalarType<unknown, unknown>({
+  name: 'JSON',
+  description: 'Any JSON value: profile attributes, event payloads, metric maps.',
+  serialize: (value) => value,
+  parseValue: (value) => value,
+  parseLiteral: (ast, variables) => literalValue(ast, variables),
+});

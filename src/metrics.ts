@@ -1,0 +1,68 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { sqlStatementsTotal } from './db/index.js';
+import type { App } from './domain/app.js';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Prometheus metrics served on /metrics; gauges are read from the live state at scrape time. */
+export function createMetrics(app: App) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'segql_process_' });
+  const requests = new Counter({
+    name: 'segql_http_requests_total',
+    help: 'HTTP requests by route and status code',
+    labelNames: ['route', 'status'] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: 'segql_http_request_duration_seconds',
+    help: 'HTTP request duration by route',
+    labelNames: ['route'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [registry],
+  });
+  new Counter({
+    name: 'segql_sql_statements_total',
+    help: 'SQL statements executed by this process',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(sqlStatementsTotal());
+    },
+  });
+  new Gauge({
+    name: 'segql_active_subscriptions',
+    help: 'Open GraphQL subscriptions (graphql-ws and SSE)',
+    registers: [registry],
+    collect() {
+      this.set(activeSubscriptions.value);
+    },
+  });
+  new Gauge({
+    name: 'segql_jobs',
+    help: 'Jobs by kind and status',
+    labelNames: ['kind', 'status'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const rows = app.conn.sqlite
+        .prepare('SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status')
+        .all() as {
+        kind: string;
+        status: string;
+        n: number;
+      }[];
+      for (const r of rows) this.set({ kind: r.kind, status: r.status }, r.n);
+    },
+  });
+  const ingested = new Counter({
+    name: 'segql_ingested_records_total',
+    help: 'Ingested records by kind (profile, event) and outcome (accepted, rejected, duplicate)',
+    labelNames: ['kind', 'outcome'] as const,
+    registers: [registry],
+  });
+  return { registry, requests, duration, ingested };
+}
+
+/** Open subscription streams, counted by the server's envelop plugin on both transports. */
+export const activeSubscriptions = { value: 0 };

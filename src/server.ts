@@ -1,0 +1,257 @@
+import { randomUUID } from 'node:crypto';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import { GraphQLError, type ValidationRule } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import { createYoga, finalAsyncIterator, isAsyncIterable, type Plugin } from 'graphql-yoga';
+import pino, { type Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
+import { type Connection, openDatabase } from './db/index.js';
+import type { App } from './domain/app.js';
+import { EventBus } from './domain/events.js';
+import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
+import { type Context, createLoaders } from './graphql/context.js';
+import { errorMappingPlugins } from './graphql/errors.js';
+import { schema } from './graphql/index.js';
+import { maxAliasesRule, maxDepthRule } from './graphql/limits.js';
+import { activeSubscriptions, createMetrics, type Metrics } from './metrics.js';
+
+export interface ServerOptions {
+  port?: number;
+  host?: string;
+  dataDir: string;
+  limits?: Partial<Limits>;
+  log?: Logger;
+  /** An already open connection (the CLI seeds through it before serving). */
+  conn?: Connection;
+}
+
+export interface RunningServer {
+  url: string;
+  wsUrl: string;
+  port: number;
+  app: App;
+  metrics: Metrics;
+  close(): Promise<void>;
+}
+
+export type ServerContextExtras = { metrics: Metrics };
+
+/** Counts open subscription streams on every transport (graphql-ws and SSE) for /metrics. */
+const countSubscriptions: Plugin = {
+  onSubscribe() {
+    return {
+      onSubscribeResult({ result, setResult }) {
+        if (!isAsyncIterable(result)) return;
+        activeSubscriptions.value++;
+        let ended = false;
+        setResult(
+          finalAsyncIterator(result, () => {
+            if (!ended) activeSubscriptions.value--;
+            ended = true;
+          }),
+        );
+      },
+    };
+  },
+};
+
+let graphiqlPage: string | undefined;
+
+/**
+ * Starts SegQL: one HTTP server with /graphql (HTTP, GraphiQL, SSE) and graphql-ws on the same
+ * path, /healthz, /readyz and /metrics. `close()` stops accepting, lets in-flight requests
+ * finish (up to a grace period), closes sockets and the database.
+ */
+export async function startServer(options: ServerOptions): Promise<RunningServer> {
+  const log = options.log ?? pino({ level: 'silent' });
+  const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
+  ensureSandbox(conn, DEFAULT_SANDBOX);
+  const app: App = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} };
+  const metrics = createMetrics(app);
+
+  const yoga = createYoga<
+    ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> },
+    Context
+  >({
+    schema,
+    graphqlEndpoint: '/graphql',
+    logging: log.child({ component: 'yoga' }),
+    maskedErrors: false,
+    landingPage: false,
+    graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
+    renderGraphiQL: (opts) => {
+      graphiqlPage ??= renderGraphiQL(opts);
+      return graphiqlPage;
+    },
+    plugins: [
+      ...errorMappingPlugins(log),
+      countSubscriptions,
+      {
+        onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
+          addValidationRule(maxDepthRule(limits.maxDepth));
+          addValidationRule(maxAliasesRule(limits.maxAliases));
+        },
+      } as Plugin,
+    ],
+    context: ({ request, connectionParams, req }) => {
+      const headers = request?.headers;
+      const requestId = headers?.get('x-request-id') ?? randomUUID();
+      const name =
+        headers?.get('x-sandbox-name') ??
+        (connectionParams?.['x-sandbox-name'] as string | undefined) ??
+        (connectionParams?.sandbox as string | undefined) ??
+        DEFAULT_SANDBOX;
+      const sandbox = findSandbox(conn, name);
+      if (!sandbox) {
+        throw new GraphQLError(`Sandbox "${name}" does not exist`, { extensions: { code: 'NOT_FOUND', id: name } });
+      }
+      return {
+        app,
+        conn,
+        sandbox,
+        limits,
+        requestId,
+        log: log.child({ requestId, sandbox: name, transport: req ? 'ws' : 'http' }),
+        loaders: createLoaders(conn, sandbox.id),
+        signal: request?.signal,
+        metrics,
+      };
+    },
+  });
+
+  const httpServer = createHttpServer(async (req: IncomingMessage, res: ServerResponse) => {
+    const started = process.hrtime.bigint();
+    const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = ['/graphql', '/healthz', '/readyz', '/metrics'].includes(path) ? path : 'other';
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.requests.inc({ route, status: String(res.statusCode) });
+      metrics.duration.observe({ route }, seconds);
+      log.info(
+        { requestId, method: req.method, url: req.url, status: res.statusCode, ms: Math.round(seconds * 1000) },
+        'request',
+      );
+    });
+    try {
+      if (path === '/healthz') return json(res, 200, { status: 'ok' });
+      if (path === '/readyz') {
+        conn.sqlite.prepare('SELECT 1').get();
+        return json(res, 200, { status: 'ok' });
+      }
+      if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        return res.end(await metrics.registry.metrics());
+      }
+      const length = Number(req.headers['content-length'] ?? 0);
+      if (length > limits.maxBodyBytes) {
+        req.resume();
+        return json(res, 413, {
+          errors: [
+            {
+              message: `Request body of ${length} bytes exceeds the limit of ${limits.maxBodyBytes} bytes`,
+              extensions: { code: 'BAD_USER_INPUT', limit: limits.maxBodyBytes, actual: length },
+            },
+          ],
+        });
+      }
+      await yoga(req, res);
+    } catch (err) {
+      log.error({ err, requestId }, 'request failed');
+      if (!res.headersSent)
+        json(res, 500, { errors: [{ message: 'Internal error', extensions: { code: 'INTERNAL', requestId } }] });
+      else res.end();
+    }
+  });
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
+  const wsCleanup = useServer(
+    {
+      execute: (args: any) => args.rootValue.execute(args),
+      subscribe: (args: any) => args.rootValue.subscribe(args),
+      onSubscribe: async (ctx, _id, params) => {
+        const {
+          schema: s,
+          execute,
+          subscribe,
+          contextFactory,
+          parse,
+          validate,
+        } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        });
+        try {
+          const document = parse(params.query);
+          const errors = validate(s, document);
+          if (errors.length > 0) return errors;
+          return {
+            schema: s,
+            operationName: params.operationName,
+            document,
+            variableValues: params.variables,
+            contextValue: await contextFactory(),
+            rootValue: { execute, subscribe },
+          };
+        } catch (err) {
+          if (err instanceof GraphQLError) {
+            return [
+              err.extensions?.code ? err : new GraphQLError(err.message, { extensions: { code: 'BAD_USER_INPUT' } }),
+            ];
+          }
+          throw err;
+        }
+      },
+    },
+    wsServer,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once('error', reject);
+    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+  });
+  const address = httpServer.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}/graphql`;
+  log.info({ url }, 'SegQL listening');
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    wsUrl: url.replace(/^http/, 'ws'),
+    port: address.port,
+    app,
+    metrics,
+    close() {
+      closing ??= (async () => {
+        const graceMs = 8_000;
+        const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
+        httpServer.closeIdleConnections();
+        await wsCleanup.dispose();
+        for (const client of wsServer.clients) client.terminate();
+        wsServer.close();
+        const timer = setTimeout(() => httpServer.closeAllConnections(), graceMs);
+        await closed;
+        clearTimeout(timer);
+        if (!options.conn) conn.close();
+        log.info('SegQL stopped');
+      })();
+      return closing;
+    },
+  };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+}
+
+export type { Config };
