@@ -123,6 +123,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
   });
 
+  // Subscription streams never finish on their own; shutdown ends them instead of waiting out the grace period.
+  const streams = new Set<ServerResponse>();
   const httpServer = createHttpServer(async (req: IncomingMessage, res: ServerResponse) => {
     const started = process.hrtime.bigint();
     const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
@@ -160,6 +162,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
             },
           ],
         });
+      }
+      if (req.headers.accept?.includes('text/event-stream')) {
+        streams.add(res);
+        res.on('close', () => streams.delete(res));
       }
       await yoga(req, res);
     } catch (err) {
@@ -235,12 +241,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         const graceMs = 8_000;
         const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
         httpServer.closeIdleConnections();
+        for (const res of streams) res.end();
+        // Ended streams leave keep-alive sockets behind; close those too as they go idle.
+        const idle = setInterval(() => httpServer.closeIdleConnections(), 50);
         await wsCleanup.dispose();
         for (const client of wsServer.clients) client.terminate();
         wsServer.close();
         const timer = setTimeout(() => httpServer.closeAllConnections(), graceMs);
         await closed;
         clearTimeout(timer);
+        clearInterval(idle);
         if (!options.conn) conn.close();
         log.info('SegQL stopped');
       })();

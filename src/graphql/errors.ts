@@ -25,6 +25,10 @@ export function toClientError(error: GraphQLError, requestId: string | undefined
     return new GraphQLError(original.message, { ...base, extensions: { code: original.code, pql } });
   }
   if (original instanceof GraphQLError) return toClientError(original, requestId, log);
+  // Yoga's own request errors (malformed body, wrong method…) say BAD_REQUEST; api.md calls that BAD_USER_INPUT.
+  if (error.extensions?.code === 'BAD_REQUEST') {
+    return new GraphQLError(error.message, { ...base, extensions: { ...error.extensions, code: 'BAD_USER_INPUT' } });
+  }
   if (typeof error.extensions?.code === 'string') return error;
   if (!original) {
     return new GraphQLError(error.message, { ...base, extensions: { code: 'BAD_USER_INPUT' } });

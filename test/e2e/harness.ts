@@ -1,0 +1,54 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type RunningServer, startServer } from '../../src/server.js';
+import type { Limits } from '../../src/config.js';
+
+export interface TestServer extends RunningServer {
+  dataDir: string;
+  /** POSTs a GraphQL operation and returns the parsed response body. */
+  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
+  stop(): Promise<void>;
+}
+
+export interface GqlResponse<T> {
+  status: number;
+  data?: T;
+  errors?: { message: string; path?: string[]; extensions?: Record<string, any> }[];
+}
+
+/** Starts the real server on a random port with a fresh data directory. */
+export async function startTestServer(options: { limits?: Partial<Limits> } = {}): Promise<TestServer> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'segql-test-'));
+  const server = await startServer({ port: 0, dataDir, limits: options.limits });
+  return {
+    ...server,
+    dataDir,
+    gql: (query, variables, headers) => gql(server.url, query, variables, headers),
+    async stop() {
+      await server.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function gql<T = any>(
+  url: string,
+  query: string,
+  variables?: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Promise<GqlResponse<T>> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'application/graphql-response+json', ...headers },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as GqlResponse<T>;
+  return { ...body, status: res.status };
+}
+
+/** Throws with the errors when a response has any; returns data. */
+export function ok<T>(res: GqlResponse<T>): T {
+  if (res.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(res.errors, null, 2)}`);
+  return res.data as T;
+}

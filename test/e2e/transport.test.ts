@@ -1,0 +1,120 @@
+import { createClient } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { ok, startTestServer, type TestServer } from './harness.js';
+
+let server: TestServer;
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server.stop());
+
+/** Reads a GraphQL-over-SSE response (yoga's distinct-connections mode) into its `next` payloads. */
+export async function readSse(res: Response, max = Number.POSITIVE_INFINITY): Promise<any[]> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const payloads: any[] = [];
+  let buffer = '';
+  while (payloads.length < max) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let sep = buffer.indexOf('\n\n');
+    while (sep >= 0) {
+      const block = buffer.slice(0, sep);
+      buffer = buffer.slice(sep + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (event === 'complete') return payloads;
+      if (data) payloads.push(JSON.parse(data));
+      sep = buffer.indexOf('\n\n');
+    }
+  }
+  await reader.cancel();
+  return payloads;
+}
+
+describe('transports', () => {
+  it('answers a subscription round trip over graphql-ws on /graphql', async () => {
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, lazy: true, retryAttempts: 0 });
+    const times: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      client.subscribe(
+        { query: 'subscription { heartbeat(intervalMs: 20, count: 3) }' },
+        { next: (msg) => times.push((msg.data as any).heartbeat), error: reject, complete: resolve },
+      );
+    });
+    await client.dispose();
+    expect(times).toHaveLength(3);
+    expect(Date.parse(times[2]!)).toBeGreaterThanOrEqual(Date.parse(times[0]!));
+  });
+
+  it('selects the sandbox from connectionParams and refuses an unknown one', async () => {
+    const client = createClient({
+      url: server.wsUrl,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: { 'x-sandbox-name': 'missing' },
+    });
+    const result = await new Promise<any>((resolve) => {
+      client.subscribe({ query: '{ profiles { totalCount } }' }, { next: resolve, error: resolve, complete: () => {} });
+    });
+    await client.dispose();
+    const errors = Array.isArray(result) ? result : result.errors;
+    expect(errors[0].extensions.code).toBe('NOT_FOUND');
+  });
+
+  it('streams the same subscription over SSE', async () => {
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({ query: 'subscription { heartbeat(intervalMs: 20, count: 3) }' }),
+    });
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    const payloads = await readSse(res);
+    expect(payloads).toHaveLength(3);
+    expect(typeof payloads[0].data.heartbeat).toBe('string');
+  });
+
+  it('serves GraphiQL with its assets inline (works offline)', async () => {
+    const res = await fetch(server.url, { headers: { accept: 'text/html' } });
+    expect(res.status).toBe(200);
+    const html = await res.text();
+    expect(html).toContain('SegQL');
+    expect(html.length).toBeGreaterThan(100_000);
+    expect(html).not.toMatch(/<script[^>]+src="https?:\/\//);
+    expect(html).not.toMatch(/<link[^>]+href="https?:\/\//);
+    expect(html).not.toContain('unpkg.com');
+  });
+
+  it('reports health, readiness and Prometheus metrics', async () => {
+    expect(await (await fetch(server.url.replace('/graphql', '/healthz'))).json()).toEqual({ status: 'ok' });
+    expect(await (await fetch(server.url.replace('/graphql', '/readyz'))).json()).toEqual({ status: 'ok' });
+    ok(await server.gql('{ profiles { totalCount } }'));
+    const text = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+    expect(text).toMatch(/segql_http_requests_total\{route="\/graphql",status="200"\} \d+/);
+    expect(text).toContain('segql_http_request_duration_seconds_bucket');
+    expect(Number(/segql_sql_statements_total (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
+    expect(text).toContain('segql_active_subscriptions');
+    expect(text).toContain('# TYPE segql_jobs gauge');
+  });
+
+  it('counts an open subscription in segql_active_subscriptions', async () => {
+    const metric = async () =>
+      Number(/segql_active_subscriptions (\d+)/.exec(await (await fetch(server.url.replace('/graphql', '/metrics'))).text())?.[1]);
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    let seen = 0;
+    const stop = client.subscribe({ query: 'subscription { heartbeat(intervalMs: 50) }' }, { next: () => seen++, error: () => {}, complete: () => {} });
+    while (seen === 0) await new Promise((r) => setTimeout(r, 10));
+    expect(await metric()).toBe(1);
+    stop();
+    await client.dispose();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await metric()).toBe(0);
+  });
+
+  it('gives every response a request id', async () => {
+    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+    expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
+  });
+});
