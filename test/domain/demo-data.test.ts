@@ -6,7 +6,12 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 function seeded(seed: number) {
   const conn = openDatabase(':memory:');
   const sandbox = ensureSandbox(conn, 'prod');
-  const result = seedDemoData(conn, sandbox.id, { profiles: 300, eventsPerProfile: 5, seed, now: Date.UTC(2026, 10, 28) });
+  const result = seedDemoData(conn, sandbox.id, {
+    profiles: 300,
+    eventsPerProfile: 5,
+    seed,
+    now: Date.UTC(2026, 10, 28),
+  });
   const dump = conn.sqlite
     .prepare(
       `SELECT p.id, json(p.attributes) AS a, (SELECT group_concat(namespace || ':' || value) FROM identities i WHERE i.profile_id = p.id) AS ids,
@@ -34,11 +39,16 @@ describe('demo data', () => {
     const sandbox = ensureSandbox(conn, 'prod');
     const now = Date.UTC(2026, 10, 28);
     seedDemoData(conn, sandbox.id, { profiles: 2000, eventsPerProfile: 10, seed: 42, now });
-    const span = conn.sqlite.prepare('SELECT min(ts) AS lo, max(ts) AS hi FROM events').get() as { lo: number; hi: number };
+    const span = conn.sqlite.prepare('SELECT min(ts) AS lo, max(ts) AS hi FROM events').get() as {
+      lo: number;
+      hi: number;
+    };
     expect(span.lo).toBeGreaterThanOrEqual(now - 121 * 86_400_000);
     expect(span.hi).toBeLessThan(now);
     const tiers = conn.sqlite
-      .prepare("SELECT json_extract(attributes, '$.loyalty.tier') AS t, count(*) AS n FROM profiles GROUP BY t ORDER BY n DESC")
+      .prepare(
+        "SELECT json_extract(attributes, '$.loyalty.tier') AS t, count(*) AS n FROM profiles GROUP BY t ORDER BY n DESC",
+      )
       .all() as { t: string; n: number }[];
     expect(tiers.map((t) => t.t)).toEqual(['bronze', 'silver', 'gold', 'platinum']);
     const purchases = conn.sqlite

@@ -62,7 +62,8 @@ describe('bad input gets a clear error with the api.md code, and the server stay
   it('a costly query → QUERY_TOO_COMPLEX from the cost limit', async () => {
     const fields = Array.from(
       { length: 20 },
-      (_, i) => `p${i}: profiles(first: 500) { edges { node { identities { id } events(first: 500) { totalCount } } } }`,
+      (_, i) =>
+        `p${i}: profiles(first: 500) { edges { node { identities { id } events(first: 500) { totalCount } } } }`,
     ).join(' ');
     const res = await server.gql(`{ ${fields} }`);
     expect(res.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
@@ -85,8 +86,13 @@ describe('bad input gets a clear error with the api.md code, and the server stay
   });
 
   it('more than 10,000 records in one call → BAD_USER_INPUT, nothing written', async () => {
-    const records = Array.from({ length: 10_001 }, (_, i) => ({ identities: [{ namespace: 'e', id: String(i) }], attributes: {} }));
-    const res = await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', { r: records });
+    const records = Array.from({ length: 10_001 }, (_, i) => ({
+      identities: [{ namespace: 'e', id: String(i) }],
+      attributes: {},
+    }));
+    const res = await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', {
+      r: records,
+    });
     expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
     expect(ok(await server.gql('{ profiles { totalCount } }')).profiles.totalCount).toBe(0);
   });

@@ -1,13 +1,17 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type RunningServer, startServer } from '../../src/server.js';
 import type { Limits } from '../../src/config.js';
+import { type RunningServer, startServer } from '../../src/server.js';
 
 export interface TestServer extends RunningServer {
   dataDir: string;
   /** POSTs a GraphQL operation and returns the parsed response body. */
-  gql<T = any>(query: string, variables?: Record<string, unknown>, headers?: Record<string, string>): Promise<GqlResponse<T>>;
+  gql<T = any>(
+    query: string,
+    variables?: Record<string, unknown>,
+    headers?: Record<string, string>,
+  ): Promise<GqlResponse<T>>;
   stop(): Promise<void>;
 }
 

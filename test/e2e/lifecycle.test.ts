@@ -35,9 +35,11 @@ describe('process lifecycle', () => {
       await server.exited;
       await request;
       const db = new Database(join(dataDir, 'segql.db'));
-      const landed = (db.prepare("SELECT count(*) AS n FROM identities WHERE namespace = 'run' AND value LIKE ?").get(`${run}-%`) as {
-        n: number;
-      }).n;
+      const landed = (
+        db.prepare("SELECT count(*) AS n FROM identities WHERE namespace = 'run' AND value LIKE ?").get(`${run}-%`) as {
+          n: number;
+        }
+      ).n;
       const profiles = (db.prepare('SELECT count(*) AS n FROM profiles').get() as { n: number }).n;
       const identities = (db.prepare('SELECT count(*) AS n FROM identities').get() as { n: number }).n;
       db.close();

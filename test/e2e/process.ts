@@ -13,7 +13,14 @@ export interface ServerProcess {
 export async function spawnServer(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
     cwd: root,
-    env: { ...process.env, PORT: '0', SEGQL_DATA_DIR: dataDir, SEGQL_DEMO_PROFILES: '0', SEGQL_LOG_LEVEL: 'info', ...env },
+    env: {
+      ...process.env,
+      PORT: '0',
+      SEGQL_DATA_DIR: dataDir,
+      SEGQL_DEMO_PROFILES: '0',
+      SEGQL_LOG_LEVEL: 'info',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));

@@ -27,7 +27,10 @@ describe('profile store', () => {
         { namespace: 'email', id: `p${i}@example.com` },
         { namespace: 'crmId', id: `C-${i}` },
       ],
-      attributes: { person: { name: { firstName: `First${i}` } }, loyalty: { points: i, tier: i % 2 ? 'gold' : 'silver' } },
+      attributes: {
+        person: { name: { firstName: `First${i}` } },
+        loyalty: { points: i, tier: i % 2 ? 'gold' : 'silver' },
+      },
     }));
     const r1 = ok(await server.gql(INGEST_PROFILES, { records }));
     expect(r1.ingestProfiles).toMatchObject({ accepted: 1000, rejected: 0, errors: [] });
@@ -54,18 +57,28 @@ describe('profile store', () => {
     expect(p.events.edges.map((e: any) => e.node.eventId)).toEqual(['e-4007', 'e-3007', 'e-2007', 'e-1007', 'e-7']);
     expect(p.events.edges[4].node.data).toEqual({ channel: 'web' });
 
-    const byId = ok(await server.gql('query($id: ID!) { node(id: $id) { ... on Profile { identities { id } } } }', { id: p.id }));
+    const byId = ok(
+      await server.gql('query($id: ID!) { node(id: $id) { ... on Profile { identities { id } } } }', { id: p.id }),
+    );
     expect(byId.node.identities).toHaveLength(2);
   });
 
   it('merges a record into the profile its identity names, later values winning and arrays replaced', async () => {
     const records = [
-      { identities: [{ namespace: 'email', id: 'm@x.io' }], attributes: { loyalty: { tier: 'silver', points: 10 }, preferences: { categories: ['a', 'b'] } } },
+      {
+        identities: [{ namespace: 'email', id: 'm@x.io' }],
+        attributes: { loyalty: { tier: 'silver', points: 10 }, preferences: { categories: ['a', 'b'] } },
+      },
     ];
     ok(await server.gql(INGEST_PROFILES, { records }));
     ok(
       await server.gql(INGEST_PROFILES, {
-        records: [{ identities: [{ namespace: 'email', id: 'm@x.io' }], attributes: { loyalty: { tier: 'gold' }, preferences: { categories: ['c'] } } }],
+        records: [
+          {
+            identities: [{ namespace: 'email', id: 'm@x.io' }],
+            attributes: { loyalty: { tier: 'gold' }, preferences: { categories: ['c'] } },
+          },
+        ],
       }),
     );
     const p = ok(await server.gql(PROFILE_BY_IDENTITY, { ns: 'email', id: 'm@x.io' })).profile;
@@ -76,7 +89,10 @@ describe('profile store', () => {
     const r = ok(
       await server.gql(INGEST_PROFILES, {
         records: [
-          { identities: [{ namespace: 'email', id: 'ann@example.se' }], attributes: { homeAddress: { city: 'Malmö' } } },
+          {
+            identities: [{ namespace: 'email', id: 'ann@example.se' }],
+            attributes: { homeAddress: { city: 'Malmö' } },
+          },
           { identities: [{ namespace: 'crmId', id: 'C-ANN' }], attributes: { loyalty: { tier: 'gold' } } },
         ],
       }),
@@ -85,8 +101,18 @@ describe('profile store', () => {
     ok(
       await server.gql(INGEST_EVENTS, {
         events: [
-          { id: 'ann-1', identity: { namespace: 'email', id: 'ann@example.se' }, timestamp: '2026-11-01T10:00:00Z', eventType: 'a' },
-          { id: 'ann-2', identity: { namespace: 'crmId', id: 'C-ANN' }, timestamp: '2026-11-02T10:00:00Z', eventType: 'b' },
+          {
+            id: 'ann-1',
+            identity: { namespace: 'email', id: 'ann@example.se' },
+            timestamp: '2026-11-01T10:00:00Z',
+            eventType: 'a',
+          },
+          {
+            id: 'ann-2',
+            identity: { namespace: 'crmId', id: 'C-ANN' },
+            timestamp: '2026-11-02T10:00:00Z',
+            eventType: 'b',
+          },
         ],
       }),
     );
@@ -108,14 +134,23 @@ describe('profile store', () => {
     const p = ok(await server.gql(PROFILE_BY_IDENTITY, { ns: 'crmId', id: 'C-ANN' })).profile;
     expect(p.id).toBe(r.profileIds[0]);
     expect(p.identities.map((i: any) => i.namespace).sort()).toEqual(['crmId', 'email', 'phone']);
-    expect(p.attributes).toEqual({ homeAddress: { city: 'Malmö' }, loyalty: { tier: 'gold' }, person: { name: { firstName: 'Ann' } } });
+    expect(p.attributes).toEqual({
+      homeAddress: { city: 'Malmö' },
+      loyalty: { tier: 'gold' },
+      person: { name: { firstName: 'Ann' } },
+    });
     expect(p.events.edges.map((e: any) => e.node.eventId)).toEqual(['ann-2', 'ann-1']);
     const gone = ok(await server.gql('query($id: ID!) { node(id: $id) { id } }', { id: r.profileIds[1] }));
     expect(gone.node).toBeNull();
   });
 
   it('stores an event id seen twice once', async () => {
-    const event = { id: 'dup-1', identity: { namespace: 'email', id: 'dup@x.io' }, timestamp: '2026-11-03T08:00:00.000Z', eventType: 'x' };
+    const event = {
+      id: 'dup-1',
+      identity: { namespace: 'email', id: 'dup@x.io' },
+      timestamp: '2026-11-03T08:00:00.000Z',
+      eventType: 'x',
+    };
     const first = ok(await server.gql(INGEST_EVENTS, { events: [event] })).ingestEvents;
     const second = ok(await server.gql(INGEST_EVENTS, { events: [event, event] })).ingestEvents;
     expect(first).toMatchObject({ accepted: 1, duplicates: 0 });
@@ -154,7 +189,10 @@ describe('profile store', () => {
   });
 
   it('accepts a _tenant field after updateProfileSchema adds it', async () => {
-    const record = { identities: [{ namespace: 'email', id: 'tenant@x.io' }], attributes: { _tenant: { shoeSize: 42 } } };
+    const record = {
+      identities: [{ namespace: 'email', id: 'tenant@x.io' }],
+      attributes: { _tenant: { shoeSize: 42 } },
+    };
     const before = ok(await server.gql(INGEST_PROFILES, { records: [record] })).ingestProfiles;
     expect(before.rejected).toBe(1);
     const schema = ok(
@@ -164,7 +202,9 @@ describe('profile store', () => {
     expect(schema.profileFields).toContainEqual({ path: '_tenant.shoeSize', type: 'number' });
     const after = ok(await server.gql(INGEST_PROFILES, { records: [record] })).ingestProfiles;
     expect(after.accepted).toBe(1);
-    const bad = await server.gql('mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "shoeSize", type: "number" }] }) { name } }');
+    const bad = await server.gql(
+      'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "shoeSize", type: "number" }] }) { name } }',
+    );
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });
 
@@ -191,7 +231,10 @@ describe('profile store', () => {
     ok(await server.gql('mutation { a: createSandbox(name: "a") { name } b: createSandbox(name: "b") { name } }'));
     const a = { 'x-sandbox-name': 'a' };
     const b = { 'x-sandbox-name': 'b' };
-    const rec = { identities: [{ namespace: 'email', id: 'only-in-a@x.io' }], attributes: { loyalty: { tier: 'gold' } } };
+    const rec = {
+      identities: [{ namespace: 'email', id: 'only-in-a@x.io' }],
+      attributes: { loyalty: { tier: 'gold' } },
+    };
     const ingested = ok(await server.gql(INGEST_PROFILES, { records: [rec] }, a)).ingestProfiles;
     const countA = ok(await server.gql('{ profiles { totalCount } }', undefined, a)).profiles.totalCount;
     const countB = ok(await server.gql('{ profiles { totalCount } }', undefined, b)).profiles.totalCount;
@@ -200,7 +243,11 @@ describe('profile store', () => {
     expect(inB).toBeNull();
     const nodeInB = ok(await server.gql('query($id: ID!) { node(id: $id) { id } }', { id: ingested.profileIds[0] }, b));
     expect(nodeInB.node).toBeNull();
-    const del = await server.gql('mutation { deleteProfile(identity: { namespace: "email", id: "only-in-a@x.io" }) }', undefined, b);
+    const del = await server.gql(
+      'mutation { deleteProfile(identity: { namespace: "email", id: "only-in-a@x.io" }) }',
+      undefined,
+      b,
+    );
     expect(del.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
     const unknown = await server.gql('{ profiles { totalCount } }', undefined, { 'x-sandbox-name': 'nope' });
     expect(unknown.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
@@ -211,21 +258,30 @@ describe('profile store', () => {
   });
 
   it('pages profiles forwards and backwards and filters by identity and update time', async () => {
-    const page1 = ok(await server.gql('{ profiles(first: 3) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }')).profiles;
+    const page1 = ok(
+      await server.gql('{ profiles(first: 3) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }'),
+    ).profiles;
     expect(page1.edges).toHaveLength(3);
     const page2 = ok(
-      await server.gql('query($a: String) { profiles(first: 3, after: $a) { edges { node { id } } pageInfo { hasPreviousPage } } }', {
-        a: page1.pageInfo.endCursor,
-      }),
+      await server.gql(
+        'query($a: String) { profiles(first: 3, after: $a) { edges { node { id } } pageInfo { hasPreviousPage } } }',
+        {
+          a: page1.pageInfo.endCursor,
+        },
+      ),
     ).profiles;
     const back = ok(
-      await server.gql('query($b: String) { profiles(last: 2, before: $b) { edges { node { id } } } }', { b: page1.pageInfo.endCursor }),
+      await server.gql('query($b: String) { profiles(last: 2, before: $b) { edges { node { id } } } }', {
+        b: page1.pageInfo.endCursor,
+      }),
     ).profiles;
     expect(back.edges.map((e: any) => e.node.id)).toEqual(page1.edges.slice(0, 2).map((e: any) => e.node.id));
     expect(page2.pageInfo.hasPreviousPage).toBe(true);
     const byNs = ok(await server.gql('{ profiles(filter: { identityNamespace: "phone" }) { totalCount } }')).profiles;
     expect(byNs.totalCount).toBe(1);
-    const future = ok(await server.gql('{ profiles(filter: { updatedAfter: "2100-01-01T00:00:00.000Z" }) { totalCount } }')).profiles;
+    const future = ok(
+      await server.gql('{ profiles(filter: { updatedAfter: "2100-01-01T00:00:00.000Z" }) { totalCount } }'),
+    ).profiles;
     expect(future.totalCount).toBe(0);
   });
 
@@ -236,7 +292,9 @@ describe('profile store', () => {
   });
 
   it('lists the default profile schema', async () => {
-    const s = ok(await server.gql('{ profileSchema { name profileFields { path type } eventFields { path type } } }')).profileSchema;
+    const s = ok(
+      await server.gql('{ profileSchema { name profileFields { path type } eventFields { path type } } }'),
+    ).profileSchema;
     expect(s.name).toBe('_xdm.context.profile');
     expect(s.profileFields).toContainEqual({ path: 'loyalty.points', type: 'number' });
     expect(s.profileFields).toContainEqual({ path: 'preferences.categories', type: 'array<string>' });

@@ -97,14 +97,26 @@ describe('transports', () => {
     expect(Number(/segql_sql_statements_total (\d+)/.exec(text)?.[1])).toBeGreaterThan(0);
     expect(text).toContain('segql_active_subscriptions');
     expect(text).toContain('# TYPE segql_jobs gauge');
+    await server.gql(
+      'mutation { ingestEvents(events: [{ identity: { namespace: "email", id: "m@x.io" }, timestamp: "2026-01-01T00:00:00Z", eventType: "x" }]) { accepted } }',
+    );
+    const after = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+    expect(after).toContain('segql_ingested_records_total{kind="event",outcome="accepted"} 1');
   });
 
   it('counts an open subscription in segql_active_subscriptions', async () => {
     const metric = async () =>
-      Number(/segql_active_subscriptions (\d+)/.exec(await (await fetch(server.url.replace('/graphql', '/metrics'))).text())?.[1]);
+      Number(
+        /segql_active_subscriptions (\d+)/.exec(
+          await (await fetch(server.url.replace('/graphql', '/metrics'))).text(),
+        )?.[1],
+      );
     const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
     let seen = 0;
-    const stop = client.subscribe({ query: 'subscription { heartbeat(intervalMs: 50) }' }, { next: () => seen++, error: () => {}, complete: () => {} });
+    const stop = client.subscribe(
+      { query: 'subscription { heartbeat(intervalMs: 50) }' },
+      { next: () => seen++, error: () => {}, complete: () => {} },
+    );
     while (seen === 0) await new Promise((r) => setTimeout(r, 10));
     expect(await metric()).toBe(1);
     stop();
@@ -114,7 +126,11 @@ describe('transports', () => {
   });
 
   it('gives every response a request id', async () => {
-    const res = await fetch(server.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"query":"{ __typename }"}' });
+    const res = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"query":"{ __typename }"}',
+    });
     expect(res.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 });

@@ -12,6 +12,7 @@ import {
 } from '../../domain/profiles.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import type { Context } from '../context.js';
 import { decodeId } from '../ids.js';
 
 export const IdentityType = builder.objectRef<Identity>('Identity').implement({
@@ -174,6 +175,14 @@ const EventInput = builder.inputType('EventInput', {
   }),
 });
 
+function counted(ctx: Context, kind: 'profile' | 'event', result: IngestResult): IngestResult {
+  const { ingested } = ctx.metrics;
+  ingested.inc({ kind, outcome: 'accepted' }, result.accepted - result.duplicates);
+  ingested.inc({ kind, outcome: 'duplicate' }, result.duplicates);
+  ingested.inc({ kind, outcome: 'rejected' }, result.rejected);
+  return result;
+}
+
 builder.mutationFields((t) => ({
   ingestProfiles: t.field({
     type: IngestResultType,
@@ -190,7 +199,11 @@ builder.mutationFields((t) => ({
     type: IngestResultType,
     args: { events: t.arg({ type: [EventInput], required: true }) },
     resolve: (_root, args, ctx) =>
-      ingestEvents(ctx.conn, ctx.sandbox.id, args.events, { limits: ctx.limits, ...ctx.app.ingestHooks }),
+      counted(
+        ctx,
+        'event',
+        ingestEvents(ctx.conn, ctx.sandbox.id, args.events, { limits: ctx.limits, ...ctx.app.ingestHooks }),
+      ),
   }),
   deleteProfile: t.globalID({
     description: 'Deletes the profile with this identity, with its events and memberships; returns its id.',
