@@ -142,3 +142,99 @@ export const jobs = sqliteTable(
   },
   (t) => [index('jobs_sandbox_kind').on(t.sandboxId, t.kind, t.id), index('jobs_status').on(t.status, t.id)],
 );
+
+export const folders = sqliteTable(
+  'folders',
+  {
+    id: integer('id').primaryKey(),
+    sandboxId: integer('sandbox_id').notNull(),
+    name: text('name').notNull(),
+    parentId: integer('parent_id'),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [index('folders_sandbox_parent').on(t.sandboxId, t.parentId)],
+);
+
+export const audiences = sqliteTable(
+  'audiences',
+  {
+    id: integer('id').primaryKey(),
+    sandboxId: integer('sandbox_id').notNull(),
+    name: text('name').notNull(),
+    /** lower-cased name: uniqueness per (sandbox, namespace) is case-insensitive. */
+    nameKey: text('name_key').notNull(),
+    namespace: text('namespace').notNull(),
+    description: text('description'),
+    /** SEGMENTATION_SERVICE, CUSTOM_UPLOAD or MANUAL. */
+    origin: text('origin').notNull(),
+    /** DRAFT, PUBLISHED, INACTIVE or ARCHIVED. */
+    lifecycleState: text('lifecycle_state').notNull(),
+    /** JSON array of strings. */
+    labels: text('labels').notNull().default('[]'),
+    folderId: integer('folder_id'),
+    definitionId: integer('definition_id'),
+    /** Members now REALIZED or EXISTING, kept in step with every membership write. */
+    size: integer('size').notNull().default(0),
+    version: integer('version').notNull().default(1),
+    lastEvaluatedAt: integer('last_evaluated_at'),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('audiences_sandbox_namespace_name').on(t.sandboxId, t.namespace, t.nameKey),
+    index('audiences_sandbox_updated').on(t.sandboxId, t.updatedAt, t.id),
+    index('audiences_sandbox_created').on(t.sandboxId, t.createdAt, t.id),
+    index('audiences_sandbox_name').on(t.sandboxId, t.nameKey, t.id),
+    index('audiences_sandbox_size').on(t.sandboxId, t.size, t.id),
+    index('audiences_definition').on(t.definitionId),
+  ],
+);
+
+export const segmentDefinitions = sqliteTable(
+  'segment_definitions',
+  {
+    id: integer('id').primaryKey(),
+    sandboxId: integer('sandbox_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    name: text('name').notNull(),
+    nameKey: text('name_key').notNull(),
+    description: text('description'),
+    /** PQL_TEXT or PQL_JSON: the form the client gave. */
+    expressionFormat: text('expression_format').notNull(),
+    expressionValue: text('expression_value').notNull(),
+    /** Canonical text (the printer's), what the engines compile. */
+    expressionText: text('expression_text').notNull(),
+    evalBatch: integer('eval_batch', { mode: 'boolean' }).notNull(),
+    evalStreaming: integer('eval_streaming', { mode: 'boolean' }).notNull(),
+    evalEdge: integer('eval_edge', { mode: 'boolean' }).notNull(),
+    eligibleStreaming: integer('eligible_streaming', { mode: 'boolean' }).notNull(),
+    eligibleEdge: integer('eligible_edge', { mode: 'boolean' }).notNull(),
+    /** JSON array of the checker's reasons. */
+    eligibilityReasons: text('eligibility_reasons').notNull().default('[]'),
+    /** JSON array of referenced schema paths. */
+    referencedFields: text('referenced_fields').notNull().default('[]'),
+    ttlInDays: integer('ttl_in_days'),
+    version: integer('version').notNull().default(1),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('segment_definitions_sandbox_name').on(t.sandboxId, t.nameKey),
+    index('segment_definitions_sandbox_updated').on(t.sandboxId, t.updatedAt, t.id),
+    index('segment_definitions_sandbox_created').on(t.sandboxId, t.createdAt, t.id),
+  ],
+);
+
+/** Which audiences a definition names through inSegment (for dependency order, cycles and delete checks). */
+export const definitionDependencies = sqliteTable(
+  'definition_dependencies',
+  {
+    sandboxId: integer('sandbox_id').notNull(),
+    definitionId: integer('definition_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.definitionId, t.audienceId] }),
+    index('definition_dependencies_audience').on(t.audienceId),
+  ],
+);

@@ -1,3 +1,4 @@
+import { type SQL, type SQLWrapper, sql } from 'drizzle-orm';
 import { badInput } from './errors.js';
 
 /** Relay paging arguments as clients send them. */
@@ -79,4 +80,29 @@ export function toPage<T>(rows: T[], query: PageQuery & { size: number }, keyOf:
     hasNextPage: query.direction === 'forward' ? more : query.before !== undefined,
     hasPreviousPage: query.direction === 'backward' ? more : query.after !== undefined,
   };
+}
+
+/**
+ * Keyset bounds and order for a list sorted by one column with the row id as tiebreak, in
+ * either direction: rows are never repeated or skipped across pages, also while rows are
+ * added between requests.
+ */
+export function keyset(
+  query: PageQuery,
+  sortColumn: SQLWrapper,
+  idColumn: SQLWrapper,
+  descending: boolean,
+): { where: SQL[]; orderBy: SQL[] } {
+  const where: SQL[] = [];
+  const bound = (key: Key, later: boolean) => {
+    // "later" = further along the list order.
+    const op = sql.raw(later !== descending ? '>' : '<');
+    const [value, id] = key;
+    return sql`(${sortColumn} ${op} ${value} OR (${sortColumn} = ${value} AND ${idColumn} ${op} ${id}))`;
+  };
+  if (query.after) where.push(bound(query.after, true));
+  if (query.before) where.push(bound(query.before, false));
+  const ascending = (query.direction === 'forward') !== descending;
+  const dir = sql.raw(ascending ? 'ASC' : 'DESC');
+  return { where, orderBy: [sql`${sortColumn} ${dir}`, sql`${idColumn} ${dir}`] };
 }

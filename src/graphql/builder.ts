@@ -4,6 +4,8 @@ import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { GraphQLError } from 'graphql';
+import { DomainError } from '../domain/errors.js';
+import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
 import type { Context } from './context.js';
 import { DateTimeScalar, JSONScalar } from './scalars.js';
 
@@ -23,6 +25,12 @@ export const builder = new SchemaBuilder<{
   defaultFieldNullability: false,
   relay: {
     cursorType: 'String',
+    encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
+    decodeGlobalID: (globalID) => {
+      const decoded = decodeGlobalId(globalID);
+      if (!decoded) throw new DomainError('NOT_FOUND', `"${globalID}" is not an id of this API`, { id: globalID });
+      return { typename: decoded.type, id: decoded.id };
+    },
     clientMutationId: 'omit',
     nodeQueryOptions: { description: 'Any entity by its global id; null when it does not exist in this sandbox.' },
     nodesQueryOptions: { description: 'Entities by global id, in order; null for each that does not exist.' },

@@ -3,6 +3,10 @@ import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
 import type { App } from '../domain/app.js';
+import { type Audience, audiencesByIds, dependentDefinitions } from '../domain/audiences.js';
+import { definitionsByIds, dependenciesOf, type SegmentDefinition } from '../domain/definitions.js';
+import { allFolders, type Folder } from '../domain/folders.js';
+import { type Membership, membershipsOfProfiles } from '../domain/memberships.js';
 import { type Identity, identitiesOf, type Profile, profilesByIds } from '../domain/profiles.js';
 import type { Sandbox } from '../domain/sandboxes.js';
 import type { Metrics } from '../metrics.js';
@@ -20,17 +24,36 @@ export interface Context {
   signal?: AbortSignal;
 }
 
-/** One set per request, so batching never leaks data across requests or sandboxes. */
+/** A loader that batches ids into one `Map`-returning domain call. */
+function batched<V>(load: (ids: readonly number[]) => Map<number, V>, missing: V) {
+  return new DataLoader<number, V>(async (ids) => {
+    const found = load(ids);
+    return ids.map((id) => found.get(id) ?? missing);
+  });
+}
+
+/**
+ * One set per request, so batching never leaks data across requests or sandboxes. Every
+ * relation a page of entities touches goes through one of these, so a page costs a constant
+ * number of SQL statements whatever its size.
+ */
 export function createLoaders(conn: Connection, sandboxId: number) {
+  let folders: Map<number, Folder> | undefined;
   return {
-    profile: new DataLoader<number, Profile | undefined>(async (ids) => {
-      const found = profilesByIds(conn, sandboxId, ids);
-      return ids.map((id) => found.get(id));
-    }),
-    identities: new DataLoader<number, Identity[]>(async (ids) => {
-      const found = identitiesOf(conn, sandboxId, ids);
-      return ids.map((id) => found.get(id) ?? []);
-    }),
+    profile: batched<Profile | undefined>((ids) => profilesByIds(conn, sandboxId, ids), undefined),
+    identities: batched<Identity[]>((ids) => identitiesOf(conn, sandboxId, ids), []),
+    audience: batched<Audience | undefined>((ids) => audiencesByIds(conn, sandboxId, ids), undefined),
+    definition: batched<SegmentDefinition | undefined>((ids) => definitionsByIds(conn, sandboxId, ids), undefined),
+    /** Definition ids that name an audience through inSegment. */
+    dependents: batched<number[]>((ids) => dependentDefinitions(conn, sandboxId, ids), []),
+    /** Audience ids a definition names through inSegment. */
+    dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
+    memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
+    /** The sandbox's folder tree, read once per request (folders are a small taxonomy). */
+    folders: () => {
+      folders ??= allFolders(conn, sandboxId);
+      return folders;
+    },
   };
 }
 

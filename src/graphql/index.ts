@@ -4,6 +4,10 @@ import './types/sandbox.js';
 import './types/profile.js';
 import './types/profile-schema.js';
 import './types/system.js';
+import './types/folder.js';
+import './types/audience.js';
+import './types/segment-definition.js';
+import './types/pql.js';
 
 export const schema = builder.toSchema();
 

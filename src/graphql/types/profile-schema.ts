@@ -1,4 +1,5 @@
 import { type FieldClass, type SchemaField, schemaFieldsOf, updateProfileSchema } from '../../domain/profile-schema.js';
+import { definitionsUsingField } from '../../domain/definitions.js';
 import { builder } from '../builder.js';
 
 const FieldClassEnum = builder.enumType('FieldClass', {
@@ -60,6 +61,7 @@ builder.mutationField('updateProfileSchema', (t) =>
         ctx.conn,
         ctx.sandbox.id,
         args.input.fields.map((f) => ({ ...f, class: f.class as FieldClass })),
+        (cls, path) => definitionsUsingField(ctx.conn, ctx.sandbox.id, cls, path),
       ),
     }),
   }),

@@ -1,0 +1,329 @@
+import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { audiences, definitionDependencies, memberships, membershipHistory, segmentDefinitions } from '../db/schema.js';
+import { badInput, conflict, notFound } from './errors.js';
+import { requireFolder } from './folders.js';
+import { encodeGlobalId } from './ids.js';
+import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
+import { keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+
+export type AudienceOrigin = 'SEGMENTATION_SERVICE' | 'CUSTOM_UPLOAD' | 'MANUAL';
+
+export interface Audience {
+  id: number;
+  sandboxId: number;
+  name: string;
+  namespace: string;
+  description: string | null;
+  origin: AudienceOrigin;
+  lifecycleState: LifecycleState;
+  labels: string[];
+  folderId: number | null;
+  definitionId: number | null;
+  size: number;
+  version: number;
+  lastEvaluatedAt: number | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export const SEGQL_NAMESPACE = 'segql';
+const NAME_MAX = 255;
+const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+type AudienceRow = typeof audiences.$inferSelect;
+
+export function toAudience(row: AudienceRow): Audience {
+  const { nameKey: _nameKey, ...rest } = row;
+  return {
+    ...rest,
+    origin: row.origin as AudienceOrigin,
+    lifecycleState: row.lifecycleState as LifecycleState,
+    labels: JSON.parse(row.labels) as string[],
+  };
+}
+
+/** Trims and checks a name: 1–255 characters. */
+export function validName(name: string, field = 'input.name'): string {
+  const trimmed = name.trim();
+  if (trimmed.length === 0) throw badInput('The name is empty', field);
+  if (trimmed.length > NAME_MAX) throw badInput(`The name is ${trimmed.length} characters; the maximum is ${NAME_MAX}`, field);
+  return trimmed;
+}
+
+export function validLabels(labels: readonly string[] | null | undefined, field = 'input.labels'): string[] {
+  if (!labels) return [];
+  if (labels.length > 50) throw badInput('At most 50 labels', field);
+  const out = [...new Set(labels.map((l) => l.trim()))];
+  if (out.some((l) => l.length === 0 || l.length > 64)) throw badInput('Labels are 1 to 64 characters', field);
+  return out;
+}
+
+export function audiencesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Audience> {
+  const out = new Map<number, Audience>();
+  if (ids.length === 0) return out;
+  const rows = conn.db
+    .select()
+    .from(audiences)
+    .where(and(eq(audiences.sandboxId, sandboxId), inArray(audiences.id, [...ids])))
+    .all();
+  for (const row of rows) out.set(row.id, toAudience(row));
+  return out;
+}
+
+export function requireAudience(conn: Connection, sandboxId: number, id: number): Audience {
+  const audience = audiencesByIds(conn, sandboxId, [id]).get(id);
+  if (!audience) throw notFound(`No audience with id "${encodeGlobalId('Audience', id)}" in this sandbox`, encodeGlobalId('Audience', id));
+  return audience;
+}
+
+/** Throws CONFLICT when another audience in the namespace has this name (case-insensitive). */
+export function assertNameFree(conn: Connection, sandboxId: number, namespace: string, name: string, exceptId?: number): void {
+  const row = conn.db
+    .select({ id: audiences.id })
+    .from(audiences)
+    .where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.namespace, namespace), eq(audiences.nameKey, name.toLowerCase())))
+    .get();
+  if (row && row.id !== exceptId) throw conflict(`An audience named "${name}" already exists in namespace "${namespace}"`);
+}
+
+export interface NewAudience {
+  name: string;
+  namespace?: string | null;
+  description?: string | null;
+  origin: AudienceOrigin;
+  lifecycleState?: LifecycleState | null;
+  labels?: string[] | null;
+  folderId?: number | null;
+  definitionId?: number | null;
+}
+
+/** Inserts an audience (the caller holds the transaction). */
+export function insertAudience(conn: Connection, sandboxId: number, input: NewAudience, now: number): Audience {
+  const name = validName(input.name);
+  const namespace = input.namespace ?? SEGQL_NAMESPACE;
+  if (!NAMESPACE.test(namespace)) throw badInput('Namespaces are 1 to 64 letters, digits, "_", "." or "-"', 'input.namespace');
+  if (input.folderId != null) requireFolder(conn, sandboxId, input.folderId);
+  assertNameFree(conn, sandboxId, namespace, name);
+  const row = conn.db
+    .insert(audiences)
+    .values({
+      sandboxId,
+      name,
+      nameKey: name.toLowerCase(),
+      namespace,
+      description: input.description ?? null,
+      origin: input.origin,
+      lifecycleState: input.lifecycleState ?? 'DRAFT',
+      labels: JSON.stringify(validLabels(input.labels)),
+      folderId: input.folderId ?? null,
+      definitionId: input.definitionId ?? null,
+      createdAt: now,
+      updatedAt: now,
+    })
+    .returning()
+    .get();
+  return toAudience(row);
+}
+
+export function createManualAudience(
+  conn: Connection,
+  sandboxId: number,
+  input: Omit<NewAudience, 'origin' | 'definitionId'>,
+  now = Date.now(),
+): Audience {
+  return conn.sqlite.transaction(() => insertAudience(conn, sandboxId, { ...input, origin: 'MANUAL' }, now))();
+}
+
+export interface AudienceChanges {
+  name?: string | null;
+  description?: string | null;
+  lifecycleState?: LifecycleState | null;
+  labels?: string[] | null;
+  folderId?: number | null;
+  /** true when folderId was given (null then means "move to the root"). */
+  folderGiven?: boolean;
+}
+
+/** Applies changes to an audience (the caller holds the transaction); bumps its version. */
+export function applyAudienceChanges(
+  conn: Connection,
+  audience: Audience,
+  changes: AudienceChanges,
+  expectedVersion: number | null | undefined,
+  now: number,
+): Audience {
+  if (expectedVersion != null && expectedVersion !== audience.version) {
+    throw conflict(`The audience is at version ${audience.version}, not ${expectedVersion}: reload and try again`, {
+      currentVersion: audience.version,
+    });
+  }
+  if (audience.lifecycleState === 'ARCHIVED') throw conflict('The audience is ARCHIVED; archived audiences cannot change');
+  const set: Partial<AudienceRow> = { updatedAt: now, version: audience.version + 1 };
+  if (changes.name != null) {
+    const name = validName(changes.name);
+    assertNameFree(conn, audience.sandboxId, audience.namespace, name, audience.id);
+    set.name = name;
+    set.nameKey = name.toLowerCase();
+  }
+  if (changes.description !== undefined) set.description = changes.description;
+  if (changes.lifecycleState != null) {
+    assertLifecycleChange(audience.lifecycleState, changes.lifecycleState);
+    set.lifecycleState = changes.lifecycleState;
+  }
+  if (changes.labels != null) set.labels = JSON.stringify(validLabels(changes.labels));
+  if (changes.folderGiven) {
+    if (changes.folderId != null) requireFolder(conn, audience.sandboxId, changes.folderId);
+    set.folderId = changes.folderId ?? null;
+  }
+  const updated = conn.db
+    .update(audiences)
+    .set(set)
+    .where(and(eq(audiences.id, audience.id), eq(audiences.version, audience.version)))
+    .returning()
+    .get();
+  if (!updated) throw conflict('The audience changed while this update ran: reload and try again');
+  return toAudience(updated);
+}
+
+export function updateAudience(
+  conn: Connection,
+  sandboxId: number,
+  id: number,
+  changes: AudienceChanges,
+  expectedVersion?: number | null,
+  now = Date.now(),
+): Audience {
+  return conn.sqlite.transaction(() => {
+    const audience = requireAudience(conn, sandboxId, id);
+    if (audience.origin === 'SEGMENTATION_SERVICE' && changes.name != null) {
+      throw badInput('This audience belongs to a segment definition: rename the definition instead', 'input.name');
+    }
+    return applyAudienceChanges(conn, audience, changes, expectedVersion, now);
+  })();
+}
+
+/** Definitions that name this audience through inSegment (other than its own). */
+export function dependentDefinitions(conn: Connection, sandboxId: number, audienceIds: readonly number[]): Map<number, number[]> {
+  const out = new Map<number, number[]>(audienceIds.map((id) => [id, []]));
+  if (audienceIds.length === 0) return out;
+  const rows = conn.db
+    .select({ audienceId: definitionDependencies.audienceId, definitionId: definitionDependencies.definitionId })
+    .from(definitionDependencies)
+    .where(and(eq(definitionDependencies.sandboxId, sandboxId), inArray(definitionDependencies.audienceId, [...audienceIds])))
+    .orderBy(definitionDependencies.definitionId)
+    .all();
+  for (const r of rows) out.get(r.audienceId)?.push(r.definitionId);
+  return out;
+}
+
+/** CONFLICT naming every definition that still uses the audience. */
+export function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
+  const dependents = (dependentDefinitions(conn, sandboxId, [audience.id]).get(audience.id) ?? []).filter(
+    (d) => d !== audience.definitionId,
+  );
+  if (dependents.length === 0) return;
+  const names = conn.db
+    .select({ id: segmentDefinitions.id, name: segmentDefinitions.name })
+    .from(segmentDefinitions)
+    .where(inArray(segmentDefinitions.id, dependents))
+    .all();
+  throw conflict(
+    `Audience "${audience.name}" is used through inSegment by ${names.map((n) => `"${n.name}"`).join(', ')}; change or delete those first`,
+    { dependents: names.map((n) => ({ id: encodeGlobalId('SegmentDefinition', n.id), name: n.name })) },
+  );
+}
+
+/** Removes an audience with its memberships and their history (the caller holds the transaction). */
+export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+  conn.db.delete(memberships).where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId))).run();
+  conn.db
+    .delete(membershipHistory)
+    .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.audienceId, audienceId)))
+    .run();
+  conn.db.delete(audiences).where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.id, audienceId))).run();
+}
+
+export type EvaluationMethod = 'BATCH' | 'STREAMING' | 'EDGE';
+
+export interface AudienceFilter {
+  nameContains?: string | null;
+  namespace?: string | null;
+  origin?: AudienceOrigin | null;
+  lifecycleState?: LifecycleState | null;
+  label?: string | null;
+  folderId?: number | null;
+  evaluationMethod?: EvaluationMethod | null;
+  updatedAfter?: number | null;
+}
+
+export type AudienceOrderField = 'NAME' | 'CREATED_AT' | 'UPDATED_AT' | 'SIZE';
+export interface AudienceOrder {
+  field: AudienceOrderField;
+  direction: 'ASC' | 'DESC';
+}
+
+const ORDER_COLUMNS = {
+  NAME: audiences.nameKey,
+  CREATED_AT: audiences.createdAt,
+  UPDATED_AT: audiences.updatedAt,
+  SIZE: audiences.size,
+} as const;
+
+export function evaluationMethodCondition(method: EvaluationMethod, definitionIdColumn: SQL | typeof audiences.definitionId): SQL {
+  const column = { BATCH: 'eval_batch', STREAMING: 'eval_streaming', EDGE: 'eval_edge' }[method];
+  return sql`EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = ${definitionIdColumn} AND ${sql.identifier(`d`)}.${sql.identifier(column)} = 1)`;
+}
+
+/** Audiences with filters and a stable order (ties broken by id). */
+export function listAudiences(
+  conn: Connection,
+  sandboxId: number,
+  filter: AudienceFilter = {},
+  order: AudienceOrder = { field: 'CREATED_AT', direction: 'ASC' },
+  args: PageArgs = {},
+): Page<Audience> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(audiences.sandboxId, sandboxId)];
+  if (filter.nameContains) conditions.push(sql`instr(${audiences.nameKey}, ${filter.nameContains.toLowerCase()}) > 0`);
+  if (filter.namespace != null) conditions.push(eq(audiences.namespace, filter.namespace));
+  if (filter.origin != null) conditions.push(eq(audiences.origin, filter.origin));
+  if (filter.lifecycleState != null) conditions.push(eq(audiences.lifecycleState, filter.lifecycleState));
+  if (filter.label != null) conditions.push(sql`EXISTS (SELECT 1 FROM json_each(${audiences.labels}) WHERE value = ${filter.label})`);
+  if (filter.folderId != null) conditions.push(eq(audiences.folderId, filter.folderId));
+  if (filter.evaluationMethod != null) conditions.push(evaluationMethodCondition(filter.evaluationMethod, audiences.definitionId));
+  if (filter.updatedAfter != null) conditions.push(gt(audiences.updatedAt, filter.updatedAfter));
+  const base = [...conditions];
+  const column = ORDER_COLUMNS[order.field];
+  const ks = keyset(query, column, audiences.id, order.direction === 'DESC');
+  const rows = conn.db
+    .select()
+    .from(audiences)
+    .where(and(...conditions, ...ks.where))
+    .orderBy(...ks.orderBy)
+    .limit(query.fetch)
+    .all();
+  const sortKey = (r: AudienceRow) =>
+    order.field === 'NAME' ? r.nameKey : order.field === 'SIZE' ? r.size : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt;
+  const page = toPage(rows, query, (r) => [sortKey(r), r.id]);
+  return {
+    ...page,
+    items: page.items.map(toAudience),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(audiences)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+/** Recounts an audience's current members into its cached size. */
+export function refreshAudienceSize(conn: Connection, audienceId: number): void {
+  conn.sqlite
+    .prepare(
+      `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING'))
+       WHERE id = ?`,
+    )
+    .run(audienceId, audienceId);
+}

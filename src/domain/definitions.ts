@@ -1,0 +1,404 @@
+import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
+import type { Eligibility } from '../pql/types.js';
+import {
+  type Audience,
+  applyAudienceChanges,
+  assertNoDependents,
+  type EvaluationMethod,
+  evaluationMethodCondition,
+  insertAudience,
+  removeAudienceRows,
+  requireAudience,
+  validName,
+} from './audiences.js';
+import { badInput, conflict, notFound } from './errors.js';
+import { checkExpression, type CheckedInput, type ExpressionInput, type PqlFormat } from './expressions.js';
+import { encodeGlobalId } from './ids.js';
+import type { LifecycleState } from './lifecycle.js';
+import { keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+
+export interface EvaluationInfo {
+  batch: boolean;
+  streaming: boolean;
+  edge: boolean;
+}
+
+/** Requested flags; an absent (or null) flag keeps its current value. */
+export type EvaluationRequest = { [K in keyof EvaluationInfo]?: boolean | null };
+
+export interface SegmentDefinition {
+  id: number;
+  sandboxId: number;
+  audienceId: number;
+  name: string;
+  description: string | null;
+  expression: { format: PqlFormat; value: string };
+  /** Canonical text of the expression (what the engines compile). */
+  expressionText: string;
+  evaluationInfo: EvaluationInfo;
+  eligibility: Eligibility;
+  referencedFields: string[];
+  ttlInDays: number | null;
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+type DefinitionRow = typeof segmentDefinitions.$inferSelect;
+
+export function toDefinition(row: DefinitionRow): SegmentDefinition {
+  return {
+    id: row.id,
+    sandboxId: row.sandboxId,
+    audienceId: row.audienceId,
+    name: row.name,
+    description: row.description,
+    expression: { format: row.expressionFormat as PqlFormat, value: row.expressionValue },
+    expressionText: row.expressionText,
+    evaluationInfo: { batch: row.evalBatch, streaming: row.evalStreaming, edge: row.evalEdge },
+    eligibility: {
+      batch: true,
+      streaming: row.eligibleStreaming,
+      edge: row.eligibleEdge,
+      reasons: JSON.parse(row.eligibilityReasons) as string[],
+    },
+    referencedFields: JSON.parse(row.referencedFields) as string[],
+    ttlInDays: row.ttlInDays,
+    version: row.version,
+    createdAt: row.createdAt,
+    updatedAt: row.updatedAt,
+  };
+}
+
+export function definitionsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, SegmentDefinition> {
+  const out = new Map<number, SegmentDefinition>();
+  if (ids.length === 0) return out;
+  for (const row of conn.db
+    .select()
+    .from(segmentDefinitions)
+    .where(and(eq(segmentDefinitions.sandboxId, sandboxId), inArray(segmentDefinitions.id, [...ids])))
+    .all())
+    out.set(row.id, toDefinition(row));
+  return out;
+}
+
+export function requireDefinition(conn: Connection, sandboxId: number, id: number): SegmentDefinition {
+  const def = definitionsByIds(conn, sandboxId, [id]).get(id);
+  if (!def) {
+    const gid = encodeGlobalId('SegmentDefinition', id);
+    throw notFound(`No segment definition with id "${gid}" in this sandbox`, gid);
+  }
+  return def;
+}
+
+/** Audience ids each definition names through inSegment. */
+export function dependenciesOf(conn: Connection, sandboxId: number, definitionIds: readonly number[]): Map<number, number[]> {
+  const out = new Map<number, number[]>(definitionIds.map((id) => [id, []]));
+  if (definitionIds.length === 0) return out;
+  for (const r of conn.db
+    .select()
+    .from(definitionDependencies)
+    .where(
+      and(eq(definitionDependencies.sandboxId, sandboxId), inArray(definitionDependencies.definitionId, [...definitionIds])),
+    )
+    .orderBy(definitionDependencies.audienceId)
+    .all())
+    out.get(r.definitionId)?.push(r.audienceId);
+  return out;
+}
+
+const TTL_MAX_DAYS = 3650;
+
+function validTtl(ttl: number | null | undefined): number | null {
+  if (ttl == null) return null;
+  if (!Number.isInteger(ttl) || ttl < 1 || ttl > TTL_MAX_DAYS) {
+    throw badInput(`ttlInDays must be a whole number from 1 to ${TTL_MAX_DAYS}`, 'input.ttlInDays');
+  }
+  return ttl;
+}
+
+/** Streaming and edge may only be asked for when the checker says the expression allows them. */
+function validEvaluation(requested: EvaluationRequest | null | undefined, base: EvaluationInfo, eligibility: Eligibility) {
+  const info: EvaluationInfo = {
+    batch: requested?.batch ?? base.batch,
+    streaming: requested?.streaming ?? base.streaming,
+    edge: requested?.edge ?? base.edge,
+  };
+  for (const method of ['streaming', 'edge'] as const) {
+    if (info[method] && !eligibility[method]) {
+      throw badInput(
+        `The expression cannot be evaluated as ${method}: ${eligibility.reasons.join('; ') || 'not eligible'}`,
+        `input.evaluationInfo.${method}`,
+      );
+    }
+  }
+  if (!info.batch && !info.streaming && !info.edge) {
+    throw badInput('Enable at least one evaluation method', 'input.evaluationInfo');
+  }
+  return info;
+}
+
+function expressionColumns(input: ExpressionInput, checked: CheckedInput) {
+  return {
+    expressionFormat: input.format,
+    expressionValue: input.value,
+    expressionText: checked.text,
+    eligibleStreaming: checked.checked.eligibility.streaming,
+    eligibleEdge: checked.checked.eligibility.edge,
+    eligibilityReasons: JSON.stringify(checked.checked.eligibility.reasons),
+    referencedFields: JSON.stringify(checked.checked.referencedFields),
+  };
+}
+
+function writeDependencies(conn: Connection, sandboxId: number, definitionId: number, audienceIds: readonly number[]) {
+  conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, definitionId)).run();
+  if (audienceIds.length > 0) {
+    conn.db
+      .insert(definitionDependencies)
+      .values(audienceIds.map((audienceId) => ({ sandboxId, definitionId, audienceId })))
+      .run();
+  }
+}
+
+function assertDefinitionNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number) {
+  const row = conn.db
+    .select({ id: segmentDefinitions.id })
+    .from(segmentDefinitions)
+    .where(and(eq(segmentDefinitions.sandboxId, sandboxId), eq(segmentDefinitions.nameKey, name.toLowerCase())))
+    .get();
+  if (row && row.id !== exceptId) throw conflict(`A segment definition named "${name}" already exists`);
+}
+
+export interface CreateDefinitionInput {
+  name: string;
+  description?: string | null;
+  expression: ExpressionInput;
+  evaluationInfo?: EvaluationRequest | null;
+  ttlInDays?: number | null;
+  lifecycleState?: LifecycleState | null;
+  labels?: string[] | null;
+  folderId?: number | null;
+}
+
+/** Creates a definition and its audience in one transaction. */
+export function createSegmentDefinition(
+  conn: Connection,
+  sandboxId: number,
+  input: CreateDefinitionInput,
+  now = Date.now(),
+): SegmentDefinition {
+  const name = validName(input.name);
+  const ttlInDays = validTtl(input.ttlInDays);
+  return conn.sqlite.transaction(() => {
+    const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
+    const evaluation = validEvaluation(input.evaluationInfo, { batch: true, streaming: false, edge: false }, checked.checked.eligibility);
+    assertDefinitionNameFree(conn, sandboxId, name);
+    const audience = insertAudience(
+      conn,
+      sandboxId,
+      {
+        name,
+        description: input.description,
+        origin: 'SEGMENTATION_SERVICE',
+        lifecycleState: input.lifecycleState,
+        labels: input.labels,
+        folderId: input.folderId,
+      },
+      now,
+    );
+    const row = conn.db
+      .insert(segmentDefinitions)
+      .values({
+        sandboxId,
+        audienceId: audience.id,
+        name,
+        nameKey: name.toLowerCase(),
+        description: input.description ?? null,
+        ...expressionColumns(input.expression, checked),
+        evalBatch: evaluation.batch,
+        evalStreaming: evaluation.streaming,
+        evalEdge: evaluation.edge,
+        ttlInDays,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .returning()
+      .get();
+    conn.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
+    writeDependencies(conn, sandboxId, row.id, checked.checked.referencedAudiences);
+    return toDefinition(row);
+  })();
+}
+
+export interface UpdateDefinitionInput {
+  name?: string | null;
+  description?: string | null;
+  expression?: ExpressionInput | null;
+  evaluationInfo?: EvaluationRequest | null;
+  ttlInDays?: number | null;
+  lifecycleState?: LifecycleState | null;
+  labels?: string[] | null;
+}
+
+/**
+ * Changes a definition (and the audience fields it carries: name, description, lifecycle,
+ * labels). A new expression is checked again; memberships stay as they are until the next
+ * evaluation. `expectedVersion` guards against lost updates.
+ */
+export function updateSegmentDefinition(
+  conn: Connection,
+  sandboxId: number,
+  id: number,
+  input: UpdateDefinitionInput,
+  expectedVersion?: number | null,
+  now = Date.now(),
+): SegmentDefinition {
+  return conn.sqlite.transaction(() => {
+    const def = requireDefinition(conn, sandboxId, id);
+    if (expectedVersion != null && expectedVersion !== def.version) {
+      throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
+        currentVersion: def.version,
+      });
+    }
+    const audience = requireAudience(conn, sandboxId, def.audienceId);
+    if (audience.lifecycleState === 'ARCHIVED') throw conflict('The definition\'s audience is ARCHIVED; archived definitions cannot change');
+    const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
+    let eligibility = def.eligibility;
+    if (input.name != null) {
+      const name = validName(input.name);
+      assertDefinitionNameFree(conn, sandboxId, name, id);
+      set.name = name;
+      set.nameKey = name.toLowerCase();
+    }
+    if (input.description !== undefined) set.description = input.description;
+    if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
+    if (input.expression) {
+      const checked = checkExpression(conn, sandboxId, input.expression, { definition: true, selfAudienceId: def.audienceId });
+      Object.assign(set, expressionColumns(input.expression, checked));
+      eligibility = checked.checked.eligibility;
+      writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
+    }
+    if (input.evaluationInfo || input.expression) {
+      const info = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
+      set.evalBatch = info.batch;
+      set.evalStreaming = info.streaming;
+      set.evalEdge = info.edge;
+    }
+    const updated = conn.db
+      .update(segmentDefinitions)
+      .set(set)
+      .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
+      .returning()
+      .get();
+    if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
+    applyAudienceChanges(
+      conn,
+      audience,
+      { name: set.name, description: input.description, lifecycleState: input.lifecycleState, labels: input.labels },
+      null,
+      now,
+    );
+    return toDefinition(updated);
+  })();
+}
+
+/** Deletes a definition with its audience and memberships; CONFLICT while other definitions use the audience. */
+export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): number {
+  return conn.sqlite.transaction(() => {
+    const def = requireDefinition(conn, sandboxId, id);
+    const audience = requireAudience(conn, sandboxId, def.audienceId);
+    assertNoDependents(conn, sandboxId, audience);
+    conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, id)).run();
+    conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, id)).run();
+    removeAudienceRows(conn, sandboxId, audience.id);
+    return id;
+  })();
+}
+
+/** Deletes an audience; one made by a definition goes together with its definition. */
+export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
+  return conn.sqlite.transaction(() => {
+    const audience: Audience = requireAudience(conn, sandboxId, id);
+    if (audience.definitionId != null) {
+      deleteSegmentDefinition(conn, sandboxId, audience.definitionId);
+      return id;
+    }
+    assertNoDependents(conn, sandboxId, audience);
+    removeAudienceRows(conn, sandboxId, id);
+    return id;
+  })();
+}
+
+export interface DefinitionFilter {
+  nameContains?: string | null;
+  lifecycleState?: LifecycleState | null;
+  evaluationMethod?: EvaluationMethod | null;
+  label?: string | null;
+  folderId?: number | null;
+  updatedAfter?: number | null;
+}
+
+export type DefinitionOrderField = 'NAME' | 'CREATED_AT' | 'UPDATED_AT';
+
+const ORDER_COLUMNS = {
+  NAME: segmentDefinitions.nameKey,
+  CREATED_AT: segmentDefinitions.createdAt,
+  UPDATED_AT: segmentDefinitions.updatedAt,
+} as const;
+
+export function listSegmentDefinitions(
+  conn: Connection,
+  sandboxId: number,
+  filter: DefinitionFilter = {},
+  order: { field: DefinitionOrderField; direction: 'ASC' | 'DESC' } = { field: 'CREATED_AT', direction: 'ASC' },
+  args: PageArgs = {},
+): Page<SegmentDefinition> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(segmentDefinitions.sandboxId, sandboxId)];
+  if (filter.nameContains) conditions.push(sql`instr(${segmentDefinitions.nameKey}, ${filter.nameContains.toLowerCase()}) > 0`);
+  if (filter.evaluationMethod != null) conditions.push(evaluationMethodCondition(filter.evaluationMethod, segmentDefinitions.id as never));
+  if (filter.updatedAfter != null) conditions.push(gt(segmentDefinitions.updatedAt, filter.updatedAfter));
+  const audienceConds: SQL[] = [];
+  if (filter.lifecycleState != null) audienceConds.push(sql`a.lifecycle_state = ${filter.lifecycleState}`);
+  if (filter.label != null) audienceConds.push(sql`EXISTS (SELECT 1 FROM json_each(a.labels) WHERE value = ${filter.label})`);
+  if (filter.folderId != null) audienceConds.push(sql`a.folder_id = ${filter.folderId}`);
+  if (audienceConds.length > 0) {
+    conditions.push(sql`EXISTS (SELECT 1 FROM audiences a WHERE a.id = ${segmentDefinitions.audienceId} AND ${sql.join(audienceConds, sql` AND `)})`);
+  }
+  const base = [...conditions];
+  const ks = keyset(query, ORDER_COLUMNS[order.field], segmentDefinitions.id, order.direction === 'DESC');
+  const rows = conn.db
+    .select()
+    .from(segmentDefinitions)
+    .where(and(...conditions, ...ks.where))
+    .orderBy(...ks.orderBy)
+    .limit(query.fetch)
+    .all();
+  const sortKey = (r: DefinitionRow) => (order.field === 'NAME' ? r.nameKey : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt);
+  const page = toPage(rows, query, (r) => [sortKey(r), r.id]);
+  return {
+    ...page,
+    items: page.items.map(toDefinition),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(segmentDefinitions)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+/** Definitions (ids) that read a schema field, so its type cannot change under them. */
+export function definitionsUsingField(conn: Connection, sandboxId: number, cls: 'profile' | 'event', path: string): string[] {
+  const needle = cls === 'event' ? `xEvent.${path}` : path;
+  return (
+    conn.sqlite
+      .prepare(
+        `SELECT name FROM segment_definitions WHERE sandbox_id = ? AND EXISTS (SELECT 1 FROM json_each(referenced_fields) WHERE value = ?)`,
+      )
+      .pluck()
+      .all(sandboxId, needle) as string[]
+  ).map((n) => `definition "${n}"`);
+}

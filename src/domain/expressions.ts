@@ -1,0 +1,91 @@
+import type { Connection } from '../db/index.js';
+import type { ExpressionNode } from '../pql/ast.js';
+import { check, checkDefinition } from '../pql/checker.js';
+import { PqlError } from '../pql/errors.js';
+import { fromJson, type PqlJson, toJson } from '../pql/json.js';
+import { parse } from '../pql/parser.js';
+import { print } from '../pql/printer.js';
+import type { CheckedExpression, CheckOptions } from '../pql/types.js';
+import { internalId } from './ids.js';
+import { catalogOf } from './profile-schema.js';
+
+export type PqlFormat = 'PQL_TEXT' | 'PQL_JSON';
+
+export interface ExpressionInput {
+  format: PqlFormat;
+  value: string;
+}
+
+export interface CheckedInput {
+  checked: CheckedExpression;
+  /** Canonical text: what is stored and compiled. */
+  text: string;
+  json: PqlJson;
+}
+
+/** Parses either form into the syntax tree; `value` is the text, or the JSON form as a JSON string. */
+export function parseExpression(input: ExpressionInput): { ast: ExpressionNode; source: string } {
+  if (input.format === 'PQL_JSON') {
+    let json: unknown;
+    try {
+      json = JSON.parse(input.value);
+    } catch (e) {
+      throw new PqlError('PQL_SYNTAX_ERROR', `The PQL_JSON value is not JSON: ${(e as Error).message}`, input.value, {
+        offset: 0,
+        length: 0,
+        line: 1,
+        column: 1,
+      });
+    }
+    const ast = fromJson(json);
+    // Positions in errors then refer to the canonical text of the tree.
+    const source = print(ast);
+    return { ast: parse(source), source };
+  }
+  return { ast: parse(input.value), source: input.value };
+}
+
+/** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
+export function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
+  const byId = conn.sqlite.prepare('SELECT id, name FROM audiences WHERE sandbox_id = ? AND id = ?');
+  const byName = conn.sqlite.prepare(
+    "SELECT id, name FROM audiences WHERE sandbox_id = ? AND name_key = ? ORDER BY namespace = 'segql' DESC, id LIMIT 1",
+  );
+  const deps = conn.sqlite
+    .prepare(
+      `SELECT dd.audience_id FROM definition_dependencies dd JOIN audiences a ON a.definition_id = dd.definition_id
+       WHERE a.sandbox_id = ? AND a.id = ?`,
+    )
+    .pluck();
+  return {
+    catalog: catalogOf(conn, sandboxId),
+    selfAudienceId,
+    resolveAudience: (ref) => {
+      const id = internalId(ref, 'Audience');
+      const row = (id !== undefined ? byId.get(sandboxId, id) : byName.get(sandboxId, ref.toLowerCase())) as
+        | { id: number; name: string }
+        | undefined;
+      return row;
+    },
+    audienceDependencies: (id) => deps.all(sandboxId, id) as number[],
+  };
+}
+
+/** Parses and checks an expression against the sandbox; `definition` requires a boolean. */
+export function checkExpression(
+  conn: Connection,
+  sandboxId: number,
+  input: ExpressionInput,
+  options: { definition?: boolean; selfAudienceId?: number } = {},
+): CheckedInput {
+  const { ast, source } = parseExpression(input);
+  const checkOptions = checkOptionsFor(conn, sandboxId, options.selfAudienceId);
+  const checked = options.definition === false ? check(ast, source, checkOptions) : checkDefinition(ast, source, checkOptions);
+  return { checked, text: print(ast), json: toJson(ast) };
+}
+
+/** Converts between the text and JSON forms without checking against a schema. */
+export function convertExpression(input: ExpressionInput, to: PqlFormat): string {
+  const { ast } = parseExpression(input);
+  return to === 'PQL_JSON' ? JSON.stringify(toJson(ast)) : print(ast);
+}

@@ -1,0 +1,206 @@
+import { and, desc, eq, gt, inArray, lt, type SQL, sql } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { membershipHistory, memberships } from '../db/schema.js';
+import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
+import { badInput, conflict } from './errors.js';
+import { type IdentityInput, identityProblem } from './profile-ingest.js';
+import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { profileIdByIdentity } from './profiles.js';
+
+export type MembershipStatus = 'REALIZED' | 'EXISTING' | 'EXITED';
+export const CURRENT_STATUSES: readonly MembershipStatus[] = ['REALIZED', 'EXISTING'];
+
+export interface Membership {
+  audienceId: number;
+  profileId: number;
+  status: MembershipStatus;
+  qualifiedAt: number | null;
+  lastEvaluatedAt: number;
+  exitedAt: number | null;
+}
+
+export interface MembershipTransition {
+  id: number;
+  profileId: number;
+  audienceId: number;
+  at: number;
+  fromStatus: MembershipStatus | null;
+  toStatus: MembershipStatus;
+  cause: string;
+}
+
+const columns = {
+  audienceId: memberships.audienceId,
+  profileId: memberships.profileId,
+  status: memberships.status,
+  qualifiedAt: memberships.qualifiedAt,
+  lastEvaluatedAt: memberships.lastEvaluatedAt,
+  exitedAt: memberships.exitedAt,
+};
+
+/** An audience's members in profile order, optionally only some statuses. */
+export function listMembers(
+  conn: Connection,
+  sandboxId: number,
+  audienceId: number,
+  statuses: readonly MembershipStatus[] | null | undefined,
+  args: PageArgs,
+): Page<Membership> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)];
+  if (statuses && statuses.length > 0) conditions.push(inArray(memberships.status, [...statuses]));
+  const base = [...conditions];
+  if (query.after) conditions.push(gt(memberships.profileId, Number(query.after[0])));
+  if (query.before) conditions.push(lt(memberships.profileId, Number(query.before[0])));
+  const rows = conn.db
+    .select(columns)
+    .from(memberships)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? memberships.profileId : desc(memberships.profileId))
+    .limit(query.fetch)
+    .all() as Membership[];
+  return {
+    ...toPage(rows, query, (m) => [m.profileId]),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(memberships)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+/** Memberships of many profiles (all statuses), for the Profile.memberships loader. */
+export function membershipsOfProfiles(conn: Connection, sandboxId: number, profileIds: readonly number[]): Map<number, Membership[]> {
+  const out = new Map<number, Membership[]>(profileIds.map((id) => [id, []]));
+  if (profileIds.length === 0) return out;
+  const rows = conn.db
+    .select(columns)
+    .from(memberships)
+    .where(and(eq(memberships.sandboxId, sandboxId), inArray(memberships.profileId, [...profileIds])))
+    .orderBy(memberships.profileId, memberships.audienceId)
+    .all() as Membership[];
+  for (const r of rows) out.get(r.profileId)?.push(r);
+  return out;
+}
+
+/** A profile's membership transitions, newest first. */
+export function listMembershipHistory(
+  conn: Connection,
+  sandboxId: number,
+  profileId: number,
+  args: PageArgs,
+): Page<MembershipTransition> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, profileId)];
+  const base = [...conditions];
+  // Newest first by row id (ids grow with time).
+  if (query.after) conditions.push(lt(membershipHistory.id, Number(query.after[0])));
+  if (query.before) conditions.push(gt(membershipHistory.id, Number(query.before[0])));
+  const rows = conn.db
+    .select()
+    .from(membershipHistory)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? desc(membershipHistory.id) : membershipHistory.id)
+    .limit(query.fetch)
+    .all() as MembershipTransition[];
+  return {
+    ...toPage(rows, query, (t) => [t.id]),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(membershipHistory)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+function resolveIdentities(conn: Connection, sandboxId: number, identities: readonly IdentityInput[]): number[] {
+  if (identities.length === 0) throw badInput('Give at least one identity', 'identities');
+  if (identities.length > 10_000) throw badInput('At most 10,000 identities per call', 'identities');
+  const ids: number[] = [];
+  const unknown: string[] = [];
+  identities.forEach((identity, i) => {
+    const problem = identityProblem(identity);
+    if (problem) throw badInput(`Invalid identity: ${problem}`, `identities.${i}`);
+    const id = profileIdByIdentity(conn, sandboxId, identity);
+    if (id === undefined) unknown.push(`${identity.namespace}:${identity.id}`);
+    else ids.push(id);
+  });
+  if (unknown.length > 0) {
+    throw badInput(`No profile has identity ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}`, 'identities');
+  }
+  return [...new Set(ids)];
+}
+
+function requireManual(conn: Connection, sandboxId: number, audienceId: number): Audience {
+  const audience = requireAudience(conn, sandboxId, audienceId);
+  if (audience.origin !== 'MANUAL') {
+    throw badInput(`Members are added by hand only to MANUAL audiences; this one is ${audience.origin}`, 'audienceId');
+  }
+  if (audience.lifecycleState === 'ARCHIVED') throw conflict('The audience is ARCHIVED; archived audiences cannot change');
+  return audience;
+}
+
+/** Makes profiles members of a MANUAL audience (REALIZED), recording each change in history. */
+export function addAudienceMembers(
+  conn: Connection,
+  sandboxId: number,
+  audienceId: number,
+  identities: readonly IdentityInput[],
+  now = Date.now(),
+): void {
+  conn.sqlite.transaction(() => {
+    requireManual(conn, sandboxId, audienceId);
+    const current = conn.sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck();
+    const upsert = conn.sqlite.prepare(
+      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    );
+    const history = conn.sqlite.prepare(
+      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'REALIZED', 'manual')`,
+    );
+    for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
+      const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
+      if (status === 'REALIZED' || status === 'EXISTING') continue;
+      upsert.run(sandboxId, audienceId, profileId, now, now);
+      history.run(sandboxId, profileId, audienceId, now, status ?? null);
+    }
+    refreshAudienceSize(conn, audienceId);
+    touchAudience(conn, audienceId, now);
+  })();
+}
+
+/** Ends the membership of profiles in a MANUAL audience (EXITED), recording each change. */
+export function removeAudienceMembers(
+  conn: Connection,
+  sandboxId: number,
+  audienceId: number,
+  identities: readonly IdentityInput[],
+  now = Date.now(),
+): void {
+  conn.sqlite.transaction(() => {
+    requireManual(conn, sandboxId, audienceId);
+    const current = conn.sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck();
+    const exit = conn.sqlite.prepare(
+      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+    );
+    const history = conn.sqlite.prepare(
+      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'EXITED', 'manual')`,
+    );
+    for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
+      const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
+      if (status !== 'REALIZED' && status !== 'EXISTING') continue;
+      exit.run(now, now, audienceId, profileId);
+      history.run(sandboxId, profileId, audienceId, now, status);
+    }
+    refreshAudienceSize(conn, audienceId);
+    touchAudience(conn, audienceId, now);
+  })();
+}
+
+function touchAudience(conn: Connection, audienceId: number, now: number): void {
+  conn.sqlite.prepare('UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?').run(now, now, audienceId);
+}

@@ -1,0 +1,193 @@
+import type { Connection } from '../db/index.js';
+import { PqlError } from '../pql/errors.js';
+import { evaluate } from '../pql/evaluate.js';
+import type { PqlJson } from '../pql/json.js';
+import { compilePredicate } from '../pql/to-sql.js';
+import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } from '../pql/types.js';
+import { type SegmentDefinition, definitionsByIds } from './definitions.js';
+import { notFound } from './errors.js';
+import { checkExpression, type CheckedInput, type ExpressionInput } from './expressions.js';
+import type { IdentityInput } from './profile-ingest.js';
+import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type Profile, profileIdByIdentity, profilesByIds } from './profiles.js';
+import { assertIdentity } from './profile-ingest.js';
+
+export interface PqlProblem {
+  message: string;
+  code: string;
+  line: number;
+  column: number;
+  offset: number;
+  length: number;
+  expected: string[];
+}
+
+export interface PqlValidation {
+  valid: boolean;
+  errors: PqlProblem[];
+  normalized: string | null;
+  json: PqlJson | null;
+  eligibility: Eligibility | null;
+  referencedFields: string[];
+  referencedAudiences: number[];
+}
+
+/** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
+export function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): PqlValidation {
+  try {
+    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: true });
+    return {
+      valid: true,
+      errors: [],
+      normalized: text,
+      json,
+      eligibility: checked.eligibility,
+      referencedFields: checked.referencedFields,
+      referencedAudiences: checked.referencedAudiences,
+    };
+  } catch (e) {
+    if (!(e instanceof PqlError)) throw e;
+    const { line, column, offset, length } = e.loc;
+    return {
+      valid: false,
+      errors: [{ message: e.message, code: e.code, line, column, offset, length, expected: e.expected }],
+      normalized: null,
+      json: null,
+      eligibility: null,
+      referencedFields: [],
+      referencedAudiences: [],
+    };
+  }
+}
+
+/** The exact set of qualifying profiles (SQL engine), in id order. */
+export function profilesMatching(
+  conn: Connection,
+  sandboxId: number,
+  input: ExpressionInput,
+  at: number,
+  args: PageArgs,
+): Page<Profile> & { totalCount: () => number } {
+  const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
+  const query = pageQuery(args);
+  const predicate = compilePredicate(checked, { now: at });
+  const bounds: string[] = [];
+  const boundParams: number[] = [];
+  if (query.after) {
+    bounds.push('p.id > ?');
+    boundParams.push(Number(query.after[0]));
+  }
+  if (query.before) {
+    bounds.push('p.id < ?');
+    boundParams.push(Number(query.before[0]));
+  }
+  const order = query.direction === 'forward' ? 'ASC' : 'DESC';
+  const ids = conn.sqlite
+    .prepare(
+      `SELECT p.id FROM profiles AS p WHERE p.sandbox_id = ? ${bounds.map((b) => `AND ${b} `).join('')}AND (${predicate.sql})
+       ORDER BY p.id ${order} LIMIT ?`,
+    )
+    .pluck()
+    .all(sandboxId, ...boundParams, ...predicate.params, query.fetch) as number[];
+  const page = toPage(ids, query, (id) => [id]);
+  const found = profilesByIds(conn, sandboxId, page.items);
+  return {
+    ...page,
+    items: page.items.map((id) => found.get(id)!),
+    totalCount: () =>
+      conn.sqlite
+        .prepare(`SELECT count(*) FROM profiles AS p WHERE p.sandbox_id = ? AND (${predicate.sql})`)
+        .pluck()
+        .get(sandboxId, ...predicate.params) as number,
+  };
+}
+
+/** One profile as the JS engine needs it: attributes, events in (timestamp, id) order, current memberships. */
+export function loadProfileDocument(conn: Connection, sandboxId: number, profileId: number): ProfileDocument | undefined {
+  const row = conn.sqlite
+    .prepare('SELECT json(attributes) AS a FROM profiles WHERE sandbox_id = ? AND id = ?')
+    .get(sandboxId, profileId) as { a: string } | undefined;
+  if (!row) return undefined;
+  const events = (
+    conn.sqlite
+      .prepare('SELECT id, ts, event_type AS type, json(payload) AS payload FROM events WHERE profile_id = ? ORDER BY ts, id')
+      .all(profileId) as { id: number; ts: number; type: string; payload: string }[]
+  ).map(
+    (e): EventRecord => ({ id: e.id, timestamp: e.ts, eventType: e.type, payload: JSON.parse(e.payload) as Record<string, unknown> }),
+  );
+  const memberships = new Set(
+    conn.sqlite
+      .prepare("SELECT audience_id FROM memberships WHERE profile_id = ? AND status IN ('REALIZED', 'EXISTING')")
+      .pluck()
+      .all(profileId) as number[],
+  );
+  return { attributes: JSON.parse(row.a) as Record<string, unknown>, events, memberships };
+}
+
+export interface EdgeEvaluation {
+  qualifies: boolean | null;
+  /** Audience ids whose definitions the profile qualifies for. */
+  audienceIds: number[];
+  durationMs: number;
+}
+
+// Checked definitions keyed by id and version: edge evaluation re-uses them across requests.
+const checkedDefinitions = new WeakMap<Connection, Map<string, CheckedExpression>>();
+
+function checkedDefinition(conn: Connection, def: SegmentDefinition): CheckedExpression {
+  let cache = checkedDefinitions.get(conn);
+  if (!cache) {
+    cache = new Map();
+    checkedDefinitions.set(conn, cache);
+  }
+  const key = `${def.id}:${def.version}`;
+  let checked = cache.get(key);
+  if (!checked) {
+    checked = checkExpression(conn, def.sandboxId, { format: 'PQL_TEXT', value: def.expressionText }).checked;
+    cache.set(key, checked);
+  }
+  return checked;
+}
+
+/**
+ * Evaluates one profile with the JS engine: an expression, or the definitions of the given
+ * audiences (default: every edge-enabled definition of the sandbox).
+ */
+export function evaluateProfile(
+  conn: Connection,
+  sandboxId: number,
+  identity: IdentityInput,
+  options: { expression?: ExpressionInput | null; audienceIds?: readonly number[] | null; at: number },
+): EdgeEvaluation {
+  const started = performance.now();
+  assertIdentity(identity);
+  const profileId = profileIdByIdentity(conn, sandboxId, identity);
+  if (profileId === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
+  let expression: CheckedInput | undefined;
+  if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: true });
+  const doc = loadProfileDocument(conn, sandboxId, profileId)!;
+  let qualifies: boolean | null = null;
+  if (expression) qualifies = evaluate(expression.checked, doc, { now: options.at });
+  const audienceIds: number[] = [];
+  if (!expression || options.audienceIds) {
+    const definitionIds = options.audienceIds
+      ? (conn.sqlite
+          .prepare(
+            `SELECT definition_id FROM audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) AND definition_id IS NOT NULL`,
+          )
+          .pluck()
+          .all(sandboxId, JSON.stringify(options.audienceIds)) as number[])
+      : (conn.sqlite
+          .prepare(
+            `SELECT d.id FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+             WHERE d.sandbox_id = ? AND d.eval_edge = 1 AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
+          )
+          .pluck()
+          .all(sandboxId) as number[]);
+    for (const def of definitionsByIds(conn, sandboxId, definitionIds).values()) {
+      if (evaluate(checkedDefinition(conn, def), doc, { now: options.at })) audienceIds.push(def.audienceId);
+    }
+    audienceIds.sort((a, b) => a - b);
+  }
+  return { qualifies, audienceIds, durationMs: performance.now() - started };
+}

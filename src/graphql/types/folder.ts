@@ -1,0 +1,47 @@
+import { createFolder, folderPath } from '../../domain/folders.js';
+import { builder } from '../builder.js';
+import { requireId } from '../ids.js';
+import { FolderRef } from './refs.js';
+
+builder.node(FolderRef, {
+  description: 'A folder of the audience taxonomy; folders nest.',
+  id: { resolve: (f) => f.id },
+  loadMany: (ids, ctx) => ids.map((id) => ctx.loaders.folders().get(Number(id)) ?? null),
+  fields: (t) => ({
+    name: t.exposeString('name'),
+    path: t.string({
+      description: 'Names from the root, e.g. "/Marketing/Nordics".',
+      resolve: (f, _a, ctx) => folderPath(ctx.loaders.folders(), f.id),
+    }),
+    parent: t.field({
+      type: FolderRef,
+      nullable: true,
+      resolve: (f, _a, ctx) => (f.parentId == null ? null : (ctx.loaders.folders().get(f.parentId) ?? null)),
+    }),
+    children: t.field({
+      type: [FolderRef],
+      resolve: (f, _a, ctx) => [...ctx.loaders.folders().values()].filter((c) => c.parentId === f.id),
+    }),
+    createdAt: t.field({ type: 'DateTime', resolve: (f) => f.createdAt }),
+  }),
+});
+
+const CreateFolderInput = builder.inputType('CreateFolderInput', {
+  fields: (t) => ({ name: t.string({ required: true }), parentId: t.id() }),
+});
+
+builder.queryField('folders', (t) =>
+  t.field({ type: [FolderRef], description: 'Every folder of the sandbox.', resolve: (_r, _a, ctx) => [...ctx.loaders.folders().values()] }),
+);
+
+builder.mutationField('createFolder', (t) =>
+  t.field({
+    type: FolderRef,
+    args: { input: t.arg({ type: CreateFolderInput, required: true }) },
+    resolve: (_r, { input }, ctx) =>
+      createFolder(ctx.conn, ctx.sandbox.id, {
+        name: input.name,
+        parentId: input.parentId == null ? null : requireId(input.parentId, 'Folder'),
+      }),
+  }),
+);
