@@ -1,0 +1,343 @@
+/**
+ * The PQL checker (pql.md §6): resolves every path against the field catalogue, infers the
+ * type of every node, validates functions, operands and literals, resolves `inSegment`
+ * audiences (rejecting cycles), and decides the evaluation methods (eligibility.ts). The first
+ * error throws a PqlError('PQL_TYPE_ERROR') at the offending node.
+ */
+import type {
+  AggregateNode,
+  ArithmeticNode,
+  ArrayLiteralNode,
+  BindingNode,
+  ExpressionNode,
+  IdentifierNode,
+  InNode,
+  MemberNode,
+  ParentFieldNode,
+  QuantifiedNode,
+} from './ast.js';
+import { typeToString } from './catalog.js';
+import { checkCall, checkMethodCall } from './checker-calls.js';
+import {
+  ANY,
+  BOOLEAN,
+  bind,
+  CheckContext,
+  childRef,
+  comparisonError,
+  DATETIME,
+  type Env,
+  fits,
+  type ItemScope,
+  itemScope,
+  lookup,
+  NULL,
+  NUMBER,
+  objectItems,
+  ownField,
+  refPath,
+  type Scope,
+  STRING,
+  unify,
+} from './checker-context.js';
+import { checkChain, checkOccurs } from './checker-occurs.js';
+import { eligibility } from './eligibility.js';
+import { PqlError } from './errors.js';
+import { parse } from './parser.js';
+import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
+
+/** Checks an expression of any type. */
+export function check(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
+  const ctx = new CheckContext(source, options, visit);
+  const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
+  const type = ctx.check(ast, { item: root, env: null });
+  const referencedFields = [...new Set([...ctx.fieldReads.values(), ...ctx.extraFieldReads])].sort();
+  const referencedAudiences = [...ctx.referencedAudiences];
+  return {
+    source,
+    ast,
+    type,
+    types: ctx.types,
+    referencedFields,
+    audiences: ctx.audiences,
+    referencedAudiences,
+    eligibility: eligibility(ast, { referencedFields, referencedAudiences }),
+  };
+}
+
+/** Checks a segment definition: like `check`, and the expression must be boolean. */
+export function checkDefinition(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
+  const checked = check(ast, source, options);
+  if (checked.type.kind !== 'boolean') {
+    throw new PqlError(
+      'PQL_TYPE_ERROR',
+      `a segment definition must be a boolean expression, but this one is ${typeToString(checked.type)}`,
+      source,
+      ast.loc,
+    );
+  }
+  return checked;
+}
+
+/** Parses and checks a segment definition written as PQL text. */
+export function checkSource(source: string, options: CheckOptions): CheckedExpression {
+  return checkDefinition(parse(source), source, options);
+}
+
+function visit(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
+  const type = infer(ctx, node, scope);
+  ctx.types.set(node, type);
+  return type;
+}
+
+function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
+  switch (node.kind) {
+    case 'Literal':
+      if (node.value === null) return NULL;
+      if (typeof node.value === 'string') return STRING;
+      return typeof node.value === 'number' ? NUMBER : BOOLEAN;
+    case 'TimeWord':
+      return DATETIME;
+    case 'ArrayLiteral':
+      return arrayLiteral(ctx, node, scope);
+    case 'Identifier':
+      return identifier(ctx, node, scope);
+    case 'XEvent':
+      ctx.refs.set(node, { root: 'event', path: [] });
+      return { kind: 'array', of: ctx.options.catalog.event };
+    case 'Parameter': {
+      if (node.position !== 1) {
+        ctx.fail(`unknown parameter $${node.position}: only $1 (the profile) exists`, node.loc);
+      }
+      let root = scope.item;
+      while (root.parent) root = root.parent;
+      if (root.ref) ctx.refs.set(node, root.ref);
+      return root.type ?? ANY;
+    }
+    case 'ParentField':
+      return parentField(ctx, node, scope);
+    case 'Member':
+      return member(ctx, node, scope);
+    case 'MethodCall':
+      return checkMethodCall(ctx, node, scope);
+    case 'Filter': {
+      const arrayType = ctx.check(node.object, scope);
+      const item = objectItems(ctx, node.object, arrayType, 'a filter [...]');
+      const ref = ctx.refs.get(node.object);
+      ctx.expect(node.predicate, itemScope(scope, item, ref), 'boolean', 'a filter condition');
+      if (ref) ctx.refs.set(node, ref);
+      return arrayType;
+    }
+    case 'Call':
+      return checkCall(ctx, node, scope);
+    case 'Logical':
+      ctx.expect(node.left, scope, 'boolean', `the left operand of ${node.op}`);
+      ctx.expect(node.right, scope, 'boolean', `the right operand of ${node.op}`);
+      return BOOLEAN;
+    case 'Not':
+      ctx.expect(node.operand, scope, 'boolean', 'the operand of not');
+      return BOOLEAN;
+    case 'Compare': {
+      const left = ctx.check(node.left, scope);
+      const right = ctx.check(node.right, scope);
+      const error = comparisonError(left, right, node.op);
+      if (error) {
+        const culprit = left.kind === 'array' || left.kind === 'object' || left.kind === 'map' ? node.left : node.right;
+        ctx.fail(
+          `${error}: ${ctx.describe(node.left, left)} ${node.op} ${ctx.describe(node.right, right)}`,
+          culprit.loc,
+        );
+      }
+      return BOOLEAN;
+    }
+    case 'Arithmetic':
+      return arithmetic(ctx, node, scope);
+    case 'Negate':
+      ctx.expect(node.operand, scope, 'number', 'the operand of unary -');
+      return NUMBER;
+    case 'In':
+      return inList(ctx, node, scope);
+    case 'Like':
+      ctx.expect(node.value, scope, 'string', 'the left operand of like');
+      return BOOLEAN;
+    case 'Occurs':
+      return checkOccurs(ctx, node, scope);
+    case 'Quantified':
+      return quantified(ctx, node, scope);
+    case 'Select': {
+      const env = binding(ctx, node.binding, scope, scope.env);
+      ctx.expect(node.body, { ...scope, env }, 'boolean', 'the condition of select');
+      const ref = ctx.refs.get(node.binding.source);
+      if (ref) ctx.refs.set(node, ref);
+      return ctx.types.get(node.binding.source) ?? ANY;
+    }
+    case 'Aggregate':
+      return aggregate(ctx, node, scope);
+    case 'Let': {
+      const type = ctx.check(node.value, scope);
+      const ref = ctx.refs.get(node.value) ?? null;
+      const body = ctx.check(node.body, { ...scope, env: bind(scope.env, node.name, { kind: 'let', type, ref }) });
+      const bodyRef = ctx.refs.get(node.body);
+      if (bodyRef) ctx.refs.set(node, bodyRef);
+      return body;
+    }
+    case 'Chain':
+      return checkChain(ctx, node, scope);
+  }
+}
+
+function fieldOf(ctx: CheckContext, item: ItemScope, name: string, node: ExpressionNode, nameLoc = node.loc): PqlType {
+  if (!item.type) return ANY;
+  const type = ownField(item.type, name);
+  if (!type) ctx.unknownField(item.ref, name, nameLoc);
+  const ref = childRef(item.ref, name);
+  if (ref) {
+    ctx.refs.set(node, ref);
+    ctx.fieldReads.set(node, refPath(ref));
+  }
+  return type;
+}
+
+function identifier(ctx: CheckContext, node: IdentifierNode, scope: Scope): PqlType {
+  const b = lookup(scope.env, node.name);
+  if (!b) return fieldOf(ctx, scope.item, node.name, node);
+  if (b.kind === 'label' && (scope.whenStep === undefined || (b.stepIndex ?? 0) >= scope.whenStep)) {
+    ctx.fail(`WHEN can only refer to an earlier chain step; ${node.name} is not before this step`, node.loc);
+  }
+  if (b.ref) ctx.refs.set(node, b.ref);
+  return b.type;
+}
+
+function parentField(ctx: CheckContext, node: ParentFieldNode, scope: Scope): PqlType {
+  let item: ItemScope | null = scope.item;
+  for (let i = 0; i < node.depth && item; i++) item = item.parent;
+  if (!item) {
+    ctx.fail(
+      `${'^'.repeat(node.depth)}.${node.name} reaches past the profile: only ${depthOf(scope.item)} enclosing scope(s) here`,
+      node.loc,
+    );
+  }
+  return fieldOf(ctx, item, node.name, node);
+}
+
+function depthOf(item: ItemScope): number {
+  let n = 0;
+  for (let i = item.parent; i; i = i.parent) n++;
+  return n;
+}
+
+function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
+  const objectType = ctx.check(node.object, scope);
+  const nameLoc = ctx.nameLoc(node, node.object.loc.offset + node.object.loc.length, node.name);
+  const ref = ctx.refs.get(node.object) ?? null;
+  switch (objectType.kind) {
+    case 'any':
+      return ANY;
+    case 'object':
+      // The longer path replaces the shorter one: `person.name.firstName` reads one field, not three.
+      ctx.fieldReads.delete(node.object);
+      return fieldOf(ctx, { type: objectType, ref, parent: null }, node.name, node, nameLoc);
+    case 'map':
+      return ctx.fail(
+        `${ctx.describe(node.object, objectType)} is a map: read its entries with .get("${node.name}")`,
+        nameLoc,
+      );
+    case 'array':
+      return ctx.fail(
+        `${ctx.describe(node.object, objectType)} is an array: reach .${node.name} of its items with a filter [...], .exists(...) or an aggregate such as .sum(${node.name})`,
+        nameLoc,
+      );
+    default:
+      return ctx.fail(`${ctx.describe(node.object, objectType)} has no fields (looking for .${node.name})`, nameLoc);
+  }
+}
+
+function arrayLiteral(ctx: CheckContext, node: ArrayLiteralNode, scope: Scope): PqlType {
+  let of: PqlType = ANY;
+  for (const element of node.elements) {
+    const t = ctx.check(element, scope);
+    const common = unify(of, t);
+    if (!common) {
+      ctx.fail(`array elements must share one type: ${typeToString(t)} after ${typeToString(of)}`, element.loc);
+    }
+    of = common;
+  }
+  return { kind: 'array', of: of.kind === 'null' ? ANY : of };
+}
+
+function arithmetic(ctx: CheckContext, node: ArithmeticNode, scope: Scope): PqlType {
+  const left = ctx.check(node.left, scope);
+  const right = ctx.check(node.right, scope);
+  const numeric = (t: PqlType) => fits(t, 'number');
+  if (numeric(left) && numeric(right)) return NUMBER;
+  if (node.op === '+' && fits(left, 'string') && fits(right, 'string')) return STRING;
+  const culprit = numeric(left) || (node.op === '+' && fits(left, 'string')) ? node.right : node.left;
+  const wants = node.op === '+' ? 'two numbers or two strings' : 'numbers';
+  return ctx.fail(
+    `${node.op} needs ${wants}, found ${ctx.describe(node.left, left)} ${node.op} ${ctx.describe(node.right, right)}`,
+    culprit.loc,
+  );
+}
+
+function inList(ctx: CheckContext, node: InNode, scope: Scope): PqlType {
+  const op = node.negated ? 'notIn' : 'in';
+  const value = ctx.check(node.value, scope);
+  if (value.kind === 'array' || value.kind === 'object' || value.kind === 'map') {
+    ctx.fail(
+      `the left operand of ${op} must be a single value, found ${ctx.describe(node.value, value)}`,
+      node.value.loc,
+    );
+  }
+  if (node.list.kind === 'ArrayLiteral') {
+    for (const element of node.list.elements) {
+      const t = ctx.check(element, scope);
+      const error = comparisonError(value, t, '=');
+      if (error)
+        ctx.fail(`${op} list element does not match ${ctx.describe(node.value, value)}: ${error}`, element.loc);
+    }
+    ctx.types.set(node.list, { kind: 'array', of: value.kind === 'null' ? ANY : value });
+    return BOOLEAN;
+  }
+  const list = ctx.check(node.list, scope);
+  if (list.kind === 'any') return BOOLEAN;
+  if (list.kind !== 'array') {
+    ctx.fail(`the right operand of ${op} must be an array, found ${ctx.describe(node.list, list)}`, node.list.loc);
+  }
+  const error = comparisonError(value, list.of, '=');
+  if (error) ctx.fail(`${op} list does not match ${ctx.describe(node.value, value)}: ${error}`, node.list.loc);
+  return BOOLEAN;
+}
+
+/** Binds `binding.name` to the items of its source; the source sees the bindings before it. */
+function binding(ctx: CheckContext, node: BindingNode, scope: Scope, env: Env | null): Env {
+  const source = ctx.check(node.source, { ...scope, env });
+  if (source.kind !== 'array' && source.kind !== 'any') {
+    ctx.fail(
+      `${node.name} must range over an array, but ${ctx.describe(node.source, source)} is not one`,
+      node.source.loc,
+    );
+  }
+  const of = source.kind === 'array' ? source.of : ANY;
+  return bind(env, node.name, { kind: 'variable', type: of, ref: ctx.refs.get(node.source) ?? null });
+}
+
+function quantified(ctx: CheckContext, node: QuantifiedNode, scope: Scope): PqlType {
+  let env = scope.env;
+  const seen = new Set<string>();
+  for (const b of node.bindings) {
+    if (seen.has(b.name)) ctx.fail(`variable ${b.name} is bound twice in one ${node.quantifier}`, b.loc);
+    seen.add(b.name);
+    env = binding(ctx, b, scope, env);
+  }
+  ctx.expect(node.body, { ...scope, env }, 'boolean', `the condition of ${node.quantifier}`);
+  return BOOLEAN;
+}
+
+function aggregate(ctx: CheckContext, node: AggregateNode, scope: Scope): PqlType {
+  const env = binding(ctx, node.binding, scope, scope.env);
+  const inner = { ...scope, env };
+  ctx.expect(node.body, inner, 'boolean', `the condition of ${node.fn}`);
+  if (node.fn === 'count') ctx.check(node.value, inner);
+  else ctx.expect(node.value, inner, 'number', `the value of ${node.fn}`);
+  return NUMBER;
+}

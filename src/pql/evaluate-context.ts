@@ -1,0 +1,129 @@
+/**
+ * What the parts of the JS evaluator share: the per-evaluation context, compiled closures and
+ * the compile-time lexical scope. Kept apart from `evaluate.ts` so the method, `occurs` and
+ * CHAIN compilers can live in their own files without import cycles.
+ */
+import type { ExpressionNode } from './ast.js';
+import type { EventRecord, ProfileDocument } from './types.js';
+
+/** State of one evaluation. `scope` and `env` are slot arrays whose indices are fixed at compile time. */
+export interface Ctx {
+  readonly profile: ProfileDocument;
+  readonly now: number;
+  /** 00:00 UTC of now's day. */
+  readonly today: number;
+  /** `scope[d]` is the current item at lexical depth d; `scope[0]` is the profile's attributes. */
+  readonly scope: unknown[];
+  /** Values of `let` variables, quantifier variables and chain labels, one slot per binding. */
+  readonly env: unknown[];
+  /** The event items, built on first use. */
+  events: readonly EventItem[] | undefined;
+}
+
+/** A compiled expression: its value (`undefined` is missing) in a context. */
+export type Fn = (ctx: Ctx) => unknown;
+
+/** A binding visible by name, innermost first. Labels are only put in scope inside `WHEN`. */
+export interface Binding {
+  readonly name: string;
+  readonly slot: number;
+  readonly kind: 'let' | 'var' | 'label';
+  /** For labels: the index of the chain step. */
+  readonly step: number;
+  readonly next: Binding | null;
+}
+
+/** The compile-time scope of a node. */
+export interface Scope {
+  /** Lexical depth of the current item (0 = profile). */
+  readonly depth: number;
+  readonly bindings: Binding | null;
+  /** Collects the chain steps whose labels a `WHEN` refers to. */
+  readonly labelUse?: Set<number>;
+}
+
+/** What the method / occurs / chain compilers need from the core compiler. */
+export interface Compiler {
+  compile(node: ExpressionNode, scope: Scope): Fn;
+  /** A fresh `env` slot. */
+  allocSlot(): number;
+  /** The scope of the items of a filter / per-item argument, one level deeper. */
+  itemScope(scope: Scope): Scope;
+  /** The audience id an `inSegment` argument resolved to. */
+  audienceId(ref: string): number | undefined;
+}
+
+/**
+ * One event as an item of `xEvent`: the `timestamp` and `eventType` columns and the payload.
+ * A class rather than `{ ...payload, timestamp, eventType }` so the two columns, read by
+ * almost every event condition, are monomorphic property loads; `readField` looks other
+ * names up in the payload (the columns win over payload fields of the same name, as in SQL).
+ */
+const eventListCache = new WeakMap<readonly EventRecord[], { length: number; last: EventRecord; items: EventItem[] }>();
+
+export class EventItem {
+  constructor(
+    readonly timestamp: number,
+    readonly eventType: string,
+    readonly payload: Record<string, unknown>,
+  ) {}
+
+  /** The event as one plain object, e.g. when `evaluateValue` returns events. */
+  toJSON(): Record<string, unknown> {
+    return { ...this.payload, timestamp: this.timestamp, eventType: this.eventType };
+  }
+}
+
+function inOrder(a: EventRecord, b: EventRecord): boolean {
+  return a.timestamp < b.timestamp || (a.timestamp === b.timestamp && a.id <= b.id);
+}
+
+/**
+ * The profile's events as items in (timestamp, id) order, cached per events array since
+ * streaming evaluates many definitions against the same profile; a list that grew is rebuilt.
+ */
+export function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
+  const n = events.length;
+  if (n === 0) return [];
+  const cached = eventListCache.get(events);
+  if (cached !== undefined && cached.length === n && cached.last === events[n - 1]) return cached.items;
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) sorted = inOrder(events[i - 1]!, events[i]!);
+  const ordered = sorted
+    ? events
+    : [...events].sort((a, b) => a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const items = ordered.map((e) => new EventItem(e.timestamp, e.eventType, e.payload));
+  eventListCache.set(events, { length: n, last: events[n - 1]!, items });
+  return items;
+}
+
+export function ctxEvents(ctx: Ctx): readonly EventItem[] {
+  if (ctx.events === undefined) ctx.events = eventItems(ctx.profile.events);
+  return ctx.events;
+}
+
+/**
+ * A field of a document value: own properties of plain objects only (never the prototype, so
+ * `constructor` is just a missing field); null, arrays and scalars have no fields (missing).
+ */
+export function readField(obj: unknown, name: string): unknown {
+  if (obj instanceof EventItem) {
+    if (name === 'timestamp') return obj.timestamp;
+    if (name === 'eventType') return obj.eventType;
+    return readPlainField(obj.payload, name);
+  }
+  return readPlainField(obj, name);
+}
+
+function readPlainField(obj: unknown, name: string): unknown {
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj) || !Object.hasOwn(obj, name)) return undefined;
+  const v = (obj as Record<string, unknown>)[name];
+  return v === null ? undefined : v;
+}
+
+/** `readField` specialised to one name, for the hot per-event paths. */
+export function fieldReader(name: string): (obj: unknown) => unknown {
+  if (name === 'timestamp') return (obj) => (obj instanceof EventItem ? obj.timestamp : readPlainField(obj, name));
+  if (name === 'eventType') return (obj) => (obj instanceof EventItem ? obj.eventType : readPlainField(obj, name));
+  return (obj) => readPlainField(obj instanceof EventItem ? obj.payload : obj, name);
+}

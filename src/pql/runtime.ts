@@ -1,0 +1,65 @@
+/**
+ * The exact semantics both PQL engines share (docs/pql-semantics.md): the JS evaluator calls
+ * these directly, the SQL compiler binds their results as parameters or registers them as
+ * SQLite functions, so the subtle parts — calendar time, `occurs` windows, Unicode strings,
+ * RE2 regexes, compensated sums — are one piece of code. All functions are pure and never
+ * throw on data (except `toCanonicalIso` on an unrepresentable instant).
+ */
+
+export {
+  codePointLength,
+  compareCodePoints,
+  compileRegex,
+  isStringPredicate,
+  isValidRegex,
+  likeMatches,
+  lowerText,
+  regexGroup,
+  regexMatches,
+  STRING_PREDICATES,
+  type StringPredicateName,
+  stringPredicate,
+  upperText,
+} from './runtime-strings.js';
+export {
+  addUnits,
+  ageInYears,
+  dayStart,
+  daysInMonth,
+  getDayOfMonth,
+  getMonth,
+  getYear,
+  isDayValuedRef,
+  isLeapYear,
+  MS_PER_DAY,
+  MS_PER_HOUR,
+  MS_PER_MINUTE,
+  MS_PER_SECOND,
+  MS_PER_WEEK,
+  type OccursBounds,
+  type OccursShape,
+  occursBounds,
+  occursHolds,
+  occursMatches,
+  occursShapeOf,
+  parseDate,
+  parseIsoDatetime,
+  periodOf,
+  periodStart,
+  toCanonicalIso,
+  toInstant,
+} from './runtime-time.js';
+export {
+  arithmetic,
+  compareOp,
+  compareValues,
+  isMissing,
+  isSqliteInteger,
+  KbnAccumulator,
+  kbnSum,
+  negate,
+  sqliteInteger,
+  valueIn,
+  valueNotIn,
+  valuesEqual,
+} from './runtime-values.js';

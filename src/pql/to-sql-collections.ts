@@ -1,0 +1,403 @@
+/**
+ * Arrays in SQL: filters, the array methods, quantifiers, `select` and aggregations. An array
+ * is a row source (`events AS e3 WHERE e3.profile_id = p.id …`, `jsonb_each(doc, ?) AS j4`),
+ * and every method is a correlated sub-query over it, so event conditions stay direct column
+ * comparisons on the (profile_id, event_type, ts) index.
+ */
+import type {
+  AggregateFn,
+  AggregateNode,
+  ArrayLiteralNode,
+  ExpressionNode,
+  FilterNode,
+  MethodCallNode,
+  QuantifiedNode,
+  SelectNode,
+} from './ast.js';
+import {
+  asIso,
+  type CompileContext,
+  documentOf,
+  type Env,
+  fieldValue,
+  fromWhere,
+  isoBound,
+  itemValue,
+  readScalar,
+  unifyDatetimes,
+  withScope,
+  withVar,
+} from './to-sql-context.js';
+import {
+  ANY_TYPE,
+  asCondition,
+  type CollectionValue,
+  type CompiledValue,
+  conditionSql,
+  constantPredicate,
+  jsonPath,
+  NUMBER_TYPE,
+  type ObjectValue,
+  param,
+  predicate,
+  raw,
+  type ScalarValue,
+  type Sql,
+  sql,
+  TRUE,
+  valueSql,
+} from './to-sql-fragment.js';
+import type { PqlType } from './types.js';
+
+const COLLECTION_METHODS = new Set([
+  'count',
+  'sum',
+  'average',
+  'min',
+  'max',
+  'head',
+  'topN',
+  'bottomN',
+  'exists',
+  'forall',
+  'includes',
+  'intersects',
+  'subsetOf',
+  'supersetOf',
+  'intersection',
+  'distinct',
+  'get',
+  'keys',
+  'values',
+]);
+
+export function isCollectionMethod(name: string): boolean {
+  return COLLECTION_METHODS.has(name);
+}
+
+function and(parts: readonly Sql[]): Sql {
+  if (parts.length === 0) return TRUE;
+  return parts.slice(1).reduce((acc, p) => sql`${acc} AND ${p}`, parts[0]!);
+}
+
+function scalar(s: Sql, type: PqlType, nullable = true): ScalarValue {
+  return {
+    kind: 'scalar',
+    sql: s,
+    type,
+    nullable,
+    predicate: false,
+    rep: type.kind === 'datetime' ? 'iso' : undefined,
+  };
+}
+
+/** The whole item of an array of scalars (`j.value`). */
+function itemScalar(c: CollectionValue): ScalarValue {
+  return readScalar(c.item, [], c.itemType);
+}
+
+/** `item = v` for an array of scalars, datetimes compared in one representation. */
+export function itemEquals(c: CollectionValue, v: ScalarValue): Sql {
+  let [a, b] = [itemScalar(c), v];
+  if (a.type.kind === 'datetime' || b.type.kind === 'datetime') [a, b] = unifyDatetimes(a, b);
+  return sql`${valueSql(a)} = ${valueSql(b)}`;
+}
+
+function sameItems(c: CollectionValue, d: CollectionValue): Sql {
+  let [a, b] = [itemScalar(c), itemScalar(d)];
+  if (a.type.kind === 'datetime' || b.type.kind === 'datetime') [a, b] = unifyDatetimes(a, b);
+  return sql`${valueSql(a)} = ${valueSql(b)}`;
+}
+
+function presentAnd(...parts: (Sql | null)[]): Sql | null {
+  const list = parts.filter((p): p is Sql => p !== null);
+  if (list.length === 0) return null;
+  return and(list.map((p) => sql`coalesce(${p}, 0)`));
+}
+
+/** `a[cond]`: the items of `a` for which `cond` holds, fields resolved against each item. */
+export function compileFilter(ctx: CompileContext, node: FilterNode, env: Env): CollectionValue {
+  const c = ctx.collection(node.object, env);
+  const cond = asCondition(ctx.scalar(node.predicate, withScope(env, c.item)));
+  return { ...c, where: [...c.where, conditionSql(cond)], length: undefined };
+}
+
+/** `[a, b, …]` as a row source: constants as one bound JSON text, otherwise `json_array(…)`. */
+export function compileArrayLiteral(ctx: CompileContext, node: ArrayLiteralNode, env: Env): CollectionValue {
+  const type = ctx.typeOf(node);
+  const itemType = type.kind === 'array' ? type.of : ANY_TYPE;
+  // Datetime items are kept as ISO text, the form document arrays have.
+  const elements = node.elements.map((e) => ctx.scalar(e, env));
+  const alias = ctx.alias('j');
+  let array: Sql;
+  if (elements.every((e) => e.constant !== undefined)) {
+    const values = elements.map((e) =>
+      e.type.kind === 'datetime' && typeof e.constant === 'number' ? isoBound(e.constant) : e.constant,
+    );
+    array = param(JSON.stringify(values));
+  } else {
+    array = sql`json_array(${joinComma(elements.map((e) => valueSql(e.type.kind === 'datetime' ? asIso(e) : e)))})`;
+  }
+  return {
+    kind: 'collection',
+    type,
+    itemType,
+    from: sql`json_each(${array}) AS ${raw(alias)}`,
+    where: [],
+    item: { kind: 'json', alias },
+    order: [raw(`${alias}.key`)],
+    present: null,
+    length: param(elements.length),
+  };
+}
+
+function joinComma(parts: readonly Sql[]): Sql {
+  if (parts.length === 0) return raw('');
+  return parts.slice(1).reduce((acc, p) => sql`${acc}, ${p}`, parts[0]!);
+}
+
+function bindItems(ctx: CompileContext, bindings: QuantifiedNode['bindings'], env: Env) {
+  let inner = env;
+  const sources: CollectionValue[] = [];
+  for (const b of bindings) {
+    const c = ctx.collection(b.source, inner);
+    sources.push(c);
+    inner = withVar(inner, b.name, { kind: 'variable', value: () => itemValue(c.item, c.itemType) });
+  }
+  return { sources, inner };
+}
+
+/** `exists E from s, F from t where body` / `forall …`: one sub-query over the cross product. */
+export function compileQuantified(ctx: CompileContext, node: QuantifiedNode, env: Env): ScalarValue {
+  const { sources, inner } = bindItems(ctx, node.bindings, env);
+  const body = asCondition(ctx.scalar(node.body, inner));
+  const from = sources.map((s) => s.from).reduce((acc, f) => sql`${acc}, ${f}`);
+  const where = sources.flatMap((s) => s.where);
+  if (node.quantifier === 'exists') {
+    return predicate(sql`EXISTS (SELECT 1 FROM ${from} WHERE ${and([...where, conditionSql(body)])})`, false);
+  }
+  const counter = body.nullable ? sql`NOT coalesce(${body.sql}, 0)` : sql`NOT (${body.sql})`;
+  return predicate(sql`NOT EXISTS (SELECT 1 FROM ${from} WHERE ${and([...where, counter])})`, false);
+}
+
+/** `select E from src where body`: the items of src for which body holds, E naming the item. */
+export function compileSelect(ctx: CompileContext, node: SelectNode, env: Env): CollectionValue {
+  const { sources, inner } = bindItems(ctx, [node.binding], env);
+  const c = sources[0]!;
+  const body = asCondition(ctx.scalar(node.body, inner));
+  return { ...c, where: [...c.where, conditionSql(body)], length: undefined };
+}
+
+/** `sum E.x over E from src where body` (count/average/min/max). */
+export function compileAggregate(ctx: CompileContext, node: AggregateNode, env: Env): ScalarValue {
+  const { sources, inner } = bindItems(ctx, [node.binding], env);
+  const c = sources[0]!;
+  const body = asCondition(ctx.scalar(node.body, inner));
+  const filtered = { ...c, where: [...c.where, conditionSql(body)] };
+  const value = ctx.compile(node.value, inner);
+  if (node.fn === 'count') {
+    const present = presence(value);
+    if (present === null) return scalar(sql`(SELECT count(*) ${fromWhere(filtered)})`, NUMBER_TYPE, false);
+    return scalar(sql`(SELECT count(*) ${fromWhere(filtered, [present])})`, NUMBER_TYPE, false);
+  }
+  if (value.kind !== 'scalar') throw new Error(`PQL to SQL: ${node.fn} needs numbers`);
+  return aggregate(filtered, node.fn, value);
+}
+
+/** The condition that a value is present (null when it always is). */
+function presence(v: CompiledValue): Sql | null {
+  switch (v.kind) {
+    case 'scalar':
+      if (v.predicate || !v.nullable) return null;
+      return sql`${v.sql} IS NOT NULL`;
+    case 'object':
+      if (v.path.length === 0 && !v.wrap) return null;
+      if (v.path.length === 0) return v.present ?? null;
+      {
+        const t = sql`json_type(${documentOf(v.item)}, ${param(jsonPath(v.path))})`;
+        return sql`coalesce(${v.wrap ? v.wrap(t) : t} <> 'null', 0)`;
+      }
+    case 'collection':
+      return v.present === null ? null : sql`coalesce(${v.present}, 0)`;
+  }
+}
+
+const SQL_AGGREGATE: Record<Exclude<AggregateFn, 'count'>, string> = {
+  sum: 'total',
+  average: 'avg',
+  min: 'min',
+  max: 'max',
+};
+
+/**
+ * sum/average/min/max of a value per item. SQLite's total()/avg() are the KBN sums that
+ * runtime.KbnAccumulator reproduces step for step, which is only the same number when the
+ * values come in the same order: events are summed in (ts, id) order like the JS engine (the
+ * index already delivers that order when the event type is fixed, so it costs no sort).
+ */
+function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: ScalarValue): ScalarValue {
+  const f = raw(SQL_AGGREGATE[fn]);
+  const type = fn === 'min' || fn === 'max' ? v.type : NUMBER_TYPE;
+  let s: Sql;
+  if (c.item.kind === 'event' && (fn === 'sum' || fn === 'average')) {
+    s = sql`(SELECT ${f}(v) FROM (SELECT ${valueSql(v)} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}))`;
+  } else {
+    s = sql`(SELECT ${f}(${valueSql(v)}) ${fromWhere(c)})`;
+  }
+  return { ...scalar(s, type, fn !== 'sum'), rep: v.rep };
+}
+
+function perItem(ctx: CompileContext, c: CollectionValue, arg: ExpressionNode | undefined, env: Env): ScalarValue {
+  return arg === undefined ? itemScalar(c) : ctx.scalar(arg, withScope(env, c.item));
+}
+
+/** Columns that carry an item through a derived table, under the same names. */
+function itemColumns(c: CollectionValue): Sql {
+  const a = c.item.kind === 'profile' ? 'p' : c.item.alias;
+  return c.item.kind === 'event'
+    ? raw(`${a}.id AS id, ${a}.ts AS ts, ${a}.event_type AS event_type, ${a}.payload AS payload`)
+    : raw(`${a}.key AS key, ${a}.value AS value`);
+}
+
+function derived(ctx: CompileContext, c: CollectionValue, select: Sql): CollectionValue {
+  const d = ctx.alias('d');
+  return {
+    ...c,
+    from: sql`(${select}) AS ${raw(d)}`,
+    where: [],
+    item: c.item.kind === 'event' ? { kind: 'event', alias: d } : { kind: 'json', alias: d },
+    order: [raw(`${d}.rk`)],
+    length: undefined,
+  };
+}
+
+export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {
+  const { name } = node;
+  if (name === 'get' || name === 'keys' || name === 'values') return mapMethod(ctx, node, env);
+  const c = ctx.collection(node.object, env);
+  switch (name) {
+    case 'count':
+      return scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false);
+    case 'sum':
+    case 'average':
+    case 'min':
+    case 'max':
+      return aggregate(c, name, perItem(ctx, c, node.args[0], env));
+    case 'exists':
+    case 'forall': {
+      const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
+      if (name === 'exists') return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [conditionSql(cond)])})`, false);
+      const counter = cond.nullable ? sql`NOT coalesce(${cond.sql}, 0)` : sql`NOT (${cond.sql})`;
+      return predicate(sql`NOT EXISTS (SELECT 1 ${fromWhere(c, [counter])})`, false);
+    }
+    case 'head': {
+      const pick = (inner: Sql): Sql => sql`(SELECT ${inner} ${fromWhere(c)} ORDER BY ${joinComma(c.order)} LIMIT 1)`;
+      const t = c.itemType;
+      if (t.kind === 'object' || t.kind === 'map' || c.item.kind === 'event') {
+        const head: ObjectValue = {
+          kind: 'object',
+          type: t,
+          item: c.item,
+          path: [],
+          wrap: pick,
+          present: sql`EXISTS (SELECT 1 ${fromWhere(c)})`,
+        };
+        return head;
+      }
+      return { ...itemScalar(c), sql: pick(valueSql(itemScalar(c))), nullable: true };
+    }
+    case 'topN':
+    case 'bottomN': {
+      const key = perItem(ctx, c, node.args[0], env);
+      const n = ctx.scalar(node.args[1]!, env).constant;
+      const limit = typeof n === 'number' && n >= 0 ? Math.floor(n) : 0;
+      const dir = raw(name === 'topN' ? 'DESC' : 'ASC');
+      const k = valueSql(key);
+      // Items without a key are left out; ties keep source order.
+      const rank = sql`row_number() OVER (ORDER BY ${k} ${dir}, ${joinComma(c.order)})`;
+      return derived(
+        ctx,
+        c,
+        sql`SELECT ${itemColumns(c)}, ${rank} AS rk ${fromWhere(c, [sql`${k} IS NOT NULL`])} ORDER BY rk LIMIT ${param(limit)}`,
+      );
+    }
+    case 'includes': {
+      const v = ctx.scalar(node.args[0]!, env);
+      if (v.constant === null) return constantPredicate(false);
+      return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [itemEquals(c, v)])})`, false);
+    }
+    case 'intersects': {
+      const b = ctx.collection(node.args[0]!, env);
+      const inB = sql`EXISTS (SELECT 1 ${fromWhere(b, [sameItems(b, c)])})`;
+      return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [inB])})`, false);
+    }
+    case 'subsetOf':
+    case 'supersetOf': {
+      const b = ctx.collection(node.args[0]!, env);
+      const [small, big] = name === 'subsetOf' ? [c, b] : [b, c];
+      const inBig = sql`EXISTS (SELECT 1 ${fromWhere(big, [sameItems(big, small)])})`;
+      const missing = sql`NOT EXISTS (SELECT 1 ${fromWhere(small, [sql`${valueSql(itemScalar(small))} IS NOT NULL`, sql`NOT ${inBig}`])})`;
+      const present = presentAnd(c.present, b.present);
+      return predicate(present === null ? missing : sql`(${present} AND ${missing})`, false);
+    }
+    case 'intersection': {
+      const b = ctx.collection(node.args[0]!, env);
+      const distinct = distinctItems(ctx, node, env, c);
+      const inB = sql`EXISTS (SELECT 1 ${fromWhere(b, [sameItems(b, c)])})`;
+      return { ...distinct, where: [...distinct.where, inB], present: presentAnd(c.present, b.present) };
+    }
+    case 'distinct':
+      return distinctItems(ctx, node, env, c);
+  }
+  throw new Error(`PQL to SQL: unknown array method ${name}()`);
+}
+
+/**
+ * The first occurrence of each present value, in order. Objects are never equal to one
+ * another (runtime.valuesEqual), so an array of objects only loses its nulls.
+ */
+function distinctItems(ctx: CompileContext, node: MethodCallNode, env: Env, c: CollectionValue): CollectionValue {
+  if (c.item.kind === 'event') return c;
+  const value = itemScalar(c);
+  const where = [...c.where, sql`${valueSql(value)} IS NOT NULL`];
+  if (c.itemType.kind !== 'object' && c.itemType.kind !== 'map') {
+    // A second copy of the receiver (fresh aliases) to look for an earlier equal item.
+    const earlier = ctx.collection(node.object, env);
+    const before = sql`${earlier.order[0]!} < ${c.order[0]!}`;
+    where.push(sql`NOT EXISTS (SELECT 1 ${fromWhere(earlier, [before, sameItems(earlier, c)])})`);
+  }
+  return { ...c, where, length: undefined };
+}
+
+function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {
+  const m = ctx.compile(node.object, env);
+  if (m.kind !== 'object') throw new Error(`PQL to SQL: ${node.name}() needs a map`);
+  const type = ctx.typeOf(node);
+  const docSql = m.wrap ? m.wrap(documentOf(m.item)) : documentOf(m.item);
+  const path = param(jsonPath(m.path));
+  if (node.name === 'get') {
+    const key = ctx.scalar(node.args[0]!, env);
+    if (typeof key.constant === 'string') return fieldValue(ctx, m.item, [...m.path, key.constant], type, m.wrap);
+    if (key.constant === null) return scalar(raw('NULL'), type);
+    const j = ctx.alias('j');
+    return scalar(
+      sql`(SELECT ${raw(j)}.value FROM jsonb_each(${docSql}, ${path}) AS ${raw(j)} WHERE ${raw(j)}.key = ${valueSql(key)})`,
+      type,
+    );
+  }
+  const j = ctx.alias('j');
+  const column = node.name === 'keys' ? 'key' : 'value';
+  const isObject = sql`json_type(${docSql}, ${path}) = 'object'`;
+  const select = sql`SELECT ${raw(`${j}.${column}`)} AS value, ${raw(`${j}.id`)} AS rk FROM jsonb_each(${docSql}, ${path}) AS ${raw(j)} WHERE ${isObject}`;
+  const d = ctx.alias('d');
+  return {
+    kind: 'collection',
+    type,
+    itemType: type.kind === 'array' ? type.of : ANY_TYPE,
+    from: sql`(${select}) AS ${raw(d)}`,
+    where: [],
+    item: { kind: 'json', alias: d },
+    order: [raw(`${d}.rk`)],
+    present: isObject,
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * `occurs` and the datetime methods in SQL. A window whose references are constant (time
+ * words, date literals) is computed once by runtime.occursBounds and bound, so an event
+ * condition is `e.ts BETWEEN ? AND ?` on the index. A window relative to a per-row instant (a
+ * path, a CHAIN step's time) is plain addition when the runtime's bounds are a fixed offset
+ * from the reference; anything calendar-shaped runs runtime.occursMatches per row
+ * (`pql_occurs`).
+ */
+import type { ExpressionNode, OccursTail, TimeUnit } from './ast.js';
+import {
+  getDayOfMonth,
+  getMonth,
+  getYear,
+  isDayValuedRef,
+  type OccursBounds,
+  occursBounds,
+  occursHolds,
+  occursShapeOf,
+  toInstant,
+} from './runtime.js';
+import type { OccursSpec } from './sql-functions.js';
+import { asMs, type CompileContext, type Env, isoBound } from './to-sql-context.js';
+import {
+  constantPredicate,
+  NUMBER_TYPE,
+  param,
+  predicate,
+  type ScalarValue,
+  type Sql,
+  sql,
+  valueSql,
+} from './to-sql-fragment.js';
+
+function tailRefs(tail: OccursTail): ExpressionNode[] {
+  switch (tail.form) {
+    case 'relative':
+    case 'beforeAfter':
+    case 'on':
+      return [tail.ref];
+    case 'between':
+      return [tail.from, tail.to];
+    case 'period':
+      return [];
+  }
+}
+
+const FIXED_UNITS: ReadonlySet<TimeUnit> = new Set(['millisecond', 'second', 'minute', 'hour', 'day', 'week']);
+
+/**
+ * Inclusive whole-millisecond bounds. Every instant PQL sees is a whole number of ms (event
+ * times, ISO text with three decimals, date literals), so `t > 10.5` is `t >= 11` and a
+ * half-open window `[lo, hi)` is `BETWEEN lo AND hi - 1`: one comparison per side, and the
+ * subject is evaluated once.
+ */
+function inclusive(b: OccursBounds): { lo: number | null; hi: number | null } {
+  const lo = b.lo === null ? null : b.loInclusive ? Math.ceil(b.lo) : Math.floor(b.lo) + 1;
+  const hi = b.hi === null ? null : b.hiInclusive ? Math.floor(b.hi) : Math.ceil(b.hi) - 1;
+  return { lo, hi };
+}
+
+/** `t` within constant bounds, in t's representation (ISO text compares as time). */
+function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarValue {
+  if (bounds === null) return constantPredicate(false);
+  if (t.constant !== undefined) {
+    return constantPredicate(occursHolds(toInstant(t.constant ?? undefined) ?? null, bounds));
+  }
+  const { lo, hi } = inclusive(bounds);
+  const bound = (ms: number): Sql => param(t.rep === 'iso' ? isoBound(ms) : ms);
+  const x = valueSql(t);
+  let inside: Sql;
+  if (lo !== null && hi !== null) inside = sql`${x} BETWEEN ${bound(lo)} AND ${bound(hi)}`;
+  else if (lo !== null) inside = sql`${x} >= ${bound(lo)}`;
+  else if (hi !== null) inside = sql`${x} <= ${bound(hi)}`;
+  else inside = sql`${x} IS NOT NULL`;
+  // NOT of a NULL (missing t) stays NULL, i.e. false: `!=` also needs a present t.
+  return predicate(bounds.negate ? sql`NOT (${inside})` : inside, t.nullable);
+}
+
+/** `subject occurs tail`, false when the subject or a needed reference is missing. */
+export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: OccursTail, env: Env): ScalarValue {
+  if (subject.constant === null) return constantPredicate(false);
+  const shape = occursShapeOf(tail);
+  const refNodes = tailRefs(tail);
+  const refs = refNodes.map((n) => ctx.scalar(n, env));
+  const refDay = refNodes[0] !== undefined && isDayValuedRef(refNodes[0]);
+  const toDay = refNodes[1] !== undefined && isDayValuedRef(refNodes[1]);
+  const instantOf = (v: ScalarValue | undefined) =>
+    v === undefined ? null : (toInstant(v.constant ?? undefined) ?? null);
+
+  if (refs.every((r) => r.constant !== undefined)) {
+    return windowPredicate(
+      subject,
+      occursBounds(shape, instantOf(refs[0]), refDay, ctx.now, instantOf(refs[1]), toDay),
+    );
+  }
+
+  const ref = refs[0]!;
+  const offsetShape =
+    (shape.form === 'relative' && FIXED_UNITS.has(shape.unit) && shape.op !== '=' && shape.op !== '!=') ||
+    shape.form === 'beforeAfter';
+  if (offsetShape && !refDay) {
+    // For these shapes the runtime's window is the reference plus fixed offsets: take the
+    // offsets from the runtime itself (at reference 0) rather than restating the table.
+    const zero = occursBounds(shape, 0, false, ctx.now);
+    if (zero !== null && !zero.negate) {
+      const { lo, hi } = inclusive(zero);
+      const t = valueSql(asMs(subject));
+      const r = valueSql(asMs(ref));
+      const at = (offset: number): Sql => (offset === 0 ? r : sql`${r} + ${param(offset)}`);
+      let s: Sql;
+      if (lo !== null && hi !== null) s = sql`${t} BETWEEN ${at(lo)} AND ${at(hi)}`;
+      else if (lo !== null) s = sql`${t} >= ${at(lo)}`;
+      else s = sql`${t} <= ${at(hi!)}`;
+      return predicate(s, true);
+    }
+  }
+
+  const spec: OccursSpec = { shape, refDay, toDay };
+  const arg = (v: ScalarValue | undefined): Sql => (v === undefined ? sql`NULL` : valueSql(v));
+  return predicate(
+    sql`pql_occurs(${valueSql(subject)}, ${param(JSON.stringify(spec))}, ${arg(refs[0])}, ${arg(refs[1])}, ${param(ctx.now)})`,
+    false,
+  );
+}
+
+/** `t.getYear()`, `getMonth()`, `getDayOfMonth()` (UTC). ISO text has them at fixed places. */
+export function compileDatetimeMethod(name: 'getYear' | 'getMonth' | 'getDayOfMonth', t: ScalarValue): ScalarValue {
+  const number = (s: Sql, nullable = true): ScalarValue => ({
+    kind: 'scalar',
+    sql: s,
+    type: NUMBER_TYPE,
+    nullable,
+    predicate: false,
+  });
+  if (t.constant !== undefined) {
+    const ms = toInstant(t.constant ?? undefined);
+    if (ms === undefined) return { ...number(sql`NULL`), constant: null };
+    const value = name === 'getYear' ? getYear(ms) : name === 'getMonth' ? getMonth(ms) : getDayOfMonth(ms);
+    return { ...number(param(value), false), constant: value };
+  }
+  const x = valueSql(t);
+  if (t.rep === 'iso') {
+    const [start, length] = name === 'getYear' ? [1, 4] : name === 'getMonth' ? [6, 2] : [9, 2];
+    return number(sql`CAST(substr(${x}, ${String(start)}, ${String(length)}) AS INTEGER)`);
+  }
+  const fn = name === 'getYear' ? 'pql_year' : name === 'getMonth' ? 'pql_month' : 'pql_day';
+  return number(sql`${fn}(${x})`);
+}

@@ -1,0 +1,549 @@
+/**
+ * The SQL engine (pql.md §8): turns a checked PQL expression into one SQLite statement over
+ * `profiles AS p` (attributes as JSONB), `events` (real `ts` / `event_type` columns, JSONB
+ * payload) and `memberships`, with every user value and JSON path a bound parameter.
+ *
+ * Semantics follow docs/pql-semantics.md exactly, and the differential property test holds
+ * this engine to the JS evaluator on generated expressions and profiles:
+ * - two-valued logic: a comparison with a missing operand is SQL NULL, which acts as false
+ *   under AND/OR/WHERE; it is flattened with coalesce wherever it is negated or used as a
+ *   value, and at the top, so the predicate is always exactly 1 or 0;
+ * - event conditions are correlated sub-queries whose `event_type` and `ts` tests are plain
+ *   column comparisons against bound values, so they run on the (profile_id, event_type, ts)
+ *   index; `occurs` windows are computed once here with runtime.ts and bound;
+ * - what SQL cannot do exactly (Unicode case mapping, RE2, like escapes, calendar arithmetic
+ *   against per-row references) calls the functions of sql-functions.ts, i.e. runtime.ts.
+ *
+ * The parts: to-sql-context.ts (scopes, fields, arrays), to-sql-collections.ts (array methods,
+ * quantifiers, aggregates), to-sql-time.ts (`occurs`, dates), to-sql-chain.ts (CHAIN).
+ */
+import type {
+  ArithmeticNode,
+  CallNode,
+  CompareNode,
+  ExpressionNode,
+  InNode,
+  LogicalNode,
+  MethodCallNode,
+} from './ast.js';
+import {
+  arithmetic,
+  codePointLength,
+  dayStart,
+  getDayOfMonth,
+  getMonth,
+  getYear,
+  lowerText,
+  MS_PER_DAY,
+  negate,
+  parseDate,
+  parseIsoDatetime,
+  upperText,
+} from './runtime.js';
+import { compileChain } from './to-sql-chain.js';
+import {
+  compileAggregate,
+  compileArrayLiteral,
+  compileCollectionMethod,
+  compileFilter,
+  compileQuantified,
+  compileSelect,
+  isCollectionMethod,
+  itemEquals,
+} from './to-sql-collections.js';
+import {
+  asMs,
+  CompileContext,
+  datetimeConstant,
+  documentOf,
+  type Env,
+  eventCollection,
+  fieldValue,
+  fromWhere,
+  PROFILE_ALIAS,
+  unifyDatetimes,
+  withVar,
+} from './to-sql-context.js';
+import {
+  asCondition,
+  BOOLEAN_TYPE,
+  type CompiledValue,
+  conditionSql,
+  constantPredicate,
+  exactConditionSql,
+  FALSE,
+  jsonPath,
+  NUMBER_TYPE,
+  notSql,
+  param,
+  predicate,
+  raw,
+  type ScalarValue,
+  type Sql,
+  STRING_TYPE,
+  sql,
+  valueSql,
+} from './to-sql-fragment.js';
+import { compileDatetimeMethod, compileOccurs } from './to-sql-time.js';
+import type { CheckedExpression } from './types.js';
+
+export interface SqlStatement {
+  sql: string;
+  params: unknown[];
+}
+
+export interface CompilePredicateOptions {
+  /** The evaluation instant (epoch ms): `now`, `today`, and every `occurs` window derive from it. */
+  now: number;
+}
+
+export interface CompileToSqlOptions extends CompilePredicateOptions {
+  sandboxId: number;
+}
+
+/**
+ * The definition as a boolean SQL expression over `profiles AS p`, exactly 1 or 0 (never
+ * NULL), so it can be negated, combined or selected as a column.
+ */
+export function compilePredicate(checked: CheckedExpression, options: CompilePredicateOptions): SqlStatement {
+  const ctx: CompileContext = new CompileContext(checked, options.now, (node, env) => dispatch(ctx, node, env));
+  const value = ctx.scalar(checked.ast, { scopes: [{ kind: 'profile' }], vars: new Map() });
+  const s = exactConditionSql(asCondition(value));
+  return { sql: s.text, params: [...s.params] };
+}
+
+/** `SELECT p.id AS id FROM profiles AS p WHERE p.sandbox_id = ? AND (<predicate>)`; the sandbox id is the first parameter. */
+export function compileToSql(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
+  const predicate = compilePredicate(checked, options);
+  return {
+    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${predicate.sql})`,
+    params: [options.sandboxId, ...predicate.params],
+  };
+}
+
+function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): CompiledValue {
+  switch (node.kind) {
+    case 'Literal':
+      return literal(node.value, ctx.typeOf(node));
+    case 'TimeWord':
+      return timeWord(ctx, node.word);
+    case 'ArrayLiteral':
+      return compileArrayLiteral(ctx, node, env);
+    case 'Identifier': {
+      const binding = env.vars.get(node.name);
+      if (binding?.kind === 'let') return ctx.compile(binding.node, binding.env);
+      if (binding?.kind === 'variable') return binding.value();
+      if (binding?.kind === 'label') return binding.time;
+      return fieldValue(ctx, env.scopes[env.scopes.length - 1]!, [node.name], ctx.typeOf(node));
+    }
+    case 'XEvent':
+      return eventCollection(ctx, ctx.typeOf(node));
+    case 'Parameter':
+      return { kind: 'object', type: ctx.typeOf(node), item: env.scopes[0]!, path: [] };
+    case 'ParentField': {
+      const item = env.scopes[env.scopes.length - 1 - node.depth];
+      if (!item) throw new Error(`PQL to SQL: ^ reaches past the profile at offset ${node.loc.offset}`);
+      return fieldValue(ctx, item, [node.name], ctx.typeOf(node));
+    }
+    case 'Member': {
+      const object = ctx.compile(node.object, env);
+      if (object.kind !== 'object') throw new Error(`PQL to SQL: .${node.name} on a non-object`);
+      return fieldValue(ctx, object.item, [...object.path, node.name], ctx.typeOf(node), object.wrap);
+    }
+    case 'MethodCall':
+      return methodCall(ctx, node, env);
+    case 'Filter':
+      return compileFilter(ctx, node, env);
+    case 'Call':
+      return call(ctx, node, env);
+    case 'Logical':
+      return logical(ctx, node, env);
+    case 'Not':
+      return notValue(asCondition(ctx.scalar(node.operand, env)));
+    case 'Compare':
+      return compare(ctx, node, env);
+    case 'Arithmetic':
+      return arithmeticValue(ctx, node, env);
+    case 'Negate': {
+      const v = ctx.scalar(node.operand, env);
+      if (v.constant !== undefined) return literal(negate(v.constant) ?? null, NUMBER_TYPE);
+      return { ...v, sql: sql`(- ${valueSql(v)})`, predicate: false };
+    }
+    case 'In':
+      return inList(ctx, node, env);
+    case 'Like': {
+      const v = ctx.scalar(node.value, env);
+      return predicate(sql`pql_like(${valueSql(v)}, ${param(node.pattern)})`, true);
+    }
+    case 'Occurs':
+      return compileOccurs(ctx, ctx.scalar(node.subject, env), node.tail, env);
+    case 'Quantified':
+      return compileQuantified(ctx, node, env);
+    case 'Select':
+      return compileSelect(ctx, node, env);
+    case 'Aggregate':
+      return compileAggregate(ctx, node, env);
+    case 'Let':
+      return ctx.compile(node.body, withVar(env, node.name, { kind: 'let', node: node.value, env }));
+    case 'Chain':
+      return compileChain(ctx, node, env);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// values
+
+function literal(value: string | number | boolean | null, type = BOOLEAN_TYPE): ScalarValue {
+  if (value === null)
+    return { kind: 'scalar', sql: raw('NULL'), type, nullable: true, predicate: false, constant: null };
+  return { kind: 'scalar', sql: param(value), type, nullable: false, predicate: false, constant: value };
+}
+
+function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'tomorrow'): ScalarValue {
+  const today = dayStart(ctx.now);
+  switch (word) {
+    case 'now':
+      return datetimeConstant(ctx.now);
+    case 'today':
+      return datetimeConstant(today);
+    case 'yesterday':
+      return datetimeConstant(today - MS_PER_DAY);
+    case 'tomorrow':
+      return datetimeConstant(today + MS_PER_DAY);
+  }
+}
+
+function notValue(v: ScalarValue): ScalarValue {
+  if (typeof v.constant === 'boolean') return constantPredicate(!v.constant);
+  return predicate(notSql(v), false);
+}
+
+function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue {
+  const left = asCondition(ctx.scalar(node.left, env));
+  const right = asCondition(ctx.scalar(node.right, env));
+  const and = node.op === 'and';
+  for (const [a, b] of [
+    [left, right],
+    [right, left],
+  ] as const) {
+    if (typeof a.constant === 'boolean') return a.constant === and ? b : constantPredicate(!and);
+  }
+  const op = and ? 'AND' : 'OR';
+  return predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
+}
+
+const SQL_COMPARE: Record<CompareNode['op'], string> = {
+  '=': '=',
+  '!=': '<>',
+  '<': '<',
+  '<=': '<=',
+  '>': '>',
+  '>=': '>=',
+};
+
+/** `a op b`; false when either side is missing (SQL NULL) or the null literal. */
+export function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
+  if (left.constant === null || right.constant === null || left.type.kind === 'null' || right.type.kind === 'null') {
+    return constantPredicate(false);
+  }
+  let [a, b] = [left, right];
+  if (a.type.kind === 'datetime' || b.type.kind === 'datetime') [a, b] = unifyDatetimes(a, b);
+  return predicate(sql`${valueSql(a)} ${SQL_COMPARE[op]} ${valueSql(b)}`, a.nullable || b.nullable);
+}
+
+function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue {
+  return compareScalars(node.op, ctx.scalar(node.left, env), ctx.scalar(node.right, env));
+}
+
+function arithmeticValue(ctx: CompileContext, node: ArithmeticNode, env: Env): ScalarValue {
+  const a = ctx.scalar(node.left, env);
+  const b = ctx.scalar(node.right, env);
+  const type = ctx.typeOf(node).kind === 'string' ? STRING_TYPE : NUMBER_TYPE;
+  if (a.constant !== undefined && b.constant !== undefined) {
+    return literal(arithmetic(node.op, a.constant, b.constant) ?? null, type);
+  }
+  if (a.constant === null || b.constant === null) return literal(null, type);
+  const x = valueSql(a);
+  const y = valueSql(b);
+  let s: Sql;
+  if (type.kind === 'string') {
+    s = sql`(${x} || ${y})`;
+  } else if (node.op === '%') {
+    // mod() is fmod: the sign of the dividend, like JS `%`; by zero it is NULL.
+    s = sql`mod(${x}, ${y})`;
+  } else {
+    // `+ 0.0` makes it double arithmetic, as in JS (SQLite would add 64-bit integers exactly);
+    // pql_num turns an overflow to ±Infinity into missing. Division by zero is already NULL.
+    const op = node.op;
+    s = sql`pql_num((${x} + 0.0) ${op} ${y})`;
+  }
+  return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
+}
+
+function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
+  const value = ctx.scalar(node.value, env);
+  if (value.constant === null || value.type.kind === 'null') return constantPredicate(false);
+  if (node.list.kind === 'ArrayLiteral') {
+    const elements = node.list.elements.map((e) => ctx.scalar(e, env)).filter((e) => e.constant !== null);
+    let v = value;
+    let items = elements;
+    if (value.type.kind === 'datetime') {
+      const allConstant = elements.every((e) => typeof e.constant === 'number');
+      if (value.rep === 'iso' && allConstant) items = elements.map((e) => unifyDatetimes(value, e)[1]);
+      else {
+        v = asMs(value);
+        items = elements.map(asMs);
+      }
+    }
+    const list = items.map(valueSql);
+    const listSql = sql`(${joinParts(list)})`;
+    if (!node.negated) {
+      if (items.length === 0) return constantPredicate(false);
+      return predicate(sql`${valueSql(v)} IN ${listSql}`, true);
+    }
+    // Missing elements are ignored, so a NULL must never reach NOT IN (it would make it unknown).
+    const fixed = items.filter((e) => !e.nullable);
+    const optional = items.filter((e) => e.nullable);
+    const parts: Sql[] = [
+      fixed.length > 0
+        ? sql`${valueSql(v)} NOT IN (${joinParts(fixed.map(valueSql))})`
+        : sql`${valueSql(v)} IS NOT NULL`,
+      ...optional.map((e) => sql`coalesce(${valueSql(v)} <> ${valueSql(e)}, 1)`),
+    ];
+    return predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
+  }
+  const list = ctx.collection(node.list, env);
+  const found = sql`EXISTS (SELECT 1 ${fromWhere(list, [itemEquals(list, value)])})`;
+  if (!node.negated) return predicate(found, false);
+  const conds: Sql[] = [];
+  if (value.nullable) conds.push(sql`${valueSql(value)} IS NOT NULL`);
+  if (list.present) conds.push(sql`coalesce(${list.present}, 0)`);
+  conds.push(sql`NOT ${found}`);
+  return predicate(sql`(${joinParts(conds, ' AND ')})`, false);
+}
+
+function joinParts(parts: readonly Sql[], separator = ', '): Sql {
+  let out = sql``;
+  parts.forEach((p, i) => {
+    out = i === 0 ? p : sql`${out}${raw(separator)}${p}`;
+  });
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// methods and functions
+
+function methodCall(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {
+  const { name } = node;
+  if (name === 'isNull' || name === 'isNotNull') return nullTest(ctx, node, env, name === 'isNull');
+  if (isCollectionMethod(name)) return compileCollectionMethod(ctx, node, env);
+  if (name === 'getYear' || name === 'getMonth' || name === 'getDayOfMonth') {
+    return compileDatetimeMethod(name, ctx.scalar(node.object, env));
+  }
+  return stringMethod(ctx, node, env);
+}
+
+function nullTest(ctx: CompileContext, node: MethodCallNode, env: Env, isNull: boolean): ScalarValue {
+  const v = ctx.compile(node.object, env);
+  let missing: Sql;
+  switch (v.kind) {
+    case 'scalar':
+      // A condition is never missing (false is a value).
+      if (v.predicate) return constantPredicate(!isNull);
+      if (!v.nullable) return constantPredicate(!isNull);
+      missing = sql`${v.sql} IS NULL`;
+      break;
+    case 'object':
+      if (v.path.length === 0 && !v.wrap) return constantPredicate(!isNull);
+      if (v.path.length === 0) missing = sql`NOT ${v.present ?? FALSE}`;
+      else {
+        const type = sql`json_type(${documentOf(v.item)}, ${param(jsonPath(v.path))})`;
+        missing = sql`coalesce(${v.wrap ? v.wrap(type) : type} = 'null', 1)`;
+      }
+      break;
+    case 'collection':
+      if (v.present === null) return constantPredicate(!isNull);
+      missing = sql`NOT coalesce(${v.present}, 0)`;
+      break;
+  }
+  return predicate(isNull ? missing : sql`NOT (${missing})`, false);
+}
+
+const STRING_PREDICATE_NAMES = new Set([
+  'equals',
+  'notEqualTo',
+  'startsWith',
+  'endsWith',
+  'contains',
+  'doesNotStartWith',
+  'doesNotEndWith',
+  'doesNotContain',
+]);
+
+function stringMethod(ctx: CompileContext, node: MethodCallNode, env: Env): ScalarValue {
+  const receiver = ctx.scalar(node.object, env);
+  const { name } = node;
+  if (STRING_PREDICATE_NAMES.has(name)) {
+    const arg = ctx.scalar(node.args[0]!, env);
+    const cs = node.args[1] === undefined ? undefined : ctx.scalar(node.args[1], env);
+    if (cs === undefined || cs.constant === true) return stringPredicate(name, receiver, arg);
+    const insensitive = stringPredicate(name, lowered(receiver), lowered(arg));
+    if (cs.constant === false) return insensitive;
+    // A computed flag: only false switches to case-insensitive (missing keeps the default, true).
+    const sensitive = stringPredicate(name, receiver, arg);
+    return predicate(
+      sql`CASE WHEN ${valueSql(cs)} = 0 THEN ${conditionSql(insensitive)} ELSE ${conditionSql(sensitive)} END`,
+      true,
+    );
+  }
+  const s = valueSql(receiver);
+  switch (name) {
+    case 'matches':
+      return predicate(sql`pql_re_match(${s}, ${param(literalString(node.args[0]))})`, true);
+    case 'regexGroup':
+      return scalarOf(
+        sql`pql_re_group(${s}, ${param(literalString(node.args[0]))}, ${valueSql(ctx.scalar(node.args[1]!, env))})`,
+        STRING_TYPE,
+      );
+    case 'length':
+      if (typeof receiver.constant === 'string') return literal(codePointLength(receiver.constant), NUMBER_TYPE);
+      return scalarOf(sql`pql_length(${s})`, NUMBER_TYPE);
+    case 'lower':
+      return lowered(receiver);
+    case 'upper':
+      if (typeof receiver.constant === 'string') return literal(upperText(receiver.constant), STRING_TYPE);
+      return scalarOf(sql`pql_upper(${s})`, STRING_TYPE);
+  }
+  throw new Error(`PQL to SQL: unknown method ${name}()`);
+}
+
+function literalString(node: ExpressionNode | undefined): string {
+  if (node?.kind === 'Literal' && typeof node.value === 'string') return node.value;
+  throw new Error('PQL to SQL: expected a string literal');
+}
+
+function scalarOf(s: Sql, type: ScalarValue['type']): ScalarValue {
+  return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
+}
+
+function lowered(v: ScalarValue): ScalarValue {
+  if (typeof v.constant === 'string') return literal(lowerText(v.constant), STRING_TYPE);
+  if (v.constant === null) return v;
+  return scalarOf(sql`pql_lower(${valueSql(v)})`, STRING_TYPE);
+}
+
+/** The UTF-8 bytes of a text: byte prefix/suffix/containment equal code-point ones, and SQLite's substr/length stop at a NUL character, blobs do not. */
+function bytes(v: ScalarValue): Sql {
+  if (typeof v.constant === 'string') return param(Buffer.from(v.constant, 'utf8'));
+  return sql`CAST(${valueSql(v)} AS BLOB)`;
+}
+
+/**
+ * `a.name(b)` case-sensitively. Each positive form is NULL when a or b is missing, so the
+ * negative forms are `NOT` of it: "present and not …".
+ */
+function stringPredicate(name: string, a: ScalarValue, b: ScalarValue): ScalarValue {
+  if (a.constant === null || b.constant === null) return constantPredicate(false);
+  const nullable = a.nullable || b.nullable;
+  const positive = (kind: string): Sql => {
+    switch (kind) {
+      case 'equals':
+        return sql`${valueSql(a)} = ${valueSql(b)}`;
+      case 'startsWith':
+        if (typeof b.constant === 'string') {
+          return sql`substr(${bytes(a)}, 1, ${param(Buffer.byteLength(b.constant, 'utf8'))}) = ${bytes(b)}`;
+        }
+        return sql`substr(${bytes(a)}, 1, length(${bytes(b)})) = ${bytes(b)}`;
+      case 'endsWith':
+        if (typeof b.constant === 'string') {
+          const n = Buffer.byteLength(b.constant, 'utf8');
+          // substr(x, -0) would be all of x: the empty suffix is "a is present".
+          if (n === 0) return sql`(${bytes(a)} IS NOT NULL OR NULL)`;
+          return sql`substr(${bytes(a)}, ${param(-n)}) = ${bytes(b)}`;
+        }
+        return sql`substr(${bytes(a)}, length(${bytes(a)}) - length(${bytes(b)}) + 1) = ${bytes(b)}`;
+      case 'contains':
+        return sql`instr(${bytes(a)}, ${bytes(b)}) > 0`;
+    }
+    throw new Error(`PQL to SQL: unknown string predicate ${kind}`);
+  };
+  switch (name) {
+    case 'equals':
+    case 'startsWith':
+    case 'endsWith':
+    case 'contains':
+      return predicate(positive(name), nullable);
+    case 'notEqualTo':
+      return predicate(sql`${valueSql(a)} <> ${valueSql(b)}`, nullable);
+    default: {
+      const base = name === 'doesNotStartWith' ? 'startsWith' : name === 'doesNotEndWith' ? 'endsWith' : 'contains';
+      return predicate(sql`NOT (${positive(base)})`, nullable);
+    }
+  }
+}
+
+function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
+  switch (node.name) {
+    case 'date': {
+      const args = node.args.map((a) => ctx.scalar(a, env).constant);
+      if (args.length === 1) {
+        const text = args[0];
+        return datetimeConstant(typeof text === 'string' && text.length === 10 ? parseIsoDatetime(text) : undefined);
+      }
+      const [y, m, d] = args;
+      return datetimeConstant(
+        typeof y === 'number' && typeof m === 'number' && typeof d === 'number' ? parseDate(y, m, d) : undefined,
+      );
+    }
+    case 'datetime': {
+      const text = ctx.scalar(node.args[0]!, env).constant;
+      return datetimeConstant(typeof text === 'string' ? parseIsoDatetime(text) : undefined);
+    }
+    case 'inSegment': {
+      const ref = literalString(node.args[0]);
+      const id = ctx.checked.audiences.get(ref);
+      if (id === undefined) return constantPredicate(false);
+      const m = ctx.alias('m');
+      return predicate(
+        sql`EXISTS (SELECT 1 FROM memberships AS ${m} WHERE ${m}.audience_id = ${param(id)} AND ${m}.profile_id = ${PROFILE_ALIAS}.id AND ${m}.status IN ('REALIZED', 'EXISTING'))`,
+        false,
+      );
+    }
+    case 'if':
+      return ifValue(ctx, node, env);
+    case 'age': {
+      const t = ctx.scalar(node.args[0]!, env);
+      if (t.constant === null) return literal(null, NUMBER_TYPE);
+      return scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE);
+    }
+    case 'currentYear':
+      return literal(getYear(ctx.now), NUMBER_TYPE);
+    case 'currentMonth':
+      return literal(getMonth(ctx.now), NUMBER_TYPE);
+    case 'currentDayOfMonth':
+      return literal(getDayOfMonth(ctx.now), NUMBER_TYPE);
+  }
+  throw new Error(`PQL to SQL: unknown function ${node.name}()`);
+}
+
+function ifValue(ctx: CompileContext, node: CallNode, env: Env): ScalarValue {
+  const cond = asCondition(ctx.scalar(node.args[0]!, env));
+  let a = ctx.scalar(node.args[1]!, env);
+  let b = ctx.scalar(node.args[2]!, env);
+  if (typeof cond.constant === 'boolean') return cond.constant ? a : b;
+  const type = ctx.typeOf(node);
+  if (a.type.kind === 'datetime' || b.type.kind === 'datetime') {
+    // One representation for both branches; NULL (the null literal) fits either.
+    if (a.constant === null) a = { ...a, rep: b.rep };
+    else if (b.constant === null) b = { ...b, rep: a.rep };
+    else [a, b] = unifyDatetimes(a, b);
+  }
+  return {
+    kind: 'scalar',
+    sql: sql`CASE WHEN ${conditionSql(cond)} THEN ${valueSql(a)} ELSE ${valueSql(b)} END`,
+    type,
+    nullable: a.nullable || b.nullable,
+    predicate: false,
+    rep: a.rep ?? b.rep,
+  };
+}

@@ -1,0 +1,749 @@
+/**
+ * fast-check generators for the differential test: well-typed PQL text from a
+ * grammar-directed generator over the test catalogue (differential-harness.ts), and profiles
+ * with events and memberships whose values lean on the edges — missing fields and nulls,
+ * timestamps on window and calendar boundaries around `now`, equal timestamps, non-ASCII
+ * text whose UTF-16 order differs from code-point order, float sums that depend on order.
+ */
+import fc from 'fast-check';
+import { addUnits, dayStart, periodStart, toCanonicalIso } from '../../src/pql/runtime.js';
+import type { MembershipStatus, TestEvent, TestProfile } from './differential-harness.js';
+
+const H = 3_600_000;
+const DAY = 86_400_000;
+
+// ---------------------------------------------------------------------------------------------
+// expressions
+
+/** Where bare field names resolve: the profile, an event (inside xEvent[…]), a product item. */
+type Where = 'profile' | 'event' | 'item';
+
+interface Scope {
+  where: Where;
+  /** A quantifier variable `E` over events is in scope (profile scope only). */
+  eventVar: boolean;
+}
+
+interface Fields {
+  num: string[];
+  str: string[];
+  dt: string[];
+  bool: string[];
+  strArr: string[];
+}
+
+function fieldsOf(scope: Scope): Fields {
+  switch (scope.where) {
+    case 'profile': {
+      const f: Fields = {
+        num: ['loyalty.points', '_tenant.score'],
+        str: [
+          'person.name.firstName',
+          'person.name.lastName',
+          'homeAddress.countryCode',
+          'homeAddress.city',
+          'loyalty.tier',
+          '_tenant.nickname',
+          '_tenant.`page-name`',
+        ],
+        dt: ['person.birthDate', 'loyalty.joinDate', 'createdAt', '_tenant.lastVisit'],
+        bool: ['consents.marketing.email', '_tenant.vip'],
+        strArr: ['preferences.categories', '_tenant.tags'],
+      };
+      if (scope.eventVar) {
+        f.num.push('E.commerce.order.priceTotal', 'E._tenant.rating');
+        f.str.push('E.eventType', 'E.channel');
+        f.dt.push('E.timestamp');
+      }
+      return f;
+    }
+    case 'event':
+      return {
+        num: ['commerce.order.priceTotal', '_tenant.rating', '^.loyalty.points'],
+        str: [
+          'eventType',
+          'channel',
+          'web.webPageDetails.name',
+          'commerce.order.currencyCode',
+          'marketing.campaignId',
+          '$1.homeAddress.countryCode',
+          '^.person.name.firstName',
+        ],
+        dt: ['timestamp', '^.person.birthDate'],
+        bool: ['^.consents.marketing.email'],
+        strArr: ['^.preferences.categories'],
+      };
+    case 'item':
+      return {
+        num: ['quantity', 'priceTotal', '^.commerce.order.priceTotal', '^^.loyalty.points'],
+        str: ['category', 'SKU', 'name', '^.eventType'],
+        dt: ['^.timestamp'],
+        bool: [],
+        strArr: [],
+      };
+  }
+}
+
+export const STRINGS = [
+  '',
+  'a',
+  'A',
+  'ab',
+  'John',
+  'john',
+  'JOHN',
+  'Jo',
+  'jo',
+  'Anna',
+  'Åsa',
+  'åsa',
+  'ß',
+  'SS',
+  'ss',
+  'İ',
+  'i̇',
+  'ı',
+  'I',
+  'é',
+  'É',
+  'Ω',
+  '😀',
+  'a😀',
+  '\uFFFF',
+  '\u{10000}',
+  '\uE000',
+  'SE',
+  'NO',
+  'se',
+  'gold',
+  'Gold',
+  'shoes',
+  'Shoes',
+  '%',
+  '_',
+  'a%b',
+  'a_b',
+  '\\',
+  "'; DROP TABLE profiles; --",
+  'x\ny',
+  ' ',
+  'commerce.purchases',
+  'web.pageview',
+];
+
+/** A PQL string literal (escapes `\" \\ \n \t \uXXXX`). */
+export function pqlString(s: string): string {
+  let out = '"';
+  for (const ch of s) {
+    const c = ch.codePointAt(0)!;
+    if (ch === '"') out += '\\"';
+    else if (ch === '\\') out += '\\\\';
+    else if (ch === '\n') out += '\\n';
+    else if (ch === '\t') out += '\\t';
+    else if (c < 0x20) out += `\\u${c.toString(16).padStart(4, '0')}`;
+    else out += ch;
+  }
+  return `${out}"`;
+}
+
+const strLit = fc.constantFrom(...STRINGS).map(pqlString);
+const numLit = fc.constantFrom('0', '1', '2', '3', '5', '7', '10', '100', '1000', '0.5', '1.5', '0.1', '0.3', '-1', '-2.5', '1e3', '1e16');
+const smallInt = fc.constantFrom('0', '1', '2', '3');
+const LIKE_PATTERNS = ['J%', '%n', '_o%', '%', '', 'a\\%b', 'a\\_b', '%\\\\%', '_', '__', '%ß%', '%😀', 'S_', '%a%b%'];
+const REGEXES = ['^J', '(?i)^jo', 'n$', 'a.c', '^$', '[0-9]+', 'é', '(?i)ß', '^(\\w)(\\w)?', '(a|b)+'];
+const EVENT_TYPES = ['commerce.purchases', 'web.pageview', 'commerce.productViews', 'x'];
+const eventTypeLit = fc.constantFrom(...EVENT_TYPES).map(pqlString);
+const CATEGORIES = ['shoes', 'Shoes', 'hats', 'é', ''];
+const UNITS = ['millisecond', 'second', 'minute', 'hour', 'hours', 'day', 'days', 'week', 'weeks', 'month', 'months', 'year', 'years'];
+const dateLit = fc.constantFrom(
+  'date(2024, 2, 29)',
+  'date(2024, 3, 1)',
+  'date("2023-12-31")',
+  'date(2000, 1, 1)',
+  'date(1990, 3, 1)',
+  'datetime("2024-02-29T13:45:30.123Z")',
+  'datetime("2025-01-01T00:00:00+01:00")',
+  'datetime("2026-11-28T09:30:00.000Z")',
+);
+const timeWord = fc.constantFrom('now', 'today', 'yesterday', 'tomorrow');
+const compareOp = fc.constantFrom('=', '!=', '<', '<=', '>', '>=');
+const caseArg = fc.constantFrom('', ', true', ', false');
+
+const paren = (s: string) => `(${s})`;
+
+/** Builds the generators; one per (kind, scope, depth), memoised so the tree of arbitraries stays small. */
+export class PqlGenerator {
+  private readonly memo = new Map<string, fc.Arbitrary<string>>();
+
+  private cached(key: string, make: () => fc.Arbitrary<string>): fc.Arbitrary<string> {
+    let arb = this.memo.get(key);
+    if (arb === undefined) {
+      arb = make();
+      this.memo.set(key, arb);
+    }
+    return arb;
+  }
+
+  private key(kind: string, scope: Scope, depth: number): string {
+    return `${kind}:${scope.where}:${scope.eventVar}:${depth}`;
+  }
+
+  /** A number-valued expression. */
+  num(scope: Scope, depth: number): fc.Arbitrary<string> {
+    return this.cached(this.key('num', scope, depth), () => {
+      const f = fieldsOf(scope);
+      const leaves: fc.Arbitrary<string>[] = [fc.constantFrom(...f.num), numLit];
+      if (depth <= 0) return fc.oneof(...leaves);
+      const d = depth - 1;
+      const n = this.num(scope, d);
+      const options: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: fc.oneof(...leaves), weight: 6 },
+        { arbitrary: fc.tuple(n, fc.constantFrom('+', '-', '*', '/', '%'), n).map(([a, op, b]) => `${paren(a)} ${op} ${paren(b)}`), weight: 3 },
+        { arbitrary: n.map((a) => `-${paren(a)}`), weight: 1 },
+        { arbitrary: fc.tuple(this.bool(scope, d), n, n).map(([c, a, b]) => `if(${c}, ${a}, ${b})`), weight: 1 },
+        { arbitrary: this.str(scope, d).map((s) => `${paren(s)}.length()`), weight: 1 },
+        {
+          arbitrary: fc
+            .tuple(this.dt(scope, d), fc.constantFrom('getYear', 'getMonth', 'getDayOfMonth'))
+            .map(([t, m]) => `${paren(t)}.${m}()`),
+          weight: 1,
+        },
+        { arbitrary: fc.constantFrom('currentYear()', 'currentMonth()', 'currentDayOfMonth()'), weight: 1 },
+        { arbitrary: this.dt(scope, d).map((t) => `age(${t})`), weight: 1 },
+      ];
+      if (f.strArr.length > 0) {
+        options.push({ arbitrary: fc.constantFrom(...f.strArr).map((a) => `${a}.count()`), weight: 1 });
+      }
+      if (scope.where === 'profile') {
+        options.push(
+          { arbitrary: this.bool({ where: 'event', eventVar: false }, d).map((c) => `xEvent[${c}].count()`), weight: 3 },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('sum', 'average', 'min', 'max'),
+                this.bool({ where: 'event', eventVar: false }, d),
+                fc.constantFrom('commerce.order.priceTotal', '_tenant.rating'),
+              )
+              .map(([fn, c, p]) => `xEvent[${c}].${fn}(${p})`),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('sum', 'average', 'min', 'max'), fc.constantFrom('commerce.order.priceTotal', '_tenant.rating'))
+              .map(([fn, p]) => `xEvent.${fn}(${p})`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('sum', 'count', 'average', 'min', 'max'),
+                fc.constantFrom('E.commerce.order.priceTotal', 'E._tenant.rating', 'E'),
+                this.bool({ where: 'profile', eventVar: true }, d),
+              )
+              .map(([fn, v, c]) => paren(`${fn} ${fn !== 'count' && v === 'E' ? 'E.commerce.order.priceTotal' : v} over E from xEvent where ${c}`)),
+            weight: 1,
+          },
+          { arbitrary: fc.constantFrom('sum', 'average', 'min', 'max', 'count').map((fn) => `_tenant.scores.${fn}()`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('topN', 'bottomN'), smallInt, fc.constantFrom('count()', 'sum(commerce.order.priceTotal)', 'head().commerce.order.priceTotal'))
+              .map(([fn, k, tail]) => `xEvent.${fn}(commerce.order.priceTotal, ${k}).${tail}`),
+            weight: 1,
+          },
+        );
+      }
+      if (scope.where === 'event') {
+        options.push(
+          { arbitrary: this.bool({ where: 'item', eventVar: false }, d).map((c) => `productListItems[${c}].count()`), weight: 2 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('sum', 'average', 'min', 'max'), fc.constantFrom('quantity', 'priceTotal'))
+              .map(([fn, p]) => `productListItems.${fn}(${p})`),
+            weight: 1,
+          },
+        );
+      }
+      return fc.oneof(...options);
+    });
+  }
+
+  /** A string-valued expression. */
+  str(scope: Scope, depth: number): fc.Arbitrary<string> {
+    return this.cached(this.key('str', scope, depth), () => {
+      const f = fieldsOf(scope);
+      const leaves = fc.oneof(fc.constantFrom(...f.str), strLit);
+      if (depth <= 0) return leaves;
+      const d = depth - 1;
+      const s = this.str(scope, d);
+      const options: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: leaves, weight: 8 },
+        { arbitrary: fc.tuple(s, s).map(([a, b]) => `${paren(a)} + ${paren(b)}`), weight: 1 },
+        { arbitrary: fc.tuple(s, fc.constantFrom('lower', 'upper')).map(([a, m]) => `${paren(a)}.${m}()`), weight: 2 },
+        { arbitrary: fc.tuple(this.bool(scope, d), s, s).map(([c, a, b]) => `if(${c}, ${a}, ${b})`), weight: 1 },
+        {
+          arbitrary: fc
+            .tuple(s, fc.constantFrom(['(a|b)+', 1], ['^(\\w)(\\w)?', 2], ['(?i)(o)', 1], ['[0-9]+', 0]))
+            .map(([a, [re, n]]) => `${paren(a)}.regexGroup(${pqlString(re as string)}, ${n})`),
+          weight: 1,
+        },
+      ];
+      if (scope.where === 'profile') {
+        options.push(
+          { arbitrary: fc.constantFrom('a', 'b', 'k', 'key with space', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)})`), weight: 1 },
+          { arbitrary: fc.constantFrom(...f.strArr).map((a) => `${a}.head()`), weight: 1 },
+          { arbitrary: fc.constantFrom('eventType', 'channel').map((p) => `xEvent.head().${p}`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('topN', 'bottomN'), fc.constantFrom('commerce.order.priceTotal', 'timestamp', 'channel'), smallInt)
+              .map(([fn, k, n]) => `xEvent.${fn}(${k}, ${n}).head().eventType`),
+            weight: 1,
+          },
+        );
+      }
+      return fc.oneof(...options);
+    });
+  }
+
+  /** A datetime-valued expression. */
+  dt(scope: Scope, depth: number): fc.Arbitrary<string> {
+    return this.cached(this.key('dt', scope, depth), () => {
+      const f = fieldsOf(scope);
+      const leaves = fc.oneof(fc.constantFrom(...f.dt), timeWord, dateLit);
+      if (depth <= 0) return leaves;
+      const d = depth - 1;
+      const options: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: leaves, weight: 8 },
+        {
+          arbitrary: fc.tuple(this.bool(scope, d), this.dt(scope, d), this.dt(scope, d)).map(([c, a, b]) => `if(${c}, ${a}, ${b})`),
+          weight: 1,
+        },
+      ];
+      if (scope.where === 'profile') options.push({ arbitrary: fc.constant('xEvent.head().timestamp'), weight: 1 });
+      return fc.oneof(...options);
+    });
+  }
+
+  /** A reference after `occurs … before/after/on/between`: constant or per row. */
+  private timeRef(scope: Scope, labels: readonly string[] = []): fc.Arbitrary<string> {
+    const options: fc.Arbitrary<string>[] = [timeWord, dateLit, fc.constantFrom(...fieldsOf(scope).dt)];
+    if (labels.length > 0) options.push(fc.constantFrom(...labels), fc.constantFrom(...labels));
+    return fc.oneof(...options);
+  }
+
+  /** The tail after `occurs` (or inside WHEN). */
+  occursTail(scope: Scope, labels: readonly string[] = []): fc.Arbitrary<string> {
+    const ref = this.timeRef(scope, labels);
+    // Calendar units (month, year) take whole amounts only.
+    const amountUnit = fc.oneof(
+      fc.tuple(fc.constantFrom('0', '1', '2', '3', '7', '30'), fc.constantFrom(...UNITS)),
+      fc.tuple(fc.constant('1.5'), fc.constantFrom('hours', 'days', 'week')),
+    );
+    return fc.oneof(
+      {
+        arbitrary: fc
+          .tuple(fc.constantFrom('<=', '<', '>=', '>', '=', '!=', ''), amountUnit, fc.constantFrom('before', 'after', 'from'), ref)
+          .map(([op, [n, u], dir, r]) => `${op ? `${op} ` : ''}${n} ${u} ${dir} ${r}`),
+        weight: 6,
+      },
+      { arbitrary: fc.tuple(fc.constantFrom('before', 'after'), ref).map(([dir, r]) => `${dir} ${r}`), weight: 2 },
+      { arbitrary: ref.map((r) => `on ${r}`), weight: 1 },
+      { arbitrary: fc.constantFrom('today', 'yesterday', 'tomorrow'), weight: 1 },
+      {
+        arbitrary: fc.tuple(fc.constantFrom('this', 'last', 'next'), fc.constantFrom('day', 'week', 'month', 'year', 'hour')).map(([w, u]) => `${w} ${u}`),
+        weight: 2,
+      },
+      { arbitrary: fc.tuple(ref, ref).map(([a, b]) => `between ${a} and ${b}`), weight: 1 },
+    );
+  }
+
+  /** A boolean expression. */
+  bool(scope: Scope, depth: number): fc.Arbitrary<string> {
+    return this.cached(this.key('bool', scope, depth), () => {
+      const f = fieldsOf(scope);
+      const n0 = this.num(scope, 0);
+      const s0 = this.str(scope, 0);
+      const atoms: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: fc.tuple(fc.constantFrom(...f.num), compareOp, numLit).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 3 },
+        { arbitrary: fc.tuple(fc.constantFrom(...f.str), compareOp, strLit).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 3 },
+        {
+          arbitrary: fc.tuple(fc.constantFrom(...f.dt), fc.constantFrom('=', '!=', '<', '>='), fc.oneof(timeWord, dateLit)).map(([a, op, b]) => `${a} ${op} ${b}`),
+          weight: 1,
+        },
+        {
+          arbitrary: fc
+            .tuple(fc.constantFrom(...f.str, ...f.num, ...f.dt, ...f.strArr), fc.constantFrom('isNull', 'isNotNull'))
+            .map(([a, m]) => `${a}.${m}()`),
+          weight: 1,
+        },
+        { arbitrary: fc.constant('true'), weight: 1 },
+      ];
+      if (f.bool.length > 0) {
+        atoms.push(
+          { arbitrary: fc.constantFrom(...f.bool), weight: 1 },
+          { arbitrary: fc.tuple(fc.constantFrom(...f.bool), fc.constantFrom('=', '!='), fc.constantFrom('true', 'false')).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 1 },
+        );
+      }
+      if (scope.where === 'event') atoms.push({ arbitrary: eventTypeLit.map((t) => `eventType = ${t}`), weight: 4 });
+      if (depth <= 0) return fc.oneof(...atoms);
+      const d = depth - 1;
+      const b = this.bool(scope, d);
+      const n = this.num(scope, d);
+      const s = this.str(scope, d);
+      const t = this.dt(scope, d);
+      const options: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: fc.oneof(...atoms), weight: 4 },
+        { arbitrary: fc.tuple(b, fc.constantFrom('and', 'or', 'AND', 'OR'), b).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 4 },
+        { arbitrary: b.map((x) => `not ${paren(x)}`), weight: 2 },
+        { arbitrary: fc.tuple(n, compareOp, n).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 2 },
+        { arbitrary: fc.tuple(s, compareOp, s).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 2 },
+        { arbitrary: fc.tuple(t, compareOp, t).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 1 },
+        {
+          arbitrary: fc
+            .tuple(s, fc.constantFrom('in', 'notIn'), fc.array(fc.oneof(strLit, strLit, fc.constant('null'), s0), { maxLength: 3 }))
+            .map(([x, op, list]) => `${paren(x)} ${op} [${list.join(', ')}]`),
+          weight: 2,
+        },
+        {
+          arbitrary: fc
+            .tuple(n, fc.constantFrom('in', 'notIn'), fc.array(fc.oneof(numLit, n0), { maxLength: 3 }))
+            .map(([x, op, list]) => `${paren(x)} ${op} [${list.join(', ')}]`),
+          weight: 1,
+        },
+        {
+          arbitrary: fc
+            .tuple(t, fc.constantFrom('in', 'notIn'), fc.array(fc.oneof(timeWord, dateLit), { maxLength: 2 }))
+            .map(([x, op, list]) => `${paren(x)} ${op} [${list.join(', ')}]`),
+          weight: 1,
+        },
+        {
+          arbitrary: fc
+            .tuple(
+              s,
+              fc.constantFrom('equals', 'notEqualTo', 'startsWith', 'endsWith', 'contains', 'doesNotStartWith', 'doesNotEndWith', 'doesNotContain'),
+              fc.oneof(strLit, strLit, s0),
+              caseArg,
+            )
+            .map(([x, m, y, cs]) => `${paren(x)}.${m}(${y}${cs})`),
+          weight: 4,
+        },
+        { arbitrary: fc.tuple(s, fc.constantFrom(...LIKE_PATTERNS)).map(([x, p]) => `${paren(x)} like ${pqlString(p)}`), weight: 2 },
+        { arbitrary: fc.tuple(s, fc.constantFrom(...REGEXES)).map(([x, re]) => `${paren(x)}.matches(${pqlString(re)})`), weight: 1 },
+        { arbitrary: fc.tuple(t, this.occursTail(scope)).map(([x, tail]) => `${paren(x)} occurs ${tail}`), weight: 4 },
+        { arbitrary: fc.tuple(b, b, b).map(([c, x, y]) => `if(${c}, ${x}, ${y})`), weight: 1 },
+        {
+          arbitrary: fc
+            .tuple(n, numLit, numLit)
+            .map(([v, lo, hi]) => `let V = (${v}) in (V > ${lo} and (V < ${hi} or V = ${lo}))`),
+          weight: 1,
+        },
+      ];
+      if (f.strArr.length > 0) {
+        const arr = fc.constantFrom(...f.strArr);
+        const other = fc.oneof(arr, fc.array(strLit, { maxLength: 3 }).map((xs) => `[${xs.join(', ')}]`));
+        options.push(
+          { arbitrary: fc.tuple(arr, fc.oneof(strLit, s0)).map(([a, v]) => `${a}.includes(${v})`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(arr, fc.constantFrom('intersects', 'subsetOf', 'supersetOf'), other)
+              .map(([a, m, o]) => `${a}.${m}(${o})`),
+            weight: 2,
+          },
+          { arbitrary: fc.tuple(s, fc.constantFrom('in', 'notIn'), arr).map(([x, op, a]) => `${paren(x)} ${op} ${a}`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(arr, other, fc.constantFrom('count() > 0', 'count() = 1', 'head() = "shoes"', 'includes("hats")'))
+              .map(([a, o, tail]) => `${a}.intersection(${o}).${tail}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(arr, fc.constantFrom('count() = 1', 'count() >= 2', 'head() = "shoes"'))
+              .map(([a, tail]) => `${a}.distinct().${tail}`),
+            weight: 1,
+          },
+        );
+      }
+      if (scope.where === 'profile') {
+        const ev = this.bool({ where: 'event', eventVar: false }, d);
+        const evVar = this.bool({ where: 'profile', eventVar: true }, d);
+        options.push(
+          {
+            arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent[${c}].count() ${op} ${k}`),
+            weight: 4,
+          },
+          { arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), ev).map(([m, c]) => `xEvent.${m}(${c})`), weight: 2 },
+          {
+            arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), evVar, fc.constantFrom('where', ':')).map(([q, c, w]) => paren(`${q} E from xEvent ${w} ${c}`)),
+            weight: 2,
+          },
+          {
+            arbitrary: fc.tuple(evVar, compareOp, smallInt).map(([c, op, k]) => `(select E from xEvent where ${c}).count() ${op} ${k}`),
+            weight: 1,
+          },
+          { arbitrary: this.chain(d), weight: 3 },
+          { arbitrary: fc.constantFrom('"VIP"', '"2"', '"Newsletter"').map((a) => `inSegment(${a})`), weight: 2 },
+          { arbitrary: fc.constantFrom('a', 'k', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)}).isNull()`), weight: 1 },
+        );
+      }
+      if (scope.where === 'event') {
+        const item = this.bool({ where: 'item', eventVar: false }, d);
+        options.push(
+          { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
+          { arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), item).map(([m, c]) => `productListItems.${m}(${c})`), weight: 2 },
+          { arbitrary: fc.constantFrom(...CATEGORIES).map((c) => `productListItems.exists(category.equals(${pqlString(c)}, false))`), weight: 1 },
+          { arbitrary: fc.constantFrom('productListItems.isNull()', 'productListItems.isNotNull()', 'productListItems.count() = 0'), weight: 1 },
+          { arbitrary: eventTypeLit.map((x) => `eventType in [${x}, "web.pageview"]`), weight: 2 },
+        );
+      }
+      return fc.oneof(...options);
+    });
+  }
+
+  /** CHAIN of 2–3 steps with optional WHEN, labels referring to earlier steps. */
+  chain(depth: number): fc.Arbitrary<string> {
+    const profile: Scope = { where: 'profile', eventVar: false };
+    const what = fc.oneof(
+      { arbitrary: eventTypeLit.map((t) => `eventType = ${t}`), weight: 3 },
+      { arbitrary: this.bool({ where: 'event', eventVar: false }, Math.max(0, depth - 1)), weight: 1 },
+    );
+    const labelTail = (labels: string[]) =>
+      fc.oneof(
+        {
+          arbitrary: fc
+            .tuple(fc.constantFrom('<=', '<', '>=', '>', '=', ''), fc.constantFrom('0', '1', '2', '30'), fc.constantFrom('hours', 'days', 'minute', 'month', 'week'), fc.constantFrom(...labels))
+            .map(([op, k, u, l]) => `${op ? `${op} ` : ''}${k} ${u} after ${l}`),
+          weight: 4,
+        },
+        { arbitrary: fc.constantFrom(...labels).map((l) => `after ${l}`), weight: 1 },
+        { arbitrary: fc.constantFrom(...labels).map((l) => `on ${l}`), weight: 1 },
+        { arbitrary: fc.constantFrom(...labels).map((l) => `between ${l} and now`), weight: 1 },
+        { arbitrary: this.occursTail(profile, labels), weight: 2 },
+      );
+    const step = (label: string, labels: string[]) =>
+      fc
+        .tuple(what, fc.option(labels.length > 0 ? labelTail(labels) : this.occursTail(profile), { nil: undefined }), fc.constantFrom('WHAT', 'what'))
+        .map(([w, when, kw]) => `${label}: ${kw}(${w})${when === undefined ? '' : ` WHEN(${when})`}`);
+    return fc.oneof(
+      fc.tuple(step('A', []), step('B', ['A'])).map((steps) => `CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
+      fc
+        .tuple(step('A', []), step('B', ['A']), step('C', ['A', 'B']))
+        .map((steps) => `CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
+      fc.tuple(step('A', []), step('B', ['A'])).map((steps) => `not CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
+    );
+  }
+
+  /** A top-level segment definition. */
+  definition(depth = 3): fc.Arbitrary<string> {
+    return this.bool({ where: 'profile', eventVar: false }, depth);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// data
+
+/** Evaluation instants with calendar edges: a leap day, a month end, a Monday midnight, a year end. */
+export const NOWS = [
+  '2024-02-29T13:45:30.123Z',
+  '2026-01-31T23:59:59.999Z',
+  '2024-03-04T00:00:00.000Z',
+  '2025-12-31T12:00:00.000Z',
+].map((s) => Date.parse(s));
+
+/** Instants around `now` where windows and calendar periods begin and end. */
+export function boundaryInstants(now: number): number[] {
+  const today = dayStart(now);
+  const out = [
+    now,
+    now - 1,
+    now + 1,
+    now - H,
+    now - 2 * H,
+    now - DAY,
+    now - DAY + 1,
+    now - 7 * DAY,
+    now - 7 * DAY - 1,
+    now - 30 * DAY,
+    now + H,
+    now + DAY,
+    today,
+    today - 1,
+    today - DAY,
+    today + DAY,
+    today + DAY - 1,
+    today - 3 * DAY,
+    periodStart(now, 'week'),
+    periodStart(now, 'week') - 1,
+    periodStart(now, 'month'),
+    periodStart(now, 'month') - 1,
+    addUnits(periodStart(now, 'month'), 'month', 1),
+    periodStart(now, 'year'),
+    addUnits(now, 'month', -1),
+    addUnits(now, 'year', -1),
+    addUnits(now, 'year', -30),
+    addUnits(now, 'year', -30) + 1,
+    Date.parse('2000-02-29T00:00:00.000Z'),
+    Date.parse('1990-03-01T00:00:00.000Z'),
+    Date.parse('2024-02-29T00:00:00.000Z'),
+    Date.parse('2024-03-01T00:00:00.000Z'),
+    Date.parse('2023-12-31T23:59:59.999Z'),
+  ];
+  return out;
+}
+
+const NUMBERS = [0, 1, -1, 2, 3, 5, 7, 10, 100, 1000, 0.1, 0.2, 0.3, 0.5, 1.5, -2.5, 1e-9, 1e16, -1e16, 2 ** 53, 2 ** 53 + 2, 2 ** 62, 1e308, -1e308, 123.456];
+
+type Maybe<T> = T | null | undefined;
+
+function maybe<T>(arb: fc.Arbitrary<T>, present = 5): fc.Arbitrary<Maybe<T>> {
+  return fc.oneof(
+    { arbitrary: fc.constant(undefined), weight: 2 },
+    { arbitrary: fc.constant(null), weight: 1 },
+    { arbitrary: arb, weight: present },
+  );
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  if (value === undefined) return;
+  const parts = path.split('.');
+  let obj = target;
+  for (const part of parts.slice(0, -1)) {
+    const next = obj[part];
+    if (next === null) return; // a null parent hides everything below it
+    if (typeof next !== 'object') obj[part] = {};
+    obj = obj[part] as Record<string, unknown>;
+  }
+  obj[parts[parts.length - 1]!] = value;
+}
+
+const str = fc.oneof({ arbitrary: fc.constantFrom(...STRINGS), weight: 5 }, { arbitrary: fc.string({ maxLength: 4, unit: 'grapheme' }), weight: 1 });
+const num = fc.oneof({ arbitrary: fc.constantFrom(...NUMBERS), weight: 5 }, { arbitrary: fc.integer({ min: -50, max: 50 }), weight: 2 }, { arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), weight: 1 });
+
+function instant(now: number): fc.Arbitrary<number> {
+  return fc.oneof(
+    { arbitrary: fc.constantFrom(...boundaryInstants(now)), weight: 5 },
+    { arbitrary: fc.integer({ min: now - 400 * DAY, max: now + 10 * DAY }), weight: 1 },
+  );
+}
+
+function iso(now: number): fc.Arbitrary<string> {
+  return instant(now).map(toCanonicalIso);
+}
+
+function attributes(now: number): fc.Arbitrary<Record<string, unknown>> {
+  const entries: [string, fc.Arbitrary<unknown>][] = [
+    ['person.name.firstName', maybe(str)],
+    ['person.name.lastName', maybe(str)],
+    ['person.birthDate', maybe(iso(now))],
+    ['homeAddress.countryCode', maybe(fc.constantFrom('SE', 'NO', 'se', 'US', ''))],
+    ['homeAddress.city', maybe(str)],
+    ['loyalty.tier', maybe(fc.constantFrom('gold', 'Gold', 'silver', ''))],
+    ['loyalty.points', maybe(num)],
+    ['loyalty.joinDate', maybe(iso(now))],
+    ['preferences.categories', maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constant(null)), { maxLength: 4 }))],
+    ['consents.marketing.email', maybe(fc.boolean())],
+    ['createdAt', maybe(iso(now))],
+    ['_tenant.score', maybe(num)],
+    ['_tenant.nickname', maybe(str)],
+    ['_tenant.page-name', maybe(str)],
+    ['_tenant.lastVisit', maybe(iso(now))],
+    ['_tenant.vip', maybe(fc.boolean())],
+    ['_tenant.tags', maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constantFrom(...STRINGS)), { maxLength: 4 }))],
+    ['_tenant.scores', maybe(fc.array(fc.oneof(num, fc.constant(null)), { maxLength: 4 }))],
+    [
+      '_tenant.prefs',
+      maybe(fc.dictionary(fc.constantFrom('a', 'b', 'k', 'key with space', 'é'), fc.oneof(str, fc.constant(null)), { maxKeys: 3 })),
+    ],
+  ];
+  const parents = fc.record({
+    person: fc.boolean(),
+    homeAddress: fc.boolean(),
+  });
+  return fc.tuple(fc.tuple(...entries.map(([, arb]) => arb)), parents).map(([values, nullParents]) => {
+    const attrs: Record<string, unknown> = {};
+    // Occasionally a whole object is null: every path below reads as missing.
+    if (nullParents.person && values[0] === undefined && values[1] === undefined && values[2] === undefined) attrs.person = null;
+    if (nullParents.homeAddress && values[3] === undefined && values[4] === undefined) attrs.homeAddress = null;
+    entries.forEach(([path], i) => setPath(attrs, path, values[i]));
+    return attrs;
+  });
+}
+
+function eventPayload(): fc.Arbitrary<Record<string, unknown>> {
+  const item = fc.record(
+    {
+      SKU: maybe(fc.constantFrom('SH-41', 'HT-1', 'x')),
+      name: maybe(str),
+      category: maybe(fc.constantFrom(...CATEGORIES)),
+      quantity: maybe(fc.constantFrom(0, 1, 2, 3, 0.5)),
+      priceTotal: maybe(num),
+    },
+    { requiredKeys: [] },
+  );
+  const entries: [string, fc.Arbitrary<unknown>][] = [
+    ['channel', maybe(fc.constantFrom('web', 'mobile', 'Web', 'é'))],
+    ['web.webPageDetails.name', maybe(str)],
+    ['commerce.order.priceTotal', maybe(num, 8)],
+    ['commerce.order.currencyCode', maybe(fc.constantFrom('SEK', 'EUR', 'sek'))],
+    ['productListItems', maybe(fc.array(fc.oneof({ arbitrary: item, weight: 5 }, { arbitrary: fc.constant(null), weight: 1 }), { maxLength: 3 }))],
+    ['marketing.campaignId', maybe(fc.constantFrom('c1', 'c2'))],
+    ['_tenant.rating', maybe(num)],
+  ];
+  return fc.tuple(...entries.map(([, arb]) => arb)).map((values) => {
+    const payload: Record<string, unknown> = {};
+    entries.forEach(([path], i) => {
+      const v = values[i];
+      // Items come from fc.record with optional keys: drop the `undefined` ones.
+      setPath(payload, path, Array.isArray(v) ? v.map((x) => (x === null ? null : JSON.parse(JSON.stringify(x)))) : v);
+    });
+    return payload;
+  });
+}
+
+interface RawEvent {
+  order: number;
+  timestamp: number;
+  eventType: string;
+  payload: Record<string, unknown>;
+}
+
+function rawEvents(now: number): fc.Arbitrary<RawEvent[]> {
+  return fc.array(
+    fc.record({
+      order: fc.integer(),
+      timestamp: instant(now),
+      eventType: fc.constantFrom(...EVENT_TYPES),
+      payload: eventPayload(),
+    }),
+    { maxLength: 6 },
+  );
+}
+
+const STATUS = fc.constantFrom<MembershipStatus | undefined>(undefined, undefined, 'REALIZED', 'EXISTING', 'EXITED');
+
+function profile(now: number): fc.Arbitrary<{ attributes: Record<string, unknown>; events: RawEvent[]; statuses: (MembershipStatus | undefined)[] }> {
+  return fc.record({
+    attributes: attributes(now),
+    events: rawEvents(now),
+    statuses: fc.tuple(STATUS, STATUS, STATUS),
+  });
+}
+
+/**
+ * Profiles at `now`. Event ids come from a random order independent of insertion and time,
+ * so ties on timestamp are broken by id as the store does.
+ */
+export function profiles(now: number, maxLength: number): fc.Arbitrary<TestProfile[]> {
+  return fc.array(profile(now), { minLength: 1, maxLength }).map((list) => {
+    const all = list.flatMap((p, pi) => p.events.map((e, ei) => ({ pi, ei, order: e.order })));
+    all.sort((a, b) => a.order - b.order || a.pi - b.pi || a.ei - b.ei);
+    const ids = new Map<string, number>();
+    all.forEach((e, i) => ids.set(`${e.pi}:${e.ei}`, i + 1));
+    return list.map((p, pi) => ({
+      attributes: p.attributes,
+      events: p.events.map(
+        (e, ei): TestEvent => ({ id: ids.get(`${pi}:${ei}`)!, timestamp: e.timestamp, eventType: e.eventType, payload: e.payload }),
+      ),
+      memberships: p.statuses.flatMap((status, i) => (status === undefined ? [] : [{ audienceId: i + 1, status }])),
+    }));
+  });
+}
