@@ -1,6 +1,6 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { audiences, definitionDependencies, memberships, membershipHistory, segmentDefinitions } from '../db/schema.js';
+import { audiences, definitionDependencies, membershipHistory, memberships, segmentDefinitions } from '../db/schema.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
@@ -47,7 +47,8 @@ export function toAudience(row: AudienceRow): Audience {
 export function validName(name: string, field = 'input.name'): string {
   const trimmed = name.trim();
   if (trimmed.length === 0) throw badInput('The name is empty', field);
-  if (trimmed.length > NAME_MAX) throw badInput(`The name is ${trimmed.length} characters; the maximum is ${NAME_MAX}`, field);
+  if (trimmed.length > NAME_MAX)
+    throw badInput(`The name is ${trimmed.length} characters; the maximum is ${NAME_MAX}`, field);
   return trimmed;
 }
 
@@ -73,18 +74,35 @@ export function audiencesByIds(conn: Connection, sandboxId: number, ids: readonl
 
 export function requireAudience(conn: Connection, sandboxId: number, id: number): Audience {
   const audience = audiencesByIds(conn, sandboxId, [id]).get(id);
-  if (!audience) throw notFound(`No audience with id "${encodeGlobalId('Audience', id)}" in this sandbox`, encodeGlobalId('Audience', id));
+  if (!audience)
+    throw notFound(
+      `No audience with id "${encodeGlobalId('Audience', id)}" in this sandbox`,
+      encodeGlobalId('Audience', id),
+    );
   return audience;
 }
 
 /** Throws CONFLICT when another audience in the namespace has this name (case-insensitive). */
-export function assertNameFree(conn: Connection, sandboxId: number, namespace: string, name: string, exceptId?: number): void {
+export function assertNameFree(
+  conn: Connection,
+  sandboxId: number,
+  namespace: string,
+  name: string,
+  exceptId?: number,
+): void {
   const row = conn.db
     .select({ id: audiences.id })
     .from(audiences)
-    .where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.namespace, namespace), eq(audiences.nameKey, name.toLowerCase())))
+    .where(
+      and(
+        eq(audiences.sandboxId, sandboxId),
+        eq(audiences.namespace, namespace),
+        eq(audiences.nameKey, name.toLowerCase()),
+      ),
+    )
     .get();
-  if (row && row.id !== exceptId) throw conflict(`An audience named "${name}" already exists in namespace "${namespace}"`);
+  if (row && row.id !== exceptId)
+    throw conflict(`An audience named "${name}" already exists in namespace "${namespace}"`);
 }
 
 export interface NewAudience {
@@ -102,7 +120,8 @@ export interface NewAudience {
 export function insertAudience(conn: Connection, sandboxId: number, input: NewAudience, now: number): Audience {
   const name = validName(input.name);
   const namespace = input.namespace ?? SEGQL_NAMESPACE;
-  if (!NAMESPACE.test(namespace)) throw badInput('Namespaces are 1 to 64 letters, digits, "_", "." or "-"', 'input.namespace');
+  if (!NAMESPACE.test(namespace))
+    throw badInput('Namespaces are 1 to 64 letters, digits, "_", "." or "-"', 'input.namespace');
   if (input.folderId != null) requireFolder(conn, sandboxId, input.folderId);
   assertNameFree(conn, sandboxId, namespace, name);
   const row = conn.db
@@ -158,7 +177,8 @@ export function applyAudienceChanges(
       currentVersion: audience.version,
     });
   }
-  if (audience.lifecycleState === 'ARCHIVED') throw conflict('The audience is ARCHIVED; archived audiences cannot change');
+  if (audience.lifecycleState === 'ARCHIVED')
+    throw conflict('The audience is ARCHIVED; archived audiences cannot change');
   const set: Partial<AudienceRow> = { updatedAt: now, version: audience.version + 1 };
   if (changes.name != null) {
     const name = validName(changes.name);
@@ -204,13 +224,22 @@ export function updateAudience(
 }
 
 /** Definitions that name this audience through inSegment (other than its own). */
-export function dependentDefinitions(conn: Connection, sandboxId: number, audienceIds: readonly number[]): Map<number, number[]> {
+export function dependentDefinitions(
+  conn: Connection,
+  sandboxId: number,
+  audienceIds: readonly number[],
+): Map<number, number[]> {
   const out = new Map<number, number[]>(audienceIds.map((id) => [id, []]));
   if (audienceIds.length === 0) return out;
   const rows = conn.db
     .select({ audienceId: definitionDependencies.audienceId, definitionId: definitionDependencies.definitionId })
     .from(definitionDependencies)
-    .where(and(eq(definitionDependencies.sandboxId, sandboxId), inArray(definitionDependencies.audienceId, [...audienceIds])))
+    .where(
+      and(
+        eq(definitionDependencies.sandboxId, sandboxId),
+        inArray(definitionDependencies.audienceId, [...audienceIds]),
+      ),
+    )
     .orderBy(definitionDependencies.definitionId)
     .all();
   for (const r of rows) out.get(r.audienceId)?.push(r.definitionId);
@@ -236,12 +265,18 @@ export function assertNoDependents(conn: Connection, sandboxId: number, audience
 
 /** Removes an audience with its memberships and their history (the caller holds the transaction). */
 export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
-  conn.db.delete(memberships).where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId))).run();
+  conn.db
+    .delete(memberships)
+    .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)))
+    .run();
   conn.db
     .delete(membershipHistory)
     .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.audienceId, audienceId)))
     .run();
-  conn.db.delete(audiences).where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.id, audienceId))).run();
+  conn.db
+    .delete(audiences)
+    .where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.id, audienceId)))
+    .run();
 }
 
 export type EvaluationMethod = 'BATCH' | 'STREAMING' | 'EDGE';
@@ -270,7 +305,10 @@ const ORDER_COLUMNS = {
   SIZE: audiences.size,
 } as const;
 
-export function evaluationMethodCondition(method: EvaluationMethod, definitionIdColumn: SQL | typeof audiences.definitionId): SQL {
+export function evaluationMethodCondition(
+  method: EvaluationMethod,
+  definitionIdColumn: SQL | typeof audiences.definitionId,
+): SQL {
   const column = { BATCH: 'eval_batch', STREAMING: 'eval_streaming', EDGE: 'eval_edge' }[method];
   return sql`EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = ${definitionIdColumn} AND ${sql.identifier(`d`)}.${sql.identifier(column)} = 1)`;
 }
@@ -289,9 +327,11 @@ export function listAudiences(
   if (filter.namespace != null) conditions.push(eq(audiences.namespace, filter.namespace));
   if (filter.origin != null) conditions.push(eq(audiences.origin, filter.origin));
   if (filter.lifecycleState != null) conditions.push(eq(audiences.lifecycleState, filter.lifecycleState));
-  if (filter.label != null) conditions.push(sql`EXISTS (SELECT 1 FROM json_each(${audiences.labels}) WHERE value = ${filter.label})`);
+  if (filter.label != null)
+    conditions.push(sql`EXISTS (SELECT 1 FROM json_each(${audiences.labels}) WHERE value = ${filter.label})`);
   if (filter.folderId != null) conditions.push(eq(audiences.folderId, filter.folderId));
-  if (filter.evaluationMethod != null) conditions.push(evaluationMethodCondition(filter.evaluationMethod, audiences.definitionId));
+  if (filter.evaluationMethod != null)
+    conditions.push(evaluationMethodCondition(filter.evaluationMethod, audiences.definitionId));
   if (filter.updatedAfter != null) conditions.push(gt(audiences.updatedAt, filter.updatedAfter));
   const base = [...conditions];
   const column = ORDER_COLUMNS[order.field];
@@ -304,7 +344,13 @@ export function listAudiences(
     .limit(query.fetch)
     .all();
   const sortKey = (r: AudienceRow) =>
-    order.field === 'NAME' ? r.nameKey : order.field === 'SIZE' ? r.size : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt;
+    order.field === 'NAME'
+      ? r.nameKey
+      : order.field === 'SIZE'
+        ? r.size
+        : order.field === 'UPDATED_AT'
+          ? r.updatedAt
+          : r.createdAt;
   const page = toPage(rows, query, (r) => [sortKey(r), r.id]);
   return {
     ...page,

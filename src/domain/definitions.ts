@@ -14,7 +14,7 @@ import {
   validName,
 } from './audiences.js';
 import { badInput, conflict, notFound } from './errors.js';
-import { checkExpression, type CheckedInput, type ExpressionInput, type PqlFormat } from './expressions.js';
+import { type CheckedInput, checkExpression, type ExpressionInput, type PqlFormat } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
 import { keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
@@ -72,7 +72,11 @@ export function toDefinition(row: DefinitionRow): SegmentDefinition {
   };
 }
 
-export function definitionsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, SegmentDefinition> {
+export function definitionsByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Map<number, SegmentDefinition> {
   const out = new Map<number, SegmentDefinition>();
   if (ids.length === 0) return out;
   for (const row of conn.db
@@ -94,14 +98,21 @@ export function requireDefinition(conn: Connection, sandboxId: number, id: numbe
 }
 
 /** Audience ids each definition names through inSegment. */
-export function dependenciesOf(conn: Connection, sandboxId: number, definitionIds: readonly number[]): Map<number, number[]> {
+export function dependenciesOf(
+  conn: Connection,
+  sandboxId: number,
+  definitionIds: readonly number[],
+): Map<number, number[]> {
   const out = new Map<number, number[]>(definitionIds.map((id) => [id, []]));
   if (definitionIds.length === 0) return out;
   for (const r of conn.db
     .select()
     .from(definitionDependencies)
     .where(
-      and(eq(definitionDependencies.sandboxId, sandboxId), inArray(definitionDependencies.definitionId, [...definitionIds])),
+      and(
+        eq(definitionDependencies.sandboxId, sandboxId),
+        inArray(definitionDependencies.definitionId, [...definitionIds]),
+      ),
     )
     .orderBy(definitionDependencies.audienceId)
     .all())
@@ -120,7 +131,11 @@ function validTtl(ttl: number | null | undefined): number | null {
 }
 
 /** Streaming and edge may only be asked for when the checker says the expression allows them. */
-function validEvaluation(requested: EvaluationRequest | null | undefined, base: EvaluationInfo, eligibility: Eligibility) {
+function validEvaluation(
+  requested: EvaluationRequest | null | undefined,
+  base: EvaluationInfo,
+  eligibility: Eligibility,
+) {
   const info: EvaluationInfo = {
     batch: requested?.batch ?? base.batch,
     streaming: requested?.streaming ?? base.streaming,
@@ -193,7 +208,11 @@ export function createSegmentDefinition(
   const ttlInDays = validTtl(input.ttlInDays);
   return conn.sqlite.transaction(() => {
     const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
-    const evaluation = validEvaluation(input.evaluationInfo, { batch: true, streaming: false, edge: false }, checked.checked.eligibility);
+    const evaluation = validEvaluation(
+      input.evaluationInfo,
+      { batch: true, streaming: false, edge: false },
+      checked.checked.eligibility,
+    );
     assertDefinitionNameFree(conn, sandboxId, name);
     const audience = insertAudience(
       conn,
@@ -263,7 +282,8 @@ export function updateSegmentDefinition(
       });
     }
     const audience = requireAudience(conn, sandboxId, def.audienceId);
-    if (audience.lifecycleState === 'ARCHIVED') throw conflict('The definition\'s audience is ARCHIVED; archived definitions cannot change');
+    if (audience.lifecycleState === 'ARCHIVED')
+      throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
     const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
     let eligibility = def.eligibility;
     if (input.name != null) {
@@ -275,7 +295,10 @@ export function updateSegmentDefinition(
     if (input.description !== undefined) set.description = input.description;
     if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
     if (input.expression) {
-      const checked = checkExpression(conn, sandboxId, input.expression, { definition: true, selfAudienceId: def.audienceId });
+      const checked = checkExpression(conn, sandboxId, input.expression, {
+        definition: true,
+        selfAudienceId: def.audienceId,
+      });
       Object.assign(set, expressionColumns(input.expression, checked));
       eligibility = checked.checked.eligibility;
       writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
@@ -357,15 +380,20 @@ export function listSegmentDefinitions(
 ): Page<SegmentDefinition> & { totalCount: () => number } {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(segmentDefinitions.sandboxId, sandboxId)];
-  if (filter.nameContains) conditions.push(sql`instr(${segmentDefinitions.nameKey}, ${filter.nameContains.toLowerCase()}) > 0`);
-  if (filter.evaluationMethod != null) conditions.push(evaluationMethodCondition(filter.evaluationMethod, segmentDefinitions.id as never));
+  if (filter.nameContains)
+    conditions.push(sql`instr(${segmentDefinitions.nameKey}, ${filter.nameContains.toLowerCase()}) > 0`);
+  if (filter.evaluationMethod != null)
+    conditions.push(evaluationMethodCondition(filter.evaluationMethod, segmentDefinitions.id as never));
   if (filter.updatedAfter != null) conditions.push(gt(segmentDefinitions.updatedAt, filter.updatedAfter));
   const audienceConds: SQL[] = [];
   if (filter.lifecycleState != null) audienceConds.push(sql`a.lifecycle_state = ${filter.lifecycleState}`);
-  if (filter.label != null) audienceConds.push(sql`EXISTS (SELECT 1 FROM json_each(a.labels) WHERE value = ${filter.label})`);
+  if (filter.label != null)
+    audienceConds.push(sql`EXISTS (SELECT 1 FROM json_each(a.labels) WHERE value = ${filter.label})`);
   if (filter.folderId != null) audienceConds.push(sql`a.folder_id = ${filter.folderId}`);
   if (audienceConds.length > 0) {
-    conditions.push(sql`EXISTS (SELECT 1 FROM audiences a WHERE a.id = ${segmentDefinitions.audienceId} AND ${sql.join(audienceConds, sql` AND `)})`);
+    conditions.push(
+      sql`EXISTS (SELECT 1 FROM audiences a WHERE a.id = ${segmentDefinitions.audienceId} AND ${sql.join(audienceConds, sql` AND `)})`,
+    );
   }
   const base = [...conditions];
   const ks = keyset(query, ORDER_COLUMNS[order.field], segmentDefinitions.id, order.direction === 'DESC');
@@ -376,7 +404,8 @@ export function listSegmentDefinitions(
     .orderBy(...ks.orderBy)
     .limit(query.fetch)
     .all();
-  const sortKey = (r: DefinitionRow) => (order.field === 'NAME' ? r.nameKey : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt);
+  const sortKey = (r: DefinitionRow) =>
+    order.field === 'NAME' ? r.nameKey : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt;
   const page = toPage(rows, query, (r) => [sortKey(r), r.id]);
   return {
     ...page,
@@ -391,7 +420,12 @@ export function listSegmentDefinitions(
 }
 
 /** Definitions (ids) that read a schema field, so its type cannot change under them. */
-export function definitionsUsingField(conn: Connection, sandboxId: number, cls: 'profile' | 'event', path: string): string[] {
+export function definitionsUsingField(
+  conn: Connection,
+  sandboxId: number,
+  cls: 'profile' | 'event',
+  path: string,
+): string[] {
   const needle = cls === 'event' ? `xEvent.${path}` : path;
   return (
     conn.sqlite

@@ -80,7 +80,8 @@ export function checkExpression(
 ): CheckedInput {
   const { ast, source } = parseExpression(input);
   const checkOptions = checkOptionsFor(conn, sandboxId, options.selfAudienceId);
-  const checked = options.definition === false ? check(ast, source, checkOptions) : checkDefinition(ast, source, checkOptions);
+  const checked =
+    options.definition === false ? check(ast, source, checkOptions) : checkDefinition(ast, source, checkOptions);
   return { checked, text: print(ast), json: toJson(ast) };
 }
 

@@ -15,7 +15,10 @@ const ALLOWED: Record<LifecycleState, readonly LifecycleState[]> = {
 
 export function assertLifecycleChange(from: LifecycleState, to: LifecycleState): void {
   if (!ALLOWED[from].includes(to)) {
-    throw conflict(`An audience cannot go from ${from} to ${to}${from === 'ARCHIVED' ? ' (ARCHIVED is final)' : ''}`, { from, to });
+    throw conflict(`An audience cannot go from ${from} to ${to}${from === 'ARCHIVED' ? ' (ARCHIVED is final)' : ''}`, {
+      from,
+      to,
+    });
   }
 }
 

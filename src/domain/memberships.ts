@@ -3,8 +3,8 @@ import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
-import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
 
 export type MembershipStatus = 'REALIZED' | 'EXISTING' | 'EXITED';
@@ -71,7 +71,11 @@ export function listMembers(
 }
 
 /** Memberships of many profiles (all statuses), for the Profile.memberships loader. */
-export function membershipsOfProfiles(conn: Connection, sandboxId: number, profileIds: readonly number[]): Map<number, Membership[]> {
+export function membershipsOfProfiles(
+  conn: Connection,
+  sandboxId: number,
+  profileIds: readonly number[],
+): Map<number, Membership[]> {
   const out = new Map<number, Membership[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
   const rows = conn.db
@@ -128,7 +132,10 @@ function resolveIdentities(conn: Connection, sandboxId: number, identities: read
     else ids.push(id);
   });
   if (unknown.length > 0) {
-    throw badInput(`No profile has identity ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}`, 'identities');
+    throw badInput(
+      `No profile has identity ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}`,
+      'identities',
+    );
   }
   return [...new Set(ids)];
 }
@@ -138,7 +145,8 @@ function requireManual(conn: Connection, sandboxId: number, audienceId: number):
   if (audience.origin !== 'MANUAL') {
     throw badInput(`Members are added by hand only to MANUAL audiences; this one is ${audience.origin}`, 'audienceId');
   }
-  if (audience.lifecycleState === 'ARCHIVED') throw conflict('The audience is ARCHIVED; archived audiences cannot change');
+  if (audience.lifecycleState === 'ARCHIVED')
+    throw conflict('The audience is ARCHIVED; archived audiences cannot change');
   return audience;
 }
 
@@ -152,7 +160,9 @@ export function addAudienceMembers(
 ): void {
   conn.sqlite.transaction(() => {
     requireManual(conn, sandboxId, audienceId);
-    const current = conn.sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck();
+    const current = conn.sqlite
+      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
+      .pluck();
     const upsert = conn.sqlite.prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
@@ -183,7 +193,9 @@ export function removeAudienceMembers(
 ): void {
   conn.sqlite.transaction(() => {
     requireManual(conn, sandboxId, audienceId);
-    const current = conn.sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck();
+    const current = conn.sqlite
+      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
+      .pluck();
     const exit = conn.sqlite.prepare(
       `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
     );
@@ -202,5 +214,7 @@ export function removeAudienceMembers(
 }
 
 function touchAudience(conn: Connection, audienceId: number, now: number): void {
-  conn.sqlite.prepare('UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?').run(now, now, audienceId);
+  conn.sqlite
+    .prepare('UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?')
+    .run(now, now, audienceId);
 }

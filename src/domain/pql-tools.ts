@@ -4,13 +4,13 @@ import { evaluate } from '../pql/evaluate.js';
 import type { PqlJson } from '../pql/json.js';
 import { compilePredicate } from '../pql/to-sql.js';
 import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } from '../pql/types.js';
-import { type SegmentDefinition, definitionsByIds } from './definitions.js';
+import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
-import { checkExpression, type CheckedInput, type ExpressionInput } from './expressions.js';
-import type { IdentityInput } from './profile-ingest.js';
+import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
-import { type Profile, profileIdByIdentity, profilesByIds } from './profiles.js';
+import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
+import { type Profile, profileIdByIdentity, profilesByIds } from './profiles.js';
 
 export interface PqlProblem {
   message: string;
@@ -103,17 +103,28 @@ export function profilesMatching(
 }
 
 /** One profile as the JS engine needs it: attributes, events in (timestamp, id) order, current memberships. */
-export function loadProfileDocument(conn: Connection, sandboxId: number, profileId: number): ProfileDocument | undefined {
+export function loadProfileDocument(
+  conn: Connection,
+  sandboxId: number,
+  profileId: number,
+): ProfileDocument | undefined {
   const row = conn.sqlite
     .prepare('SELECT json(attributes) AS a FROM profiles WHERE sandbox_id = ? AND id = ?')
     .get(sandboxId, profileId) as { a: string } | undefined;
   if (!row) return undefined;
   const events = (
     conn.sqlite
-      .prepare('SELECT id, ts, event_type AS type, json(payload) AS payload FROM events WHERE profile_id = ? ORDER BY ts, id')
+      .prepare(
+        'SELECT id, ts, event_type AS type, json(payload) AS payload FROM events WHERE profile_id = ? ORDER BY ts, id',
+      )
       .all(profileId) as { id: number; ts: number; type: string; payload: string }[]
   ).map(
-    (e): EventRecord => ({ id: e.id, timestamp: e.ts, eventType: e.type, payload: JSON.parse(e.payload) as Record<string, unknown> }),
+    (e): EventRecord => ({
+      id: e.id,
+      timestamp: e.ts,
+      eventType: e.type,
+      payload: JSON.parse(e.payload) as Record<string, unknown>,
+    }),
   );
   const memberships = new Set(
     conn.sqlite

@@ -4,10 +4,21 @@ import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { GraphQLError } from 'graphql';
-import { DomainError } from '../domain/errors.js';
 import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
 import type { Context } from './context.js';
 import { DateTimeScalar, JSONScalar } from './scalars.js';
+
+const UNKNOWN_TYPE = '__unknown__';
+
+function isNodeType(typename: string): boolean {
+  if (typename === UNKNOWN_TYPE) return false;
+  try {
+    builder.configStore.getTypeConfig(typename, 'Object');
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 export const builder = new SchemaBuilder<{
   Context: Context;
@@ -26,14 +37,24 @@ export const builder = new SchemaBuilder<{
   relay: {
     cursorType: 'String',
     encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
+    // An id that decodes to nothing known resolves to null in node/nodes (api.md), not to an error.
     decodeGlobalID: (globalID) => {
       const decoded = decodeGlobalId(globalID);
-      if (!decoded) throw new DomainError('NOT_FOUND', `"${globalID}" is not an id of this API`, { id: globalID });
-      return { typename: decoded.type, id: decoded.id };
+      return decoded ? { typename: decoded.type, id: decoded.id } : { typename: UNKNOWN_TYPE, id: globalID };
     },
     clientMutationId: 'omit',
-    nodeQueryOptions: { description: 'Any entity by its global id; null when it does not exist in this sandbox.' },
-    nodesQueryOptions: { description: 'Entities by global id, in order; null for each that does not exist.' },
+    nodeQueryOptions: {
+      description: 'Any entity by its global id; null when it does not exist in this sandbox.',
+      resolve: (_root, { id }, _ctx, _info, resolveNode) => (isNodeType(id.typename) ? resolveNode(id) : null),
+    },
+    nodesQueryOptions: {
+      description: 'Entities by global id, in order; null for each that does not exist.',
+      resolve: async (_root, { ids }, _ctx, _info, resolveNodes) => {
+        const known = ids.filter((id) => isNodeType(id.typename));
+        const found = await resolveNodes(known);
+        return ids.map((id) => (isNodeType(id.typename) ? found[known.indexOf(id)] : null));
+      },
+    },
   },
   complexity: {
     defaultComplexity: 1,

@@ -7,17 +7,46 @@ const AT = '2026-11-28T12:00:00.000Z';
 beforeAll(async () => {
   server = await startTestServer();
   const records = [
-    { identities: [{ namespace: 'email', id: 'ann@x.se' }], attributes: { homeAddress: { countryCode: 'SE' }, loyalty: { tier: 'gold', points: 900 } } },
-    { identities: [{ namespace: 'email', id: 'bo@x.se' }], attributes: { homeAddress: { countryCode: 'SE' }, loyalty: { tier: 'silver' } } },
+    {
+      identities: [{ namespace: 'email', id: 'ann@x.se' }],
+      attributes: { homeAddress: { countryCode: 'SE' }, loyalty: { tier: 'gold', points: 900 } },
+    },
+    {
+      identities: [{ namespace: 'email', id: 'bo@x.se' }],
+      attributes: { homeAddress: { countryCode: 'SE' }, loyalty: { tier: 'silver' } },
+    },
     { identities: [{ namespace: 'email', id: 'cy@x.no' }], attributes: { homeAddress: { countryCode: 'NO' } } },
     { identities: [{ namespace: 'email', id: 'di@x.us' }], attributes: {} },
   ];
   ok(await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', { r: records }));
   const events = [
-    { id: 'a1', identity: { namespace: 'email', id: 'ann@x.se' }, timestamp: '2026-11-27T10:00:00Z', eventType: 'commerce.purchases', data: { commerce: { order: { priceTotal: 50 } } } },
-    { id: 'a2', identity: { namespace: 'email', id: 'ann@x.se' }, timestamp: '2026-11-20T10:00:00Z', eventType: 'commerce.purchases', data: { commerce: { order: { priceTotal: 70 } } } },
-    { id: 'b1', identity: { namespace: 'email', id: 'bo@x.se' }, timestamp: '2026-09-01T10:00:00Z', eventType: 'commerce.purchases', data: { commerce: { order: { priceTotal: 10 } } } },
-    { id: 'c1', identity: { namespace: 'email', id: 'cy@x.no' }, timestamp: '2026-11-28T11:00:00Z', eventType: 'web.webpagedetails.pageViews' },
+    {
+      id: 'a1',
+      identity: { namespace: 'email', id: 'ann@x.se' },
+      timestamp: '2026-11-27T10:00:00Z',
+      eventType: 'commerce.purchases',
+      data: { commerce: { order: { priceTotal: 50 } } },
+    },
+    {
+      id: 'a2',
+      identity: { namespace: 'email', id: 'ann@x.se' },
+      timestamp: '2026-11-20T10:00:00Z',
+      eventType: 'commerce.purchases',
+      data: { commerce: { order: { priceTotal: 70 } } },
+    },
+    {
+      id: 'b1',
+      identity: { namespace: 'email', id: 'bo@x.se' },
+      timestamp: '2026-09-01T10:00:00Z',
+      eventType: 'commerce.purchases',
+      data: { commerce: { order: { priceTotal: 10 } } },
+    },
+    {
+      id: 'c1',
+      identity: { namespace: 'email', id: 'cy@x.no' },
+      timestamp: '2026-11-28T11:00:00Z',
+      eventType: 'web.webpagedetails.pageViews',
+    },
   ];
   ok(await server.gql('mutation($e: [EventInput!]!) { ingestEvents(events: $e) { accepted } }', { e: events }));
 });
@@ -40,14 +69,18 @@ describe('PQL tools over the API', () => {
     expect(v.json.fnName).toBe('and');
     expect(v.eligibility).toEqual({ batch: true, streaming: true, edge: true, reasons: [] });
     expect(v.referencedFields).toEqual(['homeAddress.countryCode', 'loyalty.points']);
-    const events = ok(await server.gql('query($x: String!) { validatePql(expression: $x) { eligibility { streaming reasons } } }', { x: REPEAT_BUYERS }))
-      .validatePql;
+    const events = ok(
+      await server.gql('query($x: String!) { validatePql(expression: $x) { eligibility { streaming reasons } } }', {
+        x: REPEAT_BUYERS,
+      }),
+    ).validatePql;
     expect(events.eligibility.streaming).toBe(false);
     expect(events.eligibility.reasons[0]).toMatch(/24 hours/);
   });
 
   it('validatePql reports syntax errors with position and expected tokens, and type errors with position', async () => {
-    const q = 'query($x: String!) { validatePql(expression: $x) { valid errors { message code line column offset length expected } } }';
+    const q =
+      'query($x: String!) { validatePql(expression: $x) { valid errors { message code line column offset length expected } } }';
     const syntax = ok(await server.gql(q, { x: 'loyalty.points >\n  and x' })).validatePql;
     expect(syntax.valid).toBe(false);
     expect(syntax.errors[0]).toMatchObject({ code: 'PQL_SYNTAX_ERROR', line: 2, column: 3, offset: 19, length: 3 });
@@ -61,12 +94,18 @@ describe('PQL tools over the API', () => {
 
   it('convertPql round-trips text and JSON', async () => {
     const text = 'not (loyalty.tier = "gold") or xEvent[eventType = "x"].count() > 0';
-    const json = ok(await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_TEXT, to: PQL_JSON) }', { x: text })).convertPql;
+    const json = ok(
+      await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_TEXT, to: PQL_JSON) }', { x: text }),
+    ).convertPql;
     expect(JSON.parse(json).fnName).toBe('or');
-    const back = ok(await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_JSON, to: PQL_TEXT) }', { x: json })).convertPql;
+    const back = ok(
+      await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_JSON, to: PQL_TEXT) }', { x: json }),
+    ).convertPql;
     // The canonical text drops parentheses precedence makes redundant (`not` binds looser than `=`).
     expect(back).toBe('not loyalty.tier = "gold" or xEvent[eventType = "x"].count() > 0');
-    const again = ok(await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_TEXT, to: PQL_TEXT) }', { x: back })).convertPql;
+    const again = ok(
+      await server.gql('query($x: String!) { convertPql(expression: $x, from: PQL_TEXT, to: PQL_TEXT) }', { x: back }),
+    ).convertPql;
     expect(again).toBe(back);
   });
 
@@ -83,7 +122,9 @@ describe('PQL tools over the API', () => {
     const se = ok(await server.gql(q, { x: 'homeAddress.countryCode = "SE"', at: AT })).profilesMatching;
     expect(se.totalCount).toBe(2);
     expect(se.pageInfo.hasNextPage).toBe(true);
-    const se2 = ok(await server.gql(q, { x: 'homeAddress.countryCode = "SE"', at: AT, after: se.pageInfo.endCursor })).profilesMatching;
+    const se2 = ok(
+      await server.gql(q, { x: 'homeAddress.countryCode = "SE"', at: AT, after: se.pageInfo.endCursor }),
+    ).profilesMatching;
     expect(se2.edges[0].node.identities[0].id).toBe('bo@x.se');
     expect(se2.pageInfo.hasNextPage).toBe(false);
     // Missing data: not (x = 1) holds on a missing x, x != 1 does not.
@@ -105,7 +146,9 @@ describe('PQL tools over the API', () => {
     const bo = ok(await server.gql(q, { id: 'bo@x.se', x: REPEAT_BUYERS, at: AT })).evaluateProfile;
     expect([ann.qualifies, bo.qualifies]).toEqual([true, false]);
     expect(ann.durationMs).toBeGreaterThanOrEqual(0);
-    const sum = ok(await server.gql(q, { id: 'ann@x.se', x: 'xEvent.sum(commerce.order.priceTotal) = 120', at: AT })).evaluateProfile;
+    const sum = ok(
+      await server.gql(q, { id: 'ann@x.se', x: 'xEvent.sum(commerce.order.priceTotal) = 120', at: AT }),
+    ).evaluateProfile;
     expect(sum.qualifies).toBe(true);
     const missing = await server.gql(q, { id: 'nobody@x', x: 'true', at: AT });
     expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');

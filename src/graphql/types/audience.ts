@@ -1,9 +1,9 @@
 import {
   type AudienceOrderField,
+  type AudienceOrigin,
   createManualAudience,
   listAudiences,
   updateAudience,
-  type AudienceOrigin,
 } from '../../domain/audiences.js';
 import { deleteAudience } from '../../domain/definitions.js';
 import { addAudienceMembers, listMembers, type Membership, removeAudienceMembers } from '../../domain/memberships.js';
@@ -31,7 +31,10 @@ export const AudienceOriginEnum = builder.enumType('AudienceOrigin', {
 
 const AudienceMemberType = builder.objectRef<Membership>('AudienceMember').implement({
   fields: (t) => ({
-    profile: t.field({ type: ProfileRef, resolve: async (m, _a, ctx) => (await ctx.loaders.profile.load(m.profileId))! }),
+    profile: t.field({
+      type: ProfileRef,
+      resolve: async (m, _a, ctx) => (await ctx.loaders.profile.load(m.profileId))!,
+    }),
     status: t.field({ type: MembershipStatusEnum, resolve: (m) => m.status }),
     qualifiedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.qualifiedAt }),
     lastEvaluatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.lastEvaluatedAt }),
@@ -143,7 +146,9 @@ builder.queryFields((t) => ({
             evaluationMethod: f?.evaluationMethod,
             updatedAfter: f?.updatedAfter,
           },
-          args.orderBy ? { field: args.orderBy.field as AudienceOrderField, direction: args.orderBy.direction } : undefined,
+          args.orderBy
+            ? { field: args.orderBy.field as AudienceOrderField, direction: args.orderBy.direction }
+            : undefined,
           args,
         );
         // Prime the loader so nested fields reuse these rows.
@@ -200,7 +205,10 @@ builder.mutationFields((t) => ({
   deleteAudience: t.globalID({
     description: 'Deletes an audience (with its definition, when it has one); CONFLICT while definitions use it.',
     args: { id: t.arg.id({ required: true }) },
-    resolve: (_r, args, ctx) => ({ type: 'Audience', id: deleteAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience')) }),
+    resolve: (_r, args, ctx) => ({
+      type: 'Audience',
+      id: deleteAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience')),
+    }),
   }),
   addAudienceMembers: t.field({
     type: AudienceRef,

@@ -31,7 +31,11 @@ const CreateFolderInput = builder.inputType('CreateFolderInput', {
 });
 
 builder.queryField('folders', (t) =>
-  t.field({ type: [FolderRef], description: 'Every folder of the sandbox.', resolve: (_r, _a, ctx) => [...ctx.loaders.folders().values()] }),
+  t.field({
+    type: [FolderRef],
+    description: 'Every folder of the sandbox.',
+    resolve: (_r, _a, ctx) => [...ctx.loaders.folders().values()],
+  }),
 );
 
 builder.mutationField('createFolder', (t) =>

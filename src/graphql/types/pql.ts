@@ -54,9 +54,14 @@ const format = (f: string | null | undefined) => (f ?? 'PQL_TEXT') as PqlFormat;
 builder.queryFields((t) => ({
   validatePql: t.field({
     type: PqlValidationType,
-    description: 'Parses and checks an expression against this sandbox: errors with positions, canonical text, eligibility.',
-    args: { expression: t.arg.string({ required: true }), format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }) },
-    resolve: (_r, args, ctx) => validatePql(ctx.conn, ctx.sandbox.id, { format: format(args.format), value: args.expression }),
+    description:
+      'Parses and checks an expression against this sandbox: errors with positions, canonical text, eligibility.',
+    args: {
+      expression: t.arg.string({ required: true }),
+      format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }),
+    },
+    resolve: (_r, args, ctx) =>
+      validatePql(ctx.conn, ctx.sandbox.id, { format: format(args.format), value: args.expression }),
   }),
   convertPql: t.string({
     description: 'Converts between the text and pql/json forms (syntax only).',
@@ -79,7 +84,13 @@ builder.queryFields((t) => ({
       complexity: connectionComplexity,
       resolve: (_r, args, ctx) =>
         toConnection(
-          profilesMatching(ctx.conn, ctx.sandbox.id, { format: format(args.format), value: args.expression }, args.at ?? Date.now(), args),
+          profilesMatching(
+            ctx.conn,
+            ctx.sandbox.id,
+            { format: format(args.format), value: args.expression },
+            args.at ?? Date.now(),
+            args,
+          ),
         ),
     },
     { name: 'ProfileMatchConnection' },
@@ -87,7 +98,8 @@ builder.queryFields((t) => ({
   ),
   evaluateProfile: t.field({
     type: EdgeEvaluationType,
-    description: 'Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled).',
+    description:
+      'Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled).',
     args: {
       identity: t.arg({ type: IdentityInput, required: true }),
       expression: t.arg.string(),

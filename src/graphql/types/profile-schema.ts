@@ -1,5 +1,5 @@
-import { type FieldClass, type SchemaField, schemaFieldsOf, updateProfileSchema } from '../../domain/profile-schema.js';
 import { definitionsUsingField } from '../../domain/definitions.js';
+import { type FieldClass, type SchemaField, schemaFieldsOf, updateProfileSchema } from '../../domain/profile-schema.js';
 import { builder } from '../builder.js';
 
 const FieldClassEnum = builder.enumType('FieldClass', {

@@ -14,10 +14,15 @@ export const LifecycleStateEnum = builder.enumType('LifecycleState', {
 });
 
 export const PqlFormatEnum = builder.enumType('PqlFormat', {
-  values: { PQL_TEXT: { description: 'PQL text' }, PQL_JSON: { description: 'The pql/json tree, as a JSON string' } } as const,
+  values: {
+    PQL_TEXT: { description: 'PQL text' },
+    PQL_JSON: { description: 'The pql/json tree, as a JSON string' },
+  } as const,
 });
 
-export const EvaluationMethodEnum = builder.enumType('EvaluationMethod', { values: ['BATCH', 'STREAMING', 'EDGE'] as const });
+export const EvaluationMethodEnum = builder.enumType('EvaluationMethod', {
+  values: ['BATCH', 'STREAMING', 'EDGE'] as const,
+});
 
 export const OrderDirectionEnum = builder.enumType('OrderDirection', { values: ['ASC', 'DESC'] as const });
 

@@ -27,9 +27,15 @@ export const PqlExpressionType = builder.objectRef<{ format: PqlFormat; value: s
   }),
 });
 
-const EvaluationInfoType = builder.objectRef<{ batch: boolean; streaming: boolean; edge: boolean }>('EvaluationInfo').implement({
-  fields: (t) => ({ batch: t.exposeBoolean('batch'), streaming: t.exposeBoolean('streaming'), edge: t.exposeBoolean('edge') }),
-});
+const EvaluationInfoType = builder
+  .objectRef<{ batch: boolean; streaming: boolean; edge: boolean }>('EvaluationInfo')
+  .implement({
+    fields: (t) => ({
+      batch: t.exposeBoolean('batch'),
+      streaming: t.exposeBoolean('streaming'),
+      edge: t.exposeBoolean('edge'),
+    }),
+  });
 
 export const EligibilityType = builder.objectRef<Eligibility>('Eligibility').implement({
   description: 'How an expression can run (pql.md §7), with the reasons when streaming or edge are not possible.',
@@ -62,7 +68,11 @@ builder.node(SegmentDefinitionRef, {
     expression: t.field({ type: PqlExpressionType, resolve: (d) => d.expression }),
     normalizedExpression: t.exposeString('expressionText', { description: 'Canonical PQL text of the expression.' }),
     schemaName: t.string({ resolve: () => '_xdm.context.profile' }),
-    evaluationInfo: t.field({ type: EvaluationInfoType, description: 'What it runs as.', resolve: (d) => d.evaluationInfo }),
+    evaluationInfo: t.field({
+      type: EvaluationInfoType,
+      description: 'What it runs as.',
+      resolve: (d) => d.evaluationInfo,
+    }),
     eligibility: t.field({
       type: EvaluationInfoType,
       description: 'What the expression allows.',
@@ -74,7 +84,10 @@ builder.node(SegmentDefinitionRef, {
     version: t.exposeInt('version'),
     createdAt: t.field({ type: 'DateTime', resolve: (d) => d.createdAt }),
     updatedAt: t.field({ type: 'DateTime', resolve: (d) => d.updatedAt }),
-    audience: t.field({ type: AudienceRef, resolve: async (d, _a, ctx) => (await ctx.loaders.audience.load(d.audienceId))! }),
+    audience: t.field({
+      type: AudienceRef,
+      resolve: async (d, _a, ctx) => (await ctx.loaders.audience.load(d.audienceId))!,
+    }),
     dependsOn: t.field({
       type: [AudienceRef],
       description: 'Audiences named by inSegment.',
@@ -136,7 +149,9 @@ builder.queryFields((t) => ({
             folderId: f?.folderId == null ? null : (decodeId(f.folderId, 'Folder') ?? -1),
             updatedAfter: f?.updatedAfter,
           },
-          args.orderBy ? { field: args.orderBy.field as DefinitionOrderField, direction: args.orderBy.direction } : undefined,
+          args.orderBy
+            ? { field: args.orderBy.field as DefinitionOrderField, direction: args.orderBy.direction }
+            : undefined,
           args,
         );
         for (const d of page.items) ctx.loaders.definition.prime(d.id, d);
