@@ -56,3 +56,28 @@ export function ok<T>(res: GqlResponse<T>): T {
   if (res.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(res.errors, null, 2)}`);
   return res.data as T;
 }
+
+/** Reads a GraphQL-over-SSE response (yoga's distinct-connections mode) into its `next` payloads. */
+export async function readSse(res: Response, max = Number.POSITIVE_INFINITY): Promise<any[]> {
+  const reader = res.body!.getReader();
+  const decoder = new TextDecoder();
+  const payloads: any[] = [];
+  let buffer = '';
+  while (payloads.length < max) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let sep = buffer.indexOf('\n\n');
+    while (sep >= 0) {
+      const block = buffer.slice(0, sep);
+      buffer = buffer.slice(sep + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (event === 'complete') return payloads;
+      if (data) payloads.push(JSON.parse(data));
+      sep = buffer.indexOf('\n\n');
+    }
+  }
+  await reader.cancel();
+  return payloads;
+}

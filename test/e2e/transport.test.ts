@@ -1,38 +1,13 @@
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { ok, readSse, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 beforeAll(async () => {
   server = await startTestServer();
 });
 afterAll(() => server.stop());
-
-/** Reads a GraphQL-over-SSE response (yoga's distinct-connections mode) into its `next` payloads. */
-export async function readSse(res: Response, max = Number.POSITIVE_INFINITY): Promise<any[]> {
-  const reader = res.body!.getReader();
-  const decoder = new TextDecoder();
-  const payloads: any[] = [];
-  let buffer = '';
-  while (payloads.length < max) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    buffer += decoder.decode(value, { stream: true });
-    let sep = buffer.indexOf('\n\n');
-    while (sep >= 0) {
-      const block = buffer.slice(0, sep);
-      buffer = buffer.slice(sep + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = /^data: (.*)$/m.exec(block)?.[1];
-      if (event === 'complete') return payloads;
-      if (data) payloads.push(JSON.parse(data));
-      sep = buffer.indexOf('\n\n');
-    }
-  }
-  await reader.cancel();
-  return payloads;
-}
 
 describe('transports', () => {
   it('answers a subscription round trip over graphql-ws on /graphql', async () => {
