@@ -21,6 +21,8 @@ export interface Limits {
   profileRecordBytes: number;
   eventRecordBytes: number;
   identitiesPerProfile: number;
+  /** Profiles per chunk of a segment job: the unit of progress and cancel checks. */
+  segmentChunkSize: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -33,6 +35,7 @@ export const DEFAULT_LIMITS: Limits = {
   profileRecordBytes: 100 * 1024,
   eventRecordBytes: 10 * 1024,
   identitiesPerProfile: 50,
+  segmentChunkSize: 20_000,
 };
 
 function intFrom(value: string | undefined, fallback: number, name: string): number {
@@ -55,6 +58,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCost: intFrom(env.SEGQL_MAX_COST, DEFAULT_LIMITS.maxCost, 'SEGQL_MAX_COST'),
       maxAliases: intFrom(env.SEGQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'SEGQL_MAX_ALIASES'),
       maxBodyBytes: intFrom(env.SEGQL_MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'SEGQL_MAX_BODY_BYTES'),
+      segmentChunkSize: Math.max(
+        1,
+        intFrom(env.SEGQL_SEGMENT_CHUNK_SIZE, DEFAULT_LIMITS.segmentChunkSize, 'SEGQL_SEGMENT_CHUNK_SIZE'),
+      ),
     },
   };
 }

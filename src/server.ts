@@ -11,7 +11,9 @@ import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config
 import { type Connection, openDatabase } from './db/index.js';
 import type { App } from './domain/app.js';
 import { EventBus } from './domain/events.js';
+import { JobRunner } from './domain/jobs/job-runner.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
+import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
@@ -70,7 +72,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
   ensureSandbox(conn, DEFAULT_SANDBOX);
-  const app: App = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} };
+  const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
+  app.jobs = new JobRunner(app);
+  app.jobs.register(segmentJobHandler);
+  app.jobs.start();
   const metrics = createMetrics(app);
 
   const yoga = createYoga<
@@ -251,6 +256,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await closed;
         clearTimeout(timer);
         clearInterval(idle);
+        await app.jobs.stop();
         if (!options.conn) conn.close();
         log.info('SegQL stopped');
       })();

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
 import type { EventBus } from './events.js';
+import type { JobRunner } from './jobs/job-runner.js';
 import type { ProfilesChangedHook } from './profile-ingest.js';
 
 /** The process-wide services every domain operation may need. */
@@ -11,6 +12,7 @@ export interface App {
   bus: EventBus;
   log: Logger;
   dataDir: string;
+  jobs: JobRunner;
   /** Run inside every ingest transaction (streaming segmentation plugs in here). */
   ingestHooks: { onProfilesChanged?: ProfilesChangedHook };
 }

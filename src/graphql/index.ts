@@ -8,6 +8,9 @@ import './types/folder.js';
 import './types/audience.js';
 import './types/segment-definition.js';
 import './types/pql.js';
+import './types/job.js';
+import './types/segment-job.js';
+import './types/membership.js';
 
 export const schema = builder.toSchema();
 

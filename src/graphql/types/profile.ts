@@ -58,7 +58,12 @@ builder.node(ProfileRef, {
   id: { resolve: (p) => p.id },
   loadMany: async (ids, ctx) => Promise.all(ids.map((id) => ctx.loaders.profile.load(Number(id)))),
   fields: (t) => ({
-    identities: t.field({ type: [IdentityType], resolve: (p, _args, ctx) => ctx.loaders.identities.load(p.id) }),
+    identities: t.field({
+      type: [IdentityType],
+      // Profiles have a handful of identities, not the ten a list is assumed to have.
+      complexity: { field: 1, multiplier: 2 },
+      resolve: (p, _args, ctx) => ctx.loaders.identities.load(p.id),
+    }),
     attributes: t.field({ type: 'JSON', resolve: (p) => p.attributes }),
     createdAt: t.field({ type: 'DateTime', resolve: (p) => p.createdAt }),
     updatedAt: t.field({ type: 'DateTime', resolve: (p) => p.updatedAt }),

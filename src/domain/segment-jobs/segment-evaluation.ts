@@ -1,0 +1,228 @@
+import type { Connection } from '../../db/index.js';
+import { compilePredicate } from '../../pql/to-sql.js';
+import { checkExpression } from '../expressions.js';
+import { encodeGlobalId } from '../ids.js';
+
+/** What one segment job evaluates, fixed before it starts (so a re-run after a crash does the same). */
+export interface SegmentPlan {
+  jobId: number;
+  sandboxId: number;
+  /** The evaluation instant: `now` of every expression. */
+  now: number;
+  /** In inSegment dependency order. */
+  definitions: { definitionId: number; audienceId: number; expressionText: string }[];
+  /** Audiences named by inSegment in any of the definitions (inside the job or not). */
+  referencedAudienceIds: number[];
+  /** Profiles per chunk: the unit of progress and of cancel checks. */
+  chunkSize: number;
+  /** Kept with the result, e.g. definitions skipped because their audience is INACTIVE. */
+  notes: string[];
+}
+
+export interface AudienceCounts {
+  realized: number;
+  existing: number;
+  exited: number;
+}
+
+export interface SegmentMetrics {
+  totalProfiles: number;
+  /** audience global id → qualifying profiles */
+  segmentedProfileCounter: Record<string, number>;
+  segmentedProfileByStatusCounter: Record<string, AudienceCounts>;
+  /** audience global id → identity namespace → qualifying profiles with an identity there */
+  segmentedProfileByNamespaceCounter: Record<string, Record<string, number>>;
+  totalTimeMs: number;
+  profileSegmentationTimeMs: number;
+}
+
+export interface EvaluationHooks {
+  progress(done: number, total: number): void;
+  /** True once a cancel was asked for; checked between chunks and before writing. */
+  cancelled(): boolean;
+}
+
+export class EvaluationCancelled extends Error {}
+
+const EXITED_RETENTION_MS = 30 * 86_400_000;
+
+/**
+ * Evaluates a plan over the whole store and writes memberships (domain.md "Memberships").
+ * Reads run inside one read transaction (a consistent snapshot) over profile-id chunks;
+ * qualifying ids go to a temp table, and a temp `memberships` table shadows the stored one
+ * so `inSegment` sees the results of definitions evaluated earlier in the same job. All
+ * writes — transitions, history, sizes and the job's SUCCEEDED state — are one transaction:
+ * readers see the old state or the new one, and a crash leaves the old one.
+ */
+export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: EvaluationHooks): SegmentMetrics {
+  const started = performance.now();
+  const { sqlite } = conn;
+  const { sandboxId, now } = plan;
+  sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
+  sqlite.exec(
+    'CREATE TEMP TABLE job_result (audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+  );
+  const shadow = plan.referencedAudienceIds.length > 0;
+  let totalProfiles = 0;
+  let segmentationMs = 0;
+  try {
+    sqlite.exec('BEGIN');
+    try {
+      const range = sqlite
+        .prepare('SELECT min(id) AS lo, max(id) AS hi, count(*) AS n FROM main.profiles WHERE sandbox_id = ?')
+        .get(sandboxId) as { lo: number | null; hi: number | null; n: number };
+      totalProfiles = range.n;
+      if (shadow) {
+        sqlite.exec(
+          'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+        );
+        sqlite
+          .prepare(
+            `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
+             WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) AND status IN ('REALIZED', 'EXISTING')`,
+          )
+          .run(sandboxId, JSON.stringify(plan.referencedAudienceIds));
+      }
+      const total = totalProfiles * plan.definitions.length;
+      let done = 0;
+      hooks.progress(0, total);
+      const segStart = performance.now();
+      for (const def of plan.definitions) {
+        const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
+        const predicate = compilePredicate(checked, { now });
+        const insert = sqlite.prepare(
+          `INSERT INTO temp.job_result (audience_id, profile_id)
+           SELECT ?, p.id FROM main.profiles AS p WHERE p.sandbox_id = ? AND p.id >= ? AND p.id < ? AND (${predicate.sql})`,
+        );
+        const count = sqlite
+          .prepare('SELECT count(*) FROM main.profiles WHERE sandbox_id = ? AND id >= ? AND id < ?')
+          .pluck();
+        if (range.lo != null && range.hi != null) {
+          for (let lo = range.lo; lo <= range.hi; lo += plan.chunkSize) {
+            if (hooks.cancelled()) throw new EvaluationCancelled();
+            const hi = lo + plan.chunkSize;
+            insert.run(def.audienceId, sandboxId, lo, hi, ...predicate.params);
+            done += count.get(sandboxId, lo, hi) as number;
+            hooks.progress(done, total);
+          }
+        }
+        if (shadow && plan.referencedAudienceIds.includes(def.audienceId)) {
+          sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
+          sqlite
+            .prepare(
+              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, 'REALIZED' FROM temp.job_result WHERE audience_id = ?`,
+            )
+            .run(sandboxId, def.audienceId);
+        }
+      }
+      segmentationMs = performance.now() - segStart;
+    } finally {
+      sqlite.exec('COMMIT');
+    }
+    // The shadow has done its job; writes below name main.memberships and must not see it.
+    sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
+    if (hooks.cancelled()) throw new EvaluationCancelled();
+    return writeResults(conn, plan, totalProfiles, segmentationMs, started, hooks);
+  } finally {
+    sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
+  }
+}
+
+function writeResults(
+  conn: Connection,
+  plan: SegmentPlan,
+  totalProfiles: number,
+  segmentationMs: number,
+  started: number,
+  hooks: EvaluationHooks,
+): SegmentMetrics {
+  const { sqlite } = conn;
+  const { sandboxId, now, jobId } = plan;
+  const cause = `job:${jobId}`;
+  const s = {
+    historyEnter: sqlite.prepare(
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
+       SELECT ?, r.profile_id, r.audience_id, ?, m.status, 'REALIZED', ? FROM temp.job_result r
+       LEFT JOIN main.memberships m ON m.audience_id = r.audience_id AND m.profile_id = r.profile_id
+       WHERE r.audience_id = ? AND (m.status IS NULL OR m.status = 'EXITED')`,
+    ),
+    historyStay: sqlite.prepare(
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
+       SELECT ?, m.profile_id, m.audience_id, ?, 'REALIZED', 'EXISTING', ? FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status = 'REALIZED'
+         AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
+    ),
+    historyExit: sqlite.prepare(
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
+       SELECT ?, m.profile_id, m.audience_id, ?, m.status, 'EXITED', ? FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING')
+         AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
+    ),
+    exit: sqlite.prepare(
+      `UPDATE main.memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ?
+       WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')
+         AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
+    ),
+    stay: sqlite.prepare(
+      `UPDATE main.memberships SET status = 'EXISTING', last_evaluated_at = ?
+       WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')
+         AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
+    ),
+    enter: sqlite.prepare(
+      `INSERT INTO main.memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT ?, r.audience_id, r.profile_id, 'REALIZED', ?, ?, NULL FROM temp.job_result r
+       WHERE r.audience_id = ? AND EXISTS (SELECT 1 FROM main.profiles p WHERE p.id = r.profile_id)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
+       WHERE memberships.status = 'EXITED'`,
+    ),
+    purge: sqlite.prepare("DELETE FROM main.memberships WHERE audience_id = ? AND status = 'EXITED' AND exited_at < ?"),
+    qualified: sqlite.prepare('SELECT count(*) FROM temp.job_result WHERE audience_id = ?').pluck(),
+    size: sqlite.prepare(
+      `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')),
+       last_evaluated_at = ? WHERE id = ?`,
+    ),
+    namespaces: sqlite.prepare(
+      `SELECT i.namespace AS namespace, count(DISTINCT r.profile_id) AS n FROM temp.job_result r
+       JOIN main.identities i ON i.profile_id = r.profile_id WHERE r.audience_id = ? GROUP BY i.namespace ORDER BY i.namespace`,
+    ),
+    jobStatus: sqlite.prepare('SELECT status FROM main.jobs WHERE id = ?').pluck(),
+    finish: sqlite.prepare(
+      "UPDATE main.jobs SET status = 'SUCCEEDED', result = ?, finished_at = ?, updated_at = ?, progress_done = ?, progress_total = ? WHERE id = ?",
+    ),
+  };
+  const metrics: SegmentMetrics = {
+    totalProfiles,
+    segmentedProfileCounter: {},
+    segmentedProfileByStatusCounter: {},
+    segmentedProfileByNamespaceCounter: {},
+    totalTimeMs: 0,
+    profileSegmentationTimeMs: Math.round(segmentationMs),
+  };
+  sqlite.transaction(() => {
+    // A cancel that reached the database before this transaction wins; one after it finds the job finished.
+    if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new EvaluationCancelled();
+    for (const { audienceId } of plan.definitions) {
+      const key = encodeGlobalId('Audience', audienceId);
+      s.historyEnter.run(sandboxId, now, cause, audienceId);
+      s.historyStay.run(sandboxId, now, cause, audienceId);
+      s.historyExit.run(sandboxId, now, cause, audienceId);
+      const exited = s.exit.run(now, now, audienceId).changes;
+      const existing = s.stay.run(now, audienceId).changes;
+      const qualified = s.qualified.get(audienceId) as number;
+      s.enter.run(sandboxId, now, now, audienceId);
+      s.purge.run(audienceId, now - EXITED_RETENTION_MS);
+      s.size.run(audienceId, now, audienceId);
+      metrics.segmentedProfileCounter[key] = qualified;
+      metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
+      metrics.segmentedProfileByNamespaceCounter[key] = Object.fromEntries(
+        (s.namespaces.all(audienceId) as { namespace: string; n: number }[]).map((r) => [r.namespace, r.n]),
+      );
+    }
+    metrics.totalTimeMs = Math.round(performance.now() - started);
+    const wallNow = Date.now();
+    const total = totalProfiles * plan.definitions.length;
+    s.finish.run(JSON.stringify({ metrics, notes: plan.notes }), wallNow, wallNow, total, total, jobId);
+  })();
+  return metrics;
+}

@@ -1,0 +1,344 @@
+import { createClient } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { ok, readSse, startTestServer, type TestServer } from './harness.js';
+
+let server: TestServer;
+const AT = '2026-11-28T12:00:00.000Z';
+
+beforeAll(async () => {
+  server = await startTestServer({ limits: { segmentChunkSize: 10 } });
+});
+afterAll(() => server.stop());
+
+const INGEST = 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted profileIds } }';
+const JOB = `mutation($input: CreateSegmentJobInput!) { createSegmentJob(input: $input) { id status } }`;
+const WATCH = `query($id: ID!) { segmentJob(id: $id) { id status error notes progress { done total fraction }
+  metrics { totalProfiles segmentedProfileCounter segmentedProfileByStatusCounter segmentedProfileByNamespaceCounter totalTimeMs } } }`;
+
+async function createDefinition(name: string, value: string, headers?: Record<string, string>) {
+  return ok(
+    await server.gql(
+      'mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id audience { id } } }',
+      { i: { name, expression: { value }, lifecycleState: 'PUBLISHED' } },
+      headers,
+    ),
+  ).createSegmentDefinition;
+}
+
+async function runJob(input: Record<string, unknown>, headers?: Record<string, string>) {
+  const job = ok(await server.gql(JOB, { input }, headers)).createSegmentJob;
+  for (;;) {
+    const current = ok(await server.gql(WATCH, { id: job.id }, headers)).segmentJob;
+    if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(current.status)) return current;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function members(audienceId: string, headers?: Record<string, string>) {
+  const a = ok(
+    await server.gql(
+      `query($id: ID!) { audience(id: $id) { size lastEvaluatedAt members(first: 100) { edges { node { status profile { identities { namespace id } } } } } } }`,
+      { id: audienceId },
+      headers,
+    ),
+  ).audience;
+  const byStatus: Record<string, string[]> = {};
+  for (const e of a.members.edges) {
+    (byStatus[e.node.status] ??= []).push(e.node.profile.identities.find((i: any) => i.namespace === 'email').id);
+  }
+  for (const list of Object.values(byStatus)) list.sort();
+  return { size: a.size, lastEvaluatedAt: a.lastEvaluatedAt, byStatus };
+}
+
+const tier = (id: string, t: string) => ({
+  identities: [{ namespace: 'email', id }],
+  attributes: { loyalty: { tier: t } },
+});
+
+describe('segment jobs', () => {
+  it('moves profiles through REALIZED → EXISTING → EXITED → REALIZED over runs, with metrics that match', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "runs") { name } }'));
+    const h = { 'x-sandbox-name': 'runs' };
+    ok(
+      await server.gql(
+        INGEST,
+        { r: [tier('p1', 'gold'), tier('p2', 'gold'), tier('p3', 'silver'), tier('p4', 'bronze')] },
+        h,
+      ),
+    );
+    ok(
+      await server.gql(
+        INGEST,
+        {
+          r: [
+            {
+              identities: [
+                { namespace: 'email', id: 'p1' },
+                { namespace: 'crmId', id: 'C1' },
+              ],
+              attributes: {},
+            },
+          ],
+        },
+        h,
+      ),
+    );
+    const gold = await createDefinition('Gold', 'loyalty.tier = "gold"', h);
+
+    const run1 = await runJob({ segmentDefinitionIds: [gold.id], at: AT }, h);
+    expect(run1.status).toBe('SUCCEEDED');
+    expect(await members(gold.audience.id, h)).toMatchObject({ size: 2, byStatus: { REALIZED: ['p1', 'p2'] } });
+    expect(run1.metrics).toMatchObject({
+      totalProfiles: 4,
+      segmentedProfileCounter: { [gold.audience.id]: 2 },
+      segmentedProfileByStatusCounter: { [gold.audience.id]: { realized: 2, existing: 0, exited: 0 } },
+      segmentedProfileByNamespaceCounter: { [gold.audience.id]: { email: 2, crmId: 1 } },
+    });
+    expect(run1.progress).toEqual({ done: 4, total: 4, fraction: 1 });
+
+    ok(await server.gql(INGEST, { r: [tier('p2', 'silver'), tier('p3', 'gold')] }, h));
+    const run2 = await runJob({ segmentDefinitionIds: [gold.id], at: AT }, h);
+    expect((await members(gold.audience.id, h)).byStatus).toEqual({
+      EXISTING: ['p1'],
+      EXITED: ['p2'],
+      REALIZED: ['p3'],
+    });
+    expect(run2.metrics.segmentedProfileByStatusCounter[gold.audience.id]).toEqual({
+      realized: 1,
+      existing: 1,
+      exited: 1,
+    });
+
+    ok(await server.gql(INGEST, { r: [tier('p2', 'gold')] }, h));
+    const run3 = await runJob({ all: true, at: AT }, h);
+    const after3 = await members(gold.audience.id, h);
+    expect(after3.byStatus).toEqual({ EXISTING: ['p1', 'p3'], REALIZED: ['p2'] });
+    expect(after3.size).toBe(3);
+    expect(after3.lastEvaluatedAt).toBe(AT);
+    // Independent count: the exact answer of the SQL engine for the same instant.
+    const exact = ok(
+      await server.gql(
+        'query($at: DateTime) { profilesMatching(expression: "loyalty.tier = \\"gold\\"", at: $at) { totalCount } }',
+        { at: AT },
+        h,
+      ),
+    ).profilesMatching.totalCount;
+    expect(run3.metrics.segmentedProfileCounter[gold.audience.id]).toBe(exact);
+
+    const history = ok(
+      await server.gql(
+        '{ profile(identity: { namespace: "email", id: "p2" }) { memberships { status audience { name } } membershipHistory { edges { node { from to cause } } } } }',
+        undefined,
+        h,
+      ),
+    ).profile;
+    expect(history.memberships).toEqual([{ status: 'REALIZED', audience: { name: 'Gold' } }]);
+    expect(history.membershipHistory.edges.map((e: any) => [e.node.from, e.node.to])).toEqual([
+      ['EXITED', 'REALIZED'],
+      ['REALIZED', 'EXITED'],
+      [null, 'REALIZED'],
+    ]);
+    expect(history.membershipHistory.edges[0].node.cause).toMatch(/^job:\d+$/);
+
+    const again = await server.gql('mutation($id: ID!) { cancelSegmentJob(id: $id) { status } }', { id: run3.id }, h);
+    expect(again.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+    const listed = ok(
+      await server.gql(
+        '{ segmentJobs(filter: { statuses: [SUCCEEDED] }) { totalCount edges { node { id } } } }',
+        undefined,
+        h,
+      ),
+    ).segmentJobs;
+    expect(listed.totalCount).toBe(3);
+    expect(listed.edges[0].node.id).toBe(run3.id);
+  });
+
+  it('evaluates inSegment chains of three definitions in dependency order in one job', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "chain") { name } }'));
+    const h = { 'x-sandbox-name': 'chain' };
+    ok(await server.gql(INGEST, { r: [tier('a', 'gold'), tier('b', 'silver'), tier('c', 'gold')] }, h));
+    // Ids are created against dependency order: x (first) ends up depending on z (last).
+    const x = await createDefinition('X', 'true', h);
+    const y = await createDefinition('Y', 'inSegment("X")', h);
+    const z = await createDefinition('Z', 'loyalty.tier = "gold"', h);
+    ok(
+      await server.gql(
+        'mutation($id: ID!) { updateSegmentDefinition(id: $id, input: { expression: { value: "inSegment(\\"Z\\")" } }) { version } }',
+        { id: x.id },
+        h,
+      ),
+    );
+    const job = await runJob({ all: true, at: AT }, h);
+    expect(job.error).toBeNull();
+    expect(job.status).toBe('SUCCEEDED');
+    for (const d of [x, y, z]) expect((await members(d.audience.id, h)).byStatus).toEqual({ REALIZED: ['a', 'c'] });
+  });
+
+  it('skips INACTIVE audiences with a note', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "inactive") { name } }'));
+    const h = { 'x-sandbox-name': 'inactive' };
+    const d = await createDefinition('Paused', 'true', h);
+    ok(
+      await server.gql(
+        'mutation($id: ID!) { updateSegmentDefinition(id: $id, input: { lifecycleState: INACTIVE }) { version } }',
+        { id: d.id },
+        h,
+      ),
+    );
+    const job = await runJob({ segmentDefinitionIds: [d.id] }, h);
+    expect(job.error).toBeNull();
+    expect(job.status).toBe('SUCCEEDED');
+    expect(job.notes).toEqual(['"Paused" skipped: its audience is INACTIVE']);
+  });
+
+  it('streams QUEUED, rising PROCESSING and SUCCEEDED to a graphql-ws and an SSE subscriber, then completes', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "watch") { name } }'));
+    const h = { 'x-sandbox-name': 'watch' };
+    for (let k = 0; k < 2; k++) {
+      const records = Array.from({ length: 5000 }, (_, i) => tier(`w${k}-${i}`, i % 3 ? 'gold' : 'silver'));
+      ok(await server.gql(INGEST, { r: records }, h));
+    }
+    const defs = [];
+    for (let i = 0; i < 12; i++) {
+      defs.push(
+        await createDefinition(
+          `W${i}`,
+          `loyalty.tier.matches("(?i)^g.*d$") and xEvent[eventType = "x${i}"].count() = 0`,
+          h,
+        ),
+      );
+    }
+    // A first job keeps the runner busy so the watched one is seen QUEUED.
+    const blocker = ok(await server.gql(JOB, { input: { all: true } }, h)).createSegmentJob;
+    const target = ok(
+      await server.gql(JOB, { input: { segmentDefinitionIds: defs.map((d) => d.id) } }, h),
+    ).createSegmentJob;
+    const query =
+      'subscription($id: ID!) { segmentJobUpdated(id: $id) { status progress { done total } metrics { totalProfiles } } }';
+
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, connectionParams: h, retryAttempts: 0 });
+    const wsEvents: any[] = [];
+    const wsDone = new Promise<void>((resolve, reject) => {
+      client.subscribe(
+        { query, variables: { id: target.id } },
+        { next: (m) => wsEvents.push(m.data!.segmentJobUpdated), error: reject, complete: resolve },
+      );
+    });
+    const sse = fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...h },
+      body: JSON.stringify({ query, variables: { id: target.id } }),
+    }).then(readSse);
+    await wsDone;
+    const sseEvents = (await sse).map((p) => p.data.segmentJobUpdated);
+    await client.dispose();
+
+    for (const events of [wsEvents, sseEvents]) {
+      const statuses = events.map((e) => e.status);
+      expect(statuses[0]).toBe('QUEUED');
+      expect(statuses.at(-1)).toBe('SUCCEEDED');
+      expect(statuses).toContain('PROCESSING');
+      const progress = events.filter((e) => e.status === 'PROCESSING').map((e) => e.progress.done);
+      expect(new Set(progress).size).toBeGreaterThan(2);
+      expect([...progress].sort((a, b) => a - b)).toEqual(progress);
+      expect(events.at(-1).metrics.totalProfiles).toBe(10_000);
+      expect(events.at(-1).progress).toEqual({ done: 120_000, total: 120_000 });
+    }
+    expect(ok(await server.gql(WATCH, { id: blocker.id }, h)).segmentJob.status).toBe('SUCCEEDED');
+  }, 60_000);
+
+  it('cancels a running job within a second and leaves memberships as they were; queries stay fast meanwhile', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "cancel") { name } }'));
+    const h = { 'x-sandbox-name': 'cancel' };
+    for (let k = 0; k < 4; k++) {
+      ok(
+        await server.gql(
+          INGEST,
+          { r: Array.from({ length: 5000 }, (_, i) => tier(`c${k}-${i}`, i % 2 ? 'gold' : 'silver')) },
+          h,
+        ),
+      );
+    }
+    const d = await createDefinition(
+      'Slow',
+      'loyalty.tier = "gold" and person.name.firstName.matches("^[A-Z].*x") = false',
+      h,
+    );
+    for (let i = 0; i < 12; i++) {
+      await createDefinition(
+        `Slow ${i}`,
+        `loyalty.tier.matches("(?i)^g.*d$") and xEvent[eventType = "x${i}"].count() = 0`,
+        h,
+      );
+    }
+    const before = await members(d.audience.id, h);
+    const job = ok(await server.gql(JOB, { input: { all: true } }, h)).createSegmentJob;
+    let running = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob;
+    while (running.status !== 'PROCESSING' || !running.progress.total || running.progress.done === 0) {
+      running = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob;
+    }
+    // The event loop stays free while the worker evaluates.
+    const t0 = performance.now();
+    ok(await server.gql('{ __typename sandbox { name } }', undefined, h));
+    expect(performance.now() - t0).toBeLessThan(100);
+    const progressBefore = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob.progress;
+    expect(progressBefore.done).toBeLessThan(progressBefore.total);
+    const cancelAt = performance.now();
+    const cancelling = ok(
+      await server.gql('mutation($id: ID!) { cancelSegmentJob(id: $id) { status } }', { id: job.id }, h),
+    ).cancelSegmentJob;
+    expect(['CANCELLING', 'CANCELLED']).toContain(cancelling.status);
+    let final = '';
+    while (!['CANCELLED', 'SUCCEEDED', 'FAILED'].includes(final)) {
+      final = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob.status;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(final).toBe('CANCELLED');
+    expect(performance.now() - cancelAt).toBeLessThan(1000);
+    expect(await members(d.audience.id, h)).toEqual(before);
+  }, 60_000);
+
+  it('streams every job change of the sandbox on jobEvents', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "events") { name } }'));
+    const h = { 'x-sandbox-name': 'events' };
+    const d = await createDefinition('E', 'true', h);
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, connectionParams: h, retryAttempts: 0 });
+    const seen: any[] = [];
+    let subscribed!: () => void;
+    const ready = new Promise<void>((r) => {
+      subscribed = r;
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      const stop = client.subscribe(
+        { query: 'subscription { jobEvents(kinds: [SEGMENT]) { __typename kind status ... on SegmentJob { id } } }' },
+        {
+          next: (m) => {
+            seen.push(m.data!.jobEvents);
+            if ((m.data!.jobEvents as any).status === 'SUCCEEDED') {
+              stop();
+              resolve();
+            }
+          },
+          error: reject,
+          complete: resolve,
+        },
+      );
+      client.on('connected', () => setTimeout(subscribed, 50));
+    });
+    await ready;
+    const job = ok(await server.gql(JOB, { input: { segmentDefinitionIds: [d.id] } }, h)).createSegmentJob;
+    await done;
+    await client.dispose();
+    expect(seen.every((e) => e.__typename === 'SegmentJob' && e.kind === 'SEGMENT' && e.id === job.id)).toBe(true);
+    expect(seen.map((e) => e.status)).toContain('QUEUED');
+    expect(seen.at(-1).status).toBe('SUCCEEDED');
+  });
+
+  it('rejects bad input', async () => {
+    const neither = await server.gql(JOB, { input: {} });
+    expect(neither.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    const unknown = await server.gql(JOB, { input: { segmentDefinitionIds: ['U2VnbWVudERlZmluaXRpb246OTk5OQ=='] } });
+    expect(unknown.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
+  });
+});
