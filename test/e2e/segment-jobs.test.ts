@@ -45,7 +45,9 @@ async function members(audienceId: string, headers?: Record<string, string>) {
   ).audience;
   const byStatus: Record<string, string[]> = {};
   for (const e of a.members.edges) {
-    (byStatus[e.node.status] ??= []).push(e.node.profile.identities.find((i: any) => i.namespace === 'email').id);
+    const list = byStatus[e.node.status] ?? [];
+    list.push(e.node.profile.identities.find((i: any) => i.namespace === 'email').id);
+    byStatus[e.node.status] = list;
   }
   for (const list of Object.values(byStatus)) list.sort();
   return { size: a.size, lastEvaluatedAt: a.lastEvaluatedAt, byStatus };
