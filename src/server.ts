@@ -12,6 +12,7 @@ import { type Connection, openDatabase } from './db/index.js';
 import type { App } from './domain/app.js';
 import { EventBus } from './domain/events.js';
 import { JobRunner } from './domain/jobs/job-runner.js';
+import { WorkerLanes } from './domain/jobs/worker-thread.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { type Context, createLoaders } from './graphql/context.js';
@@ -73,6 +74,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
   ensureSandbox(conn, DEFAULT_SANDBOX);
   const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
+  app.workers = new WorkerLanes();
   app.jobs = new JobRunner(app);
   app.jobs.register(segmentJobHandler);
   app.jobs.start();
@@ -257,6 +259,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         clearTimeout(timer);
         clearInterval(idle);
         await app.jobs.stop();
+        await app.workers.close();
         if (!options.conn) conn.close();
         log.info('SegQL stopped');
       })();

@@ -3,6 +3,7 @@ import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
 import type { EventBus } from './events.js';
 import type { JobRunner } from './jobs/job-runner.js';
+import type { WorkerLanes } from './jobs/worker-thread.js';
 import type { ProfilesChangedHook } from './profile-ingest.js';
 
 /** The process-wide services every domain operation may need. */
@@ -13,6 +14,8 @@ export interface App {
   log: Logger;
   dataDir: string;
   jobs: JobRunner;
+  /** Worker threads for heavy job work, one per job kind. */
+  workers: WorkerLanes;
   /** Run inside every ingest transaction (streaming segmentation plugs in here). */
   ingestHooks: { onProfilesChanged?: ProfilesChangedHook };
 }

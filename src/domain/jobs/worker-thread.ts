@@ -1,16 +1,95 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { TaskMessage, TaskName, TaskReply } from './job-worker.js';
 
 const require = createRequire(import.meta.url);
 // require.resolve gives the CommonJS build; the worker imports the ES module build beside it.
 const tsxApi = pathToFileURL(require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
+const workerModule = new URL('./job-worker.ts', import.meta.url).href;
+
+export class TaskCancelledError extends Error {
+  constructor() {
+    super('cancelled');
+    this.name = 'TaskCancelledError';
+  }
+}
 
 /**
- * Starts a worker thread running a TypeScript module. Node 20 loads a worker's entry before
- * any `--import` hook applies, so the worker first registers tsx and then imports the module.
+ * One long-lived worker thread per lane (job kind), started on first use. Node 20 loads a
+ * worker's entry before any `--import` hook applies, so the thread first registers tsx and
+ * then imports the TypeScript worker module.
  */
-export function startModuleWorker(moduleUrl: URL, workerData: unknown): Worker {
-  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(moduleUrl.href)}); })`;
-  return new Worker(code, { eval: true, workerData });
+export class WorkerLanes {
+  private readonly lanes = new Map<string, Worker>();
+  private nextId = 1;
+  private readonly pending = new Map<
+    number,
+    { onProgress: (payload: unknown) => void; resolve: (r: unknown) => void; reject: (e: Error) => void }
+  >();
+
+  private lane(name: string): Worker {
+    let worker = this.lanes.get(name);
+    if (worker) return worker;
+    const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(workerModule)}); })`;
+    worker = new Worker(code, { eval: true });
+    worker.unref();
+    worker.on('message', (reply: TaskReply) => {
+      const task = this.pending.get(reply.id);
+      if (!task) return;
+      if (reply.type === 'progress') return task.onProgress(reply.payload);
+      this.pending.delete(reply.id);
+      if (reply.type === 'done') task.resolve(reply.result);
+      else if (reply.type === 'cancelled') task.reject(new TaskCancelledError());
+      else task.reject(new Error(reply.message));
+    });
+    const fail = (err: Error) => {
+      this.lanes.delete(name);
+      for (const [id, task] of this.pending) {
+        this.pending.delete(id);
+        task.reject(err);
+      }
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => fail(new Error(`job worker stopped (exit code ${code})`)));
+    this.lanes.set(name, worker);
+    return worker;
+  }
+
+  /** Runs a task on a lane; `signal` sets the task's cancel flag, which it checks between chunks. */
+  run<R>(lane: string, task: TaskName, dbFile: string, data: unknown, onProgress: (payload: any) => void, signal: AbortSignal): Promise<R> {
+    const cancelFlag = new SharedArrayBuffer(4);
+    const id = this.nextId++;
+    const onAbort = () => {
+      Atomics.store(new Int32Array(cancelFlag), 0, 1);
+      // A task stuck inside one long statement cannot see the flag: stop its thread after a grace period
+      // (the lane starts a fresh one for the next task; SQLite rolls back what the thread left open).
+      setTimeout(() => {
+        if (this.pending.has(id)) void this.lanes.get(lane)?.terminate();
+      }, 5000).unref();
+    };
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    return new Promise<R>((resolve, reject) => {
+      this.pending.set(id, {
+        onProgress,
+        resolve: (r) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(r as R);
+        },
+        reject: (e) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(e);
+        },
+      });
+      const message: TaskMessage = { id, task, dbFile, data, cancelFlag };
+      this.lane(lane).postMessage(message);
+    });
+  }
+
+  async close(): Promise<void> {
+    const workers = [...this.lanes.values()];
+    this.lanes.clear();
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
 }

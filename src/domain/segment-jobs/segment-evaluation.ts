@@ -2,6 +2,7 @@ import type { Connection } from '../../db/index.js';
 import { compilePredicate } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
+import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
 
 /** What one segment job evaluates, fixed before it starts (so a re-run after a crash does the same). */
 export interface SegmentPlan {
@@ -42,7 +43,20 @@ export interface EvaluationHooks {
   cancelled(): boolean;
 }
 
-export class EvaluationCancelled extends Error {}
+/** The job-worker task: evaluates the plan, reporting `{ done, total }` at most every 50 ms. */
+export function runSegmentTask(conn: Connection, plan: SegmentPlan, hooks: TaskHooks): SegmentMetrics {
+  let last = 0;
+  return evaluateSegmentPlan(conn, plan, {
+    progress: (done, total) => {
+      const now = Date.now();
+      if (now - last >= 50 || done === total) {
+        last = now;
+        hooks.progress({ done, total });
+      }
+    },
+    cancelled: hooks.cancelled,
+  });
+}
 
 const EXITED_RETENTION_MS = 30 * 86_400_000;
 
@@ -99,7 +113,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
           .pluck();
         if (range.lo != null && range.hi != null) {
           for (let lo = range.lo; lo <= range.hi; lo += plan.chunkSize) {
-            if (hooks.cancelled()) throw new EvaluationCancelled();
+            if (hooks.cancelled()) throw new TaskCancelled();
             const hi = lo + plan.chunkSize;
             insert.run(def.audienceId, sandboxId, lo, hi, ...predicate.params);
             done += count.get(sandboxId, lo, hi) as number;
@@ -121,7 +135,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
     }
     // The shadow has done its job; writes below name main.memberships and must not see it.
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    if (hooks.cancelled()) throw new EvaluationCancelled();
+    if (hooks.cancelled()) throw new TaskCancelled();
     return writeResults(conn, plan, totalProfiles, segmentationMs, started, hooks);
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
@@ -201,7 +215,7 @@ function writeResults(
   };
   sqlite.transaction(() => {
     // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-    if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new EvaluationCancelled();
+    if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new TaskCancelled();
     for (const { audienceId } of plan.definitions) {
       const key = encodeGlobalId('Audience', audienceId);
       s.historyEnter.run(sandboxId, now, cause, audienceId);

@@ -2,12 +2,11 @@ import type { App } from '../app.js';
 import { audiencesByIds } from '../audiences.js';
 import { definitionsByIds, dependenciesOf, requireDefinition, type SegmentDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
-import { JobCancelled, type JobContext, type JobHandler } from '../jobs/job-runner.js';
+import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
 import { insertJob, type Job, updateJob } from '../jobs/job-store.js';
-import { startModuleWorker } from '../jobs/worker-thread.js';
+import { TaskCancelledError } from '../jobs/worker-thread.js';
 import { isEvaluated } from '../lifecycle.js';
 import type { SegmentPlan } from './segment-evaluation.js';
-import type { SegmentWorkerData, SegmentWorkerMessage } from './segment-worker.js';
 
 export interface SegmentJobInput {
   /** Definitions to evaluate; or `all` for every batch-enabled one whose audience is evaluated. */
@@ -115,39 +114,6 @@ function buildPlan(app: App, job: Job, now: number): SegmentPlan {
   };
 }
 
-/** Runs the evaluation in a worker thread and relays its progress and the cancel flag. */
-function runInWorker(ctx: JobContext, plan: SegmentPlan): Promise<void> {
-  const cancelFlag = new SharedArrayBuffer(4);
-  const flag = new Int32Array(cancelFlag);
-  const data: SegmentWorkerData = { dbFile: ctx.app.conn.sqlite.name, plan, cancelFlag };
-  const worker = startModuleWorker(new URL('./segment-worker.ts', import.meta.url), data);
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (settled) return;
-      settled = true;
-      ctx.signal.removeEventListener('abort', onAbort);
-      fn();
-    };
-    const onAbort = () => {
-      Atomics.store(flag, 0, 1);
-      // A worker stuck in one long statement cannot see the flag; stop it after a grace period.
-      setTimeout(() => {
-        if (!settled) void worker.terminate();
-      }, 5000).unref();
-    };
-    ctx.signal.addEventListener('abort', onAbort);
-    worker.on('message', (m: SegmentWorkerMessage) => {
-      if (m.type === 'progress') ctx.progress(m.done, m.total);
-      else if (m.type === 'done') settle(resolve);
-      else if (m.type === 'cancelled') settle(() => reject(new JobCancelled()));
-      else settle(() => reject(new Error(m.message)));
-    });
-    worker.on('error', (err) => settle(() => reject(err)));
-    worker.on('exit', (code) => settle(() => reject(new Error(`segment worker stopped (exit code ${code})`))));
-  });
-}
-
 export const segmentJobHandler: JobHandler = {
   kind: 'SEGMENT',
   timeoutMs: 10 * 60_000,
@@ -157,7 +123,12 @@ export const segmentJobHandler: JobHandler = {
     const now = input.now ?? input.at ?? job.startedAt ?? Date.now();
     if (input.now === undefined) updateJob(app.conn, job.id, { input: JSON.stringify({ ...input, now }) });
     const plan = buildPlan(app, job, now);
-    await runInWorker(ctx, plan);
+    try {
+      await app.workers.run('SEGMENT', 'segment', app.conn.sqlite.name, plan, (p: { done: number; total: number }) => ctx.progress(p.done, p.total), ctx.signal);
+    } catch (err) {
+      if (err instanceof TaskCancelledError) throw new JobCancelled();
+      throw err;
+    }
     return { finalized: true };
   },
 };

@@ -1,0 +1,1 @@
+export function runPreviewTask(): unknown { return undefined; }
