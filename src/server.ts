@@ -14,6 +14,7 @@ import { EventBus } from './domain/events.js';
 import { JobRunner } from './domain/jobs/job-runner.js';
 import { WorkerLanes } from './domain/jobs/worker-thread.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
+import { previewJobHandler } from './domain/previews/previews.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
@@ -77,6 +78,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.workers = new WorkerLanes();
   app.jobs = new JobRunner(app);
   app.jobs.register(segmentJobHandler);
+  app.jobs.register(previewJobHandler);
   app.jobs.start();
   const metrics = createMetrics(app);
 

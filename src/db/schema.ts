@@ -238,3 +238,14 @@ export const definitionDependencies = sqliteTable(
     index('definition_dependencies_audience').on(t.audienceId),
   ],
 );
+
+/** Qualifying profiles of a preview's sample (paged by Preview.results); deleted with the preview. */
+export const previewResults = sqliteTable(
+  'preview_results',
+  {
+    sandboxId: integer('sandbox_id').notNull(),
+    jobId: integer('job_id').notNull(),
+    profileId: integer('profile_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.profileId] })],
+);

@@ -11,6 +11,7 @@ import './types/pql.js';
 import './types/job.js';
 import './types/segment-job.js';
 import './types/membership.js';
+import './types/preview.js';
 
 export const schema = builder.toSchema();
 

@@ -26,6 +26,8 @@ export interface JobHandler {
   timeoutMs: number;
   concurrency?: number;
   run(ctx: JobContext): Promise<{ result: Record<string, unknown> } | { finalized: true }>;
+  /** Housekeeping the runner calls at start and every minute (e.g. purging expired previews). */
+  sweep?(app: App, now: number): void;
 }
 
 export class JobCancelled extends Error {
@@ -72,7 +74,12 @@ export class JobRunner {
         .where(eq(jobs.status, 'CANCELLING'))
         .run();
     })();
-    this.watchdog = setInterval(() => this.checkTimeouts(), 1000);
+    this.sweep();
+    let ticks = 0;
+    this.watchdog = setInterval(() => {
+      this.checkTimeouts();
+      if (++ticks % 60 === 0) this.sweep();
+    }, 1000);
     this.watchdog.unref();
     this.pump();
   }
@@ -114,6 +121,16 @@ export class JobRunner {
     this.running.get(id)?.controller.abort('cancelled');
     this.publish(job);
     return job;
+  }
+
+  private sweep(): void {
+    for (const handler of this.handlers.values()) {
+      try {
+        handler.sweep?.(this.app, Date.now());
+      } catch (err) {
+        this.app.log.error({ err, kind: handler.kind }, 'job sweep failed');
+      }
+    }
   }
 
   private checkTimeouts(): void {

@@ -57,7 +57,14 @@ export class WorkerLanes {
   }
 
   /** Runs a task on a lane; `signal` sets the task's cancel flag, which it checks between chunks. */
-  run<R>(lane: string, task: TaskName, dbFile: string, data: unknown, onProgress: (payload: any) => void, signal: AbortSignal): Promise<R> {
+  run<R>(
+    lane: string,
+    task: TaskName,
+    dbFile: string,
+    data: unknown,
+    onProgress: (payload: any) => void,
+    signal: AbortSignal,
+  ): Promise<R> {
     const cancelFlag = new SharedArrayBuffer(4);
     const id = this.nextId++;
     const onAbort = () => {

@@ -124,7 +124,14 @@ export const segmentJobHandler: JobHandler = {
     if (input.now === undefined) updateJob(app.conn, job.id, { input: JSON.stringify({ ...input, now }) });
     const plan = buildPlan(app, job, now);
     try {
-      await app.workers.run('SEGMENT', 'segment', app.conn.sqlite.name, plan, (p: { done: number; total: number }) => ctx.progress(p.done, p.total), ctx.signal);
+      await app.workers.run(
+        'SEGMENT',
+        'segment',
+        app.conn.sqlite.name,
+        plan,
+        (p: { done: number; total: number }) => ctx.progress(p.done, p.total),
+        ctx.signal,
+      );
     } catch (err) {
       if (err instanceof TaskCancelledError) throw new JobCancelled();
       throw err;

@@ -1,0 +1,188 @@
+import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm';
+import { jobs, previewResults } from '../../db/schema.js';
+import type { App } from '../app.js';
+import { requireDefinition } from '../definitions.js';
+import { badInput } from '../errors.js';
+import { checkExpression, type ExpressionInput } from '../expressions.js';
+import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
+import { insertJob, type Job, jobById, updateJob } from '../jobs/job-store.js';
+import { TaskCancelledError } from '../jobs/worker-thread.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
+import type { Estimate } from './estimate.js';
+import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
+
+export const PREVIEW_TTL_MS = 24 * 3_600_000;
+
+export interface PreviewInput {
+  expression?: ExpressionInput | null;
+  definitionId?: number | null;
+  sampleSize?: number | null;
+  confidenceLevel?: number | null;
+  at?: number | null;
+  seed?: number | null;
+}
+
+/** What a preview job stores as its input. */
+export interface PreviewJobInput {
+  expression: ExpressionInput;
+  expressionText: string;
+  definitionId: number | null;
+  sampleSize: number | null;
+  confidenceLevel: number;
+  at: number | null;
+  seed: number;
+  now?: number;
+}
+
+/**
+ * Checks and queues a preview. A PQL error is reported here, on the request, not as a failed
+ * job; so are out-of-range sample sizes and confidence levels.
+ */
+export function createPreview(app: App, sandboxId: number, input: PreviewInput): Job {
+  const { conn } = app;
+  if ((input.expression == null) === (input.definitionId == null)) {
+    throw badInput('Give either an expression or a segmentDefinitionId', 'input.expression');
+  }
+  const confidenceLevel = input.confidenceLevel ?? 0.95;
+  if (!(confidenceLevel > 0.5 && confidenceLevel < 0.999)) {
+    throw badInput(
+      `confidenceLevel must be between 0.5 and 0.999 (exclusive), got ${confidenceLevel}`,
+      'input.confidenceLevel',
+    );
+  }
+  if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
+    throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
+  }
+  return conn.sqlite.transaction(() => {
+    const definition = input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
+    const expression = definition ? definition.expression : input.expression!;
+    const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
+    const jobInput: PreviewJobInput = {
+      expression,
+      expressionText: text,
+      definitionId: definition?.id ?? null,
+      sampleSize: input.sampleSize ?? null,
+      confidenceLevel,
+      at: input.at ?? null,
+      seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
+    };
+    return insertJob(conn, sandboxId, 'PREVIEW', jobInput as unknown as Record<string, unknown>);
+  })();
+}
+
+export const previewJobHandler: JobHandler = {
+  kind: 'PREVIEW',
+  timeoutMs: 10 * 60_000,
+  async run(ctx) {
+    const { job, app } = ctx;
+    const input = job.input as unknown as PreviewJobInput;
+    const now = input.now ?? input.at ?? job.startedAt ?? Date.now();
+    if (input.now === undefined) updateJob(app.conn, job.id, { input: JSON.stringify({ ...input, now }) });
+    const plan: PreviewPlan = {
+      jobId: job.id,
+      sandboxId: job.sandboxId,
+      now,
+      expressionText: input.expressionText,
+      sampleSize: input.sampleSize,
+      confidenceLevel: input.confidenceLevel,
+      seed: input.seed,
+    };
+    try {
+      await app.workers.run(
+        'PREVIEW',
+        'preview',
+        app.conn.sqlite.name,
+        plan,
+        (p: PreviewProgress) => ctx.progress(p.done, p.total, { estimate: p.estimate, sampleSize: p.done }),
+        ctx.signal,
+      );
+    } catch (err) {
+      if (err instanceof TaskCancelledError) throw new JobCancelled();
+      throw err;
+    }
+    return { finalized: true };
+  },
+  sweep: (app, now) => purgeExpiredPreviews(app, now),
+};
+
+/** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
+export function purgeExpiredPreviews(app: App, now = Date.now()): number {
+  const { conn } = app;
+  return conn.sqlite.transaction(() => {
+    const expired = conn.sqlite
+      .prepare(
+        "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+      )
+      .pluck()
+      .all(now - PREVIEW_TTL_MS) as number[];
+    for (const id of expired) deletePreviewRows(app, id);
+    return expired.length;
+  })();
+}
+
+function deletePreviewRows(app: App, id: number): void {
+  app.conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
+  app.conn.db.delete(jobs).where(eq(jobs.id, id)).run();
+}
+
+/** Deletes a preview (stopping it first when it runs); returns its id. */
+export function deletePreview(app: App, id: number): number {
+  const job = app.conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
+  if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) app.jobs.cancel(id);
+  app.conn.sqlite.transaction(() => deletePreviewRows(app, id))();
+  return id;
+}
+
+/** The qualifying profiles of a preview's sample, in profile-id order. */
+export function listPreviewResults(
+  app: App,
+  sandboxId: number,
+  jobId: number,
+  args: PageArgs,
+): Page<Profile> & { totalCount: () => number } {
+  const { conn } = app;
+  const query = pageQuery(args);
+  const conditions: SQL[] = [eq(previewResults.sandboxId, sandboxId), eq(previewResults.jobId, jobId)];
+  const base = [...conditions];
+  if (query.after) conditions.push(gt(previewResults.profileId, Number(query.after[0])));
+  if (query.before) conditions.push(lt(previewResults.profileId, Number(query.before[0])));
+  const ids = conn.db
+    .select({ id: previewResults.profileId })
+    .from(previewResults)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? asc(previewResults.profileId) : desc(previewResults.profileId))
+    .limit(query.fetch)
+    .all()
+    .map((r) => r.id);
+  const page = toPage(ids, query, (id) => [id]);
+  const found = profilesByIds(conn, sandboxId, page.items);
+  return {
+    ...page,
+    // A profile deleted since the preview ran drops out of its results.
+    items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
+    totalCount: () =>
+      conn.db
+        .select({ n: sql<number>`count(*)` })
+        .from(previewResults)
+        .where(and(...base))
+        .get()!.n,
+  };
+}
+
+/** The latest preview of a definition, if any. */
+export function latestDefinitionPreview(app: App, sandboxId: number, definitionId: number): Job | undefined {
+  const row = app.conn.sqlite
+    .prepare(
+      "SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'PREVIEW' AND json_extract(input, '$.definitionId') = ? ORDER BY id DESC LIMIT 1",
+    )
+    .pluck()
+    .get(sandboxId, definitionId) as number | undefined;
+  return row === undefined ? undefined : jobById(app.conn, row);
+}
+
+/** An estimate is stale once the store has grown or shrunk by more than 5 % since it was made. */
+export function isStale(app: App, sandboxId: number, estimate: Estimate): boolean {
+  const current = countProfiles(app.conn, sandboxId);
+  return Math.abs(current - estimate.totalProfiles) > 0.05 * Math.max(1, estimate.totalProfiles);
+}

@@ -1,0 +1,199 @@
+import type { PqlFormat } from '../../domain/expressions.js';
+import { type Job, jobsByIds, requireJob } from '../../domain/jobs/job-store.js';
+import type { Estimate } from '../../domain/previews/estimate.js';
+import {
+  createPreview,
+  deletePreview,
+  isStale,
+  latestDefinitionPreview,
+  listPreviewResults,
+  type PreviewJobInput,
+} from '../../domain/previews/previews.js';
+import { builder } from '../builder.js';
+import { connectionComplexity, toConnection } from '../connection.js';
+import type { Context } from '../context.js';
+import { decodeId, requireId } from '../ids.js';
+import { JobRef, watchJob } from './job.js';
+import { ProfileRef } from './profile.js';
+import { SegmentDefinitionRef } from './refs.js';
+import { PqlExpressionInput, PqlExpressionType } from './segment-definition.js';
+
+interface EstimateView {
+  estimate: Estimate;
+  sandboxId: number;
+}
+
+const IntRangeType = builder.objectRef<{ low: number; high: number }>('IntRange').implement({
+  fields: (t) => ({ low: t.exposeInt('low'), high: t.exposeInt('high') }),
+});
+
+const NamespaceCountType = builder.objectRef<{ namespace: string; count: number }>('NamespaceCount').implement({
+  fields: (t) => ({ namespace: t.exposeString('namespace'), count: t.exposeInt('count') }),
+});
+
+const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
+  description: 'Audience size from a uniform sample: a Wilson score interval, scaled to the population.',
+  fields: (t) => ({
+    estimatedSize: t.int({ resolve: (v) => v.estimate.estimatedSize }),
+    confidenceLevel: t.float({ resolve: (v) => v.estimate.confidenceLevel }),
+    confidenceInterval: t.field({ type: IntRangeType, resolve: (v) => v.estimate.confidenceInterval }),
+    standardError: t.float({ resolve: (v) => v.estimate.standardError }),
+    profilesRead: t.int({ resolve: (v) => v.estimate.profilesRead }),
+    totalProfiles: t.int({ resolve: (v) => v.estimate.totalProfiles }),
+    exact: t.boolean({ description: 'The sample was the whole population.', resolve: (v) => v.estimate.exact }),
+    estimatedNamespaceDistribution: t.field({
+      type: [NamespaceCountType],
+      description: 'Qualifying profiles per identity namespace, scaled to the population.',
+      resolve: (v) => v.estimate.estimatedNamespaceDistribution,
+    }),
+    computedAt: t.field({ type: 'DateTime', resolve: (v) => v.estimate.computedAt }),
+    stale: t.boolean({
+      description: 'The number of profiles has changed by more than 5 % since.',
+      resolve: (v, _a, ctx) => isStale(ctx.app, v.sandboxId, v.estimate),
+    }),
+  }),
+});
+
+const estimateOf = (job: Job): EstimateView | null => {
+  const estimate = job.result?.estimate as Estimate | undefined;
+  return estimate ? { estimate, sandboxId: job.sandboxId } : null;
+};
+
+export const PreviewRef = builder.objectRef<Job>('Preview');
+
+builder.node(PreviewRef, {
+  description: 'An expression evaluated on a sample of profiles, with a running size estimate. Expires after 24 hours.',
+  interfaces: [JobRef],
+  isTypeOf: (j) => (j as Job).kind === 'PREVIEW',
+  id: { resolve: (j) => j.id },
+  loadMany: (ids, ctx) => {
+    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'PREVIEW');
+    return ids.map((id) => found.get(Number(id)) ?? null);
+  },
+  fields: (t) => ({
+    expression: t.field({
+      type: PqlExpressionType,
+      resolve: (j) => (j.input as unknown as PreviewJobInput).expression,
+    }),
+    segmentDefinition: t.field({
+      type: SegmentDefinitionRef,
+      nullable: true,
+      resolve: (j, _a, ctx) => {
+        const id = (j.input as unknown as PreviewJobInput).definitionId;
+        return id == null ? null : ctx.loaders.definition.load(id);
+      },
+    }),
+    sampleSize: t.int({
+      description: 'Profiles the preview has read.',
+      resolve: (j) => (j.result?.sampleSize as number | undefined) ?? j.progressDone,
+    }),
+    seed: t.int({ resolve: (j) => (j.input as unknown as PreviewJobInput).seed }),
+    results: t.connection(
+      {
+        type: ProfileRef,
+        description: 'Qualifying profiles of the sample (once the preview has succeeded).',
+        complexity: connectionComplexity,
+        resolve: (j, args, ctx) => toConnection(listPreviewResults(ctx.app, ctx.sandbox.id, j.id, args)),
+      },
+      { name: 'PreviewResultConnection' },
+      { name: 'PreviewResultEdge' },
+    ),
+    estimate: t.field({ type: EstimateType, nullable: true, resolve: estimateOf }),
+  }),
+});
+
+const CreatePreviewInput = builder.inputType('CreatePreviewInput', {
+  fields: (t) => ({
+    expression: t.field({ type: PqlExpressionInput }),
+    segmentDefinitionId: t.id(),
+    sampleSize: t.int({ description: 'Default: the whole store up to 1 M profiles, 1 M up to 20 M, 5 % above.' }),
+    confidenceLevel: t.float({ defaultValue: 0.95 }),
+    at: t.field({ type: 'DateTime' }),
+    seed: t.int({ description: 'Makes the sample reproducible.' }),
+  }),
+});
+
+function startPreview(ctx: Context, input: Parameters<typeof createPreview>[2]): Job {
+  const job = createPreview(ctx.app, ctx.sandbox.id, input);
+  ctx.app.jobs.enqueued(job);
+  return job;
+}
+
+builder.queryField('preview', (t) =>
+  t.field({
+    type: PreviewRef,
+    nullable: true,
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_r, args, ctx) => {
+      const id = decodeId(args.id, 'Preview');
+      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'PREVIEW').get(id) ?? null);
+    },
+  }),
+);
+
+builder.mutationFields((t) => ({
+  createPreview: t.field({
+    type: PreviewRef,
+    args: { input: t.arg({ type: CreatePreviewInput, required: true }) },
+    resolve: (_r, { input }, ctx) =>
+      startPreview(ctx, {
+        expression: input.expression
+          ? { format: (input.expression.format ?? 'PQL_TEXT') as PqlFormat, value: input.expression.value }
+          : null,
+        definitionId:
+          input.segmentDefinitionId == null ? null : requireId(input.segmentDefinitionId, 'SegmentDefinition'),
+        sampleSize: input.sampleSize,
+        confidenceLevel: input.confidenceLevel,
+        at: input.at,
+        seed: input.seed,
+      }),
+  }),
+  deletePreview: t.globalID({
+    description: 'Deletes a preview (stopping it when it still runs).',
+    args: { id: t.arg.id({ required: true }) },
+    resolve: (_r, args, ctx) => {
+      const id = requireId(args.id, 'Preview');
+      requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
+      return { type: 'Preview', id: deletePreview(ctx.app, id) };
+    },
+  }),
+}));
+
+builder.subscriptionField('previewUpdated', (t) =>
+  t.field({
+    type: PreviewRef,
+    description:
+      'The preview now, then every change (each progress event carries the running estimate); completes after it ends.',
+    args: { id: t.arg.id({ required: true }) },
+    subscribe: (_r, args, ctx) => {
+      const id = requireId(args.id, 'Preview');
+      requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
+      return watchJob(ctx, id, 'PREVIEW');
+    },
+    resolve: (job) => job,
+  }),
+);
+
+builder.objectField(SegmentDefinitionRef, 'estimate', (t) =>
+  t.field({
+    type: EstimateType,
+    nullable: true,
+    description:
+      "The estimate of the definition's latest preview; refresh: true also starts a new preview (see latestPreview).",
+    args: { refresh: t.arg.boolean({ defaultValue: false }) },
+    resolve: (d, args, ctx) => {
+      const latest = latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id);
+      if (args.refresh) startPreview(ctx, { definitionId: d.id });
+      return latest ? estimateOf(latest) : null;
+    },
+  }),
+);
+
+builder.objectField(SegmentDefinitionRef, 'latestPreview', (t) =>
+  t.field({
+    type: PreviewRef,
+    nullable: true,
+    description: 'The newest preview of this definition (watch it with previewUpdated).',
+    resolve: (d, _a, ctx) => latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id) ?? null,
+  }),
+);
