@@ -151,7 +151,9 @@ export function createManualAudience(
   input: Omit<NewAudience, 'origin' | 'definitionId'>,
   now = Date.now(),
 ): Audience {
-  return conn.sqlite.transaction(() => insertAudience(conn, sandboxId, { ...input, origin: 'MANUAL' }, now))();
+  return conn.sqlite
+    .transaction(() => insertAudience(conn, sandboxId, { ...input, origin: 'MANUAL' }, now))
+    .immediate();
 }
 
 export interface AudienceChanges {
@@ -214,13 +216,15 @@ export function updateAudience(
   expectedVersion?: number | null,
   now = Date.now(),
 ): Audience {
-  return conn.sqlite.transaction(() => {
-    const audience = requireAudience(conn, sandboxId, id);
-    if (audience.origin === 'SEGMENTATION_SERVICE' && changes.name != null) {
-      throw badInput('This audience belongs to a segment definition: rename the definition instead', 'input.name');
-    }
-    return applyAudienceChanges(conn, audience, changes, expectedVersion, now);
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const audience = requireAudience(conn, sandboxId, id);
+      if (audience.origin === 'SEGMENTATION_SERVICE' && changes.name != null) {
+        throw badInput('This audience belongs to a segment definition: rename the definition instead', 'input.name');
+      }
+      return applyAudienceChanges(conn, audience, changes, expectedVersion, now);
+    })
+    .immediate();
 }
 
 /** Definitions that name this audience through inSegment (other than its own). */

@@ -206,49 +206,51 @@ export function createSegmentDefinition(
 ): SegmentDefinition {
   const name = validName(input.name);
   const ttlInDays = validTtl(input.ttlInDays);
-  return conn.sqlite.transaction(() => {
-    const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
-    const evaluation = validEvaluation(
-      input.evaluationInfo,
-      { batch: true, streaming: false, edge: false },
-      checked.checked.eligibility,
-    );
-    assertDefinitionNameFree(conn, sandboxId, name);
-    const audience = insertAudience(
-      conn,
-      sandboxId,
-      {
-        name,
-        description: input.description,
-        origin: 'SEGMENTATION_SERVICE',
-        lifecycleState: input.lifecycleState,
-        labels: input.labels,
-        folderId: input.folderId,
-      },
-      now,
-    );
-    const row = conn.db
-      .insert(segmentDefinitions)
-      .values({
+  return conn.sqlite
+    .transaction(() => {
+      const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
+      const evaluation = validEvaluation(
+        input.evaluationInfo,
+        { batch: true, streaming: false, edge: false },
+        checked.checked.eligibility,
+      );
+      assertDefinitionNameFree(conn, sandboxId, name);
+      const audience = insertAudience(
+        conn,
         sandboxId,
-        audienceId: audience.id,
-        name,
-        nameKey: name.toLowerCase(),
-        description: input.description ?? null,
-        ...expressionColumns(input.expression, checked),
-        evalBatch: evaluation.batch,
-        evalStreaming: evaluation.streaming,
-        evalEdge: evaluation.edge,
-        ttlInDays,
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning()
-      .get();
-    conn.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
-    writeDependencies(conn, sandboxId, row.id, checked.checked.referencedAudiences);
-    return toDefinition(row);
-  })();
+        {
+          name,
+          description: input.description,
+          origin: 'SEGMENTATION_SERVICE',
+          lifecycleState: input.lifecycleState,
+          labels: input.labels,
+          folderId: input.folderId,
+        },
+        now,
+      );
+      const row = conn.db
+        .insert(segmentDefinitions)
+        .values({
+          sandboxId,
+          audienceId: audience.id,
+          name,
+          nameKey: name.toLowerCase(),
+          description: input.description ?? null,
+          ...expressionColumns(input.expression, checked),
+          evalBatch: evaluation.batch,
+          evalStreaming: evaluation.streaming,
+          evalEdge: evaluation.edge,
+          ttlInDays,
+          createdAt: now,
+          updatedAt: now,
+        })
+        .returning()
+        .get();
+      conn.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
+      writeDependencies(conn, sandboxId, row.id, checked.checked.referencedAudiences);
+      return toDefinition(row);
+    })
+    .immediate();
 }
 
 export interface UpdateDefinitionInput {
@@ -274,84 +276,90 @@ export function updateSegmentDefinition(
   expectedVersion?: number | null,
   now = Date.now(),
 ): SegmentDefinition {
-  return conn.sqlite.transaction(() => {
-    const def = requireDefinition(conn, sandboxId, id);
-    if (expectedVersion != null && expectedVersion !== def.version) {
-      throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
-        currentVersion: def.version,
-      });
-    }
-    const audience = requireAudience(conn, sandboxId, def.audienceId);
-    if (audience.lifecycleState === 'ARCHIVED')
-      throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
-    const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
-    let eligibility = def.eligibility;
-    if (input.name != null) {
-      const name = validName(input.name);
-      assertDefinitionNameFree(conn, sandboxId, name, id);
-      set.name = name;
-      set.nameKey = name.toLowerCase();
-    }
-    if (input.description !== undefined) set.description = input.description;
-    if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
-    if (input.expression) {
-      const checked = checkExpression(conn, sandboxId, input.expression, {
-        definition: true,
-        selfAudienceId: def.audienceId,
-      });
-      Object.assign(set, expressionColumns(input.expression, checked));
-      eligibility = checked.checked.eligibility;
-      writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
-    }
-    if (input.evaluationInfo || input.expression) {
-      const info = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
-      set.evalBatch = info.batch;
-      set.evalStreaming = info.streaming;
-      set.evalEdge = info.edge;
-    }
-    const updated = conn.db
-      .update(segmentDefinitions)
-      .set(set)
-      .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
-      .returning()
-      .get();
-    if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
-    applyAudienceChanges(
-      conn,
-      audience,
-      { name: set.name, description: input.description, lifecycleState: input.lifecycleState, labels: input.labels },
-      null,
-      now,
-    );
-    return toDefinition(updated);
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const def = requireDefinition(conn, sandboxId, id);
+      if (expectedVersion != null && expectedVersion !== def.version) {
+        throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
+          currentVersion: def.version,
+        });
+      }
+      const audience = requireAudience(conn, sandboxId, def.audienceId);
+      if (audience.lifecycleState === 'ARCHIVED')
+        throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
+      const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
+      let eligibility = def.eligibility;
+      if (input.name != null) {
+        const name = validName(input.name);
+        assertDefinitionNameFree(conn, sandboxId, name, id);
+        set.name = name;
+        set.nameKey = name.toLowerCase();
+      }
+      if (input.description !== undefined) set.description = input.description;
+      if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
+      if (input.expression) {
+        const checked = checkExpression(conn, sandboxId, input.expression, {
+          definition: true,
+          selfAudienceId: def.audienceId,
+        });
+        Object.assign(set, expressionColumns(input.expression, checked));
+        eligibility = checked.checked.eligibility;
+        writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
+      }
+      if (input.evaluationInfo || input.expression) {
+        const info = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
+        set.evalBatch = info.batch;
+        set.evalStreaming = info.streaming;
+        set.evalEdge = info.edge;
+      }
+      const updated = conn.db
+        .update(segmentDefinitions)
+        .set(set)
+        .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
+        .returning()
+        .get();
+      if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
+      applyAudienceChanges(
+        conn,
+        audience,
+        { name: set.name, description: input.description, lifecycleState: input.lifecycleState, labels: input.labels },
+        null,
+        now,
+      );
+      return toDefinition(updated);
+    })
+    .immediate();
 }
 
 /** Deletes a definition with its audience and memberships; CONFLICT while other definitions use the audience. */
 export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite.transaction(() => {
-    const def = requireDefinition(conn, sandboxId, id);
-    const audience = requireAudience(conn, sandboxId, def.audienceId);
-    assertNoDependents(conn, sandboxId, audience);
-    conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, id)).run();
-    conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, id)).run();
-    removeAudienceRows(conn, sandboxId, audience.id);
-    return id;
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const def = requireDefinition(conn, sandboxId, id);
+      const audience = requireAudience(conn, sandboxId, def.audienceId);
+      assertNoDependents(conn, sandboxId, audience);
+      conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, id)).run();
+      conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, id)).run();
+      removeAudienceRows(conn, sandboxId, audience.id);
+      return id;
+    })
+    .immediate();
 }
 
 /** Deletes an audience; one made by a definition goes together with its definition. */
 export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite.transaction(() => {
-    const audience: Audience = requireAudience(conn, sandboxId, id);
-    if (audience.definitionId != null) {
-      deleteSegmentDefinition(conn, sandboxId, audience.definitionId);
+  return conn.sqlite
+    .transaction(() => {
+      const audience: Audience = requireAudience(conn, sandboxId, id);
+      if (audience.definitionId != null) {
+        deleteSegmentDefinition(conn, sandboxId, audience.definitionId);
+        return id;
+      }
+      assertNoDependents(conn, sandboxId, audience);
+      removeAudienceRows(conn, sandboxId, id);
       return id;
-    }
-    assertNoDependents(conn, sandboxId, audience);
-    removeAudienceRows(conn, sandboxId, id);
-    return id;
-  })();
+    })
+    .immediate();
 }
 
 export interface DefinitionFilter {

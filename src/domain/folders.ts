@@ -66,18 +66,20 @@ export function createFolder(
   if (name === '' || name.length > FOLDER_NAME_MAX || name.includes('/')) {
     throw badInput(`Folder names are 1 to ${FOLDER_NAME_MAX} characters without "/"`, 'input.name');
   }
-  return conn.sqlite.transaction(() => {
-    const parentId = input.parentId ?? null;
-    if (parentId !== null) requireFolder(conn, sandboxId, parentId);
-    const siblings = conn.db
-      .select({ name: folders.name, parentId: folders.parentId })
-      .from(folders)
-      .where(eq(folders.sandboxId, sandboxId))
-      .all()
-      .filter((f) => f.parentId === parentId);
-    if (siblings.some((f) => f.name.toLowerCase() === name.toLowerCase())) {
-      throw conflict(`A folder named "${name}" already exists there`);
-    }
-    return conn.db.insert(folders).values({ sandboxId, name, parentId, createdAt: now }).returning().get();
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const parentId = input.parentId ?? null;
+      if (parentId !== null) requireFolder(conn, sandboxId, parentId);
+      const siblings = conn.db
+        .select({ name: folders.name, parentId: folders.parentId })
+        .from(folders)
+        .where(eq(folders.sandboxId, sandboxId))
+        .all()
+        .filter((f) => f.parentId === parentId);
+      if (siblings.some((f) => f.name.toLowerCase() === name.toLowerCase())) {
+        throw conflict(`A folder named "${name}" already exists there`);
+      }
+      return conn.db.insert(folders).values({ sandboxId, name, parentId, createdAt: now }).returning().get();
+    })
+    .immediate();
 }

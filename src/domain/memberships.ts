@@ -158,29 +158,31 @@ export function addAudienceMembers(
   identities: readonly IdentityInput[],
   now = Date.now(),
 ): void {
-  conn.sqlite.transaction(() => {
-    requireManual(conn, sandboxId, audienceId);
-    const current = conn.sqlite
-      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
-      .pluck();
-    const upsert = conn.sqlite.prepare(
-      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+  conn.sqlite
+    .transaction(() => {
+      requireManual(conn, sandboxId, audienceId);
+      const current = conn.sqlite
+        .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
+        .pluck();
+      const upsert = conn.sqlite.prepare(
+        `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
        ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
          last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
-    );
-    const history = conn.sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'REALIZED', 'manual')`,
-    );
-    for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
-      const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
-      if (status === 'REALIZED' || status === 'EXISTING') continue;
-      upsert.run(sandboxId, audienceId, profileId, now, now);
-      history.run(sandboxId, profileId, audienceId, now, status ?? null);
-    }
-    refreshAudienceSize(conn, audienceId);
-    touchAudience(conn, audienceId, now);
-  })();
+      );
+      const history = conn.sqlite.prepare(
+        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'REALIZED', 'manual')`,
+      );
+      for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
+        const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
+        if (status === 'REALIZED' || status === 'EXISTING') continue;
+        upsert.run(sandboxId, audienceId, profileId, now, now);
+        history.run(sandboxId, profileId, audienceId, now, status ?? null);
+      }
+      refreshAudienceSize(conn, audienceId);
+      touchAudience(conn, audienceId, now);
+    })
+    .immediate();
 }
 
 /** Ends the membership of profiles in a MANUAL audience (EXITED), recording each change. */
@@ -191,26 +193,28 @@ export function removeAudienceMembers(
   identities: readonly IdentityInput[],
   now = Date.now(),
 ): void {
-  conn.sqlite.transaction(() => {
-    requireManual(conn, sandboxId, audienceId);
-    const current = conn.sqlite
-      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
-      .pluck();
-    const exit = conn.sqlite.prepare(
-      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-    );
-    const history = conn.sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'EXITED', 'manual')`,
-    );
-    for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
-      const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
-      if (status !== 'REALIZED' && status !== 'EXISTING') continue;
-      exit.run(now, now, audienceId, profileId);
-      history.run(sandboxId, profileId, audienceId, now, status);
-    }
-    refreshAudienceSize(conn, audienceId);
-    touchAudience(conn, audienceId, now);
-  })();
+  conn.sqlite
+    .transaction(() => {
+      requireManual(conn, sandboxId, audienceId);
+      const current = conn.sqlite
+        .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
+        .pluck();
+      const exit = conn.sqlite.prepare(
+        `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+      );
+      const history = conn.sqlite.prepare(
+        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'EXITED', 'manual')`,
+      );
+      for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
+        const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
+        if (status !== 'REALIZED' && status !== 'EXISTING') continue;
+        exit.run(now, now, audienceId, profileId);
+        history.run(sandboxId, profileId, audienceId, now, status);
+      }
+      refreshAudienceSize(conn, audienceId);
+      touchAudience(conn, audienceId, now);
+    })
+    .immediate();
 }
 
 function touchAudience(conn: Connection, audienceId: number, now: number): void {

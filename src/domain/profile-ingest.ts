@@ -180,66 +180,68 @@ export function ingestProfiles(
     result.errors.push({ index, message, code });
   };
 
-  conn.sqlite.transaction(() => {
-    for (const [index, record] of records.entries()) {
-      if (byteLength(record) > limits.profileRecordBytes) {
-        reject(index, `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
-        continue;
-      }
-      const identities = Array.isArray(record.identities) ? record.identities : [];
-      if (identities.length === 0) {
-        reject(index, 'A profile record needs at least one identity');
-        continue;
-      }
-      if (identities.length > limits.identitiesPerProfile) {
-        reject(index, `A profile has at most ${limits.identitiesPerProfile} identities`, 'GUARDRAIL');
-        continue;
-      }
-      const identityError = identities.map(identityProblem).find((p) => p !== undefined);
-      if (identityError) {
-        reject(index, `Invalid identity: ${identityError}`);
-        continue;
-      }
-      const checked = validateDocument(record.attributes, catalog.profile);
-      if (!checked.ok) {
-        reject(index, checked.message);
-        continue;
-      }
-      const attributes = JSON.stringify(checked.value);
-
-      const matched = new Set<number>();
-      const unseen = new Set<string>();
-      for (const { namespace, id } of identities) {
-        const pid = s.findIdentity.get(sandboxId, namespace, id) as number | undefined;
-        if (pid !== undefined) matched.add(pid);
-        else unseen.add(`${namespace}\u0000${id}`);
-      }
-      if (matched.size > 0) {
-        let total = unseen.size;
-        for (const pid of matched) total += s.countIdentities.get(pid) as number;
-        if (total > limits.identitiesPerProfile) {
-          reject(
-            index,
-            `The merged profile would have more than ${limits.identitiesPerProfile} identities`,
-            'GUARDRAIL',
-          );
+  conn.sqlite
+    .transaction(() => {
+      for (const [index, record] of records.entries()) {
+        if (byteLength(record) > limits.profileRecordBytes) {
+          reject(index, `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
           continue;
         }
+        const identities = Array.isArray(record.identities) ? record.identities : [];
+        if (identities.length === 0) {
+          reject(index, 'A profile record needs at least one identity');
+          continue;
+        }
+        if (identities.length > limits.identitiesPerProfile) {
+          reject(index, `A profile has at most ${limits.identitiesPerProfile} identities`, 'GUARDRAIL');
+          continue;
+        }
+        const identityError = identities.map(identityProblem).find((p) => p !== undefined);
+        if (identityError) {
+          reject(index, `Invalid identity: ${identityError}`);
+          continue;
+        }
+        const checked = validateDocument(record.attributes, catalog.profile);
+        if (!checked.ok) {
+          reject(index, checked.message);
+          continue;
+        }
+        const attributes = JSON.stringify(checked.value);
+
+        const matched = new Set<number>();
+        const unseen = new Set<string>();
+        for (const { namespace, id } of identities) {
+          const pid = s.findIdentity.get(sandboxId, namespace, id) as number | undefined;
+          if (pid !== undefined) matched.add(pid);
+          else unseen.add(`${namespace}\u0000${id}`);
+        }
+        if (matched.size > 0) {
+          let total = unseen.size;
+          for (const pid of matched) total += s.countIdentities.get(pid) as number;
+          if (total > limits.identitiesPerProfile) {
+            reject(
+              index,
+              `The merged profile would have more than ${limits.identitiesPerProfile} identities`,
+              'GUARDRAIL',
+            );
+            continue;
+          }
+        }
+        let profileId: number;
+        if (matched.size === 0) {
+          profileId = Number(s.insertProfile.run(sandboxId, attributes, now, now).lastInsertRowid);
+        } else {
+          profileId = matched.size === 1 ? [...matched][0]! : stitch(s, [...matched]);
+          s.patchProfile.run(attributes, now, profileId);
+        }
+        for (const { namespace, id } of identities) s.insertIdentity.run(sandboxId, namespace, id, profileId, now);
+        changed.add(profileId);
+        result.accepted++;
+        result.profileIds.push(profileId);
       }
-      let profileId: number;
-      if (matched.size === 0) {
-        profileId = Number(s.insertProfile.run(sandboxId, attributes, now, now).lastInsertRowid);
-      } else {
-        profileId = matched.size === 1 ? [...matched][0]! : stitch(s, [...matched]);
-        s.patchProfile.run(attributes, now, profileId);
-      }
-      for (const { namespace, id } of identities) s.insertIdentity.run(sandboxId, namespace, id, profileId, now);
-      changed.add(profileId);
-      result.accepted++;
-      result.profileIds.push(profileId);
-    }
-    options.onProfilesChanged?.(sandboxId, [...changed], now);
-  })();
+      options.onProfilesChanged?.(sandboxId, [...changed], now);
+    })
+    .immediate();
   return result;
 }
 
@@ -269,67 +271,69 @@ export function ingestEvents(
     result.errors.push({ index, message, code });
   };
 
-  conn.sqlite.transaction(() => {
-    for (const [index, event] of events.entries()) {
-      if (byteLength(event) > limits.eventRecordBytes) {
-        reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
-        continue;
-      }
-      const problem = identityProblem(event.identity);
-      if (problem) {
-        reject(index, `Invalid identity: ${problem}`);
-        continue;
-      }
-      if (typeof event.eventType !== 'string' || event.eventType === '') {
-        reject(index, 'eventType is empty');
-        continue;
-      }
-      const ts = typeof event.timestamp === 'string' ? parseIngestDatetime(event.timestamp) : undefined;
-      if (ts === undefined) {
-        reject(index, 'timestamp must be an ISO-8601 datetime');
-        continue;
-      }
-      if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
-        reject(index, 'id must be a non-empty string of at most 256 characters');
-        continue;
-      }
-      const data = event.data ?? {};
-      const checked = validateDocument(data, catalog.event);
-      if (!checked.ok) {
-        reject(index, checked.message);
-        continue;
-      }
-      if ('timestamp' in checked.value || 'eventType' in checked.value) {
-        reject(index, 'timestamp and eventType are top-level event fields, not part of data');
-        continue;
-      }
-
-      const key = `${event.identity.namespace}\u0000${event.identity.id}`;
-      let profileId = profileOf.get(key);
-      if (profileId === undefined) {
-        profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
-        if (profileId === undefined) {
-          profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
-          s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+  conn.sqlite
+    .transaction(() => {
+      for (const [index, event] of events.entries()) {
+        if (byteLength(event) > limits.eventRecordBytes) {
+          reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
+          continue;
         }
-        profileOf.set(key, profileId);
+        const problem = identityProblem(event.identity);
+        if (problem) {
+          reject(index, `Invalid identity: ${problem}`);
+          continue;
+        }
+        if (typeof event.eventType !== 'string' || event.eventType === '') {
+          reject(index, 'eventType is empty');
+          continue;
+        }
+        const ts = typeof event.timestamp === 'string' ? parseIngestDatetime(event.timestamp) : undefined;
+        if (ts === undefined) {
+          reject(index, 'timestamp must be an ISO-8601 datetime');
+          continue;
+        }
+        if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
+          reject(index, 'id must be a non-empty string of at most 256 characters');
+          continue;
+        }
+        const data = event.data ?? {};
+        const checked = validateDocument(data, catalog.event);
+        if (!checked.ok) {
+          reject(index, checked.message);
+          continue;
+        }
+        if ('timestamp' in checked.value || 'eventType' in checked.value) {
+          reject(index, 'timestamp and eventType are top-level event fields, not part of data');
+          continue;
+        }
+
+        const key = `${event.identity.namespace}\u0000${event.identity.id}`;
+        let profileId = profileOf.get(key);
+        if (profileId === undefined) {
+          profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+          if (profileId === undefined) {
+            profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
+            s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+          }
+          profileOf.set(key, profileId);
+        }
+        const info = s.insertEvent.run(
+          sandboxId,
+          profileId,
+          ts,
+          event.eventType,
+          event.id ?? randomUUID(),
+          JSON.stringify(checked.value),
+          now,
+        );
+        if (info.changes === 0) result.duplicates++;
+        else touched.add(profileId);
+        result.accepted++;
+        result.profileIds.push(profileId);
       }
-      const info = s.insertEvent.run(
-        sandboxId,
-        profileId,
-        ts,
-        event.eventType,
-        event.id ?? randomUUID(),
-        JSON.stringify(checked.value),
-        now,
-      );
-      if (info.changes === 0) result.duplicates++;
-      else touched.add(profileId);
-      result.accepted++;
-      result.profileIds.push(profileId);
-    }
-    for (const id of touched) s.touchProfile.run(now, id, now);
-    options.onProfilesChanged?.(sandboxId, [...touched], now);
-  })();
+      for (const id of touched) s.touchProfile.run(now, id, now);
+      options.onProfilesChanged?.(sandboxId, [...touched], now);
+    })
+    .immediate();
   return result;
 }

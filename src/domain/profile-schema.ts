@@ -114,36 +114,38 @@ export function updateProfileSchema(
       }
     }
   });
-  conn.sqlite.transaction(() => {
-    for (const f of input) {
-      conn.db
-        .insert(schemaFields)
-        .values({
-          sandboxId,
-          class: f.class,
-          path: f.path,
-          type: f.type,
-          description: f.description ?? null,
-          createdAt: now,
-        })
-        .onConflictDoUpdate({
-          target: [schemaFields.sandboxId, schemaFields.class, schemaFields.path],
-          set: { type: f.type, description: f.description ?? null },
-        })
-        .run();
-    }
-    // Reject a schema the catalogue cannot build (e.g. a scalar made a parent of another field).
-    const rows = conn.db
-      .select()
-      .from(schemaFields)
-      .where(and(eq(schemaFields.sandboxId, sandboxId)))
-      .all();
-    try {
-      buildCatalog(rows as SchemaField[]);
-    } catch (e) {
-      throw badInput(`The schema would be inconsistent: ${(e as Error).message}`, 'input.fields');
-    }
-  })();
+  conn.sqlite
+    .transaction(() => {
+      for (const f of input) {
+        conn.db
+          .insert(schemaFields)
+          .values({
+            sandboxId,
+            class: f.class,
+            path: f.path,
+            type: f.type,
+            description: f.description ?? null,
+            createdAt: now,
+          })
+          .onConflictDoUpdate({
+            target: [schemaFields.sandboxId, schemaFields.class, schemaFields.path],
+            set: { type: f.type, description: f.description ?? null },
+          })
+          .run();
+      }
+      // Reject a schema the catalogue cannot build (e.g. a scalar made a parent of another field).
+      const rows = conn.db
+        .select()
+        .from(schemaFields)
+        .where(and(eq(schemaFields.sandboxId, sandboxId)))
+        .all();
+      try {
+        buildCatalog(rows as SchemaField[]);
+      } catch (e) {
+        throw badInput(`The schema would be inconsistent: ${(e as Error).message}`, 'input.fields');
+      }
+    })
+    .immediate();
   cacheFor(conn).delete(sandboxId);
   return schemaFieldsOf(conn, sandboxId);
 }

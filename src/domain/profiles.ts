@@ -235,31 +235,33 @@ export function listEvents(
 /** Deletes a profile with its identities, events and memberships (history too: the person is gone). */
 export function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): number {
   assertIdentity(identity);
-  return conn.sqlite.transaction(() => {
-    const id = profileIdByIdentity(conn, sandboxId, identity);
-    if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
-    conn.db
-      .delete(identities)
-      .where(and(eq(identities.sandboxId, sandboxId), eq(identities.profileId, id)))
-      .run();
-    conn.db
-      .delete(events)
-      .where(and(eq(events.sandboxId, sandboxId), eq(events.profileId, id)))
-      .run();
-    conn.db
-      .delete(memberships)
-      .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
-      .run();
-    conn.db
-      .delete(membershipHistory)
-      .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, id)))
-      .run();
-    conn.db
-      .delete(profiles)
-      .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
-      .run();
-    return id;
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const id = profileIdByIdentity(conn, sandboxId, identity);
+      if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
+      conn.db
+        .delete(identities)
+        .where(and(eq(identities.sandboxId, sandboxId), eq(identities.profileId, id)))
+        .run();
+      conn.db
+        .delete(events)
+        .where(and(eq(events.sandboxId, sandboxId), eq(events.profileId, id)))
+        .run();
+      conn.db
+        .delete(memberships)
+        .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
+        .run();
+      conn.db
+        .delete(membershipHistory)
+        .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, id)))
+        .run();
+      conn.db
+        .delete(profiles)
+        .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
+        .run();
+      return id;
+    })
+    .immediate();
 }
 
 /** Parses a DateTime argument for filters. */

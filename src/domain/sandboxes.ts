@@ -45,12 +45,14 @@ export function createSandbox(conn: Connection, name: string, now = Date.now()):
   if (!NAME.test(name)) {
     throw badInput('Sandbox names are 1 to 64 characters of a-z, 0-9 and "-"', 'name');
   }
-  return conn.sqlite.transaction(() => {
-    if (findSandbox(conn, name)) throw conflict(`Sandbox "${name}" already exists`);
-    const row = conn.db.insert(sandboxes).values({ name, createdAt: now }).returning().get();
-    installDefaultSchema(conn, row.id, now);
-    return row;
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      if (findSandbox(conn, name)) throw conflict(`Sandbox "${name}" already exists`);
+      const row = conn.db.insert(sandboxes).values({ name, createdAt: now }).returning().get();
+      installDefaultSchema(conn, row.id, now);
+      return row;
+    })
+    .immediate();
 }
 
 /** Creates the sandbox if missing (start-up creates `prod`). */

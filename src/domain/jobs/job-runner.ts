@@ -65,15 +65,17 @@ export class JobRunner {
   /** Re-queues what a crash left behind and starts taking jobs. */
   start(): void {
     const { conn } = this.app;
-    conn.sqlite.transaction(() => {
-      const now = Date.now();
-      conn.db.update(jobs).set({ status: 'QUEUED', updatedAt: now }).where(eq(jobs.status, 'PROCESSING')).run();
-      conn.db
-        .update(jobs)
-        .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now })
-        .where(eq(jobs.status, 'CANCELLING'))
-        .run();
-    })();
+    conn.sqlite
+      .transaction(() => {
+        const now = Date.now();
+        conn.db.update(jobs).set({ status: 'QUEUED', updatedAt: now }).where(eq(jobs.status, 'PROCESSING')).run();
+        conn.db
+          .update(jobs)
+          .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now })
+          .where(eq(jobs.status, 'CANCELLING'))
+          .run();
+      })
+      .immediate();
     this.sweep();
     let ticks = 0;
     this.watchdog = setInterval(() => {
@@ -107,17 +109,19 @@ export class JobRunner {
   /** Cancels a job: a queued one at once, a running one within a second. CONFLICT once it has finished. */
   cancel(id: number): Job {
     const { conn } = this.app;
-    const job = conn.sqlite.transaction(() => {
-      const current = jobById(conn, id)!;
-      if (isTerminal(current.status)) {
-        throw conflict(`The job has already finished (${current.status}); there is nothing to cancel`, {
-          status: current.status,
-        });
-      }
-      if (current.status === 'CANCELLING') return current;
-      if (current.status === 'QUEUED') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: Date.now() });
-      return updateJob(conn, id, { status: 'CANCELLING' });
-    })();
+    const job = conn.sqlite
+      .transaction(() => {
+        const current = jobById(conn, id)!;
+        if (isTerminal(current.status)) {
+          throw conflict(`The job has already finished (${current.status}); there is nothing to cancel`, {
+            status: current.status,
+          });
+        }
+        if (current.status === 'CANCELLING') return current;
+        if (current.status === 'QUEUED') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: Date.now() });
+        return updateJob(conn, id, { status: 'CANCELLING' });
+      })
+      .immediate();
     this.running.get(id)?.controller.abort('cancelled');
     this.publish(job);
     return job;
@@ -166,25 +170,27 @@ export class JobRunner {
   /** Takes the oldest queued job of a kind and marks it PROCESSING, atomically. */
   private claim(kind: JobKind): Job | undefined {
     const { conn } = this.app;
-    return conn.sqlite.transaction(() => {
-      const row = conn.db
-        .select()
-        .from(jobs)
-        .where(and(eq(jobs.kind, kind), eq(jobs.status, 'QUEUED')))
-        .orderBy(jobs.id)
-        .limit(1)
-        .get();
-      if (!row) return undefined;
-      const now = Date.now();
-      return updateJob(conn, row.id, {
-        status: 'PROCESSING',
-        startedAt: now,
-        finishedAt: null,
-        error: null,
-        progressDone: 0,
-        attempts: row.attempts + 1,
-      });
-    })();
+    return conn.sqlite
+      .transaction(() => {
+        const row = conn.db
+          .select()
+          .from(jobs)
+          .where(and(eq(jobs.kind, kind), eq(jobs.status, 'QUEUED')))
+          .orderBy(jobs.id)
+          .limit(1)
+          .get();
+        if (!row) return undefined;
+        const now = Date.now();
+        return updateJob(conn, row.id, {
+          status: 'PROCESSING',
+          startedAt: now,
+          finishedAt: null,
+          error: null,
+          progressDone: 0,
+          attempts: row.attempts + 1,
+        });
+      })
+      .immediate();
   }
 
   private async execute(handler: JobHandler, job: Job): Promise<void> {
@@ -251,14 +257,16 @@ export function finishUnlessCancelled(
   set: { status: 'SUCCEEDED' | 'FAILED'; result?: string; error?: string },
 ): Job {
   const { conn } = app;
-  return conn.sqlite.transaction(() => {
-    const current = jobById(conn, id)!;
-    const now = Date.now();
-    if (current.status === 'CANCELLING') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: now });
-    return updateJob(conn, id, {
-      ...set,
-      finishedAt: now,
-      progressDone: current.progressTotal ?? current.progressDone,
-    });
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const current = jobById(conn, id)!;
+      const now = Date.now();
+      if (current.status === 'CANCELLING') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: now });
+      return updateJob(conn, id, {
+        ...set,
+        finishedAt: now,
+        progressDone: current.progressTotal ?? current.progressDone,
+      });
+    })
+    .immediate();
 }

@@ -124,26 +124,28 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     sqlite.exec('DROP TABLE IF EXISTS temp.sample_ids');
   }
   if (hooks.cancelled()) throw new TaskCancelled();
-  sqlite.transaction(() => {
-    const status = sqlite.prepare('SELECT status FROM jobs WHERE id = ?').pluck().get(plan.jobId);
-    if (status !== 'PROCESSING') throw new TaskCancelled();
-    const insert = sqlite.prepare(
-      'INSERT OR IGNORE INTO preview_results (sandbox_id, job_id, profile_id) VALUES (?, ?, ?)',
-    );
-    for (const id of qualifying) insert.run(plan.sandboxId, plan.jobId, id);
-    const now = Date.now();
-    sqlite
-      .prepare(
-        "UPDATE jobs SET status = 'SUCCEEDED', result = ?, finished_at = ?, updated_at = ?, progress_done = ?, progress_total = ? WHERE id = ?",
-      )
-      .run(
-        JSON.stringify({ estimate, sampleSize: estimate.profilesRead }),
-        now,
-        now,
-        estimate.profilesRead,
-        estimate.profilesRead,
-        plan.jobId,
+  sqlite
+    .transaction(() => {
+      const status = sqlite.prepare('SELECT status FROM jobs WHERE id = ?').pluck().get(plan.jobId);
+      if (status !== 'PROCESSING') throw new TaskCancelled();
+      const insert = sqlite.prepare(
+        'INSERT OR IGNORE INTO preview_results (sandbox_id, job_id, profile_id) VALUES (?, ?, ?)',
       );
-  })();
+      for (const id of qualifying) insert.run(plan.sandboxId, plan.jobId, id);
+      const now = Date.now();
+      sqlite
+        .prepare(
+          "UPDATE jobs SET status = 'SUCCEEDED', result = ?, finished_at = ?, updated_at = ?, progress_done = ?, progress_total = ? WHERE id = ?",
+        )
+        .run(
+          JSON.stringify({ estimate, sampleSize: estimate.profilesRead }),
+          now,
+          now,
+          estimate.profilesRead,
+          estimate.profilesRead,
+          plan.jobId,
+        );
+    })
+    .immediate();
   return estimate;
 }

@@ -54,21 +54,24 @@ export function createPreview(app: App, sandboxId: number, input: PreviewInput):
   if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
     throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
   }
-  return conn.sqlite.transaction(() => {
-    const definition = input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
-    const expression = definition ? definition.expression : input.expression!;
-    const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
-    const jobInput: PreviewJobInput = {
-      expression,
-      expressionText: text,
-      definitionId: definition?.id ?? null,
-      sampleSize: input.sampleSize ?? null,
-      confidenceLevel,
-      at: input.at ?? null,
-      seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
-    };
-    return insertJob(conn, sandboxId, 'PREVIEW', jobInput as unknown as Record<string, unknown>);
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const definition =
+        input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
+      const expression = definition ? definition.expression : input.expression!;
+      const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
+      const jobInput: PreviewJobInput = {
+        expression,
+        expressionText: text,
+        definitionId: definition?.id ?? null,
+        sampleSize: input.sampleSize ?? null,
+        confidenceLevel,
+        at: input.at ?? null,
+        seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
+      };
+      return insertJob(conn, sandboxId, 'PREVIEW', jobInput as unknown as Record<string, unknown>);
+    })
+    .immediate();
 }
 
 export const previewJobHandler: JobHandler = {
@@ -109,16 +112,18 @@ export const previewJobHandler: JobHandler = {
 /** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
 export function purgeExpiredPreviews(app: App, now = Date.now()): number {
   const { conn } = app;
-  return conn.sqlite.transaction(() => {
-    const expired = conn.sqlite
-      .prepare(
-        "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
-      )
-      .pluck()
-      .all(now - PREVIEW_TTL_MS) as number[];
-    for (const id of expired) deletePreviewRows(app, id);
-    return expired.length;
-  })();
+  return conn.sqlite
+    .transaction(() => {
+      const expired = conn.sqlite
+        .prepare(
+          "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+        )
+        .pluck()
+        .all(now - PREVIEW_TTL_MS) as number[];
+      for (const id of expired) deletePreviewRows(app, id);
+      return expired.length;
+    })
+    .immediate();
 }
 
 function deletePreviewRows(app: App, id: number): void {
@@ -130,7 +135,7 @@ function deletePreviewRows(app: App, id: number): void {
 export function deletePreview(app: App, id: number): number {
   const job = app.conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
   if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) app.jobs.cancel(id);
-  app.conn.sqlite.transaction(() => deletePreviewRows(app, id))();
+  app.conn.sqlite.transaction(() => deletePreviewRows(app, id)).immediate();
   return id;
 }
 

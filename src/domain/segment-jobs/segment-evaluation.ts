@@ -213,30 +213,32 @@ function writeResults(
     totalTimeMs: 0,
     profileSegmentationTimeMs: Math.round(segmentationMs),
   };
-  sqlite.transaction(() => {
-    // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-    if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new TaskCancelled();
-    for (const { audienceId } of plan.definitions) {
-      const key = encodeGlobalId('Audience', audienceId);
-      s.historyEnter.run(sandboxId, now, cause, audienceId);
-      s.historyStay.run(sandboxId, now, cause, audienceId);
-      s.historyExit.run(sandboxId, now, cause, audienceId);
-      const exited = s.exit.run(now, now, audienceId).changes;
-      const existing = s.stay.run(now, audienceId).changes;
-      const qualified = s.qualified.get(audienceId) as number;
-      s.enter.run(sandboxId, now, now, audienceId);
-      s.purge.run(audienceId, now - EXITED_RETENTION_MS);
-      s.size.run(audienceId, now, audienceId);
-      metrics.segmentedProfileCounter[key] = qualified;
-      metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
-      metrics.segmentedProfileByNamespaceCounter[key] = Object.fromEntries(
-        (s.namespaces.all(audienceId) as { namespace: string; n: number }[]).map((r) => [r.namespace, r.n]),
-      );
-    }
-    metrics.totalTimeMs = Math.round(performance.now() - started);
-    const wallNow = Date.now();
-    const total = totalProfiles * plan.definitions.length;
-    s.finish.run(JSON.stringify({ metrics, notes: plan.notes }), wallNow, wallNow, total, total, jobId);
-  })();
+  sqlite
+    .transaction(() => {
+      // A cancel that reached the database before this transaction wins; one after it finds the job finished.
+      if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new TaskCancelled();
+      for (const { audienceId } of plan.definitions) {
+        const key = encodeGlobalId('Audience', audienceId);
+        s.historyEnter.run(sandboxId, now, cause, audienceId);
+        s.historyStay.run(sandboxId, now, cause, audienceId);
+        s.historyExit.run(sandboxId, now, cause, audienceId);
+        const exited = s.exit.run(now, now, audienceId).changes;
+        const existing = s.stay.run(now, audienceId).changes;
+        const qualified = s.qualified.get(audienceId) as number;
+        s.enter.run(sandboxId, now, now, audienceId);
+        s.purge.run(audienceId, now - EXITED_RETENTION_MS);
+        s.size.run(audienceId, now, audienceId);
+        metrics.segmentedProfileCounter[key] = qualified;
+        metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
+        metrics.segmentedProfileByNamespaceCounter[key] = Object.fromEntries(
+          (s.namespaces.all(audienceId) as { namespace: string; n: number }[]).map((r) => [r.namespace, r.n]),
+        );
+      }
+      metrics.totalTimeMs = Math.round(performance.now() - started);
+      const wallNow = Date.now();
+      const total = totalProfiles * plan.definitions.length;
+      s.finish.run(JSON.stringify({ metrics, notes: plan.notes }), wallNow, wallNow, total, total, jobId);
+    })
+    .immediate();
   return metrics;
 }

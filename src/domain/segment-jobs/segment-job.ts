@@ -29,17 +29,19 @@ export function createSegmentJob(
   if (hasIds === Boolean(input.all)) {
     throw badInput('Give either segmentDefinitionIds (at least one) or all: true', 'input.segmentDefinitionIds');
   }
-  return app.conn.sqlite.transaction(() => {
-    const ids = hasIds ? [...new Set(input.definitionIds)] : null;
-    for (const id of ids ?? []) requireDefinition(app.conn, sandboxId, id);
-    return insertJob(
-      app.conn,
-      sandboxId,
-      'SEGMENT',
-      { definitionIds: ids, all: Boolean(input.all), at: input.at ?? null },
-      options,
-    );
-  })();
+  return app.conn.sqlite
+    .transaction(() => {
+      const ids = hasIds ? [...new Set(input.definitionIds)] : null;
+      for (const id of ids ?? []) requireDefinition(app.conn, sandboxId, id);
+      return insertJob(
+        app.conn,
+        sandboxId,
+        'SEGMENT',
+        { definitionIds: ids, all: Boolean(input.all), at: input.at ?? null },
+        options,
+      );
+    })
+    .immediate();
 }
 
 /** Orders definitions so each comes after the definitions whose audiences it names through inSegment. */
