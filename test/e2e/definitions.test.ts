@@ -214,6 +214,26 @@ describe('segment definitions and audiences', () => {
     ok(await server.gql('mutation($id: ID!) { deleteSegmentDefinition(id: $id) }', { id: base.id }));
   });
 
+  it('refuses to change the type of a schema field a definition uses', async () => {
+    ok(
+      await server.gql(
+        'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "_tenant.score", type: "number" }] }) { name } }',
+      ),
+    );
+    ok(await createDefinition('Scored', '_tenant.score > 3'));
+    const change = await server.gql(
+      'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "_tenant.score", type: "string" }] }) { name } }',
+    );
+    expect(change.errors?.[0]?.extensions?.code).toBe('CONFLICT');
+    expect(change.errors?.[0]?.message).toContain('definition "Scored"');
+    const describe = ok(
+      await server.gql(
+        'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "_tenant.score", type: "number", description: "risk" }] }) { profileFields { path description } } }',
+      ),
+    ).updateProfileSchema.profileFields;
+    expect(describe).toContainEqual({ path: '_tenant.score', description: 'risk' });
+  });
+
   it('lets exactly one of several concurrent updates with the same expectedVersion win', async () => {
     const d = ok(await createDefinition('Contended', 'true')).createSegmentDefinition;
     const results = await Promise.all(
