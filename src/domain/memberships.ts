@@ -150,13 +150,17 @@ function requireManual(conn: Connection, sandboxId: number, audienceId: number):
   return audience;
 }
 
-/** Makes profiles members of a MANUAL audience (REALIZED), recording each change in history. */
-export function addAudienceMembers(
+/**
+ * Moves profiles of a MANUAL audience in (REALIZED) or out (EXITED), recording each actual
+ * change in history; profiles already in that state are left alone.
+ */
+function setManualMembership(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
-  now = Date.now(),
+  to: 'REALIZED' | 'EXITED',
+  now: number,
 ): void {
   conn.sqlite
     .transaction(() => {
@@ -164,20 +168,25 @@ export function addAudienceMembers(
       const current = conn.sqlite
         .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
         .pluck();
-      const upsert = conn.sqlite.prepare(
+      const enter = conn.sqlite.prepare(
         `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
-         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+         VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
+         ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+           last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+      );
+      const exit = conn.sqlite.prepare(
+        `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
       );
       const history = conn.sqlite.prepare(
-        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'REALIZED', 'manual')`,
+        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?, 'manual')`,
       );
       for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
         const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
-        if (status === 'REALIZED' || status === 'EXISTING') continue;
-        upsert.run(sandboxId, audienceId, profileId, now, now);
-        history.run(sandboxId, profileId, audienceId, now, status ?? null);
+        const member = status === 'REALIZED' || status === 'EXISTING';
+        if (member === (to === 'REALIZED')) continue;
+        if (to === 'REALIZED') enter.run(sandboxId, audienceId, profileId, now, now);
+        else exit.run(now, now, audienceId, profileId);
+        history.run(sandboxId, profileId, audienceId, now, status ?? null, to);
       }
       refreshAudienceSize(conn, audienceId);
       touchAudience(conn, audienceId, now);
@@ -185,7 +194,18 @@ export function addAudienceMembers(
     .immediate();
 }
 
-/** Ends the membership of profiles in a MANUAL audience (EXITED), recording each change. */
+/** Makes profiles members of a MANUAL audience (REALIZED). */
+export function addAudienceMembers(
+  conn: Connection,
+  sandboxId: number,
+  audienceId: number,
+  identities: readonly IdentityInput[],
+  now = Date.now(),
+): void {
+  setManualMembership(conn, sandboxId, audienceId, identities, 'REALIZED', now);
+}
+
+/** Ends the membership of profiles in a MANUAL audience (EXITED). */
 export function removeAudienceMembers(
   conn: Connection,
   sandboxId: number,
@@ -193,28 +213,7 @@ export function removeAudienceMembers(
   identities: readonly IdentityInput[],
   now = Date.now(),
 ): void {
-  conn.sqlite
-    .transaction(() => {
-      requireManual(conn, sandboxId, audienceId);
-      const current = conn.sqlite
-        .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
-        .pluck();
-      const exit = conn.sqlite.prepare(
-        `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-      );
-      const history = conn.sqlite.prepare(
-        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, 'EXITED', 'manual')`,
-      );
-      for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
-        const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
-        if (status !== 'REALIZED' && status !== 'EXISTING') continue;
-        exit.run(now, now, audienceId, profileId);
-        history.run(sandboxId, profileId, audienceId, now, status);
-      }
-      refreshAudienceSize(conn, audienceId);
-      touchAudience(conn, audienceId, now);
-    })
-    .immediate();
+  setManualMembership(conn, sandboxId, audienceId, identities, 'EXITED', now);
 }
 
 function touchAudience(conn: Connection, audienceId: number, now: number): void {
