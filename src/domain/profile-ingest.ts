@@ -3,6 +3,7 @@ import type { Statement } from 'better-sqlite3';
 import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import { parseIngestDatetime, validateDocument } from './document-validation.js';
+import { refreshAudienceSize } from './audiences.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
 
@@ -121,7 +122,7 @@ function statements(sqlite: Sqlite): Statements {
     moveIdentities: sqlite.prepare('UPDATE identities SET profile_id = ? WHERE profile_id = ?'),
     moveEvents: sqlite.prepare('UPDATE events SET profile_id = ? WHERE profile_id = ?'),
     moveHistory: sqlite.prepare('UPDATE membership_history SET profile_id = ? WHERE profile_id = ?'),
-    dropMemberships: sqlite.prepare('DELETE FROM memberships WHERE profile_id = ?'),
+    dropMemberships: sqlite.prepare('DELETE FROM memberships WHERE profile_id = ? RETURNING audience_id').pluck(),
     deleteProfile: sqlite.prepare('DELETE FROM profiles WHERE id = ?'),
     setAttributes: sqlite.prepare('UPDATE profiles SET attributes = jsonb(?), updated_at = ? WHERE id = ?'),
   };
@@ -139,7 +140,7 @@ function byteLength(value: unknown): number {
  * move over. Memberships of the absorbed profiles are dropped: the next evaluation decides
  * the joined profile's memberships from its merged data.
  */
-function stitch(s: Statements, ids: number[]): number {
+function stitch(conn: Connection, s: Statements, ids: number[]): number {
   const sorted = [...ids].sort((a, b) => a - b);
   const survivor = sorted[0]!;
   let merged = s.profileAttributes.get(survivor) as string;
@@ -148,7 +149,7 @@ function stitch(s: Statements, ids: number[]): number {
     s.moveIdentities.run(survivor, other);
     s.moveEvents.run(survivor, other);
     s.moveHistory.run(survivor, other);
-    s.dropMemberships.run(other);
+    for (const audienceId of s.dropMemberships.all(other) as number[]) refreshAudienceSize(conn, audienceId);
     s.deleteProfile.run(other);
   }
   s.setAttributes.run(merged, Date.now(), survivor);
@@ -231,7 +232,7 @@ export function ingestProfiles(
         if (matched.size === 0) {
           profileId = Number(s.insertProfile.run(sandboxId, attributes, now, now).lastInsertRowid);
         } else {
-          profileId = matched.size === 1 ? [...matched][0]! : stitch(s, [...matched]);
+          profileId = matched.size === 1 ? [...matched][0]! : stitch(conn, s, [...matched]);
           s.patchProfile.run(attributes, now, profileId);
         }
         for (const { namespace, id } of identities) s.insertIdentity.run(sandboxId, namespace, id, profileId, now);

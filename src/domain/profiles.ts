@@ -1,7 +1,7 @@
 import { and, asc, desc, eq, exists, gt, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { events, identities, membershipHistory, memberships, profiles } from '../db/schema.js';
-import { parseIngestDatetime } from './document-validation.js';
+import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { assertIdentity, type IdentityInput } from './profile-ingest.js';
@@ -239,35 +239,26 @@ export function deleteProfile(conn: Connection, sandboxId: number, identity: Ide
     .transaction(() => {
       const id = profileIdByIdentity(conn, sandboxId, identity);
       if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
-      conn.db
-        .delete(identities)
-        .where(and(eq(identities.sandboxId, sandboxId), eq(identities.profileId, id)))
-        .run();
-      conn.db
-        .delete(events)
-        .where(and(eq(events.sandboxId, sandboxId), eq(events.profileId, id)))
-        .run();
-      conn.db
-        .delete(memberships)
+      const audienceIds = conn.db
+        .select({ id: memberships.audienceId })
+        .from(memberships)
         .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
-        .run();
-      conn.db
-        .delete(membershipHistory)
-        .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, id)))
-        .run();
+        .all()
+        .map((r) => r.id);
+      for (const table of [identities, events, memberships, membershipHistory]) {
+        conn.db
+          .delete(table)
+          .where(and(eq(table.sandboxId, sandboxId), eq(table.profileId, id)))
+          .run();
+      }
       conn.db
         .delete(profiles)
         .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
         .run();
+      for (const audienceId of audienceIds) refreshAudienceSize(conn, audienceId);
       return id;
     })
     .immediate();
-}
-
-/** Parses a DateTime argument for filters. */
-export function filterTime(value: string | null | undefined): number | null {
-  if (value == null) return null;
-  return parseIngestDatetime(value) ?? null;
 }
 
 export function countProfiles(conn: Connection, sandboxId: number): number {

@@ -143,6 +143,10 @@ describe('segment jobs', () => {
     ]);
     expect(history.membershipHistory.edges[0].node.cause).toMatch(/^job:\d+$/);
 
+    // Deleting a member keeps the audience's size right.
+    ok(await server.gql('mutation { deleteProfile(identity: { namespace: "email", id: "p3" }) }', undefined, h));
+    expect((await members(gold.audience.id, h)).size).toBe(2);
+
     const again = await server.gql('mutation($id: ID!) { cancelSegmentJob(id: $id) { status } }', { id: run3.id }, h);
     expect(again.errors?.[0]?.extensions?.code).toBe('CONFLICT');
     const listed = ok(
