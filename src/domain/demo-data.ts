@@ -40,9 +40,11 @@ type Weighted<T> = [T, number][];
 
 function picker<T>(items: Weighted<T>): (r: number) => T {
   const total = items.reduce((s, [, w]) => s + w, 0);
-  const cumulative = items.map(
-    ([v, w], i) => [v, items.slice(0, i + 1).reduce((s, [, x]) => s + x, 0) / total] as const,
-  );
+  let running = 0;
+  const cumulative = items.map(([v, w]) => {
+    running += w;
+    return [v, running / total] as const;
+  });
   return (r) => {
     for (const [v, c] of cumulative) if (r < c) return v;
     return cumulative[cumulative.length - 1]![0];

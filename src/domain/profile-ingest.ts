@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import type { Connection, Sqlite } from '../db/index.js';
-import { parseIngestDatetime, validateDocument } from './document-validation.js';
 import { refreshAudienceSize } from './audiences.js';
+import { parseIngestDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
 
@@ -70,7 +70,7 @@ export function assertIdentity(identity: IdentityInput, field = 'identity'): voi
   if (problem) throw badInput(`Invalid identity: ${problem}`, field);
 }
 
-// biome-ignore lint/suspicious/noExplicitAny: statements take positional parameters of any SQLite type
+// Statements take positional parameters of any SQLite type.
 type Stmt = Statement<any[]>;
 
 interface Statements {
