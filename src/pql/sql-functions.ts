@@ -20,9 +20,9 @@ import {
   lowerText,
   type OccursShape,
   occursMatches,
-  parseDate,
   regexGroup,
   regexMatches,
+  stringPredicate,
   toCanonicalIso,
   toInstant,
   upperText,
@@ -85,8 +85,6 @@ export const PQL_SQL_FUNCTIONS: Readonly<Record<string, (...args: SqlValue[]) =>
       return null;
     }
   },
-  pql_date: (y, m, d) =>
-    typeof y === 'number' && typeof m === 'number' && typeof d === 'number' ? (parseDate(y, m, d) ?? null) : null,
   pql_year: (value) => {
     const ms = instant(value);
     return ms === undefined ? null : getYear(ms);
@@ -115,6 +113,8 @@ export const PQL_SQL_FUNCTIONS: Readonly<Record<string, (...args: SqlValue[]) =>
     return bit(occursMatches(instant(t), spec.shape, instant(ref), spec.refDay, at, instant(to) ?? null, spec.toDay));
   },
   pql_num: finiteOrNull,
+  pql_ends_with: (text, suffix) =>
+    typeof text === 'string' && typeof suffix === 'string' ? bit(stringPredicate('endsWith', text, suffix)) : null,
   /** Code points; SQLite's length() stops at the first NUL character. */
   pql_length: (text) => (typeof text === 'string' ? codePointLength(text) : null),
 };

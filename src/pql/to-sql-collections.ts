@@ -35,6 +35,8 @@ import {
   type CompiledValue,
   conditionSql,
   constantPredicate,
+  existsPredicate,
+  existsSql,
   jsonPath,
   NUMBER_TYPE,
   type ObjectValue,
@@ -47,6 +49,7 @@ import {
   TRUE,
   valueSql,
 } from './to-sql-fragment.js';
+import { hoistExists, hoistForall } from './to-sql-hoist.js';
 import type { PqlType } from './types.js';
 
 const COLLECTION_METHODS = new Set([
@@ -115,11 +118,16 @@ function presentAnd(...parts: (Sql | null)[]): Sql | null {
   return and(list.map((p) => sql`coalesce(${p}, 0)`));
 }
 
+function withCondition(c: CollectionValue, cond: Sql): CollectionValue {
+  const events = c.events && { alias: c.events.alias, conds: [...c.events.conds, cond] };
+  return { ...c, where: [...c.where, cond], length: undefined, events };
+}
+
 /** `a[cond]`: the items of `a` for which `cond` holds, fields resolved against each item. */
 export function compileFilter(ctx: CompileContext, node: FilterNode, env: Env): CollectionValue {
   const c = ctx.collection(node.object, env);
   const cond = asCondition(ctx.scalar(node.predicate, withScope(env, c.item)));
-  return { ...c, where: [...c.where, conditionSql(cond)], length: undefined };
+  return withCondition(c, conditionSql(cond));
 }
 
 /** `[a, b, …]` as a row source: constants as one bound JSON text, otherwise `json_array(…)`. */
@@ -173,11 +181,19 @@ export function compileQuantified(ctx: CompileContext, node: QuantifiedNode, env
   const body = asCondition(ctx.scalar(node.body, inner));
   const from = sources.map((s) => s.from).reduce((acc, f) => sql`${acc}, ${f}`);
   const where = sources.flatMap((s) => s.where);
+  const single = sources.length === 1 ? sources[0] : undefined;
   if (node.quantifier === 'exists') {
-    return predicate(sql`EXISTS (SELECT 1 FROM ${from} WHERE ${and([...where, conditionSql(body)])})`, false);
+    const hoisted = single && hoistExists(ctx, single, conditionSql(body));
+    return (
+      hoisted ??
+      existsPredicate(sql`SELECT 1 FROM ${from} WHERE ${and([...where, conditionSql(body)])}`, sources.length === 1)
+    );
   }
   const counter = body.nullable ? sql`NOT coalesce(${body.sql}, 0)` : sql`NOT (${body.sql})`;
-  return predicate(sql`NOT EXISTS (SELECT 1 FROM ${from} WHERE ${and([...where, counter])})`, false);
+  const hoisted = single && hoistForall(ctx, single, counter);
+  return (
+    hoisted ?? predicate(sql`NOT ${existsSql(sql`SELECT 1 FROM ${from} WHERE ${and([...where, counter])}`)}`, false)
+  );
 }
 
 /** `select E from src where body`: the items of src for which body holds, E naming the item. */
@@ -185,7 +201,7 @@ export function compileSelect(ctx: CompileContext, node: SelectNode, env: Env): 
   const { sources, inner } = bindItems(ctx, [node.binding], env);
   const c = sources[0]!;
   const body = asCondition(ctx.scalar(node.body, inner));
-  return { ...c, where: [...c.where, conditionSql(body)], length: undefined };
+  return withCondition(c, conditionSql(body));
 }
 
 /** `sum E.x over E from src where body` (count/average/min/max). */
@@ -193,12 +209,15 @@ export function compileAggregate(ctx: CompileContext, node: AggregateNode, env: 
   const { sources, inner } = bindItems(ctx, [node.binding], env);
   const c = sources[0]!;
   const body = asCondition(ctx.scalar(node.body, inner));
-  const filtered = { ...c, where: [...c.where, conditionSql(body)] };
+  const filtered = withCondition(c, conditionSql(body));
   const value = ctx.compile(node.value, inner);
   if (node.fn === 'count') {
     const present = presence(value);
-    if (present === null) return scalar(sql`(SELECT count(*) ${fromWhere(filtered)})`, NUMBER_TYPE, false);
-    return scalar(sql`(SELECT count(*) ${fromWhere(filtered, [present])})`, NUMBER_TYPE, false);
+    const counted = present === null ? filtered : withCondition(filtered, present);
+    return {
+      ...scalar(sql`(SELECT count(*) ${fromWhere(counted)})`, NUMBER_TYPE, false),
+      eventAggregate: counted.events && { fn: 'count', source: counted, input: null },
+    };
   }
   if (value.kind !== 'scalar') throw new Error(`PQL to SQL: ${node.fn} needs numbers`);
   return aggregate(filtered, node.fn, value);
@@ -238,13 +257,22 @@ const SQL_AGGREGATE: Record<Exclude<AggregateFn, 'count'>, string> = {
 function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: ScalarValue): ScalarValue {
   const f = raw(SQL_AGGREGATE[fn]);
   const type = fn === 'min' || fn === 'max' ? v.type : NUMBER_TYPE;
+  const input = fn === 'sum' || fn === 'average' ? sumInput(v) : valueSql(v);
   let s: Sql;
   if (c.item.kind === 'event' && (fn === 'sum' || fn === 'average')) {
-    s = sql`(SELECT ${f}(v) FROM (SELECT ${valueSql(v)} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}))`;
+    s = sql`(SELECT ${f}(v) FROM (SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}))`;
   } else {
-    s = sql`(SELECT ${f}(${valueSql(v)}) ${fromWhere(c)})`;
+    s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
-  return { ...scalar(s, type, fn !== 'sum'), rep: v.rep };
+  return { ...scalar(s, type, fn !== 'sum'), rep: v.rep, eventAggregate: c.events && { fn, source: c, input } };
+}
+
+/**
+ * What total()/avg() add up: the numbers as stored, since runtime.KbnAccumulator models
+ * SQLite's sum over the stored JSON numbers (integers exact while they fit in 64 bits).
+ */
+function sumInput(v: ScalarValue): Sql {
+  return v.stored ?? valueSql(v);
 }
 
 function perItem(ctx: CompileContext, c: CollectionValue, arg: ExpressionNode | undefined, env: Env): ScalarValue {
@@ -268,6 +296,7 @@ function derived(ctx: CompileContext, c: CollectionValue, select: Sql): Collecti
     item: c.item.kind === 'event' ? { kind: 'event', alias: d } : { kind: 'json', alias: d },
     order: [raw(`${d}.rk`)],
     length: undefined,
+    events: undefined,
   };
 }
 
@@ -277,7 +306,10 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
   const c = ctx.collection(node.object, env);
   switch (name) {
     case 'count':
-      return scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false);
+      return {
+        ...scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false),
+        eventAggregate: c.events && { fn: 'count', source: c, input: null },
+      };
     case 'sum':
     case 'average':
     case 'min':
@@ -286,9 +318,17 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'exists':
     case 'forall': {
       const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
-      if (name === 'exists') return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [conditionSql(cond)])})`, false);
+      if (name === 'exists') {
+        return (
+          hoistExists(ctx, c, conditionSql(cond)) ??
+          existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true)
+        );
+      }
       const counter = cond.nullable ? sql`NOT coalesce(${cond.sql}, 0)` : sql`NOT (${cond.sql})`;
-      return predicate(sql`NOT EXISTS (SELECT 1 ${fromWhere(c, [counter])})`, false);
+      return (
+        hoistForall(ctx, c, counter) ??
+        predicate(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(c, [counter])}`)}`, false)
+      );
     }
     case 'head': {
       const pick = (inner: Sql): Sql => sql`(SELECT ${inner} ${fromWhere(c)} ORDER BY ${joinComma(c.order)} LIMIT 1)`;
@@ -300,11 +340,23 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
           item: c.item,
           path: [],
           wrap: pick,
-          present: sql`EXISTS (SELECT 1 ${fromWhere(c)})`,
+          // A JSON null as the first element is a missing head, like no element at all.
+          present:
+            c.item.kind === 'event'
+              ? existsSql(sql`SELECT 1 ${fromWhere(c)}`)
+              : sql`coalesce(${pick(sql`${raw((c.item as { alias: string }).alias)}.value IS NOT NULL`)}, 0)`,
         };
         return head;
       }
-      return { ...itemScalar(c), sql: pick(valueSql(itemScalar(c))), nullable: true };
+      const item = itemScalar(c);
+      return {
+        kind: 'scalar',
+        sql: pick(valueSql(item)),
+        type: item.type,
+        nullable: true,
+        predicate: false,
+        rep: item.rep,
+      };
     }
     case 'topN':
     case 'bottomN': {
@@ -324,26 +376,26 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'includes': {
       const v = ctx.scalar(node.args[0]!, env);
       if (v.constant === null) return constantPredicate(false);
-      return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [itemEquals(c, v)])})`, false);
+      return existsPredicate(sql`SELECT 1 ${fromWhere(c, [itemEquals(c, v)])}`, true);
     }
     case 'intersects': {
       const b = ctx.collection(node.args[0]!, env);
-      const inB = sql`EXISTS (SELECT 1 ${fromWhere(b, [sameItems(b, c)])})`;
-      return predicate(sql`EXISTS (SELECT 1 ${fromWhere(c, [inB])})`, false);
+      const inB = existsSql(sql`SELECT 1 ${fromWhere(b, [sameItems(b, c)])}`);
+      return existsPredicate(sql`SELECT 1 ${fromWhere(c, [inB])}`, true);
     }
     case 'subsetOf':
     case 'supersetOf': {
       const b = ctx.collection(node.args[0]!, env);
       const [small, big] = name === 'subsetOf' ? [c, b] : [b, c];
-      const inBig = sql`EXISTS (SELECT 1 ${fromWhere(big, [sameItems(big, small)])})`;
-      const missing = sql`NOT EXISTS (SELECT 1 ${fromWhere(small, [sql`${valueSql(itemScalar(small))} IS NOT NULL`, sql`NOT ${inBig}`])})`;
+      const inBig = existsSql(sql`SELECT 1 ${fromWhere(big, [sameItems(big, small)])}`);
+      const missing = sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(small, [sql`${valueSql(itemScalar(small))} IS NOT NULL`, sql`NOT ${inBig}`])}`)}`;
       const present = presentAnd(c.present, b.present);
       return predicate(present === null ? missing : sql`(${present} AND ${missing})`, false);
     }
     case 'intersection': {
       const b = ctx.collection(node.args[0]!, env);
       const distinct = distinctItems(ctx, node, env, c);
-      const inB = sql`EXISTS (SELECT 1 ${fromWhere(b, [sameItems(b, c)])})`;
+      const inB = existsSql(sql`SELECT 1 ${fromWhere(b, [sameItems(b, c)])}`);
       return { ...distinct, where: [...distinct.where, inB], present: presentAnd(c.present, b.present) };
     }
     case 'distinct':
@@ -364,9 +416,9 @@ function distinctItems(ctx: CompileContext, node: MethodCallNode, env: Env, c: C
     // A second copy of the receiver (fresh aliases) to look for an earlier equal item.
     const earlier = ctx.collection(node.object, env);
     const before = sql`${earlier.order[0]!} < ${c.order[0]!}`;
-    where.push(sql`NOT EXISTS (SELECT 1 ${fromWhere(earlier, [before, sameItems(earlier, c)])})`);
+    where.push(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(earlier, [before, sameItems(earlier, c)])}`)}`);
   }
-  return { ...c, where, length: undefined };
+  return { ...c, where, length: undefined, events: undefined };
 }
 
 function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {

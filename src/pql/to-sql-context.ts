@@ -14,7 +14,6 @@ import {
   type DatetimeRep,
   type ItemScope,
   jsonPath,
-  type ObjectValue,
   param,
   raw,
   type ScalarValue,
@@ -45,6 +44,8 @@ export class CompileContext {
     readonly checked: CheckedExpression,
     readonly now: number,
     readonly compile: (node: ExpressionNode, env: Env) => CompiledValue,
+    /** When known, event conditions may become uncorrelated sub-queries over this sandbox's events. */
+    readonly sandboxId?: number,
   ) {}
 
   /** A fresh table alias, unique in the whole statement, so nested sub-queries never shadow one another. */
@@ -118,6 +119,12 @@ export function readScalar(
     inner = wrap(inner);
     nullable = true;
   }
+  if (type.kind === 'number') {
+    // Documents are written by JS, so an integer beyond 2^53 is stored as the digits of its
+    // shortest form (2^62 as 4611686018427388000), a different 64-bit INTEGER than the double
+    // JS reads back. Comparing and computing in doubles, as JS does, needs `+ 0.0`.
+    return { kind: 'scalar', sql: sql`(${inner} + 0.0)`, type, nullable, predicate: false, stored: inner };
+  }
   return { kind: 'scalar', sql: inner, type, nullable, predicate: false, rep };
 }
 
@@ -167,6 +174,7 @@ export function eventCollection(ctx: CompileContext, type: PqlType): CollectionV
     item: { kind: 'event', alias },
     order: [raw(`${alias}.ts`), raw(`${alias}.id`)],
     present: null,
+    events: { alias, conds: [] },
   };
 }
 
@@ -214,15 +222,39 @@ export function isoBound(ms: number): string {
 /** The value in epoch ms. */
 export function asMs(v: ScalarValue): ScalarValue {
   if (v.rep !== 'iso') return v;
-  if (typeof v.constant === 'number') return { ...v, sql: param(v.constant), rep: 'ms' };
-  return { ...v, sql: sql`pql_ms(${valueSql(v)})`, rep: 'ms', nullable: true };
+  if (typeof v.constant === 'number') return datetimeConstant(v.constant);
+  return {
+    kind: 'scalar',
+    sql: sql`pql_ms(${valueSql(v)})`,
+    type: v.type,
+    nullable: true,
+    predicate: false,
+    rep: 'ms',
+  };
 }
 
 /** The value as canonical ISO text. */
 export function asIso(v: ScalarValue): ScalarValue {
   if (v.rep === 'iso') return v;
-  if (typeof v.constant === 'number') return { ...v, sql: param(isoBound(v.constant)), rep: 'iso' };
-  return { ...v, sql: sql`pql_iso(${valueSql(v)})`, rep: 'iso', nullable: true };
+  if (typeof v.constant === 'number') {
+    return {
+      kind: 'scalar',
+      sql: param(isoBound(v.constant)),
+      type: v.type,
+      nullable: false,
+      predicate: false,
+      rep: 'iso',
+      constant: v.constant,
+    };
+  }
+  return {
+    kind: 'scalar',
+    sql: sql`pql_iso(${valueSql(v)})`,
+    type: v.type,
+    nullable: true,
+    predicate: false,
+    rep: 'iso',
+  };
 }
 
 /** Brings two datetimes to one representation: ISO text when either side is a document field. */
@@ -255,5 +287,3 @@ export function datetimeConstant(ms: number | undefined): ScalarValue {
     constant: ms,
   };
 }
-
-export type { ObjectValue };

@@ -75,6 +75,18 @@ export interface ScalarValue {
   predicate: boolean;
   /** Set when `type` is datetime. */
   rep?: DatetimeRep;
+  /**
+   * The condition as a direct conjunct of the statement's outermost WHERE (where NULL already
+   * is false), when that differs from `sql`: a single-table EXISTS left open to SQLite's
+   * EXISTS-to-join rewrite (see `existsSql`).
+   */
+  topLevel?: Sql;
+  /** For an aggregate over events: what a comparison with a constant needs to become a grouped sub-query. */
+  eventAggregate?: EventAggregate;
+  /** For `age(t)`: t, so a comparison with a constant becomes a range on t. */
+  ageOf?: ScalarValue;
+  /** A document number as stored (an INTEGER may be a 64-bit value that JS rounds); `sql` is it as a double. */
+  stored?: Sql;
   /** The value when it is known at compile time (`undefined` when it is not). */
   constant?: ConstantValue;
 }
@@ -116,9 +128,22 @@ export interface CollectionValue {
   present: Sql | null;
   /** The element count without a sub-query, for an unfiltered document array. */
   length?: Sql;
+  /**
+   * For the profile's events, possibly filtered: the alias and the conditions besides the
+   * link to the profile, so a condition that reads nothing else can become one uncorrelated
+   * sub-query over the events of the sandbox (to-sql-hoist.ts).
+   */
+  events?: { alias: string; conds: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
+
+export interface EventAggregate {
+  fn: 'count' | 'sum' | 'average' | 'min' | 'max';
+  source: CollectionValue;
+  /** The per-event value (null for count). */
+  input: Sql | null;
+}
 
 export const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
 export const NUMBER_TYPE: PqlType = { kind: 'number' };
@@ -133,6 +158,25 @@ export function predicate(s: Sql, nullable: boolean): ScalarValue {
 
 export function constantPredicate(value: boolean): ScalarValue {
   return { ...predicate(value ? TRUE : FALSE, false), constant: value };
+}
+
+/**
+ * `EXISTS (sub)` kept as a correlated sub-query: written `+EXISTS`, which SQLite's
+ * EXISTS-to-join rewrite leaves alone. SQLite 3.53 gets nested EXISTS wrong when it rewrites
+ * both levels into one join and places another table between them (e.g. `SELECT count(*)
+ * FROM events e1 WHERE EXISTS (SELECT 1 FROM events e2 WHERE EXISTS (SELECT 1 FROM
+ * jsonb_each(e2.payload, '$.items')))` counts 0 where a row of e2 has items but the first
+ * does not), so every EXISTS the compiler writes is protected except a single-table one at
+ * the top of the statement (`topLevel`).
+ */
+export function existsSql(sub: Sql): Sql {
+  return sql`+EXISTS (${sub})`;
+}
+
+/** The condition `EXISTS (sub)`; `singleTable` when `sub` reads one table (then it may be a top-level join). */
+export function existsPredicate(sub: Sql, singleTable: boolean): ScalarValue {
+  const v = predicate(existsSql(sub), false);
+  return singleTable ? { ...v, topLevel: sql`EXISTS (${sub})` } : v;
 }
 
 /** A boolean value read as a condition: a missing boolean field is false. */
@@ -170,4 +214,15 @@ export function jsonPath(segments: readonly string[]): string {
     path += /^[A-Za-z_][A-Za-z0-9_]*$/.test(s) ? `.${s}` : `."${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
   }
   return path;
+}
+
+/** A value known at compile time, bound as a parameter (`null` is missing). */
+export function literal(value: string | number | boolean | null, type: PqlType): ScalarValue {
+  if (value === null) return { kind: 'scalar', sql: NULL_SQL, type, nullable: true, predicate: false, constant: null };
+  return { kind: 'scalar', sql: param(value), type, nullable: false, predicate: false, constant: value };
+}
+
+/** A value computed in SQL that may be missing. */
+export function scalarOf(s: Sql, type: PqlType): ScalarValue {
+  return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
 }

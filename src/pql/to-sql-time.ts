@@ -6,12 +6,14 @@
  * from the reference; anything calendar-shaped runs runtime.occursMatches per row
  * (`pql_occurs`).
  */
-import type { ExpressionNode, OccursTail, TimeUnit } from './ast.js';
+import type { CompareOp, ExpressionNode, OccursTail, TimeUnit } from './ast.js';
 import {
+  ageInYears,
   getDayOfMonth,
   getMonth,
   getYear,
   isDayValuedRef,
+  MS_PER_DAY,
   type OccursBounds,
   occursBounds,
   occursHolds,
@@ -31,7 +33,7 @@ import {
   valueSql,
 } from './to-sql-fragment.js';
 
-function tailRefs(tail: OccursTail): ExpressionNode[] {
+export function tailRefs(tail: OccursTail): ExpressionNode[] {
   switch (tail.form) {
     case 'relative':
     case 'beforeAfter':
@@ -76,6 +78,26 @@ function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarVal
   return predicate(bounds.negate ? sql`NOT (${inside})` : inside, t.nullable);
 }
 
+/**
+ * For a tail whose window is its (single, per-row, not day-valued) reference plus fixed
+ * offsets — `[op] N units before/after R` with a fixed unit and op other than `=`/`!=`, or
+ * `before/after R` — the inclusive offsets: t holds when `R + lo <= t <= R + hi` (a null side
+ * is open). They are taken from runtime.occursBounds at reference 0 rather than restating its
+ * table. Undefined for every other tail.
+ */
+export function fixedOffsets(tail: OccursTail, now: number): { lo: number | null; hi: number | null } | undefined {
+  const refs = tailRefs(tail);
+  if (refs.length !== 1 || isDayValuedRef(refs[0]!)) return undefined;
+  const shape = occursShapeOf(tail);
+  const offsetShape =
+    (shape.form === 'relative' && FIXED_UNITS.has(shape.unit) && shape.op !== '=' && shape.op !== '!=') ||
+    shape.form === 'beforeAfter';
+  if (!offsetShape) return undefined;
+  const zero = occursBounds(shape, 0, false, now);
+  if (zero === null || zero.negate) return undefined;
+  return inclusive(zero);
+}
+
 /** `subject occurs tail`, false when the subject or a needed reference is missing. */
 export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: OccursTail, env: Env): ScalarValue {
   if (subject.constant === null) return constantPredicate(false);
@@ -95,24 +117,17 @@ export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: O
   }
 
   const ref = refs[0]!;
-  const offsetShape =
-    (shape.form === 'relative' && FIXED_UNITS.has(shape.unit) && shape.op !== '=' && shape.op !== '!=') ||
-    shape.form === 'beforeAfter';
-  if (offsetShape && !refDay) {
-    // For these shapes the runtime's window is the reference plus fixed offsets: take the
-    // offsets from the runtime itself (at reference 0) rather than restating the table.
-    const zero = occursBounds(shape, 0, false, ctx.now);
-    if (zero !== null && !zero.negate) {
-      const { lo, hi } = inclusive(zero);
-      const t = valueSql(asMs(subject));
-      const r = valueSql(asMs(ref));
-      const at = (offset: number): Sql => (offset === 0 ? r : sql`${r} + ${param(offset)}`);
-      let s: Sql;
-      if (lo !== null && hi !== null) s = sql`${t} BETWEEN ${at(lo)} AND ${at(hi)}`;
-      else if (lo !== null) s = sql`${t} >= ${at(lo)}`;
-      else s = sql`${t} <= ${at(hi!)}`;
-      return predicate(s, true);
-    }
+  const offsets = fixedOffsets(tail, ctx.now);
+  if (offsets !== undefined) {
+    const { lo, hi } = offsets;
+    const t = valueSql(asMs(subject));
+    const r = valueSql(asMs(ref));
+    const at = (offset: number): Sql => (offset === 0 ? r : sql`${r} + ${param(offset)}`);
+    let s: Sql;
+    if (lo !== null && hi !== null) s = sql`${t} BETWEEN ${at(lo)} AND ${at(hi)}`;
+    else if (lo !== null) s = sql`${t} >= ${at(lo)}`;
+    else s = sql`${t} <= ${at(hi!)}`;
+    return predicate(s, true);
   }
 
   const spec: OccursSpec = { shape, refDay, toDay };
@@ -146,3 +161,79 @@ export function compileDatetimeMethod(name: 'getYear' | 'getMonth' | 'getDayOfMo
   const fn = name === 'getYear' ? 'pql_year' : name === 'getMonth' ? 'pql_month' : 'pql_day';
   return number(sql`${fn}(${x})`);
 }
+
+const MAX_AGE_YEARS = 200_000;
+
+/**
+ * The latest instant t with `age(t) >= years` at `now`. runtime.ageInYears is non-increasing
+ * in t (adding calendar years clamps Feb 29 but never reorders), so {t : age(t) >= years} is
+ * everything up to one instant, found by binary search over milliseconds with the runtime's
+ * own function: Feb 29 birthdays come out exactly as the JS engine counts them.
+ */
+export function latestWithAge(now: number, years: number): number {
+  if (years <= 0) return now;
+  let lo = now - (years + 2) * 366 * MS_PER_DAY;
+  let hi = now + 1;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    const age = ageInYears(mid, now);
+    if (age !== undefined && age >= years) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * `age(t) op c` as a range on t (no per-row function call): age is a whole number of years,
+ * missing when t is missing or after now, so each comparison is `t <= latestWithAge(k)` or
+ * its complement among present ages (t <= now).
+ */
+export function compareAge(op: CompareOp, t: ScalarValue, c: number, now: number): ScalarValue {
+  const tooOld = (k: number) => k > MAX_AGE_YEARS;
+  // age >= k
+  const atLeast = (k: number): Bounds => (tooOld(k) ? null : { hi: latestWithAge(now, k) });
+  // present and age < k
+  const below = (k: number): Bounds =>
+    k <= 0 ? null : { lo: tooOld(k) ? undefined : latestWithAge(now, k) + 1, hi: now };
+  let bounds: Bounds;
+  let negate = false;
+  switch (op) {
+    case '>=':
+      bounds = atLeast(Math.ceil(c));
+      break;
+    case '>':
+      bounds = atLeast(Math.floor(c) + 1);
+      break;
+    case '<=':
+      bounds = below(Math.floor(c) + 1);
+      break;
+    case '<':
+      bounds = below(Math.ceil(c));
+      break;
+    case '=':
+    case '!=': {
+      if (!Number.isInteger(c) || c < 0 || tooOld(c)) {
+        bounds = op === '=' ? null : { hi: now };
+        break;
+      }
+      const lo = latestWithAge(now, c + 1) + 1;
+      bounds = { lo, hi: latestWithAge(now, c) };
+      negate = op === '!=';
+      break;
+    }
+  }
+  if (bounds === null) return constantPredicate(false);
+  const inside = windowPredicate(t, {
+    lo: bounds.lo ?? null,
+    loInclusive: true,
+    hi: bounds.hi,
+    hiInclusive: true,
+    negate: false,
+  });
+  if (!negate) return inside;
+  // present (t <= now) and outside [lo, hi]
+  const present = windowPredicate(t, { lo: null, loInclusive: true, hi: now, hiInclusive: true, negate: false });
+  return predicate(sql`(${present.sql} AND NOT (${inside.sql}))`, t.nullable);
+}
+
+type Bounds = { lo?: number; hi: number } | null;

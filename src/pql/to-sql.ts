@@ -28,17 +28,14 @@ import type {
 } from './ast.js';
 import {
   arithmetic,
-  codePointLength,
   dayStart,
   getDayOfMonth,
   getMonth,
   getYear,
-  lowerText,
   MS_PER_DAY,
   negate,
   parseDate,
   parseIsoDatetime,
-  upperText,
 } from './runtime.js';
 import { compileChain } from './to-sql-chain.js';
 import {
@@ -66,13 +63,15 @@ import {
 } from './to-sql-context.js';
 import {
   asCondition,
-  BOOLEAN_TYPE,
   type CompiledValue,
   conditionSql,
   constantPredicate,
   exactConditionSql,
+  existsPredicate,
+  existsSql,
   FALSE,
   jsonPath,
+  literal,
   NUMBER_TYPE,
   notSql,
   param,
@@ -81,10 +80,13 @@ import {
   type ScalarValue,
   type Sql,
   STRING_TYPE,
+  scalarOf,
   sql,
   valueSql,
 } from './to-sql-fragment.js';
-import { compileDatetimeMethod, compileOccurs } from './to-sql-time.js';
+import { hoistAggregateComparison } from './to-sql-hoist.js';
+import { compileLike, compileStringMethod, literalString } from './to-sql-strings.js';
+import { compareAge, compileDatetimeMethod, compileOccurs } from './to-sql-time.js';
 import type { CheckedExpression } from './types.js';
 
 export interface SqlStatement {
@@ -95,6 +97,11 @@ export interface SqlStatement {
 export interface CompilePredicateOptions {
   /** The evaluation instant (epoch ms): `now`, `today`, and every `occurs` window derive from it. */
   now: number;
+  /**
+   * The sandbox the profiles belong to. With it, event conditions that read only the event
+   * become one uncorrelated pass over the sandbox's events (to-sql-hoist.ts).
+   */
+  sandboxId?: number;
 }
 
 export interface CompileToSqlOptions extends CompilePredicateOptions {
@@ -106,19 +113,25 @@ export interface CompileToSqlOptions extends CompilePredicateOptions {
  * NULL), so it can be negated, combined or selected as a column.
  */
 export function compilePredicate(checked: CheckedExpression, options: CompilePredicateOptions): SqlStatement {
-  const ctx: CompileContext = new CompileContext(checked, options.now, (node, env) => dispatch(ctx, node, env));
-  const value = ctx.scalar(checked.ast, { scopes: [{ kind: 'profile' }], vars: new Map() });
-  const s = exactConditionSql(asCondition(value));
+  const s = exactConditionSql(asCondition(compileRoot(checked, options.now, options.sandboxId)));
   return { sql: s.text, params: [...s.params] };
 }
 
 /** `SELECT p.id AS id FROM profiles AS p WHERE p.sandbox_id = ? AND (<predicate>)`; the sandbox id is the first parameter. */
 export function compileToSql(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
-  const predicate = compilePredicate(checked, options);
+  // In WHERE a NULL condition already excludes the row, so the top-level condition needs no
+  // coalesce, and its conjuncts stay visible to the planner.
+  const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
+  const s = value.topLevel ?? value.sql;
   return {
-    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${predicate.sql})`,
-    params: [options.sandboxId, ...predicate.params],
+    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${s.text})`,
+    params: [options.sandboxId, ...s.params],
   };
+}
+
+function compileRoot(checked: CheckedExpression, now: number, sandboxId?: number): ScalarValue {
+  const ctx: CompileContext = new CompileContext(checked, now, (node, env) => dispatch(ctx, node, env), sandboxId);
+  return ctx.scalar(checked.ast, { scopes: [{ kind: 'profile' }], vars: new Map() });
 }
 
 function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): CompiledValue {
@@ -167,14 +180,20 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
     case 'Negate': {
       const v = ctx.scalar(node.operand, env);
       if (v.constant !== undefined) return literal(negate(v.constant) ?? null, NUMBER_TYPE);
-      return { ...v, sql: sql`(- ${valueSql(v)})`, predicate: false };
+      // runtime.negate makes a non-finite operand missing, and a sum can overflow to ±Infinity.
+      // A new value: nothing of the operand's (an event aggregate, an age) describes it any more.
+      return {
+        kind: 'scalar',
+        sql: sql`pql_num(- ${valueSql(v)})`,
+        type: NUMBER_TYPE,
+        nullable: true,
+        predicate: false,
+      };
     }
     case 'In':
       return inList(ctx, node, env);
-    case 'Like': {
-      const v = ctx.scalar(node.value, env);
-      return predicate(sql`pql_like(${valueSql(v)}, ${param(node.pattern)})`, true);
-    }
+    case 'Like':
+      return compileLike(ctx, node, env);
     case 'Occurs':
       return compileOccurs(ctx, ctx.scalar(node.subject, env), node.tail, env);
     case 'Quantified':
@@ -192,12 +211,6 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
 
 // ---------------------------------------------------------------------------------------------
 // values
-
-function literal(value: string | number | boolean | null, type = BOOLEAN_TYPE): ScalarValue {
-  if (value === null)
-    return { kind: 'scalar', sql: raw('NULL'), type, nullable: true, predicate: false, constant: null };
-  return { kind: 'scalar', sql: param(value), type, nullable: false, predicate: false, constant: value };
-}
 
 function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'tomorrow'): ScalarValue {
   const today = dayStart(ctx.now);
@@ -229,7 +242,10 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
     if (typeof a.constant === 'boolean') return a.constant === and ? b : constantPredicate(!and);
   }
   const op = and ? 'AND' : 'OR';
-  return predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
+  const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
+  if (!and || (left.topLevel === undefined && right.topLevel === undefined)) return value;
+  // Conjuncts stay conjuncts: SQLite splits nested ANDs into WHERE terms.
+  return { ...value, topLevel: sql`(${left.topLevel ?? left.sql} AND ${right.topLevel ?? right.sql})` };
 }
 
 const SQL_COMPARE: Record<CompareNode['op'], string> = {
@@ -251,8 +267,30 @@ export function compareScalars(op: CompareNode['op'], left: ScalarValue, right: 
   return predicate(sql`${valueSql(a)} ${SQL_COMPARE[op]} ${valueSql(b)}`, a.nullable || b.nullable);
 }
 
+const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
+  '=': '=',
+  '!=': '!=',
+  '<': '>',
+  '<=': '>=',
+  '>': '<',
+  '>=': '<=',
+};
+
 function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue {
-  return compareScalars(node.op, ctx.scalar(node.left, env), ctx.scalar(node.right, env));
+  const left = ctx.scalar(node.left, env);
+  const right = ctx.scalar(node.right, env);
+  if (left.ageOf && typeof right.constant === 'number') return compareAge(node.op, left.ageOf, right.constant, ctx.now);
+  if (right.ageOf && typeof left.constant === 'number') {
+    return compareAge(FLIPPED[node.op], right.ageOf, left.constant, ctx.now);
+  }
+  const exact = compareScalars(node.op, left, right);
+  if (left.eventAggregate && typeof right.constant === 'number') {
+    return hoistAggregateComparison(ctx, left.eventAggregate, node.op, right.constant) ?? exact;
+  }
+  if (right.eventAggregate && typeof left.constant === 'number') {
+    return hoistAggregateComparison(ctx, right.eventAggregate, FLIPPED[node.op], left.constant) ?? exact;
+  }
+  return exact;
 }
 
 function arithmeticValue(ctx: CompileContext, node: ArithmeticNode, env: Env): ScalarValue {
@@ -313,12 +351,12 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
     return predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
   }
   const list = ctx.collection(node.list, env);
-  const found = sql`EXISTS (SELECT 1 ${fromWhere(list, [itemEquals(list, value)])})`;
-  if (!node.negated) return predicate(found, false);
+  const sub = sql`SELECT 1 ${fromWhere(list, [itemEquals(list, value)])}`;
+  if (!node.negated) return existsPredicate(sub, true);
   const conds: Sql[] = [];
   if (value.nullable) conds.push(sql`${valueSql(value)} IS NOT NULL`);
   if (list.present) conds.push(sql`coalesce(${list.present}, 0)`);
-  conds.push(sql`NOT ${found}`);
+  conds.push(sql`NOT ${existsSql(sub)}`);
   return predicate(sql`(${joinParts(conds, ' AND ')})`, false);
 }
 
@@ -340,7 +378,7 @@ function methodCall(ctx: CompileContext, node: MethodCallNode, env: Env): Compil
   if (name === 'getYear' || name === 'getMonth' || name === 'getDayOfMonth') {
     return compileDatetimeMethod(name, ctx.scalar(node.object, env));
   }
-  return stringMethod(ctx, node, env);
+  return compileStringMethod(ctx, node, env);
 }
 
 function nullTest(ctx: CompileContext, node: MethodCallNode, env: Env, isNull: boolean): ScalarValue {
@@ -369,119 +407,6 @@ function nullTest(ctx: CompileContext, node: MethodCallNode, env: Env, isNull: b
   return predicate(isNull ? missing : sql`NOT (${missing})`, false);
 }
 
-const STRING_PREDICATE_NAMES = new Set([
-  'equals',
-  'notEqualTo',
-  'startsWith',
-  'endsWith',
-  'contains',
-  'doesNotStartWith',
-  'doesNotEndWith',
-  'doesNotContain',
-]);
-
-function stringMethod(ctx: CompileContext, node: MethodCallNode, env: Env): ScalarValue {
-  const receiver = ctx.scalar(node.object, env);
-  const { name } = node;
-  if (STRING_PREDICATE_NAMES.has(name)) {
-    const arg = ctx.scalar(node.args[0]!, env);
-    const cs = node.args[1] === undefined ? undefined : ctx.scalar(node.args[1], env);
-    if (cs === undefined || cs.constant === true) return stringPredicate(name, receiver, arg);
-    const insensitive = stringPredicate(name, lowered(receiver), lowered(arg));
-    if (cs.constant === false) return insensitive;
-    // A computed flag: only false switches to case-insensitive (missing keeps the default, true).
-    const sensitive = stringPredicate(name, receiver, arg);
-    return predicate(
-      sql`CASE WHEN ${valueSql(cs)} = 0 THEN ${conditionSql(insensitive)} ELSE ${conditionSql(sensitive)} END`,
-      true,
-    );
-  }
-  const s = valueSql(receiver);
-  switch (name) {
-    case 'matches':
-      return predicate(sql`pql_re_match(${s}, ${param(literalString(node.args[0]))})`, true);
-    case 'regexGroup':
-      return scalarOf(
-        sql`pql_re_group(${s}, ${param(literalString(node.args[0]))}, ${valueSql(ctx.scalar(node.args[1]!, env))})`,
-        STRING_TYPE,
-      );
-    case 'length':
-      if (typeof receiver.constant === 'string') return literal(codePointLength(receiver.constant), NUMBER_TYPE);
-      return scalarOf(sql`pql_length(${s})`, NUMBER_TYPE);
-    case 'lower':
-      return lowered(receiver);
-    case 'upper':
-      if (typeof receiver.constant === 'string') return literal(upperText(receiver.constant), STRING_TYPE);
-      return scalarOf(sql`pql_upper(${s})`, STRING_TYPE);
-  }
-  throw new Error(`PQL to SQL: unknown method ${name}()`);
-}
-
-function literalString(node: ExpressionNode | undefined): string {
-  if (node?.kind === 'Literal' && typeof node.value === 'string') return node.value;
-  throw new Error('PQL to SQL: expected a string literal');
-}
-
-function scalarOf(s: Sql, type: ScalarValue['type']): ScalarValue {
-  return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
-}
-
-function lowered(v: ScalarValue): ScalarValue {
-  if (typeof v.constant === 'string') return literal(lowerText(v.constant), STRING_TYPE);
-  if (v.constant === null) return v;
-  return scalarOf(sql`pql_lower(${valueSql(v)})`, STRING_TYPE);
-}
-
-/** The UTF-8 bytes of a text: byte prefix/suffix/containment equal code-point ones, and SQLite's substr/length stop at a NUL character, blobs do not. */
-function bytes(v: ScalarValue): Sql {
-  if (typeof v.constant === 'string') return param(Buffer.from(v.constant, 'utf8'));
-  return sql`CAST(${valueSql(v)} AS BLOB)`;
-}
-
-/**
- * `a.name(b)` case-sensitively. Each positive form is NULL when a or b is missing, so the
- * negative forms are `NOT` of it: "present and not …".
- */
-function stringPredicate(name: string, a: ScalarValue, b: ScalarValue): ScalarValue {
-  if (a.constant === null || b.constant === null) return constantPredicate(false);
-  const nullable = a.nullable || b.nullable;
-  const positive = (kind: string): Sql => {
-    switch (kind) {
-      case 'equals':
-        return sql`${valueSql(a)} = ${valueSql(b)}`;
-      case 'startsWith':
-        if (typeof b.constant === 'string') {
-          return sql`substr(${bytes(a)}, 1, ${param(Buffer.byteLength(b.constant, 'utf8'))}) = ${bytes(b)}`;
-        }
-        return sql`substr(${bytes(a)}, 1, length(${bytes(b)})) = ${bytes(b)}`;
-      case 'endsWith':
-        if (typeof b.constant === 'string') {
-          const n = Buffer.byteLength(b.constant, 'utf8');
-          // substr(x, -0) would be all of x: the empty suffix is "a is present".
-          if (n === 0) return sql`(${bytes(a)} IS NOT NULL OR NULL)`;
-          return sql`substr(${bytes(a)}, ${param(-n)}) = ${bytes(b)}`;
-        }
-        return sql`substr(${bytes(a)}, length(${bytes(a)}) - length(${bytes(b)}) + 1) = ${bytes(b)}`;
-      case 'contains':
-        return sql`instr(${bytes(a)}, ${bytes(b)}) > 0`;
-    }
-    throw new Error(`PQL to SQL: unknown string predicate ${kind}`);
-  };
-  switch (name) {
-    case 'equals':
-    case 'startsWith':
-    case 'endsWith':
-    case 'contains':
-      return predicate(positive(name), nullable);
-    case 'notEqualTo':
-      return predicate(sql`${valueSql(a)} <> ${valueSql(b)}`, nullable);
-    default: {
-      const base = name === 'doesNotStartWith' ? 'startsWith' : name === 'doesNotEndWith' ? 'endsWith' : 'contains';
-      return predicate(sql`NOT (${positive(base)})`, nullable);
-    }
-  }
-}
-
 function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
   switch (node.name) {
     case 'date': {
@@ -503,9 +428,11 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       const ref = literalString(node.args[0]);
       const id = ctx.checked.audiences.get(ref);
       if (id === undefined) return constantPredicate(false);
+      // Uncorrelated, so SQLite reads the audience's members once (audience_id, status index)
+      // instead of probing memberships once per profile; `+` as in to-sql-hoist.ts.
       const m = ctx.alias('m');
       return predicate(
-        sql`EXISTS (SELECT 1 FROM memberships AS ${m} WHERE ${m}.audience_id = ${param(id)} AND ${m}.profile_id = ${PROFILE_ALIAS}.id AND ${m}.status IN ('REALIZED', 'EXISTING'))`,
+        sql`+${PROFILE_ALIAS}.id IN (SELECT ${m}.profile_id FROM memberships AS ${m} WHERE ${m}.audience_id = ${param(id)} AND ${m}.status IN ('REALIZED', 'EXISTING'))`,
         false,
       );
     }
@@ -514,7 +441,7 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
     case 'age': {
       const t = ctx.scalar(node.args[0]!, env);
       if (t.constant === null) return literal(null, NUMBER_TYPE);
-      return scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE);
+      return { ...scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE), ageOf: t };
     }
     case 'currentYear':
       return literal(getYear(ctx.now), NUMBER_TYPE);

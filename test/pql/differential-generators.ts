@@ -129,6 +129,11 @@ export const STRINGS = [
   ' ',
   'commerce.purchases',
   'web.pageview',
+  '\u212A',
+  'Kelvin',
+  'İk',
+  'SKY',
+  'a\u0000b',
 ];
 
 /** A PQL string literal (escapes `\" \\ \n \t \uXXXX`). */
@@ -147,14 +152,46 @@ export function pqlString(s: string): string {
 }
 
 const strLit = fc.constantFrom(...STRINGS).map(pqlString);
-const numLit = fc.constantFrom('0', '1', '2', '3', '5', '7', '10', '100', '1000', '0.5', '1.5', '0.1', '0.3', '-1', '-2.5', '1e3', '1e16');
+const numLit = fc.constantFrom(
+  '0',
+  '1',
+  '2',
+  '3',
+  '5',
+  '7',
+  '10',
+  '100',
+  '1000',
+  '0.5',
+  '1.5',
+  '0.1',
+  '0.3',
+  '-1',
+  '-2.5',
+  '1e3',
+  '1e16',
+);
 const smallInt = fc.constantFrom('0', '1', '2', '3');
 const LIKE_PATTERNS = ['J%', '%n', '_o%', '%', '', 'a\\%b', 'a\\_b', '%\\\\%', '_', '__', '%ß%', '%😀', 'S_', '%a%b%'];
 const REGEXES = ['^J', '(?i)^jo', 'n$', 'a.c', '^$', '[0-9]+', 'é', '(?i)ß', '^(\\w)(\\w)?', '(a|b)+'];
 const EVENT_TYPES = ['commerce.purchases', 'web.pageview', 'commerce.productViews', 'x'];
 const eventTypeLit = fc.constantFrom(...EVENT_TYPES).map(pqlString);
 const CATEGORIES = ['shoes', 'Shoes', 'hats', 'é', ''];
-const UNITS = ['millisecond', 'second', 'minute', 'hour', 'hours', 'day', 'days', 'week', 'weeks', 'month', 'months', 'year', 'years'];
+const UNITS = [
+  'millisecond',
+  'second',
+  'minute',
+  'hour',
+  'hours',
+  'day',
+  'days',
+  'week',
+  'weeks',
+  'month',
+  'months',
+  'year',
+  'years',
+];
 const dateLit = fc.constantFrom(
   'date(2024, 2, 29)',
   'date(2024, 3, 1)',
@@ -192,13 +229,21 @@ export class PqlGenerator {
   num(scope: Scope, depth: number): fc.Arbitrary<string> {
     return this.cached(this.key('num', scope, depth), () => {
       const f = fieldsOf(scope);
-      const leaves: fc.Arbitrary<string>[] = [fc.constantFrom(...f.num), numLit];
+      const leaves: fc.WeightedArbitrary<string>[] = [
+        { arbitrary: fc.constantFrom(...f.num), weight: 3 },
+        { arbitrary: numLit, weight: 1 },
+      ];
       if (depth <= 0) return fc.oneof(...leaves);
       const d = depth - 1;
       const n = this.num(scope, d);
       const options: fc.WeightedArbitrary<string>[] = [
         { arbitrary: fc.oneof(...leaves), weight: 6 },
-        { arbitrary: fc.tuple(n, fc.constantFrom('+', '-', '*', '/', '%'), n).map(([a, op, b]) => `${paren(a)} ${op} ${paren(b)}`), weight: 3 },
+        {
+          arbitrary: fc
+            .tuple(n, fc.constantFrom('+', '-', '*', '/', '%'), n)
+            .map(([a, op, b]) => `${paren(a)} ${op} ${paren(b)}`),
+          weight: 3,
+        },
         { arbitrary: n.map((a) => `-${paren(a)}`), weight: 1 },
         { arbitrary: fc.tuple(this.bool(scope, d), n, n).map(([c, a, b]) => `if(${c}, ${a}, ${b})`), weight: 1 },
         { arbitrary: this.str(scope, d).map((s) => `${paren(s)}.length()`), weight: 1 },
@@ -216,7 +261,10 @@ export class PqlGenerator {
       }
       if (scope.where === 'profile') {
         options.push(
-          { arbitrary: this.bool({ where: 'event', eventVar: false }, d).map((c) => `xEvent[${c}].count()`), weight: 3 },
+          {
+            arbitrary: this.bool({ where: 'event', eventVar: false }, d).map((c) => `xEvent[${c}].count()`),
+            weight: 3,
+          },
           {
             arbitrary: fc
               .tuple(
@@ -229,7 +277,10 @@ export class PqlGenerator {
           },
           {
             arbitrary: fc
-              .tuple(fc.constantFrom('sum', 'average', 'min', 'max'), fc.constantFrom('commerce.order.priceTotal', '_tenant.rating'))
+              .tuple(
+                fc.constantFrom('sum', 'average', 'min', 'max'),
+                fc.constantFrom('commerce.order.priceTotal', '_tenant.rating'),
+              )
               .map(([fn, p]) => `xEvent.${fn}(${p})`),
             weight: 1,
           },
@@ -240,13 +291,24 @@ export class PqlGenerator {
                 fc.constantFrom('E.commerce.order.priceTotal', 'E._tenant.rating', 'E'),
                 this.bool({ where: 'profile', eventVar: true }, d),
               )
-              .map(([fn, v, c]) => paren(`${fn} ${fn !== 'count' && v === 'E' ? 'E.commerce.order.priceTotal' : v} over E from xEvent where ${c}`)),
+              .map(([fn, v, c]) =>
+                paren(
+                  `${fn} ${fn !== 'count' && v === 'E' ? 'E.commerce.order.priceTotal' : v} over E from xEvent where ${c}`,
+                ),
+              ),
             weight: 1,
           },
-          { arbitrary: fc.constantFrom('sum', 'average', 'min', 'max', 'count').map((fn) => `_tenant.scores.${fn}()`), weight: 1 },
+          {
+            arbitrary: fc.constantFrom('sum', 'average', 'min', 'max', 'count').map((fn) => `_tenant.scores.${fn}()`),
+            weight: 1,
+          },
           {
             arbitrary: fc
-              .tuple(fc.constantFrom('topN', 'bottomN'), smallInt, fc.constantFrom('count()', 'sum(commerce.order.priceTotal)', 'head().commerce.order.priceTotal'))
+              .tuple(
+                fc.constantFrom('topN', 'bottomN'),
+                smallInt,
+                fc.constantFrom('count()', 'sum(commerce.order.priceTotal)', 'head().commerce.order.priceTotal'),
+              )
               .map(([fn, k, tail]) => `xEvent.${fn}(commerce.order.priceTotal, ${k}).${tail}`),
             weight: 1,
           },
@@ -254,7 +316,10 @@ export class PqlGenerator {
       }
       if (scope.where === 'event') {
         options.push(
-          { arbitrary: this.bool({ where: 'item', eventVar: false }, d).map((c) => `productListItems[${c}].count()`), weight: 2 },
+          {
+            arbitrary: this.bool({ where: 'item', eventVar: false }, d).map((c) => `productListItems[${c}].count()`),
+            weight: 2,
+          },
           {
             arbitrary: fc
               .tuple(fc.constantFrom('sum', 'average', 'min', 'max'), fc.constantFrom('quantity', 'priceTotal'))
@@ -271,7 +336,7 @@ export class PqlGenerator {
   str(scope: Scope, depth: number): fc.Arbitrary<string> {
     return this.cached(this.key('str', scope, depth), () => {
       const f = fieldsOf(scope);
-      const leaves = fc.oneof(fc.constantFrom(...f.str), strLit);
+      const leaves = fc.oneof({ arbitrary: fc.constantFrom(...f.str), weight: 3 }, { arbitrary: strLit, weight: 1 });
       if (depth <= 0) return leaves;
       const d = depth - 1;
       const s = this.str(scope, d);
@@ -289,14 +354,23 @@ export class PqlGenerator {
       ];
       if (scope.where === 'profile') {
         options.push(
-          { arbitrary: fc.constantFrom('a', 'b', 'k', 'key with space', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)})`), weight: 1 },
+          {
+            arbitrary: fc
+              .constantFrom('a', 'b', 'k', 'key with space', 'é')
+              .map((k) => `_tenant.prefs.get(${pqlString(k)})`),
+            weight: 1,
+          },
           { arbitrary: fc.constantFrom(...f.strArr).map((a) => `${a}.head()`), weight: 1 },
           { arbitrary: fc.constantFrom('eventType', 'channel').map((p) => `xEvent.head().${p}`), weight: 1 },
           {
             arbitrary: fc
-              .tuple(fc.constantFrom('topN', 'bottomN'), fc.constantFrom('commerce.order.priceTotal', 'timestamp', 'channel'), smallInt)
+              .tuple(
+                fc.constantFrom('topN', 'bottomN'),
+                fc.constantFrom('commerce.order.priceTotal', 'timestamp', 'channel'),
+                smallInt,
+              )
               .map(([fn, k, n]) => `xEvent.${fn}(${k}, ${n}).head().eventType`),
-            weight: 1,
+            weight: 2,
           },
         );
       }
@@ -308,13 +382,19 @@ export class PqlGenerator {
   dt(scope: Scope, depth: number): fc.Arbitrary<string> {
     return this.cached(this.key('dt', scope, depth), () => {
       const f = fieldsOf(scope);
-      const leaves = fc.oneof(fc.constantFrom(...f.dt), timeWord, dateLit);
+      const leaves = fc.oneof(
+        { arbitrary: fc.constantFrom(...f.dt), weight: 3 },
+        { arbitrary: timeWord, weight: 1 },
+        { arbitrary: dateLit, weight: 1 },
+      );
       if (depth <= 0) return leaves;
       const d = depth - 1;
       const options: fc.WeightedArbitrary<string>[] = [
         { arbitrary: leaves, weight: 8 },
         {
-          arbitrary: fc.tuple(this.bool(scope, d), this.dt(scope, d), this.dt(scope, d)).map(([c, a, b]) => `if(${c}, ${a}, ${b})`),
+          arbitrary: fc
+            .tuple(this.bool(scope, d), this.dt(scope, d), this.dt(scope, d))
+            .map(([c, a, b]) => `if(${c}, ${a}, ${b})`),
           weight: 1,
         },
       ];
@@ -341,7 +421,12 @@ export class PqlGenerator {
     return fc.oneof(
       {
         arbitrary: fc
-          .tuple(fc.constantFrom('<=', '<', '>=', '>', '=', '!=', ''), amountUnit, fc.constantFrom('before', 'after', 'from'), ref)
+          .tuple(
+            fc.constantFrom('<=', '<', '>=', '>', '=', '!=', ''),
+            amountUnit,
+            fc.constantFrom('before', 'after', 'from'),
+            ref,
+          )
           .map(([op, [n, u], dir, r]) => `${op ? `${op} ` : ''}${n} ${u} ${dir} ${r}`),
         weight: 6,
       },
@@ -349,7 +434,9 @@ export class PqlGenerator {
       { arbitrary: ref.map((r) => `on ${r}`), weight: 1 },
       { arbitrary: fc.constantFrom('today', 'yesterday', 'tomorrow'), weight: 1 },
       {
-        arbitrary: fc.tuple(fc.constantFrom('this', 'last', 'next'), fc.constantFrom('day', 'week', 'month', 'year', 'hour')).map(([w, u]) => `${w} ${u}`),
+        arbitrary: fc
+          .tuple(fc.constantFrom('this', 'last', 'next'), fc.constantFrom('day', 'week', 'month', 'year', 'hour'))
+          .map(([w, u]) => `${w} ${u}`),
         weight: 2,
       },
       { arbitrary: fc.tuple(ref, ref).map(([a, b]) => `between ${a} and ${b}`), weight: 1 },
@@ -363,10 +450,18 @@ export class PqlGenerator {
       const n0 = this.num(scope, 0);
       const s0 = this.str(scope, 0);
       const atoms: fc.WeightedArbitrary<string>[] = [
-        { arbitrary: fc.tuple(fc.constantFrom(...f.num), compareOp, numLit).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 3 },
-        { arbitrary: fc.tuple(fc.constantFrom(...f.str), compareOp, strLit).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 3 },
         {
-          arbitrary: fc.tuple(fc.constantFrom(...f.dt), fc.constantFrom('=', '!=', '<', '>='), fc.oneof(timeWord, dateLit)).map(([a, op, b]) => `${a} ${op} ${b}`),
+          arbitrary: fc.tuple(fc.constantFrom(...f.num), compareOp, numLit).map(([a, op, b]) => `${a} ${op} ${b}`),
+          weight: 3,
+        },
+        {
+          arbitrary: fc.tuple(fc.constantFrom(...f.str), compareOp, strLit).map(([a, op, b]) => `${a} ${op} ${b}`),
+          weight: 3,
+        },
+        {
+          arbitrary: fc
+            .tuple(fc.constantFrom(...f.dt), fc.constantFrom('=', '!=', '<', '>='), fc.oneof(timeWord, dateLit))
+            .map(([a, op, b]) => `${a} ${op} ${b}`),
           weight: 1,
         },
         {
@@ -380,7 +475,12 @@ export class PqlGenerator {
       if (f.bool.length > 0) {
         atoms.push(
           { arbitrary: fc.constantFrom(...f.bool), weight: 1 },
-          { arbitrary: fc.tuple(fc.constantFrom(...f.bool), fc.constantFrom('=', '!='), fc.constantFrom('true', 'false')).map(([a, op, b]) => `${a} ${op} ${b}`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom(...f.bool), fc.constantFrom('=', '!='), fc.constantFrom('true', 'false'))
+              .map(([a, op, b]) => `${a} ${op} ${b}`),
+            weight: 1,
+          },
         );
       }
       if (scope.where === 'event') atoms.push({ arbitrary: eventTypeLit.map((t) => `eventType = ${t}`), weight: 4 });
@@ -392,14 +492,23 @@ export class PqlGenerator {
       const t = this.dt(scope, d);
       const options: fc.WeightedArbitrary<string>[] = [
         { arbitrary: fc.oneof(...atoms), weight: 4 },
-        { arbitrary: fc.tuple(b, fc.constantFrom('and', 'or', 'AND', 'OR'), b).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 4 },
+        {
+          arbitrary: fc
+            .tuple(b, fc.constantFrom('and', 'or', 'AND', 'OR'), b)
+            .map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`),
+          weight: 4,
+        },
         { arbitrary: b.map((x) => `not ${paren(x)}`), weight: 2 },
         { arbitrary: fc.tuple(n, compareOp, n).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 2 },
         { arbitrary: fc.tuple(s, compareOp, s).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 2 },
         { arbitrary: fc.tuple(t, compareOp, t).map(([x, op, y]) => `${paren(x)} ${op} ${paren(y)}`), weight: 1 },
         {
           arbitrary: fc
-            .tuple(s, fc.constantFrom('in', 'notIn'), fc.array(fc.oneof(strLit, strLit, fc.constant('null'), s0), { maxLength: 3 }))
+            .tuple(
+              s,
+              fc.constantFrom('in', 'notIn'),
+              fc.array(fc.oneof(strLit, strLit, fc.constant('null'), s0), { maxLength: 3 }),
+            )
             .map(([x, op, list]) => `${paren(x)} ${op} [${list.join(', ')}]`),
           weight: 2,
         },
@@ -419,17 +528,38 @@ export class PqlGenerator {
           arbitrary: fc
             .tuple(
               s,
-              fc.constantFrom('equals', 'notEqualTo', 'startsWith', 'endsWith', 'contains', 'doesNotStartWith', 'doesNotEndWith', 'doesNotContain'),
+              fc.constantFrom(
+                'equals',
+                'notEqualTo',
+                'startsWith',
+                'endsWith',
+                'contains',
+                'doesNotStartWith',
+                'doesNotEndWith',
+                'doesNotContain',
+              ),
               fc.oneof(strLit, strLit, s0),
               caseArg,
             )
             .map(([x, m, y, cs]) => `${paren(x)}.${m}(${y}${cs})`),
           weight: 4,
         },
-        { arbitrary: fc.tuple(s, fc.constantFrom(...LIKE_PATTERNS)).map(([x, p]) => `${paren(x)} like ${pqlString(p)}`), weight: 2 },
-        { arbitrary: fc.tuple(s, fc.constantFrom(...REGEXES)).map(([x, re]) => `${paren(x)}.matches(${pqlString(re)})`), weight: 1 },
+        {
+          arbitrary: fc.tuple(s, fc.constantFrom(...LIKE_PATTERNS)).map(([x, p]) => `${paren(x)} like ${pqlString(p)}`),
+          weight: 2,
+        },
+        {
+          arbitrary: fc.tuple(s, fc.constantFrom(...REGEXES)).map(([x, re]) => `${paren(x)}.matches(${pqlString(re)})`),
+          weight: 1,
+        },
         { arbitrary: fc.tuple(t, this.occursTail(scope)).map(([x, tail]) => `${paren(x)} occurs ${tail}`), weight: 4 },
         { arbitrary: fc.tuple(b, b, b).map(([c, x, y]) => `if(${c}, ${x}, ${y})`), weight: 1 },
+        {
+          arbitrary: fc
+            .tuple(t, compareOp, fc.constantFrom('0', '1', '2', '23', '24', '30', '-1', '1.5', '100000000'))
+            .map(([x, op, c]) => `age(${x}) ${op} ${c}`),
+          weight: 1,
+        },
         {
           arbitrary: fc
             .tuple(n, numLit, numLit)
@@ -439,7 +569,10 @@ export class PqlGenerator {
       ];
       if (f.strArr.length > 0) {
         const arr = fc.constantFrom(...f.strArr);
-        const other = fc.oneof(arr, fc.array(strLit, { maxLength: 3 }).map((xs) => `[${xs.join(', ')}]`));
+        const other = fc.oneof(
+          arr,
+          fc.array(strLit, { maxLength: 3 }).map((xs) => `[${xs.join(', ')}]`),
+        );
         options.push(
           { arbitrary: fc.tuple(arr, fc.oneof(strLit, s0)).map(([a, v]) => `${a}.includes(${v})`), weight: 1 },
           {
@@ -448,7 +581,10 @@ export class PqlGenerator {
               .map(([a, m, o]) => `${a}.${m}(${o})`),
             weight: 2,
           },
-          { arbitrary: fc.tuple(s, fc.constantFrom('in', 'notIn'), arr).map(([x, op, a]) => `${paren(x)} ${op} ${a}`), weight: 1 },
+          {
+            arbitrary: fc.tuple(s, fc.constantFrom('in', 'notIn'), arr).map(([x, op, a]) => `${paren(x)} ${op} ${a}`),
+            weight: 1,
+          },
           {
             arbitrary: fc
               .tuple(arr, other, fc.constantFrom('count() > 0', 'count() = 1', 'head() = "shoes"', 'includes("hats")'))
@@ -471,28 +607,104 @@ export class PqlGenerator {
             arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent[${c}].count() ${op} ${k}`),
             weight: 4,
           },
-          { arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), ev).map(([m, c]) => `xEvent.${m}(${c})`), weight: 2 },
           {
-            arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), evVar, fc.constantFrom('where', ':')).map(([q, c, w]) => paren(`${q} E from xEvent ${w} ${c}`)),
+            arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), ev).map(([m, c]) => `xEvent.${m}(${c})`),
             weight: 2,
           },
           {
-            arbitrary: fc.tuple(evVar, compareOp, smallInt).map(([c, op, k]) => `(select E from xEvent where ${c}).count() ${op} ${k}`),
+            arbitrary: fc
+              .tuple(fc.constantFrom('exists', 'forall'), evVar, fc.constantFrom('where', ':'))
+              .map(([q, c, w]) => paren(`${q} E from xEvent ${w} ${c}`)),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(evVar, compareOp, smallInt)
+              .map(([c, op, k]) => `(select E from xEvent where ${c}).count() ${op} ${k}`),
             weight: 1,
           },
           { arbitrary: this.chain(d), weight: 3 },
           { arbitrary: fc.constantFrom('"VIP"', '"2"', '"Newsletter"').map((a) => `inSegment(${a})`), weight: 2 },
-          { arbitrary: fc.constantFrom('a', 'k', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)}).isNull()`), weight: 1 },
+          {
+            arbitrary: fc.constantFrom('a', 'k', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)}).isNull()`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom(
+              '_tenant.prefs.keys().includes("a")',
+              '_tenant.prefs.keys().head() = "k"',
+              '_tenant.prefs.values().count() > 1',
+              '_tenant.prefs.values().includes("John")',
+              '_tenant.prefs.isNull()',
+              'xEvent.head().isNull()',
+              'xEvent[eventType = "x"].head().isNotNull()',
+              '$1.loyalty.points > 5',
+            ),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(eventTypeLit, fc.constantFrom('<', '<=', '='))
+              .map(
+                ([t, op]) =>
+                  `(exists E from xEvent, F from xEvent where E.timestamp ${op} F.timestamp and E.eventType = ${t} and F.eventType != E.eventType)`,
+              ),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('exists', 'forall'), fc.constantFrom(...CATEGORIES), eventTypeLit)
+              .map(
+                ([q, c, t]) =>
+                  `(${q} E from xEvent, I from E.productListItems where I.category = ${pqlString(c)} or E.eventType = ${t})`,
+              ),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                evVar,
+                fc.constantFrom('sum(commerce.order.priceTotal) > 1', 'count() = 2', 'head().eventType = "x"'),
+              )
+              .map(([c, tail]) => `(select E from xEvent where ${c}).${tail}`),
+            weight: 1,
+          },
         );
       }
       if (scope.where === 'event') {
         const item = this.bool({ where: 'item', eventVar: false }, d);
         options.push(
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
-          { arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), item).map(([m, c]) => `productListItems.${m}(${c})`), weight: 2 },
-          { arbitrary: fc.constantFrom(...CATEGORIES).map((c) => `productListItems.exists(category.equals(${pqlString(c)}, false))`), weight: 1 },
-          { arbitrary: fc.constantFrom('productListItems.isNull()', 'productListItems.isNotNull()', 'productListItems.count() = 0'), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom('exists', 'forall'), item)
+              .map(([m, c]) => `productListItems.${m}(${c})`),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .constantFrom(...CATEGORIES)
+              .map((c) => `productListItems.exists(category.equals(${pqlString(c)}, false))`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom(
+              'productListItems.isNull()',
+              'productListItems.isNotNull()',
+              'productListItems.count() = 0',
+            ),
+            weight: 1,
+          },
           { arbitrary: eventTypeLit.map((x) => `eventType in [${x}, "web.pageview"]`), weight: 2 },
+          {
+            arbitrary: fc.constantFrom(
+              'productListItems.head().category = "shoes"',
+              'productListItems.head().isNull()',
+              'productListItems.topN(priceTotal, 1).head().quantity > 1',
+              'productListItems[^^.loyalty.points > quantity].count() > 0',
+            ),
+            weight: 1,
+          },
         );
       }
       return fc.oneof(...options);
@@ -510,7 +722,12 @@ export class PqlGenerator {
       fc.oneof(
         {
           arbitrary: fc
-            .tuple(fc.constantFrom('<=', '<', '>=', '>', '=', ''), fc.constantFrom('0', '1', '2', '30'), fc.constantFrom('hours', 'days', 'minute', 'month', 'week'), fc.constantFrom(...labels))
+            .tuple(
+              fc.constantFrom('<=', '<', '>=', '>', '=', ''),
+              fc.constantFrom('0', '1', '2', '30'),
+              fc.constantFrom('hours', 'days', 'minute', 'month', 'week'),
+              fc.constantFrom(...labels),
+            )
             .map(([op, k, u, l]) => `${op ? `${op} ` : ''}${k} ${u} after ${l}`),
           weight: 4,
         },
@@ -521,7 +738,11 @@ export class PqlGenerator {
       );
     const step = (label: string, labels: string[]) =>
       fc
-        .tuple(what, fc.option(labels.length > 0 ? labelTail(labels) : this.occursTail(profile), { nil: undefined }), fc.constantFrom('WHAT', 'what'))
+        .tuple(
+          what,
+          fc.option(labels.length > 0 ? labelTail(labels) : this.occursTail(profile), { nil: undefined }),
+          fc.constantFrom('WHAT', 'what'),
+        )
         .map(([w, when, kw]) => `${label}: ${kw}(${w})${when === undefined ? '' : ` WHEN(${when})`}`);
     return fc.oneof(
       fc.tuple(step('A', []), step('B', ['A'])).map((steps) => `CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
@@ -590,7 +811,33 @@ export function boundaryInstants(now: number): number[] {
   return out;
 }
 
-const NUMBERS = [0, 1, -1, 2, 3, 5, 7, 10, 100, 1000, 0.1, 0.2, 0.3, 0.5, 1.5, -2.5, 1e-9, 1e16, -1e16, 2 ** 53, 2 ** 53 + 2, 2 ** 62, 1e308, -1e308, 123.456];
+const NUMBERS = [
+  0,
+  1,
+  -1,
+  2,
+  3,
+  5,
+  7,
+  10,
+  100,
+  1000,
+  0.1,
+  0.2,
+  0.3,
+  0.5,
+  1.5,
+  -2.5,
+  1e-9,
+  1e16,
+  -1e16,
+  2 ** 53,
+  2 ** 53 + 2,
+  2 ** 62,
+  1e308,
+  -1e308,
+  123.456,
+];
 
 type Maybe<T> = T | null | undefined;
 
@@ -615,8 +862,15 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
   obj[parts[parts.length - 1]!] = value;
 }
 
-const str = fc.oneof({ arbitrary: fc.constantFrom(...STRINGS), weight: 5 }, { arbitrary: fc.string({ maxLength: 4, unit: 'grapheme' }), weight: 1 });
-const num = fc.oneof({ arbitrary: fc.constantFrom(...NUMBERS), weight: 5 }, { arbitrary: fc.integer({ min: -50, max: 50 }), weight: 2 }, { arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), weight: 1 });
+const str = fc.oneof(
+  { arbitrary: fc.constantFrom(...STRINGS), weight: 5 },
+  { arbitrary: fc.string({ maxLength: 4, unit: 'grapheme' }), weight: 1 },
+);
+const num = fc.oneof(
+  { arbitrary: fc.constantFrom(...NUMBERS), weight: 5 },
+  { arbitrary: fc.integer({ min: -50, max: 50 }), weight: 2 },
+  { arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }), weight: 1 },
+);
 
 function instant(now: number): fc.Arbitrary<number> {
   return fc.oneof(
@@ -639,7 +893,10 @@ function attributes(now: number): fc.Arbitrary<Record<string, unknown>> {
     ['loyalty.tier', maybe(fc.constantFrom('gold', 'Gold', 'silver', ''))],
     ['loyalty.points', maybe(num)],
     ['loyalty.joinDate', maybe(iso(now))],
-    ['preferences.categories', maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constant(null)), { maxLength: 4 }))],
+    [
+      'preferences.categories',
+      maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constant(null)), { maxLength: 4 })),
+    ],
     ['consents.marketing.email', maybe(fc.boolean())],
     ['createdAt', maybe(iso(now))],
     ['_tenant.score', maybe(num)],
@@ -647,11 +904,18 @@ function attributes(now: number): fc.Arbitrary<Record<string, unknown>> {
     ['_tenant.page-name', maybe(str)],
     ['_tenant.lastVisit', maybe(iso(now))],
     ['_tenant.vip', maybe(fc.boolean())],
-    ['_tenant.tags', maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constantFrom(...STRINGS)), { maxLength: 4 }))],
+    [
+      '_tenant.tags',
+      maybe(fc.array(fc.oneof(fc.constantFrom(...CATEGORIES), fc.constantFrom(...STRINGS)), { maxLength: 4 })),
+    ],
     ['_tenant.scores', maybe(fc.array(fc.oneof(num, fc.constant(null)), { maxLength: 4 }))],
     [
       '_tenant.prefs',
-      maybe(fc.dictionary(fc.constantFrom('a', 'b', 'k', 'key with space', 'é'), fc.oneof(str, fc.constant(null)), { maxKeys: 3 })),
+      maybe(
+        fc.dictionary(fc.constantFrom('a', 'b', 'k', 'key with space', 'é'), fc.oneof(str, fc.constant(null)), {
+          maxKeys: 3,
+        }),
+      ),
     ],
   ];
   const parents = fc.record({
@@ -661,9 +925,12 @@ function attributes(now: number): fc.Arbitrary<Record<string, unknown>> {
   return fc.tuple(fc.tuple(...entries.map(([, arb]) => arb)), parents).map(([values, nullParents]) => {
     const attrs: Record<string, unknown> = {};
     // Occasionally a whole object is null: every path below reads as missing.
-    if (nullParents.person && values[0] === undefined && values[1] === undefined && values[2] === undefined) attrs.person = null;
+    if (nullParents.person && values[0] === undefined && values[1] === undefined && values[2] === undefined)
+      attrs.person = null;
     if (nullParents.homeAddress && values[3] === undefined && values[4] === undefined) attrs.homeAddress = null;
-    entries.forEach(([path], i) => setPath(attrs, path, values[i]));
+    entries.forEach(([path], i) => {
+      setPath(attrs, path, values[i]);
+    });
     return attrs;
   });
 }
@@ -684,7 +951,14 @@ function eventPayload(): fc.Arbitrary<Record<string, unknown>> {
     ['web.webPageDetails.name', maybe(str)],
     ['commerce.order.priceTotal', maybe(num, 8)],
     ['commerce.order.currencyCode', maybe(fc.constantFrom('SEK', 'EUR', 'sek'))],
-    ['productListItems', maybe(fc.array(fc.oneof({ arbitrary: item, weight: 5 }, { arbitrary: fc.constant(null), weight: 1 }), { maxLength: 3 }))],
+    [
+      'productListItems',
+      maybe(
+        fc.array(fc.oneof({ arbitrary: item, weight: 5 }, { arbitrary: fc.constant(null), weight: 1 }), {
+          maxLength: 3,
+        }),
+      ),
+    ],
     ['marketing.campaignId', maybe(fc.constantFrom('c1', 'c2'))],
     ['_tenant.rating', maybe(num)],
   ];
@@ -714,13 +988,17 @@ function rawEvents(now: number): fc.Arbitrary<RawEvent[]> {
       eventType: fc.constantFrom(...EVENT_TYPES),
       payload: eventPayload(),
     }),
-    { maxLength: 6 },
+    { maxLength: 8 },
   );
 }
 
 const STATUS = fc.constantFrom<MembershipStatus | undefined>(undefined, undefined, 'REALIZED', 'EXISTING', 'EXITED');
 
-function profile(now: number): fc.Arbitrary<{ attributes: Record<string, unknown>; events: RawEvent[]; statuses: (MembershipStatus | undefined)[] }> {
+function profile(now: number): fc.Arbitrary<{
+  attributes: Record<string, unknown>;
+  events: RawEvent[];
+  statuses: (MembershipStatus | undefined)[];
+}> {
   return fc.record({
     attributes: attributes(now),
     events: rawEvents(now),
@@ -733,15 +1011,23 @@ function profile(now: number): fc.Arbitrary<{ attributes: Record<string, unknown
  * so ties on timestamp are broken by id as the store does.
  */
 export function profiles(now: number, maxLength: number): fc.Arbitrary<TestProfile[]> {
-  return fc.array(profile(now), { minLength: 1, maxLength }).map((list) => {
+  // size 'max': lengths up to maxLength (not fast-check's small default), yet shrinkable down to one profile.
+  return fc.array(profile(now), { minLength: 1, maxLength, size: 'max' }).map((list) => {
     const all = list.flatMap((p, pi) => p.events.map((e, ei) => ({ pi, ei, order: e.order })));
     all.sort((a, b) => a.order - b.order || a.pi - b.pi || a.ei - b.ei);
     const ids = new Map<string, number>();
-    all.forEach((e, i) => ids.set(`${e.pi}:${e.ei}`, i + 1));
+    all.forEach((e, i) => {
+      ids.set(`${e.pi}:${e.ei}`, i + 1);
+    });
     return list.map((p, pi) => ({
       attributes: p.attributes,
       events: p.events.map(
-        (e, ei): TestEvent => ({ id: ids.get(`${pi}:${ei}`)!, timestamp: e.timestamp, eventType: e.eventType, payload: e.payload }),
+        (e, ei): TestEvent => ({
+          id: ids.get(`${pi}:${ei}`)!,
+          timestamp: e.timestamp,
+          eventType: e.eventType,
+          payload: e.payload,
+        }),
       ),
       memberships: p.statuses.flatMap((status, i) => (status === undefined ? [] : [{ audienceId: i + 1, status }])),
     }));

@@ -12,7 +12,7 @@ import { type Connection, openDatabase } from '../../src/db/index.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/catalog.js';
 import { checkSource } from '../../src/pql/checker.js';
 import { evaluate } from '../../src/pql/evaluate.js';
-import { compileToSql } from '../../src/pql/to-sql.js';
+import { compilePredicate, compileToSql } from '../../src/pql/to-sql.js';
 import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/types.js';
 
 export const EXTRA_FIELDS: SchemaFieldRow[] = [
@@ -125,9 +125,7 @@ export class DifferentialHarness {
           payload: JSON.parse(JSON.stringify(e.payload)) as Record<string, unknown>,
         }))
         .sort((a, b) => a.timestamp - b.timestamp || a.id - b.id);
-      const memberships = new Set(
-        profile.memberships.filter((m) => m.status !== 'EXITED').map((m) => m.audienceId),
-      );
+      const memberships = new Set(profile.memberships.filter((m) => m.status !== 'EXITED').map((m) => m.audienceId));
       return {
         attributes: JSON.parse(JSON.stringify(profile.attributes)) as Record<string, unknown>,
         events,
@@ -136,7 +134,10 @@ export class DifferentialHarness {
     });
   }
 
-  sqlMatches(checked: CheckedExpression, now: number): { ids: number[]; statement: { sql: string; params: unknown[] } } {
+  sqlMatches(
+    checked: CheckedExpression,
+    now: number,
+  ): { ids: number[]; statement: { sql: string; params: unknown[] } } {
     const statement = compileToSql(checked, { now, sandboxId: SANDBOX_ID });
     const rows = this.conn.sqlite.prepare(statement.sql).all(...(statement.params as never[])) as { id: number }[];
     return { ids: rows.map((r) => r.id).sort((a, b) => a - b), statement };
@@ -150,15 +151,32 @@ export class DifferentialHarness {
     return ids;
   }
 
-  /** Both engines on the loaded profiles. */
+  /**
+   * The ids `compilePredicate` (no sandbox given: every event condition stays a correlated
+   * sub-query) selects, with the predicate as a column so its exactly-0-or-1 promise is checked.
+   */
+  predicateMatches(checked: CheckedExpression, now: number): number[] {
+    const { sql, params } = compilePredicate(checked, { now });
+    const rows = this.conn.sqlite
+      .prepare(`SELECT p.id AS id, (${sql}) AS v FROM profiles AS p WHERE p.sandbox_id = ? ORDER BY p.id`)
+      .all(...(params as never[]), SANDBOX_ID) as { id: number; v: unknown }[];
+    for (const r of rows)
+      if (r.v !== 0 && r.v !== 1) throw new Error(`compilePredicate gave ${String(r.v)} for profile ${r.id}`);
+    return rows.filter((r) => r.v === 1).map((r) => r.id);
+  }
+
+  /** Both engines on the loaded profiles; the SQL engine both as compileToSql and as compilePredicate. */
   compare(source: string, now: number): Comparison {
     const checked = this.check(source);
     const { ids: sql, statement } = this.sqlMatches(checked, now);
     const js = this.jsMatches(checked, now);
     const inSql = new Set(sql);
+    const inPredicate = new Set(this.predicateMatches(checked, now));
     const inJs = new Set(js);
     const mismatches: number[] = [];
-    for (let id = 1; id <= this.docs.length; id++) if (inSql.has(id) !== inJs.has(id)) mismatches.push(id);
+    for (let id = 1; id <= this.docs.length; id++) {
+      if (inSql.has(id) !== inJs.has(id) || inPredicate.has(id) !== inJs.has(id)) mismatches.push(id);
+    }
     return { sql, js, mismatches, statement };
   }
 }

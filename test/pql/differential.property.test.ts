@@ -8,11 +8,11 @@
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DifferentialHarness, type TestProfile } from './differential-harness.js';
 import { NOWS, PqlGenerator, profiles } from './differential-generators.js';
+import { DifferentialHarness, type TestProfile } from './differential-harness.js';
 
-const RUNS = Number(process.env.PQL_PROPERTY_RUNS ?? 300);
-const PROFILES_PER_CASE = 30;
+const RUNS = Number(process.env.PQL_PROPERTY_RUNS ?? 1500);
+const PROFILES_PER_CASE = 50;
 
 const harness = new DifferentialHarness('differential');
 afterAll(() => harness.close());

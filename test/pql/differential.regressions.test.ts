@@ -1,0 +1,93 @@
+/**
+ * Counter-examples the differential property test found, shrunk, kept as fixed cases: each
+ * runs both engines on the profiles that exposed the bug and checks the answer the spec
+ * gives (docs/pql-semantics.md).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { DifferentialHarness, type TestEvent, type TestProfile } from './differential-harness.js';
+
+const harness = new DifferentialHarness('regressions');
+afterAll(() => harness.close());
+
+const NOW = Date.parse('2024-02-29T13:45:30.123Z');
+
+function profile(attributes: Record<string, unknown>, events: Omit<TestEvent, 'id'>[] = [], firstId = 1): TestProfile {
+  return { attributes, events: events.map((e, i) => ({ ...e, id: firstId + i })), memberships: [] };
+}
+
+/** Loads `profiles`, runs both engines, and returns the (agreeing) ids of the profiles that qualify. */
+function qualifying(source: string, profiles: TestProfile[], now = NOW): number[] {
+  harness.load(profiles);
+  const r = harness.compare(source, now);
+  expect({ sql: r.sql, js: r.js }, `${source}\n${r.statement.sql}`).toEqual({ sql: r.js, js: r.js });
+  return r.sql;
+}
+
+describe('differential regressions', () => {
+  it('doesNotEndWith on an empty string is true (SQLite substr() of an empty blob is NULL)', () => {
+    const source = '(preferences.categories.head()).doesNotEndWith(_tenant.`page-name`)';
+    expect(qualifying(source, [profile({ preferences: { categories: [''] }, _tenant: { 'page-name': ' ' } })])).toEqual(
+      [1],
+    );
+  });
+
+  it('compares integers beyond 2^53 as the doubles JS reads (2^62 is stored as 4611686018427388000)', () => {
+    const source = '(0 + loyalty.points) in [loyalty.points]';
+    expect(
+      qualifying(source, [profile({ loyalty: { points: 2 ** 62 } }), profile({ loyalty: { points: 7 } })]),
+    ).toEqual([1, 2]);
+    expect(qualifying('loyalty.points = 4611686018427387904', [profile({ loyalty: { points: 2 ** 62 } })])).toEqual([
+      1,
+    ]);
+  });
+
+  it('sums stored integers beyond 2^53 the way SQLite and runtime.KbnAccumulator do', () => {
+    // Stored as 4611686018427388000 and -4611686018427389000: SQLite adds those integers exactly.
+    const events = [
+      { timestamp: NOW - 1000, eventType: 'x', payload: { commerce: { order: { priceTotal: 2 ** 62 } } } },
+      { timestamp: NOW - 500, eventType: 'x', payload: { commerce: { order: { priceTotal: -(2 ** 62 + 1024) } } } },
+    ];
+    expect(qualifying('xEvent.sum(commerce.order.priceTotal) = -1000', [profile({}, events)])).toEqual([1]);
+  });
+
+  it('head() of an array whose first element is null is missing', () => {
+    const source = 'xEvent[productListItems.head().isNull()].count() = 0';
+    const withNullHead = profile({}, [{ timestamp: NOW, eventType: 'x', payload: { productListItems: [null] } }]);
+    const withoutEvents = profile({});
+    expect(qualifying(source, [withNullHead, withoutEvents], NOW)).toEqual([2]);
+  });
+
+  it('a negated event aggregate is not rewritten as the aggregate itself', () => {
+    const source = '(1) = (-(xEvent[commerce.order.priceTotal <= 0].min(commerce.order.priceTotal)))';
+    const events = [
+      { timestamp: NOW, eventType: 'commerce.purchases', payload: { commerce: { order: { priceTotal: -1 } } } },
+    ];
+    expect(qualifying(source, [profile({}, events), profile({})])).toEqual([1]);
+  });
+
+  it('negating an infinite sum is missing, as runtime.negate makes it', () => {
+    const source = '(-(xEvent.sum(commerce.order.priceTotal))) != 0';
+    const order = { commerce: { order: { priceTotal: -1e308 } } };
+    const events = [
+      { timestamp: NOW, eventType: 'commerce.purchases', payload: order },
+      { timestamp: NOW, eventType: 'commerce.purchases', payload: order },
+    ];
+    expect(qualifying(source, [profile({}, events), profile({ loyalty: { points: 1 } })])).toEqual([]);
+    expect(qualifying('xEvent.sum(commerce.order.priceTotal) < -1e300', [profile({}, events)])).toEqual([1]);
+  });
+
+  it('nested EXISTS stays exact (SQLite 3.53 EXISTS-to-join stops at the first outer row)', () => {
+    // The first event has no product items, the second one null item: an item exists.
+    const source =
+      '(select E from xEvent where xEvent.exists(productListItems.exists(^.timestamp != date(2024, 2, 29)))).sum(commerce.order.priceTotal) > 1';
+    const events = [
+      {
+        timestamp: NOW,
+        eventType: 'commerce.purchases',
+        payload: { commerce: { order: { priceTotal: 2 } }, productListItems: [] },
+      },
+      { timestamp: NOW, eventType: 'commerce.purchases', payload: { productListItems: [null] } },
+    ];
+    expect(qualifying(source, [profile({}, events), profile({})])).toEqual([1]);
+  });
+});
