@@ -5,7 +5,7 @@ import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
 import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
-import { keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export type AudienceOrigin = 'SEGMENTATION_SERVICE' | 'CUSTOM_UPLOAD' | 'MANUAL';
 
@@ -359,12 +359,7 @@ export function listAudiences(
   return {
     ...page,
     items: page.items.map(toAudience),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(audiences)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, audiences, and(...base)),
   };
 }
 

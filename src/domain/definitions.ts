@@ -17,7 +17,7 @@ import { badInput, conflict, notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput, type PqlFormat } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
-import { keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export interface EvaluationInfo {
   batch: boolean;
@@ -418,12 +418,7 @@ export function listSegmentDefinitions(
   return {
     ...page,
     items: page.items.map(toDefinition),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(segmentDefinitions)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, segmentDefinitions, and(...base)),
   };
 }
 

@@ -1,9 +1,9 @@
-import { and, desc, eq, gt, inArray, lt, type SQL, sql } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, lt, type SQL } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
-import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
 
@@ -61,12 +61,7 @@ export function listMembers(
     .all() as Membership[];
   return {
     ...toPage(rows, query, (m) => [m.profileId]),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(memberships)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, memberships, and(...base)),
   };
 }
 
@@ -110,12 +105,7 @@ export function listMembershipHistory(
     .all() as MembershipTransition[];
   return {
     ...toPage(rows, query, (t) => [t.id]),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(membershipHistory)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, membershipHistory, and(...base)),
   };
 }
 

@@ -1,4 +1,6 @@
-import { type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import { count, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
+import type { SQLiteTable } from 'drizzle-orm/sqlite-core';
+import type { Connection } from '../db/index.js';
 import { badInput } from './errors.js';
 
 /** Relay paging arguments as clients send them. */
@@ -105,4 +107,9 @@ export function keyset(
   const ascending = (query.direction === 'forward') !== descending;
   const dir = sql.raw(ascending ? 'ASC' : 'DESC');
   return { where, orderBy: [sql`${sortColumn} ${dir}`, sql`${idColumn} ${dir}`] };
+}
+
+/** Rows of `table` matching `where`: the lazy totalCount of every connection. */
+export function countRows(conn: Connection, table: SQLiteTable, where: SQL | undefined): number {
+  return conn.db.select({ n: count() }).from(table).where(where).get()!.n;
 }

@@ -3,7 +3,7 @@ import type { Connection } from '../db/index.js';
 import { events, identities, membershipHistory, memberships, profiles } from '../db/schema.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
-import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { assertIdentity, type IdentityInput } from './profile-ingest.js';
 
 export interface Profile {
@@ -167,12 +167,7 @@ export function listProfiles(
     .map(toProfile);
   return {
     ...toPage(rows, query, (p) => [p.id]),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(profiles)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, profiles, and(...base)),
   };
 }
 
@@ -223,12 +218,7 @@ export function listEvents(
     .map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
   return {
     ...toPage(rows, query, (e) => [e.timestamp, e.id]),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(events)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, events, and(...base)),
   };
 }
 
@@ -262,5 +252,5 @@ export function deleteProfile(conn: Connection, sandboxId: number, identity: Ide
 }
 
 export function countProfiles(conn: Connection, sandboxId: number): number {
-  return conn.db.select({ n: sql<number>`count(*)` }).from(profiles).where(eq(profiles.sandboxId, sandboxId)).get()!.n;
+  return countRows(conn, profiles, eq(profiles.sandboxId, sandboxId));
 }

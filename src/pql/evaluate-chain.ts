@@ -3,10 +3,12 @@
  * (`occursBounds`), computed once per evaluation when the references only depend on `now`.
  * CHAIN is an existence search with backtracking and failure memoisation.
  */
+
 import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from './ast.js';
 import type { Binding, Compiler, Ctx, Fn, Scope } from './evaluate-context.js';
 import { readField } from './evaluate-context.js';
 import { isDayValuedRef, type OccursBounds, occursBounds, occursHolds, occursShapeOf, toInstant } from './runtime.js';
+import { tailChildren } from './visitor.js';
 
 export type BoundsFn = (ctx: Ctx) => OccursBounds | null;
 
@@ -28,23 +30,10 @@ function dependsOnNowOnly(node: ExpressionNode): boolean {
   }
 }
 
-function tailRefs(tail: OccursTail): ExpressionNode[] {
-  switch (tail.form) {
-    case 'relative':
-    case 'beforeAfter':
-    case 'on':
-      return [tail.ref];
-    case 'between':
-      return [tail.from, tail.to];
-    case 'period':
-      return [];
-  }
-}
-
 /** The window of an `occurs` tail as a function of the context. */
 export function compileTail(c: Compiler, tail: OccursTail, scope: Scope): BoundsFn {
   const shape = occursShapeOf(tail);
-  const refs = tailRefs(tail);
+  const refs = tailChildren(tail);
   const [ref, to] = refs.map((r) => c.compile(r, scope));
   const refDay = refs[0] !== undefined && isDayValuedRef(refs[0]);
   const toDay = refs[1] !== undefined && isDayValuedRef(refs[1]);
@@ -90,7 +79,7 @@ function windowTest(bounds: OccursBounds | null): (t: number) => boolean {
 export function compileOccurs(c: Compiler, node: OccursNode, scope: Scope): Fn {
   const subject = c.compile(node.subject, scope);
   const bounds = compileTail(c, node.tail, scope);
-  if (!tailRefs(node.tail).every(dependsOnNowOnly)) {
+  if (!tailChildren(node.tail).every(dependsOnNowOnly)) {
     return (ctx) => {
       const t = toInstant(subject(ctx));
       return t !== undefined && occursHolds(t, bounds(ctx));

@@ -38,8 +38,8 @@ import {
   sql,
   valueSql,
 } from './to-sql-fragment.js';
-import { compileOccurs, fixedOffsets, tailRefs } from './to-sql-time.js';
-import { children } from './visitor.js';
+import { compileOccurs, fixedOffsets } from './to-sql-time.js';
+import { children, tailChildren } from './visitor.js';
 
 /** The indexes of the earlier steps whose labels a WHEN names (labels are the innermost names in a WHEN). */
 function labelsNamed(tail: OccursTail, earlier: readonly string[]): number[] {
@@ -51,7 +51,7 @@ function labelsNamed(tail: OccursTail, earlier: readonly string[]): number[] {
     }
     children(node).forEach(visit);
   };
-  tailRefs(tail).forEach(visit);
+  tailChildren(tail).forEach(visit);
   return [...found].sort((a, b) => a - b);
 }
 
@@ -69,7 +69,7 @@ export function compileChain(ctx: CompileContext, node: ChainNode, env: Env): Sc
     const when = steps[k]!.when!;
     const refs = named[k]!;
     const tk = times[k]!;
-    if (refs.length === 1 && tailRefs(when).length === 1 && tk.rep === 'ms' && times[refs[0]!]!.rep === 'ms') {
+    if (refs.length === 1 && tailChildren(when).length === 1 && tk.rep === 'ms' && times[refs[0]!]!.rep === 'ms') {
       const offsets = fixedOffsets(when, ctx.now);
       const tj = times[refs[0]!]!;
       if (offsets !== undefined && when.form !== 'between') {

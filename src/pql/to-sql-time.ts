@@ -6,6 +6,7 @@
  * from the reference; anything calendar-shaped runs runtime.occursMatches per row
  * (`pql_occurs`).
  */
+
 import type { CompareOp, ExpressionNode, OccursTail, TimeUnit } from './ast.js';
 import {
   ageInYears,
@@ -32,19 +33,7 @@ import {
   sql,
   valueSql,
 } from './to-sql-fragment.js';
-
-export function tailRefs(tail: OccursTail): ExpressionNode[] {
-  switch (tail.form) {
-    case 'relative':
-    case 'beforeAfter':
-    case 'on':
-      return [tail.ref];
-    case 'between':
-      return [tail.from, tail.to];
-    case 'period':
-      return [];
-  }
-}
+import { tailChildren } from './visitor.js';
 
 const FIXED_UNITS: ReadonlySet<TimeUnit> = new Set(['millisecond', 'second', 'minute', 'hour', 'day', 'week']);
 
@@ -86,7 +75,7 @@ function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarVal
  * table. Undefined for every other tail.
  */
 export function fixedOffsets(tail: OccursTail, now: number): { lo: number | null; hi: number | null } | undefined {
-  const refs = tailRefs(tail);
+  const refs = tailChildren(tail);
   if (refs.length !== 1 || isDayValuedRef(refs[0]!)) return undefined;
   const shape = occursShapeOf(tail);
   const offsetShape =
@@ -102,7 +91,7 @@ export function fixedOffsets(tail: OccursTail, now: number): { lo: number | null
 export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: OccursTail, env: Env): ScalarValue {
   if (subject.constant === null) return constantPredicate(false);
   const shape = occursShapeOf(tail);
-  const refNodes = tailRefs(tail);
+  const refNodes = tailChildren(tail);
   const refs = refNodes.map((n) => ctx.scalar(n, env));
   const refDay = refNodes[0] !== undefined && isDayValuedRef(refNodes[0]);
   const toDay = refNodes[1] !== undefined && isDayValuedRef(refNodes[1]);

@@ -3,7 +3,7 @@ import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 
 export type JobKind = 'SEGMENT' | 'EXPORT' | 'PREVIEW' | 'INGESTION';
 export type JobStatus = 'QUEUED' | 'PROCESSING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLING' | 'CANCELLED';
@@ -127,12 +127,7 @@ export function listJobs(
   return {
     ...page,
     items: page.items.map(toJob),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(jobs)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, jobs, and(...base)),
   };
 }
 

@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt, type SQL, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
 import { jobs, previewResults } from '../../db/schema.js';
 import type { App } from '../app.js';
 import { requireDefinition } from '../definitions.js';
@@ -7,7 +7,7 @@ import { checkExpression, type ExpressionInput } from '../expressions.js';
 import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
 import { insertJob, type Job, jobById, updateJob } from '../jobs/job-store.js';
 import { TaskCancelledError } from '../jobs/worker-thread.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
 import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
@@ -166,12 +166,7 @@ export function listPreviewResults(
     ...page,
     // A profile deleted since the preview ran drops out of its results.
     items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
-    totalCount: () =>
-      conn.db
-        .select({ n: sql<number>`count(*)` })
-        .from(previewResults)
-        .where(and(...base))
-        .get()!.n,
+    totalCount: () => countRows(conn, previewResults, and(...base)),
   };
 }
 
