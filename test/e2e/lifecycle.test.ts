@@ -4,10 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gql, ok } from './harness.js';
-import { spawnServer } from './process.js';
+import { killSpawned, spawnServer } from './process.js';
 
 const dirs: string[] = [];
 afterAll(() => {
+  killSpawned();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 function tempDir() {

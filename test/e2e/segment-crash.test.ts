@@ -3,10 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, expect, it } from 'vitest';
 import { gql, ok } from './harness.js';
-import { spawnServer } from './process.js';
+import { killSpawned, spawnServer } from './process.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'segql-crash-'));
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+afterAll(() => {
+  killSpawned();
+  rmSync(dataDir, { recursive: true, force: true });
+});
 
 const AT = '2026-11-28T12:00:00.000Z';
 const env = { SEGQL_SEGMENT_CHUNK_SIZE: '10' };
