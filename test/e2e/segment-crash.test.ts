@@ -53,8 +53,10 @@ it('re-runs a segment job killed mid-way to SUCCEEDED, with the memberships of a
   ).createSegmentJob;
   const WATCH = 'query($id: ID!) { segmentJob(id: $id) { status attempts progress { done total } } }';
   let state = ok(await gql(server.url, WATCH, { id: job.id })).segmentJob;
-  while (state.status !== 'PROCESSING' || state.progress.done === 0)
+  while ((state.status === 'QUEUED' || state.progress.done === 0) && !['SUCCEEDED', 'FAILED'].includes(state.status)) {
     state = ok(await gql(server.url, WATCH, { id: job.id })).segmentJob;
+  }
+  expect(state.status).toBe('PROCESSING');
   expect(state.progress.done).toBeLessThan(state.progress.total);
   server.child.kill('SIGKILL');
   await server.exited;
