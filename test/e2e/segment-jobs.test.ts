@@ -281,9 +281,14 @@ describe('segment jobs', () => {
     const before = await members(d.audience.id, h);
     const job = ok(await server.gql(JOB, { input: { all: true } }, h)).createSegmentJob;
     let running = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob;
-    while (running.status !== 'PROCESSING' || !running.progress.total || running.progress.done === 0) {
+    const ended = (status: string) => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(status);
+    while (
+      (running.status !== 'PROCESSING' || !running.progress.total || running.progress.done === 0) &&
+      !ended(running.status)
+    ) {
       running = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob;
     }
+    expect(running.status).toBe('PROCESSING');
     // The event loop stays free while the worker evaluates.
     const t0 = performance.now();
     ok(await server.gql('{ __typename sandbox { name } }', undefined, h));
