@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+// Smoke test of the bench entry points on a tiny data set in a temporary data directory: they
+// run end to end through `bench/run.ts` (as `npm run bench` does), check their own results, and
+// print the result-line format of spec/performance.md. The figures themselves mean nothing here.
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const dataDir = mkdtempSync(join(tmpdir(), 'segql-bench-'));
+const TINY = ['--profiles', '500', '--events-per-profile', '3', '--runs', '1', '--data-dir', dataDir];
+
+/** `bench <name> <figure>=<value> <unit> (n=<runs>, median; min <v>, max <v>)` */
+const RESULT = /^bench (\S+) (\S+)=(-?[\d.e+-]+|NaN|Infinity) (\S+) \(n=(\d+), median; min (\S+), max (\S+)\)$/;
+
+function bench(name: string, extra: string[] = []): { code: number | null; lines: string[]; stderr: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', name, ...TINY, ...extra], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 15_000,
+  });
+  return { code: r.status, lines: r.stdout.split('\n').filter((l) => l !== ''), stderr: r.stderr };
+}
+
+/** figure → value of the `bench <name> …` lines, after checking every such line against the format. */
+function figures(name: string, lines: string[]): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of lines.filter((l) => l.startsWith('bench '))) {
+    const m = RESULT.exec(line);
+    expect(m, line).not.toBeNull();
+    expect(m![1], line).toBe(name);
+    out.set(m![2]!, Number(m![3]));
+  }
+  return out;
+}
+
+afterAll(() => {
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe('bench entry points on a tiny data set', () => {
+  it('batch: a segment job against the floor, every set equal, all figures in the result format', () => {
+    const { code, lines, stderr } = bench('batch');
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    const f = figures('batch', lines);
+    for (const figure of ['job-ms', 'floor-ms', 'ratio', 'evals-per-s-per-core', 'eval-ms', 'eval-ratio', 'write-ms']) {
+      expect(f.get(figure), figure).toBeGreaterThan(0);
+    }
+    // The scratch copy is deleted; only the cached data set and its sidecar stay.
+    expect(readdirSync(dataDir).filter((f) => f.includes('.work.db'))).toEqual([]);
+  });
+
+  it('estimate: previews of every definition, exact at full sample, and a coverage count', () => {
+    const { code, lines, stderr } = bench('estimate', ['--trials', '10', '--sample', '100']);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    const f = figures('estimate', lines);
+    for (const name of ['nordics', 'buyers-30d', 'view-add-buy', 'vip-mix', 'tier-weighted-points']) {
+      for (const figure of ['first-2pct-ms', 'full-ratio', 'full-ms', 'floor-ms']) {
+        expect(f.get(`${figure}.${name}`), `${figure}.${name}`).toBeGreaterThan(0);
+      }
+    }
+    expect(f.get('full-ratio')).toBeGreaterThan(0);
+    const coverage = lines.find((l) => l.startsWith('bench estimate coverage='));
+    expect(coverage).toMatch(/^bench estimate coverage=(\d+) \/10 \(n=10, /);
+    // A 95 % interval misses 10 times out of 10 only if the interval is broken.
+    expect(f.get('coverage')).toBeGreaterThanOrEqual(5);
+  });
+});
