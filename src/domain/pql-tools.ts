@@ -2,7 +2,7 @@ import type { Connection } from '../db/index.js';
 import { PqlError } from '../pql/errors.js';
 import { evaluate } from '../pql/evaluate.js';
 import type { PqlJson } from '../pql/json.js';
-import { compilePredicate } from '../pql/to-sql.js';
+import { compileWhereCondition } from '../pql/to-sql.js';
 import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } from '../pql/types.js';
 import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
@@ -70,7 +70,7 @@ export function profilesMatching(
 ): Page<Profile> & { totalCount: () => number } {
   const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
   const query = pageQuery(args);
-  const predicate = compilePredicate(checked, { now: at });
+  const predicate = compileWhereCondition(checked, { now: at, sandboxId });
   const bounds: string[] = [];
   const boundParams: number[] = [];
   if (query.after) {

@@ -119,14 +119,23 @@ export function compilePredicate(checked: CheckedExpression, options: CompilePre
 
 /** `SELECT p.id AS id FROM profiles AS p WHERE p.sandbox_id = ? AND (<predicate>)`; the sandbox id is the first parameter. */
 export function compileToSql(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
-  // In WHERE a NULL condition already excludes the row, so the top-level condition needs no
-  // coalesce, and its conjuncts stay visible to the planner.
+  const condition = compileWhereCondition(checked, options);
+  return {
+    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${condition.sql})`,
+    params: [options.sandboxId, ...condition.params],
+  };
+}
+
+/**
+ * The definition as a condition for a WHERE clause over `profiles AS p` of one sandbox (the
+ * caller adds `p.sandbox_id = ?`). Unlike compilePredicate it may be NULL where the answer is
+ * "no": in WHERE a NULL already excludes the row, so the top-level condition needs no coalesce
+ * and its conjuncts stay visible to the planner.
+ */
+export function compileWhereCondition(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
   const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
   const s = value.topLevel ?? value.sql;
-  return {
-    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${s.text})`,
-    params: [options.sandboxId, ...s.params],
-  };
+  return { sql: s.text, params: [...s.params] };
 }
 
 function compileRoot(checked: CheckedExpression, now: number, sandboxId?: number): ScalarValue {

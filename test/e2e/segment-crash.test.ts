@@ -17,12 +17,17 @@ const EXPRESSIONS = [
   'loyalty.tier.matches("(?i)^g.*d$") and xEvent[eventType = "none"].count() = 0',
   'loyalty.points > 500 and not (loyalty.tier = "gold")',
   'inSegment("Crash 0") or loyalty.points < 10',
+  // Enough regex work (a JS call per profile) that the job is still running when it is killed.
+  ...Array.from(
+    { length: 12 },
+    (_, i) => `loyalty.tier.matches("(?i)^(g|s).*${'d'.repeat((i % 2) + 1)}?r?$") or loyalty.points = ${i}`,
+  ),
 ];
 
 it('re-runs a segment job killed mid-way to SUCCEEDED, with the memberships of an uninterrupted run', async () => {
   let server = await spawnServer(dataDir, env);
-  for (let k = 0; k < 3; k++) {
-    const records = Array.from({ length: 6000 }, (_, i) => ({
+  for (let k = 0; k < 4; k++) {
+    const records = Array.from({ length: 8000 }, (_, i) => ({
       identities: [{ namespace: 'email', id: `k${k}-${i}` }],
       attributes: { loyalty: { tier: ['gold', 'silver', 'bronze'][i % 3], points: (i * 37) % 1000 } },
     }));

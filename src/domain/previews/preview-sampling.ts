@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate } from '../../pql/to-sql.js';
+import { compileWhereCondition } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts } from './estimate.js';
@@ -68,7 +68,7 @@ function mix32(x: number): number {
 export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskHooks): Estimate {
   const { sqlite } = conn;
   const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
-  const predicate = compilePredicate(checked, { now: plan.now });
+  const predicate = compileWhereCondition(checked, { now: plan.now, sandboxId: plan.sandboxId });
   const qualifying: number[] = [];
   let estimate: Estimate;
   sqlite.exec('DROP TABLE IF EXISTS temp.sample_ids');

@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate } from '../../pql/to-sql.js';
+import { compileWhereCondition } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
@@ -14,7 +14,7 @@ export interface SegmentPlan {
   definitions: { definitionId: number; audienceId: number; expressionText: string }[];
   /** Audiences named by inSegment in any of the definitions (inside the job or not). */
   referencedAudienceIds: number[];
-  /** Profiles per chunk: the unit of progress and of cancel checks. */
+  /** Every chunkSize-th profile id of the scan reports progress and checks for a cancel. */
   chunkSize: number;
   /** Kept with the result, e.g. definitions skipped because their audience is INACTIVE. */
   notes: string[];
@@ -98,28 +98,36 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
           .run(sandboxId, JSON.stringify(plan.referencedAudienceIds));
       }
       const total = totalProfiles * plan.definitions.length;
-      let done = 0;
+      const span = range.lo != null && range.hi != null ? range.hi - range.lo + 1 : 1;
+      let before = 0;
       hooks.progress(0, total);
+      // One statement per definition, so every sub-query list (inSegment, grouped events) is built once
+      // per definition, not once per chunk. Progress and cancel ride inside the scan: every
+      // `chunkSize`-th profile id calls segql_tick, which reports how far the scan is and throws when
+      // a cancel was asked for (aborting the statement).
+      sqlite.function('segql_tick', { deterministic: false }, (id: unknown) => {
+        if (hooks.cancelled()) throw new TaskCancelled();
+        const position = Math.min(
+          totalProfiles,
+          Math.round((((id as number) - (range.lo ?? 0)) / span) * totalProfiles),
+        );
+        hooks.progress(before + position, total);
+        return 1;
+      });
       const segStart = performance.now();
       for (const def of plan.definitions) {
+        if (hooks.cancelled()) throw new TaskCancelled();
         const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
-        const predicate = compilePredicate(checked, { now });
-        const insert = sqlite.prepare(
-          `INSERT INTO temp.job_result (audience_id, profile_id)
-           SELECT ?, p.id FROM main.profiles AS p WHERE p.sandbox_id = ? AND p.id >= ? AND p.id < ? AND (${predicate.sql})`,
-        );
-        const count = sqlite
-          .prepare('SELECT count(*) FROM main.profiles WHERE sandbox_id = ? AND id >= ? AND id < ?')
-          .pluck();
-        if (range.lo != null && range.hi != null) {
-          for (let lo = range.lo; lo <= range.hi; lo += plan.chunkSize) {
-            if (hooks.cancelled()) throw new TaskCancelled();
-            const hi = lo + plan.chunkSize;
-            insert.run(def.audienceId, sandboxId, lo, hi, ...predicate.params);
-            done += count.get(sandboxId, lo, hi) as number;
-            hooks.progress(done, total);
-          }
-        }
+        const predicate = compileWhereCondition(checked, { now, sandboxId });
+        sqlite
+          .prepare(
+            `INSERT INTO temp.job_result (audience_id, profile_id)
+             SELECT ?, p.id FROM main.profiles AS p
+             WHERE p.sandbox_id = ? AND (p.id % ? != 0 OR segql_tick(p.id)) AND (${predicate.sql})`,
+          )
+          .run(def.audienceId, sandboxId, plan.chunkSize, ...predicate.params);
+        before += totalProfiles;
+        hooks.progress(before, total);
         if (shadow && plan.referencedAudienceIds.includes(def.audienceId)) {
           sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
           sqlite
