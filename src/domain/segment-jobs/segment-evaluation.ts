@@ -79,6 +79,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
   const shadow = plan.referencedAudienceIds.length > 0;
   let totalProfiles = 0;
   let segmentationMs = 0;
+  let namespaceCounts = new Map<number, Record<string, number>>();
   try {
     sqlite.exec('BEGIN');
     try {
@@ -138,26 +139,81 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
         }
       }
       segmentationMs = performance.now() - segStart;
+      namespaceCounts = countNamespaces(conn, plan);
     } finally {
       sqlite.exec('COMMIT');
     }
     // The shadow has done its job; writes below name main.memberships and must not see it.
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
     if (hooks.cancelled()) throw new TaskCancelled();
-    return writeResults(conn, plan, totalProfiles, segmentationMs, started, hooks);
+    return writeResults(conn, plan, { totalProfiles, segmentationMs, started, namespaceCounts }, hooks);
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
   }
 }
 
-function writeResults(
-  conn: Connection,
-  plan: SegmentPlan,
-  totalProfiles: number,
-  segmentationMs: number,
-  started: number,
-  hooks: EvaluationHooks,
-): SegmentMetrics {
+/**
+ * Qualifying profiles per identity namespace, for every audience of the plan. Each profile's
+ * set of namespaces becomes a bitmask once (one pass over the sandbox's identities), so each
+ * audience is a GROUP BY over a handful of masks instead of a join with the identities.
+ */
+function countNamespaces(conn: Connection, plan: SegmentPlan): Map<number, Record<string, number>> {
+  const { sqlite } = conn;
+  const out = new Map<number, Record<string, number>>();
+  const namespaces = sqlite
+    .prepare('SELECT DISTINCT namespace FROM main.identities WHERE sandbox_id = ? ORDER BY namespace')
+    .pluck()
+    .all(plan.sandboxId) as string[];
+  if (plan.definitions.length === 0 || namespaces.length === 0) return out;
+  if (namespaces.length > 52) {
+    // More namespaces than exact bits in a double: count per audience with a join instead.
+    const perAudience = sqlite.prepare(
+      `SELECT i.namespace AS namespace, count(DISTINCT r.profile_id) AS n FROM temp.job_result r
+       JOIN main.identities i ON i.profile_id = r.profile_id WHERE r.audience_id = ? GROUP BY i.namespace`,
+    );
+    for (const { audienceId } of plan.definitions) {
+      const rows = perAudience.all(audienceId) as { namespace: string; n: number }[];
+      out.set(audienceId, Object.fromEntries(rows.map((r) => [r.namespace, r.n])));
+    }
+    return out;
+  }
+  sqlite.exec('DROP TABLE IF EXISTS temp.profile_ns; DROP TABLE IF EXISTS temp.ns_bits');
+  sqlite.exec('CREATE TEMP TABLE ns_bits (namespace TEXT PRIMARY KEY, bit INTEGER NOT NULL)');
+  const insertBit = sqlite.prepare('INSERT INTO temp.ns_bits VALUES (?, ?)');
+  namespaces.forEach((ns, i) => insertBit.run(ns, 2 ** i));
+  sqlite.exec('CREATE TEMP TABLE profile_ns (profile_id INTEGER PRIMARY KEY, mask INTEGER NOT NULL)');
+  sqlite
+    .prepare(
+      `INSERT INTO temp.profile_ns SELECT i.profile_id, sum(DISTINCT b.bit) FROM main.identities i
+       JOIN temp.ns_bits b ON b.namespace = i.namespace WHERE i.sandbox_id = ? GROUP BY i.profile_id`,
+    )
+    .run(plan.sandboxId);
+  const masks = sqlite.prepare(
+    `SELECT n.mask AS mask, count(*) AS c FROM temp.job_result r JOIN temp.profile_ns n ON n.profile_id = r.profile_id
+     WHERE r.audience_id = ? GROUP BY n.mask`,
+  );
+  for (const { audienceId } of plan.definitions) {
+    const counts: Record<string, number> = {};
+    for (const { mask, c } of masks.all(audienceId) as { mask: number; c: number }[]) {
+      namespaces.forEach((ns, i) => {
+        if (Math.floor(mask / 2 ** i) % 2 === 1) counts[ns] = (counts[ns] ?? 0) + c;
+      });
+    }
+    out.set(audienceId, counts);
+  }
+  sqlite.exec('DROP TABLE IF EXISTS temp.profile_ns; DROP TABLE IF EXISTS temp.ns_bits');
+  return out;
+}
+
+interface ReadPhase {
+  totalProfiles: number;
+  segmentationMs: number;
+  started: number;
+  namespaceCounts: Map<number, Record<string, number>>;
+}
+
+function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hooks: EvaluationHooks): SegmentMetrics {
+  const { totalProfiles, segmentationMs, started } = read;
   const { sqlite } = conn;
   const { sandboxId, now, jobId } = plan;
   const cause = `job:${jobId}`;
@@ -193,7 +249,10 @@ function writeResults(
     enter: sqlite.prepare(
       `INSERT INTO main.memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        SELECT ?, r.audience_id, r.profile_id, 'REALIZED', ?, ?, NULL FROM temp.job_result r
-       WHERE r.audience_id = ? AND EXISTS (SELECT 1 FROM main.profiles p WHERE p.id = r.profile_id)
+       WHERE r.audience_id = ?
+         -- A profile deleted since the read snapshot gets no membership; the (sandbox_id, id) index answers
+         -- that without reading the profile's row.
+         AND EXISTS (SELECT 1 FROM main.profiles p INDEXED BY profiles_sandbox_id WHERE p.sandbox_id = ? AND p.id = r.profile_id)
        ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
          last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
        WHERE memberships.status = 'EXITED'`,
@@ -203,10 +262,6 @@ function writeResults(
     size: sqlite.prepare(
       `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')),
        last_evaluated_at = ? WHERE id = ?`,
-    ),
-    namespaces: sqlite.prepare(
-      `SELECT i.namespace AS namespace, count(DISTINCT r.profile_id) AS n FROM temp.job_result r
-       JOIN main.identities i ON i.profile_id = r.profile_id WHERE r.audience_id = ? GROUP BY i.namespace ORDER BY i.namespace`,
     ),
     jobStatus: sqlite.prepare('SELECT status FROM main.jobs WHERE id = ?').pluck(),
     finish: sqlite.prepare(
@@ -233,14 +288,12 @@ function writeResults(
         const exited = s.exit.run(now, now, audienceId).changes;
         const existing = s.stay.run(now, audienceId).changes;
         const qualified = s.qualified.get(audienceId) as number;
-        s.enter.run(sandboxId, now, now, audienceId);
+        s.enter.run(sandboxId, now, now, audienceId, sandboxId);
         s.purge.run(audienceId, now - EXITED_RETENTION_MS);
         s.size.run(audienceId, now, audienceId);
         metrics.segmentedProfileCounter[key] = qualified;
         metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
-        metrics.segmentedProfileByNamespaceCounter[key] = Object.fromEntries(
-          (s.namespaces.all(audienceId) as { namespace: string; n: number }[]).map((r) => [r.namespace, r.n]),
-        );
+        metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};
       }
       metrics.totalTimeMs = Math.round(performance.now() - started);
       const wallNow = Date.now();
