@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compileWhereCondition } from '../../pql/to-sql.js';
+import { compilePredicate, compileWhereCondition } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts } from './estimate.js';
@@ -74,7 +74,10 @@ const TIGHT_ENOUGH = 0.005;
 export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskHooks): Estimate {
   const { sqlite } = conn;
   const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
-  const predicate = compileWhereCondition(checked, { now: plan.now, sandboxId: plan.sandboxId });
+  // Random chunks use the correlated form (work per sampled profile); the final scan uses the WHERE
+  // form whose event conditions are one pass over the sandbox's events.
+  const predicate = compilePredicate(checked, { now: plan.now });
+  const scanCondition = compileWhereCondition(checked, { now: plan.now, sandboxId: plan.sandboxId });
   let estimate: Estimate;
   sqlite.exec('DROP TABLE IF EXISTS temp.sample_ids; DROP TABLE IF EXISTS temp.preview_hits');
   sqlite.exec('CREATE TEMP TABLE preview_hits (id INTEGER PRIMARY KEY)');
@@ -146,9 +149,9 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
         sqlite
           .prepare(
             `INSERT INTO temp.preview_hits (id) SELECT p.id FROM main.profiles AS p
-             WHERE p.sandbox_id = ? AND (p.id % 20000 != 0 OR segql_tick(p.id)) AND (${predicate.sql})`,
+             WHERE p.sandbox_id = ? AND (p.id % 20000 != 0 OR segql_tick(p.id)) AND (${scanCondition.sql})`,
           )
-          .run(plan.sandboxId, ...predicate.params);
+          .run(plan.sandboxId, ...scanCondition.params);
         const namespaces = sqlite
           .prepare(
             `SELECT i.namespace AS namespace, count(DISTINCT h.id) AS c FROM temp.preview_hits h
