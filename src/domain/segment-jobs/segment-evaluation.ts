@@ -180,7 +180,7 @@ function countNamespaces(conn: Connection, plan: SegmentPlan): Map<number, Recor
   sqlite.exec('DROP TABLE IF EXISTS temp.profile_ns; DROP TABLE IF EXISTS temp.ns_bits');
   sqlite.exec('CREATE TEMP TABLE ns_bits (namespace TEXT PRIMARY KEY, bit INTEGER NOT NULL)');
   const insertBit = sqlite.prepare('INSERT INTO temp.ns_bits VALUES (?, ?)');
-  namespaces.forEach((ns, i) => insertBit.run(ns, 2 ** i));
+  for (const [i, ns] of namespaces.entries()) insertBit.run(ns, 2 ** i);
   sqlite.exec('CREATE TEMP TABLE profile_ns (profile_id INTEGER PRIMARY KEY, mask INTEGER NOT NULL)');
   sqlite
     .prepare(
