@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { defaultSampleSize, estimateFromSample, normalQuantile } from '../../src/domain/previews/estimate.js';
-import { permutation } from '../../src/domain/previews/preview-sampling.js';
+import { permutation } from '../../src/domain/previews/preview-samplers.js';
 
 describe('estimates', () => {
   it('has the textbook normal quantiles', () => {
