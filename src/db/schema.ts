@@ -39,7 +39,11 @@ export const identities = sqliteTable(
     profileId: integer('profile_id').notNull(),
     createdAt: integer('created_at').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.sandboxId, t.namespace, t.value] }), index('identities_profile').on(t.profileId)],
+  (t) => [
+    primaryKey({ columns: [t.sandboxId, t.namespace, t.value] }),
+    // Covers the namespace too: counting qualifying profiles per namespace never reads the table.
+    index('identities_profile_namespace').on(t.profileId, t.namespace),
+  ],
 );
 
 export const events = sqliteTable(
@@ -239,13 +243,14 @@ export const definitionDependencies = sqliteTable(
   ],
 );
 
-/** Qualifying profiles of a preview's sample (paged by Preview.results); deleted with the preview. */
-export const previewResults = sqliteTable(
-  'preview_results',
-  {
-    sandboxId: integer('sandbox_id').notNull(),
-    jobId: integer('job_id').notNull(),
-    profileId: integer('profile_id').notNull(),
-  },
-  (t) => [primaryKey({ columns: [t.jobId, t.profileId] })],
-);
+/**
+ * Qualifying profiles of a preview's sample: one row per preview holding the sorted profile ids
+ * packed as little-endian float64s (a whole-store preview can have hundreds of thousands; one
+ * blob writes in a millisecond and pages by binary search). Deleted with the preview.
+ */
+export const previewResults = sqliteTable('preview_results', {
+  jobId: integer('job_id').primaryKey(),
+  sandboxId: integer('sandbox_id').notNull(),
+  profileIds: blob('profile_ids', { mode: 'buffer' }).notNull(),
+  count: integer('count').notNull(),
+});

@@ -42,20 +42,19 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
   const predicate = compilePredicate(checked, { now: plan.now });
   const scanCondition = compileWhereCondition(checked, { now: plan.now, sandboxId: plan.sandboxId });
   let estimate: Estimate;
-  sqlite.exec('DROP TABLE IF EXISTS temp.preview_hits');
-  sqlite.exec('CREATE TEMP TABLE preview_hits (id INTEGER PRIMARY KEY)');
-  try {
-    sqlite.exec('BEGIN');
+  let qualifying: number[] = [];
+  sqlite.exec('BEGIN');
+  {
     let sampler: Sampler | undefined;
     try {
       sampler = openSampler(conn, plan.sandboxId, plan.seed, predicate);
       const { population } = sampler;
       const n = defaultSampleSize(population, plan.sampleSize);
       const wholeStore = n === population;
-      const keep = sqlite.prepare('INSERT OR IGNORE INTO temp.preview_hits (id) SELECT value FROM json_each(?)');
+      // Hits first, then a seek per hit on the (profile_id, namespace) index; never a scan of identities.
       const namespacesOf = sqlite.prepare(
-        `SELECT namespace, count(DISTINCT profile_id) AS c FROM main.identities
-         WHERE profile_id IN (SELECT value FROM json_each(?)) GROUP BY namespace`,
+        `SELECT i.namespace AS namespace, count(DISTINCT j.value) AS c FROM json_each(?) AS j
+         CROSS JOIN main.identities AS i ON i.profile_id = j.value GROUP BY i.namespace`,
       );
       const counts: SampleCounts = { read: 0, qualified: 0, population, namespaces: {} };
       // Small chunks first, so a running estimate arrives within moments; larger ones amortise the per-chunk work.
@@ -69,7 +68,7 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
         if (read === 0) break;
         if (hits.length > 0) {
           const list = JSON.stringify(hits);
-          if (!wholeStore) keep.run(list);
+          if (!wholeStore) for (const id of hits) qualifying.push(id);
           for (const row of namespacesOf.all(list) as { namespace: string; c: number }[]) {
             counts.namespaces[row.namespace] = (counts.namespaces[row.namespace] ?? 0) + row.c;
           }
@@ -93,20 +92,19 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
           hooks.progress({ done, total: n, estimate: runningEstimate } satisfies PreviewProgress);
           return 1;
         });
-        sqlite
+        qualifying = sqlite
           .prepare(
-            `INSERT INTO temp.preview_hits (id) SELECT p.id FROM main.profiles AS p
+            `SELECT p.id FROM main.profiles AS p
              WHERE p.sandbox_id = ? AND (p.id % 20000 != 0 OR segql_tick(p.id)) AND (${scanCondition.sql})`,
           )
-          .run(plan.sandboxId, ...scanCondition.params);
-        const namespaces = sqlite
-          .prepare(
-            `SELECT i.namespace AS namespace, count(DISTINCT h.id) AS c FROM temp.preview_hits h
-             JOIN main.identities i ON i.profile_id = h.id GROUP BY i.namespace`,
-          )
-          .all() as { namespace: string; c: number }[];
+          .pluck()
+          .all(plan.sandboxId, ...scanCondition.params) as number[];
+        const namespaces =
+          qualifying.length > 0
+            ? (namespacesOf.all(JSON.stringify(qualifying)) as { namespace: string; c: number }[])
+            : [];
         counts.read = population;
-        counts.qualified = sqlite.prepare('SELECT count(*) FROM temp.preview_hits').pluck().get() as number;
+        counts.qualified = qualifying.length;
         counts.namespaces = Object.fromEntries(namespaces.map((r) => [r.namespace, r.c]));
       }
       estimate = estimateFromSample(counts, plan.confidenceLevel, true);
@@ -119,11 +117,17 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       .transaction(() => {
         const status = sqlite.prepare('SELECT status FROM jobs WHERE id = ?').pluck().get(plan.jobId);
         if (status !== 'PROCESSING') throw new TaskCancelled();
+        const sorted = Float64Array.from(qualifying).sort();
         sqlite
           .prepare(
-            'INSERT OR IGNORE INTO preview_results (sandbox_id, job_id, profile_id) SELECT ?, ?, id FROM temp.preview_hits',
+            'INSERT OR REPLACE INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES (?, ?, ?, ?)',
           )
-          .run(plan.sandboxId, plan.jobId);
+          .run(
+            plan.jobId,
+            plan.sandboxId,
+            Buffer.from(sorted.buffer, sorted.byteOffset, sorted.byteLength),
+            sorted.length,
+          );
         const now = Date.now();
         sqlite
           .prepare(
@@ -139,8 +143,6 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
           );
       })
       .immediate();
-  } finally {
-    sqlite.exec('DROP TABLE IF EXISTS temp.preview_hits');
   }
   return estimate;
 }

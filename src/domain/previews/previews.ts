@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { jobs, previewResults } from '../../db/schema.js';
 import type { App } from '../app.js';
 import { requireDefinition } from '../definitions.js';
@@ -7,7 +7,7 @@ import { checkExpression, type ExpressionInput } from '../expressions.js';
 import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
 import { insertJob, type Job, jobById, updateJob } from '../jobs/job-store.js';
 import { TaskCancelledError } from '../jobs/worker-thread.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
 import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
@@ -139,7 +139,7 @@ export function deletePreview(app: App, id: number): number {
   return id;
 }
 
-/** The qualifying profiles of a preview's sample, in profile-id order. */
+/** The qualifying profiles of a preview's sample, in profile-id order (paged over the packed, sorted ids). */
 export function listPreviewResults(
   app: App,
   sandboxId: number,
@@ -148,25 +148,46 @@ export function listPreviewResults(
 ): Page<Profile> & { totalCount: () => number } {
   const { conn } = app;
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(previewResults.sandboxId, sandboxId), eq(previewResults.jobId, jobId)];
-  const base = [...conditions];
-  if (query.after) conditions.push(gt(previewResults.profileId, Number(query.after[0])));
-  if (query.before) conditions.push(lt(previewResults.profileId, Number(query.before[0])));
-  const ids = conn.db
-    .select({ id: previewResults.profileId })
+  const row = conn.db
+    .select({ profileIds: previewResults.profileIds, count: previewResults.count })
     .from(previewResults)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? asc(previewResults.profileId) : desc(previewResults.profileId))
-    .limit(query.fetch)
-    .all()
-    .map((r) => r.id);
-  const page = toPage(ids, query, (id) => [id]);
+    .where(and(eq(previewResults.sandboxId, sandboxId), eq(previewResults.jobId, jobId)))
+    .get();
+  // Copied into a fresh buffer: a blob's bytes need not sit at an 8-byte-aligned offset.
+  const all = row ? new Float64Array(new Uint8Array(row.profileIds).buffer) : new Float64Array(0);
+  // First index with id > key (sorted ascending), by binary search.
+  const upper = (key: number) => {
+    let lo = 0;
+    let hi = all.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (all[mid]! <= key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const lowerOf = (key: number) => {
+    let lo = 0;
+    let hi = all.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (all[mid]! < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  };
+  const from = query.after ? upper(Number(query.after[0])) : 0;
+  const to = query.before ? lowerOf(Number(query.before[0])) : all.length;
+  const window = Array.from(all.subarray(from, Math.max(from, to)));
+  // Rows in query direction with one extra, as toPage expects.
+  const rows = query.direction === 'forward' ? window.slice(0, query.fetch) : window.slice(-query.fetch).reverse();
+  const page = toPage(rows, query, (id) => [id]);
   const found = profilesByIds(conn, sandboxId, page.items);
   return {
     ...page,
     // A profile deleted since the preview ran drops out of its results.
     items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
-    totalCount: () => countRows(conn, previewResults, and(...base)),
+    totalCount: () => row?.count ?? 0,
   };
 }
 
