@@ -99,10 +99,19 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
           )
           .pluck()
           .all(plan.sandboxId, ...scanCondition.params) as number[];
+        // The namespace distribution stays an estimate (as its name says): the random part's shares applied
+        // to the exact count. Counting it exactly costs an index seek per hit, as much as the scan itself.
+        // Only when the random part found no hit to take shares from is it counted.
+        const sampled = counts.qualified;
         const namespaces =
-          qualifying.length > 0
-            ? (namespacesOf.all(JSON.stringify(qualifying)) as { namespace: string; c: number }[])
-            : [];
+          sampled > 0
+            ? Object.entries(counts.namespaces).map(([namespace, c]) => ({
+                namespace,
+                c: Math.round((c / sampled) * qualifying.length),
+              }))
+            : qualifying.length > 0
+              ? (namespacesOf.all(JSON.stringify(qualifying)) as { namespace: string; c: number }[])
+              : [];
         counts.read = population;
         counts.qualified = qualifying.length;
         counts.namespaces = Object.fromEntries(namespaces.map((r) => [r.namespace, r.c]));

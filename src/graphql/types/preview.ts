@@ -43,7 +43,8 @@ const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
     exact: t.boolean({ description: 'The sample was the whole population.', resolve: (v) => v.estimate.exact }),
     estimatedNamespaceDistribution: t.field({
       type: [NamespaceCountType],
-      description: 'Qualifying profiles per identity namespace, scaled to the population.',
+      description:
+        "Qualifying profiles per identity namespace, scaled to the population. Always an estimate: when the whole store was read, the random-order part's shares are applied to the exact count.",
       resolve: (v) => v.estimate.estimatedNamespaceDistribution,
     }),
     computedAt: t.field({ type: 'DateTime', resolve: (v) => v.estimate.computedAt }),
