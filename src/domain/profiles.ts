@@ -84,18 +84,20 @@ export function profileByIdentity(conn: Connection, sandboxId: number, identity:
   return id === undefined ? undefined : profileById(conn, sandboxId, id);
 }
 
+const eventColumns = {
+  id: events.id,
+  profileId: events.profileId,
+  eventId: events.eventId,
+  timestamp: events.ts,
+  eventType: events.eventType,
+  payload: sql<string>`json(${events.payload})`,
+};
+
 export function eventsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, StoredEvent> {
   const out = new Map<number, StoredEvent>();
   if (ids.length === 0) return out;
   const rows = conn.db
-    .select({
-      id: events.id,
-      profileId: events.profileId,
-      eventId: events.eventId,
-      timestamp: events.ts,
-      eventType: events.eventType,
-      payload: sql<string>`json(${events.payload})`,
-    })
+    .select(eventColumns)
     .from(events)
     .where(and(eq(events.sandboxId, sandboxId), inArray(events.id, [...ids])))
     .all();
@@ -202,14 +204,7 @@ export function listEvents(
   }
   const forward = query.direction === 'forward';
   const rows = conn.db
-    .select({
-      id: events.id,
-      profileId: events.profileId,
-      eventId: events.eventId,
-      timestamp: events.ts,
-      eventType: events.eventType,
-      payload: sql<string>`json(${events.payload})`,
-    })
+    .select(eventColumns)
     .from(events)
     .where(and(...conditions))
     .orderBy(...(forward ? [desc(events.ts), desc(events.id)] : [asc(events.ts), asc(events.id)]))

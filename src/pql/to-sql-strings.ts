@@ -6,6 +6,7 @@
  */
 import type { ExpressionNode, LikeNode, MethodCallNode } from './ast.js';
 import { codePointLength, lowerText, upperText } from './runtime.js';
+import { STRING_PREDICATES } from './runtime-strings.js';
 import type { CompileContext, Env } from './to-sql-context.js';
 import {
   conditionSql,
@@ -22,16 +23,7 @@ import {
   valueSql,
 } from './to-sql-fragment.js';
 
-const STRING_PREDICATE_NAMES = new Set([
-  'equals',
-  'notEqualTo',
-  'startsWith',
-  'endsWith',
-  'contains',
-  'doesNotStartWith',
-  'doesNotEndWith',
-  'doesNotContain',
-]);
+const STRING_PREDICATE_NAMES: ReadonlySet<string> = new Set(STRING_PREDICATES);
 
 export function literalString(node: ExpressionNode | undefined): string {
   if (node?.kind === 'Literal' && typeof node.value === 'string') return node.value;
