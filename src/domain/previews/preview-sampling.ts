@@ -23,7 +23,7 @@ export interface PreviewProgress {
 }
 
 /** Random-order reading stops once the interval is this tight (a share of the population) when a full scan follows. */
-const TIGHT_ENOUGH = 0.005;
+const TIGHT_ENOUGH = 0.01;
 
 /**
  * The job-worker task of a preview. Inside one read snapshot: walk a seeded random
