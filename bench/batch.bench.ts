@@ -21,14 +21,14 @@ import { basename, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { DEFAULT_LIMITS } from '../src/config.js';
 import { type Connection, openDatabase } from '../src/db/index.js';
-import { createSegmentDefinition, dependenciesOf, type SegmentDefinition } from '../src/domain/definitions.js';
+import { createSegmentDefinition, type SegmentDefinition } from '../src/domain/definitions.js';
 import { insertJob, jobById, updateJob } from '../src/domain/jobs/job-store.js';
 import {
   evaluateSegmentPlan,
   type SegmentMetrics,
   type SegmentPlan,
 } from '../src/domain/segment-jobs/segment-evaluation.js';
-import { dependencyOrder } from '../src/domain/segment-jobs/segment-job.js';
+import { orderedPlan } from '../src/domain/segment-jobs/segment-job.js';
 import { FLOORS, type FloorContext, type FloorQuery } from './floor.sql.js';
 import {
   type Dataset,
@@ -188,30 +188,15 @@ export function createReferenceSegments(
     ),
   }));
   const all = created.map((c) => c.definition);
-  const deps = dependenciesOf(
-    conn,
-    sandboxId,
-    all.map((d) => d.id),
-  );
-  const ordered = dependencyOrder(all, deps);
+  // The handler's own plan builder; the jobId is set per run.
+  const { jobId: _jobId, ...plan } = orderedPlan(conn, sandboxId, all, { jobId: 0, now, chunkSize, notes: [] });
   const byName = new Map(created.map((c) => [c.reference.name, c.definition.audienceId]));
   return {
     sandboxId,
     now,
     profiles: dataset.profiles,
     created,
-    plan: {
-      sandboxId,
-      now,
-      definitions: ordered.map((d) => ({
-        definitionId: d.id,
-        audienceId: d.audienceId,
-        expressionText: d.expressionText,
-      })),
-      referencedAudienceIds: [...new Set([...deps.values()].flat())],
-      chunkSize,
-      notes: [],
-    },
+    plan,
     audienceIds: all.map((d) => d.audienceId),
     floorContext: {
       sandboxId,

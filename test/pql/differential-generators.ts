@@ -7,6 +7,7 @@
  */
 import fc from 'fast-check';
 import { addUnits, dayStart, periodStart, toCanonicalIso } from '../../src/pql/runtime.js';
+import { STRING_PREDICATES } from '../../src/pql/runtime-strings.js';
 import type { MembershipStatus, TestEvent, TestProfile } from './differential-harness.js';
 
 const H = 3_600_000;
@@ -526,21 +527,7 @@ export class PqlGenerator {
         },
         {
           arbitrary: fc
-            .tuple(
-              s,
-              fc.constantFrom(
-                'equals',
-                'notEqualTo',
-                'startsWith',
-                'endsWith',
-                'contains',
-                'doesNotStartWith',
-                'doesNotEndWith',
-                'doesNotContain',
-              ),
-              fc.oneof(strLit, strLit, s0),
-              caseArg,
-            )
+            .tuple(s, fc.constantFrom(...STRING_PREDICATES), fc.oneof(strLit, strLit, s0), caseArg)
             .map(([x, m, y, cs]) => `${paren(x)}.${m}(${y}${cs})`),
           weight: 4,
         },

@@ -1,3 +1,4 @@
+import type { Connection } from '../../db/index.js';
 import type { App } from '../app.js';
 import { audiencesByIds } from '../audiences.js';
 import { definitionsByIds, dependenciesOf, requireDefinition, type SegmentDefinition } from '../definitions.js';
@@ -95,24 +96,33 @@ function buildPlan(app: App, job: Job, now: number): SegmentPlan {
     }
     selected.push(def);
   }
+  return orderedPlan(conn, sandboxId, selected, { jobId: job.id, now, chunkSize: app.limits.segmentChunkSize, notes });
+}
+
+/**
+ * The plan for evaluating `definitions`: in inSegment dependency order, with every audience
+ * they name (inside the plan or not). The job handler and the batch benchmark both use it.
+ */
+export function orderedPlan(
+  conn: Connection,
+  sandboxId: number,
+  definitions: SegmentDefinition[],
+  options: { jobId: number; now: number; chunkSize: number; notes: string[] },
+): SegmentPlan {
   const deps = dependenciesOf(
     conn,
     sandboxId,
-    selected.map((d) => d.id),
+    definitions.map((d) => d.id),
   );
-  const ordered = dependencyOrder(selected, deps);
   return {
-    jobId: job.id,
+    ...options,
     sandboxId,
-    now,
-    definitions: ordered.map((d) => ({
+    definitions: dependencyOrder(definitions, deps).map((d) => ({
       definitionId: d.id,
       audienceId: d.audienceId,
       expressionText: d.expressionText,
     })),
     referencedAudienceIds: [...new Set([...deps.values()].flat())],
-    chunkSize: app.limits.segmentChunkSize,
-    notes,
   };
 }
 
