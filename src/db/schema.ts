@@ -10,6 +10,11 @@ export const sandboxes = sqliteTable('sandboxes', {
   id: integer('id').primaryKey({ autoIncrement: true }),
   name: text('name').notNull().unique(),
   createdAt: integer('created_at').notNull(),
+  /**
+   * How many profiles the sandbox has, kept by triggers on `profiles` (drizzle/0005): samplers and
+   * jobs need the population at once, and count(*) reads the whole (sandbox_id, id) index.
+   */
+  profileCount: integer('profile_count').notNull().default(0),
 });
 
 export const profiles = sqliteTable(

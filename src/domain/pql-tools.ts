@@ -2,7 +2,7 @@ import type { Connection } from '../db/index.js';
 import { PqlError } from '../pql/errors.js';
 import { evaluate } from '../pql/evaluate.js';
 import type { PqlJson } from '../pql/json.js';
-import { compileWhereCondition } from '../pql/to-sql.js';
+import { compileToSql, type IdCondition } from '../pql/to-sql.js';
 import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } from '../pql/types.js';
 import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
@@ -70,35 +70,27 @@ export function profilesMatching(
 ): Page<Profile> & { totalCount: () => number } {
   const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
   const query = pageQuery(args);
-  const predicate = compileWhereCondition(checked, { now: at, sandboxId });
-  const bounds: string[] = [];
-  const boundParams: number[] = [];
-  if (query.after) {
-    bounds.push('p.id > ?');
-    boundParams.push(Number(query.after[0]));
-  }
-  if (query.before) {
-    bounds.push('p.id < ?');
-    boundParams.push(Number(query.before[0]));
-  }
+  const bounds: IdCondition[] = [];
+  if (query.after) bounds.push({ sql: 'p.id > ?', params: [Number(query.after[0])] });
+  if (query.before) bounds.push({ sql: 'p.id < ?', params: [Number(query.before[0])] });
+  const page = compileToSql(checked, { now: at, sandboxId, where: bounds });
   const order = query.direction === 'forward' ? 'ASC' : 'DESC';
   const ids = conn.sqlite
-    .prepare(
-      `SELECT p.id FROM profiles AS p WHERE p.sandbox_id = ? ${bounds.map((b) => `AND ${b} `).join('')}AND (${predicate.sql})
-       ORDER BY p.id ${order} LIMIT ?`,
-    )
+    .prepare(`SELECT id FROM (${page.sql}) ORDER BY id ${order} LIMIT ?`)
     .pluck()
-    .all(sandboxId, ...boundParams, ...predicate.params, query.fetch) as number[];
-  const page = toPage(ids, query, (id) => [id]);
-  const found = profilesByIds(conn, sandboxId, page.items);
+    .all(...page.params, query.fetch) as number[];
+  const result = toPage(ids, query, (id) => [id]);
+  const found = profilesByIds(conn, sandboxId, result.items);
   return {
-    ...page,
-    items: page.items.map((id) => found.get(id)!),
-    totalCount: () =>
-      conn.sqlite
-        .prepare(`SELECT count(*) FROM profiles AS p WHERE p.sandbox_id = ? AND (${predicate.sql})`)
+    ...result,
+    items: result.items.map((id) => found.get(id)!),
+    totalCount: () => {
+      const all = compileToSql(checked, { now: at, sandboxId });
+      return conn.sqlite
+        .prepare(`SELECT count(*) FROM (${all.sql})`)
         .pluck()
-        .get(sandboxId, ...predicate.params) as number,
+        .get(...all.params) as number;
+    },
   };
 }
 

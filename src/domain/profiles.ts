@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, exists, gt, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { events, identities, membershipHistory, memberships, profiles } from '../db/schema.js';
+import { events, identities, membershipHistory, memberships, profiles, sandboxes } from '../db/schema.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
@@ -246,6 +246,31 @@ export function deleteProfile(conn: Connection, sandboxId: number, identity: Ide
     .immediate();
 }
 
+/** How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan. */
 export function countProfiles(conn: Connection, sandboxId: number): number {
-  return countRows(conn, profiles, eq(profiles.sandboxId, sandboxId));
+  const row = conn.db.select({ n: sandboxes.profileCount }).from(sandboxes).where(eq(sandboxes.id, sandboxId)).get();
+  return row?.n ?? 0;
+}
+
+export interface ProfileIdRange {
+  /** Lowest and highest profile id; null when the sandbox has none. */
+  lo: number | null;
+  hi: number | null;
+  count: number;
+}
+
+/** A sandbox's profile ids at a glance, without a scan: two seeks of the (sandbox_id, id) index and the kept count. */
+export function profileIdRange(conn: Connection, sandboxId: number): ProfileIdRange {
+  // Separate statements: SQLite answers a lone min() or max() with one index seek, both together with a scan.
+  const lo = conn.db
+    .select({ v: sql<number | null>`min(${profiles.id})` })
+    .from(profiles)
+    .where(eq(profiles.sandboxId, sandboxId))
+    .get();
+  const hi = conn.db
+    .select({ v: sql<number | null>`max(${profiles.id})` })
+    .from(profiles)
+    .where(eq(profiles.sandboxId, sandboxId))
+    .get();
+  return { lo: lo?.v ?? null, hi: hi?.v ?? null, count: countProfiles(conn, sandboxId) };
 }

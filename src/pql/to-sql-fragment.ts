@@ -6,6 +6,7 @@
  * Nothing the user wrote is ever spliced into SQL text: user values go through `param()`;
  * `raw()` takes only text this compiler itself produced (aliases, keywords, operators).
  */
+import type { DrivenIds, IdSets } from './to-sql-sets.js';
 import type { PqlType } from './types.js';
 
 export class Sql {
@@ -81,6 +82,10 @@ export interface ScalarValue {
    * EXISTS-to-join rewrite (see `existsSql`).
    */
   topLevel?: Sql;
+  /** For a condition: the profiles it holds / fails for as uncorrelated id queries (to-sql-sets.ts). */
+  idSets?: IdSets;
+  /** For a condition: a set of ids to start from, with conditions on `p.id` only (to-sql-sets.ts). */
+  driven?: DrivenIds;
   /** For an aggregate over events: what a comparison with a constant needs to become a grouped sub-query. */
   eventAggregate?: EventAggregate;
   /** For `age(t)`: t, so a comparison with a constant becomes a range on t. */

@@ -83,7 +83,8 @@ function balanced(text: string): boolean {
   return depth === 0;
 }
 
-type EventQuery = (select: string, tail?: Sql) => Sql;
+/** The events' `select` column(s); `distinct` when a profile with several such events must come once. */
+type EventQuery = (select: string, tail?: Sql, distinct?: boolean) => Sql;
 
 /** The events of `c` that also satisfy `extra`, as an uncorrelated query; undefined when they are tied to the profile row. */
 export function hoistEvents(
@@ -101,33 +102,40 @@ export function hoistEvents(
   // Without statistics, a guess at the cheaper plan. A type and a time window make a narrow
   // range of the (sandbox_id, event_type, ts) index: one pass beats a probe per profile. With
   // no type, the per-profile probe reads every event of the profile and its payload anyway,
-  // and one sequential pass over the table (`+` keeps the index out) beats it. A type without
-  // a window is often most of the events; the correlated probe stops at the first match.
+  // and one sequential pass over the table (NOT INDEXED: no index, not even one that would
+  // hand DISTINCT or GROUP BY its rows in profile order at a random read each) beats it. A type
+  // without a window is often most of the events; the correlated probe stops at the first match.
   if (typed && !windowed) return undefined;
-  const sandbox = sql`${typed ? '' : '+'}${alias}.sandbox_id = ${param(ctx.sandboxId)}`;
-  const where = joinSql([sandbox, ...conds], ' AND ');
-  return (select, tail) => sql`SELECT ${alias}.${select} FROM events AS ${alias} WHERE ${where}${tail ?? raw('')}`;
+  const where = joinSql([sql`${alias}.sandbox_id = ${param(ctx.sandboxId)}`, ...conds], ' AND ');
+  const from = `events AS ${alias}${typed ? '' : ' NOT INDEXED'}`;
+  return (select, tail, distinct) =>
+    sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${from} WHERE ${where}${tail ?? raw('')}`;
 }
 
 /**
- * `p.id IN (query)`, written `+p.id` so SQLite tests membership per profile row instead of
+ * `p.id IN (ids)`, written `+p.id` so SQLite tests membership per profile row instead of
  * looping over the list to seek profiles: with two such lists it would nest the loops (a
- * cross product of both lists) rather than materialise each once.
+ * cross product of both lists) rather than materialise each once. The ids are also the
+ * condition's id set (to-sql-sets.ts): those it holds for, or with `negated` those it fails for;
+ * `distinctIds` is the list without repeats where `ids` may have them (an IN list need not care).
  */
-function profileIn(query: Sql, negated = false): ScalarValue {
-  return predicate(sql`+${PROFILE_ALIAS}.id ${negated ? 'NOT IN' : 'IN'} (${query})`, false);
+function profileIn(ids: Sql, negated = false, distinctIds: Sql = ids): ScalarValue {
+  return {
+    ...predicate(sql`+${PROFILE_ALIAS}.id ${negated ? 'NOT IN' : 'IN'} (${ids})`, false),
+    idSets: negated ? { excluded: distinctIds } : { ids: distinctIds },
+  };
 }
 
 /** `exists` over events (`some event satisfies cond`), hoisted when it can be. */
 export function hoistExists(ctx: CompileContext, c: CollectionValue, cond: Sql): ScalarValue | undefined {
   const q = hoistEvents(ctx, c, [cond]);
-  return q && profileIn(q('profile_id'));
+  return q && profileIn(q('profile_id AS id'), false, q('profile_id AS id', undefined, true));
 }
 
 /** `forall` over events: no event fails cond (`counter` is that failure). */
 export function hoistForall(ctx: CompileContext, c: CollectionValue, counter: Sql): ScalarValue | undefined {
   const q = hoistEvents(ctx, c, [counter]);
-  return q && profileIn(q('profile_id'), true);
+  return q && profileIn(q('profile_id AS id'), true, q('profile_id AS id', undefined, true));
 }
 
 const SQL_OP: Record<CompareOp, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
@@ -143,7 +151,7 @@ export function hoistAggregateComparison(
   if (q === undefined) return undefined;
   const bound = param(k);
   const group = (having: Sql): Sql =>
-    q('profile_id', sql` GROUP BY ${agg.source.events!.alias}.profile_id HAVING ${having}`);
+    q('profile_id AS id', sql` GROUP BY ${agg.source.events!.alias}.profile_id HAVING ${having}`);
   switch (agg.fn) {
     case 'count': {
       const test = sql`count(*) ${SQL_OP[op]} ${bound}`;

@@ -70,6 +70,7 @@ import {
   existsPredicate,
   existsSql,
   FALSE,
+  joinSql,
   jsonPath,
   literal,
   NUMBER_TYPE,
@@ -78,13 +79,14 @@ import {
   predicate,
   raw,
   type ScalarValue,
-  type Sql,
+  Sql,
   STRING_TYPE,
   scalarOf,
   sql,
   valueSql,
 } from './to-sql-fragment.js';
 import { hoistAggregateComparison } from './to-sql-hoist.js';
+import { andSets, drivingIds, notSets, orSets } from './to-sql-sets.js';
 import { compileLike, compileStringMethod, literalString } from './to-sql-strings.js';
 import { compareAge, compileDatetimeMethod, compileOccurs } from './to-sql-time.js';
 import type { CheckedExpression } from './types.js';
@@ -117,25 +119,50 @@ export function compilePredicate(checked: CheckedExpression, options: CompilePre
   return { sql: s.text, params: [...s.params] };
 }
 
-/** `SELECT p.id AS id FROM profiles AS p WHERE p.sandbox_id = ? AND (<predicate>)`; the sandbox id is the first parameter. */
-export function compileToSql(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
-  const condition = compileWhereCondition(checked, options);
-  return {
-    sql: `SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ? AND (${condition.sql})`,
-    params: [options.sandboxId, ...condition.params],
-  };
+/** A condition of the caller's own on `p.id` (a page bound, a progress tick): compiler-made text, never user text. */
+export interface IdCondition {
+  sql: string;
+  params: readonly unknown[];
+}
+
+export interface CompileIdQueryOptions extends CompileToSqlOptions {
+  /** Conditions on `p.id` to add, ahead of the definition's own. */
+  where?: readonly IdCondition[];
 }
 
 /**
- * The definition as a condition for a WHERE clause over `profiles AS p` of one sandbox (the
- * caller adds `p.sandbox_id = ?`). Unlike compilePredicate it may be NULL where the answer is
- * "no": in WHERE a NULL already excludes the row, so the top-level condition needs no coalesce
- * and its conjuncts stay visible to the planner.
+ * The qualifying profiles of one sandbox, each once: `SELECT p.id AS id FROM … WHERE …`.
+ * A definition that is a set over memberships and grouped events (to-sql-sets.ts) starts
+ * from those ids and reads no profile row; any other scans the sandbox's profiles
+ * (`profiles AS p WHERE p.sandbox_id = ? AND (<condition>)`, the sandbox id the first
+ * parameter).
  */
-export function compileWhereCondition(checked: CheckedExpression, options: CompileToSqlOptions): SqlStatement {
+export function compileToSql(checked: CheckedExpression, options: CompileIdQueryOptions): SqlStatement {
   const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
-  const s = value.topLevel ?? value.sql;
+  const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
+  const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value);
+  const s = driven
+    ? sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${whereClause([...extra, ...driven.filters])}`
+    : sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${andClause([...extra, value.topLevel ?? value.sql])}`;
   return { sql: s.text, params: [...s.params] };
+}
+
+function whereClause(conds: readonly Sql[]): Sql {
+  return conds.length === 0
+    ? raw('')
+    : sql` WHERE ${joinSql(
+        conds.map((c) => sql`(${c})`),
+        ' AND ',
+      )}`;
+}
+
+function andClause(conds: readonly Sql[]): Sql {
+  return conds.length === 0
+    ? raw('')
+    : sql` AND ${joinSql(
+        conds.map((c) => sql`(${c})`),
+        ' AND ',
+      )}`;
 }
 
 function compileRoot(checked: CheckedExpression, now: number, sandboxId?: number): ScalarValue {
@@ -237,7 +264,7 @@ function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'to
 
 function notValue(v: ScalarValue): ScalarValue {
   if (typeof v.constant === 'boolean') return constantPredicate(!v.constant);
-  return predicate(notSql(v), false);
+  return { ...predicate(notSql(v), false), idSets: notSets(v) };
 }
 
 function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue {
@@ -252,9 +279,11 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   }
   const op = and ? 'AND' : 'OR';
   const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
-  if (!and || (left.topLevel === undefined && right.topLevel === undefined)) return value;
+  if (!and) return { ...value, idSets: orSets(left, right) };
+  const sets = andSets(left, right);
+  if (left.topLevel === undefined && right.topLevel === undefined) return { ...value, ...sets };
   // Conjuncts stay conjuncts: SQLite splits nested ANDs into WHERE terms.
-  return { ...value, topLevel: sql`(${left.topLevel ?? left.sql} AND ${right.topLevel ?? right.sql})` };
+  return { ...value, ...sets, topLevel: sql`(${left.topLevel ?? left.sql} AND ${right.topLevel ?? right.sql})` };
 }
 
 const SQL_COMPARE: Record<CompareNode['op'], string> = {
@@ -437,13 +466,19 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       const ref = literalString(node.args[0]);
       const id = ctx.checked.audiences.get(ref);
       if (id === undefined) return constantPredicate(false);
-      // Uncorrelated, so SQLite reads the audience's members once (audience_id, status index)
-      // instead of probing memberships once per profile; `+` as in to-sql-hoist.ts.
       const m = ctx.alias('m');
-      return predicate(
-        sql`+${PROFILE_ALIAS}.id IN (SELECT ${m}.profile_id FROM memberships AS ${m} WHERE ${m}.audience_id = ${param(id)} AND ${m}.status IN ('REALIZED', 'EXISTING'))`,
-        false,
-      );
+      const current = sql`${m}.audience_id = ${param(id)} AND ${m}.status IN ('REALIZED', 'EXISTING')`;
+      // Profile by profile (no sandbox given: a sample, a single profile), a probe of the primary key.
+      if (ctx.sandboxId === undefined) {
+        return predicate(
+          existsSql(sql`SELECT 1 FROM memberships AS ${m} WHERE ${current} AND ${m}.profile_id = ${PROFILE_ALIAS}.id`),
+          false,
+        );
+      }
+      // Over the sandbox: uncorrelated, so SQLite reads the audience's members once (audience_id,
+      // status index) instead of probing memberships once per profile; `+` as in to-sql-hoist.ts.
+      const members = sql`SELECT ${m}.profile_id AS id FROM memberships AS ${m} WHERE ${current}`;
+      return { ...predicate(sql`+${PROFILE_ALIAS}.id IN (${members})`, false), idSets: { ids: members } };
     }
     case 'if':
       return ifValue(ctx, node, env);

@@ -140,31 +140,58 @@ describe('previews and estimates', () => {
         ),
       );
     }
-    const { id } = ok(await server.gql(CREATE, { input: { expression: GOLD, seed: 1 } }, h)).createPreview;
-    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, connectionParams: h, retryAttempts: 0 });
-    const events: any[] = [];
-    await new Promise<void>((resolve, reject) => {
-      client.subscribe(
-        {
-          query:
-            'subscription($id: ID!) { previewUpdated(id: $id) { status estimate { exact profilesRead estimatedSize confidenceInterval { low high } } } }',
-          variables: { id },
-        },
-        { next: (m) => events.push(m.data!.previewUpdated), error: reject, complete: resolve },
-      );
-    });
-    await client.dispose();
-    const running = events.filter((e) => e.status === 'PROCESSING' && e.estimate);
-    const last = events.at(-1);
-    expect(last.status).toBe('SUCCEEDED');
-    expect(last.estimate).toMatchObject({ exact: true, estimatedSize: 4000, profilesRead: 16_000 });
-    expect(running.length).toBeGreaterThanOrEqual(2);
-    expect(running.every((e) => e.estimate.exact === false)).toBe(true);
-    const widths = running.map((e) => e.estimate.confidenceInterval.high - e.estimate.confidenceInterval.low);
-    expect(widths.at(-1)).toBeLessThan(widths[0]!);
-    expect(running.map((e) => e.estimate.profilesRead)).toEqual(
-      [...running.map((e) => e.estimate.profilesRead)].sort((a, b) => a - b),
-    );
+    const watch = async (input: Record<string, unknown>) => {
+      const { id } = ok(await server.gql(CREATE, { input: { expression: GOLD, seed: 1, ...input } }, h)).createPreview;
+      const client = createClient({
+        url: server.wsUrl,
+        webSocketImpl: WebSocket,
+        connectionParams: h,
+        retryAttempts: 0,
+      });
+      const events: any[] = [];
+      await new Promise<void>((resolve, reject) => {
+        client.subscribe(
+          {
+            query:
+              'subscription($id: ID!) { previewUpdated(id: $id) { status estimate { exact profilesRead estimatedSize confidenceInterval { low high } } } }',
+            variables: { id },
+          },
+          { next: (m) => events.push(m.data!.previewUpdated), error: reject, complete: resolve },
+        );
+      });
+      await client.dispose();
+      return { processing: events.filter((e) => e.status === 'PROCESSING' && e.estimate), last: events.at(-1) };
+    };
+    const widthOf = (e: any) => e.estimate.confidenceInterval.high - e.estimate.confidenceInterval.low;
+    const readOf = (e: any) => e.estimate.profilesRead;
+
+    // The whole store: a few random chunks until the interval is within ±2 %, then one scan. Running
+    // estimates are never exact; the full-sample estimate is announced as soon as it is known (while
+    // the preview still stores its rows), and it is the final one. A subscriber sees the latest state
+    // at each publication, so it may miss some of the (two) running ones.
+    const whole = await watch({});
+    expect(whole.last.status).toBe('SUCCEEDED');
+    expect(whole.last.estimate).toMatchObject({ exact: true, estimatedSize: 4000, profilesRead: 16_000 });
+    const exactIndex = whole.processing.findIndex((e) => e.estimate.exact);
+    if (exactIndex !== -1) {
+      expect(exactIndex).toBe(whole.processing.length - 1);
+      expect(whole.processing[exactIndex].estimate).toEqual(whole.last.estimate);
+    }
+    const running = exactIndex === -1 ? whole.processing : whole.processing.slice(0, exactIndex);
+    for (const e of running) expect(e.estimate.confidenceInterval.low).toBeLessThanOrEqual(4000);
+    expect(running.map(readOf)).toEqual([...running.map(readOf)].sort((a, b) => a - b));
+
+    // A sample smaller than the store is read in random order throughout, in doubling chunks: the
+    // interval narrows from one progress event to the next and the estimate stays one.
+    const sampled = await watch({ sampleSize: 15_000 });
+    expect(sampled.last.status).toBe('SUCCEEDED');
+    expect(sampled.last.estimate).toMatchObject({ exact: false, profilesRead: 15_000 });
+    const { low, high } = sampled.last.estimate.confidenceInterval;
+    expect(low <= 4000 && 4000 <= high).toBe(true);
+    expect(sampled.processing.every((e) => e.estimate.exact === false)).toBe(true);
+    expect(sampled.processing.length).toBeGreaterThanOrEqual(2);
+    expect(widthOf(sampled.processing.at(-1))).toBeLessThan(widthOf(sampled.processing[0]));
+    expect(sampled.processing.map(readOf)).toEqual([...sampled.processing.map(readOf)].sort((a, b) => a - b));
   });
 
   it('reports bad input on createPreview itself', async () => {

@@ -140,7 +140,9 @@ export class DifferentialHarness {
   ): { ids: number[]; statement: { sql: string; params: unknown[] } } {
     const statement = compileToSql(checked, { now, sandboxId: SANDBOX_ID });
     const rows = this.conn.sqlite.prepare(statement.sql).all(...(statement.params as never[])) as { id: number }[];
-    return { ids: rows.map((r) => r.id).sort((a, b) => a - b), statement };
+    const ids = rows.map((r) => r.id).sort((a, b) => a - b);
+    if (new Set(ids).size !== ids.length) throw new Error(`compileToSql selected a profile twice: ${statement.sql}`);
+    return { ids, statement };
   }
 
   jsMatches(checked: CheckedExpression, now: number): number[] {

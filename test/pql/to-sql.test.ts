@@ -313,12 +313,13 @@ describe('events', () => {
     expect(plan(`SELECT p.id FROM profiles AS p WHERE ${correlated.sql}`, correlated.params)).toContain(
       'events_profile_type_ts (profile_id=? AND event_type=? AND ts>? AND ts<?)',
     );
-    // With the sandbox known: one grouped range of the (sandbox_id, event_type, ts) index for all profiles.
+    // With the sandbox known: one grouped range of the (sandbox_id, event_type, ts) index for all
+    // profiles, and those ids are the answer (no profile row read).
     const { sql, params } = compileToSql(harness.check(source), { now: NOW, sandboxId: 1 });
-    expect(sql).toContain(
-      'p.id IN (SELECT e1.profile_id FROM events AS e1 WHERE e1.sandbox_id = ? AND (e1.event_type = ? AND e1.ts BETWEEN ? AND ?) GROUP BY e1.profile_id HAVING count(*) >= ?)',
+    expect(sql).toBe(
+      'SELECT p.id AS id FROM (SELECT e1.profile_id AS id FROM events AS e1 WHERE e1.sandbox_id = ? AND (e1.event_type = ? AND e1.ts BETWEEN ? AND ?) GROUP BY e1.profile_id HAVING count(*) >= ?) AS p',
     );
-    expect(params).toEqual([1, 1, 'commerce.purchases', NOW - 7 * DAY, NOW, 2]);
+    expect(params).toEqual([1, 'commerce.purchases', NOW - 7 * DAY, NOW, 2]);
     expect(plan(sql, params)).toContain('events_sandbox_type_ts (sandbox_id=? AND event_type=? AND ts>? AND ts<?)');
   });
 
@@ -329,7 +330,7 @@ describe('events', () => {
     const windowed = 'xEvent[eventType = "x" and timestamp occurs <= 7 days before now].count() < 3';
     expect(select(windowed)).toEqual([1, 2, 3]);
     const { sql } = compileToSql(harness.check(windowed), { now: NOW, sandboxId: 1 });
-    expect(sql).toContain('+p.id NOT IN (SELECT e1.profile_id FROM events AS e1 WHERE e1.sandbox_id = ?');
+    expect(sql).toContain('+p.id NOT IN (SELECT e1.profile_id AS id FROM events AS e1 WHERE e1.sandbox_id = ?');
     expect(sql).toContain('HAVING NOT (count(*) < ?)');
   });
 
@@ -529,6 +530,61 @@ describe('inSegment', () => {
     expect(select('inSegment("VIP")')).toEqual([1, 2]);
     expect(select('inSegment("2") and not inSegment("VIP")')).toEqual([4]);
     expect(select('not inSegment("Newsletter")')).toEqual([1, 2, 3, 4]);
+  });
+
+  it('answers set expressions of audiences and event conditions without reading profile rows', () => {
+    harness.load([
+      p({ loyalty: { points: 1 } }, [{ type: 'x', at: NOW - DAY }], [{ audienceId: 1, status: 'REALIZED' }]),
+      p(
+        { loyalty: { points: 2 } },
+        [],
+        [
+          { audienceId: 1, status: 'EXISTING' },
+          { audienceId: 2, status: 'REALIZED' },
+        ],
+      ),
+      p({ loyalty: { points: 3 } }, [{ type: 'x', at: NOW - DAY }], [{ audienceId: 2, status: 'EXISTING' }]),
+      p({ loyalty: { points: 4 } }, [{ type: 'x', at: NOW - DAY }], [{ audienceId: 3, status: 'REALIZED' }]),
+      p({ loyalty: { points: 5 } }, [], [{ audienceId: 1, status: 'EXITED' }]),
+    ]);
+    const statement = (source: string) => compileToSql(harness.check(source), { now: NOW, sandboxId: 1 }).sql;
+    const union = 'inSegment("VIP") or (inSegment("2") and not inSegment("Newsletter"))';
+    expect(select(union)).toEqual([1, 2, 3]);
+    expect(statement(union)).not.toContain('FROM profiles');
+    expect(statement(union)).toContain(' EXCEPT ');
+    // An event condition on the profile's id filters the audience's members.
+    const buyers = 'inSegment("VIP") and xEvent[eventType = "x"].count() >= 1';
+    expect(select(buyers)).toEqual([1]);
+    expect(statement(buyers)).not.toContain('FROM profiles');
+    const either =
+      '(inSegment("2") or xEvent[eventType = "x" and timestamp occurs <= 7 days before now].count() >= 1) and not inSegment("Newsletter")';
+    expect(select(either)).toEqual([1, 2, 3]);
+    expect(statement(either)).not.toContain('FROM profiles');
+    // A condition on attributes needs the profile row: the statement scans profiles.
+    const points = 'inSegment("VIP") and loyalty.points > 1';
+    expect(select(points)).toEqual([2]);
+    expect(statement(points)).toContain('FROM profiles AS p WHERE p.sandbox_id = ?');
+    expect(select('not inSegment("VIP") and not inSegment("2")')).toEqual([4, 5]);
+  });
+
+  it("adds the caller's conditions on p.id to either form", () => {
+    harness.load([
+      p({}, [], [{ audienceId: 1, status: 'REALIZED' }]),
+      p({}, [], [{ audienceId: 1, status: 'REALIZED' }]),
+      p({}, [], []),
+    ]);
+    for (const source of ['inSegment("VIP")', 'inSegment("VIP") or loyalty.points = 1', 'true']) {
+      const { sql, params } = compileToSql(harness.check(source), {
+        now: NOW,
+        sandboxId: 1,
+        where: [{ sql: 'p.id > ?', params: [1] }],
+      });
+      const ids = harness.conn.sqlite
+        .prepare(`SELECT id FROM (${sql}) ORDER BY id`)
+        .pluck()
+        .all(...(params as never[]));
+      expect(ids, source).toEqual(source === 'true' ? [2, 3] : [2]);
+    }
   });
 });
 

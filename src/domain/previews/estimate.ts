@@ -102,6 +102,16 @@ export function estimateFromSample(
 }
 
 /**
+ * About how many profiles a sample needs for its interval to have the given half-width (a
+ * share of the population) when the qualifying share is near `share`: the normal approximation,
+ * ignoring the finite-population correction (which only narrows the interval).
+ */
+export function sampleSizeFor(share: number, halfWidth: number, confidenceLevel: number): number {
+  const z = normalQuantile(1 - (1 - confidenceLevel) / 2);
+  return Math.ceil((z * z * share * (1 - share)) / (halfWidth * halfWidth));
+}
+
+/**
  * How many profiles a preview samples (domain.md): the whole store up to 1 M profiles, 1 M
  * from there to 20 M, 5 % above; a requested size is capped at the store.
  */

@@ -1,5 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import type { SqlStatement } from '../../pql/to-sql.js';
+import { profileIdRange } from '../profiles.js';
 
 /**
  * Reads a uniform random sample of a sandbox's profiles in random order, a chunk at a time,
@@ -26,12 +27,10 @@ const DENSE_ENOUGH = 0.5;
  */
 export function openSampler(conn: Connection, sandboxId: number, seed: number, predicate: SqlStatement): Sampler {
   const { sqlite } = conn;
-  const range = sqlite
-    .prepare('SELECT min(id) AS lo, max(id) AS hi, count(*) AS n FROM main.profiles WHERE sandbox_id = ?')
-    .get(sandboxId) as { lo: number | null; hi: number | null; n: number };
+  const range = profileIdRange(conn, sandboxId);
   const lo = range.lo ?? 0;
   const hi = range.hi ?? 0;
-  const population = range.n;
+  const population = range.count;
   const width = population > 0 ? hi - lo + 1 : 1;
   if (population === 0 || population / width >= DENSE_ENOUGH) {
     const position = permutation(width, seed);

@@ -1,8 +1,8 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate, compileWhereCondition } from '../../pql/to-sql.js';
+import { compilePredicate, compileToSql } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
-import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts } from './estimate.js';
+import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts, sampleSizeFor } from './estimate.js';
 import { openSampler, type Sampler } from './preview-samplers.js';
 
 export interface PreviewPlan {
@@ -22,8 +22,14 @@ export interface PreviewProgress {
   estimate: Estimate;
 }
 
-/** Random-order reading stops once the interval is this tight (a share of the population) when a full scan follows. */
-const TIGHT_ENOUGH = 0.01;
+/**
+ * When a full scan follows (the sample is the whole store), random-order reading stops once the
+ * interval's half-width is this share of the population (performance.md's running estimate).
+ */
+const TIGHT_ENOUGH = 0.02;
+/** The first random chunk: a running estimate within moments. */
+const FIRST_CHUNK = 1_000;
+const MAX_CHUNK = 50_000;
 
 /**
  * The job-worker task of a preview. Inside one read snapshot: walk a seeded random
@@ -37,10 +43,9 @@ const TIGHT_ENOUGH = 0.01;
 export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskHooks): Estimate {
   const { sqlite } = conn;
   const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
-  // Random chunks use the correlated form (work per sampled profile); the final scan uses the WHERE
-  // form whose event conditions are one pass over the sandbox's events.
+  // Random chunks use the correlated form (work per sampled profile); the final scan the sandbox-wide
+  // statement, whose event conditions are one pass over the sandbox's events.
   const predicate = compilePredicate(checked, { now: plan.now });
-  const scanCondition = compileWhereCondition(checked, { now: plan.now, sandboxId: plan.sandboxId });
   let estimate: Estimate;
   let qualifying: number[] = [];
   sqlite.exec('BEGIN');
@@ -56,8 +61,7 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
        CROSS JOIN main.identities AS i ON i.profile_id = j.value GROUP BY i.namespace`,
     );
     const counts: SampleCounts = { read: 0, qualified: 0, population, namespaces: {} };
-    // Small chunks first, so a running estimate arrives within moments; larger ones amortise the per-chunk work.
-    let chunk = 2_000;
+    let chunk = FIRST_CHUNK;
     estimate = estimateFromSample(counts, plan.confidenceLevel, false);
     const tight = () =>
       estimate.confidenceInterval.high - estimate.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population;
@@ -76,7 +80,16 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       counts.qualified += hits.length;
       estimate = estimateFromSample(counts, plan.confidenceLevel, false);
       hooks.progress({ done: counts.read, total: n, estimate } satisfies PreviewProgress);
-      chunk = Math.min(chunk * 2, 50_000);
+      if (wholeStore) {
+        // Only as much more as the share seen so far says the interval needs (a tenth over,
+        // the share nudged towards 1/2 so a first chunk without hits does not stop it short).
+        const share = (counts.qualified + 2) / (counts.read + 4);
+        const needed = sampleSizeFor(share, TIGHT_ENOUGH, plan.confidenceLevel) * 1.1;
+        chunk = Math.min(MAX_CHUNK, Math.max(FIRST_CHUNK / 2, Math.ceil(needed - counts.read)));
+      } else {
+        // Larger chunks amortise the per-chunk work.
+        chunk = Math.min(chunk * 2, MAX_CHUNK);
+      }
     }
     if (wholeStore) {
       // The rest of the store in id order, in one statement; segql_tick reports progress (the
@@ -84,20 +97,24 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       const runningEstimate = estimate;
       const readBefore = counts.read;
       const { lo, hi } = sampler;
+      // A statement that starts from a set of ids may meet them out of order: progress never goes back.
+      let done = readBefore;
       sqlite.function('segql_tick', { deterministic: false }, (id: unknown) => {
         if (hooks.cancelled()) throw new TaskCancelled();
         const scanned = ((id as number) - lo) / Math.max(1, hi - lo + 1);
-        const done = Math.min(n, readBefore + Math.round(scanned * (n - readBefore)));
+        done = Math.max(done, Math.min(n, readBefore + Math.round(scanned * (n - readBefore))));
         hooks.progress({ done, total: n, estimate: runningEstimate } satisfies PreviewProgress);
         return 1;
       });
+      const scan = compileToSql(checked, {
+        now: plan.now,
+        sandboxId: plan.sandboxId,
+        where: [{ sql: 'p.id % 20000 != 0 OR segql_tick(p.id)', params: [] }],
+      });
       qualifying = sqlite
-        .prepare(
-          `SELECT p.id FROM main.profiles AS p
-           WHERE p.sandbox_id = ? AND (p.id % 20000 != 0 OR segql_tick(p.id)) AND (${scanCondition.sql})`,
-        )
+        .prepare(scan.sql)
         .pluck()
-        .all(plan.sandboxId, ...scanCondition.params) as number[];
+        .all(...scan.params) as number[];
       // The namespace distribution stays an estimate (as its name says): the random part's shares applied
       // to the exact count. Counting it exactly costs an index seek per hit, as much as the scan itself.
       // Only when the random part found no hit to take shares from is it counted.
@@ -116,6 +133,8 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       counts.namespaces = Object.fromEntries(namespaces.map((r) => [r.namespace, r.c]));
     }
     estimate = estimateFromSample(counts, plan.confidenceLevel, true);
+    // Subscribers get the full-sample estimate now; storing the qualifying profiles comes after.
+    hooks.progress({ done: n, total: n, estimate } satisfies PreviewProgress);
   } finally {
     sampler?.close();
     sqlite.exec('COMMIT');
@@ -125,7 +144,9 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     .transaction(() => {
       const status = sqlite.prepare('SELECT status FROM jobs WHERE id = ?').pluck().get(plan.jobId);
       if (status !== 'PROCESSING') throw new TaskCancelled();
-      const sorted = Float64Array.from(qualifying).sort();
+      const sorted = Float64Array.from(qualifying);
+      // The scan's ids come in order; random chunks' do not.
+      if (!ascending(sorted)) sorted.sort();
       sqlite
         .prepare('INSERT OR REPLACE INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES (?, ?, ?, ?)')
         .run(
@@ -150,4 +171,9 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     })
     .immediate();
   return estimate;
+}
+
+function ascending(ids: Float64Array): boolean {
+  for (let i = 1; i < ids.length; i++) if (ids[i]! < ids[i - 1]!) return false;
+  return true;
 }

@@ -1,8 +1,9 @@
 import type { Connection } from '../../db/index.js';
-import { compileWhereCondition } from '../../pql/to-sql.js';
+import { compileToSql } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
+import { profileIdRange } from '../profiles.js';
 
 /** What one segment job evaluates, fixed before it starts (so a re-run after a crash does the same). */
 export interface SegmentPlan {
@@ -83,10 +84,8 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
   try {
     sqlite.exec('BEGIN');
     try {
-      const range = sqlite
-        .prepare('SELECT min(id) AS lo, max(id) AS hi, count(*) AS n FROM main.profiles WHERE sandbox_id = ?')
-        .get(sandboxId) as { lo: number | null; hi: number | null; n: number };
-      totalProfiles = range.n;
+      const range = profileIdRange(conn, sandboxId);
+      totalProfiles = range.count;
       if (shadow) {
         sqlite.exec(
           'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
@@ -101,6 +100,8 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
       const total = totalProfiles * plan.definitions.length;
       const span = range.lo != null && range.hi != null ? range.hi - range.lo + 1 : 1;
       let before = 0;
+      // A definition that starts from a set of ids (compileToSql) may meet them out of id order: progress never goes back.
+      let reached = 0;
       hooks.progress(0, total);
       // One statement per definition, so every sub-query list (inSegment, grouped events) is built once
       // per definition, not once per chunk. Progress and cancel ride inside the scan: every
@@ -108,25 +109,26 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
       // a cancel was asked for (aborting the statement).
       sqlite.function('segql_tick', { deterministic: false }, (id: unknown) => {
         if (hooks.cancelled()) throw new TaskCancelled();
-        const position = Math.min(
-          totalProfiles,
-          Math.round((((id as number) - (range.lo ?? 0)) / span) * totalProfiles),
+        reached = Math.max(
+          reached,
+          Math.min(totalProfiles, Math.round((((id as number) - (range.lo ?? 0)) / span) * totalProfiles)),
         );
-        hooks.progress(before + position, total);
+        hooks.progress(before + reached, total);
         return 1;
       });
       const segStart = performance.now();
       for (const def of plan.definitions) {
         if (hooks.cancelled()) throw new TaskCancelled();
+        reached = 0;
         const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
-        const predicate = compileWhereCondition(checked, { now, sandboxId });
+        const query = compileToSql(checked, {
+          now,
+          sandboxId,
+          where: [{ sql: 'p.id % ? != 0 OR segql_tick(p.id)', params: [plan.chunkSize] }],
+        });
         sqlite
-          .prepare(
-            `INSERT INTO temp.job_result (audience_id, profile_id)
-             SELECT ?, p.id FROM main.profiles AS p
-             WHERE p.sandbox_id = ? AND (p.id % ? != 0 OR segql_tick(p.id)) AND (${predicate.sql})`,
-          )
-          .run(def.audienceId, sandboxId, plan.chunkSize, ...predicate.params);
+          .prepare(`INSERT INTO temp.job_result (audience_id, profile_id) SELECT ?, id FROM (${query.sql})`)
+          .run(def.audienceId, ...query.params);
         before += totalProfiles;
         hooks.progress(before, total);
         if (shadow && plan.referencedAudienceIds.includes(def.audienceId)) {

@@ -1,0 +1,1 @@
+ALTER TABLE `sandboxes` ADD `profile_count` integer DEFAULT 0 NOT NULL;
