@@ -183,17 +183,18 @@ export function compileQuantified(ctx: CompileContext, node: QuantifiedNode, env
   const where = sources.flatMap((s) => s.where);
   const single = sources.length === 1 ? sources[0] : undefined;
   if (node.quantifier === 'exists') {
-    const hoisted = single && hoistExists(ctx, single, conditionSql(body));
-    return (
-      hoisted ??
-      existsPredicate(sql`SELECT 1 FROM ${from} WHERE ${and([...where, conditionSql(body)])}`, sources.length === 1)
+    const correlated = existsPredicate(
+      sql`SELECT 1 FROM ${from} WHERE ${and([...where, conditionSql(body)])}`,
+      sources.length === 1,
     );
+    return single ? hoistExists(ctx, single, conditionSql(body), correlated) : correlated;
   }
   const counter = body.nullable ? sql`NOT coalesce(${body.sql}, 0)` : sql`NOT (${body.sql})`;
-  const hoisted = single && hoistForall(ctx, single, counter);
-  return (
-    hoisted ?? predicate(sql`NOT ${existsSql(sql`SELECT 1 FROM ${from} WHERE ${and([...where, counter])}`)}`, false)
+  const correlated = predicate(
+    sql`NOT ${existsSql(sql`SELECT 1 FROM ${from} WHERE ${and([...where, counter])}`)}`,
+    false,
   );
+  return single ? hoistForall(ctx, single, counter, correlated) : correlated;
 }
 
 /** `select E from src where body`: the items of src for which body holds, E naming the item. */
@@ -319,16 +320,12 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'forall': {
       const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
       if (name === 'exists') {
-        return (
-          hoistExists(ctx, c, conditionSql(cond)) ??
-          existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true)
-        );
+        const correlated = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
+        return hoistExists(ctx, c, conditionSql(cond), correlated);
       }
       const counter = cond.nullable ? sql`NOT coalesce(${cond.sql}, 0)` : sql`NOT (${cond.sql})`;
-      return (
-        hoistForall(ctx, c, counter) ??
-        predicate(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(c, [counter])}`)}`, false)
-      );
+      const correlated = predicate(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(c, [counter])}`)}`, false);
+      return hoistForall(ctx, c, counter, correlated);
     }
     case 'head': {
       const pick = (inner: Sql): Sql => sql`(SELECT ${inner} ${fromWhere(c)} ORDER BY ${joinComma(c.order)} LIMIT 1)`;

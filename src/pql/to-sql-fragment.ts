@@ -45,6 +45,23 @@ export function raw(text: string): Sql {
   return new Sql(text, []);
 }
 
+/**
+ * Whether two fragments are the same expression up to the names of their table aliases
+ * (`e1` in one, `e7` in the other: a `let` is compiled afresh at each use). Compiler-made
+ * text only, where an alias is a letter and a number.
+ */
+export function sameExpression(a: Sql, b: Sql): boolean {
+  if (a.params.length !== b.params.length || a.params.some((v, i) => v !== b.params[i])) return false;
+  const canonical = (text: string) => {
+    const names = new Map<string, string>();
+    return text.replace(/\b[ejdm]\d+\b/g, (alias) => {
+      if (!names.has(alias)) names.set(alias, `#${names.size}`);
+      return names.get(alias)!;
+    });
+  };
+  return canonical(a.text) === canonical(b.text);
+}
+
 export function joinSql(parts: readonly Sql[], separator: string): Sql {
   return new Sql(
     parts.map((p) => p.text).join(separator),
@@ -86,6 +103,10 @@ export interface ScalarValue {
   idSets?: IdSets;
   /** For a condition: a set of ids to start from, with conditions on `p.id` only (to-sql-sets.ts). */
   driven?: DrivenIds;
+  /** For `subject op bound` (a comparison with a constant): see to-sql.ts mergeComparisons. */
+  compared?: { subject: Sql; op: string; bound: Sql };
+  /** For a condition `lo <= subject <= hi` on a datetime (inclusive ms, null sides open): see to-sql-time.mergeRanges. */
+  range?: { subject: ScalarValue; lo: number | null; hi: number | null };
   /** For an aggregate over events: what a comparison with a constant needs to become a grouped sub-query. */
   eventAggregate?: EventAggregate;
   /** For `age(t)`: t, so a comparison with a constant becomes a range on t. */

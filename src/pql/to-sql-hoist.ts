@@ -28,6 +28,7 @@ import {
   sql,
   TRUE,
 } from './to-sql-fragment.js';
+import { type EventGroup, groupSets, type IdSets } from './to-sql-sets.js';
 
 /** References to table aliases in compiler-made SQL text (`p.`, `e3.`, `j4.`, `d5.`, `m6.`); user text is never in it. */
 const ALIAS_REF = /\b(p|[ejdm]\d+)\./g;
@@ -84,89 +85,142 @@ function balanced(text: string): boolean {
 }
 
 /** The events' `select` column(s); `distinct` when a profile with several such events must come once. */
+/** The events' `select` column(s); `distinct` when a profile with several such events must come once. */
 type EventQuery = (select: string, tail?: Sql, distinct?: boolean) => Sql;
 
+/**
+ * An uncorrelated query over the events of a collection. `list`: it replaces the correlated
+ * probe (an IN list in the profile's condition). `set`: the correlated probe stays the
+ * condition and the query is only the condition's id set, for a statement that starts from ids.
+ */
+interface HoistedEvents {
+  query: EventQuery;
+  mode: 'list' | 'set';
+  alias: string;
+  /** The events read, alias and all, as text: equal keys read the same events (to-sql-sets.ts groups). */
+  key: string;
+}
+
 /** The events of `c` that also satisfy `extra`, as an uncorrelated query; undefined when they are tied to the profile row. */
-export function hoistEvents(
+/** `values`: what else the query computes from each event (an aggregate's input). */
+function hoistEvents(
   ctx: CompileContext,
   c: CollectionValue,
   extra: readonly Sql[] = [],
-): EventQuery | undefined {
+  values: readonly Sql[] = [],
+): HoistedEvents | undefined {
   if (c.events === undefined || ctx.sandboxId === undefined) return undefined;
   const { alias } = c.events;
   const conds = [...c.events.conds, ...extra];
-  if (!selfContained(conds, alias)) return undefined;
+  if (!selfContained([...conds, ...values], alias)) return undefined;
   const terms = conds.flatMap((c) => conjuncts(c.text));
   const typed = terms.some((t) => t.startsWith(`${alias}.event_type = `) || t.startsWith(`${alias}.event_type IN (`));
   const windowed = terms.some((t) => new RegExp(`^${alias}\\.ts (BETWEEN|>|<|>=|<=) `).test(t));
+  const readsRows = [...conds, ...values].some((c) => c.text.includes(`${alias}.payload`));
   // Without statistics, a guess at the cheaper plan. A type and a time window make a narrow
   // range of the (sandbox_id, event_type, ts) index: one pass beats a probe per profile. With
   // no type, the per-profile probe reads every event of the profile and its payload anyway,
   // and one sequential pass over the table (NOT INDEXED: no index, not even one that would
   // hand DISTINCT or GROUP BY its rows in profile order at a random read each) beats it. A type
-  // without a window is often most of the events; the correlated probe stops at the first match.
-  if (typed && !windowed) return undefined;
+  // without a window is often most of the events: as a condition the correlated probe stays
+  // (the (profile_id, event_type, ts) index answers it without reading rows, and it stops at
+  // the first match); when it reads the payload, the sequential pass is still the cheaper way
+  // to the whole set, so it is kept as the set.
+  if (typed && !windowed && !readsRows) return undefined;
   const where = joinSql([sql`${alias}.sandbox_id = ${param(ctx.sandboxId)}`, ...conds], ' AND ');
-  const from = `events AS ${alias}${typed ? '' : ' NOT INDEXED'}`;
-  return (select, tail, distinct) =>
-    sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${from} WHERE ${where}${tail ?? raw('')}`;
+  const from = `events AS ${alias}${typed && windowed ? '' : ' NOT INDEXED'}`;
+  return {
+    query: (select, tail, distinct) =>
+      sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${from} WHERE ${where}${tail ?? raw('')}`,
+    mode: typed && !windowed ? 'set' : 'list',
+    alias,
+    key: `${from.replace(alias, '§')} WHERE ${where.text.replaceAll(`${alias}.`, '§.')} ${JSON.stringify(where.params)}`,
+  };
 }
 
 /**
- * `p.id IN (ids)`, written `+p.id` so SQLite tests membership per profile row instead of
- * looping over the list to seek profiles: with two such lists it would nest the loops (a
- * cross product of both lists) rather than materialise each once. The ids are also the
- * condition's id set (to-sql-sets.ts): those it holds for, or with `negated` those it fails for;
- * `distinctIds` is the list without repeats where `ids` may have them (an IN list need not care).
+ * The hoisted form of a condition whose correlated form is `correlated`: with a `list`,
+ * `p.id IN (ids)` (or NOT IN, with `negated`), written `+p.id` so SQLite tests membership per
+ * profile row instead of looping over the list to seek profiles (with two such lists it would
+ * nest the loops, a cross product, rather than materialise each once); with a `set`, the
+ * correlated form. Either way the ids are the condition's id sets (to-sql-sets.ts).
  */
-function profileIn(ids: Sql, negated = false, distinctIds: Sql = ids): ScalarValue {
+function hoisted(h: HoistedEvents, correlated: ScalarValue, idSets: IdSets, inList: () => Sql): ScalarValue {
+  const sets: IdSets = { ...idSets, probe: h.mode === 'set' };
+  if (h.mode === 'set') return { ...correlated, idSets: sets, driven: undefined };
+  const negated = sets.ids === undefined;
   return {
-    ...predicate(sql`+${PROFILE_ALIAS}.id ${negated ? 'NOT IN' : 'IN'} (${ids})`, false),
-    idSets: negated ? { excluded: distinctIds } : { ids: distinctIds },
+    ...predicate(sql`+${PROFILE_ALIAS}.id ${negated ? 'NOT IN' : 'IN'} (${inList()})`, false),
+    idSets: sets,
   };
 }
 
 /** `exists` over events (`some event satisfies cond`), hoisted when it can be. */
-export function hoistExists(ctx: CompileContext, c: CollectionValue, cond: Sql): ScalarValue | undefined {
-  const q = hoistEvents(ctx, c, [cond]);
-  return q && profileIn(q('profile_id AS id'), false, q('profile_id AS id', undefined, true));
+export function hoistExists(ctx: CompileContext, c: CollectionValue, cond: Sql, correlated: ScalarValue): ScalarValue {
+  const h = hoistEvents(ctx, c, [cond]);
+  if (!h) return correlated;
+  return hoisted(h, correlated, { ids: h.query('profile_id AS id', undefined, true) }, () =>
+    h.query('profile_id AS id'),
+  );
 }
 
 /** `forall` over events: no event fails cond (`counter` is that failure). */
-export function hoistForall(ctx: CompileContext, c: CollectionValue, counter: Sql): ScalarValue | undefined {
-  const q = hoistEvents(ctx, c, [counter]);
-  return q && profileIn(q('profile_id AS id'), true, q('profile_id AS id', undefined, true));
+export function hoistForall(
+  ctx: CompileContext,
+  c: CollectionValue,
+  counter: Sql,
+  correlated: ScalarValue,
+): ScalarValue {
+  const h = hoistEvents(ctx, c, [counter]);
+  if (!h) return correlated;
+  return hoisted(h, correlated, { excluded: h.query('profile_id AS id', undefined, true) }, () =>
+    h.query('profile_id AS id'),
+  );
 }
 
 const SQL_OP: Record<CompareOp, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
 
-/** `aggregate op k` for an aggregate over events and a constant k; undefined when it stays correlated. */
+/**
+ * `aggregate op k` for an aggregate over events and a constant k, as a test of each profile's
+ * group of events (`HAVING`); `correlated` when it stays a probe per profile.
+ */
 export function hoistAggregateComparison(
   ctx: CompileContext,
   agg: EventAggregate,
   op: CompareOp,
   k: number,
-): ScalarValue | undefined {
-  const q = hoistEvents(ctx, agg.source);
-  if (q === undefined) return undefined;
+  correlated: ScalarValue,
+): ScalarValue {
+  // Sums and averages stay correlated: the exact sum adds in (ts, id) order
+  // (runtime.KbnAccumulator), which a grouped pass only guarantees with an ORDER BY inside the
+  // aggregate, and that sort costs more than the probe per profile (measured on the reference
+  // definitions).
+  if (agg.fn === 'sum' || agg.fn === 'average') return correlated;
+  const h = hoistEvents(ctx, agg.source, [], agg.input ? [agg.input] : []);
+  if (h === undefined) return correlated;
+  const e = h.alias;
   const bound = param(k);
-  const group = (having: Sql): Sql =>
-    q('profile_id AS id', sql` GROUP BY ${agg.source.events!.alias}.profile_id HAVING ${having}`);
+  let having: Sql;
+  let empty: boolean;
   switch (agg.fn) {
-    case 'count': {
-      const test = sql`count(*) ${SQL_OP[op]} ${bound}`;
-      // A profile without matching events has count 0: when `0 op k` holds, select by complement.
-      if (compareOp(op, 0, k)) return profileIn(group(sql`NOT (${test})`), true);
-      return profileIn(group(test));
-    }
-    case 'min':
-    case 'max':
-      // Missing without events, so false for those profiles whatever op is.
-      return profileIn(group(sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_OP[op]} ${bound}`));
-    case 'sum':
-    case 'average':
-      // Kept correlated: the exact sum adds in (ts, id) order (runtime.KbnAccumulator), which
-      // a grouped scan does not guarantee.
-      return undefined;
+    case 'count':
+      having = sql`count(*) ${SQL_OP[op]} ${bound}`;
+      // A profile without matching events has count 0.
+      empty = compareOp(op, 0, k);
+      break;
+    default:
+      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_OP[op]} ${bound}`;
+      empty = false;
+      break;
   }
+  const group: EventGroup = {
+    key: h.key,
+    alias: e,
+    having,
+    empty,
+    query: (test) => h.query('profile_id AS id', sql` GROUP BY ${e}.profile_id HAVING ${test}`),
+  };
+  const sets = groupSets(group);
+  // The IN list: the profiles whose group passes, or (when a profile without events passes) the complement.
+  return hoisted(h, correlated, sets, () => (sets.ids ?? sets.excluded)!);
 }

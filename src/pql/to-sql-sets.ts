@@ -15,7 +15,7 @@
  * or merging a profile moves or deletes them in the same transaction).
  */
 import { PROFILE_ALIAS } from './to-sql-context.js';
-import { type ScalarValue, type Sql, sql } from './to-sql-fragment.js';
+import { param, type ScalarValue, Sql, sql } from './to-sql-fragment.js';
 
 /**
  * Each an uncorrelated query of distinct ids in one column `id`: `ids` the profiles for which
@@ -24,6 +24,47 @@ import { type ScalarValue, type Sql, sql } from './to-sql-fragment.js';
 export interface IdSets {
   ids?: Sql;
   excluded?: Sql;
+  /**
+   * The condition itself is a cheap correlated probe and the sets a pass over many events:
+   * as a filter of a smaller set, the probe is the better plan.
+   */
+  probe?: boolean;
+  /** When the condition is decided by one grouped pass over some events: conditions on the same events merge into it. */
+  group?: EventGroup;
+}
+
+/**
+ * A condition decided by each profile's group of some events (`GROUP BY profile_id`): for a
+ * profile with such events it holds when `having` does, for one without when `empty` is true.
+ */
+export interface EventGroup {
+  /** The events read, with the alias left out: groups with equal keys read the same events. */
+  key: string;
+  /** The events' alias in `having`. */
+  alias: string;
+  having: Sql;
+  empty: boolean;
+  /** The ids of the profiles whose group passes `test`. */
+  query: (test: Sql) => Sql;
+}
+
+/** A group's id sets: those it holds for when it never holds without events, else those it fails for. */
+export function groupSets(g: EventGroup): IdSets {
+  return g.empty
+    ? { excluded: g.query(sql`NOT coalesce(${g.having}, 0)`), group: g }
+    : { ids: g.query(g.having), group: g };
+}
+
+/** `op` of two tests of the same events, in one group (b's alias renamed to a's). */
+function mergeGroups(a: EventGroup, b: EventGroup, op: 'AND' | 'OR'): EventGroup | undefined {
+  if (a.key !== b.key) return undefined;
+  // Compiler-made text: an alias is a word, followed by a dot where it is used.
+  const renamed = new Sql(b.having.text.replace(new RegExp(`\\b${b.alias}\\.`, 'g'), `${a.alias}.`), b.having.params);
+  return {
+    ...a,
+    having: sql`(${a.having}) ${op} (${renamed})`,
+    empty: op === 'AND' ? a.empty && b.empty : a.empty || b.empty,
+  };
 }
 
 /** A start for a statement: a set of ids, and conditions on them that read only `p.id`. */
@@ -52,13 +93,30 @@ function drivenOf(v: ScalarValue): DrivenIds | undefined {
 }
 
 export function notSets(v: ScalarValue): IdSets | undefined {
-  if (!v.idSets) return undefined;
-  return { ids: v.idSets.excluded, excluded: v.idSets.ids };
+  const s = v.idSets;
+  if (!s) return undefined;
+  if (s.group) {
+    const g = s.group;
+    return { ...groupSets({ ...g, having: sql`NOT coalesce(${g.having}, 0)`, empty: !g.empty }), probe: s.probe };
+  }
+  return { ids: s.excluded, excluded: s.ids, probe: s.probe };
 }
 
 export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driven?: DrivenIds } {
   const sa = a.idSets ?? {};
   const sb = b.idSets ?? {};
+  const merged = sa.group && sb.group && mergeGroups(sa.group, sb.group, 'AND');
+  if (merged) return { idSets: { ...groupSets(merged), probe: sa.probe || sb.probe } };
+  // A cheap set filtered by the other side's probe beats intersecting with its pass over the events.
+  if (sb.probe && !sa.probe && drivenOf(a) && idOnly(b)) {
+    const da = drivenOf(a)!;
+    return { driven: { ids: da.ids, filters: [...da.filters, b.topLevel ?? b.sql] } };
+  }
+  if (sa.probe && !sb.probe && drivenOf(b) && idOnly(a)) {
+    const db = drivenOf(b)!;
+    return { driven: { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] } };
+  }
+  const probe = sa.probe || sb.probe;
   const ids =
     sa.ids && sb.ids
       ? combine(sa.ids, 'INTERSECT', sb.ids)
@@ -78,12 +136,15 @@ export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driv
     else if (da && idOnly(b)) driven = { ids: da.ids, filters: [...da.filters, b.topLevel ?? b.sql] };
     else if (db && idOnly(a)) driven = { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] };
   }
-  return { idSets: ids || excluded ? { ids, excluded } : undefined, driven };
+  return { idSets: ids || excluded ? { ids, excluded, probe } : undefined, driven };
 }
 
 export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
   const sa = a.idSets ?? {};
   const sb = b.idSets ?? {};
+  const merged = sa.group && sb.group && mergeGroups(sa.group, sb.group, 'OR');
+  if (merged) return { ...groupSets(merged), probe: sa.probe || sb.probe };
+  const probe = sa.probe || sb.probe;
   const ids = sa.ids && sb.ids ? combine(sa.ids, 'UNION', sb.ids) : undefined;
   const excluded =
     sa.excluded && sb.excluded
@@ -93,10 +154,18 @@ export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
         : sb.excluded && sa.ids
           ? combine(sb.excluded, 'EXCEPT', sa.ids)
           : undefined;
-  return ids || excluded ? { ids, excluded } : undefined;
+  return ids || excluded ? { ids, excluded, probe } : undefined;
 }
 
-/** Where a statement over the condition's profiles can start instead of the profiles table. */
-export function drivingIds(v: ScalarValue): DrivenIds | undefined {
-  return drivenOf(v);
+/**
+ * Where a statement over the condition's profiles can start instead of a scan of the profiles
+ * table. A condition known only by the profiles it fails for starts from all of the sandbox's
+ * ids (the (sandbox_id, id) index) less those, when failing is a pass over events and holding
+ * would otherwise be a probe per profile.
+ */
+export function drivingIds(v: ScalarValue, sandboxId: number): DrivenIds | undefined {
+  const driven = drivenOf(v);
+  if (driven || !v.idSets?.excluded || !v.idSets.probe) return driven;
+  const all = sql`SELECT u.id AS id FROM profiles AS u WHERE u.sandbox_id = ${param(sandboxId)}`;
+  return { ids: combine(all, 'EXCEPT', v.idSets.excluded), filters: [] };
 }

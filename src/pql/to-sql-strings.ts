@@ -49,8 +49,13 @@ export function compileStringMethod(ctx: CompileContext, node: MethodCallNode, e
   }
   const s = valueSql(receiver);
   switch (name) {
-    case 'matches':
-      return predicate(sql`pql_re_match(${s}, ${param(literalString(node.args[0]))})`, true);
+    case 'matches': {
+      const pattern = literalString(node.args[0]);
+      const shape = regexShape(pattern);
+      // A literal pattern is a substring test SQLite does natively; anything else runs RE2 per row.
+      if (shape) return stringPredicate(shape.test, receiver, literal(shape.literal, STRING_TYPE));
+      return predicate(sql`pql_re_match(${s}, ${param(pattern)})`, true);
+    }
     case 'regexGroup':
       return scalarOf(
         sql`pql_re_group(${s}, ${param(literalString(node.args[0]))}, ${valueSql(ctx.scalar(node.args[1]!, env))})`,
@@ -66,6 +71,43 @@ export function compileStringMethod(ctx: CompileContext, node: MethodCallNode, e
       return scalarOf(sql`pql_upper(${s})`, STRING_TYPE);
   }
   throw new Error(`PQL to SQL: unknown method ${name}()`);
+}
+
+/** RE2 metacharacters; any other character, or one of these escaped, stands for itself. */
+const REGEX_META = new Set(Array.from('.^$*+?()[]{}|\\'));
+const ASCII_PUNCTUATION = /^[!-/:-@[-`{-~]$/;
+
+/**
+ * A regex that is literal text, optionally anchored (`^` at the start, `$` at the end: RE2
+ * without flags, so the start and end of the text), as the string test it amounts to:
+ * `7@example\.com$` is endsWith("7@example.com"). Undefined for anything else.
+ */
+export function regexShape(
+  pattern: string,
+): { test: 'contains' | 'startsWith' | 'endsWith' | 'equals'; literal: string } | undefined {
+  const chars = Array.from(pattern);
+  let i = 0;
+  const start = chars[0] === '^';
+  if (start) i++;
+  let end = false;
+  let text = '';
+  for (; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (c === '\\') {
+      const next = chars[i + 1];
+      if (next === undefined || !ASCII_PUNCTUATION.test(next)) return undefined;
+      text += next;
+      i++;
+    } else if (c === '$' && i === chars.length - 1) {
+      end = true;
+    } else if (REGEX_META.has(c)) {
+      return undefined;
+    } else {
+      text += c;
+    }
+  }
+  const test = start ? (end ? 'equals' : 'startsWith') : end ? 'endsWith' : 'contains';
+  return { test, literal: text };
 }
 
 /** Unicode lower-casing (runtime.lowerText), folded when constant. */
@@ -90,6 +132,20 @@ function asciiFoldable(lowerNeedle: string): boolean {
 function caseInsensitive(name: string, a: ScalarValue, b: ScalarValue): ScalarValue {
   const lowerA = lowered(a);
   const lowerB = lowered(b);
+  const needle = lowerB.constant;
+  if (
+    (name === 'startsWith' || name === 'doesNotStartWith') &&
+    typeof needle === 'string' &&
+    needle !== '' &&
+    asciiFoldable(needle) &&
+    !needle.includes('\0') &&
+    a.constant === undefined
+  ) {
+    // LIKE folds ASCII case as lower() does and reads the text only up to a NUL, which cannot
+    // change whether it starts with a needle that has none: no lower-cased copy per row.
+    const prefix = sql`${valueSql(a)} LIKE ${param(`${needle.replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`;
+    return name === 'startsWith' ? predicate(prefix, a.nullable) : predicate(sql`NOT (${prefix})`, true);
+  }
   const fast = (x: ScalarValue, constant: ScalarValue): ScalarValue =>
     typeof constant.constant === 'string' && asciiFoldable(constant.constant) && x.constant === undefined
       ? scalarOf(sql`lower(${valueSql(x)})`, STRING_TYPE)
@@ -112,6 +168,11 @@ function stringPredicate(name: string, a: ScalarValue, b: ScalarValue): ScalarVa
         // The first occurrence is at 1 exactly when a starts with b.
         return sql`instr(${x}, ${y}) = 1`;
       case 'endsWith':
+        // A suffix is also a substring: native instr() (exact at any byte) rules out most rows
+        // before the per-row JS call.
+        if (typeof b.constant === 'string' && b.constant !== '') {
+          return sql`(instr(${x}, ${y}) > 0 AND pql_ends_with(${x}, ${y}))`;
+        }
         return sql`pql_ends_with(${x}, ${y})`;
       default:
         return sql`instr(${x}, ${y}) > 0`;
@@ -173,5 +234,6 @@ export function compileLike(ctx: CompileContext, node: LikeNode, env: Env): Scal
   if (!shape.leading && !shape.trailing) return predicate(sql`${x} = ${text}`, v.nullable);
   if (shape.leading && shape.trailing) return predicate(sql`instr(${x}, ${text}) > 0`, v.nullable);
   if (shape.trailing) return predicate(sql`instr(${x}, ${text}) = 1`, v.nullable);
-  return predicate(sql`pql_ends_with(${x}, ${text})`, true);
+  // As endsWith: the suffix is a substring first (native instr), then the per-row JS call.
+  return predicate(sql`(instr(${x}, ${text}) > 0 AND pql_ends_with(${x}, ${text}))`, true);
 }

@@ -7,7 +7,7 @@
  * (`pql_occurs`).
  */
 
-import type { CompareOp, ExpressionNode, OccursTail, TimeUnit } from './ast.js';
+import type { CompareOp, OccursTail, TimeUnit } from './ast.js';
 import {
   ageInYears,
   getDayOfMonth,
@@ -56,6 +56,13 @@ function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarVal
     return constantPredicate(occursHolds(toInstant(t.constant ?? undefined) ?? null, bounds));
   }
   const { lo, hi } = inclusive(bounds);
+  const inside = rangePredicate(t, lo, hi);
+  // NOT of a NULL (missing t) stays NULL, i.e. false: `!=` also needs a present t.
+  return bounds.negate ? predicate(sql`NOT (${inside.sql})`, t.nullable) : inside;
+}
+
+/** `lo <= t <= hi` (inclusive ms, a null side open), remembered as a range so a conjunction on the same t can merge. */
+function rangePredicate(t: ScalarValue, lo: number | null, hi: number | null): ScalarValue {
   const bound = (ms: number): Sql => param(t.rep === 'iso' ? isoBound(ms) : ms);
   const x = valueSql(t);
   let inside: Sql;
@@ -63,8 +70,25 @@ function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarVal
   else if (lo !== null) inside = sql`${x} >= ${bound(lo)}`;
   else if (hi !== null) inside = sql`${x} <= ${bound(hi)}`;
   else inside = sql`${x} IS NOT NULL`;
-  // NOT of a NULL (missing t) stays NULL, i.e. false: `!=` also needs a present t.
-  return predicate(bounds.negate ? sql`NOT (${inside})` : inside, t.nullable);
+  return { ...predicate(inside, t.nullable), range: { subject: t, lo, hi } };
+}
+
+/**
+ * `a and b` for two ranges on the same datetime (`age(d) >= 30 and age(d) < 45`): one range,
+ * so the subject (a JSON extraction per row) is read once. Undefined when they are not that.
+ */
+export function mergeRanges(a: ScalarValue, b: ScalarValue): ScalarValue | undefined {
+  const ra = a.range;
+  const rb = b.range;
+  if (!ra || !rb || ra.subject.rep !== rb.subject.rep) return undefined;
+  const x = valueSql(ra.subject);
+  const y = valueSql(rb.subject);
+  if (x.text !== y.text || x.params.length !== y.params.length || x.params.some((p, i) => p !== y.params[i])) {
+    return undefined;
+  }
+  const max = (p: number | null, q: number | null) => (p === null ? q : q === null ? p : Math.max(p, q));
+  const min = (p: number | null, q: number | null) => (p === null ? q : q === null ? p : Math.min(p, q));
+  return rangePredicate(ra.subject, max(ra.lo, rb.lo), min(ra.hi, rb.hi));
 }
 
 /**

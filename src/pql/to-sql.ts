@@ -28,6 +28,7 @@ import type {
 } from './ast.js';
 import {
   arithmetic,
+  compareOp,
   dayStart,
   getDayOfMonth,
   getMonth,
@@ -66,6 +67,7 @@ import {
   type CompiledValue,
   conditionSql,
   constantPredicate,
+  type EventAggregate,
   exactConditionSql,
   existsPredicate,
   existsSql,
@@ -81,6 +83,7 @@ import {
   type ScalarValue,
   Sql,
   STRING_TYPE,
+  sameExpression,
   scalarOf,
   sql,
   valueSql,
@@ -88,7 +91,7 @@ import {
 import { hoistAggregateComparison } from './to-sql-hoist.js';
 import { andSets, drivingIds, notSets, orSets } from './to-sql-sets.js';
 import { compileLike, compileStringMethod, literalString } from './to-sql-strings.js';
-import { compareAge, compileDatetimeMethod, compileOccurs } from './to-sql-time.js';
+import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './to-sql-time.js';
 import type { CheckedExpression } from './types.js';
 
 export interface SqlStatement {
@@ -140,7 +143,7 @@ export interface CompileIdQueryOptions extends CompileToSqlOptions {
 export function compileToSql(checked: CheckedExpression, options: CompileIdQueryOptions): SqlStatement {
   const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
   const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
-  const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value);
+  const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value, options.sandboxId);
   const s = driven
     ? sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${whereClause([...extra, ...driven.filters])}`
     : sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${andClause([...extra, value.topLevel ?? value.sql])}`;
@@ -277,6 +280,13 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   ] as const) {
     if (typeof a.constant === 'boolean') return a.constant === and ? b : constantPredicate(!and);
   }
+  if (and) {
+    const range = mergeRanges(left, right);
+    if (range) return range;
+  }
+  // The id sets (to-sql-sets.ts) are another form of the same condition, whatever its SQL.
+  const merged = mergeComparisons(left, right, and);
+  if (merged) return { ...merged, ...(and ? andSets(left, right) : { idSets: orSets(left, right) }) };
   const op = and ? 'AND' : 'OR';
   const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
   if (!and) return { ...value, idSets: orSets(left, right) };
@@ -284,6 +294,48 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   if (left.topLevel === undefined && right.topLevel === undefined) return { ...value, ...sets };
   // Conjuncts stay conjuncts: SQLite splits nested ANDs into WHERE terms.
   return { ...value, ...sets, topLevel: sql`(${left.topLevel ?? left.sql} AND ${right.topLevel ?? right.sql})` };
+}
+
+/**
+ * `count() op k` when it only asks whether there is a matching event (`>= 1`, `> 0`, `!= 0`,
+ * or `= 0`, `< 1`): EXISTS, which stops at the first match where count(*) reads them all.
+ */
+function countAsExists(agg: EventAggregate, op: CompareNode['op'], k: number): ScalarValue | undefined {
+  if (agg.fn !== 'count') return undefined;
+  const monotone = op !== '=' && op !== '!=';
+  if (!monotone && k !== 0) return undefined;
+  const none = compareOp(op, 0, k);
+  const some = compareOp(op, 1, k);
+  if (none === some || (monotone && some !== compareOp(op, Number.MAX_SAFE_INTEGER, k))) return undefined;
+  const exists = existsPredicate(sql`SELECT 1 ${fromWhere(agg.source)}`, true);
+  return some ? exists : predicate(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(agg.source)}`)}`, false);
+}
+
+/**
+ * Two comparisons of the same computed value with constants (`let S = … in (S > 50 and S < 500)`):
+ * one sub-query computing the value once (SQLite does not reuse a sub-query's result, and S
+ * may be a sum over the profile's events). Undefined when they are not that.
+ */
+function mergeComparisons(a: ScalarValue, b: ScalarValue, and: boolean): ScalarValue | undefined {
+  const ca = a.compared;
+  const cb = b.compared;
+  if (!ca || !cb || !sameExpression(ca.subject, cb.subject)) return undefined;
+  // Only worth it when the value is itself a query; a column or JSON read is cheap to repeat.
+  if (!ca.subject.text.startsWith('(SELECT ')) return undefined;
+  const test = sql`(s ${ca.op} ${ca.bound}) ${and ? 'AND' : 'OR'} (s ${cb.op} ${cb.bound})`;
+  return predicate(sql`(SELECT ${test} FROM (SELECT ${ca.subject} AS s))`, a.nullable || b.nullable);
+}
+
+/** Remembers `left op right` when one side is a constant number, for mergeComparisons. */
+function withComparison(v: ScalarValue, op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
+  if (v.constant !== undefined) return v;
+  if (typeof right.constant === 'number' && left.constant === undefined && left.type.kind === 'number') {
+    return { ...v, compared: { subject: valueSql(left), op: SQL_COMPARE[op], bound: valueSql(right) } };
+  }
+  if (typeof left.constant === 'number' && right.constant === undefined && right.type.kind === 'number') {
+    return { ...v, compared: { subject: valueSql(right), op: SQL_COMPARE[FLIPPED[op]], bound: valueSql(left) } };
+  }
+  return v;
 }
 
 const SQL_COMPARE: Record<CompareNode['op'], string> = {
@@ -321,12 +373,14 @@ function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue 
   if (right.ageOf && typeof left.constant === 'number') {
     return compareAge(FLIPPED[node.op], right.ageOf, left.constant, ctx.now);
   }
-  const exact = compareScalars(node.op, left, right);
+  const exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
   if (left.eventAggregate && typeof right.constant === 'number') {
-    return hoistAggregateComparison(ctx, left.eventAggregate, node.op, right.constant) ?? exact;
+    const correlated = countAsExists(left.eventAggregate, node.op, right.constant) ?? exact;
+    return hoistAggregateComparison(ctx, left.eventAggregate, node.op, right.constant, correlated);
   }
   if (right.eventAggregate && typeof left.constant === 'number') {
-    return hoistAggregateComparison(ctx, right.eventAggregate, FLIPPED[node.op], left.constant) ?? exact;
+    const correlated = countAsExists(right.eventAggregate, FLIPPED[node.op], left.constant) ?? exact;
+    return hoistAggregateComparison(ctx, right.eventAggregate, FLIPPED[node.op], left.constant, correlated);
   }
   return exact;
 }

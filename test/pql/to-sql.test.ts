@@ -149,6 +149,20 @@ describe('strings', () => {
     expect(select('person.name.lastName.equals("straße", false)')).toEqual([1]);
   });
 
+  it('a case-insensitive prefix is a LIKE, with its wildcards escaped and text after a NUL ignored', () => {
+    const sqlOf = (source: string) => compileToSql(harness.check(source), { now: NOW, sandboxId: 1 }).sql;
+    expect(select('_tenant.nickname.startsWith("50% OFF_", false)')).toEqual([5]);
+    expect(select('_tenant.nickname.startsWith("50x", false)')).toEqual([]);
+    expect(select('_tenant.nickname.startsWith("5_%", false)')).toEqual([]);
+    expect(select('person.name.firstName.startsWith("A", false)')).toEqual([5]);
+    expect(select('person.name.firstName.startsWith("JO", false)')).toEqual([1, 2]);
+    expect(select('person.name.firstName.doesNotStartWith("jo", false)')).toEqual([3, 4, 5]);
+    expect(sqlOf('person.name.firstName.startsWith("JO", false)')).toContain(' LIKE ? ESCAPE ');
+    // Needles with i or k (İ and the Kelvin sign lower-case to them) keep Unicode lower-casing.
+    expect(sqlOf('person.name.firstName.startsWith("il", false)')).not.toContain(' LIKE ');
+    expect(select('person.name.firstName.endsWith("b😀", false)')).toEqual([5]);
+  });
+
   it('negative forms need a present value; the empty string is a prefix and suffix of everything', () => {
     expect(select('person.name.firstName.doesNotStartWith("J")')).toEqual([3, 4, 5]);
     expect(select('person.name.firstName.doesNotContain("o", false)')).toEqual([3, 4, 5]);
@@ -178,6 +192,30 @@ describe('strings', () => {
     expect(select('person.name.firstName.matches("(?i)^jo")')).toEqual([1, 2]);
     expect(select('person.name.firstName.matches("hn$")')).toEqual([1]);
     expect(select('person.name.firstName.regexGroup("^(.)(.)", 2) = "O"')).toEqual([2]);
+  });
+
+  it('matches with a literal pattern is a native string test, with the same answers as RE2', () => {
+    const sqlOf = (source: string) => compileToSql(harness.check(source), { now: NOW, sandboxId: 1 }).sql;
+    for (const [pattern, ids] of [
+      ['ohn$', [1]],
+      ['^JO', [2]],
+      ['^John$', [1]],
+      ['b😀$', [5]],
+      ['a\\u0000b', [5]],
+      ['\\\\.', []],
+      ['^$', [4]],
+      ['', [1, 2, 3, 4, 5]],
+      ['$', [1, 2, 3, 4, 5]],
+      ['Stra\\\\$e', []],
+    ] as const) {
+      const source = `person.name.firstName.matches("${pattern}") or person.name.lastName.matches("${pattern}")`;
+      expect(select(source), source).toEqual(ids);
+      expect(sqlOf(source), source).not.toContain('pql_re_match');
+    }
+    // Not literal: a class, a quantifier, an escape that is not punctuation, a flag.
+    for (const pattern of ['J.hn', 'Jo+', '\\\\d', '(?i)john', 'a|b', 'x$y']) {
+      expect(sqlOf(`person.name.firstName.matches("${pattern}")`), pattern).toContain('pql_re_match');
+    }
   });
 
   it('lower / upper / + use Unicode case mapping and concatenate', () => {
@@ -274,6 +312,16 @@ describe('datetimes and occurs', () => {
     expect(select('loyalty.joinDate.getMonth() = 2 and loyalty.joinDate.getDayOfMonth() = 29')).toEqual([2]);
     expect(select('loyalty.joinDate.getYear() = currentYear()')).toEqual([1, 2, 3, 4, 5, 6]);
   });
+
+  it('reads the datetime once for a conjunction of ranges on it', () => {
+    const source = 'age(person.birthDate) >= 23 and age(person.birthDate) < 25';
+    expect(select(source)).toEqual([1, 2]);
+    expect(select('age(person.birthDate) >= 24 and age(person.birthDate) <= 24')).toEqual([1]);
+    expect(select('age(person.birthDate) > 24 and age(person.birthDate) < 24')).toEqual([]);
+    const { sql } = compileToSql(harness.check(source), { now: NOW, sandboxId: 1 });
+    expect(sql.match(/json_extract/g)).toHaveLength(1);
+    expect(sql).toContain('BETWEEN');
+  });
 });
 
 describe('events', () => {
@@ -331,7 +379,7 @@ describe('events', () => {
     expect(select(windowed)).toEqual([1, 2, 3]);
     const { sql } = compileToSql(harness.check(windowed), { now: NOW, sandboxId: 1 });
     expect(sql).toContain('+p.id NOT IN (SELECT e1.profile_id AS id FROM events AS e1 WHERE e1.sandbox_id = ?');
-    expect(sql).toContain('HAVING NOT (count(*) < ?)');
+    expect(sql).toContain('HAVING NOT coalesce(count(*) < ?, 0)');
   });
 
   it('count() = 0 holds for a profile without events', () => {
@@ -348,6 +396,36 @@ describe('events', () => {
     expect(
       select('xEvent.min(commerce.order.priceTotal) = 5.5 and xEvent.max(commerce.order.priceTotal) = 100'),
     ).toEqual([1]);
+  });
+
+  it('answers tests of one set of events in one grouped pass', () => {
+    const statement = (source: string) => compileToSql(harness.check(source), { now: NOW, sandboxId: 1 }).sql;
+    const typed = 'xEvent[eventType = "commerce.purchases"]';
+    const range = `let M = (${typed}.max(commerce.order.priceTotal)) in (M > 50 and M < 200)`;
+    expect(select(range)).toEqual([1]);
+    expect(select(`let M = (${typed}.max(commerce.order.priceTotal)) in (M > 1 and M < 100)`)).toEqual([]);
+    // Holds without events (a count of 0): the group gives the complement.
+    const paid = 'xEvent[eventType = "commerce.purchases" and commerce.order.priceTotal > 0]';
+    const counts = `${paid}.count() < 2 or (${paid}.count() = 3 and ${paid}.min(commerce.order.priceTotal) = 5.5)`;
+    expect(select(counts)).toEqual([1, 2, 3]);
+    expect(select(`not (${typed}.max(commerce.order.priceTotal) < 50) and ${typed}.count() < 3`)).toEqual([2, 3]);
+    for (const source of [range, counts]) {
+      const sql = statement(source);
+      expect(sql, source).not.toContain('FROM profiles AS p');
+      expect(sql.match(/GROUP BY/g), source).toHaveLength(1);
+    }
+    // Payload-free tests of typed events stay a probe per profile, answered from the index.
+    expect(statement(`${typed}.count() >= 1`)).toContain('FROM profiles');
+  });
+
+  it('computes a value compared twice once', () => {
+    const typed = 'xEvent[eventType = "commerce.purchases"]';
+    const sum = `let S = (${typed}.sum(commerce.order.priceTotal)) in (S > 100 and S < 200)`;
+    expect(select(sum)).toEqual([1]);
+    expect(select(`let S = (${typed}.sum(commerce.order.priceTotal)) in (S < 100 or S > 115)`)).toEqual([1, 2, 3]);
+    expect(select(`let S = (${typed}.sum(commerce.order.priceTotal)) in (not (S > 100 and S < 200))`)).toEqual([2, 3]);
+    const { sql } = compileToSql(harness.check(sum), { now: NOW, sandboxId: 1 });
+    expect(sql.match(/total\(/g)).toHaveLength(1);
   });
 
   it('exists / forall: forall is true for no events', () => {
