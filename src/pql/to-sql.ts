@@ -133,6 +133,16 @@ export interface CompileIdQueryOptions extends CompileToSqlOptions {
   where?: readonly IdCondition[];
 }
 
+/** compileToSql's statement, and where it starts. */
+export interface IdQuery extends SqlStatement {
+  /**
+   * Set when the statement starts from the current members of the audiences the definition
+   * names (no profile or event scan): its cost is bounded by their sizes, times one probe per
+   * member for each of `filters` conditions.
+   */
+  startsFromAudiences?: { filters: number };
+}
+
 /**
  * The qualifying profiles of one sandbox, each once: `SELECT p.id AS id FROM … WHERE …`.
  * A definition that is a set over memberships and grouped events (to-sql-sets.ts) starts
@@ -140,14 +150,22 @@ export interface CompileIdQueryOptions extends CompileToSqlOptions {
  * (`profiles AS p WHERE p.sandbox_id = ? AND (<condition>)`, the sandbox id the first
  * parameter).
  */
-export function compileToSql(checked: CheckedExpression, options: CompileIdQueryOptions): SqlStatement {
+export function compileToSql(checked: CheckedExpression, options: CompileIdQueryOptions): IdQuery {
   const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
   const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
   const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value, options.sandboxId);
-  const s = driven
-    ? sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${whereClause([...extra, ...driven.filters])}`
-    : sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${andClause([...extra, value.topLevel ?? value.sql])}`;
-  return { sql: s.text, params: [...s.params] };
+  if (!driven) {
+    const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${andClause([...extra, value.topLevel ?? value.sql])}`;
+    return { sql: s.text, params: [...s.params] };
+  }
+  const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${whereClause([...extra, ...driven.filters])}`;
+  // Compiler-made text: the tables a set reads are named in it.
+  const audiencesOnly = !/\bFROM (events|profiles)\b/.test(driven.ids.text);
+  return {
+    sql: s.text,
+    params: [...s.params],
+    ...(audiencesOnly ? { startsFromAudiences: { filters: driven.filters.length } } : {}),
+  };
 }
 
 function whereClause(conds: readonly Sql[]): Sql {

@@ -3,7 +3,7 @@ import { compilePredicate, compileToSql } from '../../pql/to-sql.js';
 import { checkExpression } from '../expressions.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts, sampleSizeFor } from './estimate.js';
-import { openSampler, type Sampler } from './preview-samplers.js';
+import { openSampler, permutation, type Sampler } from './preview-samplers.js';
 
 export interface PreviewPlan {
   jobId: number;
@@ -30,6 +30,10 @@ const TIGHT_ENOUGH = 0.02;
 /** The first random chunk: a running estimate within moments. */
 const FIRST_CHUNK = 1_000;
 const MAX_CHUNK = 50_000;
+/** See `exactIsCheap`: about a quarter of a second of index reads and probes. */
+const CHEAP_MEMBERS = 1_000_000;
+/** Qualifying profiles whose identities a whole-store preview reads for its namespace distribution. */
+const NAMESPACE_SAMPLE = 1_000;
 
 /**
  * The job-worker task of a preview. Inside one read snapshot: walk a seeded random
@@ -65,7 +69,19 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     estimate = estimateFromSample(counts, plan.confidenceLevel, false);
     const tight = () =>
       estimate.confidenceInterval.high - estimate.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population;
-    while (counts.read < n && !(wholeStore && counts.read > 0 && tight())) {
+    const scan = wholeStore
+      ? compileToSql(checked, {
+          now: plan.now,
+          sandboxId: plan.sandboxId,
+          where: [{ sql: 'p.id % 20000 != 0 OR segql_tick(p.id)', params: [] }],
+        })
+      : undefined;
+    // A statement that starts from stored audiences reads at most their members (a probe each per
+    // filter): when that is little, the exact count comes sooner than a sample's estimate would.
+    const exactIsCheap =
+      scan?.startsFromAudiences !== undefined &&
+      membersOf(conn, [...checked.audiences.values()]) * (1 + scan.startsFromAudiences.filters) <= CHEAP_MEMBERS;
+    while (counts.read < n && !(wholeStore && (exactIsCheap || (counts.read > 0 && tight())))) {
       if (hooks.cancelled()) throw new TaskCancelled();
       const { read, hits } = sampler.next(Math.min(chunk, n - counts.read));
       if (read === 0) break;
@@ -91,9 +107,9 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
         chunk = Math.min(chunk * 2, MAX_CHUNK);
       }
     }
-    if (wholeStore) {
-      // The rest of the store in id order, in one statement; segql_tick reports progress (the
-      // random-order estimate stays the running one) and aborts on cancel.
+    if (scan) {
+      // The whole store in one statement; segql_tick reports progress (the random-order estimate
+      // stays the running one) and aborts on cancel.
       const runningEstimate = estimate;
       const readBefore = counts.read;
       const { lo, hi } = sampler;
@@ -106,31 +122,23 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
         hooks.progress({ done, total: n, estimate: runningEstimate } satisfies PreviewProgress);
         return 1;
       });
-      const scan = compileToSql(checked, {
-        now: plan.now,
-        sandboxId: plan.sandboxId,
-        where: [{ sql: 'p.id % 20000 != 0 OR segql_tick(p.id)', params: [] }],
-      });
       qualifying = sqlite
         .prepare(scan.sql)
         .pluck()
         .all(...scan.params) as number[];
-      // The namespace distribution stays an estimate (as its name says): the random part's shares applied
-      // to the exact count. Counting it exactly costs an index seek per hit, as much as the scan itself.
-      // Only when the random part found no hit to take shares from is it counted.
-      const sampled = counts.qualified;
-      const namespaces =
-        sampled > 0
-          ? Object.entries(counts.namespaces).map(([namespace, c]) => ({
-              namespace,
-              c: Math.round((c / sampled) * qualifying.length),
-            }))
-          : qualifying.length > 0
-            ? (namespacesOf.all(JSON.stringify(qualifying)) as { namespace: string; c: number }[])
-            : [];
+      // The namespace distribution stays an estimate (as its name says), from a seeded uniform
+      // sample of the qualifying profiles: counting every one costs an index seek per hit, as much
+      // as the scan itself.
+      const sample = sampleOf(qualifying, NAMESPACE_SAMPLE, plan.seed);
+      const scale = sample.length > 0 ? qualifying.length / sample.length : 0;
+      counts.namespaces = {};
+      if (sample.length > 0) {
+        for (const row of namespacesOf.all(JSON.stringify(sample)) as { namespace: string; c: number }[]) {
+          counts.namespaces[row.namespace] = Math.round(row.c * scale);
+        }
+      }
       counts.read = population;
       counts.qualified = qualifying.length;
-      counts.namespaces = Object.fromEntries(namespaces.map((r) => [r.namespace, r.c]));
     }
     estimate = estimateFromSample(counts, plan.confidenceLevel, true);
     // Subscribers get the full-sample estimate now; storing the qualifying profiles comes after.
@@ -171,6 +179,23 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     })
     .immediate();
   return estimate;
+}
+
+/** Current members of the audiences, by their cached sizes. */
+function membersOf(conn: Connection, audienceIds: readonly number[]): number {
+  if (audienceIds.length === 0) return 0;
+  return conn.sqlite
+    .prepare('SELECT coalesce(sum(size), 0) FROM main.audiences WHERE id IN (SELECT value FROM json_each(?))')
+    .pluck()
+    .get(JSON.stringify(audienceIds)) as number;
+}
+
+/** Up to `size` of the ids, a seeded uniform sample without replacement (all of them when there are fewer). */
+function sampleOf(ids: readonly number[], size: number, seed: number): number[] {
+  if (ids.length <= size) return [...ids];
+  const position = permutation(ids.length, seed);
+  // In id order: the identity index is then read front to back.
+  return Array.from({ length: size }, (_, i) => ids[position(i)]!).sort((a, b) => a - b);
 }
 
 function ascending(ids: Float64Array): boolean {

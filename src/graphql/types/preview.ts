@@ -44,7 +44,7 @@ const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
     estimatedNamespaceDistribution: t.field({
       type: [NamespaceCountType],
       description:
-        "Qualifying profiles per identity namespace, scaled to the population. Always an estimate: when the whole store was read, the random-order part's shares are applied to the exact count.",
+        'Qualifying profiles per identity namespace, scaled to the population. Always an estimate: when the whole store was read, the shares in a seeded uniform sample of 1,000 qualifying profiles (all of them when fewer) are applied to the exact count.',
       resolve: (v) => v.estimate.estimatedNamespaceDistribution,
     }),
     computedAt: t.field({ type: 'DateTime', resolve: (v) => v.estimate.computedAt }),
