@@ -29,6 +29,8 @@ export interface PreviewProgress {
 const TIGHT_ENOUGH = 0.02;
 /** The first random chunk: a running estimate within moments. */
 const FIRST_CHUNK = 1_000;
+/** The only random chunk before a cheap exact count (`exactIsCheap`). */
+const ROUGH_CHUNK = 250;
 const MAX_CHUNK = 50_000;
 /** See `exactIsCheap`: about a quarter of a second of index reads and probes. */
 const CHEAP_MEMBERS = 1_000_000;
@@ -65,7 +67,6 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
        CROSS JOIN main.identities AS i ON i.profile_id = j.value GROUP BY i.namespace`,
     );
     const counts: SampleCounts = { read: 0, qualified: 0, population, namespaces: {} };
-    let chunk = FIRST_CHUNK;
     estimate = estimateFromSample(counts, plan.confidenceLevel, false);
     const tight = () =>
       estimate.confidenceInterval.high - estimate.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population;
@@ -77,11 +78,14 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
         })
       : undefined;
     // A statement that starts from stored audiences reads at most their members (a probe each per
-    // filter): when that is little, the exact count comes sooner than a sample's estimate would.
+    // filter): when that is little, the exact count comes sooner than a ±2 % sample would, so one
+    // small random chunk gives a first, rough estimate and the scan follows.
     const exactIsCheap =
       scan?.startsFromAudiences !== undefined &&
       membersOf(conn, [...checked.audiences.values()]) * (1 + scan.startsFromAudiences.filters) <= CHEAP_MEMBERS;
-    while (counts.read < n && !(wholeStore && (exactIsCheap || (counts.read > 0 && tight())))) {
+    let chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
+    const enough = () => counts.read > 0 && (exactIsCheap || tight());
+    while (counts.read < n && !(wholeStore && enough())) {
       if (hooks.cancelled()) throw new TaskCancelled();
       const { read, hits } = sampler.next(Math.min(chunk, n - counts.read));
       if (read === 0) break;
