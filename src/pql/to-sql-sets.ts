@@ -92,6 +92,25 @@ function drivenOf(v: ScalarValue): DrivenIds | undefined {
   return v.driven ?? (v.idSets?.ids ? { ids: v.idSets.ids, filters: [] } : undefined);
 }
 
+/** `a and b` on the id sets alone: the ids both hold for, those either fails for. */
+function meet(sa: IdSets, sb: IdSets): IdSets | undefined {
+  const ids =
+    sa.ids && sb.ids
+      ? combine(sa.ids, 'INTERSECT', sb.ids)
+      : sa.ids && sb.excluded
+        ? combine(sa.ids, 'EXCEPT', sb.excluded)
+        : sb.ids && sa.excluded
+          ? combine(sb.ids, 'EXCEPT', sa.excluded)
+          : undefined;
+  const excluded = sa.excluded && sb.excluded ? combine(sa.excluded, 'UNION', sb.excluded) : undefined;
+  return ids || excluded ? { ids, excluded, probe: sa.probe || sb.probe } : undefined;
+}
+
+/** The sets of `not c` from those of c. */
+function swap(s: IdSets): IdSets {
+  return { ids: s.excluded, excluded: s.ids, probe: s.probe };
+}
+
 export function notSets(v: ScalarValue): IdSets | undefined {
   const s = v.idSets;
   if (!s) return undefined;
@@ -99,7 +118,7 @@ export function notSets(v: ScalarValue): IdSets | undefined {
     const g = s.group;
     return { ...groupSets({ ...g, having: sql`NOT coalesce(${g.having}, 0)`, empty: !g.empty }), probe: s.probe };
   }
-  return { ids: s.excluded, excluded: s.ids, probe: s.probe };
+  return swap(s);
 }
 
 export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driven?: DrivenIds } {
@@ -116,18 +135,9 @@ export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driv
     const db = drivenOf(b)!;
     return { driven: { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] } };
   }
-  const probe = sa.probe || sb.probe;
-  const ids =
-    sa.ids && sb.ids
-      ? combine(sa.ids, 'INTERSECT', sb.ids)
-      : sa.ids && sb.excluded
-        ? combine(sa.ids, 'EXCEPT', sb.excluded)
-        : sb.ids && sa.excluded
-          ? combine(sb.ids, 'EXCEPT', sa.excluded)
-          : undefined;
-  const excluded = sa.excluded && sb.excluded ? combine(sa.excluded, 'UNION', sb.excluded) : undefined;
+  const both = meet(sa, sb);
   let driven: DrivenIds | undefined;
-  if (ids === undefined) {
+  if (both?.ids === undefined) {
     const da = drivenOf(a);
     const db = drivenOf(b);
     if (da && db) driven = { ids: combine(da.ids, 'INTERSECT', db.ids), filters: [...da.filters, ...db.filters] };
@@ -136,7 +146,7 @@ export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driv
     else if (da && idOnly(b)) driven = { ids: da.ids, filters: [...da.filters, b.topLevel ?? b.sql] };
     else if (db && idOnly(a)) driven = { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] };
   }
-  return { idSets: ids || excluded ? { ids, excluded, probe } : undefined, driven };
+  return { idSets: both, driven };
 }
 
 export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
@@ -144,17 +154,9 @@ export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
   const sb = b.idSets ?? {};
   const merged = sa.group && sb.group && mergeGroups(sa.group, sb.group, 'OR');
   if (merged) return { ...groupSets(merged), probe: sa.probe || sb.probe };
-  const probe = sa.probe || sb.probe;
-  const ids = sa.ids && sb.ids ? combine(sa.ids, 'UNION', sb.ids) : undefined;
-  const excluded =
-    sa.excluded && sb.excluded
-      ? combine(sa.excluded, 'INTERSECT', sb.excluded)
-      : sa.excluded && sb.ids
-        ? combine(sa.excluded, 'EXCEPT', sb.ids)
-        : sb.excluded && sa.ids
-          ? combine(sb.excluded, 'EXCEPT', sa.ids)
-          : undefined;
-  return ids || excluded ? { ids, excluded, probe } : undefined;
+  // a or b = not (not a and not b)
+  const neither = meet(swap(sa), swap(sb));
+  return neither && swap(neither);
 }
 
 /**

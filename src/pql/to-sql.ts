@@ -155,10 +155,10 @@ export function compileToSql(checked: CheckedExpression, options: CompileIdQuery
   const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
   const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value, options.sandboxId);
   if (!driven) {
-    const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${andClause([...extra, value.topLevel ?? value.sql])}`;
+    const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${clause('AND', [...extra, value.topLevel ?? value.sql])}`;
     return { sql: s.text, params: [...s.params] };
   }
-  const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${whereClause([...extra, ...driven.filters])}`;
+  const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${clause('WHERE', [...extra, ...driven.filters])}`;
   // Compiler-made text: the tables a set reads are named in it.
   const audiencesOnly = !/\bFROM (events|profiles)\b/.test(driven.ids.text);
   return {
@@ -168,22 +168,13 @@ export function compileToSql(checked: CheckedExpression, options: CompileIdQuery
   };
 }
 
-function whereClause(conds: readonly Sql[]): Sql {
-  return conds.length === 0
-    ? raw('')
-    : sql` WHERE ${joinSql(
-        conds.map((c) => sql`(${c})`),
-        ' AND ',
-      )}`;
-}
-
-function andClause(conds: readonly Sql[]): Sql {
-  return conds.length === 0
-    ? raw('')
-    : sql` AND ${joinSql(
-        conds.map((c) => sql`(${c})`),
-        ' AND ',
-      )}`;
+/** ` WHERE (a) AND (b)` or ` AND (a) AND (b)`; nothing without conditions. */
+function clause(keyword: 'WHERE' | 'AND', conds: readonly Sql[]): Sql {
+  if (conds.length === 0) return raw('');
+  return sql` ${keyword} ${joinSql(
+    conds.map((c) => sql`(${c})`),
+    ' AND ',
+  )}`;
 }
 
 function compileRoot(checked: CheckedExpression, now: number, sandboxId?: number): ScalarValue {
