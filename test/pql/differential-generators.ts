@@ -174,7 +174,25 @@ const numLit = fc.constantFrom(
 );
 const smallInt = fc.constantFrom('0', '1', '2', '3');
 const LIKE_PATTERNS = ['J%', '%n', '_o%', '%', '', 'a\\%b', 'a\\_b', '%\\\\%', '_', '__', '%ß%', '%😀', 'S_', '%a%b%'];
-const REGEXES = ['^J', '(?i)^jo', 'n$', 'a.c', '^$', '[0-9]+', 'é', '(?i)ß', '^(\\w)(\\w)?', '(a|b)+'];
+const REGEXES = [
+  '^J',
+  '(?i)^jo',
+  'n$',
+  'a.c',
+  '^$',
+  '[0-9]+',
+  'é',
+  '(?i)ß',
+  '^(\\w)(\\w)?',
+  '(a|b)+',
+  // Literal patterns (compiled to native string tests): escaped punctuation, both anchors, none.
+  '^John$',
+  'hn\\.?',
+  '\\.com$',
+  '50\\% off',
+  'o',
+  '',
+];
 const EVENT_TYPES = ['commerce.purchases', 'web.pageview', 'commerce.productViews', 'x'];
 const eventTypeLit = fc.constantFrom(...EVENT_TYPES).map(pqlString);
 const CATEGORIES = ['shoes', 'Shoes', 'hats', 'é', ''];
@@ -612,6 +630,46 @@ export class PqlGenerator {
           },
           { arbitrary: this.chain(d), weight: 3 },
           { arbitrary: fc.constantFrom('"VIP"', '"2"', '"Newsletter"').map((a) => `inSegment(${a})`), weight: 2 },
+          // Shapes the SQL compiler turns into id sets (to-sql-sets.ts): tests of typed events that read
+          // the payload (one grouped pass), two tests of one value, has-any counts.
+          {
+            arbitrary: fc
+              .tuple(
+                eventTypeLit,
+                fc.constantFrom('count()', 'min(commerce.order.priceTotal)', 'max(commerce.order.priceTotal)'),
+                compareOp,
+                smallInt,
+              )
+              .map(([t, agg, op, k]) => `xEvent[eventType = ${t} and commerce.order.priceTotal > 1].${agg} ${op} ${k}`),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                eventTypeLit,
+                fc.constantFrom('sum', 'max', 'count'),
+                compareOp,
+                smallInt,
+                fc.constantFrom('and', 'or'),
+                compareOp,
+                fc.constantFrom('5', '20', '100'),
+              )
+              .map(
+                ([t, fn, op1, k1, join, op2, k2]) =>
+                  `(let S = (xEvent[eventType = ${t}].${fn}(${fn === 'count' ? '' : 'commerce.order.priceTotal'})) in (S ${op1} ${k1} ${join} S ${op2} ${k2}))`,
+              ),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('"VIP"', '"2"'),
+                eventTypeLit,
+                fc.constantFrom('>= 1', '> 0', '= 0', '!= 0', '< 1'),
+              )
+              .map(([a, t, cmp]) => `(inSegment(${a}) and xEvent[eventType = ${t}].count() ${cmp})`),
+            weight: 1,
+          },
           {
             arbitrary: fc.constantFrom('a', 'k', 'é').map((k) => `_tenant.prefs.get(${pqlString(k)}).isNull()`),
             weight: 1,
