@@ -1,5 +1,5 @@
 /**
- * `segql serve | migrate | seed`: the command line. `npm start` runs `serve`, which migrates,
+ * `segql serve | migrate | seed | keys`: the command line. `npm start` runs `serve`, which migrates,
  * seeds demo data into an empty `prod` sandbox (SEGQL_DEMO_PROFILES) and serves on PORT.
  */
 import { parseArgs } from 'node:util';
@@ -7,7 +7,9 @@ import { SingleBar } from 'cli-progress';
 import pino from 'pino';
 import { databaseFile, loadConfig } from './config.js';
 import { openDatabase } from './db/index.js';
+import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
 import { seedDemoData } from './domain/demo-data.js';
+import { DomainError } from './domain/errors.js';
 import { countProfiles } from './domain/profiles.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { startServer } from './server.js';
@@ -75,9 +77,22 @@ async function main() {
     conn.close();
     return;
   }
+  if (command === 'keys') {
+    const conn = openDatabase(file);
+    try {
+      keysCommand(conn, rest);
+    } finally {
+      conn.close();
+    }
+    // Servers on this data directory re-read their keys when the stamp changes.
+    if (rest[0] === 'create' || rest[0] === 'revoke') touchKeyStamp(config.dataDir);
+    return;
+  }
   if (command !== 'serve') {
     process.stderr.write(
-      'usage: segql serve | migrate | seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]\n',
+      'usage: segql serve | migrate | seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]\n' +
+        '       segql keys create --name NAME --sandbox NAME [--sandbox …] --scope read|write|admin [--scope …]\n' +
+        '       segql keys list | segql keys revoke ID|PREFIX\n',
     );
     process.exitCode = 2;
     return;
@@ -118,6 +133,59 @@ async function main() {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** `segql keys create | list | revoke`: the key's plaintext is printed once, on stdout, by create. */
+function keysCommand(conn: ReturnType<typeof openDatabase>, args: string[]) {
+  const [action, ...rest] = args;
+  try {
+    if (action === 'create') {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          name: { type: 'string' },
+          sandbox: { type: 'string', multiple: true, default: [DEFAULT_SANDBOX] },
+          scope: { type: 'string', multiple: true, default: ['read'] },
+        },
+      });
+      const { key, apiKey } = createApiKey(conn, {
+        name: values.name ?? '',
+        sandboxes: values.sandbox,
+        scopes: values.scope.flatMap((s) => s.split(',')),
+      });
+      process.stderr.write(
+        `API key ${apiKey.id} "${apiKey.name}" (${apiKey.scopes.join(', ')}) for ${apiKey.sandboxes.join(', ')}. ` +
+          'It is shown only now; only its hash is stored:\n',
+      );
+      process.stdout.write(`${key}\n`);
+      return;
+    }
+    if (action === 'list') {
+      for (const k of listApiKeys(conn)) {
+        const state = k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`;
+        process.stdout.write(
+          `${k.id}\t${k.prefix}…\t${k.name}\t${k.scopes.join(',')}\t${k.sandboxes.join(',')}\t${state}\n`,
+        );
+      }
+      return;
+    }
+    if (action === 'revoke' && rest[0]) {
+      const k = revokeApiKey(conn, rest[0]);
+      process.stderr.write(`API key ${k.id} "${k.name}" revoked\n`);
+      return;
+    }
+  } catch (err) {
+    if (err instanceof DomainError) {
+      process.stderr.write(`segql keys: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+  process.stderr.write(
+    'usage: segql keys create --name NAME [--sandbox NAME …] [--scope SCOPE …] | list | revoke ID|PREFIX\n',
+  );
+  process.exitCode = 2;
 }
 
 main().catch((err) => {

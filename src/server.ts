@@ -9,13 +9,16 @@ import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
+import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal } from './domain/api-keys.js';
 import type { App } from './domain/app.js';
+import { DomainError } from './domain/errors.js';
 import { EventBus } from './domain/events.js';
 import { JobRunner } from './domain/jobs/job-runner.js';
 import { WorkerLanes } from './domain/jobs/worker-thread.js';
 import { previewJobHandler } from './domain/previews/previews.js';
-import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
+import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './domain/sandboxes.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
+import { scopePlugin } from './graphql/auth.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
@@ -42,6 +45,11 @@ export interface RunningServer {
 }
 
 export type ServerContextExtras = { metrics: Metrics };
+
+/** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
 
 /** Counts open subscription streams on every transport (graphql-ws and SSE) for /metrics. */
 const countSubscriptions: Plugin = {
@@ -81,6 +89,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.jobs.register(previewJobHandler);
   app.jobs.start();
   const metrics = createMetrics(app);
+  const keys = new KeyRing(conn, keyStampFile(options.dataDir));
+  const host = options.host ?? '127.0.0.1';
+  if (!keys.required()) {
+    if (!isLoopback(host)) {
+      throw new Error(
+        `Refusing to serve on ${host} without API keys: make one with "segql keys create", or bind to a loopback address`,
+      );
+    }
+    log.warn({ host }, 'no API keys: serving open on a loopback address (make one with "segql keys create")');
+  }
 
   const yoga = createYoga<
     ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> },
@@ -98,6 +116,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     plugins: [
       ...errorMappingPlugins(log),
+      scopePlugin(),
       countSubscriptions,
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
@@ -114,11 +133,24 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         (connectionParams?.['x-sandbox-name'] as string | undefined) ??
         (connectionParams?.sandbox as string | undefined) ??
         DEFAULT_SANDBOX;
-      const sandbox = findSandbox(conn, name);
+      let principal: Principal;
+      let sandbox: Sandbox | undefined;
+      try {
+        principal = keys.authenticate(
+          headers?.get('authorization') ?? (connectionParams?.authorization as string | undefined),
+        );
+        sandbox = findSandbox(conn, name);
+        // A key bound to some sandboxes learns nothing about others: an unknown name is as forbidden.
+        assertSandboxAllowed(principal, sandbox ?? { id: -1, name });
+      } catch (err) {
+        if (err instanceof DomainError) throw new GraphQLError(err.message, { extensions: { code: err.code } });
+        throw err;
+      }
       if (!sandbox) {
         throw new GraphQLError(`Sandbox "${name}" does not exist`, { extensions: { code: 'NOT_FOUND', id: name } });
       }
       return {
+        principal,
         app,
         conn,
         sandbox,
@@ -190,6 +222,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     {
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: (args: any) => args.rootValue.subscribe(args),
+      // Without a valid key (when keys are required) the socket is closed at once (4403 Forbidden).
+      onConnect: (ctx) => {
+        try {
+          keys.authenticate(ctx.connectionParams?.authorization as string | undefined);
+          return true;
+        } catch (err) {
+          if (err instanceof DomainError) return false;
+          throw err;
+        }
+      },
       onSubscribe: async (ctx, _id, params) => {
         const {
           schema: s,
@@ -231,11 +273,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
-    httpServer.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve());
+    httpServer.listen(options.port ?? 0, host, () => resolve());
   });
   const address = httpServer.address() as AddressInfo;
-  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  const url = `http://${host}:${address.port}/graphql`;
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${shown}:${address.port}/graphql`;
   log.info({ url }, 'SegQL listening');
 
   let closing: Promise<void> | undefined;

@@ -259,3 +259,28 @@ export const previewResults = sqliteTable('preview_results', {
   profileIds: blob('profile_ids', { mode: 'buffer' }).notNull(),
   count: integer('count').notNull(),
 });
+
+/**
+ * API keys (spec/api.md "Auth"): only a SHA-256 of the key is kept (keys are 32 random bytes, so a
+ * fast hash is enough); `prefix` is the key's first characters, to tell keys apart in lists.
+ */
+export const apiKeys = sqliteTable('api_keys', {
+  id: integer('id').primaryKey(),
+  name: text('name').notNull(),
+  prefix: text('prefix').notNull(),
+  keyHash: text('key_hash').notNull().unique(),
+  /** JSON array of `read`, `write`, `admin`. */
+  scopes: text('scopes').notNull(),
+  createdAt: integer('created_at').notNull(),
+  revokedAt: integer('revoked_at'),
+});
+
+/** The sandboxes a key may act in. */
+export const apiKeySandboxes = sqliteTable(
+  'api_key_sandboxes',
+  {
+    keyId: integer('key_id').notNull(),
+    sandboxId: integer('sandbox_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.keyId, t.sandboxId] })],
+);

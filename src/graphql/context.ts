@@ -2,6 +2,7 @@ import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
+import type { Principal } from '../domain/api-keys.js';
 import type { App } from '../domain/app.js';
 import { type Audience, audiencesByIds, dependentDefinitions } from '../domain/audiences.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from '../domain/definitions.js';
@@ -13,6 +14,8 @@ import type { Metrics } from '../metrics.js';
 
 export interface Context {
   app: App;
+  /** Who is asking: the API key's scopes and sandboxes (everything when the server runs open). */
+  principal: Principal;
   conn: Connection;
   sandbox: Sandbox;
   limits: Limits;

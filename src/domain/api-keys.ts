@@ -1,0 +1,207 @@
+/**
+ * API keys (spec/api.md "Auth"): a key belongs to one or more sandboxes and carries scopes.
+ * Queries need `read`, mutations `write`, key management and schema changes `admin`. Only a
+ * hash of each key is stored; the key itself is shown once, when it is made.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { eq, inArray, isNull } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
+import { badInput, DomainError, notFound } from './errors.js';
+import { ensureSandbox } from './sandboxes.js';
+
+export const SCOPES = ['read', 'write', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+export interface ApiKey {
+  id: number;
+  name: string;
+  /** The key's first characters, to tell keys apart (never enough to use it). */
+  prefix: string;
+  scopes: Scope[];
+  sandboxes: string[];
+  createdAt: number;
+  revokedAt: number | null;
+}
+
+/** Who a request is: a key's scopes and sandbox ids, or everything when the server runs open. */
+export interface Principal {
+  keyId: number | null;
+  scopes: ReadonlySet<Scope>;
+  /** null: every sandbox. */
+  sandboxIds: ReadonlySet<number> | null;
+}
+
+export const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: new Set(SCOPES), sandboxIds: null };
+
+const KEY_PREFIX = 'segql_';
+
+function hashKey(key: string): string {
+  return createHash('sha256').update(key).digest('hex');
+}
+
+/** Makes a key; the returned `key` is the only time its plaintext exists outside the caller. */
+export function createApiKey(
+  conn: Connection,
+  input: { name: string; sandboxes: readonly string[]; scopes: readonly string[] },
+  now = Date.now(),
+): { key: string; apiKey: ApiKey } {
+  const name = input.name.trim();
+  if (name === '') throw badInput('A key needs a name', 'name');
+  if (input.sandboxes.length === 0) throw badInput('A key needs at least one sandbox', 'sandboxes');
+  const unknown = input.scopes.filter((s) => !(SCOPES as readonly string[]).includes(s));
+  if (unknown.length > 0 || input.scopes.length === 0) {
+    throw badInput(
+      `Scopes are one or more of ${SCOPES.join(', ')}; got ${input.scopes.join(', ') || 'none'}`,
+      'scopes',
+    );
+  }
+  const scopes = SCOPES.filter((s) => input.scopes.includes(s));
+  const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
+  const id = conn.sqlite
+    .transaction(() => {
+      const row = conn.db
+        .insert(apiKeys)
+        .values({
+          name,
+          prefix: key.slice(0, KEY_PREFIX.length + 6),
+          keyHash: hashKey(key),
+          scopes: JSON.stringify(scopes),
+          createdAt: now,
+        })
+        .returning({ id: apiKeys.id })
+        .get();
+      for (const sandbox of new Set(input.sandboxes)) {
+        conn.db
+          .insert(apiKeySandboxes)
+          .values({ keyId: row.id, sandboxId: ensureSandbox(conn, sandbox).id })
+          .run();
+      }
+      return row.id;
+    })
+    .immediate();
+  return { key, apiKey: listApiKeys(conn).find((k) => k.id === id)! };
+}
+
+export function listApiKeys(conn: Connection): ApiKey[] {
+  const rows = conn.db.select().from(apiKeys).orderBy(apiKeys.id).all();
+  const links = conn.db
+    .select({ keyId: apiKeySandboxes.keyId, name: sandboxes.name })
+    .from(apiKeySandboxes)
+    .innerJoin(sandboxes, eq(sandboxes.id, apiKeySandboxes.sandboxId))
+    .all();
+  return rows.map((r) => ({
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    scopes: JSON.parse(r.scopes) as Scope[],
+    sandboxes: links.filter((l) => l.keyId === r.id).map((l) => l.name),
+    createdAt: r.createdAt,
+    revokedAt: r.revokedAt,
+  }));
+}
+
+/** Revokes a key by id or by its prefix; a revoked key fails like an unknown one. */
+export function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.now()): ApiKey {
+  const key = listApiKeys(conn).find((k) => String(k.id) === idOrPrefix || k.prefix === idOrPrefix);
+  if (!key) throw notFound(`No API key ${idOrPrefix}`);
+  conn.db
+    .update(apiKeys)
+    .set({ revokedAt: key.revokedAt ?? now })
+    .where(eq(apiKeys.id, key.id))
+    .run();
+  return { ...key, revokedAt: key.revokedAt ?? now };
+}
+
+/**
+ * The live keys by hash, kept in memory: a request costs no statement. They are re-read when the
+ * stamp file changes, which `touchKeyStamp` does after every change made through this module
+ * (the `segql keys` command runs in another process than the server).
+ */
+export class KeyRing {
+  private stamp: string | undefined;
+  private byHash = new Map<string, Principal>();
+
+  constructor(
+    private readonly conn: Connection,
+    private readonly stampFile: string,
+  ) {}
+
+  /** Whether the server must ask for keys: it has at least one live key. */
+  required(): boolean {
+    return this.load().size > 0;
+  }
+
+  /** The principal of a request's `authorization` value (`Bearer <key>`), or why it has none. */
+  authenticate(authorization: string | undefined | null): Principal {
+    const keys = this.load();
+    if (keys.size === 0) return OPEN_PRINCIPAL;
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
+    if (!match) throw new DomainError('UNAUTHENTICATED', 'An API key is required: send "authorization: Bearer <key>"');
+    const principal = keys.get(hashKey(match[1]!));
+    if (!principal) throw new DomainError('UNAUTHENTICATED', 'The API key is unknown or revoked');
+    return principal;
+  }
+
+  private load(): Map<string, Principal> {
+    const stat = statSync(this.stampFile, { throwIfNoEntry: false });
+    const stamp = stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
+    if (stamp === this.stamp) return this.byHash;
+    const rows = this.conn.db
+      .select({ id: apiKeys.id, hash: apiKeys.keyHash, scopes: apiKeys.scopes })
+      .from(apiKeys)
+      .where(isNull(apiKeys.revokedAt))
+      .all();
+    const links =
+      rows.length === 0
+        ? []
+        : this.conn.db
+            .select()
+            .from(apiKeySandboxes)
+            .where(
+              inArray(
+                apiKeySandboxes.keyId,
+                rows.map((r) => r.id),
+              ),
+            )
+            .all();
+    this.byHash = new Map(
+      rows.map((r) => [
+        r.hash,
+        {
+          keyId: r.id,
+          scopes: new Set(JSON.parse(r.scopes) as Scope[]),
+          sandboxIds: new Set(links.filter((l) => l.keyId === r.id).map((l) => l.sandboxId)),
+        },
+      ]),
+    );
+    this.stamp = stamp;
+    return this.byHash;
+  }
+}
+
+/** The file a KeyRing watches, in the server's data directory. */
+export function keyStampFile(dataDir: string): string {
+  return join(dataDir, 'api-keys.stamp');
+}
+
+/** Tells running servers on this data directory that the keys changed. */
+export function touchKeyStamp(dataDir: string): void {
+  writeFileSync(keyStampFile(dataDir), `${Date.now()} ${randomBytes(8).toString('hex')}\n`);
+}
+
+/** FORBIDDEN unless the principal may act in the sandbox. */
+export function assertSandboxAllowed(principal: Principal, sandbox: { id: number; name: string }): void {
+  if (principal.sandboxIds && !principal.sandboxIds.has(sandbox.id)) {
+    throw new DomainError('FORBIDDEN', `This API key is not allowed in sandbox "${sandbox.name}"`);
+  }
+}
+
+/** FORBIDDEN unless the principal has the scope. */
+export function assertScope(principal: Principal, scope: Scope, what: string): void {
+  if (!principal.scopes.has(scope)) {
+    throw new DomainError('FORBIDDEN', `${what} needs an API key with the "${scope}" scope`);
+  }
+}

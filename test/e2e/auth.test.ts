@@ -1,0 +1,153 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import Database from 'better-sqlite3';
+import { createClient } from 'graphql-ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { databaseFile } from '../../src/config.js';
+import { startServer } from '../../src/server.js';
+import { startTestServer, type TestServer } from './harness.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** Runs `segql keys …` as its own process against the server's data directory; stdout. */
+function keys(dataDir: string, args: string[]): string {
+  return execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'keys', ...args], {
+    cwd: root,
+    env: { ...process.env, SEGQL_DATA_DIR: dataDir, SEGQL_LOG_LEVEL: 'silent' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
+}
+
+const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
+const codeOf = (res: { errors?: { extensions?: Record<string, any> }[] }) => res.errors?.[0]?.extensions?.code;
+
+/** Polls until the server has picked up a key change made by another process (the command touches a stamp file the server watches). */
+async function eventually(check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('the server did not pick up the key change');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('API keys', () => {
+  let server: TestServer;
+  let reader: string;
+  let writer: string;
+  let admin: string;
+
+  beforeAll(async () => {
+    server = await startTestServer();
+    // Open until the first key exists.
+    expect(codeOf(await server.gql('{ __typename }'))).toBeUndefined();
+    reader = keys(server.dataDir, ['create', '--name', 'dashboard', '--scope', 'read']);
+    writer = keys(server.dataDir, ['create', '--name', 'app', '--scope', 'read,write']);
+    admin = keys(server.dataDir, [
+      'create',
+      '--name',
+      'ops',
+      '--sandbox',
+      'prod',
+      '--sandbox',
+      'staging',
+      '--scope',
+      'read',
+      '--scope',
+      'write',
+      '--scope',
+      'admin',
+    ]);
+    await eventually(async () => codeOf(await server.gql('{ __typename }')) === 'UNAUTHENTICATED');
+  }, 60_000);
+
+  afterAll(() => server?.stop());
+
+  it('asks for a key once one exists, and refuses unknown ones', async () => {
+    const none = await server.gql('{ __typename }');
+    expect(codeOf(none)).toBe('UNAUTHENTICATED');
+    expect(none.errors![0]!.message).toMatch(/authorization: Bearer/);
+    expect(codeOf(await server.gql('{ __typename }', {}, bearer('segql_not-a-key')))).toBe('UNAUTHENTICATED');
+    expect(codeOf(await server.gql('{ __typename }', {}, { authorization: reader }))).toBe('UNAUTHENTICATED');
+    expect((await server.gql('{ __typename }', {}, bearer(reader))).data).toEqual({ __typename: 'Query' });
+  });
+
+  it('gives queries to read, mutations to write and schema changes to admin', async () => {
+    const folder = 'mutation { createFolder(input: { name: "Campaigns" }) { name } }';
+    expect(codeOf(await server.gql(folder, {}, bearer(reader)))).toBe('FORBIDDEN');
+    expect((await server.gql(folder, {}, bearer(writer))).data).toEqual({ createFolder: { name: 'Campaigns' } });
+    const sandbox = 'mutation { createSandbox(name: "scratch") { name } }';
+    const refused = await server.gql(sandbox, {}, bearer(writer));
+    expect(codeOf(refused)).toBe('FORBIDDEN');
+    expect(refused.errors![0]!.message).toMatch(/"admin" scope/);
+    expect((await server.gql(sandbox, {}, bearer(admin))).data).toEqual({ createSandbox: { name: 'scratch' } });
+  });
+
+  it('keeps a key to its sandboxes', async () => {
+    const staging = { 'x-sandbox-name': 'staging' };
+    expect(codeOf(await server.gql('{ __typename }', {}, { ...bearer(reader), ...staging }))).toBe('FORBIDDEN');
+    expect((await server.gql('{ __typename }', {}, { ...bearer(admin), ...staging })).data).toEqual({
+      __typename: 'Query',
+    });
+    // A name that does not exist tells a key bound elsewhere nothing more than a foreign one.
+    const nowhere = { ...bearer(reader), 'x-sandbox-name': 'nowhere' };
+    expect(codeOf(await server.gql('{ __typename }', {}, nowhere))).toBe('FORBIDDEN');
+  });
+
+  it('closes a WebSocket without a key and serves one with a key', async () => {
+    const refused = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+    const closed = await new Promise<number>((resolve) => {
+      refused.on('closed', (event) => resolve((event as { code: number }).code));
+    });
+    expect(closed).toBe(4403);
+    await refused.dispose();
+
+    const client = createClient({
+      url: server.wsUrl,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      connectionParams: bearer(reader),
+    });
+    const beats: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      client.subscribe(
+        { query: 'subscription { heartbeat(count: 2, intervalMs: 10) }' },
+        { next: (m) => beats.push(m.data!.heartbeat as string), error: reject, complete: resolve },
+      );
+    });
+    expect(beats).toHaveLength(2);
+    await client.dispose();
+  });
+
+  it('stores only hashes, lists keys by prefix, and revokes them', async () => {
+    const db = new Database(databaseFile(server.dataDir), { readonly: true });
+    const stored = JSON.stringify(db.prepare('SELECT * FROM api_keys').all());
+    db.close();
+    for (const key of [reader, writer, admin]) expect(stored).not.toContain(key);
+    const listed = keys(server.dataDir, ['list']);
+    expect(listed.split('\n')).toHaveLength(3);
+    expect(listed).toContain(`${reader.slice(0, 12)}…\tdashboard\tread\tprod\tactive`);
+    expect(listed).not.toContain(reader);
+    keys(server.dataDir, ['revoke', reader.slice(0, 12)]);
+    await eventually(async () => codeOf(await server.gql('{ __typename }', {}, bearer(reader))) === 'UNAUTHENTICATED');
+    expect((await server.gql('{ __typename }', {}, bearer(writer))).data).toEqual({ __typename: 'Query' });
+  });
+});
+
+describe('serving open', () => {
+  it('refuses to listen beyond loopback without keys, and starts there once one exists', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'segql-auth-'));
+    try {
+      await expect(startServer({ port: 0, host: '0.0.0.0', dataDir })).rejects.toThrow(/without API keys/);
+      keys(dataDir, ['create', '--name', 'edge', '--scope', 'read']);
+      const server = await startServer({ port: 0, host: '0.0.0.0', dataDir });
+      await server.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  }, 30_000);
+});
