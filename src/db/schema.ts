@@ -35,6 +35,7 @@ export const profiles = sqliteTable(
   ],
 );
 
+/** WITHOUT ROWID (drizzle/0007, which drizzle-kit cannot express): clustered on (sandbox_id, namespace, value). */
 export const identities = sqliteTable(
   'identities',
   {
@@ -89,6 +90,7 @@ export const schemaFields = sqliteTable(
   (t) => [primaryKey({ columns: [t.sandboxId, t.class, t.path] })],
 );
 
+/** WITHOUT ROWID (drizzle/0007, which drizzle-kit cannot express): clustered on (audience_id, profile_id). */
 export const memberships = sqliteTable(
   'memberships',
   {
