@@ -23,6 +23,8 @@ export interface Limits {
   identitiesPerProfile: number;
   /** Profiles per chunk of a segment job: the unit of progress and cancel checks. */
   segmentChunkSize: number;
+  /** How often streaming audiences are swept for members whose time window has passed. */
+  streamingSweepMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -36,6 +38,7 @@ export const DEFAULT_LIMITS: Limits = {
   eventRecordBytes: 10 * 1024,
   identitiesPerProfile: 50,
   segmentChunkSize: 20_000,
+  streamingSweepMs: 5_000,
 };
 
 function intFrom(value: string | undefined, fallback: number, name: string): number {
@@ -61,6 +64,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       segmentChunkSize: Math.max(
         1,
         intFrom(env.SEGQL_SEGMENT_CHUNK_SIZE, DEFAULT_LIMITS.segmentChunkSize, 'SEGQL_SEGMENT_CHUNK_SIZE'),
+      ),
+      streamingSweepMs: Math.max(
+        50,
+        intFrom(env.SEGQL_STREAMING_SWEEP_MS, DEFAULT_LIMITS.streamingSweepMs, 'SEGQL_STREAMING_SWEEP_MS'),
       ),
     },
   };

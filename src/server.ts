@@ -18,6 +18,7 @@ import { WorkerLanes } from './domain/jobs/worker-thread.js';
 import { previewJobHandler } from './domain/previews/previews.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './domain/sandboxes.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
+import { startStreaming } from './domain/streaming.js';
 import { scopePlugin } from './graphql/auth.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
@@ -82,17 +83,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
   ensureSandbox(conn, DEFAULT_SANDBOX);
-  const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
-  app.workers = new WorkerLanes();
-  app.jobs = new JobRunner(app);
-  app.jobs.register(segmentJobHandler);
-  app.jobs.register(previewJobHandler);
-  app.jobs.start();
-  const metrics = createMetrics(app);
   const keys = new KeyRing(conn, keyStampFile(options.dataDir));
   const host = options.host ?? '127.0.0.1';
   if (!keys.required()) {
     if (!isLoopback(host)) {
+      if (!options.conn) conn.close();
       throw new Error(
         `Refusing to serve on ${host} without API keys: make one with "segql keys create", or bind to a loopback address`,
       );
@@ -100,6 +95,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log.warn({ host }, 'no API keys: serving open on a loopback address (make one with "segql keys create")');
   }
 
+  const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
+  app.workers = new WorkerLanes();
+  app.jobs = new JobRunner(app);
+  app.jobs.register(segmentJobHandler);
+  app.jobs.register(previewJobHandler);
+  app.jobs.start();
+  const streaming = startStreaming(app, limits.streamingSweepMs);
+  const metrics = createMetrics(app);
   const yoga = createYoga<
     ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> },
     Context
@@ -302,6 +305,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         await closed;
         clearTimeout(timer);
         clearInterval(idle);
+        streaming.stop();
         await app.jobs.stop();
         await app.workers.close();
         if (!options.conn) conn.close();

@@ -137,7 +137,8 @@ export interface EdgeEvaluation {
 // Checked definitions keyed by id and version: edge evaluation re-uses them across requests.
 const checkedDefinitions = new WeakMap<Connection, Map<string, CheckedExpression>>();
 
-function checkedDefinition(conn: Connection, def: SegmentDefinition): CheckedExpression {
+/** A definition's checked expression, cached by id and version. */
+export function checkedDefinition(conn: Connection, def: SegmentDefinition): CheckedExpression {
   let cache = checkedDefinitions.get(conn);
   if (!cache) {
     cache = new Map();

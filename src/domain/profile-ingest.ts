@@ -41,8 +41,11 @@ export interface IngestResult {
   profileIds: number[];
 }
 
-/** Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks in here). */
-export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => void;
+/**
+ * Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks
+ * in here); what it returns runs once the transaction has committed (to publish what it changed).
+ */
+export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | void;
 
 export interface IngestOptions {
   limits?: Limits;
@@ -181,6 +184,7 @@ export function ingestProfiles(
     result.errors.push({ index, message, code });
   };
 
+  const after: { commit?: () => void } = {};
   conn.sqlite
     .transaction(() => {
       for (const [index, record] of records.entries()) {
@@ -240,9 +244,10 @@ export function ingestProfiles(
         result.accepted++;
         result.profileIds.push(profileId);
       }
-      options.onProfilesChanged?.(sandboxId, [...changed], now);
+      after.commit = options.onProfilesChanged?.(sandboxId, [...changed], now) ?? undefined;
     })
     .immediate();
+  after.commit?.();
   return result;
 }
 
@@ -272,6 +277,7 @@ export function ingestEvents(
     result.errors.push({ index, message, code });
   };
 
+  const after: { commit?: () => void } = {};
   conn.sqlite
     .transaction(() => {
       for (const [index, event] of events.entries()) {
@@ -333,8 +339,9 @@ export function ingestEvents(
         result.profileIds.push(profileId);
       }
       for (const id of touched) s.touchProfile.run(now, id, now);
-      options.onProfilesChanged?.(sandboxId, [...touched], now);
+      after.commit = options.onProfilesChanged?.(sandboxId, [...touched], now) ?? undefined;
     })
     .immediate();
+  after.commit?.();
   return result;
 }
