@@ -45,7 +45,7 @@ export interface IngestResult {
  * Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks
  * in here); what it returns runs once the transaction has committed (to publish what it changed).
  */
-export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | void;
+export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | undefined;
 
 export interface IngestOptions {
   limits?: Limits;
@@ -244,7 +244,7 @@ export function ingestProfiles(
         result.accepted++;
         result.profileIds.push(profileId);
       }
-      after.commit = options.onProfilesChanged?.(sandboxId, [...changed], now) ?? undefined;
+      after.commit = options.onProfilesChanged?.(sandboxId, [...changed], now);
     })
     .immediate();
   after.commit?.();
@@ -339,7 +339,7 @@ export function ingestEvents(
         result.profileIds.push(profileId);
       }
       for (const id of touched) s.touchProfile.run(now, id, now);
-      after.commit = options.onProfilesChanged?.(sandboxId, [...touched], now) ?? undefined;
+      after.commit = options.onProfilesChanged?.(sandboxId, [...touched], now);
     })
     .immediate();
   after.commit?.();

@@ -7,14 +7,15 @@
  * new data: a sweep exits the members for whom they no longer hold.
  */
 import type { Connection } from '../db/index.js';
+import { STREAMING_WINDOW_MS } from '../pql/eligibility.js';
 import { evaluate } from '../pql/evaluate.js';
 import { compilePredicate } from '../pql/to-sql.js';
-import type { CheckedExpression } from '../pql/types.js';
+import type { CheckedExpression, ProfileDocument } from '../pql/types.js';
 import type { App } from './app.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
 import { topics } from './events.js';
 import type { MembershipStatus } from './memberships.js';
-import { checkedDefinition, loadProfileDocument } from './pql-tools.js';
+import { checkedDefinition } from './pql-tools.js';
 import { dependencyOrder } from './segment-jobs/segment-job.js';
 
 export interface MembershipChange {
@@ -43,17 +44,16 @@ export function streamingDefinitions(conn: Connection, sandboxId: number): Segme
   return dependencyOrder(definitions, dependenciesOf(conn, sandboxId, ids));
 }
 
-/** Writes membership transitions: the row, a history entry, the audience's size. */
+/** Writes membership transitions: the row and a history entry; the audiences' sizes at `flush()`. */
 class MembershipWriter {
-  private readonly status;
   private readonly enter;
   private readonly exit;
   private readonly history;
   private readonly size;
+  private readonly sizeDeltas = new Map<number, number>();
 
-  constructor(private readonly conn: Connection) {
+  constructor(conn: Connection) {
     const { sqlite } = conn;
-    this.status = sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck();
     this.enter = sqlite.prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
@@ -70,22 +70,85 @@ class MembershipWriter {
     this.size = sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?');
   }
 
+  /** `from`: the stored status before (null: never a member). */
   change(
     sandboxId: number,
     audienceId: number,
     profileId: number,
+    from: MembershipStatus | null,
     enters: boolean,
     at: number,
     cause: MembershipChange['cause'],
   ): MembershipChange {
-    const from = (this.status.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
     const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
     if (enters) this.enter.run(sandboxId, audienceId, profileId, at, at);
     else this.exit.run(at, at, audienceId, profileId);
     this.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
-    this.size.run(enters ? 1 : -1, at, audienceId);
+    this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
     return { sandboxId, audienceId, profileId, from, to, at, cause };
   }
+
+  /** One size update per audience that changed. */
+  flush(at: number): void {
+    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.size.run(delta, at, audienceId);
+    this.sizeDeltas.clear();
+  }
+}
+
+/** A profile as streaming evaluates it: its document, and every stored membership status (EXITED too). */
+type StreamingDocument = ProfileDocument & { memberships: Set<number>; statuses: Map<number, MembershipStatus> };
+
+/**
+ * The documents of several profiles for the JS engine, in three statements whatever their
+ * number. Only events from `eventsSince` on are read: a streaming definition looks back at most
+ * STREAMING_WINDOW_MS (pql/eligibility.ts), so older events cannot change its answer.
+ */
+function loadDocuments(
+  conn: Connection,
+  sandboxId: number,
+  profileIds: readonly number[],
+  eventsSince: number,
+): Map<number, StreamingDocument> {
+  // CROSS JOIN: the planner must start from the few ids, not from the tables.
+  const ids = JSON.stringify(profileIds);
+  const docs = new Map<number, StreamingDocument>();
+  for (const row of conn.sqlite
+    .prepare(
+      'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
+    )
+    .all(ids, sandboxId) as { id: number; a: string }[]) {
+    docs.set(row.id, {
+      attributes: JSON.parse(row.a) as Record<string, unknown>,
+      events: [],
+      memberships: new Set(),
+      statuses: new Map(),
+    });
+  }
+  for (const e of conn.sqlite
+    .prepare(
+      `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
+       FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
+    )
+    .all(ids, eventsSince) as { profileId: number; id: number; ts: number; type: string; payload: string }[]) {
+    docs.get(e.profileId)?.events.push({
+      id: e.id,
+      timestamp: e.ts,
+      eventType: e.type,
+      payload: JSON.parse(e.payload) as Record<string, unknown>,
+    });
+  }
+  for (const m of conn.sqlite
+    .prepare(
+      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
+       CROSS JOIN memberships AS m ON m.profile_id = j.value`,
+    )
+    .all(ids) as { profileId: number; audienceId: number; status: MembershipStatus }[]) {
+    const doc = docs.get(m.profileId);
+    if (!doc) continue;
+    doc.statuses.set(m.audienceId, m.status);
+    if (m.status !== 'EXITED') doc.memberships.add(m.audienceId);
+  }
+  return docs;
 }
 
 /**
@@ -103,22 +166,24 @@ export function segmentProfiles(
   const definitions = streamingDefinitions(conn, sandboxId);
   if (definitions.length === 0 || profileIds.length === 0) return [];
   const checked = definitions.map((d) => ({ audienceId: d.audienceId, checked: checkedDefinition(conn, d) }));
+  const docs = loadDocuments(conn, sandboxId, profileIds, now - STREAMING_WINDOW_MS);
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
   for (const profileId of profileIds) {
-    const loaded = loadProfileDocument(conn, sandboxId, profileId);
-    if (!loaded) continue;
-    // Each definition sees the memberships the ones before it just decided.
-    const memberships = new Set(loaded.memberships);
-    const doc = { ...loaded, memberships };
+    const doc = docs.get(profileId);
+    if (!doc) continue;
     for (const { audienceId, checked: expression } of checked) {
       const qualifies = evaluate(expression, doc, { now });
       if (qualifies === doc.memberships.has(audienceId)) continue;
-      changes.push(writer.change(sandboxId, audienceId, profileId, qualifies, now, 'streaming'));
-      if (qualifies) memberships.add(audienceId);
-      else memberships.delete(audienceId);
+      const from = doc.statuses.get(audienceId) ?? null;
+      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, 'streaming'));
+      // The definitions after this one see the new state (inSegment).
+      doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
+      if (qualifies) doc.memberships.add(audienceId);
+      else doc.memberships.delete(audienceId);
     }
   }
+  writer.flush(now);
   return changes;
 }
 
@@ -152,15 +217,15 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
         const predicate = compilePredicate(checked, { now });
         const expired = conn.sqlite
           .prepare(
-            `SELECT m.profile_id FROM memberships AS m JOIN profiles AS p ON p.id = m.profile_id
+            `SELECT m.profile_id AS profileId, m.status AS status FROM memberships AS m JOIN profiles AS p ON p.id = m.profile_id
              WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING') AND NOT (${predicate.sql})`,
           )
-          .pluck()
-          .all(definition.audienceId, ...predicate.params) as number[];
-        for (const profileId of expired) {
-          changes.push(writer.change(sandboxId, definition.audienceId, profileId, false, now, 'expiry'));
+          .all(definition.audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
+        for (const { profileId, status } of expired) {
+          changes.push(writer.change(sandboxId, definition.audienceId, profileId, status, false, now, 'expiry'));
         }
       }
+      writer.flush(now);
       return changes;
     })
     .immediate();
