@@ -162,6 +162,7 @@ export function segmentProfiles(
   sandboxId: number,
   profileIds: readonly number[],
   now: number,
+  cause: MembershipChange['cause'] = 'streaming',
 ): MembershipChange[] {
   const definitions = streamingDefinitions(conn, sandboxId);
   if (definitions.length === 0 || profileIds.length === 0) return [];
@@ -176,7 +177,7 @@ export function segmentProfiles(
       const qualifies = evaluate(expression, doc, { now });
       if (qualifies === doc.memberships.has(audienceId)) continue;
       const from = doc.statuses.get(audienceId) ?? null;
-      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, 'streaming'));
+      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause));
       // The definitions after this one see the new state (inSegment).
       doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
       if (qualifies) doc.memberships.add(audienceId);
@@ -203,7 +204,8 @@ function dependsOnTime(checked: CheckedExpression): boolean {
 
 /**
  * Exits the members of time-dependent streaming audiences for whom the condition no longer
- * holds at `now` (a purchase leaving "the last hour"), in one write transaction per sandbox.
+ * holds at `now` (a purchase leaving "the last hour"), then evaluates those profiles again so
+ * the audiences that read them follow; one write transaction per sandbox.
  */
 export function sweepExpired(conn: Connection, sandboxId: number, now: number): MembershipChange[] {
   return conn.sqlite
@@ -226,6 +228,9 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
         }
       }
       writer.flush(now);
+      // The profiles that left are evaluated again, so the audiences reading those (inSegment) follow.
+      const affected = [...new Set(changes.map((c) => c.profileId))];
+      changes.push(...segmentProfiles(conn, sandboxId, affected, now, 'expiry'));
       return changes;
     })
     .immediate();

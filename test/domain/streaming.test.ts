@@ -1,0 +1,109 @@
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/index.js';
+import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import { evaluateProfile } from '../../src/domain/pql-tools.js';
+import { ingestEvents, ingestProfiles } from '../../src/domain/profile-ingest.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { segmentProfiles, streamingDefinitions, sweepExpired } from '../../src/domain/streaming.js';
+
+const HOUR = 3_600_000;
+const NOW = Date.parse('2026-11-28T12:00:00Z');
+
+describe('streaming segmentation', () => {
+  it('agrees with evaluating the whole stored profile, though it reads only the last 24 h of events', () => {
+    const conn = openDatabase(':memory:');
+    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const sources = [
+      'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() = 0',
+      'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2',
+      'loyalty.points > 10',
+    ];
+    const definitions = sources.map((value, i) =>
+      createSegmentDefinition(
+        conn,
+        sandboxId,
+        {
+          name: `s${i}`,
+          expression: { format: 'PQL_TEXT', value },
+          evaluationInfo: { batch: true, streaming: true, edge: false },
+          lifecycleState: 'PUBLISHED',
+        },
+        NOW,
+      ),
+    );
+    const chained = createSegmentDefinition(
+      conn,
+      sandboxId,
+      {
+        name: 'chained',
+        expression: { format: 'PQL_TEXT', value: 'inSegment("s1")' },
+        evaluationInfo: { batch: true, streaming: true, edge: false },
+        lifecycleState: 'PUBLISHED',
+      },
+      NOW,
+    );
+    // Dependency order: s1 before the definition reading it.
+    const order = streamingDefinitions(conn, sandboxId).map((d) => d.name);
+    expect(order.indexOf('s1')).toBeLessThan(order.indexOf('chained'));
+    const people = [0, 1, 2, 3].map((i) => ({ namespace: 'email', id: `p${i}@example.com` }));
+    ingestProfiles(
+      conn,
+      sandboxId,
+      people.map((identity, i) => ({ identities: [identity], attributes: { loyalty: { points: i * 10 } } })),
+      { now: NOW },
+    );
+    // Old purchases (beyond any streaming window) and recent ones.
+    const at = (ms: number) => new Date(NOW - ms).toISOString();
+    const purchases = [
+      [0, 30 * 24 * HOUR],
+      [0, 48 * HOUR],
+      [1, 30 * HOUR],
+      [1, 2 * HOUR],
+      [1, 3 * HOUR],
+      [2, 30 * 60_000],
+      [2, 20 * HOUR],
+      [3, 25 * HOUR],
+    ] as const;
+    ingestEvents(
+      conn,
+      sandboxId,
+      purchases.map(([who, ago], n) => ({
+        id: `e${n}`,
+        identity: people[who]!,
+        timestamp: at(ago),
+        eventType: 'commerce.purchases',
+        data: {},
+      })),
+      { now: NOW },
+    );
+    const ids = conn.sqlite.prepare('SELECT id FROM profiles ORDER BY id').pluck().all() as number[];
+    const changes = segmentProfiles(conn, sandboxId, ids, NOW);
+    expect(changes.every((c) => c.cause === 'streaming' && c.to === 'REALIZED')).toBe(true);
+    for (const [i, identity] of people.entries()) {
+      const whole = evaluateProfile(conn, sandboxId, identity, {
+        at: NOW,
+        audienceIds: [...definitions, chained].map((d) => d.audienceId),
+      });
+      const streamed = new Set(changes.filter((c) => c.profileId === ids[i]).map((c) => c.audienceId));
+      expect([...streamed].sort(), identity.id).toEqual([...whole.audienceIds].sort());
+    }
+    // p1 has two purchases within 24 h: s1 and, in the same pass, chained.
+    const p1 = changes.filter((c) => c.profileId === ids[1]).map((c) => c.audienceId);
+    expect(p1).toContain(chained.audienceId);
+    // An hour and a half later p2's purchase has left the 1-hour window: s0 holds again, which
+    // the sweep does not add (it only drops), and nothing it holds has expired.
+    expect(sweepExpired(conn, sandboxId, NOW + 90 * 60_000)).toEqual([]);
+    // A day later the 24-hour counts are empty: p1 and p2 leave s1; evaluated again, both leave
+    // chained (which reads s1), and p2, whose last purchase is no longer within the hour, enters s0.
+    const expired = sweepExpired(conn, sandboxId, NOW + 26 * HOUR);
+    const [s0, s1] = [definitions[0]!.audienceId, definitions[1]!.audienceId];
+    expect(expired.map((c) => [c.audienceId, c.profileId, c.from, c.to, c.cause])).toEqual([
+      [s1, ids[1], 'REALIZED', 'EXITED', 'expiry'],
+      [s1, ids[2], 'REALIZED', 'EXITED', 'expiry'],
+      [chained.audienceId, ids[1], 'REALIZED', 'EXITED', 'expiry'],
+      [s0, ids[2], null, 'REALIZED', 'expiry'],
+      [chained.audienceId, ids[2], 'REALIZED', 'EXITED', 'expiry'],
+    ]);
+    expect(sweepExpired(conn, sandboxId, NOW + 27 * HOUR)).toEqual([]);
+  });
+});
