@@ -25,6 +25,8 @@ export interface Limits {
   segmentChunkSize: number;
   /** How often streaming audiences are swept for members whose time window has passed. */
   streamingSweepMs: number;
+  /** Requests per second each API key may make (a burst of as many); 0: no limit. */
+  rateLimitPerSecond: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -39,6 +41,7 @@ export const DEFAULT_LIMITS: Limits = {
   identitiesPerProfile: 50,
   segmentChunkSize: 20_000,
   streamingSweepMs: 5_000,
+  rateLimitPerSecond: 0,
 };
 
 function intFrom(value: string | undefined, fallback: number, name: string): number {
@@ -69,6 +72,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         50,
         intFrom(env.SEGQL_STREAMING_SWEEP_MS, DEFAULT_LIMITS.streamingSweepMs, 'SEGQL_STREAMING_SWEEP_MS'),
       ),
+      rateLimitPerSecond: intFrom(env.SEGQL_RATE_LIMIT, DEFAULT_LIMITS.rateLimitPerSecond, 'SEGQL_RATE_LIMIT'),
     },
   };
 }

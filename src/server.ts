@@ -9,7 +9,7 @@ import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
-import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal } from './domain/api-keys.js';
+import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal, RateLimiter } from './domain/api-keys.js';
 import type { App } from './domain/app.js';
 import { DomainError } from './domain/errors.js';
 import { EventBus } from './domain/events.js';
@@ -84,6 +84,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
   ensureSandbox(conn, DEFAULT_SANDBOX);
   const keys = new KeyRing(conn, keyStampFile(options.dataDir));
+  const rateLimiter = new RateLimiter(limits.rateLimitPerSecond);
   const host = options.host ?? '127.0.0.1';
   if (!keys.required()) {
     if (!isLoopback(host)) {
@@ -142,11 +143,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         principal = keys.authenticate(
           headers?.get('authorization') ?? (connectionParams?.authorization as string | undefined),
         );
+        rateLimiter.take(principal);
         sandbox = findSandbox(conn, name);
         // A key bound to some sandboxes learns nothing about others: an unknown name is as forbidden.
         assertSandboxAllowed(principal, sandbox ?? { id: -1, name });
       } catch (err) {
-        if (err instanceof DomainError) throw new GraphQLError(err.message, { extensions: { code: err.code } });
+        if (err instanceof DomainError) {
+          throw new GraphQLError(err.message, { extensions: { ...err.extensions, code: err.code } });
+        }
         throw err;
       }
       if (!sandbox) {

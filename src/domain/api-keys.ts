@@ -205,3 +205,29 @@ export function assertScope(principal: Principal, scope: Scope, what: string): v
     throw new DomainError('FORBIDDEN', `${what} needs an API key with the "${scope}" scope`);
   }
 }
+
+/**
+ * A token bucket per key: `perSecond` requests a second, bursts of as many. Requests without a
+ * key (an open server) are not limited.
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<number, { tokens: number; at: number }>();
+
+  constructor(private readonly perSecond: number) {}
+
+  /** Takes a token for the key, or throws RATE_LIMITED saying when the next one is due. */
+  take(principal: Principal, now = Date.now()): void {
+    if (this.perSecond <= 0 || principal.keyId === null) return;
+    const bucket = this.buckets.get(principal.keyId) ?? { tokens: this.perSecond, at: now };
+    bucket.tokens = Math.min(this.perSecond, bucket.tokens + ((now - bucket.at) / 1000) * this.perSecond);
+    bucket.at = now;
+    this.buckets.set(principal.keyId, bucket);
+    if (bucket.tokens < 1) {
+      const retryAfterSeconds = Math.max(1, Math.ceil((1 - bucket.tokens) / this.perSecond));
+      throw new DomainError('RATE_LIMITED', `Too many requests for this API key; retry in ${retryAfterSeconds} s`, {
+        retryAfterSeconds,
+      });
+    }
+    bucket.tokens -= 1;
+  }
+}

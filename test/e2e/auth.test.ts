@@ -138,6 +138,28 @@ describe('API keys', () => {
   });
 });
 
+describe('rate limits', () => {
+  it('limits each key to its requests per second, with a retry time, and refills', async () => {
+    const server = await startTestServer({ limits: { rateLimitPerSecond: 3 } });
+    try {
+      const a = keys(server.dataDir, ['create', '--name', 'a', '--scope', 'read']);
+      const b = keys(server.dataDir, ['create', '--name', 'b', '--scope', 'read']);
+      const ask = (key: string) => server.gql('{ __typename }', {}, bearer(key));
+      await eventually(async () => codeOf(await server.gql('{ __typename }')) === 'UNAUTHENTICATED');
+      const burst = await Promise.all([ask(a), ask(a), ask(a), ask(a)]);
+      const limited = burst.filter((r) => codeOf(r) === 'RATE_LIMITED');
+      expect(limited).toHaveLength(1);
+      expect(limited[0]!.errors![0]!.extensions!.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+      // Another key has its own bucket.
+      expect((await ask(b)).data).toEqual({ __typename: 'Query' });
+      await new Promise((r) => setTimeout(r, 1100));
+      expect((await ask(a)).data).toEqual({ __typename: 'Query' });
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
+});
+
 describe('serving open', () => {
   it('refuses to listen beyond loopback without keys, and starts there once one exists', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'segql-auth-'));
