@@ -29,16 +29,60 @@ export interface MembershipChange {
   cause: 'streaming' | 'expiry';
 }
 
+/** The statements streaming runs per ingest. */
+function prepareStatements(sqlite: Connection['sqlite']) {
+  return {
+    definitionIds: sqlite
+      .prepare(
+        `SELECT d.id FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+         WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
+           AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
+      )
+      .pluck(),
+    // CROSS JOIN: the planner must start from the few ids, not from the tables.
+    attributes: sqlite.prepare(
+      'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
+    ),
+    events: sqlite.prepare(
+      `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
+       FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
+    ),
+    memberships: sqlite.prepare(
+      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
+       CROSS JOIN memberships AS m ON m.profile_id = j.value`,
+    ),
+    enter: sqlite.prepare(
+      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    ),
+    exit: sqlite.prepare(
+      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+    ),
+    history: sqlite.prepare(
+      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    size: sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?'),
+  };
+}
+
+const statementCache = new WeakMap<Connection, ReturnType<typeof prepareStatements>>();
+
+/** Prepared once per connection, as profile-ingest.ts does. */
+function statements(conn: Connection): ReturnType<typeof prepareStatements> {
+  let s = statementCache.get(conn);
+  if (!s) {
+    s = prepareStatements(conn.sqlite);
+    statementCache.set(conn, s);
+  }
+  return s;
+}
+
 /** The sandbox's streaming definitions, each before the definitions whose inSegment reads it. */
 export function streamingDefinitions(conn: Connection, sandboxId: number): SegmentDefinition[] {
-  const ids = conn.sqlite
-    .prepare(
-      `SELECT d.id FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
-       WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
-         AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
-    )
-    .pluck()
-    .all(sandboxId) as number[];
+  const ids = statements(conn).definitionIds.all(sandboxId) as number[];
   if (ids.length === 0) return [];
   const definitions = [...definitionsByIds(conn, sandboxId, ids).values()];
   return dependencyOrder(definitions, dependenciesOf(conn, sandboxId, ids));
@@ -46,28 +90,11 @@ export function streamingDefinitions(conn: Connection, sandboxId: number): Segme
 
 /** Writes membership transitions: the row and a history entry; the audiences' sizes at `flush()`. */
 class MembershipWriter {
-  private readonly enter;
-  private readonly exit;
-  private readonly history;
-  private readonly size;
+  private readonly s;
   private readonly sizeDeltas = new Map<number, number>();
 
   constructor(conn: Connection) {
-    const { sqlite } = conn;
-    this.enter = sqlite.prepare(
-      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
-         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
-    );
-    this.exit = sqlite.prepare(
-      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-    );
-    this.history = sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    );
-    this.size = sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?');
+    this.s = statements(conn);
   }
 
   /** `from`: the stored status before (null: never a member). */
@@ -81,16 +108,16 @@ class MembershipWriter {
     cause: MembershipChange['cause'],
   ): MembershipChange {
     const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
-    if (enters) this.enter.run(sandboxId, audienceId, profileId, at, at);
-    else this.exit.run(at, at, audienceId, profileId);
-    this.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
+    if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);
+    else this.s.exit.run(at, at, audienceId, profileId);
+    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
     this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
     return { sandboxId, audienceId, profileId, from, to, at, cause };
   }
 
   /** One size update per audience that changed. */
   flush(at: number): void {
-    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.size.run(delta, at, audienceId);
+    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.s.size.run(delta, at, audienceId);
     this.sizeDeltas.clear();
   }
 }
@@ -109,14 +136,10 @@ function loadDocuments(
   profileIds: readonly number[],
   eventsSince: number,
 ): Map<number, StreamingDocument> {
-  // CROSS JOIN: the planner must start from the few ids, not from the tables.
+  const s = statements(conn);
   const ids = JSON.stringify(profileIds);
   const docs = new Map<number, StreamingDocument>();
-  for (const row of conn.sqlite
-    .prepare(
-      'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
-    )
-    .all(ids, sandboxId) as { id: number; a: string }[]) {
+  for (const row of s.attributes.all(ids, sandboxId) as { id: number; a: string }[]) {
     docs.set(row.id, {
       attributes: JSON.parse(row.a) as Record<string, unknown>,
       events: [],
@@ -124,12 +147,13 @@ function loadDocuments(
       statuses: new Map(),
     });
   }
-  for (const e of conn.sqlite
-    .prepare(
-      `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
-       FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
-    )
-    .all(ids, eventsSince) as { profileId: number; id: number; ts: number; type: string; payload: string }[]) {
+  for (const e of s.events.all(ids, eventsSince) as {
+    profileId: number;
+    id: number;
+    ts: number;
+    type: string;
+    payload: string;
+  }[]) {
     docs.get(e.profileId)?.events.push({
       id: e.id,
       timestamp: e.ts,
@@ -137,12 +161,7 @@ function loadDocuments(
       payload: JSON.parse(e.payload) as Record<string, unknown>,
     });
   }
-  for (const m of conn.sqlite
-    .prepare(
-      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
-       CROSS JOIN memberships AS m ON m.profile_id = j.value`,
-    )
-    .all(ids) as { profileId: number; audienceId: number; status: MembershipStatus }[]) {
+  for (const m of s.memberships.all(ids) as { profileId: number; audienceId: number; status: MembershipStatus }[]) {
     const doc = docs.get(m.profileId);
     if (!doc) continue;
     doc.statuses.set(m.audienceId, m.status);
