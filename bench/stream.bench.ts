@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { createSegmentDefinition } from '../src/domain/definitions.js';
-import { seedDemoData } from '../src/domain/demo-data.js';
+import { prng, seedDemoData } from '../src/domain/demo-data.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { startServer } from '../src/server.js';
 import { intArg, parseArgs, report, statsOf } from './lib.js';
@@ -52,18 +52,6 @@ function streamingDefinitions(n: number): string[] {
     }
   }
   return out;
-}
-
-/** A small deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export async function run(argv: string[]): Promise<number> {
