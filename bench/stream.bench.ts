@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]`
+ * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
+ *   [--subscribers 0]`
  *
  * Streaming segmentation end to end (performance.md `stream`): the real server in this process
  * on a scratch data directory with `--profiles` demo profiles (10 events each) and
@@ -61,6 +62,8 @@ export async function run(argv: string[]): Promise<number> {
   const events = intArg(args, 'events', 20_000);
   const batch = intArg(args, 'batch', 100);
   const runs = intArg(args, 'runs', 3);
+  // --subscribers 0: no listener, to see what publishing to one costs.
+  const subscribe = args.get('subscribers') !== '0';
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
   const server = await startServer({ port: 0, dataDir, limits: { streamingSweepMs: 600_000 } });
@@ -81,6 +84,7 @@ export async function run(argv: string[]): Promise<number> {
     const latencies: number[] = [];
     let received = 0;
     await new Promise<void>((resolve, reject) => {
+      if (!subscribe) return resolve();
       client.on('connected', () => setTimeout(resolve, 50));
       client.subscribe(
         { query: 'subscription { audienceMembershipChanged { at to } }' },

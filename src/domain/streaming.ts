@@ -32,13 +32,13 @@ export interface MembershipChange {
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
   return {
-    definitionIds: sqlite
-      .prepare(
-        `SELECT d.id FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
-         WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
-           AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
-      )
-      .pluck(),
+    // The versions say when a definition or its audience (lifecycle) changed.
+    definitionVersions: sqlite.prepare(
+      `SELECT d.id AS id, d.version AS dv, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+       WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
+         AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')
+       ORDER BY d.id`,
+    ),
     // CROSS JOIN: the planner must start from the few ids, not from the tables.
     attributes: sqlite.prepare(
       'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
@@ -82,10 +82,41 @@ function statements(conn: Connection): ReturnType<typeof prepareStatements> {
 
 /** The sandbox's streaming definitions, each before the definitions whose inSegment reads it. */
 export function streamingDefinitions(conn: Connection, sandboxId: number): SegmentDefinition[] {
-  const ids = statements(conn).definitionIds.all(sandboxId) as number[];
-  if (ids.length === 0) return [];
-  const definitions = [...definitionsByIds(conn, sandboxId, ids).values()];
-  return dependencyOrder(definitions, dependenciesOf(conn, sandboxId, ids));
+  return streamingPlan(conn, sandboxId).definitions;
+}
+
+interface StreamingPlan {
+  /** Each definition's and audience's version: the plan is built again when it changes. */
+  fingerprint: string;
+  definitions: SegmentDefinition[];
+  evaluated: { audienceId: number; checked: CheckedExpression }[];
+}
+
+const plans = new WeakMap<Connection, Map<number, StreamingPlan>>();
+
+/** The streaming definitions in dependency order with their checked expressions, rebuilt only when one changes. */
+function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
+  const rows = statements(conn).definitionVersions.all(sandboxId) as { id: number; dv: number; av: number }[];
+  const fingerprint = rows.map((r) => `${r.id}:${r.dv}:${r.av}`).join(',');
+  let bySandbox = plans.get(conn);
+  if (!bySandbox) {
+    bySandbox = new Map();
+    plans.set(conn, bySandbox);
+  }
+  const cached = bySandbox.get(sandboxId);
+  if (cached?.fingerprint === fingerprint) return cached;
+  const ids = rows.map((r) => r.id);
+  const definitions =
+    ids.length === 0
+      ? []
+      : dependencyOrder([...definitionsByIds(conn, sandboxId, ids).values()], dependenciesOf(conn, sandboxId, ids));
+  const plan = {
+    fingerprint,
+    definitions,
+    evaluated: definitions.map((d) => ({ audienceId: d.audienceId, checked: checkedDefinition(conn, d) })),
+  };
+  bySandbox.set(sandboxId, plan);
+  return plan;
 }
 
 /** Writes membership transitions: the row and a history entry; the audiences' sizes at `flush()`. */
@@ -183,9 +214,8 @@ export function segmentProfiles(
   now: number,
   cause: MembershipChange['cause'] = 'streaming',
 ): MembershipChange[] {
-  const definitions = streamingDefinitions(conn, sandboxId);
-  if (definitions.length === 0 || profileIds.length === 0) return [];
-  const checked = definitions.map((d) => ({ audienceId: d.audienceId, checked: checkedDefinition(conn, d) }));
+  const checked = streamingPlan(conn, sandboxId).evaluated;
+  if (checked.length === 0 || profileIds.length === 0) return [];
   const docs = loadDocuments(conn, sandboxId, profileIds, now - STREAMING_WINDOW_MS);
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];

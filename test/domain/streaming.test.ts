@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
-import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import { createSegmentDefinition, updateSegmentDefinition } from '../../src/domain/definitions.js';
 import { evaluateProfile } from '../../src/domain/pql-tools.js';
 import { ingestEvents, ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
@@ -105,5 +105,20 @@ describe('streaming segmentation', () => {
       [chained.audienceId, ids[2], 'REALIZED', 'EXITED', 'expiry'],
     ]);
     expect(sweepExpired(conn, sandboxId, NOW + 27 * HOUR)).toEqual([]);
+
+    // A definition changed since (streaming turned off, or a new expression) is planned anew.
+    updateSegmentDefinition(conn, sandboxId, definitions[2]!.id, {
+      evaluationInfo: { batch: true, streaming: false, edge: false },
+    });
+    expect(streamingDefinitions(conn, sandboxId).map((d) => d.name)).not.toContain('s2');
+    updateSegmentDefinition(conn, sandboxId, chained.id, {
+      expression: { format: 'PQL_TEXT', value: 'loyalty.points > 25' },
+    });
+    const later = segmentProfiles(conn, sandboxId, ids, NOW + 28 * HOUR);
+    // p3 (30 points) enters the changed definition; p2 (20 points) stays out; s2 is not evaluated.
+    expect(later.filter((c) => c.audienceId === chained.audienceId).map((c) => [c.profileId, c.to])).toEqual([
+      [ids[3], 'REALIZED'],
+    ]);
+    expect(later.some((c) => c.audienceId === definitions[2]!.audienceId)).toBe(false);
   });
 });
