@@ -11,7 +11,9 @@
  * seeded data), so the bench's equality check compares two implementations of one set. Where
  * a shortcut relies on an argument, the comment says which.
  */
-import { ageInYears, toCanonicalIso } from '../src/pql/runtime.js';
+import { toCanonicalIso } from '../src/pql/runtime.js';
+// The exact bound of age(t) >= n, by binary search over the runtime's own ageInYears (Feb 29 included).
+import { latestWithAge } from '../src/pql/to-sql-time.js';
 
 export interface FloorContext {
   sandboxId: number;
@@ -31,23 +33,6 @@ const CURRENT = "('REALIZED', 'EXISTING')";
 
 /** ISO text of an instant: document datetimes are canonical 24-character ISO, so text order is time order. */
 const iso = (ms: number): string => toCanonicalIso(ms);
-
-/**
- * The latest instant t with `age(t) >= years` at `now`. age() is monotone in t (calendar
- * year addition clamps Feb 29 but never reorders), so a binary search over milliseconds gives
- * the exact bound, Feb 29 birthdays included; `age(t) >= n` is then `t <= bound`.
- */
-export function latestBornAtAge(now: number, years: number): number {
-  let lo = now - (years + 2) * 366 * DAY; // old enough for sure
-  let hi = now + 1; // age(hi) is missing: after now
-  while (hi - lo > 1) {
-    const mid = Math.floor((lo + hi) / 2);
-    const age = ageInYears(mid, now);
-    if (age !== undefined && age >= years) lo = mid;
-    else hi = mid;
-  }
-  return lo;
-}
 
 /** A condition on the attribute document: one pass over the sandbox's profiles. */
 function profiles(where: string, params: unknown[] = []): (c: FloorContext) => FloorQuery {
@@ -84,8 +69,8 @@ export const FLOORS: Readonly<Record<string, (c: FloorContext) => FloorQuery>> =
   'age-30-44': (c) =>
     profiles("json_extract(attributes, '$.person.birthDate') BETWEEN ? AND ?", [
       // age < 45 is "born after the latest 45-year-old", age >= 30 "at or before the latest 30-year-old".
-      iso(latestBornAtAge(c.now, 45) + 1),
-      iso(latestBornAtAge(c.now, 30)),
+      iso(latestWithAge(c.now, 45) + 1),
+      iso(latestWithAge(c.now, 30)),
     ])(c),
 
   'birthday-or-new': (c) =>

@@ -10,6 +10,83 @@ import { profileIdByIdentity } from './profiles.js';
 export type MembershipStatus = 'REALIZED' | 'EXISTING' | 'EXITED';
 export const CURRENT_STATUSES: readonly MembershipStatus[] = ['REALIZED', 'EXISTING'];
 
+/** One profile's move into (REALIZED) or out of (EXITED) an audience, as written. */
+export interface MembershipChange {
+  sandboxId: number;
+  audienceId: number;
+  profileId: number;
+  from: MembershipStatus | null;
+  to: MembershipStatus;
+  at: number;
+  /** What caused it: `streaming`, `expiry`, `manual` (membership_history.cause). */
+  cause: string;
+}
+
+const writerStatements = new WeakMap<Connection, ReturnType<typeof prepareWriter>>();
+
+function prepareWriter(conn: Connection) {
+  const { sqlite } = conn;
+  return {
+    enter: sqlite.prepare(
+      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    ),
+    exit: sqlite.prepare(
+      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+    ),
+    history: sqlite.prepare(
+      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+    ),
+    size: sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?'),
+  };
+}
+
+/**
+ * Writes single membership transitions (call inside a write transaction): the row and a history
+ * entry each; `flushSizes()` then moves each audience's size by what changed. Segment jobs write
+ * whole audiences with set statements instead (segment-evaluation.ts).
+ */
+export class MembershipWriter {
+  private readonly s;
+  private readonly sizeDeltas = new Map<number, number>();
+
+  constructor(conn: Connection) {
+    let s = writerStatements.get(conn);
+    if (!s) {
+      s = prepareWriter(conn);
+      writerStatements.set(conn, s);
+    }
+    this.s = s;
+  }
+
+  /** `from`: the stored status before (null: never a member). */
+  change(
+    sandboxId: number,
+    audienceId: number,
+    profileId: number,
+    from: MembershipStatus | null,
+    enters: boolean,
+    at: number,
+    cause: string,
+  ): MembershipChange {
+    const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
+    if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);
+    else this.s.exit.run(at, at, audienceId, profileId);
+    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
+    this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
+    return { sandboxId, audienceId, profileId, from, to, at, cause };
+  }
+
+  /** One size update per audience that changed (and its evaluation time). */
+  flushSizes(at: number): void {
+    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.s.size.run(delta, at, audienceId);
+    this.sizeDeltas.clear();
+  }
+}
+
 export interface Membership {
   audienceId: number;
   profileId: number;
@@ -158,25 +235,12 @@ function setManualMembership(
       const current = conn.sqlite
         .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
         .pluck();
-      const enter = conn.sqlite.prepare(
-        `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-         VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
-         ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
-           last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
-      );
-      const exit = conn.sqlite.prepare(
-        `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-      );
-      const history = conn.sqlite.prepare(
-        `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause) VALUES (?, ?, ?, ?, ?, ?, 'manual')`,
-      );
+      const writer = new MembershipWriter(conn);
       for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
-        const status = current.get(audienceId, profileId) as MembershipStatus | undefined;
+        const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
         const member = status === 'REALIZED' || status === 'EXISTING';
         if (member === (to === 'REALIZED')) continue;
-        if (to === 'REALIZED') enter.run(sandboxId, audienceId, profileId, now, now);
-        else exit.run(now, now, audienceId, profileId);
-        history.run(sandboxId, profileId, audienceId, now, status ?? null, to);
+        writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual');
       }
       refreshAudienceSize(conn, audienceId);
       touchAudience(conn, audienceId, now);

@@ -14,20 +14,9 @@ import type { CheckedExpression, ProfileDocument } from '../pql/types.js';
 import type { App } from './app.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
 import { topics } from './events.js';
-import type { MembershipStatus } from './memberships.js';
+import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
 import { checkedDefinition } from './pql-tools.js';
 import { dependencyOrder } from './segment-jobs/segment-job.js';
-
-export interface MembershipChange {
-  sandboxId: number;
-  audienceId: number;
-  profileId: number;
-  from: MembershipStatus | null;
-  to: MembershipStatus;
-  at: number;
-  /** `streaming` (an ingest) or `expiry` (a time window passed). */
-  cause: 'streaming' | 'expiry';
-}
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
@@ -51,20 +40,6 @@ function prepareStatements(sqlite: Connection['sqlite']) {
       `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
        CROSS JOIN memberships AS m ON m.profile_id = j.value`,
     ),
-    enter: sqlite.prepare(
-      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
-         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
-    ),
-    exit: sqlite.prepare(
-      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-    ),
-    history: sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    size: sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?'),
   };
 }
 
@@ -117,40 +92,6 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   };
   bySandbox.set(sandboxId, plan);
   return plan;
-}
-
-/** Writes membership transitions: the row and a history entry; the audiences' sizes at `flush()`. */
-class MembershipWriter {
-  private readonly s;
-  private readonly sizeDeltas = new Map<number, number>();
-
-  constructor(conn: Connection) {
-    this.s = statements(conn);
-  }
-
-  /** `from`: the stored status before (null: never a member). */
-  change(
-    sandboxId: number,
-    audienceId: number,
-    profileId: number,
-    from: MembershipStatus | null,
-    enters: boolean,
-    at: number,
-    cause: MembershipChange['cause'],
-  ): MembershipChange {
-    const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
-    if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);
-    else this.s.exit.run(at, at, audienceId, profileId);
-    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
-    this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
-    return { sandboxId, audienceId, profileId, from, to, at, cause };
-  }
-
-  /** One size update per audience that changed. */
-  flush(at: number): void {
-    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.s.size.run(delta, at, audienceId);
-    this.sizeDeltas.clear();
-  }
 }
 
 /** A profile as streaming evaluates it: its document, and every stored membership status (EXITED too). */
@@ -212,7 +153,7 @@ export function segmentProfiles(
   sandboxId: number,
   profileIds: readonly number[],
   now: number,
-  cause: MembershipChange['cause'] = 'streaming',
+  cause: 'streaming' | 'expiry' = 'streaming',
 ): MembershipChange[] {
   const checked = streamingPlan(conn, sandboxId).evaluated;
   if (checked.length === 0 || profileIds.length === 0) return [];
@@ -233,7 +174,7 @@ export function segmentProfiles(
       else doc.memberships.delete(audienceId);
     }
   }
-  writer.flush(now);
+  writer.flushSizes(now);
   return changes;
 }
 
@@ -276,7 +217,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
           changes.push(writer.change(sandboxId, definition.audienceId, profileId, status, false, now, 'expiry'));
         }
       }
-      writer.flush(now);
+      writer.flushSizes(now);
       // The profiles that left are evaluated again, so the audiences reading those (inSegment) follow.
       const affected = [...new Set(changes.map((c) => c.profileId))];
       changes.push(...segmentProfiles(conn, sandboxId, affected, now, 'expiry'));

@@ -1,8 +1,12 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
 import { topics } from '../../domain/events.js';
-import { listMembershipHistory, type Membership, type MembershipTransition } from '../../domain/memberships.js';
-import type { MembershipChange } from '../../domain/streaming.js';
+import {
+  listMembershipHistory,
+  type Membership,
+  type MembershipChange,
+  type MembershipTransition,
+} from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { requireId } from '../ids.js';
