@@ -202,8 +202,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
     .transaction(() => {
       const changes: MembershipChange[] = [];
       const writer = new MembershipWriter(conn);
-      for (const definition of streamingDefinitions(conn, sandboxId)) {
-        const checked = checkedDefinition(conn, definition);
+      for (const { audienceId, checked } of streamingPlan(conn, sandboxId).evaluated) {
         if (!dependsOnTime(checked)) continue;
         // compilePredicate is exactly 0 or 1, so NOT is exact; the members are few next to the store.
         const predicate = compilePredicate(checked, { now });
@@ -212,9 +211,9 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
             `SELECT m.profile_id AS profileId, m.status AS status FROM memberships AS m JOIN profiles AS p ON p.id = m.profile_id
              WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING') AND NOT (${predicate.sql})`,
           )
-          .all(definition.audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
+          .all(audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
         for (const { profileId, status } of expired) {
-          changes.push(writer.change(sandboxId, definition.audienceId, profileId, status, false, now, 'expiry'));
+          changes.push(writer.change(sandboxId, audienceId, profileId, status, false, now, 'expiry'));
         }
       }
       writer.flushSizes(now);
