@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
@@ -19,11 +19,11 @@ import { previewJobHandler } from './domain/previews/previews.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './domain/sandboxes.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { startStreaming } from './domain/streaming.js';
-import { scopePlugin } from './graphql/auth.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
 import { maxAliasesRule, maxDepthRule } from './graphql/limits.js';
+import { endRevokedSubscriptions } from './graphql/revocation.js';
 import { activeSubscriptions, createMetrics, type Metrics } from './metrics.js';
 
 export interface ServerOptions {
@@ -34,6 +34,8 @@ export interface ServerOptions {
   log?: Logger;
   /** An already open connection (the CLI seeds through it before serving). */
   conn?: Connection;
+  /** A bearer token that may read /metrics when keys are required (default SEGQL_METRICS_TOKEN). */
+  metricsToken?: string;
 }
 
 export interface RunningServer {
@@ -83,18 +85,40 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
   ensureSandbox(conn, DEFAULT_SANDBOX);
-  const keys = new KeyRing(conn, keyStampFile(options.dataDir));
+  const keys = new KeyRing(conn, keyStampFile(options.dataDir), log);
   const rateLimiter = new RateLimiter(limits.rateLimitPerSecond);
   const host = options.host ?? '127.0.0.1';
-  if (!keys.required()) {
-    if (!isLoopback(host)) {
+  // Decided once: a server that starts keyed stays keyed, whatever is revoked later.
+  if (!keys.decideOpen(isLoopback(host))) {
+    if (!keys.everMade()) {
       if (!options.conn) conn.close();
       throw new Error(
         `Refusing to serve on ${host} without API keys: make one with "segql keys create", or bind to a loopback address`,
       );
     }
+  } else {
     log.warn({ host }, 'no API keys: serving open on a loopback address (make one with "segql keys create")');
   }
+  const stopWatchingKeys = keys.watch();
+  const revocation = endRevokedSubscriptions(keys);
+  const metricsToken = options.metricsToken ?? process.env.SEGQL_METRICS_TOKEN ?? '';
+  /** /metrics is open only when the server is; otherwise it takes an admin key or the metrics token. */
+  const metricsRefusal = (authorization: string | undefined) => {
+    if (!keys.required()) return undefined;
+    const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
+    if (metricsToken !== '' && bearer !== undefined && safeEqual(bearer, metricsToken)) return undefined;
+    try {
+      const principal = keys.authenticate(authorization);
+      if (principal.scopes.has('admin')) return undefined;
+      return {
+        status: 403,
+        error: { message: '/metrics needs an admin API key or SEGQL_METRICS_TOKEN', extensions: { code: 'FORBIDDEN' } },
+      };
+    } catch (err) {
+      if (!(err instanceof DomainError)) throw err;
+      return { status: 401, error: { message: err.message, extensions: { code: err.code } } };
+    }
+  };
 
   const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
   app.workers = new WorkerLanes();
@@ -120,7 +144,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     plugins: [
       ...errorMappingPlugins(log),
-      scopePlugin(),
+      revocation,
       countSubscriptions,
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
@@ -129,20 +153,22 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         },
       } as Plugin,
     ],
-    context: ({ request, connectionParams, req }) => {
-      const headers = request?.headers;
-      const requestId = headers?.get('x-request-id') ?? randomUUID();
-      const name =
-        headers?.get('x-sandbox-name') ??
-        (connectionParams?.['x-sandbox-name'] as string | undefined) ??
-        (connectionParams?.sandbox as string | undefined) ??
-        DEFAULT_SANDBOX;
+    context: ({ request, connectionParams, req, params }) => {
+      // HTTP headers; over WebSocket connectionParams, else the operation's extensions.headers
+      // (where GraphiQL sends its Headers tab), so every transport sees the same sandbox and key.
+      const operationHeaders = (params as { extensions?: { headers?: Record<string, unknown> } } | undefined)
+        ?.extensions?.headers;
+      const header = (name: string): string | undefined => {
+        if (request) return request.headers.get(name) ?? undefined;
+        const value = connectionParams?.[name] ?? operationHeaders?.[name];
+        return typeof value === 'string' ? value : undefined;
+      };
+      const requestId = header('x-request-id') ?? randomUUID();
+      const name = header('x-sandbox-name') ?? (connectionParams?.sandbox as string | undefined) ?? DEFAULT_SANDBOX;
       let principal: Principal;
       let sandbox: Sandbox | undefined;
       try {
-        principal = keys.authenticate(
-          headers?.get('authorization') ?? (connectionParams?.authorization as string | undefined),
-        );
+        principal = keys.authenticate(header('authorization'));
         rateLimiter.take(principal);
         sandbox = findSandbox(conn, name);
         // A key bound to some sandboxes learns nothing about others: an unknown name is as forbidden.
@@ -196,6 +222,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         return json(res, 200, { status: 'ok' });
       }
       if (path === '/metrics') {
+        const refused = metricsRefusal(req.headers.authorization);
+        if (refused) return json(res, refused.status, { errors: [refused.error] });
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         return res.end(await metrics.registry.metrics());
       }
@@ -229,10 +257,14 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     {
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: (args: any) => args.rootValue.subscribe(args),
-      // Without a valid key (when keys are required) the socket is closed at once (4403 Forbidden).
+      // A key sent at connection must be valid (else 4403 Forbidden at once); a connection without
+      // one is accepted, and each operation is authenticated on its own (GraphiQL sends its
+      // headers with every operation, not in connection_init).
       onConnect: (ctx) => {
+        const authorization = ctx.connectionParams?.authorization;
+        if (typeof authorization !== 'string') return true;
         try {
-          keys.authenticate(ctx.connectionParams?.authorization as string | undefined);
+          keys.authenticate(authorization);
           return true;
         } catch (err) {
           if (err instanceof DomainError) return false;
@@ -310,6 +342,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         clearTimeout(timer);
         clearInterval(idle);
         streaming.stop();
+        stopWatchingKeys();
+        revocation.stop();
         await app.jobs.stop();
         await app.workers.close();
         if (!options.conn) conn.close();
@@ -318,6 +352,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return closing;
     },
   };
+}
+
+function safeEqual(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {

@@ -20,7 +20,7 @@ export const sandboxes = sqliteTable('sandboxes', {
 export const profiles = sqliteTable(
   'profiles',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id')
       .notNull()
       .references(() => sandboxes.id),
@@ -55,7 +55,7 @@ export const identities = sqliteTable(
 export const events = sqliteTable(
   'events',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
     profileId: integer('profile_id').notNull(),
     /** Event time, epoch ms UTC. */
@@ -130,7 +130,7 @@ export const membershipHistory = sqliteTable(
 export const jobs = sqliteTable(
   'jobs',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
     /** SEGMENT, EXPORT, PREVIEW or INGESTION. */
     kind: text('kind').notNull(),
@@ -157,7 +157,7 @@ export const jobs = sqliteTable(
 export const folders = sqliteTable(
   'folders',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
     name: text('name').notNull(),
     parentId: integer('parent_id'),
@@ -169,7 +169,7 @@ export const folders = sqliteTable(
 export const audiences = sqliteTable(
   'audiences',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
     name: text('name').notNull(),
     /** lower-cased name: uniqueness per (sandbox, namespace) is case-insensitive. */
@@ -204,7 +204,7 @@ export const audiences = sqliteTable(
 export const segmentDefinitions = sqliteTable(
   'segment_definitions',
   {
-    id: integer('id').primaryKey(),
+    id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
     audienceId: integer('audience_id').notNull(),
     name: text('name').notNull(),
@@ -267,7 +267,7 @@ export const previewResults = sqliteTable('preview_results', {
  * fast hash is enough); `prefix` is the key's first characters, to tell keys apart in lists.
  */
 export const apiKeys = sqliteTable('api_keys', {
-  id: integer('id').primaryKey(),
+  id: integer('id').primaryKey({ autoIncrement: true }),
   name: text('name').notNull(),
   prefix: text('prefix').notNull(),
   keyHash: text('key_hash').notNull().unique(),

@@ -6,7 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eq, inArray, isNull } from 'drizzle-orm';
+import { eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
 import { badInput, DomainError, notFound } from './errors.js';
@@ -119,25 +119,52 @@ export function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.no
  * The live keys by hash, kept in memory: a request costs no statement. They are re-read when the
  * stamp file changes, which `touchKeyStamp` does after every change made through this module
  * (the `segql keys` command runs in another process than the server).
+ *
+ * Whether the server runs open is decided once, when it starts: only with no key ever made (a
+ * revoked key counts) and only on a loopback address. An open server becomes keyed when a key is
+ * made; a keyed one never opens again, so revoking the last key locks it rather than opening it.
  */
 export class KeyRing {
   private stamp: string | undefined;
   private byHash = new Map<string, Principal>();
+  private anyMade = false;
+  private open = false;
+  private readonly revokedListeners = new Set<(keyIds: number[]) => void>();
 
   constructor(
     private readonly conn: Connection,
     private readonly stampFile: string,
+    private readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void },
   ) {}
 
-  /** Whether the server must ask for keys: it has at least one live key. */
+  /** Whether a key was ever made in this database (revoked ones included). */
+  everMade(): boolean {
+    this.load();
+    return this.anyMade;
+  }
+
+  /** Decides, once, at start, whether the server runs open; returns the decision. */
+  decideOpen(loopback: boolean): boolean {
+    this.open = loopback && !this.everMade();
+    return this.open;
+  }
+
+  /** Whether requests need a key now. */
   required(): boolean {
-    return this.load().size > 0;
+    this.load();
+    return !this.open;
   }
 
   /** The principal of a request's `authorization` value (`Bearer <key>`), or why it has none. */
   authenticate(authorization: string | undefined | null): Principal {
     const keys = this.load();
-    if (keys.size === 0) return OPEN_PRINCIPAL;
+    if (this.open) return OPEN_PRINCIPAL;
+    if (keys.size === 0) {
+      throw new DomainError(
+        'UNAUTHENTICATED',
+        'This server requires API keys and none is live (all were revoked): make one with "segql keys create"',
+      );
+    }
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '');
     if (!match) throw new DomainError('UNAUTHENTICATED', 'An API key is required: send "authorization: Bearer <key>"');
     const principal = keys.get(hashKey(match[1]!));
@@ -145,15 +172,37 @@ export class KeyRing {
     return principal;
   }
 
+  /** Calls `listener` with the ids of keys that stopped being live (revoked) at each re-read. */
+  onRevoked(listener: (keyIds: number[]) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
+  }
+
+  /**
+   * Re-reads the keys every `intervalMs` when the stamp changed, so a revocation reaches open
+   * subscriptions without waiting for a request. Returns the function that stops watching.
+   */
+  watch(intervalMs = 250): () => void {
+    const timer = setInterval(() => {
+      try {
+        this.load();
+      } catch (err) {
+        this.log?.error({ err }, 'reading API keys failed');
+      }
+    }, intervalMs);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
   private load(): Map<string, Principal> {
     const stat = statSync(this.stampFile, { throwIfNoEntry: false });
     const stamp = stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
     if (stamp === this.stamp) return this.byHash;
-    const rows = this.conn.db
-      .select({ id: apiKeys.id, hash: apiKeys.keyHash, scopes: apiKeys.scopes })
+    const all = this.conn.db
+      .select({ id: apiKeys.id, hash: apiKeys.keyHash, scopes: apiKeys.scopes, revokedAt: apiKeys.revokedAt })
       .from(apiKeys)
-      .where(isNull(apiKeys.revokedAt))
       .all();
+    const rows = all.filter((r) => r.revokedAt === null);
     const links =
       rows.length === 0
         ? []
@@ -167,6 +216,7 @@ export class KeyRing {
               ),
             )
             .all();
+    const before = [...this.byHash.values()].map((p) => p.keyId);
     this.byHash = new Map(
       rows.map((r) => [
         r.hash,
@@ -177,7 +227,18 @@ export class KeyRing {
         },
       ]),
     );
+    this.anyMade = all.length > 0;
+    if (this.open && this.anyMade) {
+      this.open = false;
+      this.log?.warn({}, 'an API key was made: this server now requires keys on every request');
+    }
     this.stamp = stamp;
+    if (!this.open && this.anyMade && rows.length === 0) {
+      this.log?.warn({}, 'every API key is revoked: all requests are refused (UNAUTHENTICATED) until one is made');
+    }
+    const live = new Set(rows.map((r) => r.id));
+    const revoked = before.filter((id): id is number => id !== null && !live.has(id));
+    if (revoked.length > 0) for (const listener of this.revokedListeners) listener(revoked);
     return this.byHash;
   }
 }
@@ -196,13 +257,6 @@ export function touchKeyStamp(dataDir: string): void {
 export function assertSandboxAllowed(principal: Principal, sandbox: { id: number; name: string }): void {
   if (principal.sandboxIds && !principal.sandboxIds.has(sandbox.id)) {
     throw new DomainError('FORBIDDEN', `This API key is not allowed in sandbox "${sandbox.name}"`);
-  }
-}
-
-/** FORBIDDEN unless the principal has the scope. */
-export function assertScope(principal: Principal, scope: Scope, what: string): void {
-  if (!principal.scopes.has(scope)) {
-    throw new DomainError('FORBIDDEN', `${what} needs an API key with the "${scope}" scope`);
   }
 }
 

@@ -134,17 +134,18 @@ export interface EdgeEvaluation {
   durationMs: number;
 }
 
-// Checked definitions keyed by id and version: edge evaluation re-uses them across requests.
+// Checked definitions keyed by id, version and the expression itself: edge evaluation re-uses them
+// across requests, and a key that carries the text can never hand a new row an old expression.
 const checkedDefinitions = new WeakMap<Connection, Map<string, CheckedExpression>>();
 
-/** A definition's checked expression, cached by id and version. */
+/** A definition's checked expression, cached by id, version and text. */
 export function checkedDefinition(conn: Connection, def: SegmentDefinition): CheckedExpression {
   let cache = checkedDefinitions.get(conn);
   if (!cache) {
     cache = new Map();
     checkedDefinitions.set(conn, cache);
   }
-  const key = `${def.id}:${def.version}`;
+  const key = `${def.sandboxId}:${def.id}:${def.version}:${def.expressionText}`;
   let checked = cache.get(key);
   if (!checked) {
     checked = checkExpression(conn, def.sandboxId, { format: 'PQL_TEXT', value: def.expressionText }).checked;

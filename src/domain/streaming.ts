@@ -23,7 +23,7 @@ function prepareStatements(sqlite: Connection['sqlite']) {
   return {
     // The versions say when a definition or its audience (lifecycle) changed.
     definitionVersions: sqlite.prepare(
-      `SELECT d.id AS id, d.version AS dv, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+      `SELECT d.id AS id, d.version AS dv, d.created_at AS dc, a.id AS aid, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
        WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
          AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')
        ORDER BY d.id`,
@@ -71,8 +71,15 @@ const plans = new WeakMap<Connection, Map<number, StreamingPlan>>();
 
 /** The streaming definitions in dependency order with their checked expressions, rebuilt only when one changes. */
 function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
-  const rows = statements(conn).definitionVersions.all(sandboxId) as { id: number; dv: number; av: number }[];
-  const fingerprint = rows.map((r) => `${r.id}:${r.dv}:${r.av}`).join(',');
+  const rows = statements(conn).definitionVersions.all(sandboxId) as {
+    id: number;
+    dv: number;
+    dc: number;
+    aid: number;
+    av: number;
+  }[];
+  // Creation time and audience id too: a row that replaced a deleted one is never taken for it.
+  const fingerprint = rows.map((r) => `${r.id}:${r.dv}:${r.dc}:${r.aid}:${r.av}`).join(',');
   let bySandbox = plans.get(conn);
   if (!bySandbox) {
     bySandbox = new Map();

@@ -1,60 +1,37 @@
 /**
- * Scopes per operation (spec/api.md "Auth"): queries and subscriptions need `read`, mutations
- * `write`, and the mutations that change a sandbox's shape (`ADMIN_FIELDS`) `admin`. The key
- * itself is checked where the context is made (server.ts), so an unknown key never executes.
+ * Scopes as Pothos scope-auth sees them. The root types require `read` (queries and
+ * subscriptions) or `write` (mutations); fields that change a sandbox's shape require `admin`.
+ * Because the plugin checks each field as it executes, no way of writing a document (aliases,
+ * fragments, a second operation) can reach a field without its check. Who the key is, and
+ * whether it may act in the sandbox, is decided earlier, where the context is made.
  */
+import type { AuthFailure } from '@pothos/plugin-scope-auth';
+import { GraphQLError, type GraphQLResolveInfo } from 'graphql';
+import type { Scope } from '../domain/api-keys.js';
+import type { Context } from './context.js';
 
-import { type DocumentNode, GraphQLError, getOperationAST, Kind } from 'graphql';
-import type { Plugin } from 'graphql-yoga';
-import { assertScope, type Principal, type Scope } from '../domain/api-keys.js';
-import { DomainError } from '../domain/errors.js';
+export type AuthScopes = Record<Scope, boolean>;
 
-/** Schema changes and sandbox management. */
-const ADMIN_FIELDS = new Set(['updateProfileSchema', 'createSandbox']);
-
-function requiredScope(
-  document: DocumentNode,
-  operationName: string | null | undefined,
-): { scope: Scope; what: string } {
-  const operation = getOperationAST(document, operationName);
-  if (operation?.operation !== 'mutation') {
-    return { scope: 'read', what: `A ${operation?.operation ?? 'query'}` };
-  }
-  for (const selection of operation.selectionSet.selections) {
-    if (selection.kind === Kind.FIELD && ADMIN_FIELDS.has(selection.name.value)) {
-      return { scope: 'admin', what: `The mutation ${selection.name.value}` };
-    }
-  }
-  return { scope: 'write', what: 'A mutation' };
+export function authScopesOf(ctx: Context): AuthScopes {
+  const scopes = ctx.principal.scopes;
+  return { read: scopes.has('read'), write: scopes.has('write'), admin: scopes.has('admin') };
 }
 
-function forbidden(err: unknown): GraphQLError {
-  const e = err as DomainError;
-  return new GraphQLError(e.message, { extensions: { code: e.code } });
+/** The scopes a failed check asked for, from the plugin's failure tree. */
+function missingScopes(failure: AuthFailure, into = new Set<string>()): Set<string> {
+  if ('scope' in failure && typeof failure.scope === 'string') into.add(failure.scope);
+  if ('failures' in failure) for (const f of failure.failures) missingScopes(f, into);
+  return into;
 }
 
-/** Refuses, before execution, an operation the request's key has no scope for. */
-export function scopePlugin(): Plugin {
-  const check = (args: { document: DocumentNode; operationName?: string | null; contextValue: unknown }) => {
-    const principal = (args.contextValue as { principal?: Principal }).principal;
-    if (!principal) return undefined;
-    const { scope, what } = requiredScope(args.document, args.operationName);
-    try {
-      assertScope(principal, scope, what);
-      return undefined;
-    } catch (err) {
-      if (err instanceof DomainError) return forbidden(err);
-      throw err;
-    }
-  };
-  return {
-    onExecute({ args, setResultAndStopExecution }) {
-      const error = check(args);
-      if (error) setResultAndStopExecution({ errors: [error] });
-    },
-    onSubscribe({ args, setResultAndStopExecution }) {
-      const error = check(args);
-      if (error) setResultAndStopExecution({ errors: [error] });
-    },
-  };
+export function unauthorizedError(
+  _parent: unknown,
+  _ctx: Context,
+  info: GraphQLResolveInfo,
+  result: { message: string; failure: AuthFailure },
+): GraphQLError {
+  const scopes = [...missingScopes(result.failure)].map((s) => `"${s}"`).join(' or ') || 'another';
+  return new GraphQLError(`${info.parentType.name}.${info.fieldName} needs an API key with the ${scopes} scope`, {
+    extensions: { code: 'FORBIDDEN' },
+  });
 }

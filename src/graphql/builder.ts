@@ -2,9 +2,11 @@ import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin from '@pothos/plugin-complexity';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
+import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
 import { GraphQLError } from 'graphql';
 import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
+import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
 import { DateTimeScalar, JSONScalar } from './scalars.js';
 
@@ -29,11 +31,20 @@ export const builder = new SchemaBuilder<{
     JSON: { Input: unknown; Output: unknown };
   };
   DefaultFieldNullability: false;
+  AuthScopes: AuthScopes;
   /** Every connection can count its whole filtered list; lazily, only when asked. */
   Connection: { totalCount: number | (() => number) };
 }>({
-  plugins: [RelayPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin],
+  // Relay before scope-auth, so scopes see decoded ids (docs/dependencies.md).
+  plugins: [RelayPlugin, ScopeAuthPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin],
   defaultFieldNullability: false,
+  scopeAuth: {
+    // Checked once per field that executes, however the document reaches it (aliases,
+    // fragments, several operations): the root types below carry the scopes.
+    authScopes: authScopesOf,
+    authorizeOnSubscribe: true,
+    unauthorizedError,
+  },
   relay: {
     cursorType: 'String',
     encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
@@ -73,9 +84,11 @@ export const builder = new SchemaBuilder<{
 builder.addScalarType('DateTime', DateTimeScalar);
 builder.addScalarType('JSON', JSONScalar);
 
-builder.queryType({});
-builder.mutationType({});
-builder.subscriptionType({});
+// Every root field needs its operation's scope; fields that change a sandbox's shape ask for
+// `admin` instead (their own authScopes with skipTypeScopes).
+builder.queryType({ authScopes: { read: true } });
+builder.mutationType({ authScopes: { write: true } });
+builder.subscriptionType({ authScopes: { read: true } });
 
 builder.globalConnectionField('totalCount', (t) =>
   t.int({

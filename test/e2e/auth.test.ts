@@ -98,13 +98,34 @@ describe('API keys', () => {
     expect(codeOf(await server.gql('{ __typename }', {}, nowhere))).toBe('FORBIDDEN');
   });
 
-  it('closes a WebSocket without a key and serves one with a key', async () => {
-    const refused = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+  it('closes a WebSocket with a bad key, refuses keyless operations, and serves one with a key', async () => {
+    const refused = createClient({
+      url: server.wsUrl,
+      webSocketImpl: WebSocket,
+      retryAttempts: 0,
+      lazy: false,
+      connectionParams: { authorization: 'Bearer segql_nope' },
+    });
     const closed = await new Promise<number>((resolve) => {
       refused.on('closed', (event) => resolve((event as { code: number }).code));
     });
     expect(closed).toBe(4403);
     await refused.dispose();
+
+    // No key at connection: the socket stays, and each operation without a key is refused.
+    const keyless = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    const errors = await new Promise<readonly { extensions?: Record<string, unknown> }[]>((resolve, reject) => {
+      keyless.subscribe(
+        { query: 'subscription { heartbeat(count: 1, intervalMs: 10) }' },
+        {
+          next: () => reject(new Error('streamed without a key')),
+          error: (e) => resolve(e as never),
+          complete: () => {},
+        },
+      );
+    });
+    expect(errors[0]!.extensions!.code).toBe('UNAUTHENTICATED');
+    await keyless.dispose();
 
     const client = createClient({
       url: server.wsUrl,

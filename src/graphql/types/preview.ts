@@ -180,13 +180,23 @@ builder.objectField(SegmentDefinitionRef, 'estimate', (t) =>
     type: EstimateType,
     nullable: true,
     description:
-      "The estimate of the definition's latest preview; refresh: true also starts a new preview (see latestPreview).",
-    args: { refresh: t.arg.boolean({ defaultValue: false }) },
-    resolve: (d, args, ctx) => {
+      "The estimate of the definition's latest preview (null before the first); a query only reads it: start a new one with refreshEstimate.",
+    resolve: (d, _a, ctx) => {
       const latest = latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id);
-      if (args.refresh) startPreview(ctx, { definitionId: d.id });
       return latest ? estimateOf(latest) : null;
     },
+  }),
+);
+
+builder.mutationField('refreshEstimate', (t) =>
+  t.field({
+    type: PreviewRef,
+    nullable: true,
+    description:
+      "Starts a new preview of a saved definition; its estimate becomes the definition's estimate (watch it with previewUpdated).",
+    args: { segmentDefinitionId: t.arg.id({ required: true, description: 'The definition to estimate.' }) },
+    resolve: (_r, args, ctx) =>
+      startPreview(ctx, { definitionId: requireId(args.segmentDefinitionId, 'SegmentDefinition') }),
   }),
 );
 

@@ -56,6 +56,9 @@ builder.mutationField('updateProfileSchema', (t) =>
     type: ProfileSchemaType,
     description: 'Adds fields (or re-describes them). Changing the type of a field that definitions use is a CONFLICT.',
     args: { input: t.arg({ type: ProfileSchemaInput, required: true }) },
+    // Changes a sandbox's shape: admin only, instead of the mutation type's `write`.
+    authScopes: { admin: true },
+    skipTypeScopes: true,
     resolve: (_r, args, ctx) => ({
       fields: updateProfileSchema(
         ctx.conn,

@@ -23,6 +23,9 @@ builder.mutationField('createSandbox', (t) =>
     type: SandboxType,
     description: 'Makes a new, empty sandbox with the default profile schema. Names: [a-z0-9-]{1,64}.',
     args: { name: t.arg.string({ required: true }) },
+    // Changes a sandbox's shape: admin only, instead of the mutation type's `write`.
+    authScopes: { admin: true },
+    skipTypeScopes: true,
     resolve: (_r, args, ctx) => createSandbox(ctx.conn, args.name),
   }),
 );
