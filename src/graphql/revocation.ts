@@ -87,8 +87,8 @@ export function endRevokedSubscriptions(keys: KeyRing): Plugin & { stop(): void 
               });
             },
           };
-          let set = open.get(keyId);
-          if (!set) open.set(keyId, (set = new Set()));
+          const set = open.get(keyId) ?? new Set<Open>();
+          open.set(keyId, set);
           set.add(entry);
           setResult(
             untilEnded(result as AsyncIterable<ExecutionResult>, ended, () => {
