@@ -20,7 +20,7 @@ import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './dom
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { startStreaming } from './domain/streaming.js';
 import { type Context, createLoaders } from './graphql/context.js';
-import { errorMappingPlugins } from './graphql/errors.js';
+import { errorMappingPlugins, mapResult } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
 import { maxAliasesRule, maxDepthRule } from './graphql/limits.js';
 import { endRevokedSubscriptions } from './graphql/revocation.js';
@@ -257,6 +257,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     {
       execute: (args: any) => args.rootValue.execute(args),
       subscribe: (args: any) => args.rootValue.subscribe(args),
+      // A subscription refused before it streams (unknown id…) is one result that no envelop
+      // hook formats on this transport: give its errors their codes here, as HTTP and SSE do.
+      onNext: (_ctx, _id, _payload, args, result) =>
+        mapResult(result, (args.contextValue as Partial<Context>)?.requestId, log) || undefined,
       // A key sent at connection must be valid (else 4403 Forbidden at once); a connection without
       // one is accepted, and each operation is authenticated on its own (GraphiQL sends its
       // headers with every operation, not in connection_init).

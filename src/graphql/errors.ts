@@ -40,7 +40,12 @@ export function toClientError(error: GraphQLError, requestId: string | undefined
   });
 }
 
-function mapResult(result: ExecutionResult, requestId: string | undefined, log: Logger): ExecutionResult | false {
+/** A result with every error made a client error; `false` when it has none. */
+export function mapResult(
+  result: ExecutionResult,
+  requestId: string | undefined,
+  log: Logger,
+): ExecutionResult | false {
   if (!result.errors?.length) return false;
   return { ...result, errors: result.errors.map((e) => toClientError(e, requestId, log)) };
 }
