@@ -29,7 +29,7 @@ function repositoryFiles(): string[] {
     .sort();
 }
 
-export interface Repository {
+interface Repository {
   files: ReadonlySet<string>;
   /** Directories holding at least one file (a link may name a folder). */
   dirs: ReadonlySet<string>;
@@ -45,7 +45,7 @@ function repositoryOf(files: readonly string[], read: (path: string) => string):
   return { files: new Set(files), dirs, basenames: new Set(files.map((f) => basename(f))), read };
 }
 
-export interface Problem {
+interface Problem {
   file: string;
   line: number;
   reference: string;
@@ -68,7 +68,7 @@ function lineOf(text: string, offset: number): number {
 }
 
 /** The repository file a reference names, or undefined. */
-export function resolveReference(repo: Repository, citingFile: string, reference: string): string | undefined {
+function resolveReference(repo: Repository, citingFile: string, reference: string): string | undefined {
   if (!reference.includes('/')) {
     if (repo.files.has(reference)) return reference;
     if (!repo.basenames.has(reference)) return undefined;
@@ -116,7 +116,7 @@ function withoutCode(markdown: string): string {
   return markdown.replace(/^(```|~~~)[^\n]*\n[\s\S]*?^\1[^\n]*$/gm, blank).replace(/`[^`\n]*`/g, blank);
 }
 
-export function checkFile(repo: Repository, file: string): Problem[] {
+function checkFile(repo: Repository, file: string): Problem[] {
   const text = repo.read(file);
   if (text.includes('\0')) return [];
   const problems: Problem[] = [];
@@ -166,7 +166,10 @@ describe('the checker itself', () => {
   const repo = repositoryOf(Object.keys(files), (p) => files[p] ?? '');
   const check = (file: string, text: string) => {
     files[file] = text;
-    return checkFile(repositoryOf(Object.keys(files), (p) => files[p] ?? ''), file).map((p) => p.why);
+    return checkFile(
+      repositoryOf(Object.keys(files), (p) => files[p] ?? ''),
+      file,
+    ).map((p) => p.why);
   };
 
   it('resolves bare names by basename and paths from the root or the citing directory', () => {
@@ -183,7 +186,9 @@ describe('the checker itself', () => {
     expect(check('src/a.ts', `// spec/guide${md}`)).toEqual(['no such file in the repository']);
     expect(check('src/a.ts', `// guide${md} §2`)).toEqual([`docs/guide${md} has no heading "§2 …"`]);
     expect(check('src/a.ts', `// guide${md} §1, §3`)).toEqual([`docs/guide${md} has no heading "§3 …"`]);
-    expect(check('src/a.ts', `// guide${md} "Schedules"`)).toEqual([`docs/guide${md} has no heading starting "Schedules"`]);
+    expect(check('src/a.ts', `// guide${md} "Schedules"`)).toEqual([
+      `docs/guide${md} has no heading starting "Schedules"`,
+    ]);
     expect(check('src/a.ts', `// guide${md} gotcha 9`)).toEqual([`docs/guide${md} has no heading "Gotcha 9 …"`]);
     expect(check('src/a.ts', `// ${'..'}/shared/x`)).toEqual(['points outside the repository']);
     expect(checkFile(repo, `README${md}`).map((p) => `${p.reference}: ${p.why}`)).toEqual([
