@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
-  // Pothos and yoga load graphql's CJS build; without the alias a test file would get the ESM one (STACK.md gotcha 2).
+  // Pothos and yoga load graphql's CJS build; without the alias a test file would get the ESM one (docs/dependencies.md gotcha 2).
   resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {
     pool: 'forks',

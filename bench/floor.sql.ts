@@ -1,5 +1,5 @@
 /**
- * The floor of the `pql` bench (spec/performance.md): for each reference definition, the best
+ * The floor of the `pql` bench (docs/performance.md): for each reference definition, the best
  * plain SQLite query we could write by hand against the schema for exactly the same set of
  * profile ids. Literal JSON paths and values, direct `ts`/`event_type` column comparisons,
  * and whichever access path measured fastest at 100 k profiles × 10 events: a grouped range

@@ -1,5 +1,5 @@
 /**
- * What the benchmarks share (spec/performance.md): timing with warm-up and medians, the one
+ * What the benchmarks share (docs/performance.md): timing with warm-up and medians, the one
  * result-line format, the cached standard data set and the reference definitions.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -77,7 +77,7 @@ export function formatValue(v: number): string {
   return String(Number(v.toPrecision(3)));
 }
 
-/** Prints the one result-line format of spec/performance.md and returns it. */
+/** Prints the one result-line format of docs/performance.md and returns it. */
 export function report(
   name: string,
   figure: string,

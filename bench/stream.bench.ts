@@ -2,7 +2,7 @@
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
  *   [--subscribers 0]`
  *
- * Streaming segmentation end to end (performance.md `stream`): the real server in this process
+ * Streaming segmentation end to end (docs/performance.md `stream`): the real server in this process
  * on a scratch data directory with `--profiles` demo profiles (10 events each) and
  * `--definitions` streaming definitions (attribute tests, and typed event counts over windows of
  * 1 to 24 hours); a graphql-ws client subscribed to `audienceMembershipChanged`; then

@@ -1,5 +1,5 @@
 -- Custom SQL (drizzle-kit cannot express WITHOUT ROWID): memberships and identities become
--- clustered on their primary keys, as spec/storage.md lays them out. A membership probe
+-- clustered on their primary keys, as docs/storage.md lays them out. A membership probe
 -- (audience_id, profile_id) then reads the row itself (status included), every secondary index
 -- carries the key columns (so (audience_id, status) lists profile ids and (profile_id, namespace)
 -- knows the sandbox without a row read), and each table is one b-tree fewer to write.

@@ -16,7 +16,7 @@ export interface Connection {
   close(): void;
 }
 
-// Resolved from this file, not the cwd, so tests, the CLI and a built dist/ all find it (STACK.md gotcha 13).
+// Resolved from this file, not the cwd, so tests, the CLI and a built dist/ all find it (docs/dependencies.md gotcha 13).
 const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
 let statementCount = 0;

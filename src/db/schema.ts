@@ -1,6 +1,6 @@
 /**
  * Drizzle table definitions. drizzle-kit reads this file, so it imports nothing from the app.
- * Layout follows spec/storage.md: integer ms UTC times, JSONB documents (written with
+ * Layout follows docs/storage.md: integer ms UTC times, JSONB documents (written with
  * `jsonb(?)`, read with `json(...)`), a `sandbox_id` on every tenant table.
  */
 
@@ -126,7 +126,7 @@ export const membershipHistory = sqliteTable(
   (t) => [index('membership_history_profile_at').on(t.profileId, t.at)],
 );
 
-/** Every job kind (segment, export, preview, ingestion) on the one runner (domain.md "Jobs"). */
+/** Every job kind (segment, export, preview, ingestion) on the one runner (docs/domain.md "Jobs"). */
 export const jobs = sqliteTable(
   'jobs',
   {
@@ -263,7 +263,7 @@ export const previewResults = sqliteTable('preview_results', {
 });
 
 /**
- * API keys (spec/api.md "Auth"): only a SHA-256 of the key is kept (keys are 32 random bytes, so a
+ * API keys (docs/api.md "Auth"): only a SHA-256 of the key is kept (keys are 32 random bytes, so a
  * fast hash is enough); `prefix` is the key's first characters, to tell keys apart in lists.
  */
 export const apiKeys = sqliteTable('api_keys', {

@@ -1,5 +1,5 @@
 /**
- * API keys (spec/api.md "Auth"): a key belongs to one or more sandboxes and carries scopes.
+ * API keys (docs/api.md "Auth"): a key belongs to one or more sandboxes and carries scopes.
  * Queries need `read`, mutations `write`, key management and schema changes `admin`. Only a
  * hash of each key is stored; the key itself is shown once, when it is made.
  */

@@ -1,4 +1,4 @@
-/** Error codes of spec/api.md; the GraphQL layer maps them to `extensions.code` in one place. */
+/** Error codes of docs/api.md; the GraphQL layer maps them to `extensions.code` in one place. */
 export type ErrorCode =
   | 'BAD_USER_INPUT'
   | 'PQL_SYNTAX_ERROR'

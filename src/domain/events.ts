@@ -2,7 +2,7 @@
  * In-process publish/subscribe for the topics subscriptions watch (job progress, membership
  * changes, search hits). A subscription attaches its listener when it is created, not on the
  * first pull, so nothing published after `subscribe()` returns is lost (yoga's lazy pubsub
- * trap, STACK.md gotcha 4).
+ * trap, docs/dependencies.md gotcha 4).
  */
 export class EventBus {
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();

@@ -21,7 +21,7 @@ export interface SchemaFieldInput {
   description?: string | null;
 }
 
-/** Users add fields under `_tenant.`; the default fields are the platform's (domain.md). */
+/** Users add fields under `_tenant.`; the default fields are the platform's (docs/domain.md). */
 const TENANT_PATH = /^_tenant(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
 
 interface CachedCatalog {

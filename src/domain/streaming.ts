@@ -1,5 +1,5 @@
 /**
- * Streaming segmentation (domain.md "Streaming and edge segmentation"): when profiles or events
+ * Streaming segmentation (docs/domain.md "Streaming and edge segmentation"): when profiles or events
  * are ingested, every DRAFT or PUBLISHED definition with streaming enabled (and eligible) is
  * evaluated for each changed profile with the JS engine at the ingest time, and its membership
  * is updated in the ingest's own transaction; the changes are published on the sandbox's

@@ -48,7 +48,7 @@ export const builder = new SchemaBuilder<{
   relay: {
     cursorType: 'String',
     encodeGlobalID: (typename, id) => encodeGlobalId(typename, String(id)),
-    // An id that decodes to nothing known resolves to null in node/nodes (api.md), not to an error.
+    // An id that decodes to nothing known resolves to null in node/nodes (docs/api.md), not to an error.
     decodeGlobalID: (globalID) => {
       const decoded = decodeGlobalId(globalID);
       return decoded ? { typename: decoded.type, id: decoded.id } : { typename: UNKNOWN_TYPE, id: globalID };

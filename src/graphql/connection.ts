@@ -16,7 +16,7 @@ export function toConnection<T>(page: Page<T> & { totalCount: number | (() => nu
 
 /**
  * Cost of a connection field: its page size drives the multiplier (the complexity plugin
- * alone would count any page as ×10, STACK.md gotcha 8).
+ * alone would count any page as ×10, docs/dependencies.md gotcha 8).
  */
 export const connectionComplexity = (args: { first?: number | null; last?: number | null }) => ({
   field: 2,

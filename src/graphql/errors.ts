@@ -5,7 +5,7 @@ import { DomainError } from '../domain/errors.js';
 import { PqlError } from '../pql/errors.js';
 
 /**
- * The one place where failures become GraphQL errors with `extensions.code` (api.md):
+ * The one place where failures become GraphQL errors with `extensions.code` (docs/api.md):
  * domain and PQL errors keep their code and details; GraphQL's own request errors (syntax,
  * validation, variable coercion, malformed body) are BAD_USER_INPUT unless they already
  * carry a code; anything else is a bug: INTERNAL with the request id, details only in the log.
@@ -25,7 +25,7 @@ export function toClientError(error: GraphQLError, requestId: string | undefined
     return new GraphQLError(original.message, { ...base, extensions: { code: original.code, pql } });
   }
   if (original instanceof GraphQLError) return toClientError(original, requestId, log);
-  // Yoga's own request errors (malformed body, wrong method…) say BAD_REQUEST; api.md calls that BAD_USER_INPUT.
+  // Yoga's own request errors (malformed body, wrong method…) say BAD_REQUEST; docs/api.md calls that BAD_USER_INPUT.
   if (error.extensions?.code === 'BAD_REQUEST') {
     return new GraphQLError(error.message, { ...base, extensions: { ...error.extensions, code: 'BAD_USER_INPUT' } });
   }

@@ -1,5 +1,5 @@
 /**
- * The PQL abstract syntax tree (pql.md §10). Every node carries `loc`, the span of source
+ * The PQL abstract syntax tree (docs/pql.md §10). Every node carries `loc`, the span of source
  * text it was parsed from, so the checker can point at the offending token. Nodes are
  * plain data: a discriminated union on `kind`, no methods, JSON-serialisable.
  *

@@ -7,7 +7,7 @@ export interface SchemaFieldRow {
   type: string;
 }
 
-/** The platform's default fields (domain.md "Profiles, identities, events"). */
+/** The platform's default fields (docs/domain.md "Profiles, identities, events"). */
 export const DEFAULT_SCHEMA_FIELDS: readonly SchemaFieldRow[] = Object.freeze([
   { class: 'profile', path: 'person.name.firstName', type: 'string' },
   { class: 'profile', path: 'person.name.lastName', type: 'string' },
@@ -45,7 +45,7 @@ const SCALARS = new Set(['string', 'number', 'boolean', 'datetime']);
 
 /**
  * Parses a schema type name: `string`, `number`, `boolean`, `datetime`, `object`, `array<T>`,
- * `map<T>` (also `map<string,T>`, the spelling of pql.md §4), nested. Throws an Error saying
+ * `map<T>` (also `map<string,T>`, the spelling of docs/pql.md §4), nested. Throws an Error saying
  * what is wrong otherwise.
  */
 export function parseFieldType(text: string): PqlType {

@@ -263,7 +263,7 @@ function literalNumber(node: ExpressionNode): number | undefined {
   return undefined;
 }
 
-/** `date(y, m, d)`, `date("YYYY-MM-DD")`, `datetime("ISO")` are literals (pql.md §2): a real day or instant. */
+/** `date(y, m, d)`, `date("YYYY-MM-DD")`, `datetime("ISO")` are literals (docs/pql.md §2): a real day or instant. */
 function checkDateLiteral(ctx: CheckContext, node: CallNode, kind: 'date' | 'datetime'): void {
   if (node.args.length === 3) {
     const [y, m, d] = node.args.map((arg) => {

@@ -1,5 +1,5 @@
 /**
- * The PQL checker (pql.md §6): resolves every path against the field catalogue, infers the
+ * The PQL checker (docs/pql.md §6): resolves every path against the field catalogue, infers the
  * type of every node, validates functions, operands and literals, resolves `inSegment`
  * audiences (rejecting cycles), and decides the evaluation methods (eligibility.ts). The first
  * error throws a PqlError('PQL_TYPE_ERROR') at the offending node.

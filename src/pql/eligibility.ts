@@ -1,5 +1,5 @@
 /**
- * Evaluation methods (pql.md §7). Batch always works; streaming and edge evaluate one profile
+ * Evaluation methods (docs/pql.md §7). Batch always works; streaming and edge evaluate one profile
  * as its events arrive, so they need every event condition to look back at most 24 hours
  * from now, no `forall` over events, and `inSegment` only on its own.
  */

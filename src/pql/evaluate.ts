@@ -1,5 +1,5 @@
 /**
- * The JS engine (pql.md §8): evaluates a checked expression over one profile document and its
+ * The JS engine (docs/pql.md §8): evaluates a checked expression over one profile document and its
  * events, for streaming and edge evaluation and as the reference the SQL engine is tested
  * against. The AST is compiled once per CheckedExpression into closures with every name
  * resolved to a slot, so a per-event evaluation only runs closures; all subtle semantics come

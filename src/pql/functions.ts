@@ -1,5 +1,5 @@
 /**
- * The signatures of every PQL function and method (pql.md §5), so the checker is table-driven:
+ * The signatures of every PQL function and method (docs/pql.md §5), so the checker is table-driven:
  * adding a method here and to both engines is all a new one needs.
  *
  * Type specs name either a concrete type or one relative to the receiver:

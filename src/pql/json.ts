@@ -14,7 +14,7 @@ import { MAX_TREE_HEIGHT, parse } from './parser.js';
 import { print } from './printer.js';
 
 /**
- * The `pql/json` form of pql.md §9: the syntax tree as four JSON node types. The mapping is
+ * The `pql/json` form of docs/pql.md §9: the syntax tree as four JSON node types. The mapping is
  * one-to-one with the AST (text → JSON → text gives the same text), so it stays syntactic:
  *
  * | AST | JSON |

@@ -2,7 +2,7 @@ import type { TimeUnit } from './ast.js';
 import { PqlError } from './errors.js';
 
 /**
- * The PQL lexer (pql.md §1, §2, §10). Tokens are produced lazily so that a lexical error
+ * The PQL lexer (docs/pql.md §1, §2, §10). Tokens are produced lazily so that a lexical error
  * is reported only when the parser reaches it, after any earlier syntax error.
  *
  * Keywords are not a token kind: every word is a `name` token and the parser decides, by

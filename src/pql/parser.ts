@@ -12,7 +12,7 @@ import type {
 import { locationAt, PqlError } from './errors.js';
 import { describeToken, isKeyword, isUnitWord, Lexer, type Token, UNIT_WORDS } from './lexer.js';
 
-/** Longest accepted source, in UTF-16 code units (pql.md §6). */
+/** Longest accepted source, in UTF-16 code units (docs/pql.md §6). */
 export const MAX_SOURCE_LENGTH = 16 * 1024;
 /** Deepest syntactic nesting (parentheses, brackets, calls, unary and postfix operators, quantifiers). */
 export const MAX_NESTING = 64;

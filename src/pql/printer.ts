@@ -2,7 +2,7 @@ import type { BindingNode, ChainStepNode, ExpressionNode, OccursTail } from './a
 import { KEYWORDS, PLAIN_NAME } from './lexer.js';
 
 /**
- * Precedence levels of pql.md §3; a child printed where a higher level is required gets
+ * Precedence levels of docs/pql.md §3; a child printed where a higher level is required gets
  * parentheses. Quantifiers, `select` and aggregates sit at the `not` level but their body
  * runs to the right as far as it can, so they also need parentheses unless nothing follows.
  */

@@ -1,5 +1,5 @@
 /**
- * The SQL engine (pql.md §8): turns a checked PQL expression into one SQLite statement over
+ * The SQL engine (docs/pql.md §8): turns a checked PQL expression into one SQLite statement over
  * `profiles AS p` (attributes as JSONB), `events` (real `ts` / `event_type` columns, JSONB
  * payload) and `memberships`, with every user value and JSON path a bound parameter.
  *

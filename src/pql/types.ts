@@ -1,7 +1,7 @@
 import type { ExpressionNode } from './ast.js';
 
 /**
- * Types of PQL values (pql.md §4). `datetime` covers dates (a date is a datetime at 00:00 UTC).
+ * Types of PQL values (docs/pql.md §4). `datetime` covers dates (a date is a datetime at 00:00 UTC).
  * `null` is the type of the `null` literal; `any` is used only where the catalogue gives no
  * type (never for a known path) and for empty array literals.
  */

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 // Smoke test of the bench entry points on a tiny data set in a temporary data directory: they
 // run end to end through `bench/run.ts` (as `npm run bench` does), check their own results, and
-// print the result-line format of spec/performance.md. The figures themselves mean nothing here.
+// print the result-line format of docs/performance.md. The figures themselves mean nothing here.
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'segql-bench-'));

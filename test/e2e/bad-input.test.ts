@@ -16,7 +16,7 @@ async function post(body: string, headers: Record<string, string> = {}) {
   return { status: res.status, body: (await res.json()) as any };
 }
 
-describe('bad input gets a clear error with the api.md code, and the server stays up', () => {
+describe('bad input gets a clear error with the docs/api.md code, and the server stays up', () => {
   it('malformed JSON body → BAD_USER_INPUT', async () => {
     const { status, body } = await post('{"query": "{ __typename }"');
     expect(status).toBe(400);

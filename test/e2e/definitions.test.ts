@@ -144,7 +144,7 @@ describe('segment definitions and audiences', () => {
     expect(d.normalizedExpression).toBe('loyalty.points > 10');
   });
 
-  it('rejects bad input with the api.md codes', async () => {
+  it('rejects bad input with the docs/api.md codes', async () => {
     const empty = await createDefinition('   ', 'true');
     expect(empty.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.name' });
     const long = await createDefinition('x'.repeat(300), 'true');

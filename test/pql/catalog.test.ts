@@ -44,7 +44,7 @@ describe('parseFieldType', () => {
     expect(typeToString(parseFieldType('map<array<boolean>>'))).toBe('map<array<boolean>>');
   });
 
-  it('accepts map<string,T>, the spelling of pql.md §4, as map<T>', () => {
+  it('accepts map<string,T>, the spelling of docs/pql.md §4, as map<T>', () => {
     expect(parseFieldType('map<string, number>')).toEqual({ kind: 'map', of: { kind: 'number' } });
     expect(() => parseFieldType('map<number,string>')).toThrow('map keys must be string');
   });
@@ -166,7 +166,7 @@ describe('buildCatalog', () => {
 });
 
 describe('DEFAULT_SCHEMA_FIELDS', () => {
-  it('lists the default profile fields of domain.md with their types', () => {
+  it('lists the default profile fields of docs/domain.md with their types', () => {
     const profile = Object.fromEntries(
       DEFAULT_SCHEMA_FIELDS.filter((f) => f.class === 'profile').map((f) => [f.path, f.type]),
     );
@@ -190,7 +190,7 @@ describe('DEFAULT_SCHEMA_FIELDS', () => {
     });
   });
 
-  it('lists the default event fields of domain.md with their types', () => {
+  it('lists the default event fields of docs/domain.md with their types', () => {
     const event = Object.fromEntries(
       DEFAULT_SCHEMA_FIELDS.filter((f) => f.class === 'event').map((f) => [f.path, f.type]),
     );

@@ -410,7 +410,7 @@ describe('functions and methods', () => {
     fails('createdAt = datetime("yesterday")', 'invalid datetime "yesterday"', 1, 22);
   });
 
-  it('requires literal arguments for date and datetime (they are literals, pql.md §2)', () => {
+  it('requires literal arguments for date and datetime (they are literals, docs/pql.md §2)', () => {
     fails('person.birthDate = date(currentYear(), 1, 1)', 'date(year, month, day) takes number literals', 1, 25);
     fails('person.birthDate = date(loyalty.tier)', 'date() takes a string literal', 1, 25);
     fails('createdAt = datetime(loyalty.tier)', 'datetime() takes a string literal', 1, 22);
@@ -627,7 +627,7 @@ describe('scopes and bindings', () => {
   });
 });
 
-describe('every function and method of pql.md §5 checks', () => {
+describe('every function and method of docs/pql.md §5 checks', () => {
   const passing: [string, string][] = [
     ['isNull', 'person.birthDate.isNull()'],
     ['isNotNull', 'person.name.isNotNull()'],

@@ -1,5 +1,5 @@
 /**
- * The key test of the SQL engine (pql.md §8, "two engines, one meaning"): generated
+ * The key test of the SQL engine (docs/pql.md §8, "two engines, one meaning"): generated
  * well-typed expressions and generated profiles, written to a real SQLite file; `compileToSql`
  * run on SQLite and `evaluate` run in JS must pick exactly the same profiles, for every
  * profile. Set PQL_PROPERTY_RUNS for a longer run (the default keeps the file under a minute

@@ -47,7 +47,7 @@ describe('toJson / fromJson', () => {
     expect([...locs]).toEqual([JSON.stringify({ offset: 0, length: 0, line: 1, column: 1 })]);
   });
 
-  it('writes the pql.md example with the four node types', () => {
+  it('writes the docs/pql.md example with the four node types', () => {
     expect(toJson(parse('homeAddress.countryCode in ["SE", "NO"] and $1.age >= -18'))).toEqual(
       fn(
         'and',

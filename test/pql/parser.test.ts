@@ -161,7 +161,7 @@ describe('parse: literals and primaries', () => {
   });
 });
 
-describe('parse: operators and precedence (pql.md §3)', () => {
+describe('parse: operators and precedence (docs/pql.md §3)', () => {
   it.each([
     ['a or b and c', '(or a (and b c))'],
     ['a and b or c', '(or (and a b) c)'],

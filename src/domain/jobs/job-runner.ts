@@ -43,7 +43,7 @@ interface Running {
 }
 
 /**
- * The one runner for every job kind (domain.md "Jobs"): persisted jobs, taken in order per
+ * The one runner for every job kind (docs/domain.md "Jobs"): persisted jobs, taken in order per
  * kind with a concurrency limit, progress published at least every 250 ms of work, cancel,
  * a no-progress timeout, and recovery at start (jobs a crash left PROCESSING run again from
  * scratch; their partial work was never visible).

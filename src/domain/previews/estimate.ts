@@ -112,7 +112,7 @@ export function sampleSizeFor(share: number, halfWidth: number, confidenceLevel:
 }
 
 /**
- * How many profiles a preview samples (domain.md): the whole store up to 1 M profiles, 1 M
+ * How many profiles a preview samples (docs/domain.md): the whole store up to 1 M profiles, 1 M
  * from there to 20 M, 5 % above; a requested size is capped at the store.
  */
 export function defaultSampleSize(population: number, requested?: number | null): number {

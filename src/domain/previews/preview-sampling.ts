@@ -24,7 +24,7 @@ export interface PreviewProgress {
 
 /**
  * When a full scan follows (the sample is the whole store), random-order reading stops once the
- * interval's half-width is this share of the population (performance.md's running estimate).
+ * interval's half-width is this share of the population (docs/performance.md's running estimate).
  */
 const TIGHT_ENOUGH = 0.02;
 /** The first random chunk: a running estimate within moments. */

@@ -62,7 +62,7 @@ export function runSegmentTask(conn: Connection, plan: SegmentPlan, hooks: TaskH
 const EXITED_RETENTION_MS = 30 * 86_400_000;
 
 /**
- * Evaluates a plan over the whole store and writes memberships (domain.md "Memberships").
+ * Evaluates a plan over the whole store and writes memberships (docs/domain.md "Memberships").
  * Reads run inside one read transaction (a consistent snapshot) over profile-id chunks;
  * qualifying ids go to a temp table, and a temp `memberships` table shadows the stored one
  * so `inSegment` sees the results of definitions evaluated earlier in the same job. All

@@ -38,7 +38,7 @@ const EvaluationInfoType = builder
   });
 
 export const EligibilityType = builder.objectRef<Eligibility>('Eligibility').implement({
-  description: 'How an expression can run (pql.md §7), with the reasons when streaming or edge are not possible.',
+  description: 'How an expression can run (docs/pql.md §7), with the reasons when streaming or edge are not possible.',
   fields: (t) => ({
     batch: t.exposeBoolean('batch'),
     streaming: t.exposeBoolean('streaming'),
