@@ -63,7 +63,7 @@ describe('bad input gets a clear error with the api.md code, and the server stay
     const fields = Array.from(
       { length: 20 },
       (_, i) =>
-        `p${i}: profiles(first: 500) { edges { node { identities { id } events(first: 500) { totalCount } } } }`,
+        `p${i}: profiles(first: 500) { edges { node { identities { value } events(first: 500) { totalCount } } } }`,
     ).join(' ');
     const res = await server.gql(`{ ${fields} }`);
     expect(res.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
