@@ -70,6 +70,15 @@ describe('bad input gets a clear error with the api.md code, and the server stay
     expect(res.errors?.[0]?.extensions?.limit).toBe(5000);
   });
 
+  it('an event timestamp that is not a DateTime → BAD_USER_INPUT naming the format', async () => {
+    const res = await server.gql('mutation($e: [EventInput!]!) { ingestEvents(events: $e) { accepted } }', {
+      e: [{ identity: { namespace: 'email', id: 'a@x.se' }, timestamp: 'yesterday', eventType: 'x' }],
+    });
+    expect(res.data).toBeUndefined();
+    expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(res.errors?.[0]?.message).toContain('DateTime must be an ISO-8601 string');
+  });
+
   it('an identity with an empty namespace → BAD_USER_INPUT', async () => {
     const res = await server.gql('{ profile(identity: { namespace: "", id: "x" }) { id } }');
     expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'identity' });
