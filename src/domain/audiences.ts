@@ -5,9 +5,10 @@ import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
 import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
-import { countRows, keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
-export type AudienceOrigin = 'SEGMENTATION_SERVICE' | 'CUSTOM_UPLOAD' | 'MANUAL';
+export const AUDIENCE_ORIGINS = ['SEGMENTATION_SERVICE', 'CUSTOM_UPLOAD', 'MANUAL'] as const;
+export type AudienceOrigin = (typeof AUDIENCE_ORIGINS)[number];
 
 export interface Audience {
   id: number;
@@ -283,7 +284,8 @@ export function removeAudienceRows(conn: Connection, sandboxId: number, audience
     .run();
 }
 
-export type EvaluationMethod = 'BATCH' | 'STREAMING' | 'EDGE';
+export const EVALUATION_METHODS = ['BATCH', 'STREAMING', 'EDGE'] as const;
+export type EvaluationMethod = (typeof EVALUATION_METHODS)[number];
 
 export interface AudienceFilter {
   nameContains?: string | null;
@@ -296,10 +298,11 @@ export interface AudienceFilter {
   updatedAfter?: number | null;
 }
 
-export type AudienceOrderField = 'NAME' | 'CREATED_AT' | 'UPDATED_AT' | 'SIZE';
+export const AUDIENCE_ORDER_FIELDS = ['NAME', 'CREATED_AT', 'UPDATED_AT', 'SIZE'] as const;
+export type AudienceOrderField = (typeof AUDIENCE_ORDER_FIELDS)[number];
 export interface AudienceOrder {
   field: AudienceOrderField;
-  direction: 'ASC' | 'DESC';
+  direction: OrderDirection;
 }
 
 const ORDER_COLUMNS = {

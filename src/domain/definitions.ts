@@ -17,7 +17,7 @@ import { badInput, conflict, notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput, type PqlFormat } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
-import { countRows, keyset, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export interface EvaluationInfo {
   batch: boolean;
@@ -371,7 +371,8 @@ export interface DefinitionFilter {
   updatedAfter?: number | null;
 }
 
-export type DefinitionOrderField = 'NAME' | 'CREATED_AT' | 'UPDATED_AT';
+export const DEFINITION_ORDER_FIELDS = ['NAME', 'CREATED_AT', 'UPDATED_AT'] as const;
+export type DefinitionOrderField = (typeof DEFINITION_ORDER_FIELDS)[number];
 
 const ORDER_COLUMNS = {
   NAME: segmentDefinitions.nameKey,
@@ -383,7 +384,7 @@ export function listSegmentDefinitions(
   conn: Connection,
   sandboxId: number,
   filter: DefinitionFilter = {},
-  order: { field: DefinitionOrderField; direction: 'ASC' | 'DESC' } = { field: 'CREATED_AT', direction: 'ASC' },
+  order: { field: DefinitionOrderField; direction: OrderDirection } = { field: 'CREATED_AT', direction: 'ASC' },
   args: PageArgs = {},
 ): Page<SegmentDefinition> & { totalCount: () => number } {
   const query = pageQuery(args);

@@ -9,7 +9,10 @@ import type { CheckedExpression, CheckOptions } from '../pql/types.js';
 import { internalId } from './ids.js';
 import { catalogOf } from './profile-schema.js';
 
-export type PqlFormat = 'PQL_TEXT' | 'PQL_JSON';
+export const PQL_FORMATS = ['PQL_TEXT', 'PQL_JSON'] as const;
+export type PqlFormat = (typeof PQL_FORMATS)[number];
+/** The expression languages a definition can be written in (only PQL). */
+export const EXPRESSION_TYPES = ['PQL'] as const;
 
 export interface ExpressionInput {
   format: PqlFormat;

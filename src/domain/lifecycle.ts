@@ -1,6 +1,7 @@
 import { conflict } from './errors.js';
 
-export type LifecycleState = 'DRAFT' | 'PUBLISHED' | 'INACTIVE' | 'ARCHIVED';
+export const LIFECYCLE_STATES = ['DRAFT', 'PUBLISHED', 'INACTIVE', 'ARCHIVED'] as const;
+export type LifecycleState = (typeof LIFECYCLE_STATES)[number];
 
 /**
  * Allowed lifecycle moves: a draft may go anywhere; a published audience cannot go back to

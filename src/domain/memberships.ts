@@ -7,7 +7,15 @@ import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
 
-export type MembershipStatus = 'REALIZED' | 'EXISTING' | 'EXITED';
+export const MEMBERSHIP_STATUSES = ['REALIZED', 'EXISTING', 'EXITED'] as const;
+export type MembershipStatus = (typeof MEMBERSHIP_STATUSES)[number];
+
+/**
+ * What moved a membership, as membership_history.cause stores it; a segment job's entries carry
+ * its id after the cause (`job:<id>`).
+ */
+export const MEMBERSHIP_CAUSES = ['job', 'streaming', 'manual', 'expiry'] as const;
+export type MembershipCause = (typeof MEMBERSHIP_CAUSES)[number];
 export const CURRENT_STATUSES: readonly MembershipStatus[] = ['REALIZED', 'EXISTING'];
 
 /** One profile's move into (REALIZED) or out of (EXITED) an audience, as written. */
@@ -18,8 +26,8 @@ export interface MembershipChange {
   from: MembershipStatus | null;
   to: MembershipStatus;
   at: number;
-  /** What caused it: `streaming`, `expiry`, `manual` (membership_history.cause). */
-  cause: string;
+  /** What caused it (membership_history.cause); never `job`, whose writes are set statements. */
+  cause: MembershipCause;
 }
 
 const writerStatements = new WeakMap<Connection, ReturnType<typeof prepareWriter>>();
@@ -70,7 +78,7 @@ export class MembershipWriter {
     from: MembershipStatus | null,
     enters: boolean,
     at: number,
-    cause: string,
+    cause: MembershipCause,
   ): MembershipChange {
     const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
     if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);

@@ -3,6 +3,9 @@ import type { SQLiteTable } from 'drizzle-orm/sqlite-core';
 import type { Connection } from '../db/index.js';
 import { badInput } from './errors.js';
 
+export const ORDER_DIRECTIONS = ['ASC', 'DESC'] as const;
+export type OrderDirection = (typeof ORDER_DIRECTIONS)[number];
+
 /** Relay paging arguments as clients send them. */
 export interface PageArgs {
   first?: number | null;

@@ -1,5 +1,5 @@
 import type { Connection } from '../db/index.js';
-import { PqlError } from '../pql/errors.js';
+import { PqlError, type PqlErrorCode } from '../pql/errors.js';
 import { evaluate } from '../pql/evaluate.js';
 import type { PqlJson } from '../pql/json.js';
 import { compileToSql, type IdCondition } from '../pql/to-sql.js';
@@ -14,7 +14,7 @@ import { type Profile, profileIdByIdentity, profilesByIds } from './profiles.js'
 
 export interface PqlProblem {
   message: string;
-  code: string;
+  code: PqlErrorCode;
   line: number;
   column: number;
   offset: number;

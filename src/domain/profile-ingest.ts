@@ -25,10 +25,14 @@ export interface EventInput {
   data?: unknown;
 }
 
+/** BAD_USER_INPUT: the record is invalid; GUARDRAIL: it is over a size or count guardrail. */
+export const INGEST_ERROR_CODES = ['BAD_USER_INPUT', 'GUARDRAIL'] as const;
+export type IngestErrorCode = (typeof INGEST_ERROR_CODES)[number];
+
 export interface IngestError {
   index: number;
   message: string;
-  code: string;
+  code: IngestErrorCode;
 }
 
 export interface IngestResult {
@@ -179,7 +183,7 @@ export function ingestProfiles(
   const s = statements(conn.sqlite);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const changed = new Set<number>();
-  const reject = (index: number, message: string, code = 'BAD_USER_INPUT') => {
+  const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
     result.rejected++;
     result.errors.push({ index, message, code });
   };
@@ -272,7 +276,7 @@ export function ingestEvents(
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const profileOf = new Map<string, number>();
   const touched = new Set<number>();
-  const reject = (index: number, message: string, code = 'BAD_USER_INPUT') => {
+  const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
     result.rejected++;
     result.errors.push({ index, message, code });
   };

@@ -5,7 +5,8 @@ import { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from '../pql/cata
 import type { FieldCatalog } from '../pql/types.js';
 import { badInput, conflict } from './errors.js';
 
-export type FieldClass = 'profile' | 'event';
+export const FIELD_CLASSES = ['profile', 'event'] as const;
+export type FieldClass = (typeof FIELD_CLASSES)[number];
 
 export interface SchemaField {
   class: FieldClass;

@@ -1,10 +1,10 @@
 import SchemaBuilder from '@pothos/core';
-import ComplexityPlugin from '@pothos/plugin-complexity';
+import ComplexityPlugin, { type FieldComplexityValue } from '@pothos/plugin-complexity';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
 import RelayPlugin from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
-import { GraphQLError } from 'graphql';
+import { GraphQLError, type GraphQLOutputType, getNamedType, isLeafType, isListType, isNonNullType } from 'graphql';
 import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
 import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
@@ -20,6 +20,18 @@ function isNodeType(typename: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Cost of a field without its own complexity: the unit is an object the server has to produce.
+ * A scalar is read with the row it belongs to and costs nothing, so the widest page of any
+ * connection costs about its page size; an object costs 1, and a list counts as 10 of its items.
+ * Connections multiply their items' cost by the page size (connection.ts), so nested pages multiply.
+ */
+function fieldCost(type: GraphQLOutputType): FieldComplexityValue {
+  if (isLeafType(getNamedType(type))) return 0;
+  const list = isListType(isNonNullType(type) ? type.ofType : type);
+  return list ? { field: 1, multiplier: 10 } : 1;
 }
 
 export const builder = new SchemaBuilder<{
@@ -54,12 +66,33 @@ export const builder = new SchemaBuilder<{
       return decoded ? { typename: decoded.type, id: decoded.id } : { typename: UNKNOWN_TYPE, id: globalID };
     },
     clientMutationId: 'omit',
+    nodeTypeOptions: { description: 'An entity with a global id, refetchable through node(id:).' },
+    idFieldOptions: { description: 'The global id: opaque, stable, unique across types; give it to node(id:).' },
+    pageInfoTypeOptions: { description: 'Where a page sits in its list, and the cursors to page on from it.' },
+    hasNextPageFieldOptions: { description: 'More items follow the last one of this page.' },
+    hasPreviousPageFieldOptions: { description: 'More items come before the first one of this page.' },
+    startCursorFieldOptions: { description: 'Cursor of the first item of the page; null when the page is empty.' },
+    endCursorFieldOptions: { description: 'Cursor of the last item of the page; null when the page is empty.' },
+    pageInfoFieldOptions: { description: 'Cursors and whether more items follow.', complexity: 0 },
+    edgesFieldOptions: {
+      description: 'The items of this page, in order, each with its cursor.',
+      // The connection field's multiplier is already the page size.
+      complexity: { field: 0, multiplier: 1 },
+    },
+    nodeFieldOptions: { description: 'The item.' },
+    cursorFieldOptions: { description: 'Opaque position of this item; pass it as after or before.' },
+    firstArgOptions: { description: 'Page forward: this many items (default 20, at most 500).' },
+    afterArgOptions: { description: 'Page forward from the item with this cursor (endCursor of the previous page).' },
+    lastArgOptions: { description: 'Page backward: this many items (at most 500).' },
+    beforeArgOptions: { description: 'Page backward from the item with this cursor (startCursor of the next page).' },
     nodeQueryOptions: {
       description: 'Any entity by its global id; null when it does not exist in this sandbox.',
+      args: { id: { description: 'The global id.' } },
       resolve: (_root, { id }, _ctx, _info, resolveNode) => (isNodeType(id.typename) ? resolveNode(id) : null),
     },
     nodesQueryOptions: {
       description: 'Entities by global id, in order; null for each that does not exist.',
+      args: { ids: { description: 'The global ids.' } },
       resolve: async (_root, { ids }, _ctx, _info, resolveNodes) => {
         const known = ids.filter((id) => isNodeType(id.typename));
         const found = await resolveNodes(known);
@@ -68,8 +101,7 @@ export const builder = new SchemaBuilder<{
     },
   },
   complexity: {
-    defaultComplexity: 1,
-    defaultListMultiplier: 10,
+    fieldComplexity: (_args, _ctx, field) => fieldCost(field.type),
     limit: (ctx) => ({ complexity: ctx.limits.maxCost }),
     complexityError: (kind, result) =>
       new GraphQLError(
@@ -86,13 +118,25 @@ builder.addScalarType('JSON', JSONScalar);
 
 // Every root field needs its operation's scope; fields that change a sandbox's shape ask for
 // `admin` instead (their own authScopes with skipTypeScopes).
-builder.queryType({ authScopes: { read: true } });
-builder.mutationType({ authScopes: { write: true } });
-builder.subscriptionType({ authScopes: { read: true } });
+builder.queryType({ description: 'Reads, all within the sandbox of the request.', authScopes: { read: true } });
+builder.mutationType({
+  description:
+    'Writes. Every result is nullable: a mutation that fails is null with its error in `errors` (path, extensions.code), and the other mutations of the operation keep their results.',
+  authScopes: { write: true },
+});
+builder.subscriptionType({
+  description: 'Live updates over graphql-ws or Server-Sent Events.',
+  authScopes: { read: true },
+});
 
 builder.globalConnectionField('totalCount', (t) =>
   t.int({
     description: 'All items matching the filter, over all pages.',
+    // One count per connection, paid for in the connection field's own cost (connection.ts).
+    complexity: 0,
     resolve: (parent) => (typeof parent.totalCount === 'function' ? parent.totalCount() : parent.totalCount),
   }),
 );
+
+/** The builder's resolved type parameters, for helpers that build fields outside a type's `fields`. */
+export type SchemaTypes = typeof builder.$inferSchemaTypes;

@@ -15,11 +15,13 @@ export function toConnection<T>(page: Page<T> & { totalCount: number | (() => nu
 }
 
 /**
- * Cost of a connection field: its page size drives the multiplier (the complexity plugin
- * alone would count any page as ×10, docs/dependencies.md gotcha 8).
+ * Cost of a connection field: 2 for the page and count queries, plus each item's cost times the
+ * page size (the complexity plugin alone would count any page as ten items). Items cost what
+ * their objects cost (builder.ts), so a flat page of 500 costs about 500 and a page of pages
+ * multiplies.
  */
 export const connectionComplexity = (args: { first?: number | null; last?: number | null }) => ({
   field: 2,
   // Capped at the maximum page size: a page over it is refused as BAD_USER_INPUT by the resolver, which says why.
-  multiplier: Math.max(1, Math.ceil(Math.min(MAX_PAGE_SIZE, args.first ?? args.last ?? DEFAULT_PAGE_SIZE) / 10)),
+  multiplier: Math.max(1, Math.min(MAX_PAGE_SIZE, args.first ?? args.last ?? DEFAULT_PAGE_SIZE)),
 });

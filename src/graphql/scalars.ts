@@ -45,7 +45,7 @@ function literalValue(ast: ValueNode, variables: Record<string, unknown> | null 
 
 export const JSONScalar = new GraphQLScalarType<unknown, unknown>({
   name: 'JSON',
-  description: 'Any JSON value: profile attributes, event payloads, metric maps.',
+  description: 'Any JSON value: profile attributes, event payloads, pql/json trees.',
   serialize: (value) => value,
   parseValue: (value) => value,
   parseLiteral: (ast, variables) => literalValue(ast, variables),

@@ -1,6 +1,7 @@
 import type { Location } from './ast.js';
 
-export type PqlErrorCode = 'PQL_SYNTAX_ERROR' | 'PQL_TYPE_ERROR';
+export const PQL_ERROR_CODES = ['PQL_SYNTAX_ERROR', 'PQL_TYPE_ERROR'] as const;
+export type PqlErrorCode = (typeof PQL_ERROR_CODES)[number];
 
 /**
  * Every failure of the language layer: a syntax error from the lexer/parser or a type error

@@ -63,11 +63,20 @@ describe('bad input gets a clear error with the docs/api.md code, and the server
     const fields = Array.from(
       { length: 20 },
       (_, i) =>
-        `p${i}: profiles(first: 500) { edges { node { identities { id } events(first: 500) { totalCount } } } }`,
+        `p${i}: profiles(first: 500) { edges { node { identities { value } events(first: 500) { totalCount } } } }`,
     ).join(' ');
     const res = await server.gql(`{ ${fields} }`);
     expect(res.errors?.[0]?.extensions?.code).toBe('QUERY_TOO_COMPLEX');
     expect(res.errors?.[0]?.extensions?.limit).toBe(5000);
+  });
+
+  it('an event timestamp that is not a DateTime → BAD_USER_INPUT naming the format', async () => {
+    const res = await server.gql('mutation($e: [EventInput!]!) { ingestEvents(events: $e) { accepted } }', {
+      e: [{ identity: { namespace: 'email', id: 'a@x.se' }, timestamp: 'yesterday', eventType: 'x' }],
+    });
+    expect(res.data).toBeUndefined();
+    expect(res.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
+    expect(res.errors?.[0]?.message).toContain('DateTime must be an ISO-8601 string');
   });
 
   it('an identity with an empty namespace → BAD_USER_INPUT', async () => {

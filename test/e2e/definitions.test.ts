@@ -305,14 +305,14 @@ describe('segment definitions and audiences', () => {
       await server.gql(
         `query($a: ID!) { audience(id: $a) {
           all: members { totalCount }
-          exited: members(statuses: [EXITED]) { edges { node { status exitedAt profile { identities { id } } } } }
+          exited: members(statuses: [EXITED]) { edges { node { status exitedAt profile { identities { value } } } } }
         } }`,
         { a: a.id },
       ),
     ).audience;
     expect(members.all.totalCount).toBe(3);
     expect(members.exited.edges).toHaveLength(1);
-    expect(members.exited.edges[0].node.profile.identities[0].id).toBe('m2');
+    expect(members.exited.edges[0].node.profile.identities[0].value).toBe('m2');
     const unknown = await server.gql(
       'mutation($a: ID!, $i: [IdentityInput!]!) { addAudienceMembers(audienceId: $a, identities: $i) { size } }',
       {

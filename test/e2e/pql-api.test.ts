@@ -112,10 +112,10 @@ describe('PQL tools over the API', () => {
   it('profilesMatching answers exactly with the SQL engine at a fixed time, with totalCount and paging', async () => {
     const q = `query($x: String!, $at: DateTime, $after: String) {
       profilesMatching(expression: $x, at: $at, first: 1, after: $after) {
-        totalCount pageInfo { hasNextPage endCursor } edges { node { identities { id } } } } }`;
+        totalCount pageInfo { hasNextPage endCursor } edges { node { identities { value } } } } }`;
     const r = ok(await server.gql(q, { x: REPEAT_BUYERS, at: AT })).profilesMatching;
     expect(r.totalCount).toBe(1);
-    expect(r.edges[0].node.identities[0].id).toBe('ann@x.se');
+    expect(r.edges[0].node.identities[0].value).toBe('ann@x.se');
     // A week later the older purchase falls out of the 30-day window.
     const later = ok(await server.gql(q, { x: REPEAT_BUYERS, at: '2026-12-21T12:00:00.000Z' })).profilesMatching;
     expect(later.totalCount).toBe(0);
@@ -125,7 +125,7 @@ describe('PQL tools over the API', () => {
     const se2 = ok(
       await server.gql(q, { x: 'homeAddress.countryCode = "SE"', at: AT, after: se.pageInfo.endCursor }),
     ).profilesMatching;
-    expect(se2.edges[0].node.identities[0].id).toBe('bo@x.se');
+    expect(se2.edges[0].node.identities[0].value).toBe('bo@x.se');
     expect(se2.pageInfo.hasNextPage).toBe(false);
     // Missing data: not (x = 1) holds on a missing x, x != 1 does not.
     const notEq = ok(await server.gql(q, { x: 'not (homeAddress.countryCode = "SE")', at: AT })).profilesMatching;

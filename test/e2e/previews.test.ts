@@ -98,7 +98,7 @@ describe('previews and estimates', () => {
     for (;;) {
       const r: any = ok(
         await server.gql(
-          'query($id: ID!, $after: String) { preview(id: $id) { results(first: 40, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { identities { namespace id } } } } } }',
+          'query($id: ID!, $after: String) { preview(id: $id) { results(first: 40, after: $after) { totalCount pageInfo { hasNextPage endCursor } edges { node { identities { namespace value } } } } } }',
           { id: p.id, after },
         ),
       ).preview.results;
@@ -116,7 +116,7 @@ describe('previews and estimates', () => {
         await server.gql(
           'query($id: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, expression: "loyalty.tier = \\"gold\\"") { qualifies } }',
           {
-            id: email.id,
+            id: email.value,
           },
         ),
       ).evaluateProfile;

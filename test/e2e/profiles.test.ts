@@ -15,7 +15,7 @@ const INGEST_EVENTS = `mutation($events: [EventInput!]!) {
 }`;
 const PROFILE_BY_IDENTITY = `query($ns: String!, $id: String!) {
   profile(identity: { namespace: $ns, id: $id }) {
-    id identities { namespace id } attributes
+    id identities { namespace value } attributes
     events(first: 10) { totalCount edges { node { eventId eventType timestamp data } } }
   }
 }`;
@@ -49,8 +49,8 @@ describe('profile store', () => {
     const p = ok(await server.gql(PROFILE_BY_IDENTITY, { ns: 'email', id: 'p7@example.com' })).profile;
     expect(p.attributes).toEqual({ person: { name: { firstName: 'First7' } }, loyalty: { points: 7, tier: 'gold' } });
     expect(p.identities).toEqual([
-      { namespace: 'crmId', id: 'C-7' },
-      { namespace: 'email', id: 'p7@example.com' },
+      { namespace: 'crmId', value: 'C-7' },
+      { namespace: 'email', value: 'p7@example.com' },
     ]);
     expect(p.events.totalCount).toBe(5);
     // Newest first: events 4007, 3007, 2007, 1007, 7.
@@ -58,7 +58,7 @@ describe('profile store', () => {
     expect(p.events.edges[4].node.data).toEqual({ channel: 'web' });
 
     const byId = ok(
-      await server.gql('query($id: ID!) { node(id: $id) { ... on Profile { identities { id } } } }', { id: p.id }),
+      await server.gql('query($id: ID!) { node(id: $id) { ... on Profile { identities { value } } } }', { id: p.id }),
     );
     expect(byId.node.identities).toHaveLength(2);
   });

@@ -14,7 +14,10 @@ afterAll(() => server.stop());
 const INGEST = 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted profileIds } }';
 const JOB = `mutation($input: CreateSegmentJobInput!) { createSegmentJob(input: $input) { id status } }`;
 const WATCH = `query($id: ID!) { segmentJob(id: $id) { id status error notes progress { done total fraction }
-  metrics { totalProfiles segmentedProfileCounter segmentedProfileByStatusCounter segmentedProfileByNamespaceCounter totalTimeMs } } }`;
+  metrics { totalProfiles totalTimeMs
+    segmentedProfileCounter { audienceId audience { name } count }
+    segmentedProfileByStatusCounter { audienceId realized existing exited }
+    segmentedProfileByNamespaceCounter { audienceId audience { name } namespace count } } } }`;
 
 async function createDefinition(name: string, value: string, headers?: Record<string, string>) {
   return ok(
@@ -38,7 +41,7 @@ async function runJob(input: Record<string, unknown>, headers?: Record<string, s
 async function members(audienceId: string, headers?: Record<string, string>) {
   const a = ok(
     await server.gql(
-      `query($id: ID!) { audience(id: $id) { size lastEvaluatedAt members(first: 100) { edges { node { status profile { identities { namespace id } } } } } } }`,
+      `query($id: ID!) { audience(id: $id) { size lastEvaluatedAt members(first: 100) { edges { node { status profile { identities { namespace value } } } } } } }`,
       { id: audienceId },
       headers,
     ),
@@ -46,7 +49,7 @@ async function members(audienceId: string, headers?: Record<string, string>) {
   const byStatus: Record<string, string[]> = {};
   for (const e of a.members.edges) {
     const list = byStatus[e.node.status] ?? [];
-    list.push(e.node.profile.identities.find((i: any) => i.namespace === 'email').id);
+    list.push(e.node.profile.identities.find((i: any) => i.namespace === 'email').value);
     byStatus[e.node.status] = list;
   }
   for (const list of Object.values(byStatus)) list.sort();
@@ -93,10 +96,17 @@ describe('segment jobs', () => {
     expect(await members(gold.audience.id, h)).toMatchObject({ size: 2, byStatus: { REALIZED: ['p1', 'p2'] } });
     expect(run1.metrics).toMatchObject({
       totalProfiles: 4,
-      segmentedProfileCounter: { [gold.audience.id]: 2 },
-      segmentedProfileByStatusCounter: { [gold.audience.id]: { realized: 2, existing: 0, exited: 0 } },
-      segmentedProfileByNamespaceCounter: { [gold.audience.id]: { email: 2, crmId: 1 } },
+      segmentedProfileCounter: [{ audienceId: gold.audience.id, audience: { name: 'Gold' }, count: 2 }],
+      segmentedProfileByStatusCounter: [{ audienceId: gold.audience.id, realized: 2, existing: 0, exited: 0 }],
     });
+    expect(
+      [...run1.metrics.segmentedProfileByNamespaceCounter].sort((a: any, b: any) =>
+        a.namespace.localeCompare(b.namespace),
+      ),
+    ).toEqual([
+      { audienceId: gold.audience.id, audience: { name: 'Gold' }, namespace: 'crmId', count: 1 },
+      { audienceId: gold.audience.id, audience: { name: 'Gold' }, namespace: 'email', count: 2 },
+    ]);
     expect(run1.progress).toEqual({ done: 4, total: 4, fraction: 1 });
 
     ok(await server.gql(INGEST, { r: [tier('p2', 'silver'), tier('p3', 'gold')] }, h));
@@ -106,11 +116,9 @@ describe('segment jobs', () => {
       EXITED: ['p2'],
       REALIZED: ['p3'],
     });
-    expect(run2.metrics.segmentedProfileByStatusCounter[gold.audience.id]).toEqual({
-      realized: 1,
-      existing: 1,
-      exited: 1,
-    });
+    expect(run2.metrics.segmentedProfileByStatusCounter).toEqual([
+      { audienceId: gold.audience.id, realized: 1, existing: 1, exited: 1 },
+    ]);
 
     ok(await server.gql(INGEST, { r: [tier('p2', 'gold')] }, h));
     const run3 = await runJob({ all: true, at: AT }, h);
@@ -126,11 +134,11 @@ describe('segment jobs', () => {
         h,
       ),
     ).profilesMatching.totalCount;
-    expect(run3.metrics.segmentedProfileCounter[gold.audience.id]).toBe(exact);
+    expect(run3.metrics.segmentedProfileCounter.find((c: any) => c.audienceId === gold.audience.id).count).toBe(exact);
 
     const history = ok(
       await server.gql(
-        '{ profile(identity: { namespace: "email", id: "p2" }) { memberships { status audience { name } } membershipHistory { edges { node { from to cause } } } } }',
+        '{ profile(identity: { namespace: "email", id: "p2" }) { memberships { status audience { name } } membershipHistory { edges { node { from to cause segmentJob { id } } } } } }',
         undefined,
         h,
       ),
@@ -141,7 +149,7 @@ describe('segment jobs', () => {
       ['REALIZED', 'EXITED'],
       [null, 'REALIZED'],
     ]);
-    expect(history.membershipHistory.edges[0].node.cause).toMatch(/^job:\d+$/);
+    expect(history.membershipHistory.edges[0].node).toMatchObject({ cause: 'JOB', segmentJob: { id: run3.id } });
 
     // Deleting a member keeps the audience's size right.
     ok(await server.gql('mutation { deleteProfile(identity: { namespace: "email", id: "p3" }) }', undefined, h));

@@ -13,7 +13,7 @@ const MEMBERS = `query($email: String!) { profile(identity: { namespace: "email"
 
 interface Change {
   audience: { name: string };
-  profile: { identities: { id: string }[] } | null;
+  profile: { identities: { value: string }[] } | null;
   from: string | null;
   to: string;
   cause: string;
@@ -69,7 +69,7 @@ describe('streaming segmentation', () => {
     client.subscribe(
       {
         query:
-          'subscription { audienceMembershipChanged { audience { name } profile { identities { id } } from to cause } }',
+          'subscription { audienceMembershipChanged { audience { name } profile { identities { value } } from to cause } }',
       },
       { next: (m) => changes.push(m.data!.audienceMembershipChanged as Change), error: () => {}, complete: () => {} },
     );
@@ -92,10 +92,10 @@ describe('streaming segmentation', () => {
     expect(await memberships('ann@example.com')).toEqual({ Gold: 'REALIZED', 'Gold again': 'REALIZED' });
     await received(before + 2);
     expect(changes.slice(before).map((c) => [c.audience.name, c.from, c.to, c.cause])).toEqual([
-      ['Gold', null, 'REALIZED', 'streaming'],
-      ['Gold again', null, 'REALIZED', 'streaming'],
+      ['Gold', null, 'REALIZED', 'STREAMING'],
+      ['Gold again', null, 'REALIZED', 'STREAMING'],
     ]);
-    expect(changes[before]!.profile!.identities.map((i) => i.id)).toEqual(['ann@example.com']);
+    expect(changes[before]!.profile!.identities.map((i) => i.value)).toEqual(['ann@example.com']);
     const sizes = ok(await server.gql('{ audiences(first: 10) { edges { node { name size } } } }')).audiences.edges;
     expect(Object.fromEntries(sizes.map((e: any) => [e.node.name, e.node.size]))).toMatchObject({
       Gold: 1,
@@ -140,8 +140,8 @@ describe('streaming segmentation', () => {
     // Two seconds later the sweep (every 100 ms here) finds the window empty.
     await received(before + 2, 6000);
     expect(changes.slice(before).map((c) => [c.audience.name, c.to, c.cause])).toEqual([
-      ['Just bought', 'REALIZED', 'streaming'],
-      ['Just bought', 'EXITED', 'expiry'],
+      ['Just bought', 'REALIZED', 'STREAMING'],
+      ['Just bought', 'EXITED', 'EXPIRY'],
     ]);
     expect(await memberships('bo@example.com')).toEqual({ 'Just bought': 'EXITED' });
     const history = ok(
@@ -150,8 +150,8 @@ describe('streaming segmentation', () => {
       ),
     ).profile.membershipHistory.edges.map((e: any) => [e.node.to, e.node.cause]);
     expect(history).toEqual([
-      ['EXITED', 'expiry'],
-      ['REALIZED', 'streaming'],
+      ['EXITED', 'EXPIRY'],
+      ['REALIZED', 'STREAMING'],
     ]);
   }, 15_000);
 

@@ -5,8 +5,12 @@ import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 
-export type JobKind = 'SEGMENT' | 'EXPORT' | 'PREVIEW' | 'INGESTION';
-export type JobStatus = 'QUEUED' | 'PROCESSING' | 'SUCCEEDED' | 'FAILED' | 'CANCELLING' | 'CANCELLED';
+export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION'] as const;
+export type JobKind = (typeof JOB_KINDS)[number];
+export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const;
+export type JobStatus = (typeof JOB_STATUSES)[number];
+export const JOB_TRIGGERS = ['MANUAL', 'SCHEDULE'] as const;
+export type JobTrigger = (typeof JOB_TRIGGERS)[number];
 export const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 export const isTerminal = (status: JobStatus) => TERMINAL_STATUSES.includes(status);
 
@@ -21,7 +25,7 @@ export interface Job {
   input: Record<string, unknown>;
   result: Record<string, unknown> | null;
   error: string | null;
-  trigger: 'MANUAL' | 'SCHEDULE';
+  trigger: JobTrigger;
   scheduleId: number | null;
   attempts: number;
   createdAt: number;

@@ -1,5 +1,6 @@
 import {
-  type AudienceOrderField,
+  AUDIENCE_ORDER_FIELDS,
+  AUDIENCE_ORIGINS,
   type AudienceOrigin,
   createManualAudience,
   listAudiences,
@@ -9,6 +10,7 @@ import { deleteAudience } from '../../domain/definitions.js';
 import { addAudienceMembers, listMembers, type Membership, removeAudienceMembers } from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import { enumFromDomain } from '../enums.js';
 import { decodeId, requireId } from '../ids.js';
 import { IdentityInput, ProfileRef } from './profile.js';
 import {
@@ -21,24 +23,43 @@ import {
   SegmentDefinitionRef,
 } from './refs.js';
 
-export const AudienceOriginEnum = builder.enumType('AudienceOrigin', {
-  values: {
-    SEGMENTATION_SERVICE: { description: 'Made by a segment definition' },
-    CUSTOM_UPLOAD: { description: 'An external audience imported from a file' },
-    MANUAL: { description: 'Members added and removed through the API' },
-  } as const,
+export const AudienceOriginEnum = enumFromDomain('AudienceOrigin', 'Where an audience comes from.', AUDIENCE_ORIGINS, {
+  SEGMENTATION_SERVICE: 'Made by a segment definition.',
+  CUSTOM_UPLOAD: 'An external audience imported from a file.',
+  MANUAL: 'Members added and removed through the API.',
 });
 
 const AudienceMemberType = builder.objectRef<Membership>('AudienceMember').implement({
+  description: "A profile's membership in the audience being listed.",
   fields: (t) => ({
     profile: t.field({
       type: ProfileRef,
+      description: 'The member.',
       resolve: async (m, _a, ctx) => (await ctx.loaders.profile.load(m.profileId))!,
     }),
-    status: t.field({ type: MembershipStatusEnum, resolve: (m) => m.status }),
-    qualifiedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.qualifiedAt }),
-    lastEvaluatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.lastEvaluatedAt }),
-    exitedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.exitedAt }),
+    status: t.field({
+      type: MembershipStatusEnum,
+      description: 'Its standing after the last evaluation.',
+      resolve: (m) => m.status,
+    }),
+    qualifiedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it last entered the audience.',
+      resolve: (m) => m.qualifiedAt,
+    }),
+    lastEvaluatedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the membership was last evaluated.',
+      resolve: (m) => m.lastEvaluatedAt,
+    }),
+    exitedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it left the audience (EXITED only).',
+      resolve: (m) => m.exitedAt,
+    }),
   }),
 });
 
@@ -47,15 +68,20 @@ builder.node(AudienceRef, {
   id: { resolve: (a) => a.id },
   loadMany: (ids, ctx) => Promise.all(ids.map((id) => ctx.loaders.audience.load(Number(id)))),
   fields: (t) => ({
-    name: t.exposeString('name'),
-    namespace: t.exposeString('namespace'),
-    description: t.exposeString('description', { nullable: true }),
-    origin: t.field({ type: AudienceOriginEnum, resolve: (a) => a.origin }),
-    lifecycleState: t.field({ type: LifecycleStateEnum, resolve: (a) => a.lifecycleState }),
-    labels: t.exposeStringList('labels'),
+    name: t.exposeString('name', { description: 'Its name, unique in the sandbox.' }),
+    namespace: t.exposeString('namespace', { description: 'The namespace it belongs to ("segql" unless given).' }),
+    description: t.exposeString('description', { nullable: true, description: 'What it is for, in words.' }),
+    origin: t.field({ type: AudienceOriginEnum, description: 'Where it comes from.', resolve: (a) => a.origin }),
+    lifecycleState: t.field({
+      type: LifecycleStateEnum,
+      description: 'Whether it is evaluated.',
+      resolve: (a) => a.lifecycleState,
+    }),
+    labels: t.exposeStringList('labels', { description: 'Free-form labels to filter by.' }),
     segmentDefinition: t.field({
       type: SegmentDefinitionRef,
       nullable: true,
+      description: 'The definition that makes it (SEGMENTATION_SERVICE audiences only).',
       resolve: (a, _args, ctx) => (a.definitionId == null ? null : ctx.loaders.definition.load(a.definitionId)),
     }),
     dependents: t.field({
@@ -69,47 +95,72 @@ builder.node(AudienceRef, {
     folder: t.field({
       type: FolderRef,
       nullable: true,
+      description: 'The folder it is filed in; null at the root.',
       resolve: (a, _args, ctx) => (a.folderId == null ? null : (ctx.loaders.folders().get(a.folderId) ?? null)),
     }),
     size: t.exposeInt('size', { description: 'Members now REALIZED or EXISTING.' }),
     members: t.connection(
       {
         type: AudienceMemberType,
-        args: { statuses: t.arg({ type: [MembershipStatusEnum] }) },
+        description: 'Its members (and recent leavers), in profile order.',
+        args: {
+          statuses: t.arg({
+            type: [MembershipStatusEnum],
+            description: 'Only members with these statuses (default: all three).',
+          }),
+        },
         complexity: connectionComplexity,
         resolve: (a, args, ctx) => toConnection(listMembers(ctx.conn, ctx.sandbox.id, a.id, args.statuses, args)),
       },
-      { name: 'AudienceMemberConnection' },
-      { name: 'AudienceMemberEdge' },
+      { name: 'AudienceMemberConnection', description: 'A page of the members of an audience.' },
+      { name: 'AudienceMemberEdge', description: 'A member in a page, with its cursor.' },
     ),
-    lastEvaluatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (a) => a.lastEvaluatedAt }),
-    version: t.exposeInt('version'),
-    createdAt: t.field({ type: 'DateTime', resolve: (a) => a.createdAt }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (a) => a.updatedAt }),
+    lastEvaluatedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When a job or streaming last evaluated it; null before the first evaluation.',
+      resolve: (a) => a.lastEvaluatedAt,
+    }),
+    version: t.exposeInt('version', { description: 'Goes up with every change; pass it as expectedVersion.' }),
+    createdAt: t.field({ type: 'DateTime', description: 'When it was made.', resolve: (a) => a.createdAt }),
+    updatedAt: t.field({ type: 'DateTime', description: 'When it was last changed.', resolve: (a) => a.updatedAt }),
   }),
 });
 
 const AudienceFilter = builder.inputType('AudienceFilter', {
+  description: 'Narrows an audience list; the conditions given must all hold.',
   fields: (t) => ({
     nameContains: t.string({ description: 'Case-insensitive substring of the name.' }),
-    namespace: t.string(),
-    origin: t.field({ type: AudienceOriginEnum }),
-    lifecycleState: t.field({ type: LifecycleStateEnum }),
-    label: t.string(),
-    folderId: t.id(),
-    evaluationMethod: t.field({ type: EvaluationMethodEnum }),
-    updatedAfter: t.field({ type: 'DateTime' }),
+    namespace: t.string({ description: 'Only audiences of this namespace.' }),
+    origin: t.field({ type: AudienceOriginEnum, description: 'Only audiences of this origin.' }),
+    lifecycleState: t.field({ type: LifecycleStateEnum, description: 'Only audiences in this state.' }),
+    label: t.string({ description: 'Only audiences carrying this label.' }),
+    folderId: t.id({ description: 'Only audiences filed in this folder (not its subfolders).' }),
+    evaluationMethod: t.field({
+      type: EvaluationMethodEnum,
+      description: 'Only audiences whose definition is evaluated this way.',
+    }),
+    updatedAfter: t.field({ type: 'DateTime', description: 'Only audiences changed after this instant.' }),
   }),
 });
 
-const AudienceOrderFieldEnum = builder.enumType('AudienceOrderField', {
-  values: ['NAME', 'CREATED_AT', 'UPDATED_AT', 'SIZE'] as const,
-});
+const AudienceOrderFieldEnum = enumFromDomain(
+  'AudienceOrderField',
+  'What an audience list is sorted by.',
+  AUDIENCE_ORDER_FIELDS,
+  {
+    NAME: 'The name.',
+    CREATED_AT: 'When it was made.',
+    UPDATED_AT: 'When it was last changed.',
+    SIZE: 'How many members it has now.',
+  },
+);
 
 const AudienceOrder = builder.inputType('AudienceOrder', {
+  description: 'The order of an audience list (ties are broken by id).',
   fields: (t) => ({
-    field: t.field({ type: AudienceOrderFieldEnum, required: true }),
-    direction: t.field({ type: OrderDirectionEnum, required: true }),
+    field: t.field({ type: AudienceOrderFieldEnum, required: true, description: 'What to sort by.' }),
+    direction: t.field({ type: OrderDirectionEnum, required: true, description: 'Which way.' }),
   }),
 });
 
@@ -120,7 +171,8 @@ builder.queryFields((t) => ({
   audience: t.field({
     type: AudienceRef,
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    description: 'An audience by global id; null when it does not exist in this sandbox.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the audience.' }) },
     resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'Audience');
       return id === undefined ? null : ((await ctx.loaders.audience.load(id)) ?? null);
@@ -129,7 +181,11 @@ builder.queryFields((t) => ({
   audiences: t.connection(
     {
       type: AudienceRef,
-      args: { filter: t.arg({ type: AudienceFilter }), orderBy: t.arg({ type: AudienceOrder }) },
+      description: 'The audiences of the sandbox, filtered and sorted (default: by creation).',
+      args: {
+        filter: t.arg({ type: AudienceFilter, description: 'Conditions the audiences must meet.' }),
+        orderBy: t.arg({ type: AudienceOrder, description: 'The sort order.' }),
+      },
       complexity: connectionComplexity,
       resolve: (_r, args, ctx) => {
         const f = args.filter;
@@ -146,9 +202,7 @@ builder.queryFields((t) => ({
             evaluationMethod: f?.evaluationMethod,
             updatedAfter: f?.updatedAfter,
           },
-          args.orderBy
-            ? { field: args.orderBy.field as AudienceOrderField, direction: args.orderBy.direction }
-            : undefined,
+          args.orderBy ? { field: args.orderBy.field, direction: args.orderBy.direction } : undefined,
           args,
         );
         // Prime the loader so nested fields reuse these rows.
@@ -156,36 +210,45 @@ builder.queryFields((t) => ({
         return toConnection(page);
       },
     },
-    { name: 'AudienceConnection' },
-    { name: 'AudienceEdge' },
+    { name: 'AudienceConnection', description: 'A page of audiences.' },
+    { name: 'AudienceEdge', description: 'An audience in a page, with its cursor.' },
   ),
 }));
 
 const CreateAudienceInput = builder.inputType('CreateAudienceInput', {
+  description: 'A new MANUAL audience.',
   fields: (t) => ({
-    name: t.string({ required: true }),
-    description: t.string(),
+    name: t.string({ required: true, description: 'Its name, unique in the sandbox.' }),
+    description: t.string({ description: 'What it is for, in words.' }),
     namespace: t.string({ description: 'Default "segql".' }),
-    labels: t.stringList(),
-    folderId: t.id(),
-    lifecycleState: t.field({ type: LifecycleStateEnum }),
+    labels: t.stringList({ description: 'Free-form labels to filter by.' }),
+    folderId: t.id({ description: 'The folder to file it in (default: the root).' }),
+    lifecycleState: t.field({ type: LifecycleStateEnum, description: 'Its first state (default DRAFT).' }),
   }),
 });
 
 const UpdateAudienceInput = builder.inputType('UpdateAudienceInput', {
+  description: 'Changes to an audience; fields left out stay as they are.',
   fields: (t) => ({
-    name: t.string(),
-    description: t.string(),
-    lifecycleState: t.field({ type: LifecycleStateEnum }),
-    labels: t.stringList(),
+    name: t.string({ description: 'A new name, unique in the sandbox.' }),
+    description: t.string({ description: 'A new description.' }),
+    lifecycleState: t.field({
+      type: LifecycleStateEnum,
+      description: 'A new state (ARCHIVED is final; PUBLISHED cannot go back to DRAFT).',
+    }),
+    labels: t.stringList({ description: 'The new labels (replacing the old ones).' }),
   }),
 });
+
+const audienceIdArg = 'The global id of the audience.';
+const identitiesArg = 'Identities of the profiles; each must name an existing profile.';
 
 builder.mutationFields((t) => ({
   createAudience: t.field({
     type: AudienceRef,
+    nullable: true,
     description: 'A MANUAL audience: members are added and removed with addAudienceMembers / removeAudienceMembers.',
-    args: { input: t.arg({ type: CreateAudienceInput, required: true }) },
+    args: { input: t.arg({ type: CreateAudienceInput, required: true, description: 'The new audience.' }) },
     resolve: (_r, { input }, ctx) =>
       createManualAudience(ctx.conn, ctx.sandbox.id, {
         ...input,
@@ -194,17 +257,21 @@ builder.mutationFields((t) => ({
   }),
   updateAudience: t.field({
     type: AudienceRef,
+    nullable: true,
+    description: 'Changes the name, description, labels or lifecycle state of an audience; returns it changed.',
     args: {
-      id: t.arg.id({ required: true }),
-      input: t.arg({ type: UpdateAudienceInput, required: true }),
-      expectedVersion: t.arg.int(),
+      id: t.arg.id({ required: true, description: audienceIdArg }),
+      input: t.arg({ type: UpdateAudienceInput, required: true, description: 'The changes.' }),
+      expectedVersion: t.arg.int({ description: 'The version the client last read; a stale one is a CONFLICT.' }),
     },
     resolve: (_r, args, ctx) =>
       updateAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience'), args.input, args.expectedVersion),
   }),
   deleteAudience: t.globalID({
-    description: 'Deletes an audience (with its definition, when it has one); CONFLICT while definitions use it.',
-    args: { id: t.arg.id({ required: true }) },
+    nullable: true,
+    description:
+      'Deletes an audience (with its definition, when it has one); CONFLICT while definitions use it. Returns its id.',
+    args: { id: t.arg.id({ required: true, description: audienceIdArg }) },
     resolve: (_r, args, ctx) => ({
       type: 'Audience',
       id: deleteAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience')),
@@ -212,7 +279,12 @@ builder.mutationFields((t) => ({
   }),
   addAudienceMembers: t.field({
     type: AudienceRef,
-    args: { audienceId: t.arg.id({ required: true }), identities: t.arg({ type: [IdentityInput], required: true }) },
+    nullable: true,
+    description: 'Adds profiles to a MANUAL audience (as REALIZED members); returns the audience.',
+    args: {
+      audienceId: t.arg.id({ required: true, description: audienceIdArg }),
+      identities: t.arg({ type: [IdentityInput], required: true, description: identitiesArg }),
+    },
     resolve: async (_r, args, ctx) => {
       const id = requireId(args.audienceId, 'Audience');
       addAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
@@ -222,7 +294,12 @@ builder.mutationFields((t) => ({
   }),
   removeAudienceMembers: t.field({
     type: AudienceRef,
-    args: { audienceId: t.arg.id({ required: true }), identities: t.arg({ type: [IdentityInput], required: true }) },
+    nullable: true,
+    description: 'Removes profiles from a MANUAL audience (they become EXITED); returns the audience.',
+    args: {
+      audienceId: t.arg.id({ required: true, description: audienceIdArg }),
+      identities: t.arg({ type: [IdentityInput], required: true, description: identitiesArg }),
+    },
     resolve: async (_r, args, ctx) => {
       const id = requireId(args.audienceId, 'Audience');
       removeAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
@@ -232,8 +309,12 @@ builder.mutationFields((t) => ({
   }),
   moveAudience: t.field({
     type: AudienceRef,
-    description: 'Moves an audience into a folder (null: to the root).',
-    args: { id: t.arg.id({ required: true }), folderId: t.arg.id() },
+    nullable: true,
+    description: 'Moves an audience into a folder (null: to the root); returns it moved.',
+    args: {
+      id: t.arg.id({ required: true, description: audienceIdArg }),
+      folderId: t.arg.id({ description: 'The folder to move it to; null or left out: the root.' }),
+    },
     resolve: (_r, args, ctx) =>
       updateAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience'), {
         folderGiven: true,

@@ -8,7 +8,7 @@ builder.node(FolderRef, {
   id: { resolve: (f) => f.id },
   loadMany: (ids, ctx) => ids.map((id) => ctx.loaders.folders().get(Number(id)) ?? null),
   fields: (t) => ({
-    name: t.exposeString('name'),
+    name: t.exposeString('name', { description: 'Its name, unique among its siblings.' }),
     path: t.string({
       description: 'Names from the root, e.g. "/Marketing/Nordics".',
       resolve: (f, _a, ctx) => folderPath(ctx.loaders.folders(), f.id),
@@ -16,18 +16,24 @@ builder.node(FolderRef, {
     parent: t.field({
       type: FolderRef,
       nullable: true,
+      description: 'The folder it sits in; null at the root.',
       resolve: (f, _a, ctx) => (f.parentId == null ? null : (ctx.loaders.folders().get(f.parentId) ?? null)),
     }),
     children: t.field({
       type: [FolderRef],
+      description: 'The folders directly inside it.',
       resolve: (f, _a, ctx) => [...ctx.loaders.folders().values()].filter((c) => c.parentId === f.id),
     }),
-    createdAt: t.field({ type: 'DateTime', resolve: (f) => f.createdAt }),
+    createdAt: t.field({ type: 'DateTime', description: 'When it was made.', resolve: (f) => f.createdAt }),
   }),
 });
 
 const CreateFolderInput = builder.inputType('CreateFolderInput', {
-  fields: (t) => ({ name: t.string({ required: true }), parentId: t.id() }),
+  description: 'A new folder.',
+  fields: (t) => ({
+    name: t.string({ required: true, description: 'Its name, unique among its siblings.' }),
+    parentId: t.id({ description: 'The folder to make it in (default: the root).' }),
+  }),
 });
 
 builder.queryField('folders', (t) =>
@@ -41,7 +47,9 @@ builder.queryField('folders', (t) =>
 builder.mutationField('createFolder', (t) =>
   t.field({
     type: FolderRef,
-    args: { input: t.arg({ type: CreateFolderInput, required: true }) },
+    nullable: true,
+    description: 'Makes a folder of the audience taxonomy; returns it.',
+    args: { input: t.arg({ type: CreateFolderInput, required: true, description: 'The new folder.' }) },
     resolve: (_r, { input }, ctx) =>
       createFolder(ctx.conn, ctx.sandbox.id, {
         name: input.name,

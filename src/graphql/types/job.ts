@@ -1,20 +1,45 @@
 import { topics } from '../../domain/events.js';
-import { isTerminal, type Job, type JobKind, jobsByIds } from '../../domain/jobs/job-store.js';
+import {
+  isTerminal,
+  JOB_KINDS,
+  JOB_STATUSES,
+  JOB_TRIGGERS,
+  type Job,
+  type JobKind,
+  jobsByIds,
+} from '../../domain/jobs/job-store.js';
 import { builder } from '../builder.js';
 import type { Context } from '../context.js';
+import { enumFromDomain } from '../enums.js';
 
-export const JobKindEnum = builder.enumType('JobKind', {
-  values: ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION'] as const,
+export const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
+  SEGMENT: 'Evaluates segment definitions into memberships.',
+  EXPORT: 'Writes an audience out as a dataset.',
+  PREVIEW: 'Estimates the size of an expression from a sample.',
+  INGESTION: 'Reads an uploaded file into an external audience.',
 });
-export const JobStatusEnum = builder.enumType('JobStatus', {
-  values: ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const,
+export const JobStatusEnum = enumFromDomain('JobStatus', 'Where a job is in its life.', JOB_STATUSES, {
+  QUEUED: 'Waiting for the runner.',
+  PROCESSING: 'Running.',
+  SUCCEEDED: 'Finished; its results are in.',
+  FAILED: 'Stopped on an error (see error); nothing of it was written.',
+  CANCELLING: 'A cancel was asked for; it stops at its next check.',
+  CANCELLED: 'Stopped by a cancel; nothing of it was written.',
 });
-export const JobTriggerEnum = builder.enumType('JobTrigger', { values: ['MANUAL', 'SCHEDULE'] as const });
+export const JobTriggerEnum = enumFromDomain('JobTrigger', 'What started a job.', JOB_TRIGGERS, {
+  MANUAL: 'A request through the API.',
+  SCHEDULE: 'A schedule.',
+});
 
 const JobProgressType = builder.objectRef<Job>('JobProgress').implement({
+  description: 'How far a job has got.',
   fields: (t) => ({
-    done: t.int({ resolve: (j) => j.progressDone }),
-    total: t.int({ nullable: true, resolve: (j) => j.progressTotal }),
+    done: t.int({ description: 'Units of work done (profiles, rows).', resolve: (j) => j.progressDone }),
+    total: t.int({
+      nullable: true,
+      description: 'Units of work in all; null while unknown.',
+      resolve: (j) => j.progressTotal,
+    }),
     fraction: t.float({
       nullable: true,
       description: 'done / total, 0 to 1; null while the total is unknown.',
@@ -37,14 +62,24 @@ export const JobRef = builder.interfaceRef<Job>('Job').implement({
   interfaces: [builder.nodeInterfaceRef()],
   resolveType: (job) => JOB_TYPE_NAMES[job.kind],
   fields: (t) => ({
-    kind: t.field({ type: JobKindEnum, resolve: (j) => j.kind }),
-    status: t.field({ type: JobStatusEnum, resolve: (j) => j.status }),
-    progress: t.field({ type: JobProgressType, resolve: (j) => j }),
-    trigger: t.field({ type: JobTriggerEnum, resolve: (j) => j.trigger }),
-    createdAt: t.field({ type: 'DateTime', resolve: (j) => j.createdAt }),
-    startedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.startedAt }),
-    finishedAt: t.field({ type: 'DateTime', nullable: true, resolve: (j) => j.finishedAt }),
-    error: t.string({ nullable: true, resolve: (j) => j.error }),
+    kind: t.field({ type: JobKindEnum, description: 'What the job does.', resolve: (j) => j.kind }),
+    status: t.field({ type: JobStatusEnum, description: 'Where it is in its life.', resolve: (j) => j.status }),
+    progress: t.field({ type: JobProgressType, description: 'How far it has got.', resolve: (j) => j }),
+    trigger: t.field({ type: JobTriggerEnum, description: 'What started it.', resolve: (j) => j.trigger }),
+    createdAt: t.field({ type: 'DateTime', description: 'When it was queued.', resolve: (j) => j.createdAt }),
+    startedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the runner last started it; null while queued.',
+      resolve: (j) => j.startedAt,
+    }),
+    finishedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When it reached SUCCEEDED, FAILED or CANCELLED.',
+      resolve: (j) => j.finishedAt,
+    }),
+    error: t.string({ nullable: true, description: 'Why it FAILED; null otherwise.', resolve: (j) => j.error }),
     attempts: t.int({
       description: 'How many times the runner started it (more than 1 after a crash).',
       resolve: (j) => j.attempts,
@@ -81,7 +116,7 @@ builder.subscriptionField('jobEvents', (t) =>
   t.field({
     type: JobRef,
     description: 'Every state or progress change of any job in this sandbox (optionally only some kinds).',
-    args: { kinds: t.arg({ type: [JobKindEnum] }) },
+    args: { kinds: t.arg({ type: [JobKindEnum], description: 'Only jobs of these kinds (default: all).' }) },
     subscribe: async function* (_r, args, ctx) {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
       try {

@@ -3,26 +3,64 @@ import { notFound } from '../../domain/errors.js';
 import { topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
+  MEMBERSHIP_CAUSES,
   type Membership,
+  type MembershipCause,
   type MembershipChange,
   type MembershipTransition,
 } from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
 import { ProfileRef } from './profile.js';
 import { AudienceRef, MembershipStatusEnum } from './refs.js';
+import { SegmentJobRef } from './segment-job.js';
+
+const MembershipCauseEnum = enumFromDomain('MembershipCause', "What moved a profile's membership.", MEMBERSHIP_CAUSES, {
+  job: 'A segment job (see segmentJob).',
+  streaming: 'Streaming segmentation, evaluating a profile an ingest changed.',
+  manual: 'addAudienceMembers or removeAudienceMembers on a MANUAL audience.',
+  expiry: 'A time window of the expression passed (the streaming sweep).',
+});
+
+/** The cause as stored (`job:<id>` for a segment job) split into the cause and the job's id. */
+function parseCause(stored: string): { cause: MembershipCause; jobId: number | null } {
+  const [cause, jobId] = stored.split(':');
+  return { cause: cause as MembershipCause, jobId: jobId === undefined ? null : Number(jobId) };
+}
 
 const AudienceMembershipType = builder.objectRef<Membership>('AudienceMembership').implement({
+  description: "A profile's membership in one audience.",
   fields: (t) => ({
     audience: t.field({
       type: AudienceRef,
+      description: 'The audience.',
       resolve: async (m, _a, ctx) => (await ctx.loaders.audience.load(m.audienceId))!,
     }),
-    status: t.field({ type: MembershipStatusEnum, resolve: (m) => m.status }),
-    qualifiedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.qualifiedAt }),
-    lastEvaluatedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.lastEvaluatedAt }),
-    exitedAt: t.field({ type: 'DateTime', nullable: true, resolve: (m) => m.exitedAt }),
+    status: t.field({
+      type: MembershipStatusEnum,
+      description: 'Its standing after the last evaluation.',
+      resolve: (m) => m.status,
+    }),
+    qualifiedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the profile last entered the audience.',
+      resolve: (m) => m.qualifiedAt,
+    }),
+    lastEvaluatedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the membership was last evaluated.',
+      resolve: (m) => m.lastEvaluatedAt,
+    }),
+    exitedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the profile left the audience (EXITED only).',
+      resolve: (m) => m.exitedAt,
+    }),
   }),
 });
 
@@ -32,12 +70,31 @@ const MembershipTransitionType = builder.objectRef<MembershipTransition>('Member
     audience: t.field({
       type: AudienceRef,
       nullable: true,
+      description: 'The audience; null when it has been deleted since.',
       resolve: (m, _a, ctx) => ctx.loaders.audience.load(m.audienceId),
     }),
-    at: t.field({ type: 'DateTime', resolve: (m) => m.at }),
-    from: t.field({ type: MembershipStatusEnum, nullable: true, resolve: (m) => m.fromStatus }),
-    to: t.field({ type: MembershipStatusEnum, resolve: (m) => m.toStatus }),
-    cause: t.exposeString('cause', { description: '"job:<id>", "streaming", "manual" or "expiry".' }),
+    at: t.field({ type: 'DateTime', description: 'When the change happened.', resolve: (m) => m.at }),
+    from: t.field({
+      type: MembershipStatusEnum,
+      nullable: true,
+      description: 'The status before; null when the profile had never been a member.',
+      resolve: (m) => m.fromStatus,
+    }),
+    to: t.field({ type: MembershipStatusEnum, description: 'The status after.', resolve: (m) => m.toStatus }),
+    cause: t.field({
+      type: MembershipCauseEnum,
+      description: 'What made the change.',
+      resolve: (m) => parseCause(m.cause).cause,
+    }),
+    segmentJob: t.field({
+      type: SegmentJobRef,
+      nullable: true,
+      description: 'The segment job that made the change (cause JOB); null otherwise or when the job is gone.',
+      resolve: (m, _a, ctx) => {
+        const { jobId } = parseCause(m.cause);
+        return jobId === null ? null : ctx.loaders.segmentJob.load(jobId);
+      },
+    }),
   }),
 });
 
@@ -50,12 +107,12 @@ builder.objectFields(ProfileRef, (t) => ({
   membershipHistory: t.connection(
     {
       type: MembershipTransitionType,
-      description: 'Newest first.',
+      description: "Every change of this profile's memberships, newest first.",
       complexity: connectionComplexity,
       resolve: (p, args, ctx) => toConnection(listMembershipHistory(ctx.conn, ctx.sandbox.id, p.id, args)),
     },
-    { name: 'MembershipTransitionConnection' },
-    { name: 'MembershipTransitionEdge' },
+    { name: 'MembershipTransitionConnection', description: 'A page of membership changes.' },
+    { name: 'MembershipTransitionEdge', description: 'A membership change in a page, with its cursor.' },
   ),
 }));
 
@@ -66,6 +123,7 @@ const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChan
     audience: t.field({
       type: AudienceRef,
       nullable: true,
+      description: 'The audience; null when it has been deleted since.',
       resolve: (c, _a, ctx) => ctx.loaders.audience.load(c.audienceId),
     }),
     profile: t.field({
@@ -74,10 +132,19 @@ const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChan
       description: 'Null when the profile has been deleted since.',
       resolve: (c, _a, ctx) => ctx.loaders.profile.load(c.profileId),
     }),
-    from: t.field({ type: MembershipStatusEnum, nullable: true, resolve: (c) => c.from }),
-    to: t.field({ type: MembershipStatusEnum, resolve: (c) => c.to }),
-    at: t.field({ type: 'DateTime', resolve: (c) => c.at }),
-    cause: t.exposeString('cause', { description: '"streaming" (an ingest) or "expiry" (a time window passed).' }),
+    from: t.field({
+      type: MembershipStatusEnum,
+      nullable: true,
+      description: 'The status before; null when the profile had never been a member.',
+      resolve: (c) => c.from,
+    }),
+    to: t.field({ type: MembershipStatusEnum, description: 'The status after.', resolve: (c) => c.to }),
+    at: t.field({ type: 'DateTime', description: 'When the change happened.', resolve: (c) => c.at }),
+    cause: t.field({
+      type: MembershipCauseEnum,
+      description: 'STREAMING (an ingest) or EXPIRY (a time window passed).',
+      resolve: (c) => c.cause,
+    }),
   }),
 });
 
@@ -86,7 +153,7 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
     type: MembershipChangeType,
     description:
       "Streaming segmentation's membership changes in this sandbox as they commit (only one audience's with audienceId).",
-    args: { audienceId: t.arg.id() },
+    args: { audienceId: t.arg.id({ description: "Only this audience's changes." }) },
     subscribe: (_r, args, ctx) => {
       const audienceId = args.audienceId == null ? undefined : requireId(String(args.audienceId), 'Audience');
       if (audienceId !== undefined && !audiencesByIds(ctx.conn, ctx.sandbox.id, [audienceId]).has(audienceId)) {

@@ -1,35 +1,55 @@
 import { convertExpression, type PqlFormat } from '../../domain/expressions.js';
 import { evaluateProfile, type PqlProblem, profilesMatching, validatePql } from '../../domain/pql-tools.js';
+import { PQL_ERROR_CODES } from '../../pql/errors.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
-import { IdentityInput, ProfileRef } from './profile.js';
+import { IdentityInput, ProfileConnection, ProfileRef } from './profile.js';
 import { AudienceRef, PqlFormatEnum } from './refs.js';
 import { EligibilityType } from './segment-definition.js';
+
+const PqlErrorCodeEnum = enumFromDomain('PqlErrorCode', 'The kind of problem in a PQL expression.', PQL_ERROR_CODES, {
+  PQL_SYNTAX_ERROR: 'The text does not parse: see expected for what would fit.',
+  PQL_TYPE_ERROR: 'It parses but does not check: an unknown field, a wrong type or an unknown audience.',
+});
 
 const PqlErrorType = builder.objectRef<PqlProblem>('PqlError').implement({
   description: 'A problem in a PQL expression, at 1-based line and column (offset 0-based, in characters).',
   fields: (t) => ({
-    message: t.exposeString('message'),
-    code: t.exposeString('code', { description: 'PQL_SYNTAX_ERROR or PQL_TYPE_ERROR.' }),
-    line: t.exposeInt('line'),
-    column: t.exposeInt('column'),
-    offset: t.exposeInt('offset'),
-    length: t.exposeInt('length'),
+    message: t.exposeString('message', { description: 'What is wrong, in words a person can act on.' }),
+    code: t.field({ type: PqlErrorCodeEnum, description: 'The kind of problem.', resolve: (e) => e.code }),
+    line: t.exposeInt('line', { description: 'Line of the problem, from 1.' }),
+    column: t.exposeInt('column', { description: 'Column of the problem, from 1.' }),
+    offset: t.exposeInt('offset', { description: 'Offset of the problem in characters, from 0.' }),
+    length: t.exposeInt('length', { description: 'Length of the offending span, in characters.' }),
     expected: t.exposeStringList('expected', { description: 'For syntax errors: what would have been accepted here.' }),
   }),
 });
 
 const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('PqlValidation').implement({
+  description: 'What checking an expression found; the rest is null or empty when it is not valid.',
   fields: (t) => ({
-    valid: t.exposeBoolean('valid'),
-    errors: t.field({ type: [PqlErrorType], resolve: (v) => v.errors }),
+    valid: t.exposeBoolean('valid', { description: 'It parses and checks against the profile schema.' }),
+    errors: t.field({
+      type: [PqlErrorType],
+      description: 'The problems found (empty when valid).',
+      resolve: (v) => v.errors,
+    }),
     normalized: t.exposeString('normalized', { nullable: true, description: 'Canonical text.' }),
     json: t.field({ type: 'JSON', nullable: true, description: 'The pql/json form.', resolve: (v) => v.json }),
-    eligibility: t.field({ type: EligibilityType, nullable: true, resolve: (v) => v.eligibility }),
-    referencedFields: t.exposeStringList('referencedFields'),
+    eligibility: t.field({
+      type: EligibilityType,
+      nullable: true,
+      description: 'How it can run.',
+      resolve: (v) => v.eligibility,
+    }),
+    referencedFields: t.exposeStringList('referencedFields', {
+      description: 'Profile and event fields it reads, as paths.',
+    }),
     referencedAudiences: t.field({
       type: [AudienceRef],
+      description: 'Audiences it names through inSegment.',
       resolve: async (v, _a, ctx) =>
         (await ctx.loaders.audience.loadMany(v.referencedAudiences)).filter((a) => a && !(a instanceof Error)) as never,
     }),
@@ -37,6 +57,7 @@ const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('Pql
 });
 
 const EdgeEvaluationType = builder.objectRef<ReturnType<typeof evaluateProfile>>('EdgeEvaluation').implement({
+  description: 'The outcome of evaluating one profile on demand.',
   fields: (t) => ({
     qualifies: t.exposeBoolean('qualifies', { nullable: true, description: 'When an expression was given.' }),
     audiences: t.field({
@@ -45,7 +66,7 @@ const EdgeEvaluationType = builder.objectRef<ReturnType<typeof evaluateProfile>>
       resolve: async (v, _a, ctx) =>
         (await ctx.loaders.audience.loadMany(v.audienceIds)).filter((a) => a && !(a instanceof Error)) as never,
     }),
-    durationMs: t.exposeFloat('durationMs'),
+    durationMs: t.exposeFloat('durationMs', { description: 'Evaluation time in milliseconds.' }),
   }),
 });
 
@@ -57,8 +78,8 @@ builder.queryFields((t) => ({
     description:
       'Parses and checks an expression against this sandbox: errors with positions, canonical text, eligibility.',
     args: {
-      expression: t.arg.string({ required: true }),
-      format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }),
+      expression: t.arg.string({ required: true, description: 'The expression to check.' }),
+      format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT', description: 'Its form.' }),
     },
     resolve: (_r, args, ctx) =>
       validatePql(ctx.conn, ctx.sandbox.id, { format: format(args.format), value: args.expression }),
@@ -66,9 +87,9 @@ builder.queryFields((t) => ({
   convertPql: t.string({
     description: 'Converts between the text and pql/json forms (syntax only).',
     args: {
-      expression: t.arg.string({ required: true }),
-      from: t.arg({ type: PqlFormatEnum, required: true }),
-      to: t.arg({ type: PqlFormatEnum, required: true }),
+      expression: t.arg.string({ required: true, description: 'The expression to convert.' }),
+      from: t.arg({ type: PqlFormatEnum, required: true, description: 'Its form.' }),
+      to: t.arg({ type: PqlFormatEnum, required: true, description: 'The form to convert it to.' }),
     },
     resolve: (_r, args) => convertExpression({ format: args.from, value: args.expression }, args.to),
   }),
@@ -77,9 +98,9 @@ builder.queryFields((t) => ({
       type: ProfileRef,
       description: 'The exact set of qualifying profiles (SQL engine) at `at` (default: now).',
       args: {
-        expression: t.arg.string({ required: true }),
-        format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }),
-        at: t.arg({ type: 'DateTime' }),
+        expression: t.arg.string({ required: true, description: 'Who qualifies.' }),
+        format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT', description: 'The form of expression.' }),
+        at: t.arg({ type: 'DateTime', description: 'Evaluate as of this instant (default: now).' }),
       },
       complexity: connectionComplexity,
       resolve: (_r, args, ctx) =>
@@ -93,19 +114,18 @@ builder.queryFields((t) => ({
           ),
         ),
     },
-    { name: 'ProfileMatchConnection' },
-    { name: 'ProfileMatchEdge' },
+    ProfileConnection,
   ),
   evaluateProfile: t.field({
     type: EdgeEvaluationType,
     description:
       'Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled).',
     args: {
-      identity: t.arg({ type: IdentityInput, required: true }),
-      expression: t.arg.string(),
-      format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }),
-      audienceIds: t.arg.idList(),
-      at: t.arg({ type: 'DateTime' }),
+      identity: t.arg({ type: IdentityInput, required: true, description: 'Any identity of the profile.' }),
+      expression: t.arg.string({ description: 'An expression to evaluate (instead of definitions).' }),
+      format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT', description: 'The form of expression.' }),
+      audienceIds: t.arg.idList({ description: 'Audiences whose definitions to evaluate.' }),
+      at: t.arg({ type: 'DateTime', description: 'Evaluate as of this instant (default: now).' }),
     },
     resolve: (_r, args, ctx) =>
       evaluateProfile(ctx.conn, ctx.sandbox.id, args.identity, {

@@ -14,7 +14,7 @@ import { connectionComplexity, toConnection } from '../connection.js';
 import type { Context } from '../context.js';
 import { decodeId, requireId } from '../ids.js';
 import { JobRef, watchJob } from './job.js';
-import { ProfileRef } from './profile.js';
+import { ProfileConnection, ProfileRef } from './profile.js';
 import { SegmentDefinitionRef } from './refs.js';
 import { PqlExpressionInput, PqlExpressionType } from './segment-definition.js';
 
@@ -24,22 +24,49 @@ interface EstimateView {
 }
 
 const IntRangeType = builder.objectRef<{ low: number; high: number }>('IntRange').implement({
-  fields: (t) => ({ low: t.exposeInt('low'), high: t.exposeInt('high') }),
+  description: 'A closed range of whole numbers.',
+  fields: (t) => ({
+    low: t.exposeInt('low', { description: 'The lower bound (included).' }),
+    high: t.exposeInt('high', { description: 'The upper bound (included).' }),
+  }),
 });
 
 const NamespaceCountType = builder.objectRef<{ namespace: string; count: number }>('NamespaceCount').implement({
-  fields: (t) => ({ namespace: t.exposeString('namespace'), count: t.exposeInt('count') }),
+  description: 'A count of profiles with an identity in one namespace.',
+  fields: (t) => ({
+    namespace: t.exposeString('namespace', { description: 'The identity namespace, e.g. email.' }),
+    count: t.exposeInt('count', { description: 'Profiles with an identity in it.' }),
+  }),
 });
 
 const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
   description: 'Audience size from a uniform sample: a Wilson score interval, scaled to the population.',
   fields: (t) => ({
-    estimatedSize: t.int({ resolve: (v) => v.estimate.estimatedSize }),
-    confidenceLevel: t.float({ resolve: (v) => v.estimate.confidenceLevel }),
-    confidenceInterval: t.field({ type: IntRangeType, resolve: (v) => v.estimate.confidenceInterval }),
-    standardError: t.float({ resolve: (v) => v.estimate.standardError }),
-    profilesRead: t.int({ resolve: (v) => v.estimate.profilesRead }),
-    totalProfiles: t.int({ resolve: (v) => v.estimate.totalProfiles }),
+    estimatedSize: t.int({
+      description: 'The estimated number of qualifying profiles in the whole store.',
+      resolve: (v) => v.estimate.estimatedSize,
+    }),
+    confidenceLevel: t.float({
+      description: 'The confidence level of the interval, e.g. 0.95.',
+      resolve: (v) => v.estimate.confidenceLevel,
+    }),
+    confidenceInterval: t.field({
+      type: IntRangeType,
+      description: 'The range the true size lies in at the confidence level.',
+      resolve: (v) => v.estimate.confidenceInterval,
+    }),
+    standardError: t.float({
+      description: 'Standard error of the estimated size, in profiles.',
+      resolve: (v) => v.estimate.standardError,
+    }),
+    profilesRead: t.int({
+      description: 'Profiles of the sample read so far.',
+      resolve: (v) => v.estimate.profilesRead,
+    }),
+    totalProfiles: t.int({
+      description: 'Profiles in the store when the sample was drawn.',
+      resolve: (v) => v.estimate.totalProfiles,
+    }),
     exact: t.boolean({ description: 'The sample was the whole population.', resolve: (v) => v.estimate.exact }),
     estimatedNamespaceDistribution: t.field({
       type: [NamespaceCountType],
@@ -47,7 +74,11 @@ const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
         'Qualifying profiles per identity namespace, scaled to the population. Always an estimate: when the whole store was read, the shares in a seeded uniform sample of 1,000 qualifying profiles (all of them when fewer) are applied to the exact count.',
       resolve: (v) => v.estimate.estimatedNamespaceDistribution,
     }),
-    computedAt: t.field({ type: 'DateTime', resolve: (v) => v.estimate.computedAt }),
+    computedAt: t.field({
+      type: 'DateTime',
+      description: 'When this estimate was computed.',
+      resolve: (v) => v.estimate.computedAt,
+    }),
     stale: t.boolean({
       description: 'The number of profiles has changed by more than 5 % since.',
       resolve: (v, _a, ctx) => isStale(ctx.app, v.sandboxId, v.estimate),
@@ -74,11 +105,13 @@ builder.node(PreviewRef, {
   fields: (t) => ({
     expression: t.field({
       type: PqlExpressionType,
+      description: 'The expression evaluated on the sample.',
       resolve: (j) => (j.input as unknown as PreviewJobInput).expression,
     }),
     segmentDefinition: t.field({
       type: SegmentDefinitionRef,
       nullable: true,
+      description: 'The definition previewed, when it was started from one (and still exists).',
       resolve: (j, _a, ctx) => {
         const id = (j.input as unknown as PreviewJobInput).definitionId;
         return id == null ? null : ctx.loaders.definition.load(id);
@@ -88,7 +121,10 @@ builder.node(PreviewRef, {
       description: 'Profiles the preview has read.',
       resolve: (j) => (j.result?.sampleSize as number | undefined) ?? j.progressDone,
     }),
-    seed: t.int({ resolve: (j) => (j.input as unknown as PreviewJobInput).seed }),
+    seed: t.int({
+      description: 'The seed of the sample; the same seed draws the same sample.',
+      resolve: (j) => (j.input as unknown as PreviewJobInput).seed,
+    }),
     results: t.connection(
       {
         type: ProfileRef,
@@ -96,20 +132,28 @@ builder.node(PreviewRef, {
         complexity: connectionComplexity,
         resolve: (j, args, ctx) => toConnection(listPreviewResults(ctx.app, ctx.sandbox.id, j.id, args)),
       },
-      { name: 'PreviewResultConnection' },
-      { name: 'PreviewResultEdge' },
+      ProfileConnection,
     ),
-    estimate: t.field({ type: EstimateType, nullable: true, resolve: estimateOf }),
+    estimate: t.field({
+      type: EstimateType,
+      nullable: true,
+      description: 'The running estimate; null before the first part of the sample has been read.',
+      resolve: estimateOf,
+    }),
   }),
 });
 
 const CreatePreviewInput = builder.inputType('CreatePreviewInput', {
+  description: 'What to preview: an expression, or a saved definition (give one of the two).',
   fields: (t) => ({
-    expression: t.field({ type: PqlExpressionInput }),
-    segmentDefinitionId: t.id(),
+    expression: t.field({ type: PqlExpressionInput, description: 'An expression to preview.' }),
+    segmentDefinitionId: t.id({ description: 'A definition whose expression to preview.' }),
     sampleSize: t.int({ description: 'Default: the whole store up to 1 M profiles, 1 M up to 20 M, 5 % above.' }),
-    confidenceLevel: t.float({ defaultValue: 0.95 }),
-    at: t.field({ type: 'DateTime' }),
+    confidenceLevel: t.float({
+      defaultValue: 0.95,
+      description: 'The confidence level of the interval, between 0 and 1.',
+    }),
+    at: t.field({ type: 'DateTime', description: 'Evaluate as of this instant (default: when the preview starts).' }),
     seed: t.int({ description: 'Makes the sample reproducible.' }),
   }),
 });
@@ -124,7 +168,8 @@ builder.queryField('preview', (t) =>
   t.field({
     type: PreviewRef,
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    description: 'A preview by global id; null when it does not exist in this sandbox (or has expired).',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
     resolve: (_r, args, ctx) => {
       const id = decodeId(args.id, 'Preview');
       return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'PREVIEW').get(id) ?? null);
@@ -135,7 +180,9 @@ builder.queryField('preview', (t) =>
 builder.mutationFields((t) => ({
   createPreview: t.field({
     type: PreviewRef,
-    args: { input: t.arg({ type: CreatePreviewInput, required: true }) },
+    nullable: true,
+    description: 'Starts a preview: a size estimate from a sample (watch it with previewUpdated); returns it QUEUED.',
+    args: { input: t.arg({ type: CreatePreviewInput, required: true, description: 'What to preview.' }) },
     resolve: (_r, { input }, ctx) =>
       startPreview(ctx, {
         expression: input.expression
@@ -150,8 +197,9 @@ builder.mutationFields((t) => ({
       }),
   }),
   deletePreview: t.globalID({
-    description: 'Deletes a preview (stopping it when it still runs).',
-    args: { id: t.arg.id({ required: true }) },
+    nullable: true,
+    description: 'Deletes a preview (stopping it when it still runs); returns its id.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
     resolve: (_r, args, ctx) => {
       const id = requireId(args.id, 'Preview');
       requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
@@ -165,7 +213,7 @@ builder.subscriptionField('previewUpdated', (t) =>
     type: PreviewRef,
     description:
       'The preview now, then every change (each progress event carries the running estimate); completes after it ends.',
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
     subscribe: (_r, args, ctx) => {
       const id = requireId(args.id, 'Preview');
       requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');

@@ -1,5 +1,11 @@
 import { badInput } from '../../domain/errors.js';
-import { type IngestResult, ingestEvents, ingestProfiles, type ProfileRecord } from '../../domain/profile-ingest.js';
+import {
+  INGEST_ERROR_CODES,
+  type IngestResult,
+  ingestEvents,
+  ingestProfiles,
+  type ProfileRecord,
+} from '../../domain/profile-ingest.js';
 import {
   deleteProfile,
   eventsByIds,
@@ -13,20 +19,27 @@ import {
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import type { Context } from '../context.js';
+import { enumFromDomain } from '../enums.js';
 import { decodeId } from '../ids.js';
 
 export const IdentityType = builder.objectRef<Identity>('Identity').implement({
-  description: 'One way to recognise a person: a namespace (email, crmId, phone, …) and the id in it.',
+  description:
+    'One way to recognise a person: a namespace (email, crmId, phone, …) and the value in it. It has no global key of its own: the same value can live in two namespaces.',
   fields: (t) => ({
-    namespace: t.exposeString('namespace'),
-    id: t.exposeString('id'),
+    namespace: t.exposeString('namespace', { description: 'The identity namespace: email, crmId, phone, ….' }),
+    value: t.exposeString('id', { description: 'The identity value in its namespace, e.g. an email address.' }),
+    id: t.exposeString('id', {
+      description: 'The identity value (same as value).',
+      deprecationReason: 'Normalised client caches take "id" as a global key; select "value"',
+    }),
   }),
 });
 
 export const IdentityInput = builder.inputType('IdentityInput', {
+  description: 'An identity to find or file a profile by.',
   fields: (t) => ({
-    namespace: t.string({ required: true }),
-    id: t.string({ required: true }),
+    namespace: t.string({ required: true, description: 'The identity namespace: email, crmId, phone, ….' }),
+    id: t.string({ required: true, description: 'The identity value in that namespace.' }),
   }),
 });
 
@@ -42,12 +55,13 @@ builder.node(EventRef, {
   },
   fields: (t) => ({
     eventId: t.exposeString('eventId', { description: 'The client-given id that makes ingestion idempotent.' }),
-    timestamp: t.field({ type: 'DateTime', resolve: (e) => e.timestamp }),
-    eventType: t.exposeString('eventType'),
+    timestamp: t.field({ type: 'DateTime', description: 'When the event happened.', resolve: (e) => e.timestamp }),
+    eventType: t.exposeString('eventType', { description: 'What happened, e.g. commerce.purchases or web.pageViews.' }),
     data: t.field({ type: 'JSON', description: 'The rest of the event document.', resolve: (e) => e.payload }),
     profile: t.field({
       type: ProfileRef,
       nullable: true,
+      description: 'The profile the event belongs to; null when it has been deleted since.',
       resolve: (e, _args, ctx) => ctx.loaders.profile.load(e.profileId),
     }),
   }),
@@ -60,21 +74,34 @@ builder.node(ProfileRef, {
   fields: (t) => ({
     identities: t.field({
       type: [IdentityType],
+      description: 'Every identity joined into this profile.',
       // Profiles have a handful of identities, not the ten a list is assumed to have.
       complexity: { field: 1, multiplier: 2 },
       resolve: (p, _args, ctx) => ctx.loaders.identities.load(p.id),
     }),
-    attributes: t.field({ type: 'JSON', resolve: (p) => p.attributes }),
-    createdAt: t.field({ type: 'DateTime', resolve: (p) => p.createdAt }),
-    updatedAt: t.field({ type: 'DateTime', resolve: (p) => p.updatedAt }),
+    attributes: t.field({
+      type: 'JSON',
+      description: 'The attribute document, shaped by the profile schema.',
+      resolve: (p) => p.attributes,
+    }),
+    createdAt: t.field({
+      type: 'DateTime',
+      description: 'When the profile was first ingested.',
+      resolve: (p) => p.createdAt,
+    }),
+    updatedAt: t.field({
+      type: 'DateTime',
+      description: 'When an ingest last changed it.',
+      resolve: (p) => p.updatedAt,
+    }),
     events: t.connection(
       {
         type: EventRef,
-        description: 'Newest first.',
+        description: "The profile's experience events, newest first.",
         args: {
-          eventType: t.arg.string(),
-          from: t.arg({ type: 'DateTime' }),
-          to: t.arg({ type: 'DateTime' }),
+          eventType: t.arg.string({ description: 'Only events of this type.' }),
+          from: t.arg({ type: 'DateTime', description: 'Only events at or after this instant.' }),
+          to: t.arg({ type: 'DateTime', description: 'Only events before this instant.' }),
         },
         complexity: connectionComplexity,
         resolve: (p, args, ctx) =>
@@ -88,26 +115,36 @@ builder.node(ProfileRef, {
             ),
           ),
       },
-      { name: 'EventConnection' },
-      { name: 'EventEdge' },
+      { name: 'EventConnection', description: 'A page of experience events.' },
+      { name: 'EventEdge', description: 'An experience event in a page, with its cursor.' },
     ),
   }),
 });
 
 const ProfileFilter = builder.inputType('ProfileFilter', {
+  description: 'Narrows a profile list; the conditions given must all hold.',
   fields: (t) => ({
-    identityNamespace: t.string(),
-    identityValue: t.string(),
-    updatedAfter: t.field({ type: 'DateTime' }),
+    identityNamespace: t.string({ description: 'Only profiles with an identity in this namespace.' }),
+    identityValue: t.string({ description: 'Only profiles with an identity of this value (in any namespace).' }),
+    updatedAfter: t.field({ type: 'DateTime', description: 'Only profiles changed after this instant.' }),
   }),
 });
+
+/** The one list type of profiles: `profiles`, `profilesMatching` and `Preview.results`, so one fragment fits all three. */
+export const ProfileConnection = builder.connectionObject(
+  { type: ProfileRef, name: 'ProfileConnection', description: 'A page of profiles.' },
+  { name: 'ProfileEdge', description: 'A profile in a page, with its cursor.' },
+);
 
 builder.queryFields((t) => ({
   profile: t.field({
     type: ProfileRef,
     nullable: true,
-    description: 'A profile by global id or by one of its identities.',
-    args: { id: t.arg.id(), identity: t.arg({ type: IdentityInput }) },
+    description: 'A profile by global id or by one of its identities (give one of the two); null when none matches.',
+    args: {
+      id: t.arg.id({ description: 'The global id of the profile.' }),
+      identity: t.arg({ type: IdentityInput, description: 'One of its identities.' }),
+    },
     resolve: async (_root, args, ctx) => {
       if ((args.id == null) === (args.identity == null)) throw badInput('Give either "id" or "identity"', 'id');
       if (args.identity) return profileByIdentity(ctx.conn, ctx.sandbox.id, args.identity) ?? null;
@@ -118,7 +155,8 @@ builder.queryFields((t) => ({
   profiles: t.connection(
     {
       type: ProfileRef,
-      args: { filter: t.arg({ type: ProfileFilter }) },
+      description: 'Every profile of the sandbox, optionally filtered, in id order.',
+      args: { filter: t.arg({ type: ProfileFilter, description: 'Conditions the profiles must meet.' }) },
       complexity: connectionComplexity,
       resolve: (_root, args, ctx) =>
         toConnection(
@@ -134,25 +172,40 @@ builder.queryFields((t) => ({
           ),
         ),
     },
-    { name: 'ProfileConnection' },
-    { name: 'ProfileEdge' },
+    ProfileConnection,
   ),
 }));
 
+const IngestErrorCodeEnum = enumFromDomain(
+  'IngestErrorCode',
+  'Why a record of an ingest was rejected.',
+  INGEST_ERROR_CODES,
+  {
+    BAD_USER_INPUT: 'The record is invalid: a missing identity, a wrong type or a field the profile schema lacks.',
+    GUARDRAIL: 'The record is over a guardrail: too large, or too many identities for one profile.',
+  },
+);
+
 const IngestErrorType = builder.simpleObject('IngestError', {
+  description: 'A record an ingest rejected (the other records of the batch landed).',
   fields: (t) => ({
     index: t.int({ description: '0-based position of the record in the input list.' }),
-    message: t.string(),
-    code: t.string({ description: 'BAD_USER_INPUT for invalid records, GUARDRAIL for records over a guardrail.' }),
+    message: t.string({ description: 'What is wrong with the record, in words a person can act on.' }),
+    code: t.field({ type: IngestErrorCodeEnum, description: 'Why the record was rejected.' }),
   }),
 });
 
 const IngestResultType = builder.objectRef<IngestResult>('IngestResult').implement({
+  description: 'What an ingest did with each record of the batch.',
   fields: (t) => ({
-    accepted: t.exposeInt('accepted'),
-    rejected: t.exposeInt('rejected'),
+    accepted: t.exposeInt('accepted', { description: 'Records stored (duplicates included).' }),
+    rejected: t.exposeInt('rejected', { description: 'Records rejected; each is listed in errors.' }),
     duplicates: t.exposeInt('duplicates', { description: 'Accepted events whose id was already stored (kept once).' }),
-    errors: t.field({ type: [IngestErrorType], resolve: (r) => r.errors }),
+    errors: t.field({
+      type: [IngestErrorType],
+      description: 'One entry per rejected record, by position.',
+      resolve: (r) => r.errors,
+    }),
     profileIds: t.globalIDList({
       description: 'Per accepted record, in input order: the profile it landed in.',
       resolve: (r) => r.profileIds.map((id) => ({ type: 'Profile', id })),
@@ -161,18 +214,32 @@ const IngestResultType = builder.objectRef<IngestResult>('IngestResult').impleme
 });
 
 const ProfileInput = builder.inputType('ProfileInput', {
+  description: 'A profile record to merge in: who it is, and attributes to set.',
   fields: (t) => ({
-    identities: t.field({ type: [IdentityInput], required: true }),
-    attributes: t.field({ type: 'JSON', required: true }),
+    identities: t.field({
+      type: [IdentityInput],
+      required: true,
+      description: 'Identities of the person; a record naming identities of two profiles joins them.',
+    }),
+    attributes: t.field({
+      type: 'JSON',
+      required: true,
+      description: 'Attributes to merge (later values win per field, arrays are replaced, null clears).',
+    }),
   }),
 });
 
 const EventInput = builder.inputType('EventInput', {
+  description: 'An experience event to store on the profile of its identity.',
   fields: (t) => ({
     id: t.string({ description: 'Makes retries idempotent: an id already stored is not stored again.' }),
-    identity: t.field({ type: IdentityInput, required: true }),
-    timestamp: t.string({ required: true, description: 'ISO-8601 datetime.' }),
-    eventType: t.string({ required: true }),
+    identity: t.field({
+      type: IdentityInput,
+      required: true,
+      description: 'Whose event it is; an identity never seen before makes a new profile.',
+    }),
+    timestamp: t.field({ type: 'DateTime', required: true, description: 'When the event happened.' }),
+    eventType: t.string({ required: true, description: 'What happened, e.g. commerce.purchases or web.pageViews.' }),
     data: t.field({
       type: 'JSON',
       description: 'The rest of the event document (commerce, productListItems, web, …).',
@@ -191,9 +258,10 @@ function counted(ctx: Context, kind: 'profile' | 'event', result: IngestResult):
 builder.mutationFields((t) => ({
   ingestProfiles: t.field({
     type: IngestResultType,
+    nullable: true,
     description:
       'Merges records into profiles by identity (joining profiles that share one); bad records are reported by index.',
-    args: { records: t.arg({ type: [ProfileInput], required: true }) },
+    args: { records: t.arg({ type: [ProfileInput], required: true, description: 'The profile records, in order.' }) },
     resolve: (_root, args, ctx) =>
       ingestProfiles(ctx.conn, ctx.sandbox.id, args.records as ProfileRecord[], {
         limits: ctx.limits,
@@ -202,17 +270,26 @@ builder.mutationFields((t) => ({
   }),
   ingestEvents: t.field({
     type: IngestResultType,
-    args: { events: t.arg({ type: [EventInput], required: true }) },
+    nullable: true,
+    description:
+      'Stores experience events on the profiles of their identities (streaming audiences follow at once); bad events are reported by index.',
+    args: { events: t.arg({ type: [EventInput], required: true, description: 'The events, in order.' }) },
     resolve: (_root, args, ctx) =>
       counted(
         ctx,
         'event',
-        ingestEvents(ctx.conn, ctx.sandbox.id, args.events, { limits: ctx.limits, ...ctx.app.ingestHooks }),
+        ingestEvents(
+          ctx.conn,
+          ctx.sandbox.id,
+          args.events.map((e) => ({ ...e, timestamp: new Date(e.timestamp).toISOString() })),
+          { limits: ctx.limits, ...ctx.app.ingestHooks },
+        ),
       ),
   }),
   deleteProfile: t.globalID({
+    nullable: true,
     description: 'Deletes the profile with this identity, with its events and memberships; returns its id.',
-    args: { identity: t.arg({ type: IdentityInput, required: true }) },
+    args: { identity: t.arg({ type: IdentityInput, required: true, description: 'Any identity of the profile.' }) },
     resolve: (_root, args, ctx) => ({ type: 'Profile', id: deleteProfile(ctx.conn, ctx.sandbox.id, args.identity) }),
   }),
 }));

@@ -1,32 +1,58 @@
-import type { Audience } from '../../domain/audiences.js';
+import { type Audience, EVALUATION_METHODS } from '../../domain/audiences.js';
 import type { SegmentDefinition } from '../../domain/definitions.js';
+import { PQL_FORMATS } from '../../domain/expressions.js';
 import type { Folder } from '../../domain/folders.js';
+import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
+import { MEMBERSHIP_STATUSES } from '../../domain/memberships.js';
+import { ORDER_DIRECTIONS } from '../../domain/paging.js';
 import { builder } from '../builder.js';
+import { enumFromDomain } from '../enums.js';
 
 /** Refs shared by several type files (each type is implemented in the file named after it). */
 export const AudienceRef = builder.objectRef<Audience>('Audience');
 export const SegmentDefinitionRef = builder.objectRef<SegmentDefinition>('SegmentDefinition');
 export const FolderRef = builder.objectRef<Folder>('Folder');
 
-export const LifecycleStateEnum = builder.enumType('LifecycleState', {
-  description: 'DRAFT and PUBLISHED audiences are evaluated; INACTIVE and ARCHIVED are not; ARCHIVED is final.',
-  values: ['DRAFT', 'PUBLISHED', 'INACTIVE', 'ARCHIVED'] as const,
+export const LifecycleStateEnum = enumFromDomain(
+  'LifecycleState',
+  'Where an audience (and its definition) is in its life: DRAFT and PUBLISHED are evaluated, INACTIVE and ARCHIVED are not, and ARCHIVED is final.',
+  LIFECYCLE_STATES,
+  {
+    DRAFT: 'Being worked on; evaluated like a published audience, not yet meant for activation.',
+    PUBLISHED: 'Live: evaluated by segment jobs (and streaming, when enabled); cannot go back to DRAFT.',
+    INACTIVE: 'Paused: kept with its members but not evaluated; may be published again.',
+    ARCHIVED: 'Retired for good: not evaluated and no further lifecycle change.',
+  },
+);
+
+export const PqlFormatEnum = enumFromDomain('PqlFormat', 'The form a PQL expression is written in.', PQL_FORMATS, {
+  PQL_TEXT: 'PQL text, e.g. homeAddress.countryCode = "SE".',
+  PQL_JSON: 'The pql/json tree, as a JSON string.',
 });
 
-export const PqlFormatEnum = builder.enumType('PqlFormat', {
-  values: {
-    PQL_TEXT: { description: 'PQL text' },
-    PQL_JSON: { description: 'The pql/json tree, as a JSON string' },
-  } as const,
+export const EvaluationMethodEnum = enumFromDomain(
+  'EvaluationMethod',
+  'How a definition is evaluated into its audience.',
+  EVALUATION_METHODS,
+  {
+    BATCH: 'By segment jobs over the whole store.',
+    STREAMING: 'As ingests change a profile, in the ingest transaction.',
+    EDGE: 'On demand for one profile, by evaluateProfile.',
+  },
+);
+
+export const OrderDirectionEnum = enumFromDomain('OrderDirection', 'Sort direction of a list.', ORDER_DIRECTIONS, {
+  ASC: 'Smallest (or earliest, or A) first.',
+  DESC: 'Largest (or latest, or Z) first.',
 });
 
-export const EvaluationMethodEnum = builder.enumType('EvaluationMethod', {
-  values: ['BATCH', 'STREAMING', 'EDGE'] as const,
-});
-
-export const OrderDirectionEnum = builder.enumType('OrderDirection', { values: ['ASC', 'DESC'] as const });
-
-export const MembershipStatusEnum = builder.enumType('MembershipStatus', {
-  description: 'REALIZED: entered in the last evaluation; EXISTING: was in and still is; EXITED: was in, no longer.',
-  values: ['REALIZED', 'EXISTING', 'EXITED'] as const,
-});
+export const MembershipStatusEnum = enumFromDomain(
+  'MembershipStatus',
+  "A profile's standing in an audience after the last evaluation.",
+  MEMBERSHIP_STATUSES,
+  {
+    REALIZED: 'Entered the audience in the last evaluation.',
+    EXISTING: 'Was a member before the last evaluation and still is.',
+    EXITED: 'Was a member and no longer qualifies.',
+  },
+);

@@ -5,8 +5,8 @@ const SandboxType = builder.objectRef<Sandbox>('Sandbox').implement({
   description:
     'An isolated copy of profiles, schema, definitions, audiences and jobs; chosen per request by x-sandbox-name.',
   fields: (t) => ({
-    name: t.exposeString('name'),
-    createdAt: t.field({ type: 'DateTime', resolve: (s) => s.createdAt }),
+    name: t.exposeString('name', { description: 'Its name, as sent in x-sandbox-name.' }),
+    createdAt: t.field({ type: 'DateTime', description: 'When it was made.', resolve: (s) => s.createdAt }),
   }),
 });
 
@@ -21,8 +21,9 @@ builder.queryField('sandbox', (t) =>
 builder.mutationField('createSandbox', (t) =>
   t.field({
     type: SandboxType,
-    description: 'Makes a new, empty sandbox with the default profile schema. Names: [a-z0-9-]{1,64}.',
-    args: { name: t.arg.string({ required: true }) },
+    nullable: true,
+    description: 'Makes a new, empty sandbox with the default profile schema; returns it. Names: [a-z0-9-]{1,64}.',
+    args: { name: t.arg.string({ required: true, description: 'Its name, [a-z0-9-]{1,64}.' }) },
     // Changes a sandbox's shape: admin only, instead of the mutation type's `write`.
     authScopes: { admin: true },
     skipTypeScopes: true,

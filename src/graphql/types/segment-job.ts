@@ -1,32 +1,96 @@
-import { type Job, type JobStatus, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
-import type { SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
+import type { Audience } from '../../domain/audiences.js';
+import { type Job, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
+import type { AudienceCounts, SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
 import { createSegmentJob } from '../../domain/segment-jobs/segment-job.js';
-import { builder } from '../builder.js';
+import { builder, type SchemaTypes } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import type { Context } from '../context.js';
 import { decodeId, requireId } from '../ids.js';
 import { JobRef, JobStatusEnum, watchJob } from './job.js';
-import { SegmentDefinitionRef } from './refs.js';
+import { AudienceRef, SegmentDefinitionRef } from './refs.js';
+
+/** The metrics of a job are keyed by audience global id; each entry names its audience. */
+interface AudienceKeyed {
+  audienceId: string;
+}
+
+function audienceOf(entry: AudienceKeyed, ctx: Context): Promise<Audience | undefined> | null {
+  const id = decodeId(entry.audienceId, 'Audience');
+  return id === undefined ? null : ctx.loaders.audience.load(id);
+}
+
+/** The fields every per-audience metric carries. */
+function audienceFields<T extends AudienceKeyed>(t: PothosSchemaTypes.ObjectFieldBuilder<SchemaTypes, T>) {
+  return {
+    audienceId: t.id({
+      description: 'Global id of the audience (kept when the audience has been deleted since).',
+      resolve: (entry) => entry.audienceId,
+    }),
+    audience: t.field({
+      type: AudienceRef,
+      nullable: true,
+      description: 'The audience; null when it has been deleted since.',
+      resolve: (entry, _a, ctx) => audienceOf(entry, ctx),
+    }),
+  };
+}
+
+const AudienceCountType = builder.objectRef<AudienceKeyed & { count: number }>('AudienceCount').implement({
+  description: 'How many profiles qualified for one audience in a segment job.',
+  fields: (t) => ({
+    ...audienceFields(t),
+    count: t.exposeInt('count', { description: 'Profiles that qualified.' }),
+  }),
+});
+
+const AudienceStatusCountType = builder.objectRef<AudienceKeyed & AudienceCounts>('AudienceStatusCount').implement({
+  description: "An audience's members by status after a segment job.",
+  fields: (t) => ({
+    ...audienceFields(t),
+    realized: t.exposeInt('realized', { description: 'Members that entered in this run.' }),
+    existing: t.exposeInt('existing', { description: 'Members before this run that still qualify.' }),
+    exited: t.exposeInt('exited', { description: 'Members before this run that no longer qualify.' }),
+  }),
+});
+
+const AudienceNamespaceCountType = builder
+  .objectRef<AudienceKeyed & { namespace: string; count: number }>('AudienceNamespaceCount')
+  .implement({
+    description: 'Qualifying profiles of one audience with an identity in one namespace, in a segment job.',
+    fields: (t) => ({
+      ...audienceFields(t),
+      namespace: t.exposeString('namespace', { description: 'The identity namespace, e.g. email.' }),
+      count: t.exposeInt('count', { description: 'Qualifying profiles with an identity in it.' }),
+    }),
+  });
 
 const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetrics').implement({
+  description: 'What a finished segment job counted and how long it took.',
   fields: (t) => ({
-    totalProfiles: t.exposeInt('totalProfiles'),
+    totalProfiles: t.exposeInt('totalProfiles', { description: 'Profiles evaluated.' }),
     segmentedProfileCounter: t.field({
-      type: 'JSON',
-      description: 'Audience id → profiles that qualified.',
-      resolve: (m) => m.segmentedProfileCounter,
+      type: [AudienceCountType],
+      description: 'Per audience of the job: the profiles that qualified.',
+      resolve: (m) => Object.entries(m.segmentedProfileCounter).map(([audienceId, count]) => ({ audienceId, count })),
     }),
     segmentedProfileByStatusCounter: t.field({
-      type: 'JSON',
-      description: 'Audience id → { realized, existing, exited } after this run.',
-      resolve: (m) => m.segmentedProfileByStatusCounter,
+      type: [AudienceStatusCountType],
+      description: 'Per audience of the job: its members by status after this run.',
+      resolve: (m) =>
+        Object.entries(m.segmentedProfileByStatusCounter).map(([audienceId, counts]) => ({ audienceId, ...counts })),
     }),
     segmentedProfileByNamespaceCounter: t.field({
-      type: 'JSON',
-      description: 'Audience id → identity namespace → qualifying profiles with an identity there.',
-      resolve: (m) => m.segmentedProfileByNamespaceCounter,
+      type: [AudienceNamespaceCountType],
+      description: 'Per audience of the job and identity namespace: qualifying profiles with an identity there.',
+      resolve: (m) =>
+        Object.entries(m.segmentedProfileByNamespaceCounter).flatMap(([audienceId, byNamespace]) =>
+          Object.entries(byNamespace).map(([namespace, count]) => ({ audienceId, namespace, count })),
+        ),
     }),
-    totalTimeMs: t.exposeInt('totalTimeMs'),
-    profileSegmentationTimeMs: t.exposeInt('profileSegmentationTimeMs'),
+    totalTimeMs: t.exposeInt('totalTimeMs', { description: 'Wall time of the whole job, in milliseconds.' }),
+    profileSegmentationTimeMs: t.exposeInt('profileSegmentationTimeMs', {
+      description: 'Time spent evaluating profiles (without writing memberships), in milliseconds.',
+    }),
   }),
 });
 
@@ -50,7 +114,10 @@ builder.node(SegmentJobRef, {
         return (await ctx.loaders.definition.loadMany(ids)).filter((d) => d && !(d instanceof Error)) as never;
       },
     }),
-    all: t.boolean({ resolve: (j) => Boolean(j.input.all) }),
+    all: t.boolean({
+      description: 'It evaluates every batch-enabled definition, not a list.',
+      resolve: (j) => Boolean(j.input.all),
+    }),
     at: t.field({
       type: 'DateTime',
       nullable: true,
@@ -60,19 +127,25 @@ builder.node(SegmentJobRef, {
     metrics: t.field({
       type: SegmentJobMetricsType,
       nullable: true,
+      description: 'Counts and timings; null until the job has succeeded.',
       resolve: (j) => (j.result?.metrics as SegmentMetrics | undefined) ?? null,
     }),
-    notes: t.stringList({ resolve: (j) => (j.result?.notes as string[] | undefined) ?? [] }),
+    notes: t.stringList({
+      description: 'Remarks on the run, e.g. definitions skipped because their audience is INACTIVE.',
+      resolve: (j) => (j.result?.notes as string[] | undefined) ?? [],
+    }),
   }),
 });
 
 const JobFilter = builder.inputType('JobFilter', {
-  fields: (t) => ({ statuses: t.field({ type: [JobStatusEnum] }) }),
+  description: 'Narrows a job list.',
+  fields: (t) => ({ statuses: t.field({ type: [JobStatusEnum], description: 'Only jobs in these states.' }) }),
 });
 
 const CreateSegmentJobInput = builder.inputType('CreateSegmentJobInput', {
+  description: 'What a segment job evaluates: a list of definitions, or all.',
   fields: (t) => ({
-    segmentDefinitionIds: t.idList(),
+    segmentDefinitionIds: t.idList({ description: 'The definitions to evaluate (with the ones they depend on).' }),
     all: t.boolean({ description: 'Every batch-enabled definition whose audience is DRAFT or PUBLISHED.' }),
     at: t.field({ type: 'DateTime', description: 'Evaluate as of this instant (default: when the job starts).' }),
   }),
@@ -82,7 +155,8 @@ builder.queryFields((t) => ({
   segmentJob: t.field({
     type: SegmentJobRef,
     nullable: true,
-    args: { id: t.arg.id({ required: true }) },
+    description: 'A segment job by global id; null when it does not exist in this sandbox.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
     resolve: (_r, args, ctx) => {
       const id = decodeId(args.id, 'SegmentJob');
       return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'SEGMENT').get(id) ?? null);
@@ -91,29 +165,23 @@ builder.queryFields((t) => ({
   segmentJobs: t.connection(
     {
       type: SegmentJobRef,
-      description: 'Newest first.',
-      args: { filter: t.arg({ type: JobFilter }) },
+      description: 'The segment jobs of the sandbox, newest first.',
+      args: { filter: t.arg({ type: JobFilter, description: 'Conditions the jobs must meet.' }) },
       complexity: connectionComplexity,
       resolve: (_r, args, ctx) =>
-        toConnection(
-          listJobs(
-            ctx.conn,
-            ctx.sandbox.id,
-            { kinds: ['SEGMENT'], statuses: args.filter?.statuses as JobStatus[] | null },
-            args,
-          ),
-        ),
+        toConnection(listJobs(ctx.conn, ctx.sandbox.id, { kinds: ['SEGMENT'], statuses: args.filter?.statuses }, args)),
     },
-    { name: 'SegmentJobConnection' },
-    { name: 'SegmentJobEdge' },
+    { name: 'SegmentJobConnection', description: 'A page of segment jobs.' },
+    { name: 'SegmentJobEdge', description: 'A segment job in a page, with its cursor.' },
   ),
 }));
 
 builder.mutationFields((t) => ({
   createSegmentJob: t.field({
     type: SegmentJobRef,
-    description: 'Queues an evaluation of the given definitions (or all) into memberships.',
-    args: { input: t.arg({ type: CreateSegmentJobInput, required: true }) },
+    nullable: true,
+    description: 'Queues an evaluation of the given definitions (or all) into memberships; returns the QUEUED job.',
+    args: { input: t.arg({ type: CreateSegmentJobInput, required: true, description: 'What to evaluate.' }) },
     resolve: (_r, { input }, ctx) => {
       const job = createSegmentJob(ctx.app, ctx.sandbox.id, {
         definitionIds: input.segmentDefinitionIds?.map((id) => requireId(id, 'SegmentDefinition')),
@@ -126,8 +194,10 @@ builder.mutationFields((t) => ({
   }),
   cancelSegmentJob: t.field({
     type: SegmentJobRef,
-    description: 'Cancels a queued or running job (CANCELLED within a second); CONFLICT once it has finished.',
-    args: { id: t.arg.id({ required: true }) },
+    nullable: true,
+    description:
+      'Cancels a queued or running job (CANCELLED within a second); CONFLICT once it has finished. Returns the job.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
     resolve: (_r, args, ctx) => {
       const id = requireId(args.id, 'SegmentJob');
       requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
@@ -140,7 +210,7 @@ builder.subscriptionField('segmentJobUpdated', (t) =>
   t.field({
     type: SegmentJobRef,
     description: 'The job now, then every change; completes after it ends.',
-    args: { id: t.arg.id({ required: true }) },
+    args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
     subscribe: (_r, args, ctx) => {
       const id = requireId(args.id, 'SegmentJob');
       requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
