@@ -30,7 +30,7 @@ export const builder = new SchemaBuilder<{
   };
   DefaultFieldNullability: false;
   /** Every connection can count its whole filtered list; lazily, only when asked. */
-  Connection: { totalCount: number | (() => number) };
+  Connection: { totalCount: number | (() => number | Promise<number>) };
 }>({
   plugins: [RelayPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin],
   defaultFieldNullability: false,

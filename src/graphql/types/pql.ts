@@ -1,5 +1,7 @@
 import { convertExpression, type PqlFormat } from '../../domain/expressions.js';
-import { evaluateProfile, type PqlProblem, profilesMatching, validatePql } from '../../domain/pql-tools.js';
+import type { EdgeEvaluation, PqlProblem } from '../../domain/pql-tools.js';
+import { validatePql } from '../../domain/pql-tools.js';
+import { evaluateProfile, profilesMatching } from '../../domain/queries/ad-hoc.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { requireId } from '../ids.js';
@@ -36,7 +38,7 @@ const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('Pql
   }),
 });
 
-const EdgeEvaluationType = builder.objectRef<ReturnType<typeof evaluateProfile>>('EdgeEvaluation').implement({
+const EdgeEvaluationType = builder.objectRef<EdgeEvaluation>('EdgeEvaluation').implement({
   fields: (t) => ({
     qualifies: t.exposeBoolean('qualifies', { nullable: true, description: 'When an expression was given.' }),
     audiences: t.field({
@@ -75,17 +77,18 @@ builder.queryFields((t) => ({
   profilesMatching: t.connection(
     {
       type: ProfileRef,
-      description: 'The exact set of qualifying profiles (SQL engine) at `at` (default: now).',
+      description:
+        "The exact set of qualifying profiles (SQL engine) at `at` (default: now). Runs within the server's time budget; past it the answer is QUERY_TIMEOUT.",
       args: {
         expression: t.arg.string({ required: true }),
         format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT' }),
         at: t.arg({ type: 'DateTime' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) =>
+      resolve: async (_r, args, ctx) =>
         toConnection(
-          profilesMatching(
-            ctx.conn,
+          await profilesMatching(
+            ctx.app,
             ctx.sandbox.id,
             { format: format(args.format), value: args.expression },
             args.at ?? Date.now(),
@@ -99,7 +102,7 @@ builder.queryFields((t) => ({
   evaluateProfile: t.field({
     type: EdgeEvaluationType,
     description:
-      'Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled).',
+      "Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled). Runs within the server's time budget; past it the answer is QUERY_TIMEOUT.",
     args: {
       identity: t.arg({ type: IdentityInput, required: true }),
       expression: t.arg.string(),
@@ -108,7 +111,7 @@ builder.queryFields((t) => ({
       at: t.arg({ type: 'DateTime' }),
     },
     resolve: (_r, args, ctx) =>
-      evaluateProfile(ctx.conn, ctx.sandbox.id, args.identity, {
+      evaluateProfile(ctx.app, ctx.sandbox.id, args.identity, {
         expression: args.expression == null ? null : { format: format(args.format), value: args.expression },
         audienceIds: args.audienceIds?.map((id) => requireId(id, 'Audience')),
         at: args.at ?? Date.now(),
