@@ -336,6 +336,16 @@ describe('functions and methods', () => {
     fails('person.name.firstName.matches("(a)\\\\1")', 'invalid escape sequence', 1, 31);
   });
 
+  it('refuses a CHAIN of more than 16 steps, naming the limit, and accepts 16', () => {
+    const chain = (n: number) =>
+      `CHAIN(xEvent, timestamp, [${Array.from({ length: n }, (_, i) => `S${i}: WHAT(eventType = "t${i}")`).join(', ')}])`;
+    ok(chain(16));
+    const e = typeError(chain(24));
+    expect(e.code).toBe('PQL_TYPE_ERROR');
+    expect(e.message).toContain('CHAIN has 24 steps; at most 16 are allowed');
+    expect(e.message).toContain('1000');
+  });
+
   it('refuses a regex whose counted repetition or compiled program is over the limit, naming it', () => {
     const e = typeError('homeAddress.city.matches(".{1000}")');
     expect(e.code).toBe('PQL_TYPE_ERROR');
