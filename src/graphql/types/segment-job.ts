@@ -1,11 +1,25 @@
 import { type Job, type JobStatus, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
-import type { SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
+import type { FailedDefinition, SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
 import { createSegmentJob } from '../../domain/segment-jobs/segment-job.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { decodeId, requireId } from '../ids.js';
 import { JobRef, JobStatusEnum, watchJob } from './job.js';
 import { SegmentDefinitionRef } from './refs.js';
+
+const FailedDefinitionType = builder.objectRef<FailedDefinition>('FailedDefinition').implement({
+  description:
+    'A definition a segment job could not evaluate. It failed alone: its memberships were left as they were, and the other definitions of the job were evaluated.',
+  fields: (t) => ({
+    segmentDefinition: t.field({
+      type: SegmentDefinitionRef,
+      nullable: true,
+      description: 'The definition (null once deleted).',
+      resolve: async (f, _a, ctx) => (await ctx.loaders.definition.load(f.definitionId)) ?? null,
+    }),
+    reason: t.exposeString('reason', { description: 'Why it could not be evaluated.' }),
+  }),
+});
 
 const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetrics').implement({
   fields: (t) => ({
@@ -27,6 +41,11 @@ const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetri
     }),
     totalTimeMs: t.exposeInt('totalTimeMs'),
     profileSegmentationTimeMs: t.exposeInt('profileSegmentationTimeMs'),
+    failedDefinitions: t.field({
+      type: [FailedDefinitionType],
+      description: 'Definitions that could not be evaluated, each with its reason; empty when all ran.',
+      resolve: (m) => m.failedDefinitions ?? [],
+    }),
   }),
 });
 
