@@ -27,6 +27,8 @@ export interface Limits {
   streamingSweepMs: number;
   /** Requests per second each API key may make (a burst of as many); 0: no limit. */
   rateLimitPerSecond: number;
+  /** How long one ad-hoc evaluation (profilesMatching, evaluateProfile) may run before it is stopped. */
+  queryTimeoutMs: number;
 }
 
 export const DEFAULT_LIMITS: Limits = {
@@ -42,6 +44,7 @@ export const DEFAULT_LIMITS: Limits = {
   segmentChunkSize: 20_000,
   streamingSweepMs: 5_000,
   rateLimitPerSecond: 0,
+  queryTimeoutMs: 5_000,
 };
 
 function intFrom(value: string | undefined, fallback: number, name: string): number {
@@ -73,6 +76,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         intFrom(env.SEGQL_STREAMING_SWEEP_MS, DEFAULT_LIMITS.streamingSweepMs, 'SEGQL_STREAMING_SWEEP_MS'),
       ),
       rateLimitPerSecond: intFrom(env.SEGQL_RATE_LIMIT, DEFAULT_LIMITS.rateLimitPerSecond, 'SEGQL_RATE_LIMIT'),
+      queryTimeoutMs: Math.max(
+        1,
+        intFrom(env.SEGQL_QUERY_TIMEOUT_MS, DEFAULT_LIMITS.queryTimeoutMs, 'SEGQL_QUERY_TIMEOUT_MS'),
+      ),
     },
   };
 }

@@ -16,6 +16,7 @@ import { EventBus } from './domain/events.js';
 import { JobRunner } from './domain/jobs/job-runner.js';
 import { WorkerLanes } from './domain/jobs/worker-thread.js';
 import { previewJobHandler } from './domain/previews/previews.js';
+import { QueryPool } from './domain/queries/query-pool.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './domain/sandboxes.js';
 import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { startStreaming } from './domain/streaming.js';
@@ -122,6 +123,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
 
   const app = { conn, limits, bus: new EventBus(), log, dataDir: options.dataDir, ingestHooks: {} } as App;
   app.workers = new WorkerLanes();
+  // Two threads: one heavy query leaves another lane free, and this box has two cores.
+  app.queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
   app.jobs = new JobRunner(app);
   app.jobs.register(segmentJobHandler);
   app.jobs.register(previewJobHandler);
@@ -350,6 +353,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         revocation.stop();
         await app.jobs.stop();
         await app.workers.close();
+        await app.queries.close();
         if (!options.conn) conn.close();
         log.info('SegQL stopped');
       })();

@@ -10,7 +10,7 @@ import { type CheckedInput, checkExpression, type ExpressionInput } from './expr
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
-import { type Profile, profileIdByIdentity, profilesByIds } from './profiles.js';
+import { profileIdByIdentity } from './profiles.js';
 
 export interface PqlProblem {
   message: string;
@@ -60,17 +60,21 @@ export function validatePql(conn: Connection, sandboxId: number, input: Expressi
   }
 }
 
-/** The exact set of qualifying profiles (SQL engine), in id order. */
-export function profilesMatching(
+/**
+ * One page of the exact set of qualifying profiles (SQL engine), in id order, as ids. `guard`
+ * conditions join the profile scan: the query workers put their deadline check there.
+ */
+export function matchingProfileIds(
   conn: Connection,
   sandboxId: number,
   input: ExpressionInput,
   at: number,
   args: PageArgs,
-): Page<Profile> & { totalCount: () => number } {
+  guard: readonly IdCondition[] = [],
+): Page<number> {
   const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
   const query = pageQuery(args);
-  const bounds: IdCondition[] = [];
+  const bounds: IdCondition[] = [...guard];
   if (query.after) bounds.push({ sql: 'p.id > ?', params: [Number(query.after[0])] });
   if (query.before) bounds.push({ sql: 'p.id < ?', params: [Number(query.before[0])] });
   const page = compileToSql(checked, { now: at, sandboxId, where: bounds });
@@ -79,19 +83,23 @@ export function profilesMatching(
     .prepare(`SELECT id FROM (${page.sql}) ORDER BY id ${order} LIMIT ?`)
     .pluck()
     .all(...page.params, query.fetch) as number[];
-  const result = toPage(ids, query, (id) => [id]);
-  const found = profilesByIds(conn, sandboxId, result.items);
-  return {
-    ...result,
-    items: result.items.map((id) => found.get(id)!),
-    totalCount: () => {
-      const all = compileToSql(checked, { now: at, sandboxId });
-      return conn.sqlite
-        .prepare(`SELECT count(*) FROM (${all.sql})`)
-        .pluck()
-        .get(...all.params) as number;
-    },
-  };
+  return toPage(ids, query, (id) => [id]);
+}
+
+/** How many profiles qualify (SQL engine); `guard` as in matchingProfileIds. */
+export function countMatching(
+  conn: Connection,
+  sandboxId: number,
+  input: ExpressionInput,
+  at: number,
+  guard: readonly IdCondition[] = [],
+): number {
+  const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
+  const all = compileToSql(checked, { now: at, sandboxId, where: guard });
+  return conn.sqlite
+    .prepare(`SELECT count(*) FROM (${all.sql})`)
+    .pluck()
+    .get(...all.params) as number;
 }
 
 /** One profile as the JS engine needs it: attributes, events in (timestamp, id) order, current memberships. */
@@ -162,8 +170,15 @@ export function evaluateProfile(
   conn: Connection,
   sandboxId: number,
   identity: IdentityInput,
-  options: { expression?: ExpressionInput | null; audienceIds?: readonly number[] | null; at: number },
+  options: {
+    expression?: ExpressionInput | null;
+    audienceIds?: readonly number[] | null;
+    at: number;
+    /** Called before each evaluation; throws to stop (the query workers' deadline). */
+    checkpoint?: () => void;
+  },
 ): EdgeEvaluation {
+  const checkpoint = options.checkpoint ?? (() => {});
   const started = performance.now();
   assertIdentity(identity);
   const profileId = profileIdByIdentity(conn, sandboxId, identity);
@@ -172,6 +187,7 @@ export function evaluateProfile(
   if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: true });
   const doc = loadProfileDocument(conn, sandboxId, profileId)!;
   let qualifies: boolean | null = null;
+  checkpoint();
   if (expression) qualifies = evaluate(expression.checked, doc, { now: options.at });
   const audienceIds: number[] = [];
   if (!expression || options.audienceIds) {
@@ -190,6 +206,7 @@ export function evaluateProfile(
           .pluck()
           .all(sandboxId) as number[]);
     for (const def of definitionsByIds(conn, sandboxId, definitionIds).values()) {
+      checkpoint();
       if (evaluate(checkedDefinition(conn, def), doc, { now: options.at })) audienceIds.push(def.audienceId);
     }
     audienceIds.sort((a, b) => a - b);

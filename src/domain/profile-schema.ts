@@ -40,6 +40,11 @@ function cacheFor(conn: Connection): Map<number, CachedCatalog> {
   return map;
 }
 
+/** Drops a connection's cached catalogues: a connection that only reads cannot see another's schema changes. */
+export function forgetCatalogs(conn: Connection): void {
+  catalogs.delete(conn);
+}
+
 export function installDefaultSchema(conn: Connection, sandboxId: number, now = Date.now()): void {
   conn.db
     .insert(schemaFields)

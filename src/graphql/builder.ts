@@ -45,7 +45,7 @@ export const builder = new SchemaBuilder<{
   DefaultFieldNullability: false;
   AuthScopes: AuthScopes;
   /** Every connection can count its whole filtered list; lazily, only when asked. */
-  Connection: { totalCount: number | (() => number) };
+  Connection: { totalCount: number | (() => number | Promise<number>) };
 }>({
   // Relay before scope-auth, so scopes see decoded ids (docs/dependencies.md).
   plugins: [RelayPlugin, ScopeAuthPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin],

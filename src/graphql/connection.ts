@@ -1,7 +1,7 @@
 import { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, type Page } from '../domain/paging.js';
 
 /** A domain page as a Relay connection result. */
-export function toConnection<T>(page: Page<T> & { totalCount: number | (() => number) }) {
+export function toConnection<T>(page: Page<T> & { totalCount: number | (() => number | Promise<number>) }) {
   return {
     edges: page.items.map((node, i) => ({ node, cursor: page.cursors[i]! })),
     pageInfo: {

@@ -19,6 +19,7 @@ import {
   unify,
 } from './checker-context.js';
 import { FUNCTIONS, METHODS, type MethodSignature, type ParamSpec, type TypeSpec } from './functions.js';
+import { regexTooComplex } from './regex-limits.js';
 import { parseDate, parseIsoDatetime } from './runtime-time.js';
 import type { PqlType } from './types.js';
 
@@ -188,11 +189,15 @@ function checkLiteral(
   }
   const text = stringLiteral(ctx, fn, param, arg);
   if (param.literal !== 'regex') return groups;
+  let compiled: RE2JS;
   try {
-    return RE2JS.compile(text).groupCount();
+    compiled = RE2JS.compile(text);
   } catch (e) {
     return ctx.fail(`invalid regular expression "${text}": ${(e as Error).message}`, arg.loc);
   }
+  const tooComplex = regexTooComplex(text, compiled);
+  if (tooComplex) ctx.fail(tooComplex, arg.loc);
+  return compiled.groupCount();
 }
 
 function stringLiteral(ctx: CheckContext, fn: string, param: ParamSpec, arg: ExpressionNode): string {

@@ -58,10 +58,23 @@ function checkRef(ctx: CheckContext, ref: ExpressionNode, scope: Scope): void {
 }
 
 /**
+ * The most steps a CHAIN may have. Its SQL nests one EXISTS per step; 24 simple steps already
+ * pass SQLite's expression depth limit (1000), so the limit leaves room for steps that nest
+ * further themselves.
+ */
+export const MAX_CHAIN_STEPS = 16;
+
+/**
  * `CHAIN(source, timeField, [A: WHAT(c) WHEN(w), …])`. WHAT reads the step's item; WHEN is
  * checked in the scope around the CHAIN, where the labels of earlier steps are datetimes.
  */
 export function checkChain(ctx: CheckContext, node: ChainNode, scope: Scope): PqlType {
+  if (node.steps.length > MAX_CHAIN_STEPS) {
+    ctx.fail(
+      `CHAIN has ${node.steps.length} steps; at most ${MAX_CHAIN_STEPS} are allowed (each step nests the compiled SQL one level deeper, and SQLite stops at an expression depth of 1000)`,
+      node.steps[MAX_CHAIN_STEPS]!.loc,
+    );
+  }
   const sourceType = ctx.check(node.source, scope);
   const item = objectItems(ctx, node.source, sourceType, 'CHAIN');
   const ref = ctx.refs.get(node.source) ?? null;

@@ -336,6 +336,35 @@ describe('functions and methods', () => {
     fails('person.name.firstName.matches("(a)\\\\1")', 'invalid escape sequence', 1, 31);
   });
 
+  it('refuses a CHAIN of more than 16 steps, naming the limit, and accepts 16', () => {
+    const chain = (n: number) =>
+      `CHAIN(xEvent, timestamp, [${Array.from({ length: n }, (_, i) => `S${i}: WHAT(eventType = "t${i}")`).join(', ')}])`;
+    ok(chain(16));
+    const e = typeError(chain(24));
+    expect(e.code).toBe('PQL_TYPE_ERROR');
+    expect(e.message).toContain('CHAIN has 24 steps; at most 16 are allowed');
+    expect(e.message).toContain('1000');
+  });
+
+  it('refuses a regex whose counted repetition or compiled program is over the limit, naming it', () => {
+    const e = typeError('homeAddress.city.matches(".{1000}")');
+    expect(e.code).toBe('PQL_TYPE_ERROR');
+    expect(e.message).toBe(
+      'regular expression ".{1000}" repeats up to 1000 times; a counted repetition may be at most {100}',
+    );
+    fails('homeAddress.city.matches("a{2,101}")', 'repeats up to 101 times', 1, 26);
+    fails('homeAddress.city.matches("(a{100}){5}")', 'over the limit of 500', 1, 26);
+    fails(
+      'homeAddress.city.matches(".{100}.{100}.{100}.{100}.{100}")',
+      'is too complex: it compiles to 502 instructions, over the limit of 500',
+      1,
+      26,
+    );
+    // Braces in a class, escaped or quoted are characters, not repetitions.
+    ok('homeAddress.city.matches("[{1000}]\\\\{1000}\\\\Q{1000}\\\\E")');
+    ok('homeAddress.city.matches("^[a-z]{2,100}[0-9]{1,5}$")');
+  });
+
   it('requires the regex to be a string literal and the group a whole number within the groups', () => {
     fails('person.name.firstName.matches(loyalty.tier)', 'regex of matches() must be a string literal', 1, 31);
     fails(

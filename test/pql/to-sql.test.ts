@@ -495,6 +495,24 @@ describe('CHAIN', () => {
   const chain = (when = '') =>
     `CHAIN(xEvent, timestamp, [A: WHAT(eventType = "a"), B: WHAT(eventType = "b")${when ? ` WHEN(${when})` : ''}])`;
 
+  it('runs a CHAIN of the most steps the checker allows (16), each within an hour of the one before', () => {
+    const steps = Array.from({ length: 16 }, (_, i) => i);
+    const events = (skip: number) =>
+      steps.filter((i) => i !== skip).map((i) => ({ at: NOW - 20 * H + i * 60_000, type: `t${i}` }));
+    harness.load([
+      p({}, events(-1)),
+      p({}, events(7)),
+      p(
+        {},
+        [...events(-1)].reverse().map((e, i) => ({ ...e, at: NOW - H + i })),
+      ),
+    ]);
+    const source = `CHAIN(xEvent, timestamp, [${steps
+      .map((i) => `S${i}: WHAT(eventType = "t${i}")${i > 0 ? ` WHEN(<= 1 hours after S${i - 1})` : ''}`)
+      .join(', ')}])`;
+    expect(select(source)).toEqual([1]);
+  });
+
   it('needs strictly increasing timestamps: equal timestamps cannot be consecutive steps', () => {
     harness.load([
       p({}, [

@@ -8,6 +8,15 @@ const require = createRequire(import.meta.url);
 const tsxApi = pathToFileURL(require.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
 const workerModule = new URL('./job-worker.ts', import.meta.url).href;
 
+/**
+ * Starts a worker thread running a TypeScript module. Node 20 loads a worker's entry before
+ * any `--import` hook applies, so the thread first registers tsx and then imports the module.
+ */
+export function startTypeScriptWorker(moduleUrl: string, workerData?: unknown): Worker {
+  const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(moduleUrl)}); })`;
+  return new Worker(code, { eval: true, workerData });
+}
+
 export class TaskCancelledError extends Error {
   constructor() {
     super('cancelled');
@@ -15,11 +24,7 @@ export class TaskCancelledError extends Error {
   }
 }
 
-/**
- * One long-lived worker thread per lane (job kind), started on first use. Node 20 loads a
- * worker's entry before any `--import` hook applies, so the thread first registers tsx and
- * then imports the TypeScript worker module.
- */
+/** One long-lived worker thread per lane (job kind), started on first use. */
 export class WorkerLanes {
   private readonly lanes = new Map<string, Worker>();
   private nextId = 1;
@@ -31,8 +36,7 @@ export class WorkerLanes {
   private lane(name: string): Worker {
     let worker = this.lanes.get(name);
     if (worker) return worker;
-    const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(workerModule)}); })`;
-    worker = new Worker(code, { eval: true });
+    worker = startTypeScriptWorker(workerModule);
     worker.unref();
     worker.on('message', (reply: TaskReply) => {
       const task = this.pending.get(reply.id);

@@ -36,6 +36,13 @@ export interface SegmentMetrics {
   segmentedProfileByNamespaceCounter: Record<string, Record<string, number>>;
   totalTimeMs: number;
   profileSegmentationTimeMs: number;
+  /** Definitions that could not be evaluated; their memberships were left as they were. */
+  failedDefinitions: FailedDefinition[];
+}
+
+export interface FailedDefinition {
+  definitionId: number;
+  reason: string;
 }
 
 export interface EvaluationHooks {
@@ -81,6 +88,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
   let totalProfiles = 0;
   let segmentationMs = 0;
   let namespaceCounts = new Map<number, Record<string, number>>();
+  const failed: FailedDefinition[] = [];
   try {
     sqlite.exec('BEGIN');
     try {
@@ -120,18 +128,32 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
       for (const def of plan.definitions) {
         if (hooks.cancelled()) throw new TaskCancelled();
         reached = 0;
-        const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
-        const query = compileToSql(checked, {
-          now,
-          sandboxId,
-          where: [{ sql: 'p.id % ? != 0 OR segql_tick(p.id)', params: [plan.chunkSize] }],
-        });
-        sqlite
-          .prepare(`INSERT INTO temp.job_result (audience_id, profile_id) SELECT ?, id FROM (${query.sql})`)
-          .run(def.audienceId, ...query.params);
+        // A definition that cannot run (one saved before a limit existed, say) fails alone: its
+        // rows are dropped and its memberships stay as they were; the others go on.
+        sqlite.exec('SAVEPOINT segql_definition');
+        try {
+          const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
+          const query = compileToSql(checked, {
+            now,
+            sandboxId,
+            where: [{ sql: 'p.id % ? != 0 OR segql_tick(p.id)', params: [plan.chunkSize] }],
+          });
+          sqlite
+            .prepare(`INSERT INTO temp.job_result (audience_id, profile_id) SELECT ?, id FROM (${query.sql})`)
+            .run(def.audienceId, ...query.params);
+          sqlite.exec('RELEASE segql_definition');
+        } catch (err) {
+          sqlite.exec('ROLLBACK TO segql_definition; RELEASE segql_definition');
+          if (err instanceof TaskCancelled) throw err;
+          failed.push({ definitionId: def.definitionId, reason: err instanceof Error ? err.message : String(err) });
+        }
         before += totalProfiles;
         hooks.progress(before, total);
-        if (shadow && plan.referencedAudienceIds.includes(def.audienceId)) {
+        if (
+          shadow &&
+          plan.referencedAudienceIds.includes(def.audienceId) &&
+          !failed.some((f) => f.definitionId === def.definitionId)
+        ) {
           sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
           sqlite
             .prepare(
@@ -148,7 +170,12 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
     // The shadow has done its job; writes below name main.memberships and must not see it.
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
     if (hooks.cancelled()) throw new TaskCancelled();
-    return writeResults(conn, plan, { totalProfiles, segmentationMs, started, namespaceCounts }, hooks);
+    if (failed.length > 0 && failed.length === plan.definitions.length) {
+      throw new Error(
+        `Every definition failed: ${failed.map((f) => `definition ${f.definitionId}: ${f.reason}`).join('; ')}`,
+      );
+    }
+    return writeResults(conn, plan, { totalProfiles, segmentationMs, started, namespaceCounts, failed }, hooks);
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
   }
@@ -219,6 +246,7 @@ interface ReadPhase {
   segmentationMs: number;
   started: number;
   namespaceCounts: Map<number, Record<string, number>>;
+  failed: FailedDefinition[];
 }
 
 function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hooks: EvaluationHooks): SegmentMetrics {
@@ -284,12 +312,15 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hook
     segmentedProfileByNamespaceCounter: {},
     totalTimeMs: 0,
     profileSegmentationTimeMs: Math.round(segmentationMs),
+    failedDefinitions: read.failed,
   };
+  const failedIds = new Set(read.failed.map((f) => f.definitionId));
   sqlite
     .transaction(() => {
       // A cancel that reached the database before this transaction wins; one after it finds the job finished.
       if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new TaskCancelled();
-      for (const { audienceId } of plan.definitions) {
+      for (const { audienceId, definitionId } of plan.definitions) {
+        if (failedIds.has(definitionId)) continue;
         const key = encodeGlobalId('Audience', audienceId);
         s.historyEnter.run(sandboxId, now, cause, audienceId);
         s.historyStay.run(sandboxId, now, cause, audienceId);

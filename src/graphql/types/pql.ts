@@ -1,5 +1,7 @@
 import { convertExpression, type PqlFormat } from '../../domain/expressions.js';
-import { evaluateProfile, type PqlProblem, profilesMatching, validatePql } from '../../domain/pql-tools.js';
+import type { EdgeEvaluation, PqlProblem } from '../../domain/pql-tools.js';
+import { validatePql } from '../../domain/pql-tools.js';
+import { evaluateProfile, profilesMatching } from '../../domain/queries/ad-hoc.js';
 import { PQL_ERROR_CODES } from '../../pql/errors.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
@@ -56,7 +58,7 @@ const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('Pql
   }),
 });
 
-const EdgeEvaluationType = builder.objectRef<ReturnType<typeof evaluateProfile>>('EdgeEvaluation').implement({
+const EdgeEvaluationType = builder.objectRef<EdgeEvaluation>('EdgeEvaluation').implement({
   description: 'The outcome of evaluating one profile on demand.',
   fields: (t) => ({
     qualifies: t.exposeBoolean('qualifies', { nullable: true, description: 'When an expression was given.' }),
@@ -96,17 +98,18 @@ builder.queryFields((t) => ({
   profilesMatching: t.connection(
     {
       type: ProfileRef,
-      description: 'The exact set of qualifying profiles (SQL engine) at `at` (default: now).',
+      description:
+        "The exact set of qualifying profiles (SQL engine) at `at` (default: now). Runs within the server's time budget; past it the answer is QUERY_TIMEOUT.",
       args: {
         expression: t.arg.string({ required: true, description: 'Who qualifies.' }),
         format: t.arg({ type: PqlFormatEnum, defaultValue: 'PQL_TEXT', description: 'The form of expression.' }),
         at: t.arg({ type: 'DateTime', description: 'Evaluate as of this instant (default: now).' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) =>
+      resolve: async (_r, args, ctx) =>
         toConnection(
-          profilesMatching(
-            ctx.conn,
+          await profilesMatching(
+            ctx.app,
             ctx.sandbox.id,
             { format: format(args.format), value: args.expression },
             args.at ?? Date.now(),
@@ -119,7 +122,7 @@ builder.queryFields((t) => ({
   evaluateProfile: t.field({
     type: EdgeEvaluationType,
     description:
-      'Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled).',
+      "Evaluates one profile with the JS engine: an expression, or the definitions of audienceIds (default: all edge-enabled). Runs within the server's time budget; past it the answer is QUERY_TIMEOUT.",
     args: {
       identity: t.arg({ type: IdentityInput, required: true, description: 'Any identity of the profile.' }),
       expression: t.arg.string({ description: 'An expression to evaluate (instead of definitions).' }),
@@ -128,7 +131,7 @@ builder.queryFields((t) => ({
       at: t.arg({ type: 'DateTime', description: 'Evaluate as of this instant (default: now).' }),
     },
     resolve: (_r, args, ctx) =>
-      evaluateProfile(ctx.conn, ctx.sandbox.id, args.identity, {
+      evaluateProfile(ctx.app, ctx.sandbox.id, args.identity, {
         expression: args.expression == null ? null : { format: format(args.format), value: args.expression },
         audienceIds: args.audienceIds?.map((id) => requireId(id, 'Audience')),
         at: args.at ?? Date.now(),

@@ -1,6 +1,6 @@
 import type { Audience } from '../../domain/audiences.js';
 import { type Job, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
-import type { AudienceCounts, SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
+import type { AudienceCounts, FailedDefinition, SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
 import { createSegmentJob } from '../../domain/segment-jobs/segment-job.js';
 import { builder, type SchemaTypes } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
@@ -64,6 +64,20 @@ const AudienceNamespaceCountType = builder
     }),
   });
 
+const FailedDefinitionType = builder.objectRef<FailedDefinition>('FailedDefinition').implement({
+  description:
+    'A definition a segment job could not evaluate. It failed alone: its memberships were left as they were, and the other definitions of the job were evaluated.',
+  fields: (t) => ({
+    segmentDefinition: t.field({
+      type: SegmentDefinitionRef,
+      nullable: true,
+      description: 'The definition (null once deleted).',
+      resolve: async (f, _a, ctx) => (await ctx.loaders.definition.load(f.definitionId)) ?? null,
+    }),
+    reason: t.exposeString('reason', { description: 'Why it could not be evaluated.' }),
+  }),
+});
+
 const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetrics').implement({
   description: 'What a finished segment job counted and how long it took.',
   fields: (t) => ({
@@ -90,6 +104,11 @@ const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetri
     totalTimeMs: t.exposeInt('totalTimeMs', { description: 'Wall time of the whole job, in milliseconds.' }),
     profileSegmentationTimeMs: t.exposeInt('profileSegmentationTimeMs', {
       description: 'Time spent evaluating profiles (without writing memberships), in milliseconds.',
+    }),
+    failedDefinitions: t.field({
+      type: [FailedDefinitionType],
+      description: 'Definitions that could not be evaluated, each with its reason; empty when all ran.',
+      resolve: (m) => m.failedDefinitions ?? [],
     }),
   }),
 });

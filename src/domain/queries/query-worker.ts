@@ -1,0 +1,122 @@
+/**
+ * The worker-thread side of ad-hoc evaluation (profilesMatching, evaluateProfile): a
+ * long-lived thread with its own read-only connection that runs one query at a time, so a
+ * heavy expression never holds the main thread. Each query carries a deadline; the profile
+ * scan and the JS evaluation check it and stop with `QueryTimedOut` once it has passed.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { openDatabase } from '../../db/index.js';
+import type { Location } from '../../pql/ast.js';
+import { PqlError, type PqlErrorCode } from '../../pql/errors.js';
+import type { IdCondition } from '../../pql/to-sql.js';
+import { DomainError, type ErrorCode } from '../errors.js';
+import type { ExpressionInput } from '../expressions.js';
+import type { PageArgs } from '../paging.js';
+import { countMatching, evaluateProfile, matchingProfileIds } from '../pql-tools.js';
+import type { IdentityInput } from '../profile-ingest.js';
+import { forgetCatalogs } from '../profile-schema.js';
+
+export interface QueryArgs {
+  matchingProfileIds: { sandboxId: number; input: ExpressionInput; at: number; page: PageArgs };
+  countMatching: { sandboxId: number; input: ExpressionInput; at: number };
+  evaluateProfile: {
+    sandboxId: number;
+    identity: IdentityInput;
+    expression: ExpressionInput | null;
+    audienceIds: number[] | null;
+    at: number;
+  };
+}
+
+export type QueryName = keyof QueryArgs;
+
+export interface QueryMessage<Q extends QueryName = QueryName> {
+  id: number;
+  query: Q;
+  args: QueryArgs[Q];
+  /** Epoch ms after which the query stops itself. */
+  deadline: number;
+}
+
+/** A failure as it crosses the thread boundary: the class and its fields, rebuilt on the other side. */
+export type WireError =
+  | { kind: 'domain'; code: ErrorCode; message: string; extensions: Record<string, unknown> }
+  | { kind: 'pql'; code: PqlErrorCode; message: string; source: string; loc: Location; expected: string[] }
+  | { kind: 'timeout' }
+  | { kind: 'internal'; message: string; stack?: string };
+
+export type QueryReply =
+  | { type: 'ready' }
+  | { id: number; type: 'done'; result: unknown }
+  | { id: number; type: 'error'; error: WireError };
+
+class QueryTimedOut extends Error {}
+
+function toWire(err: unknown): WireError {
+  if (err instanceof QueryTimedOut) return { kind: 'timeout' };
+  if (err instanceof DomainError) {
+    return { kind: 'domain', code: err.code, message: err.message, extensions: err.extensions };
+  }
+  if (err instanceof PqlError) {
+    const { code, message, source, loc, expected } = err;
+    return { kind: 'pql', code, message, source, loc, expected };
+  }
+  if (err instanceof Error) return { kind: 'internal', message: err.message, stack: err.stack };
+  return { kind: 'internal', message: String(err) };
+}
+
+if (parentPort) {
+  const port = parentPort;
+  const conn = openDatabase((workerData as { dbFile: string }).dbFile, { readonly: true });
+  let deadline = Number.POSITIVE_INFINITY;
+  const checkpoint = () => {
+    if (Date.now() > deadline) throw new QueryTimedOut();
+  };
+  conn.sqlite.function('segql_query_tick', { deterministic: false }, (_id: unknown) => {
+    checkpoint();
+    return 1;
+  });
+  // Every 64th profile of a scan calls back into JS, where the deadline is checked (a thrown error
+  // aborts the statement); between two checks lie at most 63 profiles' worth of work.
+  const guard: IdCondition[] = [{ sql: '(p.id & 63) != 0 OR segql_query_tick(p.id)', params: [] }];
+  let dataVersion = -1;
+
+  const run = (message: QueryMessage): unknown => {
+    // Another connection's commit (a schema change among them) shows as a new data_version.
+    const version = conn.sqlite.pragma('data_version', { simple: true }) as number;
+    if (version !== dataVersion) forgetCatalogs(conn);
+    dataVersion = version;
+    switch (message.query) {
+      case 'matchingProfileIds': {
+        const a = message.args as QueryArgs['matchingProfileIds'];
+        return matchingProfileIds(conn, a.sandboxId, a.input, a.at, a.page, guard);
+      }
+      case 'countMatching': {
+        const a = message.args as QueryArgs['countMatching'];
+        return countMatching(conn, a.sandboxId, a.input, a.at, guard);
+      }
+      case 'evaluateProfile': {
+        const a = message.args as QueryArgs['evaluateProfile'];
+        return evaluateProfile(conn, a.sandboxId, a.identity, {
+          expression: a.expression,
+          audienceIds: a.audienceIds,
+          at: a.at,
+          checkpoint,
+        });
+      }
+    }
+  };
+
+  port.on('message', (message: QueryMessage) => {
+    deadline = message.deadline;
+    try {
+      const result = run(message);
+      port.postMessage({ id: message.id, type: 'done', result } satisfies QueryReply);
+    } catch (err) {
+      port.postMessage({ id: message.id, type: 'error', error: toWire(err) } satisfies QueryReply);
+    } finally {
+      deadline = Number.POSITIVE_INFINITY;
+    }
+  });
+  port.postMessage({ type: 'ready' } satisfies QueryReply);
+}
