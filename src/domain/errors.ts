@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'RATE_LIMITED'
   | 'QUERY_TOO_COMPLEX'
+  | 'PAYLOAD_TOO_LARGE'
   | 'INTERNAL';
 
 /** A failure the caller can act on: thrown by domain code, never built as a GraphQL error there. */
