@@ -23,8 +23,9 @@ import { scopePlugin } from './graphql/auth.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
-import { maxAliasesRule, maxDepthRule } from './graphql/limits.js';
+import { documentLimitsPlugin, maxAliasesRule, maxDepthRule } from './graphql/limits.js';
 import { activeSubscriptions, createMetrics, type Metrics } from './metrics.js';
+import { payloadTooLarge, readBodyWithin } from './request-body.js';
 
 export interface ServerOptions {
   port?: number;
@@ -113,6 +114,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logging: log.child({ component: 'yoga' }),
     maskedErrors: false,
     landingPage: false,
+    maxRequestBodySize: limits.maxBodyBytes,
     graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
     renderGraphiQL: (opts) => {
       graphiqlPage ??= renderGraphiQL(opts);
@@ -120,6 +122,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     },
     plugins: [
       ...errorMappingPlugins(log),
+      documentLimitsPlugin(),
       scopePlugin(),
       countSubscriptions,
       {
@@ -199,17 +202,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         return res.end(await metrics.registry.metrics());
       }
-      const length = Number(req.headers['content-length'] ?? 0);
-      if (length > limits.maxBodyBytes) {
-        req.resume();
-        return json(res, 413, {
-          errors: [
-            {
-              message: `Request body of ${length} bytes exceeds the limit of ${limits.maxBodyBytes} bytes`,
-              extensions: { code: 'BAD_USER_INPUT', limit: limits.maxBodyBytes, actual: length },
-            },
-          ],
-        });
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        const read = await readBodyWithin(req, limits.maxBodyBytes);
+        if (!read.ok) {
+          // The rest is never read: close the connection once the answer is out instead of draining it.
+          res.setHeader('connection', 'close');
+          res.on('finish', () => req.destroy());
+          return json(res, 413, payloadTooLarge(limits.maxBodyBytes, read));
+        }
+        // whatwg-node takes an already read body from `req.body` (as it does behind body-parser).
+        (req as IncomingMessage & { body?: Buffer }).body = read.body;
       }
       if (req.headers.accept?.includes('text/event-stream')) {
         streams.add(res);
@@ -224,7 +226,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: yoga.graphqlEndpoint,
+    maxPayload: limits.maxBodyBytes,
+  });
   const wsCleanup = useServer(
     {
       execute: (args: any) => args.rootValue.execute(args),
