@@ -2,13 +2,14 @@ import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { GraphQLError, type ValidationRule } from 'graphql';
+import { GraphQLError, getOperationAST, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, finalAsyncIterator, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
+import { isCorruption } from './db/integrity.js';
 import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal, RateLimiter } from './domain/api-keys.js';
 import type { App } from './domain/app.js';
 import { DomainError } from './domain/errors.js';
@@ -35,6 +36,8 @@ export interface ServerOptions {
   log?: Logger;
   /** An already open connection (the CLI seeds through it before serving). */
   conn?: Connection;
+  /** Open the data directory's database without `PRAGMA quick_check` (ignored with `conn`). */
+  skipIntegrityCheck?: boolean;
 }
 
 export interface RunningServer {
@@ -82,7 +85,8 @@ let graphiqlPage: string | undefined;
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? pino({ level: 'silent' });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
+  const conn =
+    options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
   ensureSandbox(conn, DEFAULT_SANDBOX);
   const keys = new KeyRing(conn, keyStampFile(options.dataDir));
   const rateLimiter = new RateLimiter(limits.rateLimitPerSecond);
@@ -105,6 +109,28 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.jobs.start();
   const streaming = startStreaming(app, limits.streamingSweepMs);
   const metrics = createMetrics(app);
+  // Set once a statement meets a damaged page: from then on /readyz fails and nothing writes.
+  let damage: string | undefined;
+  const reportDamage = (err: unknown) => {
+    if (damage !== undefined || !isCorruption(err)) return;
+    damage = (err as Error).message;
+    log.fatal({ err }, 'the database is damaged: /readyz answers 503 and writes are refused; restore a good copy');
+    streaming.stop();
+    app.jobs.stop().catch((stopErr) => log.error({ err: stopErr }, 'stopping jobs after database damage failed'));
+  };
+  const refuseWritesWhenDamaged: Plugin = {
+    onExecute({ args, setResultAndStopExecution }) {
+      if (damage === undefined) return;
+      if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') return;
+      setResultAndStopExecution({
+        errors: [
+          new GraphQLError(`The database is damaged (${damage}); writes are stopped until a good copy is restored`, {
+            extensions: { code: 'INTERNAL' },
+          }),
+        ],
+      });
+    },
+  };
   const yoga = createYoga<
     ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> },
     Context
@@ -121,8 +147,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       return graphiqlPage;
     },
     plugins: [
-      ...errorMappingPlugins(log),
+      ...errorMappingPlugins(log, reportDamage),
       documentLimitsPlugin(),
+      refuseWritesWhenDamaged,
       scopePlugin(),
       countSubscriptions,
       {
@@ -195,7 +222,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       if (path === '/healthz') return json(res, 200, { status: 'ok' });
       if (path === '/readyz') {
-        conn.sqlite.prepare('SELECT 1').get();
+        try {
+          conn.sqlite.prepare('SELECT 1').get();
+        } catch (err) {
+          reportDamage(err);
+          throw err;
+        }
+        if (damage !== undefined) return json(res, 503, { status: 'damaged', reason: damage });
         return json(res, 200, { status: 'ok' });
       }
       if (path === '/metrics') {

@@ -1,6 +1,7 @@
 import { type ExecutionResult, GraphQLError } from 'graphql';
 import { type Plugin, usePayloadFormatter } from 'graphql-yoga';
 import type { Logger } from 'pino';
+import { isCorruption } from '../db/integrity.js';
 import { DomainError, type ErrorCode } from '../domain/errors.js';
 import { PqlError } from '../pql/errors.js';
 
@@ -30,7 +31,12 @@ function withPosition(error: GraphQLError): string {
  * validation, variable coercion, malformed body) are BAD_USER_INPUT unless they already
  * carry a code; anything else is a bug: INTERNAL with the request id, details only in the log.
  */
-export function toClientError(error: GraphQLError, requestId: string | undefined, log: Logger): GraphQLError {
+export function toClientError(
+  error: GraphQLError,
+  requestId: string | undefined,
+  log: Logger,
+  onInternal?: (err: unknown) => void,
+): GraphQLError {
   const original = error.originalError;
   const base = { nodes: error.nodes, source: error.source, positions: error.positions, path: error.path };
   if (original instanceof DomainError) {
@@ -44,7 +50,7 @@ export function toClientError(error: GraphQLError, requestId: string | undefined
         : { line, column, offset, length };
     return new GraphQLError(original.message, { ...base, extensions: { code: original.code, pql } });
   }
-  if (original instanceof GraphQLError) return toClientError(original, requestId, log);
+  if (original instanceof GraphQLError) return toClientError(original, requestId, log, onInternal);
   const code = error.extensions?.code;
   if (typeof code === 'string' && Object.hasOwn(FOREIGN_CODES, code)) {
     let message = code === 'GRAPHQL_PARSE_FAILED' ? withPosition(error) : error.message;
@@ -58,15 +64,27 @@ export function toClientError(error: GraphQLError, requestId: string | undefined
     return new GraphQLError(error.message, { ...base, extensions: { code: 'BAD_USER_INPUT' } });
   }
   log.error({ err: original, requestId, path: error.path }, 'unexpected error while resolving');
+  onInternal?.(original);
+  if (isCorruption(original)) {
+    return new GraphQLError(
+      `The database is damaged; the server has stopped writing and needs a restored copy (request id ${requestId ?? 'unknown'})`,
+      { ...base, extensions: { code: 'INTERNAL', requestId } },
+    );
+  }
   return new GraphQLError(`Internal error; quote request id ${requestId ?? 'unknown'} when reporting it`, {
     ...base,
     extensions: { code: 'INTERNAL', requestId },
   });
 }
 
-function mapResult(result: ExecutionResult, requestId: string | undefined, log: Logger): ExecutionResult | false {
+function mapResult(
+  result: ExecutionResult,
+  requestId: string | undefined,
+  log: Logger,
+  onInternal?: (err: unknown) => void,
+): ExecutionResult | false {
   if (!result.errors?.length) return false;
-  return { ...result, errors: result.errors.map((e) => toClientError(e, requestId, log)) };
+  return { ...result, errors: result.errors.map((e) => toClientError(e, requestId, log, onInternal)) };
 }
 
 const ACCEPTED_TYPES = [
@@ -105,10 +123,10 @@ function withAuthStatus(result: ExecutionResult): ExecutionResult {
 }
 
 /** Envelop/yoga plugins that apply `toClientError` on every path: HTTP, SSE and graphql-ws. */
-export function errorMappingPlugins(log: Logger): Plugin[] {
+export function errorMappingPlugins(log: Logger, onInternal?: (err: unknown) => void): Plugin[] {
   const requestIdOf = (ctx: unknown) => (ctx as { requestId?: string } | undefined)?.requestId;
   return [
-    usePayloadFormatter((result, args) => mapResult(result, requestIdOf(args.contextValue), log)) as Plugin,
+    usePayloadFormatter((result, args) => mapResult(result, requestIdOf(args.contextValue), log, onInternal)) as Plugin,
     {
       onValidate() {
         return ({ result, setResult }) => {
@@ -136,8 +154,8 @@ export function errorMappingPlugins(log: Logger): Plugin[] {
             ...er,
             errors: er.errors.map((e) =>
               e instanceof GraphQLError
-                ? toClientError(e, requestId, log)
-                : toClientError(new GraphQLError(String(e)), requestId, log),
+                ? toClientError(e, requestId, log, onInternal)
+                : toClientError(new GraphQLError(String(e)), requestId, log, onInternal),
             ),
           });
         };
