@@ -7,6 +7,7 @@ import { SingleBar } from 'cli-progress';
 import pino from 'pino';
 import { databaseFile, loadConfig } from './config.js';
 import { openDatabase } from './db/index.js';
+import { DatabaseDamagedError } from './db/integrity.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
@@ -97,7 +98,7 @@ async function main() {
     process.exitCode = 2;
     return;
   }
-  const conn = openDatabase(file);
+  const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
   const prod = ensureSandbox(conn, DEFAULT_SANDBOX);
   if (config.demoProfiles > 0 && countProfiles(conn, prod.id) === 0) {
     seedWithProgress(conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
@@ -189,6 +190,10 @@ function keysCommand(conn: ReturnType<typeof openDatabase>, args: string[]) {
 }
 
 main().catch((err) => {
+  if (err instanceof DatabaseDamagedError) {
+    process.stderr.write(`segql: ${err.message}\n`);
+    process.exit(1);
+  }
   log.fatal({ err }, 'segql failed');
   process.exit(1);
 });

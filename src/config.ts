@@ -8,6 +8,8 @@ export interface Config {
   /** Demo profiles seeded into `prod` when the data directory is new; 0 for none. */
   demoProfiles: number;
   logLevel: string;
+  /** SEGQL_SKIP_INTEGRITY_CHECK=1: start without `PRAGMA quick_check` (to read what is left of a damaged file). */
+  skipIntegrityCheck: boolean;
   limits: Limits;
 }
 
@@ -61,6 +63,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     dataDir: resolve(env.SEGQL_DATA_DIR || './data'),
     demoProfiles: intFrom(env.SEGQL_DEMO_PROFILES, 10_000, 'SEGQL_DEMO_PROFILES'),
     logLevel: env.SEGQL_LOG_LEVEL || 'info',
+    skipIntegrityCheck: env.SEGQL_SKIP_INTEGRITY_CHECK === '1' || env.SEGQL_SKIP_INTEGRITY_CHECK === 'true',
     limits: {
       ...DEFAULT_LIMITS,
       maxDepth: intFrom(env.SEGQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'SEGQL_MAX_DEPTH'),

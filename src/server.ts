@@ -2,13 +2,14 @@ import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
-import { GraphQLError, type ValidationRule } from 'graphql';
+import { GraphQLError, getOperationAST, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import { createYoga, finalAsyncIterator, isAsyncIterable, type Plugin } from 'graphql-yoga';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer } from 'ws';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
+import { isCorruption } from './db/integrity.js';
 import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal, RateLimiter } from './domain/api-keys.js';
 import type { App } from './domain/app.js';
 import { DomainError } from './domain/errors.js';
@@ -23,9 +24,10 @@ import { startStreaming } from './domain/streaming.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins, mapResult } from './graphql/errors.js';
 import { schema } from './graphql/index.js';
-import { maxAliasesRule, maxDepthRule } from './graphql/limits.js';
+import { documentLimitsPlugin, maxAliasesRule, maxDepthRule } from './graphql/limits.js';
 import { endRevokedSubscriptions } from './graphql/revocation.js';
 import { activeSubscriptions, createMetrics, type Metrics } from './metrics.js';
+import { payloadTooLarge, readBodyWithin } from './request-body.js';
 
 export interface ServerOptions {
   port?: number;
@@ -37,6 +39,8 @@ export interface ServerOptions {
   conn?: Connection;
   /** A bearer token that may read /metrics when keys are required (default SEGQL_METRICS_TOKEN). */
   metricsToken?: string;
+  /** Open the data directory's database without `PRAGMA quick_check` (ignored with `conn`). */
+  skipIntegrityCheck?: boolean;
 }
 
 export interface RunningServer {
@@ -84,7 +88,8 @@ let graphiqlPage: string | undefined;
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? pino({ level: 'silent' });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const conn = options.conn ?? openDatabase(databaseFile(options.dataDir));
+  const conn =
+    options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
   ensureSandbox(conn, DEFAULT_SANDBOX);
   const keys = new KeyRing(conn, keyStampFile(options.dataDir), log);
   const rateLimiter = new RateLimiter(limits.rateLimitPerSecond);
@@ -131,6 +136,28 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.jobs.start();
   const streaming = startStreaming(app, limits.streamingSweepMs);
   const metrics = createMetrics(app);
+  // Set once a statement meets a damaged page: from then on /readyz fails and nothing writes.
+  let damage: string | undefined;
+  const reportDamage = (err: unknown) => {
+    if (damage !== undefined || !isCorruption(err)) return;
+    damage = (err as Error).message;
+    log.fatal({ err }, 'the database is damaged: /readyz answers 503 and writes are refused; restore a good copy');
+    streaming.stop();
+    app.jobs.stop().catch((stopErr) => log.error({ err: stopErr }, 'stopping jobs after database damage failed'));
+  };
+  const refuseWritesWhenDamaged: Plugin = {
+    onExecute({ args, setResultAndStopExecution }) {
+      if (damage === undefined) return;
+      if (getOperationAST(args.document, args.operationName)?.operation !== 'mutation') return;
+      setResultAndStopExecution({
+        errors: [
+          new GraphQLError(`The database is damaged (${damage}); writes are stopped until a good copy is restored`, {
+            extensions: { code: 'INTERNAL' },
+          }),
+        ],
+      });
+    },
+  };
   const yoga = createYoga<
     ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> },
     Context
@@ -140,13 +167,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logging: log.child({ component: 'yoga' }),
     maskedErrors: false,
     landingPage: false,
+    maxRequestBodySize: limits.maxBodyBytes,
     graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
     renderGraphiQL: (opts) => {
       graphiqlPage ??= renderGraphiQL(opts);
       return graphiqlPage;
     },
     plugins: [
-      ...errorMappingPlugins(log),
+      ...errorMappingPlugins(log, reportDamage),
+      documentLimitsPlugin(),
+      refuseWritesWhenDamaged,
       revocation,
       countSubscriptions,
       {
@@ -221,7 +251,13 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     try {
       if (path === '/healthz') return json(res, 200, { status: 'ok' });
       if (path === '/readyz') {
-        conn.sqlite.prepare('SELECT 1').get();
+        try {
+          conn.sqlite.prepare('SELECT 1').get();
+        } catch (err) {
+          reportDamage(err);
+          throw err;
+        }
+        if (damage !== undefined) return json(res, 503, { status: 'damaged', reason: damage });
         return json(res, 200, { status: 'ok' });
       }
       if (path === '/metrics') {
@@ -230,17 +266,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         return res.end(await metrics.registry.metrics());
       }
-      const length = Number(req.headers['content-length'] ?? 0);
-      if (length > limits.maxBodyBytes) {
-        req.resume();
-        return json(res, 413, {
-          errors: [
-            {
-              message: `Request body of ${length} bytes exceeds the limit of ${limits.maxBodyBytes} bytes`,
-              extensions: { code: 'BAD_USER_INPUT', limit: limits.maxBodyBytes, actual: length },
-            },
-          ],
-        });
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        const read = await readBodyWithin(req, limits.maxBodyBytes);
+        if (!read.ok) {
+          // The rest is never read: close the connection once the answer is out instead of draining it.
+          res.setHeader('connection', 'close');
+          res.on('finish', () => req.destroy());
+          return json(res, 413, payloadTooLarge(limits.maxBodyBytes, read));
+        }
+        // whatwg-node takes an already read body from `req.body` (as it does behind body-parser).
+        (req as IncomingMessage & { body?: Buffer }).body = read.body;
       }
       if (req.headers.accept?.includes('text/event-stream')) {
         streams.add(res);
@@ -255,7 +290,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     }
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint });
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: yoga.graphqlEndpoint,
+    maxPayload: limits.maxBodyBytes,
+  });
   const wsCleanup = useServer(
     {
       execute: (args: any) => args.rootValue.execute(args),

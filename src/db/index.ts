@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { registerPqlFunctions } from '../pql/sql-functions.js';
+import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 
 export type Sqlite = Database.Database;
@@ -54,6 +55,8 @@ export interface OpenOptions {
   /** Apply pending migrations (default true). Read-only worker connections pass false. */
   migrate?: boolean;
   readonly?: boolean;
+  /** Run `PRAGMA quick_check` first and refuse a damaged file (DatabaseDamagedError). */
+  integrityCheck?: boolean;
 }
 
 /**
@@ -64,19 +67,28 @@ export interface OpenOptions {
 export function openDatabase(file: string, options: OpenOptions = {}): Connection {
   if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
   const sqlite = new Database(file, { readonly: options.readonly ?? false });
-  installStatementCounter(sqlite);
-  if (!options.readonly) {
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = NORMAL');
+  let db: Db;
+  try {
+    installStatementCounter(sqlite);
+    if (!options.readonly) {
+      sqlite.pragma('journal_mode = WAL');
+      sqlite.pragma('synchronous = NORMAL');
+    }
+    sqlite.pragma('busy_timeout = 5000');
+    sqlite.pragma('foreign_keys = ON');
+    sqlite.pragma('cache_size = -262144');
+    sqlite.pragma('mmap_size = 1073741824');
+    sqlite.pragma('temp_store = MEMORY');
+    // Before migrating: a migration must not write onto damaged pages.
+    if (options.integrityCheck) quickCheck(sqlite, file);
+    registerPqlFunctions(sqlite);
+    db = drizzle(sqlite, { schema }) as Db;
+    if (options.migrate !== false && !options.readonly) migrate(db, { migrationsFolder });
+  } catch (err) {
+    sqlite.close();
+    if (isCorruption(err) && !(err instanceof DatabaseDamagedError)) throw damaged(file, (err as Error).message, err);
+    throw err;
   }
-  sqlite.pragma('busy_timeout = 5000');
-  sqlite.pragma('foreign_keys = ON');
-  sqlite.pragma('cache_size = -262144');
-  sqlite.pragma('mmap_size = 1073741824');
-  sqlite.pragma('temp_store = MEMORY');
-  registerPqlFunctions(sqlite);
-  const db = drizzle(sqlite, { schema }) as Db;
-  if (options.migrate !== false && !options.readonly) migrate(db, { migrationsFolder });
   return {
     sqlite,
     db,

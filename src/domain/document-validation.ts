@@ -26,6 +26,9 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** Assigning `__proto__` replaces an object's prototype instead of adding a key: the value would vanish. */
+const unstorableKey = (path: string) => new InvalidField(`Field "${path}": the key "__proto__" cannot be stored`);
+
 function join(prefix: string, key: string): string {
   return prefix ? `${prefix}.${key}` : key;
 }
@@ -34,6 +37,7 @@ function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix:
   const out: Record<string, unknown> = {};
   for (const [key, v] of Object.entries(obj)) {
     const path = join(prefix, key);
+    if (key === '__proto__') throw unstorableKey(path);
     const fieldType = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!fieldType) {
       throw new InvalidField(
@@ -59,9 +63,10 @@ function normaliseValue(v: unknown, type: PqlType, path: string): unknown {
       if (typeof v !== 'boolean') throw wrong('a boolean');
       return v;
     case 'datetime': {
-      const ms = typeof v === 'string' ? parseIngestDatetime(v) : undefined;
-      if (ms === undefined) throw wrong('an ISO-8601 datetime (e.g. "2026-11-28T09:30:00.000Z")');
-      return new Date(ms).toISOString();
+      if (typeof v !== 'string') throw wrong(`an ISO-8601 datetime (e.g. ${DATETIME_EXAMPLE})`);
+      const parsed = parseDatetime(v);
+      if (!parsed.ok) throw new InvalidField(`Field "${path}" must be an ISO-8601 datetime: ${parsed.reason}`);
+      return new Date(parsed.ms).toISOString();
     }
     case 'array':
       if (!Array.isArray(v)) throw wrong('an array');
@@ -69,7 +74,10 @@ function normaliseValue(v: unknown, type: PqlType, path: string): unknown {
     case 'map': {
       if (!isPlainObject(v)) throw wrong('an object (map)');
       const out: Record<string, unknown> = {};
-      for (const [k, item] of Object.entries(v)) out[k] = normaliseValue(item, type.of, `${path}.${k}`);
+      for (const [k, item] of Object.entries(v)) {
+        if (k === '__proto__') throw unstorableKey(`${path}.${k}`);
+        out[k] = normaliseValue(item, type.of, `${path}.${k}`);
+      }
       return out;
     }
     case 'object':
@@ -89,37 +97,49 @@ function describe(v: unknown): string {
 
 const ISO = /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?(Z|[+-]\d{2}:?\d{2})?)?$/;
 
+const DATETIME_EXAMPLE = '"2026-11-28T09:30:00.000Z"';
+
+/** The widest UTC offsets in use (Pacific/Kiritimati +14:00, Etc/GMT+12 −12:00), rounded to ±14:00. */
+const MAX_OFFSET_MINUTES = 14 * 60;
+
 /**
  * Parses an ISO-8601 date or datetime as clients send it (`2024-03-14`, `…T10:00Z`,
- * `…T10:00:00.123+02:00`; no offset means UTC); undefined when it is not one, including
- * impossible dates such as February 30.
+ * `…T10:00:00.123+02:00`; no offset means UTC) into epoch milliseconds, or says why it is not
+ * one: impossible dates (February 30), hours past 23, minutes or seconds past 59 and offsets
+ * outside ±14:00 are refused rather than rolled over into another instant.
  */
-export function parseIngestDatetime(text: string): number | undefined {
+export function parseDatetime(text: string): { ok: true; ms: number } | { ok: false; reason: string } {
   const m = ISO.exec(text);
-  if (!m) return undefined;
+  if (!m) return { ok: false, reason: `it is not an ISO-8601 datetime such as ${DATETIME_EXAMPLE}` };
   const [, y, mo, d, h = '00', mi = '00', s = '00', frac = '0', zone] = m;
-  const year = Number(y);
-  const month = Number(mo);
-  const day = Number(d);
-  const base = Date.UTC(
-    year,
-    month - 1,
-    day,
-    Number(h),
-    Number(mi),
-    Number(s),
-    Number(frac.padEnd(3, '0').slice(0, 3)),
-  );
-  const check = new Date(Date.UTC(year, month - 1, day));
-  if (check.getUTCFullYear() !== year || check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day)
-    return undefined;
-  if (Number(h) > 23 || Number(mi) > 59 || Number(s) > 59) return undefined;
-  let offset = 0;
+  const [year, month, day, hour, minute, second] = [y, mo, d, h, mi, s].map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  if (hour > 23) return { ok: false, reason: `hour ${h} is past 23` };
+  if (minute > 59) return { ok: false, reason: `minute ${mi} is past 59` };
+  if (second > 59) return { ok: false, reason: `second ${s} is past 59` };
+  // setUTCFullYear, because Date.UTC reads the years 0–99 as 1900–1999.
+  const at = new Date(Date.UTC(2000, 0, 1, hour, minute, second, Number(frac.padEnd(3, '0').slice(0, 3))));
+  at.setUTCFullYear(year, month - 1, day);
+  if (at.getUTCFullYear() !== year || at.getUTCMonth() !== month - 1 || at.getUTCDate() !== day)
+    return { ok: false, reason: `${y}-${mo}-${d} is not a date in the calendar` };
+  let offsetMinutes = 0;
   if (zone && zone !== 'Z') {
     const sign = zone.startsWith('-') ? -1 : 1;
     const digits = zone.slice(1).replace(':', '');
-    offset = sign * (Number(digits.slice(0, 2)) * 60 + Number(digits.slice(2, 4))) * 60_000;
+    const offsetHours = Number(digits.slice(0, 2));
+    const offsetMins = Number(digits.slice(2, 4));
+    if (offsetMins > 59 || offsetHours * 60 + offsetMins > MAX_OFFSET_MINUTES)
+      return { ok: false, reason: `the UTC offset ${zone} is outside -14:00 to +14:00` };
+    offsetMinutes = sign * (offsetHours * 60 + offsetMins);
   }
-  const ms = base - offset;
-  return Number.isFinite(ms) && ms >= -62135596800000 && ms <= 253402300799999 ? ms : undefined;
+  const ms = at.getTime() - offsetMinutes * 60_000;
+  if (!Number.isFinite(ms) || ms < -62135596800000 || ms > 253402300799999)
+    return { ok: false, reason: 'it is outside the years 0001 to 9999 in UTC' };
+  return { ok: true, ms };
 }

@@ -10,6 +10,7 @@ export type ErrorCode =
   | 'RATE_LIMITED'
   | 'QUERY_TOO_COMPLEX'
   | 'QUERY_TIMEOUT'
+  | 'PAYLOAD_TOO_LARGE'
   | 'INTERNAL';
 
 /** A failure the caller can act on: thrown by domain code, never built as a GraphQL error there. */

@@ -7,6 +7,7 @@ import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } fro
 import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
+import { encodeGlobalId } from './ids.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
@@ -166,6 +167,22 @@ export function checkedDefinition(conn: Connection, def: SegmentDefinition): Che
  * Evaluates one profile with the JS engine: an expression, or the definitions of the given
  * audiences (default: every edge-enabled definition of the sandbox).
  */
+/** The definitions of the named audiences; an id that names no audience here is NOT_FOUND, not skipped. */
+function definitionsOfAudiences(conn: Connection, sandboxId: number, audienceIds: readonly number[]): number[] {
+  const rows = conn.sqlite
+    .prepare(
+      `SELECT id, definition_id AS definitionId FROM audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    )
+    .all(sandboxId, JSON.stringify(audienceIds)) as { id: number; definitionId: number | null }[];
+  const found = new Set(rows.map((r) => r.id));
+  const missing = audienceIds.find((id) => !found.has(id));
+  if (missing !== undefined) {
+    const globalId = encodeGlobalId('Audience', missing);
+    throw notFound(`No Audience with id "${globalId}" in this sandbox`, globalId);
+  }
+  return rows.flatMap((r) => (r.definitionId === null ? [] : [r.definitionId]));
+}
+
 export function evaluateProfile(
   conn: Connection,
   sandboxId: number,
@@ -192,12 +209,7 @@ export function evaluateProfile(
   const audienceIds: number[] = [];
   if (!expression || options.audienceIds) {
     const definitionIds = options.audienceIds
-      ? (conn.sqlite
-          .prepare(
-            `SELECT definition_id FROM audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) AND definition_id IS NOT NULL`,
-          )
-          .pluck()
-          .all(sandboxId, JSON.stringify(options.audienceIds)) as number[])
+      ? definitionsOfAudiences(conn, sandboxId, options.audienceIds)
       : (conn.sqlite
           .prepare(
             `SELECT d.id FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id

@@ -3,7 +3,7 @@ import type { Statement } from 'better-sqlite3';
 import { DEFAULT_LIMITS, type Limits } from '../config.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import { refreshAudienceSize } from './audiences.js';
-import { parseIngestDatetime, validateDocument } from './document-validation.js';
+import { parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
 
@@ -298,11 +298,12 @@ export function ingestEvents(
           reject(index, 'eventType is empty');
           continue;
         }
-        const ts = typeof event.timestamp === 'string' ? parseIngestDatetime(event.timestamp) : undefined;
-        if (ts === undefined) {
-          reject(index, 'timestamp must be an ISO-8601 datetime');
+        const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
+        if (!parsedTs?.ok) {
+          reject(index, `timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
           continue;
         }
+        const ts = parsedTs.ms;
         if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
           reject(index, 'id must be a non-empty string of at most 256 characters');
           continue;

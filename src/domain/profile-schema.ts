@@ -25,6 +25,9 @@ export interface SchemaFieldInput {
 /** Users add fields under `_tenant.`; the default fields are the platform's (docs/domain.md). */
 const TENANT_PATH = /^_tenant(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
 
+/** Names that address an object's prototype rather than a field of it. */
+const RESERVED_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
+
 interface CachedCatalog {
   fields: SchemaField[];
   catalog: FieldCatalog;
@@ -100,6 +103,15 @@ export function updateProfileSchema(
       parseFieldType(f.type);
     } catch (e) {
       throw badInput(`Unknown field type "${f.type}": ${(e as Error).message}`, `${at}.type`);
+    }
+    const reserved = String(f.path)
+      .split('.')
+      .find((segment) => RESERVED_SEGMENTS.has(segment));
+    if (reserved !== undefined) {
+      throw badInput(
+        `"${reserved}" cannot be a path segment ("${f.path}"): JavaScript objects reserve it, so values under it could not be stored`,
+        `${at}.path`,
+      );
     }
     const old = existing.get(`${f.class}:${f.path}`);
     if (!old && !TENANT_PATH.test(f.path)) {

@@ -1,10 +1,18 @@
 import SchemaBuilder from '@pothos/core';
 import ComplexityPlugin, { type FieldComplexityValue } from '@pothos/plugin-complexity';
 import DataloaderPlugin from '@pothos/plugin-dataloader';
-import RelayPlugin from '@pothos/plugin-relay';
+import RelayPlugin, { resolveNodes } from '@pothos/plugin-relay';
 import ScopeAuthPlugin from '@pothos/plugin-scope-auth';
 import SimpleObjectsPlugin from '@pothos/plugin-simple-objects';
-import { GraphQLError, type GraphQLOutputType, getNamedType, isLeafType, isListType, isNonNullType } from 'graphql';
+import {
+  GraphQLError,
+  type GraphQLOutputType,
+  type GraphQLResolveInfo,
+  getNamedType,
+  isLeafType,
+  isListType,
+  isNonNullType,
+} from 'graphql';
 import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
 import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
@@ -15,8 +23,9 @@ const UNKNOWN_TYPE = '__unknown__';
 function isNodeType(typename: string): boolean {
   if (typename === UNKNOWN_TYPE) return false;
   try {
-    builder.configStore.getTypeConfig(typename, 'Object');
-    return true;
+    // Only types that can load by id are nodes; `Query` or `PageInfo` in an id name nothing.
+    const options = builder.configStore.getTypeConfig(typename, 'Object').pothosOptions as Record<string, unknown>;
+    return ['loadMany', 'loadOne', 'loadManyWithoutCache', 'loadWithoutCache'].some((k) => options[k] !== undefined);
   } catch {
     return false;
   }
@@ -93,10 +102,19 @@ export const builder = new SchemaBuilder<{
     nodesQueryOptions: {
       description: 'Entities by global id, in order; null for each that does not exist.',
       args: { ids: { description: 'The global ids.' } },
-      resolve: async (_root, { ids }, _ctx, _info, resolveNodes) => {
-        const known = ids.filter((id) => isNodeType(id.typename));
-        const found = await resolveNodes(known);
-        return ids.map((id) => (isNodeType(id.typename) ? found[known.indexOf(id)] : null));
+      // The plugin's own resolveNodes callback ignores the ids given to it and loads them all,
+      // so one id of an unknown type failed the whole list: unknown ones go in as null instead.
+      resolve: (_root, { ids }, ctx, info) => {
+        if (ids.length > ctx.limits.maxPageSize) {
+          throw new GraphQLError(`"ids" takes at most ${ctx.limits.maxPageSize} ids, got ${ids.length}`, {
+            extensions: { code: 'BAD_USER_INPUT', field: 'ids', limit: ctx.limits.maxPageSize, actual: ids.length },
+          });
+        }
+        return loadKnownNodes(
+          ctx,
+          info,
+          ids.map((id) => (isNodeType(id.typename) ? id : null)),
+        );
       },
     },
   },
@@ -112,6 +130,15 @@ export const builder = new SchemaBuilder<{
       ),
   },
 });
+
+/** Loads nodes by decoded global id; a null id stays null at its position. */
+function loadKnownNodes(
+  ctx: Context,
+  info: GraphQLResolveInfo,
+  ids: ({ typename: string; id: string } | null)[],
+): Promise<never[]> {
+  return resolveNodes(builder, ctx, info, ids) as Promise<never[]>;
+}
 
 builder.addScalarType('DateTime', DateTimeScalar);
 builder.addScalarType('JSON', JSONScalar);

@@ -2,10 +2,15 @@ import {
   type FragmentDefinitionNode,
   GraphQLError,
   Kind,
+  Lexer,
   type SelectionSetNode,
+  Source,
+  type Token,
+  TokenKind,
   type ValidationContext,
   type ValidationRule,
 } from 'graphql';
+import type { Plugin } from 'graphql-yoga';
 
 const tooComplex = (message: string, limit: number, actual: number) =>
   new GraphQLError(message, { extensions: { code: 'QUERY_TOO_COMPLEX', limit, actual } });
@@ -69,5 +74,67 @@ export function maxAliasesRule(limit: number): ValidationRule {
         },
       },
     };
+  };
+}
+
+/** Bracket nesting (selection sets, lists, objects, arguments) a document may reach. */
+export const MAX_DOCUMENT_NESTING = 200;
+/** Tokens a document may hold: far above any hand-written operation, far below a stalled parse. */
+export const MAX_DOCUMENT_TOKENS = 100_000;
+
+const OPENING = new Set<string>([TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L]);
+const CLOSING = new Set<string>([TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R]);
+
+/**
+ * Scans a document with graphql-js's lexer (a loop, no recursion) before the recursive parser
+ * sees it, so a literal nested thousands deep is refused instead of overflowing the stack.
+ * Lexical errors are left to the parser, whose message is the better one.
+ */
+export function documentShapeError(source: string): GraphQLError | undefined {
+  const lexer = new Lexer(new Source(source));
+  let depth = 0;
+  let tokens = 0;
+  try {
+    for (let token = lexer.advance(); token.kind !== TokenKind.EOF; token = lexer.advance()) {
+      tokens++;
+      if (tokens > MAX_DOCUMENT_TOKENS) {
+        return badDocument(`The document has more than ${MAX_DOCUMENT_TOKENS} tokens`, MAX_DOCUMENT_TOKENS, token);
+      }
+      if (OPENING.has(token.kind)) {
+        depth++;
+        if (depth > MAX_DOCUMENT_NESTING) {
+          return badDocument(
+            `The document nests brackets more than ${MAX_DOCUMENT_NESTING} deep`,
+            MAX_DOCUMENT_NESTING,
+            token,
+          );
+        }
+      } else if (CLOSING.has(token.kind)) {
+        depth--;
+      }
+    }
+  } catch {
+    return undefined;
+  }
+  return undefined;
+}
+
+function badDocument(message: string, limit: number, token: Token): GraphQLError {
+  return new GraphQLError(`${message} (line ${token.line}, column ${token.column})`, {
+    extensions: { code: 'BAD_USER_INPUT', limit, http: { status: 400 } },
+  });
+}
+
+/** Puts `documentShapeError` in front of every parse: HTTP, SSE and graphql-ws. */
+export function documentLimitsPlugin(): Plugin {
+  return {
+    onParse({ parseFn, setParseFn }) {
+      setParseFn((source, options) => {
+        const text = typeof source === 'string' ? source : source.body;
+        const error = documentShapeError(text);
+        if (error) throw error;
+        return parseFn(source, options);
+      });
+    },
   };
 }

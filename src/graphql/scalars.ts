@@ -1,17 +1,16 @@
 import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
-import { parseIngestDatetime } from '../domain/document-validation.js';
+import { parseDatetime } from '../domain/document-validation.js';
 
 function parseDateTime(value: unknown): number {
-  const ms = typeof value === 'string' ? parseIngestDatetime(value) : undefined;
-  if (ms === undefined) {
+  const parsed = typeof value === 'string' ? parseDatetime(value) : undefined;
+  if (!parsed?.ok) {
+    const why = parsed ? `: ${parsed.reason}` : '';
     throw new GraphQLError(
-      `DateTime must be an ISO-8601 string such as "2026-11-28T09:30:00.000Z", got ${JSON.stringify(value)}`,
-      {
-        extensions: { code: 'BAD_USER_INPUT' },
-      },
+      `DateTime must be an ISO-8601 string such as "2026-11-28T09:30:00.000Z", got ${JSON.stringify(value)}${why}`,
+      { extensions: { code: 'BAD_USER_INPUT' } },
     );
   }
-  return ms;
+  return parsed.ms;
 }
 
 export const DateTimeScalar = new GraphQLScalarType<number, string>({

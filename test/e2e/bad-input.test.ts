@@ -37,11 +37,11 @@ describe('bad input gets a clear error with the docs/api.md code, and the server
     expect(res.data?.profiles ?? null).toBeNull();
   });
 
-  it('a 2 MiB body → BAD_USER_INPUT with the limit', async () => {
+  it('a 2 MiB body → PAYLOAD_TOO_LARGE with the limit', async () => {
     const padding = 'x'.repeat(2 * 1024 * 1024);
     const { status, body } = await post(JSON.stringify({ query: '{ __typename }', variables: { padding } }));
     expect(status).toBe(413);
-    expect(body.errors[0].extensions).toMatchObject({ code: 'BAD_USER_INPUT', limit: 1024 * 1024 });
+    expect(body.errors[0].extensions).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', limit: 1024 * 1024 });
   });
 
   it('a query 50 levels deep → QUERY_TOO_COMPLEX with limit and actual', async () => {

@@ -26,8 +26,9 @@ function fromWire(error: WireError, budgetMs: number): Error {
     case 'pql':
       return new PqlError(error.code, error.message, error.source, error.loc, error.expected);
     case 'internal': {
-      const err = new Error(error.message);
+      const err = new Error(error.message) as Error & { code?: string };
       if (error.stack) err.stack = error.stack;
+      if (error.code) err.code = error.code;
       return err;
     }
   }

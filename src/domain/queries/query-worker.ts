@@ -43,7 +43,7 @@ export type WireError =
   | { kind: 'domain'; code: ErrorCode; message: string; extensions: Record<string, unknown> }
   | { kind: 'pql'; code: PqlErrorCode; message: string; source: string; loc: Location; expected: string[] }
   | { kind: 'timeout' }
-  | { kind: 'internal'; message: string; stack?: string };
+  | { kind: 'internal'; message: string; stack?: string; code?: string };
 
 export type QueryReply =
   | { type: 'ready' }
@@ -61,7 +61,16 @@ function toWire(err: unknown): WireError {
     const { code, message, source, loc, expected } = err;
     return { kind: 'pql', code, message, source, loc, expected };
   }
-  if (err instanceof Error) return { kind: 'internal', message: err.message, stack: err.stack };
+  // SQLite's code (SQLITE_CORRUPT…) crosses too: the server tells a damaged file by it.
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    return {
+      kind: 'internal',
+      message: err.message,
+      stack: err.stack,
+      code: typeof code === 'string' ? code : undefined,
+    };
+  }
   return { kind: 'internal', message: String(err) };
 }
 
