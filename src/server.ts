@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createInMemoryAPQStore, useAPQ } from '@graphql-yoga/plugin-apq';
+import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -113,6 +115,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     logging: log.child({ component: 'yoga' }),
     maskedErrors: false,
     landingPage: false,
+    // Apollo's BatchHttpLink and urql send arrays; each operation is validated and costed on its own.
+    batching: { limit: limits.maxBatchOperations },
     graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
     renderGraphiQL: (opts) => {
       graphiqlPage ??= renderGraphiQL(opts);
@@ -122,6 +126,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       ...errorMappingPlugins(log),
       scopePlugin(),
       countSubscriptions,
+      // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
+      // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
+      useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
+      useDeferStream(),
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
           addValidationRule(maxDepthRule(limits.maxDepth));
