@@ -1,11 +1,13 @@
 /**
- * `segql serve | migrate | seed | keys`: the command line. `npm start` runs `serve`, which migrates,
- * seeds demo data into an empty `prod` sandbox (SEGQL_DEMO_PROFILES) and serves on PORT.
+ * `segql serve | migrate | seed | keys | help`: the command line. `npm start` runs `serve`, which
+ * migrates, seeds demo data into an empty `prod` sandbox (SEGQL_DEMO_PROFILES) and serves on PORT.
+ * Usage goes to stdout with exit 0; a usage error is one line on stderr with exit 2.
  */
-import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
-import pino from 'pino';
-import { databaseFile, loadConfig } from './config.js';
+import pino, { type Logger } from 'pino';
+import { type Config, databaseFile, loadConfig } from './config.js';
 import { openDatabase } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
@@ -15,10 +17,89 @@ import { countProfiles } from './domain/profiles.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { startServer } from './server.js';
 
-const config = loadConfig();
-const log = pino({ level: config.logLevel });
+/** A mistake in how segql was called: one line on stderr, exit 2, no stack trace. */
+class UsageError extends Error {}
+
+const USAGE: Record<string, string> = {
+  segql: `usage: segql <command> [options]
+
+commands:
+  serve      migrate, seed demo data into an empty "prod" sandbox, and serve GraphQL (the default)
+  migrate    apply database migrations and exit
+  seed       add deterministic demo profiles and events to a sandbox
+  keys       create, list and revoke API keys
+  help       show this help, or a command's: segql help <command>
+
+options:
+  -h, --help     show help (also after a command: segql seed --help)
+  -v, --version  print the version
+
+The environment configures the server (PORT, HOST, SEGQL_DATA_DIR, SEGQL_LOG_LEVEL, ...; see the README).
+`,
+  serve: `usage: segql serve
+
+Applies migrations, seeds SEGQL_DEMO_PROFILES demo profiles into "prod" when it is empty, and serves
+/graphql (HTTP, SSE, WebSocket), /healthz, /readyz and /metrics on HOST:PORT until SIGTERM or SIGINT.
+`,
+  migrate: `usage: segql migrate
+
+Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits.
+`,
+  seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
+
+  --profiles N            profiles to add (default 10000)
+  --events-per-profile M  events per profile (default 10)
+  --seed S                random seed; the same seed gives the same data on the same day (default 42)
+  --sandbox NAME          sandbox to seed, created if missing (default prod)
+`,
+  keys: `usage: segql keys create --name NAME [--sandbox NAME ...] [--scope read|write|admin ...]
+       segql keys list
+       segql keys revoke ID|PREFIX
+
+  create   makes a key and prints it, once, alone on stdout (notes go to stderr), so
+           KEY=$(npm run -s segql -- keys create --name app --scope read,write) captures it;
+           --sandbox (default prod) must name existing sandboxes; --scope defaults to read
+  list     one row per key: id, prefix, name, scopes, sandboxes, state
+  revoke   by id or prefix; running servers on the same data directory notice at once
+`,
+};
+
+const COMMANDS = ['serve', 'migrate', 'seed', 'keys', 'help'] as const;
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** node:util parseArgs in strict mode, with its errors cut to one line that names the command. */
+function parse<T extends NonNullable<ParseArgsConfig['options']>>(
+  command: string,
+  args: string[],
+  options: T,
+  allowPositionals = false,
+) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals });
+  } catch (err) {
+    if (err instanceof TypeError && (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      const first = err.message.split('. ')[0]!.replace(/\.$/, '');
+      throw new UsageError(`segql ${command}: ${first} (see segql ${command} --help)`);
+    }
+    throw err;
+  }
+}
+
+/** A count or seed: digits only, so "abc", "1e3", "-5" and "" are refused rather than read as NaN. */
+function nonNegativeInteger(command: string, flag: string, value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`segql ${command}: --${flag} must be a non-negative integer, got "${value}"`);
+  }
+  return n;
+}
 
 function seedWithProgress(
+  log: Logger,
   conn: ReturnType<typeof openDatabase>,
   sandbox: string,
   profiles: number,
@@ -49,59 +130,77 @@ function seedWithProgress(
   return result;
 }
 
-async function main() {
-  const [command = 'serve', ...rest] = process.argv.slice(2);
+function main(argv: string[]): Promise<void> | void {
+  const helpAsked = argv.includes('--help') || argv.includes('-h');
+  const [first, ...rest] = argv;
+  if (first === 'help') {
+    const topic = rest[0] ?? 'segql';
+    if (!(topic in USAGE)) throw new UsageError(`segql help: unknown command "${topic}" (see segql --help)`);
+    process.stdout.write(USAGE[topic]!);
+    return;
+  }
+  if (first === undefined || first.startsWith('-')) {
+    if (helpAsked) return void process.stdout.write(USAGE.segql!);
+    if (first === '--version' || first === '-v') return void process.stdout.write(`${version()}\n`);
+    if (first !== undefined) throw new UsageError(`segql: unknown option "${first}" (see segql --help)`);
+  }
+  const command = first ?? 'serve';
+  if (!(COMMANDS as readonly string[]).includes(command)) {
+    throw new UsageError(`segql: unknown command "${command}" (see segql --help)`);
+  }
+  // Help never reaches the database or the network, whatever else is on the line.
+  if (helpAsked) return void process.stdout.write(USAGE[command]!);
+
+  const config = loadConfigOrExplain();
+  const log = pino({ level: config.logLevel });
   const file = databaseFile(config.dataDir);
   if (command === 'migrate') {
+    parse(command, rest, {});
     openDatabase(file).close();
     log.info({ file }, 'migrations applied');
     return;
   }
   if (command === 'seed') {
-    const { values } = parseArgs({
-      args: rest,
-      options: {
-        profiles: { type: 'string', default: '10000' },
-        'events-per-profile': { type: 'string', default: '10' },
-        seed: { type: 'string', default: '42' },
-        sandbox: { type: 'string', default: DEFAULT_SANDBOX },
-      },
+    const { values } = parse(command, rest, {
+      profiles: { type: 'string', default: '10000' },
+      'events-per-profile': { type: 'string', default: '10' },
+      seed: { type: 'string', default: '42' },
+      sandbox: { type: 'string', default: DEFAULT_SANDBOX },
     });
-    const conn = openDatabase(file);
-    seedWithProgress(
-      conn,
-      values.sandbox,
-      Number(values.profiles),
-      Number(values['events-per-profile']),
-      Number(values.seed),
-    );
-    conn.close();
-    return;
-  }
-  if (command === 'keys') {
+    const profiles = nonNegativeInteger(command, 'profiles', values.profiles);
+    const eventsPerProfile = nonNegativeInteger(command, 'events-per-profile', values['events-per-profile']);
+    const seed = nonNegativeInteger(command, 'seed', values.seed);
     const conn = openDatabase(file);
     try {
-      keysCommand(conn, rest);
+      seedWithProgress(log, conn, values.sandbox, profiles, eventsPerProfile, seed);
     } finally {
       conn.close();
     }
-    // Servers on this data directory re-read their keys when the stamp changes.
-    if (rest[0] === 'create' || rest[0] === 'revoke') touchKeyStamp(config.dataDir);
     return;
   }
-  if (command !== 'serve') {
-    process.stderr.write(
-      'usage: segql serve | migrate | seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]\n' +
-        '       segql keys create --name NAME --sandbox NAME [--sandbox …] --scope read|write|admin [--scope …]\n' +
-        '       segql keys list | segql keys revoke ID|PREFIX\n',
-    );
-    process.exitCode = 2;
+  if (command === 'keys') {
+    keysCommand(config, rest);
     return;
   }
+  parse(command, rest, {});
+  return serve(config, log);
+}
+
+function loadConfigOrExplain(): Config {
+  try {
+    return loadConfig();
+  } catch (err) {
+    // loadConfig names the variable and the bad value; that is the whole message a person needs.
+    throw new UsageError(`segql: ${(err as Error).message}`);
+  }
+}
+
+async function serve(config: Config, log: Logger): Promise<void> {
+  const file = databaseFile(config.dataDir);
   const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
   const prod = ensureSandbox(conn, DEFAULT_SANDBOX);
   if (config.demoProfiles > 0 && countProfiles(conn, prod.id) === 0) {
-    seedWithProgress(conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
+    seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
   }
   const server = await startServer({
     port: config.port,
@@ -137,63 +236,79 @@ async function main() {
 }
 
 /** `segql keys create | list | revoke`: the key's plaintext is printed once, on stdout, by create. */
-function keysCommand(conn: ReturnType<typeof openDatabase>, args: string[]) {
+function keysCommand(config: Config, args: string[]) {
   const [action, ...rest] = args;
-  try {
-    if (action === 'create') {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
+  if (action !== 'create' && action !== 'list' && action !== 'revoke') {
+    throw new UsageError(
+      action === undefined
+        ? 'segql keys: say create, list or revoke (see segql keys --help)'
+        : `segql keys: unknown action "${action}" (see segql keys --help)`,
+    );
+  }
+  const command = `keys ${action}`;
+  const create =
+    action === 'create'
+      ? parse(command, rest, {
           name: { type: 'string' },
           sandbox: { type: 'string', multiple: true, default: [DEFAULT_SANDBOX] },
           scope: { type: 'string', multiple: true, default: ['read'] },
-        },
-      });
+        }).values
+      : undefined;
+  if (action === 'list') parse(command, rest, {});
+  const revoke = action === 'revoke' ? parse(command, rest, {}, true).positionals : [];
+  if (action === 'revoke' && revoke.length !== 1) {
+    throw new UsageError('segql keys revoke: give one key id or prefix (see segql keys --help)');
+  }
+  if (create && !create.name) throw new UsageError('segql keys create: --name is required (see segql keys --help)');
+
+  const conn = openDatabase(databaseFile(config.dataDir));
+  try {
+    if (create) {
+      // The server makes "prod" at start; a key made before the first start may still name it.
+      ensureSandbox(conn, DEFAULT_SANDBOX);
       const { key, apiKey } = createApiKey(conn, {
-        name: values.name ?? '',
-        sandboxes: values.sandbox,
-        scopes: values.scope.flatMap((s) => s.split(',')),
+        name: create.name ?? '',
+        sandboxes: create.sandbox,
+        scopes: create.scope.flatMap((s) => s.split(',')),
       });
       process.stderr.write(
         `API key ${apiKey.id} "${apiKey.name}" (${apiKey.scopes.join(', ')}) for ${apiKey.sandboxes.join(', ')}. ` +
           'It is shown only now; only its hash is stored:\n',
       );
       process.stdout.write(`${key}\n`);
-      return;
-    }
-    if (action === 'list') {
+    } else if (action === 'list') {
+      process.stdout.write('ID\tPREFIX\tNAME\tSCOPES\tSANDBOXES\tSTATE\n');
       for (const k of listApiKeys(conn)) {
         const state = k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`;
         process.stdout.write(
           `${k.id}\t${k.prefix}…\t${k.name}\t${k.scopes.join(',')}\t${k.sandboxes.join(',')}\t${state}\n`,
         );
       }
-      return;
-    }
-    if (action === 'revoke' && rest[0]) {
-      const k = revokeApiKey(conn, rest[0]);
+    } else {
+      const k = revokeApiKey(conn, revoke[0]!);
       process.stderr.write(`API key ${k.id} "${k.name}" revoked\n`);
-      return;
     }
   } catch (err) {
-    if (err instanceof DomainError) {
-      process.stderr.write(`segql keys: ${err.message}\n`);
-      process.exitCode = 2;
-      return;
-    }
+    if (err instanceof DomainError) throw new UsageError(`segql ${command}: ${err.message}`);
     throw err;
+  } finally {
+    conn.close();
   }
-  process.stderr.write(
-    'usage: segql keys create --name NAME [--sandbox NAME …] [--scope SCOPE …] | list | revoke ID|PREFIX\n',
-  );
-  process.exitCode = 2;
+  // Servers on this data directory re-read their keys when the stamp changes.
+  if (action !== 'list') touchKeyStamp(config.dataDir);
 }
 
-main().catch((err) => {
+try {
+  await main(process.argv.slice(2));
+} catch (err) {
   if (err instanceof DatabaseDamagedError) {
     process.stderr.write(`segql: ${err.message}\n`);
-    process.exit(1);
+    process.exitCode = 1;
+  } else if (err instanceof UsageError || err instanceof DomainError) {
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = 2;
+  } else {
+    pino().fatal({ err }, 'segql failed');
+    process.exitCode = 1;
   }
-  log.fatal({ err }, 'segql failed');
-  process.exit(1);
-});
+}

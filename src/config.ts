@@ -20,6 +20,8 @@ export interface Limits {
   maxBodyBytes: number;
   maxPageSize: number;
   maxBatch: number;
+  /** Operations one HTTP request may carry as a JSON array (request batching). */
+  maxBatchOperations: number;
   profileRecordBytes: number;
   eventRecordBytes: number;
   identitiesPerProfile: number;
@@ -40,6 +42,7 @@ export const DEFAULT_LIMITS: Limits = {
   maxBodyBytes: 1024 * 1024,
   maxPageSize: 500,
   maxBatch: 10_000,
+  maxBatchOperations: 10,
   profileRecordBytes: 100 * 1024,
   eventRecordBytes: 10 * 1024,
   identitiesPerProfile: 50,
@@ -69,6 +72,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxDepth: intFrom(env.SEGQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'SEGQL_MAX_DEPTH'),
       maxCost: intFrom(env.SEGQL_MAX_COST, DEFAULT_LIMITS.maxCost, 'SEGQL_MAX_COST'),
       maxAliases: intFrom(env.SEGQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'SEGQL_MAX_ALIASES'),
+      maxBatchOperations: Math.max(
+        1,
+        intFrom(env.SEGQL_MAX_BATCH_OPERATIONS, DEFAULT_LIMITS.maxBatchOperations, 'SEGQL_MAX_BATCH_OPERATIONS'),
+      ),
       maxBodyBytes: intFrom(env.SEGQL_MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'SEGQL_MAX_BODY_BYTES'),
       segmentChunkSize: Math.max(
         1,

@@ -1,6 +1,8 @@
 import { randomUUID, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createInMemoryAPQStore, useAPQ } from '@graphql-yoga/plugin-apq';
+import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import { GraphQLError, getOperationAST, type ValidationRule } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
@@ -168,6 +170,8 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     maskedErrors: false,
     landingPage: false,
     maxRequestBodySize: limits.maxBodyBytes,
+    // Apollo's BatchHttpLink and urql send arrays; each operation is validated and costed on its own.
+    batching: { limit: limits.maxBatchOperations },
     graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
     renderGraphiQL: (opts) => {
       graphiqlPage ??= renderGraphiQL(opts);
@@ -179,6 +183,10 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       refuseWritesWhenDamaged,
       revocation,
       countSubscriptions,
+      // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
+      // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
+      useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
+      useDeferStream(),
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
           addValidationRule(maxDepthRule(limits.maxDepth));

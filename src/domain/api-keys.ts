@@ -10,7 +10,7 @@ import { eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
 import { badInput, DomainError, notFound } from './errors.js';
-import { ensureSandbox } from './sandboxes.js';
+import { findSandbox } from './sandboxes.js';
 
 export const SCOPES = ['read', 'write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
@@ -59,6 +59,12 @@ export function createApiKey(
     );
   }
   const scopes = SCOPES.filter((s) => input.scopes.includes(s));
+  // A typo in a sandbox name must not mint a key for a new, empty sandbox.
+  const bound = [...new Set(input.sandboxes)].map((name) => {
+    const sandbox = findSandbox(conn, name);
+    if (!sandbox) throw notFound(`Sandbox "${name}" does not exist; create it first (createSandbox)`, name);
+    return sandbox;
+  });
   const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
   const id = conn.sqlite
     .transaction(() => {
@@ -73,11 +79,8 @@ export function createApiKey(
         })
         .returning({ id: apiKeys.id })
         .get();
-      for (const sandbox of new Set(input.sandboxes)) {
-        conn.db
-          .insert(apiKeySandboxes)
-          .values({ keyId: row.id, sandboxId: ensureSandbox(conn, sandbox).id })
-          .run();
+      for (const sandbox of bound) {
+        conn.db.insert(apiKeySandboxes).values({ keyId: row.id, sandboxId: sandbox.id }).run();
       }
       return row.id;
     })

@@ -1,4 +1,5 @@
-import { lexicographicSortSchema, printSchema } from 'graphql';
+import { GraphQLDeferDirective, GraphQLStreamDirective } from '@graphql-tools/utils';
+import { lexicographicSortSchema, printSchema, specifiedDirectives } from 'graphql';
 import { builder } from './builder.js';
 import './types/sandbox.js';
 import './types/profile.js';
@@ -13,7 +14,11 @@ import './types/segment-job.js';
 import './types/membership.js';
 import './types/preview.js';
 
-export const schema = builder.toSchema();
+// @defer and @stream are part of the contract (the server streams incremental results), so they
+// are declared here and appear in schema.graphql for code generators, not only added at runtime.
+export const schema = builder.toSchema({
+  directives: [...specifiedDirectives, GraphQLDeferDirective, GraphQLStreamDirective],
+});
 
 /** The SDL committed as schema.graphql (sorted, so the diff only shows real changes). */
 export function printedSchema(): string {

@@ -13,6 +13,7 @@ import WebSocket from 'ws';
 import { databaseFile } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
 import { createApiKey, revokeApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { gql, ok } from './harness.js';
 
@@ -32,6 +33,7 @@ const running: Started[] = [];
 function dataDirWithKey(scopes: string[] = ['read', 'write', 'admin']): { dataDir: string; key: string } {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-auth-'));
   const conn = openDatabase(databaseFile(dataDir));
+  ensureSandbox(conn, 'prod');
   const { key } = createApiKey(conn, { name: 'only', sandboxes: ['prod'], scopes });
   conn.close();
   return { dataDir, key };

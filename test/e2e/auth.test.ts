@@ -29,7 +29,8 @@ const codeOf = (res: { errors?: { extensions?: Record<string, any> }[] }) => res
 /** Polls until the server has picked up a key change made by another process (the command touches a stamp file the server watches). */
 async function eventually(check: () => Promise<boolean>): Promise<void> {
   const until = Date.now() + 5000;
-  while (!(await check())) {
+  // A keep-alive socket the server closed while a key command ran resets one poll; poll again.
+  while (!(await check().catch(() => false))) {
     if (Date.now() > until) throw new Error('the server did not pick up the key change');
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -45,6 +46,8 @@ describe('API keys', () => {
     server = await startTestServer();
     // Open until the first key exists.
     expect(codeOf(await server.gql('{ __typename }'))).toBeUndefined();
+    // A key may only name sandboxes that exist.
+    expect((await server.gql('mutation { createSandbox(name: "staging") { name } }')).data).toBeTruthy();
     reader = keys(server.dataDir, ['create', '--name', 'dashboard', '--scope', 'read']);
     writer = keys(server.dataDir, ['create', '--name', 'app', '--scope', 'read,write']);
     admin = keys(server.dataDir, [
@@ -150,7 +153,8 @@ describe('API keys', () => {
     db.close();
     for (const key of [reader, writer, admin]) expect(stored).not.toContain(key);
     const listed = keys(server.dataDir, ['list']);
-    expect(listed.split('\n')).toHaveLength(3);
+    expect(listed.split('\n')).toHaveLength(4);
+    expect(listed.split('\n')[0]).toBe('ID\tPREFIX\tNAME\tSCOPES\tSANDBOXES\tSTATE');
     expect(listed).toContain(`${reader.slice(0, 12)}…\tdashboard\tread\tprod\tactive`);
     expect(listed).not.toContain(reader);
     keys(server.dataDir, ['revoke', reader.slice(0, 12)]);
