@@ -11,9 +11,9 @@
  * seeded data), so the bench's equality check compares two implementations of one set. Where
  * a shortcut relies on an argument, the comment says which.
  */
-import { toCanonicalIso } from '../src/pql/runtime.js';
+import { toCanonicalIso } from '../src/pql/runtime/index.js';
 // The exact bound of age(t) >= n, by binary search over the runtime's own ageInYears (Feb 29 included).
-import { latestWithAge } from '../src/pql/to-sql-time.js';
+import { latestWithAge } from '../src/pql/sql/time.js';
 
 export interface FloorContext {
   sandboxId: number;

@@ -11,11 +11,11 @@
  */
 import type { Statement } from 'better-sqlite3';
 import { type Connection, openDatabase } from '../src/db/index.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/catalog.js';
-import { checkDefinition } from '../src/pql/checker.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js';
+import { checkDefinition } from '../src/pql/check/checker.js';
+import type { CheckedExpression, FieldCatalog, ResolvedAudience } from '../src/pql/check/types.js';
 import { parse } from '../src/pql/index.js';
-import { compileToSql } from '../src/pql/to-sql.js';
-import type { CheckedExpression, FieldCatalog, ResolvedAudience } from '../src/pql/types.js';
+import { compileToSql } from '../src/pql/sql/to-sql.js';
 import { FLOORS, type FloorContext, type FloorQuery } from './floor.sql.js';
 import {
   type Definition,

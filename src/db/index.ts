@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
-import { registerPqlFunctions } from '../pql/sql-functions.js';
+import { registerPqlFunctions } from '../pql/index.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 

@@ -1,7 +1,7 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
-import type { Eligibility } from '../pql/types.js';
+import type { Eligibility } from '../pql/index.js';
 import {
   type Audience,
   applyAudienceChanges,

@@ -1,11 +1,11 @@
-import type { ObjectType, PqlType } from '../pql/types.js';
-
 /**
  * Checks an ingested document against the field catalogue and returns a normalised copy:
  * datetimes become canonical ISO-8601 UTC with milliseconds (so stored string order is time
  * order, docs/pql-semantics.md). Wrong types and unknown fields are errors, never coerced or
  * dropped. `null` is kept: on merge it clears the field.
  */
+
+import type { ObjectType, PqlType } from '../pql/index.js';
 export function validateDocument(
   value: unknown,
   type: ObjectType,

@@ -1,11 +1,17 @@
 import type { Connection } from '../db/index.js';
-import type { ExpressionNode } from '../pql/ast.js';
-import { check, checkDefinition } from '../pql/checker.js';
-import { PqlError } from '../pql/errors.js';
-import { fromJson, type PqlJson, toJson } from '../pql/json.js';
-import { parse } from '../pql/parser.js';
-import { print } from '../pql/printer.js';
-import type { CheckedExpression, CheckOptions } from '../pql/types.js';
+import {
+  type CheckedExpression,
+  type CheckOptions,
+  check,
+  checkDefinition,
+  type ExpressionNode,
+  fromJson,
+  PqlError,
+  type PqlJson,
+  parse,
+  print,
+  toJson,
+} from '../pql/index.js';
 import { internalId } from './ids.js';
 import { catalogOf } from './profile-schema.js';
 

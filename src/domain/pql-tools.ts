@@ -1,9 +1,16 @@
 import type { Connection } from '../db/index.js';
-import { PqlError, type PqlErrorCode } from '../pql/errors.js';
-import { evaluate } from '../pql/evaluate.js';
-import type { PqlJson } from '../pql/json.js';
-import { compileToSql, type IdCondition } from '../pql/to-sql.js';
-import type { CheckedExpression, Eligibility, EventRecord, ProfileDocument } from '../pql/types.js';
+import {
+  type CheckedExpression,
+  compileToSql,
+  type Eligibility,
+  type EventRecord,
+  evaluate,
+  type IdCondition,
+  PqlError,
+  type PqlErrorCode,
+  type PqlJson,
+  type ProfileDocument,
+} from '../pql/index.js';
 import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';

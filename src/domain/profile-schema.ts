@@ -1,8 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { schemaFields } from '../db/schema.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from '../pql/catalog.js';
-import type { FieldCatalog } from '../pql/types.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type FieldCatalog, parseFieldType } from '../pql/index.js';
 import { badInput, conflict } from './errors.js';
 
 export const FIELD_CLASSES = ['profile', 'event'] as const;

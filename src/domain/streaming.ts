@@ -6,11 +6,15 @@
  * membership topic once it has committed. Conditions on time windows also stop holding without
  * new data: a sweep exits the members for whom they no longer hold.
  */
+
 import type { Connection } from '../db/index.js';
-import { STREAMING_WINDOW_MS } from '../pql/eligibility.js';
-import { evaluate } from '../pql/evaluate.js';
-import { compilePredicate } from '../pql/to-sql.js';
-import type { CheckedExpression, ProfileDocument } from '../pql/types.js';
+import {
+  type CheckedExpression,
+  compilePredicate,
+  evaluate,
+  type ProfileDocument,
+  STREAMING_WINDOW_MS,
+} from '../pql/index.js';
 import type { App } from './app.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
 import { topics } from './events.js';

@@ -3,7 +3,7 @@ import { type Plugin, usePayloadFormatter } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { isCorruption } from '../db/integrity.js';
 import { DomainError, type ErrorCode } from '../domain/errors.js';
-import { PqlError } from '../pql/errors.js';
+import { PqlError } from '../pql/index.js';
 
 /**
  * Codes that yoga, graphql-js and envelop put on their own errors, mapped to the documented

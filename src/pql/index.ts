@@ -1,6 +1,27 @@
-export type * from './ast.js';
-export { PqlError } from './errors.js';
-export { fromJson, type PqlJson, toJson } from './json.js';
-export { parse } from './parser.js';
-export { print } from './printer.js';
-export { children, walk } from './visitor.js';
+/**
+ * The one door to the language: the domain and the server import PQL from here only (a test
+ * checks it), so the folders behind it (language/, check/, runtime/, sql/, js/) can be reshaped
+ * without touching their callers.
+ */
+export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from './check/catalog.js';
+export { check, checkDefinition } from './check/checker.js';
+export { STREAMING_WINDOW_MS } from './check/eligibility.js';
+export type {
+  CheckedExpression,
+  CheckOptions,
+  Eligibility,
+  EventRecord,
+  FieldCatalog,
+  ObjectType,
+  PqlType,
+  ProfileDocument,
+} from './check/types.js';
+export { evaluate } from './js/evaluate.js';
+export type * from './language/ast.js';
+export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.js';
+export { fromJson, type PqlJson, toJson } from './language/json.js';
+export { parse } from './language/parser.js';
+export { print } from './language/printer.js';
+export { children, walk } from './language/visitor.js';
+export { registerPqlFunctions } from './sql/sql-functions.js';
+export { compilePredicate, compileToSql, type IdCondition, type SqlStatement } from './sql/to-sql.js';

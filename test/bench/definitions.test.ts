@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { FLOORS } from '../../bench/floor.sql.js';
 import { loadDefinitions, parseDefinitions } from '../../bench/lib.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/catalog.js';
-import { checkDefinition } from '../../src/pql/checker.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/check/catalog.js';
+import { checkDefinition } from '../../src/pql/check/checker.js';
 import { parse } from '../../src/pql/index.js';
 
 const catalog = buildCatalog(DEFAULT_SCHEMA_FIELDS);

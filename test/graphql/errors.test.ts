@@ -3,7 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { DomainError } from '../../src/domain/errors.js';
 import { toClientError } from '../../src/graphql/errors.js';
-import { PqlError } from '../../src/pql/errors.js';
+import { PqlError } from '../../src/pql/language/errors.js';
 
 const logged: unknown[] = [];
 const log = pino({ level: 'error' }, { write: (line: string) => logged.push(JSON.parse(line)) });

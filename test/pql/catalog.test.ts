@@ -6,8 +6,8 @@ import {
   parseFieldType,
   type SchemaFieldRow,
   typeToString,
-} from '../../src/pql/catalog.js';
-import type { PqlType } from '../../src/pql/types.js';
+} from '../../src/pql/check/catalog.js';
+import type { PqlType } from '../../src/pql/check/types.js';
 
 /** The type at a dotted path, descending into arrays/maps of objects like schema rows do. */
 function typeAt(root: PqlType, path: string): PqlType | undefined {

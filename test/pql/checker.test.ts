@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import type { ExpressionNode } from '../../src/pql/ast.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS, typeToString } from '../../src/pql/catalog.js';
-import { check, checkDefinition, checkSource } from '../../src/pql/checker.js';
-import { PqlError } from '../../src/pql/errors.js';
-import { parse } from '../../src/pql/parser.js';
-import type { CheckedExpression, CheckOptions, ResolvedAudience } from '../../src/pql/types.js';
-import { walk } from '../../src/pql/visitor.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS, typeToString } from '../../src/pql/check/catalog.js';
+import { check, checkDefinition, checkSource } from '../../src/pql/check/checker.js';
+import type { CheckedExpression, CheckOptions, ResolvedAudience } from '../../src/pql/check/types.js';
+import type { ExpressionNode } from '../../src/pql/language/ast.js';
+import { PqlError } from '../../src/pql/language/errors.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { walk } from '../../src/pql/language/visitor.js';
 
 const catalog = buildCatalog([
   ...DEFAULT_SCHEMA_FIELDS,

@@ -6,8 +6,8 @@
  * text whose UTF-16 order differs from code-point order, float sums that depend on order.
  */
 import fc from 'fast-check';
-import { addUnits, dayStart, periodStart, toCanonicalIso } from '../../src/pql/runtime.js';
-import { STRING_PREDICATES } from '../../src/pql/runtime-strings.js';
+import { addUnits, dayStart, periodStart, toCanonicalIso } from '../../src/pql/runtime/index.js';
+import { STRING_PREDICATES } from '../../src/pql/runtime/strings.js';
 import type { MembershipStatus, TestEvent, TestProfile } from './differential-harness.js';
 
 const H = 3_600_000;

@@ -9,11 +9,11 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Connection, openDatabase } from '../../src/db/index.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/catalog.js';
-import { checkSource } from '../../src/pql/checker.js';
-import { evaluate } from '../../src/pql/evaluate.js';
-import { compilePredicate, compileToSql } from '../../src/pql/to-sql.js';
-import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/types.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/check/catalog.js';
+import { checkSource } from '../../src/pql/check/checker.js';
+import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/check/types.js';
+import { evaluate } from '../../src/pql/js/evaluate.js';
+import { compilePredicate, compileToSql } from '../../src/pql/sql/to-sql.js';
 
 export const EXTRA_FIELDS: SchemaFieldRow[] = [
   { class: 'profile', path: '_tenant.score', type: 'number' },

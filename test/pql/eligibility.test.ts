@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { defaultCatalog } from '../../src/pql/catalog.js';
-import { checkSource } from '../../src/pql/checker.js';
-import { eligibility } from '../../src/pql/eligibility.js';
-import { parse } from '../../src/pql/parser.js';
-import type { CheckOptions, Eligibility } from '../../src/pql/types.js';
+import { defaultCatalog } from '../../src/pql/check/catalog.js';
+import { checkSource } from '../../src/pql/check/checker.js';
+import { eligibility } from '../../src/pql/check/eligibility.js';
+import type { CheckOptions, Eligibility } from '../../src/pql/check/types.js';
+import { parse } from '../../src/pql/language/parser.js';
 
 const options: CheckOptions = {
   catalog: defaultCatalog(),

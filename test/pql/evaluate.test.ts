@@ -1,11 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/catalog.js';
-import { check } from '../../src/pql/checker.js';
-import { evaluate, evaluateValue } from '../../src/pql/evaluate.js';
-import { parse } from '../../src/pql/parser.js';
-import { type OccursShape, occursMatches, parseIsoDatetime } from '../../src/pql/runtime.js';
-import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/types.js';
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/check/catalog.js';
+import { check } from '../../src/pql/check/checker.js';
+import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/check/types.js';
+import { evaluate, evaluateValue } from '../../src/pql/js/evaluate.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { type OccursShape, occursMatches, parseIsoDatetime } from '../../src/pql/runtime/index.js';
 
 const TEST_FIELDS: SchemaFieldRow[] = [
   { class: 'profile', path: '_tenant.score', type: 'number' },

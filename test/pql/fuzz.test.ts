@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { ExpressionNode, OccursTail } from '../../src/pql/ast.js';
-import { PqlError } from '../../src/pql/errors.js';
-import { fromJson, toJson } from '../../src/pql/json.js';
-import { parse } from '../../src/pql/parser.js';
-import { print } from '../../src/pql/printer.js';
+import type { ExpressionNode, OccursTail } from '../../src/pql/language/ast.js';
+import { PqlError } from '../../src/pql/language/errors.js';
+import { fromJson, toJson } from '../../src/pql/language/json.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { print } from '../../src/pql/language/printer.js';
 
 const kitchenSink = readFileSync(new URL('./fixtures/kitchen-sink.pql', import.meta.url), 'utf8');
 const withoutLoc = (node: unknown) => JSON.parse(JSON.stringify(node, (k, v) => (k === 'loc' ? undefined : v)));

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { ExpressionNode } from '../../src/pql/ast.js';
-import { PqlError } from '../../src/pql/errors.js';
-import { fromJson, type PqlJson, toJson } from '../../src/pql/json.js';
-import { parse } from '../../src/pql/parser.js';
-import { print } from '../../src/pql/printer.js';
-import { walk } from '../../src/pql/visitor.js';
+import type { ExpressionNode } from '../../src/pql/language/ast.js';
+import { PqlError } from '../../src/pql/language/errors.js';
+import { fromJson, type PqlJson, toJson } from '../../src/pql/language/json.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { print } from '../../src/pql/language/printer.js';
+import { walk } from '../../src/pql/language/visitor.js';
 
 const kitchenSink = readFileSync(new URL('./fixtures/kitchen-sink.pql', import.meta.url), 'utf8');
 const withoutLoc = (node: ExpressionNode) => JSON.parse(JSON.stringify(node, (k, v) => (k === 'loc' ? undefined : v)));

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { PqlError } from '../../src/pql/errors.js';
-import { isKeyword, Lexer, tokenize } from '../../src/pql/lexer.js';
+import { PqlError } from '../../src/pql/language/errors.js';
+import { isKeyword, Lexer, tokenize } from '../../src/pql/language/lexer.js';
 
 const kinds = (source: string) => tokenize(source).map((t) => [t.kind, t.value]);
 

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { ExpressionNode, OccursTail } from '../../src/pql/ast.js';
-import { PqlError } from '../../src/pql/errors.js';
-import { parse } from '../../src/pql/parser.js';
-import { walk } from '../../src/pql/visitor.js';
+import type { ExpressionNode, OccursTail } from '../../src/pql/language/ast.js';
+import { PqlError } from '../../src/pql/language/errors.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { walk } from '../../src/pql/language/visitor.js';
 
 const kitchenSink = readFileSync(new URL('./fixtures/kitchen-sink.pql', import.meta.url), 'utf8');
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import type { ExpressionNode } from '../../src/pql/ast.js';
-import { parse } from '../../src/pql/parser.js';
-import { print } from '../../src/pql/printer.js';
+import type { ExpressionNode } from '../../src/pql/language/ast.js';
+import { parse } from '../../src/pql/language/parser.js';
+import { print } from '../../src/pql/language/printer.js';
 
 const kitchenSink = readFileSync(new URL('./fixtures/kitchen-sink.pql', import.meta.url), 'utf8');
 const withoutLoc = (node: ExpressionNode) => JSON.parse(JSON.stringify(node, (k, v) => (k === 'loc' ? undefined : v)));

@@ -36,7 +36,7 @@ import {
   valueIn,
   valueNotIn,
   valuesEqual,
-} from '../../src/pql/runtime.js';
+} from '../../src/pql/runtime/index.js';
 
 const iso = (text: string): number => {
   const ms = parseIsoDatetime(text);

@@ -1,6 +1,6 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
-import { PQL_SQL_FUNCTIONS } from '../../src/pql/sql-functions.js';
-import { compilePredicate, compileToSql } from '../../src/pql/to-sql.js';
+import { PQL_SQL_FUNCTIONS } from '../../src/pql/sql/sql-functions.js';
+import { compilePredicate, compileToSql } from '../../src/pql/sql/to-sql.js';
 import { DifferentialHarness, type MembershipStatus, type TestProfile } from './differential-harness.js';
 
 const harness = new DifferentialHarness('to-sql');

@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import type { SqlStatement } from '../../pql/to-sql.js';
+import type { SqlStatement } from '../../pql/index.js';
 import { profileIdRange } from '../profiles.js';
 
 /**

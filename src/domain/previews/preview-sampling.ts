@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate, compileToSql } from '../../pql/to-sql.js';
+import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts, sampleSizeFor } from './estimate.js';

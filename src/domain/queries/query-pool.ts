@@ -1,6 +1,6 @@
 import type { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import { PqlError } from '../../pql/errors.js';
+import { PqlError } from '../../pql/index.js';
 import { DomainError } from '../errors.js';
 import { startTypeScriptWorker } from '../jobs/worker-thread.js';
 import type { QueryArgs, QueryMessage, QueryName, QueryReply, WireError } from './query-worker.js';

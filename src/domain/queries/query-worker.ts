@@ -4,11 +4,10 @@
  * heavy expression never holds the main thread. Each query carries a deadline; the profile
  * scan and the JS evaluation check it and stop with `QueryTimedOut` once it has passed.
  */
+
 import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from '../../db/index.js';
-import type { Location } from '../../pql/ast.js';
-import { PqlError, type PqlErrorCode } from '../../pql/errors.js';
-import type { IdCondition } from '../../pql/to-sql.js';
+import { type IdCondition, type Location, PqlError, type PqlErrorCode } from '../../pql/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
 import type { ExpressionInput } from '../expressions.js';
 import type { PageArgs } from '../paging.js';

@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compileToSql } from '../../pql/to-sql.js';
+import { compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
 import { TaskCancelled, type TaskHooks } from '../jobs/task.js';

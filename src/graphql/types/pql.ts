@@ -2,7 +2,7 @@ import { convertExpression, type PqlFormat } from '../../domain/expressions.js';
 import type { EdgeEvaluation, PqlProblem } from '../../domain/pql-tools.js';
 import { validatePql } from '../../domain/pql-tools.js';
 import { evaluateProfile, profilesMatching } from '../../domain/queries/ad-hoc.js';
-import { PQL_ERROR_CODES } from '../../pql/errors.js';
+import { PQL_ERROR_CODES } from '../../pql/index.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';

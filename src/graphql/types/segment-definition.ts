@@ -6,7 +6,7 @@ import {
   updateSegmentDefinition,
 } from '../../domain/definitions.js';
 import { EXPRESSION_TYPES, type PqlFormat } from '../../domain/expressions.js';
-import type { Eligibility } from '../../pql/types.js';
+import type { Eligibility } from '../../pql/index.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';

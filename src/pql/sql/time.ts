@@ -7,7 +7,8 @@
  * (`pql_occurs`).
  */
 
-import type { CompareOp, OccursTail, TimeUnit } from './ast.js';
+import type { CompareOp, OccursTail, TimeUnit } from '../language/ast.js';
+import { tailChildren } from '../language/visitor.js';
 import {
   ageInYears,
   getDayOfMonth,
@@ -20,9 +21,8 @@ import {
   occursHolds,
   occursShapeOf,
   toInstant,
-} from './runtime.js';
-import type { OccursSpec } from './sql-functions.js';
-import { asMs, type CompileContext, type Env, isoBound } from './to-sql-context.js';
+} from '../runtime/index.js';
+import { asMs, type CompileContext, type Env, isoBound } from './context.js';
 import {
   constantPredicate,
   NUMBER_TYPE,
@@ -32,8 +32,8 @@ import {
   type Sql,
   sql,
   valueSql,
-} from './to-sql-fragment.js';
-import { tailChildren } from './visitor.js';
+} from './fragment.js';
+import type { OccursSpec } from './sql-functions.js';
 
 const FIXED_UNITS: ReadonlySet<TimeUnit> = new Set(['millisecond', 'second', 'minute', 'hour', 'day', 'week']);
 

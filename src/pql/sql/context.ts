@@ -4,8 +4,10 @@
  * from `to-sql.ts` so the collection, time and CHAIN compilers can live in their own files
  * without import cycles (they call back through `ctx.compile`).
  */
-import type { ExpressionNode } from './ast.js';
-import { toCanonicalIso } from './runtime.js';
+
+import type { CheckedExpression, PqlType } from '../check/types.js';
+import type { ExpressionNode } from '../language/ast.js';
+import { toCanonicalIso } from '../runtime/index.js';
 import {
   ANY_TYPE,
   type CollectionValue,
@@ -20,8 +22,7 @@ import {
   Sql,
   sql,
   valueSql,
-} from './to-sql-fragment.js';
-import type { CheckedExpression, PqlType } from './types.js';
+} from './fragment.js';
 
 /** A name in scope: a `let` (re-compiled where used, so every use gets fresh aliases), a quantifier variable, a chain label. */
 export type Binding =

@@ -14,7 +14,8 @@
  * fixed offset from one earlier step (`<= 1 hours after A`) is turned around into a range on
  * that step's time (`A.ts BETWEEN B.ts - 1 h AND B.ts`).
  */
-import type { ChainNode, ExpressionNode, OccursTail } from './ast.js';
+import type { ChainNode, ExpressionNode, OccursTail } from '../language/ast.js';
+import { children, tailChildren } from '../language/visitor.js';
 import {
   type CompileContext,
   type Env,
@@ -24,7 +25,7 @@ import {
   unifyDatetimes,
   withScope,
   withVar,
-} from './to-sql-context.js';
+} from './context.js';
 import {
   asCondition,
   conditionSql,
@@ -37,9 +38,8 @@ import {
   type Sql,
   sql,
   valueSql,
-} from './to-sql-fragment.js';
-import { compileOccurs, fixedOffsets } from './to-sql-time.js';
-import { children, tailChildren } from './visitor.js';
+} from './fragment.js';
+import { compileOccurs, fixedOffsets } from './time.js';
 
 /** The indexes of the earlier steps whose labels a WHEN names (labels are the innermost names in a WHEN). */
 function labelsNamed(tail: OccursTail, earlier: readonly string[]): number[] {

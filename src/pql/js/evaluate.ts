@@ -6,18 +6,16 @@
  * from `runtime.ts`, shared with the SQL engine. Data never makes it throw: malformed values
  * are missing, and predicates on missing values are false (docs/pql-semantics.md).
  */
-import type { AggregateNode, ExpressionNode, FilterNode, IdentifierNode, QuantifiedNode, SelectNode } from './ast.js';
-import { compileChain, compileOccurs } from './evaluate-chain.js';
-import {
-  type Binding,
-  type Compiler,
-  type Ctx,
-  ctxEvents,
-  type Fn,
-  fieldReader,
-  type Scope,
-} from './evaluate-context.js';
-import { aggregateValues, compileCall, compileMethodCall } from './evaluate-methods.js';
+
+import type { CheckedExpression, PqlType, ProfileDocument } from '../check/types.js';
+import type {
+  AggregateNode,
+  ExpressionNode,
+  FilterNode,
+  IdentifierNode,
+  QuantifiedNode,
+  SelectNode,
+} from '../language/ast.js';
 import {
   arithmetic,
   compareOp,
@@ -29,8 +27,10 @@ import {
   toInstant,
   valueIn,
   valueNotIn,
-} from './runtime.js';
-import type { CheckedExpression, PqlType, ProfileDocument } from './types.js';
+} from '../runtime/index.js';
+import { compileChain, compileOccurs } from './chain.js';
+import { type Binding, type Compiler, type Ctx, ctxEvents, type Fn, fieldReader, type Scope } from './context.js';
+import { aggregateValues, compileCall, compileMethodCall } from './methods.js';
 
 export interface EvaluateOptions {
   /** The evaluation instant (epoch ms), fixed for the whole evaluation. */

@@ -17,6 +17,8 @@
  * The parts: to-sql-context.ts (scopes, fields, arrays), to-sql-collections.ts (array methods,
  * quantifiers, aggregates), to-sql-time.ts (`occurs`, dates), to-sql-chain.ts (CHAIN).
  */
+
+import type { CheckedExpression } from '../check/types.js';
 import type {
   ArithmeticNode,
   CallNode,
@@ -25,7 +27,7 @@ import type {
   InNode,
   LogicalNode,
   MethodCallNode,
-} from './ast.js';
+} from '../language/ast.js';
 import {
   arithmetic,
   compareOp,
@@ -37,8 +39,8 @@ import {
   negate,
   parseDate,
   parseIsoDatetime,
-} from './runtime.js';
-import { compileChain } from './to-sql-chain.js';
+} from '../runtime/index.js';
+import { compileChain } from './chain.js';
 import {
   compileAggregate,
   compileArrayLiteral,
@@ -48,7 +50,7 @@ import {
   compileSelect,
   isCollectionMethod,
   itemEquals,
-} from './to-sql-collections.js';
+} from './collections.js';
 import {
   asMs,
   CompileContext,
@@ -61,7 +63,7 @@ import {
   PROFILE_ALIAS,
   unifyDatetimes,
   withVar,
-} from './to-sql-context.js';
+} from './context.js';
 import {
   asCondition,
   type CompiledValue,
@@ -87,12 +89,11 @@ import {
   scalarOf,
   sql,
   valueSql,
-} from './to-sql-fragment.js';
-import { hoistAggregateComparison } from './to-sql-hoist.js';
-import { andSets, drivingIds, notSets, orSets } from './to-sql-sets.js';
-import { compileLike, compileStringMethod, literalString } from './to-sql-strings.js';
-import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './to-sql-time.js';
-import type { CheckedExpression } from './types.js';
+} from './fragment.js';
+import { hoistAggregateComparison } from './hoist.js';
+import { andSets, drivingIds, notSets, orSets } from './sets.js';
+import { compileLike, compileStringMethod, literalString } from './strings.js';
+import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './time.js';
 
 export interface SqlStatement {
   sql: string;

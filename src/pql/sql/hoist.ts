@@ -13,9 +13,9 @@
  * complement is taken instead. It relies on one invariant of the store: an event's sandbox is
  * its profile's sandbox.
  */
-import type { CompareOp } from './ast.js';
-import { compareOp } from './runtime.js';
-import { type CompileContext, PROFILE_ALIAS } from './to-sql-context.js';
+import type { CompareOp } from '../language/ast.js';
+import { compareOp } from '../runtime/index.js';
+import { type CompileContext, PROFILE_ALIAS } from './context.js';
 import {
   type CollectionValue,
   type EventAggregate,
@@ -27,8 +27,8 @@ import {
   type Sql,
   sql,
   TRUE,
-} from './to-sql-fragment.js';
-import { type EventGroup, groupSets, type IdSets } from './to-sql-sets.js';
+} from './fragment.js';
+import { type EventGroup, groupSets, type IdSets } from './sets.js';
 
 /** References to table aliases in compiler-made SQL text (`p.`, `e3.`, `j4.`, `d5.`, `m6.`); user text is never in it. */
 const ALIAS_REF = /\b(p|[ejdm]\d+)\./g;

@@ -6,7 +6,7 @@
  * JS evaluator can call it per event and the SQL engine can register it as SQLite functions.
  * An invalid input yields `NaN` (numbers) or `undefined`; callers treat both as missing.
  */
-import type { CompareOp, ExpressionNode, OccursTail, TimeUnit } from './ast.js';
+import type { CompareOp, ExpressionNode, OccursTail, TimeUnit } from '../language/ast.js';
 
 export const MS_PER_SECOND = 1000;
 export const MS_PER_MINUTE = 60_000;

@@ -3,10 +3,18 @@
  * as its events arrive, so they need every event condition to look back at most 24 hours
  * from now, no `forall` over events, and `inSegment` only on its own.
  */
-import type { ChainNode, ExpressionNode, Location, OccursTail, QuantifiedNode, TimeUnit, XEventNode } from './ast.js';
-import { MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND, MS_PER_WEEK } from './runtime-time.js';
+import type {
+  ChainNode,
+  ExpressionNode,
+  Location,
+  OccursTail,
+  QuantifiedNode,
+  TimeUnit,
+  XEventNode,
+} from '../language/ast.js';
+import { children } from '../language/visitor.js';
+import { MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND, MS_PER_WEEK } from '../runtime/time.js';
 import type { Eligibility } from './types.js';
-import { children } from './visitor.js';
 
 /** What the checker found the expression reads. */
 export interface EligibilityFacts {

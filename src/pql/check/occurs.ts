@@ -1,5 +1,5 @@
 /** `occurs` tails and CHAIN: time references, amounts, chain steps and their labels. */
-import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from './ast.js';
+import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from '../language/ast.js';
 import { typeToString } from './catalog.js';
 import {
   BOOLEAN,
@@ -13,7 +13,7 @@ import {
   ownField,
   refPath,
   type Scope,
-} from './checker-context.js';
+} from './context.js';
 import type { PqlType } from './types.js';
 
 export function checkOccurs(ctx: CheckContext, node: OccursNode, scope: Scope): PqlType {

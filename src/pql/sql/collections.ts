@@ -4,6 +4,8 @@
  * and every method is a correlated sub-query over it, so event conditions stay direct column
  * comparisons on the (profile_id, event_type, ts) index.
  */
+
+import type { PqlType } from '../check/types.js';
 import type {
   AggregateFn,
   AggregateNode,
@@ -13,7 +15,7 @@ import type {
   MethodCallNode,
   QuantifiedNode,
   SelectNode,
-} from './ast.js';
+} from '../language/ast.js';
 import {
   asIso,
   type CompileContext,
@@ -27,7 +29,7 @@ import {
   unifyDatetimes,
   withScope,
   withVar,
-} from './to-sql-context.js';
+} from './context.js';
 import {
   ANY_TYPE,
   asCondition,
@@ -48,9 +50,8 @@ import {
   sql,
   TRUE,
   valueSql,
-} from './to-sql-fragment.js';
-import { hoistExists, hoistForall } from './to-sql-hoist.js';
-import type { PqlType } from './types.js';
+} from './fragment.js';
+import { hoistExists, hoistForall } from './hoist.js';
 
 const COLLECTION_METHODS = new Set([
   'count',

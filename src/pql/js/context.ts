@@ -3,8 +3,9 @@
  * the compile-time lexical scope. Kept apart from `evaluate.ts` so the method, `occurs` and
  * CHAIN compilers can live in their own files without import cycles.
  */
-import type { ExpressionNode } from './ast.js';
-import type { EventRecord, ProfileDocument } from './types.js';
+
+import type { EventRecord, ProfileDocument } from '../check/types.js';
+import type { ExpressionNode } from '../language/ast.js';
 
 /** State of one evaluation. `scope` and `env` are slot arrays whose indices are fixed at compile time. */
 export interface Ctx {

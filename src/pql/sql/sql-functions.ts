@@ -26,7 +26,7 @@ import {
   toCanonicalIso,
   toInstant,
   upperText,
-} from './runtime.js';
+} from '../runtime/index.js';
 
 type SqlValue = number | bigint | string | Buffer | null;
 

@@ -4,10 +4,10 @@
  * NUL characters, where substr() and length() stop early). The rest runs the runtime's code
  * through sql-functions.ts: Unicode lower/upper, RE2, endsWith, the general `like`.
  */
-import type { ExpressionNode, LikeNode, MethodCallNode } from './ast.js';
-import { codePointLength, lowerText, upperText } from './runtime.js';
-import { STRING_PREDICATES } from './runtime-strings.js';
-import type { CompileContext, Env } from './to-sql-context.js';
+import type { ExpressionNode, LikeNode, MethodCallNode } from '../language/ast.js';
+import { codePointLength, lowerText, upperText } from '../runtime/index.js';
+import { STRING_PREDICATES } from '../runtime/strings.js';
+import type { CompileContext, Env } from './context.js';
 import {
   conditionSql,
   constantPredicate,
@@ -21,7 +21,7 @@ import {
   scalarOf,
   sql,
   valueSql,
-} from './to-sql-fragment.js';
+} from './fragment.js';
 
 const STRING_PREDICATE_NAMES: ReadonlySet<string> = new Set(STRING_PREDICATES);
 

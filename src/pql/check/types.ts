@@ -1,4 +1,4 @@
-import type { ExpressionNode } from './ast.js';
+import type { ExpressionNode } from '../language/ast.js';
 
 /**
  * Types of PQL values (docs/pql.md §4). `datetime` covers dates (a date is a datetime at 00:00 UTC).

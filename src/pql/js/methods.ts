@@ -2,8 +2,7 @@
  * The JS engine's methods (`a.count()`, `s.startsWith(…)`, `m.get(…)`, …) and functions
  * (`date`, `if`, `inSegment`, …), compiled to closures over the shared runtime.
  */
-import type { CallNode, ExpressionNode, FilterNode, MethodCallNode } from './ast.js';
-import type { Compiler, Ctx, Fn, Scope } from './evaluate-context.js';
+import type { CallNode, ExpressionNode, FilterNode, MethodCallNode } from '../language/ast.js';
 import {
   ageInYears,
   codePointLength,
@@ -25,7 +24,8 @@ import {
   toInstant,
   upperText,
   valuesEqual,
-} from './runtime.js';
+} from '../runtime/index.js';
+import type { Compiler, Ctx, Fn, Scope } from './context.js';
 
 const MISSING: Fn = () => undefined;
 

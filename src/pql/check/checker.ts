@@ -15,9 +15,11 @@ import type {
   MemberNode,
   ParentFieldNode,
   QuantifiedNode,
-} from './ast.js';
+} from '../language/ast.js';
+import { PqlError } from '../language/errors.js';
+import { parse } from '../language/parser.js';
+import { checkCall, checkMethodCall } from './calls.js';
 import { typeToString } from './catalog.js';
-import { checkCall, checkMethodCall } from './checker-calls.js';
 import {
   ANY,
   BOOLEAN,
@@ -39,11 +41,9 @@ import {
   type Scope,
   STRING,
   unify,
-} from './checker-context.js';
-import { checkChain, checkOccurs } from './checker-occurs.js';
+} from './context.js';
 import { eligibility } from './eligibility.js';
-import { PqlError } from './errors.js';
-import { parse } from './parser.js';
+import { checkChain, checkOccurs } from './occurs.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
 /** Checks an expression of any type. */

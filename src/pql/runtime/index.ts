@@ -20,7 +20,7 @@ export {
   type StringPredicateName,
   stringPredicate,
   upperText,
-} from './runtime-strings.js';
+} from './strings.js';
 export {
   addUnits,
   ageInYears,
@@ -48,7 +48,7 @@ export {
   periodStart,
   toCanonicalIso,
   toInstant,
-} from './runtime-time.js';
+} from './time.js';
 export {
   arithmetic,
   compareOp,
@@ -62,4 +62,4 @@ export {
   valueIn,
   valueNotIn,
   valuesEqual,
-} from './runtime-values.js';
+} from './values.js';

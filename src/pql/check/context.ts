@@ -1,6 +1,6 @@
-import type { ExpressionNode, Location } from './ast.js';
+import type { ExpressionNode, Location } from '../language/ast.js';
+import { locationAt, PqlError } from '../language/errors.js';
 import { typeToString } from './catalog.js';
-import { locationAt, PqlError } from './errors.js';
 import type { CheckOptions, ObjectType, PqlType } from './types.js';
 
 /** Where a value sits in the schema: the profile or the event document, and the path below it. */

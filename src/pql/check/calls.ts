@@ -3,7 +3,8 @@
  * against the signature table in functions.ts.
  */
 import { RE2JS } from 're2js';
-import type { CallNode, ExpressionNode, Location, MethodCallNode } from './ast.js';
+import type { CallNode, ExpressionNode, Location, MethodCallNode } from '../language/ast.js';
+import { parseDate, parseIsoDatetime } from '../runtime/time.js';
 import { typeToString } from './catalog.js';
 import {
   ANY,
@@ -17,10 +18,9 @@ import {
   type Scope,
   STRING,
   unify,
-} from './checker-context.js';
+} from './context.js';
 import { FUNCTIONS, METHODS, type MethodSignature, type ParamSpec, type TypeSpec } from './functions.js';
 import { regexTooComplex } from './regex-limits.js';
-import { parseDate, parseIsoDatetime } from './runtime-time.js';
 import type { PqlType } from './types.js';
 
 export function checkMethodCall(ctx: CheckContext, node: MethodCallNode, scope: Scope): PqlType {

@@ -6,8 +6,9 @@
  * Nothing the user wrote is ever spliced into SQL text: user values go through `param()`;
  * `raw()` takes only text this compiler itself produced (aliases, keywords, operators).
  */
-import type { DrivenIds, IdSets } from './to-sql-sets.js';
-import type { PqlType } from './types.js';
+
+import type { PqlType } from '../check/types.js';
+import type { DrivenIds, IdSets } from './sets.js';
 
 export class Sql {
   constructor(

@@ -14,8 +14,8 @@
  * that membership and event rows belong to an existing profile of their own sandbox (deleting
  * or merging a profile moves or deletes them in the same transaction).
  */
-import { PROFILE_ALIAS } from './to-sql-context.js';
-import { param, type ScalarValue, Sql, sql } from './to-sql-fragment.js';
+import { PROFILE_ALIAS } from './context.js';
+import { param, type ScalarValue, Sql, sql } from './fragment.js';
 
 /**
  * Each an uncorrelated query of distinct ids in one column `id`: `ids` the profiles for which

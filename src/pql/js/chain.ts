@@ -4,11 +4,18 @@
  * CHAIN is an existence search with backtracking and failure memoisation.
  */
 
-import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from './ast.js';
-import type { Binding, Compiler, Ctx, Fn, Scope } from './evaluate-context.js';
-import { readField } from './evaluate-context.js';
-import { isDayValuedRef, type OccursBounds, occursBounds, occursHolds, occursShapeOf, toInstant } from './runtime.js';
-import { tailChildren } from './visitor.js';
+import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from '../language/ast.js';
+import { tailChildren } from '../language/visitor.js';
+import {
+  isDayValuedRef,
+  type OccursBounds,
+  occursBounds,
+  occursHolds,
+  occursShapeOf,
+  toInstant,
+} from '../runtime/index.js';
+import type { Binding, Compiler, Ctx, Fn, Scope } from './context.js';
+import { readField } from './context.js';
 
 export type BoundsFn = (ctx: Ctx) => OccursBounds | null;
 

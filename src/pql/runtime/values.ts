@@ -5,8 +5,8 @@
  *
  * Missing is `undefined` (a `null` in a document reads as missing too).
  */
-import type { ArithmeticOp, CompareOp } from './ast.js';
-import { compareCodePoints } from './runtime-strings.js';
+import type { ArithmeticOp, CompareOp } from '../language/ast.js';
+import { compareCodePoints } from './strings.js';
 
 /** Absent or null. */
 export function isMissing(value: unknown): value is null | undefined {
