@@ -127,7 +127,7 @@ const PROFILE_PAGE = gql`
     profiles(first: 7, after: $after) {
       totalCount
       pageInfo { hasNextPage endCursor }
-      edges { cursor node { id identities { namespace id } } }
+      edges { cursor node { id identities { namespace value } } }
     }
   }
 `;
@@ -166,7 +166,7 @@ describe('Apollo Client 4', () => {
     expect(new Set(profiles.merged.edges.map((e: any) => e.node.id)).size).toBe(PROFILES);
     expect(profiles.merged.pageInfo.hasNextPage).toBe(false);
     const crmIds = profiles.merged.edges.map(
-      (e: any) => e.node.identities.find((i: any) => i.namespace === 'crmId').id,
+      (e: any) => e.node.identities.find((i: any) => i.namespace === 'crmId').value,
     );
     expect(new Set(crmIds).size).toBe(PROFILES);
 
@@ -209,6 +209,25 @@ describe('Apollo Client 4', () => {
         n: target.name,
       }),
     );
+    client.stop();
+  });
+
+  it("keeps the first mutation's result when the second field of the operation fails", async () => {
+    const client = apolloClient([]);
+    const result = await client.mutate<any>({
+      mutation: gql`
+        mutation TwoFields {
+          made: createFolder(input: { name: "Apollo partial" }) { id name }
+          gone: deleteAudience(id: "QXVkaWVuY2U6OTk5OTk=")
+        }
+      `,
+      errorPolicy: 'all',
+    });
+    expect(result.data.made.name).toBe('Apollo partial');
+    expect(result.data.gone).toBeNull();
+    expect(result.error?.message).toMatch(/No audience/);
+    const stored = ok(await server.gql('query($id: ID!) { node(id: $id) { id } }', { id: result.data.made.id }));
+    expect(stored.node.id).toBe(result.data.made.id);
     client.stop();
   });
 
@@ -296,7 +315,7 @@ describe('Apollo Client 4', () => {
           ... @defer {
             members(first: 5) {
               totalCount
-              edges { node { status profile { id identities { namespace id } } } }
+              edges { node { status profile { id identities { namespace value } } } }
             }
           }
         }
@@ -460,6 +479,25 @@ describe('urql with graphcache and graphql-sse', () => {
         },
       ),
     );
+  });
+
+  it("keeps the first mutation's result when the second field of the operation fails", async () => {
+    const client = urqlClient([]);
+    const result = await client
+      .mutation(
+        urqlGql`
+          mutation TwoFields {
+            made: createFolder(input: { name: "urql partial" }) { id name }
+            gone: deleteAudience(id: "QXVkaWVuY2U6OTk5OTk=")
+          }
+        `,
+        {},
+      )
+      .toPromise();
+    expect(result.data.made.name).toBe('urql partial');
+    expect(result.data.gone).toBeNull();
+    expect(result.error?.graphQLErrors[0]?.extensions.code).toBe('NOT_FOUND');
+    expect(result.error?.graphQLErrors[0]?.path).toEqual(['gone']);
   });
 
   it('follows a segment job over SSE until it succeeds', async () => {
