@@ -13,84 +13,117 @@ export interface Config {
   limits: Limits;
 }
 
-export interface Limits {
+/** What one request may ask of the server. */
+export interface ServerLimits {
   maxDepth: number;
   maxCost: number;
   maxAliases: number;
   maxBodyBytes: number;
-  maxPageSize: number;
-  maxBatch: number;
   /** Operations one HTTP request may carry as a JSON array (request batching). */
   maxBatchOperations: number;
-  profileRecordBytes: number;
-  eventRecordBytes: number;
-  identitiesPerProfile: number;
-  /** Profiles per chunk of a segment job: the unit of progress and cancel checks. */
-  segmentChunkSize: number;
-  /** How often streaming audiences are swept for members whose time window has passed. */
-  streamingSweepMs: number;
   /** Requests per second each API key may make (a burst of as many); 0: no limit. */
   rateLimitPerSecond: number;
   /** How long one ad-hoc evaluation (profilesMatching, evaluateProfile) may run before it is stopped. */
   queryTimeoutMs: number;
+  /** How long shutdown waits for in-flight requests and running jobs before it cuts them off. */
+  shutdownGraceMs: number;
 }
 
-export const DEFAULT_LIMITS: Limits = {
+/** The guardrails of profile and event ingestion. */
+export interface IngestLimits {
+  /** Records per ingestProfiles / ingestEvents call. */
+  maxBatch: number;
+  profileRecordBytes: number;
+  eventRecordBytes: number;
+  identitiesPerProfile: number;
+}
+
+/** How jobs and the streaming sweep run. */
+export interface JobSettings {
+  /** Profiles per chunk of a segment job: the unit of progress and cancel checks. */
+  segmentChunkSize: number;
+  /** How often streaming audiences are swept for members whose time window has passed. */
+  streamingSweepMs: number;
+}
+
+/** All settings a running server holds; each part is also passed alone to the code that needs only it. */
+export type Limits = ServerLimits & IngestLimits & JobSettings;
+
+export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxDepth: 12,
   maxCost: 5000,
   maxAliases: 30,
   maxBodyBytes: 1024 * 1024,
-  maxPageSize: 500,
-  maxBatch: 10_000,
   maxBatchOperations: 10,
+  rateLimitPerSecond: 0,
+  queryTimeoutMs: 5_000,
+  shutdownGraceMs: 8_000,
+};
+
+export const DEFAULT_INGEST_LIMITS: IngestLimits = {
+  maxBatch: 10_000,
   profileRecordBytes: 100 * 1024,
   eventRecordBytes: 10 * 1024,
   identitiesPerProfile: 50,
-  segmentChunkSize: 20_000,
-  streamingSweepMs: 5_000,
-  rateLimitPerSecond: 0,
-  queryTimeoutMs: 5_000,
 };
 
-function intFrom(value: string | undefined, fallback: number, name: string): number {
+export const DEFAULT_JOB_SETTINGS: JobSettings = {
+  segmentChunkSize: 20_000,
+  streamingSweepMs: 5_000,
+};
+
+export const DEFAULT_LIMITS: Limits = { ...DEFAULT_SERVER_LIMITS, ...DEFAULT_INGEST_LIMITS, ...DEFAULT_JOB_SETTINGS };
+
+/** An integer variable within [min, max], or its default; anything else names the variable and stops the start. */
+function intFrom(
+  env: NodeJS.ProcessEnv,
+  name: string,
+  fallback: number,
+  min = 0,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
+  const value = env[name];
   if (value === undefined || value === '') return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a non-negative integer, got "${value}"`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    const range =
+      max === Number.MAX_SAFE_INTEGER ? `an integer of at least ${min}` : `an integer from ${min} to ${max}`;
+    throw new Error(`${name} must be ${range}, got "${value}"`);
+  }
   return n;
+}
+
+function loadServerLimits(env: NodeJS.ProcessEnv): ServerLimits {
+  const d = DEFAULT_SERVER_LIMITS;
+  return {
+    maxDepth: intFrom(env, 'SEGQL_MAX_DEPTH', d.maxDepth, 1),
+    maxCost: intFrom(env, 'SEGQL_MAX_COST', d.maxCost, 1),
+    maxAliases: intFrom(env, 'SEGQL_MAX_ALIASES', d.maxAliases, 0),
+    maxBodyBytes: intFrom(env, 'SEGQL_MAX_BODY_BYTES', d.maxBodyBytes, 1024),
+    maxBatchOperations: intFrom(env, 'SEGQL_MAX_BATCH_OPERATIONS', d.maxBatchOperations, 1),
+    rateLimitPerSecond: intFrom(env, 'SEGQL_RATE_LIMIT', d.rateLimitPerSecond, 0),
+    queryTimeoutMs: intFrom(env, 'SEGQL_QUERY_TIMEOUT_MS', d.queryTimeoutMs, 1),
+    shutdownGraceMs: intFrom(env, 'SEGQL_SHUTDOWN_GRACE_MS', d.shutdownGraceMs, 0, 600_000),
+  };
+}
+
+function loadJobSettings(env: NodeJS.ProcessEnv): JobSettings {
+  const d = DEFAULT_JOB_SETTINGS;
+  return {
+    segmentChunkSize: intFrom(env, 'SEGQL_SEGMENT_CHUNK_SIZE', d.segmentChunkSize, 1),
+    streamingSweepMs: intFrom(env, 'SEGQL_STREAMING_SWEEP_MS', d.streamingSweepMs, 50),
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
-    port: intFrom(env.PORT, 4000, 'PORT'),
+    port: intFrom(env, 'PORT', 4000, 0, 65_535),
     host: env.HOST || '127.0.0.1',
     dataDir: resolve(env.SEGQL_DATA_DIR || './data'),
-    demoProfiles: intFrom(env.SEGQL_DEMO_PROFILES, 10_000, 'SEGQL_DEMO_PROFILES'),
+    demoProfiles: intFrom(env, 'SEGQL_DEMO_PROFILES', 10_000, 0),
     logLevel: env.SEGQL_LOG_LEVEL || 'info',
     skipIntegrityCheck: env.SEGQL_SKIP_INTEGRITY_CHECK === '1' || env.SEGQL_SKIP_INTEGRITY_CHECK === 'true',
-    limits: {
-      ...DEFAULT_LIMITS,
-      maxDepth: intFrom(env.SEGQL_MAX_DEPTH, DEFAULT_LIMITS.maxDepth, 'SEGQL_MAX_DEPTH'),
-      maxCost: intFrom(env.SEGQL_MAX_COST, DEFAULT_LIMITS.maxCost, 'SEGQL_MAX_COST'),
-      maxAliases: intFrom(env.SEGQL_MAX_ALIASES, DEFAULT_LIMITS.maxAliases, 'SEGQL_MAX_ALIASES'),
-      maxBatchOperations: Math.max(
-        1,
-        intFrom(env.SEGQL_MAX_BATCH_OPERATIONS, DEFAULT_LIMITS.maxBatchOperations, 'SEGQL_MAX_BATCH_OPERATIONS'),
-      ),
-      maxBodyBytes: intFrom(env.SEGQL_MAX_BODY_BYTES, DEFAULT_LIMITS.maxBodyBytes, 'SEGQL_MAX_BODY_BYTES'),
-      segmentChunkSize: Math.max(
-        1,
-        intFrom(env.SEGQL_SEGMENT_CHUNK_SIZE, DEFAULT_LIMITS.segmentChunkSize, 'SEGQL_SEGMENT_CHUNK_SIZE'),
-      ),
-      streamingSweepMs: Math.max(
-        50,
-        intFrom(env.SEGQL_STREAMING_SWEEP_MS, DEFAULT_LIMITS.streamingSweepMs, 'SEGQL_STREAMING_SWEEP_MS'),
-      ),
-      rateLimitPerSecond: intFrom(env.SEGQL_RATE_LIMIT, DEFAULT_LIMITS.rateLimitPerSecond, 'SEGQL_RATE_LIMIT'),
-      queryTimeoutMs: Math.max(
-        1,
-        intFrom(env.SEGQL_QUERY_TIMEOUT_MS, DEFAULT_LIMITS.queryTimeoutMs, 'SEGQL_QUERY_TIMEOUT_MS'),
-      ),
-    },
+    limits: { ...loadServerLimits(env), ...DEFAULT_INGEST_LIMITS, ...loadJobSettings(env) },
   };
 }
 

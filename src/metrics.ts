@@ -1,11 +1,11 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
-import type { App } from './domain/app.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Prometheus metrics served on /metrics; gauges are read from the live state at scrape time. */
-export function createMetrics(app: App) {
+export function createMetrics(conn: Connection) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'segql_process_' });
   const requests = new Counter({
@@ -45,9 +45,7 @@ export function createMetrics(app: App) {
     registers: [registry],
     collect() {
       this.reset();
-      const rows = app.conn.sqlite
-        .prepare('SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status')
-        .all() as {
+      const rows = conn.sqlite.prepare('SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status').all() as {
         kind: string;
         status: string;
         n: number;

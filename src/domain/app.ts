@@ -1,11 +1,19 @@
+/**
+ * The composition root of the domain: every process-wide service, built once, in dependency
+ * order, with what each needs handed in (no slot filled in later). The server adds HTTP around
+ * it; the CLI and benchmarks can build one without a server.
+ */
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
-import type { EventBus } from './events.js';
-import type { JobRunner } from './jobs/job-runner.js';
-import type { WorkerLanes } from './jobs/worker-thread.js';
-import type { ProfilesChangedHook } from './profile-ingest.js';
-import type { QueryPool } from './queries/query-pool.js';
+import { EventBus } from './events.js';
+import { type IngestCounter, IngestService } from './ingest.js';
+import { JobRunner } from './jobs/job-runner.js';
+import { WorkerLanes } from './jobs/worker-thread.js';
+import { previewJobHandler } from './previews/previews.js';
+import { QueryPool } from './queries/query-pool.js';
+import { segmentJobHandler } from './segment-jobs/segment-job.js';
+import { StreamingSegmentation } from './streaming.js';
 
 /** The process-wide services every domain operation may need. */
 export interface App {
@@ -19,6 +27,43 @@ export interface App {
   workers: WorkerLanes;
   /** Worker threads for ad-hoc evaluation (profilesMatching, evaluateProfile), within a time budget. */
   queries: QueryPool;
-  /** Run inside every ingest transaction (streaming segmentation plugs in here). */
-  ingestHooks: { onProfilesChanged?: ProfilesChangedHook };
+  /** Streaming segmentation: evaluation inside ingests, and the sweep of expired members. */
+  streaming: StreamingSegmentation;
+  /** Profile and event ingestion, with its streaming step and counters. */
+  ingest: IngestService;
+}
+
+export interface AppOptions {
+  conn: Connection;
+  limits: Limits;
+  log: Logger;
+  dataDir: string;
+  ingestCounter?: IngestCounter;
+}
+
+/** Builds the services and starts the background ones (job runner, streaming sweep). */
+export function createApp(options: AppOptions): App {
+  const { conn, limits, log, dataDir } = options;
+  const bus = new EventBus();
+  const workers = new WorkerLanes();
+  // Two threads: one heavy query leaves another lane free, and this box has two cores.
+  const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
+  const streaming = new StreamingSegmentation({ conn, bus, log, sweepMs: limits.streamingSweepMs });
+  const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
+  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest };
+  const jobs = new JobRunner(services);
+  const app: App = { ...services, jobs };
+  jobs.register(segmentJobHandler);
+  jobs.register(previewJobHandler);
+  jobs.start();
+  streaming.start();
+  return app;
+}
+
+/** Stops the background services and the worker threads (the connection is the caller's). */
+export async function closeApp(app: App): Promise<void> {
+  app.streaming.stop();
+  await app.jobs.stop();
+  await app.workers.close();
+  await app.queries.close();
 }

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
-import { DEFAULT_LIMITS, type Limits } from '../config.js';
+import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import { refreshAudienceSize } from './audiences.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
@@ -52,7 +52,7 @@ export interface IngestResult {
 export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | undefined;
 
 export interface IngestOptions {
-  limits?: Limits;
+  limits?: IngestLimits;
   now?: number;
   onProfilesChanged?: ProfilesChangedHook;
 }
@@ -174,7 +174,7 @@ export function ingestProfiles(
   records: ProfileRecord[],
   options: IngestOptions = {},
 ): IngestResult {
-  const limits = options.limits ?? DEFAULT_LIMITS;
+  const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
   const now = options.now ?? Date.now();
   if (records.length > limits.maxBatch) {
     throw badInput(`At most ${limits.maxBatch} records per call, got ${records.length}`, 'records');
@@ -266,7 +266,7 @@ export function ingestEvents(
   events: EventInput[],
   options: IngestOptions = {},
 ): IngestResult {
-  const limits = options.limits ?? DEFAULT_LIMITS;
+  const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
   const now = options.now ?? Date.now();
   if (events.length > limits.maxBatch) {
     throw badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events');

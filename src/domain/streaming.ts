@@ -7,6 +7,7 @@
  * new data: a sweep exits the members for whom they no longer hold.
  */
 
+import type { Logger } from 'pino';
 import type { Connection } from '../db/index.js';
 import {
   type CheckedExpression,
@@ -15,11 +16,11 @@ import {
   type ProfileDocument,
   STREAMING_WINDOW_MS,
 } from '../pql/index.js';
-import type { App } from './app.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
-import { topics } from './events.js';
+import { type EventBus, topics } from './events.js';
 import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
 import { checkedDefinition } from './pql-tools.js';
+import type { ProfilesChangedHook } from './profile-ingest.js';
 import { dependencyOrder } from './segment-jobs/segment-job.js';
 
 /** The statements streaming runs per ingest. */
@@ -237,36 +238,49 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
 }
 
 /**
- * Plugs streaming segmentation into the app: the ingest hook, and a sweep of expired members
- * every `sweepMs` (unref'd; `stop()` ends it).
+ * Streaming segmentation as a service: the ingest service calls `onProfilesChanged` inside its
+ * transaction, and a sweep drops members whose time window has passed every `sweepMs` (unref'd;
+ * `stop()` ends it).
  */
-export function startStreaming(app: App, sweepMs: number): { stop(): void } {
-  const publish = (changes: readonly MembershipChange[]) => {
-    for (const change of changes) app.bus.publish(topics.memberships(change.sandboxId), change);
+export class StreamingSegmentation {
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: { conn: Connection; bus: EventBus; log: Logger; sweepMs: number }) {}
+
+  /** Evaluates the changed profiles in the ingest's transaction; what it returns publishes the changes after commit. */
+  readonly onProfilesChanged: ProfilesChangedHook = (sandboxId, profileIds, now) => {
+    const changes = segmentProfiles(this.deps.conn, sandboxId, profileIds, now);
+    return changes.length > 0 ? () => this.publish(changes) : undefined;
   };
-  app.ingestHooks.onProfilesChanged = (sandboxId, profileIds, now) => {
-    const changes = segmentProfiles(app.conn, sandboxId, profileIds, now);
-    return changes.length > 0 ? () => publish(changes) : undefined;
-  };
-  const timer = setInterval(() => {
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => this.sweep(), this.deps.sweepMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private sweep(): void {
+    const { conn, log } = this.deps;
     try {
-      const sandboxIds = app.conn.sqlite
+      const sandboxIds = conn.sqlite
         .prepare(
           `SELECT DISTINCT d.sandbox_id FROM segment_definitions d
            WHERE d.eval_streaming = 1 AND d.eligible_streaming = 1`,
         )
         .pluck()
         .all() as number[];
-      for (const sandboxId of sandboxIds) publish(sweepExpired(app.conn, sandboxId, Date.now()));
+      for (const sandboxId of sandboxIds) this.publish(sweepExpired(conn, sandboxId, Date.now()));
     } catch (err) {
-      app.log.error({ err }, 'streaming sweep failed');
+      log.error({ err }, 'streaming sweep failed');
     }
-  }, sweepMs);
-  timer.unref();
-  return {
-    stop() {
-      clearInterval(timer);
-      app.ingestHooks.onProfilesChanged = undefined;
-    },
-  };
+  }
+
+  private publish(changes: readonly MembershipChange[]): void {
+    for (const change of changes) this.deps.bus.publish(topics.memberships(change.sandboxId), change);
+  }
 }

@@ -14,6 +14,7 @@ import {
   isNonNullType,
 } from 'graphql';
 import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
+import { MAX_PAGE_SIZE } from '../domain/paging.js';
 import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
 import { DateTimeScalar, JSONScalar } from './scalars.js';
@@ -105,9 +106,9 @@ export const builder = new SchemaBuilder<{
       // The plugin's own resolveNodes callback ignores the ids given to it and loads them all,
       // so one id of an unknown type failed the whole list: unknown ones go in as null instead.
       resolve: (_root, { ids }, ctx, info) => {
-        if (ids.length > ctx.limits.maxPageSize) {
-          throw new GraphQLError(`"ids" takes at most ${ctx.limits.maxPageSize} ids, got ${ids.length}`, {
-            extensions: { code: 'BAD_USER_INPUT', field: 'ids', limit: ctx.limits.maxPageSize, actual: ids.length },
+        if (ids.length > MAX_PAGE_SIZE) {
+          throw new GraphQLError(`"ids" takes at most ${MAX_PAGE_SIZE} ids, got ${ids.length}`, {
+            extensions: { code: 'BAD_USER_INPUT', field: 'ids', limit: MAX_PAGE_SIZE, actual: ids.length },
           });
         }
         return loadKnownNodes(

@@ -129,7 +129,7 @@ describe('segql usage errors', { timeout: 60_000 }, () => {
   it('refuses a bad environment variable in one line', async () => {
     expectUsageError(
       await segql(['migrate'], freshDir(), { PORT: 'abc' }),
-      /^segql: PORT must be a non-negative integer/,
+      /^segql: PORT must be an integer from 0 to 65535, got "abc"\n$/,
     );
   });
 });

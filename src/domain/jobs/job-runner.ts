@@ -8,7 +8,7 @@ import { isTerminal, type Job, type JobKind, jobById, updateJob, updateJobIn } f
 /** What a running job can do: report progress and notice cancellation. */
 export interface JobContext {
   job: Job;
-  app: App;
+  app: JobServices;
   /** Aborted on cancel (reason "cancelled") or when the job stops making progress (reason "timeout"). */
   signal: AbortSignal;
   /** Reports progress; `extra` is merged into the job's result (e.g. a running estimate). */
@@ -27,8 +27,11 @@ export interface JobHandler {
   concurrency?: number;
   run(ctx: JobContext): Promise<{ result: Record<string, unknown> } | { finalized: true }>;
   /** Housekeeping the runner calls at start and every minute (e.g. purging expired previews). */
-  sweep?(app: App, now: number): void;
+  sweep?(app: JobServices, now: number): void;
 }
+
+/** What the runner and its jobs use: every service but the runner itself. */
+export type JobServices = Omit<App, 'jobs'>;
 
 export class JobCancelled extends Error {
   constructor() {
@@ -56,7 +59,7 @@ export class JobRunner {
   private stopped = false;
   private pumping = false;
 
-  constructor(private readonly app: App) {}
+  constructor(private readonly app: JobServices) {}
 
   register(handler: JobHandler): void {
     this.handlers.set(handler.kind, handler);
@@ -91,7 +94,7 @@ export class JobRunner {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const r of this.running.values()) r.controller.abort('shutdown');
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + this.app.limits.shutdownGraceMs;
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
@@ -252,7 +255,7 @@ export class JobRunner {
 
 /** Marks a job finished unless a cancel got there first (then it is CANCELLED). */
 export function finishUnlessCancelled(
-  app: App,
+  app: JobServices,
   id: number,
   set: { status: 'SUCCEEDED' | 'FAILED'; result?: string; error?: string },
 ): Job {

@@ -110,7 +110,7 @@ export const previewJobHandler: JobHandler = {
 };
 
 /** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
-export function purgeExpiredPreviews(app: App, now = Date.now()): number {
+export function purgeExpiredPreviews(app: Pick<App, 'conn'>, now = Date.now()): number {
   const { conn } = app;
   return conn.sqlite
     .transaction(() => {
@@ -126,7 +126,7 @@ export function purgeExpiredPreviews(app: App, now = Date.now()): number {
     .immediate();
 }
 
-function deletePreviewRows(app: App, id: number): void {
+function deletePreviewRows(app: Pick<App, 'conn'>, id: number): void {
   app.conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
   app.conn.db.delete(jobs).where(eq(jobs.id, id)).run();
 }

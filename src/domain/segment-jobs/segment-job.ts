@@ -65,7 +65,7 @@ export function dependencyOrder(definitions: SegmentDefinition[], deps: Map<numb
   return ordered;
 }
 
-function buildPlan(app: App, job: Job, now: number): SegmentPlan {
+function buildPlan(app: Pick<App, 'conn' | 'limits'>, job: Job, now: number): SegmentPlan {
   const { conn } = app;
   const input = job.input as SegmentJobInput;
   const sandboxId = job.sandboxId;

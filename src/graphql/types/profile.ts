@@ -1,11 +1,5 @@
 import { badInput } from '../../domain/errors.js';
-import {
-  INGEST_ERROR_CODES,
-  type IngestResult,
-  ingestEvents,
-  ingestProfiles,
-  type ProfileRecord,
-} from '../../domain/profile-ingest.js';
+import { INGEST_ERROR_CODES, type IngestResult, type ProfileRecord } from '../../domain/profile-ingest.js';
 import {
   deleteProfile,
   eventsByIds,
@@ -18,7 +12,6 @@ import {
 } from '../../domain/profiles.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
-import type { Context } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 import { decodeId } from '../ids.js';
 
@@ -247,14 +240,6 @@ const EventInput = builder.inputType('EventInput', {
   }),
 });
 
-function counted(ctx: Context, kind: 'profile' | 'event', result: IngestResult): IngestResult {
-  const { ingested } = ctx.metrics;
-  ingested.inc({ kind, outcome: 'accepted' }, result.accepted - result.duplicates);
-  ingested.inc({ kind, outcome: 'duplicate' }, result.duplicates);
-  ingested.inc({ kind, outcome: 'rejected' }, result.rejected);
-  return result;
-}
-
 builder.mutationFields((t) => ({
   ingestProfiles: t.field({
     type: IngestResultType,
@@ -262,11 +247,7 @@ builder.mutationFields((t) => ({
     description:
       'Merges records into profiles by identity (joining profiles that share one); bad records are reported by index.',
     args: { records: t.arg({ type: [ProfileInput], required: true, description: 'The profile records, in order.' }) },
-    resolve: (_root, args, ctx) =>
-      ingestProfiles(ctx.conn, ctx.sandbox.id, args.records as ProfileRecord[], {
-        limits: ctx.limits,
-        ...ctx.app.ingestHooks,
-      }),
+    resolve: (_root, args, ctx) => ctx.app.ingest.profiles(ctx.sandbox.id, args.records as ProfileRecord[]),
   }),
   ingestEvents: t.field({
     type: IngestResultType,
@@ -275,15 +256,9 @@ builder.mutationFields((t) => ({
       'Stores experience events on the profiles of their identities (streaming audiences follow at once); bad events are reported by index.',
     args: { events: t.arg({ type: [EventInput], required: true, description: 'The events, in order.' }) },
     resolve: (_root, args, ctx) =>
-      counted(
-        ctx,
-        'event',
-        ingestEvents(
-          ctx.conn,
-          ctx.sandbox.id,
-          args.events.map((e) => ({ ...e, timestamp: new Date(e.timestamp).toISOString() })),
-          { limits: ctx.limits, ...ctx.app.ingestHooks },
-        ),
+      ctx.app.ingest.events(
+        ctx.sandbox.id,
+        args.events.map((e) => ({ ...e, timestamp: new Date(e.timestamp).toISOString() })),
       ),
   }),
   deleteProfile: t.globalID({

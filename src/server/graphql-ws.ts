@@ -1,0 +1,92 @@
+/**
+ * graphql-ws on the HTTP server's /graphql path: the protocol is graphql-ws's, the operations run
+ * through the same yoga envelope (plugins, context, error mapping) as HTTP and SSE.
+ */
+import type { Server } from 'node:http';
+import { GraphQLError } from 'graphql';
+import { useServer } from 'graphql-ws/use/ws';
+import type { Logger } from 'pino';
+import { WebSocketServer } from 'ws';
+import { DomainError } from '../domain/errors.js';
+import type { Context } from '../graphql/context.js';
+import { mapResult } from '../graphql/errors.js';
+import type { Access } from './access.js';
+import type { SegqlYoga } from './yoga.js';
+
+export function attachGraphqlWs(deps: {
+  httpServer: Server;
+  yoga: SegqlYoga;
+  access: Access;
+  maxPayload: number;
+  log: Logger;
+}): { close(): Promise<void> } {
+  const { httpServer, yoga, access, log } = deps;
+  const wsServer = new WebSocketServer({ server: httpServer, path: yoga.graphqlEndpoint, maxPayload: deps.maxPayload });
+  const cleanup = useServer(
+    {
+      execute: (args: any) => args.rootValue.execute(args),
+      subscribe: (args: any) => args.rootValue.subscribe(args),
+      // A subscription refused before it streams (unknown id…) is one result that no envelop
+      // hook formats on this transport: give its errors their codes here, as HTTP and SSE do.
+      onNext: (_ctx, _id, _payload, args, result) =>
+        mapResult(result, (args.contextValue as Partial<Context>)?.requestId, log) || undefined,
+      // A key sent at connection must be valid (else 4403 Forbidden at once); a connection without
+      // one is accepted, and each operation is authenticated on its own (GraphiQL sends its
+      // headers with every operation, not in connection_init).
+      onConnect: (ctx) => {
+        const authorization = ctx.connectionParams?.authorization;
+        if (typeof authorization !== 'string') return true;
+        try {
+          access.keys.authenticate(authorization);
+          return true;
+        } catch (err) {
+          if (err instanceof DomainError) return false;
+          throw err;
+        }
+      },
+      onSubscribe: async (ctx, _id, params) => {
+        const {
+          schema: s,
+          execute,
+          subscribe,
+          contextFactory,
+          parse,
+          validate,
+        } = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+        });
+        try {
+          const document = parse(params.query);
+          const errors = validate(s, document);
+          if (errors.length > 0) return errors;
+          return {
+            schema: s,
+            operationName: params.operationName,
+            document,
+            variableValues: params.variables,
+            contextValue: await contextFactory(),
+            rootValue: { execute, subscribe },
+          };
+        } catch (err) {
+          if (err instanceof GraphQLError) {
+            return [
+              err.extensions?.code ? err : new GraphQLError(err.message, { extensions: { code: 'BAD_USER_INPUT' } }),
+            ];
+          }
+          throw err;
+        }
+      },
+    },
+    wsServer,
+  );
+  return {
+    async close() {
+      await cleanup.dispose();
+      for (const client of wsServer.clients) client.terminate();
+      wsServer.close();
+    },
+  };
+}

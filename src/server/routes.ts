@@ -1,0 +1,88 @@
+/**
+ * The HTTP side of the server: request ids and access logs, /healthz, /readyz, /metrics, the
+ * body limit (with or without Content-Length), and everything else to the GraphQL handler.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ServerLimits } from '../config.js';
+import type { Metrics } from '../metrics.js';
+import type { Access } from './access.js';
+import type { DatabaseHealth } from './health.js';
+import { payloadTooLarge, readBodyWithin } from './request-body.js';
+import type { SegqlYoga } from './yoga.js';
+
+const ROUTES = ['/graphql', '/healthz', '/readyz', '/metrics'];
+
+export function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+}
+
+/** The request handler, and the open SSE streams (they never end by themselves: shutdown ends them). */
+export function createRequestHandler(deps: {
+  yoga: SegqlYoga;
+  access: Access;
+  health: DatabaseHealth;
+  metrics: Metrics;
+  limits: ServerLimits;
+  log: Logger;
+}): { handle(req: IncomingMessage, res: ServerResponse): Promise<void>; streams: Set<ServerResponse> } {
+  const { yoga, access, health, metrics, limits, log } = deps;
+  const streams = new Set<ServerResponse>();
+  const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = process.hrtime.bigint();
+    const requestId = (req.headers['x-request-id'] as string | undefined) ?? randomUUID();
+    req.headers['x-request-id'] = requestId;
+    res.setHeader('x-request-id', requestId);
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    const route = ROUTES.includes(path) ? path : 'other';
+    res.on('finish', () => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.requests.inc({ route, status: String(res.statusCode) });
+      metrics.duration.observe({ route }, seconds);
+      log.info(
+        { requestId, method: req.method, url: req.url, status: res.statusCode, ms: Math.round(seconds * 1000) },
+        'request',
+      );
+    });
+    try {
+      if (path === '/healthz') return json(res, 200, { status: 'ok' });
+      if (path === '/readyz') {
+        health.check();
+        const damage = health.damage();
+        if (damage !== undefined) return json(res, 503, { status: 'damaged', reason: damage });
+        return json(res, 200, { status: 'ok' });
+      }
+      if (path === '/metrics') {
+        const refused = access.metricsRefusal(req.headers.authorization);
+        if (refused) return json(res, refused.status, { errors: [refused.error] });
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(await metrics.registry.metrics());
+        return;
+      }
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        const read = await readBodyWithin(req, limits.maxBodyBytes);
+        if (!read.ok) {
+          // The rest is never read: close the connection once the answer is out instead of draining it.
+          res.setHeader('connection', 'close');
+          res.on('finish', () => req.destroy());
+          return json(res, 413, payloadTooLarge(limits.maxBodyBytes, read));
+        }
+        // whatwg-node takes an already read body from `req.body` (as it does behind body-parser).
+        (req as IncomingMessage & { body?: Buffer }).body = read.body;
+      }
+      if (req.headers.accept?.includes('text/event-stream')) {
+        streams.add(res);
+        res.on('close', () => streams.delete(res));
+      }
+      await yoga(req, res);
+    } catch (err) {
+      log.error({ err, requestId }, 'request failed');
+      if (!res.headersSent)
+        json(res, 500, { errors: [{ message: 'Internal error', extensions: { code: 'INTERNAL', requestId } }] });
+      else res.end();
+    }
+  };
+  return { handle, streams };
+}

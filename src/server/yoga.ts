@@ -1,0 +1,114 @@
+/**
+ * The GraphQL handler: yoga with SegQL's plugins (error mapping, limits, revocation, persisted
+ * queries, defer/stream) and the context every operation gets, whichever transport carried it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { createInMemoryAPQStore, useAPQ } from '@graphql-yoga/plugin-apq';
+import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
+import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
+import type { ValidationRule } from 'graphql';
+import { createYoga, finalAsyncIterator, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import type { App } from '../domain/app.js';
+import { type Context, createLoaders } from '../graphql/context.js';
+import { errorMappingPlugins } from '../graphql/errors.js';
+import { schema } from '../graphql/index.js';
+import { documentLimitsPlugin, maxAliasesRule, maxDepthRule } from '../graphql/limits.js';
+import { endRevokedSubscriptions } from '../graphql/revocation.js';
+import { activeSubscriptions, type Metrics } from '../metrics.js';
+import type { Access } from './access.js';
+import type { DatabaseHealth } from './health.js';
+
+export type ServerContextExtras = { metrics: Metrics };
+type InitialContext = ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> };
+export type SegqlYoga = YogaServerInstance<InitialContext, Context> & { stop(): void };
+
+/** Counts open subscription streams on every transport (graphql-ws and SSE) for /metrics. */
+const countSubscriptions: Plugin = {
+  onSubscribe() {
+    return {
+      onSubscribeResult({ result, setResult }) {
+        if (!isAsyncIterable(result)) return;
+        activeSubscriptions.value++;
+        let ended = false;
+        setResult(
+          finalAsyncIterator(result, () => {
+            if (!ended) activeSubscriptions.value--;
+            ended = true;
+          }),
+        );
+      },
+    };
+  },
+};
+
+let graphiqlPage: string | undefined;
+
+export function createSegqlYoga(deps: {
+  app: App;
+  access: Access;
+  health: DatabaseHealth;
+  metrics: Metrics;
+}): SegqlYoga {
+  const { app, access, health, metrics } = deps;
+  const { conn, limits, log } = app;
+  const revocation = endRevokedSubscriptions(access.keys);
+  const yoga = createYoga<InitialContext, Context>({
+    schema,
+    graphqlEndpoint: '/graphql',
+    logging: log.child({ component: 'yoga' }),
+    maskedErrors: false,
+    landingPage: false,
+    maxRequestBodySize: limits.maxBodyBytes,
+    // Apollo's BatchHttpLink and urql send arrays; each operation is validated and costed on its own.
+    batching: { limit: limits.maxBatchOperations },
+    graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
+    renderGraphiQL: (opts) => {
+      graphiqlPage ??= renderGraphiQL(opts);
+      return graphiqlPage;
+    },
+    plugins: [
+      ...errorMappingPlugins(log, health.report),
+      documentLimitsPlugin(),
+      health.refuseWrites,
+      revocation,
+      countSubscriptions,
+      // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
+      // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
+      useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
+      useDeferStream(),
+      {
+        onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
+          addValidationRule(maxDepthRule(limits.maxDepth));
+          addValidationRule(maxAliasesRule(limits.maxAliases));
+        },
+      } as Plugin,
+    ],
+    context: ({ request, connectionParams, req, params }) => {
+      // HTTP headers; over WebSocket connectionParams, else the operation's extensions.headers
+      // (where GraphiQL sends its Headers tab), so every transport sees the same sandbox and key.
+      const operationHeaders = (params as { extensions?: { headers?: Record<string, unknown> } } | undefined)
+        ?.extensions?.headers;
+      const header = (name: string): string | undefined => {
+        if (request) return request.headers.get(name) ?? undefined;
+        const value = connectionParams?.[name] ?? operationHeaders?.[name];
+        return typeof value === 'string' ? value : undefined;
+      };
+      const requestId = header('x-request-id') ?? randomUUID();
+      const { principal, sandbox } = access.resolve(header, connectionParams?.sandbox as string | undefined);
+      return {
+        principal,
+        app,
+        conn,
+        sandbox,
+        limits,
+        requestId,
+        log: log.child({ requestId, sandbox: sandbox.name, transport: req ? 'ws' : 'http' }),
+        loaders: createLoaders(conn, sandbox.id),
+        signal: request?.signal,
+        metrics,
+      };
+    },
+  });
+  return Object.assign(yoga, { stop: () => revocation.stop() });
+}
