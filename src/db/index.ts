@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import { type BetterSQLite3Database, drizzle } from 'drizzle-orm/better-sqlite3';
 import { migrate } from 'drizzle-orm/better-sqlite3/migrator';
 import { registerPqlFunctions } from '../pql/index.js';
+import { ConnectionCache } from './connection-cache.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 
@@ -14,6 +15,8 @@ export type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
 export interface Connection {
   sqlite: Sqlite;
   db: Db;
+  /** What domain code keeps per connection (statements, catalogues, plans); see connection-cache.ts. */
+  cache: ConnectionCache;
   close(): void;
 }
 
@@ -92,6 +95,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
   return {
     sqlite,
     db,
+    cache: new ConnectionCache(),
     close() {
       if (sqlite.open) sqlite.close();
     },

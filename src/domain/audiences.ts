@@ -284,6 +284,25 @@ export function removeAudienceRows(conn: Connection, sandboxId: number, audience
     .run();
 }
 
+/** Deletes an audience; one made by a definition goes together with its definition (CONFLICT while others use it). */
+export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
+  return conn.sqlite
+    .transaction(() => {
+      const audience = requireAudience(conn, sandboxId, id);
+      assertNoDependents(conn, sandboxId, audience);
+      if (audience.definitionId != null) {
+        conn.db
+          .delete(definitionDependencies)
+          .where(eq(definitionDependencies.definitionId, audience.definitionId))
+          .run();
+        conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, audience.definitionId)).run();
+      }
+      removeAudienceRows(conn, sandboxId, id);
+      return id;
+    })
+    .immediate();
+}
+
 export const EVALUATION_METHODS = ['BATCH', 'STREAMING', 'EDGE'] as const;
 export type EvaluationMethod = (typeof EVALUATION_METHODS)[number];
 

@@ -3,13 +3,11 @@ import type { Connection } from '../db/index.js';
 import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
 import type { Eligibility } from '../pql/index.js';
 import {
-  type Audience,
   applyAudienceChanges,
-  assertNoDependents,
+  deleteAudience,
   type EvaluationMethod,
   evaluationMethodCondition,
   insertAudience,
-  removeAudienceRows,
   requireAudience,
   validName,
 } from './audiences.js';
@@ -335,28 +333,7 @@ export function updateSegmentDefinition(
 export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): number {
   return conn.sqlite
     .transaction(() => {
-      const def = requireDefinition(conn, sandboxId, id);
-      const audience = requireAudience(conn, sandboxId, def.audienceId);
-      assertNoDependents(conn, sandboxId, audience);
-      conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, id)).run();
-      conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, id)).run();
-      removeAudienceRows(conn, sandboxId, audience.id);
-      return id;
-    })
-    .immediate();
-}
-
-/** Deletes an audience; one made by a definition goes together with its definition. */
-export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite
-    .transaction(() => {
-      const audience: Audience = requireAudience(conn, sandboxId, id);
-      if (audience.definitionId != null) {
-        deleteSegmentDefinition(conn, sandboxId, audience.definitionId);
-        return id;
-      }
-      assertNoDependents(conn, sandboxId, audience);
-      removeAudienceRows(conn, sandboxId, id);
+      deleteAudience(conn, sandboxId, requireDefinition(conn, sandboxId, id).audienceId);
       return id;
     })
     .immediate();

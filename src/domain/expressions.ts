@@ -4,9 +4,11 @@ import {
   type CheckOptions,
   check,
   checkDefinition,
+  type Eligibility,
   type ExpressionNode,
   fromJson,
   PqlError,
+  type PqlErrorCode,
   type PqlJson,
   parse,
   print,
@@ -98,4 +100,52 @@ export function checkExpression(
 export function convertExpression(input: ExpressionInput, to: PqlFormat): string {
   const { ast } = parseExpression(input);
   return to === 'PQL_JSON' ? JSON.stringify(toJson(ast)) : print(ast);
+}
+
+export interface PqlProblem {
+  message: string;
+  code: PqlErrorCode;
+  line: number;
+  column: number;
+  offset: number;
+  length: number;
+  expected: string[];
+}
+
+export interface PqlValidation {
+  valid: boolean;
+  errors: PqlProblem[];
+  normalized: string | null;
+  json: PqlJson | null;
+  eligibility: Eligibility | null;
+  referencedFields: string[];
+  referencedAudiences: number[];
+}
+
+/** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
+export function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): PqlValidation {
+  try {
+    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: true });
+    return {
+      valid: true,
+      errors: [],
+      normalized: text,
+      json,
+      eligibility: checked.eligibility,
+      referencedFields: checked.referencedFields,
+      referencedAudiences: checked.referencedAudiences,
+    };
+  } catch (e) {
+    if (!(e instanceof PqlError)) throw e;
+    const { line, column, offset, length } = e.loc;
+    return {
+      valid: false,
+      errors: [{ message: e.message, code: e.code, line, column, offset, length, expected: e.expected }],
+      normalized: null,
+      json: null,
+      eligibility: null,
+      referencedFields: [],
+      referencedAudiences: [],
+    };
+  }
 }

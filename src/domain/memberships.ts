@@ -1,4 +1,5 @@
 import { and, desc, eq, gt, inArray, lt, type SQL } from 'drizzle-orm';
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
@@ -30,7 +31,7 @@ export interface MembershipChange {
   cause: MembershipCause;
 }
 
-const writerStatements = new WeakMap<Connection, ReturnType<typeof prepareWriter>>();
+const WRITER_STATEMENTS = cacheKey<ReturnType<typeof prepareWriter>>('membership writer statements');
 
 function prepareWriter(conn: Connection) {
   const { sqlite } = conn;
@@ -62,12 +63,7 @@ export class MembershipWriter {
   private readonly sizeDeltas = new Map<number, number>();
 
   constructor(conn: Connection) {
-    let s = writerStatements.get(conn);
-    if (!s) {
-      s = prepareWriter(conn);
-      writerStatements.set(conn, s);
-    }
-    this.s = s;
+    this.s = conn.cache.get(WRITER_STATEMENTS, () => prepareWriter(conn));
   }
 
   /** `from`: the stored status before (null: never a member). */

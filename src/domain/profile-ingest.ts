@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import { refreshAudienceSize } from './audiences.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
@@ -100,12 +101,14 @@ interface Statements {
 
 // Ingest is the hottest write path (the seeder pushes millions of rows through it), so it uses
 // prepared better-sqlite3 statements directly rather than building Drizzle queries per row.
-const statementCache = new WeakMap<Sqlite, Statements>();
+const INGEST_STATEMENTS = cacheKey<Statements>('ingest statements');
 
-function statements(sqlite: Sqlite): Statements {
-  let s = statementCache.get(sqlite);
-  if (s) return s;
-  s = {
+function statements(conn: Connection): Statements {
+  return conn.cache.get(INGEST_STATEMENTS, () => prepareStatements(conn.sqlite));
+}
+
+function prepareStatements(sqlite: Sqlite): Statements {
+  const s: Statements = {
     findIdentity: sqlite
       .prepare('SELECT profile_id FROM identities WHERE sandbox_id = ? AND namespace = ? AND value = ?')
       .pluck(),
@@ -133,7 +136,6 @@ function statements(sqlite: Sqlite): Statements {
     deleteProfile: sqlite.prepare('DELETE FROM profiles WHERE id = ?'),
     setAttributes: sqlite.prepare('UPDATE profiles SET attributes = jsonb(?), updated_at = ? WHERE id = ?'),
   };
-  statementCache.set(sqlite, s);
   return s;
 }
 
@@ -180,7 +182,7 @@ export function ingestProfiles(
     throw badInput(`At most ${limits.maxBatch} records per call, got ${records.length}`, 'records');
   }
   const catalog = catalogOf(conn, sandboxId);
-  const s = statements(conn.sqlite);
+  const s = statements(conn);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const changed = new Set<number>();
   const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
@@ -272,7 +274,7 @@ export function ingestEvents(
     throw badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events');
   }
   const catalog = catalogOf(conn, sandboxId);
-  const s = statements(conn.sqlite);
+  const s = statements(conn);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const profileOf = new Map<string, number>();
   const touched = new Set<number>();

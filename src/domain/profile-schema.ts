@@ -1,4 +1,5 @@
 import { and, eq } from 'drizzle-orm';
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { schemaFields } from '../db/schema.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type FieldCatalog, parseFieldType } from '../pql/index.js';
@@ -31,20 +32,15 @@ interface CachedCatalog {
   fields: SchemaField[];
   catalog: FieldCatalog;
 }
-const catalogs = new WeakMap<Connection, Map<number, CachedCatalog>>();
+const CATALOGS = cacheKey<Map<number, CachedCatalog>>('field catalogues');
 
 function cacheFor(conn: Connection): Map<number, CachedCatalog> {
-  let map = catalogs.get(conn);
-  if (!map) {
-    map = new Map();
-    catalogs.set(conn, map);
-  }
-  return map;
+  return conn.cache.get(CATALOGS, () => new Map());
 }
 
 /** Drops a connection's cached catalogues: a connection that only reads cannot see another's schema changes. */
 export function forgetCatalogs(conn: Connection): void {
-  catalogs.delete(conn);
+  conn.cache.clear(CATALOGS);
 }
 
 export function installDefaultSchema(conn: Connection, sandboxId: number, now = Date.now()): void {

@@ -1,4 +1,5 @@
 import { eq } from 'drizzle-orm';
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { sandboxes } from '../db/schema.js';
 import { badInput, conflict, DomainError } from './errors.js';
@@ -14,15 +15,10 @@ export const DEFAULT_SANDBOX = 'prod';
 const NAME = /^[a-z0-9-]{1,64}$/;
 
 // Sandboxes are few and never renamed: cache them so every request's lookup is a map hit.
-const cache = new WeakMap<Connection, Map<string, Sandbox>>();
+const SANDBOXES = cacheKey<Map<string, Sandbox>>('sandboxes');
 
 function sandboxCache(conn: Connection): Map<string, Sandbox> {
-  let map = cache.get(conn);
-  if (!map) {
-    map = new Map();
-    cache.set(conn, map);
-  }
-  return map;
+  return conn.cache.get(SANDBOXES, () => new Map());
 }
 
 export function findSandbox(conn: Connection, name: string): Sandbox | undefined {

@@ -8,18 +8,14 @@
  */
 
 import type { Logger } from 'pino';
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import {
-  type CheckedExpression,
-  compilePredicate,
-  evaluate,
-  type ProfileDocument,
-  STREAMING_WINDOW_MS,
-} from '../pql/index.js';
+import { type CheckedExpression, compilePredicate, evaluate, STREAMING_WINDOW_MS } from '../pql/index.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
+import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
-import { checkedDefinition } from './pql-tools.js';
+import { loadProfileDocuments } from './profile-documents.js';
 import type { ProfilesChangedHook } from './profile-ingest.js';
 import { dependencyOrder } from './segment-jobs/segment-job.js';
 
@@ -33,31 +29,14 @@ function prepareStatements(sqlite: Connection['sqlite']) {
          AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')
        ORDER BY d.id`,
     ),
-    // CROSS JOIN: the planner must start from the few ids, not from the tables.
-    attributes: sqlite.prepare(
-      'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
-    ),
-    events: sqlite.prepare(
-      `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
-       FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
-    ),
-    memberships: sqlite.prepare(
-      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
-       CROSS JOIN memberships AS m ON m.profile_id = j.value`,
-    ),
   };
 }
 
-const statementCache = new WeakMap<Connection, ReturnType<typeof prepareStatements>>();
+const STREAMING_STATEMENTS = cacheKey<ReturnType<typeof prepareStatements>>('streaming statements');
 
 /** Prepared once per connection, as profile-ingest.ts does. */
 function statements(conn: Connection): ReturnType<typeof prepareStatements> {
-  let s = statementCache.get(conn);
-  if (!s) {
-    s = prepareStatements(conn.sqlite);
-    statementCache.set(conn, s);
-  }
-  return s;
+  return conn.cache.get(STREAMING_STATEMENTS, () => prepareStatements(conn.sqlite));
 }
 
 /** The sandbox's streaming definitions, each before the definitions whose inSegment reads it. */
@@ -72,7 +51,7 @@ interface StreamingPlan {
   evaluated: { audienceId: number; checked: CheckedExpression }[];
 }
 
-const plans = new WeakMap<Connection, Map<number, StreamingPlan>>();
+const PLANS = cacheKey<Map<number, StreamingPlan>>('streaming plans');
 
 /** The streaming definitions in dependency order with their checked expressions, rebuilt only when one changes. */
 function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
@@ -85,11 +64,7 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   }[];
   // Creation time and audience id too: a row that replaced a deleted one is never taken for it.
   const fingerprint = rows.map((r) => `${r.id}:${r.dv}:${r.dc}:${r.aid}:${r.av}`).join(',');
-  let bySandbox = plans.get(conn);
-  if (!bySandbox) {
-    bySandbox = new Map();
-    plans.set(conn, bySandbox);
-  }
+  const bySandbox = conn.cache.get(PLANS, () => new Map<number, StreamingPlan>());
   const cached = bySandbox.get(sandboxId);
   if (cached?.fingerprint === fingerprint) return cached;
   const ids = rows.map((r) => r.id);
@@ -104,54 +79,6 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   };
   bySandbox.set(sandboxId, plan);
   return plan;
-}
-
-/** A profile as streaming evaluates it: its document, and every stored membership status (EXITED too). */
-type StreamingDocument = ProfileDocument & { memberships: Set<number>; statuses: Map<number, MembershipStatus> };
-
-/**
- * The documents of several profiles for the JS engine, in three statements whatever their
- * number. Only events from `eventsSince` on are read: a streaming definition looks back at most
- * STREAMING_WINDOW_MS (pql/eligibility.ts), so older events cannot change its answer.
- */
-function loadDocuments(
-  conn: Connection,
-  sandboxId: number,
-  profileIds: readonly number[],
-  eventsSince: number,
-): Map<number, StreamingDocument> {
-  const s = statements(conn);
-  const ids = JSON.stringify(profileIds);
-  const docs = new Map<number, StreamingDocument>();
-  for (const row of s.attributes.all(ids, sandboxId) as { id: number; a: string }[]) {
-    docs.set(row.id, {
-      attributes: JSON.parse(row.a) as Record<string, unknown>,
-      events: [],
-      memberships: new Set(),
-      statuses: new Map(),
-    });
-  }
-  for (const e of s.events.all(ids, eventsSince) as {
-    profileId: number;
-    id: number;
-    ts: number;
-    type: string;
-    payload: string;
-  }[]) {
-    docs.get(e.profileId)?.events.push({
-      id: e.id,
-      timestamp: e.ts,
-      eventType: e.type,
-      payload: JSON.parse(e.payload) as Record<string, unknown>,
-    });
-  }
-  for (const m of s.memberships.all(ids) as { profileId: number; audienceId: number; status: MembershipStatus }[]) {
-    const doc = docs.get(m.profileId);
-    if (!doc) continue;
-    doc.statuses.set(m.audienceId, m.status);
-    if (m.status !== 'EXITED') doc.memberships.add(m.audienceId);
-  }
-  return docs;
 }
 
 /**
@@ -169,7 +96,7 @@ export function segmentProfiles(
 ): MembershipChange[] {
   const checked = streamingPlan(conn, sandboxId).evaluated;
   if (checked.length === 0 || profileIds.length === 0) return [];
-  const docs = loadDocuments(conn, sandboxId, profileIds, now - STREAMING_WINDOW_MS);
+  const docs = loadProfileDocuments(conn, sandboxId, profileIds, now - STREAMING_WINDOW_MS);
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
   for (const profileId of profileIds) {

@@ -3,9 +3,9 @@
  * within the per-request budget); only the cheap lookups by id stay on the main thread.
  */
 import type { App } from '../app.js';
+import type { EdgeEvaluation } from '../evaluation.js';
 import type { ExpressionInput } from '../expressions.js';
 import type { Page, PageArgs } from '../paging.js';
-import type { EdgeEvaluation } from '../pql-tools.js';
 import type { IdentityInput } from '../profile-ingest.js';
 import { type Profile, profilesByIds } from '../profiles.js';
 

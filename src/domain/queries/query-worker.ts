@@ -9,9 +9,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { openDatabase } from '../../db/index.js';
 import { type IdCondition, type Location, PqlError, type PqlErrorCode } from '../../pql/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
+import { countMatching, evaluateProfile, matchingProfileIds } from '../evaluation.js';
 import type { ExpressionInput } from '../expressions.js';
 import type { PageArgs } from '../paging.js';
-import { countMatching, evaluateProfile, matchingProfileIds } from '../pql-tools.js';
 import type { IdentityInput } from '../profile-ingest.js';
 import { forgetCatalogs } from '../profile-schema.js';
 

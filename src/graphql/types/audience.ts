@@ -3,10 +3,10 @@ import {
   AUDIENCE_ORIGINS,
   type AudienceOrigin,
   createManualAudience,
+  deleteAudience,
   listAudiences,
   updateAudience,
 } from '../../domain/audiences.js';
-import { deleteAudience } from '../../domain/definitions.js';
 import { addAudienceMembers, listMembers, type Membership, removeAudienceMembers } from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';

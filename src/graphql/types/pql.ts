@@ -1,6 +1,6 @@
-import { convertExpression, type PqlFormat } from '../../domain/expressions.js';
-import type { EdgeEvaluation, PqlProblem } from '../../domain/pql-tools.js';
-import { validatePql } from '../../domain/pql-tools.js';
+import type { EdgeEvaluation } from '../../domain/evaluation.js';
+import type { PqlProblem } from '../../domain/expressions.js';
+import { convertExpression, type PqlFormat, validatePql } from '../../domain/expressions.js';
 import { evaluateProfile, profilesMatching } from '../../domain/queries/ad-hoc.js';
 import { PQL_ERROR_CODES } from '../../pql/index.js';
 import { builder } from '../builder.js';

@@ -1,72 +1,20 @@
+/**
+ * Evaluating expressions and saved definitions against the store, outside jobs: the exact
+ * matching set and its count (SQL engine), one profile on demand (JS engine), and the checked
+ * expression of a definition, kept per connection.
+ */
+import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import {
-  type CheckedExpression,
-  compileToSql,
-  type Eligibility,
-  type EventRecord,
-  evaluate,
-  type IdCondition,
-  PqlError,
-  type PqlErrorCode,
-  type PqlJson,
-  type ProfileDocument,
-} from '../pql/index.js';
+import { type CheckedExpression, compileToSql, evaluate, type IdCondition } from '../pql/index.js';
 import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { loadProfileDocument } from './profile-documents.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
-
-export interface PqlProblem {
-  message: string;
-  code: PqlErrorCode;
-  line: number;
-  column: number;
-  offset: number;
-  length: number;
-  expected: string[];
-}
-
-export interface PqlValidation {
-  valid: boolean;
-  errors: PqlProblem[];
-  normalized: string | null;
-  json: PqlJson | null;
-  eligibility: Eligibility | null;
-  referencedFields: string[];
-  referencedAudiences: number[];
-}
-
-/** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
-export function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): PqlValidation {
-  try {
-    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: true });
-    return {
-      valid: true,
-      errors: [],
-      normalized: text,
-      json,
-      eligibility: checked.eligibility,
-      referencedFields: checked.referencedFields,
-      referencedAudiences: checked.referencedAudiences,
-    };
-  } catch (e) {
-    if (!(e instanceof PqlError)) throw e;
-    const { line, column, offset, length } = e.loc;
-    return {
-      valid: false,
-      errors: [{ message: e.message, code: e.code, line, column, offset, length, expected: e.expected }],
-      normalized: null,
-      json: null,
-      eligibility: null,
-      referencedFields: [],
-      referencedAudiences: [],
-    };
-  }
-}
 
 /**
  * One page of the exact set of qualifying profiles (SQL engine), in id order, as ids. `guard`
@@ -110,39 +58,6 @@ export function countMatching(
     .get(...all.params) as number;
 }
 
-/** One profile as the JS engine needs it: attributes, events in (timestamp, id) order, current memberships. */
-export function loadProfileDocument(
-  conn: Connection,
-  sandboxId: number,
-  profileId: number,
-): ProfileDocument | undefined {
-  const row = conn.sqlite
-    .prepare('SELECT json(attributes) AS a FROM profiles WHERE sandbox_id = ? AND id = ?')
-    .get(sandboxId, profileId) as { a: string } | undefined;
-  if (!row) return undefined;
-  const events = (
-    conn.sqlite
-      .prepare(
-        'SELECT id, ts, event_type AS type, json(payload) AS payload FROM events WHERE profile_id = ? ORDER BY ts, id',
-      )
-      .all(profileId) as { id: number; ts: number; type: string; payload: string }[]
-  ).map(
-    (e): EventRecord => ({
-      id: e.id,
-      timestamp: e.ts,
-      eventType: e.type,
-      payload: JSON.parse(e.payload) as Record<string, unknown>,
-    }),
-  );
-  const memberships = new Set(
-    conn.sqlite
-      .prepare("SELECT audience_id FROM memberships WHERE profile_id = ? AND status IN ('REALIZED', 'EXISTING')")
-      .pluck()
-      .all(profileId) as number[],
-  );
-  return { attributes: JSON.parse(row.a) as Record<string, unknown>, events, memberships };
-}
-
 export interface EdgeEvaluation {
   qualifies: boolean | null;
   /** Audience ids whose definitions the profile qualifies for. */
@@ -152,15 +67,11 @@ export interface EdgeEvaluation {
 
 // Checked definitions keyed by id, version and the expression itself: edge evaluation re-uses them
 // across requests, and a key that carries the text can never hand a new row an old expression.
-const checkedDefinitions = new WeakMap<Connection, Map<string, CheckedExpression>>();
+const CHECKED_DEFINITIONS = cacheKey<Map<string, CheckedExpression>>('checked definitions');
 
 /** A definition's checked expression, cached by id, version and text. */
 export function checkedDefinition(conn: Connection, def: SegmentDefinition): CheckedExpression {
-  let cache = checkedDefinitions.get(conn);
-  if (!cache) {
-    cache = new Map();
-    checkedDefinitions.set(conn, cache);
-  }
+  const cache = conn.cache.get(CHECKED_DEFINITIONS, () => new Map<string, CheckedExpression>());
   const key = `${def.sandboxId}:${def.id}:${def.version}:${def.expressionText}`;
   let checked = cache.get(key);
   if (!checked) {
