@@ -1,6 +1,7 @@
 import {
   AUDIENCE_ORDER_FIELDS,
   AUDIENCE_ORIGINS,
+  type Audience,
   type AudienceOrigin,
   createManualAudience,
   deleteAudience,
@@ -8,6 +9,7 @@ import {
   updateAudience,
 } from '../../domain/audiences.js';
 import { addAudienceMembers, listMembers, type Membership, removeAudienceMembers } from '../../domain/memberships.js';
+import { type AudienceOverlap, type AudiencePair, audienceOverlap, type OverlapRegion } from '../../domain/overlap.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';
@@ -324,3 +326,65 @@ builder.mutationFields((t) => ({
 }));
 
 export type { AudienceOrigin };
+
+const AudiencePairType = builder.objectRef<AudiencePair>('AudiencePair').implement({
+  description: 'Two audiences and how many profiles are current members of both.',
+  fields: (t) => ({
+    a: t.field({
+      type: AudienceRef,
+      description: 'The first audience.',
+      resolve: async (p, _a, ctx) => (await ctx.loaders.audience.load(p.a))!,
+    }),
+    b: t.field({
+      type: AudienceRef,
+      description: 'The second audience.',
+      resolve: async (p, _a, ctx) => (await ctx.loaders.audience.load(p.b))!,
+    }),
+    intersection: t.exposeInt('intersection', { description: 'Profiles that are current members of both.' }),
+  }),
+});
+
+const OverlapRegionType = builder.objectRef<OverlapRegion>('OverlapRegion').implement({
+  description:
+    'One exclusive region of a Venn diagram: profiles in exactly these audiences and in none of the others asked.',
+  fields: (t) => ({
+    audiences: t.field({
+      type: [AudienceRef],
+      description: 'The audiences every profile of the region is in.',
+      resolve: async (r, _a, ctx) => (await ctx.loaders.audience.loadMany(r.audienceIds)) as Audience[],
+    }),
+    count: t.exposeInt('count', { description: 'Profiles in the region.' }),
+  }),
+});
+
+const AudienceOverlapType = builder.objectRef<AudienceOverlap>('AudienceOverlap').implement({
+  description: 'Exact overlap of 2 to 10 audiences, from their stored memberships (REALIZED and EXISTING).',
+  fields: (t) => ({
+    pairs: t.field({
+      type: [AudiencePairType],
+      description: 'Every pair of the audiences asked, with its intersection.',
+      resolve: (o) => o.pairs,
+    }),
+    regions: t.field({
+      type: [OverlapRegionType],
+      description: 'For 2 or 3 audiences, every non-empty exclusive region (a Venn diagram); empty for more.',
+      resolve: (o) => o.regions,
+    }),
+  }),
+});
+
+builder.queryField('audienceOverlap', (t) =>
+  t.field({
+    type: AudienceOverlapType,
+    description: 'How 2 to 10 audiences overlap, exactly, from stored memberships.',
+    args: {
+      audienceIds: t.arg.idList({ required: true, description: 'The audiences, 2 to 10 of them.' }),
+    },
+    resolve: (_r, args, ctx) =>
+      audienceOverlap(
+        ctx.conn,
+        ctx.sandbox.id,
+        args.audienceIds.map((id) => requireId(String(id), 'Audience')),
+      ),
+  }),
+);

@@ -1,0 +1,72 @@
+/**
+ * How audiences overlap, exactly, from stored memberships (REALIZED and EXISTING): every
+ * pairwise intersection, and for up to three audiences the exclusive regions of their Venn
+ * diagram. One pass over the members of the audiences, grouped by profile into a bit mask.
+ */
+import type { Connection } from '../db/index.js';
+import { requireAudience } from './audiences.js';
+import { badInput } from './errors.js';
+import { CURRENT_STATUSES } from './memberships.js';
+
+export interface AudiencePair {
+  a: number;
+  b: number;
+  intersection: number;
+}
+
+export interface OverlapRegion {
+  /** The audiences a profile of this region is in; it is in none of the others. */
+  audienceIds: number[];
+  count: number;
+}
+
+export interface AudienceOverlap {
+  audienceIds: number[];
+  /** Current members of each audience, in the order asked. */
+  sizes: number[];
+  pairs: AudiencePair[];
+  /** Every non-empty combination, for 2 or 3 audiences; empty for more. */
+  regions: OverlapRegion[];
+}
+
+export const OVERLAP_MIN = 2;
+export const OVERLAP_MAX = 10;
+const VENN_MAX = 3;
+
+export function audienceOverlap(conn: Connection, sandboxId: number, audienceIds: readonly number[]): AudienceOverlap {
+  const ids = [...new Set(audienceIds)];
+  if (ids.length < OVERLAP_MIN || ids.length > OVERLAP_MAX) {
+    throw badInput(`Give ${OVERLAP_MIN} to ${OVERLAP_MAX} different audiences; got ${ids.length}`, 'audienceIds');
+  }
+  for (const id of ids) requireAudience(conn, sandboxId, id);
+  // Bit i of a mask: member of ids[i]. Counting profiles per mask needs one ordered pass of
+  // the (audience_id, status) index per audience and a GROUP BY over at most 2^10 masks.
+  const masks = conn.sqlite
+    .prepare(
+      `SELECT mask, count(*) AS n FROM (
+         SELECT m.profile_id, sum(1 << j.key) AS mask
+         FROM json_each(?) AS j
+         CROSS JOIN memberships AS m ON m.audience_id = j.value AND m.status IN (SELECT value FROM json_each(?))
+         WHERE m.sandbox_id = ?
+         GROUP BY m.profile_id
+       ) GROUP BY mask`,
+    )
+    .all(JSON.stringify(ids), JSON.stringify(CURRENT_STATUSES), sandboxId) as { mask: number; n: number }[];
+  const sizes = ids.map((_, i) => masks.reduce((sum, m) => sum + (m.mask & (1 << i) ? m.n : 0), 0));
+  const pairs: AudiencePair[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    for (let k = i + 1; k < ids.length; k++) {
+      const both = (1 << i) | (1 << k);
+      const intersection = masks.reduce((sum, m) => sum + ((m.mask & both) === both ? m.n : 0), 0);
+      pairs.push({ a: ids[i]!, b: ids[k]!, intersection });
+    }
+  }
+  const regions: OverlapRegion[] =
+    ids.length > VENN_MAX
+      ? []
+      : masks
+          .filter((m) => m.n > 0)
+          .sort((x, y) => x.mask - y.mask)
+          .map((m) => ({ audienceIds: ids.filter((_, i) => m.mask & (1 << i)), count: m.n }));
+  return { audienceIds: ids, sizes, pairs, regions };
+}
