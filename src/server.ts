@@ -18,10 +18,8 @@ import { DomainError } from './domain/errors.js';
 import { EventBus } from './domain/events.js';
 import { JobRunner } from './domain/jobs/job-runner.js';
 import { WorkerLanes } from './domain/jobs/worker-thread.js';
-import { previewJobHandler } from './domain/previews/previews.js';
 import { QueryPool } from './domain/queries/query-pool.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox, type Sandbox } from './domain/sandboxes.js';
-import { segmentJobHandler } from './domain/segment-jobs/segment-job.js';
 import { startStreaming } from './domain/streaming.js';
 import { type Context, createLoaders } from './graphql/context.js';
 import { errorMappingPlugins, mapResult } from './graphql/errors.js';
@@ -132,9 +130,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   app.workers = new WorkerLanes();
   // Two threads: one heavy query leaves another lane free, and this box has two cores.
   app.queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
-  app.jobs = new JobRunner(app);
-  app.jobs.register(segmentJobHandler);
-  app.jobs.register(previewJobHandler);
+  app.jobs = new JobRunner({ conn, bus: app.bus, log, limits, lanes: app.workers, dataDir: options.dataDir });
   app.jobs.start();
   const streaming = startStreaming(app, limits.streamingSweepMs);
   const metrics = createMetrics(app);
