@@ -6,7 +6,7 @@
  */
 
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
-import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../domain/jobs/job-kinds.js';
+import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../domain/jobs/job-types.js';
 
 export const sandboxes = sqliteTable('sandboxes', {
   id: integer('id').primaryKey({ autoIncrement: true }),

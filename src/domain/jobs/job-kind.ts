@@ -1,6 +1,6 @@
-import type { JobResult, ProgressOf, ResultOf, TypedJobKind } from './job-kinds.js';
 import type { JobServices } from './job-services.js';
 import type { Job, JobOf } from './job-store.js';
+import type { JobResult, ProgressOf, ResultOf, TypedJobKind } from './job-types.js';
 
 /**
  * The main-thread side of a job kind: what the runner needs to run its jobs. Everything else —

@@ -4,9 +4,9 @@ import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
-import { type InputOf, isTerminal, type JobResult, type TypedJobKind } from './job-kinds.js';
 import type { JobServices } from './job-services.js';
 import { insertJob, type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
+import { type InputOf, isTerminal, type JobResult, type TypedJobKind } from './job-types.js';
 
 interface Running {
   kind: RegisteredJobKind;

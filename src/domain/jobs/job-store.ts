@@ -4,7 +4,7 @@ import { jobs } from '../../db/schema.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
-import type { InputOf, JobStatus, JobTrigger, ResultOf, TypedJobKind } from './job-kinds.js';
+import type { InputOf, JobStatus, JobTrigger, ResultOf, TypedJobKind } from './job-types.js';
 
 /** A persisted job of kind K, with that kind's input and result. */
 interface JobFields<K extends TypedJobKind> {

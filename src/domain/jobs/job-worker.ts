@@ -7,7 +7,7 @@
 import { parentPort } from 'node:worker_threads';
 import { type Connection, openDatabase } from '../../db/index.js';
 import { Cancelled } from './cancelled.js';
-import type { TypedJobKind } from './job-kinds.js';
+import type { TypedJobKind } from './job-types.js';
 import { type JobTask, runJobTask } from './task.js';
 
 export interface TaskMessage {

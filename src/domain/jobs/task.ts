@@ -6,8 +6,8 @@
  */
 import type { Connection } from '../../db/index.js';
 import { Cancelled } from './cancelled.js';
-import type { ProgressOf, ResultOf, TypedJobKind } from './job-kinds.js';
 import { jobById, updateJob } from './job-store.js';
+import type { ProgressOf, ResultOf, TypedJobKind } from './job-types.js';
 
 /** What a task gives `finish`'s write: the job's result and its final progress count. */
 export interface Finished<R> {

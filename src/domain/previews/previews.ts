@@ -6,8 +6,8 @@ import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobInputBase } from '../jobs/job-kinds.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
 import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
@@ -42,7 +42,7 @@ export interface PreviewResult {
   sampleSize: number;
 }
 
-declare module '../jobs/job-kinds.js' {
+declare module '../jobs/job-types.js' {
   interface JobKindTypes {
     PREVIEW: { input: PreviewJobInput; progress: PreviewProgress; result: PreviewResult };
   }

@@ -4,8 +4,8 @@ import { audiencesByIds } from '../audiences.js';
 import { definitionsByIds, dependenciesOf, requireDefinition, type SegmentDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobInputBase } from '../jobs/job-kinds.js';
 import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
 import { isEvaluated } from '../lifecycle.js';
 import type { SegmentMetrics, SegmentPlan } from './segment-evaluation.js';
 
@@ -39,7 +39,7 @@ export interface SegmentJobResult {
   notes: string[];
 }
 
-declare module '../jobs/job-kinds.js' {
+declare module '../jobs/job-types.js' {
   interface JobKindTypes {
     SEGMENT: { input: SegmentJobInput; progress: SegmentProgress; result: SegmentJobResult };
   }

@@ -1,4 +1,5 @@
 import { topics } from '../../domain/events.js';
+import { type Job, type JobOf, jobsByIds } from '../../domain/jobs/job-store.js';
 import {
   isTerminal,
   JOB_KINDS,
@@ -6,8 +7,7 @@ import {
   JOB_TRIGGERS,
   type JobKind,
   type TypedJobKind,
-} from '../../domain/jobs/job-kinds.js';
-import { type Job, type JobOf, jobsByIds } from '../../domain/jobs/job-store.js';
+} from '../../domain/jobs/job-types.js';
 import { builder } from '../builder.js';
 import type { Context } from '../context.js';
 import { enumFromDomain } from '../enums.js';

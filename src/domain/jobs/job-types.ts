@@ -42,7 +42,7 @@ export interface JobKindShape {
  * declaration merging, next to its code, so adding a kind needs no change to this folder:
  *
  * ```ts
- * declare module '../jobs/job-kinds.js' {
+ * declare module '../jobs/job-types.js' {
  *   interface JobKindTypes {
  *     SEGMENT: { input: SegmentJobInput; progress: SegmentProgress; result: SegmentJobResult };
  *   }
