@@ -37,7 +37,8 @@ export interface RegisteredJobKind {
   timeoutMs: number;
   concurrency: number;
   plan(job: Job, now: number, services: JobServices): unknown;
-  runningResult(progress: unknown): JobResult | undefined;
+  /** A progress report from the kind's task: how far, and the result to keep meanwhile, if any. */
+  readProgress(payload: unknown): { done: number; total: number | null; result: JobResult | undefined };
   sweep(services: JobServices, now: number): void;
 }
 
@@ -59,7 +60,10 @@ export function defineJobKind<K extends TypedJobKind, Plan>(
     concurrency: definition.concurrency ?? 1,
     // The runner claims jobs by kind, so the job is of this kind; progress arrives from the kind's own task.
     plan: (job, now, services) => definition.plan(job as JobOf<K>, now, services),
-    runningResult: (progress) => definition.runningResult?.(progress as ProgressOf<K>),
+    readProgress: (payload) => {
+      const progress = payload as ProgressOf<K>;
+      return { done: progress.done, total: progress.total, result: definition.runningResult?.(progress) };
+    },
     sweep: (services, now) => definition.sweep?.(services, now),
   });
   return definition;

@@ -6,7 +6,7 @@ import { Cancelled } from './cancelled.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
 import type { JobServices } from './job-services.js';
 import { insertJob, type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
-import { type InputOf, isTerminal, type JobResult, type TypedJobKind } from './job-types.js';
+import { type InputOf, isTerminal, type TypedJobKind } from './job-types.js';
 
 interface Running {
   kind: RegisteredJobKind;
@@ -200,8 +200,7 @@ export class JobRunner {
     this.publish(claimed);
     let lastPublished = 0;
     const progress = (payload: unknown) => {
-      const { done, total } = payload as { done: number; total: number | null };
-      const result = kind.runningResult(payload);
+      const { done, total, result } = kind.readProgress(payload);
       state.lastProgress = Date.now();
       // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
       if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
@@ -209,7 +208,7 @@ export class JobRunner {
       const updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
         progressDone: done,
         progressTotal: total,
-        ...(result !== undefined ? { result: result satisfies JobResult } : {}),
+        ...(result !== undefined ? { result } : {}),
       });
       if (updated) this.publish(updated);
     };
