@@ -4,9 +4,10 @@
  * writes that make its output visible; those writes and the job's SUCCEEDED state commit in one
  * transaction, so a crash never leaves output without a finished job or the reverse.
  */
+import { eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
+import { jobs } from '../../db/schema.js';
 import { Cancelled } from './cancelled.js';
-import { jobById, updateJob } from './job-store.js';
 import type { ProgressOf, ResultOf, TypedJobKind } from './job-types.js';
 
 /** What a task gives `finish`'s write: the job's result and its final progress count. */
@@ -62,16 +63,22 @@ export function runJobTask<K extends TypedJobKind, Plan>(
       finished = conn.sqlite
         .transaction(() => {
           // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-          if (jobById(conn, jobId)?.status !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
+          const current = conn.db.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, jobId)).get();
+          if (current?.status !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
           const { result, units } = write();
           const now = Date.now();
-          updateJob(conn, jobId, {
-            status: 'SUCCEEDED',
-            result,
-            finishedAt: now,
-            progressDone: units,
-            progressTotal: units,
-          });
+          conn.db
+            .update(jobs)
+            .set({
+              status: 'SUCCEEDED',
+              result,
+              finishedAt: now,
+              updatedAt: now,
+              progressDone: units,
+              progressTotal: units,
+            })
+            .where(eq(jobs.id, jobId))
+            .run();
           return { result };
         })
         .immediate();
