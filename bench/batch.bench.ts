@@ -23,6 +23,7 @@ import { DEFAULT_LIMITS } from '../src/config.js';
 import { type Connection, openDatabase } from '../src/db/index.js';
 import { createSegmentDefinition, type SegmentDefinition } from '../src/domain/definitions.js';
 import { insertJob, jobById, updateJob } from '../src/domain/jobs/job-store.js';
+import { runJobTask } from '../src/domain/jobs/task.js';
 import {
   evaluateSegmentPlan,
   type SegmentMetrics,
@@ -218,7 +219,7 @@ export interface JobRun {
   started: number;
 }
 
-/** One segment job as the worker runs it: a PROCESSING jobs row, then `evaluateSegmentPlan`. */
+/** One segment job as the worker runs it: a PROCESSING jobs row, then `evaluateSegmentPlan` through `runJobTask`. */
 export function runSegmentJob(conn: Connection, segments: ReferenceSegments): JobRun {
   const { sandboxId, now, plan } = segments;
   const job = insertJob(conn, sandboxId, 'SEGMENT', {
@@ -230,11 +231,13 @@ export function runSegmentJob(conn: Connection, segments: ReferenceSegments): Jo
   updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const progress: { at: number; done: number }[] = [];
   const started = performance.now();
-  const metrics = evaluateSegmentPlan(
+  const { metrics } = runJobTask(
     conn,
+    job.id,
+    evaluateSegmentPlan,
     { ...plan, jobId: job.id },
     {
-      progress: (done) => progress.push({ at: performance.now(), done }),
+      progress: ({ done }) => progress.push({ at: performance.now(), done }),
       cancelled: () => false,
     },
   );

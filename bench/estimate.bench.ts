@@ -21,8 +21,9 @@
  */
 import type { Connection } from '../src/db/index.js';
 import { insertJob, updateJob } from '../src/domain/jobs/job-store.js';
+import { runJobTask } from '../src/domain/jobs/task.js';
 import type { Estimate } from '../src/domain/previews/estimate.js';
-import { type PreviewProgress, runPreviewTask } from '../src/domain/previews/preview-sampling.js';
+import { runPreviewTask } from '../src/domain/previews/preview-sampling.js';
 import {
   createReferenceSegments,
   floorOf,
@@ -146,7 +147,7 @@ interface PreviewRun {
 }
 
 /**
- * One preview as the worker runs it (a PROCESSING jobs row, then `runPreviewTask`), timing its
+ * One preview as the worker runs it (a PROCESSING jobs row, then `runPreviewTask` through `runJobTask`), timing its
  * progress reports. Its stored rows are deleted afterwards (untimed) so the file does not grow.
  */
 function preview(
@@ -157,17 +158,26 @@ function preview(
   seed: number,
 ): PreviewRun {
   const { sandboxId, now } = segments;
-  const job = insertJob(conn, sandboxId, 'PREVIEW', { expression: expressionText, sampleSize, seed });
+  const job = insertJob(conn, sandboxId, 'PREVIEW', {
+    expression: { format: 'PQL_TEXT', value: expressionText },
+    expressionText,
+    definitionId: null,
+    sampleSize,
+    confidenceLevel: CONFIDENCE,
+    at: now,
+    seed,
+  });
   updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   let firstWithinMs = Number.NaN;
   let fullMs = Number.NaN;
   const start = performance.now();
-  const estimate = runPreviewTask(
+  const { estimate } = runJobTask(
     conn,
+    job.id,
+    runPreviewTask,
     { jobId: job.id, sandboxId, now, expressionText, sampleSize, confidenceLevel: CONFIDENCE, seed },
     {
-      progress: (payload) => {
-        const { estimate: e } = payload as PreviewProgress;
+      progress: ({ estimate: e }) => {
         const at = performance.now() - start;
         const half = (e.confidenceInterval.high - e.confidenceInterval.low) / 2;
         if (Number.isNaN(firstWithinMs) && half <= HALF_WIDTH_SHARE * e.totalProfiles) firstWithinMs = at;

@@ -1,10 +1,12 @@
 /**
- * Drizzle table definitions. drizzle-kit reads this file, so it imports nothing from the app.
+ * Drizzle table definitions. drizzle-kit reads this file, so it imports nothing from the app
+ * but the job vocabulary, a file without imports of its own.
  * Layout follows docs/storage.md: integer ms UTC times, JSONB documents (written with
  * `jsonb(?)`, read with `json(...)`), a `sandbox_id` on every tenant table.
  */
 
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
+import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../domain/jobs/job-types.js';
 
 export const sandboxes = sqliteTable('sandboxes', {
   id: integer('id').primaryKey({ autoIncrement: true }),
@@ -132,18 +134,16 @@ export const jobs = sqliteTable(
   {
     id: integer('id').primaryKey({ autoIncrement: true }),
     sandboxId: integer('sandbox_id').notNull(),
-    /** SEGMENT, EXPORT, PREVIEW or INGESTION. */
-    kind: text('kind').notNull(),
-    /** QUEUED, PROCESSING, SUCCEEDED, FAILED, CANCELLING, CANCELLED. */
-    status: text('status').notNull(),
+    kind: text('kind', { enum: JOB_KINDS }).notNull(),
+    status: text('status', { enum: JOB_STATUSES }).notNull(),
     progressDone: integer('progress_done').notNull().default(0),
     progressTotal: integer('progress_total'),
-    /** JSON: what the job was asked to do. */
-    input: text('input').notNull(),
-    /** JSON: metrics and results summary, written when it ends. */
-    result: text('result'),
+    /** JSON: what the job was asked to do (the kind's input). */
+    input: text('input', { mode: 'json' }).$type<JobInput>().notNull(),
+    /** JSON: the kind's result; a running estimate while it runs, or metrics once it has ended. */
+    result: text('result', { mode: 'json' }).$type<JobResult>(),
     error: text('error'),
-    trigger: text('trigger').notNull().default('MANUAL'),
+    trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: integer('schedule_id'),
     attempts: integer('attempts').notNull().default(0),
     createdAt: integer('created_at').notNull(),

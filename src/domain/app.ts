@@ -10,10 +10,11 @@ import { EventBus } from './events.js';
 import { type IngestCounter, IngestService } from './ingest.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
-import { previewJobHandler } from './previews/previews.js';
 import { QueryPool } from './queries/query-pool.js';
-import { segmentJobHandler } from './segment-jobs/segment-job.js';
 import { StreamingSegmentation } from './streaming.js';
+// The job kinds register themselves when loaded; the app loads every kind it runs.
+import './previews/previews.js';
+import './segment-jobs/segment-job.js';
 
 /** The process-wide services every domain operation may need. */
 export interface App {
@@ -51,10 +52,8 @@ export function createApp(options: AppOptions): App {
   const streaming = new StreamingSegmentation({ conn, bus, log, sweepMs: limits.streamingSweepMs });
   const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
   const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest };
-  const jobs = new JobRunner(services);
+  const jobs = new JobRunner({ conn, bus, log, limits, lanes: workers, dataDir });
   const app: App = { ...services, jobs };
-  jobs.register(segmentJobHandler);
-  jobs.register(previewJobHandler);
   jobs.start();
   streaming.start();
   return app;

@@ -417,3 +417,23 @@ export function definitionsUsingField(
       .all(sandboxId, needle) as string[]
   ).map((n) => `definition "${n}"`);
 }
+
+/** Orders definitions so each comes after the definitions whose audiences it names through inSegment. */
+export function dependencyOrder(definitions: SegmentDefinition[], deps: Map<number, number[]>): SegmentDefinition[] {
+  const byAudience = new Map(definitions.map((d) => [d.audienceId, d]));
+  const ordered: SegmentDefinition[] = [];
+  const state = new Map<number, 'visiting' | 'done'>();
+  const visit = (d: SegmentDefinition) => {
+    if (state.get(d.id) === 'done') return;
+    if (state.get(d.id) === 'visiting') throw new Error(`inSegment cycle through definition "${d.name}"`);
+    state.set(d.id, 'visiting');
+    for (const audienceId of deps.get(d.id) ?? []) {
+      const dep = byAudience.get(audienceId);
+      if (dep) visit(dep);
+    }
+    state.set(d.id, 'done');
+    ordered.push(d);
+  };
+  for (const d of [...definitions].sort((a, b) => a.id - b.id)) visit(d);
+  return ordered;
+}

@@ -11,13 +11,12 @@ import type { Logger } from 'pino';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { type CheckedExpression, compilePredicate, evaluate, STREAMING_WINDOW_MS } from '../pql/index.js';
-import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
+import { definitionsByIds, dependenciesOf, dependencyOrder, type SegmentDefinition } from './definitions.js';
 import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
 import { loadProfileDocuments } from './profile-documents.js';
 import type { ProfilesChangedHook } from './profile-ingest.js';
-import { dependencyOrder } from './segment-jobs/segment-job.js';
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {

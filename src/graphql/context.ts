@@ -7,10 +7,11 @@ import type { App } from '../domain/app.js';
 import { type Audience, audiencesByIds, dependentDefinitions } from '../domain/audiences.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from '../domain/definitions.js';
 import { allFolders, type Folder } from '../domain/folders.js';
-import { type Job, jobsByIds } from '../domain/jobs/job-store.js';
+import { jobsByIds } from '../domain/jobs/job-store.js';
 import { type Membership, membershipsOfProfiles } from '../domain/memberships.js';
 import { type Identity, identitiesOf, type Profile, profilesByIds } from '../domain/profiles.js';
 import type { Sandbox } from '../domain/sandboxes.js';
+import type { SegmentJob } from '../domain/segment-jobs/segment-job.js';
 import type { Metrics } from '../metrics.js';
 
 export interface Context {
@@ -52,7 +53,7 @@ export function createLoaders(conn: Connection, sandboxId: number) {
     dependents: batched<number[]>((ids) => dependentDefinitions(conn, sandboxId, ids), []),
     /** Audience ids a definition names through inSegment. */
     dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
-    segmentJob: batched<Job | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
+    segmentJob: batched<SegmentJob | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
     memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
     /** The sandbox's folder tree, read once per request (folders are a small taxonomy). */
     folders: () => {

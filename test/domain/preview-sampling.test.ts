@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { createManualAudience } from '../../src/domain/audiences.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
+import { runJobTask } from '../../src/domain/jobs/task.js';
 import { addAudienceMembers } from '../../src/domain/memberships.js';
 import { type PreviewProgress, runPreviewTask } from '../../src/domain/previews/preview-sampling.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
@@ -32,13 +33,23 @@ function store() {
 }
 
 function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expressionText: string) {
-  const job = insertJob(conn, sandboxId, 'PREVIEW', { expression: expressionText });
+  const job = insertJob(conn, sandboxId, 'PREVIEW', {
+    expression: { format: 'PQL_TEXT', value: expressionText },
+    expressionText,
+    definitionId: null,
+    sampleSize: null,
+    confidenceLevel: 0.95,
+    at: NOW,
+    seed: 7,
+  });
   updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const reports: PreviewProgress[] = [];
-  const estimate = runPreviewTask(
+  const { estimate } = runJobTask(
     conn,
+    job.id,
+    runPreviewTask,
     { jobId: job.id, sandboxId, now: NOW, expressionText, sampleSize: null, confidenceLevel: 0.95, seed: 7 },
-    { progress: (p) => reports.push(p as PreviewProgress), cancelled: () => false },
+    { progress: (p) => reports.push(p), cancelled: () => false },
   );
   return { estimate, reports };
 }

@@ -69,7 +69,9 @@ describe('audienceOverlap', () => {
       const key = inside.map((k) => ids[k]).join(',');
       regions.set(key, (regions.get(key) ?? 0) + 1);
     }
-    const got = new Map(res.regions.map((r: any) => [r.audiences.map((a: any) => a.id).join(','), r.count]));
+    const got = new Map<string, number>(
+      res.regions.map((r: any) => [r.audiences.map((a: any) => a.id).join(','), r.count] as [string, number]),
+    );
     expect(got).toEqual(regions);
     expect([...got.values()].reduce((a, b) => a + b, 0)).toBe(
       new Set([...members(0), ...members(1), ...members(2)]).size,

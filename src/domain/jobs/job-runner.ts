@@ -1,73 +1,38 @@
 import { and, eq } from 'drizzle-orm';
 import { jobs } from '../../db/schema.js';
-import type { App } from '../app.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
-import { isTerminal, type Job, type JobKind, jobById, updateJob, updateJobIn } from './job-store.js';
-
-/** What a running job can do: report progress and notice cancellation. */
-export interface JobContext {
-  job: Job;
-  app: JobServices;
-  /** Aborted on cancel (reason "cancelled") or when the job stops making progress (reason "timeout"). */
-  signal: AbortSignal;
-  /** Reports progress; `extra` is merged into the job's result (e.g. a running estimate). */
-  progress(done: number, total?: number | null, extra?: Record<string, unknown>): void;
-}
-
-/**
- * One kind of job. `run` does the work and returns the result to store, or `{ finalized: true }`
- * when it already wrote the job's terminal state itself (in the same transaction as its
- * output, so a crash can never leave results without a finished job or the reverse).
- */
-export interface JobHandler {
-  kind: JobKind;
-  /** Fail the job when it reports no progress for this long. */
-  timeoutMs: number;
-  concurrency?: number;
-  run(ctx: JobContext): Promise<{ result: Record<string, unknown> } | { finalized: true }>;
-  /** Housekeeping the runner calls at start and every minute (e.g. purging expired previews). */
-  sweep?(app: JobServices, now: number): void;
-}
-
-/** What the runner and its jobs use: every service but the runner itself. */
-export type JobServices = Omit<App, 'jobs'>;
-
-export class JobCancelled extends Error {
-  constructor() {
-    super('cancelled');
-    this.name = 'JobCancelled';
-  }
-}
+import { Cancelled } from './cancelled.js';
+import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
+import type { JobServices } from './job-services.js';
+import { insertJob, type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
+import { type InputOf, isTerminal, type TypedJobKind } from './job-types.js';
 
 interface Running {
+  kind: RegisteredJobKind;
   controller: AbortController;
   lastProgress: number;
 }
 
 /**
  * The one runner for every job kind (docs/domain.md "Jobs"): persisted jobs, taken in order per
- * kind with a concurrency limit, progress published at least every 250 ms of work, cancel,
- * a no-progress timeout, and recovery at start (jobs a crash left PROCESSING run again from
- * scratch; their partial work was never visible).
+ * kind with a concurrency limit, each run as its kind's task on the kind's worker lane with its
+ * `now` pinned, progress published at least every 250 ms of work, cancel, a no-progress
+ * timeout, and recovery at start (jobs a crash left PROCESSING run again from scratch; their
+ * partial work was never visible). The kinds are those declared with `defineJobKind`.
  */
 export class JobRunner {
-  private readonly handlers = new Map<JobKind, JobHandler>();
   private readonly running = new Map<number, Running>();
-  private readonly active = new Map<JobKind, number>();
+  private readonly active = new Map<TypedJobKind, number>();
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
   private pumping = false;
 
-  constructor(private readonly app: JobServices) {}
-
-  register(handler: JobHandler): void {
-    this.handlers.set(handler.kind, handler);
-  }
+  constructor(private readonly services: JobServices) {}
 
   /** Re-queues what a crash left behind and starts taking jobs. */
   start(): void {
-    const { conn } = this.app;
+    const { conn } = this.services;
     conn.sqlite
       .transaction(() => {
         const now = Date.now();
@@ -79,6 +44,17 @@ export class JobRunner {
           .run();
       })
       .immediate();
+    const known = new Set<string>(registeredJobKinds().map((k) => k.kind));
+    const unknown = conn.db
+      .selectDistinct({ kind: jobs.kind })
+      .from(jobs)
+      .where(eq(jobs.status, 'QUEUED'))
+      .all()
+      .filter((r) => !known.has(r.kind));
+    // A kind runs once its module is loaded (defineJobKind); queued jobs of a kind nobody loaded would wait silently.
+    if (unknown.length > 0) {
+      this.services.log.warn({ kinds: unknown.map((r) => r.kind) }, 'queued jobs of kinds no module has defined');
+    }
     this.sweep();
     let ticks = 0;
     this.watchdog = setInterval(() => {
@@ -94,24 +70,36 @@ export class JobRunner {
     this.stopped = true;
     if (this.watchdog) clearInterval(this.watchdog);
     for (const r of this.running.values()) r.controller.abort('shutdown');
-    const deadline = Date.now() + this.app.limits.shutdownGraceMs;
+    const deadline = Date.now() + this.services.limits.shutdownGraceMs;
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
-  publish(job: Job): void {
-    this.app.bus.publish(topics.job(job.id), job);
-    this.app.bus.publish(topics.sandboxJobs(job.sandboxId), job);
+  private publish(job: Job): void {
+    this.services.bus.publish(topics.job(job.id), job);
+    this.services.bus.publish(topics.sandboxJobs(job.sandboxId), job);
   }
 
-  /** Announces a newly inserted job and wakes the runner. */
-  enqueued(job: Job): void {
+  /**
+   * Creates a QUEUED job and wakes the runner. `prepare` validates and returns the job's input
+   * inside the same IMMEDIATE transaction as the insert, so what it checked still holds when the
+   * job exists; a `DomainError` it throws leaves nothing behind.
+   */
+  enqueue<K extends TypedJobKind>(
+    sandboxId: number,
+    kind: K,
+    prepare: () => InputOf<K>,
+    options: NewJobOptions = {},
+  ): JobOf<K> {
+    const { conn } = this.services;
+    const job = conn.sqlite.transaction(() => insertJob(conn, sandboxId, kind, prepare(), options)).immediate();
     this.publish(job);
     this.pump();
+    return job;
   }
 
   /** Cancels a job: a queued one at once, a running one within a second. CONFLICT once it has finished. */
   cancel(id: number): Job {
-    const { conn } = this.app;
+    const { conn } = this.services;
     const job = conn.sqlite
       .transaction(() => {
         const current = jobById(conn, id)!;
@@ -131,21 +119,19 @@ export class JobRunner {
   }
 
   private sweep(): void {
-    for (const handler of this.handlers.values()) {
+    for (const kind of registeredJobKinds()) {
       try {
-        handler.sweep?.(this.app, Date.now());
+        kind.sweep(this.services, Date.now());
       } catch (err) {
-        this.app.log.error({ err, kind: handler.kind }, 'job sweep failed');
+        this.services.log.error({ err, kind: kind.kind }, 'job sweep failed');
       }
     }
   }
 
   private checkTimeouts(): void {
     const now = Date.now();
-    for (const [id, r] of this.running) {
-      const job = jobById(this.app.conn, id);
-      const handler = job && this.handlers.get(job.kind);
-      if (handler && now - r.lastProgress > handler.timeoutMs) r.controller.abort('timeout');
+    for (const r of this.running.values()) {
+      if (now - r.lastProgress > r.kind.timeoutMs) r.controller.abort('timeout');
     }
   }
 
@@ -153,14 +139,13 @@ export class JobRunner {
     if (this.stopped || this.pumping) return;
     this.pumping = true;
     try {
-      for (const handler of this.handlers.values()) {
-        const limit = handler.concurrency ?? 1;
-        while ((this.active.get(handler.kind) ?? 0) < limit) {
-          const next = this.claim(handler.kind);
+      for (const kind of registeredJobKinds()) {
+        while ((this.active.get(kind.kind) ?? 0) < kind.concurrency) {
+          const next = this.claim(kind.kind);
           if (!next) break;
-          this.active.set(handler.kind, (this.active.get(handler.kind) ?? 0) + 1);
-          void this.execute(handler, next).finally(() => {
-            this.active.set(handler.kind, (this.active.get(handler.kind) ?? 1) - 1);
+          this.active.set(kind.kind, (this.active.get(kind.kind) ?? 0) + 1);
+          void this.execute(kind, next).finally(() => {
+            this.active.set(kind.kind, (this.active.get(kind.kind) ?? 1) - 1);
             setImmediate(() => this.pump());
           });
         }
@@ -171,12 +156,12 @@ export class JobRunner {
   }
 
   /** Takes the oldest queued job of a kind and marks it PROCESSING, atomically. */
-  private claim(kind: JobKind): Job | undefined {
-    const { conn } = this.app;
+  private claim(kind: TypedJobKind): Job | undefined {
+    const { conn } = this.services;
     return conn.sqlite
       .transaction(() => {
         const row = conn.db
-          .select()
+          .select({ id: jobs.id, attempts: jobs.attempts })
           .from(jobs)
           .where(and(eq(jobs.kind, kind), eq(jobs.status, 'QUEUED')))
           .orderBy(jobs.id)
@@ -196,80 +181,62 @@ export class JobRunner {
       .immediate();
   }
 
-  private async execute(handler: JobHandler, job: Job): Promise<void> {
-    const { conn, log } = this.app;
+  /**
+   * The evaluation instant of a job: the one pinned at its first start, else the one asked for,
+   * else now. Pinned in the input, so a re-run after a crash evaluates at the same instant.
+   */
+  private pinNow(job: Job): { job: Job; now: number } {
+    const input = job.input;
+    if (input.now !== undefined) return { job, now: input.now };
+    const now = input.at ?? job.startedAt ?? Date.now();
+    return { job: updateJob(this.services.conn, job.id, { input: { ...input, now } }), now };
+  }
+
+  private async execute(kind: RegisteredJobKind, claimed: Job): Promise<void> {
+    const { conn, log, lanes } = this.services;
     const controller = new AbortController();
-    const state: Running = { controller, lastProgress: Date.now() };
-    this.running.set(job.id, state);
-    this.publish(job);
+    const state: Running = { kind, controller, lastProgress: Date.now() };
+    this.running.set(claimed.id, state);
+    this.publish(claimed);
     let lastPublished = 0;
-    let progressResult: Record<string, unknown> = {};
-    const ctx: JobContext = {
-      job,
-      app: this.app,
-      signal: controller.signal,
-      progress: (done, total, extra) => {
-        state.lastProgress = Date.now();
-        if (extra) progressResult = { ...progressResult, ...extra };
-        // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
-        if (state.lastProgress - lastPublished < 50 && !extra && done !== total) return;
-        lastPublished = state.lastProgress;
-        const updated = updateJobIn(conn, job.id, ['PROCESSING', 'CANCELLING'], {
-          progressDone: done,
-          ...(total !== undefined ? { progressTotal: total } : {}),
-          ...(extra ? { result: JSON.stringify({ ...(job.result ?? {}), ...progressResult }) } : {}),
-        });
-        if (updated) this.publish(updated);
-      },
+    const progress = (payload: unknown) => {
+      const { done, total, result } = kind.readProgress(payload);
+      state.lastProgress = Date.now();
+      // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
+      if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
+      lastPublished = state.lastProgress;
+      const updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
+        progressDone: done,
+        progressTotal: total,
+        ...(result !== undefined ? { result } : {}),
+      });
+      if (updated) this.publish(updated);
     };
     try {
-      const outcome = await handler.run(ctx);
-      const finished =
-        'finalized' in outcome
-          ? jobById(conn, job.id)!
-          : finishUnlessCancelled(this.app, job.id, { status: 'SUCCEEDED', result: JSON.stringify(outcome.result) });
-      this.publish(finished);
+      const { job, now } = this.pinNow(claimed);
+      const plan = kind.plan(job, now, this.services);
+      await lanes.run(kind.kind, kind.task, conn.sqlite.name, { jobId: job.id, plan }, progress, controller.signal);
+      // The task finished the job in its own transaction.
+      this.publish(jobById(conn, job.id)!);
     } catch (err) {
       const reason = controller.signal.reason;
-      const cancelled = err instanceof JobCancelled || reason === 'cancelled';
       if (reason === 'shutdown') {
         // Left PROCESSING on purpose: the next start re-queues it.
-        log.info({ jobId: job.id }, 'job interrupted by shutdown');
-      } else if (cancelled) {
-        this.publish(updateJob(conn, job.id, { status: 'CANCELLED', finishedAt: Date.now() }));
+        log.info({ jobId: claimed.id }, 'job interrupted by shutdown');
+      } else if (err instanceof Cancelled || reason === 'cancelled') {
+        this.publish(updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
       } else {
         const message =
           reason === 'timeout'
-            ? `No progress for ${Math.round(handler.timeoutMs / 1000)} s; the job was stopped`
+            ? `No progress for ${Math.round(kind.timeoutMs / 1000)} s; the job was stopped`
             : err instanceof Error
               ? err.message
               : String(err);
-        if (reason !== 'timeout') log.error({ err, jobId: job.id }, 'job failed');
-        this.publish(updateJob(conn, job.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
+        if (reason !== 'timeout') log.error({ err, jobId: claimed.id }, 'job failed');
+        this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
       }
     } finally {
-      this.running.delete(job.id);
+      this.running.delete(claimed.id);
     }
   }
-}
-
-/** Marks a job finished unless a cancel got there first (then it is CANCELLED). */
-export function finishUnlessCancelled(
-  app: JobServices,
-  id: number,
-  set: { status: 'SUCCEEDED' | 'FAILED'; result?: string; error?: string },
-): Job {
-  const { conn } = app;
-  return conn.sqlite
-    .transaction(() => {
-      const current = jobById(conn, id)!;
-      const now = Date.now();
-      if (current.status === 'CANCELLING') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: now });
-      return updateJob(conn, id, {
-        ...set,
-        finishedAt: now,
-        progressDone: current.progressTotal ?? current.progressDone,
-      });
-    })
-    .immediate();
 }

@@ -4,26 +4,19 @@ import { jobs } from '../../db/schema.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import type { InputOf, JobStatus, JobTrigger, ResultOf, TypedJobKind } from './job-types.js';
 
-export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION'] as const;
-export type JobKind = (typeof JOB_KINDS)[number];
-export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
-export const JOB_TRIGGERS = ['MANUAL', 'SCHEDULE'] as const;
-export type JobTrigger = (typeof JOB_TRIGGERS)[number];
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
-export const isTerminal = (status: JobStatus) => TERMINAL_STATUSES.includes(status);
-
-/** A persisted job of any kind; `input` and `result` are the kind's own JSON. */
-export interface Job {
+/** A persisted job of kind K, with that kind's input and result. */
+interface JobFields<K extends TypedJobKind> {
   id: number;
   sandboxId: number;
-  kind: JobKind;
+  kind: K;
   status: JobStatus;
   progressDone: number;
   progressTotal: number | null;
-  input: Record<string, unknown>;
-  result: Record<string, unknown> | null;
+  input: InputOf<K>;
+  /** The kind's result once it has ended; a kind may keep a running one while it runs (a preview's estimate). */
+  result: ResultOf<K> | null;
   error: string | null;
   trigger: JobTrigger;
   scheduleId: number | null;
@@ -34,26 +27,38 @@ export interface Job {
   updatedAt: number;
 }
 
+/** A job of kind K; of several kinds, the union of each, discriminated by `kind`. */
+export type JobOf<K extends TypedJobKind> = K extends TypedJobKind ? JobFields<K> : never;
+/** A persisted job of any kind. */
+export type Job = JobOf<TypedJobKind>;
+
 type JobRow = typeof jobs.$inferSelect;
 
-export function toJob(row: JobRow): Job {
-  return {
-    ...row,
-    kind: row.kind as JobKind,
-    status: row.status as JobStatus,
-    trigger: row.trigger as Job['trigger'],
-    input: JSON.parse(row.input) as Record<string, unknown>,
-    result: row.result == null ? null : (JSON.parse(row.result) as Record<string, unknown>),
-  };
+/** The one place a row becomes a typed job: the row's kind says which input and result its JSON holds. */
+function toJob<K extends TypedJobKind = TypedJobKind>(row: JobRow): JobOf<K> {
+  return row as JobOf<K>;
 }
 
-export function insertJob(
+/** The job as its kind's type, once its kind has been checked. */
+export function asKind<K extends TypedJobKind>(job: Job, kind: K): JobOf<K> {
+  if (job.kind !== kind) throw new Error(`job ${job.id} is a ${job.kind} job, not ${kind}`);
+  return job as JobOf<K>;
+}
+
+export interface NewJobOptions {
+  trigger?: JobTrigger;
+  scheduleId?: number | null;
+  now?: number;
+}
+
+/** Inserts a QUEUED job. Domain code creates jobs through the runner's `enqueue`, which also wakes it. */
+export function insertJob<K extends TypedJobKind>(
   conn: Connection,
   sandboxId: number,
-  kind: JobKind,
-  input: Record<string, unknown>,
-  options: { trigger?: Job['trigger']; scheduleId?: number | null; now?: number } = {},
-): Job {
+  kind: K,
+  input: InputOf<K>,
+  options: NewJobOptions = {},
+): JobOf<K> {
   const now = options.now ?? Date.now();
   const row = conn.db
     .insert(jobs)
@@ -61,7 +66,7 @@ export function insertJob(
       sandboxId,
       kind,
       status: 'QUEUED',
-      input: JSON.stringify(input),
+      input,
       trigger: options.trigger ?? 'MANUAL',
       scheduleId: options.scheduleId ?? null,
       createdAt: now,
@@ -69,7 +74,7 @@ export function insertJob(
     })
     .returning()
     .get();
-  return toJob(row);
+  return toJob<K>(row);
 }
 
 export function jobById(conn: Connection, id: number): Job | undefined {
@@ -77,13 +82,13 @@ export function jobById(conn: Connection, id: number): Job | undefined {
   return row ? toJob(row) : undefined;
 }
 
-export function jobsByIds(
+export function jobsByIds<K extends TypedJobKind = TypedJobKind>(
   conn: Connection,
   sandboxId: number,
   ids: readonly number[],
-  kind?: JobKind,
-): Map<number, Job> {
-  const out = new Map<number, Job>();
+  kind?: K,
+): Map<number, JobOf<K>> {
+  const out = new Map<number, JobOf<K>>();
   if (ids.length === 0) return out;
   const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId), inArray(jobs.id, [...ids])];
   if (kind) conditions.push(eq(jobs.kind, kind));
@@ -92,11 +97,17 @@ export function jobsByIds(
     .from(jobs)
     .where(and(...conditions))
     .all())
-    out.set(row.id, toJob(row));
+    out.set(row.id, toJob<K>(row));
   return out;
 }
 
-export function requireJob(conn: Connection, sandboxId: number, id: number, kind: JobKind, typeName: string): Job {
+export function requireJob<K extends TypedJobKind>(
+  conn: Connection,
+  sandboxId: number,
+  id: number,
+  kind: K,
+  typeName: string,
+): JobOf<K> {
   const job = jobsByIds(conn, sandboxId, [id], kind).get(id);
   if (!job) {
     const gid = encodeGlobalId(typeName, id);
@@ -106,12 +117,12 @@ export function requireJob(conn: Connection, sandboxId: number, id: number, kind
 }
 
 /** Jobs of a kind, newest first, optionally by status or schedule. */
-export function listJobs(
+export function listJobs<K extends TypedJobKind = TypedJobKind>(
   conn: Connection,
   sandboxId: number,
-  filter: { kinds?: readonly JobKind[]; statuses?: readonly JobStatus[] | null; scheduleId?: number | null },
+  filter: { kinds?: readonly K[]; statuses?: readonly JobStatus[] | null; scheduleId?: number | null },
   args: PageArgs,
-): Page<Job> & { totalCount: () => number } {
+): Page<JobOf<K>> & { totalCount: () => number } {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId)];
   if (filter.kinds?.length) conditions.push(inArray(jobs.kind, [...filter.kinds]));
@@ -130,7 +141,7 @@ export function listJobs(
   const page = toPage(rows, query, (r) => [r.id]);
   return {
     ...page,
-    items: page.items.map(toJob),
+    items: page.items.map((row) => toJob<K>(row)),
     totalCount: () => countRows(conn, jobs, and(...base)),
   };
 }

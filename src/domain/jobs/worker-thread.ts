@@ -1,7 +1,8 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import type { TaskMessage, TaskName, TaskReply } from './job-worker.js';
+import { Cancelled } from './cancelled.js';
+import type { TaskMessage, TaskReply } from './job-worker.js';
 
 const require = createRequire(import.meta.url);
 // require.resolve gives the CommonJS build; the worker imports the ES module build beside it.
@@ -15,13 +16,6 @@ const workerModule = new URL('./job-worker.ts', import.meta.url).href;
 export function startTypeScriptWorker(moduleUrl: string, workerData?: unknown): Worker {
   const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(moduleUrl)}); })`;
   return new Worker(code, { eval: true, workerData });
-}
-
-export class TaskCancelledError extends Error {
-  constructor() {
-    super('cancelled');
-    this.name = 'TaskCancelledError';
-  }
 }
 
 /** One long-lived worker thread per lane (job kind), started on first use. */
@@ -44,7 +38,7 @@ export class WorkerLanes {
       if (reply.type === 'progress') return task.onProgress(reply.payload);
       this.pending.delete(reply.id);
       if (reply.type === 'done') task.resolve(reply.result);
-      else if (reply.type === 'cancelled') task.reject(new TaskCancelledError());
+      else if (reply.type === 'cancelled') task.reject(new Cancelled());
       else task.reject(new Error(reply.message));
     });
     const fail = (err: Error) => {
@@ -60,15 +54,18 @@ export class WorkerLanes {
     return worker;
   }
 
-  /** Runs a task on a lane; `signal` sets the task's cancel flag, which it checks between chunks. */
-  run<R>(
+  /**
+   * Runs a job's task (the default export of the module at `task`) on a lane; `signal` sets the
+   * task's cancel flag, which it checks between chunks. A cancelled task rejects with `Cancelled`.
+   */
+  run(
     lane: string,
-    task: TaskName,
+    task: URL,
     dbFile: string,
-    data: unknown,
-    onProgress: (payload: any) => void,
+    job: { jobId: number; plan: unknown },
+    onProgress: (payload: unknown) => void,
     signal: AbortSignal,
-  ): Promise<R> {
+  ): Promise<unknown> {
     const cancelFlag = new SharedArrayBuffer(4);
     const id = this.nextId++;
     const onAbort = () => {
@@ -81,19 +78,19 @@ export class WorkerLanes {
     };
     if (signal.aborted) onAbort();
     signal.addEventListener('abort', onAbort, { once: true });
-    return new Promise<R>((resolve, reject) => {
+    return new Promise<unknown>((resolve, reject) => {
       this.pending.set(id, {
         onProgress,
         resolve: (r) => {
           signal.removeEventListener('abort', onAbort);
-          resolve(r as R);
+          resolve(r);
         },
         reject: (e) => {
           signal.removeEventListener('abort', onAbort);
           reject(e);
         },
       });
-      const message: TaskMessage = { id, task, dbFile, data, cancelFlag };
+      const message: TaskMessage = { id, jobId: job.jobId, task: task.href, dbFile, plan: job.plan, cancelFlag };
       this.lane(lane).postMessage(message);
     });
   }

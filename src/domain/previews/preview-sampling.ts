@@ -1,7 +1,8 @@
 import type { Connection } from '../../db/index.js';
 import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
-import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
+import { Cancelled } from '../jobs/cancelled.js';
+import type { JobTask } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts, sampleSizeFor } from './estimate.js';
 import { openSampler, permutation, type Sampler } from './preview-samplers.js';
 
@@ -43,10 +44,10 @@ const NAMESPACE_SAMPLE = 1_000;
  * expression on each chunk, and report the running estimate
  * after each. When the sample is the whole store, random-order reading stops once the interval
  * is tight and one sequential scan (as fast as a batch query) gives the exact count; otherwise
- * the whole sample is read in random order. Then, in one write transaction, the qualifying
- * profiles are stored and the job finishes.
+ * the whole sample is read in random order. Then, in the job's finishing transaction, the
+ * qualifying profiles are stored. The preview kind's task, which the job worker runs.
  */
-export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskHooks): Estimate {
+export const runPreviewTask: JobTask<'PREVIEW', PreviewPlan> = (conn, plan, ctx) => {
   const { sqlite } = conn;
   const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
   // Random chunks use the correlated form (work per sampled profile); the final scan the sandbox-wide
@@ -86,7 +87,7 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     let chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
     const enough = () => counts.read > 0 && (exactIsCheap || tight());
     while (counts.read < n && !(wholeStore && enough())) {
-      if (hooks.cancelled()) throw new TaskCancelled();
+      if (ctx.cancelled()) throw new Cancelled();
       const { read, hits } = sampler.next(Math.min(chunk, n - counts.read));
       if (read === 0) break;
       if (hits.length > 0) {
@@ -99,7 +100,7 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       counts.read += read;
       counts.qualified += hits.length;
       estimate = estimateFromSample(counts, plan.confidenceLevel, false);
-      hooks.progress({ done: counts.read, total: n, estimate } satisfies PreviewProgress);
+      ctx.progress({ done: counts.read, total: n, estimate } satisfies PreviewProgress);
       if (wholeStore) {
         // Only as much more as the share seen so far says the interval needs (a tenth over,
         // the share nudged towards 1/2 so a first chunk without hits does not stop it short).
@@ -120,10 +121,10 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
       // A statement that starts from a set of ids may meet them out of order: progress never goes back.
       let done = readBefore;
       sqlite.function('segql_tick', { deterministic: false }, (id: unknown) => {
-        if (hooks.cancelled()) throw new TaskCancelled();
+        if (ctx.cancelled()) throw new Cancelled();
         const scanned = ((id as number) - lo) / Math.max(1, hi - lo + 1);
         done = Math.max(done, Math.min(n, readBefore + Math.round(scanned * (n - readBefore))));
-        hooks.progress({ done, total: n, estimate: runningEstimate } satisfies PreviewProgress);
+        ctx.progress({ done, total: n, estimate: runningEstimate } satisfies PreviewProgress);
         return 1;
       });
       qualifying = sqlite
@@ -146,44 +147,22 @@ export function runPreviewTask(conn: Connection, plan: PreviewPlan, hooks: TaskH
     }
     estimate = estimateFromSample(counts, plan.confidenceLevel, true);
     // Subscribers get the full-sample estimate now; storing the qualifying profiles comes after.
-    hooks.progress({ done: n, total: n, estimate } satisfies PreviewProgress);
+    ctx.progress({ done: n, total: n, estimate } satisfies PreviewProgress);
   } finally {
     sampler?.close();
     sqlite.exec('COMMIT');
   }
-  if (hooks.cancelled()) throw new TaskCancelled();
-  sqlite
-    .transaction(() => {
-      const status = sqlite.prepare('SELECT status FROM jobs WHERE id = ?').pluck().get(plan.jobId);
-      if (status !== 'PROCESSING') throw new TaskCancelled();
-      const sorted = Float64Array.from(qualifying);
-      // The scan's ids come in order; random chunks' do not.
-      if (!ascending(sorted)) sorted.sort();
-      sqlite
-        .prepare('INSERT OR REPLACE INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES (?, ?, ?, ?)')
-        .run(
-          plan.jobId,
-          plan.sandboxId,
-          Buffer.from(sorted.buffer, sorted.byteOffset, sorted.byteLength),
-          sorted.length,
-        );
-      const now = Date.now();
-      sqlite
-        .prepare(
-          "UPDATE jobs SET status = 'SUCCEEDED', result = ?, finished_at = ?, updated_at = ?, progress_done = ?, progress_total = ? WHERE id = ?",
-        )
-        .run(
-          JSON.stringify({ estimate, sampleSize: estimate.profilesRead }),
-          now,
-          now,
-          estimate.profilesRead,
-          estimate.profilesRead,
-          plan.jobId,
-        );
-    })
-    .immediate();
-  return estimate;
-}
+  ctx.finish(() => {
+    const sorted = Float64Array.from(qualifying);
+    // The scan's ids come in order; random chunks' do not.
+    if (!ascending(sorted)) sorted.sort();
+    sqlite
+      .prepare('INSERT OR REPLACE INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES (?, ?, ?, ?)')
+      .run(plan.jobId, plan.sandboxId, Buffer.from(sorted.buffer, sorted.byteOffset, sorted.byteLength), sorted.length);
+    return { result: { estimate, sampleSize: estimate.profilesRead }, units: estimate.profilesRead };
+  });
+};
+export default runPreviewTask;
 
 /** Current members of the audiences, by their cached sizes. */
 function membersOf(conn: Connection, audienceIds: readonly number[]): number {

@@ -1,12 +1,13 @@
 import { and, eq } from 'drizzle-orm';
+import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
-import type { App } from '../app.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { checkExpression, type ExpressionInput } from '../expressions.js';
-import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
-import { insertJob, type Job, jobById, updateJob } from '../jobs/job-store.js';
-import { TaskCancelledError } from '../jobs/worker-thread.js';
+import { defineJobKind } from '../jobs/job-kind.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import { type JobOf, jobsByIds } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
 import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
@@ -24,7 +25,7 @@ export interface PreviewInput {
 }
 
 /** What a preview job stores as its input. */
-export interface PreviewJobInput {
+export interface PreviewJobInput extends JobInputBase {
   expression: ExpressionInput;
   expressionText: string;
   definitionId: number | null;
@@ -32,14 +33,31 @@ export interface PreviewJobInput {
   confidenceLevel: number;
   at: number | null;
   seed: number;
-  now?: number;
 }
 
+/** What a preview keeps: the running estimate while it runs, the full-sample one when it has succeeded. */
+export interface PreviewResult {
+  estimate: Estimate;
+  /** Profiles of the sample read. */
+  sampleSize: number;
+}
+
+declare module '../jobs/job-types.js' {
+  interface JobKindTypes {
+    PREVIEW: { input: PreviewJobInput; progress: PreviewProgress; result: PreviewResult };
+  }
+}
+
+export type Preview = JobOf<'PREVIEW'>;
+
 /**
- * Checks and queues a preview. A PQL error is reported here, on the request, not as a failed
- * job; so are out-of-range sample sizes and confidence levels.
+ * Checks and queues a preview, waking the runner. A PQL error is reported here, on the request,
+ * not as a failed job; so are out-of-range sample sizes and confidence levels.
  */
-export function createPreview(app: App, sandboxId: number, input: PreviewInput): Job {
+/** What preview functions use: the connection and the runner (not the whole app, which loads this kind). */
+type PreviewServices = { conn: Connection; jobs: JobRunner };
+
+export function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Preview {
   const { conn } = app;
   if ((input.expression == null) === (input.definitionId == null)) {
     throw badInput('Give either an expression or a segmentDefinitionId', 'input.expression');
@@ -54,64 +72,41 @@ export function createPreview(app: App, sandboxId: number, input: PreviewInput):
   if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
     throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
   }
-  return conn.sqlite
-    .transaction(() => {
-      const definition =
-        input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
-      const expression = definition ? definition.expression : input.expression!;
-      const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
-      const jobInput: PreviewJobInput = {
-        expression,
-        expressionText: text,
-        definitionId: definition?.id ?? null,
-        sampleSize: input.sampleSize ?? null,
-        confidenceLevel,
-        at: input.at ?? null,
-        seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
-      };
-      return insertJob(conn, sandboxId, 'PREVIEW', jobInput as unknown as Record<string, unknown>);
-    })
-    .immediate();
+  return app.jobs.enqueue(sandboxId, 'PREVIEW', () => {
+    const definition = input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
+    const expression = definition ? definition.expression : input.expression!;
+    const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
+    return {
+      expression,
+      expressionText: text,
+      definitionId: definition?.id ?? null,
+      sampleSize: input.sampleSize ?? null,
+      confidenceLevel,
+      at: input.at ?? null,
+      seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
+    };
+  });
 }
 
-export const previewJobHandler: JobHandler = {
+export const previewJobKind = defineJobKind({
   kind: 'PREVIEW',
+  task: new URL('./preview-sampling.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  async run(ctx) {
-    const { job, app } = ctx;
-    const input = job.input as unknown as PreviewJobInput;
-    const now = input.now ?? input.at ?? job.startedAt ?? Date.now();
-    if (input.now === undefined) updateJob(app.conn, job.id, { input: JSON.stringify({ ...input, now }) });
-    const plan: PreviewPlan = {
-      jobId: job.id,
-      sandboxId: job.sandboxId,
-      now,
-      expressionText: input.expressionText,
-      sampleSize: input.sampleSize,
-      confidenceLevel: input.confidenceLevel,
-      seed: input.seed,
-    };
-    try {
-      await app.workers.run(
-        'PREVIEW',
-        'preview',
-        app.conn.sqlite.name,
-        plan,
-        (p: PreviewProgress) => ctx.progress(p.done, p.total, { estimate: p.estimate, sampleSize: p.done }),
-        ctx.signal,
-      );
-    } catch (err) {
-      if (err instanceof TaskCancelledError) throw new JobCancelled();
-      throw err;
-    }
-    return { finalized: true };
-  },
-  sweep: (app, now) => purgeExpiredPreviews(app, now),
-};
+  plan: (job, now): PreviewPlan => ({
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    now,
+    expressionText: job.input.expressionText,
+    sampleSize: job.input.sampleSize,
+    confidenceLevel: job.input.confidenceLevel,
+    seed: job.input.seed,
+  }),
+  runningResult: (p) => ({ estimate: p.estimate, sampleSize: p.done }),
+  sweep: (services, now) => purgeExpiredPreviews(services, now),
+});
 
 /** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
-export function purgeExpiredPreviews(app: Pick<App, 'conn'>, now = Date.now()): number {
-  const { conn } = app;
+export function purgeExpiredPreviews({ conn }: { conn: Connection }, now = Date.now()): number {
   return conn.sqlite
     .transaction(() => {
       const expired = conn.sqlite
@@ -120,28 +115,28 @@ export function purgeExpiredPreviews(app: Pick<App, 'conn'>, now = Date.now()): 
         )
         .pluck()
         .all(now - PREVIEW_TTL_MS) as number[];
-      for (const id of expired) deletePreviewRows(app, id);
+      for (const id of expired) deletePreviewRows(conn, id);
       return expired.length;
     })
     .immediate();
 }
 
-function deletePreviewRows(app: Pick<App, 'conn'>, id: number): void {
-  app.conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
-  app.conn.db.delete(jobs).where(eq(jobs.id, id)).run();
+function deletePreviewRows(conn: Connection, id: number): void {
+  conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
+  conn.db.delete(jobs).where(eq(jobs.id, id)).run();
 }
 
 /** Deletes a preview (stopping it first when it runs); returns its id. */
-export function deletePreview(app: App, id: number): number {
+export function deletePreview(app: PreviewServices, id: number): number {
   const job = app.conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
   if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) app.jobs.cancel(id);
-  app.conn.sqlite.transaction(() => deletePreviewRows(app, id)).immediate();
+  app.conn.sqlite.transaction(() => deletePreviewRows(app.conn, id)).immediate();
   return id;
 }
 
 /** The qualifying profiles of a preview's sample, in profile-id order (paged over the packed, sorted ids). */
 export function listPreviewResults(
-  app: App,
+  app: PreviewServices,
   sandboxId: number,
   jobId: number,
   args: PageArgs,
@@ -192,18 +187,22 @@ export function listPreviewResults(
 }
 
 /** The latest preview of a definition, if any. */
-export function latestDefinitionPreview(app: App, sandboxId: number, definitionId: number): Job | undefined {
+export function latestDefinitionPreview(
+  app: PreviewServices,
+  sandboxId: number,
+  definitionId: number,
+): Preview | undefined {
   const row = app.conn.sqlite
     .prepare(
       "SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'PREVIEW' AND json_extract(input, '$.definitionId') = ? ORDER BY id DESC LIMIT 1",
     )
     .pluck()
     .get(sandboxId, definitionId) as number | undefined;
-  return row === undefined ? undefined : jobById(app.conn, row);
+  return row === undefined ? undefined : jobsByIds(app.conn, sandboxId, [row], 'PREVIEW').get(row);
 }
 
 /** An estimate is stale once the store has grown or shrunk by more than 5 % since it was made. */
-export function isStale(app: App, sandboxId: number, estimate: Estimate): boolean {
+export function isStale(app: PreviewServices, sandboxId: number, estimate: Estimate): boolean {
   const current = countProfiles(app.conn, sandboxId);
   return Math.abs(current - estimate.totalProfiles) > 0.05 * Math.max(1, estimate.totalProfiles);
 }

@@ -2,7 +2,8 @@ import type { Connection } from '../../db/index.js';
 import { compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
-import { TaskCancelled, type TaskHooks } from '../jobs/task.js';
+import { Cancelled } from '../jobs/cancelled.js';
+import type { JobTask, TaskContext } from '../jobs/task.js';
 import { profileIdRange } from '../profiles.js';
 
 /** What one segment job evaluates, fixed before it starts (so a re-run after a crash does the same). */
@@ -45,26 +46,21 @@ export interface FailedDefinition {
   reason: string;
 }
 
-export interface EvaluationHooks {
-  progress(done: number, total: number): void;
-  /** True once a cancel was asked for; checked between chunks and before writing. */
-  cancelled(): boolean;
-}
-
-/** The job-worker task: evaluates the plan, reporting `{ done, total }` at most every 50 ms. */
-export function runSegmentTask(conn: Connection, plan: SegmentPlan, hooks: TaskHooks): SegmentMetrics {
+/** The segment kind's task, which the job worker runs: evaluates the plan, reporting progress at most every 50 ms. */
+const segmentTask: JobTask<'SEGMENT', SegmentPlan> = (conn, plan, ctx) => {
   let last = 0;
-  return evaluateSegmentPlan(conn, plan, {
-    progress: (done, total) => {
+  evaluateSegmentPlan(conn, plan, {
+    ...ctx,
+    progress: (p) => {
       const now = Date.now();
-      if (now - last >= 50 || done === total) {
+      if (now - last >= 50 || p.done === p.total) {
         last = now;
-        hooks.progress({ done, total });
+        ctx.progress(p);
       }
     },
-    cancelled: hooks.cancelled,
   });
-}
+};
+export default segmentTask;
 
 const EXITED_RETENTION_MS = 30 * 86_400_000;
 
@@ -73,10 +69,10 @@ const EXITED_RETENTION_MS = 30 * 86_400_000;
  * Reads run inside one read transaction (a consistent snapshot) over profile-id chunks;
  * qualifying ids go to a temp table, and a temp `memberships` table shadows the stored one
  * so `inSegment` sees the results of definitions evaluated earlier in the same job. All
- * writes — transitions, history, sizes and the job's SUCCEEDED state — are one transaction:
- * readers see the old state or the new one, and a crash leaves the old one.
+ * writes — transitions, history, sizes — go through `ctx.finish`, in one transaction with the
+ * job's SUCCEEDED state: readers see the old state or the new one, and a crash leaves the old one.
  */
-export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: EvaluationHooks): SegmentMetrics {
+export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: TaskContext<'SEGMENT'>): void {
   const started = performance.now();
   const { sqlite } = conn;
   const { sandboxId, now } = plan;
@@ -110,23 +106,23 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
       let before = 0;
       // A definition that starts from a set of ids (compileToSql) may meet them out of id order: progress never goes back.
       let reached = 0;
-      hooks.progress(0, total);
+      ctx.progress({ done: 0, total });
       // One statement per definition, so every sub-query list (inSegment, grouped events) is built once
       // per definition, not once per chunk. Progress and cancel ride inside the scan: every
       // `chunkSize`-th profile id calls segql_tick, which reports how far the scan is and throws when
       // a cancel was asked for (aborting the statement).
       sqlite.function('segql_tick', { deterministic: false }, (id: unknown) => {
-        if (hooks.cancelled()) throw new TaskCancelled();
+        if (ctx.cancelled()) throw new Cancelled();
         reached = Math.max(
           reached,
           Math.min(totalProfiles, Math.round((((id as number) - (range.lo ?? 0)) / span) * totalProfiles)),
         );
-        hooks.progress(before + reached, total);
+        ctx.progress({ done: before + reached, total });
         return 1;
       });
       const segStart = performance.now();
       for (const def of plan.definitions) {
-        if (hooks.cancelled()) throw new TaskCancelled();
+        if (ctx.cancelled()) throw new Cancelled();
         reached = 0;
         // A definition that cannot run (one saved before a limit existed, say) fails alone: its
         // rows are dropped and its memberships stay as they were; the others go on.
@@ -144,11 +140,11 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
           sqlite.exec('RELEASE segql_definition');
         } catch (err) {
           sqlite.exec('ROLLBACK TO segql_definition; RELEASE segql_definition');
-          if (err instanceof TaskCancelled) throw err;
+          if (err instanceof Cancelled) throw err;
           failed.push({ definitionId: def.definitionId, reason: err instanceof Error ? err.message : String(err) });
         }
         before += totalProfiles;
-        hooks.progress(before, total);
+        ctx.progress({ done: before, total });
         if (
           shadow &&
           plan.referencedAudienceIds.includes(def.audienceId) &&
@@ -169,13 +165,17 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, hooks: 
     }
     // The shadow has done its job; writes below name main.memberships and must not see it.
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    if (hooks.cancelled()) throw new TaskCancelled();
+    if (ctx.cancelled()) throw new Cancelled();
     if (failed.length > 0 && failed.length === plan.definitions.length) {
       throw new Error(
         `Every definition failed: ${failed.map((f) => `definition ${f.definitionId}: ${f.reason}`).join('; ')}`,
       );
     }
-    return writeResults(conn, plan, { totalProfiles, segmentationMs, started, namespaceCounts, failed }, hooks);
+    const read: ReadPhase = { totalProfiles, segmentationMs, started, namespaceCounts, failed };
+    ctx.finish(() => {
+      const metrics = writeResults(conn, plan, read);
+      return { result: { metrics, notes: plan.notes }, units: totalProfiles * plan.definitions.length };
+    });
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
   }
@@ -249,7 +249,8 @@ interface ReadPhase {
   failed: FailedDefinition[];
 }
 
-function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hooks: EvaluationHooks): SegmentMetrics {
+/** Writes the memberships, history and sizes the read phase found (inside the job's finishing transaction). */
+function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): SegmentMetrics {
   const { totalProfiles, segmentationMs, started } = read;
   const { sqlite } = conn;
   const { sandboxId, now, jobId } = plan;
@@ -300,10 +301,6 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hook
       `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')),
        last_evaluated_at = ? WHERE id = ?`,
     ),
-    jobStatus: sqlite.prepare('SELECT status FROM main.jobs WHERE id = ?').pluck(),
-    finish: sqlite.prepare(
-      "UPDATE main.jobs SET status = 'SUCCEEDED', result = ?, finished_at = ?, updated_at = ?, progress_done = ?, progress_total = ? WHERE id = ?",
-    ),
   };
   const metrics: SegmentMetrics = {
     totalProfiles,
@@ -315,31 +312,22 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase, hook
     failedDefinitions: read.failed,
   };
   const failedIds = new Set(read.failed.map((f) => f.definitionId));
-  sqlite
-    .transaction(() => {
-      // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-      if (s.jobStatus.get(jobId) !== 'PROCESSING' || hooks.cancelled()) throw new TaskCancelled();
-      for (const { audienceId, definitionId } of plan.definitions) {
-        if (failedIds.has(definitionId)) continue;
-        const key = encodeGlobalId('Audience', audienceId);
-        s.historyEnter.run(sandboxId, now, cause, audienceId);
-        s.historyStay.run(sandboxId, now, cause, audienceId);
-        s.historyExit.run(sandboxId, now, cause, audienceId);
-        const exited = s.exit.run(now, now, audienceId).changes;
-        const existing = s.stay.run(now, audienceId).changes;
-        const qualified = s.qualified.get(audienceId) as number;
-        s.enter.run(sandboxId, now, now, audienceId, sandboxId);
-        s.purge.run(audienceId, now - EXITED_RETENTION_MS);
-        s.size.run(audienceId, now, audienceId);
-        metrics.segmentedProfileCounter[key] = qualified;
-        metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
-        metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};
-      }
-      metrics.totalTimeMs = Math.round(performance.now() - started);
-      const wallNow = Date.now();
-      const total = totalProfiles * plan.definitions.length;
-      s.finish.run(JSON.stringify({ metrics, notes: plan.notes }), wallNow, wallNow, total, total, jobId);
-    })
-    .immediate();
+  for (const { audienceId, definitionId } of plan.definitions) {
+    if (failedIds.has(definitionId)) continue;
+    const key = encodeGlobalId('Audience', audienceId);
+    s.historyEnter.run(sandboxId, now, cause, audienceId);
+    s.historyStay.run(sandboxId, now, cause, audienceId);
+    s.historyExit.run(sandboxId, now, cause, audienceId);
+    const exited = s.exit.run(now, now, audienceId).changes;
+    const existing = s.stay.run(now, audienceId).changes;
+    const qualified = s.qualified.get(audienceId) as number;
+    s.enter.run(sandboxId, now, now, audienceId, sandboxId);
+    s.purge.run(audienceId, now - EXITED_RETENTION_MS);
+    s.size.run(audienceId, now, audienceId);
+    metrics.segmentedProfileCounter[key] = qualified;
+    metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
+    metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};
+  }
+  metrics.totalTimeMs = Math.round(performance.now() - started);
   return metrics;
 }

@@ -1,73 +1,83 @@
 import type { Connection } from '../../db/index.js';
-import type { App } from '../app.js';
 import { audiencesByIds } from '../audiences.js';
-import { definitionsByIds, dependenciesOf, requireDefinition, type SegmentDefinition } from '../definitions.js';
+import {
+  definitionsByIds,
+  dependenciesOf,
+  dependencyOrder,
+  requireDefinition,
+  type SegmentDefinition,
+} from '../definitions.js';
 import { badInput } from '../errors.js';
-import { JobCancelled, type JobHandler } from '../jobs/job-runner.js';
-import { insertJob, type Job, updateJob } from '../jobs/job-store.js';
-import { TaskCancelledError } from '../jobs/worker-thread.js';
+import { defineJobKind } from '../jobs/job-kind.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
 import { isEvaluated } from '../lifecycle.js';
-import type { SegmentPlan } from './segment-evaluation.js';
+import type { SegmentMetrics, SegmentPlan } from './segment-evaluation.js';
 
-export interface SegmentJobInput {
+/** What a caller asks a segment job to evaluate. */
+export interface SegmentJobRequest {
   /** Definitions to evaluate; or `all` for every batch-enabled one whose audience is evaluated. */
   definitionIds?: number[] | null;
   all?: boolean | null;
   /** The evaluation instant asked for; default: when the job starts. */
   at?: number | null;
-  /** Fixed at first start and reused by a re-run after a crash. */
-  now?: number;
 }
 
-/** Validates and queues a segment job; the runner picks it up. */
+/** What a segment job stores as its input. */
+export interface SegmentJobInput extends JobInputBase {
+  /** Null with `all`. */
+  definitionIds: number[] | null;
+  all: boolean;
+  at: number | null;
+}
+
+/** How far the evaluation is: profiles × definitions. */
+export interface SegmentProgress {
+  done: number;
+  total: number;
+}
+
+/** What a finished segment job keeps. */
+export interface SegmentJobResult {
+  metrics: SegmentMetrics;
+  /** Remarks on the run, e.g. definitions skipped because their audience is INACTIVE. */
+  notes: string[];
+}
+
+declare module '../jobs/job-types.js' {
+  interface JobKindTypes {
+    SEGMENT: { input: SegmentJobInput; progress: SegmentProgress; result: SegmentJobResult };
+  }
+}
+
+export type SegmentJob = JobOf<'SEGMENT'>;
+
+/** Validates and queues a segment job, waking the runner. */
 export function createSegmentJob(
-  app: App,
+  app: { conn: Connection; jobs: JobRunner },
   sandboxId: number,
-  input: SegmentJobInput,
-  options: { trigger?: Job['trigger']; scheduleId?: number | null } = {},
-): Job {
-  const hasIds = input.definitionIds != null && input.definitionIds.length > 0;
-  if (hasIds === Boolean(input.all)) {
+  request: SegmentJobRequest,
+  options: NewJobOptions = {},
+): SegmentJob {
+  const hasIds = request.definitionIds != null && request.definitionIds.length > 0;
+  if (hasIds === Boolean(request.all)) {
     throw badInput('Give either segmentDefinitionIds (at least one) or all: true', 'input.segmentDefinitionIds');
   }
-  return app.conn.sqlite
-    .transaction(() => {
-      const ids = hasIds ? [...new Set(input.definitionIds)] : null;
+  return app.jobs.enqueue(
+    sandboxId,
+    'SEGMENT',
+    () => {
+      const ids = hasIds ? [...new Set(request.definitionIds)] : null;
       for (const id of ids ?? []) requireDefinition(app.conn, sandboxId, id);
-      return insertJob(
-        app.conn,
-        sandboxId,
-        'SEGMENT',
-        { definitionIds: ids, all: Boolean(input.all), at: input.at ?? null },
-        options,
-      );
-    })
-    .immediate();
+      return { definitionIds: ids, all: Boolean(request.all), at: request.at ?? null };
+    },
+    options,
+  );
 }
 
-/** Orders definitions so each comes after the definitions whose audiences it names through inSegment. */
-export function dependencyOrder(definitions: SegmentDefinition[], deps: Map<number, number[]>): SegmentDefinition[] {
-  const byAudience = new Map(definitions.map((d) => [d.audienceId, d]));
-  const ordered: SegmentDefinition[] = [];
-  const state = new Map<number, 'visiting' | 'done'>();
-  const visit = (d: SegmentDefinition) => {
-    if (state.get(d.id) === 'done') return;
-    if (state.get(d.id) === 'visiting') throw new Error(`inSegment cycle through definition "${d.name}"`);
-    state.set(d.id, 'visiting');
-    for (const audienceId of deps.get(d.id) ?? []) {
-      const dep = byAudience.get(audienceId);
-      if (dep) visit(dep);
-    }
-    state.set(d.id, 'done');
-    ordered.push(d);
-  };
-  for (const d of [...definitions].sort((a, b) => a.id - b.id)) visit(d);
-  return ordered;
-}
-
-function buildPlan(app: Pick<App, 'conn' | 'limits'>, job: Job, now: number): SegmentPlan {
-  const { conn } = app;
-  const input = job.input as SegmentJobInput;
+function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: number): SegmentPlan {
+  const input = job.input;
   const sandboxId = job.sandboxId;
   const notes: string[] = [];
   const ids = input.all
@@ -96,7 +106,7 @@ function buildPlan(app: Pick<App, 'conn' | 'limits'>, job: Job, now: number): Se
     }
     selected.push(def);
   }
-  return orderedPlan(conn, sandboxId, selected, { jobId: job.id, now, chunkSize: app.limits.segmentChunkSize, notes });
+  return orderedPlan(conn, sandboxId, selected, { jobId: job.id, now, chunkSize, notes });
 }
 
 /**
@@ -126,28 +136,9 @@ export function orderedPlan(
   };
 }
 
-export const segmentJobHandler: JobHandler = {
+export const segmentJobKind = defineJobKind({
   kind: 'SEGMENT',
+  task: new URL('./segment-evaluation.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  async run(ctx) {
-    const { job, app } = ctx;
-    const input = job.input as SegmentJobInput;
-    const now = input.now ?? input.at ?? job.startedAt ?? Date.now();
-    if (input.now === undefined) updateJob(app.conn, job.id, { input: JSON.stringify({ ...input, now }) });
-    const plan = buildPlan(app, job, now);
-    try {
-      await app.workers.run(
-        'SEGMENT',
-        'segment',
-        app.conn.sqlite.name,
-        plan,
-        (p: { done: number; total: number }) => ctx.progress(p.done, p.total),
-        ctx.signal,
-      );
-    } catch (err) {
-      if (err instanceof TaskCancelledError) throw new JobCancelled();
-      throw err;
-    }
-    return { finalized: true };
-  },
-};
+  plan: (job, now, { conn, limits }): SegmentPlan => buildPlan(conn, job, now, limits.segmentChunkSize),
+});

@@ -1,13 +1,13 @@
 import { topics } from '../../domain/events.js';
+import { type Job, type JobOf, jobsByIds } from '../../domain/jobs/job-store.js';
 import {
   isTerminal,
   JOB_KINDS,
   JOB_STATUSES,
   JOB_TRIGGERS,
-  type Job,
   type JobKind,
-  jobsByIds,
-} from '../../domain/jobs/job-store.js';
+  type TypedJobKind,
+} from '../../domain/jobs/job-types.js';
 import { builder } from '../builder.js';
 import type { Context } from '../context.js';
 import { enumFromDomain } from '../enums.js';
@@ -91,8 +91,8 @@ export const JobRef = builder.interfaceRef<Job>('Job').implement({
  * The job's current state, then every change, ending after a terminal state. The listener is
  * attached before the current state is read, so no change in between is lost.
  */
-export async function* watchJob(ctx: Context, id: number, kind: JobKind): AsyncGenerator<Job> {
-  const updates = ctx.app.bus.subscribe<Job>(topics.job(id), ctx.signal);
+export async function* watchJob<K extends TypedJobKind>(ctx: Context, id: number, kind: K): AsyncGenerator<JobOf<K>> {
+  const updates = ctx.app.bus.subscribe<JobOf<K>>(topics.job(id), ctx.signal);
   try {
     const current = jobsByIds(ctx.conn, ctx.sandbox.id, [id], kind).get(id);
     if (!current) return;

@@ -7,11 +7,10 @@ import {
   isStale,
   latestDefinitionPreview,
   listPreviewResults,
-  type PreviewJobInput,
+  type Preview,
 } from '../../domain/previews/previews.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
-import type { Context } from '../context.js';
 import { decodeId, requireId } from '../ids.js';
 import { JobRef, watchJob } from './job.js';
 import { ProfileConnection, ProfileRef } from './profile.js';
@@ -86,12 +85,12 @@ const EstimateType = builder.objectRef<EstimateView>('Estimate').implement({
   }),
 });
 
-const estimateOf = (job: Job): EstimateView | null => {
-  const estimate = job.result?.estimate as Estimate | undefined;
-  return estimate ? { estimate, sandboxId: job.sandboxId } : null;
+const estimateOf = (preview: Preview): EstimateView | null => {
+  const estimate = preview.result?.estimate;
+  return estimate ? { estimate, sandboxId: preview.sandboxId } : null;
 };
 
-export const PreviewRef = builder.objectRef<Job>('Preview');
+export const PreviewRef = builder.objectRef<Preview>('Preview');
 
 builder.node(PreviewRef, {
   description: 'An expression evaluated on a sample of profiles, with a running size estimate. Expires after 24 hours.',
@@ -106,24 +105,24 @@ builder.node(PreviewRef, {
     expression: t.field({
       type: PqlExpressionType,
       description: 'The expression evaluated on the sample.',
-      resolve: (j) => (j.input as unknown as PreviewJobInput).expression,
+      resolve: (j) => j.input.expression,
     }),
     segmentDefinition: t.field({
       type: SegmentDefinitionRef,
       nullable: true,
       description: 'The definition previewed, when it was started from one (and still exists).',
       resolve: (j, _a, ctx) => {
-        const id = (j.input as unknown as PreviewJobInput).definitionId;
+        const id = j.input.definitionId;
         return id == null ? null : ctx.loaders.definition.load(id);
       },
     }),
     sampleSize: t.int({
       description: 'Profiles the preview has read.',
-      resolve: (j) => (j.result?.sampleSize as number | undefined) ?? j.progressDone,
+      resolve: (j) => j.result?.sampleSize ?? j.progressDone,
     }),
     seed: t.int({
       description: 'The seed of the sample; the same seed draws the same sample.',
-      resolve: (j) => (j.input as unknown as PreviewJobInput).seed,
+      resolve: (j) => j.input.seed,
     }),
     results: t.connection(
       {
@@ -158,12 +157,6 @@ const CreatePreviewInput = builder.inputType('CreatePreviewInput', {
   }),
 });
 
-function startPreview(ctx: Context, input: Parameters<typeof createPreview>[2]): Job {
-  const job = createPreview(ctx.app, ctx.sandbox.id, input);
-  ctx.app.jobs.enqueued(job);
-  return job;
-}
-
 builder.queryField('preview', (t) =>
   t.field({
     type: PreviewRef,
@@ -184,7 +177,7 @@ builder.mutationFields((t) => ({
     description: 'Starts a preview: a size estimate from a sample (watch it with previewUpdated); returns it QUEUED.',
     args: { input: t.arg({ type: CreatePreviewInput, required: true, description: 'What to preview.' }) },
     resolve: (_r, { input }, ctx) =>
-      startPreview(ctx, {
+      createPreview(ctx.app, ctx.sandbox.id, {
         expression: input.expression
           ? { format: (input.expression.format ?? 'PQL_TEXT') as PqlFormat, value: input.expression.value }
           : null,
@@ -244,7 +237,9 @@ builder.mutationField('refreshEstimate', (t) =>
       "Starts a new preview of a saved definition; its estimate becomes the definition's estimate (watch it with previewUpdated).",
     args: { segmentDefinitionId: t.arg.id({ required: true, description: 'The definition to estimate.' }) },
     resolve: (_r, args, ctx) =>
-      startPreview(ctx, { definitionId: requireId(args.segmentDefinitionId, 'SegmentDefinition') }),
+      createPreview(ctx.app, ctx.sandbox.id, {
+        definitionId: requireId(args.segmentDefinitionId, 'SegmentDefinition'),
+      }),
   }),
 );
 

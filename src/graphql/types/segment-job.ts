@@ -1,7 +1,7 @@
 import type { Audience } from '../../domain/audiences.js';
-import { type Job, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
+import { asKind, type Job, jobsByIds, listJobs, requireJob } from '../../domain/jobs/job-store.js';
 import type { AudienceCounts, FailedDefinition, SegmentMetrics } from '../../domain/segment-jobs/segment-evaluation.js';
-import { createSegmentJob } from '../../domain/segment-jobs/segment-job.js';
+import { createSegmentJob, type SegmentJob } from '../../domain/segment-jobs/segment-job.js';
 import { builder, type SchemaTypes } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import type { Context } from '../context.js';
@@ -113,7 +113,7 @@ const SegmentJobMetricsType = builder.objectRef<SegmentMetrics>('SegmentJobMetri
   }),
 });
 
-export const SegmentJobRef = builder.objectRef<Job>('SegmentJob');
+export const SegmentJobRef = builder.objectRef<SegmentJob>('SegmentJob');
 
 builder.node(SegmentJobRef, {
   description: 'An evaluation of segment definitions over the whole store into memberships.',
@@ -129,29 +129,29 @@ builder.node(SegmentJobRef, {
       type: [SegmentDefinitionRef],
       description: 'The definitions asked for (those deleted since are left out).',
       resolve: async (j, _a, ctx) => {
-        const ids = (j.input.definitionIds as number[] | null) ?? [];
+        const ids = j.input.definitionIds ?? [];
         return (await ctx.loaders.definition.loadMany(ids)).filter((d) => d && !(d instanceof Error)) as never;
       },
     }),
     all: t.boolean({
       description: 'It evaluates every batch-enabled definition, not a list.',
-      resolve: (j) => Boolean(j.input.all),
+      resolve: (j) => j.input.all,
     }),
     at: t.field({
       type: 'DateTime',
       nullable: true,
       description: 'The evaluation instant (fixed when the job starts).',
-      resolve: (j) => (j.input.now as number | undefined) ?? (j.input.at as number | null) ?? null,
+      resolve: (j) => j.input.now ?? j.input.at,
     }),
     metrics: t.field({
       type: SegmentJobMetricsType,
       nullable: true,
       description: 'Counts and timings; null until the job has succeeded.',
-      resolve: (j) => (j.result?.metrics as SegmentMetrics | undefined) ?? null,
+      resolve: (j) => j.result?.metrics ?? null,
     }),
     notes: t.stringList({
       description: 'Remarks on the run, e.g. definitions skipped because their audience is INACTIVE.',
-      resolve: (j) => (j.result?.notes as string[] | undefined) ?? [],
+      resolve: (j) => j.result?.notes ?? [],
     }),
   }),
 });
@@ -201,15 +201,12 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Queues an evaluation of the given definitions (or all) into memberships; returns the QUEUED job.',
     args: { input: t.arg({ type: CreateSegmentJobInput, required: true, description: 'What to evaluate.' }) },
-    resolve: (_r, { input }, ctx) => {
-      const job = createSegmentJob(ctx.app, ctx.sandbox.id, {
+    resolve: (_r, { input }, ctx) =>
+      createSegmentJob(ctx.app, ctx.sandbox.id, {
         definitionIds: input.segmentDefinitionIds?.map((id) => requireId(id, 'SegmentDefinition')),
         all: input.all,
         at: input.at,
-      });
-      ctx.app.jobs.enqueued(job);
-      return job;
-    },
+      }),
   }),
   cancelSegmentJob: t.field({
     type: SegmentJobRef,
@@ -220,7 +217,7 @@ builder.mutationFields((t) => ({
     resolve: (_r, args, ctx) => {
       const id = requireId(args.id, 'SegmentJob');
       requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
-      return ctx.app.jobs.cancel(id);
+      return asKind(ctx.app.jobs.cancel(id), 'SEGMENT');
     },
   }),
 }));
