@@ -226,6 +226,19 @@ describe('references in the repository', () => {
     expect(describeProblems(problems)).toBe('');
   });
 
+  it('every source path a document names (src/…, test/…, bench/…, scripts/…) exists', () => {
+    // bench/RESULTS.md is a log: each entry names the files as they were at its commit.
+    const missing = files
+      .filter((f) => f.endsWith('.md') && f !== 'bench/RESULTS.md')
+      .flatMap((f) =>
+        [...repo.read(f).matchAll(/\b((?:src|test|bench|scripts)\/[A-Za-z0-9_./-]+\.(?:ts|pql|sql))\b/g)]
+          .map((m) => m[1]!)
+          .filter((path) => !repo.files.has(path))
+          .map((path) => `${f}: ${path}`),
+      );
+    expect(missing).toEqual([]);
+  });
+
   it('the README links every reference document under docs/', () => {
     const readme = repo.read('README.md');
     const docs = files.filter((f) => dirname(f) === 'docs' && f.endsWith('.md'));
