@@ -21,6 +21,7 @@ import {
   FolderRef,
   LifecycleStateEnum,
   MembershipStatusEnum,
+  membershipStateFields,
   OrderDirectionEnum,
   SegmentDefinitionRef,
 } from './refs.js';
@@ -39,29 +40,7 @@ const AudienceMemberType = builder.objectRef<Membership>('AudienceMember').imple
       description: 'The member.',
       resolve: async (m, _a, ctx) => (await ctx.loaders.profile.load(m.profileId))!,
     }),
-    status: t.field({
-      type: MembershipStatusEnum,
-      description: 'Its standing after the last evaluation.',
-      resolve: (m) => m.status,
-    }),
-    qualifiedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When it last entered the audience.',
-      resolve: (m) => m.qualifiedAt,
-    }),
-    lastEvaluatedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When the membership was last evaluated.',
-      resolve: (m) => m.lastEvaluatedAt,
-    }),
-    exitedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When it left the audience (EXITED only).',
-      resolve: (m) => m.exitedAt,
-    }),
+    ...membershipStateFields(t, 'it'),
   }),
 });
 

@@ -14,7 +14,7 @@ import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
 import { ProfileRef } from './profile.js';
-import { AudienceRef, MembershipStatusEnum } from './refs.js';
+import { AudienceRef, MembershipStatusEnum, membershipStateFields } from './refs.js';
 import { SegmentJobRef } from './segment-job.js';
 
 const MembershipCauseEnum = enumFromDomain('MembershipCause', "What moved a profile's membership.", MEMBERSHIP_CAUSES, {
@@ -38,29 +38,7 @@ const AudienceMembershipType = builder.objectRef<Membership>('AudienceMembership
       description: 'The audience.',
       resolve: async (m, _a, ctx) => (await ctx.loaders.audience.load(m.audienceId))!,
     }),
-    status: t.field({
-      type: MembershipStatusEnum,
-      description: 'Its standing after the last evaluation.',
-      resolve: (m) => m.status,
-    }),
-    qualifiedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When the profile last entered the audience.',
-      resolve: (m) => m.qualifiedAt,
-    }),
-    lastEvaluatedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When the membership was last evaluated.',
-      resolve: (m) => m.lastEvaluatedAt,
-    }),
-    exitedAt: t.field({
-      type: 'DateTime',
-      nullable: true,
-      description: 'When the profile left the audience (EXITED only).',
-      resolve: (m) => m.exitedAt,
-    }),
+    ...membershipStateFields(t, 'the profile'),
   }),
 });
 

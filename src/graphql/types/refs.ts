@@ -3,9 +3,9 @@ import type { SegmentDefinition } from '../../domain/definitions.js';
 import { PQL_FORMATS } from '../../domain/expressions.js';
 import type { Folder } from '../../domain/folders.js';
 import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
-import { MEMBERSHIP_STATUSES } from '../../domain/memberships.js';
+import { MEMBERSHIP_STATUSES, type Membership } from '../../domain/memberships.js';
 import { ORDER_DIRECTIONS } from '../../domain/paging.js';
-import { builder } from '../builder.js';
+import { builder, type SchemaTypes } from '../builder.js';
 import { enumFromDomain } from '../enums.js';
 
 /** Refs shared by several type files (each type is implemented in the file named after it). */
@@ -56,3 +56,35 @@ export const MembershipStatusEnum = enumFromDomain(
     EXITED: 'Was a member and no longer qualifies.',
   },
 );
+
+/**
+ * The state of one membership, as both sides show it (an audience's member, a profile's
+ * membership): `who` says whose entering and leaving the times describe.
+ */
+export function membershipStateFields(t: PothosSchemaTypes.ObjectFieldBuilder<SchemaTypes, Membership>, who: string) {
+  return {
+    status: t.field({
+      type: MembershipStatusEnum,
+      description: 'Its standing after the last evaluation.',
+      resolve: (m) => m.status,
+    }),
+    qualifiedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: `When ${who} last entered the audience.`,
+      resolve: (m) => m.qualifiedAt,
+    }),
+    lastEvaluatedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: 'When the membership was last evaluated.',
+      resolve: (m) => m.lastEvaluatedAt,
+    }),
+    exitedAt: t.field({
+      type: 'DateTime',
+      nullable: true,
+      description: `When ${who} left the audience (EXITED only).`,
+      resolve: (m) => m.exitedAt,
+    }),
+  };
+}
