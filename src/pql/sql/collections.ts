@@ -16,6 +16,7 @@ import type {
   QuantifiedNode,
   SelectNode,
 } from '../language/ast.js';
+import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
 import {
   asIso,
   type CompileContext,
@@ -53,17 +54,12 @@ import {
 } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 
-const COLLECTION_METHODS = new Set([
-  'count',
-  'sum',
-  'average',
-  'min',
-  'max',
+const COLLECTION_METHODS = new Set<string>([
+  ...AGGREGATE_FNS,
   'head',
   'topN',
   'bottomN',
-  'exists',
-  'forall',
+  ...QUANTIFIERS,
   'includes',
   'intersects',
   'subsetOf',

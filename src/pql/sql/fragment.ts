@@ -8,6 +8,7 @@
  */
 
 import type { PqlType } from '../check/types.js';
+import type { AggregateFn } from '../language/ast.js';
 import type { DrivenIds, IdSets } from './sets.js';
 
 export class Sql {
@@ -166,7 +167,7 @@ export interface CollectionValue {
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
 
 export interface EventAggregate {
-  fn: 'count' | 'sum' | 'average' | 'min' | 'max';
+  fn: AggregateFn;
   source: CollectionValue;
   /** The per-event value (null for count). */
   input: Sql | null;

@@ -27,6 +27,7 @@ import type {
   InNode,
   LogicalNode,
   MethodCallNode,
+  TimeWord,
 } from '../language/ast.js';
 import {
   arithmetic,
@@ -261,7 +262,7 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
 // ---------------------------------------------------------------------------------------------
 // values
 
-function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'tomorrow'): ScalarValue {
+function timeWord(ctx: CompileContext, word: TimeWord): ScalarValue {
   const today = dayStart(ctx.now);
   switch (word) {
     case 'now':
