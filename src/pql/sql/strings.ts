@@ -8,20 +8,18 @@ import type { ExpressionNode, LikeNode, MethodCallNode } from '../language/ast.j
 import { codePointLength, lowerText, upperText } from '../runtime/index.js';
 import { STRING_PREDICATES } from '../runtime/strings.js';
 import type { CompileContext, Env } from './context.js';
+import { param, type Sql, sql } from './fragment.js';
 import {
   conditionSql,
   constantPredicate,
   literal,
   NUMBER_TYPE,
-  param,
   predicate,
   type ScalarValue,
-  type Sql,
   STRING_TYPE,
   scalarOf,
-  sql,
   valueSql,
-} from './fragment.js';
+} from './values.js';
 
 const STRING_PREDICATE_NAMES: ReadonlySet<string> = new Set(STRING_PREDICATES);
 
