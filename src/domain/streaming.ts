@@ -189,20 +189,6 @@ export function segmentProfiles(
   return changes;
 }
 
-const timeDependence = new WeakMap<CheckedExpression, boolean>();
-
-/** Whether a condition can change with time alone: its SQL differs between two evaluation instants. */
-function dependsOnTime(checked: CheckedExpression): boolean {
-  let known = timeDependence.get(checked);
-  if (known === undefined) {
-    const a = compilePredicate(checked, { now: 0 });
-    const b = compilePredicate(checked, { now: 86_400_000 * 400 + 12_345 });
-    known = a.sql !== b.sql || JSON.stringify(a.params) !== JSON.stringify(b.params);
-    timeDependence.set(checked, known);
-  }
-  return known;
-}
-
 /**
  * Exits the members of time-dependent streaming audiences for whom the condition no longer
  * holds at `now` (a purchase leaving "the last hour"), then evaluates those profiles again so
@@ -214,7 +200,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
       const changes: MembershipChange[] = [];
       const writer = new MembershipWriter(conn);
       for (const { audienceId, checked } of streamingPlan(conn, sandboxId).evaluated) {
-        if (!dependsOnTime(checked)) continue;
+        if (!checked.timeDependent) continue;
         // compilePredicate is exactly 0 or 1, so NOT is exact; the members are few next to the store.
         const predicate = compilePredicate(checked, { now });
         const expired = conn.sqlite

@@ -42,7 +42,7 @@ import {
   STRING,
   unify,
 } from './context.js';
-import { eligibility } from './eligibility.js';
+import { dependsOnNow, eligibility } from './eligibility.js';
 import { checkChain, checkOccurs } from './occurs.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
@@ -62,6 +62,7 @@ export function check(ast: ExpressionNode, source: string, options: CheckOptions
     audiences: ctx.audiences,
     referencedAudiences,
     eligibility: eligibility(ast, { referencedFields, referencedAudiences }),
+    timeDependent: dependsOnNow(ast),
   };
 }
 
