@@ -15,6 +15,7 @@ import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
+import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
@@ -136,7 +137,7 @@ export function loadProfileDocument(
   );
   const memberships = new Set(
     conn.sqlite
-      .prepare("SELECT audience_id FROM memberships WHERE profile_id = ? AND status IN ('REALIZED', 'EXISTING')")
+      .prepare(`SELECT audience_id FROM memberships WHERE profile_id = ? AND status IN ${CURRENT_STATUSES_SQL}`)
       .pluck()
       .all(profileId) as number[],
   );

@@ -18,7 +18,8 @@ import {
 import type { App } from './app.js';
 import { definitionsByIds, dependenciesOf, type SegmentDefinition } from './definitions.js';
 import { topics } from './events.js';
-import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
+import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
+import { type MembershipChange, MembershipWriter } from './memberships.js';
 import { checkedDefinition } from './pql-tools.js';
 import { dependencyOrder } from './segment-jobs/segment-job.js';
 
@@ -206,7 +207,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
         const expired = conn.sqlite
           .prepare(
             `SELECT m.profile_id AS profileId, m.status AS status FROM memberships AS m JOIN profiles AS p ON p.id = m.profile_id
-             WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING') AND NOT (${predicate.sql})`,
+             WHERE m.audience_id = ? AND m.status IN ${CURRENT_STATUSES_SQL} AND NOT (${predicate.sql})`,
           )
           .all(audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
         for (const { profileId, status } of expired) {

@@ -6,15 +6,16 @@
 export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from './check/catalog.js';
 export { check, checkDefinition } from './check/checker.js';
 export { STREAMING_WINDOW_MS } from './check/eligibility.js';
-export type {
-  CheckedExpression,
-  CheckOptions,
-  Eligibility,
-  EventRecord,
-  FieldCatalog,
-  ObjectType,
-  PqlType,
-  ProfileDocument,
+export {
+  type CheckedExpression,
+  type CheckOptions,
+  CURRENT_MEMBER_STATUSES,
+  type Eligibility,
+  type EventRecord,
+  type FieldCatalog,
+  type ObjectType,
+  type PqlType,
+  type ProfileDocument,
 } from './check/types.js';
 export { evaluate } from './js/evaluate.js';
 export type * from './language/ast.js';

@@ -3,7 +3,7 @@ import type { SegmentDefinition } from '../../domain/definitions.js';
 import { PQL_FORMATS } from '../../domain/expressions.js';
 import type { Folder } from '../../domain/folders.js';
 import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
-import { MEMBERSHIP_STATUSES } from '../../domain/memberships.js';
+import { MEMBERSHIP_STATUSES } from '../../domain/membership-statuses.js';
 import { ORDER_DIRECTIONS } from '../../domain/paging.js';
 import { builder } from '../builder.js';
 import { enumFromDomain } from '../enums.js';

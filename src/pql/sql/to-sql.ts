@@ -18,7 +18,7 @@
  * quantifiers, aggregates), to-sql-time.ts (`occurs`, dates), to-sql-chain.ts (CHAIN).
  */
 
-import type { CheckedExpression } from '../check/types.js';
+import { type CheckedExpression, CURRENT_MEMBER_STATUSES } from '../check/types.js';
 import type {
   ArithmeticNode,
   CallNode,
@@ -161,6 +161,9 @@ export function compileToSql(checked: CheckedExpression, options: CompileIdQuery
     ...(audiencesOnly ? { startsFromAudiences: { filters: driven.filters.length } } : {}),
   };
 }
+
+/** `('REALIZED', 'EXISTING')`: constants of the language, so written into the text like a keyword. */
+const CURRENT_STATUSES_SQL = raw(`(${CURRENT_MEMBER_STATUSES.map((s) => `'${s}'`).join(', ')})`);
 
 /** ` WHERE (a) AND (b)` or ` AND (a) AND (b)`; nothing without conditions. */
 function clause(keyword: 'WHERE' | 'AND', conds: readonly Sql[]): Sql {
@@ -527,7 +530,7 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       const id = ctx.checked.audiences.get(ref);
       if (id === undefined) return constantPredicate(false);
       const m = ctx.alias('m');
-      const current = sql`${m}.audience_id = ${param(id)} AND ${m}.status IN ('REALIZED', 'EXISTING')`;
+      const current = sql`${m}.audience_id = ${param(id)} AND ${m}.status IN ${CURRENT_STATUSES_SQL}`;
       // Profile by profile (no sandbox given: a sample, a single profile), a probe of the primary key.
       if (ctx.sandboxId === undefined) {
         return predicate(
