@@ -176,8 +176,3 @@ const FUNCTION_LIST: FunctionSignature[] = [
 
 export const METHODS: ReadonlyMap<string, MethodSignature> = new Map(METHOD_LIST.map((m) => [m.name, m]));
 export const FUNCTIONS: ReadonlyMap<string, FunctionSignature> = new Map(FUNCTION_LIST.map((f) => [f.name, f]));
-
-/** Fewest and most arguments a parameter list takes. */
-export function arity(params: readonly ParamSpec[]): { min: number; max: number } {
-  return { min: params.filter((p) => !p.optional).length, max: params.length };
-}

@@ -54,7 +54,7 @@ function isOrderable(v: unknown): v is number | string {
 }
 
 /** min (sign -1) / max (sign 1) of the orderable values; missing when there are none. */
-export function extreme(values: Iterable<unknown>, sign: 1 | -1): number | string | undefined {
+function extreme(values: Iterable<unknown>, sign: 1 | -1): number | string | undefined {
   let best: number | string | undefined;
   for (const v of values) {
     if (isOrderable(v) && (best === undefined || sign * rankCompare(v, best) > 0)) best = v;

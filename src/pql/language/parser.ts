@@ -16,9 +16,9 @@ import {
 } from './vocabulary.js';
 
 /** Longest accepted source, in UTF-16 code units (docs/pql.md §6). */
-export const MAX_SOURCE_LENGTH = 16 * 1024;
+const MAX_SOURCE_LENGTH = 16 * 1024;
 /** Deepest syntactic nesting (parentheses, brackets, calls, unary and postfix operators, quantifiers). */
-export const MAX_NESTING = 64;
+const MAX_NESTING = 64;
 /**
  * Tallest tree. Syntactic nesting is capped above, but a flat chain such as `a or b or …` still
  * builds a left-leaning tree; this cap keeps every recursive consumer (checker, engines,

@@ -57,5 +57,4 @@ export const COMPARISON_WORDS = ['in', 'notin', 'like', 'occurs'] as const;
 
 /** Words that continue an operand (logical and comparison keywords), lower-case. */
 export const OPERATOR_WORDS = ['and', 'or', 'not', ...COMPARISON_WORDS] as const;
-export type OperatorWord = (typeof OPERATOR_WORDS)[number];
 export const isOperatorWord = member(OPERATOR_WORDS);

@@ -141,7 +141,7 @@ export function fieldValue(
 }
 
 /** The elements of the JSON array at `path` of `doc` (none when it is absent or null). */
-export function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type: PqlType): CollectionValue {
+function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type: PqlType): CollectionValue {
   const alias = ctx.alias('j');
   const p = param(jsonPath(path));
   return {

@@ -356,7 +356,7 @@ const SQL_COMPARE: Record<CompareNode['op'], string> = {
 };
 
 /** `a op b`; false when either side is missing (SQL NULL) or the null literal. */
-export function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
+function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
   if (left.constant === null || right.constant === null || left.type.kind === 'null' || right.type.kind === 'null') {
     return constantPredicate(false);
   }

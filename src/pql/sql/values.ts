@@ -172,7 +172,7 @@ export interface EventAggregate {
   input: Sql | null;
 }
 
-export const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
+const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
 export const NUMBER_TYPE: PqlType = { kind: 'number' };
 export const STRING_TYPE: PqlType = { kind: 'string' };
 export const DATETIME_TYPE: PqlType = { kind: 'datetime' };
