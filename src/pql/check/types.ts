@@ -67,8 +67,8 @@ export interface CheckedExpression {
   /** Distinct audience ids named by inSegment, in order of first use. */
   referencedAudiences: number[];
   eligibility: Eligibility;
-  /** Whether the value can change with `now` alone, the data unchanged (eligibility.ts dependsOnNow). */
-  timeDependent: boolean;
+  /** Whether the value can change with `now` alone, the data unchanged (eligibility.ts dependsOnNow; found on first read). */
+  readonly timeDependent: boolean;
 }
 
 /** One experience event as both engines see it. */
