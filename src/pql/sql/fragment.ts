@@ -7,6 +7,8 @@
  * `raw()` takes only text this compiler itself produced (aliases, keywords, operators).
  */
 
+import type { CompareOp } from '../language/ast.js';
+
 export class Sql {
   constructor(
     readonly text: string,
@@ -66,6 +68,16 @@ export function joinSql(parts: readonly Sql[], separator: string): Sql {
     parts.flatMap((p) => p.params),
   );
 }
+
+/** A comparison operator in SQL (`!=` is `<>`). */
+export const SQL_COMPARE: Readonly<Record<CompareOp, string>> = {
+  '=': '=',
+  '!=': '<>',
+  '<': '<',
+  '<=': '<=',
+  '>': '>',
+  '>=': '>=',
+};
 
 export const TRUE = raw('1');
 export const FALSE = raw('0');

@@ -16,7 +16,7 @@
 import type { CompareOp } from '../language/ast.js';
 import { compareOp } from '../runtime/index.js';
 import type { CompileContext } from './context.js';
-import { joinSql, param, raw, type Sql, sql, TRUE } from './fragment.js';
+import { joinSql, param, raw, SQL_COMPARE, type Sql, sql, TRUE } from './fragment.js';
 import { groupSets } from './sets.js';
 import {
   type CollectionValue,
@@ -177,8 +177,6 @@ export function hoistForall(
   );
 }
 
-const SQL_OP: Record<CompareOp, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
-
 /**
  * `aggregate op k` for an aggregate over events and a constant k, as a test of each profile's
  * group of events (`HAVING`); `correlated` when it stays a probe per profile.
@@ -203,12 +201,12 @@ export function hoistAggregateComparison(
   let empty: boolean;
   switch (agg.fn) {
     case 'count':
-      having = sql`count(*) ${SQL_OP[op]} ${bound}`;
+      having = sql`count(*) ${SQL_COMPARE[op]} ${bound}`;
       // A profile without matching events has count 0.
       empty = compareOp(op, 0, k);
       break;
     default:
-      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_OP[op]} ${bound}`;
+      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_COMPARE[op]} ${bound}`;
       empty = false;
       break;
   }

@@ -64,7 +64,7 @@ import {
   unifyDatetimes,
   withVar,
 } from './context.js';
-import { existsSql, FALSE, joinSql, jsonPath, param, raw, Sql, sameExpression, sql } from './fragment.js';
+import { existsSql, FALSE, joinSql, jsonPath, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
 import { andSets, drivingIds, notSets, orSets } from './sets.js';
 import { compileLike, compileStringMethod, literalString } from './strings.js';
@@ -345,15 +345,6 @@ function withComparison(v: ScalarValue, op: CompareNode['op'], left: ScalarValue
   }
   return v;
 }
-
-const SQL_COMPARE: Record<CompareNode['op'], string> = {
-  '=': '=',
-  '!=': '<>',
-  '<': '<',
-  '<=': '<=',
-  '>': '>',
-  '>=': '>=',
-};
 
 /** `a op b`; false when either side is missing (SQL NULL) or the null literal. */
 function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
