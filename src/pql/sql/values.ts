@@ -119,9 +119,9 @@ export interface DrivenIds {
 export const PROFILE_ALIAS = 'p';
 
 /**
- * Where an item's fields live. The profile is `p` (PROFILE_ALIAS); an event row has real columns `ts` and
- * `event_type` and the rest in `payload`; an element of a JSON array (or a derived table of
- * them) is the `value` column, a JSONB object or a scalar.
+ * Where an item's fields live. The profile is `p` (PROFILE_ALIAS); an event row has real
+ * columns `ts` and `event_type` and the rest in `payload`; an element of a JSON array (or a
+ * derived table of them) is the `value` column, a JSONB object or a scalar.
  */
 export type ItemScope = { kind: 'profile' } | { kind: 'event'; alias: string } | { kind: 'json'; alias: string };
 
