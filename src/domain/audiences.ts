@@ -5,6 +5,7 @@ import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
 import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
+import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
 import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export const AUDIENCE_ORIGINS = ['SEGMENTATION_SERVICE', 'CUSTOM_UPLOAD', 'MANUAL'] as const;
@@ -389,7 +390,7 @@ export function listAudiences(
 export function refreshAudienceSize(conn: Connection, audienceId: number): void {
   conn.sqlite
     .prepare(
-      `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING'))
+      `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL})
        WHERE id = ?`,
     )
     .run(audienceId, audienceId);

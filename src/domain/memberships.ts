@@ -4,12 +4,10 @@ import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
+import { isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
-
-export const MEMBERSHIP_STATUSES = ['REALIZED', 'EXISTING', 'EXITED'] as const;
-export type MembershipStatus = (typeof MEMBERSHIP_STATUSES)[number];
 
 /**
  * What moved a membership, as membership_history.cause stores it; a segment job's entries carry
@@ -17,7 +15,6 @@ export type MembershipStatus = (typeof MEMBERSHIP_STATUSES)[number];
  */
 export const MEMBERSHIP_CAUSES = ['job', 'streaming', 'manual', 'expiry'] as const;
 export type MembershipCause = (typeof MEMBERSHIP_CAUSES)[number];
-export const CURRENT_STATUSES: readonly MembershipStatus[] = ['REALIZED', 'EXISTING'];
 
 /** One profile's move into (REALIZED) or out of (EXITED) an audience, as written. */
 export interface MembershipChange {
@@ -38,12 +35,12 @@ function prepareWriter(conn: Connection) {
   return {
     enter: sqlite.prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       VALUES (?, ?, ?, 'REALIZED', ?, ?, NULL)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+       VALUES (?, ?, ?, ${statusSql('REALIZED')}, ?, ?, NULL)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
          last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
     ),
     exit: sqlite.prepare(
-      `UPDATE memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+      `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
     ),
     history: sqlite.prepare(
       `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
@@ -242,7 +239,7 @@ function setManualMembership(
       const writer = new MembershipWriter(conn);
       for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
         const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
-        const member = status === 'REALIZED' || status === 'EXISTING';
+        const member = status !== null && isCurrentStatus(status);
         if (member === (to === 'REALIZED')) continue;
         writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual');
       }

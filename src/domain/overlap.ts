@@ -6,7 +6,7 @@
 import type { Connection } from '../db/index.js';
 import { requireAudience } from './audiences.js';
 import { badInput } from './errors.js';
-import { CURRENT_STATUSES } from './memberships.js';
+import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
 
 export interface AudiencePair {
   a: number;
@@ -46,12 +46,12 @@ export function audienceOverlap(conn: Connection, sandboxId: number, audienceIds
       `SELECT mask, count(*) AS n FROM (
          SELECT m.profile_id, sum(1 << j.key) AS mask
          FROM json_each(?) AS j
-         CROSS JOIN memberships AS m ON m.audience_id = j.value AND m.status IN (SELECT value FROM json_each(?))
+         CROSS JOIN memberships AS m ON m.audience_id = j.value AND m.status IN ${CURRENT_STATUSES_SQL}
          WHERE m.sandbox_id = ?
          GROUP BY m.profile_id
        ) GROUP BY mask`,
     )
-    .all(JSON.stringify(ids), JSON.stringify(CURRENT_STATUSES), sandboxId) as { mask: number; n: number }[];
+    .all(JSON.stringify(ids), sandboxId) as { mask: number; n: number }[];
   const sizes = ids.map((_, i) => masks.reduce((sum, m) => sum + (m.mask & (1 << i) ? m.n : 0), 0));
   const pairs: AudiencePair[] = [];
   for (let i = 0; i < ids.length; i++) {

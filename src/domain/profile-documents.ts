@@ -6,7 +6,7 @@
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import type { ProfileDocument } from '../pql/index.js';
-import type { MembershipStatus } from './memberships.js';
+import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js';
 
 /** A document plus the stored status of each of the profile's memberships (EXITED too). */
 export type StoredProfileDocument = ProfileDocument & {
@@ -73,7 +73,7 @@ export function loadProfileDocuments(
     const doc = docs.get(m.profileId);
     if (!doc) continue;
     doc.statuses.set(m.audienceId, m.status);
-    if (m.status !== 'EXITED') doc.memberships.add(m.audienceId);
+    if (isCurrentStatus(m.status)) doc.memberships.add(m.audienceId);
   }
   return docs;
 }

@@ -14,7 +14,8 @@ import { type CheckedExpression, compilePredicate, evaluate, STREAMING_WINDOW_MS
 import { definitionsByIds, dependenciesOf, dependencyOrder, type SegmentDefinition } from './definitions.js';
 import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
-import { type MembershipChange, type MembershipStatus, MembershipWriter } from './memberships.js';
+import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
+import { type MembershipChange, MembershipWriter } from './memberships.js';
 import { loadProfileDocuments } from './profile-documents.js';
 import type { ProfilesChangedHook } from './profile-ingest.js';
 
@@ -116,20 +117,6 @@ export function segmentProfiles(
   return changes;
 }
 
-const timeDependence = new WeakMap<CheckedExpression, boolean>();
-
-/** Whether a condition can change with time alone: its SQL differs between two evaluation instants. */
-function dependsOnTime(checked: CheckedExpression): boolean {
-  let known = timeDependence.get(checked);
-  if (known === undefined) {
-    const a = compilePredicate(checked, { now: 0 });
-    const b = compilePredicate(checked, { now: 86_400_000 * 400 + 12_345 });
-    known = a.sql !== b.sql || JSON.stringify(a.params) !== JSON.stringify(b.params);
-    timeDependence.set(checked, known);
-  }
-  return known;
-}
-
 /**
  * Exits the members of time-dependent streaming audiences for whom the condition no longer
  * holds at `now` (a purchase leaving "the last hour"), then evaluates those profiles again so
@@ -141,13 +128,13 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
       const changes: MembershipChange[] = [];
       const writer = new MembershipWriter(conn);
       for (const { audienceId, checked } of streamingPlan(conn, sandboxId).evaluated) {
-        if (!dependsOnTime(checked)) continue;
+        if (!checked.timeDependent) continue;
         // compilePredicate is exactly 0 or 1, so NOT is exact; the members are few next to the store.
         const predicate = compilePredicate(checked, { now });
         const expired = conn.sqlite
           .prepare(
             `SELECT m.profile_id AS profileId, m.status AS status FROM memberships AS m JOIN profiles AS p ON p.id = m.profile_id
-             WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING') AND NOT (${predicate.sql})`,
+             WHERE m.audience_id = ? AND m.status IN ${CURRENT_STATUSES_SQL} AND NOT (${predicate.sql})`,
           )
           .all(audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
         for (const { profileId, status } of expired) {

@@ -6,15 +6,16 @@
 export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from './check/catalog.js';
 export { check, checkDefinition } from './check/checker.js';
 export { STREAMING_WINDOW_MS } from './check/eligibility.js';
-export type {
-  CheckedExpression,
-  CheckOptions,
-  Eligibility,
-  EventRecord,
-  FieldCatalog,
-  ObjectType,
-  PqlType,
-  ProfileDocument,
+export {
+  type CheckedExpression,
+  type CheckOptions,
+  CURRENT_MEMBER_STATUSES,
+  type Eligibility,
+  type EventRecord,
+  type FieldCatalog,
+  type ObjectType,
+  type PqlType,
+  type ProfileDocument,
 } from './check/types.js';
 export { evaluate } from './js/evaluate.js';
 export type * from './language/ast.js';
@@ -22,6 +23,5 @@ export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.
 export { fromJson, type PqlJson, toJson } from './language/json.js';
 export { parse } from './language/parser.js';
 export { print } from './language/printer.js';
-export { children, walk } from './language/visitor.js';
 export { registerPqlFunctions } from './sql/sql-functions.js';
 export { compilePredicate, compileToSql, type IdCondition, type SqlStatement } from './sql/to-sql.js';

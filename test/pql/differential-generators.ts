@@ -6,6 +6,7 @@
  * text whose UTF-16 order differs from code-point order, float sums that depend on order.
  */
 import fc from 'fast-check';
+import { AGGREGATE_FNS, COMPARE_OPS, TIME_WORDS } from '../../src/pql/language/vocabulary.js';
 import { addUnits, dayStart, periodStart, toCanonicalIso } from '../../src/pql/runtime/index.js';
 import { STRING_PREDICATES } from '../../src/pql/runtime/strings.js';
 import type { MembershipStatus, TestEvent, TestProfile } from './differential-harness.js';
@@ -221,8 +222,8 @@ const dateLit = fc.constantFrom(
   'datetime("2025-01-01T00:00:00+01:00")',
   'datetime("2026-11-28T09:30:00.000Z")',
 );
-const timeWord = fc.constantFrom('now', 'today', 'yesterday', 'tomorrow');
-const compareOp = fc.constantFrom('=', '!=', '<', '<=', '>', '>=');
+const timeWord = fc.constantFrom(...TIME_WORDS);
+const compareOp = fc.constantFrom(...COMPARE_OPS);
 const caseArg = fc.constantFrom('', ', true', ', false');
 
 const paren = (s: string) => `(${s})`;
@@ -306,7 +307,7 @@ export class PqlGenerator {
           {
             arbitrary: fc
               .tuple(
-                fc.constantFrom('sum', 'count', 'average', 'min', 'max'),
+                fc.constantFrom(...AGGREGATE_FNS),
                 fc.constantFrom('E.commerce.order.priceTotal', 'E._tenant.rating', 'E'),
                 this.bool({ where: 'profile', eventVar: true }, d),
               )

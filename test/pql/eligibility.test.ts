@@ -1,9 +1,12 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { defaultCatalog } from '../../src/pql/check/catalog.js';
 import { checkSource } from '../../src/pql/check/checker.js';
 import { eligibility } from '../../src/pql/check/eligibility.js';
 import type { CheckOptions, Eligibility } from '../../src/pql/check/types.js';
 import { parse } from '../../src/pql/language/parser.js';
+import { NOWS, PqlGenerator, profiles } from './differential-generators.js';
+import { DifferentialHarness } from './differential-harness.js';
 
 const options: CheckOptions = {
   catalog: defaultCatalog(),
@@ -167,5 +170,61 @@ describe('eligibility()', () => {
     const ast = parse('loyalty.points > 1');
     expect(eligibility(ast, { referencedFields: ['loyalty.points'], referencedAudiences: [] }).streaming).toBe(true);
     expect(eligibility(ast, { referencedFields: ['loyalty.points'], referencedAudiences: [3] }).streaming).toBe(false);
+  });
+});
+
+describe('time dependence', () => {
+  const gen = new PqlGenerator();
+  const dependent = (source: string) => checkSource(source, options).timeDependent;
+
+  it('is reported for time words, calendar periods and functions that read now', () => {
+    for (const source of [
+      'person.birthDate < now',
+      'xEvent[timestamp occurs yesterday].count() > 0',
+      'xEvent[timestamp occurs this month].count() > 0',
+      'age(person.birthDate) >= 18',
+      'currentYear() = 2026',
+      'currentMonth() = 12 and currentDayOfMonth() = 24',
+      'let T = (today) in (person.birthDate occurs on T)',
+      'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "a"), B: WHAT(eventType = "b") WHEN(last week)])',
+      'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "a") WHEN(after today)])',
+    ]) {
+      expect(dependent(source), source).toBe(true);
+    }
+  });
+
+  it('is not reported when windows are anchored to data or dates, nor through inSegment', () => {
+    for (const source of [
+      'loyalty.points > 3',
+      'person.birthDate occurs on date(2000, 1, 1)',
+      'xEvent[timestamp occurs 3 days after ^.person.birthDate].count() > 0',
+      'xEvent[timestamp occurs between date(2024, 1, 1) and datetime("2024-06-01T00:00:00Z")].count() > 0',
+      'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "a"), B: WHAT(eventType = "b") WHEN(<= 2 days after A)])',
+      'inSegment("vip")',
+    ]) {
+      expect(dependent(source), source).toBe(false);
+    }
+  });
+
+  it('a definition not reported as time dependent picks the same profiles at every now', () => {
+    const harness = new DifferentialHarness('time-dependence');
+    try {
+      const cases = fc.tuple(gen.definition(3), fc.subarray(NOWS, { minLength: 2, maxLength: 2 }));
+      let independent = 0;
+      fc.assert(
+        fc.property(cases, profiles(NOWS[0]!, 20), ([source, [a, b]], list) => {
+          const checked = harness.check(source);
+          if (checked.timeDependent) return;
+          independent++;
+          harness.load(list);
+          expect(harness.jsMatches(checked, b!), source).toEqual(harness.jsMatches(checked, a!));
+        }),
+        { numRuns: 300, seed: 5 },
+      );
+      // The generator must reach the interesting side too.
+      expect(independent).toBeGreaterThan(50);
+    } finally {
+      harness.close();
+    }
   });
 });

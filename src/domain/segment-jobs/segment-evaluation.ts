@@ -4,6 +4,7 @@ import { checkExpression } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask, TaskContext } from '../jobs/task.js';
+import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { profileIdRange } from '../profiles.js';
 
 /** What one segment job evaluates, fixed before it starts (so a re-run after a crash does the same). */
@@ -97,7 +98,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
         sqlite
           .prepare(
             `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
-             WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) AND status IN ('REALIZED', 'EXISTING')`,
+             WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) AND status IN ${CURRENT_STATUSES_SQL}`,
           )
           .run(sandboxId, JSON.stringify(plan.referencedAudienceIds));
       }
@@ -153,7 +154,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
           sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
           sqlite
             .prepare(
-              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, 'REALIZED' FROM temp.job_result WHERE audience_id = ?`,
+              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, ${statusSql('REALIZED')} FROM temp.job_result WHERE audience_id = ?`,
             )
             .run(sandboxId, def.audienceId);
         }
@@ -258,47 +259,49 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
   const s = {
     historyEnter: sqlite.prepare(
       `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, r.profile_id, r.audience_id, ?, m.status, 'REALIZED', ? FROM temp.job_result r
+       SELECT ?, r.profile_id, r.audience_id, ?, m.status, ${statusSql('REALIZED')}, ? FROM temp.job_result r
        LEFT JOIN main.memberships m ON m.audience_id = r.audience_id AND m.profile_id = r.profile_id
-       WHERE r.audience_id = ? AND (m.status IS NULL OR m.status = 'EXITED')`,
+       WHERE r.audience_id = ? AND (m.status IS NULL OR m.status = ${statusSql('EXITED')})`,
     ),
     historyStay: sqlite.prepare(
       `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, m.profile_id, m.audience_id, ?, 'REALIZED', 'EXISTING', ? FROM main.memberships m
-       WHERE m.audience_id = ? AND m.status = 'REALIZED'
+       SELECT ?, m.profile_id, m.audience_id, ?, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, ? FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
     ),
     historyExit: sqlite.prepare(
       `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, m.profile_id, m.audience_id, ?, m.status, 'EXITED', ? FROM main.memberships m
-       WHERE m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING')
+       SELECT ?, m.profile_id, m.audience_id, ?, m.status, ${statusSql('EXITED')}, ? FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status IN ${CURRENT_STATUSES_SQL}
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
     ),
     exit: sqlite.prepare(
-      `UPDATE main.memberships SET status = 'EXITED', exited_at = ?, last_evaluated_at = ?
-       WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')
+      `UPDATE main.memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ?
+       WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
     stay: sqlite.prepare(
-      `UPDATE main.memberships SET status = 'EXISTING', last_evaluated_at = ?
-       WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')
+      `UPDATE main.memberships SET status = ${statusSql('EXISTING')}, last_evaluated_at = ?
+       WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
     enter: sqlite.prepare(
       `INSERT INTO main.memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       SELECT ?, r.audience_id, r.profile_id, 'REALIZED', ?, ?, NULL FROM temp.job_result r
+       SELECT ?, r.audience_id, r.profile_id, ${statusSql('REALIZED')}, ?, ?, NULL FROM temp.job_result r
        WHERE r.audience_id = ?
          -- A profile deleted since the read snapshot gets no membership; the (sandbox_id, id) index answers
          -- that without reading the profile's row.
          AND EXISTS (SELECT 1 FROM main.profiles p INDEXED BY profiles_sandbox_id WHERE p.sandbox_id = ? AND p.id = r.profile_id)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = 'REALIZED', qualified_at = excluded.qualified_at,
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
          last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
-       WHERE memberships.status = 'EXITED'`,
+       WHERE memberships.status = ${statusSql('EXITED')}`,
     ),
-    purge: sqlite.prepare("DELETE FROM main.memberships WHERE audience_id = ? AND status = 'EXITED' AND exited_at < ?"),
+    purge: sqlite.prepare(
+      `DELETE FROM main.memberships WHERE audience_id = ? AND status = ${statusSql('EXITED')} AND exited_at < ?`,
+    ),
     qualified: sqlite.prepare('SELECT count(*) FROM temp.job_result WHERE audience_id = ?').pluck(),
     size: sqlite.prepare(
-      `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ('REALIZED', 'EXISTING')),
+      `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}),
        last_evaluated_at = ? WHERE id = ?`,
     ),
   };

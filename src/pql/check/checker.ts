@@ -42,7 +42,7 @@ import {
   STRING,
   unify,
 } from './context.js';
-import { eligibility } from './eligibility.js';
+import { dependsOnNow, eligibility } from './eligibility.js';
 import { checkChain, checkOccurs } from './occurs.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
@@ -53,6 +53,7 @@ export function check(ast: ExpressionNode, source: string, options: CheckOptions
   const type = ctx.check(ast, { item: root, env: null });
   const referencedFields = [...new Set([...ctx.fieldReads.values(), ...ctx.extraFieldReads])].sort();
   const referencedAudiences = [...ctx.referencedAudiences];
+  let timeDependent: boolean | undefined;
   return {
     source,
     ast,
@@ -62,6 +63,11 @@ export function check(ast: ExpressionNode, source: string, options: CheckOptions
     audiences: ctx.audiences,
     referencedAudiences,
     eligibility: eligibility(ast, { referencedFields, referencedAudiences }),
+    // Only the streaming sweep asks, so the walk is not paid on every check.
+    get timeDependent() {
+      timeDependent ??= dependsOnNow(ast);
+      return timeDependent;
+    },
   };
 }
 

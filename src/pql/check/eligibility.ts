@@ -12,8 +12,9 @@ import type {
   TimeUnit,
   XEventNode,
 } from '../language/ast.js';
-import { children } from '../language/visitor.js';
+import { children, walk } from '../language/visitor.js';
 import { MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND, MS_PER_WEEK } from '../runtime/time.js';
+import { FUNCTIONS } from './functions.js';
 import type { Eligibility } from './types.js';
 
 /** What the checker found the expression reads. */
@@ -59,6 +60,28 @@ export function eligibility(ast: ExpressionNode, facts: EligibilityFacts): Eligi
   }
   if (events.length > 0) new WindowAnalysis(reasons).visit(ast);
   return { batch: true, streaming: reasons.length === 0, edge: reasons.length === 0, reasons };
+}
+
+/**
+ * Whether the expression's value can change with the evaluation instant alone, the data
+ * unchanged: it names a time word, a calendar period around now (`occurs this month`, also in
+ * a CHAIN's WHEN) or a function that reads now (`age`, `currentYear`, …). Streaming sweeps
+ * only such audiences when time passes. Audiences named through `inSegment` are read as
+ * stored memberships, so theirs does not carry over.
+ */
+export function dependsOnNow(ast: ExpressionNode): boolean {
+  let found = false;
+  walk(ast, (node) => {
+    if (found) return false;
+    const tails =
+      node.kind === 'Occurs' ? [node.tail] : node.kind === 'Chain' ? node.steps.flatMap((s) => s.when ?? []) : [];
+    found =
+      node.kind === 'TimeWord' ||
+      (node.kind === 'Call' && FUNCTIONS.get(node.name)?.readsNow === true) ||
+      tails.some((tail) => tail.form === 'period');
+    return !found;
+  });
+  return found;
 }
 
 function collectEvents(node: ExpressionNode, out: XEventNode[] = []): XEventNode[] {

@@ -51,6 +51,8 @@ export interface FunctionSignature {
   result: TypeSpec;
   /** Arguments are validated as date literals (`date`) or ISO date-time literals (`datetime`). */
   dateLiteral?: 'date' | 'datetime';
+  /** The result depends on the evaluation instant (`now`), so it can change with time alone. */
+  readsNow?: true;
 }
 
 const text: ParamSpec = { name: 'text', type: 'string' };
@@ -166,16 +168,11 @@ const FUNCTION_LIST: FunctionSignature[] = [
     ],
     result: 'T',
   },
-  { name: 'age', overloads: [[{ name: 'date', type: 'datetime' }]], result: 'number' },
-  { name: 'currentYear', overloads: [[]], result: 'number' },
-  { name: 'currentMonth', overloads: [[]], result: 'number' },
-  { name: 'currentDayOfMonth', overloads: [[]], result: 'number' },
+  { name: 'age', overloads: [[{ name: 'date', type: 'datetime' }]], result: 'number', readsNow: true },
+  { name: 'currentYear', overloads: [[]], result: 'number', readsNow: true },
+  { name: 'currentMonth', overloads: [[]], result: 'number', readsNow: true },
+  { name: 'currentDayOfMonth', overloads: [[]], result: 'number', readsNow: true },
 ];
 
 export const METHODS: ReadonlyMap<string, MethodSignature> = new Map(METHOD_LIST.map((m) => [m.name, m]));
 export const FUNCTIONS: ReadonlyMap<string, FunctionSignature> = new Map(FUNCTION_LIST.map((f) => [f.name, f]));
-
-/** Fewest and most arguments a parameter list takes. */
-export function arity(params: readonly ParamSpec[]): { min: number; max: number } {
-  return { min: params.filter((p) => !p.optional).length, max: params.length };
-}

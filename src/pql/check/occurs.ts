@@ -62,7 +62,7 @@ function checkRef(ctx: CheckContext, ref: ExpressionNode, scope: Scope): void {
  * pass SQLite's expression depth limit (1000), so the limit leaves room for steps that nest
  * further themselves.
  */
-export const MAX_CHAIN_STEPS = 16;
+const MAX_CHAIN_STEPS = 16;
 
 /**
  * `CHAIN(source, timeField, [A: WHAT(c) WHEN(w), …])`. WHAT reads the step's item; WHEN is

@@ -7,12 +7,12 @@
 import type { RE2JS } from 're2js';
 
 /** The largest bound of one counted repetition (`x{n}`, `x{n,}`, `x{n,m}`). */
-export const MAX_REGEX_REPEAT = 100;
+const MAX_REGEX_REPEAT = 100;
 /** The largest compiled program (RE2's approximate cost; nested repetitions multiply into it). */
-export const MAX_REGEX_PROGRAM_SIZE = 500;
+const MAX_REGEX_PROGRAM_SIZE = 500;
 
 /** The largest bound among the counted repetitions of an RE2 pattern (0 when there are none). */
-export function largestRepeat(pattern: string): number {
+function largestRepeat(pattern: string): number {
   let largest = 0;
   let i = 0;
   while (i < pattern.length) {

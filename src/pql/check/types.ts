@@ -67,6 +67,8 @@ export interface CheckedExpression {
   /** Distinct audience ids named by inSegment, in order of first use. */
   referencedAudiences: number[];
   eligibility: Eligibility;
+  /** Whether the value can change with `now` alone, the data unchanged (eligibility.ts dependsOnNow; found on first read). */
+  readonly timeDependent: boolean;
 }
 
 /** One experience event as both engines see it. */
@@ -80,12 +82,18 @@ export interface EventRecord {
   payload: Record<string, unknown>;
 }
 
+/**
+ * The membership statuses of a current member of an audience: `inSegment` holds for a profile
+ * with one of these (the domain's membership vocabulary takes its current statuses from here).
+ */
+export const CURRENT_MEMBER_STATUSES = ['REALIZED', 'EXISTING'] as const;
+
 /** One profile as the JS engine sees it. */
 export interface ProfileDocument {
   /** The attribute document; datetimes are canonical ISO-8601 strings (`2026-11-28T09:30:00.000Z`). */
   attributes: Record<string, unknown>;
   /** Events sorted by (timestamp, id). */
   events: EventRecord[];
-  /** Audience ids the profile is a current member of (REALIZED or EXISTING). */
+  /** Audience ids the profile is a current member of (CURRENT_MEMBER_STATUSES). */
   memberships: ReadonlySet<number>;
 }

@@ -38,7 +38,7 @@ function dependsOnNowOnly(node: ExpressionNode): boolean {
 }
 
 /** The window of an `occurs` tail as a function of the context. */
-export function compileTail(c: Compiler, tail: OccursTail, scope: Scope): BoundsFn {
+function compileTail(c: Compiler, tail: OccursTail, scope: Scope): BoundsFn {
   const shape = occursShapeOf(tail);
   const refs = tailChildren(tail);
   const [ref, to] = refs.map((r) => c.compile(r, scope));

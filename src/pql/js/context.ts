@@ -83,7 +83,7 @@ function inOrder(a: EventRecord, b: EventRecord): boolean {
  * The profile's events as items in (timestamp, id) order, cached per events array since
  * streaming evaluates many definitions against the same profile; a list that grew is rebuilt.
  */
-export function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
+function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
   const n = events.length;
   if (n === 0) return [];
   const cached = eventListCache.get(events);

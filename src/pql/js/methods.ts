@@ -2,7 +2,8 @@
  * The JS engine's methods (`a.count()`, `s.startsWith(…)`, `m.get(…)`, …) and functions
  * (`date`, `if`, `inSegment`, …), compiled to closures over the shared runtime.
  */
-import type { CallNode, ExpressionNode, FilterNode, MethodCallNode } from '../language/ast.js';
+import type { AggregateFn, CallNode, ExpressionNode, FilterNode, MethodCallNode } from '../language/ast.js';
+import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
 import {
   ageInYears,
   codePointLength,
@@ -53,7 +54,7 @@ function isOrderable(v: unknown): v is number | string {
 }
 
 /** min (sign -1) / max (sign 1) of the orderable values; missing when there are none. */
-export function extreme(values: Iterable<unknown>, sign: 1 | -1): number | string | undefined {
+function extreme(values: Iterable<unknown>, sign: 1 | -1): number | string | undefined {
   let best: number | string | undefined;
   for (const v of values) {
     if (isOrderable(v) && (best === undefined || sign * rankCompare(v, best) > 0)) best = v;
@@ -62,7 +63,7 @@ export function extreme(values: Iterable<unknown>, sign: 1 | -1): number | strin
 }
 
 /** The aggregate of `values` for `sum`/`average`/`min`/`max` (count is handled by callers). */
-export function aggregateValues(fn: 'sum' | 'average' | 'min' | 'max', values: Iterable<unknown>): unknown {
+export function aggregateValues(fn: Exclude<AggregateFn, 'count'>, values: Iterable<unknown>): unknown {
   if (fn === 'min' || fn === 'max') return extreme(values, fn === 'max' ? 1 : -1);
   const acc = new KbnAccumulator();
   for (const v of values) if (typeof v === 'number') acc.add(v);
@@ -163,7 +164,7 @@ function datetimeMethod(name: string, t: number): unknown {
   return undefined;
 }
 
-const PER_ITEM_METHODS = new Set(['count', 'sum', 'average', 'min', 'max', 'topN', 'bottomN', 'exists', 'forall']);
+const PER_ITEM_METHODS = new Set<string>([...AGGREGATE_FNS, 'topN', 'bottomN', ...QUANTIFIERS]);
 const STRING_METHODS = new Set(['regexGroup', 'length', 'lower', 'upper']);
 const DATETIME_METHODS = new Set(['getYear', 'getMonth', 'getDayOfMonth']);
 

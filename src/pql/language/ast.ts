@@ -9,6 +9,19 @@
  * engines, in that order: innermost binding first, then fields of the current item.
  */
 
+import type {
+  AggregateFn,
+  ArithmeticOp,
+  CompareOp,
+  OccursDirection,
+  Period,
+  Quantifier,
+  TimeUnit,
+  TimeWord,
+} from './vocabulary.js';
+
+export type { AggregateFn, ArithmeticOp, CompareOp, OccursDirection, Period, Quantifier, TimeUnit, TimeWord };
+
 export interface Location {
   /** 0-based offset of the first character. */
   offset: number;
@@ -19,12 +32,6 @@ export interface Location {
   /** 1-based column. */
   column: number;
 }
-
-export type CompareOp = '=' | '!=' | '<' | '<=' | '>' | '>=';
-export type ArithmeticOp = '+' | '-' | '*' | '/' | '%';
-export type TimeWord = 'now' | 'today' | 'yesterday' | 'tomorrow';
-export type TimeUnit = 'millisecond' | 'second' | 'minute' | 'hour' | 'day' | 'week' | 'month' | 'year';
-export type AggregateFn = 'sum' | 'count' | 'average' | 'min' | 'max';
 
 /** `"text"`, `12`, `3.5`, `true`, `null`. Numbers are JS numbers (integers and decimals alike). */
 export interface LiteralNode {
@@ -187,7 +194,7 @@ export type OccursTail =
       explicitOp: boolean;
       amount: number;
       unit: TimeUnit;
-      direction: 'before' | 'after' | 'from';
+      direction: OccursDirection;
       ref: ExpressionNode;
       loc: Location;
     }
@@ -196,14 +203,14 @@ export type OccursTail =
   /** `today`, `on date(2024,1,5)`: within that UTC calendar day. `explicitOn` records whether `on` was written. */
   | { form: 'on'; explicitOn: boolean; ref: ExpressionNode; loc: Location }
   /** `this month`, `last week`, `next year`: within that calendar period around now. */
-  | { form: 'period'; which: 'this' | 'last' | 'next'; unit: TimeUnit; loc: Location }
+  | { form: 'period'; which: Period; unit: TimeUnit; loc: Location }
   /** `between A and B`: inclusive; when B is day-valued its whole day counts. */
   | { form: 'between'; from: ExpressionNode; to: ExpressionNode; loc: Location };
 
 /** `exists E from src where body` / `forall E from src, F from src2 : body`. */
 export interface QuantifiedNode {
   kind: 'Quantified';
-  quantifier: 'exists' | 'forall';
+  quantifier: Quantifier;
   bindings: BindingNode[];
   body: ExpressionNode;
   loc: Location;

@@ -30,7 +30,7 @@ export class PqlError extends Error {
 }
 
 /** Prints the source line of `loc` with a caret (`^~~~`) under its span. */
-export function printLocation(source: string, loc: Location): string {
+function printLocation(source: string, loc: Location): string {
   const lines = source.split(/\r\n|\n|\r/);
   const line = lines[loc.line - 1] ?? '';
   const width = Math.max(1, Math.min(loc.length, line.length - (loc.column - 1)));

@@ -1,17 +1,25 @@
-import type {
-  AggregateFn,
-  BindingNode,
-  ChainStepNode,
-  CompareOp,
-  ExpressionNode,
-  Location,
-  OccursTail,
-  TimeUnit,
-  TimeWord,
-} from './ast.js';
+import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail } from './ast.js';
 import { PqlError } from './errors.js';
 import { MAX_TREE_HEIGHT, parse } from './parser.js';
 import { print } from './printer.js';
+import {
+  AGGREGATE_FNS,
+  ARITHMETIC_OPS,
+  COMPARE_OPS,
+  isAggregateFn,
+  isArithmeticOp,
+  isCompareOp,
+  isOccursDirection,
+  isPeriod,
+  isTimeUnit,
+  isTimeWord,
+  OCCURS_DIRECTIONS,
+  PERIODS,
+  QUANTIFIERS,
+  TIME_UNITS,
+  TIME_WORDS,
+  type TimeWord,
+} from './vocabulary.js';
 
 /**
  * The `pql/json` form of docs/pql.md §9: the syntax tree as four JSON node types. The mapping is
@@ -45,11 +53,6 @@ export type PqlJson =
   | { nodeType: 'literal'; literalType: 'TimeWord'; value: TimeWord }
   | { nodeType: 'literal'; literalType: 'List'; value: PqlJson[] };
 
-const COMPARE_OPS: readonly string[] = ['=', '!=', '<', '<=', '>', '>='];
-const ARITHMETIC_OPS: readonly string[] = ['+', '-', '*', '/', '%'];
-const AGGREGATES: readonly string[] = ['sum', 'count', 'average', 'min', 'max'];
-const TIME_WORDS: readonly string[] = ['now', 'today', 'yesterday', 'tomorrow'];
-const TIME_UNITS: readonly string[] = ['millisecond', 'second', 'minute', 'hour', 'day', 'week', 'month', 'year'];
 /** fnNames with a meaning of their own; a call of a function with one of these names goes through `call`. */
 const RESERVED_FN_NAMES: ReadonlySet<string> = new Set([
   'and',
@@ -65,10 +68,9 @@ const RESERVED_FN_NAMES: ReadonlySet<string> = new Set([
   'xEvent',
   '^',
   '[]',
-  'exists',
-  'forall',
+  ...QUANTIFIERS,
   'select',
-  ...AGGREGATES,
+  ...AGGREGATE_FNS,
   'let',
   'chain',
   'call',
@@ -241,7 +243,7 @@ class JsonReader {
         if (value !== null) throw invalid(at, 'expected null');
         return { kind: 'Literal', value: null, loc: loc() };
       case 'TimeWord':
-        return { kind: 'TimeWord', word: this.oneOf(value, at, TIME_WORDS) as TimeWord, loc: loc() };
+        return { kind: 'TimeWord', word: this.oneOf(value, at, TIME_WORDS, isTimeWord), loc: loc() };
       case 'List': {
         if (!Array.isArray(value)) throw invalid(at, 'expected an array of nodes');
         const elements = value.map((element, i) => this.expression(element, `${at}[${i}]`, depth + 1));
@@ -345,18 +347,19 @@ class JsonReader {
         return { kind: 'Call', name, args: exprs(1), loc: loc() };
       }
     }
-    if (COMPARE_OPS.includes(fnName) || ARITHMETIC_OPS.includes(fnName)) {
+    if (isCompareOp(fnName)) {
       count(2);
-      const [left, right] = [expr(0), expr(1)];
-      return COMPARE_OPS.includes(fnName)
-        ? { kind: 'Compare', op: fnName as CompareOp, left, right, loc: loc() }
-        : { kind: 'Arithmetic', op: fnName as '+', left, right, loc: loc() };
+      return { kind: 'Compare', op: fnName, left: expr(0), right: expr(1), loc: loc() };
     }
-    if (AGGREGATES.includes(fnName)) {
+    if (isArithmeticOp(fnName)) {
+      count(2);
+      return { kind: 'Arithmetic', op: fnName, left: expr(0), right: expr(1), loc: loc() };
+    }
+    if (isAggregateFn(fnName)) {
       count(3);
       const value = expr(0);
       const binding = this.binding(params[1], at(1), depth + 1);
-      return { kind: 'Aggregate', fn: fnName as AggregateFn, value, binding, body: expr(2), loc: loc() };
+      return { kind: 'Aggregate', fn: fnName, value, binding, body: expr(2), loc: loc() };
     }
     return { kind: 'Call', name: this.name(fnName, `${path}.fnName`), args: exprs(0), loc: loc() };
   }
@@ -384,7 +387,7 @@ class JsonReader {
   }
 
   private tail(json: unknown, path: string, depth: number): OccursTail {
-    const forms = ['relative', 'before', 'after', 'on', 'this', 'last', 'next', 'between'];
+    const forms = ['relative', 'before', 'after', 'on', ...PERIODS, 'between'];
     const o = this.object(json, path);
     const form = o.nodeType === 'fnApply' ? this.oneOf(o.fnName, `${path}.fnName`, forms) : undefined;
     const arities: Record<string, number> = { relative: 5, on: 2, between: 2 };
@@ -399,11 +402,11 @@ class JsonReader {
         const amount = this.numberLiteral(params[1], at(1));
         return {
           form,
-          op: explicitOp ? (this.oneOf(this.stringLiteral(op, at(0)), at(0), COMPARE_OPS) as CompareOp) : '=',
+          op: explicitOp ? this.oneOf(this.stringLiteral(op, at(0)), at(0), COMPARE_OPS, isCompareOp) : '=',
           explicitOp,
           amount,
-          unit: this.oneOf(this.stringLiteral(params[2], at(2)), at(2), TIME_UNITS) as TimeUnit,
-          direction: this.oneOf(this.stringLiteral(params[3], at(3)), at(3), ['before', 'after', 'from']) as 'before',
+          unit: this.oneOf(this.stringLiteral(params[2], at(2)), at(2), TIME_UNITS, isTimeUnit),
+          direction: this.oneOf(this.stringLiteral(params[3], at(3)), at(3), OCCURS_DIRECTIONS, isOccursDirection),
           ref: ref(4),
           loc: loc(),
         };
@@ -422,8 +425,9 @@ class JsonReader {
       case 'between':
         return { form: 'between', from: ref(0), to: ref(1), loc: loc() };
       default: {
-        const unit = this.oneOf(this.stringLiteral(params[0], at(0)), at(0), TIME_UNITS) as TimeUnit;
-        return { form: 'period', which: form as 'this', unit, loc: loc() };
+        if (!form || !isPeriod(form)) throw invalid(`${path}.fnName`, 'expected an occurs form');
+        const unit = this.oneOf(this.stringLiteral(params[0], at(0)), at(0), TIME_UNITS, isTimeUnit);
+        return { form: 'period', which: form, unit, loc: loc() };
       }
     }
   }
@@ -478,8 +482,14 @@ class JsonReader {
     return this.number(o.value, `${path}.value`);
   }
 
-  private oneOf(value: unknown, path: string, allowed: readonly string[]): string {
-    if (typeof value !== 'string' || !allowed.includes(value)) {
+  /** `value` when it is one of `allowed`; `is` (the vocabulary's guard) narrows the result to its type. */
+  private oneOf<T extends string = string>(
+    value: unknown,
+    path: string,
+    allowed: readonly string[],
+    is: (s: string) => s is T = (s): s is T => allowed.includes(s),
+  ): T {
+    if (typeof value !== 'string' || !is(value)) {
       throw invalid(path, `expected one of ${allowed.map((a) => `"${a}"`).join(', ')}`);
     }
     return value;

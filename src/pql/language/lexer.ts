@@ -1,5 +1,14 @@
-import type { TimeUnit } from './ast.js';
 import { PqlError } from './errors.js';
+import {
+  AGGREGATE_FNS,
+  OCCURS_DIRECTIONS,
+  OPERATOR_WORDS,
+  PERIODS,
+  QUANTIFIERS,
+  TIME_UNITS,
+  TIME_WORDS,
+  type TimeUnit,
+} from './vocabulary.js';
 
 /**
  * The PQL lexer (docs/pql.md §1, §2, §10). Tokens are produced lazily so that a lexical error
@@ -26,15 +35,8 @@ export interface Token {
 
 /** Every word that acts as a keyword somewhere in the grammar, lower-cased (keywords are case-insensitive). */
 export const KEYWORDS: ReadonlySet<string> = new Set([
-  'and',
-  'or',
-  'not',
-  'in',
-  'notin',
-  'like',
-  'occurs',
-  'exists',
-  'forall',
+  ...OPERATOR_WORDS,
+  ...QUANTIFIERS,
   'select',
   'from',
   'where',
@@ -43,51 +45,24 @@ export const KEYWORDS: ReadonlySet<string> = new Set([
   'true',
   'false',
   'null',
-  'now',
-  'today',
-  'yesterday',
-  'tomorrow',
-  'before',
-  'after',
+  ...TIME_WORDS,
+  ...OCCURS_DIRECTIONS,
   'between',
   'on',
-  'this',
-  'last',
-  'next',
+  ...PERIODS,
   'chain',
   'what',
   'when',
-  'sum',
-  'count',
-  'average',
-  'min',
-  'max',
-  'millisecond',
-  'milliseconds',
-  'second',
-  'seconds',
-  'minute',
-  'minutes',
-  'hour',
-  'hours',
-  'day',
-  'days',
-  'week',
-  'weeks',
-  'month',
-  'months',
-  'year',
-  'years',
+  ...AGGREGATE_FNS,
+  ...TIME_UNITS.flatMap((unit) => [unit, `${unit}s`]),
 ]);
 
 /** Unit words, singular and plural, to the singular `TimeUnit`. */
 export const UNIT_WORDS: ReadonlyMap<string, TimeUnit> = new Map(
-  (['millisecond', 'second', 'minute', 'hour', 'day', 'week', 'month', 'year'] as const).flatMap(
-    (unit): [string, TimeUnit][] => [
-      [unit, unit],
-      [`${unit}s`, unit],
-    ],
-  ),
+  TIME_UNITS.flatMap((unit): [string, TimeUnit][] => [
+    [unit, unit],
+    [`${unit}s`, unit],
+  ]),
 );
 
 /** Whether `token` is the keyword `word` (given lower-case): an unquoted name, compared case-insensitively. */

@@ -1,21 +1,24 @@
-import type {
-  AggregateFn,
-  BindingNode,
-  ChainStepNode,
-  CompareOp,
-  ExpressionNode,
-  Location,
-  OccursTail,
-  TimeUnit,
-  TimeWord,
-} from './ast.js';
+import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail } from './ast.js';
 import { locationAt, PqlError } from './errors.js';
 import { describeToken, isKeyword, isUnitWord, Lexer, type Token, UNIT_WORDS } from './lexer.js';
+import {
+  COMPARE_OPS,
+  COMPARISON_WORDS,
+  type CompareOp,
+  isAggregateFn,
+  isOperatorWord,
+  isQuantifier,
+  isTimeWord,
+  OCCURS_DIRECTIONS,
+  type OccursDirection,
+  PERIODS,
+  type TimeUnit,
+} from './vocabulary.js';
 
 /** Longest accepted source, in UTF-16 code units (docs/pql.md §6). */
-export const MAX_SOURCE_LENGTH = 16 * 1024;
+const MAX_SOURCE_LENGTH = 16 * 1024;
 /** Deepest syntactic nesting (parentheses, brackets, calls, unary and postfix operators, quantifiers). */
-export const MAX_NESTING = 64;
+const MAX_NESTING = 64;
 /**
  * Tallest tree. Syntactic nesting is capped above, but a flat chain such as `a or b or …` still
  * builds a left-leaning tree; this cap keeps every recursive consumer (checker, engines,
@@ -23,12 +26,8 @@ export const MAX_NESTING = 64;
  */
 export const MAX_TREE_HEIGHT = 512;
 
-const COMPARE_OPS: readonly CompareOp[] = ['=', '!=', '<', '<=', '>', '>='];
-const TIME_WORDS: readonly TimeWord[] = ['now', 'today', 'yesterday', 'tomorrow'];
-const AGGREGATES: readonly AggregateFn[] = ['sum', 'count', 'average', 'min', 'max'];
-// Words that continue an operand; a name right after `exists`/`sum`/`let` that is one of these
-// means the word was a field (`count in [1, 2]`), not the start of a quantifier.
-const OPERATOR_WORDS = ['and', 'or', 'not', 'in', 'notin', 'like', 'occurs'];
+// A name right after `exists`/`sum`/`let` that is an operator word (OPERATOR_WORDS) means the
+// word was a field (`count in [1, 2]`), not the start of a quantifier.
 
 type Start = Pick<Location, 'offset' | 'line' | 'column'>;
 type Built = ExpressionNode | BindingNode | ChainStepNode | OccursTail;
@@ -122,7 +121,7 @@ class Parser {
     this.enter(start);
     this.advance();
     let result: ExpressionNode;
-    if (word === 'exists' || word === 'forall') {
+    if (isQuantifier(word)) {
       const bindings = [this.parseBinding()];
       while (this.expectOptionalToken(',')) bindings.push(this.parseBinding());
       if (!this.expectOptionalKeyword('where')) this.expectToken(':');
@@ -137,7 +136,8 @@ class Parser {
       const binding = this.parseBinding();
       this.expectKeyword('where');
       const body = this.parseExpression();
-      result = this.node(start, { kind: 'Aggregate', fn: word as AggregateFn, value, binding, body });
+      if (!isAggregateFn(word)) throw this.unexpected(start);
+      result = this.node(start, { kind: 'Aggregate', fn: word, value, binding, body });
     }
     this.leave();
     return result;
@@ -184,7 +184,7 @@ class Parser {
     } else {
       return left;
     }
-    if (this.peekCompareOp() || ['in', 'notin', 'like', 'occurs'].some((w) => this.peekKeyword(w))) {
+    if (this.peekCompareOp() || COMPARISON_WORDS.some((w) => this.peekKeyword(w))) {
       this.chainedComparisonAt = this.lexer.token.offset;
     }
     return result;
@@ -308,9 +308,9 @@ class Parser {
         this.advance();
         return this.node(token, { kind: 'Literal', value: word === 'null' ? null : word === 'true' });
       }
-      if ((TIME_WORDS as readonly string[]).includes(word)) {
+      if (isTimeWord(word)) {
         this.advance();
-        return this.node(token, { kind: 'TimeWord', word: word as TimeWord });
+        return this.node(token, { kind: 'TimeWord', word });
       }
       if (token.value === 'xEvent') {
         this.advance();
@@ -318,9 +318,9 @@ class Parser {
       }
       if (word === 'let' && this.isBindableName(next)) return this.parseLet();
       if (word === 'chain' && next.kind === 'punct' && next.value === '(') return this.parseChain();
-      if (OPERATOR_WORDS.includes(word) || this.peekQuantified()) {
+      if (isOperatorWord(word) || this.peekQuantified()) {
         this.expect('expression');
-        const hint = OPERATOR_WORDS.includes(word) ? '' : ' (put a quantifier or aggregate in parentheses here)';
+        const hint = isOperatorWord(word) ? '' : ' (put a quantifier or aggregate in parentheses here)';
         throw this.unexpected(undefined, hint);
       }
     }
@@ -425,8 +425,8 @@ class Parser {
       }
       this.advance();
       const unit = this.parseUnit();
-      let direction: 'before' | 'after' | 'from' | undefined;
-      for (const d of ['before', 'after', 'from'] as const) {
+      let direction: OccursDirection | undefined;
+      for (const d of OCCURS_DIRECTIONS) {
         if (!direction && this.expectOptionalKeyword(d)) direction = d;
       }
       if (!direction) throw this.unexpected();
@@ -451,12 +451,13 @@ class Parser {
       this.expectKeyword('and');
       return this.node(start, { form: 'between', from, to: this.parsePostfix() });
     }
-    if ((word === 'this' || word === 'last' || word === 'next') && isUnitWord(this.lexer.lookahead())) {
+    const period = PERIODS.find((p) => p === word);
+    if (period && isUnitWord(this.lexer.lookahead())) {
       this.advance();
-      return this.node(start, { form: 'period', which: word, unit: this.parseUnit() });
+      return this.node(start, { form: 'period', which: period, unit: this.parseUnit() });
     }
     this.expect('comparison operator');
-    for (const keyword of ['before', 'after', 'between', 'this', 'last', 'next']) this.expect(keyword, true);
+    for (const keyword of ['before', 'after', 'between', ...PERIODS]) this.expect(keyword, true);
     const explicitOn = this.expectOptionalKeyword('on');
     return this.node(start, { form: 'on', explicitOn, ref: this.parsePostfix() });
   }
@@ -509,8 +510,8 @@ class Parser {
     if (token.kind !== 'name' || token.quoted) return false;
     const word = token.value.toLowerCase();
     const next = this.lexer.lookahead();
-    if (word === 'exists' || word === 'forall' || word === 'select') return this.isBindableName(next);
-    if (!(AGGREGATES as readonly string[]).includes(word)) return false;
+    if (isQuantifier(word) || word === 'select') return this.isBindableName(next);
+    if (!isAggregateFn(word)) return false;
     // `sum(` is a call and `sum[` a filter on a field named sum; anything else that can start a value is an aggregate.
     return (
       this.isBindableName(next) ||
@@ -521,7 +522,7 @@ class Parser {
   }
 
   private isBindableName(token: Token): boolean {
-    return token.kind === 'name' && (token.quoted || !OPERATOR_WORDS.includes(token.value.toLowerCase()));
+    return token.kind === 'name' && (token.quoted || !isOperatorWord(token.value.toLowerCase()));
   }
 
   private peekCompareOp(): CompareOp | undefined {

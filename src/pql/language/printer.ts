@@ -138,7 +138,7 @@ function printStep(step: ChainStepNode): string {
 }
 
 /** The part after `occurs` (also inside `WHEN(...)`); plural unit words when the amount is not 1. */
-export function printTail(tail: OccursTail): string {
+function printTail(tail: OccursTail): string {
   switch (tail.form) {
     case 'relative': {
       const op = tail.explicitOp ? `${tail.op} ` : '';
@@ -178,7 +178,7 @@ const STRING_ESCAPES: Record<string, string> = {
 };
 
 /** A double-quoted string; other control characters and lone surrogates as `\uXXXX` so the text stays printable. */
-export function printString(value: string): string {
+function printString(value: string): string {
   const escaped = value.replace(
     /["\\\u0000-\u001f\u007f]|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/g,
     (c) => STRING_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
@@ -187,7 +187,7 @@ export function printString(value: string): string {
 }
 
 /** A name where an expression, binding, label or call starts: back-quoted unless plain and not a keyword. */
-export function printName(name: string): string {
+function printName(name: string): string {
   if (PLAIN_NAME.test(name) && !KEYWORDS.has(name.toLowerCase()) && name !== 'xEvent') return name;
   return quote(name);
 }

@@ -120,17 +120,12 @@ const KBN_SPLIT = 4503599627370496n; // 2^52: beyond it an i64 does not convert 
  * exact value (the double -4061110713104437760 is written -4061110713104438000) — and SQLite's
  * JSON reader keeps such a literal an INTEGER while it fits in 64 bits.
  */
-export function sqliteInteger(value: number): bigint | undefined {
+function sqliteInteger(value: number): bigint | undefined {
   if (!Number.isInteger(value)) return undefined;
   if (Number.isSafeInteger(value)) return BigInt(value);
   if (Math.abs(value) >= 1e21) return undefined;
   const decimal = BigInt(String(value));
   return decimal >= I64_MIN && decimal <= I64_MAX ? decimal : undefined;
-}
-
-/** Whether SQLite reads this JS number (from JSON) as an INTEGER. */
-export function isSqliteInteger(value: number): boolean {
-  return Number.isSafeInteger(value) || sqliteInteger(value) !== undefined;
 }
 
 /**

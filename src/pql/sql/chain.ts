@@ -26,20 +26,17 @@ import {
   withScope,
   withVar,
 } from './context.js';
+import { existsSql, param, type Sql, sql } from './fragment.js';
+import { compileOccurs, fixedOffsets } from './time.js';
 import {
   asCondition,
   conditionSql,
   constantPredicate,
   DATETIME_TYPE,
   existsPredicate,
-  existsSql,
-  param,
   type ScalarValue,
-  type Sql,
-  sql,
   valueSql,
-} from './fragment.js';
-import { compileOccurs, fixedOffsets } from './time.js';
+} from './values.js';
 
 /** The indexes of the earlier steps whose labels a WHEN names (labels are the innermost names in a WHEN). */
 function labelsNamed(tail: OccursTail, earlier: readonly string[]): number[] {

@@ -16,6 +16,7 @@ import type {
   QuantifiedNode,
   SelectNode,
 } from '../language/ast.js';
+import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
 import {
   asIso,
   type CompileContext,
@@ -30,6 +31,8 @@ import {
   withScope,
   withVar,
 } from './context.js';
+import { existsSql, jsonPath, param, raw, type Sql, sql, TRUE } from './fragment.js';
+import { hoistExists, hoistForall } from './hoist.js';
 import {
   ANY_TYPE,
   asCondition,
@@ -38,32 +41,19 @@ import {
   conditionSql,
   constantPredicate,
   existsPredicate,
-  existsSql,
-  jsonPath,
   NUMBER_TYPE,
   type ObjectValue,
-  param,
   predicate,
-  raw,
   type ScalarValue,
-  type Sql,
-  sql,
-  TRUE,
   valueSql,
-} from './fragment.js';
-import { hoistExists, hoistForall } from './hoist.js';
+} from './values.js';
 
-const COLLECTION_METHODS = new Set([
-  'count',
-  'sum',
-  'average',
-  'min',
-  'max',
+const COLLECTION_METHODS = new Set<string>([
+  ...AGGREGATE_FNS,
   'head',
   'topN',
   'bottomN',
-  'exists',
-  'forall',
+  ...QUANTIFIERS,
   'includes',
   'intersects',
   'subsetOf',
@@ -218,7 +208,7 @@ export function compileAggregate(ctx: CompileContext, node: AggregateNode, env: 
     const counted = present === null ? filtered : withCondition(filtered, present);
     return {
       ...scalar(sql`(SELECT count(*) ${fromWhere(counted)})`, NUMBER_TYPE, false),
-      eventAggregate: counted.events && { fn: 'count', source: counted, input: null },
+      origin: { eventAggregate: counted.events && { fn: 'count', source: counted, input: null } },
     };
   }
   if (value.kind !== 'scalar') throw new Error(`PQL to SQL: ${node.fn} needs numbers`);
@@ -266,7 +256,11 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
-  return { ...scalar(s, type, fn !== 'sum'), rep: v.rep, eventAggregate: c.events && { fn, source: c, input } };
+  return {
+    ...scalar(s, type, fn !== 'sum'),
+    rep: v.rep,
+    origin: { eventAggregate: c.events && { fn, source: c, input } },
+  };
 }
 
 /**
@@ -310,7 +304,7 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'count':
       return {
         ...scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false),
-        eventAggregate: c.events && { fn: 'count', source: c, input: null },
+        origin: { eventAggregate: c.events && { fn: 'count', source: c, input: null } },
       };
     case 'sum':
     case 'average':

@@ -8,6 +8,7 @@
 import type { CheckedExpression, PqlType } from '../check/types.js';
 import type { ExpressionNode } from '../language/ast.js';
 import { toCanonicalIso } from '../runtime/index.js';
+import { jsonPath, param, raw, Sql, sql } from './fragment.js';
 import {
   ANY_TYPE,
   type CollectionValue,
@@ -15,14 +16,10 @@ import {
   DATETIME_TYPE,
   type DatetimeRep,
   type ItemScope,
-  jsonPath,
-  param,
-  raw,
+  PROFILE_ALIAS,
   type ScalarValue,
-  Sql,
-  sql,
   valueSql,
-} from './fragment.js';
+} from './values.js';
 
 /** A name in scope: a `let` (re-compiled where used, so every use gets fresh aliases), a quantifier variable, a chain label. */
 export type Binding =
@@ -35,8 +32,6 @@ export interface Env {
   readonly scopes: readonly ItemScope[];
   readonly vars: ReadonlyMap<string, Binding>;
 }
-
-export const PROFILE_ALIAS = 'p';
 
 export class CompileContext {
   private aliasCount = 0;
@@ -146,7 +141,7 @@ export function fieldValue(
 }
 
 /** The elements of the JSON array at `path` of `doc` (none when it is absent or null). */
-export function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type: PqlType): CollectionValue {
+function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type: PqlType): CollectionValue {
   const alias = ctx.alias('j');
   const p = param(jsonPath(path));
   return {

@@ -15,20 +15,18 @@
  */
 import type { CompareOp } from '../language/ast.js';
 import { compareOp } from '../runtime/index.js';
-import { type CompileContext, PROFILE_ALIAS } from './context.js';
+import type { CompileContext } from './context.js';
+import { joinSql, param, raw, SQL_COMPARE, type Sql, sql, TRUE } from './fragment.js';
+import { groupSets } from './sets.js';
 import {
   type CollectionValue,
   type EventAggregate,
-  joinSql,
-  param,
+  type EventGroup,
+  type IdSets,
+  PROFILE_ALIAS,
   predicate,
-  raw,
   type ScalarValue,
-  type Sql,
-  sql,
-  TRUE,
-} from './fragment.js';
-import { type EventGroup, groupSets, type IdSets } from './sets.js';
+} from './values.js';
 
 /** References to table aliases in compiler-made SQL text (`p.`, `e3.`, `j4.`, `d5.`, `m6.`); user text is never in it. */
 const ALIAS_REF = /\b(p|[ejdm]\d+)\./g;
@@ -147,11 +145,12 @@ function hoistEvents(
  */
 function hoisted(h: HoistedEvents, correlated: ScalarValue, idSets: IdSets, inList: () => Sql): ScalarValue {
   const sets: IdSets = { ...idSets, probe: h.mode === 'set' };
-  if (h.mode === 'set') return { ...correlated, idSets: sets, driven: undefined };
+  // The correlated form with these sets; its own start (`driven`) is superseded by them.
+  if (h.mode === 'set') return { ...correlated, plans: { topLevel: correlated.plans?.topLevel, idSets: sets } };
   const negated = sets.ids === undefined;
   return {
     ...predicate(sql`+${PROFILE_ALIAS}.id ${negated ? 'NOT IN' : 'IN'} (${inList()})`, false),
-    idSets: sets,
+    plans: { idSets: sets },
   };
 }
 
@@ -178,8 +177,6 @@ export function hoistForall(
   );
 }
 
-const SQL_OP: Record<CompareOp, string> = { '=': '=', '!=': '<>', '<': '<', '<=': '<=', '>': '>', '>=': '>=' };
-
 /**
  * `aggregate op k` for an aggregate over events and a constant k, as a test of each profile's
  * group of events (`HAVING`); `correlated` when it stays a probe per profile.
@@ -204,12 +201,12 @@ export function hoistAggregateComparison(
   let empty: boolean;
   switch (agg.fn) {
     case 'count':
-      having = sql`count(*) ${SQL_OP[op]} ${bound}`;
+      having = sql`count(*) ${SQL_COMPARE[op]} ${bound}`;
       // A profile without matching events has count 0.
       empty = compareOp(op, 0, k);
       break;
     default:
-      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_OP[op]} ${bound}`;
+      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_COMPARE[op]} ${bound}`;
       empty = false;
       break;
   }

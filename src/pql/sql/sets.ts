@@ -14,39 +14,15 @@
  * that membership and event rows belong to an existing profile of their own sandbox (deleting
  * or merging a profile moves or deletes them in the same transaction).
  */
-import { PROFILE_ALIAS } from './context.js';
-import { param, type ScalarValue, Sql, sql } from './fragment.js';
-
-/**
- * Each an uncorrelated query of distinct ids in one column `id`: `ids` the profiles for which
- * the condition holds, `excluded` those for which it does not (false or missing).
- */
-export interface IdSets {
-  ids?: Sql;
-  excluded?: Sql;
-  /**
-   * The condition itself is a cheap correlated probe and the sets a pass over many events:
-   * as a filter of a smaller set, the probe is the better plan.
-   */
-  probe?: boolean;
-  /** When the condition is decided by one grouped pass over some events: conditions on the same events merge into it. */
-  group?: EventGroup;
-}
-
-/**
- * A condition decided by each profile's group of some events (`GROUP BY profile_id`): for a
- * profile with such events it holds when `having` does, for one without when `empty` is true.
- */
-export interface EventGroup {
-  /** The events read, with the alias left out: groups with equal keys read the same events. */
-  key: string;
-  /** The events' alias in `having`. */
-  alias: string;
-  having: Sql;
-  empty: boolean;
-  /** The ids of the profiles whose group passes `test`. */
-  query: (test: Sql) => Sql;
-}
+import { param, Sql, sql } from './fragment.js';
+import {
+  type ConditionPlans,
+  type DrivenIds,
+  type EventGroup,
+  type IdSets,
+  PROFILE_ALIAS,
+  type ScalarValue,
+} from './values.js';
 
 /** A group's id sets: those it holds for when it never holds without events, else those it fails for. */
 export function groupSets(g: EventGroup): IdSets {
@@ -67,12 +43,6 @@ function mergeGroups(a: EventGroup, b: EventGroup, op: 'AND' | 'OR'): EventGroup
   };
 }
 
-/** A start for a statement: a set of ids, and conditions on them that read only `p.id`. */
-export interface DrivenIds {
-  ids: Sql;
-  filters: Sql[];
-}
-
 type SetOp = 'UNION' | 'INTERSECT' | 'EXCEPT';
 
 function combine(a: Sql, op: SetOp, b: Sql): Sql {
@@ -85,11 +55,12 @@ const PROFILE_COLUMN = new RegExp(`\\b${PROFILE_ALIAS}\\.(?!id\\b)`);
 
 /** Whether a condition reads nothing of the profile row but its id. */
 function idOnly(v: ScalarValue): boolean {
-  return !PROFILE_COLUMN.test((v.topLevel ?? v.sql).text);
+  return !PROFILE_COLUMN.test((v.plans?.topLevel ?? v.sql).text);
 }
 
 function drivenOf(v: ScalarValue): DrivenIds | undefined {
-  return v.driven ?? (v.idSets?.ids ? { ids: v.idSets.ids, filters: [] } : undefined);
+  const ids = v.plans?.idSets?.ids;
+  return v.plans?.driven ?? (ids ? { ids, filters: [] } : undefined);
 }
 
 /** `a and b` on the id sets alone: the ids both hold for, those either fails for. */
@@ -112,7 +83,7 @@ function swap(s: IdSets): IdSets {
 }
 
 export function notSets(v: ScalarValue): IdSets | undefined {
-  const s = v.idSets;
+  const s = v.plans?.idSets;
   if (!s) return undefined;
   if (s.group) {
     const g = s.group;
@@ -121,19 +92,20 @@ export function notSets(v: ScalarValue): IdSets | undefined {
   return swap(s);
 }
 
-export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driven?: DrivenIds } {
-  const sa = a.idSets ?? {};
-  const sb = b.idSets ?? {};
+/** The plans of `a and b` from those of a and b (its `topLevel` is the caller's). */
+export function andSets(a: ScalarValue, b: ScalarValue): Pick<ConditionPlans, 'idSets' | 'driven'> {
+  const sa = a.plans?.idSets ?? {};
+  const sb = b.plans?.idSets ?? {};
   const merged = sa.group && sb.group && mergeGroups(sa.group, sb.group, 'AND');
   if (merged) return { idSets: { ...groupSets(merged), probe: sa.probe || sb.probe } };
   // A cheap set filtered by the other side's probe beats intersecting with its pass over the events.
   if (sb.probe && !sa.probe && drivenOf(a) && idOnly(b)) {
     const da = drivenOf(a)!;
-    return { driven: { ids: da.ids, filters: [...da.filters, b.topLevel ?? b.sql] } };
+    return { driven: { ids: da.ids, filters: [...da.filters, b.plans?.topLevel ?? b.sql] } };
   }
   if (sa.probe && !sb.probe && drivenOf(b) && idOnly(a)) {
     const db = drivenOf(b)!;
-    return { driven: { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] } };
+    return { driven: { ids: db.ids, filters: [...db.filters, a.plans?.topLevel ?? a.sql] } };
   }
   const both = meet(sa, sb);
   let driven: DrivenIds | undefined;
@@ -143,15 +115,15 @@ export function andSets(a: ScalarValue, b: ScalarValue): { idSets?: IdSets; driv
     if (da && db) driven = { ids: combine(da.ids, 'INTERSECT', db.ids), filters: [...da.filters, ...db.filters] };
     else if (da && sb.excluded) driven = { ids: combine(da.ids, 'EXCEPT', sb.excluded), filters: da.filters };
     else if (db && sa.excluded) driven = { ids: combine(db.ids, 'EXCEPT', sa.excluded), filters: db.filters };
-    else if (da && idOnly(b)) driven = { ids: da.ids, filters: [...da.filters, b.topLevel ?? b.sql] };
-    else if (db && idOnly(a)) driven = { ids: db.ids, filters: [...db.filters, a.topLevel ?? a.sql] };
+    else if (da && idOnly(b)) driven = { ids: da.ids, filters: [...da.filters, b.plans?.topLevel ?? b.sql] };
+    else if (db && idOnly(a)) driven = { ids: db.ids, filters: [...db.filters, a.plans?.topLevel ?? a.sql] };
   }
   return { idSets: both, driven };
 }
 
 export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
-  const sa = a.idSets ?? {};
-  const sb = b.idSets ?? {};
+  const sa = a.plans?.idSets ?? {};
+  const sb = b.plans?.idSets ?? {};
   const merged = sa.group && sb.group && mergeGroups(sa.group, sb.group, 'OR');
   if (merged) return { ...groupSets(merged), probe: sa.probe || sb.probe };
   // a or b = not (not a and not b)
@@ -167,7 +139,8 @@ export function orSets(a: ScalarValue, b: ScalarValue): IdSets | undefined {
  */
 export function drivingIds(v: ScalarValue, sandboxId: number): DrivenIds | undefined {
   const driven = drivenOf(v);
-  if (driven || !v.idSets?.excluded || !v.idSets.probe) return driven;
+  const sets = v.plans?.idSets;
+  if (driven || !sets?.excluded || !sets.probe) return driven;
   const all = sql`SELECT u.id AS id FROM profiles AS u WHERE u.sandbox_id = ${param(sandboxId)}`;
-  return { ids: combine(all, 'EXCEPT', v.idSets.excluded), filters: [] };
+  return { ids: combine(all, 'EXCEPT', sets.excluded), filters: [] };
 }

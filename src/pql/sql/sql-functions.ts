@@ -61,7 +61,7 @@ function instant(value: SqlValue): number | undefined {
 const bit = (b: boolean): number => (b ? 1 : 0);
 
 /** A finite number, or null: SQLite would otherwise carry ±Infinity where PQL has missing. */
-export function finiteOrNull(value: SqlValue): SqlValue {
+function finiteOrNull(value: SqlValue): SqlValue {
   if (typeof value === 'number') return Number.isFinite(value) ? value : null;
   return value;
 }

@@ -8,20 +8,18 @@ import type { ExpressionNode, LikeNode, MethodCallNode } from '../language/ast.j
 import { codePointLength, lowerText, upperText } from '../runtime/index.js';
 import { STRING_PREDICATES } from '../runtime/strings.js';
 import type { CompileContext, Env } from './context.js';
+import { param, type Sql, sql } from './fragment.js';
 import {
   conditionSql,
   constantPredicate,
   literal,
   NUMBER_TYPE,
-  param,
   predicate,
   type ScalarValue,
-  type Sql,
   STRING_TYPE,
   scalarOf,
-  sql,
   valueSql,
-} from './fragment.js';
+} from './values.js';
 
 const STRING_PREDICATE_NAMES: ReadonlySet<string> = new Set(STRING_PREDICATES);
 
@@ -82,7 +80,7 @@ const ASCII_PUNCTUATION = /^[!-/:-@[-`{-~]$/;
  * without flags, so the start and end of the text), as the string test it amounts to:
  * `7@example\.com$` is endsWith("7@example.com"). Undefined for anything else.
  */
-export function regexShape(
+function regexShape(
   pattern: string,
 ): { test: 'contains' | 'startsWith' | 'endsWith' | 'equals'; literal: string } | undefined {
   const chars = Array.from(pattern);
@@ -111,7 +109,7 @@ export function regexShape(
 }
 
 /** Unicode lower-casing (runtime.lowerText), folded when constant. */
-export function lowered(v: ScalarValue): ScalarValue {
+function lowered(v: ScalarValue): ScalarValue {
   if (typeof v.constant === 'string') return literal(lowerText(v.constant), STRING_TYPE);
   if (v.constant === null) return v;
   return scalarOf(sql`pql_lower(${valueSql(v)})`, STRING_TYPE);

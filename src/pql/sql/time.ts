@@ -23,17 +23,9 @@ import {
   toInstant,
 } from '../runtime/index.js';
 import { asMs, type CompileContext, type Env, isoBound } from './context.js';
-import {
-  constantPredicate,
-  NUMBER_TYPE,
-  param,
-  predicate,
-  type ScalarValue,
-  type Sql,
-  sql,
-  valueSql,
-} from './fragment.js';
+import { param, type Sql, sql } from './fragment.js';
 import type { OccursSpec } from './sql-functions.js';
+import { constantPredicate, NUMBER_TYPE, predicate, type ScalarValue, valueSql } from './values.js';
 
 const FIXED_UNITS: ReadonlySet<TimeUnit> = new Set(['millisecond', 'second', 'minute', 'hour', 'day', 'week']);
 
@@ -70,7 +62,7 @@ function rangePredicate(t: ScalarValue, lo: number | null, hi: number | null): S
   else if (lo !== null) inside = sql`${x} >= ${bound(lo)}`;
   else if (hi !== null) inside = sql`${x} <= ${bound(hi)}`;
   else inside = sql`${x} IS NOT NULL`;
-  return { ...predicate(inside, t.nullable), range: { subject: t, lo, hi } };
+  return { ...predicate(inside, t.nullable), shape: { range: { subject: t, lo, hi } } };
 }
 
 /**
@@ -78,8 +70,8 @@ function rangePredicate(t: ScalarValue, lo: number | null, hi: number | null): S
  * so the subject (a JSON extraction per row) is read once. Undefined when they are not that.
  */
 export function mergeRanges(a: ScalarValue, b: ScalarValue): ScalarValue | undefined {
-  const ra = a.range;
-  const rb = b.range;
+  const ra = a.shape?.range;
+  const rb = b.shape?.range;
   if (!ra || !rb || ra.subject.rep !== rb.subject.rep) return undefined;
   const x = valueSql(ra.subject);
   const y = valueSql(rb.subject);

@@ -18,7 +18,7 @@
  * quantifiers, aggregates), to-sql-time.ts (`occurs`, dates), to-sql-chain.ts (CHAIN).
  */
 
-import type { CheckedExpression } from '../check/types.js';
+import { type CheckedExpression, CURRENT_MEMBER_STATUSES } from '../check/types.js';
 import type {
   ArithmeticNode,
   CallNode,
@@ -27,6 +27,7 @@ import type {
   InNode,
   LogicalNode,
   MethodCallNode,
+  TimeWord,
 } from '../language/ast.js';
 import {
   arithmetic,
@@ -60,10 +61,14 @@ import {
   eventCollection,
   fieldValue,
   fromWhere,
-  PROFILE_ALIAS,
   unifyDatetimes,
   withVar,
 } from './context.js';
+import { existsSql, FALSE, joinSql, jsonPath, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
+import { hoistAggregateComparison } from './hoist.js';
+import { andSets, drivingIds, notSets, orSets } from './sets.js';
+import { compileLike, compileStringMethod, literalString } from './strings.js';
+import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './time.js';
 import {
   asCondition,
   type CompiledValue,
@@ -72,28 +77,16 @@ import {
   type EventAggregate,
   exactConditionSql,
   existsPredicate,
-  existsSql,
-  FALSE,
-  joinSql,
-  jsonPath,
   literal,
   NUMBER_TYPE,
   notSql,
-  param,
+  PROFILE_ALIAS,
   predicate,
-  raw,
   type ScalarValue,
-  Sql,
   STRING_TYPE,
-  sameExpression,
   scalarOf,
-  sql,
   valueSql,
-} from './fragment.js';
-import { hoistAggregateComparison } from './hoist.js';
-import { andSets, drivingIds, notSets, orSets } from './sets.js';
-import { compileLike, compileStringMethod, literalString } from './strings.js';
-import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './time.js';
+} from './values.js';
 
 export interface SqlStatement {
   sql: string;
@@ -156,7 +149,7 @@ export function compileToSql(checked: CheckedExpression, options: CompileIdQuery
   const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
   const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value, options.sandboxId);
   if (!driven) {
-    const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${clause('AND', [...extra, value.topLevel ?? value.sql])}`;
+    const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${clause('AND', [...extra, value.plans?.topLevel ?? value.sql])}`;
     return { sql: s.text, params: [...s.params] };
   }
   const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${clause('WHERE', [...extra, ...driven.filters])}`;
@@ -168,6 +161,9 @@ export function compileToSql(checked: CheckedExpression, options: CompileIdQuery
     ...(audiencesOnly ? { startsFromAudiences: { filters: driven.filters.length } } : {}),
   };
 }
+
+/** `('REALIZED', 'EXISTING')`: constants of the language, so written into the text like a keyword. */
+const CURRENT_STATUSES_SQL = raw(`(${CURRENT_MEMBER_STATUSES.map((s) => `'${s}'`).join(', ')})`);
 
 /** ` WHERE (a) AND (b)` or ` AND (a) AND (b)`; nothing without conditions. */
 function clause(keyword: 'WHERE' | 'AND', conds: readonly Sql[]): Sql {
@@ -261,7 +257,7 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
 // ---------------------------------------------------------------------------------------------
 // values
 
-function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'tomorrow'): ScalarValue {
+function timeWord(ctx: CompileContext, word: TimeWord): ScalarValue {
   const today = dayStart(ctx.now);
   switch (word) {
     case 'now':
@@ -277,7 +273,7 @@ function timeWord(ctx: CompileContext, word: 'now' | 'today' | 'yesterday' | 'to
 
 function notValue(v: ScalarValue): ScalarValue {
   if (typeof v.constant === 'boolean') return constantPredicate(!v.constant);
-  return { ...predicate(notSql(v), false), idSets: notSets(v) };
+  return { ...predicate(notSql(v), false), plans: { idSets: notSets(v) } };
 }
 
 function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue {
@@ -296,14 +292,15 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   }
   // The id sets (to-sql-sets.ts) are another form of the same condition, whatever its SQL.
   const merged = mergeComparisons(left, right, and);
-  if (merged) return { ...merged, ...(and ? andSets(left, right) : { idSets: orSets(left, right) }) };
+  if (merged) return { ...merged, plans: and ? andSets(left, right) : { idSets: orSets(left, right) } };
   const op = and ? 'AND' : 'OR';
   const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
-  if (!and) return { ...value, idSets: orSets(left, right) };
+  if (!and) return { ...value, plans: { idSets: orSets(left, right) } };
   const sets = andSets(left, right);
-  if (left.topLevel === undefined && right.topLevel === undefined) return { ...value, ...sets };
+  const [lt, rt] = [left.plans?.topLevel, right.plans?.topLevel];
+  if (lt === undefined && rt === undefined) return { ...value, plans: sets };
   // Conjuncts stay conjuncts: SQLite splits nested ANDs into WHERE terms.
-  return { ...value, ...sets, topLevel: sql`(${left.topLevel ?? left.sql} AND ${right.topLevel ?? right.sql})` };
+  return { ...value, plans: { ...sets, topLevel: sql`(${lt ?? left.sql} AND ${rt ?? right.sql})` } };
 }
 
 /**
@@ -327,8 +324,8 @@ function countAsExists(agg: EventAggregate, op: CompareNode['op'], k: number): S
  * may be a sum over the profile's events). Undefined when they are not that.
  */
 function mergeComparisons(a: ScalarValue, b: ScalarValue, and: boolean): ScalarValue | undefined {
-  const ca = a.compared;
-  const cb = b.compared;
+  const ca = a.shape?.compared;
+  const cb = b.shape?.compared;
   if (!ca || !cb || !sameExpression(ca.subject, cb.subject)) return undefined;
   // Only worth it when the value is itself a query; a column or JSON read is cheap to repeat.
   if (!ca.subject.text.startsWith('(SELECT ')) return undefined;
@@ -340,25 +337,17 @@ function mergeComparisons(a: ScalarValue, b: ScalarValue, and: boolean): ScalarV
 function withComparison(v: ScalarValue, op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
   if (v.constant !== undefined) return v;
   if (typeof right.constant === 'number' && left.constant === undefined && left.type.kind === 'number') {
-    return { ...v, compared: { subject: valueSql(left), op: SQL_COMPARE[op], bound: valueSql(right) } };
+    return { ...v, shape: { compared: { subject: valueSql(left), op: SQL_COMPARE[op], bound: valueSql(right) } } };
   }
   if (typeof left.constant === 'number' && right.constant === undefined && right.type.kind === 'number') {
-    return { ...v, compared: { subject: valueSql(right), op: SQL_COMPARE[FLIPPED[op]], bound: valueSql(left) } };
+    const compared = { subject: valueSql(right), op: SQL_COMPARE[FLIPPED[op]], bound: valueSql(left) };
+    return { ...v, shape: { compared } };
   }
   return v;
 }
 
-const SQL_COMPARE: Record<CompareNode['op'], string> = {
-  '=': '=',
-  '!=': '<>',
-  '<': '<',
-  '<=': '<=',
-  '>': '>',
-  '>=': '>=',
-};
-
 /** `a op b`; false when either side is missing (SQL NULL) or the null literal. */
-export function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
+function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarValue): ScalarValue {
   if (left.constant === null || right.constant === null || left.type.kind === 'null' || right.type.kind === 'null') {
     return constantPredicate(false);
   }
@@ -379,18 +368,19 @@ const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
 function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue {
   const left = ctx.scalar(node.left, env);
   const right = ctx.scalar(node.right, env);
-  if (left.ageOf && typeof right.constant === 'number') return compareAge(node.op, left.ageOf, right.constant, ctx.now);
-  if (right.ageOf && typeof left.constant === 'number') {
-    return compareAge(FLIPPED[node.op], right.ageOf, left.constant, ctx.now);
+  const [lo, ro] = [left.origin, right.origin];
+  if (lo?.ageOf && typeof right.constant === 'number') return compareAge(node.op, lo.ageOf, right.constant, ctx.now);
+  if (ro?.ageOf && typeof left.constant === 'number') {
+    return compareAge(FLIPPED[node.op], ro.ageOf, left.constant, ctx.now);
   }
   const exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
-  if (left.eventAggregate && typeof right.constant === 'number') {
-    const correlated = countAsExists(left.eventAggregate, node.op, right.constant) ?? exact;
-    return hoistAggregateComparison(ctx, left.eventAggregate, node.op, right.constant, correlated);
+  if (lo?.eventAggregate && typeof right.constant === 'number') {
+    const correlated = countAsExists(lo.eventAggregate, node.op, right.constant) ?? exact;
+    return hoistAggregateComparison(ctx, lo.eventAggregate, node.op, right.constant, correlated);
   }
-  if (right.eventAggregate && typeof left.constant === 'number') {
-    const correlated = countAsExists(right.eventAggregate, FLIPPED[node.op], left.constant) ?? exact;
-    return hoistAggregateComparison(ctx, right.eventAggregate, FLIPPED[node.op], left.constant, correlated);
+  if (ro?.eventAggregate && typeof left.constant === 'number') {
+    const correlated = countAsExists(ro.eventAggregate, FLIPPED[node.op], left.constant) ?? exact;
+    return hoistAggregateComparison(ctx, ro.eventAggregate, FLIPPED[node.op], left.constant, correlated);
   }
   return exact;
 }
@@ -531,7 +521,7 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       const id = ctx.checked.audiences.get(ref);
       if (id === undefined) return constantPredicate(false);
       const m = ctx.alias('m');
-      const current = sql`${m}.audience_id = ${param(id)} AND ${m}.status IN ('REALIZED', 'EXISTING')`;
+      const current = sql`${m}.audience_id = ${param(id)} AND ${m}.status IN ${CURRENT_STATUSES_SQL}`;
       // Profile by profile (no sandbox given: a sample, a single profile), a probe of the primary key.
       if (ctx.sandboxId === undefined) {
         return predicate(
@@ -542,14 +532,14 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       // Over the sandbox: uncorrelated, so SQLite reads the audience's members once (audience_id,
       // status index) instead of probing memberships once per profile; `+` as in to-sql-hoist.ts.
       const members = sql`SELECT ${m}.profile_id AS id FROM memberships AS ${m} WHERE ${current}`;
-      return { ...predicate(sql`+${PROFILE_ALIAS}.id IN (${members})`, false), idSets: { ids: members } };
+      return { ...predicate(sql`+${PROFILE_ALIAS}.id IN (${members})`, false), plans: { idSets: { ids: members } } };
     }
     case 'if':
       return ifValue(ctx, node, env);
     case 'age': {
       const t = ctx.scalar(node.args[0]!, env);
       if (t.constant === null) return literal(null, NUMBER_TYPE);
-      return { ...scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE), ageOf: t };
+      return { ...scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE), origin: { ageOf: t } };
     }
     case 'currentYear':
       return literal(getYear(ctx.now), NUMBER_TYPE);
