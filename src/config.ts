@@ -39,7 +39,7 @@ export interface IngestLimits {
 }
 
 /** How jobs and the streaming sweep run. */
-export interface JobSettings {
+interface JobSettings {
   /** Profiles per chunk of a segment job: the unit of progress and cancel checks. */
   segmentChunkSize: number;
   /** How often streaming audiences are swept for members whose time window has passed. */
@@ -67,7 +67,7 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
   identitiesPerProfile: 50,
 };
 
-export const DEFAULT_JOB_SETTINGS: JobSettings = {
+const DEFAULT_JOB_SETTINGS: JobSettings = {
   segmentChunkSize: 20_000,
   streamingSweepMs: 5_000,
 };

@@ -17,7 +17,7 @@ import { databaseHealth } from './server/health.js';
 import { createRequestHandler } from './server/routes.js';
 import { createSegqlYoga } from './server/yoga.js';
 
-export interface ServerOptions {
+interface ServerOptions {
   port?: number;
   host?: string;
   dataDir: string;

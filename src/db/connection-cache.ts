@@ -5,7 +5,7 @@
  */
 
 /** A typed key: `cacheKey<T>('name')` makes a key whose entries are `T`. */
-export interface CacheKey<T> {
+interface CacheKey<T> {
   readonly name: string;
   /** Never set: carries T for the type checker. */
   readonly type?: T;

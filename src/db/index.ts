@@ -10,7 +10,7 @@ import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integ
 import * as schema from './schema.js';
 
 export type Sqlite = Database.Database;
-export type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
+type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
 
 export interface Connection {
   sqlite: Sqlite;
@@ -54,7 +54,7 @@ function installStatementCounter(sqlite: Sqlite): void {
   };
 }
 
-export interface OpenOptions {
+interface OpenOptions {
   /** Apply pending migrations (default true). Read-only worker connections pass false. */
   migrate?: boolean;
   readonly?: boolean;

@@ -12,10 +12,10 @@ import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
 import { badInput, DomainError, notFound } from './errors.js';
 import { findSandbox } from './sandboxes.js';
 
-export const SCOPES = ['read', 'write', 'admin'] as const;
+const SCOPES = ['read', 'write', 'admin'] as const;
 export type Scope = (typeof SCOPES)[number];
 
-export interface ApiKey {
+interface ApiKey {
   id: number;
   name: string;
   /** The key's first characters, to tell keys apart (never enough to use it). */
@@ -34,7 +34,7 @@ export interface Principal {
   sandboxIds: ReadonlySet<number> | null;
 }
 
-export const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: new Set(SCOPES), sandboxIds: null };
+const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: new Set(SCOPES), sandboxIds: null };
 
 const KEY_PREFIX = 'segql_';
 

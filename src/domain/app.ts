@@ -34,7 +34,7 @@ export interface App {
   ingest: IngestService;
 }
 
-export interface AppOptions {
+interface AppOptions {
   conn: Connection;
   limits: Limits;
   log: Logger;

@@ -29,13 +29,13 @@ export interface Audience {
   updatedAt: number;
 }
 
-export const SEGQL_NAMESPACE = 'segql';
+const SEGQL_NAMESPACE = 'segql';
 const NAME_MAX = 255;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 type AudienceRow = typeof audiences.$inferSelect;
 
-export function toAudience(row: AudienceRow): Audience {
+function toAudience(row: AudienceRow): Audience {
   const { nameKey: _nameKey, ...rest } = row;
   return {
     ...rest,
@@ -54,7 +54,7 @@ export function validName(name: string, field = 'input.name'): string {
   return trimmed;
 }
 
-export function validLabels(labels: readonly string[] | null | undefined, field = 'input.labels'): string[] {
+function validLabels(labels: readonly string[] | null | undefined, field = 'input.labels'): string[] {
   if (!labels) return [];
   if (labels.length > 50) throw badInput('At most 50 labels', field);
   const out = [...new Set(labels.map((l) => l.trim()))];
@@ -85,13 +85,7 @@ export function requireAudience(conn: Connection, sandboxId: number, id: number)
 }
 
 /** Throws CONFLICT when another audience in the namespace has this name (case-insensitive). */
-export function assertNameFree(
-  conn: Connection,
-  sandboxId: number,
-  namespace: string,
-  name: string,
-  exceptId?: number,
-): void {
+function assertNameFree(conn: Connection, sandboxId: number, namespace: string, name: string, exceptId?: number): void {
   const row = conn.db
     .select({ id: audiences.id })
     .from(audiences)
@@ -107,7 +101,7 @@ export function assertNameFree(
     throw conflict(`An audience named "${name}" already exists in namespace "${namespace}"`);
 }
 
-export interface NewAudience {
+interface NewAudience {
   name: string;
   namespace?: string | null;
   description?: string | null;
@@ -158,7 +152,7 @@ export function createManualAudience(
     .immediate();
 }
 
-export interface AudienceChanges {
+interface AudienceChanges {
   name?: string | null;
   description?: string | null;
   lifecycleState?: LifecycleState | null;
@@ -253,7 +247,7 @@ export function dependentDefinitions(
 }
 
 /** CONFLICT naming every definition that still uses the audience. */
-export function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
+function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
   const dependents = (dependentDefinitions(conn, sandboxId, [audience.id]).get(audience.id) ?? []).filter(
     (d) => d !== audience.definitionId,
   );
@@ -270,7 +264,7 @@ export function assertNoDependents(conn: Connection, sandboxId: number, audience
 }
 
 /** Removes an audience with its memberships and their history (the caller holds the transaction). */
-export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
   conn.db
     .delete(memberships)
     .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)))

@@ -24,7 +24,7 @@ export interface EvaluationInfo {
 }
 
 /** Requested flags; an absent (or null) flag keeps its current value. */
-export type EvaluationRequest = { [K in keyof EvaluationInfo]?: boolean | null };
+type EvaluationRequest = { [K in keyof EvaluationInfo]?: boolean | null };
 
 export interface SegmentDefinition {
   id: number;
@@ -46,7 +46,7 @@ export interface SegmentDefinition {
 
 type DefinitionRow = typeof segmentDefinitions.$inferSelect;
 
-export function toDefinition(row: DefinitionRow): SegmentDefinition {
+function toDefinition(row: DefinitionRow): SegmentDefinition {
   return {
     id: row.id,
     sandboxId: row.sandboxId,
@@ -184,7 +184,7 @@ function assertDefinitionNameFree(conn: Connection, sandboxId: number, name: str
   if (row && row.id !== exceptId) throw conflict(`A segment definition named "${name}" already exists`);
 }
 
-export interface CreateDefinitionInput {
+interface CreateDefinitionInput {
   name: string;
   description?: string | null;
   expression: ExpressionInput;
@@ -251,7 +251,7 @@ export function createSegmentDefinition(
     .immediate();
 }
 
-export interface UpdateDefinitionInput {
+interface UpdateDefinitionInput {
   name?: string | null;
   description?: string | null;
   expression?: ExpressionInput | null;
@@ -339,7 +339,7 @@ export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id:
     .immediate();
 }
 
-export interface DefinitionFilter {
+interface DefinitionFilter {
   nameContains?: string | null;
   lifecycleState?: LifecycleState | null;
   evaluationMethod?: EvaluationMethod | null;
@@ -349,7 +349,7 @@ export interface DefinitionFilter {
 }
 
 export const DEFINITION_ORDER_FIELDS = ['NAME', 'CREATED_AT', 'UPDATED_AT'] as const;
-export type DefinitionOrderField = (typeof DEFINITION_ORDER_FIELDS)[number];
+type DefinitionOrderField = (typeof DEFINITION_ORDER_FIELDS)[number];
 
 const ORDER_COLUMNS = {
   NAME: segmentDefinitions.nameKey,

@@ -8,7 +8,7 @@ import { type EventInput, ingestEvents, ingestProfiles, type ProfileRecord } fro
  * 18–85, a long tail of purchase counts, events over the last 120 days with a daily and
  * weekly rhythm (evenings and weekends busier).
  */
-export interface SeedOptions {
+interface SeedOptions {
   profiles: number;
   eventsPerProfile: number;
   seed: number;
@@ -18,7 +18,7 @@ export interface SeedOptions {
   onProgress?: (done: number, total: number) => void;
 }
 
-export interface SeedResult {
+interface SeedResult {
   profiles: number;
   events: number;
   ms: number;

@@ -57,7 +57,7 @@ export function parseExpression(input: ExpressionInput): { ast: ExpressionNode; 
 }
 
 /** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
-export function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
+function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
   const byId = conn.sqlite.prepare('SELECT id, name FROM audiences WHERE sandbox_id = ? AND id = ?');
   const byName = conn.sqlite.prepare(
     "SELECT id, name FROM audiences WHERE sandbox_id = ? AND name_key = ? ORDER BY namespace = 'segql' DESC, id LIMIT 1",

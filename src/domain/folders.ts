@@ -13,7 +13,7 @@ export interface Folder {
 
 const FOLDER_NAME_MAX = 128;
 
-export function foldersByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Folder> {
+function foldersByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Folder> {
   const out = new Map<number, Folder>();
   if (ids.length === 0) return out;
   for (const row of conn.db

@@ -13,8 +13,8 @@ import {
 } from './profile-ingest.js';
 import type { StreamingSegmentation } from './streaming.js';
 
-export type IngestKind = 'profile' | 'event';
-export type IngestOutcome = 'accepted' | 'duplicate' | 'rejected';
+type IngestKind = 'profile' | 'event';
+type IngestOutcome = 'accepted' | 'duplicate' | 'rejected';
 
 /** Where ingest counts go (the server hands in its Prometheus counter). */
 export interface IngestCounter {

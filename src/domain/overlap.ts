@@ -29,8 +29,8 @@ export interface AudienceOverlap {
   regions: OverlapRegion[];
 }
 
-export const OVERLAP_MIN = 2;
-export const OVERLAP_MAX = 10;
+const OVERLAP_MIN = 2;
+const OVERLAP_MAX = 10;
 const VENN_MAX = 3;
 
 export function audienceOverlap(conn: Connection, sandboxId: number, audienceIds: readonly number[]): AudienceOverlap {

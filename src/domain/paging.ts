@@ -14,10 +14,10 @@ export interface PageArgs {
   before?: string | null;
 }
 
-export type Key = (string | number | null)[];
+type Key = (string | number | null)[];
 
 /** What a list query gets: key bounds, direction and how many rows to fetch (one more than the page, to see if another follows). */
-export interface PageQuery {
+interface PageQuery {
   after?: Key;
   before?: Key;
   direction: 'forward' | 'backward';
@@ -35,11 +35,11 @@ export interface Page<T> {
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 500;
 
-export function encodeCursor(key: Key): string {
+function encodeCursor(key: Key): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
-export function decodeCursor(cursor: string, field: string): Key {
+function decodeCursor(cursor: string, field: string): Key {
   try {
     const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (Array.isArray(key) && key.every((k) => k === null || typeof k === 'string' || typeof k === 'number'))

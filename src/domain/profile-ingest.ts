@@ -52,7 +52,7 @@ export interface IngestResult {
  */
 export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | undefined;
 
-export interface IngestOptions {
+interface IngestOptions {
   limits?: IngestLimits;
   now?: number;
   onProfilesChanged?: ProfilesChangedHook;

@@ -59,7 +59,7 @@ export function profilesByIds(conn: Connection, sandboxId: number, ids: readonly
   return out;
 }
 
-export function profileById(conn: Connection, sandboxId: number, id: number): Profile | undefined {
+function profileById(conn: Connection, sandboxId: number, id: number): Profile | undefined {
   return profilesByIds(conn, sandboxId, [id]).get(id);
 }
 
@@ -173,7 +173,7 @@ export function listProfiles(
   };
 }
 
-export interface EventFilter {
+interface EventFilter {
   eventType?: string | null;
   from?: number | null;
   to?: number | null;
@@ -252,7 +252,7 @@ export function countProfiles(conn: Connection, sandboxId: number): number {
   return row?.n ?? 0;
 }
 
-export interface ProfileIdRange {
+interface ProfileIdRange {
   /** Lowest and highest profile id; null when the sandbox has none. */
   lo: number | null;
   hi: number | null;

@@ -2,7 +2,7 @@ import { eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { sandboxes } from '../db/schema.js';
-import { badInput, conflict, DomainError } from './errors.js';
+import { badInput, conflict } from './errors.js';
 import { installDefaultSchema } from './profile-schema.js';
 
 export interface Sandbox {
@@ -30,13 +30,6 @@ export function findSandbox(conn: Connection, name: string): Sandbox | undefined
   return row;
 }
 
-/** The sandbox a request names; unknown names are NOT_FOUND (never silently created). */
-export function requireSandbox(conn: Connection, name: string): Sandbox {
-  const sandbox = findSandbox(conn, name);
-  if (!sandbox) throw new DomainError('NOT_FOUND', `Sandbox "${name}" does not exist`, { id: name });
-  return sandbox;
-}
-
 export function createSandbox(conn: Connection, name: string, now = Date.now()): Sandbox {
   if (!NAME.test(name)) {
     throw badInput('Sandbox names are 1 to 64 characters of a-z, 0-9 and "-"', 'name');
@@ -54,8 +47,4 @@ export function createSandbox(conn: Connection, name: string, now = Date.now()):
 /** Creates the sandbox if missing (start-up creates `prod`). */
 export function ensureSandbox(conn: Connection, name: string): Sandbox {
   return findSandbox(conn, name) ?? createSandbox(conn, name);
-}
-
-export function listSandboxes(conn: Connection): Sandbox[] {
-  return conn.db.select().from(sandboxes).orderBy(sandboxes.id).all();
 }

@@ -63,4 +63,4 @@ export function createLoaders(conn: Connection, sandboxId: number) {
   };
 }
 
-export type Loaders = ReturnType<typeof createLoaders>;
+type Loaders = ReturnType<typeof createLoaders>;

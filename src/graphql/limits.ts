@@ -78,9 +78,9 @@ export function maxAliasesRule(limit: number): ValidationRule {
 }
 
 /** Bracket nesting (selection sets, lists, objects, arguments) a document may reach. */
-export const MAX_DOCUMENT_NESTING = 200;
+const MAX_DOCUMENT_NESTING = 200;
 /** Tokens a document may hold: far above any hand-written operation, far below a stalled parse. */
-export const MAX_DOCUMENT_TOKENS = 100_000;
+const MAX_DOCUMENT_TOKENS = 100_000;
 
 const OPENING = new Set<string>([TokenKind.BRACE_L, TokenKind.BRACKET_L, TokenKind.PAREN_L]);
 const CLOSING = new Set<string>([TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKind.PAREN_R]);
@@ -90,7 +90,7 @@ const CLOSING = new Set<string>([TokenKind.BRACE_R, TokenKind.BRACKET_R, TokenKi
  * sees it, so a literal nested thousands deep is refused instead of overflowing the stack.
  * Lexical errors are left to the parser, whose message is the better one.
  */
-export function documentShapeError(source: string): GraphQLError | undefined {
+function documentShapeError(source: string): GraphQLError | undefined {
   const lexer = new Lexer(new Source(source));
   let depth = 0;
   let tokens = 0;

@@ -13,7 +13,7 @@ import { DomainError } from '../domain/errors.js';
 import { DEFAULT_SANDBOX, findSandbox, type Sandbox } from '../domain/sandboxes.js';
 
 /** 127.0.0.0/8, ::1 and localhost: only this machine can connect. */
-export function isLoopback(host: string): boolean {
+function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 

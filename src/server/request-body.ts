@@ -1,6 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 
-export type BodyRead = { ok: true; body: Buffer } | { ok: false; received: number; declared: number | undefined };
+type BodyRead = { ok: true; body: Buffer } | { ok: false; received: number; declared: number | undefined };
 
 /**
  * Reads a request body, counting bytes as they arrive, and stops at `limit`: a chunked body

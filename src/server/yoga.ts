@@ -19,7 +19,7 @@ import { activeSubscriptions, type Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
 
-export type ServerContextExtras = { metrics: Metrics };
+type ServerContextExtras = { metrics: Metrics };
 type InitialContext = ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> };
 export type SegqlYoga = YogaServerInstance<InitialContext, Context> & { stop(): void };
 

@@ -7,7 +7,7 @@ import type { JobResult, ProgressOf, ResultOf, TypedJobKind } from './job-types.
  * claiming in order, pinning `now`, the worker lane, progress ticks, cancel, the no-progress
  * timeout, finishing, recovery after a crash — the runner does the same way for every kind.
  */
-export interface JobKindDefinition<K extends TypedJobKind, Plan> {
+interface JobKindDefinition<K extends TypedJobKind, Plan> {
   kind: K;
   /**
    * The module run on the kind's worker lane; its default export is a `JobTask<K, Plan>`

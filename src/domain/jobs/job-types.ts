@@ -10,7 +10,7 @@ export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CAN
 export type JobStatus = (typeof JOB_STATUSES)[number];
 export const JOB_TRIGGERS = ['MANUAL', 'SCHEDULE'] as const;
 export type JobTrigger = (typeof JOB_TRIGGERS)[number];
-export const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
+const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 export const isTerminal = (status: JobStatus) => TERMINAL_STATUSES.includes(status);
 
 /** What every kind's input carries: the instant asked for, and the one the runner pinned at first start. */
@@ -22,13 +22,13 @@ export interface JobInputBase {
 }
 
 /** What every kind's task reports as progress (in the kind's own units: profiles, rows). */
-export interface JobProgressBase {
+interface JobProgressBase {
   done: number;
   total: number | null;
 }
 
 /** The three types a job kind declares. */
-export interface JobKindShape {
+interface JobKindShape {
   /** What the job was asked to do (stored as JSON in `jobs.input`). */
   input: JobInputBase;
   /** What its task reports while it runs (crosses the thread boundary, never stored whole). */

@@ -37,7 +37,7 @@ export interface TaskContext<K extends TypedJobKind> {
 export type JobTask<K extends TypedJobKind, Plan> = (conn: Connection, plan: Plan, ctx: TaskContext<K>) => void;
 
 /** The hooks the caller of a task provides (the job worker, or a benchmark running it in-thread). */
-export interface TaskHooks<K extends TypedJobKind> {
+interface TaskHooks<K extends TypedJobKind> {
   progress(payload: ProgressOf<K>): void;
   cancelled(): boolean;
 }

@@ -13,9 +13,9 @@ import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
 import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
 
-export const PREVIEW_TTL_MS = 24 * 3_600_000;
+const PREVIEW_TTL_MS = 24 * 3_600_000;
 
-export interface PreviewInput {
+interface PreviewInput {
   expression?: ExpressionInput | null;
   definitionId?: number | null;
   sampleSize?: number | null;
@@ -25,7 +25,7 @@ export interface PreviewInput {
 }
 
 /** What a preview job stores as its input. */
-export interface PreviewJobInput extends JobInputBase {
+interface PreviewJobInput extends JobInputBase {
   expression: ExpressionInput;
   expressionText: string;
   definitionId: number | null;
@@ -36,7 +36,7 @@ export interface PreviewJobInput extends JobInputBase {
 }
 
 /** What a preview keeps: the running estimate while it runs, the full-sample one when it has succeeded. */
-export interface PreviewResult {
+interface PreviewResult {
   estimate: Estimate;
   /** Profiles of the sample read. */
   sampleSize: number;
@@ -88,7 +88,8 @@ export function createPreview(app: PreviewServices, sandboxId: number, input: Pr
   });
 }
 
-export const previewJobKind = defineJobKind({
+// Registered with the runner as this module loads (src/domain/app.ts loads it).
+defineJobKind({
   kind: 'PREVIEW',
   task: new URL('./preview-sampling.ts', import.meta.url),
   timeoutMs: 10 * 60_000,

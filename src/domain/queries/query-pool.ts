@@ -10,7 +10,7 @@ const workerModule = new URL('./query-worker.ts', import.meta.url).href;
 /** How long a worker past its deadline may take to notice it before its thread is replaced. */
 const STOP_GRACE_MS = 1_000;
 
-export const queryTimeout = (budgetMs: number) =>
+const queryTimeout = (budgetMs: number) =>
   new DomainError(
     'QUERY_TIMEOUT',
     `The evaluation ran past its budget of ${budgetMs} ms (SEGQL_QUERY_TIMEOUT_MS) and was stopped; narrow the expression or evaluate it in a segment job`,

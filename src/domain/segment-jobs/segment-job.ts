@@ -16,7 +16,7 @@ import { isEvaluated } from '../lifecycle.js';
 import type { SegmentMetrics, SegmentPlan } from './segment-evaluation.js';
 
 /** What a caller asks a segment job to evaluate. */
-export interface SegmentJobRequest {
+interface SegmentJobRequest {
   /** Definitions to evaluate; or `all` for every batch-enabled one whose audience is evaluated. */
   definitionIds?: number[] | null;
   all?: boolean | null;
@@ -136,7 +136,8 @@ export function orderedPlan(
   };
 }
 
-export const segmentJobKind = defineJobKind({
+// Registered with the runner as this module loads (src/domain/app.ts loads it).
+defineJobKind({
   kind: 'SEGMENT',
   task: new URL('./segment-evaluation.ts', import.meta.url),
   timeoutMs: 10 * 60_000,

@@ -26,7 +26,7 @@ import {
   SegmentDefinitionRef,
 } from './refs.js';
 
-export const AudienceOriginEnum = enumFromDomain('AudienceOrigin', 'Where an audience comes from.', AUDIENCE_ORIGINS, {
+const AudienceOriginEnum = enumFromDomain('AudienceOrigin', 'Where an audience comes from.', AUDIENCE_ORIGINS, {
   SEGMENTATION_SERVICE: 'Made by a segment definition.',
   CUSTOM_UPLOAD: 'An external audience imported from a file.',
   MANUAL: 'Members added and removed through the API.',

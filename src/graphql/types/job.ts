@@ -12,7 +12,7 @@ import { builder } from '../builder.js';
 import type { Context } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 
-export const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
+const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
   SEGMENT: 'Evaluates segment definitions into memberships.',
   EXPORT: 'Writes an audience out as a dataset.',
   PREVIEW: 'Estimates the size of an expression from a sample.',
@@ -26,7 +26,7 @@ export const JobStatusEnum = enumFromDomain('JobStatus', 'Where a job is in its 
   CANCELLING: 'A cancel was asked for; it stops at its next check.',
   CANCELLED: 'Stopped by a cancel; nothing of it was written.',
 });
-export const JobTriggerEnum = enumFromDomain('JobTrigger', 'What started a job.', JOB_TRIGGERS, {
+const JobTriggerEnum = enumFromDomain('JobTrigger', 'What started a job.', JOB_TRIGGERS, {
   MANUAL: 'A request through the API.',
   SCHEDULE: 'A schedule.',
 });
@@ -50,7 +50,7 @@ const JobProgressType = builder.objectRef<Job>('JobProgress').implement({
 });
 
 /** GraphQL type name of each job kind (also the global id type). */
-export const JOB_TYPE_NAMES: Record<JobKind, string> = {
+const JOB_TYPE_NAMES: Record<JobKind, string> = {
   SEGMENT: 'SegmentJob',
   EXPORT: 'ExportJob',
   PREVIEW: 'Preview',

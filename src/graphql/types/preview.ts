@@ -90,7 +90,7 @@ const estimateOf = (preview: Preview): EstimateView | null => {
   return estimate ? { estimate, sandboxId: preview.sandboxId } : null;
 };
 
-export const PreviewRef = builder.objectRef<Preview>('Preview');
+const PreviewRef = builder.objectRef<Preview>('Preview');
 
 builder.node(PreviewRef, {
   description: 'An expression evaluated on a sample of profiles, with a running size estimate. Expires after 24 hours.',

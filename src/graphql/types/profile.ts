@@ -15,7 +15,7 @@ import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';
 import { decodeId } from '../ids.js';
 
-export const IdentityType = builder.objectRef<Identity>('Identity').implement({
+const IdentityType = builder.objectRef<Identity>('Identity').implement({
   description:
     'One way to recognise a person: a namespace (email, crmId, phone, …) and the value in it. It has no global key of its own: the same value can live in two namespaces.',
   fields: (t) => ({
@@ -37,7 +37,7 @@ export const IdentityInput = builder.inputType('IdentityInput', {
 });
 
 export const ProfileRef = builder.objectRef<Profile>('Profile');
-export const EventRef = builder.objectRef<StoredEvent>('Event');
+const EventRef = builder.objectRef<StoredEvent>('Event');
 
 builder.node(EventRef, {
   description: 'An experience event: timestamp, type and its document.',
