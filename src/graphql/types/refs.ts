@@ -5,6 +5,7 @@ import type { Folder } from '../../domain/folders.js';
 import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
 import { MEMBERSHIP_STATUSES } from '../../domain/memberships.js';
 import { ORDER_DIRECTIONS } from '../../domain/paging.js';
+import type { Schedule } from '../../domain/schedules/schedule-store.js';
 import { builder } from '../builder.js';
 import { enumFromDomain } from '../enums.js';
 
@@ -12,6 +13,7 @@ import { enumFromDomain } from '../enums.js';
 export const AudienceRef = builder.objectRef<Audience>('Audience');
 export const SegmentDefinitionRef = builder.objectRef<SegmentDefinition>('SegmentDefinition');
 export const FolderRef = builder.objectRef<Folder>('Folder');
+export const ScheduleRef = builder.objectRef<Schedule>('Schedule');
 
 export const LifecycleStateEnum = enumFromDomain(
   'LifecycleState',
