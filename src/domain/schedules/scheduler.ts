@@ -164,8 +164,7 @@ export class Scheduler {
         .transaction((): [Schedule | undefined, ScheduleTick[]] => {
           const current = scheduleById(conn, id);
           const now = this.clock.now();
-          if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now)
-            return [current, []];
+          if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now) return [current, []];
           const recorded = this.account(current, now, missedReason);
           return [scheduleById(conn, id), recorded];
         })
