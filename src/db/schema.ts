@@ -7,6 +7,7 @@
 
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
 import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../domain/jobs/job-types.js';
+import { SCHEDULE_STATES, SCHEDULE_TYPES, TICK_OUTCOMES } from '../domain/schedules/schedule-vocabulary.js';
 
 export const sandboxes = sqliteTable('sandboxes', {
   id: integer('id').primaryKey({ autoIncrement: true }),
@@ -151,7 +152,73 @@ export const jobs = sqliteTable(
     finishedAt: integer('finished_at'),
     updatedAt: integer('updated_at').notNull(),
   },
-  (t) => [index('jobs_sandbox_kind').on(t.sandboxId, t.kind, t.id), index('jobs_status').on(t.status, t.id)],
+  (t) => [
+    index('jobs_sandbox_kind').on(t.sandboxId, t.kind, t.id),
+    index('jobs_status').on(t.status, t.id),
+    index('jobs_schedule').on(t.scheduleId, t.id),
+  ],
+);
+
+/** A cron-driven job: a segmentation or an export, run at each due time of its cron in its time zone. */
+export const schedules = sqliteTable(
+  'schedules',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sandboxId: integer('sandbox_id').notNull(),
+    name: text('name').notNull(),
+    /** lower-cased name: unique per sandbox, case-insensitively. */
+    nameKey: text('name_key').notNull(),
+    type: text('type', { enum: SCHEDULE_TYPES }).notNull(),
+    /** JSON: the type's properties as the client gave them. */
+    properties: text('properties', { mode: 'json' }).$type<unknown>().notNull(),
+    cron: text('cron').notNull(),
+    timezone: text('timezone').notNull(),
+    state: text('state', { enum: SCHEDULE_STATES }).notNull(),
+    /** The next due time not yet accounted for; null while INACTIVE or when the cron has no further time. */
+    nextRunAt: integer('next_run_at'),
+    /** When a run of it last started (by the cron or runSchedule). */
+    lastRunAt: integer('last_run_at'),
+    version: integer('version').notNull().default(1),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('schedules_sandbox_name').on(t.sandboxId, t.nameKey),
+    index('schedules_sandbox_id').on(t.sandboxId, t.id),
+  ],
+);
+
+/**
+ * Every due time of a schedule with what became of it. A run of MISSED due times too long to
+ * list one by one is one row covering `due_at`..`last_due_at` with its `count`.
+ */
+export const scheduleTicks = sqliteTable(
+  'schedule_ticks',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sandboxId: integer('sandbox_id').notNull(),
+    scheduleId: integer('schedule_id').notNull(),
+    dueAt: integer('due_at').notNull(),
+    lastDueAt: integer('last_due_at'),
+    count: integer('count').notNull().default(1),
+    outcome: text('outcome', { enum: TICK_OUTCOMES }).notNull(),
+    /** The run it started (STARTED), or the run still active (SKIPPED_OVERLAP). */
+    jobId: integer('job_id'),
+    reason: text('reason'),
+    recordedAt: integer('recorded_at').notNull(),
+  },
+  (t) => [index('schedule_ticks_schedule').on(t.scheduleId, t.id)],
+);
+
+/** The audiences a schedule names (directly, or through the definitions it names): deleting one is a CONFLICT. */
+export const scheduleAudiences = sqliteTable(
+  'schedule_audiences',
+  {
+    scheduleId: integer('schedule_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    sandboxId: integer('sandbox_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.scheduleId, t.audienceId] }), index('schedule_audiences_audience').on(t.audienceId)],
 );
 
 export const folders = sqliteTable(

@@ -11,10 +11,14 @@ import { type IngestCounter, IngestService } from './ingest.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
 import { QueryPool } from './queries/query-pool.js';
+import type { Clock } from './schedules/clock.js';
+import { Scheduler } from './schedules/scheduler.js';
 import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
 import './previews/previews.js';
 import './segment-jobs/segment-job.js';
+// Schedule types register themselves the same way.
+import './schedules/batch-segmentation.js';
 
 /** The process-wide services every domain operation may need. */
 export interface App {
@@ -32,6 +36,8 @@ export interface App {
   streaming: StreamingSegmentation;
   /** Profile and event ingestion, with its streaming step and counters. */
   ingest: IngestService;
+  /** Cron-driven runs: the schedules' timers and their mutations. */
+  schedules: Scheduler;
 }
 
 interface AppOptions {
@@ -40,9 +46,11 @@ interface AppOptions {
   log: Logger;
   dataDir: string;
   ingestCounter?: IngestCounter;
+  /** The scheduler's clock (default: the system clock); tests move one by hand. */
+  clock?: Clock;
 }
 
-/** Builds the services and starts the background ones (job runner, streaming sweep). */
+/** Builds the services and starts the background ones (job runner, streaming sweep, scheduler). */
 export function createApp(options: AppOptions): App {
   const { conn, limits, log, dataDir } = options;
   const bus = new EventBus();
@@ -53,14 +61,24 @@ export function createApp(options: AppOptions): App {
   const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
   const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest };
   const jobs = new JobRunner({ conn, bus, log, limits, lanes: workers, dataDir });
-  const app: App = { ...services, jobs };
+  const schedules = new Scheduler({
+    conn,
+    bus,
+    log: log.child({ component: 'scheduler' }),
+    jobs,
+    clock: options.clock,
+  });
+  const app: App = { ...services, jobs, schedules };
   jobs.start();
   streaming.start();
+  // After the runner has re-queued what a crash left running, so those count as active runs.
+  schedules.start();
   return app;
 }
 
 /** Stops the background services and the worker threads (the connection is the caller's). */
 export async function closeApp(app: App): Promise<void> {
+  app.schedules.stop();
   app.streaming.stop();
   await app.jobs.stop();
   await app.workers.close();

@@ -7,6 +7,7 @@ import { encodeGlobalId } from './ids.js';
 import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
 import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
 import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { assertNoScheduleNames } from './schedules/schedule-references.js';
 
 export const AUDIENCE_ORIGINS = ['SEGMENTATION_SERVICE', 'CUSTOM_UPLOAD', 'MANUAL'] as const;
 export type AudienceOrigin = (typeof AUDIENCE_ORIGINS)[number];
@@ -279,12 +280,16 @@ function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: num
     .run();
 }
 
-/** Deletes an audience; one made by a definition goes together with its definition (CONFLICT while others use it). */
+/**
+ * Deletes an audience; one made by a definition goes together with its definition (CONFLICT
+ * while other definitions or a schedule use it).
+ */
 export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
   return conn.sqlite
     .transaction(() => {
       const audience = requireAudience(conn, sandboxId, id);
       assertNoDependents(conn, sandboxId, audience);
+      assertNoScheduleNames(conn, sandboxId, audience.id, `Audience "${audience.name}"`);
       if (audience.definitionId != null) {
         conn.db
           .delete(definitionDependencies)

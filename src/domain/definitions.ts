@@ -16,6 +16,7 @@ import { type CheckedInput, checkExpression, type ExpressionInput, type PqlForma
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
 import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { assertNoScheduleNames } from './schedules/schedule-references.js';
 
 export interface EvaluationInfo {
   batch: boolean;
@@ -329,11 +330,13 @@ export function updateSegmentDefinition(
     .immediate();
 }
 
-/** Deletes a definition with its audience and memberships; CONFLICT while other definitions use the audience. */
+/** Deletes a definition with its audience and memberships; CONFLICT while other definitions or a schedule use it. */
 export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): number {
   return conn.sqlite
     .transaction(() => {
-      deleteAudience(conn, sandboxId, requireDefinition(conn, sandboxId, id).audienceId);
+      const definition = requireDefinition(conn, sandboxId, id);
+      assertNoScheduleNames(conn, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
+      deleteAudience(conn, sandboxId, definition.audienceId);
       return id;
     })
     .immediate();

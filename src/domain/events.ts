@@ -72,4 +72,5 @@ export const topics = {
   sandboxJobs: (sandboxId: number) => `jobs:${sandboxId}`,
   memberships: (sandboxId: number) => `memberships:${sandboxId}`,
   search: (sandboxId: number) => `search:${sandboxId}`,
+  scheduleTicks: (sandboxId: number) => `schedule-ticks:${sandboxId}`,
 };

@@ -11,6 +11,8 @@ import { jobsByIds } from '../domain/jobs/job-store.js';
 import { type Membership, membershipsOfProfiles } from '../domain/memberships.js';
 import { type Identity, identitiesOf, type Profile, profilesByIds } from '../domain/profiles.js';
 import type { Sandbox } from '../domain/sandboxes.js';
+import { audienceFreshness, type Freshness } from '../domain/schedules/freshness.js';
+import { type Schedule, schedulesByIds } from '../domain/schedules/schedule-store.js';
 import type { SegmentJob } from '../domain/segment-jobs/segment-job.js';
 import type { Metrics } from '../metrics.js';
 
@@ -55,6 +57,12 @@ export function createLoaders(conn: Connection, sandboxId: number) {
     dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
     segmentJob: batched<SegmentJob | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
     memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
+    schedule: batched<Schedule | undefined>((ids) => schedulesByIds(conn, sandboxId, ids), undefined),
+    /** Which schedule keeps an audience fresh, and whether its last run went wrong. */
+    freshness: batched<Freshness>((ids) => audienceFreshness(conn, sandboxId, ids), {
+      scheduleId: null,
+      stale: null,
+    }),
     /** The sandbox's folder tree, read once per request (folders are a small taxonomy). */
     folders: () => {
       folders ??= allFolders(conn, sandboxId);

@@ -83,8 +83,11 @@ describe('query cost', () => {
       'Query.audiences',
       'Query.profiles',
       'Query.profilesMatching',
+      'Query.schedules',
       'Query.segmentDefinitions',
       'Query.segmentJobs',
+      'Schedule.runs',
+      'Schedule.ticks',
     ]);
   });
 

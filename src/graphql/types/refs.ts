@@ -6,6 +6,7 @@ import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
 import { MEMBERSHIP_STATUSES } from '../../domain/membership-statuses.js';
 import type { Membership } from '../../domain/memberships.js';
 import { ORDER_DIRECTIONS } from '../../domain/paging.js';
+import type { Schedule } from '../../domain/schedules/schedule-store.js';
 import { builder, type SchemaTypes } from '../builder.js';
 import { enumFromDomain } from '../enums.js';
 
@@ -13,6 +14,7 @@ import { enumFromDomain } from '../enums.js';
 export const AudienceRef = builder.objectRef<Audience>('Audience');
 export const SegmentDefinitionRef = builder.objectRef<SegmentDefinition>('SegmentDefinition');
 export const FolderRef = builder.objectRef<Folder>('Folder');
+export const ScheduleRef = builder.objectRef<Schedule>('Schedule');
 
 export const LifecycleStateEnum = enumFromDomain(
   'LifecycleState',

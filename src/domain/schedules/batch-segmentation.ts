@@ -1,0 +1,55 @@
+import type { Connection } from '../../db/index.js';
+import { definitionsByIds } from '../definitions.js';
+import { badInput, notFound } from '../errors.js';
+import { internalId } from '../ids.js';
+import { createSegmentJob } from '../segment-jobs/segment-job.js';
+import { registerScheduleType } from './schedule-types.js';
+
+const FIELD = 'input.properties.segments';
+const SHAPE = 'BATCH_SEGMENTATION properties are { "segments": ["*"] } or { "segments": [<segment definition ids>] }';
+
+/** The definitions a BATCH_SEGMENTATION schedule evaluates: all batch-enabled ones, or these ids. */
+type Segments = { all: true } | { all: false; definitionIds: number[] };
+
+function readSegments(conn: Connection, sandboxId: number, properties: unknown): Segments {
+  if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) throw badInput(SHAPE, FIELD);
+  const extra = Object.keys(properties).filter((k) => k !== 'segments');
+  if (extra.length > 0) throw badInput(`${SHAPE}; unknown ${extra.map((k) => `"${k}"`).join(', ')}`, FIELD);
+  const segments = (properties as { segments?: unknown }).segments;
+  if (!Array.isArray(segments) || segments.length === 0 || !segments.every((s) => typeof s === 'string')) {
+    throw badInput(SHAPE, FIELD);
+  }
+  if (segments.includes('*')) {
+    if (segments.length > 1) throw badInput('"*" already means every definition; give it alone', FIELD);
+    return { all: true };
+  }
+  const ids = segments.map((gid: string, i) => {
+    const id = internalId(gid, 'SegmentDefinition');
+    if (id === undefined) throw notFound(`No SegmentDefinition with id "${gid}" in this sandbox (${FIELD}[${i}])`, gid);
+    return id;
+  });
+  const found = definitionsByIds(conn, sandboxId, ids);
+  segments.forEach((gid: string, i) => {
+    if (!found.has(ids[i]!))
+      throw notFound(`No SegmentDefinition with id "${gid}" in this sandbox (${FIELD}[${i}])`, gid);
+  });
+  return { all: false, definitionIds: [...new Set(ids)] };
+}
+
+registerScheduleType('BATCH_SEGMENTATION', {
+  validate(conn, sandboxId, properties) {
+    const segments = readSegments(conn, sandboxId, properties);
+    if (segments.all) return { audienceIds: [] };
+    const found = definitionsByIds(conn, sandboxId, segments.definitionIds);
+    return { audienceIds: [...found.values()].map((d) => d.audienceId) };
+  },
+  start(app, sandboxId, properties, options) {
+    const segments = readSegments(app.conn, sandboxId, properties);
+    return createSegmentJob(
+      app,
+      sandboxId,
+      segments.all ? { all: true } : { definitionIds: segments.definitionIds },
+      options,
+    );
+  },
+});

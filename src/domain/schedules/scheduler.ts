@@ -1,0 +1,230 @@
+import { and, desc, eq, inArray } from 'drizzle-orm';
+import type { Logger } from 'pino';
+import type { Connection } from '../../db/index.js';
+import { jobs } from '../../db/schema.js';
+import { conflict } from '../errors.js';
+import { type EventBus, topics } from '../events.js';
+import { encodeGlobalId } from '../ids.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import type { Job } from '../jobs/job-store.js';
+import { isTerminal, JOB_STATUSES, type JobStatus } from '../jobs/job-types.js';
+import { type Clock, systemClock } from './clock.js';
+import { type CronSchedule, parseCron } from './cron.js';
+import { dueTimes } from './due-times.js';
+import {
+  activeSchedules,
+  applyScheduleChanges,
+  insertSchedule,
+  type NewSchedule,
+  removeSchedule,
+  requireSchedule,
+  type Schedule,
+  type ScheduleChanges,
+  scheduleById,
+  setScheduleTimes,
+} from './schedule-store.js';
+import { insertTick, type NewTick, type ScheduleTick } from './schedule-ticks.js';
+import { scheduleType } from './schedule-types.js';
+
+export interface SchedulerServices {
+  conn: Connection;
+  bus: EventBus;
+  log: Logger;
+  jobs: JobRunner;
+  /** Default: the system clock. */
+  clock?: Clock;
+}
+
+/** Why due times passed without a run. */
+const MISSED_WHILE_DOWN = 'the server was not running at this time';
+const MISSED_WHILE_LATE = 'the scheduler was late (the server was busy) and runs a schedule once to catch up';
+
+/** A run of the schedule still QUEUED, PROCESSING or CANCELLING, if any. */
+function activeRun(conn: Connection, scheduleId: number): { id: number; status: JobStatus } | undefined {
+  const live = JOB_STATUSES.filter((s) => !isTerminal(s));
+  return conn.db
+    .select({ id: jobs.id, status: jobs.status })
+    .from(jobs)
+    .where(and(eq(jobs.scheduleId, scheduleId), inArray(jobs.status, live)))
+    .orderBy(desc(jobs.id))
+    .limit(1)
+    .get();
+}
+
+/**
+ * Runs schedules at their due times with one exact timer per ACTIVE schedule (no polling), and
+ * accounts for every due time: STARTED (a job linked to the schedule), SKIPPED_OVERLAP (its
+ * previous run is still active: a schedule never runs twice at once), MISSED (the server was
+ * down or late: of the due times that passed, only the latest runs), FAILED_TO_START. Each
+ * tick is published on `topics.scheduleTicks`. The schedule mutations go through here too, so
+ * a change re-arms its timer without the caller having to remember.
+ */
+export class Scheduler {
+  private readonly timers = new Map<number, () => void>();
+  private running = false;
+  readonly clock: Clock;
+
+  constructor(private readonly services: SchedulerServices) {
+    this.clock = services.clock ?? systemClock;
+  }
+
+  /** Catches up on the due times that passed while the server was down, then arms every ACTIVE schedule. */
+  start(): void {
+    this.running = true;
+    for (const schedule of activeSchedules(this.services.conn)) this.fire(schedule.id, MISSED_WHILE_DOWN);
+  }
+
+  stop(): void {
+    this.running = false;
+    for (const cancel of this.timers.values()) cancel();
+    this.timers.clear();
+  }
+
+  create(sandboxId: number, input: NewSchedule): Schedule {
+    const { conn } = this.services;
+    const schedule = conn.sqlite
+      .transaction(() => insertSchedule(conn, sandboxId, input, this.clock.now()))
+      .immediate();
+    this.arm(schedule);
+    return schedule;
+  }
+
+  update(sandboxId: number, id: number, changes: ScheduleChanges, expectedVersion?: number | null): Schedule {
+    const { conn } = this.services;
+    const schedule = conn.sqlite
+      .transaction(() => applyScheduleChanges(conn, sandboxId, id, changes, expectedVersion, this.clock.now()))
+      .immediate();
+    this.arm(schedule);
+    return schedule;
+  }
+
+  /** Deletes a schedule; a run of it already queued or running goes on. */
+  delete(sandboxId: number, id: number): number {
+    const { conn } = this.services;
+    conn.sqlite.transaction(() => removeSchedule(conn, sandboxId, id)).immediate();
+    this.disarm(id);
+    return id;
+  }
+
+  /** Starts a run now, outside the cron; CONFLICT while a run of it is still active. */
+  runNow(sandboxId: number, id: number): Job {
+    const { conn } = this.services;
+    return conn.sqlite
+      .transaction(() => {
+        const schedule = requireSchedule(conn, sandboxId, id);
+        const active = activeRun(conn, id);
+        if (active) {
+          throw conflict(
+            `Schedule "${schedule.name}" has a run still ${active.status} (${encodeGlobalId('Job', active.id)}); a schedule never runs twice at once`,
+            { jobStatus: active.status },
+          );
+        }
+        const job = this.startRun(schedule);
+        setScheduleTimes(conn, id, { lastRunAt: this.clock.now() });
+        return job;
+      })
+      .immediate();
+  }
+
+  /** The next `count` due times of a schedule after now (its cron, whatever its state). */
+  upcoming(schedule: Schedule, count: number): number[] {
+    return parseCron(schedule.cron, schedule.timezone).upcoming(count, this.clock.now());
+  }
+
+  private startRun(schedule: Schedule): Job {
+    return scheduleType(schedule.type).start(this.services, schedule.sandboxId, schedule.properties, {
+      trigger: 'SCHEDULE',
+      scheduleId: schedule.id,
+    });
+  }
+
+  private disarm(id: number): void {
+    this.timers.get(id)?.();
+    this.timers.delete(id);
+  }
+
+  private arm(schedule: Schedule): void {
+    this.disarm(schedule.id);
+    if (!this.running || schedule.state !== 'ACTIVE' || schedule.nextRunAt == null) return;
+    this.timers.set(
+      schedule.id,
+      this.clock.at(schedule.nextRunAt, () => this.fire(schedule.id, MISSED_WHILE_LATE)),
+    );
+  }
+
+  /** Accounts for the due times of a schedule that have come, then arms it for the next one. */
+  private fire(id: number, missedReason: string): void {
+    this.timers.delete(id);
+    if (!this.running) return;
+    const { conn, log, bus } = this.services;
+    let ticks: ScheduleTick[] = [];
+    let schedule: Schedule | undefined;
+    try {
+      [schedule, ticks] = conn.sqlite
+        .transaction((): [Schedule | undefined, ScheduleTick[]] => {
+          const current = scheduleById(conn, id);
+          const now = this.clock.now();
+          if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now) return [current, []];
+          const recorded = this.account(current, now, missedReason);
+          return [scheduleById(conn, id), recorded];
+        })
+        .immediate();
+    } catch (err) {
+      // The database refused (busy, full): try again in a second rather than lose the schedule.
+      log.error({ err, scheduleId: id }, 'schedule tick could not be recorded; retrying');
+      this.timers.set(
+        id,
+        this.clock.at(this.clock.now() + 1000, () => this.fire(id, missedReason)),
+      );
+      return;
+    }
+    for (const tick of ticks) bus.publish(topics.scheduleTicks(tick.sandboxId), tick);
+    if (schedule) this.arm(schedule);
+  }
+
+  /**
+   * Records every due time from the schedule's next one up to `now` (inside the caller's
+   * transaction): the latest runs, the ones before it are MISSED. Returns the ticks recorded.
+   */
+  private account(schedule: Schedule, now: number, missedReason: string): ScheduleTick[] {
+    const { conn } = this.services;
+    const cron: CronSchedule = parseCron(schedule.cron, schedule.timezone);
+    const due = dueTimes(cron, schedule.nextRunAt!, now);
+    const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now };
+    const ticks: ScheduleTick[] = [];
+    for (const dueAt of due.listed)
+      ticks.push(insertTick(conn, { ...base, dueAt, outcome: 'MISSED', reason: missedReason }));
+    if (due.rest) {
+      const { first, last, count, exact } = due.rest;
+      const reason = exact ? missedReason : `${missedReason}; counting stopped after ${count} due times`;
+      ticks.push(insertTick(conn, { ...base, dueAt: first, lastDueAt: last, count, outcome: 'MISSED', reason }));
+    }
+    if (due.latest != null) ticks.push(insertTick(conn, this.runDue(schedule, due.latest, now)));
+    setScheduleTimes(conn, schedule.id, { nextRunAt: cron.next(now) });
+    return ticks;
+  }
+
+  /** The outcome of the one due time that runs. */
+  private runDue(schedule: Schedule, dueAt: number, now: number): NewTick {
+    const { conn, log } = this.services;
+    const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now, dueAt };
+    const active = activeRun(conn, schedule.id);
+    if (active) {
+      return {
+        ...base,
+        outcome: 'SKIPPED_OVERLAP',
+        jobId: active.id,
+        reason: `the previous run was still ${active.status}`,
+      };
+    }
+    try {
+      // A savepoint: a start that fails leaves nothing of itself, and the tick is still recorded.
+      const job = conn.sqlite.transaction(() => this.startRun(schedule))();
+      setScheduleTimes(conn, schedule.id, { lastRunAt: now });
+      return { ...base, outcome: 'STARTED', jobId: job.id };
+    } catch (err) {
+      log.warn({ err, scheduleId: schedule.id }, 'scheduled run failed to start');
+      return { ...base, outcome: 'FAILED_TO_START', reason: err instanceof Error ? err.message : String(err) };
+    }
+  }
+}

@@ -1,0 +1,354 @@
+import { describe, expect, it } from 'vitest';
+import { createManualAudience, deleteAudience } from '../../../src/domain/audiences.js';
+import { deleteSegmentDefinition } from '../../../src/domain/definitions.js';
+import { DomainError } from '../../../src/domain/errors.js';
+import { encodeGlobalId } from '../../../src/domain/ids.js';
+import { jobById } from '../../../src/domain/jobs/job-store.js';
+import { audienceFreshness } from '../../../src/domain/schedules/freshness.js';
+import type { ScheduleTick } from '../../../src/domain/schedules/schedule-ticks.js';
+import { scheduleHarness } from './harness.js';
+
+const MINUTE = 60_000;
+const ALL = { segments: ['*'] };
+
+function domainError(fn: () => unknown): DomainError {
+  try {
+    fn();
+  } catch (err) {
+    if (err instanceof DomainError) return err;
+    throw err;
+  }
+  throw new Error('expected a DomainError');
+}
+
+describe('the scheduler, on a clock moved by hand', () => {
+  it('runs an every-minute schedule exactly N times over N minutes, each run a job linked to it', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'minutely',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    expect(new Date(s.nextRunAt!).toISOString()).toBe('2026-11-28T12:01:00.000Z');
+    for (let i = 0; i < 7; i++) {
+      h.clock.advance(MINUTE);
+      h.finishRuns(s.id);
+    }
+    const ticks = h.ticks(s.id);
+    expect(ticks).toHaveLength(7);
+    expect(ticks.every(([, outcome]) => outcome === 'STARTED')).toBe(true);
+    expect(ticks.map(([due]) => due.slice(11, 16))).toEqual([
+      '12:01',
+      '12:02',
+      '12:03',
+      '12:04',
+      '12:05',
+      '12:06',
+      '12:07',
+    ]);
+    const runs = h.runs(s.id);
+    expect(runs).toHaveLength(7);
+    expect(runs.every((j) => j.kind === 'SEGMENT' && j.trigger === 'SCHEDULE' && j.scheduleId === s.id)).toBe(true);
+    expect(runs[0]!.input).toMatchObject({ all: true });
+    // One exact timer, not polling: only the next due time is waiting.
+    expect(h.clock.pending).toBe(1);
+  });
+
+  it('publishes every tick as it is accounted for', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    h.clock.advance(2 * MINUTE);
+    const first = await events.next();
+    const second = await events.next();
+    events.close();
+    expect([first.value.outcome, second.value.outcome]).toEqual(['STARTED', 'SKIPPED_OVERLAP']);
+    expect(first.value.scheduleId).toBe(s.id);
+    expect(second.value.jobId).toBe(first.value.jobId);
+  });
+
+  it('skips a tick while the previous run is still active (never two runs at once)', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    h.clock.advance(3 * MINUTE);
+    expect(h.ticks(s.id).map(([, o]) => o)).toEqual(['STARTED', 'SKIPPED_OVERLAP', 'SKIPPED_OVERLAP']);
+    expect(h.runs(s.id)).toHaveLength(1);
+    h.finishRuns(s.id);
+    h.clock.advance(MINUTE);
+    expect(
+      h
+        .ticks(s.id)
+        .map(([, o]) => o)
+        .at(-1),
+    ).toBe('STARTED');
+    expect(h.runs(s.id)).toHaveLength(2);
+  });
+
+  it('after a restart with 10 due times missed, runs once and records the other 9 as MISSED', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    h.restartAfter(10 * MINUTE);
+    const ticks = h.ticks(s.id);
+    expect(ticks.filter(([, o]) => o === 'MISSED')).toHaveLength(9);
+    expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
+      ...['01', '02', '03', '04', '05', '06', '07', '08', '09'].map((m) => `12:${m} MISSED`),
+      '12:10 STARTED',
+    ]);
+    expect(h.runs(s.id)).toHaveLength(1);
+    h.finishRuns(s.id);
+    h.clock.advance(MINUTE);
+    expect(h.ticks(s.id).at(-1)).toEqual(['2026-11-28T12:11:00.000Z', 'STARTED', 1]);
+  });
+
+  it('records a long outage of an every-second schedule as 1000 listed MISSED ticks and one counted entry', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:00.500Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 's',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * * *',
+    });
+    h.restartAfter(3600_000);
+    const ticks = h.ticks(s.id);
+    expect(ticks).toHaveLength(1002);
+    const counted = ticks[1000]!;
+    expect(counted[1]).toBe('MISSED');
+    expect(ticks.reduce((n, [, , count]) => n + count, 0)).toBe(3600);
+    expect(ticks.at(-1)).toEqual(['2026-11-28T13:00:00.000Z', 'STARTED', 1]);
+  });
+
+  it('does not count due times while INACTIVE, and counts again from reactivation', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+      state: 'INACTIVE',
+    });
+    expect(s.nextRunAt).toBeNull();
+    h.clock.advance(5 * MINUTE);
+    expect(h.ticks(s.id)).toEqual([]);
+    const active = h.scheduler.update(h.sandboxId, s.id, { state: 'ACTIVE' }, s.version);
+    expect(new Date(active.nextRunAt!).toISOString()).toBe('2026-11-28T12:06:00.000Z');
+    h.clock.advance(MINUTE);
+    expect(h.ticks(s.id)).toEqual([['2026-11-28T12:06:00.000Z', 'STARTED', 1]]);
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { name: 'x' }, 1)).code).toBe('CONFLICT');
+  });
+
+  it('runs now outside the cron, and refuses a second run while one is active', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '0 0 * * *',
+    });
+    const job = h.scheduler.runNow(h.sandboxId, s.id);
+    expect(job).toMatchObject({ kind: 'SEGMENT', trigger: 'SCHEDULE', scheduleId: s.id, status: 'QUEUED' });
+    const again = domainError(() => h.scheduler.runNow(h.sandboxId, s.id));
+    expect(again.code).toBe('CONFLICT');
+    expect(again.message).toContain('still QUEUED');
+    expect(h.ticks(s.id)).toEqual([]);
+  });
+
+  it('deleting a schedule cancels nothing already running and stops its timer', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    h.clock.advance(MINUTE);
+    const [run] = h.runs(s.id);
+    h.scheduler.delete(h.sandboxId, s.id);
+    expect(h.clock.pending).toBe(0);
+    expect(jobById(h.conn, run!.id)).toMatchObject({ status: 'QUEUED', scheduleId: s.id });
+    h.clock.advance(5 * MINUTE);
+    expect(h.runs(s.id)).toHaveLength(1);
+  });
+});
+
+describe('daylight saving time', () => {
+  const dueTimes = async (start: string, cron: string, timezone: string, days: number) => {
+    const h = await scheduleHarness(start);
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'd',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron,
+      timezone,
+    });
+    for (let i = 0; i < days * 24; i++) {
+      h.clock.advance(60 * MINUTE);
+      h.finishRuns(s.id);
+    }
+    expect(h.ticks(s.id).every(([, o]) => o === 'STARTED')).toBe(true);
+    return h.ticks(s.id).map(([due]) => due);
+  };
+
+  it('Europe/Stockholm spring forward: a 02:30 run the gap skips runs once, at 03:00 CEST', async () => {
+    expect(await dueTimes('2026-03-27T12:00:00Z', '30 2 * * *', 'Europe/Stockholm', 3)).toEqual([
+      '2026-03-28T01:30:00.000Z', // 02:30 CET
+      '2026-03-29T01:00:00.000Z', // 03:00 CEST, the first valid instant after the gap
+      '2026-03-30T00:30:00.000Z', // 02:30 CEST
+    ]);
+  });
+
+  it('Europe/Stockholm fall back: a 02:30 run that occurs twice runs once', async () => {
+    expect(await dueTimes('2026-10-23T12:00:00Z', '30 2 * * *', 'Europe/Stockholm', 3)).toEqual([
+      '2026-10-24T00:30:00.000Z',
+      '2026-10-25T00:30:00.000Z', // the first 02:30 (CEST) only
+      '2026-10-26T01:30:00.000Z',
+    ]);
+  });
+
+  it('America/New_York spring forward and fall back', async () => {
+    expect(await dueTimes('2026-03-07T00:00:00Z', '30 2 * * *', 'America/New_York', 2)).toEqual([
+      '2026-03-07T07:30:00.000Z',
+      '2026-03-08T07:00:00.000Z', // 03:00 EDT
+    ]);
+    expect(await dueTimes('2026-10-31T00:00:00Z', '30 1 * * *', 'America/New_York', 2)).toEqual([
+      '2026-10-31T05:30:00.000Z',
+      '2026-11-01T05:30:00.000Z', // the first 01:30 (EDT) only
+    ]);
+  });
+});
+
+describe('cron forms and bad input', () => {
+  const next = async (cron: string, count = 3) => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const s = h.scheduler.create(h.sandboxId, { name: 'q', type: 'BATCH_SEGMENTATION', properties: ALL, cron });
+    return h.scheduler.upcoming(s, count).map((t) => new Date(t).toISOString());
+  };
+
+  it('reads Quartz forms: seconds, ?, #, L, W, a year, and 1 = SUN day numbers', async () => {
+    expect(await next('0 15 10 ? * 6#3')).toEqual([
+      '2026-01-16T10:15:00.000Z', // third Friday (Quartz 6 = FRI)
+      '2026-02-20T10:15:00.000Z',
+      '2026-03-20T10:15:00.000Z',
+    ]);
+    expect(await next('0 0 12 L * ?', 2)).toEqual(['2026-01-31T12:00:00.000Z', '2026-02-28T12:00:00.000Z']);
+    expect(await next('0 0 9 15W * ?', 2)).toEqual(['2026-01-15T09:00:00.000Z', '2026-02-16T09:00:00.000Z']);
+    expect(await next('0 0 12 LW * ? 2027', 1)).toEqual(['2027-01-29T12:00:00.000Z']);
+    expect(await next('30 0 8 ? * 2', 1)).toEqual(['2026-01-05T08:00:30.000Z']); // Monday
+    expect(await next('0 8 * * 1', 1)).toEqual(['2026-01-05T08:00:00.000Z']); // 5 fields: 1 = Monday
+  });
+
+  it.each([
+    ['61 * * * *', 'input.cron', 'Invalid value for minute: 61'],
+    ['* * *', 'input.cron', 'has 3 fields'],
+    ['every day', 'input.cron', 'has 2 fields'],
+    ['*/0 * * * *', 'input.cron', 'illegal stepping'],
+    ['0 0 12 ? * 6#9', 'input.cron', 'is not a valid cron expression'],
+  ])('refuses the cron "%s" as BAD_USER_INPUT naming the problem', async (cron, field, reason) => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const err = domainError(() =>
+      h.scheduler.create(h.sandboxId, { name: 'bad', type: 'BATCH_SEGMENTATION', properties: ALL, cron }),
+    );
+    expect(err.code).toBe('BAD_USER_INPUT');
+    expect(err.extensions.field).toBe(field);
+    expect(err.message).toContain(reason);
+  });
+
+  it.each(['Mars/Olympus_Mons', '+01:00', ''])('refuses the time zone "%s"', async (timezone) => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const err = domainError(() =>
+      h.scheduler.create(h.sandboxId, {
+        name: 'bad',
+        type: 'BATCH_SEGMENTATION',
+        properties: ALL,
+        cron: '* * * * *',
+        timezone,
+      }),
+    );
+    expect(err).toMatchObject({ code: 'BAD_USER_INPUT', extensions: { field: 'input.timezone' } });
+    expect(err.message).toContain('is not an IANA time zone');
+  });
+
+  it('refuses EXPORT schedules while export jobs are not available', async () => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const err = domainError(() =>
+      h.scheduler.create(h.sandboxId, { name: 'x', type: 'EXPORT', properties: {}, cron: '* * * * *' }),
+    );
+    expect(err).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: 'no EXPORT schedules: export jobs are not available',
+    });
+  });
+
+  it('checks BATCH_SEGMENTATION properties as a segment job would', async () => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const create = (properties: unknown) => () =>
+      h.scheduler.create(h.sandboxId, { name: 'p', type: 'BATCH_SEGMENTATION', properties, cron: '* * * * *' });
+    expect(domainError(create({ segments: [] })).code).toBe('BAD_USER_INPUT');
+    expect(domainError(create({ segments: ['*', 'x'] })).code).toBe('BAD_USER_INPUT');
+    expect(domainError(create({ segmnts: ['*'] })).message).toContain('unknown "segmnts"');
+    expect(domainError(create({ segments: [encodeGlobalId('SegmentDefinition', 99)] })).code).toBe('NOT_FOUND');
+  });
+});
+
+describe('references and freshness', () => {
+  it('refuses to delete a definition or audience a schedule names, naming the schedule', async () => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const def = h.definition('vip');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'nightly vip',
+      type: 'BATCH_SEGMENTATION',
+      properties: { segments: [encodeGlobalId('SegmentDefinition', def.id)] },
+      cron: '0 3 * * *',
+    });
+    const byDefinition = domainError(() => deleteSegmentDefinition(h.conn, h.sandboxId, def.id));
+    expect(byDefinition.code).toBe('CONFLICT');
+    expect(byDefinition.message).toBe(
+      'Segment definition "vip" is named by schedule "nightly vip"; change or delete the schedule first',
+    );
+    expect(byDefinition.extensions.schedules).toEqual([{ id: encodeGlobalId('Schedule', s.id), name: 'nightly vip' }]);
+    const byAudience = domainError(() => deleteAudience(h.conn, h.sandboxId, def.audienceId));
+    expect(byAudience).toMatchObject({ code: 'CONFLICT' });
+    expect(byAudience.message).toContain('schedule "nightly vip"');
+    // Pointing the schedule elsewhere releases it.
+    h.scheduler.update(h.sandboxId, s.id, { properties: ALL });
+    expect(deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
+  });
+
+  it('names the schedule that keeps an audience fresh and says when its last run went wrong', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const def = h.definition('vip');
+    const manual = createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'all',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    const fresh = () => audienceFreshness(h.conn, h.sandboxId, [def.audienceId, manual.id]);
+    expect(fresh().get(def.audienceId)).toEqual({ scheduleId: s.id, stale: false });
+    expect(fresh().get(manual.id)).toEqual({ scheduleId: null, stale: null });
+    h.clock.advance(MINUTE);
+    h.finishRuns(s.id, 'FAILED');
+    expect(fresh().get(def.audienceId)?.stale).toBe(true);
+    h.clock.advance(MINUTE);
+    h.finishRuns(s.id, 'SUCCEEDED');
+    expect(fresh().get(def.audienceId)?.stale).toBe(false);
+    h.scheduler.update(h.sandboxId, s.id, { state: 'INACTIVE' });
+    expect(fresh().get(def.audienceId)).toEqual({ scheduleId: null, stale: null });
+  });
+});
