@@ -12,6 +12,7 @@ import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
 import { previewJobHandler } from './previews/previews.js';
 import { QueryPool } from './queries/query-pool.js';
+import { SearchWatcher } from './search/live-search.js';
 import { segmentJobHandler } from './segment-jobs/segment-job.js';
 import { StreamingSegmentation } from './streaming.js';
 
@@ -31,6 +32,8 @@ export interface App {
   streaming: StreamingSegmentation;
   /** Profile and event ingestion, with its streaming step and counters. */
   ingest: IngestService;
+  /** Notices search index commits while live searches are open (searchResults). */
+  search: SearchWatcher;
 }
 
 export interface AppOptions {
@@ -50,7 +53,8 @@ export function createApp(options: AppOptions): App {
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
   const streaming = new StreamingSegmentation({ conn, bus, log, sweepMs: limits.streamingSweepMs });
   const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
-  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest };
+  const search = new SearchWatcher(conn, bus);
+  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest, search };
   const jobs = new JobRunner(services);
   const app: App = { ...services, jobs };
   jobs.register(segmentJobHandler);
@@ -63,6 +67,7 @@ export function createApp(options: AppOptions): App {
 /** Stops the background services and the worker threads (the connection is the caller's). */
 export async function closeApp(app: App): Promise<void> {
   app.streaming.stop();
+  app.search.stop();
   await app.jobs.stop();
   await app.workers.close();
   await app.queries.close();
