@@ -186,6 +186,11 @@ builder.subscriptionField('searchResults', (t) =>
         first: args.first ?? 20,
         signal: ctx.signal,
       }),
-    resolve: (event) => event,
+    // The subscription's loaders live as long as it does: each event must show the entities as they are now.
+    resolve: (event, _a, ctx) => {
+      ctx.loaders.audience.clearAll();
+      ctx.loaders.definition.clearAll();
+      return event;
+    },
   }),
 );
