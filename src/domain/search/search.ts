@@ -8,7 +8,7 @@ import type { Connection } from '../../db/index.js';
 import { badInput, notFound } from '../errors.js';
 import { allFolders, type Folder } from '../folders.js';
 import { decodeGlobalId, encodeGlobalId } from '../ids.js';
-import { decodeCursor, encodeCursor } from '../paging.js';
+import { decodeCursor, encodeCursor, MAX_PAGE_SIZE } from '../paging.js';
 import { type SchemaField, schemaFieldsOf } from '../profile-schema.js';
 import { toFtsMatch } from './fts-match.js';
 import { parseSearchQuery, SEARCH_FIELDS, type SearchField } from './query.js';
@@ -36,7 +36,8 @@ export interface SearchHit {
   content: string;
 }
 
-export const SEARCH_MAX_PAGE = 100;
+// The widest page every connection allows (the cost model counts search pages like the others).
+export const SEARCH_MAX_PAGE = MAX_PAGE_SIZE;
 const MARK_OPEN = '\u0001';
 const MARK_CLOSE = '\u0002';
 // bm25 weights in column order: name, description, gid, external_id, labels, folder, namespace, expression, path, type.
