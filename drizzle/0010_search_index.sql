@@ -2,7 +2,8 @@
 -- audiences, segment definitions and schema fields. Triggers on the source tables rewrite a row's
 -- search document in the same transaction as the change, whatever code path makes it, so a
 -- mutation's result is searchable when it returns and a deleted entity leaves the index with it.
--- segql_global_id() is registered on every connection by src/db/index.ts.
+-- segql_global_id() is registered on every connection by src/db/index.ts. No OR IGNORE inside: an
+-- upsert's conflict policy would override it (schema_fields is written by INSERT … ON CONFLICT).
 CREATE VIRTUAL TABLE `search_index` USING fts5(
   name, description, gid, external_id, labels, folder, namespace, expression, path, type,
   content = 'search_documents', content_rowid = 'id',
@@ -37,18 +38,18 @@ CREATE VIEW `search_field_documents` AS
   FROM schema_fields;--> statement-breakpoint
 CREATE TRIGGER `search_documents_insert` AFTER INSERT ON `search_documents` BEGIN
   INSERT INTO search_index (rowid, name, description, gid, external_id, labels, folder, namespace, expression, path, type) VALUES (new.id, new.name, new.description, new.gid, new.external_id, new.labels, new.folder, new.namespace, new.expression, new.path, new.type);
-  INSERT OR IGNORE INTO search_revisions (sandbox_id, revision) VALUES (new.sandbox_id, 0);
+  INSERT INTO search_revisions (sandbox_id, revision) SELECT new.sandbox_id, 0 WHERE NOT EXISTS (SELECT 1 FROM search_revisions WHERE sandbox_id = new.sandbox_id);
   UPDATE search_revisions SET revision = revision + 1 WHERE sandbox_id = new.sandbox_id;
 END;--> statement-breakpoint
 CREATE TRIGGER `search_documents_delete` AFTER DELETE ON `search_documents` BEGIN
   INSERT INTO search_index (search_index, rowid, name, description, gid, external_id, labels, folder, namespace, expression, path, type) VALUES ('delete', old.id, old.name, old.description, old.gid, old.external_id, old.labels, old.folder, old.namespace, old.expression, old.path, old.type);
-  INSERT OR IGNORE INTO search_revisions (sandbox_id, revision) VALUES (old.sandbox_id, 0);
+  INSERT INTO search_revisions (sandbox_id, revision) SELECT old.sandbox_id, 0 WHERE NOT EXISTS (SELECT 1 FROM search_revisions WHERE sandbox_id = old.sandbox_id);
   UPDATE search_revisions SET revision = revision + 1 WHERE sandbox_id = old.sandbox_id;
 END;--> statement-breakpoint
 CREATE TRIGGER `search_documents_update` AFTER UPDATE ON `search_documents` BEGIN
   INSERT INTO search_index (search_index, rowid, name, description, gid, external_id, labels, folder, namespace, expression, path, type) VALUES ('delete', old.id, old.name, old.description, old.gid, old.external_id, old.labels, old.folder, old.namespace, old.expression, old.path, old.type);
   INSERT INTO search_index (rowid, name, description, gid, external_id, labels, folder, namespace, expression, path, type) VALUES (new.id, new.name, new.description, new.gid, new.external_id, new.labels, new.folder, new.namespace, new.expression, new.path, new.type);
-  INSERT OR IGNORE INTO search_revisions (sandbox_id, revision) VALUES (new.sandbox_id, 0);
+  INSERT INTO search_revisions (sandbox_id, revision) SELECT new.sandbox_id, 0 WHERE NOT EXISTS (SELECT 1 FROM search_revisions WHERE sandbox_id = new.sandbox_id);
   UPDATE search_revisions SET revision = revision + 1 WHERE sandbox_id = new.sandbox_id;
 END;--> statement-breakpoint
 CREATE TRIGGER `search_audiences_insert` AFTER INSERT ON `audiences` BEGIN

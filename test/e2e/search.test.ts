@@ -155,6 +155,16 @@ describe('segment search', () => {
     expect(unbalanced.errors?.[0]?.message).toContain('column 7');
   });
 
+  it('re-indexes a schema field re-described through updateProfileSchema', async () => {
+    ok(
+      await server.gql(
+        'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "_tenant.churnScore", type: "number", description: "Propensity to leave" }] }) { name } }',
+      ),
+    );
+    expect(await names('propensity', 'schema')).toEqual(['_tenant.churnScore']);
+    expect(await names('description:model', 'schema')).toEqual([]);
+  });
+
   it('keeps searches inside their sandbox', async () => {
     ok(await server.gql('mutation { createSandbox(name: "other") { name } }'));
     ok(await server.gql(CREATE, { i: { name: 'Churn elsewhere', description: 'x' } }, { 'x-sandbox-name': 'other' }));
