@@ -8,6 +8,7 @@ import { registerPqlFunctions } from '../pql/index.js';
 import { ConnectionCache } from './connection-cache.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
+import { registerSearchFunctions } from './search-functions.js';
 
 export type Sqlite = Database.Database;
 type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
@@ -85,6 +86,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
     // Before migrating: a migration must not write onto damaged pages.
     if (options.integrityCheck) quickCheck(sqlite, file);
     registerPqlFunctions(sqlite);
+    registerSearchFunctions(sqlite);
     db = drizzle(sqlite, { schema }) as Db;
     if (options.migrate !== false && !options.readonly) migrate(db, { migrationsFolder });
   } catch (err) {

@@ -353,3 +353,42 @@ export const apiKeySandboxes = sqliteTable(
   },
   (t) => [primaryKey({ columns: [t.keyId, t.sandboxId] })],
 );
+
+/**
+ * What the full-text index holds: one row per audience, definition and schema field, written only
+ * by the triggers of drizzle/0010 in the same transaction as the row it describes. The FTS5 table
+ * `search_index` (external content) indexes these columns; ids are never reused, so a changed
+ * document gets a new id and readers can tell new content from old.
+ */
+export const searchDocuments = sqliteTable(
+  'search_documents',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sandboxId: integer('sandbox_id').notNull(),
+    /** AUDIENCE, DEFINITION or FIELD. */
+    kind: text('kind').notNull(),
+    /** The audience or definition id, or `<class>:<path>` for a schema field (unique within the sandbox). */
+    entityKey: text('entity_key').notNull(),
+    name: text('name'),
+    description: text('description'),
+    /** The global id clients see. */
+    gid: text('gid'),
+    externalId: text('external_id'),
+    labels: text('labels'),
+    folder: text('folder'),
+    namespace: text('namespace').notNull(),
+    expression: text('expression'),
+    path: text('path'),
+    type: text('type'),
+  },
+  (t) => [
+    uniqueIndex('search_documents_entity').on(t.sandboxId, t.kind, t.entityKey),
+    index('search_documents_sandbox_namespace').on(t.sandboxId, t.namespace),
+  ],
+);
+
+/** Bumped by the search triggers in every transaction that changes a sandbox's documents, so watchers see commits. */
+export const searchRevisions = sqliteTable('search_revisions', {
+  sandboxId: integer('sandbox_id').primaryKey(),
+  revision: integer('revision').notNull().default(0),
+});

@@ -13,6 +13,7 @@ import { WorkerLanes } from './jobs/worker-thread.js';
 import { QueryPool } from './queries/query-pool.js';
 import type { Clock } from './schedules/clock.js';
 import { Scheduler } from './schedules/scheduler.js';
+import { SearchWatcher } from './search/live-search.js';
 import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
 import './previews/previews.js';
@@ -38,6 +39,8 @@ export interface App {
   ingest: IngestService;
   /** Cron-driven runs: the schedules' timers and their mutations. */
   schedules: Scheduler;
+  /** Notices search index commits while live searches are open (searchResults). */
+  search: SearchWatcher;
 }
 
 interface AppOptions {
@@ -59,7 +62,8 @@ export function createApp(options: AppOptions): App {
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
   const streaming = new StreamingSegmentation({ conn, bus, log, sweepMs: limits.streamingSweepMs });
   const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
-  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest };
+  const search = new SearchWatcher(conn, bus);
+  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest, search };
   const jobs = new JobRunner({ conn, bus, log, limits, lanes: workers, dataDir });
   const schedules = new Scheduler({
     conn,
@@ -80,6 +84,7 @@ export function createApp(options: AppOptions): App {
 export async function closeApp(app: App): Promise<void> {
   app.schedules.stop();
   app.streaming.stop();
+  app.search.stop();
   await app.jobs.stop();
   await app.workers.close();
   await app.queries.close();

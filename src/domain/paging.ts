@@ -35,11 +35,11 @@ export interface Page<T> {
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 500;
 
-function encodeCursor(key: Key): string {
+export function encodeCursor(key: Key): string {
   return Buffer.from(JSON.stringify(key)).toString('base64url');
 }
 
-function decodeCursor(cursor: string, field: string): Key {
+export function decodeCursor(cursor: string, field: string): Key {
   try {
     const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
     if (Array.isArray(key) && key.every((k) => k === null || typeof k === 'string' || typeof k === 'number'))

@@ -14,6 +14,7 @@ import './types/segment-job.js';
 import './types/membership.js';
 import './types/preview.js';
 import './types/schedule.js';
+import './types/search.js';
 
 // @defer and @stream are part of the contract (the server streams incremental results), so they
 // are declared here and appear in schema.graphql for code generators, not only added at runtime.

@@ -18,7 +18,11 @@ beforeAll(async () => {
 afterAll(() => server.stop());
 
 /** Values for the required arguments connection fields take (a new one fails the test until it is added here). */
-const REQUIRED_ARGS: Record<string, string> = { expression: '"loyalty.tier = \\"gold\\""' };
+const REQUIRED_ARGS: Record<string, string> = {
+  expression: '"loyalty.tier = \\"gold\\""',
+  namespace: '"segql"',
+  query: '"gold"',
+};
 
 interface ConnectionField {
   owner: GraphQLObjectType;
@@ -84,6 +88,7 @@ describe('query cost', () => {
       'Query.profiles',
       'Query.profilesMatching',
       'Query.schedules',
+      'Query.searchEntities',
       'Query.segmentDefinitions',
       'Query.segmentJobs',
       'Schedule.runs',

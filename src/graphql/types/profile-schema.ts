@@ -8,7 +8,7 @@ const FieldClassEnum = enumFromDomain('FieldClass', 'Which document a field belo
   event: 'The experience event document.',
 });
 
-const SchemaFieldType = builder.objectRef<SchemaField>('SchemaField').implement({
+export const SchemaFieldType = builder.objectRef<SchemaField>('SchemaField').implement({
   description: 'One typed path of the profile or event document.',
   fields: (t) => ({
     class: t.field({ type: FieldClassEnum, description: 'Which document it belongs to.', resolve: (f) => f.class }),

@@ -1,0 +1,175 @@
+/**
+ * The search query language (docs/api.md "Search"): the common Lucene subset, read by the
+ * `lucene` parser and turned into a small AST of our own, so the FTS5 translation never sees
+ * the parser's quirks. AND binds tighter than OR; terms side by side are ANDed; NOT and `-`
+ * negate the clause they precede.
+ */
+import lucene, { type LuceneNode, type LuceneRange, type LuceneSyntaxError, type LuceneTerm } from 'lucene';
+import { DomainError } from '../errors.js';
+
+/** Fields a query may name, as the index columns call them. */
+export const SEARCH_FIELDS = [
+  'name',
+  'description',
+  'id',
+  'external_id',
+  'labels',
+  'folder',
+  'namespace',
+  'expression',
+  'path',
+  'type',
+] as const;
+export type SearchField = (typeof SEARCH_FIELDS)[number];
+
+/** Spellings accepted in `field:term` beside the column names. */
+const FIELD_ALIASES: Record<string, SearchField> = { externalid: 'external_id', label: 'labels' };
+
+export interface QueryLoc {
+  offset: number;
+  line: number;
+  column: number;
+}
+
+export type SearchNode =
+  | { kind: 'term'; field: SearchField | null; text: string; fuzzy: number | null; loc: QueryLoc }
+  | { kind: 'phrase'; field: SearchField | null; text: string; proximity: number | null; loc: QueryLoc }
+  | { kind: 'and'; clauses: SearchNode[] }
+  | { kind: 'or'; clauses: SearchNode[] }
+  | { kind: 'not'; clause: SearchNode };
+
+export const MAX_QUERY_LENGTH = 1000;
+
+function queryError(message: string, loc?: QueryLoc): DomainError {
+  const where = loc ? ` (line ${loc.line}, column ${loc.column})` : '';
+  return new DomainError(
+    'BAD_USER_INPUT',
+    `Search query: ${message}${where}`,
+    loc ? { field: 'query', line: loc.line, column: loc.column } : { field: 'query' },
+  );
+}
+
+const isTerm = (n: unknown): n is LuceneTerm => typeof n === 'object' && n !== null && 'term' in n;
+const isRange = (n: unknown): n is LuceneRange => typeof n === 'object' && n !== null && 'term_min' in n;
+const locOf = (t: LuceneTerm): QueryLoc => ({ ...t.termLocation.start });
+
+/** Reads a query into the AST; anything unreadable or unsupported is BAD_USER_INPUT saying where. */
+export function parseSearchQuery(query: string): SearchNode {
+  if (query.trim() === '') throw queryError('the query is empty');
+  if (query.length > MAX_QUERY_LENGTH) throw queryError(`the query is over ${MAX_QUERY_LENGTH} characters`);
+  let tree: LuceneNode;
+  try {
+    tree = lucene.parse(query);
+  } catch (e) {
+    const err = e as LuceneSyntaxError;
+    const at = err.location?.start;
+    throw queryError(
+      `cannot be read: ${err.message.replace(/^Expected .* but /, 'unexpected ').replace(/ found\.$/, '')} — check quotes and parentheses`,
+      at ? { ...at } : undefined,
+    );
+  }
+  return convert(tree);
+}
+
+interface Item {
+  op: string;
+  node: LuceneNode | LuceneTerm | LuceneRange;
+}
+
+/** One level of `a op b op c …` (the parser nests it to the right) as a flat list. */
+function flatten(node: LuceneNode): Item[] {
+  const items: Item[] = [{ op: node.start ?? '', node: node.left }];
+  let current: LuceneNode = node;
+  while (current.operator && current.right) {
+    const right = current.right;
+    if (!isTerm(right) && !isRange(right) && !right.parenthesized && right.left) {
+      items.push({ op: right.start ? `${current.operator} ${right.start}` : current.operator, node: right.left });
+      current = right;
+    } else {
+      items.push({ op: current.operator, node: right });
+      break;
+    }
+  }
+  return mergeFuzzyDistances(items);
+}
+
+/** lucene 2.1.1 reads `word~1` as `word~` and a separate term `1`: put the distance back. */
+function mergeFuzzyDistances(items: Item[]): Item[] {
+  const out: Item[] = [];
+  for (const item of items) {
+    const prev = out[out.length - 1]?.node;
+    const node = item.node;
+    if (
+      prev &&
+      isTerm(prev) &&
+      prev.similarity != null &&
+      item.op === '<implicit>' &&
+      isTerm(node) &&
+      !node.quoted &&
+      node.field === '<implicit>' &&
+      /^\d+(\.\d+)?$/.test(node.term) &&
+      node.termLocation.start.offset === prev.termLocation.end.offset
+    ) {
+      prev.similarity = Number(node.term);
+      continue;
+    }
+    out.push(item);
+  }
+  return out;
+}
+
+function convert(node: LuceneNode | LuceneTerm | LuceneRange): SearchNode {
+  if (isTerm(node)) return negateIf(node.prefix === '-' || node.prefix === '!', leaf(node));
+  if (isRange(node)) throw queryError('ranges ([a TO b]) are not supported');
+  const items = flatten(node);
+  const groups: SearchNode[][] = [[]];
+  for (const item of items) {
+    const op = item.op.replace('||', 'OR').replace('&&', 'AND');
+    if (/^OR\b/.test(op)) groups.push([]);
+    const clause = convert(item.node);
+    groups[groups.length - 1]!.push(/\bNOT\b/.test(op) ? negateIf(true, clause) : clause);
+  }
+  const ands = groups.map((g) => (g.length === 1 ? g[0]! : ({ kind: 'and', clauses: g } as SearchNode)));
+  return ands.length === 1 ? ands[0]! : { kind: 'or', clauses: ands };
+}
+
+function negateIf(negate: boolean, node: SearchNode): SearchNode {
+  if (!negate) return node;
+  return node.kind === 'not' ? node.clause : { kind: 'not', clause: node };
+}
+
+function fieldOf(t: LuceneTerm): SearchField | null {
+  if (t.field === '<implicit>') return null;
+  const name = t.field.toLowerCase();
+  const field = (SEARCH_FIELDS as readonly string[]).includes(name) ? (name as SearchField) : FIELD_ALIASES[name];
+  if (!field) {
+    const at = t.fieldLocation ? { ...t.fieldLocation.start } : locOf(t);
+    throw queryError(`unknown field "${t.field}"; fields are ${SEARCH_FIELDS.join(', ')}`, at);
+  }
+  return field;
+}
+
+const unescapeTerm = (text: string) => text.replace(/\\(.)/gs, '$1');
+
+function leaf(t: LuceneTerm): SearchNode {
+  const loc = locOf(t);
+  if (t.regex) throw queryError('regular expressions (/…/) are not supported', loc);
+  if (t.boost != null) throw queryError('boosts (^) are not supported', loc);
+  const field = fieldOf(t);
+  if (t.quoted) {
+    if (t.proximity != null && (!Number.isInteger(t.proximity) || t.proximity < 0 || t.proximity > 100))
+      throw queryError('a proximity (~N after a phrase) is a whole number from 0 to 100', loc);
+    return { kind: 'phrase', field, text: unescapeTerm(t.term), proximity: t.proximity ?? null, loc };
+  }
+  let fuzzy: number | null = null;
+  if (t.similarity != null) {
+    // A bare `~` (read as 0.5) means Lucene's default of two edits.
+    fuzzy = t.similarity < 1 ? 2 : t.similarity;
+    if (!Number.isInteger(fuzzy) || fuzzy > 2)
+      throw queryError('a fuzzy term allows 1 or 2 edits (word~1, word~2)', loc);
+  }
+  const text = t.term.replace(/(?<!\\)~$/, '');
+  if (/^(\\?[*?])+$/.test(text) || (/^[*?]/.test(text) && !/[\p{L}\p{N}]/u.test(text)))
+    throw queryError('a wildcard needs a letter or digit beside it', loc);
+  return { kind: 'term', field, text: text.replace(/\\([^*?])/g, '$1'), fuzzy, loc };
+}

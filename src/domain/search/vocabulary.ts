@@ -1,0 +1,128 @@
+/**
+ * The words of a sandbox's search documents, for the query forms FTS5 cannot answer itself:
+ * fuzzy terms (trigram candidates, then an edit-distance check) and wildcards inside or before
+ * a word. Kept per connection and grown from the documents written since the last look
+ * (document ids are never reused); words of deleted documents stay, which only costs an
+ * expansion that matches nothing.
+ */
+import { cacheKey } from '../../db/connection-cache.js';
+import type { Connection } from '../../db/index.js';
+import { badInput } from '../errors.js';
+
+/** Words as FTS5's unicode61 tokenizer (remove_diacritics 2) cuts and folds them, near enough. */
+export function searchTokens(text: string): string[] {
+  return (
+    text
+      .normalize('NFKD')
+      .replace(/\p{M}/gu, '')
+      .toLowerCase()
+      .match(/[\p{L}\p{N}]+/gu) ?? []
+  );
+}
+
+/** More words than this from one fuzzy or wildcard term is refused: the query says too little. */
+export const MAX_EXPANSIONS = 128;
+
+class Vocabulary {
+  lastDocumentId = 0;
+  readonly words = new Set<string>();
+  readonly byTrigram = new Map<string, string[]>();
+
+  add(word: string): void {
+    if (this.words.has(word)) return;
+    this.words.add(word);
+    for (const gram of trigrams(word)) {
+      const list = this.byTrigram.get(gram);
+      if (list) list.push(word);
+      else this.byTrigram.set(gram, [word]);
+    }
+  }
+}
+
+function trigrams(word: string): Set<string> {
+  const out = new Set<string>();
+  const chars = [...word];
+  for (let i = 0; i + 3 <= chars.length; i++) out.add(chars.slice(i, i + 3).join(''));
+  return out;
+}
+
+const VOCABULARIES = cacheKey<Map<number, Vocabulary>>('search vocabularies');
+
+function vocabularyOf(conn: Connection, sandboxId: number): Vocabulary {
+  const all = conn.cache.get(VOCABULARIES, () => new Map());
+  let vocab = all.get(sandboxId);
+  if (!vocab) {
+    vocab = new Vocabulary();
+    all.set(sandboxId, vocab);
+  }
+  const rows = conn.sqlite
+    .prepare(
+      `SELECT id, coalesce(name, '') || ' ' || coalesce(description, '') || ' ' || coalesce(gid, '') || ' ' ||
+         coalesce(external_id, '') || ' ' || coalesce(labels, '') || ' ' || coalesce(folder, '') || ' ' ||
+         namespace || ' ' || coalesce(expression, '') || ' ' || coalesce(path, '') || ' ' || coalesce(type, '') AS text
+       FROM search_documents WHERE id > ? AND sandbox_id = ? ORDER BY id`,
+    )
+    .all(vocab.lastDocumentId, sandboxId) as { id: number; text: string }[];
+  for (const row of rows) {
+    for (const word of searchTokens(row.text)) vocab.add(word);
+    vocab.lastDocumentId = row.id;
+  }
+  return vocab;
+}
+
+/** Edit distance with adjacent transpositions counted as one edit (as Lucene's fuzzy query does), capped at max + 1. */
+export function editDistance(a: string, b: string, max: number): number {
+  if (Math.abs(a.length - b.length) > max) return max + 1;
+  const rows: number[][] = [Array.from({ length: b.length + 1 }, (_, j) => j)];
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    let best = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(rows[i - 1]![j]! + 1, row[j - 1]! + 1, rows[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d = Math.min(d, rows[i - 2]![j - 2]! + 1);
+      row.push(d);
+      best = Math.min(best, d);
+    }
+    if (best > max) return max + 1;
+    rows.push(row);
+  }
+  return rows[a.length]![b.length]!;
+}
+
+function capped(words: string[], what: string): string[] {
+  if (words.length > MAX_EXPANSIONS)
+    throw badInput(`Search query: ${what} matches more than ${MAX_EXPANSIONS} words; make it more specific`, 'query');
+  return words.sort();
+}
+
+/** Words within `edits` edits of `word`: those sharing enough trigrams (q-gram lemma), then checked. */
+export function fuzzyWords(conn: Connection, sandboxId: number, word: string, edits: number): string[] {
+  const vocab = vocabularyOf(conn, sandboxId);
+  const grams = trigrams(word);
+  const needed = grams.size - 3 * edits;
+  let candidates: Iterable<string>;
+  if (needed <= 0) {
+    candidates = vocab.words;
+  } else {
+    const shared = new Map<string, number>();
+    for (const gram of grams) for (const w of vocab.byTrigram.get(gram) ?? []) shared.set(w, (shared.get(w) ?? 0) + 1);
+    candidates = [...shared].filter(([, n]) => n >= needed).map(([w]) => w);
+  }
+  const out: string[] = [];
+  for (const candidate of candidates) if (editDistance(word, candidate, edits) <= edits) out.push(candidate);
+  return capped(out, `"${word}~${edits}"`);
+}
+
+/** Words matching a pattern with `*` (any run) and `?` (one character). */
+export function wildcardWords(conn: Connection, sandboxId: number, pattern: string): string[] {
+  const vocab = vocabularyOf(conn, sandboxId);
+  const literalPrefix = /^[^*?]*/.exec(pattern)![0];
+  const regex = new RegExp(
+    `^${[...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`,
+    'u',
+  );
+  const out: string[] = [];
+  for (const word of vocab.words) if (word.startsWith(literalPrefix) && regex.test(word)) out.push(word);
+  return capped(out, `"${pattern}"`);
+}
