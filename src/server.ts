@@ -12,9 +12,9 @@ import { type App, closeApp, createApp } from './domain/app.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type Access, createAccess } from './server/access.js';
+import { createDownloads } from './server/downloads.js';
 import { attachGraphqlWs } from './server/graphql-ws.js';
 import { databaseHealth } from './server/health.js';
-import { createDownloads } from './server/downloads.js';
 import { createRequestHandler } from './server/routes.js';
 import { createSegqlYoga } from './server/yoga.js';
 

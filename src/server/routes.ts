@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { ServerLimits } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Access } from './access.js';
-import { DOWNLOAD_PATH, type createDownloads } from './downloads.js';
+import { type createDownloads, DOWNLOAD_PATH } from './downloads.js';
 import type { DatabaseHealth } from './health.js';
 import { payloadTooLarge, readBodyWithin } from './request-body.js';
 import type { SegqlYoga } from './yoga.js';

@@ -101,7 +101,8 @@ async function membersOf(sandbox: string, audienceId: string) {
   );
 }
 
-const emailOf = (identities: { namespace: string; id: string }[]) => identities.find((i) => i.namespace === 'email')!.id;
+const emailOf = (identities: { namespace: string; id: string }[]) =>
+  identities.find((i) => i.namespace === 'email')!.id;
 
 describe('export jobs', () => {
   it('round-trips NDJSON, CSV and Parquet against Audience.members, with hashes that match the bytes', async () => {
@@ -128,7 +129,11 @@ describe('export jobs', () => {
     expect(ndRes.headers.get('etag')).toBe(`"${nd.files[0].sha256}"`);
     expect(createHash('sha256').update(ndBytes).digest('hex')).toBe(nd.files[0].sha256);
     expect(ndBytes.length).toBe(nd.files[0].bytes);
-    const lines = ndBytes.toString('utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+    const lines = ndBytes
+      .toString('utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines).toHaveLength(20);
     for (const line of lines) {
       const m = truth.get(emailOf(line.identities));
@@ -201,7 +206,11 @@ describe('export jobs', () => {
     expect(ds.records.edges.map((e: any) => e.node.record)).toEqual(lines.slice(0, 15));
     expect(ds.files.map((f: any) => f.name).sort()).toEqual([nd.files[0].path, 'manifest.json'].sort());
     const manifest = await (await download(sb, nd.destination.dataset.id, 'manifest.json')).json();
-    expect(manifest).toMatchObject({ job: nd.id, rows: 20, files: [{ name: nd.files[0].path, sha256: nd.files[0].sha256 }] });
+    expect(manifest).toMatchObject({
+      job: nd.id,
+      rows: 20,
+      files: [{ name: nd.files[0].path, sha256: nd.files[0].sha256 }],
+    });
   });
 
   it('writes one file per audience, skips empty ones on request, and writes an empty file otherwise', async () => {
@@ -254,8 +263,14 @@ describe('export jobs', () => {
     ok(
       await gqlIn(sb, INGEST, {
         r: [
-          { identities: [{ namespace: 'email', id: 'changes0@example.com' }], attributes: { loyalty: { tier: 'silver' } } },
-          { identities: [{ namespace: 'email', id: 'changes1@example.com' }], attributes: { loyalty: { tier: 'gold' } } },
+          {
+            identities: [{ namespace: 'email', id: 'changes0@example.com' }],
+            attributes: { loyalty: { tier: 'silver' } },
+          },
+          {
+            identities: [{ namespace: 'email', id: 'changes1@example.com' }],
+            attributes: { loyalty: { tier: 'gold' } },
+          },
         ],
       }),
     );
@@ -288,8 +303,7 @@ describe('export jobs', () => {
   it('refuses bad input before any job exists', async () => {
     const sb = 'badinput';
     const { audienceId } = await setupSandbox(sb, 2);
-    const count = async () =>
-      ok(await gqlIn(sb, '{ exportJobs { totalCount } datasets { totalCount } }')) as any;
+    const count = async () => ok(await gqlIn(sb, '{ exportJobs { totalCount } datasets { totalCount } }')) as any;
     const before = await count();
     const cases: [Record<string, unknown>, string, RegExp][] = [
       [
@@ -308,7 +322,10 @@ describe('export jobs', () => {
       expect(res.errors?.[0]?.extensions?.code).toBe(code);
       expect(res.errors?.[0]?.message).toMatch(message);
     }
-    const made = await runExport(sb, { audiences: [{ audienceId }], destination: { datasetName: 'nd', format: 'NDJSON' } });
+    const made = await runExport(sb, {
+      audiences: [{ audienceId }],
+      destination: { datasetName: 'nd', format: 'NDJSON' },
+    });
     const other = await gqlIn(sb, EXPORT, {
       i: { audiences: [{ audienceId }], destination: { datasetId: made.destination.dataset.id, format: 'CSV' } },
     });
@@ -326,7 +343,10 @@ describe('export jobs', () => {
   it('serves byte ranges, refuses other sandboxes, and deletes a dataset with its files', async () => {
     const sb = 'ranges';
     const { audienceId } = await setupSandbox(sb, 8);
-    const job = await runExport(sb, { audiences: [{ audienceId }], destination: { datasetName: 'r', format: 'NDJSON' } });
+    const job = await runExport(sb, {
+      audiences: [{ audienceId }],
+      destination: { datasetName: 'r', format: 'NDJSON' },
+    });
     const datasetId = job.destination.dataset.id;
     const whole = Buffer.from(await (await download(sb, datasetId, job.files[0].path)).arrayBuffer());
     const part = await download(sb, datasetId, job.files[0].path, { range: 'bytes=10-29' });
