@@ -205,13 +205,12 @@ const NAMESPACE = /\{"namespace":("(?:[^"\\]|\\.)*")/g;
 
 /** Counts the row once per namespace it has an identity in (from SQLite's json_object text, without parsing it whole). */
 function countNamespaces(ids: string, into: Record<string, number>): void {
-  let previous: string | undefined;
-  let seen: Set<string> | undefined;
+  // A profile has a handful of identities: a short list beats a Set.
+  const seen: string[] = [];
   for (const m of ids.matchAll(NAMESPACE)) {
     const ns = JSON.parse(m[1]!) as string;
-    if (ns === previous || seen?.has(ns)) continue;
-    if (previous !== undefined) (seen ??= new Set([previous])).add(ns);
-    previous = ns;
+    if (seen.includes(ns)) continue;
+    seen.push(ns);
     into[ns] = (into[ns] ?? 0) + 1;
   }
 }
