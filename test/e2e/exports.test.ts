@@ -3,7 +3,7 @@ import { readdirSync } from 'node:fs';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { parquetReadObjects } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { ok, readSse, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 
@@ -368,5 +368,45 @@ describe('export jobs', () => {
     expect(ok(del).deleteDataset).toBe(datasetId);
     expect((await download(sb, datasetId, job.files[0].path)).status).toBe(404);
     expect(ok(await gqlIn(sb, 'query($id: ID!) { dataset(id: $id) { id } }', { id: datasetId })).dataset).toBeNull();
+  });
+
+  it('reports progress to exportJobUpdated until SUCCEEDED, and cancels a queued export without a trace', async () => {
+    const sb = 'watch';
+    const { audienceId } = await setupSandbox(sb, 30);
+    const h = { 'x-sandbox-name': sb };
+    // Two exports: the runner takes one export at a time, so the second waits QUEUED.
+    const first = ok(
+      await gqlIn(sb, EXPORT, {
+        i: { audiences: [{ audienceId }], destination: { datasetName: 'w1', format: 'PARQUET' } },
+      }),
+    ).createExportJob;
+    const second = ok(
+      await gqlIn(sb, EXPORT, {
+        i: { audiences: [{ audienceId }], destination: { datasetName: 'w2', format: 'CSV' } },
+      }),
+    ).createExportJob;
+    const events = fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...h },
+      body: JSON.stringify({
+        query: 'subscription($id: ID!) { exportJobUpdated(id: $id) { status progress { done total } files { rows } } }',
+        variables: { id: first.id },
+      }),
+    }).then(readSse);
+    const cancelled = await gqlIn(sb, 'mutation($id: ID!) { cancelExportJob(id: $id) { status } }', { id: second.id });
+    expect(ok(cancelled).cancelExportJob.status).toBe('CANCELLED');
+    const updates = (await events).map((e) => e.data.exportJobUpdated);
+    expect(updates.at(-1)).toEqual({ status: 'SUCCEEDED', progress: { done: 15, total: 15 }, files: [{ rows: 15 }] });
+    const dones = updates.map((u) => u.progress.done);
+    expect(dones).toEqual([...dones].sort((a, b) => a - b));
+    const w2 = ok(
+      await gqlIn(
+        sb,
+        '{ datasets(first: 10) { edges { node { name files { name } records { totalCount } lastExport { id } } } } }',
+      ),
+    ).datasets.edges.find((e: any) => e.node.name === 'w2').node;
+    expect(w2).toEqual({ name: 'w2', files: [], records: { totalCount: 0 }, lastExport: null });
+    const again = await gqlIn(sb, 'mutation($id: ID!) { cancelExportJob(id: $id) { status } }', { id: first.id });
+    expect(again.errors?.[0]?.extensions?.code).toBe('CONFLICT');
   });
 });
