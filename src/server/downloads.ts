@@ -70,8 +70,14 @@ export function createDownloads(deps: { conn: Connection; dataDir: string; acces
       const code = String(err.extensions.code ?? 'UNAUTHENTICATED');
       return fail(res, STATUS_OF[code] ?? 400, code, err.message);
     }
-    const rawId = decodeURIComponent(match[1]!);
-    const name = decodeURIComponent(match[2]!);
+    let rawId: string;
+    let name: string;
+    try {
+      rawId = decodeURIComponent(match[1]!);
+      name = decodeURIComponent(match[2]!);
+    } catch {
+      return fail(res, 404, 'NOT_FOUND', 'No such dataset file: the path is not valid percent-encoding');
+    }
     const id = internalId(rawId, 'Dataset');
     const dataset = id === undefined ? undefined : datasetsByIds(conn, sandboxId, [id]).get(id);
     const file = dataset ? datasetFile(conn, dataset.id, name) : undefined;

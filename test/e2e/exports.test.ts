@@ -362,6 +362,7 @@ describe('export jobs', () => {
     ok(await server.gql('mutation { createSandbox(name: "elsewhere") { name } }'));
     expect((await download('elsewhere', datasetId, job.files[0].path)).status).toBe(404);
     expect((await download(sb, datasetId, '..%2Fmanifest.json')).status).toBe(404);
+    expect((await download(sb, datasetId, '%E0%A4%A')).status).toBe(404);
     expect(readdirSync(server.dataDir, { recursive: true }).some((f) => String(f).includes('.tmp-'))).toBe(false);
 
     const del = await gqlIn(sb, 'mutation($id: ID!) { deleteDataset(id: $id) }', { id: datasetId });
