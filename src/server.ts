@@ -12,6 +12,7 @@ import { type App, closeApp, createApp } from './domain/app.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type Access, createAccess } from './server/access.js';
+import { createDownloads } from './server/downloads.js';
 import { attachGraphqlWs } from './server/graphql-ws.js';
 import { databaseHealth } from './server/health.js';
 import { createRequestHandler } from './server/routes.js';
@@ -75,7 +76,15 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     app.jobs.stop().catch((err) => log.error({ err }, 'stopping jobs after database damage failed'));
   });
   const yoga = createSegqlYoga({ app, access, health, metrics });
-  const { handle, streams } = createRequestHandler({ yoga, access, health, metrics, limits, log });
+  const { handle, streams } = createRequestHandler({
+    yoga,
+    access,
+    health,
+    metrics,
+    limits,
+    log,
+    downloads: createDownloads({ conn, dataDir: options.dataDir, access }),
+  });
   const httpServer = createHttpServer(handle);
   const ws = attachGraphqlWs({ httpServer, yoga, access, maxPayload: limits.maxBodyBytes, log });
 

@@ -392,3 +392,53 @@ export const searchRevisions = sqliteTable('search_revisions', {
   sandboxId: integer('sandbox_id').primaryKey(),
   revision: integer('revision').notNull().default(0),
 });
+
+/**
+ * Where export jobs write: a named dataset of one format. `currentJobId` is its last successful
+ * export, whose rows `dataset_records` holds (rows of any other job are staged or stale).
+ */
+export const datasets = sqliteTable(
+  'datasets',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sandboxId: integer('sandbox_id').notNull(),
+    name: text('name').notNull(),
+    /** NDJSON, CSV or PARQUET. */
+    format: text('format').notNull(),
+    currentJobId: integer('current_job_id'),
+    /** The evaluation instant of the last successful export: where the next CHANGES export starts. */
+    lastExportAt: integer('last_export_at'),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [uniqueIndex('datasets_sandbox_name').on(t.sandboxId, t.name)],
+);
+
+/** The files of a dataset (every export's, and its manifest), as written and hashed. */
+export const datasetFiles = sqliteTable(
+  'dataset_files',
+  {
+    datasetId: integer('dataset_id').notNull(),
+    name: text('name').notNull(),
+    jobId: integer('job_id').notNull(),
+    rows: integer('rows').notNull(),
+    bytes: integer('bytes').notNull(),
+    sha256: text('sha256').notNull(),
+    createdAt: integer('created_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.datasetId, t.name] })],
+);
+
+/**
+ * The rows of an export as the API pages them (one JSON record each). An export stages its rows
+ * under its job id while it runs; they count once the dataset's `current_job_id` names the job.
+ */
+export const datasetRecords = sqliteTable(
+  'dataset_records',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    datasetId: integer('dataset_id').notNull(),
+    jobId: integer('job_id').notNull(),
+    record: text('record').notNull(),
+  },
+  (t) => [index('dataset_records_job').on(t.jobId)],
+);

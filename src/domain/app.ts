@@ -16,10 +16,12 @@ import { Scheduler } from './schedules/scheduler.js';
 import { SearchWatcher } from './search/live-search.js';
 import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
+import './exports/export-job.js';
 import './previews/previews.js';
 import './segment-jobs/segment-job.js';
 // Schedule types register themselves the same way.
 import './schedules/batch-segmentation.js';
+import './exports/export-schedule.js';
 
 /** The process-wide services every domain operation may need. */
 export interface App {

@@ -9,7 +9,7 @@ export const MEMBERSHIP_STATUSES = ['REALIZED', 'EXISTING', 'EXITED'] as const;
 export type MembershipStatus = (typeof MEMBERSHIP_STATUSES)[number];
 
 /** A current member's statuses (an audience's size counts them): the ones PQL's `inSegment` holds for. */
-const CURRENT_STATUSES: readonly MembershipStatus[] = CURRENT_MEMBER_STATUSES;
+export const CURRENT_STATUSES: readonly MembershipStatus[] = CURRENT_MEMBER_STATUSES;
 
 export function isCurrentStatus(status: MembershipStatus): boolean {
   return CURRENT_STATUSES.includes(status);

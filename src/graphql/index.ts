@@ -15,6 +15,8 @@ import './types/membership.js';
 import './types/preview.js';
 import './types/schedule.js';
 import './types/search.js';
+import './types/dataset.js';
+import './types/export-job.js';
 
 // @defer and @stream are part of the contract (the server streams incremental results), so they
 // are declared here and appear in schema.graphql for code generators, not only added at runtime.

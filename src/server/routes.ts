@@ -1,6 +1,7 @@
 /**
  * The HTTP side of the server: request ids and access logs, /healthz, /readyz, /metrics, the
- * body limit (with or without Content-Length), and everything else to the GraphQL handler.
+ * body limit (with or without Content-Length), dataset file downloads, and everything else to the
+ * GraphQL handler.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -8,6 +9,7 @@ import type { Logger } from 'pino';
 import type { ServerLimits } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Access } from './access.js';
+import { type createDownloads, DOWNLOAD_PATH } from './downloads.js';
 import type { DatabaseHealth } from './health.js';
 import { payloadTooLarge, readBodyWithin } from './request-body.js';
 import type { SegqlYoga } from './yoga.js';
@@ -27,8 +29,9 @@ export function createRequestHandler(deps: {
   metrics: Metrics;
   limits: ServerLimits;
   log: Logger;
+  downloads: ReturnType<typeof createDownloads>;
 }): { handle(req: IncomingMessage, res: ServerResponse): Promise<void>; streams: Set<ServerResponse> } {
-  const { yoga, access, health, metrics, limits, log } = deps;
+  const { yoga, access, health, metrics, limits, log, downloads } = deps;
   const streams = new Set<ServerResponse>();
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
@@ -36,7 +39,8 @@ export function createRequestHandler(deps: {
     req.headers['x-request-id'] = requestId;
     res.setHeader('x-request-id', requestId);
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const route = ROUTES.includes(path) ? path : 'other';
+    const download = DOWNLOAD_PATH.exec(path);
+    const route = ROUTES.includes(path) ? path : download ? '/datasets/:id/files/:name' : 'other';
     res.on('finish', () => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.requests.inc({ route, status: String(res.statusCode) });
@@ -61,6 +65,7 @@ export function createRequestHandler(deps: {
         res.end(await metrics.registry.metrics());
         return;
       }
+      if (download) return downloads(req, res, download);
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         const read = await readBodyWithin(req, limits.maxBodyBytes);
         if (!read.ok) {

@@ -70,4 +70,16 @@ describe('bench entry points on a tiny data set', () => {
     // A 95 % interval misses 10 times out of 10 only if the interval is broken.
     expect(f.get('coverage')).toBeGreaterThanOrEqual(5);
   });
+
+  it('export: an export against its floor, the same rows, and memory figures', () => {
+    const { code, lines, stderr } = bench('export', ['--format', 'CSV']);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    expect(lines).toContain('rows export=500 small=100 format=CSV');
+    const f = figures('export', lines);
+    for (const figure of ['export-ms', 'rows-per-s', 'floor-ms', 'ratio'])
+      expect(f.get(figure), figure).toBeGreaterThan(0);
+    expect(f.has('rss-growth-mb')).toBe(true);
+    expect(readdirSync(dataDir).filter((f) => f.includes('.work.db') || f.startsWith('export-'))).toEqual([]);
+  });
 });

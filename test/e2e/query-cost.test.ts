@@ -81,10 +81,13 @@ describe('query cost', () => {
   it('finds the connections of the schema', () => {
     expect(fields.map(({ owner, field }) => `${owner.name}.${field.name}`).sort()).toEqual([
       'Audience.members',
+      'Dataset.records',
       'Preview.results',
       'Profile.events',
       'Profile.membershipHistory',
       'Query.audiences',
+      'Query.datasets',
+      'Query.exportJobs',
       'Query.profiles',
       'Query.profilesMatching',
       'Query.schedules',

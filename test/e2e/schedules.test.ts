@@ -162,9 +162,10 @@ describe('schedules over the API', () => {
     const badZone = await create({ timezone: 'Europe/Atlantis' });
     expect(badZone.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'input.timezone' });
     const exportSchedule = await create({ type: 'EXPORT', properties: {} });
+    // EXPORT properties are checked as createExportJob checks its input.
     expect(exportSchedule.errors?.[0]).toMatchObject({
-      message: 'no EXPORT schedules: export jobs are not available',
-      extensions: { code: 'BAD_USER_INPUT' },
+      message: 'input.properties.audiences must list at least one { audienceId }',
+      extensions: { code: 'BAD_USER_INPUT', field: 'input.properties.audiences' },
     });
     expect(exportSchedule.data?.createSchedule).toBeNull();
   });

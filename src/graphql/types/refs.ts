@@ -1,5 +1,7 @@
 import { type Audience, EVALUATION_METHODS } from '../../domain/audiences.js';
 import type { SegmentDefinition } from '../../domain/definitions.js';
+import type { Dataset } from '../../domain/exports/datasets.js';
+import type { ExportJob } from '../../domain/exports/export-job.js';
 import { PQL_FORMATS } from '../../domain/expressions.js';
 import type { Folder } from '../../domain/folders.js';
 import { LIFECYCLE_STATES } from '../../domain/lifecycle.js';
@@ -15,6 +17,8 @@ export const AudienceRef = builder.objectRef<Audience>('Audience');
 export const SegmentDefinitionRef = builder.objectRef<SegmentDefinition>('SegmentDefinition');
 export const FolderRef = builder.objectRef<Folder>('Folder');
 export const ScheduleRef = builder.objectRef<Schedule>('Schedule');
+export const DatasetRef = builder.objectRef<Dataset>('Dataset');
+export const ExportJobRef = builder.objectRef<ExportJob>('ExportJob');
 
 export const LifecycleStateEnum = enumFromDomain(
   'LifecycleState',

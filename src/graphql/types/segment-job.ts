@@ -156,7 +156,7 @@ builder.node(SegmentJobRef, {
   }),
 });
 
-const JobFilter = builder.inputType('JobFilter', {
+export const JobFilter = builder.inputType('JobFilter', {
   description: 'Narrows a job list.',
   fields: (t) => ({ statuses: t.field({ type: [JobStatusEnum], description: 'Only jobs in these states.' }) }),
 });

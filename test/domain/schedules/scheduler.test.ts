@@ -283,14 +283,27 @@ describe('cron forms and bad input', () => {
     expect(err.message).toContain('is not an IANA time zone');
   });
 
-  it('refuses EXPORT schedules while export jobs are not available', async () => {
+  it('checks EXPORT properties as an export job would', async () => {
+    await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const err = domainError(() =>
-      h.scheduler.create(h.sandboxId, { name: 'x', type: 'EXPORT', properties: {}, cron: '* * * * *' }),
-    );
-    expect(err).toMatchObject({
+    const create = (properties: unknown) => () =>
+      h.scheduler.create(h.sandboxId, { name: 'x', type: 'EXPORT', properties, cron: '* * * * *' });
+    expect(domainError(create({}))).toMatchObject({
       code: 'BAD_USER_INPUT',
-      message: 'no EXPORT schedules: export jobs are not available',
+      message: 'input.properties.audiences must list at least one { audienceId }',
+    });
+    const unknownAudience = {
+      audiences: [{ audienceId: 'QXVkaWVuY2U6OTk5' }],
+      destination: { datasetName: 'd', format: 'CSV' },
+    };
+    expect(domainError(create(unknownAudience))).toMatchObject({ code: 'NOT_FOUND' });
+    const badFormat = {
+      audiences: [{ audienceId: 'QXVkaWVuY2U6OTk5' }],
+      destination: { datasetName: 'd', format: 'XML' },
+    };
+    expect(domainError(create(badFormat))).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      extensions: { field: 'input.properties.destination.format' },
     });
   });
 

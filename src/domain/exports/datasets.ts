@@ -1,0 +1,200 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
+import type { Connection } from '../../db/index.js';
+import { datasetFiles, datasetRecords, datasets, jobs } from '../../db/schema.js';
+import { badInput, conflict, notFound } from '../errors.js';
+import { encodeGlobalId } from '../ids.js';
+import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+
+export const EXPORT_FORMATS = ['NDJSON', 'CSV', 'PARQUET'] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface Dataset {
+  id: number;
+  sandboxId: number;
+  name: string;
+  format: ExportFormat;
+  /** The last successful export (its rows are the dataset's records); null before the first. */
+  currentJobId: number | null;
+  lastExportAt: number | null;
+  createdAt: number;
+}
+
+export interface DatasetFile {
+  datasetId: number;
+  name: string;
+  jobId: number;
+  rows: number;
+  bytes: number;
+  sha256: string;
+  createdAt: number;
+}
+
+/** One exported row as the API pages it. */
+export interface DatasetRecord {
+  id: number;
+  record: Record<string, unknown>;
+}
+
+const MAX_NAME = 200;
+
+type DatasetRow = typeof datasets.$inferSelect;
+const toDataset = (row: DatasetRow): Dataset => ({ ...row, format: row.format as ExportFormat });
+
+/** Where a dataset's files live: its own folder under the data directory. */
+export function datasetDir(dataDir: string, sandboxId: number, datasetId: number): string {
+  return join(dataDir, 'exports', String(sandboxId), String(datasetId));
+}
+
+export function datasetsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Dataset> {
+  const out = new Map<number, Dataset>();
+  if (ids.length === 0) return out;
+  for (const row of conn.db
+    .select()
+    .from(datasets)
+    .where(and(eq(datasets.sandboxId, sandboxId), inArray(datasets.id, [...ids])))
+    .all())
+    out.set(row.id, toDataset(row));
+  return out;
+}
+
+export function requireDataset(conn: Connection, sandboxId: number, id: number): Dataset {
+  const found = datasetsByIds(conn, sandboxId, [id]).get(id);
+  if (!found) {
+    const gid = encodeGlobalId('Dataset', id);
+    throw notFound(`No Dataset with id "${gid}" in this sandbox`, gid);
+  }
+  return found;
+}
+
+export function datasetByName(conn: Connection, sandboxId: number, name: string): Dataset | undefined {
+  const row = conn.db
+    .select()
+    .from(datasets)
+    .where(and(eq(datasets.sandboxId, sandboxId), eq(datasets.name, name)))
+    .get();
+  return row ? toDataset(row) : undefined;
+}
+
+export function validDatasetName(name: string, field: string): string {
+  const trimmed = name.trim();
+  if (trimmed.length === 0 || trimmed.length > MAX_NAME) {
+    throw badInput(`A dataset name has 1 to ${MAX_NAME} characters`, field);
+  }
+  return trimmed;
+}
+
+export function insertDataset(conn: Connection, sandboxId: number, name: string, format: ExportFormat): Dataset {
+  const row = conn.db.insert(datasets).values({ sandboxId, name, format, createdAt: Date.now() }).returning().get();
+  return toDataset(row);
+}
+
+/** Datasets of the sandbox, newest first. */
+export function listDatasets(
+  conn: Connection,
+  sandboxId: number,
+  args: PageArgs,
+): Page<Dataset> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const base = eq(datasets.sandboxId, sandboxId);
+  const conditions = [base];
+  if (query.after) conditions.push(lt(datasets.id, Number(query.after[0])));
+  if (query.before) conditions.push(gt(datasets.id, Number(query.before[0])));
+  const rows = conn.db
+    .select()
+    .from(datasets)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? desc(datasets.id) : datasets.id)
+    .limit(query.fetch)
+    .all();
+  const page = toPage(rows, query, (r) => [r.id]);
+  return { ...page, items: page.items.map(toDataset), totalCount: () => countRows(conn, datasets, base) };
+}
+
+/** The dataset's files, newest export first (the manifest describes the newest). */
+export function datasetFilesOf(conn: Connection, datasetId: number): DatasetFile[] {
+  return conn.db
+    .select()
+    .from(datasetFiles)
+    .where(eq(datasetFiles.datasetId, datasetId))
+    .orderBy(desc(datasetFiles.jobId), datasetFiles.name)
+    .all();
+}
+
+export function datasetFile(conn: Connection, datasetId: number, name: string): DatasetFile | undefined {
+  return conn.db
+    .select()
+    .from(datasetFiles)
+    .where(and(eq(datasetFiles.datasetId, datasetId), eq(datasetFiles.name, name)))
+    .get();
+}
+
+/** The rows of the dataset's last successful export, in the order they were written. */
+export function datasetRecordsPage(
+  conn: Connection,
+  dataset: Dataset,
+  args: PageArgs,
+): Page<DatasetRecord> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  if (dataset.currentJobId == null) {
+    return { items: [], cursors: [], hasNextPage: false, hasPreviousPage: false, totalCount: () => 0 };
+  }
+  const base = eq(datasetRecords.jobId, dataset.currentJobId);
+  const conditions = [base];
+  if (query.after) conditions.push(gt(datasetRecords.id, Number(query.after[0])));
+  if (query.before) conditions.push(lt(datasetRecords.id, Number(query.before[0])));
+  const rows = conn.db
+    .select({ id: datasetRecords.id, record: datasetRecords.record })
+    .from(datasetRecords)
+    .where(and(...conditions))
+    .orderBy(query.direction === 'forward' ? datasetRecords.id : desc(datasetRecords.id))
+    .limit(query.fetch)
+    .all();
+  const page = toPage(rows, query, (r) => [r.id]);
+  return {
+    ...page,
+    items: page.items.map((r) => ({ id: r.id, record: JSON.parse(r.record) as Record<string, unknown> })),
+    totalCount: () => countRows(conn, datasetRecords, base),
+  };
+}
+
+/** Export jobs that will still write into a dataset (QUEUED, PROCESSING or CANCELLING). */
+export function activeExportsInto(conn: Connection, sandboxId: number, datasetId: number): number[] {
+  return conn.db
+    .select({ id: jobs.id })
+    .from(jobs)
+    .where(
+      and(
+        eq(jobs.sandboxId, sandboxId),
+        eq(jobs.kind, 'EXPORT'),
+        inArray(jobs.status, ['QUEUED', 'PROCESSING', 'CANCELLING']),
+        sql`json_extract(${jobs.input}, '$.datasetId') = ${datasetId}`,
+      ),
+    )
+    .all()
+    .map((r) => r.id);
+}
+
+/**
+ * Deletes a dataset, its records and its files; CONFLICT while an export still writes into it.
+ * The rows go in one transaction; the folder is removed after it commits.
+ */
+export function deleteDataset(conn: Connection, dataDir: string, sandboxId: number, id: number): number {
+  conn.sqlite
+    .transaction(() => {
+      requireDataset(conn, sandboxId, id);
+      const active = activeExportsInto(conn, sandboxId, id);
+      if (active.length > 0) {
+        throw conflict('An export into this dataset is queued or running; cancel it or wait for it to end', {
+          jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
+        });
+      }
+      conn.db.delete(datasetRecords).where(eq(datasetRecords.datasetId, id)).run();
+      conn.db.delete(datasetFiles).where(eq(datasetFiles.datasetId, id)).run();
+      conn.db.delete(datasets).where(eq(datasets.id, id)).run();
+    })
+    .immediate();
+  rmSync(datasetDir(dataDir, sandboxId, id), { recursive: true, force: true });
+  return id;
+}

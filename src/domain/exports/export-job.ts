@@ -1,0 +1,271 @@
+import { readdirSync, rmSync } from 'node:fs';
+import type { Connection } from '../../db/index.js';
+import { audiencesByIds } from '../audiences.js';
+import { badInput, notFound } from '../errors.js';
+import { encodeGlobalId } from '../ids.js';
+import { defineJobKind } from '../jobs/job-kind.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
+import { CURRENT_STATUSES, MEMBERSHIP_STATUSES, type MembershipStatus } from '../membership-statuses.js';
+import {
+  type Dataset,
+  datasetByName,
+  datasetDir,
+  EXPORT_FORMATS,
+  type ExportFormat,
+  insertDataset,
+  requireDataset,
+  validDatasetName,
+} from './datasets.js';
+import { attributeColumns } from './export-columns.js';
+import type { ExportPlan } from './export-plan.js';
+import { deleteStaleRecords } from './staged-records.js';
+
+export const EXPORT_MODES = ['FULL', 'CHANGES'] as const;
+export type ExportMode = (typeof EXPORT_MODES)[number];
+
+/** What a caller asks an export to write (the domain shape of CreateExportJobInput). */
+export interface ExportJobRequest {
+  /** Audiences to export, each with the membership statuses to write (default REALIZED + EXISTING). */
+  audiences: { audienceId: number; statuses?: MembershipStatus[] | null }[];
+  /** Attribute paths to write; null: all. */
+  fields?: string[] | null;
+  /** Only profiles ingested (created or updated) at or after this instant. */
+  fromIngestTimestamp?: number | null;
+  /** Skip the file of an audience (or the combined file) that has no rows. */
+  emptyAudienceFilter?: boolean | null;
+  /** FULL (default) or CHANGES since the dataset's last successful export (or `changesSince`). */
+  mode?: ExportMode | null;
+  changesSince?: number | null;
+  destination: {
+    /** An existing dataset, or a name: an existing dataset of that name or a new one. */
+    datasetId?: number | null;
+    datasetName?: string | null;
+    format: ExportFormat;
+    /** One file per audience instead of one combined file. */
+    audiencePerFile?: boolean | null;
+  };
+  /** The evaluation instant (the time of a CHANGES window's end); default: when the job starts. */
+  at?: number | null;
+}
+
+/** What an export job stores as its input. */
+export interface ExportJobInput extends JobInputBase {
+  audiences: { audienceId: number; statuses: MembershipStatus[] }[];
+  fields: string[] | null;
+  fromIngestTimestamp: number | null;
+  emptyAudienceFilter: boolean;
+  mode: ExportMode;
+  changesSince: number | null;
+  datasetId: number;
+  format: ExportFormat;
+  audiencePerFile: boolean;
+  at: number | null;
+}
+
+export interface ExportProgress {
+  done: number;
+  total: number;
+}
+
+/** A file an export wrote. */
+export interface ExportFileInfo {
+  name: string;
+  /** Global id of the audience of a per-audience file; null for the combined file. */
+  audienceId: string | null;
+  rows: number;
+  bytes: number;
+  sha256: string;
+}
+
+export interface ExportMetrics {
+  /** Rows written (a profile in two audiences counts twice). */
+  totalExportedProfileCounter: number;
+  /** Identity namespace → rows whose profile has an identity there. */
+  exportedProfileByNamespaceCounter: Record<string, number>;
+  totalTimeMs: number;
+}
+
+export interface ExportJobResult {
+  metrics: ExportMetrics;
+  files: ExportFileInfo[];
+  manifest: ExportFileInfo;
+  /** The mode it ran in: a CHANGES request into a dataset without a previous export runs FULL. */
+  mode: ExportMode;
+  /** Start of the CHANGES window (exclusive); null for FULL. */
+  since: number | null;
+  notes: string[];
+}
+
+declare module '../jobs/job-types.js' {
+  interface JobKindTypes {
+    EXPORT: { input: ExportJobInput; progress: ExportProgress; result: ExportJobResult };
+  }
+}
+
+export type ExportJob = JobOf<'EXPORT'>;
+
+interface Resolved {
+  input: Omit<ExportJobInput, 'datasetId'>;
+  /** The dataset named, or undefined when `datasetName` names a dataset to create. */
+  dataset: Dataset | undefined;
+  datasetName: string | null;
+}
+
+/** Checks a request against the sandbox as it is now and normalizes it; creates nothing. */
+function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): Resolved {
+  if (!request.audiences || request.audiences.length === 0) {
+    throw badInput('Give at least one audience to export', 'input.audiences');
+  }
+  const ids = request.audiences.map((a) => a.audienceId);
+  if (new Set(ids).size !== ids.length) throw badInput('An audience is listed twice', 'input.audiences');
+  const found = audiencesByIds(conn, sandboxId, ids);
+  const audiences = request.audiences.map((a, i) => {
+    if (!found.has(a.audienceId)) {
+      const gid = encodeGlobalId('Audience', a.audienceId);
+      throw notFound(`No Audience with id "${gid}" in this sandbox (input.audiences.${i})`, gid);
+    }
+    const statuses = a.statuses?.length ? [...new Set(a.statuses)] : [...CURRENT_STATUSES];
+    for (const s of statuses) {
+      if (!MEMBERSHIP_STATUSES.includes(s)) throw badInput(`Unknown status ${s}`, `input.audiences.${i}.statuses`);
+    }
+    return { audienceId: a.audienceId, statuses };
+  });
+  const fields = request.fields == null ? null : [...new Set(request.fields)];
+  if (fields) attributeColumns(conn, sandboxId, fields);
+  const { destination } = request;
+  if (!EXPORT_FORMATS.includes(destination.format)) {
+    throw badInput(`Unknown format ${destination.format}`, 'input.destination.format');
+  }
+  const hasId = destination.datasetId != null;
+  const hasName = destination.datasetName != null;
+  if (hasId === hasName) {
+    throw badInput('Give either destination.datasetId or destination.datasetName', 'input.destination');
+  }
+  let dataset: Dataset | undefined;
+  let datasetName: string | null = null;
+  if (hasId) {
+    dataset = requireDataset(conn, sandboxId, destination.datasetId!);
+  } else {
+    datasetName = validDatasetName(destination.datasetName!, 'input.destination.datasetName');
+    dataset = datasetByName(conn, sandboxId, datasetName);
+  }
+  if (dataset && dataset.format !== destination.format) {
+    throw badInput(
+      `Dataset "${dataset.name}" holds ${dataset.format} files; export to it as ${dataset.format} or into another dataset`,
+      'input.destination.format',
+    );
+  }
+  const mode = request.mode ?? 'FULL';
+  if (!EXPORT_MODES.includes(mode)) throw badInput(`Unknown mode ${mode}`, 'input.mode');
+  if (request.changesSince != null && mode !== 'CHANGES') {
+    throw badInput('changesSince applies to mode CHANGES only', 'input.changesSince');
+  }
+  return {
+    dataset,
+    datasetName,
+    input: {
+      audiences,
+      fields,
+      fromIngestTimestamp: request.fromIngestTimestamp ?? null,
+      emptyAudienceFilter: Boolean(request.emptyAudienceFilter),
+      mode,
+      changesSince: request.changesSince ?? null,
+      format: destination.format,
+      audiencePerFile: Boolean(destination.audiencePerFile),
+      at: request.at ?? null,
+    },
+  };
+}
+
+/** Throws BAD_USER_INPUT / NOT_FOUND exactly as createExportJob would, without queuing anything. */
+export function validateExportRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): void {
+  resolveRequest(conn, sandboxId, request);
+}
+
+/**
+ * Validates and queues an export job, waking the runner. A `datasetName` that no dataset has
+ * yet creates the dataset in the same transaction as the job.
+ */
+export function createExportJob(
+  app: { conn: Connection; jobs: JobRunner },
+  sandboxId: number,
+  request: ExportJobRequest,
+  options: NewJobOptions = {},
+): ExportJob {
+  return app.jobs.enqueue(
+    sandboxId,
+    'EXPORT',
+    () => {
+      const { input, dataset, datasetName } = resolveRequest(app.conn, sandboxId, request);
+      const target = dataset ?? insertDataset(app.conn, sandboxId, datasetName!, input.format);
+      return { ...input, datasetId: target.id };
+    },
+    options,
+  );
+}
+
+/** File names of one export: its job id keeps exports of one dataset apart. */
+export function exportFileName(jobId: number, format: ExportFormat, audienceId: number | null): string {
+  const ext = format === 'NDJSON' ? 'ndjson' : format === 'CSV' ? 'csv' : 'parquet';
+  return audienceId == null ? `export-${jobId}.${ext}` : `export-${jobId}-audience-${audienceId}.${ext}`;
+}
+
+/** Removes what an earlier, unfinished attempt of this job left on disk (re-run after a crash). */
+export function removeUnfinishedFiles(dir: string, jobId: number): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (name.startsWith(`.tmp-${jobId}-`) || name.startsWith(`export-${jobId}.`) || name.startsWith(`export-${jobId}-`))
+      rmSync(`${dir}/${name}`, { force: true });
+  }
+}
+
+function buildPlan(conn: Connection, job: ExportJob, now: number, dataDir: string): ExportPlan {
+  const input = job.input;
+  const dataset = requireDataset(conn, job.sandboxId, input.datasetId);
+  const notes: string[] = [];
+  const found = audiencesByIds(
+    conn,
+    job.sandboxId,
+    input.audiences.map((a) => a.audienceId),
+  );
+  const audiences = input.audiences.filter((a) => {
+    if (found.has(a.audienceId)) return true;
+    notes.push(`Audience ${encodeGlobalId('Audience', a.audienceId)} was deleted before the export ran; skipped`);
+    return false;
+  });
+  // The first export of a dataset is always full: there is nothing downstream to apply changes to.
+  const changes = input.mode === 'CHANGES' && dataset.currentJobId != null;
+  const since = changes ? (input.changesSince ?? dataset.lastExportAt) : null;
+  return {
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    datasetId: dataset.id,
+    dir: datasetDir(dataDir, job.sandboxId, dataset.id),
+    now,
+    format: input.format,
+    mode: changes ? 'CHANGES' : 'FULL',
+    since,
+    audiences: audiences.map((a) => ({ ...a, globalId: encodeGlobalId('Audience', a.audienceId) })),
+    columns: attributeColumns(conn, job.sandboxId, input.fields),
+    allFields: input.fields == null,
+    fromIngestTimestamp: input.fromIngestTimestamp,
+    emptyAudienceFilter: input.emptyAudienceFilter,
+    audiencePerFile: input.audiencePerFile,
+    notes,
+  };
+}
+
+export const exportJobKind = defineJobKind({
+  kind: 'EXPORT',
+  task: new URL('./export-task.ts', import.meta.url),
+  timeoutMs: 10 * 60_000,
+  plan: (job, now, { conn, dataDir }) => buildPlan(conn, job, now, dataDir),
+  sweep: ({ conn }) => deleteStaleRecords(conn),
+});

@@ -1,0 +1,274 @@
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Connection } from '../../db/index.js';
+import { encodeGlobalId } from '../ids.js';
+import { Cancelled } from '../jobs/cancelled.js';
+import type { JobTask, TaskContext } from '../jobs/task.js';
+import { statusSql } from '../membership-statuses.js';
+import { setAt, valueAt } from './export-columns.js';
+import type { ExportFileInfo, ExportJobResult } from './export-job.js';
+import { exportFileName, removeUnfinishedFiles } from './export-job.js';
+import type { ExportPlan } from './export-plan.js';
+import { FileSink, publishFile } from './file-sink.js';
+import { createRowWriter, type ExportRow } from './row-writers.js';
+import { StagedRecords } from './staged-records.js';
+
+/** The export kind's task, which the job worker runs. */
+const exportTask: JobTask<'EXPORT', ExportPlan> = (conn, plan, ctx) => runExport(conn, plan, ctx);
+export default exportTask;
+
+interface SourceRow {
+  pid: number;
+  status: string;
+  q: number | null;
+  x: number | null;
+  c: number | null;
+  doc: string | null;
+  ids: string;
+}
+
+interface OpenFile {
+  name: string;
+  audienceId: number | null;
+  sink: FileSink;
+  rows: number;
+}
+
+const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
+  FROM identities i WHERE i.profile_id = p.id)`;
+
+/** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
+function rowQuery(plan: ExportPlan, count: boolean): string {
+  const fresh = plan.fromIngestTimestamp != null ? ' AND p.updated_at >= @fromIngest' : '';
+  if (plan.mode === 'CHANGES') {
+    const select = count
+      ? 'count(*)'
+      : `h.profile_id AS pid, h.to_status AS status,
+         CASE h.to_status WHEN ${statusSql('REALIZED')} THEN h.at END AS q, CASE h.to_status WHEN ${statusSql('EXITED')} THEN h.at END AS x,
+         h.at AS c, json(p.attributes) AS doc, coalesce(${IDENTITIES}, '[]') AS ids`;
+    // Every move in or out in the window, oldest first: what a downstream copy applies in order.
+    return `SELECT ${select} FROM membership_history h LEFT JOIN profiles p ON p.id = h.profile_id
+      WHERE h.audience_id = @audience AND h.to_status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) AND h.at > @since AND h.at <= @now${fresh}
+      ${count ? '' : 'ORDER BY h.id'}`;
+  }
+  const select = count
+    ? 'count(*)'
+    : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
+       json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
+  return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
+    WHERE m.audience_id = @audience AND m.status IN (SELECT value FROM json_each(@statuses))${fresh}
+    ${count ? '' : 'ORDER BY m.profile_id'}`;
+}
+
+const iso = (ms: number | null) => (ms == null ? 'null' : `"${new Date(ms).toISOString()}"`);
+
+/**
+ * Writes the plan's audiences into the dataset (docs/api.md "Exports and datasets"). All reads run
+ * in one read transaction (a snapshot); each file is written under a temporary name and
+ * fsynced, the rows are staged under the job id; `ctx.finish` then renames the files, records
+ * them with the manifest and makes the job the dataset's current export, in one transaction
+ * with the job's SUCCEEDED state. A failure or cancel removes the temporary files and the
+ * staged rows; a crash leaves them for the re-run, which removes them first.
+ */
+export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'EXPORT'>): void {
+  const started = performance.now();
+  const { sqlite } = conn;
+  mkdirSync(plan.dir, { recursive: true });
+  removeUnfinishedFiles(plan.dir, plan.jobId);
+  const staged = new StagedRecords(conn, plan.datasetId, plan.jobId);
+  staged.discard();
+  const changes = plan.mode === 'CHANGES';
+  const open: OpenFile[] = [];
+  const done: (OpenFile & { bytes: number; sha256: string })[] = [];
+  const namespaces: Record<string, number> = {};
+  let written = 0;
+  let lastReport = 0;
+  const newFile = (audienceId: number | null): OpenFile => {
+    const name = exportFileName(plan.jobId, plan.format, audienceId);
+    const file = { name, audienceId, sink: new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`)), rows: 0 };
+    open.push(file);
+    return file;
+  };
+  const closeFile = (file: OpenFile) => {
+    open.splice(open.indexOf(file), 1);
+    const { bytes, sha256 } = file.sink.finish();
+    if (file.rows === 0 && plan.emptyAudienceFilter) rmSync(file.sink.tempPath, { force: true });
+    else done.push({ ...file, bytes, sha256 });
+  };
+  try {
+    sqlite.exec('BEGIN');
+    try {
+      const params = (audience: ExportPlan['audiences'][number]) => ({
+        audience: audience.audienceId,
+        statuses: JSON.stringify(audience.statuses),
+        ...(plan.fromIngestTimestamp != null ? { fromIngest: plan.fromIngestTimestamp } : {}),
+        ...(changes ? { since: plan.since ?? 0, now: plan.now } : {}),
+      });
+      const counter = sqlite.prepare(rowQuery(plan, true)).pluck();
+      const total = plan.audiences.reduce((n, a) => n + (counter.get(params(a)) as number), 0);
+      ctx.progress({ done: 0, total });
+      const reader = sqlite.prepare(rowQuery(plan, false));
+      const needValues = plan.format !== 'NDJSON';
+      let combined: OpenFile | undefined;
+      let writer: ReturnType<typeof createRowWriter> | undefined;
+      for (const audience of plan.audiences) {
+        if (!combined || plan.audiencePerFile) {
+          combined = newFile(plan.audiencePerFile ? audience.audienceId : null);
+          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+        }
+        const file = combined;
+        for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
+          const row = toRow(plan, audience.globalId, src, needValues);
+          writer!.write(row);
+          staged.add(row.record);
+          countNamespaces(src.ids, namespaces);
+          file.rows++;
+          written++;
+          if (written % 1000 === 0) {
+            if (ctx.cancelled()) throw new Cancelled();
+            const now = Date.now();
+            if (now - lastReport >= 50) {
+              lastReport = now;
+              ctx.progress({ done: written, total });
+            }
+          }
+        }
+        if (plan.audiencePerFile) {
+          writer!.end();
+          closeFile(file);
+        }
+      }
+      if (!plan.audiencePerFile) {
+        if (!combined) {
+          combined = newFile(null);
+          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+        }
+        writer!.end();
+        closeFile(combined);
+      }
+      staged.flush();
+      ctx.progress({ done: written, total });
+    } finally {
+      sqlite.exec('COMMIT');
+    }
+    if (ctx.cancelled()) throw new Cancelled();
+    const files: ExportFileInfo[] = done.map((f) => ({
+      name: f.name,
+      audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
+      rows: f.rows,
+      bytes: f.bytes,
+      sha256: f.sha256,
+    }));
+    ctx.finish(() => {
+      const finishedAt = Date.now();
+      const metrics = {
+        totalExportedProfileCounter: written,
+        exportedProfileByNamespaceCounter: namespaces,
+        totalTimeMs: Math.round(performance.now() - started),
+      };
+      const manifest = writeManifest(plan, files, metrics, finishedAt);
+      const record = sqlite.prepare(
+        `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (dataset_id, name) DO UPDATE SET job_id = excluded.job_id, rows = excluded.rows,
+           bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at`,
+      );
+      for (const f of [...files, manifest])
+        record.run(plan.datasetId, f.name, plan.jobId, f.rows, f.bytes, f.sha256, finishedAt);
+      sqlite
+        .prepare('UPDATE datasets SET current_job_id = ?, last_export_at = ? WHERE id = ?')
+        .run(plan.jobId, plan.now, plan.datasetId);
+      // Renamed last: if the transaction could not get here, nothing has its final name.
+      for (const f of done) publishFile(f.sink.tempPath, join(plan.dir, f.name));
+      publishFile(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`), join(plan.dir, 'manifest.json'));
+      const result: ExportJobResult = {
+        metrics,
+        files,
+        manifest,
+        mode: plan.mode,
+        since: plan.since,
+        notes: plan.notes,
+      };
+      return { result, units: written };
+    });
+  } catch (err) {
+    for (const f of open) f.sink.abandon();
+    removeUnfinishedFiles(plan.dir, plan.jobId);
+    try {
+      staged.discard();
+    } catch {
+      // The sweep removes staged rows of jobs that ended without becoming current.
+    }
+    throw err;
+  }
+}
+
+const NAMESPACE = /\{"namespace":("(?:[^"\\]|\\.)*")/g;
+
+/** Counts the row once per namespace it has an identity in (from SQLite's json_object text, without parsing it whole). */
+function countNamespaces(ids: string, into: Record<string, number>): void {
+  // A profile has a handful of identities: a short list beats a Set.
+  const seen: string[] = [];
+  for (const m of ids.matchAll(NAMESPACE)) {
+    const ns = JSON.parse(m[1]!) as string;
+    if (seen.includes(ns)) continue;
+    seen.push(ns);
+    into[ns] = (into[ns] ?? 0) + 1;
+  }
+}
+
+function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {
+  let attributes: string;
+  let values: unknown[] | null = null;
+  if (plan.allFields && !needValues) {
+    attributes = src.doc ?? 'null';
+  } else {
+    const doc = src.doc == null ? null : (JSON.parse(src.doc) as Record<string, unknown>);
+    const picked = plan.columns.map((c) => valueAt(doc, c.path));
+    if (needValues) values = picked;
+    if (plan.allFields) attributes = src.doc ?? 'null';
+    else if (doc == null) attributes = 'null';
+    else {
+      const out: Record<string, unknown> = {};
+      plan.columns.forEach((c, i) => {
+        if (picked[i] !== undefined) setAt(out, c.path, picked[i]);
+      });
+      attributes = JSON.stringify(out);
+    }
+  }
+  const changedAt = plan.mode === 'CHANGES' ? `,"changedAt":${iso(src.c)}` : '';
+  const record = `{"audienceId":${JSON.stringify(audienceId)},"identities":${src.ids},"status":"${src.status}","qualifiedAt":${iso(src.q)},"exitedAt":${iso(src.x)}${changedAt},"attributes":${attributes}}`;
+  return {
+    audienceId,
+    identities: src.ids,
+    status: src.status,
+    qualifiedAt: src.q,
+    exitedAt: src.x,
+    changedAt: src.c,
+    record,
+    values,
+  };
+}
+
+/** Writes manifest.json (under its temporary name; the caller renames it) and returns its entry. */
+function writeManifest(
+  plan: ExportPlan,
+  files: ExportFileInfo[],
+  metrics: ExportJobResult['metrics'],
+  finishedAt: number,
+): ExportFileInfo {
+  const sink = new FileSink(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`));
+  const body = {
+    job: encodeGlobalId('ExportJob', plan.jobId),
+    dataset: encodeGlobalId('Dataset', plan.datasetId),
+    format: plan.format,
+    mode: plan.mode,
+    since: plan.since == null ? null : new Date(plan.since).toISOString(),
+    at: new Date(plan.now).toISOString(),
+    writtenAt: new Date(finishedAt).toISOString(),
+    rows: metrics.totalExportedProfileCounter,
+    files,
+  };
+  sink.write(`${JSON.stringify(body, null, 2)}\n`);
+  const { bytes, sha256 } = sink.finish();
+  return { name: 'manifest.json', audienceId: null, rows: files.length, bytes, sha256 };
+}

@@ -1,0 +1,99 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, expect, it } from 'vitest';
+import { databaseFile } from '../../src/config.js';
+import { openDatabase } from '../../src/db/index.js';
+import { createManualAudience } from '../../src/domain/audiences.js';
+import { seedDemoData } from '../../src/domain/demo-data.js';
+import { encodeGlobalId } from '../../src/domain/ids.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { gql, ok } from './harness.js';
+import { killSpawned, spawnServer } from './process.js';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'segql-export-crash-'));
+afterAll(() => {
+  killSpawned();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+const MEMBERS = 200_000;
+const WATCH = `query($id: ID!) { exportJob(id: $id) { status attempts error progress { done total }
+  files { path rows bytes sha256 } destination { dataset { id } } } }`;
+
+/** Every file name under the exports folder, at any depth. */
+const exportFiles = () => {
+  try {
+    return readdirSync(join(dataDir, 'exports'), { recursive: true }).map(String);
+  } catch {
+    return [];
+  }
+};
+
+it('re-runs an export killed mid-way to SUCCEEDED; no partial file ever has a final name', {
+  timeout: 240_000,
+}, async () => {
+  // The data is seeded straight into the database file before the server starts (fast), through the ingest code.
+  const conn = openDatabase(databaseFile(dataDir));
+  const sandboxId = ensureSandbox(conn, 'prod').id;
+  seedDemoData(conn, sandboxId, { profiles: MEMBERS, eventsPerProfile: 0, seed: 7 });
+  const audience = createManualAudience(conn, sandboxId, { name: 'Everyone' });
+  conn.sqlite
+    .prepare(
+      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at)
+       SELECT ?, ?, id, 'REALIZED', 1, 1 FROM profiles WHERE sandbox_id = ?`,
+    )
+    .run(sandboxId, audience.id, sandboxId);
+  conn.close();
+
+  let server = await spawnServer(dataDir);
+  const job = ok(
+    await gql(server.url, 'mutation($i: CreateExportJobInput!) { createExportJob(input: $i) { id } }', {
+      i: {
+        audiences: [{ audienceId: encodeGlobalId('Audience', audience.id) }],
+        destination: { datasetName: 'all', format: 'CSV' },
+      },
+    }),
+  ).createExportJob;
+  let state = ok(await gql(server.url, WATCH, { id: job.id })).exportJob;
+  const seen = new Set<string>();
+  while (state.status === 'QUEUED' || (state.status === 'PROCESSING' && state.progress.done < 20_000)) {
+    for (const f of exportFiles()) seen.add(f);
+    state = ok(await gql(server.url, WATCH, { id: job.id })).exportJob;
+  }
+  expect(state.status).toBe('PROCESSING');
+  expect(state.progress.total).toBe(MEMBERS);
+  expect(state.progress.done).toBeLessThan(MEMBERS);
+  server.child.kill('SIGKILL');
+  await server.exited;
+  for (const f of exportFiles()) seen.add(f);
+  // While it ran and after the kill: only temporary names.
+  expect([...seen].filter((f) => f.endsWith('.csv')).length).toBeGreaterThan(0);
+  expect([...seen].filter((f) => /(^|\/)export-\d+\.csv$/.test(f) || f.endsWith('/manifest.json'))).toEqual([]);
+
+  server = await spawnServer(dataDir);
+  for (;;) {
+    state = ok(await gql(server.url, WATCH, { id: job.id })).exportJob;
+    if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(state.status)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  expect(state).toMatchObject({ status: 'SUCCEEDED', attempts: 2, progress: { done: MEMBERS, total: MEMBERS } });
+  expect(state.files).toHaveLength(1);
+  expect(state.files[0].rows).toBe(MEMBERS);
+  const remaining = exportFiles();
+  expect(remaining.filter((f) => f.includes('.tmp-'))).toEqual([]);
+  const onDisk = remaining.find((f) => f.endsWith(state.files[0].path))!;
+  const bytes = readFileSync(join(dataDir, 'exports', onDisk));
+  expect(bytes.length).toBe(state.files[0].bytes);
+  expect(createHash('sha256').update(bytes).digest('hex')).toBe(state.files[0].sha256);
+  // Header + one line per member, each member once: the re-run started clean.
+  const lines = bytes.toString('utf8').trimEnd().split('\r\n');
+  expect(lines).toHaveLength(MEMBERS + 1);
+  const records = ok(
+    await gql(server.url, 'query($id: ID!) { dataset(id: $id) { records(first: 1) { totalCount } } }', {
+      id: state.destination.dataset.id,
+    }),
+  ).dataset.records.totalCount;
+  expect(records).toBe(MEMBERS);
+});
