@@ -268,8 +268,13 @@ export function assertNoDependents(conn: Connection, sandboxId: number, audience
   );
 }
 
-/** Removes an audience with its memberships and their history (the caller holds the transaction). */
+/**
+ * Removes an audience with its memberships and their history, and the list of an external one
+ * (the caller holds the transaction).
+ */
 export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+  conn.sqlite.prepare('DELETE FROM external_members WHERE audience_id = ?').run(audienceId);
+  conn.sqlite.prepare('DELETE FROM external_audiences WHERE audience_id = ?').run(audienceId);
   conn.db
     .delete(memberships)
     .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)))

@@ -62,6 +62,13 @@ const AudienceMemberType = builder.objectRef<Membership>('AudienceMember').imple
       description: 'When it left the audience (EXITED only).',
       resolve: (m) => m.exitedAt,
     }),
+    payload: t.field({
+      type: 'JSON',
+      nullable: true,
+      description:
+        "For an external audience: the other values of the member's row in its list, by field name; null for other audiences.",
+      resolve: (m) => (m.payload === null ? null : JSON.parse(m.payload)),
+    }),
   }),
 });
 
