@@ -1,3 +1,4 @@
+import { Readable } from 'node:stream';
 /** A GraphQL multipart request (the multipart request spec) whose file part is streamed from `chunks`. */
 export async function uploadList(
   url: string,
@@ -18,7 +19,7 @@ export async function uploadList(
     for await (const chunk of file.chunks) yield chunk;
     yield Buffer.from(tail);
   }
-  const stream = ReadableStream.from(body());
+  const stream = Readable.toWeb(Readable.from(body()));
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, ...headers },

@@ -28,7 +28,7 @@ export function runIngestion(conn: Connection, plan: IngestionPlan, ctx: TaskCon
   const { sqlite } = conn;
   sqlite.exec(
     `DROP TABLE IF EXISTS temp.ingest_rows; DROP TABLE IF EXISTS temp.ingest_errors; DROP TABLE IF EXISTS temp.ingest_match;
-     CREATE TEMP TABLE ingest_rows (value TEXT PRIMARY KEY, line INTEGER NOT NULL, payload TEXT NOT NULL) WITHOUT ROWID;
+     CREATE TEMP TABLE ingest_rows (value TEXT NOT NULL, line INTEGER NOT NULL, payload TEXT NOT NULL);
      CREATE TEMP TABLE ingest_errors (line INTEGER PRIMARY KEY, message TEXT NOT NULL);`,
   );
   try {
@@ -61,10 +61,8 @@ function readList(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGES
     identityField: plan.identityField,
     identityNamespace: plan.identityNamespace,
   };
-  const insertRow = sqlite.prepare(
-    `INSERT INTO temp.ingest_rows (value, line, payload) VALUES (?, ?, ?)
-     ON CONFLICT (value) DO UPDATE SET line = excluded.line, payload = excluded.payload WHERE excluded.line > line`,
-  );
+  // Appended in file order without a key (the cheapest insert); writeRun lets a later row of the same identity win.
+  const insertRow = sqlite.prepare('INSERT INTO temp.ingest_rows (value, line, payload) VALUES (?, ?, ?)');
   const insertError = sqlite.prepare('INSERT OR REPLACE INTO temp.ingest_errors (line, message) VALUES (?, ?)');
   const counts: IngestionCounts = { recordsRead: 0, recordsImported: 0, recordsMatched: 0, recordsFailed: 0 };
   let columns: ExternalAudienceField[] | undefined;
@@ -226,10 +224,12 @@ function writeRun(conn: Connection, plan: IngestionPlan): number {
        WHERE memberships.status = 'EXITED'`,
     )
     .run(sandboxId, audienceId, now, now);
+  // In key order (a sort is cheaper than inserting at random places in the index); of two rows with
+  // the same identity the later one comes last and wins.
   sqlite
     .prepare(
       `INSERT INTO main.external_members (sandbox_id, audience_id, namespace, value, payload, imported_at)
-       SELECT ?, ?, ?, value, payload, ? FROM temp.ingest_rows WHERE true
+       SELECT ?, ?, ?, value, payload, ? FROM temp.ingest_rows WHERE true ORDER BY value, rowid
        ON CONFLICT (audience_id, value) DO UPDATE SET payload = excluded.payload, imported_at = excluded.imported_at`,
     )
     .run(sandboxId, audienceId, identityNamespace, now);

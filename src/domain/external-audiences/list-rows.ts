@@ -65,12 +65,23 @@ function fromText(
   }
 }
 
+const DATE_ONLY = /^(\d{4})-(\d{2})-(\d{2})$/;
+
 function asDate(
   field: ExternalAudienceField,
   text: string,
 ): { ok: true; value: unknown } | { ok: false; message: string } {
-  const iso = /^\d{4}-\d{2}-\d{2}$/.test(text) ? `${text}T00:00:00Z` : text;
-  const parsed = parseDatetime(iso);
+  // Most list dates are plain days: checked by arithmetic, much cheaper than a full ISO-8601 parse.
+  const day = DATE_ONLY.exec(text);
+  if (day) {
+    const [y, m, d] = [Number(day[1]), Number(day[2]), Number(day[3])];
+    const date = new Date(Date.UTC(y, m - 1, d));
+    if (date.getUTCFullYear() === y && date.getUTCMonth() === m - 1 && date.getUTCDate() === d) {
+      return { ok: true, value: `${text}T00:00:00.000Z` };
+    }
+    return { ok: false, message: `"${text}" in column "${field.name}" is not a DATE: there is no such day` };
+  }
+  const parsed = parseDatetime(text);
   return parsed.ok
     ? { ok: true, value: new Date(parsed.ms).toISOString() }
     : { ok: false, message: `"${text}" in column "${field.name}" is not a DATE (ISO-8601): ${parsed.reason}` };
