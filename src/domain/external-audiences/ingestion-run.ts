@@ -70,26 +70,29 @@ export interface IngestionPlan {
   identityNamespace: string;
 }
 
+/** What a run will do, from its job and its audience as they are when it starts. */
+export function planIngestion(conn: Connection, job: IngestionRun, now: number): IngestionPlan {
+  const external = requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
+  return {
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    audienceId: external.audienceId,
+    mode: job.input.mode,
+    format: job.input.format,
+    upload: job.input.upload,
+    bytes: job.input.bytes,
+    now,
+    fields: external.fields,
+    identityField: external.identityField,
+    identityNamespace: external.identityNamespace,
+  };
+}
+
 export const ingestionRunKind = defineJobKind({
   kind: 'INGESTION',
   task: new URL('./ingestion-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn }): IngestionPlan => {
-    const external = requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
-    return {
-      jobId: job.id,
-      sandboxId: job.sandboxId,
-      audienceId: external.audienceId,
-      mode: job.input.mode,
-      format: job.input.format,
-      upload: job.input.upload,
-      bytes: job.input.bytes,
-      now,
-      fields: external.fields,
-      identityField: external.identityField,
-      identityNamespace: external.identityNamespace,
-    };
-  },
+  plan: (job, now, { conn }): IngestionPlan => planIngestion(conn, job, now),
   // The counts are kept as they grow, so a run that fails still says how far it got.
   runningResult: ({ recordsRead, recordsImported, recordsMatched, recordsFailed }) => ({
     recordsRead,
