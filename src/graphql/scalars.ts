@@ -54,6 +54,8 @@ export const JSONScalar = new GraphQLScalarType<unknown, unknown>({
 export interface UploadedFile {
   name: string;
   stream(): ReadableStream<Uint8Array>;
+  /** Set when the server already wrote the upload to a file of its own, which the operation may take over. */
+  path?: string;
 }
 
 function parseFile(value: unknown): UploadedFile {

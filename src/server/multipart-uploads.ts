@@ -5,10 +5,10 @@
  * the 1 MiB pre-read of JSON bodies would refuse any real file, so multipart requests skip both.
  */
 import { randomUUID } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { type FileHandle, open } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { Busboy, type BusboyHeaders } from '@fastify/busboy';
 import type { Plugin } from 'graphql-yoga';
@@ -22,11 +22,32 @@ class DiskFile implements UploadedFile {
   constructor(
     readonly name: string,
     readonly type: string,
-    private readonly path: string,
+    readonly path: string,
   ) {}
 
+  /** Read chunk by chunk as the consumer asks (pull), so a slow consumer never makes the file pile up in memory. */
   stream(): ReadableStream<Uint8Array> {
-    return Readable.toWeb(createReadStream(this.path)) as ReadableStream<Uint8Array>;
+    const path = this.path;
+    let file: FileHandle | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          file ??= await open(path, 'r');
+          const chunk = Buffer.allocUnsafe(256 * 1024);
+          const { bytesRead } = await file.read(chunk, 0, chunk.length, null);
+          if (bytesRead === 0) {
+            await file.close();
+            controller.close();
+          } else {
+            controller.enqueue(chunk.subarray(0, bytesRead));
+          }
+        },
+        async cancel() {
+          await file?.close();
+        },
+      },
+      { highWaterMark: 1 },
+    );
   }
 }
 

@@ -4,6 +4,7 @@
  * (ingestion-task.ts), and members expire through the kind's sweep (member-expiry.ts).
  */
 import { existsSync, rmSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
 import type { Connection } from '../../db/index.js';
 import { badInput, conflict } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -15,7 +16,7 @@ import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { activeIngestionRun, type ExternalAudienceField, requireExternalAudience } from './external-audiences.js';
 import type { ListFormat } from './list-records.js';
 import { expireExternalMembers } from './member-expiry.js';
-import { rowsAsNdjson, stageUpload } from './upload-staging.js';
+import { adoptUpload, rowsAsNdjson, stageUpload } from './upload-staging.js';
 
 export const INGESTION_MODES = ['REPLACE', 'APPEND'] as const;
 export type IngestionMode = (typeof INGESTION_MODES)[number];
@@ -119,8 +120,11 @@ function removeFinishedUploads(conn: Connection): void {
 }
 
 export interface IngestionSource {
-  /** A file's bytes as they arrive (an HTTP upload, a file on disk). */
-  file?: { stream: AsyncIterable<Uint8Array>; name: string | null } | null;
+  /**
+   * A file's bytes as they arrive; or, when `path` names a file under the data directory that
+   * the caller hands over, that file (moved, not copied).
+   */
+  file?: { stream: () => AsyncIterable<Uint8Array>; name: string | null; path?: string | null } | null;
   /** Rows given inline, as JSON objects keyed by field name. */
   rows?: readonly unknown[] | null;
 }
@@ -146,7 +150,9 @@ export async function startIngestionRun(
     identityNamespace: external.identityNamespace,
   };
   const staged = source.file
-    ? await stageUpload(app.dataDir, source.file.stream, { fileName: source.file.name, shape })
+    ? source.file.path && isInside(app.dataDir, source.file.path)
+      ? adoptUpload(app.dataDir, source.file.path, { fileName: source.file.name, shape })
+      : await stageUpload(app.dataDir, source.file.stream(), { fileName: source.file.name, shape })
     : await stageUpload(app.dataDir, rowsAsNdjson(source.rows ?? []), {
         fileName: 'rows.ndjson',
         shape,
@@ -171,6 +177,11 @@ export async function startIngestionRun(
     rmSync(staged.path, { force: true });
     throw err;
   }
+}
+
+function isInside(dir: string, file: string): boolean {
+  const rel = relative(resolve(dir), resolve(file));
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
 function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudienceId: number): void {

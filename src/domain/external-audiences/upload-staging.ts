@@ -4,7 +4,7 @@
  * the run exists. The run reads the file from there, again after a crash.
  */
 import { randomUUID } from 'node:crypto';
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { closeSync, createWriteStream, mkdirSync, openSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { badInput } from '../errors.js';
@@ -107,4 +107,40 @@ export async function* rowsAsNdjson(rows: readonly unknown[]): AsyncGenerator<Ui
         .join('\n')}\n`,
     );
   }
+}
+
+/**
+ * Takes over a file already in the data directory (an HTTP upload the server wrote there as it
+ * arrived): the same checks as `stageUpload`, then a rename instead of a copy.
+ */
+export function adoptUpload(
+  dataDir: string,
+  file: string,
+  options: { fileName: string | null; shape: ListShape; maxBytes?: number },
+): StagedUpload {
+  const maxBytes = options.maxBytes ?? MAX_LIST_BYTES;
+  const bytes = statSync(file).size;
+  if (bytes > maxBytes)
+    throw badInput(`The file is larger than ${maxBytes} bytes, the most one ingestion run reads`, 'file');
+  if (bytes === 0) throw badInput('The file is empty', 'file');
+  const head = Buffer.alloc(Math.min(bytes, MAX_RECORD_CHARS + 1));
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const format = formatOf(
+    options.fileName,
+    head.find((b) => b !== 0x20 && b !== 0x0a && b !== 0x0d && b !== 0xef),
+  );
+  if (format === 'CSV') {
+    const text = head.toString('utf8');
+    const nl = text.indexOf('\n');
+    checkHeader(nl === -1 ? text : text.slice(0, nl), options.shape, 'file');
+  }
+  mkdirSync(uploadsDir(dataDir), { recursive: true });
+  const path = join(uploadsDir(dataDir), `${randomUUID()}.upload`);
+  renameSync(file, path);
+  return { path, format, bytes };
 }

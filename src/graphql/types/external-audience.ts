@@ -315,17 +315,19 @@ builder.mutationFields((t) => ({
         description: 'REPLACE (default): the list is the whole audience; APPEND: it adds members.',
       }),
     },
-    resolve: (_r, args, ctx) =>
-      startIngestionRun(
+    resolve: (_r, args, ctx) => {
+      const file = args.file;
+      return startIngestionRun(
         ctx.app,
         ctx.sandbox.id,
         requireId(args.id, 'ExternalAudience'),
         {
-          file: args.file ? { stream: chunksOf(args.file.stream()), name: args.file.name || null } : null,
+          file: file ? { stream: () => chunksOf(file.stream()), name: file.name || null, path: file.path } : null,
           rows: args.rows,
         },
         args.mode ?? 'REPLACE',
-      ),
+      );
+    },
   }),
   cancelIngestionRun: t.field({
     type: IngestionRunRef,
