@@ -77,6 +77,8 @@ describe('query cost', () => {
   it('finds the connections of the schema', () => {
     expect(fields.map(({ owner, field }) => `${owner.name}.${field.name}`).sort()).toEqual([
       'Audience.members',
+      'ExternalAudience.ingestionRuns',
+      'IngestionRun.errors',
       'Preview.results',
       'Profile.events',
       'Profile.membershipHistory',
