@@ -1,9 +1,9 @@
 /**
- * `segql serve | migrate | seed | keys | help`: the command line. `npm start` runs `serve`, which
+ * `segql serve | migrate | seed | import | keys | help`: the command line. `npm start` runs `serve`, which
  * migrates, seeds demo data into an empty `prod` sandbox (SEGQL_DEMO_PROFILES) and serves on PORT.
  * Usage goes to stdout with exit 0; a usage error is one line on stderr with exit 2.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import pino, { type Logger } from 'pino';
@@ -13,8 +13,9 @@ import { DatabaseDamagedError } from './db/integrity.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
+import { importList } from './domain/external-audiences/local-import.js';
 import { countProfiles } from './domain/profiles.js';
-import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
+import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
 import { startServer } from './server.js';
 
 /** A mistake in how segql was called: one line on stderr, exit 2, no stack trace. */
@@ -27,6 +28,7 @@ commands:
   serve      migrate, seed demo data into an empty "prod" sandbox, and serve GraphQL (the default)
   migrate    apply database migrations and exit
   seed       add deterministic demo profiles and events to a sandbox
+  import     read a CSV or NDJSON list into an external audience
   keys       create, list and revoke API keys
   help       show this help, or a command's: segql help <command>
 
@@ -52,6 +54,17 @@ Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits.
   --seed S                random seed; the same seed gives the same data on the same day (default 42)
   --sandbox NAME          sandbox to seed, created if missing (default prod)
 `,
+  import: `usage: segql import --audience NAME --file PATH [--mode replace|append] [--sandbox NAME]
+
+  --audience NAME   the external audience, by its externalId or name
+  --file PATH       the list: CSV with a header row naming the fields, or NDJSON (.ndjson, .jsonl)
+  --mode MODE       replace (default): the list becomes the whole audience; append: it adds members
+  --sandbox NAME    the sandbox of the audience (default prod)
+
+Runs the ingestion in this process (a progress bar on a terminal, progress lines otherwise) and
+prints its counts; bad rows are listed with their line numbers. Exit 0 when the run succeeded,
+1 when it failed (no usable row), 2 on a usage error or an unknown audience.
+`,
   keys: `usage: segql keys create --name NAME [--sandbox NAME ...] [--scope read|write|admin ...]
        segql keys list
        segql keys revoke ID|PREFIX
@@ -64,7 +77,7 @@ Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits.
 `,
 };
 
-const COMMANDS = ['serve', 'migrate', 'seed', 'keys', 'help'] as const;
+const COMMANDS = ['serve', 'migrate', 'seed', 'import', 'keys', 'help'] as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -182,6 +195,7 @@ function main(argv: string[]): Promise<void> | void {
     keysCommand(config, rest);
     return;
   }
+  if (command === 'import') return importCommand(config, rest);
   parse(command, rest, {});
   return serve(config, log);
 }
@@ -233,6 +247,73 @@ async function serve(config: Config, log: Logger): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+}
+
+/** `segql import`: one ingestion run in this process, with progress on stderr and the counts on stdout. */
+async function importCommand(config: Config, args: string[]): Promise<void> {
+  const { values } = parse('import', args, {
+    audience: { type: 'string' },
+    file: { type: 'string' },
+    mode: { type: 'string', default: 'replace' },
+    sandbox: { type: 'string', default: DEFAULT_SANDBOX },
+  });
+  if (!values.audience) throw new UsageError('segql import: --audience is required (see segql import --help)');
+  if (!values.file) throw new UsageError('segql import: --file is required (see segql import --help)');
+  const mode = values.mode.toUpperCase();
+  if (mode !== 'REPLACE' && mode !== 'APPEND') {
+    throw new UsageError(`segql import: --mode must be replace or append, got "${values.mode}"`);
+  }
+  if (!existsSync(values.file)) throw new UsageError(`segql import: no file at ${values.file}`);
+  const conn = openDatabase(databaseFile(config.dataDir));
+  try {
+    const sandbox = findSandbox(conn, values.sandbox);
+    if (!sandbox) throw new UsageError(`segql import: no sandbox named "${values.sandbox}"`);
+    const tty = process.stderr.isTTY;
+    const bar = tty
+      ? new SingleBar({
+          format: 'importing [{bar}] {percentage}% | {rows} rows, {failed} failed | {eta_formatted} left',
+        })
+      : undefined;
+    let lastLine = 0;
+    let started = false;
+    const run = await importList(conn, config.dataDir, {
+      sandboxId: sandbox.id,
+      audience: values.audience,
+      file: values.file,
+      mode,
+      onProgress: (p) => {
+        const payload = { rows: p.recordsRead, failed: p.recordsFailed };
+        if (bar && !started) bar.start(p.total, 0, payload);
+        started = true;
+        bar?.update(p.done, payload);
+        if (!tty && (Date.now() - lastLine > 3000 || p.done === p.total)) {
+          lastLine = Date.now();
+          process.stderr.write(
+            `importing: ${p.done}/${p.total} bytes, ${p.recordsRead} rows, ${p.recordsFailed} failed\n`,
+          );
+        }
+      },
+    });
+    bar?.stop();
+    const errors = conn.sqlite
+      .prepare('SELECT line, message FROM ingestion_errors WHERE job_id = ? ORDER BY line LIMIT 20')
+      .all(run.id) as { line: number; message: string }[];
+    for (const e of errors) process.stderr.write(`line ${e.line}: ${e.message}\n`);
+    if (run.status !== 'SUCCEEDED') {
+      process.stderr.write(`segql import: the run failed: ${run.error}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const r = run.result!;
+    process.stdout.write(
+      `${r.recordsRead} rows read, ${r.recordsImported} imported, ${r.recordsMatched} matched a profile, ${r.recordsFailed} failed\n`,
+    );
+  } catch (err) {
+    if (err instanceof DomainError) throw new UsageError(`segql import: ${err.message}`);
+    throw err;
+  } finally {
+    conn.close();
+  }
 }
 
 /** `segql keys create | list | revoke`: the key's plaintext is printed once, on stdout, by create. */

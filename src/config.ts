@@ -19,6 +19,8 @@ export interface ServerLimits {
   maxCost: number;
   maxAliases: number;
   maxBodyBytes: number;
+  /** A multipart request (a file upload) in all; its other fields are held to maxBodyBytes. */
+  maxUploadBytes: number;
   /** Operations one HTTP request may carry as a JSON array (request batching). */
   maxBatchOperations: number;
   /** Requests per second each API key may make (a burst of as many); 0: no limit. */
@@ -54,6 +56,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   maxCost: 5000,
   maxAliases: 30,
   maxBodyBytes: 1024 * 1024,
+  maxUploadBytes: 100 * 1024 * 1024,
   maxBatchOperations: 10,
   rateLimitPerSecond: 0,
   queryTimeoutMs: 5_000,
@@ -100,6 +103,7 @@ function loadServerLimits(env: NodeJS.ProcessEnv): ServerLimits {
     maxCost: intFrom(env, 'SEGQL_MAX_COST', d.maxCost, 1),
     maxAliases: intFrom(env, 'SEGQL_MAX_ALIASES', d.maxAliases, 0),
     maxBodyBytes: intFrom(env, 'SEGQL_MAX_BODY_BYTES', d.maxBodyBytes, 1024),
+    maxUploadBytes: intFrom(env, 'SEGQL_MAX_UPLOAD_BYTES', d.maxUploadBytes, 1024),
     maxBatchOperations: intFrom(env, 'SEGQL_MAX_BATCH_OPERATIONS', d.maxBatchOperations, 1),
     rateLimitPerSecond: intFrom(env, 'SEGQL_RATE_LIMIT', d.rateLimitPerSecond, 0),
     queryTimeoutMs: intFrom(env, 'SEGQL_QUERY_TIMEOUT_MS', d.queryTimeoutMs, 1),

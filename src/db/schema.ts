@@ -105,6 +105,8 @@ export const memberships = sqliteTable(
     qualifiedAt: integer('qualified_at'),
     lastEvaluatedAt: integer('last_evaluated_at').notNull(),
     exitedAt: integer('exited_at'),
+    /** JSON object: for an external audience, the other fields of the member's row in the list. */
+    payload: text('payload'),
   },
   (t) => [
     primaryKey({ columns: [t.audienceId, t.profileId] }),
@@ -441,4 +443,64 @@ export const datasetRecords = sqliteTable(
     record: text('record').notNull(),
   },
   (t) => [index('dataset_records_job').on(t.jobId)],
+);
+
+/**
+ * An audience filled from uploaded lists (origin CUSTOM_UPLOAD): the typed columns of its files,
+ * the one that names each row's identity, how long members last after their last import, and an
+ * optional id the caller chose (definitions written elsewhere name audiences by it).
+ */
+export const externalAudiences = sqliteTable(
+  'external_audiences',
+  {
+    id: integer('id').primaryKey({ autoIncrement: true }),
+    sandboxId: integer('sandbox_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    externalId: text('external_id'),
+    /** JSON array of `{ name, type, identityNamespace }`. */
+    fields: text('fields').notNull(),
+    identityField: text('identity_field').notNull(),
+    identityNamespace: text('identity_namespace').notNull(),
+    ttlInDays: integer('ttl_in_days').notNull(),
+    version: integer('version').notNull().default(1),
+    createdAt: integer('created_at').notNull(),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [
+    uniqueIndex('external_audiences_audience').on(t.audienceId),
+    uniqueIndex('external_audiences_sandbox_external_id').on(t.sandboxId, t.externalId),
+  ],
+);
+
+/**
+ * The rows of an external audience's list, matched to a profile or not: a row whose identity no
+ * profile has yet is kept, so the profile becomes a member when that identity arrives.
+ */
+export const externalMembers = sqliteTable(
+  'external_members',
+  {
+    sandboxId: integer('sandbox_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    namespace: text('namespace').notNull(),
+    value: text('value').notNull(),
+    /** JSON object: the row's other fields. */
+    payload: text('payload').notNull(),
+    importedAt: integer('imported_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.audienceId, t.value] }),
+    index('external_members_identity').on(t.sandboxId, t.namespace, t.value),
+    index('external_members_imported').on(t.audienceId, t.importedAt),
+  ],
+);
+
+/** The bad rows of an ingestion run, by line number of the uploaded file. */
+export const ingestionErrors = sqliteTable(
+  'ingestion_errors',
+  {
+    jobId: integer('job_id').notNull(),
+    line: integer('line').notNull(),
+    message: text('message').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.line] })],
 );

@@ -17,6 +17,7 @@ import { SearchWatcher } from './search/live-search.js';
 import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
 import './exports/export-job.js';
+import './external-audiences/ingestion-run.js';
 import './previews/previews.js';
 import './segment-jobs/segment-job.js';
 // Schedule types register themselves the same way.

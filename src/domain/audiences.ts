@@ -248,7 +248,7 @@ export function dependentDefinitions(
 }
 
 /** CONFLICT naming every definition that still uses the audience. */
-function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
+export function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
   const dependents = (dependentDefinitions(conn, sandboxId, [audience.id]).get(audience.id) ?? []).filter(
     (d) => d !== audience.definitionId,
   );
@@ -264,8 +264,13 @@ function assertNoDependents(conn: Connection, sandboxId: number, audience: Audie
   );
 }
 
-/** Removes an audience with its memberships and their history (the caller holds the transaction). */
-function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+/**
+ * Removes an audience with its memberships and their history, and the list of an external one
+ * (the caller holds the transaction).
+ */
+export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+  conn.sqlite.prepare('DELETE FROM external_members WHERE audience_id = ?').run(audienceId);
+  conn.sqlite.prepare('DELETE FROM external_audiences WHERE audience_id = ?').run(audienceId);
   conn.db
     .delete(memberships)
     .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)))

@@ -59,6 +59,9 @@ export function parseExpression(input: ExpressionInput): { ast: ExpressionNode; 
 /** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
 function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
   const byId = conn.sqlite.prepare('SELECT id, name FROM audiences WHERE sandbox_id = ? AND id = ?');
+  const byExternalId = conn.sqlite.prepare(
+    'SELECT a.id, a.name FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?',
+  );
   const byName = conn.sqlite.prepare(
     "SELECT id, name FROM audiences WHERE sandbox_id = ? AND name_key = ? ORDER BY namespace = 'segql' DESC, id LIMIT 1",
   );
@@ -73,9 +76,13 @@ function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: n
     selfAudienceId,
     resolveAudience: (ref) => {
       const id = internalId(ref, 'Audience');
-      const row = (id !== undefined ? byId.get(sandboxId, id) : byName.get(sandboxId, ref.toLowerCase())) as
-        | { id: number; name: string }
-        | undefined;
+      // A global id, else the id an external audience's creator chose (definitions written for
+      // other services name audiences by it), else a name.
+      const row = (
+        id !== undefined
+          ? byId.get(sandboxId, id)
+          : (byExternalId.get(sandboxId, ref) ?? byName.get(sandboxId, ref.toLowerCase()))
+      ) as { id: number; name: string } | undefined;
       return row;
     },
     audienceDependencies: (id) => deps.all(sandboxId, id) as number[],

@@ -4,6 +4,7 @@
  */
 import type { IngestLimits } from '../config.js';
 import type { Connection } from '../db/index.js';
+import { resolvePendingMembers } from './external-audiences/pending-members.js';
 import {
   type EventInput,
   type IngestResult,
@@ -35,7 +36,11 @@ export class IngestService {
     const { conn, limits, streaming } = this.deps;
     return this.counted(
       'profile',
-      ingestProfiles(conn, sandboxId, records, { limits, onProfilesChanged: streaming.onProfilesChanged }),
+      ingestProfiles(conn, sandboxId, records, {
+        limits,
+        onProfilesChanged: streaming.onProfilesChanged,
+        onIdentitiesAdded: this.onIdentitiesAdded,
+      }),
     );
   }
 
@@ -43,9 +48,22 @@ export class IngestService {
     const { conn, limits, streaming } = this.deps;
     return this.counted(
       'event',
-      ingestEvents(conn, sandboxId, events, { limits, onProfilesChanged: streaming.onProfilesChanged }),
+      ingestEvents(conn, sandboxId, events, {
+        limits,
+        onProfilesChanged: streaming.onProfilesChanged,
+        onIdentitiesAdded: this.onIdentitiesAdded,
+      }),
     );
   }
+
+  /** External audience rows that named an identity before its profile arrived: members now. */
+  private readonly onIdentitiesAdded = (
+    sandboxId: number,
+    added: { namespace: string; value: string; profileId: number }[],
+    now: number,
+  ) => {
+    resolvePendingMembers(this.deps.conn, sandboxId, added, now);
+  };
 
   private counted(kind: IngestKind, result: IngestResult): IngestResult {
     const counter = this.deps.counter;

@@ -10,10 +10,10 @@ import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
 
 /**
- * What moved a membership, as membership_history.cause stores it; a segment job's entries carry
- * its id after the cause (`job:<id>`).
+ * What moved a membership, as membership_history.cause stores it; a job's entries (a segment job,
+ * an ingestion run) carry its id after the cause (`job:<id>`).
  */
-export const MEMBERSHIP_CAUSES = ['job', 'streaming', 'manual', 'expiry'] as const;
+export const MEMBERSHIP_CAUSES = ['job', 'streaming', 'manual', 'expiry', 'import'] as const;
 export type MembershipCause = (typeof MEMBERSHIP_CAUSES)[number];
 
 /** One profile's move into (REALIZED) or out of (EXITED) an audience, as written. */
@@ -95,6 +95,8 @@ export interface Membership {
   qualifiedAt: number | null;
   lastEvaluatedAt: number;
   exitedAt: number | null;
+  /** JSON object: an external audience member's other values from the list; null elsewhere. */
+  payload: string | null;
 }
 
 export interface MembershipTransition {
@@ -114,6 +116,7 @@ const columns = {
   qualifiedAt: memberships.qualifiedAt,
   lastEvaluatedAt: memberships.lastEvaluatedAt,
   exitedAt: memberships.exitedAt,
+  payload: memberships.payload,
 };
 
 /** An audience's members in profile order, optionally only some statuses. */

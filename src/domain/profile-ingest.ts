@@ -52,10 +52,21 @@ export interface IngestResult {
  */
 export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | undefined;
 
+/**
+ * Called inside the ingest transaction with the identities it stored for the first time (an
+ * external audience's list may have named them before their profile arrived).
+ */
+export type IdentitiesAddedHook = (
+  sandboxId: number,
+  added: { namespace: string; value: string; profileId: number }[],
+  now: number,
+) => void;
+
 interface IngestOptions {
   limits?: IngestLimits;
   now?: number;
   onProfilesChanged?: ProfilesChangedHook;
+  onIdentitiesAdded?: IdentitiesAddedHook;
 }
 
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -185,6 +196,7 @@ export function ingestProfiles(
   const s = statements(conn);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const changed = new Set<number>();
+  const added: { namespace: string; value: string; profileId: number }[] = [];
   const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
     result.rejected++;
     result.errors.push({ index, message, code });
@@ -245,11 +257,17 @@ export function ingestProfiles(
           profileId = matched.size === 1 ? [...matched][0]! : stitch(conn, s, [...matched]);
           s.patchProfile.run(attributes, now, profileId);
         }
-        for (const { namespace, id } of identities) s.insertIdentity.run(sandboxId, namespace, id, profileId, now);
+        for (const { namespace, id } of identities) {
+          if (s.insertIdentity.run(sandboxId, namespace, id, profileId, now).changes > 0) {
+            added.push({ namespace, value: id, profileId });
+          }
+        }
         changed.add(profileId);
         result.accepted++;
         result.profileIds.push(profileId);
       }
+      // A profile that arrives after a list named it joins before the streaming step sees it.
+      options.onIdentitiesAdded?.(sandboxId, added, now);
       after.commit = options.onProfilesChanged?.(sandboxId, [...changed], now);
     })
     .immediate();
@@ -278,6 +296,7 @@ export function ingestEvents(
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const profileOf = new Map<string, number>();
   const touched = new Set<number>();
+  const added: { namespace: string; value: string; profileId: number }[] = [];
   const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
     result.rejected++;
     result.errors.push({ index, message, code });
@@ -328,6 +347,7 @@ export function ingestEvents(
           if (profileId === undefined) {
             profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
             s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+            added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
           }
           profileOf.set(key, profileId);
         }
@@ -346,6 +366,7 @@ export function ingestEvents(
         result.profileIds.push(profileId);
       }
       for (const id of touched) s.touchProfile.run(now, id, now);
+      options.onIdentitiesAdded?.(sandboxId, added, now);
       after.commit = options.onProfilesChanged?.(sandboxId, [...touched], now);
     })
     .immediate();

@@ -17,7 +17,7 @@ import { decodeGlobalId, encodeGlobalId } from '../domain/ids.js';
 import { MAX_PAGE_SIZE } from '../domain/paging.js';
 import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
-import { DateTimeScalar, JSONScalar } from './scalars.js';
+import { DateTimeScalar, FileScalar, JSONScalar, type UploadedFile } from './scalars.js';
 
 const UNKNOWN_TYPE = '__unknown__';
 
@@ -51,6 +51,7 @@ export const builder = new SchemaBuilder<{
     /** Epoch milliseconds inside, ISO-8601 UTC with milliseconds on the wire. */
     DateTime: { Input: number; Output: number | Date };
     JSON: { Input: unknown; Output: unknown };
+    File: { Input: UploadedFile; Output: never };
   };
   DefaultFieldNullability: false;
   AuthScopes: AuthScopes;
@@ -143,6 +144,7 @@ function loadKnownNodes(
 
 builder.addScalarType('DateTime', DateTimeScalar);
 builder.addScalarType('JSON', JSONScalar);
+builder.addScalarType('File', FileScalar);
 
 // Every root field needs its operation's scope; fields that change a sandbox's shape ask for
 // `admin` instead (their own authScopes with skipTypeScopes).

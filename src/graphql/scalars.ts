@@ -49,3 +49,31 @@ export const JSONScalar = new GraphQLScalarType<unknown, unknown>({
   parseValue: (value) => value,
   parseLiteral: (ast, variables) => literalValue(ast, variables),
 });
+
+/** What the File scalar holds: an uploaded file (a WHATWG File, or anything read the same way). */
+export interface UploadedFile {
+  name: string;
+  stream(): ReadableStream<Uint8Array>;
+  /** Set when the server already wrote the upload to a file of its own, which the operation may take over. */
+  path?: string;
+}
+
+function parseFile(value: unknown): UploadedFile {
+  if (value && typeof value === 'object' && typeof (value as UploadedFile).stream === 'function') {
+    return value as UploadedFile;
+  }
+  throw new GraphQLError(
+    'File must be a file sent as a multipart upload (the GraphQL multipart request spec), not a value in the query',
+    { extensions: { code: 'BAD_USER_INPUT' } },
+  );
+}
+
+export const FileScalar = new GraphQLScalarType<UploadedFile, never>({
+  name: 'File',
+  description: 'A file uploaded with the GraphQL multipart request spec (a multipart/form-data request).',
+  serialize: () => {
+    throw new GraphQLError('A File is only ever an input');
+  },
+  parseValue: parseFile,
+  parseLiteral: () => parseFile(undefined),
+});

@@ -11,6 +11,7 @@ import type { Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import { type createDownloads, DOWNLOAD_PATH } from './downloads.js';
 import type { DatabaseHealth } from './health.js';
+import { isMultipart } from './multipart-uploads.js';
 import { payloadTooLarge, readBodyWithin } from './request-body.js';
 import type { SegqlYoga } from './yoga.js';
 
@@ -66,7 +67,22 @@ export function createRequestHandler(deps: {
         return;
       }
       if (download) return downloads(req, res, download);
-      if (req.method !== 'GET' && req.method !== 'HEAD') {
+      if (req.method === 'POST' && isMultipart(req.headers['content-type'])) {
+        // An upload streams to disk as it arrives (multipart-uploads.ts), held to its own limit.
+        const declared = Number(req.headers['content-length']);
+        if (Number.isFinite(declared) && declared > limits.maxUploadBytes) {
+          res.setHeader('connection', 'close');
+          res.on('finish', () => req.destroy());
+          return json(res, 413, {
+            errors: [
+              {
+                message: `Upload of ${declared} bytes exceeds the limit of ${limits.maxUploadBytes} bytes (SEGQL_MAX_UPLOAD_BYTES)`,
+                extensions: { code: 'PAYLOAD_TOO_LARGE', limit: limits.maxUploadBytes, actual: declared },
+              },
+            ],
+          });
+        }
+      } else if (req.method !== 'GET' && req.method !== 'HEAD') {
         const read = await readBodyWithin(req, limits.maxBodyBytes);
         if (!read.ok) {
           // The rest is never read: close the connection once the answer is out instead of draining it.

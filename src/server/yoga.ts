@@ -18,6 +18,7 @@ import { endRevokedSubscriptions } from '../graphql/revocation.js';
 import { activeSubscriptions, type Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
+import { streamedUploads } from './multipart-uploads.js';
 
 type ServerContextExtras = { metrics: Metrics };
 type InitialContext = ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> };
@@ -59,7 +60,10 @@ export function createSegqlYoga(deps: {
     logging: log.child({ component: 'yoga' }),
     maskedErrors: false,
     landingPage: false,
-    maxRequestBodySize: limits.maxBodyBytes,
+    // The HTTP layer holds bodies to their limits (routes.ts): JSON to maxBodyBytes before yoga
+    // sees them, uploads to maxUploadBytes as they stream; yoga's own check would read the body
+    // a second time.
+    maxRequestBodySize: false,
     // Apollo's BatchHttpLink and urql send arrays; each operation is validated and costed on its own.
     batching: { limit: limits.maxBatchOperations },
     graphiql: { title: 'SegQL', subscriptionsProtocol: 'WS' },
@@ -77,6 +81,7 @@ export function createSegqlYoga(deps: {
       // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
       useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
       useDeferStream(),
+      streamedUploads({ dataDir: app.dataDir, maxBytes: limits.maxUploadBytes, maxFieldBytes: limits.maxBodyBytes }),
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {
           addValidationRule(maxDepthRule(limits.maxDepth));

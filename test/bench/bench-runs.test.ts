@@ -82,4 +82,16 @@ describe('bench entry points on a tiny data set', () => {
     expect(f.has('rss-growth-mb')).toBe(true);
     expect(readdirSync(dataDir).filter((f) => f.includes('.work.db') || f.startsWith('export-'))).toEqual([]);
   });
+
+  it('import: a list uploaded over HTTP into an external audience, every row counted', () => {
+    const { code, lines, stderr } = bench('import', ['--rows', '3000']);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    const f = figures('import', lines);
+    expect(f.get('rows-per-s')).toBeGreaterThan(0);
+    expect(f.has('rss-growth-mb')).toBe(true);
+    expect(lines.find((l) => l.startsWith('context import run 1: '))).toMatch(
+      /read 3000, imported 3000, matched 500, failed 0$/,
+    );
+  });
 });

@@ -43,7 +43,7 @@ describe('GraphQL Code Generator (client-preset) on the README operations', () =
             config: {
               strictScalars: true,
               useTypeImports: true,
-              scalars: { DateTime: 'string', JSON: JSON_VALUE },
+              scalars: { DateTime: 'string', JSON: JSON_VALUE, File: 'File' },
             },
           },
         },

@@ -82,6 +82,8 @@ describe('query cost', () => {
     expect(fields.map(({ owner, field }) => `${owner.name}.${field.name}`).sort()).toEqual([
       'Audience.members',
       'Dataset.records',
+      'ExternalAudience.ingestionRuns',
+      'IngestionRun.errors',
       'Preview.results',
       'Profile.events',
       'Profile.membershipHistory',

@@ -205,11 +205,20 @@ export class JobRunner {
       // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
       if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
       lastPublished = state.lastProgress;
-      const updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
-        progressDone: done,
-        progressTotal: total,
-        ...(result !== undefined ? { result } : {}),
-      });
+      let updated: Job | undefined;
+      try {
+        updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
+          progressDone: done,
+          progressTotal: total,
+          ...(result !== undefined ? { result } : {}),
+        });
+      } catch (err) {
+        // A report that arrives while the task holds the write lock in its finishing transaction
+        // is dropped: the next report, or the finish itself, says more. It must not take the
+        // process down (this runs in a worker's message handler).
+        if ((err as { code?: string }).code === 'SQLITE_BUSY') return;
+        throw err;
+      }
       if (updated) this.publish(updated);
     };
     try {

@@ -41,6 +41,13 @@ const AudienceMemberType = builder.objectRef<Membership>('AudienceMember').imple
       resolve: async (m, _a, ctx) => (await ctx.loaders.profile.load(m.profileId))!,
     }),
     ...membershipStateFields(t, 'it'),
+    payload: t.field({
+      type: 'JSON',
+      nullable: true,
+      description:
+        "For an external audience: the other values of the member's row in its list, by field name; null for other audiences.",
+      resolve: (m) => (m.payload === null ? null : JSON.parse(m.payload)),
+    }),
   }),
 });
 

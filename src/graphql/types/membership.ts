@@ -21,7 +21,8 @@ const MembershipCauseEnum = enumFromDomain('MembershipCause', "What moved a prof
   job: 'A segment job (see segmentJob).',
   streaming: 'Streaming segmentation, evaluating a profile an ingest changed.',
   manual: 'addAudienceMembers or removeAudienceMembers on a MANUAL audience.',
-  expiry: 'A time window of the expression passed (the streaming sweep).',
+  expiry: "A time window of the expression passed (the streaming sweep), or an external audience member's TTL ran out.",
+  import: 'A profile gained an identity that an external audience list named before it arrived.',
 });
 
 /** The cause as stored (`job:<id>` for a segment job) split into the cause and the job's id. */
@@ -67,7 +68,8 @@ const MembershipTransitionType = builder.objectRef<MembershipTransition>('Member
     segmentJob: t.field({
       type: SegmentJobRef,
       nullable: true,
-      description: 'The segment job that made the change (cause JOB); null otherwise or when the job is gone.',
+      description:
+        'The segment job that made the change (cause JOB); null otherwise, when the job is gone or was an ingestion run.',
       resolve: (m, _a, ctx) => {
         const { jobId } = parseCause(m.cause);
         return jobId === null ? null : ctx.loaders.segmentJob.load(jobId);

@@ -1,0 +1,266 @@
+/**
+ * Ingestion runs: an uploaded list read into an external audience, as a job on the runner. The
+ * upload is staged to a file first (upload-staging.ts), the run reads it on its own thread
+ * (ingestion-task.ts), and members expire through the kind's sweep (member-expiry.ts).
+ */
+import { existsSync, rmSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import type { Connection } from '../../db/index.js';
+import { badInput, conflict } from '../errors.js';
+import { encodeGlobalId } from '../ids.js';
+import { defineJobKind } from '../jobs/job-kind.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import { type JobOf, jobsByIds } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { activeIngestionRun, type ExternalAudienceField, requireExternalAudience } from './external-audiences.js';
+import type { ListFormat } from './list-records.js';
+import { expireExternalMembers } from './member-expiry.js';
+import { adoptUpload, rowsAsNdjson, stageUpload } from './upload-staging.js';
+
+export const INGESTION_MODES = ['REPLACE', 'APPEND'] as const;
+export type IngestionMode = (typeof INGESTION_MODES)[number];
+
+export interface IngestionRunInput extends JobInputBase {
+  externalAudienceId: number;
+  audienceId: number;
+  mode: IngestionMode;
+  format: ListFormat;
+  /** The staged file under the data directory. */
+  upload: string;
+  fileName: string | null;
+  bytes: number;
+}
+
+/** What a run has counted so far (and in the end). */
+export interface IngestionCounts {
+  recordsRead: number;
+  recordsImported: number;
+  recordsMatched: number;
+  recordsFailed: number;
+}
+
+/** Progress in bytes of the file read, with the counts so far. */
+export interface IngestionProgress extends IngestionCounts {
+  done: number;
+  total: number;
+}
+
+export type IngestionRunResult = IngestionCounts;
+
+declare module '../jobs/job-types.js' {
+  interface JobKindTypes {
+    INGESTION: { input: IngestionRunInput; progress: IngestionProgress; result: IngestionRunResult };
+  }
+}
+
+export type IngestionRun = JobOf<'INGESTION'>;
+
+/** What one run does, fixed when it starts. */
+export interface IngestionPlan {
+  jobId: number;
+  sandboxId: number;
+  audienceId: number;
+  mode: IngestionMode;
+  format: ListFormat;
+  upload: string;
+  bytes: number;
+  now: number;
+  fields: ExternalAudienceField[];
+  identityField: string;
+  identityNamespace: string;
+}
+
+/** What a run will do, from its job and its audience as they are when it starts. */
+export function planIngestion(conn: Connection, job: IngestionRun, now: number): IngestionPlan {
+  const external = requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
+  return {
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    audienceId: external.audienceId,
+    mode: job.input.mode,
+    format: job.input.format,
+    upload: job.input.upload,
+    bytes: job.input.bytes,
+    now,
+    fields: external.fields,
+    identityField: external.identityField,
+    identityNamespace: external.identityNamespace,
+  };
+}
+
+export const ingestionRunKind = defineJobKind({
+  kind: 'INGESTION',
+  task: new URL('./ingestion-task.ts', import.meta.url),
+  timeoutMs: 10 * 60_000,
+  plan: (job, now, { conn }): IngestionPlan => planIngestion(conn, job, now),
+  // The counts are kept as they grow, so a run that fails still says how far it got.
+  runningResult: ({ recordsRead, recordsImported, recordsMatched, recordsFailed }) => ({
+    recordsRead,
+    recordsImported,
+    recordsMatched,
+    recordsFailed,
+  }),
+  sweep: ({ conn }, now) => {
+    expireExternalMembers(conn, now);
+    removeFinishedUploads(conn);
+  },
+});
+
+/** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
+function removeFinishedUploads(conn: Connection): void {
+  const uploads = conn.sqlite
+    .prepare(
+      `SELECT json_extract(input, '$.upload') FROM jobs WHERE kind = 'INGESTION'
+       AND status IN ('FAILED', 'CANCELLED') AND finished_at > ?`,
+    )
+    .pluck()
+    .all(Date.now() - 7 * 86_400_000) as string[];
+  for (const path of uploads) if (path && existsSync(path)) rmSync(path, { force: true });
+}
+
+export interface IngestionSource {
+  /**
+   * A file's bytes as they arrive; or, when `path` names a file under the data directory that
+   * the caller hands over, that file (moved, not copied).
+   */
+  file?: { stream: () => AsyncIterable<Uint8Array>; name: string | null; path?: string | null } | null;
+  /** Rows given inline, as JSON objects keyed by field name. */
+  rows?: readonly unknown[] | null;
+}
+
+/**
+ * Starts a run: stages the list (BAD_USER_INPUT past the limits or with a header that does not
+ * fit) and queues the run; CONFLICT while another run of the audience is queued or running.
+ */
+export async function startIngestionRun(
+  app: { conn: Connection; jobs: JobRunner; dataDir: string },
+  sandboxId: number,
+  externalAudienceId: number,
+  source: IngestionSource,
+  mode: IngestionMode = 'REPLACE',
+): Promise<IngestionRun> {
+  const { conn } = app;
+  const external = requireExternalAudience(conn, sandboxId, externalAudienceId);
+  if ((source.file == null) === (source.rows == null)) throw badInput('Give either a file or rows', 'file');
+  assertNoActiveRun(conn, sandboxId, externalAudienceId);
+  const shape = {
+    fields: external.fields,
+    identityField: external.identityField,
+    identityNamespace: external.identityNamespace,
+  };
+  const staged = source.file
+    ? source.file.path && isInside(app.dataDir, source.file.path)
+      ? adoptUpload(app.dataDir, source.file.path, { fileName: source.file.name, shape })
+      : await stageUpload(app.dataDir, source.file.stream(), { fileName: source.file.name, shape })
+    : await stageUpload(app.dataDir, rowsAsNdjson(source.rows ?? []), {
+        fileName: 'rows.ndjson',
+        shape,
+        field: 'rows',
+      });
+  try {
+    return app.jobs.enqueue(sandboxId, 'INGESTION', () => {
+      requireExternalAudience(conn, sandboxId, externalAudienceId);
+      assertNoActiveRun(conn, sandboxId, externalAudienceId);
+      return {
+        externalAudienceId,
+        audienceId: external.audienceId,
+        mode,
+        format: staged.format,
+        upload: staged.path,
+        fileName: source.file?.name ?? null,
+        bytes: staged.bytes,
+        at: null,
+      };
+    });
+  } catch (err) {
+    rmSync(staged.path, { force: true });
+    throw err;
+  }
+}
+
+function isInside(dir: string, file: string): boolean {
+  const rel = relative(resolve(dir), resolve(file));
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+}
+
+function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudienceId: number): void {
+  const active = activeIngestionRun(conn, sandboxId, externalAudienceId);
+  if (active !== undefined) {
+    throw conflict(
+      `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
+      { runId: encodeGlobalId('IngestionRun', active) },
+    );
+  }
+}
+
+/** Runs of an external audience, newest first. */
+export function listIngestionRuns(
+  conn: Connection,
+  sandboxId: number,
+  externalAudienceId: number,
+  args: PageArgs,
+): Page<IngestionRun> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
+  const params: unknown[] = [sandboxId, externalAudienceId];
+  let sql = `SELECT id FROM jobs WHERE ${where}`;
+  if (query.after) {
+    sql += ' AND id < ?';
+    params.push(Number(query.after[0]));
+  }
+  if (query.before) {
+    sql += ' AND id > ?';
+    params.push(Number(query.before[0]));
+  }
+  sql += ` ORDER BY id ${query.direction === 'forward' ? 'DESC' : 'ASC'} LIMIT ?`;
+  const ids = conn.sqlite
+    .prepare(sql)
+    .pluck()
+    .all(...params, query.fetch) as number[];
+  const found = jobsByIds(conn, sandboxId, ids, 'INGESTION');
+  const page = toPage(
+    ids.flatMap((id) => found.get(id) ?? []),
+    query,
+    (r) => [r.id],
+  );
+  return {
+    ...page,
+    totalCount: () =>
+      conn.sqlite
+        .prepare(`SELECT count(*) FROM jobs WHERE ${where}`)
+        .pluck()
+        .get(sandboxId, externalAudienceId) as number,
+  };
+}
+
+export interface IngestionError {
+  line: number;
+  message: string;
+}
+
+/** The bad rows of a run, in line order. */
+export function listIngestionErrors(
+  conn: Connection,
+  jobId: number,
+  args: PageArgs,
+): Page<IngestionError> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const params: unknown[] = [jobId];
+  let sql = 'SELECT line, message FROM ingestion_errors WHERE job_id = ?';
+  if (query.after) {
+    sql += ' AND line > ?';
+    params.push(Number(query.after[0]));
+  }
+  if (query.before) {
+    sql += ' AND line < ?';
+    params.push(Number(query.before[0]));
+  }
+  sql += ` ORDER BY line ${query.direction === 'forward' ? 'ASC' : 'DESC'} LIMIT ?`;
+  const rows = conn.sqlite.prepare(sql).all(...params, query.fetch) as IngestionError[];
+  return {
+    ...toPage(rows, query, (e) => [e.line]),
+    totalCount: () =>
+      conn.sqlite.prepare('SELECT count(*) FROM ingestion_errors WHERE job_id = ?').pluck().get(jobId) as number,
+  };
+}
