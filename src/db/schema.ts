@@ -274,7 +274,10 @@ export const audienceSizeHistory = sqliteTable(
     before: integer('before').notNull(),
     size: integer('size').notNull(),
   },
-  (t) => [index('audience_size_history_audience').on(t.audienceId, t.id), index('audience_size_history_job').on(t.jobId)],
+  (t) => [
+    index('audience_size_history_audience').on(t.audienceId, t.id),
+    index('audience_size_history_job').on(t.jobId),
+  ],
 );
 
 /** Which audiences a definition names through inSegment (for dependency order, cycles and delete checks). */

@@ -1,6 +1,14 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { audienceSizeHistory, audiences, definitionDependencies, definitionVersions, membershipHistory, memberships, segmentDefinitions } from '../db/schema.js';
+import {
+  audienceSizeHistory,
+  audiences,
+  definitionDependencies,
+  definitionVersions,
+  membershipHistory,
+  memberships,
+  segmentDefinitions,
+} from '../db/schema.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';

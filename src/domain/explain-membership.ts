@@ -63,7 +63,10 @@ export function explainMembership(
     const audience = audiencesByIds(conn, sandboxId, [request.audienceId]).get(request.audienceId);
     if (audience === undefined) return null;
     if (audience.definitionId == null) {
-      throw badInput(`The audience "${audience.name}" is ${audience.origin}: it has no definition to explain`, 'audienceId');
+      throw badInput(
+        `The audience "${audience.name}" is ${audience.origin}: it has no definition to explain`,
+        'audienceId',
+      );
     }
     const def = requireDefinition(conn, sandboxId, audience.definitionId);
     audienceId = audience.id;
@@ -73,7 +76,12 @@ export function explainMembership(
     if (request.at != null) {
       // A transition at exactly `at` names the version that decided it; otherwise the one in force then.
       const decided = transitionVersion(conn, sandboxId, profileId, audience.id, at);
-      const version = definitionVersionAt(conn, sandboxId, def.id, decided === undefined ? { at } : { version: decided });
+      const version = definitionVersionAt(
+        conn,
+        sandboxId,
+        def.id,
+        decided === undefined ? { at } : { version: decided },
+      );
       if (version !== undefined) {
         text = version.expressionText;
         definitionVersion = decided ?? version.version;
