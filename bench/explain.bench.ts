@@ -13,7 +13,6 @@ import { evaluate, explain, parse } from '../src/pql/index.js';
 import { formatValue, intArg, parseArgs, report, statsOf } from './lib.js';
 
 const NAME = 'explain';
-const DAY = 86_400_000;
 
 const DEFINITION = [
   'homeAddress.countryCode = "US"',
