@@ -13,6 +13,7 @@ import { WorkerLanes } from './jobs/worker-thread.js';
 import { QueryPool } from './queries/query-pool.js';
 import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
+import './definition-changes/definition-change-preview.js';
 import './previews/previews.js';
 import './segment-jobs/segment-job.js';
 

@@ -15,6 +15,7 @@ import './types/membership.js';
 import './types/preview.js';
 import './types/explain.js';
 import './types/size-history.js';
+import './types/definition-change.js';
 
 // @defer and @stream are part of the contract (the server streams incremental results), so they
 // are declared here and appear in schema.graphql for code generators, not only added at runtime.
