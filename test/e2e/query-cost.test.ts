@@ -77,6 +77,9 @@ describe('query cost', () => {
   it('finds the connections of the schema', () => {
     expect(fields.map(({ owner, field }) => `${owner.name}.${field.name}`).sort()).toEqual([
       'Audience.members',
+      'Audience.sizeHistory',
+      'DefinitionChangePreview.joinSample',
+      'DefinitionChangePreview.leaveSample',
       'Preview.results',
       'Profile.events',
       'Profile.membershipHistory',
@@ -85,6 +88,7 @@ describe('query cost', () => {
       'Query.profilesMatching',
       'Query.segmentDefinitions',
       'Query.segmentJobs',
+      'SegmentDefinition.versions',
     ]);
   });
 
