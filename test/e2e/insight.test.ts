@@ -137,6 +137,46 @@ describe('insight and safe change', () => {
     ]);
   });
 
+  it('records the version on transitions streaming and manual changes write', async () => {
+    const streaming = ok(
+      await server.gql(
+        `mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id version } }`,
+        {
+          i: {
+            name: 'Streaming gold',
+            expression: { value: 'loyalty.tier = "gold"' },
+            evaluationInfo: { streaming: true },
+            lifecycleState: 'PUBLISHED',
+          },
+        },
+      ),
+    ).createSegmentDefinition;
+    ok(
+      await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', {
+        r: [{ identities: [email(20)], attributes: { loyalty: { points: 5, tier: 'gold' } } }],
+      }),
+    );
+    const manual = ok(await server.gql('mutation { createAudience(input: { name: "Hand-picked" }) { id } }'))
+      .createAudience.id;
+    ok(
+      await server.gql(
+        'mutation($a: ID!, $m: [IdentityInput!]!) { addAudienceMembers(audienceId: $a, identities: $m) { size } }',
+        { a: manual, m: [email(20)] },
+      ),
+    );
+    const history = ok(
+      await server.gql(
+        `query($i: IdentityInput!) { profile(identity: $i) { membershipHistory(first: 10) { edges { node {
+          audience { name } cause definitionVersion } } } } }`,
+        { i: email(20) },
+      ),
+    ).profile.membershipHistory.edges.map((e: any) => e.node);
+    expect(history).toEqual([
+      { audience: { name: 'Hand-picked' }, cause: 'MANUAL', definitionVersion: null },
+      { audience: { name: 'Streaming gold' }, cause: 'STREAMING', definitionVersion: streaming.version },
+    ]);
+  });
+
   it('explains a past transition with the expression that decided it, and today with the current one', async () => {
     const history = ok(
       await server.gql(
