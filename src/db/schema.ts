@@ -127,6 +127,8 @@ export const membershipHistory = sqliteTable(
     toStatus: text('to_status').notNull(),
     /** What caused it: `job:<id>`, `streaming`, `manual`, `expiry`. */
     cause: text('cause').notNull(),
+    /** The version of the audience's definition that decided it (null: manual audiences, older rows). */
+    definitionVersion: integer('definition_version'),
   },
   (t) => [index('membership_history_profile_at').on(t.profileId, t.at)],
 );
@@ -302,6 +304,48 @@ export const segmentDefinitions = sqliteTable(
     uniqueIndex('segment_definitions_sandbox_name').on(t.sandboxId, t.nameKey),
     index('segment_definitions_sandbox_updated').on(t.sandboxId, t.updatedAt, t.id),
     index('segment_definitions_sandbox_created').on(t.sandboxId, t.createdAt, t.id),
+  ],
+);
+
+/**
+ * Every expression and evaluation settings a definition has had, the current ones included: one
+ * row per change, keyed by the definition's version at that change.
+ */
+export const definitionVersions = sqliteTable(
+  'definition_versions',
+  {
+    sandboxId: integer('sandbox_id').notNull(),
+    definitionId: integer('definition_id').notNull(),
+    version: integer('version').notNull(),
+    expressionFormat: text('expression_format').notNull(),
+    expressionValue: text('expression_value').notNull(),
+    /** Canonical text: what the diff compares. */
+    expressionText: text('expression_text').notNull(),
+    evalBatch: integer('eval_batch', { mode: 'boolean' }).notNull(),
+    evalStreaming: integer('eval_streaming', { mode: 'boolean' }).notNull(),
+    evalEdge: integer('eval_edge', { mode: 'boolean' }).notNull(),
+    changedAt: integer('changed_at').notNull(),
+    /** The API key's name, or `open` when the server runs without keys. */
+    changedBy: text('changed_by').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.definitionId, t.version] })],
+);
+
+/** An audience's size after each segment job that evaluated it, written with the job's results. */
+export const audienceSizeHistory = sqliteTable(
+  'audience_size_history',
+  {
+    id: integer('id').primaryKey(),
+    sandboxId: integer('sandbox_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    jobId: integer('job_id').notNull(),
+    at: integer('at').notNull(),
+    before: integer('before').notNull(),
+    size: integer('size').notNull(),
+  },
+  (t) => [
+    index('audience_size_history_audience').on(t.audienceId, t.id),
+    index('audience_size_history_job').on(t.jobId),
   ],
 );
 

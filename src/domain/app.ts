@@ -18,6 +18,7 @@ import { StreamingSegmentation } from './streaming.js';
 // The job kinds register themselves when loaded; the app loads every kind it runs.
 import './exports/export-job.js';
 import './external-audiences/ingestion-run.js';
+import './definition-changes/definition-change-preview.js';
 import './previews/previews.js';
 import './segment-jobs/segment-job.js';
 // Schedule types register themselves the same way.

@@ -1,6 +1,14 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { audiences, definitionDependencies, membershipHistory, memberships, segmentDefinitions } from '../db/schema.js';
+import {
+  audienceSizeHistory,
+  audiences,
+  definitionDependencies,
+  definitionVersions,
+  membershipHistory,
+  memberships,
+  segmentDefinitions,
+} from '../db/schema.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
@@ -280,6 +288,10 @@ export function removeAudienceRows(conn: Connection, sandboxId: number, audience
     .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.audienceId, audienceId)))
     .run();
   conn.db
+    .delete(audienceSizeHistory)
+    .where(and(eq(audienceSizeHistory.sandboxId, sandboxId), eq(audienceSizeHistory.audienceId, audienceId)))
+    .run();
+  conn.db
     .delete(audiences)
     .where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.id, audienceId)))
     .run();
@@ -300,6 +312,7 @@ export function deleteAudience(conn: Connection, sandboxId: number, id: number):
           .delete(definitionDependencies)
           .where(eq(definitionDependencies.definitionId, audience.definitionId))
           .run();
+        conn.db.delete(definitionVersions).where(eq(definitionVersions.definitionId, audience.definitionId)).run();
         conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, audience.definitionId)).run();
       }
       removeAudienceRows(conn, sandboxId, id);

@@ -11,6 +11,7 @@ import {
   requireAudience,
   validName,
 } from './audiences.js';
+import { OPEN_ACTOR, recordDefinitionVersion } from './definition-versions.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput, type PqlFormat } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
@@ -194,6 +195,8 @@ interface CreateDefinitionInput {
   lifecycleState?: LifecycleState | null;
   labels?: string[] | null;
   folderId?: number | null;
+  /** Who makes it, for the version history: the API key's name, or "open". */
+  changedBy?: string | null;
 }
 
 /** Creates a definition and its audience in one transaction. */
@@ -247,6 +250,7 @@ export function createSegmentDefinition(
         .get();
       conn.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
       writeDependencies(conn, sandboxId, row.id, checked.checked.referencedAudiences);
+      recordDefinitionVersion(conn, row, input.changedBy ?? OPEN_ACTOR, now);
       return toDefinition(row);
     })
     .immediate();
@@ -260,6 +264,8 @@ interface UpdateDefinitionInput {
   ttlInDays?: number | null;
   lifecycleState?: LifecycleState | null;
   labels?: string[] | null;
+  /** Who makes the change, for the version history: the API key's name, or "open". */
+  changedBy?: string | null;
 }
 
 /**
@@ -318,6 +324,12 @@ export function updateSegmentDefinition(
         .returning()
         .get();
       if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
+      const changed =
+        updated.expressionText !== def.expressionText ||
+        updated.evalBatch !== def.evaluationInfo.batch ||
+        updated.evalStreaming !== def.evaluationInfo.streaming ||
+        updated.evalEdge !== def.evaluationInfo.edge;
+      if (changed) recordDefinitionVersion(conn, updated, input.changedBy ?? OPEN_ACTOR, now);
       applyAudienceChanges(
         conn,
         audience,

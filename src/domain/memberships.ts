@@ -43,8 +43,8 @@ function prepareWriter(conn: Connection) {
       `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
     ),
     history: sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     size: sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?'),
   };
@@ -63,7 +63,10 @@ export class MembershipWriter {
     this.s = conn.cache.get(WRITER_STATEMENTS, () => prepareWriter(conn));
   }
 
-  /** `from`: the stored status before (null: never a member). */
+  /**
+   * `from`: the stored status before (null: never a member); `definitionVersion`: the version of
+   * the audience's definition that decided it (null for audiences without one).
+   */
   change(
     sandboxId: number,
     audienceId: number,
@@ -72,11 +75,12 @@ export class MembershipWriter {
     enters: boolean,
     at: number,
     cause: MembershipCause,
+    definitionVersion: number | null,
   ): MembershipChange {
     const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
     if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);
     else this.s.exit.run(at, at, audienceId, profileId);
-    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause);
+    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause, definitionVersion);
     this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
     return { sandboxId, audienceId, profileId, from, to, at, cause };
   }
@@ -107,6 +111,8 @@ export interface MembershipTransition {
   fromStatus: MembershipStatus | null;
   toStatus: MembershipStatus;
   cause: string;
+  /** The version of the audience's definition that decided it (null: manual audiences, older rows). */
+  definitionVersion: number | null;
 }
 
 const columns = {
@@ -244,7 +250,8 @@ function setManualMembership(
         const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
         const member = status !== null && isCurrentStatus(status);
         if (member === (to === 'REALIZED')) continue;
-        writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual');
+        // A MANUAL audience has no definition: no version decided it.
+        writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual', null);
       }
       refreshAudienceSize(conn, audienceId);
       touchAudience(conn, audienceId, now);

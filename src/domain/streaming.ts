@@ -48,7 +48,7 @@ interface StreamingPlan {
   /** Each definition's and audience's version: the plan is built again when it changes. */
   fingerprint: string;
   definitions: SegmentDefinition[];
-  evaluated: { audienceId: number; checked: CheckedExpression }[];
+  evaluated: { audienceId: number; version: number; checked: CheckedExpression }[];
 }
 
 const PLANS = cacheKey<Map<number, StreamingPlan>>('streaming plans');
@@ -75,7 +75,11 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   const plan = {
     fingerprint,
     definitions,
-    evaluated: definitions.map((d) => ({ audienceId: d.audienceId, checked: checkedDefinition(conn, d) })),
+    evaluated: definitions.map((d) => ({
+      audienceId: d.audienceId,
+      version: d.version,
+      checked: checkedDefinition(conn, d),
+    })),
   };
   bySandbox.set(sandboxId, plan);
   return plan;
@@ -102,11 +106,11 @@ export function segmentProfiles(
   for (const profileId of profileIds) {
     const doc = docs.get(profileId);
     if (!doc) continue;
-    for (const { audienceId, checked: expression } of checked) {
+    for (const { audienceId, version, checked: expression } of checked) {
       const qualifies = evaluate(expression, doc, { now });
       if (qualifies === doc.memberships.has(audienceId)) continue;
       const from = doc.statuses.get(audienceId) ?? null;
-      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause));
+      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
       // The definitions after this one see the new state (inSegment).
       doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
       if (qualifies) doc.memberships.add(audienceId);
@@ -127,7 +131,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
     .transaction(() => {
       const changes: MembershipChange[] = [];
       const writer = new MembershipWriter(conn);
-      for (const { audienceId, checked } of streamingPlan(conn, sandboxId).evaluated) {
+      for (const { audienceId, version, checked } of streamingPlan(conn, sandboxId).evaluated) {
         if (!checked.timeDependent) continue;
         // compilePredicate is exactly 0 or 1, so NOT is exact; the members are few next to the store.
         const predicate = compilePredicate(checked, { now });
@@ -138,7 +142,7 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
           )
           .all(audienceId, ...predicate.params) as { profileId: number; status: MembershipStatus }[];
         for (const { profileId, status } of expired) {
-          changes.push(writer.change(sandboxId, audienceId, profileId, status, false, now, 'expiry'));
+          changes.push(writer.change(sandboxId, audienceId, profileId, status, false, now, 'expiry', version));
         }
       }
       writer.flushSizes(now);

@@ -18,6 +18,9 @@ import './types/search.js';
 import './types/dataset.js';
 import './types/export-job.js';
 import './types/external-audience.js';
+import './types/explain.js';
+import './types/size-history.js';
+import './types/definition-change.js';
 
 // @defer and @stream are part of the contract (the server streams incremental results), so they
 // are declared here and appear in schema.graphql for code generators, not only added at runtime.

@@ -18,6 +18,7 @@ export {
   type ProfileDocument,
 } from './check/types.js';
 export { evaluate } from './js/evaluate.js';
+export { EXPLAIN_ITEM_LIMIT, type ExplainNode, type ExplainOptions, type Explanation, explain } from './js/explain.js';
 export type * from './language/ast.js';
 export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.js';
 export { fromJson, type PqlJson, toJson } from './language/json.js';

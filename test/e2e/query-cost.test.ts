@@ -81,7 +81,10 @@ describe('query cost', () => {
   it('finds the connections of the schema', () => {
     expect(fields.map(({ owner, field }) => `${owner.name}.${field.name}`).sort()).toEqual([
       'Audience.members',
+      'Audience.sizeHistory',
       'Dataset.records',
+      'DefinitionChangePreview.joinSample',
+      'DefinitionChangePreview.leaveSample',
       'ExternalAudience.ingestionRuns',
       'IngestionRun.errors',
       'Preview.results',
@@ -98,6 +101,7 @@ describe('query cost', () => {
       'Query.segmentJobs',
       'Schedule.runs',
       'Schedule.ticks',
+      'SegmentDefinition.versions',
     ]);
   });
 

@@ -78,6 +78,11 @@ export class DifferentialHarness {
     this.conn.sqlite.prepare('INSERT INTO sandboxes (id, name, created_at) VALUES (?, ?, 0)').run(SANDBOX_ID, 'prod');
   }
 
+  /** The loaded profiles as the JS engine sees them (profile id i + 1 is index i). */
+  get documents(): readonly ProfileDocument[] {
+    return this.docs;
+  }
+
   close(): void {
     this.conn.close();
     for (const suffix of ['', '-wal', '-shm']) rmSync(this.file + suffix, { force: true });

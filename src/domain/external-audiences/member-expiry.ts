@@ -45,7 +45,8 @@ export function expireExternalMembers(conn: Connection, now: number): number {
           const current = status.get(a.audienceId, profileId) as MembershipStatus | undefined;
           if (!current || !CURRENT_STATUSES.includes(current)) continue;
           if (fresh.get(a.audienceId, profileId, a.namespace, cutoff) !== undefined) continue;
-          writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry');
+          // A list has no definition, so no definition version.
+          writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null);
           exited++;
         }
         writer.flushSizes(now);

@@ -57,7 +57,7 @@ export function resolvePendingMembers(
       if (row.importedAt + row.ttl * DAY_MS <= now) continue;
       const status = (s.status.get(row.audienceId, profileId) as MembershipStatus | undefined) ?? null;
       if (status === null || !CURRENT_STATUSES.includes(status)) {
-        changes.push(writer.change(sandboxId, row.audienceId, profileId, status, true, now, 'import'));
+        changes.push(writer.change(sandboxId, row.audienceId, profileId, status, true, now, 'import', null));
       }
       s.payload.run(row.payload, row.audienceId, profileId);
     }

@@ -4,7 +4,7 @@
  * columns with it.
  */
 
-export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION'] as const;
+export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION', 'DEFINITION_CHANGE_PREVIEW'] as const;
 export type JobKind = (typeof JOB_KINDS)[number];
 export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];

@@ -14,7 +14,7 @@ export interface SegmentPlan {
   /** The evaluation instant: `now` of every expression. */
   now: number;
   /** In inSegment dependency order. */
-  definitions: { definitionId: number; audienceId: number; expressionText: string }[];
+  definitions: { definitionId: number; audienceId: number; expressionText: string; version: number }[];
   /** Audiences named by inSegment in any of the definitions (inside the job or not). */
   referencedAudienceIds: number[];
   /** Every chunkSize-th profile id of the scan reports progress and checks for a cancel. */
@@ -258,21 +258,21 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
   const cause = `job:${jobId}`;
   const s = {
     historyEnter: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, r.profile_id, r.audience_id, ?, m.status, ${statusSql('REALIZED')}, ? FROM temp.job_result r
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+       SELECT ?, r.profile_id, r.audience_id, ?, m.status, ${statusSql('REALIZED')}, ?, ? FROM temp.job_result r
        LEFT JOIN main.memberships m ON m.audience_id = r.audience_id AND m.profile_id = r.profile_id
        WHERE r.audience_id = ? AND (m.status IS NULL OR m.status = ${statusSql('EXITED')})`,
     ),
     historyStay: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, m.profile_id, m.audience_id, ?, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, ? FROM main.memberships m
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+       SELECT ?, m.profile_id, m.audience_id, ?, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, ?, ? FROM main.memberships m
        WHERE m.audience_id = ? AND m.status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
     ),
     historyExit: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause)
-       SELECT ?, m.profile_id, m.audience_id, ?, m.status, ${statusSql('EXITED')}, ? FROM main.memberships m
-       WHERE m.audience_id = ? AND m.status IN ${CURRENT_STATUSES_SQL}
+      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+       SELECT ?, m.profile_id, m.audience_id, ?, m.status, ${statusSql('EXITED')}, ?, ? FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status IN (${statusSql('REALIZED')}, ${statusSql('EXISTING')})
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
     ),
     exit: sqlite.prepare(
@@ -300,6 +300,12 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
       `DELETE FROM main.memberships WHERE audience_id = ? AND status = ${statusSql('EXITED')} AND exited_at < ?`,
     ),
     qualified: sqlite.prepare('SELECT count(*) FROM temp.job_result WHERE audience_id = ?').pluck(),
+    sizeOf: sqlite.prepare('SELECT size FROM main.audiences WHERE id = ?').pluck(),
+    // The size after each evaluation, for Audience.sizeHistory and audienceSizeChanged.
+    sizeHistory: sqlite.prepare(
+      `INSERT INTO main.audience_size_history (sandbox_id, audience_id, job_id, at, before, size)
+       SELECT ?, ?, ?, ?, ?, size FROM main.audiences WHERE id = ?`,
+    ),
     size: sqlite.prepare(
       `UPDATE main.audiences SET size = (SELECT count(*) FROM main.memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}),
        last_evaluated_at = ? WHERE id = ?`,
@@ -315,18 +321,20 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
     failedDefinitions: read.failed,
   };
   const failedIds = new Set(read.failed.map((f) => f.definitionId));
-  for (const { audienceId, definitionId } of plan.definitions) {
+  for (const { audienceId, definitionId, version } of plan.definitions) {
     if (failedIds.has(definitionId)) continue;
     const key = encodeGlobalId('Audience', audienceId);
-    s.historyEnter.run(sandboxId, now, cause, audienceId);
-    s.historyStay.run(sandboxId, now, cause, audienceId);
-    s.historyExit.run(sandboxId, now, cause, audienceId);
+    s.historyEnter.run(sandboxId, now, cause, version, audienceId);
+    s.historyStay.run(sandboxId, now, cause, version, audienceId);
+    s.historyExit.run(sandboxId, now, cause, version, audienceId);
     const exited = s.exit.run(now, now, audienceId).changes;
     const existing = s.stay.run(now, audienceId).changes;
     const qualified = s.qualified.get(audienceId) as number;
     s.enter.run(sandboxId, now, now, audienceId, sandboxId);
     s.purge.run(audienceId, now - EXITED_RETENTION_MS);
+    const before = (s.sizeOf.get(audienceId) as number | undefined) ?? 0;
     s.size.run(audienceId, now, audienceId);
+    s.sizeHistory.run(sandboxId, audienceId, jobId, now, before, audienceId);
     metrics.segmentedProfileCounter[key] = qualified;
     metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
     metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};

@@ -131,6 +131,7 @@ export function orderedPlan(
       definitionId: d.id,
       audienceId: d.audienceId,
       expressionText: d.expressionText,
+      version: d.version,
     })),
     referencedAudienceIds: [...new Set([...deps.values()].flat())],
   };

@@ -17,6 +17,7 @@ const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
   EXPORT: 'Writes an audience out as a dataset.',
   PREVIEW: 'Estimates the size of an expression from a sample.',
   INGESTION: 'Reads an uploaded file into an external audience.',
+  DEFINITION_CHANGE_PREVIEW: 'A dry run of a definition change: who would join or leave.',
 });
 export const JobStatusEnum = enumFromDomain('JobStatus', 'Where a job is in its life.', JOB_STATUSES, {
   QUEUED: 'Waiting for the runner.',
@@ -55,6 +56,7 @@ const JOB_TYPE_NAMES: Record<JobKind, string> = {
   EXPORT: 'ExportJob',
   PREVIEW: 'Preview',
   INGESTION: 'IngestionRun',
+  DEFINITION_CHANGE_PREVIEW: 'DefinitionChangePreview',
 };
 
 export const JobRef = builder.interfaceRef<Job>('Job').implement({

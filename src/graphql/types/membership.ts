@@ -65,6 +65,12 @@ const MembershipTransitionType = builder.objectRef<MembershipTransition>('Member
       description: 'What made the change.',
       resolve: (m) => parseCause(m.cause).cause,
     }),
+    definitionVersion: t.int({
+      nullable: true,
+      description:
+        "The version of the audience's definition that decided it (pass `at` to explainMembership to explain it); null for MANUAL audiences.",
+      resolve: (m) => m.definitionVersion,
+    }),
     segmentJob: t.field({
       type: SegmentJobRef,
       nullable: true,

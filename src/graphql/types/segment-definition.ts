@@ -1,3 +1,4 @@
+import { actorName, listDefinitionVersions, type VersionWithDiff } from '../../domain/definition-versions.js';
 import {
   createSegmentDefinition,
   DEFINITION_ORDER_FIELDS,
@@ -53,6 +54,31 @@ const EvaluationInfoType = builder
     }),
   });
 
+const DefinitionVersionType = builder.objectRef<VersionWithDiff>('DefinitionVersion').implement({
+  description: "One state of a definition's expression and evaluation settings.",
+  fields: (t) => ({
+    version: t.exposeInt('version', { description: "The definition's version when this state was saved." }),
+    expression: t.field({
+      type: PqlExpressionType,
+      description: 'The expression as given.',
+      resolve: (v) => v.expression,
+    }),
+    evaluationInfo: t.field({
+      type: EvaluationInfoType,
+      description: 'The ways of evaluation that were on.',
+      resolve: (v) => v.evaluationInfo,
+    }),
+    changedAt: t.field({ type: 'DateTime', description: 'When it was saved.', resolve: (v) => v.changedAt }),
+    changedBy: t.exposeString('changedBy', {
+      description: 'The name of the API key that saved it; "open" when the server runs without keys.',
+    }),
+    diff: t.exposeString('diff', {
+      nullable: true,
+      description: 'A unified diff of the normalised PQL against the version before (the first: against nothing).',
+    }),
+  }),
+});
+
 export const EligibilityType = builder.objectRef<Eligibility>('Eligibility').implement({
   description: 'How an expression can run, with the reasons when streaming or edge are not possible.',
   fields: (t) => ({
@@ -93,6 +119,17 @@ builder.node(SegmentDefinitionRef, {
       resolve: (d) => d.expression,
     }),
     normalizedExpression: t.exposeString('expressionText', { description: 'Canonical PQL text of the expression.' }),
+    versions: t.connection(
+      {
+        type: DefinitionVersionType,
+        description:
+          'Every expression and evaluation settings it has had, the current one included, newest first, each with a diff.',
+        complexity: connectionComplexity,
+        resolve: (d, args, ctx) => toConnection(listDefinitionVersions(ctx.conn, ctx.sandbox.id, d.id, args)),
+      },
+      { name: 'DefinitionVersionConnection', description: 'A page of definition versions.' },
+      { name: 'DefinitionVersionEdge', description: 'A definition version in a page, with its cursor.' },
+    ),
     schemaName: t.string({
       description: 'The profile schema the expression is checked against.',
       resolve: () => '_xdm.context.profile',
@@ -262,6 +299,7 @@ builder.mutationFields((t) => ({
     resolve: (_r, { input }, ctx) =>
       createSegmentDefinition(ctx.conn, ctx.sandbox.id, {
         ...input,
+        changedBy: actorName(ctx.conn, ctx.principal.keyId),
         expression: expressionOf(input.expression),
         folderId: input.folderId == null ? null : requireId(input.folderId, 'Folder'),
       }),
@@ -280,7 +318,11 @@ builder.mutationFields((t) => ({
         ctx.conn,
         ctx.sandbox.id,
         requireId(args.id, 'SegmentDefinition'),
-        { ...args.input, expression: args.input.expression ? expressionOf(args.input.expression) : null },
+        {
+          ...args.input,
+          expression: args.input.expression ? expressionOf(args.input.expression) : null,
+          changedBy: actorName(ctx.conn, ctx.principal.keyId),
+        },
         args.expectedVersion,
       ),
   }),

@@ -85,7 +85,16 @@ function windowTest(bounds: OccursBounds | null): (t: number) => boolean {
 /** `subject occurs tail`. */
 export function compileOccurs(c: Compiler, node: OccursNode, scope: Scope): Fn {
   const subject = c.compile(node.subject, scope);
-  const bounds = compileTail(c, node.tail, scope);
+  const window = compileTail(c, node.tail, scope);
+  const { trace } = c;
+  const bounds: BoundsFn =
+    trace === undefined
+      ? window
+      : (ctx) => {
+          const b = window(ctx);
+          trace.window(node, b);
+          return b;
+        };
   if (!tailChildren(node.tail).every(dependsOnNowOnly)) {
     return (ctx) => {
       const t = toInstant(subject(ctx));
@@ -144,8 +153,15 @@ export function compileChain(c: Compiler, node: ChainNode, scope: Scope): Fn {
     for (let later = i + 1; later < steps.length; later++) for (const s of uses[later]!) if (s < i) live.add(s);
     step.live = [...live].sort((a, b) => a - b);
   });
-  return (ctx) => chainHolds(ctx, source(ctx), timeField, steps, depth);
+  const { trace } = c;
+  if (trace === undefined) return (ctx) => chainHolds(ctx, source(ctx), timeField, steps, depth);
+  return (ctx) =>
+    chainHolds(ctx, source(ctx), timeField, steps, depth, (items, candidates, chosen) =>
+      trace.chain(node, items, candidates, chosen),
+    );
 }
+
+type ChainReport = (source: readonly unknown[], candidates: number[][], chosen: number[] | null) => void;
 
 function chainHolds(
   ctx: Ctx,
@@ -153,6 +169,7 @@ function chainHolds(
   timeField: string,
   steps: readonly CompiledStep[],
   depth: number,
+  report?: ChainReport,
 ): boolean {
   if (!Array.isArray(source) || steps.length === 0) return false;
   const n = source.length;
@@ -168,7 +185,10 @@ function chainHolds(
     }
     return list.sort((a, b) => times[a]! - times[b]! || a - b);
   });
-  if (candidates.some((list) => list.length === 0)) return false;
+  if (candidates.some((list) => list.length === 0)) {
+    report?.(source, candidates, null);
+    return false;
+  }
   const fixedWhen = steps.map((step) => (step.when !== null && !step.whenUsesLabels ? step.when(ctx) : null));
   const chosen = new Int32Array(steps.length);
   const failed = steps.map(() => new Set<string | number>());
@@ -201,7 +221,9 @@ function chainHolds(
     }
     return false;
   };
-  return search(0, Number.NEGATIVE_INFINITY);
+  const holds = search(0, Number.NEGATIVE_INFINITY);
+  report?.(source, candidates, holds ? [...chosen] : null);
+  return holds;
 }
 
 function memoKey(live: readonly number[], chosen: Int32Array, i: number, j: number): string | number {

@@ -5,7 +5,8 @@
  */
 
 import type { EventRecord, ProfileDocument } from '../check/types.js';
-import type { ExpressionNode } from '../language/ast.js';
+import type { ChainNode, ExpressionNode, OccursNode } from '../language/ast.js';
+import type { OccursBounds } from '../runtime/index.js';
 
 /** State of one evaluation. `scope` and `env` are slot arrays whose indices are fixed at compile time. */
 export interface Ctx {
@@ -43,8 +44,29 @@ export interface Scope {
   readonly labelUse?: Set<number>;
 }
 
+/**
+ * An optional observer of one compilation (explain uses it): it may wrap each node's closure to
+ * see the value the evaluator computed, and hears the windows and CHAIN steps the evaluator
+ * used. Without one the closures are exactly the uninstrumented ones.
+ */
+export interface TraceHook {
+  /** Called once per node at compile time; returns the closure to run in place of `fn`. */
+  node(node: ExpressionNode, scope: Scope, fn: Fn): Fn;
+  /** The window an `occurs` was tested against, each time it is computed. */
+  window(node: OccursNode, bounds: OccursBounds | null): void;
+  /** A CHAIN's search: per step the source indices whose WHAT held, and the indices chosen when it matched. */
+  chain(
+    node: ChainNode,
+    source: readonly unknown[],
+    candidates: readonly (readonly number[])[],
+    chosen: readonly number[] | null,
+  ): void;
+}
+
 /** What the method / occurs / chain compilers need from the core compiler. */
 export interface Compiler {
+  /** The observer of this compilation, if any. */
+  readonly trace?: TraceHook;
   compile(node: ExpressionNode, scope: Scope): Fn;
   /** A fresh `env` slot. */
   allocSlot(): number;

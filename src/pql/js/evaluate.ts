@@ -29,7 +29,16 @@ import {
   valueNotIn,
 } from '../runtime/index.js';
 import { compileChain, compileOccurs } from './chain.js';
-import { type Binding, type Compiler, type Ctx, ctxEvents, type Fn, fieldReader, type Scope } from './context.js';
+import {
+  type Binding,
+  type Compiler,
+  type Ctx,
+  ctxEvents,
+  type Fn,
+  fieldReader,
+  type Scope,
+  type TraceHook,
+} from './context.js';
 import { aggregateValues, compileCall, compileMethodCall } from './methods.js';
 
 export interface EvaluateOptions {
@@ -74,8 +83,32 @@ export function evaluateValue(checked: CheckedExpression, profile: ProfileDocume
   return compiled.fn(ctx);
 }
 
-function compileExpression(checked: CheckedExpression): Compiled {
-  const compiler = new ClosureCompiler(checked);
+/**
+ * The evaluator compiled once with `trace` observing it (not cached: the hook holds the state of
+ * one explanation). Returns the value of the expression, as `evaluateValue` does.
+ */
+export function evaluateTraced(
+  checked: CheckedExpression,
+  profile: ProfileDocument,
+  options: EvaluateOptions,
+  trace: TraceHook,
+): unknown {
+  const compiled = compileExpression(checked, trace);
+  const scope = new Array<unknown>(compiled.scopeSize);
+  scope[0] = profile.attributes;
+  const ctx: Ctx = {
+    profile,
+    now: options.now,
+    today: dayStart(options.now),
+    scope,
+    env: new Array<unknown>(compiled.envSize),
+    events: undefined,
+  };
+  return compiled.fn(ctx);
+}
+
+function compileExpression(checked: CheckedExpression, trace?: TraceHook): Compiled {
+  const compiler = new ClosureCompiler(checked, trace);
   const fn = compiler.compile(checked.ast, { depth: 0, bindings: null });
   return { fn, scopeSize: compiler.maxDepth + 1, envSize: compiler.slots };
 }
@@ -100,7 +133,10 @@ class ClosureCompiler implements Compiler {
   maxDepth = 0;
   private readonly types: WeakMap<ExpressionNode, PqlType>;
 
-  constructor(private readonly checked: CheckedExpression) {
+  constructor(
+    private readonly checked: CheckedExpression,
+    readonly trace?: TraceHook,
+  ) {
     this.types = checked.types;
   }
 
@@ -123,6 +159,11 @@ class ClosureCompiler implements Compiler {
   }
 
   compile(node: ExpressionNode, scope: Scope): Fn {
+    const fn = this.compileValue(node, scope);
+    return this.trace === undefined ? fn : this.trace.node(node, scope, fn);
+  }
+
+  private compileValue(node: ExpressionNode, scope: Scope): Fn {
     const fn = this.compileNode(node, scope);
     if (!READS_DATA.has(node.kind)) return fn;
     // Documents store datetimes as ISO strings; the checker's types say which values those are.

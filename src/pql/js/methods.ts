@@ -171,7 +171,8 @@ const DATETIME_METHODS = new Set(['getYear', 'getMonth', 'getDayOfMonth']);
 /** `object.name(args)`. */
 export function compileMethodCall(c: Compiler, node: MethodCallNode, scope: Scope): Fn {
   const { name } = node;
-  if (name === 'count' && node.args.length === 0 && node.object.kind === 'Filter') {
+  // Traced (explain), the filter is compiled as a node of its own so its matches can be shown.
+  if (name === 'count' && node.args.length === 0 && node.object.kind === 'Filter' && c.trace === undefined) {
     return compileFilterCount(c, node.object, scope);
   }
   const receiver = c.compile(node.object, scope);

@@ -1,0 +1,101 @@
+/**
+ * `npm run bench -- explain [--events 1000] [--runs 2000] [--warmup 200]`
+ *
+ * explain() for one profile with `--events` events and a definition of ten clauses (attributes,
+ * strings, event counts in windows, a sum, exists, CHAIN, inSegment): the p99 and median of one
+ * explanation (target: p99 ≤ 5 ms at 1,000 events), beside `evaluate` on the same input, whose
+ * closures explain instruments. A verdict that differs between the two makes the exit code 1.
+ */
+import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js';
+import { checkDefinition } from '../src/pql/check/checker.js';
+import type { EventRecord, ProfileDocument } from '../src/pql/check/types.js';
+import { evaluate, explain, parse } from '../src/pql/index.js';
+import { formatValue, intArg, parseArgs, report, statsOf } from './lib.js';
+
+const NAME = 'explain';
+
+const DEFINITION = [
+  'homeAddress.countryCode = "US"',
+  'loyalty.tier in ["gold", "platinum"]',
+  'person.name.firstName.startsWith("A")',
+  'loyalty.points > 100',
+  'xEvent[eventType = "commerce.purchases" and timestamp occurs < 30 days before now].count() >= 3',
+  'xEvent[eventType = "commerce.purchases"].sum(commerce.order.priceTotal) > 500',
+  'xEvent[eventType = "web.webpagedetails.pageViews" and timestamp occurs < 7 days before now].count() > 0',
+  '(exists E from xEvent where E.commerce.order.priceTotal > 400)',
+  'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "web.webpagedetails.pageViews"), B: WHAT(eventType = "commerce.purchases") WHEN(<= 1 days after A)])',
+  'not inSegment("Churn risk")',
+].join(' and ');
+
+function profile(events: number, now: number): ProfileDocument {
+  const list: EventRecord[] = [];
+  for (let i = 0; i < events; i++) {
+    const purchase = i % 4 === 0;
+    list.push({
+      id: i + 1,
+      timestamp: now - (events - i) * 3_600_000,
+      eventType: purchase ? 'commerce.purchases' : 'web.webpagedetails.pageViews',
+      payload: purchase
+        ? { commerce: { order: { priceTotal: (i * 37) % 500 } } }
+        : { web: { webPageDetails: { name: `page ${i % 20}` } } },
+    });
+  }
+  return {
+    attributes: {
+      homeAddress: { countryCode: 'US' },
+      loyalty: { tier: 'gold', points: 250 },
+      person: { name: { firstName: 'Ada' } },
+    },
+    events: list,
+    memberships: new Set([1]),
+  };
+}
+
+function percentile(values: readonly number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+export function run(argv: string[]): number {
+  const args = parseArgs(argv);
+  const events = intArg(args, 'events', 1000);
+  const runs = intArg(args, 'runs', 2000);
+  const warmup = intArg(args, 'warmup', 200);
+  const now = Date.parse('2026-06-15T12:00:00.000Z');
+  const audiences = [
+    { id: 1, name: 'VIP' },
+    { id: 2, name: 'Churn risk' },
+  ];
+  const checked = checkDefinition(parse(DEFINITION), DEFINITION, {
+    catalog: buildCatalog(DEFAULT_SCHEMA_FIELDS),
+    resolveAudience: (ref) => audiences.find((a) => a.name === ref),
+  });
+  const doc = profile(events, now);
+  const verdict = evaluate(checked, doc, { now });
+  const time = (fn: () => unknown) => {
+    for (let i = 0; i < warmup; i++) fn();
+    const times: number[] = [];
+    for (let i = 0; i < runs; i++) {
+      const start = performance.now();
+      fn();
+      times.push(performance.now() - start);
+    }
+    return times;
+  };
+  let mismatch = false;
+  const explainTimes = time(() => {
+    if (explain(checked, doc, { now }).qualifies !== verdict) mismatch = true;
+  });
+  const evaluateTimes = time(() => evaluate(checked, doc, { now }));
+  const stats = statsOf(explainTimes);
+  const p99 = percentile(explainTimes, 99);
+  report(NAME, `explain_p99_${events}_events`, p99, 'ms', stats);
+  report(NAME, `explain_median_${events}_events`, stats.median, 'ms', stats);
+  const evalStats = statsOf(evaluateTimes);
+  report(NAME, `evaluate_median_${events}_events`, evalStats.median, 'ms', evalStats);
+  console.log(
+    `bench ${NAME} verdict=${verdict} target p99 <= 5 ms: ${p99 <= 5 ? 'met' : 'MISSED'} (${formatValue(p99)} ms)`,
+  );
+  if (mismatch) console.log(`bench ${NAME} MISMATCH explain and evaluate disagree`);
+  return mismatch ? 1 : 0;
+}

@@ -1,0 +1,126 @@
+/**
+ * The dry run of a definition change (`previewDefinitionChange`): a job evaluating the new
+ * expression against the store at one `now` and comparing with the audience's current members,
+ * so who would join or leave is known before the change is saved.
+ */
+import type { Connection } from '../../db/index.js';
+import { dependentDefinitions } from '../audiences.js';
+import { definitionsByIds, requireDefinition } from '../definitions.js';
+import { checkExpression, type ExpressionInput } from '../expressions.js';
+import { defineJobKind } from '../jobs/job-kind.js';
+import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobOf } from '../jobs/job-store.js';
+import type { JobInputBase } from '../jobs/job-types.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { type Profile, profilesByIds } from '../profiles.js';
+import type {
+  DefinitionChangePlan,
+  DefinitionChangeProgress,
+  DefinitionChangeResult,
+} from './definition-change-task.js';
+
+/** Profiles kept per side (join, leave) as a sample. */
+export const CHANGE_SAMPLE_SIZE = 100;
+
+export interface DefinitionChangeJobInput extends JobInputBase {
+  definitionId: number;
+  audienceId: number;
+  expression: ExpressionInput;
+  /** The new expression's canonical text. */
+  expressionText: string;
+  seed: number;
+}
+
+declare module '../jobs/job-types.js' {
+  interface JobKindTypes {
+    DEFINITION_CHANGE_PREVIEW: {
+      input: DefinitionChangeJobInput;
+      progress: DefinitionChangeProgress;
+      result: DefinitionChangeResult;
+    };
+  }
+}
+
+export type DefinitionChangePreview = JobOf<'DEFINITION_CHANGE_PREVIEW'>;
+
+/**
+ * Checks the new expression as an update would (a PQL error is reported on the request) and
+ * queues the dry run. The evaluation settings are checked against the new expression's
+ * eligibility by the update itself; the dry run only needs the expression.
+ */
+export function previewDefinitionChange(
+  app: { conn: Connection; jobs: JobRunner },
+  sandboxId: number,
+  definitionId: number,
+  expression: ExpressionInput,
+): DefinitionChangePreview {
+  const { conn } = app;
+  return app.jobs.enqueue(sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
+    const def = requireDefinition(conn, sandboxId, definitionId);
+    const { text } = checkExpression(conn, sandboxId, expression, { definition: true, selfAudienceId: def.audienceId });
+    return {
+      definitionId: def.id,
+      audienceId: def.audienceId,
+      expression,
+      expressionText: text,
+      at: null,
+      seed: Math.floor(Math.random() * 2 ** 31),
+    };
+  });
+}
+
+export const definitionChangeJobKind = defineJobKind({
+  kind: 'DEFINITION_CHANGE_PREVIEW',
+  task: new URL('./definition-change-task.ts', import.meta.url),
+  timeoutMs: 10 * 60_000,
+  plan: (job, now, { conn }): DefinitionChangePlan => {
+    const dependentIds =
+      dependentDefinitions(conn, job.sandboxId, [job.input.audienceId]).get(job.input.audienceId) ?? [];
+    return {
+      jobId: job.id,
+      sandboxId: job.sandboxId,
+      now,
+      audienceId: job.input.audienceId,
+      expressionText: job.input.expressionText,
+      seed: job.input.seed,
+      confidenceLevel: 0.95,
+      dependents: [...definitionsByIds(conn, job.sandboxId, dependentIds).values()].map((d) => ({
+        definitionId: d.id,
+        audienceId: d.audienceId,
+        expressionText: d.expressionText,
+      })),
+    };
+  },
+  runningResult: (p) => ({
+    wouldJoin: p.wouldJoin,
+    wouldLeave: p.wouldLeave,
+    wouldStay: p.wouldStay,
+    profilesRead: p.done,
+    joinSample: [],
+    leaveSample: [],
+    affectedDependents: [],
+  }),
+});
+
+/** A page of a finished dry run's sample of joining or leaving profiles, in id order. */
+export function listChangeSample(
+  conn: Connection,
+  sandboxId: number,
+  job: DefinitionChangePreview,
+  side: 'join' | 'leave',
+  args: PageArgs,
+): Page<Profile> & { totalCount: () => number } {
+  const ids = (side === 'join' ? job.result?.joinSample : job.result?.leaveSample) ?? [];
+  const query = pageQuery(args);
+  const after = query.after ? Number(query.after[0]) : Number.NEGATIVE_INFINITY;
+  const before = query.before ? Number(query.before[0]) : Number.POSITIVE_INFINITY;
+  const window = ids.filter((id) => id > after && id < before);
+  const rows = query.direction === 'forward' ? window.slice(0, query.fetch) : window.slice(-query.fetch).reverse();
+  const page = toPage(rows, query, (id) => [id]);
+  const found = profilesByIds(conn, sandboxId, page.items);
+  return {
+    ...page,
+    items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
+    totalCount: () => ids.length,
+  };
+}

@@ -1,0 +1,133 @@
+/**
+ * Why a profile is or is not in an audience (or matches an expression): the JS evaluator's own
+ * explanation (src/pql explain), with the stored membership beside it and, for an audience, the
+ * definition version in force — the one a past transition recorded when `at` is its instant.
+ */
+import { and, desc, eq, isNotNull } from 'drizzle-orm';
+import type { Connection } from '../db/index.js';
+import { membershipHistory } from '../db/schema.js';
+import { type Explanation, explain } from '../pql/index.js';
+import { audiencesByIds } from './audiences.js';
+import { definitionVersionAt } from './definition-versions.js';
+import { requireDefinition } from './definitions.js';
+import { badInput } from './errors.js';
+import { checkExpression } from './expressions.js';
+import type { MembershipStatus } from './membership-statuses.js';
+import { loadProfileDocument } from './profile-documents.js';
+import { assertIdentity, type IdentityInput } from './profile-ingest.js';
+import { profileIdByIdentity } from './profiles.js';
+
+export interface ExplainRequest {
+  profileId?: number | null;
+  identity?: IdentityInput | null;
+  audienceId?: number | null;
+  expression?: string | null;
+  /** The evaluation instant (default: now). */
+  at?: number | null;
+}
+
+export interface MembershipExplanation extends Explanation {
+  /** The stored membership, when an audience was given (null: never a member). */
+  storedStatus: MembershipStatus | null;
+  /** Whether the verdict matches the stored membership; null without an audience. */
+  agreesWithStored: boolean | null;
+  /** The definition version explained, when an audience was given. */
+  definitionVersion: number | null;
+}
+
+/** Explains one profile against an audience's definition or an expression; null when the profile is unknown. */
+export function explainMembership(
+  conn: Connection,
+  sandboxId: number,
+  request: ExplainRequest,
+  now = Date.now(),
+): MembershipExplanation | null {
+  if ((request.profileId == null) === (request.identity == null)) {
+    throw badInput('Give either profile or identity', 'profile');
+  }
+  if ((request.audienceId == null) === (request.expression == null)) {
+    throw badInput('Give either audienceId or expression', 'audienceId');
+  }
+  if (request.identity) assertIdentity(request.identity);
+  const profileId = request.profileId ?? profileIdByIdentity(conn, sandboxId, request.identity!);
+  if (profileId === undefined) return null;
+  const at = request.at ?? now;
+  const doc = loadProfileDocument(conn, sandboxId, profileId);
+  if (doc === undefined) return null;
+
+  let text: string;
+  let audienceId: number | null = null;
+  let definitionVersion: number | null = null;
+  let selfAudienceId: number | undefined;
+  if (request.audienceId != null) {
+    const audience = audiencesByIds(conn, sandboxId, [request.audienceId]).get(request.audienceId);
+    if (audience === undefined) return null;
+    if (audience.definitionId == null) {
+      throw badInput(
+        `The audience "${audience.name}" is ${audience.origin}: it has no definition to explain`,
+        'audienceId',
+      );
+    }
+    const def = requireDefinition(conn, sandboxId, audience.definitionId);
+    audienceId = audience.id;
+    selfAudienceId = audience.id;
+    text = def.expressionText;
+    definitionVersion = def.version;
+    if (request.at != null) {
+      // A transition at exactly `at` names the version that decided it; otherwise the one in force then.
+      const decided = transitionVersion(conn, sandboxId, profileId, audience.id, at);
+      const version = definitionVersionAt(
+        conn,
+        sandboxId,
+        def.id,
+        decided === undefined ? { at } : { version: decided },
+      );
+      if (version !== undefined) {
+        text = version.expressionText;
+        definitionVersion = decided ?? version.version;
+      }
+    }
+  } else {
+    text = request.expression!;
+  }
+  const { checked } = checkExpression(
+    conn,
+    sandboxId,
+    { format: 'PQL_TEXT', value: text },
+    { definition: true, selfAudienceId },
+  );
+  const explanation = explain(checked, doc, { now: at, membershipStatus: (id) => doc.statuses.get(id) });
+  const storedStatus = audienceId === null ? null : (doc.statuses.get(audienceId) ?? null);
+  const member = storedStatus === 'REALIZED' || storedStatus === 'EXISTING';
+  return {
+    ...explanation,
+    storedStatus,
+    agreesWithStored: audienceId === null ? null : member === explanation.qualifies,
+    definitionVersion,
+  };
+}
+
+/** The definition version a transition of this profile recorded at exactly `at`, if there is one. */
+function transitionVersion(
+  conn: Connection,
+  sandboxId: number,
+  profileId: number,
+  audienceId: number,
+  at: number,
+): number | undefined {
+  const row = conn.db
+    .select({ version: membershipHistory.definitionVersion })
+    .from(membershipHistory)
+    .where(
+      and(
+        eq(membershipHistory.sandboxId, sandboxId),
+        eq(membershipHistory.profileId, profileId),
+        eq(membershipHistory.audienceId, audienceId),
+        eq(membershipHistory.at, at),
+        isNotNull(membershipHistory.definitionVersion),
+      ),
+    )
+    .orderBy(desc(membershipHistory.id))
+    .get();
+  return row?.version ?? undefined;
+}

@@ -1,0 +1,155 @@
+import {
+  type DefinitionChangePreview,
+  listChangeSample,
+  previewDefinitionChange,
+} from '../../domain/definition-changes/definition-change-preview.js';
+import type { AffectedDependent, CountEstimate } from '../../domain/definition-changes/definition-change-task.js';
+import type { PqlFormat } from '../../domain/expressions.js';
+import { type Job, jobsByIds, requireJob } from '../../domain/jobs/job-store.js';
+import { builder } from '../builder.js';
+import { connectionComplexity, toConnection } from '../connection.js';
+import { decodeId, requireId } from '../ids.js';
+import { JobRef, watchJob } from './job.js';
+import { ProfileConnection, ProfileRef } from './profile.js';
+import { SegmentDefinitionRef } from './refs.js';
+import { PqlExpressionInput, PqlExpressionType } from './segment-definition.js';
+
+const KIND = 'DEFINITION_CHANGE_PREVIEW';
+const TYPE = 'DefinitionChangePreview';
+
+const CountEstimateType = builder.objectRef<CountEstimate>('CountEstimate').implement({
+  description: 'A count: a running estimate with a 95 % interval while a job reads, exact at the end.',
+  fields: (t) => ({
+    value: t.exposeInt('value', { description: 'The estimate (or the count, when exact).' }),
+    low: t.exposeInt('low', { description: 'Low end of the interval.' }),
+    high: t.exposeInt('high', { description: 'High end of the interval.' }),
+    exact: t.exposeBoolean('exact', { description: 'The count is exact (low = high = value).' }),
+  }),
+});
+
+const AffectedDependentType = builder.objectRef<AffectedDependent>('AffectedDependent').implement({
+  description: 'A definition reading this audience through inSegment whose members would change.',
+  fields: (t) => ({
+    segmentDefinition: t.field({
+      type: SegmentDefinitionRef,
+      nullable: true,
+      description: 'The dependent definition; null when it has been deleted since.',
+      resolve: (d, _a, ctx) => ctx.loaders.definition.load(d.definitionId),
+    }),
+    wouldJoin: t.exposeInt('wouldJoin', { description: 'Profiles that would enter it.' }),
+    wouldLeave: t.exposeInt('wouldLeave', { description: 'Profiles that would leave it.' }),
+  }),
+});
+
+const pending: CountEstimate = { value: 0, low: 0, high: 0, exact: false };
+
+export const DefinitionChangePreviewRef = builder.objectRef<DefinitionChangePreview>(TYPE);
+
+builder.node(DefinitionChangePreviewRef, {
+  description:
+    "A dry run of a definition change: the new expression evaluated against the store at one now, compared with the audience's current members.",
+  interfaces: [JobRef],
+  isTypeOf: (j) => (j as Job).kind === KIND,
+  id: { resolve: (j) => j.id },
+  loadMany: (ids, ctx) => {
+    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), KIND);
+    return ids.map((id) => found.get(Number(id)) ?? null);
+  },
+  fields: (t) => ({
+    segmentDefinition: t.field({
+      type: SegmentDefinitionRef,
+      nullable: true,
+      description: 'The definition whose change is previewed (null when deleted since).',
+      resolve: (j, _a, ctx) => ctx.loaders.definition.load(j.input.definitionId),
+    }),
+    expression: t.field({
+      type: PqlExpressionType,
+      description: 'The new expression.',
+      resolve: (j) => j.input.expression,
+    }),
+    wouldJoin: t.field({
+      type: CountEstimateType,
+      description: 'Profiles that qualify under the new expression and are not members now.',
+      resolve: (j) => j.result?.wouldJoin ?? pending,
+    }),
+    wouldLeave: t.field({
+      type: CountEstimateType,
+      description: 'Members now that would not qualify under the new expression.',
+      resolve: (j) => j.result?.wouldLeave ?? pending,
+    }),
+    wouldStay: t.field({
+      type: CountEstimateType,
+      description: 'Members now that still qualify.',
+      resolve: (j) => j.result?.wouldStay ?? pending,
+    }),
+    joinSample: t.connection(
+      {
+        type: ProfileRef,
+        description: 'Up to 100 profiles that would join, in id order (once it has succeeded).',
+        complexity: connectionComplexity,
+        resolve: (j, args, ctx) => toConnection(listChangeSample(ctx.conn, ctx.sandbox.id, j, 'join', args)),
+      },
+      ProfileConnection,
+    ),
+    leaveSample: t.connection(
+      {
+        type: ProfileRef,
+        description: 'Up to 100 members that would leave, in id order (once it has succeeded).',
+        complexity: connectionComplexity,
+        resolve: (j, args, ctx) => toConnection(listChangeSample(ctx.conn, ctx.sandbox.id, j, 'leave', args)),
+      },
+      ProfileConnection,
+    ),
+    affectedDependents: t.field({
+      type: [AffectedDependentType],
+      description:
+        'Definitions reading this audience through inSegment whose members would change (direct dependents; once it has succeeded).',
+      resolve: (j) => j.result?.affectedDependents ?? [],
+    }),
+  }),
+});
+
+builder.mutationField('previewDefinitionChange', (t) =>
+  t.field({
+    type: DefinitionChangePreviewRef,
+    nullable: true,
+    description:
+      "Starts a dry run of changing a definition's expression (watch it with definitionChangePreviewUpdated); returns it QUEUED. Save with updateSegmentDefinition(expectedVersion) after.",
+    args: {
+      id: t.arg.id({ required: true, description: 'The global id of the definition.' }),
+      expression: t.arg({ type: PqlExpressionInput, required: true, description: 'The new expression.' }),
+    },
+    resolve: (_r, args, ctx) =>
+      previewDefinitionChange(ctx.app, ctx.sandbox.id, requireId(args.id, 'SegmentDefinition'), {
+        format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat,
+        value: args.expression.value,
+      }),
+  }),
+);
+
+builder.queryField('definitionChangePreview', (t) =>
+  t.field({
+    type: DefinitionChangePreviewRef,
+    nullable: true,
+    description: 'A definition change dry run by global id; null when it does not exist in this sandbox.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the dry run.' }) },
+    resolve: (_r, args, ctx) => {
+      const id = decodeId(args.id, TYPE);
+      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], KIND).get(id) ?? null);
+    },
+  }),
+);
+
+builder.subscriptionField('definitionChangePreviewUpdated', (t) =>
+  t.field({
+    type: DefinitionChangePreviewRef,
+    description: 'The dry run now, then every change (running estimates with intervals); completes after it ends.',
+    args: { id: t.arg.id({ required: true, description: 'The global id of the dry run.' }) },
+    subscribe: (_r, args, ctx) => {
+      const id = requireId(args.id, TYPE);
+      requireJob(ctx.conn, ctx.sandbox.id, id, KIND, TYPE);
+      return watchJob(ctx, id, KIND);
+    },
+    resolve: (job) => job,
+  }),
+);
