@@ -11,6 +11,7 @@ import { type Job, jobsByIds } from '../domain/jobs/job-store.js';
 import { type Membership, membershipsOfProfiles } from '../domain/memberships.js';
 import { type Identity, identitiesOf, type Profile, profilesByIds } from '../domain/profiles.js';
 import type { Sandbox } from '../domain/sandboxes.js';
+import { latestSegmentJobIds } from '../domain/segment-jobs/latest-jobs.js';
 import type { Metrics } from '../metrics.js';
 
 export interface Context {
@@ -53,6 +54,8 @@ export function createLoaders(conn: Connection, sandboxId: number) {
     /** Audience ids a definition names through inSegment. */
     dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
     segmentJob: batched<Job | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
+    /** Per definition id, the id of the newest segment job that evaluates it. */
+    latestSegmentJobId: batched<number | undefined>((ids) => latestSegmentJobIds(conn, sandboxId, ids), undefined),
     memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
     /** The sandbox's folder tree, read once per request (folders are a small taxonomy). */
     folders: () => {
