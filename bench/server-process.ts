@@ -3,6 +3,9 @@
  * outside (a load generator in the bench process must not share the server's event loop).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { ROOT } from './lib.js';
 
 export interface BenchServer {
@@ -13,52 +16,57 @@ export interface BenchServer {
   stop(): Promise<void>;
 }
 
+/** A port free right now (the server is told it, so its log can go to a file instead of a pipe). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
 /**
  * `segql serve` on `dataDir` with its database already prepared (no demo seeding); `nodeArgs` go
- * to node itself (e.g. `--cpu-prof`), `env` overrides the server's environment.
+ * to node itself (e.g. `--cpu-prof`), `env` overrides the server's environment. Its log goes to
+ * `<dataDir>/server.log`, a file as in a deployment: a pipe the bench drains would put the bench's
+ * reading on the server's clock.
  */
 export async function spawnBenchServer(
   dataDir: string,
   options: { env?: Record<string, string>; nodeArgs?: string[] } = {},
 ): Promise<BenchServer> {
+  const port = await freePort();
+  const logFile = join(dataDir, 'server.log');
+  const log = openSync(logFile, 'a');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/cli.ts', 'serve'], {
     cwd: ROOT,
     env: {
       ...process.env,
-      PORT: '0',
+      PORT: String(port),
       SEGQL_DATA_DIR: dataDir,
       SEGQL_DEMO_PROFILES: '0',
       SEGQL_LOG_LEVEL: 'info',
       ...options.env,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ['ignore', log, log],
   });
+  closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /"url":"(http:[^"]+)"/.exec(output);
-      if (match) {
-        clearTimeout(timer);
-        // Past start-up the access log is not read, only drained (a full pipe would block the server).
-        child.stdout!.removeAllListeners('data');
-        child.stderr!.removeAllListeners('data');
-        child.stdout!.resume();
-        child.stderr!.resume();
-        resolve(match[1]!);
-      }
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`server exited:\n${output}`));
-    });
-  });
+  const url = `http://127.0.0.1:${port}/graphql`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited:\n${readFileSync(logFile, 'utf8')}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not start:\n${readFileSync(logFile, 'utf8')}`);
+    }
+    const ready = await fetch(url.replace(/\/graphql$/, '/healthz')).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   return {
     child,
     url,
