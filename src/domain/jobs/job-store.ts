@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
+import { rowsByIds } from '../../db/rows-by-ids.js';
 import { jobs } from '../../db/schema.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -84,15 +85,7 @@ export function jobsByIds(
   kind?: JobKind,
 ): Map<number, Job> {
   const out = new Map<number, Job>();
-  if (ids.length === 0) return out;
-  const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId), inArray(jobs.id, [...ids])];
-  if (kind) conditions.push(eq(jobs.kind, kind));
-  for (const row of conn.db
-    .select()
-    .from(jobs)
-    .where(and(...conditions))
-    .all())
-    out.set(row.id, toJob(row));
+  for (const row of rowsByIds(conn, jobs, sandboxId, ids)) if (!kind || row.kind === kind) out.set(row.id, toJob(row));
   return out;
 }
 

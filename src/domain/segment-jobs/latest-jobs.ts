@@ -1,4 +1,8 @@
+import type { Statement } from 'better-sqlite3';
+import { cacheKey } from '../../db/connection-cache.js';
 import type { Connection } from '../../db/index.js';
+
+const LATEST_JOBS = cacheKey<Statement<[number, string]>>('latest segment job per definition');
 
 /**
  * For each definition, the id of the newest segment job asked to evaluate it: by id, or with
@@ -12,8 +16,8 @@ export function latestSegmentJobIds(
 ): Map<number, number> {
   const out = new Map<number, number>();
   if (definitionIds.length === 0) return out;
-  const rows = conn.sqlite
-    .prepare(
+  const statement = conn.cache.get(LATEST_JOBS, () =>
+    conn.sqlite.prepare(
       `SELECT d.id AS definitionId,
          (SELECT j.id FROM jobs j
            WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
@@ -22,8 +26,12 @@ export function latestSegmentJobIds(
            ORDER BY j.id DESC LIMIT 1) AS jobId
        FROM segment_definitions d
        WHERE d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))`,
-    )
-    .all(sandboxId, JSON.stringify(definitionIds)) as { definitionId: number; jobId: number | null }[];
+    ),
+  );
+  const rows = statement.all(sandboxId, JSON.stringify(definitionIds)) as {
+    definitionId: number;
+    jobId: number | null;
+  }[];
   for (const r of rows) if (r.jobId !== null) out.set(r.definitionId, r.jobId);
   return out;
 }
