@@ -59,7 +59,12 @@ export function createMetrics(conn: Connection) {
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
   });
-  return { registry, requests, duration, ingested };
+  const droppedEvents = new Counter({
+    name: 'segql_subscription_events_dropped_total',
+    help: 'Subscription events dropped because a subscriber fell more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind',
+    registers: [registry],
+  });
+  return { registry, requests, duration, ingested, droppedEvents };
 }
 
 /** Open subscription streams, counted by the server's envelop plugin on both transports. */

@@ -2,10 +2,39 @@
  * In-process publish/subscribe for the topics subscriptions watch (job progress, membership
  * changes, search hits). A subscription attaches its listener when it is created, not on the
  * first pull, so nothing published after `subscribe()` returns is lost (yoga's lazy pubsub
- * trap, docs/dependencies.md gotcha 4).
+ * trap, docs/dependencies.md gotcha 4) — unless the subscriber falls behind by more than its
+ * queue holds: publishing never waits for a subscriber, so a slow one cannot slow ingestion.
  */
+
+/** One published payload as a subscriber receives it. */
+export interface Delivery<T> {
+  payload: T;
+  /**
+   * How many payloads of this topic were dropped for this subscriber just before this one,
+   * because its queue was full (it read more slowly than they were published); 0 normally.
+   */
+  lagged: number;
+}
+
+export interface EventBusOptions {
+  /** Payloads each subscriber may have waiting; past that the oldest are dropped. */
+  queueSize: number;
+  /** Told how many payloads were dropped, for /metrics. */
+  onDropped?: (count: number) => void;
+}
+
+/** What a bus holds per subscriber by default (ServerLimits.subscriptionQueueSize). */
+export const DEFAULT_SUBSCRIPTION_QUEUE_SIZE = 1_000;
+
 export class EventBus {
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();
+  private readonly queueSize: number;
+  private readonly onDropped: (count: number) => void;
+
+  constructor(options: Partial<EventBusOptions> = {}) {
+    this.queueSize = Math.max(1, options.queueSize ?? DEFAULT_SUBSCRIPTION_QUEUE_SIZE);
+    this.onDropped = options.onDropped ?? (() => {});
+  }
 
   publish(topic: string, payload: unknown): void {
     const set = this.listeners.get(topic);
@@ -20,12 +49,31 @@ export class EventBus {
     return n;
   }
 
-  subscribe<T>(topic: string, signal?: AbortSignal): AsyncIterableIterator<T> & { close(): void } {
-    const queue: T[] = [];
+  /**
+   * Payloads of `topic` from now on, in order. Each subscriber has a queue of `queueSize`; when a
+   * payload arrives at a full queue the oldest waiting one is dropped (a job's newest state and a
+   * stream's newest changes are worth more than its oldest), and the next one delivered carries
+   * the count in `lagged`.
+   */
+  subscribe<T>(topic: string, signal?: AbortSignal): AsyncIterableIterator<Delivery<T>> & { close(): void } {
+    const queue: Delivery<T>[] = [];
+    const limit = this.queueSize;
     let wake: (() => void) | undefined;
     let closed = false;
     const listener = (payload: unknown) => {
-      queue.push(payload as T);
+      let lagged = 0;
+      if (queue.length >= limit) {
+        const dropped = queue.shift()!;
+        lagged = dropped.lagged + 1;
+        this.onDropped(1);
+        // The gap is reported by the payload after it: now the oldest one waiting.
+        const next = queue[0];
+        if (next) {
+          next.lagged += lagged;
+          lagged = 0;
+        }
+      }
+      queue.push({ payload: payload as T, lagged });
       wake?.();
     };
     let set = this.listeners.get(topic);
@@ -45,17 +93,17 @@ export class EventBus {
     signal?.addEventListener('abort', close, { once: true });
     const iterator = {
       close,
-      async next(): Promise<IteratorResult<T>> {
+      async next(): Promise<IteratorResult<Delivery<T>>> {
         while (queue.length === 0 && !closed) {
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
           wake = undefined;
         }
-        if (queue.length > 0) return { value: queue.shift() as T, done: false };
+        if (queue.length > 0) return { value: queue.shift()!, done: false };
         return { value: undefined, done: true };
       },
-      async return(): Promise<IteratorResult<T>> {
+      async return(): Promise<IteratorResult<Delivery<T>>> {
         close();
         return { value: undefined, done: true };
       },

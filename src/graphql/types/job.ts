@@ -99,7 +99,8 @@ export async function* watchJob(ctx: Context, id: number, kind: JobKind): AsyncG
     let last = current;
     yield current;
     if (isTerminal(current.status)) return;
-    for await (const job of updates) {
+    // A watcher that fell behind lost the oldest states only: what it gets next is newer.
+    for await (const { payload: job } of updates) {
       // Changes queued before the current state was read can be older than it.
       if (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.progressDone < last.progressDone))
         continue;
@@ -120,7 +121,8 @@ builder.subscriptionField('jobEvents', (t) =>
     subscribe: async function* (_r, args, ctx) {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
       try {
-        for await (const job of updates) if (!args.kinds?.length || args.kinds.includes(job.kind)) yield job;
+        for await (const { payload: job } of updates)
+          if (!args.kinds?.length || args.kinds.includes(job.kind)) yield job;
       } finally {
         updates.close();
       }

@@ -1,6 +1,6 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
-import { topics } from '../../domain/events.js';
+import { type Delivery, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
   MEMBERSHIP_CAUSES,
@@ -116,7 +116,10 @@ builder.objectFields(ProfileRef, (t) => ({
   ),
 }));
 
-const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChange').implement({
+/** A change as one subscriber receives it: with the count of changes it lost just before. */
+type DeliveredChange = MembershipChange & { lagged: number };
+
+const MembershipChangeType = builder.objectRef<DeliveredChange>('MembershipChange').implement({
   description:
     "A change of a profile's membership made by streaming segmentation (an ingest, or a time window that passed).",
   fields: (t) => ({
@@ -145,6 +148,10 @@ const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChan
       description: 'STREAMING (an ingest) or EXPIRY (a time window passed).',
       resolve: (c) => c.cause,
     }),
+    lagged: t.exposeInt('lagged', {
+      description:
+        'How many changes this subscriber lost just before this one because it read more slowly than they came (more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind); 0 normally. The lost changes are in membershipHistory.',
+    }),
   }),
 });
 
@@ -168,12 +175,22 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
   }),
 );
 
+/**
+ * One audience's changes (or all). A gap is reported on the next change this subscriber gets,
+ * whichever audience the lost ones were of (the subscriber cannot know what it did not receive).
+ */
 async function* membershipChanges(
-  changes: AsyncIterableIterator<MembershipChange> & { close(): void },
+  changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
   audienceId: number | undefined,
-): AsyncGenerator<MembershipChange> {
+): AsyncGenerator<DeliveredChange> {
+  let lost = 0;
   try {
-    for await (const change of changes) if (audienceId === undefined || change.audienceId === audienceId) yield change;
+    for await (const { payload: change, lagged } of changes) {
+      lost += lagged;
+      if (audienceId !== undefined && change.audienceId !== audienceId) continue;
+      yield { ...change, lagged: lost };
+      lost = 0;
+    }
   } finally {
     changes.close();
   }
