@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
@@ -58,6 +59,18 @@ export function createMetrics(conn: Connection) {
     help: 'Ingested records by kind (profile, event) and outcome (accepted, rejected, duplicate)',
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
+  });
+  // prom-client's own lag gauge samples one timer per scrape; a stall between scrapes needs this.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  new Gauge({
+    name: 'segql_event_loop_delay_max_seconds',
+    help: 'Longest event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution)',
+    registers: [registry],
+    collect() {
+      this.set(loopDelay.max / 1e9);
+      loopDelay.reset();
+    },
   });
   const droppedEvents = new Counter({
     name: 'segql_subscription_events_dropped_total',

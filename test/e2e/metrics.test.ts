@@ -40,3 +40,27 @@ describe('/metrics counts ingestion', () => {
     expect(await counter('event', 'duplicate')).toBe(1);
   });
 });
+
+describe('/metrics shows event-loop stalls', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server?.stop());
+
+  const gauge = async () => {
+    const text = await (await fetch(server.url.replace(/\/graphql$/, '/metrics'))).text();
+    return Number(/^segql_event_loop_delay_max_seconds (\S+)$/m.exec(text)?.[1]);
+  };
+
+  it('reports the longest delay since the previous scrape, then starts over', async () => {
+    await gauge();
+    // The server runs in this process: block its loop for 400 ms.
+    const until = Date.now() + 400;
+    while (Date.now() < until);
+    await new Promise((r) => setTimeout(r, 30));
+    expect(await gauge()).toBeGreaterThanOrEqual(0.35);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await gauge()).toBeLessThan(0.35);
+  });
+});
