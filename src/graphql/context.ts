@@ -66,3 +66,12 @@ export function createLoaders(conn: Connection, sandboxId: number) {
 }
 
 export type Loaders = ReturnType<typeof createLoaders>;
+
+/**
+ * A subscription's context lives as long as the subscription: each event gets new loaders, so
+ * it shows the data as of that event and a long subscription does not keep every row it ever
+ * loaded (a thousand subscribers held hundreds of MB that way: the subs bench).
+ */
+export function renewLoaders(ctx: Context): void {
+  ctx.loaders = createLoaders(ctx.conn, ctx.sandbox.id);
+}

@@ -9,7 +9,7 @@ import {
   jobsByIds,
 } from '../../domain/jobs/job-store.js';
 import { builder } from '../builder.js';
-import type { Context } from '../context.js';
+import { type Context, renewLoaders } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 
 export const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
@@ -105,6 +105,7 @@ export async function* watchJob(ctx: Context, id: number, kind: JobKind): AsyncG
       if (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.progressDone < last.progressDone))
         continue;
       last = job;
+      renewLoaders(ctx);
       yield job;
       if (isTerminal(job.status)) return;
     }
@@ -121,8 +122,11 @@ builder.subscriptionField('jobEvents', (t) =>
     subscribe: async function* (_r, args, ctx) {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
       try {
-        for await (const { payload: job } of updates)
-          if (!args.kinds?.length || args.kinds.includes(job.kind)) yield job;
+        for await (const { payload: job } of updates) {
+          if (args.kinds?.length && !args.kinds.includes(job.kind)) continue;
+          renewLoaders(ctx);
+          yield job;
+        }
       } finally {
         updates.close();
       }

@@ -11,6 +11,7 @@ import {
 } from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import { renewLoaders } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
 import { ProfileRef } from './profile.js';
@@ -169,6 +170,7 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
       return membershipChanges(
         ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal),
         audienceId,
+        () => renewLoaders(ctx),
       );
     },
     resolve: (change) => change,
@@ -182,12 +184,14 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
 async function* membershipChanges(
   changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
   audienceId: number | undefined,
+  beforeEach: () => void,
 ): AsyncGenerator<DeliveredChange> {
   let lost = 0;
   try {
     for await (const { payload: change, lagged } of changes) {
       lost += lagged;
       if (audienceId !== undefined && change.audienceId !== audienceId) continue;
+      beforeEach();
       yield { ...change, lagged: lost };
       lost = 0;
     }
