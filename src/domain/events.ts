@@ -149,3 +149,27 @@ export const topics = {
   memberships: (sandboxId: number) => `memberships:${sandboxId}`,
   search: (sandboxId: number) => `search:${sandboxId}`,
 };
+
+/**
+ * `stream` that really ends when its consumer stops. An async generator waiting inside
+ * `for await` on a subscription takes a `return()` only after its next payload, so a client
+ * that left a quiet topic kept its subscription (and all it held) until something was published
+ * there; here `return()` first closes `subscription`, which ends that wait at once.
+ */
+export function endWith<T>(stream: AsyncGenerator<T>, subscription: { close(): void }): AsyncGenerator<T> {
+  const wrapped: AsyncGenerator<T> = {
+    next: (...args) => stream.next(...args),
+    return(value) {
+      subscription.close();
+      return stream.return(value);
+    },
+    throw(err) {
+      subscription.close();
+      return stream.throw(err);
+    },
+    [Symbol.asyncIterator]() {
+      return wrapped;
+    },
+  };
+  return wrapped;
+}

@@ -81,3 +81,24 @@ describe('a subscriber that reads too slowly', () => {
     slow.ws.close();
   }, 60_000);
 });
+
+describe('a subscriber that leaves a quiet topic', () => {
+  it('releases its subscription at once, not at the next event', async () => {
+    const { createClient } = await import('graphql-ws');
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+    const queries = [
+      'subscription { audienceMembershipChanged { to } }',
+      'subscription { jobEvents { id } }',
+      'subscription { heartbeat(intervalMs: 60000) }',
+    ];
+    const before = server.app.bus.subscriptionCount;
+    for (const query of queries) client.subscribe({ query }, { next: () => {}, error: () => {}, complete: () => {} });
+    const until = Date.now() + 5_000;
+    while (server.app.bus.subscriptionCount < before + 2 && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(server.app.bus.subscriptionCount).toBe(before + 2);
+    await client.dispose();
+    while (server.app.bus.subscriptionCount > before && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    expect(server.app.bus.subscriptionCount).toBe(before);
+  });
+});

@@ -1,4 +1,4 @@
-import { topics } from '../../domain/events.js';
+import { type Delivery, endWith, topics } from '../../domain/events.js';
 import {
   isTerminal,
   JOB_KINDS,
@@ -91,8 +91,17 @@ export const JobRef = builder.interfaceRef<Job>('Job').implement({
  * The job's current state, then every change, ending after a terminal state. The listener is
  * attached before the current state is read, so no change in between is lost.
  */
-export async function* watchJob(ctx: Context, id: number, kind: JobKind): AsyncGenerator<Job> {
+export function watchJob(ctx: Context, id: number, kind: JobKind): AsyncGenerator<Job> {
   const updates = ctx.app.bus.subscribe<Job>(topics.job(id), ctx.signal);
+  return endWith(jobStates(ctx, updates, id, kind), updates);
+}
+
+async function* jobStates(
+  ctx: Context,
+  updates: AsyncIterableIterator<Delivery<Job>> & { close(): void },
+  id: number,
+  kind: JobKind,
+): AsyncGenerator<Job> {
   try {
     const current = jobsByIds(ctx.conn, ctx.sandbox.id, [id], kind).get(id);
     if (!current) return;
@@ -119,17 +128,23 @@ builder.subscriptionField('jobEvents', (t) =>
     type: JobRef,
     description: 'Every state or progress change of any job in this sandbox (optionally only some kinds).',
     args: { kinds: t.arg({ type: [JobKindEnum], description: 'Only jobs of these kinds (default: all).' }) },
-    subscribe: async function* (_r, args, ctx) {
+    subscribe: (_r, args, ctx) => {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
-      try {
-        for await (const { payload: job } of updates) {
-          if (args.kinds?.length && !args.kinds.includes(job.kind)) continue;
-          renewLoaders(ctx);
-          yield job;
-        }
-      } finally {
-        updates.close();
-      }
+      const kinds = args.kinds?.length ? args.kinds : undefined;
+      return endWith(
+        (async function* () {
+          try {
+            for await (const { payload: job } of updates) {
+              if (kinds && !kinds.includes(job.kind)) continue;
+              renewLoaders(ctx);
+              yield job;
+            }
+          } finally {
+            updates.close();
+          }
+        })(),
+        updates,
+      );
     },
     resolve: (job) => job,
   }),

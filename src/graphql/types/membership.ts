@@ -1,6 +1,6 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
-import { type Delivery, topics } from '../../domain/events.js';
+import { type Delivery, endWith, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
   MEMBERSHIP_CAUSES,
@@ -167,10 +167,10 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
       if (audienceId !== undefined && !audiencesByIds(ctx.conn, ctx.sandbox.id, [audienceId]).has(audienceId)) {
         throw notFound(`No Audience with id "${args.audienceId}" in this sandbox`, String(args.audienceId));
       }
-      return membershipChanges(
-        ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal),
-        audienceId,
-        () => renewLoaders(ctx),
+      const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
+      return endWith(
+        membershipChanges(changes, audienceId, () => renewLoaders(ctx)),
+        changes,
       );
     },
     resolve: (change) => change,
