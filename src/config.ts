@@ -29,6 +29,11 @@ export interface ServerLimits {
   queryTimeoutMs: number;
   /** How long shutdown waits for in-flight requests and running jobs before it cuts them off. */
   shutdownGraceMs: number;
+  /**
+   * Events one subscription may have waiting to be sent; a subscriber further behind loses the
+   * oldest (and is told how many), so a slow reader never slows ingestion or holds memory.
+   */
+  subscriptionQueueSize: number;
 }
 
 /** The guardrails of profile and event ingestion. */
@@ -61,6 +66,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   rateLimitPerSecond: 0,
   queryTimeoutMs: 5_000,
   shutdownGraceMs: 8_000,
+  subscriptionQueueSize: 1_000,
 };
 
 export const DEFAULT_INGEST_LIMITS: IngestLimits = {
@@ -108,6 +114,7 @@ function loadServerLimits(env: NodeJS.ProcessEnv): ServerLimits {
     rateLimitPerSecond: intFrom(env, 'SEGQL_RATE_LIMIT', d.rateLimitPerSecond, 0),
     queryTimeoutMs: intFrom(env, 'SEGQL_QUERY_TIMEOUT_MS', d.queryTimeoutMs, 1),
     shutdownGraceMs: intFrom(env, 'SEGQL_SHUTDOWN_GRACE_MS', d.shutdownGraceMs, 0, 600_000),
+    subscriptionQueueSize: intFrom(env, 'SEGQL_SUBSCRIPTION_QUEUE_SIZE', d.subscriptionQueueSize, 1),
   };
 }
 

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
@@ -59,7 +60,24 @@ export function createMetrics(conn: Connection) {
     labelNames: ['kind', 'outcome'] as const,
     registers: [registry],
   });
-  return { registry, requests, duration, ingested };
+  // prom-client's own lag gauge samples one timer per scrape; a stall between scrapes needs this.
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  new Gauge({
+    name: 'segql_event_loop_delay_max_seconds',
+    help: 'Longest event-loop delay since the previous scrape (perf_hooks.monitorEventLoopDelay, 10 ms resolution)',
+    registers: [registry],
+    collect() {
+      this.set(loopDelay.max / 1e9);
+      loopDelay.reset();
+    },
+  });
+  const droppedEvents = new Counter({
+    name: 'segql_subscription_events_dropped_total',
+    help: 'Subscription events dropped because a subscriber fell more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind',
+    registers: [registry],
+  });
+  return { registry, requests, duration, ingested, droppedEvents };
 }
 
 /** Open subscription streams, counted by the server's envelop plugin on both transports. */

@@ -70,6 +70,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     log,
     dataDir: options.dataDir,
     ingestCounter: { add: (kind, outcome, n) => metrics.ingested.inc({ kind, outcome }, n) },
+    droppedEvents: (n) => metrics.droppedEvents.inc(n),
   });
   const health = databaseHealth(conn, log, () => {
     app.streaming.stop();

@@ -55,12 +55,14 @@ interface AppOptions {
   ingestCounter?: IngestCounter;
   /** The scheduler's clock (default: the system clock); tests move one by hand. */
   clock?: Clock;
+  /** Told how many subscription events were dropped for subscribers that fell behind. */
+  droppedEvents?: (count: number) => void;
 }
 
 /** Builds the services and starts the background ones (job runner, streaming sweep, scheduler). */
 export function createApp(options: AppOptions): App {
   const { conn, limits, log, dataDir } = options;
-  const bus = new EventBus();
+  const bus = new EventBus({ queueSize: limits.subscriptionQueueSize, onDropped: options.droppedEvents });
   const workers = new WorkerLanes();
   // Two threads: one heavy query leaves another lane free, and this box has two cores.
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));

@@ -1,5 +1,6 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
+import { rowsByIds } from '../db/rows-by-ids.js';
 import {
   audienceSizeHistory,
   audiences,
@@ -73,13 +74,7 @@ function validLabels(labels: readonly string[] | null | undefined, field = 'inpu
 
 export function audiencesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Audience> {
   const out = new Map<number, Audience>();
-  if (ids.length === 0) return out;
-  const rows = conn.db
-    .select()
-    .from(audiences)
-    .where(and(eq(audiences.sandboxId, sandboxId), inArray(audiences.id, [...ids])))
-    .all();
-  for (const row of rows) out.set(row.id, toAudience(row));
+  for (const row of rowsByIds(conn, audiences, sandboxId, ids)) out.set(row.id, toAudience(row));
   return out;
 }
 

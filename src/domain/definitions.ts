@@ -1,5 +1,6 @@
 import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
+import { rowsByIds } from '../db/rows-by-ids.js';
 import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
 import type { Eligibility } from '../pql/index.js';
 import {
@@ -78,13 +79,7 @@ export function definitionsByIds(
   ids: readonly number[],
 ): Map<number, SegmentDefinition> {
   const out = new Map<number, SegmentDefinition>();
-  if (ids.length === 0) return out;
-  for (const row of conn.db
-    .select()
-    .from(segmentDefinitions)
-    .where(and(eq(segmentDefinitions.sandboxId, sandboxId), inArray(segmentDefinitions.id, [...ids])))
-    .all())
-    out.set(row.id, toDefinition(row));
+  for (const row of rowsByIds(conn, segmentDefinitions, sandboxId, ids)) out.set(row.id, toDefinition(row));
   return out;
 }
 

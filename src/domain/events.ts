@@ -2,15 +2,70 @@
  * In-process publish/subscribe for the topics subscriptions watch (job progress, membership
  * changes, search hits). A subscription attaches its listener when it is created, not on the
  * first pull, so nothing published after `subscribe()` returns is lost (yoga's lazy pubsub
- * trap, docs/dependencies.md gotcha 4).
+ * trap, docs/dependencies.md gotcha 4) — unless the subscriber falls behind by more than its
+ * queue holds: publishing never waits for a subscriber, so a slow one cannot slow ingestion.
  */
+
+/** One published payload as a subscriber receives it. */
+export interface Delivery<T> {
+  payload: T;
+  /**
+   * How many payloads of this topic were dropped for this subscriber just before this one,
+   * because its queue was full (it read more slowly than they were published); 0 normally.
+   */
+  lagged: number;
+}
+
+export interface EventBusOptions {
+  /** Payloads each subscriber may have waiting; past that the oldest are dropped. */
+  queueSize: number;
+  /** Told how many payloads were dropped, for /metrics. */
+  onDropped?: (count: number) => void;
+}
+
+/** What a bus holds per subscriber by default (ServerLimits.subscriptionQueueSize). */
+export const DEFAULT_SUBSCRIPTION_QUEUE_SIZE = 1_000;
+
+/**
+ * How long deliveries may run in one event-loop turn before they wait for the next. Sending an
+ * event to a socket that can take it completes on process.nextTick, so without this a burst
+ * fanned out to many subscribers runs to its end before any request is read (seconds with a
+ * thousand subscribers: the subs bench).
+ */
+const DELIVERY_SLICE_MS = 10;
+
 export class EventBus {
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();
+  private readonly queueSize: number;
+  private readonly onDropped: (count: number) => void;
+  /** When this loop turn's deliveries began; undefined until a delivery in this turn. */
+  private sliceStarted: number | undefined;
+
+  constructor(options: Partial<EventBusOptions> = {}) {
+    this.queueSize = Math.max(1, options.queueSize ?? DEFAULT_SUBSCRIPTION_QUEUE_SIZE);
+    this.onDropped = options.onDropped ?? (() => {});
+  }
 
   publish(topic: string, payload: unknown): void {
     const set = this.listeners.get(topic);
     if (!set) return;
     for (const listener of [...set]) listener(payload);
+  }
+
+  /** Resolves at once while this turn's deliveries are within their slice, else in the next turn. */
+  private async takeTurn(): Promise<void> {
+    const now = performance.now();
+    if (this.sliceStarted === undefined) {
+      this.sliceStarted = now;
+      setImmediate(() => {
+        this.sliceStarted = undefined;
+      });
+      return;
+    }
+    if (now - this.sliceStarted <= DELIVERY_SLICE_MS) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // The first to wake in the new turn opens its slice.
+    return this.takeTurn();
   }
 
   /** Number of open subscriptions over all topics (for /metrics). */
@@ -20,12 +75,31 @@ export class EventBus {
     return n;
   }
 
-  subscribe<T>(topic: string, signal?: AbortSignal): AsyncIterableIterator<T> & { close(): void } {
-    const queue: T[] = [];
+  /**
+   * Payloads of `topic` from now on, in order. Each subscriber has a queue of `queueSize`; when a
+   * payload arrives at a full queue the oldest waiting one is dropped (a job's newest state and a
+   * stream's newest changes are worth more than its oldest), and the next one delivered carries
+   * the count in `lagged`.
+   */
+  subscribe<T>(topic: string, signal?: AbortSignal): AsyncIterableIterator<Delivery<T>> & { close(): void } {
+    const queue: Delivery<T>[] = [];
+    const limit = this.queueSize;
     let wake: (() => void) | undefined;
     let closed = false;
     const listener = (payload: unknown) => {
-      queue.push(payload as T);
+      let lagged = 0;
+      if (queue.length >= limit) {
+        const dropped = queue.shift()!;
+        lagged = dropped.lagged + 1;
+        this.onDropped(1);
+        // The gap is reported by the payload after it: now the oldest one waiting.
+        const next = queue[0];
+        if (next) {
+          next.lagged += lagged;
+          lagged = 0;
+        }
+      }
+      queue.push({ payload: payload as T, lagged });
       wake?.();
     };
     let set = this.listeners.get(topic);
@@ -43,19 +117,21 @@ export class EventBus {
       wake?.();
     };
     signal?.addEventListener('abort', close, { once: true });
+    const takeTurn = () => this.takeTurn();
     const iterator = {
       close,
-      async next(): Promise<IteratorResult<T>> {
+      async next(): Promise<IteratorResult<Delivery<T>>> {
         while (queue.length === 0 && !closed) {
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
           wake = undefined;
         }
-        if (queue.length > 0) return { value: queue.shift() as T, done: false };
+        if (queue.length > 0) await takeTurn();
+        if (queue.length > 0) return { value: queue.shift()!, done: false };
         return { value: undefined, done: true };
       },
-      async return(): Promise<IteratorResult<T>> {
+      async return(): Promise<IteratorResult<Delivery<T>>> {
         close();
         return { value: undefined, done: true };
       },
@@ -74,3 +150,27 @@ export const topics = {
   search: (sandboxId: number) => `search:${sandboxId}`,
   scheduleTicks: (sandboxId: number) => `schedule-ticks:${sandboxId}`,
 };
+
+/**
+ * `stream` that really ends when its consumer stops. An async generator waiting inside
+ * `for await` on a subscription takes a `return()` only after its next payload, so a client
+ * that left a quiet topic kept its subscription (and all it held) until something was published
+ * there; here `return()` first closes `subscription`, which ends that wait at once.
+ */
+export function endWith<T>(stream: AsyncGenerator<T>, subscription: { close(): void }): AsyncGenerator<T> {
+  const wrapped: AsyncGenerator<T> = {
+    next: (...args) => stream.next(...args),
+    return(value) {
+      subscription.close();
+      return stream.return(value);
+    },
+    throw(err) {
+      subscription.close();
+      return stream.throw(err);
+    },
+    [Symbol.asyncIterator]() {
+      return wrapped;
+    },
+  };
+  return wrapped;
+}

@@ -91,7 +91,7 @@ export function watchAudienceSizeChanges(
   const jobs = deps.bus.subscribe<Job>(topics.sandboxJobs(sandboxId), signal);
   return (async function* () {
     try {
-      for await (const job of jobs) {
+      for await (const { payload: job } of jobs) {
         if (job.kind !== 'SEGMENT' || job.status !== 'SUCCEEDED') continue;
         for (const point of sizeChangesOfJob(deps.conn, sandboxId, job.id)) {
           if (only !== null && !only.has(point.audienceId)) continue;

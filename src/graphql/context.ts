@@ -13,6 +13,7 @@ import { type Identity, identitiesOf, type Profile, profilesByIds } from '../dom
 import type { Sandbox } from '../domain/sandboxes.js';
 import { audienceFreshness, type Freshness } from '../domain/schedules/freshness.js';
 import { type Schedule, schedulesByIds } from '../domain/schedules/schedule-store.js';
+import { latestSegmentJobIds } from '../domain/segment-jobs/latest-jobs.js';
 import type { SegmentJob } from '../domain/segment-jobs/segment-job.js';
 import type { Metrics } from '../metrics.js';
 
@@ -56,6 +57,8 @@ export function createLoaders(conn: Connection, sandboxId: number) {
     /** Audience ids a definition names through inSegment. */
     dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
     segmentJob: batched<SegmentJob | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
+    /** Per definition id, the id of the newest segment job that evaluates it. */
+    latestSegmentJobId: batched<number | undefined>((ids) => latestSegmentJobIds(conn, sandboxId, ids), undefined),
     memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
     schedule: batched<Schedule | undefined>((ids) => schedulesByIds(conn, sandboxId, ids), undefined),
     /** Which schedule keeps an audience fresh, and whether its last run went wrong. */
@@ -71,4 +74,13 @@ export function createLoaders(conn: Connection, sandboxId: number) {
   };
 }
 
-type Loaders = ReturnType<typeof createLoaders>;
+export type Loaders = ReturnType<typeof createLoaders>;
+
+/**
+ * A subscription's context lives as long as the subscription: each event gets new loaders, so
+ * it shows the data as of that event and a long subscription does not keep every row it ever
+ * loaded (a thousand subscribers held hundreds of MB that way: the subs bench).
+ */
+export function renewLoaders(ctx: Context): void {
+  ctx.loaders = createLoaders(ctx.conn, ctx.sandbox.id);
+}

@@ -40,3 +40,26 @@ describe('/metrics counts ingestion', () => {
     expect(await counter('event', 'duplicate')).toBe(1);
   });
 });
+
+describe('/metrics shows event-loop stalls', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer();
+  });
+  afterAll(() => server?.stop());
+
+  const gauge = async () => {
+    const text = await (await fetch(server.url.replace(/\/graphql$/, '/metrics'))).text();
+    return Number(/^segql_event_loop_delay_max_seconds (\S+)$/m.exec(text)?.[1]);
+  };
+
+  it('serves the longest event-loop delay since the previous scrape, in seconds', async () => {
+    // Its value is a timing and is read by the subs bench, in a server process of its own.
+    const first = await gauge();
+    const second = await gauge();
+    for (const value of [first, second]) {
+      expect(Number.isFinite(value)).toBe(true);
+      expect(value).toBeGreaterThanOrEqual(0);
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
+import { rowsByIds } from '../../db/rows-by-ids.js';
 import { jobs } from '../../db/schema.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -89,15 +90,8 @@ export function jobsByIds<K extends TypedJobKind = TypedJobKind>(
   kind?: K,
 ): Map<number, JobOf<K>> {
   const out = new Map<number, JobOf<K>>();
-  if (ids.length === 0) return out;
-  const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId), inArray(jobs.id, [...ids])];
-  if (kind) conditions.push(eq(jobs.kind, kind));
-  for (const row of conn.db
-    .select()
-    .from(jobs)
-    .where(and(...conditions))
-    .all())
-    out.set(row.id, toJob<K>(row));
+  for (const row of rowsByIds(conn, jobs, sandboxId, ids))
+    if (!kind || row.kind === kind) out.set(row.id, toJob<K>(row));
   return out;
 }
 

@@ -1,4 +1,4 @@
-import { topics } from '../../domain/events.js';
+import { type Delivery, endWith, topics } from '../../domain/events.js';
 import { type Job, type JobOf, jobsByIds } from '../../domain/jobs/job-store.js';
 import {
   isTerminal,
@@ -9,7 +9,7 @@ import {
   type TypedJobKind,
 } from '../../domain/jobs/job-types.js';
 import { builder } from '../builder.js';
-import type { Context } from '../context.js';
+import { type Context, renewLoaders } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 
 const JobKindEnum = enumFromDomain('JobKind', 'What a job does.', JOB_KINDS, {
@@ -93,19 +93,30 @@ export const JobRef = builder.interfaceRef<Job>('Job').implement({
  * The job's current state, then every change, ending after a terminal state. The listener is
  * attached before the current state is read, so no change in between is lost.
  */
-export async function* watchJob<K extends TypedJobKind>(ctx: Context, id: number, kind: K): AsyncGenerator<JobOf<K>> {
+export function watchJob<K extends TypedJobKind>(ctx: Context, id: number, kind: K): AsyncGenerator<JobOf<K>> {
   const updates = ctx.app.bus.subscribe<JobOf<K>>(topics.job(id), ctx.signal);
+  return endWith(jobStates(ctx, updates, id, kind), updates);
+}
+
+async function* jobStates<K extends TypedJobKind>(
+  ctx: Context,
+  updates: AsyncIterableIterator<Delivery<JobOf<K>>> & { close(): void },
+  id: number,
+  kind: K,
+): AsyncGenerator<JobOf<K>> {
   try {
     const current = jobsByIds(ctx.conn, ctx.sandbox.id, [id], kind).get(id);
     if (!current) return;
     let last = current;
     yield current;
     if (isTerminal(current.status)) return;
-    for await (const job of updates) {
+    // A watcher that fell behind lost the oldest states only: what it gets next is newer.
+    for await (const { payload: job } of updates) {
       // Changes queued before the current state was read can be older than it.
       if (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.progressDone < last.progressDone))
         continue;
       last = job;
+      renewLoaders(ctx);
       yield job;
       if (isTerminal(job.status)) return;
     }
@@ -119,13 +130,23 @@ builder.subscriptionField('jobEvents', (t) =>
     type: JobRef,
     description: 'Every state or progress change of any job in this sandbox (optionally only some kinds).',
     args: { kinds: t.arg({ type: [JobKindEnum], description: 'Only jobs of these kinds (default: all).' }) },
-    subscribe: async function* (_r, args, ctx) {
+    subscribe: (_r, args, ctx) => {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
-      try {
-        for await (const job of updates) if (!args.kinds?.length || args.kinds.includes(job.kind)) yield job;
-      } finally {
-        updates.close();
-      }
+      const kinds = args.kinds?.length ? args.kinds : undefined;
+      return endWith(
+        (async function* () {
+          try {
+            for await (const { payload: job } of updates) {
+              if (kinds && !kinds.includes(job.kind)) continue;
+              renewLoaders(ctx);
+              yield job;
+            }
+          } finally {
+            updates.close();
+          }
+        })(),
+        updates,
+      );
     },
     resolve: (job) => job,
   }),

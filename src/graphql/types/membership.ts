@@ -1,6 +1,6 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
-import { topics } from '../../domain/events.js';
+import { type Delivery, endWith, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
   MEMBERSHIP_CAUSES,
@@ -11,6 +11,7 @@ import {
 } from '../../domain/memberships.js';
 import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
+import { renewLoaders } from '../context.js';
 import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
 import { ProfileRef } from './profile.js';
@@ -102,7 +103,10 @@ builder.objectFields(ProfileRef, (t) => ({
   ),
 }));
 
-const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChange').implement({
+/** A change as one subscriber receives it: with the count of changes it lost just before. */
+type DeliveredChange = MembershipChange & { lagged: number };
+
+const MembershipChangeType = builder.objectRef<DeliveredChange>('MembershipChange').implement({
   description:
     "A change of a profile's membership made by streaming segmentation (an ingest, or a time window that passed).",
   fields: (t) => ({
@@ -131,6 +135,10 @@ const MembershipChangeType = builder.objectRef<MembershipChange>('MembershipChan
       description: 'STREAMING (an ingest) or EXPIRY (a time window passed).',
       resolve: (c) => c.cause,
     }),
+    lagged: t.exposeInt('lagged', {
+      description:
+        'How many changes this subscriber lost just before this one because it read more slowly than they came (more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind); 0 normally. The lost changes are in membershipHistory.',
+    }),
   }),
 });
 
@@ -145,21 +153,34 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
       if (audienceId !== undefined && !audiencesByIds(ctx.conn, ctx.sandbox.id, [audienceId]).has(audienceId)) {
         throw notFound(`No Audience with id "${args.audienceId}" in this sandbox`, String(args.audienceId));
       }
-      return membershipChanges(
-        ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal),
-        audienceId,
+      const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
+      return endWith(
+        membershipChanges(changes, audienceId, () => renewLoaders(ctx)),
+        changes,
       );
     },
     resolve: (change) => change,
   }),
 );
 
+/**
+ * One audience's changes (or all). A gap is reported on the next change this subscriber gets,
+ * whichever audience the lost ones were of (the subscriber cannot know what it did not receive).
+ */
 async function* membershipChanges(
-  changes: AsyncIterableIterator<MembershipChange> & { close(): void },
+  changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
   audienceId: number | undefined,
-): AsyncGenerator<MembershipChange> {
+  beforeEach: () => void,
+): AsyncGenerator<DeliveredChange> {
+  let lost = 0;
   try {
-    for await (const change of changes) if (audienceId === undefined || change.audienceId === audienceId) yield change;
+    for await (const { payload: change, lagged } of changes) {
+      lost += lagged;
+      if (audienceId !== undefined && change.audienceId !== audienceId) continue;
+      beforeEach();
+      yield { ...change, lagged: lost };
+      lost = 0;
+    }
   } finally {
     changes.close();
   }

@@ -295,7 +295,7 @@ builder.subscriptionField('scheduleTicked', (t) =>
       const only = args.scheduleId == null ? undefined : requireId(args.scheduleId, 'Schedule');
       const updates = ctx.app.bus.subscribe<ScheduleTick>(topics.scheduleTicks(ctx.sandbox.id), ctx.signal);
       try {
-        for await (const tick of updates) if (only === undefined || tick.scheduleId === only) yield tick;
+        for await (const { payload: tick } of updates) if (only === undefined || tick.scheduleId === only) yield tick;
       } finally {
         updates.close();
       }

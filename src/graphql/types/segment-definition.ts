@@ -20,6 +20,7 @@ import {
   PqlFormatEnum,
   SegmentDefinitionRef,
 } from './refs.js';
+import { SegmentJobRef } from './segment-job.js';
 
 const ExpressionTypeEnum = enumFromDomain(
   'ExpressionType',
@@ -162,6 +163,16 @@ builder.node(SegmentDefinitionRef, {
       type: AudienceRef,
       description: 'The audience it makes.',
       resolve: async (d, _a, ctx) => (await ctx.loaders.audience.load(d.audienceId))!,
+    }),
+    latestJob: t.field({
+      type: SegmentJobRef,
+      nullable: true,
+      description:
+        'The newest segment job asked to evaluate it (by id, or with all: true after it was made while batch is on); null before the first.',
+      resolve: async (d, _a, ctx) => {
+        const jobId = await ctx.loaders.latestSegmentJobId.load(d.id);
+        return jobId === undefined ? null : ((await ctx.loaders.segmentJob.load(jobId)) ?? null);
+      },
     }),
     dependsOn: t.field({
       type: [AudienceRef],

@@ -65,12 +65,12 @@ describe('the scheduler, on a clock moved by hand', () => {
       cron: '* * * * *',
     });
     h.clock.advance(2 * MINUTE);
-    const first = await events.next();
-    const second = await events.next();
+    const first = (await events.next()).value.payload;
+    const second = (await events.next()).value.payload;
     events.close();
-    expect([first.value.outcome, second.value.outcome]).toEqual(['STARTED', 'SKIPPED_OVERLAP']);
-    expect(first.value.scheduleId).toBe(s.id);
-    expect(second.value.jobId).toBe(first.value.jobId);
+    expect([first.outcome, second.outcome]).toEqual(['STARTED', 'SKIPPED_OVERLAP']);
+    expect(first.scheduleId).toBe(s.id);
+    expect(second.jobId).toBe(first.jobId);
   });
 
   it('skips a tick while the previous run is still active (never two runs at once)', async () => {

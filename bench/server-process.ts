@@ -1,0 +1,102 @@
+/**
+ * The real server in its own process, as `npm start` runs it, for the benches that measure it from
+ * outside (a load generator in the bench process must not share the server's event loop).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { ROOT } from './lib.js';
+
+export interface BenchServer {
+  child: ChildProcess;
+  url: string;
+  wsUrl: string;
+  /** Asks the server to stop (SIGTERM) and waits for it; kills it after 10 s. */
+  stop(): Promise<void>;
+}
+
+/** A port free right now (the server is told it, so its log can go to a file instead of a pipe). */
+export async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise((resolve) => probe.close(resolve));
+  return port;
+}
+
+/**
+ * `segql serve` on `dataDir` with its database already prepared (no demo seeding); `nodeArgs` go
+ * to node itself (e.g. `--cpu-prof`), `env` overrides the server's environment. Its log goes to
+ * `<dataDir>/server.log`, a file as in a deployment: a pipe the bench drains would put the bench's
+ * reading on the server's clock.
+ */
+export async function spawnBenchServer(
+  dataDir: string,
+  options: { env?: Record<string, string>; nodeArgs?: string[] } = {},
+): Promise<BenchServer> {
+  const port = await freePort();
+  const logFile = join(dataDir, 'server.log');
+  const log = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/cli.ts', 'serve'], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      PORT: String(port),
+      SEGQL_DATA_DIR: dataDir,
+      SEGQL_DEMO_PROFILES: '0',
+      SEGQL_LOG_LEVEL: 'info',
+      ...options.env,
+    },
+    stdio: ['ignore', log, log],
+  });
+  closeSync(log);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `http://127.0.0.1:${port}/graphql`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`server exited:\n${readFileSync(logFile, 'utf8')}`);
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not start:\n${readFileSync(logFile, 'utf8')}`);
+    }
+    const ready = await fetch(url.replace(/\/graphql$/, '/healthz')).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ready) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    child,
+    url,
+    wsUrl: url.replace(/^http/, 'ws'),
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+/** One GraphQL request over HTTP (fetch); throws on a transport or GraphQL error. */
+export async function graphqlRequest<T>(url: string, query: string, variables?: Record<string, unknown>): Promise<T> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ query, variables }),
+  });
+  const body = (await res.json()) as { data?: T; errors?: unknown[] };
+  if (body.errors || !body.data) throw new Error(`GraphQL request failed (${res.status}): ${JSON.stringify(body)}`);
+  return body.data;
+}
+
+/** The value of an un-labelled counter or gauge in a /metrics scrape. */
+export async function scrapeMetric(graphqlUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(graphqlUrl.replace(/\/graphql$/, '/metrics'))).text();
+  const match = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  if (!match) throw new Error(`/metrics has no ${name}`);
+  return Number(match[1]);
+}

@@ -1,0 +1,253 @@
+/**
+ * `npm run bench -- subs [--subscribers 1000] [--profiles 20000] [--changes 300] [--batch 100]`
+ *
+ * Many subscribers (docs/performance.md `subs`): the real server in its own process; this
+ * process opens `--subscribers` graphql-ws connections watching segment jobs (`jobEvents`, so
+ * they are all listening before the job exists) and as many watching `audienceMembershipChanged`;
+ * then one segment job runs while `--changes` new profiles are ingested in batches of `--batch`,
+ * each entering one streaming audience (one change each).
+ *
+ * - `job-events`: progress events each job watcher got (all must get the same, in order).
+ * - `changes-delivered`: membership changes per membership subscriber (each must get all, in order).
+ * - `event-loop-max-ms`: the longest event-loop delay in the server during the run, from
+ *   `segql_event_loop_delay_max_seconds` scraped every 250 ms (target ≤ 50 ms).
+ * - `rss-after-per-baseline`: server RSS after all subscribers left / RSS before they came
+ *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs); the
+ *   `rss` line gives the figures before that GC too (after 2,000 trivial requests and 3 s).
+ * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
+ * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Client, createClient } from 'graphql-ws';
+import WebSocket from 'ws';
+import { databaseFile } from '../src/config.js';
+import { openDatabase } from '../src/db/index.js';
+import { createSegmentDefinition } from '../src/domain/definitions.js';
+import { seedDemoData } from '../src/domain/demo-data.js';
+import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
+import { intArg, parseArgs, ROOT, report, statsOf } from './lib.js';
+import { graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process.js';
+
+const NAME = 'subs';
+
+/** Resident set size of a process in bytes (Linux /proc). */
+function rssBytes(pid: number | undefined): number {
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return Number(match?.[1]) * 1024;
+}
+
+interface JobState {
+  id: string;
+  status: string;
+  progress: { done: number };
+}
+
+interface Change {
+  to: string;
+  lagged: number;
+  profile: { id: string } | null;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv);
+  const subscribers = intArg(args, 'subscribers', 1_000);
+  const profiles = intArg(args, 'profiles', 20_000);
+  const changeCount = intArg(args, 'changes', 300);
+  const batch = intArg(args, 'batch', 100);
+
+  const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
+  const conn = openDatabase(databaseFile(dataDir));
+  try {
+    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    seedDemoData(conn, sandboxId, { profiles, eventsPerProfile: 5, seed: 42 });
+    for (let i = 0; i < 10; i++) {
+      createSegmentDefinition(conn, sandboxId, {
+        name: `batch-${i}`,
+        expression: {
+          format: 'PQL_TEXT',
+          value: `loyalty.points >= ${i * 500} and xEvent[eventType = "commerce.purchases"].count() >= ${i % 3}`,
+        },
+        lifecycleState: 'PUBLISHED',
+      });
+    }
+    // Only the bench's new profiles enter it: one change per ingested profile.
+    createSegmentDefinition(conn, sandboxId, {
+      name: 'subs-stream',
+      expression: { format: 'PQL_TEXT', value: 'loyalty.tier = "subs-bench"' },
+      evaluationInfo: { batch: false, streaming: true, edge: false },
+      lifecycleState: 'PUBLISHED',
+    });
+  } finally {
+    conn.close();
+  }
+
+  // Small chunks: more progress events for the watchers.
+  const server = await spawnBenchServer(dataDir, {
+    env: { SEGQL_SEGMENT_CHUNK_SIZE: '500' },
+    nodeArgs: ['--expose-gc', '--import', join(ROOT, 'bench', 'gc-on-signal.mjs')],
+  });
+  /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
+  const collect = async () => {
+    server.child.kill('SIGUSR2');
+    await new Promise((r) => setTimeout(r, 1_000));
+  };
+  const clients: Client[] = [];
+  let failed = false;
+  const fail = (line: string) => {
+    if (!failed) console.log(`MISMATCH ${NAME}: ${line}`);
+    failed = true;
+  };
+  try {
+    const createJob = async () =>
+      (
+        await graphqlRequest<{ createSegmentJob: { id: string } }>(
+          server.url,
+          'mutation { createSegmentJob(input: { all: true }) { id } }',
+        )
+      ).createSegmentJob.id;
+    const jobStatus = async (id: string) =>
+      (
+        await graphqlRequest<{ segmentJob: { status: string } }>(
+          server.url,
+          'query($id: ID!) { segmentJob(id: $id) { status } }',
+          { id },
+        )
+      ).segmentJob.status;
+    const settle = async (id: string) => {
+      while (!['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(await jobStatus(id)))
+        await new Promise((r) => setTimeout(r, 100));
+    };
+    // Warm-up: one job and one ingest before the baseline, so the baseline holds the code paths.
+    await settle(await createJob());
+    let profileNo = 0;
+    const ingest = async (n: number) => {
+      const records = Array.from({ length: n }, () => ({
+        identities: [{ namespace: 'email', id: `subs${profileNo++}@example.com` }],
+        attributes: { loyalty: { tier: 'subs-bench', points: 1 } },
+      }));
+      await graphqlRequest(server.url, 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', {
+        r: records,
+      });
+    };
+    await ingest(batch);
+    await new Promise((r) => setTimeout(r, 2_000));
+    await collect();
+    const baseline = rssBytes(server.child.pid);
+    const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
+    const heapBefore = await heap();
+
+    const jobEvents: JobState[][] = [];
+    const changes: Change[][] = [];
+    const subscribed: Promise<void>[] = [];
+    for (let i = 0; i < subscribers * 2; i++) {
+      const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0, lazy: false });
+      clients.push(client);
+      const onJob = i < subscribers;
+      const seen: unknown[] = [];
+      (onJob ? jobEvents : changes).push(seen as never);
+      let first!: () => void;
+      subscribed.push(new Promise<void>((resolve) => (first = resolve)));
+      client.subscribe(
+        onJob
+          ? { query: 'subscription { jobEvents(kinds: [SEGMENT]) { id status progress { done } } }' }
+          : { query: 'subscription { audienceMembershipChanged { to lagged profile { id } } }' },
+        {
+          next: (m) => {
+            const data = m.data as { jobEvents?: JobState; audienceMembershipChanged?: Change };
+            seen.push(onJob ? data.jobEvents : data.audienceMembershipChanged);
+          },
+          error: (err) => fail(`a subscription failed: ${JSON.stringify(err)}`),
+          complete: () => {},
+        },
+      );
+      // Neither says anything before its first event: count it as listening once connected.
+      client.on('connected', () => setTimeout(first, 50));
+    }
+    await Promise.all(subscribed);
+    const watched = await createJob();
+    console.log(`rows ${NAME}: ${subscribers} job watchers and ${subscribers} membership subscribers connected`);
+
+    // Scrape the loop delay while the job runs and the changes stream.
+    let loopMax = 0;
+    let scraping = true;
+    await scrapeMetric(server.url, 'segql_event_loop_delay_max_seconds');
+    const scraper = (async () => {
+      while (scraping) {
+        await new Promise((r) => setTimeout(r, 250));
+        if (scraping) loopMax = Math.max(loopMax, await scrapeMetric(server.url, 'segql_event_loop_delay_max_seconds'));
+      }
+    })();
+    for (let sent = 0; sent < changeCount; sent += batch) await ingest(Math.min(batch, changeCount - sent));
+    const lastIngest = performance.now();
+    const expectedChanges = changeCount;
+    const until = Date.now() + 120_000;
+    while (changes.some((c) => c.length < expectedChanges) && Date.now() < until)
+      await new Promise((r) => setTimeout(r, 20));
+    const fanoutMs = performance.now() - lastIngest;
+    await settle(watched);
+    const lastState = async () => {
+      const deadline = Date.now() + 30_000;
+      while (jobEvents.some((e) => e.at(-1)?.status !== 'SUCCEEDED') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 20));
+    };
+    await lastState();
+    scraping = false;
+    await scraper;
+
+    // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
+    const reference = JSON.stringify(jobEvents[0]);
+    for (const [i, events] of jobEvents.entries()) {
+      if (JSON.stringify(events) !== reference)
+        fail(`job watcher ${i} saw ${events.length} states, watcher 0 saw ${jobEvents[0]!.length}`);
+      if (events.at(-1)?.status !== 'SUCCEEDED') fail(`job watcher ${i} did not see the job succeed`);
+      if (events.some((e, k) => k > 0 && e.progress.done < events[k - 1]!.progress.done))
+        fail(`job watcher ${i} saw progress go back`);
+    }
+    // Every membership subscriber: all changes, none lagged, in the same order.
+    const order = JSON.stringify(changes[0]!.map((c) => c.profile?.id));
+    for (const [i, list] of changes.entries()) {
+      if (list.length !== expectedChanges) fail(`subscriber ${i} got ${list.length} of ${expectedChanges} changes`);
+      if (list.some((c) => c.lagged > 0)) fail(`subscriber ${i} was told it lagged`);
+      if (JSON.stringify(list.map((c) => c.profile?.id)) !== order)
+        fail(`subscriber ${i} got the changes in another order`);
+    }
+    if (new Set(changes[0]!.map((c) => c.profile?.id)).size !== expectedChanges) fail('changes were duplicated');
+
+    const dropped = await scrapeMetric(server.url, 'segql_subscription_events_dropped_total');
+    if (dropped > 0) fail(`the server dropped ${dropped} events`);
+    await Promise.all(clients.map((c) => c.dispose()));
+    clients.length = 0;
+    // Garbage is only collected when something allocates: light traffic, as a live server has.
+    for (let i = 0; i < 2_000; i++) await graphqlRequest(server.url, '{ __typename }');
+    await new Promise((r) => setTimeout(r, 3_000));
+    const uncollected = rssBytes(server.child.pid);
+    const heapUncollected = await heap();
+    await collect();
+    const after = rssBytes(server.child.pid);
+    const heapAfter = await heap();
+    const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
+    if (open > 0) fail(`${open} subscriptions still open after every client left`);
+
+    const one = (v: number) => ({ n: 1, min: v, max: v });
+    report(NAME, 'job-events', jobEvents[0]!.length, 'events', statsOf(jobEvents.map((e) => e.length)));
+    report(NAME, 'changes-delivered', changes[0]!.length, 'changes', statsOf(changes.map((c) => c.length)));
+    report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
+    report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
+    report(NAME, 'rss-after-per-baseline', after / baseline, '×', one(after / baseline));
+    const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+    console.log(
+      `rss ${NAME}: baseline ${mib(baseline)}; after ${mib(uncollected)}, ${mib(after)} after a full GC; V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC`,
+    );
+  } catch (err) {
+    const log = readFileSync(join(dataDir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n');
+    console.log(`server log (tail):\n${log}\nserver exit: ${server.child.exitCode} ${server.child.signalCode}`);
+    throw err;
+  } finally {
+    await Promise.all(clients.map((c) => c.dispose()));
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  return failed ? 1 : 0;
+}

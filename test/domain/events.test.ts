@@ -1,0 +1,50 @@
+import { describe, expect, it } from 'vitest';
+import { EventBus } from '../../src/domain/events.js';
+
+describe('EventBus', () => {
+  it('delivers every payload in order to a subscriber that keeps up', async () => {
+    const bus = new EventBus({ queueSize: 3 });
+    const sub = bus.subscribe<number>('t');
+    const got: number[] = [];
+    for (let i = 1; i <= 10; i++) {
+      bus.publish('t', i);
+      const { value } = await sub.next();
+      expect(value!.lagged).toBe(0);
+      got.push(value!.payload);
+    }
+    expect(got).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it('keeps the newest payloads of a subscriber that fell behind and reports the count lost', async () => {
+    let dropped = 0;
+    const bus = new EventBus({ queueSize: 3, onDropped: (n) => (dropped += n) });
+    const slow = bus.subscribe<number>('t');
+    const fast = bus.subscribe<number>('t');
+    for (let i = 1; i <= 10; i++) bus.publish('t', i);
+    const read = async (n: number) => {
+      const out: { payload: number; lagged: number }[] = [];
+      for (let i = 0; i < n; i++) out.push((await slow.next()).value!);
+      return out;
+    };
+    expect(await read(3)).toEqual([
+      { payload: 8, lagged: 7 },
+      { payload: 9, lagged: 0 },
+      { payload: 10, lagged: 0 },
+    ]);
+    // Both subscribers fell behind alike: 7 dropped each.
+    expect(dropped).toBe(14);
+    expect((await fast.next()).value).toEqual({ payload: 8, lagged: 7 });
+    bus.publish('t', 11);
+    expect(await read(1)).toEqual([{ payload: 11, lagged: 0 }]);
+    slow.close();
+    fast.close();
+    expect(bus.subscriptionCount).toBe(0);
+  });
+
+  it('carries a gap to the next payload when the queue holds one', async () => {
+    const bus = new EventBus({ queueSize: 1 });
+    const sub = bus.subscribe<string>('t');
+    for (const p of ['a', 'b', 'c']) bus.publish('t', p);
+    expect((await sub.next()).value).toEqual({ payload: 'c', lagged: 2 });
+  });
+});

@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ok, startTestServer, type TestServer } from './harness.js';
+
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startTestServer();
+});
+afterAll(() => server.stop());
+
+const CREATE = 'mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id } }';
+const JOB = 'mutation($input: CreateSegmentJobInput!) { createSegmentJob(input: $input) { id } }';
+const PAGE = `query($first: Int!) { audiences(first: $first) { edges { node { id name size
+  segmentDefinition { id name normalizedExpression latestJob { id status createdAt } } } } } }`;
+
+async function statements(): Promise<number> {
+  const text = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
+  return Number(/^segql_sql_statements_total (\d+)$/m.exec(text)?.[1]);
+}
+
+async function finished(id: string): Promise<void> {
+  for (;;) {
+    const job = ok(await server.gql('query($id: ID!) { segmentJob(id: $id) { status } }', { id })).segmentJob;
+    if (job.status === 'SUCCEEDED') return;
+    if (job.status === 'FAILED' || job.status === 'CANCELLED') throw new Error(`job ${id} ${job.status}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+async function runJob(input: Record<string, unknown>): Promise<string> {
+  const { id } = ok(await server.gql(JOB, { input })).createSegmentJob;
+  await finished(id);
+  return id;
+}
+
+async function define(name: string, value: string): Promise<string> {
+  return ok(await server.gql(CREATE, { i: { name, expression: { value }, lifecycleState: 'PUBLISHED' } }))
+    .createSegmentDefinition.id;
+}
+
+describe('SegmentDefinition.latestJob', () => {
+  it('names the newest job that evaluated each definition, in a constant number of statements', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 12; i++) ids.push(await define(`points ${i}`, `loyalty.points >= ${i * 10}`));
+    const first = await runJob({ segmentDefinitionIds: [ids[0]] });
+    const all = await runJob({ all: true });
+    const late = await define('made after the all job', 'loyalty.points >= 1000');
+    const second = await runJob({ segmentDefinitionIds: [ids[1]] });
+    expect(new Set([first, all, second]).size).toBe(3);
+
+    const page = ok(await server.gql(PAGE, { first: 13 })).audiences.edges.map((e: any) => e.node);
+    const latest = new Map(page.map((a: any) => [a.segmentDefinition.id, a.segmentDefinition.latestJob]));
+    expect(latest.get(ids[0])).toMatchObject({ id: all, status: 'SUCCEEDED' });
+    expect(latest.get(ids[1])).toMatchObject({ id: second, status: 'SUCCEEDED' });
+    for (const id of ids.slice(2)) expect(latest.get(id)).toMatchObject({ id: all });
+    expect(latest.get(late)).toBeNull();
+
+    // A scrape runs statements of its own (the jobs gauge): measure it, then subtract it.
+    const a = await statements();
+    const scrape = (await statements()) - a;
+    const cost = async (first: number) => {
+      const before = await statements();
+      ok(await server.gql(PAGE, { first }));
+      return (await statements()) - before - scrape;
+    };
+    const small = await cost(3);
+    const large = await cost(13);
+    expect(large).toBe(small);
+    expect(large).toBeLessThanOrEqual(4);
+  });
+});
