@@ -17,6 +17,7 @@ export {
   type PqlType,
   type ProfileDocument,
 } from './check/types.js';
+export { BUILT_IN_SCHEMA_FIELDS, builtInConflict } from './check/xdm-fields.js';
 export { evaluate } from './js/evaluate.js';
 export type * from './language/ast.js';
 export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.js';
