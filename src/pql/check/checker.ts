@@ -43,14 +43,30 @@ import {
   unify,
 } from './context.js';
 import { dependsOnNow, eligibility } from './eligibility.js';
+import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
 /** Checks an expression of any type. */
 export function check(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
+  return checkTree(ast, source, options, false);
+}
+
+function checkTree(
+  parsed: ExpressionNode,
+  source: string,
+  options: CheckOptions,
+  definition: boolean,
+): CheckedExpression {
   const ctx = new CheckContext(source, options, visit);
   const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
-  const type = ctx.check(ast, { item: root, env: null });
+  let type = ctx.check(parsed, { item: root, env: null });
+  // A whole definition that is an array (`select E from xEvent where …`) holds when it is non-empty.
+  if (definition && type.kind === 'array') {
+    ctx.nonEmpty.add(parsed);
+    type = BOOLEAN;
+  }
+  const ast = withNonEmptyConditions(parsed, ctx.nonEmpty, ctx.types);
   const referencedFields = [...new Set([...ctx.fieldReads.values(), ...ctx.extraFieldReads])].sort();
   const referencedAudiences = [...ctx.referencedAudiences];
   let timeDependent: boolean | undefined;
@@ -71,9 +87,9 @@ export function check(ast: ExpressionNode, source: string, options: CheckOptions
   };
 }
 
-/** Checks a segment definition: like `check`, and the expression must be boolean. */
+/** Checks a segment definition: like `check`, and the expression must be boolean (or an array: non-empty). */
 export function checkDefinition(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
-  const checked = check(ast, source, options);
+  const checked = checkTree(ast, source, options, true);
   if (checked.type.kind !== 'boolean') {
     throw new PqlError(
       'PQL_TYPE_ERROR',

@@ -117,6 +117,8 @@ export class CheckContext {
   readonly extraFieldReads = new Set<string>();
   readonly audiences = new Map<string, number>();
   readonly referencedAudiences: number[] = [];
+  /** Arrays used where a condition is expected: they mean "non-empty" (non-empty.ts). */
+  readonly nonEmpty = new Set<ExpressionNode>();
 
   constructor(
     readonly source: string,
@@ -143,6 +145,10 @@ export class CheckContext {
   /** Checks `node` and requires `kind`; the message says what was found. */
   expect(node: ExpressionNode, scope: Scope, kind: PqlType['kind'], what: string): PqlType {
     const t = this.check(node, scope);
+    if (kind === 'boolean' && t.kind === 'array') {
+      this.nonEmpty.add(node);
+      return BOOLEAN;
+    }
     if (!fits(t, kind) || (t.kind === 'null' && kind !== 'null')) {
       this.fail(`${what} must be ${kind}, found ${this.describe(node, t)}`, node.loc);
     }

@@ -1,4 +1,4 @@
-import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail } from './ast.js';
+import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail, SelectNode } from './ast.js';
 import { locationAt, PqlError } from './errors.js';
 import { describeToken, isKeyword, isUnitWord, Lexer, type Token, UNIT_WORDS } from './lexer.js';
 import {
@@ -110,7 +110,8 @@ class Parser {
   }
 
   /**
-   * quantified = ( "exists" | "forall" ) binding { "," binding } ( "where" | ":" ) expression
+   * quantified = ( "exists" | "forall" ) binding { [ ( "where" | ":" ) expression ] "," binding }
+   *              ( "where" | ":" ) expression
    *            | "select" binding "where" expression
    *            | aggregate postfix "over" binding "where" expression ;
    * aggregate  = "sum" | "count" | "average" | "min" | "max" ;
@@ -123,9 +124,27 @@ class Parser {
     let result: ExpressionNode;
     if (isQuantifier(word)) {
       const bindings = [this.parseBinding()];
-      while (this.expectOptionalToken(',')) bindings.push(this.parseBinding());
-      if (!this.expectOptionalKeyword('where')) this.expectToken(':');
-      result = this.node(start, { kind: 'Quantified', quantifier: word, bindings, body: this.parseExpression() });
+      let body: ExpressionNode;
+      for (;;) {
+        if (this.expectOptionalToken(',')) {
+          bindings.push(this.parseBinding());
+          continue;
+        }
+        if (!this.expectOptionalKeyword('where')) this.expectToken(':');
+        body = this.parseExpression();
+        if (!this.peekBinding()) break;
+        // `E from src where c, F from …`: c filters E's items, so E ranges over `select E from src where c`.
+        const filtered = bindings[bindings.length - 1]!;
+        const select = this.node<SelectNode>(filtered.loc, { kind: 'Select', binding: filtered, body });
+        bindings[bindings.length - 1] = this.node<BindingNode>(filtered.loc, {
+          kind: 'Binding',
+          name: filtered.name,
+          source: select,
+        });
+        this.advance();
+        bindings.push(this.parseBinding());
+      }
+      result = this.node(start, { kind: 'Quantified', quantifier: word, bindings, body });
     } else if (word === 'select') {
       const binding = this.parseBinding();
       this.expectKeyword('where');
@@ -518,6 +537,18 @@ class Parser {
       next.kind === 'string' ||
       next.kind === 'number' ||
       (next.kind === 'punct' && (next.value === '$' || next.value === '^'))
+    );
+  }
+
+  /** Whether `, IDENT from` follows: another binding, not the next argument of an enclosing call. */
+  private peekBinding(): boolean {
+    const from = this.lexer.lookahead(2);
+    return (
+      this.peek(',') &&
+      this.isBindableName(this.lexer.lookahead()) &&
+      from.kind === 'name' &&
+      !from.quoted &&
+      from.value.toLowerCase() === 'from'
     );
   }
 

@@ -103,7 +103,7 @@ function printBare(node: ExpressionNode, last: boolean): string {
     case 'Occurs':
       return `${printOperand(node.subject)} occurs ${printTail(node.tail)}`;
     case 'Quantified':
-      return `${node.quantifier} ${node.bindings.map(printBinding).join(', ')} where ${printExpression(node.body, 0, true)}`;
+      return `${node.quantifier} ${node.bindings.map((b, i) => (i < node.bindings.length - 1 ? printFilteredBinding(b) : printBinding(b))).join(', ')} where ${printExpression(node.body, 0, true)}`;
     case 'Select':
       return `select ${printBinding(node.binding)} where ${printExpression(node.body, 0, true)}`;
     case 'Aggregate':
@@ -130,6 +130,13 @@ function printList(items: ExpressionNode[]): string {
 
 function printBinding(binding: BindingNode): string {
   return `${printName(binding.name)} from ${printPostfix(binding.source)}`;
+}
+
+/** A binding before another, whose source filters its own variable, in the documented form `E from src where (c)`. */
+function printFilteredBinding(binding: BindingNode): string {
+  const { source } = binding;
+  if (source.kind !== 'Select' || source.binding.name !== binding.name) return printBinding(binding);
+  return `${printBinding(source.binding)} where (${printExpression(source.body, 0, true)})`;
 }
 
 function printStep(step: ChainStepNode): string {
