@@ -715,12 +715,31 @@ export class PqlGenerator {
               .map(([c, tail]) => `(select E from xEvent where ${c}).${tail}`),
             weight: 1,
           },
+          // Arrays as conditions mean non-empty (issue 18); `not` keeps the branches of if() boolean.
+          { arbitrary: this.nonEmpty(d).map((a) => `not ${a}`), weight: 2 },
+          { arbitrary: this.nonEmpty(d).map((a) => `(${a} and true)`), weight: 1 },
+          // A binding with its own where before the next binding filters that binding's items.
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('exists', 'forall'),
+                evVar,
+                fc.constantFrom(...CATEGORIES),
+                fc.constantFrom('where', ':'),
+              )
+              .map(
+                ([q, c, cat, w]) =>
+                  `(${q} E from xEvent ${w} (${c}), I from E.productListItems where I.category = ${pqlString(cat)})`,
+              ),
+            weight: 2,
+          },
         );
       }
       if (scope.where === 'event') {
         const item = this.bool({ where: 'item', eventVar: false }, d);
         options.push(
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
+          { arbitrary: item.map((c) => `not productListItems[${c}]`), weight: 1 },
           {
             arbitrary: fc
               .tuple(fc.constantFrom('exists', 'forall'), item)
@@ -801,7 +820,23 @@ export class PqlGenerator {
 
   /** A top-level segment definition. */
   definition(depth = 3): fc.Arbitrary<string> {
-    return this.bool({ where: 'profile', eventVar: false }, depth);
+    const condition = this.bool({ where: 'profile', eventVar: false }, depth);
+    // A whole definition may be an array: it holds when the array is non-empty.
+    return fc.oneof({ arbitrary: condition, weight: 9 }, { arbitrary: this.nonEmpty(depth - 1), weight: 1 });
+  }
+
+  /** Arrays written where a condition goes (they mean "non-empty"): a filter, a select, a plain array. */
+  nonEmpty(depth: number): fc.Arbitrary<string> {
+    const ev = this.bool({ where: 'event', eventVar: false }, depth);
+    const evVar = this.bool({ where: 'profile', eventVar: true }, depth);
+    return fc.oneof(
+      { arbitrary: ev.map((c) => `xEvent[${c}]`), weight: 2 },
+      { arbitrary: evVar.map((c) => `(select E from xEvent where ${c})`), weight: 1 },
+      {
+        arbitrary: fc.constantFrom('preferences.categories', 'preferences.categories.distinct()', 'xEvent'),
+        weight: 1,
+      },
+    );
   }
 }
 
