@@ -1,4 +1,13 @@
-import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail, SelectNode } from './ast.js';
+import type {
+  BindingNode,
+  ChainStepNode,
+  ExpressionNode,
+  LetNode,
+  Location,
+  OccursTail,
+  ParameterNode,
+  SelectNode,
+} from './ast.js';
 import { locationAt, PqlError } from './errors.js';
 import { describeToken, isKeyword, isUnitWord, Lexer, type Token, UNIT_WORDS } from './lexer.js';
 import {
@@ -60,13 +69,41 @@ class Parser {
     this.lexer = new Lexer(source);
   }
 
+  /**
+   * document = [ "(" IDENT ")" "=>" ] expression ;
+   * The documented lambda form `(Profile) => Profile.homeAddress…` names the profile: it reads
+   * as `let Profile = ($1) in (…)`.
+   */
   parseDocument(): ExpressionNode {
-    const expression = this.parseExpression();
+    const expression = this.peekLambda() ? this.parseLambda() : this.parseExpression();
     if (this.lexer.token.kind !== 'eof') {
       this.expect('end of expression');
       throw this.unexpected();
     }
     return expression;
+  }
+
+  private peekLambda(): boolean {
+    const [name, close, arrow] = [this.lexer.lookahead(1), this.lexer.lookahead(2), this.lexer.lookahead(3)];
+    return (
+      this.peek('(') &&
+      this.isBindableName(name) &&
+      close.kind === 'punct' &&
+      close.value === ')' &&
+      arrow.kind === 'punct' &&
+      arrow.value === '=>'
+    );
+  }
+
+  private parseLambda(): ExpressionNode {
+    const start = this.lexer.token;
+    this.advance();
+    const paramStart = this.lexer.token;
+    const name = this.parseName();
+    const profile = this.node<ParameterNode>(paramStart, { kind: 'Parameter', position: 1 });
+    this.expectToken(')');
+    this.expectToken('=>');
+    return this.node<LetNode>(start, { kind: 'Let', name, value: profile, body: this.parseExpression() });
   }
 
   /** expression = orExpr ; */
