@@ -822,7 +822,15 @@ export class PqlGenerator {
   definition(depth = 3): fc.Arbitrary<string> {
     const condition = this.bool({ where: 'profile', eventVar: false }, depth);
     // A whole definition may be an array: it holds when the array is non-empty.
-    return fc.oneof({ arbitrary: condition, weight: 9 }, { arbitrary: this.nonEmpty(depth - 1), weight: 1 });
+    // The documented lambda form names the profile.
+    const lambda = fc
+      .tuple(this.bool({ where: 'profile', eventVar: false }, depth - 1), smallInt)
+      .map(([c, k]) => `(P) => P.loyalty.points >= ${k} or P.homeAddress.countryCode = "SE" and ${paren(c)}`);
+    return fc.oneof(
+      { arbitrary: condition, weight: 9 },
+      { arbitrary: this.nonEmpty(depth - 1), weight: 1 },
+      { arbitrary: lambda, weight: 1 },
+    );
   }
 
   /** Arrays written where a condition goes (they mean "non-empty"): a filter, a select, a plain array. */

@@ -84,15 +84,12 @@ class Parser {
   }
 
   private peekLambda(): boolean {
-    const [name, close, arrow] = [this.lexer.lookahead(1), this.lexer.lookahead(2), this.lexer.lookahead(3)];
-    return (
-      this.peek('(') &&
-      this.isBindableName(name) &&
-      close.kind === 'punct' &&
-      close.value === ')' &&
-      arrow.kind === 'punct' &&
-      arrow.value === '=>'
-    );
+    // Token by token, so a lexical error further on is still reported where the parser reaches it.
+    const punct = (n: number, value: string) => {
+      const token = this.lexer.lookahead(n);
+      return token.kind === 'punct' && token.value === value;
+    };
+    return this.peek('(') && this.isBindableName(this.lexer.lookahead(1)) && punct(2, ')') && punct(3, '=>');
   }
 
   private parseLambda(): ExpressionNode {
