@@ -13,6 +13,7 @@ const PAGES = {
     'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/methods/streaming-segmentation',
   quantifiers: 'AdobeDocs/experience-platform.en help/segmentation/pql/logical-quantifiers.md',
   arrays: 'AdobeDocs/experience-platform.en help/segmentation/pql/array-functions.md',
+  aggregation: 'AdobeDocs/experience-platform.en help/segmentation/pql/aggregation-functions.md',
   overview: 'AdobeDocs/experience-platform.en help/segmentation/pql/overview.md',
 };
 
@@ -25,7 +26,9 @@ beforeAll(async () => {
   ok(
     await server.gql(`mutation { updateProfileSchema(input: { fields: [
       { class: EVENT, path: "commerce.item.price", type: "number" },
-      { class: PROFILE, path: "person.favoriteColors", type: "array<string>" }
+      { class: PROFILE, path: "person.favoriteColors", type: "array<string>" },
+      { class: PROFILE, path: "orders", type: "array<object>" },
+      { class: PROFILE, path: "orders.order.price", type: "number" }
     ] }) { name } }`),
   );
   const records = [
@@ -35,6 +38,7 @@ beforeAll(async () => {
         homeAddress: { country: 'US', stateProvince: 'CA' },
         workAddress: { country: 'US', stateProvince: 'CA' },
         person: { favoriteColors: ['red'] },
+        orders: [{ order: { price: 10 } }, { order: { price: 15.5 } }],
       },
     },
     {
@@ -43,6 +47,7 @@ beforeAll(async () => {
         homeAddress: { country: 'SE', stateProvince: 'Skane' },
         workAddress: { country: 'us', stateProvince: 'NY' },
         person: { favoriteColors: ['black'] },
+        orders: [],
       },
     },
     {
@@ -229,5 +234,56 @@ describe('the lambda whole-definition form', () => {
     );
     expect(r.sql).toEqual(['ann@x.us']);
     expect(r.js).toEqual(r.sql);
+  });
+});
+
+describe('value expressions', () => {
+  const VALUE = `query($id: String!, $x: String!, $at: DateTime) {
+    evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x, at: $at) { qualifies value } }`;
+  const valuesOf = async (expression: string) => {
+    const out: unknown[] = [];
+    for (const id of PEOPLE) {
+      const r = ok(await server.gql(VALUE, { id, x: expression, at: AT })).evaluateProfile;
+      expect(r.qualifies).toBeNull();
+      out.push(r.value);
+    }
+    return out;
+  };
+  const typeOf = async (expression: string) =>
+    ok(await server.gql('query($x: String!) { validatePql(expression: $x) { valid type } }', { x: expression }))
+      .validatePql;
+
+  it(`orders.count(), orders.sum(order.price), orders.max(order.price) (${PAGES.aggregation})`, async () => {
+    // ann has orders of 10 and 15.5, bo none ([]), cy no orders field.
+    expect(await typeOf('orders.count()')).toEqual({ valid: true, type: 'number' });
+    expect(await valuesOf('orders.count()')).toEqual([2, 0, 0]);
+    expect(await valuesOf('orders.sum(order.price)')).toEqual([25.5, 0, 0]);
+    expect(await valuesOf('orders.max(order.price)')).toEqual([15.5, null, null]);
+    // As a definition it must be a comparison; the comparison runs in both engines.
+    const r = await runEverywhere('orders.count() > 1');
+    expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+    const notDefinition = await server.gql('query($x: String!) { profilesMatching(expression: $x) { totalCount } }', {
+      x: 'orders.count()',
+    });
+    expect(notDefinition.errors?.[0]?.extensions?.code).toBe('PQL_TYPE_ERROR');
+  });
+
+  it(`if(…) with a string value, and a datetime value as ISO text (${PAGES.overview})`, async () => {
+    expect(await typeOf('if(homeAddress.country = "US", "domestic", "abroad")')).toEqual({
+      valid: true,
+      type: 'string',
+    });
+    // cy's country is "us", which = compares case-sensitively.
+    expect(await valuesOf('if(homeAddress.country = "US", "domestic", "abroad")')).toEqual([
+      'domestic',
+      'abroad',
+      'abroad',
+    ]);
+    expect(await valuesOf('xEvent.head().timestamp')).toEqual([
+      '2026-11-28T10:00:00.000Z',
+      '2026-11-20T10:00:00.000Z',
+      null,
+    ]);
   });
 });
