@@ -15,6 +15,7 @@ const PAGES = {
   arrays: 'AdobeDocs/experience-platform.en help/segmentation/pql/array-functions.md',
   aggregation: 'AdobeDocs/experience-platform.en help/segmentation/pql/aggregation-functions.md',
   overview: 'AdobeDocs/experience-platform.en help/segmentation/pql/overview.md',
+  definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
 };
 
 let server: TestServer;
@@ -74,7 +75,11 @@ beforeAll(async () => {
       identity: { namespace: 'email', id: 'bo@x.se' },
       timestamp: '2026-11-20T10:00:00Z',
       eventType: 'commerce.purchases',
-      data: { commerce: { item: { price: 70 } }, productListItems: [{ SKU: 'XB' }] },
+      data: {
+        commerce: { item: { price: 70 } },
+        productListItems: [{ SKU: 'XB' }],
+        metrics: { commerce: { abandons: { value: 1 } } },
+      },
     },
     {
       id: 'bo-2',
@@ -221,6 +226,23 @@ describe('arrays where a condition is expected mean non-empty', () => {
     // A checkout count above zero: ann's event only.
     const r = await runEverywhere('select var1 from xEvent where var1.commerce.checkouts.value > 0');
     expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+  });
+});
+
+describe('a path through an array', () => {
+  it(`xEvent.metrics.commerce.abandons.value > 0 means some event's value (${PAGES.definitionsApi})`, async () => {
+    // Only bo's first event abandoned a cart.
+    const r = await runEverywhere('xEvent.metrics.commerce.abandons.value > 0');
+    expect(r.normalized).toBe('xEvent.metrics.commerce.abandons.value > 0');
+    expect(r.sql).toEqual(['bo@x.se']);
+    expect(r.js).toEqual(r.sql);
+  });
+
+  it(`a projected path compared with a string (${PAGES.definitionsApi})`, async () => {
+    // ann's only event is a checkout; bo's two are purchases; cy has none.
+    const r = await runEverywhere('xEvent.eventType = "commerce.purchases"');
+    expect(r.sql).toEqual(['bo@x.se']);
     expect(r.js).toEqual(r.sql);
   });
 });

@@ -5,6 +5,7 @@ import type { CheckedExpression, CheckOptions, ResolvedAudience } from '../../sr
 import type { ExpressionNode } from '../../src/pql/language/ast.js';
 import { PqlError } from '../../src/pql/language/errors.js';
 import { parse } from '../../src/pql/language/parser.js';
+import { print } from '../../src/pql/language/printer.js';
 import { walk } from '../../src/pql/language/visitor.js';
 
 const catalog = buildCatalog([
@@ -157,9 +158,15 @@ describe('paths', () => {
     ]);
   });
 
-  it('rejects a field of an array, pointing to filters and aggregates', () => {
-    fails('xEvent.eventType = "x"', 'is an array: reach .eventType of its items with a filter [...]', 1, 8);
-    fails('_tenant.visits.page = "x"', '_tenant.visits (array<object>) is an array', 1, 16);
+  it('rejects a field of an array used other than in a comparison, pointing to filters and aggregates', () => {
+    fails('xEvent.eventType.startsWith("x")', 'is an array: reach .eventType of its items with a filter [...]', 1, 8);
+    fails('_tenant.visits.page.count() > 1', '_tenant.visits (array<object>) is an array', 1, 16);
+    fails('xEvent.eventType = eventType', 'a path through an array can only be compared with a constant here', 1, 20);
+  });
+
+  it('reads a path through an array compared with a constant as some item (issue 18)', () => {
+    const checked = checkSource('xEvent.commerce.order.priceTotal > 10', { catalog });
+    expect(print(checked.ast)).toBe('xEvent.exists(commerce.order.priceTotal > 10)');
   });
 
   it('rejects a field of a map, pointing to get', () => {

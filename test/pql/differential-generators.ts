@@ -718,6 +718,13 @@ export class PqlGenerator {
           // Arrays as conditions mean non-empty (issue 18); `not` keeps the branches of if() boolean.
           { arbitrary: this.nonEmpty(d).map((a) => `not ${a}`), weight: 2 },
           { arbitrary: this.nonEmpty(d).map((a) => `(${a} and true)`), weight: 1 },
+          // A path through an array compared with a constant: some item's value.
+          {
+            arbitrary: fc
+              .tuple(compareOp, fc.constantFrom('0', '5', '20', '100'), eventTypeLit)
+              .map(([op, k, t]) => paren(`xEvent.commerce.order.priceTotal ${op} ${k} or xEvent.eventType = ${t}`)),
+            weight: 2,
+          },
           // A binding with its own where before the next binding filters that binding's items.
           {
             arbitrary: fc
@@ -740,6 +747,14 @@ export class PqlGenerator {
         options.push(
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
           { arbitrary: item.map((c) => `not productListItems[${c}]`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom(...CATEGORIES), compareOp, smallInt)
+              .map(([c, op, k]) =>
+                paren(`productListItems.category = ${pqlString(c)} and productListItems.quantity ${op} ${k}`),
+              ),
+            weight: 1,
+          },
           {
             arbitrary: fc
               .tuple(fc.constantFrom('exists', 'forall'), item)

@@ -45,6 +45,7 @@ import {
 import { dependsOnNow, eligibility } from './eligibility.js';
 import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
+import { projectedComparison } from './projection.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
 /** Checks an expression of any type. */
@@ -66,7 +67,8 @@ function checkTree(
     ctx.nonEmpty.add(parsed);
     type = BOOLEAN;
   }
-  const ast = withNonEmptyConditions(parsed, ctx.nonEmpty, ctx.types);
+  for (const { why, loc } of ctx.openProjections.values()) ctx.fail(why, loc);
+  const ast = withNonEmptyConditions(parsed, ctx.nonEmpty, ctx.types, ctx.replacements);
   const referencedFields = [...new Set([...ctx.fieldReads.values(), ...ctx.extraFieldReads])].sort();
   const referencedAudiences = [...ctx.referencedAudiences];
   let timeDependent: boolean | undefined;
@@ -161,6 +163,8 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       return BOOLEAN;
     case 'Compare': {
       const left = ctx.check(node.left, scope);
+      const projection = ctx.projections.get(node.left);
+      if (projection) return projectedComparison(ctx, node, projection, scope);
       const right = ctx.check(node.right, scope);
       const error = comparisonError(left, right, node.op);
       if (error) {
@@ -264,11 +268,21 @@ function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
         `${ctx.describe(node.object, objectType)} is a map: read its entries with .get("${node.name}")`,
         nameLoc,
       );
-    case 'array':
-      return ctx.fail(
-        `${ctx.describe(node.object, objectType)} is an array: reach .${node.name} of its items with a filter [...], .exists(...) or an aggregate such as .sum(${node.name})`,
-        nameLoc,
-      );
+    case 'array': {
+      const why = `${ctx.describe(node.object, objectType)} is an array: reach .${node.name} of its items with a filter [...], .exists(...) or an aggregate such as .sum(${node.name})`;
+      const field = objectType.of.kind === 'object' ? ownField(objectType.of, node.name) : undefined;
+      // A path through an array means its items' values (projection.ts); only a comparison gives it a meaning yet.
+      if (!field || field.kind === 'array' || field.kind === 'map') return ctx.fail(why, nameLoc);
+      const inner = ctx.projections.get(node.object);
+      ctx.projections.set(node, {
+        base: inner ? inner.base : node.object,
+        names: inner ? [...inner.names, node.name] : [node.name],
+      });
+      const first = ctx.openProjections.get(node.object);
+      ctx.openProjections.delete(node.object);
+      ctx.openProjections.set(node, first ?? { why, loc: nameLoc });
+      return { kind: 'array', of: field };
+    }
     default:
       return ctx.fail(`${ctx.describe(node.object, objectType)} has no fields (looking for .${node.name})`, nameLoc);
   }

@@ -9,15 +9,20 @@ const BOOLEAN: PqlType = { kind: 'boolean' };
  * (`xEvent[productListItems[SKU = "PS"]]`, a whole definition `select E from xEvent where …`)
  * reads `array.count() > 0` (a filter `a[c]`: `a.exists(c)`; `select E from s where c`: `exists E from s where c`), the documented meaning "non-empty". Rewriting the tree once keeps
  * the two engines free of a second meaning of arrays; untouched subtrees are shared, so the
- * checker's types still apply to them, and each new or copied node gets its type here.
+ * checker's types still apply to them, and each new or copied node gets its type here. The
+ * same pass puts in `replacements`, the forms the checker chose for other shorthands
+ * (projection.ts).
  */
 export function withNonEmptyConditions(
   ast: ExpressionNode,
   arrays: ReadonlySet<ExpressionNode>,
   types: WeakMap<ExpressionNode, PqlType>,
+  replacements: ReadonlyMap<ExpressionNode, ExpressionNode> = new Map(),
 ): ExpressionNode {
-  if (arrays.size === 0) return ast;
+  if (arrays.size === 0 && replacements.size === 0) return ast;
   const rewrite = (value: unknown): unknown => {
+    const replacement = replacements.get(value as ExpressionNode);
+    if (replacement) return rewrite(replacement);
     if (Array.isArray(value)) {
       let changed = false;
       const out = value.map((item) => {
