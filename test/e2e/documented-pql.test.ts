@@ -230,6 +230,40 @@ describe('arrays where a condition is expected mean non-empty', () => {
   });
 });
 
+describe('CHAIN steps with COUNT and WHERE', () => {
+  it(`COUNT(n): the step matches n events in the window (${PAGES.streaming})`, async () => {
+    // bo made two purchases (20 and 21 Nov), within 30 days of 28 Nov; nobody made three.
+    const two = await runEverywhere(
+      'CHAIN(xEvent, timestamp, [C0: WHAT(eventType.equals("commerce.purchases", false)) COUNT(2) WHEN(<= 30 days before now)])',
+    );
+    expect(two.normalized).toBe(
+      'CHAIN(xEvent, timestamp, [C0: WHAT(eventType.equals("commerce.purchases", false)) COUNT(2) WHEN(<= 30 days before now)])',
+    );
+    expect(two.sql).toEqual(['bo@x.se']);
+    expect(two.js).toEqual(two.sql);
+    const three = await runEverywhere(
+      'CHAIN(xEvent, timestamp, [C0: WHAT(eventType.equals("commerce.purchases", false)) COUNT(3) WHEN(<= 30 days before now)])',
+    );
+    expect(three.sql).toEqual([]);
+    expect(three.js).toEqual([]);
+  });
+
+  it(`WHERE(…): a condition on the step's event beyond WHAT, with WHEN (${PAGES.streaming})`, async () => {
+    // bo's purchase of 70 (20 Nov) is followed a day later by another purchase; ann bought nothing.
+    const r = await runEverywhere(
+      'CHAIN(xEvent, timestamp, [C0: WHAT(eventType = "commerce.purchases") WHERE(commerce.item.price > 50), C1: WHAT(eventType = "commerce.purchases") WHEN(<= 2 days after C0)])',
+    );
+    expect(r.sql).toEqual(['bo@x.se']);
+    expect(r.js).toEqual(r.sql);
+    // The second purchase is of 10, so asking the WHERE of it finds nobody.
+    const none = await runEverywhere(
+      'CHAIN(xEvent, timestamp, [C0: WHAT(eventType = "commerce.purchases"), C1: WHAT(eventType = "commerce.purchases") WHERE(commerce.item.price > 50) WHEN(<= 2 days after C0)])',
+    );
+    expect(none.sql).toEqual([]);
+    expect(none.js).toEqual([]);
+  });
+});
+
 describe('a path through an array', () => {
   it(`xEvent.metrics.commerce.abandons.value > 0 means some event's value (${PAGES.definitionsApi})`, async () => {
     // Only bo's first event abandoned a cart.

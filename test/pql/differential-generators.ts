@@ -816,14 +816,26 @@ export class PqlGenerator {
         { arbitrary: fc.constantFrom(...labels).map((l) => `between ${l} and now`), weight: 1 },
         { arbitrary: this.occursTail(profile, labels), weight: 2 },
       );
+    // WHERE(…) and COUNT(n) (issue 18), in either order before or after WHEN.
+    const extra = fc.oneof(
+      { arbitrary: fc.constant(''), weight: 4 },
+      { arbitrary: fc.constantFrom(' COUNT(2)', ' COUNT(1)', ' count(3)'), weight: 1 },
+      { arbitrary: what.map((w) => ` WHERE(${w})`), weight: 1 },
+      { arbitrary: what.map((w) => ` COUNT(2) where(${w})`), weight: 1 },
+    );
     const step = (label: string, labels: string[]) =>
       fc
         .tuple(
           what,
           fc.option(labels.length > 0 ? labelTail(labels) : this.occursTail(profile), { nil: undefined }),
           fc.constantFrom('WHAT', 'what'),
+          extra,
+          fc.boolean(),
         )
-        .map(([w, when, kw]) => `${label}: ${kw}(${w})${when === undefined ? '' : ` WHEN(${when})`}`);
+        .map(([w, when, kw, more, whenFirst]) => {
+          const whenText = when === undefined ? '' : ` WHEN(${when})`;
+          return `${label}: ${kw}(${w})${whenFirst ? whenText + more : more + whenText}`;
+        });
     return fc.oneof(
       fc.tuple(step('A', []), step('B', ['A'])).map((steps) => `CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
       fc

@@ -442,7 +442,11 @@ class Parser {
     return this.node(start, { kind: 'Chain', source, timeField, steps });
   }
 
-  /** step = IDENT ":" "WHAT" "(" expression ")" [ "WHEN" "(" occursTail ")" ] ; */
+  /**
+   * step = IDENT ":" "WHAT" "(" expression ")"
+   *        { "WHERE" "(" expression ")" | "COUNT" "(" NUMBER ")" | "WHEN" "(" occursTail ")" } ;
+   * (each of WHERE, COUNT and WHEN at most once, in any order)
+   */
   parseChainStep(): ChainStepNode {
     const start = this.lexer.token;
     const label = this.parseName();
@@ -450,12 +454,35 @@ class Parser {
     this.expectKeyword('what', 'WHAT');
     const what = this.parseParenthesized();
     let when: OccursTail | null = null;
-    if (this.expectOptionalKeyword('when', 'WHEN')) {
-      this.expectToken('(');
-      when = this.parseOccursTail();
-      this.expectToken(')');
+    let where: ExpressionNode | undefined;
+    let count: number | undefined;
+    for (;;) {
+      if (when === null && this.expectOptionalKeyword('when', 'WHEN')) {
+        this.expectToken('(');
+        when = this.parseOccursTail();
+        this.expectToken(')');
+      } else if (where === undefined && this.expectOptionalKeyword('where', 'WHERE')) {
+        where = this.parseParenthesized();
+      } else if (count === undefined && this.expectOptionalKeyword('count', 'COUNT')) {
+        this.expectToken('(');
+        const n = this.lexer.token;
+        if (n.kind !== 'number' || !Number.isInteger(Number(n.value)) || Number(n.value) < 1) {
+          this.expect('a whole number of events, at least 1');
+          throw this.unexpected();
+        }
+        this.advance();
+        count = Number(n.value);
+        this.expectToken(')');
+      } else break;
     }
-    return this.node(start, { kind: 'ChainStep', label, what, when });
+    return this.node(start, {
+      kind: 'ChainStep',
+      label,
+      what,
+      ...(where === undefined ? {} : { where }),
+      ...(count === undefined ? {} : { count }),
+      when,
+    });
   }
 
   /**

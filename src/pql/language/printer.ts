@@ -140,8 +140,10 @@ function printFilteredBinding(binding: BindingNode): string {
 }
 
 function printStep(step: ChainStepNode): string {
-  const what = `${printName(step.label)}: WHAT(${printExpression(step.what, 0, true)})`;
-  return step.when ? `${what} WHEN(${printTail(step.when)})` : what;
+  let text = `${printName(step.label)}: WHAT(${printExpression(step.what, 0, true)})`;
+  if (step.where) text += ` WHERE(${printExpression(step.where, 0, true)})`;
+  if (step.count !== undefined) text += ` COUNT(${step.count})`;
+  return step.when ? `${text} WHEN(${printTail(step.when)})` : text;
 }
 
 /** The part after `occurs` (also inside `WHEN(...)`); plural unit words when the amount is not 1. */
