@@ -230,6 +230,16 @@ describe('arrays where a condition is expected mean non-empty', () => {
   });
 });
 
+describe('collection functions', () => {
+  it(`a.filter(cond) is a[cond] (${PAGES.arrays})`, async () => {
+    // Orders over 12: ann's 15.5 only.
+    const r = await runEverywhere('orders.filter(order.price > 12).count() > 0');
+    expect(r.normalized).toBe('orders.filter(order.price > 12).count() > 0');
+    expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+  });
+});
+
 describe('CHAIN steps with COUNT and WHERE', () => {
   it(`COUNT(n): the step matches n events in the window (${PAGES.streaming})`, async () => {
     // bo made two purchases (20 and 21 Nov), within 30 days of 28 Nov; nobody made three.

@@ -718,6 +718,11 @@ export class PqlGenerator {
           // Arrays as conditions mean non-empty (issue 18); `not` keeps the branches of if() boolean.
           { arbitrary: this.nonEmpty(d).map((a) => `not ${a}`), weight: 2 },
           { arbitrary: this.nonEmpty(d).map((a) => `(${a} and true)`), weight: 1 },
+          // `a.filter(cond)` is `a[cond]`.
+          {
+            arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(${c}).count() ${op} ${k}`),
+            weight: 1,
+          },
           // A path through an array compared with a constant: some item's value.
           {
             arbitrary: fc

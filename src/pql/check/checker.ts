@@ -10,6 +10,7 @@ import type {
   ArrayLiteralNode,
   BindingNode,
   ExpressionNode,
+  FilterNode,
   IdentifierNode,
   InNode,
   MemberNode,
@@ -143,6 +144,15 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
     case 'Member':
       return member(ctx, node, scope);
     case 'MethodCall':
+      if (node.name === 'filter' && node.args.length === 1) {
+        // `a.filter(cond)`, the documentation's spelling of `a[cond]`: the engines run the filter.
+        const filter: FilterNode = { kind: 'Filter', object: node.object, predicate: node.args[0]!, loc: node.loc };
+        ctx.replacements.set(node, filter);
+        const type = ctx.check(filter, scope);
+        const ref = ctx.refs.get(filter);
+        if (ref) ctx.refs.set(node, ref);
+        return type;
+      }
       return checkMethodCall(ctx, node, scope);
     case 'Filter': {
       const arrayType = ctx.check(node.object, scope);
