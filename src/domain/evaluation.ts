@@ -17,7 +17,6 @@ import { definitionsByIds, type SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
-import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { loadProfileDocument } from './profile-documents.js';
 import type { IdentityInput } from './profile-ingest.js';

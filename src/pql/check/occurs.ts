@@ -72,7 +72,12 @@ export function checkChain(ctx: CheckContext, node: ChainNode, scope: Scope): Pq
   const total = node.steps.reduce((n, step) => n + (step.count ?? 1), 0);
   if (total > MAX_CHAIN_STEPS) {
     let events = 0;
-    const over = node.steps.find((step) => (events += step.count ?? 1) > MAX_CHAIN_STEPS)!;
+    let over = node.steps[0]!;
+    for (const step of node.steps) {
+      events += step.count ?? 1;
+      over = step;
+      if (events > MAX_CHAIN_STEPS) break;
+    }
     const counted = node.steps.some((step) => step.count !== undefined) ? ' (a step with COUNT(n) counts n times)' : '';
     ctx.fail(
       `CHAIN has ${total} steps${counted}; at most ${MAX_CHAIN_STEPS} are allowed (each step nests the compiled SQL one level deeper, and SQLite stops at an expression depth of 1000)`,
