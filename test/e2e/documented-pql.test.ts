@@ -11,10 +11,12 @@ import { ok, startTestServer, type TestServer } from './harness.js';
 const PAGES = {
   streaming:
     'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/methods/streaming-segmentation',
-  quantifiers: 'AdobeDocs/experience-platform.en help/segmentation/pql/logical-quantifiers.md',
-  arrays: 'AdobeDocs/experience-platform.en help/segmentation/pql/array-functions.md',
-  aggregation: 'AdobeDocs/experience-platform.en help/segmentation/pql/aggregation-functions.md',
-  overview: 'AdobeDocs/experience-platform.en help/segmentation/pql/overview.md',
+  quantifiers:
+    'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/logical-quantifiers.md',
+  arrays: 'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/array-functions.md',
+  aggregation:
+    'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/aggregation-functions.md',
+  overview: 'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/overview.md',
   definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
 };
 
