@@ -285,6 +285,16 @@ describe('a path through an array', () => {
     expect(r.js).toEqual(r.sql);
   });
 
+  it(`occurs and in on a path through an array (${PAGES.definitionsApi})`, async () => {
+    // Only ann has an event today (28 Nov, 10:00), her checkout.
+    const today = await runEverywhere('xEvent.timestamp occurs today');
+    expect(today.sql).toEqual(['ann@x.us']);
+    expect(today.js).toEqual(today.sql);
+    const types = await runEverywhere('xEvent.eventType in ["commerce.checkouts", "web.pageview"]');
+    expect(types.sql).toEqual(['ann@x.us']);
+    expect(types.js).toEqual(types.sql);
+  });
+
   it(`a projected path compared with a string (${PAGES.definitionsApi})`, async () => {
     // ann's only event is a checkout; bo's two are purchases; cy has none.
     const r = await runEverywhere('xEvent.eventType = "commerce.purchases"');

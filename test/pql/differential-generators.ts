@@ -718,6 +718,26 @@ export class PqlGenerator {
           // Arrays as conditions mean non-empty (issue 18); `not` keeps the branches of if() boolean.
           { arbitrary: this.nonEmpty(d).map((a) => `not ${a}`), weight: 2 },
           { arbitrary: this.nonEmpty(d).map((a) => `(${a} and true)`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('<=', '<', '>='),
+                fc.constantFrom('1', '2', '30'),
+                fc.constantFrom('hours', 'days'),
+              )
+              .map(([op, k, u]) => `xEvent.timestamp occurs ${op} ${k} ${u} before now`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(eventTypeLit, fc.constantFrom('in', 'notIn'))
+              .map(([t, op]) => `xEvent.eventType ${op} [${t}, "web.pageview"]`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom('"commerce%"', '"%.%"', '"x"').map((p) => `xEvent.eventType like ${p}`),
+            weight: 1,
+          },
           // `a.filter(cond)` is `a[cond]`.
           {
             arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(${c}).count() ${op} ${k}`),

@@ -47,7 +47,7 @@ import {
 import { dependsOnNow, eligibility } from './eligibility.js';
 import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
-import { projectedComparison } from './projection.js';
+import { projectedComparison, projectedSubject } from './projection.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
 /** Checks an expression of any type. */
@@ -193,12 +193,13 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       ctx.expect(node.operand, scope, 'number', 'the operand of unary -');
       return NUMBER;
     case 'In':
-      return inList(ctx, node, scope);
+      return projectedSubject(ctx, node, scope) ?? inList(ctx, node, scope);
     case 'Like':
+      if (projectedSubject(ctx, node, scope)) return BOOLEAN;
       ctx.expect(node.value, scope, 'string', 'the left operand of like');
       return BOOLEAN;
     case 'Occurs':
-      return checkOccurs(ctx, node, scope);
+      return projectedSubject(ctx, node, scope) ?? checkOccurs(ctx, node, scope);
     case 'Quantified':
       return quantified(ctx, node, scope);
     case 'Select': {
