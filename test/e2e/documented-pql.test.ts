@@ -31,7 +31,9 @@ beforeAll(async () => {
       { class: EVENT, path: "commerce.item.price", type: "number" },
       { class: PROFILE, path: "person.favoriteColors", type: "array<string>" },
       { class: PROFILE, path: "orders", type: "array<object>" },
-      { class: PROFILE, path: "orders.order.price", type: "number" }
+      { class: PROFILE, path: "orders.order.price", type: "number" },
+      { class: PROFILE, path: "person.orders", type: "array<object>" },
+      { class: PROFILE, path: "person.orders.storeId", type: "string" }
     ] }) { name } }`),
   );
   const records = [
@@ -40,7 +42,7 @@ beforeAll(async () => {
       attributes: {
         homeAddress: { country: 'US', stateProvince: 'CA' },
         workAddress: { country: 'US', stateProvince: 'CA' },
-        person: { favoriteColors: ['red'] },
+        person: { favoriteColors: ['red'], orders: [{ storeId: 'S1' }, { storeId: 'S2' }, { storeId: 'S1' }] },
         orders: [{ order: { price: 10 } }, { order: { price: 15.5 } }],
       },
     },
@@ -49,7 +51,7 @@ beforeAll(async () => {
       attributes: {
         homeAddress: { country: 'SE', stateProvince: 'Skane' },
         workAddress: { country: 'us', stateProvince: 'NY' },
-        person: { favoriteColors: ['black'] },
+        person: { favoriteColors: ['black'], orders: [{ storeId: 'S1' }, {}, { storeId: 'S1' }] },
         orders: [],
       },
     },
@@ -239,6 +241,33 @@ describe('collection functions', () => {
     expect(r.normalized).toBe('orders.filter(order.price > 12).count() > 0');
     expect(r.sql).toEqual(['ann@x.us']);
     expect(r.js).toEqual(r.sql);
+  });
+});
+
+describe('distinct on a projected path', () => {
+  it(`person.orders.storeId.distinct().count() > 1 (${PAGES.arrays})`, async () => {
+    // Stores ordered from: ann S1, S2 (two); bo S1 only (one order has no store); cy no orders.
+    const r = await runEverywhere('person.orders.storeId.distinct().count() > 1');
+    expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+    const v = ok(
+      await server.gql('query($x: String!) { validatePql(expression: $x) { type } }', {
+        x: 'person.orders.storeId.distinct()',
+      }),
+    ).validatePql;
+    expect(v.type).toBe('array<string>');
+    const values: unknown[] = [];
+    for (const id of PEOPLE) {
+      values.push(
+        ok(
+          await server.gql(
+            'query($id: String!, $x: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x) { value } }',
+            { id, x: 'person.orders.storeId.distinct()' },
+          ),
+        ).evaluateProfile.value,
+      );
+    }
+    expect(values).toEqual([['S1', 'S2'], ['S1'], null]);
   });
 });
 

@@ -158,10 +158,16 @@ describe('paths', () => {
     ]);
   });
 
-  it('rejects a field of an array used other than in a comparison, pointing to filters and aggregates', () => {
-    fails('xEvent.eventType.startsWith("x")', 'is an array: reach .eventType of its items with a filter [...]', 1, 8);
-    fails('_tenant.visits.page.count() > 1', '_tenant.visits (array<object>) is an array', 1, 16);
+  it('rejects an object reached through an array and used as such, pointing to filters and aggregates', () => {
+    fails('xEvent.web.count() > 0', 'is an array: reach .web of its items with a filter [...]', 1, 8);
+    fails('xEvent.eventType.startsWith("x")', 'startsWith() applies to a string, but array<string> is not one', 1, 18);
     fails('xEvent.eventType = eventType', 'a path through an array can only be compared with a constant here', 1, 20);
+  });
+
+  it('types a scalar path through an array as the array of its values (issue 18)', () => {
+    expect(checkSource('xEvent.eventType.distinct().count() > 1', { catalog }).types).toBeDefined();
+    const checked = check(parse('_tenant.visits.page'), '_tenant.visits.page', { catalog });
+    expect(typeToString(checked.type)).toBe('array<string>');
   });
 
   it('reads a path through an array compared with a constant as some item (issue 18)', () => {

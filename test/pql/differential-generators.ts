@@ -738,6 +738,24 @@ export class PqlGenerator {
             arbitrary: fc.constantFrom('"commerce%"', '"%.%"', '"x"').map((p) => `xEvent.eventType like ${p}`),
             weight: 1,
           },
+          // The projected values of a path through an array, as an array.
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'xEvent.eventType.distinct().count()',
+                  'xEvent.commerce.order.priceTotal.sum()',
+                  'xEvent.commerce.order.priceTotal.max()',
+                  'xEvent.commerce.order.priceTotal.count()',
+                  'xEvent.commerce.order.priceTotal.distinct().count()',
+                ),
+                compareOp,
+                fc.constantFrom('0', '1', '2', '20'),
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 2,
+          },
+          { arbitrary: eventTypeLit.map((t) => `xEvent.eventType.includes(${t})`), weight: 1 },
           // `a.filter(cond)` is `a[cond]`.
           {
             arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(${c}).count() ${op} ${k}`),
@@ -772,6 +790,24 @@ export class PqlGenerator {
         options.push(
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
           { arbitrary: item.map((c) => `not productListItems[${c}]`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'productListItems.category.distinct().count()',
+                  'productListItems.quantity.sum()',
+                  'productListItems.priceTotal.min()',
+                ),
+                compareOp,
+                smallInt,
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom(...CATEGORIES).map((c) => `productListItems.category.includes(${pqlString(c)})`),
+            weight: 1,
+          },
           {
             arbitrary: fc
               .tuple(fc.constantFrom(...CATEGORIES), compareOp, smallInt)

@@ -292,7 +292,8 @@ function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
       });
       const first = ctx.openProjections.get(node.object);
       ctx.openProjections.delete(node.object);
-      ctx.openProjections.set(node, first ?? { why, loc: nameLoc });
+      // The projected values of a scalar field are an array both engines compute; objects only lead on.
+      if (field.kind === 'object') ctx.openProjections.set(node, first ?? { why, loc: nameLoc });
       return { kind: 'array', of: field };
     }
     default:
