@@ -173,6 +173,14 @@ export const FLOORS: Readonly<Record<string, (c: FloorContext) => FloorQuery>> =
     params: [c.sandboxId],
   }),
 
+  // The forms of issue 18 mean what an existing reference definition means, so their floors are
+  // that definition's: an array as a condition is non-empty, `select` as a definition is
+  // `exists`, a where before the next binding filters its items, the lambda names the profile.
+  'shoes-added-nonempty': (c) => FLOORS['shoes-in-cart']!(c),
+  'electronics-select': (c) => FLOORS['electronics-buyers']!(c),
+  'electronics-item-bindings': (c) => FLOORS['electronics-buyers']!(c),
+  'gold-mid-points-lambda': (c) => FLOORS['gold-mid-points']!(c),
+
   // points × 2 >= 1000 is points >= 500: one extraction of points per row.
   'tier-weighted-points': profiles(
     "json_extract(attributes, '$.loyalty.points') >= CASE WHEN json_extract(attributes, '$.loyalty.tier') IN ('gold', 'platinum') THEN 500 ELSE 1000 END",

@@ -2,7 +2,7 @@
  * `npm run bench -- pql [--profiles 100000] [--events-per-profile 10] [--runs 7] [--warmup 0]
  *   [--only a,b] [--plan a,b]`
  *
- * (a) parse + check throughput of the twenty reference definitions;
+ * (a) parse + check throughput of the reference definitions;
  * (b) per definition, the execution time of the SQL that `compileToSql` produces against the
  *     hand-written floor of bench/floor.sql.ts on the standard data set, both counting the
  *     same ids inside one read transaction. A count mismatch prints a MISMATCH line and makes

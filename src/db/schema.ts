@@ -293,6 +293,8 @@ export const segmentDefinitions = sqliteTable(
     eligibleEdge: integer('eligible_edge', { mode: 'boolean' }).notNull(),
     /** JSON array of the checker's reasons. */
     eligibilityReasons: text('eligibility_reasons').notNull().default('[]'),
+    /** JSON array: why a requested streaming or edge evaluation runs as batch instead. */
+    evaluationWarnings: text('evaluation_warnings').notNull().default('[]'),
     /** JSON array of referenced schema paths. */
     referencedFields: text('referenced_fields').notNull().default('[]'),
     ttlInDays: integer('ttl_in_days'),

@@ -40,6 +40,8 @@ export interface SegmentDefinition {
   expressionText: string;
   evaluationInfo: EvaluationInfo;
   eligibility: Eligibility;
+  /** Why a requested streaming or edge evaluation runs as batch instead (empty when none was refused). */
+  evaluationWarnings: string[];
   referencedFields: string[];
   ttlInDays: number | null;
   version: number;
@@ -65,6 +67,7 @@ function toDefinition(row: DefinitionRow): SegmentDefinition {
       edge: row.eligibleEdge,
       reasons: JSON.parse(row.eligibilityReasons) as string[],
     },
+    evaluationWarnings: JSON.parse(row.evaluationWarnings) as string[],
     referencedFields: JSON.parse(row.referencedFields) as string[],
     ttlInDays: row.ttlInDays,
     version: row.version,
@@ -125,29 +128,36 @@ function validTtl(ttl: number | null | undefined): number | null {
   return ttl;
 }
 
-/** Streaming and edge may only be asked for when the checker says the expression allows them. */
+/**
+ * The evaluation methods a definition gets. Streaming or edge asked for an expression that
+ * cannot run so is not an error (the commercial service falls back silently, and definitions
+ * copied from it ask for streaming freely): the definition runs as batch, and a warning names
+ * the clauses that force batch.
+ */
 function validEvaluation(
   requested: EvaluationRequest | null | undefined,
   base: EvaluationInfo,
   eligibility: Eligibility,
-) {
+): { info: EvaluationInfo; warnings: string[] } {
   const info: EvaluationInfo = {
     batch: requested?.batch ?? base.batch,
     streaming: requested?.streaming ?? base.streaming,
     edge: requested?.edge ?? base.edge,
   };
-  for (const method of ['streaming', 'edge'] as const) {
-    if (info[method] && !eligibility[method]) {
-      throw badInput(
-        `The expression cannot be evaluated as ${method}: ${eligibility.reasons.join('; ') || 'not eligible'}`,
-        `input.evaluationInfo.${method}`,
-      );
-    }
-  }
   if (!info.batch && !info.streaming && !info.edge) {
     throw badInput('Enable at least one evaluation method', 'input.evaluationInfo');
   }
-  return info;
+  const warnings: string[] = [];
+  for (const method of ['streaming', 'edge'] as const) {
+    if (info[method] && !eligibility[method]) {
+      info[method] = false;
+      info.batch = true;
+      warnings.push(
+        `${method} was requested but the expression cannot run so; it runs as batch: ${eligibility.reasons.join('; ') || 'not eligible'}`,
+      );
+    }
+  }
+  return { info, warnings };
 }
 
 function expressionColumns(input: ExpressionInput, checked: CheckedInput) {
@@ -206,7 +216,7 @@ export function createSegmentDefinition(
   return conn.sqlite
     .transaction(() => {
       const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
-      const evaluation = validEvaluation(
+      const { info: evaluation, warnings } = validEvaluation(
         input.evaluationInfo,
         { batch: true, streaming: false, edge: false },
         checked.checked.eligibility,
@@ -237,6 +247,7 @@ export function createSegmentDefinition(
           evalBatch: evaluation.batch,
           evalStreaming: evaluation.streaming,
           evalEdge: evaluation.edge,
+          evaluationWarnings: JSON.stringify(warnings),
           ttlInDays,
           createdAt: now,
           updatedAt: now,
@@ -307,7 +318,8 @@ export function updateSegmentDefinition(
         writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
       }
       if (input.evaluationInfo || input.expression) {
-        const info = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
+        const { info, warnings } = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
+        set.evaluationWarnings = JSON.stringify(warnings);
         set.evalBatch = info.batch;
         set.evalStreaming = info.streaming;
         set.evalEdge = info.edge;

@@ -41,7 +41,7 @@ function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix:
     const fieldType = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!fieldType) {
       throw new InvalidField(
-        `Unknown field "${path}": it is not in the profile schema; add it with updateProfileSchema (user fields go under "_tenant.")`,
+        `Unknown field "${path}": it is not in the profile schema; add it with updateProfileSchema`,
       );
     }
     out[key] = normaliseValue(v, fieldType, path);

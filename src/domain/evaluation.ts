@@ -5,7 +5,14 @@
  */
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { type CheckedExpression, compileToSql, evaluate, type IdCondition } from '../pql/index.js';
+import {
+  type CheckedExpression,
+  compileToSql,
+  evaluate,
+  evaluateValue,
+  type IdCondition,
+  type PqlType,
+} from '../pql/index.js';
 import type { SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
@@ -59,7 +66,10 @@ export function countMatching(
 }
 
 export interface EdgeEvaluation {
+  /** For an expression: whether it holds (a boolean true, or a non-empty array); null for other values. */
   qualifies: boolean | null;
+  /** For an expression: its value as JSON (datetimes as ISO text, missing as null). */
+  value?: unknown;
   /** Audience ids whose definitions the profile qualifies for. */
   audienceIds: number[];
   durationMs: number;
@@ -151,11 +161,18 @@ export function evaluateProfile(
   const profileId = profileIdByIdentity(conn, sandboxId, identity);
   if (profileId === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
   let expression: CheckedInput | undefined;
-  if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: true });
+  if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: false });
   const doc = loadProfileDocument(conn, sandboxId, profileId)!;
   let qualifies: boolean | null = null;
+  let value: unknown = null;
   checkpoint();
-  if (expression) qualifies = evaluate(expression.checked, doc, { now: options.at });
+  if (expression) {
+    const { type } = expression.checked;
+    const raw = evaluateValue(expression.checked, doc, { now: options.at });
+    if (type.kind === 'boolean') qualifies = raw === true;
+    else if (type.kind === 'array') qualifies = Array.isArray(raw) && raw.length > 0;
+    value = valueAsJson(raw, type);
+  }
   const audienceIds: number[] = [];
   if (!expression || options.audienceIds) {
     for (const def of edgeDefinitions(conn, sandboxId, options.audienceIds)) {
@@ -164,5 +181,15 @@ export function evaluateProfile(
     }
     audienceIds.sort((a, b) => a - b);
   }
-  return { qualifies, audienceIds, durationMs: performance.now() - started };
+  return { qualifies, value, audienceIds, durationMs: performance.now() - started };
+}
+
+/** An evaluated value as plain JSON: the engines hold datetimes as epoch ms and events as items. */
+function valueAsJson(raw: unknown, type: PqlType): unknown {
+  if (raw === undefined || raw === null) return null;
+  if (type.kind === 'datetime' && typeof raw === 'number') return new Date(raw).toISOString();
+  if (type.kind === 'array' && type.of.kind === 'datetime' && Array.isArray(raw)) {
+    return raw.map((t) => (typeof t === 'number' ? new Date(t).toISOString() : null));
+  }
+  return JSON.parse(JSON.stringify(raw)) as unknown;
 }

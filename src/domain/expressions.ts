@@ -13,6 +13,7 @@ import {
   parse,
   print,
   toJson,
+  typeToString,
 } from '../pql/index.js';
 import { internalId } from './ids.js';
 import { catalogOf } from './profile-schema.js';
@@ -122,6 +123,8 @@ export interface PqlProblem {
 export interface PqlValidation {
   valid: boolean;
   errors: PqlProblem[];
+  /** The type of the expression (`boolean`, `number`, `array<object>`, …); only a boolean or an array can be a definition. */
+  type: string | null;
   normalized: string | null;
   json: PqlJson | null;
   eligibility: Eligibility | null;
@@ -132,10 +135,12 @@ export interface PqlValidation {
 /** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
 export function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): PqlValidation {
   try {
-    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: true });
+    // A value expression (a count, a sum, an if(…)) is valid too: its type says what it is.
+    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: false });
     return {
       valid: true,
       errors: [],
+      type: typeToString(checked.type),
       normalized: text,
       json,
       eligibility: checked.eligibility,
@@ -148,6 +153,7 @@ export function validatePql(conn: Connection, sandboxId: number, input: Expressi
     return {
       valid: false,
       errors: [{ message: e.message, code: e.code, line, column, offset, length, expected: e.expected }],
+      type: null,
       normalized: null,
       json: null,
       eligibility: null,

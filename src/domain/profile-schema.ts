@@ -2,7 +2,14 @@ import { and, eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { schemaFields } from '../db/schema.js';
-import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type FieldCatalog, parseFieldType } from '../pql/index.js';
+import {
+  BUILT_IN_SCHEMA_FIELDS,
+  buildCatalog,
+  builtInConflict,
+  DEFAULT_SCHEMA_FIELDS,
+  type FieldCatalog,
+  parseFieldType,
+} from '../pql/index.js';
 import { badInput, conflict } from './errors.js';
 
 export const FIELD_CLASSES = ['profile', 'event'] as const;
@@ -22,8 +29,12 @@ export interface SchemaFieldInput {
   description?: string | null;
 }
 
-/** Users add fields under `_tenant.`; the default fields are the platform's (docs/domain.md). */
-const TENANT_PATH = /^_tenant(\.[A-Za-z_][A-Za-z0-9_]*)+$/;
+/**
+ * A field path users may declare: dotted identifiers. Any path is allowed (definitions copied
+ * from the commercial documentation use `product.price` or `orders`), except one that conflicts
+ * with a built-in field (`builtInConflict`).
+ */
+const FIELD_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 
 /** Names that address an object's prototype rather than a field of it. */
 const RESERVED_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
@@ -69,6 +80,15 @@ function load(conn: Connection, sandboxId: number): CachedCatalog {
     .where(eq(schemaFields.sandboxId, sandboxId))
     .orderBy(schemaFields.class, schemaFields.path)
     .all() as SchemaField[];
+  // Built-in fields added after a sandbox was created are not stored for it, yet belong to it.
+  const stored = new Set(fields.map((f) => `${f.class}:${f.path}`));
+  for (const f of BUILT_IN_SCHEMA_FIELDS) {
+    if (!stored.has(`${f.class}:${f.path}`))
+      fields.push({ class: f.class, path: f.path, type: f.type, description: null });
+  }
+  fields.sort((a, b) =>
+    a.class === b.class ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.class < b.class ? -1 : 1,
+  );
   const entry = { fields, catalog: buildCatalog(fields) };
   cache.set(sandboxId, entry);
   return entry;
@@ -108,13 +128,15 @@ export function updateProfileSchema(
         `${at}.path`,
       );
     }
-    const old = existing.get(`${f.class}:${f.path}`);
-    if (!old && !TENANT_PATH.test(f.path)) {
+    if (!FIELD_PATH.test(f.path)) {
       throw badInput(
-        `New fields go under "_tenant." (e.g. "_tenant.loyaltyScore"); "${f.path}" is not allowed`,
+        `"${f.path}" is not a field path: write names of letters, digits and _ joined by dots (e.g. "product.price")`,
         `${at}.path`,
       );
     }
+    const clash = builtInConflict(f);
+    if (clash !== undefined) throw badInput(clash, `${at}.path`);
+    const old = existing.get(`${f.class}:${f.path}`);
     if (old && old.type !== f.type) {
       const users = fieldInUse(f.class, f.path);
       if (users.length > 0) {

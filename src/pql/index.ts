@@ -3,7 +3,7 @@
  * checks it), so the folders behind it (language/, check/, runtime/, sql/, js/) can be reshaped
  * without touching their callers.
  */
-export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType } from './check/catalog.js';
+export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType, typeToString } from './check/catalog.js';
 export { check, checkDefinition } from './check/checker.js';
 export { STREAMING_WINDOW_MS } from './check/eligibility.js';
 export {
@@ -17,7 +17,8 @@ export {
   type PqlType,
   type ProfileDocument,
 } from './check/types.js';
-export { evaluate } from './js/evaluate.js';
+export { BUILT_IN_SCHEMA_FIELDS, builtInConflict } from './check/xdm-fields.js';
+export { evaluate, evaluateValue } from './js/evaluate.js';
 export { EXPLAIN_ITEM_LIMIT, type ExplainNode, type ExplainOptions, type Explanation, explain } from './js/explain.js';
 export type * from './language/ast.js';
 export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.js';

@@ -120,15 +120,42 @@ describe('segment definitions and audiences', () => {
     expect(gone).toEqual({ audience: null, segmentDefinition: null });
   });
 
-  it('refuses streaming or edge for an expression that is not eligible, naming the reason', async () => {
-    const r = await createDefinition('Lifetime buyers', 'xEvent[eventType = "commerce.purchases"].count() > 0', {
-      evaluationInfo: { streaming: true },
-    });
-    expect(r.errors?.[0]?.extensions).toMatchObject({
-      code: 'BAD_USER_INPUT',
-      field: 'input.evaluationInfo.streaming',
-    });
-    expect(r.errors?.[0]?.message).toMatch(/streaming: .*time window/);
+  it('saves streaming asked for an expression that cannot stream as batch, with a warning naming the clause', async () => {
+    // As the commercial service does for a single event with no time window (its streaming
+    // segmentation guide, "Ruleset"), but saying why.
+    const r = ok(
+      await server.gql(
+        `mutation($input: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $input) {
+          id evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        {
+          input: {
+            name: 'Lifetime buyers',
+            expression: { value: 'xEvent[eventType = "commerce.purchases"].count() > 0' },
+            evaluationInfo: { batch: false, streaming: true },
+          },
+        },
+      ),
+    ).createSegmentDefinition;
+    expect(r.evaluationInfo).toEqual({ batch: true, streaming: false, edge: false });
+    expect(r.evaluationWarnings).toHaveLength(1);
+    expect(r.evaluationWarnings[0]).toMatch(
+      /^streaming was requested .* runs as batch: .*line 1, column 1.* no time window/,
+    );
+    // Asking again for an eligible expression clears the warning.
+    const fixed = ok(
+      await server.gql(
+        `mutation($id: ID!, $input: UpdateSegmentDefinitionInput!) { updateSegmentDefinition(id: $id, input: $input) {
+          evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        {
+          id: r.id,
+          input: {
+            expression: { value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs today].count() > 0' },
+            evaluationInfo: { streaming: true },
+          },
+        },
+      ),
+    ).updateSegmentDefinition;
+    expect(fixed).toEqual({ evaluationInfo: { batch: true, streaming: true, edge: false }, evaluationWarnings: [] });
   });
 
   it('accepts the JSON form and keeps what the client sent', async () => {

@@ -203,7 +203,7 @@ describe('profile store', () => {
     const after = ok(await server.gql(INGEST_PROFILES, { records: [record] })).ingestProfiles;
     expect(after.accepted).toBe(1);
     const bad = await server.gql(
-      'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "shoeSize", type: "number" }] }) { name } }',
+      'mutation { updateProfileSchema(input: { fields: [{ class: PROFILE, path: "shoe size", type: "number" }] }) { name } }',
     );
     expect(bad.errors?.[0]?.extensions?.code).toBe('BAD_USER_INPUT');
   });

@@ -5,6 +5,7 @@ import type { CheckedExpression, CheckOptions, ResolvedAudience } from '../../sr
 import type { ExpressionNode } from '../../src/pql/language/ast.js';
 import { PqlError } from '../../src/pql/language/errors.js';
 import { parse } from '../../src/pql/language/parser.js';
+import { print } from '../../src/pql/language/printer.js';
 import { walk } from '../../src/pql/language/visitor.js';
 
 const catalog = buildCatalog([
@@ -157,9 +158,21 @@ describe('paths', () => {
     ]);
   });
 
-  it('rejects a field of an array, pointing to filters and aggregates', () => {
-    fails('xEvent.eventType = "x"', 'is an array: reach .eventType of its items with a filter [...]', 1, 8);
-    fails('_tenant.visits.page = "x"', '_tenant.visits (array<object>) is an array', 1, 16);
+  it('rejects an object reached through an array and used as such, pointing to filters and aggregates', () => {
+    fails('xEvent.web.count() > 0', 'is an array: reach .web of its items with a filter [...]', 1, 8);
+    fails('xEvent.eventType.startsWith("x")', 'startsWith() applies to a string, but array<string> is not one', 1, 18);
+    fails('xEvent.eventType = eventType', 'a path through an array can only be compared with a constant here', 1, 20);
+  });
+
+  it('types a scalar path through an array as the array of its values (issue 18)', () => {
+    expect(checkSource('xEvent.eventType.distinct().count() > 1', { catalog }).types).toBeDefined();
+    const checked = check(parse('_tenant.visits.page'), '_tenant.visits.page', { catalog });
+    expect(typeToString(checked.type)).toBe('array<string>');
+  });
+
+  it('reads a path through an array compared with a constant as some item (issue 18)', () => {
+    const checked = checkSource('xEvent.commerce.order.priceTotal > 10', { catalog });
+    expect(print(checked.ast)).toBe('xEvent.exists(commerce.order.priceTotal > 10)');
   });
 
   it('rejects a field of a map, pointing to get', () => {

@@ -715,12 +715,107 @@ export class PqlGenerator {
               .map(([c, tail]) => `(select E from xEvent where ${c}).${tail}`),
             weight: 1,
           },
+          // Arrays as conditions mean non-empty (issue 18); `not` keeps the branches of if() boolean.
+          { arbitrary: this.nonEmpty(d).map((a) => `not ${a}`), weight: 2 },
+          { arbitrary: this.nonEmpty(d).map((a) => `(${a} and true)`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('<=', '<', '>='),
+                fc.constantFrom('1', '2', '30'),
+                fc.constantFrom('hours', 'days'),
+              )
+              .map(([op, k, u]) => `xEvent.timestamp occurs ${op} ${k} ${u} before now`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(eventTypeLit, fc.constantFrom('in', 'notIn'))
+              .map(([t, op]) => `xEvent.eventType ${op} [${t}, "web.pageview"]`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom('"commerce%"', '"%.%"', '"x"').map((p) => `xEvent.eventType like ${p}`),
+            weight: 1,
+          },
+          // The projected values of a path through an array, as an array.
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'xEvent.eventType.distinct().count()',
+                  'xEvent.commerce.order.priceTotal.sum()',
+                  'xEvent.commerce.order.priceTotal.max()',
+                  'xEvent.commerce.order.priceTotal.count()',
+                  'xEvent.commerce.order.priceTotal.distinct().count()',
+                ),
+                compareOp,
+                fc.constantFrom('0', '1', '2', '20'),
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 2,
+          },
+          { arbitrary: eventTypeLit.map((t) => `xEvent.eventType.includes(${t})`), weight: 1 },
+          // `a.filter(cond)` is `a[cond]`.
+          {
+            arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(${c}).count() ${op} ${k}`),
+            weight: 1,
+          },
+          // A path through an array compared with a constant: some item's value.
+          {
+            arbitrary: fc
+              .tuple(compareOp, fc.constantFrom('0', '5', '20', '100'), eventTypeLit)
+              .map(([op, k, t]) => paren(`xEvent.commerce.order.priceTotal ${op} ${k} or xEvent.eventType = ${t}`)),
+            weight: 2,
+          },
+          // A binding with its own where before the next binding filters that binding's items.
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('exists', 'forall'),
+                evVar,
+                fc.constantFrom(...CATEGORIES),
+                fc.constantFrom('where', ':'),
+              )
+              .map(
+                ([q, c, cat, w]) =>
+                  `(${q} E from xEvent ${w} (${c}), I from E.productListItems where I.category = ${pqlString(cat)})`,
+              ),
+            weight: 2,
+          },
         );
       }
       if (scope.where === 'event') {
         const item = this.bool({ where: 'item', eventVar: false }, d);
         options.push(
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
+          { arbitrary: item.map((c) => `not productListItems[${c}]`), weight: 1 },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'productListItems.category.distinct().count()',
+                  'productListItems.quantity.sum()',
+                  'productListItems.priceTotal.min()',
+                ),
+                compareOp,
+                smallInt,
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc.constantFrom(...CATEGORIES).map((c) => `productListItems.category.includes(${pqlString(c)})`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom(...CATEGORIES), compareOp, smallInt)
+              .map(([c, op, k]) =>
+                paren(`productListItems.category = ${pqlString(c)} and productListItems.quantity ${op} ${k}`),
+              ),
+            weight: 1,
+          },
           {
             arbitrary: fc
               .tuple(fc.constantFrom('exists', 'forall'), item)
@@ -782,14 +877,26 @@ export class PqlGenerator {
         { arbitrary: fc.constantFrom(...labels).map((l) => `between ${l} and now`), weight: 1 },
         { arbitrary: this.occursTail(profile, labels), weight: 2 },
       );
+    // WHERE(…) and COUNT(n) (issue 18), in either order before or after WHEN.
+    const extra = fc.oneof(
+      { arbitrary: fc.constant(''), weight: 4 },
+      { arbitrary: fc.constantFrom(' COUNT(2)', ' COUNT(1)', ' count(3)'), weight: 1 },
+      { arbitrary: what.map((w) => ` WHERE(${w})`), weight: 1 },
+      { arbitrary: what.map((w) => ` COUNT(2) where(${w})`), weight: 1 },
+    );
     const step = (label: string, labels: string[]) =>
       fc
         .tuple(
           what,
           fc.option(labels.length > 0 ? labelTail(labels) : this.occursTail(profile), { nil: undefined }),
           fc.constantFrom('WHAT', 'what'),
+          extra,
+          fc.boolean(),
         )
-        .map(([w, when, kw]) => `${label}: ${kw}(${w})${when === undefined ? '' : ` WHEN(${when})`}`);
+        .map(([w, when, kw, more, whenFirst]) => {
+          const whenText = when === undefined ? '' : ` WHEN(${when})`;
+          return `${label}: ${kw}(${w})${whenFirst ? whenText + more : more + whenText}`;
+        });
     return fc.oneof(
       fc.tuple(step('A', []), step('B', ['A'])).map((steps) => `CHAIN(xEvent, timestamp, [${steps.join(', ')}])`),
       fc
@@ -801,7 +908,31 @@ export class PqlGenerator {
 
   /** A top-level segment definition. */
   definition(depth = 3): fc.Arbitrary<string> {
-    return this.bool({ where: 'profile', eventVar: false }, depth);
+    const condition = this.bool({ where: 'profile', eventVar: false }, depth);
+    // A whole definition may be an array: it holds when the array is non-empty.
+    // The documented lambda form names the profile.
+    const lambda = fc
+      .tuple(this.bool({ where: 'profile', eventVar: false }, depth - 1), smallInt)
+      .map(([c, k]) => `(P) => P.loyalty.points >= ${k} or P.homeAddress.countryCode = "SE" and ${paren(c)}`);
+    return fc.oneof(
+      { arbitrary: condition, weight: 9 },
+      { arbitrary: this.nonEmpty(depth - 1), weight: 1 },
+      { arbitrary: lambda, weight: 1 },
+    );
+  }
+
+  /** Arrays written where a condition goes (they mean "non-empty"): a filter, a select, a plain array. */
+  nonEmpty(depth: number): fc.Arbitrary<string> {
+    const ev = this.bool({ where: 'event', eventVar: false }, depth);
+    const evVar = this.bool({ where: 'profile', eventVar: true }, depth);
+    return fc.oneof(
+      { arbitrary: ev.map((c) => `xEvent[${c}]`), weight: 2 },
+      { arbitrary: evVar.map((c) => `(select E from xEvent where ${c})`), weight: 1 },
+      {
+        arbitrary: fc.constantFrom('preferences.categories', 'preferences.categories.distinct()', 'xEvent'),
+        weight: 1,
+      },
+    );
   }
 }
 

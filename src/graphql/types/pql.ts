@@ -38,6 +38,11 @@ const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('Pql
       description: 'The problems found (empty when valid).',
       resolve: (v) => v.errors,
     }),
+    type: t.exposeString('type', {
+      nullable: true,
+      description:
+        'Its type: boolean, number, string, datetime, array<T>, … A segment definition must be boolean or an array (non-empty).',
+    }),
     normalized: t.exposeString('normalized', { nullable: true, description: 'Canonical text.' }),
     json: t.field({ type: 'JSON', nullable: true, description: 'The pql/json form.', resolve: (v) => v.json }),
     eligibility: t.field({
@@ -61,7 +66,18 @@ const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('Pql
 const EdgeEvaluationType = builder.objectRef<EdgeEvaluation>('EdgeEvaluation').implement({
   description: 'The outcome of evaluating one profile on demand.',
   fields: (t) => ({
-    qualifies: t.exposeBoolean('qualifies', { nullable: true, description: 'When an expression was given.' }),
+    qualifies: t.exposeBoolean('qualifies', {
+      nullable: true,
+      description:
+        'When an expression was given: whether it holds (true, or a non-empty array); null for other values.',
+    }),
+    value: t.field({
+      type: 'JSON',
+      nullable: true,
+      description:
+        'When an expression was given: its value (a count, a sum, …); datetimes as ISO text, missing as null.',
+      resolve: (v) => v.value ?? null,
+    }),
     audiences: t.field({
       type: [AudienceRef],
       description: 'Qualifying audiences, when audienceIds or no expression was given.',

@@ -48,7 +48,10 @@ const SchemaFieldInput = builder.inputType('SchemaFieldInput', {
   description: 'A field to add to the profile schema (or to re-describe).',
   fields: (t) => ({
     class: t.field({ type: FieldClassEnum, required: true, description: 'Which document it belongs to.' }),
-    path: t.string({ required: true, description: 'New fields go under "_tenant.".' }),
+    path: t.string({
+      required: true,
+      description: 'Its dotted path, e.g. product.price; a built-in path only with its built-in type.',
+    }),
     type: t.string({
       required: true,
       description: 'string, number, boolean, datetime, object, array<T> or map<T>.',

@@ -149,6 +149,10 @@ builder.node(SegmentDefinitionRef, {
       description: 'Why streaming or edge is not possible, one per cause.',
       resolve: (d) => d.eligibility.reasons,
     }),
+    evaluationWarnings: t.exposeStringList('evaluationWarnings', {
+      description:
+        'Why a requested streaming or edge evaluation runs as batch instead, naming the clauses that force batch; empty when nothing was refused.',
+    }),
     referencedFields: t.exposeStringList('referencedFields', {
       description: 'Profile and event fields the expression reads, as paths.',
     }),

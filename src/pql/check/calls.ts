@@ -159,6 +159,10 @@ function checkArgType(
   elem: PqlType,
 ): void {
   if (typeFits(type, param.type, elem)) return;
+  if (param.name === 'condition' && type.kind === 'array') {
+    ctx.nonEmpty.add(arg);
+    return;
+  }
   ctx.fail(
     `argument ${index + 1} (${param.name}) of ${fn}() must be ${specToString(param.type, elem)}, found ${ctx.describe(arg, type)}`,
     arg.loc,

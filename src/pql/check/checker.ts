@@ -10,6 +10,7 @@ import type {
   ArrayLiteralNode,
   BindingNode,
   ExpressionNode,
+  FilterNode,
   IdentifierNode,
   InNode,
   MemberNode,
@@ -18,6 +19,7 @@ import type {
 } from '../language/ast.js';
 import { PqlError } from '../language/errors.js';
 import { parse } from '../language/parser.js';
+import { walk } from '../language/visitor.js';
 import { checkCall, checkMethodCall } from './calls.js';
 import { typeToString } from './catalog.js';
 import {
@@ -43,14 +45,32 @@ import {
   unify,
 } from './context.js';
 import { dependsOnNow, eligibility } from './eligibility.js';
+import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
+import { projectedComparison, projectedSubject } from './projection.js';
 import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
 
 /** Checks an expression of any type. */
 export function check(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
+  return checkTree(ast, source, options, false);
+}
+
+function checkTree(
+  parsed: ExpressionNode,
+  source: string,
+  options: CheckOptions,
+  definition: boolean,
+): CheckedExpression {
   const ctx = new CheckContext(source, options, visit);
   const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
-  const type = ctx.check(ast, { item: root, env: null });
+  let type = ctx.check(parsed, { item: root, env: null });
+  // A whole definition that is an array (`select E from xEvent where …`) holds when it is non-empty.
+  if (definition && type.kind === 'array') {
+    ctx.nonEmpty.add(parsed);
+    type = BOOLEAN;
+  }
+  for (const { why, loc } of ctx.openProjections.values()) ctx.fail(why, loc);
+  const ast = withNonEmptyConditions(parsed, ctx.nonEmpty, ctx.types, ctx.replacements);
   const referencedFields = [...new Set([...ctx.fieldReads.values(), ...ctx.extraFieldReads])].sort();
   const referencedAudiences = [...ctx.referencedAudiences];
   let timeDependent: boolean | undefined;
@@ -71,9 +91,9 @@ export function check(ast: ExpressionNode, source: string, options: CheckOptions
   };
 }
 
-/** Checks a segment definition: like `check`, and the expression must be boolean. */
+/** Checks a segment definition: like `check`, and the expression must be boolean (or an array: non-empty). */
 export function checkDefinition(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
-  const checked = check(ast, source, options);
+  const checked = checkTree(ast, source, options, true);
   if (checked.type.kind !== 'boolean') {
     throw new PqlError(
       'PQL_TYPE_ERROR',
@@ -125,6 +145,15 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
     case 'Member':
       return member(ctx, node, scope);
     case 'MethodCall':
+      if (node.name === 'filter' && node.args.length === 1) {
+        // `a.filter(cond)`, the documentation's spelling of `a[cond]`: the engines run the filter.
+        const filter: FilterNode = { kind: 'Filter', object: node.object, predicate: node.args[0]!, loc: node.loc };
+        ctx.replacements.set(node, filter);
+        const type = ctx.check(filter, scope);
+        const ref = ctx.refs.get(filter);
+        if (ref) ctx.refs.set(node, ref);
+        return type;
+      }
       return checkMethodCall(ctx, node, scope);
     case 'Filter': {
       const arrayType = ctx.check(node.object, scope);
@@ -145,6 +174,8 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       return BOOLEAN;
     case 'Compare': {
       const left = ctx.check(node.left, scope);
+      const projection = ctx.projections.get(node.left);
+      if (projection) return projectedComparison(ctx, node, projection, scope);
       const right = ctx.check(node.right, scope);
       const error = comparisonError(left, right, node.op);
       if (error) {
@@ -162,12 +193,13 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       ctx.expect(node.operand, scope, 'number', 'the operand of unary -');
       return NUMBER;
     case 'In':
-      return inList(ctx, node, scope);
+      return projectedSubject(ctx, node, scope) ?? inList(ctx, node, scope);
     case 'Like':
+      if (projectedSubject(ctx, node, scope)) return BOOLEAN;
       ctx.expect(node.value, scope, 'string', 'the left operand of like');
       return BOOLEAN;
     case 'Occurs':
-      return checkOccurs(ctx, node, scope);
+      return projectedSubject(ctx, node, scope) ?? checkOccurs(ctx, node, scope);
     case 'Quantified':
       return quantified(ctx, node, scope);
     case 'Select': {
@@ -248,11 +280,22 @@ function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
         `${ctx.describe(node.object, objectType)} is a map: read its entries with .get("${node.name}")`,
         nameLoc,
       );
-    case 'array':
-      return ctx.fail(
-        `${ctx.describe(node.object, objectType)} is an array: reach .${node.name} of its items with a filter [...], .exists(...) or an aggregate such as .sum(${node.name})`,
-        nameLoc,
-      );
+    case 'array': {
+      const why = `${ctx.describe(node.object, objectType)} is an array: reach .${node.name} of its items with a filter [...], .exists(...) or an aggregate such as .sum(${node.name})`;
+      const field = objectType.of.kind === 'object' ? ownField(objectType.of, node.name) : undefined;
+      // A path through an array means its items' values (projection.ts); only a comparison gives it a meaning yet.
+      if (!field || field.kind === 'array' || field.kind === 'map') return ctx.fail(why, nameLoc);
+      const inner = ctx.projections.get(node.object);
+      ctx.projections.set(node, {
+        base: inner ? inner.base : node.object,
+        names: inner ? [...inner.names, node.name] : [node.name],
+      });
+      const first = ctx.openProjections.get(node.object);
+      ctx.openProjections.delete(node.object);
+      // The projected values of a scalar field are an array both engines compute; objects only lead on.
+      if (field.kind === 'object') ctx.openProjections.set(node, first ?? { why, loc: nameLoc });
+      return { kind: 'array', of: field };
+    }
     default:
       return ctx.fail(`${ctx.describe(node.object, objectType)} has no fields (looking for .${node.name})`, nameLoc);
   }
@@ -336,7 +379,36 @@ function quantified(ctx: CheckContext, node: QuantifiedNode, scope: Scope): PqlT
     env = binding(ctx, b, scope, env);
   }
   ctx.expect(node.body, { ...scope, env }, 'boolean', `the condition of ${node.quantifier}`);
+  if (readsEarlierBinding(node)) ctx.replacements.set(node, nestedQuantifiers(ctx, node));
   return BOOLEAN;
+}
+
+/** Whether a binding ranges over something an earlier binding names (`I from E.productListItems`). */
+function readsEarlierBinding(node: QuantifiedNode): boolean {
+  const earlier = new Set<string>();
+  return node.bindings.some((b) => {
+    let reads = false;
+    walk(b.source, (n) => {
+      if (n.kind === 'Identifier' && earlier.has(n.name)) reads = true;
+    });
+    earlier.add(b.name);
+    return reads;
+  });
+}
+
+/**
+ * `exists E from s, I from E.items where c` as `exists E from s where (exists I from E.items
+ * where c)` (the same for forall): one quantifier per binding means the same, and lets the SQL
+ * compiler run the outer one as a single pass over the events instead of a per-profile product.
+ */
+function nestedQuantifiers(ctx: CheckContext, node: QuantifiedNode): QuantifiedNode {
+  let body = node.body;
+  for (let i = node.bindings.length - 1; i >= 0; i--) {
+    const level: QuantifiedNode = { ...node, bindings: [node.bindings[i]!], body };
+    ctx.types.set(level, BOOLEAN);
+    body = level;
+  }
+  return body as QuantifiedNode;
 }
 
 function aggregate(ctx: CheckContext, node: AggregateNode, scope: Scope): PqlType {

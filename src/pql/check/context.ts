@@ -42,6 +42,12 @@ export interface Scope {
   whenStep?: number;
 }
 
+/** `base.a.b` where base is an array of objects: the projected values of `a.b` over its items. */
+export interface Projection {
+  base: ExpressionNode;
+  names: string[];
+}
+
 export const STRING: PqlType = { kind: 'string' };
 export const NUMBER: PqlType = { kind: 'number' };
 export const BOOLEAN: PqlType = { kind: 'boolean' };
@@ -117,6 +123,14 @@ export class CheckContext {
   readonly extraFieldReads = new Set<string>();
   readonly audiences = new Map<string, number>();
   readonly referencedAudiences: number[] = [];
+  /** Arrays used where a condition is expected: they mean "non-empty" (non-empty.ts). */
+  readonly nonEmpty = new Set<ExpressionNode>();
+  /** Paths through an array of objects (`xEvent.metrics.x`): the array and the names after it. */
+  readonly projections = new Map<ExpressionNode, Projection>();
+  /** Projections not (yet) used in a form that gives them a meaning, with the error to report. */
+  readonly openProjections = new Map<ExpressionNode, { why: string; loc: Location }>();
+  /** Nodes the engines run in another form (non-empty.ts applies them). */
+  readonly replacements = new Map<ExpressionNode, ExpressionNode>();
 
   constructor(
     readonly source: string,
@@ -129,6 +143,9 @@ export class CheckContext {
   }
 
   fail(message: string, loc: Location): never {
+    // A path through an array that nothing gave a meaning to is the root cause of what follows.
+    const open = this.openProjections.values().next();
+    if (!open.done) throw new PqlError('PQL_TYPE_ERROR', open.value.why, this.source, open.value.loc);
     throw new PqlError('PQL_TYPE_ERROR', message, this.source, loc);
   }
 
@@ -143,6 +160,10 @@ export class CheckContext {
   /** Checks `node` and requires `kind`; the message says what was found. */
   expect(node: ExpressionNode, scope: Scope, kind: PqlType['kind'], what: string): PqlType {
     const t = this.check(node, scope);
+    if (kind === 'boolean' && t.kind === 'array') {
+      this.nonEmpty.add(node);
+      return BOOLEAN;
+    }
     if (!fits(t, kind) || (t.kind === 'null' && kind !== 'null')) {
       this.fail(`${what} must be ${kind}, found ${this.describe(node, t)}`, node.loc);
     }

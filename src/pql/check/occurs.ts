@@ -1,5 +1,5 @@
 /** `occurs` tails and CHAIN: time references, amounts, chain steps and their labels. */
-import type { ChainNode, ExpressionNode, OccursNode, OccursTail } from '../language/ast.js';
+import type { ChainNode, ChainStepNode, ExpressionNode, LogicalNode, OccursNode, OccursTail } from '../language/ast.js';
 import { typeToString } from './catalog.js';
 import {
   BOOLEAN,
@@ -69,10 +69,19 @@ const MAX_CHAIN_STEPS = 16;
  * checked in the scope around the CHAIN, where the labels of earlier steps are datetimes.
  */
 export function checkChain(ctx: CheckContext, node: ChainNode, scope: Scope): PqlType {
-  if (node.steps.length > MAX_CHAIN_STEPS) {
+  const total = node.steps.reduce((n, step) => n + (step.count ?? 1), 0);
+  if (total > MAX_CHAIN_STEPS) {
+    let events = 0;
+    let over = node.steps[0]!;
+    for (const step of node.steps) {
+      events += step.count ?? 1;
+      over = step;
+      if (events > MAX_CHAIN_STEPS) break;
+    }
+    const counted = node.steps.some((step) => step.count !== undefined) ? ' (a step with COUNT(n) counts n times)' : '';
     ctx.fail(
-      `CHAIN has ${node.steps.length} steps; at most ${MAX_CHAIN_STEPS} are allowed (each step nests the compiled SQL one level deeper, and SQLite stops at an expression depth of 1000)`,
-      node.steps[MAX_CHAIN_STEPS]!.loc,
+      `CHAIN has ${total} steps${counted}; at most ${MAX_CHAIN_STEPS} are allowed (each step nests the compiled SQL one level deeper, and SQLite stops at an expression depth of 1000)`,
+      over.loc,
     );
   }
   const sourceType = ctx.check(node.source, scope);
@@ -98,7 +107,39 @@ export function checkChain(ctx: CheckContext, node: ChainNode, scope: Scope): Pq
   });
   node.steps.forEach((step, i) => {
     ctx.expect(step.what, itemScope(scope, item, ref), 'boolean', `WHAT of step ${step.label}`);
+    if (step.where) ctx.expect(step.where, itemScope(scope, item, ref), 'boolean', `WHERE of step ${step.label}`);
     if (step.when) checkTail(ctx, step.when, { ...scope, env: labels, whenStep: i });
   });
+  if (node.steps.some((step) => step.where || step.count !== undefined)) {
+    ctx.replacements.set(node, expandedChain(ctx, node));
+  }
   return BOOLEAN;
+}
+
+/**
+ * The chain both engines run for steps with WHERE or COUNT: `A: WHAT(c) WHERE(d) COUNT(n) WHEN(w)`
+ * is n steps `WHAT(c and d) WHEN(w)`, each event later than the one before, the label naming the
+ * last of them (a later WHEN relative to A counts from A's last event). Earlier copies get labels
+ * no one can write (`A#1`), so nothing refers to them.
+ */
+function expandedChain(ctx: CheckContext, node: ChainNode): ChainNode {
+  const steps: ChainStepNode[] = node.steps.flatMap((step) => {
+    let what = step.what;
+    if (step.where) {
+      const both: LogicalNode = { kind: 'Logical', op: 'and', left: step.what, right: step.where, loc: step.loc };
+      ctx.types.set(both, BOOLEAN);
+      what = both;
+    }
+    const n = step.count ?? 1;
+    return Array.from({ length: n }, (_, k) => ({
+      kind: 'ChainStep' as const,
+      label: k === n - 1 ? step.label : `${step.label}#${k + 1}`,
+      what,
+      when: step.when,
+      loc: step.loc,
+    }));
+  });
+  const expanded: ChainNode = { ...node, steps };
+  ctx.types.set(expanded, BOOLEAN);
+  return expanded;
 }

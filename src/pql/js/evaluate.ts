@@ -115,6 +115,17 @@ function compileExpression(checked: CheckedExpression, trace?: TraceHook): Compi
 
 const truthy = (v: unknown): boolean => v === true;
 
+/** `items.f`: the present values of f, in order (docs/pql-semantics.md, paths through arrays). */
+function projected(items: unknown, read: (obj: unknown) => unknown): unknown {
+  if (!Array.isArray(items)) return undefined;
+  const out: unknown[] = [];
+  for (const item of items) {
+    const v = read(item);
+    if (!isMissing(v)) out.push(v);
+  }
+  return out;
+}
+
 /** Node kinds that read document data, whose datetime-typed values are ISO strings to convert. */
 const READS_DATA = new Set<ExpressionNode['kind']>(['Identifier', 'Member', 'ParentField', 'MethodCall', 'Literal']);
 
@@ -214,6 +225,7 @@ class ClosureCompiler implements Compiler {
       case 'Member': {
         const object = this.compile(node.object, scope);
         const read = fieldReader(node.name);
+        if (this.types.get(node.object)?.kind === 'array') return (ctx) => projected(object(ctx), read);
         return (ctx) => read(object(ctx));
       }
       case 'MethodCall':

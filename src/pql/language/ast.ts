@@ -264,6 +264,10 @@ export interface ChainStepNode {
   kind: 'ChainStep';
   label: string;
   what: ExpressionNode;
+  /** `WHERE(cond)`: a further condition on the step's event (it holds together with WHAT). */
+  where?: ExpressionNode;
+  /** `COUNT(n)`: the step matches n events, each later than the one before (n ≥ 1). */
+  count?: number;
   when: OccursTail | null;
   loc: Location;
 }

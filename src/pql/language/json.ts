@@ -145,7 +145,18 @@ function bindingToJson(binding: BindingNode): PqlJson {
 
 function stepToJson(step: ChainStepNode): PqlJson {
   const params = [str(step.label), toJson(step.what)];
-  return fn('step', ...params, ...(step.when ? [tailToJson(step.when)] : []));
+  if (step.where === undefined && step.count === undefined) {
+    return fn('step', ...params, ...(step.when ? [tailToJson(step.when)] : []));
+  }
+  // WHERE and COUNT follow the WHEN position, which is a Null literal when there is none.
+  const none: PqlJson = { nodeType: 'literal', literalType: 'Null', value: null };
+  return fn(
+    'step',
+    ...params,
+    step.when ? tailToJson(step.when) : none,
+    step.where ? toJson(step.where) : none,
+    step.count !== undefined ? num(step.count) : none,
+  );
 }
 
 function tailToJson(tail: OccursTail): PqlJson {
@@ -375,13 +386,32 @@ class JsonReader {
   }
 
   private step(json: unknown, path: string, depth: number): ChainStepNode {
-    const params = this.special(json, path, ['step'], 2, 3);
+    const params = this.special(json, path, ['step'], 2, 5);
     const at = (i: number) => `${path}.params[${i}]`;
+    const given = (i: number) => {
+      const p = params[i] as { nodeType?: unknown; literalType?: unknown } | undefined;
+      return p !== undefined && !(p.nodeType === 'literal' && p.literalType === 'Null');
+    };
+    let count: number | undefined;
+    if (given(4)) {
+      const c = params[4] as { nodeType?: unknown; literalType?: unknown; value?: unknown };
+      if (
+        c.nodeType !== 'literal' ||
+        c.literalType !== 'Number' ||
+        !Number.isInteger(c.value) ||
+        (c.value as number) < 1
+      ) {
+        throw invalid(at(4), 'expected a Number literal: a whole number of events, at least 1');
+      }
+      count = c.value as number;
+    }
     return {
       kind: 'ChainStep',
       label: this.name(this.stringLiteral(params[0], at(0)), at(0)),
       what: this.expression(params[1], at(1), depth + 1),
-      when: params.length === 3 ? this.tail(params[2], at(2), depth + 1) : null,
+      ...(given(3) ? { where: this.expression(params[3], at(3), depth + 1) } : {}),
+      ...(count === undefined ? {} : { count }),
+      when: given(2) ? this.tail(params[2], at(2), depth + 1) : null,
       loc: loc(),
     };
   }

@@ -84,8 +84,9 @@ export function describeToken(token: Token, source: string): string {
 
 export const PLAIN_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
-// Longest match first: `!=` before `!`, `<=` before `<`.
+// Longest match first: `!=` before `!`, `<=` before `<`, `=>` (a lambda's arrow) before `=`.
 const PUNCTUATORS = [
+  '=>',
   '!=',
   '<=',
   '>=',

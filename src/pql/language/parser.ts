@@ -1,4 +1,13 @@
-import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail } from './ast.js';
+import type {
+  BindingNode,
+  ChainStepNode,
+  ExpressionNode,
+  LetNode,
+  Location,
+  OccursTail,
+  ParameterNode,
+  SelectNode,
+} from './ast.js';
 import { locationAt, PqlError } from './errors.js';
 import { describeToken, isKeyword, isUnitWord, Lexer, type Token, UNIT_WORDS } from './lexer.js';
 import {
@@ -60,13 +69,38 @@ class Parser {
     this.lexer = new Lexer(source);
   }
 
+  /**
+   * document = [ "(" IDENT ")" "=>" ] expression ;
+   * The documented lambda form `(Profile) => Profile.homeAddress…` names the profile: it reads
+   * as `let Profile = ($1) in (…)`.
+   */
   parseDocument(): ExpressionNode {
-    const expression = this.parseExpression();
+    const expression = this.peekLambda() ? this.parseLambda() : this.parseExpression();
     if (this.lexer.token.kind !== 'eof') {
       this.expect('end of expression');
       throw this.unexpected();
     }
     return expression;
+  }
+
+  private peekLambda(): boolean {
+    // Token by token, so a lexical error further on is still reported where the parser reaches it.
+    const punct = (n: number, value: string) => {
+      const token = this.lexer.lookahead(n);
+      return token.kind === 'punct' && token.value === value;
+    };
+    return this.peek('(') && this.isBindableName(this.lexer.lookahead(1)) && punct(2, ')') && punct(3, '=>');
+  }
+
+  private parseLambda(): ExpressionNode {
+    const start = this.lexer.token;
+    this.advance();
+    const paramStart = this.lexer.token;
+    const name = this.parseName();
+    const profile = this.node<ParameterNode>(paramStart, { kind: 'Parameter', position: 1 });
+    this.expectToken(')');
+    this.expectToken('=>');
+    return this.node<LetNode>(start, { kind: 'Let', name, value: profile, body: this.parseExpression() });
   }
 
   /** expression = orExpr ; */
@@ -110,7 +144,8 @@ class Parser {
   }
 
   /**
-   * quantified = ( "exists" | "forall" ) binding { "," binding } ( "where" | ":" ) expression
+   * quantified = ( "exists" | "forall" ) binding { [ ( "where" | ":" ) expression ] "," binding }
+   *              ( "where" | ":" ) expression
    *            | "select" binding "where" expression
    *            | aggregate postfix "over" binding "where" expression ;
    * aggregate  = "sum" | "count" | "average" | "min" | "max" ;
@@ -123,9 +158,27 @@ class Parser {
     let result: ExpressionNode;
     if (isQuantifier(word)) {
       const bindings = [this.parseBinding()];
-      while (this.expectOptionalToken(',')) bindings.push(this.parseBinding());
-      if (!this.expectOptionalKeyword('where')) this.expectToken(':');
-      result = this.node(start, { kind: 'Quantified', quantifier: word, bindings, body: this.parseExpression() });
+      let body: ExpressionNode;
+      for (;;) {
+        if (this.expectOptionalToken(',')) {
+          bindings.push(this.parseBinding());
+          continue;
+        }
+        if (!this.expectOptionalKeyword('where')) this.expectToken(':');
+        body = this.parseExpression();
+        if (!this.peekBinding()) break;
+        // `E from src where c, F from …`: c filters E's items, so E ranges over `select E from src where c`.
+        const filtered = bindings[bindings.length - 1]!;
+        const select = this.node<SelectNode>(filtered.loc, { kind: 'Select', binding: filtered, body });
+        bindings[bindings.length - 1] = this.node<BindingNode>(filtered.loc, {
+          kind: 'Binding',
+          name: filtered.name,
+          source: select,
+        });
+        this.advance();
+        bindings.push(this.parseBinding());
+      }
+      result = this.node(start, { kind: 'Quantified', quantifier: word, bindings, body });
     } else if (word === 'select') {
       const binding = this.parseBinding();
       this.expectKeyword('where');
@@ -389,7 +442,11 @@ class Parser {
     return this.node(start, { kind: 'Chain', source, timeField, steps });
   }
 
-  /** step = IDENT ":" "WHAT" "(" expression ")" [ "WHEN" "(" occursTail ")" ] ; */
+  /**
+   * step = IDENT ":" "WHAT" "(" expression ")"
+   *        { "WHERE" "(" expression ")" | "COUNT" "(" NUMBER ")" | "WHEN" "(" occursTail ")" } ;
+   * (each of WHERE, COUNT and WHEN at most once, in any order)
+   */
   parseChainStep(): ChainStepNode {
     const start = this.lexer.token;
     const label = this.parseName();
@@ -397,12 +454,35 @@ class Parser {
     this.expectKeyword('what', 'WHAT');
     const what = this.parseParenthesized();
     let when: OccursTail | null = null;
-    if (this.expectOptionalKeyword('when', 'WHEN')) {
-      this.expectToken('(');
-      when = this.parseOccursTail();
-      this.expectToken(')');
+    let where: ExpressionNode | undefined;
+    let count: number | undefined;
+    for (;;) {
+      if (when === null && this.expectOptionalKeyword('when', 'WHEN')) {
+        this.expectToken('(');
+        when = this.parseOccursTail();
+        this.expectToken(')');
+      } else if (where === undefined && this.expectOptionalKeyword('where', 'WHERE')) {
+        where = this.parseParenthesized();
+      } else if (count === undefined && this.expectOptionalKeyword('count', 'COUNT')) {
+        this.expectToken('(');
+        const n = this.lexer.token;
+        if (n.kind !== 'number' || !Number.isInteger(Number(n.value)) || Number(n.value) < 1) {
+          this.expect('a whole number of events, at least 1');
+          throw this.unexpected();
+        }
+        this.advance();
+        count = Number(n.value);
+        this.expectToken(')');
+      } else break;
     }
-    return this.node(start, { kind: 'ChainStep', label, what, when });
+    return this.node(start, {
+      kind: 'ChainStep',
+      label,
+      what,
+      ...(where === undefined ? {} : { where }),
+      ...(count === undefined ? {} : { count }),
+      when,
+    });
   }
 
   /**
@@ -518,6 +598,18 @@ class Parser {
       next.kind === 'string' ||
       next.kind === 'number' ||
       (next.kind === 'punct' && (next.value === '$' || next.value === '^'))
+    );
+  }
+
+  /** Whether `, IDENT from` follows: another binding, not the next argument of an enclosing call. */
+  private peekBinding(): boolean {
+    const from = this.lexer.lookahead(2);
+    return (
+      this.peek(',') &&
+      this.isBindableName(this.lexer.lookahead()) &&
+      from.kind === 'name' &&
+      !from.quoted &&
+      from.value.toLowerCase() === 'from'
     );
   }
 

@@ -103,7 +103,7 @@ function printBare(node: ExpressionNode, last: boolean): string {
     case 'Occurs':
       return `${printOperand(node.subject)} occurs ${printTail(node.tail)}`;
     case 'Quantified':
-      return `${node.quantifier} ${node.bindings.map(printBinding).join(', ')} where ${printExpression(node.body, 0, true)}`;
+      return `${node.quantifier} ${node.bindings.map((b, i) => (i < node.bindings.length - 1 ? printFilteredBinding(b) : printBinding(b))).join(', ')} where ${printExpression(node.body, 0, true)}`;
     case 'Select':
       return `select ${printBinding(node.binding)} where ${printExpression(node.body, 0, true)}`;
     case 'Aggregate':
@@ -132,9 +132,18 @@ function printBinding(binding: BindingNode): string {
   return `${printName(binding.name)} from ${printPostfix(binding.source)}`;
 }
 
+/** A binding before another, whose source filters its own variable, in the documented form `E from src where (c)`. */
+function printFilteredBinding(binding: BindingNode): string {
+  const { source } = binding;
+  if (source.kind !== 'Select' || source.binding.name !== binding.name) return printBinding(binding);
+  return `${printBinding(source.binding)} where (${printExpression(source.body, 0, true)})`;
+}
+
 function printStep(step: ChainStepNode): string {
-  const what = `${printName(step.label)}: WHAT(${printExpression(step.what, 0, true)})`;
-  return step.when ? `${what} WHEN(${printTail(step.when)})` : what;
+  let text = `${printName(step.label)}: WHAT(${printExpression(step.what, 0, true)})`;
+  if (step.where) text += ` WHERE(${printExpression(step.where, 0, true)})`;
+  if (step.count !== undefined) text += ` COUNT(${step.count})`;
+  return step.when ? `${text} WHEN(${printTail(step.when)})` : text;
 }
 
 /** The part after `occurs` (also inside `WHEN(...)`); plural unit words when the amount is not 1. */

@@ -60,7 +60,14 @@ export function children(node: ExpressionNode): ExpressionNode[] {
     case 'Let':
       return [node.value, node.body];
     case 'Chain':
-      return [node.source, ...node.steps.flatMap((step) => [step.what, ...(step.when ? tailChildren(step.when) : [])])];
+      return [
+        node.source,
+        ...node.steps.flatMap((step) => [
+          step.what,
+          ...(step.where ? [step.where] : []),
+          ...(step.when ? tailChildren(step.when) : []),
+        ]),
+      ];
   }
 }
 

@@ -283,6 +283,34 @@ function itemColumns(c: CollectionValue): Sql {
     : raw(`${a}.key AS key, ${a}.value AS value`);
 }
 
+/**
+ * The present values at `path` in the items of `c`, in `c`'s order: a derived table of
+ * (value, rk) read like an array of scalars. Datetimes as ISO text, as documents hold them.
+ */
+export function projectedValues(
+  ctx: CompileContext,
+  c: CollectionValue,
+  path: readonly string[],
+  type: PqlType,
+): CollectionValue {
+  const itemType = type.kind === 'array' ? type.of : ANY_TYPE;
+  let v = readScalar(c.item, path, itemType);
+  if (itemType.kind === 'datetime') v = asIso(v);
+  const value = v.stored ?? valueSql(v);
+  const d = ctx.alias('d');
+  const select = sql`SELECT ${value} AS value, row_number() OVER (ORDER BY ${joinComma(c.order)}) AS rk ${fromWhere(c, [sql`${value} IS NOT NULL`])}`;
+  return {
+    kind: 'collection',
+    type,
+    itemType,
+    from: sql`(${select}) AS ${raw(d)}`,
+    where: [],
+    item: { kind: 'json', alias: d },
+    order: [raw(`${d}.rk`)],
+    present: c.present,
+  };
+}
+
 function derived(ctx: CompileContext, c: CollectionValue, select: Sql): CollectionValue {
   const d = ctx.alias('d');
   return {

@@ -26,6 +26,7 @@ import type {
   ExpressionNode,
   InNode,
   LogicalNode,
+  MemberNode,
   MethodCallNode,
   TimeWord,
 } from '../language/ast.js';
@@ -51,6 +52,7 @@ import {
   compileSelect,
   isCollectionMethod,
   itemEquals,
+  projectedValues,
 } from './collections.js';
 import {
   asMs,
@@ -71,6 +73,7 @@ import { compileLike, compileStringMethod, literalString } from './strings.js';
 import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './time.js';
 import {
   asCondition,
+  type CollectionValue,
   type CompiledValue,
   conditionSql,
   constantPredicate,
@@ -204,6 +207,7 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
       return fieldValue(ctx, item, [node.name], ctx.typeOf(node));
     }
     case 'Member': {
+      if (ctx.typeOf(node.object).kind === 'array') return projection(ctx, node, env);
       const object = ctx.compile(node.object, env);
       if (object.kind !== 'object') throw new Error(`PQL to SQL: .${node.name} on a non-object`);
       return fieldValue(ctx, object.item, [...object.path, node.name], ctx.typeOf(node), object.wrap);
@@ -256,6 +260,17 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
 
 // ---------------------------------------------------------------------------------------------
 // values
+
+/** `a.f.g` through an array of objects: the present values of f.g over a's items. */
+function projection(ctx: CompileContext, node: MemberNode, env: Env): CollectionValue {
+  const names = [node.name];
+  let base: ExpressionNode = node.object;
+  while (base.kind === 'Member' && ctx.typeOf(base.object).kind === 'array') {
+    names.unshift(base.name);
+    base = base.object;
+  }
+  return projectedValues(ctx, ctx.collection(base, env), names, ctx.typeOf(node));
+}
 
 function timeWord(ctx: CompileContext, word: TimeWord): ScalarValue {
   const today = dayStart(ctx.now);

@@ -1,0 +1,1 @@
+ALTER TABLE `segment_definitions` ADD `evaluation_warnings` text DEFAULT '[]' NOT NULL;
