@@ -75,4 +75,50 @@ describe('EXPORT schedules', () => {
       });
     }
   });
+
+  it('records FAILED_TO_START with the reason when a run cannot start (its dataset was deleted)', async () => {
+    const audience = ok(
+      await server.gql('mutation { createAudience(input: { name: "export target gone" }) { id } }'),
+    ).createAudience;
+    // A first export makes the dataset the schedule then names by id.
+    const made = ok(
+      await server.gql(
+        `mutation($i: CreateExportJobInput!) { createExportJob(input: $i) { id destination { dataset { id } } } }`,
+        { i: { audiences: [{ audienceId: audience.id }], destination: { datasetName: 'soon-gone', format: 'CSV' } } },
+      ),
+    ).createExportJob;
+    const datasetId = made.destination.dataset.id;
+    for (;;) {
+      const job = ok(await server.gql(EXPORT_JOB, { id: made.id })).exportJob;
+      if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const schedule = ok(
+      await server.gql('mutation($i: CreateScheduleInput!) { createSchedule(input: $i) { id } }', {
+        i: {
+          name: 'export into a dataset that goes away',
+          type: 'EXPORT',
+          properties: { audiences: [{ audienceId: audience.id }], destination: { datasetId, format: 'CSV' } },
+          cron: '*/1 * * * * *',
+        },
+      }),
+    ).createSchedule;
+    ok(await server.gql('mutation($id: ID!) { deleteDataset(id: $id) }', { id: datasetId }));
+
+    let failed: any[] = [];
+    const deadline = Date.now() + 20_000;
+    while (failed.length === 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 200));
+      const ticks = ok(await server.gql(TICKS, { id: schedule.id })).schedule.ticks.edges.map((e: any) => e.node);
+      failed = ticks.filter((t: any) => t.outcome === 'FAILED_TO_START');
+    }
+    ok(
+      await server.gql('mutation($id: ID!) { updateSchedule(id: $id, input: { state: INACTIVE }) { state } }', {
+        id: schedule.id,
+      }),
+    );
+    expect(failed.length).toBeGreaterThanOrEqual(1);
+    expect(failed[0].job).toBeNull();
+    expect(failed[0].reason).toMatch(/Dataset/);
+  });
 });
