@@ -404,7 +404,7 @@ export const apiKeySandboxes = sqliteTable(
 
 /**
  * What the full-text index holds: one row per audience, definition and schema field, written only
- * by the triggers of drizzle/0010 in the same transaction as the row it describes. The FTS5 table
+ * by the triggers of drizzle/0011 in the same transaction as the row it describes. The FTS5 table
  * `search_index` (external content) indexes these columns; ids are never reused, so a changed
  * document gets a new id and readers can tell new content from old.
  */

@@ -1,5 +1,5 @@
 /**
- * Segment search (docs/api.md "Search"): ranked hits over the FTS5 index of drizzle/0010,
+ * Segment search (docs/api.md "Search"): ranked hits over the FTS5 index of drizzle/0011,
  * always inside one sandbox. Hits whose name alone satisfies the query come first, then bm25
  * (name weighted highest); ties by document id, so a page order is stable.
  */
