@@ -11,12 +11,10 @@ import { ok, startTestServer, type TestServer } from './harness.js';
 const PAGES = {
   streaming:
     'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/methods/streaming-segmentation',
-  quantifiers:
-    'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/logical-quantifiers.md',
-  arrays: 'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/array-functions.md',
-  aggregation:
-    'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/aggregation-functions.md',
-  overview: 'https://github.com/AdobeDocs/experience-platform.en/blob/main/help/segmentation/pql/overview.md',
+  quantifiers: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/logical-quantifiers',
+  arrays: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/array-functions',
+  aggregation: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/aggregation-functions',
+  overview: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/overview',
   definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
 };
 
