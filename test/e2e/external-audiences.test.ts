@@ -246,3 +246,25 @@ describe('external audiences', () => {
     expect(byName.id).toBe(ext.id);
   });
 });
+
+describe('external audiences in segment search', () => {
+  it('finds an external audience by its externalId, in its own namespace, and follows a new one', async () => {
+    const made = await createAudience('Search me', { externalId: 'ext-7f3a-lookup' });
+    const HITS = `query($ns: String!, $q: String!) { searchEntities(namespace: $ns, query: $q) {
+      edges { node { matchedFields entity { ... on Audience { id } } } } } }`;
+    const hits = ok(await server.gql(HITS, { ns: 'crm', q: 'external_id:"ext-7f3a-lookup"' })).searchEntities.edges;
+    expect(hits.map((e: any) => e.node.entity.id)).toEqual([made.audience.id]);
+    expect(hits[0].node.matchedFields).toContain('EXTERNAL_ID');
+    ok(
+      await server.gql(
+        'mutation($id: ID!) { updateExternalAudience(id: $id, input: { externalId: "ext-renamed" }) { externalId } }',
+        { id: made.id },
+      ),
+    );
+    expect(ok(await server.gql(HITS, { ns: 'crm', q: 'external_id:"ext-7f3a-lookup"' })).searchEntities.edges).toEqual(
+      [],
+    );
+    const renamed = ok(await server.gql(HITS, { ns: 'crm', q: 'external_id:"ext-renamed"' })).searchEntities.edges;
+    expect(renamed.map((e: any) => e.node.entity.id)).toEqual([made.audience.id]);
+  });
+});
