@@ -56,13 +56,17 @@ export class IngestService {
     );
   }
 
-  /** External audience rows that named an identity before its profile arrived: members now. */
+  /**
+   * External audience rows that named an identity before its profile arrived: members now,
+   * published with the streaming changes once the ingest commits.
+   */
   private readonly onIdentitiesAdded = (
     sandboxId: number,
     added: { namespace: string; value: string; profileId: number }[],
     now: number,
   ) => {
-    resolvePendingMembers(this.deps.conn, sandboxId, added, now);
+    const changes = resolvePendingMembers(this.deps.conn, sandboxId, added, now);
+    return changes.length > 0 ? () => this.deps.streaming.publish(changes) : undefined;
   };
 
   private counted(kind: IngestKind, result: IngestResult): IngestResult {

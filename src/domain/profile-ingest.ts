@@ -60,7 +60,7 @@ export type IdentitiesAddedHook = (
   sandboxId: number,
   added: { namespace: string; value: string; profileId: number }[],
   now: number,
-) => void;
+) => (() => void) | undefined;
 
 interface IngestOptions {
   limits?: IngestLimits;
@@ -267,8 +267,12 @@ export function ingestProfiles(
         result.profileIds.push(profileId);
       }
       // A profile that arrives after a list named it joins before the streaming step sees it.
-      options.onIdentitiesAdded?.(sandboxId, added, now);
-      after.commit = options.onProfilesChanged?.(sandboxId, [...changed], now);
+      const joined = options.onIdentitiesAdded?.(sandboxId, added, now);
+      const streamed = options.onProfilesChanged?.(sandboxId, [...changed], now);
+      after.commit = () => {
+        joined?.();
+        streamed?.();
+      };
     })
     .immediate();
   after.commit?.();
@@ -366,8 +370,12 @@ export function ingestEvents(
         result.profileIds.push(profileId);
       }
       for (const id of touched) s.touchProfile.run(now, id, now);
-      options.onIdentitiesAdded?.(sandboxId, added, now);
-      after.commit = options.onProfilesChanged?.(sandboxId, [...touched], now);
+      const joined = options.onIdentitiesAdded?.(sandboxId, added, now);
+      const streamed = options.onProfilesChanged?.(sandboxId, [...touched], now);
+      after.commit = () => {
+        joined?.();
+        streamed?.();
+      };
     })
     .immediate();
   after.commit?.();

@@ -197,7 +197,8 @@ export class StreamingSegmentation {
     }
   }
 
-  private publish(changes: readonly MembershipChange[]): void {
+  /** Publishes committed membership changes on their sandbox's topic (audienceMembershipChanged). */
+  publish(changes: readonly MembershipChange[]): void {
     for (const change of changes) this.deps.bus.publish(topics.memberships(change.sandboxId), change);
   }
 }

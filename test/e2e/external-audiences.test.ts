@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { ok, readSse, startTestServer, type TestServer } from './harness.js';
 import { RUN, START_INGESTION, uploadList } from './upload.js';
 
 let server: TestServer;
@@ -215,7 +215,23 @@ describe('external audiences', () => {
     const run = await waitForRun(res.startExternalAudienceIngestion.id);
     expect(run).toMatchObject({ status: 'SUCCEEDED', recordsImported: 1, recordsMatched: 0 });
     expect((await members(ext.audience.id)).size).toBe(0);
+    // A subscriber on the audience hears of the new member once the ingest commits.
+    const stream = await fetch(server.url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      body: JSON.stringify({
+        query: 'subscription($a: ID) { audienceMembershipChanged(audienceId: $a) { to cause audience { id } } }',
+        variables: { a: ext.audience.id },
+      }),
+    });
+    const heard = readSse(stream, 1);
+    await new Promise((r) => setTimeout(r, 100));
     await ingestProfiles(['late@x.com']);
+    expect((await heard)[0].data.audienceMembershipChanged).toEqual({
+      to: 'REALIZED',
+      cause: 'IMPORT',
+      audience: { id: ext.audience.id },
+    });
     const m = await members(ext.audience.id);
     expect(m.size).toBe(1);
     expect(m.byEmail.get('late@x.com')).toEqual({
