@@ -1,11 +1,23 @@
 /**
  * `npm run bench -- explain [--events 1000] [--runs 2000] [--warmup 200]`
  *
+ * Also `audienceOverlap` of 10 audiences of `--overlap-members` (default 100,000) members each
+ * over 200,000 profiles, from stored memberships (target ≤ 500 ms), checked against a set
+ * computation.
+ *
  * explain() for one profile with `--events` events and a definition of ten clauses (attributes,
  * strings, event counts in windows, a sum, exists, CHAIN, inSegment): the p99 and median of one
  * explanation (target: p99 ≤ 5 ms at 1,000 events), beside `evaluate` on the same input, whose
  * closures explain instruments. A verdict that differs between the two makes the exit code 1.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { databaseFile } from '../src/config.js';
+import { openDatabase } from '../src/db/index.js';
+import { insertAudience } from '../src/domain/audiences.js';
+import { audienceOverlap } from '../src/domain/overlap.js';
+import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js';
 import { checkDefinition } from '../src/pql/check/checker.js';
 import type { EventRecord, ProfileDocument } from '../src/pql/check/types.js';
@@ -97,5 +109,63 @@ export function run(argv: string[]): number {
     `bench ${NAME} verdict=${verdict} target p99 <= 5 ms: ${p99 <= 5 ? 'met' : 'MISSED'} (${formatValue(p99)} ms)`,
   );
   if (mismatch) console.log(`bench ${NAME} MISMATCH explain and evaluate disagree`);
-  return mismatch ? 1 : 0;
+  const overlapFailed = overlapBench(intArg(args, 'overlap-members', 100_000));
+  return mismatch || overlapFailed ? 1 : 0;
+}
+
+/** Audience k holds the profiles whose (id * 7919 + k * 104729) mod 200,000 falls below `members`. */
+function isMember(profileId: number, k: number, members: number): boolean {
+  return (profileId * 7919 + k * 104_729) % 200_000 < members;
+}
+
+function overlapBench(members: number): boolean {
+  const dataDir = mkdtempSync(join(tmpdir(), 'segql-bench-overlap-'));
+  try {
+    const conn = openDatabase(databaseFile(dataDir));
+    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const now = Date.now();
+    const ids: number[] = [];
+    conn.sqlite
+      .transaction(() => {
+        const insert = conn.sqlite.prepare(
+          "INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at) VALUES (?, ?, ?, 'EXISTING', ?, ?)",
+        );
+        for (let k = 0; k < 10; k++) {
+          const id = insertAudience(conn, sandboxId, { name: `overlap ${k}`, origin: 'MANUAL' }, now).id;
+          ids.push(id);
+          for (let p = 1; p <= 200_000; p++) if (isMember(p, k, members)) insert.run(sandboxId, id, p, now, now);
+        }
+      })
+      .immediate();
+    const times: number[] = [];
+    let result = audienceOverlap(conn, sandboxId, ids);
+    for (let r = 0; r < 5; r++) {
+      const t0 = performance.now();
+      result = audienceOverlap(conn, sandboxId, ids);
+      times.push(performance.now() - t0);
+    }
+    const stats = statsOf(times);
+    report(NAME, 'overlap_10_audiences_ms', stats.median, 'ms', stats);
+    // Two pairs checked against a set computation.
+    let wrong = false;
+    for (const [a, b] of [
+      [0, 1],
+      [3, 8],
+    ] as const) {
+      let expected = 0;
+      for (let p = 1; p <= 200_000; p++) if (isMember(p, a, members) && isMember(p, b, members)) expected++;
+      const got = result.pairs.find((x) => x.a === ids[a] && x.b === ids[b])?.intersection;
+      if (got !== expected) {
+        console.log(`bench ${NAME} MISMATCH overlap of ${a} and ${b}: ${got} != ${expected}`);
+        wrong = true;
+      }
+    }
+    console.log(
+      `bench ${NAME} overlap target <= 500 ms: ${stats.median <= 500 ? 'met' : 'MISSED'} (${formatValue(stats.median)} ms, ${members} members each)`,
+    );
+    conn.close();
+    return wrong;
+  } finally {
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 }
