@@ -70,17 +70,7 @@ export function evaluateValue(checked: CheckedExpression, profile: ProfileDocume
     compiled = compileExpression(checked);
     compiledCache.set(checked, compiled);
   }
-  const scope = new Array<unknown>(compiled.scopeSize);
-  scope[0] = profile.attributes;
-  const ctx: Ctx = {
-    profile,
-    now: options.now,
-    today: dayStart(options.now),
-    scope,
-    env: new Array<unknown>(compiled.envSize),
-    events: undefined,
-  };
-  return compiled.fn(ctx);
+  return run(compiled, profile, options);
 }
 
 /**
@@ -94,6 +84,11 @@ export function evaluateTraced(
   trace: TraceHook,
 ): unknown {
   const compiled = compileExpression(checked, trace);
+  return run(compiled, profile, options);
+}
+
+/** Runs a compiled expression for one profile: a fresh scope and environment per run. */
+function run(compiled: Compiled, profile: ProfileDocument, options: EvaluateOptions): unknown {
   const scope = new Array<unknown>(compiled.scopeSize);
   scope[0] = profile.attributes;
   const ctx: Ctx = {
