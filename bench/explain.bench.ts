@@ -22,7 +22,7 @@ import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js
 import { checkDefinition } from '../src/pql/check/checker.js';
 import type { EventRecord, ProfileDocument } from '../src/pql/check/types.js';
 import { evaluate, explain, parse } from '../src/pql/index.js';
-import { formatValue, intArg, parseArgs, report, statsOf } from './lib.js';
+import { formatValue, intArg, parseArgs, report, sampleTimes, statsOf } from './lib.js';
 
 const NAME = 'explain';
 
@@ -84,16 +84,7 @@ export function run(argv: string[]): number {
   });
   const doc = profile(events, now);
   const verdict = evaluate(checked, doc, { now });
-  const time = (fn: () => unknown) => {
-    for (let i = 0; i < warmup; i++) fn();
-    const times: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const start = performance.now();
-      fn();
-      times.push(performance.now() - start);
-    }
-    return times;
-  };
+  const time = (fn: () => unknown) => sampleTimes(fn, { runs, warmup });
   let mismatch = false;
   const explainTimes = time(() => {
     if (explain(checked, doc, { now }).qualifies !== verdict) mismatch = true;

@@ -40,7 +40,7 @@ export function statsOf(values: readonly number[]): Stats {
 }
 
 /** Milliseconds of each of `runs` calls of `fn`, after `warmup` untimed calls (JIT, page cache). */
-export function measure(fn: () => unknown, { runs, warmup }: MeasureOptions): Stats {
+export function sampleTimes(fn: () => unknown, { runs, warmup }: MeasureOptions): number[] {
   for (let i = 0; i < warmup; i++) fn();
   const times: number[] = [];
   for (let i = 0; i < runs; i++) {
@@ -48,7 +48,12 @@ export function measure(fn: () => unknown, { runs, warmup }: MeasureOptions): St
     fn();
     times.push(performance.now() - start);
   }
-  return statsOf(times);
+  return times;
+}
+
+/** The statistics of `sampleTimes`. */
+export function measure(fn: () => unknown, options: MeasureOptions): Stats {
+  return statsOf(sampleTimes(fn, options));
 }
 
 /** `measure` for asynchronous work (servers, subscriptions). */

@@ -274,3 +274,45 @@ export function profileIdRange(conn: Connection, sandboxId: number): ProfileIdRa
     .get();
   return { lo: lo?.v ?? null, hi: hi?.v ?? null, count: countProfiles(conn, sandboxId) };
 }
+
+/** The first index of `sorted` whose id is above `key` (`strict`) or at least `key`. */
+function searchIds(sorted: ArrayLike<number>, key: number, strict: boolean): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (strict ? sorted[mid]! <= key : sorted[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * A page of profiles out of a sorted list of their ids (a preview's results, a dry run's
+ * samples), in id order with the id as cursor. A profile deleted since the list was made drops
+ * out of the page.
+ */
+export function profilePageOfIds(
+  conn: Connection,
+  sandboxId: number,
+  sortedIds: ArrayLike<number>,
+  args: PageArgs,
+  totalCount: () => number,
+): Page<Profile> & { totalCount: () => number } {
+  const query = pageQuery(args);
+  const from = query.after ? searchIds(sortedIds, Number(query.after[0]), true) : 0;
+  const to = query.before ? searchIds(sortedIds, Number(query.before[0]), false) : sortedIds.length;
+  // Rows in query direction with one extra (query.fetch), as toPage expects; only those are read.
+  const take = Math.min(Math.max(0, to - from), query.fetch);
+  const rows =
+    query.direction === 'forward'
+      ? Array.from({ length: take }, (_, i) => sortedIds[from + i]!)
+      : Array.from({ length: take }, (_, i) => sortedIds[to - 1 - i]!);
+  const page = toPage(rows, query, (id) => [id]);
+  const found = profilesByIds(conn, sandboxId, page.items);
+  return {
+    ...page,
+    items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
+    totalCount,
+  };
+}

@@ -11,8 +11,8 @@ import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import type { JobOf } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
-import { type Profile, profilesByIds } from '../profiles.js';
+import type { Page, PageArgs } from '../paging.js';
+import { type Profile, profilePageOfIds } from '../profiles.js';
 import type {
   DefinitionChangePlan,
   DefinitionChangeProgress,
@@ -111,16 +111,5 @@ export function listChangeSample(
   args: PageArgs,
 ): Page<Profile> & { totalCount: () => number } {
   const ids = (side === 'join' ? job.result?.joinSample : job.result?.leaveSample) ?? [];
-  const query = pageQuery(args);
-  const after = query.after ? Number(query.after[0]) : Number.NEGATIVE_INFINITY;
-  const before = query.before ? Number(query.before[0]) : Number.POSITIVE_INFINITY;
-  const window = ids.filter((id) => id > after && id < before);
-  const rows = query.direction === 'forward' ? window.slice(0, query.fetch) : window.slice(-query.fetch).reverse();
-  const page = toPage(rows, query, (id) => [id]);
-  const found = profilesByIds(conn, sandboxId, page.items);
-  return {
-    ...page,
-    items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
-    totalCount: () => ids.length,
-  };
+  return profilePageOfIds(conn, sandboxId, ids, args, () => ids.length);
 }

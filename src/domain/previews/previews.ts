@@ -8,8 +8,8 @@ import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
-import { countProfiles, type Profile, profilesByIds } from '../profiles.js';
+import type { Page, PageArgs } from '../paging.js';
+import { countProfiles, type Profile, profilePageOfIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
 import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
 
@@ -143,7 +143,6 @@ export function listPreviewResults(
   args: PageArgs,
 ): Page<Profile> & { totalCount: () => number } {
   const { conn } = app;
-  const query = pageQuery(args);
   const row = conn.db
     .select({ profileIds: previewResults.profileIds, count: previewResults.count })
     .from(previewResults)
@@ -151,40 +150,7 @@ export function listPreviewResults(
     .get();
   // Copied into a fresh buffer: a blob's bytes need not sit at an 8-byte-aligned offset.
   const all = row ? new Float64Array(new Uint8Array(row.profileIds).buffer) : new Float64Array(0);
-  // First index with id > key (sorted ascending), by binary search.
-  const upper = (key: number) => {
-    let lo = 0;
-    let hi = all.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (all[mid]! <= key) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-  const lowerOf = (key: number) => {
-    let lo = 0;
-    let hi = all.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (all[mid]! < key) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  };
-  const from = query.after ? upper(Number(query.after[0])) : 0;
-  const to = query.before ? lowerOf(Number(query.before[0])) : all.length;
-  const window = Array.from(all.subarray(from, Math.max(from, to)));
-  // Rows in query direction with one extra, as toPage expects.
-  const rows = query.direction === 'forward' ? window.slice(0, query.fetch) : window.slice(-query.fetch).reverse();
-  const page = toPage(rows, query, (id) => [id]);
-  const found = profilesByIds(conn, sandboxId, page.items);
-  return {
-    ...page,
-    // A profile deleted since the preview ran drops out of its results.
-    items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),
-    totalCount: () => row?.count ?? 0,
-  };
+  return profilePageOfIds(conn, sandboxId, all, args, () => row?.count ?? 0);
 }
 
 /** The latest preview of a definition, if any. */
