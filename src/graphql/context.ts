@@ -76,11 +76,26 @@ export function createLoaders(conn: Connection, sandboxId: number) {
 
 export type Loaders = ReturnType<typeof createLoaders>;
 
+const loadersPerEvent = new WeakMap<object, Map<number, Loaders>>();
+
 /**
  * A subscription's context lives as long as the subscription: each event gets new loaders, so
  * it shows the data as of that event and a long subscription does not keep every row it ever
- * loaded (a thousand subscribers held hundreds of MB that way: the subs bench).
+ * loaded (a thousand subscribers held hundreds of MB that way: the subs bench). The loaders
+ * belong to the event: every subscriber of the sandbox that gets the same published event
+ * shares them, so a thousand subscribers resolving one change cost one batch of statements,
+ * not a thousand (what they may see is decided per field by the scopes, not by the loaders).
  */
-export function renewLoaders(ctx: Context): void {
-  ctx.loaders = createLoaders(ctx.conn, ctx.sandbox.id);
+export function renewLoaders(ctx: Context, event: object): void {
+  let perSandbox = loadersPerEvent.get(event);
+  if (!perSandbox) {
+    perSandbox = new Map();
+    loadersPerEvent.set(event, perSandbox);
+  }
+  let loaders = perSandbox.get(ctx.sandbox.id);
+  if (!loaders) {
+    loaders = createLoaders(ctx.conn, ctx.sandbox.id);
+    perSandbox.set(ctx.sandbox.id, loaders);
+  }
+  ctx.loaders = loaders;
 }

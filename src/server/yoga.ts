@@ -18,6 +18,7 @@ import { endRevokedSubscriptions } from '../graphql/revocation.js';
 import { activeSubscriptions, type Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
+import { compiledExecution } from './jit.js';
 import { streamedUploads } from './multipart-uploads.js';
 
 type ServerContextExtras = { metrics: Metrics };
@@ -81,6 +82,9 @@ export function createSegqlYoga(deps: {
       // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
       useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
       useDeferStream(),
+      compiledExecution((errors) =>
+        log.warn({ errors }, 'graphql-jit could not compile; using the reference executor'),
+      ),
       streamedUploads({ dataDir: app.dataDir, maxBytes: limits.maxUploadBytes, maxFieldBytes: limits.maxBodyBytes }),
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {

@@ -116,7 +116,7 @@ async function* jobStates<K extends TypedJobKind>(
       if (job.updatedAt < last.updatedAt || (job.updatedAt === last.updatedAt && job.progressDone < last.progressDone))
         continue;
       last = job;
-      renewLoaders(ctx);
+      renewLoaders(ctx, job);
       yield job;
       if (isTerminal(job.status)) return;
     }
@@ -138,7 +138,7 @@ builder.subscriptionField('jobEvents', (t) =>
           try {
             for await (const { payload: job } of updates) {
               if (kinds && !kinds.includes(job.kind)) continue;
-              renewLoaders(ctx);
+              renewLoaders(ctx, job);
               yield job;
             }
           } finally {

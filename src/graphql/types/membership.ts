@@ -155,7 +155,7 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
       }
       const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
       return endWith(
-        membershipChanges(changes, audienceId, () => renewLoaders(ctx)),
+        membershipChanges(changes, audienceId, (change) => renewLoaders(ctx, change)),
         changes,
       );
     },
@@ -170,14 +170,14 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
 async function* membershipChanges(
   changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
   audienceId: number | undefined,
-  beforeEach: () => void,
+  beforeEach: (change: MembershipChange) => void,
 ): AsyncGenerator<DeliveredChange> {
   let lost = 0;
   try {
     for await (const { payload: change, lagged } of changes) {
       lost += lagged;
       if (audienceId !== undefined && change.audienceId !== audienceId) continue;
-      beforeEach();
+      beforeEach(change);
       yield { ...change, lagged: lost };
       lost = 0;
     }
