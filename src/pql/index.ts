@@ -25,5 +25,6 @@ export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.
 export { fromJson, type PqlJson, toJson } from './language/json.js';
 export { parse } from './language/parser.js';
 export { print } from './language/printer.js';
+export type { DialectName } from './sql/dialect.js';
 export { registerPqlFunctions } from './sql/sql-functions.js';
 export { compilePredicate, compileToSql, type IdCondition, type SqlStatement } from './sql/to-sql.js';

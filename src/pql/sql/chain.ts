@@ -26,7 +26,8 @@ import {
   withScope,
   withVar,
 } from './context.js';
-import { existsSql, param, type Sql, sql } from './fragment.js';
+import { dialect, existsSql } from './dialect.js';
+import { param, type Sql, sql } from './fragment.js';
 import { compileOccurs, fixedOffsets } from './time.js';
 import {
   asCondition,
@@ -91,7 +92,8 @@ export function compileChain(ctx: CompileContext, node: ChainNode, env: Env): Sc
     if (time.nullable) conds.push(sql`${valueSql(time)} IS NOT NULL`);
     if (i + 1 < n) {
       const [t, later] = unifyDatetimes(time, times[i + 1]!);
-      conds.push(sql`${valueSql(t)} < ${valueSql(later)}`);
+      const order = t.rep === 'iso' ? dialect().ordered : (s: Sql) => s;
+      conds.push(sql`${order(valueSql(t))} < ${order(valueSql(later))}`);
     }
     conds.push(conditionSql(asCondition(ctx.scalar(steps[i]!.what, withScope(env, source.item)))));
     for (let k = i; k < n; k++) if (steps[k]!.when !== null && checkedAt[k] === i) conds.push(whenCondition(k));

@@ -31,7 +31,8 @@ import {
   withScope,
   withVar,
 } from './context.js';
-import { existsSql, jsonPath, param, raw, type Sql, sql, TRUE } from './fragment.js';
+import { dialect, existsSql, notKnown, trueSql } from './dialect.js';
+import { param, raw, type Sql, sql } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 import {
   ANY_TYPE,
@@ -70,7 +71,7 @@ export function isCollectionMethod(name: string): boolean {
 }
 
 function and(parts: readonly Sql[]): Sql {
-  if (parts.length === 0) return TRUE;
+  if (parts.length === 0) return trueSql();
   return parts.slice(1).reduce((acc, p) => sql`${acc} AND ${p}`, parts[0]!);
 }
 
@@ -106,7 +107,7 @@ function sameItems(c: CollectionValue, d: CollectionValue): Sql {
 function presentAnd(...parts: (Sql | null)[]): Sql | null {
   const list = parts.filter((p): p is Sql => p !== null);
   if (list.length === 0) return null;
-  return and(list.map((p) => sql`coalesce(${p}, 0)`));
+  return and(list.map((p) => dialect().orFalse(p)));
 }
 
 function withCondition(c: CollectionValue, cond: Sql): CollectionValue {
@@ -128,20 +129,21 @@ export function compileArrayLiteral(ctx: CompileContext, node: ArrayLiteralNode,
   // Datetime items are kept as ISO text, the form document arrays have.
   const elements = node.elements.map((e) => ctx.scalar(e, env));
   const alias = ctx.alias('j');
-  let array: Sql;
+  let from: Sql;
   if (elements.every((e) => e.constant !== undefined)) {
     const values = elements.map((e) =>
       e.type.kind === 'datetime' && typeof e.constant === 'number' ? isoBound(e.constant) : e.constant,
     );
-    array = param(JSON.stringify(values));
+    from = dialect().literalRows({ json: JSON.stringify(values) }, alias);
   } else {
-    array = sql`json_array(${joinComma(elements.map((e) => valueSql(e.type.kind === 'datetime' ? asIso(e) : e)))})`;
+    const items = elements.map((e) => valueSql(e.type.kind === 'datetime' ? asIso(e) : e));
+    from = dialect().literalRows({ items }, alias);
   }
   return {
     kind: 'collection',
     type,
     itemType,
-    from: sql`json_each(${array}) AS ${raw(alias)}`,
+    from,
     where: [],
     item: { kind: 'json', alias },
     order: [raw(`${alias}.key`)],
@@ -180,7 +182,7 @@ export function compileQuantified(ctx: CompileContext, node: QuantifiedNode, env
     );
     return single ? hoistExists(ctx, single, conditionSql(body), correlated) : correlated;
   }
-  const counter = body.nullable ? sql`NOT coalesce(${body.sql}, 0)` : sql`NOT (${body.sql})`;
+  const counter = body.nullable ? notKnown(body.sql) : sql`NOT (${body.sql})`;
   const correlated = predicate(
     sql`NOT ${existsSql(sql`SELECT 1 FROM ${from} WHERE ${and([...where, counter])}`)}`,
     false,
@@ -225,20 +227,13 @@ function presence(v: CompiledValue): Sql | null {
       if (v.path.length === 0 && !v.wrap) return null;
       if (v.path.length === 0) return v.present ?? null;
       {
-        const t = sql`json_type(${documentOf(v.item)}, ${param(jsonPath(v.path))})`;
-        return sql`coalesce(${v.wrap ? v.wrap(t) : t} <> 'null', 0)`;
+        const t = dialect().jsonType(documentOf(v.item), v.path);
+        return dialect().orFalse(sql`${v.wrap ? v.wrap(t) : t} <> 'null'`);
       }
     case 'collection':
-      return v.present === null ? null : sql`coalesce(${v.present}, 0)`;
+      return v.present === null ? null : dialect().orFalse(v.present);
   }
 }
-
-const SQL_AGGREGATE: Record<Exclude<AggregateFn, 'count'>, string> = {
-  sum: 'total',
-  average: 'avg',
-  min: 'min',
-  max: 'max',
-};
 
 /**
  * sum/average/min/max of a value per item. SQLite's total()/avg() are the KBN sums that
@@ -247,12 +242,15 @@ const SQL_AGGREGATE: Record<Exclude<AggregateFn, 'count'>, string> = {
  * index already delivers that order when the event type is fixed, so it costs no sort).
  */
 function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: ScalarValue): ScalarValue {
-  const f = raw(SQL_AGGREGATE[fn]);
+  const summed = fn === 'sum' || fn === 'average';
+  const f = raw(summed ? dialect().sumFunction(fn) : fn);
   const type = fn === 'min' || fn === 'max' ? v.type : NUMBER_TYPE;
-  const input = fn === 'sum' || fn === 'average' ? sumInput(v) : valueSql(v);
+  // min/max of text (strings, ISO datetimes) in code-point order.
+  const ordered = v.type.kind === 'string' || v.rep === 'iso' ? dialect().ordered(valueSql(v)) : valueSql(v);
+  const input = summed ? sumInput(v) : ordered;
   let s: Sql;
-  if (c.item.kind === 'event' && (fn === 'sum' || fn === 'average')) {
-    s = sql`(SELECT ${f}(v) FROM (SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}))`;
+  if (c.item.kind === 'event' && summed) {
+    s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}`)})`;
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
@@ -305,7 +303,7 @@ export function projectedValues(
     itemType,
     from: sql`(${select}) AS ${raw(d)}`,
     where: [],
-    item: { kind: 'json', alias: d },
+    item: { kind: 'json', alias: d, typed: true },
     order: [raw(`${d}.rk`)],
     present: c.present,
   };
@@ -317,7 +315,7 @@ function derived(ctx: CompileContext, c: CollectionValue, select: Sql): Collecti
     ...c,
     from: sql`(${select}) AS ${raw(d)}`,
     where: [],
-    item: c.item.kind === 'event' ? { kind: 'event', alias: d } : { kind: 'json', alias: d },
+    item: c.item.kind === 'json' ? { kind: 'json', alias: d, typed: c.item.typed } : { kind: 'event', alias: d },
     order: [raw(`${d}.rk`)],
     length: undefined,
     events: undefined,
@@ -346,7 +344,7 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
         const correlated = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
         return hoistExists(ctx, c, conditionSql(cond), correlated);
       }
-      const counter = cond.nullable ? sql`NOT coalesce(${cond.sql}, 0)` : sql`NOT (${cond.sql})`;
+      const counter = cond.nullable ? notKnown(cond.sql) : sql`NOT (${cond.sql})`;
       const correlated = predicate(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(c, [counter])}`)}`, false);
       return hoistForall(ctx, c, counter, correlated);
     }
@@ -364,7 +362,7 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
           present:
             c.item.kind === 'event'
               ? existsSql(sql`SELECT 1 ${fromWhere(c)}`)
-              : sql`coalesce(${pick(sql`${raw((c.item as { alias: string }).alias)}.value IS NOT NULL`)}, 0)`,
+              : dialect().orFalse(pick(sql`${raw((c.item as { alias: string }).alias)}.value IS NOT NULL`)),
         };
         return head;
       }
@@ -385,8 +383,9 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
       const limit = typeof n === 'number' && n >= 0 ? Math.floor(n) : 0;
       const dir = raw(name === 'topN' ? 'DESC' : 'ASC');
       const k = valueSql(key);
+      const byKey = key.type.kind === 'string' || key.rep === 'iso' ? dialect().ordered(k) : k;
       // Items without a key are left out; ties keep source order.
-      const rank = sql`row_number() OVER (ORDER BY ${k} ${dir}, ${joinComma(c.order)})`;
+      const rank = sql`row_number() OVER (ORDER BY ${byKey} ${dir}, ${joinComma(c.order)})`;
       return derived(
         ctx,
         c,
@@ -446,21 +445,16 @@ function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): Compile
   if (m.kind !== 'object') throw new Error(`PQL to SQL: ${node.name}() needs a map`);
   const type = ctx.typeOf(node);
   const docSql = m.wrap ? m.wrap(documentOf(m.item)) : documentOf(m.item);
-  const path = param(jsonPath(m.path));
   if (node.name === 'get') {
     const key = ctx.scalar(node.args[0]!, env);
     if (typeof key.constant === 'string') return fieldValue(ctx, m.item, [...m.path, key.constant], type, m.wrap);
     if (key.constant === null) return scalar(raw('NULL'), type);
     const j = ctx.alias('j');
-    return scalar(
-      sql`(SELECT ${raw(j)}.value FROM jsonb_each(${docSql}, ${path}) AS ${raw(j)} WHERE ${raw(j)}.key = ${valueSql(key)})`,
-      type,
-    );
+    return scalar(dialect().mapGet(docSql, m.path, valueSql(key), j, type), type);
   }
   const j = ctx.alias('j');
   const column = node.name === 'keys' ? 'key' : 'value';
-  const isObject = sql`json_type(${docSql}, ${path}) = 'object'`;
-  const select = sql`SELECT ${raw(`${j}.${column}`)} AS value, ${raw(`${j}.id`)} AS rk FROM jsonb_each(${docSql}, ${path}) AS ${raw(j)} WHERE ${isObject}`;
+  const { select, isObject } = dialect().mapRows(docSql, m.path, column, j);
   const d = ctx.alias('d');
   return {
     kind: 'collection',

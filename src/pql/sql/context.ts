@@ -8,7 +8,8 @@
 import type { CheckedExpression, PqlType } from '../check/types.js';
 import type { ExpressionNode } from '../language/ast.js';
 import { toCanonicalIso } from '../runtime/index.js';
-import { jsonPath, param, raw, Sql, sql } from './fragment.js';
+import { dialect } from './dialect.js';
+import { param, raw, Sql, sql } from './fragment.js';
 import {
   ANY_TYPE,
   type CollectionValue,
@@ -107,19 +108,17 @@ export function readScalar(
     inner = raw(`${item.alias}.event_type`);
     nullable = false;
   } else if (item.kind === 'json' && path.length === 0) {
-    inner = raw(`${item.alias}.value`);
+    inner = item.typed ? raw(`${item.alias}.value`) : dialect().readElement(item.alias, type);
   } else {
-    inner = sql`json_extract(${documentOf(item)}, ${param(jsonPath(path))})`;
+    inner = dialect().readJson(documentOf(item), path, type);
   }
   if (wrap) {
     inner = wrap(inner);
     nullable = true;
   }
   if (type.kind === 'number') {
-    // Documents are written by JS, so an integer beyond 2^53 is stored as the digits of its
-    // shortest form (2^62 as 4611686018427388000), a different 64-bit INTEGER than the double
-    // JS reads back. Comparing and computing in doubles, as JS does, needs `+ 0.0`.
-    return { kind: 'scalar', sql: sql`(${inner} + 0.0)`, type, nullable, predicate: false, stored: inner };
+    // Compared and computed as doubles, as JS does (sqlite-dialect.ts `number`); summed as stored.
+    return { kind: 'scalar', sql: dialect().number(inner), type, nullable, predicate: false, stored: inner };
   }
   return { kind: 'scalar', sql: inner, type, nullable, predicate: false, rep };
 }
@@ -143,18 +142,18 @@ export function fieldValue(
 /** The elements of the JSON array at `path` of `doc` (none when it is absent or null). */
 function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type: PqlType): CollectionValue {
   const alias = ctx.alias('j');
-  const p = param(jsonPath(path));
+  const rows = dialect().arrayRows(doc, path, alias);
   return {
     kind: 'collection',
     type,
     itemType: type.kind === 'array' ? type.of : ANY_TYPE,
-    from: sql`jsonb_each(${doc}, ${p}) AS ${alias}`,
+    from: rows.from,
     // A JSON null (or any non-container) at the path is one row with a NULL key: not an array.
     where: [raw(`${alias}.key IS NOT NULL`)],
     item: { kind: 'json', alias },
     order: [raw(`${alias}.key`)],
-    present: sql`json_type(${doc}, ${p}) <> 'null'`,
-    length: sql`coalesce(json_array_length(${doc}, ${p}), 0)`,
+    present: rows.present,
+    length: rows.length,
   };
 }
 
@@ -221,7 +220,7 @@ export function asMs(v: ScalarValue): ScalarValue {
   if (typeof v.constant === 'number') return datetimeConstant(v.constant);
   return {
     kind: 'scalar',
-    sql: sql`pql_ms(${valueSql(v)})`,
+    sql: dialect().toMs(valueSql(v)),
     type: v.type,
     nullable: true,
     predicate: false,
@@ -245,7 +244,7 @@ export function asIso(v: ScalarValue): ScalarValue {
   }
   return {
     kind: 'scalar',
-    sql: sql`pql_iso(${valueSql(v)})`,
+    sql: dialect().toIso(valueSql(v)),
     type: v.type,
     nullable: true,
     predicate: false,

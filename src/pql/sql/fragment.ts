@@ -34,9 +34,8 @@ export function sql(strings: TemplateStringsArray, ...parts: SqlPart[]): Sql {
   return new Sql(text, params);
 }
 
-/** A bound value. Booleans become 1/0 (SQLite's and JSON's representation of true/false). */
+/** A bound value (a boolean stays one until the dialect renders the statement: SQLite binds 1/0). */
 export function param(value: unknown): Sql {
-  if (typeof value === 'boolean') return new Sql('?', [value ? 1 : 0]);
   return new Sql('?', [value]);
 }
 
@@ -51,7 +50,7 @@ export function raw(text: string): Sql {
  * text only, where an alias is a letter and a number.
  */
 export function sameExpression(a: Sql, b: Sql): boolean {
-  if (a.params.length !== b.params.length || a.params.some((v, i) => v !== b.params[i])) return false;
+  if (!sameParams(a.params, b.params)) return false;
   const canonical = (text: string) => {
     const names = new Map<string, string>();
     return text.replace(/\b[ejdm]\d+\b/g, (alias) => {
@@ -60,6 +59,16 @@ export function sameExpression(a: Sql, b: Sql): boolean {
     });
   };
   return canonical(a.text) === canonical(b.text);
+}
+
+/** Equal bound values; a JSON path bound as an array of segments (PostgreSQL) compares by its segments. */
+export function sameParams(a: readonly unknown[], b: readonly unknown[]): boolean {
+  if (a.length !== b.length) return false;
+  return a.every((v, i) => {
+    const w = b[i];
+    if (Array.isArray(v) && Array.isArray(w)) return v.length === w.length && v.every((s, j) => s === w[j]);
+    return v === w;
+  });
 }
 
 export function joinSql(parts: readonly Sql[], separator: string): Sql {
@@ -79,22 +88,7 @@ export const SQL_COMPARE: Readonly<Record<CompareOp, string>> = {
   '>=': '>=',
 };
 
-export const TRUE = raw('1');
-export const FALSE = raw('0');
 export const NULL_SQL = raw('NULL');
-
-/**
- * `EXISTS (sub)` kept as a correlated sub-query: written `+EXISTS`, which SQLite's
- * EXISTS-to-join rewrite leaves alone. SQLite 3.53 gets nested EXISTS wrong when it rewrites
- * both levels into one join and places another table between them (e.g. `SELECT count(*)
- * FROM events e1 WHERE EXISTS (SELECT 1 FROM events e2 WHERE EXISTS (SELECT 1 FROM
- * jsonb_each(e2.payload, '$.items')))` counts 0 where a row of e2 has items but the first
- * does not), so every EXISTS the compiler writes is protected except a single-table one at
- * the top of the statement (`ConditionPlans.topLevel`).
- */
-export function existsSql(sub: Sql): Sql {
-  return sql`+EXISTS (${sub})`;
-}
 
 /**
  * A JSON path for `json_extract`: `$.a.b`, with any segment that is not a plain identifier

@@ -16,7 +16,8 @@
 import type { CompareOp } from '../language/ast.js';
 import { compareOp } from '../runtime/index.js';
 import type { CompileContext } from './context.js';
-import { joinSql, param, raw, SQL_COMPARE, type Sql, sql, TRUE } from './fragment.js';
+import { dialect, trueSql } from './dialect.js';
+import { joinSql, param, raw, SQL_COMPARE, type Sql, sql } from './fragment.js';
 import { groupSets } from './sets.js';
 import {
   type CollectionValue,
@@ -126,7 +127,7 @@ function hoistEvents(
   // to the whole set, so it is kept as the set.
   if (typed && !windowed && !readsRows) return undefined;
   const where = joinSql([sql`${alias}.sandbox_id = ${param(ctx.sandboxId)}`, ...conds], ' AND ');
-  const from = `events AS ${alias}${typed && windowed ? '' : ' NOT INDEXED'}`;
+  const from = `events AS ${alias}${typed && windowed ? '' : dialect().scanHint}`;
   return {
     query: (select, tail, distinct) =>
       sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${from} WHERE ${where}${tail ?? raw('')}`,
@@ -206,7 +207,7 @@ export function hoistAggregateComparison(
       empty = compareOp(op, 0, k);
       break;
     default:
-      having = sql`${agg.fn}(${agg.input ?? TRUE}) ${SQL_COMPARE[op]} ${bound}`;
+      having = sql`${agg.fn}(${agg.input ?? trueSql()}) ${SQL_COMPARE[op]} ${bound}`;
       empty = false;
       break;
   }

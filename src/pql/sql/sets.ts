@@ -14,6 +14,7 @@
  * that membership and event rows belong to an existing profile of their own sandbox (deleting
  * or merging a profile moves or deletes them in the same transaction).
  */
+import { dialect, notKnown } from './dialect.js';
 import { param, Sql, sql } from './fragment.js';
 import {
   type ConditionPlans,
@@ -26,9 +27,7 @@ import {
 
 /** A group's id sets: those it holds for when it never holds without events, else those it fails for. */
 export function groupSets(g: EventGroup): IdSets {
-  return g.empty
-    ? { excluded: g.query(sql`NOT coalesce(${g.having}, 0)`), group: g }
-    : { ids: g.query(g.having), group: g };
+  return g.empty ? { excluded: g.query(notKnown(g.having)), group: g } : { ids: g.query(g.having), group: g };
 }
 
 /** `op` of two tests of the same events, in one group (b's alias renamed to a's). */
@@ -47,7 +46,8 @@ type SetOp = 'UNION' | 'INTERSECT' | 'EXCEPT';
 
 function combine(a: Sql, op: SetOp, b: Sql): Sql {
   // SQLite's compound selects associate to the left and take no parentheses: nest through FROM.
-  return sql`SELECT id FROM (${a}) ${op} SELECT id FROM (${b})`;
+  const d = dialect();
+  return sql`SELECT id FROM ${d.derived(a)} ${op} SELECT id FROM ${d.derived(b)}`;
 }
 
 /** References to the profile row other than its id. Compiler-made text only, so a regex is enough. */
@@ -87,7 +87,7 @@ export function notSets(v: ScalarValue): IdSets | undefined {
   if (!s) return undefined;
   if (s.group) {
     const g = s.group;
-    return { ...groupSets({ ...g, having: sql`NOT coalesce(${g.having}, 0)`, empty: !g.empty }), probe: s.probe };
+    return { ...groupSets({ ...g, having: notKnown(g.having), empty: !g.empty }), probe: s.probe };
   }
   return swap(s);
 }

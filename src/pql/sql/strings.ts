@@ -8,6 +8,7 @@ import type { ExpressionNode, LikeNode, MethodCallNode } from '../language/ast.j
 import { codePointLength, lowerText, upperText } from '../runtime/index.js';
 import { STRING_PREDICATES } from '../runtime/strings.js';
 import type { CompileContext, Env } from './context.js';
+import { dialect, falseSql } from './dialect.js';
 import { param, type Sql, sql } from './fragment.js';
 import {
   conditionSql,
@@ -41,7 +42,7 @@ export function compileStringMethod(ctx: CompileContext, node: MethodCallNode, e
     // A computed flag: only false switches to case-insensitive (missing keeps the default, true).
     const sensitive = stringPredicate(name, receiver, arg);
     return predicate(
-      sql`CASE WHEN ${valueSql(cs)} = 0 THEN ${conditionSql(insensitive)} ELSE ${conditionSql(sensitive)} END`,
+      sql`CASE WHEN ${valueSql(cs)} = ${falseSql()} THEN ${conditionSql(insensitive)} ELSE ${conditionSql(sensitive)} END`,
       true,
     );
   }
@@ -52,21 +53,21 @@ export function compileStringMethod(ctx: CompileContext, node: MethodCallNode, e
       const shape = regexShape(pattern);
       // A literal pattern is a substring test SQLite does natively; anything else runs RE2 per row.
       if (shape) return stringPredicate(shape.test, receiver, literal(shape.literal, STRING_TYPE));
-      return predicate(sql`pql_re_match(${s}, ${param(pattern)})`, true);
+      return predicate(dialect().regexMatches(s, pattern), true);
     }
     case 'regexGroup':
       return scalarOf(
-        sql`pql_re_group(${s}, ${param(literalString(node.args[0]))}, ${valueSql(ctx.scalar(node.args[1]!, env))})`,
+        dialect().regexGroup(s, literalString(node.args[0]), valueSql(ctx.scalar(node.args[1]!, env))),
         STRING_TYPE,
       );
     case 'length':
       if (typeof receiver.constant === 'string') return literal(codePointLength(receiver.constant), NUMBER_TYPE);
-      return scalarOf(sql`pql_length(${s})`, NUMBER_TYPE);
+      return scalarOf(dialect().length(s), NUMBER_TYPE);
     case 'lower':
       return lowered(receiver);
     case 'upper':
       if (typeof receiver.constant === 'string') return literal(upperText(receiver.constant), STRING_TYPE);
-      return scalarOf(sql`pql_upper(${s})`, STRING_TYPE);
+      return scalarOf(dialect().upper(s), STRING_TYPE);
   }
   throw new Error(`PQL to SQL: unknown method ${name}()`);
 }
@@ -112,7 +113,7 @@ function regexShape(
 function lowered(v: ScalarValue): ScalarValue {
   if (typeof v.constant === 'string') return literal(lowerText(v.constant), STRING_TYPE);
   if (v.constant === null) return v;
-  return scalarOf(sql`pql_lower(${valueSql(v)})`, STRING_TYPE);
+  return scalarOf(dialect().lower(valueSql(v)), STRING_TYPE);
 }
 
 /**
@@ -133,6 +134,7 @@ function caseInsensitive(name: string, a: ScalarValue, b: ScalarValue): ScalarVa
   const needle = lowerB.constant;
   if (
     (name === 'startsWith' || name === 'doesNotStartWith') &&
+    dialect().likeFoldsAscii &&
     typeof needle === 'string' &&
     needle !== '' &&
     asciiFoldable(needle) &&
@@ -144,10 +146,13 @@ function caseInsensitive(name: string, a: ScalarValue, b: ScalarValue): ScalarVa
     const prefix = sql`${valueSql(a)} LIKE ${param(`${needle.replace(/[\\%_]/g, (c) => `\\${c}`)}%`)} ESCAPE '\\'`;
     return name === 'startsWith' ? predicate(prefix, a.nullable) : predicate(sql`NOT (${prefix})`, true);
   }
-  const fast = (x: ScalarValue, constant: ScalarValue): ScalarValue =>
-    typeof constant.constant === 'string' && asciiFoldable(constant.constant) && x.constant === undefined
-      ? scalarOf(sql`lower(${valueSql(x)})`, STRING_TYPE)
-      : lowered(x);
+  const fast = (x: ScalarValue, constant: ScalarValue): ScalarValue => {
+    const ascii =
+      typeof constant.constant === 'string' && asciiFoldable(constant.constant) && x.constant === undefined
+        ? dialect().asciiLower(valueSql(x))
+        : undefined;
+    return ascii ? scalarOf(ascii, STRING_TYPE) : lowered(x);
+  };
   return stringPredicate(name, fast(a, lowerB), fast(b, lowerA));
 }
 
@@ -160,20 +165,21 @@ function stringPredicate(name: string, a: ScalarValue, b: ScalarValue): ScalarVa
   const nullable = a.nullable || b.nullable;
   const x = valueSql(a);
   const y = valueSql(b);
+  const d = dialect();
   const positive = (kind: string): Sql => {
     switch (kind) {
       case 'startsWith':
         // The first occurrence is at 1 exactly when a starts with b.
-        return sql`instr(${x}, ${y}) = 1`;
+        return sql`${d.position(x, y)} = 1`;
       case 'endsWith':
         // A suffix is also a substring: native instr() (exact at any byte) rules out most rows
         // before the per-row JS call.
         if (typeof b.constant === 'string' && b.constant !== '') {
-          return sql`(instr(${x}, ${y}) > 0 AND pql_ends_with(${x}, ${y}))`;
+          return sql`(${d.position(x, y)} > 0 AND ${d.endsWith(x, y)})`;
         }
-        return sql`pql_ends_with(${x}, ${y})`;
+        return d.endsWith(x, y);
       default:
-        return sql`instr(${x}, ${y}) > 0`;
+        return sql`${d.position(x, y)} > 0`;
     }
   };
   switch (name) {
@@ -226,12 +232,13 @@ export function compileLike(ctx: CompileContext, node: LikeNode, env: Env): Scal
   if (v.constant === null) return constantPredicate(false);
   const x = valueSql(v);
   const shape = likeShape(node.pattern);
-  if (shape === undefined) return predicate(sql`pql_like(${x}, ${param(node.pattern)})`, true);
+  const d = dialect();
+  if (shape === undefined) return predicate(d.like(x, node.pattern), true);
   const text = param(shape.literal);
   if (shape.literal === '' && (shape.leading || shape.trailing)) return predicate(sql`${x} IS NOT NULL`, false);
   if (!shape.leading && !shape.trailing) return predicate(sql`${x} = ${text}`, v.nullable);
-  if (shape.leading && shape.trailing) return predicate(sql`instr(${x}, ${text}) > 0`, v.nullable);
-  if (shape.trailing) return predicate(sql`instr(${x}, ${text}) = 1`, v.nullable);
+  if (shape.leading && shape.trailing) return predicate(sql`${d.position(x, text)} > 0`, v.nullable);
+  if (shape.trailing) return predicate(sql`${d.position(x, text)} = 1`, v.nullable);
   // As endsWith: the suffix is a substring first (native instr), then the per-row JS call.
-  return predicate(sql`(instr(${x}, ${text}) > 0 AND pql_ends_with(${x}, ${text}))`, true);
+  return predicate(sql`(${d.position(x, text)} > 0 AND ${d.endsWith(x, text)})`, true);
 }

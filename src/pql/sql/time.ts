@@ -23,7 +23,8 @@ import {
   toInstant,
 } from '../runtime/index.js';
 import { asMs, type CompileContext, type Env, isoBound } from './context.js';
-import { param, type Sql, sql } from './fragment.js';
+import { dialect } from './dialect.js';
+import { param, type Sql, sameParams, sql } from './fragment.js';
 import type { OccursSpec } from './sql-functions.js';
 import { constantPredicate, NUMBER_TYPE, predicate, type ScalarValue, valueSql } from './values.js';
 
@@ -56,7 +57,7 @@ function windowPredicate(t: ScalarValue, bounds: OccursBounds | null): ScalarVal
 /** `lo <= t <= hi` (inclusive ms, a null side open), remembered as a range so a conjunction on the same t can merge. */
 function rangePredicate(t: ScalarValue, lo: number | null, hi: number | null): ScalarValue {
   const bound = (ms: number): Sql => param(t.rep === 'iso' ? isoBound(ms) : ms);
-  const x = valueSql(t);
+  const x = t.rep === 'iso' ? dialect().ordered(valueSql(t)) : valueSql(t);
   let inside: Sql;
   if (lo !== null && hi !== null) inside = sql`${x} BETWEEN ${bound(lo)} AND ${bound(hi)}`;
   else if (lo !== null) inside = sql`${x} >= ${bound(lo)}`;
@@ -75,7 +76,7 @@ export function mergeRanges(a: ScalarValue, b: ScalarValue): ScalarValue | undef
   if (!ra || !rb || ra.subject.rep !== rb.subject.rep) return undefined;
   const x = valueSql(ra.subject);
   const y = valueSql(rb.subject);
-  if (x.text !== y.text || x.params.length !== y.params.length || x.params.some((p, i) => p !== y.params[i])) {
+  if (x.text !== y.text || !sameParams(x.params, y.params)) {
     return undefined;
   }
   const max = (p: number | null, q: number | null) => (p === null ? q : q === null ? p : Math.max(p, q));
@@ -138,7 +139,7 @@ export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: O
   const spec: OccursSpec = { shape, refDay, toDay };
   const arg = (v: ScalarValue | undefined): Sql => (v === undefined ? sql`NULL` : valueSql(v));
   return predicate(
-    sql`pql_occurs(${valueSql(subject)}, ${param(JSON.stringify(spec))}, ${arg(refs[0])}, ${arg(refs[1])}, ${param(ctx.now)})`,
+    dialect().occurs(valueSql(subject), param(JSON.stringify(spec)), arg(refs[0]), arg(refs[1]), param(ctx.now)),
     false,
   );
 }
@@ -163,8 +164,7 @@ export function compileDatetimeMethod(name: 'getYear' | 'getMonth' | 'getDayOfMo
     const [start, length] = name === 'getYear' ? [1, 4] : name === 'getMonth' ? [6, 2] : [9, 2];
     return number(sql`CAST(substr(${x}, ${String(start)}, ${String(length)}) AS INTEGER)`);
   }
-  const fn = name === 'getYear' ? 'pql_year' : name === 'getMonth' ? 'pql_month' : 'pql_day';
-  return number(sql`${fn}(${x})`);
+  return number(dialect().datePart(name === 'getYear' ? 'year' : name === 'getMonth' ? 'month' : 'day', x));
 }
 
 const MAX_AGE_YEARS = 200_000;

@@ -30,6 +30,7 @@ import type {
   MethodCallNode,
   TimeWord,
 } from '../language/ast.js';
+import { PqlError } from '../language/errors.js';
 import {
   arithmetic,
   compareOp,
@@ -66,9 +67,20 @@ import {
   unifyDatetimes,
   withVar,
 } from './context.js';
-import { existsSql, FALSE, joinSql, jsonPath, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
+import {
+  BackendUnsupported,
+  type Dialect,
+  type DialectName,
+  dialect,
+  existsSql,
+  falseSql,
+  withDialect,
+} from './dialect.js';
+import { joinSql, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
+import { POSTGRES } from './postgres-dialect.js';
 import { andSets, drivingIds, notSets, orSets } from './sets.js';
+import { SQLITE } from './sqlite-dialect.js';
 import { compileLike, compileStringMethod, literalString } from './strings.js';
 import { compareAge, compileDatetimeMethod, compileOccurs, mergeRanges } from './time.js';
 import {
@@ -104,6 +116,34 @@ export interface CompilePredicateOptions {
    * become one uncorrelated pass over the sandbox's events (to-sql-hoist.ts).
    */
   sandboxId?: number;
+  /** The database the SQL is for (default SQLite); PostgreSQL reads jsonb documents and binds `$n` parameters. */
+  dialect?: DialectName;
+}
+
+const DIALECTS: Readonly<Record<DialectName, Dialect>> = { sqlite: SQLITE, postgres: POSTGRES };
+
+/** Compiles under the requested dialect; a construct it cannot express is a PqlError at the whole expression when no node claimed it. */
+function inDialect<T>(checked: CheckedExpression, name: DialectName | undefined, compile: () => T): T {
+  try {
+    return withDialect(DIALECTS[name ?? 'sqlite'], compile);
+  } catch (e) {
+    if (e instanceof BackendUnsupported) throw unsupported(checked, checked.ast, e, name ?? 'sqlite');
+    throw e;
+  }
+}
+
+function unsupported(
+  checked: CheckedExpression,
+  node: ExpressionNode,
+  e: BackendUnsupported,
+  name: DialectName = dialect().name,
+): PqlError {
+  return new PqlError(
+    'PQL_TYPE_ERROR',
+    `Not supported on ${name === 'postgres' ? 'PostgreSQL' : 'SQLite'}: ${e.message}. Rewrite this part of the expression or run it on SQLite.`,
+    checked.source,
+    node.loc,
+  );
 }
 
 export interface CompileToSqlOptions extends CompilePredicateOptions {
@@ -115,8 +155,9 @@ export interface CompileToSqlOptions extends CompilePredicateOptions {
  * NULL), so it can be negated, combined or selected as a column.
  */
 export function compilePredicate(checked: CheckedExpression, options: CompilePredicateOptions): SqlStatement {
-  const s = exactConditionSql(asCondition(compileRoot(checked, options.now, options.sandboxId)));
-  return { sql: s.text, params: [...s.params] };
+  return inDialect(checked, options.dialect, () =>
+    dialect().render(exactConditionSql(asCondition(compileRoot(checked, options.now, options.sandboxId)))),
+  );
 }
 
 /** A condition of the caller's own on `p.id` (a page bound, a progress tick): compiler-made text, never user text. */
@@ -148,19 +189,22 @@ export interface IdQuery extends SqlStatement {
  * parameter).
  */
 export function compileToSql(checked: CheckedExpression, options: CompileIdQueryOptions): IdQuery {
+  return inDialect(checked, options.dialect, () => idQuery(checked, options));
+}
+
+function idQuery(checked: CheckedExpression, options: CompileIdQueryOptions): IdQuery {
   const value = asCondition(compileRoot(checked, options.now, options.sandboxId));
   const extra = (options.where ?? []).map((c) => new Sql(`(${c.sql})`, c.params));
   const driven = typeof value.constant === 'boolean' ? undefined : drivingIds(value, options.sandboxId);
   if (!driven) {
     const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM profiles AS ${PROFILE_ALIAS} WHERE ${PROFILE_ALIAS}.sandbox_id = ${param(options.sandboxId)}${clause('AND', [...extra, value.plans?.topLevel ?? value.sql])}`;
-    return { sql: s.text, params: [...s.params] };
+    return dialect().render(s);
   }
   const s = sql`SELECT ${PROFILE_ALIAS}.id AS id FROM (${driven.ids}) AS ${PROFILE_ALIAS}${clause('WHERE', [...extra, ...driven.filters])}`;
   // Compiler-made text: the tables a set reads are named in it.
   const audiencesOnly = !/\bFROM (events|profiles)\b/.test(driven.ids.text);
   return {
-    sql: s.text,
-    params: [...s.params],
+    ...dialect().render(s),
     ...(audiencesOnly ? { startsFromAudiences: { filters: driven.filters.length } } : {}),
   };
 }
@@ -183,6 +227,16 @@ function compileRoot(checked: CheckedExpression, now: number, sandboxId?: number
 }
 
 function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): CompiledValue {
+  try {
+    return dispatchNode(ctx, node, env);
+  } catch (e) {
+    // The innermost node being compiled is the one the user has to change.
+    if (e instanceof BackendUnsupported) throw unsupported(ctx.checked, node, e);
+    throw e;
+  }
+}
+
+function dispatchNode(ctx: CompileContext, node: ExpressionNode, env: Env): CompiledValue {
   switch (node.kind) {
     case 'Literal':
       return literal(node.value, ctx.typeOf(node));
@@ -233,7 +287,7 @@ function dispatch(ctx: CompileContext, node: ExpressionNode, env: Env): Compiled
       // A new value: nothing of the operand's (an event aggregate, an age) describes it any more.
       return {
         kind: 'scalar',
-        sql: sql`pql_num(- ${valueSql(v)})`,
+        sql: dialect().negate(valueSql(v)),
         type: NUMBER_TYPE,
         nullable: true,
         predicate: false,
@@ -345,7 +399,10 @@ function mergeComparisons(a: ScalarValue, b: ScalarValue, and: boolean): ScalarV
   // Only worth it when the value is itself a query; a column or JSON read is cheap to repeat.
   if (!ca.subject.text.startsWith('(SELECT ')) return undefined;
   const test = sql`(s ${ca.op} ${ca.bound}) ${and ? 'AND' : 'OR'} (s ${cb.op} ${cb.bound})`;
-  return predicate(sql`(SELECT ${test} FROM (SELECT ${ca.subject} AS s))`, a.nullable || b.nullable);
+  return predicate(
+    sql`(SELECT ${test} FROM ${dialect().derived(sql`SELECT ${ca.subject} AS s`)})`,
+    a.nullable || b.nullable,
+  );
 }
 
 /** Remembers `left op right` when one side is a constant number, for mergeComparisons. */
@@ -368,7 +425,10 @@ function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarV
   }
   let [a, b] = [left, right];
   if (a.type.kind === 'datetime' || b.type.kind === 'datetime') [a, b] = unifyDatetimes(a, b);
-  return predicate(sql`${valueSql(a)} ${SQL_COMPARE[op]} ${valueSql(b)}`, a.nullable || b.nullable);
+  // Text (strings, ISO datetimes) in code-point order; equality needs no collation.
+  const text = a.type.kind === 'string' || a.rep === 'iso';
+  const order = text && op !== '=' && op !== '!=' ? dialect().ordered : (s: Sql) => s;
+  return predicate(sql`${order(valueSql(a))} ${SQL_COMPARE[op]} ${order(valueSql(b))}`, a.nullable || b.nullable);
 }
 
 const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
@@ -380,14 +440,37 @@ const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
   '>=': '<=',
 };
 
+/**
+ * An operand of a comparison. `age(t)` is compiled here rather than through dispatch so that a
+ * dialect without per-row age (PostgreSQL) still compiles `age(t) op k`, which becomes a range
+ * on t; anything else it is compared with needs the age itself.
+ */
+function comparand(ctx: CompileContext, node: ExpressionNode, env: Env): ScalarValue & { ageError?: Error } {
+  if (node.kind !== 'Call' || node.name !== 'age') return ctx.scalar(node, env);
+  const t = ctx.scalar(node.args[0]!, env);
+  if (t.constant === null) return literal(null, NUMBER_TYPE);
+  try {
+    return ageValue(ctx, t);
+  } catch (e) {
+    if (!(e instanceof BackendUnsupported)) throw e;
+    return { ...scalarOf(raw('NULL'), NUMBER_TYPE), origin: { ageOf: t }, ageError: unsupported(ctx.checked, node, e) };
+  }
+}
+
+function ageValue(ctx: CompileContext, t: ScalarValue): ScalarValue {
+  return { ...scalarOf(dialect().age(valueSql(t), param(ctx.now)), NUMBER_TYPE), origin: { ageOf: t } };
+}
+
 function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue {
-  const left = ctx.scalar(node.left, env);
-  const right = ctx.scalar(node.right, env);
+  const left = comparand(ctx, node.left, env);
+  const right = comparand(ctx, node.right, env);
   const [lo, ro] = [left.origin, right.origin];
   if (lo?.ageOf && typeof right.constant === 'number') return compareAge(node.op, lo.ageOf, right.constant, ctx.now);
   if (ro?.ageOf && typeof left.constant === 'number') {
     return compareAge(FLIPPED[node.op], ro.ageOf, left.constant, ctx.now);
   }
+  if (left.ageError) throw left.ageError;
+  if (right.ageError) throw right.ageError;
   const exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
   if (lo?.eventAggregate && typeof right.constant === 'number') {
     const correlated = countAsExists(lo.eventAggregate, node.op, right.constant) ?? exact;
@@ -414,13 +497,9 @@ function arithmeticValue(ctx: CompileContext, node: ArithmeticNode, env: Env): S
   if (type.kind === 'string') {
     s = sql`(${x} || ${y})`;
   } else if (node.op === '%') {
-    // mod() is fmod: the sign of the dividend, like JS `%`; by zero it is NULL.
-    s = sql`mod(${x}, ${y})`;
+    s = dialect().modulo(x, y);
   } else {
-    // `+ 0.0` makes it double arithmetic, as in JS (SQLite would add 64-bit integers exactly);
-    // pql_num turns an overflow to ±Infinity into missing. Division by zero is already NULL.
-    const op = node.op;
-    s = sql`pql_num((${x} + 0.0) ${op} ${y})`;
+    s = dialect().arithmetic(node.op, x, y);
   }
   return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
 }
@@ -453,7 +532,7 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
       fixed.length > 0
         ? sql`${valueSql(v)} NOT IN (${joinParts(fixed.map(valueSql))})`
         : sql`${valueSql(v)} IS NOT NULL`,
-      ...optional.map((e) => sql`coalesce(${valueSql(v)} <> ${valueSql(e)}, 1)`),
+      ...optional.map((e) => dialect().orTrue(sql`${valueSql(v)} <> ${valueSql(e)}`)),
     ];
     return predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
   }
@@ -462,7 +541,7 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
   if (!node.negated) return existsPredicate(sub, true);
   const conds: Sql[] = [];
   if (value.nullable) conds.push(sql`${valueSql(value)} IS NOT NULL`);
-  if (list.present) conds.push(sql`coalesce(${list.present}, 0)`);
+  if (list.present) conds.push(dialect().orFalse(list.present));
   conds.push(sql`NOT ${existsSql(sub)}`);
   return predicate(sql`(${joinParts(conds, ' AND ')})`, false);
 }
@@ -500,15 +579,15 @@ function nullTest(ctx: CompileContext, node: MethodCallNode, env: Env, isNull: b
       break;
     case 'object':
       if (v.path.length === 0 && !v.wrap) return constantPredicate(!isNull);
-      if (v.path.length === 0) missing = sql`NOT ${v.present ?? FALSE}`;
+      if (v.path.length === 0) missing = sql`NOT ${v.present ?? falseSql()}`;
       else {
-        const type = sql`json_type(${documentOf(v.item)}, ${param(jsonPath(v.path))})`;
-        missing = sql`coalesce(${v.wrap ? v.wrap(type) : type} = 'null', 1)`;
+        const type = dialect().jsonType(documentOf(v.item), v.path);
+        missing = dialect().orTrue(sql`${v.wrap ? v.wrap(type) : type} = 'null'`);
       }
       break;
     case 'collection':
       if (v.present === null) return constantPredicate(!isNull);
-      missing = sql`NOT coalesce(${v.present}, 0)`;
+      missing = sql`NOT ${dialect().orFalse(v.present)}`;
       break;
   }
   return predicate(isNull ? missing : sql`NOT (${missing})`, false);
@@ -554,7 +633,7 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
     case 'age': {
       const t = ctx.scalar(node.args[0]!, env);
       if (t.constant === null) return literal(null, NUMBER_TYPE);
-      return { ...scalarOf(sql`pql_age(${valueSql(t)}, ${param(ctx.now)})`, NUMBER_TYPE), origin: { ageOf: t } };
+      return ageValue(ctx, t);
     }
     case 'currentYear':
       return literal(getYear(ctx.now), NUMBER_TYPE);

@@ -6,7 +6,8 @@
 
 import type { PqlType } from '../check/types.js';
 import type { AggregateFn } from '../language/ast.js';
-import { existsSql, FALSE, NULL_SQL, param, type Sql, sql, TRUE } from './fragment.js';
+import { dialect, existsSql, falseSql, notKnown, trueSql } from './dialect.js';
+import { NULL_SQL, param, type Sql, sql } from './fragment.js';
 
 /** How a datetime is carried in SQL: epoch ms (`events.ts`, bound bounds) or canonical ISO text (documents). */
 export type DatetimeRep = 'ms' | 'iso';
@@ -123,7 +124,11 @@ export const PROFILE_ALIAS = 'p';
  * columns `ts` and `event_type` and the rest in `payload`; an element of a JSON array (or a
  * derived table of them) is the `value` column, a JSONB object or a scalar.
  */
-export type ItemScope = { kind: 'profile' } | { kind: 'event'; alias: string } | { kind: 'json'; alias: string };
+export type ItemScope =
+  | { kind: 'profile' }
+  | { kind: 'event'; alias: string }
+  /** `typed`: `value` already holds SQL values (a derived table), not JSON elements. */
+  | { kind: 'json'; alias: string; typed?: boolean };
 
 /**
  * An object (or map) value not yet read: the item it belongs to and the path below it.
@@ -184,7 +189,7 @@ export function predicate(s: Sql, nullable: boolean): ScalarValue {
 }
 
 export function constantPredicate(value: boolean): ScalarValue {
-  return { ...predicate(value ? TRUE : FALSE, false), constant: value };
+  return { ...predicate(value ? trueSql() : falseSql(), false), constant: value };
 }
 
 /** The condition `EXISTS (sub)`; `singleTable` when `sub` reads one table (then it may be a top-level join). */
@@ -200,7 +205,7 @@ export function asCondition(v: ScalarValue): ScalarValue {
 
 /** The SQL of a value used as a value: a condition's NULL becomes 0. */
 export function valueSql(v: ScalarValue): Sql {
-  return v.predicate && v.nullable ? sql`coalesce(${v.sql}, 0)` : v.sql;
+  return v.predicate && v.nullable ? dialect().orFalse(v.sql) : v.sql;
 }
 
 /** The SQL of a condition, for WHERE / AND / OR / CASE WHEN, where NULL already acts as false. */
@@ -210,12 +215,12 @@ export function conditionSql(v: ScalarValue): Sql {
 
 /** The SQL of a condition that must be exactly 1 or 0. */
 export function exactConditionSql(v: ScalarValue): Sql {
-  return v.nullable ? sql`coalesce(${v.sql}, 0)` : v.sql;
+  return v.nullable ? dialect().orFalse(v.sql) : v.sql;
 }
 
 /** `NOT c`, exact even when c is NULL (missing flips to true). */
 export function notSql(v: ScalarValue): Sql {
-  return v.nullable ? sql`NOT coalesce(${v.sql}, 0)` : sql`NOT (${v.sql})`;
+  return v.nullable ? notKnown(v.sql) : sql`NOT (${v.sql})`;
 }
 /** A value known at compile time, bound as a parameter (`null` is missing). */
 export function literal(value: string | number | boolean | null, type: PqlType): ScalarValue {

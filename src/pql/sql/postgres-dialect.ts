@@ -1,0 +1,206 @@
+/**
+ * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
+ * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
+ * needs to be installed in the database beyond the ICU collations of a standard build.
+ *
+ * Where the meaning of the JS engine differs from PostgreSQL's own:
+ * - JSON reads check the JSON type before casting (a string where a number is expected is
+ *   missing, as in JS, not a cast error); a JSON null in an array is SQL NULL, as SQLite reads it.
+ * - float8 arithmetic raises an error on overflow and underflow where JS gives ±Infinity
+ *   (missing in PQL) or 0: each operation first measures its exact result in numeric.
+ * - text order is code-point order (`COLLATE "C"`), and lower/upper are full Unicode case
+ *   mappings (ICU root, as JS toLowerCase/toUpperCase), whatever the database's locale.
+ * - regexes are translated to ARE (postgres-regex.ts) or rejected.
+ * Rejected (BackendUnsupported): `%` (fmod of doubles has no exact SQL form), sum and average
+ * (SQLite's integer-then-compensated summation, which the JS engine reproduces bit for bit),
+ * `age()` as a value and `occurs` windows that need calendar arithmetic per row, and `keys()` /
+ * `values()` (jsonb does not keep the order keys were written in).
+ */
+import type { PqlType } from '../check/types.js';
+import { BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
+import { param, raw, type Sql, sql } from './fragment.js';
+import { translateRegex } from './postgres-regex.js';
+
+/** `jsonb` at `path` of `doc`. */
+function at(doc: Sql, path: readonly string[]): Sql {
+  return sql`(${doc} #> ${param([...path])})`;
+}
+
+/** A jsonb value as the SQL value of a PQL scalar type: NULL unless it has the matching JSON type. */
+function typed(value: Sql, type: PqlType): Sql {
+  switch (type.kind) {
+    case 'string':
+    case 'datetime':
+      return sql`CASE WHEN jsonb_typeof(${value}) = 'string' THEN ${value} #>> '{}' END`;
+    case 'number':
+      return sql`CASE WHEN jsonb_typeof(${value}) = 'number' THEN CAST(${value} AS float8) END`;
+    case 'boolean':
+      return sql`CASE WHEN jsonb_typeof(${value}) = 'boolean' THEN CAST(${value} AS boolean) END`;
+    default:
+      throw new BackendUnsupported(`reading a value of type ${type.kind} as a single value`);
+  }
+}
+
+/** Elements of a jsonb array (anything else: none) as rows (value, key), JSON null as SQL NULL. */
+function elements(array: Sql, alias: string): Sql {
+  return sql`LATERAL (SELECT NULLIF(x.value, 'null'::jsonb) AS value, x.ordinality AS key FROM jsonb_array_elements(${array}) WITH ORDINALITY AS x) AS ${raw(alias)}`;
+}
+
+function onlyArray(value: Sql): Sql {
+  return sql`CASE WHEN jsonb_typeof(${value}) = 'array' THEN ${value} END`;
+}
+
+const NUL_TEXT = 'a string with the character U+0000, which PostgreSQL text cannot hold';
+
+const DOUBLE_MAX = '1.7976931348623157e308';
+/** Half the smallest subnormal: an exact result below it rounds to 0 (PostgreSQL: an underflow error). */
+const DOUBLE_ROUNDS_TO_ZERO = '2.4703282292062328e-324';
+
+/** PQL `like` (`\` escapes any character, a trailing `\` is itself) as a LIKE pattern with ESCAPE '\'. */
+export function likePattern(pattern: string): string {
+  const chars = Array.from(pattern);
+  let out = '';
+  for (let i = 0; i < chars.length; i++) {
+    const c = chars[i]!;
+    if (c === '\\') {
+      const next = chars[i + 1];
+      if (next === undefined) out += '\\\\';
+      else {
+        out += next === '%' || next === '_' || next === '\\' ? `\\${next}` : next;
+        i++;
+      }
+    } else out += c;
+  }
+  return out;
+}
+
+function castOf(value: unknown): string {
+  if (typeof value === 'string') return '::text';
+  if (typeof value === 'boolean') return '::boolean';
+  if (typeof value === 'number') return Number.isSafeInteger(value) ? '::bigint' : '::float8';
+  if (Array.isArray(value)) return '::text[]';
+  return '';
+}
+
+export const POSTGRES: Dialect = {
+  name: 'postgres',
+  trueSql: 'true',
+  falseSql: 'false',
+  orFalse: (x) => sql`coalesce(${x}, false)`,
+  orTrue: (x) => sql`coalesce(${x}, true)`,
+  exists: (sub) => sql`EXISTS (${sub})`,
+  readJson: (doc, path, type) => typed(at(doc, path), type),
+  number: (read) => read,
+  readElement: (alias, type) => typed(raw(`${alias}.value`), type),
+  jsonType: (doc, path) => sql`jsonb_typeof(${at(doc, path)})`,
+  arrayRows(doc, path, alias): JsonRows {
+    const value = at(doc, path);
+    return {
+      from: elements(onlyArray(value), alias),
+      present: sql`jsonb_typeof(${value}) <> 'null'`,
+      length: sql`coalesce(jsonb_array_length(${onlyArray(value)}), 0)`,
+    };
+  },
+  literalRows(array, alias) {
+    if (
+      'json' in array &&
+      (JSON.parse(array.json) as unknown[]).some((v) => typeof v === 'string' && v.includes('\0'))
+    ) {
+      throw new BackendUnsupported(NUL_TEXT);
+    }
+    const items =
+      'json' in array ? sql`CAST(${param(array.json)} AS jsonb)` : sql`jsonb_build_array(${joinComma(array.items)})`;
+    return elements(items, alias);
+  },
+  mapGet(doc, path, key, j, type) {
+    const value = at(doc, path);
+    const object = sql`CASE WHEN jsonb_typeof(${value}) = 'object' THEN ${value} END`;
+    return sql`(SELECT ${typed(raw(`${j}.value`), type)} FROM jsonb_each(${object}) AS ${raw(j)} WHERE ${raw(j)}.key = ${key})`;
+  },
+  mapRows() {
+    throw new BackendUnsupported(
+      'keys() and values(): jsonb keeps object keys in its own order (shortest first), not the order they were written in',
+    );
+  },
+  scanHint: '',
+  derived: (sub) => sql`(${sub}) AS q`,
+  ordered: (x) => sql`(${x} COLLATE "C")`,
+  lower: (x) => sql`lower(${x} COLLATE "und-x-icu")`,
+  upper: (x) => sql`upper(${x} COLLATE "und-x-icu")`,
+  asciiLower: () => undefined,
+  likeFoldsAscii: false,
+  length: (x) => sql`char_length(${x})`,
+  position: (x, y) => sql`strpos(${x}, ${y})`,
+  endsWith: (x, y) => sql`(right(${x}, char_length(${y})) = ${y})`,
+  like: (x, pattern) => sql`${x} LIKE ${param(likePattern(pattern))} ESCAPE '\\'`,
+  regexMatches(x, pattern) {
+    const re = translateRegex(pattern);
+    if ('unsupported' in re) throw new BackendUnsupported(re.unsupported);
+    return sql`${x} ~ ${param(re.pattern)}`;
+  },
+  regexGroup(x, pattern, n) {
+    const re = translateRegex(pattern);
+    if ('unsupported' in re) throw new BackendUnsupported(re.unsupported);
+    if (!re.groupSafe) {
+      throw new BackendUnsupported(
+        `regexGroup with the regex ${JSON.stringify(pattern)}: PostgreSQL picks the longest match where RE2 picks the first`,
+      );
+    }
+    // Group 0 is the whole match: one more group around the pattern, after its flags.
+    const flags = re.pattern.startsWith('(?i)') ? '(?i)' : '';
+    const whole = `${flags}(${re.pattern.slice(flags.length)})`;
+    const k = sql`CAST(${n} AS float8)`;
+    return sql`CASE WHEN ${k} = trunc(${k}) AND ${k} BETWEEN 0 AND ${raw(String(re.groups))} THEN (regexp_match(${x}, ${param(whole)}))[CAST(${k} AS integer) + 1] END`;
+  },
+  arithmetic(op, x, y) {
+    const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
+    const cases: Sql[] = [];
+    if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
+    cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
+    if (op === '*' || op === '/') {
+      const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
+      cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
+    }
+    const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
+    return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+  },
+  modulo() {
+    throw new BackendUnsupported('the % operator: the remainder of two doubles has no exact PostgreSQL form');
+  },
+  negate: (x) => sql`(- ${x})`,
+  toMs: (x) =>
+    sql`CASE WHEN ${x} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$' AND left(${x}, 4) <> '0000' THEN CAST(extract(epoch FROM CAST(${x} AS timestamptz)) * 1000 AS bigint) END`,
+  toIso: (x) =>
+    sql`(SELECT CASE WHEN m BETWEEN -62135596800000 AND 253402300799999 THEN to_char(to_timestamp(floor(m / 1000)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') || '.' || lpad(CAST(m - floor(m / 1000) * 1000 AS text), 3, '0') || 'Z' END FROM (SELECT CAST(${x} AS numeric) AS m) AS q)`,
+  datePart: (part, ms) =>
+    sql`CAST(extract(${raw(part)} FROM to_timestamp(floor(CAST(${ms} AS numeric) / 1000)) AT TIME ZONE 'UTC') AS integer)`,
+  age() {
+    throw new BackendUnsupported('age() other than compared with a number: calendar years per row');
+  },
+  occurs() {
+    throw new BackendUnsupported('an occurs window with calendar units relative to a per-row time');
+  },
+  sumFunction(fn) {
+    throw new BackendUnsupported(
+      `${fn}(): the JS and SQLite engines add in SQLite's order-dependent compensated way, which PostgreSQL's sum() does not reproduce`,
+    );
+  },
+  render(s) {
+    const params: unknown[] = [];
+    const text = s.text.replace(/\?/g, () => {
+      const value = s.params[params.length];
+      if (typeof value === 'string' && value.includes('\0')) {
+        throw new BackendUnsupported(NUL_TEXT);
+      }
+      params.push(value);
+      return `$${params.length}${castOf(value)}`;
+    });
+    if (params.length !== s.params.length) throw new Error('PQL to SQL: parameters and placeholders disagree');
+    return { sql: text, params };
+  },
+};
+
+function joinComma(parts: readonly Sql[]): Sql {
+  if (parts.length === 0) return raw('');
+  return parts.slice(1).reduce((acc, p) => sql`${acc}, ${p}`, parts[0]!);
+}

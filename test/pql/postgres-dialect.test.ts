@@ -1,0 +1,93 @@
+/**
+ * The PostgreSQL backend without a database: what it rejects (a PqlError naming PostgreSQL at
+ * the part to change), how RE2 patterns translate, and that parameters are `$n` with types.
+ * Agreement with the other engines on data is differential.postgres.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import { checkSource } from '../../src/pql/check/checker.js';
+import { PqlError } from '../../src/pql/index.js';
+import { translateRegex } from '../../src/pql/sql/postgres-regex.js';
+import { compileToSql } from '../../src/pql/sql/to-sql.js';
+import { CHECK_OPTIONS } from './differential-harness.js';
+
+const NOW = Date.parse('2026-11-28T09:30:00.000Z');
+
+function postgres(source: string) {
+  return compileToSql(checkSource(source, CHECK_OPTIONS), { now: NOW, sandboxId: 1, dialect: 'postgres' });
+}
+
+function rejection(source: string): PqlError {
+  try {
+    postgres(source);
+  } catch (e) {
+    if (e instanceof PqlError) return e;
+    throw e;
+  }
+  throw new Error(`compiled: ${source}`);
+}
+
+describe('PQL compiled for PostgreSQL', () => {
+  it('binds every value as a typed $n parameter and reads jsonb', () => {
+    const s = postgres('person.name.firstName = "John" and loyalty.points > 1.5 and _tenant.vip = true');
+    expect(s.sql).toContain('#> $2::text[]');
+    expect(s.sql).not.toContain('?');
+    expect(s.sql).not.toContain('John');
+    expect(s.params).toEqual([
+      1,
+      ['person', 'name', 'firstName'],
+      ['person', 'name', 'firstName'],
+      'John',
+      ['loyalty', 'points'],
+      ['loyalty', 'points'],
+      1.5,
+      ['_tenant', 'vip'],
+      ['_tenant', 'vip'],
+      true,
+    ]);
+  });
+
+  it('rejects what it cannot run with the same meaning, at the part to change', () => {
+    const e = rejection('person.name.firstName = "a" and xEvent.sum(commerce.order.priceTotal) > 10');
+    expect(e.code).toBe('PQL_TYPE_ERROR');
+    expect(e.message).toMatch(/^Not supported on PostgreSQL: sum\(\)/);
+    expect(e.loc.offset).toBe('person.name.firstName = "a" and '.length);
+    expect(rejection('(loyalty.points % 2) = 1').message).toContain('% operator');
+    expect(rejection('person.name.firstName.matches("\\\\bJo")').message).toContain('the escape \\b');
+    expect(rejection('person.name.firstName.regexGroup("(a|ab)c", 1) = "a"').message).toContain('longest match');
+    expect(rejection('age(person.birthDate) + 1 > 30').message).toContain('age()');
+    expect(rejection('_tenant.prefs.keys().count() > 1').message).toContain('keys() and values()');
+    expect(rejection('person.name.firstName = "a\\u0000b"').message).toContain('U+0000');
+  });
+
+  it('compiles age(t) compared with a number as a range on t', () => {
+    expect(postgres('age(person.birthDate) >= 18').sql).toContain('COLLATE "C"');
+  });
+});
+
+describe('RE2 → PostgreSQL ARE', () => {
+  it.each([
+    ['^J', '^J'],
+    ['(?i)^jo', '(?i)^jo'],
+    ['a.c', 'a[^\\n]c'],
+    ['^(\\w)(\\w)?', '^([0-9A-Za-z_])([0-9A-Za-z_])?'],
+    ['[0-9]+', '[0-9]+'],
+    ['\\d\\S', '[0-9][^\\t\\n\\f\\r ]'],
+    ['(a|b)+', '(a|b)+'],
+    ['x{2,3}', 'x{2,3}'],
+  ])('%s → %s', (re2, are) => {
+    expect(translateRegex(re2)).toMatchObject({ pattern: are });
+  });
+
+  it.each(['(?i)ß', '(?i)k', '(?s).', 'a*?', '\\bword', '\\pL', 'x{300}', '(?P<n>a)', '(?i)[a-z]'])(
+    'rejects %s',
+    (re2) => {
+      expect(translateRegex(re2)).toHaveProperty('unsupported');
+    },
+  );
+
+  it('marks patterns whose group texts may differ (leftmost-first vs leftmost-longest)', () => {
+    expect(translateRegex('(a|b)+')).toMatchObject({ groupSafe: true, groups: 1 });
+    expect(translateRegex('(a|ab)')).toMatchObject({ groupSafe: false });
+    expect(translateRegex('(a+)?(ab)?')).toMatchObject({ groupSafe: false });
+  });
+});
