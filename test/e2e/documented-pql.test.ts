@@ -16,6 +16,8 @@ const PAGES = {
   aggregation: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/aggregation-functions',
   overview: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/overview',
   definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
+  conversions: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/pql-conversions',
+  sourceFilters: 'https://experienceleague.adobe.com/en/docs/experience-platform/sources/api-tutorials/filter',
 };
 
 let server: TestServer;
@@ -390,5 +392,61 @@ describe('value expressions', () => {
       '2026-11-20T10:00:00.000Z',
       null,
     ]);
+  });
+});
+
+describe('the documented JSON form', () => {
+  const CONVERT =
+    'query($x: String!, $from: PqlFormat!, $to: PqlFormat!) { convertPql(expression: $x, from: $from, to: $to) }';
+
+  it(`convertPql writes the conversion example's tree byte for byte (${PAGES.conversions})`, async () => {
+    const documented =
+      '{"nodeType":"fnApply","fnName":"=","params":[{"nodeType":"fieldLookup","fieldName":"country","object":{"nodeType":"fieldLookup","fieldName":"workAddress","object":{"nodeType":"parameterReference","position":1}}},{"nodeType":"literal","literalType":"String","value":"US"}]}';
+    const json = ok(
+      await server.gql(CONVERT, { x: 'workAddress.country = "US"', from: 'PQL_TEXT', to: 'PQL_JSON' }),
+    ).convertPql;
+    expect(json).toBe(documented);
+    const text = ok(await server.gql(CONVERT, { x: documented, from: 'PQL_JSON', to: 'PQL_TEXT' })).convertPql;
+    expect(text).toBe('workAddress.country = "US"');
+    // And it runs, read from the documented tree: work country exactly "US" is ann only (bo's is "us").
+    const matching = ok(
+      await server.gql(
+        'query($x: String!, $f: PqlFormat) { profilesMatching(expression: $x, format: $f, first: 10) { edges { node { identities { value } } } } }',
+        { x: documented, f: 'PQL_JSON' },
+      ),
+    );
+    expect(matching.profilesMatching.edges.map((e: any) => e.node.identities[0].value)).toEqual(['ann@x.us']);
+  });
+
+  it(`reads a source-filter tree (no object, untyped literals, NOT, isNull) (${PAGES.sourceFilters})`, async () => {
+    const documented = {
+      nodeType: 'fnApply',
+      fnName: 'NOT',
+      params: [
+        { nodeType: 'fnApply', fnName: 'isNull', params: [{ nodeType: 'fieldLookup', fieldName: 'complaint_type' }] },
+      ],
+    };
+    const text = ok(
+      await server.gql(CONVERT, { x: JSON.stringify(documented), from: 'PQL_JSON', to: 'PQL_TEXT' }),
+    ).convertPql;
+    expect(text).toBe('not complaint_type.isNull()');
+    const json = ok(await server.gql(CONVERT, { x: text, from: 'PQL_TEXT', to: 'PQL_JSON' })).convertPql;
+    expect(JSON.parse(json)).toEqual({
+      nodeType: 'fnApply',
+      fnName: 'not',
+      params: [
+        {
+          nodeType: 'fnApply',
+          fnName: '.isNull',
+          params: [
+            {
+              nodeType: 'fieldLookup',
+              fieldName: 'complaint_type',
+              object: { nodeType: 'parameterReference', position: 1 },
+            },
+          ],
+        },
+      ],
+    });
   });
 });
