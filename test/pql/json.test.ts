@@ -299,3 +299,13 @@ describe('the documented pql/json trees', () => {
     expect(print(fromJson(lit(-2.5)))).toBe('-2.5');
   });
 });
+
+describe('map and groupBy read their argument on each item', () => {
+  it('writes the path of map(…) / groupBy(…) without object, the receiver on the profile', () => {
+    expect(toJson(parse('orders.groupBy(storeId).keys()'))).toEqual(
+      fn('.keys', fn('.groupBy', prof('orders'), field('storeId'))),
+    );
+    expect(toJson(parse('numbers.map(square)'))).toEqual(fn('.map', prof('numbers'), field('square')));
+    expect(print(fromJson(toJson(parse('numbers.map($1.square)'))))).toBe('numbers.map($1.square)');
+  });
+});

@@ -106,7 +106,7 @@ const readsProfile = (scope: NameScope, name: string): boolean => scope.profile 
 
 /** Whether argument `i` of method `name` is read once per item, with the item as scope. */
 function perItemArgument(name: string, i: number): boolean {
-  return name === 'filter' || METHODS.get(name)?.params[i]?.perItem === true;
+  return name === 'filter' || name === 'map' || name === 'groupBy' || METHODS.get(name)?.params[i]?.perItem === true;
 }
 
 /** A name written as a call that would read back as something else (an operator, a method applied as a function). */
