@@ -47,7 +47,10 @@ function groupItems(items: readonly unknown[], keys: readonly unknown[]): Record
   const groups: Record<string, unknown[]> = Object.create(null);
   items.forEach((item, i) => {
     const key = keys[i];
-    if (typeof key === 'string') (groups[key] ??= []).push(item);
+    if (typeof key !== 'string') return;
+    const group = groups[key];
+    if (group) group.push(item);
+    else groups[key] = [item];
   });
   return groups;
 }
