@@ -181,6 +181,14 @@ export const FLOORS: Readonly<Record<string, (c: FloorContext) => FloorQuery>> =
   'electronics-item-bindings': (c) => FLOORS['electronics-buyers']!(c),
   'gold-mid-points-lambda': (c) => FLOORS['gold-mid-points']!(c),
 
+  // groupBy(channel).keys() are the distinct present channels of the purchases; channel is a
+  // string field, and count(DISTINCT) skips NULL (no channel) and compares text bytewise, as
+  // distinct() does.
+  'multi-channel-buyers': (c) => ({
+    sql: "SELECT profile_id AS id FROM events WHERE sandbox_id = ? AND event_type = 'commerce.purchases' GROUP BY profile_id HAVING count(DISTINCT json_extract(payload, '$.channel')) >= 2",
+    params: [c.sandboxId],
+  }),
+
   // points × 2 >= 1000 is points >= 500: one extraction of points per row.
   'tier-weighted-points': profiles(
     "json_extract(attributes, '$.loyalty.points') >= CASE WHEN json_extract(attributes, '$.loyalty.tier') IN ('gold', 'platinum') THEN 500 ELSE 1000 END",

@@ -16,6 +16,8 @@ const PAGES = {
   aggregation: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/aggregation-functions',
   overview: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/overview',
   definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
+  conversions: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/pql-conversions',
+  sourceFilters: 'https://experienceleague.adobe.com/en/docs/experience-platform/sources/api-tutorials/filter',
 };
 
 let server: TestServer;
@@ -31,7 +33,12 @@ beforeAll(async () => {
       { class: PROFILE, path: "orders", type: "array<object>" },
       { class: PROFILE, path: "orders.order.price", type: "number" },
       { class: PROFILE, path: "person.orders", type: "array<object>" },
-      { class: PROFILE, path: "person.orders.storeId", type: "string" }
+      { class: PROFILE, path: "person.orders.storeId", type: "string" },
+      { class: PROFILE, path: "orders.storeId", type: "string" },
+      { class: PROFILE, path: "person1.favoriteColors", type: "array<string>" },
+      { class: PROFILE, path: "person2.favoriteColors", type: "array<string>" },
+      { class: PROFILE, path: "numbers", type: "array<object>" },
+      { class: PROFILE, path: "numbers.square", type: "number" }
     ] }) { name } }`),
   );
   const records = [
@@ -41,7 +48,13 @@ beforeAll(async () => {
         homeAddress: { country: 'US', stateProvince: 'CA' },
         workAddress: { country: 'US', stateProvince: 'CA' },
         person: { favoriteColors: ['red'], orders: [{ storeId: 'S1' }, { storeId: 'S2' }, { storeId: 'S1' }] },
-        orders: [{ order: { price: 10 } }, { order: { price: 15.5 } }],
+        orders: [
+          { order: { price: 10 }, storeId: 'S1' },
+          { order: { price: 15.5 }, storeId: 'S2' },
+        ],
+        person1: { favoriteColors: ['blue', 'red', 'green', 'red'] },
+        person2: { favoriteColors: ['green', 'red', 'blue', 'black'] },
+        numbers: [{ square: 4 }, { square: 9 }],
       },
     },
     {
@@ -51,6 +64,9 @@ beforeAll(async () => {
         workAddress: { country: 'us', stateProvince: 'NY' },
         person: { favoriteColors: ['black'], orders: [{ storeId: 'S1' }, {}, { storeId: 'S1' }] },
         orders: [],
+        person1: { favoriteColors: ['red', 'blue'] },
+        person2: { favoriteColors: ['red', 'blue', 'green'] },
+        numbers: [{ square: 1 }, {}],
       },
     },
     {
@@ -242,6 +258,72 @@ describe('collection functions', () => {
   });
 });
 
+describe('map, groupBy and array equality', () => {
+  const VALUE = `query($id: String!, $x: String!) {
+    evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x) { qualifies value } }`;
+  const valuesOf = async (expression: string) => {
+    const out: unknown[] = [];
+    for (const id of PEOPLE) out.push(ok(await server.gql(VALUE, { id, x: expression })).evaluateProfile.value);
+    return out;
+  };
+  const typeOf = async (expression: string) =>
+    ok(
+      await server.gql('query($x: String!) { validatePql(expression: $x) { valid type errors { message } } }', {
+        x: expression,
+      }),
+    ).validatePql;
+
+  it(`person1.favoriteColors.intersection(person2.favoriteColors) = ["red", "blue", "green"] (${PAGES.arrays})`, async () => {
+    // Equal as sets: ann's common colours are blue, red, green (in her order); bo's only red, blue.
+    const r = await runEverywhere(
+      'person1.favoriteColors.intersection(person2.favoriteColors) = ["red", "blue", "green"]',
+    );
+    expect(r.normalized).toBe('person1.favoriteColors.intersection(person2.favoriteColors) = ["red", "blue", "green"]');
+    expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+    // != needs both arrays: bo's differ; cy has neither, so neither = nor != holds for him.
+    const differ = await runEverywhere(
+      'person1.favoriteColors.intersection(person2.favoriteColors) != ["red", "blue", "green"]',
+    );
+    expect(differ.sql).toEqual(['bo@x.se']);
+    expect(differ.js).toEqual(differ.sql);
+  });
+
+  it(`orders.groupBy(storeId) (${PAGES.arrays})`, async () => {
+    expect(await typeOf('orders.groupBy(storeId)')).toEqual({ valid: true, type: 'map<array<object>>', errors: [] });
+    // ann's two orders are at S1 and S2; bo has none (an empty map); cy no orders field.
+    expect(await valuesOf('orders.groupBy(storeId)')).toEqual([
+      { S1: [{ order: { price: 10 }, storeId: 'S1' }], S2: [{ order: { price: 15.5 }, storeId: 'S2' }] },
+      {},
+      null,
+    ]);
+    // As conditions, read through keys() and get(…), in both engines.
+    const stores = await runEverywhere('orders.groupBy(storeId).keys().count() > 1');
+    expect(stores.sql).toEqual(['ann@x.us']);
+    expect(stores.js).toEqual(stores.sql);
+    const s2 = await runEverywhere('orders.groupBy(storeId).get("S2").sum(order.price) > 15');
+    expect(s2.sql).toEqual(['ann@x.us']);
+    expect(s2.js).toEqual(s2.sql);
+    expect(await valuesOf('orders.groupBy(storeId).keys()')).toEqual([['S1', 'S2'], [], null]);
+    const bare = await typeOf('orders.groupBy(storeId).count() > 0');
+    expect(bare.valid).toBe(false);
+    expect(bare.errors[0].message).toContain('read a groupBy with .keys() or .get("key")');
+  });
+
+  it(`numbers.map(square) (${PAGES.arrays})`, async () => {
+    expect(await typeOf('numbers.map(square)')).toEqual({ valid: true, type: 'array<number>', errors: [] });
+    // The present values, in order: bo's second number has no square.
+    expect(await valuesOf('numbers.map(square)')).toEqual([[4, 9], [1], null]);
+    const r = await runEverywhere('numbers.map(square).sum() > 10');
+    expect(r.normalized).toBe('numbers.map(square).sum() > 10');
+    expect(r.sql).toEqual(['ann@x.us']);
+    expect(r.js).toEqual(r.sql);
+    const equal = await runEverywhere('numbers.map(square) = [9, 4]');
+    expect(equal.sql).toEqual(['ann@x.us']);
+    expect(equal.js).toEqual(equal.sql);
+  });
+});
+
 describe('distinct on a projected path', () => {
   it(`person.orders.storeId.distinct().count() > 1 (${PAGES.arrays})`, async () => {
     // Stores ordered from: ann S1, S2 (two); bo S1 only (one order has no store); cy no orders.
@@ -390,5 +472,61 @@ describe('value expressions', () => {
       '2026-11-20T10:00:00.000Z',
       null,
     ]);
+  });
+});
+
+describe('the documented JSON form', () => {
+  const CONVERT =
+    'query($x: String!, $from: PqlFormat!, $to: PqlFormat!) { convertPql(expression: $x, from: $from, to: $to) }';
+
+  it(`convertPql writes the conversion example's tree byte for byte (${PAGES.conversions})`, async () => {
+    const documented =
+      '{"nodeType":"fnApply","fnName":"=","params":[{"nodeType":"fieldLookup","fieldName":"country","object":{"nodeType":"fieldLookup","fieldName":"workAddress","object":{"nodeType":"parameterReference","position":1}}},{"nodeType":"literal","literalType":"String","value":"US"}]}';
+    const json = ok(
+      await server.gql(CONVERT, { x: 'workAddress.country = "US"', from: 'PQL_TEXT', to: 'PQL_JSON' }),
+    ).convertPql;
+    expect(json).toBe(documented);
+    const text = ok(await server.gql(CONVERT, { x: documented, from: 'PQL_JSON', to: 'PQL_TEXT' })).convertPql;
+    expect(text).toBe('workAddress.country = "US"');
+    // And it runs, read from the documented tree: work country exactly "US" is ann only (bo's is "us").
+    const matching = ok(
+      await server.gql(
+        'query($x: String!, $f: PqlFormat) { profilesMatching(expression: $x, format: $f, first: 10) { edges { node { identities { value } } } } }',
+        { x: documented, f: 'PQL_JSON' },
+      ),
+    );
+    expect(matching.profilesMatching.edges.map((e: any) => e.node.identities[0].value)).toEqual(['ann@x.us']);
+  });
+
+  it(`reads a source-filter tree (no object, untyped literals, NOT, isNull) (${PAGES.sourceFilters})`, async () => {
+    const documented = {
+      nodeType: 'fnApply',
+      fnName: 'NOT',
+      params: [
+        { nodeType: 'fnApply', fnName: 'isNull', params: [{ nodeType: 'fieldLookup', fieldName: 'complaint_type' }] },
+      ],
+    };
+    const text = ok(
+      await server.gql(CONVERT, { x: JSON.stringify(documented), from: 'PQL_JSON', to: 'PQL_TEXT' }),
+    ).convertPql;
+    expect(text).toBe('not complaint_type.isNull()');
+    const json = ok(await server.gql(CONVERT, { x: text, from: 'PQL_TEXT', to: 'PQL_JSON' })).convertPql;
+    expect(JSON.parse(json)).toEqual({
+      nodeType: 'fnApply',
+      fnName: 'not',
+      params: [
+        {
+          nodeType: 'fnApply',
+          fnName: '.isNull',
+          params: [
+            {
+              nodeType: 'fieldLookup',
+              fieldName: 'complaint_type',
+              object: { nodeType: 'parameterReference', position: 1 },
+            },
+          ],
+        },
+      ],
+    });
   });
 });

@@ -161,7 +161,14 @@ describe('paths', () => {
   it('rejects an object reached through an array and used as such, pointing to filters and aggregates', () => {
     fails('xEvent.web.count() > 0', 'is an array: reach .web of its items with a filter [...]', 1, 8);
     fails('xEvent.eventType.startsWith("x")', 'startsWith() applies to a string, but array<string> is not one', 1, 18);
-    fails('xEvent.eventType = eventType', 'a path through an array can only be compared with a constant here', 1, 20);
+    fails(
+      'xEvent.eventType = homeAddress.city',
+      'a path through an array can only be compared with a constant here',
+      1,
+      20,
+    );
+    // An array on the right is array equality, so the right side is read as a profile value first.
+    fails('xEvent.eventType = eventType', 'unknown field eventType', 1, 20);
   });
 
   it('types a scalar path through an array as the array of its values (issue 18)', () => {
@@ -217,7 +224,7 @@ describe('operators', () => {
   });
 
   it('rejects comparing arrays, objects and maps', () => {
-    fails('preferences.categories = ["a"]', 'array<string> values cannot be compared with =', 1, 1);
+    fails('preferences.categories < ["a"]', 'array<string> values cannot be compared with <', 1, 1);
     fails('person.name = person.name', 'object values cannot be compared', 1, 1);
     fails('1 = _tenant.attrs', 'map<number> values cannot be compared', 1, 5);
   });
@@ -732,5 +739,50 @@ describe('every function and method of docs/pql.md §5 checks', () => {
   ];
   it.each(passing)('%s', (_name, source) => {
     expect(ok(source).type).toEqual({ kind: 'boolean' });
+  });
+});
+
+describe('map, groupBy and array equality', () => {
+  const value = (source: string) => check(parse(source), source, options);
+
+  it('types them and runs them as forms both engines know', () => {
+    expect(typeToString(value('_tenant.visits.map(page)').type)).toBe('array<string>');
+    expect(print(value('_tenant.visits.map(page)').ast)).toBe('_tenant.visits.page');
+    expect(typeToString(value('_tenant.visits.groupBy(page)').type)).toBe('map<array<object>>');
+    expect(print(ok('_tenant.visits.groupBy(page).keys().count() > 1').ast)).toBe(
+      '_tenant.visits.page.distinct().count() > 1',
+    );
+    expect(print(ok('_tenant.visits.groupBy(page).get("home").count() > 1').ast)).toBe(
+      '_tenant.visits[page = "home"].count() > 1',
+    );
+    expect(print(ok('_tenant.tags = ["a", "b"]').ast)).toBe(
+      '_tenant.tags.subsetOf(["a", "b"]) and ["a", "b"].subsetOf(_tenant.tags)',
+    );
+    expect(print(ok('_tenant.tags != []').ast)).toBe(
+      '_tenant.tags.subsetOf(_tenant.tags) and [].subsetOf([]) and not (_tenant.tags.subsetOf([]) and [].subsetOf(_tenant.tags))',
+    );
+  });
+
+  it('refuses what they do not define, saying what to write', () => {
+    expect(typeError('_tenant.visits = _tenant.visits').message).toContain(
+      '= compares two arrays of values of one type as sets',
+    );
+    expect(typeError('_tenant.tags = _tenant.scores').message).toContain('compares two arrays of values of one type');
+    expect(typeError('_tenant.visits.map(page + "x").count() > 0').message).toBe(
+      'map() takes one argument, the path of a field of each item, e.g. orders.map(price)',
+    );
+    expect(typeError('_tenant.scores.map(x).count() > 0').message).toContain('map() needs an array of objects');
+    expect(typeError('_tenant.visits.groupBy(at).keys().count() > 0').message).toContain(
+      'groupBy() needs a string field of each item (the keys of a map are strings), but .at is datetime',
+    );
+    expect(typeError('_tenant.visits.groupBy(page).values().count() > 0').message).toContain(
+      'read a groupBy with .keys() or .get("key") (a string literal)',
+    );
+    expect(typeError('_tenant.visits.groupBy(page).get(person.name.firstName).count() > 0').message).toContain(
+      'read a groupBy with .keys() or .get("key") (a string literal)',
+    );
+    expect(typeError('let G = (_tenant.visits.groupBy(page)) in (G.keys().count() > 0)').message).toBe(
+      'read a groupBy with .keys() or .get("key")',
+    );
   });
 });

@@ -603,6 +603,17 @@ export class PqlGenerator {
               .map(([a, tail]) => `${a}.distinct().${tail}`),
             weight: 1,
           },
+          // Two arrays compared: equal as sets.
+          {
+            arbitrary: fc.tuple(arr, fc.constantFrom('=', '!='), other).map(([a, op, o]) => `${a} ${op} ${o}`),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(arr, other, fc.constantFrom('=', '!='), other)
+              .map(([a, o, op, p]) => `${a}.intersection(${o}) ${op} ${p}`),
+            weight: 1,
+          },
         );
       }
       if (scope.where === 'profile') {
@@ -761,6 +772,38 @@ export class PqlGenerator {
             arbitrary: fc.tuple(ev, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(${c}).count() ${op} ${k}`),
             weight: 1,
           },
+          // map, groupBy and array equality over the events.
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'xEvent.map(eventType).distinct().count()',
+                  'xEvent.map(commerce.order.priceTotal).sum()',
+                  'xEvent.groupBy(eventType).keys().count()',
+                  'xEvent.groupBy(channel).keys().count()',
+                ),
+                compareOp,
+                smallInt,
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 2,
+          },
+          {
+            arbitrary: fc
+              .tuple(eventTypeLit, compareOp, smallInt)
+              .map(([t, op, k]) => `xEvent.groupBy(eventType).get(${t}).count() ${op} ${k}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('xEvent.map(eventType)', 'xEvent.eventType', 'xEvent.groupBy(eventType).keys()'),
+                fc.constantFrom('=', '!='),
+                fc.array(eventTypeLit, { maxLength: 3 }).map((xs) => `[${xs.join(', ')}]`),
+              )
+              .map(([a, op, b]) => `${a} ${op} ${b}`),
+            weight: 2,
+          },
           // A path through an array compared with a constant: some item's value.
           {
             arbitrary: fc
@@ -806,6 +849,34 @@ export class PqlGenerator {
           },
           {
             arbitrary: fc.constantFrom(...CATEGORIES).map((c) => `productListItems.category.includes(${pqlString(c)})`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(fc.constantFrom(...CATEGORIES), compareOp, smallInt)
+              .map(([c, op, k]) => `productListItems.groupBy(category).get(${pqlString(c)}).sum(quantity) ${op} ${k}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom(
+                  'productListItems.map(quantity).sum()',
+                  'productListItems.groupBy(category).keys().count()',
+                ),
+                compareOp,
+                smallInt,
+              )
+              .map(([v, op, k]) => `${v} ${op} ${k}`),
+            weight: 1,
+          },
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('=', '!='),
+                fc.array(fc.constantFrom(...CATEGORIES).map(pqlString), { maxLength: 3 }),
+              )
+              .map(([op, xs]) => `productListItems.map(category) ${op} [${xs.join(', ')}]`),
             weight: 1,
           },
           {

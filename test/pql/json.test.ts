@@ -11,11 +11,12 @@ const kitchenSink = readFileSync(new URL('./fixtures/kitchen-sink.pql', import.m
 const withoutLoc = (node: ExpressionNode) => JSON.parse(JSON.stringify(node, (k, v) => (k === 'loc' ? undefined : v)));
 const viaJson = (node: ExpressionNode) => fromJson(JSON.parse(JSON.stringify(toJson(node))));
 
-const field = (fieldName: string, object: PqlJson | null = null): PqlJson => ({
-  nodeType: 'fieldLookup',
-  fieldName,
-  object,
-});
+/** A bare name that is not the profile's (a variable, an item's field): no `object`. */
+const field = (fieldName: string, object?: PqlJson | null): PqlJson =>
+  object === undefined ? { nodeType: 'fieldLookup', fieldName } : { nodeType: 'fieldLookup', fieldName, object };
+const PROFILE: PqlJson = { nodeType: 'parameterReference', position: 1 };
+/** A field of the profile, as the documentation writes it: a lookup on parameter 1. */
+const prof = (fieldName: string): PqlJson => field(fieldName, PROFILE);
 const str = (value: string): PqlJson => ({ nodeType: 'literal', literalType: 'String', value });
 const num = (value: number): PqlJson => ({ nodeType: 'literal', literalType: 'Number', value });
 const fn = (fnName: string, ...params: PqlJson[]): PqlJson => ({ nodeType: 'fnApply', fnName, params });
@@ -31,12 +32,31 @@ function jsonError(json: unknown): PqlError {
 }
 
 describe('toJson / fromJson', () => {
-  it('round-trips the kitchen sink: same tree, same text, same JSON', () => {
+  it('round-trips the kitchen sink: same JSON, same text but for $1. on profile fields', () => {
     const tree = parse(kitchenSink);
     const back = viaJson(tree);
-    expect(withoutLoc(back)).toEqual(withoutLoc(tree));
-    expect(print(back)).toBe(print(tree));
     expect(toJson(back)).toEqual(toJson(tree));
+    // `$1.person` and `person` are one JSON node (a lookup on parameter 1), read back bare.
+    // (`$1.xEvent` is a profile field named xEvent, so bare it keeps its back-quotes.)
+    expect(print(back)).toBe(print(tree).replaceAll('$1.xEvent', '`xEvent`').replaceAll('$1.', ''));
+    expect(withoutLoc(viaJson(back))).toEqual(withoutLoc(back));
+  });
+
+  it('keeps $1. where a bare name would read the item or a variable', () => {
+    for (const source of [
+      'orders[price > $1.minPrice]',
+      'orders.sum(price > $1.minPrice)',
+      'let minPrice = (1) in ($1.minPrice > minPrice)',
+      'exists E from xEvent where E.a = $1.E',
+      'CHAIN(xEvent, timestamp, [A: WHAT(eventType = $1.eventType)])',
+    ]) {
+      const tree = parse(source);
+      expect(print(viaJson(tree))).toBe(print(tree));
+    }
+    // Inside the filter, `price` is the item's: no object; `$1.minPrice` the profile's.
+    expect(toJson(parse('orders[price > $1.minPrice]'))).toEqual(
+      fn('[]', prof('orders'), fn('>', field('price'), prof('minPrice'))),
+    );
   });
 
   it('gives every node read from JSON the empty location', () => {
@@ -51,12 +71,12 @@ describe('toJson / fromJson', () => {
     expect(toJson(parse('homeAddress.countryCode in ["SE", "NO"] and $1.age >= -18'))).toEqual(
       fn(
         'and',
-        fn('in', field('countryCode', field('homeAddress')), {
+        fn('in', field('countryCode', prof('homeAddress')), {
           nodeType: 'literal',
           literalType: 'List',
           value: [str('SE'), str('NO')],
         }),
-        fn('>=', field('age', { nodeType: 'parameterReference', position: 1 }), fn('negate', num(18))),
+        fn('>=', prof('age'), fn('negate', num(18))),
       ),
     );
   });
@@ -67,7 +87,7 @@ describe('toJson / fromJson', () => {
     ['date(2024, 3)', fn('date', num(2024), num(3))],
     ['`and`(1)', fn('call', str('and'), num(1))],
     ['`.x`()', fn('call', str('.x'))],
-    ['x like "a%"', fn('like', field('x'), str('a%'))],
+    ['x like "a%"', fn('like', prof('x'), str('a%'))],
     ['now', { nodeType: 'literal', literalType: 'TimeWord', value: 'now' }],
     [
       'true != null',
@@ -81,7 +101,7 @@ describe('toJson / fromJson', () => {
       't occurs 3 days before today',
       fn(
         'occurs',
-        field('t'),
+        prof('t'),
         fn('relative', { nodeType: 'literal', literalType: 'Null', value: null }, num(3), str('day'), str('before'), {
           nodeType: 'literal',
           literalType: 'TimeWord',
@@ -91,20 +111,20 @@ describe('toJson / fromJson', () => {
     ],
     [
       't occurs < 3 days from x',
-      fn('occurs', field('t'), fn('relative', str('<'), num(3), str('day'), str('from'), field('x'))),
+      fn('occurs', prof('t'), fn('relative', str('<'), num(3), str('day'), str('from'), prof('x'))),
     ],
     [
       't occurs on x',
-      fn('occurs', field('t'), fn('on', field('x'), { nodeType: 'literal', literalType: 'Boolean', value: true })),
+      fn('occurs', prof('t'), fn('on', prof('x'), { nodeType: 'literal', literalType: 'Boolean', value: true })),
     ],
-    ['t occurs last week', fn('occurs', field('t'), fn('last', str('week')))],
-    ['t occurs after x', fn('occurs', field('t'), fn('after', field('x')))],
-    ['t occurs between a and b', fn('occurs', field('t'), fn('between', field('a'), field('b')))],
+    ['t occurs last week', fn('occurs', prof('t'), fn('last', str('week')))],
+    ['t occurs after x', fn('occurs', prof('t'), fn('after', prof('x')))],
+    ['t occurs between a and b', fn('occurs', prof('t'), fn('between', prof('a'), prof('b')))],
     [
       'exists E from x, F from y where z',
-      fn('exists', fn('from', str('E'), field('x')), fn('from', str('F'), field('y')), field('z')),
+      fn('exists', fn('from', str('E'), prof('x')), fn('from', str('F'), prof('y')), prof('z')),
     ],
-    ['max E.v over E from x where z', fn('max', field('v', field('E')), fn('from', str('E'), field('x')), field('z'))],
+    ['max E.v over E from x where z', fn('max', field('v', field('E')), fn('from', str('E'), prof('x')), prof('z'))],
     ['let V = (1) in (V)', fn('let', str('V'), num(1), field('V'))],
     [
       'CHAIN(xEvent, ts, [A: WHAT(a), B: WHAT(b) WHEN(after A)])',
@@ -146,7 +166,7 @@ describe('toJson / fromJson', () => {
     [{ nodeType: 'literal', literalType: 'List', value: [num(1), 'x'] }, '$.value[1]', 'expected a node object'],
     [{ nodeType: 'parameterReference', position: 1.5 }, '$.position', 'expected a non-negative integer'],
     [{ nodeType: 'fnApply', fnName: 'and', params: {} }, '$.params', 'expected an array'],
-    [fn('and', num(1)), '$.params', '"and" takes 2 parameters, got 1'],
+    [fn('and'), '$.params', '"and" takes at least 1 parameters, got 0'],
     [fn('not', fn('exists', field('x'))), '$.params[0].params', '"exists" takes at least 2 parameters, got 1'],
     [fn('exists', field('x'), field('y')), '$.params[0].nodeType', 'expected "fnApply"'],
     [
@@ -195,5 +215,97 @@ describe('toJson / fromJson', () => {
     let deep: PqlJson = field('a');
     for (let i = 0; i < 100_000; i++) deep = fn('not', deep);
     expect(jsonError(deep).message).toMatch(/nodes nest more than 512 deep/);
+  });
+});
+
+/**
+ * Every PQL tree the commercial documentation prints. The segmentation API's conversion example
+ * is what our writer must produce word for word; the source-filter examples use a looser form
+ * (no `object` on a field, literals without `literalType`, one-operand `and`, `NOT`, `isNull`
+ * applied as a function), which we read and then write in the conversion example's form.
+ */
+describe('the documented pql/json trees', () => {
+  const CONVERSIONS = 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/pql-conversions';
+  const FILTERS = 'https://experienceleague.adobe.com/en/docs/experience-platform/sources/api-tutorials/filter';
+  const lit = (value: unknown) => ({ nodeType: 'literal', value });
+  const apply = (fnName: string, ...params: unknown[]) => ({ nodeType: 'fnApply', fnName, params });
+  const col = (fieldName: string) => ({ nodeType: 'fieldLookup', fieldName });
+  const roundTrip = (json: unknown) => {
+    const text = print(fromJson(json));
+    const again = toJson(parse(text));
+    expect(toJson(fromJson(JSON.parse(JSON.stringify(again))))).toEqual(again);
+    expect(print(fromJson(again))).toBe(text);
+    return { text, again };
+  };
+
+  it(`writes workAddress.country = "US" exactly as the conversion example (${CONVERSIONS})`, () => {
+    // The response's expression.value, a JSON string, as printed on the page.
+    const documented = JSON.parse(
+      '{"nodeType":"fnApply","fnName":"=","params":[{"nodeType":"fieldLookup","fieldName":"country","object":{"nodeType":"fieldLookup","fieldName":"workAddress","object":{"nodeType":"parameterReference","position":1}}},{"nodeType":"literal","literalType":"String","value":"US"}]}',
+    );
+    expect(toJson(parse('workAddress.country = "US"'))).toEqual(documented);
+    expect(JSON.stringify(toJson(parse('workAddress.country = "US"')))).toBe(JSON.stringify(documented));
+    const { text, again } = roundTrip(documented);
+    expect(text).toBe('workAddress.country = "US"');
+    expect(again).toEqual(documented);
+  });
+
+  it.each([
+    ['the filtering condition', apply('=', col('city'), lit('DDN')), 'city = "DDN"'],
+    [
+      'the preview filter (Base64 in the request)',
+      apply('and', apply('like', col('city'), lit('M%'))),
+      'city like "M%"',
+    ],
+    ['a singular condition', apply('like', col('firstname'), lit('%s')), 'firstname like "%s"'],
+    [
+      'the in operator',
+      apply('and', apply('in', col('firstname'), lit(['Ramen', 'John']))),
+      'firstname in ["Ramen", "John"]',
+    ],
+    ['the isNull operator', apply('isNull', col('complaint_type')), 'complaint_type.isNull()'],
+    ['the NOT operator', apply('NOT', apply('isNull', col('complaint_type'))), 'not complaint_type.isNull()'],
+    [
+      'nested conditions',
+      apply(
+        'and',
+        apply('>=', col('age'), lit(20)),
+        apply('<=', col('age'), lit(30)),
+        apply('or', apply('!=', col('city'), lit('PUD')), apply('=', col('joinedDate'), lit('2020-04-22'))),
+      ),
+      'age >= 20 and age <= 30 and (city != "PUD" or joinedDate = "2020-04-22")',
+    ],
+  ])(`reads the source filter's %s (${FILTERS})`, (_, documented, expected) => {
+    const { text, again } = roundTrip(documented);
+    expect(text).toBe(expected);
+    // Written back in the segmentation form: fields on parameter 1, typed literals.
+    expect(JSON.stringify(again)).toContain('"object":{"nodeType":"parameterReference","position":1}');
+    expect(JSON.stringify(again)).not.toContain('"object":null');
+  });
+
+  it('reads what it wrote before: object null for a bare name, $1 as a parameter lookup', () => {
+    const earlier = fn(
+      'and',
+      fn('=', { nodeType: 'fieldLookup', fieldName: 'country', object: null }, str('US')),
+      fn('.exists', field('orders', null), fn('>', field('price', null), field('minPrice', PROFILE))),
+    );
+    expect(print(fromJson(earlier))).toBe('country = "US" and orders.exists(price > $1.minPrice)');
+  });
+
+  it('refuses an untyped literal that is not a JSON value it can type', () => {
+    expect(jsonError(lit({ a: 1 })).message).toBe(
+      'Invalid pql/json at $.value: expected a string, number, boolean, null or array (or give literalType)',
+    );
+    expect(print(fromJson(lit(-2.5)))).toBe('-2.5');
+  });
+});
+
+describe('map and groupBy read their argument on each item', () => {
+  it('writes the path of map(…) / groupBy(…) without object, the receiver on the profile', () => {
+    expect(toJson(parse('orders.groupBy(storeId).keys()'))).toEqual(
+      fn('.keys', fn('.groupBy', prof('orders'), field('storeId'))),
+    );
+    expect(toJson(parse('numbers.map(square)'))).toEqual(fn('.map', prof('numbers'), field('square')));
+    expect(print(fromJson(toJson(parse('numbers.map($1.square)'))))).toBe('numbers.map($1.square)');
   });
 });

@@ -382,6 +382,22 @@ describe('events', () => {
     expect(sql).toContain('HAVING NOT coalesce(count(*) < ?, 0)');
   });
 
+  it('counts the distinct values of a path over events in one grouped pass (groupBy(…).keys())', () => {
+    const statement = (source: string) => compileToSql(harness.check(source), { now: NOW, sandboxId: 1 }).sql;
+    for (const source of [
+      'xEvent[timestamp occurs <= 7 days before now].eventType.distinct().count() >= 2',
+      'xEvent[timestamp occurs <= 7 days before now].groupBy(eventType).keys().count() >= 2',
+    ]) {
+      expect(statement(source), source).toContain('HAVING count(DISTINCT e1.event_type) >= ?');
+      // Within 7 days profile 1 has purchases and a page view, profile 2 one page view.
+      expect(select(source), source).toEqual([1]);
+      expect(select(source.replace('>= 2', '>= 1')), source).toEqual([1, 2]);
+    }
+    // A count that holds at 0 is the complement of the grouped pass; a filtered distinct stays a probe.
+    expect(statement('xEvent.eventType.distinct().count() < 2')).toContain('NOT IN');
+    expect(statement('xEvent.eventType.distinct().intersection(["x"]).count() = 1')).not.toContain('count(DISTINCT');
+  });
+
   it('count() = 0 holds for a profile without events', () => {
     expect(select('xEvent.count() = 0')).toEqual([3]);
     expect(select('xEvent[eventType = "web.pageview"].count() = 1')).toEqual([1, 2]);

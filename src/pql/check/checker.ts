@@ -22,6 +22,7 @@ import { parse } from '../language/parser.js';
 import { walk } from '../language/visitor.js';
 import { checkCall, checkMethodCall } from './calls.js';
 import { typeToString } from './catalog.js';
+import { arrayEquality, checkGroupBy, checkGroupedRead, checkMap } from './collection-forms.js';
 import {
   ANY,
   BOOLEAN,
@@ -62,6 +63,7 @@ function checkTree(
   definition: boolean,
 ): CheckedExpression {
   const ctx = new CheckContext(source, options, visit);
+  ctx.root = parsed;
   const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
   let type = ctx.check(parsed, { item: root, env: null });
   // A whole definition that is an array (`select E from xEvent where …`) holds when it is non-empty.
@@ -154,6 +156,15 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
         if (ref) ctx.refs.set(node, ref);
         return type;
       }
+      if (node.name === 'map') return checkMap(ctx, node, scope);
+      if (node.object.kind === 'MethodCall' && node.object.name === 'groupBy' && isMapRead(node.name)) {
+        return checkGroupedRead(ctx, node, scope);
+      }
+      if (node.name === 'groupBy') {
+        // Only the JS engine builds the grouping itself, for a value expression that is just it.
+        if (node !== ctx.root) ctx.fail('read a groupBy with .keys() or .get("key")', node.loc);
+        return checkGroupBy(ctx, node, scope);
+      }
       return checkMethodCall(ctx, node, scope);
     case 'Filter': {
       const arrayType = ctx.check(node.object, scope);
@@ -174,6 +185,10 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       return BOOLEAN;
     case 'Compare': {
       const left = ctx.check(node.left, scope);
+      if ((node.op === '=' || node.op === '!=') && left.kind === 'array') {
+        const right = ctx.check(node.right, scope);
+        if (right.kind === 'array') return arrayEquality(ctx, node, left, right, scope);
+      }
       const projection = ctx.projections.get(node.left);
       if (projection) return projectedComparison(ctx, node, projection, scope);
       const right = ctx.check(node.right, scope);
@@ -419,3 +434,5 @@ function aggregate(ctx: CheckContext, node: AggregateNode, scope: Scope): PqlTyp
   else ctx.expect(node.value, inner, 'number', `the value of ${node.fn}`);
   return NUMBER;
 }
+
+const isMapRead = (name: string) => name === 'keys' || name === 'get' || name === 'values';

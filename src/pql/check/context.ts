@@ -131,6 +131,8 @@ export class CheckContext {
   readonly openProjections = new Map<ExpressionNode, { why: string; loc: Location }>();
   /** Nodes the engines run in another form (non-empty.ts applies them). */
   readonly replacements = new Map<ExpressionNode, ExpressionNode>();
+  /** The whole expression: some forms (a bare groupBy) are only a value at the top. */
+  root: ExpressionNode | undefined;
 
   constructor(
     readonly source: string,

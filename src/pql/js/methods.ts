@@ -42,6 +42,19 @@ function perItemValues(ctx: Ctx, items: readonly unknown[], arg: Fn | undefined,
   return out;
 }
 
+/** Each string key to its items, keys in order of first appearance; items without a key are left out. */
+function groupItems(items: readonly unknown[], keys: readonly unknown[]): Record<string, unknown[]> {
+  const groups: Record<string, unknown[]> = Object.create(null);
+  items.forEach((item, i) => {
+    const key = keys[i];
+    if (typeof key !== 'string') return;
+    const group = groups[key];
+    if (group) group.push(item);
+    else groups[key] = [item];
+  });
+  return groups;
+}
+
 // Orderable values for min/max/topN: numbers below strings, as SQLite orders mixed columns.
 function rankCompare(a: unknown, b: unknown): number {
   const ta = typeof a === 'number' ? 0 : 1;
@@ -164,7 +177,7 @@ function datetimeMethod(name: string, t: number): unknown {
   return undefined;
 }
 
-const PER_ITEM_METHODS = new Set<string>([...AGGREGATE_FNS, 'topN', 'bottomN', ...QUANTIFIERS]);
+const PER_ITEM_METHODS = new Set<string>([...AGGREGATE_FNS, 'topN', 'bottomN', ...QUANTIFIERS, 'groupBy']);
 const STRING_METHODS = new Set(['regexGroup', 'length', 'lower', 'upper']);
 const DATETIME_METHODS = new Set(['getYear', 'getMonth', 'getDayOfMonth']);
 
@@ -215,6 +228,13 @@ export function compileMethodCall(c: Compiler, node: MethodCallNode, scope: Scop
           return topN(a, perItemValues(ctx, a, perItem, depth), n(ctx), sign);
         };
       }
+      case 'groupBy':
+        // Only a whole value expression gets here (the checker rewrites keys() and get() of it).
+        return (ctx) => {
+          const a = receiver(ctx);
+          if (!Array.isArray(a) || perItem === undefined) return undefined;
+          return groupItems(a, perItemValues(ctx, a, perItem, depth));
+        };
       case 'exists':
       case 'forall': {
         const cond = perItem ?? MISSING;

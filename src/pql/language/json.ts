@@ -1,3 +1,4 @@
+import { FUNCTIONS, METHODS } from '../check/functions.js';
 import type { BindingNode, ChainStepNode, ExpressionNode, Location, OccursTail } from './ast.js';
 import { PqlError } from './errors.js';
 import { MAX_TREE_HEIGHT, parse } from './parser.js';
@@ -22,21 +23,26 @@ import {
 } from './vocabulary.js';
 
 /**
- * The `pql/json` form of docs/pql.md §9: the syntax tree as four JSON node types. The mapping is
- * one-to-one with the AST (text → JSON → text gives the same text), so it stays syntactic:
+ * The `pql/json` form of docs/pql.md §9: the syntax tree as four JSON node types, written the way
+ * the commercial documentation's trees are (its segment conversion example), and read in the
+ * looser form its source-filter examples use too. It stays syntactic; the one thing it resolves is
+ * whether a bare name reads the profile (`NameScope`), because the documentation writes such a
+ * name as a lookup on `parameterReference` 1. So `$1.x` and a bare profile field `x` have one JSON
+ * form, read back as `x`; otherwise text → JSON → text gives the same text.
  *
  * | AST | JSON |
  * | --- | --- |
- * | `Literal` | `literal`, `literalType` `String` / `Number` / `Boolean` / `Null` |
+ * | `Literal` | `literal`, `literalType` `String` / `Number` / `Boolean` / `Null` (read: also no `literalType`, typed by the value) |
  * | `TimeWord` `now` | `literal`, `literalType: 'TimeWord'`, `value: 'now'` |
- * | `ArrayLiteral` | `literal`, `literalType: 'List'`, `value`: the element nodes |
- * | `Identifier` `x` | `fieldLookup` `x` with `object: null` (resolved by scope, like the text) |
+ * | `ArrayLiteral` | `literal`, `literalType: 'List'`, `value`: the element nodes (read: also an untyped array of values) |
+ * | `Identifier` `x`, a profile field | `fieldLookup` `x` with `object` `{ nodeType: 'parameterReference', position: 1 }` |
+ * | `Identifier` `x`, a variable or an item's field | `fieldLookup` `x` with no `object` (read: also `object: null`, our earlier form) |
  * | `Member` `a.x` | `fieldLookup` `x` with `object` a |
  * | `Parameter` `$1` | `parameterReference` `position: 1` |
- * | operators | `fnApply` `and` `or` `not` `=` `!=` `<` `<=` `>` `>=` `+` `-` `*` `/` `%` `negate` `in` `notIn` `like` (params value, String pattern) |
+ * | operators | `fnApply` `and` `or` `not` `=` `!=` `<` `<=` `>` `>=` `+` `-` `*` `/` `%` `negate` `in` `notIn` `like` (params value, String pattern); read: `and`/`or` with one or more params, `AND`/`OR`/`NOT` in any case |
  * | `xEvent` / `^^.x` / `a[c]` | `fnApply` `xEvent` (no params) / `^` (Number depth, String name) / `[]` (a, c) |
- * | `a.m(x)` | `fnApply` `.m` (a, x): the dot keeps methods apart from calls |
- * | `f(x)` | `fnApply` `f` (x); a function whose name is one of these fnNames, `call`, or starts with `.`, is `call` (String name, x) |
+ * | `a.m(x)` | `fnApply` `.m` (a, x): the dot keeps methods apart from calls; read: also `m` (a, x) for a method that is not a function (`isNull`) |
+ * | `f(x)` | `fnApply` `f` (x); a function whose name is one of these fnNames, `call`, a method's, or starts with `.`, is `call` (String name, x) |
  * | `t occurs tail` | `occurs` (t, tail), tail one of: `relative` (String op or Null when not written, Number amount, String unit, String before/after/from, ref), `before`/`after` (ref), `on` (ref, Boolean written), `this`/`last`/`next` (String unit), `between` (a, b) |
  * | quantifiers | `exists`/`forall` (binding…, body), `select` (binding, body), `sum`/`count`/`average`/`min`/`max` (value, binding, body), binding = `from` (String name, source) |
  * | `let V = (e) in (b)` | `let` (String V, e, b) |
@@ -44,7 +50,7 @@ import {
  */
 export type PqlJson =
   | { nodeType: 'fnApply'; fnName: string; params: PqlJson[] }
-  | { nodeType: 'fieldLookup'; fieldName: string; object: PqlJson | null }
+  | { nodeType: 'fieldLookup'; fieldName: string; object?: PqlJson | null }
   | { nodeType: 'parameterReference'; position: number }
   | { nodeType: 'literal'; literalType: 'String'; value: string }
   | { nodeType: 'literal'; literalType: 'Number'; value: number }
@@ -80,8 +86,48 @@ const fn = (fnName: string, ...params: PqlJson[]): PqlJson => ({ nodeType: 'fnAp
 const str = (value: string): PqlJson => ({ nodeType: 'literal', literalType: 'String', value });
 const num = (value: number): PqlJson => ({ nodeType: 'literal', literalType: 'Number', value });
 
+/**
+ * Which bare names read the profile: at the top (and in quantifier and `let` bodies) a bare name
+ * is a field of the profile, the documentation's "implicit reference to the first parameter";
+ * inside a filter, a per-item argument or a CHAIN step it is a field of the item; a name bound by
+ * a quantifier, `let` or a CHAIN label is a variable. The JSON form spells a profile field as a
+ * lookup on `parameterReference` 1, as the documentation's trees do, so both directions track it.
+ */
+interface NameScope {
+  profile: boolean;
+  bound: ReadonlySet<string>;
+}
+
+const TOP: NameScope = { profile: true, bound: new Set() };
+const itemsOf = (scope: NameScope): NameScope => ({ profile: false, bound: scope.bound });
+const binding = (scope: NameScope, name: string): NameScope => ({ ...scope, bound: new Set([...scope.bound, name]) });
+/** Whether a bare `name` here is a field of the profile (so `$1.name` and `name` are one thing). */
+const readsProfile = (scope: NameScope, name: string): boolean => scope.profile && !scope.bound.has(name);
+
+/** Whether argument `i` of method `name` is read once per item, with the item as scope. */
+function perItemArgument(name: string, i: number): boolean {
+  return name === 'filter' || name === 'map' || name === 'groupBy' || METHODS.get(name)?.params[i]?.perItem === true;
+}
+
+/** A name written as a call that would read back as something else (an operator, a method applied as a function). */
+function needsCallForm(name: string): boolean {
+  return (
+    RESERVED_FN_NAMES.has(name) ||
+    /^(and|or|not)$/i.test(name) ||
+    name.startsWith('.') ||
+    (METHODS.has(name) && !FUNCTIONS.has(name))
+  );
+}
+
+const PROFILE: PqlJson = { nodeType: 'parameterReference', position: 1 };
+
 /** The `pql/json` form of a tree (see `PqlJson` for the mapping). */
 export function toJson(node: ExpressionNode): PqlJson {
+  return write(node, TOP);
+}
+
+function write(node: ExpressionNode, scope: NameScope): PqlJson {
+  const w = (child: ExpressionNode) => write(child, scope);
   switch (node.kind) {
     case 'Literal': {
       const { value } = node;
@@ -93,11 +139,13 @@ export function toJson(node: ExpressionNode): PqlJson {
     case 'TimeWord':
       return { nodeType: 'literal', literalType: 'TimeWord', value: node.word };
     case 'ArrayLiteral':
-      return { nodeType: 'literal', literalType: 'List', value: node.elements.map(toJson) };
+      return { nodeType: 'literal', literalType: 'List', value: node.elements.map(w) };
     case 'Identifier':
-      return { nodeType: 'fieldLookup', fieldName: node.name, object: null };
+      return readsProfile(scope, node.name)
+        ? { nodeType: 'fieldLookup', fieldName: node.name, object: PROFILE }
+        : { nodeType: 'fieldLookup', fieldName: node.name };
     case 'Member':
-      return { nodeType: 'fieldLookup', fieldName: node.name, object: toJson(node.object) };
+      return { nodeType: 'fieldLookup', fieldName: node.name, object: w(node.object) };
     case 'Parameter':
       return { nodeType: 'parameterReference', position: node.position };
     case 'XEvent':
@@ -105,74 +153,97 @@ export function toJson(node: ExpressionNode): PqlJson {
     case 'ParentField':
       return fn('^', num(node.depth), str(node.name));
     case 'Filter':
-      return fn('[]', toJson(node.object), toJson(node.predicate));
+      return fn('[]', w(node.object), write(node.predicate, itemsOf(scope)));
     case 'MethodCall':
-      return fn(`.${node.name}`, toJson(node.object), ...node.args.map(toJson));
+      return fn(
+        `.${node.name}`,
+        w(node.object),
+        ...node.args.map((arg, i) => write(arg, perItemArgument(node.name, i) ? itemsOf(scope) : scope)),
+      );
     case 'Call':
-      return RESERVED_FN_NAMES.has(node.name) || node.name.startsWith('.')
-        ? fn('call', str(node.name), ...node.args.map(toJson))
-        : fn(node.name, ...node.args.map(toJson));
+      return needsCallForm(node.name)
+        ? fn('call', str(node.name), ...node.args.map(w))
+        : fn(node.name, ...node.args.map(w));
     case 'Logical':
     case 'Compare':
     case 'Arithmetic':
-      return fn(node.op, toJson(node.left), toJson(node.right));
+      return fn(node.op, w(node.left), w(node.right));
     case 'Not':
-      return fn('not', toJson(node.operand));
+      return fn('not', w(node.operand));
     case 'Negate':
-      return fn('negate', toJson(node.operand));
+      return fn('negate', w(node.operand));
     case 'In':
-      return fn(node.negated ? 'notIn' : 'in', toJson(node.value), toJson(node.list));
+      return fn(node.negated ? 'notIn' : 'in', w(node.value), w(node.list));
     case 'Like':
-      return fn('like', toJson(node.value), str(node.pattern));
+      return fn('like', w(node.value), str(node.pattern));
     case 'Occurs':
-      return fn('occurs', toJson(node.subject), tailToJson(node.tail));
-    case 'Quantified':
-      return fn(node.quantifier, ...node.bindings.map(bindingToJson), toJson(node.body));
-    case 'Select':
-      return fn('select', bindingToJson(node.binding), toJson(node.body));
-    case 'Aggregate':
-      return fn(node.fn, toJson(node.value), bindingToJson(node.binding), toJson(node.body));
+      return fn('occurs', w(node.subject), tailToJson(node.tail, scope));
+    case 'Quantified': {
+      let inner = scope;
+      const bindings = node.bindings.map((b) => {
+        const json = bindingToJson(b, inner);
+        inner = binding(inner, b.name);
+        return json;
+      });
+      return fn(node.quantifier, ...bindings, write(node.body, inner));
+    }
+    case 'Select': {
+      const inner = binding(scope, node.binding.name);
+      return fn('select', bindingToJson(node.binding, scope), write(node.body, inner));
+    }
+    case 'Aggregate': {
+      const inner = binding(scope, node.binding.name);
+      return fn(node.fn, write(node.value, inner), bindingToJson(node.binding, scope), write(node.body, inner));
+    }
     case 'Let':
-      return fn('let', str(node.name), toJson(node.value), toJson(node.body));
-    case 'Chain':
-      return fn('chain', toJson(node.source), str(node.timeField), ...node.steps.map(stepToJson));
+      return fn('let', str(node.name), w(node.value), write(node.body, binding(scope, node.name)));
+    case 'Chain': {
+      let labels = scope;
+      const steps = node.steps.map((step) => {
+        labels = binding(labels, step.label);
+        return stepToJson(step, itemsOf(scope), labels);
+      });
+      return fn('chain', w(node.source), str(node.timeField), ...steps);
+    }
   }
 }
 
-function bindingToJson(binding: BindingNode): PqlJson {
-  return fn('from', str(binding.name), toJson(binding.source));
+function bindingToJson(b: BindingNode, scope: NameScope): PqlJson {
+  return fn('from', str(b.name), write(b.source, scope));
 }
 
-function stepToJson(step: ChainStepNode): PqlJson {
-  const params = [str(step.label), toJson(step.what)];
+/** `items`: the scope of WHAT and WHERE (the step's event); `labels`: of WHEN (this and earlier labels bound). */
+function stepToJson(step: ChainStepNode, items: NameScope, labels: NameScope): PqlJson {
+  const params = [str(step.label), write(step.what, items)];
   if (step.where === undefined && step.count === undefined) {
-    return fn('step', ...params, ...(step.when ? [tailToJson(step.when)] : []));
+    return fn('step', ...params, ...(step.when ? [tailToJson(step.when, labels)] : []));
   }
   // WHERE and COUNT follow the WHEN position, which is a Null literal when there is none.
   const none: PqlJson = { nodeType: 'literal', literalType: 'Null', value: null };
   return fn(
     'step',
     ...params,
-    step.when ? tailToJson(step.when) : none,
-    step.where ? toJson(step.where) : none,
+    step.when ? tailToJson(step.when, labels) : none,
+    step.where ? write(step.where, items) : none,
     step.count !== undefined ? num(step.count) : none,
   );
 }
 
-function tailToJson(tail: OccursTail): PqlJson {
+function tailToJson(tail: OccursTail, scope: NameScope): PqlJson {
+  const w = (child: ExpressionNode) => write(child, scope);
   switch (tail.form) {
     case 'relative': {
       const op: PqlJson = tail.explicitOp ? str(tail.op) : { nodeType: 'literal', literalType: 'Null', value: null };
-      return fn('relative', op, num(tail.amount), str(tail.unit), str(tail.direction), toJson(tail.ref));
+      return fn('relative', op, num(tail.amount), str(tail.unit), str(tail.direction), w(tail.ref));
     }
     case 'beforeAfter':
-      return fn(tail.direction, toJson(tail.ref));
+      return fn(tail.direction, w(tail.ref));
     case 'on':
-      return fn('on', toJson(tail.ref), { nodeType: 'literal', literalType: 'Boolean', value: tail.explicitOn });
+      return fn('on', w(tail.ref), { nodeType: 'literal', literalType: 'Boolean', value: tail.explicitOn });
     case 'period':
       return fn(tail.which, str(tail.unit));
     case 'between':
-      return fn('between', toJson(tail.from), toJson(tail.to));
+      return fn('between', w(tail.from), w(tail.to));
   }
 }
 
@@ -185,7 +256,7 @@ const loc = (): Location => ({ ...NO_LOC });
  * `PQL_SYNTAX_ERROR` naming the JSON path of the bad node; nodes get the empty location.
  */
 export function fromJson(json: unknown): ExpressionNode {
-  const node = new JsonReader().expression(json, '$', 0);
+  const node = new JsonReader().expression(json, '$', 0, TOP);
   // The checks above follow the node shapes; this one catches what only the grammar knows
   // (nesting limits, an aggregate value that would need parentheses, …).
   let reparsed: ExpressionNode;
@@ -211,17 +282,22 @@ function invalid(path: string, message: string): PqlError {
 type JsonObject = Record<string, unknown>;
 
 class JsonReader {
-  expression(json: unknown, path: string, depth: number): ExpressionNode {
+  expression(json: unknown, path: string, depth: number, scope: NameScope): ExpressionNode {
     if (depth > MAX_TREE_HEIGHT) throw invalid(path, `nodes nest more than ${MAX_TREE_HEIGHT} deep`);
     const o = this.object(json, path);
     switch (o.nodeType) {
       case 'literal':
-        return this.literal(o, path, depth);
+        return this.literal(o, path, depth, scope);
       case 'fieldLookup': {
         this.keys(o, path, ['fieldName', 'object']);
         const name = this.name(o.fieldName, `${path}.fieldName`);
-        if (o.object === null) return { kind: 'Identifier', name, loc: loc() };
-        return { kind: 'Member', object: this.expression(o.object, `${path}.object`, depth + 1), name, loc: loc() };
+        // No object (the documentation's source filters) or null (our earlier form): a bare name.
+        if (o.object === null || o.object === undefined) return { kind: 'Identifier', name, loc: loc() };
+        const object = this.expression(o.object, `${path}.object`, depth + 1, scope);
+        if (object.kind === 'Parameter' && object.position === 1 && readsProfile(scope, name)) {
+          return { kind: 'Identifier', name, loc: loc() };
+        }
+        return { kind: 'Member', object, name, loc: loc() };
       }
       case 'parameterReference': {
         this.keys(o, path, ['position']);
@@ -232,17 +308,18 @@ class JsonReader {
         return { kind: 'Parameter', position, loc: loc() };
       }
       case 'fnApply':
-        return this.fnApply(o, path, depth);
+        return this.fnApply(o, path, depth, scope);
       default:
         throw invalid(`${path}.nodeType`, 'expected "fnApply", "fieldLookup", "parameterReference" or "literal"');
     }
   }
 
-  private literal(o: JsonObject, path: string, depth: number): ExpressionNode {
+  private literal(o: JsonObject, path: string, depth: number, scope: NameScope): ExpressionNode {
     this.keys(o, path, ['literalType', 'value']);
-    const { literalType, value } = o;
+    const { value } = o;
     const at = `${path}.value`;
-    switch (literalType) {
+    if (o.literalType === undefined) return this.untypedLiteral(value, at, depth);
+    switch (o.literalType) {
       case 'String':
         return { kind: 'Literal', value: this.string(value, at), loc: loc() };
       case 'Number':
@@ -257,7 +334,7 @@ class JsonReader {
         return { kind: 'TimeWord', word: this.oneOf(value, at, TIME_WORDS, isTimeWord), loc: loc() };
       case 'List': {
         if (!Array.isArray(value)) throw invalid(at, 'expected an array of nodes');
-        const elements = value.map((element, i) => this.expression(element, `${at}[${i}]`, depth + 1));
+        const elements = value.map((element, i) => this.expression(element, `${at}[${i}]`, depth + 1, scope));
         return { kind: 'ArrayLiteral', elements, loc: loc() };
       }
       default:
@@ -265,9 +342,33 @@ class JsonReader {
     }
   }
 
-  private fnApply(o: JsonObject, path: string, depth: number): ExpressionNode {
+  /**
+   * A literal without `literalType`, as the documentation's source filters write them: the JSON
+   * value says the type (`"DDN"`, `20`, `true`, `null`, `["Ramen", "John"]`).
+   */
+  private untypedLiteral(value: unknown, path: string, depth: number): ExpressionNode {
+    if (depth > MAX_TREE_HEIGHT) throw invalid(path, `nodes nest more than ${MAX_TREE_HEIGHT} deep`);
+    if (typeof value === 'string' || typeof value === 'boolean' || value === null) {
+      return { kind: 'Literal', value, loc: loc() };
+    }
+    if (typeof value === 'number') {
+      if (!Number.isFinite(value)) throw invalid(path, 'expected a finite number');
+      const literal: ExpressionNode = { kind: 'Literal', value: Math.abs(value), loc: loc() };
+      return value < 0 || Object.is(value, -0) ? { kind: 'Negate', operand: literal, loc: loc() } : literal;
+    }
+    if (Array.isArray(value)) {
+      const elements = value.map((element, i) => this.untypedLiteral(element, `${path}[${i}]`, depth + 1));
+      return { kind: 'ArrayLiteral', elements, loc: loc() };
+    }
+    throw invalid(path, 'expected a string, number, boolean, null or array (or give literalType)');
+  }
+
+  private fnApply(o: JsonObject, path: string, depth: number, scope: NameScope): ExpressionNode {
     this.keys(o, path, ['fnName', 'params']);
-    const fnName = this.string(o.fnName, `${path}.fnName`);
+    const written = this.string(o.fnName, `${path}.fnName`);
+    // Keywords are case-insensitive in the text; the documentation writes `NOT` too.
+    const lower = written.toLowerCase();
+    const fnName = lower === 'and' || lower === 'or' || lower === 'not' ? lower : written;
     if (!Array.isArray(o.params)) throw invalid(`${path}.params`, 'expected an array');
     const params: unknown[] = o.params;
     const at = (i: number) => `${path}.params[${i}]`;
@@ -277,19 +378,36 @@ class JsonReader {
         throw invalid(`${path}.params`, `"${fnName}" takes ${wanted} parameters, got ${params.length}`);
       }
     };
-    const expr = (i: number) => this.expression(params[i], at(i), depth + 1);
+    const expr = (i: number, inner = scope) => this.expression(params[i], at(i), depth + 1, inner);
     const exprs = (from: number) => params.slice(from).map((_, i) => expr(from + i));
+    const method = (name: string): ExpressionNode => ({
+      kind: 'MethodCall',
+      object: expr(0),
+      name,
+      args: params.slice(1).map((_, i) => expr(i + 1, perItemArgument(name, i) ? itemsOf(scope) : scope)),
+      loc: loc(),
+    });
 
     if (fnName.startsWith('.')) {
       count(1, Infinity);
-      const name = this.name(fnName.slice(1), `${path}.fnName`);
-      return { kind: 'MethodCall', object: expr(0), name, args: exprs(1), loc: loc() };
+      return method(this.name(fnName.slice(1), `${path}.fnName`));
+    }
+    // A method applied as a function, receiver first (`isNull` in the documentation's filters).
+    if (METHODS.has(fnName) && !FUNCTIONS.has(fnName) && !RESERVED_FN_NAMES.has(fnName)) {
+      count(1, Infinity);
+      return method(fnName);
     }
     switch (fnName) {
       case 'and':
-      case 'or':
-        count(2);
-        return { kind: 'Logical', op: fnName, left: expr(0), right: expr(1), loc: loc() };
+      case 'or': {
+        // As many operands as the documentation's trees give (one is the operand itself).
+        count(1, Infinity);
+        let result = expr(0);
+        for (let i = 1; i < params.length; i++) {
+          result = { kind: 'Logical', op: fnName, left: result, right: expr(i), loc: loc() };
+        }
+        return result;
+      }
       case 'not':
         count(1);
         return { kind: 'Not', operand: expr(0), loc: loc() };
@@ -305,7 +423,7 @@ class JsonReader {
         return { kind: 'Like', value: expr(0), pattern: this.stringLiteral(params[1], at(1)), loc: loc() };
       case 'occurs':
         count(2);
-        return { kind: 'Occurs', subject: expr(0), tail: this.tail(params[1], at(1), depth + 1), loc: loc() };
+        return { kind: 'Occurs', subject: expr(0), tail: this.tail(params[1], at(1), depth + 1, scope), loc: loc() };
       case 'xEvent':
         count(0);
         return { kind: 'XEvent', loc: loc() };
@@ -323,36 +441,44 @@ class JsonReader {
       }
       case '[]':
         count(2);
-        return { kind: 'Filter', object: expr(0), predicate: expr(1), loc: loc() };
+        return { kind: 'Filter', object: expr(0), predicate: expr(1, itemsOf(scope)), loc: loc() };
       case 'exists':
       case 'forall': {
         count(2, Infinity);
-        const bindings = params.slice(0, -1).map((p, i) => this.binding(p, at(i), depth + 1));
-        return { kind: 'Quantified', quantifier: fnName, bindings, body: expr(params.length - 1), loc: loc() };
+        let inner = scope;
+        const bindings = params.slice(0, -1).map((p, i) => {
+          const b = this.binding(p, at(i), depth + 1, inner);
+          inner = binding(inner, b.name);
+          return b;
+        });
+        return { kind: 'Quantified', quantifier: fnName, bindings, body: expr(params.length - 1, inner), loc: loc() };
       }
-      case 'select':
+      case 'select': {
         count(2);
-        return { kind: 'Select', binding: this.binding(params[0], at(0), depth + 1), body: expr(1), loc: loc() };
-      case 'let':
+        const b = this.binding(params[0], at(0), depth + 1, scope);
+        return { kind: 'Select', binding: b, body: expr(1, binding(scope, b.name)), loc: loc() };
+      }
+      case 'let': {
         count(3);
-        return {
-          kind: 'Let',
-          name: this.name(this.stringLiteral(params[0], at(0)), at(0)),
-          value: expr(1),
-          body: expr(2),
-          loc: loc(),
-        };
+        const name = this.name(this.stringLiteral(params[0], at(0)), at(0));
+        return { kind: 'Let', name, value: expr(1), body: expr(2, binding(scope, name)), loc: loc() };
+      }
       case 'chain': {
         count(3, Infinity);
         const source = expr(0);
         const timeField = this.name(this.stringLiteral(params[1], at(1)), at(1));
-        const steps = params.slice(2).map((p, i) => this.step(p, at(i + 2), depth + 1));
+        let labels = scope;
+        const steps = params.slice(2).map((p, i) => {
+          const label = this.stepLabel(p, at(i + 2));
+          labels = binding(labels, label);
+          return this.step(p, at(i + 2), depth + 1, itemsOf(scope), labels);
+        });
         return { kind: 'Chain', source, timeField, steps, loc: loc() };
       }
       case 'call': {
         count(1, Infinity);
         const name = this.name(this.stringLiteral(params[0], at(0)), at(0));
-        if (!RESERVED_FN_NAMES.has(name) && !name.startsWith('.')) {
+        if (!needsCallForm(name)) {
           throw invalid(at(0), `write a call of "${name}" as fnName "${name}"; "call" is only for reserved names`);
         }
         return { kind: 'Call', name, args: exprs(1), loc: loc() };
@@ -368,24 +494,30 @@ class JsonReader {
     }
     if (isAggregateFn(fnName)) {
       count(3);
-      const value = expr(0);
-      const binding = this.binding(params[1], at(1), depth + 1);
-      return { kind: 'Aggregate', fn: fnName, value, binding, body: expr(2), loc: loc() };
+      const b = this.binding(params[1], at(1), depth + 1, scope);
+      const inner = binding(scope, b.name);
+      return { kind: 'Aggregate', fn: fnName, value: expr(0, inner), binding: b, body: expr(2, inner), loc: loc() };
     }
     return { kind: 'Call', name: this.name(fnName, `${path}.fnName`), args: exprs(0), loc: loc() };
   }
 
-  private binding(json: unknown, path: string, depth: number): BindingNode {
+  private binding(json: unknown, path: string, depth: number, scope: NameScope): BindingNode {
     const [name, source] = this.special(json, path, ['from'], 2, 2);
     return {
       kind: 'Binding',
       name: this.name(this.stringLiteral(name, `${path}.params[0]`), `${path}.params[0]`),
-      source: this.expression(source, `${path}.params[1]`, depth + 1),
+      source: this.expression(source, `${path}.params[1]`, depth + 1, scope),
       loc: loc(),
     };
   }
 
-  private step(json: unknown, path: string, depth: number): ChainStepNode {
+  private stepLabel(json: unknown, path: string): string {
+    const [label] = this.special(json, path, ['step'], 2, 5);
+    return this.name(this.stringLiteral(label, `${path}.params[0]`), `${path}.params[0]`);
+  }
+
+  /** `items`: the scope of WHAT and WHERE (the step's event); `labels`: of WHEN. */
+  private step(json: unknown, path: string, depth: number, items: NameScope, labels: NameScope): ChainStepNode {
     const params = this.special(json, path, ['step'], 2, 5);
     const at = (i: number) => `${path}.params[${i}]`;
     const given = (i: number) => {
@@ -408,15 +540,15 @@ class JsonReader {
     return {
       kind: 'ChainStep',
       label: this.name(this.stringLiteral(params[0], at(0)), at(0)),
-      what: this.expression(params[1], at(1), depth + 1),
-      ...(given(3) ? { where: this.expression(params[3], at(3), depth + 1) } : {}),
+      what: this.expression(params[1], at(1), depth + 1, items),
+      ...(given(3) ? { where: this.expression(params[3], at(3), depth + 1, items) } : {}),
       ...(count === undefined ? {} : { count }),
-      when: given(2) ? this.tail(params[2], at(2), depth + 1) : null,
+      when: given(2) ? this.tail(params[2], at(2), depth + 1, labels) : null,
       loc: loc(),
     };
   }
 
-  private tail(json: unknown, path: string, depth: number): OccursTail {
+  private tail(json: unknown, path: string, depth: number, scope: NameScope): OccursTail {
     const forms = ['relative', 'before', 'after', 'on', ...PERIODS, 'between'];
     const o = this.object(json, path);
     const form = o.nodeType === 'fnApply' ? this.oneOf(o.fnName, `${path}.fnName`, forms) : undefined;
@@ -424,7 +556,7 @@ class JsonReader {
     const arity = arities[form ?? ''] ?? 1;
     const params = this.special(json, path, forms, arity, arity);
     const at = (i: number) => `${path}.params[${i}]`;
-    const ref = (i: number) => this.expression(params[i], at(i), depth + 1);
+    const ref = (i: number) => this.expression(params[i], at(i), depth + 1, scope);
     switch (form) {
       case 'relative': {
         const op = params[0] as JsonObject | null;
@@ -500,7 +632,10 @@ class JsonReader {
 
   private stringLiteral(json: unknown, path: string): string {
     const o = this.object(json, path);
-    if (o.nodeType !== 'literal' || o.literalType !== 'String') throw invalid(path, 'expected a String literal');
+    const untypedString = o.literalType === undefined && typeof o.value === 'string';
+    if (o.nodeType !== 'literal' || (o.literalType !== 'String' && !untypedString)) {
+      throw invalid(path, 'expected a String literal');
+    }
     this.keys(o, path, ['literalType', 'value']);
     return this.string(o.value, `${path}.value`);
   }

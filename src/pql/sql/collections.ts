@@ -297,16 +297,25 @@ export function projectedValues(
   const value = v.stored ?? valueSql(v);
   const d = ctx.alias('d');
   const select = sql`SELECT ${value} AS value, row_number() OVER (ORDER BY ${joinComma(c.order)}) AS rk ${fromWhere(c, [sql`${value} IS NOT NULL`])}`;
+  const from = sql`(${select}) AS ${raw(d)}`;
+  const where: Sql[] = [];
   return {
     kind: 'collection',
     type,
     itemType,
-    from: sql`(${select}) AS ${raw(d)}`,
-    where: [],
+    from,
+    where,
     item: { kind: 'json', alias: d, typed: true },
     order: [raw(`${d}.rk`)],
     present: c.present,
+    eventValues: c.events && { events: c, value, distinct: false, from, where },
   };
+}
+
+/** The events and per-event value behind `c`, when `c` is still exactly those values (see CollectionValue). */
+function eventValuesOf(c: CollectionValue): CollectionValue['eventValues'] {
+  const v = c.eventValues;
+  return v && v.from === c.from && v.where === c.where ? v : undefined;
 }
 
 function derived(ctx: CompileContext, c: CollectionValue, select: Sql): CollectionValue {
@@ -327,11 +336,18 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
   if (name === 'get' || name === 'keys' || name === 'values') return mapMethod(ctx, node, env);
   const c = ctx.collection(node.object, env);
   switch (name) {
-    case 'count':
+    case 'count': {
+      const values = eventValuesOf(c);
+      const eventAggregate = c.events
+        ? { fn: 'count' as const, source: c, input: null }
+        : values?.distinct
+          ? { fn: 'count' as const, source: values.events, input: values.value, distinct: true }
+          : undefined;
       return {
         ...scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false),
-        origin: { eventAggregate: c.events && { fn: 'count', source: c, input: null } },
+        origin: { eventAggregate },
       };
+    }
     case 'sum':
     case 'average':
     case 'min':
@@ -437,7 +453,14 @@ function distinctItems(ctx: CompileContext, node: MethodCallNode, env: Env, c: C
     const before = sql`${earlier.order[0]!} < ${c.order[0]!}`;
     where.push(sql`NOT ${existsSql(sql`SELECT 1 ${fromWhere(earlier, [before, sameItems(earlier, c)])}`)}`);
   }
-  return { ...c, where, length: undefined, events: undefined };
+  const values = eventValuesOf(c);
+  return {
+    ...c,
+    where,
+    length: undefined,
+    events: undefined,
+    eventValues: values && { ...values, distinct: true, where },
+  };
 }
 
 function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {

@@ -202,7 +202,9 @@ export function hoistAggregateComparison(
   let empty: boolean;
   switch (agg.fn) {
     case 'count':
-      having = sql`count(*) ${SQL_COMPARE[op]} ${bound}`;
+      having = agg.distinct
+        ? sql`count(DISTINCT ${agg.input ?? trueSql()}) ${SQL_COMPARE[op]} ${bound}`
+        : sql`count(*) ${SQL_COMPARE[op]} ${bound}`;
       // A profile without matching events has count 0.
       empty = compareOp(op, 0, k);
       break;

@@ -377,7 +377,7 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
  * or `= 0`, `< 1`): EXISTS, which stops at the first match where count(*) reads them all.
  */
 function countAsExists(agg: EventAggregate, op: CompareNode['op'], k: number): ScalarValue | undefined {
-  if (agg.fn !== 'count') return undefined;
+  if (agg.fn !== 'count' || agg.distinct) return undefined;
   const monotone = op !== '=' && op !== '!=';
   if (!monotone && k !== 0) return undefined;
   const none = compareOp(op, 0, k);

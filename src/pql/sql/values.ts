@@ -166,6 +166,14 @@ export interface CollectionValue {
    * sub-query over the events of the sandbox (to-sql-hoist.ts).
    */
   events?: { alias: string; conds: Sql[] };
+  /**
+   * For the values of a path over the profile's events (`xEvent[…].channel`), and their
+   * `distinct()`: the events and the per-event value, so `count()` of them can be one grouped
+   * pass (`count(DISTINCT value)`, hoist.ts). Valid only while `from` and `where` are the very
+   * ones it was made with: a collection derived by spreading this one and changing either is
+   * not these values any more.
+   */
+  eventValues?: { events: CollectionValue; value: Sql; distinct: boolean; from: Sql; where: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
@@ -173,8 +181,10 @@ export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
 export interface EventAggregate {
   fn: AggregateFn;
   source: CollectionValue;
-  /** The per-event value (null for count). */
+  /** The per-event value (null for count, except a count of distinct values). */
   input: Sql | null;
+  /** `count` of the distinct present values of `input` (`xEvent.channel.distinct().count()`). */
+  distinct?: boolean;
 }
 
 const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
