@@ -28,6 +28,7 @@ export interface DefinitionChangeJobInput extends JobInputBase {
   expression: ExpressionInput;
   /** The new expression's canonical text. */
   expressionText: string;
+  /** Orders the random reading: the same seed on the same store gives the same running estimates. */
   seed: number;
 }
 
@@ -53,6 +54,7 @@ export function previewDefinitionChange(
   sandboxId: number,
   definitionId: number,
   expression: ExpressionInput,
+  options: { seed?: number | null } = {},
 ): DefinitionChangePreview {
   const { conn } = app;
   return app.jobs.enqueue(sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
@@ -64,7 +66,7 @@ export function previewDefinitionChange(
       expression,
       expressionText: text,
       at: null,
-      seed: Math.floor(Math.random() * 2 ** 31),
+      seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
     };
   });
 }

@@ -67,6 +67,11 @@ builder.node(DefinitionChangePreviewRef, {
       description: 'The new expression.',
       resolve: (j) => j.input.expression,
     }),
+    seed: t.int({
+      description:
+        'The seed of the random reading order; the same seed on the same store gives the same running estimates.',
+      resolve: (j) => j.input.seed,
+    }),
     wouldJoin: t.field({
       type: CountEstimateType,
       description: 'Profiles that qualify under the new expression and are not members now.',
@@ -118,12 +123,16 @@ builder.mutationField('previewDefinitionChange', (t) =>
     args: {
       id: t.arg.id({ required: true, description: 'The global id of the definition.' }),
       expression: t.arg({ type: PqlExpressionInput, required: true, description: 'The new expression.' }),
+      seed: t.arg.int({ description: 'Makes the random reading order, and so the running estimates, reproducible.' }),
     },
     resolve: (_r, args, ctx) =>
-      previewDefinitionChange(ctx.app, ctx.sandbox.id, requireId(args.id, 'SegmentDefinition'), {
-        format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat,
-        value: args.expression.value,
-      }),
+      previewDefinitionChange(
+        ctx.app,
+        ctx.sandbox.id,
+        requireId(args.id, 'SegmentDefinition'),
+        { format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat, value: args.expression.value },
+        { seed: args.seed },
+      ),
   }),
 );
 
