@@ -75,24 +75,7 @@ export const definitionChangeJobKind = defineJobKind({
   kind: 'DEFINITION_CHANGE_PREVIEW',
   task: new URL('./definition-change-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn }): DefinitionChangePlan => {
-    const dependentIds =
-      dependentDefinitions(conn, job.sandboxId, [job.input.audienceId]).get(job.input.audienceId) ?? [];
-    return {
-      jobId: job.id,
-      sandboxId: job.sandboxId,
-      now,
-      audienceId: job.input.audienceId,
-      expressionText: job.input.expressionText,
-      seed: job.input.seed,
-      confidenceLevel: 0.95,
-      dependents: [...definitionsByIds(conn, job.sandboxId, dependentIds).values()].map((d) => ({
-        definitionId: d.id,
-        audienceId: d.audienceId,
-        expressionText: d.expressionText,
-      })),
-    };
-  },
+  plan: (job, now, { conn }) => definitionChangePlan(conn, job, now),
   runningResult: (p) => ({
     wouldJoin: p.wouldJoin,
     wouldLeave: p.wouldLeave,
@@ -103,6 +86,30 @@ export const definitionChangeJobKind = defineJobKind({
     affectedDependents: [],
   }),
 });
+
+/** What the dry run's task does, fixed when it starts (the runner's plan; tests call it too). */
+export function definitionChangePlan(
+  conn: Connection,
+  job: DefinitionChangePreview,
+  now: number,
+): DefinitionChangePlan {
+  const dependentIds =
+    dependentDefinitions(conn, job.sandboxId, [job.input.audienceId]).get(job.input.audienceId) ?? [];
+  return {
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    now,
+    audienceId: job.input.audienceId,
+    expressionText: job.input.expressionText,
+    seed: job.input.seed,
+    confidenceLevel: 0.95,
+    dependents: [...definitionsByIds(conn, job.sandboxId, dependentIds).values()].map((d) => ({
+      definitionId: d.id,
+      audienceId: d.audienceId,
+      expressionText: d.expressionText,
+    })),
+  };
+}
 
 /** A page of a finished dry run's sample of joining or leaving profiles, in id order. */
 export function listChangeSample(
