@@ -57,6 +57,8 @@ function dryRun({ conn, sandboxId, def }: ReturnType<typeof store>, seed: number
     audienceId: def.audienceId,
     expression: { format: 'PQL_TEXT', value: CHANGE },
     expressionText: CHANGE,
+    evaluationInfo: def.evaluationInfo,
+    evaluationWarnings: [],
     at: NOW,
     seed,
   }) as DefinitionChangePreview;

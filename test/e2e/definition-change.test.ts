@@ -112,6 +112,10 @@ async function watchDryRuns() {
       expect(seen.at(-1).status).toBe('SUCCEEDED');
       return seen;
     },
+    /** Waits until every dry run it has seen has ended (so none still runs into the next test). */
+    async settle() {
+      if (!(await until(() => [...states.keys()].every(ended), 30_000))) throw new Error('dry runs still running');
+    },
     close: () => client.dispose(),
   };
 }
@@ -119,6 +123,8 @@ async function watchDryRuns() {
 describe('previewDefinitionChange', () => {
   let a: any;
   let gold: any;
+  let nineties: any;
+  let highNineties: any;
   let watcher: Awaited<ReturnType<typeof watchDryRuns>>;
 
   beforeAll(async () => {
@@ -133,6 +139,11 @@ describe('previewDefinitionChange', () => {
       'Sixties and seventies',
       'inSegment("Fifty plus") and loyalty.points >= 60 and loyalty.points < 80',
     );
+    // A chain: Fifty plus <- Gold fifty plus <- Gold nineties <- Gold high nineties; and a
+    // dependent of a dependent the change does not reach.
+    nineties = await definition('Gold nineties', 'inSegment("Gold fifty plus") and loyalty.points >= 90');
+    highNineties = await definition('Gold high nineties', 'inSegment("Gold nineties") and loyalty.points >= 95');
+    await definition('Gold sixties and seventies', 'inSegment("Sixties and seventies") and loyalty.tier = "gold"');
     await runAll();
     watcher = await watchDryRuns();
     await watcher.ready(a.id);
@@ -186,7 +197,7 @@ describe('previewDefinitionChange', () => {
         `query($id: ID!) { definitionChangePreview(id: $id) { ${FIELDS}
           joinSample(first: 60) { totalCount pageInfo { endCursor hasNextPage } edges { node { identities { value } attributes } } }
           leaveSample(first: 100) { totalCount edges { node { attributes } } }
-          affectedDependents { segmentDefinition { id name } wouldJoin wouldLeave } } }`,
+          affectedDependents { id name } dependentChanges { segmentDefinition { id } wouldJoin wouldLeave } } }`,
         { id: started.id },
       ),
     ).definitionChangePreview;
@@ -207,14 +218,87 @@ describe('previewDefinitionChange', () => {
     expect(rest.edges).toHaveLength(40);
     expect(rest.pageInfo.hasNextPage).toBe(false);
     expect(done.leaveSample.edges.every((e: any) => e.node.attributes.loyalty.points >= 90)).toBe(true);
-    // Gold members of 40–49 would join the dependent, gold members of 90–99 leave it; the
-    // 60–79 dependent does not move.
+    // Gold members of 40–49 would join the direct dependent, gold members of 90–99 leave it, and
+    // so leave Gold nineties (which reads it), and those of 96 and 98 Gold high nineties (which
+    // reads that). The 60–79 dependent and its own dependent do not move.
     expect(done.affectedDependents).toEqual([
-      { segmentDefinition: { id: gold.id, name: 'Gold fifty plus' }, wouldJoin: 150, wouldLeave: 150 },
+      { id: gold.id, name: 'Gold fifty plus' },
+      { id: nineties.id, name: 'Gold nineties' },
+      { id: highNineties.id, name: 'Gold high nineties' },
+    ]);
+    expect(done.dependentChanges).toEqual([
+      { segmentDefinition: { id: gold.id }, wouldJoin: 150, wouldLeave: 150 },
+      { segmentDefinition: { id: nineties.id }, wouldJoin: 0, wouldLeave: 150 },
+      { segmentDefinition: { id: highNineties.id }, wouldJoin: 0, wouldLeave: 60 },
     ]);
   }, 60_000);
 
+  it('settles evaluation settings as an update would, before saving', async () => {
+    // A single event with no time window cannot stream: asking for streaming would run as batch.
+    const batchOnly = 'xEvent[eventType = "commerce.purchases"].count() > 0';
+    const settings = { batch: false, streaming: true };
+    const dryRun = ok(
+      await server.gql(
+        `mutation($id: ID!, $e: PqlExpressionInput!, $s: EvaluationInfoInput) {
+          previewDefinitionChange(id: $id, expression: $e, evaluationInfo: $s) {
+            id evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        { id: a.id, e: { value: batchOnly }, s: settings },
+      ),
+    ).previewDefinitionChange;
+    expect(dryRun.evaluationInfo).toEqual({ batch: true, streaming: false, edge: false });
+    expect(dryRun.evaluationWarnings).toHaveLength(1);
+    expect(dryRun.evaluationWarnings[0]).toMatch(/^streaming was requested .* runs as batch: .* no time window/);
+    // What saving the same change says, on a scratch definition with the same settings as A.
+    const scratch = await definition('Scratch', 'loyalty.points >= 50');
+    const saved = ok(
+      await server.gql(
+        `mutation($id: ID!, $e: PqlExpressionInput!, $s: EvaluationInfoInput) {
+          updateSegmentDefinition(id: $id, input: { expression: $e, evaluationInfo: $s }) {
+            evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        { id: scratch.id, e: { value: batchOnly }, s: settings },
+      ),
+    ).updateSegmentDefinition;
+    expect(saved).toEqual({ evaluationInfo: dryRun.evaluationInfo, evaluationWarnings: dryRun.evaluationWarnings });
+    ok(await server.gql('mutation($id: ID!) { deleteSegmentDefinition(id: $id) }', { id: scratch.id }));
+
+    // An expression that can stream keeps streaming, with no warning; settings left out keep A's.
+    const streamable = ok(
+      await server.gql(
+        `mutation($id: ID!) { previewDefinitionChange(id: $id, expression: { value: "loyalty.points >= 40" },
+          evaluationInfo: { streaming: true }) { evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        { id: a.id },
+      ),
+    ).previewDefinitionChange;
+    expect(streamable).toEqual({
+      evaluationInfo: { batch: true, streaming: true, edge: false },
+      evaluationWarnings: [],
+    });
+    const unchanged = ok(
+      await server.gql(
+        `mutation($id: ID!) { previewDefinitionChange(id: $id, expression: { value: "loyalty.points >= 40" }) {
+          evaluationInfo { batch streaming edge } evaluationWarnings } }`,
+        { id: a.id },
+      ),
+    ).previewDefinitionChange;
+    expect(unchanged).toEqual({
+      evaluationInfo: { batch: true, streaming: false, edge: false },
+      evaluationWarnings: [],
+    });
+
+    // No method at all is refused on the request, naming the argument.
+    const none = await server.gql(
+      `mutation($id: ID!) { previewDefinitionChange(id: $id, expression: { value: "loyalty.points >= 40" },
+        evaluationInfo: { batch: false, streaming: false, edge: false }) { id } }`,
+      { id: a.id },
+    );
+    expect(none.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'evaluationInfo' });
+    await watcher.settle();
+  }, 60_000);
+
   it('is followed by updateSegmentDefinition(expectedVersion), and the next evaluation lands on the preview', async () => {
+    const sizeOf = async (d: any) =>
+      ok(await server.gql('query($id: ID!) { audience(id: $id) { size } }', { id: d.audience.id })).audience.size;
+    const before = [await sizeOf(gold), await sizeOf(nineties), await sizeOf(highNineties)];
     const saved = ok(
       await server.gql(
         `mutation($id: ID!, $v: Int) { updateSegmentDefinition(id: $id, expectedVersion: $v,
@@ -227,6 +311,12 @@ describe('previewDefinitionChange', () => {
     const size = ok(await server.gql('query($id: ID!) { audience(id: $id) { size } }', { id: a.audience.id })).audience
       .size;
     expect(size).toBe(TRUTH.join + TRUTH.stay);
+    // The dependents moved as the dry run said: +150 -150, -150, -60.
+    expect([await sizeOf(gold), await sizeOf(nineties), await sizeOf(highNineties)]).toEqual([
+      before[0],
+      before[1] - 150,
+      before[2] - 60,
+    ]);
   }, 60_000);
 
   it('refuses an expression that does not check, on the request', async () => {

@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate, compileToSql } from '../../pql/index.js';
+import { compilePredicate, compileToSql, type SqlStatement } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
@@ -15,7 +15,7 @@ export interface DefinitionChangePlan {
   expressionText: string;
   seed: number;
   confidenceLevel: number;
-  /** Definitions that name the audience through inSegment. */
+  /** Definitions that read the audience through inSegment, directly or not, in dependency order. */
   dependents: { definitionId: number; audienceId: number; expressionText: string }[];
 }
 
@@ -72,8 +72,9 @@ const exactCount = (n: number): CountEstimate => ({ value: n, low: n, high: n, e
  * read in chunks, each profile classed as joining (qualifies, not a member), leaving (a member,
  * no longer qualifies) or staying, with running estimates and intervals for the three counts
  * (the preview sampler and estimator); once the intervals are tight, the exact sets come from
- * the SQL engine, and dependents (definitions reading this audience through inSegment) are
- * evaluated with the audience's new members in a shadow `memberships` table and without.
+ * the SQL engine, and dependents (definitions reading this audience through inSegment,
+ * directly or through other dependents) are evaluated on simulated members with the change
+ * and without.
  * Nothing is written: the result rides on the job.
  */
 const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChangePlan> = (conn, plan, ctx) => {
@@ -184,44 +185,77 @@ function currentMembers(conn: Connection, audienceId: number): number[] {
 }
 
 /**
- * Dependents whose members would change: each is evaluated at `now` against the stored
- * memberships and again with this audience's members replaced by `qualifying` (a temp
- * `memberships` table shadows the stored one, as in a segment job), so a dependent that is
- * merely stale does not count. Only direct dependents are followed.
+ * Dependents whose members would change. Two simulations at `now`, in dependency order: one
+ * with this audience's stored members, one with them replaced by `qualifying`; in each, every
+ * dependent is evaluated with the members the simulation gave the dependents before it (a temp
+ * `memberships` table shadows the stored one, as in a segment job), so a change that reaches a
+ * dependent of a dependent is seen, and a dependent that is merely stale does not count (its
+ * staleness is the same in both).
  */
 function affectedDependents(conn: Connection, plan: DefinitionChangePlan, qualifying: number[]): AffectedDependent[] {
-  const { sqlite } = conn;
-  const out: AffectedDependent[] = [];
-  for (const dep of plan.dependents) {
+  if (plan.dependents.length === 0) return [];
+  const queries = plan.dependents.map((dep) => {
     const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
-    const query = compileToSql(checked, { now: plan.now, sandboxId: plan.sandboxId });
-    const run = () =>
-      new Set(
-        sqlite
-          .prepare(`SELECT id FROM (${query.sql})`)
-          .pluck()
-          .all(...query.params) as number[],
-      );
-    sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    const before = run();
-    sqlite.exec(
-      'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
-    );
-    const referenced = [...checked.audiences.values()].filter((id) => id !== plan.audienceId);
+    return {
+      dep,
+      referenced: [...checked.audiences.values()],
+      query: compileToSql(checked, { now: plan.now, sandboxId: plan.sandboxId }),
+    };
+  });
+  const before = simulate(conn, plan, queries, null);
+  const after = simulate(conn, plan, queries, qualifying);
+  const out: AffectedDependent[] = [];
+  for (const { dep } of queries) {
+    const was = before.get(dep.definitionId)!;
+    const will = after.get(dep.definitionId)!;
+    const wouldJoin = [...will].filter((id) => !was.has(id)).length;
+    const wouldLeave = [...was].filter((id) => !will.has(id)).length;
+    if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
+  }
+  return out;
+}
+
+/**
+ * Evaluates the dependents in order on simulated memberships: the stored members of every
+ * audience they read, except this audience (its stored members, or `members` when given) and
+ * the dependents' own audiences (what this simulation computed for them).
+ */
+function simulate(
+  conn: Connection,
+  plan: DefinitionChangePlan,
+  queries: { dep: DefinitionChangePlan['dependents'][number]; referenced: number[]; query: SqlStatement }[],
+  members: number[] | null,
+): Map<number, Set<number>> {
+  const { sqlite } = conn;
+  const simulated = new Set(plan.dependents.map((d) => d.audienceId));
+  if (members) simulated.add(plan.audienceId);
+  const stored = [...new Set(queries.flatMap((q) => q.referenced))].filter((id) => !simulated.has(id));
+  sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
+  sqlite.exec(
+    'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+  );
+  const insert = sqlite.prepare(
+    `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`,
+  );
+  try {
     sqlite
       .prepare(
         `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
          WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
       )
-      .run(JSON.stringify(referenced), JSON.stringify(CURRENT_STATUSES));
-    sqlite
-      .prepare(`INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`)
-      .run(plan.sandboxId, plan.audienceId, JSON.stringify(qualifying));
-    const after = run();
+      .run(JSON.stringify(stored), JSON.stringify(CURRENT_STATUSES));
+    if (members) insert.run(plan.sandboxId, plan.audienceId, JSON.stringify(members));
+    const out = new Map<number, Set<number>>();
+    for (const { dep, query } of queries) {
+      const ids = sqlite
+        .prepare(`SELECT id FROM (${query.sql})`)
+        .pluck()
+        .all(...query.params) as number[];
+      out.set(dep.definitionId, new Set(ids));
+      insert.run(plan.sandboxId, dep.audienceId, JSON.stringify(ids));
+    }
+    return out;
+  } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    const wouldJoin = [...after].filter((id) => !before.has(id)).length;
-    const wouldLeave = [...before].filter((id) => !after.has(id)).length;
-    if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
   }
-  return out;
 }

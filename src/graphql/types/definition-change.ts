@@ -12,7 +12,12 @@ import { decodeId, requireId } from '../ids.js';
 import { JobRef, watchJob } from './job.js';
 import { ProfileConnection, ProfileRef } from './profile.js';
 import { SegmentDefinitionRef } from './refs.js';
-import { PqlExpressionInput, PqlExpressionType } from './segment-definition.js';
+import {
+  EvaluationInfoInput,
+  EvaluationInfoType,
+  PqlExpressionInput,
+  PqlExpressionType,
+} from './segment-definition.js';
 
 const KIND = 'DEFINITION_CHANGE_PREVIEW';
 const TYPE = 'DefinitionChangePreview';
@@ -28,7 +33,8 @@ const CountEstimateType = builder.objectRef<CountEstimate>('CountEstimate').impl
 });
 
 const AffectedDependentType = builder.objectRef<AffectedDependent>('AffectedDependent').implement({
-  description: 'A definition reading this audience through inSegment whose members would change.',
+  description:
+    'A definition reading this audience through inSegment (directly or through another dependent) whose members would change, with how many.',
   fields: (t) => ({
     segmentDefinition: t.field({
       type: SegmentDefinitionRef,
@@ -66,6 +72,18 @@ builder.node(DefinitionChangePreviewRef, {
       type: PqlExpressionType,
       description: 'The new expression.',
       resolve: (j) => j.input.expression,
+    }),
+    evaluationInfo: t.field({
+      type: EvaluationInfoType,
+      nullable: true,
+      description:
+        'The evaluation settings the change would save, as updateSegmentDefinition would settle them for the new expression (null on dry runs from before settings were recorded).',
+      resolve: (j) => j.input.evaluationInfo ?? null,
+    }),
+    evaluationWarnings: t.stringList({
+      description:
+        'Why a requested streaming or edge evaluation would run as batch under the new expression, naming the clauses that force batch; empty when nothing would be refused.',
+      resolve: (j) => j.input.evaluationWarnings ?? [],
     }),
     seed: t.int({
       description:
@@ -106,9 +124,20 @@ builder.node(DefinitionChangePreviewRef, {
       ProfileConnection,
     ),
     affectedDependents: t.field({
+      type: [SegmentDefinitionRef],
+      description:
+        'Definitions reading this audience through inSegment, directly or through another dependent, whose members would change, in dependency order (once it has succeeded; deleted ones left out).',
+      resolve: async (j, _a, ctx) => {
+        const defs = await Promise.all(
+          (j.result?.affectedDependents ?? []).map((d) => ctx.loaders.definition.load(d.definitionId)),
+        );
+        return defs.filter((d) => d != null);
+      },
+    }),
+    dependentChanges: t.field({
       type: [AffectedDependentType],
       description:
-        'Definitions reading this audience through inSegment whose members would change (direct dependents; once it has succeeded).',
+        'The affectedDependents with how many profiles would join and leave each, in the same order (once it has succeeded).',
       resolve: (j) => j.result?.affectedDependents ?? [],
     }),
   }),
@@ -123,6 +152,11 @@ builder.mutationField('previewDefinitionChange', (t) =>
     args: {
       id: t.arg.id({ required: true, description: 'The global id of the definition.' }),
       expression: t.arg({ type: PqlExpressionInput, required: true, description: 'The new expression.' }),
+      evaluationInfo: t.arg({
+        type: EvaluationInfoInput,
+        description:
+          'The evaluation settings to change with it, checked as updateSegmentDefinition checks them (see evaluationWarnings); left out keeps the current ones.',
+      }),
       seed: t.arg.int({ description: 'Makes the random reading order, and so the running estimates, reproducible.' }),
     },
     resolve: (_r, args, ctx) =>
@@ -131,7 +165,7 @@ builder.mutationField('previewDefinitionChange', (t) =>
         ctx.sandbox.id,
         requireId(args.id, 'SegmentDefinition'),
         { format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat, value: args.expression.value },
-        { seed: args.seed },
+        { evaluationInfo: args.evaluationInfo, seed: args.seed },
       ),
   }),
 );
