@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate, compileToSql, type SqlStatement } from '../../pql/index.js';
+import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
@@ -92,10 +92,9 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
   let result: DefinitionChangeResult;
   sqlite.exec('BEGIN');
   try {
-    const sampler = openSampler(conn, sandboxId, plan.seed, {
-      sql: `(${predicate.sql}) OR ${member}`,
-      params: [...predicate.params, audienceId],
-    });
+    // The sampler only draws the order; each page is classed by one statement, so the
+    // expression is evaluated once per profile read.
+    const sampler = openSampler(conn, sandboxId, plan.seed, { sql: '1', params: [] });
     const classify = sqlite.prepare(
       `SELECT (${predicate.sql}) AS q, ${member} AS m FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?))`,
     );
@@ -140,17 +139,16 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       sampler.close();
     }
     if (ctx.cancelled()) throw new Cancelled();
-    // The exact sets: the new expression's profiles (SQL engine) against the stored members.
+    // The exact sets: the new expression's profiles (the SQL engine's whole-store statement,
+    // as a segment job runs it) merged with the stored members, both in id order.
     const all = compileToSql(checked, { now, sandboxId });
-    const qualifying = sqlite
-      .prepare(`SELECT id FROM (${all.sql}) ORDER BY id`)
-      .pluck()
-      .all(...all.params) as number[];
-    const members = new Set(currentMembers(conn, audienceId));
-    const next = new Set(qualifying);
-    const join = qualifying.filter((id) => !members.has(id));
-    const leave = [...members].filter((id) => !next.has(id)).sort((a, b) => a - b);
-    const stay = qualifying.length - join.length;
+    const qualifying = ascending(
+      sqlite
+        .prepare(all.sql)
+        .pluck()
+        .all(...all.params) as number[],
+    );
+    const { join, leave, stay } = compare(qualifying, currentMembers(conn, audienceId));
     result = {
       wouldJoin: exactCount(join.length),
       wouldLeave: exactCount(leave.length),
@@ -158,7 +156,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       profilesRead: population,
       joinSample: join.slice(0, SAMPLE_SIZE),
       leaveSample: leave.slice(0, SAMPLE_SIZE),
-      affectedDependents: affectedDependents(conn, plan, qualifying),
+      affectedDependents: affectedDependents(conn, plan, join, leave),
     };
     ctx.progress({
       done: population,
@@ -175,6 +173,31 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
 };
 export default definitionChangeTask;
 
+/** The ids sorted ascending (a statement that starts from a set of ids may not return them in order). */
+function ascending(ids: number[]): number[] {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return ids.sort((a, b) => a - b);
+  return ids;
+}
+
+/** Joining (in `next` only), leaving (in `now` only) and the count in both, by one merge of two ascending lists. */
+function compare(next: readonly number[], now: readonly number[]): { join: number[]; leave: number[]; stay: number } {
+  const join: number[] = [];
+  const leave: number[] = [];
+  let stay = 0;
+  let i = 0;
+  let j = 0;
+  while (i < next.length || j < now.length) {
+    if (j === now.length || (i < next.length && next[i]! < now[j]!)) join.push(next[i++]!);
+    else if (i === next.length || now[j]! < next[i]!) leave.push(now[j++]!);
+    else {
+      stay++;
+      i++;
+      j++;
+    }
+  }
+  return { join, leave, stay };
+}
+
 function currentMembers(conn: Connection, audienceId: number): number[] {
   return conn.sqlite
     .prepare(
@@ -186,76 +209,76 @@ function currentMembers(conn: Connection, audienceId: number): number[] {
 
 /**
  * Dependents whose members would change. Two simulations at `now`, in dependency order: one
- * with this audience's stored members, one with them replaced by `qualifying`; in each, every
- * dependent is evaluated with the members the simulation gave the dependents before it (a temp
+ * with this audience's stored members, one with the new ones; in each, every dependent is
+ * evaluated with the members the simulation gave the dependents before it (a temp
  * `memberships` table shadows the stored one, as in a segment job), so a change that reaches a
  * dependent of a dependent is seen, and a dependent that is merely stale does not count (its
- * staleness is the same in both).
+ * staleness is the same in both). An expression reads one profile's own data and memberships,
+ * so a dependent's two results can differ only where an audience it reads differs, and by
+ * induction down the chain only on the profiles joining or leaving this audience: both
+ * simulations evaluate every dependent on those profiles alone, not on the whole store.
  */
-function affectedDependents(conn: Connection, plan: DefinitionChangePlan, qualifying: number[]): AffectedDependent[] {
-  if (plan.dependents.length === 0) return [];
-  const queries = plan.dependents.map((dep) => {
-    const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
-    return {
-      dep,
-      referenced: [...checked.audiences.values()],
-      query: compileToSql(checked, { now: plan.now, sandboxId: plan.sandboxId }),
-    };
-  });
-  const before = simulate(conn, plan, queries, null);
-  const after = simulate(conn, plan, queries, qualifying);
-  const out: AffectedDependent[] = [];
-  for (const { dep } of queries) {
-    const was = before.get(dep.definitionId)!;
-    const will = after.get(dep.definitionId)!;
-    const wouldJoin = [...will].filter((id) => !was.has(id)).length;
-    const wouldLeave = [...was].filter((id) => !will.has(id)).length;
-    if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
-  }
-  return out;
-}
-
-/**
- * Evaluates the dependents in order on simulated memberships: the stored members of every
- * audience they read, except this audience (its stored members, or `members` when given) and
- * the dependents' own audiences (what this simulation computed for them).
- */
-function simulate(
+function affectedDependents(
   conn: Connection,
   plan: DefinitionChangePlan,
-  queries: { dep: DefinitionChangePlan['dependents'][number]; referenced: number[]; query: SqlStatement }[],
-  members: number[] | null,
-): Map<number, Set<number>> {
+  join: readonly number[],
+  leave: readonly number[],
+): AffectedDependent[] {
+  if (plan.dependents.length === 0 || join.length + leave.length === 0) return [];
   const { sqlite } = conn;
-  const simulated = new Set(plan.dependents.map((d) => d.audienceId));
-  if (members) simulated.add(plan.audienceId);
-  const stored = [...new Set(queries.flatMap((q) => q.referenced))].filter((id) => !simulated.has(id));
+  const changed = JSON.stringify([...join, ...leave]);
+  // On the changed profiles this audience's stored members are the leavers, its new ones the joiners.
+  const before = new Map<number, readonly number[]>([[plan.audienceId, leave]]);
+  const after = new Map<number, readonly number[]>([[plan.audienceId, join]]);
+  const out: AffectedDependent[] = [];
   sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
   sqlite.exec(
     'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+  );
+  const clear = sqlite.prepare('DELETE FROM temp.memberships');
+  const copyStored = sqlite.prepare(
+    `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
+     WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
+       AND profile_id IN (SELECT value FROM json_each(?))`,
   );
   const insert = sqlite.prepare(
     `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`,
   );
   try {
-    sqlite
-      .prepare(
-        `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
-         WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
-      )
-      .run(JSON.stringify(stored), JSON.stringify(CURRENT_STATUSES));
-    if (members) insert.run(plan.sandboxId, plan.audienceId, JSON.stringify(members));
-    const out = new Map<number, Set<number>>();
-    for (const { dep, query } of queries) {
-      const ids = sqlite
-        .prepare(`SELECT id FROM (${query.sql})`)
-        .pluck()
-        .all(...query.params) as number[];
-      out.set(dep.definitionId, new Set(ids));
-      insert.run(plan.sandboxId, dep.audienceId, JSON.stringify(ids));
+    for (const dep of plan.dependents) {
+      const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
+      const predicate = compilePredicate(checked, { now: plan.now });
+      const evaluate = sqlite
+        .prepare(
+          `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND (${predicate.sql})`,
+        )
+        .pluck();
+      const reads = [...new Set(checked.audiences.values())];
+      const run = (simulated: Map<number, readonly number[]>) => {
+        clear.run();
+        copyStored.run(
+          JSON.stringify(reads.filter((id) => !simulated.has(id))),
+          JSON.stringify(CURRENT_STATUSES),
+          changed,
+        );
+        for (const id of reads) {
+          const members = simulated.get(id);
+          if (members) insert.run(plan.sandboxId, id, JSON.stringify(members));
+        }
+        return evaluate.all(changed, ...predicate.params) as number[];
+      };
+      const was = run(before);
+      const will = run(after);
+      before.set(dep.audienceId, was);
+      after.set(dep.audienceId, will);
+      const wasSet = new Set(was);
+      const willSet = new Set(will);
+      const wouldJoin = will.filter((id) => !wasSet.has(id)).length;
+      const wouldLeave = was.filter((id) => !willSet.has(id)).length;
+      if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
     }
-    return out;
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
   }
+  return out;
 }
