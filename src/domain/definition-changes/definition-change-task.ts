@@ -3,7 +3,7 @@ import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
-import { CURRENT_STATUSES, statusSql } from '../membership-statuses.js';
+import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { type Estimate, estimateFromSample } from '../previews/estimate.js';
 import { openSampler } from '../previews/preview-samplers.js';
 
@@ -55,6 +55,10 @@ export interface DefinitionChangeResult {
 /** Random-order reading stops once every interval's half-width is this share of the population. */
 const TIGHT_ENOUGH = 0.02;
 const FIRST_CHUNK = 1_000;
+/** The only random page before a cheap exact count (as a preview reads it: `exactIsCheap`). */
+const ROUGH_CHUNK = 250;
+/** An exact statement that starts from stored audiences reading at most this many members is cheap. */
+const CHEAP_MEMBERS = 1_000_000;
 const MAX_CHUNK = 50_000;
 const SAMPLE_SIZE = 100;
 
@@ -87,8 +91,14 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
     { definition: true, selfAudienceId: audienceId },
   );
   const predicate = compilePredicate(checked, { now });
-  const statuses = CURRENT_STATUSES.map((s) => `'${s}'`).join(', ');
-  const member = `EXISTS (SELECT 1 FROM main.memberships AS m WHERE m.audience_id = ? AND m.profile_id = p.id AND m.status IN (${statuses}))`;
+  const member = `EXISTS (SELECT 1 FROM main.memberships AS m WHERE m.audience_id = ? AND m.profile_id = p.id AND m.status IN ${CURRENT_STATUSES_SQL})`;
+  // The whole-store statement, as a segment job runs it. When it starts from stored audiences
+  // and reads few members, the exact counts come sooner than a ±2 % sample would: one small
+  // page gives a first, rough estimate and the exact phase follows (as a preview does).
+  const all = compileToSql(checked, { now, sandboxId });
+  const exactIsCheap =
+    all.startsFromAudiences !== undefined &&
+    membersOf(conn, [...checked.audiences.values()]) * (1 + all.startsFromAudiences.filters) <= CHEAP_MEMBERS;
   let result: DefinitionChangeResult;
   sqlite.exec('BEGIN');
   try {
@@ -109,7 +119,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       Object.values(e).every(
         (x) => x.confidenceInterval.high - x.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population,
       );
-    let chunk = FIRST_CHUNK;
+    let chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
     try {
       while (counts.read < population) {
         if (ctx.cancelled()) throw new Cancelled();
@@ -132,7 +142,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
           wouldLeave: toCount(e.wouldLeave),
           wouldStay: toCount(e.wouldStay),
         });
-        if (tight(e)) break;
+        if (exactIsCheap || tight(e)) break;
         chunk = Math.min(chunk * 2, MAX_CHUNK);
       }
     } finally {
@@ -141,7 +151,6 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
     if (ctx.cancelled()) throw new Cancelled();
     // The exact sets: the new expression's profiles (the SQL engine's whole-store statement,
     // as a segment job runs it) merged with the stored members, both in id order.
-    const all = compileToSql(checked, { now, sandboxId });
     const qualifying = ascending(
       sqlite
         .prepare(all.sql)
@@ -201,10 +210,19 @@ function compare(next: readonly number[], now: readonly number[]): { join: numbe
 function currentMembers(conn: Connection, audienceId: number): number[] {
   return conn.sqlite
     .prepare(
-      `SELECT profile_id FROM main.memberships WHERE audience_id = ? AND status IN (SELECT value FROM json_each(?)) ORDER BY profile_id`,
+      `SELECT profile_id FROM main.memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id`,
     )
     .pluck()
-    .all(audienceId, JSON.stringify(CURRENT_STATUSES)) as number[];
+    .all(audienceId) as number[];
+}
+
+/** Current members of the audiences, by their cached sizes. */
+function membersOf(conn: Connection, audienceIds: readonly number[]): number {
+  if (audienceIds.length === 0) return 0;
+  return conn.sqlite
+    .prepare('SELECT coalesce(sum(size), 0) FROM main.audiences WHERE id IN (SELECT value FROM json_each(?))')
+    .pluck()
+    .get(JSON.stringify(audienceIds)) as number;
 }
 
 /**
@@ -236,10 +254,13 @@ function affectedDependents(
     'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
   );
   const clear = sqlite.prepare('DELETE FROM temp.memberships');
+  const clearAudience = sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?');
+  // A primary-key probe per (audience, changed profile), never a scan of an audience's members.
   const copyStored = sqlite.prepare(
-    `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
-     WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))
-       AND profile_id IN (SELECT value FROM json_each(?))`,
+    `INSERT INTO temp.memberships SELECT m.sandbox_id, m.audience_id, m.profile_id, m.status
+     FROM json_each(?) AS a CROSS JOIN json_each(?) AS c
+     CROSS JOIN main.memberships AS m ON m.audience_id = a.value AND m.profile_id = c.value
+     WHERE m.status IN ${CURRENT_STATUSES_SQL}`,
   );
   const insert = sqlite.prepare(
     `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`,
@@ -254,16 +275,14 @@ function affectedDependents(
         )
         .pluck();
       const reads = [...new Set(checked.audiences.values())];
+      // The stored rows are the same in both simulations; only the simulated audiences' rows swap.
+      const simulatedReads = reads.filter((id) => before.has(id));
+      clear.run();
+      copyStored.run(JSON.stringify(reads.filter((id) => !before.has(id))), changed);
       const run = (simulated: Map<number, readonly number[]>) => {
-        clear.run();
-        copyStored.run(
-          JSON.stringify(reads.filter((id) => !simulated.has(id))),
-          JSON.stringify(CURRENT_STATUSES),
-          changed,
-        );
-        for (const id of reads) {
-          const members = simulated.get(id);
-          if (members) insert.run(plan.sandboxId, id, JSON.stringify(members));
+        for (const id of simulatedReads) {
+          clearAudience.run(id);
+          insert.run(plan.sandboxId, id, JSON.stringify(simulated.get(id)));
         }
         return evaluate.all(changed, ...predicate.params) as number[];
       };
