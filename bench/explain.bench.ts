@@ -1,9 +1,12 @@
 /**
- * `npm run bench -- explain [--events 1000] [--runs 2000] [--warmup 200]`
+ * `npm run bench -- explain [--parts explain,overlap,dryrun] [--events 1000] [--runs 2000]
+ *   [--warmup 200] [--overlap-members 100000] [--profiles 1000000] [--events-per-profile 10]
+ *   [--dryrun-runs 3] [--only a,b] [--data-dir .bench-data]`
  *
  * Also `audienceOverlap` of 10 audiences of `--overlap-members` (default 100,000) members each
  * over 200,000 profiles, from stored memberships (target ≤ 500 ms), checked against a set
- * computation.
+ * computation; and the dry run of a definition change (`dryrun`, bench/dry-run.ts) of each
+ * reference definition against its batch floor (target ≤ 1.5×).
  *
  * explain() for one profile with `--events` events and a definition of ten clauses (attributes,
  * strings, event counts in windows, a sum, exists, CHAIN, inSegment): the p99 and median of one
@@ -22,6 +25,7 @@ import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js
 import { checkDefinition } from '../src/pql/check/checker.js';
 import type { EventRecord, ProfileDocument } from '../src/pql/check/types.js';
 import { evaluate, explain, parse } from '../src/pql/index.js';
+import { dryRunBench } from './dry-run.js';
 import { formatValue, intArg, parseArgs, report, sampleTimes, statsOf } from './lib.js';
 
 const NAME = 'explain';
@@ -68,8 +72,18 @@ function percentile(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 }
 
-export function run(argv: string[]): number {
+export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
+  const parts = new Set((args.get('parts') ?? 'explain,overlap,dryrun').split(','));
+  let failed = false;
+  if (parts.has('explain')) failed = explainBench(args) || failed;
+  if (parts.has('overlap')) failed = overlapBench(intArg(args, 'overlap-members', 100_000)) || failed;
+  if (parts.has('dryrun')) failed = (await dryRunBench(args)) || failed;
+  return failed ? 1 : 0;
+}
+
+/** explain() against evaluate() on one profile; true when a verdict differs. */
+function explainBench(args: Map<string, string>): boolean {
   const events = intArg(args, 'events', 1000);
   const runs = intArg(args, 'runs', 2000);
   const warmup = intArg(args, 'warmup', 200);
@@ -100,8 +114,7 @@ export function run(argv: string[]): number {
     `bench ${NAME} verdict=${verdict} target p99 <= 5 ms: ${p99 <= 5 ? 'met' : 'MISSED'} (${formatValue(p99)} ms)`,
   );
   if (mismatch) console.log(`bench ${NAME} MISMATCH explain and evaluate disagree`);
-  const overlapFailed = overlapBench(intArg(args, 'overlap-members', 100_000));
-  return mismatch || overlapFailed ? 1 : 0;
+  return mismatch;
 }
 
 /** Audience k holds the profiles whose (id * 7919 + k * 104729) mod 200,000 falls below `members`. */

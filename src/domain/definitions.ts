@@ -27,7 +27,7 @@ export interface EvaluationInfo {
 }
 
 /** Requested flags; an absent (or null) flag keeps its current value. */
-type EvaluationRequest = { [K in keyof EvaluationInfo]?: boolean | null };
+export type EvaluationRequest = { [K in keyof EvaluationInfo]?: boolean | null };
 
 export interface SegmentDefinition {
   id: number;
@@ -132,12 +132,13 @@ function validTtl(ttl: number | null | undefined): number | null {
  * The evaluation methods a definition gets. Streaming or edge asked for an expression that
  * cannot run so is not an error (the commercial service falls back silently, and definitions
  * copied from it ask for streaming freely): the definition runs as batch, and a warning names
- * the clauses that force batch.
+ * the clauses that force batch. A dry run of a change asks the same question before saving.
  */
-function validEvaluation(
+export function validEvaluation(
   requested: EvaluationRequest | null | undefined,
   base: EvaluationInfo,
   eligibility: Eligibility,
+  field = 'input.evaluationInfo',
 ): { info: EvaluationInfo; warnings: string[] } {
   const info: EvaluationInfo = {
     batch: requested?.batch ?? base.batch,
@@ -145,7 +146,7 @@ function validEvaluation(
     edge: requested?.edge ?? base.edge,
   };
   if (!info.batch && !info.streaming && !info.edge) {
-    throw badInput('Enable at least one evaluation method', 'input.evaluationInfo');
+    throw badInput('Enable at least one evaluation method', field);
   }
   const warnings: string[] = [];
   for (const method of ['streaming', 'edge'] as const) {

@@ -83,6 +83,30 @@ describe('bench entry points on a tiny data set', () => {
     expect(readdirSync(dataDir).filter((f) => f.includes('.work.db') || f.startsWith('export-'))).toEqual([]);
   });
 
+  it('explain dryrun: a dry run of every definition against its floor, counts equal to SQL', () => {
+    const { code, lines, stderr } = bench('explain', ['--parts', 'dryrun', '--dryrun-runs', '1']);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    const f = figures('explain', lines);
+    const counts = lines.filter((l) => l.startsWith('counts explain dryrun '));
+    for (const name of ['nordics', 'buyers-30d', 'view-add-buy', 'vip-mix', 'tier-weighted-points']) {
+      for (const figure of ['dryrun-ratio', 'dryrun-ms', 'dryrun-floor-ms']) {
+        expect(f.get(`${figure}.${name}`), `${figure}.${name}`).toBeGreaterThan(0);
+      }
+      // The dry run's exact counts and a direct SQL count of the floor's ids against the members.
+      const line = counts.find((l) => l.startsWith(`counts explain dryrun ${name}: `));
+      const m = /: join (\d+) leave (\d+) stay (\d+); sql join (\d+) leave (\d+) stay (\d+)$/.exec(line ?? '');
+      expect(m, name).not.toBeNull();
+      expect(m!.slice(1, 4), name).toEqual(m!.slice(4, 7));
+    }
+    // The changed memberships make every side occur somewhere.
+    const totals = [1, 2, 3].map((i) =>
+      counts.reduce((s, l) => s + Number(/: join (\d+) leave (\d+) stay (\d+);/.exec(l)![i]), 0),
+    );
+    expect(totals.every((t) => t > 0)).toBe(true);
+    expect(readdirSync(dataDir).filter((f) => f.includes('.work.db'))).toEqual([]);
+  });
+
   it('import: a list uploaded over HTTP into an external audience, every row counted', () => {
     const { code, lines, stderr } = bench('import', ['--rows', '3000']);
     expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);

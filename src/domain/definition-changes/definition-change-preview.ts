@@ -5,7 +5,16 @@
  */
 import type { Connection } from '../../db/index.js';
 import { dependentDefinitions } from '../audiences.js';
-import { definitionsByIds, requireDefinition } from '../definitions.js';
+import {
+  definitionsByIds,
+  dependenciesOf,
+  dependencyOrder,
+  type EvaluationInfo,
+  type EvaluationRequest,
+  requireDefinition,
+  type SegmentDefinition,
+  validEvaluation,
+} from '../definitions.js';
 import { checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
@@ -28,6 +37,14 @@ export interface DefinitionChangeJobInput extends JobInputBase {
   expression: ExpressionInput;
   /** The new expression's canonical text. */
   expressionText: string;
+  /**
+   * The evaluation settings the change would save, checked against the new expression as an
+   * update checks them; absent on dry runs queued before settings were part of one.
+   */
+  evaluationInfo?: EvaluationInfo;
+  /** Why a requested streaming or edge evaluation would run as batch (as the saved definition would say). */
+  evaluationWarnings?: string[];
+  /** Orders the random reading: the same seed on the same store gives the same running estimates. */
   seed: number;
 }
 
@@ -44,27 +61,39 @@ declare module '../jobs/job-types.js' {
 export type DefinitionChangePreview = JobOf<'DEFINITION_CHANGE_PREVIEW'>;
 
 /**
- * Checks the new expression as an update would (a PQL error is reported on the request) and
- * queues the dry run. The evaluation settings are checked against the new expression's
- * eligibility by the update itself; the dry run only needs the expression.
+ * Checks the new expression and evaluation settings as an update would (a PQL error or no
+ * evaluation method is reported on the request; streaming or edge the new expression cannot
+ * run becomes batch with a warning, as the saved definition would) and queues the dry run.
  */
 export function previewDefinitionChange(
   app: { conn: Connection; jobs: JobRunner },
   sandboxId: number,
   definitionId: number,
   expression: ExpressionInput,
+  options: { evaluationInfo?: EvaluationRequest | null; seed?: number | null } = {},
 ): DefinitionChangePreview {
   const { conn } = app;
   return app.jobs.enqueue(sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
     const def = requireDefinition(conn, sandboxId, definitionId);
-    const { text } = checkExpression(conn, sandboxId, expression, { definition: true, selfAudienceId: def.audienceId });
+    const { text, checked } = checkExpression(conn, sandboxId, expression, {
+      definition: true,
+      selfAudienceId: def.audienceId,
+    });
+    const { info, warnings } = validEvaluation(
+      options.evaluationInfo,
+      def.evaluationInfo,
+      checked.eligibility,
+      'evaluationInfo',
+    );
     return {
       definitionId: def.id,
       audienceId: def.audienceId,
       expression,
       expressionText: text,
+      evaluationInfo: info,
+      evaluationWarnings: warnings,
       at: null,
-      seed: Math.floor(Math.random() * 2 ** 31),
+      seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
     };
   });
 }
@@ -73,24 +102,7 @@ export const definitionChangeJobKind = defineJobKind({
   kind: 'DEFINITION_CHANGE_PREVIEW',
   task: new URL('./definition-change-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn }): DefinitionChangePlan => {
-    const dependentIds =
-      dependentDefinitions(conn, job.sandboxId, [job.input.audienceId]).get(job.input.audienceId) ?? [];
-    return {
-      jobId: job.id,
-      sandboxId: job.sandboxId,
-      now,
-      audienceId: job.input.audienceId,
-      expressionText: job.input.expressionText,
-      seed: job.input.seed,
-      confidenceLevel: 0.95,
-      dependents: [...definitionsByIds(conn, job.sandboxId, dependentIds).values()].map((d) => ({
-        definitionId: d.id,
-        audienceId: d.audienceId,
-        expressionText: d.expressionText,
-      })),
-    };
-  },
+  plan: (job, now, { conn }) => definitionChangePlan(conn, job, now),
   runningResult: (p) => ({
     wouldJoin: p.wouldJoin,
     wouldLeave: p.wouldLeave,
@@ -101,6 +113,61 @@ export const definitionChangeJobKind = defineJobKind({
     affectedDependents: [],
   }),
 });
+
+/** What the dry run's task does, fixed when it starts (the runner's plan; benchmarks and tests call it too). */
+export function definitionChangePlan(
+  conn: Connection,
+  job: DefinitionChangePreview,
+  now: number,
+): DefinitionChangePlan {
+  const dependents = transitiveDependents(conn, job.sandboxId, job.input.definitionId, job.input.audienceId);
+  return {
+    jobId: job.id,
+    sandboxId: job.sandboxId,
+    now,
+    audienceId: job.input.audienceId,
+    expressionText: job.input.expressionText,
+    seed: job.input.seed,
+    confidenceLevel: 0.95,
+    dependents: dependents.map((d) => ({
+      definitionId: d.id,
+      audienceId: d.audienceId,
+      expressionText: d.expressionText,
+    })),
+  };
+}
+
+/**
+ * Every definition that reads the audience through inSegment, directly or through another
+ * dependent's audience, in dependency order (each after the dependents it reads), so the task
+ * can evaluate each on the simulated members of those before it.
+ */
+function transitiveDependents(
+  conn: Connection,
+  sandboxId: number,
+  definitionId: number,
+  audienceId: number,
+): SegmentDefinition[] {
+  const found = new Map<number, SegmentDefinition>();
+  let frontier = [audienceId];
+  while (frontier.length > 0) {
+    const ids = [...dependentDefinitions(conn, sandboxId, frontier).values()]
+      .flat()
+      .filter((id) => id !== definitionId && !found.has(id));
+    const defs = [...definitionsByIds(conn, sandboxId, [...new Set(ids)]).values()];
+    for (const d of defs) found.set(d.id, d);
+    frontier = defs.map((d) => d.audienceId);
+  }
+  const defs = [...found.values()];
+  return dependencyOrder(
+    defs,
+    dependenciesOf(
+      conn,
+      sandboxId,
+      defs.map((d) => d.id),
+    ),
+  );
+}
 
 /** A page of a finished dry run's sample of joining or leaving profiles, in id order. */
 export function listChangeSample(

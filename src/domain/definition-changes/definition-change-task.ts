@@ -3,7 +3,7 @@ import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
-import { CURRENT_STATUSES, statusSql } from '../membership-statuses.js';
+import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { type Estimate, estimateFromSample } from '../previews/estimate.js';
 import { openSampler } from '../previews/preview-samplers.js';
 
@@ -15,7 +15,7 @@ export interface DefinitionChangePlan {
   expressionText: string;
   seed: number;
   confidenceLevel: number;
-  /** Definitions that name the audience through inSegment. */
+  /** Definitions that read the audience through inSegment, directly or not, in dependency order. */
   dependents: { definitionId: number; audienceId: number; expressionText: string }[];
 }
 
@@ -55,6 +55,10 @@ export interface DefinitionChangeResult {
 /** Random-order reading stops once every interval's half-width is this share of the population. */
 const TIGHT_ENOUGH = 0.02;
 const FIRST_CHUNK = 1_000;
+/** The only random page before a cheap exact count (as a preview reads it: `exactIsCheap`). */
+const ROUGH_CHUNK = 250;
+/** An exact statement that starts from stored audiences reading at most this many members is cheap. */
+const CHEAP_MEMBERS = 1_000_000;
 const MAX_CHUNK = 50_000;
 const SAMPLE_SIZE = 100;
 
@@ -72,8 +76,9 @@ const exactCount = (n: number): CountEstimate => ({ value: n, low: n, high: n, e
  * read in chunks, each profile classed as joining (qualifies, not a member), leaving (a member,
  * no longer qualifies) or staying, with running estimates and intervals for the three counts
  * (the preview sampler and estimator); once the intervals are tight, the exact sets come from
- * the SQL engine, and dependents (definitions reading this audience through inSegment) are
- * evaluated with the audience's new members in a shadow `memberships` table and without.
+ * the SQL engine, and dependents (definitions reading this audience through inSegment,
+ * directly or through other dependents) are evaluated on simulated members with the change
+ * and without.
  * Nothing is written: the result rides on the job.
  */
 const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChangePlan> = (conn, plan, ctx) => {
@@ -86,15 +91,20 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
     { definition: true, selfAudienceId: audienceId },
   );
   const predicate = compilePredicate(checked, { now });
-  const statuses = CURRENT_STATUSES.map((s) => `'${s}'`).join(', ');
-  const member = `EXISTS (SELECT 1 FROM main.memberships AS m WHERE m.audience_id = ? AND m.profile_id = p.id AND m.status IN (${statuses}))`;
+  const member = `EXISTS (SELECT 1 FROM main.memberships AS m WHERE m.audience_id = ? AND m.profile_id = p.id AND m.status IN ${CURRENT_STATUSES_SQL})`;
+  // The whole-store statement, as a segment job runs it. When it starts from stored audiences
+  // and reads few members, the exact counts come sooner than a ±2 % sample would: one small
+  // page gives a first, rough estimate and the exact phase follows (as a preview does).
+  const all = compileToSql(checked, { now, sandboxId });
+  const exactIsCheap =
+    all.startsFromAudiences !== undefined &&
+    membersOf(conn, [...checked.audiences.values()]) * (1 + all.startsFromAudiences.filters) <= CHEAP_MEMBERS;
   let result: DefinitionChangeResult;
   sqlite.exec('BEGIN');
   try {
-    const sampler = openSampler(conn, sandboxId, plan.seed, {
-      sql: `(${predicate.sql}) OR ${member}`,
-      params: [...predicate.params, audienceId],
-    });
+    // The sampler only draws the order; each page is classed by one statement, so the
+    // expression is evaluated once per profile read.
+    const sampler = openSampler(conn, sandboxId, plan.seed, { sql: '1', params: [] });
     const classify = sqlite.prepare(
       `SELECT (${predicate.sql}) AS q, ${member} AS m FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?))`,
     );
@@ -109,7 +119,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       Object.values(e).every(
         (x) => x.confidenceInterval.high - x.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population,
       );
-    let chunk = FIRST_CHUNK;
+    let chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
     try {
       while (counts.read < population) {
         if (ctx.cancelled()) throw new Cancelled();
@@ -132,24 +142,22 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
           wouldLeave: toCount(e.wouldLeave),
           wouldStay: toCount(e.wouldStay),
         });
-        if (tight(e)) break;
+        if (exactIsCheap || tight(e)) break;
         chunk = Math.min(chunk * 2, MAX_CHUNK);
       }
     } finally {
       sampler.close();
     }
     if (ctx.cancelled()) throw new Cancelled();
-    // The exact sets: the new expression's profiles (SQL engine) against the stored members.
-    const all = compileToSql(checked, { now, sandboxId });
-    const qualifying = sqlite
-      .prepare(`SELECT id FROM (${all.sql}) ORDER BY id`)
-      .pluck()
-      .all(...all.params) as number[];
-    const members = new Set(currentMembers(conn, audienceId));
-    const next = new Set(qualifying);
-    const join = qualifying.filter((id) => !members.has(id));
-    const leave = [...members].filter((id) => !next.has(id)).sort((a, b) => a - b);
-    const stay = qualifying.length - join.length;
+    // The exact sets: the new expression's profiles (the SQL engine's whole-store statement,
+    // as a segment job runs it) merged with the stored members, both in id order.
+    const qualifying = ascending(
+      sqlite
+        .prepare(all.sql)
+        .pluck()
+        .all(...all.params) as number[],
+    );
+    const { join, leave, stay } = compare(qualifying, currentMembers(conn, audienceId));
     result = {
       wouldJoin: exactCount(join.length),
       wouldLeave: exactCount(leave.length),
@@ -157,7 +165,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       profilesRead: population,
       joinSample: join.slice(0, SAMPLE_SIZE),
       leaveSample: leave.slice(0, SAMPLE_SIZE),
-      affectedDependents: affectedDependents(conn, plan, qualifying),
+      affectedDependents: affectedDependents(conn, plan, join, leave),
     };
     ctx.progress({
       done: population,
@@ -174,54 +182,122 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
 };
 export default definitionChangeTask;
 
+/** The ids sorted ascending (a statement that starts from a set of ids may not return them in order). */
+function ascending(ids: number[]): number[] {
+  for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return ids.sort((a, b) => a - b);
+  return ids;
+}
+
+/** Joining (in `next` only), leaving (in `now` only) and the count in both, by one merge of two ascending lists. */
+function compare(next: readonly number[], now: readonly number[]): { join: number[]; leave: number[]; stay: number } {
+  const join: number[] = [];
+  const leave: number[] = [];
+  let stay = 0;
+  let i = 0;
+  let j = 0;
+  while (i < next.length || j < now.length) {
+    if (j === now.length || (i < next.length && next[i]! < now[j]!)) join.push(next[i++]!);
+    else if (i === next.length || now[j]! < next[i]!) leave.push(now[j++]!);
+    else {
+      stay++;
+      i++;
+      j++;
+    }
+  }
+  return { join, leave, stay };
+}
+
 function currentMembers(conn: Connection, audienceId: number): number[] {
   return conn.sqlite
     .prepare(
-      `SELECT profile_id FROM main.memberships WHERE audience_id = ? AND status IN (SELECT value FROM json_each(?)) ORDER BY profile_id`,
+      `SELECT profile_id FROM main.memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id`,
     )
     .pluck()
-    .all(audienceId, JSON.stringify(CURRENT_STATUSES)) as number[];
+    .all(audienceId) as number[];
+}
+
+/** Current members of the audiences, by their cached sizes. */
+function membersOf(conn: Connection, audienceIds: readonly number[]): number {
+  if (audienceIds.length === 0) return 0;
+  return conn.sqlite
+    .prepare('SELECT coalesce(sum(size), 0) FROM main.audiences WHERE id IN (SELECT value FROM json_each(?))')
+    .pluck()
+    .get(JSON.stringify(audienceIds)) as number;
 }
 
 /**
- * Dependents whose members would change: each is evaluated at `now` against the stored
- * memberships and again with this audience's members replaced by `qualifying` (a temp
- * `memberships` table shadows the stored one, as in a segment job), so a dependent that is
- * merely stale does not count. Only direct dependents are followed.
+ * Dependents whose members would change. Two simulations at `now`, in dependency order: one
+ * with this audience's stored members, one with the new ones; in each, every dependent is
+ * evaluated with the members the simulation gave the dependents before it (a temp
+ * `memberships` table shadows the stored one, as in a segment job), so a change that reaches a
+ * dependent of a dependent is seen, and a dependent that is merely stale does not count (its
+ * staleness is the same in both). An expression reads one profile's own data and memberships,
+ * so a dependent's two results can differ only where an audience it reads differs, and by
+ * induction down the chain only on the profiles joining or leaving this audience: both
+ * simulations evaluate every dependent on those profiles alone, not on the whole store.
  */
-function affectedDependents(conn: Connection, plan: DefinitionChangePlan, qualifying: number[]): AffectedDependent[] {
+function affectedDependents(
+  conn: Connection,
+  plan: DefinitionChangePlan,
+  join: readonly number[],
+  leave: readonly number[],
+): AffectedDependent[] {
+  if (plan.dependents.length === 0 || join.length + leave.length === 0) return [];
   const { sqlite } = conn;
+  const changed = JSON.stringify([...join, ...leave]);
+  // On the changed profiles this audience's stored members are the leavers, its new ones the joiners.
+  const before = new Map<number, readonly number[]>([[plan.audienceId, leave]]);
+  const after = new Map<number, readonly number[]>([[plan.audienceId, join]]);
   const out: AffectedDependent[] = [];
-  for (const dep of plan.dependents) {
-    const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
-    const query = compileToSql(checked, { now: plan.now, sandboxId: plan.sandboxId });
-    const run = () =>
-      new Set(
-        sqlite
-          .prepare(`SELECT id FROM (${query.sql})`)
-          .pluck()
-          .all(...query.params) as number[],
-      );
+  sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
+  sqlite.exec(
+    'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+  );
+  const clear = sqlite.prepare('DELETE FROM temp.memberships');
+  const clearAudience = sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?');
+  // A primary-key probe per (audience, changed profile), never a scan of an audience's members.
+  const copyStored = sqlite.prepare(
+    `INSERT INTO temp.memberships SELECT m.sandbox_id, m.audience_id, m.profile_id, m.status
+     FROM json_each(?) AS a CROSS JOIN json_each(?) AS c
+     CROSS JOIN main.memberships AS m ON m.audience_id = a.value AND m.profile_id = c.value
+     WHERE m.status IN ${CURRENT_STATUSES_SQL}`,
+  );
+  const insert = sqlite.prepare(
+    `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`,
+  );
+  try {
+    for (const dep of plan.dependents) {
+      const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
+      const predicate = compilePredicate(checked, { now: plan.now });
+      const evaluate = sqlite
+        .prepare(
+          `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND (${predicate.sql})`,
+        )
+        .pluck();
+      const reads = [...new Set(checked.audiences.values())];
+      // The stored rows are the same in both simulations; only the simulated audiences' rows swap.
+      const simulatedReads = reads.filter((id) => before.has(id));
+      clear.run();
+      copyStored.run(JSON.stringify(reads.filter((id) => !before.has(id))), changed);
+      const run = (simulated: Map<number, readonly number[]>) => {
+        for (const id of simulatedReads) {
+          clearAudience.run(id);
+          insert.run(plan.sandboxId, id, JSON.stringify(simulated.get(id)));
+        }
+        return evaluate.all(changed, ...predicate.params) as number[];
+      };
+      const was = run(before);
+      const will = run(after);
+      before.set(dep.audienceId, was);
+      after.set(dep.audienceId, will);
+      const wasSet = new Set(was);
+      const willSet = new Set(will);
+      const wouldJoin = will.filter((id) => !wasSet.has(id)).length;
+      const wouldLeave = was.filter((id) => !willSet.has(id)).length;
+      if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
+    }
+  } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    const before = run();
-    sqlite.exec(
-      'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
-    );
-    const referenced = [...checked.audiences.values()].filter((id) => id !== plan.audienceId);
-    sqlite
-      .prepare(
-        `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
-         WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
-      )
-      .run(JSON.stringify(referenced), JSON.stringify(CURRENT_STATUSES));
-    sqlite
-      .prepare(`INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`)
-      .run(plan.sandboxId, plan.audienceId, JSON.stringify(qualifying));
-    const after = run();
-    sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
-    const wouldJoin = [...after].filter((id) => !before.has(id)).length;
-    const wouldLeave = [...before].filter((id) => !after.has(id)).length;
-    if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
   }
   return out;
 }

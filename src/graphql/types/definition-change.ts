@@ -12,7 +12,12 @@ import { decodeId, requireId } from '../ids.js';
 import { JobRef, watchJob } from './job.js';
 import { ProfileConnection, ProfileRef } from './profile.js';
 import { SegmentDefinitionRef } from './refs.js';
-import { PqlExpressionInput, PqlExpressionType } from './segment-definition.js';
+import {
+  EvaluationInfoInput,
+  EvaluationInfoType,
+  PqlExpressionInput,
+  PqlExpressionType,
+} from './segment-definition.js';
 
 const KIND = 'DEFINITION_CHANGE_PREVIEW';
 const TYPE = 'DefinitionChangePreview';
@@ -28,7 +33,8 @@ const CountEstimateType = builder.objectRef<CountEstimate>('CountEstimate').impl
 });
 
 const AffectedDependentType = builder.objectRef<AffectedDependent>('AffectedDependent').implement({
-  description: 'A definition reading this audience through inSegment whose members would change.',
+  description:
+    'A definition reading this audience through inSegment (directly or through another dependent) whose members would change, with how many.',
   fields: (t) => ({
     segmentDefinition: t.field({
       type: SegmentDefinitionRef,
@@ -67,6 +73,23 @@ builder.node(DefinitionChangePreviewRef, {
       description: 'The new expression.',
       resolve: (j) => j.input.expression,
     }),
+    evaluationInfo: t.field({
+      type: EvaluationInfoType,
+      nullable: true,
+      description:
+        'The evaluation settings the change would save, as updateSegmentDefinition would settle them for the new expression (null on dry runs from before settings were recorded).',
+      resolve: (j) => j.input.evaluationInfo ?? null,
+    }),
+    evaluationWarnings: t.stringList({
+      description:
+        'Why a requested streaming or edge evaluation would run as batch under the new expression, naming the clauses that force batch; empty when nothing would be refused.',
+      resolve: (j) => j.input.evaluationWarnings ?? [],
+    }),
+    seed: t.int({
+      description:
+        'The seed of the random reading order; the same seed on the same store gives the same running estimates.',
+      resolve: (j) => j.input.seed,
+    }),
     wouldJoin: t.field({
       type: CountEstimateType,
       description: 'Profiles that qualify under the new expression and are not members now.',
@@ -101,9 +124,20 @@ builder.node(DefinitionChangePreviewRef, {
       ProfileConnection,
     ),
     affectedDependents: t.field({
+      type: [SegmentDefinitionRef],
+      description:
+        'Definitions reading this audience through inSegment, directly or through another dependent, whose members would change, in dependency order (once it has succeeded; deleted ones left out).',
+      resolve: async (j, _a, ctx) => {
+        const defs = await Promise.all(
+          (j.result?.affectedDependents ?? []).map((d) => ctx.loaders.definition.load(d.definitionId)),
+        );
+        return defs.filter((d) => d != null);
+      },
+    }),
+    dependentChanges: t.field({
       type: [AffectedDependentType],
       description:
-        'Definitions reading this audience through inSegment whose members would change (direct dependents; once it has succeeded).',
+        'The affectedDependents with how many profiles would join and leave each, in the same order (once it has succeeded).',
       resolve: (j) => j.result?.affectedDependents ?? [],
     }),
   }),
@@ -118,12 +152,21 @@ builder.mutationField('previewDefinitionChange', (t) =>
     args: {
       id: t.arg.id({ required: true, description: 'The global id of the definition.' }),
       expression: t.arg({ type: PqlExpressionInput, required: true, description: 'The new expression.' }),
+      evaluationInfo: t.arg({
+        type: EvaluationInfoInput,
+        description:
+          'The evaluation settings to change with it, checked as updateSegmentDefinition checks them (see evaluationWarnings); left out keeps the current ones.',
+      }),
+      seed: t.arg.int({ description: 'Makes the random reading order, and so the running estimates, reproducible.' }),
     },
     resolve: (_r, args, ctx) =>
-      previewDefinitionChange(ctx.app, ctx.sandbox.id, requireId(args.id, 'SegmentDefinition'), {
-        format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat,
-        value: args.expression.value,
-      }),
+      previewDefinitionChange(
+        ctx.app,
+        ctx.sandbox.id,
+        requireId(args.id, 'SegmentDefinition'),
+        { format: (args.expression.format ?? 'PQL_TEXT') as PqlFormat, value: args.expression.value },
+        { evaluationInfo: args.evaluationInfo, seed: args.seed },
+      ),
   }),
 );
 

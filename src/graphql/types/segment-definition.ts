@@ -44,7 +44,7 @@ export const PqlExpressionType = builder.objectRef<{ format: PqlFormat; value: s
   }),
 });
 
-const EvaluationInfoType = builder
+export const EvaluationInfoType = builder
   .objectRef<{ batch: boolean; streaming: boolean; edge: boolean }>('EvaluationInfo')
   .implement({
     description: 'Which ways of evaluation are on (or possible) for a definition.',
@@ -98,7 +98,7 @@ export const PqlExpressionInput = builder.inputType('PqlExpressionInput', {
   }),
 });
 
-const EvaluationInfoInput = builder.inputType('EvaluationInfoInput', {
+export const EvaluationInfoInput = builder.inputType('EvaluationInfoInput', {
   description: 'Which ways of evaluation to turn on; one left out keeps its value (batch is on by default).',
   fields: (t) => ({
     batch: t.boolean({ description: 'Evaluate in segment jobs.' }),
