@@ -245,6 +245,8 @@ async function serve(config: Config, log: Logger): Promise<void> {
     limits: config.limits,
     log,
     conn,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
   });
   let stopping = false;
   const stop = (signal: string) => {
