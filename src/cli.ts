@@ -10,7 +10,6 @@ import pino, { type Logger } from 'pino';
 import { type Config, databaseFile, loadConfig } from './config.js';
 import { openDatabase } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
-import { migratePg, openPgDatabase } from './db/pg/index.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
@@ -210,6 +209,8 @@ function main(argv: string[]): Promise<void> | void {
 }
 
 async function migratePostgres(url: string, log: Logger): Promise<void> {
+  // Loaded only here: pg and Drizzle's pg dialect add about a second to every command under load.
+  const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
   const conn = openPgDatabase(url, { max: 1 });
   try {
     await migratePg(conn);

@@ -10,7 +10,6 @@ import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config
 import { type Connection, openDatabase } from './db/index.js';
 import { type App, closeApp, createApp } from './domain/app.js';
 import type { EventTransport } from './domain/events.js';
-import { redisTransport } from './domain/redis-events.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type Access, createAccess } from './server/access.js';
@@ -71,8 +70,9 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   const metrics = createMetrics(conn);
+  // ioredis is loaded only when configured: a single node never pays for it.
   const transport: EventTransport | undefined = options.redisUrl
-    ? redisTransport({
+    ? (await import('./domain/redis-events.js')).redisTransport({
         url: options.redisUrl,
         prefix: options.redisPrefix ?? 'segql:',
         log: log.child({ component: 'events' }),

@@ -48,8 +48,8 @@ describe.skipIf(!adminUrl)('PostgreSQL migrations (SEGQL_TEST_DATABASE_URL)', ()
     url = u.toString();
     const run = await new Promise<{ code: number; stderr: string }>((resolve) => {
       execFile(
-        'npx',
-        ['tsx', 'src/cli.ts', 'migrate'],
+        process.execPath,
+        ['--import', 'tsx', 'src/cli.ts', 'migrate'],
         { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: url }, timeout: 60_000 },
         (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
       );
