@@ -1,8 +1,9 @@
 /**
  * Several SegQL nodes sharing events through Redis (SEGQL_REDIS_URL), each with its own data
  * directory here: a subscriber on one node sees the job changes another node publishes, as a
- * subscriber on the publishing node does. /readyz names Redis when it cannot be reached. The
- * two-node test is skipped (visibly) without SEGQL_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379.
+ * subscriber on the publishing node does, and the membership changes of another node's ingest.
+ * /readyz names Redis when it cannot be reached. The two-node tests are skipped (visibly)
+ * without SEGQL_TEST_REDIS_URL, e.g. redis://127.0.0.1:6379.
  */
 import { randomBytes } from 'node:crypto';
 import { createClient } from 'graphql-ws';
@@ -47,6 +48,21 @@ function watchJobs(server: TestServer) {
   return { seen, done, dispose: () => client.dispose() };
 }
 
+/** Until Redis counts `n` subscribed connections on the channel. */
+async function subscribers(channel: string, n: number): Promise<void> {
+  const probe = new Redis(url!);
+  try {
+    for (let i = 0; i < 300; i++) {
+      const [, count] = (await probe.pubsub('NUMSUB', channel)) as [string, number];
+      if (count === n) return;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    throw new Error(`${channel} never had ${n} subscribers`);
+  } finally {
+    await probe.quit();
+  }
+}
+
 describe.skipIf(!url)('nodes sharing events through Redis (SEGQL_TEST_REDIS_URL)', () => {
   it('streams a job running on node A to a subscriber on node B, as to one on A', async () => {
     const redisPrefix = `segql-test-${randomBytes(4).toString('hex')}:`;
@@ -58,16 +74,7 @@ describe.skipIf(!url)('nodes sharing events through Redis (SEGQL_TEST_REDIS_URL)
     const onA = watchJobs(a);
     const onB = watchJobs(b);
     // Both nodes are subscribed (through Redis) to the sandbox's job topic before the job starts.
-    const probe = new Redis(url!);
-    try {
-      for (let i = 0; i < 300; i++) {
-        const [, n] = (await probe.pubsub('NUMSUB', `${redisPrefix}jobs:1`)) as [string, number];
-        if (n === 2) break;
-        await new Promise((r) => setTimeout(r, 10));
-      }
-    } finally {
-      await probe.quit();
-    }
+    await subscribers(`${redisPrefix}jobs:1`, 2);
     const d = ok(
       await a.gql('mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id } }', {
         i: { name: 'Everyone', expression: { value: 'true' }, lifecycleState: 'PUBLISHED' },
@@ -89,6 +96,50 @@ describe.skipIf(!url)('nodes sharing events through Redis (SEGQL_TEST_REDIS_URL)
     expect(onB.seen).toEqual(onA.seen);
     // Node B ran nothing: the job exists only on A.
     expect(ok(await b.gql('{ segmentJobs(first: 5) { totalCount } }')).segmentJobs.totalCount).toBe(0);
+  });
+
+  it('streams the membership changes of an ingest on node A to a subscriber on node B', async () => {
+    const redisPrefix = `segql-test-${randomBytes(4).toString('hex')}:`;
+    const a = await startTestServer({ redisUrl: url, redisPrefix });
+    const b = await startTestServer({ redisUrl: url, redisPrefix });
+    servers.push(a, b);
+    ok(
+      await a.gql('mutation($input: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $input) { id } }', {
+        input: {
+          name: 'Gold',
+          expression: { value: 'loyalty.tier = "gold"' },
+          evaluationInfo: { batch: true, streaming: true },
+          lifecycleState: 'PUBLISHED',
+        },
+      }),
+    );
+    const client = createClient({ url: b.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    const changes: { from: string | null; to: string; cause: string; lagged: number }[] = [];
+    client.subscribe(
+      { query: 'subscription { audienceMembershipChanged { from to cause lagged } }' },
+      {
+        next: (m) => changes.push(m.data!.audienceMembershipChanged as (typeof changes)[number]),
+        error: () => {},
+        complete: () => {},
+      },
+    );
+    try {
+      await subscribers(`${redisPrefix}memberships:1`, 1);
+      const ingest = 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }';
+      const gold = (id: string, tier: string) => ({
+        identities: [{ namespace: 'email', id }],
+        attributes: { loyalty: { tier } },
+      });
+      ok(await a.gql(ingest, { r: [gold('ann@x.se', 'gold'), gold('bo@x.se', 'silver')] }));
+      ok(await a.gql(ingest, { r: [gold('ann@x.se', 'silver')] }));
+      for (let i = 0; i < 250 && changes.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(changes).toEqual([
+        { from: null, to: 'REALIZED', cause: 'STREAMING', lagged: 0 },
+        { from: 'REALIZED', to: 'EXITED', cause: 'STREAMING', lagged: 0 },
+      ]);
+    } finally {
+      await client.dispose();
+    }
   });
 });
 
