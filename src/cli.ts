@@ -45,7 +45,8 @@ Applies migrations, seeds SEGQL_DEMO_PROFILES demo profiles into "prod" when it 
 `,
   migrate: `usage: segql migrate
 
-Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits.
+Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits; with
+SEGQL_DATABASE_URL=postgres://… set, applies the PostgreSQL migrations to that database instead.
 `,
   seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
 
@@ -169,9 +170,16 @@ function main(argv: string[]): Promise<void> | void {
   const file = databaseFile(config.dataDir);
   if (command === 'migrate') {
     parse(command, rest, {});
+    if (config.databaseUrl) return migratePostgres(config.databaseUrl, log);
     openDatabase(file).close();
     log.info({ file }, 'migrations applied');
     return;
+  }
+  if (config.databaseUrl) {
+    // Only the schema exists on PostgreSQL so far: serving from it would silently use SQLite.
+    throw new UsageError(
+      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" runs so far; unset it to use SQLite in SEGQL_DATA_DIR`,
+    );
   }
   if (command === 'seed') {
     const { values } = parse(command, rest, {
@@ -200,6 +208,21 @@ function main(argv: string[]): Promise<void> | void {
   return serve(config, log);
 }
 
+async function migratePostgres(url: string, log: Logger): Promise<void> {
+  // Loaded only here: pg and Drizzle's pg dialect add about a second to every command under load.
+  const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
+  const conn = openPgDatabase(url, { max: 1 });
+  try {
+    await migratePg(conn);
+  } finally {
+    await conn.close();
+  }
+  // The URL without its password: the log line must not carry a credential.
+  const shown = new URL(url);
+  shown.password = '';
+  log.info({ database: shown.toString() }, 'migrations applied');
+}
+
 function loadConfigOrExplain(): Config {
   try {
     return loadConfig();
@@ -223,6 +246,8 @@ async function serve(config: Config, log: Logger): Promise<void> {
     limits: config.limits,
     log,
     conn,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
   });
   let stopping = false;
   const stop = (signal: string) => {

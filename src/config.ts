@@ -10,6 +10,12 @@ export interface Config {
   logLevel: string;
   /** SEGQL_SKIP_INTEGRITY_CHECK=1: start without `PRAGMA quick_check` (to read what is left of a damaged file). */
   skipIntegrityCheck: boolean;
+  /** SEGQL_DATABASE_URL: a postgres:// URL selects PostgreSQL (`segql migrate`); unset: SQLite in dataDir. */
+  databaseUrl: string | undefined;
+  /** SEGQL_REDIS_URL: subscriptions' events go through this Redis, so every node sees every node's events. */
+  redisUrl: string | undefined;
+  /** SEGQL_REDIS_PREFIX: the start of every channel name, so several deployments can share one Redis. */
+  redisPrefix: string;
   limits: Limits;
 }
 
@@ -126,6 +132,21 @@ function loadJobSettings(env: NodeJS.ProcessEnv): JobSettings {
   };
 }
 
+/** A URL variable whose scheme is one of `schemes`, or undefined when unset. */
+function urlFrom(env: NodeJS.ProcessEnv, name: string, schemes: readonly string[]): string | undefined {
+  const value = env[name];
+  if (value === undefined || value === '') return undefined;
+  let scheme: string;
+  try {
+    scheme = new URL(value).protocol.replace(/:$/, '');
+  } catch {
+    throw new Error(`${name} must be a URL (${schemes.map((s) => `${s}://…`).join(' or ')}), got "${value}"`);
+  }
+  if (!schemes.includes(scheme))
+    throw new Error(`${name} must start with ${schemes.map((s) => `${s}://`).join(' or ')}, got "${scheme}://"`);
+  return value;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     port: intFrom(env, 'PORT', 4000, 0, 65_535),
@@ -134,6 +155,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demoProfiles: intFrom(env, 'SEGQL_DEMO_PROFILES', 10_000, 0),
     logLevel: env.SEGQL_LOG_LEVEL || 'info',
     skipIntegrityCheck: env.SEGQL_SKIP_INTEGRITY_CHECK === '1' || env.SEGQL_SKIP_INTEGRITY_CHECK === 'true',
+    databaseUrl: urlFrom(env, 'SEGQL_DATABASE_URL', ['postgres', 'postgresql']),
+    redisUrl: urlFrom(env, 'SEGQL_REDIS_URL', ['redis', 'rediss']),
+    redisPrefix: env.SEGQL_REDIS_PREFIX ?? 'segql:',
     limits: { ...loadServerLimits(env), ...DEFAULT_INGEST_LIMITS, ...loadJobSettings(env) },
   };
 }

@@ -9,12 +9,14 @@ import pino, { type Logger } from 'pino';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
 import { type App, closeApp, createApp } from './domain/app.js';
+import type { EventTransport } from './domain/events.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { type Access, createAccess } from './server/access.js';
 import { createDownloads } from './server/downloads.js';
 import { attachGraphqlWs } from './server/graphql-ws.js';
 import { databaseHealth } from './server/health.js';
+import { createReadiness } from './server/readiness.js';
 import { createRequestHandler } from './server/routes.js';
 import { createSegqlYoga } from './server/yoga.js';
 
@@ -30,6 +32,10 @@ interface ServerOptions {
   metricsToken?: string;
   /** Open the data directory's database without `PRAGMA quick_check` (ignored with `conn`). */
   skipIntegrityCheck?: boolean;
+  /** Share subscription events with the other nodes through this Redis (SEGQL_REDIS_URL). */
+  redisUrl?: string;
+  /** The start of every Redis channel name (SEGQL_REDIS_PREFIX, default `segql:`). */
+  redisPrefix?: string;
 }
 
 export interface RunningServer {
@@ -64,7 +70,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   }
 
   const metrics = createMetrics(conn);
+  // ioredis is loaded only when configured: a single node never pays for it.
+  const transport: EventTransport | undefined = options.redisUrl
+    ? (await import('./domain/redis-events.js')).redisTransport({
+        url: options.redisUrl,
+        prefix: options.redisPrefix ?? 'segql:',
+        log: log.child({ component: 'events' }),
+      })
+    : undefined;
   const app = createApp({
+    transport,
     conn,
     limits,
     log,
@@ -80,7 +95,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const { handle, streams } = createRequestHandler({
     yoga,
     access,
-    health,
+    readiness: createReadiness({ health, transport }),
     metrics,
     limits,
     log,

@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
 import type { Connection } from '../db/index.js';
-import { EventBus } from './events.js';
+import { EventBus, type EventTransport } from './events.js';
 import { type IngestCounter, IngestService } from './ingest.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
@@ -57,12 +57,18 @@ interface AppOptions {
   clock?: Clock;
   /** Told how many subscription events were dropped for subscribers that fell behind. */
   droppedEvents?: (count: number) => void;
+  /** How events reach the other nodes (closed with the app); absent: this process only. */
+  transport?: EventTransport;
 }
 
 /** Builds the services and starts the background ones (job runner, streaming sweep, scheduler). */
 export function createApp(options: AppOptions): App {
   const { conn, limits, log, dataDir } = options;
-  const bus = new EventBus({ queueSize: limits.subscriptionQueueSize, onDropped: options.droppedEvents });
+  const bus = new EventBus({
+    queueSize: limits.subscriptionQueueSize,
+    onDropped: options.droppedEvents,
+    transport: options.transport,
+  });
   const workers = new WorkerLanes();
   // Two threads: one heavy query leaves another lane free, and this box has two cores.
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
@@ -94,4 +100,5 @@ export async function closeApp(app: App): Promise<void> {
   await app.jobs.stop();
   await app.workers.close();
   await app.queries.close();
+  await app.bus.close();
 }

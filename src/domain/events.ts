@@ -1,6 +1,7 @@
 /**
- * In-process publish/subscribe for the topics subscriptions watch (job progress, membership
- * changes, search hits). A subscription attaches its listener when it is created, not on the
+ * Publish/subscribe for the topics subscriptions watch (job progress, membership changes,
+ * search hits): in-process, and through a transport to the other nodes when one is configured
+ * (redis-events.ts, SEGQL_REDIS_URL). A subscription attaches its listener when it is created, not on the
  * first pull, so nothing published after `subscribe()` returns is lost (yoga's lazy pubsub
  * trap, docs/dependencies.md gotcha 4) — unless the subscriber falls behind by more than its
  * queue holds: publishing never waits for a subscriber, so a slow one cannot slow ingestion.
@@ -16,11 +17,28 @@ export interface Delivery<T> {
   lagged: number;
 }
 
+/**
+ * How payloads travel between nodes. A node's own payloads reach its own subscribers in process
+ * (at once, in order, never lost after `subscribe()` returns), so a transport must not hand a
+ * node back what that node published.
+ */
+export interface EventTransport {
+  /** Sends a payload to the other nodes; never throws or waits (a failure is the transport's to log). */
+  publish(topic: string, payload: unknown): void;
+  /** Delivers the topic's payloads from other nodes until the returned function is called. */
+  listen(topic: string, deliver: (payload: unknown) => void): () => void;
+  /** Resolves when the transport answers a round trip, rejects naming why not. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
 export interface EventBusOptions {
   /** Payloads each subscriber may have waiting; past that the oldest are dropped. */
   queueSize: number;
   /** Told how many payloads were dropped, for /metrics. */
   onDropped?: (count: number) => void;
+  /** The other nodes' events, and ours to them; absent: this process only. */
+  transport?: EventTransport;
 }
 
 /** What a bus holds per subscriber by default (ServerLimits.subscriptionQueueSize). */
@@ -38,18 +56,34 @@ export class EventBus {
   private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();
   private readonly queueSize: number;
   private readonly onDropped: (count: number) => void;
+  readonly transport: EventTransport | undefined;
+  /** Per topic with local subscribers: stops the transport's delivery of it. */
+  private readonly remote = new Map<string, () => void>();
   /** When this loop turn's deliveries began; undefined until a delivery in this turn. */
   private sliceStarted: number | undefined;
 
   constructor(options: Partial<EventBusOptions> = {}) {
     this.queueSize = Math.max(1, options.queueSize ?? DEFAULT_SUBSCRIPTION_QUEUE_SIZE);
     this.onDropped = options.onDropped ?? (() => {});
+    this.transport = options.transport;
   }
 
   publish(topic: string, payload: unknown): void {
+    this.deliver(topic, payload);
+    this.transport?.publish(topic, payload);
+  }
+
+  private deliver(topic: string, payload: unknown): void {
     const set = this.listeners.get(topic);
     if (!set) return;
     for (const listener of [...set]) listener(payload);
+  }
+
+  /** Stops listening to the other nodes and closes the transport. */
+  async close(): Promise<void> {
+    for (const stop of this.remote.values()) stop();
+    this.remote.clear();
+    await this.transport?.close();
   }
 
   /** Resolves at once while this turn's deliveries are within their slice, else in the next turn. */
@@ -106,6 +140,12 @@ export class EventBus {
     if (!set) {
       set = new Set();
       this.listeners.set(topic, set);
+      // One transport listener per topic, however many local subscribers share it.
+      if (this.transport)
+        this.remote.set(
+          topic,
+          this.transport.listen(topic, (p) => this.deliver(topic, p)),
+        );
     }
     set.add(listener);
     const close = () => {
@@ -113,7 +153,11 @@ export class EventBus {
       closed = true;
       const current = this.listeners.get(topic);
       current?.delete(listener);
-      if (current?.size === 0) this.listeners.delete(topic);
+      if (current?.size === 0) {
+        this.listeners.delete(topic);
+        this.remote.get(topic)?.();
+        this.remote.delete(topic);
+      }
       wake?.();
     };
     signal?.addEventListener('abort', close, { once: true });

@@ -10,8 +10,8 @@ import type { ServerLimits } from '../config.js';
 import type { Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import { type createDownloads, DOWNLOAD_PATH } from './downloads.js';
-import type { DatabaseHealth } from './health.js';
 import { isMultipart } from './multipart-uploads.js';
+import type { createReadiness } from './readiness.js';
 import { payloadTooLarge, readBodyWithin } from './request-body.js';
 import type { SegqlYoga } from './yoga.js';
 
@@ -26,13 +26,13 @@ export function json(res: ServerResponse, status: number, body: unknown): void {
 export function createRequestHandler(deps: {
   yoga: SegqlYoga;
   access: Access;
-  health: DatabaseHealth;
+  readiness: ReturnType<typeof createReadiness>;
   metrics: Metrics;
   limits: ServerLimits;
   log: Logger;
   downloads: ReturnType<typeof createDownloads>;
 }): { handle(req: IncomingMessage, res: ServerResponse): Promise<void>; streams: Set<ServerResponse> } {
-  const { yoga, access, health, metrics, limits, log, downloads } = deps;
+  const { yoga, access, readiness, metrics, limits, log, downloads } = deps;
   const streams = new Set<ServerResponse>();
   const handle = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
     const started = process.hrtime.bigint();
@@ -54,10 +54,8 @@ export function createRequestHandler(deps: {
     try {
       if (path === '/healthz') return json(res, 200, { status: 'ok' });
       if (path === '/readyz') {
-        health.check();
-        const damage = health.damage();
-        if (damage !== undefined) return json(res, 503, { status: 'damaged', reason: damage });
-        return json(res, 200, { status: 'ok' });
+        const ready = await readiness();
+        return json(res, ready.status, ready.body);
       }
       if (path === '/metrics') {
         const refused = access.metricsRefusal(req.headers.authorization);

@@ -132,6 +132,21 @@ describe('segql usage errors', { timeout: 60_000 }, () => {
       /^segql: PORT must be an integer from 0 to 65535, got "abc"\n$/,
     );
   });
+
+  it('refuses SEGQL_DATABASE_URL for anything but migrate, and a URL that is not PostgreSQL', async () => {
+    const dataDir = freshDir();
+    const pg = { SEGQL_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
+    const [serve, seed, mysql] = await Promise.all([
+      segql(['serve'], dataDir, pg),
+      segql(['seed', '--profiles', '1'], dataDir, pg),
+      segql(['migrate'], dataDir, { SEGQL_DATABASE_URL: 'mysql://db/segql' }),
+    ]);
+    expectUsageError(serve, /^segql serve: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" runs/);
+    expectUsageError(seed, /^segql seed: SEGQL_DATABASE_URL selects PostgreSQL/);
+    expectUsageError(mysql, /^segql: SEGQL_DATABASE_URL must start with postgres:\/\/ or postgresql:\/\//);
+    // Nothing fell back to SQLite.
+    expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);
+  });
 });
 
 describe('segql keys', { timeout: 60_000 }, () => {

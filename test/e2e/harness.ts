@@ -22,9 +22,17 @@ export interface GqlResponse<T> {
 }
 
 /** Starts the real server on a random port with a fresh data directory. */
-export async function startTestServer(options: { limits?: Partial<Limits> } = {}): Promise<TestServer> {
+export async function startTestServer(
+  options: { limits?: Partial<Limits>; redisUrl?: string; redisPrefix?: string } = {},
+): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-test-'));
-  const server = await startServer({ port: 0, dataDir, limits: options.limits });
+  const server = await startServer({
+    port: 0,
+    dataDir,
+    limits: options.limits,
+    redisUrl: options.redisUrl,
+    redisPrefix: options.redisPrefix,
+  });
   return {
     ...server,
     dataDir,

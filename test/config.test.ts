@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.js';
+
+describe('loadConfig: PostgreSQL and Redis', () => {
+  it('leaves both unset by default (SQLite, events in the process)', () => {
+    const config = loadConfig({});
+    expect(config.databaseUrl).toBeUndefined();
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.redisPrefix).toBe('segql:');
+  });
+
+  it('takes postgres and redis URLs as given', () => {
+    const config = loadConfig({
+      SEGQL_DATABASE_URL: 'postgresql://app:secret@db:5432/segql',
+      SEGQL_REDIS_URL: 'rediss://cache:6380/2',
+      SEGQL_REDIS_PREFIX: 'blue:',
+    });
+    expect(config).toMatchObject({
+      databaseUrl: 'postgresql://app:secret@db:5432/segql',
+      redisUrl: 'rediss://cache:6380/2',
+      redisPrefix: 'blue:',
+    });
+  });
+
+  it('refuses another scheme or a non-URL, naming the variable', () => {
+    expect(() => loadConfig({ SEGQL_DATABASE_URL: 'mysql://db/segql' })).toThrow(
+      'SEGQL_DATABASE_URL must start with postgres:// or postgresql://, got "mysql://"',
+    );
+    expect(() => loadConfig({ SEGQL_REDIS_URL: 'localhost:6379' })).toThrow(
+      /^SEGQL_REDIS_URL must start with redis:\/\//,
+    );
+    expect(() => loadConfig({ SEGQL_REDIS_URL: 'not a url' })).toThrow(
+      'SEGQL_REDIS_URL must be a URL (redis://… or rediss://…), got "not a url"',
+    );
+  });
+});
