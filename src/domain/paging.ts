@@ -93,13 +93,13 @@ export function toPage<T>(rows: T[], query: PageQuery & { size: number }, keyOf:
  * added between requests.
  */
 export function keyset(
-  query: PageQuery,
+  query: Pick<PageQuery, 'direction'> & { after?: readonly unknown[]; before?: readonly unknown[] },
   sortColumn: SQLWrapper,
   idColumn: SQLWrapper,
   descending: boolean,
 ): { where: SQL[]; orderBy: SQL[] } {
   const where: SQL[] = [];
-  const bound = (key: Key, later: boolean) => {
+  const bound = (key: readonly unknown[], later: boolean) => {
     // "later" = further along the list order.
     const op = sql.raw(later !== descending ? '>' : '<');
     const [value, id] = key;

@@ -1,0 +1,109 @@
+/**
+ * listAudiences prepares one statement per shape of request and binds every value at run time:
+ * requests of the same shape with other values, and every filter, order and direction, must
+ * page exactly as a computation over all the rows does.
+ */
+import { describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/index.js';
+import {
+  type Audience,
+  type AudienceFilter,
+  type AudienceOrder,
+  createManualAudience,
+  listAudiences,
+} from '../../src/domain/audiences.js';
+import { DEFAULT_SANDBOX, ensureSandbox } from '../../src/domain/sandboxes.js';
+
+const conn = openDatabase(':memory:');
+const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+const other = ensureSandbox(conn, 'other').id;
+const all: Audience[] = [];
+for (let i = 0; i < 30; i++) {
+  all.push(
+    createManualAudience(
+      conn,
+      sandboxId,
+      {
+        name: `${['Alpha', 'beta', 'Gamma'][i % 3]} ${String(29 - i).padStart(2, '0')}`,
+        namespace: i % 2 === 0 ? 'email' : 'crmId',
+        labels: i % 4 === 0 ? ['vip'] : ['plain'],
+        lifecycleState: i % 5 === 0 ? 'DRAFT' : 'PUBLISHED',
+      },
+      1_000 + (i % 7) * 10,
+    ),
+  );
+  createManualAudience(conn, other, { name: `Alpha other ${i}` }, 1_000);
+}
+
+function expected(filter: AudienceFilter, order: AudienceOrder): number[] {
+  const key = (a: Audience): string | number =>
+    order.field === 'NAME' ? a.name.toLowerCase() : order.field === 'CREATED_AT' ? a.createdAt : a.size;
+  return all
+    .filter((a) => !filter.nameContains || a.name.toLowerCase().includes(filter.nameContains.toLowerCase()))
+    .filter((a) => filter.namespace == null || a.namespace === filter.namespace)
+    .filter((a) => filter.label == null || a.labels.includes(filter.label))
+    .filter((a) => filter.lifecycleState == null || a.lifecycleState === filter.lifecycleState)
+    .sort((a, b) => {
+      const [x, y] = [key(a), key(b)];
+      const c = x < y ? -1 : x > y ? 1 : a.id - b.id;
+      return order.direction === 'DESC' ? -c : c;
+    })
+    .map((a) => a.id);
+}
+
+function pageForward(filter: AudienceFilter, order: AudienceOrder): number[] {
+  const ids: number[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = listAudiences(conn, sandboxId, filter, order, { first: 4, after });
+    ids.push(...page.items.map((a) => a.id));
+    if (!page.hasNextPage) return ids;
+    after = page.cursors.at(-1);
+  }
+}
+
+function pageBackward(filter: AudienceFilter, order: AudienceOrder): number[] {
+  const ids: number[] = [];
+  let before: string | undefined;
+  for (;;) {
+    const page = listAudiences(conn, sandboxId, filter, order, { last: 4, before });
+    ids.unshift(...page.items.map((a) => a.id));
+    if (!page.hasPreviousPage) return ids;
+    before = page.cursors[0];
+  }
+}
+
+describe('listAudiences', () => {
+  const filters: AudienceFilter[] = [
+    {},
+    { namespace: 'email' },
+    { namespace: 'crmId' },
+    { nameContains: 'ALPHA' },
+    { nameContains: 'gam', namespace: 'email' },
+    { label: 'vip' },
+    { lifecycleState: 'DRAFT' },
+    { lifecycleState: 'PUBLISHED', label: 'plain' },
+  ];
+  const orders: AudienceOrder[] = [
+    { field: 'NAME', direction: 'ASC' },
+    { field: 'NAME', direction: 'DESC' },
+    { field: 'CREATED_AT', direction: 'ASC' },
+    { field: 'CREATED_AT', direction: 'DESC' },
+  ];
+  it('pages every filter and order forwards and backwards as a computation over all rows', () => {
+    for (const filter of filters) {
+      for (const order of orders) {
+        const want = expected(filter, order);
+        expect(pageForward(filter, order), JSON.stringify({ filter, order })).toEqual(want);
+        expect(pageBackward(filter, order), JSON.stringify({ filter, order, back: true })).toEqual(want);
+        expect(listAudiences(conn, sandboxId, filter, order, { first: 1 }).totalCount()).toBe(want.length);
+      }
+    }
+  });
+
+  it('never shows another sandbox', () => {
+    const mine = listAudiences(conn, sandboxId, { nameContains: 'alpha' }, undefined, { first: 100 }).items;
+    expect(mine.every((a) => !a.name.includes('other'))).toBe(true);
+    expect(listAudiences(conn, other, {}, undefined, { first: 100 }).items).toHaveLength(30);
+  });
+});
