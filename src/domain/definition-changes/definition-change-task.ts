@@ -205,17 +205,17 @@ function affectedDependents(conn: Connection, plan: DefinitionChangePlan, qualif
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
     const before = run();
     sqlite.exec(
-      'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+      'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, payload TEXT, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
     );
     const referenced = [...checked.audiences.values()].filter((id) => id !== plan.audienceId);
     sqlite
       .prepare(
-        `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
+        `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status, payload FROM main.memberships
          WHERE audience_id IN (SELECT value FROM json_each(?)) AND status IN (SELECT value FROM json_each(?))`,
       )
       .run(JSON.stringify(referenced), JSON.stringify(CURRENT_STATUSES));
     sqlite
-      .prepare(`INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`)
+      .prepare(`INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')}, NULL FROM json_each(?)`)
       .run(plan.sandboxId, plan.audienceId, JSON.stringify(qualifying));
     const after = run();
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');

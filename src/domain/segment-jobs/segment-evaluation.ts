@@ -93,11 +93,11 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
       totalProfiles = range.count;
       if (shadow) {
         sqlite.exec(
-          'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+          'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, payload TEXT, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
         );
         sqlite
           .prepare(
-            `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
+            `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status, payload FROM main.memberships
              WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) AND status IN ${CURRENT_STATUSES_SQL}`,
           )
           .run(sandboxId, JSON.stringify(plan.referencedAudienceIds));
@@ -154,7 +154,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
           sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
           sqlite
             .prepare(
-              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, ${statusSql('REALIZED')} FROM temp.job_result WHERE audience_id = ?`,
+              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM temp.job_result WHERE audience_id = ?`,
             )
             .run(sandboxId, def.audienceId);
         }

@@ -115,13 +115,25 @@ export function readScalar(
     inner = wrap(inner);
     nullable = true;
   }
+  return typedRead(inner, type, nullable, rep);
+}
+
+/** A value read from a JSON document as its checked type. */
+export function typedRead(inner: Sql, type: PqlType, nullable = true, rep?: DatetimeRep): ScalarValue {
   if (type.kind === 'number') {
     // Documents are written by JS, so an integer beyond 2^53 is stored as the digits of its
     // shortest form (2^62 as 4611686018427388000), a different 64-bit INTEGER than the double
     // JS reads back. Comparing and computing in doubles, as JS does, needs `+ 0.0`.
     return { kind: 'scalar', sql: sql`(${inner} + 0.0)`, type, nullable, predicate: false, stored: inner };
   }
-  return { kind: 'scalar', sql: inner, type, nullable, predicate: false, rep };
+  return {
+    kind: 'scalar',
+    sql: inner,
+    type,
+    nullable,
+    predicate: false,
+    rep: rep ?? (type.kind === 'datetime' ? 'iso' : undefined),
+  };
 }
 
 /** A field of an item by its checked type: a scalar, an object not yet read, or an array. */
