@@ -280,9 +280,12 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
        WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
+    // Only REALIZED rows change (to EXISTING): an EXISTING member that still qualifies keeps its
+    // row as it is, so a re-run over unchanged data writes next to nothing. Its lastEvaluatedAt is
+    // read as the audience's (memberships.ts).
     stay: sqlite.prepare(
       `UPDATE main.memberships SET status = ${statusSql('EXISTING')}, last_evaluated_at = ?
-       WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
+       WHERE audience_id = ? AND status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
     enter: sqlite.prepare(
@@ -328,13 +331,15 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
     s.historyStay.run(sandboxId, now, cause, version, audienceId);
     s.historyExit.run(sandboxId, now, cause, version, audienceId);
     const exited = s.exit.run(now, now, audienceId).changes;
-    const existing = s.stay.run(now, audienceId).changes;
+    s.stay.run(now, audienceId);
     const qualified = s.qualified.get(audienceId) as number;
-    s.enter.run(sandboxId, now, now, audienceId, sandboxId);
+    const entered = s.enter.run(sandboxId, now, now, audienceId, sandboxId).changes;
     s.purge.run(audienceId, now - EXITED_RETENTION_MS);
     const before = (s.sizeOf.get(audienceId) as number | undefined) ?? 0;
     s.size.run(audienceId, now, audienceId);
     s.sizeHistory.run(sandboxId, audienceId, jobId, now, before, audienceId);
+    // The current members now are the ones that stayed and the ones that entered.
+    const existing = (s.sizeOf.get(audienceId) as number) - entered;
     metrics.segmentedProfileCounter[key] = qualified;
     metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
     metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};
