@@ -224,18 +224,21 @@ function countNamespaces(conn: Connection, plan: SegmentPlan): Map<number, Recor
       `INSERT INTO temp.profile_ns SELECT i.profile_id, ${bits} FROM main.identities AS i INDEXED BY identities_profile_namespace
        WHERE i.sandbox_id = ? GROUP BY i.profile_id`,
     )
-    .run(...namespaces.flatMap((ns, i) => [ns, 2 ** i]), plan.sandboxId);
-  const masks = sqlite.prepare(
-    `SELECT n.mask AS mask, count(*) AS c FROM temp.job_result r JOIN temp.profile_ns n ON n.profile_id = r.profile_id
-     WHERE r.audience_id = ? GROUP BY n.mask`,
-  );
+    // BigInt: the mask is an INTEGER, so `>>` reads its bits exactly.
+    .run(...namespaces.flatMap((ns, i) => [ns, 1n << BigInt(i)]), plan.sandboxId);
+  // One sum per namespace bit: a single aggregate row per audience, with no GROUP BY to sort.
+  const sums = namespaces.map((_, i) => `sum((n.mask >> ${i}) & 1)`).join(', ');
+  const perAudience = sqlite
+    .prepare(
+      `SELECT ${sums} FROM temp.job_result r JOIN temp.profile_ns n ON n.profile_id = r.profile_id WHERE r.audience_id = ?`,
+    )
+    .raw();
   for (const { audienceId } of plan.definitions) {
+    const row = perAudience.get(audienceId) as (number | null)[];
     const counts: Record<string, number> = {};
-    for (const { mask, c } of masks.all(audienceId) as { mask: number; c: number }[]) {
-      namespaces.forEach((ns, i) => {
-        if (Math.floor(mask / 2 ** i) % 2 === 1) counts[ns] = (counts[ns] ?? 0) + c;
-      });
-    }
+    namespaces.forEach((ns, i) => {
+      if ((row[i] ?? 0) > 0) counts[ns] = row[i]!;
+    });
     out.set(audienceId, counts);
   }
   sqlite.exec('DROP TABLE IF EXISTS temp.profile_ns');
