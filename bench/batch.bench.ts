@@ -11,8 +11,10 @@
  * The job runs on a scratch copy of the cached data set (SQLite online backup), so its real
  * writes never touch the shared file; between runs the bench audiences' memberships, history
  * and sizes are deleted and the WAL truncated, so every timed run is the same first
- * evaluation. Before timing, the floor's sets are checked against the memberships the job
- * wrote (count and id sum per audience); a difference prints MISMATCH and exits non-zero.
+ * evaluation. Each timed run then runs two more jobs over the unchanged data and times the
+ * second (`steady-ms`): every member is EXISTING and stays so, the daily re-run. Before
+ * timing, the floor's sets are checked against the memberships the first job and a steady
+ * job wrote (count and id sum per audience); a difference prints MISMATCH and exits non-zero.
  * `--phases` adds one instrumented job run: per-definition evaluation times and the time
  * of each write statement (lines starting `phase `).
  */
@@ -67,9 +69,16 @@ export async function run(argv: string[]): Promise<number> {
     const first = runSegmentJob(conn, segments);
     failures += checkSets(conn, segments, floorSets, first.metrics);
 
+    // The steady state a daily job lives in: the third job over unchanged data, where every
+    // member is EXISTING and stays so (the second job moved them from REALIZED).
+    runSegmentJob(conn, segments);
+    const steady = runSegmentJob(conn, segments);
+    failures += checkSets(conn, segments, floorSets, steady.metrics);
+
     const jobMs: number[] = [];
     const evalMs: number[] = [];
     const floorMs: number[] = [];
+    const steadyMs: number[] = [];
     for (let r = 0; r < runs; r++) {
       // Alternates which side runs first, so neither always inherits the other's warm cache.
       const order = r % 2 === 0 ? (['job', 'floor'] as const) : (['floor', 'job'] as const);
@@ -80,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
           const job = runSegmentJob(conn, segments);
           jobMs.push(job.ms);
           evalMs.push(job.metrics.profileSegmentationTimeMs);
+          runSegmentJob(conn, segments);
+          steadyMs.push(runSegmentJob(conn, segments).ms);
         }
       }
     }
@@ -100,6 +111,10 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'eval-ratio', evalRatio.median, 'x', evalRatio);
     const ws = statsOf(jobMs.map((ms, i) => ms - evalMs[i]!));
     report(NAME, 'write-ms', ws.median, 'ms', ws);
+    const ss = statsOf(steadyMs);
+    report(NAME, 'steady-ms', ss.median, 'ms', ss);
+    const steadyRatio = perRun(steadyMs);
+    report(NAME, 'steady-ratio', steadyRatio.median, 'x', steadyRatio);
 
     if (phases) {
       resetMemberships(conn, segments);

@@ -15,6 +15,7 @@ import {
   toJson,
   typeToString,
 } from '../pql/index.js';
+import { payloadType } from './external-audiences/payload-type.js';
 import { internalId } from './ids.js';
 import { catalogOf } from './profile-schema.js';
 
@@ -59,12 +60,17 @@ export function parseExpression(input: ExpressionInput): { ast: ExpressionNode; 
 
 /** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
 function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
-  const byId = conn.sqlite.prepare('SELECT id, name FROM audiences WHERE sandbox_id = ? AND id = ?');
+  // Each with the external audience's fields, when it is one: they type `inSegment("…").payload`.
+  const columns = 'a.id AS id, a.name AS name, e.fields AS fields, e.identity_field AS identityField';
+  const byId = conn.sqlite.prepare(
+    `SELECT ${columns} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id WHERE a.sandbox_id = ? AND a.id = ?`,
+  );
   const byExternalId = conn.sqlite.prepare(
-    'SELECT a.id, a.name FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?',
+    `SELECT ${columns} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?`,
   );
   const byName = conn.sqlite.prepare(
-    "SELECT id, name FROM audiences WHERE sandbox_id = ? AND name_key = ? ORDER BY namespace = 'segql' DESC, id LIMIT 1",
+    `SELECT ${columns} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+     WHERE a.sandbox_id = ? AND a.name_key = ? ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
   );
   const deps = conn.sqlite
     .prepare(
@@ -83,8 +89,10 @@ function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: n
         id !== undefined
           ? byId.get(sandboxId, id)
           : (byExternalId.get(sandboxId, ref) ?? byName.get(sandboxId, ref.toLowerCase()))
-      ) as { id: number; name: string } | undefined;
-      return row;
+      ) as { id: number; name: string; fields: string | null; identityField: string | null } | undefined;
+      if (!row) return undefined;
+      if (row.fields === null || row.identityField === null) return { id: row.id, name: row.name };
+      return { id: row.id, name: row.name, payload: payloadType(row.fields, row.identityField) };
     },
     audienceDependencies: (id) => deps.all(sandboxId, id) as number[],
   };

@@ -1,10 +1,10 @@
-import { and, desc, eq, gt, inArray, lt, type SQL } from 'drizzle-orm';
+import { and, desc, eq, gt, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
-import { isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
+import { CURRENT_STATUSES_SQL, isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
@@ -120,7 +120,11 @@ const columns = {
   profileId: memberships.profileId,
   status: memberships.status,
   qualifiedAt: memberships.qualifiedAt,
-  lastEvaluatedAt: memberships.lastEvaluatedAt,
+  // A segment job leaves a member that stays EXISTING unwritten: a current member was confirmed
+  // by its audience's latest evaluation when that is later than its row's last change.
+  lastEvaluatedAt: sql<number>`CASE WHEN ${memberships.status} IN ${sql.raw(CURRENT_STATUSES_SQL)}
+    THEN max(${memberships.lastEvaluatedAt}, coalesce((SELECT a.last_evaluated_at FROM audiences AS a WHERE a.id = ${memberships.audienceId}), 0))
+    ELSE ${memberships.lastEvaluatedAt} END`,
   exitedAt: memberships.exitedAt,
   payload: memberships.payload,
 };

@@ -1,7 +1,8 @@
 /**
  * Profiles as the JS engine reads them: attributes, events in (timestamp, id) order, and every
- * stored membership. One loader serves streaming (many profiles, recent events only) and edge
- * evaluation (one profile, all its events), in three statements whatever the number of profiles.
+ * stored membership (with an external audience's row). One loader serves streaming (many
+ * profiles, recent events only) and edge evaluation (one profile, all its events), in three
+ * statements whatever the number of profiles.
  */
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
@@ -12,6 +13,7 @@ import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js
 type StoredProfileDocument = ProfileDocument & {
   memberships: Set<number>;
   statuses: Map<number, MembershipStatus>;
+  payloads: Map<number, Record<string, unknown>>;
 };
 
 function prepare(sqlite: Connection['sqlite']) {
@@ -25,7 +27,7 @@ function prepare(sqlite: Connection['sqlite']) {
        FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
     ),
     memberships: sqlite.prepare(
-      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status FROM json_each(?) AS j
+      `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status, m.payload AS payload FROM json_each(?) AS j
        CROSS JOIN memberships AS m ON m.profile_id = j.value`,
     ),
   };
@@ -53,6 +55,7 @@ export function loadProfileDocuments(
       events: [],
       memberships: new Set(),
       statuses: new Map(),
+      payloads: new Map(),
     });
   }
   for (const e of s.events.all(ids, eventsSince) as {
@@ -69,11 +72,19 @@ export function loadProfileDocuments(
       payload: JSON.parse(e.payload) as Record<string, unknown>,
     });
   }
-  for (const m of s.memberships.all(ids) as { profileId: number; audienceId: number; status: MembershipStatus }[]) {
+  for (const m of s.memberships.all(ids) as {
+    profileId: number;
+    audienceId: number;
+    status: MembershipStatus;
+    payload: string | null;
+  }[]) {
     const doc = docs.get(m.profileId);
     if (!doc) continue;
     doc.statuses.set(m.audienceId, m.status);
-    if (isCurrentStatus(m.status)) doc.memberships.add(m.audienceId);
+    if (!isCurrentStatus(m.status)) continue;
+    doc.memberships.add(m.audienceId);
+    // An external audience's row, for `inSegment("…").payload.<field>`.
+    if (m.payload !== null) doc.payloads.set(m.audienceId, JSON.parse(m.payload) as Record<string, unknown>);
   }
   return docs;
 }

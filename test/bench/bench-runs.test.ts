@@ -47,7 +47,17 @@ describe('bench entry points on a tiny data set', () => {
     expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
     expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
     const f = figures('batch', lines);
-    for (const figure of ['job-ms', 'floor-ms', 'ratio', 'evals-per-s-per-core', 'eval-ms', 'eval-ratio', 'write-ms']) {
+    for (const figure of [
+      'job-ms',
+      'floor-ms',
+      'ratio',
+      'evals-per-s-per-core',
+      'eval-ms',
+      'eval-ratio',
+      'write-ms',
+      'steady-ms',
+      'steady-ratio',
+    ]) {
       expect(f.get(figure), figure).toBeGreaterThan(0);
     }
     // The scratch copy is deleted; only the cached data set and its sidecar stay.

@@ -263,6 +263,99 @@ describe('external audiences', () => {
   });
 });
 
+describe("a member's row in PQL", () => {
+  it('selects on inSegment(...).payload.<field> in a segment job, evaluateProfile agrees, validatePql names an unknown field', async () => {
+    const ext = await createAudience('Tiers', { externalId: 'crm-tiers-2026' });
+    await ingestProfiles(['gold1@t.com', 'gold2@t.com', 'silver@t.com', 'gone@t.com', 'none@t.com']);
+    // A CSV upload with payload fields beside the identity.
+    const csv = [
+      'email,points,vip,since,tier',
+      'gold1@t.com,120,true,2026-01-05,gold',
+      'gold2@t.com,40,false,2026-02-10,gold',
+      'silver@t.com,300,true,2025-12-01,silver',
+      'gone@t.com,999,true,2026-01-01,gold',
+    ].join('\n');
+    const first = await uploadList(
+      server.url,
+      START_INGESTION,
+      { id: ext.id },
+      { name: 'tiers.csv', chunks: [Buffer.from(`${csv}\n`)] },
+    );
+    expect((await waitForRun(first.body.data.startExternalAudienceIngestion.id)).status).toBe('SUCCEEDED');
+    // gone@ leaves the list (EXITED, its row kept on the membership): no longer read.
+    const again = await uploadList(
+      server.url,
+      START_INGESTION,
+      { id: ext.id },
+      { name: 'tiers.csv', chunks: [Buffer.from(`${csv.split('\n').slice(0, 4).join('\n')}\n`)] },
+    );
+    expect((await waitForRun(again.body.data.startExternalAudienceIngestion.id)).status).toBe('SUCCEEDED');
+    expect((await members(ext.audience.id)).byEmail.get('gone@t.com')?.status).toBe('EXITED');
+
+    const expression = 'inSegment("crm-tiers-2026").payload.tier = "gold" and inSegment("Tiers").payload.points >= 50';
+    const definition = ok(
+      await server.gql(
+        'mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id audience { id } } }',
+        { i: { name: 'Gold with points', expression: { value: expression }, lifecycleState: 'PUBLISHED' } },
+      ),
+    ).createSegmentDefinition;
+    let job = ok(
+      await server.gql('mutation($input: CreateSegmentJobInput!) { createSegmentJob(input: $input) { id } }', {
+        input: { segmentDefinitionIds: [definition.id] },
+      }),
+    ).createSegmentJob;
+    for (let i = 0; i < 600; i++) {
+      job = ok(
+        await server.gql('query($id: ID!) { segmentJob(id: $id) { id status error } }', { id: job.id }),
+      ).segmentJob;
+      if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(job).toMatchObject({ status: 'SUCCEEDED', error: null });
+    const selected = await members(definition.audience.id);
+    expect(selected.size).toBe(1);
+    expect([...selected.byEmail.entries()].map(([e, v]) => [e, v.status])).toEqual([['gold1@t.com', 'REALIZED']]);
+
+    // The JS engine (edge evaluation) gives the same answer for every profile.
+    const EDGE =
+      'query($id: String!, $x: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x) { qualifies value } }';
+    const answers: Record<string, boolean> = {};
+    for (const email of ['gold1@t.com', 'gold2@t.com', 'silver@t.com', 'gone@t.com', 'none@t.com']) {
+      answers[email] = ok(await server.gql(EDGE, { id: email, x: expression })).evaluateProfile.qualifies;
+    }
+    expect(answers).toEqual({
+      'gold1@t.com': true,
+      'gold2@t.com': false,
+      'silver@t.com': false,
+      'gone@t.com': false,
+      'none@t.com': false,
+    });
+    // A DATE field is a datetime in PQL.
+    const AT_EDGE =
+      'query($id: String!, $x: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x, at: "2026-02-20T00:00:00Z") { qualifies } }';
+    const since = async (x: string) =>
+      ok(await server.gql(AT_EDGE, { id: 'gold2@t.com', x })).evaluateProfile.qualifies;
+    expect(await since('inSegment("Tiers").payload.since occurs <= 14 days before now')).toBe(true);
+    expect(await since('inSegment("Tiers").payload.since occurs <= 7 days before now')).toBe(false);
+
+    const invalid = ok(
+      await server.gql(
+        'query($x: String!) { validatePql(expression: $x) { valid errors { code message line column } } }',
+        { x: 'inSegment("Tiers").payload.level = "gold"' },
+      ),
+    ).validatePql;
+    expect(invalid.valid).toBe(false);
+    expect(invalid.errors).toEqual([
+      {
+        code: 'PQL_TYPE_ERROR',
+        message: 'unknown payload field level of audience "Tiers": its rows have points, vip, since, tier',
+        line: 1,
+        column: 28,
+      },
+    ]);
+  });
+});
+
 describe('external audiences in segment search', () => {
   it('finds an external audience by its externalId, in its own namespace, and follows a new one', async () => {
     const made = await createAudience('Search me', { externalId: 'ext-7f3a-lookup' });

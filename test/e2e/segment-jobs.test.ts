@@ -168,6 +168,54 @@ describe('segment jobs', () => {
     expect(listed.edges[0].node.id).toBe(run3.id);
   });
 
+  it('leaves an EXISTING member that still qualifies unwritten, and reads its lastEvaluatedAt from the audience', async () => {
+    ok(await server.gql('mutation { createSandbox(name: "steady") { name } }'));
+    const h = { 'x-sandbox-name': 'steady' };
+    ok(await server.gql(INGEST, { r: [tier('s1', 'gold'), tier('s2', 'gold')] }, h));
+    const gold = await createDefinition('Steady gold', 'loyalty.tier = "gold"', h);
+    const at = ['2026-11-01T00:00:00.000Z', '2026-11-02T00:00:00.000Z', '2026-11-03T00:00:00.000Z'];
+    const runs = [];
+    for (const when of at) runs.push(await runJob({ segmentDefinitionIds: [gold.id], at: when }, h));
+    expect(runs.map((r) => r.metrics.segmentedProfileByStatusCounter[0])).toEqual([
+      { audienceId: gold.audience.id, realized: 2, existing: 0, exited: 0 },
+      { audienceId: gold.audience.id, realized: 0, existing: 2, exited: 0 },
+      { audienceId: gold.audience.id, realized: 0, existing: 2, exited: 0 },
+    ]);
+    // The stored rows were last written by the second run (REALIZED → EXISTING); the third changed nothing.
+    const stored = server.app.conn.sqlite
+      .prepare(
+        'SELECT m.status, m.last_evaluated_at AS at FROM memberships m JOIN audiences a ON a.id = m.audience_id WHERE a.name = ? ORDER BY m.profile_id',
+      )
+      .all('Steady gold');
+    expect(stored).toEqual([
+      { status: 'EXISTING', at: Date.parse(at[1]!) },
+      { status: 'EXISTING', at: Date.parse(at[1]!) },
+    ]);
+    const read = ok(
+      await server.gql(
+        `query($id: ID!) { audience(id: $id) { lastEvaluatedAt members(first: 5) { edges { node { status lastEvaluatedAt } } } } }`,
+        { id: gold.audience.id },
+        h,
+      ),
+    ).audience;
+    expect(read.lastEvaluatedAt).toBe(at[2]);
+    expect(read.members.edges.map((e: any) => e.node)).toEqual([
+      { status: 'EXISTING', lastEvaluatedAt: at[2] },
+      { status: 'EXISTING', lastEvaluatedAt: at[2] },
+    ]);
+    const history = ok(
+      await server.gql(
+        '{ profile(identity: { namespace: "email", id: "s1" }) { membershipHistory { edges { node { from to } } } } }',
+        undefined,
+        h,
+      ),
+    ).profile.membershipHistory.edges.map((e: any) => [e.node.from, e.node.to]);
+    expect(history).toEqual([
+      ['REALIZED', 'EXISTING'],
+      [null, 'REALIZED'],
+    ]);
+  });
+
   it('evaluates inSegment chains of three definitions in dependency order in one job', async () => {
     ok(await server.gql('mutation { createSandbox(name: "chain") { name } }'));
     const h = { 'x-sandbox-name': 'chain' };

@@ -26,6 +26,19 @@ const audiences: ResolvedAudience[] = [
   { id: 2, name: 'gold' },
   { id: 3, name: 'base' },
   { id: 4, name: 'loop' },
+  {
+    id: 5,
+    name: 'crm',
+    payload: {
+      kind: 'object',
+      fields: {
+        tier: { kind: 'string' },
+        score: { kind: 'number' },
+        vip: { kind: 'boolean' },
+        since: { kind: 'datetime' },
+      },
+    },
+  },
 ];
 const dependencies: Record<number, number[]> = { 1: [2], 2: [3], 3: [], 4: [1] };
 
@@ -539,6 +552,31 @@ describe('audiences', () => {
     fails('inSegment(loyalty.tier)', 'audience of inSegment() must be a string literal', 1, 11);
     fails('inSegment(1)', 'argument 1 (audience) of inSegment() must be string, found number', 1, 11);
     fails('inSegment("a", "b")', 'inSegment() takes 1 argument, got 2', 1, 1);
+  });
+
+  it("types a field of an external audience's row by the audience's declared fields", () => {
+    const c = ok('inSegment("crm").payload.tier = "gold" and inSegment("5").payload.score > 3');
+    expect(c.referencedAudiences).toEqual([5]);
+    expect(c.referencedFields).toEqual([]);
+    expect(c.eligibility.streaming).toBe(true);
+    ok('inSegment("crm").payload.since occurs <= 7 days before now and inSegment("crm").payload.vip');
+    fails('inSegment("crm").payload.score = "high"', 'cannot compare', 1, 34);
+  });
+
+  it('names an unknown payload field and the fields there are', () => {
+    fails(
+      'inSegment("crm").payload.level = "gold"',
+      'unknown payload field level of audience "crm": its rows have tier, score, vip, since',
+      1,
+      26,
+    );
+  });
+
+  it('rejects a payload of an audience without a list, and the payload as a whole', () => {
+    fails('inSegment("vip").payload.tier = "x"', 'audience "vip" has no payload', 1, 1);
+    fails('inSegment("crm").payload.isNull()', 'read one of its fields, e.g. inSegment("crm").payload.tier', 1, 1);
+    fails('inSegment("crm").tier = "x"', 'inSegment("crm").payload.<field>', 1, 18);
+    fails('inSegment("nope").payload.tier = "x"', 'unknown audience "nope"', 1, 11);
   });
 
   it('rejects an audience that refers to itself', () => {

@@ -642,6 +642,31 @@ export class PqlGenerator {
           },
           { arbitrary: this.chain(d), weight: 3 },
           { arbitrary: fc.constantFrom('"VIP"', '"2"', '"Newsletter"').map((a) => `inSegment(${a})`), weight: 2 },
+          // A field of the profile's row in the external audience "Churn risk" (audience 2).
+          {
+            arbitrary: fc
+              .tuple(
+                fc.constantFrom('"Churn risk"', '"2"'),
+                fc.constantFrom(
+                  'tier = "gold"',
+                  'tier != "gold"',
+                  'tier in ["gold", "silver"]',
+                  'tier.startsWith("g", false)',
+                  'tier.isNull()',
+                  'optedIn = true',
+                  'optedIn',
+                  'since occurs <= 30 days before now',
+                  'since < now',
+                  'since.isNotNull()',
+                ),
+              )
+              .map(([a, tail]) => paren(`inSegment(${a}).payload.${tail}`)),
+            weight: 2,
+          },
+          {
+            arbitrary: fc.tuple(compareOp, numLit).map(([op, k]) => paren(`inSegment("2").payload.score ${op} ${k}`)),
+            weight: 1,
+          },
           // Shapes the SQL compiler turns into id sets (to-sql-sets.ts): tests of typed events that read
           // the payload (one grouped pass), two tests of one value, has-any counts.
           {
@@ -1242,15 +1267,30 @@ function rawEvents(now: number): fc.Arbitrary<RawEvent[]> {
 
 const STATUS = fc.constantFrom<MembershipStatus | undefined>(undefined, undefined, 'REALIZED', 'EXISTING', 'EXITED');
 
+/** A row of the external audience "Churn risk" as an ingestion run stores it: typed values, nulls, absent keys. */
+function listRow(now: number): fc.Arbitrary<Record<string, unknown>> {
+  return fc.record(
+    {
+      tier: fc.constantFrom<string | null>('gold', 'silver', 'Gold', '', null),
+      score: fc.oneof(num, fc.constant(null)),
+      optedIn: fc.constantFrom<boolean | null>(true, false, null),
+      since: fc.oneof(iso(now), fc.constant(null)),
+    },
+    { requiredKeys: [] },
+  );
+}
+
 function profile(now: number): fc.Arbitrary<{
   attributes: Record<string, unknown>;
   events: RawEvent[];
   statuses: (MembershipStatus | undefined)[];
+  row: Record<string, unknown>;
 }> {
   return fc.record({
     attributes: attributes(now),
     events: rawEvents(now),
     statuses: fc.tuple(STATUS, STATUS, STATUS),
+    row: listRow(now),
   });
 }
 
@@ -1277,7 +1317,9 @@ export function profiles(now: number, maxLength: number): fc.Arbitrary<TestProfi
           payload: e.payload,
         }),
       ),
-      memberships: p.statuses.flatMap((status, i) => (status === undefined ? [] : [{ audienceId: i + 1, status }])),
+      memberships: p.statuses.flatMap((status, i) =>
+        status === undefined ? [] : [{ audienceId: i + 1, status, ...(i === 1 ? { payload: p.row } : {}) }],
+      ),
     }));
   });
 }

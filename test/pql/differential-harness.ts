@@ -29,9 +29,22 @@ export const EXTRA_FIELDS: SchemaFieldRow[] = [
 
 export const CATALOG = buildCatalog([...DEFAULT_SCHEMA_FIELDS, ...EXTRA_FIELDS]);
 
+/** "Churn risk" is an external audience: its members have a row (`inSegment("…").payload.<field>`). */
 export const AUDIENCES: ResolvedAudience[] = [
   { id: 1, name: 'VIP' },
-  { id: 2, name: 'Churn risk' },
+  {
+    id: 2,
+    name: 'Churn risk',
+    payload: {
+      kind: 'object',
+      fields: {
+        tier: { kind: 'string' },
+        score: { kind: 'number' },
+        optedIn: { kind: 'boolean' },
+        since: { kind: 'datetime' },
+      },
+    },
+  },
   { id: 3, name: 'Newsletter' },
 ];
 
@@ -53,7 +66,8 @@ export interface TestEvent {
 export interface TestProfile {
   attributes: Record<string, unknown>;
   events: TestEvent[];
-  memberships: { audienceId: number; status: MembershipStatus }[];
+  /** `payload`: the member's row of an external audience, stored as the ingestion run writes it. */
+  memberships: { audienceId: number; status: MembershipStatus; payload?: Record<string, unknown> }[];
 }
 
 export const SANDBOX_ID = 1;
@@ -107,7 +121,7 @@ export class DifferentialHarness {
       'INSERT INTO events (id, sandbox_id, profile_id, ts, event_type, event_id, payload, ingested_at) VALUES (?, ?, ?, ?, ?, ?, jsonb(?), 0)',
     );
     const insertMembership = db.prepare(
-      'INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at) VALUES (?, ?, ?, ?, 0)',
+      'INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at, payload) VALUES (?, ?, ?, ?, 0, ?)',
     );
     db.transaction(() => {
       db.exec('DELETE FROM memberships; DELETE FROM events; DELETE FROM profiles;');
@@ -117,7 +131,10 @@ export class DifferentialHarness {
         for (const e of profile.events) {
           insertEvent.run(e.id, SANDBOX_ID, id, e.timestamp, e.eventType, `evt-${e.id}`, JSON.stringify(e.payload));
         }
-        for (const m of profile.memberships) insertMembership.run(SANDBOX_ID, m.audienceId, id, m.status);
+        for (const m of profile.memberships) {
+          const payload = m.payload === undefined ? null : JSON.stringify(m.payload);
+          insertMembership.run(SANDBOX_ID, m.audienceId, id, m.status, payload);
+        }
       });
     })();
     // The JS engine sees what a reader of the store would: the JSON round trip of each document.
@@ -130,11 +147,19 @@ export class DifferentialHarness {
           payload: JSON.parse(JSON.stringify(e.payload)) as Record<string, unknown>,
         }))
         .sort((a, b) => a.timestamp - b.timestamp || a.id - b.id);
-      const memberships = new Set(profile.memberships.filter((m) => m.status !== 'EXITED').map((m) => m.audienceId));
+      const current = profile.memberships.filter((m) => m.status !== 'EXITED');
+      const payloads = new Map(
+        current.flatMap((m) =>
+          m.payload === undefined
+            ? []
+            : [[m.audienceId, JSON.parse(JSON.stringify(m.payload)) as Record<string, unknown>] as const],
+        ),
+      );
       return {
         attributes: JSON.parse(JSON.stringify(profile.attributes)) as Record<string, unknown>,
         events,
-        memberships,
+        memberships: new Set(current.map((m) => m.audienceId)),
+        payloads,
       };
     });
   }

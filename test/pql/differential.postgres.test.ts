@@ -11,7 +11,8 @@
  *   profiles    (id bigint PRIMARY KEY, sandbox_id bigint, attributes jsonb, created_at bigint, updated_at bigint)
  *   events      (id bigint PRIMARY KEY, sandbox_id bigint, profile_id bigint, ts bigint, event_type text,
  *                event_id text, payload jsonb, ingested_at bigint)
- *   memberships (sandbox_id bigint, audience_id bigint, profile_id bigint, status text, last_evaluated_at bigint)
+ *   memberships (sandbox_id bigint, audience_id bigint, profile_id bigint, status text, last_evaluated_at bigint,
+ *     payload jsonb)
  *
  * A generated expression the PostgreSQL compiler rejects (docs/pql.md "Backends") must be
  * rejected with a PqlError naming PostgreSQL; it is counted, and the share compiled is checked.
@@ -38,7 +39,7 @@ CREATE TABLE events (id bigint PRIMARY KEY, sandbox_id bigint NOT NULL, profile_
 CREATE INDEX events_profile_type_ts ON events (profile_id, event_type, ts);
 CREATE INDEX events_sandbox_type_ts ON events (sandbox_id, event_type, ts);
 CREATE TABLE memberships (sandbox_id bigint NOT NULL, audience_id bigint NOT NULL, profile_id bigint NOT NULL,
-  status text NOT NULL, last_evaluated_at bigint NOT NULL, PRIMARY KEY (audience_id, profile_id));
+  status text NOT NULL, last_evaluated_at bigint NOT NULL, payload jsonb, PRIMARY KEY (audience_id, profile_id));
 `;
 
 /** The value with every U+0000 replaced, recursively (PostgreSQL text and jsonb refuse it). */
@@ -92,8 +93,8 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
     );
     const memberships = rows.flatMap((p) => p.memberships.map((m) => ({ ...m, profileId: p.id })));
     await client.query(
-      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at)
-       SELECT $2, (r->>'audienceId')::bigint, (r->>'profileId')::bigint, r->>'status', 0
+      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at, payload)
+       SELECT $2, (r->>'audienceId')::bigint, (r->>'profileId')::bigint, r->>'status', 0, r->'payload'
        FROM jsonb_array_elements($1::jsonb) AS r`,
       [JSON.stringify(memberships), SANDBOX_ID],
     );

@@ -35,6 +35,11 @@ const catalog = buildCatalog([...DEFAULT_SCHEMA_FIELDS, ...TEST_FIELDS]);
 const AUDIENCES: ResolvedAudience[] = [
   { id: 7, name: 'VIP' },
   { id: 8, name: 'Churn risk' },
+  {
+    id: 9,
+    name: 'CRM list',
+    payload: { kind: 'object', fields: { tier: { kind: 'string' }, renewal: { kind: 'datetime' } } },
+  },
 ];
 const resolveAudience = (ref: string) => AUDIENCES.find((a) => a.name === ref || String(a.id) === ref);
 
@@ -546,6 +551,19 @@ describe('inSegment', () => {
     expect(run('inSegment("Churn risk")', member)).toBe(false);
     expect(run('not inSegment("Churn risk") and inSegment("VIP")', member)).toBe(true);
     expect(run('inSegment("VIP")')).toBe(false);
+  });
+
+  it("reads a field of a current member's row in an external audience; missing otherwise", () => {
+    const row = { tier: 'gold', renewal: '2024-03-20T00:00:00.000Z' };
+    const member = { ...profile({}, [], [9]), payloads: new Map([[9, row]]) };
+    expect(value('inSegment("CRM list").payload.tier', member)).toBe('gold');
+    expect(value('inSegment("9").payload.renewal', member)).toBe(ms('2024-03-20T00:00:00.000Z'));
+    expect(run('inSegment("9").payload.renewal occurs <= 7 days after now', member)).toBe(true);
+    // A row left behind by an exit is not read: only current members have one.
+    const exited = { ...profile(), payloads: new Map([[9, row]]) };
+    expect(value('inSegment("9").payload.tier', exited)).toBeUndefined();
+    expect(run('inSegment("9").payload.tier != "gold"', exited)).toBe(false);
+    expect(run('inSegment("9").payload.tier.isNull()', profile({}, [], [9]))).toBe(true);
   });
 });
 

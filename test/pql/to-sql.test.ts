@@ -26,7 +26,7 @@ interface EventSpec {
 function p(
   attributes: Record<string, unknown>,
   events: EventSpec[] = [],
-  memberships: { audienceId: number; status: MembershipStatus }[] = [],
+  memberships: TestProfile['memberships'] = [],
 ): TestProfile {
   return {
     attributes,
@@ -642,6 +642,30 @@ describe('inSegment', () => {
     expect(select('inSegment("VIP")')).toEqual([1, 2]);
     expect(select('inSegment("2") and not inSegment("VIP")')).toEqual([4]);
     expect(select('not inSegment("Newsletter")')).toEqual([1, 2, 3, 4]);
+  });
+
+  it('reads a field of the row of a current member of an external audience, typed, with bound parameters', () => {
+    const row = (payload: Record<string, unknown>, status: MembershipStatus = 'REALIZED') => [
+      { audienceId: 2, status, payload },
+    ];
+    harness.load([
+      p({}, [], row({ tier: 'gold', score: 7, optedIn: true, since: '2024-03-01T00:00:00.000Z' })),
+      p({}, [], row({ tier: 'silver', score: 2.5, optedIn: false, since: null }, 'EXISTING')),
+      p({}, [], row({ tier: 'gold', score: 9, optedIn: true, since: '2023-01-01T00:00:00.000Z' }, 'EXITED')),
+      p({}, [], [{ audienceId: 1, status: 'REALIZED' }]),
+      p({}, [], row({})),
+    ]);
+    expect(select('inSegment("Churn risk").payload.tier = "gold"')).toEqual([1]);
+    expect(select('inSegment("2").payload.score > 2')).toEqual([1, 2]);
+    expect(select('inSegment("2").payload.optedIn = false')).toEqual([2]);
+    expect(select('inSegment("2").payload.since occurs <= 30 days before now')).toEqual([1]);
+    expect(select('inSegment("2").payload.since.isNull()')).toEqual([2, 3, 4, 5]);
+    // Missing for a non-member, so `!=` is false there too; `not (… = …)` is true.
+    expect(select('inSegment("2").payload.tier != "gold"')).toEqual([2]);
+    expect(select('not (inSegment("2").payload.tier = "gold")')).toEqual([2, 3, 4, 5]);
+    expect(select('inSegment("2").payload.tier in ["gold", "silver"] and inSegment("2").payload.score < 5')).toEqual([
+      2,
+    ]);
   });
 
   it('answers set expressions of audiences and event conditions without reading profile rows', () => {

@@ -251,19 +251,19 @@ function affectedDependents(
   const out: AffectedDependent[] = [];
   sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
   sqlite.exec(
-    'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+    'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, payload TEXT, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
   );
   const clear = sqlite.prepare('DELETE FROM temp.memberships');
   const clearAudience = sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?');
   // A primary-key probe per (audience, changed profile), never a scan of an audience's members.
   const copyStored = sqlite.prepare(
-    `INSERT INTO temp.memberships SELECT m.sandbox_id, m.audience_id, m.profile_id, m.status
+    `INSERT INTO temp.memberships SELECT m.sandbox_id, m.audience_id, m.profile_id, m.status, m.payload
      FROM json_each(?) AS a CROSS JOIN json_each(?) AS c
      CROSS JOIN main.memberships AS m ON m.audience_id = a.value AND m.profile_id = c.value
      WHERE m.status IN ${CURRENT_STATUSES_SQL}`,
   );
   const insert = sqlite.prepare(
-    `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')} FROM json_each(?)`,
+    `INSERT INTO temp.memberships SELECT ?, ?, value, ${statusSql('REALIZED')}, NULL FROM json_each(?)`,
   );
   try {
     for (const dep of plan.dependents) {

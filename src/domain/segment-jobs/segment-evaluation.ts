@@ -93,11 +93,11 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
       totalProfiles = range.count;
       if (shadow) {
         sqlite.exec(
-          'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
+          'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, payload TEXT, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
         );
         sqlite
           .prepare(
-            `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status FROM main.memberships
+            `INSERT INTO temp.memberships SELECT sandbox_id, audience_id, profile_id, status, payload FROM main.memberships
              WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) AND status IN ${CURRENT_STATUSES_SQL}`,
           )
           .run(sandboxId, JSON.stringify(plan.referencedAudienceIds));
@@ -154,7 +154,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
           sqlite.prepare('DELETE FROM temp.memberships WHERE audience_id = ?').run(def.audienceId);
           sqlite
             .prepare(
-              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, ${statusSql('REALIZED')} FROM temp.job_result WHERE audience_id = ?`,
+              `INSERT INTO temp.memberships SELECT ?, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM temp.job_result WHERE audience_id = ?`,
             )
             .run(sandboxId, def.audienceId);
         }
@@ -224,18 +224,21 @@ function countNamespaces(conn: Connection, plan: SegmentPlan): Map<number, Recor
       `INSERT INTO temp.profile_ns SELECT i.profile_id, ${bits} FROM main.identities AS i INDEXED BY identities_profile_namespace
        WHERE i.sandbox_id = ? GROUP BY i.profile_id`,
     )
-    .run(...namespaces.flatMap((ns, i) => [ns, 2 ** i]), plan.sandboxId);
-  const masks = sqlite.prepare(
-    `SELECT n.mask AS mask, count(*) AS c FROM temp.job_result r JOIN temp.profile_ns n ON n.profile_id = r.profile_id
-     WHERE r.audience_id = ? GROUP BY n.mask`,
-  );
+    // BigInt: the mask is an INTEGER, so `>>` reads its bits exactly.
+    .run(...namespaces.flatMap((ns, i) => [ns, 1n << BigInt(i)]), plan.sandboxId);
+  // One sum per namespace bit: a single aggregate row per audience, with no GROUP BY to sort.
+  const sums = namespaces.map((_, i) => `sum((n.mask >> ${i}) & 1)`).join(', ');
+  const perAudience = sqlite
+    .prepare(
+      `SELECT ${sums} FROM temp.job_result r JOIN temp.profile_ns n ON n.profile_id = r.profile_id WHERE r.audience_id = ?`,
+    )
+    .raw();
   for (const { audienceId } of plan.definitions) {
+    const row = perAudience.get(audienceId) as (number | null)[];
     const counts: Record<string, number> = {};
-    for (const { mask, c } of masks.all(audienceId) as { mask: number; c: number }[]) {
-      namespaces.forEach((ns, i) => {
-        if (Math.floor(mask / 2 ** i) % 2 === 1) counts[ns] = (counts[ns] ?? 0) + c;
-      });
-    }
+    namespaces.forEach((ns, i) => {
+      if ((row[i] ?? 0) > 0) counts[ns] = row[i]!;
+    });
     out.set(audienceId, counts);
   }
   sqlite.exec('DROP TABLE IF EXISTS temp.profile_ns');
@@ -280,9 +283,12 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
        WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
+    // Only REALIZED rows change (to EXISTING): an EXISTING member that still qualifies keeps its
+    // row as it is, so a re-run over unchanged data writes next to nothing. Its lastEvaluatedAt is
+    // read as the audience's (memberships.ts).
     stay: sqlite.prepare(
       `UPDATE main.memberships SET status = ${statusSql('EXISTING')}, last_evaluated_at = ?
-       WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
+       WHERE audience_id = ? AND status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
     enter: sqlite.prepare(
@@ -328,13 +334,15 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
     s.historyStay.run(sandboxId, now, cause, version, audienceId);
     s.historyExit.run(sandboxId, now, cause, version, audienceId);
     const exited = s.exit.run(now, now, audienceId).changes;
-    const existing = s.stay.run(now, audienceId).changes;
+    s.stay.run(now, audienceId);
     const qualified = s.qualified.get(audienceId) as number;
-    s.enter.run(sandboxId, now, now, audienceId, sandboxId);
+    const entered = s.enter.run(sandboxId, now, now, audienceId, sandboxId).changes;
     s.purge.run(audienceId, now - EXITED_RETENTION_MS);
     const before = (s.sizeOf.get(audienceId) as number | undefined) ?? 0;
     s.size.run(audienceId, now, audienceId);
     s.sizeHistory.run(sandboxId, audienceId, jobId, now, before, audienceId);
+    // The current members now are the ones that stayed and the ones that entered.
+    const existing = (s.sizeOf.get(audienceId) as number) - entered;
     metrics.segmentedProfileCounter[key] = qualified;
     metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
     metrics.segmentedProfileByNamespaceCounter[key] = read.namespaceCounts.get(audienceId) ?? {};

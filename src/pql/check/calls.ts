@@ -324,6 +324,7 @@ function checkInSegment(ctx: CheckContext, ref: string, arg: ExpressionNode): vo
     }
   }
   ctx.audiences.set(ref, audience.id);
+  ctx.resolvedAudiences.set(ref, audience);
   if (!ctx.referencedAudiences.includes(audience.id)) ctx.referencedAudiences.push(audience.id);
 }
 

@@ -9,6 +9,7 @@ import type {
   ArithmeticNode,
   ArrayLiteralNode,
   BindingNode,
+  CallNode,
   ExpressionNode,
   FilterNode,
   IdentifierNode,
@@ -19,6 +20,7 @@ import type {
 } from '../language/ast.js';
 import { PqlError } from '../language/errors.js';
 import { parse } from '../language/parser.js';
+import { print } from '../language/printer.js';
 import { walk } from '../language/visitor.js';
 import { checkCall, checkMethodCall } from './calls.js';
 import { typeToString } from './catalog.js';
@@ -49,7 +51,8 @@ import { dependsOnNow, eligibility } from './eligibility.js';
 import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
 import { projectedComparison, projectedSubject } from './projection.js';
-import type { CheckedExpression, CheckOptions, PqlType } from './types.js';
+import { segmentPayload } from './segment-payload.js';
+import type { CheckedExpression, CheckOptions, ObjectType, PqlType } from './types.js';
 
 /** Checks an expression of any type. */
 export function check(ast: ExpressionNode, source: string, options: CheckOptions): CheckedExpression {
@@ -280,6 +283,16 @@ function depthOf(item: ItemScope): number {
 }
 
 function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
+  const payload = segmentPayload(node.object);
+  if (payload) return payloadField(ctx, node, payload, scope);
+  if (segmentPayload(node)) {
+    ctx.check(node.object, scope);
+    const fields = Object.keys(payloadType(ctx, node, segmentPayload(node)!.ref).fields);
+    ctx.fail(
+      `${print(node)} is the profile's row in that audience's list: read one of its fields, e.g. ${print(node)}.${fields[0] ?? 'field'}`,
+      node.loc,
+    );
+  }
   const objectType = ctx.check(node.object, scope);
   const nameLoc = ctx.nameLoc(node, node.object.loc.offset + node.object.loc.length, node.name);
   const ref = ctx.refs.get(node.object) ?? null;
@@ -311,9 +324,50 @@ function member(ctx: CheckContext, node: MemberNode, scope: Scope): PqlType {
       if (field.kind === 'object') ctx.openProjections.set(node, first ?? { why, loc: nameLoc });
       return { kind: 'array', of: field };
     }
-    default:
-      return ctx.fail(`${ctx.describe(node.object, objectType)} has no fields (looking for .${node.name})`, nameLoc);
+    default: {
+      const rows =
+        node.object.kind === 'Call' && node.object.name === 'inSegment'
+          ? `; a field of the profile's row in an external audience is read as ${print(node.object)}.payload.<field>`
+          : '';
+      return ctx.fail(
+        `${ctx.describe(node.object, objectType)} has no fields (looking for .${node.name})${rows}`,
+        nameLoc,
+      );
+    }
   }
+}
+
+/** The fields of an external audience's rows (`inSegment("…").payload`), or an error naming what to use instead. */
+function payloadType(ctx: CheckContext, node: ExpressionNode, ref: string): ObjectType {
+  const audience = ctx.resolvedAudiences.get(ref)!;
+  if (!audience.payload) {
+    ctx.fail(
+      `audience "${audience.name}" has no payload: only external audiences (uploaded lists) keep a row per member; use inSegment("${ref}") on its own`,
+      node.loc,
+    );
+  }
+  return audience.payload;
+}
+
+/**
+ * `inSegment("…").payload.<field>`: typed by the audience's declared fields; missing when the
+ * profile is not a current member (so a comparison on it is false, as for any missing value).
+ */
+function payloadField(ctx: CheckContext, node: MemberNode, payload: { call: CallNode; ref: string }, scope: Scope) {
+  ctx.check(payload.call, scope);
+  const type = payloadType(ctx, node.object, payload.ref);
+  ctx.types.set(node.object, type);
+  const field = ownField(type, node.name);
+  if (!field) {
+    const nameLoc = ctx.nameLoc(node, node.object.loc.offset + node.object.loc.length, node.name);
+    const known = Object.keys(type.fields);
+    const audience = ctx.resolvedAudiences.get(payload.ref)!;
+    ctx.fail(
+      `unknown payload field ${node.name} of audience "${audience.name}": its rows have ${known.length > 0 ? known.join(', ') : 'no fields besides the identity'}`,
+      nameLoc,
+    );
+  }
+  return field;
 }
 
 function arrayLiteral(ctx: CheckContext, node: ArrayLiteralNode, scope: Scope): PqlType {

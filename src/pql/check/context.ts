@@ -1,7 +1,7 @@
 import type { ExpressionNode, Location } from '../language/ast.js';
 import { locationAt, PqlError } from '../language/errors.js';
 import { typeToString } from './catalog.js';
-import type { CheckOptions, ObjectType, PqlType } from './types.js';
+import type { CheckOptions, ObjectType, PqlType, ResolvedAudience } from './types.js';
 
 /** Where a value sits in the schema: the profile or the event document, and the path below it. */
 export interface FieldRef {
@@ -122,6 +122,8 @@ export class CheckContext {
   /** Field reads that have no node of their own (a chain's time field). */
   readonly extraFieldReads = new Set<string>();
   readonly audiences = new Map<string, number>();
+  /** inSegment argument as written → the audience it resolved to (its payload type with it). */
+  readonly resolvedAudiences = new Map<string, ResolvedAudience>();
   readonly referencedAudiences: number[] = [];
   /** Arrays used where a condition is expected: they mean "non-empty" (non-empty.ts). */
   readonly nonEmpty = new Set<ExpressionNode>();

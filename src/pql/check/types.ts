@@ -40,6 +40,11 @@ export interface ResolvedAudience {
   /** Internal integer id of the audience (the `memberships.audience_id`). */
   id: number;
   name: string;
+  /**
+   * For an external audience: the fields of a member's row other than its identity, typed
+   * (`inSegment("…").payload.<field>`). Undefined for audiences without lists.
+   */
+  payload?: ObjectType;
 }
 
 export interface CheckOptions {
@@ -96,4 +101,9 @@ export interface ProfileDocument {
   events: EventRecord[];
   /** Audience ids the profile is a current member of (CURRENT_MEMBER_STATUSES). */
   memberships: ReadonlySet<number>;
+  /**
+   * The row of each external audience the profile is a current member of (its fields other than
+   * the identity; datetimes as canonical ISO strings). Absent or without an entry: no row.
+   */
+  payloads?: ReadonlyMap<number, Readonly<Record<string, unknown>>>;
 }

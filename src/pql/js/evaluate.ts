@@ -7,6 +7,7 @@
  * are missing, and predicates on missing values are false (docs/pql-semantics.md).
  */
 
+import { segmentPayload } from '../check/segment-payload.js';
 import type { CheckedExpression, PqlType, ProfileDocument } from '../check/types.js';
 import type {
   AggregateNode,
@@ -218,6 +219,13 @@ class ClosureCompiler implements Compiler {
         return (ctx) => read(ctx.scope[target]);
       }
       case 'Member': {
+        const payload = segmentPayload(node);
+        if (payload) {
+          const id = this.audienceId(payload.ref);
+          // Only a current member has a row (ProfileDocument.payloads); otherwise it is missing.
+          if (id === undefined) return () => undefined;
+          return (ctx) => (ctx.profile.memberships.has(id) ? ctx.profile.payloads?.get(id) : undefined);
+        }
         const object = this.compile(node.object, scope);
         const read = fieldReader(node.name);
         if (this.types.get(node.object)?.kind === 'array') return (ctx) => projected(object(ctx), read);

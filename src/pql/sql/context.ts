@@ -116,11 +116,23 @@ export function readScalar(
     inner = wrap(inner);
     nullable = true;
   }
+  return typedRead(inner, type, nullable, rep);
+}
+
+/** A value read from a JSON document as its checked type. */
+export function typedRead(inner: Sql, type: PqlType, nullable = true, rep?: DatetimeRep): ScalarValue {
   if (type.kind === 'number') {
     // Compared and computed as doubles, as JS does (sqlite-dialect.ts `number`); summed as stored.
     return { kind: 'scalar', sql: dialect().number(inner), type, nullable, predicate: false, stored: inner };
   }
-  return { kind: 'scalar', sql: inner, type, nullable, predicate: false, rep };
+  return {
+    kind: 'scalar',
+    sql: inner,
+    type,
+    nullable,
+    predicate: false,
+    rep: rep ?? (type.kind === 'datetime' ? 'iso' : undefined),
+  };
 }
 
 /** A field of an item by its checked type: a scalar, an object not yet read, or an array. */

@@ -18,7 +18,8 @@
  * quantifiers, aggregates), to-sql-time.ts (`occurs`, dates), to-sql-chain.ts (CHAIN).
  */
 
-import { type CheckedExpression, CURRENT_MEMBER_STATUSES } from '../check/types.js';
+import { segmentPayloadField } from '../check/segment-payload.js';
+import { type CheckedExpression, CURRENT_MEMBER_STATUSES, type PqlType } from '../check/types.js';
 import type {
   ArithmeticNode,
   CallNode,
@@ -64,6 +65,7 @@ import {
   eventCollection,
   fieldValue,
   fromWhere,
+  typedRead,
   unifyDatetimes,
   withVar,
 } from './context.js';
@@ -261,6 +263,8 @@ function dispatchNode(ctx: CompileContext, node: ExpressionNode, env: Env): Comp
       return fieldValue(ctx, item, [node.name], ctx.typeOf(node));
     }
     case 'Member': {
+      const payload = segmentPayloadField(node);
+      if (payload) return payloadField(ctx, payload.ref, payload.field, ctx.typeOf(node));
       if (ctx.typeOf(node.object).kind === 'array') return projection(ctx, node, env);
       const object = ctx.compile(node.object, env);
       if (object.kind !== 'object') throw new Error(`PQL to SQL: .${node.name} on a non-object`);
@@ -643,6 +647,18 @@ function call(ctx: CompileContext, node: CallNode, env: Env): CompiledValue {
       return literal(getDayOfMonth(ctx.now), NUMBER_TYPE);
   }
   throw new Error(`PQL to SQL: unknown function ${node.name}()`);
+}
+
+/**
+ * `inSegment("…").payload.<field>`: the field of the profile's row, read from its current
+ * membership (a primary-key probe); NULL, i.e. missing, when it is not a current member.
+ */
+function payloadField(ctx: CompileContext, ref: string, field: string, type: PqlType): ScalarValue {
+  const id = ctx.checked.audiences.get(ref);
+  if (id === undefined) return literal(null, type);
+  const m = ctx.alias('m');
+  const row = sql`SELECT ${dialect().readJson(sql`${m}.payload`, [field], type)} FROM memberships AS ${m} WHERE ${m}.audience_id = ${param(id)} AND ${m}.profile_id = ${PROFILE_ALIAS}.id AND ${m}.status IN ${CURRENT_STATUSES_SQL}`;
+  return typedRead(sql`(${row})`, type);
 }
 
 function ifValue(ctx: CompileContext, node: CallNode, env: Env): ScalarValue {
