@@ -124,6 +124,7 @@ function exportOnce(
     datasetId: dataset.id,
     format,
     audiencePerFile: false,
+    evaluateFirst: false,
     at: null,
   });
   const started = updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });

@@ -150,6 +150,11 @@ export const jobs = sqliteTable(
     error: text('error'),
     trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: integer('schedule_id'),
+    /**
+     * A job queued to run first, for this one (an export's segment job): this job is claimed
+     * only once that job has ended, and fails unless it succeeded.
+     */
+    afterJobId: integer('after_job_id'),
     attempts: integer('attempts').notNull().default(0),
     createdAt: integer('created_at').notNull(),
     startedAt: integer('started_at'),
