@@ -22,7 +22,7 @@ import {
 } from './datasets.js';
 import { attributeColumns } from './export-columns.js';
 import type { ExportPlan } from './export-plan.js';
-import { deleteStaleRecords } from './staged-records.js';
+import { recordsFileName } from './record-index.js';
 
 export const EXPORT_MODES = ['FULL', 'CHANGES'] as const;
 export type ExportMode = (typeof EXPORT_MODES)[number];
@@ -261,7 +261,12 @@ export function removeUnfinishedFiles(dir: string, jobId: number): void {
     return;
   }
   for (const name of names) {
-    if (name.startsWith(`.tmp-${jobId}-`) || name.startsWith(`export-${jobId}.`) || name.startsWith(`export-${jobId}-`))
+    if (
+      name.startsWith(`.tmp-${jobId}-`) ||
+      name.startsWith(`export-${jobId}.`) ||
+      name.startsWith(`export-${jobId}-`) ||
+      name === recordsFileName(jobId)
+    )
       rmSync(`${dir}/${name}`, { force: true });
   }
 }
@@ -315,5 +320,4 @@ export const exportJobKind = defineJobKind({
   task: new URL('./export-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
   plan: (job, now, { conn, dataDir }) => buildPlan(conn, job, now, dataDir),
-  sweep: ({ conn }) => deleteStaleRecords(conn),
 });

@@ -10,8 +10,8 @@ import type { ExportFileInfo, ExportJobResult } from './export-job.js';
 import { exportFileName, removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
 import { FileSink, publishFile } from './file-sink.js';
-import { createRowWriter, type ExportRow } from './row-writers.js';
-import { StagedRecords } from './staged-records.js';
+import { RecordMarks, recordsFileName, removeOtherRecordFiles } from './record-index.js';
+import { createRowWriter, type ExportRow, ndjsonWriter, type RecordWriter, type RowWriter } from './row-writers.js';
 
 /** The export kind's task, which the job worker runs. */
 const exportTask: JobTask<'EXPORT', ExportPlan> = (conn, plan, ctx) => runExport(conn, plan, ctx);
@@ -32,6 +32,8 @@ interface OpenFile {
   audienceId: number | null;
   sink: FileSink;
   rows: number;
+  /** The records file of a CSV or Parquet export: published with the files, not listed among them. */
+  records?: boolean;
 }
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
@@ -65,35 +67,34 @@ const iso = (ms: number | null) => (ms == null ? 'null' : `"${new Date(ms).toISO
 /**
  * Writes the plan's audiences into the dataset (docs/api.md "Exports and datasets"). All reads run
  * in one read transaction (a snapshot); each file is written under a temporary name and
- * fsynced, the rows are staged under the job id; `ctx.finish` then renames the files, records
- * them with the manifest and makes the job the dataset's current export, in one transaction
- * with the job's SUCCEEDED state. A failure or cancel removes the temporary files and the
- * staged rows; a crash leaves them for the re-run, which removes them first.
+ * fsynced, with marks of where its rows start (record-index.ts; a CSV or Parquet export also
+ * writes its rows as NDJSON lines to a records file for them); `ctx.finish` then renames the
+ * files, records them, the marks and the manifest, and makes the job the dataset's current
+ * export, in one transaction with the job's SUCCEEDED state. A failure or cancel removes the
+ * temporary files; a crash leaves them for the re-run, which removes them first.
  */
 export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'EXPORT'>): void {
   const started = performance.now();
   const { sqlite } = conn;
   mkdirSync(plan.dir, { recursive: true });
   removeUnfinishedFiles(plan.dir, plan.jobId);
-  const staged = new StagedRecords(conn, plan.datasetId, plan.jobId);
-  staged.discard();
+  const marks = new RecordMarks();
   const changes = plan.mode === 'CHANGES';
   const open: OpenFile[] = [];
   const done: (OpenFile & { bytes: number; sha256: string })[] = [];
   const namespaces: Record<string, number> = {};
   let written = 0;
   let lastReport = 0;
-  const newFile = (audienceId: number | null): OpenFile => {
-    const name = exportFileName(plan.jobId, plan.format, audienceId);
+  const newFile = (audienceId: number | null, name = exportFileName(plan.jobId, plan.format, audienceId)): OpenFile => {
     const file = { name, audienceId, sink: new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`)), rows: 0 };
     open.push(file);
     return file;
   };
-  const closeFile = (file: OpenFile) => {
+  const closeFile = (file: OpenFile, records = false) => {
     open.splice(open.indexOf(file), 1);
     const { bytes, sha256 } = file.sink.finish();
-    if (file.rows === 0 && plan.emptyAudienceFilter) rmSync(file.sink.tempPath, { force: true });
-    else done.push({ ...file, bytes, sha256 });
+    if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
+    else done.push({ ...file, records, bytes, sha256 });
   };
   try {
     sqlite.exec('BEGIN');
@@ -108,19 +109,34 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       const total = plan.audiences.reduce((n, a) => n + (counter.get(params(a)) as number), 0);
       ctx.progress({ done: 0, total });
       const reader = sqlite.prepare(rowQuery(plan, false));
-      const needValues = plan.format !== 'NDJSON';
+      const ndjson = plan.format === 'NDJSON';
+      const needValues = !ndjson;
+      // NDJSON files are their own records; other formats write the lines to a records file too.
+      const recordsFile = ndjson ? undefined : newFile(null, recordsFileName(plan.jobId));
+      const recordsWriter = recordsFile && ndjsonWriter(recordsFile.sink);
       let combined: OpenFile | undefined;
-      let writer: ReturnType<typeof createRowWriter> | undefined;
+      let writer: RowWriter | undefined;
+      let records: { name: string; writer: RecordWriter } | undefined;
+      const openWriter = (file: OpenFile) => {
+        if (ndjson) {
+          const w = ndjsonWriter(file.sink);
+          records = { name: file.name, writer: w };
+          return w;
+        }
+        records = { name: recordsFile!.name, writer: recordsWriter! };
+        return createRowWriter(plan.format, file.sink, plan.columns, changes);
+      };
       for (const audience of plan.audiences) {
         if (!combined || plan.audiencePerFile) {
           combined = newFile(plan.audiencePerFile ? audience.audienceId : null);
-          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+          writer = openWriter(combined);
         }
         const file = combined;
         for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
           const row = toRow(plan, audience.globalId, src, needValues);
+          if (marks.due(written, records!.name)) marks.add(written, records!.name, records!.writer.position());
           writer!.write(row);
-          staged.add(row.record);
+          recordsWriter?.write(row);
           countNamespaces(src.ids, namespaces);
           file.rows++;
           written++;
@@ -141,24 +157,29 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       if (!plan.audiencePerFile) {
         if (!combined) {
           combined = newFile(null);
-          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+          writer = openWriter(combined);
         }
         writer!.end();
         closeFile(combined);
       }
-      staged.flush();
+      if (recordsFile) {
+        recordsWriter!.end();
+        closeFile(recordsFile, true);
+      }
       ctx.progress({ done: written, total });
     } finally {
       sqlite.exec('COMMIT');
     }
     if (ctx.cancelled()) throw new Cancelled();
-    const files: ExportFileInfo[] = done.map((f) => ({
-      name: f.name,
-      audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
-      rows: f.rows,
-      bytes: f.bytes,
-      sha256: f.sha256,
-    }));
+    const files: ExportFileInfo[] = done
+      .filter((f) => !f.records)
+      .map((f) => ({
+        name: f.name,
+        audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
+        rows: f.rows,
+        bytes: f.bytes,
+        sha256: f.sha256,
+      }));
     ctx.finish(() => {
       const finishedAt = Date.now();
       const metrics = {
@@ -177,6 +198,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite
         .prepare('UPDATE datasets SET current_job_id = ?, last_export_at = ? WHERE id = ?')
         .run(plan.jobId, plan.now, plan.datasetId);
+      marks.save(conn, plan.datasetId, plan.jobId);
       // Renamed last: if the transaction could not get here, nothing has its final name.
       for (const f of done) publishFile(f.sink.tempPath, join(plan.dir, f.name));
       publishFile(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`), join(plan.dir, 'manifest.json'));
@@ -190,14 +212,11 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       };
       return { result, units: written };
     });
+    // The replaced export's records file; a crash before this leaves it for the next export to remove.
+    removeOtherRecordFiles(plan.dir, plan.jobId);
   } catch (err) {
     for (const f of open) f.sink.abandon();
     removeUnfinishedFiles(plan.dir, plan.jobId);
-    try {
-      staged.discard();
-    } catch {
-      // The sweep removes staged rows of jobs that ended without becoming current.
-    }
     throw err;
   }
 }

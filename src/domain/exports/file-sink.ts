@@ -26,6 +26,11 @@ export class FileSink {
     this.fd = openSync(tempPath, 'w');
   }
 
+  /** Bytes written so far (on disk and buffered): where the next write starts in the file. */
+  get position(): number {
+    return this.written + this.pending;
+  }
+
   write(data: string | Uint8Array): void {
     const buf =
       typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
