@@ -25,6 +25,8 @@ interface SourceRow {
   c: number | null;
   doc: string | null;
   ids: string;
+  /** The profile's identity namespaces, comma-separated (namespaces have no commas). */
+  ns: string | null;
 }
 
 interface OpenFile {
@@ -38,6 +40,15 @@ interface OpenFile {
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
   FROM identities i WHERE i.profile_id = p.id)`;
+const NAMESPACES = '(SELECT group_concat(DISTINCT i.namespace) FROM identities i WHERE i.profile_id = p.id)';
+/** An instant as JSON's ISO-8601 text, exactly as Date.toISOString writes it (for years 0 to 9999). */
+const isoSql = (ms: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch')`;
+
+/**
+ * A FULL export of whole profiles to NDJSON builds each line in SQL: the reader hands over one
+ * finished string per row and JavaScript only copies it to the file. Same line as `toRow`.
+ */
+const lineOnly = (plan: ExportPlan) => plan.format === 'NDJSON' && plan.allFields && plan.mode === 'FULL';
 
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
@@ -47,18 +58,25 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
       ? 'count(*)'
       : `h.profile_id AS pid, h.to_status AS status,
          CASE h.to_status WHEN ${statusSql('REALIZED')} THEN h.at END AS q, CASE h.to_status WHEN ${statusSql('EXITED')} THEN h.at END AS x,
-         h.at AS c, json(p.attributes) AS doc, coalesce(${IDENTITIES}, '[]') AS ids`;
+         h.at AS c, json(p.attributes) AS doc, coalesce(${IDENTITIES}, '[]') AS ids, ${NAMESPACES} AS ns`;
     // Every move in or out in the window, oldest first: what a downstream copy applies in order.
     return `SELECT ${select} FROM membership_history h LEFT JOIN profiles p ON p.id = h.profile_id
       WHERE h.audience_id = @audience AND h.to_status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) AND h.at > @since AND h.at <= @now${fresh}
       ${count ? '' : 'ORDER BY h.id'}`;
   }
+  const where = 'm.audience_id = @audience AND m.status IN (SELECT value FROM json_each(@statuses))';
+  // Every membership has its profile (they are deleted together): counting needs no join unless it filters on the profile.
+  if (count && !fresh) return `SELECT count(*) FROM memberships m WHERE ${where}`;
   const select = count
     ? 'count(*)'
-    : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
-       json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
+    : lineOnly(plan)
+      ? `json_object('audienceId', @gid, 'identities', json(${IDENTITIES}), 'status', m.status,
+           'qualifiedAt', ${isoSql('m.qualified_at')}, 'exitedAt', ${isoSql('m.exited_at')},
+           'attributes', json(p.attributes)) AS line, ${NAMESPACES} AS ns`
+      : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
+       json(p.attributes) AS doc, ${IDENTITIES} AS ids, ${NAMESPACES} AS ns`;
   return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
-    WHERE m.audience_id = @audience AND m.status IN (SELECT value FROM json_each(@statuses))${fresh}
+    WHERE ${where}${fresh}
     ${count ? '' : 'ORDER BY m.profile_id'}`;
 }
 
@@ -82,7 +100,8 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
   const changes = plan.mode === 'CHANGES';
   const open: OpenFile[] = [];
   const done: (OpenFile & { bytes: number; sha256: string })[] = [];
-  const namespaces: Record<string, number> = {};
+  // Rows per distinct set of namespaces (few: most profiles have the same kinds of identity).
+  const namespaceSets = new Map<string, number>();
   let written = 0;
   let lastReport = 0;
   const newFile = (audienceId: number | null, name = exportFileName(plan.jobId, plan.format, audienceId)): OpenFile => {
@@ -97,6 +116,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     else done.push({ ...file, records, bytes, sha256 });
   };
   try {
+    const lines = lineOnly(plan);
     sqlite.exec('BEGIN');
     try {
       const params = (audience: ExportPlan['audiences'][number]) => ({
@@ -104,11 +124,26 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
         statuses: JSON.stringify(audience.statuses),
         ...(plan.fromIngestTimestamp != null ? { fromIngest: plan.fromIngestTimestamp } : {}),
         ...(changes ? { since: plan.since ?? 0, now: plan.now } : {}),
+        ...(lines ? { gid: audience.globalId } : {}),
       });
       const counter = sqlite.prepare(rowQuery(plan, true)).pluck();
       const total = plan.audiences.reduce((n, a) => n + (counter.get(params(a)) as number), 0);
       ctx.progress({ done: 0, total });
       const reader = sqlite.prepare(rowQuery(plan, false));
+      const afterRow = () => {
+        written++;
+        if (written % 1000 === 0) {
+          if (ctx.cancelled()) throw new Cancelled();
+          const now = Date.now();
+          if (now - lastReport >= 50) {
+            lastReport = now;
+            ctx.progress({ done: written, total });
+          }
+        }
+      };
+      const countNamespaces = (ns: string | null) => {
+        if (ns !== null) namespaceSets.set(ns, (namespaceSets.get(ns) ?? 0) + 1);
+      };
       const ndjson = plan.format === 'NDJSON';
       const needValues = !ndjson;
       // NDJSON files are their own records; other formats write the lines to a records file too.
@@ -132,21 +167,25 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
           writer = openWriter(combined);
         }
         const file = combined;
-        for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
-          const row = toRow(plan, audience.globalId, src, needValues);
-          if (marks.due(written, records!.name)) marks.add(written, records!.name, records!.writer.position());
-          writer!.write(row);
-          recordsWriter?.write(row);
-          countNamespaces(src.ids, namespaces);
-          file.rows++;
-          written++;
-          if (written % 1000 === 0) {
-            if (ctx.cancelled()) throw new Cancelled();
-            const now = Date.now();
-            if (now - lastReport >= 50) {
-              lastReport = now;
-              ctx.progress({ done: written, total });
-            }
+        const out = records!;
+        if (lines) {
+          const rows = reader.raw().iterate(params(audience)) as IterableIterator<[string, string | null]>;
+          for (const [line, ns] of rows) {
+            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
+            out.writer.writeLine(line);
+            countNamespaces(ns);
+            file.rows++;
+            afterRow();
+          }
+        } else {
+          for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
+            const row = toRow(plan, audience.globalId, src, needValues);
+            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
+            writer!.write(row);
+            recordsWriter?.write(row);
+            countNamespaces(src.ns);
+            file.rows++;
+            afterRow();
           }
         }
         if (plan.audiencePerFile) {
@@ -171,6 +210,8 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite.exec('COMMIT');
     }
     if (ctx.cancelled()) throw new Cancelled();
+    const namespaces: Record<string, number> = {};
+    for (const [set, n] of namespaceSets) for (const ns of set.split(',')) namespaces[ns] = (namespaces[ns] ?? 0) + n;
     const files: ExportFileInfo[] = done
       .filter((f) => !f.records)
       .map((f) => ({
@@ -218,20 +259,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     for (const f of open) f.sink.abandon();
     removeUnfinishedFiles(plan.dir, plan.jobId);
     throw err;
-  }
-}
-
-const NAMESPACE = /\{"namespace":("(?:[^"\\]|\\.)*")/g;
-
-/** Counts the row once per namespace it has an identity in (from SQLite's json_object text, without parsing it whole). */
-function countNamespaces(ids: string, into: Record<string, number>): void {
-  // A profile has a handful of identities: a short list beats a Set.
-  const seen: string[] = [];
-  for (const m of ids.matchAll(NAMESPACE)) {
-    const ns = JSON.parse(m[1]!) as string;
-    if (seen.includes(ns)) continue;
-    seen.push(ns);
-    into[ns] = (into[ns] ?? 0) + 1;
   }
 }
 
