@@ -25,8 +25,6 @@ interface SourceRow {
   c: number | null;
   doc: string | null;
   ids: string;
-  /** The profile's identity namespaces, comma-separated (namespaces have no commas). */
-  ns: string | null;
 }
 
 interface OpenFile {
@@ -40,7 +38,6 @@ interface OpenFile {
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
   FROM identities i WHERE i.profile_id = p.id)`;
-const NAMESPACES = '(SELECT group_concat(DISTINCT i.namespace) FROM identities i WHERE i.profile_id = p.id)';
 /** An instant as JSON's ISO-8601 text, exactly as Date.toISOString writes it (for years 0 to 9999). */
 const isoSql = (ms: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch')`;
 
@@ -58,7 +55,7 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
       ? 'count(*)'
       : `h.profile_id AS pid, h.to_status AS status,
          CASE h.to_status WHEN ${statusSql('REALIZED')} THEN h.at END AS q, CASE h.to_status WHEN ${statusSql('EXITED')} THEN h.at END AS x,
-         h.at AS c, json(p.attributes) AS doc, coalesce(${IDENTITIES}, '[]') AS ids, ${NAMESPACES} AS ns`;
+         h.at AS c, json(p.attributes) AS doc, coalesce(${IDENTITIES}, '[]') AS ids`;
     // Every move in or out in the window, oldest first: what a downstream copy applies in order.
     return `SELECT ${select} FROM membership_history h LEFT JOIN profiles p ON p.id = h.profile_id
       WHERE h.audience_id = @audience AND h.to_status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) AND h.at > @since AND h.at <= @now${fresh}
@@ -70,11 +67,11 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
   const select = count
     ? 'count(*)'
     : lineOnly(plan)
-      ? `json_object('audienceId', @gid, 'identities', json(${IDENTITIES}), 'status', m.status,
+      ? `json_object('audienceId', @gid, 'identities', ${IDENTITIES}, 'status', m.status,
            'qualifiedAt', ${isoSql('m.qualified_at')}, 'exitedAt', ${isoSql('m.exited_at')},
-           'attributes', json(p.attributes)) AS line, ${NAMESPACES} AS ns`
+           'attributes', json(p.attributes)) AS line`
       : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
-       json(p.attributes) AS doc, ${IDENTITIES} AS ids, ${NAMESPACES} AS ns`;
+       json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
   return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
     WHERE ${where}${fresh}
     ${count ? '' : 'ORDER BY m.profile_id'}`;
@@ -141,8 +138,9 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
           }
         }
       };
-      const countNamespaces = (ns: string | null) => {
-        if (ns !== null) namespaceSets.set(ns, (namespaceSets.get(ns) ?? 0) + 1);
+      const countNamespaces = (text: string, to: number) => {
+        const set = namespacesIn(text, to);
+        namespaceSets.set(set, (namespaceSets.get(set) ?? 0) + 1);
       };
       const ndjson = plan.format === 'NDJSON';
       const needValues = !ndjson;
@@ -169,11 +167,10 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
         const file = combined;
         const out = records!;
         if (lines) {
-          const rows = reader.raw().iterate(params(audience)) as IterableIterator<[string, string | null]>;
-          for (const [line, ns] of rows) {
+          for (const line of reader.pluck().iterate(params(audience)) as IterableIterator<string>) {
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
             out.writer.writeLine(line);
-            countNamespaces(ns);
+            countNamespaces(line, line.indexOf(IDENTITIES_END));
             file.rows++;
             afterRow();
           }
@@ -183,7 +180,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
             writer!.write(row);
             recordsWriter?.write(row);
-            countNamespaces(src.ns);
+            countNamespaces(src.ids, src.ids.length);
             file.rows++;
             afterRow();
           }
@@ -211,7 +208,9 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     }
     if (ctx.cancelled()) throw new Cancelled();
     const namespaces: Record<string, number> = {};
-    for (const [set, n] of namespaceSets) for (const ns of set.split(',')) namespaces[ns] = (namespaces[ns] ?? 0) + n;
+    for (const [set, n] of namespaceSets) {
+      if (set !== '') for (const ns of new Set(set.split(','))) namespaces[ns] = (namespaces[ns] ?? 0) + n;
+    }
     const files: ExportFileInfo[] = done
       .filter((f) => !f.records)
       .map((f) => ({
@@ -260,6 +259,28 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     removeUnfinishedFiles(plan.dir, plan.jobId);
     throw err;
   }
+}
+
+const NAMESPACE_KEY = '"namespace":"';
+/** Where a SQL-built line's identities end (json_object writes the keys in the order given). */
+const IDENTITIES_END = '],"status":"';
+
+/**
+ * The namespaces of the identities in SQLite's json_group_array text (up to `to`), comma-joined,
+ * a namespace repeated if the profile has two identities there: without parsing, because a
+ * namespace is a plain name and a quote inside an id is escaped, so only a namespace follows
+ * the text `"namespace":"`.
+ */
+function namespacesIn(text: string, to: number): string {
+  let set = '';
+  let at = text.indexOf(NAMESPACE_KEY);
+  while (at !== -1 && at < to) {
+    const start = at + NAMESPACE_KEY.length;
+    const end = text.indexOf('"', start);
+    set = set === '' ? text.slice(start, end) : `${set},${text.slice(start, end)}`;
+    at = text.indexOf(NAMESPACE_KEY, end);
+  }
+  return set;
 }
 
 function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {
