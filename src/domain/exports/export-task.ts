@@ -77,6 +77,9 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
     ${count ? '' : 'ORDER BY m.profile_id'}`;
 }
 
+/** The reading connection's page cache during an export, in KiB (negative: a size, not pages). */
+const SCAN_CACHE_KIB = -8192;
+
 const iso = (ms: number | null) => (ms == null ? 'null' : `"${new Date(ms).toISOString()}"`);
 
 /**
@@ -112,6 +115,12 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
     else done.push({ ...file, records, bytes, sha256 });
   };
+  // One pass reads each page once: a big page cache and the memory map would only fill with
+  // scanned pages, which count in the process's memory, growing with the export. Restored after.
+  const cacheSize = sqlite.pragma('cache_size', { simple: true });
+  const mmapSize = sqlite.pragma('mmap_size', { simple: true });
+  sqlite.pragma(`cache_size = ${SCAN_CACHE_KIB}`);
+  sqlite.pragma('mmap_size = 0');
   try {
     const lines = lineOnly(plan);
     sqlite.exec('BEGIN');
@@ -205,6 +214,8 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       ctx.progress({ done: written, total });
     } finally {
       sqlite.exec('COMMIT');
+      sqlite.pragma(`cache_size = ${Number(cacheSize)}`);
+      sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
     if (ctx.cancelled()) throw new Cancelled();
     const namespaces: Record<string, number> = {};
