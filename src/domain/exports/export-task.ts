@@ -282,10 +282,12 @@ const IDENTITIES_END = '],"status":"';
  * namespace is a plain name and a quote inside an id is escaped, so only a namespace follows
  * the text `"namespace":"`.
  */
-function namespacesIn(text: string, to: number): string {
+function namespacesIn(line: string, to: number): string {
+  // A slice shares the line's characters; searching it stops at the identities' end, not the line's.
+  const text = to < line.length ? line.slice(0, to) : line;
   let set = '';
   let at = text.indexOf(NAMESPACE_KEY);
-  while (at !== -1 && at < to) {
+  while (at !== -1) {
     const start = at + NAMESPACE_KEY.length;
     const end = text.indexOf('"', start);
     set = set === '' ? text.slice(start, end) : `${set},${text.slice(start, end)}`;
