@@ -123,8 +123,10 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
   sqlite.pragma('mmap_size = 0');
   try {
     const lines = lineOnly(plan);
-    sqlite.exec('BEGIN');
+    let began = false;
     try {
+      sqlite.exec('BEGIN');
+      began = true;
       const params = (audience: ExportPlan['audiences'][number]) => ({
         audience: audience.audienceId,
         statuses: JSON.stringify(audience.statuses),
@@ -213,7 +215,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       }
       ctx.progress({ done: written, total });
     } finally {
-      sqlite.exec('COMMIT');
+      if (began) sqlite.exec('COMMIT');
       sqlite.pragma(`cache_size = ${Number(cacheSize)}`);
       sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
