@@ -150,6 +150,11 @@ export const jobs = sqliteTable(
     error: text('error'),
     trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: integer('schedule_id'),
+    /**
+     * A job queued to run first, for this one (an export's segment job): this job is claimed
+     * only once that job has ended, and fails unless it succeeded.
+     */
+    afterJobId: integer('after_job_id'),
     attempts: integer('attempts').notNull().default(0),
     createdAt: integer('created_at').notNull(),
     startedAt: integer('started_at'),
@@ -443,7 +448,7 @@ export const searchRevisions = sqliteTable('search_revisions', {
 
 /**
  * Where export jobs write: a named dataset of one format. `currentJobId` is its last successful
- * export, whose rows `dataset_records` holds (rows of any other job are staged or stale).
+ * export, whose rows `Dataset.records` pages (through `dataset_record_marks`).
  */
 export const datasets = sqliteTable(
   'datasets',
@@ -477,18 +482,22 @@ export const datasetFiles = sqliteTable(
 );
 
 /**
- * The rows of an export as the API pages them (one JSON record each). An export stages its rows
- * under its job id while it runs; they count once the dataset's `current_job_id` names the job.
+ * Where an export's rows are in its files, so `Dataset.records` reads a page straight from
+ * them: every 1,000th row and the first row of every file, by row number (0-based, across
+ * the export's files in order), with the file and the byte offset its line starts at. The
+ * lines are the export's NDJSON files, or for CSV and Parquet exports the `records-<job>.ndjson`
+ * file written beside them. Written in the transaction that finishes the export.
  */
-export const datasetRecords = sqliteTable(
-  'dataset_records',
+export const datasetRecordMarks = sqliteTable(
+  'dataset_record_marks',
   {
-    id: integer('id').primaryKey({ autoIncrement: true }),
     datasetId: integer('dataset_id').notNull(),
     jobId: integer('job_id').notNull(),
-    record: text('record').notNull(),
+    row: integer('row').notNull(),
+    file: text('file').notNull(),
+    offset: integer('offset').notNull(),
   },
-  (t) => [index('dataset_records_job').on(t.jobId)],
+  (t) => [primaryKey({ columns: [t.jobId, t.row] }), index('dataset_record_marks_dataset').on(t.datasetId)],
 );
 
 /**

@@ -385,9 +385,11 @@ describe('export jobs', () => {
 
   it('reports progress to exportJobUpdated until SUCCEEDED, and cancels a queued export without a trace', async () => {
     const sb = 'watch';
-    const { audienceId } = await setupSandbox(sb, 30);
+    const { audienceId } = await setupSandbox(sb, 3000);
     const h = { 'x-sandbox-name': sb };
-    // Two exports: the runner takes one export at a time, so the second waits QUEUED.
+    // Two exports: the runner takes one export at a time, so the second waits QUEUED. The first
+    // writes 1,500 Parquet rows, so it is still running when the cancel arrives (at 15 rows it
+    // could finish first on a fast path, and the second would be running already).
     const first = ok(
       await gqlIn(sb, EXPORT, {
         i: { audiences: [{ audienceId }], destination: { datasetName: 'w1', format: 'PARQUET' } },
@@ -409,7 +411,11 @@ describe('export jobs', () => {
     const cancelled = await gqlIn(sb, 'mutation($id: ID!) { cancelExportJob(id: $id) { status } }', { id: second.id });
     expect(ok(cancelled).cancelExportJob.status).toBe('CANCELLED');
     const updates = (await events).map((e) => e.data.exportJobUpdated);
-    expect(updates.at(-1)).toEqual({ status: 'SUCCEEDED', progress: { done: 15, total: 15 }, files: [{ rows: 15 }] });
+    expect(updates.at(-1)).toEqual({
+      status: 'SUCCEEDED',
+      progress: { done: 1500, total: 1500 },
+      files: [{ rows: 1500 }],
+    });
     const dones = updates.map((u) => u.progress.done);
     expect(dones).toEqual([...dones].sort((a, b) => a - b));
     const w2 = ok(

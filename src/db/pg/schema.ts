@@ -151,6 +151,8 @@ export const jobs = pgTable(
     error: text('error'),
     trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: int('schedule_id'),
+    /** A job that must end before this one is claimed (an export's evaluateFirst segment job). */
+    afterJobId: int('after_job_id'),
     attempts: int('attempts').notNull().default(0),
     createdAt: int('created_at').notNull(),
     startedAt: int('started_at'),
@@ -450,15 +452,17 @@ export const datasetFiles = pgTable(
   (t) => [primaryKey({ columns: [t.datasetId, t.name] })],
 );
 
-export const datasetRecords = pgTable(
-  'dataset_records',
+/** Where an export's rows are in its files, so `Dataset.records` reads pages from them (as in SQLite). */
+export const datasetRecordMarks = pgTable(
+  'dataset_record_marks',
   {
-    id: id(),
     datasetId: int('dataset_id').notNull(),
     jobId: int('job_id').notNull(),
-    record: text('record').notNull(),
+    row: int('row').notNull(),
+    file: text('file').notNull(),
+    offset: int('offset').notNull(),
   },
-  (t) => [index('dataset_records_job').on(t.jobId)],
+  (t) => [primaryKey({ columns: [t.jobId, t.row] }), index('dataset_record_marks_dataset').on(t.datasetId)],
 );
 
 export const externalAudiences = pgTable(

@@ -2,10 +2,11 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
-import { datasetFiles, datasetRecords, datasets, jobs } from '../../db/schema.js';
+import { datasetFiles, datasetRecordMarks, datasets, jobs } from '../../db/schema.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { countRows, encodeCursor, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { readRecordLines } from './record-index.js';
 
 export const EXPORT_FORMATS = ['NDJSON', 'CSV', 'PARQUET'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -33,6 +34,7 @@ export interface DatasetFile {
 
 /** One exported row as the API pages it. */
 export interface DatasetRecord {
+  /** Its row number in the export (0-based). */
   id: number;
   record: Record<string, unknown>;
 }
@@ -130,33 +132,65 @@ export function datasetFile(conn: Connection, datasetId: number, name: string): 
     .get();
 }
 
-/** The rows of the dataset's last successful export, in the order they were written. */
+/**
+ * The rows of the dataset's last successful export, in the order they were written, read from
+ * its files (record-index.ts). A cursor names the export and the row, so a cursor given out
+ * before a newer export replaced the rows is refused rather than continued in other rows.
+ */
 export function datasetRecordsPage(
   conn: Connection,
+  dataDir: string,
   dataset: Dataset,
   args: PageArgs,
 ): Page<DatasetRecord> & { totalCount: () => number } {
   const query = pageQuery(args);
-  if (dataset.currentJobId == null) {
-    return { items: [], cursors: [], hasNextPage: false, hasPreviousPage: false, totalCount: () => 0 };
-  }
-  const base = eq(datasetRecords.jobId, dataset.currentJobId);
-  const conditions = [base];
-  if (query.after) conditions.push(gt(datasetRecords.id, Number(query.after[0])));
-  if (query.before) conditions.push(lt(datasetRecords.id, Number(query.before[0])));
-  const rows = conn.db
-    .select({ id: datasetRecords.id, record: datasetRecords.record })
-    .from(datasetRecords)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? datasetRecords.id : desc(datasetRecords.id))
-    .limit(query.fetch)
-    .all();
-  const page = toPage(rows, query, (r) => [r.id]);
-  return {
-    ...page,
-    items: page.items.map((r) => ({ id: r.id, record: JSON.parse(r.record) as Record<string, unknown> })),
-    totalCount: () => countRows(conn, datasetRecords, base),
+  const jobId = dataset.currentJobId;
+  const total = jobId == null ? 0 : exportedRows(conn, jobId);
+  const rowOf = (key: (string | number | null)[] | undefined, field: string): number | undefined => {
+    if (key === undefined) return undefined;
+    const [job, row] = key;
+    if (job !== jobId || typeof row !== 'number' || !Number.isInteger(row) || row < 0) {
+      throw badInput(
+        `"${field}" is a cursor of an earlier export of this dataset; page its records again from the start`,
+        field,
+      );
+    }
+    return row;
   };
+  const after = rowOf(query.after, 'after');
+  const before = rowOf(query.before, 'before');
+  // Rows [lo, hi) are in the window the cursors leave; the page is its first or last `size`.
+  const lo = after === undefined ? 0 : after + 1;
+  const hi = Math.max(lo, Math.min(total, before ?? total));
+  const start = query.direction === 'forward' ? lo : Math.max(lo, hi - query.size);
+  const end = query.direction === 'forward' ? Math.min(hi, lo + query.size) : hi;
+  const lines =
+    jobId == null
+      ? []
+      : readRecordLines(conn, datasetDir(dataDir, dataset.sandboxId, dataset.id), jobId, start, end - start);
+  const items = lines.map((line, i) => ({ id: start + i, record: JSON.parse(line) as Record<string, unknown> }));
+  return {
+    items,
+    cursors: items.map((r) => encodeCursor([jobId, r.id])),
+    hasNextPage: query.direction === 'forward' ? end < hi : before !== undefined,
+    hasPreviousPage: query.direction === 'backward' ? start > lo : after !== undefined,
+    totalCount: () => total,
+  };
+}
+
+/**
+ * Rows an export wrote, from its result; none when it has no marks (an export made before rows
+ * were paged from files: its rows page again after the dataset's next export).
+ */
+function exportedRows(conn: Connection, jobId: number): number {
+  const n = conn.sqlite
+    .prepare(
+      `SELECT json_extract(result, '$.metrics.totalExportedProfileCounter') FROM jobs
+       WHERE id = ? AND EXISTS (SELECT 1 FROM dataset_record_marks WHERE job_id = jobs.id)`,
+    )
+    .pluck()
+    .get(jobId);
+  return typeof n === 'number' ? n : 0;
 }
 
 /** Export jobs that will still write into a dataset (QUEUED, PROCESSING or CANCELLING). */
@@ -190,7 +224,7 @@ export function deleteDataset(conn: Connection, dataDir: string, sandboxId: numb
           jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
         });
       }
-      conn.db.delete(datasetRecords).where(eq(datasetRecords.datasetId, id)).run();
+      conn.db.delete(datasetRecordMarks).where(eq(datasetRecordMarks.datasetId, id)).run();
       conn.db.delete(datasetFiles).where(eq(datasetFiles.datasetId, id)).run();
       conn.db.delete(datasets).where(eq(datasets.id, id)).run();
     })

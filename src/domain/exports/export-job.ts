@@ -7,7 +7,9 @@ import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
+import { isEvaluated } from '../lifecycle.js';
 import { CURRENT_STATUSES, MEMBERSHIP_STATUSES, type MembershipStatus } from '../membership-statuses.js';
+import { segmentJobInput } from '../segment-jobs/segment-job.js';
 import {
   type Dataset,
   datasetByName,
@@ -20,7 +22,7 @@ import {
 } from './datasets.js';
 import { attributeColumns } from './export-columns.js';
 import type { ExportPlan } from './export-plan.js';
-import { deleteStaleRecords } from './staged-records.js';
+import { recordsFileName } from './record-index.js';
 
 export const EXPORT_MODES = ['FULL', 'CHANGES'] as const;
 export type ExportMode = (typeof EXPORT_MODES)[number];
@@ -46,6 +48,11 @@ export interface ExportJobRequest {
     /** One file per audience instead of one combined file. */
     audiencePerFile?: boolean | null;
   };
+  /**
+   * Run a segment job for the audiences (those with a definition) at the export's instant first,
+   * and export what it wrote. The instant is then fixed when the export is created.
+   */
+  evaluateFirst?: boolean | null;
   /** The evaluation instant (the time of a CHANGES window's end); default: when the job starts. */
   at?: number | null;
 }
@@ -61,6 +68,8 @@ export interface ExportJobInput extends JobInputBase {
   datasetId: number;
   format: ExportFormat;
   audiencePerFile: boolean;
+  /** A segment job over the audiences runs first (the job's `afterJobId`), at `at`. */
+  evaluateFirst: boolean;
   at: number | null;
 }
 
@@ -108,6 +117,8 @@ export type ExportJob = JobOf<'EXPORT'>;
 
 interface Resolved {
   input: Omit<ExportJobInput, 'datasetId'>;
+  /** With evaluateFirst: the definitions of the audiences that a segment job evaluates first. */
+  definitionIds: number[];
   /** The dataset named, or undefined when `datasetName` names a dataset to create. */
   dataset: Dataset | undefined;
   datasetName: string | null;
@@ -162,9 +173,31 @@ function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobR
   if (request.changesSince != null && mode !== 'CHANGES') {
     throw badInput('changesSince applies to mode CHANGES only', 'input.changesSince');
   }
+  const evaluateFirst = Boolean(request.evaluateFirst);
+  // External and manual audiences have no definition, INACTIVE and ARCHIVED ones are not
+  // evaluated: both are exported as stored.
+  const definitionIds = evaluateFirst
+    ? audiences.flatMap((a) => {
+        const audience = found.get(a.audienceId)!;
+        return audience.definitionId != null && isEvaluated(audience.lifecycleState) ? [audience.definitionId] : [];
+      })
+    : [];
+  if (evaluateFirst && definitionIds.length === 0) {
+    throw badInput(
+      'evaluateFirst needs at least one audience with a segment definition in DRAFT or PUBLISHED; these audiences are exported as stored, so leave evaluateFirst out',
+      'input.evaluateFirst',
+    );
+  }
+  if (evaluateFirst && request.at != null && request.at > Date.now()) {
+    throw badInput(
+      'evaluateFirst evaluates the audiences at the export instant, which cannot be in the future; leave `at` out or give a past instant',
+      'input.at',
+    );
+  }
   return {
     dataset,
     datasetName,
+    definitionIds,
     input: {
       audiences,
       fields,
@@ -174,6 +207,7 @@ function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobR
       changesSince: request.changesSince ?? null,
       format: destination.format,
       audiencePerFile: Boolean(destination.audiencePerFile),
+      evaluateFirst,
       at: request.at ?? null,
     },
   };
@@ -186,7 +220,10 @@ export function validateExportRequest(conn: Connection, sandboxId: number, reque
 
 /**
  * Validates and queues an export job, waking the runner. A `datasetName` that no dataset has
- * yet creates the dataset in the same transaction as the job.
+ * yet creates the dataset in the same transaction as the job. With `evaluateFirst` a segment
+ * job over the audiences' definitions is queued in the same transaction to run first, and both
+ * are pinned to one instant (the `at` asked for, else now): the export waits for it, fails if
+ * it does not succeed, and cancelling the export cancels it.
  */
 export function createExportJob(
   app: { conn: Connection; jobs: JobRunner },
@@ -197,10 +234,13 @@ export function createExportJob(
   return app.jobs.enqueue(
     sandboxId,
     'EXPORT',
-    () => {
-      const { input, dataset, datasetName } = resolveRequest(app.conn, sandboxId, request);
+    (chain) => {
+      const { input, dataset, datasetName, definitionIds } = resolveRequest(app.conn, sandboxId, request);
       const target = dataset ?? insertDataset(app.conn, sandboxId, datasetName!, input.format);
-      return { ...input, datasetId: target.id };
+      if (!input.evaluateFirst) return { ...input, datasetId: target.id };
+      const at = input.at ?? options.now ?? Date.now();
+      chain.first('SEGMENT', segmentJobInput(app.conn, sandboxId, definitionIds, at));
+      return { ...input, at, datasetId: target.id };
     },
     options,
   );
@@ -221,7 +261,12 @@ export function removeUnfinishedFiles(dir: string, jobId: number): void {
     return;
   }
   for (const name of names) {
-    if (name.startsWith(`.tmp-${jobId}-`) || name.startsWith(`export-${jobId}.`) || name.startsWith(`export-${jobId}-`))
+    if (
+      name.startsWith(`.tmp-${jobId}-`) ||
+      name.startsWith(`export-${jobId}.`) ||
+      name.startsWith(`export-${jobId}-`) ||
+      name === recordsFileName(jobId)
+    )
       rmSync(`${dir}/${name}`, { force: true });
   }
 }
@@ -240,6 +285,14 @@ function buildPlan(conn: Connection, job: ExportJob, now: number, dataDir: strin
     notes.push(`Audience ${encodeGlobalId('Audience', a.audienceId)} was deleted before the export ran; skipped`);
     return false;
   });
+  if (input.evaluateFirst) {
+    for (const a of audiences) {
+      const audience = found.get(a.audienceId)!;
+      if (audience.definitionId == null || !isEvaluated(audience.lifecycleState)) {
+        notes.push(`"${audience.name}" has no definition the segment job evaluated; exported as stored`);
+      }
+    }
+  }
   // The first export of a dataset is always full: there is nothing downstream to apply changes to.
   const changes = input.mode === 'CHANGES' && dataset.currentJobId != null;
   const since = changes ? (input.changesSince ?? dataset.lastExportAt) : null;
@@ -267,5 +320,4 @@ export const exportJobKind = defineJobKind({
   task: new URL('./export-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
   plan: (job, now, { conn, dataDir }) => buildPlan(conn, job, now, dataDir),
-  sweep: ({ conn }) => deleteStaleRecords(conn),
 });

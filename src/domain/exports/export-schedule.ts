@@ -93,6 +93,7 @@ export function exportRequestFromProperties(properties: unknown): ExportJobReque
     mode: optional<ExportMode>(p.mode, `${FIELD}.mode`, oneOf(EXPORT_MODES), EXPORT_MODES.join(' or ')),
     changesSince: optional(p.changesSince, `${FIELD}.changesSince`, asTime, 'an ISO-8601 datetime'),
     at: optional(p.at, `${FIELD}.at`, asTime, 'an ISO-8601 datetime'),
+    evaluateFirst: optional(p.evaluateFirst, `${FIELD}.evaluateFirst`, asBoolean, 'true or false'),
     destination: {
       datasetId: d.datasetId == null ? null : globalId(d.datasetId, 'Dataset', `${FIELD}.destination.datasetId`),
       datasetName: optional(d.datasetName, `${FIELD}.destination.datasetName`, asString, 'a string'),

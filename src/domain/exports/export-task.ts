@@ -10,8 +10,8 @@ import type { ExportFileInfo, ExportJobResult } from './export-job.js';
 import { exportFileName, removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
 import { FileSink, publishFile } from './file-sink.js';
-import { createRowWriter, type ExportRow } from './row-writers.js';
-import { StagedRecords } from './staged-records.js';
+import { RecordMarks, recordsFileName, removeOtherRecordFiles } from './record-index.js';
+import { createRowWriter, type ExportRow, ndjsonWriter, type RecordWriter, type RowWriter } from './row-writers.js';
 
 /** The export kind's task, which the job worker runs. */
 const exportTask: JobTask<'EXPORT', ExportPlan> = (conn, plan, ctx) => runExport(conn, plan, ctx);
@@ -32,10 +32,20 @@ interface OpenFile {
   audienceId: number | null;
   sink: FileSink;
   rows: number;
+  /** The records file of a CSV or Parquet export: published with the files, not listed among them. */
+  records?: boolean;
 }
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
   FROM identities i WHERE i.profile_id = p.id)`;
+/** An instant as JSON's ISO-8601 text, exactly as Date.toISOString writes it (for years 0 to 9999). */
+const isoSql = (ms: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch')`;
+
+/**
+ * A FULL export of whole profiles to NDJSON builds each line in SQL: the reader hands over one
+ * finished string per row and JavaScript only copies it to the file. Same line as `toRow`.
+ */
+const lineOnly = (plan: ExportPlan) => plan.format === 'NDJSON' && plan.allFields && plan.mode === 'FULL';
 
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
@@ -51,86 +61,139 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
       WHERE h.audience_id = @audience AND h.to_status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) AND h.at > @since AND h.at <= @now${fresh}
       ${count ? '' : 'ORDER BY h.id'}`;
   }
+  const where = 'm.audience_id = @audience AND m.status IN (SELECT value FROM json_each(@statuses))';
+  // Every membership has its profile (they are deleted together): counting needs no join unless it filters on the profile.
+  if (count && !fresh) return `SELECT count(*) FROM memberships m WHERE ${where}`;
   const select = count
     ? 'count(*)'
-    : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
+    : lineOnly(plan)
+      ? `json_object('audienceId', @gid, 'identities', ${IDENTITIES}, 'status', m.status,
+           'qualifiedAt', ${isoSql('m.qualified_at')}, 'exitedAt', ${isoSql('m.exited_at')},
+           'attributes', json(p.attributes)) AS line`
+      : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
        json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
   return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
-    WHERE m.audience_id = @audience AND m.status IN (SELECT value FROM json_each(@statuses))${fresh}
+    WHERE ${where}${fresh}
     ${count ? '' : 'ORDER BY m.profile_id'}`;
 }
+
+/** The reading connection's page cache during an export, in KiB (negative: a size, not pages). */
+const SCAN_CACHE_KIB = -8192;
 
 const iso = (ms: number | null) => (ms == null ? 'null' : `"${new Date(ms).toISOString()}"`);
 
 /**
  * Writes the plan's audiences into the dataset (docs/api.md "Exports and datasets"). All reads run
  * in one read transaction (a snapshot); each file is written under a temporary name and
- * fsynced, the rows are staged under the job id; `ctx.finish` then renames the files, records
- * them with the manifest and makes the job the dataset's current export, in one transaction
- * with the job's SUCCEEDED state. A failure or cancel removes the temporary files and the
- * staged rows; a crash leaves them for the re-run, which removes them first.
+ * fsynced, with marks of where its rows start (record-index.ts; a CSV or Parquet export also
+ * writes its rows as NDJSON lines to a records file for them); `ctx.finish` then renames the
+ * files, records them, the marks and the manifest, and makes the job the dataset's current
+ * export, in one transaction with the job's SUCCEEDED state. A failure or cancel removes the
+ * temporary files; a crash leaves them for the re-run, which removes them first.
  */
 export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'EXPORT'>): void {
   const started = performance.now();
   const { sqlite } = conn;
   mkdirSync(plan.dir, { recursive: true });
   removeUnfinishedFiles(plan.dir, plan.jobId);
-  const staged = new StagedRecords(conn, plan.datasetId, plan.jobId);
-  staged.discard();
+  const marks = new RecordMarks();
   const changes = plan.mode === 'CHANGES';
   const open: OpenFile[] = [];
   const done: (OpenFile & { bytes: number; sha256: string })[] = [];
-  const namespaces: Record<string, number> = {};
+  // Rows per distinct set of namespaces (few: most profiles have the same kinds of identity).
+  const namespaceSets = new Map<string, number>();
   let written = 0;
   let lastReport = 0;
-  const newFile = (audienceId: number | null): OpenFile => {
-    const name = exportFileName(plan.jobId, plan.format, audienceId);
+  const newFile = (audienceId: number | null, name = exportFileName(plan.jobId, plan.format, audienceId)): OpenFile => {
     const file = { name, audienceId, sink: new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`)), rows: 0 };
     open.push(file);
     return file;
   };
-  const closeFile = (file: OpenFile) => {
+  const closeFile = (file: OpenFile, records = false) => {
     open.splice(open.indexOf(file), 1);
     const { bytes, sha256 } = file.sink.finish();
-    if (file.rows === 0 && plan.emptyAudienceFilter) rmSync(file.sink.tempPath, { force: true });
-    else done.push({ ...file, bytes, sha256 });
+    if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
+    else done.push({ ...file, records, bytes, sha256 });
   };
+  // One pass reads each page once: a big page cache and the memory map would only fill with
+  // scanned pages, which count in the process's memory, growing with the export. Restored after.
+  const cacheSize = sqlite.pragma('cache_size', { simple: true });
+  const mmapSize = sqlite.pragma('mmap_size', { simple: true });
+  sqlite.pragma(`cache_size = ${SCAN_CACHE_KIB}`);
+  sqlite.pragma('mmap_size = 0');
   try {
-    sqlite.exec('BEGIN');
+    const lines = lineOnly(plan);
+    let began = false;
     try {
+      sqlite.exec('BEGIN');
+      began = true;
       const params = (audience: ExportPlan['audiences'][number]) => ({
         audience: audience.audienceId,
         statuses: JSON.stringify(audience.statuses),
         ...(plan.fromIngestTimestamp != null ? { fromIngest: plan.fromIngestTimestamp } : {}),
         ...(changes ? { since: plan.since ?? 0, now: plan.now } : {}),
+        ...(lines ? { gid: audience.globalId } : {}),
       });
       const counter = sqlite.prepare(rowQuery(plan, true)).pluck();
       const total = plan.audiences.reduce((n, a) => n + (counter.get(params(a)) as number), 0);
       ctx.progress({ done: 0, total });
       const reader = sqlite.prepare(rowQuery(plan, false));
-      const needValues = plan.format !== 'NDJSON';
+      const afterRow = () => {
+        written++;
+        if (written % 1000 === 0) {
+          if (ctx.cancelled()) throw new Cancelled();
+          const now = Date.now();
+          if (now - lastReport >= 50) {
+            lastReport = now;
+            ctx.progress({ done: written, total });
+          }
+        }
+      };
+      const countNamespaces = (text: string, to: number) => {
+        const set = namespacesIn(text, to);
+        namespaceSets.set(set, (namespaceSets.get(set) ?? 0) + 1);
+      };
+      const ndjson = plan.format === 'NDJSON';
+      const needValues = !ndjson;
+      // NDJSON files are their own records; other formats write the lines to a records file too.
+      const recordsFile = ndjson ? undefined : newFile(null, recordsFileName(plan.jobId));
+      const recordsWriter = recordsFile && ndjsonWriter(recordsFile.sink);
       let combined: OpenFile | undefined;
-      let writer: ReturnType<typeof createRowWriter> | undefined;
+      let writer: RowWriter | undefined;
+      let records: { name: string; writer: RecordWriter } | undefined;
+      const openWriter = (file: OpenFile) => {
+        if (ndjson) {
+          const w = ndjsonWriter(file.sink);
+          records = { name: file.name, writer: w };
+          return w;
+        }
+        records = { name: recordsFile!.name, writer: recordsWriter! };
+        return createRowWriter(plan.format, file.sink, plan.columns, changes);
+      };
       for (const audience of plan.audiences) {
         if (!combined || plan.audiencePerFile) {
           combined = newFile(plan.audiencePerFile ? audience.audienceId : null);
-          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+          writer = openWriter(combined);
         }
         const file = combined;
-        for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
-          const row = toRow(plan, audience.globalId, src, needValues);
-          writer!.write(row);
-          staged.add(row.record);
-          countNamespaces(src.ids, namespaces);
-          file.rows++;
-          written++;
-          if (written % 1000 === 0) {
-            if (ctx.cancelled()) throw new Cancelled();
-            const now = Date.now();
-            if (now - lastReport >= 50) {
-              lastReport = now;
-              ctx.progress({ done: written, total });
-            }
+        const out = records!;
+        if (lines) {
+          for (const line of reader.pluck().iterate(params(audience)) as IterableIterator<string>) {
+            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
+            out.writer.writeLine(line);
+            countNamespaces(line, line.indexOf(IDENTITIES_END));
+            file.rows++;
+            afterRow();
+          }
+        } else {
+          for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
+            const row = toRow(plan, audience.globalId, src, needValues);
+            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
+            writer!.write(row);
+            recordsWriter?.write(row);
+            countNamespaces(src.ids, src.ids.length);
+            file.rows++;
+            afterRow();
           }
         }
         if (plan.audiencePerFile) {
@@ -141,24 +204,35 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       if (!plan.audiencePerFile) {
         if (!combined) {
           combined = newFile(null);
-          writer = createRowWriter(plan.format, combined.sink, plan.columns, changes);
+          writer = openWriter(combined);
         }
         writer!.end();
         closeFile(combined);
       }
-      staged.flush();
+      if (recordsFile) {
+        recordsWriter!.end();
+        closeFile(recordsFile, true);
+      }
       ctx.progress({ done: written, total });
     } finally {
-      sqlite.exec('COMMIT');
+      if (began) sqlite.exec('COMMIT');
+      sqlite.pragma(`cache_size = ${Number(cacheSize)}`);
+      sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
     if (ctx.cancelled()) throw new Cancelled();
-    const files: ExportFileInfo[] = done.map((f) => ({
-      name: f.name,
-      audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
-      rows: f.rows,
-      bytes: f.bytes,
-      sha256: f.sha256,
-    }));
+    const namespaces: Record<string, number> = {};
+    for (const [set, n] of namespaceSets) {
+      if (set !== '') for (const ns of new Set(set.split(','))) namespaces[ns] = (namespaces[ns] ?? 0) + n;
+    }
+    const files: ExportFileInfo[] = done
+      .filter((f) => !f.records)
+      .map((f) => ({
+        name: f.name,
+        audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
+        rows: f.rows,
+        bytes: f.bytes,
+        sha256: f.sha256,
+      }));
     ctx.finish(() => {
       const finishedAt = Date.now();
       const metrics = {
@@ -177,6 +251,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite
         .prepare('UPDATE datasets SET current_job_id = ?, last_export_at = ? WHERE id = ?')
         .run(plan.jobId, plan.now, plan.datasetId);
+      marks.save(conn, plan.datasetId, plan.jobId);
       // Renamed last: if the transaction could not get here, nothing has its final name.
       for (const f of done) publishFile(f.sink.tempPath, join(plan.dir, f.name));
       publishFile(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`), join(plan.dir, 'manifest.json'));
@@ -190,30 +265,37 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       };
       return { result, units: written };
     });
+    // The replaced export's records file; a crash before this leaves it for the next export to remove.
+    removeOtherRecordFiles(plan.dir, plan.jobId);
   } catch (err) {
     for (const f of open) f.sink.abandon();
     removeUnfinishedFiles(plan.dir, plan.jobId);
-    try {
-      staged.discard();
-    } catch {
-      // The sweep removes staged rows of jobs that ended without becoming current.
-    }
     throw err;
   }
 }
 
-const NAMESPACE = /\{"namespace":("(?:[^"\\]|\\.)*")/g;
+const NAMESPACE_KEY = '"namespace":"';
+/** Where a SQL-built line's identities end (json_object writes the keys in the order given). */
+const IDENTITIES_END = '],"status":"';
 
-/** Counts the row once per namespace it has an identity in (from SQLite's json_object text, without parsing it whole). */
-function countNamespaces(ids: string, into: Record<string, number>): void {
-  // A profile has a handful of identities: a short list beats a Set.
-  const seen: string[] = [];
-  for (const m of ids.matchAll(NAMESPACE)) {
-    const ns = JSON.parse(m[1]!) as string;
-    if (seen.includes(ns)) continue;
-    seen.push(ns);
-    into[ns] = (into[ns] ?? 0) + 1;
+/**
+ * The namespaces of the identities in SQLite's json_group_array text (up to `to`), comma-joined,
+ * a namespace repeated if the profile has two identities there: without parsing, because a
+ * namespace is a plain name and a quote inside an id is escaped, so only a namespace follows
+ * the text `"namespace":"`.
+ */
+function namespacesIn(line: string, to: number): string {
+  // A slice shares the line's characters; searching it stops at the identities' end, not the line's.
+  const text = to < line.length ? line.slice(0, to) : line;
+  let set = '';
+  let at = text.indexOf(NAMESPACE_KEY);
+  while (at !== -1) {
+    const start = at + NAMESPACE_KEY.length;
+    const end = text.indexOf('"', start);
+    set = set === '' ? text.slice(start, end) : `${set},${text.slice(start, end)}`;
+    at = text.indexOf(NAMESPACE_KEY, end);
   }
+  return set;
 }
 
 function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {

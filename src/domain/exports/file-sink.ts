@@ -2,7 +2,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 
-const FLUSH_BYTES = 1 << 20;
+const BUFFER_BYTES = 1 << 20;
 
 /** What a finished file is: its size and its SHA-256 (hex). */
 export interface WrittenFile {
@@ -11,14 +11,15 @@ export interface WrittenFile {
 }
 
 /**
- * An export file being written under a temporary name: bytes are buffered up to 1 MiB and
- * written synchronously (the task's thread waits for the disk, which is its back-pressure), hashed
- * as they go, and fsynced on `finish`. Nothing appears under the final name until `publish`.
+ * An export file being written under a temporary name: text is encoded straight into one 1 MiB
+ * buffer, which is hashed and written synchronously when full (the task's thread waits for the
+ * disk, which is its back-pressure), and fsynced on `finish`. Nothing appears under the final
+ * name until `publish`.
  */
 export class FileSink {
   private readonly fd: number;
   private readonly hash: Hash = createHash('sha256');
-  private chunks: Buffer[] = [];
+  private readonly buffer = Buffer.allocUnsafe(BUFFER_BYTES);
   private pending = 0;
   private written = 0;
 
@@ -26,24 +27,39 @@ export class FileSink {
     this.fd = openSync(tempPath, 'w');
   }
 
+  /** Bytes written so far (on disk and buffered): where the next write starts in the file. */
+  get position(): number {
+    return this.written + this.pending;
+  }
+
   write(data: string | Uint8Array): void {
-    const buf =
-      typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    // The parquet writer reuses its buffer after a flush: keep a copy of what is not on disk yet.
-    this.chunks.push(typeof data === 'string' ? buf : Buffer.from(buf));
-    this.pending += buf.byteLength;
-    if (this.pending >= FLUSH_BYTES) this.flush();
+    if (typeof data === 'string') {
+      // A UTF-16 unit is at most 3 UTF-8 bytes: when that much room is left, the text fits whole.
+      if (data.length * 3 > BUFFER_BYTES - this.pending) this.flush();
+      if (data.length * 3 <= BUFFER_BYTES) this.pending += this.buffer.write(data, this.pending, 'utf8');
+      else this.writeOut(Buffer.from(data, 'utf8'));
+      return;
+    }
+    if (data.byteLength > BUFFER_BYTES - this.pending) this.flush();
+    // Copied: the parquet writer reuses its buffer after a flush.
+    if (data.byteLength <= BUFFER_BYTES) {
+      this.buffer.set(data, this.pending);
+      this.pending += data.byteLength;
+    } else this.writeOut(data);
   }
 
   private flush(): void {
     if (this.pending === 0) return;
-    const buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.pending);
-    let offset = 0;
-    while (offset < buf.byteLength) offset += writeSync(this.fd, buf, offset);
-    this.hash.update(buf);
-    this.written += buf.byteLength;
-    this.chunks = [];
+    const filled = this.buffer.subarray(0, this.pending);
     this.pending = 0;
+    this.writeOut(filled);
+  }
+
+  private writeOut(data: Uint8Array): void {
+    let offset = 0;
+    while (offset < data.byteLength) offset += writeSync(this.fd, data, offset);
+    this.hash.update(data);
+    this.written += data.byteLength;
   }
 
   /** Flushes, fsyncs and closes the temporary file. */

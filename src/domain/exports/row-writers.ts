@@ -44,18 +44,31 @@ export function createRowWriter(
   return parquetWriter(sink, columns, changes);
 }
 
-function ndjsonWriter(sink: FileSink): RowWriter {
+/** A writer of NDJSON lines that can say where the next line will start (a dataset record mark). */
+export interface RecordWriter extends RowWriter {
+  /** Writes one line that is already a row's JSON record. */
+  writeLine(record: string): void;
+  /** The byte offset in the file where the next line written starts. */
+  position(): number;
+}
+
+export function ndjsonWriter(sink: FileSink): RecordWriter {
   let batch = '';
+  const flush = () => {
+    if (batch) sink.write(batch);
+    batch = '';
+  };
+  const writeLine = (record: string) => {
+    batch += `${record}\n`;
+    if (batch.length > 65_536) flush();
+  };
   return {
-    write(row) {
-      batch += `${row.record}\n`;
-      if (batch.length > 65_536) {
-        sink.write(batch);
-        batch = '';
-      }
-    },
-    end() {
-      if (batch) sink.write(batch);
+    write: (row) => writeLine(row.record),
+    writeLine,
+    end: flush,
+    position() {
+      flush();
+      return sink.position;
     },
   };
 }

@@ -1,4 +1,4 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import { jobs } from '../../db/schema.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
@@ -6,7 +6,21 @@ import { Cancelled } from './cancelled.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
 import type { JobServices } from './job-services.js';
 import { insertJob, type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
-import { type InputOf, isTerminal, type TypedJobKind } from './job-types.js';
+import { type InputOf, isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
+
+/** What `enqueue`'s prepare may do besides validating and returning the input. */
+export interface JobChain {
+  /**
+   * Queues a job that must run first, for the job being created (an export's segment job), in
+   * the same transaction. The new job is claimed once that one has ended and fails unless it
+   * succeeded; cancelling the new job cancels it too. At most one per job.
+   */
+  first<F extends TypedJobKind>(kind: F, input: InputOf<F>): JobOf<F>;
+}
+
+const TERMINAL_SQL = JOB_STATUSES.filter(isTerminal)
+  .map((s) => `'${s}'`)
+  .join(', ');
 
 interface Running {
   kind: RegisteredJobKind;
@@ -82,25 +96,53 @@ export class JobRunner {
   /**
    * Creates a QUEUED job and wakes the runner. `prepare` validates and returns the job's input
    * inside the same IMMEDIATE transaction as the insert, so what it checked still holds when the
-   * job exists; a `DomainError` it throws leaves nothing behind.
+   * job exists; a `DomainError` it throws leaves nothing behind. It may also queue a job to run
+   * first (`chain.first`), in the same transaction.
    */
   enqueue<K extends TypedJobKind>(
     sandboxId: number,
     kind: K,
-    prepare: () => InputOf<K>,
+    prepare: (chain: JobChain) => InputOf<K>,
     options: NewJobOptions = {},
   ): JobOf<K> {
     const { conn } = this.services;
-    const job = conn.sqlite.transaction(() => insertJob(conn, sandboxId, kind, prepare(), options)).immediate();
+    const queued: { first?: Job } = {};
+    const chain: JobChain = {
+      first: (firstKind, input) => {
+        if (queued.first) throw new Error('a job waits for one job at most');
+        // Started by the same trigger, but not one of a schedule's runs: the job it runs for is.
+        const first = insertJob(conn, sandboxId, firstKind, input, { trigger: options.trigger, now: options.now });
+        queued.first = first;
+        return first;
+      },
+    };
+    const job = conn.sqlite
+      .transaction(() => {
+        const input = prepare(chain);
+        return insertJob(conn, sandboxId, kind, input, {
+          ...options,
+          afterJobId: queued.first?.id ?? options.afterJobId,
+        });
+      })
+      .immediate();
+    if (queued.first) this.publish(queued.first);
     this.publish(job);
     this.pump();
     return job;
   }
 
-  /** Cancels a job: a queued one at once, a running one within a second. CONFLICT once it has finished. */
+  /**
+   * Cancels a job: a queued one at once, a running one within a second. CONFLICT once it has
+   * finished. The job queued to run first for it (`afterJobId`), if still going, is cancelled too.
+   */
   cancel(id: number): Job {
     const { conn } = this.services;
-    const job = conn.sqlite
+    const stop = (job: Job): Job => {
+      if (job.status === 'CANCELLING') return job;
+      if (job.status === 'QUEUED') return updateJob(conn, job.id, { status: 'CANCELLED', finishedAt: Date.now() });
+      return updateJob(conn, job.id, { status: 'CANCELLING' });
+    };
+    const changed = conn.sqlite
       .transaction(() => {
         const current = jobById(conn, id)!;
         if (isTerminal(current.status)) {
@@ -108,14 +150,17 @@ export class JobRunner {
             status: current.status,
           });
         }
-        if (current.status === 'CANCELLING') return current;
-        if (current.status === 'QUEUED') return updateJob(conn, id, { status: 'CANCELLED', finishedAt: Date.now() });
-        return updateJob(conn, id, { status: 'CANCELLING' });
+        const first = current.afterJobId == null ? undefined : jobById(conn, current.afterJobId);
+        return [stop(current), ...(first && !isTerminal(first.status) ? [stop(first)] : [])];
       })
       .immediate();
-    this.running.get(id)?.controller.abort('cancelled');
-    this.publish(job);
-    return job;
+    for (const job of changed) {
+      this.running.get(job.id)?.controller.abort('cancelled');
+      this.publish(job);
+    }
+    // A job waiting for the one cancelled can now be claimed (and fail).
+    this.pump();
+    return changed[0]!;
   }
 
   private sweep(): void {
@@ -155,7 +200,10 @@ export class JobRunner {
     }
   }
 
-  /** Takes the oldest queued job of a kind and marks it PROCESSING, atomically. */
+  /**
+   * Takes the oldest queued job of a kind that waits for nothing still going, and marks it
+   * PROCESSING, atomically.
+   */
   private claim(kind: TypedJobKind): Job | undefined {
     const { conn } = this.services;
     return conn.sqlite
@@ -163,7 +211,13 @@ export class JobRunner {
         const row = conn.db
           .select({ id: jobs.id, attempts: jobs.attempts })
           .from(jobs)
-          .where(and(eq(jobs.kind, kind), eq(jobs.status, 'QUEUED')))
+          .where(
+            and(
+              eq(jobs.kind, kind),
+              eq(jobs.status, 'QUEUED'),
+              sql`(${jobs.afterJobId} IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = ${jobs.afterJobId} AND w.status NOT IN (${sql.raw(TERMINAL_SQL)})))`,
+            ),
+          )
           .orderBy(jobs.id)
           .limit(1)
           .get();
@@ -190,6 +244,16 @@ export class JobRunner {
     if (input.now !== undefined) return { job, now: input.now };
     const now = input.at ?? job.startedAt ?? Date.now();
     return { job: updateJob(this.services.conn, job.id, { input: { ...input, now } }), now };
+  }
+
+  /** Why a job cannot run because the job queued first for it did not succeed; undefined when it may run. */
+  private unmetPrerequisite(job: Job): string | undefined {
+    if (job.afterJobId == null) return undefined;
+    const first = jobById(this.services.conn, job.afterJobId);
+    if (first?.status === 'SUCCEEDED') return undefined;
+    if (!first) return 'The job queued to run first for it was deleted; nothing was done';
+    const why = first.error ? `: ${first.error}` : '';
+    return `The ${first.kind} job queued to run first for it ended ${first.status}${why}; nothing was done`;
   }
 
   private async execute(kind: RegisteredJobKind, claimed: Job): Promise<void> {
@@ -222,6 +286,11 @@ export class JobRunner {
       if (updated) this.publish(updated);
     };
     try {
+      const unmet = this.unmetPrerequisite(claimed);
+      if (unmet) {
+        this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: unmet, finishedAt: Date.now() }));
+        return;
+      }
       const { job, now } = this.pinNow(claimed);
       const plan = kind.plan(job, now, this.services);
       await lanes.run(kind.kind, kind.task, conn.sqlite.name, { jobId: job.id, plan }, progress, controller.signal);

@@ -21,6 +21,8 @@ interface JobFields<K extends TypedJobKind> {
   error: string | null;
   trigger: JobTrigger;
   scheduleId: number | null;
+  /** The job queued to run first, for this one (an export's segment job); null for most jobs. */
+  afterJobId: number | null;
   attempts: number;
   createdAt: number;
   startedAt: number | null;
@@ -49,6 +51,8 @@ export function asKind<K extends TypedJobKind>(job: Job, kind: K): JobOf<K> {
 export interface NewJobOptions {
   trigger?: JobTrigger;
   scheduleId?: number | null;
+  /** A job this one waits for: it is claimed once that job has ended, and fails unless it succeeded. */
+  afterJobId?: number | null;
   now?: number;
 }
 
@@ -70,6 +74,7 @@ export function insertJob<K extends TypedJobKind>(
       input,
       trigger: options.trigger ?? 'MANUAL',
       scheduleId: options.scheduleId ?? null,
+      afterJobId: options.afterJobId ?? null,
       createdAt: now,
       updatedAt: now,
     })

@@ -67,13 +67,27 @@ export function createSegmentJob(
   return app.jobs.enqueue(
     sandboxId,
     'SEGMENT',
-    () => {
-      const ids = hasIds ? [...new Set(request.definitionIds)] : null;
-      for (const id of ids ?? []) requireDefinition(app.conn, sandboxId, id);
-      return { definitionIds: ids, all: Boolean(request.all), at: request.at ?? null };
-    },
+    () =>
+      hasIds
+        ? segmentJobInput(app.conn, sandboxId, request.definitionIds!, request.at ?? null)
+        : { definitionIds: null, all: true, at: request.at ?? null },
     options,
   );
+}
+
+/**
+ * The input of a segment job over these definitions, each checked to exist: for createSegmentJob,
+ * and for a job that queues a segment job to run first (an export with evaluateFirst).
+ */
+export function segmentJobInput(
+  conn: Connection,
+  sandboxId: number,
+  definitionIds: readonly number[],
+  at: number | null,
+): SegmentJobInput {
+  const ids = [...new Set(definitionIds)];
+  for (const id of ids) requireDefinition(conn, sandboxId, id);
+  return { definitionIds: ids, all: false, at };
 }
 
 function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: number): SegmentPlan {

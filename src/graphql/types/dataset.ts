@@ -78,7 +78,7 @@ builder.node(DatasetRef, {
         type: DatasetRecordType,
         description: 'The rows of its last successful export, in the order they were written.',
         complexity: connectionComplexity,
-        resolve: (d, args, ctx) => toConnection(datasetRecordsPage(ctx.conn, d, args)),
+        resolve: (d, args, ctx) => toConnection(datasetRecordsPage(ctx.conn, ctx.app.dataDir, d, args)),
       },
       { name: 'DatasetRecordConnection', description: 'A page of dataset rows.' },
       { name: 'DatasetRecordEdge', description: 'A dataset row in a page, with its cursor.' },

@@ -20,7 +20,7 @@ import { decodeId, requireId } from '../ids.js';
 import { ExportFormatEnum } from './dataset.js';
 import { JobRef, watchJob } from './job.js';
 import { AudienceRef, DatasetRef, ExportJobRef, MembershipStatusEnum } from './refs.js';
-import { JobFilter } from './segment-job.js';
+import { JobFilter, SegmentJobRef } from './segment-job.js';
 
 export const ExportModeEnum = enumFromDomain('ExportMode', 'What an export writes.', EXPORT_MODES, {
   FULL: 'The current members (with the statuses asked for).',
@@ -165,6 +165,19 @@ builder.node(ExportJobRef, {
       description: 'The evaluation instant: the end of a CHANGES window (fixed when the job starts).',
       resolve: (j) => j.input.now ?? j.input.at,
     }),
+    evaluateFirst: t.boolean({
+      description:
+        "A segment job over the export's audiences ran (or runs) first at the export's instant, and the export wrote what it left.",
+      resolve: (j) => Boolean(j.input.evaluateFirst),
+    }),
+    segmentJob: t.field({
+      type: SegmentJobRef,
+      nullable: true,
+      description:
+        'With evaluateFirst: the segment job the export waits for (cancelled with it; the export fails if it does not succeed). Null otherwise.',
+      resolve: async (j, _a, ctx) =>
+        j.afterJobId == null ? null : ((await ctx.loaders.segmentJob.load(j.afterJobId)) ?? null),
+    }),
     destination: t.field({ type: ExportDestinationType, description: 'Where it writes.', resolve: (j) => j }),
     metrics: t.field({
       type: ExportJobMetricsType,
@@ -239,7 +252,12 @@ export const CreateExportJobInput = builder.inputType('CreateExportJobInput', {
     }),
     at: t.field({
       type: 'DateTime',
-      description: 'The evaluation instant, the end of a CHANGES window (default: when the job starts).',
+      description:
+        'The evaluation instant, the end of a CHANGES window (default: when the job starts; with evaluateFirst: when it is created).',
+    }),
+    evaluateFirst: t.boolean({
+      description:
+        "Run a segment job for the audiences that have a definition (DRAFT or PUBLISHED) at the export's instant first, then export its result (default false). Other audiences (external, manual, INACTIVE) are exported as stored.",
     }),
     destination: t.field({ type: ExportDestinationInput, required: true, description: 'Where to write.' }),
   }),
@@ -258,6 +276,7 @@ export function exportRequestFromInput(input: typeof CreateExportJobInput.$infer
     mode: (input.mode as ExportMode | null | undefined) ?? null,
     changesSince: (input.changesSince as number | null | undefined) ?? null,
     at: (input.at as number | null | undefined) ?? null,
+    evaluateFirst: input.evaluateFirst ?? null,
     destination: {
       datasetId: input.destination.datasetId == null ? null : requireId(String(input.destination.datasetId), 'Dataset'),
       datasetName: input.destination.datasetName ?? null,

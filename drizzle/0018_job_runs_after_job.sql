@@ -1,0 +1,1 @@
+ALTER TABLE `jobs` ADD `after_job_id` integer;

@@ -1,0 +1,117 @@
+/**
+ * The rows of an export as `Dataset.records` pages them, read from files rather than a table:
+ * each row is one NDJSON line (the export's own NDJSON files, or the `records-<job>.ndjson`
+ * file a CSV or Parquet export writes beside its files), and a few marks — where every 1,000th
+ * row and the first row of every file start — let a page be read from near its first row.
+ * Staging every row in a table doubled what an export wrote; the marks are a few hundred rows.
+ */
+import { closeSync, openSync, readdirSync, readSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Connection } from '../../db/index.js';
+
+/** A mark every this many rows: a page reads at most this many lines before its first row. */
+export const MARK_EVERY = 1000;
+
+/** Where a row's line starts: row number (0-based, across the export's files in order), file, byte offset. */
+export interface RecordMark {
+  row: number;
+  file: string;
+  offset: number;
+}
+
+/** The file of a CSV or Parquet export's rows as NDJSON lines (NDJSON exports page their own files). */
+export function recordsFileName(jobId: number): string {
+  return `records-${jobId}.ndjson`;
+}
+
+/** Collects an export's marks as it writes its rows. */
+export class RecordMarks {
+  readonly marks: RecordMark[] = [];
+  private lastFile: string | undefined;
+
+  /** Whether row `row`, written to `file`, needs a mark (then give its offset to `add`). */
+  due(row: number, file: string): boolean {
+    return row % MARK_EVERY === 0 || file !== this.lastFile;
+  }
+
+  add(row: number, file: string, offset: number): void {
+    this.marks.push({ row, file, offset });
+    this.lastFile = file;
+  }
+
+  /** Stores the marks as the dataset's (in the export's finishing transaction) and drops older exports' marks. */
+  save(conn: Connection, datasetId: number, jobId: number): void {
+    conn.sqlite.prepare('DELETE FROM dataset_record_marks WHERE dataset_id = ?').run(datasetId);
+    const insert = conn.sqlite.prepare(
+      'INSERT INTO dataset_record_marks (dataset_id, job_id, row, file, offset) VALUES (?, ?, ?, ?, ?)',
+    );
+    for (const m of this.marks) insert.run(datasetId, jobId, m.row, m.file, m.offset);
+  }
+}
+
+/** Removes the records files of a dataset's exports other than `keepJobId` (replaced ones, or a crash's leftovers). */
+export function removeOtherRecordFiles(dir: string, keepJobId: number): void {
+  const keep = recordsFileName(keepJobId);
+  let names: string[] = [];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    if (/^records-\d+\.ndjson$/.test(name) && name !== keep) rmSync(join(dir, name), { force: true });
+  }
+}
+
+const CHUNK = 1 << 16;
+
+/**
+ * Rows `start` to `start + count - 1` (fewer at the end) of an export, as their JSON lines:
+ * from the last mark at or before `start`, skipping the lines before it, and on into the next
+ * file at the mark that starts it.
+ */
+export function readRecordLines(conn: Connection, dir: string, jobId: number, start: number, count: number): string[] {
+  if (count <= 0) return [];
+  let mark = conn.sqlite
+    .prepare(
+      'SELECT row, file, offset FROM dataset_record_marks WHERE job_id = ? AND row <= ? ORDER BY row DESC LIMIT 1',
+    )
+    .get(jobId, start) as RecordMark | undefined;
+  const nextFile = conn.sqlite.prepare(
+    'SELECT row, file, offset FROM dataset_record_marks WHERE job_id = ? AND row >= ? AND file <> ? ORDER BY row LIMIT 1',
+  );
+  const out: string[] = [];
+  while (mark && out.length < count) {
+    const row = readFrom(join(dir, mark.file), mark.offset, mark.row, start, count, out);
+    mark = nextFile.get(jobId, row, mark.file) as RecordMark | undefined;
+  }
+  return out;
+}
+
+/** Reads lines of one file from `offset` (row `row`) until `out` holds `count` rows from `start`; returns the row after its last line. */
+function readFrom(path: string, offset: number, row: number, start: number, count: number, out: string[]): number {
+  const fd = openSync(path, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    let position = offset;
+    let rest = Buffer.alloc(0);
+    for (;;) {
+      const n = readSync(fd, buf, 0, CHUNK, position);
+      if (n === 0) return row;
+      position += n;
+      let data = rest.length ? Buffer.concat([rest, buf.subarray(0, n)]) : buf.subarray(0, n);
+      let from = 0;
+      for (let nl = data.indexOf(10, from); nl !== -1; nl = data.indexOf(10, from)) {
+        if (row >= start) out.push(data.toString('utf8', from, nl));
+        row++;
+        from = nl + 1;
+        if (out.length >= count) return row;
+      }
+      // Copied: `buf` is read into again.
+      data = data.subarray(from);
+      rest = Buffer.from(data);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
