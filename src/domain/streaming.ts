@@ -139,7 +139,11 @@ export function segmentProfiles(
   let types: Set<string> | null = new Set();
   for (const profileId of profileIds) {
     const only = added?.get(profileId);
-    const relevant = only ? planned.filter((d) => readsAny(d, only)) : planned;
+    let relevant = planned;
+    if (only) {
+      relevant = [];
+      for (const d of planned) if (readsAny(d, only)) relevant.push(d);
+    }
     if (relevant.length === 0) continue;
     work.set(profileId, relevant);
     for (const d of relevant) {
