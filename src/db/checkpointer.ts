@@ -6,8 +6,12 @@
  * never waits for it; the writer's automatic checkpoint stays as a backstop at a higher
  * threshold, for when the thread falls behind.
  */
+import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { Connection } from './index.js';
+
+// An eval'd worker resolves require() from the working directory: hand it the module's own path.
+const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
 
 /** The writer's own checkpoint threshold (pages) while the thread runs: 64 MiB of log at 4 KiB pages. */
 export const BACKSTOP_PAGES = 16_384;
@@ -17,7 +21,7 @@ const DEFAULT_PAGES = 1_000;
 // Plain CommonJS: the thread needs only better-sqlite3, so no TypeScript loader to start.
 const WORKER = `
 const { parentPort, workerData } = require('node:worker_threads');
-const Database = require('better-sqlite3');
+const Database = require(workerData.betterSqlite3);
 const db = new Database(workerData.file);
 db.pragma('busy_timeout = 5000');
 db.pragma('synchronous = NORMAL');
@@ -52,12 +56,16 @@ export function startCheckpointer(
 ): Checkpointer | undefined {
   const file = conn.sqlite.name;
   if (file === ':memory:' || file === '' || conn.sqlite.readonly) return undefined;
-  const worker = new Worker(WORKER, { eval: true, workerData: { file, intervalMs } });
+  const worker = new Worker(WORKER, { eval: true, workerData: { file, intervalMs, betterSqlite3 } });
   worker.unref();
   worker.on('message', (m: { error?: string }) => {
     if (m.error) onError(m.error);
   });
-  worker.on('error', (err) => onError(err.message));
+  // A thread that died leaves the writer to checkpoint as SQLite does by default.
+  worker.on('error', (err) => {
+    if (conn.sqlite.open) conn.sqlite.pragma(`wal_autocheckpoint = ${DEFAULT_PAGES}`);
+    onError(err.message);
+  });
   conn.sqlite.pragma(`wal_autocheckpoint = ${BACKSTOP_PAGES}`);
   let stopped: Promise<void> | undefined;
   return {
