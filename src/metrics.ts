@@ -2,6 +2,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
+import { streamingEvaluationsTotal } from './domain/streaming.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -29,6 +30,15 @@ export function createMetrics(conn: Connection) {
     collect() {
       this.reset();
       this.inc(sqlStatementsTotal());
+    },
+  });
+  new Counter({
+    name: 'segql_streaming_evaluations_total',
+    help: 'Streaming definition evaluations (one definition for one profile) run by this process',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(streamingEvaluationsTotal());
     },
   });
   new Gauge({

@@ -5,6 +5,7 @@
  */
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
+import { type Checkpointer, startCheckpointer } from '../db/checkpointer.js';
 import type { Connection } from '../db/index.js';
 import { EventBus, type EventTransport } from './events.js';
 import { type IngestCounter, IngestService } from './ingest.js';
@@ -45,7 +46,12 @@ export interface App {
   schedules: Scheduler;
   /** Notices search index commits while live searches are open (searchResults). */
   search: SearchWatcher;
+  /** WAL checkpoints off the request path (absent for an in-memory database). */
+  checkpointer: Checkpointer | undefined;
 }
+
+/** How often the checkpoint thread copies the log into the database file. */
+const CHECKPOINT_INTERVAL_MS = 100;
 
 interface AppOptions {
   conn: Connection;
@@ -84,7 +90,10 @@ export function createApp(options: AppOptions): App {
     jobs,
     clock: options.clock,
   });
-  const app: App = { ...services, jobs, schedules };
+  const checkpointer = startCheckpointer(conn, CHECKPOINT_INTERVAL_MS, (message) =>
+    log.warn({ message }, 'WAL checkpoint failed'),
+  );
+  const app: App = { ...services, jobs, schedules, checkpointer };
   jobs.start();
   streaming.start();
   // After the runner has re-queued what a crash left running, so those count as active runs.
@@ -101,4 +110,5 @@ export async function closeApp(app: App): Promise<void> {
   await app.workers.close();
   await app.queries.close();
   await app.bus.close();
+  await app.checkpointer?.stop();
 }

@@ -49,30 +49,35 @@ function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix:
   return out;
 }
 
+// A top-level function, not a closure per value: tsx (keepNames) names every closure it creates,
+// which cost more than the checks themselves on the ingest path.
+function wrongType(path: string, v: unknown, expected: string): InvalidField {
+  return new InvalidField(`Field "${path}" must be ${expected}, got ${describe(v)}`);
+}
+
 function normaliseValue(v: unknown, type: PqlType, path: string): unknown {
   if (v === null) return null;
-  const wrong = (expected: string) => new InvalidField(`Field "${path}" must be ${expected}, got ${describe(v)}`);
   switch (type.kind) {
     case 'string':
-      if (typeof v !== 'string') throw wrong('a string');
+      if (typeof v !== 'string') throw wrongType(path, v, 'a string');
       return v;
     case 'number':
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw wrong('a number');
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw wrongType(path, v, 'a number');
       return v;
     case 'boolean':
-      if (typeof v !== 'boolean') throw wrong('a boolean');
+      if (typeof v !== 'boolean') throw wrongType(path, v, 'a boolean');
       return v;
     case 'datetime': {
-      if (typeof v !== 'string') throw wrong(`an ISO-8601 datetime (e.g. ${DATETIME_EXAMPLE})`);
+      if (typeof v !== 'string') throw wrongType(path, v, `an ISO-8601 datetime (e.g. ${DATETIME_EXAMPLE})`);
       const parsed = parseDatetime(v);
       if (!parsed.ok) throw new InvalidField(`Field "${path}" must be an ISO-8601 datetime: ${parsed.reason}`);
       return new Date(parsed.ms).toISOString();
     }
     case 'array':
-      if (!Array.isArray(v)) throw wrong('an array');
+      if (!Array.isArray(v)) throw wrongType(path, v, 'an array');
       return v.map((item, i) => normaliseValue(item, type.of, `${path}[${i}]`));
     case 'map': {
-      if (!isPlainObject(v)) throw wrong('an object (map)');
+      if (!isPlainObject(v)) throw wrongType(path, v, 'an object (map)');
       const out: Record<string, unknown> = {};
       for (const [k, item] of Object.entries(v)) {
         if (k === '__proto__') throw unstorableKey(`${path}.${k}`);
@@ -81,7 +86,7 @@ function normaliseValue(v: unknown, type: PqlType, path: string): unknown {
       return out;
     }
     case 'object':
-      if (!isPlainObject(v)) throw wrong('an object');
+      if (!isPlainObject(v)) throw wrongType(path, v, 'an object');
       return normaliseObject(v, type, path);
     default:
       return v;

@@ -26,6 +26,13 @@ function prepare(sqlite: Connection['sqlite']) {
       `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
        FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? ORDER BY e.profile_id, e.ts, e.id`,
     ),
+    // The same for a few event types, through the (profile, type, ts) index.
+    eventsOfTypes: sqlite.prepare(
+      `SELECT e.profile_id AS profileId, e.id AS id, e.ts AS ts, e.event_type AS type, json(e.payload) AS payload
+       FROM json_each(?) AS j CROSS JOIN json_each(?) AS t CROSS JOIN events AS e
+         ON e.profile_id = j.value AND e.event_type = t.value AND e.ts >= ?
+       ORDER BY e.profile_id, e.ts, e.id`,
+    ),
     memberships: sqlite.prepare(
       `SELECT m.profile_id AS profileId, m.audience_id AS audienceId, m.status AS status, m.payload AS payload FROM json_each(?) AS j
        CROSS JOIN memberships AS m ON m.profile_id = j.value`,
@@ -38,13 +45,15 @@ const DOCUMENT_STATEMENTS = cacheKey<ReturnType<typeof prepare>>('profile docume
 /**
  * The documents of the given profiles of a sandbox (profiles of other sandboxes are left out).
  * Only events from `eventsSince` on are read (streaming looks back a bounded window; edge
- * evaluation reads them all).
+ * evaluation reads them all), and with `eventTypes` only events of those types (streaming loads
+ * what the definitions it runs read; an empty set reads no events).
  */
 export function loadProfileDocuments(
   conn: Connection,
   sandboxId: number,
   profileIds: readonly number[],
   eventsSince = Number.MIN_SAFE_INTEGER,
+  eventTypes: ReadonlySet<string> | null = null,
 ): Map<number, StoredProfileDocument> {
   const s = conn.cache.get(DOCUMENT_STATEMENTS, () => prepare(conn.sqlite));
   const ids = JSON.stringify(profileIds);
@@ -58,7 +67,13 @@ export function loadProfileDocuments(
       payloads: new Map(),
     });
   }
-  for (const e of s.events.all(ids, eventsSince) as {
+  const events =
+    eventTypes === null
+      ? s.events.all(ids, eventsSince)
+      : eventTypes.size === 0
+        ? []
+        : s.eventsOfTypes.all(ids, JSON.stringify([...eventTypes]), eventsSince);
+  for (const e of events as {
     profileId: number;
     id: number;
     ts: number;

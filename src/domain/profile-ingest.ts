@@ -47,10 +47,22 @@ export interface IngestResult {
 }
 
 /**
- * Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks
- * in here); what it returns runs once the transaction has committed (to publish what it changed).
+ * Per profile, the event types an ingest added when that is all it changed; a profile left out
+ * may have changed in any way (new, attributes, stitched).
  */
-export type ProfilesChangedHook = (sandboxId: number, profileIds: number[], now: number) => (() => void) | undefined;
+export type AddedEventTypes = ReadonlyMap<number, ReadonlySet<string>>;
+
+/**
+ * Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks
+ * in here) and, for those that only gained events, their types; what it returns runs once the
+ * transaction has committed (to publish what it changed).
+ */
+export type ProfilesChangedHook = (
+  sandboxId: number,
+  profileIds: number[],
+  now: number,
+  added?: AddedEventTypes,
+) => (() => void) | undefined;
 
 /**
  * Called inside the ingest transaction with the identities it stored for the first time (an
@@ -300,6 +312,9 @@ export function ingestEvents(
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const profileOf = new Map<string, number>();
   const touched = new Set<number>();
+  // Profiles that existed before: what they gained is only events of these types.
+  const addedTypes = new Map<number, Set<string>>();
+  const created = new Set<number>();
   const added: { namespace: string; value: string; profileId: number }[] = [];
   const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
     result.rejected++;
@@ -350,6 +365,7 @@ export function ingestEvents(
           profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
           if (profileId === undefined) {
             profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
+            created.add(profileId);
             s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
             added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
           }
@@ -365,13 +381,20 @@ export function ingestEvents(
           now,
         );
         if (info.changes === 0) result.duplicates++;
-        else touched.add(profileId);
+        else {
+          touched.add(profileId);
+          if (!created.has(profileId)) {
+            const types = addedTypes.get(profileId);
+            if (types) types.add(event.eventType);
+            else addedTypes.set(profileId, new Set([event.eventType]));
+          }
+        }
         result.accepted++;
         result.profileIds.push(profileId);
       }
       for (const id of touched) s.touchProfile.run(now, id, now);
       const joined = options.onIdentitiesAdded?.(sandboxId, added, now);
-      const streamed = options.onProfilesChanged?.(sandboxId, [...touched], now);
+      const streamed = options.onProfilesChanged?.(sandboxId, [...touched], now, addedTypes);
       after.commit = () => {
         joined?.();
         streamed?.();

@@ -1,23 +1,23 @@
 /**
  * Streaming segmentation (docs/domain.md "Streaming and edge segmentation"): when profiles or events
- * are ingested, every DRAFT or PUBLISHED definition with streaming enabled (and eligible) is
- * evaluated for each changed profile with the JS engine at the ingest time, and its membership
- * is updated in the ingest's own transaction; the changes are published on the sandbox's
- * membership topic once it has committed. Conditions on time windows also stop holding without
- * new data: a sweep exits the members for whom they no longer hold.
+ * are ingested, the DRAFT or PUBLISHED definitions with streaming enabled (and eligible) that
+ * read what changed are evaluated for each changed profile with the JS engine at the ingest
+ * time, and its membership is updated in the ingest's own transaction; the changes are published
+ * on the sandbox's membership topic once it has committed. Conditions on time windows also stop
+ * holding without new data: a sweep exits the members for whom they no longer hold.
  */
 
 import type { Logger } from 'pino';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { type CheckedExpression, compilePredicate, evaluate, STREAMING_WINDOW_MS } from '../pql/index.js';
+import { type CheckedExpression, compilePredicate, evaluate, eventReads, STREAMING_WINDOW_MS } from '../pql/index.js';
 import { definitionsByIds, dependenciesOf, dependencyOrder, type SegmentDefinition } from './definitions.js';
 import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
 import { loadProfileDocuments } from './profile-documents.js';
-import type { ProfilesChangedHook } from './profile-ingest.js';
+import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
@@ -48,7 +48,24 @@ interface StreamingPlan {
   /** Each definition's and audience's version: the plan is built again when it changes. */
   fingerprint: string;
   definitions: SegmentDefinition[];
-  evaluated: { audienceId: number; version: number; checked: CheckedExpression }[];
+  evaluated: PlannedDefinition[];
+}
+
+interface PlannedDefinition {
+  audienceId: number;
+  version: number;
+  checked: CheckedExpression;
+  /** The event types whose events can change it (null: any type; empty: it reads no events). */
+  eventTypes: ReadonlySet<string> | null;
+  /** It names audiences (inSegment): their memberships can move by other paths, so it follows every change. */
+  readsAudiences: boolean;
+}
+
+let evaluations = 0;
+
+/** Definition evaluations streaming has run in this process (`segql_streaming_evaluations_total`). */
+export function streamingEvaluationsTotal(): number {
+  return evaluations;
 }
 
 const PLANS = cacheKey<Map<number, StreamingPlan>>('streaming plans');
@@ -75,21 +92,37 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   const plan = {
     fingerprint,
     definitions,
-    evaluated: definitions.map((d) => ({
-      audienceId: d.audienceId,
-      version: d.version,
-      checked: checkedDefinition(conn, d),
-    })),
+    evaluated: definitions.map((d): PlannedDefinition => {
+      const checked = checkedDefinition(conn, d);
+      return {
+        audienceId: d.audienceId,
+        version: d.version,
+        checked,
+        eventTypes: eventReads(checked).eventTypes,
+        readsAudiences: checked.referencedAudiences.length > 0,
+      };
+    }),
   };
   bySandbox.set(sandboxId, plan);
   return plan;
 }
 
 /**
+ * Whether new events of `added` types can change `d`'s value. Time-dependent definitions too
+ * wait for data they read: the sweep exits the members whose window has passed.
+ */
+function readsAny(d: PlannedDefinition, added: ReadonlySet<string>): boolean {
+  if (d.readsAudiences || d.eventTypes === null) return true;
+  for (const type of added) if (d.eventTypes.has(type)) return true;
+  return false;
+}
+
+/**
  * Evaluates the streaming definitions for the given profiles at `now` and writes the
  * transitions (call inside the ingest's write transaction). Definitions are taken in
  * dependency order and each result is seen by the next, so `inSegment` of a streaming audience
- * reads its new state.
+ * reads its new state. With `added`, a profile that only gained events meets only the
+ * definitions those events can change, and only the event types they read are loaded.
  */
 export function segmentProfiles(
   conn: Connection,
@@ -97,16 +130,37 @@ export function segmentProfiles(
   profileIds: readonly number[],
   now: number,
   cause: 'streaming' | 'expiry' = 'streaming',
+  added?: AddedEventTypes,
 ): MembershipChange[] {
-  const checked = streamingPlan(conn, sandboxId).evaluated;
-  if (checked.length === 0 || profileIds.length === 0) return [];
-  const docs = loadProfileDocuments(conn, sandboxId, profileIds, now - STREAMING_WINDOW_MS);
+  const planned = streamingPlan(conn, sandboxId).evaluated;
+  if (planned.length === 0 || profileIds.length === 0) return [];
+  // Per profile, the definitions to evaluate (all of them when it may have changed in any way).
+  const work = new Map<number, readonly PlannedDefinition[]>();
+  let types: Set<string> | null = new Set();
+  for (const profileId of profileIds) {
+    const only = added?.get(profileId);
+    let relevant = planned;
+    if (only) {
+      relevant = [];
+      for (const d of planned) if (readsAny(d, only)) relevant.push(d);
+    }
+    if (relevant.length === 0) continue;
+    work.set(profileId, relevant);
+    for (const d of relevant) {
+      if (types === null) break;
+      if (d.eventTypes === null) types = null;
+      else for (const t of d.eventTypes) types.add(t);
+    }
+  }
+  if (work.size === 0) return [];
+  const docs = loadProfileDocuments(conn, sandboxId, [...work.keys()], now - STREAMING_WINDOW_MS, types);
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
-  for (const profileId of profileIds) {
+  for (const [profileId, relevant] of work) {
     const doc = docs.get(profileId);
     if (!doc) continue;
-    for (const { audienceId, version, checked: expression } of checked) {
+    evaluations += relevant.length;
+    for (const { audienceId, version, checked: expression } of relevant) {
       const qualifies = evaluate(expression, doc, { now });
       if (qualifies === doc.memberships.has(audienceId)) continue;
       const from = doc.statuses.get(audienceId) ?? null;
@@ -165,8 +219,8 @@ export class StreamingSegmentation {
   constructor(private readonly deps: { conn: Connection; bus: EventBus; log: Logger; sweepMs: number }) {}
 
   /** Evaluates the changed profiles in the ingest's transaction; what it returns publishes the changes after commit. */
-  readonly onProfilesChanged: ProfilesChangedHook = (sandboxId, profileIds, now) => {
-    const changes = segmentProfiles(this.deps.conn, sandboxId, profileIds, now);
+  readonly onProfilesChanged: ProfilesChangedHook = (sandboxId, profileIds, now, added) => {
+    const changes = segmentProfiles(this.deps.conn, sandboxId, profileIds, now, 'streaming', added);
     return changes.length > 0 ? () => this.publish(changes) : undefined;
   };
 

@@ -4,7 +4,12 @@ import { createSegmentDefinition, updateSegmentDefinition } from '../../src/doma
 import { evaluateProfile } from '../../src/domain/evaluation.js';
 import { ingestEvents, ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
-import { segmentProfiles, streamingDefinitions, sweepExpired } from '../../src/domain/streaming.js';
+import {
+  segmentProfiles,
+  streamingDefinitions,
+  streamingEvaluationsTotal,
+  sweepExpired,
+} from '../../src/domain/streaming.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.parse('2026-11-28T12:00:00Z');
@@ -120,5 +125,72 @@ describe('streaming segmentation', () => {
       [ids[3], 'REALIZED'],
     ]);
     expect(later.some((c) => c.audienceId === definitions[2]!.audienceId)).toBe(false);
+  });
+
+  it('evaluates for new events only the definitions that read their type', () => {
+    const conn = openDatabase(':memory:');
+    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const define = (name: string, value: string) =>
+      createSegmentDefinition(
+        conn,
+        sandboxId,
+        {
+          name,
+          expression: { format: 'PQL_TEXT', value },
+          evaluationInfo: { batch: true, streaming: true, edge: false },
+          lifecycleState: 'PUBLISHED',
+        },
+        NOW,
+      );
+    const buyers = define(
+      'buyers',
+      'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() >= 1',
+    );
+    const viewers = define(
+      'viewers',
+      'xEvent[eventType = "web.pageView" and timestamp occurs <= 1 hour before now].count() >= 1',
+    );
+    const loyal = define('loyal', 'loyalty.points > 10');
+    const chained = define('chained', 'inSegment("viewers")');
+    const all = [buyers, viewers, loyal, chained].map((d) => d.audienceId);
+    const hook = {
+      onProfilesChanged: (id: number, ids: number[], now: number, added?: ReadonlyMap<number, ReadonlySet<string>>) => {
+        segmentProfiles(conn, id, ids, now, 'streaming', added);
+        return undefined;
+      },
+    };
+    const ann = { namespace: 'email', id: 'ann@example.com' };
+    ingestProfiles(conn, sandboxId, [{ identities: [ann], attributes: { loyalty: { points: 20 } } }], {
+      now: NOW,
+      ...hook,
+    });
+    const members = () =>
+      conn.sqlite
+        .prepare("SELECT audience_id FROM memberships WHERE status = 'REALIZED' ORDER BY audience_id")
+        .pluck()
+        .all() as number[];
+    expect(members()).toEqual([loyal.audienceId]);
+
+    // A page view: the definition on purchases and the one on attributes are not evaluated.
+    const before = streamingEvaluationsTotal();
+    const view = (id: string, identity: typeof ann) => ({
+      id,
+      identity,
+      timestamp: new Date(NOW).toISOString(),
+      eventType: 'web.pageView',
+      data: {},
+    });
+    ingestEvents(conn, sandboxId, [view('v1', ann)], { now: NOW, ...hook });
+    expect(streamingEvaluationsTotal() - before).toBe(2);
+    expect(members()).toEqual([viewers.audienceId, loyal.audienceId, chained.audienceId].sort((a, b) => a - b));
+    expect(evaluateProfile(conn, sandboxId, ann, { at: NOW, audienceIds: all }).audienceIds.sort()).toEqual(
+      [viewers.audienceId, loyal.audienceId, chained.audienceId].sort(),
+    );
+
+    // A profile the events make is new: every definition meets it.
+    const bob = { namespace: 'email', id: 'bob@example.com' };
+    const next = streamingEvaluationsTotal();
+    ingestEvents(conn, sandboxId, [view('v2', bob)], { now: NOW, ...hook });
+    expect(streamingEvaluationsTotal() - next).toBe(4);
   });
 });
