@@ -14,6 +14,7 @@ import type {
 } from '../language/ast.js';
 import { children, walk } from '../language/visitor.js';
 import { MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, MS_PER_SECOND, MS_PER_WEEK } from '../runtime/time.js';
+import { type EventSource, eventSource, type Layer } from './event-source.js';
 import { FUNCTIONS } from './functions.js';
 import type { Eligibility } from './types.js';
 
@@ -88,34 +89,6 @@ function collectEvents(node: ExpressionNode, out: XEventNode[] = []): XEventNode
   if (node.kind === 'XEvent') out.push(node);
   for (const child of children(node)) collectEvents(child, out);
   return out;
-}
-
-/** A restriction on the items of an event array: a condition, naming the item `variable` or (bare fields) not. */
-interface Layer {
-  condition: ExpressionNode;
-  variable?: string;
-}
-
-interface EventSource {
-  xEvent: XEventNode;
-  layers: Layer[];
-}
-
-/** `xEvent`, possibly under filters and `select`s, with those conditions. */
-function eventSource(node: ExpressionNode): EventSource | undefined {
-  const layers: Layer[] = [];
-  let at = node;
-  for (;;) {
-    if (at.kind === 'Filter') {
-      layers.push({ condition: at.predicate });
-      at = at.object;
-    } else if (at.kind === 'Select') {
-      layers.push({ condition: at.body, variable: at.binding.name });
-      at = at.binding.source;
-    } else {
-      return at.kind === 'XEvent' ? { xEvent: at, layers } : undefined;
-    }
-  }
 }
 
 class WindowAnalysis {

@@ -6,6 +6,7 @@
  */
 import type { ExpressionNode, XEventNode } from '../language/ast.js';
 import { children, walk } from '../language/visitor.js';
+import { eventSource, type Layer } from './event-source.js';
 import type { CheckedExpression } from './types.js';
 
 export interface EventReads {
@@ -43,29 +44,6 @@ export function eventTypesRead(ast: ExpressionNode): Types {
     for (const t of types) out.add(t);
   }
   return out;
-}
-
-/** A condition on the items of an event collection, naming the item `variable` or (bare fields) not. */
-interface Layer {
-  condition: ExpressionNode;
-  variable?: string;
-}
-
-/** `xEvent` under filters and `select`s, with their conditions (the outermost construct first reached). */
-function eventSource(node: ExpressionNode): { xEvent: XEventNode; layers: Layer[] } | undefined {
-  const layers: Layer[] = [];
-  let at = node;
-  for (;;) {
-    if (at.kind === 'Filter') {
-      layers.push({ condition: at.predicate });
-      at = at.object;
-    } else if (at.kind === 'Select') {
-      layers.push({ condition: at.body, variable: at.binding.name });
-      at = at.binding.source;
-    } else {
-      return at.kind === 'XEvent' ? { xEvent: at, layers } : undefined;
-    }
-  }
 }
 
 /**
