@@ -7,6 +7,7 @@ export { buildCatalog, DEFAULT_SCHEMA_FIELDS, parseFieldType, typeToString } fro
 export { check, checkDefinition } from './check/checker.js';
 export { STREAMING_WINDOW_MS } from './check/eligibility.js';
 export { type EventReads, eventReads } from './check/reads.js';
+export { requiredAudiences } from './check/required-audiences.js';
 export {
   type CheckedExpression,
   type CheckOptions,

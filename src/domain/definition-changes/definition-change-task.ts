@@ -1,5 +1,5 @@
 import type { Connection } from '../../db/index.js';
-import { compilePredicate, compileToSql } from '../../pql/index.js';
+import { compilePredicate, compileToSql, requiredAudiences } from '../../pql/index.js';
 import { checkExpression } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
@@ -152,10 +152,12 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
     // The exact sets: the new expression's profiles (the SQL engine's whole-store statement,
     // as a segment job runs it) merged with the stored members, both in id order.
     const qualifying = ascending(
-      sqlite
-        .prepare(all.sql)
-        .pluck()
-        .all(...all.params) as number[],
+      JSON.parse(
+        sqlite
+          .prepare(`SELECT json_group_array(id) FROM (${all.sql})`)
+          .pluck()
+          .get(...all.params) as string,
+      ) as number[],
     );
     const { join, leave, stay } = compare(qualifying, currentMembers(conn, audienceId));
     result = {
@@ -208,12 +210,24 @@ function compare(next: readonly number[], now: readonly number[]): { join: numbe
 }
 
 function currentMembers(conn: Connection, audienceId: number): number[] {
-  return conn.sqlite
-    .prepare(
-      `SELECT profile_id FROM main.memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id`,
-    )
-    .pluck()
-    .all(audienceId) as number[];
+  // One JSON array parsed at once: a row per member cost more than the statement's own scan.
+  return JSON.parse(
+    conn.sqlite
+      .prepare(
+        `SELECT json_group_array(profile_id) FROM (SELECT profile_id FROM main.memberships
+         WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id)`,
+      )
+      .pluck()
+      .get(audienceId) as string,
+  ) as number[];
+}
+
+/** The profiles that are simulated members of every one of `audienceIds` (at least one). */
+function membersOfAll(simulated: Map<number, readonly number[]>, audienceIds: readonly number[]): readonly number[] {
+  const [first, ...rest] = audienceIds.map((id) => simulated.get(id) ?? []).sort((a, b) => a.length - b.length);
+  if (rest.length === 0) return first!;
+  const others = rest.map((ids) => new Set(ids));
+  return first!.filter((id) => others.every((set) => set.has(id)));
 }
 
 /** Current members of the audiences, by their cached sizes. */
@@ -279,12 +293,16 @@ function affectedDependents(
       const simulatedReads = reads.filter((id) => before.has(id));
       clear.run();
       copyStored.run(JSON.stringify(reads.filter((id) => !before.has(id))), changed);
+      // No one outside a simulated audience the dependent requires (a top-level `inSegment`
+      // conjunct) can qualify: only its simulated members are evaluated.
+      const required = requiredAudiences(checked).filter((id) => before.has(id));
       const run = (simulated: Map<number, readonly number[]>) => {
         for (const id of simulatedReads) {
           clearAudience.run(id);
           insert.run(plan.sandboxId, id, JSON.stringify(simulated.get(id)));
         }
-        return evaluate.all(changed, ...predicate.params) as number[];
+        const candidates = required.length === 0 ? changed : JSON.stringify(membersOfAll(simulated, required));
+        return evaluate.all(candidates, ...predicate.params) as number[];
       };
       const was = run(before);
       const will = run(after);
