@@ -1,7 +1,7 @@
 import { and, eq, inArray, type SQL, sql } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { rowsByIds } from '../db/rows-by-ids.js';
+import { preparedSelect, rowsByIds } from '../db/rows-by-ids.js';
 import {
   audienceSizeHistory,
   audiences,
@@ -408,13 +408,17 @@ export function listAudiences(
       audiences.id,
       order.direction === 'DESC',
     );
-    statement = conn.db
-      .select()
-      .from(audiences)
-      .where(and(...conditions, ...ks.where))
-      .orderBy(...ks.orderBy)
-      .limit(sql.placeholder('fetch'))
-      .prepare() as ListStatement;
+    const all = preparedSelect(
+      conn,
+      audiences,
+      conn.db
+        .select()
+        .from(audiences)
+        .where(and(...conditions, ...ks.where))
+        .orderBy(...ks.orderBy)
+        .limit(sql.placeholder('fetch')),
+    );
+    statement = { all };
     statements.set(shape, statement);
   }
   const rows = statement.all(values);
