@@ -31,27 +31,36 @@ export function rowsByIds<T extends SQLiteTable>(
 }
 
 function prepareByIds(conn: Connection, table: string, columns: Record<string, SQLiteColumn>): ByIds {
+  const list = Object.entries(columns)
+    .map(([key, column]) => `"${column.name}" AS "${key}"`)
+    .join(', ');
+  const statement = conn.sqlite
+    .prepare(`SELECT ${list} FROM "${table}" WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`)
+    .raw();
+  const toModel = modelRows(columns);
+  return (sandboxId, ids) => toModel(statement.all(sandboxId, JSON.stringify(ids)) as unknown[][]);
+}
+
+/**
+ * Raw rows (values in the table's column order) in the shape Drizzle's `select()` gives: keyed
+ * by the model's names, mapping only the columns whose driver value differs from the model's
+ * (booleans, JSON modes).
+ */
+function modelRows(columns: Record<string, SQLiteColumn>): (rows: unknown[][]) => Record<string, unknown>[] {
   const entries = Object.entries(columns);
-  const list = entries.map(([key, column]) => `"${column.name}" AS "${key}"`).join(', ');
-  const statement = conn.sqlite.prepare(
-    `SELECT ${list} FROM "${table}" WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
-  );
-  // Only columns whose driver value differs from the model's (booleans, JSON modes) are mapped.
-  const mapped = entries.filter(
+  const mapped = entries.map(
     ([, column]) => column.columnType !== 'SQLiteInteger' && column.columnType !== 'SQLiteText',
   );
-  return (sandboxId, ids) => {
-    const rows = statement.all(sandboxId, JSON.stringify(ids)) as Record<string, unknown>[];
-    if (mapped.length > 0) {
-      for (const row of rows) {
-        for (const [key, column] of mapped) {
-          const value = row[key];
-          if (value !== null && value !== undefined) row[key] = column.mapFromDriverValue(value);
-        }
+  return (rows) =>
+    rows.map((row) => {
+      const out: Record<string, unknown> = {};
+      for (let i = 0; i < entries.length; i++) {
+        const value = row[i];
+        out[entries[i]![0]] =
+          mapped[i] && value !== null && value !== undefined ? entries[i]![1].mapFromDriverValue(value) : value;
       }
-    }
-    return rows;
-  };
+      return out;
+    });
 }
 
 /**
@@ -67,20 +76,9 @@ export function preparedSelect<T extends SQLiteTable>(
 ): (values: Record<string, unknown>) => InferSelectModel<T>[] {
   const { sql, params } = query.toSQL();
   const statement = conn.sqlite.prepare(sql).raw();
-  const entries = Object.entries(getTableColumns(table) as Record<string, SQLiteColumn>);
-  const mapped = entries.map(
-    ([, column]) => column.columnType !== 'SQLiteInteger' && column.columnType !== 'SQLiteText',
-  );
+  const toModel = modelRows(getTableColumns(table) as Record<string, SQLiteColumn>);
   return (values) => {
     const args = params.map((p) => (p instanceof Placeholder ? values[p.name] : p));
-    return (statement.all(...args) as unknown[][]).map((row) => {
-      const out: Record<string, unknown> = {};
-      for (let i = 0; i < entries.length; i++) {
-        const value = row[i];
-        out[entries[i]![0]] =
-          mapped[i] && value !== null && value !== undefined ? entries[i]![1].mapFromDriverValue(value) : value;
-      }
-      return out as InferSelectModel<T>;
-    });
+    return toModel(statement.all(...args) as unknown[][]) as InferSelectModel<T>[];
   };
 }
