@@ -30,7 +30,8 @@ function run(file: string, args: string[], dataDir: string, env: Record<string, 
       {
         cwd: root,
         env: { ...process.env, SEGQL_DATA_DIR: dataDir, SEGQL_DEMO_PROFILES: '0', PORT: '0', ...env },
-        timeout: 20_000,
+        // Generous: five tsx start-ups at once on a loaded 2-core machine have taken over 20 s.
+        timeout: 90_000,
       },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? -1) : 0;
@@ -56,7 +57,7 @@ afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
 
-describe('segql help and version', { timeout: 60_000 }, () => {
+describe('segql help and version', { timeout: 200_000 }, () => {
   it('prints usage on stdout and exits 0 for --help, -h and help', async () => {
     const [long, short, word] = await Promise.all([segql(['--help']), segql(['-h']), segql(['help'])]);
     for (const result of [long, short, word]) {
@@ -99,7 +100,7 @@ describe('segql help and version', { timeout: 60_000 }, () => {
   });
 });
 
-describe('segql usage errors', { timeout: 60_000 }, () => {
+describe('segql usage errors', { timeout: 200_000 }, () => {
   it('refuses a bad number before seeding anything', async () => {
     const dataDir = freshDir();
     const result = await segql(['seed', '--profiles', 'abc'], dataDir);
@@ -149,7 +150,7 @@ describe('segql usage errors', { timeout: 60_000 }, () => {
   });
 });
 
-describe('segql keys', { timeout: 60_000 }, () => {
+describe('segql keys', { timeout: 200_000 }, () => {
   it('refuses a key for a sandbox that does not exist, and creates none', async () => {
     const dataDir = freshDir();
     const refused = await segql(['keys', 'create', '--name', 'typo', '--sandbox', 'prdo'], dataDir);
