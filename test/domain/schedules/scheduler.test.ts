@@ -376,6 +376,30 @@ describe('cron forms and bad input', () => {
     expect(err.message).toContain('is not an IANA time zone');
   });
 
+  it('refuses a bad cron or zone in updateSchedule too, and changes nothing', async () => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'u',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '0 * * * *',
+    });
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '0 0 25 * * ?' }))).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: '"0 0 25 * * ?" is not a valid cron expression: Invalid value for hour: 25',
+      extensions: { field: 'input.cron' },
+    });
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '* * * * * * * *' })).message).toContain(
+      'has 8 fields',
+    );
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { timezone: 'Europe/Atlantis' }))).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      extensions: { field: 'input.timezone' },
+    });
+    const after = h.scheduler.update(h.sandboxId, s.id, { name: 'u2' });
+    expect(after).toMatchObject({ cron: '0 * * * *', timezone: 'UTC', version: 2, nextRunAt: s.nextRunAt });
+  });
+
   it('checks EXPORT properties as an export job would', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
