@@ -135,6 +135,9 @@ describe('segment search', () => {
       '\\*',
       '$$$',
       'NOT churn',
+      'NOT',
+      'churn AND',
+      'churn OR OR risk',
     ];
     for (const q of attempts) {
       const res = await server.gql(HITS, { ns: 'segql', q });
@@ -153,6 +156,11 @@ describe('segment search', () => {
     expect(unknown.errors?.[0]?.message).toContain('unknown field "secret"');
     const unbalanced = await server.gql(HITS, { ns: 'segql', q: '(churn' });
     expect(unbalanced.errors?.[0]?.message).toContain('column 7');
+    const dangling = await server.gql(HITS, { ns: 'segql', q: 'churn AND' });
+    expect(dangling.errors?.[0]).toMatchObject({
+      message: 'Search query: "AND" needs a term after it (line 1, column 7)',
+      extensions: { code: 'BAD_USER_INPUT', field: 'query', line: 1, column: 7 },
+    });
   });
 
   it('re-indexes a schema field re-described through updateProfileSchema', async () => {

@@ -68,7 +68,58 @@ export function parseSearchQuery(query: string): SearchNode {
       at ? { ...at } : undefined,
     );
   }
+  checkOperators(query);
   return convert(tree);
+}
+
+const BINARY = new Set(['AND', 'OR', '&&', '||']);
+
+function locAt(query: string, offset: number): QueryLoc {
+  const before = query.slice(0, offset);
+  const line = before.split('\n').length;
+  return { offset, line, column: offset - (before.lastIndexOf('\n') + 1) + 1 };
+}
+
+/**
+ * Refuses an operator without a term on the side it needs one. The parser drops such an
+ * operator (`churn AND` reads as `churn`), reads it as a word inside parentheses (`(churn AND)`)
+ * or gives no tree at all (`NOT`); Lucene itself refuses all of them.
+ */
+function checkOperators(query: string): void {
+  const tokens: { text: string; offset: number }[] = [];
+  let i = 0;
+  while (i < query.length) {
+    const c = query[i]!;
+    if (/\s/.test(c)) {
+      i++;
+    } else if (c === '(' || c === ')') {
+      tokens.push({ text: c, offset: i++ });
+    } else {
+      // A word, with quoted parts and escapes kept inside it (the parser has checked the quotes).
+      const start = i;
+      let quoted = false;
+      while (i < query.length) {
+        const d = query[i]!;
+        if (d === '\\') i += 2;
+        else if (d === '"') {
+          quoted = !quoted;
+          i++;
+        } else if (!quoted && (/\s/.test(d) || d === '(' || d === ')')) break;
+        else i++;
+      }
+      tokens.push({ text: query.slice(start, i), offset: start });
+    }
+  }
+  const isOperator = (t?: { text: string }) => t !== undefined && (BINARY.has(t.text) || t.text === 'NOT');
+  tokens.forEach((t, k) => {
+    if (!isOperator(t)) return;
+    const before = tokens[k - 1];
+    const after = tokens[k + 1];
+    if (BINARY.has(t.text) && (before === undefined || before.text === '(' || isOperator(before)))
+      throw queryError(`"${t.text}" needs a term before it`, locAt(query, t.offset));
+    if (after === undefined || after.text === ')' || (isOperator(after) && !(t.text !== 'NOT' && after.text === 'NOT')))
+      throw queryError(`"${t.text}" needs a term after it`, locAt(query, t.offset));
+  });
 }
 
 interface Item {
@@ -121,6 +172,7 @@ function mergeFuzzyDistances(items: Item[]): Item[] {
 function convert(node: LuceneNode | LuceneTerm | LuceneRange): SearchNode {
   if (isTerm(node)) return negateIf(node.prefix === '-' || node.prefix === '!', leaf(node));
   if (isRange(node)) throw queryError('ranges ([a TO b]) are not supported');
+  if (!node.left) throw queryError('the query has no term to search for');
   const items = flatten(node);
   const groups: SearchNode[][] = [[]];
   for (const item of items) {
