@@ -138,6 +138,8 @@ describe('segment search', () => {
       'NOT',
       'churn AND',
       'churn OR OR risk',
+      'secret:(churn)',
+      'name:(NEAR(churn risk))',
     ];
     for (const q of attempts) {
       const res = await server.gql(HITS, { ns: 'segql', q });
@@ -161,6 +163,11 @@ describe('segment search', () => {
       message: 'Search query: "AND" needs a term after it (line 1, column 7)',
       extensions: { code: 'BAD_USER_INPUT', field: 'query', line: 1, column: 7 },
     });
+    const groupField = await server.gql(HITS, { ns: 'segql', q: 'secret:(churn)' });
+    expect(groupField.errors?.[0]?.message).toContain('unknown field "secret"');
+    // The field of a group applies inside it: "churn" is only in Loyal shoppers' description.
+    expect(await names('description:(churn OR newsletter)')).toEqual(['Loyal shoppers', 'Newsletter readers']);
+    expect(await names('name:(churn OR description:frequent)')).toEqual(['Churn risk', 'Loyal shoppers']);
   });
 
   it('re-indexes a schema field re-described through updateProfileSchema', async () => {
