@@ -186,6 +186,24 @@ describe('segment search', () => {
     const there = ok(await server.gql(HITS, { ns: 'segql', q: 'churn' }, { 'x-sandbox-name': 'other' }));
     expect(there.searchEntities.edges.map((e: any) => e.node.entity.name)).toEqual(['Churn elsewhere']);
     expect(await names('elsewhere')).toEqual([]);
+    const counts = ok(
+      await server.gql('{ searchNamespaces(query: "churn* OR winback") { namespace count } }', undefined, {
+        'x-sandbox-name': 'other',
+      }),
+    );
+    expect(counts.searchNamespaces).toEqual([
+      { namespace: 'segql', count: 1 },
+      { namespace: 'schema', count: 0 },
+    ]);
+    // An audience of another sandbox has no folder path here.
+    const foreign = await server.gql(
+      'query($id: ID!) { taxonomy(entityId: $id) { name } }',
+      { id: ids['Churn risk'] },
+      {
+        'x-sandbox-name': 'other',
+      },
+    );
+    expect(foreign.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
   it('streams live results over graphql-ws: added, changed, removed, and nothing from another sandbox', async () => {
@@ -248,6 +266,36 @@ describe('segment search', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(events).toHaveLength(6);
     await client.dispose();
+  });
+
+  it('starts a live search with the current hits, best first', async () => {
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    const first = await new Promise<any>((resolve, reject) => {
+      const stop = client.subscribe(
+        {
+          query:
+            'subscription { searchResults(query: "churn", namespace: "segql") { type totalCount hit { key } hits { key rank matchedFields } } }',
+        },
+        {
+          next: (m) => {
+            stop();
+            resolve(m.data!.searchResults);
+          },
+          error: reject,
+          complete: () => {},
+        },
+      );
+    });
+    await client.dispose();
+    expect(first).toEqual({
+      type: 'RESULTS',
+      totalCount: 2,
+      hit: null,
+      hits: [
+        { key: ids['Churn risk'], rank: 0, matchedFields: ['NAME'] },
+        { key: ids['Loyal shoppers'], rank: 1, matchedFields: ['DESCRIPTION'] },
+      ],
+    });
   });
 
   it('streams live results over SSE', async () => {
