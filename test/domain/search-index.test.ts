@@ -7,7 +7,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { createManualAudience, deleteAudience, updateAudience } from '../../src/domain/audiences.js';
-import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import {
+  createSegmentDefinition,
+  deleteSegmentDefinition,
+  updateSegmentDefinition,
+} from '../../src/domain/definitions.js';
 import { DomainError } from '../../src/domain/errors.js';
 import { createFolder } from '../../src/domain/folders.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
@@ -171,6 +175,28 @@ describe('the search index', () => {
         .prepare("SELECT count(*) AS n FROM search_documents WHERE kind = 'AUDIENCE' AND entity_key = ?")
         .get(String(id)),
     ).toEqual({ n: 0 });
+  });
+
+  it('re-indexes labels, folder moves and definition changes, for the definition and its audience', () => {
+    const { conn, sandboxId } = c;
+    const def = createSegmentDefinition(conn, sandboxId, {
+      name: 'Bergen walkers',
+      expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Bergen"' },
+    });
+    const both = [A(def.audienceId), `DEFINITION ${def.id}`];
+    expect(found(c, 'expression:bergen')).toEqual(both);
+    updateSegmentDefinition(conn, sandboxId, def.id, {
+      expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Trondheim"' },
+      labels: ['coastal'],
+    });
+    expect(found(c, 'expression:bergen')).toEqual([]);
+    expect(found(c, 'expression:trondheim')).toEqual(both);
+    expect(found(c, 'labels:coastal')).toEqual(both);
+    const folder = createFolder(conn, sandboxId, { name: 'Westcoast' });
+    updateAudience(conn, sandboxId, def.audienceId, { folderId: folder.id, folderGiven: true });
+    expect(found(c, 'folder:westcoast')).toEqual(both);
+    deleteSegmentDefinition(conn, sandboxId, def.id);
+    expect(found(c, 'trondheim OR westcoast OR coastal OR walkers')).toEqual([]);
   });
 
   it('indexes the global id the API shows (segql_global_id is encodeGlobalId)', () => {
