@@ -104,7 +104,12 @@ describe('the scheduler, on a clock moved by hand', () => {
       properties: ALL,
       cron: '* * * * *',
     });
+    const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
     h.restartAfter(10 * MINUTE);
+    const published: string[] = [];
+    for (let i = 0; i < 10; i++) published.push((await events.next()).value.payload.outcome);
+    events.close();
+    expect(published).toEqual([...Array(9).fill('MISSED'), 'STARTED']);
     const ticks = h.ticks(s.id);
     expect(ticks.filter(([, o]) => o === 'MISSED')).toHaveLength(9);
     expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
