@@ -109,9 +109,14 @@ describe('schedules over the API', () => {
       version: 1,
     });
     const next = ok(
-      await server.gql('query($id: ID!) { schedule(id: $id) { nextRunAt nextRuns(count: 3) } }', { id: s.id }),
+      await server.gql('query($id: ID!) { schedule(id: $id) { nextRunAt nextRuns(count: 3) five: nextRuns } }', {
+        id: s.id,
+      }),
     ).schedule;
     expect(next.nextRuns).toHaveLength(3);
+    // count defaults to 5: the same first three, then two more days.
+    expect(next.five).toHaveLength(5);
+    expect(next.five.slice(0, 3)).toEqual(next.nextRuns);
     expect(next.nextRuns[0]).toBe(next.nextRunAt);
     for (const at of next.nextRuns) {
       const local = new Intl.DateTimeFormat('en-GB', {

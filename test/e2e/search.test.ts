@@ -135,6 +135,11 @@ describe('segment search', () => {
       '\\*',
       '$$$',
       'NOT churn',
+      'NOT',
+      'churn AND',
+      'churn OR OR risk',
+      'secret:(churn)',
+      'name:(NEAR(churn risk))',
     ];
     for (const q of attempts) {
       const res = await server.gql(HITS, { ns: 'segql', q });
@@ -153,6 +158,16 @@ describe('segment search', () => {
     expect(unknown.errors?.[0]?.message).toContain('unknown field "secret"');
     const unbalanced = await server.gql(HITS, { ns: 'segql', q: '(churn' });
     expect(unbalanced.errors?.[0]?.message).toContain('column 7');
+    const dangling = await server.gql(HITS, { ns: 'segql', q: 'churn AND' });
+    expect(dangling.errors?.[0]).toMatchObject({
+      message: 'Search query: "AND" needs a term after it (line 1, column 7)',
+      extensions: { code: 'BAD_USER_INPUT', field: 'query', line: 1, column: 7 },
+    });
+    const groupField = await server.gql(HITS, { ns: 'segql', q: 'secret:(churn)' });
+    expect(groupField.errors?.[0]?.message).toContain('unknown field "secret"');
+    // The field of a group applies inside it: "churn" is only in Loyal shoppers' description.
+    expect(await names('description:(churn OR newsletter)')).toEqual(['Loyal shoppers', 'Newsletter readers']);
+    expect(await names('name:(churn OR description:frequent)')).toEqual(['Churn risk', 'Loyal shoppers']);
   });
 
   it('re-indexes a schema field re-described through updateProfileSchema', async () => {
@@ -171,6 +186,24 @@ describe('segment search', () => {
     const there = ok(await server.gql(HITS, { ns: 'segql', q: 'churn' }, { 'x-sandbox-name': 'other' }));
     expect(there.searchEntities.edges.map((e: any) => e.node.entity.name)).toEqual(['Churn elsewhere']);
     expect(await names('elsewhere')).toEqual([]);
+    const counts = ok(
+      await server.gql('{ searchNamespaces(query: "churn* OR winback") { namespace count } }', undefined, {
+        'x-sandbox-name': 'other',
+      }),
+    );
+    expect(counts.searchNamespaces).toEqual([
+      { namespace: 'segql', count: 1 },
+      { namespace: 'schema', count: 0 },
+    ]);
+    // An audience of another sandbox has no folder path here.
+    const foreign = await server.gql(
+      'query($id: ID!) { taxonomy(entityId: $id) { name } }',
+      { id: ids['Churn risk'] },
+      {
+        'x-sandbox-name': 'other',
+      },
+    );
+    expect(foreign.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
   it('streams live results over graphql-ws: added, changed, removed, and nothing from another sandbox', async () => {
@@ -233,6 +266,36 @@ describe('segment search', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(events).toHaveLength(6);
     await client.dispose();
+  });
+
+  it('starts a live search with the current hits, best first', async () => {
+    const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    const first = await new Promise<any>((resolve, reject) => {
+      const stop = client.subscribe(
+        {
+          query:
+            'subscription { searchResults(query: "churn", namespace: "segql") { type totalCount hit { key } hits { key rank matchedFields } } }',
+        },
+        {
+          next: (m) => {
+            stop();
+            resolve(m.data!.searchResults);
+          },
+          error: reject,
+          complete: () => {},
+        },
+      );
+    });
+    await client.dispose();
+    expect(first).toEqual({
+      type: 'RESULTS',
+      totalCount: 2,
+      hit: null,
+      hits: [
+        { key: ids['Churn risk'], rank: 0, matchedFields: ['NAME'] },
+        { key: ids['Loyal shoppers'], rank: 1, matchedFields: ['DESCRIPTION'] },
+      ],
+    });
   });
 
   it('streams live results over SSE', async () => {

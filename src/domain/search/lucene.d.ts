@@ -27,7 +27,9 @@ declare module 'lucene' {
     right?: LuceneNode | LuceneTerm | LuceneRange;
     start?: string;
     parenthesized?: boolean;
+    /** A `field:(…)` group's field, applying to the terms inside that name none. */
     field?: string;
+    fieldLocation?: LuceneLocation | null;
   }
   export interface LuceneSyntaxError extends Error {
     location?: LuceneLocation;

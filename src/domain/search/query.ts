@@ -4,7 +4,13 @@
  * the parser's quirks. AND binds tighter than OR; terms side by side are ANDed; NOT and `-`
  * negate the clause they precede.
  */
-import lucene, { type LuceneNode, type LuceneRange, type LuceneSyntaxError, type LuceneTerm } from 'lucene';
+import lucene, {
+  type LuceneLocation,
+  type LuceneNode,
+  type LuceneRange,
+  type LuceneSyntaxError,
+  type LuceneTerm,
+} from 'lucene';
 import { DomainError } from '../errors.js';
 
 /** Fields a query may name, as the index columns call them. */
@@ -68,7 +74,58 @@ export function parseSearchQuery(query: string): SearchNode {
       at ? { ...at } : undefined,
     );
   }
-  return convert(tree);
+  checkOperators(query);
+  return convert(tree, null);
+}
+
+const BINARY = new Set(['AND', 'OR', '&&', '||']);
+
+function locAt(query: string, offset: number): QueryLoc {
+  const before = query.slice(0, offset);
+  const line = before.split('\n').length;
+  return { offset, line, column: offset - (before.lastIndexOf('\n') + 1) + 1 };
+}
+
+/**
+ * Refuses an operator without a term on the side it needs one. The parser drops such an
+ * operator (`churn AND` reads as `churn`), reads it as a word inside parentheses (`(churn AND)`)
+ * or gives no tree at all (`NOT`); Lucene itself refuses all of them.
+ */
+function checkOperators(query: string): void {
+  const tokens: { text: string; offset: number }[] = [];
+  let i = 0;
+  while (i < query.length) {
+    const c = query[i]!;
+    if (/\s/.test(c)) {
+      i++;
+    } else if (c === '(' || c === ')') {
+      tokens.push({ text: c, offset: i++ });
+    } else {
+      // A word, with quoted parts and escapes kept inside it (the parser has checked the quotes).
+      const start = i;
+      let quoted = false;
+      while (i < query.length) {
+        const d = query[i]!;
+        if (d === '\\') i += 2;
+        else if (d === '"') {
+          quoted = !quoted;
+          i++;
+        } else if (!quoted && (/\s/.test(d) || d === '(' || d === ')')) break;
+        else i++;
+      }
+      tokens.push({ text: query.slice(start, i), offset: start });
+    }
+  }
+  const isOperator = (t?: { text: string }) => t !== undefined && (BINARY.has(t.text) || t.text === 'NOT');
+  tokens.forEach((t, k) => {
+    if (!isOperator(t)) return;
+    const before = tokens[k - 1];
+    const after = tokens[k + 1];
+    if (BINARY.has(t.text) && (before === undefined || before.text === '(' || isOperator(before)))
+      throw queryError(`"${t.text}" needs a term before it`, locAt(query, t.offset));
+    if (after === undefined || after.text === ')' || (isOperator(after) && !(t.text !== 'NOT' && after.text === 'NOT')))
+      throw queryError(`"${t.text}" needs a term after it`, locAt(query, t.offset));
+  });
 }
 
 interface Item {
@@ -118,15 +175,18 @@ function mergeFuzzyDistances(items: Item[]): Item[] {
   return out;
 }
 
-function convert(node: LuceneNode | LuceneTerm | LuceneRange): SearchNode {
-  if (isTerm(node)) return negateIf(node.prefix === '-' || node.prefix === '!', leaf(node));
+/** `inherited`: the field of an enclosing `field:(…)` group, for the terms inside that name none. */
+function convert(node: LuceneNode | LuceneTerm | LuceneRange, inherited: SearchField | null): SearchNode {
+  if (isTerm(node)) return negateIf(node.prefix === '-' || node.prefix === '!', leaf(node, inherited));
   if (isRange(node)) throw queryError('ranges ([a TO b]) are not supported');
+  if (!node.left) throw queryError('the query has no term to search for');
+  const field = node.field && node.field !== '<implicit>' ? fieldNamed(node.field, node.fieldLocation) : inherited;
   const items = flatten(node);
   const groups: SearchNode[][] = [[]];
   for (const item of items) {
     const op = item.op.replace('||', 'OR').replace('&&', 'AND');
     if (/^OR\b/.test(op)) groups.push([]);
-    const clause = convert(item.node);
+    const clause = convert(item.node, field);
     groups[groups.length - 1]!.push(/\bNOT\b/.test(op) ? negateIf(true, clause) : clause);
   }
   const ands = groups.map((g) => (g.length === 1 ? g[0]! : ({ kind: 'and', clauses: g } as SearchNode)));
@@ -138,24 +198,28 @@ function negateIf(negate: boolean, node: SearchNode): SearchNode {
   return node.kind === 'not' ? node.clause : { kind: 'not', clause: node };
 }
 
-function fieldOf(t: LuceneTerm): SearchField | null {
-  if (t.field === '<implicit>') return null;
-  const name = t.field.toLowerCase();
+function fieldNamed(written: string, where: LuceneLocation | null | undefined, fallback?: QueryLoc): SearchField {
+  const name = written.toLowerCase();
   const field = (SEARCH_FIELDS as readonly string[]).includes(name) ? (name as SearchField) : FIELD_ALIASES[name];
   if (!field) {
-    const at = t.fieldLocation ? { ...t.fieldLocation.start } : locOf(t);
-    throw queryError(`unknown field "${t.field}"; fields are ${SEARCH_FIELDS.join(', ')}`, at);
+    const at = where ? { ...where.start } : fallback;
+    throw queryError(`unknown field "${written}"; fields are ${SEARCH_FIELDS.join(', ')}`, at);
   }
   return field;
 }
 
+function fieldOf(t: LuceneTerm, inherited: SearchField | null): SearchField | null {
+  if (t.field === '<implicit>') return inherited;
+  return fieldNamed(t.field, t.fieldLocation, locOf(t));
+}
+
 const unescapeTerm = (text: string) => text.replace(/\\(.)/gs, '$1');
 
-function leaf(t: LuceneTerm): SearchNode {
+function leaf(t: LuceneTerm, inherited: SearchField | null): SearchNode {
   const loc = locOf(t);
   if (t.regex) throw queryError('regular expressions (/…/) are not supported', loc);
   if (t.boost != null) throw queryError('boosts (^) are not supported', loc);
-  const field = fieldOf(t);
+  const field = fieldOf(t, inherited);
   if (t.quoted) {
     if (t.proximity != null && (!Number.isInteger(t.proximity) || t.proximity < 0 || t.proximity > 100))
       throw queryError('a proximity (~N after a phrase) is a whole number from 0 to 100', loc);

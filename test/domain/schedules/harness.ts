@@ -43,6 +43,8 @@ export async function scheduleHarness(start: string) {
     sandboxId,
     clock,
     bus,
+    /** The (stopped) job runner the scheduler queues runs on. */
+    jobs,
     get scheduler() {
       return scheduler;
     },

@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createManualAudience, deleteAudience } from '../../../src/domain/audiences.js';
 import { deleteSegmentDefinition } from '../../../src/domain/definitions.js';
 import { DomainError } from '../../../src/domain/errors.js';
 import { encodeGlobalId } from '../../../src/domain/ids.js';
 import { jobById } from '../../../src/domain/jobs/job-store.js';
 import { audienceFreshness } from '../../../src/domain/schedules/freshness.js';
+import { listSchedules } from '../../../src/domain/schedules/schedule-store.js';
 import type { ScheduleTick } from '../../../src/domain/schedules/schedule-ticks.js';
 import { scheduleHarness } from './harness.js';
 
@@ -103,7 +104,12 @@ describe('the scheduler, on a clock moved by hand', () => {
       properties: ALL,
       cron: '* * * * *',
     });
+    const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
     h.restartAfter(10 * MINUTE);
+    const published: string[] = [];
+    for (let i = 0; i < 10; i++) published.push((await events.next()).value.payload.outcome);
+    events.close();
+    expect(published).toEqual([...Array(9).fill('MISSED'), 'STARTED']);
     const ticks = h.ticks(s.id);
     expect(ticks.filter(([, o]) => o === 'MISSED')).toHaveLength(9);
     expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
@@ -150,6 +156,98 @@ describe('the scheduler, on a clock moved by hand', () => {
     h.clock.advance(MINUTE);
     expect(h.ticks(s.id)).toEqual([['2026-11-28T12:06:00.000Z', 'STARTED', 1]]);
     expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { name: 'x' }, 1)).code).toBe('CONFLICT');
+  });
+
+  it('records FAILED_TO_START with the reason when a run cannot be queued, and starts at the next due time', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'm',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    const enqueue = vi.spyOn(h.jobs, 'enqueue').mockImplementationOnce(() => {
+      throw new Error('database or disk is full');
+    });
+    h.clock.advance(MINUTE);
+    expect(enqueue).toHaveBeenCalledTimes(1);
+    const failed = (await events.next()).value.payload;
+    expect(failed).toMatchObject({ outcome: 'FAILED_TO_START', jobId: null, reason: 'database or disk is full' });
+    expect(h.runs(s.id)).toEqual([]);
+    h.clock.advance(MINUTE);
+    events.close();
+    expect(h.ticks(s.id)).toEqual([
+      ['2026-11-28T12:01:00.000Z', 'FAILED_TO_START', 1],
+      ['2026-11-28T12:02:00.000Z', 'STARTED', 1],
+    ]);
+    expect(h.runs(s.id)).toHaveLength(1);
+    enqueue.mockRestore();
+  });
+
+  it('lists schedules filtered by type and state', async () => {
+    await import('../../../src/domain/exports/export-schedule.js');
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const make = (name: string, type: 'BATCH_SEGMENTATION' | 'EXPORT', state: 'ACTIVE' | 'INACTIVE') =>
+      h.scheduler.create(h.sandboxId, {
+        name,
+        type,
+        state,
+        cron: '0 * * * *',
+        properties:
+          type === 'EXPORT'
+            ? {
+                audiences: [{ audienceId: encodeGlobalId('Audience', audience.id) }],
+                destination: { datasetName: name, format: 'CSV' },
+              }
+            : ALL,
+      });
+    make('batch on', 'BATCH_SEGMENTATION', 'ACTIVE');
+    make('batch off', 'BATCH_SEGMENTATION', 'INACTIVE');
+    make('export on', 'EXPORT', 'ACTIVE');
+    make('export off', 'EXPORT', 'INACTIVE');
+    const names = (filter: Parameters<typeof listSchedules>[2]) => {
+      const page = listSchedules(h.conn, h.sandboxId, filter, { first: 50 });
+      return { names: page.items.map((x) => x.name), total: page.totalCount() };
+    };
+    expect(names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
+    expect(names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
+    expect(names({ state: 'INACTIVE' })).toEqual({ names: ['batch off', 'export off'], total: 2 });
+    expect(names({ type: 'BATCH_SEGMENTATION', state: 'ACTIVE' })).toEqual({ names: ['batch on'], total: 1 });
+  });
+
+  it('an EXPORT schedule produces an export job per tick, each linked to the schedule', async () => {
+    await import('../../../src/domain/exports/export-schedule.js');
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const properties = {
+      audiences: [{ audienceId: encodeGlobalId('Audience', audience.id), statuses: ['REALIZED'] }],
+      destination: { datasetName: 'minutely', format: 'NDJSON' },
+    };
+    const s = h.scheduler.create(h.sandboxId, { name: 'e', type: 'EXPORT', properties, cron: '* * * * *' });
+    for (let i = 0; i < 4; i++) {
+      h.clock.advance(MINUTE);
+      h.finishRuns(s.id);
+    }
+    const ticks = h.ticks(s.id);
+    expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
+      '12:01 STARTED',
+      '12:02 STARTED',
+      '12:03 STARTED',
+      '12:04 STARTED',
+    ]);
+    const runs = h.runs(s.id);
+    expect(runs).toHaveLength(4);
+    for (const run of runs) {
+      expect(run).toMatchObject({ kind: 'EXPORT', trigger: 'SCHEDULE', scheduleId: s.id });
+      expect(run.input).toMatchObject({
+        audiences: [{ audienceId: audience.id, statuses: ['REALIZED'] }],
+        format: 'NDJSON',
+      });
+    }
+    // Every run writes into the one dataset the first run made.
+    expect(new Set(runs.map((r) => (r.input as { datasetId: number }).datasetId)).size).toBe(1);
   });
 
   it('runs now outside the cron, and refuses a second run while one is active', async () => {
@@ -283,6 +381,30 @@ describe('cron forms and bad input', () => {
     expect(err.message).toContain('is not an IANA time zone');
   });
 
+  it('refuses a bad cron or zone in updateSchedule too, and changes nothing', async () => {
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'u',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '0 * * * *',
+    });
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '0 0 25 * * ?' }))).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      message: '"0 0 25 * * ?" is not a valid cron expression: Invalid value for hour: 25',
+      extensions: { field: 'input.cron' },
+    });
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '* * * * * * * *' })).message).toContain(
+      'has 8 fields',
+    );
+    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { timezone: 'Europe/Atlantis' }))).toMatchObject({
+      code: 'BAD_USER_INPUT',
+      extensions: { field: 'input.timezone' },
+    });
+    const after = h.scheduler.update(h.sandboxId, s.id, { name: 'u2' });
+    expect(after).toMatchObject({ cron: '0 * * * *', timezone: 'UTC', version: 2, nextRunAt: s.nextRunAt });
+  });
+
   it('checks EXPORT properties as an export job would', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
@@ -363,5 +485,61 @@ describe('references and freshness', () => {
     expect(fresh().get(def.audienceId)?.stale).toBe(false);
     h.scheduler.update(h.sandboxId, s.id, { state: 'INACTIVE' });
     expect(fresh().get(def.audienceId)).toEqual({ scheduleId: null, stale: null });
+  });
+
+  it('calls an audience stale when its schedule missed its last due time or failed to start it', async () => {
+    const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
+    const def = h.definition('vip');
+    const s = h.scheduler.create(h.sandboxId, {
+      name: 'all',
+      type: 'BATCH_SEGMENTATION',
+      properties: ALL,
+      cron: '* * * * *',
+    });
+    const fresh = () => audienceFreshness(h.conn, h.sandboxId, [def.audienceId]).get(def.audienceId);
+    h.clock.advance(MINUTE);
+    expect(fresh()).toEqual({ scheduleId: s.id, stale: false });
+    // Down for three due times while the 12:01 run is still queued: two MISSED, the latest skipped.
+    h.restartAfter(3 * MINUTE);
+    expect(h.ticks(s.id).map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
+      '12:01 STARTED',
+      '12:02 MISSED',
+      '12:03 MISSED',
+      '12:04 SKIPPED_OVERLAP',
+    ]);
+    expect(fresh()).toEqual({ scheduleId: s.id, stale: true });
+    h.finishRuns(s.id);
+    h.clock.advance(MINUTE);
+    expect(fresh()?.stale).toBe(false);
+    h.finishRuns(s.id);
+    const enqueue = vi.spyOn(h.jobs, 'enqueue').mockImplementationOnce(() => {
+      throw new Error('database or disk is full');
+    });
+    h.clock.advance(MINUTE);
+    expect(h.ticks(s.id).at(-1)?.[1]).toBe('FAILED_TO_START');
+    expect(fresh()).toEqual({ scheduleId: s.id, stale: true });
+    enqueue.mockRestore();
+    h.clock.advance(MINUTE);
+    expect(fresh()?.stale).toBe(false);
+  });
+
+  it('refuses to delete an audience an EXPORT schedule exports, naming the schedule', async () => {
+    await import('../../../src/domain/exports/export-schedule.js');
+    const h = await scheduleHarness('2026-01-01T00:00:00Z');
+    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    h.scheduler.create(h.sandboxId, {
+      name: 'nightly export',
+      type: 'EXPORT',
+      properties: {
+        audiences: [{ audienceId: encodeGlobalId('Audience', audience.id) }],
+        destination: { datasetName: 'nightly', format: 'CSV' },
+      },
+      cron: '0 3 * * *',
+    });
+    const refused = domainError(() => deleteAudience(h.conn, h.sandboxId, audience.id));
+    expect(refused.code).toBe('CONFLICT');
+    expect(refused.message).toBe(
+      'Audience "exported" is named by schedule "nightly export"; change or delete the schedule first',
+    );
   });
 });
