@@ -117,6 +117,13 @@ describe('every error has a documented code', () => {
     expect(res.errors?.[0]?.message).toBe('"ids" takes at most 500 ids, got 501');
   });
 
+  it('nodes(ids:) with 40,000 ids (the review\'s "too many SQL variables") → BAD_USER_INPUT, not INTERNAL', async () => {
+    const ids = Array.from({ length: 40_000 }, (_, i) => Buffer.from(`Audience:${i + 1}`).toString('base64'));
+    const res = await server.gql('query($ids: [ID!]!) { nodes(ids: $ids) { id } }', { ids });
+    expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'ids', limit: 500 });
+    expect(res.errors?.[0]?.message).toBe('"ids" takes at most 500 ids, got 40000');
+  });
+
   it('nodes(ids:) answers null at the position of each id that names nothing, the rest resolve', async () => {
     const { createAudience } = ok(await server.gql('mutation { createAudience(input: { name: "nodes-a" }) { id } }'));
     const b64 = (text: string) => Buffer.from(text).toString('base64');
