@@ -113,6 +113,16 @@ describe('a damaged database is not served as healthy', () => {
       expect(write.errors?.[0]?.extensions?.code).toBe('INTERNAL');
       expect(write.errors?.[0]?.message).toMatch(/The database is damaged .*writes are stopped/);
       expect(write.data ?? null).toBeNull();
+      // The review's case: ingest kept writing into the damaged file.
+      const ingest = await post(
+        server.url,
+        'mutation { ingestProfiles(records: [{ identities: [{ namespace: "email", id: "after@damage.io" }], attributes: {} }]) { accepted } }',
+      );
+      expect(ingest.errors?.[0]?.message).toMatch(/The database is damaged .*writes are stopped/);
+      expect(ingest.data ?? null).toBeNull();
+      expect(
+        (await post(server.url, '{ profile(identity: { namespace: "email", id: "after@damage.io" }) { id } }')).data,
+      ).toEqual({ profile: null });
       expect((await post(server.url, '{ audiences { totalCount } }')).data).toEqual({ audiences: { totalCount: 0 } });
 
       expect(lines.filter((l) => l.level === 60).map((l) => l.msg)).toEqual([
