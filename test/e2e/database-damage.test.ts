@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -80,6 +80,44 @@ describe('a damaged database is not served as healthy', () => {
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(/^segql: The database .*segql\.db is damaged/);
   });
+
+  it('`segql serve` with SEGQL_SKIP_INTEGRITY_CHECK=1 starts on the damaged file', async () => {
+    const copy = tempDir();
+    copyFileSync(databaseFile(damaged), databaseFile(copy));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: '0',
+        SEGQL_DATA_DIR: copy,
+        SEGQL_DEMO_PROFILES: '0',
+        SEGQL_LOG_LEVEL: 'info',
+        SEGQL_SKIP_INTEGRITY_CHECK: '1',
+      },
+    });
+    let output = '';
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "SegQL listening" within 30 s:\n${output}`)), 30_000);
+        const read = (chunk: Buffer) => {
+          output += chunk;
+          const listening = /"url":"([^"]+)"[^\n]*"msg":"SegQL listening"/.exec(output);
+          if (listening) {
+            clearTimeout(timer);
+            resolve(listening[1]!);
+          }
+        };
+        child.stdout.on('data', read);
+        child.stderr.on('data', read);
+        child.once('exit', (code) => reject(new Error(`exited with ${code} before listening:\n${output}`)));
+      });
+      expect((await fetch(url.replace('/graphql', '/readyz'))).status).toBe(200);
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 40_000);
 
   it('with the check skipped, a query hitting the damage turns /readyz to 503, stops writes and logs at fatal', async () => {
     const lines: { level: number; msg: string }[] = [];
