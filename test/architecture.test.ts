@@ -17,13 +17,23 @@ function sourceFiles(dir: string): string[] {
   );
 }
 
-/** Every relative import of a file, resolved to the .ts file it names (type-only imports too). */
+/**
+ * The relative module names a source text imports: `import … from`, `export … from` (type-only
+ * too), a bare `import './x.js'` (loaded for its side effects, e.g. registering GraphQL types)
+ * and a dynamic `import('./x.js')` (a module loaded only when configured is still a dependency).
+ */
+function importSpecifiers(text: string): string[] {
+  const forms = [
+    /(?:^|\n)\s*(?:import|export)\b[^'";]*?from\s*['"](\.{1,2}\/[^'"]+)['"]/g,
+    /(?:^|\n)\s*import\s*['"](\.{1,2}\/[^'"]+)['"]/g,
+    /\bimport\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g,
+  ];
+  return forms.flatMap((form) => [...text.matchAll(form)].map((m) => m[1]!));
+}
+
+/** Every relative import of a file, resolved to the .ts file it names. */
 function importsOf(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
-  const specs = [...text.matchAll(/(?:^|\n)\s*(?:import|export)\b[^'";]*?from\s*'(\.{1,2}\/[^']+)'/g)].map(
-    (m) => m[1]!,
-  );
-  return specs.map((s) => resolve(dirname(file), s.replace(/\.js$/, '.ts')));
+  return importSpecifiers(readFileSync(file, 'utf8')).map((s) => resolve(dirname(file), s.replace(/\.js$/, '.ts')));
 }
 
 const files = sourceFiles(src);
@@ -66,6 +76,20 @@ function cycles(): string[][] {
 }
 
 describe('layering', () => {
+  it('sees every form of import', () => {
+    const text = [
+      "import { a } from './a.js';",
+      "import type { B } from '../b.js';",
+      'import {\n  c,\n  d,\n} from "./c.js";',
+      "export { e } from './e.js';",
+      "export * from './f.js';",
+      "import './g.js';",
+      "const h = await import('./h.js');",
+      "import { x } from 'node:fs';",
+    ].join('\n');
+    expect(importSpecifiers(text)).toEqual(['./a.js', '../b.js', './c.js', './e.js', './f.js', './g.js', './h.js']);
+  });
+
   it('reaches src/pql from outside only through src/pql/index.ts', () => {
     const pql = join(src, 'pql');
     const pqlIndex = join(pql, 'index.ts');

@@ -14,7 +14,13 @@ import {
 } from './audiences.js';
 import { OPEN_ACTOR, recordDefinitionVersion } from './definition-versions.js';
 import { badInput, conflict, notFound } from './errors.js';
-import { type CheckedInput, checkExpression, type ExpressionInput, type PqlFormat } from './expressions.js';
+import {
+  assertRunnable,
+  type CheckedInput,
+  checkExpression,
+  type ExpressionInput,
+  type PqlFormat,
+} from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
 import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
@@ -217,6 +223,7 @@ export function createSegmentDefinition(
   return conn.sqlite
     .transaction(() => {
       const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
+      assertRunnable(conn, sandboxId, checked.checked);
       const { info: evaluation, warnings } = validEvaluation(
         input.evaluationInfo,
         { batch: true, streaming: false, edge: false },
@@ -314,6 +321,7 @@ export function updateSegmentDefinition(
           definition: true,
           selfAudienceId: def.audienceId,
         });
+        assertRunnable(conn, sandboxId, checked.checked);
         Object.assign(set, expressionColumns(input.expression, checked));
         eligibility = checked.checked.eligibility;
         writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);

@@ -15,7 +15,7 @@ import {
 } from '../pql/index.js';
 import type { SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
-import { type CheckedInput, checkExpression, type ExpressionInput } from './expressions.js';
+import { type CheckedInput, checkExpression, type ExpressionInput, tooLargeToRun } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { loadProfileDocument } from './profile-documents.js';
@@ -42,8 +42,7 @@ export function matchingProfileIds(
   if (query.before) bounds.push({ sql: 'p.id < ?', params: [Number(query.before[0])] });
   const page = compileToSql(checked, { now: at, sandboxId, where: bounds });
   const order = query.direction === 'forward' ? 'ASC' : 'DESC';
-  const ids = conn.sqlite
-    .prepare(`SELECT id FROM (${page.sql}) ORDER BY id ${order} LIMIT ?`)
+  const ids = prepareFor(conn, checked, `SELECT id FROM (${page.sql}) ORDER BY id ${order} LIMIT ?`)
     .pluck()
     .all(...page.params, query.fetch) as number[];
   return toPage(ids, query, (id) => [id]);
@@ -59,10 +58,18 @@ export function countMatching(
 ): number {
   const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
   const all = compileToSql(checked, { now: at, sandboxId, where: guard });
-  return conn.sqlite
-    .prepare(`SELECT count(*) FROM (${all.sql})`)
+  return prepareFor(conn, checked, `SELECT count(*) FROM (${all.sql})`)
     .pluck()
     .get(...all.params) as number;
+}
+
+/** Prepares an ad-hoc expression's statement; SQLite refusing it as too large is the expression's fault, not ours. */
+function prepareFor(conn: Connection, checked: CheckedExpression, text: string) {
+  try {
+    return conn.sqlite.prepare(text);
+  } catch (err) {
+    throw tooLargeToRun(err, checked) ?? err;
+  }
 }
 
 export interface EdgeEvaluation {

@@ -4,6 +4,8 @@ import {
   type CheckOptions,
   check,
   checkDefinition,
+  compilePredicate,
+  compileToSql,
   type Eligibility,
   type ExpressionNode,
   fromJson,
@@ -112,6 +114,45 @@ export function checkExpression(
   return { checked, text: print(ast), json: toJson(ast) };
 }
 
+/**
+ * SQLite's refusals of a statement too big to compile. The parser's limits keep expressions
+ * small, but how deep the SQL of an expression nests depends on its shape (an arithmetic chain
+ * of 400 terms nests about three levels per term, past SQLite's expression depth of 1000), so
+ * only preparing the statement says for sure.
+ */
+const SQLITE_STATEMENT_LIMIT =
+  /Expression tree is too large|too many (?:terms|arguments|columns|SQL variables|FROM clause terms)|parser stack overflow|at most \d+ tables in a join/i;
+
+/** SQLite's refusal of an expression's compiled statement as a PQL_TYPE_ERROR; undefined for any other failure. */
+export function tooLargeToRun(err: unknown, checked: CheckedExpression): PqlError | undefined {
+  if (!(err instanceof Error) || !SQLITE_STATEMENT_LIMIT.test(err.message)) return undefined;
+  return new PqlError(
+    'PQL_TYPE_ERROR',
+    `the expression is too large to run: SQLite refuses its compiled form (${err.message}); split it into smaller definitions combined with inSegment`,
+    checked.source,
+    { offset: 0, length: checked.source.length, line: 1, column: 1 },
+  );
+}
+
+/**
+ * Proves that a definition can run before it is accepted: compiles it in both SQL forms, each
+ * wrapped as deep as the jobs, streaming and previews wrap them, and has SQLite prepare (not
+ * run) the statements. What validates, runs.
+ */
+export function assertRunnable(conn: Connection, sandboxId: number, checked: CheckedExpression): void {
+  const now = Date.now();
+  try {
+    const query = compileToSql(checked, { now, sandboxId, where: [{ sql: 'p.id % 64 != 0 OR p.id > 0', params: [] }] });
+    conn.sqlite.prepare(`SELECT ?, id FROM (${query.sql})`);
+    const predicate = compilePredicate(checked, { now });
+    conn.sqlite.prepare(
+      `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND NOT (${predicate.sql})`,
+    );
+  } catch (err) {
+    throw tooLargeToRun(err, checked) ?? err;
+  }
+}
+
 /** Converts between the text and JSON forms without checking against a schema. */
 export function convertExpression(input: ExpressionInput, to: PqlFormat): string {
   const { ast } = parseExpression(input);
@@ -145,6 +186,8 @@ export function validatePql(conn: Connection, sandboxId: number, input: Expressi
   try {
     // A value expression (a count, a sum, an if(…)) is valid too: its type says what it is.
     const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: false });
+    // A boolean is a definition-to-be: it must also compile to a statement SQLite accepts.
+    if (checked.type.kind === 'boolean') assertRunnable(conn, sandboxId, checked);
     return {
       valid: true,
       errors: [],

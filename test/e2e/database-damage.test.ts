@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -81,6 +81,44 @@ describe('a damaged database is not served as healthy', () => {
     expect(lines[0]).toMatch(/^segql: The database .*segql\.db is damaged/);
   });
 
+  it('`segql serve` with SEGQL_SKIP_INTEGRITY_CHECK=1 starts on the damaged file', async () => {
+    const copy = tempDir();
+    copyFileSync(databaseFile(damaged), databaseFile(copy));
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+      cwd: root,
+      env: {
+        ...process.env,
+        PORT: '0',
+        SEGQL_DATA_DIR: copy,
+        SEGQL_DEMO_PROFILES: '0',
+        SEGQL_LOG_LEVEL: 'info',
+        SEGQL_SKIP_INTEGRITY_CHECK: '1',
+      },
+    });
+    let output = '';
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no "SegQL listening" within 30 s:\n${output}`)), 30_000);
+        const read = (chunk: Buffer) => {
+          output += chunk;
+          const listening = /"url":"([^"]+)"[^\n]*"msg":"SegQL listening"/.exec(output);
+          if (listening) {
+            clearTimeout(timer);
+            resolve(listening[1]!);
+          }
+        };
+        child.stdout.on('data', read);
+        child.stderr.on('data', read);
+        child.once('exit', (code) => reject(new Error(`exited with ${code} before listening:\n${output}`)));
+      });
+      expect((await fetch(url.replace('/graphql', '/readyz'))).status).toBe(200);
+    } finally {
+      const exited = new Promise((resolve) => child.once('exit', resolve));
+      child.kill('SIGTERM');
+      await exited;
+    }
+  }, 40_000);
+
   it('with the check skipped, a query hitting the damage turns /readyz to 503, stops writes and logs at fatal', async () => {
     const lines: { level: number; msg: string }[] = [];
     const sink = new Writable({
@@ -113,6 +151,16 @@ describe('a damaged database is not served as healthy', () => {
       expect(write.errors?.[0]?.extensions?.code).toBe('INTERNAL');
       expect(write.errors?.[0]?.message).toMatch(/The database is damaged .*writes are stopped/);
       expect(write.data ?? null).toBeNull();
+      // The review's case: ingest kept writing into the damaged file.
+      const ingest = await post(
+        server.url,
+        'mutation { ingestProfiles(records: [{ identities: [{ namespace: "email", id: "after@damage.io" }], attributes: {} }]) { accepted } }',
+      );
+      expect(ingest.errors?.[0]?.message).toMatch(/The database is damaged .*writes are stopped/);
+      expect(ingest.data ?? null).toBeNull();
+      expect(
+        (await post(server.url, '{ profile(identity: { namespace: "email", id: "after@damage.io" }) { id } }')).data,
+      ).toEqual({ profile: null });
       expect((await post(server.url, '{ audiences { totalCount } }')).data).toEqual({ audiences: { totalCount: 0 } });
 
       expect(lines.filter((l) => l.level === 60).map((l) => l.msg)).toEqual([

@@ -33,7 +33,7 @@ beforeAll(async () => {
   server = await startTestServer();
   const records = ['gold', 'gold', 'silver'].map((tier, i) => ({
     identities: [{ namespace: 'email', id: `p${i}@x.se` }],
-    attributes: { loyalty: { tier } },
+    attributes: { loyalty: { tier, points: 1 } },
   }));
   ok(await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', { r: records }));
 });
@@ -54,6 +54,41 @@ describe('what validates, runs', () => {
       { i: { name: 'Long funnel', expression: { value: chain(24) } } },
     );
     expect(saved.errors?.[0]?.extensions?.code).toBe('PQL_TYPE_ERROR');
+  });
+
+  it('refuses an expression whose SQL SQLite would not take (an arithmetic chain of 400 terms), and runs one of 300', async () => {
+    // Each `+` nests the SQL about three levels: 400 terms pass SQLite's expression depth of 1000.
+    const sum = (n: number) => `${Array.from({ length: n }, () => 'loyalty.points').join(' + ')} > 3`;
+    const v = ok(
+      await server.gql('query($x: String!) { validatePql(expression: $x) { valid errors { code message } } }', {
+        x: sum(400),
+      }),
+    ).validatePql;
+    expect(v.valid).toBe(false);
+    expect(v.errors[0].code).toBe('PQL_TYPE_ERROR');
+    expect(v.errors[0].message).toContain('the expression is too large to run');
+    expect(v.errors[0].message).toContain('Expression tree is too large (maximum depth 1000)');
+    const saved = await server.gql(
+      'mutation($i: CreateSegmentDefinitionInput!) { createSegmentDefinition(input: $i) { id } }',
+      { i: { name: 'Long sum', expression: { value: sum(400) } } },
+    );
+    expect(saved.errors?.[0]?.extensions?.code).toBe('PQL_TYPE_ERROR');
+    const matching = await server.gql('query($x: String!) { profilesMatching(expression: $x) { totalCount } }', {
+      x: sum(400),
+    });
+    expect(matching.errors?.[0]?.extensions?.code).toBe('PQL_TYPE_ERROR');
+    expect(matching.errors?.[0]?.message).toContain('too large to run');
+
+    const fits = ok(
+      await server.gql(
+        'query($x: String!) { validatePql(expression: $x) { valid } profilesMatching(expression: $x) { totalCount } }',
+        {
+          x: sum(300),
+        },
+      ),
+    );
+    expect(fits.validatePql.valid).toBe(true);
+    expect(fits.profilesMatching.totalCount).toBe(3);
   });
 
   it('a definition that fails at run time fails alone: the job succeeds and lists it with its reason', async () => {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ok, startTestServer, type TestServer } from './harness.js';
 
-const BUDGET_MS = 300;
+// Long enough for 20 sequential /healthz calls on a loaded machine (about 230 ms), far below the 6 s the or of 300 takes.
+const BUDGET_MS = 1_000;
 const PROFILES = 400;
 const EVENTS_PER_PROFILE = 30;
 const HEAVY_EVENTS = 5_000;
@@ -90,12 +91,13 @@ describe('ad-hoc evaluation within the query budget', () => {
     const started = performance.now();
     const slow = server.gql(MATCHING, { x: OR_OF_300 }).then((r) => ({ r, ms: performance.now() - started }));
     const times = await healthzTimes(server, 20);
+    const healthzDone = performance.now() - started;
     const { r, ms } = await slow;
     expect(r.errors?.[0]?.extensions?.code).toBe('QUERY_TIMEOUT');
     expect(r.errors?.[0]?.message).toContain(`budget of ${BUDGET_MS} ms`);
     expect(r.errors?.[0]?.extensions?.budgetMs).toBe(BUDGET_MS);
-    // The health checks ran while the evaluation did.
-    expect(ms).toBeGreaterThan(times.reduce((a, b) => a + b, 0));
+    // All 20 health checks were answered before the evaluation was: they ran while it did.
+    expect(ms).toBeGreaterThan(healthzDone);
     expect(times).toHaveLength(20);
     for (const t of times) expect(t).toBeLessThan(100);
   });

@@ -34,8 +34,8 @@ function chunkedBody(bytes: number): ReadableStream<Uint8Array> {
 }
 
 describe('body limits hold without Content-Length', () => {
-  it('a chunked 2 MiB body with the limit at 1 MiB → 413 PAYLOAD_TOO_LARGE, reading stopped near the limit', async () => {
-    const { status, body } = await post(chunkedBody(2 * 1024 * 1024));
+  it('a chunked 20 MiB body with the limit at 1 MiB → 413 PAYLOAD_TOO_LARGE, reading stopped near the limit', async () => {
+    const { status, body } = await post(chunkedBody(20 * 1024 * 1024));
     expect(status).toBe(413);
     const error = body.errors[0];
     expect(error.extensions).toMatchObject({ code: 'PAYLOAD_TOO_LARGE', limit: 1024 * 1024 });
@@ -115,6 +115,13 @@ describe('every error has a documented code', () => {
     const res = await server.gql('query($ids: [ID!]!) { nodes(ids: $ids) { id } }', { ids });
     expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'ids', limit: 500 });
     expect(res.errors?.[0]?.message).toBe('"ids" takes at most 500 ids, got 501');
+  });
+
+  it('nodes(ids:) with 40,000 ids (the review\'s "too many SQL variables") → BAD_USER_INPUT, not INTERNAL', async () => {
+    const ids = Array.from({ length: 40_000 }, (_, i) => Buffer.from(`Audience:${i + 1}`).toString('base64'));
+    const res = await server.gql('query($ids: [ID!]!) { nodes(ids: $ids) { id } }', { ids });
+    expect(res.errors?.[0]?.extensions).toMatchObject({ code: 'BAD_USER_INPUT', field: 'ids', limit: 500 });
+    expect(res.errors?.[0]?.message).toBe('"ids" takes at most 500 ids, got 40000');
   });
 
   it('nodes(ids:) answers null at the position of each id that names nothing, the rest resolve', async () => {

@@ -15,7 +15,7 @@ import {
   type SegmentDefinition,
   validEvaluation,
 } from '../definitions.js';
-import { checkExpression, type ExpressionInput } from '../expressions.js';
+import { assertRunnable, checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import type { JobOf } from '../jobs/job-store.js';
@@ -79,6 +79,7 @@ export function previewDefinitionChange(
       definition: true,
       selfAudienceId: def.audienceId,
     });
+    assertRunnable(conn, sandboxId, checked);
     const { info, warnings } = validEvaluation(
       options.evaluationInfo,
       def.evaluationInfo,

@@ -3,7 +3,7 @@ import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
-import { checkExpression, type ExpressionInput } from '../expressions.js';
+import { assertRunnable, checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
@@ -75,7 +75,8 @@ export function createPreview(app: PreviewServices, sandboxId: number, input: Pr
   return app.jobs.enqueue(sandboxId, 'PREVIEW', () => {
     const definition = input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
     const expression = definition ? definition.expression : input.expression!;
-    const { text } = checkExpression(conn, sandboxId, expression, { definition: true });
+    const { text, checked } = checkExpression(conn, sandboxId, expression, { definition: true });
+    assertRunnable(conn, sandboxId, checked);
     return {
       expression,
       expressionText: text,
