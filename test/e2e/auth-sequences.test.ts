@@ -1,7 +1,7 @@
 /**
  * The sequences an outside review used to break authorization and identity, end to end against
- * the real server: the last key revoked, a revoked key's open streams, GraphiQL's headers on
- * subscriptions, ids handed out twice, and /metrics without a key.
+ * the real server: the last key revoked, a revoked key's open streams, a query that started a
+ * job, GraphiQL's headers on subscriptions, ids handed out twice, and /metrics without a key.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -143,6 +143,60 @@ describe('a revoked key', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(wsBeats).toBe(beatsAtClose);
     await ws.dispose();
+  });
+});
+
+describe('a query', () => {
+  it('never starts a job: estimate only reads, and a read key cannot refresh it', async () => {
+    const { dataDir, key: reader } = dataDirWithKey(['read']);
+    const s = await start(dataDir);
+    const { key: writer } = createApiKey(s.server.app.conn, {
+      name: 'writer',
+      sandboxes: ['prod'],
+      scopes: ['read', 'write'],
+    });
+    touchKeyStamp(dataDir);
+    const jobs = () => s.server.app.conn.sqlite.prepare('SELECT count(*) FROM jobs').pluck().get() as number;
+    const definition = ok(
+      await gql(
+        s.url,
+        'mutation { createSegmentDefinition(input: { name: "Gold", expression: { value: "loyalty.tier = \\"gold\\"" } }) { id } }',
+        {},
+        bearer(writer),
+      ),
+    ).createSegmentDefinition.id as string;
+    const before = jobs();
+
+    // The review's request: a read key asking a query to refresh the estimate.
+    const refreshInQuery = await gql(
+      s.url,
+      'query($id: ID!) { segmentDefinition(id: $id) { estimate(refresh: true) { estimatedSize } } }',
+      { id: definition },
+      bearer(reader),
+    );
+    expect(codeOf(refreshInQuery)).toBe('BAD_USER_INPUT');
+    expect(refreshInQuery.errors![0]!.message).toMatch(/Unknown argument "refresh"/);
+    const read = ok(
+      await gql(
+        s.url,
+        'query($id: ID!) { segmentDefinition(id: $id) { estimate { estimatedSize } } }',
+        { id: definition },
+        bearer(reader),
+      ),
+    );
+    expect(read.segmentDefinition.estimate).toBeNull();
+    const READ_LATEST = 'query($id: ID!) { segmentDefinition(id: $id) { latestPreview { id } } }';
+    const REFRESH = 'mutation($id: ID!) { refreshEstimate(segmentDefinitionId: $id) { id status } }';
+    expect(codeOf(await gql(s.url, REFRESH, { id: definition }, bearer(reader)))).toBe('FORBIDDEN');
+    expect(jobs()).toBe(before);
+
+    const refreshed = ok(await gql(s.url, REFRESH, { id: definition }, bearer(writer))).refreshEstimate;
+    expect(jobs()).toBe(before + 1);
+    const newest = s.server.app.conn.sqlite.prepare('SELECT kind FROM jobs ORDER BY id DESC LIMIT 1').pluck().get();
+    expect(newest).toBe('PREVIEW');
+    expect(
+      ok(await gql(s.url, READ_LATEST, { id: definition }, bearer(reader))).segmentDefinition.latestPreview.id,
+    ).toBe(refreshed.id);
   });
 });
 
