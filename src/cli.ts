@@ -16,7 +16,6 @@ import { DomainError } from './domain/errors.js';
 import { importList } from './domain/external-audiences/local-import.js';
 import { countProfiles } from './domain/profiles.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
-import { startServer } from './server.js';
 
 /** A mistake in how segql was called: one line on stderr, exit 2, no stack trace. */
 class UsageError extends Error {}
@@ -239,6 +238,9 @@ async function serve(config: Config, log: Logger): Promise<void> {
   if (config.demoProfiles > 0 && countProfiles(conn, prod.id) === 0) {
     seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
   }
+  // Loaded only to serve: the schema and yoga are most of a command's start-up, and help, usage
+  // errors and keys should answer at once.
+  const { startServer } = await import('./server.js');
   const server = await startServer({
     port: config.port,
     host: config.host,

@@ -1,21 +1,41 @@
 /**
  * The sequences an outside review used to break authorization and identity, end to end against
- * the real server: the last key revoked, a revoked key's open streams, GraphiQL's headers on
- * subscriptions, ids handed out twice, and /metrics without a key.
+ * the real server: the last key revoked (with `segql keys revoke`, as an operator does), a
+ * revoked key's open streams, a query that started a job, GraphiQL's headers on subscriptions,
+ * ids handed out twice, and /metrics without a key.
  */
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createClient } from 'graphql-ws';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { databaseFile } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
-import { createApiKey, revokeApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
+import { createApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { gql, ok } from './harness.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/**
+ * `segql keys …` as its own process on the server's data directory. Asynchronous: the server under
+ * test runs in this process and must keep serving (and polling its keys) while the command runs.
+ */
+function segqlKeys(dataDir: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'keys', ...args],
+      { cwd: root, env: { ...process.env, SEGQL_DATA_DIR: dataDir, SEGQL_LOG_LEVEL: 'silent' }, timeout: 60_000 },
+      (err, stdout, stderr) => (err ? reject(new Error(`segql keys ${args.join(' ')}: ${stderr}`)) : resolve(stdout)),
+    );
+  });
+}
 
 const codeOf = (res: { errors?: { extensions?: Record<string, any> }[] }) => res.errors?.[0]?.extensions?.code;
 const bearer = (key: string) => ({ authorization: `Bearer ${key}` });
@@ -58,12 +78,13 @@ afterEach(async () => {
 });
 
 describe('the last key revoked', () => {
-  it('keeps a server that started keyed on 0.0.0.0 closed, says why in the log, and after a restart too', async () => {
+  it('keeps a server that started keyed on 0.0.0.0 closed, says why in the log, and after a restart too', {
+    timeout: 60_000,
+  }, async () => {
     const { dataDir, key } = dataDirWithKey();
     const s = await start(dataDir, { host: '0.0.0.0' });
     expect(ok(await gql(s.url, '{ __typename }', {}, bearer(key)))).toEqual({ __typename: 'Query' });
-    revokeApiKey(s.server.app.conn, '1');
-    touchKeyStamp(dataDir);
+    await segqlKeys(dataDir, ['revoke', '1']);
 
     const sandbox = await gql(s.url, 'mutation { createSandbox(name: "sneaky") { name } }');
     expect(codeOf(sandbox)).toBe('UNAUTHENTICATED');
@@ -87,7 +108,9 @@ describe('the last key revoked', () => {
 });
 
 describe('a revoked key', () => {
-  it('loses its WebSocket (4403) and SSE (UNAUTHENTICATED) subscriptions within a second', async () => {
+  it('loses its WebSocket (4403) and SSE (UNAUTHENTICATED) subscriptions within a second', {
+    timeout: 60_000,
+  }, async () => {
     const { dataDir, key } = dataDirWithKey(['read']);
     const s = await start(dataDir);
 
@@ -97,7 +120,13 @@ describe('a revoked key', () => {
       retryAttempts: 0,
       connectionParams: bearer(key),
     });
-    const closedWith = new Promise<number>((resolve) => ws.on('closed', (e) => resolve((e as { code: number }).code)));
+    let closedAt = 0;
+    const closedWith = new Promise<number>((resolve) =>
+      ws.on('closed', (e) => {
+        closedAt = Date.now();
+        resolve((e as { code: number }).code);
+      }),
+    );
     let wsBeats = 0;
     const firstBeat = new Promise<void>((resolve) => {
       ws.subscribe(
@@ -120,29 +149,86 @@ describe('a revoked key', () => {
     });
     const reader = sse.body!.getReader();
     let sseText = '';
+    let sseEndedAt = 0;
     const sseEnded = (async () => {
       for (;;) {
         const { value, done } = await reader.read();
-        if (done) return;
+        if (done) break;
         sseText += new TextDecoder().decode(value);
       }
+      sseEndedAt = Date.now();
     })();
     await firstBeat;
     while (!sseText.includes('heartbeat')) await new Promise((r) => setTimeout(r, 10));
 
-    revokeApiKey(s.server.app.conn, '1');
-    touchKeyStamp(dataDir);
-    const revokedAt = Date.now();
+    await segqlKeys(dataDir, ['revoke', '1']);
+    // Timed from the revocation the command wrote, not from the command's own start-up.
+    const revokedAt = s.server.app.conn.sqlite.prepare('SELECT revoked_at FROM api_keys WHERE id = 1').pluck().get();
+    expect(typeof revokedAt).toBe('number');
     expect(await closedWith).toBe(4403);
     await sseEnded;
-    const ended = Date.now() - revokedAt;
-    expect(ended).toBeLessThan(1000);
+    expect(closedAt - (revokedAt as number)).toBeLessThan(1000);
+    expect(sseEndedAt - (revokedAt as number)).toBeLessThan(1000);
     expect(sseText).toContain('"code":"UNAUTHENTICATED"');
     expect(sseText).toMatch(/event: complete/);
     const beatsAtClose = wsBeats;
     await new Promise((r) => setTimeout(r, 200));
     expect(wsBeats).toBe(beatsAtClose);
     await ws.dispose();
+  });
+});
+
+describe('a query', () => {
+  it('never starts a job: estimate only reads, and a read key cannot refresh it', async () => {
+    const { dataDir, key: reader } = dataDirWithKey(['read']);
+    const s = await start(dataDir);
+    const { key: writer } = createApiKey(s.server.app.conn, {
+      name: 'writer',
+      sandboxes: ['prod'],
+      scopes: ['read', 'write'],
+    });
+    touchKeyStamp(dataDir);
+    const jobs = () => s.server.app.conn.sqlite.prepare('SELECT count(*) FROM jobs').pluck().get() as number;
+    const definition = ok(
+      await gql(
+        s.url,
+        'mutation { createSegmentDefinition(input: { name: "Gold", expression: { value: "loyalty.tier = \\"gold\\"" } }) { id } }',
+        {},
+        bearer(writer),
+      ),
+    ).createSegmentDefinition.id as string;
+    const before = jobs();
+
+    // The review's request: a read key asking a query to refresh the estimate.
+    const refreshInQuery = await gql(
+      s.url,
+      'query($id: ID!) { segmentDefinition(id: $id) { estimate(refresh: true) { estimatedSize } } }',
+      { id: definition },
+      bearer(reader),
+    );
+    expect(codeOf(refreshInQuery)).toBe('BAD_USER_INPUT');
+    expect(refreshInQuery.errors![0]!.message).toMatch(/Unknown argument "refresh"/);
+    const read = ok(
+      await gql(
+        s.url,
+        'query($id: ID!) { segmentDefinition(id: $id) { estimate { estimatedSize } } }',
+        { id: definition },
+        bearer(reader),
+      ),
+    );
+    expect(read.segmentDefinition.estimate).toBeNull();
+    const READ_LATEST = 'query($id: ID!) { segmentDefinition(id: $id) { latestPreview { id } } }';
+    const REFRESH = 'mutation($id: ID!) { refreshEstimate(segmentDefinitionId: $id) { id status } }';
+    expect(codeOf(await gql(s.url, REFRESH, { id: definition }, bearer(reader)))).toBe('FORBIDDEN');
+    expect(jobs()).toBe(before);
+
+    const refreshed = ok(await gql(s.url, REFRESH, { id: definition }, bearer(writer))).refreshEstimate;
+    expect(jobs()).toBe(before + 1);
+    const newest = s.server.app.conn.sqlite.prepare('SELECT kind FROM jobs ORDER BY id DESC LIMIT 1').pluck().get();
+    expect(newest).toBe('PREVIEW');
+    expect(
+      ok(await gql(s.url, READ_LATEST, { id: definition }, bearer(reader))).segmentDefinition.latestPreview.id,
+    ).toBe(refreshed.id);
   });
 });
 

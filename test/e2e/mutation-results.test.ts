@@ -1,4 +1,4 @@
-import { isNonNullType } from 'graphql';
+import { isInterfaceType, isListType, isNonNullType, isObjectType } from 'graphql';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { schema } from '../../src/graphql/index.js';
 import { ok, startTestServer, type TestServer } from './harness.js';
@@ -15,6 +15,23 @@ describe('mutation results', () => {
   it('are nullable for every mutation, so one failing field does not null the others', () => {
     const nonNull = Object.values(schema.getMutationType()!.getFields()).filter((f) => isNonNullType(f.type));
     expect(nonNull.map((f) => f.name)).toEqual([]);
+  });
+
+  it('follow one convention: a delete returns the id it deleted, an ingest its IngestResult, the rest their object', () => {
+    // Read from the schema, so a mutation added later is held to the README's convention too.
+    const off: string[] = [];
+    for (const field of Object.values(schema.getMutationType()!.getFields())) {
+      const type = field.type;
+      const what = `${field.name}: ${String(type)}`;
+      if (field.name.startsWith('delete')) {
+        if (String(type) !== 'ID') off.push(what);
+      } else if (field.name.startsWith('ingest')) {
+        if (String(type) !== 'IngestResult') off.push(what);
+      } else if (isListType(type) || !(isObjectType(type) || isInterfaceType(type))) {
+        off.push(what);
+      }
+    }
+    expect(off).toEqual([]);
   });
 
   it('keeps the first mutation result of an operation when the second fails', async () => {
