@@ -52,7 +52,7 @@ async function waitForRun(id: string) {
 async function members(audienceId: string) {
   const res = ok(
     await server.gql(
-      `query ($id: ID!) { node(id: $id) { ... on Audience { size members(first: 500) { edges { node { status payload profile { identities { namespace id } } } } } } } }`,
+      `query ($id: ID!) { node(id: $id) { ... on Audience { size members(first: 500) { edges { node { status payload profile { identities { namespace value } } } } } } } }`,
       { id: audienceId },
     ),
   ).node;
@@ -60,7 +60,7 @@ async function members(audienceId: string) {
     size: res.size as number,
     byEmail: new Map<string, { status: string; payload: any }>(
       res.members.edges.map((e: any) => [
-        e.node.profile.identities[0].id,
+        e.node.profile.identities[0].value,
         { status: e.node.status, payload: e.node.payload },
       ]),
     ),
@@ -254,9 +254,9 @@ describe('external audiences', () => {
     expect((await waitForRun(res.startExternalAudienceIngestion.id)).status).toBe('SUCCEEDED');
     const found = ok(
       await server.gql(
-        `query { profilesMatching(expression: "inSegment(\\"0d6f7d4e-1111-4a4a-9b9b-222233334444\\")", first: 10) { edges { node { identities { id } } } } }`,
+        `query { profilesMatching(expression: "inSegment(\\"0d6f7d4e-1111-4a4a-9b9b-222233334444\\")", first: 10) { edges { node { identities { value } } } } }`,
       ),
-    ).profilesMatching.edges.map((e: any) => e.node.identities[0].id);
+    ).profilesMatching.edges.map((e: any) => e.node.identities[0].value);
     expect(found.sort()).toEqual(['in1@x.com', 'in2@x.com']);
     const byName = ok(await server.gql('query { externalAudience(externalId: "By uuid") { id } }')).externalAudience;
     expect(byName.id).toBe(ext.id);

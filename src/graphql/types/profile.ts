@@ -20,11 +20,9 @@ const IdentityType = builder.objectRef<Identity>('Identity').implement({
     'One way to recognise a person: a namespace (email, crmId, phone, …) and the value in it. It has no global key of its own: the same value can live in two namespaces.',
   fields: (t) => ({
     namespace: t.exposeString('namespace', { description: 'The identity namespace: email, crmId, phone, ….' }),
+    // Not `id`: normalised caches (Apollo, Relay, urql) take `id` as a global key, and one value can
+    // live in two namespaces, so `{email: x}` and `{crmId: x}` would merge into one cache entry.
     value: t.exposeString('id', { description: 'The identity value in its namespace, e.g. an email address.' }),
-    id: t.exposeString('id', {
-      description: 'The identity value (same as value).',
-      deprecationReason: 'Normalised client caches take "id" as a global key; select "value"',
-    }),
   }),
 });
 
