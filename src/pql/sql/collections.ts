@@ -256,6 +256,10 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   let s: Sql;
   if (c.item.kind === 'event' && summed) {
     s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}`)})`;
+  } else if (!readsItem(c, input)) {
+    // An aggregate whose argument reads only outer rows (`xEvent.max(^.loyalty.points)`) would be
+    // the outer query's aggregate in SQL: the argument becomes a column of the items first.
+    s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)}`)})`;
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
@@ -264,6 +268,12 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
     rep: v.rep,
     origin: { eventAggregate: c.events && { fn, source: c, input } },
   };
+}
+
+/** Whether `value` reads the row of `c`'s items (compiler-made text: aliases are never in user text). */
+function readsItem(c: CollectionValue, value: Sql): boolean {
+  if (c.item.kind === 'profile') return true;
+  return new RegExp(`\\b${c.item.alias}\\.`).test(value.text);
 }
 
 /**
