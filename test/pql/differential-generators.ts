@@ -1201,6 +1201,14 @@ export class PqlGenerator {
       { arbitrary: condition, weight: 9 },
       { arbitrary: this.nonEmpty(depth - 1), weight: 1 },
       { arbitrary: lambda, weight: 1 },
+      // The groups of a groupBy are an array too, but only a value at the top.
+      {
+        arbitrary: fc.constantFrom(
+          'xEvent.groupBy(channel).values()',
+          'xEvent[eventType = "x"].groupBy(eventType).values()',
+        ),
+        weight: 1,
+      },
     );
   }
 
@@ -1211,6 +1219,17 @@ export class PqlGenerator {
     return fc.oneof(
       { arbitrary: ev.map((c) => `xEvent[${c}]`), weight: 2 },
       { arbitrary: evVar.map((c) => `(select E from xEvent where ${c})`), weight: 1 },
+      // Shorthands the checker runs in another form (filter, map) are arrays as conditions too.
+      { arbitrary: ev.map((c) => `xEvent.filter(${c})`), weight: 1 },
+      {
+        arbitrary: fc.constantFrom(
+          'xEvent.map(channel)',
+          'xEvent.map(E => E.commerce.order.priceTotal * 2)',
+          'xEvent.map(E => mapEntry(E.channel, E.timestamp)).keys()',
+          'preferences.categories.map(T => T.lower())',
+        ),
+        weight: 1,
+      },
       {
         arbitrary: fc.constantFrom('preferences.categories', 'preferences.categories.distinct()', 'xEvent'),
         weight: 1,

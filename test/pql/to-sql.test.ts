@@ -835,6 +835,18 @@ describe('lambdas, map values, mapEntry maps and groups (issue 18)', () => {
     expect(select(`${lastOfType}.get(preferences.categories.head()).isNull()`)).toEqual([1, 2, 3]);
   });
 
+  it('as a whole definition, each of these arrays holds when it is non-empty', () => {
+    // Profile 1 has three events, two with a total over 15; profile 2 two events, one with a channel.
+    expect(select('xEvent.groupBy(eventType).values()')).toEqual([1, 2]);
+    expect(select('xEvent.groupBy(channel).values()')).toEqual([1, 2]);
+    expect(select('xEvent.map(e => e.channel)')).toEqual([1, 2]);
+    expect(select('xEvent.map(channel)')).toEqual([1, 2]);
+    expect(select('xEvent.filter(commerce.order.priceTotal > 15)')).toEqual([1]);
+    expect(select('xEvent.filter(e => e.commerce.order.priceTotal > 15)')).toEqual([1]);
+    expect(select('xEvent.map(e => mapEntry(e.channel, e.commerce.order.priceTotal)).keys()')).toEqual([1]);
+    expect(select('preferences.categories.map(c => c.lower())')).toEqual([1, 2]);
+  });
+
   it('keys keep the order they came in, whatever they look like', () => {
     harness.load([
       p({ preferences: { categories: ['x', '10', '2', '10'] } }),

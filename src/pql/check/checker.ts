@@ -15,6 +15,7 @@ import type {
   IdentifierNode,
   InNode,
   MemberNode,
+  MethodCallNode,
   ParentFieldNode,
   QuantifiedNode,
 } from '../language/ast.js';
@@ -31,6 +32,7 @@ import {
   checkGroupedRead,
   checkGroupValues,
   checkMap,
+  groupKeys,
   isEntryMap,
   isGroupValues,
 } from './collection-forms.js';
@@ -75,10 +77,13 @@ function checkTree(
 ): CheckedExpression {
   const ctx = new CheckContext(source, options, visit);
   ctx.root = parsed;
-  const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
-  let type = ctx.check(parsed, { item: root, env: null });
+  const profile: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
+  const root: Scope = { item: profile, env: null };
+  let type = ctx.check(parsed, root);
   // A whole definition that is an array (`select E from xEvent where …`) holds when it is non-empty.
   if (definition && type.kind === 'array') {
+    // The groups of a groupBy are non-empty when its keys are (the groups themselves are a JS value).
+    if (isGroupValues(parsed)) ctx.replacements.set(parsed, groupKeys(ctx, parsed as MethodCallNode, root));
     ctx.nonEmpty.add(parsed);
     type = BOOLEAN;
   }

@@ -306,6 +306,18 @@ export function checkGroupValues(ctx: CheckContext, node: MethodCallNode, scope:
   return ctx.check(replacement, scope);
 }
 
+/** `a.groupBy(path).values()` as its keys, `a.path.distinct()`, checked: as many as there are groups. */
+export function groupKeys(ctx: CheckContext, values: MethodCallNode, scope: Scope): ExpressionNode {
+  const grouping = values.object as MethodCallNode;
+  const keys = distinctValues(
+    grouping.object,
+    pathArgument(ctx, grouping, scope, 'orders.groupBy(storeId)'),
+    values.loc,
+  );
+  ctx.check(keys, scope);
+  return keys;
+}
+
 /** `base.path.distinct()`: the keys of a grouping, in order of first appearance. */
 function distinctValues(base: ExpressionNode, names: string[], loc: ExpressionNode['loc']): MethodCallNode {
   return { kind: 'MethodCall', object: pathOver(base, names, loc), name: 'distinct', args: [], loc };
