@@ -166,9 +166,9 @@ export function checkMap(ctx: CheckContext, node: MethodCallNode, scope: Scope, 
 const AGGREGATES_OF_VALUES = new Set(['sum', 'average', 'min', 'max']);
 
 /**
- * `a.map(v).sum()` (average, min, max) as `a.sum(v)`: the same values in the same order, and
- * the form the SQL engine turns into one grouped pass over the events. Undefined when `node`
- * is not one.
+ * `a.map(v).sum()` (average, min, max) as `a.sum(v)`: the same values in the same order, in
+ * the form the SQL engine already optimises (no table of values in between; over the events,
+ * possibly one grouped pass). Undefined when `node` is not one.
  */
 export function aggregateOfMap(node: MethodCallNode): MethodCallNode | undefined {
   const map = node.object;
