@@ -189,6 +189,11 @@ export const FLOORS: Readonly<Record<string, (c: FloorContext) => FloorQuery>> =
     params: [c.sandboxId],
   }),
 
+  // `a.map(e => e.x).sum()` is `a.sum(x)`, and there is one group per key: the same sets as
+  // big-spenders and multi-channel-buyers.
+  'big-spenders-lambda': (c) => FLOORS['big-spenders']!(c),
+  'multi-channel-groups': (c) => FLOORS['multi-channel-buyers']!(c),
+
   // points × 2 >= 1000 is points >= 500: one extraction of points per row.
   'tier-weighted-points': profiles(
     "json_extract(attributes, '$.loyalty.points') >= CASE WHEN json_extract(attributes, '$.loyalty.tier') IN ('gold', 'platinum') THEN 500 ELSE 1000 END",

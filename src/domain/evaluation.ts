@@ -198,5 +198,11 @@ function valueAsJson(raw: unknown, type: PqlType): unknown {
   if (type.kind === 'array' && type.of.kind === 'datetime' && Array.isArray(raw)) {
     return raw.map((t) => (typeof t === 'number' ? new Date(t).toISOString() : null));
   }
-  return JSON.parse(JSON.stringify(raw)) as unknown;
+  const json = JSON.parse(JSON.stringify(raw)) as unknown;
+  // A map of datetimes (`map(e => mapEntry(…, e.timestamp))`): its values as ISO text too.
+  if (type.kind === 'map' && type.of.kind === 'datetime' && typeof json === 'object' && json !== null) {
+    const entries = Object.entries(json).map(([k, t]) => [k, typeof t === 'number' ? new Date(t).toISOString() : null]);
+    return Object.fromEntries(entries);
+  }
+  return json;
 }

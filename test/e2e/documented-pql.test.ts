@@ -18,6 +18,7 @@ const PAGES = {
   definitionsApi: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/segment-definitions',
   conversions: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/api/pql-conversions',
   sourceFilters: 'https://experienceleague.adobe.com/en/docs/experience-platform/sources/api-tutorials/filter',
+  maps: 'https://experienceleague.adobe.com/en/docs/experience-platform/segmentation/pql/map-functions',
 };
 
 let server: TestServer;
@@ -86,7 +87,10 @@ beforeAll(async () => {
       identity: { namespace: 'email', id: 'ann@x.us' },
       timestamp: '2026-11-28T10:00:00Z',
       eventType: 'commerce.checkouts',
-      data: { commerce: { item: { price: 60 }, checkouts: { value: 1 } }, productListItems: [{ SKU: 'PS' }] },
+      data: {
+        commerce: { item: { price: 60 }, checkouts: { value: 1 }, order: { purchaseID: 'A-1' } },
+        productListItems: [{ SKU: 'PS' }],
+      },
     },
     {
       id: 'bo-1',
@@ -94,7 +98,7 @@ beforeAll(async () => {
       timestamp: '2026-11-20T10:00:00Z',
       eventType: 'commerce.purchases',
       data: {
-        commerce: { item: { price: 70 } },
+        commerce: { item: { price: 70 }, order: { purchaseID: 'B-1' } },
         productListItems: [{ SKU: 'XB' }],
         metrics: { commerce: { abandons: { value: 1 } } },
       },
@@ -104,7 +108,11 @@ beforeAll(async () => {
       identity: { namespace: 'email', id: 'bo@x.se' },
       timestamp: '2026-11-21T10:00:00Z',
       eventType: 'commerce.purchases',
-      data: { commerce: { item: { price: 10 } }, productListItems: [{ SKU: 'PS' }, { SKU: 'XB' }] },
+      // The same order as bo-1, a day later.
+      data: {
+        commerce: { item: { price: 10 }, order: { purchaseID: 'B-1' } },
+        productListItems: [{ SKU: 'PS' }, { SKU: 'XB' }],
+      },
     },
   ];
   const e = ok(
@@ -307,7 +315,7 @@ describe('map, groupBy and array equality', () => {
     expect(await valuesOf('orders.groupBy(storeId).keys()')).toEqual([['S1', 'S2'], [], null]);
     const bare = await typeOf('orders.groupBy(storeId).count() > 0');
     expect(bare.valid).toBe(false);
-    expect(bare.errors[0].message).toContain('read a groupBy with .keys() or .get("key")');
+    expect(bare.errors[0].message).toContain('read a groupBy with .keys(), .get("key") or .values()');
   });
 
   it(`numbers.map(square) (${PAGES.arrays})`, async () => {
@@ -321,6 +329,99 @@ describe('map, groupBy and array equality', () => {
     const equal = await runEverywhere('numbers.map(square) = [9, 4]');
     expect(equal.sql).toEqual(['ann@x.us']);
     expect(equal.js).toEqual(equal.sql);
+  });
+});
+
+describe('lambdas, mapEntry and the groups of a groupBy', () => {
+  const VALUE = `query($id: String!, $x: String!, $at: DateTime) {
+    evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x, at: $at) { value } }`;
+  const valuesOf = async (expression: string) => {
+    const out: unknown[] = [];
+    for (const id of PEOPLE) out.push(ok(await server.gql(VALUE, { id, x: expression, at: AT })).evaluateProfile.value);
+    return out;
+  };
+  const check = async (expression: string) =>
+    ok(
+      await server.gql('query($x: String!) { validatePql(expression: $x) { valid type errors { message } } }', {
+        x: expression,
+      }),
+    ).validatePql;
+
+  it(`map with a value expression of each item (${PAGES.arrays})`, async () => {
+    // ann's orders cost 10 and 15.5; bo has none; cy no orders field.
+    expect(await check('orders.map(o => o.order.price * 2)')).toEqual({
+      valid: true,
+      type: 'array<number>',
+      errors: [],
+    });
+    expect(await valuesOf('orders.map(o => o.order.price * 2)')).toEqual([[20, 31], [], null]);
+    expect(await valuesOf('person.favoriteColors.map(c => c.upper())')).toEqual([['RED'], ['BLACK'], null]);
+    // Event prices doubled: ann 60·2 = 120, bo (70 + 10)·2 = 160.
+    const r = await runEverywhere('xEvent.map(e => e.commerce.item.price * 2).sum() > 130');
+    expect(r.normalized).toBe('xEvent.map(e => e.commerce.item.price * 2).sum() > 130');
+    expect(r.sql).toEqual(['bo@x.se']);
+    expect(r.js).toEqual(r.sql);
+    const red = await runEverywhere('"RED" in person.favoriteColors.map(c => c.upper())');
+    expect(red.sql).toEqual(['ann@x.us']);
+    expect(red.js).toEqual(red.sql);
+    // The filter of the documentation written with a lambda: orders over 12, ann's 15.5.
+    const filtered = await runEverywhere('orders.filter(o => o.order.price > 12).count() > 0');
+    expect(filtered.sql).toEqual(['ann@x.us']);
+    expect(filtered.js).toEqual(filtered.sql);
+  });
+
+  it(`mapEntry builds a map, read with get/keys/values (${PAGES.maps}; mapEntry itself has no public definition: docs/pql.md §5)`, async () => {
+    const lastByOrder = 'xEvent.map(e => mapEntry(e.commerce.order.purchaseID, e.timestamp))';
+    expect(await check(lastByOrder)).toEqual({ valid: true, type: 'map<datetime>', errors: [] });
+    // bo's order B-1 has two events (20 and 21 Nov): the later one wins.
+    expect(await valuesOf(lastByOrder)).toEqual([
+      { 'A-1': '2026-11-28T10:00:00.000Z' },
+      { 'B-1': '2026-11-21T10:00:00.000Z' },
+      {},
+    ]);
+    const later = await runEverywhere(`${lastByOrder}.get("B-1") occurs on date("2026-11-21")`);
+    expect(later.normalized).toBe(`${lastByOrder}.get("B-1") occurs on date("2026-11-21")`);
+    expect(later.sql).toEqual(['bo@x.se']);
+    expect(later.js).toEqual(later.sql);
+    const one = await runEverywhere(`${lastByOrder}.keys().count() = 1`);
+    expect(one.sql).toEqual(['ann@x.us', 'bo@x.se']);
+    expect(one.js).toEqual(one.sql);
+    // Prices by order: ann's A-1 60; bo's B-1 10 (the later event's).
+    const prices = 'xEvent.map(e => mapEntry(e.commerce.order.purchaseID, e.commerce.item.price)).values()';
+    expect(await valuesOf(prices)).toEqual([[60], [10], []]);
+    const cheap = await runEverywhere(`${prices}.sum() < 50`);
+    expect(cheap.sql).toEqual(['bo@x.se', 'cy@x.us']);
+    expect(cheap.js).toEqual(cheap.sql);
+    // Anywhere but the body of a map lambda it is an error saying where it goes.
+    const misplaced = await check('mapEntry("a", 1).get("a") = 1');
+    expect(misplaced.valid).toBe(false);
+    expect(misplaced.errors[0].message).toContain('it can only be the body of a map lambda');
+  });
+
+  it(`groupBy(…).values(): the groups (${PAGES.arrays})`, async () => {
+    // ann ordered at S1, S2, S1; bo at S1 twice (and once without a store); cy never.
+    expect(await check('person.orders.groupBy(storeId).values()')).toEqual({
+      valid: true,
+      type: 'array<array<object>>',
+      errors: [],
+    });
+    expect(await valuesOf('person.orders.groupBy(storeId).values()')).toEqual([
+      [[{ storeId: 'S1' }, { storeId: 'S1' }], [{ storeId: 'S2' }]],
+      [[{ storeId: 'S1' }, { storeId: 'S1' }]],
+      null,
+    ]);
+    expect(await valuesOf('person.orders.groupBy(storeId).values().map(g => g.count())')).toEqual([[2, 1], [2], null]);
+    const stores = await runEverywhere('person.orders.groupBy(storeId).values().count() > 1');
+    expect(stores.sql).toEqual(['ann@x.us']);
+    expect(stores.js).toEqual(stores.sql);
+    const repeat = await runEverywhere('person.orders.groupBy(storeId).values().exists(g => g.count() >= 2)');
+    expect(repeat.normalized).toBe('person.orders.groupBy(storeId).values().exists(g => g.count() >= 2)');
+    expect(repeat.sql).toEqual(['ann@x.us', 'bo@x.se']);
+    expect(repeat.js).toEqual(repeat.sql);
+    const single = await runEverywhere('person.orders.groupBy(storeId).values().forall(g => g.count() = 1)');
+    // cy has no orders: forall holds over no groups.
+    expect(single.sql).toEqual(['cy@x.us']);
+    expect(single.js).toEqual(single.sql);
   });
 });
 

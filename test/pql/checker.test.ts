@@ -806,21 +806,124 @@ describe('map, groupBy and array equality', () => {
       '= compares two arrays of values of one type as sets',
     );
     expect(typeError('_tenant.tags = _tenant.scores').message).toContain('compares two arrays of values of one type');
-    expect(typeError('_tenant.visits.map(page + "x").count() > 0').message).toBe(
-      'map() takes one argument, the path of a field of each item, e.g. orders.map(price)',
+    expect(typeError('_tenant.visits.map().count() > 0').message).toBe(
+      'map() takes one argument: the path of a field of each item (orders.map(price)) or a lambda (orders.map(o => o.price * o.quantity))',
     );
     expect(typeError('_tenant.scores.map(x).count() > 0').message).toContain('map() needs an array of objects');
     expect(typeError('_tenant.visits.groupBy(at).keys().count() > 0').message).toContain(
       'groupBy() needs a string field of each item (the keys of a map are strings), but .at is datetime',
     );
-    expect(typeError('_tenant.visits.groupBy(page).values().count() > 0').message).toContain(
-      'read a groupBy with .keys() or .get("key") (a string literal)',
+    expect(typeError('_tenant.visits.groupBy(page).head().count() > 0').message).toBe(
+      'read a groupBy with .keys(), .get("key") or .values()',
     );
     expect(typeError('_tenant.visits.groupBy(page).get(person.name.firstName).count() > 0').message).toContain(
-      'read a groupBy with .keys() or .get("key") (a string literal)',
+      'read a groupBy with .keys(), .get("key") (a string literal) or .values()',
     );
     expect(typeError('let G = (_tenant.visits.groupBy(page)) in (G.keys().count() > 0)').message).toBe(
-      'read a groupBy with .keys() or .get("key")',
+      'read a groupBy with .keys(), .get("key") or .values()',
     );
+  });
+});
+
+describe('lambdas as per-item arguments (docs/pql.md §5)', () => {
+  const value = (source: string) => check(parse(source), source, options);
+
+  it('binds the name to each item; bare names are still fields of the item', () => {
+    const c = ok('_tenant.visits.exists(v => v.page = "home" and at occurs today)');
+    expect(print(c.ast)).toBe('_tenant.visits.exists(v => v.page = "home" and at occurs today)');
+    expect(c.referencedFields).toEqual(['_tenant.visits', '_tenant.visits.at', '_tenant.visits.page']);
+    expect(print(ok('_tenant.visits.filter(v => v.page = "home").count() > 1').ast)).toBe(
+      '_tenant.visits[v => v.page = "home"].count() > 1',
+    );
+    expect(typeToString(value('_tenant.visits.topN(v => v.at, 2)').type)).toBe('array<object>');
+    expect(typeToString(value('xEvent.sum(e => e.commerce.order.priceTotal * 2)').type)).toBe('number');
+    // `^` still reaches the scope around the method.
+    ok('_tenant.visits.exists(v => v.page = ^.person.name.firstName)');
+  });
+
+  it('runs over arrays of values, whose items have no fields', () => {
+    expect(typeToString(value('_tenant.tags.map(t => t.lower())').type)).toBe('array<string>');
+    ok('_tenant.tags.exists(t => t.startsWith("a"))');
+    ok('_tenant.scores.filter(s => s > 2).count() = 1');
+    expect(typeError('_tenant.tags.exists(t => length > 2)').message).toContain('unknown field _tenant.tags.length');
+  });
+
+  it('is an argument read per item, nowhere else', () => {
+    fails('if(x => true, 1, 2) > 1', 'a lambda (x => …) can only be the argument a method reads once per item', 1, 4);
+    fails('_tenant.tags.includes(t => "a")', 'a lambda (t => …) can only be the argument', 1, 23);
+    fails('person.name.firstName.startsWith(n => "a")', 'a lambda (n => …) can only be the argument', 1, 34);
+  });
+
+  it('a.map(x => value): the values of any expression, an array of single values', () => {
+    const c = value('_tenant.visits.map(v => v.page + "!")');
+    expect(typeToString(c.type)).toBe('array<string>');
+    expect(print(c.ast)).toBe('_tenant.visits.map(v => v.page + "!")');
+    expect(typeToString(value('_tenant.visits.map(page + "!")').type)).toBe('array<string>');
+    expect(typeToString(value('_tenant.visits.map(v => v.at)').type)).toBe('array<datetime>');
+    // A path of the item is the projection both engines already run.
+    expect(print(value('_tenant.visits.map(v => v.page)').ast)).toBe('_tenant.visits.page');
+    ok('_tenant.visits.map(v => v.page.length()).sum() > 3');
+    ok('"home" in _tenant.visits.map(v => v.page.lower())');
+    fails('_tenant.visits.map(v => if(true, v.pages, [])).count() > 0', 'map() makes an array of single values', 1, 25);
+  });
+
+  it('mapEntry(key, value) builds a map in a map lambda, read like any map', () => {
+    const m = value('xEvent.map(e => mapEntry(e.eventType, e.timestamp))');
+    expect(typeToString(m.type)).toBe('map<datetime>');
+    expect(typeToString(value('xEvent.map(e => mapEntry(e.eventType, e.timestamp)).get("x")').type)).toBe('datetime');
+    expect(typeToString(value('xEvent.map(e => mapEntry(e.eventType, e.timestamp)).keys()').type)).toBe(
+      'array<string>',
+    );
+    expect(
+      typeToString(value('xEvent.map(e => mapEntry(e.eventType, e.commerce.order.priceTotal)).values()').type),
+    ).toBe('array<number>');
+    ok('xEvent.map(e => mapEntry(e.eventType, e.commerce.order.priceTotal)).get(person.name.firstName) > 1');
+    ok('xEvent.map(e => mapEntry(e.eventType, e.timestamp)).keys().count() > 1');
+  });
+
+  it('mapEntry anywhere else is an error saying where it goes', () => {
+    const where =
+      'mapEntry(key, value) is one entry of a map: it can only be the body of a map lambda, e.g. xEvent.map(e => mapEntry(e.commerce.order.purchaseID, e.timestamp))';
+    fails('mapEntry("a", 1).get("a") = 1', where, 1, 1);
+    fails('xEvent.map(mapEntry(eventType, timestamp)).keys().count() > 0', where, 1, 12);
+    fails('xEvent.map(e => if(true, mapEntry(e.eventType, 1), mapEntry("b", 2))).keys().count() > 0', where, 1, 26);
+    fails('xEvent.exists(e => mapEntry(e.eventType, 1))', where, 1, 20);
+    fails(
+      'xEvent.map(e => mapEntry(e.eventType, 1)).count() > 0',
+      'a map built with mapEntry is read with .get("key"), .keys() or .values()',
+      1,
+      1,
+    );
+    fails(
+      'xEvent.map(e => mapEntry(e.timestamp, 1)).keys().count() > 0',
+      'the key of mapEntry() must be a string',
+      1,
+      26,
+    );
+    fails(
+      'xEvent.map(e => mapEntry(e.eventType, e.productListItems)).keys().count() > 0',
+      'the value of mapEntry() must be a single value',
+      1,
+      39,
+    );
+    fails('xEvent.map(e => mapEntry(e.eventType)).keys().count() > 0', 'mapEntry() takes 2 arguments', 1, 17);
+  });
+
+  it('groupBy(path).values(): the groups, counted or read one by one through a lambda', () => {
+    expect(typeToString(value('_tenant.visits.groupBy(page).values()').type)).toBe('array<array<object>>');
+    expect(print(ok('_tenant.visits.groupBy(page).values().count() > 1').ast)).toBe(
+      '_tenant.visits.page.distinct().count() > 1',
+    );
+    const c = ok('_tenant.visits.groupBy(page).values().exists(g => g.count() > 2)');
+    expect(c.referencedFields).toEqual(['_tenant.visits', '_tenant.visits.page']);
+    expect(typeToString(value('_tenant.visits.groupBy(v => v.page).values().map(g => g.count())').type)).toBe(
+      'array<number>',
+    );
+    ok('_tenant.visits.groupBy(page).values().max(g => g[at occurs today].count()) >= 2');
+    const reads =
+      'the groups of a groupBy (.values()) are read with .count() or with a lambda over each group: .map(g => g.count())';
+    fails('_tenant.visits.groupBy(page).values().head().count() > 0', reads, 1, 1);
+    fails('_tenant.visits.groupBy(page).values().exists(count() > 2)', reads, 1, 1);
+    fails('_tenant.visits.groupBy(page).values()[true].count() > 0', reads, 1, 1);
   });
 });

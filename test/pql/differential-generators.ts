@@ -59,9 +59,16 @@ function fieldsOf(scope: Scope): Fields {
       }
       return f;
     }
-    case 'event':
+    case 'event': {
+      // Inside a lambda over the events (`xEvent.map(E => …)`), E names the event too.
+      const named = scope.eventVar;
       return {
-        num: ['commerce.order.priceTotal', '_tenant.rating', '^.loyalty.points'],
+        num: [
+          'commerce.order.priceTotal',
+          '_tenant.rating',
+          '^.loyalty.points',
+          ...(named ? ['E._tenant.rating'] : []),
+        ],
         str: [
           'eventType',
           'channel',
@@ -70,11 +77,13 @@ function fieldsOf(scope: Scope): Fields {
           'marketing.campaignId',
           '$1.homeAddress.countryCode',
           '^.person.name.firstName',
+          ...(named ? ['E.channel', 'E.eventType'] : []),
         ],
-        dt: ['timestamp', '^.person.birthDate'],
+        dt: ['timestamp', '^.person.birthDate', ...(named ? ['E.timestamp'] : [])],
         bool: ['^.consents.marketing.email'],
         strArr: ['^.preferences.categories'],
       };
+    }
     case 'item':
       return {
         num: ['quantity', 'priceTotal', '^.commerce.order.priceTotal', '^^.loyalty.points'],
@@ -853,9 +862,11 @@ export class PqlGenerator {
           },
         );
       }
+      if (scope.where === 'profile') options.push({ arbitrary: fc.oneof(...this.lambdaForms(d)), weight: 6 });
       if (scope.where === 'event') {
         const item = this.bool({ where: 'item', eventVar: false }, d);
         options.push(
+          { arbitrary: fc.oneof(...this.itemLambdaForms(d)), weight: 2 },
           { arbitrary: fc.tuple(item, smallInt).map(([c, k]) => `productListItems[${c}].count() > ${k}`), weight: 2 },
           { arbitrary: item.map((c) => `not productListItems[${c}]`), weight: 1 },
           {
@@ -948,6 +959,182 @@ export class PqlGenerator {
     });
   }
 
+  /**
+   * Lambdas (issue 18) at the top: over the events, `E` names the event and bare names are its
+   * fields too; `a.map(E => value)`, maps of `mapEntry`, the groups of a `groupBy`, and lambdas
+   * over arrays of values.
+   */
+  private lambdaForms(d: number): fc.WeightedArbitrary<string>[] {
+    const named: Scope = { where: 'event', eventVar: true };
+    const b = this.bool(named, d);
+    const n = this.num(named, d);
+    const s = this.str(named, d);
+    const agg = fc.constantFrom('sum()', 'max()', 'min()', 'count()', 'average()');
+    const key = fc.constantFrom(
+      'E.channel',
+      'E.eventType',
+      'channel',
+      'marketing.campaignId',
+      'E.channel.lower()',
+      'E.web.webPageDetails.name',
+    );
+    const keyLit = fc.constantFrom('"web"', '"Web"', '"commerce.purchases"', '"c1"', '"é"', '"x"');
+    const read = fc.oneof(
+      fc.tuple(keyLit, compareOp, smallInt).map(([k, op, v]) => `get(${k}) ${op} ${v}`),
+      keyLit.map((k) => `get(${k}).isNull()`),
+      fc.tuple(compareOp, smallInt).map(([op, v]) => `keys().count() ${op} ${v}`),
+      keyLit.map((k) => `keys().head() = ${k}`),
+      keyLit.map((k) => `keys().includes(${k})`),
+      fc.tuple(compareOp, smallInt).map(([op, v]) => `values().sum() ${op} ${v}`),
+      fc.tuple(compareOp, smallInt).map(([op, v]) => `values().head() ${op} ${v}`),
+      fc.tuple(compareOp, smallInt).map(([op, v]) => `values().count() ${op} ${v}`),
+    );
+    const groupKey = fc.constantFrom('eventType', 'channel', 'E => E.channel');
+    return [
+      {
+        arbitrary: fc.tuple(fc.constantFrom('exists', 'forall'), b).map(([m, c]) => `xEvent.${m}(E => ${c})`),
+        weight: 2,
+      },
+      {
+        arbitrary: fc.tuple(b, compareOp, smallInt).map(([c, op, k]) => `xEvent.filter(E => ${c}).count() ${op} ${k}`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(n, agg, compareOp, smallInt)
+          .map(([v, a, op, k]) => `xEvent.map(E => ${v}).${a} ${op} ${k}`),
+        weight: 2,
+      },
+      {
+        arbitrary: fc
+          .tuple(s, fc.constantFrom('distinct().count() > 1', 'count() = 2', 'head() = "web"', 'includes("WEB")'))
+          .map(([v, tail]) => `xEvent.map(E => ${v}).${tail}`),
+        weight: 1,
+      },
+      { arbitrary: fc.tuple(strLit, s).map(([x, v]) => `${x} in xEvent.map(E => ${v})`), weight: 1 },
+      // A map built with mapEntry: numbers, strings or datetimes as values.
+      {
+        arbitrary: fc.tuple(key, n, read).map(([k, v, r]) => `xEvent.map(E => mapEntry(${k}, ${v})).${r}`),
+        weight: 2,
+      },
+      {
+        arbitrary: fc
+          .tuple(key, keyLit, fc.constantFrom('occurs <= 2 days before now', '< now', '.isNull()'))
+          .map(
+            ([k, g, t]) => `xEvent.map(E => mapEntry(${k}, E.timestamp)).get(${g})${t.startsWith('.') ? t : ` ${t}`}`,
+          ),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(key, s, keyLit)
+          .map(([k, v, g]) => `xEvent.map(E => mapEntry(${k}, ${v})).values().includes(${g})`),
+        weight: 1,
+      },
+      // The groups of a groupBy.
+      {
+        arbitrary: fc
+          .tuple(groupKey, compareOp, smallInt)
+          .map(([g, op, k]) => `xEvent.groupBy(${g}).values().count() ${op} ${k}`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(groupKey, fc.constantFrom('exists', 'forall'), compareOp, smallInt)
+          .map(([g, m, op, k]) => `xEvent.groupBy(${g}).values().${m}(G => G.count() ${op} ${k})`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(
+            groupKey,
+            fc.constantFrom('sum', 'max', 'min'),
+            // Inside G[…] `^` is the group (the lambda's item), so the profile is `^^`.
+            fc.oneof(
+              eventTypeLit.map((t) => `eventType = ${t}`),
+              fc.constantFrom(
+                'commerce.order.priceTotal > 1',
+                'timestamp occurs <= 2 days before now',
+                '^^.loyalty.points > commerce.order.priceTotal',
+                'channel.isNull()',
+              ),
+            ),
+            compareOp,
+            smallInt,
+          )
+          .map(([g, fn, c, op, k]) => `xEvent.groupBy(${g}).values().${fn}(G => G[${c}].count()) ${op} ${k}`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(groupKey, fc.constantFrom('max()', 'min()', 'sum()', 'count()'), compareOp, smallInt)
+          .map(
+            ([g, a, op, k]) =>
+              `xEvent.groupBy(${g}).values().map(G => G.sum(commerce.order.priceTotal)).${a} ${op} ${k}`,
+          ),
+        weight: 1,
+      },
+      // Lambdas over arrays of values, whose items have no fields.
+      {
+        arbitrary: fc
+          .tuple(fc.constantFrom('preferences.categories', '_tenant.tags'), strLit, fc.constantFrom('exists', 'forall'))
+          .map(([a, x, m]) => `${a}.${m}(T => T.lower() = ${x} or T.startsWith("s"))`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(fc.constantFrom('preferences.categories', '_tenant.tags'), strLit)
+          .map(([a, x]) => `${a}.map(T => T.upper()).includes(${x})`),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(compareOp, smallInt, agg, compareOp, smallInt)
+          .map(
+            ([op1, k1, a, op2, k2]) => `_tenant.scores.filter(S => S ${op1} ${k1}).map(S => S * 2).${a} ${op2} ${k2}`,
+          ),
+        weight: 1,
+      },
+    ];
+  }
+
+  /** Lambdas over an event's items (`I` names the item, `^` is the event). */
+  private itemLambdaForms(d: number): fc.WeightedArbitrary<string>[] {
+    const item = this.bool({ where: 'item', eventVar: false }, d);
+    return [
+      {
+        arbitrary: fc
+          .tuple(
+            fc.constantFrom(
+              'I.quantity * I.priceTotal',
+              'I.quantity + ^.commerce.order.priceTotal',
+              'if(I.category = "shoes", 1, 0)',
+            ),
+            compareOp,
+            smallInt,
+          )
+          .map(([v, op, k]) => `productListItems.map(I => ${v}).sum() ${op} ${k}`),
+        weight: 1,
+      },
+      { arbitrary: item.map((c) => `productListItems.exists(I => ${c} and I.SKU != "x")`), weight: 1 },
+      {
+        arbitrary: fc
+          .tuple(fc.constantFrom(...CATEGORIES), compareOp, smallInt)
+          .map(
+            ([c, op, k]) =>
+              `productListItems.map(I => mapEntry(I.category, I.quantity)).get(${pqlString(c)}) ${op} ${k}`,
+          ),
+        weight: 1,
+      },
+      {
+        arbitrary: fc
+          .tuple(compareOp, smallInt)
+          .map(([op, k]) => `productListItems.groupBy(category).values().max(G => G.sum(quantity)) ${op} ${k}`),
+        weight: 1,
+      },
+    ];
+  }
+
   /** CHAIN of 2–3 steps with optional WHEN, labels referring to earlier steps. */
   chain(depth: number): fc.Arbitrary<string> {
     const profile: Scope = { where: 'profile', eventVar: false };
@@ -1014,6 +1201,14 @@ export class PqlGenerator {
       { arbitrary: condition, weight: 9 },
       { arbitrary: this.nonEmpty(depth - 1), weight: 1 },
       { arbitrary: lambda, weight: 1 },
+      // The groups of a groupBy are an array too, but only a value at the top.
+      {
+        arbitrary: fc.constantFrom(
+          'xEvent.groupBy(channel).values()',
+          'xEvent[eventType = "x"].groupBy(eventType).values()',
+        ),
+        weight: 1,
+      },
     );
   }
 
@@ -1024,6 +1219,17 @@ export class PqlGenerator {
     return fc.oneof(
       { arbitrary: ev.map((c) => `xEvent[${c}]`), weight: 2 },
       { arbitrary: evVar.map((c) => `(select E from xEvent where ${c})`), weight: 1 },
+      // Shorthands the checker runs in another form (filter, map) are arrays as conditions too.
+      { arbitrary: ev.map((c) => `xEvent.filter(${c})`), weight: 1 },
+      {
+        arbitrary: fc.constantFrom(
+          'xEvent.map(channel)',
+          'xEvent.map(E => E.commerce.order.priceTotal * 2)',
+          'xEvent.map(E => mapEntry(E.channel, E.timestamp)).keys()',
+          'preferences.categories.map(T => T.lower())',
+        ),
+        weight: 1,
+      },
       {
         arbitrary: fc.constantFrom('preferences.categories', 'preferences.categories.distinct()', 'xEvent'),
         weight: 1,

@@ -90,4 +90,17 @@ describe('differential regressions', () => {
     ];
     expect(qualifying(source, [profile({}, events), profile({})])).toEqual([1]);
   });
+
+  it('an aggregate of a value that reads only the profile stays the items aggregate (SQL: misuse of aggregate)', () => {
+    // Found as `xEvent.map(E => ^.preferences.categories.count()).max() = 0`, which runs as `xEvent.max(…)`.
+    const events = [{ timestamp: NOW, eventType: 'x', payload: {} }];
+    const some = profile({ loyalty: { points: 3 }, preferences: { categories: null } }, events);
+    const none = profile({ loyalty: { points: 3 } }, [], 2);
+    expect(qualifying('xEvent.map(E => ^.preferences.categories.count()).max() = 0', [some, none])).toEqual([1]);
+    expect(qualifying('xEvent.max(^.loyalty.points) = 3', [some, none])).toEqual([1]);
+    expect(qualifying('preferences.categories.min(c => ^.loyalty.points) = 3', [some, none])).toEqual([]);
+    const withCategories = profile({ loyalty: { points: 3 }, preferences: { categories: ['a'] } });
+    expect(qualifying('preferences.categories.min(c => ^.loyalty.points) = 3', [withCategories])).toEqual([1]);
+    expect(qualifying('(max $1.loyalty.points over E from xEvent where true) = 3', [some, none])).toEqual([1]);
+  });
 });

@@ -48,6 +48,16 @@ describe('eligible for streaming and edge', () => {
       'xEvent[timestamp occurs <= 7 days before now][timestamp occurs today].count() > 0',
     ],
     ['or of two short windows', 'xEvent[timestamp occurs today or timestamp occurs <= 2 hours before now].count() > 0'],
+    ['a lambda windowing its named event', 'xEvent.exists(e => e.timestamp occurs today and e.eventType = "x")'],
+    ['a lambda windowing a bare field of the event', 'xEvent.filter(e => timestamp occurs today).count() > 1'],
+    [
+      'a lambda-made value over windowed events',
+      'xEvent[timestamp occurs today].map(e => e.commerce.order.priceTotal * 2).sum() > 10',
+    ],
+    [
+      'the groups of windowed events',
+      'xEvent[timestamp occurs today].groupBy(eventType).values().exists(g => g.count() > 1)',
+    ],
     [
       'CHAIN whose first step is windowed (later steps follow it)',
       'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "view") WHEN(<= 24 hours before now), B: WHAT(eventType = "buy") WHEN(<= 1 hours after A), C: WHAT(true)])',
@@ -105,6 +115,16 @@ describe('batch only', () => {
     [
       'a window on a profile datetime, not the event',
       'xEvent[^.createdAt occurs today].count() > 0',
+      'has no time window',
+    ],
+    [
+      'a lambda whose window is only on one branch of or',
+      'xEvent.exists(e => e.timestamp occurs today or e.channel = "web")',
+      'has no time window',
+    ],
+    [
+      'a map of every event',
+      'xEvent.map(e => mapEntry(e.eventType, e.timestamp)).keys().count() > 1',
       'has no time window',
     ],
     [

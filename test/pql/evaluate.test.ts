@@ -350,6 +350,60 @@ describe('arrays and maps', () => {
   });
 });
 
+describe('lambdas and the maps the engine builds (issue 18)', () => {
+  const plain = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown;
+
+  it('a.map(x => value): the present values of any expression, in order', () => {
+    // Orders A, B, C total 50, 250, 120; D has no total, so it has no value.
+    expect(value('_tenant.orders.map(o => o.total / 10)', person)).toEqual([5, 25, 12]);
+    expect(value('_tenant.orders.map(total + lines.count())', person)).toEqual([52, 251, 120]);
+    expect(value('_tenant.tags.map(t => t.upper())', person)).toEqual(['A', 'B', 'B', 'C']);
+    // Datetimes come out as instants, like any datetime value.
+    expect(value('_tenant.orders.map(o => o.placedAt).head()', person)).toBe(ms('2024-03-01T10:00:00.000Z'));
+    expect(value('_tenant.orders.map(o => o.total / 10)')).toBeUndefined();
+    expect(value('_tenant.orders.map(o => o.total / 10).count()')).toBe(0);
+    // Bare names read the item and ^ the profile: score 7.
+    expect(value('_tenant.orders.filter(o => total > ^._tenant.score * 10 and o.sku != "B").count()', person)).toBe(1);
+  });
+
+  it('mapEntry: the later entry of a key wins, the key keeps its first place, missing ones are left out', () => {
+    const orders = profile({
+      _tenant: {
+        orders: [{ sku: '10', total: 1 }, { sku: 'x', total: 2 }, { sku: '10', total: 3 }, { sku: '2' }, { total: 4 }],
+      },
+    });
+    const m = '_tenant.orders.map(o => mapEntry(o.sku, o.total))';
+    expect(plain(value(m, orders))).toEqual({ 10: 3, x: 2 });
+    expect(value(`${m}.keys()`, orders)).toEqual(['10', 'x']);
+    expect(value(`${m}.values()`, orders)).toEqual([3, 2]);
+    expect(value(`${m}.get("10")`, orders)).toBe(3);
+    expect(value(`${m}.get("2")`, orders)).toBeUndefined();
+    expect(value(`${m}.keys()`)).toBeUndefined();
+  });
+
+  it('groupBy: groups in order of first appearance, read through values()', () => {
+    const visits = profile({
+      _tenant: {
+        orders: [
+          { sku: 'x', total: 1 },
+          { sku: '10', total: 2 },
+          { sku: 'x', total: 3 },
+        ],
+      },
+    });
+    expect(value('_tenant.orders.groupBy(sku).values()', visits)).toEqual([
+      [
+        { sku: 'x', total: 1 },
+        { sku: 'x', total: 3 },
+      ],
+      [{ sku: '10', total: 2 }],
+    ]);
+    expect(value('_tenant.orders.groupBy(sku).values().map(g => g.sum(total))', visits)).toEqual([4, 2]);
+    expect(run('_tenant.orders.groupBy(sku).values().forall(g => g.count() < 3)', visits)).toBe(true);
+    expect(value('_tenant.orders.groupBy(sku).values().count()', visits)).toBe(2);
+  });
+});
+
 describe('date and time', () => {
   it('decomposes datetimes in UTC and reads now', () => {
     expect(value('person.birthDate.getYear()', person)).toBe(1990);

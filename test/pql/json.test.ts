@@ -308,4 +308,54 @@ describe('map and groupBy read their argument on each item', () => {
     expect(toJson(parse('numbers.map(square)'))).toEqual(fn('.map', prof('numbers'), field('square')));
     expect(print(fromJson(toJson(parse('numbers.map($1.square)'))))).toBe('numbers.map($1.square)');
   });
+
+  it('writes a lambda as `lambda` (its name, its body), the body reading the item', () => {
+    const lambda = toJson(parse('orders.map(o => o.price * quantity)'));
+    expect(lambda).toEqual(
+      fn('.map', prof('orders'), fn('lambda', str('o'), fn('*', field('price', field('o')), field('quantity')))),
+    );
+    expect(print(fromJson(lambda))).toBe('orders.map(o => o.price * quantity)');
+    const entries = 'xEvent.map(e => mapEntry(e.commerce.order.purchaseID, e.timestamp)).get("p1")';
+    expect(toJson(parse(entries))).toEqual(
+      fn(
+        '.get',
+        fn(
+          '.map',
+          fn('xEvent'),
+          fn(
+            'lambda',
+            str('e'),
+            fn(
+              'mapEntry',
+              field('purchaseID', field('order', field('commerce', field('e')))),
+              field('timestamp', field('e')),
+            ),
+          ),
+        ),
+        str('p1'),
+      ),
+    );
+    for (const source of [
+      entries,
+      'orders.groupBy(storeId).values().map(g => g.count())',
+      'orders.exists((o) => o.price > $1.minPrice and ^.x = 1)',
+      'tags.filter(`and` => `and`.lower() = "a").count() > 0',
+    ]) {
+      const tree = parse(source);
+      expect(withoutLoc(viaJson(tree))).toEqual(withoutLoc(tree));
+    }
+    // A Call named lambda needs the call form, so the two never mix.
+    expect(toJson(parse('lambda(1)'))).toEqual(fn('call', str('lambda'), num(1)));
+    expect(print(fromJson(fn('call', str('lambda'), num(1))))).toBe('lambda(1)');
+  });
+
+  it('refuses a malformed lambda, or one that has no text form', () => {
+    expect(jsonError(fn('.map', prof('a'), fn('lambda', str('o')))).message).toBe(
+      'Invalid pql/json at $.params[1].params: "lambda" takes 2 parameters, got 1',
+    );
+    expect(jsonError(fn('.map', prof('a'), fn('lambda', num(1), num(2)))).message).toBe(
+      'Invalid pql/json at $.params[1].params[0]: expected a String literal',
+    );
+    expect(jsonError(fn('=', fn('lambda', str('o'), num(2)), num(1))).message).toContain('has no PQL text form');
+  });
 });

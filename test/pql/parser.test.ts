@@ -58,6 +58,8 @@ function sx(n: ExpressionNode): string {
       return `(chain ${sx(n.source)} ${n.timeField}${n.steps
         .map((s) => ` (${s.label} ${sx(s.what)}${s.when ? ` ${tx(s.when)}` : ''})`)
         .join('')})`;
+    case 'Lambda':
+      return `(=> ${n.param} ${sx(n.body)})`;
   }
 }
 
@@ -107,7 +109,7 @@ describe('parse: the kitchen sink', () => {
     const required = [
       ...['Literal', 'TimeWord', 'ArrayLiteral', 'Identifier', 'XEvent', 'Parameter', 'ParentField', 'Member'],
       ...['MethodCall', 'Filter', 'Call', 'Logical', 'Not', 'Compare', 'Arithmetic', 'Negate', 'In', 'Like'],
-      ...['Occurs', 'Quantified', 'Select', 'Aggregate', 'Let', 'Chain'],
+      ...['Occurs', 'Quantified', 'Select', 'Aggregate', 'Let', 'Chain', 'Lambda'],
       ...['tail:relative', 'tail:beforeAfter', 'tail:on', 'tail:period', 'tail:between'],
       ...['relative:true:before', 'relative:false:before', 'relative:true:after', 'relative:false:from'],
       ...['on:true', 'on:false', 'period:this', 'period:last', 'period:next'],
@@ -402,5 +404,23 @@ describe('walk', () => {
       return node.kind !== 'Call';
     });
     expect(names).toEqual(['src', 't', 'a', 'b', 'w', 'r']);
+  });
+});
+
+describe('lambdas in arguments', () => {
+  it('parses x => body and (x) => body as a method or function argument, the body an expression', () => {
+    expect(shape('a.map(x => x.p * 2)')).toBe('(.map a (=> x (* (. x p) 2)))');
+    expect(shape('a.exists((x) => x.p = 1 or q)')).toBe('(.exists a (=> x (or (= (. x p) 1) q)))');
+    expect(shape('a.m(x => y, z)')).toBe('(.m a (=> x y) z)');
+    expect(shape('f(`and` => 1)')).toBe('(call f (=> and 1))');
+    // A parenthesised name not followed by => is an expression.
+    expect(shape('a.exists((x) = 1)')).toBe('(.exists a (= x 1))');
+  });
+
+  it('keeps lambdas to arguments', () => {
+    expect(syntaxError('x => 1').message).toBe('Expected end of expression but found "=>"');
+    expect(syntaxError('a.map(x => y => 1)').message).toBe('Expected ")" or "," but found "=>"');
+    expect(syntaxError('[x => 1]').message).toContain('but found "=>"');
+    expect(syntaxError('a.map(and => 1)').message).toBe('Expected ")" or expression but found "and"');
   });
 });

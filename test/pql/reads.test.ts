@@ -31,6 +31,11 @@ describe('the event types an expression reads', () => {
     ['(select E from xEvent where E.eventType = "x").count() > 0', ['x']],
     ['(sum E.commerce.order.priceTotal over E from xEvent where E.eventType = "buy") > 10', ['buy']],
     ['xEvent.exists(eventType = "view" and channel = "web")', ['view']],
+    ['xEvent.exists(e => e.eventType = "view")', ['view']],
+    ['xEvent.filter(e => eventType = "view" and e.channel = "web").count() > 1', ['view']],
+    ['xEvent[eventType = "buy"].map(e => mapEntry(e.channel, e.timestamp)).keys().count() > 1', ['buy']],
+    ['xEvent.map(e => mapEntry(e.channel, e.timestamp)).keys().count() > 1', null],
+    ['xEvent.exists(e => e.eventType = "view" or e.channel = "web")', null],
     // Not restricted by type: any event can change these.
     ['xEvent[timestamp occurs <= 1 hours before now].count() > 0', null],
     ['xEvent[eventType = "a" or channel = "web"].count() > 0', null],

@@ -766,6 +766,112 @@ describe('arrays and maps', () => {
   });
 });
 
+describe('lambdas, map values, mapEntry maps and groups (issue 18)', () => {
+  beforeEach(() => {
+    harness.load([
+      p({ preferences: { categories: ['Shoes', 'hats', 'SHOES'] } }, [
+        {
+          at: NOW - 3 * H,
+          channel: 'web',
+          commerce: { order: { priceTotal: 10 } },
+          productListItems: [
+            { SKU: 'A', quantity: 2, priceTotal: 5 },
+            { SKU: 'B', quantity: 1, priceTotal: 3 },
+          ],
+        },
+        {
+          at: NOW - 2 * H,
+          channel: 'mobile',
+          commerce: { order: { priceTotal: 20 } },
+          productListItems: [{ SKU: 'A', quantity: 1, priceTotal: 7 }],
+        },
+        { at: NOW - H, type: 'web.pageview', channel: 'web', commerce: { order: { priceTotal: 30 } } },
+      ]),
+      p({ preferences: { categories: ['hats'] } }, [
+        { at: NOW - H, channel: 'web' },
+        { at: NOW - H / 2, commerce: { order: { priceTotal: 5 } } },
+      ]),
+      p({}),
+    ]);
+  });
+
+  it('a lambda names the item of a per-item argument; bare names still read it', () => {
+    // Purchases and the page view: profile 1 has an event of each type, 2 only purchases, 3 none.
+    expect(select('xEvent.forall(e => e.eventType = "commerce.purchases")')).toEqual([2, 3]);
+    // Profile 1's page view is on the web with 30; profile 2's web event has no total.
+    expect(select('xEvent.filter(e => e.channel = "web" and commerce.order.priceTotal > 15).count() >= 1')).toEqual([
+      1,
+    ]);
+    expect(select('xEvent.exists(e => e.productListItems.exists(i => i.SKU = "B"))')).toEqual([1]);
+    // Per event 2·5 + 1·3 = 13 and 1·7 = 7: one event over 12.
+    expect(select('xEvent[productListItems.map(i => i.quantity * i.priceTotal).sum() > 12].count() = 1')).toEqual([1]);
+  });
+
+  it('a.map(x => value): the present values, over events and arrays of values', () => {
+    // (10 + 20 + 30) · 2 = 120 for profile 1; 5 · 2 = 10 for profile 2.
+    expect(select('xEvent.map(e => e.commerce.order.priceTotal * 2).sum() > 50')).toEqual([1]);
+    // WEB, MOBILE, WEB: two distinct; profile 2's second event has no channel.
+    expect(select('xEvent.map(e => e.channel.upper()).distinct().count() = 2')).toEqual([1]);
+    expect(select('xEvent.map(e => e.channel.upper()).count() = 1')).toEqual([2]);
+    expect(select('preferences.categories.map(c => c.lower()).distinct().count() = 2')).toEqual([1]);
+    expect(select('"hats" in preferences.categories.map(c => c.lower())')).toEqual([1, 2]);
+    expect(select('preferences.categories.map(c => c.lower()).head() = "shoes"')).toEqual([1]);
+  });
+
+  it('mapEntry maps: the later entry of a key wins, keys keep their first place', () => {
+    const byChannel = 'xEvent.map(e => mapEntry(e.channel, e.commerce.order.priceTotal))';
+    // Profile 1: web 10, mobile 20, web 30; profile 2: web without a total, a total without a channel.
+    expect(select(`${byChannel}.get("web") = 30`)).toEqual([1]);
+    expect(select(`${byChannel}.get("web").isNull()`)).toEqual([2, 3]);
+    expect(select(`${byChannel}.keys().head() = "web"`)).toEqual([1]);
+    expect(select(`${byChannel}.keys() = ["mobile", "web"]`)).toEqual([1]);
+    expect(select(`${byChannel}.values().head() = 30`)).toEqual([1]);
+    expect(select(`${byChannel}.values().sum() = 50`)).toEqual([1]);
+    expect(select(`${byChannel}.keys().count() = 0`)).toEqual([2, 3]);
+    const lastOfType = 'xEvent.map(e => mapEntry(e.eventType, e.timestamp))';
+    // The last purchase: profile 1's two hours ago, profile 2's half an hour ago.
+    expect(select(`${lastOfType}.get("commerce.purchases") occurs <= 90 minutes before now`)).toEqual([2]);
+    expect(select(`${lastOfType}.keys().count() = 1`)).toEqual([2]);
+    expect(select(`${lastOfType}.get(preferences.categories.head()).isNull()`)).toEqual([1, 2, 3]);
+  });
+
+  it('as a whole definition, each of these arrays holds when it is non-empty', () => {
+    // Profile 1 has three events, two with a total over 15; profile 2 two events, one with a channel.
+    expect(select('xEvent.groupBy(eventType).values()')).toEqual([1, 2]);
+    expect(select('xEvent.groupBy(channel).values()')).toEqual([1, 2]);
+    expect(select('xEvent.map(e => e.channel)')).toEqual([1, 2]);
+    expect(select('xEvent.map(channel)')).toEqual([1, 2]);
+    expect(select('xEvent.filter(commerce.order.priceTotal > 15)')).toEqual([1]);
+    expect(select('xEvent.filter(e => e.commerce.order.priceTotal > 15)')).toEqual([1]);
+    expect(select('xEvent.map(e => mapEntry(e.channel, e.commerce.order.priceTotal)).keys()')).toEqual([1]);
+    expect(select('preferences.categories.map(c => c.lower())')).toEqual([1, 2]);
+  });
+
+  it('keys keep the order they came in, whatever they look like', () => {
+    harness.load([
+      p({ preferences: { categories: ['x', '10', '2', '10'] } }),
+      p({ preferences: { categories: ['2'] } }),
+    ]);
+    const firsts = 'preferences.categories.map(c => mapEntry(c, c.length()))';
+    // A JS object would list "10" and "2" before "x".
+    expect(select(`${firsts}.keys().head() = "x"`)).toEqual([1]);
+    expect(select(`${firsts}.keys().head() = "2"`)).toEqual([2]);
+    expect(select(`${firsts}.values().sum() = 4`)).toEqual([1]);
+  });
+
+  it('groupBy(path).values(): counted, or read group by group', () => {
+    expect(select('xEvent.groupBy(eventType).values().count() = 2')).toEqual([1]);
+    expect(select('xEvent.groupBy(eventType).values().exists(g => g.count() >= 2)')).toEqual([1, 2]);
+    // Profile 1: purchases 10 + 20 = 30 and the page view 30.
+    expect(select('xEvent.groupBy(eventType).values().map(g => g.sum(commerce.order.priceTotal)).min() = 30')).toEqual([
+      1,
+    ]);
+    // Two web events for profile 1; profile 2's channel-less event is in no group.
+    expect(select('xEvent.groupBy(channel).values().forall(g => g.count() = 1)')).toEqual([2, 3]);
+    expect(select('xEvent.groupBy(eventType).values().sum(g => g.count()) = 3')).toEqual([1]);
+  });
+});
+
 describe('hostile input', () => {
   it('binds a string literal that looks like SQL: it matches as text and the table survives', () => {
     const evil = "'; DROP TABLE profiles; --";

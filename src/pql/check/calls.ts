@@ -12,14 +12,13 @@ import {
   type CheckContext,
   comparisonError,
   DATETIME,
-  itemScope,
   NUMBER,
-  objectItems,
   type Scope,
   STRING,
   unify,
 } from './context.js';
 import { FUNCTIONS, METHODS, type MethodSignature, type ParamSpec, type TypeSpec } from './functions.js';
+import { checkItemArgument, elementOf, itemArgumentScope } from './per-item.js';
 import { regexTooComplex } from './regex-limits.js';
 import type { PqlType } from './types.js';
 
@@ -43,8 +42,8 @@ export function checkMethodCall(ctx: CheckContext, node: MethodCallNode, scope: 
     let type: PqlType;
     if (param.perItem) {
       const what = `the argument of ${node.name}(), read from each item,`;
-      const item = objectItems(ctx, node.object, receiver, what);
-      type = ctx.check(arg, itemScope(scope, item, ctx.refs.get(node.object)));
+      const inner = itemArgumentScope(ctx, scope, node.object, receiver, arg, what);
+      type = checkItemArgument(ctx, arg, inner, elementOf(receiver), (n, s) => ctx.check(n, s));
     } else {
       type = ctx.check(arg, scope);
     }
@@ -160,7 +159,7 @@ function checkArgType(
 ): void {
   if (typeFits(type, param.type, elem)) return;
   if (param.name === 'condition' && type.kind === 'array') {
-    ctx.nonEmpty.add(arg);
+    ctx.nonEmpty.add(arg.kind === 'Lambda' ? arg.body : arg);
     return;
   }
   ctx.fail(
@@ -232,6 +231,13 @@ function resultType(spec: TypeSpec, elem: PqlType, receiver: PqlType): PqlType {
 
 export function checkCall(ctx: CheckContext, node: CallNode, scope: Scope): PqlType {
   const nameLoc = { ...node.loc, length: node.name.length };
+  // The body of a map lambda is checked by collection-forms.ts; anywhere else it means nothing.
+  if (node.name === 'mapEntry') {
+    ctx.fail(
+      'mapEntry(key, value) is one entry of a map: it can only be the body of a map lambda, e.g. xEvent.map(e => mapEntry(e.commerce.order.purchaseID, e.timestamp))',
+      nameLoc,
+    );
+  }
   const sig = FUNCTIONS.get(node.name);
   if (!sig) {
     const hint = METHODS.has(node.name) ? `: ${node.name} is a method, write value.${node.name}(...)` : '';

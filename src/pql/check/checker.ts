@@ -15,6 +15,7 @@ import type {
   IdentifierNode,
   InNode,
   MemberNode,
+  MethodCallNode,
   ParentFieldNode,
   QuantifiedNode,
 } from '../language/ast.js';
@@ -24,7 +25,17 @@ import { print } from '../language/printer.js';
 import { walk } from '../language/visitor.js';
 import { checkCall, checkMethodCall } from './calls.js';
 import { typeToString } from './catalog.js';
-import { arrayEquality, checkGroupBy, checkGroupedRead, checkMap } from './collection-forms.js';
+import {
+  aggregateOfMap,
+  arrayEquality,
+  checkGroupBy,
+  checkGroupedRead,
+  checkGroupValues,
+  checkMap,
+  groupKeys,
+  isEntryMap,
+  isGroupValues,
+} from './collection-forms.js';
 import {
   ANY,
   BOOLEAN,
@@ -36,11 +47,9 @@ import {
   type Env,
   fits,
   type ItemScope,
-  itemScope,
   lookup,
   NULL,
   NUMBER,
-  objectItems,
   ownField,
   refPath,
   type Scope,
@@ -50,6 +59,7 @@ import {
 import { dependsOnNow, eligibility } from './eligibility.js';
 import { withNonEmptyConditions } from './non-empty.js';
 import { checkChain, checkOccurs } from './occurs.js';
+import { checkItemArgument, elementOf, itemArgumentScope, misplacedLambda } from './per-item.js';
 import { projectedComparison, projectedSubject } from './projection.js';
 import { segmentPayload } from './segment-payload.js';
 import type { CheckedExpression, CheckOptions, ObjectType, PqlType } from './types.js';
@@ -67,10 +77,13 @@ function checkTree(
 ): CheckedExpression {
   const ctx = new CheckContext(source, options, visit);
   ctx.root = parsed;
-  const root: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
-  let type = ctx.check(parsed, { item: root, env: null });
+  const profile: ItemScope = { type: options.catalog.profile, ref: { root: 'profile', path: [] }, parent: null };
+  const root: Scope = { item: profile, env: null };
+  let type = ctx.check(parsed, root);
   // A whole definition that is an array (`select E from xEvent where …`) holds when it is non-empty.
   if (definition && type.kind === 'array') {
+    // The groups of a groupBy are non-empty when its keys are (the groups themselves are a JS value).
+    if (isGroupValues(parsed)) ctx.replacements.set(parsed, groupKeys(ctx, parsed as MethodCallNode, root));
     ctx.nonEmpty.add(parsed);
     type = BOOLEAN;
   }
@@ -149,7 +162,7 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
       return parentField(ctx, node, scope);
     case 'Member':
       return member(ctx, node, scope);
-    case 'MethodCall':
+    case 'MethodCall': {
       if (node.name === 'filter' && node.args.length === 1) {
         // `a.filter(cond)`, the documentation's spelling of `a[cond]`: the engines run the filter.
         const filter: FilterNode = { kind: 'Filter', object: node.object, predicate: node.args[0]!, loc: node.loc };
@@ -159,24 +172,37 @@ function infer(ctx: CheckContext, node: ExpressionNode, scope: Scope): PqlType {
         if (ref) ctx.refs.set(node, ref);
         return type;
       }
-      if (node.name === 'map') return checkMap(ctx, node, scope);
+      if (isGroupValues(node.object)) return checkGroupValues(ctx, node, scope);
+      const overMap = aggregateOfMap(node);
+      if (overMap) {
+        ctx.replacements.set(node, overMap);
+        return ctx.check(overMap, scope);
+      }
+      // get/keys/values of a map built with mapEntry: the engines read it without a value of its own.
+      if (isMapRead(node.name) && isEntryMap(node.object)) ctx.readableMaps.add(node.object);
+      if (node.name === 'map') return checkMap(ctx, node, scope, ctx.readableMaps.has(node));
       if (node.object.kind === 'MethodCall' && node.object.name === 'groupBy' && isMapRead(node.name)) {
         return checkGroupedRead(ctx, node, scope);
       }
       if (node.name === 'groupBy') {
         // Only the JS engine builds the grouping itself, for a value expression that is just it.
-        if (node !== ctx.root) ctx.fail('read a groupBy with .keys() or .get("key")', node.loc);
+        if (node !== ctx.root) ctx.fail('read a groupBy with .keys(), .get("key") or .values()', node.loc);
         return checkGroupBy(ctx, node, scope);
       }
       return checkMethodCall(ctx, node, scope);
+    }
     case 'Filter': {
       const arrayType = ctx.check(node.object, scope);
-      const item = objectItems(ctx, node.object, arrayType, 'a filter [...]');
+      const inner = itemArgumentScope(ctx, scope, node.object, arrayType, node.predicate, 'a filter [...]');
+      checkItemArgument(ctx, node.predicate, inner, elementOf(arrayType), (n, s) =>
+        ctx.expect(n, s, 'boolean', 'a filter condition'),
+      );
       const ref = ctx.refs.get(node.object);
-      ctx.expect(node.predicate, itemScope(scope, item, ref), 'boolean', 'a filter condition');
       if (ref) ctx.refs.set(node, ref);
       return arrayType;
     }
+    case 'Lambda':
+      return misplacedLambda(ctx, node);
     case 'Call':
       return checkCall(ctx, node, scope);
     case 'Logical':

@@ -133,6 +133,8 @@ export class CheckContext {
   readonly openProjections = new Map<ExpressionNode, { why: string; loc: Location }>();
   /** Nodes the engines run in another form (non-empty.ts applies them). */
   readonly replacements = new Map<ExpressionNode, ExpressionNode>();
+  /** Maps built with mapEntry that a get/keys/values reads (collection-forms.ts). */
+  readonly readableMaps = new Set<ExpressionNode>();
   /** The whole expression: some forms (a bare groupBy) are only a value at the top. */
   root: ExpressionNode | undefined;
 

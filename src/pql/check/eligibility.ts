@@ -229,6 +229,9 @@ function conditionBack(node: ExpressionNode, variable: string | undefined): Back
     }
     case 'Occurs':
       return isItemTimestamp(node.subject, variable) ? tailBack(node.tail, refBack) : Number.POSITIVE_INFINITY;
+    case 'Lambda':
+      // Its body reads the item both as bare fields and through the name: each reading bounds it.
+      return tighter(conditionBack(node.body, node.param), conditionBack(node.body, undefined));
     default:
       return Number.POSITIVE_INFINITY;
   }

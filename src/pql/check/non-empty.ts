@@ -22,7 +22,11 @@ export function withNonEmptyConditions(
   if (arrays.size === 0 && replacements.size === 0) return ast;
   const rewrite = (value: unknown): unknown => {
     const replacement = replacements.get(value as ExpressionNode);
-    if (replacement) return rewrite(replacement);
+    if (replacement) {
+      // A shorthand used as a condition (`xEvent.map(eventType)` as a whole definition) is non-empty in its run form.
+      const replaced = rewrite(replacement) as ExpressionNode;
+      return arrays.has(value as ExpressionNode) ? nonEmpty(replaced, types) : replaced;
+    }
     if (Array.isArray(value)) {
       let changed = false;
       const out = value.map((item) => {

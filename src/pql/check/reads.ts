@@ -32,6 +32,7 @@ export function eventTypesRead(ast: ExpressionNode): Types {
     if (node.kind === 'Let') shadowed ||= node.name === 'eventType';
     if (node.kind === 'Quantified') shadowed ||= node.bindings.some((b) => b.name === 'eventType');
     if (node.kind === 'Select' || node.kind === 'Aggregate') shadowed ||= node.binding.name === 'eventType';
+    if (node.kind === 'Lambda') shadowed ||= node.param === 'eventType';
     return !shadowed;
   });
   const restricted = new Map<XEventNode, Types>();
@@ -125,6 +126,9 @@ function conditionTypes(node: ExpressionNode, variable: string | undefined): Typ
       const values = node.list.elements.map(stringLiteral);
       return values.every((v) => v !== undefined) ? new Set(values as string[]) : null;
     }
+    case 'Lambda':
+      // Its body reads the item both as bare fields and through the name: each reading restricts it.
+      return intersect(conditionTypes(node.body, node.param), conditionTypes(node.body, undefined));
     default:
       return null;
   }

@@ -298,6 +298,16 @@ class ClosureCompiler implements Compiler {
       }
       case 'Chain':
         return compileChain(this, node, scope);
+      case 'Lambda': {
+        // A per-item argument naming its item: the body, with the name bound to the current item.
+        const slot = this.allocSlot();
+        const { depth } = scope;
+        const body = this.compile(node.body, this.bind(scope, node.param, slot, 'var'));
+        return (ctx) => {
+          ctx.env[slot] = ctx.scope[depth];
+          return body(ctx);
+        };
+      }
     }
     return () => undefined;
   }

@@ -2,6 +2,8 @@
  * The JS engine's methods (`a.count()`, `s.startsWith(…)`, `m.get(…)`, …) and functions
  * (`date`, `if`, `inSegment`, …), compiled to closures over the shared runtime.
  */
+
+import { isEntryMap } from '../check/collection-forms.js';
 import type { AggregateFn, CallNode, ExpressionNode, FilterNode, MethodCallNode } from '../language/ast.js';
 import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
 import {
@@ -27,6 +29,7 @@ import {
   valuesEqual,
 } from '../runtime/index.js';
 import type { Compiler, Ctx, Fn, Scope } from './context.js';
+import { BuiltMap, entriesMap, groupItems, MapEntry } from './maps.js';
 
 const MISSING: Fn = () => undefined;
 
@@ -40,19 +43,6 @@ function perItemValues(ctx: Ctx, items: readonly unknown[], arg: Fn | undefined,
     out.push(arg(ctx));
   }
   return out;
-}
-
-/** Each string key to its items, keys in order of first appearance; items without a key are left out. */
-function groupItems(items: readonly unknown[], keys: readonly unknown[]): Record<string, unknown[]> {
-  const groups: Record<string, unknown[]> = Object.create(null);
-  items.forEach((item, i) => {
-    const key = keys[i];
-    if (typeof key !== 'string') return;
-    const group = groups[key];
-    if (group) group.push(item);
-    else groups[key] = [item];
-  });
-  return groups;
 }
 
 // Orderable values for min/max/topN: numbers below strings, as SQLite orders mixed columns.
@@ -135,6 +125,16 @@ function arrayMethod(name: string, a: unknown[], b: unknown): unknown {
 }
 
 function mapMethod(name: string, m: Record<string, unknown>, key: unknown): unknown {
+  if (m instanceof BuiltMap) {
+    switch (name) {
+      case 'get':
+        return typeof key === 'string' ? m.entries.get(key) : undefined;
+      case 'keys':
+        return [...m.entries.keys()];
+      case 'values':
+        return [...m.entries.values()];
+    }
+  }
   switch (name) {
     case 'get': {
       if (typeof key !== 'string' || !Object.hasOwn(m, key)) return undefined;
@@ -177,7 +177,7 @@ function datetimeMethod(name: string, t: number): unknown {
   return undefined;
 }
 
-const PER_ITEM_METHODS = new Set<string>([...AGGREGATE_FNS, 'topN', 'bottomN', ...QUANTIFIERS, 'groupBy']);
+const PER_ITEM_METHODS = new Set<string>([...AGGREGATE_FNS, 'topN', 'bottomN', ...QUANTIFIERS, 'groupBy', 'map']);
 const STRING_METHODS = new Set(['regexGroup', 'length', 'lower', 'upper']);
 const DATETIME_METHODS = new Set(['getYear', 'getMonth', 'getDayOfMonth']);
 
@@ -228,8 +228,17 @@ export function compileMethodCall(c: Compiler, node: MethodCallNode, scope: Scop
           return topN(a, perItemValues(ctx, a, perItem, depth), n(ctx), sign);
         };
       }
+      case 'map': {
+        // `a.map(x => value)` (a path is a projection by now), or a map of `mapEntry`s.
+        const build = isEntryMap(node) ? entriesMap : present;
+        return (ctx) => {
+          const a = receiver(ctx);
+          if (!Array.isArray(a) || perItem === undefined) return undefined;
+          return build(perItemValues(ctx, a, perItem, depth));
+        };
+      }
       case 'groupBy':
-        // Only a whole value expression gets here (the checker rewrites keys() and get() of it).
+        // Only a whole value expression (or its values()) gets here: the checker rewrites keys() and get() of it.
         return (ctx) => {
           const a = receiver(ctx);
           if (!Array.isArray(a) || perItem === undefined) return undefined;
@@ -415,6 +424,11 @@ export function compileCall(c: Compiler, node: CallNode, scope: Scope): Fn {
       return (ctx) => getMonth(ctx.now);
     case 'currentDayOfMonth':
       return (ctx) => getDayOfMonth(ctx.now);
+    case 'mapEntry': {
+      // Only as the body of a map lambda (the checker sees to it), whose map collects these.
+      const [key = MISSING, value = MISSING] = args;
+      return (ctx) => new MapEntry(key(ctx), value(ctx));
+    }
   }
   return MISSING;
 }

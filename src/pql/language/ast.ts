@@ -107,6 +107,18 @@ export interface FilterNode {
   loc: Location;
 }
 
+/**
+ * `x => body`: the per-item argument of a method (`orders.map(o => o.price * o.quantity)`),
+ * with the item named `param`. Only a method argument read once per item may be one; the body
+ * is that argument, and bare names in it are still fields of the item.
+ */
+export interface LambdaNode {
+  kind: 'Lambda';
+  param: string;
+  body: ExpressionNode;
+  loc: Location;
+}
+
 /** `name(args)`: a function call: `date`, `datetime`, `inSegment`, `if`, `age`, `currentYear`, … */
 export interface CallNode {
   kind: 'Call';
@@ -296,6 +308,7 @@ export type ExpressionNode =
   | SelectNode
   | AggregateNode
   | LetNode
-  | ChainNode;
+  | ChainNode
+  | LambdaNode;
 
 export type NodeKind = ExpressionNode['kind'];

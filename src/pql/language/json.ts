@@ -47,6 +47,7 @@ import {
  * | quantifiers | `exists`/`forall` (binding…, body), `select` (binding, body), `sum`/`count`/`average`/`min`/`max` (value, binding, body), binding = `from` (String name, source) |
  * | `let V = (e) in (b)` | `let` (String V, e, b) |
  * | `CHAIN(src, ts, [A: WHAT(c) WHEN(w)])` | `chain` (src, String ts, step…), step = `step` (String label, c[, w]) |
+ * | `x => body` (a per-item argument) | `lambda` (String x, body) |
  */
 export type PqlJson =
   | { nodeType: 'fnApply'; fnName: string; params: PqlJson[] }
@@ -79,6 +80,7 @@ const RESERVED_FN_NAMES: ReadonlySet<string> = new Set([
   ...AGGREGATE_FNS,
   'let',
   'chain',
+  'lambda',
   'call',
 ]);
 
@@ -197,6 +199,8 @@ function write(node: ExpressionNode, scope: NameScope): PqlJson {
     }
     case 'Let':
       return fn('let', str(node.name), w(node.value), write(node.body, binding(scope, node.name)));
+    case 'Lambda':
+      return fn('lambda', str(node.param), write(node.body, binding(scope, node.param)));
     case 'Chain': {
       let labels = scope;
       const steps = node.steps.map((step) => {
@@ -457,6 +461,11 @@ class JsonReader {
         count(2);
         const b = this.binding(params[0], at(0), depth + 1, scope);
         return { kind: 'Select', binding: b, body: expr(1, binding(scope, b.name)), loc: loc() };
+      }
+      case 'lambda': {
+        count(2);
+        const param = this.name(this.stringLiteral(params[0], at(0)), at(0));
+        return { kind: 'Lambda', param, body: expr(1, binding(scope, param)), loc: loc() };
       }
       case 'let': {
         count(3);

@@ -2,6 +2,7 @@ import type {
   BindingNode,
   ChainStepNode,
   ExpressionNode,
+  LambdaNode,
   LetNode,
   Location,
   OccursTail,
@@ -305,10 +306,42 @@ class Parser {
     }
   }
 
-  /** "(" [ arguments ] ")" with arguments = expression { "," expression } ; */
+  /**
+   * "(" [ arguments ] ")" ;
+   * arguments = argument { "," argument } ;
+   * argument  = [ IDENT "=>" | "(" IDENT ")" "=>" ] expression ;
+   */
   parseArguments(): ExpressionNode[] {
     this.expectToken('(');
-    return this.parseList(')');
+    const args: ExpressionNode[] = [];
+    if (this.expectOptionalToken(')')) return args;
+    for (;;) {
+      args.push(this.peekArgumentLambda() ? this.parseArgumentLambda() : this.parseExpression());
+      if (this.expectOptionalToken(')')) return args;
+      this.expectToken(',');
+    }
+  }
+
+  /** Whether `x =>` or `(x) =>` starts here: a per-item argument naming its item. */
+  private peekArgumentLambda(): boolean {
+    const arrowAt = (n: number) => {
+      const token = this.lexer.lookahead(n);
+      return token.kind === 'punct' && token.value === '=>';
+    };
+    if (this.isBindableName(this.lexer.token)) return arrowAt(1);
+    return this.peekLambda();
+  }
+
+  private parseArgumentLambda(): ExpressionNode {
+    const start = this.lexer.token;
+    this.enter(start);
+    const parenthesized = this.expectOptionalToken('(');
+    const param = this.parseName();
+    if (parenthesized) this.expectToken(')');
+    this.expectToken('=>');
+    const body = this.parseExpression();
+    this.leave();
+    return this.node<LambdaNode>(start, { kind: 'Lambda', param, body });
   }
 
   /**

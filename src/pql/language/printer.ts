@@ -112,6 +112,8 @@ function printBare(node: ExpressionNode, last: boolean): string {
       return `let ${printName(node.name)} = (${printExpression(node.value, 0, true)}) in (${printExpression(node.body, 0, true)})`;
     case 'Chain':
       return `CHAIN(${printPostfix(node.source)}, ${printName(node.timeField)}, [${node.steps.map(printStep).join(', ')}])`;
+    case 'Lambda':
+      return `${printName(node.param)} => ${printExpression(node.body, 0, true)}`;
   }
 }
 

@@ -59,6 +59,8 @@ export function children(node: ExpressionNode): ExpressionNode[] {
       return [node.value, node.binding.source, node.body];
     case 'Let':
       return [node.value, node.body];
+    case 'Lambda':
+      return [node.body];
     case 'Chain':
       return [
         node.source,

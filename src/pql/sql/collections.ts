@@ -5,13 +5,16 @@
  * comparisons on the (profile_id, event_type, ts) index.
  */
 
+import { isEntryMap } from '../check/collection-forms.js';
 import type { PqlType } from '../check/types.js';
 import type {
   AggregateFn,
   AggregateNode,
   ArrayLiteralNode,
+  CallNode,
   ExpressionNode,
   FilterNode,
+  LambdaNode,
   MethodCallNode,
   QuantifiedNode,
   SelectNode,
@@ -27,6 +30,7 @@ import {
   isoBound,
   itemValue,
   readScalar,
+  typedRead,
   unifyDatetimes,
   withScope,
   withVar,
@@ -64,6 +68,7 @@ const COLLECTION_METHODS = new Set<string>([
   'get',
   'keys',
   'values',
+  'map',
 ]);
 
 export function isCollectionMethod(name: string): boolean {
@@ -251,6 +256,10 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   let s: Sql;
   if (c.item.kind === 'event' && summed) {
     s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}`)})`;
+  } else if (!readsItem(c, input)) {
+    // An aggregate whose argument reads only outer rows (`xEvent.max(^.loyalty.points)`) would be
+    // the outer query's aggregate in SQL: the argument becomes a column of the items first.
+    s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)}`)})`;
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
@@ -259,6 +268,12 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
     rep: v.rep,
     origin: { eventAggregate: c.events && { fn, source: c, input } },
   };
+}
+
+/** Whether `value` reads the row of `c`'s items (compiler-made text: aliases are never in user text). */
+function readsItem(c: CollectionValue, value: Sql): boolean {
+  if (c.item.kind === 'profile') return true;
+  return new RegExp(`\\b${c.item.alias}\\.`).test(value.text);
 }
 
 /**
@@ -291,10 +306,22 @@ export function projectedValues(
   path: readonly string[],
   type: PqlType,
 ): CollectionValue {
+  return presentValues(ctx, c, readScalar(c.item, path, type.kind === 'array' ? type.of : ANY_TYPE), type);
+}
+
+/** A value as a column of a derived table: datetimes as ISO text (as documents hold them), numbers as stored. */
+function column(v: ScalarValue): Sql {
+  const w = v.type.kind === 'datetime' ? asIso(v) : v;
+  return w.stored ?? valueSql(w);
+}
+
+/**
+ * The present values of `v`, a value per item of `c`, in `c`'s order: a derived table of
+ * (value, rk) read like an array of scalars (`a.f.g`, `a.map(x => …)`).
+ */
+function presentValues(ctx: CompileContext, c: CollectionValue, v: ScalarValue, type: PqlType): CollectionValue {
   const itemType = type.kind === 'array' ? type.of : ANY_TYPE;
-  let v = readScalar(c.item, path, itemType);
-  if (itemType.kind === 'datetime') v = asIso(v);
-  const value = v.stored ?? valueSql(v);
+  const value = column(v);
   const d = ctx.alias('d');
   const select = sql`SELECT ${value} AS value, row_number() OVER (ORDER BY ${joinComma(c.order)}) AS rk ${fromWhere(c, [sql`${value} IS NOT NULL`])}`;
   const from = sql`(${select}) AS ${raw(d)}`;
@@ -435,6 +462,9 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     }
     case 'distinct':
       return distinctItems(ctx, node, env, c);
+    case 'map':
+      // `a.map(x => value)`; a path is a projection by now, and a map of entries is read by mapMethod.
+      return presentValues(ctx, c, perItem(ctx, c, node.args[0], env), ctx.typeOf(node));
   }
   throw new Error(`PQL to SQL: unknown array method ${name}()`);
 }
@@ -464,6 +494,7 @@ function distinctItems(ctx: CompileContext, node: MethodCallNode, env: Env, c: C
 }
 
 function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {
+  if (isEntryMap(node.object)) return entryMapMethod(ctx, node, env);
   const m = ctx.compile(node.object, env);
   if (m.kind !== 'object') throw new Error(`PQL to SQL: ${node.name}() needs a map`);
   const type = ctx.typeOf(node);
@@ -489,4 +520,59 @@ function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): Compile
     order: [raw(`${d}.rk`)],
     present: isObject,
   };
+}
+
+/**
+ * `get` / `keys` / `values` of `a.map(x => mapEntry(key, value))`. The entries are a derived
+ * table (k, v, rk) of the items with a key and a value, in `a`'s order; a key that repeats
+ * takes its last entry's value and keeps its first place, as the JS engine's map does.
+ */
+function entryMapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): CompiledValue {
+  const mapNode = node.object as MethodCallNode;
+  const lambda = mapNode.args[0] as LambdaNode;
+  const [keyNode, valueNode] = (lambda.body as CallNode).args as [ExpressionNode, ExpressionNode];
+  const mapType = ctx.typeOf(mapNode);
+  const valueType = mapType.kind === 'map' ? mapType.of : ANY_TYPE;
+  const c = ctx.collection(mapNode.object, env);
+  const inner = withVar(withScope(env, c.item), lambda.param, { kind: 'item', item: c.item });
+  const k = valueSql(ctx.scalar(keyNode, inner));
+  const v = column(ctx.scalar(valueNode, inner));
+  const rank = sql`row_number() OVER (ORDER BY ${joinComma(c.order)})`;
+  const entries = sql`SELECT ${k} AS k, ${v} AS v, ${rank} AS rk ${fromWhere(c, [sql`${k} IS NOT NULL`, sql`${v} IS NOT NULL`])}`;
+  const e = ctx.alias('d');
+  const values = (select: Sql, type: PqlType): CollectionValue => {
+    const d = ctx.alias('d');
+    return {
+      kind: 'collection',
+      type,
+      itemType: type.kind === 'array' ? type.of : ANY_TYPE,
+      from: sql`(${select}) AS ${raw(d)}`,
+      where: [],
+      item: { kind: 'json', alias: d, typed: true },
+      order: [raw(`${d}.rk`)],
+      present: c.present,
+    };
+  };
+  const type = ctx.typeOf(node);
+  switch (node.name) {
+    case 'get': {
+      const key = ctx.scalar(node.args[0]!, env);
+      if (key.constant === null) return scalar(raw('NULL'), type);
+      const last = sql`(SELECT ${raw(e)}.v FROM (${entries}) AS ${raw(e)} WHERE ${raw(e)}.k = ${valueSql(key)} ORDER BY ${raw(e)}.rk DESC LIMIT 1)`;
+      return typedRead(last, valueType);
+    }
+    case 'keys':
+      return values(
+        sql`SELECT ${raw(e)}.k AS value, min(${raw(e)}.rk) AS rk FROM (${entries}) AS ${raw(e)} GROUP BY ${raw(e)}.k`,
+        type,
+      );
+    default: {
+      const w = ctx.alias('d');
+      const ranked = sql`SELECT ${raw(e)}.v AS v, ${raw(e)}.rk AS rk, min(${raw(e)}.rk) OVER (PARTITION BY ${raw(e)}.k) AS fk, max(${raw(e)}.rk) OVER (PARTITION BY ${raw(e)}.k) AS lk FROM (${entries}) AS ${raw(e)}`;
+      return values(
+        sql`SELECT ${raw(w)}.v AS value, ${raw(w)}.fk AS rk FROM (${ranked}) AS ${raw(w)} WHERE ${raw(w)}.rk = ${raw(w)}.lk`,
+        type,
+      );
+    }
+  }
 }

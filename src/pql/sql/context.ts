@@ -22,10 +22,14 @@ import {
   valueSql,
 } from './values.js';
 
-/** A name in scope: a `let` (re-compiled where used, so every use gets fresh aliases), a quantifier variable, a chain label. */
+/**
+ * A name in scope: a `let` (re-compiled where used, so every use gets fresh aliases), a
+ * quantifier variable, a lambda's item (read as the type of each use), a chain label.
+ */
 export type Binding =
   | { kind: 'let'; node: ExpressionNode; env: Env }
   | { kind: 'variable'; value: () => CompiledValue }
+  | { kind: 'item'; item: ItemScope }
   | { kind: 'label'; time: ScalarValue };
 
 export interface Env {

@@ -65,6 +65,7 @@ import {
   eventCollection,
   fieldValue,
   fromWhere,
+  itemValue,
   typedRead,
   unifyDatetimes,
   withVar,
@@ -250,6 +251,7 @@ function dispatchNode(ctx: CompileContext, node: ExpressionNode, env: Env): Comp
       const binding = env.vars.get(node.name);
       if (binding?.kind === 'let') return ctx.compile(binding.node, binding.env);
       if (binding?.kind === 'variable') return binding.value();
+      if (binding?.kind === 'item') return itemValue(binding.item, ctx.typeOf(node));
       if (binding?.kind === 'label') return binding.time;
       return fieldValue(ctx, env.scopes[env.scopes.length - 1]!, [node.name], ctx.typeOf(node));
     }
@@ -313,6 +315,11 @@ function dispatchNode(ctx: CompileContext, node: ExpressionNode, env: Env): Comp
       return ctx.compile(node.body, withVar(env, node.name, { kind: 'let', node: node.value, env }));
     case 'Chain':
       return compileChain(ctx, node, env);
+    case 'Lambda': {
+      // A per-item argument naming its item, compiled where the item is the current scope.
+      const item = env.scopes[env.scopes.length - 1]!;
+      return ctx.compile(node.body, withVar(env, node.param, { kind: 'item', item }));
+    }
   }
 }
 
