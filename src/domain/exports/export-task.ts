@@ -10,6 +10,7 @@ import type { ExportFileInfo, ExportJobResult } from './export-job.js';
 import { exportFileName, removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
 import { FileSink, publishFile } from './file-sink.js';
+import { addNamespaceCounts } from './namespace-tally.js';
 import { RecordMarks, recordsFileName, removeOtherRecordFiles } from './record-index.js';
 import { createRowWriter, type ExportRow, ndjsonWriter, type RecordWriter, type RowWriter } from './row-writers.js';
 
@@ -100,18 +101,24 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
   const changes = plan.mode === 'CHANGES';
   const open: OpenFile[] = [];
   const done: (OpenFile & { bytes: number; sha256: string })[] = [];
-  // Rows per distinct set of namespaces (few: most profiles have the same kinds of identity).
-  const namespaceSets = new Map<string, number>();
+  // Rows per namespace, counted by the sinks of the NDJSON lines (the NDJSON files, or the records file).
+  const namespaces: Record<string, number> = {};
   let written = 0;
   let lastReport = 0;
-  const newFile = (audienceId: number | null, name = exportFileName(plan.jobId, plan.format, audienceId)): OpenFile => {
-    const file = { name, audienceId, sink: new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`)), rows: 0 };
+  const newFile = (
+    audienceId: number | null,
+    countNamespaces: boolean,
+    name = exportFileName(plan.jobId, plan.format, audienceId),
+  ): OpenFile => {
+    const sink = new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`), { countNamespaces });
+    const file = { name, audienceId, sink, rows: 0 };
     open.push(file);
     return file;
   };
   const closeFile = (file: OpenFile, records = false) => {
     open.splice(open.indexOf(file), 1);
-    const { bytes, sha256 } = file.sink.finish();
+    const { bytes, sha256, namespaceSets } = file.sink.finish();
+    addNamespaceCounts(namespaces, namespaceSets);
     if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
     else done.push({ ...file, records, bytes, sha256 });
   };
@@ -149,14 +156,10 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
           }
         }
       };
-      const countNamespaces = (text: string, to: number) => {
-        const set = namespacesIn(text, to);
-        namespaceSets.set(set, (namespaceSets.get(set) ?? 0) + 1);
-      };
       const ndjson = plan.format === 'NDJSON';
       const needValues = !ndjson;
       // NDJSON files are their own records; other formats write the lines to a records file too.
-      const recordsFile = ndjson ? undefined : newFile(null, recordsFileName(plan.jobId));
+      const recordsFile = ndjson ? undefined : newFile(null, true, recordsFileName(plan.jobId));
       const recordsWriter = recordsFile && ndjsonWriter(recordsFile.sink);
       let combined: OpenFile | undefined;
       let writer: RowWriter | undefined;
@@ -172,7 +175,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       };
       for (const audience of plan.audiences) {
         if (!combined || plan.audiencePerFile) {
-          combined = newFile(plan.audiencePerFile ? audience.audienceId : null);
+          combined = newFile(plan.audiencePerFile ? audience.audienceId : null, ndjson);
           writer = openWriter(combined);
         }
         const file = combined;
@@ -180,8 +183,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
         if (lines) {
           for (const line of reader.pluck().iterate(params(audience)) as IterableIterator<string>) {
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
-            out.writer.writeLine(line);
-            countNamespaces(line, line.indexOf(IDENTITIES_END));
+            file.sink.writeLine(line);
             file.rows++;
             afterRow();
           }
@@ -191,7 +193,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
             writer!.write(row);
             recordsWriter?.write(row);
-            countNamespaces(src.ids, src.ids.length);
             file.rows++;
             afterRow();
           }
@@ -203,7 +204,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       }
       if (!plan.audiencePerFile) {
         if (!combined) {
-          combined = newFile(null);
+          combined = newFile(null, ndjson);
           writer = openWriter(combined);
         }
         writer!.end();
@@ -220,10 +221,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
     if (ctx.cancelled()) throw new Cancelled();
-    const namespaces: Record<string, number> = {};
-    for (const [set, n] of namespaceSets) {
-      if (set !== '') for (const ns of new Set(set.split(','))) namespaces[ns] = (namespaces[ns] ?? 0) + n;
-    }
     const files: ExportFileInfo[] = done
       .filter((f) => !f.records)
       .map((f) => ({
@@ -272,30 +269,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     removeUnfinishedFiles(plan.dir, plan.jobId);
     throw err;
   }
-}
-
-const NAMESPACE_KEY = '"namespace":"';
-/** Where a SQL-built line's identities end (json_object writes the keys in the order given). */
-const IDENTITIES_END = '],"status":"';
-
-/**
- * The namespaces of the identities in SQLite's json_group_array text (up to `to`), comma-joined,
- * a namespace repeated if the profile has two identities there: without parsing, because a
- * namespace is a plain name and a quote inside an id is escaped, so only a namespace follows
- * the text `"namespace":"`.
- */
-function namespacesIn(line: string, to: number): string {
-  // A slice shares the line's characters; searching it stops at the identities' end, not the line's.
-  const text = to < line.length ? line.slice(0, to) : line;
-  let set = '';
-  let at = text.indexOf(NAMESPACE_KEY);
-  while (at !== -1) {
-    const start = at + NAMESPACE_KEY.length;
-    const end = text.indexOf('"', start);
-    set = set === '' ? text.slice(start, end) : `${set},${text.slice(start, end)}`;
-    at = text.indexOf(NAMESPACE_KEY, end);
-  }
-  return set;
 }
 
 function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {
