@@ -90,9 +90,11 @@ describe('a large export', () => {
       .prepare('SELECT profile_id FROM memberships WHERE audience_id = ? ORDER BY profile_id')
       .pluck()
       .all(audienceId) as number[];
+    const attributes = conn.sqlite.prepare('SELECT json(attributes) FROM profiles WHERE id = ?').pluck();
     lines.forEach((line, k) => {
       const row = JSON.parse(line);
       expect(row.qualifiedAt).toBe(new Date(1733356800123 + ids[k]!).toISOString());
+      if (k % 97 === 0) expect(row.attributes).toEqual(JSON.parse(attributes.get(ids[k]) as string));
     });
     const marks = conn.sqlite
       .prepare('SELECT row, file, offset FROM dataset_record_marks WHERE dataset_id = ? ORDER BY row')

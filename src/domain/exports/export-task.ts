@@ -48,6 +48,13 @@ const isoSql = (ms: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, '
  */
 const lineOnly = (plan: ExportPlan) => plan.format === 'NDJSON' && plan.allFields && plan.mode === 'FULL';
 
+/**
+ * The attributes inside a SQL-built line: json_object takes a JSONB document (what profiles hold,
+ * docs/storage.md) as JSON without rendering it to text and parsing that again, as json() would;
+ * text JSON, which no writer stores, still goes through json().
+ */
+const ATTRIBUTES_JSON = "iif(typeof(p.attributes) = 'blob', p.attributes, json(p.attributes))";
+
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
   const fresh = plan.fromIngestTimestamp != null ? ' AND p.updated_at >= @fromIngest' : '';
@@ -70,7 +77,7 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
     : lineOnly(plan)
       ? `json_object('audienceId', @gid, 'identities', ${IDENTITIES}, 'status', m.status,
            'qualifiedAt', ${isoSql('m.qualified_at')}, 'exitedAt', ${isoSql('m.exited_at')},
-           'attributes', json(p.attributes)) AS line`
+           'attributes', ${ATTRIBUTES_JSON}) AS line`
       : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
        json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
   return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
