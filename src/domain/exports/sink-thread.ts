@@ -107,6 +107,13 @@ Atomics.notify(ctl, ${TAIL});
 port.close();
 `;
 
+/**
+ * The ring of a thread that has ended, kept for the next large file: shared memory goes back only
+ * when a garbage collection finds it unused, so a new ring per file would hold another 16 MiB
+ * until then. One is kept (files are written one or two at a time on a thread).
+ */
+let spareRing: Buffer | undefined;
+
 export interface SinkThreadResult {
   bytes: number;
   sha256: string;
@@ -119,16 +126,21 @@ export interface SinkThreadResult {
  */
 export class SinkThread {
   private readonly ctl = new Int32Array(new SharedArrayBuffer((LENGTHS + SLOTS) * Int32Array.BYTES_PER_ELEMENT));
-  private readonly ring = Buffer.from(new SharedArrayBuffer(SLOTS * SLOT_BYTES));
+  private readonly ring: Buffer;
   private readonly port: MessagePort;
   private readonly startedAt = performance.now();
   private head = 0;
+  private released = false;
 
   constructor(fd: number, countNamespaces: boolean) {
+    this.ring = spareRing ?? Buffer.from(new SharedArrayBuffer(SLOTS * SLOT_BYTES));
+    spareRing = undefined;
     const { port1, port2 } = new MessageChannel();
     this.port = port1;
     const worker = new Worker(WORKER, {
       eval: true,
+      // Node's own modules only: no loader flags of this process (tsx) to start in the thread.
+      execArgv: [],
       workerData: { fd, ring: this.ring.buffer, ctl: this.ctl.buffer, port: port2, countNamespaces },
       transferList: [port2],
     });
@@ -163,6 +175,7 @@ export class SinkThread {
     Atomics.store(this.ctl, STATE, FINISH);
     this.signal();
     while (Atomics.load(this.ctl, DONE) === 0) this.waitOn(DONE, 0);
+    this.ended();
     return this.message() as SinkThreadResult;
   }
 
@@ -178,7 +191,15 @@ export class SinkThread {
       if (performance.now() > deadline) return false;
       Atomics.wait(this.ctl, DONE, 0, 100);
     }
+    this.ended();
     return true;
+  }
+
+  /** The thread has stopped using its ring (it set DONE): the next thread may take it. */
+  private ended(): void {
+    if (this.released) return;
+    this.released = true;
+    spareRing ??= this.ring;
   }
 
   private signal(): void {
@@ -198,7 +219,9 @@ export class SinkThread {
   }
 
   private throwIfFailed(): void {
-    if (Atomics.load(this.ctl, DONE) === FAILED) this.message();
+    if (Atomics.load(this.ctl, DONE) !== FAILED) return;
+    this.ended();
+    this.message();
   }
 
   /** The thread's last word: its result, or its error thrown here. */
