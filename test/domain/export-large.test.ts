@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import { type ExportFormat, insertDataset } from '../../src/domain/exports/datas
 import { exportJobKind } from '../../src/domain/exports/export-job.js';
 import { runExport } from '../../src/domain/exports/export-task.js';
 import { recordsFileName } from '../../src/domain/exports/record-index.js';
+import { Cancelled } from '../../src/domain/jobs/cancelled.js';
 import type { JobServices } from '../../src/domain/jobs/job-services.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
@@ -21,6 +22,7 @@ const dir = mkdtempSync(join(tmpdir(), 'segql-export-large-'));
 let conn: Connection;
 let sandboxId: number;
 let audienceId: number;
+let exports = 0;
 
 beforeAll(() => {
   conn = openDatabase(join(dir, 'segql.db'));
@@ -39,8 +41,8 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function exportAll(format: ExportFormat) {
-  const dataset = insertDataset(conn, sandboxId, `large-${format}`, format);
+function exportAll(format: ExportFormat, cancelled: () => boolean = () => false) {
+  const dataset = insertDataset(conn, sandboxId, `large-${format}-${++exports}`, format);
   const job = insertJob(conn, sandboxId, 'EXPORT', {
     audiences: [{ audienceId, statuses: ['REALIZED', 'EXISTING'] }],
     fields: null,
@@ -56,8 +58,8 @@ function exportAll(format: ExportFormat) {
   });
   const started = updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const plan = exportJobKind.plan(started as never, Date.now(), { conn, dataDir: dir } as JobServices);
-  const result = runJobTask(conn, job.id, runExport, plan, { progress: () => {}, cancelled: () => false });
-  return { result, plan, jobId: job.id, datasetId: dataset.id };
+  const run = () => runJobTask(conn, job.id, runExport, plan, { progress: () => {}, cancelled });
+  return { run, plan, jobId: job.id, datasetId: dataset.id };
 }
 
 /** Rows per namespace straight from the tables. */
@@ -73,7 +75,8 @@ function namespaceTruth(): Record<string, number> {
 
 describe('a large export', () => {
   it('writes NDJSON through its thread: hash of the bytes, namespace counts, marks at line starts', () => {
-    const { result, plan, datasetId } = exportAll('NDJSON');
+    const { run, plan, datasetId } = exportAll('NDJSON');
+    const result = run();
     const file = result.files[0]!;
     const bytes = readFileSync(join(plan.dir, file.name));
     expect(bytes.length).toBeGreaterThan(2 << 20);
@@ -107,12 +110,21 @@ describe('a large export', () => {
   });
 
   it('counts namespaces from the records file of a CSV export', () => {
-    const { result, plan, jobId } = exportAll('CSV');
+    const { run, plan, jobId } = exportAll('CSV');
+    const result = run();
     expect(result.metrics.exportedProfileByNamespaceCounter).toEqual(namespaceTruth());
     const file = result.files[0]!;
     const bytes = readFileSync(join(plan.dir, file.name));
     expect(file.sha256).toBe(createHash('sha256').update(bytes).digest('hex'));
     const records = readFileSync(join(plan.dir, recordsFileName(jobId)), 'utf8').split('\n');
     expect(records).toHaveLength(PROFILES + 1);
+  });
+
+  it('leaves no file behind when cancelled while its threads write', () => {
+    let checks = 0;
+    // Cancelled at the third check (every 1,000 rows): past the point where both files have threads.
+    const { run, plan } = exportAll('CSV', () => ++checks >= 3);
+    expect(run).toThrow(Cancelled);
+    expect(readdirSync(plan.dir)).toEqual([]);
   });
 });
