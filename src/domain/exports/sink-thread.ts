@@ -26,6 +26,11 @@ const WAKE_SLOTS = 4;
 const SYNC_EVERY = 1 << 26;
 /** How long the task's thread waits for the thread to start before giving the file up. */
 const START_TIMEOUT_MS = 60_000;
+/**
+ * How long it waits for a slot or the end with the thread making no progress at all: a thread
+ * that died without a word (out of memory) can only be told apart from a slow disk this way.
+ */
+const STALL_TIMEOUT_MS = 300_000;
 
 // Indexes of the shared counters; SLOTS more after them hold each slot's length.
 /** Slots filled by the task's thread (counting up, modulo 2^32). */
@@ -151,11 +156,12 @@ export class SinkThread {
 
   /** The next slot to fill (SLOT_BYTES long), once the thread has written what it held before. */
   take(): Buffer {
+    const since = performance.now();
     for (;;) {
       const tail = Atomics.load(this.ctl, TAIL);
       if ((this.head - tail) >>> 0 < SLOTS) break;
       this.signal();
-      this.waitOn(TAIL, tail);
+      this.waitOn(TAIL, tail, since);
     }
     const slot = this.head & (SLOTS - 1);
     return this.ring.subarray(slot * SLOT_BYTES, (slot + 1) * SLOT_BYTES);
@@ -174,7 +180,16 @@ export class SinkThread {
   finish(): SinkThreadResult {
     Atomics.store(this.ctl, STATE, FINISH);
     this.signal();
-    while (Atomics.load(this.ctl, DONE) === 0) this.waitOn(DONE, 0);
+    // Progress is a slot written: what is left may be many slots (a thread that slept) and an fsync.
+    let since = performance.now();
+    let tail = Atomics.load(this.ctl, TAIL);
+    while (Atomics.load(this.ctl, DONE) === 0) {
+      if (Atomics.load(this.ctl, TAIL) !== tail) {
+        tail = Atomics.load(this.ctl, TAIL);
+        since = performance.now();
+      }
+      this.waitOn(DONE, 0, since);
+    }
     this.ended();
     return this.message() as SinkThreadResult;
   }
@@ -207,15 +222,20 @@ export class SinkThread {
     Atomics.notify(this.ctl, SEQ);
   }
 
-  /** Waits until ctl[index] is no longer `value`; throws what the thread reported if it failed. */
-  private waitOn(index: number, value: number): void {
+  /**
+   * Waits (a second at most) until ctl[index] is no longer `value`; throws what the thread
+   * reported if it failed, or if it has not started, or made no progress since `since`.
+   */
+  private waitOn(index: number, value: number, since: number): void {
     this.throwIfFailed();
     Atomics.wait(this.ctl, index, value, 1000);
     this.throwIfFailed();
+    if (Atomics.load(this.ctl, index) !== value) return;
     if (Atomics.load(this.ctl, STARTED) === 0 && performance.now() - this.startedAt > START_TIMEOUT_MS) {
       Atomics.store(this.ctl, STATE, ABORT);
       throw new Error('the export file thread did not start');
     }
+    if (performance.now() - since > STALL_TIMEOUT_MS) throw new Error('the export file thread stopped answering');
   }
 
   private throwIfFailed(): void {
