@@ -10,6 +10,7 @@ import type { ExportFileInfo, ExportJobResult } from './export-job.js';
 import { exportFileName, removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
 import { FileSink, publishFile } from './file-sink.js';
+import { addNamespaceCounts } from './namespace-tally.js';
 import { RecordMarks, recordsFileName, removeOtherRecordFiles } from './record-index.js';
 import { createRowWriter, type ExportRow, ndjsonWriter, type RecordWriter, type RowWriter } from './row-writers.js';
 
@@ -38,14 +39,29 @@ interface OpenFile {
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
   FROM identities i WHERE i.profile_id = p.id)`;
-/** An instant as JSON's ISO-8601 text, exactly as Date.toISOString writes it (for years 0 to 9999). */
-const isoSql = (ms: string) => `strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch')`;
+/**
+ * An instant (ms, an SQL expression) as JSON's ISO-8601 text, exactly as Date.toISOString writes
+ * it, for years 0 to 9999 (null outside them and for null). From 1970 on, the date comes from
+ * date() and the time of day from integer arithmetic: a fifth of the cost of strftime's %f, which
+ * was an eighth of an export's SQL; before 1970 (where integer division rounds the other way)
+ * strftime does it all.
+ */
+export const isoSql = (ms: string) =>
+  `CASE WHEN ${ms} >= 0 THEN date(${ms} / 1000, 'unixepoch') || printf('T%02d:%02d:%02d.%03dZ', ${ms} / 3600000 % 24, ${ms} / 60000 % 60, ${ms} / 1000 % 60, ${ms} % 1000)
+    ELSE strftime('%Y-%m-%dT%H:%M:%fZ', ${ms} / 1000.0, 'unixepoch') END`;
 
 /**
  * A FULL export of whole profiles to NDJSON builds each line in SQL: the reader hands over one
  * finished string per row and JavaScript only copies it to the file. Same line as `toRow`.
  */
 const lineOnly = (plan: ExportPlan) => plan.format === 'NDJSON' && plan.allFields && plan.mode === 'FULL';
+
+/**
+ * The attributes inside a SQL-built line: json_object takes a JSONB document (what profiles hold,
+ * docs/storage.md) as JSON without rendering it to text and parsing that again, as json() would;
+ * text JSON, which no writer stores, still goes through json().
+ */
+const ATTRIBUTES_JSON = "iif(typeof(p.attributes) = 'blob', p.attributes, json(p.attributes))";
 
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
@@ -69,7 +85,7 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
     : lineOnly(plan)
       ? `json_object('audienceId', @gid, 'identities', ${IDENTITIES}, 'status', m.status,
            'qualifiedAt', ${isoSql('m.qualified_at')}, 'exitedAt', ${isoSql('m.exited_at')},
-           'attributes', json(p.attributes)) AS line`
+           'attributes', ${ATTRIBUTES_JSON}) AS line`
       : `m.profile_id AS pid, m.status AS status, m.qualified_at AS q, m.exited_at AS x, NULL AS c,
        json(p.attributes) AS doc, ${IDENTITIES} AS ids`;
   return `SELECT ${select} FROM memberships m JOIN profiles p ON p.id = m.profile_id
@@ -100,18 +116,24 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
   const changes = plan.mode === 'CHANGES';
   const open: OpenFile[] = [];
   const done: (OpenFile & { bytes: number; sha256: string })[] = [];
-  // Rows per distinct set of namespaces (few: most profiles have the same kinds of identity).
-  const namespaceSets = new Map<string, number>();
+  // Rows per namespace, counted by the sinks of the NDJSON lines (the NDJSON files, or the records file).
+  const namespaces: Record<string, number> = {};
   let written = 0;
   let lastReport = 0;
-  const newFile = (audienceId: number | null, name = exportFileName(plan.jobId, plan.format, audienceId)): OpenFile => {
-    const file = { name, audienceId, sink: new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`)), rows: 0 };
+  const newFile = (
+    audienceId: number | null,
+    countNamespaces: boolean,
+    name = exportFileName(plan.jobId, plan.format, audienceId),
+  ): OpenFile => {
+    const sink = new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`), { countNamespaces });
+    const file = { name, audienceId, sink, rows: 0 };
     open.push(file);
     return file;
   };
   const closeFile = (file: OpenFile, records = false) => {
     open.splice(open.indexOf(file), 1);
-    const { bytes, sha256 } = file.sink.finish();
+    const { bytes, sha256, namespaceSets } = file.sink.finish();
+    addNamespaceCounts(namespaces, namespaceSets);
     if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
     else done.push({ ...file, records, bytes, sha256 });
   };
@@ -149,14 +171,10 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
           }
         }
       };
-      const countNamespaces = (text: string, to: number) => {
-        const set = namespacesIn(text, to);
-        namespaceSets.set(set, (namespaceSets.get(set) ?? 0) + 1);
-      };
       const ndjson = plan.format === 'NDJSON';
       const needValues = !ndjson;
       // NDJSON files are their own records; other formats write the lines to a records file too.
-      const recordsFile = ndjson ? undefined : newFile(null, recordsFileName(plan.jobId));
+      const recordsFile = ndjson ? undefined : newFile(null, true, recordsFileName(plan.jobId));
       const recordsWriter = recordsFile && ndjsonWriter(recordsFile.sink);
       let combined: OpenFile | undefined;
       let writer: RowWriter | undefined;
@@ -172,7 +190,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       };
       for (const audience of plan.audiences) {
         if (!combined || plan.audiencePerFile) {
-          combined = newFile(plan.audiencePerFile ? audience.audienceId : null);
+          combined = newFile(plan.audiencePerFile ? audience.audienceId : null, ndjson);
           writer = openWriter(combined);
         }
         const file = combined;
@@ -180,8 +198,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
         if (lines) {
           for (const line of reader.pluck().iterate(params(audience)) as IterableIterator<string>) {
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
-            out.writer.writeLine(line);
-            countNamespaces(line, line.indexOf(IDENTITIES_END));
+            file.sink.writeLine(line);
             file.rows++;
             afterRow();
           }
@@ -191,7 +208,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
             if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
             writer!.write(row);
             recordsWriter?.write(row);
-            countNamespaces(src.ids, src.ids.length);
             file.rows++;
             afterRow();
           }
@@ -203,7 +219,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       }
       if (!plan.audiencePerFile) {
         if (!combined) {
-          combined = newFile(null);
+          combined = newFile(null, ndjson);
           writer = openWriter(combined);
         }
         writer!.end();
@@ -220,10 +236,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
     if (ctx.cancelled()) throw new Cancelled();
-    const namespaces: Record<string, number> = {};
-    for (const [set, n] of namespaceSets) {
-      if (set !== '') for (const ns of new Set(set.split(','))) namespaces[ns] = (namespaces[ns] ?? 0) + n;
-    }
     const files: ExportFileInfo[] = done
       .filter((f) => !f.records)
       .map((f) => ({
@@ -272,30 +284,6 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     removeUnfinishedFiles(plan.dir, plan.jobId);
     throw err;
   }
-}
-
-const NAMESPACE_KEY = '"namespace":"';
-/** Where a SQL-built line's identities end (json_object writes the keys in the order given). */
-const IDENTITIES_END = '],"status":"';
-
-/**
- * The namespaces of the identities in SQLite's json_group_array text (up to `to`), comma-joined,
- * a namespace repeated if the profile has two identities there: without parsing, because a
- * namespace is a plain name and a quote inside an id is escaped, so only a namespace follows
- * the text `"namespace":"`.
- */
-function namespacesIn(line: string, to: number): string {
-  // A slice shares the line's characters; searching it stops at the identities' end, not the line's.
-  const text = to < line.length ? line.slice(0, to) : line;
-  let set = '';
-  let at = text.indexOf(NAMESPACE_KEY);
-  while (at !== -1) {
-    const start = at + NAMESPACE_KEY.length;
-    const end = text.indexOf('"', start);
-    set = set === '' ? text.slice(start, end) : `${set},${text.slice(start, end)}`;
-    at = text.indexOf(NAMESPACE_KEY, end);
-  }
-  return set;
 }
 
 function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {

@@ -46,30 +46,15 @@ export function createRowWriter(
 
 /** A writer of NDJSON lines that can say where the next line will start (a dataset record mark). */
 export interface RecordWriter extends RowWriter {
-  /** Writes one line that is already a row's JSON record. */
-  writeLine(record: string): void;
   /** The byte offset in the file where the next line written starts. */
   position(): number;
 }
 
 export function ndjsonWriter(sink: FileSink): RecordWriter {
-  let batch = '';
-  const flush = () => {
-    if (batch) sink.write(batch);
-    batch = '';
-  };
-  const writeLine = (record: string) => {
-    batch += `${record}\n`;
-    if (batch.length > 65_536) flush();
-  };
   return {
-    write: (row) => writeLine(row.record),
-    writeLine,
-    end: flush,
-    position() {
-      flush();
-      return sink.position;
-    },
+    write: (row) => sink.writeLine(row.record),
+    end: () => {},
+    position: () => sink.position,
   };
 }
 
