@@ -509,6 +509,17 @@ function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): Compile
   const j = ctx.alias('j');
   const column = node.name === 'keys' ? 'key' : 'value';
   const { select, isObject } = dialect().mapRows(docSql, m.path, column, j);
+  return rankedRows(ctx, select, type, isObject, false);
+}
+
+/** The rows of a derived table with `value` and `rk` columns, as a collection in `rk` order. */
+function rankedRows(
+  ctx: CompileContext,
+  select: Sql,
+  type: PqlType,
+  present: Sql | null,
+  typed: boolean,
+): CollectionValue {
   const d = ctx.alias('d');
   return {
     kind: 'collection',
@@ -516,9 +527,9 @@ function mapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): Compile
     itemType: type.kind === 'array' ? type.of : ANY_TYPE,
     from: sql`(${select}) AS ${raw(d)}`,
     where: [],
-    item: { kind: 'json', alias: d },
+    item: typed ? { kind: 'json', alias: d, typed: true } : { kind: 'json', alias: d },
     order: [raw(`${d}.rk`)],
-    present: isObject,
+    present,
   };
 }
 
@@ -540,19 +551,7 @@ function entryMapMethod(ctx: CompileContext, node: MethodCallNode, env: Env): Co
   const rank = sql`row_number() OVER (ORDER BY ${joinComma(c.order)})`;
   const entries = sql`SELECT ${k} AS k, ${v} AS v, ${rank} AS rk ${fromWhere(c, [sql`${k} IS NOT NULL`, sql`${v} IS NOT NULL`])}`;
   const e = ctx.alias('d');
-  const values = (select: Sql, type: PqlType): CollectionValue => {
-    const d = ctx.alias('d');
-    return {
-      kind: 'collection',
-      type,
-      itemType: type.kind === 'array' ? type.of : ANY_TYPE,
-      from: sql`(${select}) AS ${raw(d)}`,
-      where: [],
-      item: { kind: 'json', alias: d, typed: true },
-      order: [raw(`${d}.rk`)],
-      present: c.present,
-    };
-  };
+  const values = (select: Sql, type: PqlType): CollectionValue => rankedRows(ctx, select, type, c.present, true);
   const type = ctx.typeOf(node);
   switch (node.name) {
     case 'get': {
