@@ -15,9 +15,11 @@
  *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs); the
  *   `rss` line gives the figures before that GC too (after 2,000 trivial requests and 3 s).
  * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
+ * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
+ * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -56,6 +58,7 @@ export async function run(argv: string[]): Promise<number> {
   const profiles = intArg(args, 'profiles', 20_000);
   const changeCount = intArg(args, 'changes', 300);
   const batch = intArg(args, 'batch', 100);
+  const profileDir = args.get('profile');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -86,7 +89,14 @@ export async function run(argv: string[]): Promise<number> {
   // Small chunks: more progress events for the watchers.
   const server = await spawnBenchServer(dataDir, {
     env: { SEGQL_SEGMENT_CHUNK_SIZE: '500' },
-    nodeArgs: ['--expose-gc', '--import', join(ROOT, 'bench', 'gc-on-signal.mjs')],
+    nodeArgs: [
+      '--expose-gc',
+      '--import',
+      join(ROOT, 'bench', 'gc-on-signal.mjs'),
+      ...(profileDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')]
+        : []),
+    ],
   });
   /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
   const collect = async () => {
@@ -173,6 +183,9 @@ export async function run(argv: string[]): Promise<number> {
     let loopMax = 0;
     let scraping = true;
     await scrapeMetric(server.url, 'segql_event_loop_delay_max_seconds');
+    // The measured window on the monotonic clock the server's profile and stall log use.
+    const clock = () => process.hrtime.bigint() / 1000n;
+    const windowStart = clock();
     const scraper = (async () => {
       while (scraping) {
         await new Promise((r) => setTimeout(r, 250));
@@ -195,6 +208,7 @@ export async function run(argv: string[]): Promise<number> {
     await lastState();
     scraping = false;
     await scraper;
+    if (profileDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
     const reference = JSON.stringify(jobEvents[0]);
@@ -247,6 +261,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await Promise.all(clients.map((c) => c.dispose()));
     await server.stop();
+    if (profileDir) copyFileSync(join(dataDir, 'server.log'), join(profileDir, 'server.log'));
     rmSync(dataDir, { recursive: true, force: true });
   }
   return failed ? 1 : 0;
