@@ -20,6 +20,7 @@ import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
 import { compiledExecution } from './jit.js';
 import { streamedUploads } from './multipart-uploads.js';
+import { sharedSubscriptionResults } from './shared-subscription-results.js';
 
 type ServerContextExtras = { metrics: Metrics };
 type InitialContext = ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> };
@@ -78,6 +79,7 @@ export function createSegqlYoga(deps: {
       health.refuseWrites,
       revocation,
       countSubscriptions,
+      sharedSubscriptionResults(),
       // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
       // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
       useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),

@@ -163,6 +163,23 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
   }),
 );
 
+/** Each change as delivered without a gap before it, made once for all its subscribers. */
+const deliveredWhole = new WeakMap<MembershipChange, DeliveredChange>();
+
+/**
+ * The change as a subscriber gets it. Every subscriber that lost nothing gets the same object,
+ * so they share its loaders and its executed result (src/server/shared-subscription-results.ts).
+ */
+function deliveredChange(change: MembershipChange, lost: number): DeliveredChange {
+  if (lost > 0) return { ...change, lagged: lost };
+  let delivered = deliveredWhole.get(change);
+  if (!delivered) {
+    delivered = { ...change, lagged: 0 };
+    deliveredWhole.set(change, delivered);
+  }
+  return delivered;
+}
+
 /**
  * One audience's changes (or all). A gap is reported on the next change this subscriber gets,
  * whichever audience the lost ones were of (the subscriber cannot know what it did not receive).
@@ -170,15 +187,16 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
 async function* membershipChanges(
   changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
   audienceId: number | undefined,
-  beforeEach: (change: MembershipChange) => void,
+  beforeEach: (change: DeliveredChange) => void,
 ): AsyncGenerator<DeliveredChange> {
   let lost = 0;
   try {
     for await (const { payload: change, lagged } of changes) {
       lost += lagged;
       if (audienceId !== undefined && change.audienceId !== audienceId) continue;
-      beforeEach(change);
-      yield { ...change, lagged: lost };
+      const delivered = deliveredChange(change, lost);
+      beforeEach(delivered);
+      yield delivered;
       lost = 0;
     }
   } finally {
