@@ -26,8 +26,12 @@ import {
 import { isAsyncIterable, type Plugin } from 'graphql-yoga';
 import { type Context, resolvesThroughEventLoaders } from '../graphql/context.js';
 
-/** Results of one event, by operation key; gone with the event once no queue holds it. */
-const resultsByEvent = new WeakMap<object, Map<string, Promise<ExecutionResult>>>();
+/**
+ * Results of one event, by operation key: the promise while it executes, then the result
+ * itself (NOT_SHARED if it had errors); gone with the event once no queue holds it.
+ */
+const resultsByEvent = new WeakMap<object, Map<string, ExecutionResult | Promise<ExecutionResult>>>();
+const NOT_SHARED: ExecutionResult = {};
 /** A small number per distinct parsed document (yoga's parser cache hands out one per text). */
 const documentIds = new WeakMap<DocumentNode, number>();
 let nextDocumentId = 0;
@@ -71,8 +75,8 @@ export function operationKey(args: ExecutionArgs): string | undefined {
 }
 
 /** The event's result for `key`, executed by the first subscriber that asks. */
-function sharedResult(event: unknown, key: string, args: ExecutionArgs): Promise<ExecutionResult> {
-  const run = () => Promise.resolve(execute({ ...args, rootValue: event }));
+function sharedResult(event: unknown, key: string, args: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
+  const run = () => execute({ ...args, rootValue: event });
   // Only an event resolved through its own loaders reads the same rows for every subscriber.
   if (typeof event !== 'object' || event === null || !resolvesThroughEventLoaders(args.contextValue as Context, event))
     return run();
@@ -82,31 +86,45 @@ function sharedResult(event: unknown, key: string, args: ExecutionArgs): Promise
     resultsByEvent.set(event, results);
   }
   const cached = results.get(key);
-  if (cached) {
+  if (cached === NOT_SHARED) return run();
+  if (cached !== undefined) {
     sharedResultStats.shared++;
+    if (!(cached instanceof Promise)) return cached;
     return cached.then((result) => (result.errors?.length ? run() : result));
   }
   sharedResultStats.executed++;
   const result = run();
-  results.set(key, result);
-  return result;
+  const settle = (r: ExecutionResult) => {
+    results.set(key, r.errors?.length ? NOT_SHARED : r);
+    return r;
+  };
+  if (result instanceof Promise) {
+    results.set(key, result);
+    return result.then(settle);
+  }
+  return settle(result);
 }
 
 /**
  * The source stream's events mapped to results, as graphql-js's `subscribe` does, with the
- * execution shared; `return()` reaches the source so its subscription ends at once.
+ * execution shared; `return()` reaches the source so its subscription ends at once. No async
+ * function per event: one `then` per event is all a subscriber allocates here.
  */
 function mapToSharedResults(
   source: AsyncIterator<unknown> & AsyncIterable<unknown>,
   key: string,
   args: ExecutionArgs,
 ): AsyncIterableIterator<ExecutionResult> {
+  const toResult = (
+    step: IteratorResult<unknown>,
+  ): IteratorResult<ExecutionResult> | Promise<IteratorResult<ExecutionResult>> => {
+    if (step.done) return { value: undefined, done: true };
+    const result = sharedResult(step.value, key, args);
+    if (result instanceof Promise) return result.then((value) => ({ value, done: false }));
+    return { value: result, done: false };
+  };
   const iterator: AsyncIterableIterator<ExecutionResult> = {
-    async next() {
-      const step = await source.next();
-      if (step.done) return { value: undefined, done: true };
-      return { value: await sharedResult(step.value, key, args), done: false };
-    },
+    next: () => source.next().then(toResult),
     async return() {
       await source.return?.();
       return { value: undefined, done: true };

@@ -1,6 +1,6 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
-import { type Delivery, endWith, topics } from '../../domain/events.js';
+import { mapDeliveries, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
   MEMBERSHIP_CAUSES,
@@ -154,10 +154,17 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
         throw notFound(`No Audience with id "${args.audienceId}" in this sandbox`, String(args.audienceId));
       }
       const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
-      return endWith(
-        membershipChanges(changes, audienceId, (change) => renewLoaders(ctx, change)),
-        changes,
-      );
+      // A gap is reported on the next change this subscriber gets, whichever audience the lost
+      // ones were of (the subscriber cannot know what it did not receive).
+      let lost = 0;
+      return mapDeliveries(changes, ({ payload: change, lagged }) => {
+        lost += lagged;
+        if (audienceId !== undefined && change.audienceId !== audienceId) return undefined;
+        const delivered = deliveredChange(change, lost);
+        lost = 0;
+        renewLoaders(ctx, delivered);
+        return delivered;
+      });
     },
     resolve: (change) => change,
   }),
@@ -178,28 +185,4 @@ function deliveredChange(change: MembershipChange, lost: number): DeliveredChang
     deliveredWhole.set(change, delivered);
   }
   return delivered;
-}
-
-/**
- * One audience's changes (or all). A gap is reported on the next change this subscriber gets,
- * whichever audience the lost ones were of (the subscriber cannot know what it did not receive).
- */
-async function* membershipChanges(
-  changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
-  audienceId: number | undefined,
-  beforeEach: (change: DeliveredChange) => void,
-): AsyncGenerator<DeliveredChange> {
-  let lost = 0;
-  try {
-    for await (const { payload: change, lagged } of changes) {
-      lost += lagged;
-      if (audienceId !== undefined && change.audienceId !== audienceId) continue;
-      const delivered = deliveredChange(change, lost);
-      beforeEach(delivered);
-      yield delivered;
-      lost = 0;
-    }
-  } finally {
-    changes.close();
-  }
 }
