@@ -4,14 +4,16 @@
  */
 import type { Server } from 'node:http';
 import type { Socket } from 'node:net';
-import { GraphQLError } from 'graphql';
+import { type ExecutionResult, GraphQLError } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
+import { isAsyncIterable } from 'graphql-yoga';
 import type { Logger } from 'pino';
 import { type WebSocket, WebSocketServer } from 'ws';
 import { DomainError } from '../domain/errors.js';
 import type { Context } from '../graphql/context.js';
 import { mapResult } from '../graphql/errors.js';
 import type { Access } from './access.js';
+import { sendNextFrames } from './next-frames.js';
 import type { SegqlYoga } from './yoga.js';
 
 export function attachGraphqlWs(deps: {
@@ -47,7 +49,7 @@ export function attachGraphqlWs(deps: {
           throw err;
         }
       },
-      onSubscribe: async (ctx, _id, params) => {
+      onSubscribe: async (ctx, id, params) => {
         const {
           schema: s,
           execute,
@@ -71,7 +73,21 @@ export function attachGraphqlWs(deps: {
             document,
             variableValues: params.variables,
             contextValue: await contextFactory(),
-            rootValue: { execute, subscribe },
+            rootValue: {
+              execute,
+              // Results without errors leave as `next` messages serialised once per shared result.
+              subscribe: async (args: any) => {
+                const result = await subscribe(args);
+                if (!isAsyncIterable(result)) return result;
+                const socket = ctx.extra.socket;
+                return sendNextFrames(
+                  result as AsyncIterable<ExecutionResult>,
+                  socket,
+                  id,
+                  () => socket.bufferedAmount >= COALESCE_BYTES,
+                );
+              },
+            },
           };
         } catch (err) {
           if (err instanceof GraphQLError) {
