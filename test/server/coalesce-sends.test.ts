@@ -5,9 +5,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
-import { coalesceSends } from '../../src/server/graphql-ws.js';
+import { coalesceSends, createFlusher } from '../../src/server/graphql-ws.js';
 
-function fakeSocket() {
+function fakeSocket(flusher = createFlusher()) {
   const log: string[] = [];
   const pending: (() => void)[] = [];
   const socket = {
@@ -19,7 +19,7 @@ function fakeSocket() {
       if (cb) pending.push(() => cb());
     },
   };
-  coalesceSends(socket as unknown as WebSocket);
+  coalesceSends(socket as unknown as WebSocket, flusher);
   return {
     socket: socket as unknown as { send(d: string, cb: () => void): void; bufferedAmount: number },
     log,
@@ -57,5 +57,23 @@ describe('coalesceSends', () => {
     pending.shift()!();
     await turn();
     expect(done).toBe(true);
+  });
+
+  it('writes at most a slice of sockets per turn, the rest in the next turns, in the order they were corked', async () => {
+    const flusher = createFlusher(-1);
+    const sockets = [fakeSocket(flusher), fakeSocket(flusher), fakeSocket(flusher)];
+    for (const [i, s] of sockets.entries()) await sendAndWait(s.socket, `m${i}`);
+    const uncorked = () => sockets.map((s) => s.log.includes('uncork'));
+    expect(uncorked()).toEqual([false, false, false]);
+    // A slice below zero lets one socket be written per turn.
+    await turn();
+    expect(uncorked()).toEqual([true, false, false]);
+    // A socket still corked gathers this turn's messages too, and is corked only once.
+    await sendAndWait(sockets[2]!.socket, 'late');
+    await turn();
+    expect(uncorked()).toEqual([true, true, false]);
+    await turn();
+    expect(uncorked()).toEqual([true, true, true]);
+    expect(sockets[2]!.log).toEqual(['cork', 'send m2', 'send late', 'uncork']);
   });
 });
