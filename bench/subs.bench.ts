@@ -14,6 +14,8 @@
  * - `rss-after-per-baseline`: server RSS after all subscribers left / RSS before they came
  *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs); the
  *   `rss` line gives the figures before that GC too (after 2,000 trivial requests and 3 s).
+ * - `anon-rss-after-per-baseline`: the same for anonymous memory only (RssAnon): VmRSS also
+ *   counts the database file's pages mapped in (mmap_size), which the job and ingests touch.
  * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
@@ -34,9 +36,9 @@ import { graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process
 
 const NAME = 'subs';
 
-/** Resident set size of a process in bytes (Linux /proc). */
-function rssBytes(pid: number | undefined): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** Resident set size of a process in bytes (Linux /proc), or one of its parts (`RssAnon`). */
+function rssBytes(pid: number | undefined, field = 'VmRSS'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1]) * 1024;
 }
 
@@ -145,7 +147,11 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 2_000));
     await collect();
     const baseline = rssBytes(server.child.pid);
+    const anonBaseline = rssBytes(server.child.pid, 'RssAnon');
     const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
+    /** What V8 holds from the system (committed), used or not: RSS follows this, not `heap`. */
+    const heapTotal = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_total_bytes');
+    const heapTotalBefore = await heapTotal();
     const heapBefore = await heap();
 
     const jobEvents: JobState[][] = [];
@@ -240,7 +246,9 @@ export async function run(argv: string[]): Promise<number> {
     const heapUncollected = await heap();
     await collect();
     const after = rssBytes(server.child.pid);
+    const anonAfter = rssBytes(server.child.pid, 'RssAnon');
     const heapAfter = await heap();
+    const heapTotalAfter = await heapTotal();
     const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
     if (open > 0) fail(`${open} subscriptions still open after every client left`);
 
@@ -250,9 +258,10 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
     report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
     report(NAME, 'rss-after-per-baseline', after / baseline, '×', one(after / baseline));
+    report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
-      `rss ${NAME}: baseline ${mib(baseline)}; after ${mib(uncollected)}, ${mib(after)} after a full GC; V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC`,
+      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after`,
     );
   } catch (err) {
     const log = readFileSync(join(dataDir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n');
