@@ -17,6 +17,8 @@
  * - `anon-rss-after-per-baseline`: the same for anonymous memory only (RssAnon): VmRSS also
  *   counts the database file's pages mapped in (mmap_size), which the job and ingests touch.
  * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
+ * - `server-cpu-us-per-delivery`: the server's CPU time (user + system) in the measured window
+ *   per message delivered, the figure that moves least with the machine's load.
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
@@ -35,6 +37,13 @@ import { intArg, parseArgs, ROOT, report, statsOf } from './lib.js';
 import { graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process.js';
 
 const NAME = 'subs';
+
+/** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
 
 /** Resident set size of a process in bytes (Linux /proc), or one of its parts (`RssAnon`). */
 function rssBytes(pid: number | undefined, field = 'VmRSS'): number {
@@ -192,6 +201,7 @@ export async function run(argv: string[]): Promise<number> {
     // The measured window on the monotonic clock the server's profile and stall log use.
     const clock = () => process.hrtime.bigint() / 1000n;
     const windowStart = clock();
+    const cpuStart = cpuMs(server.child.pid);
     const scraper = (async () => {
       while (scraping) {
         await new Promise((r) => setTimeout(r, 250));
@@ -214,6 +224,7 @@ export async function run(argv: string[]): Promise<number> {
     await lastState();
     scraping = false;
     await scraper;
+    const serverCpuMs = cpuMs(server.child.pid) - cpuStart;
     if (profileDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
@@ -257,6 +268,15 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'changes-delivered', changes[0]!.length, 'changes', statsOf(changes.map((c) => c.length)));
     report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
     report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
+    // The server's CPU per message it sent in the window (job states and changes, all subscribers).
+    const deliveries = jobEvents.reduce((n, e) => n + e.length, 0) + changes.reduce((n, c) => n + c.length, 0);
+    report(
+      NAME,
+      'server-cpu-us-per-delivery',
+      (serverCpuMs * 1000) / deliveries,
+      'µs',
+      one((serverCpuMs * 1000) / deliveries),
+    );
     report(NAME, 'rss-after-per-baseline', after / baseline, '×', one(after / baseline));
     report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
