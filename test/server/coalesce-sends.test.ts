@@ -13,6 +13,9 @@ function fakeSocket(flusher = createFlusher()) {
   const socket = {
     bufferedAmount: 0,
     _socket: { cork: () => log.push('cork'), uncork: () => log.push('uncork') },
+    ping() {
+      log.push('ping');
+    },
     send(data: string, cb?: (err?: Error) => void) {
       log.push(`send ${data}`);
       // The write completes only when the test says so (a slow network).
@@ -21,7 +24,7 @@ function fakeSocket(flusher = createFlusher()) {
   };
   coalesceSends(socket as unknown as WebSocket, flusher);
   return {
-    socket: socket as unknown as { send(d: string, cb: () => void): void; bufferedAmount: number },
+    socket: socket as unknown as { send(d: string, cb: () => void): void; ping(): void; bufferedAmount: number },
     log,
     pending,
   };
@@ -75,5 +78,13 @@ describe('coalesceSends', () => {
     await turn();
     expect(uncorked()).toEqual([true, true, true]);
     expect(sockets[2]!.log).toEqual(['cork', 'send m2', 'send late', 'uncork']);
+  });
+
+  it('corks a keepalive ping too, so it leaves in the flusher turn', async () => {
+    const { socket, log } = fakeSocket();
+    socket.ping();
+    expect(log).toEqual(['cork', 'ping']);
+    await turn();
+    expect(log).toEqual(['cork', 'ping', 'uncork']);
   });
 });
