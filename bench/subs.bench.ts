@@ -14,10 +14,16 @@
  * - `rss-after-per-baseline`: server RSS after all subscribers left / RSS before they came
  *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs); the
  *   `rss` line gives the figures before that GC too (after 2,000 trivial requests and 3 s).
+ * - `anon-rss-after-per-baseline`: the same for anonymous memory only (RssAnon): VmRSS also
+ *   counts the database file's pages mapped in (mmap_size), which the job and ingests touch.
  * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
+ * - `server-cpu-us-per-delivery`: the server's CPU time (user + system) in the measured window
+ *   per message delivered, the figure that moves least with the machine's load.
+ * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
+ * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -32,9 +38,16 @@ import { graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process
 
 const NAME = 'subs';
 
-/** Resident set size of a process in bytes (Linux /proc). */
-function rssBytes(pid: number | undefined): number {
-  const match = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+/** CPU time (user + system) a process has used, in ms (Linux /proc; clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  // utime and stime are fields 14 and 15 of stat, 12 and 13 after the command name.
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** Resident set size of a process in bytes (Linux /proc), or one of its parts (`RssAnon`). */
+function rssBytes(pid: number | undefined, field = 'VmRSS'): number {
+  const match = new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(match?.[1]) * 1024;
 }
 
@@ -56,6 +69,7 @@ export async function run(argv: string[]): Promise<number> {
   const profiles = intArg(args, 'profiles', 20_000);
   const changeCount = intArg(args, 'changes', 300);
   const batch = intArg(args, 'batch', 100);
+  const profileDir = args.get('profile');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -86,7 +100,14 @@ export async function run(argv: string[]): Promise<number> {
   // Small chunks: more progress events for the watchers.
   const server = await spawnBenchServer(dataDir, {
     env: { SEGQL_SEGMENT_CHUNK_SIZE: '500' },
-    nodeArgs: ['--expose-gc', '--import', join(ROOT, 'bench', 'gc-on-signal.mjs')],
+    nodeArgs: [
+      '--expose-gc',
+      '--import',
+      join(ROOT, 'bench', 'gc-on-signal.mjs'),
+      ...(profileDir
+        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')]
+        : []),
+    ],
   });
   /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
   const collect = async () => {
@@ -135,7 +156,11 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 2_000));
     await collect();
     const baseline = rssBytes(server.child.pid);
+    const anonBaseline = rssBytes(server.child.pid, 'RssAnon');
     const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
+    /** What V8 holds from the system (committed), used or not: RSS follows this, not `heap`. */
+    const heapTotal = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_total_bytes');
+    const heapTotalBefore = await heapTotal();
     const heapBefore = await heap();
 
     const jobEvents: JobState[][] = [];
@@ -173,6 +198,10 @@ export async function run(argv: string[]): Promise<number> {
     let loopMax = 0;
     let scraping = true;
     await scrapeMetric(server.url, 'segql_event_loop_delay_max_seconds');
+    // The measured window on the monotonic clock the server's profile and stall log use.
+    const clock = () => process.hrtime.bigint() / 1000n;
+    const windowStart = clock();
+    const cpuStart = cpuMs(server.child.pid);
     const scraper = (async () => {
       while (scraping) {
         await new Promise((r) => setTimeout(r, 250));
@@ -195,6 +224,8 @@ export async function run(argv: string[]): Promise<number> {
     await lastState();
     scraping = false;
     await scraper;
+    const serverCpuMs = cpuMs(server.child.pid) - cpuStart;
+    if (profileDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
     const reference = JSON.stringify(jobEvents[0]);
@@ -226,7 +257,9 @@ export async function run(argv: string[]): Promise<number> {
     const heapUncollected = await heap();
     await collect();
     const after = rssBytes(server.child.pid);
+    const anonAfter = rssBytes(server.child.pid, 'RssAnon');
     const heapAfter = await heap();
+    const heapTotalAfter = await heapTotal();
     const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
     if (open > 0) fail(`${open} subscriptions still open after every client left`);
 
@@ -235,10 +268,20 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'changes-delivered', changes[0]!.length, 'changes', statsOf(changes.map((c) => c.length)));
     report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
     report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
+    // The server's CPU per message it sent in the window (job states and changes, all subscribers).
+    const deliveries = jobEvents.reduce((n, e) => n + e.length, 0) + changes.reduce((n, c) => n + c.length, 0);
+    report(
+      NAME,
+      'server-cpu-us-per-delivery',
+      (serverCpuMs * 1000) / deliveries,
+      'µs',
+      one((serverCpuMs * 1000) / deliveries),
+    );
     report(NAME, 'rss-after-per-baseline', after / baseline, '×', one(after / baseline));
+    report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
-      `rss ${NAME}: baseline ${mib(baseline)}; after ${mib(uncollected)}, ${mib(after)} after a full GC; V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC`,
+      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after`,
     );
   } catch (err) {
     const log = readFileSync(join(dataDir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n');
@@ -247,6 +290,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await Promise.all(clients.map((c) => c.dispose()));
     await server.stop();
+    if (profileDir) copyFileSync(join(dataDir, 'server.log'), join(profileDir, 'server.log'));
     rmSync(dataDir, { recursive: true, force: true });
   }
   return failed ? 1 : 0;

@@ -99,3 +99,8 @@ export function renewLoaders(ctx: Context, event: object): void {
   }
   ctx.loaders = loaders;
 }
+
+/** Whether `ctx` resolves through `event`'s own loaders (renewLoaders), shared by its subscribers. */
+export function resolvesThroughEventLoaders(ctx: Context, event: object): boolean {
+  return loadersPerEvent.get(event)?.get(ctx.sandbox.id) === ctx.loaders;
+}

@@ -8,7 +8,7 @@ import { createInMemoryAPQStore, useAPQ } from '@graphql-yoga/plugin-apq';
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
 import { renderGraphiQL } from '@graphql-yoga/render-graphiql';
 import type { ValidationRule } from 'graphql';
-import { createYoga, finalAsyncIterator, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
+import { createYoga, isAsyncIterable, type Plugin, type YogaServerInstance } from 'graphql-yoga';
 import type { App } from '../domain/app.js';
 import { type Context, createLoaders } from '../graphql/context.js';
 import { errorMappingPlugins } from '../graphql/errors.js';
@@ -20,6 +20,7 @@ import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
 import { compiledExecution } from './jit.js';
 import { streamedUploads } from './multipart-uploads.js';
+import { sharedSubscriptionResults } from './shared-subscription-results.js';
 
 type ServerContextExtras = { metrics: Metrics };
 type InitialContext = ServerContextExtras & { req?: IncomingMessage; connectionParams?: Record<string, unknown> };
@@ -32,17 +33,44 @@ const countSubscriptions: Plugin = {
       onSubscribeResult({ result, setResult }) {
         if (!isAsyncIterable(result)) return;
         activeSubscriptions.value++;
-        let ended = false;
-        setResult(
-          finalAsyncIterator(result, () => {
-            if (!ended) activeSubscriptions.value--;
-            ended = true;
-          }),
-        );
+        setResult(untilEnd(result, () => activeSubscriptions.value--));
       },
     };
   },
 };
+
+/**
+ * `source` calling `onEnd` once when it ends or is ended. One `then` per result with a handler
+ * made once per stream (yoga's finalAsyncIterator made a closure per result, a visible share
+ * of the garbage of a thousand subscribers).
+ */
+function untilEnd<T>(source: AsyncIterable<T>, onEnd: () => void): AsyncIterableIterator<T> {
+  const inner = source[Symbol.asyncIterator]();
+  let ended = false;
+  const end = () => {
+    if (!ended) onEnd();
+    ended = true;
+  };
+  const onStep = (step: IteratorResult<T>) => {
+    if (step.done) end();
+    return step;
+  };
+  const iterator: AsyncIterableIterator<T> = {
+    next: () => inner.next().then(onStep),
+    return(value?: unknown) {
+      end();
+      return inner.return ? inner.return(value) : Promise.resolve({ value: undefined, done: true });
+    },
+    throw(err?: unknown) {
+      end();
+      return inner.throw ? inner.throw(err) : Promise.reject(err);
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}
 
 let graphiqlPage: string | undefined;
 
@@ -78,6 +106,7 @@ export function createSegqlYoga(deps: {
       health.refuseWrites,
       revocation,
       countSubscriptions,
+      sharedSubscriptionResults(),
       // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
       // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
       useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),

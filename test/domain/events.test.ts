@@ -47,4 +47,30 @@ describe('EventBus', () => {
     for (const p of ['a', 'b', 'c']) bus.publish('t', p);
     expect((await sub.next()).value).toEqual({ payload: 'c', lagged: 2 });
   });
+
+  it('gives every one of many subscribers reading at once every payload, in order', async () => {
+    const bus = new EventBus({ queueSize: 1_000 });
+    const subs = Array.from({ length: 200 }, () => bus.subscribe<number>('t'));
+    for (let i = 0; i < 300; i++) bus.publish('t', i);
+    const read = async (sub: (typeof subs)[number]) => {
+      const got: number[] = [];
+      for (let i = 0; i < 300; i++) got.push((await sub.next()).value!.payload);
+      return got;
+    };
+    const all = await Promise.all(subs.map(read));
+    for (const got of all) expect(got).toEqual(Array.from({ length: 300 }, (_, i) => i));
+    for (const sub of subs) sub.close();
+    expect(bus.subscriptionCount).toBe(0);
+  });
+
+  it('ends a closed subscription at once, dropping what it had waiting', async () => {
+    const bus = new EventBus({ queueSize: 10 });
+    const sub = bus.subscribe<number>('t');
+    bus.publish('t', 1);
+    bus.publish('t', 2);
+    sub.close();
+    expect(await sub.next()).toEqual({ value: undefined, done: true });
+    bus.publish('t', 3);
+    expect(await sub.next()).toEqual({ value: undefined, done: true });
+  });
 });

@@ -5,23 +5,26 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { WebSocket } from 'ws';
-import { coalesceSends } from '../../src/server/graphql-ws.js';
+import { coalesceSends, createFlusher } from '../../src/server/graphql-ws.js';
 
-function fakeSocket() {
+function fakeSocket(flusher = createFlusher()) {
   const log: string[] = [];
   const pending: (() => void)[] = [];
   const socket = {
     bufferedAmount: 0,
     _socket: { cork: () => log.push('cork'), uncork: () => log.push('uncork') },
+    ping() {
+      log.push('ping');
+    },
     send(data: string, cb?: (err?: Error) => void) {
       log.push(`send ${data}`);
       // The write completes only when the test says so (a slow network).
       if (cb) pending.push(() => cb());
     },
   };
-  coalesceSends(socket as unknown as WebSocket);
+  coalesceSends(socket as unknown as WebSocket, flusher);
   return {
-    socket: socket as unknown as { send(d: string, cb: () => void): void; bufferedAmount: number },
+    socket: socket as unknown as { send(d: string, cb: () => void): void; ping(): void; bufferedAmount: number },
     log,
     pending,
   };
@@ -57,5 +60,31 @@ describe('coalesceSends', () => {
     pending.shift()!();
     await turn();
     expect(done).toBe(true);
+  });
+
+  it('writes at most a slice of sockets per turn, the rest in the next turns, in the order they were corked', async () => {
+    const flusher = createFlusher(-1);
+    const sockets = [fakeSocket(flusher), fakeSocket(flusher), fakeSocket(flusher)];
+    for (const [i, s] of sockets.entries()) await sendAndWait(s.socket, `m${i}`);
+    const uncorked = () => sockets.map((s) => s.log.includes('uncork'));
+    expect(uncorked()).toEqual([false, false, false]);
+    // A slice below zero lets one socket be written per turn.
+    await turn();
+    expect(uncorked()).toEqual([true, false, false]);
+    // A socket still corked gathers this turn's messages too, and is corked only once.
+    await sendAndWait(sockets[2]!.socket, 'late');
+    await turn();
+    expect(uncorked()).toEqual([true, true, false]);
+    await turn();
+    expect(uncorked()).toEqual([true, true, true]);
+    expect(sockets[2]!.log).toEqual(['cork', 'send m2', 'send late', 'uncork']);
+  });
+
+  it('corks a keepalive ping too, so it leaves in the flusher turn', async () => {
+    const { socket, log } = fakeSocket();
+    socket.ping();
+    expect(log).toEqual(['cork', 'ping']);
+    await turn();
+    expect(log).toEqual(['cork', 'ping', 'uncork']);
   });
 });

@@ -1,4 +1,4 @@
-import { type Delivery, endWith, topics } from '../../domain/events.js';
+import { type Delivery, endWith, mapDeliveries, topics } from '../../domain/events.js';
 import { type Job, type JobOf, jobsByIds } from '../../domain/jobs/job-store.js';
 import {
   isTerminal,
@@ -133,20 +133,11 @@ builder.subscriptionField('jobEvents', (t) =>
     subscribe: (_r, args, ctx) => {
       const updates = ctx.app.bus.subscribe<Job>(topics.sandboxJobs(ctx.sandbox.id), ctx.signal);
       const kinds = args.kinds?.length ? args.kinds : undefined;
-      return endWith(
-        (async function* () {
-          try {
-            for await (const { payload: job } of updates) {
-              if (kinds && !kinds.includes(job.kind)) continue;
-              renewLoaders(ctx, job);
-              yield job;
-            }
-          } finally {
-            updates.close();
-          }
-        })(),
-        updates,
-      );
+      return mapDeliveries(updates, ({ payload: job }) => {
+        if (kinds && !kinds.includes(job.kind)) return undefined;
+        renewLoaders(ctx, job);
+        return job;
+      });
     },
     resolve: (job) => job,
   }),

@@ -1,6 +1,6 @@
 import { audiencesByIds } from '../../domain/audiences.js';
 import { notFound } from '../../domain/errors.js';
-import { type Delivery, endWith, topics } from '../../domain/events.js';
+import { mapDeliveries, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
   MEMBERSHIP_CAUSES,
@@ -154,34 +154,35 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
         throw notFound(`No Audience with id "${args.audienceId}" in this sandbox`, String(args.audienceId));
       }
       const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
-      return endWith(
-        membershipChanges(changes, audienceId, (change) => renewLoaders(ctx, change)),
-        changes,
-      );
+      // A gap is reported on the next change this subscriber gets, whichever audience the lost
+      // ones were of (the subscriber cannot know what it did not receive).
+      let lost = 0;
+      return mapDeliveries(changes, ({ payload: change, lagged }) => {
+        lost += lagged;
+        if (audienceId !== undefined && change.audienceId !== audienceId) return undefined;
+        const delivered = deliveredChange(change, lost);
+        lost = 0;
+        renewLoaders(ctx, delivered);
+        return delivered;
+      });
     },
     resolve: (change) => change,
   }),
 );
 
+/** Each change as delivered without a gap before it, made once for all its subscribers. */
+const deliveredWhole = new WeakMap<MembershipChange, DeliveredChange>();
+
 /**
- * One audience's changes (or all). A gap is reported on the next change this subscriber gets,
- * whichever audience the lost ones were of (the subscriber cannot know what it did not receive).
+ * The change as a subscriber gets it. Every subscriber that lost nothing gets the same object,
+ * so they share its loaders and its executed result (src/server/shared-subscription-results.ts).
  */
-async function* membershipChanges(
-  changes: AsyncIterableIterator<Delivery<MembershipChange>> & { close(): void },
-  audienceId: number | undefined,
-  beforeEach: (change: MembershipChange) => void,
-): AsyncGenerator<DeliveredChange> {
-  let lost = 0;
-  try {
-    for await (const { payload: change, lagged } of changes) {
-      lost += lagged;
-      if (audienceId !== undefined && change.audienceId !== audienceId) continue;
-      beforeEach(change);
-      yield { ...change, lagged: lost };
-      lost = 0;
-    }
-  } finally {
-    changes.close();
+function deliveredChange(change: MembershipChange, lost: number): DeliveredChange {
+  if (lost > 0) return { ...change, lagged: lost };
+  let delivered = deliveredWhole.get(change);
+  if (!delivered) {
+    delivered = { ...change, lagged: 0 };
+    deliveredWhole.set(change, delivered);
   }
+  return delivered;
 }
