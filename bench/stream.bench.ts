@@ -15,16 +15,21 @@
  *   figure the target is judged on); `events-per-s-sequential`: the same, one at a time.
  * - `latency-p50-ms` / `latency-p99-ms` (and `-sequential`): per membership change, from the
  *   ingest's evaluation instant (`MembershipChange.at`) to the subscriber receiving it.
+ * - `server-cpu-ms-per-1000-events` (and `-sequential`): the server process's CPU time (user +
+ *   system, from /proc) per 1,000 events: the cost per event, which other load on the box does
+ *   not inflate as it does wall time.
  * - context: `changes …` (how many changes the subscriber saw per run).
  *
- * Correctness (exit 1 with a `MISMATCH` line): every event sent is accepted and stored once, and
+ * Correctness (exit 1 with a `MISMATCH` line): every event sent is accepted and stored once; every
+ * membership change written reached the subscriber or was counted to it in `lagged` (a subscriber
+ * that falls more than its queue behind loses the oldest, by design: docs/api.md); and
  * afterwards each streaming definition's memberships are what the JS evaluator says over the
  * same store within the streaming semantics (docs/domain.md "Streaming and edge segmentation"):
  * a profile meets a definition at the last ingest of an event type the definition reads, so its
  * membership is the definition's value at that instant, and a definition none of a profile's
  * new events can change (attributes alone) leaves it unevaluated.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
@@ -76,6 +81,19 @@ function streamingDefinitions(n: number): string[] {
 interface RunSet {
   rates: number[];
   latencies: number[];
+  /** Server CPU (user + system) per 1,000 events, ms: what load on the box does not inflate. */
+  cpuPerThousand: number[];
+}
+
+/** CPU seconds (user + system) the process has used so far, from /proc (Linux); NaN elsewhere. */
+function cpuSeconds(pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
 }
 
 /**
@@ -83,7 +101,7 @@ interface RunSet {
  * the streaming memberships are the JS evaluator's answer at each profile's last relevant ingest.
  * Returns the mismatches found (at most a few are described).
  */
-function checkStore(dataDir: string, sent: number): string[] {
+function checkStore(dataDir: string, sent: number, heard: number | undefined): string[] {
   const problems: string[] = [];
   const conn = openDatabase(databaseFile(dataDir));
   try {
@@ -93,6 +111,14 @@ function checkStore(dataDir: string, sent: number): string[] {
       .pluck()
       .get(sandboxId, `${EVENT_PREFIX}%`) as number;
     if (stored !== sent) problems.push(`${sent} events sent, ${stored} stored`);
+    // Every change written reached the subscriber or was reported to it as lagged.
+    const written = conn.sqlite
+      .prepare("SELECT count(*) FROM membership_history WHERE sandbox_id = ? AND cause = 'streaming'")
+      .pluck()
+      .get(sandboxId) as number;
+    if (heard !== undefined && heard !== written) {
+      problems.push(`${written} membership changes written, the subscriber heard of ${heard} (received + lagged)`);
+    }
 
     // Per profile and event type, the last ingest instant of a bench event.
     const lastIngest = new Map<number, Map<string, number>>();
@@ -196,18 +222,20 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const latencies: number[] = [];
     let received = 0;
+    // Changes the server dropped for this subscriber because it fell behind (its queue was full).
+    let lagged = 0;
     await new Promise<void>((resolve, reject) => {
       if (!subscribe) return resolve();
       client.on('connected', () => setTimeout(resolve, 50));
       client.subscribe(
-        { query: 'subscription { audienceMembershipChanged { at to } }' },
+        { query: 'subscription { audienceMembershipChanged { at to lagged } }' },
         {
           next: (m) => {
             received++;
-            const at = Date.parse(
-              (m.data as { audienceMembershipChanged: { at: string } }).audienceMembershipChanged.at,
-            );
-            latencies.push(Date.now() - at);
+            const change = (m.data as { audienceMembershipChanged: { at: string; lagged: number } })
+              .audienceMembershipChanged;
+            lagged += change.lagged;
+            latencies.push(Date.now() - Date.parse(change.at));
           },
           error: reject,
           complete: () => {},
@@ -248,6 +276,7 @@ export async function run(argv: string[]): Promise<number> {
     /** `total` events in batches with `inFlight` requests at a time; events per second. */
     const oneRun = async (total: number, inFlight: number, label: string | undefined) => {
       const before = received;
+      const laggedBefore = lagged;
       let queued = 0;
       const started = performance.now();
       const worker = async () => {
@@ -259,17 +288,26 @@ export async function run(argv: string[]): Promise<number> {
       };
       await Promise.all(Array.from({ length: inFlight }, worker));
       const ms = performance.now() - started;
-      // Let the last changes arrive before counting.
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      if (label) console.log(`changes ${NAME} ${label}: ${received - before} membership changes for ${total} events`);
+      // Let the last changes arrive before counting: until none came for 300 ms.
+      for (let heard = -1; heard !== received + lagged; ) {
+        heard = received + lagged;
+        await new Promise((resolve) => setTimeout(resolve, 300));
+      }
+      if (label) {
+        console.log(
+          `changes ${NAME} ${label}: ${received - before} membership changes received, ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
+        );
+      }
       return (total / ms) * 1000;
     };
 
     const runSet = async (inFlight: number, label: string): Promise<RunSet> => {
-      const set: RunSet = { rates: [], latencies: [] };
+      const set: RunSet = { rates: [], latencies: [], cpuPerThousand: [] };
       for (let r = 0; r < runs; r++) {
         const from = latencies.length;
+        const cpu = cpuSeconds(server.child.pid);
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
+        set.cpuPerThousand.push(((cpuSeconds(server.child.pid) - cpu) * 1e6) / events);
         set.latencies.push(...latencies.slice(from));
       }
       return set;
@@ -289,6 +327,8 @@ export async function run(argv: string[]): Promise<number> {
       const span = { n: sorted.length, min: sorted[0] ?? Number.NaN, max: sorted.at(-1) ?? Number.NaN };
       report(NAME, `latency-p50-ms${suffix}`, pick(0.5), 'ms', span);
       report(NAME, `latency-p99-ms${suffix}`, pick(0.99), 'ms', span);
+      const cpu = statsOf(set.cpuPerThousand);
+      report(NAME, `server-cpu-ms-per-1000-events${suffix}`, cpu.median, 'ms', cpu);
     };
     reportSet(concurrent, '');
     reportSet(sequential, '-sequential');
@@ -296,7 +336,7 @@ export async function run(argv: string[]): Promise<number> {
     await client.dispose();
     await server.stop();
     stopped = true;
-    problems.push(...checkStore(dataDir, sent));
+    problems.push(...checkStore(dataDir, sent, subscribe ? received + lagged : undefined));
   } finally {
     if (!stopped) {
       await client.dispose();
