@@ -1,6 +1,7 @@
 import { DEFAULT_LIMITS } from '../config.js';
 import type { Connection } from '../db/index.js';
-import { type EventInput, ingestEvents, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
+import { ingestEvents } from './event-ingest.js';
+import { type EventInput, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
 
 /**
  * Deterministic demo data (`segql seed`): the same seed and reference day give the same

@@ -1,10 +1,9 @@
-import { randomUUID } from 'node:crypto';
 import type { Statement } from 'better-sqlite3';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import { refreshAudienceSize } from './audiences.js';
-import { parseDatetime, validateDocument } from './document-validation.js';
+import { validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
 
@@ -74,7 +73,7 @@ export type IdentitiesAddedHook = (
   now: number,
 ) => (() => void) | undefined;
 
-interface IngestOptions {
+export interface IngestOptions {
   limits?: IngestLimits;
   now?: number;
   onProfilesChanged?: ProfilesChangedHook;
@@ -104,7 +103,7 @@ export function assertIdentity(identity: IdentityInput, field = 'identity'): voi
 // Statements take positional parameters of any SQLite type.
 type Stmt = Statement<any[]>;
 
-interface Statements {
+export interface IngestStatements {
   findIdentity: Stmt;
   insertProfile: Stmt;
   insertIdentity: Stmt;
@@ -124,14 +123,15 @@ interface Statements {
 
 // Ingest is the hottest write path (the seeder pushes millions of rows through it), so it uses
 // prepared better-sqlite3 statements directly rather than building Drizzle queries per row.
-const INGEST_STATEMENTS = cacheKey<Statements>('ingest statements');
+const INGEST_STATEMENTS = cacheKey<IngestStatements>('ingest statements');
 
-function statements(conn: Connection): Statements {
+/** The ingest statements of `conn`, prepared once (event-ingest.ts shares them). */
+export function ingestStatements(conn: Connection): IngestStatements {
   return conn.cache.get(INGEST_STATEMENTS, () => prepareStatements(conn.sqlite));
 }
 
-function prepareStatements(sqlite: Sqlite): Statements {
-  const s: Statements = {
+function prepareStatements(sqlite: Sqlite): IngestStatements {
+  const s: IngestStatements = {
     findIdentity: sqlite
       .prepare('SELECT profile_id FROM identities WHERE sandbox_id = ? AND namespace = ? AND value = ?')
       .pluck(),
@@ -162,7 +162,7 @@ function prepareStatements(sqlite: Sqlite): Statements {
   return s;
 }
 
-function byteLength(value: unknown): number {
+export function byteLength(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value) ?? '');
 }
 
@@ -172,7 +172,7 @@ function byteLength(value: unknown): number {
  * move over. Memberships of the absorbed profiles are dropped: the next evaluation decides
  * the joined profile's memberships from its merged data.
  */
-function stitch(conn: Connection, s: Statements, ids: number[]): number {
+function stitch(conn: Connection, s: IngestStatements, ids: number[]): number {
   const sorted = [...ids].sort((a, b) => a - b);
   const survivor = sorted[0]!;
   let merged = s.profileAttributes.get(survivor) as string;
@@ -205,7 +205,7 @@ export function ingestProfiles(
     throw badInput(`At most ${limits.maxBatch} records per call, got ${records.length}`, 'records');
   }
   const catalog = catalogOf(conn, sandboxId);
-  const s = statements(conn);
+  const s = ingestStatements(conn);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const changed = new Set<number>();
   const added: { namespace: string; value: string; profileId: number }[] = [];
@@ -281,120 +281,6 @@ export function ingestProfiles(
       // A profile that arrives after a list named it joins before the streaming step sees it.
       const joined = options.onIdentitiesAdded?.(sandboxId, added, now);
       const streamed = options.onProfilesChanged?.(sandboxId, [...changed], now);
-      after.commit = () => {
-        joined?.();
-        streamed?.();
-      };
-    })
-    .immediate();
-  after.commit?.();
-  return result;
-}
-
-/**
- * Ingests experience events in one transaction. An event names its profile by identity; an
- * identity seen for the first time makes a new profile. An event id already stored is
- * accepted and counted as a duplicate, not stored twice (idempotent retries).
- */
-export function ingestEvents(
-  conn: Connection,
-  sandboxId: number,
-  events: EventInput[],
-  options: IngestOptions = {},
-): IngestResult {
-  const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
-  const now = options.now ?? Date.now();
-  if (events.length > limits.maxBatch) {
-    throw badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events');
-  }
-  const catalog = catalogOf(conn, sandboxId);
-  const s = statements(conn);
-  const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
-  const profileOf = new Map<string, number>();
-  const touched = new Set<number>();
-  // Profiles that existed before: what they gained is only events of these types.
-  const addedTypes = new Map<number, Set<string>>();
-  const created = new Set<number>();
-  const added: { namespace: string; value: string; profileId: number }[] = [];
-  const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
-    result.rejected++;
-    result.errors.push({ index, message, code });
-  };
-
-  const after: { commit?: () => void } = {};
-  conn.sqlite
-    .transaction(() => {
-      for (const [index, event] of events.entries()) {
-        if (byteLength(event) > limits.eventRecordBytes) {
-          reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
-          continue;
-        }
-        const problem = identityProblem(event.identity);
-        if (problem) {
-          reject(index, `Invalid identity: ${problem}`);
-          continue;
-        }
-        if (typeof event.eventType !== 'string' || event.eventType === '') {
-          reject(index, 'eventType is empty');
-          continue;
-        }
-        const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
-        if (!parsedTs?.ok) {
-          reject(index, `timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
-          continue;
-        }
-        const ts = parsedTs.ms;
-        if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
-          reject(index, 'id must be a non-empty string of at most 256 characters');
-          continue;
-        }
-        const data = event.data ?? {};
-        const checked = validateDocument(data, catalog.event);
-        if (!checked.ok) {
-          reject(index, checked.message);
-          continue;
-        }
-        if ('timestamp' in checked.value || 'eventType' in checked.value) {
-          reject(index, 'timestamp and eventType are top-level event fields, not part of data');
-          continue;
-        }
-
-        const key = `${event.identity.namespace}\u0000${event.identity.id}`;
-        let profileId = profileOf.get(key);
-        if (profileId === undefined) {
-          profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
-          if (profileId === undefined) {
-            profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
-            created.add(profileId);
-            s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
-            added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
-          }
-          profileOf.set(key, profileId);
-        }
-        const info = s.insertEvent.run(
-          sandboxId,
-          profileId,
-          ts,
-          event.eventType,
-          event.id ?? randomUUID(),
-          JSON.stringify(checked.value),
-          now,
-        );
-        if (info.changes === 0) result.duplicates++;
-        else {
-          touched.add(profileId);
-          if (!created.has(profileId)) {
-            const types = addedTypes.get(profileId);
-            if (types) types.add(event.eventType);
-            else addedTypes.set(profileId, new Set([event.eventType]));
-          }
-        }
-        result.accepted++;
-        result.profileIds.push(profileId);
-      }
-      for (const id of touched) s.touchProfile.run(now, id, now);
-      const joined = options.onIdentitiesAdded?.(sandboxId, added, now);
-      const streamed = options.onProfilesChanged?.(sandboxId, [...touched], now, addedTypes);
       after.commit = () => {
         joined?.();
         streamed?.();

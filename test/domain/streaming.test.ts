@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { createSegmentDefinition, updateSegmentDefinition } from '../../src/domain/definitions.js';
 import { evaluateProfile } from '../../src/domain/evaluation.js';
-import { ingestEvents, ingestProfiles } from '../../src/domain/profile-ingest.js';
+import { ingestEvents } from '../../src/domain/event-ingest.js';
+import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import {
   segmentProfiles,

@@ -1,0 +1,224 @@
+/**
+ * Experience events into storage: each event lands on the profile its identity names (a new
+ * identity makes a new profile), idempotent by event id. Several ingest requests can be written
+ * in one transaction (group commit, `ingestEventGroup`): each keeps its own answer and per-event
+ * errors, a request that fails leaves nothing behind and fails no other, and the work a commit
+ * does once (touching profiles, the streaming step) runs once for all of them.
+ */
+import { randomUUID } from 'node:crypto';
+import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
+import type { Connection } from '../db/index.js';
+import { parseDatetime, validateDocument } from './document-validation.js';
+import { badInput } from './errors.js';
+import {
+  byteLength,
+  type EventInput,
+  type IngestErrorCode,
+  type IngestOptions,
+  type IngestResult,
+  type IngestStatements,
+  identityProblem,
+  ingestStatements,
+} from './profile-ingest.js';
+import { catalogOf } from './profile-schema.js';
+
+/** One caller's events for one sandbox. */
+export interface EventRequest {
+  sandboxId: number;
+  events: EventInput[];
+}
+
+/** A request's answer in a group: its result, or what it threw (its writes were rolled back). */
+export type EventRequestOutcome = { ok: true; result: IngestResult } | { ok: false; error: unknown };
+
+/** What requests changed in one sandbox: what the commit's shared step works from. */
+interface SandboxChanges {
+  touched: Set<number>;
+  /** Profiles that existed before: what they gained is only events of these types. */
+  addedTypes: Map<number, Set<string>>;
+  created: Set<number>;
+  added: { namespace: string; value: string; profileId: number }[];
+}
+
+function noChanges(): SandboxChanges {
+  return { touched: new Set(), addedTypes: new Map(), created: new Set(), added: [] };
+}
+
+function mergeInto(into: SandboxChanges, from: SandboxChanges): void {
+  for (const id of from.touched) into.touched.add(id);
+  for (const id of from.created) into.created.add(id);
+  for (const [id, types] of from.addedTypes) {
+    const known = into.addedTypes.get(id);
+    if (known) for (const t of types) known.add(t);
+    else into.addedTypes.set(id, new Set(types));
+  }
+  into.added.push(...from.added);
+}
+
+/**
+ * Ingests experience events in one transaction. An event names its profile by identity; an
+ * identity seen for the first time makes a new profile. An event id already stored is
+ * accepted and counted as a duplicate, not stored twice (idempotent retries).
+ */
+export function ingestEvents(
+  conn: Connection,
+  sandboxId: number,
+  events: EventInput[],
+  options: IngestOptions = {},
+): IngestResult {
+  const [outcome] = ingestEventGroup(conn, [{ sandboxId, events }], options);
+  if (!outcome!.ok) throw outcome!.error;
+  return outcome!.result;
+}
+
+/**
+ * Ingests several requests' events in one write transaction, each request in a savepoint of its
+ * own; then each touched profile's `updated_at` is set once and the hooks (streaming, pending
+ * external members) run once per sandbox over what all of them changed. Should that shared step
+ * or the commit fail, each request is tried again alone, so one cannot fail the others.
+ * Outcomes are in request order.
+ */
+export function ingestEventGroup(
+  conn: Connection,
+  requests: readonly EventRequest[],
+  options: IngestOptions = {},
+): EventRequestOutcome[] {
+  const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
+  const now = options.now ?? Date.now();
+  const s = ingestStatements(conn);
+  // Refused before any write: such a request gets the same answer however the group fares.
+  const refused: EventRequestOutcome[] = [];
+  for (const [i, { events }] of requests.entries()) {
+    if (events.length > limits.maxBatch) {
+      refused[i] = {
+        ok: false,
+        error: badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events'),
+      };
+    }
+  }
+  const outcomes: (EventRequestOutcome | undefined)[] = requests.map((_, i) => refused[i]);
+  const after: (() => void)[] = [];
+  try {
+    conn.sqlite
+      .transaction(() => {
+        const bySandbox = new Map<number, SandboxChanges>();
+        for (const [i, request] of requests.entries()) {
+          if (outcomes[i]) continue;
+          const changes = noChanges();
+          try {
+            // A transaction inside one is a savepoint: a request that throws is undone alone.
+            const result = conn.sqlite.transaction(() => writeEvents(conn, s, request, limits, now, changes))();
+            const sandbox = bySandbox.get(request.sandboxId);
+            if (sandbox) mergeInto(sandbox, changes);
+            else bySandbox.set(request.sandboxId, changes);
+            outcomes[i] = { ok: true, result };
+          } catch (error) {
+            outcomes[i] = { ok: false, error };
+          }
+        }
+        for (const [sandboxId, changes] of bySandbox) {
+          // Created by one request, found by another: still a new profile, evaluated in full.
+          for (const id of changes.created) changes.addedTypes.delete(id);
+          for (const id of changes.touched) s.touchProfile.run(now, id, now);
+          const joined = options.onIdentitiesAdded?.(sandboxId, changes.added, now);
+          const streamed = options.onProfilesChanged?.(sandboxId, [...changes.touched], now, changes.addedTypes);
+          if (joined) after.push(joined);
+          if (streamed) after.push(streamed);
+        }
+      })
+      .immediate();
+  } catch (error) {
+    // The shared step or the commit failed, so nothing was written: each request again, alone.
+    if (requests.length === 1) return [refused[0] ?? { ok: false, error }];
+    return requests.map((request, i) => refused[i] ?? ingestEventGroup(conn, [request], options)[0]!);
+  }
+  for (const publish of after) publish();
+  return outcomes as EventRequestOutcome[];
+}
+
+/** One request's events, written in the open transaction; what it changed goes into `changes`. */
+function writeEvents(
+  conn: Connection,
+  s: IngestStatements,
+  { sandboxId, events }: EventRequest,
+  limits: IngestLimits,
+  now: number,
+  changes: SandboxChanges,
+): IngestResult {
+  const catalog = catalogOf(conn, sandboxId);
+  const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
+  const profileOf = new Map<string, number>();
+  const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
+    result.rejected++;
+    result.errors.push({ index, message, code });
+  };
+  for (const [index, event] of events.entries()) {
+    if (byteLength(event) > limits.eventRecordBytes) {
+      reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
+      continue;
+    }
+    const problem = identityProblem(event.identity);
+    if (problem) {
+      reject(index, `Invalid identity: ${problem}`);
+      continue;
+    }
+    if (typeof event.eventType !== 'string' || event.eventType === '') {
+      reject(index, 'eventType is empty');
+      continue;
+    }
+    const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
+    if (!parsedTs?.ok) {
+      reject(index, `timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
+      continue;
+    }
+    const ts = parsedTs.ms;
+    if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
+      reject(index, 'id must be a non-empty string of at most 256 characters');
+      continue;
+    }
+    const data = event.data ?? {};
+    const checked = validateDocument(data, catalog.event);
+    if (!checked.ok) {
+      reject(index, checked.message);
+      continue;
+    }
+    if ('timestamp' in checked.value || 'eventType' in checked.value) {
+      reject(index, 'timestamp and eventType are top-level event fields, not part of data');
+      continue;
+    }
+
+    const key = `${event.identity.namespace}\u0000${event.identity.id}`;
+    let profileId = profileOf.get(key);
+    if (profileId === undefined) {
+      profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+      if (profileId === undefined) {
+        profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
+        changes.created.add(profileId);
+        s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+        changes.added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
+      }
+      profileOf.set(key, profileId);
+    }
+    const info = s.insertEvent.run(
+      sandboxId,
+      profileId,
+      ts,
+      event.eventType,
+      event.id ?? randomUUID(),
+      JSON.stringify(checked.value),
+      now,
+    );
+    if (info.changes === 0) result.duplicates++;
+    else {
+      changes.touched.add(profileId);
+      if (!changes.created.has(profileId)) {
+        const types = changes.addedTypes.get(profileId);
+        if (types) types.add(event.eventType);
+        else changes.addedTypes.set(profileId, new Set([event.eventType]));
+      }
+    }
+    result.accepted++;
+    result.profileIds.push(profileId);
+  }
+  return result;
+}

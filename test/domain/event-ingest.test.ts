@@ -1,0 +1,190 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_INGEST_LIMITS } from '../../src/config.js';
+import { openDatabase } from '../../src/db/index.js';
+import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import { type EventRequest, ingestEventGroup } from '../../src/domain/event-ingest.js';
+import { IngestService } from '../../src/domain/ingest.js';
+import type { EventInput, ProfilesChangedHook } from '../../src/domain/profile-ingest.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import type { StreamingSegmentation } from '../../src/domain/streaming.js';
+import { segmentProfiles } from '../../src/domain/streaming.js';
+
+const NOW = Date.parse('2026-12-05T12:00:00Z');
+
+function setup() {
+  const conn = openDatabase(':memory:');
+  const sandboxId = ensureSandbox(conn, 'prod').id;
+  return { conn, sandboxId };
+}
+
+const purchase = (id: string, who: string): EventInput => ({
+  id,
+  identity: { namespace: 'email', id: `${who}@example.com` },
+  timestamp: new Date(NOW - 60_000).toISOString(),
+  eventType: 'commerce.purchases',
+  data: {},
+});
+
+function storedEventIds(conn: ReturnType<typeof openDatabase>): string[] {
+  return (conn.sqlite.prepare('SELECT event_id FROM events ORDER BY event_id').pluck().all() as string[]).sort();
+}
+
+describe('group commit of event ingests', () => {
+  it('gives two requests committed together their own answers, the bad row reported to its own request', () => {
+    const { conn, sandboxId } = setup();
+    const bad = { ...purchase('b2', 'bob'), timestamp: 'yesterday' };
+    const outcomes = ingestEventGroup(
+      conn,
+      [
+        { sandboxId, events: [purchase('a1', 'ann'), purchase('a2', 'ann')] },
+        { sandboxId, events: [purchase('b1', 'bob'), bad, purchase('b3', 'cat')] },
+      ],
+      { now: NOW },
+    );
+    expect(outcomes.map((o) => o.ok)).toEqual([true, true]);
+    const [a, b] = outcomes.map((o) => (o.ok ? o.result : undefined));
+    expect(a).toMatchObject({ accepted: 2, rejected: 0, errors: [] });
+    expect(b).toMatchObject({ accepted: 2, rejected: 1 });
+    expect(b!.errors).toEqual([expect.objectContaining({ index: 1, code: 'BAD_USER_INPUT' })]);
+    expect(storedEventIds(conn)).toEqual(['a1', 'a2', 'b1', 'b3']);
+    // Three profiles, touched once each at the commit's instant.
+    expect(conn.sqlite.prepare('SELECT count(*) FROM profiles WHERE updated_at = ?').pluck().get(NOW)).toBe(3);
+  });
+
+  it('undoes a request that fails part way, and only it: nothing of it is half-written', () => {
+    const { conn, sandboxId } = setup();
+    // A storage failure on the second event of the second request, after its first was written.
+    conn.sqlite.exec(
+      `CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison'
+       BEGIN SELECT RAISE(ABORT, 'disk says no'); END`,
+    );
+    const outcomes = ingestEventGroup(
+      conn,
+      [
+        { sandboxId, events: [purchase('a1', 'ann')] },
+        { sandboxId, events: [purchase('b1', 'bob'), purchase('poison', 'bob')] },
+        { sandboxId, events: [purchase('c1', 'cat')] },
+      ],
+      { now: NOW },
+    );
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+    expect(String((outcomes[1] as { error: unknown }).error)).toMatch(/disk says no/);
+    expect(storedEventIds(conn)).toEqual(['a1', 'c1']);
+    // bob's profile and identity, made by the failed request, are gone with it.
+    expect(conn.sqlite.prepare("SELECT count(*) FROM identities WHERE value = 'bob@example.com'").pluck().get()).toBe(
+      0,
+    );
+    expect(conn.sqlite.prepare('SELECT count(*) FROM profiles').pluck().get()).toBe(2);
+  });
+
+  it('refuses an oversized request alone and commits the others', () => {
+    const { conn, sandboxId } = setup();
+    const limits = { ...DEFAULT_INGEST_LIMITS, maxBatch: 2 };
+    const outcomes = ingestEventGroup(
+      conn,
+      [
+        { sandboxId, events: [purchase('a1', 'ann'), purchase('a2', 'ann'), purchase('a3', 'ann')] },
+        { sandboxId, events: [purchase('b1', 'bob')] },
+      ],
+      { now: NOW, limits },
+    );
+    expect(outcomes[0]).toMatchObject({ ok: false });
+    expect(String((outcomes[0] as { error: unknown }).error)).toMatch(/At most 2 events per call, got 3/);
+    expect(outcomes[1]).toMatchObject({ ok: true, result: { accepted: 1 } });
+    expect(storedEventIds(conn)).toEqual(['b1']);
+  });
+
+  it('tries each request alone when the shared streaming step fails, so one cannot fail the others', () => {
+    const { conn, sandboxId } = setup();
+    const calls: number[][] = [];
+    // Fails whenever cat's profile is among the changed ones.
+    const onProfilesChanged: ProfilesChangedHook = (_sandbox, profileIds) => {
+      calls.push([...profileIds]);
+      const cat = conn.sqlite
+        .prepare("SELECT profile_id FROM identities WHERE value = 'cat@example.com'")
+        .pluck()
+        .get();
+      if (profileIds.includes(cat as number)) throw new Error('streaming failed for cat');
+      return undefined;
+    };
+    const requests: EventRequest[] = [
+      { sandboxId, events: [purchase('a1', 'ann')] },
+      { sandboxId, events: [purchase('c1', 'cat')] },
+      { sandboxId, events: [purchase('b1', 'bob')] },
+    ];
+    const outcomes = ingestEventGroup(conn, requests, { now: NOW, onProfilesChanged });
+    expect(outcomes.map((o) => o.ok)).toEqual([true, false, true]);
+    expect(storedEventIds(conn)).toEqual(['a1', 'b1']);
+    // Once for the group (rolled back), then once per request alone.
+    expect(calls.map((c) => c.length)).toEqual([3, 1, 1, 1]);
+  });
+
+  it('evaluates a profile created by one request and found by another of the same commit in full', () => {
+    const { conn, sandboxId } = setup();
+    createSegmentDefinition(
+      conn,
+      sandboxId,
+      {
+        name: 'new people',
+        // Reads attributes only: new events alone would not evaluate it.
+        expression: { format: 'PQL_TEXT', value: 'loyalty.points.isNull()' },
+        evaluationInfo: { batch: true, streaming: true, edge: false },
+        lifecycleState: 'PUBLISHED',
+      },
+      NOW,
+    );
+    let added: ReadonlyMap<number, ReadonlySet<string>> | undefined;
+    const onProfilesChanged: ProfilesChangedHook = (sandbox, profileIds, now, types) => {
+      added = types;
+      segmentProfiles(conn, sandbox, profileIds, now, 'streaming', types);
+      return undefined;
+    };
+    ingestEventGroup(
+      conn,
+      [
+        { sandboxId, events: [purchase('a1', 'dan')] },
+        { sandboxId, events: [{ ...purchase('a2', 'dan'), eventType: 'web.pageViews' }] },
+      ],
+      { now: NOW, onProfilesChanged },
+    );
+    expect(added?.size).toBe(0);
+    expect(conn.sqlite.prepare('SELECT count(*) FROM memberships').pluck().get()).toBe(1);
+  });
+});
+
+describe('IngestService.events', () => {
+  it('commits requests made in the same turn together, each resolving with its own result', async () => {
+    const { conn, sandboxId } = setup();
+    const groups: number[][] = [];
+    const streaming = {
+      onProfilesChanged: ((_sandbox, profileIds) => {
+        groups.push([...profileIds]);
+        return undefined;
+      }) as ProfilesChangedHook,
+      publish: () => {},
+    } as unknown as StreamingSegmentation;
+    const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+    const [a, b] = await Promise.all([
+      ingest.events(sandboxId, [purchase('a1', 'ann')]),
+      ingest.events(sandboxId, [purchase('b1', 'bob'), { ...purchase('b2', 'bob'), eventType: '' }]),
+    ]);
+    expect(a).toMatchObject({ accepted: 1, rejected: 0 });
+    expect(b).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 1, message: 'eventType is empty' }] });
+    expect(groups.map((g) => g.length)).toEqual([2]);
+    // A request made after the commit goes into the next one.
+    await ingest.events(sandboxId, [purchase('c1', 'cat')]);
+    expect(groups.map((g) => g.length)).toEqual([2, 1]);
+  });
+
+  it('rejects only the request that failed', async () => {
+    const { conn, sandboxId } = setup();
+    const streaming = { onProfilesChanged: () => undefined, publish: () => {} } as unknown as StreamingSegmentation;
+    const ingest = new IngestService({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming });
+    const results = await Promise.allSettled([
+      ingest.events(sandboxId, [purchase('a1', 'ann'), purchase('a2', 'ann')]),
+      ingest.events(sandboxId, [purchase('b1', 'bob')]),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
+    expect(storedEventIds(conn)).toEqual(['b1']);
+  });
+});
