@@ -16,7 +16,9 @@ const LATEST_JOBS = cacheKey<LatestJobs>('latest segment job per definition');
  * made after the definition while it is batch-enabled. One statement for any number of
  * definitions, job rows included (a page of definitions with their latest jobs is one of the
  * `api` bench's four statements); each definition walks the sandbox's segment jobs newest first
- * and stops at the first match.
+ * and stops at the first match. Each job comes once, with the definitions it is latest for: one
+ * `all: true` job is usually the latest of a whole page, and reading (and parsing the JSON of)
+ * its row once per definition cost more than the rest of the page.
  */
 export function latestSegmentJobs(
   conn: Connection,
@@ -29,7 +31,7 @@ export function latestSegmentJobs(
     const { list, toModel } = modelColumns(jobs, 'job');
     const statement = conn.sqlite
       .prepare(
-        `SELECT ${list}, latest.definitionId FROM (
+        `SELECT ${list}, json_group_array(latest.definitionId) FROM (
            SELECT d.id AS definitionId,
              (SELECT j.id FROM jobs j
                WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
@@ -39,7 +41,8 @@ export function latestSegmentJobs(
            FROM segment_definitions d
            WHERE d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
          ) latest
-         JOIN jobs job ON job.id = latest.jobId`,
+         JOIN jobs job ON job.id = latest.jobId
+         GROUP BY job.id`,
       )
       .raw() as Statement<[number, string]>;
     return { statement, toModel };
@@ -48,7 +51,8 @@ export function latestSegmentJobs(
   const models = toModel(rows);
   for (let i = 0; i < rows.length; i++) {
     const row = rows[i]!;
-    out.set(row[row.length - 1] as number, models[i] as SegmentJob);
+    for (const definitionId of JSON.parse(row[row.length - 1] as string) as number[])
+      out.set(definitionId, models[i] as SegmentJob);
   }
   return out;
 }
