@@ -144,6 +144,13 @@ describe('the response cache', () => {
     );
     expect(byName(await cachedPage(), 'silver')).toMatchObject({ description: 'mid tier', labels: ['tiers'] });
 
+    ok(
+      await server.gql('mutation($id: ID!) { updateAudience(id: $id, input: { lifecycleState: INACTIVE }) { id } }', {
+        id: silver.audience.id,
+      }),
+    );
+    expect(byName(await cachedPage(), 'silver')?.lifecycleState).toBe('INACTIVE');
+
     const manual = ok(await server.gql('mutation { createAudience(input: { name: "hand-picked" }) { id } }'))
       .createAudience.id;
     expect(byName(await cachedPage(), 'hand-picked')).toMatchObject({ size: 0, segmentDefinition: null });
