@@ -60,7 +60,7 @@ function keepable(result: unknown): result is ExecutionResult {
 }
 
 /** The cache as a yoga plugin; put it last, so every other plugin's checks run before a hit. */
-export function responseCache(options: ResponseCacheOptions): Plugin<Context> & { size(): number } {
+export function responseCache(options: ResponseCacheOptions): Plugin<Context> {
   const { conn, maxEntries } = options;
   const outcome = options.onOutcome ?? (() => {});
   // Per parsed document (yoga's parser cache hands out one per query text): 0 when it is not
@@ -100,7 +100,6 @@ export function responseCache(options: ResponseCacheOptions): Plugin<Context> & 
   };
 
   return {
-    size: () => entries.size,
     onExecute({ args, executeFn, setExecuteFn, setResultAndStopExecution }) {
       if (maxEntries === 0) return;
       const id = documentId(args.schema, args.document);
@@ -146,8 +145,9 @@ export function responseCache(options: ResponseCacheOptions): Plugin<Context> & 
           if (keepable(result)) kept = result;
           return result;
         } finally {
-          // Kept only while the cache is still at the stamp the answer started from (a write
-          // during the execution has emptied it, and the entry with it).
+          // Kept only while no request has seen the stamp move since the answer started (one
+          // that did has emptied the cache, this entry with it); a move nobody has seen yet
+          // empties the cache at the next lookup, before this answer could be served.
           if (kept && stamp === now && entries.get(key) === entry) keep(entry, kept);
           else if (entries.get(key) === entry) forget(key);
           settle(kept);

@@ -231,6 +231,13 @@ describe('the response cache', () => {
     expect(byName(await cachedPage(), 'gold')?.description).toBe('written elsewhere');
   });
 
+  it('keeps no answer with errors', async () => {
+    const query = 'query Bad($after: String) { audiences(first: 5, after: $after) { edges { cursor } } }';
+    const misses = await cacheCount('miss');
+    for (let i = 0; i < 2; i++) expect((await server.gql(query, { after: 'not a cursor' })).errors?.length).toBe(1);
+    expect(await cacheCount('miss')).toBe(misses + 2);
+  });
+
   it("never answers one sandbox's query with another's", async () => {
     ok(await server.gql('mutation { createSandbox(name: "cache-other") { name } }'));
     const prod = await cachedPage();
