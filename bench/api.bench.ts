@@ -1,8 +1,10 @@
 /**
  * `npm run bench -- api [--audiences 60] [--page 50] [--connections 50] [--duration 10] [--runs 3]
- *   [--cpu-prof <dir>]`
+ *   [--cpu-prof <dir>] [--no-cache]`
  *
  * With `--cpu-prof` the server writes a V8 CPU profile there and only the page is loaded (once).
+ * With `--no-cache` the server runs without its response cache (SEGQL_RESPONSE_CACHE_ENTRIES=0):
+ * every page is computed from the database, as on a server whose data changes all the time.
  *
  * The API under load (docs/performance.md `api`): the real server in its own process, autocannon
  * in this one, `--connections` connections, the query "a page of `--page` audiences with their
@@ -16,7 +18,8 @@
  *   under load: steadier than requests/s on a shared machine, and where a ratio is won or lost.
  * - `statements-per-request`: SQL statements per page request under load, from
  *   `segql_sql_statements_total` on /metrics (target ≤ 4); context lines give it for a page of
- *   10 and of `--page`, one request each.
+ *   10 and of `--page`, one request each, computed (a document the cache has not seen) and
+ *   repeated (the cache's answer), and how the cache answered the requests under load.
  * Exit 1 when the floor's answer differs from SegQL's, a request fails, or a page of 10 and a
  * page of `--page` cost different statement counts.
  */
@@ -70,6 +73,15 @@ function canonical(value: unknown): string {
   );
 }
 
+/** `segql_graphql_response_cache_total` by outcome (hit, shared, miss, uncacheable) from /metrics. */
+async function cacheOutcomes(graphqlUrl: string): Promise<Record<string, number>> {
+  const text = await (await fetch(graphqlUrl.replace(/\/graphql$/, '/metrics'))).text();
+  const out: Record<string, number> = {};
+  for (const m of text.matchAll(/^segql_graphql_response_cache_total\{outcome="(\w+)"\} (\S+)$/gm))
+    out[m[1]!] = Number(m[2]);
+  return out;
+}
+
 async function startFloor(responseFile: string): Promise<{ url: string; child: ChildProcess }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', 'bench/api-floor.ts', String(port), responseFile], {
@@ -108,6 +120,7 @@ export async function run(argv: string[]): Promise<number> {
   const duration = intArg(args, 'duration', 10);
   const runs = intArg(args, 'runs', 3);
   const profileDir = args.get('cpu-prof');
+  const cached = !args.has('no-cache');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-api-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -128,6 +141,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const server = await spawnBenchServer(dataDir, {
     nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [],
+    env: cached ? {} : { SEGQL_RESPONSE_CACHE_ENTRIES: '0' },
   });
   let floor: { url: string; child: ChildProcess } | undefined;
   let failed = false;
@@ -178,12 +192,16 @@ export async function run(argv: string[]): Promise<number> {
     const scrape = async () => scrapeMetric(server.url, 'segql_sql_statements_total');
     const s0 = await scrape();
     const scrapeCost = (await scrape()) - s0;
-    // The fewest of five tries: a background statement may land between two scrapes.
-    const perPage = async (first: number) => {
+    // The fewest of five tries: a background statement may land between two scrapes. A page
+    // computed is asked with a document the server has not seen (its operation renamed), so the
+    // response cache cannot answer it; a page repeated is the same document each time.
+    let fresh = 0;
+    const perPage = async (first: number, computed: boolean) => {
       let fewest = Number.POSITIVE_INFINITY;
       for (let i = 0; i < 5; i++) {
+        const query = computed ? PAGE_QUERY.replace('query Page(', `query Page${++fresh}(`) : PAGE_QUERY;
         const before = await scrape();
-        await post(server.url, JSON.stringify({ query: PAGE_QUERY, variables: { first } }));
+        await post(server.url, JSON.stringify({ query, variables: { first } }));
         fewest = Math.min(fewest, (await scrape()) - before - scrapeCost);
       }
       return fewest;
@@ -194,12 +212,18 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise((resolve) => setTimeout(resolve, 3_000));
     const backgroundPerSecond = ((await scrape()) - idleStart - scrapeCost) / 3;
     console.log(`statements ${NAME}: ${backgroundPerSecond.toFixed(1)}/s in the background, idle`);
-    const small = await perPage(10);
-    const large = await perPage(page);
-    console.log(`statements ${NAME}: page of 10 → ${small}, page of ${page} → ${large}`);
-    if (small !== large) {
-      console.log(`MISMATCH ${NAME}: statements grow with the page size`);
-      failed = true;
+    for (const computed of [true, false]) {
+      const small = await perPage(10, computed);
+      const large = await perPage(page, computed);
+      const how = computed ? 'computed' : 'repeated';
+      console.log(`statements ${NAME}: page of 10 → ${small}, page of ${page} → ${large} (${how})`);
+      if (small !== large) {
+        console.log(`MISMATCH ${NAME}: statements grow with the page size`);
+        failed = true;
+      }
+      if (large > 4) {
+        console.log(`MISS ${NAME}: a page ${how} runs ${large} statements, over the target of 4`);
+      }
     }
 
     if (profileDir) {
@@ -225,11 +249,17 @@ export async function run(argv: string[]): Promise<number> {
       const f = await load(floor.url, body, connections, duration);
       const floorMs = ((cpuSeconds(floor.child.pid) - floorCpu) * 1000) / f.total;
       const serverCpu = cpuSeconds(server.child.pid);
+      const outcomesBefore = await cacheOutcomes(server.url);
       const before = await scrape();
       const started = performance.now();
       const p = await load(server.url, body, connections, duration);
       const background = (backgroundPerSecond * (performance.now() - started)) / 1000;
       perRequest.push(((await scrape()) - before - scrapeCost - background) / p.total);
+      const outcomesAfter = await cacheOutcomes(server.url);
+      const answered = Object.entries(outcomesAfter)
+        .map(([outcome, n]) => `${n - (outcomesBefore[outcome] ?? 0)} ${outcome}`)
+        .join(', ');
+      console.log(`cache ${NAME} ${r + 1}: ${answered || 'off'}`);
       const pageMs = ((cpuSeconds(server.child.pid) - serverCpu) * 1000) / p.total;
       pageCpu.push(pageMs);
       floorCpuMs.push(floorMs);

@@ -40,6 +40,11 @@ export interface ServerLimits {
    * oldest (and is told how many), so a slow reader never slows ingestion or holds memory.
    */
   subscriptionQueueSize: number;
+  /**
+   * Answers of read-only queries kept until the database next changes (src/server/response-cache.ts);
+   * 0 turns the cache off.
+   */
+  responseCacheEntries: number;
 }
 
 /** The guardrails of profile and event ingestion. */
@@ -73,6 +78,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   queryTimeoutMs: 5_000,
   shutdownGraceMs: 8_000,
   subscriptionQueueSize: 1_000,
+  responseCacheEntries: 1_000,
 };
 
 export const DEFAULT_INGEST_LIMITS: IngestLimits = {
@@ -121,6 +127,7 @@ function loadServerLimits(env: NodeJS.ProcessEnv): ServerLimits {
     queryTimeoutMs: intFrom(env, 'SEGQL_QUERY_TIMEOUT_MS', d.queryTimeoutMs, 1),
     shutdownGraceMs: intFrom(env, 'SEGQL_SHUTDOWN_GRACE_MS', d.shutdownGraceMs, 0, 600_000),
     subscriptionQueueSize: intFrom(env, 'SEGQL_SUBSCRIPTION_QUEUE_SIZE', d.subscriptionQueueSize, 1),
+    responseCacheEntries: intFrom(env, 'SEGQL_RESPONSE_CACHE_ENTRIES', d.responseCacheEntries, 0),
   };
 }
 

@@ -87,7 +87,13 @@ export function createMetrics(conn: Connection) {
     help: 'Subscription events dropped because a subscriber fell more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind',
     registers: [registry],
   });
-  return { registry, requests, duration, ingested, droppedEvents };
+  const responseCache = new Counter({
+    name: 'segql_graphql_response_cache_total',
+    help: 'GraphQL operations by what the response cache did: hit, shared (waited for a concurrent miss), miss, uncacheable',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+  return { registry, requests, duration, ingested, droppedEvents, responseCache };
 }
 
 /** Open subscription streams, counted by the server's envelop plugin on both transports. */

@@ -64,6 +64,24 @@ function modelRows(columns: Record<string, SQLiteColumn>): (rows: unknown[][]) =
 }
 
 /**
+ * Every column of `table` read through `alias` (`"alias"."column" AS "model name"`, in the
+ * model's order), and what turns raw rows starting with those columns into Drizzle's shape: for
+ * hand-written statements that read a table's rows beside values of their own, which they
+ * select after the table's columns and read from the raw row's end.
+ */
+export function modelColumns<T extends SQLiteTable>(
+  table: T,
+  alias: string,
+): { list: string; toModel(rows: unknown[][]): InferSelectModel<T>[] } {
+  const columns = getTableColumns(table) as Record<string, SQLiteColumn>;
+  const list = Object.entries(columns)
+    .map(([key, column]) => `"${alias}"."${column.name}" AS "${key}"`)
+    .join(', ');
+  const toModel = modelRows(columns);
+  return { list, toModel: (rows) => toModel(rows) as InferSelectModel<T>[] };
+}
+
+/**
  * A Drizzle `select()` of every column of `table`, built once, run as a plain prepared
  * statement: placeholders (`sql.placeholder(name)`) bound from `values` at run time, rows in
  * the shape Drizzle gives, mapping only the columns whose driver value differs. Drizzle's own

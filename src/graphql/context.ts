@@ -13,7 +13,7 @@ import { type Identity, identitiesOf, type Profile, profilesByIds } from '../dom
 import type { Sandbox } from '../domain/sandboxes.js';
 import { audienceFreshness, type Freshness } from '../domain/schedules/freshness.js';
 import { type Schedule, schedulesByIds } from '../domain/schedules/schedule-store.js';
-import { latestSegmentJobIds } from '../domain/segment-jobs/latest-jobs.js';
+import { latestSegmentJobs } from '../domain/segment-jobs/latest-jobs.js';
 import type { SegmentJob } from '../domain/segment-jobs/segment-job.js';
 import type { Metrics } from '../metrics.js';
 
@@ -57,8 +57,8 @@ export function createLoaders(conn: Connection, sandboxId: number) {
     /** Audience ids a definition names through inSegment. */
     dependsOn: batched<number[]>((ids) => dependenciesOf(conn, sandboxId, ids), []),
     segmentJob: batched<SegmentJob | undefined>((ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'), undefined),
-    /** Per definition id, the id of the newest segment job that evaluates it. */
-    latestSegmentJobId: batched<number | undefined>((ids) => latestSegmentJobIds(conn, sandboxId, ids), undefined),
+    /** Per definition id, the newest segment job that evaluates it. */
+    latestSegmentJob: batched<SegmentJob | undefined>((ids) => latestSegmentJobs(conn, sandboxId, ids), undefined),
     memberships: batched<Membership[]>((ids) => membershipsOfProfiles(conn, sandboxId, ids), []),
     schedule: batched<Schedule | undefined>((ids) => schedulesByIds(conn, sandboxId, ids), undefined),
     /** Which schedule keeps an audience fresh, and whether its last run went wrong. */

@@ -20,6 +20,7 @@ import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
 import { compiledExecution } from './jit.js';
 import { streamedUploads } from './multipart-uploads.js';
+import { responseCache } from './response-cache.js';
 import { sharedSubscriptionResults } from './shared-subscription-results.js';
 
 type ServerContextExtras = { metrics: Metrics };
@@ -121,6 +122,12 @@ export function createSegqlYoga(deps: {
           addValidationRule(maxAliasesRule(limits.maxAliases));
         },
       } as Plugin,
+      // Last: a cached answer stops execution, and every check above must have run first.
+      responseCache({
+        conn,
+        maxEntries: limits.responseCacheEntries,
+        onOutcome: (outcome) => metrics.responseCache.inc({ outcome }),
+      }),
     ],
     context: ({ request, connectionParams, req, params }) => {
       // HTTP headers; over WebSocket connectionParams, else the operation's extensions.headers

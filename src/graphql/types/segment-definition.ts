@@ -173,10 +173,7 @@ builder.node(SegmentDefinitionRef, {
       nullable: true,
       description:
         'The newest segment job asked to evaluate it (by id, or with all: true after it was made while batch is on); null before the first.',
-      resolve: async (d, _a, ctx) => {
-        const jobId = await ctx.loaders.latestSegmentJobId.load(d.id);
-        return jobId === undefined ? null : ((await ctx.loaders.segmentJob.load(jobId)) ?? null);
-      },
+      resolve: async (d, _a, ctx) => (await ctx.loaders.latestSegmentJob.load(d.id)) ?? null,
     }),
     dependsOn: t.field({
       type: [AudienceRef],
