@@ -270,6 +270,11 @@ export class JobRunner {
       if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
       lastPublished = state.lastProgress;
       let updated: Job | undefined;
+      // This runs on the main thread: waiting out the task's write transaction here (up to the
+      // busy timeout) stalled every request and subscriber of the process for as long as it
+      // lasted (100-300 ms in the subs bench). A report that finds the lock taken is dropped.
+      const busyTimeout = conn.sqlite.pragma('busy_timeout', { simple: true }) as number;
+      conn.sqlite.pragma('busy_timeout = 0');
       try {
         updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
           progressDone: done,
@@ -277,11 +282,13 @@ export class JobRunner {
           ...(result !== undefined ? { result } : {}),
         });
       } catch (err) {
-        // A report that arrives while the task holds the write lock in its finishing transaction
-        // is dropped: the next report, or the finish itself, says more. It must not take the
+        // Dropped while the task holds the write lock (in a chunk or its finishing
+        // transaction): the next report, or the finish itself, says more. It must not take the
         // process down (this runs in a worker's message handler).
         if ((err as { code?: string }).code === 'SQLITE_BUSY') return;
         throw err;
+      } finally {
+        conn.sqlite.pragma(`busy_timeout = ${busyTimeout}`);
       }
       if (updated) this.publish(updated);
     };
