@@ -7,6 +7,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
+import { isBusy } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
@@ -128,6 +129,9 @@ export function ingestEventGroup(
       })
       .immediate();
   } catch (error) {
+    // The write lock is taken (only with no busy wait, db/busy.ts): nothing was written, and
+    // alone each request would find it taken too. The caller tries the group again later.
+    if (isBusy(error)) throw error;
     // The shared step or the commit failed, so nothing was written: each request again, alone.
     if (requests.length === 1) return [refused[0] ?? { ok: false, error }];
     return requests.map((request, i) => refused[i] ?? ingestEventGroup(conn, [request], options)[0]!);

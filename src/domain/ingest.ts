@@ -5,7 +5,9 @@
  * process is busy are written together when it next turns to them (event-ingest.ts).
  */
 import type { IngestLimits } from '../config.js';
+import { isBusy, withoutBusyWait } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
+import { DomainError } from './errors.js';
 import { type EventRequest, ingestEventGroup } from './event-ingest.js';
 import { resolvePendingMembers } from './external-audiences/pending-members.js';
 import { type EventInput, type IngestResult, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
@@ -27,6 +29,14 @@ export interface IngestCounter {
  */
 const GROUP_COMMIT_MAX_EVENTS = 500;
 
+/**
+ * How long waiting events are tried again while another connection (a job's worker writing its
+ * results) holds the write lock, before their requests are told to come back later. The tries
+ * are on a timer, so the wait holds no request or subscriber of the process.
+ */
+const WRITE_LOCK_RETRY_MS = { first: 2, max: 50 };
+export const DEFAULT_WRITE_LOCK_WAIT_MS = 60_000;
+
 interface WaitingEvents extends EventRequest {
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
@@ -41,8 +51,14 @@ export class IngestService {
       limits: IngestLimits;
       streaming: StreamingSegmentation;
       counter?: IngestCounter;
+      /** Longest wait for a write lock held elsewhere before requests are refused (RATE_LIMITED). */
+      writeLockWaitMs?: number;
     },
   ) {}
+
+  /** Since when the waiting events have found the write lock taken, and the timer of the next try. */
+  private lockedSince: number | undefined;
+  private retry: NodeJS.Timeout | undefined;
 
   profiles(sandboxId: number, records: ProfileRecord[]): IngestResult {
     const { conn, limits, streaming } = this.deps;
@@ -69,6 +85,8 @@ export class IngestService {
   }
 
   private readonly commitWaiting = () => {
+    // A try after a taken write lock is pending: it takes the queue, in order.
+    if (this.retry) return;
     let n = 0;
     let events = 0;
     while (n < this.waiting.length && (n === 0 || events + this.waiting[n]!.events.length <= GROUP_COMMIT_MAX_EVENTS)) {
@@ -80,20 +98,50 @@ export class IngestService {
     const { conn, limits, streaming } = this.deps;
     let outcomes: ReturnType<typeof ingestEventGroup>;
     try {
-      outcomes = ingestEventGroup(conn, group, {
-        limits,
-        onProfilesChanged: streaming.onProfilesChanged,
-        onIdentitiesAdded: this.onIdentitiesAdded,
-      });
+      outcomes = withoutBusyWait(conn, () =>
+        ingestEventGroup(conn, group, {
+          limits,
+          onProfilesChanged: streaming.onProfilesChanged,
+          onIdentitiesAdded: this.onIdentitiesAdded,
+        }),
+      );
     } catch (error) {
+      if (isBusy(error)) return this.retryLater(group);
       for (const request of group) request.reject(error);
       return;
     }
+    this.lockedSince = undefined;
     for (const [i, outcome] of outcomes.entries()) {
       if (outcome.ok) group[i]!.resolve(this.counted('event', outcome.result));
       else group[i]!.reject(outcome.error);
     }
   };
+
+  /**
+   * Puts `group` back at the head of the queue and tries again on a timer, backing off, while
+   * the write lock stays taken; past the wait, every waiting request is refused as RATE_LIMITED.
+   */
+  private retryLater(group: WaitingEvents[]): void {
+    this.waiting.unshift(...group);
+    const now = Date.now();
+    this.lockedSince ??= now;
+    const waited = now - this.lockedSince;
+    if (waited >= (this.deps.writeLockWaitMs ?? DEFAULT_WRITE_LOCK_WAIT_MS)) {
+      this.lockedSince = undefined;
+      const error = new DomainError(
+        'RATE_LIMITED',
+        `The store has been busy with another write for ${Math.round(waited / 1000)} s (a job writing its results); nothing was written, send the events again`,
+        { retryAfterSeconds: 1 },
+      );
+      for (const request of this.waiting.splice(0)) request.reject(error);
+      return;
+    }
+    const delay = Math.min(WRITE_LOCK_RETRY_MS.max, Math.max(WRITE_LOCK_RETRY_MS.first, waited / 4));
+    this.retry = setTimeout(() => {
+      this.retry = undefined;
+      this.commitWaiting();
+    }, delay);
+  }
 
   /**
    * External audience rows that named an identity before its profile arrived: members now,

@@ -1,3 +1,7 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_INGEST_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
@@ -186,5 +190,69 @@ describe('IngestService.events', () => {
     ]);
     expect(results.map((r) => r.status)).toEqual(['rejected', 'fulfilled']);
     expect(storedEventIds(conn)).toEqual(['b1']);
+  });
+
+  describe('while another connection holds the write lock (a job writing its results)', () => {
+    const streaming = { onProfilesChanged: () => undefined, publish: () => {} } as unknown as StreamingSegmentation;
+    function locked() {
+      const dir = mkdtempSync(join(tmpdir(), 'segql-ingest-lock-'));
+      const file = join(dir, 'segql.db');
+      const conn = openDatabase(file);
+      const sandboxId = ensureSandbox(conn, 'prod').id;
+      const other = new Database(file);
+      other.exec('BEGIN IMMEDIATE');
+      const cleanup = () => {
+        if (other.inTransaction) other.exec('ROLLBACK');
+        other.close();
+        conn.sqlite.close();
+        rmSync(dir, { recursive: true, force: true });
+      };
+      return { conn, sandboxId, other, cleanup };
+    }
+
+    it('waits on a timer, never holding the event loop, and stores the events once the lock is free', async () => {
+      const { conn, sandboxId, other, cleanup } = locked();
+      try {
+        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+        let settled = false;
+        const result = ingest.events(sandboxId, [purchase('a1', 'ann')]).finally(() => {
+          settled = true;
+        });
+        // With the connection's 5 s busy wait, this timer would fire only after the wait.
+        const started = Date.now();
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect(Date.now() - started).toBeLessThan(1_000);
+        expect(settled).toBe(false);
+        expect(storedEventIds(conn)).toEqual([]);
+        // Requests arriving meanwhile keep their order behind the waiting one.
+        const later = ingest.events(sandboxId, [purchase('b1', 'bob')]);
+        other.exec('COMMIT');
+        expect(await result).toMatchObject({ accepted: 1, rejected: 0 });
+        expect(await later).toMatchObject({ accepted: 1, rejected: 0 });
+        expect(storedEventIds(conn)).toEqual(['a1', 'b1']);
+        // The connection's own busy timeout is back for every other write.
+        expect(conn.sqlite.pragma('busy_timeout', { simple: true })).toBe(5000);
+      } finally {
+        cleanup();
+      }
+    });
+
+    it('refuses the waiting requests as RATE_LIMITED past the wait, having written nothing', async () => {
+      const { conn, sandboxId, cleanup } = locked();
+      try {
+        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming, writeLockWaitMs: 150 });
+        const results = await Promise.allSettled([
+          ingest.events(sandboxId, [purchase('a1', 'ann')]),
+          ingest.events(sandboxId, [purchase('b1', 'bob')]),
+        ]);
+        expect(results.map((r) => r.status)).toEqual(['rejected', 'rejected']);
+        const error = (results[0] as PromiseRejectedResult).reason as { code: string; extensions: object };
+        expect(error.code).toBe('RATE_LIMITED');
+        expect(error.extensions).toEqual({ retryAfterSeconds: 1 });
+        expect(storedEventIds(conn)).toEqual([]);
+      } finally {
+        cleanup();
+      }
+    });
   });
 });

@@ -1,4 +1,5 @@
 import { and, eq, sql } from 'drizzle-orm';
+import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import { jobs } from '../../db/schema.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
@@ -270,25 +271,20 @@ export class JobRunner {
       if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
       lastPublished = state.lastProgress;
       let updated: Job | undefined;
-      // This runs on the main thread: waiting out the task's write transaction here (up to the
-      // busy timeout) stalled every request and subscriber of the process for as long as it
-      // lasted (100-300 ms in the subs bench). A report that finds the lock taken is dropped.
-      const busyTimeout = conn.sqlite.pragma('busy_timeout', { simple: true }) as number;
-      conn.sqlite.pragma('busy_timeout = 0');
       try {
-        updated = updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
-          progressDone: done,
-          progressTotal: total,
-          ...(result !== undefined ? { result } : {}),
-        });
+        // On the main thread: a report that finds the task's write lock taken is dropped rather
+        // than waited for (db/busy.ts); the next report, or the finish itself, says more.
+        updated = withoutBusyWait(conn, () =>
+          updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
+            progressDone: done,
+            progressTotal: total,
+            ...(result !== undefined ? { result } : {}),
+          }),
+        );
       } catch (err) {
-        // Dropped while the task holds the write lock (in a chunk or its finishing
-        // transaction): the next report, or the finish itself, says more. It must not take the
-        // process down (this runs in a worker's message handler).
-        if ((err as { code?: string }).code === 'SQLITE_BUSY') return;
+        // It must not take the process down either (this runs in a worker's message handler).
+        if (isBusy(err)) return;
         throw err;
-      } finally {
-        conn.sqlite.pragma(`busy_timeout = ${busyTimeout}`);
       }
       if (updated) this.publish(updated);
     };
