@@ -8,7 +8,7 @@ import type { IngestLimits } from '../config.js';
 import { isBusy, withoutBusyWait } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
 import { DomainError } from './errors.js';
-import { type EventRequest, ingestEventGroup } from './event-ingest.js';
+import { type EventRequest, type EventRequestOutcome, ingestEventGroup } from './event-ingest.js';
 import { resolvePendingMembers } from './external-audiences/pending-members.js';
 import { type EventInput, type IngestResult, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
 import type { StreamingSegmentation } from './streaming.js';
@@ -37,13 +37,18 @@ const GROUP_COMMIT_MAX_EVENTS = 500;
 const WRITE_LOCK_RETRY_MS = { first: 2, max: 50 };
 export const DEFAULT_WRITE_LOCK_WAIT_MS = 60_000;
 
-interface WaitingEvents extends EventRequest {
+interface Waiting<T> {
   resolve(result: IngestResult): void;
   reject(error: unknown): void;
+  kind: T;
 }
+type WaitingEvents = EventRequest & Waiting<'event'>;
+type WaitingProfiles = { sandboxId: number; records: ProfileRecord[] } & Waiting<'profile'>;
+type WaitingWrite = WaitingEvents | WaitingProfiles;
 
 export class IngestService {
-  private readonly waiting: WaitingEvents[] = [];
+  /** Ingest requests not yet written, in arrival order (profiles and events alike). */
+  private readonly waiting: WaitingWrite[] = [];
 
   constructor(
     private readonly deps: {
@@ -60,16 +65,12 @@ export class IngestService {
   private lockedSince: number | undefined;
   private retry: NodeJS.Timeout | undefined;
 
-  profiles(sandboxId: number, records: ProfileRecord[]): IngestResult {
-    const { conn, limits, streaming } = this.deps;
-    return this.counted(
-      'profile',
-      ingestProfiles(conn, sandboxId, records, {
-        limits,
-        onProfilesChanged: streaming.onProfilesChanged,
-        onIdentitiesAdded: this.onIdentitiesAdded,
-      }),
-    );
+  /**
+   * Stores the profile records in a transaction of their own, after every ingest request that
+   * arrived before them; resolves with the result.
+   */
+  profiles(sandboxId: number, records: ProfileRecord[]): Promise<IngestResult> {
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'profile', sandboxId, records, resolve, reject }));
   }
 
   /**
@@ -77,33 +78,40 @@ export class IngestService {
    * them (one transaction for all: group commit); resolves with this request's own result.
    */
   events(sandboxId: number, events: EventInput[]): Promise<IngestResult> {
-    return new Promise((resolve, reject) => {
-      this.waiting.push({ sandboxId, events, resolve, reject });
-      // setImmediate runs after the I/O callbacks of this turn: the requests read in it join.
-      if (this.waiting.length === 1) setImmediate(this.commitWaiting);
-    });
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'event', sandboxId, events, resolve, reject }));
+  }
+
+  private enqueue(request: WaitingWrite): void {
+    this.waiting.push(request);
+    // setImmediate runs after the I/O callbacks of this turn: the requests read in it join.
+    if (this.waiting.length === 1) setImmediate(this.commitWaiting);
   }
 
   private readonly commitWaiting = () => {
     // A try after a taken write lock is pending: it takes the queue, in order.
     if (this.retry) return;
-    let n = 0;
-    let events = 0;
-    while (n < this.waiting.length && (n === 0 || events + this.waiting[n]!.events.length <= GROUP_COMMIT_MAX_EVENTS)) {
-      events += this.waiting[n]!.events.length;
-      n++;
+    const head = this.waiting[0];
+    if (!head) return;
+    // A profiles request is written alone; consecutive event requests together, up to the cap.
+    let n = 1;
+    if (head.kind === 'event') {
+      let events = head.events.length;
+      for (; n < this.waiting.length; n++) {
+        const next = this.waiting[n]!;
+        if (next.kind !== 'event' || events + next.events.length > GROUP_COMMIT_MAX_EVENTS) break;
+        events += next.events.length;
+      }
     }
     const group = this.waiting.splice(0, n);
     if (this.waiting.length > 0) setImmediate(this.commitWaiting);
     const { conn, limits, streaming } = this.deps;
-    let outcomes: ReturnType<typeof ingestEventGroup>;
+    const hooks = { limits, onProfilesChanged: streaming.onProfilesChanged, onIdentitiesAdded: this.onIdentitiesAdded };
+    let outcomes: EventRequestOutcome[];
     try {
       outcomes = withoutBusyWait(conn, () =>
-        ingestEventGroup(conn, group, {
-          limits,
-          onProfilesChanged: streaming.onProfilesChanged,
-          onIdentitiesAdded: this.onIdentitiesAdded,
-        }),
+        head.kind === 'profile'
+          ? [{ ok: true, result: ingestProfiles(conn, head.sandboxId, head.records, hooks) }]
+          : ingestEventGroup(conn, group as WaitingEvents[], hooks),
       );
     } catch (error) {
       if (isBusy(error)) return this.retryLater(group);
@@ -112,8 +120,9 @@ export class IngestService {
     }
     this.lockedSince = undefined;
     for (const [i, outcome] of outcomes.entries()) {
-      if (outcome.ok) group[i]!.resolve(this.counted('event', outcome.result));
-      else group[i]!.reject(outcome.error);
+      const request = group[i]!;
+      if (outcome.ok) request.resolve(this.counted(request.kind, outcome.result));
+      else request.reject(outcome.error);
     }
   };
 
@@ -121,7 +130,7 @@ export class IngestService {
    * Puts `group` back at the head of the queue and tries again on a timer, backing off, while
    * the write lock stays taken; past the wait, every waiting request is refused as RATE_LIMITED.
    */
-  private retryLater(group: WaitingEvents[]): void {
+  private retryLater(group: WaitingWrite[]): void {
     this.waiting.unshift(...group);
     const now = Date.now();
     this.lockedSince ??= now;

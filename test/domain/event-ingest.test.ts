@@ -237,6 +237,31 @@ describe('IngestService.events', () => {
       }
     });
 
+    it('keeps profile and event requests in arrival order across the wait', async () => {
+      const { conn, sandboxId, other, cleanup } = locked();
+      try {
+        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+        const record = (tier: string) => ({
+          identities: [{ namespace: 'email', id: 'ann@example.com' }],
+          attributes: { loyalty: { tier } },
+        });
+        const first = ingest.profiles(sandboxId, [record('silver')]);
+        const events = ingest.events(sandboxId, [purchase('a1', 'ann')]);
+        const second = ingest.profiles(sandboxId, [record('gold')]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        expect(conn.sqlite.prepare('SELECT count(*) FROM profiles').pluck().get()).toBe(0);
+        other.exec('COMMIT');
+        const [a, b, c] = await Promise.all([first, events, second]);
+        expect([a.accepted, b.accepted, c.accepted]).toEqual([1, 1, 1]);
+        // One profile: the events found the profile the first record made, the last record won.
+        expect(new Set([...a.profileIds, ...c.profileIds]).size).toBe(1);
+        const attributes = conn.sqlite.prepare('SELECT json(attributes) FROM profiles').pluck().all() as string[];
+        expect(attributes.map((json) => JSON.parse(json).loyalty.tier)).toEqual(['gold']);
+      } finally {
+        cleanup();
+      }
+    });
+
     it('refuses the waiting requests as RATE_LIMITED past the wait, having written nothing', async () => {
       const { conn, sandboxId, cleanup } = locked();
       try {
