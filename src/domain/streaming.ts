@@ -8,6 +8,7 @@
  */
 
 import type { Logger } from 'pino';
+import { isBusy, withoutBusyWait } from '../db/busy.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { type CheckedExpression, compilePredicate, evaluate, eventReads, STREAMING_WINDOW_MS } from '../pql/index.js';
@@ -245,8 +246,13 @@ export class StreamingSegmentation {
         )
         .pluck()
         .all() as number[];
-      for (const sandboxId of sandboxIds) this.publish(sweepExpired(conn, sandboxId, Date.now()));
+      // A sweep that finds the write lock taken (a job writing its results) is skipped rather
+      // than waited for on the main thread (db/busy.ts); the next one does its work.
+      for (const sandboxId of sandboxIds) {
+        this.publish(withoutBusyWait(conn, () => sweepExpired(conn, sandboxId, Date.now())));
+      }
     } catch (err) {
+      if (isBusy(err)) return;
       log.error({ err }, 'streaming sweep failed');
     }
   }

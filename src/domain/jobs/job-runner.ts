@@ -167,8 +167,10 @@ export class JobRunner {
   private sweep(): void {
     for (const kind of registeredJobKinds()) {
       try {
-        kind.sweep(this.services, Date.now());
+        // Skipped, not waited for on the main thread, while a job holds the write lock (db/busy.ts).
+        withoutBusyWait(this.services.conn, () => kind.sweep(this.services, Date.now()));
       } catch (err) {
+        if (isBusy(err)) continue;
         this.services.log.error({ err, kind: kind.kind }, 'job sweep failed');
       }
     }

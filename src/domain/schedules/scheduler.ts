@@ -1,5 +1,6 @@
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
+import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
 import { conflict } from '../errors.js';
@@ -37,6 +38,8 @@ export interface SchedulerServices {
 
 /** Why due times passed without a run. */
 const MISSED_WHILE_DOWN = 'the server was not running at this time';
+/** How soon a tick that found SQLite's write lock taken is tried again. */
+const BUSY_RETRY_MS = 50;
 const MISSED_WHILE_LATE = 'the scheduler was late (the server was busy) and runs a schedule once to catch up';
 
 /** A run of the schedule still QUEUED, PROCESSING or CANCELLING, if any. */
@@ -160,17 +163,29 @@ export class Scheduler {
     let ticks: ScheduleTick[] = [];
     let schedule: Schedule | undefined;
     try {
-      [schedule, ticks] = conn.sqlite
-        .transaction((): [Schedule | undefined, ScheduleTick[]] => {
-          const current = scheduleById(conn, id);
-          const now = this.clock.now();
-          if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now) return [current, []];
-          const recorded = this.account(current, now, missedReason);
-          return [scheduleById(conn, id), recorded];
-        })
-        .immediate();
+      // Never waited for on the main thread (db/busy.ts): a job writing its results holds the lock.
+      [schedule, ticks] = withoutBusyWait(conn, () =>
+        conn.sqlite
+          .transaction((): [Schedule | undefined, ScheduleTick[]] => {
+            const current = scheduleById(conn, id);
+            const now = this.clock.now();
+            if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now)
+              return [current, []];
+            const recorded = this.account(current, now, missedReason);
+            return [scheduleById(conn, id), recorded];
+          })
+          .immediate(),
+      );
     } catch (err) {
-      // The database refused (busy, full): try again in a second rather than lose the schedule.
+      if (isBusy(err)) {
+        // Nothing was written; the tick is taken again as soon as the lock is likely free.
+        this.timers.set(
+          id,
+          this.clock.at(this.clock.now() + BUSY_RETRY_MS, () => this.fire(id, missedReason)),
+        );
+        return;
+      }
+      // The database refused (full, damaged): try again in a second rather than lose the schedule.
       log.error({ err, scheduleId: id }, 'schedule tick could not be recorded; retrying');
       this.timers.set(
         id,

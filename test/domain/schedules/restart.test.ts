@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS, databaseFile } from '../../../src/config.js';
@@ -80,6 +81,39 @@ describe('a server restart', () => {
       });
     } finally {
       await shutdown(second);
+    }
+  });
+
+  it('takes a tick that finds the write lock held elsewhere again on a timer, never waiting on the loop', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'segql-schedule-busy-'));
+    dirs.push(dataDir);
+    const clock = new ManualClock(Date.parse('2026-11-28T12:00:30.000Z'));
+    const booted = boot(dataDir, clock);
+    const other = new Database(databaseFile(dataDir));
+    try {
+      const sandboxId = ensureSandbox(booted.conn, 'prod').id;
+      const schedule = booted.app.schedules.create(sandboxId, {
+        name: 'minutely',
+        type: 'BATCH_SEGMENTATION',
+        properties: { segments: ['*'] },
+        cron: '* * * * *',
+      });
+      // Another connection (a job's worker writing its results) holds the write lock at 12:01.
+      other.exec('BEGIN IMMEDIATE');
+      const started = Date.now();
+      clock.advanceTo(Date.parse('2026-11-28T12:01:00.000Z'));
+      // With the connection's 5 s busy wait the tick would have blocked here for 5 s.
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(listTicks(booted.conn, sandboxId, schedule.id, { first: 5 }).items).toEqual([]);
+      other.exec('COMMIT');
+      clock.advance(50);
+      expect(listTicks(booted.conn, sandboxId, schedule.id, { first: 5 }).items).toMatchObject([
+        { dueAt: Date.parse('2026-11-28T12:01:00.000Z'), outcome: 'STARTED' },
+      ]);
+    } finally {
+      if (other.inTransaction) other.exec('ROLLBACK');
+      other.close();
+      await shutdown(booted);
     }
   });
 });
