@@ -53,7 +53,8 @@ export const DEFAULT_SUBSCRIPTION_QUEUE_SIZE = 1_000;
 const DELIVERY_SLICE_MS = 10;
 
 export class EventBus {
-  private readonly listeners = new Map<string, Set<(payload: unknown) => void>>();
+  /** Per topic, each local subscriber's listener: it takes a commit's payloads at once. */
+  private readonly listeners = new Map<string, Set<(payloads: readonly unknown[]) => void>>();
   private readonly queueSize: number;
   private readonly onDropped: (count: number) => void;
   readonly transport: EventTransport | undefined;
@@ -71,14 +72,24 @@ export class EventBus {
   }
 
   publish(topic: string, payload: unknown): void {
-    this.deliver(topic, payload);
-    this.transport?.publish(topic, payload);
+    this.publishAll(topic, [payload]);
   }
 
-  private deliver(topic: string, payload: unknown): void {
+  /**
+   * Publishes several payloads of one topic in order (a commit's membership changes): each local
+   * subscriber takes them in one call, so a burst fanned out to a thousand subscribers costs a
+   * thousand calls, not a thousand per payload.
+   */
+  publishAll(topic: string, payloads: readonly unknown[]): void {
+    if (payloads.length === 0) return;
+    this.deliver(topic, payloads);
+    if (this.transport) for (const payload of payloads) this.transport.publish(topic, payload);
+  }
+
+  private deliver(topic: string, payloads: readonly unknown[]): void {
     const set = this.listeners.get(topic);
     if (!set) return;
-    for (const listener of [...set]) listener(payload);
+    for (const listener of [...set]) listener(payloads);
   }
 
   /** Stops listening to the other nodes and closes the transport. */
@@ -129,21 +140,23 @@ export class EventBus {
     const limit = this.queueSize;
     let wake: (() => void) | undefined;
     let closed = false;
-    const listener = (payload: unknown) => {
-      let lagged = 0;
-      if (queue.length >= limit) {
-        const dropped = queue.shift()!;
-        lagged = (dropped instanceof Gap ? dropped.lagged : 0) + 1;
-        this.onDropped(1);
-        // The gap is reported by the payload after it: now the oldest one waiting.
-        if (queue.length > 0) {
-          const next = queue[0]!;
-          if (next instanceof Gap) next.lagged += lagged;
-          else queue[0] = new Gap(next, lagged);
-          lagged = 0;
+    const listener = (payloads: readonly unknown[]) => {
+      for (const payload of payloads) {
+        let lagged = 0;
+        if (queue.length >= limit) {
+          const dropped = queue.shift()!;
+          lagged = (dropped instanceof Gap ? dropped.lagged : 0) + 1;
+          this.onDropped(1);
+          // The gap is reported by the payload after it: now the oldest one waiting.
+          if (queue.length > 0) {
+            const next = queue[0]!;
+            if (next instanceof Gap) next.lagged += lagged;
+            else queue[0] = new Gap(next, lagged);
+            lagged = 0;
+          }
         }
+        queue.push(lagged > 0 ? new Gap(payload as T, lagged) : (payload as T));
       }
-      queue.push(lagged > 0 ? new Gap(payload as T, lagged) : (payload as T));
       wake?.();
     };
     let set = this.listeners.get(topic);
@@ -154,7 +167,7 @@ export class EventBus {
       if (this.transport)
         this.remote.set(
           topic,
-          this.transport.listen(topic, (p) => this.deliver(topic, p)),
+          this.transport.listen(topic, (p) => this.deliver(topic, [p])),
         );
     }
     set.add(listener);

@@ -259,6 +259,13 @@ export class StreamingSegmentation {
 
   /** Publishes committed membership changes on their sandbox's topic (audienceMembershipChanged). */
   publish(changes: readonly MembershipChange[]): void {
-    for (const change of changes) this.deps.bus.publish(topics.memberships(change.sandboxId), change);
+    // One call per sandbox's topic, the changes in their order (EventBus.publishAll).
+    const bySandbox = new Map<number, MembershipChange[]>();
+    for (const change of changes) {
+      const list = bySandbox.get(change.sandboxId);
+      if (list) list.push(change);
+      else bySandbox.set(change.sandboxId, [change]);
+    }
+    for (const [sandboxId, list] of bySandbox) this.deps.bus.publishAll(topics.memberships(sandboxId), list);
   }
 }

@@ -41,6 +41,28 @@ describe('EventBus', () => {
     expect(bus.subscriptionCount).toBe(0);
   });
 
+  it('delivers a commit published at once as if published one by one, gaps and order included', async () => {
+    let dropped = 0;
+    const bus = new EventBus({ queueSize: 3, onDropped: (n) => (dropped += n) });
+    const sub = bus.subscribe<number>('t');
+    const other = bus.subscribe<number>('u');
+    bus.publishAll('t', [1, 2, 3, 4, 5]);
+    bus.publishAll('t', []);
+    bus.publishAll('t', [6]);
+    const out: { payload: number; lagged: number }[] = [];
+    for (let i = 0; i < 3; i++) out.push((await sub.next()).value!);
+    expect(out).toEqual([
+      { payload: 4, lagged: 3 },
+      { payload: 5, lagged: 0 },
+      { payload: 6, lagged: 0 },
+    ]);
+    expect(dropped).toBe(3);
+    // Another topic's subscriber got nothing.
+    other.close();
+    expect((await other.next()).done).toBe(true);
+    sub.close();
+  });
+
   it('carries a gap to the next payload when the queue holds one', async () => {
     const bus = new EventBus({ queueSize: 1 });
     const sub = bus.subscribe<string>('t');
