@@ -24,7 +24,7 @@
  * page of `--page` cost different statement counts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import autocannon from 'autocannon';
@@ -34,7 +34,7 @@ import { createSegmentDefinition } from '../src/domain/definitions.js';
 import { seedDemoData } from '../src/domain/demo-data.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { intArg, parseArgs, ROOT, report, statsOf } from './lib.js';
-import { freePort, graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process.js';
+import { cpuSeconds, freePort, graphqlRequest, scrapeMetric, spawnBenchServer } from './server-process.js';
 
 const NAME = 'api';
 
@@ -52,17 +52,6 @@ export const PAGE_QUERY = `query Page($first: Int!) {
     }
   }
 }`;
-
-/** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
 
 /** JSON with object keys sorted: the same answer whatever order the executor wrote fields in. */
 function canonical(value: unknown): string {

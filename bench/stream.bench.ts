@@ -29,7 +29,7 @@
  * membership is the definition's value at that instant, and a definition none of a profile's
  * new events can change (attributes alone) leaves it unevaluated.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createClient } from 'graphql-ws';
@@ -45,7 +45,7 @@ import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { streamingDefinitions as storedStreamingDefinitions } from '../src/domain/streaming.js';
 import { evaluate, eventReads } from '../src/pql/index.js';
 import { intArg, parseArgs, report, statsOf } from './lib.js';
-import { spawnBenchServer } from './server-process.js';
+import { cpuSeconds, spawnBenchServer } from './server-process.js';
 
 const NAME = 'stream';
 const EVENT_PREFIX = 'stream-';
@@ -83,17 +83,6 @@ interface RunSet {
   latencies: number[];
   /** Server CPU (user + system) per 1,000 events, ms: what load on the box does not inflate. */
   cpuPerThousand: number[];
-}
-
-/** CPU seconds (user + system) the process has used so far, from /proc (Linux); NaN elsewhere. */
-function cpuSeconds(pid: number | undefined): number {
-  try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
 }
 
 /**
