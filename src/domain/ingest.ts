@@ -30,8 +30,8 @@ export interface IngestCounter {
 const GROUP_COMMIT_MAX_EVENTS = 500;
 
 /**
- * How long waiting events are tried again while another connection (a job's worker writing its
- * results) holds the write lock, before their requests are told to come back later. The tries
+ * How waiting ingest requests are tried again while another connection (a job's worker writing
+ * its results) holds the write lock, before they are told to come back later. The tries
  * are on a timer, so the wait holds no request or subscriber of the process.
  */
 const WRITE_LOCK_RETRY_MS = { first: 2, max: 50 };
@@ -61,7 +61,7 @@ export class IngestService {
     },
   ) {}
 
-  /** Since when the waiting events have found the write lock taken, and the timer of the next try. */
+  /** Since when the waiting requests have found the write lock taken, and the timer of the next try. */
   private lockedSince: number | undefined;
   private retry: NodeJS.Timeout | undefined;
 
@@ -139,7 +139,7 @@ export class IngestService {
       this.lockedSince = undefined;
       const error = new DomainError(
         'RATE_LIMITED',
-        `The store has been busy with another write for ${Math.round(waited / 1000)} s (a job writing its results); nothing was written, send the events again`,
+        `The store has been busy with another write for ${Math.round(waited / 1000)} s (a job writing its results); nothing of this request was written, send it again`,
         { retryAfterSeconds: 1 },
       );
       for (const request of this.waiting.splice(0)) request.reject(error);
