@@ -76,6 +76,18 @@ describe('differential regressions', () => {
     expect(qualifying('xEvent.sum(commerce.order.priceTotal) < -1e300', [profile({}, events)])).toEqual([1]);
   });
 
+  it('a sum of per-group sums leaves out a group whose sum overflowed, as KbnAccumulator skips it', () => {
+    const source = 'xEvent.groupBy(eventType).values().map(G => G.sum(commerce.order.priceTotal)).sum() < 0';
+    const big = { commerce: { order: { priceTotal: 1e308 } } };
+    const events = [
+      { timestamp: NOW - 1000, eventType: 'commerce.purchases', payload: big },
+      { timestamp: NOW - 1000, eventType: 'web.pageview', payload: { commerce: { order: { priceTotal: -1e16 } } } },
+      { timestamp: NOW, eventType: 'commerce.purchases', payload: big },
+    ];
+    // purchases: 1e308 + 1e308 = Infinity, left out; page views: -1e16.
+    expect(qualifying(source, [profile({}, events), profile({})])).toEqual([1]);
+  });
+
   it('nested EXISTS stays exact (SQLite 3.53 EXISTS-to-join stops at the first outer row)', () => {
     // The first event has no product items, the second one null item: an item exists.
     const source =

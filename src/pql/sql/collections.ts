@@ -278,10 +278,12 @@ function readsItem(c: CollectionValue, value: Sql): boolean {
 
 /**
  * What total()/avg() add up: the numbers as stored, since runtime.KbnAccumulator models
- * SQLite's sum over the stored JSON numbers (integers exact while they fit in 64 bits).
+ * SQLite's sum over the stored JSON numbers (integers exact while they fit in 64 bits). A
+ * computed number can be ±Infinity (an inner sum that overflowed), which KbnAccumulator skips
+ * as it skips anything not a finite number; total() would add it, so it is made missing first.
  */
 function sumInput(v: ScalarValue): Sql {
-  return v.stored ?? valueSql(v);
+  return v.stored ?? (v.constant !== undefined ? valueSql(v) : dialect().finite(valueSql(v)));
 }
 
 function perItem(ctx: CompileContext, c: CollectionValue, arg: ExpressionNode | undefined, env: Env): ScalarValue {

@@ -77,6 +77,8 @@ export interface Dialect {
   arithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql;
   modulo(x: Sql, y: Sql): Sql;
   negate(x: Sql): Sql;
+  /** A computed number, missing (NULL) when it is not finite (a sum that overflowed to ±Infinity). */
+  finite(x: Sql): Sql;
   /** An instant given as canonical ISO text or epoch ms, in epoch ms / as canonical ISO text. */
   toMs(x: Sql): Sql;
   toIso(x: Sql): Sql;

@@ -168,6 +168,8 @@ export const POSTGRES: Dialect = {
     throw new BackendUnsupported('the % operator: the remainder of two doubles has no exact PostgreSQL form');
   },
   negate: (x) => sql`(- ${x})`,
+  // float8 arithmetic here never yields ±Infinity (see arithmetic) and sums are rejected.
+  finite: (x) => x,
   toMs: (x) =>
     sql`CASE WHEN ${x} ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z$' AND left(${x}, 4) <> '0000' THEN CAST(extract(epoch FROM CAST(${x} AS timestamptz)) * 1000 AS bigint) END`,
   toIso: (x) =>

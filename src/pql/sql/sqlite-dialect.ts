@@ -69,6 +69,7 @@ export const SQLITE: Dialect = {
   // mod() is fmod: the sign of the dividend, like JS `%`; by zero it is NULL.
   modulo: (x, y) => sql`mod(${x}, ${y})`,
   negate: (x) => sql`pql_num(- ${x})`,
+  finite: (x) => sql`pql_num(${x})`,
   toMs: (x) => sql`pql_ms(${x})`,
   toIso: (x) => sql`pql_iso(${x})`,
   datePart: (part, ms) => sql`${part === 'year' ? 'pql_year' : part === 'month' ? 'pql_month' : 'pql_day'}(${ms})`,
