@@ -5,6 +5,8 @@
  * loop, and every request and subscriber with it, for as long as the other transaction lasts.
  * A write run through `withoutBusyWait` fails at once with SQLITE_BUSY instead, so its caller
  * can drop it (a progress report) or try again on a timer (an ingest) without blocking anyone.
+ * This process's own worker threads are waited for through the write gate (write-gate.ts); what
+ * is left for this fallback is a lock held by another process.
  */
 import type { Connection } from './index.js';
 

@@ -9,6 +9,7 @@ import { ConnectionCache } from './connection-cache.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 import { registerSearchFunctions } from './search-functions.js';
+import { WriteGate } from './write-gate.js';
 
 export type Sqlite = Database.Database;
 type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
@@ -18,6 +19,11 @@ export interface Connection {
   db: Db;
   /** What domain code keeps per connection (statements, catalogues, plans); see connection-cache.ts. */
   cache: ConnectionCache;
+  /**
+   * The process's writers of this file take turns through it (write-gate.ts): the main thread
+   * opens one, and job worker threads open theirs on its `buffer`.
+   */
+  writeGate: WriteGate;
   close(): void;
 }
 
@@ -61,6 +67,8 @@ interface OpenOptions {
   readonly?: boolean;
   /** Run `PRAGMA quick_check` first and refuse a damaged file (DatabaseDamagedError). */
   integrityCheck?: boolean;
+  /** The buffer of another connection's write gate, to take turns with it (a worker thread's connection). */
+  writeGate?: SharedArrayBuffer;
 }
 
 /**
@@ -98,6 +106,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
     sqlite,
     db,
     cache: new ConnectionCache(),
+    writeGate: new WriteGate(options.writeGate),
     close() {
       if (sqlite.open) sqlite.close();
     },

@@ -64,6 +64,8 @@ export class IngestService {
   /** Since when the waiting requests have found the write lock taken, and the timer of the next try. */
   private lockedSince: number | undefined;
   private retry: NodeJS.Timeout | undefined;
+  /** Whether the queue waits for the write gate. */
+  private gated = false;
 
   /**
    * Stores the profile records in a transaction of their own, after every ingest request that
@@ -88,8 +90,20 @@ export class IngestService {
   }
 
   private readonly commitWaiting = () => {
-    // A try after a taken write lock is pending: it takes the queue, in order.
-    if (this.retry) return;
+    // A try after a taken write lock is pending, or a wait for the write gate: it takes the queue, in order.
+    if (this.retry || this.gated) return;
+    // While a job's worker writes its results the gate makes this wait without blocking (db/write-gate.ts).
+    const committed = this.deps.conn.writeGate.run(this.commitHead);
+    if (committed instanceof Promise) {
+      this.gated = true;
+      void committed.finally(() => {
+        this.gated = false;
+      });
+    }
+  };
+
+  /** Writes the requests at the head of the queue in one transaction (the write gate held). */
+  private readonly commitHead = () => {
     const head = this.waiting[0];
     if (!head) return;
     // A profiles request is written alone; consecutive event requests together, up to the cap.

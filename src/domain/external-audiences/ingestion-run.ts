@@ -159,20 +159,23 @@ export async function startIngestionRun(
         field: 'rows',
       });
   try {
-    return app.jobs.enqueue(sandboxId, 'INGESTION', () => {
-      requireExternalAudience(conn, sandboxId, externalAudienceId);
-      assertNoActiveRun(conn, sandboxId, externalAudienceId);
-      return {
-        externalAudienceId,
-        audienceId: external.audienceId,
-        mode,
-        format: staged.format,
-        upload: staged.path,
-        fileName: source.file?.name ?? null,
-        bytes: staged.bytes,
-        at: null,
-      };
-    });
+    // After the awaits above: the write gate again (db/write-gate.ts), as for any write after an await.
+    return await conn.writeGate.run(() =>
+      app.jobs.enqueue(sandboxId, 'INGESTION', () => {
+        requireExternalAudience(conn, sandboxId, externalAudienceId);
+        assertNoActiveRun(conn, sandboxId, externalAudienceId);
+        return {
+          externalAudienceId,
+          audienceId: external.audienceId,
+          mode,
+          format: staged.format,
+          upload: staged.path,
+          fileName: source.file?.name ?? null,
+          bytes: staged.bytes,
+          at: null,
+        };
+      }),
+    );
   } catch (err) {
     rmSync(staged.path, { force: true });
     throw err;

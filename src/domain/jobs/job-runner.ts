@@ -184,6 +184,11 @@ export class JobRunner {
   }
 
   private pump(): void {
+    // Claims are writes: taken when no job worker is writing its results (db/write-gate.ts).
+    void this.services.conn.writeGate.run(() => this.claimQueued());
+  }
+
+  private claimQueued(): void {
     if (this.stopped || this.pumping) return;
     this.pumping = true;
     try {
@@ -260,7 +265,7 @@ export class JobRunner {
   }
 
   private async execute(kind: RegisteredJobKind, claimed: Job): Promise<void> {
-    const { conn, log, lanes } = this.services;
+    const { conn, lanes } = this.services;
     const controller = new AbortController();
     const state: Running = { kind, controller, lastProgress: Date.now() };
     this.running.set(claimed.id, state);
@@ -296,30 +301,44 @@ export class JobRunner {
         this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: unmet, finishedAt: Date.now() }));
         return;
       }
-      const { job, now } = this.pinNow(claimed);
+      const { job, now } = await conn.writeGate.run(() => this.pinNow(claimed));
       const plan = kind.plan(job, now, this.services);
-      await lanes.run(kind.kind, kind.task, conn.sqlite.name, { jobId: job.id, plan }, progress, controller.signal);
+      await lanes.run(
+        kind.kind,
+        kind.task,
+        conn.sqlite.name,
+        conn.writeGate,
+        { jobId: job.id, plan },
+        progress,
+        controller.signal,
+      );
       // The task finished the job in its own transaction.
       this.publish(jobById(conn, job.id)!);
     } catch (err) {
       const reason = controller.signal.reason;
-      if (reason === 'shutdown') {
-        // Left PROCESSING on purpose: the next start re-queues it.
-        log.info({ jobId: claimed.id }, 'job interrupted by shutdown');
-      } else if (err instanceof Cancelled || reason === 'cancelled') {
-        this.publish(updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
-      } else {
-        const message =
-          reason === 'timeout'
-            ? `No progress for ${Math.round(kind.timeoutMs / 1000)} s; the job was stopped`
-            : err instanceof Error
-              ? err.message
-              : String(err);
-        if (reason !== 'timeout') log.error({ err, jobId: claimed.id }, 'job failed');
-        this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
-      }
+      await conn.writeGate.run(() => this.ended(claimed, kind, reason, err));
     } finally {
       this.running.delete(claimed.id);
+    }
+  }
+
+  /** Records how a job that did not finish itself ended: left for the next start, CANCELLED or FAILED. */
+  private ended(claimed: Job, kind: RegisteredJobKind, reason: unknown, err: unknown): void {
+    const { conn, log } = this.services;
+    if (reason === 'shutdown') {
+      // Left PROCESSING on purpose: the next start re-queues it.
+      log.info({ jobId: claimed.id }, 'job interrupted by shutdown');
+    } else if (err instanceof Cancelled || reason === 'cancelled') {
+      this.publish(updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
+    } else {
+      const message =
+        reason === 'timeout'
+          ? `No progress for ${Math.round(kind.timeoutMs / 1000)} s; the job was stopped`
+          : err instanceof Error
+            ? err.message
+            : String(err);
+      if (reason !== 'timeout') log.error({ err, jobId: claimed.id }, 'job failed');
+      this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
     }
   }
 }

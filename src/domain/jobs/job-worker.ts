@@ -19,6 +19,8 @@ export interface TaskMessage {
   plan: unknown;
   /** Int32Array over a SharedArrayBuffer; [0] becomes 1 on cancel. */
   cancelFlag: SharedArrayBuffer;
+  /** The main connection's write gate, taken around the task's final write (db/write-gate.ts). */
+  writeGate: SharedArrayBuffer;
 }
 
 export type TaskReply =
@@ -51,7 +53,7 @@ async function run(message: TaskMessage, post: (reply: TaskReply) => void): Prom
     const task = await taskAt(message.task);
     let conn = connections.get(message.dbFile);
     if (!conn) {
-      conn = openDatabase(message.dbFile, { migrate: false });
+      conn = openDatabase(message.dbFile, { migrate: false, writeGate: message.writeGate });
       connections.set(message.dbFile, conn);
     }
     const result = runJobTask(conn, message.jobId, task, message.plan, {

@@ -60,28 +60,31 @@ export function runJobTask<K extends TypedJobKind, Plan>(
     finish(write) {
       if (finished) throw new Error(`job ${jobId}: a task finishes once`);
       if (hooks.cancelled()) throw new Cancelled();
-      finished = conn.sqlite
-        .transaction(() => {
-          // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-          const current = conn.db.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, jobId)).get();
-          if (current?.status !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
-          const { result, units } = write();
-          const now = Date.now();
-          conn.db
-            .update(jobs)
-            .set({
-              status: 'SUCCEEDED',
-              result,
-              finishedAt: now,
-              updatedAt: now,
-              progressDone: units,
-              progressTotal: units,
-            })
-            .where(eq(jobs.id, jobId))
-            .run();
-          return { result };
-        })
-        .immediate();
+      // Through the write gate: the main thread waits for this transaction without blocking (db/write-gate.ts).
+      finished = conn.writeGate.runBlocking(() =>
+        conn.sqlite
+          .transaction(() => {
+            // A cancel that reached the database before this transaction wins; one after it finds the job finished.
+            const current = conn.db.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, jobId)).get();
+            if (current?.status !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
+            const { result, units } = write();
+            const now = Date.now();
+            conn.db
+              .update(jobs)
+              .set({
+                status: 'SUCCEEDED',
+                result,
+                finishedAt: now,
+                updatedAt: now,
+                progressDone: units,
+                progressTotal: units,
+              })
+              .where(eq(jobs.id, jobId))
+              .run();
+            return { result };
+          })
+          .immediate(),
+      );
     },
   });
   if (!finished) throw new Error(`job ${jobId}: its task returned without finishing`);

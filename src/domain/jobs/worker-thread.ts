@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { WriteGate } from '../../db/write-gate.js';
 import { Cancelled } from './cancelled.js';
 import type { TaskMessage, TaskReply } from './job-worker.js';
 
@@ -22,6 +23,8 @@ export function startTypeScriptWorker(moduleUrl: string, workerData?: unknown): 
 export class WorkerLanes {
   private readonly lanes = new Map<string, Worker>();
   private nextId = 1;
+  /** The write gates tasks were given (one per database in practice). */
+  private readonly gates = new Set<WriteGate>();
   private readonly pending = new Map<
     number,
     { onProgress: (payload: unknown) => void; resolve: (r: unknown) => void; reject: (e: Error) => void }
@@ -41,8 +44,11 @@ export class WorkerLanes {
       else if (reply.type === 'cancelled') task.reject(new Cancelled());
       else task.reject(new Error(reply.message));
     });
+    const { threadId } = worker;
     const fail = (err: Error) => {
       this.lanes.delete(name);
+      // A thread stopped inside its final write (terminated after a cancel) must not keep the gate.
+      for (const gate of this.gates) gate.releaseHeldBy(threadId);
       for (const [id, task] of this.pending) {
         this.pending.delete(id);
         task.reject(err);
@@ -62,12 +68,14 @@ export class WorkerLanes {
     lane: string,
     task: URL,
     dbFile: string,
+    writeGate: WriteGate,
     job: { jobId: number; plan: unknown },
     onProgress: (payload: unknown) => void,
     signal: AbortSignal,
   ): Promise<unknown> {
     const cancelFlag = new SharedArrayBuffer(4);
     const id = this.nextId++;
+    this.gates.add(writeGate);
     const onAbort = () => {
       Atomics.store(new Int32Array(cancelFlag), 0, 1);
       // A task stuck inside one long statement cannot see the flag: stop its thread after a grace period
@@ -90,7 +98,15 @@ export class WorkerLanes {
           reject(e);
         },
       });
-      const message: TaskMessage = { id, jobId: job.jobId, task: task.href, dbFile, plan: job.plan, cancelFlag };
+      const message: TaskMessage = {
+        id,
+        jobId: job.jobId,
+        task: task.href,
+        dbFile,
+        plan: job.plan,
+        cancelFlag,
+        writeGate: writeGate.buffer,
+      };
       this.lane(lane).postMessage(message);
     });
   }

@@ -159,11 +159,17 @@ export class Scheduler {
   private fire(id: number, missedReason: string): void {
     this.timers.delete(id);
     if (!this.running) return;
+    // Taken when no job worker is writing its results: waited for without blocking (db/write-gate.ts).
+    void this.services.conn.writeGate.run(() => this.record(id, missedReason));
+  }
+
+  private record(id: number, missedReason: string): void {
+    if (!this.running) return;
     const { conn, log, bus } = this.services;
     let ticks: ScheduleTick[] = [];
     let schedule: Schedule | undefined;
     try {
-      // Never waited for on the main thread (db/busy.ts): a job writing its results holds the lock.
+      // Never waited for on the main thread (db/busy.ts): another process may hold the lock.
       [schedule, ticks] = withoutBusyWait(conn, () =>
         conn.sqlite
           .transaction((): [Schedule | undefined, ScheduleTick[]] => {
