@@ -19,6 +19,7 @@
  * PostgreSQL text cannot hold U+0000, so the stores loaded here have that character replaced
  * (for all three engines alike).
  */
+import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +31,7 @@ import { DifferentialHarness, SANDBOX_ID, type TestProfile } from './differentia
 const URL = process.env.SEGQL_TEST_DATABASE_URL;
 const RUNS = Number(process.env.PG_PROPERTY_RUNS ?? 400);
 const PROFILES_PER_CASE = 30;
+const SUMS_MIGRATION = new globalThis.URL('../../drizzle/pg/0003_pql_sums.sql', import.meta.url);
 
 const LAYOUT = `
 CREATE TABLE profiles (id bigint PRIMARY KEY, sandbox_id bigint NOT NULL, attributes jsonb NOT NULL,
@@ -66,6 +68,10 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
     await client.query(`CREATE SCHEMA ${schema}`);
     await client.query(`SET search_path TO ${schema}`);
     await client.query(LAYOUT);
+    // The sum aggregates the compiler calls, as the PostgreSQL migrations create them.
+    for (const statement of readFileSync(SUMS_MIGRATION, 'utf8').split('--> statement-breakpoint')) {
+      await client.query(statement);
+    }
   });
 
   afterAll(async () => {

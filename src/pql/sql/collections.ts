@@ -254,7 +254,13 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   const ordered = v.type.kind === 'string' || v.rep === 'iso' ? dialect().ordered(valueSql(v)) : valueSql(v);
   const input = summed ? sumInput(v) : ordered;
   let s: Sql;
-  if (c.item.kind === 'event' && summed) {
+  if (summed && dialect().orderedSums) {
+    // The items' order goes into the call; the argument and the order keys become columns first,
+    // so an argument reading only outer rows stays this aggregate, not the outer query's.
+    const keys = c.order.map((o, i) => sql`${o} AS ${raw(`o${i}`)}`);
+    const by = c.order.length === 0 ? sql`` : sql` ORDER BY ${raw(c.order.map((_, i) => `o${i}`).join(', '))}`;
+    s = sql`(SELECT ${f}(v${by}) FROM ${dialect().derived(sql`SELECT ${joinComma([sql`${input} AS v`, ...keys])} ${fromWhere(c)}`)})`;
+  } else if (c.item.kind === 'event' && summed) {
     s = sql`(SELECT ${f}(v) FROM ${dialect().derived(sql`SELECT ${input} AS v ${fromWhere(c)} ORDER BY ${joinComma(c.order)}`)})`;
   } else if (!readsItem(c, input)) {
     // An aggregate whose argument reads only outer rows (`xEvent.max(^.loyalty.points)`) would be

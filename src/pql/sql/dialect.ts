@@ -90,6 +90,11 @@ export interface Dialect {
   occurs(t: Sql, spec: Sql, ref: Sql, to: Sql, now: Sql): Sql;
   /** The aggregate function of PQL sum / average (SQLite's compensated sums). */
   sumFunction(fn: 'sum' | 'average'): string;
+  /**
+   * Whether that aggregate must be given the items' order in its call (`f(v ORDER BY …)`):
+   * PostgreSQL does not promise to feed an aggregate in a subquery's order, SQLite does.
+   */
+  orderedSums: boolean;
   /** The statement's text and parameters as the driver takes them. */
   render(s: Sql): { sql: string; params: unknown[] };
 }

@@ -1,7 +1,8 @@
 /**
  * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
  * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
- * needs to be installed in the database beyond the ICU collations of a standard build.
+ * needs to be installed in the database beyond the ICU collations of a standard build and
+ * the two sum aggregates of SegQL's own migrations.
  *
  * Where the meaning of the JS engine differs from PostgreSQL's own:
  * - JSON reads check the JSON type before casting (a string where a number is expected is
@@ -11,8 +12,10 @@
  * - text order is code-point order (`COLLATE "C"`), and lower/upper are full Unicode case
  *   mappings (ICU root, as JS toLowerCase/toUpperCase), whatever the database's locale.
  * - regexes are translated to ARE (postgres-regex.ts) or rejected.
- * Rejected (BackendUnsupported): `%` (fmod of doubles has no exact SQL form), sum and average
- * (SQLite's integer-then-compensated summation, which the JS engine reproduces bit for bit),
+ * - sum and average add as SQLite's total() does (integers exactly, then compensated doubles, in
+ *   the items' order), which the JS engine reproduces bit for bit: through the aggregates
+ *   pql_total / pql_avg that the PostgreSQL migrations create, given the order in the call.
+ * Rejected (BackendUnsupported): `%` (fmod of doubles has no exact SQL form),
  * `age()` as a value and `occurs` windows that need calendar arithmetic per row, and `keys()` /
  * `values()` (jsonb does not keep the order keys were written in).
  */
@@ -182,11 +185,9 @@ export const POSTGRES: Dialect = {
   occurs() {
     throw new BackendUnsupported('an occurs window with calendar units relative to a per-row time');
   },
-  sumFunction(fn) {
-    throw new BackendUnsupported(
-      `${fn}(): the JS and SQLite engines add in SQLite's order-dependent compensated way, which PostgreSQL's sum() does not reproduce`,
-    );
-  },
+  // SQLite's total() step for step, created by the PostgreSQL migrations (drizzle/pg/0003_pql_sums.sql).
+  sumFunction: (fn) => (fn === 'sum' ? 'pql_total' : 'pql_avg'),
+  orderedSums: true,
   render(s) {
     const params: unknown[] = [];
     const text = s.text.replace(/\?/g, () => {

@@ -76,6 +76,7 @@ export const SQLITE: Dialect = {
   age: (t, now) => sql`pql_age(${t}, ${now})`,
   occurs: (t, spec, ref, to, now) => sql`pql_occurs(${t}, ${spec}, ${ref}, ${to}, ${now})`,
   sumFunction: (fn) => (fn === 'sum' ? 'total' : 'avg'),
+  orderedSums: false,
   // Booleans are bound as 1 and 0, SQLite's and JSON's representation of true and false.
   render: (s) => ({ sql: s.text, params: s.params.map((v) => (typeof v === 'boolean' ? (v ? 1 : 0) : v)) }),
 };
