@@ -151,16 +151,19 @@ function readList(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGES
 
 /** A run with nothing usable fails, but its errors stay readable (a re-run replaces them). */
 function saveErrorsAlone(conn: Connection, jobId: number): void {
-  conn.sqlite
-    .transaction(() => {
-      conn.sqlite.prepare('DELETE FROM main.ingestion_errors WHERE job_id = ?').run(jobId);
-      conn.sqlite
-        .prepare(
-          'INSERT INTO main.ingestion_errors (job_id, line, message) SELECT ?, line, message FROM temp.ingest_errors',
-        )
-        .run(jobId);
-    })
-    .immediate();
+  // A write of the worker's own, outside `finish`: through the write gate too (db/write-gate.ts).
+  conn.writeGate.runBlocking(() =>
+    conn.sqlite
+      .transaction(() => {
+        conn.sqlite.prepare('DELETE FROM main.ingestion_errors WHERE job_id = ?').run(jobId);
+        conn.sqlite
+          .prepare(
+            'INSERT INTO main.ingestion_errors (job_id, line, message) SELECT ?, line, message FROM temp.ingest_errors',
+          )
+          .run(jobId);
+      })
+      .immediate(),
+  );
 }
 
 /**
