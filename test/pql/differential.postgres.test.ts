@@ -31,7 +31,9 @@ import { DifferentialHarness, SANDBOX_ID, type TestProfile } from './differentia
 const URL = process.env.SEGQL_TEST_DATABASE_URL;
 const RUNS = Number(process.env.PG_PROPERTY_RUNS ?? 400);
 const PROFILES_PER_CASE = 30;
-const SUMS_MIGRATION = new globalThis.URL('../../drizzle/pg/0003_pql_sums.sql', import.meta.url);
+const FUNCTION_MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql'].map(
+  (name) => new globalThis.URL(`../../drizzle/pg/${name}`, import.meta.url),
+);
 
 const LAYOUT = `
 CREATE TABLE profiles (id bigint PRIMARY KEY, sandbox_id bigint NOT NULL, attributes jsonb NOT NULL,
@@ -68,9 +70,11 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
     await client.query(`CREATE SCHEMA ${schema}`);
     await client.query(`SET search_path TO ${schema}`);
     await client.query(LAYOUT);
-    // The sum aggregates the compiler calls, as the PostgreSQL migrations create them.
-    for (const statement of readFileSync(SUMS_MIGRATION, 'utf8').split('--> statement-breakpoint')) {
-      await client.query(statement);
+    // The functions the compiler calls, as the PostgreSQL migrations create them.
+    for (const migration of FUNCTION_MIGRATIONS) {
+      for (const statement of readFileSync(migration, 'utf8').split('--> statement-breakpoint')) {
+        await client.query(statement);
+      }
     }
   });
 

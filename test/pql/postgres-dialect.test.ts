@@ -50,13 +50,14 @@ describe('PQL compiled for PostgreSQL', () => {
     const s = postgres('xEvent.sum(commerce.order.priceTotal) > 10 and _tenant.scores.average() < 3');
     expect(s.sql).toMatch(/pql_total\(v ORDER BY o0, o1\)/);
     expect(s.sql).toMatch(/pql_avg\(v ORDER BY o0\)/);
+    expect(postgres('(loyalty.points % 2) = 1').sql).toContain('pql_fmod(');
   });
 
   it('rejects what it cannot run with the same meaning, at the part to change', () => {
-    const e = rejection('person.name.firstName = "a" and (loyalty.points % 2) = 1');
+    const e = rejection('person.name.firstName = "a" and age(createdAt) = loyalty.points');
     expect(e.code).toBe('PQL_TYPE_ERROR');
-    expect(e.message).toMatch(/^Not supported on PostgreSQL: the % operator/);
-    expect(e.loc.offset).toBe('person.name.firstName = "a" and ('.length);
+    expect(e.message).toMatch(/^Not supported on PostgreSQL: age\(\)/);
+    expect(e.loc.offset).toBe('person.name.firstName = "a" and '.length);
     expect(rejection('person.name.firstName.matches("\\\\bJo")').message).toContain('the escape \\b');
     expect(rejection('person.name.firstName.regexGroup("(a|ab)c", 1) = "a"').message).toContain('longest match');
     expect(rejection('age(person.birthDate) + 1 > 30').message).toContain('age()');

@@ -2,7 +2,7 @@
  * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
  * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
  * needs to be installed in the database beyond the ICU collations of a standard build and
- * the two sum aggregates of SegQL's own migrations.
+ * the sum aggregates and the remainder function of SegQL's own migrations.
  *
  * Where the meaning of the JS engine differs from PostgreSQL's own:
  * - JSON reads check the JSON type before casting (a string where a number is expected is
@@ -15,8 +15,8 @@
  * - sum and average add as SQLite's total() does (integers exactly, then compensated doubles, in
  *   the items' order), which the JS engine reproduces bit for bit: through the aggregates
  *   pql_total / pql_avg that the PostgreSQL migrations create, given the order in the call.
- * Rejected (BackendUnsupported): `%` (fmod of doubles has no exact SQL form),
- * `age()` as a value and `occurs` windows that need calendar arithmetic per row, and `keys()` /
+ * - `%` is fmod() of the doubles, computed exactly in numeric by pql_fmod (same migrations).
+ * Rejected (BackendUnsupported): `age()` as a value and `occurs` windows that need calendar arithmetic per row, and `keys()` /
  * `values()` (jsonb does not keep the order keys were written in).
  */
 import type { PqlType } from '../check/types.js';
@@ -167,9 +167,8 @@ export const POSTGRES: Dialect = {
     const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
     return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
   },
-  modulo() {
-    throw new BackendUnsupported('the % operator: the remainder of two doubles has no exact PostgreSQL form');
-  },
+  // fmod() of the two doubles, exact, by zero missing: created by the PostgreSQL migrations (0004_pql_remainder.sql).
+  modulo: (x, y) => sql`pql_fmod(CAST(${x} AS float8), CAST(${y} AS float8))`,
   negate: (x) => sql`(- ${x})`,
   // float8 arithmetic here never yields ±Infinity (see arithmetic) and sums are rejected.
   finite: (x) => x,

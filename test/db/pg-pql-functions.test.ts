@@ -1,9 +1,10 @@
 /**
- * PQL's sum() and average() on PostgreSQL: the aggregates of drizzle/pg/0003_pql_sums.sql must
- * give, bit for bit, what runtime.KbnAccumulator (and so SQLite's total()) gives for the same
- * numbers in the same order — integers beyond 2^53 as JSON.stringify writes them, sums that
- * leave 64 bits, overflow to ±Infinity, subnormals. Runs when SEGQL_TEST_DATABASE_URL names a
- * PostgreSQL database (its own schema, dropped after).
+ * The functions the PostgreSQL migrations create for the PQL compiler, against the JS engine.
+ * sum() and average() (drizzle/pg/0003_pql_sums.sql) must give, bit for bit, what
+ * runtime.KbnAccumulator (and so SQLite's total()) gives for the same numbers in the same order
+ * — integers beyond 2^53 as JSON.stringify writes them, sums that leave 64 bits, overflow to
+ * ±Infinity, subnormals; `%` (0004_pql_remainder.sql) must be JS's remainder of two doubles.
+ * Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL database (its own schema, dropped after).
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
@@ -12,7 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KbnAccumulator } from '../../src/pql/runtime/index.js';
 
 const DATABASE_URL = process.env.SEGQL_TEST_DATABASE_URL;
-const MIGRATION = new URL('../../drizzle/pg/0003_pql_sums.sql', import.meta.url);
+const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql'].map(
+  (name) => new URL(`../../drizzle/pg/${name}`, import.meta.url),
+);
 
 /** Numbers where the two ways of adding part: big integers, halfway digits, extremes. */
 const EDGES = [
@@ -45,11 +48,11 @@ const number = fc.oneof(
   fc.integer().map((i) => i * 2 ** 40),
 );
 
-describe.runIf(DATABASE_URL === undefined)('PQL sums on PostgreSQL', () => {
-  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL sum test', () => {});
+describe.runIf(DATABASE_URL === undefined)('PQL functions on PostgreSQL', () => {
+  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to run the PostgreSQL function tests', () => {});
 });
 
-describe.runIf(DATABASE_URL !== undefined)('pql_total and pql_avg on PostgreSQL', () => {
+describe.runIf(DATABASE_URL !== undefined)('PQL functions on PostgreSQL', () => {
   const schema = `pql_sums_${process.pid}_${Date.now()}`;
   const client = new pg.Client({ connectionString: DATABASE_URL });
 
@@ -57,8 +60,10 @@ describe.runIf(DATABASE_URL !== undefined)('pql_total and pql_avg on PostgreSQL'
     await client.connect();
     await client.query(`CREATE SCHEMA ${schema}`);
     await client.query(`SET search_path TO ${schema}`);
-    for (const statement of readFileSync(MIGRATION, 'utf8').split('--> statement-breakpoint')) {
-      await client.query(statement);
+    for (const migration of MIGRATIONS) {
+      for (const statement of readFileSync(migration, 'utf8').split('--> statement-breakpoint')) {
+        await client.query(statement);
+      }
     }
   });
   afterAll(async () => {
@@ -96,6 +101,30 @@ describe.runIf(DATABASE_URL !== undefined)('pql_total and pql_avg on PostgreSQL'
     expect(await postgres([2624271532680544000, 1])).toEqual(js([2624271532680544000, 1]));
     expect(await postgres([1e308, 1e308, -1e16])).toEqual({ total: Number.POSITIVE_INFINITY, average: Infinity });
     expect(await postgres([5e-324, -0, 0])).toEqual(js([5e-324, -0, 0]));
+  });
+
+  async function remainder(x: number, y: number): Promise<number | null> {
+    const { rows } = await client.query<{ v: string | null }>(
+      'SELECT pql_fmod(CAST($1 AS float8), CAST($2 AS float8)) AS v',
+      [String(x), String(y)],
+    );
+    return rows[0]!.v === null ? null : Number(rows[0]!.v);
+  }
+
+  it('takes the remainder of two doubles exactly, as JS % does', async () => {
+    expect(await remainder(0.1, 0.03)).toBe(0.1 % 0.03);
+    expect(await remainder(-7.5, 2)).toBe(-1.5);
+    expect(await remainder(1e308, 3)).toBe(1e308 % 3);
+    expect(await remainder(5e-324, 3e-324)).toBe(5e-324 % 3e-324);
+    expect(await remainder(7, 0)).toBeNull();
+    await fc.assert(
+      fc.asyncProperty(number, number, async (x, y) => {
+        const js = x % y;
+        const got = await remainder(x, y);
+        expect(got === null ? null : got === 0 ? 0 : got).toEqual(Number.isFinite(js) ? (js === 0 ? 0 : js) : null);
+      }),
+      { numRuns: 500 },
+    );
   });
 
   it('matches the JS accumulator on generated lists', async () => {
