@@ -3,7 +3,8 @@
  * sum() and average() (drizzle/pg/0003_pql_sums.sql) must give, bit for bit, what
  * runtime.KbnAccumulator (and so SQLite's total()) gives for the same numbers in the same order
  * — integers beyond 2^53 as JSON.stringify writes them, sums that leave 64 bits, overflow to
- * ±Infinity, subnormals; `%` (0004_pql_remainder.sql) must be JS's remainder of two doubles.
+ * ±Infinity, subnormals; `%` (0004_pql_remainder.sql) must be JS's remainder of two doubles, and
+ * age() (0005_pql_age.sql) the JS engine's whole calendar years.
  * Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL database (its own schema, dropped after).
  */
 import { readFileSync } from 'node:fs';
@@ -11,9 +12,10 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KbnAccumulator } from '../../src/pql/runtime/index.js';
+import { ageInYears } from '../../src/pql/runtime/time.js';
 
 const DATABASE_URL = process.env.SEGQL_TEST_DATABASE_URL;
-const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql'].map(
+const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql', '0005_pql_age.sql'].map(
   (name) => new URL(`../../drizzle/pg/${name}`, import.meta.url),
 );
 
@@ -115,13 +117,36 @@ describe.runIf(DATABASE_URL !== undefined)('PQL functions on PostgreSQL', () => 
     expect(await remainder(0.1, 0.03)).toBe(0.1 % 0.03);
     expect(await remainder(-7.5, 2)).toBe(-1.5);
     expect(await remainder(1e308, 3)).toBe(1e308 % 3);
-    expect(await remainder(5e-324, 3e-324)).toBe(5e-324 % 3e-324);
+    expect(await remainder(Number.MIN_VALUE * 3, Number.MIN_VALUE * 2)).toBe(Number.MIN_VALUE);
     expect(await remainder(7, 0)).toBeNull();
     await fc.assert(
       fc.asyncProperty(number, number, async (x, y) => {
         const js = x % y;
         const got = await remainder(x, y);
         expect(got === null ? null : got === 0 ? 0 : got).toEqual(Number.isFinite(js) ? (js === 0 ? 0 : js) : null);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it('counts ages in calendar years as the JS engine does, Feb 29 birthdays included', async () => {
+    const age = async (t: number, now: number) =>
+      (
+        await client.query<{ v: string | null }>('SELECT pql_age(CAST($1 AS float8), CAST($2 AS float8)) AS v', [
+          t,
+          now,
+        ])
+      ).rows[0]!.v;
+    const leapBirthday = Date.parse('2004-02-29T12:00:00.000Z');
+    expect(await age(leapBirthday, Date.parse('2023-02-28T12:00:00.000Z'))).toBe(19);
+    expect(await age(leapBirthday, Date.parse('2023-02-28T11:59:59.999Z'))).toBe(18);
+    expect(await age(Date.parse('2030-01-01T00:00:00.000Z'), Date.parse('2026-01-01T00:00:00.000Z'))).toBeNull();
+    // Years 1 to 9999, the instants PostgreSQL reads from documents.
+    const instant = fc.integer({ min: -62135596800000, max: 253402300799999 });
+    await fc.assert(
+      fc.asyncProperty(instant, instant, async (t, now) => {
+        const js = ageInYears(t, now);
+        expect(await age(t, now)).toBe(js ?? null);
       }),
       { numRuns: 500 },
     );

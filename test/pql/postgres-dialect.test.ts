@@ -51,16 +51,19 @@ describe('PQL compiled for PostgreSQL', () => {
     expect(s.sql).toMatch(/pql_total\(v ORDER BY o0, o1\)/);
     expect(s.sql).toMatch(/pql_avg\(v ORDER BY o0\)/);
     expect(postgres('(loyalty.points % 2) = 1').sql).toContain('pql_fmod(');
+    expect(postgres('age(createdAt) = loyalty.points').sql).toContain('pql_age(');
+    expect(postgres('age(person.birthDate) + 1 > 30').sql).toContain('pql_age(');
   });
 
   it('rejects what it cannot run with the same meaning, at the part to change', () => {
-    const e = rejection('person.name.firstName = "a" and age(createdAt) = loyalty.points');
+    const e = rejection(
+      'person.name.firstName = "a" and xEvent[timestamp occurs 1 month before ^.createdAt].count() > 0',
+    );
     expect(e.code).toBe('PQL_TYPE_ERROR');
-    expect(e.message).toMatch(/^Not supported on PostgreSQL: age\(\)/);
-    expect(e.loc.offset).toBe('person.name.firstName = "a" and '.length);
+    expect(e.message).toMatch(/^Not supported on PostgreSQL: an occurs window/);
+    expect(e.loc.offset).toBeGreaterThanOrEqual('person.name.firstName = "a" and '.length);
     expect(rejection('person.name.firstName.matches("\\\\bJo")').message).toContain('the escape \\b');
     expect(rejection('person.name.firstName.regexGroup("(a|ab)c", 1) = "a"').message).toContain('longest match');
-    expect(rejection('age(person.birthDate) + 1 > 30').message).toContain('age()');
     expect(rejection('_tenant.prefs.keys().count() > 1').message).toContain('keys() and values()');
     expect(rejection('person.name.firstName = "a\\u0000b"').message).toContain('U+0000');
   });

@@ -84,7 +84,7 @@ export interface Dialect {
   toIso(x: Sql): Sql;
   /** The UTC year, month or day of month of an instant in ms. */
   datePart(part: 'year' | 'month' | 'day', ms: Sql): Sql;
-  /** `age(t)` at `now` in whole years. */
+  /** `age(t)` at `now` in whole years, t in epoch ms. */
   age(t: Sql, now: Sql): Sql;
   /** `t occurs <tail>` with per-row references, the tail described by `spec` (JSON). */
   occurs(t: Sql, spec: Sql, ref: Sql, to: Sql, now: Sql): Sql;

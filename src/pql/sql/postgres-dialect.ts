@@ -2,7 +2,7 @@
  * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
  * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
  * needs to be installed in the database beyond the ICU collations of a standard build and
- * the sum aggregates and the remainder function of SegQL's own migrations.
+ * the PQL functions of SegQL's own migrations (sums, remainder, age).
  *
  * Where the meaning of the JS engine differs from PostgreSQL's own:
  * - JSON reads check the JSON type before casting (a string where a number is expected is
@@ -16,7 +16,8 @@
  *   the items' order), which the JS engine reproduces bit for bit: through the aggregates
  *   pql_total / pql_avg that the PostgreSQL migrations create, given the order in the call.
  * - `%` is fmod() of the doubles, computed exactly in numeric by pql_fmod (same migrations).
- * Rejected (BackendUnsupported): `age()` as a value and `occurs` windows that need calendar arithmetic per row, and `keys()` /
+ * - `age(t)` as a value is pql_age (same migrations), the JS engine's calendar years.
+ * Rejected (BackendUnsupported): `occurs` windows that need calendar arithmetic per row, and `keys()` /
  * `values()` (jsonb does not keep the order keys were written in).
  */
 import type { PqlType } from '../check/types.js';
@@ -178,9 +179,8 @@ export const POSTGRES: Dialect = {
     sql`(SELECT CASE WHEN m BETWEEN -62135596800000 AND 253402300799999 THEN to_char(to_timestamp(floor(m / 1000)) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') || '.' || lpad(CAST(m - floor(m / 1000) * 1000 AS text), 3, '0') || 'Z' END FROM (SELECT CAST(${x} AS numeric) AS m) AS q)`,
   datePart: (part, ms) =>
     sql`CAST(extract(${raw(part)} FROM to_timestamp(floor(CAST(${ms} AS numeric) / 1000)) AT TIME ZONE 'UTC') AS integer)`,
-  age() {
-    throw new BackendUnsupported('age() other than compared with a number: calendar years per row');
-  },
+  // Whole calendar years as the JS engine counts them: created by the PostgreSQL migrations (0005_pql_age.sql).
+  age: (t, now) => sql`pql_age(CAST(${t} AS float8), CAST(${now} AS float8))`,
   occurs() {
     throw new BackendUnsupported('an occurs window with calendar units relative to a per-row time');
   },

@@ -469,7 +469,8 @@ function comparand(ctx: CompileContext, node: ExpressionNode, env: Env): ScalarV
 }
 
 function ageValue(ctx: CompileContext, t: ScalarValue): ScalarValue {
-  return { ...scalarOf(dialect().age(valueSql(t), param(ctx.now)), NUMBER_TYPE), origin: { ageOf: t } };
+  // In epoch ms, the one form every dialect's age() takes.
+  return { ...scalarOf(dialect().age(valueSql(asMs(t)), param(ctx.now)), NUMBER_TYPE), origin: { ageOf: t } };
 }
 
 function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue {
