@@ -4,7 +4,8 @@
  * runtime.KbnAccumulator (and so SQLite's total()) gives for the same numbers in the same order
  * — integers beyond 2^53 as JSON.stringify writes them, sums that leave 64 bits, overflow to
  * ±Infinity, subnormals; `%` (0004_pql_remainder.sql) must be JS's remainder of two doubles, and
- * age() (0005_pql_age.sql) the JS engine's whole calendar years.
+ * age() (0005_pql_age.sql) the JS engine's whole calendar years, and pql_occurs
+ * (0006_pql_occurs.sql) the JS engine's occurs windows.
  * Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL database (its own schema, dropped after).
  */
 import { readFileSync } from 'node:fs';
@@ -12,10 +13,10 @@ import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KbnAccumulator } from '../../src/pql/runtime/index.js';
-import { ageInYears } from '../../src/pql/runtime/time.js';
+import { addUnits, ageInYears, type OccursShape, occursMatches } from '../../src/pql/runtime/time.js';
 
 const DATABASE_URL = process.env.SEGQL_TEST_DATABASE_URL;
-const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql', '0005_pql_age.sql'].map(
+const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql', '0005_pql_age.sql', '0006_pql_occurs.sql'].map(
   (name) => new URL(`../../drizzle/pg/${name}`, import.meta.url),
 );
 
@@ -149,6 +150,71 @@ describe.runIf(DATABASE_URL !== undefined)('PQL functions on PostgreSQL', () => 
         expect(await age(t, now)).toBe(js ?? null);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  it('puts t in or out of an occurs window as the JS engine does', async () => {
+    const unit = fc.constantFrom('millisecond', 'second', 'minute', 'hour', 'day', 'week', 'month', 'year' as const);
+    const shape: fc.Arbitrary<OccursShape> = fc.oneof(
+      fc.record({
+        form: fc.constant('relative' as const),
+        op: fc.constantFrom('=', '!=', '<', '<=', '>', '>=' as const),
+        amount: fc.oneof(fc.integer({ min: 0, max: 400 }), fc.double({ min: 0, max: 50, noNaN: true })),
+        unit,
+        direction: fc.constantFrom('before', 'after' as const),
+      }),
+      fc.record({ form: fc.constant('beforeAfter' as const), direction: fc.constantFrom('before', 'after' as const) }),
+      fc.record({ form: fc.constant('on' as const) }),
+      fc.record({
+        form: fc.constant('period' as const),
+        which: fc.constantFrom('this', 'last', 'next' as const),
+        unit,
+      }),
+      fc.record({ form: fc.constant('between' as const) }),
+    );
+    // 1900 to 2100, where the windows of a shop's data fall; Feb 29 and month ends come up often enough.
+    const instant = fc.integer({ min: -2208988800000, max: 4102444800000 });
+    const near = fc.oneof(
+      fc.integer({ min: -3 * 365 * 86400000, max: 3 * 365 * 86400000 }),
+      fc.integer({ min: -3 * 86400000, max: 3 * 86400000 }),
+    );
+    const occurs = async (t: number, spec: object, ref: number | null, to: number | null, now: number) =>
+      (
+        await client.query<{ v: boolean }>(
+          'SELECT pql_occurs(CAST($1 AS float8), CAST($2 AS jsonb), CAST($3 AS float8), CAST($4 AS float8), CAST($5 AS float8)) AS v',
+          [t, JSON.stringify(spec), ref, to, now],
+        )
+      ).rows[0]!.v;
+    const leapDay = Date.parse('2024-02-29T10:00:00.000Z');
+    const monthBefore = { form: 'relative', op: '=', amount: 1, unit: 'month', direction: 'before' } as const;
+    expect(await occurs(Date.parse('2024-01-29T23:00:00.000Z'), { shape: monthBefore }, leapDay, null, leapDay)).toBe(
+      occursMatches(Date.parse('2024-01-29T23:00:00.000Z'), monthBefore, leapDay, false, leapDay),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        shape,
+        instant,
+        fc.array(near, { minLength: 4, maxLength: 4 }),
+        fc.boolean(),
+        fc.boolean(),
+        fc.boolean(),
+        fc.constantFrom('near', 'on the shifted bound', 'on the reference' as const),
+        async (sh, base, [dt, dr, dto, dnow], refDay, toDay, missing, where) => {
+          // All four within a few years of each other, so that windows and t meet; and t often
+          // exactly on a bound, where an inclusive and an exclusive end differ.
+          const now = base + dnow!;
+          const ref = missing && sh.form === 'relative' ? null : base + dr!;
+          let t = base + dt!;
+          if (where === 'on the reference' && ref !== null) t = ref;
+          if (where === 'on the shifted bound' && ref !== null && sh.form === 'relative') {
+            t = addUnits(ref, sh.unit, sh.direction === 'before' ? -sh.amount : sh.amount);
+          }
+          const to = base + dto!;
+          const js = occursMatches(t, sh, ref, refDay, now, to, toDay);
+          expect(await occurs(t, { shape: sh, refDay, toDay }, ref, to, now)).toBe(js);
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 

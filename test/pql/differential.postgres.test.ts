@@ -31,9 +31,12 @@ import { DifferentialHarness, SANDBOX_ID, type TestProfile } from './differentia
 const URL = process.env.SEGQL_TEST_DATABASE_URL;
 const RUNS = Number(process.env.PG_PROPERTY_RUNS ?? 400);
 const PROFILES_PER_CASE = 30;
-const FUNCTION_MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql', '0005_pql_age.sql'].map(
-  (name) => new globalThis.URL(`../../drizzle/pg/${name}`, import.meta.url),
-);
+const FUNCTION_MIGRATIONS = [
+  '0003_pql_sums.sql',
+  '0004_pql_remainder.sql',
+  '0005_pql_age.sql',
+  '0006_pql_occurs.sql',
+].map((name) => new globalThis.URL(`../../drizzle/pg/${name}`, import.meta.url));
 
 const LAYOUT = `
 CREATE TABLE profiles (id bigint PRIMARY KEY, sandbox_id bigint NOT NULL, attributes jsonb NOT NULL,

@@ -86,7 +86,7 @@ export interface Dialect {
   datePart(part: 'year' | 'month' | 'day', ms: Sql): Sql;
   /** `age(t)` at `now` in whole years, t in epoch ms. */
   age(t: Sql, now: Sql): Sql;
-  /** `t occurs <tail>` with per-row references, the tail described by `spec` (JSON). */
+  /** `t occurs <tail>` with per-row references (instants in epoch ms), the tail described by `spec` (JSON). */
   occurs(t: Sql, spec: Sql, ref: Sql, to: Sql, now: Sql): Sql;
   /** The aggregate function of PQL sum / average (SQLite's compensated sums). */
   sumFunction(fn: 'sum' | 'average'): string;

@@ -2,7 +2,7 @@
  * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
  * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
  * needs to be installed in the database beyond the ICU collations of a standard build and
- * the PQL functions of SegQL's own migrations (sums, remainder, age).
+ * the PQL functions of SegQL's own migrations (sums, remainder, calendar arithmetic).
  *
  * Where the meaning of the JS engine differs from PostgreSQL's own:
  * - JSON reads check the JSON type before casting (a string where a number is expected is
@@ -16,9 +16,10 @@
  *   the items' order), which the JS engine reproduces bit for bit: through the aggregates
  *   pql_total / pql_avg that the PostgreSQL migrations create, given the order in the call.
  * - `%` is fmod() of the doubles, computed exactly in numeric by pql_fmod (same migrations).
- * - `age(t)` as a value is pql_age (same migrations), the JS engine's calendar years.
- * Rejected (BackendUnsupported): `occurs` windows that need calendar arithmetic per row, and `keys()` /
- * `values()` (jsonb does not keep the order keys were written in).
+ * - `age(t)` as a value is pql_age, and an `occurs` window on a per-row time in calendar units
+ *   pql_occurs (same migrations), the JS engine's calendar arithmetic.
+ * Rejected (BackendUnsupported): `keys()` / `values()` (jsonb does not keep the order keys were
+ * written in).
  */
 import type { PqlType } from '../check/types.js';
 import { BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
@@ -181,9 +182,9 @@ export const POSTGRES: Dialect = {
     sql`CAST(extract(${raw(part)} FROM to_timestamp(floor(CAST(${ms} AS numeric) / 1000)) AT TIME ZONE 'UTC') AS integer)`,
   // Whole calendar years as the JS engine counts them: created by the PostgreSQL migrations (0005_pql_age.sql).
   age: (t, now) => sql`pql_age(CAST(${t} AS float8), CAST(${now} AS float8))`,
-  occurs() {
-    throw new BackendUnsupported('an occurs window with calendar units relative to a per-row time');
-  },
+  // The JS engine's window and test, created by the PostgreSQL migrations (0006_pql_occurs.sql).
+  occurs: (t, spec, ref, to, now) =>
+    sql`pql_occurs(CAST(${t} AS float8), CAST(${spec} AS jsonb), CAST(${ref} AS float8), CAST(${to} AS float8), CAST(${now} AS float8))`,
   // SQLite's total() step for step, created by the PostgreSQL migrations (drizzle/pg/0003_pql_sums.sql).
   sumFunction: (fn) => (fn === 'sum' ? 'pql_total' : 'pql_avg'),
   orderedSums: true,

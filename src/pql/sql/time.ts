@@ -137,9 +137,10 @@ export function compileOccurs(ctx: CompileContext, subject: ScalarValue, tail: O
   }
 
   const spec: OccursSpec = { shape, refDay, toDay };
-  const arg = (v: ScalarValue | undefined): Sql => (v === undefined ? sql`NULL` : valueSql(v));
+  // Every instant as epoch ms, the one form every dialect's occurs() takes.
+  const arg = (v: ScalarValue | undefined): Sql => (v === undefined ? sql`NULL` : valueSql(asMs(v)));
   return predicate(
-    dialect().occurs(valueSql(subject), param(JSON.stringify(spec)), arg(refs[0]), arg(refs[1]), param(ctx.now)),
+    dialect().occurs(valueSql(asMs(subject)), param(JSON.stringify(spec)), arg(refs[0]), arg(refs[1]), param(ctx.now)),
     false,
   );
 }
