@@ -50,6 +50,7 @@ async function subscribe(
   });
   const sub: Subscriber = { client, messages: [], errors: [] };
   open.push(sub);
+  const attached = server.app.bus.subscriptionCount;
   client.subscribe(
     { query, variables },
     {
@@ -59,8 +60,10 @@ async function subscribe(
       complete: () => {},
     },
   );
-  // The server attaches the subscription within its next turns; give it a moment.
-  await new Promise((r) => setTimeout(r, 300));
+  // Until the server has attached it (a fixed wait was too short on a loaded box), or refused it.
+  const end = Date.now() + 10_000;
+  while (server.app.bus.subscriptionCount === attached && sub.errors.length === 0 && Date.now() < end)
+    await new Promise((r) => setTimeout(r, 10));
   return sub;
 }
 
@@ -120,6 +123,7 @@ beforeAll(async () => {
 // Each test counts what its own subscribers get.
 afterEach(async () => {
   await Promise.all(open.splice(0).map((s) => s.client.dispose()));
+  await until(() => server.app.bus.subscriptionCount === 0, 'the subscriptions to end');
 });
 afterAll(() => server?.stop());
 
@@ -227,7 +231,8 @@ describe('audienceMembershipChangesCommitted', () => {
   });
 
   it('executes a commit once for every subscriber of one operation, one message each', async () => {
-    const subs = await Promise.all(Array.from({ length: 10 }, () => subscribe(COMMITS)));
+    const subs: Subscriber[] = [];
+    for (let i = 0; i < 10; i++) subs.push(await subscribe(COMMITS));
     const before = { ...sharedResultStats };
     await ingest(Array.from({ length: 8 }, (_, i) => [`x${i}`, { loyalty: { tier: 'gold', points: 900 } }]));
     await until(() => subs.every((s) => s.messages.length >= 1), 'every subscriber');
