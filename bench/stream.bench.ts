@@ -217,11 +217,13 @@ export async function run(argv: string[]): Promise<number> {
     const latencies: number[] = [];
     let received = 0;
     let messages = 0;
+    let largest = 0;
     // Changes the server dropped for this subscriber because it fell behind (its queue was full).
     let lagged = 0;
     const heard = (changes: readonly { at: string }[], laggedBefore: number) => {
       const now = Date.now();
       messages++;
+      largest = Math.max(largest, changes.length);
       received += changes.length;
       lagged += laggedBefore;
       for (const change of changes) latencies.push(now - Date.parse(change.at));
@@ -288,6 +290,7 @@ export async function run(argv: string[]): Promise<number> {
       const before = received;
       const laggedBefore = lagged;
       const messagesBefore = messages;
+      largest = 0;
       let queued = 0;
       const started = performance.now();
       const worker = async () => {
@@ -306,7 +309,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       if (label) {
         console.log(
-          `changes ${NAME} ${label}: ${received - before} membership changes received in ${messages - messagesBefore} messages, ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
+          `changes ${NAME} ${label}: ${received - before} membership changes received in ${messages - messagesBefore} messages (at most ${largest} in one), ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
         );
       }
       return (total / ms) * 1000;
