@@ -1,12 +1,13 @@
 /**
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
- *   [--concurrency 8] [--subscribers 0] [--server-prof DIR]`
+ *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--server-prof DIR]`
  *
  * Streaming segmentation end to end (docs/performance.md `stream`): the real server in its own
  * process (as `npm start` runs it) on a scratch data directory seeded beforehand with `--profiles`
  * demo profiles (10 events each) and `--definitions` streaming definitions (attribute tests, and
  * typed event counts over windows of 1 to 24 hours); a graphql-ws client subscribed to
- * `audienceMembershipChanged`; then `ingestEvents` over HTTP in batches of `--batch` events, each
+ * `audienceMembershipChangesCommitted` (a commit's changes per message; `--subscription change`:
+ * `audienceMembershipChanged`, one change per message, as before session 7); then `ingestEvents` over HTTP in batches of `--batch` events, each
  * event for a random demo profile and timestamped now (so the windowed definitions change state).
  * The runs go first with `--concurrency` requests in flight (a producer sending from several
  * connections, as a real one does), then one request at a time.
@@ -18,7 +19,7 @@
  * - `server-cpu-ms-per-1000-events` (and `-sequential`): the server process's CPU time (user +
  *   system, from /proc) per 1,000 events: the cost per event, which other load on the box does
  *   not inflate as it does wall time.
- * - context: `changes …` (how many changes the subscriber saw per run).
+ * - context: `changes …` (how many changes the subscriber saw per run, and in how many messages).
  *
  * Correctness (exit 1 with a `MISMATCH` line): every event sent is accepted and stored once; every
  * membership change written reached the subscriber or was counted to it in `lagged` (a subscriber
@@ -181,6 +182,10 @@ export async function run(argv: string[]): Promise<number> {
   const concurrency = intArg(args, 'concurrency', 8);
   // --subscribers 0: no listener, to see what publishing to one costs.
   const subscribe = args.get('subscribers') !== '0';
+  const perChange = args.get('subscription') === 'change';
+  if (!['commit', 'change', undefined].includes(args.get('subscription'))) {
+    throw new Error('--subscription is commit (the default) or change');
+  }
   const serverProf = args.get('server-prof');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
@@ -211,20 +216,38 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const latencies: number[] = [];
     let received = 0;
+    let messages = 0;
+    let largest = 0;
     // Changes the server dropped for this subscriber because it fell behind (its queue was full).
     let lagged = 0;
+    const heard = (changes: readonly { at: string }[], laggedBefore: number) => {
+      const now = Date.now();
+      messages++;
+      largest = Math.max(largest, changes.length);
+      received += changes.length;
+      lagged += laggedBefore;
+      for (const change of changes) latencies.push(now - Date.parse(change.at));
+    };
     await new Promise<void>((resolve, reject) => {
       if (!subscribe) return resolve();
       client.on('connected', () => setTimeout(resolve, 50));
+      type Change = { at: string; to: string; lagged: number };
       client.subscribe(
-        { query: 'subscription { audienceMembershipChanged { at to lagged } }' },
+        {
+          query: perChange
+            ? 'subscription { audienceMembershipChanged { at to lagged } }'
+            : 'subscription { audienceMembershipChangesCommitted { lagged changes { at to } } }',
+        },
         {
           next: (m) => {
-            received++;
-            const change = (m.data as { audienceMembershipChanged: { at: string; lagged: number } })
-              .audienceMembershipChanged;
-            lagged += change.lagged;
-            latencies.push(Date.now() - Date.parse(change.at));
+            if (perChange) {
+              const change = (m.data as { audienceMembershipChanged: Change }).audienceMembershipChanged;
+              heard([change], change.lagged);
+            } else {
+              const commit = (m.data as { audienceMembershipChangesCommitted: { lagged: number; changes: Change[] } })
+                .audienceMembershipChangesCommitted;
+              heard(commit.changes, commit.lagged);
+            }
           },
           error: reject,
           complete: () => {},
@@ -266,6 +289,8 @@ export async function run(argv: string[]): Promise<number> {
     const oneRun = async (total: number, inFlight: number, label: string | undefined) => {
       const before = received;
       const laggedBefore = lagged;
+      const messagesBefore = messages;
+      largest = 0;
       let queued = 0;
       const started = performance.now();
       const worker = async () => {
@@ -284,7 +309,7 @@ export async function run(argv: string[]): Promise<number> {
       }
       if (label) {
         console.log(
-          `changes ${NAME} ${label}: ${received - before} membership changes received, ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
+          `changes ${NAME} ${label}: ${received - before} membership changes received in ${messages - messagesBefore} messages (at most ${largest} in one), ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
         );
       }
       return (total / ms) * 1000;

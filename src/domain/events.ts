@@ -78,7 +78,8 @@ export class EventBus {
   /**
    * Publishes several payloads of one topic in order (a commit's membership changes): each local
    * subscriber takes them in one call, so a burst fanned out to a thousand subscribers costs a
-   * thousand calls, not a thousand per payload.
+   * thousand calls, not a thousand per payload. Subscribers' queues keep `payloads` itself: it
+   * must not change afterwards.
    */
   publishAll(topic: string, payloads: readonly unknown[]): void {
     if (payloads.length === 0) return;
@@ -134,29 +135,34 @@ export class EventBus {
    * the count in `lagged`.
    */
   subscribe<T>(topic: string, signal?: AbortSignal): AsyncIterableIterator<Delivery<T>> & { close(): void } {
-    // Payloads wait as they were published; only one after a gap is wrapped with its count, so
-    // a thousand subscribers queueing a burst allocate nothing each but the queue's slots.
-    const queue: (T | Gap<T>)[] = [];
-    const limit = this.queueSize;
+    return this.attach(topic, signal, (queue) => queue.takeOne() as Delivery<T>);
+  }
+
+  /**
+   * As `subscribe`, but each delivery is what one `publishAll` published (a commit's membership
+   * changes), in order: the same array for every subscriber that lost none of it, so they can
+   * share what is made of it. The queue holds `queueSize` payloads, not commits; an overflow
+   * drops the oldest payloads, even part of a commit (the rest arrives as a shorter one), and
+   * `lagged` counts the payloads dropped just before the delivered ones.
+   */
+  subscribeCommits<T>(
+    topic: string,
+    signal?: AbortSignal,
+  ): AsyncIterableIterator<Delivery<readonly T[]>> & { close(): void } {
+    return this.attach(topic, signal, (queue) => queue.takeCommit() as Delivery<readonly T[]>);
+  }
+
+  private attach<D>(
+    topic: string,
+    signal: AbortSignal | undefined,
+    take: (queue: CommitQueue) => D,
+  ): AsyncIterableIterator<D> & { close(): void } {
+    const queue = new CommitQueue(this.queueSize);
     let wake: (() => void) | undefined;
     let closed = false;
     const listener = (payloads: readonly unknown[]) => {
-      for (const payload of payloads) {
-        let lagged = 0;
-        if (queue.length >= limit) {
-          const dropped = queue.shift()!;
-          lagged = (dropped instanceof Gap ? dropped.lagged : 0) + 1;
-          this.onDropped(1);
-          // The gap is reported by the payload after it: now the oldest one waiting.
-          if (queue.length > 0) {
-            const next = queue[0]!;
-            if (next instanceof Gap) next.lagged += lagged;
-            else queue[0] = new Gap(next, lagged);
-            lagged = 0;
-          }
-        }
-        queue.push(lagged > 0 ? new Gap(payload as T, lagged) : (payload as T));
-      }
+      const dropped = queue.push(payloads);
+      if (dropped > 0) this.onDropped(dropped);
       wake?.();
     };
     let set = this.listeners.get(topic);
@@ -182,25 +188,24 @@ export class EventBus {
         this.remote.delete(topic);
       }
       // What it held is nobody's now.
-      queue.length = 0;
+      queue.clear();
       wake?.();
     };
     signal?.addEventListener('abort', close, { once: true });
     const iterator = {
       close,
-      next: async (): Promise<IteratorResult<Delivery<T>>> => {
-        while (queue.length === 0 && !closed) {
+      next: async (): Promise<IteratorResult<D>> => {
+        while (queue.size === 0 && !closed) {
           await new Promise<void>((resolve) => {
             wake = resolve;
           });
           wake = undefined;
         }
-        for (let wait = this.turn(); wait && queue.length > 0; wait = this.turn()) await wait;
-        if (queue.length === 0) return { value: undefined, done: true };
-        const item = queue.shift()!;
-        return { value: item instanceof Gap ? item : { payload: item, lagged: 0 }, done: false };
+        for (let wait = this.turn(); wait && queue.size > 0; wait = this.turn()) await wait;
+        if (queue.size === 0) return { value: undefined, done: true };
+        return { value: take(queue), done: false };
       },
-      async return(): Promise<IteratorResult<Delivery<T>>> {
+      async return(): Promise<IteratorResult<D>> {
         close();
         return { value: undefined, done: true };
       },
@@ -212,12 +217,77 @@ export class EventBus {
   }
 }
 
-/** A payload waiting in a queue after `lagged` dropped ones. */
-class Gap<T> implements Delivery<T> {
-  constructor(
-    readonly payload: T,
-    public lagged: number,
-  ) {}
+/**
+ * One subscriber's waiting payloads, bounded in payloads. It holds the commits as they were
+ * published (the publisher's arrays, shared by every subscriber and never copied), so a thousand
+ * subscribers queueing a burst allocate one slot each per commit; dropping or taking the oldest
+ * payloads only moves `offset` into the oldest commit.
+ */
+class CommitQueue {
+  private readonly commits: (readonly unknown[])[] = [];
+  /** How many of the oldest commit's payloads are gone (taken or dropped). */
+  private offset = 0;
+  /** Payloads waiting. */
+  size = 0;
+  /** Payloads dropped just before the oldest waiting one, not yet reported. */
+  private lost = 0;
+
+  constructor(private readonly limit: number) {}
+
+  /** Queues a commit; returns how many of the oldest payloads it pushed out. */
+  push(payloads: readonly unknown[]): number {
+    this.commits.push(payloads);
+    this.size += payloads.length;
+    const excess = this.size - this.limit;
+    if (excess <= 0) return 0;
+    this.skip(excess);
+    this.lost += excess;
+    return excess;
+  }
+
+  /** The oldest waiting payload, with the count lost just before it; the queue must not be empty. */
+  takeOne(): Delivery<unknown> {
+    const payload = this.commits[0]![this.offset];
+    this.skip(1);
+    return { payload, lagged: this.reported() };
+  }
+
+  /** What is left of the oldest commit; the queue must not be empty. */
+  takeCommit(): Delivery<readonly unknown[]> {
+    const head = this.commits.shift()!;
+    const payloads = this.offset === 0 ? head : head.slice(this.offset);
+    this.offset = 0;
+    this.size -= payloads.length;
+    return { payload: payloads, lagged: this.reported() };
+  }
+
+  clear(): void {
+    this.commits.length = 0;
+    this.offset = 0;
+    this.size = 0;
+    this.lost = 0;
+  }
+
+  private reported(): number {
+    const lagged = this.lost;
+    this.lost = 0;
+    return lagged;
+  }
+
+  /** Removes the `n` oldest waiting payloads (n <= size). */
+  private skip(n: number): void {
+    this.size -= n;
+    while (n > 0) {
+      const rest = this.commits[0]!.length - this.offset;
+      if (rest > n) {
+        this.offset += n;
+        return;
+      }
+      this.commits.shift();
+      this.offset = 0;
+      n -= rest;
+    }
+  }
 }
 
 export const topics = {

@@ -63,6 +63,48 @@ describe('EventBus', () => {
     sub.close();
   });
 
+  it('delivers each commit whole to a commit subscriber, the published array itself', async () => {
+    const bus = new EventBus({ queueSize: 10 });
+    const commits = bus.subscribeCommits<number>('t');
+    const single = bus.subscribe<number>('t');
+    const first = [1, 2, 3];
+    bus.publishAll('t', first);
+    bus.publish('t', 4);
+    const a = (await commits.next()).value!;
+    expect(a.payload).toBe(first);
+    expect(a.lagged).toBe(0);
+    expect((await commits.next()).value).toEqual({ payload: [4], lagged: 0 });
+    // The subscriber of single payloads still gets them one by one from the same commits.
+    const got: number[] = [];
+    for (let i = 0; i < 4; i++) got.push((await single.next()).value!.payload);
+    expect(got).toEqual([1, 2, 3, 4]);
+    commits.close();
+    single.close();
+    expect(bus.subscriptionCount).toBe(0);
+  });
+
+  it('bounds a commit subscriber in payloads: the oldest are dropped, even part of a commit, and counted', async () => {
+    let dropped = 0;
+    const bus = new EventBus({ queueSize: 5, onDropped: (n) => (dropped += n) });
+    const commits = bus.subscribeCommits<number>('t');
+    bus.publishAll('t', [1, 2, 3]);
+    bus.publishAll('t', [4, 5]);
+    bus.publishAll('t', [6, 7, 8]);
+    // 8 payloads for 5 places: 1, 2 and 3 went; a commit larger than the queue keeps its newest.
+    expect((await commits.next()).value).toEqual({ payload: [4, 5], lagged: 3 });
+    expect((await commits.next()).value).toEqual({ payload: [6, 7, 8], lagged: 0 });
+    bus.publishAll('t', [9, 10, 11]);
+    bus.publishAll('t', [12, 13, 14, 15, 16, 17, 18]);
+    expect((await commits.next()).value).toEqual({ payload: [14, 15, 16, 17, 18], lagged: 5 });
+    bus.publishAll('t', [19, 20, 21, 22]);
+    bus.publishAll('t', [23, 24]);
+    expect((await commits.next()).value).toEqual({ payload: [20, 21, 22], lagged: 1 });
+    expect((await commits.next()).value).toEqual({ payload: [23, 24], lagged: 0 });
+    expect(dropped).toBe(9);
+    commits.close();
+    expect((await commits.next()).done).toBe(true);
+  });
+
   it('carries a gap to the next payload when the queue holds one', async () => {
     const bus = new EventBus({ queueSize: 1 });
     const sub = bus.subscribe<string>('t');

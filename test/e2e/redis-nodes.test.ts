@@ -123,6 +123,16 @@ describe.skipIf(!url)('nodes sharing events through Redis (SEGQL_TEST_REDIS_URL)
         complete: () => {},
       },
     );
+    // The same changes a commit per message; another node's arrive one per message (docs/api.md).
+    const commits: { lagged: number; changes: typeof changes }[] = [];
+    client.subscribe(
+      { query: 'subscription { audienceMembershipChangesCommitted { lagged changes { from to cause lagged } } }' },
+      {
+        next: (m) => commits.push(m.data!.audienceMembershipChangesCommitted as (typeof commits)[number]),
+        error: () => {},
+        complete: () => {},
+      },
+    );
     try {
       await subscribers(`${redisPrefix}memberships:1`, 1);
       const ingest = 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }';
@@ -137,6 +147,9 @@ describe.skipIf(!url)('nodes sharing events through Redis (SEGQL_TEST_REDIS_URL)
         { from: null, to: 'REALIZED', cause: 'STREAMING', lagged: 0 },
         { from: 'REALIZED', to: 'EXITED', cause: 'STREAMING', lagged: 0 },
       ]);
+      for (let i = 0; i < 250 && commits.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(commits.every((c) => c.lagged === 0)).toBe(true);
+      expect(commits.flatMap((c) => c.changes)).toEqual(changes);
     } finally {
       await client.dispose();
     }

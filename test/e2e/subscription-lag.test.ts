@@ -82,6 +82,47 @@ describe('a subscriber that reads too slowly', () => {
   }, 60_000);
 });
 
+describe('a commit subscriber that reads too slowly', () => {
+  it('is told how many changes it lost with the next commit, and ingestion never waits for it', async () => {
+    const slow = await rawSubscriber(
+      'subscription { audienceMembershipChangesCommitted { lagged changes { to profile { id } } } }',
+    );
+    slow.pause();
+    const before = await droppedTotal();
+    // Commits of varied sizes, so the bounded queue cuts some of them part way.
+    const sizes = Array.from({ length: 40 }, (_, i) => 1 + ((i * 37) % 900));
+    const total = sizes.reduce((sum, n) => sum + n, 0);
+    let start = 0;
+    for (const size of sizes) {
+      const records = Array.from({ length: size }, (_, i) => ({
+        identities: [{ namespace: 'email', id: `lagc${start + i}@example.com` }],
+        attributes: { loyalty: { points: start + i } },
+      }));
+      start += size;
+      expect(ok(await server.gql(PROFILES, { r: records })).ingestProfiles.accepted).toBe(size);
+    }
+    slow.resume();
+    const commits = () =>
+      slow.messages.filter((m) => m.type === 'next').map((m) => m.payload.data.audienceMembershipChangesCommitted);
+    const received = () => commits().flatMap((c) => c.changes);
+    const lost = () => commits().reduce((sum, c) => sum + c.lagged, 0);
+    const until = Date.now() + 20_000;
+    while (received().length + lost() < total && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+
+    expect(received().every((c) => c.to === 'REALIZED')).toBe(true);
+    expect(commits().every((c) => c.changes.length > 0 && c.changes.length <= 900)).toBe(true);
+    // Some were lost (the queue holds 10 changes) …
+    expect(lost()).toBeGreaterThan(0);
+    // … and every change is either received or counted as lost, none twice, counted in changes.
+    expect(received().length + lost()).toBe(total);
+    expect(new Set(received().map((c) => c.profile.id)).size).toBe(received().length);
+    expect((await droppedTotal()) - before).toBe(lost());
+    // At most one message per commit: each is a commit, or what the queue kept of one.
+    expect(commits().length).toBeLessThanOrEqual(sizes.length);
+    slow.ws.close();
+  }, 60_000);
+});
+
 describe('a subscriber that leaves a quiet topic', () => {
   it('releases its subscription at once, not at the next event', async () => {
     const { createClient } = await import('graphql-ws');

@@ -14,6 +14,15 @@ beforeAll(async () => {
 });
 afterAll(() => server?.stop());
 
+/** Until exactly `n` subscriptions are attached on the server (the previous ones gone). */
+async function attached(n: number): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (server.app.bus.subscriptionCount !== n) {
+    if (Date.now() > until) throw new Error(`${server.app.bus.subscriptionCount} subscriptions attached, not ${n}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 async function statements(): Promise<number> {
   const text = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
   return Number(/^segql_sql_statements_total (\d+)$/m.exec(text)?.[1]);
@@ -40,8 +49,8 @@ async function statementsForOneChange(count: number): Promise<number> {
       }),
     );
   }
-  // Let every subscription attach before the change is made.
-  await new Promise((r) => setTimeout(r, 300));
+  // Every subscription attached before the change is made (a fixed wait was too short on a loaded box).
+  await attached(count);
   const scrapeA = await statements();
   const scrape = (await statements()) - scrapeA;
   const before = await statements();

@@ -22,6 +22,15 @@ beforeAll(async () => {
 });
 afterAll(() => server?.stop());
 
+/** Until exactly `n` subscriptions are attached on the server (the previous ones gone). */
+async function attached(n: number): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (server.app.bus.subscriptionCount !== n) {
+    if (Date.now() > until) throw new Error(`${server.app.bus.subscriptionCount} subscriptions attached, not ${n}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 const WHOLE = 'subscription { audienceMembershipChanged { to lagged profile { identities { value } } } }';
 const NARROW = 'subscription { audienceMembershipChanged { to } }';
 const ONE_AUDIENCE =
@@ -37,7 +46,7 @@ async function oneChange(subscriptions: { query: string; variables?: Record<stri
       client.subscribe(payload, { next: (m) => resolve(m), error: reject, complete: () => {} });
     });
   });
-  await new Promise((r) => setTimeout(r, 300));
+  await attached(subscriptions.length);
   const before = { ...sharedResultStats };
   ok(
     await server.gql('mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }', {

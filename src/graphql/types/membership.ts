@@ -1,5 +1,5 @@
 import { audiencesByIds } from '../../domain/audiences.js';
-import { notFound } from '../../domain/errors.js';
+import { badInput, notFound } from '../../domain/errors.js';
 import { mapDeliveries, topics } from '../../domain/events.js';
 import {
   listMembershipHistory,
@@ -103,8 +103,11 @@ builder.objectFields(ProfileRef, (t) => ({
   ),
 }));
 
-/** A change as one subscriber receives it: with the count of changes it lost just before. */
-type DeliveredChange = MembershipChange & { lagged: number };
+/**
+ * A change as one subscriber receives it: with the count of changes it lost just before
+ * (audienceMembershipChanged), or bare inside a MembershipChangeCommit, whose own count it is.
+ */
+type DeliveredChange = MembershipChange & { lagged?: number };
 
 const MembershipChangeType = builder.objectRef<DeliveredChange>('MembershipChange').implement({
   description:
@@ -135,9 +138,10 @@ const MembershipChangeType = builder.objectRef<DeliveredChange>('MembershipChang
       description: 'STREAMING (an ingest) or EXPIRY (a time window passed).',
       resolve: (c) => c.cause,
     }),
-    lagged: t.exposeInt('lagged', {
+    lagged: t.int({
       description:
-        'How many changes this subscriber lost just before this one because it read more slowly than they came (more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind); 0 normally. The lost changes are in membershipHistory.',
+        'How many changes this subscriber lost just before this one because it read more slowly than they came (more than SEGQL_SUBSCRIPTION_QUEUE_SIZE behind); 0 normally, and always 0 inside a MembershipChangeCommit (whose lagged counts them). The lost changes are in membershipHistory.',
+      resolve: (c) => c.lagged ?? 0,
     }),
   }),
 });
@@ -185,4 +189,101 @@ function deliveredChange(change: MembershipChange, lost: number): DeliveredChang
     deliveredWhole.set(change, delivered);
   }
   return delivered;
+}
+
+/** A commit's changes as one subscriber receives them: those of its audiences, after a gap of `lagged`. */
+interface DeliveredCommit {
+  changes: readonly MembershipChange[];
+  lagged: number;
+}
+
+const MembershipChangeCommitType = builder.objectRef<DeliveredCommit>('MembershipChangeCommit').implement({
+  description:
+    'The membership changes streaming segmentation committed together (one ingest, or one pass of the time-window sweep).',
+  fields: (t) => ({
+    changes: t.field({
+      type: [MembershipChangeType],
+      description: 'The changes of the audiences subscribed to, in the order they were made; never empty.',
+      resolve: (c) => c.changes,
+    }),
+    lagged: t.exposeInt('lagged', {
+      description:
+        'How many changes (of any audience) this subscriber lost just before these because it read more slowly than they came (more than SEGQL_SUBSCRIPTION_QUEUE_SIZE changes behind); 0 normally. The lost changes are in membershipHistory.',
+    }),
+  }),
+});
+
+builder.subscriptionField('audienceMembershipChangesCommitted', (t) =>
+  t.field({
+    type: MembershipChangeCommitType,
+    description:
+      "Streaming segmentation's membership changes in this sandbox, one event per commit carrying all its changes (with audienceIds only those audiences' changes; a commit without any is not sent).",
+    args: {
+      audienceIds: t.arg.idList({ description: "Only these audiences' changes (default: every audience's)." }),
+    },
+    subscribe: (_r, args, ctx) => {
+      const audienceIds = args.audienceIds?.map((id) => requireId(String(id), 'Audience'));
+      if (audienceIds?.length === 0)
+        throw badInput('audienceIds is empty: leave it out for every audience', 'audienceIds');
+      if (audienceIds) {
+        const found = audiencesByIds(ctx.conn, ctx.sandbox.id, audienceIds);
+        const missing = audienceIds.findIndex((id) => !found.has(id));
+        if (missing >= 0) {
+          const id = String(args.audienceIds![missing]);
+          throw notFound(`No Audience with id "${id}" in this sandbox`, id);
+        }
+      }
+      const only = audienceIds && new Set(audienceIds);
+      const filterKey = only ? [...only].sort((a, b) => a - b).join(',') : '*';
+      const commits = ctx.app.bus.subscribeCommits<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
+      // As for audienceMembershipChanged, a gap is reported with the next commit sent.
+      let lost = 0;
+      return mapDeliveries(commits, ({ payload, lagged }) => {
+        lost += lagged;
+        const delivered = deliveredCommit(payload, only, filterKey, lost);
+        if (delivered === undefined) return undefined;
+        lost = 0;
+        renewLoaders(ctx, delivered);
+        return delivered;
+      });
+    },
+    resolve: (commit) => commit,
+  }),
+);
+
+/** Per published commit and audience filter, the commit as delivered without a gap (null: none of its changes). */
+const deliveredCommits = new WeakMap<readonly MembershipChange[], Map<string, DeliveredCommit | null>>();
+
+/**
+ * The commit as a subscriber filtering on `only` gets it; undefined when none of its changes
+ * pass. Every subscriber with the same filter that lost nothing gets the same object, so they
+ * share its loaders and its executed result (src/server/shared-subscription-results.ts): one
+ * execution per commit per operation, however many changes it has.
+ */
+function deliveredCommit(
+  changes: readonly MembershipChange[],
+  only: ReadonlySet<number> | undefined,
+  filterKey: string,
+  lost: number,
+): DeliveredCommit | undefined {
+  const pick = () => {
+    const kept = only ? changes.filter((c) => only.has(c.audienceId)) : changes;
+    return kept.length === 0 ? null : kept;
+  };
+  if (lost > 0) {
+    const kept = pick();
+    return kept === null ? undefined : { changes: kept, lagged: lost };
+  }
+  let byFilter = deliveredCommits.get(changes);
+  if (!byFilter) {
+    byFilter = new Map();
+    deliveredCommits.set(changes, byFilter);
+  }
+  let delivered = byFilter.get(filterKey);
+  if (delivered === undefined) {
+    const kept = pick();
+    delivered = kept === null ? null : { changes: kept, lagged: 0 };
+    byFilter.set(filterKey, delivered);
+  }
+  return delivered ?? undefined;
 }
