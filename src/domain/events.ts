@@ -143,7 +143,8 @@ export class EventBus {
    * changes), in order: the same array for every subscriber that lost none of it, so they can
    * share what is made of it. The queue holds `queueSize` payloads, not commits; an overflow
    * drops the oldest payloads, even part of a commit (the rest arrives as a shorter one), and
-   * `lagged` counts the payloads dropped just before the delivered ones.
+   * `lagged` counts the payloads dropped just before the delivered ones. The newest commit is
+   * never cut: a commit larger than the queue reaches a subscriber that keeps up whole.
    */
   subscribeCommits<T>(
     topic: string,
@@ -234,11 +235,16 @@ class CommitQueue {
 
   constructor(private readonly limit: number) {}
 
-  /** Queues a commit; returns how many of the oldest payloads it pushed out. */
+  /**
+   * Queues a commit; returns how many of the oldest payloads it pushed out. The newest commit is
+   * kept whole even when it alone holds more than the limit: its array is the publisher's, shared
+   * by every subscriber, so keeping it costs no memory, and a subscriber that keeps up must not
+   * lose part of a large commit. What the limit bounds is what waits before it.
+   */
   push(payloads: readonly unknown[]): number {
     this.commits.push(payloads);
     this.size += payloads.length;
-    const excess = this.size - this.limit;
+    const excess = Math.min(this.size - this.limit, this.size - payloads.length);
     if (excess <= 0) return 0;
     this.skip(excess);
     this.lost += excess;

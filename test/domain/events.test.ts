@@ -90,19 +90,38 @@ describe('EventBus', () => {
     bus.publishAll('t', [1, 2, 3]);
     bus.publishAll('t', [4, 5]);
     bus.publishAll('t', [6, 7, 8]);
-    // 8 payloads for 5 places: 1, 2 and 3 went; a commit larger than the queue keeps its newest.
+    // 8 payloads for 5 places: 1, 2 and 3 went.
     expect((await commits.next()).value).toEqual({ payload: [4, 5], lagged: 3 });
     expect((await commits.next()).value).toEqual({ payload: [6, 7, 8], lagged: 0 });
     bus.publishAll('t', [9, 10, 11]);
     bus.publishAll('t', [12, 13, 14, 15, 16, 17, 18]);
-    expect((await commits.next()).value).toEqual({ payload: [14, 15, 16, 17, 18], lagged: 5 });
+    // The newest commit is larger than the queue: it stays whole, and what waited before it goes.
+    expect((await commits.next()).value).toEqual({ payload: [12, 13, 14, 15, 16, 17, 18], lagged: 3 });
     bus.publishAll('t', [19, 20, 21, 22]);
     bus.publishAll('t', [23, 24]);
     expect((await commits.next()).value).toEqual({ payload: [20, 21, 22], lagged: 1 });
     expect((await commits.next()).value).toEqual({ payload: [23, 24], lagged: 0 });
-    expect(dropped).toBe(9);
+    expect(dropped).toBe(7);
     commits.close();
     expect((await commits.next()).done).toBe(true);
+  });
+
+  it('gives a subscriber that keeps up a commit larger than the queue whole, to both kinds of subscriber', async () => {
+    const bus = new EventBus({ queueSize: 3 });
+    const commits = bus.subscribeCommits<number>('t');
+    const single = bus.subscribe<number>('t');
+    const big = Array.from({ length: 10 }, (_, i) => i);
+    bus.publishAll('t', big);
+    expect((await commits.next()).value).toEqual({ payload: big, lagged: 0 });
+    const one: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const { payload, lagged } = (await single.next()).value!;
+      expect(lagged).toBe(0);
+      one.push(payload);
+    }
+    expect(one).toEqual(big);
+    commits.close();
+    single.close();
   });
 
   it('carries a gap to the next payload when the queue holds one', async () => {

@@ -7,6 +7,7 @@ const PROFILES = 'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) {
 const QUEUE = 10;
 const PROFILE_COUNT = 20_000;
 const BATCH = 1_000;
+const NAME = 'n'.repeat(500);
 
 let server: TestServer;
 
@@ -84,19 +85,21 @@ describe('a subscriber that reads too slowly', () => {
 
 describe('a commit subscriber that reads too slowly', () => {
   it('is told how many changes it lost with the next commit, and ingestion never waits for it', async () => {
+    // Each change carries its profile's name: the commits outgrow the sockets' buffers (megabytes
+    // on this loopback), so the server has to hold them in the subscriber's queue.
     const slow = await rawSubscriber(
-      'subscription { audienceMembershipChangesCommitted { lagged changes { to profile { id } } } }',
+      'subscription { audienceMembershipChangesCommitted { lagged changes { to profile { id attributes } } } }',
     );
     slow.pause();
     const before = await droppedTotal();
-    // Commits of varied sizes, so the bounded queue cuts some of them part way.
+    // Commits of varied sizes, most larger than the queue: each arrives whole or not at all.
     const sizes = Array.from({ length: 40 }, (_, i) => 1 + ((i * 37) % 900));
     const total = sizes.reduce((sum, n) => sum + n, 0);
     let start = 0;
     for (const size of sizes) {
       const records = Array.from({ length: size }, (_, i) => ({
         identities: [{ namespace: 'email', id: `lagc${start + i}@example.com` }],
-        attributes: { loyalty: { points: start + i } },
+        attributes: { loyalty: { points: start + i }, person: { name: { firstName: NAME } } },
       }));
       start += size;
       expect(ok(await server.gql(PROFILES, { r: records })).ingestProfiles.accepted).toBe(size);
