@@ -22,6 +22,7 @@ import {
   ingestStatements,
 } from './profile-ingest.js';
 import { catalogOf } from './profile-schema.js';
+import type { WrittenEvent } from './streaming-window.js';
 
 /** One caller's events for one sandbox. */
 export interface EventRequest {
@@ -39,10 +40,12 @@ interface SandboxChanges {
   addedTypes: Map<number, Set<string>>;
   created: Set<number>;
   added: { namespace: string; value: string; profileId: number }[];
+  /** The events stored, per profile: the streaming windows take them without reading them back. */
+  written: Map<number, WrittenEvent[]>;
 }
 
 function noChanges(): SandboxChanges {
-  return { touched: new Set(), addedTypes: new Map(), created: new Set(), added: [] };
+  return { touched: new Set(), addedTypes: new Map(), created: new Set(), added: [], written: new Map() };
 }
 
 function mergeInto(into: SandboxChanges, from: SandboxChanges): void {
@@ -54,6 +57,11 @@ function mergeInto(into: SandboxChanges, from: SandboxChanges): void {
     else into.addedTypes.set(id, new Set(types));
   }
   into.added.push(...from.added);
+  for (const [id, events] of from.written) {
+    const known = into.written.get(id);
+    if (known) known.push(...events);
+    else into.written.set(id, events);
+  }
 }
 
 /**
@@ -122,7 +130,13 @@ export function ingestEventGroup(
           for (const id of changes.created) changes.addedTypes.delete(id);
           for (const id of changes.touched) s.touchProfile.run(now, id, now);
           const joined = options.onIdentitiesAdded?.(sandboxId, changes.added, now);
-          const streamed = options.onProfilesChanged?.(sandboxId, [...changes.touched], now, changes.addedTypes);
+          const streamed = options.onProfilesChanged?.(
+            sandboxId,
+            [...changes.touched],
+            now,
+            changes.addedTypes,
+            changes.written,
+          );
           if (joined) after.push(joined);
           if (streamed) after.push(streamed);
         }
@@ -203,17 +217,22 @@ function writeEvents(
       }
       profileOf.set(key, profileId);
     }
+    const payloadJson = JSON.stringify(checked.value);
     const info = s.insertEvent.run(
       sandboxId,
       profileId,
       ts,
       event.eventType,
       event.id ?? randomUUID(),
-      JSON.stringify(checked.value),
+      payloadJson,
       now,
     );
     if (info.changes === 0) result.duplicates++;
     else {
+      const stored = { id: Number(info.lastInsertRowid), timestamp: ts, eventType: event.eventType, payloadJson };
+      const written = changes.written.get(profileId);
+      if (written) written.push(stored);
+      else changes.written.set(profileId, [stored]);
       changes.touched.add(profileId);
       if (!changes.created.has(profileId)) {
         const types = changes.addedTypes.get(profileId);

@@ -1,0 +1,205 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Connection, openDatabase } from '../../src/db/index.js';
+import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import { evaluateProfile } from '../../src/domain/evaluation.js';
+import { ingestEventGroup, ingestEvents } from '../../src/domain/event-ingest.js';
+import { EventBus } from '../../src/domain/events.js';
+import { type EventInput, ingestProfiles, type ProfilesChangedHook } from '../../src/domain/profile-ingest.js';
+import { deleteProfile } from '../../src/domain/profiles.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { StreamingSegmentation } from '../../src/domain/streaming.js';
+import { streamingWindows } from '../../src/domain/streaming-window.js';
+
+const NOW = Date.parse('2026-11-28T12:00:00Z');
+const MINUTE = 60_000;
+
+let dir: string;
+let conn: Connection;
+let sandboxId: number;
+let streaming: StreamingSegmentation;
+let buyers: number;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'segql-window-'));
+  conn = openDatabase(join(dir, 'segql.db'));
+  sandboxId = ensureSandbox(conn, 'prod').id;
+  streaming = new StreamingSegmentation({ conn, bus: new EventBus(), log: pino({ level: 'silent' }), sweepMs: 60_000 });
+  buyers = define(
+    'buyers',
+    'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 3',
+  );
+});
+afterEach(() => {
+  conn.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function define(name: string, value: string): number {
+  return createSegmentDefinition(
+    conn,
+    sandboxId,
+    {
+      name,
+      expression: { format: 'PQL_TEXT', value },
+      evaluationInfo: { batch: true, streaming: true, edge: false },
+      lifecycleState: 'PUBLISHED',
+    },
+    NOW,
+  ).audienceId;
+}
+
+const person = (name: string) => ({ namespace: 'email', id: `${name}@example.com` });
+let n = 0;
+function event(who: string, at: number, eventType = 'commerce.purchases'): EventInput {
+  return { id: `e${n++}`, identity: person(who), timestamp: new Date(at).toISOString(), eventType, data: {} };
+}
+
+/** Ingests as the server does: the streaming step in the transaction, its windows kept after the commit. */
+function ingest(events: EventInput[], now: number, into: Connection = conn): void {
+  const result = ingestEvents(into, sandboxId, events, {
+    now,
+    onProfilesChanged: into === conn ? streaming.onProfilesChanged : undefined,
+  });
+  expect(result.accepted).toBe(events.length);
+}
+
+/** Whether streaming left `who` a member of `audienceId`. */
+function member(who: string, audienceId: number): boolean {
+  return (
+    conn.sqlite
+      .prepare(
+        `SELECT count(*) FROM memberships m JOIN identities i ON i.profile_id = m.profile_id
+         WHERE i.value = ? AND m.audience_id = ? AND m.status IN ('REALIZED', 'EXISTING')`,
+      )
+      .pluck()
+      .get(person(who).id, audienceId) === 1
+  );
+}
+
+/** What evaluating the whole stored profile says at `now`. */
+function fresh(who: string, audienceId: number, now: number): boolean {
+  return evaluateProfile(conn, sandboxId, person(who), { at: now, audienceIds: [audienceId] }).audienceIds.includes(
+    audienceId,
+  );
+}
+
+describe('streaming windows', () => {
+  it('serves a profile ingested before from memory, advanced by the new events', () => {
+    ingest([event('ann', NOW - 10 * MINUTE)], NOW);
+    const windows = streamingWindows(conn);
+    const before = { hits: windows.hits, misses: windows.misses };
+    ingest([event('ann', NOW - 5 * MINUTE)], NOW + MINUTE);
+    expect(member('ann', buyers)).toBe(false);
+    ingest([event('ann', NOW)], NOW + 2 * MINUTE);
+    expect(windows.hits - before.hits).toBe(2);
+    expect(windows.misses - before.misses).toBe(0);
+    expect(member('ann', buyers)).toBe(true);
+    // A day later the window has moved past all three.
+    ingest([event('ann', NOW + 25 * 60 * MINUTE)], NOW + 25 * 60 * MINUTE);
+    expect(member('ann', buyers)).toBe(false);
+    expect(fresh('ann', buyers, NOW + 25 * 60 * MINUTE)).toBe(false);
+  });
+
+  it('sees the events identity stitching moved onto the surviving profile', () => {
+    ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 2 * MINUTE), event('bob', NOW - MINUTE)], NOW);
+    expect(member('ann', buyers)).toBe(false);
+    // One record naming both joins them into ann's profile, bob's purchases with it.
+    ingestProfiles(conn, sandboxId, [{ identities: [person('ann'), person('bob')], attributes: {} }], {
+      now: NOW + MINUTE,
+      onProfilesChanged: streaming.onProfilesChanged,
+    });
+    expect(member('ann', buyers)).toBe(true);
+    // And the next ingest reads the joined window, not ann's alone.
+    ingest([event('ann', NOW + MINUTE, 'web.pageView')], NOW + 2 * MINUTE);
+    ingest([event('ann', NOW + 2 * MINUTE)], NOW + 3 * MINUTE);
+    expect(member('ann', buyers)).toBe(fresh('ann', buyers, NOW + 3 * MINUTE));
+    expect(member('ann', buyers)).toBe(true);
+  });
+
+  it('sees events another connection wrote', () => {
+    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
+    const other = openDatabase(join(dir, 'segql.db'));
+    try {
+      // Written elsewhere (another process, a worker): no streaming step of this connection saw them.
+      ingest([event('ann', NOW - 2 * MINUTE), event('ann', NOW - MINUTE)], NOW, other);
+    } finally {
+      other.close();
+    }
+    ingest([event('ann', NOW, 'web.pageView')], NOW + MINUTE);
+    ingest([event('ann', NOW + MINUTE)], NOW + 2 * MINUTE);
+    expect(fresh('ann', buyers, NOW + 2 * MINUTE)).toBe(true);
+    expect(member('ann', buyers)).toBe(true);
+  });
+
+  it('sees events this connection wrote without a streaming step', () => {
+    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
+    // The seeder's path: same connection, no hooks.
+    ingestEvents(conn, sandboxId, [event('ann', NOW - 2 * MINUTE), event('ann', NOW - MINUTE)], { now: NOW });
+    ingest([event('ann', NOW)], NOW + MINUTE);
+    expect(member('ann', buyers)).toBe(true);
+  });
+
+  it('keeps nothing of an ingest whose transaction was rolled back', () => {
+    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
+    // The streaming step runs, then the commit's shared step fails: nothing is written.
+    const failing: ProfilesChangedHook = (...args) => {
+      streaming.onProfilesChanged(...args);
+      throw new Error('shared step failed');
+    };
+    const [outcome] = ingestEventGroup(
+      conn,
+      [{ sandboxId, events: [event('ann', NOW - 2 * MINUTE), event('ann', NOW - MINUTE)] }],
+      { now: NOW, onProfilesChanged: failing },
+    );
+    expect(outcome!.ok).toBe(false);
+    expect(conn.sqlite.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1);
+    // Two purchases in the window, not four: not a buyer.
+    ingest([event('ann', NOW)], NOW + MINUTE);
+    expect(fresh('ann', buyers, NOW + MINUTE)).toBe(false);
+    expect(member('ann', buyers)).toBe(false);
+  });
+
+  it('reloads the windows when the definitions come to read another event type', () => {
+    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
+    // Page views no streaming definition reads yet: the window holds purchases only.
+    ingest([event('ann', NOW - 2 * MINUTE, 'web.pageView'), event('ann', NOW - MINUTE, 'web.pageView')], NOW);
+    const viewers = define(
+      'viewers',
+      'xEvent[eventType = "web.pageView" and timestamp occurs <= 24 hours before now].count() >= 3',
+    );
+    ingest([event('ann', NOW, 'web.pageView')], NOW + MINUTE);
+    expect(fresh('ann', viewers, NOW + MINUTE)).toBe(true);
+    expect(member('ann', viewers)).toBe(true);
+  });
+
+  it('drops the window of a deleted profile, and keeps at most the configured number', () => {
+    ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 3 * MINUTE)], NOW);
+    const windows = streamingWindows(conn);
+    expect(windows.size).toBe(2);
+    deleteProfile(conn, sandboxId, person('bob'));
+    ingest([event('ann', NOW - 2 * MINUTE)], NOW + MINUTE);
+    expect(windows.size).toBe(1);
+
+    const small = new StreamingSegmentation({
+      conn,
+      bus: new EventBus(),
+      log: pino({ level: 'silent' }),
+      sweepMs: 60_000,
+      windowProfiles: 2,
+    });
+    ingestEvents(
+      conn,
+      sandboxId,
+      ['cid', 'dan', 'eve'].map((who) => event(who, NOW)),
+      {
+        now: NOW + 2 * MINUTE,
+        onProfilesChanged: small.onProfilesChanged,
+      },
+    );
+    expect(windows.size).toBe(2);
+  });
+});
