@@ -1,31 +1,41 @@
 /**
  * The streaming window kept in memory (docs/domain.md "Streaming and edge segmentation"): per
  * profile, its events of the last STREAMING_WINDOW_MS of the types the sandbox's streaming plan
- * reads, in (ts, id) order, so an ingest evaluates a profile without reading back from SQLite
- * what this process itself wrote. Windows are per connection, filled from SQLite on a miss and
- * advanced by the events each ingest reports, and only once its transaction has committed.
+ * reads, in (ts, id) order, with its attributes and memberships, so an ingest evaluates a profile
+ * without reading back from SQLite what this process itself wrote. Windows are per connection,
+ * filled from SQLite on a miss and advanced by the events each ingest reports and the
+ * memberships its evaluation writes, and only once its transaction has committed.
  *
  * A window must never be served stale, and it must not depend on every writer remembering to
  * say so:
  *
  * - writes by other connections (job workers, another process) move `data_version`: then every
  *   window of the connection is dropped;
- * - rows of `events` this connection inserts, updates or deletes are seen by temporary triggers
- *   (this connection's only), which note the profile and row; before windows are next served
- *   each noted row drops its profile's window unless the ingest being evaluated reported that
- *   very row. Stitching (events moving to another profile), profile deletion, a request undone
- *   by its savepoint, a transaction rolled back: each only costs a reload.
+ * - rows of `events` and `memberships` this connection inserts, updates or deletes, and profiles
+ *   whose attributes it changes or which it deletes, are seen by temporary triggers (this
+ *   connection's only), which note the profile; before windows are next served each noted row
+ *   drops its profile's window, unless it is an event the ingest being evaluated reported
+ *   writing or a membership its evaluation wrote. Stitching (events moving to another profile),
+ *   attribute updates, profile deletion, a job's or list's membership writes on this
+ *   connection, a request undone by its savepoint, a transaction rolled back: each only costs a
+ *   reload.
  */
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { dataVersion } from '../db/write-stamp.js';
 import type { EventRecord } from '../pql/index.js';
+import { loadProfileDocuments, type StoredProfileDocument } from './profile-documents.js';
 
 /** Profiles whose windows one connection keeps unless told (SEGQL_STREAMING_WINDOW_PROFILES sets it). */
 const DEFAULT_WINDOW_PROFILES = 50_000;
 
 /** A window longer than this many events is read from SQLite each time rather than held. */
 const MAX_WINDOW_EVENTS = 5_000;
+
+/** A noted write that changed a profile other than by an event inserted. */
+const CHANGED = -1;
+
+const NO_EVENTS: ReadonlySet<string> = new Set();
 
 /** Noted rows past this many (a bulk write with no streaming) drop every window instead. */
 const MAX_NOTED_ROWS = 100_000;
@@ -43,6 +53,8 @@ export type WrittenEvents = ReadonlyMap<number, readonly WrittenEvent[]>;
 
 interface Window {
   sandboxId: number;
+  /** Attributes and memberships as the last evaluation left them; `events` is the window's. */
+  doc: StoredProfileDocument;
   /** The event types held (`*`: all of them), as `typesKey` makes it. */
   types: string;
   /** Events from this instant on are all held. */
@@ -53,8 +65,7 @@ interface Window {
 
 /** What one read of windows serves, and what it keeps once the transaction has committed. */
 export interface WindowRead {
-  /** The window of each asked profile (of a sandbox's existing profiles; others may be absent). */
-  events: Map<number, EventRecord[]>;
+  docs: Map<number, StoredProfileDocument>;
   /** Call after the commit: keeps the windows read and advanced by this ingest. */
   commit(): void;
 }
@@ -108,8 +119,13 @@ const current = new WeakMap<Connection['sqlite'], StreamingWindows>();
 export class StreamingWindows {
   /** Least recently used first. */
   private readonly windows = new Map<number, Window>();
-  /** Rows of `events` this connection wrote since windows were last served: profile, row (-1: any). */
+  /**
+   * Rows this connection wrote since windows were last served, as pairs: the profile, and the
+   * event row inserted, or CHANGED (events moved or deleted, attributes, memberships).
+   */
   private noted: number[] = [];
+  /** The evaluation is writing its own membership changes (`evaluating`). */
+  private evaluatingNow = false;
   private overflowed = false;
   /** `data_version` when windows were last served. */
   private version: number | undefined;
@@ -134,9 +150,9 @@ export class StreamingWindows {
     return this.windows.size;
   }
 
-  /** A row of `events` written through this connection (the triggers call this). */
-  note(profileId: number, rowId: number): void {
-    if (this.overflowed) return;
+  /** A row written through this connection (the triggers call this); `membership`: a memberships row. */
+  note(profileId: number, rowId: number, membership = false): void {
+    if (this.overflowed || (membership && this.evaluatingNow)) return;
     if (this.noted.length >= 2 * MAX_NOTED_ROWS) {
       this.overflowed = true;
       this.noted = [];
@@ -154,10 +170,12 @@ export class StreamingWindows {
   }
 
   /**
-   * The windows (events of `types`, `null` for all, at or after `since`) of `profileIds` of a
-   * sandbox, including the events `written` by the transaction this runs in; the windows of the
-   * other profiles in `written` are advanced too. Call inside the write transaction, and
-   * `commit()` once it has committed.
+   * The documents of `profileIds` of a sandbox for streaming: attributes, memberships, and the
+   * window (events of `types`, `null` for all, at or after `since`) including the events
+   * `written` by the transaction this runs in; the windows of the other profiles in `written`
+   * are advanced too. Profiles the sandbox does not have are left out. Call inside the write
+   * transaction; membership writes of the evaluation go through `evaluating`, and `commit()` once
+   * the transaction has committed keeps the documents as the evaluation left them.
    */
   read(
     sandboxId: number,
@@ -168,7 +186,7 @@ export class StreamingWindows {
   ): WindowRead {
     this.dropStale(written);
     const key = typesKey(types);
-    const out = new Map<number, EventRecord[]>();
+    const docs = new Map<number, StoredProfileDocument>();
     const keep = new Map<number, Window>();
     const missing: number[] = [];
     const wanted = new Set(profileIds);
@@ -181,9 +199,18 @@ export class StreamingWindows {
         continue;
       }
       const events = advance(held.events, since, types, written?.get(profileId));
-      keep.set(profileId, { sandboxId, types: key, since, events });
+      const window = { ...held, since, events };
+      keep.set(profileId, window);
       if (wanted.has(profileId)) {
-        out.set(profileId, events);
+        // Copies of what the evaluation changes: the held state moves only at the commit.
+        const doc = {
+          ...held.doc,
+          events,
+          memberships: new Set(held.doc.memberships),
+          statuses: new Map(held.doc.statuses),
+        };
+        docs.set(profileId, doc);
+        window.doc = doc;
         this.hits++;
         totals.hit++;
       }
@@ -192,6 +219,7 @@ export class StreamingWindows {
       this.misses += missing.length;
       totals.miss += missing.length;
       // Inside the transaction: what it wrote is read back with the rest.
+      const loaded = loadProfileDocuments(this.conn, sandboxId, missing, since, NO_EVENTS);
       const ids = JSON.stringify(missing);
       const s = this.statements;
       const rows = (
@@ -201,9 +229,9 @@ export class StreamingWindows {
             ? []
             : s.eventsOfTypes.all(ids, JSON.stringify([...types]), since)
       ) as { profileId: number; events: string }[];
-      for (const profileId of missing) out.set(profileId, []);
       for (const row of rows) {
-        const events = out.get(row.profileId)!;
+        const events = loaded.get(row.profileId)?.events;
+        if (!events) continue;
         for (const [id, timestamp, eventType, payload] of JSON.parse(row.events) as [
           number,
           number,
@@ -213,19 +241,38 @@ export class StreamingWindows {
           events.push({ id, timestamp, eventType, payload });
         }
       }
-      for (const profileId of missing) {
-        keep.set(profileId, { sandboxId, types: key, since, events: out.get(profileId)! });
+      for (const [profileId, doc] of loaded) {
+        docs.set(profileId, doc);
+        // The evaluation works on `doc` itself: kept after the commit, never changed after.
+        keep.set(profileId, { sandboxId, types: key, since, events: doc.events, doc });
       }
     }
     const generation = this.generation;
     return {
-      events: out,
+      docs,
       commit: () => {
-        // Dropped since the read (a write by another connection seen meanwhile): keep nothing.
-        if (generation !== this.generation) return;
+        // Windows were dropped since the read (another read of the transaction found them
+        // stale): trust none of these, whose memberships the evaluation changed unnoted.
+        if (generation !== this.generation) {
+          for (const profileId of keep.keys()) this.windows.delete(profileId);
+          return;
+        }
         for (const [profileId, window] of keep) this.keep(profileId, window);
       },
     };
+  }
+
+  /**
+   * Runs the evaluation's own membership writes: the documents it keeps at the commit say what
+   * they wrote, so they drop no window (any other membership write does).
+   */
+  evaluating<T>(write: () => T): T {
+    this.evaluatingNow = true;
+    try {
+      return write();
+    } finally {
+      this.evaluatingNow = false;
+    }
   }
 
   private keep(profileId: number, window: Window): void {
@@ -254,7 +301,7 @@ export class StreamingWindows {
     for (let i = 0; i < noted.length; i += 2) {
       const profileId = noted[i]!;
       const rowId = noted[i + 1]!;
-      if (rowId >= 0 && written?.get(profileId)) {
+      if (rowId !== CHANGED && written?.get(profileId)) {
         reported ??= new Set([...written.values()].flatMap((list) => list.map((e) => e.id)));
         if (reported.has(rowId)) continue;
       }
@@ -308,12 +355,27 @@ function installTriggers(sqlite: Connection['sqlite']): void {
     current.get(sqlite)?.note(Number(profileId), Number(rowId));
     return null;
   });
+  sqlite.function('segql_window_membership', { deterministic: false }, (profileId) => {
+    current.get(sqlite)?.note(Number(profileId), CHANGED, true);
+    return null;
+  });
+  // Profiles' updated_at moves at every ingest: only an attributes change is noted.
   sqlite.exec(`
     CREATE TEMP TRIGGER IF NOT EXISTS segql_window_insert AFTER INSERT ON main.events
       BEGIN SELECT segql_window_note(NEW.profile_id, NEW.id); END;
     CREATE TEMP TRIGGER IF NOT EXISTS segql_window_update AFTER UPDATE ON main.events
-      BEGIN SELECT segql_window_note(OLD.profile_id, -1), segql_window_note(NEW.profile_id, -1); END;
+      BEGIN SELECT segql_window_note(OLD.profile_id, ${CHANGED}), segql_window_note(NEW.profile_id, ${CHANGED}); END;
     CREATE TEMP TRIGGER IF NOT EXISTS segql_window_delete AFTER DELETE ON main.events
-      BEGIN SELECT segql_window_note(OLD.profile_id, -1); END;
+      BEGIN SELECT segql_window_note(OLD.profile_id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_attributes AFTER UPDATE OF attributes ON main.profiles
+      BEGIN SELECT segql_window_note(NEW.id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_profile_delete AFTER DELETE ON main.profiles
+      BEGIN SELECT segql_window_note(OLD.id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_insert AFTER INSERT ON main.memberships
+      BEGIN SELECT segql_window_membership(NEW.profile_id); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_update AFTER UPDATE ON main.memberships
+      BEGIN SELECT segql_window_membership(OLD.profile_id), segql_window_membership(NEW.profile_id); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_delete AFTER DELETE ON main.memberships
+      BEGIN SELECT segql_window_membership(OLD.profile_id); END;
   `);
 }

@@ -17,7 +17,6 @@ import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
-import { loadProfileDocuments } from './profile-documents.js';
 import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
 import { streamingWindows, type WrittenEvents } from './streaming-window.js';
 
@@ -174,39 +173,31 @@ function segmentAndKeep(
     if (relevant.length > 0) work.set(profileId, relevant);
   }
   // The windows of profiles none of whose definitions ran still take what was written to them.
-  const windows = streamingWindows(conn).read(
-    sandboxId,
-    work.keys(),
-    now - STREAMING_WINDOW_MS,
-    plan.eventTypes,
-    written,
-  );
-  if (work.size === 0) return { changes: [], keep: windows.commit };
-  // Attributes and memberships are read each time: other paths write them (jobs, lists, edits).
-  const docs = loadProfileDocuments(conn, sandboxId, [...work.keys()], now, NO_EVENTS);
+  const windows = streamingWindows(conn);
+  const { docs, commit } = windows.read(sandboxId, work.keys(), now - STREAMING_WINDOW_MS, plan.eventTypes, written);
+  if (work.size === 0) return { changes: [], keep: commit };
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
-  for (const [profileId, relevant] of work) {
-    const doc = docs.get(profileId);
-    if (!doc) continue;
-    doc.events = windows.events.get(profileId) ?? [];
-    evaluations += relevant.length;
-    for (const { audienceId, version, checked: expression } of relevant) {
-      const qualifies = evaluate(expression, doc, { now });
-      if (qualifies === doc.memberships.has(audienceId)) continue;
-      const from = doc.statuses.get(audienceId) ?? null;
-      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
-      // The definitions after this one see the new state (inSegment).
-      doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
-      if (qualifies) doc.memberships.add(audienceId);
-      else doc.memberships.delete(audienceId);
+  windows.evaluating(() => {
+    for (const [profileId, relevant] of work) {
+      const doc = docs.get(profileId);
+      if (!doc) continue;
+      evaluations += relevant.length;
+      for (const { audienceId, version, checked: expression } of relevant) {
+        const qualifies = evaluate(expression, doc, { now });
+        if (qualifies === doc.memberships.has(audienceId)) continue;
+        const from = doc.statuses.get(audienceId) ?? null;
+        changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
+        // The definitions after this one see the new state (inSegment), and the kept document too.
+        doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
+        if (qualifies) doc.memberships.add(audienceId);
+        else doc.memberships.delete(audienceId);
+      }
     }
-  }
+  });
   writer.flushSizes(now);
-  return { changes, keep: windows.commit };
+  return { changes, keep: commit };
 }
-
-const NO_EVENTS: ReadonlySet<string> = new Set();
 
 /**
  * Exits the members of time-dependent streaming audiences for whom the condition no longer

@@ -176,6 +176,45 @@ describe('streaming windows', () => {
     expect(member('ann', viewers)).toBe(true);
   });
 
+  it('sees attributes changed without a streaming step', () => {
+    const loyalBuyers = define(
+      'loyal buyers',
+      'loyalty.points > 10 and xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 1',
+    );
+    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
+    expect(member('ann', loyalBuyers)).toBe(false);
+    ingestProfiles(conn, sandboxId, [{ identities: [person('ann')], attributes: { loyalty: { points: 20 } } }], {
+      now: NOW,
+    });
+    ingest([event('ann', NOW - 2 * MINUTE)], NOW + MINUTE);
+    expect(fresh('ann', loyalBuyers, NOW + MINUTE)).toBe(true);
+    expect(member('ann', loyalBuyers)).toBe(true);
+  });
+
+  it('sees memberships written by other paths, on this connection or another', () => {
+    ingest([event('ann', NOW - 3 * MINUTE), event('ann', NOW - 2 * MINUTE), event('ann', NOW - MINUTE)], NOW);
+    expect(member('ann', buyers)).toBe(true);
+    const exit = (on: Connection) =>
+      on.sqlite.prepare("UPDATE memberships SET status = 'EXITED' WHERE audience_id = ?").run(buyers);
+    // Exited elsewhere (a job, a manual edit): the next ingest finds ann qualifies and enters her again.
+    exit(conn);
+    ingest([event('ann', NOW)], NOW + MINUTE);
+    expect(member('ann', buyers)).toBe(true);
+    const other = openDatabase(join(dir, 'segql.db'));
+    try {
+      exit(other);
+    } finally {
+      other.close();
+    }
+    ingest([event('ann', NOW + MINUTE)], NOW + 2 * MINUTE);
+    expect(member('ann', buyers)).toBe(true);
+    // Its own writes are what it keeps: no reload for them.
+    const windows = streamingWindows(conn);
+    const misses = windows.misses;
+    ingest([event('ann', NOW + 2 * MINUTE)], NOW + 3 * MINUTE);
+    expect(windows.misses).toBe(misses);
+  });
+
   it('drops the window of a deleted profile, and keeps at most the configured number', () => {
     ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 3 * MINUTE)], NOW);
     const windows = streamingWindows(conn);
