@@ -202,13 +202,8 @@ export class StreamingWindows {
       const window = { ...held, since, events };
       keep.set(profileId, window);
       if (wanted.has(profileId)) {
-        // Copies of what the evaluation changes: the held state moves only at the commit.
-        const doc = {
-          ...held.doc,
-          events,
-          memberships: new Set(held.doc.memberships),
-          statuses: new Map(held.doc.statuses),
-        };
+        // Its memberships are the held ones until the evaluation changes one (`changing`).
+        const doc = { ...held.doc, events };
         docs.set(profileId, doc);
         window.doc = doc;
         this.hits++;
@@ -260,6 +255,15 @@ export class StreamingWindows {
         for (const [profileId, window] of keep) this.keep(profileId, window);
       },
     };
+  }
+
+  /**
+   * Makes `doc`'s memberships its own before the evaluation changes them: the held ones move
+   * only at the commit.
+   */
+  static changing(doc: StoredProfileDocument): void {
+    doc.memberships = new Set(doc.memberships);
+    doc.statuses = new Map(doc.statuses);
   }
 
   /**

@@ -18,7 +18,7 @@ import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
 import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
-import { streamingWindows, type WrittenEvents } from './streaming-window.js';
+import { StreamingWindows, streamingWindows, type WrittenEvents } from './streaming-window.js';
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
@@ -183,9 +183,12 @@ function segmentAndKeep(
       const doc = docs.get(profileId);
       if (!doc) continue;
       evaluations += relevant.length;
+      let changed = false;
       for (const { audienceId, version, checked: expression } of relevant) {
         const qualifies = evaluate(expression, doc, { now });
         if (qualifies === doc.memberships.has(audienceId)) continue;
+        if (!changed) StreamingWindows.changing(doc);
+        changed = true;
         const from = doc.statuses.get(audienceId) ?? null;
         changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
         // The definitions after this one see the new state (inSegment), and the kept document too.

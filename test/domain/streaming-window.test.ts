@@ -144,23 +144,27 @@ describe('streaming windows', () => {
   });
 
   it('keeps nothing of an ingest whose transaction was rolled back', () => {
-    ingest([event('ann', NOW - 3 * MINUTE)], NOW);
-    // The streaming step runs, then the commit's shared step fails: nothing is written.
+    ingest([event('ann', NOW - 4 * MINUTE), event('ann', NOW - 3 * MINUTE)], NOW);
+    // The streaming step runs (a third purchase: ann enters), then the commit's shared step fails.
     const failing: ProfilesChangedHook = (...args) => {
       streaming.onProfilesChanged(...args);
       throw new Error('shared step failed');
     };
-    const [outcome] = ingestEventGroup(
-      conn,
-      [{ sandboxId, events: [event('ann', NOW - 2 * MINUTE), event('ann', NOW - MINUTE)] }],
-      { now: NOW, onProfilesChanged: failing },
-    );
+    const [outcome] = ingestEventGroup(conn, [{ sandboxId, events: [event('ann', NOW - 2 * MINUTE)] }], {
+      now: NOW,
+      onProfilesChanged: failing,
+    });
     expect(outcome!.ok).toBe(false);
-    expect(conn.sqlite.prepare('SELECT count(*) FROM events').pluck().get()).toBe(1);
-    // Two purchases in the window, not four: not a buyer.
-    ingest([event('ann', NOW)], NOW + MINUTE);
-    expect(fresh('ann', buyers, NOW + MINUTE)).toBe(false);
+    expect(conn.sqlite.prepare('SELECT count(*) FROM events').pluck().get()).toBe(2);
     expect(member('ann', buyers)).toBe(false);
+    // A page view: still two purchases in the window, not three.
+    ingest([event('ann', NOW - MINUTE, 'web.pageView')], NOW + MINUTE);
+    expect(member('ann', buyers)).toBe(false);
+    // Neither the event nor the membership the rolled-back evaluation wrote was kept: the real
+    // third purchase enters her.
+    ingest([event('ann', NOW)], NOW + 2 * MINUTE);
+    expect(fresh('ann', buyers, NOW + 2 * MINUTE)).toBe(true);
+    expect(member('ann', buyers)).toBe(true);
   });
 
   it('reloads the windows when the definitions come to read another event type', () => {
