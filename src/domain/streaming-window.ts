@@ -126,6 +126,8 @@ export class StreamingWindows {
   private noted: number[] = [];
   /** The evaluation is writing its own membership changes (`evaluating`). */
   private evaluatingNow = false;
+  /** Counts the writes noted: one after a read and before its commit makes the commit keep nothing. */
+  private writes = 0;
   private overflowed = false;
   /** `data_version` when windows were last served. */
   private version: number | undefined;
@@ -152,7 +154,9 @@ export class StreamingWindows {
 
   /** A row written through this connection (the triggers call this); `membership`: a memberships row. */
   note(profileId: number, rowId: number, membership = false): void {
-    if (this.overflowed || (membership && this.evaluatingNow)) return;
+    if (membership && this.evaluatingNow) return;
+    this.writes++;
+    if (this.overflowed) return;
     if (this.noted.length >= 2 * MAX_NOTED_ROWS) {
       this.overflowed = true;
       this.noted = [];
@@ -184,7 +188,7 @@ export class StreamingWindows {
     types: ReadonlySet<string> | null,
     written?: WrittenEvents,
   ): WindowRead {
-    this.dropStale(written);
+    this.dropStale(sandboxId, written);
     const key = typesKey(types);
     const docs = new Map<number, StoredProfileDocument>();
     const keep = new Map<number, Window>();
@@ -243,12 +247,13 @@ export class StreamingWindows {
       }
     }
     const generation = this.generation;
+    const writes = this.writes;
     return {
       docs,
       commit: () => {
-        // Windows were dropped since the read (another read of the transaction found them
-        // stale): trust none of these, whose memberships the evaluation changed unnoted.
-        if (generation !== this.generation) {
+        // Written to since the read, or windows dropped (another read of the transaction found
+        // them stale): trust none of these, whose memberships the evaluation changed unnoted.
+        if (generation !== this.generation || writes !== this.writes) {
           for (const profileId of keep.keys()) this.windows.delete(profileId);
           return;
         }
@@ -289,7 +294,7 @@ export class StreamingWindows {
   }
 
   /** Drops what another connection's commit or an unreported write of this one may have changed. */
-  private dropStale(written: WrittenEvents | undefined): void {
+  private dropStale(sandboxId: number, written: WrittenEvents | undefined): void {
     const version = dataVersion(this.conn);
     if (this.version !== version || this.overflowed) {
       if (this.version !== undefined || this.overflowed) this.clear();
@@ -305,11 +310,19 @@ export class StreamingWindows {
     for (let i = 0; i < noted.length; i += 2) {
       const profileId = noted[i]!;
       const rowId = noted[i + 1]!;
+      const held = this.windows.get(profileId);
+      if (held === undefined) continue;
+      // Another sandbox's profile: its own read (with its own written events) decides.
+      if (held.sandboxId !== sandboxId) {
+        this.noted.push(profileId, rowId);
+        continue;
+      }
       if (rowId !== CHANGED && written?.get(profileId)) {
         reported ??= new Set([...written.values()].flatMap((list) => list.map((e) => e.id)));
         if (reported.has(rowId)) continue;
       }
-      if (this.windows.delete(profileId)) this.generation++;
+      this.windows.delete(profileId);
+      this.generation++;
     }
   }
 }

@@ -219,6 +219,90 @@ describe('streaming windows', () => {
     expect(windows.misses).toBe(misses);
   });
 
+  it('keeps nothing read before a write later in the same transaction', () => {
+    const otherSandbox = ensureSandbox(conn, 'other').id;
+    createSegmentDefinition(
+      conn,
+      otherSandbox,
+      {
+        name: 'any buyer',
+        expression: {
+          format: 'PQL_TEXT',
+          value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 1',
+        },
+        evaluationInfo: { batch: true, streaming: true, edge: false },
+        lifecycleState: 'PUBLISHED',
+      },
+      NOW,
+    );
+    // After ann's streaming step, the transaction writes more of her purchases by another path;
+    // then the other sandbox's streaming step runs.
+    const thenMore: ProfilesChangedHook = (...args) => {
+      const after = streaming.onProfilesChanged(...args);
+      const [sandbox, profileIds] = args;
+      if (sandbox !== sandboxId) return after;
+      const insert = conn.sqlite.prepare(
+        `INSERT INTO events (sandbox_id, profile_id, ts, event_type, event_id, payload, ingested_at)
+         VALUES (?, ?, ?, 'commerce.purchases', ?, jsonb('{}'), ?)`,
+      );
+      insert.run(sandboxId, profileIds[0], NOW - 2 * MINUTE, 'late-1', NOW);
+      insert.run(sandboxId, profileIds[0], NOW - MINUTE, 'late-2', NOW);
+      return after;
+    };
+    ingestEventGroup(
+      conn,
+      [
+        { sandboxId, events: [event('ann', NOW - 3 * MINUTE, 'web.pageView')] },
+        { sandboxId: otherSandbox, events: [event('bob', NOW - 3 * MINUTE)] },
+      ],
+      { now: NOW, onProfilesChanged: thenMore },
+    );
+    // One more purchase: three with the late ones, one without.
+    ingest([event('ann', NOW)], NOW + MINUTE);
+    expect(fresh('ann', buyers, NOW + MINUTE)).toBe(true);
+    expect(member('ann', buyers)).toBe(true);
+  });
+
+  it('serves each sandbox of a group commit from memory', () => {
+    const otherSandbox = ensureSandbox(conn, 'other').id;
+    const otherBuyers = createSegmentDefinition(
+      conn,
+      otherSandbox,
+      {
+        name: 'buyers',
+        expression: {
+          format: 'PQL_TEXT',
+          value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2',
+        },
+        evaluationInfo: { batch: true, streaming: true, edge: false },
+        lifecycleState: 'PUBLISHED',
+      },
+      NOW,
+    ).audienceId;
+    const group = (at: number) =>
+      ingestEventGroup(
+        conn,
+        [
+          { sandboxId, events: [event('ann', at)] },
+          { sandboxId: otherSandbox, events: [event('ann', at)] },
+        ],
+        { now: at, onProfilesChanged: streaming.onProfilesChanged },
+      );
+    group(NOW);
+    const windows = streamingWindows(conn);
+    const misses = windows.misses;
+    group(NOW + MINUTE);
+    expect(windows.misses).toBe(misses);
+    const memberOf = (audienceId: number) =>
+      conn.sqlite
+        .prepare("SELECT count(*) FROM memberships WHERE audience_id = ? AND status = 'REALIZED'")
+        .pluck()
+        .get(audienceId);
+    expect([memberOf(buyers), memberOf(otherBuyers)]).toEqual([0, 1]);
+    group(NOW + 2 * MINUTE);
+    expect([memberOf(buyers), memberOf(otherBuyers)]).toEqual([1, 1]);
+  });
+
   it('drops the window of a deleted profile, and keeps at most the configured number', () => {
     ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 3 * MINUTE)], NOW);
     const windows = streamingWindows(conn);
