@@ -62,6 +62,8 @@ interface JobSettings {
   segmentChunkSize: number;
   /** How often streaming audiences are swept for members whose time window has passed. */
   streamingSweepMs: number;
+  /** Profiles whose streaming windows (recent events) are kept in memory; 0 keeps none. */
+  streamingWindowProfiles: number;
 }
 
 /** All settings a running server holds; each part is also passed alone to the code that needs only it. */
@@ -91,6 +93,7 @@ export const DEFAULT_INGEST_LIMITS: IngestLimits = {
 const DEFAULT_JOB_SETTINGS: JobSettings = {
   segmentChunkSize: 20_000,
   streamingSweepMs: 5_000,
+  streamingWindowProfiles: 50_000,
 };
 
 export const DEFAULT_LIMITS: Limits = { ...DEFAULT_SERVER_LIMITS, ...DEFAULT_INGEST_LIMITS, ...DEFAULT_JOB_SETTINGS };
@@ -136,6 +139,7 @@ function loadJobSettings(env: NodeJS.ProcessEnv): JobSettings {
   return {
     segmentChunkSize: intFrom(env, 'SEGQL_SEGMENT_CHUNK_SIZE', d.segmentChunkSize, 1),
     streamingSweepMs: intFrom(env, 'SEGQL_STREAMING_SWEEP_MS', d.streamingSweepMs, 50),
+    streamingWindowProfiles: intFrom(env, 'SEGQL_STREAMING_WINDOW_PROFILES', d.streamingWindowProfiles, 0),
   };
 }
 

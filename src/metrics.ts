@@ -3,6 +3,7 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
 import { streamingEvaluationsTotal } from './domain/streaming.js';
+import { streamingWindowReadsTotal } from './domain/streaming-window.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
@@ -39,6 +40,18 @@ export function createMetrics(conn: Connection) {
     collect() {
       this.reset();
       this.inc(streamingEvaluationsTotal());
+    },
+  });
+  new Counter({
+    name: 'segql_streaming_window_reads_total',
+    help: "Profiles' streaming windows served from memory (hit) or read from SQLite (miss) by this process",
+    labelNames: ['result'] as const,
+    registers: [registry],
+    collect() {
+      this.reset();
+      const { hit, miss } = streamingWindowReadsTotal();
+      this.inc({ result: 'hit' }, hit);
+      this.inc({ result: 'miss' }, miss);
     },
   });
   new Gauge({

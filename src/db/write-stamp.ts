@@ -29,3 +29,15 @@ export function writeStamp(conn: Connection): string {
   const [changes, version] = statement.get();
   return `${changes}.${version}`;
 }
+
+type VersionStatement = { get(): number };
+const VERSION_STATEMENT = cacheKey<VersionStatement>('data version');
+
+/** `data_version` alone: it moves only when another connection has committed to the file. */
+export function dataVersion(conn: Connection): number {
+  const statement = conn.cache.get(
+    VERSION_STATEMENT,
+    () => conn.sqlite.prepare('PRAGMA data_version').pluck() as unknown as VersionStatement,
+  );
+  return statement.get();
+}

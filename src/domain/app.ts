@@ -78,7 +78,13 @@ export function createApp(options: AppOptions): App {
   const workers = new WorkerLanes();
   // Two threads: one heavy query leaves another lane free, and this box has two cores.
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
-  const streaming = new StreamingSegmentation({ conn, bus, log, sweepMs: limits.streamingSweepMs });
+  const streaming = new StreamingSegmentation({
+    conn,
+    bus,
+    log,
+    sweepMs: limits.streamingSweepMs,
+    windowProfiles: limits.streamingWindowProfiles,
+  });
   const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
   const search = new SearchWatcher(conn, bus);
   const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest, search };

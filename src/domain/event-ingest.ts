@@ -11,6 +11,7 @@ import { isBusy } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
+import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
 import {
   byteLength,
   type EventInput,
@@ -22,6 +23,7 @@ import {
   ingestStatements,
 } from './profile-ingest.js';
 import { catalogOf } from './profile-schema.js';
+import type { WrittenEvent } from './streaming-window.js';
 
 /** One caller's events for one sandbox. */
 export interface EventRequest {
@@ -39,10 +41,14 @@ interface SandboxChanges {
   addedTypes: Map<number, Set<string>>;
   created: Set<number>;
   added: { namespace: string; value: string; profileId: number }[];
+  /** The events stored, per profile: the streaming windows take them without reading them back. */
+  written: Map<number, WrittenEvent[]>;
+  /** Identities looked up or stored: the identity cache keeps them after the commit. */
+  found: FoundIdentity[];
 }
 
 function noChanges(): SandboxChanges {
-  return { touched: new Set(), addedTypes: new Map(), created: new Set(), added: [] };
+  return { touched: new Set(), addedTypes: new Map(), created: new Set(), added: [], written: new Map(), found: [] };
 }
 
 function mergeInto(into: SandboxChanges, from: SandboxChanges): void {
@@ -54,6 +60,12 @@ function mergeInto(into: SandboxChanges, from: SandboxChanges): void {
     else into.addedTypes.set(id, new Set(types));
   }
   into.added.push(...from.added);
+  into.found.push(...from.found);
+  for (const [id, events] of from.written) {
+    const known = into.written.get(id);
+    if (known) known.push(...events);
+    else into.written.set(id, events);
+  }
 }
 
 /**
@@ -99,16 +111,20 @@ export function ingestEventGroup(
   }
   const outcomes: (EventRequestOutcome | undefined)[] = requests.map((_, i) => refused[i]);
   const after: (() => void)[] = [];
+  const identities = identityCache(conn);
   try {
     conn.sqlite
       .transaction(() => {
+        const mark = identities.begin();
         const bySandbox = new Map<number, SandboxChanges>();
         for (const [i, request] of requests.entries()) {
           if (outcomes[i]) continue;
           const changes = noChanges();
           try {
             // A transaction inside one is a savepoint: a request that throws is undone alone.
-            const result = conn.sqlite.transaction(() => writeEvents(conn, s, request, limits, now, changes))();
+            const result = conn.sqlite.transaction(() =>
+              writeEvents(conn, s, identities, request, limits, now, changes),
+            )();
             const sandbox = bySandbox.get(request.sandboxId);
             if (sandbox) mergeInto(sandbox, changes);
             else bySandbox.set(request.sandboxId, changes);
@@ -117,12 +133,20 @@ export function ingestEventGroup(
             outcomes[i] = { ok: false, error };
           }
         }
+        const found = [...bySandbox.values()].flatMap((changes) => changes.found);
+        after.push(() => identities.keep(mark, found));
         for (const [sandboxId, changes] of bySandbox) {
           // Created by one request, found by another: still a new profile, evaluated in full.
           for (const id of changes.created) changes.addedTypes.delete(id);
           for (const id of changes.touched) s.touchProfile.run(now, id, now);
           const joined = options.onIdentitiesAdded?.(sandboxId, changes.added, now);
-          const streamed = options.onProfilesChanged?.(sandboxId, [...changes.touched], now, changes.addedTypes);
+          const streamed = options.onProfilesChanged?.(
+            sandboxId,
+            [...changes.touched],
+            now,
+            changes.addedTypes,
+            changes.written,
+          );
           if (joined) after.push(joined);
           if (streamed) after.push(streamed);
         }
@@ -144,6 +168,7 @@ export function ingestEventGroup(
 function writeEvents(
   conn: Connection,
   s: IngestStatements,
+  identities: IdentityCache,
   { sandboxId, events }: EventRequest,
   limits: IngestLimits,
   now: number,
@@ -191,29 +216,38 @@ function writeEvents(
       continue;
     }
 
-    const key = `${event.identity.namespace}\u0000${event.identity.id}`;
+    const key = identityKey(sandboxId, event.identity.namespace, event.identity.id);
     let profileId = profileOf.get(key);
     if (profileId === undefined) {
-      profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+      profileId = identities.get(key);
       if (profileId === undefined) {
-        profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
-        changes.created.add(profileId);
-        s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
-        changes.added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
+        profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+        if (profileId === undefined) {
+          profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
+          changes.created.add(profileId);
+          s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
+          changes.added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
+        }
       }
+      changes.found.push({ key, profileId });
       profileOf.set(key, profileId);
     }
+    const payloadJson = JSON.stringify(checked.value);
     const info = s.insertEvent.run(
       sandboxId,
       profileId,
       ts,
       event.eventType,
       event.id ?? randomUUID(),
-      JSON.stringify(checked.value),
+      payloadJson,
       now,
     );
     if (info.changes === 0) result.duplicates++;
     else {
+      const stored = { id: Number(info.lastInsertRowid), timestamp: ts, eventType: event.eventType, payloadJson };
+      const written = changes.written.get(profileId);
+      if (written) written.push(stored);
+      else changes.written.set(profileId, [stored]);
       changes.touched.add(profileId);
       if (!changes.created.has(profileId)) {
         const types = changes.addedTypes.get(profileId);

@@ -10,7 +10,7 @@ import type { ProfileDocument } from '../pql/index.js';
 import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js';
 
 /** A document plus the stored status of each of the profile's memberships (EXITED too). */
-type StoredProfileDocument = ProfileDocument & {
+export type StoredProfileDocument = ProfileDocument & {
   memberships: Set<number>;
   statuses: Map<number, MembershipStatus>;
   payloads: Map<number, Record<string, unknown>>;

@@ -6,6 +6,7 @@ import { refreshAudienceSize } from './audiences.js';
 import { validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
+import type { WrittenEvents } from './streaming-window.js';
 
 export interface IdentityInput {
   namespace: string;
@@ -53,14 +54,15 @@ export type AddedEventTypes = ReadonlyMap<number, ReadonlySet<string>>;
 
 /**
  * Called inside the ingest transaction with the profiles it changed (streaming segmentation hooks
- * in here) and, for those that only gained events, their types; what it returns runs once the
- * transaction has committed (to publish what it changed).
+ * in here), for those that only gained events their types, and the events it wrote; what it
+ * returns runs once the transaction has committed (to publish what it changed).
  */
 export type ProfilesChangedHook = (
   sandboxId: number,
   profileIds: number[],
   now: number,
   added?: AddedEventTypes,
+  written?: WrittenEvents,
 ) => (() => void) | undefined;
 
 /**

@@ -17,8 +17,8 @@ import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
-import { loadProfileDocuments } from './profile-documents.js';
 import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
+import { StreamingWindows, streamingWindows, type WrittenEvents } from './streaming-window.js';
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
@@ -50,6 +50,8 @@ interface StreamingPlan {
   fingerprint: string;
   definitions: SegmentDefinition[];
   evaluated: PlannedDefinition[];
+  /** The event types any of them reads (null: any type): what the streaming windows hold. */
+  eventTypes: ReadonlySet<string> | null;
 }
 
 interface PlannedDefinition {
@@ -90,20 +92,25 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
     ids.length === 0
       ? []
       : dependencyOrder([...definitionsByIds(conn, sandboxId, ids).values()], dependenciesOf(conn, sandboxId, ids));
-  const plan = {
-    fingerprint,
-    definitions,
-    evaluated: definitions.map((d): PlannedDefinition => {
-      const checked = checkedDefinition(conn, d);
-      return {
-        audienceId: d.audienceId,
-        version: d.version,
-        checked,
-        eventTypes: eventReads(checked).eventTypes,
-        readsAudiences: checked.referencedAudiences.length > 0,
-      };
-    }),
-  };
+  const evaluated = definitions.map((d): PlannedDefinition => {
+    const checked = checkedDefinition(conn, d);
+    return {
+      audienceId: d.audienceId,
+      version: d.version,
+      checked,
+      eventTypes: eventReads(checked).eventTypes,
+      readsAudiences: checked.referencedAudiences.length > 0,
+    };
+  });
+  let eventTypes: Set<string> | null = new Set();
+  for (const d of evaluated) {
+    if (d.eventTypes === null) {
+      eventTypes = null;
+      break;
+    }
+    for (const t of d.eventTypes) eventTypes.add(t);
+  }
+  const plan = { fingerprint, definitions, evaluated, eventTypes };
   bySandbox.set(sandboxId, plan);
   return plan;
 }
@@ -123,7 +130,8 @@ function readsAny(d: PlannedDefinition, added: ReadonlySet<string>): boolean {
  * transitions (call inside the ingest's write transaction). Definitions are taken in
  * dependency order and each result is seen by the next, so `inSegment` of a streaming audience
  * reads its new state. With `added`, a profile that only gained events meets only the
- * definitions those events can change, and only the event types they read are loaded.
+ * definitions those events can change. Events come from the connection's streaming windows
+ * (streaming-window.ts), which are kept only by `segmentAndKeep`'s caller after the commit.
  */
 export function segmentProfiles(
   conn: Connection,
@@ -133,11 +141,28 @@ export function segmentProfiles(
   cause: 'streaming' | 'expiry' = 'streaming',
   added?: AddedEventTypes,
 ): MembershipChange[] {
-  const planned = streamingPlan(conn, sandboxId).evaluated;
-  if (planned.length === 0 || profileIds.length === 0) return [];
+  return segmentAndKeep(conn, sandboxId, profileIds, now, cause, added).changes;
+}
+
+/**
+ * `segmentProfiles`, with the events the transaction wrote (`written`, per profile) to advance
+ * the windows without reading them back; `keep` holds the windows read once the transaction has
+ * committed (never before: a rolled-back ingest must leave nothing in them).
+ */
+function segmentAndKeep(
+  conn: Connection,
+  sandboxId: number,
+  profileIds: readonly number[],
+  now: number,
+  cause: 'streaming' | 'expiry',
+  added?: AddedEventTypes,
+  written?: WrittenEvents,
+): { changes: MembershipChange[]; keep?: () => void } {
+  const plan = streamingPlan(conn, sandboxId);
+  const planned = plan.evaluated;
+  if (planned.length === 0 || profileIds.length === 0) return { changes: [] };
   // Per profile, the definitions to evaluate (all of them when it may have changed in any way).
   const work = new Map<number, readonly PlannedDefinition[]>();
-  let types: Set<string> | null = new Set();
   for (const profileId of profileIds) {
     const only = added?.get(profileId);
     let relevant = planned;
@@ -145,35 +170,36 @@ export function segmentProfiles(
       relevant = [];
       for (const d of planned) if (readsAny(d, only)) relevant.push(d);
     }
-    if (relevant.length === 0) continue;
-    work.set(profileId, relevant);
-    for (const d of relevant) {
-      if (types === null) break;
-      if (d.eventTypes === null) types = null;
-      else for (const t of d.eventTypes) types.add(t);
-    }
+    if (relevant.length > 0) work.set(profileId, relevant);
   }
-  if (work.size === 0) return [];
-  const docs = loadProfileDocuments(conn, sandboxId, [...work.keys()], now - STREAMING_WINDOW_MS, types);
+  // The windows of profiles none of whose definitions ran still take what was written to them.
+  const windows = streamingWindows(conn);
+  const { docs, commit } = windows.read(sandboxId, work.keys(), now - STREAMING_WINDOW_MS, plan.eventTypes, written);
+  if (work.size === 0) return { changes: [], keep: commit };
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
-  for (const [profileId, relevant] of work) {
-    const doc = docs.get(profileId);
-    if (!doc) continue;
-    evaluations += relevant.length;
-    for (const { audienceId, version, checked: expression } of relevant) {
-      const qualifies = evaluate(expression, doc, { now });
-      if (qualifies === doc.memberships.has(audienceId)) continue;
-      const from = doc.statuses.get(audienceId) ?? null;
-      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
-      // The definitions after this one see the new state (inSegment).
-      doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
-      if (qualifies) doc.memberships.add(audienceId);
-      else doc.memberships.delete(audienceId);
+  windows.evaluating(() => {
+    for (const [profileId, relevant] of work) {
+      const doc = docs.get(profileId);
+      if (!doc) continue;
+      evaluations += relevant.length;
+      let changed = false;
+      for (const { audienceId, version, checked: expression } of relevant) {
+        const qualifies = evaluate(expression, doc, { now });
+        if (qualifies === doc.memberships.has(audienceId)) continue;
+        if (!changed) StreamingWindows.changing(doc);
+        changed = true;
+        const from = doc.statuses.get(audienceId) ?? null;
+        changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
+        // The definitions after this one see the new state (inSegment), and the kept document too.
+        doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
+        if (qualifies) doc.memberships.add(audienceId);
+        else doc.memberships.delete(audienceId);
+      }
     }
-  }
+  });
   writer.flushSizes(now);
-  return changes;
+  return { changes, keep: commit };
 }
 
 /**
@@ -182,7 +208,8 @@ export function segmentProfiles(
  * the audiences that read them follow; one write transaction per sandbox.
  */
 export function sweepExpired(conn: Connection, sandboxId: number, now: number): MembershipChange[] {
-  return conn.sqlite
+  let keep: (() => void) | undefined;
+  const swept = conn.sqlite
     .transaction(() => {
       const changes: MembershipChange[] = [];
       const writer = new MembershipWriter(conn);
@@ -203,10 +230,14 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
       writer.flushSizes(now);
       // The profiles that left are evaluated again, so the audiences reading those (inSegment) follow.
       const affected = [...new Set(changes.map((c) => c.profileId))];
-      changes.push(...segmentProfiles(conn, sandboxId, affected, now, 'expiry'));
+      const again = segmentAndKeep(conn, sandboxId, affected, now, 'expiry');
+      keep = again.keep;
+      changes.push(...again.changes);
       return changes;
     })
     .immediate();
+  keep?.();
+  return swept;
 }
 
 /**
@@ -217,12 +248,27 @@ export function sweepExpired(conn: Connection, sandboxId: number, now: number): 
 export class StreamingSegmentation {
   private timer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly deps: { conn: Connection; bus: EventBus; log: Logger; sweepMs: number }) {}
+  constructor(
+    private readonly deps: {
+      conn: Connection;
+      bus: EventBus;
+      log: Logger;
+      sweepMs: number;
+      /** Profiles whose streaming windows are kept in memory (SEGQL_STREAMING_WINDOW_PROFILES). */
+      windowProfiles?: number;
+    },
+  ) {
+    if (deps.windowProfiles !== undefined) streamingWindows(deps.conn).capacity = deps.windowProfiles;
+  }
 
   /** Evaluates the changed profiles in the ingest's transaction; what it returns publishes the changes after commit. */
-  readonly onProfilesChanged: ProfilesChangedHook = (sandboxId, profileIds, now, added) => {
-    const changes = segmentProfiles(this.deps.conn, sandboxId, profileIds, now, 'streaming', added);
-    return changes.length > 0 ? () => this.publish(changes) : undefined;
+  readonly onProfilesChanged: ProfilesChangedHook = (sandboxId, profileIds, now, added, written) => {
+    const { changes, keep } = segmentAndKeep(this.deps.conn, sandboxId, profileIds, now, 'streaming', added, written);
+    if (changes.length === 0) return keep;
+    return () => {
+      keep?.();
+      this.publish(changes);
+    };
   };
 
   start(): void {

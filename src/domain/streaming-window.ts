@@ -1,0 +1,398 @@
+/**
+ * The streaming window kept in memory (docs/domain.md "Streaming and edge segmentation"): per
+ * profile, its events of the last STREAMING_WINDOW_MS of the types the sandbox's streaming plan
+ * reads, in (ts, id) order, with its attributes and memberships, so an ingest evaluates a profile
+ * without reading back from SQLite what this process itself wrote. Windows are per connection,
+ * filled from SQLite on a miss and advanced by the events each ingest reports and the
+ * memberships its evaluation writes, and only once its transaction has committed.
+ *
+ * A window must never be served stale, and it must not depend on every writer remembering to
+ * say so:
+ *
+ * - writes by other connections (job workers, another process) move `data_version`: then every
+ *   window of the connection is dropped;
+ * - rows of `events` and `memberships` this connection inserts, updates or deletes, and profiles
+ *   whose attributes it changes or which it deletes, are seen by temporary triggers (this
+ *   connection's only), which note the profile; before windows are next served each noted row
+ *   drops its profile's window, unless it is an event the ingest being evaluated reported
+ *   writing or a membership its evaluation wrote. Stitching (events moving to another profile),
+ *   attribute updates, profile deletion, a job's or list's membership writes on this
+ *   connection, a request undone by its savepoint, a transaction rolled back: each only costs a
+ *   reload.
+ */
+import { cacheKey } from '../db/connection-cache.js';
+import type { Connection } from '../db/index.js';
+import { dataVersion } from '../db/write-stamp.js';
+import type { EventRecord } from '../pql/index.js';
+import { loadProfileDocuments, type StoredProfileDocument } from './profile-documents.js';
+
+/** Profiles whose windows one connection keeps unless told (SEGQL_STREAMING_WINDOW_PROFILES sets it). */
+const DEFAULT_WINDOW_PROFILES = 50_000;
+
+/** A window longer than this many events is read from SQLite each time rather than held. */
+const MAX_WINDOW_EVENTS = 5_000;
+
+/** A noted write that changed a profile other than by an event inserted. */
+const CHANGED = -1;
+
+const NO_EVENTS: ReadonlySet<string> = new Set();
+
+/** Noted rows past this many (a bulk write with no streaming) drop every window instead. */
+const MAX_NOTED_ROWS = 100_000;
+
+/** An event an ingest has just written, its payload as the JSON text it stored. */
+export interface WrittenEvent {
+  id: number;
+  timestamp: number;
+  eventType: string;
+  payloadJson: string;
+}
+
+/** Per profile, the events an ingest wrote, in the order it wrote them. */
+export type WrittenEvents = ReadonlyMap<number, readonly WrittenEvent[]>;
+
+interface Window {
+  sandboxId: number;
+  /** Attributes and memberships as the last evaluation left them; `events` is the window's. */
+  doc: StoredProfileDocument;
+  /** The event types held (`*`: all of them), as `typesKey` makes it. */
+  types: string;
+  /** Events from this instant on are all held. */
+  since: number;
+  /** Never changed once made: a newer window replaces it. */
+  events: readonly EventRecord[];
+}
+
+/** What one read of windows serves, and what it keeps once the transaction has committed. */
+export interface WindowRead {
+  docs: Map<number, StoredProfileDocument>;
+  /** Call after the commit: keeps the windows read and advanced by this ingest. */
+  commit(): void;
+}
+
+function typesKey(types: ReadonlySet<string> | null): string {
+  return types === null ? '*' : [...types].sort().join('\u0000');
+}
+
+function inOrder(a: EventRecord, b: EventRecord): boolean {
+  return a.timestamp < b.timestamp || (a.timestamp === b.timestamp && a.id < b.id);
+}
+
+/** The first index of a (ts, id)-ordered list whose event is at or after `since`. */
+function firstSince(events: readonly EventRecord[], since: number): number {
+  let lo = 0;
+  let hi = events.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (events[mid]!.timestamp < since) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function prepare(sqlite: Connection['sqlite']) {
+  const load = `SELECT e.profile_id AS profileId,
+      json_group_array(json_array(e.id, e.ts, e.event_type, json(e.payload)) ORDER BY e.ts, e.id) AS events`;
+  return {
+    // As profile-documents.ts loads them: one JSON array per profile, the few ids first.
+    events: sqlite.prepare(
+      `${load} FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? GROUP BY e.profile_id`,
+    ),
+    eventsOfTypes: sqlite.prepare(
+      `${load} FROM json_each(?) AS j CROSS JOIN json_each(?) AS t CROSS JOIN events AS e
+         ON e.profile_id = j.value AND e.event_type = t.value AND e.ts >= ?
+       GROUP BY e.profile_id`,
+    ),
+  };
+}
+
+const totals = { hit: 0, miss: 0 };
+
+/** Windows served from memory (`hit`) and read from SQLite (`miss`) in this process (`segql_streaming_window_reads_total`). */
+export function streamingWindowReadsTotal(): Readonly<{ hit: number; miss: number }> {
+  return totals;
+}
+
+/** The triggers call back into the connection's current windows (conn.cache.clear() makes new ones). */
+const current = new WeakMap<Connection['sqlite'], StreamingWindows>();
+
+export class StreamingWindows {
+  /** Least recently used first. */
+  private readonly windows = new Map<number, Window>();
+  /**
+   * Rows this connection wrote since windows were last served, as pairs: the profile, and the
+   * event row inserted, or CHANGED (events moved or deleted, attributes, memberships).
+   */
+  private noted: number[] = [];
+  /** The evaluation is writing its own membership changes (`evaluating`). */
+  private evaluatingNow = false;
+  /** Counts the writes noted: one after a read and before its commit makes the commit keep nothing. */
+  private writes = 0;
+  private overflowed = false;
+  /** `data_version` when windows were last served. */
+  private version: number | undefined;
+  /** Moves whenever windows are dropped: a read's commit keeps nothing read before. */
+  private generation = 0;
+  private readonly statements: ReturnType<typeof prepare>;
+  hits = 0;
+  misses = 0;
+
+  constructor(
+    private readonly conn: Connection,
+    /** Profiles whose windows are kept; 0 keeps none (every read goes to SQLite). */
+    public capacity = DEFAULT_WINDOW_PROFILES,
+  ) {
+    this.statements = prepare(conn.sqlite);
+    installTriggers(conn.sqlite);
+    current.set(conn.sqlite, this);
+  }
+
+  /** Windows held now (for tests and diagnostics). */
+  get size(): number {
+    return this.windows.size;
+  }
+
+  /** A row written through this connection (the triggers call this); `membership`: a memberships row. */
+  note(profileId: number, rowId: number, membership = false): void {
+    if (membership && this.evaluatingNow) return;
+    this.writes++;
+    if (this.overflowed) return;
+    if (this.noted.length >= 2 * MAX_NOTED_ROWS) {
+      this.overflowed = true;
+      this.noted = [];
+      return;
+    }
+    this.noted.push(profileId, rowId);
+  }
+
+  /** Drops every window. */
+  clear(): void {
+    this.windows.clear();
+    this.noted = [];
+    this.overflowed = false;
+    this.generation++;
+  }
+
+  /**
+   * The documents of `profileIds` of a sandbox for streaming: attributes, memberships, and the
+   * window (events of `types`, `null` for all, at or after `since`) including the events
+   * `written` by the transaction this runs in; the windows of the other profiles in `written`
+   * are advanced too. Profiles the sandbox does not have are left out. Call inside the write
+   * transaction; membership writes of the evaluation go through `evaluating`, and `commit()` once
+   * the transaction has committed keeps the documents as the evaluation left them.
+   */
+  read(
+    sandboxId: number,
+    profileIds: Iterable<number>,
+    since: number,
+    types: ReadonlySet<string> | null,
+    written?: WrittenEvents,
+  ): WindowRead {
+    this.dropStale(sandboxId, written);
+    const key = typesKey(types);
+    const docs = new Map<number, StoredProfileDocument>();
+    const keep = new Map<number, Window>();
+    const missing: number[] = [];
+    const wanted = new Set(profileIds);
+    const all = written ? new Set([...wanted, ...written.keys()]) : wanted;
+    for (const profileId of all) {
+      const held = this.windows.get(profileId);
+      if (held === undefined || held.sandboxId !== sandboxId || held.types !== key || held.since > since) {
+        if (held !== undefined) this.windows.delete(profileId);
+        if (wanted.has(profileId)) missing.push(profileId);
+        continue;
+      }
+      const events = advance(held.events, since, types, written?.get(profileId));
+      const window = { ...held, since, events };
+      keep.set(profileId, window);
+      if (wanted.has(profileId)) {
+        // Its memberships are the held ones until the evaluation changes one (`changing`).
+        const doc = { ...held.doc, events };
+        docs.set(profileId, doc);
+        window.doc = doc;
+        this.hits++;
+        totals.hit++;
+      }
+    }
+    if (missing.length > 0) {
+      this.misses += missing.length;
+      totals.miss += missing.length;
+      // Inside the transaction: what it wrote is read back with the rest.
+      const loaded = loadProfileDocuments(this.conn, sandboxId, missing, since, NO_EVENTS);
+      const ids = JSON.stringify(missing);
+      const s = this.statements;
+      const rows = (
+        types === null
+          ? s.events.all(ids, since)
+          : types.size === 0
+            ? []
+            : s.eventsOfTypes.all(ids, JSON.stringify([...types]), since)
+      ) as { profileId: number; events: string }[];
+      for (const row of rows) {
+        const events = loaded.get(row.profileId)?.events;
+        if (!events) continue;
+        for (const [id, timestamp, eventType, payload] of JSON.parse(row.events) as [
+          number,
+          number,
+          string,
+          Record<string, unknown>,
+        ][]) {
+          events.push({ id, timestamp, eventType, payload });
+        }
+      }
+      for (const [profileId, doc] of loaded) {
+        docs.set(profileId, doc);
+        // The evaluation works on `doc` itself: kept after the commit, never changed after.
+        keep.set(profileId, { sandboxId, types: key, since, events: doc.events, doc });
+      }
+    }
+    const generation = this.generation;
+    const writes = this.writes;
+    return {
+      docs,
+      commit: () => {
+        // Written to since the read, or windows dropped (another read of the transaction found
+        // them stale): trust none of these, whose memberships the evaluation changed unnoted.
+        if (generation !== this.generation || writes !== this.writes) {
+          for (const profileId of keep.keys()) this.windows.delete(profileId);
+          return;
+        }
+        for (const [profileId, window] of keep) this.keep(profileId, window);
+      },
+    };
+  }
+
+  /**
+   * Makes `doc`'s memberships its own before the evaluation changes them: the held ones move
+   * only at the commit.
+   */
+  static changing(doc: StoredProfileDocument): void {
+    doc.memberships = new Set(doc.memberships);
+    doc.statuses = new Map(doc.statuses);
+  }
+
+  /**
+   * Runs the evaluation's own membership writes: the documents it keeps at the commit say what
+   * they wrote, so they drop no window (any other membership write does).
+   */
+  evaluating<T>(write: () => T): T {
+    this.evaluatingNow = true;
+    try {
+      return write();
+    } finally {
+      this.evaluatingNow = false;
+    }
+  }
+
+  private keep(profileId: number, window: Window): void {
+    this.windows.delete(profileId);
+    if (this.capacity === 0 || window.events.length > MAX_WINDOW_EVENTS) return;
+    this.windows.set(profileId, window);
+    while (this.windows.size > this.capacity) {
+      this.windows.delete(this.windows.keys().next().value!);
+    }
+  }
+
+  /** Drops what another connection's commit or an unreported write of this one may have changed. */
+  private dropStale(sandboxId: number, written: WrittenEvents | undefined): void {
+    const version = dataVersion(this.conn);
+    if (this.version !== version || this.overflowed) {
+      if (this.version !== undefined || this.overflowed) this.clear();
+      this.version = version;
+      this.noted = [];
+      this.overflowed = false;
+      return;
+    }
+    const noted = this.noted;
+    if (noted.length === 0) return;
+    this.noted = [];
+    let reported: Set<number> | undefined;
+    for (let i = 0; i < noted.length; i += 2) {
+      const profileId = noted[i]!;
+      const rowId = noted[i + 1]!;
+      const held = this.windows.get(profileId);
+      if (held === undefined) continue;
+      // Another sandbox's profile: its own read (with its own written events) decides.
+      if (held.sandboxId !== sandboxId) {
+        this.noted.push(profileId, rowId);
+        continue;
+      }
+      if (rowId !== CHANGED && written?.get(profileId)) {
+        reported ??= new Set([...written.values()].flatMap((list) => list.map((e) => e.id)));
+        if (reported.has(rowId)) continue;
+      }
+      this.windows.delete(profileId);
+      this.generation++;
+    }
+  }
+}
+
+/**
+ * The held window moved on to `since`, with the written events of the held types that fall in
+ * it, in (ts, id) order: a new list, the held one is never changed.
+ */
+function advance(
+  held: readonly EventRecord[],
+  since: number,
+  types: ReadonlySet<string> | null,
+  written: readonly WrittenEvent[] | undefined,
+): EventRecord[] {
+  const events = held.slice(firstSince(held, since));
+  if (!written) return events;
+  for (const w of written) {
+    if (w.timestamp < since || (types !== null && !types.has(w.eventType))) continue;
+    const event: EventRecord = {
+      id: w.id,
+      timestamp: w.timestamp,
+      eventType: w.eventType,
+      payload: JSON.parse(w.payloadJson) as Record<string, unknown>,
+    };
+    // Mostly appended: events usually arrive in time order.
+    let i = events.length;
+    while (i > 0 && inOrder(event, events[i - 1]!)) i--;
+    events.splice(i, 0, event);
+  }
+  return events;
+}
+
+const WINDOWS = cacheKey<StreamingWindows>('streaming windows');
+
+/** The connection's streaming windows, made on first use. */
+export function streamingWindows(conn: Connection): StreamingWindows {
+  return conn.cache.get(WINDOWS, () => new StreamingWindows(conn));
+}
+
+const installed = new WeakSet<Connection['sqlite']>();
+
+/** Temporary triggers (this connection's writes only) noting each row of `events` written. */
+function installTriggers(sqlite: Connection['sqlite']): void {
+  if (installed.has(sqlite)) return;
+  installed.add(sqlite);
+  sqlite.function('segql_window_note', { deterministic: false }, (profileId, rowId) => {
+    current.get(sqlite)?.note(Number(profileId), Number(rowId));
+    return null;
+  });
+  sqlite.function('segql_window_membership', { deterministic: false }, (profileId) => {
+    current.get(sqlite)?.note(Number(profileId), CHANGED, true);
+    return null;
+  });
+  // Profiles' updated_at moves at every ingest: only an attributes change is noted.
+  sqlite.exec(`
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_insert AFTER INSERT ON main.events
+      BEGIN SELECT segql_window_note(NEW.profile_id, NEW.id); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_update AFTER UPDATE ON main.events
+      BEGIN SELECT segql_window_note(OLD.profile_id, ${CHANGED}), segql_window_note(NEW.profile_id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_delete AFTER DELETE ON main.events
+      BEGIN SELECT segql_window_note(OLD.profile_id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_attributes AFTER UPDATE OF attributes ON main.profiles
+      BEGIN SELECT segql_window_note(NEW.id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_profile_delete AFTER DELETE ON main.profiles
+      BEGIN SELECT segql_window_note(OLD.id, ${CHANGED}); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_insert AFTER INSERT ON main.memberships
+      BEGIN SELECT segql_window_membership(NEW.profile_id); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_update AFTER UPDATE ON main.memberships
+      BEGIN SELECT segql_window_membership(OLD.profile_id), segql_window_membership(NEW.profile_id); END;
+    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_member_delete AFTER DELETE ON main.memberships
+      BEGIN SELECT segql_window_membership(OLD.profile_id); END;
+  `);
+}

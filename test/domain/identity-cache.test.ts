@@ -1,0 +1,102 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Connection, openDatabase } from '../../src/db/index.js';
+import { ingestEventGroup, ingestEvents } from '../../src/domain/event-ingest.js';
+import { ingestProfiles } from '../../src/domain/profile-ingest.js';
+import { deleteProfile } from '../../src/domain/profiles.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+
+const NOW = Date.parse('2026-11-28T12:00:00Z');
+
+let dir: string;
+let conn: Connection;
+let sandboxId: number;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'segql-identities-'));
+  conn = openDatabase(join(dir, 'segql.db'));
+  sandboxId = ensureSandbox(conn, 'prod').id;
+});
+afterEach(() => {
+  conn.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const person = (name: string) => ({ namespace: 'email', id: `${name}@example.com` });
+let n = 0;
+
+/** Ingests one event for `who` and returns the profile it landed on. */
+function eventFor(who: string, on: Connection = conn): number {
+  const result = ingestEvents(
+    on,
+    sandboxId,
+    [{ id: `e${n++}`, identity: person(who), timestamp: new Date(NOW).toISOString(), eventType: 'x', data: {} }],
+    { now: NOW },
+  );
+  return result.profileIds[0]!;
+}
+
+/** The profile the store says `who` is, or undefined. */
+function stored(who: string): number | undefined {
+  return conn.sqlite
+    .prepare('SELECT profile_id FROM identities WHERE namespace = ? AND value = ?')
+    .pluck()
+    .get('email', person(who).id) as number | undefined;
+}
+
+const profileExists = (id: number) => conn.sqlite.prepare('SELECT count(*) FROM profiles WHERE id = ?').pluck().get(id);
+
+describe('event ingest finds profiles by identity', () => {
+  it('follows identity stitching', () => {
+    const ann = eventFor('ann');
+    const bob = eventFor('bob');
+    expect(eventFor('bob')).toBe(bob);
+    ingestProfiles(conn, sandboxId, [{ identities: [person('ann'), person('bob')], attributes: {} }], { now: NOW });
+    expect(eventFor('bob')).toBe(ann);
+    expect(stored('bob')).toBe(ann);
+  });
+
+  it('follows a deleted profile, deleted here or by another connection', () => {
+    const ann = eventFor('ann');
+    deleteProfile(conn, sandboxId, person('ann'));
+    const again = eventFor('ann');
+    expect(again).not.toBe(ann);
+    expect(profileExists(again)).toBe(1);
+    const other = openDatabase(join(dir, 'segql.db'));
+    try {
+      deleteProfile(other, sandboxId, person('ann'));
+    } finally {
+      other.close();
+    }
+    const third = eventFor('ann');
+    expect(third).not.toBe(again);
+    expect(profileExists(third)).toBe(1);
+  });
+
+  it('keeps nothing of a rolled-back ingest', () => {
+    const [outcome] = ingestEventGroup(
+      conn,
+      [
+        {
+          sandboxId,
+          events: [{ id: 'c1', identity: person('cid'), timestamp: new Date(NOW).toISOString(), eventType: 'x' }],
+        },
+      ],
+      {
+        now: NOW,
+        onProfilesChanged: () => {
+          throw new Error('shared step failed');
+        },
+      },
+    );
+    expect(outcome!.ok).toBe(false);
+    expect(stored('cid')).toBeUndefined();
+    // dan may well get the id cid's profile had in the rolled-back transaction.
+    const dan = eventFor('dan');
+    const cid = eventFor('cid');
+    expect(cid).not.toBe(dan);
+    expect(stored('cid')).toBe(cid);
+  });
+});
