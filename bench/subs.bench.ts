@@ -21,6 +21,8 @@
  *   per message delivered, the figure that moves least with the machine's load.
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
+ * `--trace <dir>`: the GC trace and the stall log only, without the profiler's own cost.
+ * `--server-flags=<flags>`: more node/V8 flags for the server (space-separated), to try them.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -70,6 +72,8 @@ export async function run(argv: string[]): Promise<number> {
   const changeCount = intArg(args, 'changes', 300);
   const batch = intArg(args, 'batch', 100);
   const profileDir = args.get('profile');
+  const traceDir = profileDir ?? args.get('trace');
+  const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -102,11 +106,11 @@ export async function run(argv: string[]): Promise<number> {
     env: { SEGQL_SEGMENT_CHUNK_SIZE: '500' },
     nodeArgs: [
       '--expose-gc',
+      ...serverFlags,
       '--import',
       join(ROOT, 'bench', 'gc-on-signal.mjs'),
-      ...(profileDir
-        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')]
-        : []),
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...(traceDir ? ['--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')] : []),
     ],
   });
   /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
@@ -160,6 +164,15 @@ export async function run(argv: string[]): Promise<number> {
     const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
     /** What V8 holds from the system (committed), used or not: RSS follows this, not `heap`. */
     const heapTotal = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_total_bytes');
+    /** V8's committed memory per heap space, in MiB: which space holds what RSS keeps. */
+    const spaces = async () =>
+      (await (await fetch(server.url.replace(/\/graphql$/, '/metrics'))).text())
+        .split('\n')
+        .map((l) => /^segql_process_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)$/.exec(l))
+        .filter((m) => m && Number(m[2]) >= 2 ** 20)
+        .map((m) => `${m![1]} ${(Number(m![2]) / 2 ** 20).toFixed(0)}`)
+        .join(', ');
+    const spacesBefore = await spaces();
     const heapTotalBefore = await heapTotal();
     const heapBefore = await heap();
 
@@ -225,7 +238,7 @@ export async function run(argv: string[]): Promise<number> {
     scraping = false;
     await scraper;
     const serverCpuMs = cpuMs(server.child.pid) - cpuStart;
-    if (profileDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
+    if (traceDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
     const reference = JSON.stringify(jobEvents[0]);
@@ -260,6 +273,7 @@ export async function run(argv: string[]): Promise<number> {
     const anonAfter = rssBytes(server.child.pid, 'RssAnon');
     const heapAfter = await heap();
     const heapTotalAfter = await heapTotal();
+    const spacesAfter = await spaces();
     const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
     if (open > 0) fail(`${open} subscriptions still open after every client left`);
 
@@ -281,7 +295,7 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
-      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after`,
+      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after (MiB by space: ${spacesBefore} before; ${spacesAfter} after)`,
     );
   } catch (err) {
     const log = readFileSync(join(dataDir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n');
@@ -290,7 +304,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await Promise.all(clients.map((c) => c.dispose()));
     await server.stop();
-    if (profileDir) copyFileSync(join(dataDir, 'server.log'), join(profileDir, 'server.log'));
+    if (traceDir) copyFileSync(join(dataDir, 'server.log'), join(traceDir, 'server.log'));
     rmSync(dataDir, { recursive: true, force: true });
   }
   return failed ? 1 : 0;
