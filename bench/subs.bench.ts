@@ -22,6 +22,8 @@
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
  * `--trace <dir>`: the GC trace and the stall log only, without the profiler's own cost.
+ * `stall-on-cpu-max-ms` (with `--profile` or `--trace`): of the window's turns over 40 ms, the
+ *   longest time the server's main thread was on a CPU in one (0: none over 40 ms of wall time).
  * `--server-flags=<flags>`: more node/V8 flags for the server (space-separated), to try them.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
@@ -238,7 +240,8 @@ export async function run(argv: string[]): Promise<number> {
     scraping = false;
     await scraper;
     const serverCpuMs = cpuMs(server.child.pid) - cpuStart;
-    if (traceDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
+    const windowEnd = clock();
+    if (traceDir) console.log(`window ${NAME}: ${windowStart}..${windowEnd} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
     const reference = JSON.stringify(jobEvents[0]);
@@ -281,6 +284,23 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'job-events', jobEvents[0]!.length, 'events', statsOf(jobEvents.map((e) => e.length)));
     report(NAME, 'changes-delivered', changes[0]!.length, 'changes', statsOf(changes.map((c) => c.length)));
     report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
+    if (traceDir) {
+      // The stall log's turns over 40 ms in the window: wall time, and the main thread's time on a CPU.
+      const stalls = [
+        ...readFileSync(join(dataDir, 'server.log'), 'utf8').matchAll(
+          /^stall (\d+) ms \((\d+) ms on CPU, (\d+) ms waiting for one\) ending at (\d+) us$/gm,
+        ),
+      ]
+        .filter((m) => BigInt(m[4]!) >= windowStart && BigInt(m[4]!) <= windowEnd)
+        .map((m) => ({ wall: Number(m[1]), cpu: Number(m[2]), waiting: Number(m[3]) }))
+        // Neither on a CPU nor waiting for one: blocked (a lock, GC helper threads, synchronous I/O).
+        .map((st) => ({ ...st, blocked: Math.max(0, st.wall - st.cpu - st.waiting) }));
+      const longest = (k: 'wall' | 'cpu' | 'waiting' | 'blocked') => Math.max(0, ...stalls.map((st) => st[k]));
+      console.log(
+        `stalls ${NAME}: ${stalls.length} turns over 40 ms in the window; longest ${longest('wall')} ms, at most ${longest('cpu')} ms of one on CPU, ${longest('waiting')} ms waiting for a CPU, ${longest('blocked')} ms blocked (to a scheduler tick)`,
+      );
+      report(NAME, 'stall-on-cpu-max-ms', longest('cpu'), 'ms', one(longest('cpu')));
+    }
     report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
     // The server's CPU per message it sent in the window (job states and changes, all subscribers).
     const deliveries = jobEvents.reduce((n, e) => n + e.length, 0) + changes.reduce((n, c) => n + c.length, 0);
