@@ -109,9 +109,9 @@ export class EventBus {
   }
 
   /**
-   * undefined when a subscriber may take its next payload now: inside one of the bus's own
-   * delivery turns (setImmediate) and within its slice. Else a promise resolved when its place
-   * in line comes, in a coming turn. A publisher's turn (an ingest's request, a job's progress)
+   * undefined when a subscriber may take its next payload now: within the slice of the bus's
+   * latest delivery turn (setImmediate), which a publish ends. Else a promise resolved when its
+   * place in line comes, in a coming turn. A publisher's turn (an ingest's request, a job's progress)
    * so never also carries the start of its fan-out. Inside a turn only the subscriber let go
    * last is running, and it goes on with its own queue while the slice lasts: its messages then
    * leave in one write (graphql-ws.ts coalesceSends), where one each per turn made a write each.
