@@ -21,6 +21,10 @@
  *   per message delivered, the figure that moves least with the machine's load.
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
+ * `--trace <dir>`: the GC trace and the stall log only, without the profiler's own cost.
+ * `stall-on-cpu-max-ms` (with `--profile` or `--trace`): of the window's turns over 40 ms, the
+ *   longest time the server's main thread was on a CPU in one (0: none over 40 ms of wall time).
+ * `--server-flags=<flags>`: more node/V8 flags for the server (space-separated), to try them.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -70,6 +74,8 @@ export async function run(argv: string[]): Promise<number> {
   const changeCount = intArg(args, 'changes', 300);
   const batch = intArg(args, 'batch', 100);
   const profileDir = args.get('profile');
+  const traceDir = profileDir ?? args.get('trace');
+  const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -102,11 +108,11 @@ export async function run(argv: string[]): Promise<number> {
     env: { SEGQL_SEGMENT_CHUNK_SIZE: '500' },
     nodeArgs: [
       '--expose-gc',
+      ...serverFlags,
       '--import',
       join(ROOT, 'bench', 'gc-on-signal.mjs'),
-      ...(profileDir
-        ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')]
-        : []),
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+      ...(traceDir ? ['--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')] : []),
     ],
   });
   /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
@@ -160,6 +166,15 @@ export async function run(argv: string[]): Promise<number> {
     const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
     /** What V8 holds from the system (committed), used or not: RSS follows this, not `heap`. */
     const heapTotal = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_total_bytes');
+    /** V8's committed memory per heap space, in MiB: which space holds what RSS keeps. */
+    const spaces = async () =>
+      (await (await fetch(server.url.replace(/\/graphql$/, '/metrics'))).text())
+        .split('\n')
+        .map((l) => /^segql_process_nodejs_heap_space_size_total_bytes\{space="(\w+)"\} (\d+)$/.exec(l))
+        .filter((m) => m && Number(m[2]) >= 2 ** 20)
+        .map((m) => `${m![1]} ${(Number(m![2]) / 2 ** 20).toFixed(0)}`)
+        .join(', ');
+    const spacesBefore = await spaces();
     const heapTotalBefore = await heapTotal();
     const heapBefore = await heap();
 
@@ -225,7 +240,8 @@ export async function run(argv: string[]): Promise<number> {
     scraping = false;
     await scraper;
     const serverCpuMs = cpuMs(server.child.pid) - cpuStart;
-    if (profileDir) console.log(`window ${NAME}: ${windowStart}..${clock()} us (monotonic)`);
+    const windowEnd = clock();
+    if (traceDir) console.log(`window ${NAME}: ${windowStart}..${windowEnd} us (monotonic)`);
 
     // Every job watcher: the same states, progress never going back, ending SUCCEEDED.
     const reference = JSON.stringify(jobEvents[0]);
@@ -260,6 +276,7 @@ export async function run(argv: string[]): Promise<number> {
     const anonAfter = rssBytes(server.child.pid, 'RssAnon');
     const heapAfter = await heap();
     const heapTotalAfter = await heapTotal();
+    const spacesAfter = await spaces();
     const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
     if (open > 0) fail(`${open} subscriptions still open after every client left`);
 
@@ -267,6 +284,23 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'job-events', jobEvents[0]!.length, 'events', statsOf(jobEvents.map((e) => e.length)));
     report(NAME, 'changes-delivered', changes[0]!.length, 'changes', statsOf(changes.map((c) => c.length)));
     report(NAME, 'event-loop-max-ms', loopMax * 1000, 'ms', one(loopMax * 1000));
+    if (traceDir) {
+      // The stall log's turns over 40 ms in the window: wall time, and the main thread's time on a CPU.
+      const stalls = [
+        ...readFileSync(join(dataDir, 'server.log'), 'utf8').matchAll(
+          /^stall (\d+) ms \((\d+) ms on CPU, (\d+) ms waiting for one\) ending at (\d+) us$/gm,
+        ),
+      ]
+        .filter((m) => BigInt(m[4]!) >= windowStart && BigInt(m[4]!) <= windowEnd)
+        .map((m) => ({ wall: Number(m[1]), cpu: Number(m[2]), waiting: Number(m[3]) }))
+        // Neither on a CPU nor waiting for one: blocked (a lock, GC helper threads, synchronous I/O).
+        .map((st) => ({ ...st, blocked: Math.max(0, st.wall - st.cpu - st.waiting) }));
+      const longest = (k: 'wall' | 'cpu' | 'waiting' | 'blocked') => Math.max(0, ...stalls.map((st) => st[k]));
+      console.log(
+        `stalls ${NAME}: ${stalls.length} turns over 40 ms in the window; longest ${longest('wall')} ms, at most ${longest('cpu')} ms of one on CPU, ${longest('waiting')} ms waiting for a CPU, ${longest('blocked')} ms blocked (to a scheduler tick)`,
+      );
+      report(NAME, 'stall-on-cpu-max-ms', longest('cpu'), 'ms', one(longest('cpu')));
+    }
     report(NAME, 'fanout-ms', fanoutMs, 'ms', one(fanoutMs));
     // The server's CPU per message it sent in the window (job states and changes, all subscribers).
     const deliveries = jobEvents.reduce((n, e) => n + e.length, 0) + changes.reduce((n, c) => n + c.length, 0);
@@ -281,7 +315,7 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
-      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after`,
+      `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after (MiB by space: ${spacesBefore} before; ${spacesAfter} after)`,
     );
   } catch (err) {
     const log = readFileSync(join(dataDir, 'server.log'), 'utf8').split('\n').slice(-15).join('\n');
@@ -290,7 +324,7 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await Promise.all(clients.map((c) => c.dispose()));
     await server.stop();
-    if (profileDir) copyFileSync(join(dataDir, 'server.log'), join(profileDir, 'server.log'));
+    if (traceDir) copyFileSync(join(dataDir, 'server.log'), join(traceDir, 'server.log'));
     rmSync(dataDir, { recursive: true, force: true });
   }
   return failed ? 1 : 0;

@@ -1,16 +1,17 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
 import { streamingEvaluationsTotal } from './domain/streaming.js';
 import { streamingWindowReadsTotal } from './domain/streaming-window.js';
+import { collectProcessMetrics } from './process-metrics.js';
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Prometheus metrics served on /metrics; gauges are read from the live state at scrape time. */
 export function createMetrics(conn: Connection) {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'segql_process_' });
+  collectProcessMetrics(registry, 'segql_process_');
   const requests = new Counter({
     name: 'segql_http_requests_total',
     help: 'HTTP requests by route and status code',

@@ -146,6 +146,62 @@ describe('EventBus', () => {
     expect(bus.subscriptionCount).toBe(0);
   });
 
+  it("delivers in a turn of its own, never in the publisher's turn", async () => {
+    const bus = new EventBus({ queueSize: 10 });
+    const sub = bus.subscribe<number>('t');
+    const got: number[] = [];
+    const reading = (async () => {
+      for (let i = 0; i < 2; i++) got.push((await sub.next()).value!.payload);
+    })();
+    await new Promise((r) => setImmediate(r));
+    bus.publish('t', 1);
+    // The rest of the publisher's turn: its microtasks run, the delivery does not.
+    for (let i = 0; i < 50; i++) await Promise.resolve();
+    expect(got).toEqual([]);
+    await new Promise((r) => setImmediate(r));
+    expect(got).toEqual([1]);
+    bus.publish('t', 2);
+    await reading;
+    expect(got).toEqual([1, 2]);
+    sub.close();
+  });
+
+  it('spreads a burst that outlasts a slice over several turns, each subscriber in order', async () => {
+    const bus = new EventBus({ queueSize: 1_000, sliceMs: 4 });
+    const subs = Array.from({ length: 4 }, () => bus.subscribe<number>('t'));
+    // One count per event-loop turn, to see in which turn each delivery ran.
+    let turn = 0;
+    let ticking = true;
+    const tick = () => {
+      turn++;
+      if (ticking) setImmediate(tick);
+    };
+    tick();
+    const turns: number[] = [];
+    const read = async (sub: (typeof subs)[number]) => {
+      const got: number[] = [];
+      for (let i = 0; i < 25; i++) {
+        got.push((await sub.next()).value!.payload);
+        turns.push(turn);
+        // A delivery that costs 1 ms (a subscriber's execution and write).
+        const until = performance.now() + 1;
+        while (performance.now() < until);
+      }
+      return got;
+    };
+    const reading = Promise.all(subs.map(read));
+    for (let i = 0; i < 25; i++) bus.publish('t', i);
+    const all = await reading;
+    ticking = false;
+    for (const got of all) expect(got).toEqual(Array.from({ length: 25 }, (_, i) => i));
+    const perTurn = new Map<number, number>();
+    for (const t of turns) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+    // 100 deliveries of 1 ms in slices of 4 ms: at most 5 (the one that crosses the line) a turn.
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(5);
+    expect(perTurn.size).toBeGreaterThanOrEqual(20);
+    for (const sub of subs) sub.close();
+  });
+
   it('ends a closed subscription at once, dropping what it had waiting', async () => {
     const bus = new EventBus({ queueSize: 10 });
     const sub = bus.subscribe<number>('t');

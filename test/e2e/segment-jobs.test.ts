@@ -1,6 +1,8 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { JOB_THREAD_NICENESS } from '../../src/domain/jobs/job-worker.js';
 import { ok, readSse, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
@@ -400,6 +402,17 @@ describe('segment jobs', () => {
     expect(seen.every((e) => e.__typename === 'SegmentJob' && e.kind === 'SEGMENT' && e.id === job.id)).toBe(true);
     expect(seen.map((e) => e.status)).toContain('QUEUED');
     expect(seen.at(-1).status).toBe('SUCCEEDED');
+  });
+
+  it.runIf(process.platform === 'linux')("runs jobs on a thread nicer than the event loop's", async () => {
+    expect((await runJob({ all: true })).status).toBe('SUCCEEDED');
+    // Niceness is field 19 of /proc/<pid>/task/<tid>/stat, the 17th after the command name.
+    const nice = (tid: string) =>
+      Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
+    const threads = readdirSync('/proc/self/task');
+    expect(nice(String(process.pid))).toBe(0);
+    expect(threads.filter((tid) => nice(tid) === JOB_THREAD_NICENESS).length).toBeGreaterThanOrEqual(1);
+    expect(threads.filter((tid) => nice(tid) !== 0 && nice(tid) !== JOB_THREAD_NICENESS)).toEqual([]);
   });
 
   it('rejects bad input', async () => {
