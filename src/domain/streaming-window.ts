@@ -35,8 +35,6 @@ const MAX_WINDOW_EVENTS = 5_000;
 /** A noted write that changed a profile other than by an event inserted. */
 const CHANGED = -1;
 
-const NO_EVENTS: ReadonlySet<string> = new Set();
-
 /** Noted rows past this many (a bulk write with no streaming) drop every window instead. */
 const MAX_NOTED_ROWS = 100_000;
 
@@ -90,22 +88,6 @@ function firstSince(events: readonly EventRecord[], since: number): number {
   return lo;
 }
 
-function prepare(sqlite: Connection['sqlite']) {
-  const load = `SELECT e.profile_id AS profileId,
-      json_group_array(json_array(e.id, e.ts, e.event_type, json(e.payload)) ORDER BY e.ts, e.id) AS events`;
-  return {
-    // As profile-documents.ts loads them: one JSON array per profile, the few ids first.
-    events: sqlite.prepare(
-      `${load} FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? GROUP BY e.profile_id`,
-    ),
-    eventsOfTypes: sqlite.prepare(
-      `${load} FROM json_each(?) AS j CROSS JOIN json_each(?) AS t CROSS JOIN events AS e
-         ON e.profile_id = j.value AND e.event_type = t.value AND e.ts >= ?
-       GROUP BY e.profile_id`,
-    ),
-  };
-}
-
 const totals = { hit: 0, miss: 0 };
 
 /** Windows served from memory (`hit`) and read from SQLite (`miss`) in this process (`segql_streaming_window_reads_total`). */
@@ -133,7 +115,6 @@ export class StreamingWindows {
   private version: number | undefined;
   /** Moves whenever windows are dropped: a read's commit keeps nothing read before. */
   private generation = 0;
-  private readonly statements: ReturnType<typeof prepare>;
   hits = 0;
   misses = 0;
 
@@ -142,7 +123,6 @@ export class StreamingWindows {
     /** Profiles whose windows are kept; 0 keeps none (every read goes to SQLite). */
     public capacity = DEFAULT_WINDOW_PROFILES,
   ) {
-    this.statements = prepare(conn.sqlite);
     installTriggers(conn.sqlite);
     current.set(conn.sqlite, this);
   }
@@ -218,28 +198,7 @@ export class StreamingWindows {
       this.misses += missing.length;
       totals.miss += missing.length;
       // Inside the transaction: what it wrote is read back with the rest.
-      const loaded = loadProfileDocuments(this.conn, sandboxId, missing, since, NO_EVENTS);
-      const ids = JSON.stringify(missing);
-      const s = this.statements;
-      const rows = (
-        types === null
-          ? s.events.all(ids, since)
-          : types.size === 0
-            ? []
-            : s.eventsOfTypes.all(ids, JSON.stringify([...types]), since)
-      ) as { profileId: number; events: string }[];
-      for (const row of rows) {
-        const events = loaded.get(row.profileId)?.events;
-        if (!events) continue;
-        for (const [id, timestamp, eventType, payload] of JSON.parse(row.events) as [
-          number,
-          number,
-          string,
-          Record<string, unknown>,
-        ][]) {
-          events.push({ id, timestamp, eventType, payload });
-        }
-      }
+      const loaded = loadProfileDocuments(this.conn, sandboxId, missing, since, types);
       for (const [profileId, doc] of loaded) {
         docs.set(profileId, doc);
         // The evaluation works on `doc` itself: kept after the commit, never changed after.
