@@ -318,7 +318,21 @@ const WINDOWS = cacheKey<StreamingWindows>('streaming windows');
 
 /** The connection's streaming windows, made on first use. */
 export function streamingWindows(conn: Connection): StreamingWindows {
-  return conn.cache.get(WINDOWS, () => new StreamingWindows(conn));
+  return conn.cache.get(WINDOWS, () => new StreamingWindows(conn, capacities.get(conn.sqlite)));
+}
+
+const capacities = new WeakMap<Connection['sqlite'], number>();
+
+/**
+ * Sets how many profiles' windows `conn` keeps, without making its windows: they (and the
+ * triggers that keep them fresh, a few µs on every row written to events, memberships and
+ * profiles) come with the first streaming evaluation, so a store without streaming definitions
+ * never pays for them.
+ */
+export function configureStreamingWindows(conn: Connection, capacity: number): void {
+  capacities.set(conn.sqlite, capacity);
+  const made = current.get(conn.sqlite);
+  if (made) made.capacity = capacity;
 }
 
 const installed = new WeakSet<Connection['sqlite']>();

@@ -18,7 +18,12 @@ import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
 import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
-import { StreamingWindows, streamingWindows, type WrittenEvents } from './streaming-window.js';
+import {
+  configureStreamingWindows,
+  StreamingWindows,
+  streamingWindows,
+  type WrittenEvents,
+} from './streaming-window.js';
 
 /** The statements streaming runs per ingest. */
 function prepareStatements(sqlite: Connection['sqlite']) {
@@ -258,7 +263,7 @@ export class StreamingSegmentation {
       windowProfiles?: number;
     },
   ) {
-    if (deps.windowProfiles !== undefined) streamingWindows(deps.conn).capacity = deps.windowProfiles;
+    if (deps.windowProfiles !== undefined) configureStreamingWindows(deps.conn, deps.windowProfiles);
   }
 
   /** Evaluates the changed profiles in the ingest's transaction; what it returns publishes the changes after commit. */

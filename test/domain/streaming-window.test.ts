@@ -330,3 +330,58 @@ describe('streaming windows', () => {
     expect(windows.size).toBe(2);
   });
 });
+
+describe('a store without streaming definitions', () => {
+  it('keeps no windows and puts no triggers on its writes until a streaming definition runs', () => {
+    const other = openDatabase(join(dir, 'other.db'));
+    try {
+      const otherSandbox = ensureSandbox(other, 'prod').id;
+      const triggers = () =>
+        other.sqlite
+          .prepare("SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger' AND name LIKE 'segql_window_%'")
+          .pluck()
+          .get() as number;
+      const service = new StreamingSegmentation({
+        conn: other,
+        bus: new EventBus(),
+        log: pino({ level: 'silent' }),
+        sweepMs: 60_000,
+        windowProfiles: 10,
+      });
+      const events = [
+        {
+          id: 'x1',
+          identity: person('bo'),
+          timestamp: new Date(NOW).toISOString(),
+          eventType: 'commerce.purchases',
+          data: {},
+        },
+      ];
+      ingestEvents(other, otherSandbox, events, { now: NOW, onProfilesChanged: service.onProfilesChanged });
+      expect(triggers()).toBe(0);
+      createSegmentDefinition(
+        other,
+        otherSandbox,
+        {
+          name: 'any purchase',
+          expression: {
+            format: 'PQL_TEXT',
+            value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() > 0',
+          },
+          evaluationInfo: { batch: true, streaming: true, edge: false },
+          lifecycleState: 'PUBLISHED',
+        },
+        NOW,
+      );
+      ingestEvents(other, otherSandbox, [{ ...events[0]!, id: 'x2' }], {
+        now: NOW,
+        onProfilesChanged: service.onProfilesChanged,
+      });
+      expect(triggers()).toBeGreaterThan(0);
+      // The capacity set before the windows existed is theirs.
+      expect(streamingWindows(other).capacity).toBe(10);
+    } finally {
+      other.close();
+    }
+  });
+});
