@@ -25,8 +25,11 @@
  * `stall-on-cpu-max-ms` (with `--profile` or `--trace`): of the window's turns over 40 ms, the
  *   longest time the server's main thread was on a CPU in one (0: none over 40 ms of wall time).
  * `--server-flags=<flags>`: more node/V8 flags for the server (space-separated), to try them.
+ * `--client-cpus <list>`: runs this process (the 2,000 clients) on those CPUs only (`taskset`,
+ *   Linux), as a load generator on its own machine would, while the server keeps every CPU.
  * Exit 1 when a subscriber lost, duplicated or reordered an event, or was told it lagged.
  */
+import { execFileSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +79,7 @@ export async function run(argv: string[]): Promise<number> {
   const profileDir = args.get('profile');
   const traceDir = profileDir ?? args.get('trace');
   const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
+  const clientCpus = args.get('client-cpus');
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
@@ -115,6 +119,11 @@ export async function run(argv: string[]): Promise<number> {
       ...(traceDir ? ['--trace-gc', '--import', join(ROOT, 'bench', 'stall-log.mjs')] : []),
     ],
   });
+  if (clientCpus) {
+    // After the server has started: it inherits nothing, and every thread of this process moves.
+    execFileSync('taskset', ['-a', '-cp', clientCpus, String(process.pid)], { stdio: 'ignore' });
+    console.log(`clients ${NAME}: this process on CPUs ${clientCpus} only, the server on all`);
+  }
   /** A full collection in the server (bench/gc-on-signal.mjs), then a moment for it to finish. */
   const collect = async () => {
     server.child.kill('SIGUSR2');
