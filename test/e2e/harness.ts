@@ -59,6 +59,15 @@ export async function gql<T = any>(
   return { ...body, status: res.status };
 }
 
+/** Resolves once exactly `n` subscriptions are attached on `server` (earlier ones gone); throws after 10 s. */
+export async function subscriptionsAttached(server: TestServer, n: number): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (server.app.bus.subscriptionCount !== n) {
+    if (Date.now() > until) throw new Error(`${server.app.bus.subscriptionCount} subscriptions attached, not ${n}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** Throws with the errors when a response has any; returns data. */
 export function ok<T>(res: GqlResponse<T>): T {
   if (res.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(res.errors, null, 2)}`);

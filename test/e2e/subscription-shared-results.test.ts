@@ -7,7 +7,7 @@ import { type Client, createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { sharedResultStats } from '../../src/server/shared-subscription-results.js';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { ok, startTestServer, subscriptionsAttached, type TestServer } from './harness.js';
 
 let server: TestServer;
 let audienceId: string;
@@ -22,14 +22,7 @@ beforeAll(async () => {
 });
 afterAll(() => server?.stop());
 
-/** Until exactly `n` subscriptions are attached on the server (the previous ones gone). */
-async function attached(n: number): Promise<void> {
-  const until = Date.now() + 10_000;
-  while (server.app.bus.subscriptionCount !== n) {
-    if (Date.now() > until) throw new Error(`${server.app.bus.subscriptionCount} subscriptions attached, not ${n}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+const attached = (n: number) => subscriptionsAttached(server, n);
 
 const WHOLE = 'subscription { audienceMembershipChanged { to lagged profile { identities { value } } } }';
 const NARROW = 'subscription { audienceMembershipChanged { to } }';
