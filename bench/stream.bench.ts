@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
- *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--server-prof DIR]`
+ *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--server-prof DIR]
+ *   [--server-flags=<node/V8 flags for the server, space-separated>]`
  *
  * Streaming segmentation end to end (docs/performance.md `stream`): the real server in its own
  * process (as `npm start` runs it) on a scratch data directory seeded beforehand with `--profiles`
@@ -187,6 +188,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new Error('--subscription is commit (the default) or change');
   }
   const serverProf = args.get('server-prof');
+  const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
   const seed = openDatabase(databaseFile(dataDir));
@@ -208,7 +210,7 @@ export async function run(argv: string[]): Promise<number> {
   // No sweep during the runs: the check below reads memberships as the ingests left them.
   const server = await spawnBenchServer(dataDir, {
     env: { SEGQL_STREAMING_SWEEP_MS: '600000' },
-    nodeArgs: serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [],
+    nodeArgs: [...serverFlags, ...(serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [])],
   });
   const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
   let stopped = false;
