@@ -59,6 +59,8 @@ export class WriteGate {
    */
   runBlocking<T>(section: () => T): T {
     if (isMainThread) return this.depth > 0 || !this.tryEnter() ? section() : this.held(section);
+    // Already this thread's (a section inside its own): waiting for itself would never end.
+    if (Atomics.load(this.state, HOLDER) === threadId) return section();
     const deadline = Date.now() + this.maxWaitMs;
     let held = false;
     const slot = this.takeSlot();

@@ -18,7 +18,12 @@ const db = new Database(file);
 db.pragma('busy_timeout = 5000');
 const sleep = new Int32Array(new SharedArrayBuffer(4));
 parentPort!.postMessage('waiting');
-new WriteGate(gate).runBlocking(() => {
+const shared = new WriteGate(gate, 2_000);
+shared.runBlocking(() => {
+  // A section inside the thread's own goes straight on (it would otherwise wait for itself).
+  const nestedFrom = Date.now();
+  shared.runBlocking(() => undefined);
+  parentPort!.postMessage(Date.now() - nestedFrom < 500 ? 'nested at once' : 'nested waited');
   db.transaction(() => {
     if (label !== undefined) db.prepare('INSERT INTO writes (label) VALUES (?)').run(label);
     parentPort!.postMessage('holding');

@@ -24,7 +24,10 @@ afterEach(async () => {
 });
 
 /** Starts a worker that writes `label` holding the gate and the write lock for `holdMs`. */
-function writer(label: string, holdMs: number): { worker: Worker; reached: (step: string) => Promise<void> } {
+function writer(
+  label: string,
+  holdMs: number,
+): { worker: Worker; seen: Set<string>; reached: (step: string) => Promise<void> } {
   const worker = startTypeScriptWorker(new URL('./write-gate-worker.ts', import.meta.url).href, {
     file,
     gate: conn.writeGate.buffer,
@@ -40,7 +43,7 @@ function writer(label: string, holdMs: number): { worker: Worker; reached: (step
   });
   const reached = (step: string) =>
     seen.has(step) ? Promise.resolve() : new Promise<void>((resolve) => waiters.set(step, resolve));
-  return { worker, reached };
+  return { worker, seen, reached };
 }
 
 const insert = (label: string) => () => conn.sqlite.prepare('INSERT INTO writes (label) VALUES (?)').run(label);
@@ -81,6 +84,13 @@ describe('the write gate', () => {
     await conn.writeGate.run(insert('main'));
     await second.reached('done');
     expect(labels()).toBe('first,second,main');
+  });
+
+  it('lets a worker run a section inside its own at once', async () => {
+    const job = writer('nested', 10);
+    await job.reached('done');
+    expect(job.seen.has('nested at once')).toBe(true);
+    expect(labels()).toBe('nested');
   });
 
   it('is freed when the worker holding it is stopped', async () => {
