@@ -6,7 +6,14 @@
  */
 
 import { blob, index, integer, primaryKey, sqliteTable, text, uniqueIndex } from 'drizzle-orm/sqlite-core';
-import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../domain/jobs/job-types.js';
+import {
+  JOB_KINDS,
+  JOB_STATUSES,
+  JOB_TRIGGERS,
+  type JobInput,
+  type JobResult,
+  RANGE_STATUSES,
+} from '../domain/jobs/job-types.js';
 import { SCHEDULE_STATES, SCHEDULE_TYPES, TICK_OUTCOMES } from '../domain/schedules/schedule-vocabulary.js';
 
 export const sandboxes = sqliteTable('sandboxes', {
@@ -156,6 +163,12 @@ export const jobs = sqliteTable(
      */
     afterJobId: integer('after_job_id'),
     attempts: integer('attempts').notNull().default(0),
+    /**
+     * The node holding a PROCESSING job and until when (epoch ms): a node that stops renewing
+     * loses the job to another (docs/scale-out.md). One process on SQLite holds every job it runs.
+     */
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
     createdAt: integer('created_at').notNull(),
     startedAt: integer('started_at'),
     finishedAt: integer('finished_at'),
@@ -166,6 +179,47 @@ export const jobs = sqliteTable(
     index('jobs_status').on(t.status, t.id),
     index('jobs_schedule').on(t.scheduleId, t.id),
   ],
+);
+
+/**
+ * A segment job split by profile id: each range is claimed and evaluated on its own (by any
+ * node, under a lease), its verdicts staged in job_range_results until one final transaction
+ * turns all of them into memberships (docs/scale-out.md "One job on several nodes").
+ */
+export const jobRanges = sqliteTable(
+  'job_ranges',
+  {
+    jobId: integer('job_id').notNull(),
+    rangeNo: integer('range_no').notNull(),
+    sandboxId: integer('sandbox_id').notNull(),
+    /** Profile ids lo..hi, both included. */
+    lo: integer('lo').notNull(),
+    hi: integer('hi').notNull(),
+    status: text('status', { enum: RANGE_STATUSES }).notNull(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: integer('lease_until'),
+    attempts: integer('attempts').notNull().default(0),
+    /** Profiles evaluated, once DONE. */
+    profiles: integer('profiles'),
+    /** JSON: the definitions that could not be evaluated in this range, once DONE. */
+    failed: text('failed', { mode: 'json' }).$type<{ definitionId: number; reason: string }[]>(),
+    progressDone: integer('progress_done').notNull().default(0),
+    updatedAt: integer('updated_at').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.rangeNo] }), index('job_ranges_status').on(t.status, t.jobId)],
+);
+
+/** The profiles each range found qualifying, per audience, until the job's final write. */
+export const jobRangeResults = sqliteTable(
+  'job_range_results',
+  {
+    jobId: integer('job_id').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    profileId: integer('profile_id').notNull(),
+    sandboxId: integer('sandbox_id').notNull(),
+    rangeNo: integer('range_no').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.audienceId, t.profileId] })],
 );
 
 /** A cron-driven job: a segmentation or an export, run at each due time of its cron in its time zone. */

@@ -16,7 +16,14 @@
 
 import { sql } from 'drizzle-orm';
 import { bigint, boolean, customType, index, jsonb, pgTable, primaryKey, text, uniqueIndex } from 'drizzle-orm/pg-core';
-import { JOB_KINDS, JOB_STATUSES, JOB_TRIGGERS, type JobInput, type JobResult } from '../../domain/jobs/job-types.js';
+import {
+  JOB_KINDS,
+  JOB_STATUSES,
+  JOB_TRIGGERS,
+  type JobInput,
+  type JobResult,
+  RANGE_STATUSES,
+} from '../../domain/jobs/job-types.js';
 import { SCHEDULE_STATES, SCHEDULE_TYPES, TICK_OUTCOMES } from '../../domain/schedules/schedule-vocabulary.js';
 
 /** Epoch milliseconds, counts and ids: int8, read as a JS number (all stay below 2^53). */
@@ -154,6 +161,9 @@ export const jobs = pgTable(
     /** A job that must end before this one is claimed (an export's evaluateFirst segment job). */
     afterJobId: int('after_job_id'),
     attempts: int('attempts').notNull().default(0),
+    /** The node holding a PROCESSING job and until when (epoch ms); see src/domain/jobs/cluster-queue.ts. */
+    leaseOwner: text('lease_owner'),
+    leaseUntil: int('lease_until'),
     createdAt: int('created_at').notNull(),
     startedAt: int('started_at'),
     finishedAt: int('finished_at'),
@@ -175,6 +185,43 @@ export const jobs = pgTable(
       .on(t.sandboxId, sql`((${t.input} ->> 'externalAudienceId')::bigint)`, t.id)
       .where(sql`${t.kind} = 'INGESTION'`),
   ],
+);
+
+export const jobRanges = pgTable(
+  'job_ranges',
+  {
+    jobId: int('job_id').notNull(),
+    rangeNo: int('range_no').notNull(),
+    sandboxId: int('sandbox_id').notNull(),
+    lo: int('lo').notNull(),
+    hi: int('hi').notNull(),
+    status: text('status', { enum: RANGE_STATUSES }).notNull(),
+    leaseOwner: text('lease_owner'),
+    leaseUntil: int('lease_until'),
+    attempts: int('attempts').notNull().default(0),
+    profiles: int('profiles'),
+    failed: jsonb('failed').$type<{ definitionId: number; reason: string }[]>(),
+    progressDone: int('progress_done').notNull().default(0),
+    updatedAt: int('updated_at').notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.jobId, t.rangeNo] }),
+    index('job_ranges_status').on(t.status, t.jobId),
+    // Claiming a range reads only the waiting ones, however many jobs have run.
+    index('job_ranges_queued').on(t.jobId, t.rangeNo).where(sql`${t.status} = 'QUEUED'`),
+  ],
+);
+
+export const jobRangeResults = pgTable(
+  'job_range_results',
+  {
+    jobId: int('job_id').notNull(),
+    audienceId: int('audience_id').notNull(),
+    profileId: int('profile_id').notNull(),
+    sandboxId: int('sandbox_id').notNull(),
+    rangeNo: int('range_no').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.jobId, t.audienceId, t.profileId] })],
 );
 
 export const schedules = pgTable(

@@ -24,6 +24,9 @@ interface JobFields<K extends TypedJobKind> {
   /** The job queued to run first, for this one (an export's segment job); null for most jobs. */
   afterJobId: number | null;
   attempts: number;
+  /** The node holding it while PROCESSING on a cluster (docs/scale-out.md); null in one process. */
+  leaseOwner: string | null;
+  leaseUntil: number | null;
   createdAt: number;
   startedAt: number | null;
   finishedAt: number | null;

@@ -8,6 +8,9 @@ export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION', 'DEFINITI
 export type JobKind = (typeof JOB_KINDS)[number];
 export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const;
 export type JobStatus = (typeof JOB_STATUSES)[number];
+/** A part of a job split by profile id (job_ranges): waiting, held by a node under a lease, or evaluated. */
+export const RANGE_STATUSES = ['QUEUED', 'PROCESSING', 'DONE'] as const;
+export type RangeStatus = (typeof RANGE_STATUSES)[number];
 export const JOB_TRIGGERS = ['MANUAL', 'SCHEDULE'] as const;
 export type JobTrigger = (typeof JOB_TRIGGERS)[number];
 const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
