@@ -1,0 +1,46 @@
+/**
+ * A fresh, migrated PostgreSQL database for one test file, on the server SEGQL_TEST_DATABASE_URL
+ * names (e.g. postgres://postgres@127.0.0.1:5432/test): created with a random name, migrated with
+ * drizzle/pg, dropped after. Tests that use it skip (visibly) when the variable is not set.
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { migratePg, openPgDatabase, type PgConnection } from '../../src/db/pg/index.js';
+
+export const pgAdminUrl = process.env.SEGQL_TEST_DATABASE_URL;
+
+export interface PgTestDatabase {
+  /** The new database's URL, for other processes. */
+  url: string;
+  conn: PgConnection;
+  drop(): Promise<void>;
+}
+
+async function admin(sql: string): Promise<void> {
+  const c = new pg.Client({ connectionString: pgAdminUrl });
+  await c.connect();
+  try {
+    await c.query(sql);
+  } finally {
+    await c.end();
+  }
+}
+
+export async function freshPgDatabase(label = 'test'): Promise<PgTestDatabase> {
+  if (!pgAdminUrl) throw new Error('SEGQL_TEST_DATABASE_URL is not set');
+  const name = `segql_${label.replace(/\W/g, '_')}_${randomBytes(5).toString('hex')}`;
+  await admin(`CREATE DATABASE ${name}`);
+  const u = new URL(pgAdminUrl);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const conn = openPgDatabase(url);
+  await migratePg(conn);
+  return {
+    url,
+    conn,
+    async drop() {
+      await conn.close();
+      await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    },
+  };
+}
