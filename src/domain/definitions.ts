@@ -450,11 +450,14 @@ export function definitionsUsingField(
 }
 
 /** Orders definitions so each comes after the definitions whose audiences it names through inSegment. */
-export function dependencyOrder(definitions: SegmentDefinition[], deps: Map<number, number[]>): SegmentDefinition[] {
+export function dependencyOrder<D extends Pick<SegmentDefinition, 'id' | 'name' | 'audienceId'>>(
+  definitions: D[],
+  deps: ReadonlyMap<number, number[]>,
+): D[] {
   const byAudience = new Map(definitions.map((d) => [d.audienceId, d]));
-  const ordered: SegmentDefinition[] = [];
+  const ordered: D[] = [];
   const state = new Map<number, 'visiting' | 'done'>();
-  const visit = (d: SegmentDefinition) => {
+  const visit = (d: D) => {
     if (state.get(d.id) === 'done') return;
     if (state.get(d.id) === 'visiting') throw new Error(`inSegment cycle through definition "${d.name}"`);
     state.set(d.id, 'visiting');

@@ -12,7 +12,7 @@ import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
-import { isEvaluated } from '../lifecycle.js';
+import { isEvaluated, type LifecycleState } from '../lifecycle.js';
 import type { SegmentMetrics, SegmentPlan } from './segment-evaluation.js';
 
 /** What a caller asks a segment job to evaluate. */
@@ -91,41 +91,87 @@ export function segmentJobInput(
 }
 
 function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: number): SegmentPlan {
-  const input = job.input;
   const sandboxId = job.sandboxId;
-  const notes: string[] = [];
-  const ids = input.all
+  const ids = job.input.all
     ? (conn.sqlite
         .prepare('SELECT id FROM segment_definitions WHERE sandbox_id = ? AND eval_batch = 1 ORDER BY id')
         .pluck()
         .all(sandboxId) as number[])
-    : (input.definitionIds ?? []);
-  const found = definitionsByIds(conn, sandboxId, ids);
+    : (job.input.definitionIds ?? []);
+  const definitions = definitionsByIds(conn, sandboxId, ids);
   const audiences = audiencesByIds(
     conn,
     sandboxId,
-    [...found.values()].map((d) => d.audienceId),
+    [...definitions.values()].map((d) => d.audienceId),
   );
-  const selected: SegmentDefinition[] = [];
-  for (const id of ids) {
-    const def = found.get(id);
+  const states = new Map([...audiences.values()].map((a) => [a.id, a.lifecycleState]));
+  const deps = dependenciesOf(conn, sandboxId, [...definitions.keys()]);
+  return planSegmentJob(
+    { ids, definitions, audienceStates: states, dependencies: deps },
+    {
+      jobId: job.id,
+      sandboxId,
+      now,
+      chunkSize,
+    },
+  );
+}
+
+/** A definition as planning needs it (either database's row gives this much). */
+export type PlannedDefinition = Pick<SegmentDefinition, 'id' | 'name' | 'audienceId' | 'expressionText' | 'version'>;
+
+/** What planning reads, from whichever database holds the sandbox. */
+export interface PlanSources {
+  /** The definitions asked for, in the order asked. */
+  ids: readonly number[];
+  definitions: ReadonlyMap<number, PlannedDefinition>;
+  /** Audience id → its lifecycle state (absent: the audience is gone). */
+  audienceStates: ReadonlyMap<number, LifecycleState>;
+  /** Definition id → the audiences it names with inSegment. */
+  dependencies: ReadonlyMap<number, number[]>;
+}
+
+/**
+ * A segment job's plan from what the store holds: the definitions still there whose audience is
+ * evaluated, in inSegment dependency order, with a note for each one skipped. The SQLite job
+ * handler and the cluster's planner (which reads PostgreSQL) both end here.
+ */
+export function planSegmentJob(
+  sources: PlanSources,
+  options: { jobId: number; sandboxId: number; now: number; chunkSize: number },
+): SegmentPlan {
+  const notes: string[] = [];
+  const selected: PlannedDefinition[] = [];
+  for (const id of sources.ids) {
+    const def = sources.definitions.get(id);
     if (!def) {
       notes.push(`Definition ${id} was deleted before the job ran; skipped`);
       continue;
     }
-    const audience = audiences.get(def.audienceId);
-    if (!audience || !isEvaluated(audience.lifecycleState)) {
-      notes.push(`"${def.name}" skipped: its audience is ${audience?.lifecycleState ?? 'gone'}`);
+    const state = sources.audienceStates.get(def.audienceId);
+    if (!state || !isEvaluated(state)) {
+      notes.push(`"${def.name}" skipped: its audience is ${state ?? 'gone'}`);
       continue;
     }
     selected.push(def);
   }
-  return orderedPlan(conn, sandboxId, selected, { jobId: job.id, now, chunkSize, notes });
+  const deps = new Map(selected.map((d) => [d.id, sources.dependencies.get(d.id) ?? []]));
+  return {
+    ...options,
+    notes,
+    definitions: dependencyOrder(selected, deps).map((d) => ({
+      definitionId: d.id,
+      audienceId: d.audienceId,
+      expressionText: d.expressionText,
+      version: d.version,
+    })),
+    referencedAudienceIds: [...new Set([...deps.values()].flat())],
+  };
 }
 
 /**
- * The plan for evaluating `definitions`: in inSegment dependency order, with every audience
- * they name (inside the plan or not). The job handler and the batch benchmark both use it.
+ * The plan for evaluating `definitions` (all evaluated): for the batch benchmark, which builds
+ * the plan the job handler would.
  */
 export function orderedPlan(
   conn: Connection,
@@ -138,17 +184,16 @@ export function orderedPlan(
     sandboxId,
     definitions.map((d) => d.id),
   );
-  return {
-    ...options,
-    sandboxId,
-    definitions: dependencyOrder(definitions, deps).map((d) => ({
-      definitionId: d.id,
-      audienceId: d.audienceId,
-      expressionText: d.expressionText,
-      version: d.version,
-    })),
-    referencedAudienceIds: [...new Set([...deps.values()].flat())],
-  };
+  const plan = planSegmentJob(
+    {
+      ids: definitions.map((d) => d.id),
+      definitions: new Map(definitions.map((d) => [d.id, d])),
+      audienceStates: new Map(definitions.map((d) => [d.audienceId, 'PUBLISHED'])),
+      dependencies: deps,
+    },
+    { jobId: options.jobId, sandboxId, now: options.now, chunkSize: options.chunkSize },
+  );
+  return { ...plan, notes: [...options.notes, ...plan.notes] };
 }
 
 // Registered with the runner as this module loads (src/domain/app.ts loads it).
