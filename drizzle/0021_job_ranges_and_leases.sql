@@ -19,6 +19,7 @@ CREATE TABLE `job_ranges` (
 	`attempts` integer DEFAULT 0 NOT NULL,
 	`profiles` integer,
 	`failed` text,
+	`evaluation_ms` integer,
 	`progress_done` integer DEFAULT 0 NOT NULL,
 	`updated_at` integer NOT NULL,
 	PRIMARY KEY(`job_id`, `range_no`)

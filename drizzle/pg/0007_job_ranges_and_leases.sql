@@ -19,6 +19,7 @@ CREATE TABLE "job_ranges" (
 	"attempts" bigint DEFAULT 0 NOT NULL,
 	"profiles" bigint,
 	"failed" jsonb,
+	"evaluation_ms" bigint,
 	"progress_done" bigint DEFAULT 0 NOT NULL,
 	"updated_at" bigint NOT NULL,
 	CONSTRAINT "job_ranges_job_id_range_no_pk" PRIMARY KEY("job_id","range_no")

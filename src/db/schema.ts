@@ -203,6 +203,8 @@ export const jobRanges = sqliteTable(
     profiles: integer('profiles'),
     /** JSON: the definitions that could not be evaluated in this range, once DONE. */
     failed: text('failed', { mode: 'json' }).$type<{ definitionId: number; reason: string }[]>(),
+    /** How long evaluating it took, once DONE (the job's profileSegmentationTimeMs adds them up). */
+    evaluationMs: integer('evaluation_ms'),
     progressDone: integer('progress_done').notNull().default(0),
     updatedAt: integer('updated_at').notNull(),
   },

@@ -201,6 +201,7 @@ export const jobRanges = pgTable(
     attempts: int('attempts').notNull().default(0),
     profiles: int('profiles'),
     failed: jsonb('failed').$type<{ definitionId: number; reason: string }[]>(),
+    evaluationMs: int('evaluation_ms'),
     progressDone: int('progress_done').notNull().default(0),
     updatedAt: int('updated_at').notNull(),
   },
