@@ -303,6 +303,9 @@ async function runPgJob(db: PgTestDatabase, plan: SegmentPlan, rangeCount: numbe
               [plan.jobId, k],
             );
             expect(rows[0]!.n).toBeGreaterThan(0);
+            // The inSegment shadow is gone: \`memberships\` is the stored table again.
+            const shadow = await client.query("SELECT to_regclass('pg_temp.memberships') AS t");
+            expect(shadow.rows[0].t).toBeNull();
           },
         }),
       ),

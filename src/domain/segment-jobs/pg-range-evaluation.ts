@@ -113,6 +113,8 @@ export async function evaluateRangePg(
       }
     }
     const outcome: RangeOutcome = { profiles, failed, segmentationMs: performance.now() - segStart };
+    // The caller's commit hook must see the stored memberships under that name, not the shadow.
+    if (shadow) await client.query('DROP TABLE pg_temp.memberships');
     await hooks.commit(client, outcome);
     await client.query('COMMIT');
     return outcome;
