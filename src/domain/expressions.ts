@@ -14,6 +14,7 @@ import {
   type PqlJson,
   parse,
   print,
+  type ResolvedAudience,
   toJson,
   typeToString,
 } from '../pql/index.js';
@@ -60,20 +61,57 @@ export function parseExpression(input: ExpressionInput): { ast: ExpressionNode; 
   return { ast: parse(input.value), source: input.value };
 }
 
+/** An audience an `inSegment` reference may name, with its external audience's list fields when it is one. */
+export interface AudienceRow {
+  id: number;
+  name: string;
+  fields: string | null;
+  identityField: string | null;
+}
+
+// Each with the external audience's fields, when it is one: they type `inSegment("…").payload`.
+// The alias is quoted so PostgreSQL keeps its case.
+const AUDIENCE_COLUMNS = 'a.id AS id, a.name AS name, e.fields AS fields, e.identity_field AS "identityField"';
+
+/**
+ * The statements that find the audience a reference names, on SQLite and PostgreSQL alike (the
+ * latter numbers the placeholders); each binds the sandbox id, then the key.
+ */
+export const AUDIENCE_LOOKUP_SQL = {
+  id: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id WHERE a.sandbox_id = ? AND a.id = ?`,
+  externalId: `SELECT ${AUDIENCE_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?`,
+  name: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+     WHERE a.sandbox_id = ? AND a.name_key = ? ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
+} as const;
+export type AudienceLookup = keyof typeof AUDIENCE_LOOKUP_SQL;
+
+/**
+ * The lookups a reference takes, in order; the first that finds a row decides. A global id, else
+ * the id an external audience's creator chose (definitions written for other services name
+ * audiences by it), else a name.
+ */
+export function audienceLookups(ref: string): { by: AudienceLookup; key: number | string }[] {
+  const id = internalId(ref, 'Audience');
+  if (id !== undefined) return [{ by: 'id', key: id }];
+  return [
+    { by: 'externalId', key: ref },
+    { by: 'name', key: ref.toLowerCase() },
+  ];
+}
+
+/** What the checker needs of an audience row. */
+export function resolvedAudience(row: AudienceRow): ResolvedAudience {
+  if (row.fields === null || row.identityField === null) return { id: row.id, name: row.name };
+  return { id: row.id, name: row.name, payload: payloadType(row.fields, row.identityField) };
+}
+
 /** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
 function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
-  // Each with the external audience's fields, when it is one: they type `inSegment("…").payload`.
-  const columns = 'a.id AS id, a.name AS name, e.fields AS fields, e.identity_field AS identityField';
-  const byId = conn.sqlite.prepare(
-    `SELECT ${columns} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id WHERE a.sandbox_id = ? AND a.id = ?`,
-  );
-  const byExternalId = conn.sqlite.prepare(
-    `SELECT ${columns} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?`,
-  );
-  const byName = conn.sqlite.prepare(
-    `SELECT ${columns} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
-     WHERE a.sandbox_id = ? AND a.name_key = ? ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
-  );
+  const lookups = {
+    id: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.id),
+    externalId: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.externalId),
+    name: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.name),
+  };
   const deps = conn.sqlite
     .prepare(
       `SELECT dd.audience_id FROM definition_dependencies dd JOIN audiences a ON a.definition_id = dd.definition_id
@@ -84,17 +122,11 @@ function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: n
     catalog: catalogOf(conn, sandboxId),
     selfAudienceId,
     resolveAudience: (ref) => {
-      const id = internalId(ref, 'Audience');
-      // A global id, else the id an external audience's creator chose (definitions written for
-      // other services name audiences by it), else a name.
-      const row = (
-        id !== undefined
-          ? byId.get(sandboxId, id)
-          : (byExternalId.get(sandboxId, ref) ?? byName.get(sandboxId, ref.toLowerCase()))
-      ) as { id: number; name: string; fields: string | null; identityField: string | null } | undefined;
-      if (!row) return undefined;
-      if (row.fields === null || row.identityField === null) return { id: row.id, name: row.name };
-      return { id: row.id, name: row.name, payload: payloadType(row.fields, row.identityField) };
+      for (const { by, key } of audienceLookups(ref)) {
+        const row = lookups[by].get(sandboxId, key) as AudienceRow | undefined;
+        if (row) return resolvedAudience(row);
+      }
+      return undefined;
     },
     audienceDependencies: (id) => deps.all(sandboxId, id) as number[],
   };
@@ -107,10 +139,20 @@ export function checkExpression(
   input: ExpressionInput,
   options: { definition?: boolean; selfAudienceId?: number } = {},
 ): CheckedInput {
-  const { ast, source } = parseExpression(input);
-  const checkOptions = checkOptionsFor(conn, sandboxId, options.selfAudienceId);
-  const checked =
-    options.definition === false ? check(ast, source, checkOptions) : checkDefinition(ast, source, checkOptions);
+  const parsed = parseExpression(input);
+  return checkParsed(parsed, checkOptionsFor(conn, sandboxId, options.selfAudienceId), options.definition);
+}
+
+/**
+ * Checks a parsed expression with a sandbox's catalogue and audiences, whichever database they
+ * were read from; `definition` (the default) requires a boolean.
+ */
+export function checkParsed(
+  { ast, source }: { ast: ExpressionNode; source: string },
+  checkOptions: CheckOptions,
+  definition = true,
+): CheckedInput {
+  const checked = definition ? checkDefinition(ast, source, checkOptions) : check(ast, source, checkOptions);
   return { checked, text: print(ast), json: toJson(ast) };
 }
 

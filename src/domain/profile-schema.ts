@@ -39,13 +39,13 @@ const FIELD_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
 /** Names that address an object's prototype rather than a field of it. */
 const RESERVED_SEGMENTS = new Set(['__proto__', 'constructor', 'prototype']);
 
-interface CachedCatalog {
+export interface SandboxCatalog {
   fields: SchemaField[];
   catalog: FieldCatalog;
 }
-const CATALOGS = cacheKey<Map<number, CachedCatalog>>('field catalogues');
+const CATALOGS = cacheKey<Map<number, SandboxCatalog>>('field catalogues');
 
-function cacheFor(conn: Connection): Map<number, CachedCatalog> {
+function cacheFor(conn: Connection): Map<number, SandboxCatalog> {
   return conn.cache.get(CATALOGS, () => new Map());
 }
 
@@ -65,7 +65,7 @@ export function installDefaultSchema(conn: Connection, sandboxId: number, now = 
   cacheFor(conn).delete(sandboxId);
 }
 
-function load(conn: Connection, sandboxId: number): CachedCatalog {
+function load(conn: Connection, sandboxId: number): SandboxCatalog {
   const cache = cacheFor(conn);
   const hit = cache.get(sandboxId);
   if (hit) return hit;
@@ -80,18 +80,27 @@ function load(conn: Connection, sandboxId: number): CachedCatalog {
     .where(eq(schemaFields.sandboxId, sandboxId))
     .orderBy(schemaFields.class, schemaFields.path)
     .all() as SchemaField[];
+  const entry = sandboxCatalog(fields);
+  cache.set(sandboxId, entry);
+  return entry;
+}
+
+/**
+ * A sandbox's fields and catalogue from its stored `schema_fields` rows, however they were read
+ * (SQLite here, PostgreSQL in pg-expressions.ts), so both databases type an expression alike.
+ */
+export function sandboxCatalog(stored: readonly SchemaField[]): SandboxCatalog {
+  const fields = [...stored];
   // Built-in fields added after a sandbox was created are not stored for it, yet belong to it.
-  const stored = new Set(fields.map((f) => `${f.class}:${f.path}`));
+  const known = new Set(fields.map((f) => `${f.class}:${f.path}`));
   for (const f of BUILT_IN_SCHEMA_FIELDS) {
-    if (!stored.has(`${f.class}:${f.path}`))
+    if (!known.has(`${f.class}:${f.path}`))
       fields.push({ class: f.class, path: f.path, type: f.type, description: null });
   }
   fields.sort((a, b) =>
     a.class === b.class ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.class < b.class ? -1 : 1,
   );
-  const entry = { fields, catalog: buildCatalog(fields) };
-  cache.set(sandboxId, entry);
-  return entry;
+  return { fields, catalog: buildCatalog(fields) };
 }
 
 export const schemaFieldsOf = (conn: Connection, sandboxId: number): SchemaField[] => load(conn, sandboxId).fields;

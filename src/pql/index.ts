@@ -18,11 +18,13 @@ export {
   type ObjectType,
   type PqlType,
   type ProfileDocument,
+  type ResolvedAudience,
 } from './check/types.js';
 export { BUILT_IN_SCHEMA_FIELDS, builtInConflict } from './check/xdm-fields.js';
 export { evaluate, evaluateValue } from './js/evaluate.js';
 export { EXPLAIN_ITEM_LIMIT, type ExplainNode, type ExplainOptions, type Explanation, explain } from './js/explain.js';
 export type * from './language/ast.js';
+export { audienceReferences } from './language/audience-references.js';
 export { PQL_ERROR_CODES, PqlError, type PqlErrorCode } from './language/errors.js';
 export { fromJson, type PqlJson, toJson } from './language/json.js';
 export { parse } from './language/parser.js';

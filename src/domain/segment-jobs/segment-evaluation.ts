@@ -63,7 +63,17 @@ const segmentTask: JobTask<'SEGMENT', SegmentPlan> = (conn, plan, ctx) => {
 };
 export default segmentTask;
 
-const EXITED_RETENTION_MS = 30 * 86_400_000;
+/** How long an EXITED membership is kept for its history before a job purges it. */
+export const EXITED_RETENTION_MS = 30 * 86_400_000;
+
+/** A job none of whose definitions could run fails as a whole rather than writing nothing as a success. */
+export function assertSomeDefinitionRan(plan: SegmentPlan, failed: readonly FailedDefinition[]): void {
+  if (failed.length > 0 && failed.length === plan.definitions.length) {
+    throw new Error(
+      `Every definition failed: ${failed.map((f) => `definition ${f.definitionId}: ${f.reason}`).join('; ')}`,
+    );
+  }
+}
 
 /**
  * Evaluates a plan over the whole store and writes memberships (docs/domain.md "Memberships").
@@ -167,11 +177,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
     // The shadow has done its job; writes below name main.memberships and must not see it.
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
     if (ctx.cancelled()) throw new Cancelled();
-    if (failed.length > 0 && failed.length === plan.definitions.length) {
-      throw new Error(
-        `Every definition failed: ${failed.map((f) => `definition ${f.definitionId}: ${f.reason}`).join('; ')}`,
-      );
-    }
+    assertSomeDefinitionRan(plan, failed);
     const read: ReadPhase = { totalProfiles, segmentationMs, started, namespaceCounts, failed };
     ctx.finish(() => {
       const metrics = writeResults(conn, plan, read);

@@ -1,0 +1,149 @@
+/**
+ * One profile-id range of a segment job on PostgreSQL: the read phase of evaluateSegmentPlan
+ * (segment-evaluation.ts) restricted to `lo ≤ id ≤ hi`, its verdicts staged in
+ * `job_range_results` for writeSegmentResultsPg (pg-segment-results.ts) to turn into memberships
+ * once every range is done. Ranges of one job run on any nodes, in any order, at once.
+ */
+import type pg from 'pg';
+import { compileToSql } from '../../pql/index.js';
+import { Cancelled } from '../jobs/cancelled.js';
+import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
+import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
+import type { FailedDefinition, SegmentPlan } from './segment-evaluation.js';
+
+export interface RangeTask {
+  jobId: number;
+  rangeNo: number;
+  /** Profile ids, both ends included. */
+  lo: number;
+  hi: number;
+}
+
+export interface RangeOutcome {
+  /** The range's profiles in its snapshot: its share of the job's totalProfiles. */
+  profiles: number;
+  failed: FailedDefinition[];
+  segmentationMs: number;
+}
+
+export interface RangeHooks {
+  /** Checked before each definition; true makes the range throw Cancelled. */
+  cancelled(): boolean;
+  /** Units done in this range so far (profiles × definitions). */
+  progress(done: number): void;
+  /**
+   * Runs inside the range's transaction just before COMMIT: the caller checks its lease and marks
+   * the range DONE there; it throws to abandon the range (then roll back, rethrow).
+   */
+  commit(client: pg.ClientBase, outcome: RangeOutcome): Promise<void>;
+}
+
+/**
+ * Evaluates every definition of the plan over the range's profiles and stages the qualifying
+ * ones, all in one REPEATABLE READ transaction: every definition reads the same snapshot, as
+ * SQLite's one read transaction gives the single-node job. A definition that fails (including a
+ * clause PostgreSQL cannot run) is rolled back to its savepoint and reported in `failed`; the
+ * others go on. Anything else — an error, a cancel, a commit hook that throws — rolls the whole
+ * range back, so a range has staged rows exactly when its commit hook has run and committed.
+ */
+export async function evaluateRangePg(
+  client: pg.ClientBase,
+  plan: SegmentPlan,
+  range: RangeTask,
+  hooks: RangeHooks,
+): Promise<RangeOutcome> {
+  const { sandboxId, now } = plan;
+  const { jobId, rangeNo, lo, hi } = range;
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  try {
+    // The (sandbox_id, id) index answers this as a range of its entries.
+    const counted = await client.query<{ n: number }>(
+      'SELECT count(*) AS n FROM profiles WHERE sandbox_id = $1 AND id BETWEEN $2 AND $3',
+      [sandboxId, lo, hi],
+    );
+    const profiles = counted.rows[0]!.n;
+    const catalog = await readCatalogPg(client, sandboxId);
+    const shadow = plan.referencedAudienceIds.length > 0;
+    if (shadow) await createMembershipShadow(client, plan, range);
+    const failed: FailedDefinition[] = [];
+    hooks.progress(0);
+    const segStart = performance.now();
+    for (const [i, def] of plan.definitions.entries()) {
+      if (hooks.cancelled()) throw new Cancelled();
+      // An error inside PostgreSQL aborts the whole transaction unless it is rolled back to a
+      // savepoint; so a definition that fails takes only its own rows with it.
+      await client.query('SAVEPOINT segql_definition');
+      try {
+        const { checked } = await checkDefinitionPg(client, sandboxId, catalog, {
+          format: 'PQL_TEXT',
+          value: def.expressionText,
+        });
+        const query = compileToSql(checked, {
+          dialect: 'postgres',
+          now,
+          sandboxId,
+          where: [{ sql: 'p.id BETWEEN ? AND ?', params: [lo, hi] }],
+        });
+        const n = query.params.length;
+        await client.query(
+          `INSERT INTO job_range_results (job_id, audience_id, profile_id, sandbox_id, range_no)
+           SELECT $${n + 1}::bigint, $${n + 2}::bigint, q.id, $${n + 3}::bigint, $${n + 4}::bigint FROM (${query.sql}) AS q`,
+          [...query.params, jobId, def.audienceId, sandboxId, rangeNo],
+        );
+        await client.query('RELEASE SAVEPOINT segql_definition');
+      } catch (err) {
+        await client.query('ROLLBACK TO SAVEPOINT segql_definition');
+        await client.query('RELEASE SAVEPOINT segql_definition');
+        if (err instanceof Cancelled) throw err;
+        failed.push({ definitionId: def.definitionId, reason: err instanceof Error ? err.message : String(err) });
+      }
+      hooks.progress(profiles * (i + 1));
+      if (shadow && plan.referencedAudienceIds.includes(def.audienceId) && failed.at(-1)?.definitionId !== def.definitionId) {
+        // Later definitions' inSegment sees what this job decided, as on SQLite. The staged
+        // rows of other ranges lie outside [lo, hi]; the key (job_id, audience_id, profile_id)
+        // reads just this range's.
+        await client.query('DELETE FROM pg_temp.memberships WHERE audience_id = $1', [def.audienceId]);
+        await client.query(
+          `INSERT INTO pg_temp.memberships (sandbox_id, audience_id, profile_id, status, payload)
+           SELECT $1::bigint, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM job_range_results
+           WHERE job_id = $2 AND audience_id = $3 AND profile_id BETWEEN $4 AND $5`,
+          [sandboxId, jobId, def.audienceId, lo, hi],
+        );
+        await client.query('ANALYZE pg_temp.memberships');
+      }
+    }
+    const outcome: RangeOutcome = { profiles, failed, segmentationMs: performance.now() - segStart };
+    // The caller's commit hook must see the stored memberships under that name, not the shadow.
+    if (shadow) await client.query('DROP TABLE pg_temp.memberships');
+    await hooks.commit(client, outcome);
+    await client.query('COMMIT');
+    return outcome;
+  } catch (err) {
+    try {
+      await client.query('ROLLBACK');
+    } catch {
+      // A connection that failed mid-statement cannot roll back; the server drops the transaction with it.
+    }
+    throw err;
+  }
+}
+
+/**
+ * A temporary `memberships` holding the current members, in this range, of the audiences the
+ * plan's inSegment calls name. PostgreSQL looks in the session's temporary schema first, so the
+ * compiled SQL's unqualified `memberships` reads it. It is made with CREATE TABLE AS, whose
+ * query is resolved before the new table exists: that `memberships` is the stored one, without
+ * naming the schema it lives in.
+ */
+async function createMembershipShadow(client: pg.ClientBase, plan: SegmentPlan, range: RangeTask): Promise<void> {
+  await client.query(
+    `CREATE TEMP TABLE memberships ON COMMIT DROP AS
+     SELECT sandbox_id, audience_id, profile_id, status, payload FROM memberships
+     WHERE sandbox_id = $1 AND audience_id = ANY($2::bigint[]) AND status IN ${CURRENT_STATUSES_SQL}
+       AND profile_id BETWEEN $3 AND $4`,
+    [plan.sandboxId, plan.referencedAudienceIds, range.lo, range.hi],
+  );
+  await client.query('ALTER TABLE pg_temp.memberships ADD PRIMARY KEY (audience_id, profile_id)');
+  // Temporary tables have no statistics until analysed (autovacuum never sees them).
+  await client.query('ANALYZE pg_temp.memberships');
+}
