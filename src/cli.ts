@@ -26,6 +26,7 @@ const USAGE: Record<string, string> = {
 commands:
   serve      migrate, seed demo data into an empty "prod" sandbox, and serve GraphQL (the default)
   migrate    apply database migrations and exit
+  work       run segment jobs queued in PostgreSQL, as one node of a cluster
   seed       add deterministic demo profiles and events to a sandbox
   import     read a CSV or NDJSON list into an external audience
   keys       create, list and revoke API keys
@@ -42,10 +43,26 @@ The environment configures the server (PORT, HOST, SEGQL_DATA_DIR, SEGQL_LOG_LEV
 Applies migrations, seeds SEGQL_DEMO_PROFILES demo profiles into "prod" when it is empty, and serves
 /graphql (HTTP, SSE, WebSocket), /healthz, /readyz and /metrics on HOST:PORT until SIGTERM or SIGINT.
 `,
-  migrate: `usage: segql migrate
+  migrate: `usage: segql migrate [--from-sqlite FILE]
 
 Applies pending database migrations to SEGQL_DATA_DIR/segql.db and exits; with
 SEGQL_DATABASE_URL=postgres://… set, applies the PostgreSQL migrations to that database instead.
+
+  --from-sqlite FILE   with SEGQL_DATABASE_URL: then copies the SQLite store FILE (e.g.
+                       SEGQL_DATA_DIR/segql.db, migrated first) into the PostgreSQL database,
+                       which must hold no data yet; all of it arrives or none
+`,
+  work: `usage: segql work [--node NAME] [--lease-ms N] [--range-profiles N]
+
+With SEGQL_DATABASE_URL=postgres://…: takes part in the segment jobs queued in that database
+until SIGTERM or SIGINT. Every node running it shares the work: a job is split into profile-id
+ranges, each evaluated by one node under a lease it renews, and ended by one final write.
+
+  --node NAME           this node's name in leases (default host:pid:random); unique per node
+  --lease-ms N          how long a range stays this node's without a renewal (default 15000)
+  --range-profiles N    about how many profiles a range holds (default 100000)
+
+One JSON line per event (job started, range claimed and ended, job ended) goes to stdout.
 `,
   seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
 
@@ -77,7 +94,7 @@ prints its counts; bad rows are listed with their line numbers. Exit 0 when the 
 `,
 };
 
-const COMMANDS = ['serve', 'migrate', 'seed', 'import', 'keys', 'help'] as const;
+const COMMANDS = ['serve', 'migrate', 'work', 'seed', 'import', 'keys', 'help'] as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -168,16 +185,22 @@ function main(argv: string[]): Promise<void> | void {
   const log = pino({ level: config.logLevel });
   const file = databaseFile(config.dataDir);
   if (command === 'migrate') {
-    parse(command, rest, {});
-    if (config.databaseUrl) return migratePostgres(config.databaseUrl, log);
+    const { values } = parse(command, rest, { 'from-sqlite': { type: 'string' } });
+    const from = values['from-sqlite'];
+    if (from !== undefined && !config.databaseUrl) {
+      throw new UsageError('segql migrate: --from-sqlite copies into PostgreSQL; set SEGQL_DATABASE_URL=postgres://…');
+    }
+    if (from !== undefined && !existsSync(from)) throw new UsageError(`segql migrate: no file "${from}"`);
+    if (config.databaseUrl) return migratePostgres(config.databaseUrl, log, from);
     openDatabase(file).close();
     log.info({ file }, 'migrations applied');
     return;
   }
+  if (command === 'work') return workCommand(config, rest, log);
   if (config.databaseUrl) {
-    // Only the schema exists on PostgreSQL so far: serving from it would silently use SQLite.
+    // The domain does not serve from PostgreSQL yet: serving with it set would silently use SQLite.
     throw new UsageError(
-      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" runs so far; unset it to use SQLite in SEGQL_DATA_DIR`,
+      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far; unset it to use SQLite in SEGQL_DATA_DIR`,
     );
   }
   if (command === 'seed') {
@@ -207,19 +230,75 @@ function main(argv: string[]): Promise<void> | void {
   return serve(config, log);
 }
 
-async function migratePostgres(url: string, log: Logger): Promise<void> {
+async function workCommand(config: Config, args: string[], log: Logger): Promise<void> {
+  const { values } = parse('work', args, {
+    node: { type: 'string' },
+    'lease-ms': { type: 'string', default: '15000' },
+    'range-profiles': { type: 'string', default: '100000' },
+  });
+  if (!config.databaseUrl) {
+    throw new UsageError('segql work: set SEGQL_DATABASE_URL=postgres://… (a cluster shares one PostgreSQL)');
+  }
+  const leaseMs = nonNegativeInteger('work', 'lease-ms', values['lease-ms']);
+  const rangeProfiles = nonNegativeInteger('work', 'range-profiles', values['range-profiles']);
+  if (leaseMs < 100 || rangeProfiles < 1) {
+    throw new UsageError('segql work: --lease-ms must be at least 100 and --range-profiles at least 1');
+  }
+  const { openPgDatabase } = await import('./db/pg/index.js');
+  const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
+  const conn = openPgDatabase(config.databaseUrl, { max: 4 });
+  const node = await startClusterNode({
+    pool: conn.pool,
+    url: config.databaseUrl,
+    leaseMs,
+    rangeProfiles,
+    ...(values.node ? { node: values.node } : {}),
+    onEvent: (event) => {
+      if (event.type === 'error') log.error({ err: event.error }, 'cluster node error');
+      else log.info({ ...event }, event.type);
+    },
+  });
+  log.info({ node: node.settings.node, leaseMs, rangeProfiles }, 'cluster node started');
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  // The range in hand finishes (or, past 10 s, is left to its lease: another node re-runs it).
+  const force = setTimeout(() => process.exit(1), 10_000);
+  force.unref();
+  await node.stop();
+  await conn.close();
+}
+
+async function migratePostgres(url: string, log: Logger, fromSqlite?: string): Promise<void> {
   // Loaded only here: pg and Drizzle's pg dialect add about a second to every command under load.
   const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
   const conn = openPgDatabase(url, { max: 1 });
+  // The URL without its password: a log line must not carry a credential.
+  const shown = new URL(url);
+  shown.password = '';
   try {
     await migratePg(conn);
+    log.info({ database: shown.toString() }, 'migrations applied');
+    if (fromSqlite !== undefined) {
+      const { copySqliteToPostgres } = await import('./db/pg/copy-from-sqlite.js');
+      // Migrated first, so the copy reads the schema the PostgreSQL side mirrors.
+      const source = openDatabase(fromSqlite, { integrityCheck: true });
+      const client = await conn.pool.connect();
+      try {
+        const { rows } = await copySqliteToPostgres(source.sqlite, client, (table, n) =>
+          log.info({ table, rows: n }, 'table copied'),
+        );
+        log.info({ from: fromSqlite, database: shown.toString(), tables: Object.keys(rows).length }, 'store copied');
+      } finally {
+        client.release();
+        source.close();
+      }
+    }
   } finally {
     await conn.close();
   }
-  // The URL without its password: the log line must not carry a credential.
-  const shown = new URL(url);
-  shown.password = '';
-  log.info({ database: shown.toString() }, 'migrations applied');
 }
 
 function loadConfigOrExplain(): Config {

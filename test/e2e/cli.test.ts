@@ -85,7 +85,7 @@ describe('segql help and version', { timeout: 200_000 }, () => {
       expect(result.stderr).toBe('');
     }
     expect(serve!.stdout).toMatch(/^usage: segql serve\n/);
-    expect(migrate!.stdout).toMatch(/^usage: segql migrate\n/);
+    expect(migrate!.stdout).toMatch(/^usage: segql migrate \[--from-sqlite FILE\]\n/);
     expect(seed!.stdout).toMatch(/^usage: segql seed \[--profiles N\]/);
     expect(keys!.stdout).toMatch(/^usage: segql keys create --name NAME/);
     expect(helpSeed!.stdout).toBe(seed!.stdout);
@@ -142,10 +142,24 @@ describe('segql usage errors', { timeout: 200_000 }, () => {
       segql(['seed', '--profiles', '1'], dataDir, pg),
       segql(['migrate'], dataDir, { SEGQL_DATABASE_URL: 'mysql://db/segql' }),
     ]);
-    expectUsageError(serve, /^segql serve: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" runs/);
+    expectUsageError(
+      serve,
+      /^segql serve: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run/,
+    );
     expectUsageError(seed, /^segql seed: SEGQL_DATABASE_URL selects PostgreSQL/);
     expectUsageError(mysql, /^segql: SEGQL_DATABASE_URL must start with postgres:\/\/ or postgresql:\/\//);
     // Nothing fell back to SQLite.
+    expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);
+  });
+
+  it('refuses the PostgreSQL-only commands without SEGQL_DATABASE_URL', async () => {
+    const dataDir = freshDir();
+    const [work, copy] = await Promise.all([
+      segql(['work'], dataDir),
+      segql(['migrate', '--from-sqlite', join(dataDir, 'segql.db')], dataDir),
+    ]);
+    expectUsageError(work, /^segql work: set SEGQL_DATABASE_URL=postgres:\/\/… \(a cluster shares one PostgreSQL\)\n$/);
+    expectUsageError(copy, /^segql migrate: --from-sqlite copies into PostgreSQL; set SEGQL_DATABASE_URL/);
     expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);
   });
 });

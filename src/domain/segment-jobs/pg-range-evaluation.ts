@@ -40,11 +40,15 @@ export interface RangeHooks {
 
 /**
  * Evaluates every definition of the plan over the range's profiles and stages the qualifying
- * ones, all in one REPEATABLE READ transaction: every definition reads the same snapshot, as
- * SQLite's one read transaction gives the single-node job. A definition that fails (including a
- * clause PostgreSQL cannot run) is rolled back to its savepoint and reported in `failed`; the
- * others go on. Anything else — an error, a cancel, a commit hook that throws — rolls the whole
- * range back, so a range has staged rows exactly when its commit hook has run and committed.
+ * ones. The evaluation runs in one REPEATABLE READ transaction: every definition reads the same
+ * snapshot, as SQLite's one read transaction gives the single-node job. A definition that fails
+ * (including a clause PostgreSQL cannot run) is rolled back to its savepoint and reported in
+ * `failed`; the others go on. The verdicts wait in a temporary table of the session until a
+ * second, READ COMMITTED transaction runs the commit hook and stages them: the hook updates the
+ * range's row, which the node holding it renews while the evaluation runs, and a REPEATABLE READ
+ * transaction may not update a row changed since its snapshot. Anything else — an error, a
+ * cancel, a commit hook that throws — stages nothing, so a range has staged rows exactly when
+ * its commit hook has run and committed.
  */
 export async function evaluateRangePg(
   client: pg.ClientBase,
@@ -54,6 +58,11 @@ export async function evaluateRangePg(
 ): Promise<RangeOutcome> {
   const { sandboxId, now } = plan;
   const { jobId, rangeNo, lo, hi } = range;
+  // A session table: it outlives the evaluation's transaction, for the staging one.
+  await client.query(
+    'CREATE TEMP TABLE IF NOT EXISTS range_result (audience_id bigint NOT NULL, profile_id bigint NOT NULL, PRIMARY KEY (audience_id, profile_id))',
+  );
+  await client.query('TRUNCATE pg_temp.range_result');
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
   try {
     // The (sandbox_id, id) index answers this as a range of its entries.
@@ -86,9 +95,8 @@ export async function evaluateRangePg(
         });
         const n = query.params.length;
         await client.query(
-          `INSERT INTO job_range_results (job_id, audience_id, profile_id, sandbox_id, range_no)
-           SELECT $${n + 1}::bigint, $${n + 2}::bigint, q.id, $${n + 3}::bigint, $${n + 4}::bigint FROM (${query.sql}) AS q`,
-          [...query.params, jobId, def.audienceId, sandboxId, rangeNo],
+          `INSERT INTO pg_temp.range_result (audience_id, profile_id) SELECT $${n + 1}::bigint, q.id FROM (${query.sql}) AS q`,
+          [...query.params, def.audienceId],
         );
         await client.query('RELEASE SAVEPOINT segql_definition');
       } catch (err) {
@@ -98,16 +106,18 @@ export async function evaluateRangePg(
         failed.push({ definitionId: def.definitionId, reason: err instanceof Error ? err.message : String(err) });
       }
       hooks.progress(profiles * (i + 1));
-      if (shadow && plan.referencedAudienceIds.includes(def.audienceId) && failed.at(-1)?.definitionId !== def.definitionId) {
-        // Later definitions' inSegment sees what this job decided, as on SQLite. The staged
-        // rows of other ranges lie outside [lo, hi]; the key (job_id, audience_id, profile_id)
-        // reads just this range's.
+      if (
+        shadow &&
+        plan.referencedAudienceIds.includes(def.audienceId) &&
+        failed.at(-1)?.definitionId !== def.definitionId
+      ) {
+        // Later definitions' inSegment sees what this job decided, as on SQLite.
         await client.query('DELETE FROM pg_temp.memberships WHERE audience_id = $1', [def.audienceId]);
         await client.query(
           `INSERT INTO pg_temp.memberships (sandbox_id, audience_id, profile_id, status, payload)
-           SELECT $1::bigint, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM job_range_results
-           WHERE job_id = $2 AND audience_id = $3 AND profile_id BETWEEN $4 AND $5`,
-          [sandboxId, jobId, def.audienceId, lo, hi],
+           SELECT $1::bigint, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM pg_temp.range_result
+           WHERE audience_id = $2`,
+          [sandboxId, def.audienceId],
         );
         await client.query('ANALYZE pg_temp.memberships');
       }
@@ -115,8 +125,16 @@ export async function evaluateRangePg(
     const outcome: RangeOutcome = { profiles, failed, segmentationMs: performance.now() - segStart };
     // The caller's commit hook must see the stored memberships under that name, not the shadow.
     if (shadow) await client.query('DROP TABLE pg_temp.memberships');
+    await client.query('COMMIT');
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO job_range_results (job_id, audience_id, profile_id, sandbox_id, range_no)
+       SELECT $1::bigint, audience_id, profile_id, $2::bigint, $3::bigint FROM pg_temp.range_result`,
+      [jobId, sandboxId, rangeNo],
+    );
     await hooks.commit(client, outcome);
     await client.query('COMMIT');
+    await client.query('TRUNCATE pg_temp.range_result');
     return outcome;
   } catch (err) {
     try {

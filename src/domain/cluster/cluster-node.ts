@@ -1,0 +1,138 @@
+/**
+ * One node's share of the cluster's job work: start queued segment jobs, evaluate ranges, end
+ * jobs whose ranges are done, and take back ranges whose nodes stopped renewing their leases.
+ * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
+ * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
+ */
+import { hostname } from 'node:os';
+import pg from 'pg';
+import {
+  type ClusterSettings,
+  endJob,
+  planOf,
+  type RangeEnd,
+  runRange,
+  startQueuedSegmentJob,
+  WORK_CHANNEL,
+} from './cluster-segment-job.js';
+import { claimRange, type HeldRange, jobsToEnd, requeueExpiredRanges } from './range-queue.js';
+
+/** What a node reports as it works (tests and the benchmark watch it). */
+export type NodeEvent =
+  | { type: 'job-started'; jobId: number }
+  | { type: 'range-claimed'; range: HeldRange }
+  | { type: 'range-ended'; range: HeldRange; end: RangeEnd }
+  | { type: 'job-ended'; jobId: number; end: string }
+  | { type: 'ranges-requeued'; count: number }
+  | { type: 'error'; error: Error };
+
+export interface ClusterNodeOptions extends Partial<ClusterSettings> {
+  pool: pg.Pool;
+  /** The database URL, for the LISTEN connection (a pooled client cannot hold a LISTEN). */
+  url: string;
+  /** How often an idle node looks for work without being woken (and sweeps expired leases). */
+  pollMs?: number;
+  onEvent?: (event: NodeEvent) => void;
+}
+
+export interface ClusterNode {
+  readonly settings: ClusterSettings;
+  /** Stops taking work, lets the range in hand finish, and closes the LISTEN connection. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_CLUSTER_SETTINGS = { leaseMs: 15_000, rangeProfiles: 100_000, chunkSize: 10_000 } as const;
+
+/** Starts the node's loop; it runs until `stop()`. */
+export async function startClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
+  const settings: ClusterSettings = {
+    node: options.node ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
+    leaseMs: options.leaseMs ?? DEFAULT_CLUSTER_SETTINGS.leaseMs,
+    rangeProfiles: options.rangeProfiles ?? DEFAULT_CLUSTER_SETTINGS.rangeProfiles,
+    chunkSize: options.chunkSize ?? DEFAULT_CLUSTER_SETTINGS.chunkSize,
+  };
+  const pollMs = options.pollMs ?? 1_000;
+  const emit = options.onEvent ?? (() => {});
+  const { pool } = options;
+  let running = true;
+  let wake: (() => void) | undefined;
+  const woken = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+
+  const listener = new pg.Client({ connectionString: options.url });
+  listener.on('notification', woken);
+  // A lost LISTEN connection only costs promptness: the poll still finds the work.
+  listener.on('error', () => {});
+  await listener.connect();
+  await listener.query(`LISTEN ${WORK_CHANNEL}`);
+
+  const plans = new Map<number, Awaited<ReturnType<typeof planOf>>>();
+  let lastSweep = 0;
+
+  /** One pass: true when it found work (so the loop goes again at once). */
+  const step = async (): Promise<boolean> => {
+    const now = Date.now();
+    if (now - lastSweep >= Math.min(pollMs, settings.leaseMs / 2)) {
+      lastSweep = now;
+      const count = await requeueExpiredRanges(pool, now);
+      if (count > 0) emit({ type: 'ranges-requeued', count });
+      for (const jobId of await jobsToEnd(pool)) {
+        const end = await endJob(pool, jobId);
+        if (end !== 'not yet') emit({ type: 'job-ended', jobId, end });
+      }
+    }
+    const started = await startQueuedSegmentJob(pool, settings);
+    if (started !== undefined) emit({ type: 'job-started', jobId: started });
+    const range = await claimRange(pool, settings.node, settings.leaseMs);
+    if (!range) return started !== undefined;
+    emit({ type: 'range-claimed', range });
+    let plan = plans.get(range.jobId);
+    if (!plan) {
+      plan = await planOf(pool, range.jobId);
+      plans.set(range.jobId, plan);
+    }
+    if (!plan) throw new Error(`job ${range.jobId} has ranges but no plan`);
+    const end = await runRange(pool, range, plan, settings);
+    emit({ type: 'range-ended', range, end });
+    if (end === 'done') {
+      const jobEnd = await endJob(pool, range.jobId);
+      if (jobEnd !== 'not yet') {
+        plans.delete(range.jobId);
+        emit({ type: 'job-ended', jobId: range.jobId, end: jobEnd });
+      }
+    }
+    return true;
+  };
+
+  const loop = (async () => {
+    while (running) {
+      let busy = false;
+      try {
+        busy = await step();
+      } catch (err) {
+        emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
+      }
+      if (busy || !running) continue;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, pollMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+  })();
+
+  return {
+    settings,
+    async stop() {
+      running = false;
+      woken();
+      await loop;
+      await listener.end().catch(() => {});
+    },
+  };
+}

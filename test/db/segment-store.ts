@@ -1,0 +1,51 @@
+/**
+ * A small segmentation store in a temporary SQLite file: demo profiles and events (the seeded
+ * generator the benchmarks use, at a fixed instant) and the twenty reference definitions of
+ * bench/definitions.pql as published audiences — attribute filters, string and date functions,
+ * event windows and counts, inSegment chains. Tests that compare two ways of evaluating (SQLite
+ * and PostgreSQL, one node and several) start from it.
+ */
+import { rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadDefinitions } from '../../bench/lib.js';
+import { type Connection, openDatabase } from '../../src/db/index.js';
+import { createSegmentDefinition, type SegmentDefinition } from '../../src/domain/definitions.js';
+import { seedDemoData } from '../../src/domain/demo-data.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+
+/** The instant the store is seeded at and evaluated at: 2026-11-01 00:00 UTC. */
+export const STORE_NOW = Date.UTC(2026, 10, 1);
+
+export interface SegmentStore {
+  conn: Connection;
+  file: string;
+  sandboxId: number;
+  definitions: SegmentDefinition[];
+  close(): void;
+}
+
+export function buildSegmentStore(label: string, profiles: number, eventsPerProfile = 10): SegmentStore {
+  const file = join(tmpdir(), `segql-${label}-${process.pid}-${Date.now()}.db`);
+  const conn = openDatabase(file);
+  const sandboxId = ensureSandbox(conn, 'prod').id;
+  seedDemoData(conn, sandboxId, { profiles, eventsPerProfile, seed: 42, now: STORE_NOW });
+  const definitions = loadDefinitions().map((d) =>
+    createSegmentDefinition(
+      conn,
+      sandboxId,
+      { name: d.name, expression: { format: 'PQL_TEXT', value: d.text }, lifecycleState: 'PUBLISHED' },
+      STORE_NOW,
+    ),
+  );
+  return {
+    conn,
+    file,
+    sandboxId,
+    definitions,
+    close() {
+      conn.close();
+      for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
+    },
+  };
+}

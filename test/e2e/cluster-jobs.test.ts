@@ -1,0 +1,180 @@
+/**
+ * Three `segql work` processes on one PostgreSQL share a segment job; the one that takes the
+ * first range is killed with SIGKILL mid-range. Another node takes the range back once its lease
+ * has passed, the job ends SUCCEEDED within the lease time, and its memberships equal an
+ * uninterrupted run's (the single-process job on the same store). Skipped without
+ * SEGQL_TEST_DATABASE_URL.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
+import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
+import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
+import { runJobTask } from '../../src/domain/jobs/task.js';
+import { evaluateSegmentPlan } from '../../src/domain/segment-jobs/segment-evaluation.js';
+import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
+import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
+import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const LEASE_MS = 2_000;
+
+interface NodeLine {
+  msg: string;
+  range?: { jobId: number; rangeNo: number; attempts: number };
+  count?: number;
+  jobId?: number;
+  end?: string;
+}
+
+interface NodeProcess {
+  name: string;
+  child: ChildProcess;
+  lines: NodeLine[];
+  exited: Promise<void>;
+}
+
+describe.skipIf(!pgAdminUrl)(
+  'a segment job across three segql work processes (PostgreSQL)',
+  { timeout: 180_000 },
+  () => {
+    let store: SegmentStore;
+    let db: PgTestDatabase;
+    const nodes: NodeProcess[] = [];
+    let onLine: ((node: NodeProcess, line: NodeLine) => void) | undefined;
+
+    function startNode(name: string): NodeProcess {
+      const child = spawn(
+        process.execPath,
+        [
+          '--import',
+          'tsx',
+          'src/cli.ts',
+          'work',
+          '--node',
+          name,
+          '--lease-ms',
+          String(LEASE_MS),
+          '--range-profiles',
+          '1500',
+        ],
+        {
+          cwd: root,
+          env: { ...process.env, SEGQL_DATABASE_URL: db.url, SEGQL_LOG_LEVEL: 'info' },
+          stdio: ['ignore', 'pipe', 'inherit'],
+        },
+      );
+      const node: NodeProcess = {
+        name,
+        child,
+        lines: [],
+        exited: new Promise((resolve) => child.once('exit', () => resolve())),
+      };
+      createInterface({ input: child.stdout! }).on('line', (text) => {
+        let line: NodeLine;
+        try {
+          line = JSON.parse(text) as NodeLine;
+        } catch {
+          return;
+        }
+        node.lines.push(line);
+        onLine?.(node, line);
+      });
+      return node;
+    }
+
+    const until = async (what: string, done: () => boolean | Promise<boolean>, ms: number) => {
+      const deadline = Date.now() + ms;
+      while (!(await done())) {
+        if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+
+    beforeAll(async () => {
+      store = buildSegmentStore('cluster_kill', 12_000, 6);
+      db = await freshPgDatabase('cluster_kill');
+      const client = await db.conn.pool.connect();
+      try {
+        await copySqliteToPostgres(store.conn.sqlite, client);
+      } finally {
+        client.release();
+      }
+      for (const name of ['n1', 'n2', 'n3']) nodes.push(startNode(name));
+      await until(
+        'three nodes started',
+        () => nodes.every((n) => n.lines.some((l) => l.msg === 'cluster node started')),
+        60_000,
+      );
+    }, 180_000);
+
+    afterAll(async () => {
+      for (const n of nodes) n.child.kill('SIGTERM');
+      await Promise.all(nodes.map((n) => n.exited));
+      store?.close();
+      await db?.drop();
+    });
+
+    it('finishes the job on the other nodes after one is killed mid-range, with the memberships of an uninterrupted run', async () => {
+      let killed: { node: NodeProcess; rangeNo: number } | undefined;
+      onLine = (node, line) => {
+        if (!killed && line.msg === 'range-claimed' && line.range) {
+          killed = { node, rangeNo: line.range.rangeNo };
+          node.child.kill('SIGKILL');
+        }
+      };
+      const jobId = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
+        definitionIds: store.definitions.map((d) => d.id),
+        all: false,
+        at: STORE_NOW,
+      });
+      const started = Date.now();
+      const status = async () =>
+        (await db.conn.pool.query('SELECT status FROM jobs WHERE id = $1', [jobId])).rows[0].status;
+      await until('the job ends', async () => ['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(await status()), 90_000);
+      const elapsed = Date.now() - started;
+      expect(await status()).toBe('SUCCEEDED');
+      expect(killed).toBeDefined();
+      await killed!.node.exited;
+      // The killed node never finished its range; a survivor took it back after the lease passed.
+      const survivors = nodes.filter((n) => n !== killed!.node);
+      expect(killed!.node.lines.some((l) => l.msg === 'range-ended')).toBe(false);
+      const retaken = survivors.flatMap((n) =>
+        n.lines.filter(
+          (l) => l.msg === 'range-claimed' && l.range?.jobId === jobId && l.range.rangeNo === killed!.rangeNo,
+        ),
+      );
+      expect(retaken.map((l) => l.range!.attempts)).toEqual([2]);
+      expect(survivors.some((n) => n.lines.some((l) => l.msg === 'ranges-requeued'))).toBe(true);
+      // Within a few lease times (the job itself takes seconds on a loaded 2-core machine).
+      expect(elapsed).toBeLessThan(LEASE_MS * 15);
+
+      // The uninterrupted run: the single-process job on the same store.
+      const { conn, sandboxId } = store;
+      const job = insertJob(conn, sandboxId, 'SEGMENT', { definitionIds: [], all: false, at: STORE_NOW });
+      updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+      const plan = orderedPlan(conn, sandboxId, store.definitions, {
+        jobId: job.id,
+        now: STORE_NOW,
+        chunkSize: 1_000,
+        notes: [],
+      });
+      runJobTask(conn, job.id, evaluateSegmentPlan, plan, { progress: () => {}, cancelled: () => false });
+      const sql =
+        'SELECT audience_id, profile_id, status, qualified_at FROM memberships ORDER BY audience_id, profile_id';
+      const expected = conn.sqlite.prepare(sql).raw().all();
+      const actual = (await db.conn.pool.query({ text: sql, rowMode: 'array' })).rows;
+      expect(actual.length).toBeGreaterThan(5_000);
+      expect(actual).toEqual(expected);
+      // Nothing of the job is left behind: its ranges and staged verdicts went with its final write.
+      const left = (
+        await db.conn.pool.query(
+          'SELECT (SELECT count(*) FROM job_ranges) AS ranges, (SELECT count(*) FROM job_range_results) AS staged',
+        )
+      ).rows[0];
+      expect(left).toEqual({ ranges: 0, staged: 0 });
+    });
+  },
+);
