@@ -2,7 +2,9 @@
  * `npm run bench -- pql [--profiles 100000] [--events-per-profile 10] [--runs 7] [--warmup 0]
  *   [--only a,b] [--plan a,b]`
  *
- * (a) parse + check throughput of the reference definitions;
+ * (a) parse + check throughput of the reference definitions, and the JS evaluator's time for one
+ *     typical three-condition expression over a profile with 50 events (`js-eval-us`, target
+ *     well under 10 µs);
  * (b) per definition, the execution time of the SQL that `compileToSql` produces against the
  *     hand-written floor of bench/floor.sql.ts on the standard data set, both counting the
  *     same ids inside one read transaction. A count mismatch prints a MISMATCH line and makes
@@ -14,7 +16,7 @@ import { type Connection, openDatabase } from '../src/db/index.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../src/pql/check/catalog.js';
 import { checkDefinition } from '../src/pql/check/checker.js';
 import type { CheckedExpression, FieldCatalog, ResolvedAudience } from '../src/pql/check/types.js';
-import { parse } from '../src/pql/index.js';
+import { evaluate, parse } from '../src/pql/index.js';
 import { compileToSql } from '../src/pql/sql/to-sql.js';
 import { FLOORS, type FloorContext, type FloorQuery } from './floor.sql.js';
 import {
@@ -51,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   const catalog = buildCatalog(DEFAULT_SCHEMA_FIELDS);
 
   parseCheckThroughput(definitions, catalog);
+  jsEvaluationTime(catalog);
 
   const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42 });
   const conn = openDatabase(dataset.file);
@@ -200,6 +203,39 @@ function parseCheckThroughput(definitions: readonly Definition[], catalog: Field
   );
   const s = throughput(ms, rounds * definitions.length);
   report(NAME, 'parse-check', s.median, 'expressions/s', s);
+}
+
+/**
+ * Microseconds per `evaluate` of an attribute test, a string function and a windowed event
+ * count over 50 events: the per-profile cost of streaming and edge evaluation.
+ */
+function jsEvaluationTime(catalog: FieldCatalog): void {
+  const now = Date.UTC(2026, 0, 15);
+  const events = Array.from({ length: 50 }, (_, i) => ({
+    id: i + 1,
+    timestamp: now - i * 3_600_000,
+    eventType: i % 3 === 0 ? 'commerce.purchases' : 'web.webpagedetails.pageViews',
+    payload: { commerce: { order: { priceTotal: i } } },
+  })).reverse();
+  const doc = {
+    attributes: { homeAddress: { countryCode: 'SE' }, person: { name: { firstName: 'Åsa' } } },
+    events,
+    memberships: new Set<number>(),
+    payloads: new Map(),
+  };
+  const text =
+    'homeAddress.countryCode in ["SE", "NO"] and person.name.firstName.startsWith("å", false) and xEvent[eventType = "commerce.purchases" and timestamp occurs <= 7 days before now].count() >= 3';
+  const checked = checkDefinition(parse(text), text, { catalog, resolveAudience: () => undefined });
+  if (evaluate(checked, doc, { now }) !== true) throw new Error('js-eval: the typical expression should hold');
+  const runs = 20_000;
+  const ms = measure(
+    () => {
+      for (let i = 0; i < runs; i++) evaluate(checked, doc, { now });
+    },
+    { runs: 7, warmup: 2 },
+  );
+  const us = { median: (ms.median * 1000) / runs, min: (ms.min * 1000) / runs, max: (ms.max * 1000) / runs, n: ms.n };
+  report(NAME, 'js-eval-us', us.median, 'µs', us);
 }
 
 // ---------------------------------------------------------------------------------------------
