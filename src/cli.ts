@@ -14,6 +14,7 @@ import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
 import { importList } from './domain/external-audiences/local-import.js';
+import { encodeGlobalId, internalId } from './domain/ids.js';
 import { countProfiles } from './domain/profiles.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
 
@@ -27,6 +28,7 @@ commands:
   serve      migrate, seed demo data into an empty "prod" sandbox, and serve GraphQL (the default)
   migrate    apply database migrations and exit
   work       run segment jobs queued in PostgreSQL, as one node of a cluster
+  segment    queue a segment job in PostgreSQL for the cluster's nodes, and follow it
   seed       add deterministic demo profiles and events to a sandbox
   import     read a CSV or NDJSON list into an external audience
   keys       create, list and revoke API keys
@@ -64,6 +66,17 @@ ranges, each evaluated by one node under a lease it renews, and ended by one fin
 
 One JSON line per event (job started, range claimed and ended, job ended) goes to stdout.
 `,
+  segment: `usage: segql segment (--all | --definition ID ...) [--sandbox NAME] [--at ISO] [--no-wait]
+
+With SEGQL_DATABASE_URL=postgres://…: queues a segment job for the nodes running "segql work",
+then prints its progress until it ends (exit 0 when it succeeded, 1 otherwise; --no-wait prints
+the job's id and exits at once).
+
+  --all             every batch-enabled definition whose audience is evaluated
+  --definition ID   a definition, by its id (a number or the API's global id); repeatable
+  --sandbox NAME    the sandbox (default prod)
+  --at ISO          the evaluation instant (default: when the job starts)
+`,
   seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
 
   --profiles N            profiles to add (default 10000)
@@ -94,7 +107,7 @@ prints its counts; bad rows are listed with their line numbers. Exit 0 when the 
 `,
 };
 
-const COMMANDS = ['serve', 'migrate', 'work', 'seed', 'import', 'keys', 'help'] as const;
+const COMMANDS = ['serve', 'migrate', 'work', 'segment', 'seed', 'import', 'keys', 'help'] as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -197,6 +210,7 @@ function main(argv: string[]): Promise<void> | void {
     return;
   }
   if (command === 'work') return workCommand(config, rest, log);
+  if (command === 'segment') return segmentCommand(config, rest);
   if (config.databaseUrl) {
     // The domain does not serve from PostgreSQL yet: serving with it set would silently use SQLite.
     throw new UsageError(
@@ -269,6 +283,78 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   force.unref();
   await node.stop();
   await conn.close();
+}
+
+async function segmentCommand(config: Config, args: string[]): Promise<void> {
+  const { values } = parse('segment', args, {
+    all: { type: 'boolean', default: false },
+    definition: { type: 'string', multiple: true },
+    sandbox: { type: 'string', default: DEFAULT_SANDBOX },
+    at: { type: 'string' },
+    'no-wait': { type: 'boolean', default: false },
+  });
+  if (!config.databaseUrl) {
+    throw new UsageError(
+      'segql segment: set SEGQL_DATABASE_URL=postgres://… (on SQLite, use the createSegmentJob mutation)',
+    );
+  }
+  const given = values.definition ?? [];
+  if (values.all === given.length > 0) throw new UsageError('segql segment: give either --all or --definition ID');
+  const definitionIds = given.map((id) => {
+    const n = /^\d+$/.test(id) ? Number(id) : internalId(id, 'SegmentDefinition');
+    if (n === undefined || !Number.isSafeInteger(n)) {
+      throw new UsageError(`segql segment: "${id}" is not a definition id`);
+    }
+    return n;
+  });
+  const at = values.at === undefined ? null : Date.parse(values.at);
+  if (at !== null && Number.isNaN(at))
+    throw new UsageError(`segql segment: --at must be an ISO instant, got "${values.at}"`);
+  const { openPgDatabase } = await import('./db/pg/index.js');
+  const { enqueueClusterSegmentJob } = await import('./domain/cluster/cluster-segment-job.js');
+  const conn = openPgDatabase(config.databaseUrl, { max: 1 });
+  try {
+    const sandbox = (
+      await conn.pool.query<{ id: number }>('SELECT id FROM sandboxes WHERE name = $1', [values.sandbox])
+    ).rows[0];
+    if (!sandbox) throw new UsageError(`segql segment: Sandbox "${values.sandbox}" does not exist`);
+    const found = (
+      await conn.pool.query<{ id: number }>(
+        'SELECT id FROM segment_definitions WHERE sandbox_id = $1 AND id = ANY($2::bigint[])',
+        [sandbox.id, definitionIds],
+      )
+    ).rows.map((r) => r.id);
+    const missing = definitionIds.filter((id) => !found.includes(id));
+    if (missing.length > 0)
+      throw new UsageError(`segql segment: no definition ${missing.join(', ')} in "${values.sandbox}"`);
+    const jobId = await enqueueClusterSegmentJob(conn.pool, sandbox.id, {
+      definitionIds: values.all ? null : definitionIds,
+      all: values.all,
+      at,
+    });
+    process.stdout.write(`job ${encodeGlobalId('SegmentJob', jobId)} (${jobId}) queued\n`);
+    if (values['no-wait']) return;
+    let shown = '';
+    for (;;) {
+      const job = (
+        await conn.pool.query<{ status: string; done: number; total: number | null; error: string | null }>(
+          'SELECT status, progress_done AS done, progress_total AS total, error FROM jobs WHERE id = $1',
+          [jobId],
+        )
+      ).rows[0]!;
+      const line = `${job.status}${job.total ? ` ${job.done}/${job.total}` : ''}`;
+      if (line !== shown) process.stdout.write(`${line}\n`);
+      shown = line;
+      if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) {
+        if (job.error) process.stderr.write(`${job.error}\n`);
+        if (job.status !== 'SUCCEEDED') process.exitCode = 1;
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  } finally {
+    await conn.close();
+  }
 }
 
 async function migratePostgres(url: string, log: Logger, fromSqlite?: string): Promise<void> {

@@ -154,11 +154,16 @@ describe('segql usage errors', { timeout: 200_000 }, () => {
 
   it('refuses the PostgreSQL-only commands without SEGQL_DATABASE_URL', async () => {
     const dataDir = freshDir();
-    const [work, copy] = await Promise.all([
+    const [work, segment, copy] = await Promise.all([
       segql(['work'], dataDir),
+      segql(['segment', '--all'], dataDir),
       segql(['migrate', '--from-sqlite', join(dataDir, 'segql.db')], dataDir),
     ]);
     expectUsageError(work, /^segql work: set SEGQL_DATABASE_URL=postgres:\/\/… \(a cluster shares one PostgreSQL\)\n$/);
+    expectUsageError(
+      segment,
+      /^segql segment: set SEGQL_DATABASE_URL=postgres:\/\/… \(on SQLite, use the createSegmentJob mutation\)\n$/,
+    );
     expectUsageError(copy, /^segql migrate: --from-sqlite copies into PostgreSQL; set SEGQL_DATABASE_URL/);
     expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);
   });

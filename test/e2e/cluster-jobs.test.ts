@@ -5,7 +5,7 @@
  * uninterrupted run's (the single-process job on the same store). Skipped without
  * SEGQL_TEST_DATABASE_URL.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -175,6 +175,39 @@ describe.skipIf(!pgAdminUrl)(
         )
       ).rows[0];
       expect(left).toEqual({ ranges: 0, staged: 0 });
+    });
+
+    it('runs a job queued with `segql segment`, which follows it to SUCCEEDED', async () => {
+      const ids = store.definitions.slice(0, 3).map((d) => String(d.id));
+      const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [
+            '--import',
+            'tsx',
+            'src/cli.ts',
+            'segment',
+            ...ids.flatMap((id) => ['--definition', id]),
+            '--at',
+            '2026-11-01T00:00:00Z',
+          ],
+          { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: db.url }, timeout: 120_000 },
+          (err, stdout, stderr) =>
+            resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+        );
+      });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const lines = run.stdout.trim().split('\n');
+      expect(lines[0]).toMatch(/^job \S+ \(\d+\) queued$/);
+      expect(lines.at(-1)).toMatch(/^SUCCEEDED \d+\/\d+$/);
+      const jobId = Number(/\((\d+)\)/.exec(lines[0]!)![1]);
+      const job = (await db.conn.pool.query('SELECT input, result FROM jobs WHERE id = $1', [jobId])).rows[0];
+      expect(job.input.plan.definitions.map((d: { definitionId: number }) => String(d.definitionId)).sort()).toEqual(
+        [...ids].sort(),
+      );
+      expect(job.input.now).toBe(STORE_NOW);
+      expect(job.result.metrics.totalProfiles).toBe(12_000);
     });
   },
 );
