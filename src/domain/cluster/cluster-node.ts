@@ -1,11 +1,15 @@
 /**
  * One node's share of the cluster's job work: start queued segment jobs, evaluate ranges, end
- * jobs whose ranges are done, and take back ranges whose nodes stopped renewing their leases.
+ * jobs whose ranges are done, take back ranges whose nodes stopped renewing their leases, and
+ * account for schedules' due times (cluster-schedules.ts) — the last on a loop of its own, so a
+ * node busy with a long range still ticks schedules on time.
  * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
  * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
+import type { NewTick } from '../schedules/schedule-ticks.js';
+import { runDueSchedules } from './cluster-schedules.js';
 import {
   type ClusterSettings,
   endJob,
@@ -24,6 +28,7 @@ export type NodeEvent =
   | { type: 'range-ended'; range: HeldRange; end: RangeEnd }
   | { type: 'job-ended'; jobId: number; end: string }
   | { type: 'ranges-requeued'; count: number }
+  | { type: 'schedule-tick'; tick: NewTick }
   | { type: 'error'; error: Error };
 
 export interface ClusterNodeOptions extends Partial<ClusterSettings> {
@@ -107,6 +112,16 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     return true;
   };
 
+  /** Sleeps until `ms` have passed or a NOTIFY wakes the node. */
+  const pause = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+
   const loop = (async () => {
     while (running) {
       let busy = false;
@@ -116,9 +131,26 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
       }
       if (busy || !running) continue;
+      await pause(pollMs);
+    }
+  })();
+
+  let stopSchedules: (() => void) | undefined;
+  const schedules = (async () => {
+    while (running) {
+      let wait = pollMs;
+      try {
+        const sweep = await runDueSchedules(pool);
+        for (const tick of sweep.ticks) emit({ type: 'schedule-tick', tick });
+        // Wake at the next due time (a NOTIFY-free wait: schedules change rarely, and the poll catches edits).
+        if (sweep.nextDueAt !== null) wait = Math.max(0, Math.min(pollMs, sweep.nextDueAt - Date.now()));
+      } catch (err) {
+        emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
+      }
+      if (!running) break;
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, pollMs);
-        wake = () => {
+        const timer = setTimeout(resolve, wait);
+        stopSchedules = () => {
           clearTimeout(timer);
           resolve();
         };
@@ -131,7 +163,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     async stop() {
       running = false;
       woken();
-      await loop;
+      stopSchedules?.();
+      await Promise.all([loop, schedules]);
       await listener.end().catch(() => {});
     },
   };

@@ -52,19 +52,30 @@ interface ClusterSegmentInput extends SegmentJobInput {
   plan?: SegmentPlan;
 }
 
-/** Queues a segment job for the cluster and wakes the nodes; returns its id. */
+/** How a job came to be queued: by hand, or by a schedule's due time. */
+export interface EnqueueOptions {
+  trigger?: 'MANUAL' | 'SCHEDULE';
+  scheduleId?: number | null;
+  now?: number;
+}
+
+/**
+ * Queues a segment job for the cluster and wakes the nodes (at commit, when `db` is inside a
+ * transaction); returns its id.
+ */
 export async function enqueueClusterSegmentJob(
-  pool: pg.Pool,
+  db: Pick<pg.ClientBase, 'query'>,
   sandboxId: number,
   input: SegmentJobInput,
-  now = Date.now(),
+  options: EnqueueOptions = {},
 ): Promise<number> {
-  const { rows } = await pool.query<{ id: number }>(
-    `INSERT INTO jobs (sandbox_id, kind, status, input, trigger, created_at, updated_at)
-     VALUES ($1, 'SEGMENT', 'QUEUED', $2, 'MANUAL', $3, $3) RETURNING id`,
-    [sandboxId, JSON.stringify(input), now],
+  const now = options.now ?? Date.now();
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO jobs (sandbox_id, kind, status, input, trigger, schedule_id, created_at, updated_at)
+     VALUES ($1, 'SEGMENT', 'QUEUED', $2, $3, $4, $5, $5) RETURNING id`,
+    [sandboxId, JSON.stringify(input), options.trigger ?? 'MANUAL', options.scheduleId ?? null, now],
   );
-  await pool.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(rows[0]!.id)]);
+  await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(rows[0]!.id)]);
   return rows[0]!.id;
 }
 

@@ -11,7 +11,11 @@ const SHAPE = 'BATCH_SEGMENTATION properties are { "segments": ["*"] } or { "seg
 /** The definitions a BATCH_SEGMENTATION schedule evaluates: all batch-enabled ones, or these ids. */
 type Segments = { all: true } | { all: false; definitionIds: number[] };
 
-function readSegments(conn: Connection, sandboxId: number, properties: unknown): Segments {
+/**
+ * The definitions a BATCH_SEGMENTATION schedule's properties name, read from their shape alone
+ * (whether they still exist is the caller's to check): the cluster's scheduler reads them so too.
+ */
+export function parseSegments(properties: unknown): Segments {
   if (typeof properties !== 'object' || properties === null || Array.isArray(properties)) throw badInput(SHAPE, FIELD);
   const extra = Object.keys(properties).filter((k) => k !== 'segments');
   if (extra.length > 0) throw badInput(`${SHAPE}; unknown ${extra.map((k) => `"${k}"`).join(', ')}`, FIELD);
@@ -28,12 +32,22 @@ function readSegments(conn: Connection, sandboxId: number, properties: unknown):
     if (id === undefined) throw notFound(`No SegmentDefinition with id "${gid}" in this sandbox (${FIELD}[${i}])`, gid);
     return id;
   });
-  const found = definitionsByIds(conn, sandboxId, ids);
-  segments.forEach((gid: string, i) => {
-    if (!found.has(ids[i]!))
-      throw notFound(`No SegmentDefinition with id "${gid}" in this sandbox (${FIELD}[${i}])`, gid);
-  });
   return { all: false, definitionIds: [...new Set(ids)] };
+}
+
+function readSegments(conn: Connection, sandboxId: number, properties: unknown): Segments {
+  const segments = parseSegments(properties);
+  if (segments.all) return segments;
+  const found = definitionsByIds(conn, sandboxId, segments.definitionIds);
+  const missing = segments.definitionIds.find((id) => !found.has(id));
+  if (missing !== undefined) {
+    const gid = (properties as { segments: string[] }).segments.find(
+      (g) => internalId(g, 'SegmentDefinition') === missing,
+    )!;
+    const i = (properties as { segments: string[] }).segments.indexOf(gid);
+    throw notFound(`No SegmentDefinition with id "${gid}" in this sandbox (${FIELD}[${i}])`, gid);
+  }
+  return segments;
 }
 
 registerScheduleType('BATCH_SEGMENTATION', {

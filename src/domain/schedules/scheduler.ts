@@ -10,8 +10,7 @@ import type { JobRunner } from '../jobs/job-runner.js';
 import type { Job } from '../jobs/job-store.js';
 import { isTerminal, JOB_STATUSES, type JobStatus } from '../jobs/job-types.js';
 import { type Clock, systemClock } from './clock.js';
-import { type CronSchedule, parseCron } from './cron.js';
-import { dueTimes } from './due-times.js';
+import { parseCron } from './cron.js';
 import {
   activeSchedules,
   applyScheduleChanges,
@@ -26,6 +25,7 @@ import {
 } from './schedule-store.js';
 import { insertTick, type NewTick, type ScheduleTick } from './schedule-ticks.js';
 import { scheduleType } from './schedule-types.js';
+import { overlapTick, planTicks } from './tick-plan.js';
 
 export interface SchedulerServices {
   conn: Connection;
@@ -209,19 +209,10 @@ export class Scheduler {
    */
   private account(schedule: Schedule, now: number, missedReason: string): ScheduleTick[] {
     const { conn } = this.services;
-    const cron: CronSchedule = parseCron(schedule.cron, schedule.timezone);
-    const due = dueTimes(cron, schedule.nextRunAt!, now);
-    const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now };
-    const ticks: ScheduleTick[] = [];
-    for (const dueAt of due.listed)
-      ticks.push(insertTick(conn, { ...base, dueAt, outcome: 'MISSED', reason: missedReason }));
-    if (due.rest) {
-      const { first, last, count, exact } = due.rest;
-      const reason = exact ? missedReason : `${missedReason}; counting stopped after ${count} due times`;
-      ticks.push(insertTick(conn, { ...base, dueAt: first, lastDueAt: last, count, outcome: 'MISSED', reason }));
-    }
-    if (due.latest != null) ticks.push(insertTick(conn, this.runDue(schedule, due.latest, now)));
-    setScheduleTimes(conn, schedule.id, { nextRunAt: cron.next(now) });
+    const plan = planTicks(schedule, now, missedReason);
+    const ticks = plan.missed.map((tick) => insertTick(conn, tick));
+    if (plan.latest != null) ticks.push(insertTick(conn, this.runDue(schedule, plan.latest, now)));
+    setScheduleTimes(conn, schedule.id, { nextRunAt: plan.nextRunAt });
     return ticks;
   }
 
@@ -230,14 +221,7 @@ export class Scheduler {
     const { conn, log } = this.services;
     const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now, dueAt };
     const active = activeRun(conn, schedule.id);
-    if (active) {
-      return {
-        ...base,
-        outcome: 'SKIPPED_OVERLAP',
-        jobId: active.id,
-        reason: `the previous run was still ${active.status}`,
-      };
-    }
+    if (active) return overlapTick(schedule, dueAt, now, active);
     try {
       // A savepoint: a start that fails leaves nothing of itself, and the tick is still recorded.
       const job = conn.sqlite.transaction(() => this.startRun(schedule))();
