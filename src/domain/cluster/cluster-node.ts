@@ -97,6 +97,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     let plan = plans.get(range.jobId);
     if (!plan) {
       plan = await planOf(pool, range.jobId);
+      // Jobs other nodes end never leave this cache by themselves; a few live jobs is all it needs.
+      if (plans.size >= 64) plans.clear();
       plans.set(range.jobId, plan);
     }
     if (!plan) throw new Error(`job ${range.jobId} has ranges but no plan`);
