@@ -167,12 +167,16 @@ export const FLOORS_PG: Readonly<Record<string, (c: FloorContext) => FloorQuery>
     params: [c.sandboxId, c.now - 90 * DAY, c.now],
   }),
 
+  // Purchases first (rarer), from the (profile_id, event_type, ts) index alone; the payload of an
+  // add is read only for adds in the 7 days before a purchase of the same profile. Measured
+  // against starting from the purchases (DISTINCT) or from the web adds: equal at 1 M, faster at 100 k.
   'web-add-then-buy': (c) => ({
-    sql: `SELECT DISTINCT b.profile_id AS id FROM events AS b
-      WHERE b.sandbox_id = $1 AND b.event_type = 'commerce.purchases'
-        AND EXISTS (SELECT 1 FROM events AS a
-          WHERE a.profile_id = b.profile_id AND a.event_type = 'commerce.productListAdds' AND a.ts < b.ts AND a.ts >= b.ts - ${7 * DAY}
-            AND a.payload ->> 'channel' = 'web')`,
+    sql: `SELECT p.id FROM profiles AS p
+      WHERE p.sandbox_id = $1 AND EXISTS (SELECT 1 FROM events AS b
+        WHERE b.profile_id = p.id AND b.event_type = 'commerce.purchases'
+          AND EXISTS (SELECT 1 FROM events AS a
+            WHERE a.profile_id = p.id AND a.event_type = 'commerce.productListAdds' AND a.ts < b.ts AND a.ts >= b.ts - ${7 * DAY}
+              AND a.payload ->> 'channel' = 'web'))`,
     params: [c.sandboxId],
   }),
 
