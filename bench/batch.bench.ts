@@ -1,6 +1,8 @@
 /**
  * `npm run bench -- batch [--profiles 1000000] [--events-per-profile 10] [--runs 3]
- *   [--chunk-size 20000] [--phases] [--data-dir .bench-data]`
+ *   [--chunk-size 20000] [--phases] [--data-dir .bench-data] [--backend sqlite|postgres]`
+ *
+ * `--backend postgres` runs the PostgreSQL side instead (bench/batch-postgres.ts, its own options).
  *
  * A whole segment job (`evaluateSegmentPlan`, the code the job worker runs) over the twenty
  * reference definitions on the standard data set, against the floor: the twenty hand-written
@@ -51,6 +53,10 @@ const CURRENT = "('REALIZED', 'EXISTING')";
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
+  const backend = args.get('backend') ?? 'sqlite';
+  // Loaded only when asked for: the SQLite bench needs neither pg nor a server.
+  if (backend === 'postgres') return (await import('./batch-postgres.js')).run(args);
+  if (backend !== 'sqlite') throw new Error(`--backend must be sqlite or postgres, got "${backend}"`);
   const profiles = intArg(args, 'profiles', 1_000_000);
   const eventsPerProfile = intArg(args, 'events-per-profile', 10);
   const runs = intArg(args, 'runs', 3);

@@ -120,6 +120,8 @@ export interface Dataset extends DatasetOptions {
   events: number;
   /** True when this call seeded the file (so the first run's timings include a cold cache). */
   fresh: boolean;
+  /** When the file was seeded (ISO): tells one seeding of the same parameters from another. */
+  seededAt: string;
 }
 
 interface Sidecar extends DatasetOptions {
@@ -184,11 +186,11 @@ export function prepareDataset(prepare: PrepareOptions, log: (line: string) => v
   rmSync(`${tmp}-shm`, { force: true });
   const sidecar: Sidecar = { ...options, now, sandboxId, events, seededAt: new Date().toISOString() };
   writeFileSync(sidecarFile, `${JSON.stringify(sidecar, null, 2)}\n`);
-  return { ...options, now, sandboxId, events, file, dataDir, fresh: true };
+  return { ...options, now, sandboxId, events, file, dataDir, fresh: true, seededAt: sidecar.seededAt };
 }
 
-function cachedFields(s: Sidecar): Pick<Dataset, 'now' | 'sandboxId' | 'events'> {
-  return { now: s.now, sandboxId: s.sandboxId, events: s.events };
+function cachedFields(s: Sidecar): Pick<Dataset, 'now' | 'sandboxId' | 'events' | 'seededAt'> {
+  return { now: s.now, sandboxId: s.sandboxId, events: s.events, seededAt: s.seededAt };
 }
 
 function readSidecar(file: string, options: DatasetOptions): Sidecar | undefined {
@@ -201,7 +203,8 @@ function readSidecar(file: string, options: DatasetOptions): Sidecar | undefined
       s.seed === options.seed &&
       typeof s.now === 'number' &&
       typeof s.sandboxId === 'number' &&
-      typeof s.events === 'number';
+      typeof s.events === 'number' &&
+      typeof s.seededAt === 'string';
     return matches ? (s as Sidecar) : undefined;
   } catch {
     return undefined;

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FLOORS_PG } from '../../bench/floor.pg.sql.js';
 import { FLOORS } from '../../bench/floor.sql.js';
 import { loadDefinitions, parseDefinitions } from '../../bench/lib.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/check/catalog.js';
@@ -62,6 +63,10 @@ describe('bench/definitions.pql', () => {
 
   it('has a hand-written floor query for each definition and for nothing else', () => {
     expect(Object.keys(FLOORS).sort()).toEqual(definitions.map((d) => d.name).sort());
+  });
+
+  it('has a hand-written PostgreSQL floor query for each definition and for nothing else', () => {
+    expect(Object.keys(FLOORS_PG).sort()).toEqual(definitions.map((d) => d.name).sort());
   });
 });
 
