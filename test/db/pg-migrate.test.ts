@@ -18,6 +18,7 @@ import { migratePg, openPgDatabase } from '../../src/db/pg/index.js';
 import * as pgSchema from '../../src/db/pg/schema.js';
 import { PG_ONLY_COLUMNS } from '../../src/db/pg/schema-drift.js';
 import * as sqliteSchema from '../../src/db/schema.js';
+import { admin } from './pg-test-database.js';
 
 const adminUrl = process.env.SEGQL_TEST_DATABASE_URL;
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -33,16 +34,6 @@ describe.skipIf(!adminUrl)('PostgreSQL migrations (SEGQL_TEST_DATABASE_URL)', ()
   const name = `segql_test_${randomBytes(6).toString('hex')}`;
   let url: string;
   let client: pg.Client;
-
-  const admin = async (sql: string) => {
-    const c = new pg.Client({ connectionString: adminUrl });
-    await c.connect();
-    try {
-      await c.query(sql);
-    } finally {
-      await c.end();
-    }
-  };
 
   beforeAll(async () => {
     await admin(`CREATE DATABASE ${name}`);

@@ -4,7 +4,9 @@
  * drizzle/pg, dropped after. Tests that use it skip (visibly) when the variable is not set.
  */
 import { randomBytes } from 'node:crypto';
+import type Database from 'better-sqlite3';
 import pg from 'pg';
+import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { migratePg, openPgDatabase, type PgConnection } from '../../src/db/pg/index.js';
 
 export const pgAdminUrl = process.env.SEGQL_TEST_DATABASE_URL;
@@ -16,7 +18,8 @@ export interface PgTestDatabase {
   drop(): Promise<void>;
 }
 
-async function admin(sql: string): Promise<void> {
+/** Runs one statement on the admin database (CREATE / DROP DATABASE). */
+export async function admin(sql: string): Promise<void> {
   const c = new pg.Client({ connectionString: pgAdminUrl });
   await c.connect();
   try {
@@ -43,4 +46,16 @@ export async function freshPgDatabase(label = 'test'): Promise<PgTestDatabase> {
       await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     },
   };
+}
+
+/** A fresh migrated database holding a copy of the SQLite store `source`. */
+export async function pgCopyOf(source: Database.Database, label: string): Promise<PgTestDatabase> {
+  const db = await freshPgDatabase(label);
+  const client = await db.conn.pool.connect();
+  try {
+    await copySqliteToPostgres(source, client);
+  } finally {
+    client.release();
+  }
+  return db;
 }

@@ -5,14 +5,13 @@
  * SEGQL_TEST_DATABASE_URL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { evaluateSegmentPlan, type SegmentMetrics } from '../../src/domain/segment-jobs/segment-evaluation.js';
 import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
+import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
 
 describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)', () => {
@@ -24,13 +23,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
 
   beforeAll(async () => {
     store = buildSegmentStore('cluster_job', 3_000, 6);
-    db = await freshPgDatabase('cluster_job');
-    const client = await db.conn.pool.connect();
-    try {
-      await copySqliteToPostgres(store.conn.sqlite, client);
-    } finally {
-      client.release();
-    }
+    db = await pgCopyOf(store.conn.sqlite, 'cluster_job');
     for (let i = 0; i < 3; i++) {
       nodes.push(
         await startClusterNode({

@@ -9,14 +9,13 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { evaluateSegmentPlan } from '../../src/domain/segment-jobs/segment-evaluation.js';
 import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
+import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -97,13 +96,7 @@ describe.skipIf(!pgAdminUrl)(
 
     beforeAll(async () => {
       store = buildSegmentStore('cluster_kill', 12_000, 6);
-      db = await freshPgDatabase('cluster_kill');
-      const client = await db.conn.pool.connect();
-      try {
-        await copySqliteToPostgres(store.conn.sqlite, client);
-      } finally {
-        client.release();
-      }
+      db = await pgCopyOf(store.conn.sqlite, 'cluster_kill');
       for (const name of ['n1', 'n2', 'n3']) nodes.push(startNode(name));
       await until(
         'three nodes started',
