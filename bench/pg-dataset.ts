@@ -70,7 +70,8 @@ export async function preparePgDataset(dataset: Dataset, options: PreparePgOptio
   const state = await databaseState(url);
   if (!options.reload && state.marker && sameMarker(state.marker, wanted)) return { url, loaded: false };
   if (state.marker || options.reload) {
-    log(`postgres: ${name} holds another data set; dropping and re-creating it`);
+    const why = state.marker && !sameMarker(state.marker, wanted) ? 'holds another data set' : 'is reloaded';
+    log(`postgres: ${name} ${why}; dropping and re-creating it`);
     await adminQuery(url, `DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`);
     await adminQuery(url, `CREATE DATABASE ${pg.escapeIdentifier(name)}`);
   } else if (state.hasProfiles) {
