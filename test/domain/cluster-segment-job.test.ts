@@ -22,7 +22,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
   let waiters: (() => void)[] = [];
 
   beforeAll(async () => {
-    store = buildSegmentStore('cluster_job', 3_000, 6);
+    store = buildSegmentStore('cluster_job', 2_000, 6);
     db = await pgCopyOf(store.conn.sqlite, 'cluster_job');
     for (let i = 0; i < 3; i++) {
       nodes.push(
@@ -122,18 +122,18 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
     const first = await clusterJob();
     const firstSqlite = sqliteJob();
     expect(comparable(first.metrics)).toEqual(comparable(firstSqlite));
-    expect(first.metrics.totalProfiles).toBe(3_000);
+    expect(first.metrics.totalProfiles).toBe(2_000);
     const members = await pgMemberships();
-    expect(members.length).toBeGreaterThan(1_000);
+    expect(members.length).toBeGreaterThan(700);
     expect(members).toEqual(sqliteMemberships());
     const s = await sizes();
     expect(s.pg).toEqual(s.sqlite);
-    // The work was spread: 3 000 profiles at about 400 a range, taken by more than one node.
+    // The work was spread: 2 000 profiles at about 400 a range, taken by more than one node.
     const claims = events.flatMap((e) =>
       e.type === 'range-claimed' && e.range.jobId === first.jobId ? [{ ...e.range, node: e.node }] : [],
     );
     // (A range may be claimed twice if a loaded machine let a lease pass; each is done once.)
-    expect(new Set(claims.map((c) => c.rangeNo))).toEqual(new Set([0, 1, 2, 3, 4, 5, 6, 7]));
+    expect(new Set(claims.map((c) => c.rangeNo))).toEqual(new Set([0, 1, 2, 3, 4]));
     expect(new Set(claims.map((c) => c.node)).size).toBeGreaterThan(1);
 
     const second = await clusterJob();
