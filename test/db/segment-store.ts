@@ -12,7 +12,11 @@ import { loadDefinitions } from '../../bench/lib.js';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { createSegmentDefinition, type SegmentDefinition } from '../../src/domain/definitions.js';
 import { seedDemoData } from '../../src/domain/demo-data.js';
+import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
+import { runJobTask } from '../../src/domain/jobs/task.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { evaluateSegmentPlan, type SegmentMetrics } from '../../src/domain/segment-jobs/segment-evaluation.js';
+import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
 
 /** The instant the store is seeded at and evaluated at: 2026-11-01 00:00 UTC. */
 export const STORE_NOW = Date.UTC(2026, 10, 1);
@@ -22,6 +26,8 @@ export interface SegmentStore {
   file: string;
   sandboxId: number;
   definitions: SegmentDefinition[];
+  /** The single-process segment job over the twenty definitions at STORE_NOW, as the job worker runs it. */
+  runSqliteJob(): SegmentMetrics;
   close(): void;
 }
 
@@ -43,6 +49,19 @@ export function buildSegmentStore(label: string, profiles: number, eventsPerProf
     file,
     sandboxId,
     definitions,
+    runSqliteJob() {
+      const definitionIds = definitions.map((d) => d.id);
+      const job = insertJob(conn, sandboxId, 'SEGMENT', { definitionIds, all: false, at: STORE_NOW });
+      updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+      const plan = orderedPlan(conn, sandboxId, definitions, {
+        jobId: job.id,
+        now: STORE_NOW,
+        chunkSize: 1_000,
+        notes: [],
+      });
+      return runJobTask(conn, job.id, evaluateSegmentPlan, plan, { progress: () => {}, cancelled: () => false })
+        .metrics;
+    },
     close() {
       conn.close();
       for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });

@@ -7,10 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
-import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
-import { runJobTask } from '../../src/domain/jobs/task.js';
-import { evaluateSegmentPlan, type SegmentMetrics } from '../../src/domain/segment-jobs/segment-evaluation.js';
-import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
+import type { SegmentMetrics } from '../../src/domain/segment-jobs/segment-evaluation.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
 
@@ -52,20 +49,6 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
   });
 
   const definitionIds = () => store.definitions.map((d) => d.id);
-
-  /** The single-process job on SQLite, as the job worker runs it. */
-  function sqliteJob(): SegmentMetrics {
-    const { conn, sandboxId } = store;
-    const job = insertJob(conn, sandboxId, 'SEGMENT', { definitionIds: definitionIds(), all: false, at: STORE_NOW });
-    updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-    const plan = orderedPlan(conn, sandboxId, store.definitions, {
-      jobId: job.id,
-      now: STORE_NOW,
-      chunkSize: 1_000,
-      notes: [],
-    });
-    return runJobTask(conn, job.id, evaluateSegmentPlan, plan, { progress: () => {}, cancelled: () => false }).metrics;
-  }
 
   async function clusterJob(): Promise<{ metrics: SegmentMetrics; jobId: number }> {
     const jobId = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
@@ -120,7 +103,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
 
   it('gives the memberships, sizes and metrics the SQLite job gives, run after run', async () => {
     const first = await clusterJob();
-    const firstSqlite = sqliteJob();
+    const firstSqlite = store.runSqliteJob();
     expect(comparable(first.metrics)).toEqual(comparable(firstSqlite));
     expect(first.metrics.totalProfiles).toBe(2_000);
     const members = await pgMemberships();
@@ -137,7 +120,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
     expect(new Set(claims.map((c) => c.node)).size).toBeGreaterThan(1);
 
     const second = await clusterJob();
-    expect(comparable(second.metrics)).toEqual(comparable(sqliteJob()));
+    expect(comparable(second.metrics)).toEqual(comparable(store.runSqliteJob()));
     expect(await pgMemberships()).toEqual(sqliteMemberships());
     expect(Object.values(second.metrics.segmentedProfileByStatusCounter).some((c) => c.existing > 0)).toBe(true);
   }, 120_000);
@@ -151,7 +134,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
       `UPDATE profiles SET attributes = jsonb_set(attributes, '{homeAddress,countryCode}', to_jsonb(CASE WHEN id % 3 = 0 THEN 'US' ELSE 'SE' END)) WHERE id % 5 = 0`,
     );
     const third = await clusterJob();
-    const thirdSqlite = sqliteJob();
+    const thirdSqlite = store.runSqliteJob();
     expect(comparable(third.metrics)).toEqual(comparable(thirdSqlite));
     const members = await pgMemberships();
     expect(members.some((m) => m[2] === 'EXITED')).toBe(true);

@@ -11,10 +11,6 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
-import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
-import { runJobTask } from '../../src/domain/jobs/task.js';
-import { evaluateSegmentPlan } from '../../src/domain/segment-jobs/segment-evaluation.js';
-import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
 
@@ -147,16 +143,8 @@ describe.skipIf(!pgAdminUrl)(
       expect(elapsed).toBeLessThan(LEASE_MS * 15);
 
       // The uninterrupted run: the single-process job on the same store.
-      const { conn, sandboxId } = store;
-      const job = insertJob(conn, sandboxId, 'SEGMENT', { definitionIds: [], all: false, at: STORE_NOW });
-      updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-      const plan = orderedPlan(conn, sandboxId, store.definitions, {
-        jobId: job.id,
-        now: STORE_NOW,
-        chunkSize: 1_000,
-        notes: [],
-      });
-      runJobTask(conn, job.id, evaluateSegmentPlan, plan, { progress: () => {}, cancelled: () => false });
+      store.runSqliteJob();
+      const { conn } = store;
       const sql =
         'SELECT audience_id, profile_id, status, qualified_at FROM memberships ORDER BY audience_id, profile_id';
       const expected = conn.sqlite.prepare(sql).raw().all();
