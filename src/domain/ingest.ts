@@ -23,11 +23,13 @@ export interface IngestCounter {
 
 /**
  * Events one commit takes at most; the waiting requests past it go to the next commit. A commit
- * holds the event loop (~10 ms per 100 events with 50 streaming definitions), and between two
- * the subscribers get their deliveries (EventBus slices them): 500 keeps a stall near the 50 ms
- * the subscription target allows while most of the group commit's saving is had by then.
+ * holds the event loop (~8 ms per 100 events with 50 streaming definitions), and a change's
+ * subscribers hear of it only once its commit is over, so the cap bounds both the longest stall
+ * and the ingest-to-subscriber latency. Measured with 8 producers (bench `stream`, session 9):
+ * 500 gave p99 108–130 ms for no less CPU per event than 200, which gave p99 74 ms; the
+ * commit's fixed cost is already shared by then.
  */
-const GROUP_COMMIT_MAX_EVENTS = 500;
+const GROUP_COMMIT_MAX_EVENTS = 200;
 
 /**
  * How waiting ingest requests are tried again while another connection (a job's worker writing
