@@ -9,6 +9,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { Connection } from './index.js';
+import { LOWER_THREAD_PRIORITY_SOURCE } from './thread-priority.js';
 
 // An eval'd worker resolves require() from the working directory: hand it the module's own path.
 const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
@@ -20,6 +21,7 @@ const DEFAULT_PAGES = 1_000;
 
 // Plain CommonJS: the thread needs only better-sqlite3, so no TypeScript loader to start.
 const WORKER = `
+${LOWER_THREAD_PRIORITY_SOURCE}
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.betterSqlite3);
 const db = new Database(workerData.file);

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { JOB_THREAD_NICENESS } from '../../src/domain/jobs/job-worker.js';
+import { BACKGROUND_THREAD_NICENESS } from '../../src/db/thread-priority.js';
 import { ok, readSse, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
@@ -411,8 +411,8 @@ describe('segment jobs', () => {
       Number(readFileSync(`/proc/self/task/${tid}/stat`, 'utf8').split(') ')[1]!.split(' ')[16]);
     const threads = readdirSync('/proc/self/task');
     expect(nice(String(process.pid))).toBe(0);
-    expect(threads.filter((tid) => nice(tid) === JOB_THREAD_NICENESS).length).toBeGreaterThanOrEqual(1);
-    expect(threads.filter((tid) => nice(tid) !== 0 && nice(tid) !== JOB_THREAD_NICENESS)).toEqual([]);
+    expect(threads.filter((tid) => nice(tid) === BACKGROUND_THREAD_NICENESS).length).toBeGreaterThanOrEqual(1);
+    expect(threads.filter((tid) => nice(tid) !== 0 && nice(tid) !== BACKGROUND_THREAD_NICENESS)).toEqual([]);
   });
 
   it('rejects bad input', async () => {

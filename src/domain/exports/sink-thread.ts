@@ -12,6 +12,7 @@
  * result (hash, counts) or an error comes back on a port read with `receiveMessageOnPort`.
  */
 import { MessageChannel, type MessagePort, receiveMessageOnPort, Worker } from 'node:worker_threads';
+import { LOWER_THREAD_PRIORITY_SOURCE } from '../../db/thread-priority.js';
 import { NAMESPACE_TALLY_SOURCE, type NamespaceSets } from './namespace-tally.js';
 
 export const SLOT_BYTES = 1 << 20;
@@ -56,6 +57,7 @@ const ABORTED = 3;
 
 // Plain CommonJS from a string: the thread needs only Node's own modules, so no loader to start.
 const WORKER = `
+${LOWER_THREAD_PRIORITY_SOURCE}
 const { workerData } = require('node:worker_threads');
 const { writeSync, fsyncSync, fdatasyncSync } = require('node:fs');
 const { createHash } = require('node:crypto');

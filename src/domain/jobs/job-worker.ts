@@ -4,9 +4,9 @@
  * and subscriptions, and no job pays for starting a thread. It knows no job kind: each message
  * names the module of its task, which is imported on first use.
  */
-import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { type Connection, openDatabase } from '../../db/index.js';
+import { lowerThreadPriority } from '../../db/thread-priority.js';
 import { Cancelled } from './cancelled.js';
 import type { TypedJobKind } from './job-types.js';
 import { type JobTask, runJobTask } from './task.js';
@@ -68,23 +68,8 @@ async function run(message: TaskMessage, post: (reply: TaskReply) => void): Prom
   }
 }
 
-/**
- * The niceness of a job thread. A job is throughput work: when the cores are busy, the main
- * thread's event loop (requests, subscriptions' deliveries) should get them first. In the `subs`
- * bench, with a segment job running beside 2,000 subscribers on two cores, the longest stalls
- * were mostly the main thread runnable but waiting for a CPU.
- */
-export const JOB_THREAD_NICENESS = 10;
-
-// On Linux a thread's niceness is its own (setpriority on the calling thread); elsewhere it
-// would lower the whole server's, so the thread keeps the process's.
-if (parentPort && process.platform === 'linux') {
-  try {
-    setPriority(JOB_THREAD_NICENESS);
-  } catch {
-    // A sandbox that forbids it leaves the thread at the process's priority.
-  }
-}
+// A job is throughput work: the main thread's event loop gets a contended core first.
+if (parentPort) lowerThreadPriority();
 
 // One task at a time: a message that arrives while a task module is still loading waits its turn.
 let queue = Promise.resolve();
