@@ -55,18 +55,25 @@ const STAY = `UPDATE memberships m SET status = ${statusSql('EXISTING')}, last_e
   WHERE m.audience_id = $3 AND m.status = ${statusSql('REALIZED')}
     AND EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $2 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`;
 
-// The rows SQLite's ON CONFLICT would pass over (a current member) are left out before the
-// insert: PostgreSQL's DO UPDATE locks every conflicting row even when its WHERE refuses the
-// update, which on a re-run would rewrite every member's tuple. A profile deleted since the
+// A staged profile with no membership row at all is inserted plainly: no ON CONFLICT, whose
+// speculative insertion costs PostgreSQL about half again per row (a first evaluation at 100 k
+// profiles: 1.1 s against 1.8 s for 264 k rows). No row can appear in between: every writer of an
+// audience's memberships holds its audiences row first (taken FOR NO KEY UPDATE below), and were
+// one to break that rule the insert fails the job rather than merge. A profile deleted since the
 // ranges' snapshots gets no membership; the (sandbox_id, id) index answers that.
-const ENTER = `INSERT INTO memberships AS m (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+const ENTER = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
   SELECT $1::bigint, r.audience_id, r.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
-  FROM job_range_results r LEFT JOIN memberships cur ON cur.audience_id = r.audience_id AND cur.profile_id = r.profile_id
-  WHERE r.job_id = $3 AND r.audience_id = $4 AND (cur.status IS NULL OR cur.status = ${statusSql('EXITED')})
-    AND EXISTS (SELECT 1 FROM profiles p WHERE p.sandbox_id = $1 AND p.id = r.profile_id)
-  ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
-    last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
-  WHERE m.status = ${statusSql('EXITED')}`;
+  FROM job_range_results r
+  WHERE r.job_id = $3 AND r.audience_id = $4
+    AND NOT EXISTS (SELECT 1 FROM memberships cur WHERE cur.audience_id = r.audience_id AND cur.profile_id = r.profile_id)
+    AND EXISTS (SELECT 1 FROM profiles p WHERE p.sandbox_id = $1 AND p.id = r.profile_id)`;
+
+// An exited member qualifying again: its row becomes REALIZED, as SQLite's ON CONFLICT makes it.
+// Rows this job has just exited are not staged, so they stay EXITED.
+const REENTER = `UPDATE memberships m SET status = ${statusSql('REALIZED')}, qualified_at = $2, last_evaluated_at = $2, exited_at = NULL
+  WHERE m.audience_id = $4 AND m.status = ${statusSql('EXITED')}
+    AND EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $3 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)
+    AND EXISTS (SELECT 1 FROM profiles p WHERE p.sandbox_id = $1 AND p.id = m.profile_id)`;
 
 const PURGE = `DELETE FROM memberships WHERE audience_id = $1 AND status = ${statusSql('EXITED')} AND exited_at < $2`;
 
@@ -122,7 +129,9 @@ export async function writeSegmentResultsPg(
     await client.query(HISTORY_EXIT, history);
     const exited = (await client.query(EXIT, [now, jobId, audienceId])).rowCount ?? 0;
     await client.query(STAY, [now, jobId, audienceId]);
-    const entered = (await client.query(ENTER, [sandboxId, now, jobId, audienceId])).rowCount ?? 0;
+    const enterArgs = [sandboxId, now, jobId, audienceId];
+    const entered =
+      ((await client.query(REENTER, enterArgs)).rowCount ?? 0) + ((await client.query(ENTER, enterArgs)).rowCount ?? 0);
     await client.query(PURGE, [audienceId, now - EXITED_RETENTION_MS]);
     const sized = await client.query<{ size: number }>(SIZE, [sandboxId, now, audienceId, jobId]);
     const qualified = qualifiedOf.get(audienceId) ?? 0;
