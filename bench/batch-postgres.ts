@@ -15,7 +15,9 @@
  *   (`compileToSql` with the postgres dialect), its statement inserted the same way.
  * A check pass (also the warm-up) compares the two per audience (count and id sum): MISMATCH
  * lines and exit 1 on a difference. With `--nodes`, the segment job itself runs on that many
- * node processes (bench/cluster-job.ts) and is timed against the floor of the same round.
+ * node processes (bench/cluster-job.ts) and is timed against the floor of the same round: the
+ * first evaluation (`job-ms`, every member written), then two more jobs over the unchanged data,
+ * the second of them timed (`steady-ms`: every member EXISTING and staying so, the daily re-run).
  * `--plan a,b` prints EXPLAIN ANALYZE of both sides' statements for those definitions.
  */
 import pg from 'pg';
@@ -61,6 +63,7 @@ export async function run(args: Map<string, string>): Promise<number> {
     const times: Record<Side, number[]> = { floor: [], compiled: [] };
     const perDefinition: Record<Side, number[][]> = { floor: [], compiled: [] };
     const jobMs = new Map<number, number[]>(nodes.map((n) => [n, []]));
+    const steadyMs = new Map<number, number[]>(nodes.map((n) => [n, []]));
     for (let r = 0; r < runs; r++) {
       // Alternates which side runs first, so neither always inherits the other's warm cache.
       const order: Side[] = r % 2 === 0 ? ['compiled', 'floor'] : ['floor', 'compiled'];
@@ -70,9 +73,15 @@ export async function run(args: Map<string, string>): Promise<number> {
         perDefinition[side].push(pass.perDefinition);
       }
       for (const n of nodes) {
-        const job = await timeClusterJob(client, segments, url, n, floorSets);
+        const job = await timeClusterJob(client, segments, url, n, floorSets, true);
         failures += job.failures;
         jobMs.get(n)!.push(job.ms);
+        // The daily re-run over unchanged data, as the SQLite bench's steady-ms: the second job
+        // moves every member from REALIZED to EXISTING, the third (timed) finds nothing to change.
+        failures += (await timeClusterJob(client, segments, url, n, floorSets, false)).failures;
+        const steady = await timeClusterJob(client, segments, url, n, floorSets, false);
+        failures += steady.failures;
+        steadyMs.get(n)!.push(steady.ms);
       }
     }
 
@@ -88,6 +97,11 @@ export async function run(args: Map<string, string>): Promise<number> {
       report(NAME, `job-ms.nodes-${n}`, js.median, 'ms', js);
       const jr = statsOf(ms.map((t, i) => t / times.floor[i]!));
       report(NAME, `ratio.nodes-${n}`, jr.median, 'x', jr);
+      const steady = steadyMs.get(n)!;
+      const ss = statsOf(steady);
+      report(NAME, `steady-ms.nodes-${n}`, ss.median, 'ms', ss);
+      const sr = statsOf(steady.map((t, i) => t / times.floor[i]!));
+      report(NAME, `steady-ratio.nodes-${n}`, sr.median, 'x', sr);
     }
     printPerDefinition(segments, perDefinition);
     if (explain.size > 0) {
@@ -248,15 +262,19 @@ function printPerDefinition(segments: PgReferenceSegments, per: Record<Side, num
 // ---------------------------------------------------------------------------------------------
 // the job on N nodes
 
-/** Resets the bench audiences, runs the job on `nodes` nodes and checks its memberships against the floor's sets. */
+/**
+ * Runs the job on `nodes` nodes — first resetting the bench audiences when `fresh` (a first
+ * evaluation, every member written) — and checks its memberships against the floor's sets.
+ */
 async function timeClusterJob(
   client: pg.Client,
   segments: PgReferenceSegments,
   url: string,
   nodes: number,
   floorSets: Map<number, SetPrint>,
+  fresh: boolean,
 ): Promise<{ ms: number; failures: number }> {
-  await resetMemberships(client, segments);
+  if (fresh) await resetMemberships(client, segments);
   const run = await runClusterJob({
     url,
     sandboxId: segments.sandboxId,
@@ -266,7 +284,7 @@ async function timeClusterJob(
   });
   const sets = await fingerprints(client, 'public.memberships', segments);
   console.log(
-    `phase ${NAME} job on ${nodes} node(s): ${run.ms.toFixed(0)} ms, evaluation ${run.metrics.profileSegmentationTimeMs} ms over all ranges, ranges by node ${JSON.stringify(run.rangesByNode)}`,
+    `phase ${NAME} ${fresh ? 'job' : 're-run'} on ${nodes} node(s): ${run.ms.toFixed(0)} ms, evaluation ${run.metrics.profileSegmentationTimeMs} ms over all ranges, ranges by node ${JSON.stringify(run.rangesByNode)}`,
   );
   return { ms: run.ms, failures: checkSets(segments, floorSets, sets, `job on ${nodes} node(s)`) };
 }
