@@ -128,7 +128,7 @@ export interface ExportFacts {
   datasetByName(name: string): Dataset | undefined;
 }
 
-function sqliteFacts(conn: Connection, sandboxId: number): ExportFacts {
+export function sqliteExportFacts(conn: Connection, sandboxId: number): ExportFacts {
   return {
     audiences: (ids) => audiencesByIds(conn, sandboxId, ids),
     columns: (fields) => attributeColumns(conn, sandboxId, fields),
@@ -246,7 +246,7 @@ export function resolveExportRequest(facts: ExportFacts, request: ExportJobReque
 
 /** Throws BAD_USER_INPUT / NOT_FOUND exactly as createExportJob would, without queuing anything. */
 export function validateExportRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): void {
-  resolveExportRequest(sqliteFacts(conn, sandboxId), request);
+  resolveExportRequest(sqliteExportFacts(conn, sandboxId), request);
 }
 
 /**
@@ -267,7 +267,7 @@ export function createExportJob(
     'EXPORT',
     (chain) => {
       const { input, dataset, datasetName, definitionIds } = resolveExportRequest(
-        sqliteFacts(app.conn, sandboxId),
+        sqliteExportFacts(app.conn, sandboxId),
         request,
       );
       const target = dataset ?? insertDataset(app.conn, sandboxId, datasetName!, input.format);
@@ -358,5 +358,5 @@ export const exportJobKind = defineJobKind({
   kind: 'EXPORT',
   task: new URL('./export-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn, dataDir }) => exportPlanOf(sqliteFacts(conn, job.sandboxId), job, now, dataDir),
+  plan: (job, now, { conn, dataDir }) => exportPlanOf(sqliteExportFacts(conn, job.sandboxId), job, now, dataDir),
 });
