@@ -18,6 +18,7 @@ import {
   runClusterExport,
 } from '../../src/domain/cluster/cluster-export-job.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
+import { cancelClusterJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js';
 import {
   type ExportJobRequest,
@@ -276,13 +277,13 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
         destination: { format: 'CSV', datasetName: 'lease' },
       });
       const jobId = await enqueue('lease');
-      expect(jobId).toBe(single.jobId);
       const a = (await claimExportJob(db.conn.pool, 'node-a', 60_000))!;
       expect(a).toMatchObject({ jobId, attempts: 1 });
       expect(await claimExportJob(db.conn.pool, 'node-b', 60_000)).toBeUndefined();
       // Node A writes slowly; while it does, its lease passes (as after a long pause) and B takes the job.
       const runA = runClusterExport(db.conn.pool, a, settings('node-a', 40));
-      const dir = datasetDir(clusterDir, store.sandboxId, single.datasetId);
+      const datasetId = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'lease'")).rows[0].id as number;
+      const dir = datasetDir(clusterDir, store.sandboxId, datasetId);
       const tempOfA = () => {
         try {
           return readdirSync(dir).filter((n) => n.startsWith(`.tmp-${jobId}-1-`));
@@ -307,11 +308,28 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       ).rows[0];
       expect(job).toMatchObject({ status: 'SUCCEEDED', attempts: 2, lease_owner: null, lease_until: null });
       expect(job.result.metrics.totalExportedProfileCounter).toBe(single.result.metrics.totalExportedProfileCounter);
+      // (The evaluateFirst test queued a segment job in PostgreSQL only: the job ids differ by one.)
       const expected = folder(sqliteDir, single.datasetId);
-      const actual = folder(clusterDir, single.datasetId);
-      expect([...actual.keys()]).toEqual([...expected.keys()]);
-      expect(actual.get(`export-${jobId}.csv`)!.equals(expected.get(`export-${jobId}.csv`)!)).toBe(true);
+      const actual = folder(clusterDir, datasetId);
+      expect([...actual.keys()]).toEqual(
+        [...expected.keys()].map((n) => n.replace(String(single.jobId), String(jobId))),
+      );
+      expect(actual.get(`export-${jobId}.csv`)!.equals(expected.get(`export-${single.jobId}.csv`)!)).toBe(true);
     }, 60_000);
+
+    it('stops a running export that is cancelled, leaving no file of it', async () => {
+      const jobId = await enqueue('cancelled');
+      const held = (await claimExportJob(db.conn.pool, 'node-c', 600))!;
+      const run = runClusterExport(db.conn.pool, held, { ...settings('node-c', 100), leaseMs: 600 });
+      await new Promise((r) => setTimeout(r, 200));
+      await cancelClusterJob(db.conn.pool, jobId);
+      expect(await run).toBe('cancelled');
+      const job = (await db.conn.pool.query('SELECT status, lease_owner FROM jobs WHERE id = $1', [jobId])).rows[0];
+      expect(job).toEqual({ status: 'CANCELLED', lease_owner: null });
+      const datasetId = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'cancelled'")).rows[0]
+        .id as number;
+      expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
+    });
 
     it('fails a job lost three times rather than run it forever', async () => {
       const jobId = await enqueue('lost');
@@ -331,4 +349,46 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       expect(job.finished_at).toEqual(expect.any(Number));
     });
   });
+
+  it('runs the segment job an evaluateFirst export queues first, then the export at the same instant', async () => {
+    // Last, as it changes the memberships in PostgreSQL only; the leases tests stopped the nodes.
+    nodes.push(
+      await startClusterNode({
+        pool: db.conn.pool,
+        url: db.url,
+        node: 'node-evaluate-first',
+        pollMs: 100,
+        dataDir: clusterDir,
+        onEvent: (event) => events.push(event),
+      }),
+    );
+    const before = (await db.conn.pool.query("SELECT count(*)::int AS n FROM jobs WHERE kind = 'SEGMENT'")).rows[0].n;
+    const { jobId } = await clusterExport({
+      audiences: audiences(),
+      evaluateFirst: true,
+      at: EXPORT_AT,
+      destination: { format: 'NDJSON', datasetName: 'evaluated' },
+    });
+    const rows = (
+      await db.conn.pool.query(
+        `SELECT e.input AS export, s.kind, s.status, s.input AS segment, s.trigger, s.schedule_id AS "scheduleId"
+         FROM jobs e JOIN jobs s ON s.id = e.after_job_id WHERE e.id = $1`,
+        [jobId],
+      )
+    ).rows;
+    expect(rows).toHaveLength(1);
+    const [row] = rows;
+    expect(row).toMatchObject({ kind: 'SEGMENT', status: 'SUCCEEDED', trigger: 'MANUAL', scheduleId: null });
+    expect(row.segment.at).toBe(EXPORT_AT);
+    expect(row.export.now).toBe(EXPORT_AT);
+    expect(row.segment.definitionIds.sort()).toEqual(
+      store.definitions
+        .filter((d) => audienceIds.includes(d.audienceId))
+        .map((d) => d.id)
+        .sort(),
+    );
+    expect((await db.conn.pool.query("SELECT count(*)::int AS n FROM jobs WHERE kind = 'SEGMENT'")).rows[0].n).toBe(
+      before + 1,
+    );
+  }, 60_000);
 });
