@@ -244,6 +244,8 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
     // What a dead attempt left: its temporary files, and files it renamed before its final write failed.
     removeUnfinishedFiles(plan.dir, held.jobId);
     progress.total = await countExportRowsPg(client, plan);
+    // The total at once, rather than at the first beat (a third of the lease away).
+    renewing = renewing.then(renew);
     writer = new ExportWriter(plan, `${held.jobId}-${held.attempts}`);
     for (const audience of plan.audiences) {
       writer.beginAudience(audience);
