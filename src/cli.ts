@@ -27,8 +27,9 @@ const USAGE: Record<string, string> = {
 commands:
   serve      migrate, seed demo data into an empty "prod" sandbox, and serve GraphQL (the default)
   migrate    apply database migrations and exit
-  work       run segment jobs queued in PostgreSQL, as one node of a cluster
+  work       run segment and export jobs queued in PostgreSQL, as one node of a cluster
   segment    queue a segment job in PostgreSQL for the cluster's nodes, and follow it
+  export     queue an export job in PostgreSQL for the cluster's nodes, and follow it
   seed       add deterministic demo profiles and events to a sandbox
   import     read a CSV or NDJSON list into an external audience
   keys       create, list and revoke API keys
@@ -56,15 +57,17 @@ SEGQL_DATABASE_URL=postgres://… set, applies the PostgreSQL migrations to that
 `,
   work: `usage: segql work [--node NAME] [--lease-ms N] [--range-profiles N]
 
-With SEGQL_DATABASE_URL=postgres://…: takes part in the segment jobs queued in that database
-until SIGTERM or SIGINT. Every node running it shares the work: a job is split into profile-id
-ranges, each evaluated by one node under a lease it renews, and ended by one final write.
+With SEGQL_DATABASE_URL=postgres://…: takes part in the segment and export jobs queued in that
+database until SIGTERM or SIGINT. Every node running it shares the work: a segment job is split
+into profile-id ranges, each evaluated by one node under a lease it renews, and ended by one
+final write; an export job is run whole by one node under a lease, into the dataset's folder
+under SEGQL_DATA_DIR, which every node must share (one machine, or a shared mount).
 
   --node NAME           this node's name in leases (default host:pid:random); unique per node
   --lease-ms N          how long a range stays this node's without a renewal (default 15000)
   --range-profiles N    about how many profiles a range holds (default 100000)
 
-One JSON line per event (job started, range claimed and ended, job ended) goes to stdout.
+One JSON line per event (job started, range or export claimed and ended, job ended) goes to stdout.
 `,
   segment: `usage: segql segment (--all | --definition ID ...) [--sandbox NAME] [--at ISO] [--no-wait]
 
@@ -76,6 +79,20 @@ the job's id and exits at once).
   --definition ID   a definition, by its id (a number or the API's global id); repeatable
   --sandbox NAME    the sandbox (default prod)
   --at ISO          the evaluation instant (default: when the job starts)
+`,
+  export: `usage: segql export --dataset NAME --audience ID ... [--format NDJSON|CSV|PARQUET]
+       [--mode FULL|CHANGES] [--sandbox NAME] [--no-wait]
+
+With SEGQL_DATABASE_URL=postgres://…: queues an export job for the nodes running "segql work",
+then prints its progress until it ends (exit 0 when it succeeded, 1 otherwise; --no-wait prints
+the job's id and exits at once). The files land in the dataset's folder under the nodes'
+SEGQL_DATA_DIR (exports/<sandbox id>/<dataset id>/).
+
+  --dataset NAME    the dataset to write into, created when no dataset has that name
+  --audience ID     an audience to export, by its id (a number or the API's global id); repeatable
+  --format FORMAT   NDJSON, CSV or PARQUET (default: the dataset's, else NDJSON)
+  --mode MODE       FULL (default) or CHANGES since the dataset's last export
+  --sandbox NAME    the sandbox (default prod)
 `,
   seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
 
@@ -107,7 +124,7 @@ prints its counts; bad rows are listed with their line numbers. Exit 0 when the 
 `,
 };
 
-const COMMANDS = ['serve', 'migrate', 'work', 'segment', 'seed', 'import', 'keys', 'help'] as const;
+const COMMANDS = ['serve', 'migrate', 'work', 'segment', 'export', 'seed', 'import', 'keys', 'help'] as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -211,10 +228,11 @@ function main(argv: string[]): Promise<void> | void {
   }
   if (command === 'work') return workCommand(config, rest, log);
   if (command === 'segment') return segmentCommand(config, rest);
+  if (command === 'export') return exportCommand(config, rest);
   if (config.databaseUrl) {
     // The domain does not serve from PostgreSQL yet: serving with it set would silently use SQLite.
     throw new UsageError(
-      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far; unset it to use SQLite in SEGQL_DATA_DIR`,
+      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far (with "segment" and "export" queuing their jobs); unset it to use SQLite in SEGQL_DATA_DIR`,
     );
   }
   if (command === 'seed') {
@@ -266,19 +284,23 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
     url: config.databaseUrl,
     leaseMs,
     rangeProfiles,
+    dataDir: config.dataDir,
+    // Test-only (test/e2e/cluster-exports.test.ts): slows exports so a node can be killed mid-write.
+    testOnlyExportPageDelayMs: Number(process.env.SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS ?? 0) || 0,
+    ...(process.env.SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS ? { exportPageRows: 100 } : {}),
     ...(values.node ? { node: values.node } : {}),
     onEvent: (event) => {
       if (event.type === 'error') log.error({ err: event.error }, 'cluster node error');
       else log.info({ ...event }, event.type);
     },
   });
-  log.info({ node: node.settings.node, leaseMs, rangeProfiles }, 'cluster node started');
+  log.info({ node: node.settings.node, leaseMs, rangeProfiles, dataDir: config.dataDir }, 'cluster node started');
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
   });
-  // The range in hand finishes (or, past 10 s, is left to its lease: another node re-runs it).
+  // The range or export in hand finishes (or, past 10 s, is left to its lease: another node re-runs it).
   const force = setTimeout(() => process.exit(1), 10_000);
   force.unref();
   await node.stop();
@@ -333,25 +355,106 @@ async function segmentCommand(config: Config, args: string[]): Promise<void> {
       at,
     });
     process.stdout.write(`job ${encodeGlobalId('SegmentJob', jobId)} (${jobId}) queued\n`);
-    if (values['no-wait']) return;
-    let shown = '';
-    for (;;) {
-      const job = (
-        await conn.pool.query<{ status: string; done: number; total: number | null; error: string | null }>(
-          'SELECT status, progress_done AS done, progress_total AS total, error FROM jobs WHERE id = $1',
-          [jobId],
-        )
-      ).rows[0]!;
-      const line = `${job.status}${job.total ? ` ${job.done}/${job.total}` : ''}`;
-      if (line !== shown) process.stdout.write(`${line}\n`);
-      shown = line;
-      if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) {
-        if (job.error) process.stderr.write(`${job.error}\n`);
-        if (job.status !== 'SUCCEEDED') process.exitCode = 1;
-        return;
-      }
-      await new Promise((r) => setTimeout(r, 500));
+    if (!values['no-wait']) await followJob(conn.pool, jobId);
+  } finally {
+    await conn.close();
+  }
+}
+
+/** Prints a cluster job's status and progress as they change until it ends; exit code 1 unless it succeeded. */
+async function followJob(pool: import('pg').Pool, jobId: number): Promise<void> {
+  let shown = '';
+  for (;;) {
+    const job = (
+      await pool.query<{ status: string; done: number; total: number | null; error: string | null }>(
+        'SELECT status, progress_done AS done, progress_total AS total, error FROM jobs WHERE id = $1',
+        [jobId],
+      )
+    ).rows[0]!;
+    const line = `${job.status}${job.total ? ` ${job.done}/${job.total}` : ''}`;
+    if (line !== shown) process.stdout.write(`${line}\n`);
+    shown = line;
+    if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) {
+      if (job.error) process.stderr.write(`${job.error}\n`);
+      if (job.status !== 'SUCCEEDED') process.exitCode = 1;
+      return;
     }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+const EXPORT_FORMAT_NAMES = ['NDJSON', 'CSV', 'PARQUET'] as const;
+
+async function exportCommand(config: Config, args: string[]): Promise<void> {
+  const { values } = parse('export', args, {
+    dataset: { type: 'string' },
+    audience: { type: 'string', multiple: true },
+    format: { type: 'string' },
+    mode: { type: 'string', default: 'FULL' },
+    sandbox: { type: 'string', default: DEFAULT_SANDBOX },
+    'no-wait': { type: 'boolean', default: false },
+  });
+  if (!config.databaseUrl) {
+    throw new UsageError(
+      'segql export: set SEGQL_DATABASE_URL=postgres://… (on SQLite, use the createExportJob mutation)',
+    );
+  }
+  if (!values.dataset) throw new UsageError('segql export: give --dataset NAME');
+  const given = values.audience ?? [];
+  if (given.length === 0) throw new UsageError('segql export: give at least one --audience ID');
+  const audienceIds = given.map((id) => {
+    const n = /^\d+$/.test(id) ? Number(id) : internalId(id, 'Audience');
+    if (n === undefined || !Number.isSafeInteger(n))
+      throw new UsageError(`segql export: "${id}" is not an audience id`);
+    return n;
+  });
+  const format = values.format?.toUpperCase();
+  if (format !== undefined && !(EXPORT_FORMAT_NAMES as readonly string[]).includes(format)) {
+    throw new UsageError(`segql export: --format must be NDJSON, CSV or PARQUET, got "${values.format}"`);
+  }
+  const mode = values.mode.toUpperCase();
+  if (mode !== 'FULL' && mode !== 'CHANGES') {
+    throw new UsageError(`segql export: --mode must be FULL or CHANGES, got "${values.mode}"`);
+  }
+  const { openPgDatabase } = await import('./db/pg/index.js');
+  const { enqueueClusterExportJob } = await import('./domain/cluster/cluster-export-job.js');
+  const { DomainError } = await import('./domain/errors.js');
+  const conn = openPgDatabase(config.databaseUrl, { max: 1 });
+  try {
+    const sandbox = (
+      await conn.pool.query<{ id: number }>('SELECT id FROM sandboxes WHERE name = $1', [values.sandbox])
+    ).rows[0];
+    if (!sandbox) throw new UsageError(`segql export: Sandbox "${values.sandbox}" does not exist`);
+    const client = await conn.pool.connect();
+    let jobId: number;
+    try {
+      await client.query('BEGIN');
+      // Without --format, the dataset's own (an existing dataset keeps one format), else NDJSON.
+      const existing = (
+        await client.query<{ format: string }>('SELECT format FROM datasets WHERE sandbox_id = $1 AND name = $2', [
+          sandbox.id,
+          values.dataset.trim(),
+        ])
+      ).rows[0];
+      jobId = await enqueueClusterExportJob(client, sandbox.id, {
+        audiences: audienceIds.map((audienceId) => ({ audienceId })),
+        mode: mode as 'FULL' | 'CHANGES',
+        destination: {
+          datasetName: values.dataset,
+          format: (format ?? existing?.format ?? 'NDJSON') as (typeof EXPORT_FORMAT_NAMES)[number],
+        },
+      });
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      // The request's own mistakes (an unknown audience, a format the dataset does not hold) are usage errors.
+      if (err instanceof DomainError) throw new UsageError(`segql export: ${err.message}`);
+      throw err;
+    } finally {
+      client.release();
+    }
+    process.stdout.write(`job ${encodeGlobalId('ExportJob', jobId)} (${jobId}) queued\n`);
+    if (!values['no-wait']) await followJob(conn.pool, jobId);
   } finally {
     await conn.close();
   }

@@ -1,14 +1,23 @@
 /**
  * One node's share of the cluster's job work: start queued segment jobs, evaluate ranges, end
- * jobs whose ranges are done, take back ranges whose nodes stopped renewing their leases, and
- * account for schedules' due times (cluster-schedules.ts) — the last on a loop of its own, so a
- * node busy with a long range still ticks schedules on time.
+ * jobs whose ranges are done, run queued exports whole (cluster-export-job.ts), take back ranges
+ * and exports whose nodes stopped renewing their leases, and account for schedules' due times
+ * (cluster-schedules.ts) — the last on a loop of its own, so a node busy with a long range or
+ * export still ticks schedules on time.
  * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
  * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { NewTick } from '../schedules/schedule-ticks.js';
+import {
+  claimExportJob,
+  type ExportEnd,
+  type ExportSettings,
+  removeAbandonedExportFiles,
+  requeueExpiredExports,
+  runClusterExport,
+} from './cluster-export-job.js';
 import { runDueSchedules } from './cluster-schedules.js';
 import {
   type ClusterSettings,
@@ -28,6 +37,9 @@ export type NodeEvent =
   | { type: 'range-ended'; range: HeldRange; end: RangeEnd }
   | { type: 'job-ended'; jobId: number; end: string }
   | { type: 'ranges-requeued'; count: number }
+  | { type: 'export-claimed'; jobId: number; attempts: number }
+  | { type: 'export-ended'; jobId: number; attempts: number; end: ExportEnd }
+  | { type: 'exports-requeued'; jobs: { jobId: number; status: string }[] }
   | { type: 'schedule-tick'; tick: NewTick }
   | { type: 'error'; error: Error };
 
@@ -37,6 +49,15 @@ export interface ClusterNodeOptions extends Partial<ClusterSettings> {
   url: string;
   /** How often an idle node looks for work without being woken (and sweeps expired leases). */
   pollMs?: number;
+  /**
+   * The data directory dataset folders live under, shared by every node (one machine, or a
+   * shared mount). A node without one runs no exports.
+   */
+  dataDir?: string;
+  /** Rows an export reads per statement. */
+  exportPageRows?: number;
+  /** Test-only: a pause after each page an export reads, so a test can kill a node mid-export. */
+  testOnlyExportPageDelayMs?: number;
   onEvent?: (event: NodeEvent) => void;
 }
 
@@ -74,6 +95,16 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   await listener.connect();
   await listener.query(`LISTEN ${WORK_CHANNEL}`);
 
+  const { dataDir } = options;
+  const exportSettings: ExportSettings | undefined = dataDir
+    ? {
+        node: settings.node,
+        leaseMs: settings.leaseMs,
+        dataDir,
+        pageRows: options.exportPageRows ?? 2_000,
+        testOnlyPageDelayMs: options.testOnlyExportPageDelayMs ?? 0,
+      }
+    : undefined;
   const plans = new Map<number, Awaited<ReturnType<typeof planOf>>>();
   let lastSweep = 0;
 
@@ -88,11 +119,28 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         const end = await endJob(pool, jobId);
         if (end !== 'not yet') emit({ type: 'job-ended', jobId, end });
       }
+      const exports = await requeueExpiredExports(pool, now);
+      if (exports.length > 0) {
+        emit({ type: 'exports-requeued', jobs: exports.map((e) => ({ jobId: e.jobId, status: e.status })) });
+        for (const e of exports) {
+          if (e.status !== 'QUEUED' && dataDir) removeAbandonedExportFiles(dataDir, e.sandboxId, e.datasetId, e.jobId);
+          if (e.status !== 'QUEUED') emit({ type: 'job-ended', jobId: e.jobId, end: e.status.toLowerCase() });
+        }
+      }
     }
     const started = await startQueuedSegmentJob(pool, settings);
     if (started !== undefined) emit({ type: 'job-started', jobId: started });
     const range = await claimRange(pool, settings.node, settings.leaseMs);
-    if (!range) return started !== undefined;
+    if (!range) {
+      if (!exportSettings) return started !== undefined;
+      const held = await claimExportJob(pool, settings.node, settings.leaseMs);
+      if (!held) return started !== undefined;
+      emit({ type: 'export-claimed', jobId: held.jobId, attempts: held.attempts });
+      const end = await runClusterExport(pool, held, exportSettings);
+      emit({ type: 'export-ended', jobId: held.jobId, attempts: held.attempts, end });
+      if (end !== 'lost') emit({ type: 'job-ended', jobId: held.jobId, end });
+      return true;
+    }
     emit({ type: 'range-claimed', range });
     let plan = plans.get(range.jobId);
     if (!plan) {

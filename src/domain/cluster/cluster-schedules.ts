@@ -8,11 +8,13 @@
  * became of it.
  */
 import type pg from 'pg';
+import { exportRequestFromProperties } from '../exports/export-schedule.js';
 import { isTerminal, JOB_STATUSES } from '../jobs/job-types.js';
 import { parseSegments } from '../schedules/batch-segmentation.js';
 import type { Schedule } from '../schedules/schedule-store.js';
 import type { NewTick } from '../schedules/schedule-ticks.js';
 import { overlapTick, planTicks } from '../schedules/tick-plan.js';
+import { enqueueClusterExportJob } from './cluster-export-job.js';
 import { enqueueClusterSegmentJob } from './cluster-segment-job.js';
 
 const MISSED =
@@ -106,25 +108,37 @@ async function runDue(client: pg.ClientBase, schedule: Schedule, dueAt: number, 
     )
   ).rows[0];
   if (active) return overlapTick(schedule, dueAt, now, active);
-  if (schedule.type !== 'BATCH_SEGMENTATION') {
+  if (schedule.type !== 'BATCH_SEGMENTATION' && schedule.type !== 'EXPORT') {
     return {
       ...base,
       outcome: 'FAILED_TO_START',
-      reason: `${schedule.type} runs in a single SegQL process; the cluster's nodes run segment jobs only`,
+      reason: `${schedule.type} runs in a single SegQL process; the cluster's nodes run segment and export jobs only`,
     };
   }
   // A savepoint: a start that fails leaves nothing of itself, and the tick is still recorded.
   await client.query('SAVEPOINT segql_schedule_start');
   try {
-    const segments = parseSegments(schedule.properties);
-    const jobId = await enqueueClusterSegmentJob(
-      client,
-      schedule.sandboxId,
-      segments.all
-        ? { definitionIds: null, all: true, at: null }
-        : { definitionIds: segments.definitionIds, all: false, at: null },
-      { trigger: 'SCHEDULE', scheduleId: schedule.id, now },
-    );
+    const options = { trigger: 'SCHEDULE' as const, scheduleId: schedule.id, now };
+    let jobId: number;
+    if (schedule.type === 'EXPORT') {
+      // Checked as the single-process scheduler checks it (export-schedule.ts), against the rows in PostgreSQL.
+      jobId = await enqueueClusterExportJob(
+        client,
+        schedule.sandboxId,
+        exportRequestFromProperties(schedule.properties),
+        options,
+      );
+    } else {
+      const segments = parseSegments(schedule.properties);
+      jobId = await enqueueClusterSegmentJob(
+        client,
+        schedule.sandboxId,
+        segments.all
+          ? { definitionIds: null, all: true, at: null }
+          : { definitionIds: segments.definitionIds, all: false, at: null },
+        options,
+      );
+    }
     await client.query('RELEASE SAVEPOINT segql_schedule_start');
     return { ...base, outcome: 'STARTED', jobId };
   } catch (err) {

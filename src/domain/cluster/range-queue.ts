@@ -20,10 +20,14 @@ export interface HeldRange {
   attempts: number;
 }
 
-/** Thrown where a holder's write finds its lease gone: the range has been (or will be) run by another node. */
+/**
+ * Thrown where a holder's write finds its lease gone: the range (or the whole job, for an
+ * export) has been or will be run by another node.
+ */
 export class LeaseLost extends Error {
-  constructor(range: Pick<HeldRange, 'jobId' | 'rangeNo' | 'attempts'>) {
-    super(`job ${range.jobId} range ${range.rangeNo}: lease of attempt ${range.attempts} lost`);
+  constructor(range: Pick<HeldRange, 'jobId' | 'attempts'> & { rangeNo?: number }) {
+    const what = range.rangeNo === undefined ? '' : ` range ${range.rangeNo}`;
+    super(`job ${range.jobId}${what}: lease of attempt ${range.attempts} lost`);
     this.name = 'LeaseLost';
   }
 }

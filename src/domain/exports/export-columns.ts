@@ -1,6 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import { badInput } from '../errors.js';
-import { schemaFieldsOf } from '../profile-schema.js';
+import { type SchemaField, schemaFieldsOf } from '../profile-schema.js';
 
 /** How a column's values are written: scalars as themselves, arrays and maps as JSON text. */
 export type ColumnKind = 'string' | 'number' | 'boolean' | 'datetime' | 'json';
@@ -28,7 +28,15 @@ export function attributeColumns(
   sandboxId: number,
   fields: readonly string[] | null | undefined,
 ): AttributeColumn[] {
-  const schema = schemaFieldsOf(conn, sandboxId).filter((f) => f.class === 'profile');
+  return columnsOfSchema(schemaFieldsOf(conn, sandboxId), fields);
+}
+
+/** `attributeColumns` over a sandbox's schema fields however they were read (SQLite, or PostgreSQL on a cluster). */
+export function columnsOfSchema(
+  fieldsOfSandbox: readonly SchemaField[],
+  fields: readonly string[] | null | undefined,
+): AttributeColumn[] {
+  const schema = fieldsOfSandbox.filter((f) => f.class === 'profile');
   const containers = schema.filter((f) => kindOf(f.type) === 'json').map((f) => `${f.path}.`);
   const leaves: AttributeColumn[] = [];
   for (const f of schema) {

@@ -1,6 +1,6 @@
 import { readdirSync, rmSync } from 'node:fs';
 import type { Connection } from '../../db/index.js';
-import { audiencesByIds } from '../audiences.js';
+import { type Audience, audiencesByIds } from '../audiences.js';
 import { badInput, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { defineJobKind } from '../jobs/job-kind.js';
@@ -14,13 +14,13 @@ import {
   type Dataset,
   datasetByName,
   datasetDir,
+  datasetsByIds,
   EXPORT_FORMATS,
   type ExportFormat,
   insertDataset,
-  requireDataset,
   validDatasetName,
 } from './datasets.js';
-import { attributeColumns } from './export-columns.js';
+import { type AttributeColumn, attributeColumns } from './export-columns.js';
 import type { ExportPlan } from './export-plan.js';
 import { recordsFileName } from './record-index.js';
 
@@ -115,7 +115,38 @@ declare module '../jobs/job-types.js' {
 
 export type ExportJob = JobOf<'EXPORT'>;
 
-interface Resolved {
+/**
+ * What checking a request and planning an export need to know of the sandbox, read from
+ * whichever database holds it: SQLite in one process (`sqliteFacts`), PostgreSQL on a cluster
+ * (cluster/pg-export-facts.ts). The rules themselves live once, here.
+ */
+export interface ExportFacts {
+  audiences(ids: readonly number[]): Map<number, Pick<Audience, 'name' | 'definitionId' | 'lifecycleState'>>;
+  /** The attribute columns of `fields` (all when null); BAD_USER_INPUT for an unknown path. */
+  columns(fields: readonly string[] | null): AttributeColumn[];
+  datasetById(id: number): Dataset | undefined;
+  datasetByName(name: string): Dataset | undefined;
+}
+
+export function sqliteExportFacts(conn: Connection, sandboxId: number): ExportFacts {
+  return {
+    audiences: (ids) => audiencesByIds(conn, sandboxId, ids),
+    columns: (fields) => attributeColumns(conn, sandboxId, fields),
+    datasetById: (id) => datasetsByIds(conn, sandboxId, [id]).get(id),
+    datasetByName: (name) => datasetByName(conn, sandboxId, name),
+  };
+}
+
+function requiredDataset(facts: ExportFacts, id: number): Dataset {
+  const found = facts.datasetById(id);
+  if (!found) {
+    const gid = encodeGlobalId('Dataset', id);
+    throw notFound(`No Dataset with id "${gid}" in this sandbox`, gid);
+  }
+  return found;
+}
+
+export interface ResolvedExportRequest {
   input: Omit<ExportJobInput, 'datasetId'>;
   /** With evaluateFirst: the definitions of the audiences that a segment job evaluates first. */
   definitionIds: number[];
@@ -125,13 +156,13 @@ interface Resolved {
 }
 
 /** Checks a request against the sandbox as it is now and normalizes it; creates nothing. */
-function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): Resolved {
+export function resolveExportRequest(facts: ExportFacts, request: ExportJobRequest): ResolvedExportRequest {
   if (!request.audiences || request.audiences.length === 0) {
     throw badInput('Give at least one audience to export', 'input.audiences');
   }
   const ids = request.audiences.map((a) => a.audienceId);
   if (new Set(ids).size !== ids.length) throw badInput('An audience is listed twice', 'input.audiences');
-  const found = audiencesByIds(conn, sandboxId, ids);
+  const found = facts.audiences(ids);
   const audiences = request.audiences.map((a, i) => {
     if (!found.has(a.audienceId)) {
       const gid = encodeGlobalId('Audience', a.audienceId);
@@ -144,7 +175,7 @@ function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobR
     return { audienceId: a.audienceId, statuses };
   });
   const fields = request.fields == null ? null : [...new Set(request.fields)];
-  if (fields) attributeColumns(conn, sandboxId, fields);
+  if (fields) facts.columns(fields);
   const { destination } = request;
   if (!EXPORT_FORMATS.includes(destination.format)) {
     throw badInput(`Unknown format ${destination.format}`, 'input.destination.format');
@@ -157,10 +188,10 @@ function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobR
   let dataset: Dataset | undefined;
   let datasetName: string | null = null;
   if (hasId) {
-    dataset = requireDataset(conn, sandboxId, destination.datasetId!);
+    dataset = requiredDataset(facts, destination.datasetId!);
   } else {
     datasetName = validDatasetName(destination.datasetName!, 'input.destination.datasetName');
-    dataset = datasetByName(conn, sandboxId, datasetName);
+    dataset = facts.datasetByName(datasetName);
   }
   if (dataset && dataset.format !== destination.format) {
     throw badInput(
@@ -215,7 +246,7 @@ function resolveRequest(conn: Connection, sandboxId: number, request: ExportJobR
 
 /** Throws BAD_USER_INPUT / NOT_FOUND exactly as createExportJob would, without queuing anything. */
 export function validateExportRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): void {
-  resolveRequest(conn, sandboxId, request);
+  resolveExportRequest(sqliteExportFacts(conn, sandboxId), request);
 }
 
 /**
@@ -235,7 +266,10 @@ export function createExportJob(
     sandboxId,
     'EXPORT',
     (chain) => {
-      const { input, dataset, datasetName, definitionIds } = resolveRequest(app.conn, sandboxId, request);
+      const { input, dataset, datasetName, definitionIds } = resolveExportRequest(
+        sqliteExportFacts(app.conn, sandboxId),
+        request,
+      );
       const target = dataset ?? insertDataset(app.conn, sandboxId, datasetName!, input.format);
       if (!input.evaluateFirst) return { ...input, datasetId: target.id };
       const at = input.at ?? options.now ?? Date.now();
@@ -271,15 +305,20 @@ export function removeUnfinishedFiles(dir: string, jobId: number): void {
   }
 }
 
-function buildPlan(conn: Connection, job: ExportJob, now: number, dataDir: string): ExportPlan {
+/**
+ * What an export job writes, fixed when it starts: the audiences still there, the columns, and
+ * FULL or CHANGES since the dataset's last export (the first export of a dataset is always full).
+ */
+export function exportPlanOf(
+  facts: ExportFacts,
+  job: Pick<ExportJob, 'id' | 'sandboxId' | 'input'>,
+  now: number,
+  dataDir: string,
+): ExportPlan {
   const input = job.input;
-  const dataset = requireDataset(conn, job.sandboxId, input.datasetId);
+  const dataset = requiredDataset(facts, input.datasetId);
   const notes: string[] = [];
-  const found = audiencesByIds(
-    conn,
-    job.sandboxId,
-    input.audiences.map((a) => a.audienceId),
-  );
+  const found = facts.audiences(input.audiences.map((a) => a.audienceId));
   const audiences = input.audiences.filter((a) => {
     if (found.has(a.audienceId)) return true;
     notes.push(`Audience ${encodeGlobalId('Audience', a.audienceId)} was deleted before the export ran; skipped`);
@@ -306,7 +345,7 @@ function buildPlan(conn: Connection, job: ExportJob, now: number, dataDir: strin
     mode: changes ? 'CHANGES' : 'FULL',
     since,
     audiences: audiences.map((a) => ({ ...a, globalId: encodeGlobalId('Audience', a.audienceId) })),
-    columns: attributeColumns(conn, job.sandboxId, input.fields),
+    columns: facts.columns(input.fields),
     allFields: input.fields == null,
     fromIngestTimestamp: input.fromIngestTimestamp,
     emptyAudienceFilter: input.emptyAudienceFilter,
@@ -319,5 +358,5 @@ export const exportJobKind = defineJobKind({
   kind: 'EXPORT',
   task: new URL('./export-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn, dataDir }) => buildPlan(conn, job, now, dataDir),
+  plan: (job, now, { conn, dataDir }) => exportPlanOf(sqliteExportFacts(conn, job.sandboxId), job, now, dataDir),
 });

@@ -1,41 +1,16 @@
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { mkdirSync } from 'node:fs';
 import type { Connection } from '../../db/index.js';
-import { encodeGlobalId } from '../ids.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask, TaskContext } from '../jobs/task.js';
 import { statusSql } from '../membership-statuses.js';
-import { setAt, valueAt } from './export-columns.js';
-import type { ExportFileInfo, ExportJobResult } from './export-job.js';
-import { exportFileName, removeUnfinishedFiles } from './export-job.js';
+import { removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
-import { FileSink, publishFile } from './file-sink.js';
-import { addNamespaceCounts } from './namespace-tally.js';
-import { RecordMarks, recordsFileName, removeOtherRecordFiles } from './record-index.js';
-import { createRowWriter, type ExportRow, ndjsonWriter, type RecordWriter, type RowWriter } from './row-writers.js';
+import { ExportWriter, type SourceRow } from './export-writer.js';
+import { removeOtherRecordFiles } from './record-index.js';
 
 /** The export kind's task, which the job worker runs. */
 const exportTask: JobTask<'EXPORT', ExportPlan> = (conn, plan, ctx) => runExport(conn, plan, ctx);
 export default exportTask;
-
-interface SourceRow {
-  pid: number;
-  status: string;
-  q: number | null;
-  x: number | null;
-  c: number | null;
-  doc: string | null;
-  ids: string;
-}
-
-interface OpenFile {
-  name: string;
-  audienceId: number | null;
-  sink: FileSink;
-  rows: number;
-  /** The records file of a CSV or Parquet export: published with the files, not listed among them. */
-  records?: boolean;
-}
 
 const IDENTITIES = `(SELECT json_group_array(json_object('namespace', i.namespace, 'id', i.value))
   FROM identities i WHERE i.profile_id = p.id)`;
@@ -96,8 +71,6 @@ function rowQuery(plan: ExportPlan, count: boolean): string {
 /** The reading connection's page cache during an export, in KiB (negative: a size, not pages). */
 const SCAN_CACHE_KIB = -8192;
 
-const iso = (ms: number | null) => (ms == null ? 'null' : `"${new Date(ms).toISOString()}"`);
-
 /**
  * Writes the plan's audiences into the dataset (docs/api.md "Exports and datasets"). All reads run
  * in one read transaction (a snapshot); each file is written under a temporary name and
@@ -112,31 +85,9 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
   const { sqlite } = conn;
   mkdirSync(plan.dir, { recursive: true });
   removeUnfinishedFiles(plan.dir, plan.jobId);
-  const marks = new RecordMarks();
   const changes = plan.mode === 'CHANGES';
-  const open: OpenFile[] = [];
-  const done: (OpenFile & { bytes: number; sha256: string })[] = [];
-  // Rows per namespace, counted by the sinks of the NDJSON lines (the NDJSON files, or the records file).
-  const namespaces: Record<string, number> = {};
-  let written = 0;
+  let out: ExportWriter | undefined;
   let lastReport = 0;
-  const newFile = (
-    audienceId: number | null,
-    countNamespaces: boolean,
-    name = exportFileName(plan.jobId, plan.format, audienceId),
-  ): OpenFile => {
-    const sink = new FileSink(join(plan.dir, `.tmp-${plan.jobId}-${name}`), { countNamespaces });
-    const file = { name, audienceId, sink, rows: 0 };
-    open.push(file);
-    return file;
-  };
-  const closeFile = (file: OpenFile, records = false) => {
-    open.splice(open.indexOf(file), 1);
-    const { bytes, sha256, namespaceSets } = file.sink.finish();
-    addNamespaceCounts(namespaces, namespaceSets);
-    if (file.rows === 0 && plan.emptyAudienceFilter && !records) rmSync(file.sink.tempPath, { force: true });
-    else done.push({ ...file, records, bytes, sha256 });
-  };
   // One pass reads each page once: a big page cache and the memory map would only fill with
   // scanned pages, which count in the process's memory, growing with the export. Restored after.
   const cacheSize = sqlite.pragma('cache_size', { simple: true });
@@ -160,99 +111,51 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       const total = plan.audiences.reduce((n, a) => n + (counter.get(params(a)) as number), 0);
       ctx.progress({ done: 0, total });
       const reader = sqlite.prepare(rowQuery(plan, false));
+      const writer = new ExportWriter(plan);
+      out = writer;
       const afterRow = () => {
-        written++;
-        if (written % 1000 === 0) {
+        if (writer.written % 1000 === 0) {
           if (ctx.cancelled()) throw new Cancelled();
           const now = Date.now();
           if (now - lastReport >= 50) {
             lastReport = now;
-            ctx.progress({ done: written, total });
+            ctx.progress({ done: writer.written, total });
           }
         }
       };
-      const ndjson = plan.format === 'NDJSON';
-      const needValues = !ndjson;
-      // NDJSON files are their own records; other formats write the lines to a records file too.
-      const recordsFile = ndjson ? undefined : newFile(null, true, recordsFileName(plan.jobId));
-      const recordsWriter = recordsFile && ndjsonWriter(recordsFile.sink);
-      let combined: OpenFile | undefined;
-      let writer: RowWriter | undefined;
-      let records: { name: string; writer: RecordWriter } | undefined;
-      const openWriter = (file: OpenFile) => {
-        if (ndjson) {
-          const w = ndjsonWriter(file.sink);
-          records = { name: file.name, writer: w };
-          return w;
-        }
-        records = { name: recordsFile!.name, writer: recordsWriter! };
-        return createRowWriter(plan.format, file.sink, plan.columns, changes);
-      };
       for (const audience of plan.audiences) {
-        if (!combined || plan.audiencePerFile) {
-          combined = newFile(plan.audiencePerFile ? audience.audienceId : null, ndjson);
-          writer = openWriter(combined);
-        }
-        const file = combined;
-        const out = records!;
+        writer.beginAudience(audience);
         if (lines) {
           for (const line of reader.pluck().iterate(params(audience)) as IterableIterator<string>) {
-            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
-            file.sink.writeLine(line);
-            file.rows++;
+            writer.writeLine(line);
             afterRow();
           }
         } else {
           for (const src of reader.iterate(params(audience)) as IterableIterator<SourceRow>) {
-            const row = toRow(plan, audience.globalId, src, needValues);
-            if (marks.due(written, out.name)) marks.add(written, out.name, out.writer.position());
-            writer!.write(row);
-            recordsWriter?.write(row);
-            file.rows++;
+            writer.writeRow(src);
             afterRow();
           }
         }
-        if (plan.audiencePerFile) {
-          writer!.end();
-          closeFile(file);
-        }
+        writer.endAudience();
       }
-      if (!plan.audiencePerFile) {
-        if (!combined) {
-          combined = newFile(null, ndjson);
-          writer = openWriter(combined);
-        }
-        writer!.end();
-        closeFile(combined);
-      }
-      if (recordsFile) {
-        recordsWriter!.end();
-        closeFile(recordsFile, true);
-      }
-      ctx.progress({ done: written, total });
+      writer.end();
+      ctx.progress({ done: writer.written, total });
     } finally {
       if (began) sqlite.exec('COMMIT');
       sqlite.pragma(`cache_size = ${Number(cacheSize)}`);
       sqlite.pragma(`mmap_size = ${Number(mmapSize)}`);
     }
     if (ctx.cancelled()) throw new Cancelled();
-    const files: ExportFileInfo[] = done
-      .filter((f) => !f.records)
-      .map((f) => ({
-        name: f.name,
-        audienceId: f.audienceId == null ? null : plan.audiences.find((a) => a.audienceId === f.audienceId)!.globalId,
-        rows: f.rows,
-        bytes: f.bytes,
-        sha256: f.sha256,
-      }));
+    const writer = out!;
+    const files = writer.files();
     ctx.finish(() => {
       const finishedAt = Date.now();
       const metrics = {
-        totalExportedProfileCounter: written,
-        exportedProfileByNamespaceCounter: namespaces,
+        totalExportedProfileCounter: writer.written,
+        exportedProfileByNamespaceCounter: writer.namespaces,
         totalTimeMs: Math.round(performance.now() - started),
       };
-      const manifest = writeManifest(plan, files, metrics, finishedAt);
+      const manifest = writer.writeManifest(files, metrics, finishedAt);
       const record = sqlite.prepare(
         `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (dataset_id, name) DO UPDATE SET job_id = excluded.job_id, rows = excluded.rows,
@@ -263,82 +166,16 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       sqlite
         .prepare('UPDATE datasets SET current_job_id = ?, last_export_at = ? WHERE id = ?')
         .run(plan.jobId, plan.now, plan.datasetId);
-      marks.save(conn, plan.datasetId, plan.jobId);
+      writer.marks.save(conn, plan.datasetId, plan.jobId);
       // Renamed last: if the transaction could not get here, nothing has its final name.
-      for (const f of done) publishFile(f.sink.tempPath, join(plan.dir, f.name));
-      publishFile(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`), join(plan.dir, 'manifest.json'));
-      const result: ExportJobResult = {
-        metrics,
-        files,
-        manifest,
-        mode: plan.mode,
-        since: plan.since,
-        notes: plan.notes,
-      };
-      return { result, units: written };
+      writer.publish();
+      return { result: writer.result(files, manifest, metrics), units: writer.written };
     });
     // The replaced export's records file; a crash before this leaves it for the next export to remove.
     removeOtherRecordFiles(plan.dir, plan.jobId);
   } catch (err) {
-    for (const f of open) f.sink.abandon();
+    out?.abandon();
     removeUnfinishedFiles(plan.dir, plan.jobId);
     throw err;
   }
-}
-
-function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, needValues: boolean): ExportRow {
-  let attributes: string;
-  let values: unknown[] | null = null;
-  if (plan.allFields && !needValues) {
-    attributes = src.doc ?? 'null';
-  } else {
-    const doc = src.doc == null ? null : (JSON.parse(src.doc) as Record<string, unknown>);
-    const picked = plan.columns.map((c) => valueAt(doc, c.path));
-    if (needValues) values = picked;
-    if (plan.allFields) attributes = src.doc ?? 'null';
-    else if (doc == null) attributes = 'null';
-    else {
-      const out: Record<string, unknown> = {};
-      plan.columns.forEach((c, i) => {
-        if (picked[i] !== undefined) setAt(out, c.path, picked[i]);
-      });
-      attributes = JSON.stringify(out);
-    }
-  }
-  const changedAt = plan.mode === 'CHANGES' ? `,"changedAt":${iso(src.c)}` : '';
-  const record = `{"audienceId":${JSON.stringify(audienceId)},"identities":${src.ids},"status":"${src.status}","qualifiedAt":${iso(src.q)},"exitedAt":${iso(src.x)}${changedAt},"attributes":${attributes}}`;
-  return {
-    audienceId,
-    identities: src.ids,
-    status: src.status,
-    qualifiedAt: src.q,
-    exitedAt: src.x,
-    changedAt: src.c,
-    record,
-    values,
-  };
-}
-
-/** Writes manifest.json (under its temporary name; the caller renames it) and returns its entry. */
-function writeManifest(
-  plan: ExportPlan,
-  files: ExportFileInfo[],
-  metrics: ExportJobResult['metrics'],
-  finishedAt: number,
-): ExportFileInfo {
-  const sink = new FileSink(join(plan.dir, `.tmp-${plan.jobId}-manifest.json`));
-  const body = {
-    job: encodeGlobalId('ExportJob', plan.jobId),
-    dataset: encodeGlobalId('Dataset', plan.datasetId),
-    format: plan.format,
-    mode: plan.mode,
-    since: plan.since == null ? null : new Date(plan.since).toISOString(),
-    at: new Date(plan.now).toISOString(),
-    writtenAt: new Date(finishedAt).toISOString(),
-    rows: metrics.totalExportedProfileCounter,
-    files,
-  };
-  sink.write(`${JSON.stringify(body, null, 2)}\n`);
-  const { bytes, sha256 } = sink.finish();
-  return { name: 'manifest.json', audienceId: null, rows: files.length, bytes, sha256 };
 }

@@ -1,0 +1,387 @@
+/**
+ * An export job on a cluster of nodes sharing one PostgreSQL and one data directory
+ * (docs/scale-out.md "Jobs across nodes"). Unlike a segment job it is not split: one node runs
+ * it whole, as one process would, and the queue's guarantees come from the job row itself:
+ *
+ * 1. queued: a `jobs` row, with its dataset created in the same transaction when it is new
+ *    (`enqueueClusterExportJob`, checked by the single-process rules, export-job.ts);
+ * 2. claimed by one node with `FOR UPDATE SKIP LOCKED`, under a lease (`jobs.lease_owner`,
+ *    `lease_until`, and `attempts` as the lease's number) that the node renews every third of
+ *    the lease time while it works (`claimExportJob`, `runClusterExport`);
+ * 3. read in one REPEATABLE READ transaction (one snapshot for the whole export) and written by
+ *    the single-process export's own writer, under temporary names that carry the attempt;
+ * 4. finished in one transaction that names the lease: the job SUCCEEDED with its result, the
+ *    dataset's files, marks and current export recorded, and the files renamed last.
+ *
+ * A node that stops renewing (killed, paused, cut off) loses the job once its lease has passed:
+ * any node's sweep puts it back in the queue (`requeueExpiredExports`), another node re-runs it
+ * from scratch after removing what the dead attempt left, and the old holder's final write finds
+ * its lease gone and records nothing. A job lost MAX_RANGE_ATTEMPTS times fails, as ranges do.
+ */
+import { mkdirSync } from 'node:fs';
+import type pg from 'pg';
+import { datasetDir } from '../exports/datasets.js';
+import {
+  type ExportJobInput,
+  type ExportJobRequest,
+  exportPlanOf,
+  removeUnfinishedFiles,
+  resolveExportRequest,
+} from '../exports/export-job.js';
+import type { ExportPlan } from '../exports/export-plan.js';
+import { ExportWriter } from '../exports/export-writer.js';
+import { removeOtherRecordFiles } from '../exports/record-index.js';
+import { Cancelled } from '../jobs/cancelled.js';
+import { type EnqueueOptions, enqueueClusterSegmentJob, WORK_CHANNEL } from './cluster-segment-job.js';
+import { countExportRowsPg, exportRowsPg, insertDatasetPg, readExportFactsPg } from './pg-export-reads.js';
+import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
+
+type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/** How a node runs exports. */
+export interface ExportSettings {
+  /** This node's name in leases. */
+  node: string;
+  leaseMs: number;
+  /** The data directory the dataset folders live under: the same for every node (one machine, or a shared mount). */
+  dataDir: string;
+  /** Rows read per statement (a keyset page). */
+  pageRows: number;
+  /** Test-only: a pause after each page, so a test can kill a node mid-export. Zero otherwise. */
+  testOnlyPageDelayMs: number;
+}
+
+/** An export job this node holds: attempt `attempts` is its lease's number. */
+export interface HeldExport {
+  jobId: number;
+  sandboxId: number;
+  input: ExportJobInput & { now: number };
+  attempts: number;
+  afterJobId: number | null;
+}
+
+/**
+ * Checks an export request as createExportJob does, and queues it for the cluster, in the
+ * caller's transaction (`db` must be inside one): a dataset named but not there yet is created,
+ * and with `evaluateFirst` a segment job over the audiences' definitions is queued first, both
+ * pinned to one instant. Returns the export job's id; the nodes are woken at commit.
+ */
+export async function enqueueClusterExportJob(
+  db: Queryable,
+  sandboxId: number,
+  request: ExportJobRequest,
+  options: EnqueueOptions = {},
+): Promise<number> {
+  const now = options.now ?? Date.now();
+  const facts = await readExportFactsPg(db, sandboxId, {
+    audienceIds: (request.audiences ?? []).map((a) => a.audienceId),
+    datasetId: request.destination?.datasetId,
+    datasetName: request.destination?.datasetName,
+  });
+  const { input, dataset, datasetName, definitionIds } = resolveExportRequest(facts, request);
+  const target = dataset ?? (await insertDatasetPg(db, sandboxId, datasetName!, input.format, now));
+  let afterJobId: number | null = null;
+  let stored: ExportJobInput = { ...input, datasetId: target.id };
+  if (input.evaluateFirst) {
+    const at = input.at ?? now;
+    // Started by the same trigger, but not one of a schedule's runs: the export is.
+    afterJobId = await enqueueClusterSegmentJob(
+      db,
+      sandboxId,
+      { definitionIds, all: false, at },
+      { trigger: options.trigger, now },
+    );
+    stored = { ...stored, at };
+  }
+  const { rows } = await db.query<{ id: number }>(
+    `INSERT INTO jobs (sandbox_id, kind, status, input, trigger, schedule_id, after_job_id, created_at, updated_at)
+     VALUES ($1, 'EXPORT', 'QUEUED', $2, $3, $4, $5, $6, $6) RETURNING id`,
+    [sandboxId, JSON.stringify(stored), options.trigger ?? 'MANUAL', options.scheduleId ?? null, afterJobId, now],
+  );
+  await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(rows[0]!.id)]);
+  return rows[0]!.id;
+}
+
+/**
+ * Takes the oldest queued export whose first job (if any) has ended, for `node`, under a lease
+ * until `now + leaseMs`: the inner select locks the row it picks and skips rows other nodes are
+ * taking, so two nodes never get the same job and neither waits. The evaluation instant is
+ * pinned at the first claim (the `at` asked for, else now) and kept by every re-run.
+ */
+export async function claimExportJob(
+  db: Queryable,
+  node: string,
+  leaseMs: number,
+  now = Date.now(),
+): Promise<HeldExport | undefined> {
+  const { rows } = await db.query<HeldExport>(
+    `UPDATE jobs AS j SET status = 'PROCESSING', lease_owner = $1, lease_until = $2, attempts = j.attempts + 1,
+       started_at = $3, updated_at = $3, finished_at = NULL, error = NULL, progress_done = 0,
+       input = CASE WHEN j.input ? 'now' THEN j.input
+                    ELSE j.input || jsonb_build_object('now', coalesce((j.input ->> 'at')::bigint, $3::bigint)) END
+     WHERE j.id = (
+       SELECT q.id FROM jobs AS q
+       WHERE q.status = 'QUEUED' AND q.kind = 'EXPORT'
+         AND (q.after_job_id IS NULL OR EXISTS (SELECT 1 FROM jobs AS a WHERE a.id = q.after_job_id AND a.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')))
+       ORDER BY q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+     RETURNING j.id AS "jobId", j.sandbox_id AS "sandboxId", j.input, j.attempts, j.after_job_id AS "afterJobId"`,
+    [node, now + leaseMs, now],
+  );
+  return rows[0];
+}
+
+/**
+ * Extends the lease of an export `node` holds and records its progress: 'lost' when the lease
+ * had passed and the job went back to the queue (or to another node), 'cancelling' when a cancel
+ * was asked for.
+ */
+export async function renewExportLease(
+  db: Queryable,
+  held: HeldExport,
+  node: string,
+  leaseMs: number,
+  progress: { done: number; total: number | null },
+  now = Date.now(),
+): Promise<LeaseState> {
+  const { rows } = await db.query<{ status: string }>(
+    `UPDATE jobs SET lease_until = $1, progress_done = $2, progress_total = $3, updated_at = $4
+     WHERE id = $5 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $6 AND attempts = $7
+     RETURNING status`,
+    [now + leaseMs, progress.done, progress.total, now, held.jobId, node, held.attempts],
+  );
+  const status = rows[0]?.status;
+  if (status === undefined) return 'lost';
+  return status === 'CANCELLING' ? 'cancelling' : 'held';
+}
+
+/**
+ * Puts every export whose lease has passed back in the queue; one lost MAX_RANGE_ATTEMPTS times
+ * fails, and one being cancelled ends CANCELLED. Any node runs it now and then; returns the
+ * jobs and what became of them.
+ */
+export async function requeueExpiredExports(
+  db: Queryable,
+  now = Date.now(),
+): Promise<{ jobId: number; status: 'QUEUED' | 'FAILED' | 'CANCELLED'; sandboxId: number; datasetId: number }[]> {
+  const { rows } = await db.query(
+    `UPDATE jobs SET
+       status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' WHEN attempts >= $2 THEN 'FAILED' ELSE 'QUEUED' END,
+       error = CASE WHEN status = 'PROCESSING' AND attempts >= $2
+                    THEN 'The export was lost ' || attempts || ' times (its nodes stopped renewing their lease)' ELSE error END,
+       finished_at = CASE WHEN status = 'CANCELLING' OR attempts >= $2 THEN $1 ELSE finished_at END,
+       lease_owner = NULL, lease_until = NULL, updated_at = $1
+     WHERE kind = 'EXPORT' AND status IN ('PROCESSING', 'CANCELLING') AND lease_until < $1
+     RETURNING id AS "jobId", status, sandbox_id AS "sandboxId", (input ->> 'datasetId')::bigint AS "datasetId"`,
+    [now, MAX_RANGE_ATTEMPTS],
+  );
+  if (rows.some((r) => r.status === 'QUEUED')) await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, 'export']);
+  return rows;
+}
+
+/** What became of an export this node held. */
+export type ExportEnd = 'succeeded' | 'failed' | 'cancelled' | 'lost';
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Runs an export this node holds to its end, renewing the lease every third of the lease time.
+ * When a renewal finds the lease lost or a cancel asked for, the statement running for the
+ * export is cancelled on the server (pg_cancel_backend) and the writing stops at the next page.
+ */
+export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings: ExportSettings): Promise<ExportEnd> {
+  const unmet = await unmetFirstJob(pool, held.afterJobId);
+  if (unmet) return (await failHeldExport(pool, held, settings.node, unmet)) ? 'failed' : 'lost';
+
+  const started = performance.now();
+  const client = await pool.connect();
+  const pid = (client as unknown as { processID: number }).processID;
+  let state = 'held' as LeaseState;
+  const progress = { done: 0, total: null as number | null };
+  let renewing: Promise<void> = Promise.resolve();
+  const renew = async () => {
+    if (state !== 'held') return;
+    try {
+      state = await renewExportLease(pool, held, settings.node, settings.leaseMs, progress);
+    } catch {
+      // A renewal that could not reach the database is tried again at the next beat; the lease decides.
+      return;
+    }
+    if (state !== 'held') await pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {});
+  };
+  let beat: NodeJS.Timeout | undefined = setInterval(
+    () => {
+      renewing = renewing.then(renew);
+    },
+    Math.max(50, Math.floor(settings.leaseMs / 3)),
+  );
+  const stopBeat = async () => {
+    if (beat) clearInterval(beat);
+    beat = undefined;
+    await renewing;
+  };
+  const checkLease = () => {
+    if (state === 'lost') throw new LeaseLost(held);
+    if (state === 'cancelling') throw new Cancelled();
+  };
+
+  let writer: ExportWriter | undefined;
+  let plan: ExportPlan | undefined;
+  let clean = false;
+  try {
+    // One snapshot for the plan and every row, as one SQLite read transaction gives the single-process export.
+    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    const facts = await readExportFactsPg(client, held.sandboxId, {
+      audienceIds: held.input.audiences.map((a) => a.audienceId),
+      datasetId: held.input.datasetId,
+    });
+    plan = exportPlanOf(
+      facts,
+      { id: held.jobId, sandboxId: held.sandboxId, input: held.input },
+      held.input.now,
+      settings.dataDir,
+    );
+    mkdirSync(plan.dir, { recursive: true });
+    // What a dead attempt left: its temporary files, and files it renamed before its final write failed.
+    removeUnfinishedFiles(plan.dir, held.jobId);
+    progress.total = await countExportRowsPg(client, plan);
+    // The total at once, rather than at the first beat (a third of the lease away).
+    renewing = renewing.then(renew);
+    writer = new ExportWriter(plan, `${held.jobId}-${held.attempts}`);
+    for (const audience of plan.audiences) {
+      writer.beginAudience(audience);
+      for await (const page of exportRowsPg(client, plan, audience, settings.pageRows)) {
+        checkLease();
+        for (const row of page) writer.writeRow(row);
+        progress.done = writer.written;
+        if (settings.testOnlyPageDelayMs > 0) await sleep(settings.testOnlyPageDelayMs);
+      }
+      writer.endAudience();
+    }
+    writer.end();
+    await client.query('COMMIT');
+    // The final write must not meet a cancel meant for the reading: the beat stops first. The
+    // lease is still checked, by the write itself.
+    await stopBeat();
+    checkLease();
+    await finishExport(client, held, settings.node, plan, writer, started);
+    clean = true;
+    removeOtherRecordFiles(plan.dir, held.jobId);
+    return 'succeeded';
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {});
+    await stopBeat();
+    // Only this attempt's files: another attempt may be writing beside them.
+    writer?.removeTemporaryFiles();
+    if (state === 'lost' || err instanceof LeaseLost) return 'lost';
+    if (state === 'cancelling' || err instanceof Cancelled) {
+      await pool.query(
+        `UPDATE jobs SET status = 'CANCELLED', finished_at = $1, updated_at = $1, lease_owner = NULL, lease_until = NULL
+         WHERE id = $2 AND status = 'CANCELLING' AND lease_owner = $3 AND attempts = $4`,
+        [Date.now(), held.jobId, settings.node, held.attempts],
+      );
+      return 'cancelled';
+    }
+    const reason = err instanceof Error ? err.message : String(err);
+    return (await failHeldExport(pool, held, settings.node, reason)) ? 'failed' : 'lost';
+  } finally {
+    await stopBeat();
+    // A connection a cancel may have reached (or that failed mid-transaction) is closed, not reused.
+    client.release(!clean);
+  }
+}
+
+/**
+ * The final write, in one transaction: the job SUCCEEDED with its result if this node still
+ * holds its lease (else LeaseLost and nothing is written), the files, marks and current export
+ * of the dataset recorded, and the files renamed last, so nothing has its final name unless the
+ * transaction got that far.
+ */
+async function finishExport(
+  client: pg.PoolClient,
+  held: HeldExport,
+  node: string,
+  plan: ExportPlan,
+  writer: ExportWriter,
+  started: number,
+): Promise<void> {
+  await client.query('BEGIN');
+  const finishedAt = Date.now();
+  const files = writer.files();
+  const metrics = {
+    totalExportedProfileCounter: writer.written,
+    exportedProfileByNamespaceCounter: writer.namespaces,
+    totalTimeMs: Math.round(performance.now() - started),
+  };
+  const manifest = writer.writeManifest(files, metrics, finishedAt);
+  const result = writer.result(files, manifest, metrics);
+  const { rowCount } = await client.query(
+    `UPDATE jobs SET status = 'SUCCEEDED', result = $1, finished_at = $2, updated_at = $2, progress_done = $3,
+       progress_total = $3, lease_owner = NULL, lease_until = NULL
+     WHERE id = $4 AND status = 'PROCESSING' AND lease_owner = $5 AND attempts = $6`,
+    [JSON.stringify(result), finishedAt, writer.written, held.jobId, node, held.attempts],
+  );
+  if (rowCount !== 1) throw new LeaseLost(held);
+  const all = [...files, manifest];
+  await client.query(
+    `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at)
+     SELECT $1, name, $2, rows, bytes, sha256, $3
+     FROM unnest($4::text[], $5::bigint[], $6::bigint[], $7::text[]) AS f(name, rows, bytes, sha256)
+     ON CONFLICT (dataset_id, name) DO UPDATE SET job_id = excluded.job_id, rows = excluded.rows,
+       bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at`,
+    [
+      plan.datasetId,
+      plan.jobId,
+      finishedAt,
+      all.map((f) => f.name),
+      all.map((f) => f.rows),
+      all.map((f) => f.bytes),
+      all.map((f) => f.sha256),
+    ],
+  );
+  await client.query('UPDATE datasets SET current_job_id = $1, last_export_at = $2 WHERE id = $3', [
+    plan.jobId,
+    plan.now,
+    plan.datasetId,
+  ]);
+  // The dataset's marks are its current export's only (RecordMarks.save does the same in SQLite).
+  await client.query('DELETE FROM dataset_record_marks WHERE dataset_id = $1', [plan.datasetId]);
+  const { marks } = writer.marks;
+  await client.query(
+    `INSERT INTO dataset_record_marks (dataset_id, job_id, row, file, "offset")
+     SELECT $1, $2, row, file, "offset" FROM unnest($3::bigint[], $4::text[], $5::bigint[]) AS m(row, file, "offset")`,
+    [plan.datasetId, plan.jobId, marks.map((m) => m.row), marks.map((m) => m.file), marks.map((m) => m.offset)],
+  );
+  writer.publish();
+  await client.query('COMMIT');
+}
+
+/** Why an export cannot run because the job queued first for it did not succeed; undefined when it may. */
+async function unmetFirstJob(db: Queryable, afterJobId: number | null): Promise<string | undefined> {
+  if (afterJobId == null) return undefined;
+  const first = (
+    await db.query<{ kind: string; status: string; error: string | null }>(
+      'SELECT kind, status, error FROM jobs WHERE id = $1',
+      [afterJobId],
+    )
+  ).rows[0];
+  if (first?.status === 'SUCCEEDED') return undefined;
+  if (!first) return 'The job queued to run first for it was deleted; nothing was done';
+  const why = first.error ? `: ${first.error}` : '';
+  return `The ${first.kind} job queued to run first for it ended ${first.status}${why}; nothing was done`;
+}
+
+/** Fails an export this node holds (a failure that would repeat, as in one process); false if its lease was gone. */
+async function failHeldExport(db: Queryable, held: HeldExport, node: string, error: string): Promise<boolean> {
+  const now = Date.now();
+  const { rowCount } = await db.query(
+    `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
+     WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
+    [error, now, held.jobId, node, held.attempts],
+  );
+  return rowCount === 1;
+}
+
+/** Removes what the attempts of an export that will not run again left in its dataset's folder. */
+export function removeAbandonedExportFiles(dataDir: string, sandboxId: number, datasetId: number, jobId: number): void {
+  removeUnfinishedFiles(datasetDir(dataDir, sandboxId, datasetId), jobId);
+}
