@@ -88,7 +88,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     droppedEvents: (n) => metrics.droppedEvents.inc(n),
   });
   const health = databaseHealth(conn, log, () => {
-    app.streaming.stop();
+    app.ingest.close().catch((err) => log.error({ err }, 'stopping ingestion after database damage failed'));
     app.jobs.stop().catch((err) => log.error({ err }, 'stopping jobs after database damage failed'));
   });
   const yoga = createSegqlYoga({ app, access, health, metrics });

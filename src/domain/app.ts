@@ -9,6 +9,8 @@ import { type Checkpointer, startCheckpointer } from '../db/checkpointer.js';
 import type { Connection } from '../db/index.js';
 import { EventBus, type EventTransport } from './events.js';
 import { type IngestCounter, IngestService } from './ingest.js';
+import { ThreadIngestWriter } from './ingest-thread.js';
+import { type IngestWriter, LocalIngestWriter } from './ingest-writer.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
 import { QueryPool } from './queries/query-pool.js';
@@ -38,9 +40,10 @@ export interface App {
   workers: WorkerLanes;
   /** Worker threads for ad-hoc evaluation (profilesMatching, evaluateProfile), within a time budget. */
   queries: QueryPool;
-  /** Streaming segmentation: evaluation inside ingests, and the sweep of expired members. */
-  streaming: StreamingSegmentation;
-  /** Profile and event ingestion, with its streaming step and counters. */
+  /**
+   * Profile and event ingestion with its streaming step (evaluation inside ingests, the sweep of
+   * expired members) and counters: on a thread of its own for a database file.
+   */
   ingest: IngestService;
   /** Cron-driven runs: the schedules' timers and their mutations. */
   schedules: Scheduler;
@@ -78,16 +81,9 @@ export function createApp(options: AppOptions): App {
   const workers = new WorkerLanes();
   // Two threads: one heavy query leaves another lane free, and this box has two cores.
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
-  const streaming = new StreamingSegmentation({
-    conn,
-    bus,
-    log,
-    sweepMs: limits.streamingSweepMs,
-    windowProfiles: limits.streamingWindowProfiles,
-  });
-  const ingest = new IngestService({ conn, limits, streaming, counter: options.ingestCounter });
+  const ingest = new IngestService({ writer: ingestWriter(options, bus), counter: options.ingestCounter });
   const search = new SearchWatcher(conn, bus);
-  const services = { conn, limits, bus, log, dataDir, workers, queries, streaming, ingest, search };
+  const services = { conn, limits, bus, log, dataDir, workers, queries, ingest, search };
   const jobs = new JobRunner({ conn, bus, log, limits, lanes: workers, dataDir });
   const schedules = new Scheduler({
     conn,
@@ -101,16 +97,34 @@ export function createApp(options: AppOptions): App {
   );
   const app: App = { ...services, jobs, schedules, checkpointer };
   jobs.start();
-  streaming.start();
+  ingest.start();
   // After the runner has re-queued what a crash left running, so those count as active runs.
   schedules.start();
   return app;
 }
 
+/**
+ * Where ingests are written: on the ingest thread for a database file (ingest-thread.ts), on
+ * this thread for an in-memory one, which no other thread can open.
+ */
+function ingestWriter(options: AppOptions, bus: EventBus): IngestWriter {
+  const { conn, limits, log } = options;
+  const streaming = { sweepMs: limits.streamingSweepMs, windowProfiles: limits.streamingWindowProfiles };
+  const file = conn.sqlite.name;
+  if (file === ':memory:' || file === '' || conn.sqlite.readonly) {
+    return new LocalIngestWriter({
+      conn,
+      limits,
+      streaming: new StreamingSegmentation({ conn, bus, log, ...streaming }),
+    });
+  }
+  return new ThreadIngestWriter({ conn, bus, limits, log: log.child({ component: 'ingest' }), ...streaming });
+}
+
 /** Stops the background services and the worker threads (the connection is the caller's). */
 export async function closeApp(app: App): Promise<void> {
   app.schedules.stop();
-  app.streaming.stop();
+  await app.ingest.close();
   app.search.stop();
   await app.jobs.stop();
   await app.workers.close();

@@ -1,17 +1,14 @@
 /**
- * Ingestion as one service: validation and storage (profile-ingest.ts, event-ingest.ts), the
- * streaming step in the same transaction, publishing after commit, and the counters — so a
- * caller cannot forget one. Event requests are committed in groups: those that arrive while the
- * process is busy are written together when it next turns to them (event-ingest.ts).
+ * Ingestion as one service: the queue of ingest requests, their groups, their answers and the
+ * counters — so a caller cannot forget one. Event requests are committed in groups: those that
+ * arrive while a group is being written are written together next (event-ingest.ts). A writer
+ * (ingest-writer.ts) does each group — storage, the streaming step in the same transaction,
+ * publishing after commit — on the ingest thread for a database file (ingest-thread.ts).
  */
-import type { IngestLimits } from '../config.js';
-import { isBusy, withoutBusyWait } from '../db/busy.js';
-import type { Connection } from '../db/index.js';
 import { DomainError } from './errors.js';
-import { type EventRequest, type EventRequestOutcome, ingestEventGroup } from './event-ingest.js';
-import { resolvePendingMembers } from './external-audiences/pending-members.js';
-import { type EventInput, type IngestResult, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
-import type { StreamingSegmentation } from './streaming.js';
+import type { EventRequest } from './event-ingest.js';
+import type { GroupReply, IngestWrite, IngestWriter } from './ingest-writer.js';
+import type { EventInput, IngestResult, ProfileRecord } from './profile-ingest.js';
 
 type IngestKind = 'profile' | 'event';
 type IngestOutcome = 'accepted' | 'duplicate' | 'rejected';
@@ -23,9 +20,9 @@ export interface IngestCounter {
 
 /**
  * Events one commit takes at most; the waiting requests past it go to the next commit. A commit
- * holds the event loop (~8 ms per 100 events with 50 streaming definitions), and a change's
- * subscribers hear of it only once its commit is over, so the cap bounds both the longest stall
- * and the ingest-to-subscriber latency. Measured with 8 producers (bench `stream`, session 9):
+ * holds its thread (~8 ms per 100 events with 50 streaming definitions: the event loop itself
+ * for an in-memory database), and a change's subscribers hear of it only once its commit is
+ * over, so the cap bounds both the longest stall and the ingest-to-subscriber latency. Measured with 8 producers (bench `stream`, session 9):
  * 500 gave p99 108–130 ms for no less CPU per event than 200, which gave p99 74 ms; the
  * commit's fixed cost is already shared by then.
  */
@@ -48,15 +45,21 @@ type WaitingEvents = EventRequest & Waiting<'event'>;
 type WaitingProfiles = { sandboxId: number; records: ProfileRecord[] } & Waiting<'profile'>;
 type WaitingWrite = WaitingEvents | WaitingProfiles;
 
+/** A waiting request as the writer takes it: its data, without its promise's callbacks. */
+function asWrite(request: WaitingWrite): IngestWrite {
+  return request.kind === 'event'
+    ? { kind: 'event', sandboxId: request.sandboxId, events: request.events }
+    : { kind: 'profile', sandboxId: request.sandboxId, records: request.records };
+}
+
 export class IngestService {
   /** Ingest requests not yet written, in arrival order (profiles and events alike). */
   private readonly waiting: WaitingWrite[] = [];
 
   constructor(
     private readonly deps: {
-      conn: Connection;
-      limits: IngestLimits;
-      streaming: StreamingSegmentation;
+      /** Writes a group and publishes its changes: on this thread or on the ingest thread. */
+      writer: IngestWriter;
       counter?: IngestCounter;
       /** Longest wait for a write lock held elsewhere before requests are refused (RATE_LIMITED). */
       writeLockWaitMs?: number;
@@ -66,8 +69,8 @@ export class IngestService {
   /** Since when the waiting requests have found the write lock taken, and the timer of the next try. */
   private lockedSince: number | undefined;
   private retry: NodeJS.Timeout | undefined;
-  /** Whether the queue waits for the write gate. */
-  private gated = false;
+  /** Whether a group is being written (waiting for the gate, or on the ingest thread). */
+  private writing = false;
 
   /**
    * Stores the profile records in a transaction of their own, after every ingest request that
@@ -85,27 +88,27 @@ export class IngestService {
     return new Promise((resolve, reject) => this.enqueue({ kind: 'event', sandboxId, events, resolve, reject }));
   }
 
+  /** Starts the writer's background work (the streaming sweep). */
+  start(): void {
+    this.deps.writer.start();
+  }
+
+  /** Stops the writer (and its thread); requests still waiting are not written. */
+  close(): Promise<void> {
+    if (this.retry) clearTimeout(this.retry);
+    return this.deps.writer.close();
+  }
+
   private enqueue(request: WaitingWrite): void {
     this.waiting.push(request);
     // setImmediate runs after the I/O callbacks of this turn: the requests read in it join.
     if (this.waiting.length === 1) setImmediate(this.commitWaiting);
   }
 
+  /** Writes the requests at the head of the queue in one transaction, one group at a time. */
   private readonly commitWaiting = () => {
-    // A try after a taken write lock is pending, or a wait for the write gate: it takes the queue, in order.
-    if (this.retry || this.gated) return;
-    // While a job's worker writes its results the gate makes this wait without blocking (db/write-gate.ts).
-    const committed = this.deps.conn.writeGate.run(this.commitHead);
-    if (committed instanceof Promise) {
-      this.gated = true;
-      void committed.finally(() => {
-        this.gated = false;
-      });
-    }
-  };
-
-  /** Writes the requests at the head of the queue in one transaction (the write gate held). */
-  private readonly commitHead = () => {
+    // A try after a taken write lock is pending, or a group is being written: it takes the queue, in order.
+    if (this.retry || this.writing) return;
     const head = this.waiting[0];
     if (!head) return;
     // A profiles request is written alone; consecutive event requests together, up to the cap.
@@ -119,28 +122,40 @@ export class IngestService {
       }
     }
     const group = this.waiting.splice(0, n);
-    if (this.waiting.length > 0) setImmediate(this.commitWaiting);
-    const { conn, limits, streaming } = this.deps;
-    const hooks = { limits, onProfilesChanged: streaming.onProfilesChanged, onIdentitiesAdded: this.onIdentitiesAdded };
-    let outcomes: EventRequestOutcome[];
+    let reply: GroupReply | Promise<GroupReply>;
     try {
-      outcomes = withoutBusyWait(conn, () =>
-        head.kind === 'profile'
-          ? [{ ok: true, result: ingestProfiles(conn, head.sandboxId, head.records, hooks) }]
-          : ingestEventGroup(conn, group as WaitingEvents[], hooks),
-      );
+      reply = this.deps.writer.write(group.map(asWrite));
     } catch (error) {
-      if (isBusy(error)) return this.retryLater(group);
-      for (const request of group) request.reject(error);
+      return this.settle(group, { busy: false, outcomes: group.map(() => ({ ok: false, error })) });
+    }
+    if (!(reply instanceof Promise)) return this.settle(group, reply);
+    this.writing = true;
+    reply.then(
+      (r) => {
+        this.writing = false;
+        this.settle(group, r);
+      },
+      (error: unknown) => {
+        this.writing = false;
+        this.settle(group, { busy: false, outcomes: group.map(() => ({ ok: false, error })) });
+      },
+    );
+  };
+
+  /** Answers a written group's requests, or puts it back when the write lock was taken. */
+  private settle(group: WaitingWrite[], reply: GroupReply): void {
+    if (reply.busy) {
+      this.retryLater(group);
       return;
     }
     this.lockedSince = undefined;
-    for (const [i, outcome] of outcomes.entries()) {
+    for (const [i, outcome] of reply.outcomes.entries()) {
       const request = group[i]!;
       if (outcome.ok) request.resolve(this.counted(request.kind, outcome.result));
       else request.reject(outcome.error);
     }
-  };
+    if (this.waiting.length > 0) setImmediate(this.commitWaiting);
+  }
 
   /**
    * Puts `group` back at the head of the queue and tries again on a timer, backing off, while
@@ -167,19 +182,6 @@ export class IngestService {
       this.commitWaiting();
     }, delay);
   }
-
-  /**
-   * External audience rows that named an identity before its profile arrived: members now,
-   * published with the streaming changes once the ingest commits.
-   */
-  private readonly onIdentitiesAdded = (
-    sandboxId: number,
-    added: { namespace: string; value: string; profileId: number }[],
-    now: number,
-  ) => {
-    const changes = resolvePendingMembers(this.deps.conn, sandboxId, added, now);
-    return changes.length > 0 ? () => this.deps.streaming.publish(changes) : undefined;
-  };
 
   private counted(kind: IngestKind, result: IngestResult): IngestResult {
     const counter = this.deps.counter;

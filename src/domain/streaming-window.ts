@@ -95,6 +95,12 @@ export function streamingWindowReadsTotal(): Readonly<{ hit: number; miss: numbe
   return totals;
 }
 
+/** Adds window reads made on the ingest thread, which counts its own (ingest-thread.ts). */
+export function countStreamingWindowReads(hit: number, miss: number): void {
+  totals.hit += hit;
+  totals.miss += miss;
+}
+
 /** The triggers call back into the connection's current windows (conn.cache.clear() makes new ones). */
 const current = new WeakMap<Connection['sqlite'], StreamingWindows>();
 

@@ -76,6 +76,11 @@ export function streamingEvaluationsTotal(): number {
   return evaluations;
 }
 
+/** Adds evaluations run on the ingest thread, which counts its own (ingest-thread.ts). */
+export function countStreamingEvaluations(n: number): void {
+  evaluations += n;
+}
+
 const PLANS = cacheKey<Map<number, StreamingPlan>>('streaming plans');
 
 /** The streaming definitions in dependency order with their checked expressions, rebuilt only when one changes. */
@@ -256,7 +261,8 @@ export class StreamingSegmentation {
   constructor(
     private readonly deps: {
       conn: Connection;
-      bus: EventBus;
+      /** Where committed changes go: the event bus, or on the ingest thread a port to it. */
+      bus: Pick<EventBus, 'publishAll'>;
       log: Logger;
       sweepMs: number;
       /** Profiles whose streaming windows are kept in memory (SEGQL_STREAMING_WINDOW_PROFILES). */

@@ -2,12 +2,16 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_INGEST_LIMITS } from '../../src/config.js';
-import { openDatabase } from '../../src/db/index.js';
+import { type Connection, openDatabase } from '../../src/db/index.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
 import { type EventRequest, ingestEventGroup } from '../../src/domain/event-ingest.js';
+import { EventBus } from '../../src/domain/events.js';
 import { IngestService } from '../../src/domain/ingest.js';
+import { ThreadIngestWriter } from '../../src/domain/ingest-thread.js';
+import { type IngestWriter, LocalIngestWriter } from '../../src/domain/ingest-writer.js';
 import type { EventInput, ProfilesChangedHook } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import type { StreamingSegmentation } from '../../src/domain/streaming.js';
@@ -167,7 +171,9 @@ describe('IngestService.events', () => {
       }) as ProfilesChangedHook,
       publish: () => {},
     } as unknown as StreamingSegmentation;
-    const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+    const ingest = new IngestService({
+      writer: new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming }),
+    });
     const [a, b] = await Promise.all([
       ingest.events(sandboxId, [purchase('a1', 'ann')]),
       ingest.events(sandboxId, [purchase('b1', 'bob'), { ...purchase('b2', 'bob'), eventType: '' }]),
@@ -182,8 +188,15 @@ describe('IngestService.events', () => {
 
   it('rejects only the request that failed', async () => {
     const { conn, sandboxId } = setup();
-    const streaming = { onProfilesChanged: () => undefined, publish: () => {} } as unknown as StreamingSegmentation;
-    const ingest = new IngestService({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming });
+    const streaming = {
+      onProfilesChanged: () => undefined,
+      publish: () => {},
+      start: () => {},
+      stop: () => {},
+    } as unknown as StreamingSegmentation;
+    const ingest = new IngestService({
+      writer: new LocalIngestWriter({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming }),
+    });
     const results = await Promise.allSettled([
       ingest.events(sandboxId, [purchase('a1', 'ann'), purchase('a2', 'ann')]),
       ingest.events(sandboxId, [purchase('b1', 'bob')]),
@@ -192,8 +205,35 @@ describe('IngestService.events', () => {
     expect(storedEventIds(conn)).toEqual(['b1']);
   });
 
-  describe('while another connection holds the write lock (a job writing its results)', () => {
-    const streaming = { onProfilesChanged: () => undefined, publish: () => {} } as unknown as StreamingSegmentation;
+  // The same waits whether the group is written on this thread or on the ingest thread.
+  describe.each([
+    ['on this thread', 'local'],
+    ['on the ingest thread', 'thread'],
+  ] as const)('while another connection holds the write lock (a job writing its results), %s', (_, where) => {
+    const streaming = {
+      onProfilesChanged: () => undefined,
+      publish: () => {},
+      start: () => {},
+      stop: () => {},
+    } as unknown as StreamingSegmentation;
+    const writers: IngestWriter[] = [];
+    afterEach(async () => {
+      await Promise.all(writers.splice(0).map((w) => w.close()));
+    });
+    function writerOf(conn: Connection): IngestWriter {
+      const writer =
+        where === 'local'
+          ? new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming })
+          : new ThreadIngestWriter({
+              conn,
+              bus: new EventBus(),
+              limits: DEFAULT_INGEST_LIMITS,
+              sweepMs: 60_000,
+              log: pino({ level: 'silent' }),
+            });
+      writers.push(writer);
+      return writer;
+    }
     function locked() {
       const dir = mkdtempSync(join(tmpdir(), 'segql-ingest-lock-'));
       const file = join(dir, 'segql.db');
@@ -204,8 +244,11 @@ describe('IngestService.events', () => {
       const cleanup = () => {
         if (other.inTransaction) other.exec('ROLLBACK');
         other.close();
-        conn.sqlite.close();
-        rmSync(dir, { recursive: true, force: true });
+        // The ingest thread's connection first: its writer closes in afterEach.
+        setTimeout(() => {
+          conn.sqlite.close();
+          rmSync(dir, { recursive: true, force: true });
+        }, 1_000);
       };
       return { conn, sandboxId, other, cleanup };
     }
@@ -213,7 +256,7 @@ describe('IngestService.events', () => {
     it('waits on a timer, never holding the event loop, and stores the events once the lock is free', async () => {
       const { conn, sandboxId, other, cleanup } = locked();
       try {
-        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+        const ingest = new IngestService({ writer: writerOf(conn) });
         let settled = false;
         const result = ingest.events(sandboxId, [purchase('a1', 'ann')]).finally(() => {
           settled = true;
@@ -240,7 +283,7 @@ describe('IngestService.events', () => {
     it('keeps profile and event requests in arrival order across the wait', async () => {
       const { conn, sandboxId, other, cleanup } = locked();
       try {
-        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
+        const ingest = new IngestService({ writer: writerOf(conn) });
         const record = (tier: string) => ({
           identities: [{ namespace: 'email', id: 'ann@example.com' }],
           attributes: { loyalty: { tier } },
@@ -265,7 +308,7 @@ describe('IngestService.events', () => {
     it('refuses the waiting requests as RATE_LIMITED past the wait, having written nothing', async () => {
       const { conn, sandboxId, cleanup } = locked();
       try {
-        const ingest = new IngestService({ conn, limits: DEFAULT_INGEST_LIMITS, streaming, writeLockWaitMs: 150 });
+        const ingest = new IngestService({ writer: writerOf(conn), writeLockWaitMs: 150 });
         const results = await Promise.allSettled([
           ingest.events(sandboxId, [purchase('a1', 'ann')]),
           ingest.events(sandboxId, [purchase('b1', 'bob')]),

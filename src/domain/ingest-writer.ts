@@ -1,0 +1,144 @@
+/**
+ * The writing half of ingestion: a group of waiting ingest requests written in one transaction,
+ * the streaming step inside it, and the changes published once it has committed. IngestService
+ * (ingest.ts) decides what goes in a group and answers the requests; a writer does the group. The
+ * same writer runs on the main thread (an in-memory database, tests) or on the ingest thread
+ * (ingest-thread.ts), where a file database's ingests are written while the main thread goes on
+ * answering requests and feeding subscribers.
+ */
+import type { IngestLimits } from '../config.js';
+import { isBusy, withoutBusyWait } from '../db/busy.js';
+import type { Connection } from '../db/index.js';
+import { dataVersion } from '../db/write-stamp.js';
+import { DomainError, type ErrorCode } from './errors.js';
+import { type EventRequestOutcome, ingestEventGroup } from './event-ingest.js';
+import { resolvePendingMembers } from './external-audiences/pending-members.js';
+import { type EventInput, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
+import { forgetCatalogs } from './profile-schema.js';
+import type { StreamingSegmentation } from './streaming.js';
+
+/** One ingest request as data: what a group is made of, and what crosses to the ingest thread. */
+export type IngestWrite =
+  | { kind: 'event'; sandboxId: number; events: EventInput[] }
+  | { kind: 'profile'; sandboxId: number; records: ProfileRecord[] };
+
+/**
+ * A group's answer: each request's outcome in order, or `busy` when another connection (another
+ * process) held the write lock, so nothing was written and the group may be tried again.
+ */
+export type GroupReply = { busy: true } | { busy: false; outcomes: EventRequestOutcome[] };
+
+export interface IngestWriter {
+  /**
+   * Writes the group in one transaction (a profiles request alone: the caller forms groups) and
+   * publishes its membership changes once it has committed, before the reply.
+   */
+  write(group: IngestWrite[]): GroupReply | Promise<GroupReply>;
+  /** Starts the streaming sweep of expired members. */
+  start(): void;
+  /** Stops the sweep (and the thread, for a writer that has one). */
+  close(): Promise<void>;
+}
+
+/** Writes groups on the connection it is given, on the calling thread. */
+export class LocalIngestWriter implements IngestWriter {
+  constructor(private readonly deps: { conn: Connection; limits: IngestLimits; streaming: StreamingSegmentation }) {}
+
+  write(group: IngestWrite[]): GroupReply | Promise<GroupReply> {
+    // While a job's worker writes its results the gate makes this wait without blocking (db/write-gate.ts).
+    return this.deps.conn.writeGate.run(() => this.writeNow(group));
+  }
+
+  /** `data_version` when the last group was written. */
+  private seenVersion = -1;
+
+  private writeNow(group: IngestWrite[]): GroupReply {
+    const { conn, limits, streaming } = this.deps;
+    // Another connection's commit (the main thread's, on the ingest thread: a schema change
+    // among them) shows as a new data_version; the catalogues are read again. Windows and
+    // identities watch it themselves.
+    const version = dataVersion(conn);
+    if (version !== this.seenVersion) forgetCatalogs(conn);
+    this.seenVersion = version;
+    const hooks = { limits, onProfilesChanged: streaming.onProfilesChanged, onIdentitiesAdded: this.onIdentitiesAdded };
+    const head = group[0];
+    if (!head) return { busy: false, outcomes: [] };
+    try {
+      const outcomes = withoutBusyWait(conn, () =>
+        head.kind === 'profile'
+          ? [{ ok: true as const, result: ingestProfiles(conn, head.sandboxId, head.records, hooks) }]
+          : ingestEventGroup(conn, group as Extract<IngestWrite, { kind: 'event' }>[], hooks),
+      );
+      return { busy: false, outcomes };
+    } catch (error) {
+      if (isBusy(error)) return { busy: true };
+      return { busy: false, outcomes: group.map(() => ({ ok: false, error })) };
+    }
+  }
+
+  /**
+   * External audience rows that named an identity before its profile arrived: members now,
+   * published with the streaming changes once the ingest commits.
+   */
+  private readonly onIdentitiesAdded = (
+    sandboxId: number,
+    added: { namespace: string; value: string; profileId: number }[],
+    now: number,
+  ) => {
+    const changes = resolvePendingMembers(this.deps.conn, sandboxId, added, now);
+    return changes.length > 0 ? () => this.deps.streaming.publish(changes) : undefined;
+  };
+
+  start(): void {
+    this.deps.streaming.start();
+  }
+
+  async close(): Promise<void> {
+    this.deps.streaming.stop();
+  }
+}
+
+/**
+ * An outcome's error as data, to cross a thread: a DomainError keeps its code and extensions,
+ * any other its message and its `code` (SQLite's error codes, which tell damage: db/integrity.ts).
+ */
+export type SentError =
+  | { domain: true; code: ErrorCode; message: string; extensions: Record<string, unknown> }
+  | { domain: false; message: string; code?: string };
+
+export type SentReply =
+  | { busy: true }
+  | { busy: false; outcomes: ({ ok: true; result: unknown } | { ok: false; error: SentError })[] };
+
+function sendError(e: unknown): SentError {
+  if (e instanceof DomainError) return { domain: true, code: e.code, message: e.message, extensions: e.extensions };
+  const code = (e as { code?: unknown } | undefined)?.code;
+  return {
+    domain: false,
+    message: e instanceof Error ? e.message : String(e),
+    ...(typeof code === 'string' ? { code } : {}),
+  };
+}
+
+function receiveError(e: SentError): Error {
+  if (e.domain) return new DomainError(e.code, e.message, e.extensions);
+  return Object.assign(new Error(e.message), e.code === undefined ? {} : { code: e.code });
+}
+
+export function sendReply(reply: GroupReply): SentReply {
+  if (reply.busy) return reply;
+  return {
+    busy: false,
+    outcomes: reply.outcomes.map((o) => (o.ok ? o : { ok: false, error: sendError(o.error) })),
+  };
+}
+
+export function receiveReply(sent: SentReply): GroupReply {
+  if (sent.busy) return sent;
+  return {
+    busy: false,
+    outcomes: sent.outcomes.map((o) =>
+      o.ok ? (o as EventRequestOutcome) : { ok: false, error: receiveError(o.error) },
+    ),
+  };
+}
