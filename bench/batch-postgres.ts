@@ -21,7 +21,7 @@
  * `--plan a,b` prints EXPLAIN ANALYZE of both sides' statements for those definitions.
  */
 import pg from 'pg';
-import { runClusterJob } from './cluster-job.js';
+import { type ClusterNodes, startClusterNodes } from './cluster-job.js';
 import { FLOORS_PG } from './floor.pg.sql.js';
 import type { FloorContext, FloorQuery } from './floor.sql.js';
 import { dataDirArg, intArg, loadDefinitions, prepareDataset, report, statsOf } from './lib.js';
@@ -73,15 +73,20 @@ export async function run(args: Map<string, string>): Promise<number> {
         perDefinition[side].push(pass.perDefinition);
       }
       for (const n of nodes) {
-        const job = await timeClusterJob(client, segments, url, n, floorSets, true);
-        failures += job.failures;
-        jobMs.get(n)!.push(job.ms);
-        // The daily re-run over unchanged data, as the SQLite bench's steady-ms: the second job
-        // moves every member from REALIZED to EXISTING, the third (timed) finds nothing to change.
-        failures += (await timeClusterJob(client, segments, url, n, floorSets, false)).failures;
-        const steady = await timeClusterJob(client, segments, url, n, floorSets, false);
-        failures += steady.failures;
-        steadyMs.get(n)!.push(steady.ms);
+        const cluster = await startClusterNodes({ url, sandboxId: segments.sandboxId, nodes: n });
+        try {
+          const job = await timeClusterJob(client, segments, cluster, n, floorSets, true);
+          failures += job.failures;
+          jobMs.get(n)!.push(job.ms);
+          // The daily re-run over unchanged data, as the SQLite bench's steady-ms: the second job
+          // moves every member from REALIZED to EXISTING, the third (timed) finds nothing to change.
+          failures += (await timeClusterJob(client, segments, cluster, n, floorSets, false)).failures;
+          const steady = await timeClusterJob(client, segments, cluster, n, floorSets, false);
+          failures += steady.failures;
+          steadyMs.get(n)!.push(steady.ms);
+        } finally {
+          await cluster.stop();
+        }
       }
     }
 
@@ -263,25 +268,22 @@ function printPerDefinition(segments: PgReferenceSegments, per: Record<Side, num
 // the job on N nodes
 
 /**
- * Runs the job on `nodes` nodes — first resetting the bench audiences when `fresh` (a first
+ * Runs the job on the `nodes` started nodes — first resetting the bench audiences when `fresh` (a first
  * evaluation, every member written) — and checks its memberships against the floor's sets.
  */
 async function timeClusterJob(
   client: pg.Client,
   segments: PgReferenceSegments,
-  url: string,
+  cluster: ClusterNodes,
   nodes: number,
   floorSets: Map<number, SetPrint>,
   fresh: boolean,
 ): Promise<{ ms: number; failures: number }> {
   if (fresh) await resetMemberships(client, segments);
-  const run = await runClusterJob({
-    url,
-    sandboxId: segments.sandboxId,
-    now: segments.now,
-    definitionIds: segments.stored.map((d) => d.definitionId),
-    nodes,
-  });
+  const run = await cluster.runJob(
+    segments.stored.map((d) => d.definitionId),
+    segments.now,
+  );
   const sets = await fingerprints(client, 'public.memberships', segments);
   console.log(
     `phase ${NAME} ${fresh ? 'job' : 're-run'} on ${nodes} node(s): ${run.ms.toFixed(0)} ms, evaluation ${run.metrics.profileSegmentationTimeMs} ms over all ranges, ranges by node ${JSON.stringify(run.rangesByNode)}`,

@@ -17,11 +17,14 @@ const dataDir = mkdtempSync(join(tmpdir(), 'segql-bench-pg-'));
 /** `bench <name> <figure>=<value> <unit> (n=<runs>, median; min <v>, max <v>)` */
 const RESULT = /^bench batch-postgres (\S+)=(-?[\d.e+-]+) (\S+) \(n=(\d+), median; min (\S+), max (\S+)\)$/;
 
-function bench(url: string): { code: number | null; lines: string[]; figures: Map<string, number>; output: string } {
-  const args = ['--profiles', '300', '--events-per-profile', '3', '--runs', '1', '--data-dir', dataDir];
+function bench(
+  url: string,
+  nodes: string[],
+): { code: number | null; lines: string[]; figures: Map<string, number>; output: string } {
+  const args = ['--profiles', '300', '--events-per-profile', '3', '--runs', '1', '--data-dir', dataDir, ...nodes];
   const r = spawnSync(
     process.execPath,
-    ['--import', 'tsx', 'bench/run.ts', 'batch', '--backend', 'postgres', '--pg-url', url, '--nodes', '1,2', ...args],
+    ['--import', 'tsx', 'bench/run.ts', 'batch', '--backend', 'postgres', '--pg-url', url, ...args],
     { cwd: root, encoding: 'utf8', timeout: 60_000 },
   );
   const lines = r.stdout.split('\n').filter((l) => l !== '');
@@ -47,7 +50,7 @@ describe.skipIf(!pgAdminUrl)('batch --backend postgres on a tiny data set', () =
   });
 
   it('loads once, agrees with the floor on every audience, and reports its figures', () => {
-    const first = bench(db.url);
+    const first = bench(db.url, ['--nodes', '1,2']);
     expect(first.code, first.output).toBe(0);
     expect(
       first.lines.some((l) => l.startsWith('MISMATCH')),
@@ -66,13 +69,17 @@ describe.skipIf(!pgAdminUrl)('batch --backend postgres on a tiny data set', () =
     if (skipped.length > 0) expect(skipped).toHaveLength(1);
     else {
       for (const n of [1, 2]) {
-        expect(first.figures.get(`job-ms.nodes-${n}`)).toBeGreaterThan(0);
-        expect(first.figures.get(`ratio.nodes-${n}`)).toBeGreaterThan(0);
+        for (const figure of ['job-ms', 'ratio', 'steady-ms', 'steady-ratio']) {
+          expect(first.figures.get(`${figure}.nodes-${n}`), `${figure}.nodes-${n}`).toBeGreaterThan(0);
+        }
+        // A first evaluation and two re-runs per node count, on the same node processes.
+        expect(first.lines.filter((l) => l.startsWith(`phase batch-postgres job on ${n} node(s)`))).toHaveLength(1);
+        expect(first.lines.filter((l) => l.startsWith(`phase batch-postgres re-run on ${n} node(s)`))).toHaveLength(2);
       }
     }
 
-    // The second run reuses the database's copy of the data set.
-    const second = bench(db.url);
+    // The second run reuses the database's copy of the data set (no jobs this time).
+    const second = bench(db.url, []);
     expect(second.code, second.output).toBe(0);
     expect(second.figures.has('load-ms')).toBe(false);
     expect(second.figures.get('compiled-ms')).toBeGreaterThan(0);
