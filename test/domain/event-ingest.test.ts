@@ -160,6 +160,14 @@ describe('group commit of event ingests', () => {
   });
 });
 
+/** Streaming that evaluates nothing, for tests of the queue alone. */
+const quiet = {
+  onProfilesChanged: () => undefined,
+  publish: () => {},
+  start: () => {},
+  stop: () => {},
+} as unknown as StreamingSegmentation;
+
 describe('IngestService.events', () => {
   it('commits requests made in the same turn together, each resolving with its own result', async () => {
     const { conn, sandboxId } = setup();
@@ -188,14 +196,8 @@ describe('IngestService.events', () => {
 
   it('rejects only the request that failed', async () => {
     const { conn, sandboxId } = setup();
-    const streaming = {
-      onProfilesChanged: () => undefined,
-      publish: () => {},
-      start: () => {},
-      stop: () => {},
-    } as unknown as StreamingSegmentation;
     const ingest = new IngestService({
-      writer: new LocalIngestWriter({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming }),
+      writer: new LocalIngestWriter({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming: quiet }),
     });
     const results = await Promise.allSettled([
       ingest.events(sandboxId, [purchase('a1', 'ann'), purchase('a2', 'ann')]),
@@ -210,12 +212,6 @@ describe('IngestService.events', () => {
     ['on this thread', 'local'],
     ['on the ingest thread', 'thread'],
   ] as const)('while another connection holds the write lock (a job writing its results), %s', (_, where) => {
-    const streaming = {
-      onProfilesChanged: () => undefined,
-      publish: () => {},
-      start: () => {},
-      stop: () => {},
-    } as unknown as StreamingSegmentation;
     const writers: IngestWriter[] = [];
     afterEach(async () => {
       await Promise.all(writers.splice(0).map((w) => w.close()));
@@ -223,7 +219,7 @@ describe('IngestService.events', () => {
     function writerOf(conn: Connection): IngestWriter {
       const writer =
         where === 'local'
-          ? new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming })
+          ? new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming: quiet })
           : new ThreadIngestWriter({
               conn,
               bus: new EventBus(),
