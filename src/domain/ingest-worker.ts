@@ -48,8 +48,7 @@ export interface PackedPublish {
 
 export type FromIngestThread =
   | { type: 'publish'; published: PackedPublish[] }
-  | { type: 'reply'; id: number; reply: SentReply; published: PackedPublish[]; counts: IngestThreadCounts }
-  | { type: 'stopped' };
+  | { type: 'reply'; id: number; reply: SentReply; published: PackedPublish[]; counts: IngestThreadCounts };
 
 const port = parentPort;
 if (port) {
@@ -61,7 +60,7 @@ if (port) {
   const post = (message: FromIngestThread) =>
     port.postMessage(
       message,
-      message.type === 'stopped' ? [] : message.published.map((p) => p.changes.buffer as ArrayBuffer),
+      message.published.map((p) => p.changes.buffer as ArrayBuffer),
     );
   /** A group's changes wait for its reply, so they go in the same message, before it is answered. */
   let published: PackedPublish[] | undefined;
@@ -96,9 +95,9 @@ if (port) {
   };
   port.on('message', (message: ToIngestThread) => {
     if (message.type === 'stop') {
+      // With the sweep stopped and the port closed the thread has nothing left and exits.
       void writer.close().then(() => {
         conn.close();
-        post({ type: 'stopped' });
         port.close();
       });
       return;
