@@ -10,6 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cancelClusterJob } from '../../src/domain/cluster/cluster-cancel.js';
 import {
   claimExportJob,
   type ExportSettings,
@@ -18,7 +19,13 @@ import {
   runClusterExport,
 } from '../../src/domain/cluster/cluster-export-job.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
-import { cancelClusterJob } from '../../src/domain/cluster/cluster-segment-job.js';
+import {
+  type ClusterSettings,
+  endJob,
+  enqueueClusterSegmentJob,
+  startQueuedSegmentJob,
+} from '../../src/domain/cluster/cluster-segment-job.js';
+import { claimRange, jobsToEnd, renewRange } from '../../src/domain/cluster/range-queue.js';
 import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js';
 import {
   type ExportJobRequest,
@@ -249,6 +256,12 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       pageRows: 100,
       testOnlyPageDelayMs,
     });
+    const segmentSettings: ClusterSettings = {
+      node: 'node-s',
+      leaseMs: 60_000,
+      rangeProfiles: 1_000,
+      chunkSize: 10_000,
+    };
     const enqueue = async (name: string) => {
       const client = await db.conn.pool.connect();
       try {
@@ -329,6 +342,108 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       const datasetId = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'cancelled'")).rows[0]
         .id as number;
       expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
+    });
+
+    describe('cancel', () => {
+      const jobRow = async (id: number) =>
+        (await db.conn.pool.query('SELECT status, finished_at AS "finishedAt" FROM jobs WHERE id = $1', [id])).rows[0];
+      const enqueueEvaluated = async (name: string) => {
+        const client = await db.conn.pool.connect();
+        try {
+          await client.query('BEGIN');
+          const id = await enqueueClusterExportJob(client, store.sandboxId, {
+            audiences: audiences(),
+            evaluateFirst: true,
+            at: EXPORT_AT,
+            destination: { format: 'CSV', datasetName: name },
+          });
+          await client.query('COMMIT');
+          const first = (await db.conn.pool.query('SELECT after_job_id FROM jobs WHERE id = $1', [id])).rows[0]
+            .after_job_id as number;
+          return { id, first };
+        } finally {
+          client.release();
+        }
+      };
+
+      it('ends an export CANCELLED when the cancel reaches it only at its final write', async () => {
+        const jobId = await enqueue('cancel-late');
+        const held = (await claimExportJob(db.conn.pool, 'node-f', 60_000))!;
+        // A lease of a minute: no renewal falls inside the export, so only its final write meets the cancel.
+        const run = runClusterExport(db.conn.pool, held, settings('node-f', 100));
+        await new Promise((r) => setTimeout(r, 150));
+        expect((await cancelClusterJob(db.conn.pool, jobId))?.after).toBe('CANCELLING');
+        expect(await run).toBe('cancelled');
+        expect(await jobRow(jobId)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        const datasetId = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'cancel-late'")).rows[0]
+          .id as number;
+        expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
+      });
+
+      it('cancels a queued evaluateFirst export and the segment job queued for it, at once', async () => {
+        const { id, first } = await enqueueEvaluated('cancel-queued');
+        const outcome = await cancelClusterJob(db.conn.pool, id);
+        expect(outcome).toEqual({
+          kind: 'EXPORT',
+          before: 'QUEUED',
+          after: 'CANCELLED',
+          changed: [
+            { id, status: 'CANCELLED' },
+            { id: first, status: 'CANCELLED' },
+          ],
+        });
+        expect(await jobRow(id)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        expect(await jobRow(first)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        // No node starts either of them any more.
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBeUndefined();
+        expect(await claimExportJob(db.conn.pool, 'node-d', 60_000)).toBeUndefined();
+      });
+
+      it('asks the running segment job of a waiting export to stop, and the next sweep ends it', async () => {
+        const { id, first } = await enqueueEvaluated('cancel-running');
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBe(first);
+        const range = (await claimRange(db.conn.pool, 'node-e', 60_000))!;
+        expect(range.jobId).toBe(first);
+        const outcome = await cancelClusterJob(db.conn.pool, id);
+        expect(outcome?.changed).toEqual([
+          { id, status: 'CANCELLED' },
+          { id: first, status: 'CANCELLING' },
+        ]);
+        // The holder of a range hears of it at its next renewal; the job ends at the next sweep.
+        expect(await renewRange(db.conn.pool, range, 'node-e', 60_000, 1)).toBe('cancelling');
+        expect(await jobsToEnd(db.conn.pool)).toContain(first);
+        expect(await endJob(db.conn.pool, first)).toBe('cancelled');
+        expect((await jobRow(first)).status).toBe('CANCELLED');
+        expect(
+          (await db.conn.pool.query('SELECT count(*)::int AS n FROM job_ranges WHERE job_id = $1', [first])).rows[0].n,
+        ).toBe(0);
+      });
+
+      it('cancels a running segment job alone, and leaves a finished or unknown job as it is', async () => {
+        const segment = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
+          definitionIds: [store.definitions[0]!.id],
+          all: false,
+          at: EXPORT_AT,
+        });
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBe(segment);
+        expect(await cancelClusterJob(db.conn.pool, segment)).toEqual({
+          kind: 'SEGMENT',
+          before: 'PROCESSING',
+          after: 'CANCELLING',
+          changed: [{ id: segment, status: 'CANCELLING' }],
+        });
+        // Asked again while it stops: nothing more to change.
+        expect(await cancelClusterJob(db.conn.pool, segment)).toMatchObject({ before: 'CANCELLING', changed: [] });
+        expect(await endJob(db.conn.pool, segment)).toBe('cancelled');
+        expect(await cancelClusterJob(db.conn.pool, segment)).toEqual({
+          kind: 'SEGMENT',
+          before: 'CANCELLED',
+          after: 'CANCELLED',
+          changed: [],
+        });
+        expect(await cancelClusterJob(db.conn.pool, segment, { sandboxId: store.sandboxId + 1 })).toBeUndefined();
+        expect(await cancelClusterJob(db.conn.pool, 999_999)).toBeUndefined();
+      });
     });
 
     it('fails a job lost three times rather than run it forever', async () => {

@@ -320,7 +320,15 @@ async function finishExport(
      WHERE id = $4 AND status = 'PROCESSING' AND lease_owner = $5 AND attempts = $6`,
     [JSON.stringify(result), finishedAt, writer.written, held.jobId, node, held.attempts],
   );
-  if (rowCount !== 1) throw new LeaseLost(held);
+  if (rowCount !== 1) {
+    // A cancel that reached the job before this write wins, as in one process (jobs/task.ts):
+    // the job ends CANCELLED now rather than when its lease runs out.
+    const { rows } = await client.query<{ status: string }>(
+      'SELECT status FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3',
+      [held.jobId, node, held.attempts],
+    );
+    throw rows[0]?.status === 'CANCELLING' ? new Cancelled() : new LeaseLost(held);
+  }
   const all = [...files, manifest];
   await client.query(
     `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at)
