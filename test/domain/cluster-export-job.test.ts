@@ -344,6 +344,62 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
     });
 
+    it('queues two exports into the same new dataset at once, and both write into the one created', async () => {
+      const request: ExportJobRequest = {
+        audiences: audiences(),
+        at: EXPORT_AT,
+        destination: { format: 'CSV', datasetName: ' raced ' },
+      };
+      const [a, b] = [await db.conn.pool.connect(), await db.conn.pool.connect()];
+      try {
+        await a.query('BEGIN');
+        await b.query('BEGIN');
+        const first = await enqueueClusterExportJob(a, store.sandboxId, request);
+        // The second finds no dataset of that name yet: it must wait for the first, not create another.
+        let settled = false;
+        const second = enqueueClusterExportJob(b, store.sandboxId, request).finally(() => {
+          settled = true;
+        });
+        await new Promise((r) => setTimeout(r, 300));
+        expect(settled).toBe(false);
+        await a.query('COMMIT');
+        const secondId = await second;
+        await b.query('COMMIT');
+        const inputs = (
+          await db.conn.pool.query('SELECT id, input FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id', [
+            [first, secondId],
+          ])
+        ).rows.map((r) => r.input.datasetId);
+        const datasets = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'raced'")).rows;
+        expect(datasets).toHaveLength(1);
+        expect(inputs).toEqual([datasets[0].id, datasets[0].id]);
+        // Two nodes claim one each and run them side by side.
+        const heldA = (await claimExportJob(db.conn.pool, 'node-ra', 60_000))!;
+        const heldB = (await claimExportJob(db.conn.pool, 'node-rb', 60_000))!;
+        expect([heldA.jobId, heldB.jobId]).toEqual([first, secondId]);
+        expect(
+          await Promise.all([
+            runClusterExport(db.conn.pool, heldA, settings('node-ra')),
+            runClusterExport(db.conn.pool, heldB, settings('node-rb')),
+          ]),
+        ).toEqual(['succeeded', 'succeeded']);
+        const files = (
+          await db.conn.pool.query('SELECT name, job_id FROM dataset_files WHERE dataset_id = $1 ORDER BY name', [
+            datasets[0].id,
+          ])
+        ).rows;
+        expect(files.filter((f) => f.name.endsWith('.csv'))).toEqual([
+          { name: `export-${first}.csv`, job_id: first },
+          { name: `export-${secondId}.csv`, job_id: secondId },
+        ]);
+      } finally {
+        await a.query('ROLLBACK').catch(() => {});
+        await b.query('ROLLBACK').catch(() => {});
+        a.release();
+        b.release();
+      }
+    });
+
     describe('cancel', () => {
       const jobRow = async (id: number) =>
         (await db.conn.pool.query('SELECT status, finished_at AS "finishedAt" FROM jobs WHERE id = $1', [id])).rows[0];
