@@ -562,4 +562,65 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       before + 1,
     );
   }, 60_000);
+
+  it('takes a queued segment job’s ranges while its export slot holds a long export', async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.stop()));
+    const seen: NodeEvent[] = [];
+    nodes.push(
+      await startClusterNode({
+        pool: db.conn.pool,
+        url: db.url,
+        node: 'node-fair',
+        leaseMs: 3_000,
+        pollMs: 100,
+        rangeProfiles: 500,
+        dataDir: clusterDir,
+        // Ten rows a page, a page every 100 ms: the export takes many seconds.
+        exportPageRows: 10,
+        testOnlyExportPageDelayMs: 100,
+        onEvent: (event) => seen.push(event),
+      }),
+    );
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 60_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`${what}: not within 60 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const client = await db.conn.pool.connect();
+    let exportId: number;
+    try {
+      await client.query('BEGIN');
+      exportId = await enqueueClusterExportJob(client, store.sandboxId, {
+        audiences: audiences(),
+        at: EXPORT_AT,
+        destination: { format: 'CSV', datasetName: 'beside ranges' },
+      });
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await until('the export is claimed', () => seen.some((e) => e.type === 'export-claimed' && e.jobId === exportId));
+    const segmentId = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
+      definitionIds: store.definitions.slice(0, 3).map((d) => d.id),
+      all: false,
+      at: EXPORT_AT,
+    });
+    await until('the segment job ends', () => seen.some((e) => e.type === 'job-ended' && e.jobId === segmentId));
+    // Every range ran on this node while its export was still being written.
+    const ranges = seen.filter((e) => e.type === 'range-ended' && e.range.jobId === segmentId);
+    expect(ranges.length).toBeGreaterThanOrEqual(3);
+    expect(seen.some((e) => e.type === 'export-ended')).toBe(false);
+    expect((await db.conn.pool.query('SELECT status FROM jobs WHERE id = $1', [segmentId])).rows[0].status).toBe(
+      'SUCCEEDED',
+    );
+    expect(
+      (await db.conn.pool.query('SELECT status, progress_done FROM jobs WHERE id = $1', [exportId])).rows[0],
+    ).toMatchObject({ status: 'PROCESSING' });
+    // And the export, undisturbed, runs to its end.
+    await until('the export ends', () => seen.some((e) => e.type === 'job-ended' && e.jobId === exportId));
+    expect(seen).toContainEqual({ type: 'export-ended', jobId: exportId, attempts: 1, end: 'succeeded' });
+    expect(seen.filter((e) => e.type === 'error')).toEqual([]);
+  }, 120_000);
 });
