@@ -197,7 +197,8 @@ async function pageIdentities(db: Queryable, rows: PgSourceRow[]): Promise<Map<n
   if (pids.length === 0) return out;
   const { rows: found } = await db.query<[number, string, string]>({
     text: PAGE_IDENTITIES,
-    values: [pids],
+    // One array literal: the driver would otherwise escape each of a page's ids on its own.
+    values: [`{${pids.join(',')}}`],
     rowMode: 'array',
   });
   for (const [pid, namespace, id] of found) {
