@@ -14,7 +14,7 @@ import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
 import { importList } from './domain/external-audiences/local-import.js';
-import { encodeGlobalId, internalId } from './domain/ids.js';
+import { decodeGlobalId, encodeGlobalId, internalId } from './domain/ids.js';
 import { countProfiles } from './domain/profiles.js';
 import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
 
@@ -30,6 +30,7 @@ commands:
   work       run segment and export jobs queued in PostgreSQL, as one node of a cluster
   segment    queue a segment job in PostgreSQL for the cluster's nodes, and follow it
   export     queue an export job in PostgreSQL for the cluster's nodes, and follow it
+  cancel     cancel a segment or export job queued in PostgreSQL, and follow it to its end
   seed       add deterministic demo profiles and events to a sandbox
   import     read a CSV or NDJSON list into an external audience
   keys       create, list and revoke API keys
@@ -94,6 +95,18 @@ SEGQL_DATA_DIR (exports/<sandbox id>/<dataset id>/).
   --mode MODE       FULL (default) or CHANGES since the dataset's last export
   --sandbox NAME    the sandbox (default prod)
 `,
+  cancel: `usage: segql cancel JOB_ID [--sandbox NAME] [--no-wait]
+
+With SEGQL_DATABASE_URL=postgres://…: cancels a queued or running segment or export job of the
+cluster, and the segment job an export queued to run first for it, then prints the job's status
+until it ends (exit 0 when it ended CANCELLED, 1 when it had already finished or finished before
+the cancel reached it; --no-wait prints what the cancel did and exits at once). A queued job is
+cancelled at once; a running one stops when its node next renews its lease (every third of the
+lease time).
+
+  JOB_ID            the job, by its id (a number or the API's global id)
+  --sandbox NAME    the job's sandbox (default prod)
+`,
   seed: `usage: segql seed [--profiles N] [--events-per-profile M] [--seed S] [--sandbox NAME]
 
   --profiles N            profiles to add (default 10000)
@@ -124,7 +137,7 @@ prints its counts; bad rows are listed with their line numbers. Exit 0 when the 
 `,
 };
 
-const COMMANDS = ['serve', 'migrate', 'work', 'segment', 'export', 'seed', 'import', 'keys', 'help'] as const;
+const COMMANDS = ['serve', 'migrate', 'work', 'segment', 'export', 'cancel', 'seed', 'import', 'keys', 'help'] as const;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -229,10 +242,11 @@ function main(argv: string[]): Promise<void> | void {
   if (command === 'work') return workCommand(config, rest, log);
   if (command === 'segment') return segmentCommand(config, rest);
   if (command === 'export') return exportCommand(config, rest);
+  if (command === 'cancel') return cancelCommand(config, rest);
   if (config.databaseUrl) {
     // The domain does not serve from PostgreSQL yet: serving with it set would silently use SQLite.
     throw new UsageError(
-      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far (with "segment" and "export" queuing their jobs); unset it to use SQLite in SEGQL_DATA_DIR`,
+      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far (with "segment" and "export" queuing their jobs, "cancel" cancelling them); unset it to use SQLite in SEGQL_DATA_DIR`,
     );
   }
   if (command === 'seed') {
@@ -278,7 +292,9 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   }
   const { openPgDatabase } = await import('./db/pg/index.js');
   const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
-  const conn = openPgDatabase(config.databaseUrl, { max: 4 });
+  // A range and an export may each hold a connection for long (cluster-node.ts, two slots);
+  // the rest is for lease renewals, job starts and ends, and schedules, which must not wait on them.
+  const conn = openPgDatabase(config.databaseUrl, { max: 6 });
   const node = await startClusterNode({
     pool: conn.pool,
     url: config.databaseUrl,
@@ -361,8 +377,8 @@ async function segmentCommand(config: Config, args: string[]): Promise<void> {
   }
 }
 
-/** Prints a cluster job's status and progress as they change until it ends; exit code 1 unless it succeeded. */
-async function followJob(pool: import('pg').Pool, jobId: number): Promise<void> {
+/** Prints a cluster job's status and progress as they change until it ends; exit code 1 unless it ends `wanted`. */
+async function followJob(pool: import('pg').Pool, jobId: number, wanted = 'SUCCEEDED'): Promise<void> {
   let shown = '';
   for (;;) {
     const job = (
@@ -376,7 +392,7 @@ async function followJob(pool: import('pg').Pool, jobId: number): Promise<void> 
     shown = line;
     if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) {
       if (job.error) process.stderr.write(`${job.error}\n`);
-      if (job.status !== 'SUCCEEDED') process.exitCode = 1;
+      if (job.status !== wanted) process.exitCode = 1;
       return;
     }
     await new Promise((r) => setTimeout(r, 500));
@@ -455,6 +471,62 @@ async function exportCommand(config: Config, args: string[]): Promise<void> {
     }
     process.stdout.write(`job ${encodeGlobalId('ExportJob', jobId)} (${jobId}) queued\n`);
     if (!values['no-wait']) await followJob(conn.pool, jobId);
+  } finally {
+    await conn.close();
+  }
+}
+
+/** The global id types of the jobs a cluster runs, and their kinds. */
+const CLUSTER_JOB_TYPES = { SegmentJob: 'SEGMENT', ExportJob: 'EXPORT' } as const;
+
+async function cancelCommand(config: Config, args: string[]): Promise<void> {
+  const { values, positionals } = parse(
+    'cancel',
+    args,
+    { sandbox: { type: 'string', default: DEFAULT_SANDBOX }, 'no-wait': { type: 'boolean', default: false } },
+    true,
+  );
+  if (!config.databaseUrl) {
+    throw new UsageError(
+      'segql cancel: set SEGQL_DATABASE_URL=postgres://… (on SQLite, use the cancelSegmentJob or cancelExportJob mutation)',
+    );
+  }
+  if (positionals.length !== 1) throw new UsageError('segql cancel: give one JOB_ID (see segql cancel --help)');
+  const given = positionals[0]!;
+  // A global id names its kind too: an export's id does not cancel a segment job of the same number.
+  const type = decodeGlobalId(given)?.type;
+  const kind = /^\d+$/.test(given) ? undefined : CLUSTER_JOB_TYPES[type as keyof typeof CLUSTER_JOB_TYPES];
+  const jobId = /^\d+$/.test(given) ? Number(given) : kind && internalId(given, type!);
+  if (jobId === undefined || !Number.isSafeInteger(jobId) || jobId < 1) {
+    throw new UsageError(`segql cancel: "${given}" is not a segment or export job id`);
+  }
+  const { openPgDatabase } = await import('./db/pg/index.js');
+  const { cancelClusterJob } = await import('./domain/cluster/cluster-cancel.js');
+  const conn = openPgDatabase(config.databaseUrl, { max: 2 });
+  try {
+    const sandbox = (
+      await conn.pool.query<{ id: number }>('SELECT id FROM sandboxes WHERE name = $1', [values.sandbox])
+    ).rows[0];
+    if (!sandbox) throw new UsageError(`segql cancel: Sandbox "${values.sandbox}" does not exist`);
+    const outcome = await cancelClusterJob(conn.pool, jobId, { sandboxId: sandbox.id, ...(kind ? { kind } : {}) });
+    if (!outcome) throw new UsageError(`segql cancel: no segment or export job ${given} in "${values.sandbox}"`);
+    const typeOf = (k: string) => (k === 'EXPORT' ? 'ExportJob' : 'SegmentJob');
+    const name = `job ${encodeGlobalId(typeOf(outcome.kind), jobId)} (${jobId})`;
+    if (outcome.changed.length === 0 && outcome.before !== 'CANCELLING') {
+      process.stderr.write(
+        `segql cancel: ${name} has already finished (${outcome.before}); there is nothing to cancel\n`,
+      );
+      process.exitCode = 1;
+      return;
+    }
+    process.stdout.write(`${name} ${outcome.after}\n`);
+    // The one queued to run first for it (an export's segment job) is the only other job a cancel changes.
+    for (const first of outcome.changed.filter((c) => c.id !== jobId)) {
+      process.stdout.write(
+        `job ${encodeGlobalId('SegmentJob', first.id)} (${first.id}), queued to run first, ${first.status}\n`,
+      );
+    }
+    if (!values['no-wait']) await followJob(conn.pool, jobId, 'CANCELLED');
   } finally {
     await conn.close();
   }

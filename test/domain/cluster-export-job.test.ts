@@ -10,6 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cancelClusterJob } from '../../src/domain/cluster/cluster-cancel.js';
 import {
   claimExportJob,
   type ExportSettings,
@@ -18,7 +19,13 @@ import {
   runClusterExport,
 } from '../../src/domain/cluster/cluster-export-job.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
-import { cancelClusterJob } from '../../src/domain/cluster/cluster-segment-job.js';
+import {
+  type ClusterSettings,
+  endJob,
+  enqueueClusterSegmentJob,
+  startQueuedSegmentJob,
+} from '../../src/domain/cluster/cluster-segment-job.js';
+import { claimRange, jobsToEnd, renewRange } from '../../src/domain/cluster/range-queue.js';
 import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js';
 import {
   type ExportJobRequest,
@@ -249,6 +256,12 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       pageRows: 100,
       testOnlyPageDelayMs,
     });
+    const segmentSettings: ClusterSettings = {
+      node: 'node-s',
+      leaseMs: 60_000,
+      rangeProfiles: 1_000,
+      chunkSize: 10_000,
+    };
     const enqueue = async (name: string) => {
       const client = await db.conn.pool.connect();
       try {
@@ -331,6 +344,164 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
     });
 
+    it('queues two exports into the same new dataset at once, and both write into the one created', async () => {
+      const request: ExportJobRequest = {
+        audiences: audiences(),
+        at: EXPORT_AT,
+        destination: { format: 'CSV', datasetName: ' raced ' },
+      };
+      const [a, b] = [await db.conn.pool.connect(), await db.conn.pool.connect()];
+      try {
+        await a.query('BEGIN');
+        await b.query('BEGIN');
+        const first = await enqueueClusterExportJob(a, store.sandboxId, request);
+        // The second finds no dataset of that name yet: it must wait for the first, not create another.
+        let settled = false;
+        const second = enqueueClusterExportJob(b, store.sandboxId, request).finally(() => {
+          settled = true;
+        });
+        await new Promise((r) => setTimeout(r, 300));
+        expect(settled).toBe(false);
+        await a.query('COMMIT');
+        const secondId = await second;
+        await b.query('COMMIT');
+        const inputs = (
+          await db.conn.pool.query('SELECT id, input FROM jobs WHERE id = ANY($1::bigint[]) ORDER BY id', [
+            [first, secondId],
+          ])
+        ).rows.map((r) => r.input.datasetId);
+        const datasets = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'raced'")).rows;
+        expect(datasets).toHaveLength(1);
+        expect(inputs).toEqual([datasets[0].id, datasets[0].id]);
+        // Two nodes claim one each and run them side by side.
+        const heldA = (await claimExportJob(db.conn.pool, 'node-ra', 60_000))!;
+        const heldB = (await claimExportJob(db.conn.pool, 'node-rb', 60_000))!;
+        expect([heldA.jobId, heldB.jobId]).toEqual([first, secondId]);
+        expect(
+          await Promise.all([
+            runClusterExport(db.conn.pool, heldA, settings('node-ra')),
+            runClusterExport(db.conn.pool, heldB, settings('node-rb')),
+          ]),
+        ).toEqual(['succeeded', 'succeeded']);
+        const files = (
+          await db.conn.pool.query('SELECT name, job_id FROM dataset_files WHERE dataset_id = $1 ORDER BY name', [
+            datasets[0].id,
+          ])
+        ).rows;
+        expect(files.filter((f) => f.name.endsWith('.csv'))).toEqual([
+          { name: `export-${first}.csv`, job_id: first },
+          { name: `export-${secondId}.csv`, job_id: secondId },
+        ]);
+      } finally {
+        await a.query('ROLLBACK').catch(() => {});
+        await b.query('ROLLBACK').catch(() => {});
+        a.release();
+        b.release();
+      }
+    });
+
+    describe('cancel', () => {
+      const jobRow = async (id: number) =>
+        (await db.conn.pool.query('SELECT status, finished_at AS "finishedAt" FROM jobs WHERE id = $1', [id])).rows[0];
+      const enqueueEvaluated = async (name: string) => {
+        const client = await db.conn.pool.connect();
+        try {
+          await client.query('BEGIN');
+          const id = await enqueueClusterExportJob(client, store.sandboxId, {
+            audiences: audiences(),
+            evaluateFirst: true,
+            at: EXPORT_AT,
+            destination: { format: 'CSV', datasetName: name },
+          });
+          await client.query('COMMIT');
+          const first = (await db.conn.pool.query('SELECT after_job_id FROM jobs WHERE id = $1', [id])).rows[0]
+            .after_job_id as number;
+          return { id, first };
+        } finally {
+          client.release();
+        }
+      };
+
+      it('ends an export CANCELLED when the cancel reaches it only at its final write', async () => {
+        const jobId = await enqueue('cancel-late');
+        const held = (await claimExportJob(db.conn.pool, 'node-f', 60_000))!;
+        // A lease of a minute: no renewal falls inside the export, so only its final write meets the cancel.
+        const run = runClusterExport(db.conn.pool, held, settings('node-f', 100));
+        await new Promise((r) => setTimeout(r, 150));
+        expect((await cancelClusterJob(db.conn.pool, jobId))?.after).toBe('CANCELLING');
+        expect(await run).toBe('cancelled');
+        expect(await jobRow(jobId)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        const datasetId = (await db.conn.pool.query("SELECT id FROM datasets WHERE name = 'cancel-late'")).rows[0]
+          .id as number;
+        expect(readdirSync(datasetDir(clusterDir, store.sandboxId, datasetId))).toEqual([]);
+      });
+
+      it('cancels a queued evaluateFirst export and the segment job queued for it, at once', async () => {
+        const { id, first } = await enqueueEvaluated('cancel-queued');
+        const outcome = await cancelClusterJob(db.conn.pool, id);
+        expect(outcome).toEqual({
+          kind: 'EXPORT',
+          before: 'QUEUED',
+          after: 'CANCELLED',
+          changed: [
+            { id, status: 'CANCELLED' },
+            { id: first, status: 'CANCELLED' },
+          ],
+        });
+        expect(await jobRow(id)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        expect(await jobRow(first)).toEqual({ status: 'CANCELLED', finishedAt: expect.any(Number) });
+        // No node starts either of them any more.
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBeUndefined();
+        expect(await claimExportJob(db.conn.pool, 'node-d', 60_000)).toBeUndefined();
+      });
+
+      it('asks the running segment job of a waiting export to stop, and the next sweep ends it', async () => {
+        const { id, first } = await enqueueEvaluated('cancel-running');
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBe(first);
+        const range = (await claimRange(db.conn.pool, 'node-e', 60_000))!;
+        expect(range.jobId).toBe(first);
+        const outcome = await cancelClusterJob(db.conn.pool, id);
+        expect(outcome?.changed).toEqual([
+          { id, status: 'CANCELLED' },
+          { id: first, status: 'CANCELLING' },
+        ]);
+        // The holder of a range hears of it at its next renewal; the job ends at the next sweep.
+        expect(await renewRange(db.conn.pool, range, 'node-e', 60_000, 1)).toBe('cancelling');
+        expect(await jobsToEnd(db.conn.pool)).toContain(first);
+        expect(await endJob(db.conn.pool, first)).toBe('cancelled');
+        expect((await jobRow(first)).status).toBe('CANCELLED');
+        expect(
+          (await db.conn.pool.query('SELECT count(*)::int AS n FROM job_ranges WHERE job_id = $1', [first])).rows[0].n,
+        ).toBe(0);
+      });
+
+      it('cancels a running segment job alone, and leaves a finished or unknown job as it is', async () => {
+        const segment = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
+          definitionIds: [store.definitions[0]!.id],
+          all: false,
+          at: EXPORT_AT,
+        });
+        expect(await startQueuedSegmentJob(db.conn.pool, segmentSettings)).toBe(segment);
+        expect(await cancelClusterJob(db.conn.pool, segment)).toEqual({
+          kind: 'SEGMENT',
+          before: 'PROCESSING',
+          after: 'CANCELLING',
+          changed: [{ id: segment, status: 'CANCELLING' }],
+        });
+        // Asked again while it stops: nothing more to change.
+        expect(await cancelClusterJob(db.conn.pool, segment)).toMatchObject({ before: 'CANCELLING', changed: [] });
+        expect(await endJob(db.conn.pool, segment)).toBe('cancelled');
+        expect(await cancelClusterJob(db.conn.pool, segment)).toEqual({
+          kind: 'SEGMENT',
+          before: 'CANCELLED',
+          after: 'CANCELLED',
+          changed: [],
+        });
+        expect(await cancelClusterJob(db.conn.pool, segment, { sandboxId: store.sandboxId + 1 })).toBeUndefined();
+        expect(await cancelClusterJob(db.conn.pool, 999_999)).toBeUndefined();
+      });
+    });
+
     it('fails a job lost three times rather than run it forever', async () => {
       const jobId = await enqueue('lost');
       for (let attempt = 1; attempt <= 3; attempt++) {
@@ -391,4 +562,65 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
       before + 1,
     );
   }, 60_000);
+
+  it('takes a queued segment job’s ranges while its export slot holds a long export', async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.stop()));
+    const seen: NodeEvent[] = [];
+    nodes.push(
+      await startClusterNode({
+        pool: db.conn.pool,
+        url: db.url,
+        node: 'node-fair',
+        leaseMs: 3_000,
+        pollMs: 100,
+        rangeProfiles: 500,
+        dataDir: clusterDir,
+        // Ten rows a page, a page every 100 ms: the export takes many seconds.
+        exportPageRows: 10,
+        testOnlyExportPageDelayMs: 100,
+        onEvent: (event) => seen.push(event),
+      }),
+    );
+    const until = async (what: string, done: () => boolean) => {
+      const deadline = Date.now() + 60_000;
+      while (!done()) {
+        if (Date.now() > deadline) throw new Error(`${what}: not within 60 s`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const client = await db.conn.pool.connect();
+    let exportId: number;
+    try {
+      await client.query('BEGIN');
+      exportId = await enqueueClusterExportJob(client, store.sandboxId, {
+        audiences: audiences(),
+        at: EXPORT_AT,
+        destination: { format: 'CSV', datasetName: 'beside ranges' },
+      });
+      await client.query('COMMIT');
+    } finally {
+      client.release();
+    }
+    await until('the export is claimed', () => seen.some((e) => e.type === 'export-claimed' && e.jobId === exportId));
+    const segmentId = await enqueueClusterSegmentJob(db.conn.pool, store.sandboxId, {
+      definitionIds: store.definitions.slice(0, 3).map((d) => d.id),
+      all: false,
+      at: EXPORT_AT,
+    });
+    await until('the segment job ends', () => seen.some((e) => e.type === 'job-ended' && e.jobId === segmentId));
+    // Every range ran on this node while its export was still being written.
+    const ranges = seen.filter((e) => e.type === 'range-ended' && e.range.jobId === segmentId);
+    expect(ranges.length).toBeGreaterThanOrEqual(3);
+    expect(seen.some((e) => e.type === 'export-ended')).toBe(false);
+    expect((await db.conn.pool.query('SELECT status FROM jobs WHERE id = $1', [segmentId])).rows[0].status).toBe(
+      'SUCCEEDED',
+    );
+    expect(
+      (await db.conn.pool.query('SELECT status, progress_done FROM jobs WHERE id = $1', [exportId])).rows[0],
+    ).toMatchObject({ status: 'PROCESSING' });
+    // And the export, undisturbed, runs to its end.
+    await until('the export ends', () => seen.some((e) => e.type === 'job-ended' && e.jobId === exportId));
+    expect(seen).toContainEqual({ type: 'export-ended', jobId: exportId, attempts: 1, end: 'succeeded' });
+    expect(seen.filter((e) => e.type === 'error')).toEqual([]);
+  }, 120_000);
 });

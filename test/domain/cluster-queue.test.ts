@@ -5,7 +5,8 @@
  * SEGQL_TEST_DATABASE_URL.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { cancelClusterJob, startQueuedSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
+import { cancelClusterJob } from '../../src/domain/cluster/cluster-cancel.js';
+import { startQueuedSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import {
   claimRange,
   completeRange,

@@ -154,10 +154,11 @@ describe('segql usage errors', { timeout: 200_000 }, () => {
 
   it('refuses the PostgreSQL-only commands without SEGQL_DATABASE_URL', async () => {
     const dataDir = freshDir();
-    const [work, segment, copy] = await Promise.all([
+    const [work, segment, copy, cancel] = await Promise.all([
       segql(['work'], dataDir),
       segql(['segment', '--all'], dataDir),
       segql(['migrate', '--from-sqlite', join(dataDir, 'segql.db')], dataDir),
+      segql(['cancel', '12'], dataDir),
     ]);
     expectUsageError(work, /^segql work: set SEGQL_DATABASE_URL=postgres:\/\/… \(a cluster shares one PostgreSQL\)\n$/);
     expectUsageError(
@@ -165,6 +166,10 @@ describe('segql usage errors', { timeout: 200_000 }, () => {
       /^segql segment: set SEGQL_DATABASE_URL=postgres:\/\/… \(on SQLite, use the createSegmentJob mutation\)\n$/,
     );
     expectUsageError(copy, /^segql migrate: --from-sqlite copies into PostgreSQL; set SEGQL_DATABASE_URL/);
+    expectUsageError(
+      cancel,
+      /^segql cancel: set SEGQL_DATABASE_URL=postgres:\/\/… \(on SQLite, use the cancelSegmentJob or cancelExportJob mutation\)\n$/,
+    );
     expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);
   });
 });

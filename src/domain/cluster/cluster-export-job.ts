@@ -4,7 +4,8 @@
  * it whole, as one process would, and the queue's guarantees come from the job row itself:
  *
  * 1. queued: a `jobs` row, with its dataset created in the same transaction when it is new
- *    (`enqueueClusterExportJob`, checked by the single-process rules, export-job.ts);
+ *    (`enqueueClusterExportJob`, checked by the single-process rules, export-job.ts; two queuing
+ *    into the same new dataset at once take turns, so both use the one the first created);
  * 2. claimed by one node with `FOR UPDATE SKIP LOCKED`, under a lease (`jobs.lease_owner`,
  *    `lease_until`, and `attempts` as the lease's number) that the node renews every third of
  *    the lease time while it works (`claimExportJob`, `runClusterExport`);
@@ -73,6 +74,8 @@ export async function enqueueClusterExportJob(
   options: EnqueueOptions = {},
 ): Promise<number> {
   const now = options.now ?? Date.now();
+  const name = request.destination?.datasetName;
+  if (name != null) await lockDatasetName(db, sandboxId, name);
   const facts = await readExportFactsPg(db, sandboxId, {
     audienceIds: (request.audiences ?? []).map((a) => a.audienceId),
     datasetId: request.destination?.datasetId,
@@ -100,6 +103,17 @@ export async function enqueueClusterExportJob(
   );
   await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(rows[0]!.id)]);
   return rows[0]!.id;
+}
+
+/**
+ * Makes two transactions that find-or-create the dataset `name` take turns, as SQLite's one
+ * writer makes them: held until the caller's transaction ends, so the second reads the dataset
+ * the first created (and checks its format against it) instead of failing on the unique name
+ * index. Keyed by sandbox and name as the rules trim it; a hash collision only makes two
+ * unrelated names wait for each other.
+ */
+async function lockDatasetName(db: Queryable, sandboxId: number, name: string): Promise<void> {
+  await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dataset:${sandboxId}:${name.trim()}`]);
 }
 
 /**
@@ -320,7 +334,15 @@ async function finishExport(
      WHERE id = $4 AND status = 'PROCESSING' AND lease_owner = $5 AND attempts = $6`,
     [JSON.stringify(result), finishedAt, writer.written, held.jobId, node, held.attempts],
   );
-  if (rowCount !== 1) throw new LeaseLost(held);
+  if (rowCount !== 1) {
+    // A cancel that reached the job before this write wins, as in one process (jobs/task.ts):
+    // the job ends CANCELLED now rather than when its lease runs out.
+    const { rows } = await client.query<{ status: string }>(
+      'SELECT status FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3',
+      [held.jobId, node, held.attempts],
+    );
+    throw rows[0]?.status === 'CANCELLING' ? new Cancelled() : new LeaseLost(held);
+  }
   const all = [...files, manifest];
   await client.query(
     `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at)

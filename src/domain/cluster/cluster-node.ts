@@ -4,6 +4,10 @@
  * and exports whose nodes stopped renewing their leases, and account for schedules' due times
  * (cluster-schedules.ts) — the last on a loop of its own, so a node busy with a long range or
  * export still ticks schedules on time.
+ * A node has two slots: one range at a time on the main loop, and one export at a time beside
+ * it. An export is long and a range is short, so with one slot a node holding an export took no
+ * range until it ended, and one that always found a range never took an export; with two, each
+ * kind of work goes on whatever the other does.
  * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
  * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
  */
@@ -14,6 +18,7 @@ import {
   claimExportJob,
   type ExportEnd,
   type ExportSettings,
+  type HeldExport,
   removeAbandonedExportFiles,
   requeueExpiredExports,
   runClusterExport,
@@ -63,7 +68,7 @@ export interface ClusterNodeOptions extends Partial<ClusterSettings> {
 
 export interface ClusterNode {
   readonly settings: ClusterSettings;
-  /** Stops taking work, lets the range in hand finish, and closes the LISTEN connection. */
+  /** Stops taking work, lets the range and the export in hand finish, and closes the LISTEN connection. */
   stop(): Promise<void>;
 }
 
@@ -82,10 +87,14 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const { pool } = options;
   let running = true;
   let wake: (() => void) | undefined;
+  // A wake-up that came while the loop was working rather than waiting: the loop goes round
+  // again at once instead of sleeping through it.
+  let nudged = false;
   const woken = () => {
     const w = wake;
     wake = undefined;
-    w?.();
+    if (w) w();
+    else nudged = true;
   };
 
   const listener = new pg.Client({ connectionString: options.url });
@@ -107,6 +116,23 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     : undefined;
   const plans = new Map<number, Awaited<ReturnType<typeof planOf>>>();
   let lastSweep = 0;
+  /** The export slot: the export this node is running, if any. */
+  let exporting: Promise<void> | undefined;
+
+  const runExport = async (held: HeldExport, settings: ExportSettings) => {
+    try {
+      emit({ type: 'export-claimed', jobId: held.jobId, attempts: held.attempts });
+      const end = await runClusterExport(pool, held, settings);
+      emit({ type: 'export-ended', jobId: held.jobId, attempts: held.attempts, end });
+      if (end !== 'lost') emit({ type: 'job-ended', jobId: held.jobId, end });
+    } catch (err) {
+      emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
+    } finally {
+      exporting = undefined;
+      // The slot is free: look for the next export now, not at the next poll.
+      woken();
+    }
+  };
 
   /** One pass: true when it found work (so the loop goes again at once). */
   const step = async (): Promise<boolean> => {
@@ -130,17 +156,17 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     }
     const started = await startQueuedSegmentJob(pool, settings);
     if (started !== undefined) emit({ type: 'job-started', jobId: started });
-    const range = await claimRange(pool, settings.node, settings.leaseMs);
-    if (!range) {
-      if (!exportSettings) return started !== undefined;
+    let found = started !== undefined;
+    if (exportSettings && !exporting && running) {
       const held = await claimExportJob(pool, settings.node, settings.leaseMs);
-      if (!held) return started !== undefined;
-      emit({ type: 'export-claimed', jobId: held.jobId, attempts: held.attempts });
-      const end = await runClusterExport(pool, held, exportSettings);
-      emit({ type: 'export-ended', jobId: held.jobId, attempts: held.attempts, end });
-      if (end !== 'lost') emit({ type: 'job-ended', jobId: held.jobId, end });
-      return true;
+      if (held) {
+        // Not awaited: the export runs in its slot while this loop goes on taking ranges.
+        exporting = runExport(held, exportSettings);
+        found = true;
+      }
     }
+    const range = await claimRange(pool, settings.node, settings.leaseMs);
+    if (!range) return found;
     emit({ type: 'range-claimed', range });
     let plan = plans.get(range.jobId);
     if (!plan) {
@@ -165,7 +191,10 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   /** Sleeps until `ms` have passed or a NOTIFY wakes the node. */
   const pause = (ms: number) =>
     new Promise<void>((resolve) => {
-      const timer = setTimeout(resolve, ms);
+      const timer = setTimeout(() => {
+        wake = undefined;
+        resolve();
+      }, ms);
       wake = () => {
         clearTimeout(timer);
         resolve();
@@ -181,6 +210,10 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
       }
       if (busy || !running) continue;
+      if (nudged) {
+        nudged = false;
+        continue;
+      }
       await pause(pollMs);
     }
   })();
@@ -215,6 +248,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       woken();
       stopSchedules?.();
       await Promise.all([loop, schedules]);
+      await exporting;
       await listener.end().catch(() => {});
     },
   };

@@ -374,14 +374,3 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
     client.release();
   }
 }
-
-/** Asks a queued or running job to stop; the nodes running its ranges see it at their next renewal. */
-export async function cancelClusterJob(pool: pg.Pool, jobId: number, now = Date.now()): Promise<void> {
-  await pool.query(
-    `UPDATE jobs SET status = CASE WHEN status = 'QUEUED' THEN 'CANCELLED' ELSE 'CANCELLING' END,
-       finished_at = CASE WHEN status = 'QUEUED' THEN $1 ELSE finished_at END, updated_at = $1
-     WHERE id = $2 AND status IN ('QUEUED', 'PROCESSING')`,
-    [now, jobId],
-  );
-  await pool.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(jobId)]);
-}

@@ -29,8 +29,13 @@ export interface SourceRow {
   q: number | null;
   x: number | null;
   c: number | null;
-  /** The profile's attributes as compact JSON text; null when the profile is gone. */
+  /**
+   * The profile's attributes as compact JSON text; null when the profile is gone. A reader that
+   * hands over `parsed` need give it only when the plan exports whole documents.
+   */
   doc: string | null;
+  /** The attributes as an object, when the reader has them so (null: the profile is gone); spares parsing `doc`. */
+  parsed?: Record<string, unknown> | null;
   /** JSON text of `[{ namespace, id }]`. */
   ids: string;
 }
@@ -230,7 +235,8 @@ export function toRow(plan: ExportPlan, audienceId: string, src: SourceRow, need
   if (plan.allFields && !needValues) {
     attributes = src.doc ?? 'null';
   } else {
-    const doc = src.doc == null ? null : (JSON.parse(src.doc) as Record<string, unknown>);
+    const doc =
+      src.parsed !== undefined ? src.parsed : src.doc == null ? null : (JSON.parse(src.doc) as Record<string, unknown>);
     const picked = plan.columns.map((c) => valueAt(doc, c.path));
     if (needValues) values = picked;
     if (plan.allFields) attributes = src.doc ?? 'null';
