@@ -6,11 +6,9 @@
  * slowed to minutes, so the cancel surely reaches it mid-export whatever the command's start-up
  * costs. Skipped without SEGQL_TEST_DATABASE_URL.
  */
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueClusterExportJob } from '../../src/domain/cluster/cluster-export-job.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
@@ -19,14 +17,7 @@ import { datasetDir } from '../../src/domain/exports/datasets.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
-
-const root = fileURLToPath(new URL('../..', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { segql as segqlWith, until } from './work-nodes.js';
 
 describe.skipIf(!pgAdminUrl)('segql cancel on a cluster (PostgreSQL)', { timeout: 180_000 }, () => {
   let store: SegmentStore;
@@ -35,26 +26,9 @@ describe.skipIf(!pgAdminUrl)('segql cancel on a cluster (PostgreSQL)', { timeout
   let node: ClusterNode | undefined;
   const events: NodeEvent[] = [];
 
-  const segql = (args: string[]) =>
-    new Promise<Run>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--import', 'tsx', 'src/cli.ts', ...args],
-        { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: db.url, SEGQL_DATA_DIR: dataDir }, timeout: 90_000 },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
-      );
-    });
+  const segql = (args: string[]) => segqlWith(args, { SEGQL_DATABASE_URL: db.url, SEGQL_DATA_DIR: dataDir }, 90_000);
   const status = async (id: number) =>
     (await db.conn.pool.query('SELECT status FROM jobs WHERE id = $1', [id])).rows[0].status as string;
-  const until = async (what: string, done: () => boolean | Promise<boolean>, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!(await done())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
-
   beforeAll(async () => {
     store = buildSegmentStore('cexp2_cancel', 1_500, 2);
     store.runSqliteJob();

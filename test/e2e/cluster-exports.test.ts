@@ -6,12 +6,9 @@
  * store). An EXPORT schedule due every second starts its runs on the cluster, each due time
  * accounted for once. Skipped without SEGQL_TEST_DATABASE_URL.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js';
 import { exportPlanOf, resolveExportRequest, sqliteExportFacts } from '../../src/domain/exports/export-job.js';
@@ -21,8 +18,8 @@ import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore } from '../db/segment-store.js';
+import { segql, startWorkNode, stopWorkNodes, until, type WorkNode } from './work-nodes.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const LEASE_MS = 2_000;
 /** Test-only pause per 100-row page (SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS): the export takes seconds, so a node can be killed in it. */
 const PAGE_DELAY_MS = 60;
@@ -36,12 +33,7 @@ interface NodeLine {
   tick?: { scheduleId: number; dueAt: number; outcome: string };
 }
 
-interface NodeProcess {
-  name: string;
-  child: ChildProcess;
-  lines: NodeLine[];
-  exited: Promise<void>;
-}
+type NodeProcess = WorkNode<NodeLine>;
 
 describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQL)', { timeout: 120_000 }, () => {
   let store: SegmentStore;
@@ -52,48 +44,19 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
   let onLine: ((node: NodeProcess, line: NodeLine) => void) | undefined;
   let audienceIds: number[];
 
-  function startNode(name: string): NodeProcess {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', 'work', '--node', name, '--lease-ms', String(LEASE_MS)],
+  const startNode = (name: string): NodeProcess =>
+    startWorkNode<NodeLine>(
+      name,
       {
-        cwd: root,
+        args: ['--lease-ms', String(LEASE_MS)],
         env: {
-          ...process.env,
           SEGQL_DATABASE_URL: db.url,
           SEGQL_DATA_DIR: dataDir,
-          SEGQL_LOG_LEVEL: 'info',
           SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS: String(PAGE_DELAY_MS),
         },
-        stdio: ['ignore', 'pipe', 'inherit'],
       },
+      (node, line) => onLine?.(node, line),
     );
-    const node: NodeProcess = {
-      name,
-      child,
-      lines: [],
-      exited: new Promise((resolve) => child.once('exit', () => resolve())),
-    };
-    createInterface({ input: child.stdout! }).on('line', (text) => {
-      let line: NodeLine;
-      try {
-        line = JSON.parse(text) as NodeLine;
-      } catch {
-        return;
-      }
-      node.lines.push(line);
-      onLine?.(node, line);
-    });
-    return node;
-  }
-
-  const until = async (what: string, done: () => boolean | Promise<boolean>, ms: number) => {
-    const deadline = Date.now() + ms;
-    while (!(await done())) {
-      if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  };
 
   beforeAll(async () => {
     store = buildSegmentStore('cluster_exports', 2_000, 2);
@@ -114,8 +77,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
   }, 120_000);
 
   afterAll(async () => {
-    for (const n of nodes) n.child.kill('SIGTERM');
-    await Promise.all(nodes.map((n) => n.exited));
+    await stopWorkNodes(nodes);
     store?.close();
     await db?.drop();
     for (const dir of [dataDir, referenceDir]) if (dir) rmSync(dir, { recursive: true, force: true });
@@ -136,25 +98,18 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
       }, 5 * PAGE_DELAY_MS);
     };
     const started = Date.now();
-    const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'src/cli.ts',
-          'export',
-          '--dataset',
-          'big',
-          ...audienceIds.flatMap((id) => ['--audience', encodeGlobalId('Audience', id)]),
-          '--format',
-          'CSV',
-        ],
-        { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: db.url }, timeout: 60_000 },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-      );
-    });
+    const run = await segql(
+      [
+        'export',
+        '--dataset',
+        'big',
+        ...audienceIds.flatMap((id) => ['--audience', encodeGlobalId('Audience', id)]),
+        '--format',
+        'CSV',
+      ],
+      { SEGQL_DATABASE_URL: db.url },
+      60_000,
+    );
     const elapsed = Date.now() - started;
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);

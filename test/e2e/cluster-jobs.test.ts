@@ -5,16 +5,13 @@
  * uninterrupted run's (the single-process job on the same store). Skipped without
  * SEGQL_TEST_DATABASE_URL.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segment-job.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
+import { segql, startWorkNode, stopWorkNodes, until, type WorkNode } from './work-nodes.js';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const LEASE_MS = 2_000;
 
 interface NodeLine {
@@ -26,12 +23,7 @@ interface NodeLine {
   end?: string;
 }
 
-interface NodeProcess {
-  name: string;
-  child: ChildProcess;
-  lines: NodeLine[];
-  exited: Promise<void>;
-}
+type NodeProcess = WorkNode<NodeLine>;
 
 describe.skipIf(!pgAdminUrl)(
   'a segment job across three segql work processes (PostgreSQL)',
@@ -42,53 +34,12 @@ describe.skipIf(!pgAdminUrl)(
     const nodes: NodeProcess[] = [];
     let onLine: ((node: NodeProcess, line: NodeLine) => void) | undefined;
 
-    function startNode(name: string): NodeProcess {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'src/cli.ts',
-          'work',
-          '--node',
-          name,
-          '--lease-ms',
-          String(LEASE_MS),
-          '--range-profiles',
-          '1000',
-        ],
-        {
-          cwd: root,
-          env: { ...process.env, SEGQL_DATABASE_URL: db.url, SEGQL_LOG_LEVEL: 'info' },
-          stdio: ['ignore', 'pipe', 'inherit'],
-        },
-      );
-      const node: NodeProcess = {
+    const startNode = (name: string): NodeProcess =>
+      startWorkNode<NodeLine>(
         name,
-        child,
-        lines: [],
-        exited: new Promise((resolve) => child.once('exit', () => resolve())),
-      };
-      createInterface({ input: child.stdout! }).on('line', (text) => {
-        let line: NodeLine;
-        try {
-          line = JSON.parse(text) as NodeLine;
-        } catch {
-          return;
-        }
-        node.lines.push(line);
-        onLine?.(node, line);
-      });
-      return node;
-    }
-
-    const until = async (what: string, done: () => boolean | Promise<boolean>, ms: number) => {
-      const deadline = Date.now() + ms;
-      while (!(await done())) {
-        if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    };
+        { args: ['--lease-ms', String(LEASE_MS), '--range-profiles', '1000'], env: { SEGQL_DATABASE_URL: db.url } },
+        (node, line) => onLine?.(node, line),
+      );
 
     beforeAll(async () => {
       store = buildSegmentStore('cluster_kill', 6_000, 6);
@@ -102,8 +53,7 @@ describe.skipIf(!pgAdminUrl)(
     }, 180_000);
 
     afterAll(async () => {
-      for (const n of nodes) n.child.kill('SIGTERM');
-      await Promise.all(nodes.map((n) => n.exited));
+      await stopWorkNodes(nodes);
       store?.close();
       await db?.drop();
     });
@@ -162,23 +112,10 @@ describe.skipIf(!pgAdminUrl)(
 
     it('runs a job queued with `segql segment`, which follows it to SUCCEEDED', async () => {
       const ids = store.definitions.slice(0, 3).map((d) => String(d.id));
-      const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-        execFile(
-          process.execPath,
-          [
-            '--import',
-            'tsx',
-            'src/cli.ts',
-            'segment',
-            ...ids.flatMap((id) => ['--definition', id]),
-            '--at',
-            '2026-11-01T00:00:00Z',
-          ],
-          { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: db.url }, timeout: 120_000 },
-          (err, stdout, stderr) =>
-            resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-        );
-      });
+      const run = await segql(
+        ['segment', ...ids.flatMap((id) => ['--definition', id]), '--at', '2026-11-01T00:00:00Z'],
+        { SEGQL_DATABASE_URL: db.url },
+      );
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
       const lines = run.stdout.trim().split('\n');
