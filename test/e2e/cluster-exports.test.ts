@@ -18,7 +18,7 @@ import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore } from '../db/segment-store.js';
-import { segql, startWorkNode, stopWorkNodes, until, type WorkNode } from './work-nodes.js';
+import { segql, startWorkNode, stopWorkNodes, until, untilStarted, type WorkNode } from './work-nodes.js';
 
 const LEASE_MS = 2_000;
 /** Test-only pause per 100-row page (SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS): the export takes seconds, so a node can be killed in it. */
@@ -69,11 +69,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
       .pluck()
       .all() as number[];
     for (const name of ['n1', 'n2']) nodes.push(startNode(name));
-    await until(
-      'two nodes started',
-      () => nodes.every((n) => n.lines.some((l) => l.msg === 'cluster node started')),
-      60_000,
-    );
+    await untilStarted(nodes);
   }, 120_000);
 
   afterAll(async () => {
@@ -171,7 +167,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
   it('starts each due run of an every-second EXPORT schedule once across the nodes', async () => {
     // The killed node's place is taken, so two nodes race for every due time again.
     nodes.push(startNode('n3'));
-    await until('n3 started', () => nodes.at(-1)!.lines.some((l) => l.msg === 'cluster node started'), 60_000);
+    await untilStarted([nodes.at(-1)!]);
     const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
     const properties = {
       audiences: [{ audienceId: encodeGlobalId('Audience', audienceIds.at(-1)!) }],

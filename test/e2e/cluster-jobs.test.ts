@@ -10,7 +10,7 @@ import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segme
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
-import { segql, startWorkNode, stopWorkNodes, until, type WorkNode } from './work-nodes.js';
+import { segql, startWorkNode, stopWorkNodes, until, untilStarted, type WorkNode } from './work-nodes.js';
 
 const LEASE_MS = 2_000;
 
@@ -45,11 +45,7 @@ describe.skipIf(!pgAdminUrl)(
       store = buildSegmentStore('cluster_kill', 6_000, 6);
       db = await pgCopyOf(store.conn.sqlite, 'cluster_kill');
       for (const name of ['n1', 'n2', 'n3']) nodes.push(startNode(name));
-      await until(
-        'three nodes started',
-        () => nodes.every((n) => n.lines.some((l) => l.msg === 'cluster node started')),
-        60_000,
-      );
+      await untilStarted(nodes);
     }, 180_000);
 
     afterAll(async () => {
@@ -133,7 +129,7 @@ describe.skipIf(!pgAdminUrl)(
     it('accounts for each due time of an every-second schedule exactly once across the nodes', async () => {
       // The killed node's place is taken, so three nodes race for every due time again.
       nodes.push(startNode('n4'));
-      await until('n4 started', () => nodes.at(-1)!.lines.some((l) => l.msg === 'cluster node started'), 60_000);
+      await untilStarted([nodes.at(-1)!]);
       const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
       const properties = { segments: [encodeGlobalId('SegmentDefinition', store.definitions[0]!.id)] };
       const { rows } = await db.conn.pool.query(

@@ -86,3 +86,12 @@ export async function until(what: string, done: () => boolean | Promise<boolean>
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Waits until every node has logged that it started (connected and listening). */
+export function untilStarted(nodes: readonly WorkNode<{ msg: string }>[], ms = 60_000): Promise<void> {
+  return until(
+    `${nodes.map((n) => n.name).join(', ')} started`,
+    () => nodes.every((n) => n.lines.some((l) => l.msg === 'cluster node started')),
+    ms,
+  );
+}
