@@ -18,7 +18,15 @@ import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore } from '../db/segment-store.js';
-import { segql, startWorkNode, stopWorkNodes, until, untilStarted, type WorkNode } from './work-nodes.js';
+import {
+  expectEachSecondOnce,
+  segql,
+  startWorkNode,
+  stopWorkNodes,
+  until,
+  untilStarted,
+  type WorkNode,
+} from './work-nodes.js';
 
 const LEASE_MS = 2_000;
 /** Test-only pause per 100-row page (SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS): the export takes seconds, so a node can be killed in it. */
@@ -168,38 +176,17 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
     // The killed node's place is taken, so two nodes race for every due time again.
     nodes.push(startNode('n3'));
     await untilStarted([nodes.at(-1)!]);
-    const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
-    const properties = {
-      audiences: [{ audienceId: encodeGlobalId('Audience', audienceIds.at(-1)!) }],
-      destination: { datasetName: 'every second', format: 'NDJSON' },
-    };
-    const { rows } = await db.conn.pool.query(
-      `INSERT INTO schedules (sandbox_id, name, name_key, type, properties, cron, timezone, state, next_run_at, created_at, updated_at)
-       VALUES ($1, 'exports', 'exports', 'EXPORT', $2, '* * * * * ?', 'UTC', 'ACTIVE', $3, $4, $4) RETURNING id`,
-      [store.sandboxId, JSON.stringify(properties), first, Date.now()],
-    );
-    const scheduleId = rows[0].id as number;
-    await new Promise((r) => setTimeout(r, first + 4_500 - Date.now()));
-    await db.conn.pool.query(`UPDATE schedules SET state = 'INACTIVE', next_run_at = NULL WHERE id = $1`, [scheduleId]);
-    // A node may be inside its transaction for the last due time: let it commit.
-    await new Promise((r) => setTimeout(r, 1_000));
-    const ticks = (
-      await db.conn.pool.query(
-        'SELECT due_at, last_due_at, count, outcome, job_id, reason FROM schedule_ticks WHERE schedule_id = $1 ORDER BY due_at',
-        [scheduleId],
-      )
-    ).rows as { due_at: number; last_due_at: number | null; count: number; outcome: string; job_id: number | null }[];
-    const covered: number[] = [];
-    for (const t of ticks) for (let at = t.due_at; at <= (t.last_due_at ?? t.due_at); at += 1000) covered.push(at);
-    expect(covered.length).toBeGreaterThanOrEqual(4);
-    expect(covered).toEqual(covered.map((_, i) => first + i * 1000));
-    // One node recorded each due time; the first started an export on the cluster (not FAILED_TO_START).
-    const logged = nodes.flatMap((n) =>
-      n.lines.filter((l) => l.msg === 'schedule-tick' && l.tick?.scheduleId === scheduleId).map((l) => l.tick!.dueAt),
-    );
-    expect(logged.sort((a, b) => a - b)).toEqual(ticks.map((t) => t.due_at));
-    expect(ticks[0]!.outcome).toBe('STARTED');
-    for (const t of ticks) expect(['STARTED', 'SKIPPED_OVERLAP', 'MISSED']).toContain(t.outcome);
+    // The first due time starts an export on the cluster (not FAILED_TO_START).
+    const { scheduleId, ticks } = await expectEachSecondOnce(db.conn.pool, nodes, {
+      sandboxId: store.sandboxId,
+      name: 'exports',
+      type: 'EXPORT',
+      properties: {
+        audiences: [{ audienceId: encodeGlobalId('Audience', audienceIds.at(-1)!) }],
+        destination: { datasetName: 'every second', format: 'NDJSON' },
+      },
+      seconds: 4,
+    });
     const started = ticks.filter((t) => t.outcome === 'STARTED').map((t) => t.job_id);
     const jobs = (
       await db.conn.pool.query('SELECT id, kind, trigger FROM jobs WHERE schedule_id = $1 ORDER BY id', [scheduleId])

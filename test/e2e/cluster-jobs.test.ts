@@ -10,7 +10,15 @@ import { enqueueClusterSegmentJob } from '../../src/domain/cluster/cluster-segme
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
-import { segql, startWorkNode, stopWorkNodes, until, untilStarted, type WorkNode } from './work-nodes.js';
+import {
+  expectEachSecondOnce,
+  segql,
+  startWorkNode,
+  stopWorkNodes,
+  until,
+  untilStarted,
+  type WorkNode,
+} from './work-nodes.js';
 
 const LEASE_MS = 2_000;
 
@@ -130,42 +138,13 @@ describe.skipIf(!pgAdminUrl)(
       // The killed node's place is taken, so three nodes race for every due time again.
       nodes.push(startNode('n4'));
       await untilStarted([nodes.at(-1)!]);
-      const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
-      const properties = { segments: [encodeGlobalId('SegmentDefinition', store.definitions[0]!.id)] };
-      const { rows } = await db.conn.pool.query(
-        `INSERT INTO schedules (sandbox_id, name, name_key, type, properties, cron, timezone, state, next_run_at, created_at, updated_at)
-         VALUES ($1, 'every second', 'every second', 'BATCH_SEGMENTATION', $2, '* * * * * ?', 'UTC', 'ACTIVE', $3, $4, $4) RETURNING id`,
-        [store.sandboxId, JSON.stringify(properties), first, Date.now()],
-      );
-      const scheduleId = rows[0].id as number;
-      await new Promise((r) => setTimeout(r, first + 6_500 - Date.now()));
-      await db.conn.pool.query(`UPDATE schedules SET state = 'INACTIVE', next_run_at = NULL WHERE id = $1`, [
-        scheduleId,
-      ]);
-      // A node may be inside its transaction for the last due time: let it commit.
-      await new Promise((r) => setTimeout(r, 1_000));
-      const ticks = (
-        await db.conn.pool.query(
-          'SELECT due_at, last_due_at, count, outcome, job_id FROM schedule_ticks WHERE schedule_id = $1 ORDER BY due_at',
-          [scheduleId],
-        )
-      ).rows as { due_at: number; last_due_at: number | null; count: number; outcome: string; job_id: number | null }[];
-      // Every second from the first due time on has exactly one tick (a MISSED run of several counts each).
-      const covered: number[] = [];
-      for (const t of ticks) {
-        for (let at = t.due_at; at <= (t.last_due_at ?? t.due_at); at += 1000) covered.push(at);
-      }
-      expect(covered.length).toBeGreaterThanOrEqual(6);
-      expect(covered).toEqual(covered.map((_, i) => first + i * 1000));
-      expect(ticks.reduce((n, t) => n + t.count, 0)).toBe(covered.length);
-      // One node recorded each of them (the others found the row locked or no longer due).
-      const logged = nodes.flatMap((n) =>
-        n.lines.filter((l) => l.msg === 'schedule-tick' && l.tick?.scheduleId === scheduleId).map((l) => l.tick!.dueAt),
-      );
-      expect(logged.sort((a, b) => a - b)).toEqual(ticks.map((t) => t.due_at));
-      // The first due time started a run; later ones started one or skipped while one was active.
-      expect(ticks[0]!.outcome).toBe('STARTED');
-      for (const t of ticks) expect(['STARTED', 'SKIPPED_OVERLAP', 'MISSED']).toContain(t.outcome);
+      const { scheduleId, ticks } = await expectEachSecondOnce(db.conn.pool, nodes, {
+        sandboxId: store.sandboxId,
+        name: 'every second',
+        type: 'BATCH_SEGMENTATION',
+        properties: { segments: [encodeGlobalId('SegmentDefinition', store.definitions[0]!.id)] },
+        seconds: 6,
+      });
       const started = ticks.filter((t) => t.outcome === 'STARTED').map((t) => t.job_id);
       const jobs = (
         await db.conn.pool.query('SELECT id, trigger, schedule_id FROM jobs WHERE schedule_id = $1 ORDER BY id', [

@@ -5,6 +5,8 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type pg from 'pg';
+import { expect } from 'vitest';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -94,4 +96,56 @@ export function untilStarted(nodes: readonly WorkNode<{ msg: string }>[], ms = 6
     () => nodes.every((n) => n.lines.some((l) => l.msg === 'cluster node started')),
     ms,
   );
+}
+
+export interface TickRow {
+  due_at: number;
+  last_due_at: number | null;
+  count: number;
+  outcome: string;
+  job_id: number | null;
+}
+
+/**
+ * Creates an ACTIVE schedule of `type` due every second from the next whole second on, lets the
+ * nodes run it for `seconds`, then deactivates it (a node inside its tick's transaction commits
+ * first) and checks the cluster's promise: every second from the first due time on is accounted
+ * for by exactly one tick (a MISSED run of several counts each), recorded by one node, the first
+ * one STARTED. Returns the schedule and its ticks for the test's own checks.
+ */
+export async function expectEachSecondOnce(
+  pool: pg.Pool,
+  nodes: readonly WorkNode<{ msg: string; tick?: { scheduleId: number; dueAt: number } }>[],
+  schedule: { sandboxId: number; name: string; type: string; properties: unknown; seconds: number },
+): Promise<{ scheduleId: number; ticks: TickRow[] }> {
+  const first = Math.ceil(Date.now() / 1000) * 1000 + 1000;
+  const { rows } = await pool.query(
+    `INSERT INTO schedules (sandbox_id, name, name_key, type, properties, cron, timezone, state, next_run_at, created_at, updated_at)
+     VALUES ($1, $2, $2, $3, $4, '* * * * * ?', 'UTC', 'ACTIVE', $5, $6, $6) RETURNING id`,
+    [schedule.sandboxId, schedule.name, schedule.type, JSON.stringify(schedule.properties), first, Date.now()],
+  );
+  const scheduleId = rows[0].id as number;
+  await new Promise((r) => setTimeout(r, first + schedule.seconds * 1000 + 500 - Date.now()));
+  await pool.query(`UPDATE schedules SET state = 'INACTIVE', next_run_at = NULL WHERE id = $1`, [scheduleId]);
+  await new Promise((r) => setTimeout(r, 1_000));
+  const ticks = (
+    await pool.query(
+      'SELECT due_at, last_due_at, count, outcome, job_id FROM schedule_ticks WHERE schedule_id = $1 ORDER BY due_at',
+      [scheduleId],
+    )
+  ).rows as TickRow[];
+  const covered: number[] = [];
+  for (const t of ticks) for (let at = t.due_at; at <= (t.last_due_at ?? t.due_at); at += 1000) covered.push(at);
+  expect(covered.length).toBeGreaterThanOrEqual(schedule.seconds);
+  expect(covered).toEqual(covered.map((_, i) => first + i * 1000));
+  expect(ticks.reduce((n, t) => n + t.count, 0)).toBe(covered.length);
+  // One node recorded each of them (the others found the row locked or no longer due).
+  const logged = nodes.flatMap((n) =>
+    n.lines.filter((l) => l.msg === 'schedule-tick' && l.tick?.scheduleId === scheduleId).map((l) => l.tick!.dueAt),
+  );
+  expect(logged.sort((a, b) => a - b)).toEqual(ticks.map((t) => t.due_at));
+  // The first due time started a run; later ones started one or skipped while one was active.
+  expect(ticks[0]!.outcome).toBe('STARTED');
+  for (const t of ticks) expect(['STARTED', 'SKIPPED_OVERLAP', 'MISSED']).toContain(t.outcome);
+  return { scheduleId, ticks };
 }
