@@ -320,14 +320,7 @@ async function finishExport(
 ): Promise<void> {
   await client.query('BEGIN');
   const finishedAt = Date.now();
-  const files = writer.files();
-  const metrics = {
-    totalExportedProfileCounter: writer.written,
-    exportedProfileByNamespaceCounter: writer.namespaces,
-    totalTimeMs: Math.round(performance.now() - started),
-  };
-  const manifest = writer.writeManifest(files, metrics, finishedAt);
-  const result = writer.result(files, manifest, metrics);
+  const { files, manifest, result } = writer.complete(started, finishedAt);
   const { rowCount } = await client.query(
     `UPDATE jobs SET status = 'SUCCEEDED', result = $1, finished_at = $2, updated_at = $2, progress_done = $3,
        progress_total = $3, lease_owner = NULL, lease_until = NULL

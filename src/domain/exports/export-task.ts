@@ -147,15 +147,9 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
     }
     if (ctx.cancelled()) throw new Cancelled();
     const writer = out!;
-    const files = writer.files();
     ctx.finish(() => {
       const finishedAt = Date.now();
-      const metrics = {
-        totalExportedProfileCounter: writer.written,
-        exportedProfileByNamespaceCounter: writer.namespaces,
-        totalTimeMs: Math.round(performance.now() - started),
-      };
-      const manifest = writer.writeManifest(files, metrics, finishedAt);
+      const { files, manifest, result } = writer.complete(started, finishedAt);
       const record = sqlite.prepare(
         `INSERT INTO dataset_files (dataset_id, name, job_id, rows, bytes, sha256, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (dataset_id, name) DO UPDATE SET job_id = excluded.job_id, rows = excluded.rows,
@@ -169,7 +163,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       writer.marks.save(conn, plan.datasetId, plan.jobId);
       // Renamed last: if the transaction could not get here, nothing has its final name.
       writer.publish();
-      return { result: writer.result(files, manifest, metrics), units: writer.written };
+      return { result, units: writer.written };
     });
     // The replaced export's records file; a crash before this leaves it for the next export to remove.
     removeOtherRecordFiles(plan.dir, plan.jobId);

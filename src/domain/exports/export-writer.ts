@@ -137,8 +137,32 @@ export class ExportWriter {
     }
   }
 
+  /**
+   * Once every row is written: the export's metrics, its manifest written under its temporary
+   * name, and what the recording transaction stores — the files, the manifest's entry and the
+   * job's result, as both ways of running an export record them.
+   */
+  complete(
+    started: number,
+    finishedAt: number,
+  ): { files: ExportFileInfo[]; manifest: ExportFileInfo; result: ExportJobResult } {
+    const { plan } = this;
+    const files = this.files();
+    const metrics: ExportMetrics = {
+      totalExportedProfileCounter: this.written,
+      exportedProfileByNamespaceCounter: this.namespaces,
+      totalTimeMs: Math.round(performance.now() - started),
+    };
+    const manifest = this.writeManifest(files, metrics, finishedAt);
+    return {
+      files,
+      manifest,
+      result: { metrics, files, manifest, mode: plan.mode, since: plan.since, notes: plan.notes },
+    };
+  }
+
   /** The files as the job's result lists them (not the records file). */
-  files(): ExportFileInfo[] {
+  private files(): ExportFileInfo[] {
     return this.done
       .filter((f) => !f.records)
       .map((f) => ({
@@ -152,7 +176,7 @@ export class ExportWriter {
   }
 
   /** Writes manifest.json under its temporary name (`publish` renames it) and returns its entry. */
-  writeManifest(files: ExportFileInfo[], metrics: ExportMetrics, finishedAt: number): ExportFileInfo {
+  private writeManifest(files: ExportFileInfo[], metrics: ExportMetrics, finishedAt: number): ExportFileInfo {
     const { plan } = this;
     const sink = new FileSink(this.tempPath('manifest.json'));
     const body = {
@@ -175,12 +199,6 @@ export class ExportWriter {
   publish(): void {
     for (const f of this.done) publishFile(f.sink.tempPath, join(this.plan.dir, f.name));
     publishFile(this.tempPath('manifest.json'), join(this.plan.dir, 'manifest.json'));
-  }
-
-  /** The job's result, as both ways of running an export record it. */
-  result(files: ExportFileInfo[], manifest: ExportFileInfo, metrics: ExportMetrics): ExportJobResult {
-    const { plan } = this;
-    return { metrics, files, manifest, mode: plan.mode, since: plan.since, notes: plan.notes };
   }
 
   /** Closes the files still open without finishing them (a failure or a cancel). */
