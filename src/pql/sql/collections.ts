@@ -20,6 +20,7 @@ import type {
   SelectNode,
 } from '../language/ast.js';
 import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
+import { includesPrefilter, withPrefilter } from './containment.js';
 import {
   asIso,
   type CompileContext,
@@ -446,7 +447,9 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'includes': {
       const v = ctx.scalar(node.args[0]!, env);
       if (v.constant === null) return constantPredicate(false);
-      return existsPredicate(sql`SELECT 1 ${fromWhere(c, [itemEquals(c, v)])}`, true);
+      const exact = existsPredicate(sql`SELECT 1 ${fromWhere(c, [itemEquals(c, v)])}`, true);
+      const whole = c.read && c.read.from === c.from && c.read.where === c.where ? c.read : undefined;
+      return withPrefilter(exact, includesPrefilter(whole, v));
     }
     case 'intersects': {
       const b = ctx.collection(node.args[0]!, env);

@@ -42,6 +42,11 @@ export interface Dialect {
   number(read: Sql): Sql;
   /** The whole element of a JSON array row (`alias.value`) as the SQL value of `type`. */
   readElement(alias: string, type: PqlType): Sql;
+  /**
+   * `doc` contains the JSON `json` (an object), by an operator an index of `doc` can answer;
+   * undefined when the database has none (containment.ts).
+   */
+  contains(doc: Sql, json: string): Sql | undefined;
   /** The JSON type name at `path` ('null', 'object', 'array', …; NULL when absent). */
   jsonType(doc: Sql, path: readonly string[]): Sql;
   /** The elements of the JSON array at `path` as rows `alias.key` (order) and `alias.value`. */

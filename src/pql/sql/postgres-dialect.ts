@@ -97,6 +97,8 @@ export const POSTGRES: Dialect = {
   readJson: (doc, path, type) => typed(at(doc, path), type),
   number: (read) => read,
   readElement: (alias, type) => typed(raw(`${alias}.value`), type),
+  // `@>` is what the GIN index on profiles.attributes (jsonb_path_ops) answers.
+  contains: (doc, json) => sql`${doc} @> CAST(${param(json)} AS jsonb)`,
   jsonType: (doc, path) => sql`jsonb_typeof(${at(doc, path)})`,
   arrayRows(doc, path, alias): JsonRows {
     const value = at(doc, path);

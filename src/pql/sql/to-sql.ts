@@ -56,6 +56,7 @@ import {
   itemEquals,
   projectedValues,
 } from './collections.js';
+import { equalityPrefilter, withPrefilter } from './containment.js';
 import {
   asMs,
   CompileContext,
@@ -439,7 +440,12 @@ function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarV
   // Text (strings, ISO datetimes) in code-point order; equality needs no collation.
   const text = a.type.kind === 'string' || a.rep === 'iso';
   const order = text && op !== '=' && op !== '!=' ? dialect().ordered : (s: Sql) => s;
-  return predicate(sql`${order(valueSql(a))} ${SQL_COMPARE[op]} ${order(valueSql(b))}`, a.nullable || b.nullable);
+  const exact = predicate(
+    sql`${order(valueSql(a))} ${SQL_COMPARE[op]} ${order(valueSql(b))}`,
+    a.nullable || b.nullable,
+  );
+  if (op !== '=') return exact;
+  return withPrefilter(exact, equalityPrefilter(a.read, [b]) ?? equalityPrefilter(b.read, [a]));
 }
 
 const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
@@ -535,7 +541,7 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
     const listSql = sql`(${joinParts(list)})`;
     if (!node.negated) {
       if (items.length === 0) return constantPredicate(false);
-      return predicate(sql`${valueSql(v)} IN ${listSql}`, true);
+      return withPrefilter(predicate(sql`${valueSql(v)} IN ${listSql}`, true), equalityPrefilter(v.read, items));
     }
     // Missing elements are ignored, so a NULL must never reach NOT IN (it would make it unknown).
     const fixed = items.filter((e) => !e.nullable);

@@ -22,7 +22,7 @@ export type ConstantValue = string | number | boolean | null;
  * is used as a value or negated.
  *
  * The first fields say what the value is; any transformation of `sql` must restate them. The
- * three optional groups below are optimisation facts: each promises something about `sql`
+ * four optional groups below are optimisation facts: each promises something about `sql`
  * that a later step may use to write a cheaper statement, and none changes what the value
  * is, so a step that does not know a group may drop it (never keep one that no longer holds).
  */
@@ -44,6 +44,14 @@ export interface ScalarValue {
   shape?: ConditionShape;
   /** For a number: what it is computed from, so comparing it with a constant takes a cheaper form. */
   origin?: NumberOrigin;
+  /** For a value read from a document as it is: where, so an equality can add a prefilter (containment.ts). */
+  read?: DocumentRead;
+}
+
+/** Where a value was read: the document of `item` at `path` (at least one step), not wrapped. */
+export interface DocumentRead {
+  item: ItemScope;
+  path: readonly string[];
 }
 
 /**
@@ -174,6 +182,12 @@ export interface CollectionValue {
    * not these values any more.
    */
   eventValues?: { events: CollectionValue; value: Sql; distinct: boolean; from: Sql; where: Sql[] };
+  /**
+   * For the elements of a document array: where the array was read, so `includes(constant)`
+   * can add a prefilter (containment.ts). Valid, as `eventValues`, only while `from` and
+   * `where` are the very ones it was made with.
+   */
+  read?: DocumentRead & { from: Sql; where: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
