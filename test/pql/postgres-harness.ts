@@ -45,6 +45,12 @@ export function withoutNul<T>(value: T): T {
   return JSON.parse(JSON.stringify(value).replaceAll('\\u0000', '\\u0001')) as T;
 }
 
+/** Documents stored as JSON text of their own (see PostgresHarness.load). */
+export interface DocumentTexts {
+  attributes?: readonly (string | undefined)[];
+  payloads?: ReadonlyMap<number, string>;
+}
+
 export interface PostgresMatches {
   /** compileToSql's ids, sorted. */
   ids: number[];
@@ -82,11 +88,11 @@ export class PostgresHarness {
   }
 
   /**
-   * Replaces the stored profiles with `list` (ids 1…n). `attributesText`, by index, stores a
-   * profile's attributes as that JSON text instead (jsonb keeps a number's decimal digits, so
-   * `1.00000000000000001` stays what it is where JS reads 1).
+   * Replaces the stored profiles with `list` (ids 1…n). `texts.attributes` (by profile index)
+   * and `texts.payloads` (by event id) store a document as that JSON text instead: jsonb keeps
+   * a number's decimal digits, so `1.00000000000000001` stays what it is where JS reads 1.
    */
-  async load(list: readonly TestProfile[], attributesText: readonly (string | undefined)[] = []): Promise<void> {
+  async load(list: readonly TestProfile[], texts: DocumentTexts = {}): Promise<void> {
     const rows = list.map((p, i) => ({ id: i + 1, ...p }));
     await this.client.query('TRUNCATE profiles, events, memberships');
     await this.client.query(
@@ -94,9 +100,10 @@ export class PostgresHarness {
        SELECT (r->>'id')::bigint, $2, r->'attributes', 0, 0 FROM jsonb_array_elements($1::jsonb) AS r`,
       [JSON.stringify(rows), SANDBOX_ID],
     );
-    for (const [i, text] of attributesText.entries()) {
-      if (text !== undefined)
+    for (const [i, text] of (texts.attributes ?? []).entries()) {
+      if (text !== undefined) {
         await this.client.query('UPDATE profiles SET attributes = $1::jsonb WHERE id = $2', [text, i + 1]);
+      }
     }
     const events = rows.flatMap((p) => p.events.map((e) => ({ ...e, profileId: p.id })));
     await this.client.query(
@@ -106,6 +113,9 @@ export class PostgresHarness {
        FROM jsonb_array_elements($1::jsonb) AS r`,
       [JSON.stringify(events), SANDBOX_ID],
     );
+    for (const [id, text] of texts.payloads ?? []) {
+      await this.client.query('UPDATE events SET payload = $1::jsonb WHERE id = $2', [text, id]);
+    }
     const memberships = rows.flatMap((p) => p.memberships.map((m) => ({ ...m, profileId: p.id })));
     await this.client.query(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at, payload)

@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DifferentialHarness, type TestProfile } from './differential-harness.js';
-import { PostgresHarness } from './postgres-harness.js';
+import { type DocumentTexts, PostgresHarness } from './postgres-harness.js';
 
 const URL = process.env.SEGQL_TEST_DATABASE_URL;
 const NOW = Date.parse('2026-11-28T09:30:00.000Z');
@@ -34,11 +34,18 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
   });
 
   /**
-   * Loads the profiles (attributes as `texts[i]` in PostgreSQL where given, parsed by JS) and
-   * returns the ids the JS evaluator selects, after checking PostgreSQL selects the same.
+   * Loads the profiles (documents given as `texts` stored as that text in PostgreSQL, parsed
+   * by JS) and returns the ids the JS evaluator selects, after checking PostgreSQL selects the same.
    */
-  async function agreed(source: string, list: TestProfile[], texts: (string | undefined)[] = []): Promise<number[]> {
-    const js = list.map((p, i) => (texts[i] === undefined ? p : { ...p, attributes: JSON.parse(texts[i]!) }));
+  async function agreed(source: string, list: TestProfile[], texts: DocumentTexts = {}): Promise<number[]> {
+    const js = list.map((p, i) => {
+      const text = texts.attributes?.[i];
+      const events = p.events.map((e) => {
+        const payload = texts.payloads?.get(e.id);
+        return payload === undefined ? e : { ...e, payload: JSON.parse(payload) };
+      });
+      return { ...p, attributes: text === undefined ? p.attributes : JSON.parse(text), events };
+    });
     harness.load(js);
     await postgres.load(list, texts);
     const checked = harness.check(source);
@@ -150,8 +157,93 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
       '{"loyalty": {"points": 1.0000001}}',
     ];
     const list = texts.map(() => profile({}));
-    expect(await agreed('loyalty.points = 1', list, texts)).toEqual([1, 2, 3, 4, 5]);
-    expect(await agreed('loyalty.points in [1, 2]', list, texts)).toEqual([1, 2, 3, 4, 5]);
+    expect(await agreed('loyalty.points = 1', list, { attributes: texts })).toEqual([1, 2, 3, 4, 5]);
+    expect(await agreed('loyalty.points in [1, 2]', list, { attributes: texts })).toEqual([1, 2, 3, 4, 5]);
     expect(await statementOf('loyalty.points in [1, 2]')).not.toContain('@>');
+  });
+
+  describe('sums and averages over events in one grouped pass of exact decimals', () => {
+    const DAY = 86_400_000;
+    const SUM = 'xEvent[eventType = "commerce.purchases"].sum(commerce.order.priceTotal)';
+    const AVERAGE =
+      'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 60 days before now].average(commerce.order.priceTotal)';
+    let nextId = 1;
+    /** A profile with purchases of these totals (a day apart, in order) and the other events given. */
+    function buyer(totals: unknown[], others: { eventType: string; total: unknown }[] = []): TestProfile {
+      const events = [
+        ...totals.map((t, i) => ({ eventType: 'commerce.purchases', total: t, at: NOW - (30 - i) * DAY })),
+        ...others.map((o, i) => ({ ...o, at: NOW - (20 - i) * DAY })),
+      ].map((e) => ({
+        id: nextId++,
+        timestamp: e.at,
+        eventType: e.eventType,
+        payload: { commerce: { order: { priceTotal: e.total } } },
+      }));
+      return { attributes: {}, events, memberships: [] };
+    }
+
+    function store(): { list: TestProfile[]; texts: DocumentTexts } {
+      nextId = 1;
+      const list = [
+        /* 1 */ buyer([3793.96, 14551.54, -18245.5]), // decimals: 100; PQL: 100.00000000000091
+        /* 2 */ buyer([329.89, 1334.77, -1164.66]), // decimals: 500; PQL: 499.9999999999999
+        /* 3 */ buyer([]),
+        /* 4 */ buyer(['100', true, null, [100], { a: 100 }]), // no numbers: the sum is 0, no average
+        /* 5 */ buyer([1e308, 1e308]), // Infinity
+        /* 6 */ buyer([-1e308, -1e308]), // -Infinity
+        /* 7 */ buyer([2 ** 62, -(2 ** 62 + 1024)]), // integers as written: -1000
+        /* 8 */ buyer([5e-324, 5e-324, 5e-324]), // subnormals: 5e-324 is not the double it reads as
+        /* 9 */ buyer([100]), // stored as 100.00000000000000001 below: JS reads 100
+        /* 10 */ buyer([100, 1]), // 100 stored as 1e2, 1 as 1.0
+        /* 11 */ buyer([60], [{ eventType: 'commerce.checkouts', total: 1e6 }]),
+        /* 12 */ buyer([100]),
+        /* 13 */ buyer([0.1, 0.2, -0.3]),
+        /* 14 */ buyer([14214.22, 11599.89, -25664.11]), // average: decimals 50; PQL: 49.999999999999396
+        /* 15 */ buyer([50, 'x', 50]), // the second 50 stored as 50.000000000000001 below
+      ];
+      const payload = (text: string) => `{"commerce": {"order": {"priceTotal": ${text}}}}`;
+      const of = (profile: number, k: number) => list[profile - 1]!.events[k]!.id;
+      const payloads = new Map([
+        [of(9, 0), payload('100.00000000000000001')],
+        [of(10, 0), payload('1e2')],
+        [of(10, 1), payload('1.0')],
+        [of(15, 2), payload('50.000000000000001')],
+      ]);
+      return { list, texts: { payloads } };
+    }
+
+    it.each([
+      [`${SUM} > 100`, [1, 2, 5, 10, 14]],
+      [`${SUM} >= 100`, [1, 2, 5, 9, 10, 12, 14, 15]],
+      [`${SUM} = 100`, [9, 12, 15]],
+      [`${SUM} != 100`, [1, 2, 3, 4, 5, 6, 7, 8, 10, 11, 13, 14]],
+      [`${SUM} < 100`, [3, 4, 6, 7, 8, 11, 13]],
+      [`${SUM} <= 0`, [3, 4, 6, 7]],
+      [`${SUM} = 0`, [3, 4]],
+      [`${SUM} > 0`, [1, 2, 5, 8, 9, 10, 11, 12, 13, 14, 15]],
+      [`${SUM} < -1e300`, [6]],
+      [`${SUM} = -1000`, [7]],
+      [`${SUM} = 500`, []],
+      [`let S = (${SUM}) in (S > 50 and S < 500)`, [1, 2, 9, 10, 11, 12, 14, 15]],
+      [`not (${SUM} > 100)`, [3, 4, 6, 7, 8, 9, 11, 12, 13, 15]],
+      [`${SUM} > 100 or ${SUM} < 0`, [1, 2, 5, 6, 7, 10, 14]],
+      [`${AVERAGE} >= 50`, [2, 5, 9, 10, 11, 12, 15]],
+      [`${AVERAGE} = 50`, [15]],
+      [`${AVERAGE} < 50`, [1, 6, 7, 8, 13, 14]],
+      [`${AVERAGE} > 0`, [1, 2, 5, 8, 9, 10, 11, 12, 13, 14, 15]],
+      [`not (${AVERAGE} >= 50)`, [1, 3, 4, 6, 7, 8, 13, 14]],
+    ])('%s', async (source, expected) => {
+      const { list, texts } = store();
+      expect(await agreed(source, list, texts)).toEqual(expected);
+    });
+
+    it('are one grouped pass that sums again the PQL way only near the bound', async () => {
+      const sql = await statementOf(`${SUM} > 100`);
+      expect(sql).toMatch(
+        /^SELECT p\.id AS id FROM \(SELECT e1\.profile_id AS id FROM events AS e1 WHERE .* GROUP BY e1\.profile_id HAVING CASE WHEN /,
+      );
+      expect(sql).toContain('AS numeric)');
+      expect(sql).toContain('THEN (SELECT pql_total(v ORDER BY o0, o1)');
+    });
   });
 });

@@ -46,6 +46,7 @@ import {
   type CompiledValue,
   conditionSql,
   constantPredicate,
+  type DocumentRead,
   existsPredicate,
   NUMBER_TYPE,
   type ObjectValue,
@@ -270,11 +271,16 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
+  const decimal = summed && v.read && v.type.kind === 'number' ? readDecimal(v.read) : undefined;
   return {
     ...scalar(s, type, fn !== 'sum'),
     rep: v.rep,
-    origin: { eventAggregate: c.events && { fn, source: c, input } },
+    origin: { eventAggregate: c.events && { fn, source: c, input, ...(decimal ? { decimal } : {}) } },
   };
+}
+
+function readDecimal(read: DocumentRead): Sql | undefined {
+  return dialect().readDecimal(documentOf(read.item), read.path);
 }
 
 /** Whether `value` reads the row of `c`'s items (compiler-made text: aliases are never in user text). */

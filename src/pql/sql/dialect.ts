@@ -93,6 +93,11 @@ export interface Dialect {
   age(t: Sql, now: Sql): Sql;
   /** `t occurs <tail>` with per-row references (instants in epoch ms), the tail described by `spec` (JSON). */
   occurs(t: Sql, spec: Sql, ref: Sql, to: Sql, now: Sql): Sql;
+  /**
+   * The number at `path` of `doc` as an exact decimal (NULL when it is not a number), for
+   * sums taken in one grouped pass (hoist.ts); undefined where sums stay one probe per profile.
+   */
+  readDecimal(doc: Sql, path: readonly string[]): Sql | undefined;
   /** The aggregate function of PQL sum / average (SQLite's compensated sums). */
   sumFunction(fn: 'sum' | 'average'): string;
   /**

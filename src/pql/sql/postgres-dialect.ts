@@ -187,6 +187,11 @@ export const POSTGRES: Dialect = {
   // The JS engine's window and test, created by the PostgreSQL migrations (0006_pql_occurs.sql).
   occurs: (t, spec, ref, to, now) =>
     sql`pql_occurs(CAST(${t} AS float8), CAST(${spec} AS jsonb), CAST(${ref} AS float8), CAST(${to} AS float8), CAST(${now} AS float8))`,
+  // jsonb keeps a number as the numeric it was written as: its decimal digits, exactly.
+  readDecimal(doc, path) {
+    const value = at(doc, path);
+    return sql`CASE WHEN jsonb_typeof(${value}) = 'number' THEN CAST(${value} AS numeric) END`;
+  },
   // SQLite's total() step for step, created by the PostgreSQL migrations (drizzle/pg/0003_pql_sums.sql).
   sumFunction: (fn) => (fn === 'sum' ? 'pql_total' : 'pql_avg'),
   orderedSums: true,

@@ -199,6 +199,11 @@ export interface EventAggregate {
   input: Sql | null;
   /** `count` of the distinct present values of `input` (`xEvent.channel.distinct().count()`). */
   distinct?: boolean;
+  /**
+   * For a sum or average of a number read from the events' documents: that number as an exact
+   * decimal (NULL when it is not a number), where the dialect has one (hoist.ts exactSumTest).
+   */
+  decimal?: Sql;
 }
 
 const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
