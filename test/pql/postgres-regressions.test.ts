@@ -92,6 +92,54 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     ]);
   });
 
+  it('a literal that is also the text of another JSON value compares by JSON type', async () => {
+    const list = [
+      profile({ homeAddress: { countryCode: 1 } }),
+      profile({ homeAddress: { countryCode: '1' } }),
+      profile({ homeAddress: { countryCode: true } }),
+      profile({ homeAddress: { countryCode: 'true' } }),
+      profile({ homeAddress: { countryCode: [1] } }),
+      profile({ homeAddress: { countryCode: '[1]' } }),
+      profile({ homeAddress: { countryCode: {} } }),
+      profile({ homeAddress: { countryCode: '{}' } }),
+      profile({ homeAddress: { countryCode: -1.5 } }),
+      profile({ homeAddress: { countryCode: '-1.5' } }),
+      profile({ homeAddress: { countryCode: null } }),
+      profile({ homeAddress: { countryCode: 'null' } }),
+    ];
+    expect(await agreed('homeAddress.countryCode = "1"', list)).toEqual([2]);
+    expect(await statementOf('homeAddress.countryCode = "1"')).toContain('AS jsonb)');
+    expect(await agreed('homeAddress.countryCode = "true"', list)).toEqual([4]);
+    expect(await agreed('homeAddress.countryCode = "[1]"', list)).toEqual([6]);
+    expect(await agreed('homeAddress.countryCode = "{}"', list)).toEqual([8]);
+    expect(await agreed('homeAddress.countryCode in ["-1.5", "null"]', list)).toEqual([10, 12]);
+    expect(await agreed('homeAddress.countryCode = "null"', list)).toEqual([12]);
+    expect(await statementOf('homeAddress.countryCode = "null"')).toContain('->> $');
+    // Event documents get no prefilter: the exact test alone must tell the types apart.
+    const channels = list.map((p, i) => ({
+      ...p,
+      events: [
+        {
+          id: i + 1,
+          timestamp: NOW,
+          eventType: 'x',
+          payload: {
+            channel: (p.attributes.homeAddress as { countryCode: unknown }).countryCode,
+            marketing: { campaignId: (p.attributes.homeAddress as { countryCode: unknown }).countryCode },
+          },
+        },
+      ],
+    }));
+    const any = (c: string) => `xEvent[channel = ${c}].count() > 0`;
+    expect(await agreed(any('"1"'), channels)).toEqual([2]);
+    expect(await agreed(any('"true"'), channels)).toEqual([4]);
+    expect(await agreed(any('"[1]"'), channels)).toEqual([6]);
+    expect(await agreed(any('"{}"'), channels)).toEqual([8]);
+    expect(await agreed('exists E from xEvent where E.marketing.campaignId in ["-1.5", "null"]', channels)).toEqual([
+      10, 12,
+    ]);
+  });
+
   it('unicode strings match as JS compares them: code units, no normalisation, no case folding', async () => {
     const list = [
       profile({ homeAddress: { city: 'Malmö' } }),

@@ -20,7 +20,6 @@ import type {
   SelectNode,
 } from '../language/ast.js';
 import { AGGREGATE_FNS, QUANTIFIERS } from '../language/vocabulary.js';
-import { includesPrefilter, withPrefilter } from './containment.js';
 import {
   asIso,
   type CompileContext,
@@ -37,6 +36,7 @@ import {
   withVar,
 } from './context.js';
 import { dialect, existsSql, notKnown, trueSql } from './dialect.js';
+import { includesPrefilter, withPrefilter } from './equality.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 import {

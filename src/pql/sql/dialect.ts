@@ -47,6 +47,11 @@ export interface Dialect {
    * undefined when the database has none (containment.ts).
    */
   contains(doc: Sql, json: string): Sql | undefined;
+  /**
+   * The value at `path` (at least one step) of `doc` is one of `values`, of the same JSON type,
+   * in a form cheaper than comparing the typed read; undefined where there is none (equality.ts).
+   */
+  jsonEquals(doc: Sql, path: readonly string[], values: readonly (string | boolean)[]): Sql | undefined;
   /** The JSON type name at `path` ('null', 'object', 'array', …; NULL when absent). */
   jsonType(doc: Sql, path: readonly string[]): Sql;
   /** The elements of the JSON array at `path` as rows `alias.key` (order) and `alias.value`. */

@@ -26,9 +26,22 @@ import { BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { translateRegex } from './postgres-regex.js';
 
-/** `jsonb` at `path` of `doc`. */
+/**
+ * `jsonb` at `path` of `doc`, one `->` per step: a text key finds a member of an object only,
+ * so an array or a scalar on the way gives NULL, as the JS evaluator finds nothing there
+ * (`#>` would index an array with a key like "0"), and each step is one cheap call where `#>`
+ * takes its path array apart again on every row.
+ */
 function at(doc: Sql, path: readonly string[]): Sql {
-  return sql`(${doc} #> ${param([...path])})`;
+  return path.reduce((value, key) => sql`(${value} -> ${param(key)})`, doc);
+}
+
+/**
+ * Whether the text `->>` gives for a JSON value other than a string can never be `s`: not a
+ * number (which starts with a digit or "-"), true, false, an object or an array.
+ */
+function onlyStringText(s: string): boolean {
+  return s !== 'true' && s !== 'false' && !/^[-0-9[{]/.test(s);
 }
 
 /** A jsonb value as the SQL value of a PQL scalar type: NULL unless it has the matching JSON type. */
@@ -99,6 +112,15 @@ export const POSTGRES: Dialect = {
   readElement: (alias, type) => typed(raw(`${alias}.value`), type),
   // `@>` is what the GIN index on profiles.attributes (jsonb_path_ops) answers.
   contains: (doc, json) => sql`${doc} @> CAST(${param(json)} AS jsonb)`,
+  jsonEquals(doc, path, values) {
+    const last = path[path.length - 1];
+    if (last === undefined) return undefined;
+    const oneOf = (items: Sql[]) => (items.length === 1 ? sql` = ${items[0]!}` : sql` IN (${joinComma(items)})`);
+    if (values.every((v) => typeof v === 'string' && onlyStringText(v))) {
+      return sql`(${at(doc, path.slice(0, -1))} ->> ${param(last)})${oneOf(values.map(param))}`;
+    }
+    return sql`${at(doc, path)}${oneOf(values.map((v) => sql`CAST(${param(JSON.stringify(v))} AS jsonb)`))}`;
+  },
   jsonType: (doc, path) => sql`jsonb_typeof(${at(doc, path)})`,
   arrayRows(doc, path, alias): JsonRows {
     const value = at(doc, path);

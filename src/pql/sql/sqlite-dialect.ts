@@ -31,6 +31,8 @@ export const SQLITE: Dialect = {
   readElement: (alias) => raw(`${alias}.value`),
   // No index of SQLite's answers containment: the exact test alone is cheaper.
   contains: () => undefined,
+  // json_extract() = ? is already one read of the path.
+  jsonEquals: () => undefined,
   jsonType: (doc, path) => sql`json_type(${doc}, ${param(jsonPath(path))})`,
   arrayRows(doc, path, alias): JsonRows {
     const p = param(jsonPath(path));

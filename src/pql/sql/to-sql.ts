@@ -56,7 +56,6 @@ import {
   itemEquals,
   projectedValues,
 } from './collections.js';
-import { equalityPrefilter, withPrefilter } from './containment.js';
 import {
   asMs,
   CompileContext,
@@ -80,6 +79,7 @@ import {
   falseSql,
   withDialect,
 } from './dialect.js';
+import { documentEquality } from './equality.js';
 import { joinSql, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
 import { POSTGRES } from './postgres-dialect.js';
@@ -445,7 +445,7 @@ function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarV
     a.nullable || b.nullable,
   );
   if (op !== '=') return exact;
-  return withPrefilter(exact, equalityPrefilter(a.read, [b]) ?? equalityPrefilter(b.read, [a]));
+  return documentEquality(exact, a, [b]) ?? documentEquality(exact, b, [a]) ?? exact;
 }
 
 const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
@@ -541,7 +541,8 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
     const listSql = sql`(${joinParts(list)})`;
     if (!node.negated) {
       if (items.length === 0) return constantPredicate(false);
-      return withPrefilter(predicate(sql`${valueSql(v)} IN ${listSql}`, true), equalityPrefilter(v.read, items));
+      const exact = predicate(sql`${valueSql(v)} IN ${listSql}`, true);
+      return documentEquality(exact, v, items) ?? exact;
     }
     // Missing elements are ignored, so a NULL must never reach NOT IN (it would make it unknown).
     const fixed = items.filter((e) => !e.nullable);

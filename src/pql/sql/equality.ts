@@ -1,16 +1,20 @@
 /**
- * Containment prefilters: `field = "x"`, `field in ["x", "y"]` and `array.includes("x")` on a
- * document path with string or boolean constants, as `doc @> '{"a": {"b": "x"}}'` ahead of the
- * exact test. On PostgreSQL the profile attributes' GIN index (`jsonb_path_ops`) answers
- * containment, so the exact test runs only on the candidates it returns.
+ * A document field compared for equality with string or boolean constants (`field = "x"`,
+ * `field in ["x", "y"]`, and `array.includes("x")`), in the forms the dialect makes cheap.
  *
- * The prefilter never drops a profile the exact test keeps: whenever the JS evaluator finds the
- * string or boolean `v` at path a.b (every step an object, docs/pql-semantics.md: a step through
- * an array is missing), the document contains `{"a": {"b": v}}`. The reverse holds too for
- * strings and booleans (jsonb compares them exactly, and containment follows objects only, never
- * into an array on the path), but the exact test stays, so the condition is the one it was.
- * Numbers get none: jsonb compares them as decimals (1.00000000000000001 ≠ 1) where JS compares
- * the doubles they read as (equal), so containment could drop a profile the exact test keeps.
+ * The exact test: on PostgreSQL the field's JSON text (`doc -> 'a' ->> 'b' = 'x'`, one read
+ * of the path, no type test) when no JSON value other than the string "x" has that text, or
+ * jsonb equality otherwise (`doc -> 'a' -> 'b' = '"x"'`; booleans too); elsewhere the typed read.
+ *
+ * The prefilter, ahead of it: containment, `doc @> '{"a": {"b": "x"}}'`, which the GIN index
+ * on the profile attributes (`jsonb_path_ops`) answers, so the exact test runs only on the
+ * candidates it returns. It never drops a profile the exact test keeps: whenever the JS
+ * evaluator finds the string or boolean `v` at path a.b (every step an object,
+ * docs/pql-semantics.md: a step through an array is missing), the document contains
+ * `{"a": {"b": v}}`. The reverse holds too for strings and booleans (jsonb compares them
+ * exactly, and containment follows objects only, never into an array on the path), but the
+ * exact test stays, so the condition is the one it was. Numbers get neither: jsonb compares
+ * them as decimals (1.00000000000000001 ≠ 1) where JS compares the doubles they read as (equal).
  */
 import { documentOf } from './context.js';
 import { dialect } from './dialect.js';
@@ -18,24 +22,35 @@ import { type Sql, sql } from './fragment.js';
 import { type DocumentRead, predicate, type ScalarValue } from './values.js';
 
 /**
- * `(doc @> {path: v1} OR doc @> {path: v2} …)` for a read of the profile document compared
- * for equality with `values`, or undefined when there is no exact prefilter (another document,
- * a constant that is not a string or boolean, or a dialect without containment).
+ * `subject = v1 or subject = v2 …` where `typed` is that test on the typed read: the cheaper
+ * exact test and the prefilter when `subject` is a document read and `values` constants of its
+ * type (string or boolean); undefined when neither applies.
  */
-export function equalityPrefilter(read: DocumentRead | undefined, values: readonly ScalarValue[]): Sql | undefined {
-  if (read === undefined || values.length === 0) return undefined;
+export function documentEquality(
+  typed: ScalarValue,
+  subject: ScalarValue,
+  values: readonly ScalarValue[],
+): ScalarValue | undefined {
+  const read = subject.read;
+  const kind = subject.type.kind;
+  if (read === undefined || values.length === 0 || (kind !== 'string' && kind !== 'boolean')) return undefined;
   const constants: (string | boolean)[] = [];
   for (const v of values) {
-    if (!prefilterable(v)) return undefined;
+    if (v.type.kind !== kind || !prefilterable(v)) return undefined;
     constants.push(v.constant as string | boolean);
   }
-  return anyContains(
+  const test = read.path.every(storable)
+    ? dialect().jsonEquals(documentOf(read.item), read.path, constants)
+    : undefined;
+  const exact = test ? predicate(test, true) : typed;
+  const prefilter = anyContains(
     read,
     constants.map((c) => JSON.stringify(c)),
   );
+  return prefilter === undefined && test === undefined ? undefined : withPrefilter(exact, prefilter);
 }
 
-/** `doc @> {path: [v]}` for `array.includes(v)` on a profile document's array, as equalityPrefilter. */
+/** `doc @> {path: [v]}` for `array.includes(v)` on a profile document's array (see the top). */
 export function includesPrefilter(read: DocumentRead | undefined, value: ScalarValue): Sql | undefined {
   if (read === undefined || !prefilterable(value)) return undefined;
   return anyContains(read, [`[${JSON.stringify(value.constant)}]`]);
