@@ -27,6 +27,8 @@ import {
   PROFILE_ALIAS,
   predicate,
   type ScalarValue,
+  type SumTest,
+  sumTestSql,
 } from './values.js';
 
 /** References to table aliases in compiler-made SQL text (`p.`, `e3.`, `j4.`, `d5.`, `m6.`); user text is never in it. */
@@ -206,10 +208,12 @@ export function hoistAggregateComparison(
   const bound = param(k);
   let having: Sql;
   let empty: boolean;
+  let sum: SumTest | undefined;
   switch (agg.fn) {
     case 'sum':
     case 'average':
-      having = exactSumTest(ctx, agg, agg.decimal!, op, k, e);
+      sum = exactSumTest(ctx, agg, agg.decimal!, op, k, e);
+      having = sumTestSql(sum);
       // A profile without matching events has the sum 0 and no average (missing: false).
       empty = agg.fn === 'sum' && compareOp(op, 0, k);
       break;
@@ -231,6 +235,7 @@ export function hoistAggregateComparison(
     having,
     empty,
     query: (test) => h.query('profile_id AS id', sql` GROUP BY ${e}.profile_id HAVING ${test}`),
+    ...(sum ? { sum } : {}),
   };
   const sets = groupSets(group);
   // The IN list: the profiles whose group passes, or (when a profile without events passes) the complement.
@@ -256,19 +261,23 @@ function exactSumTest(
   op: CompareOp,
   k: number,
   e: string,
-): Sql {
+): SumTest {
   const d = dialect();
   const sum = agg.fn === 'sum' ? sql`coalesce(sum(${decimal}), 0)` : sql`avg(${decimal})`;
   const magnitude = agg.fn === 'sum' ? sql`coalesce(sum(abs(${decimal})), 0)` : sql`avg(abs(${decimal}))`;
   const bound = sql`CAST(${param(k)} AS numeric)`;
-  const near = sql`abs(${sum} - ${bound}) <= ${magnitude} * 1e-12 + 1e-300 OR sum(abs(${decimal})) >= 1e300`;
   // The PQL sum of the group's profile: the correlated aggregate, its events renamed apart from e.
   const f = ctx.alias('e');
   const rename = (s: Sql) => new Sql(s.text.replace(new RegExp(`\\b${e}\\.`, 'g'), `${f}.`), s.params);
   const conds = (agg.source.events?.conds ?? []).map(rename);
   const where = joinSql([raw(`${f}.profile_id = ${e}.profile_id`), ...conds], ' AND ');
   const rows = sql`SELECT ${rename(agg.input!)} AS v, ${raw(`${f}.ts`)} AS o0, ${raw(`${f}.id`)} AS o1 FROM events AS ${raw(f)} WHERE ${where}`;
-  const exact = sql`(SELECT ${raw(d.sumFunction(agg.fn as 'sum' | 'average'))}(v ORDER BY o0, o1) FROM ${d.derived(rows)})`;
+  const fn = raw(d.sumFunction(agg.fn as 'sum' | 'average'));
   const cmp = SQL_COMPARE[op];
-  return sql`CASE WHEN ${near} THEN ${exact} ${cmp} ${param(k)} ELSE ${sum} ${cmp} ${bound} END`;
+  return {
+    near: sql`abs(${sum} - ${bound}) <= ${magnitude} * 1e-12 + 1e-300 OR sum(abs(${decimal})) >= 1e300`,
+    decided: sql`${sum} ${cmp} ${bound}`,
+    onExact: sql`q.x ${cmp} ${param(k)}`,
+    exact: sql`(SELECT ${fn}(v ORDER BY o0, o1) AS x FROM (${rows}) AS r) AS q`,
+  };
 }

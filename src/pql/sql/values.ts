@@ -116,6 +116,24 @@ export interface EventGroup {
   empty: boolean;
   /** The ids of the profiles whose group passes `test`. */
   query: (test: Sql) => Sql;
+  /** When `having` is an exact-sum test (hoist.ts): its parts, so tests of the same sum share one recount. */
+  sum?: SumTest;
+}
+
+/**
+ * `CASE WHEN near THEN (SELECT onExact FROM exact) ELSE decided END`: a test decided by the
+ * exact decimal sum of a group unless it is `near` the bound, where `onExact` tests the PQL sum
+ * `q.x` that `exact` (a FROM item named q) computes for the group's profile.
+ */
+export interface SumTest {
+  near: Sql;
+  decided: Sql;
+  onExact: Sql;
+  exact: Sql;
+}
+
+export function sumTestSql(t: SumTest): Sql {
+  return sql`CASE WHEN ${t.near} THEN (SELECT ${t.onExact} FROM ${t.exact}) ELSE ${t.decided} END`;
 }
 
 /** A start for a statement: a set of ids, and conditions on them that read only `p.id`. */
