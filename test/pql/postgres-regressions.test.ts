@@ -155,6 +155,29 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     expect(await agreed('_tenant.`page-name` = "Malmö"', list)).toEqual([6]);
   });
 
+  it('case-insensitive tests fold ASCII only where that is exact, Unicode elsewhere', async () => {
+    const names = ['JOHNSON', 'ſon', 'Son', 'SØN', 'İson', 'soN', 'Kim', '\u212Aim', 'KİM', 'ki', 'ß', 'SS', ''];
+    const list = names.map((lastName) => profile({ person: { name: { lastName } } }));
+    const ids = (pred: (s: string) => boolean) => names.flatMap((n, i) => (pred(n) ? [i + 1] : []));
+    expect(await agreed('person.name.lastName.contains("SON", false)', list)).toEqual(
+      ids((n) => n.toLowerCase().includes('son')),
+    );
+    expect(await statementOf('person.name.lastName.contains("SON", false)')).toContain('COLLATE "C"');
+    expect(await agreed('person.name.lastName.startsWith("so", false)', list)).toEqual(
+      ids((n) => n.toLowerCase().startsWith('so')),
+    );
+    expect(await agreed('person.name.lastName.startsWith("ki", false)', list)).toEqual(
+      ids((n) => n.toLowerCase().startsWith('ki')),
+    );
+    expect(await statementOf('person.name.lastName.startsWith("ki", false)')).toContain('und-x-icu');
+    expect(await agreed('person.name.lastName.equals("ss", false)', list)).toEqual(
+      ids((n) => n.toLowerCase() === 'ss'),
+    );
+    expect(await agreed('person.name.lastName.doesNotContain("SON", false)', list)).toEqual(
+      ids((n) => !n.toLowerCase().includes('son')),
+    );
+  });
+
   it('boolean equality through containment: true is not "true", 1 or [true]', async () => {
     const list = [
       profile({ consents: { marketing: { email: true } } }),

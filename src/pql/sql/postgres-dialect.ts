@@ -156,7 +156,8 @@ export const POSTGRES: Dialect = {
   ordered: (x) => sql`(${x} COLLATE "C")`,
   lower: (x) => sql`lower(${x} COLLATE "und-x-icu")`,
   upper: (x) => sql`upper(${x} COLLATE "und-x-icu")`,
-  asciiLower: () => undefined,
+  // Under the C collation lower() maps A-Z only, as SQLite's lower() (strings.ts asciiFoldable).
+  asciiLower: (x) => sql`lower(${x} COLLATE "C")`,
   likeFoldsAscii: false,
   length: (x) => sql`char_length(${x})`,
   position: (x, y) => sql`strpos(${x}, ${y})`,
