@@ -215,6 +215,26 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     expect(await agreed('not preferences.categories.includes("outdoor")', list)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11]);
   });
 
+  it('typed reads take a value of the field type only, whatever its text', async () => {
+    const texts = [
+      '{"person": {"birthDate": "1990-06-01T00:00:00.000Z"}, "loyalty": {"points": 1e2}}',
+      '{"person": {"birthDate": 1990}, "loyalty": {"points": "100"}}',
+      '{"person": {"birthDate": ["1990-06-01T00:00:00.000Z"]}, "loyalty": {"points": [100]}}',
+      '{"person": {"birthDate": {"y": 1990}}, "loyalty": {"points": 100.000000000000001}}',
+      '{"person": [{"birthDate": "1990-06-01T00:00:00.000Z"}], "loyalty": [{"points": 100}]}',
+      '{"person": {"birthDate": true}, "loyalty": {"points": -0}}',
+      '{"person": {"birthDate": null}, "loyalty": {"points": 4611686018427387904}}',
+    ];
+    const list = texts.map(() => profile({}));
+    const given = { attributes: texts };
+    expect(await agreed('age(person.birthDate) >= 30 and age(person.birthDate) < 45', list, given)).toEqual([1]);
+    expect(await agreed('person.birthDate.getMonth() = 6', list, given)).toEqual([1]);
+    expect(await agreed('loyalty.points >= 100 and loyalty.points < 101', list, given)).toEqual([1, 4]);
+    expect(await agreed('loyalty.points * 2 = 200', list, given)).toEqual([1, 4]);
+    expect(await agreed('loyalty.points = 0', list, given)).toEqual([6]);
+    expect(await agreed('loyalty.points = 4611686018427387904', list, given)).toEqual([7]);
+  });
+
   it('numbers get no containment: jsonb compares decimals where JS compares the doubles they read as', async () => {
     const texts = [
       '{"loyalty": {"points": 1}}',

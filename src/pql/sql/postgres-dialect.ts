@@ -59,6 +59,24 @@ function typed(value: Sql, type: PqlType): Sql {
   }
 }
 
+/**
+ * The value at `path` of `doc` as `type`, as `typed` reads it; a string or number is taken
+ * as text by the last step (`->>`), which is one call fewer than reading the value and
+ * converting it (the same text and the same double: float8 of a jsonb number converts its
+ * decimal text too).
+ */
+function readTyped(doc: Sql, path: readonly string[], type: PqlType): Sql {
+  const last = path[path.length - 1];
+  if (last === undefined || (type.kind !== 'string' && type.kind !== 'datetime' && type.kind !== 'number')) {
+    return typed(at(doc, path), type);
+  }
+  const text = sql`(${at(doc, path.slice(0, -1))} ->> ${param(last)})`;
+  if (type.kind === 'number') {
+    return sql`CASE WHEN jsonb_typeof(${at(doc, path)}) = 'number' THEN CAST(${text} AS float8) END`;
+  }
+  return sql`CASE WHEN jsonb_typeof(${at(doc, path)}) = 'string' THEN ${text} END`;
+}
+
 /** Elements of a jsonb array (anything else: none) as rows (value, key), JSON null as SQL NULL. */
 function elements(array: Sql, alias: string): Sql {
   return sql`LATERAL (SELECT NULLIF(x.value, 'null'::jsonb) AS value, x.ordinality AS key FROM jsonb_array_elements(${array}) WITH ORDINALITY AS x) AS ${raw(alias)}`;
@@ -107,7 +125,7 @@ export const POSTGRES: Dialect = {
   orFalse: (x) => sql`coalesce(${x}, false)`,
   orTrue: (x) => sql`coalesce(${x}, true)`,
   exists: (sub) => sql`EXISTS (${sub})`,
-  readJson: (doc, path, type) => typed(at(doc, path), type),
+  readJson: (doc, path, type) => readTyped(doc, path, type),
   number: (read) => read,
   readElement: (alias, type) => typed(raw(`${alias}.value`), type),
   // `@>` is what the GIN index on profiles.attributes (jsonb_path_ops) answers.
