@@ -235,6 +235,80 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     expect(await agreed('loyalty.points = 4611686018427387904', list, given)).toEqual([7]);
   });
 
+  it('arithmetic with a constant: plain float8 inside the safe range, the exact guard outside it', async () => {
+    const points = [500, 499.99999999999994, 1e308, -1e308, 8e307, 1e-300, 5e-324, 0, -0, '600', 1e-291, 4e-291, 1e290];
+    const list = points.map((p) => profile({ loyalty: { points: p } }));
+    const ids = (pred: (x: number) => boolean) =>
+      points.flatMap((p, i) => (typeof p === 'number' && pred(p) ? [i + 1] : []));
+    const finite = (f: (x: number) => number, test: (y: number) => boolean) => (x: number) =>
+      Number.isFinite(f(x)) && test(f(x));
+    expect(await agreed('loyalty.points * 2 >= 1000', list)).toEqual(
+      ids(
+        finite(
+          (x) => x * 2,
+          (y) => y >= 1000,
+        ),
+      ),
+    );
+    expect(await statementOf('loyalty.points * 2 >= 1000')).toMatch(/^.*THEN CAST\(.* AS float8\) \* CAST/);
+    expect(await agreed('loyalty.points * 2 < 0', list)).toEqual(
+      ids(
+        finite(
+          (x) => x * 2,
+          (y) => y < 0,
+        ),
+      ),
+    );
+    expect(await agreed('2 * loyalty.points > 1e300', list)).toEqual(
+      ids(
+        finite(
+          (x) => 2 * x,
+          (y) => y > 1e300,
+        ),
+      ),
+    );
+    expect(await agreed('loyalty.points * 0.25 = 0', list)).toEqual(
+      ids(
+        finite(
+          (x) => x * 0.25,
+          (y) => y === 0,
+        ),
+      ),
+    );
+    expect(await agreed('loyalty.points / 3 > 0', list)).toEqual(
+      ids(
+        finite(
+          (x) => x / 3,
+          (y) => y > 0,
+        ),
+      ),
+    );
+    expect(await agreed('loyalty.points / 3 = 0', list)).toEqual(
+      ids(
+        finite(
+          (x) => x / 3,
+          (y) => y === 0,
+        ),
+      ),
+    );
+    expect(await agreed('loyalty.points + 1e308 > 1e308', list)).toEqual(
+      ids(
+        finite(
+          (x) => x + 1e308,
+          (y) => y > 1e308,
+        ),
+      ),
+    );
+    expect(await agreed('1 - loyalty.points < 0', list)).toEqual(
+      ids(
+        finite(
+          (x) => 1 - x,
+          (y) => y < 0,
+        ),
+      ),
+    );
+  });
+
   it('numbers get no containment: jsonb compares decimals where JS compares the doubles they read as', async () => {
     const texts = [
       '{"loyalty": {"points": 1}}',

@@ -84,7 +84,7 @@ export interface Dialect {
   regexMatches(x: Sql, pattern: string): Sql;
   regexGroup(x: Sql, pattern: string, n: Sql): Sql;
   /** `x op y` on numbers as JS computes it: doubles, missing (NULL) for division by zero and a non-finite result. */
-  arithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql;
+  arithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql, constant?: ArithmeticConstant): Sql;
   modulo(x: Sql, y: Sql): Sql;
   negate(x: Sql): Sql;
   /** A computed number, missing (NULL) when it is not finite (a sum that overflowed to ±Infinity). */
@@ -112,6 +112,12 @@ export interface Dialect {
   orderedSums: boolean;
   /** The statement's text and parameters as the driver takes them. */
   render(s: Sql): { sql: string; params: unknown[] };
+}
+
+/** One operand of an arithmetic known at compile time: its value, and whether it is the left one. */
+export interface ArithmeticConstant {
+  value: number;
+  left: boolean;
 }
 
 /**

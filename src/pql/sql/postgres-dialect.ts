@@ -22,7 +22,8 @@
  * written in).
  */
 import type { PqlType } from '../check/types.js';
-import { BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
+import type { ArithmeticOp } from '../language/ast.js';
+import { type ArithmeticConstant, BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { translateRegex } from './postgres-regex.js';
 
@@ -118,6 +119,46 @@ function castOf(value: unknown): string {
   return '';
 }
 
+/** `x op y` as JS computes it: measured exactly in numeric first, as float8 raises errors where JS does not. */
+function guardedArithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql {
+  const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
+  const cases: Sql[] = [];
+  if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
+  cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
+  if (op === '*' || op === '/') {
+    const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
+    cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
+  }
+  const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
+  return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+}
+
+/**
+ * For `x op c` (or `c op x`) with a constant c: a range of |x| (x = 0 or lo <= |x| <= hi)
+ * where the float8 operation can neither overflow nor round a non-zero result to 0, well inside
+ * where guardedArithmetic returns it unchanged: there the plain operation is the value, with no
+ * numeric product and no sub-select per row. Undefined when there is no such range worth it.
+ */
+function safeRange(
+  op: Exclude<ArithmeticOp, '%'>,
+  constant: ArithmeticConstant,
+): { lo: number; hi: number } | undefined {
+  const c = Math.abs(constant.value);
+  if (!Number.isFinite(c)) return undefined;
+  switch (op) {
+    case '+':
+    case '-':
+      // |x ± c| <= 1.6e308, below the largest double.
+      return c <= 8e307 ? { lo: 0, hi: 8e307 } : undefined;
+    case '*':
+      if (c < 1e-290 || c > 1e290) return undefined;
+      return { lo: (1e-290 / c) * (1 + 1e-12), hi: (Number.MAX_VALUE / c) * (1 - 1e-12) };
+    case '/':
+      if (constant.left || c < 1e-290 || c > 1e290) return undefined;
+      return { lo: 1e-290 * c * (1 + 1e-12), hi: Math.min(Number.MAX_VALUE, Number.MAX_VALUE * c) * (1 - 1e-12) };
+  }
+}
+
 export const POSTGRES: Dialect = {
   name: 'postgres',
   trueSql: 'true',
@@ -200,17 +241,14 @@ export const POSTGRES: Dialect = {
     const k = sql`CAST(${n} AS float8)`;
     return sql`CASE WHEN ${k} = trunc(${k}) AND ${k} BETWEEN 0 AND ${raw(String(re.groups))} THEN (regexp_match(${x}, ${param(whole)}))[CAST(${k} AS integer) + 1] END`;
   },
-  arithmetic(op, x, y) {
-    const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
-    const cases: Sql[] = [];
-    if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
-    cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
-    if (op === '*' || op === '/') {
-      const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
-      cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
-    }
-    const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
-    return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+  arithmetic(op, x, y, constant) {
+    const guarded = guardedArithmetic(op, x, y);
+    const fast = constant && safeRange(op, constant);
+    if (!fast) return guarded;
+    // Within the range no check can fire: the plain float8 operation, the guard only outside it.
+    const v = constant.left ? y : x;
+    const inRange = sql`abs(${v}) <= ${param(fast.hi)}${fast.lo > 0 ? sql` AND (${v} = 0 OR abs(${v}) >= ${param(fast.lo)})` : sql``}`;
+    return sql`CASE WHEN ${inRange} THEN CAST(${x} AS float8) ${op} CAST(${y} AS float8) ELSE ${guarded} END`;
   },
   // fmod() of the two doubles, exact, by zero missing: created by the PostgreSQL migrations (0004_pql_remainder.sql).
   modulo: (x, y) => sql`pql_fmod(CAST(${x} AS float8), CAST(${y} AS float8))`,

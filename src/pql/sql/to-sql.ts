@@ -517,7 +517,13 @@ function arithmeticValue(ctx: CompileContext, node: ArithmeticNode, env: Env): S
   } else if (node.op === '%') {
     s = dialect().modulo(x, y);
   } else {
-    s = dialect().arithmetic(node.op, x, y);
+    const constant =
+      typeof b.constant === 'number'
+        ? { value: b.constant, left: false }
+        : typeof a.constant === 'number'
+          ? { value: a.constant, left: true }
+          : undefined;
+    s = dialect().arithmetic(node.op, x, y, constant);
   }
   return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
 }
