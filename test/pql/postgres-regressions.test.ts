@@ -309,6 +309,49 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     );
   });
 
+  it('tests of an array of items add the containment some such item implies', async () => {
+    const items: unknown[] = [
+      [{ category: 'shoes', priceTotal: 40 }],
+      [null, { category: 'shoes' }],
+      [{ category: 'Shoes' }],
+      [{ category: ['shoes'] }],
+      [[{ category: 'shoes' }]],
+      { category: 'shoes' },
+      [
+        { category: 'electronics', priceTotal: 31 },
+        { category: 'shoes', priceTotal: 10 },
+      ],
+      [{ category: 'electronics', priceTotal: 30 }],
+      [{ category: 'electronics', priceTotal: '31' }],
+      [],
+      null,
+      'shoes',
+      [{ category: 'hats' }, { SKU: 'HT-1', category: 'shoes' }],
+    ];
+    const list = items.map((productListItems, i) => ({
+      attributes: {},
+      events: [{ id: i + 1, timestamp: NOW, eventType: 'commerce.productListAdds', payload: { productListItems } }],
+      memberships: [],
+    }));
+    const shoes = 'productListItems[category = "shoes"]';
+    expect(await agreed(`xEvent[${shoes}.count() > 0].count() >= 1`, list)).toEqual([1, 2, 7, 13]);
+    expect(await statementOf(`xEvent[${shoes}.count() > 0].count() >= 1`)).toContain('e1.payload @> CAST(');
+    expect(await agreed(`xEvent[${shoes}.count() = 0].count() >= 1`, list)).toEqual([3, 4, 5, 6, 8, 9, 10, 11, 12]);
+    expect(await agreed(`xEvent[${shoes}.count() >= 2].count() >= 1`, list)).toEqual([]);
+    expect(await agreed(`xEvent[${shoes}]`, list)).toEqual([1, 2, 7, 13]);
+    expect(await agreed(`xEvent[not ${shoes}.exists(SKU = "HT-1")]`, list)).toEqual([
+      1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12,
+    ]);
+    const electronics = 'productListItems.exists(category = "electronics" and priceTotal > 30)';
+    expect(await agreed(`xEvent[${electronics}].count() > 0`, list)).toEqual([7]);
+    expect(await agreed(`xEvent[productListItems.exists(category = "hats" or category = "shoes")]`, list)).toEqual([
+      1, 2, 7, 13,
+    ]);
+    expect(await agreed(`xEvent[productListItems.exists(category = "shoes" or priceTotal > 30)]`, list)).toEqual([
+      1, 2, 7, 13,
+    ]);
+  });
+
   it('numbers get no containment: jsonb compares decimals where JS compares the doubles they read as', async () => {
     const texts = [
       '{"loyalty": {"points": 1}}',

@@ -36,7 +36,7 @@ import {
   withVar,
 } from './context.js';
 import { dialect, existsSql, notKnown, trueSql } from './dialect.js';
-import { includesPrefilter, withPrefilter } from './equality.js';
+import { includesPrefilter, someItemContainment, someItemOf, withPrefilter } from './equality.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 import {
@@ -126,7 +126,9 @@ function withCondition(c: CollectionValue, cond: Sql): CollectionValue {
 export function compileFilter(ctx: CompileContext, node: FilterNode, env: Env): CollectionValue {
   const c = ctx.collection(node.object, env);
   const cond = asCondition(ctx.scalar(node.predicate, withScope(env, c.item)));
-  return withCondition(c, conditionSql(cond));
+  const filtered = withCondition(c, conditionSql(cond));
+  const test = someItemContainment(c, cond);
+  return test ? { ...filtered, someItem: { test, from: filtered.from, where: filtered.where } } : filtered;
 }
 
 /** `[a, b, …]` as a row source: constants as one bound JSON text, otherwise `json_array(…)`. */
@@ -385,9 +387,11 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
         : values?.distinct
           ? { fn: 'count' as const, source: values.events, input: values.value, distinct: true }
           : undefined;
+      const someItem = someItemOf(c);
       return {
         ...scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false),
         origin: { eventAggregate },
+        ...(someItem ? { someItem } : {}),
       };
     }
     case 'sum':
@@ -399,7 +403,8 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'forall': {
       const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
       if (name === 'exists') {
-        const correlated = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
+        const exact = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
+        const correlated = withPrefilter(exact, someItemOf(c) ?? someItemContainment(c, cond));
         return hoistExists(ctx, c, conditionSql(cond), correlated);
       }
       const counter = cond.nullable ? notKnown(cond.sql) : sql`NOT (${cond.sql})`;

@@ -19,7 +19,14 @@
 import { documentOf } from './context.js';
 import { dialect } from './dialect.js';
 import { type Sql, sql } from './fragment.js';
-import { type DocumentRead, predicate, type ScalarValue } from './values.js';
+import {
+  type CollectionValue,
+  type Containment,
+  type DocumentRead,
+  type ItemScope,
+  predicate,
+  type ScalarValue,
+} from './values.js';
 
 /**
  * `subject = v1 or subject = v2 …` where `typed` is that test on the typed read: the cheaper
@@ -43,11 +50,54 @@ export function documentEquality(
     ? dialect().jsonEquals(documentOf(read.item), read.path, constants)
     : undefined;
   const exact = test ? predicate(test, true) : typed;
-  const prefilter = anyContains(
-    read,
-    constants.map((c) => JSON.stringify(c)),
+  const jsons = constants.map((c) => JSON.stringify(c));
+  const prefilter = anyContains(read, jsons);
+  const implies = read.path.every(storable)
+    ? { item: read.item, jsons: jsons.map((j) => nest(read.path, j)) }
+    : undefined;
+  if (prefilter === undefined && test === undefined && implies === undefined) return undefined;
+  const value = withPrefilter(exact, prefilter);
+  return implies ? { ...value, implies } : value;
+}
+
+/** `{"a": {"b": json}}` for the path a.b. */
+function nest(path: readonly string[], json: string): string {
+  return path.reduceRight((inner, key) => `{${JSON.stringify(key)}: ${inner}}`, json);
+}
+
+/** What `a and b` / `a or b` implies, from what each side implies. */
+export function impliedBy(a: ScalarValue, b: ScalarValue, and: boolean): Containment | undefined {
+  const [x, y] = [a.implies, b.implies];
+  if (and) return x ?? y;
+  if (!x || !y || !sameItem(x.item, y.item)) return undefined;
+  return { item: x.item, jsons: [...x.jsons, ...y.jsons] };
+}
+
+function sameItem(a: ItemScope, b: ItemScope): boolean {
+  return a.kind === 'profile' ? b.kind === 'profile' : b.kind !== 'profile' && a.alias === b.alias;
+}
+
+/**
+ * For `cond` on the items of the document array `c`: the containment that some item holding
+ * for it implies of the array's own document (`payload @> {"items": [{"category": "shoes"}]}`
+ * when cond implies the item contains `{"category": "shoes"}`: an array contains an array when
+ * each of the latter's elements is contained in one of its own), or undefined.
+ */
+export function someItemContainment(c: CollectionValue, cond: ScalarValue): Sql | undefined {
+  const array = c.read && c.read.from === c.from && c.read.where === c.where ? c.read : undefined;
+  const implied = cond.implies;
+  if (!array || !implied || c.item.kind !== 'json' || !sameItem(implied.item, c.item)) return undefined;
+  return anyContains(
+    array,
+    implied.jsons.map((j) => `[${j}]`),
+    true,
   );
-  return prefilter === undefined && test === undefined ? undefined : withPrefilter(exact, prefilter);
+}
+
+/** The containment test a filtered collection carries for its items being some, when still valid. */
+export function someItemOf(c: CollectionValue): Sql | undefined {
+  const s = c.someItem;
+  return s && s.from === c.from && s.where === c.where ? s.test : undefined;
 }
 
 /** `doc @> {path: [v]}` for `array.includes(v)` on a profile document's array (see the top). */
@@ -56,13 +106,17 @@ export function includesPrefilter(read: DocumentRead | undefined, value: ScalarV
   return anyContains(read, [`[${JSON.stringify(value.constant)}]`]);
 }
 
-function anyContains(read: DocumentRead, jsonValues: readonly string[]): Sql | undefined {
-  // Only the profile attributes are indexed; elsewhere the extra test measured no faster.
-  if (read.item.kind !== 'profile' || read.path.length === 0 || !read.path.every(storable)) return undefined;
+/**
+ * `doc @> {path: v1} OR …`. Only the profile attributes are indexed; on other documents a
+ * field's equality measured no faster with it, but a test of an array's items (`anyItem`),
+ * a sub-query per row, does: there containment rules out most rows first.
+ */
+function anyContains(read: DocumentRead, jsonValues: readonly string[], anyItem = false): Sql | undefined {
+  if (!(read.item.kind === 'profile' || (anyItem && read.item.kind === 'event'))) return undefined;
+  if (read.path.length === 0 || !read.path.every(storable)) return undefined;
   const tests: Sql[] = [];
   for (const value of jsonValues) {
-    const json = read.path.reduceRight((inner, key) => `{${JSON.stringify(key)}: ${inner}}`, value);
-    const test = dialect().contains(documentOf(read.item), json);
+    const test = dialect().contains(documentOf(read.item), nest(read.path, value));
     if (test === undefined) return undefined;
     tests.push(test);
   }

@@ -79,7 +79,7 @@ import {
   falseSql,
   withDialect,
 } from './dialect.js';
-import { documentEquality } from './equality.js';
+import { documentEquality, impliedBy, withPrefilter } from './equality.js';
 import { joinSql, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
 import { POSTGRES } from './postgres-dialect.js';
@@ -375,7 +375,11 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   const merged = mergeComparisons(left, right, and);
   if (merged) return { ...merged, plans: and ? andSets(left, right) : { idSets: orSets(left, right) } };
   const op = and ? 'AND' : 'OR';
-  const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
+  const implies = impliedBy(left, right, and);
+  const value = {
+    ...predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable),
+    ...(implies ? { implies } : {}),
+  };
   if (!and) return { ...value, plans: { idSets: orSets(left, right) } };
   const sets = andSets(left, right);
   const [lt, rt] = [left.plans?.topLevel, right.plans?.topLevel];
@@ -489,7 +493,11 @@ function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue 
   }
   if (left.ageError) throw left.ageError;
   if (right.ageError) throw right.ageError;
-  const exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
+  let exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
+  // A count compared so that it must be 1 or more: the items being some implies a containment.
+  if (left.someItem && typeof right.constant === 'number' && !compareOp(node.op, 0, right.constant)) {
+    exact = withPrefilter(exact, left.someItem);
+  }
   if (lo?.eventAggregate && typeof right.constant === 'number') {
     const correlated = countAsExists(lo.eventAggregate, node.op, right.constant) ?? exact;
     return hoistAggregateComparison(ctx, lo.eventAggregate, node.op, right.constant, correlated);

@@ -22,7 +22,7 @@ export type ConstantValue = string | number | boolean | null;
  * is used as a value or negated.
  *
  * The first fields say what the value is; any transformation of `sql` must restate them. The
- * four optional groups below are optimisation facts: each promises something about `sql`
+ * optional groups below are optimisation facts: each promises something about `sql`
  * that a later step may use to write a cheaper statement, and none changes what the value
  * is, so a step that does not know a group may drop it (never keep one that no longer holds).
  */
@@ -44,8 +44,18 @@ export interface ScalarValue {
   shape?: ConditionShape;
   /** For a number: what it is computed from, so comparing it with a constant takes a cheaper form. */
   origin?: NumberOrigin;
-  /** For a value read from a document as it is: where, so an equality can add a prefilter (containment.ts). */
+  /** For a value read from a document as it is: where, so an equality can add a prefilter (equality.ts). */
   read?: DocumentRead;
+  /** For a condition: it holds only where this document contains one of these JSON texts (equality.ts). */
+  implies?: Containment;
+  /** For a count: the condition that the counted items are not none implies, if known (equality.ts). */
+  someItem?: Sql;
+}
+
+/** `documentOf(item)` contains (`@>`) one of `jsons`, objects written as JSON text. */
+export interface Containment {
+  item: ItemScope;
+  jsons: string[];
 }
 
 /** Where a value was read: the document of `item` at `path` (at least one step), not wrapped. */
@@ -206,6 +216,12 @@ export interface CollectionValue {
    * `where` are the very ones it was made with.
    */
   read?: DocumentRead & { from: Sql; where: Sql[] };
+  /**
+   * For items of a document array filtered by a condition that implies containment: what
+   * having one such item implies of the array's own document (equality.ts). Valid, as
+   * `eventValues`, only while `from` and `where` are the very ones it was made with.
+   */
+  someItem?: { test: Sql; from: Sql; where: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
