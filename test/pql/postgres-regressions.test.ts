@@ -178,6 +178,29 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     );
   });
 
+  it('suffix tests are one right() per row and exact on any text', async () => {
+    const emails = [
+      'x7@example.com',
+      '7@example.com',
+      '@example.com',
+      'x7@example.com\n',
+      'x7@EXAMPLE.com',
+      '🙂7@example.com',
+      '',
+    ];
+    const list = emails.map((address) => profile({ personalEmail: { address } }));
+    const ids = (pred: (s: string) => boolean) => emails.flatMap((e, i) => (pred(e) ? [i + 1] : []));
+    expect(await agreed('personalEmail.address.matches("7@example\\\\.com$")', list)).toEqual(
+      ids((e) => /7@example\.com$/.test(e)),
+    );
+    expect(await agreed('personalEmail.address like "%7@example.com"', list)).toEqual(
+      ids((e) => e.endsWith('7@example.com')),
+    );
+    expect(await agreed('personalEmail.address.endsWith("")', list)).toEqual(ids(() => true));
+    expect(await agreed('personalEmail.address.doesNotEndWith("m")', list)).toEqual(ids((e) => !e.endsWith('m')));
+    expect(await statementOf('personalEmail.address.endsWith("m")')).not.toContain('strpos');
+  });
+
   it('boolean equality through containment: true is not "true", 1 or [true]', async () => {
     const list = [
       profile({ consents: { marketing: { email: true } } }),

@@ -79,6 +79,8 @@ export interface Dialect {
   /** 1-based position of the first `y` in `x` (0 when none; 1 for an empty y). */
   position(x: Sql, y: Sql): Sql;
   endsWith(x: Sql, y: Sql): Sql;
+  /** Whether `endsWith` costs enough per row (a function call) that a native substring test should go first. */
+  readonly endsWithCostly: boolean;
   /** `x like pattern` with PQL's wildcards and escapes. */
   like(x: Sql, pattern: string): Sql;
   regexMatches(x: Sql, pattern: string): Sql;

@@ -221,6 +221,8 @@ export const POSTGRES: Dialect = {
   length: (x) => sql`char_length(${x})`,
   position: (x, y) => sql`strpos(${x}, ${y})`,
   endsWith: (x, y) => sql`(right(${x}, char_length(${y})) = ${y})`,
+  // right() is native: a substring test first would only read the value twice.
+  endsWithCostly: false,
   like: (x, pattern) => sql`${x} LIKE ${param(likePattern(pattern))} ESCAPE '\\'`,
   regexMatches(x, pattern) {
     const re = translateRegex(pattern);

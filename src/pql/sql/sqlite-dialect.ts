@@ -64,6 +64,7 @@ export const SQLITE: Dialect = {
   length: (x) => sql`pql_length(${x})`,
   position: (x, y) => sql`instr(${x}, ${y})`,
   endsWith: (x, y) => sql`pql_ends_with(${x}, ${y})`,
+  endsWithCostly: true,
   like: (x, pattern) => sql`pql_like(${x}, ${param(pattern)})`,
   regexMatches: (x, pattern) => sql`pql_re_match(${x}, ${param(pattern)})`,
   regexGroup: (x, pattern, n) => sql`pql_re_group(${x}, ${param(pattern)}, ${n})`,
