@@ -150,12 +150,16 @@ function safeRange(
     case '-':
       // |x ± c| <= 1.6e308, below the largest double.
       return c <= 8e307 ? { lo: 0, hi: 8e307 } : undefined;
+    // Scaling by at least 1 cannot round a non-zero x to 0: no lower bound then.
     case '*':
       if (c < 1e-290 || c > 1e290) return undefined;
-      return { lo: (1e-290 / c) * (1 + 1e-12), hi: (Number.MAX_VALUE / c) * (1 - 1e-12) };
+      return { lo: c >= 1 ? 0 : (1e-290 / c) * (1 + 1e-12), hi: (Number.MAX_VALUE / c) * (1 - 1e-12) };
     case '/':
       if (constant.left || c < 1e-290 || c > 1e290) return undefined;
-      return { lo: 1e-290 * c * (1 + 1e-12), hi: Math.min(Number.MAX_VALUE, Number.MAX_VALUE * c) * (1 - 1e-12) };
+      return {
+        lo: c <= 1 ? 0 : 1e-290 * c * (1 + 1e-12),
+        hi: Math.min(Number.MAX_VALUE, Number.MAX_VALUE * c) * (1 - 1e-12),
+      };
   }
 }
 
