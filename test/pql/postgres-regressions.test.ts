@@ -87,6 +87,8 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     expect(await agreed('not (homeAddress.countryCode = "SE")', countryShapes)).toEqual([
       2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14,
     ]);
+    // A value of another JSON type is present and equals none of them (the typed read alone finds it missing).
+    expect(await agreed('homeAddress.countryCode notIn ["SE", "NO"]', countryShapes)).toEqual([2, 3, 4, 7, 12, 14]);
     expect(await agreed('homeAddress.countryCode = "SE" or homeAddress.countryCode = "NO"', countryShapes)).toEqual([
       1, 11, 13,
     ]);
@@ -341,6 +343,7 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     const list = texts.map(() => profile({}));
     expect(await agreed('loyalty.points = 1', list, { attributes: texts })).toEqual([1, 2, 3, 4, 5]);
     expect(await agreed('loyalty.points in [1, 2]', list, { attributes: texts })).toEqual([1, 2, 3, 4, 5]);
+    expect(await agreed('loyalty.points notIn [1, 2]', list, { attributes: texts })).toEqual([6, 7, 8, 9]);
     expect(await statementOf('loyalty.points in [1, 2]')).not.toContain('@>');
   });
 

@@ -52,6 +52,12 @@ export interface Dialect {
    * in a form cheaper than comparing the typed read; undefined where there is none (equality.ts).
    */
   jsonEquals(doc: Sql, path: readonly string[], values: readonly (string | boolean)[]): Sql | undefined;
+  /**
+   * The condition that `path` of `doc` holds a value (not null) of another JSON type than
+   * `type`, where `readJson` reads such a value as missing though the JS evaluator sees it
+   * (`x notIn [...]` holds for it); undefined where `readJson` already returns it.
+   */
+  otherTypePresent(doc: Sql, path: readonly string[], type: PqlType): Sql | undefined;
   /** The JSON type name at `path` ('null', 'object', 'array', …; NULL when absent). */
   jsonType(doc: Sql, path: readonly string[]): Sql;
   /** The elements of the JSON array at `path` as rows `alias.key` (order) and `alias.value`. */

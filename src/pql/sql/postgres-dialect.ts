@@ -184,6 +184,18 @@ export const POSTGRES: Dialect = {
     }
     return sql`${at(doc, path)}${oneOf(values.map((v) => sql`CAST(${param(JSON.stringify(v))} AS jsonb)`))}`;
   },
+  otherTypePresent(doc, path, type) {
+    const json =
+      type.kind === 'string'
+        ? 'string'
+        : type.kind === 'number'
+          ? 'number'
+          : type.kind === 'boolean'
+            ? 'boolean'
+            : undefined;
+    if (json === undefined || path.length === 0) return undefined;
+    return sql`coalesce(jsonb_typeof(${at(doc, path)}) NOT IN ('null', ${raw(`'${json}'`)}), false)`;
+  },
   jsonType: (doc, path) => sql`jsonb_typeof(${at(doc, path)})`,
   arrayRows(doc, path, alias): JsonRows {
     const value = at(doc, path);

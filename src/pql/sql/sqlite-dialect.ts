@@ -33,6 +33,8 @@ export const SQLITE: Dialect = {
   contains: () => undefined,
   // json_extract() = ? is already one read of the path.
   jsonEquals: () => undefined,
+  // json_extract() returns a value of any type, which then equals no constant of another.
+  otherTypePresent: () => undefined,
   jsonType: (doc, path) => sql`json_type(${doc}, ${param(jsonPath(path))})`,
   arrayRows(doc, path, alias): JsonRows {
     const p = param(jsonPath(path));

@@ -567,7 +567,12 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
         : sql`${valueSql(v)} IS NOT NULL`,
       ...optional.map((e) => dialect().orTrue(sql`${valueSql(v)} <> ${valueSql(e)}`)),
     ];
-    return predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
+    const notIn = predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
+    // A value of another JSON type equals no constant of the field's type: present, so notIn holds.
+    const read = v.read;
+    const sameType = items.every((e) => e.constant !== undefined && e.type.kind === v.type.kind);
+    const other = read && sameType ? dialect().otherTypePresent(documentOf(read.item), read.path, v.type) : undefined;
+    return other ? predicate(sql`(${notIn.sql} OR ${other})`, v.nullable) : notIn;
   }
   const list = ctx.collection(node.list, env);
   const sub = sql`SELECT 1 ${fromWhere(list, [itemEquals(list, value)])}`;
