@@ -311,7 +311,9 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     }));
     const shoes = 'productListItems[category = "shoes"]';
     expect(await agreed(`xEvent[${shoes}.count() > 0].count() >= 1`, list)).toEqual([1, 2, 7, 13]);
-    expect(await statementOf(`xEvent[${shoes}.count() > 0].count() >= 1`)).toContain('e1.payload @> CAST(');
+    expect(await statementOf(`xEvent[${shoes}.count() > 0].count() >= 1`)).toMatch(
+      /\(e1\.payload -> \$\d+::text\) @> CAST\(/,
+    );
     expect(await agreed(`xEvent[${shoes}.count() = 0].count() >= 1`, list)).toEqual([3, 4, 5, 6, 8, 9, 10, 11, 12]);
     expect(await agreed(`xEvent[${shoes}.count() >= 2].count() >= 1`, list)).toEqual([]);
     expect(await agreed(`xEvent[${shoes}]`, list)).toEqual([1, 2, 7, 13]);

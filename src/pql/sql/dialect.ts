@@ -43,10 +43,11 @@ export interface Dialect {
   /** The whole element of a JSON array row (`alias.value`) as the SQL value of `type`. */
   readElement(alias: string, type: PqlType): Sql;
   /**
-   * `doc` contains the JSON `json` (an object), by an operator an index of `doc` can answer;
-   * undefined when the database has none (containment.ts).
+   * The value at `path` of `doc` contains the JSON `json`; written on `doc` itself when
+   * `indexed` (an index of the column answers it), else on the value; undefined when the
+   * database has no containment (equality.ts).
    */
-  contains(doc: Sql, json: string): Sql | undefined;
+  contains(doc: Sql, path: readonly string[], json: string, indexed: boolean): Sql | undefined;
   /**
    * The value at `path` (at least one step) of `doc` is one of `values`, of the same JSON type,
    * in a form cheaper than comparing the typed read; undefined where there is none (equality.ts).

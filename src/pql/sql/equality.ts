@@ -116,7 +116,7 @@ function anyContains(read: DocumentRead, jsonValues: readonly string[], anyItem 
   if (read.path.length === 0 || !read.path.every(storable)) return undefined;
   const tests: Sql[] = [];
   for (const value of jsonValues) {
-    const test = dialect().contains(documentOf(read.item), nest(read.path, value));
+    const test = dialect().contains(documentOf(read.item), read.path, value, read.item.kind === 'profile');
     if (test === undefined) return undefined;
     tests.push(test);
   }

@@ -174,7 +174,15 @@ export const POSTGRES: Dialect = {
   number: (read) => read,
   readElement: (alias, type) => typed(raw(`${alias}.value`), type),
   // `@>` is what the GIN index on profiles.attributes (jsonb_path_ops) answers.
-  contains: (doc, json) => sql`${doc} @> CAST(${param(json)} AS jsonb)`,
+  // On the whole document, the test the GIN index on profiles.attributes (jsonb_path_ops)
+  // answers. Elsewhere on the value at the path: the planner costs that above the scan's
+  // equalities with constants (event_type = …), which then rule rows out first; a test on the
+  // whole payload would run on every event of every type.
+  contains(doc, path, json, indexed) {
+    if (!indexed) return sql`${at(doc, path)} @> CAST(${param(json)} AS jsonb)`;
+    const whole = path.reduceRight((inner, key) => `{${JSON.stringify(key)}: ${inner}}`, json);
+    return sql`${doc} @> CAST(${param(whole)} AS jsonb)`;
+  },
   jsonEquals(doc, path, values) {
     const last = path[path.length - 1];
     if (last === undefined) return undefined;
