@@ -36,7 +36,7 @@ import {
   withVar,
 } from './context.js';
 import { dialect, existsSql, notKnown, trueSql } from './dialect.js';
-import { includesPrefilter, someItemContainment, someItemOf, withPrefilter } from './equality.js';
+import { includesPrefilter, someItemContainment, someItemOf, withPrefilter, withSomeItem } from './equality.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 import {
@@ -127,8 +127,8 @@ export function compileFilter(ctx: CompileContext, node: FilterNode, env: Env): 
   const c = ctx.collection(node.object, env);
   const cond = asCondition(ctx.scalar(node.predicate, withScope(env, c.item)));
   const filtered = withCondition(c, conditionSql(cond));
-  const test = someItemContainment(c, cond);
-  return test ? { ...filtered, someItem: { test, from: filtered.from, where: filtered.where } } : filtered;
+  const some = someItemContainment(c, cond);
+  return some ? { ...filtered, someItem: { ...some, from: filtered.from, where: filtered.where } } : filtered;
 }
 
 /** `[a, b, …]` as a row source: constants as one bound JSON text, otherwise `json_array(…)`. */
@@ -404,7 +404,10 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
       const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
       if (name === 'exists') {
         const exact = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
-        const correlated = withPrefilter(exact, someItemOf(c) ?? someItemContainment(c, cond));
+        // Items of a filtered array that hold for cond too: the filter's containment only goes first.
+        const filteredSome = someItemOf(c);
+        const some = filteredSome ? { ...filteredSome, exact: false } : someItemContainment(c, cond);
+        const correlated = withSomeItem(exact, some);
         return hoistExists(ctx, c, conditionSql(cond), correlated);
       }
       const counter = cond.nullable ? notKnown(cond.sql) : sql`NOT (${cond.sql})`;

@@ -26,6 +26,7 @@ import {
   type ItemScope,
   predicate,
   type ScalarValue,
+  type SomeItem,
 } from './values.js';
 
 /**
@@ -53,7 +54,7 @@ export function documentEquality(
   const jsons = constants.map((c) => JSON.stringify(c));
   const prefilter = anyContains(read, jsons);
   const implies = read.path.every(storable)
-    ? { item: read.item, jsons: jsons.map((j) => nest(read.path, j)) }
+    ? { item: read.item, jsons: jsons.map((j) => nest(read.path, j)), exact: true }
     : undefined;
   if (prefilter === undefined && test === undefined && implies === undefined) return undefined;
   const value = withPrefilter(exact, prefilter);
@@ -68,9 +69,12 @@ function nest(path: readonly string[], json: string): string {
 /** What `a and b` / `a or b` implies, from what each side implies. */
 export function impliedBy(a: ScalarValue, b: ScalarValue, and: boolean): Containment | undefined {
   const [x, y] = [a.implies, b.implies];
-  if (and) return x ?? y;
+  if (and) {
+    const either = x ?? y;
+    return either && { ...either, exact: false };
+  }
   if (!x || !y || !sameItem(x.item, y.item)) return undefined;
-  return { item: x.item, jsons: [...x.jsons, ...y.jsons] };
+  return { item: x.item, jsons: [...x.jsons, ...y.jsons], exact: x.exact && y.exact };
 }
 
 function sameItem(a: ItemScope, b: ItemScope): boolean {
@@ -83,21 +87,33 @@ function sameItem(a: ItemScope, b: ItemScope): boolean {
  * when cond implies the item contains `{"category": "shoes"}`: an array contains an array when
  * each of the latter's elements is contained in one of its own), or undefined.
  */
-export function someItemContainment(c: CollectionValue, cond: ScalarValue): Sql | undefined {
+export function someItemContainment(c: CollectionValue, cond: ScalarValue): SomeItem | undefined {
   const array = c.read && c.read.from === c.from && c.read.where === c.where ? c.read : undefined;
   const implied = cond.implies;
   if (!array || !implied || c.item.kind !== 'json' || !sameItem(implied.item, c.item)) return undefined;
-  return anyContains(
+  const test = anyContains(
     array,
     implied.jsons.map((j) => `[${j}]`),
     true,
   );
+  // Exact when cond is exactly the item's containment: some item holds ⟺ the array contains it.
+  return test && { test, exact: implied.exact };
 }
 
-/** The containment test a filtered collection carries for its items being some, when still valid. */
-export function someItemOf(c: CollectionValue): Sql | undefined {
+/** The containment a filtered collection carries for its items being some, when still valid. */
+export function someItemOf(c: CollectionValue): SomeItem | undefined {
   const s = c.someItem;
-  return s && s.from === c.from && s.where === c.where ? s.test : undefined;
+  return s && s.from === c.from && s.where === c.where ? { test: s.test, exact: s.exact } : undefined;
+}
+
+/**
+ * "Some item": `exact` when an exact containment replaces it, else it goes first; the
+ * containment may be NULL (no array at the path), which is false here.
+ */
+export function withSomeItem(exact: ScalarValue, some: SomeItem | undefined): ScalarValue {
+  if (some === undefined) return exact;
+  if (some.exact) return predicate(some.test, true);
+  return withPrefilter(exact, some.test);
 }
 
 /** `doc @> {path: [v]}` for `array.includes(v)` on a profile document's array (see the top). */

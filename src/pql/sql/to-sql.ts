@@ -79,7 +79,7 @@ import {
   falseSql,
   withDialect,
 } from './dialect.js';
-import { documentEquality, impliedBy, withPrefilter } from './equality.js';
+import { documentEquality, impliedBy, withSomeItem } from './equality.js';
 import { joinSql, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
 import { POSTGRES } from './postgres-dialect.js';
@@ -494,9 +494,12 @@ function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue 
   if (left.ageError) throw left.ageError;
   if (right.ageError) throw right.ageError;
   let exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
-  // A count compared so that it must be 1 or more: the items being some implies a containment.
-  if (left.someItem && typeof right.constant === 'number' && !compareOp(node.op, 0, right.constant)) {
-    exact = withPrefilter(exact, left.someItem);
+  // A count compared so that it must be 1 or more: the items being some implies a containment,
+  // which is the whole test when the comparison is just that (`> 0`, `>= 1`, `!= 0`).
+  const k = right.constant;
+  if (left.someItem && typeof k === 'number' && !compareOp(node.op, 0, k)) {
+    const justSome = (node.op === '>' && k < 1) || (node.op === '>=' && k <= 1) || (node.op === '!=' && k === 0);
+    exact = withSomeItem(exact, justSome ? left.someItem : { ...left.someItem, exact: false });
   }
   if (lo?.eventAggregate && typeof right.constant === 'number') {
     const correlated = countAsExists(lo.eventAggregate, node.op, right.constant) ?? exact;

@@ -48,14 +48,24 @@ export interface ScalarValue {
   read?: DocumentRead;
   /** For a condition: it holds only where this document contains one of these JSON texts (equality.ts). */
   implies?: Containment;
-  /** For a count: the condition that the counted items are not none implies, if known (equality.ts). */
-  someItem?: Sql;
+  /** For a count: the containment its items being some implies, if known (equality.ts). */
+  someItem?: SomeItem;
 }
 
-/** `documentOf(item)` contains (`@>`) one of `jsons`, objects written as JSON text. */
+/**
+ * `documentOf(item)` contains (`@>`) one of `jsons`, objects written as JSON text; `exact`
+ * when the condition holds exactly then (an equality with constants, or an `or` of them).
+ */
 export interface Containment {
   item: ItemScope;
   jsons: string[];
+  exact: boolean;
+}
+
+/** A containment test that some item of an array implies; `exact` when it is equivalent to it. */
+export interface SomeItem {
+  test: Sql;
+  exact: boolean;
 }
 
 /** Where a value was read: the document of `item` at `path` (at least one step), not wrapped. */
@@ -221,7 +231,7 @@ export interface CollectionValue {
    * having one such item implies of the array's own document (equality.ts). Valid, as
    * `eventValues`, only while `from` and `where` are the very ones it was made with.
    */
-  someItem?: { test: Sql; from: Sql; where: Sql[] };
+  someItem?: SomeItem & { from: Sql; where: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
