@@ -29,20 +29,26 @@ function rejection(source: string): PqlError {
 describe('PQL compiled for PostgreSQL', () => {
   it('binds every value as a typed $n parameter and reads jsonb', () => {
     const s = postgres('person.name.firstName = "John" and loyalty.points > 1.5 and _tenant.vip = true');
-    expect(s.sql).toContain('#> $2::text[]');
+    expect(s.sql).toContain('p.attributes @> CAST($2::text AS jsonb)');
+    expect(s.sql).toContain('(((p.attributes -> $3::text) -> $4::text) ->> $5::text) = $6::text');
     expect(s.sql).not.toContain('?');
     expect(s.sql).not.toContain('John');
     expect(s.params).toEqual([
       1,
-      ['person', 'name', 'firstName'],
-      ['person', 'name', 'firstName'],
+      '{"person": {"name": {"firstName": "John"}}}',
+      'person',
+      'name',
+      'firstName',
       'John',
-      ['loyalty', 'points'],
-      ['loyalty', 'points'],
+      'loyalty',
+      'points',
+      'loyalty',
+      'points',
       1.5,
-      ['_tenant', 'vip'],
-      ['_tenant', 'vip'],
-      true,
+      '{"_tenant": {"vip": true}}',
+      '_tenant',
+      'vip',
+      'true',
     ]);
   });
 

@@ -36,6 +36,7 @@ import {
   withVar,
 } from './context.js';
 import { dialect, existsSql, notKnown, trueSql } from './dialect.js';
+import { includesPrefilter, someItemContainment, someItemOf, withPrefilter, withSomeItem } from './equality.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { hoistExists, hoistForall } from './hoist.js';
 import {
@@ -45,6 +46,7 @@ import {
   type CompiledValue,
   conditionSql,
   constantPredicate,
+  type DocumentRead,
   existsPredicate,
   NUMBER_TYPE,
   type ObjectValue,
@@ -124,7 +126,9 @@ function withCondition(c: CollectionValue, cond: Sql): CollectionValue {
 export function compileFilter(ctx: CompileContext, node: FilterNode, env: Env): CollectionValue {
   const c = ctx.collection(node.object, env);
   const cond = asCondition(ctx.scalar(node.predicate, withScope(env, c.item)));
-  return withCondition(c, conditionSql(cond));
+  const filtered = withCondition(c, conditionSql(cond));
+  const some = someItemContainment(c, cond);
+  return some ? { ...filtered, someItem: { ...some, from: filtered.from, where: filtered.where } } : filtered;
 }
 
 /** `[a, b, …]` as a row source: constants as one bound JSON text, otherwise `json_array(…)`. */
@@ -269,11 +273,16 @@ function aggregate(c: CollectionValue, fn: Exclude<AggregateFn, 'count'>, v: Sca
   } else {
     s = sql`(SELECT ${f}(${input}) ${fromWhere(c)})`;
   }
+  const decimal = summed && v.read && v.type.kind === 'number' ? readDecimal(v.read) : undefined;
   return {
     ...scalar(s, type, fn !== 'sum'),
     rep: v.rep,
-    origin: { eventAggregate: c.events && { fn, source: c, input } },
+    origin: { eventAggregate: c.events && { fn, source: c, input, ...(decimal ? { decimal } : {}) } },
   };
+}
+
+function readDecimal(read: DocumentRead): Sql | undefined {
+  return dialect().readDecimal(documentOf(read.item), read.path);
 }
 
 /** Whether `value` reads the row of `c`'s items (compiler-made text: aliases are never in user text). */
@@ -378,9 +387,11 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
         : values?.distinct
           ? { fn: 'count' as const, source: values.events, input: values.value, distinct: true }
           : undefined;
+      const someItem = someItemOf(c);
       return {
         ...scalar(c.length ?? sql`(SELECT count(*) ${fromWhere(c)})`, NUMBER_TYPE, false),
         origin: { eventAggregate },
+        ...(someItem ? { someItem } : {}),
       };
     }
     case 'sum':
@@ -392,7 +403,11 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'forall': {
       const cond = asCondition(ctx.scalar(node.args[0]!, withScope(env, c.item)));
       if (name === 'exists') {
-        const correlated = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
+        const exact = existsPredicate(sql`SELECT 1 ${fromWhere(c, [conditionSql(cond)])}`, true);
+        // Items of a filtered array that hold for cond too: the filter's containment only goes first.
+        const filteredSome = someItemOf(c);
+        const some = filteredSome ? { ...filteredSome, exact: false } : someItemContainment(c, cond);
+        const correlated = withSomeItem(exact, some);
         return hoistExists(ctx, c, conditionSql(cond), correlated);
       }
       const counter = cond.nullable ? notKnown(cond.sql) : sql`NOT (${cond.sql})`;
@@ -446,7 +461,9 @@ export function compileCollectionMethod(ctx: CompileContext, node: MethodCallNod
     case 'includes': {
       const v = ctx.scalar(node.args[0]!, env);
       if (v.constant === null) return constantPredicate(false);
-      return existsPredicate(sql`SELECT 1 ${fromWhere(c, [itemEquals(c, v)])}`, true);
+      const exact = existsPredicate(sql`SELECT 1 ${fromWhere(c, [itemEquals(c, v)])}`, true);
+      const whole = c.read && c.read.from === c.from && c.read.where === c.where ? c.read : undefined;
+      return withPrefilter(exact, includesPrefilter(whole, v));
     }
     case 'intersects': {
       const b = ctx.collection(node.args[0]!, env);

@@ -115,6 +115,7 @@ export function readScalar(
     inner = item.typed ? raw(`${item.alias}.value`) : dialect().readElement(item.alias, type);
   } else {
     inner = dialect().readJson(documentOf(item), path, type);
+    if (!wrap) return { ...typedRead(inner, type, nullable, rep), read: { item, path } };
   }
   if (wrap) {
     inner = wrap(inner);
@@ -149,8 +150,9 @@ export function fieldValue(
 ): CompiledValue {
   if (type.kind === 'object' || type.kind === 'map') return { kind: 'object', type, item, path, wrap };
   if (type.kind === 'array') {
-    const doc = wrap ? wrap(documentOf(item)) : documentOf(item);
-    return jsonArray(ctx, doc, path, type);
+    if (wrap) return jsonArray(ctx, wrap(documentOf(item)), path, type);
+    const array = jsonArray(ctx, documentOf(item), path, type);
+    return { ...array, read: { item, path, from: array.from, where: array.where } };
   }
   return readScalar(item, path, type, wrap);
 }

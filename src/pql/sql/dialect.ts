@@ -42,6 +42,23 @@ export interface Dialect {
   number(read: Sql): Sql;
   /** The whole element of a JSON array row (`alias.value`) as the SQL value of `type`. */
   readElement(alias: string, type: PqlType): Sql;
+  /**
+   * The value at `path` of `doc` contains the JSON `json`; written on `doc` itself when
+   * `indexed` (an index of the column answers it), else on the value; undefined when the
+   * database has no containment (equality.ts).
+   */
+  contains(doc: Sql, path: readonly string[], json: string, indexed: boolean): Sql | undefined;
+  /**
+   * The value at `path` (at least one step) of `doc` is one of `values`, of the same JSON type,
+   * in a form cheaper than comparing the typed read; undefined where there is none (equality.ts).
+   */
+  jsonEquals(doc: Sql, path: readonly string[], values: readonly (string | boolean)[]): Sql | undefined;
+  /**
+   * The condition that `path` of `doc` holds a value (not null) of another JSON type than
+   * `type`, where `readJson` reads such a value as missing though the JS evaluator sees it
+   * (`x notIn [...]` holds for it); undefined where `readJson` already returns it.
+   */
+  otherTypePresent(doc: Sql, path: readonly string[], type: PqlType): Sql | undefined;
   /** The JSON type name at `path` ('null', 'object', 'array', …; NULL when absent). */
   jsonType(doc: Sql, path: readonly string[]): Sql;
   /** The elements of the JSON array at `path` as rows `alias.key` (order) and `alias.value`. */
@@ -69,12 +86,14 @@ export interface Dialect {
   /** 1-based position of the first `y` in `x` (0 when none; 1 for an empty y). */
   position(x: Sql, y: Sql): Sql;
   endsWith(x: Sql, y: Sql): Sql;
+  /** Whether `endsWith` costs enough per row (a function call) that a native substring test should go first. */
+  readonly endsWithCostly: boolean;
   /** `x like pattern` with PQL's wildcards and escapes. */
   like(x: Sql, pattern: string): Sql;
   regexMatches(x: Sql, pattern: string): Sql;
   regexGroup(x: Sql, pattern: string, n: Sql): Sql;
   /** `x op y` on numbers as JS computes it: doubles, missing (NULL) for division by zero and a non-finite result. */
-  arithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql;
+  arithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql, constant?: ArithmeticConstant): Sql;
   modulo(x: Sql, y: Sql): Sql;
   negate(x: Sql): Sql;
   /** A computed number, missing (NULL) when it is not finite (a sum that overflowed to ±Infinity). */
@@ -88,6 +107,11 @@ export interface Dialect {
   age(t: Sql, now: Sql): Sql;
   /** `t occurs <tail>` with per-row references (instants in epoch ms), the tail described by `spec` (JSON). */
   occurs(t: Sql, spec: Sql, ref: Sql, to: Sql, now: Sql): Sql;
+  /**
+   * The number at `path` of `doc` as an exact decimal (NULL when it is not a number), for
+   * sums taken in one grouped pass (hoist.ts); undefined where sums stay one probe per profile.
+   */
+  readDecimal(doc: Sql, path: readonly string[]): Sql | undefined;
   /** The aggregate function of PQL sum / average (SQLite's compensated sums). */
   sumFunction(fn: 'sum' | 'average'): string;
   /**
@@ -97,6 +121,12 @@ export interface Dialect {
   orderedSums: boolean;
   /** The statement's text and parameters as the driver takes them. */
   render(s: Sql): { sql: string; params: unknown[] };
+}
+
+/** One operand of an arithmetic known at compile time: its value, and whether it is the left one. */
+export interface ArithmeticConstant {
+  value: number;
+  left: boolean;
 }
 
 /**

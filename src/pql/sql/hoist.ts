@@ -17,7 +17,7 @@ import type { CompareOp } from '../language/ast.js';
 import { compareOp } from '../runtime/index.js';
 import type { CompileContext } from './context.js';
 import { dialect, trueSql } from './dialect.js';
-import { joinSql, param, raw, SQL_COMPARE, type Sql, sql } from './fragment.js';
+import { joinSql, param, raw, SQL_COMPARE, Sql, sql } from './fragment.js';
 import { groupSets } from './sets.js';
 import {
   type CollectionValue,
@@ -27,6 +27,8 @@ import {
   PROFILE_ALIAS,
   predicate,
   type ScalarValue,
+  type SumTest,
+  sumTestSql,
 } from './values.js';
 
 /** References to table aliases in compiler-made SQL text (`p.`, `e3.`, `j4.`, `d5.`, `m6.`); user text is never in it. */
@@ -189,18 +191,32 @@ export function hoistAggregateComparison(
   k: number,
   correlated: ScalarValue,
 ): ScalarValue {
-  // Sums and averages stay correlated: the exact sum adds in (ts, id) order
-  // (runtime.KbnAccumulator), which a grouped pass only guarantees with an ORDER BY inside the
-  // aggregate, and that sort costs more than the probe per profile (measured on the reference
-  // definitions).
-  if (agg.fn === 'sum' || agg.fn === 'average') return correlated;
-  const h = hoistEvents(ctx, agg.source, [], agg.input ? [agg.input] : []);
+  // Sums and averages add in (ts, id) order (runtime.KbnAccumulator), which a grouped pass only
+  // guarantees with an ORDER BY inside the aggregate, and that sort costs more than the probe
+  // per profile (measured on the reference definitions): they stay correlated unless the
+  // dialect can add the documents' decimals exactly instead (exactSumTest).
+  const summed = agg.fn === 'sum' || agg.fn === 'average';
+  if (summed && agg.decimal === undefined) return correlated;
+  const h = hoistEvents(
+    ctx,
+    agg.source,
+    [],
+    [...(agg.input ? [agg.input] : []), ...(agg.decimal ? [agg.decimal] : [])],
+  );
   if (h === undefined) return correlated;
   const e = h.alias;
   const bound = param(k);
   let having: Sql;
   let empty: boolean;
+  let sum: SumTest | undefined;
   switch (agg.fn) {
+    case 'sum':
+    case 'average':
+      sum = exactSumTest(ctx, agg, agg.decimal!, op, k, e);
+      having = sumTestSql(sum);
+      // A profile without matching events has the sum 0 and no average (missing: false).
+      empty = agg.fn === 'sum' && compareOp(op, 0, k);
+      break;
     case 'count':
       having = agg.distinct
         ? sql`count(DISTINCT ${agg.input ?? trueSql()}) ${SQL_COMPARE[op]} ${bound}`
@@ -219,8 +235,49 @@ export function hoistAggregateComparison(
     having,
     empty,
     query: (test) => h.query('profile_id AS id', sql` GROUP BY ${e}.profile_id HAVING ${test}`),
+    ...(sum ? { sum } : {}),
   };
   const sets = groupSets(group);
   // The IN list: the profiles whose group passes, or (when a profile without events passes) the complement.
   return hoisted(h, correlated, sets, () => (sets.ids ?? sets.excluded)!);
+}
+
+/**
+ * `sum op k` (or average) over a group of events `e`, exactly as PQL adds (runtime.KbnAccumulator:
+ * integers as written, then compensated doubles, in (ts, id) order), without adding in that
+ * order per group. The exact sum of the documents' decimals (`decimal`) differs from PQL's by
+ * a few units in the last place of the doubles, at most 2^-50 of the sum of magnitudes for any
+ * count of events a store holds, plus half a subnormal per number for the tiniest ones (a
+ * decimal like 5e-324 is not the double it reads as). So it decides the comparison unless it
+ * lies within 1e-12 of that magnitude (and 1e-300) of k, or the magnitudes add up to where
+ * doubles may overflow; only such a group is summed again the PQL way, by the correlated
+ * aggregate over its profile's events. k is compared as a decimal too: a double as numeric
+ * keeps 15 digits, an error the same margin covers (the sum is within its magnitude of k).
+ */
+function exactSumTest(
+  ctx: CompileContext,
+  agg: EventAggregate,
+  decimal: Sql,
+  op: CompareOp,
+  k: number,
+  e: string,
+): SumTest {
+  const d = dialect();
+  const sum = agg.fn === 'sum' ? sql`coalesce(sum(${decimal}), 0)` : sql`avg(${decimal})`;
+  const magnitude = agg.fn === 'sum' ? sql`coalesce(sum(abs(${decimal})), 0)` : sql`avg(abs(${decimal}))`;
+  const bound = sql`CAST(${param(k)} AS numeric)`;
+  // The PQL sum of the group's profile: the correlated aggregate, its events renamed apart from e.
+  const f = ctx.alias('e');
+  const rename = (s: Sql) => new Sql(s.text.replace(new RegExp(`\\b${e}\\.`, 'g'), `${f}.`), s.params);
+  const conds = (agg.source.events?.conds ?? []).map(rename);
+  const where = joinSql([raw(`${f}.profile_id = ${e}.profile_id`), ...conds], ' AND ');
+  const rows = sql`SELECT ${rename(agg.input!)} AS v, ${raw(`${f}.ts`)} AS o0, ${raw(`${f}.id`)} AS o1 FROM events AS ${raw(f)} WHERE ${where}`;
+  const fn = raw(d.sumFunction(agg.fn as 'sum' | 'average'));
+  const cmp = SQL_COMPARE[op];
+  return {
+    near: sql`abs(${sum} - ${bound}) <= ${magnitude} * 1e-12 + 1e-300 OR sum(abs(${decimal})) >= 1e300`,
+    decided: sql`${sum} ${cmp} ${bound}`,
+    onExact: sql`q.x ${cmp} ${param(k)}`,
+    exact: sql`(SELECT ${fn}(v ORDER BY o0, o1) AS x FROM (${rows}) AS r) AS q`,
+  };
 }

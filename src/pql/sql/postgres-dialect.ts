@@ -22,13 +22,27 @@
  * written in).
  */
 import type { PqlType } from '../check/types.js';
-import { BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
+import type { ArithmeticOp } from '../language/ast.js';
+import { type ArithmeticConstant, BackendUnsupported, type Dialect, type JsonRows } from './dialect.js';
 import { param, raw, type Sql, sql } from './fragment.js';
 import { translateRegex } from './postgres-regex.js';
 
-/** `jsonb` at `path` of `doc`. */
+/**
+ * `jsonb` at `path` of `doc`, one `->` per step: a text key finds a member of an object only,
+ * so an array or a scalar on the way gives NULL, as the JS evaluator finds nothing there
+ * (`#>` would index an array with a key like "0"), and each step is one cheap call where `#>`
+ * takes its path array apart again on every row.
+ */
 function at(doc: Sql, path: readonly string[]): Sql {
-  return sql`(${doc} #> ${param([...path])})`;
+  return path.reduce((value, key) => sql`(${value} -> ${param(key)})`, doc);
+}
+
+/**
+ * Whether the text `->>` gives for a JSON value other than a string can never be `s`: not a
+ * number (which starts with a digit or "-"), true, false, an object or an array.
+ */
+function onlyStringText(s: string): boolean {
+  return s !== 'true' && s !== 'false' && !/^[-0-9[{]/.test(s);
 }
 
 /** A jsonb value as the SQL value of a PQL scalar type: NULL unless it has the matching JSON type. */
@@ -44,6 +58,24 @@ function typed(value: Sql, type: PqlType): Sql {
     default:
       throw new BackendUnsupported(`reading a value of type ${type.kind} as a single value`);
   }
+}
+
+/**
+ * The value at `path` of `doc` as `type`, as `typed` reads it; a string or number is taken
+ * as text by the last step (`->>`), which is one call fewer than reading the value and
+ * converting it (the same text and the same double: float8 of a jsonb number converts its
+ * decimal text too).
+ */
+function readTyped(doc: Sql, path: readonly string[], type: PqlType): Sql {
+  const last = path[path.length - 1];
+  if (last === undefined || (type.kind !== 'string' && type.kind !== 'datetime' && type.kind !== 'number')) {
+    return typed(at(doc, path), type);
+  }
+  const text = sql`(${at(doc, path.slice(0, -1))} ->> ${param(last)})`;
+  if (type.kind === 'number') {
+    return sql`CASE WHEN jsonb_typeof(${at(doc, path)}) = 'number' THEN CAST(${text} AS float8) END`;
+  }
+  return sql`CASE WHEN jsonb_typeof(${at(doc, path)}) = 'string' THEN ${text} END`;
 }
 
 /** Elements of a jsonb array (anything else: none) as rows (value, key), JSON null as SQL NULL. */
@@ -87,6 +119,50 @@ function castOf(value: unknown): string {
   return '';
 }
 
+/** `x op y` as JS computes it: measured exactly in numeric first, as float8 raises errors where JS does not. */
+function guardedArithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql {
+  const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
+  const cases: Sql[] = [];
+  if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
+  cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
+  if (op === '*' || op === '/') {
+    const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
+    cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
+  }
+  const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
+  return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+}
+
+/**
+ * For `x op c` (or `c op x`) with a constant c: a range of |x| (x = 0 or lo <= |x| <= hi)
+ * where the float8 operation can neither overflow nor round a non-zero result to 0, well inside
+ * where guardedArithmetic returns it unchanged: there the plain operation is the value, with no
+ * numeric product and no sub-select per row. Undefined when there is no such range worth it.
+ */
+function safeRange(
+  op: Exclude<ArithmeticOp, '%'>,
+  constant: ArithmeticConstant,
+): { lo: number; hi: number } | undefined {
+  const c = Math.abs(constant.value);
+  if (!Number.isFinite(c)) return undefined;
+  switch (op) {
+    case '+':
+    case '-':
+      // |x ± c| <= 1.6e308, below the largest double.
+      return c <= 8e307 ? { lo: 0, hi: 8e307 } : undefined;
+    // Scaling by at least 1 cannot round a non-zero x to 0: no lower bound then.
+    case '*':
+      if (c < 1e-290 || c > 1e290) return undefined;
+      return { lo: c >= 1 ? 0 : (1e-290 / c) * (1 + 1e-12), hi: (Number.MAX_VALUE / c) * (1 - 1e-12) };
+    case '/':
+      if (constant.left || c < 1e-290 || c > 1e290) return undefined;
+      return {
+        lo: c <= 1 ? 0 : 1e-290 * c * (1 + 1e-12),
+        hi: Math.min(Number.MAX_VALUE, Number.MAX_VALUE * c) * (1 - 1e-12),
+      };
+  }
+}
+
 export const POSTGRES: Dialect = {
   name: 'postgres',
   trueSql: 'true',
@@ -94,9 +170,40 @@ export const POSTGRES: Dialect = {
   orFalse: (x) => sql`coalesce(${x}, false)`,
   orTrue: (x) => sql`coalesce(${x}, true)`,
   exists: (sub) => sql`EXISTS (${sub})`,
-  readJson: (doc, path, type) => typed(at(doc, path), type),
+  readJson: (doc, path, type) => readTyped(doc, path, type),
   number: (read) => read,
   readElement: (alias, type) => typed(raw(`${alias}.value`), type),
+  // `@>` is what the GIN index on profiles.attributes (jsonb_path_ops) answers.
+  // On the whole document, the test the GIN index on profiles.attributes (jsonb_path_ops)
+  // answers. Elsewhere on the value at the path: the planner costs that above the scan's
+  // equalities with constants (event_type = …), which then rule rows out first; a test on the
+  // whole payload would run on every event of every type.
+  contains(doc, path, json, indexed) {
+    if (!indexed) return sql`${at(doc, path)} @> CAST(${param(json)} AS jsonb)`;
+    const whole = path.reduceRight((inner, key) => `{${JSON.stringify(key)}: ${inner}}`, json);
+    return sql`${doc} @> CAST(${param(whole)} AS jsonb)`;
+  },
+  jsonEquals(doc, path, values) {
+    const last = path[path.length - 1];
+    if (last === undefined) return undefined;
+    const oneOf = (items: Sql[]) => (items.length === 1 ? sql` = ${items[0]!}` : sql` IN (${joinComma(items)})`);
+    if (values.every((v) => typeof v === 'string' && onlyStringText(v))) {
+      return sql`(${at(doc, path.slice(0, -1))} ->> ${param(last)})${oneOf(values.map(param))}`;
+    }
+    return sql`${at(doc, path)}${oneOf(values.map((v) => sql`CAST(${param(JSON.stringify(v))} AS jsonb)`))}`;
+  },
+  otherTypePresent(doc, path, type) {
+    const json =
+      type.kind === 'string'
+        ? 'string'
+        : type.kind === 'number'
+          ? 'number'
+          : type.kind === 'boolean'
+            ? 'boolean'
+            : undefined;
+    if (json === undefined || path.length === 0) return undefined;
+    return sql`coalesce(jsonb_typeof(${at(doc, path)}) NOT IN ('null', ${raw(`'${json}'`)}), false)`;
+  },
   jsonType: (doc, path) => sql`jsonb_typeof(${at(doc, path)})`,
   arrayRows(doc, path, alias): JsonRows {
     const value = at(doc, path);
@@ -132,11 +239,14 @@ export const POSTGRES: Dialect = {
   ordered: (x) => sql`(${x} COLLATE "C")`,
   lower: (x) => sql`lower(${x} COLLATE "und-x-icu")`,
   upper: (x) => sql`upper(${x} COLLATE "und-x-icu")`,
-  asciiLower: () => undefined,
+  // Under the C collation lower() maps A-Z only, as SQLite's lower() (strings.ts asciiFoldable).
+  asciiLower: (x) => sql`lower(${x} COLLATE "C")`,
   likeFoldsAscii: false,
   length: (x) => sql`char_length(${x})`,
   position: (x, y) => sql`strpos(${x}, ${y})`,
   endsWith: (x, y) => sql`(right(${x}, char_length(${y})) = ${y})`,
+  // right() is native: a substring test first would only read the value twice.
+  endsWithCostly: false,
   like: (x, pattern) => sql`${x} LIKE ${param(likePattern(pattern))} ESCAPE '\\'`,
   regexMatches(x, pattern) {
     const re = translateRegex(pattern);
@@ -157,17 +267,14 @@ export const POSTGRES: Dialect = {
     const k = sql`CAST(${n} AS float8)`;
     return sql`CASE WHEN ${k} = trunc(${k}) AND ${k} BETWEEN 0 AND ${raw(String(re.groups))} THEN (regexp_match(${x}, ${param(whole)}))[CAST(${k} AS integer) + 1] END`;
   },
-  arithmetic(op, x, y) {
-    const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
-    const cases: Sql[] = [];
-    if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
-    cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
-    if (op === '*' || op === '/') {
-      const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
-      cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
-    }
-    const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
-    return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+  arithmetic(op, x, y, constant) {
+    const guarded = guardedArithmetic(op, x, y);
+    const fast = constant && safeRange(op, constant);
+    if (!fast) return guarded;
+    // Within the range no check can fire: the plain float8 operation, the guard only outside it.
+    const v = constant.left ? y : x;
+    const inRange = sql`abs(${v}) <= ${param(fast.hi)}${fast.lo > 0 ? sql` AND (${v} = 0 OR abs(${v}) >= ${param(fast.lo)})` : sql``}`;
+    return sql`CASE WHEN ${inRange} THEN CAST(${x} AS float8) ${op} CAST(${y} AS float8) ELSE ${guarded} END`;
   },
   // fmod() of the two doubles, exact, by zero missing: created by the PostgreSQL migrations (0004_pql_remainder.sql).
   modulo: (x, y) => sql`pql_fmod(CAST(${x} AS float8), CAST(${y} AS float8))`,
@@ -185,6 +292,11 @@ export const POSTGRES: Dialect = {
   // The JS engine's window and test, created by the PostgreSQL migrations (0006_pql_occurs.sql).
   occurs: (t, spec, ref, to, now) =>
     sql`pql_occurs(CAST(${t} AS float8), CAST(${spec} AS jsonb), CAST(${ref} AS float8), CAST(${to} AS float8), CAST(${now} AS float8))`,
+  // jsonb keeps a number as the numeric it was written as: its decimal digits, exactly.
+  readDecimal(doc, path) {
+    const value = at(doc, path);
+    return sql`CASE WHEN jsonb_typeof(${value}) = 'number' THEN CAST(${value} AS numeric) END`;
+  },
   // SQLite's total() step for step, created by the PostgreSQL migrations (drizzle/pg/0003_pql_sums.sql).
   sumFunction: (fn) => (fn === 'sum' ? 'pql_total' : 'pql_avg'),
   orderedSums: true,

@@ -15,7 +15,7 @@
  * or merging a profile moves or deletes them in the same transaction).
  */
 import { dialect, notKnown } from './dialect.js';
-import { param, Sql, sql } from './fragment.js';
+import { param, Sql, sameExpression, sql } from './fragment.js';
 import {
   type ConditionPlans,
   type DrivenIds,
@@ -23,6 +23,8 @@ import {
   type IdSets,
   PROFILE_ALIAS,
   type ScalarValue,
+  type SumTest,
+  sumTestSql,
 } from './values.js';
 
 /** A group's id sets: those it holds for when it never holds without events, else those it fails for. */
@@ -34,12 +36,19 @@ export function groupSets(g: EventGroup): IdSets {
 function mergeGroups(a: EventGroup, b: EventGroup, op: 'AND' | 'OR'): EventGroup | undefined {
   if (a.key !== b.key) return undefined;
   // Compiler-made text: an alias is a word, followed by a dot where it is used.
-  const renamed = new Sql(b.having.text.replace(new RegExp(`\\b${b.alias}\\.`, 'g'), `${a.alias}.`), b.having.params);
-  return {
-    ...a,
-    having: sql`(${a.having}) ${op} (${renamed})`,
-    empty: op === 'AND' ? a.empty && b.empty : a.empty || b.empty,
-  };
+  const rename = (s: Sql) => new Sql(s.text.replace(new RegExp(`\\b${b.alias}\\.`, 'g'), `${a.alias}.`), s.params);
+  const empty = op === 'AND' ? a.empty && b.empty : a.empty || b.empty;
+  // Two tests of the same sum (`S > 50 and S < 500`) recount it once, near either bound.
+  if (a.sum && b.sum && sameExpression(a.sum.exact, rename(b.sum.exact))) {
+    const sum: SumTest = {
+      near: sql`(${a.sum.near}) OR (${rename(b.sum.near)})`,
+      decided: sql`(${a.sum.decided}) ${op} (${rename(b.sum.decided)})`,
+      onExact: sql`(${a.sum.onExact}) ${op} (${rename(b.sum.onExact)})`,
+      exact: a.sum.exact,
+    };
+    return { ...a, having: sumTestSql(sum), empty, sum };
+  }
+  return { ...a, having: sql`(${a.having}) ${op} (${rename(b.having)})`, empty, sum: undefined };
 }
 
 type SetOp = 'UNION' | 'INTERSECT' | 'EXCEPT';
@@ -87,7 +96,7 @@ export function notSets(v: ScalarValue): IdSets | undefined {
   if (!s) return undefined;
   if (s.group) {
     const g = s.group;
-    return { ...groupSets({ ...g, having: notKnown(g.having), empty: !g.empty }), probe: s.probe };
+    return { ...groupSets({ ...g, having: notKnown(g.having), empty: !g.empty, sum: undefined }), probe: s.probe };
   }
   return swap(s);
 }

@@ -29,6 +29,12 @@ export const SQLITE: Dialect = {
   // JS reads back. Comparing and computing in doubles, as JS does, needs `+ 0.0`.
   number: (read) => sql`(${read} + 0.0)`,
   readElement: (alias) => raw(`${alias}.value`),
+  // No index of SQLite's answers containment: the exact test alone is cheaper.
+  contains: () => undefined,
+  // json_extract() = ? is already one read of the path.
+  jsonEquals: () => undefined,
+  // json_extract() returns a value of any type, which then equals no constant of another.
+  otherTypePresent: () => undefined,
   jsonType: (doc, path) => sql`json_type(${doc}, ${param(jsonPath(path))})`,
   arrayRows(doc, path, alias): JsonRows {
     const p = param(jsonPath(path));
@@ -60,6 +66,7 @@ export const SQLITE: Dialect = {
   length: (x) => sql`pql_length(${x})`,
   position: (x, y) => sql`instr(${x}, ${y})`,
   endsWith: (x, y) => sql`pql_ends_with(${x}, ${y})`,
+  endsWithCostly: true,
   like: (x, pattern) => sql`pql_like(${x}, ${param(pattern)})`,
   regexMatches: (x, pattern) => sql`pql_re_match(${x}, ${param(pattern)})`,
   regexGroup: (x, pattern, n) => sql`pql_re_group(${x}, ${param(pattern)}, ${n})`,
@@ -75,6 +82,8 @@ export const SQLITE: Dialect = {
   datePart: (part, ms) => sql`${part === 'year' ? 'pql_year' : part === 'month' ? 'pql_month' : 'pql_day'}(${ms})`,
   age: (t, now) => sql`pql_age(${t}, ${now})`,
   occurs: (t, spec, ref, to, now) => sql`pql_occurs(${t}, ${spec}, ${ref}, ${to}, ${now})`,
+  // total() in the items' order is cheaper as the per-profile probe the index feeds in that order.
+  readDecimal: () => undefined,
   sumFunction: (fn) => (fn === 'sum' ? 'total' : 'avg'),
   orderedSums: false,
   // Booleans are bound as 1 and 0, SQLite's and JSON's representation of true and false.

@@ -174,7 +174,7 @@ function stringPredicate(name: string, a: ScalarValue, b: ScalarValue): ScalarVa
       case 'endsWith':
         // A suffix is also a substring: native instr() (exact at any byte) rules out most rows
         // before the per-row JS call.
-        if (typeof b.constant === 'string' && b.constant !== '') {
+        if (d.endsWithCostly && typeof b.constant === 'string' && b.constant !== '') {
           return sql`(${d.position(x, y)} > 0 AND ${d.endsWith(x, y)})`;
         }
         return d.endsWith(x, y);
@@ -240,5 +240,6 @@ export function compileLike(ctx: CompileContext, node: LikeNode, env: Env): Scal
   if (shape.leading && shape.trailing) return predicate(sql`${d.position(x, text)} > 0`, v.nullable);
   if (shape.trailing) return predicate(sql`${d.position(x, text)} = 1`, v.nullable);
   // As endsWith: the suffix is a substring first (native instr), then the per-row JS call.
+  if (!d.endsWithCostly) return predicate(d.endsWith(x, text), true);
   return predicate(sql`(${d.position(x, text)} > 0 AND ${d.endsWith(x, text)})`, true);
 }

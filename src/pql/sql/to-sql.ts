@@ -79,6 +79,7 @@ import {
   falseSql,
   withDialect,
 } from './dialect.js';
+import { documentEquality, impliedBy, withSomeItem } from './equality.js';
 import { joinSql, param, raw, SQL_COMPARE, Sql, sameExpression, sql } from './fragment.js';
 import { hoistAggregateComparison } from './hoist.js';
 import { POSTGRES } from './postgres-dialect.js';
@@ -374,7 +375,11 @@ function logical(ctx: CompileContext, node: LogicalNode, env: Env): ScalarValue 
   const merged = mergeComparisons(left, right, and);
   if (merged) return { ...merged, plans: and ? andSets(left, right) : { idSets: orSets(left, right) } };
   const op = and ? 'AND' : 'OR';
-  const value = predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable);
+  const implies = impliedBy(left, right, and);
+  const value = {
+    ...predicate(sql`(${conditionSql(left)} ${op} ${conditionSql(right)})`, left.nullable || right.nullable),
+    ...(implies ? { implies } : {}),
+  };
   if (!and) return { ...value, plans: { idSets: orSets(left, right) } };
   const sets = andSets(left, right);
   const [lt, rt] = [left.plans?.topLevel, right.plans?.topLevel];
@@ -439,7 +444,12 @@ function compareScalars(op: CompareNode['op'], left: ScalarValue, right: ScalarV
   // Text (strings, ISO datetimes) in code-point order; equality needs no collation.
   const text = a.type.kind === 'string' || a.rep === 'iso';
   const order = text && op !== '=' && op !== '!=' ? dialect().ordered : (s: Sql) => s;
-  return predicate(sql`${order(valueSql(a))} ${SQL_COMPARE[op]} ${order(valueSql(b))}`, a.nullable || b.nullable);
+  const exact = predicate(
+    sql`${order(valueSql(a))} ${SQL_COMPARE[op]} ${order(valueSql(b))}`,
+    a.nullable || b.nullable,
+  );
+  if (op !== '=') return exact;
+  return documentEquality(exact, a, [b]) ?? documentEquality(exact, b, [a]) ?? exact;
 }
 
 const FLIPPED: Record<CompareNode['op'], CompareNode['op']> = {
@@ -483,7 +493,14 @@ function compare(ctx: CompileContext, node: CompareNode, env: Env): ScalarValue 
   }
   if (left.ageError) throw left.ageError;
   if (right.ageError) throw right.ageError;
-  const exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
+  let exact = withComparison(compareScalars(node.op, left, right), node.op, left, right);
+  // A count compared so that it must be 1 or more: the items being some implies a containment,
+  // which is the whole test when the comparison is just that (`> 0`, `>= 1`, `!= 0`).
+  const k = right.constant;
+  if (left.someItem && typeof k === 'number' && !compareOp(node.op, 0, k)) {
+    const justSome = (node.op === '>' && k < 1) || (node.op === '>=' && k <= 1) || (node.op === '!=' && k === 0);
+    exact = withSomeItem(exact, justSome ? left.someItem : { ...left.someItem, exact: false });
+  }
   if (lo?.eventAggregate && typeof right.constant === 'number') {
     const correlated = countAsExists(lo.eventAggregate, node.op, right.constant) ?? exact;
     return hoistAggregateComparison(ctx, lo.eventAggregate, node.op, right.constant, correlated);
@@ -511,7 +528,13 @@ function arithmeticValue(ctx: CompileContext, node: ArithmeticNode, env: Env): S
   } else if (node.op === '%') {
     s = dialect().modulo(x, y);
   } else {
-    s = dialect().arithmetic(node.op, x, y);
+    const constant =
+      typeof b.constant === 'number'
+        ? { value: b.constant, left: false }
+        : typeof a.constant === 'number'
+          ? { value: a.constant, left: true }
+          : undefined;
+    s = dialect().arithmetic(node.op, x, y, constant);
   }
   return { kind: 'scalar', sql: s, type, nullable: true, predicate: false };
 }
@@ -535,7 +558,8 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
     const listSql = sql`(${joinParts(list)})`;
     if (!node.negated) {
       if (items.length === 0) return constantPredicate(false);
-      return predicate(sql`${valueSql(v)} IN ${listSql}`, true);
+      const exact = predicate(sql`${valueSql(v)} IN ${listSql}`, true);
+      return documentEquality(exact, v, items) ?? exact;
     }
     // Missing elements are ignored, so a NULL must never reach NOT IN (it would make it unknown).
     const fixed = items.filter((e) => !e.nullable);
@@ -546,7 +570,12 @@ function inList(ctx: CompileContext, node: InNode, env: Env): ScalarValue {
         : sql`${valueSql(v)} IS NOT NULL`,
       ...optional.map((e) => dialect().orTrue(sql`${valueSql(v)} <> ${valueSql(e)}`)),
     ];
-    return predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
+    const notIn = predicate(sql`(${joinParts(parts, ' AND ')})`, v.nullable);
+    // A value of another JSON type equals no constant of the field's type: present, so notIn holds.
+    const read = v.read;
+    const sameType = items.every((e) => e.constant !== undefined && e.type.kind === v.type.kind);
+    const other = read && sameType ? dialect().otherTypePresent(documentOf(read.item), read.path, v.type) : undefined;
+    return other ? predicate(sql`(${notIn.sql} OR ${other})`, v.nullable) : notIn;
   }
   const list = ctx.collection(node.list, env);
   const sub = sql`SELECT 1 ${fromWhere(list, [itemEquals(list, value)])}`;

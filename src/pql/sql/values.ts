@@ -22,7 +22,7 @@ export type ConstantValue = string | number | boolean | null;
  * is used as a value or negated.
  *
  * The first fields say what the value is; any transformation of `sql` must restate them. The
- * three optional groups below are optimisation facts: each promises something about `sql`
+ * optional groups below are optimisation facts: each promises something about `sql`
  * that a later step may use to write a cheaper statement, and none changes what the value
  * is, so a step that does not know a group may drop it (never keep one that no longer holds).
  */
@@ -44,6 +44,34 @@ export interface ScalarValue {
   shape?: ConditionShape;
   /** For a number: what it is computed from, so comparing it with a constant takes a cheaper form. */
   origin?: NumberOrigin;
+  /** For a value read from a document as it is: where, so an equality can add a prefilter (equality.ts). */
+  read?: DocumentRead;
+  /** For a condition: it holds only where this document contains one of these JSON texts (equality.ts). */
+  implies?: Containment;
+  /** For a count: the containment its items being some implies, if known (equality.ts). */
+  someItem?: SomeItem;
+}
+
+/**
+ * `documentOf(item)` contains (`@>`) one of `jsons`, objects written as JSON text; `exact`
+ * when the condition holds exactly then (an equality with constants, or an `or` of them).
+ */
+export interface Containment {
+  item: ItemScope;
+  jsons: string[];
+  exact: boolean;
+}
+
+/** A containment test that some item of an array implies; `exact` when it is equivalent to it. */
+export interface SomeItem {
+  test: Sql;
+  exact: boolean;
+}
+
+/** Where a value was read: the document of `item` at `path` (at least one step), not wrapped. */
+export interface DocumentRead {
+  item: ItemScope;
+  path: readonly string[];
 }
 
 /**
@@ -108,6 +136,24 @@ export interface EventGroup {
   empty: boolean;
   /** The ids of the profiles whose group passes `test`. */
   query: (test: Sql) => Sql;
+  /** When `having` is an exact-sum test (hoist.ts): its parts, so tests of the same sum share one recount. */
+  sum?: SumTest;
+}
+
+/**
+ * `CASE WHEN near THEN (SELECT onExact FROM exact) ELSE decided END`: a test decided by the
+ * exact decimal sum of a group unless it is `near` the bound, where `onExact` tests the PQL sum
+ * `q.x` that `exact` (a FROM item named q) computes for the group's profile.
+ */
+export interface SumTest {
+  near: Sql;
+  decided: Sql;
+  onExact: Sql;
+  exact: Sql;
+}
+
+export function sumTestSql(t: SumTest): Sql {
+  return sql`CASE WHEN ${t.near} THEN (SELECT ${t.onExact} FROM ${t.exact}) ELSE ${t.decided} END`;
 }
 
 /** A start for a statement: a set of ids, and conditions on them that read only `p.id`. */
@@ -174,6 +220,18 @@ export interface CollectionValue {
    * not these values any more.
    */
   eventValues?: { events: CollectionValue; value: Sql; distinct: boolean; from: Sql; where: Sql[] };
+  /**
+   * For the elements of a document array: where the array was read, so `includes(constant)`
+   * can add a prefilter (containment.ts). Valid, as `eventValues`, only while `from` and
+   * `where` are the very ones it was made with.
+   */
+  read?: DocumentRead & { from: Sql; where: Sql[] };
+  /**
+   * For items of a document array filtered by a condition that implies containment: what
+   * having one such item implies of the array's own document (equality.ts). Valid, as
+   * `eventValues`, only while `from` and `where` are the very ones it was made with.
+   */
+  someItem?: SomeItem & { from: Sql; where: Sql[] };
 }
 
 export type CompiledValue = ScalarValue | ObjectValue | CollectionValue;
@@ -185,6 +243,11 @@ export interface EventAggregate {
   input: Sql | null;
   /** `count` of the distinct present values of `input` (`xEvent.channel.distinct().count()`). */
   distinct?: boolean;
+  /**
+   * For a sum or average of a number read from the events' documents: that number as an exact
+   * decimal (NULL when it is not a number), where the dialect has one (hoist.ts exactSumTest).
+   */
+  decimal?: Sql;
 }
 
 const BOOLEAN_TYPE: PqlType = { kind: 'boolean' };
