@@ -80,6 +80,40 @@ describe('ingest on its own thread', () => {
     }
   });
 
+  it('answers a request the thread died under with an error, and starts another thread for the next', async () => {
+    const conn = openDatabase(join(dir, 'b.db'));
+    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const writer = new ThreadIngestWriter({
+      conn,
+      bus: new EventBus(),
+      limits: DEFAULT_INGEST_LIMITS,
+      sweepMs: 60_000,
+      log: pino({ level: 'silent' }),
+    });
+    const ingest = new IngestService({ writer });
+    const event = (id: string) => ({
+      id,
+      identity: { namespace: 'email', id: 'ann@example.com' },
+      eventType: 'web.pageViews',
+      timestamp: new Date().toISOString(),
+    });
+    try {
+      expect(await ingest.events(sandboxId, [event('e1')])).toMatchObject({ accepted: 1 });
+      // The thread stops (a crash, say) with a request in flight: the request fails, nothing hangs.
+      const thread = (writer as unknown as { worker: { terminate(): Promise<number> } }).worker;
+      const inFlight = ingest.events(sandboxId, [event('e2')]);
+      await thread.terminate();
+      await expect(inFlight).rejects.toThrow(/ingest thread stopped/);
+      // The next request starts a new thread and is written; the first request's event is there once.
+      expect(await ingest.events(sandboxId, [event('e3'), event('e1')])).toMatchObject({ accepted: 2, duplicates: 1 });
+      const stored = conn.sqlite.prepare('SELECT event_id FROM events ORDER BY event_id').pluck().all() as string[];
+      expect(stored.filter((id) => id !== 'e2')).toEqual(['e1', 'e3']);
+    } finally {
+      await ingest.close();
+      conn.close();
+    }
+  });
+
   it('keeps an error DomainError or SQLite across the thread, codes and all', () => {
     const corrupt = Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
     const sent = sendReply({
