@@ -41,7 +41,7 @@ export class ThreadIngestWriter implements IngestWriter {
     },
   ) {}
 
-  /** The thread, started on first use and again after one that stopped. */
+  /** The thread, started on first use, and again after one that stopped. */
   private thread(): Worker {
     if (this.worker) return this.worker;
     const { conn, limits, sweepMs, windowProfiles, log } = this.deps;
@@ -82,7 +82,13 @@ export class ThreadIngestWriter implements IngestWriter {
         this.pending.delete(id);
         request.reject(err);
       }
-      if (!this.stopped) log.error({ err }, 'ingest thread stopped; the next ingest starts another');
+      if (this.stopped) return;
+      log.error({ err }, 'ingest thread stopped; starting another');
+      // Its sweep of expired members goes with it: a new thread a second later, unless an ingest
+      // has started one by then (a thread that keeps failing is retried at that pace, not faster).
+      setTimeout(() => {
+        if (!this.stopped && !this.worker) this.thread();
+      }, 1_000).unref();
     };
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`ingest thread stopped (exit code ${code})`)));

@@ -104,6 +104,10 @@ describe('ingest on its own thread', () => {
       const inFlight = ingest.events(sandboxId, [event('e2')]);
       await thread.terminate();
       await expect(inFlight).rejects.toThrow(/ingest thread stopped/);
+      // Another thread is started without waiting for an ingest (it runs the sweep of expired members).
+      const next = writer as unknown as { worker?: unknown };
+      for (let waited = 0; waited < 5_000 && !next.worker; waited += 50) await new Promise((r) => setTimeout(r, 50));
+      expect(next.worker).toBeDefined();
       // The next request starts a new thread and is written; the first request's event is there once.
       expect(await ingest.events(sandboxId, [event('e3'), event('e1')])).toMatchObject({ accepted: 2, duplicates: 1 });
       const stored = conn.sqlite.prepare('SELECT event_id FROM events ORDER BY event_id').pluck().all() as string[];
