@@ -233,7 +233,7 @@ export class EventBus {
           wake = undefined;
         }
         const place = this.turn();
-        if (place) await place;
+        if (place !== undefined) await place;
         if (queue.size === 0) return { value: undefined, done: true };
         return { value: take(queue), done: false };
       },

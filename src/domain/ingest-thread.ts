@@ -82,12 +82,12 @@ export class ThreadIngestWriter implements IngestWriter {
         this.pending.delete(id);
         request.reject(err);
       }
-      if (this.stopped) return;
+      if (this.stopped !== undefined) return;
       log.error({ err }, 'ingest thread stopped; starting another');
       // Its sweep of expired members goes with it: a new thread a second later, unless an ingest
       // has started one by then (a thread that keeps failing is retried at that pace, not faster).
       setTimeout(() => {
-        if (!this.stopped && !this.worker) this.thread();
+        if (this.stopped === undefined && !this.worker) this.thread();
       }, 1_000).unref();
     };
     worker.on('error', fail);
@@ -97,7 +97,8 @@ export class ThreadIngestWriter implements IngestWriter {
   }
 
   write(group: IngestWrite[]): Promise<GroupReply> {
-    if (this.stopped) return Promise.reject(new Error('ingestion has stopped (the server is shutting down)'));
+    if (this.stopped !== undefined)
+      return Promise.reject(new Error('ingestion has stopped (the server is shutting down)'));
     const id = this.nextId++;
     const worker = this.thread();
     return new Promise((resolve, reject) => {

@@ -1,0 +1,170 @@
+/**
+ * Units of work: the statements of one business operation, committed together or not at all,
+ * as an asynchronous call. A PostgreSQL driver answers asynchronously, so a transaction there
+ * is `await`ed statement by statement; the domain opens its transactions through this module so
+ * that the same code can run on either database (docs/scale-out.md, "The storage boundary").
+ *
+ * On SQLite every unit runs on the process's one writer connection. `writeUnit` hands its body
+ * a handle (`tx`) for that connection, marked as being inside the unit:
+ *
+ * - A body that finishes synchronously (the common case) runs between `BEGIN IMMEDIATE` and
+ *   `COMMIT` in one synchronous section, exactly as `sqlite.transaction(fn).immediate()` did:
+ *   nothing else can run in between.
+ * - A body that awaits keeps the transaction open across its awaits. Other units wait their
+ *   turn (first come, first served) instead of joining it, which is what one connection would
+ *   otherwise do; a unit opened with `tx` inside the body is a savepoint of it.
+ *
+ * The write gate (write-gate.ts) is taken for the synchronous start of a unit only: once
+ * `BEGIN IMMEDIATE` has succeeded the unit holds SQLite's write lock, and a job worker that
+ * wants it waits on its own thread (busy timeout), never the event loop.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Connection } from './index.js';
+
+/** The handle a unit's body works through: the connection, marked with the unit it is inside. */
+export interface UnitConnection extends Connection {
+  readonly unit: UnitState;
+}
+
+interface UnitState {
+  /** Savepoints opened so far inside this unit (for their names). */
+  savepoints: number;
+}
+
+/** Per SQLite connection: whether a unit with awaits is open, and who waits for it. */
+interface Turns {
+  open: boolean;
+  waiting: Array<() => void>;
+}
+
+/**
+ * Under the tests only (AsyncLocalStorage slows every promise of the process on Node 20): the
+ * unit the running code is inside, to catch a body that opens a unit with the outer connection
+ * instead of its `tx` — it would wait for the very unit it is part of, for ever.
+ */
+const inside = process.env.VITEST ? new AsyncLocalStorage<Turns>() : undefined;
+
+const turnsBySqlite = new WeakMap<Connection['sqlite'], Turns>();
+
+function turnsOf(conn: Connection): Turns {
+  let turns = turnsBySqlite.get(conn.sqlite);
+  if (!turns) {
+    turns = { open: false, waiting: [] };
+    turnsBySqlite.set(conn.sqlite, turns);
+  }
+  return turns;
+}
+
+function isUnit(conn: Connection): conn is UnitConnection {
+  return (conn as Partial<UnitConnection>).unit !== undefined;
+}
+
+function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
+/**
+ * Runs `body` as one write transaction and resolves with what it returns; a throw (or a
+ * rejection) rolls back everything it wrote. Called with the handle of an open unit, it runs
+ * as a savepoint of that unit instead.
+ */
+export function writeUnit<T>(conn: Connection, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
+  if (isUnit(conn)) return savepoint(conn, body);
+  const turns = turnsOf(conn);
+  if (inside?.getStore() === turns) {
+    return Promise.reject(new Error("a unit was opened with the connection instead of the enclosing unit's handle"));
+  }
+  if (turns.open || turns.waiting.length > 0) {
+    return new Promise<T>((resolve, reject) => {
+      turns.waiting.push(() => start(conn, turns, body).then(resolve, reject));
+    });
+  }
+  return start(conn, turns, body);
+}
+
+function start<T>(conn: Connection, turns: Turns, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
+  let begun = false;
+  const section = (): T | Promise<T> => {
+    // Another unit may have opened while this one waited for the gate.
+    if (turns.open)
+      return new Promise<T>((resolve, reject) =>
+        turns.waiting.unshift(() => start(conn, turns, body).then(resolve, reject)),
+      );
+    conn.sqlite.exec('BEGIN IMMEDIATE');
+    begun = true;
+    const tx: UnitConnection = Object.assign(Object.create(conn) as Connection, { unit: { savepoints: 0 } });
+    let result: T | Promise<T>;
+    try {
+      result = inside ? inside.run(turns, body, tx) : body(tx);
+    } catch (err) {
+      rollback(conn);
+      throw err;
+    }
+    if (!isPromise(result)) {
+      commit(conn);
+      return result;
+    }
+    turns.open = true;
+    return result.then(
+      (value) => {
+        commit(conn);
+        return value;
+      },
+      (err: unknown) => {
+        rollback(conn);
+        throw err;
+      },
+    );
+  };
+  let outcome: T | Promise<T>;
+  try {
+    outcome = conn.writeGate.run(section) as T | Promise<T>;
+  } catch (err) {
+    next(turns);
+    return Promise.reject(err);
+  }
+  if (!isPromise(outcome)) {
+    next(turns);
+    return Promise.resolve(outcome);
+  }
+  return outcome.finally(() => {
+    if (begun) turns.open = false;
+    next(turns);
+  });
+}
+
+/** Lets the next waiting unit start, once none is open. */
+function next(turns: Turns): void {
+  if (turns.open) return;
+  turns.waiting.shift()?.();
+}
+
+function commit(conn: Connection): void {
+  try {
+    conn.sqlite.exec('COMMIT');
+  } catch (err) {
+    // A failed COMMIT (a deferred constraint, a full disk) leaves the transaction open.
+    rollback(conn);
+    throw err;
+  }
+}
+
+function rollback(conn: Connection): void {
+  if (conn.sqlite.inTransaction) conn.sqlite.exec('ROLLBACK');
+}
+
+async function savepoint<T>(tx: UnitConnection, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
+  const name = `unit_${++tx.unit.savepoints}`;
+  tx.sqlite.exec(`SAVEPOINT ${name}`);
+  try {
+    const value = await body(tx);
+    tx.sqlite.exec(`RELEASE ${name}`);
+    return value;
+  } catch (err) {
+    if (tx.sqlite.inTransaction) {
+      tx.sqlite.exec(`ROLLBACK TO ${name}`);
+      tx.sqlite.exec(`RELEASE ${name}`);
+    }
+    throw err;
+  }
+}
