@@ -285,6 +285,33 @@ describe.runIf(URL !== undefined)('PostgreSQL statements agree with the JS evalu
     expect(await statementOf('loyalty.points * 2 >= 1000')).toMatch(/THEN CAST\(.* AS float8\) \* CAST/);
   });
 
+  it('arithmetic at the edges of the doubles rounds as JS does, not as 15 digits of numeric would', async () => {
+    const max = Number.MAX_VALUE;
+    const points = [max, -max, max / 2, 5e-324, -5e-324, 1e-323, 2 ** 970, 1];
+    const list = points.map((p) => profile({ loyalty: { points: p } }));
+    const cases: [string, (x: number) => number, (y: number) => boolean][] = [
+      // The largest double plus less than half its last place is the largest double again.
+      ['loyalty.points + loyalty.points > 0', (x) => x + x, (y) => y > 0],
+      ['loyalty.points * 1 > 0', (x) => x * 1, (y) => y > 0],
+      ['loyalty.points - 1 > 1e308', (x) => x - 1, (y) => y > 1e308],
+      // Plus exactly half its last place is a tie, rounded to Infinity; a quarter is not.
+      [`loyalty.points + ${2 ** 970} > 0`, (x) => x + 2 ** 970, (y) => y > 0],
+      [`loyalty.points + ${2 ** 969} > 0`, (x) => x + 2 ** 969, (y) => y > 0],
+      ['loyalty.points / 0.5 > 0', (x) => x / 0.5, (y) => y > 0],
+      ['loyalty.points / 1 < 0', (x) => x / 1, (y) => y < 0],
+      // Half the smallest subnormal is a tie, rounded to the even 0; three quarters is not.
+      ['loyalty.points * 0.5 = 0', (x) => x * 0.5, (y) => y === 0],
+      ['loyalty.points * 0.75 > 0', (x) => x * 0.75, (y) => y > 0],
+      ['loyalty.points / 2 = 0', (x) => x / 2, (y) => y === 0],
+      ['loyalty.points / 4 < 0', (x) => x / 4, (y) => y < 0],
+      ['loyalty.points * loyalty.points = 0', (x) => x * x, (y) => y === 0],
+    ];
+    for (const [source, f, test] of cases) {
+      const expected = points.flatMap((p, i) => (Number.isFinite(f(p)) && test(f(p)) ? [i + 1] : []));
+      expect(await agreed(source, list), source).toEqual(expected);
+    }
+  });
+
   it('tests of an array of items add the containment some such item implies', async () => {
     const items: unknown[] = [
       [{ category: 'shoes', priceTotal: 40 }],

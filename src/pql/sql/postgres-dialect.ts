@@ -89,9 +89,23 @@ function onlyArray(value: Sql): Sql {
 
 const NUL_TEXT = 'a string with the character U+0000, which PostgreSQL text cannot hold';
 
-const DOUBLE_MAX = '1.7976931348623157e308';
-/** Half the smallest subnormal: an exact result below it rounds to 0 (PostgreSQL: an underflow error). */
-const DOUBLE_ROUNDS_TO_ZERO = '2.4703282292062328e-324';
+/**
+ * The smallest exact result a double rounds to Infinity: the largest double plus half its last
+ * place, 2^1024 - 2^970, in digits (a tie rounds to the even mantissa, which is Infinity's).
+ */
+const ROUNDS_TO_INFINITY = String(2n ** 1024n - 2n ** 970n);
+/**
+ * 2^1075 in digits: an exact result of at most 2^-1075 (half the smallest subnormal) in
+ * magnitude rounds to 0 (a tie goes to the even 0), where PostgreSQL raises an underflow error.
+ */
+const TWO_TO_1075 = String(2n ** 1075n);
+/**
+ * Bounds on an estimate in numeric of the doubles (PostgreSQL's float8 → numeric keeps 15 digits,
+ * so it is within a relative 1e-14 of the exact result): an estimate inside them cannot be a
+ * result that overflows or rounds to 0, and the exact test is skipped.
+ */
+const CLEARLY_FINITE = '1.797e308';
+const CLEARLY_NOT_ZERO = '1e-300';
 
 /** PQL `like` (`\` escapes any character, a trailing `\` is itself) as a LIKE pattern with ESCAPE '\'. */
 export function likePattern(pattern: string): string {
@@ -119,15 +133,32 @@ function castOf(value: unknown): string {
   return '';
 }
 
-/** `x op y` as JS computes it: measured exactly in numeric first, as float8 raises errors where JS does not. */
+/**
+ * `x op y` as JS computes it, where float8 raises errors and JS does not. The exact result of the
+ * two doubles decides: one that rounds to Infinity is missing in PQL, one that rounds to 0 is 0.
+ * The doubles' exact values (pql_exact_numeric, 0004_pql_remainder.sql) are taken only when an
+ * estimate says the result is near either edge, so ordinary rows pay one numeric estimate.
+ */
 function guardedArithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql {
-  const exact = sql`(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
+  const estimate = sql`abs(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
+  const ea = sql`abs(pql_exact_numeric(a))`;
+  const eb = sql`abs(pql_exact_numeric(b))`;
+  // Division is compared by cross-multiplying: numeric division would round the exact quotient.
+  const overflows =
+    op === '/'
+      ? sql`${ea} >= ${raw(ROUNDS_TO_INFINITY)} * ${eb}`
+      : sql`abs(pql_exact_numeric(a) ${op} pql_exact_numeric(b)) >= ${raw(ROUNDS_TO_INFINITY)}`;
   const cases: Sql[] = [];
   if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
-  cases.push(sql`WHEN abs(${exact}) > ${raw(DOUBLE_MAX)} THEN NULL`);
+  cases.push(sql`WHEN ${estimate} >= ${raw(CLEARLY_FINITE)} AND ${overflows} THEN NULL`);
   if (op === '*' || op === '/') {
+    // A sum or difference of doubles is a multiple of the smallest subnormal: it never rounds to 0.
     const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
-    cases.push(sql`WHEN ${nonZero} AND abs(${exact}) < ${raw(DOUBLE_ROUNDS_TO_ZERO)} THEN CAST(0 AS float8)`);
+    const roundsToZero =
+      op === '*' ? sql`${ea} * ${eb} * ${raw(TWO_TO_1075)} <= 1` : sql`${ea} * ${raw(TWO_TO_1075)} <= ${eb}`;
+    cases.push(
+      sql`WHEN ${nonZero} AND ${estimate} < ${raw(CLEARLY_NOT_ZERO)} AND ${roundsToZero} THEN CAST(0 AS float8)`,
+    );
   }
   const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
   return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
