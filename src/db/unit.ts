@@ -74,24 +74,33 @@ export function writeUnit<T>(conn: Connection, body: (tx: UnitConnection) => T |
   if (inside?.getStore() === turns) {
     return Promise.reject(new Error("a unit was opened with the connection instead of the enclosing unit's handle"));
   }
-  if (turns.open || turns.waiting.length > 0) {
-    return new Promise<T>((resolve, reject) => {
-      turns.waiting.push(() => start(conn, turns, body).then(resolve, reject));
-    });
+  try {
+    return Promise.resolve(inTurn(conn, turns, unitSection(conn, turns, body)));
+  } catch (err) {
+    return Promise.reject(err);
   }
-  return start(conn, turns, body);
 }
 
-function start<T>(conn: Connection, turns: Turns, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
-  let begun = false;
-  const section = (): T | Promise<T> => {
-    // Another unit may have opened while this one waited for the gate.
-    if (turns.open)
-      return new Promise<T>((resolve, reject) =>
-        turns.waiting.unshift(() => start(conn, turns, body).then(resolve, reject)),
-      );
+/**
+ * For a synchronous writer that is not a unit (the ingest writer, whose statements run on the
+ * ingest thread's own connection, or the in-memory database's): runs `section` under the write
+ * gate once no unit is open on the connection — at once, synchronously, when none is — so that
+ * its writes never land inside another request's open transaction.
+ */
+export function writeInTurn<T>(conn: Connection, section: () => T): T | Promise<T> {
+  const turns = turnsOf(conn);
+  if (isUnit(conn) || inside?.getStore() === turns) return section();
+  return inTurn(conn, turns, section);
+}
+
+/** The start, body and end of one unit: the section that runs in its turn. */
+function unitSection<T>(
+  conn: Connection,
+  turns: Turns,
+  body: (tx: UnitConnection) => T | Promise<T>,
+): () => T | Promise<T> {
+  return () => {
     conn.sqlite.exec('BEGIN IMMEDIATE');
-    begun = true;
     const tx: UnitConnection = Object.assign(Object.create(conn) as Connection, { unit: { savepoints: 0 } });
     let result: T | Promise<T>;
     try {
@@ -105,35 +114,69 @@ function start<T>(conn: Connection, turns: Turns, body: (tx: UnitConnection) => 
       return result;
     }
     turns.open = true;
-    return result.then(
-      (value) => {
-        commit(conn);
-        return value;
-      },
-      (err: unknown) => {
-        rollback(conn);
-        throw err;
-      },
-    );
+    return result
+      .then(
+        (value) => {
+          commit(conn);
+          return value;
+        },
+        (err: unknown) => {
+          rollback(conn);
+          throw err;
+        },
+      )
+      .finally(() => {
+        turns.open = false;
+      });
   };
-  let outcome: T | Promise<T>;
-  try {
-    outcome = conn.writeGate.run(section) as T | Promise<T>;
-  } catch (err) {
-    next(turns);
-    return Promise.reject(err);
-  }
-  if (!isPromise(outcome)) {
-    next(turns);
-    return Promise.resolve(outcome);
-  }
-  return outcome.finally(() => {
-    if (begun) turns.open = false;
-    next(turns);
+}
+
+/** Runs `section` now when no unit is open or waiting, otherwise after the ones before it. */
+function inTurn<T>(conn: Connection, turns: Turns, section: () => T | Promise<T>): T | Promise<T> {
+  if (turns.open || turns.waiting.length > 0) return waitTurn(conn, turns, section, false);
+  return runTurn(conn, turns, section);
+}
+
+function waitTurn<T>(conn: Connection, turns: Turns, section: () => T | Promise<T>, first: boolean): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const go = () => {
+      try {
+        resolve(runTurn(conn, turns, section));
+      } catch (err) {
+        reject(err);
+      }
+    };
+    if (first) turns.waiting.unshift(go);
+    else turns.waiting.push(go);
   });
 }
 
-/** Lets the next waiting unit start, once none is open. */
+/**
+ * Runs `section` under the write gate, then lets the next waiting section go. Only a section
+ * that runs with no unit open may start: the check is made inside the gate, since a unit can
+ * open while a section waits for a worker to free it.
+ */
+function runTurn<T>(conn: Connection, turns: Turns, section: () => T | Promise<T>): T | Promise<T> {
+  let outcome: T | Promise<T>;
+  try {
+    outcome = conn.writeGate.run(() => (turns.open ? waitTurn(conn, turns, section, true) : section())) as
+      | T
+      | Promise<T>;
+  } catch (err) {
+    next(turns);
+    throw err;
+  }
+  if (!isPromise(outcome)) {
+    next(turns);
+    return outcome;
+  }
+  return outcome.finally(() => next(turns));
+}
+
+/**
+ * Starts the next waiting section, unless a unit is open (its end calls this again). A section
+ * started twice over is harmless: each checks for an open unit inside the gate.
+ */
 function next(turns: Turns): void {
   if (turns.open) return;
   turns.waiting.shift()?.();

@@ -9,6 +9,7 @@
 import type { IngestLimits } from '../config.js';
 import { isBusy, withoutBusyWait } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
+import { writeInTurn } from '../db/unit.js';
 import { dataVersion } from '../db/write-stamp.js';
 import { DomainError, type ErrorCode } from './errors.js';
 import { type EventRequestOutcome, ingestEventGroup } from './event-ingest.js';
@@ -45,8 +46,10 @@ export class LocalIngestWriter implements IngestWriter {
   constructor(private readonly deps: { conn: Connection; limits: IngestLimits; streaming: StreamingSegmentation }) {}
 
   write(group: IngestWrite[]): GroupReply | Promise<GroupReply> {
-    // While a job's worker writes its results the gate makes this wait without blocking (db/write-gate.ts).
-    return this.deps.conn.writeGate.run(() => this.writeNow(group));
+    // While a job's worker writes its results the gate makes this wait without blocking
+    // (db/write-gate.ts); on the main thread (an in-memory database) it also waits for a unit of
+    // work another request has open, rather than writing inside its transaction (db/unit.ts).
+    return writeInTurn(this.deps.conn, () => this.writeNow(group));
   }
 
   /** `data_version` when the last group was written. */

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
-import { writeUnit } from '../../src/db/unit.js';
+import { writeInTurn, writeUnit } from '../../src/db/unit.js';
 import { startTypeScriptWorker } from '../../src/domain/jobs/worker-thread.js';
 
 let dir: string;
@@ -76,6 +76,21 @@ describe('a write unit', () => {
     await expect(third).resolves.toBe(1);
     // Had the second joined the first's open transaction, the rollback would have taken it too.
     expect(labels()).toBe('second,third');
+  });
+
+  it('makes a synchronous writer wait for an open unit, and run at once when none is', async () => {
+    expect(writeInTurn(conn, () => insert(conn, 'at once').changes)).toBe(1);
+    const unit = writeUnit(conn, async (tx) => {
+      insert(tx, 'unit');
+      await tick();
+      throw new Error('unit gives up');
+    });
+    const writer = writeInTurn(conn, () => conn.sqlite.transaction(() => insert(conn, 'writer').changes)());
+    expect(writer).toBeInstanceOf(Promise);
+    await expect(unit).rejects.toThrow('unit gives up');
+    await expect(writer).resolves.toBe(1);
+    // Run inside the open unit, the writer's transaction would have been a savepoint rolled back with it.
+    expect(labels()).toBe('at once,writer');
   });
 
   it('runs a unit opened with the handle as a savepoint of the enclosing one', async () => {
