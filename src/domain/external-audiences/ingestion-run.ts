@@ -198,12 +198,12 @@ function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudience
 }
 
 /** Runs of an external audience, newest first. */
-export function listIngestionRuns(
+export async function listIngestionRuns(
   conn: Connection,
   sandboxId: number,
   externalAudienceId: number,
   args: PageArgs,
-): Page<IngestionRun> & { totalCount: () => number } {
+): Promise<Page<IngestionRun> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
   const params: unknown[] = [sandboxId, externalAudienceId];
@@ -243,11 +243,11 @@ export interface IngestionError {
 }
 
 /** The bad rows of a run, in line order. */
-export function listIngestionErrors(
+export async function listIngestionErrors(
   conn: Connection,
   jobId: number,
   args: PageArgs,
-): Page<IngestionError> & { totalCount: () => number } {
+): Promise<Page<IngestionError> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const params: unknown[] = [jobId];
   let sql = 'SELECT line, message FROM ingestion_errors WHERE job_id = ?';
