@@ -139,12 +139,12 @@ describe('member expiry', () => {
       dataDir: dir,
     };
     try {
-      ingestionRunKind.sweep?.(services, NOW + 10 * DAY - 1);
+      await ingestionRunKind.sweep?.(services, NOW + 10 * DAY - 1);
       expect(statuses()).toEqual([
         { email: 'new@x.com', status: 'EXISTING' },
         { email: 'old@x.com', status: 'REALIZED' },
       ]);
-      ingestionRunKind.sweep?.(services, NOW + 10 * DAY);
+      await ingestionRunKind.sweep?.(services, NOW + 10 * DAY);
       expect(statuses()).toEqual([
         { email: 'new@x.com', status: 'EXISTING' },
         { email: 'old@x.com', status: 'EXITED' },
@@ -153,7 +153,7 @@ describe('member expiry', () => {
         .prepare("SELECT at, from_status AS fromStatus, cause FROM membership_history WHERE to_status = 'EXITED'")
         .all();
       expect(history).toEqual([{ at: NOW + 10 * DAY, fromStatus: 'REALIZED', cause: 'expiry' }]);
-      ingestionRunKind.sweep?.(services, NOW + 15 * DAY);
+      await ingestionRunKind.sweep?.(services, NOW + 15 * DAY);
       expect(statuses().map((s) => s.status)).toEqual(['EXITED', 'EXITED']);
       expect(conn.sqlite.prepare('SELECT size FROM audiences').pluck().get()).toBe(0);
       // A row past its TTL no longer waits for its profile either.

@@ -101,14 +101,14 @@ export const ingestionRunKind = defineJobKind({
     recordsMatched,
     recordsFailed,
   }),
-  sweep: ({ conn }, now) => {
-    expireExternalMembers(conn, now);
-    removeFinishedUploads(conn);
+  sweep: async ({ conn }, now) => {
+    await expireExternalMembers(conn, now);
+    await removeFinishedUploads(conn);
   },
 });
 
 /** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
-function removeFinishedUploads(conn: Connection): void {
+async function removeFinishedUploads(conn: Connection): Promise<void> {
   const uploads = conn.sqlite
     .prepare(
       `SELECT json_extract(input, '$.upload') FROM jobs WHERE kind = 'INGESTION'
