@@ -203,7 +203,7 @@ export async function listIngestionRuns(
   sandboxId: number,
   externalAudienceId: number,
   args: PageArgs,
-): Promise<Page<IngestionRun> & { totalCount: () => number }> {
+): Promise<Page<IngestionRun> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
   const params: unknown[] = [sandboxId, externalAudienceId];
@@ -229,7 +229,7 @@ export async function listIngestionRuns(
   );
   return {
     ...page,
-    totalCount: () =>
+    totalCount: async () =>
       conn.sqlite
         .prepare(`SELECT count(*) FROM jobs WHERE ${where}`)
         .pluck()
@@ -247,7 +247,7 @@ export async function listIngestionErrors(
   conn: Connection,
   jobId: number,
   args: PageArgs,
-): Promise<Page<IngestionError> & { totalCount: () => number }> {
+): Promise<Page<IngestionError> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const params: unknown[] = [jobId];
   let sql = 'SELECT line, message FROM ingestion_errors WHERE job_id = ?';
@@ -263,7 +263,7 @@ export async function listIngestionErrors(
   const rows = conn.sqlite.prepare(sql).all(...params, query.fetch) as IngestionError[];
   return {
     ...toPage(rows, query, (e) => [e.line]),
-    totalCount: () =>
+    totalCount: async () =>
       conn.sqlite.prepare('SELECT count(*) FROM ingestion_errors WHERE job_id = ?').pluck().get(jobId) as number,
   };
 }
