@@ -33,7 +33,7 @@ function expiryStatements(tx: UnitConnection) {
 
 /**
  * Exits members whose every row in the list is older than the audience's TTL at `now`; returns how many exited.
- * One unit per audience that has such rows, as one transaction per audience before.
+ * Each audience with such rows is one unit: its exits, its size and the rows it forgets commit together.
  */
 export async function expireExternalMembers(conn: Connection, now: number): Promise<number> {
   const { sqlite } = conn;
