@@ -104,7 +104,7 @@ export async function run(argv: string[]): Promise<number> {
     const { conn } = server.app;
     const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
     seedDemoData(conn, sandboxId, { profiles, eventsPerProfile: 0, seed: 42 });
-    const external = createExternalAudience(conn, sandboxId, {
+    const external = await createExternalAudience(conn, sandboxId, {
       name: 'bench list',
       namespace: 'bench',
       fields: [

@@ -94,7 +94,7 @@ export async function run(argv: string[]): Promise<number> {
         }
       })
       .immediate();
-    updateProfileSchema(
+    await updateProfileSchema(
       setup,
       sandbox.id,
       Array.from({ length: fields }, (_, i) => ({

@@ -2,6 +2,7 @@ import { and, eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { schemaFields } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import {
   BUILT_IN_SCHEMA_FIELDS,
   buildCatalog,
@@ -111,16 +112,17 @@ export const catalogOf = (conn: Connection, sandboxId: number): FieldCatalog => 
  * of an existing field is a CONFLICT when something uses it (`fieldInUse`), since stored data
  * and saved definitions were checked against the old type.
  */
-export function updateProfileSchema(
+export async function updateProfileSchema(
   conn: Connection,
   sandboxId: number,
   input: SchemaFieldInput[],
-  fieldInUse: (cls: FieldClass, path: string) => string[] = () => [],
+  fieldInUse: (cls: FieldClass, path: string) => string[] | Promise<string[]> = () => [],
   now = Date.now(),
-): SchemaField[] {
+): Promise<SchemaField[]> {
   if (input.length === 0) throw badInput('Give at least one field', 'input.fields');
   const existing = new Map(schemaFieldsOf(conn, sandboxId).map((f) => [`${f.class}:${f.path}`, f]));
-  input.forEach((f, i) => {
+  // In input order, so the first bad field is the one reported, as before.
+  for (const [i, f] of input.entries()) {
     const at = `input.fields.${i}`;
     if (f.class !== 'profile' && f.class !== 'event') throw badInput('class must be profile or event', `${at}.class`);
     try {
@@ -147,7 +149,7 @@ export function updateProfileSchema(
     if (clash !== undefined) throw badInput(clash, `${at}.path`);
     const old = existing.get(`${f.class}:${f.path}`);
     if (old && old.type !== f.type) {
-      const users = fieldInUse(f.class, f.path);
+      const users = await fieldInUse(f.class, f.path);
       if (users.length > 0) {
         throw conflict(
           `Field "${f.path}" is used by ${users.join(', ')}; its type cannot change from ${old.type} to ${f.type}`,
@@ -157,39 +159,37 @@ export function updateProfileSchema(
         );
       }
     }
+  }
+  await writeUnit(conn, (tx) => {
+    for (const f of input) {
+      tx.db
+        .insert(schemaFields)
+        .values({
+          sandboxId,
+          class: f.class,
+          path: f.path,
+          type: f.type,
+          description: f.description ?? null,
+          createdAt: now,
+        })
+        .onConflictDoUpdate({
+          target: [schemaFields.sandboxId, schemaFields.class, schemaFields.path],
+          set: { type: f.type, description: f.description ?? null },
+        })
+        .run();
+    }
+    // Reject a schema the catalogue cannot build (e.g. a scalar made a parent of another field).
+    const rows = tx.db
+      .select()
+      .from(schemaFields)
+      .where(and(eq(schemaFields.sandboxId, sandboxId)))
+      .all();
+    try {
+      buildCatalog(rows as SchemaField[]);
+    } catch (e) {
+      throw badInput(`The schema would be inconsistent: ${(e as Error).message}`, 'input.fields');
+    }
   });
-  conn.sqlite
-    .transaction(() => {
-      for (const f of input) {
-        conn.db
-          .insert(schemaFields)
-          .values({
-            sandboxId,
-            class: f.class,
-            path: f.path,
-            type: f.type,
-            description: f.description ?? null,
-            createdAt: now,
-          })
-          .onConflictDoUpdate({
-            target: [schemaFields.sandboxId, schemaFields.class, schemaFields.path],
-            set: { type: f.type, description: f.description ?? null },
-          })
-          .run();
-      }
-      // Reject a schema the catalogue cannot build (e.g. a scalar made a parent of another field).
-      const rows = conn.db
-        .select()
-        .from(schemaFields)
-        .where(and(eq(schemaFields.sandboxId, sandboxId)))
-        .all();
-      try {
-        buildCatalog(rows as SchemaField[]);
-      } catch (e) {
-        throw badInput(`The schema would be inconsistent: ${(e as Error).message}`, 'input.fields');
-      }
-    })
-    .immediate();
   cacheFor(conn).delete(sandboxId);
   return schemaFieldsOf(conn, sandboxId);
 }

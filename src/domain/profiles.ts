@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, exists, gt, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { events, identities, membershipHistory, memberships, profiles, sandboxes } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
 import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
@@ -47,7 +48,11 @@ function toProfile(row: {
   return { ...row, attributes: JSON.parse(row.attributes) };
 }
 
-export function profilesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Profile> {
+export async function profilesByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, Profile>> {
   const out = new Map<number, Profile>();
   if (ids.length === 0) return out;
   const rows = conn.db
@@ -59,10 +64,14 @@ export function profilesByIds(conn: Connection, sandboxId: number, ids: readonly
   return out;
 }
 
-function profileById(conn: Connection, sandboxId: number, id: number): Profile | undefined {
-  return profilesByIds(conn, sandboxId, [id]).get(id);
+async function profileById(conn: Connection, sandboxId: number, id: number): Promise<Profile | undefined> {
+  return (await profilesByIds(conn, sandboxId, [id])).get(id);
 }
 
+/**
+ * Synchronous: the query workers' edge evaluation (evaluation.ts) looks profiles up with it on
+ * their own thread, as the API does on the main one.
+ */
 export function profileIdByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): number | undefined {
   const row = conn.db
     .select({ profileId: identities.profileId })
@@ -78,10 +87,14 @@ export function profileIdByIdentity(conn: Connection, sandboxId: number, identit
   return row?.profileId;
 }
 
-export function profileByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): Profile | undefined {
+export async function profileByIdentity(
+  conn: Connection,
+  sandboxId: number,
+  identity: IdentityInput,
+): Promise<Profile | undefined> {
   assertIdentity(identity);
   const id = profileIdByIdentity(conn, sandboxId, identity);
-  return id === undefined ? undefined : profileById(conn, sandboxId, id);
+  return id === undefined ? undefined : await profileById(conn, sandboxId, id);
 }
 
 const eventColumns = {
@@ -93,7 +106,11 @@ const eventColumns = {
   payload: sql<string>`json(${events.payload})`,
 };
 
-export function eventsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, StoredEvent> {
+export async function eventsByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, StoredEvent>> {
   const out = new Map<number, StoredEvent>();
   if (ids.length === 0) return out;
   const rows = conn.db
@@ -106,11 +123,11 @@ export function eventsByIds(conn: Connection, sandboxId: number, ids: readonly n
 }
 
 /** Identities of many profiles in one statement (the DataLoader batch). */
-export function identitiesOf(
+export async function identitiesOf(
   conn: Connection,
   sandboxId: number,
   profileIds: readonly number[],
-): Map<number, Identity[]> {
+): Promise<Map<number, Identity[]>> {
   const out = new Map<number, Identity[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
   const rows = conn.db
@@ -134,12 +151,12 @@ export interface Counted<T> extends Page<T> {
 }
 
 /** Profiles in id order, filtered by identity and update time. */
-export function listProfiles(
+export async function listProfiles(
   conn: Connection,
   sandboxId: number,
   filter: ProfileFilter,
   args: PageArgs,
-): Counted<Profile> {
+): Promise<Counted<Profile>> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(profiles.sandboxId, sandboxId)];
   if (filter.identityNamespace != null || filter.identityValue != null) {
@@ -180,13 +197,13 @@ interface EventFilter {
 }
 
 /** A profile's events, newest first (ties by row id, newest first). */
-export function listEvents(
+export async function listEvents(
   conn: Connection,
   sandboxId: number,
   profileId: number,
   filter: EventFilter,
   args: PageArgs,
-): Counted<StoredEvent> {
+): Promise<Counted<StoredEvent>> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(events.sandboxId, sandboxId), eq(events.profileId, profileId)];
   if (filter.eventType != null) conditions.push(eq(events.eventType, filter.eventType));
@@ -218,35 +235,36 @@ export function listEvents(
 }
 
 /** Deletes a profile with its identities, events and memberships (history too: the person is gone). */
-export function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): number {
+export async function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number> {
   assertIdentity(identity);
-  return conn.sqlite
-    .transaction(() => {
-      const id = profileIdByIdentity(conn, sandboxId, identity);
-      if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
-      const audienceIds = conn.db
-        .select({ id: memberships.audienceId })
-        .from(memberships)
-        .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
-        .all()
-        .map((r) => r.id);
-      for (const table of [identities, events, memberships, membershipHistory]) {
-        conn.db
-          .delete(table)
-          .where(and(eq(table.sandboxId, sandboxId), eq(table.profileId, id)))
-          .run();
-      }
-      conn.db
-        .delete(profiles)
-        .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
+  return await writeUnit(conn, (tx) => {
+    const id = profileIdByIdentity(tx, sandboxId, identity);
+    if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
+    const audienceIds = tx.db
+      .select({ id: memberships.audienceId })
+      .from(memberships)
+      .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
+      .all()
+      .map((r) => r.id);
+    for (const table of [identities, events, memberships, membershipHistory]) {
+      tx.db
+        .delete(table)
+        .where(and(eq(table.sandboxId, sandboxId), eq(table.profileId, id)))
         .run();
-      for (const audienceId of audienceIds) refreshAudienceSize(conn, audienceId);
-      return id;
-    })
-    .immediate();
+    }
+    tx.db
+      .delete(profiles)
+      .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
+      .run();
+    for (const audienceId of audienceIds) refreshAudienceSize(tx, audienceId);
+    return id;
+  });
 }
 
-/** How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan. */
+/**
+ * How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan.
+ * Synchronous: job workers read it (profileIdRange) inside their read transactions.
+ */
 export function countProfiles(conn: Connection, sandboxId: number): number {
   const row = conn.db.select({ n: sandboxes.profileCount }).from(sandboxes).where(eq(sandboxes.id, sandboxId)).get();
   return row?.n ?? 0;
@@ -259,7 +277,10 @@ interface ProfileIdRange {
   count: number;
 }
 
-/** A sandbox's profile ids at a glance, without a scan: two seeks of the (sandbox_id, id) index and the kept count. */
+/**
+ * A sandbox's profile ids at a glance, without a scan: two seeks of the (sandbox_id, id) index and the kept count.
+ * Synchronous: segment evaluation and preview sampling read it on their worker threads.
+ */
 export function profileIdRange(conn: Connection, sandboxId: number): ProfileIdRange {
   // Separate statements: SQLite answers a lone min() or max() with one index seek, both together with a scan.
   const lo = conn.db
@@ -292,13 +313,13 @@ function searchIds(sorted: ArrayLike<number>, key: number, strict: boolean): num
  * samples), in id order with the id as cursor. A profile deleted since the list was made drops
  * out of the page.
  */
-export function profilePageOfIds(
+export async function profilePageOfIds(
   conn: Connection,
   sandboxId: number,
   sortedIds: ArrayLike<number>,
   args: PageArgs,
   totalCount: () => number,
-): Page<Profile> & { totalCount: () => number } {
+): Promise<Page<Profile> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const from = query.after ? searchIds(sortedIds, Number(query.after[0]), true) : 0;
   const to = query.before ? searchIds(sortedIds, Number(query.before[0]), false) : sortedIds.length;
@@ -309,7 +330,7 @@ export function profilePageOfIds(
       ? Array.from({ length: take }, (_, i) => sortedIds[from + i]!)
       : Array.from({ length: take }, (_, i) => sortedIds[to - 1 - i]!);
   const page = toPage(rows, query, (id) => [id]);
-  const found = profilesByIds(conn, sandboxId, page.items);
+  const found = await profilesByIds(conn, sandboxId, page.items);
   return {
     ...page,
     items: page.items.map((id) => found.get(id)).filter((p): p is Profile => p !== undefined),

@@ -58,15 +58,15 @@ describe('event ingest finds profiles by identity', () => {
     expect(stored('bob')).toBe(ann);
   });
 
-  it('follows a deleted profile, deleted here or by another connection', () => {
+  it('follows a deleted profile, deleted here or by another connection', async () => {
     const ann = eventFor('ann');
-    deleteProfile(conn, sandboxId, person('ann'));
+    await deleteProfile(conn, sandboxId, person('ann'));
     const again = eventFor('ann');
     expect(again).not.toBe(ann);
     expect(profileExists(again)).toBe(1);
     const other = openDatabase(join(dir, 'segql.db'));
     try {
-      deleteProfile(other, sandboxId, person('ann'));
+      await deleteProfile(other, sandboxId, person('ann'));
     } finally {
       other.close();
     }

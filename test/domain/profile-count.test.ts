@@ -5,7 +5,7 @@ import { countProfiles, deleteProfile, profileIdRange } from '../../src/domain/p
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 
 describe('the kept profile count', () => {
-  it('follows inserts, merges and deletes in each sandbox', () => {
+  it('follows inserts, merges and deletes in each sandbox', async () => {
     const conn = openDatabase(':memory:');
     const a = ensureSandbox(conn, 'a').id;
     const b = ensureSandbox(conn, 'b').id;
@@ -26,7 +26,7 @@ describe('the kept profile count', () => {
       },
     ]);
     expect(countProfiles(conn, a)).toBe(2);
-    deleteProfile(conn, a, { namespace: 'email', id: 'p3@example.com' });
+    await deleteProfile(conn, a, { namespace: 'email', id: 'p3@example.com' });
     expect([countProfiles(conn, a), countProfiles(conn, b)]).toEqual([scanned(a), scanned(b)]);
     expect(countProfiles(conn, a)).toBe(1);
     const ids = conn.sqlite.prepare('SELECT id FROM profiles WHERE sandbox_id = ? ORDER BY id').pluck().all(a);

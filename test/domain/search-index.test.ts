@@ -20,7 +20,7 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { diffHits } from '../../src/domain/search/live-search.js';
 import { type SearchHit, searchEntities, searchNamespaces } from '../../src/domain/search/search.js';
 
-function corpus() {
+async function corpus() {
   const conn = openDatabase(':memory:');
   const sandboxId = ensureSandbox(conn, 'prod').id;
   const other = ensureSandbox(conn, 'other').id;
@@ -42,7 +42,7 @@ function corpus() {
       expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Oslo"' },
     }),
   };
-  updateProfileSchema(conn, sandboxId, [
+  await updateProfileSchema(conn, sandboxId, [
     { class: 'profile', path: '_tenant.churnScore', type: 'number', description: 'Model output' },
     { class: 'profile', path: '_tenant.signupDay', type: 'datetime', description: 'First seen' },
   ]);
@@ -50,7 +50,7 @@ function corpus() {
   return { conn, sandboxId, other, ids, elsewhere };
 }
 
-type Corpus = ReturnType<typeof corpus>;
+type Corpus = Awaited<ReturnType<typeof corpus>>;
 
 /** The hits of a query as "<kind> <name>" (or the field key), best first. */
 function found(c: Corpus, query: string, namespace: string | null = 'segql', sandboxId = c.sandboxId): string[] {
@@ -60,8 +60,8 @@ function found(c: Corpus, query: string, namespace: string | null = 'segql', san
 describe('the search index', () => {
   let c: Corpus;
   let A: (id: number) => string;
-  beforeAll(() => {
-    c = corpus();
+  beforeAll(async () => {
+    c = await corpus();
     A = (id) => `AUDIENCE ${id}`;
   });
 

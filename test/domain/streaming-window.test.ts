@@ -303,11 +303,11 @@ describe('streaming windows', () => {
     expect([memberOf(buyers), memberOf(otherBuyers)]).toEqual([1, 1]);
   });
 
-  it('drops the window of a deleted profile, and keeps at most the configured number', () => {
+  it('drops the window of a deleted profile, and keeps at most the configured number', async () => {
     ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 3 * MINUTE)], NOW);
     const windows = streamingWindows(conn);
     expect(windows.size).toBe(2);
-    deleteProfile(conn, sandboxId, person('bob'));
+    await deleteProfile(conn, sandboxId, person('bob'));
     ingest([event('ann', NOW - 2 * MINUTE)], NOW + MINUTE);
     expect(windows.size).toBe(1);
 

@@ -171,13 +171,13 @@ function transitiveDependents(
 }
 
 /** A page of a finished dry run's sample of joining or leaving profiles, in id order. */
-export function listChangeSample(
+export async function listChangeSample(
   conn: Connection,
   sandboxId: number,
   job: DefinitionChangePreview,
   side: 'join' | 'leave',
   args: PageArgs,
-): Page<Profile> & { totalCount: () => number } {
+): Promise<Page<Profile> & { totalCount: () => number }> {
   const ids = (side === 'join' ? job.result?.joinSample : job.result?.leaveSample) ?? [];
-  return profilePageOfIds(conn, sandboxId, ids, args, () => ids.length);
+  return await profilePageOfIds(conn, sandboxId, ids, args, () => ids.length);
 }

@@ -3,6 +3,7 @@
  * (ingestion runs, ingestion-run.ts), described by the typed columns of those lists.
  */
 import type { Connection } from '../../db/index.js';
+import { writeUnit } from '../../db/unit.js';
 import {
   type Audience,
   applyAudienceChanges,
@@ -74,6 +75,11 @@ const toExternal = (r: Row): ExternalAudience => ({
   updatedAt: r.updated_at,
 });
 
+/**
+ * Synchronous, with requireExternalAudience and activeIngestionRun: startIngestionRun checks the
+ * audience and its runs with them inside the job runner's `enqueue`, whose `prepare` runs
+ * synchronously in the transaction that inserts the job.
+ */
 export function externalAudiencesByIds(
   conn: Connection,
   sandboxId: number,
@@ -98,11 +104,11 @@ export function requireExternalAudience(conn: Connection, sandboxId: number, id:
 }
 
 /** The external audience behind an audience of origin CUSTOM_UPLOAD. */
-export function externalAudienceOfAudience(
+export async function externalAudienceOfAudience(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
-): ExternalAudience | undefined {
+): Promise<ExternalAudience | undefined> {
   const row = conn.sqlite
     .prepare('SELECT * FROM external_audiences WHERE sandbox_id = ? AND audience_id = ?')
     .get(sandboxId, audienceId) as Row | undefined;
@@ -110,7 +116,11 @@ export function externalAudienceOfAudience(
 }
 
 /** An external audience by the id its creator chose, or by its audience's name (the commercial service's ways to name one). */
-export function findExternalAudience(conn: Connection, sandboxId: number, ref: string): ExternalAudience | undefined {
+export async function findExternalAudience(
+  conn: Connection,
+  sandboxId: number,
+  ref: string,
+): Promise<ExternalAudience | undefined> {
   const row = conn.sqlite
     .prepare(
       `SELECT e.* FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
@@ -167,7 +177,12 @@ function validTtl(ttl: number | null | undefined, field: string): number {
   return days;
 }
 
-function validExternalId(conn: Connection, sandboxId: number, externalId: string, exceptId?: number): string {
+async function validExternalId(
+  conn: Connection,
+  sandboxId: number,
+  externalId: string,
+  exceptId?: number,
+): Promise<string> {
   const trimmed = externalId.trim();
   if (trimmed.length === 0 || trimmed.length > 255)
     throw badInput('externalId is 1 to 255 characters', 'input.externalId');
@@ -195,51 +210,49 @@ export interface NewExternalAudience {
 }
 
 /** Creates an external audience and its Audience (origin CUSTOM_UPLOAD), empty until its first ingestion run. */
-export function createExternalAudience(
+export async function createExternalAudience(
   conn: Connection,
   sandboxId: number,
   input: NewExternalAudience,
   now = Date.now(),
-): ExternalAudience {
+): Promise<ExternalAudience> {
   const { fields, identity } = validFields(input.fields);
   const ttl = validTtl(input.ttlInDays, 'input.ttlInDays');
-  return conn.sqlite
-    .transaction(() => {
-      const externalId = input.externalId == null ? null : validExternalId(conn, sandboxId, input.externalId);
-      const audience = insertAudience(
-        conn,
-        sandboxId,
-        {
-          name: input.name,
-          namespace: input.namespace,
-          description: input.description,
-          origin: 'CUSTOM_UPLOAD',
-          lifecycleState: input.lifecycleState ?? 'PUBLISHED',
-          labels: input.labels,
-        },
-        now,
-      );
-      const id = Number(
-        conn.sqlite
-          .prepare(
-            `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field, identity_namespace,
-               ttl_in_days, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-          )
-          .run(
-            sandboxId,
-            audience.id,
-            externalId,
-            JSON.stringify(fields),
-            identity.name,
-            identity.identityNamespace,
-            ttl,
-            now,
-            now,
-          ).lastInsertRowid,
-      );
-      return requireExternalAudience(conn, sandboxId, id);
-    })
-    .immediate();
+  return await writeUnit(conn, async (tx) => {
+    const externalId = input.externalId == null ? null : await validExternalId(tx, sandboxId, input.externalId);
+    const audience = insertAudience(
+      tx,
+      sandboxId,
+      {
+        name: input.name,
+        namespace: input.namespace,
+        description: input.description,
+        origin: 'CUSTOM_UPLOAD',
+        lifecycleState: input.lifecycleState ?? 'PUBLISHED',
+        labels: input.labels,
+      },
+      now,
+    );
+    const id = Number(
+      tx.sqlite
+        .prepare(
+          `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field, identity_namespace,
+             ttl_in_days, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
+        )
+        .run(
+          sandboxId,
+          audience.id,
+          externalId,
+          JSON.stringify(fields),
+          identity.name,
+          identity.identityNamespace,
+          ttl,
+          now,
+          now,
+        ).lastInsertRowid,
+    );
+    return requireExternalAudience(tx, sandboxId, id);
+  });
 }
 
 export interface ExternalAudienceChanges {
@@ -253,70 +266,66 @@ export interface ExternalAudienceChanges {
 }
 
 /** Changes an external audience (its fields stay: a list's columns are fixed once rows exist). */
-export function updateExternalAudience(
+export async function updateExternalAudience(
   conn: Connection,
   sandboxId: number,
   id: number,
   changes: ExternalAudienceChanges,
   expectedVersion?: number | null,
   now = Date.now(),
-): ExternalAudience {
-  return conn.sqlite
-    .transaction(() => {
-      const current = requireExternalAudience(conn, sandboxId, id);
-      if (expectedVersion != null && expectedVersion !== current.version) {
-        throw conflict(
-          `The external audience is at version ${current.version}, not ${expectedVersion}: reload and try again`,
-          { currentVersion: current.version },
-        );
-      }
-      const audience = requireAudience(conn, sandboxId, current.audienceId);
-      applyAudienceChanges(
-        conn,
-        audience,
-        {
-          name: changes.name,
-          description: changes.description,
-          labels: changes.labels,
-          lifecycleState: changes.lifecycleState,
-        },
-        null,
-        now,
+): Promise<ExternalAudience> {
+  return await writeUnit(conn, async (tx) => {
+    const current = requireExternalAudience(tx, sandboxId, id);
+    if (expectedVersion != null && expectedVersion !== current.version) {
+      throw conflict(
+        `The external audience is at version ${current.version}, not ${expectedVersion}: reload and try again`,
+        { currentVersion: current.version },
       );
-      const ttl = changes.ttlInDays == null ? current.ttlInDays : validTtl(changes.ttlInDays, 'input.ttlInDays');
-      const externalId =
-        changes.externalId === undefined || changes.externalId === null
-          ? current.externalId
-          : changes.externalId === ''
-            ? null
-            : validExternalId(conn, sandboxId, changes.externalId, id);
-      conn.sqlite
-        .prepare(
-          'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
-        )
-        .run(ttl, externalId, now, id);
-      return requireExternalAudience(conn, sandboxId, id);
-    })
-    .immediate();
+    }
+    const audience = requireAudience(tx, sandboxId, current.audienceId);
+    applyAudienceChanges(
+      tx,
+      audience,
+      {
+        name: changes.name,
+        description: changes.description,
+        labels: changes.labels,
+        lifecycleState: changes.lifecycleState,
+      },
+      null,
+      now,
+    );
+    const ttl = changes.ttlInDays == null ? current.ttlInDays : validTtl(changes.ttlInDays, 'input.ttlInDays');
+    const externalId =
+      changes.externalId === undefined || changes.externalId === null
+        ? current.externalId
+        : changes.externalId === ''
+          ? null
+          : await validExternalId(tx, sandboxId, changes.externalId, id);
+    tx.sqlite
+      .prepare(
+        'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
+      )
+      .run(ttl, externalId, now, id);
+    return requireExternalAudience(tx, sandboxId, id);
+  });
 }
 
 /** Deletes an external audience, its list and its audience; CONFLICT while a definition uses it or a run is active. */
-export function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite
-    .transaction(() => {
-      const external = requireExternalAudience(conn, sandboxId, id);
-      const audience: Audience = requireAudience(conn, sandboxId, external.audienceId);
-      assertNoDependents(conn, sandboxId, audience);
-      const active = activeIngestionRun(conn, sandboxId, id);
-      if (active !== undefined) {
-        throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
-          runId: encodeGlobalId('IngestionRun', active),
-        });
-      }
-      removeAudienceRows(conn, sandboxId, external.audienceId);
-      return id;
-    })
-    .immediate();
+export async function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
+  return await writeUnit(conn, (tx) => {
+    const external = requireExternalAudience(tx, sandboxId, id);
+    const audience: Audience = requireAudience(tx, sandboxId, external.audienceId);
+    assertNoDependents(tx, sandboxId, audience);
+    const active = activeIngestionRun(tx, sandboxId, id);
+    if (active !== undefined) {
+      throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
+        runId: encodeGlobalId('IngestionRun', active),
+      });
+    }
+    removeAudienceRows(tx, sandboxId, external.audienceId);
+    return id;
+  });
 }
 
 /** The run of this external audience that is queued or running, if any (there is at most one). */

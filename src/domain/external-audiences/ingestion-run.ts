@@ -101,14 +101,14 @@ export const ingestionRunKind = defineJobKind({
     recordsMatched,
     recordsFailed,
   }),
-  sweep: ({ conn }, now) => {
-    expireExternalMembers(conn, now);
-    removeFinishedUploads(conn);
+  sweep: async ({ conn }, now) => {
+    await expireExternalMembers(conn, now);
+    await removeFinishedUploads(conn);
   },
 });
 
 /** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
-function removeFinishedUploads(conn: Connection): void {
+async function removeFinishedUploads(conn: Connection): Promise<void> {
   const uploads = conn.sqlite
     .prepare(
       `SELECT json_extract(input, '$.upload') FROM jobs WHERE kind = 'INGESTION'
@@ -198,12 +198,12 @@ function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudience
 }
 
 /** Runs of an external audience, newest first. */
-export function listIngestionRuns(
+export async function listIngestionRuns(
   conn: Connection,
   sandboxId: number,
   externalAudienceId: number,
   args: PageArgs,
-): Page<IngestionRun> & { totalCount: () => number } {
+): Promise<Page<IngestionRun> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
   const params: unknown[] = [sandboxId, externalAudienceId];
@@ -229,7 +229,7 @@ export function listIngestionRuns(
   );
   return {
     ...page,
-    totalCount: () =>
+    totalCount: async () =>
       conn.sqlite
         .prepare(`SELECT count(*) FROM jobs WHERE ${where}`)
         .pluck()
@@ -243,11 +243,11 @@ export interface IngestionError {
 }
 
 /** The bad rows of a run, in line order. */
-export function listIngestionErrors(
+export async function listIngestionErrors(
   conn: Connection,
   jobId: number,
   args: PageArgs,
-): Page<IngestionError> & { totalCount: () => number } {
+): Promise<Page<IngestionError> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const params: unknown[] = [jobId];
   let sql = 'SELECT line, message FROM ingestion_errors WHERE job_id = ?';
@@ -263,7 +263,7 @@ export function listIngestionErrors(
   const rows = conn.sqlite.prepare(sql).all(...params, query.fetch) as IngestionError[];
   return {
     ...toPage(rows, query, (e) => [e.line]),
-    totalCount: () =>
+    totalCount: async () =>
       conn.sqlite.prepare('SELECT count(*) FROM ingestion_errors WHERE job_id = ?').pluck().get(jobId) as number,
   };
 }

@@ -7,6 +7,7 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Connection } from '../../db/index.js';
+import { writeUnit } from '../../db/unit.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { asKind, insertJob, jobById, updateJob } from '../jobs/job-store.js';
@@ -27,7 +28,7 @@ export interface LocalImport {
 
 /** Runs one list into an external audience here and now; returns the finished run (FAILED ones included). */
 export async function importList(conn: Connection, dataDir: string, request: LocalImport): Promise<IngestionRun> {
-  const external = findExternalAudience(conn, request.sandboxId, request.audience);
+  const external = await findExternalAudience(conn, request.sandboxId, request.audience);
   if (!external) throw notFound(`No external audience has the externalId or name "${request.audience}"`);
   const staged = await stageUpload(dataDir, createReadStream(request.file), {
     fileName: basename(request.file),
@@ -40,29 +41,27 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
   const now = Date.now();
   let job: IngestionRun;
   try {
-    job = conn.sqlite
-      .transaction(() => {
-        const active = activeIngestionRun(conn, request.sandboxId, external.id);
-        if (active !== undefined) {
-          throw conflict(
-            `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
-          );
-        }
-        const queued = insertJob(conn, request.sandboxId, 'INGESTION', {
-          externalAudienceId: external.id,
-          audienceId: external.audienceId,
-          mode: request.mode,
-          format: staged.format,
-          upload: staged.path,
-          fileName: basename(request.file),
-          bytes: staged.bytes,
-          at: null,
-          now,
-        });
-        updateJob(conn, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
-        return queued;
-      })
-      .immediate();
+    job = await writeUnit(conn, (tx) => {
+      const active = activeIngestionRun(tx, request.sandboxId, external.id);
+      if (active !== undefined) {
+        throw conflict(
+          `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
+        );
+      }
+      const queued = insertJob(tx, request.sandboxId, 'INGESTION', {
+        externalAudienceId: external.id,
+        audienceId: external.audienceId,
+        mode: request.mode,
+        format: staged.format,
+        upload: staged.path,
+        fileName: basename(request.file),
+        bytes: staged.bytes,
+        at: null,
+        now,
+      });
+      updateJob(tx, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
+      return queued;
+    });
   } catch (err) {
     rmSync(staged.path, { force: true });
     throw err;

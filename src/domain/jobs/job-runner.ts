@@ -70,11 +70,13 @@ export class JobRunner {
     if (unknown.length > 0) {
       this.services.log.warn({ kinds: unknown.map((r) => r.kind) }, 'queued jobs of kinds no module has defined');
     }
-    this.sweep();
+    // Housekeeping in the background: a sweep logs its own failures and never rejects.
+    void this.sweep();
     let ticks = 0;
     this.watchdog = setInterval(() => {
       this.checkTimeouts();
-      if (++ticks % 60 === 0) this.sweep();
+      // Housekeeping in the background: a sweep logs its own failures and never rejects.
+      if (++ticks % 60 === 0) void this.sweep();
     }, 1000);
     this.watchdog.unref();
     this.pump();
@@ -164,11 +166,11 @@ export class JobRunner {
     return changed[0]!;
   }
 
-  private sweep(): void {
+  private async sweep(): Promise<void> {
     for (const kind of registeredJobKinds()) {
       try {
         // Skipped, not waited for on the main thread, while a job holds the write lock (db/busy.ts).
-        withoutBusyWait(this.services.conn, () => kind.sweep(this.services, Date.now()));
+        await withoutBusyWait(this.services.conn, () => kind.sweep(this.services, Date.now()));
       } catch (err) {
         if (isBusy(err)) continue;
         this.services.log.error({ err, kind: kind.kind }, 'job sweep failed');

@@ -137,12 +137,12 @@ export function deletePreview(app: PreviewServices, id: number): number {
 }
 
 /** The qualifying profiles of a preview's sample, in profile-id order (paged over the packed, sorted ids). */
-export function listPreviewResults(
+export async function listPreviewResults(
   app: PreviewServices,
   sandboxId: number,
   jobId: number,
   args: PageArgs,
-): Page<Profile> & { totalCount: () => number } {
+): Promise<Page<Profile> & { totalCount: () => number }> {
   const { conn } = app;
   const row = conn.db
     .select({ profileIds: previewResults.profileIds, count: previewResults.count })
@@ -151,7 +151,7 @@ export function listPreviewResults(
     .get();
   // Copied into a fresh buffer: a blob's bytes need not sit at an 8-byte-aligned offset.
   const all = row ? new Float64Array(new Uint8Array(row.profileIds).buffer) : new Float64Array(0);
-  return profilePageOfIds(conn, sandboxId, all, args, () => row?.count ?? 0);
+  return await profilePageOfIds(conn, sandboxId, all, args, () => row?.count ?? 0);
 }
 
 /** The latest preview of a definition, if any. */

@@ -110,7 +110,8 @@ builder.node(DefinitionChangePreviewRef, {
         type: ProfileRef,
         description: 'Up to 100 profiles that would join, in id order (once it has succeeded).',
         complexity: connectionComplexity,
-        resolve: (j, args, ctx) => toConnection(listChangeSample(ctx.conn, ctx.sandbox.id, j, 'join', args)),
+        resolve: async (j, args, ctx) =>
+          toConnection(await listChangeSample(ctx.conn, ctx.sandbox.id, j, 'join', args)),
       },
       ProfileConnection,
     ),
@@ -119,7 +120,8 @@ builder.node(DefinitionChangePreviewRef, {
         type: ProfileRef,
         description: 'Up to 100 members that would leave, in id order (once it has succeeded).',
         complexity: connectionComplexity,
-        resolve: (j, args, ctx) => toConnection(listChangeSample(ctx.conn, ctx.sandbox.id, j, 'leave', args)),
+        resolve: async (j, args, ctx) =>
+          toConnection(await listChangeSample(ctx.conn, ctx.sandbox.id, j, 'leave', args)),
       },
       ProfileConnection,
     ),

@@ -127,7 +127,7 @@ builder.node(IngestionRunRef, {
         type: IngestionErrorType,
         description: 'The rows not imported, in line order (once the run has ended).',
         complexity: connectionComplexity,
-        resolve: (j, args, ctx) => toConnection(listIngestionErrors(ctx.conn, j.id, args)),
+        resolve: async (j, args, ctx) => toConnection(await listIngestionErrors(ctx.conn, j.id, args)),
       },
       { name: 'IngestionErrorConnection', description: 'A page of ingestion errors.' },
       { name: 'IngestionErrorEdge', description: 'An ingestion error in a page, with its cursor.' },
@@ -168,7 +168,7 @@ builder.node(ExternalAudienceRef, {
         type: IngestionRunRef,
         description: 'Its runs, newest first.',
         complexity: connectionComplexity,
-        resolve: (e, args, ctx) => toConnection(listIngestionRuns(ctx.conn, ctx.sandbox.id, e.id, args)),
+        resolve: async (e, args, ctx) => toConnection(await listIngestionRuns(ctx.conn, ctx.sandbox.id, e.id, args)),
       },
       { name: 'IngestionRunConnection', description: 'A page of ingestion runs.' },
       { name: 'IngestionRunEdge', description: 'An ingestion run in a page, with its cursor.' },
@@ -181,8 +181,10 @@ builder.objectField(AudienceRef, 'externalAudience', (t) =>
     type: ExternalAudienceRef,
     nullable: true,
     description: 'For an audience of origin CUSTOM_UPLOAD, its fields, TTL and runs; null otherwise.',
-    resolve: (a, _args, ctx) =>
-      a.origin === 'CUSTOM_UPLOAD' ? (externalAudienceOfAudience(ctx.conn, ctx.sandbox.id, a.id) ?? null) : null,
+    resolve: async (a, _args, ctx) =>
+      a.origin === 'CUSTOM_UPLOAD'
+        ? ((await externalAudienceOfAudience(ctx.conn, ctx.sandbox.id, a.id)) ?? null)
+        : null,
   }),
 );
 
@@ -238,12 +240,14 @@ builder.queryField('externalAudience', (t) =>
       id: t.arg.id({ description: 'Its global id.' }),
       externalId: t.arg.string({ description: 'The id its creator chose, or its name.' }),
     },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       if (args.id != null) {
         const id = decodeId(args.id, 'ExternalAudience');
         return id === undefined ? null : (externalAudiencesByIds(ctx.conn, ctx.sandbox.id, [id]).get(id) ?? null);
       }
-      return args.externalId == null ? null : (findExternalAudience(ctx.conn, ctx.sandbox.id, args.externalId) ?? null);
+      return args.externalId == null
+        ? null
+        : ((await findExternalAudience(ctx.conn, ctx.sandbox.id, args.externalId)) ?? null);
     },
   }),
 );
@@ -267,8 +271,8 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Makes an external audience (its Audience has origin CUSTOM_UPLOAD), empty until its first run.',
     args: { input: t.arg({ type: CreateExternalAudienceInput, required: true, description: 'What to make.' }) },
-    resolve: (_r, { input }, ctx) =>
-      createExternalAudience(ctx.conn, ctx.sandbox.id, {
+    resolve: async (_r, { input }, ctx) =>
+      await createExternalAudience(ctx.conn, ctx.sandbox.id, {
         ...input,
         fields: input.fields.map((f) => ({ ...f, identityNamespace: f.identityNamespace ?? null })),
       }),
@@ -282,8 +286,8 @@ builder.mutationFields((t) => ({
       input: t.arg({ type: UpdateExternalAudienceInput, required: true, description: 'What to change.' }),
       expectedVersion: t.arg.int({ description: 'Refuse the change unless it is at this version.' }),
     },
-    resolve: (_r, args, ctx) =>
-      updateExternalAudience(
+    resolve: async (_r, args, ctx) =>
+      await updateExternalAudience(
         ctx.conn,
         ctx.sandbox.id,
         requireId(args.id, 'ExternalAudience'),
@@ -295,9 +299,9 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Deletes an external audience with its list and members; returns its id.',
     args: { id: t.arg.id({ required: true, description: 'Its global id.' }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'ExternalAudience',
-      id: deleteExternalAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'ExternalAudience')),
+      id: await deleteExternalAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'ExternalAudience')),
     }),
   }),
   startExternalAudienceIngestion: t.field({

@@ -129,7 +129,7 @@ builder.node(PreviewRef, {
         type: ProfileRef,
         description: 'Qualifying profiles of the sample (once the preview has succeeded).',
         complexity: connectionComplexity,
-        resolve: (j, args, ctx) => toConnection(listPreviewResults(ctx.app, ctx.sandbox.id, j.id, args)),
+        resolve: async (j, args, ctx) => toConnection(await listPreviewResults(ctx.app, ctx.sandbox.id, j.id, args)),
       },
       ProfileConnection,
     ),

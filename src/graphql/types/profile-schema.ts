@@ -85,8 +85,8 @@ builder.mutationField('updateProfileSchema', (t) =>
     // Changes a sandbox's shape: admin only, instead of the mutation type's `write`.
     authScopes: { admin: true },
     skipTypeScopes: true,
-    resolve: (_r, args, ctx) => ({
-      fields: updateProfileSchema(ctx.conn, ctx.sandbox.id, args.input.fields, (cls, path) =>
+    resolve: async (_r, args, ctx) => ({
+      fields: await updateProfileSchema(ctx.conn, ctx.sandbox.id, args.input.fields, (cls, path) =>
         definitionsUsingField(ctx.conn, ctx.sandbox.id, cls, path),
       ),
     }),

@@ -40,8 +40,8 @@ const EventRef = builder.objectRef<StoredEvent>('Event');
 builder.node(EventRef, {
   description: 'An experience event: timestamp, type and its document.',
   id: { resolve: (e) => e.id },
-  loadMany: (ids, ctx) => {
-    const found = eventsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
+  loadMany: async (ids, ctx) => {
+    const found = await eventsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -95,9 +95,9 @@ builder.node(ProfileRef, {
           to: t.arg({ type: 'DateTime', description: 'Only events before this instant.' }),
         },
         complexity: connectionComplexity,
-        resolve: (p, args, ctx) =>
+        resolve: async (p, args, ctx) =>
           toConnection(
-            listEvents(
+            await listEvents(
               ctx.conn,
               ctx.sandbox.id,
               p.id,
@@ -138,7 +138,7 @@ builder.queryFields((t) => ({
     },
     resolve: async (_root, args, ctx) => {
       if ((args.id == null) === (args.identity == null)) throw badInput('Give either "id" or "identity"', 'id');
-      if (args.identity) return profileByIdentity(ctx.conn, ctx.sandbox.id, args.identity) ?? null;
+      if (args.identity) return (await profileByIdentity(ctx.conn, ctx.sandbox.id, args.identity)) ?? null;
       const id = decodeId(args.id!, 'Profile');
       return id === undefined ? null : ((await ctx.loaders.profile.load(id)) ?? null);
     },
@@ -149,9 +149,9 @@ builder.queryFields((t) => ({
       description: 'Every profile of the sandbox, optionally filtered, in id order.',
       args: { filter: t.arg({ type: ProfileFilter, description: 'Conditions the profiles must meet.' }) },
       complexity: connectionComplexity,
-      resolve: (_root, args, ctx) =>
+      resolve: async (_root, args, ctx) =>
         toConnection(
-          listProfiles(
+          await listProfiles(
             ctx.conn,
             ctx.sandbox.id,
             {
@@ -263,6 +263,9 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Deletes the profile with this identity, with its events and memberships; returns its id.',
     args: { identity: t.arg({ type: IdentityInput, required: true, description: 'Any identity of the profile.' }) },
-    resolve: (_root, args, ctx) => ({ type: 'Profile', id: deleteProfile(ctx.conn, ctx.sandbox.id, args.identity) }),
+    resolve: async (_root, args, ctx) => ({
+      type: 'Profile',
+      id: await deleteProfile(ctx.conn, ctx.sandbox.id, args.identity),
+    }),
   }),
 }));
