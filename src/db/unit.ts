@@ -19,6 +19,7 @@
  * wants it waits on its own thread (busy timeout), never the event loop.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { withoutBusyWait } from './busy.js';
 import type { Connection } from './index.js';
 
 /** The handle a unit's body works through: the connection, marked with the unit it is inside. */
@@ -29,6 +30,9 @@ export interface UnitConnection extends Connection {
 interface UnitState {
   /** Savepoints opened so far inside this unit (for their names). */
   savepoints: number;
+  /** The connection's turns, and whether the unit has committed or rolled back (for the tests' check). */
+  turns: Turns;
+  ended: boolean;
 }
 
 /** Per SQLite connection: whether a unit with awaits is open, and who waits for it. */
@@ -42,7 +46,14 @@ interface Turns {
  * unit the running code is inside, to catch a body that opens a unit with the outer connection
  * instead of its `tx` — it would wait for the very unit it is part of, for ever.
  */
-const inside = process.env.VITEST ? new AsyncLocalStorage<Turns>() : undefined;
+const inside = process.env.VITEST ? new AsyncLocalStorage<UnitState>() : undefined;
+
+/** Under the tests: whether the running code is inside a unit of `turns`' connection still open. */
+function insideOpenUnit(turns: Turns): boolean {
+  const unit = inside?.getStore();
+  // Work a body started and did not wait for carries its unit along after the unit has ended.
+  return unit !== undefined && unit.turns === turns && !unit.ended;
+}
 
 const turnsBySqlite = new WeakMap<Connection['sqlite'], Turns>();
 
@@ -63,19 +74,33 @@ function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as { then?: unknown } | null)?.then === 'function';
 }
 
+export interface UnitOptions {
+  /**
+   * false: fail at once with SQLITE_BUSY when another process holds the write lock, rather than
+   * wait for it in SQLite's busy wait, which on the main thread holds the event loop (db/busy.ts).
+   * For background writers that can drop or retry their work (a schedule's tick, a sweep).
+   * Only the start waits for the lock: once begun, the unit holds it.
+   */
+  busyWait?: boolean;
+}
+
 /**
  * Runs `body` as one write transaction and resolves with what it returns; a throw (or a
  * rejection) rolls back everything it wrote. Called with the handle of an open unit, it runs
  * as a savepoint of that unit instead.
  */
-export function writeUnit<T>(conn: Connection, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
+export function writeUnit<T>(
+  conn: Connection,
+  body: (tx: UnitConnection) => T | Promise<T>,
+  options: UnitOptions = {},
+): Promise<T> {
   if (isUnit(conn)) return savepoint(conn, body);
   const turns = turnsOf(conn);
-  if (inside?.getStore() === turns) {
+  if (insideOpenUnit(turns)) {
     return Promise.reject(new Error("a unit was opened with the connection instead of the enclosing unit's handle"));
   }
   try {
-    return Promise.resolve(inTurn(conn, turns, unitSection(conn, turns, body)));
+    return Promise.resolve(inTurn(conn, turns, unitSection(conn, turns, body, options)));
   } catch (err) {
     return Promise.reject(err);
   }
@@ -89,7 +114,7 @@ export function writeUnit<T>(conn: Connection, body: (tx: UnitConnection) => T |
  */
 export function writeInTurn<T>(conn: Connection, section: () => T): T | Promise<T> {
   const turns = turnsOf(conn);
-  if (isUnit(conn) || inside?.getStore() === turns) return section();
+  if (isUnit(conn) || insideOpenUnit(turns)) return section();
   return inTurn(conn, turns, section);
 }
 
@@ -98,18 +123,23 @@ function unitSection<T>(
   conn: Connection,
   turns: Turns,
   body: (tx: UnitConnection) => T | Promise<T>,
+  options: UnitOptions,
 ): () => T | Promise<T> {
   return () => {
-    conn.sqlite.exec('BEGIN IMMEDIATE');
-    const tx: UnitConnection = Object.assign(Object.create(conn) as Connection, { unit: { savepoints: 0 } });
+    if (options.busyWait === false) withoutBusyWait(conn, () => conn.sqlite.exec('BEGIN IMMEDIATE'));
+    else conn.sqlite.exec('BEGIN IMMEDIATE');
+    const unit: UnitState = { savepoints: 0, turns, ended: false };
+    const tx: UnitConnection = Object.assign(Object.create(conn) as Connection, { unit });
     let result: T | Promise<T>;
     try {
-      result = inside ? inside.run(turns, body, tx) : body(tx);
+      result = inside ? inside.run(unit, body, tx) : body(tx);
     } catch (err) {
+      unit.ended = true;
       rollback(conn);
       throw err;
     }
     if (!isPromise(result)) {
+      unit.ended = true;
       commit(conn);
       return result;
     }
@@ -126,6 +156,7 @@ function unitSection<T>(
         },
       )
       .finally(() => {
+        unit.ended = true;
         turns.open = false;
       });
   };

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { writeInTurn, writeUnit } from '../../src/db/unit.js';
@@ -113,6 +114,34 @@ describe('a write unit', () => {
       /enclosing unit's handle/,
     );
     expect(labels()).toBe('');
+  });
+
+  it('lets work a unit started and did not wait for open units of its own once the unit has ended', async () => {
+    let later: Promise<unknown> | undefined;
+    await writeUnit(conn, async (tx) => {
+      insert(tx, 'unit');
+      later = tick().then(() => writeUnit(conn, (other) => insert(other, 'later')));
+    });
+    await later;
+    expect(labels()).toBe('unit,later');
+  });
+
+  it('fails at once with SQLITE_BUSY, not a busy wait, when told not to wait for another process', async () => {
+    const other = new Database(file);
+    try {
+      other.exec('BEGIN IMMEDIATE');
+      const started = Date.now();
+      await expect(writeUnit(conn, (tx) => insert(tx, 'x'), { busyWait: false })).rejects.toMatchObject({
+        code: 'SQLITE_BUSY',
+      });
+      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(conn.sqlite.pragma('busy_timeout', { simple: true })).toBe(5000);
+      other.exec('ROLLBACK');
+      await writeUnit(conn, (tx) => insert(tx, 'after'), { busyWait: false });
+      expect(labels()).toBe('after');
+    } finally {
+      other.close();
+    }
   });
 
   it('starts once a job worker holding the write gate is done, without holding the event loop', async () => {
