@@ -161,7 +161,7 @@ export async function startIngestionRun(
   try {
     // After the awaits above: the write gate again (db/write-gate.ts), as for any write after an await.
     return await conn.writeGate.run(() =>
-      app.jobs.enqueue(sandboxId, 'INGESTION', () => {
+      app.jobs.enqueue(conn, sandboxId, 'INGESTION', () => {
         requireExternalAudience(conn, sandboxId, externalAudienceId);
         assertNoActiveRun(conn, sandboxId, externalAudienceId);
         return {
@@ -198,12 +198,12 @@ function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudience
 }
 
 /** Runs of an external audience, newest first. */
-export function listIngestionRuns(
+export async function listIngestionRuns(
   conn: Connection,
   sandboxId: number,
   externalAudienceId: number,
   args: PageArgs,
-): Page<IngestionRun> & { totalCount: () => number } {
+): Promise<Page<IngestionRun> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
   const params: unknown[] = [sandboxId, externalAudienceId];
@@ -221,7 +221,7 @@ export function listIngestionRuns(
     .prepare(sql)
     .pluck()
     .all(...params, query.fetch) as number[];
-  const found = jobsByIds(conn, sandboxId, ids, 'INGESTION');
+  const found = await jobsByIds(conn, sandboxId, ids, 'INGESTION');
   const page = toPage(
     ids.flatMap((id) => found.get(id) ?? []),
     query,

@@ -7,6 +7,7 @@
 import { createReadStream, rmSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { Connection } from '../../db/index.js';
+import { writeUnit } from '../../db/unit.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { asKind, insertJob, jobById, updateJob } from '../jobs/job-store.js';
@@ -40,29 +41,27 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
   const now = Date.now();
   let job: IngestionRun;
   try {
-    job = conn.sqlite
-      .transaction(() => {
-        const active = activeIngestionRun(conn, request.sandboxId, external.id);
-        if (active !== undefined) {
-          throw conflict(
-            `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
-          );
-        }
-        const queued = insertJob(conn, request.sandboxId, 'INGESTION', {
-          externalAudienceId: external.id,
-          audienceId: external.audienceId,
-          mode: request.mode,
-          format: staged.format,
-          upload: staged.path,
-          fileName: basename(request.file),
-          bytes: staged.bytes,
-          at: null,
-          now,
-        });
-        updateJob(conn, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
-        return queued;
-      })
-      .immediate();
+    job = await writeUnit(conn, async (tx) => {
+      const active = activeIngestionRun(tx, request.sandboxId, external.id);
+      if (active !== undefined) {
+        throw conflict(
+          `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
+        );
+      }
+      const queued = await insertJob(tx, request.sandboxId, 'INGESTION', {
+        externalAudienceId: external.id,
+        audienceId: external.audienceId,
+        mode: request.mode,
+        format: staged.format,
+        upload: staged.path,
+        fileName: basename(request.file),
+        bytes: staged.bytes,
+        at: null,
+        now,
+      });
+      await updateJob(tx, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
+      return queued;
+    });
   } catch (err) {
     rmSync(staged.path, { force: true });
     throw err;
@@ -73,7 +72,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
       cancelled: () => false,
     });
   } catch (err) {
-    updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
+    await updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
   }
-  return asKind(jobById(conn, job.id)!, 'INGESTION');
+  return asKind((await jobById(conn, job.id))!, 'INGESTION');
 }
