@@ -23,7 +23,7 @@ export async function profilesMatching(
     at,
     page: { first: page.first, last: page.last, after: page.after, before: page.before },
   });
-  const found = profilesByIds(app.conn, sandboxId, ids.items);
+  const found = await profilesByIds(app.conn, sandboxId, ids.items);
   // A profile deleted since the worker read the page is left out, with its cursor.
   const kept = ids.items.flatMap((id, i) => {
     const profile = found.get(id);
