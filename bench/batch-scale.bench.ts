@@ -34,13 +34,13 @@ export async function run(argv: string[]): Promise<number> {
     // One copy at a time: at 1 M profiles a copy is several GB of disk and page cache.
     const work = await openWorkCopy(dataset, NAME);
     try {
-      const segments = createReferenceSegments(work.conn, dataset, definitions, chunkSize);
-      runSegmentJob(work.conn, segments);
+      const segments = await createReferenceSegments(work.conn, dataset, definitions, chunkSize);
+      await runSegmentJob(work.conn, segments);
       const jobMs: number[] = [];
       const evalMs: number[] = [];
       for (let r = 0; r < runs; r++) {
         resetMemberships(work.conn, segments);
-        const job = runSegmentJob(work.conn, segments);
+        const job = await runSegmentJob(work.conn, segments);
         jobMs.push(job.ms);
         evalMs.push(job.metrics.profileSegmentationTimeMs);
       }

@@ -68,17 +68,17 @@ export async function run(argv: string[]): Promise<number> {
   let failures = 0;
   try {
     const { conn } = work;
-    const segments = createReferenceSegments(conn, dataset, loadDefinitions(), chunkSize);
+    const segments = await createReferenceSegments(conn, dataset, loadDefinitions(), chunkSize);
 
     // Check pass, also the warm-up (page cache, JIT, the SQL functions): floor, then the job.
     const floorSets = runFloor(conn, segments, true).sets!;
-    const first = runSegmentJob(conn, segments);
+    const first = await runSegmentJob(conn, segments);
     failures += checkSets(conn, segments, floorSets, first.metrics);
 
     // The steady state a daily job lives in: the third job over unchanged data, where every
     // member is EXISTING and stays so (the second job moved them from REALIZED).
-    runSegmentJob(conn, segments);
-    const steady = runSegmentJob(conn, segments);
+    await runSegmentJob(conn, segments);
+    const steady = await runSegmentJob(conn, segments);
     failures += checkSets(conn, segments, floorSets, steady.metrics);
 
     const jobMs: number[] = [];
@@ -92,11 +92,11 @@ export async function run(argv: string[]): Promise<number> {
         if (side === 'floor') floorMs.push(runFloor(conn, segments, false).ms);
         else {
           resetMemberships(conn, segments);
-          const job = runSegmentJob(conn, segments);
+          const job = await runSegmentJob(conn, segments);
           jobMs.push(job.ms);
           evalMs.push(job.metrics.profileSegmentationTimeMs);
-          runSegmentJob(conn, segments);
-          steadyMs.push(runSegmentJob(conn, segments).ms);
+          await runSegmentJob(conn, segments);
+          steadyMs.push((await runSegmentJob(conn, segments)).ms);
         }
       }
     }
@@ -124,7 +124,7 @@ export async function run(argv: string[]): Promise<number> {
 
     if (phases) {
       resetMemberships(conn, segments);
-      printPhases(conn, segments);
+      await printPhases(conn, segments);
     }
   } finally {
     work.close();
@@ -189,12 +189,12 @@ export interface ReferenceSegments {
  * Creates the twenty reference definitions (and their audiences) through the domain code,
  * in file order, which is a dependency order, and builds the plan the job handler would.
  */
-export function createReferenceSegments(
+export async function createReferenceSegments(
   conn: Connection,
   dataset: Dataset,
   definitions: readonly Definition[],
   chunkSize: number = DEFAULT_LIMITS.segmentChunkSize,
-): ReferenceSegments {
+): Promise<ReferenceSegments> {
   const { sandboxId, now } = dataset;
   const created = definitions.map((reference) => ({
     reference,
@@ -211,7 +211,7 @@ export function createReferenceSegments(
   }));
   const all = created.map((c) => c.definition);
   // The handler's own plan builder; the jobId is set per run.
-  const { jobId: _jobId, ...plan } = orderedPlan(conn, sandboxId, all, { jobId: 0, now, chunkSize, notes: [] });
+  const { jobId: _jobId, ...plan } = await orderedPlan(conn, sandboxId, all, { jobId: 0, now, chunkSize, notes: [] });
   const byName = new Map(created.map((c) => [c.reference.name, c.definition.audienceId]));
   return {
     sandboxId,
@@ -241,15 +241,15 @@ export interface JobRun {
 }
 
 /** One segment job as the worker runs it: a PROCESSING jobs row, then `evaluateSegmentPlan` through `runJobTask`. */
-export function runSegmentJob(conn: Connection, segments: ReferenceSegments): JobRun {
+export async function runSegmentJob(conn: Connection, segments: ReferenceSegments): Promise<JobRun> {
   const { sandboxId, now, plan } = segments;
-  const job = insertJob(conn, sandboxId, 'SEGMENT', {
+  const job = await insertJob(conn, sandboxId, 'SEGMENT', {
     definitionIds: plan.definitions.map((d) => d.definitionId),
     all: false,
     at: now,
     now,
   });
-  updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const progress: { at: number; done: number }[] = [];
   const started = performance.now();
   const { metrics } = runJobTask(
@@ -263,7 +263,7 @@ export function runSegmentJob(conn: Connection, segments: ReferenceSegments): Jo
     },
   );
   const ms = performance.now() - started;
-  const status = jobById(conn, job.id)?.status;
+  const status = (await jobById(conn, job.id))?.status;
   if (status !== 'SUCCEEDED') throw new Error(`segment job ${job.id} ended ${status}, not SUCCEEDED`);
   return { ms, metrics, progress, started };
 }
@@ -385,7 +385,7 @@ function checkSets(
  * each definition's evaluation read off the progress reports (a definition is done when
  * `done` reaches a multiple of the profile count), beside its floor query's time.
  */
-function printPhases(conn: Connection, segments: ReferenceSegments): void {
+async function printPhases(conn: Connection, segments: ReferenceSegments): Promise<void> {
   const floor = runFloor(conn, segments, false);
   resetMemberships(conn, segments);
   const timings = new Map<string, { ms: number; calls: number }>();
@@ -409,7 +409,7 @@ function printPhases(conn: Connection, segments: ReferenceSegments): void {
   }
   let job: JobRun;
   try {
-    job = runSegmentJob(conn, segments);
+    job = await runSegmentJob(conn, segments);
   } finally {
     for (const [method, original] of originals) proto[method] = original;
   }

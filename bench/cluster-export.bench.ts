@@ -79,7 +79,7 @@ export async function run(argv: string[]): Promise<number> {
     let n = 0;
     const single = () => singleExport(conn, sandboxId, request(`single-${n++}`), outDir);
     const cluster = () => clusterExport(pgConn!, sandboxId, request(`cluster-${n++}`), outDir);
-    const first = [single(), await cluster()];
+    const first = [await single(), await cluster()];
     if (first.some((r) => r.rows !== profiles)) {
       console.log(`MISMATCH single rows ${first[0]!.rows}, cluster rows ${first[1]!.rows}, expected ${profiles}`);
       failures++;
@@ -90,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
     for (let r = 0; r < runs; r++) {
       const order = r % 2 === 0 ? (['single', 'cluster'] as const) : (['cluster', 'single'] as const);
       for (const side of order) {
-        if (side === 'single') singleMs.push(single().ms);
+        if (side === 'single') singleMs.push((await single()).ms);
         else clusterMs.push((await cluster()).ms);
       }
     }
@@ -125,15 +125,15 @@ function audienceOfAll(conn: Connection, sandboxId: number): number {
 }
 
 /** One single-process export job run to its end in this thread, as the worker runs it. */
-function singleExport(
+async function singleExport(
   conn: Connection,
   sandboxId: number,
   request: ExportJobRequest,
   dataDir: string,
-): { ms: number; rows: number } {
+): Promise<{ ms: number; rows: number }> {
   const { destination } = request;
-  const dataset = insertDataset(conn, sandboxId, destination.datasetName!, destination.format);
-  const job = insertJob(conn, sandboxId, 'EXPORT', {
+  const dataset = await insertDataset(conn, sandboxId, destination.datasetName!, destination.format);
+  const job = await insertJob(conn, sandboxId, 'EXPORT', {
     audiences: request.audiences!.map((a) => ({ audienceId: a.audienceId, statuses: ['REALIZED', 'EXISTING'] })),
     fields: request.fields ?? null,
     fromIngestTimestamp: null,
@@ -146,10 +146,10 @@ function singleExport(
     evaluateFirst: false,
     at: null,
   });
-  const started = updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  const started = await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const t0 = performance.now();
   // The kind's plan reads only the connection and the data directory.
-  const plan = exportJobKind.plan(started as never, Date.now(), { conn, dataDir } as JobServices);
+  const plan = await exportJobKind.plan(started as never, Date.now(), { conn, dataDir } as JobServices);
   const result = runJobTask(conn, job.id, runExport, plan, { progress: () => {}, cancelled: () => false });
   return { ms: performance.now() - t0, rows: result.metrics.totalExportedProfileCounter };
 }

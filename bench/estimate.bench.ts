@@ -61,9 +61,9 @@ export async function run(argv: string[]): Promise<number> {
   let failures = 0;
   try {
     const { conn } = work;
-    const segments = createReferenceSegments(conn, dataset, definitions);
+    const segments = await createReferenceSegments(conn, dataset, definitions);
     // inSegment reads stored memberships: one real job writes them for every reference audience.
-    runSegmentJob(conn, segments);
+    await runSegmentJob(conn, segments);
 
     const selected = segments.created.filter((c) => !only || only.includes(c.reference.name));
     const firstMs: number[] = [];
@@ -74,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
       const floor = floorStatement(conn, segments, name);
       // Untimed warm-up of both sides (page cache, JIT of the SQL functions), also the exactness check.
       const trueSize = floor.all().length;
-      const check = preview(conn, segments, definition.expressionText, null, 1);
+      const check = await preview(conn, segments, definition.expressionText, null, 1);
       if (!check.estimate.exact || check.estimate.estimatedSize !== trueSize) {
         failures++;
         console.log(
@@ -92,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
           floors.push(performance.now() - t);
         };
         if (r % 2 === 1) timeFloor();
-        const p = preview(conn, segments, definition.expressionText, null, r + 2);
+        const p = await preview(conn, segments, definition.expressionText, null, r + 2);
         first.push(p.firstWithinMs);
         full.push(p.fullMs);
         stored.push(p.storedMs);
@@ -123,7 +123,7 @@ export async function run(argv: string[]): Promise<number> {
       report(NAME, 'full-ratio', total.median, 'x', total);
     }
 
-    failures += calibration(conn, segments, calibrate, trials, sample);
+    failures += await calibration(conn, segments, calibrate, trials, sample);
   } finally {
     work.close();
   }
@@ -150,15 +150,15 @@ interface PreviewRun {
  * One preview as the worker runs it (a PROCESSING jobs row, then `runPreviewTask` through `runJobTask`), timing its
  * progress reports. Its stored rows are deleted afterwards (untimed) so the file does not grow.
  */
-function preview(
+async function preview(
   conn: Connection,
   segments: ReferenceSegments,
   expressionText: string,
   sampleSize: number | null,
   seed: number,
-): PreviewRun {
+): Promise<PreviewRun> {
   const { sandboxId, now } = segments;
-  const job = insertJob(conn, sandboxId, 'PREVIEW', {
+  const job = await insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: expressionText },
     expressionText,
     definitionId: null,
@@ -167,7 +167,7 @@ function preview(
     at: now,
     seed,
   });
-  updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   let firstWithinMs = Number.NaN;
   let fullMs = Number.NaN;
   const start = performance.now();
@@ -198,13 +198,13 @@ function preview(
  * Seeded previews of one definition with a fixed sample size; the true size is the floor's
  * count. Prints the coverage (intervals holding the true size) and context on the intervals.
  */
-function calibration(
+async function calibration(
   conn: Connection,
   segments: ReferenceSegments,
   name: string,
   trials: number,
   sample: number,
-): number {
+): Promise<number> {
   const created = segments.created.find((c) => c.reference.name === name)!;
   const trueSize = floorStatement(conn, segments, name).all().length;
   let covered = 0;
@@ -213,7 +213,7 @@ function calibration(
   const ms: number[] = [];
   for (let seed = 1; seed <= trials; seed++) {
     const t = performance.now();
-    const { estimate } = preview(conn, segments, created.definition.expressionText, sample, seed);
+    const { estimate } = await preview(conn, segments, created.definition.expressionText, sample, seed);
     ms.push(performance.now() - t);
     const { low, high } = estimate.confidenceInterval;
     if (low <= trueSize && trueSize <= high) covered++;

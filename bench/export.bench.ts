@@ -50,8 +50,8 @@ export async function run(argv: string[]): Promise<number> {
     const sandboxId = dataset.sandboxId;
     const small = audienceOf(conn, sandboxId, 'bench-export-small', Math.floor(profiles / 5));
     const all = audienceOf(conn, sandboxId, 'bench-export-all', profiles);
-    const smallRun = exportOnce(conn, sandboxId, small, format, outDir);
-    const first = exportOnce(conn, sandboxId, all, format, outDir);
+    const smallRun = await exportOnce(conn, sandboxId, small, format, outDir);
+    const first = await exportOnce(conn, sandboxId, all, format, outDir);
     const rssSmall = smallRun.peakRssGrowthMb;
     const rssAll = first.peakRssGrowthMb;
     const floorRows = floor(conn, all, join(outDir, 'floor.ndjson'));
@@ -71,7 +71,7 @@ export async function run(argv: string[]): Promise<number> {
         const run =
           side === 'floor'
             ? floor(conn, all, join(outDir, 'floor.ndjson'))
-            : exportOnce(conn, sandboxId, all, format, outDir);
+            : await exportOnce(conn, sandboxId, all, format, outDir);
         (side === 'floor' ? floorMs : exportMs).push(run.ms);
         (side === 'floor' ? floorCpu : exportCpu).push(run.cpuMs);
       }
@@ -122,15 +122,15 @@ function audienceOf(conn: Connection, sandboxId: number, name: string, n: number
 }
 
 /** One export job run to its end in this thread, as the worker runs it. */
-function exportOnce(
+async function exportOnce(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   format: ExportFormat,
   dataDir: string,
-): { ms: number; cpuMs: number; rows: number; peakRssGrowthMb: number } {
-  const dataset = insertDataset(conn, sandboxId, `bench-${Date.now()}-${Math.random()}`, format);
-  const job = insertJob(conn, sandboxId, 'EXPORT', {
+): Promise<{ ms: number; cpuMs: number; rows: number; peakRssGrowthMb: number }> {
+  const dataset = await insertDataset(conn, sandboxId, `bench-${Date.now()}-${Math.random()}`, format);
+  const job = await insertJob(conn, sandboxId, 'EXPORT', {
     audiences: [{ audienceId, statuses: ['REALIZED', 'EXISTING'] }],
     fields: null,
     fromIngestTimestamp: null,
@@ -143,9 +143,9 @@ function exportOnce(
     evaluateFirst: false,
     at: null,
   });
-  const started = updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  const started = await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   // The kind's plan reads only the connection and the data directory.
-  const plan = exportJobKind.plan(started as never, Date.now(), { conn, dataDir } as JobServices);
+  const plan = await exportJobKind.plan(started as never, Date.now(), { conn, dataDir } as JobServices);
   // Peak RSS over the run, sampled at every progress report (every 50 ms), above where it started.
   const rss0 = rssMb();
   let peak = rss0;

@@ -78,7 +78,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         log: log.child({ component: 'events' }),
       })
     : undefined;
-  const app = createApp({
+  const app = await createApp({
     transport,
     conn,
     limits,

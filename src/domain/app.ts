@@ -71,7 +71,7 @@ interface AppOptions {
 }
 
 /** Builds the services and starts the background ones (job runner, streaming sweep, scheduler). */
-export function createApp(options: AppOptions): App {
+export async function createApp(options: AppOptions): Promise<App> {
   const { conn, limits, log, dataDir } = options;
   const bus = new EventBus({
     queueSize: limits.subscriptionQueueSize,
@@ -96,10 +96,10 @@ export function createApp(options: AppOptions): App {
     log.warn({ message }, 'WAL checkpoint failed'),
   );
   const app: App = { ...services, jobs, schedules, checkpointer };
-  jobs.start();
+  await jobs.start();
   ingest.start();
   // After the runner has re-queued what a crash left running, so those count as active runs.
-  schedules.start();
+  await schedules.start();
   return app;
 }
 

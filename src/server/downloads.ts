@@ -52,7 +52,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export function createDownloads(deps: { conn: Connection; dataDir: string; access: Access }) {
   const { conn, dataDir, access } = deps;
-  return function serve(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) {
+  return async function serve(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return fail(res, 405, 'BAD_USER_INPUT', 'Dataset files are read with GET or HEAD');
@@ -79,8 +79,8 @@ export function createDownloads(deps: { conn: Connection; dataDir: string; acces
       return fail(res, 404, 'NOT_FOUND', 'No such dataset file: the path is not valid percent-encoding');
     }
     const id = internalId(rawId, 'Dataset');
-    const dataset = id === undefined ? undefined : datasetsByIds(conn, sandboxId, [id]).get(id);
-    const file = dataset ? datasetFile(conn, dataset.id, name) : undefined;
+    const dataset = id === undefined ? undefined : (await datasetsByIds(conn, sandboxId, [id])).get(id);
+    const file = dataset ? await datasetFile(conn, dataset.id, name) : undefined;
     if (!dataset || !file) {
       return fail(res, 404, 'NOT_FOUND', `No file "${name}" in dataset "${rawId}" of this sandbox`);
     }

@@ -64,7 +64,7 @@ export function createRequestHandler(deps: {
         res.end(await metrics.registry.metrics());
         return;
       }
-      if (download) return downloads(req, res, download);
+      if (download) return await downloads(req, res, download);
       if (req.method === 'POST' && isMultipart(req.headers['content-type'])) {
         // An upload streams to disk as it arrives (multipart-uploads.ts), held to its own limit.
         const declared = Number(req.headers['content-length']);

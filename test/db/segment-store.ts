@@ -27,7 +27,7 @@ export interface SegmentStore {
   sandboxId: number;
   definitions: SegmentDefinition[];
   /** The single-process segment job over the twenty definitions at STORE_NOW, as the job worker runs it. */
-  runSqliteJob(): SegmentMetrics;
+  runSqliteJob(): Promise<SegmentMetrics>;
   close(): void;
 }
 
@@ -49,11 +49,11 @@ export function buildSegmentStore(label: string, profiles: number, eventsPerProf
     file,
     sandboxId,
     definitions,
-    runSqliteJob() {
+    async runSqliteJob() {
       const definitionIds = definitions.map((d) => d.id);
-      const job = insertJob(conn, sandboxId, 'SEGMENT', { definitionIds, all: false, at: STORE_NOW });
-      updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-      const plan = orderedPlan(conn, sandboxId, definitions, {
+      const job = await insertJob(conn, sandboxId, 'SEGMENT', { definitionIds, all: false, at: STORE_NOW });
+      await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+      const plan = await orderedPlan(conn, sandboxId, definitions, {
         jobId: job.id,
         now: STORE_NOW,
         chunkSize: 1_000,

@@ -73,7 +73,7 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
 
   beforeAll(async () => {
     store = buildSegmentStore('cluster_export', 1_500, 4);
-    store.runSqliteJob();
+    await store.runSqliteJob();
     db = await pgCopyOf(store.conn.sqlite, 'cexp_export');
     sqliteDir = mkdtempSync(join(tmpdir(), 'cexp-sqlite-'));
     clusterDir = mkdtempSync(join(tmpdir(), 'cexp-cluster-'));
@@ -107,14 +107,16 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
   });
 
   /** The single-process export of `request`, as the job worker runs it, into sqliteDir. */
-  function sqliteExport(request: ExportJobRequest): { jobId: number; datasetId: number; result: ExportJobResult } {
+  async function sqliteExport(
+    request: ExportJobRequest,
+  ): Promise<{ jobId: number; datasetId: number; result: ExportJobResult }> {
     const { conn } = store;
     const facts = sqliteExportFacts(conn, store.sandboxId);
-    const { input, dataset, datasetName } = resolveExportRequest(facts, request);
-    const target = dataset ?? insertDataset(conn, store.sandboxId, datasetName!, input.format);
-    const job = insertJob(conn, store.sandboxId, 'EXPORT', { ...input, datasetId: target.id });
-    updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-    const plan = exportPlanOf(facts, job, input.at!, sqliteDir);
+    const { input, dataset, datasetName } = await resolveExportRequest(facts, request);
+    const target = dataset ?? (await insertDataset(conn, store.sandboxId, datasetName!, input.format));
+    const job = await insertJob(conn, store.sandboxId, 'EXPORT', { ...input, datasetId: target.id });
+    await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+    const plan = await exportPlanOf(facts, job, input.at!, sqliteDir);
     const result = runJobTask(conn, job.id, exportTask, plan, { progress: () => {}, cancelled: () => false });
     return { jobId: job.id, datasetId: target.id, result };
   }
@@ -157,7 +159,7 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
    * members, hence the same length; every other file, byte for byte.
    */
   async function compare(request: ExportJobRequest, name: string) {
-    const single = sqliteExport({ ...request, destination: { ...request.destination, datasetName: name } });
+    const single = await sqliteExport({ ...request, destination: { ...request.destination, datasetName: name } });
     const cluster = await clusterExport({ ...request, destination: { ...request.destination, datasetName: name } });
     // The copy keeps the ids in step, so both name their files alike.
     expect(cluster.jobId).toBe(single.jobId);
@@ -284,7 +286,7 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
     });
 
     it('refuses the final write of a node whose lease passed, and another node re-runs the job', async () => {
-      const single = sqliteExport({
+      const single = await sqliteExport({
         audiences: audiences(),
         at: EXPORT_AT,
         destination: { format: 'CSV', datasetName: 'lease' },

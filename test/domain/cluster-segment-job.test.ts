@@ -103,7 +103,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
 
   it('gives the memberships, sizes and metrics the SQLite job gives, run after run', async () => {
     const first = await clusterJob();
-    const firstSqlite = store.runSqliteJob();
+    const firstSqlite = await store.runSqliteJob();
     expect(comparable(first.metrics)).toEqual(comparable(firstSqlite));
     expect(first.metrics.totalProfiles).toBe(2_000);
     const members = await pgMemberships();
@@ -120,7 +120,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
     expect(new Set(claims.map((c) => c.node)).size).toBeGreaterThan(1);
 
     const second = await clusterJob();
-    expect(comparable(second.metrics)).toEqual(comparable(store.runSqliteJob()));
+    expect(comparable(second.metrics)).toEqual(comparable(await store.runSqliteJob()));
     expect(await pgMemberships()).toEqual(sqliteMemberships());
     expect(Object.values(second.metrics.segmentedProfileByStatusCounter).some((c) => c.existing > 0)).toBe(true);
   }, 120_000);
@@ -134,7 +134,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
       `UPDATE profiles SET attributes = jsonb_set(attributes, '{homeAddress,countryCode}', to_jsonb(CASE WHEN id % 3 = 0 THEN 'US' ELSE 'SE' END)) WHERE id % 5 = 0`,
     );
     const third = await clusterJob();
-    const thirdSqlite = store.runSqliteJob();
+    const thirdSqlite = await store.runSqliteJob();
     expect(comparable(third.metrics)).toEqual(comparable(thirdSqlite));
     const members = await pgMemberships();
     expect(members.some((m) => m[2] === 'EXITED')).toBe(true);

@@ -41,9 +41,9 @@ afterAll(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function exportAll(format: ExportFormat, cancelled: () => boolean = () => false) {
-  const dataset = insertDataset(conn, sandboxId, `large-${format}-${++exports}`, format);
-  const job = insertJob(conn, sandboxId, 'EXPORT', {
+async function exportAll(format: ExportFormat, cancelled: () => boolean = () => false) {
+  const dataset = await insertDataset(conn, sandboxId, `large-${format}-${++exports}`, format);
+  const job = await insertJob(conn, sandboxId, 'EXPORT', {
     audiences: [{ audienceId, statuses: ['REALIZED', 'EXISTING'] }],
     fields: null,
     fromIngestTimestamp: null,
@@ -56,8 +56,8 @@ function exportAll(format: ExportFormat, cancelled: () => boolean = () => false)
     evaluateFirst: false,
     at: null,
   });
-  const started = updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-  const plan = exportJobKind.plan(started as never, Date.now(), { conn, dataDir: dir } as JobServices);
+  const started = await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  const plan = await exportJobKind.plan(started as never, Date.now(), { conn, dataDir: dir } as JobServices);
   const run = () => runJobTask(conn, job.id, runExport, plan, { progress: () => {}, cancelled });
   return { run, plan, jobId: job.id, datasetId: dataset.id };
 }
@@ -74,8 +74,8 @@ function namespaceTruth(): Record<string, number> {
 }
 
 describe('a large export', () => {
-  it('writes NDJSON through its thread: hash of the bytes, namespace counts, marks at line starts', () => {
-    const { run, plan, datasetId } = exportAll('NDJSON');
+  it('writes NDJSON through its thread: hash of the bytes, namespace counts, marks at line starts', async () => {
+    const { run, plan, datasetId } = await exportAll('NDJSON');
     const result = run();
     const file = result.files[0]!;
     const bytes = readFileSync(join(plan.dir, file.name));
@@ -109,8 +109,8 @@ describe('a large export', () => {
     }
   });
 
-  it('counts namespaces from the records file of a CSV export', () => {
-    const { run, plan, jobId } = exportAll('CSV');
+  it('counts namespaces from the records file of a CSV export', async () => {
+    const { run, plan, jobId } = await exportAll('CSV');
     const result = run();
     expect(result.metrics.exportedProfileByNamespaceCounter).toEqual(namespaceTruth());
     const file = result.files[0]!;
@@ -120,10 +120,10 @@ describe('a large export', () => {
     expect(records).toHaveLength(PROFILES + 1);
   });
 
-  it('leaves no file behind when cancelled while its threads write', () => {
+  it('leaves no file behind when cancelled while its threads write', async () => {
     let checks = 0;
     // Cancelled at the third check (every 1,000 rows): past the point where both files have threads.
-    const { run, plan } = exportAll('CSV', () => ++checks >= 3);
+    const { run, plan } = await exportAll('CSV', () => ++checks >= 3);
     expect(run).toThrow(Cancelled);
     expect(readdirSync(plan.dir)).toEqual([]);
   });

@@ -74,10 +74,10 @@ async function setup(name: string) {
     },
     NOW,
   );
-  const run = (text: string, now: number): { status: string; error?: string } => {
+  const run = async (text: string, now: number): Promise<{ status: string; error?: string }> => {
     const upload = join(dir, `${name}-${now}.csv`);
     writeFileSync(upload, text);
-    const job = insertJob(conn, sandboxId, 'INGESTION', {
+    const job = await insertJob(conn, sandboxId, 'INGESTION', {
       externalAudienceId: external.id,
       audienceId: external.audienceId,
       mode: 'APPEND',
@@ -87,7 +87,7 @@ async function setup(name: string) {
       bytes: text.length,
       at: null,
     });
-    updateJob(conn, job.id, { status: 'PROCESSING' });
+    await updateJob(conn, job.id, { status: 'PROCESSING' });
     const plan: IngestionPlan = {
       jobId: job.id,
       sandboxId,
@@ -107,7 +107,7 @@ async function setup(name: string) {
       return { status: 'FAILED', error: (err as Error).message };
     }
     expect(existsSync(upload)).toBe(false);
-    return { status: jobById(conn, job.id)!.status };
+    return { status: (await jobById(conn, job.id))!.status };
   };
   const statuses = () =>
     conn.sqlite
@@ -126,9 +126,9 @@ describe('member expiry', () => {
       { identities: [{ namespace: 'email', id: 'old@x.com' }], attributes: {} },
       { identities: [{ namespace: 'email', id: 'new@x.com' }], attributes: {} },
     ]);
-    expect(run('email,points\nold@x.com,1\nnew@x.com,2\n', NOW).status).toBe('SUCCEEDED');
+    expect((await run('email,points\nold@x.com,1\nnew@x.com,2\n', NOW)).status).toBe('SUCCEEDED');
     // Five days later new@x.com is listed again; old@x.com is not.
-    expect(run('email,points\nnew@x.com,3\n', NOW + 5 * DAY).status).toBe('SUCCEEDED');
+    expect((await run('email,points\nnew@x.com,3\n', NOW + 5 * DAY)).status).toBe('SUCCEEDED');
     const lanes = new WorkerLanes();
     const services = {
       conn,
@@ -166,7 +166,7 @@ describe('member expiry', () => {
 
   it('fails a run whose upload is gone, with the reason', async () => {
     const { conn, sandboxId, external } = await setup('gone');
-    const job = insertJob(conn, sandboxId, 'INGESTION', {
+    const job = await insertJob(conn, sandboxId, 'INGESTION', {
       externalAudienceId: external.id,
       audienceId: external.audienceId,
       mode: 'REPLACE',
@@ -176,7 +176,7 @@ describe('member expiry', () => {
       bytes: 10,
       at: null,
     });
-    updateJob(conn, job.id, { status: 'PROCESSING' });
+    await updateJob(conn, job.id, { status: 'PROCESSING' });
     expect(() =>
       runJobTask(
         conn,
@@ -203,7 +203,7 @@ describe('member expiry', () => {
 
   it('fails a run with no usable row, keeping its errors', async () => {
     const { conn, run } = await setup('unusable');
-    expect(run('email,points\n,1\nx@x.com,many\n', NOW)).toEqual({
+    expect(await run('email,points\n,1\nx@x.com,many\n', NOW)).toEqual({
       status: 'FAILED',
       error: "Nothing usable: all 2 rows failed (see the run's errors)",
     });

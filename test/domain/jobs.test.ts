@@ -12,10 +12,10 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A PROCESSING preview job, and a task that stores `ids` as its output and then does `then`. */
-function setup() {
+async function setup() {
   const conn = openDatabase(':memory:');
   const sandboxId = ensureSandbox(conn, 'prod').id;
-  const job = insertJob(conn, sandboxId, 'PREVIEW', {
+  const job = await insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: 'true' },
     expressionText: 'true',
     definitionId: null,
@@ -24,7 +24,7 @@ function setup() {
     at: null,
     seed: 1,
   });
-  updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const estimate = estimateFromSample({ read: 3, qualified: 3, population: 3, namespaces: {} }, 0.95, true);
   const storedRows = () =>
     conn.sqlite.prepare('SELECT count(*) FROM preview_results WHERE job_id = ?').pluck().get(job.id) as number;
@@ -38,8 +38,8 @@ function setup() {
 const never = () => false;
 
 describe('runJobTask (what the job worker does with every task)', () => {
-  it('commits the output with the SUCCEEDED state, the result and the final progress', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
+  it('commits the output with the SUCCEEDED state, the result and the final progress', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.progress({ done: 3, total: 3, estimate });
       ctx.finish(() => {
@@ -52,17 +52,17 @@ describe('runJobTask (what the job worker does with every task)', () => {
     expect(result).toEqual({ estimate, sampleSize: 3 });
     expect(reports).toEqual([3]);
     expect(storedRows()).toBe(1);
-    expect(jobById(conn, job.id)).toMatchObject({
+    expect(await jobById(conn, job.id)).toMatchObject({
       status: 'SUCCEEDED',
       result: { estimate, sampleSize: 3 },
       progressDone: 3,
       progressTotal: 3,
     });
-    expect(jobById(conn, job.id)?.finishedAt).toBeTypeOf('number');
+    expect((await jobById(conn, job.id))?.finishedAt).toBeTypeOf('number');
   });
 
-  it('writes nothing when the output fails to write: the job stays PROCESSING for the runner to fail', () => {
-    const { conn, job, storedRows, store } = setup();
+  it('writes nothing when the output fails to write: the job stays PROCESSING for the runner to fail', async () => {
+    const { conn, job, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
         store();
@@ -71,12 +71,12 @@ describe('runJobTask (what the job worker does with every task)', () => {
     };
     expect(() => runJobTask(conn, job.id, task, null, { progress: () => {}, cancelled: never })).toThrow('disk full');
     expect(storedRows()).toBe(0);
-    expect(jobById(conn, job.id)).toMatchObject({ status: 'PROCESSING', result: null });
+    expect(await jobById(conn, job.id)).toMatchObject({ status: 'PROCESSING', result: null });
   });
 
-  it('lets a cancel that reached the database first win: Cancelled, and no output', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
-    updateJob(conn, job.id, { status: 'CANCELLING' });
+  it('lets a cancel that reached the database first win: Cancelled, and no output', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
+    await updateJob(conn, job.id, { status: 'CANCELLING' });
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
         store();
@@ -85,11 +85,11 @@ describe('runJobTask (what the job worker does with every task)', () => {
     };
     expect(() => runJobTask(conn, job.id, task, null, { progress: () => {}, cancelled: never })).toThrow(Cancelled);
     expect(storedRows()).toBe(0);
-    expect(jobById(conn, job.id)?.status).toBe('CANCELLING');
+    expect((await jobById(conn, job.id))?.status).toBe('CANCELLING');
   });
 
-  it('stops at finish when the cancel flag is up, without writing', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
+  it('stops at finish when the cancel flag is up, without writing', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
         store();
@@ -100,16 +100,16 @@ describe('runJobTask (what the job worker does with every task)', () => {
       Cancelled,
     );
     expect(storedRows()).toBe(0);
-    expect(jobById(conn, job.id)?.status).toBe('PROCESSING');
+    expect((await jobById(conn, job.id))?.status).toBe('PROCESSING');
   });
 
-  it('refuses a task that returns without finishing its job', () => {
-    const { conn, job } = setup();
+  it('refuses a task that returns without finishing its job', async () => {
+    const { conn, job } = await setup();
     const task: JobTask<'PREVIEW', null> = () => {};
     expect(() => runJobTask(conn, job.id, task, null, { progress: () => {}, cancelled: never })).toThrow(
       /returned without finishing/,
     );
-    expect(jobById(conn, job.id)?.status).toBe('PROCESSING');
+    expect((await jobById(conn, job.id))?.status).toBe('PROCESSING');
   });
 });
 

@@ -232,16 +232,16 @@ function withoutTimes({ totalTimeMs: _t, profileSegmentationTimeMs: _p, ...rest 
 }
 
 /** Runs the job on SQLite as the job worker does; returns its plan (shared with PostgreSQL) and metrics. */
-function runSqliteJob(store: SqliteStore, now: number): { plan: SegmentPlan; metrics: SegmentMetrics } {
+async function runSqliteJob(store: SqliteStore, now: number): Promise<{ plan: SegmentPlan; metrics: SegmentMetrics }> {
   const { conn, sandboxId, definitions } = store;
-  const job = insertJob(conn, sandboxId, 'SEGMENT', {
+  const job = await insertJob(conn, sandboxId, 'SEGMENT', {
     definitionIds: definitions.map((d) => d.id),
     all: false,
     at: now,
     now,
   });
-  updateJob(conn, job.id, { status: 'PROCESSING', startedAt: now });
-  const plan = orderedPlan(conn, sandboxId, definitions, { jobId: job.id, now, chunkSize: 64, notes: [] });
+  await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: now });
+  const plan = await orderedPlan(conn, sandboxId, definitions, { jobId: job.id, now, chunkSize: 64, notes: [] });
   const result = runJobTask(conn, job.id, segmentTask, plan, { progress: () => {}, cancelled: () => false });
   return { plan, metrics: result.metrics };
 }
@@ -355,7 +355,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   async function runAndCompare(now: number) {
-    const { plan, metrics } = runSqliteJob(store, now);
+    const { plan, metrics } = await runSqliteJob(store, now);
     const one = await runPgJob(oneRange, plan, 1, [0]);
     const three = await runPgJob(threeRanges, plan, 3, [2, 0, 1]);
     const expected = sqliteState(store);
@@ -412,7 +412,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   it('stages nothing for a range whose commit hook throws', async () => {
-    const plan = { ...runnablePlan(), jobId: 900_001 };
+    const plan = { ...(await runnablePlan()), jobId: 900_001 };
     const [range] = await rangesOf(oneRange, plan.sandboxId, plan.jobId, 1);
     let seen = 0;
     const lost = new Error('lease lost');
@@ -439,7 +439,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   it('stages nothing for a range cancelled between definitions', async () => {
-    const plan = { ...runnablePlan(), jobId: 900_002 };
+    const plan = { ...(await runnablePlan()), jobId: 900_002 };
     const [range] = await rangesOf(oneRange, plan.sandboxId, plan.jobId, 1);
     let asked = 0;
     let committed = false;
@@ -463,7 +463,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   it('fails a definition PostgreSQL refuses or cannot run alone, and the others go on', async () => {
-    const base = runnablePlan();
+    const base = await runnablePlan();
     const plan: SegmentPlan = {
       ...base,
       jobId: 900_003,
@@ -505,7 +505,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   it('gives no membership to a qualifying profile deleted before the final write', async () => {
-    const plan = { ...runnablePlan(), jobId: 900_004, now: NOW + 2 * DAY };
+    const plan = { ...(await runnablePlan()), jobId: 900_004, now: NOW + 2 * DAY };
     // Twenty profiles move to Sweden (in this database only): they enter Swedes.
     await oneRange.conn.pool.query(
       `UPDATE profiles SET attributes = jsonb_set(attributes, '{homeAddress,countryCode}', '"SE"')
@@ -547,7 +547,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   /** The job's definitions that run, for the range-only cases (which never write memberships). */
-  function runnablePlan(): SegmentPlan {
+  function runnablePlan(): Promise<SegmentPlan> {
     const definitions = store.definitions.filter((d) => d.name !== 'Broken');
     return orderedPlan(store.conn, store.sandboxId, definitions, { jobId: 0, now: NOW, chunkSize: 64, notes: [] });
   }

@@ -32,8 +32,8 @@ function store() {
   return { conn, sandboxId };
 }
 
-function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expressionText: string) {
-  const job = insertJob(conn, sandboxId, 'PREVIEW', {
+async function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expressionText: string) {
+  const job = await insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: expressionText },
     expressionText,
     definitionId: null,
@@ -42,7 +42,7 @@ function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expr
     at: NOW,
     seed: 7,
   });
-  updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+  await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const reports: PreviewProgress[] = [];
   const { estimate } = runJobTask(
     conn,
@@ -55,9 +55,9 @@ function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expr
 }
 
 describe('whole-store previews', () => {
-  it('read a random sample first, then count exactly; the namespace shares come from a sample of the hits', () => {
+  it('read a random sample first, then count exactly; the namespace shares come from a sample of the hits', async () => {
     const { conn, sandboxId } = store();
-    const { estimate, reports } = preview(conn, sandboxId, 'loyalty.points >= 1500');
+    const { estimate, reports } = await preview(conn, sandboxId, 'loyalty.points >= 1500');
     expect(estimate).toMatchObject({ exact: true, estimatedSize: 4500, profilesRead: 6000 });
     const running = reports.filter((r) => !r.estimate.exact);
     expect(running.length).toBeGreaterThanOrEqual(1);
@@ -70,9 +70,9 @@ describe('whole-store previews', () => {
     expect(Math.abs(byNamespace.phone! - 1500)).toBeLessThan(200);
   });
 
-  it('read only a rough random chunk before counting when the definition starts from small stored audiences', () => {
+  it('read only a rough random chunk before counting when the definition starts from small stored audiences', async () => {
     const { conn, sandboxId } = store();
-    const { estimate, reports } = preview(conn, sandboxId, 'inSegment("VIP")');
+    const { estimate, reports } = await preview(conn, sandboxId, 'inSegment("VIP")');
     expect(estimate).toMatchObject({ exact: true, estimatedSize: 3000 });
     // One small random chunk for a first, rough estimate; then the exact count.
     const running = reports.filter((r) => r.estimate.profilesRead > 0 && !r.estimate.exact);

@@ -68,7 +68,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
 
   beforeAll(async () => {
     store = buildSegmentStore('cluster_exports', 2_000, 2);
-    store.runSqliteJob();
+    await store.runSqliteJob();
     db = await pgCopyOf(store.conn.sqlite, 'cexp_e2e');
     dataDir = mkdtempSync(join(tmpdir(), 'cexp-e2e-'));
     referenceDir = mkdtempSync(join(tmpdir(), 'cexp-e2e-ref-'));
@@ -143,13 +143,13 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
       audiences: audienceIds.map((audienceId) => ({ audienceId })),
       destination: { datasetName: 'big', format: 'CSV' as const },
     };
-    const { input, datasetName } = resolveExportRequest(facts, request);
-    const dataset = insertDataset(conn, store.sandboxId, datasetName!, input.format);
+    const { input, datasetName } = await resolveExportRequest(facts, request);
+    const dataset = await insertDataset(conn, store.sandboxId, datasetName!, input.format);
     const pgJob = (await db.conn.pool.query('SELECT input, result FROM jobs WHERE id = $1', [jobId])).rows[0];
-    const job = insertJob(conn, store.sandboxId, 'EXPORT', { ...input, datasetId: dataset.id });
+    const job = await insertJob(conn, store.sandboxId, 'EXPORT', { ...input, datasetId: dataset.id });
     expect(job.id).toBe(jobId);
-    updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
-    const plan = exportPlanOf(facts, job, pgJob.input.now, referenceDir);
+    await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+    const plan = await exportPlanOf(facts, job, pgJob.input.now, referenceDir);
     const result = runJobTask(conn, job.id, exportTask, plan, { progress: () => {}, cancelled: () => false });
     expect(pgJob.result.metrics.totalExportedProfileCounter).toBe(result.metrics.totalExportedProfileCounter);
     expect(result.metrics.totalExportedProfileCounter).toBeGreaterThan(1_000);

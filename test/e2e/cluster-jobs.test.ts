@@ -97,7 +97,7 @@ describe.skipIf(!pgAdminUrl)(
       expect(elapsed).toBeLessThan(LEASE_MS * 15);
 
       // The uninterrupted run: the single-process job on the same store.
-      store.runSqliteJob();
+      await store.runSqliteJob();
       const { conn } = store;
       const sql =
         'SELECT audience_id, profile_id, status, qualified_at FROM memberships ORDER BY audience_id, profile_id';

@@ -81,7 +81,7 @@ export async function enqueueClusterExportJob(
     datasetId: request.destination?.datasetId,
     datasetName: request.destination?.datasetName,
   });
-  const { input, dataset, datasetName, definitionIds } = resolveExportRequest(facts, request);
+  const { input, dataset, datasetName, definitionIds } = await resolveExportRequest(facts, request);
   const target = dataset ?? (await insertDatasetPg(db, sandboxId, datasetName!, input.format, now));
   let afterJobId: number | null = null;
   let stored: ExportJobInput = { ...input, datasetId: target.id };
@@ -248,7 +248,7 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
       audienceIds: held.input.audiences.map((a) => a.audienceId),
       datasetId: held.input.datasetId,
     });
-    plan = exportPlanOf(
+    plan = await exportPlanOf(
       facts,
       { id: held.jobId, sandboxId: held.sandboxId, input: held.input },
       held.input.now,

@@ -71,9 +71,9 @@ export function previewDefinitionChange(
   definitionId: number,
   expression: ExpressionInput,
   options: { evaluationInfo?: EvaluationRequest | null; seed?: number | null } = {},
-): DefinitionChangePreview {
+): Promise<DefinitionChangePreview> {
   const { conn } = app;
-  return app.jobs.enqueue(sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
+  return app.jobs.enqueue(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
     const def = requireDefinition(conn, sandboxId, definitionId);
     const { text, checked } = checkExpression(conn, sandboxId, expression, {
       definition: true,

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { datasetFiles, datasetRecordMarks, datasets, jobs } from '../../db/schema.js';
+import { writeUnit } from '../../db/unit.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { countRows, encodeCursor, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
@@ -49,7 +50,11 @@ export function datasetDir(dataDir: string, sandboxId: number, datasetId: number
   return join(dataDir, 'exports', String(sandboxId), String(datasetId));
 }
 
-export function datasetsByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Dataset> {
+export async function datasetsByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, Dataset>> {
   const out = new Map<number, Dataset>();
   if (ids.length === 0) return out;
   for (const row of conn.db
@@ -61,8 +66,8 @@ export function datasetsByIds(conn: Connection, sandboxId: number, ids: readonly
   return out;
 }
 
-export function requireDataset(conn: Connection, sandboxId: number, id: number): Dataset {
-  const found = datasetsByIds(conn, sandboxId, [id]).get(id);
+export async function requireDataset(conn: Connection, sandboxId: number, id: number): Promise<Dataset> {
+  const found = (await datasetsByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('Dataset', id);
     throw notFound(`No Dataset with id "${gid}" in this sandbox`, gid);
@@ -70,7 +75,7 @@ export function requireDataset(conn: Connection, sandboxId: number, id: number):
   return found;
 }
 
-export function datasetByName(conn: Connection, sandboxId: number, name: string): Dataset | undefined {
+export async function datasetByName(conn: Connection, sandboxId: number, name: string): Promise<Dataset | undefined> {
   const row = conn.db
     .select()
     .from(datasets)
@@ -87,17 +92,22 @@ export function validDatasetName(name: string, field: string): string {
   return trimmed;
 }
 
-export function insertDataset(conn: Connection, sandboxId: number, name: string, format: ExportFormat): Dataset {
+export async function insertDataset(
+  conn: Connection,
+  sandboxId: number,
+  name: string,
+  format: ExportFormat,
+): Promise<Dataset> {
   const row = conn.db.insert(datasets).values({ sandboxId, name, format, createdAt: Date.now() }).returning().get();
   return toDataset(row);
 }
 
 /** Datasets of the sandbox, newest first. */
-export function listDatasets(
+export async function listDatasets(
   conn: Connection,
   sandboxId: number,
   args: PageArgs,
-): Page<Dataset> & { totalCount: () => number } {
+): Promise<Page<Dataset> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const base = eq(datasets.sandboxId, sandboxId);
   const conditions = [base];
@@ -115,7 +125,7 @@ export function listDatasets(
 }
 
 /** The dataset's files, newest export first (the manifest describes the newest). */
-export function datasetFilesOf(conn: Connection, datasetId: number): DatasetFile[] {
+export async function datasetFilesOf(conn: Connection, datasetId: number): Promise<DatasetFile[]> {
   return conn.db
     .select()
     .from(datasetFiles)
@@ -124,7 +134,7 @@ export function datasetFilesOf(conn: Connection, datasetId: number): DatasetFile
     .all();
 }
 
-export function datasetFile(conn: Connection, datasetId: number, name: string): DatasetFile | undefined {
+export async function datasetFile(conn: Connection, datasetId: number, name: string): Promise<DatasetFile | undefined> {
   return conn.db
     .select()
     .from(datasetFiles)
@@ -137,15 +147,15 @@ export function datasetFile(conn: Connection, datasetId: number, name: string): 
  * its files (record-index.ts). A cursor names the export and the row, so a cursor given out
  * before a newer export replaced the rows is refused rather than continued in other rows.
  */
-export function datasetRecordsPage(
+export async function datasetRecordsPage(
   conn: Connection,
   dataDir: string,
   dataset: Dataset,
   args: PageArgs,
-): Page<DatasetRecord> & { totalCount: () => number } {
+): Promise<Page<DatasetRecord> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const jobId = dataset.currentJobId;
-  const total = jobId == null ? 0 : exportedRows(conn, jobId);
+  const total = jobId == null ? 0 : await exportedRows(conn, jobId);
   const rowOf = (key: (string | number | null)[] | undefined, field: string): number | undefined => {
     if (key === undefined) return undefined;
     const [job, row] = key;
@@ -167,7 +177,7 @@ export function datasetRecordsPage(
   const lines =
     jobId == null
       ? []
-      : readRecordLines(conn, datasetDir(dataDir, dataset.sandboxId, dataset.id), jobId, start, end - start);
+      : await readRecordLines(conn, datasetDir(dataDir, dataset.sandboxId, dataset.id), jobId, start, end - start);
   const items = lines.map((line, i) => ({ id: start + i, record: JSON.parse(line) as Record<string, unknown> }));
   return {
     items,
@@ -182,7 +192,7 @@ export function datasetRecordsPage(
  * Rows an export wrote, from its result; none when it has no marks (an export made before rows
  * were paged from files: its rows page again after the dataset's next export).
  */
-function exportedRows(conn: Connection, jobId: number): number {
+async function exportedRows(conn: Connection, jobId: number): Promise<number> {
   const n = conn.sqlite
     .prepare(
       `SELECT json_extract(result, '$.metrics.totalExportedProfileCounter') FROM jobs
@@ -194,7 +204,7 @@ function exportedRows(conn: Connection, jobId: number): number {
 }
 
 /** Export jobs that will still write into a dataset (QUEUED, PROCESSING or CANCELLING). */
-export function activeExportsInto(conn: Connection, sandboxId: number, datasetId: number): number[] {
+export async function activeExportsInto(conn: Connection, sandboxId: number, datasetId: number): Promise<number[]> {
   return conn.db
     .select({ id: jobs.id })
     .from(jobs)
@@ -214,21 +224,19 @@ export function activeExportsInto(conn: Connection, sandboxId: number, datasetId
  * Deletes a dataset, its records and its files; CONFLICT while an export still writes into it.
  * The rows go in one transaction; the folder is removed after it commits.
  */
-export function deleteDataset(conn: Connection, dataDir: string, sandboxId: number, id: number): number {
-  conn.sqlite
-    .transaction(() => {
-      requireDataset(conn, sandboxId, id);
-      const active = activeExportsInto(conn, sandboxId, id);
-      if (active.length > 0) {
-        throw conflict('An export into this dataset is queued or running; cancel it or wait for it to end', {
-          jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
-        });
-      }
-      conn.db.delete(datasetRecordMarks).where(eq(datasetRecordMarks.datasetId, id)).run();
-      conn.db.delete(datasetFiles).where(eq(datasetFiles.datasetId, id)).run();
-      conn.db.delete(datasets).where(eq(datasets.id, id)).run();
-    })
-    .immediate();
+export async function deleteDataset(conn: Connection, dataDir: string, sandboxId: number, id: number): Promise<number> {
+  await writeUnit(conn, async (tx) => {
+    await requireDataset(tx, sandboxId, id);
+    const active = await activeExportsInto(tx, sandboxId, id);
+    if (active.length > 0) {
+      throw conflict('An export into this dataset is queued or running; cancel it or wait for it to end', {
+        jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
+      });
+    }
+    tx.db.delete(datasetRecordMarks).where(eq(datasetRecordMarks.datasetId, id)).run();
+    tx.db.delete(datasetFiles).where(eq(datasetFiles.datasetId, id)).run();
+    tx.db.delete(datasets).where(eq(datasets.id, id)).run();
+  });
   rmSync(datasetDir(dataDir, sandboxId, id), { recursive: true, force: true });
   return id;
 }

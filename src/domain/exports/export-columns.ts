@@ -23,12 +23,12 @@ function kindOf(type: string): ColumnKind | 'object' {
  * when `fields` is null. Values inside arrays and maps are not columns of their own: the
  * array or map is one JSON column. An unknown path is BAD_USER_INPUT.
  */
-export function attributeColumns(
+export async function attributeColumns(
   conn: Connection,
   sandboxId: number,
   fields: readonly string[] | null | undefined,
-): AttributeColumn[] {
-  return columnsOfSchema(schemaFieldsOf(conn, sandboxId), fields);
+): Promise<AttributeColumn[]> {
+  return columnsOfSchema(await schemaFieldsOf(conn, sandboxId), fields);
 }
 
 /** `attributeColumns` over a sandbox's schema fields however they were read (SQLite, or PostgreSQL on a cluster). */

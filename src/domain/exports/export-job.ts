@@ -117,28 +117,32 @@ export type ExportJob = JobOf<'EXPORT'>;
 
 /**
  * What checking a request and planning an export need to know of the sandbox, read from
- * whichever database holds it: SQLite in one process (`sqliteFacts`), PostgreSQL on a cluster
- * (cluster/pg-export-facts.ts). The rules themselves live once, here.
+ * whichever database holds it: SQLite in one process (`sqliteFacts`), asking as the rules go,
+ * or PostgreSQL on a cluster (cluster/pg-export-reads.ts), read at once beforehand. The rules
+ * themselves live once, here.
  */
 export interface ExportFacts {
-  audiences(ids: readonly number[]): Map<number, Pick<Audience, 'name' | 'definitionId' | 'lifecycleState'>>;
+  audiences(ids: readonly number[]): Facts<Map<number, Pick<Audience, 'name' | 'definitionId' | 'lifecycleState'>>>;
   /** The attribute columns of `fields` (all when null); BAD_USER_INPUT for an unknown path. */
-  columns(fields: readonly string[] | null): AttributeColumn[];
-  datasetById(id: number): Dataset | undefined;
-  datasetByName(name: string): Dataset | undefined;
+  columns(fields: readonly string[] | null): Facts<AttributeColumn[]>;
+  datasetById(id: number): Facts<Dataset | undefined>;
+  datasetByName(name: string): Facts<Dataset | undefined>;
 }
+
+/** A fact as a reader gives it: at once (read beforehand) or when the store answers. */
+type Facts<T> = T | Promise<T>;
 
 export function sqliteExportFacts(conn: Connection, sandboxId: number): ExportFacts {
   return {
     audiences: (ids) => audiencesByIds(conn, sandboxId, ids),
     columns: (fields) => attributeColumns(conn, sandboxId, fields),
-    datasetById: (id) => datasetsByIds(conn, sandboxId, [id]).get(id),
+    datasetById: async (id) => (await datasetsByIds(conn, sandboxId, [id])).get(id),
     datasetByName: (name) => datasetByName(conn, sandboxId, name),
   };
 }
 
-function requiredDataset(facts: ExportFacts, id: number): Dataset {
-  const found = facts.datasetById(id);
+async function requiredDataset(facts: ExportFacts, id: number): Promise<Dataset> {
+  const found = await facts.datasetById(id);
   if (!found) {
     const gid = encodeGlobalId('Dataset', id);
     throw notFound(`No Dataset with id "${gid}" in this sandbox`, gid);
@@ -156,13 +160,16 @@ export interface ResolvedExportRequest {
 }
 
 /** Checks a request against the sandbox as it is now and normalizes it; creates nothing. */
-export function resolveExportRequest(facts: ExportFacts, request: ExportJobRequest): ResolvedExportRequest {
+export async function resolveExportRequest(
+  facts: ExportFacts,
+  request: ExportJobRequest,
+): Promise<ResolvedExportRequest> {
   if (!request.audiences || request.audiences.length === 0) {
     throw badInput('Give at least one audience to export', 'input.audiences');
   }
   const ids = request.audiences.map((a) => a.audienceId);
   if (new Set(ids).size !== ids.length) throw badInput('An audience is listed twice', 'input.audiences');
-  const found = facts.audiences(ids);
+  const found = await facts.audiences(ids);
   const audiences = request.audiences.map((a, i) => {
     if (!found.has(a.audienceId)) {
       const gid = encodeGlobalId('Audience', a.audienceId);
@@ -175,7 +182,7 @@ export function resolveExportRequest(facts: ExportFacts, request: ExportJobReque
     return { audienceId: a.audienceId, statuses };
   });
   const fields = request.fields == null ? null : [...new Set(request.fields)];
-  if (fields) facts.columns(fields);
+  if (fields) await facts.columns(fields);
   const { destination } = request;
   if (!EXPORT_FORMATS.includes(destination.format)) {
     throw badInput(`Unknown format ${destination.format}`, 'input.destination.format');
@@ -188,10 +195,10 @@ export function resolveExportRequest(facts: ExportFacts, request: ExportJobReque
   let dataset: Dataset | undefined;
   let datasetName: string | null = null;
   if (hasId) {
-    dataset = requiredDataset(facts, destination.datasetId!);
+    dataset = await requiredDataset(facts, destination.datasetId!);
   } else {
     datasetName = validDatasetName(destination.datasetName!, 'input.destination.datasetName');
-    dataset = facts.datasetByName(datasetName);
+    dataset = await facts.datasetByName(datasetName);
   }
   if (dataset && dataset.format !== destination.format) {
     throw badInput(
@@ -245,8 +252,12 @@ export function resolveExportRequest(facts: ExportFacts, request: ExportJobReque
 }
 
 /** Throws BAD_USER_INPUT / NOT_FOUND exactly as createExportJob would, without queuing anything. */
-export function validateExportRequest(conn: Connection, sandboxId: number, request: ExportJobRequest): void {
-  resolveExportRequest(sqliteExportFacts(conn, sandboxId), request);
+export async function validateExportRequest(
+  conn: Connection,
+  sandboxId: number,
+  request: ExportJobRequest,
+): Promise<void> {
+  await resolveExportRequest(sqliteExportFacts(conn, sandboxId), request);
 }
 
 /**
@@ -261,19 +272,20 @@ export function createExportJob(
   sandboxId: number,
   request: ExportJobRequest,
   options: NewJobOptions = {},
-): ExportJob {
+): Promise<ExportJob> {
   return app.jobs.enqueue(
+    app.conn,
     sandboxId,
     'EXPORT',
-    (chain) => {
-      const { input, dataset, datasetName, definitionIds } = resolveExportRequest(
-        sqliteExportFacts(app.conn, sandboxId),
+    async (chain, tx) => {
+      const { input, dataset, datasetName, definitionIds } = await resolveExportRequest(
+        sqliteExportFacts(tx, sandboxId),
         request,
       );
-      const target = dataset ?? insertDataset(app.conn, sandboxId, datasetName!, input.format);
+      const target = dataset ?? (await insertDataset(tx, sandboxId, datasetName!, input.format));
       if (!input.evaluateFirst) return { ...input, datasetId: target.id };
       const at = input.at ?? options.now ?? Date.now();
-      chain.first('SEGMENT', segmentJobInput(app.conn, sandboxId, definitionIds, at));
+      await chain.first('SEGMENT', await segmentJobInput(tx, sandboxId, definitionIds, at));
       return { ...input, at, datasetId: target.id };
     },
     options,
@@ -309,16 +321,16 @@ export function removeUnfinishedFiles(dir: string, jobId: number): void {
  * What an export job writes, fixed when it starts: the audiences still there, the columns, and
  * FULL or CHANGES since the dataset's last export (the first export of a dataset is always full).
  */
-export function exportPlanOf(
+export async function exportPlanOf(
   facts: ExportFacts,
   job: Pick<ExportJob, 'id' | 'sandboxId' | 'input'>,
   now: number,
   dataDir: string,
-): ExportPlan {
+): Promise<ExportPlan> {
   const input = job.input;
-  const dataset = requiredDataset(facts, input.datasetId);
+  const dataset = await requiredDataset(facts, input.datasetId);
   const notes: string[] = [];
-  const found = facts.audiences(input.audiences.map((a) => a.audienceId));
+  const found = await facts.audiences(input.audiences.map((a) => a.audienceId));
   const audiences = input.audiences.filter((a) => {
     if (found.has(a.audienceId)) return true;
     notes.push(`Audience ${encodeGlobalId('Audience', a.audienceId)} was deleted before the export ran; skipped`);
@@ -345,7 +357,7 @@ export function exportPlanOf(
     mode: changes ? 'CHANGES' : 'FULL',
     since,
     audiences: audiences.map((a) => ({ ...a, globalId: encodeGlobalId('Audience', a.audienceId) })),
-    columns: facts.columns(input.fields),
+    columns: await facts.columns(input.fields),
     allFields: input.fields == null,
     fromIngestTimestamp: input.fromIngestTimestamp,
     emptyAudienceFilter: input.emptyAudienceFilter,

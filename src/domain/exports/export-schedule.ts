@@ -115,17 +115,17 @@ export function exportRequestFromProperties(properties: unknown): ExportJobReque
   };
 }
 
-function checked(conn: Connection, sandboxId: number, properties: unknown): ExportJobRequest {
+async function checked(conn: Connection, sandboxId: number, properties: unknown): Promise<ExportJobRequest> {
   const request = exportRequestFromProperties(properties);
-  validateExportRequest(conn, sandboxId, request);
+  await validateExportRequest(conn, sandboxId, request);
   return request;
 }
 
 registerScheduleType('EXPORT', {
-  validate(conn, sandboxId, properties) {
-    return { audienceIds: checked(conn, sandboxId, properties).audiences.map((a) => a.audienceId) };
+  async validate(conn, sandboxId, properties) {
+    return { audienceIds: (await checked(conn, sandboxId, properties)).audiences.map((a) => a.audienceId) };
   },
-  start(app, sandboxId, properties, options) {
-    return createExportJob(app, sandboxId, checked(app.conn, sandboxId, properties), options);
+  async start(app, sandboxId, properties, options) {
+    return createExportJob(app, sandboxId, await checked(app.conn, sandboxId, properties), options);
   },
 });

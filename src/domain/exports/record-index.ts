@@ -70,7 +70,13 @@ const CHUNK = 1 << 16;
  * from the last mark at or before `start`, skipping the lines before it, and on into the next
  * file at the mark that starts it.
  */
-export function readRecordLines(conn: Connection, dir: string, jobId: number, start: number, count: number): string[] {
+export async function readRecordLines(
+  conn: Connection,
+  dir: string,
+  jobId: number,
+  start: number,
+  count: number,
+): Promise<string[]> {
   if (count <= 0) return [];
   let mark = conn.sqlite
     .prepare(

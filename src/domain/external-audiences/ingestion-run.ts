@@ -161,7 +161,7 @@ export async function startIngestionRun(
   try {
     // After the awaits above: the write gate again (db/write-gate.ts), as for any write after an await.
     return await conn.writeGate.run(() =>
-      app.jobs.enqueue(sandboxId, 'INGESTION', () => {
+      app.jobs.enqueue(conn, sandboxId, 'INGESTION', () => {
         requireExternalAudience(conn, sandboxId, externalAudienceId);
         assertNoActiveRun(conn, sandboxId, externalAudienceId);
         return {
@@ -221,7 +221,7 @@ export async function listIngestionRuns(
     .prepare(sql)
     .pluck()
     .all(...params, query.fetch) as number[];
-  const found = jobsByIds(conn, sandboxId, ids, 'INGESTION');
+  const found = await jobsByIds(conn, sandboxId, ids, 'INGESTION');
   const page = toPage(
     ids.flatMap((id) => found.get(id) ?? []),
     query,

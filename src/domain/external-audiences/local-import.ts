@@ -41,14 +41,14 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
   const now = Date.now();
   let job: IngestionRun;
   try {
-    job = await writeUnit(conn, (tx) => {
+    job = await writeUnit(conn, async (tx) => {
       const active = activeIngestionRun(tx, request.sandboxId, external.id);
       if (active !== undefined) {
         throw conflict(
           `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
         );
       }
-      const queued = insertJob(tx, request.sandboxId, 'INGESTION', {
+      const queued = await insertJob(tx, request.sandboxId, 'INGESTION', {
         externalAudienceId: external.id,
         audienceId: external.audienceId,
         mode: request.mode,
@@ -59,7 +59,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
         at: null,
         now,
       });
-      updateJob(tx, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
+      await updateJob(tx, queued.id, { status: 'PROCESSING', startedAt: now, attempts: 1 });
       return queued;
     });
   } catch (err) {
@@ -72,7 +72,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
       cancelled: () => false,
     });
   } catch (err) {
-    updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
+    await updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
   }
-  return asKind(jobById(conn, job.id)!, 'INGESTION');
+  return asKind((await jobById(conn, job.id))!, 'INGESTION');
 }

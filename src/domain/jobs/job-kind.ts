@@ -21,13 +21,17 @@ interface JobKindDefinition<K extends TypedJobKind, Plan> {
   /**
    * Fixes what the task will do, on the main thread, when the job starts: `now` is the job's
    * evaluation instant, pinned in its input at first start and the same in a re-run after a
-   * crash. The plan crosses to the worker thread, so it is plain data.
+   * crash. The plan crosses to the worker thread, so it is plain data. A plan that reads the
+   * store is asynchronous (docs/scale-out.md, "The storage boundary").
    */
-  plan(job: JobOf<K>, now: number, services: JobServices): Plan;
+  plan(job: JobOf<K>, now: number, services: JobServices): Plan | Promise<Plan>;
   /** The result to keep while the job runs, from a progress report (e.g. a running estimate). */
   runningResult?(progress: ProgressOf<K>): ResultOf<K>;
-  /** Housekeeping the runner calls at start and every minute (e.g. purging expired previews). */
-  sweep?(services: JobServices, now: number): void;
+  /**
+   * Housekeeping the runner calls at start and every minute (e.g. purging expired previews);
+   * the runner waits for a promise it returns.
+   */
+  sweep?(services: JobServices, now: number): unknown;
 }
 
 /** A kind as the runner holds it: the same definition, over any job. */
@@ -39,7 +43,7 @@ export interface RegisteredJobKind {
   plan(job: Job, now: number, services: JobServices): unknown;
   /** A progress report from the kind's task: how far, and the result to keep meanwhile, if any. */
   readProgress(payload: unknown): { done: number; total: number | null; result: JobResult | undefined };
-  sweep(services: JobServices, now: number): void;
+  sweep(services: JobServices, now: number): unknown;
 }
 
 const registry = new Map<TypedJobKind, RegisteredJobKind>();

@@ -1,6 +1,9 @@
+import { AsyncResource } from 'node:async_hooks';
 import { and, eq, sql } from 'drizzle-orm';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
+import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
+import { type UnitConnection, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
@@ -13,10 +16,10 @@ import { type InputOf, isTerminal, JOB_STATUSES, type TypedJobKind } from './job
 export interface JobChain {
   /**
    * Queues a job that must run first, for the job being created (an export's segment job), in
-   * the same transaction. The new job is claimed once that one has ended and fails unless it
+   * the same unit. The new job is claimed once that one has ended and fails unless it
    * succeeded; cancelling the new job cancels it too. At most one per job.
    */
-  first<F extends TypedJobKind>(kind: F, input: InputOf<F>): JobOf<F>;
+  first<F extends TypedJobKind>(kind: F, input: InputOf<F>): Promise<JobOf<F>>;
 }
 
 const TERMINAL_SQL = JOB_STATUSES.filter(isTerminal)
@@ -42,23 +45,29 @@ export class JobRunner {
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
   private pumping = false;
+  /** A wake-up that came while the runner was claiming: it claims again before it stops. */
+  private pumpAgain = false;
+  /**
+   * Wakes the runner in its own asynchronous context, not its caller's: a job queued inside a
+   * unit (a schedule's tick) is claimed after that unit, in units of the runner's own, which
+   * are no part of it (db/unit.ts refuses a unit opened with the connection inside another).
+   */
+  private readonly wake = AsyncResource.bind(() => this.pump());
 
   constructor(private readonly services: JobServices) {}
 
   /** Re-queues what a crash left behind and starts taking jobs. */
-  start(): void {
+  async start(): Promise<void> {
     const { conn } = this.services;
-    conn.sqlite
-      .transaction(() => {
-        const now = Date.now();
-        conn.db.update(jobs).set({ status: 'QUEUED', updatedAt: now }).where(eq(jobs.status, 'PROCESSING')).run();
-        conn.db
-          .update(jobs)
-          .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now })
-          .where(eq(jobs.status, 'CANCELLING'))
-          .run();
-      })
-      .immediate();
+    await writeUnit(conn, (tx) => {
+      const now = Date.now();
+      tx.db.update(jobs).set({ status: 'QUEUED', updatedAt: now }).where(eq(jobs.status, 'PROCESSING')).run();
+      tx.db
+        .update(jobs)
+        .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now })
+        .where(eq(jobs.status, 'CANCELLING'))
+        .run();
+    });
     const known = new Set<string>(registeredJobKinds().map((k) => k.kind));
     const unknown = conn.db
       .selectDistinct({ kind: jobs.kind })
@@ -70,8 +79,7 @@ export class JobRunner {
     if (unknown.length > 0) {
       this.services.log.warn({ kinds: unknown.map((r) => r.kind) }, 'queued jobs of kinds no module has defined');
     }
-    // Housekeeping in the background: a sweep logs its own failures and never rejects.
-    void this.sweep();
+    await this.sweep();
     let ticks = 0;
     this.watchdog = setInterval(() => {
       this.checkTimeouts();
@@ -79,7 +87,7 @@ export class JobRunner {
       if (++ticks % 60 === 0) void this.sweep();
     }, 1000);
     this.watchdog.unref();
-    this.pump();
+    this.wake();
   }
 
   /** Stops taking jobs and cancels the running ones (they are re-queued at the next start). */
@@ -98,39 +106,42 @@ export class JobRunner {
 
   /**
    * Creates a QUEUED job and wakes the runner. `prepare` validates and returns the job's input
-   * inside the same IMMEDIATE transaction as the insert, so what it checked still holds when the
-   * job exists; a `DomainError` it throws leaves nothing behind. It may also queue a job to run
-   * first (`chain.first`), in the same transaction.
+   * inside the same unit as the insert (reading through its `tx`), so what it checked still
+   * holds when the job exists; a `DomainError` it throws leaves nothing behind. It may also
+   * queue a job to run first (`chain.first`), in the same unit. `conn` is the caller's: the
+   * connection, or the handle of the unit it runs in (a schedule's tick), of which the job's
+   * unit is then a savepoint.
    */
-  enqueue<K extends TypedJobKind>(
+  async enqueue<K extends TypedJobKind>(
+    conn: Connection,
     sandboxId: number,
     kind: K,
-    prepare: (chain: JobChain) => InputOf<K>,
+    prepare: (chain: JobChain, tx: UnitConnection) => InputOf<K> | Promise<InputOf<K>>,
     options: NewJobOptions = {},
-  ): JobOf<K> {
-    const { conn } = this.services;
+  ): Promise<JobOf<K>> {
     const queued: { first?: Job } = {};
-    const chain: JobChain = {
-      first: (firstKind, input) => {
-        if (queued.first) throw new Error('a job waits for one job at most');
-        // Started by the same trigger, but not one of a schedule's runs: the job it runs for is.
-        const first = insertJob(conn, sandboxId, firstKind, input, { trigger: options.trigger, now: options.now });
-        queued.first = first;
-        return first;
-      },
-    };
-    const job = conn.sqlite
-      .transaction(() => {
-        const input = prepare(chain);
-        return insertJob(conn, sandboxId, kind, input, {
-          ...options,
-          afterJobId: queued.first?.id ?? options.afterJobId,
-        });
-      })
-      .immediate();
+    const job = await writeUnit(conn, async (tx) => {
+      const chain: JobChain = {
+        first: async (firstKind, input) => {
+          if (queued.first) throw new Error('a job waits for one job at most');
+          // Started by the same trigger, but not one of a schedule's runs: the job it runs for is.
+          const first = await insertJob(tx, sandboxId, firstKind, input, {
+            trigger: options.trigger,
+            now: options.now,
+          });
+          queued.first = first;
+          return first;
+        },
+      };
+      const input = await prepare(chain, tx);
+      return insertJob(tx, sandboxId, kind, input, {
+        ...options,
+        afterJobId: queued.first?.id ?? options.afterJobId,
+      });
+    });
     if (queued.first) this.publish(queued.first);
     this.publish(job);
-    this.pump();
+    this.wake();
     return job;
   }
 
@@ -138,31 +149,29 @@ export class JobRunner {
    * Cancels a job: a queued one at once, a running one within a second. CONFLICT once it has
    * finished. The job queued to run first for it (`afterJobId`), if still going, is cancelled too.
    */
-  cancel(id: number): Job {
+  async cancel(id: number): Promise<Job> {
     const { conn } = this.services;
-    const stop = (job: Job): Job => {
-      if (job.status === 'CANCELLING') return job;
-      if (job.status === 'QUEUED') return updateJob(conn, job.id, { status: 'CANCELLED', finishedAt: Date.now() });
-      return updateJob(conn, job.id, { status: 'CANCELLING' });
-    };
-    const changed = conn.sqlite
-      .transaction(() => {
-        const current = jobById(conn, id)!;
-        if (isTerminal(current.status)) {
-          throw conflict(`The job has already finished (${current.status}); there is nothing to cancel`, {
-            status: current.status,
-          });
-        }
-        const first = current.afterJobId == null ? undefined : jobById(conn, current.afterJobId);
-        return [stop(current), ...(first && !isTerminal(first.status) ? [stop(first)] : [])];
-      })
-      .immediate();
+    const changed = await writeUnit(conn, async (tx) => {
+      const stop = (job: Job): Job | Promise<Job> => {
+        if (job.status === 'CANCELLING') return job;
+        if (job.status === 'QUEUED') return updateJob(tx, job.id, { status: 'CANCELLED', finishedAt: Date.now() });
+        return updateJob(tx, job.id, { status: 'CANCELLING' });
+      };
+      const current = (await jobById(tx, id))!;
+      if (isTerminal(current.status)) {
+        throw conflict(`The job has already finished (${current.status}); there is nothing to cancel`, {
+          status: current.status,
+        });
+      }
+      const first = current.afterJobId == null ? undefined : await jobById(tx, current.afterJobId);
+      return [await stop(current), ...(first && !isTerminal(first.status) ? [await stop(first)] : [])];
+    });
     for (const job of changed) {
       this.running.get(job.id)?.controller.abort('cancelled');
       this.publish(job);
     }
     // A job waiting for the one cancelled can now be claimed (and fail).
-    this.pump();
+    this.wake();
     return changed[0]!;
   }
 
@@ -190,21 +199,29 @@ export class JobRunner {
     void this.services.conn.writeGate.run(() => this.claimQueued());
   }
 
-  private claimQueued(): void {
-    if (this.stopped || this.pumping) return;
+  private async claimQueued(): Promise<void> {
+    if (this.stopped) return;
+    if (this.pumping) {
+      // Claiming is under way: a job queued meanwhile may have come after its kind's claim.
+      this.pumpAgain = true;
+      return;
+    }
     this.pumping = true;
     try {
-      for (const kind of registeredJobKinds()) {
-        while ((this.active.get(kind.kind) ?? 0) < kind.concurrency) {
-          const next = this.claim(kind.kind);
-          if (!next) break;
-          this.active.set(kind.kind, (this.active.get(kind.kind) ?? 0) + 1);
-          void this.execute(kind, next).finally(() => {
-            this.active.set(kind.kind, (this.active.get(kind.kind) ?? 1) - 1);
-            setImmediate(() => this.pump());
-          });
+      do {
+        this.pumpAgain = false;
+        for (const kind of registeredJobKinds()) {
+          while (!this.stopped && (this.active.get(kind.kind) ?? 0) < kind.concurrency) {
+            const next = await this.claim(kind.kind);
+            if (!next) break;
+            this.active.set(kind.kind, (this.active.get(kind.kind) ?? 0) + 1);
+            void this.execute(kind, next).finally(() => {
+              this.active.set(kind.kind, (this.active.get(kind.kind) ?? 1) - 1);
+              setImmediate(() => this.pump());
+            });
+          }
         }
-      }
+      } while (this.pumpAgain && !this.stopped);
     } finally {
       this.pumping = false;
     }
@@ -214,52 +231,50 @@ export class JobRunner {
    * Takes the oldest queued job of a kind that waits for nothing still going, and marks it
    * PROCESSING, atomically.
    */
-  private claim(kind: TypedJobKind): Job | undefined {
+  private claim(kind: TypedJobKind): Promise<Job | undefined> {
     const { conn } = this.services;
-    return conn.sqlite
-      .transaction(() => {
-        const row = conn.db
-          .select({ id: jobs.id, attempts: jobs.attempts })
-          .from(jobs)
-          .where(
-            and(
-              eq(jobs.kind, kind),
-              eq(jobs.status, 'QUEUED'),
-              sql`(${jobs.afterJobId} IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = ${jobs.afterJobId} AND w.status NOT IN (${sql.raw(TERMINAL_SQL)})))`,
-            ),
-          )
-          .orderBy(jobs.id)
-          .limit(1)
-          .get();
-        if (!row) return undefined;
-        const now = Date.now();
-        return updateJob(conn, row.id, {
-          status: 'PROCESSING',
-          startedAt: now,
-          finishedAt: null,
-          error: null,
-          progressDone: 0,
-          attempts: row.attempts + 1,
-        });
-      })
-      .immediate();
+    return writeUnit(conn, (tx) => {
+      const row = tx.db
+        .select({ id: jobs.id, attempts: jobs.attempts })
+        .from(jobs)
+        .where(
+          and(
+            eq(jobs.kind, kind),
+            eq(jobs.status, 'QUEUED'),
+            sql`(${jobs.afterJobId} IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = ${jobs.afterJobId} AND w.status NOT IN (${sql.raw(TERMINAL_SQL)})))`,
+          ),
+        )
+        .orderBy(jobs.id)
+        .limit(1)
+        .get();
+      if (!row) return undefined;
+      const now = Date.now();
+      return updateJob(tx, row.id, {
+        status: 'PROCESSING',
+        startedAt: now,
+        finishedAt: null,
+        error: null,
+        progressDone: 0,
+        attempts: row.attempts + 1,
+      });
+    });
   }
 
   /**
    * The evaluation instant of a job: the one pinned at its first start, else the one asked for,
    * else now. Pinned in the input, so a re-run after a crash evaluates at the same instant.
    */
-  private pinNow(job: Job): { job: Job; now: number } {
+  private async pinNow(job: Job): Promise<{ job: Job; now: number }> {
     const input = job.input;
     if (input.now !== undefined) return { job, now: input.now };
     const now = input.at ?? job.startedAt ?? Date.now();
-    return { job: updateJob(this.services.conn, job.id, { input: { ...input, now } }), now };
+    return { job: await updateJob(this.services.conn, job.id, { input: { ...input, now } }), now };
   }
 
   /** Why a job cannot run because the job queued first for it did not succeed; undefined when it may run. */
-  private unmetPrerequisite(job: Job): string | undefined {
+  private async unmetPrerequisite(job: Job): Promise<string | undefined> {
     if (job.afterJobId == null) return undefined;
-    const first = jobById(this.services.conn, job.afterJobId);
+    const first = await jobById(this.services.conn, job.afterJobId);
     if (first?.status === 'SUCCEEDED') return undefined;
     if (!first) return 'The job queued to run first for it was deleted; nothing was done';
     const why = first.error ? `: ${first.error}` : '';
@@ -273,7 +288,7 @@ export class JobRunner {
     this.running.set(claimed.id, state);
     this.publish(claimed);
     let lastPublished = 0;
-    const progress = (payload: unknown) => {
+    const progress = async (payload: unknown): Promise<void> => {
       const { done, total, result } = kind.readProgress(payload);
       state.lastProgress = Date.now();
       // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
@@ -283,7 +298,7 @@ export class JobRunner {
       try {
         // On the main thread: a report that finds the task's write lock taken is dropped rather
         // than waited for (db/busy.ts); the next report, or the finish itself, says more.
-        updated = withoutBusyWait(conn, () =>
+        updated = await withoutBusyWait(conn, () =>
           updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
             progressDone: done,
             progressTotal: total,
@@ -298,24 +313,25 @@ export class JobRunner {
       if (updated) this.publish(updated);
     };
     try {
-      const unmet = this.unmetPrerequisite(claimed);
+      const unmet = await this.unmetPrerequisite(claimed);
       if (unmet) {
-        this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: unmet, finishedAt: Date.now() }));
+        this.publish(await updateJob(conn, claimed.id, { status: 'FAILED', error: unmet, finishedAt: Date.now() }));
         return;
       }
       const { job, now } = await conn.writeGate.run(() => this.pinNow(claimed));
-      const plan = kind.plan(job, now, this.services);
+      const plan = await kind.plan(job, now, this.services);
       await lanes.run(
         kind.kind,
         kind.task,
         conn.sqlite.name,
         conn.writeGate,
         { jobId: job.id, plan },
-        progress,
+        // Written (its statement runs in the call) and published as it comes; nothing waits for it.
+        (payload) => void progress(payload),
         controller.signal,
       );
       // The task finished the job in its own transaction.
-      this.publish(jobById(conn, job.id)!);
+      this.publish((await jobById(conn, job.id))!);
     } catch (err) {
       const reason = controller.signal.reason;
       await conn.writeGate.run(() => this.ended(claimed, kind, reason, err));
@@ -325,13 +341,13 @@ export class JobRunner {
   }
 
   /** Records how a job that did not finish itself ended: left for the next start, CANCELLED or FAILED. */
-  private ended(claimed: Job, kind: RegisteredJobKind, reason: unknown, err: unknown): void {
+  private async ended(claimed: Job, kind: RegisteredJobKind, reason: unknown, err: unknown): Promise<void> {
     const { conn, log } = this.services;
     if (reason === 'shutdown') {
       // Left PROCESSING on purpose: the next start re-queues it.
       log.info({ jobId: claimed.id }, 'job interrupted by shutdown');
     } else if (err instanceof Cancelled || reason === 'cancelled') {
-      this.publish(updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
+      this.publish(await updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
     } else {
       const message =
         reason === 'timeout'
@@ -340,7 +356,7 @@ export class JobRunner {
             ? err.message
             : String(err);
       if (reason !== 'timeout') log.error({ err, jobId: claimed.id }, 'job failed');
-      this.publish(updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
+      this.publish(await updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
     }
   }
 }

@@ -60,13 +60,13 @@ export interface NewJobOptions {
 }
 
 /** Inserts a QUEUED job. Domain code creates jobs through the runner's `enqueue`, which also wakes it. */
-export function insertJob<K extends TypedJobKind>(
+export async function insertJob<K extends TypedJobKind>(
   conn: Connection,
   sandboxId: number,
   kind: K,
   input: InputOf<K>,
   options: NewJobOptions = {},
-): JobOf<K> {
+): Promise<JobOf<K>> {
   const now = options.now ?? Date.now();
   const row = conn.db
     .insert(jobs)
@@ -86,31 +86,31 @@ export function insertJob<K extends TypedJobKind>(
   return toJob<K>(row);
 }
 
-export function jobById(conn: Connection, id: number): Job | undefined {
+export async function jobById(conn: Connection, id: number): Promise<Job | undefined> {
   const row = conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
   return row ? toJob(row) : undefined;
 }
 
-export function jobsByIds<K extends TypedJobKind = TypedJobKind>(
+export async function jobsByIds<K extends TypedJobKind = TypedJobKind>(
   conn: Connection,
   sandboxId: number,
   ids: readonly number[],
   kind?: K,
-): Map<number, JobOf<K>> {
+): Promise<Map<number, JobOf<K>>> {
   const out = new Map<number, JobOf<K>>();
   for (const row of rowsByIds(conn, jobs, sandboxId, ids))
     if (!kind || row.kind === kind) out.set(row.id, toJob<K>(row));
   return out;
 }
 
-export function requireJob<K extends TypedJobKind>(
+export async function requireJob<K extends TypedJobKind>(
   conn: Connection,
   sandboxId: number,
   id: number,
   kind: K,
   typeName: string,
-): JobOf<K> {
-  const job = jobsByIds(conn, sandboxId, [id], kind).get(id);
+): Promise<JobOf<K>> {
+  const job = (await jobsByIds(conn, sandboxId, [id], kind)).get(id);
   if (!job) {
     const gid = encodeGlobalId(typeName, id);
     throw notFound(`No ${typeName} with id "${gid}" in this sandbox`, gid);
@@ -119,12 +119,12 @@ export function requireJob<K extends TypedJobKind>(
 }
 
 /** Jobs of a kind, newest first, optionally by status or schedule. */
-export function listJobs<K extends TypedJobKind = TypedJobKind>(
+export async function listJobs<K extends TypedJobKind = TypedJobKind>(
   conn: Connection,
   sandboxId: number,
   filter: { kinds?: readonly K[]; statuses?: readonly JobStatus[] | null; scheduleId?: number | null },
   args: PageArgs,
-): Page<JobOf<K>> & { totalCount: () => number } {
+): Promise<Page<JobOf<K>> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId)];
   if (filter.kinds?.length) conditions.push(inArray(jobs.kind, [...filter.kinds]));
@@ -148,7 +148,7 @@ export function listJobs<K extends TypedJobKind = TypedJobKind>(
   };
 }
 
-export function updateJob(conn: Connection, id: number, set: Partial<Omit<JobRow, 'id'>>): Job {
+export async function updateJob(conn: Connection, id: number, set: Partial<Omit<JobRow, 'id'>>): Promise<Job> {
   const row = conn.db
     .update(jobs)
     .set({ ...set, updatedAt: Date.now() })
@@ -159,12 +159,12 @@ export function updateJob(conn: Connection, id: number, set: Partial<Omit<JobRow
 }
 
 /** Updates a job only while it is in one of `statuses` (so a late progress report cannot touch a finished job). */
-export function updateJobIn(
+export async function updateJobIn(
   conn: Connection,
   id: number,
   statuses: readonly JobStatus[],
   set: Partial<Omit<JobRow, 'id'>>,
-): Job | undefined {
+): Promise<Job | undefined> {
   const row = conn.db
     .update(jobs)
     .set({ ...set, updatedAt: Date.now() })

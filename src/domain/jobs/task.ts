@@ -61,6 +61,9 @@ export function runJobTask<K extends TypedJobKind, Plan>(
       if (finished) throw new Error(`job ${jobId}: a task finishes once`);
       if (hooks.cancelled()) throw new Cancelled();
       // Through the write gate: the main thread waits for this transaction without blocking (db/write-gate.ts).
+      // A synchronous transaction, not a unit (db/unit.ts): it ends the task's synchronous run on the
+      // task's own connection (a job worker's, or `segql import`'s), where nothing else waits to write;
+      // on PostgreSQL a cluster job writes its own results (src/domain/cluster/).
       finished = conn.writeGate.runBlocking(() =>
         conn.sqlite
           .transaction(() => {

@@ -1,6 +1,7 @@
 import { and, eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
+import { writeUnit } from '../../db/unit.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { assertRunnable, checkExpression, type ExpressionInput } from '../expressions.js';
@@ -57,7 +58,7 @@ export type Preview = JobOf<'PREVIEW'>;
 /** What preview functions use: the connection and the runner (not the whole app, which loads this kind). */
 type PreviewServices = { conn: Connection; jobs: JobRunner };
 
-export function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Preview {
+export async function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Promise<Preview> {
   const { conn } = app;
   if ((input.expression == null) === (input.definitionId == null)) {
     throw badInput('Give either an expression or a segmentDefinitionId', 'input.expression');
@@ -72,11 +73,12 @@ export function createPreview(app: PreviewServices, sandboxId: number, input: Pr
   if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
     throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
   }
-  return app.jobs.enqueue(sandboxId, 'PREVIEW', () => {
-    const definition = input.definitionId != null ? requireDefinition(conn, sandboxId, input.definitionId) : undefined;
+  return app.jobs.enqueue(conn, sandboxId, 'PREVIEW', async (_chain, tx) => {
+    const definition =
+      input.definitionId != null ? await requireDefinition(tx, sandboxId, input.definitionId) : undefined;
     const expression = definition ? definition.expression : input.expression!;
-    const { text, checked } = checkExpression(conn, sandboxId, expression, { definition: true });
-    assertRunnable(conn, sandboxId, checked);
+    const { text, checked } = await checkExpression(tx, sandboxId, expression, { definition: true });
+    await assertRunnable(tx, sandboxId, checked);
     return {
       expression,
       expressionText: text,
@@ -108,31 +110,31 @@ defineJobKind({
 });
 
 /** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
-export function purgeExpiredPreviews({ conn }: { conn: Connection }, now = Date.now()): number {
-  return conn.sqlite
-    .transaction(() => {
-      const expired = conn.sqlite
-        .prepare(
-          "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
-        )
-        .pluck()
-        .all(now - PREVIEW_TTL_MS) as number[];
-      for (const id of expired) deletePreviewRows(conn, id);
-      return expired.length;
-    })
-    .immediate();
+export function purgeExpiredPreviews({ conn }: { conn: Connection }, now = Date.now()): Promise<number> {
+  return writeUnit(conn, (tx) => {
+    const expired = tx.sqlite
+      .prepare(
+        "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+      )
+      .pluck()
+      .all(now - PREVIEW_TTL_MS) as number[];
+    // Rows of a day's previews: deleted in one synchronous pass, not one await each.
+    for (const id of expired) deletePreviewRows(tx, id);
+    return expired.length;
+  });
 }
 
+/** The statements that delete one preview, for the caller's unit to run. */
 function deletePreviewRows(conn: Connection, id: number): void {
   conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
   conn.db.delete(jobs).where(eq(jobs.id, id)).run();
 }
 
 /** Deletes a preview (stopping it first when it runs); returns its id. */
-export function deletePreview(app: PreviewServices, id: number): number {
+export async function deletePreview(app: PreviewServices, id: number): Promise<number> {
   const job = app.conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
-  if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) app.jobs.cancel(id);
-  app.conn.sqlite.transaction(() => deletePreviewRows(app.conn, id)).immediate();
+  if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) await app.jobs.cancel(id);
+  await writeUnit(app.conn, (tx) => deletePreviewRows(tx, id));
   return id;
 }
 
@@ -155,22 +157,22 @@ export async function listPreviewResults(
 }
 
 /** The latest preview of a definition, if any. */
-export function latestDefinitionPreview(
+export async function latestDefinitionPreview(
   app: PreviewServices,
   sandboxId: number,
   definitionId: number,
-): Preview | undefined {
+): Promise<Preview | undefined> {
   const row = app.conn.sqlite
     .prepare(
       "SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'PREVIEW' AND json_extract(input, '$.definitionId') = ? ORDER BY id DESC LIMIT 1",
     )
     .pluck()
     .get(sandboxId, definitionId) as number | undefined;
-  return row === undefined ? undefined : jobsByIds(app.conn, sandboxId, [row], 'PREVIEW').get(row);
+  return row === undefined ? undefined : (await jobsByIds(app.conn, sandboxId, [row], 'PREVIEW')).get(row);
 }
 
 /** An estimate is stale once the store has grown or shrunk by more than 5 % since it was made. */
-export function isStale(app: PreviewServices, sandboxId: number, estimate: Estimate): boolean {
-  const current = countProfiles(app.conn, sandboxId);
+export async function isStale(app: PreviewServices, sandboxId: number, estimate: Estimate): Promise<boolean> {
+  const current = await countProfiles(app.conn, sandboxId);
   return Math.abs(current - estimate.totalProfiles) > 0.05 * Math.max(1, estimate.totalProfiles);
 }

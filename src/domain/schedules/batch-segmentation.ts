@@ -35,10 +35,10 @@ export function parseSegments(properties: unknown): Segments {
   return { all: false, definitionIds: [...new Set(ids)] };
 }
 
-function readSegments(conn: Connection, sandboxId: number, properties: unknown): Segments {
+async function readSegments(conn: Connection, sandboxId: number, properties: unknown): Promise<Segments> {
   const segments = parseSegments(properties);
   if (segments.all) return segments;
-  const found = definitionsByIds(conn, sandboxId, segments.definitionIds);
+  const found = await definitionsByIds(conn, sandboxId, segments.definitionIds);
   const missing = segments.definitionIds.find((id) => !found.has(id));
   if (missing !== undefined) {
     const gid = (properties as { segments: string[] }).segments.find(
@@ -51,14 +51,14 @@ function readSegments(conn: Connection, sandboxId: number, properties: unknown):
 }
 
 registerScheduleType('BATCH_SEGMENTATION', {
-  validate(conn, sandboxId, properties) {
-    const segments = readSegments(conn, sandboxId, properties);
+  async validate(conn, sandboxId, properties) {
+    const segments = await readSegments(conn, sandboxId, properties);
     if (segments.all) return { audienceIds: [] };
-    const found = definitionsByIds(conn, sandboxId, segments.definitionIds);
+    const found = await definitionsByIds(conn, sandboxId, segments.definitionIds);
     return { audienceIds: [...found.values()].map((d) => d.audienceId) };
   },
-  start(app, sandboxId, properties, options) {
-    const segments = readSegments(app.conn, sandboxId, properties);
+  async start(app, sandboxId, properties, options) {
+    const segments = await readSegments(app.conn, sandboxId, properties);
     return createSegmentJob(
       app,
       sandboxId,

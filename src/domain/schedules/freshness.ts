@@ -16,11 +16,11 @@ export interface Freshness {
 const NONE: Freshness = { scheduleId: null, stale: null };
 
 /** The freshness of each audience (by id): one pass over the sandbox's ACTIVE segmentation schedules. */
-export function audienceFreshness(
+export async function audienceFreshness(
   conn: Connection,
   sandboxId: number,
   audienceIds: readonly number[],
-): Map<number, Freshness> {
+): Promise<Map<number, Freshness>> {
   const out = new Map<number, Freshness>();
   const active = conn.db
     .select({ id: schedules.id, properties: schedules.properties, nextRunAt: schedules.nextRunAt })
@@ -34,7 +34,7 @@ export function audienceFreshness(
     return out;
   }
   const everything = active.filter((s) => (s.properties as { segments?: unknown[] }).segments?.includes('*'));
-  const named = schedulesNaming(
+  const named = await schedulesNaming(
     conn,
     audienceIds,
     active.map((s) => s.id),
@@ -74,7 +74,7 @@ export function audienceFreshness(
       .sort((a, b) => (a.nextRunAt ?? Infinity) - (b.nextRunAt ?? Infinity) || a.id - b.id)[0];
     if (best) chosen.set(audienceId, best.id);
   }
-  const ticks = lastDecidingTicks(conn, [...new Set(chosen.values())]);
+  const ticks = await lastDecidingTicks(conn, [...new Set(chosen.values())]);
   const jobIds = [...ticks.values()].flatMap((t) => (t.outcome === 'STARTED' && t.jobId != null ? [t.jobId] : []));
   const jobStatus = new Map(
     jobIds.length === 0

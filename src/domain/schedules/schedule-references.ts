@@ -10,12 +10,12 @@ import { encodeGlobalId } from '../ids.js';
  */
 
 /** Replaces what a schedule names (the caller holds the transaction). */
-export function replaceScheduleAudiences(
+export async function replaceScheduleAudiences(
   conn: Connection,
   sandboxId: number,
   scheduleId: number,
   audienceIds: readonly number[],
-): void {
+): Promise<void> {
   conn.db.delete(scheduleAudiences).where(eq(scheduleAudiences.scheduleId, scheduleId)).run();
   const unique = [...new Set(audienceIds)];
   if (unique.length > 0) {
@@ -43,11 +43,11 @@ export function assertNoScheduleNames(conn: Connection, sandboxId: number, audie
 }
 
 /** Schedule ids among `scheduleIds` that name each audience of `audienceIds`. */
-export function schedulesNaming(
+export async function schedulesNaming(
   conn: Connection,
   audienceIds: readonly number[],
   scheduleIds: readonly number[],
-): Map<number, number[]> {
+): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>();
   if (audienceIds.length === 0 || scheduleIds.length === 0) return out;
   const rows = conn.db

@@ -57,7 +57,11 @@ function toSchedule(row: ScheduleRow): Schedule {
   return rest;
 }
 
-export function schedulesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Schedule> {
+export async function schedulesByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, Schedule>> {
   const out = new Map<number, Schedule>();
   if (ids.length === 0) return out;
   const rows = conn.db
@@ -69,8 +73,8 @@ export function schedulesByIds(conn: Connection, sandboxId: number, ids: readonl
   return out;
 }
 
-export function requireSchedule(conn: Connection, sandboxId: number, id: number): Schedule {
-  const found = schedulesByIds(conn, sandboxId, [id]).get(id);
+export async function requireSchedule(conn: Connection, sandboxId: number, id: number): Promise<Schedule> {
+  const found = (await schedulesByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('Schedule', id);
     throw notFound(`No Schedule with id "${gid}" in this sandbox`, gid);
@@ -79,13 +83,13 @@ export function requireSchedule(conn: Connection, sandboxId: number, id: number)
 }
 
 /** A schedule by id in any sandbox (the scheduler serves them all). */
-export function scheduleById(conn: Connection, id: number): Schedule | undefined {
+export async function scheduleById(conn: Connection, id: number): Promise<Schedule | undefined> {
   const row = conn.db.select().from(schedules).where(eq(schedules.id, id)).get();
   return row ? toSchedule(row) : undefined;
 }
 
 /** ACTIVE schedules of every sandbox: what the scheduler arms at start. */
-export function activeSchedules(conn: Connection): Schedule[] {
+export async function activeSchedules(conn: Connection): Promise<Schedule[]> {
   return conn.db
     .select()
     .from(schedules)
@@ -95,12 +99,12 @@ export function activeSchedules(conn: Connection): Schedule[] {
     .map(toSchedule);
 }
 
-export function listSchedules(
+export async function listSchedules(
   conn: Connection,
   sandboxId: number,
   filter: ScheduleFilter,
   args: PageArgs,
-): Page<Schedule> & { totalCount: () => number } {
+): Promise<Page<Schedule> & { totalCount: () => number }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(schedules.sandboxId, sandboxId)];
   if (filter.type) conditions.push(eq(schedules.type, filter.type));
@@ -119,7 +123,7 @@ export function listSchedules(
   return { ...page, items: page.items.map(toSchedule), totalCount: () => countRows(conn, schedules, and(...base)) };
 }
 
-function assertNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number): void {
+async function assertNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number): Promise<void> {
   const row = conn.db
     .select({ id: schedules.id })
     .from(schedules)
@@ -135,10 +139,15 @@ function firstDue(cron: string, timezone: string, state: ScheduleState, now: num
 }
 
 /** Validates and inserts a schedule (the caller holds the transaction and arms its timer). */
-export function insertSchedule(conn: Connection, sandboxId: number, input: NewSchedule, now: number): Schedule {
+export async function insertSchedule(
+  conn: Connection,
+  sandboxId: number,
+  input: NewSchedule,
+  now: number,
+): Promise<Schedule> {
   const name = validName(input.name);
-  assertNameFree(conn, sandboxId, name);
-  const targets = scheduleType(input.type).validate(conn, sandboxId, input.properties);
+  await assertNameFree(conn, sandboxId, name);
+  const targets = await scheduleType(input.type).validate(conn, sandboxId, input.properties);
   const timezone = input.timezone ?? 'UTC';
   const state = input.state ?? 'ACTIVE';
   const nextRunAt = firstDue(input.cron, timezone, state, now);
@@ -159,7 +168,7 @@ export function insertSchedule(conn: Connection, sandboxId: number, input: NewSc
     })
     .returning()
     .get();
-  replaceScheduleAudiences(conn, sandboxId, row.id, targets.audienceIds);
+  await replaceScheduleAudiences(conn, sandboxId, row.id, targets.audienceIds);
   return toSchedule(row);
 }
 
@@ -167,27 +176,27 @@ export function insertSchedule(conn: Connection, sandboxId: number, input: NewSc
  * Applies changes (the caller holds the transaction and re-arms the timer). A new cron, zone or
  * state counts due times from `now`: nothing before the change is reported as missed.
  */
-export function applyScheduleChanges(
+export async function applyScheduleChanges(
   conn: Connection,
   sandboxId: number,
   id: number,
   changes: ScheduleChanges,
   expectedVersion: number | null | undefined,
   now: number,
-): Schedule {
-  const current = requireSchedule(conn, sandboxId, id);
+): Promise<Schedule> {
+  const current = await requireSchedule(conn, sandboxId, id);
   if (expectedVersion != null && expectedVersion !== current.version) {
     throw conflict(`The schedule is at version ${current.version}, not ${expectedVersion}: reload and try again`, {
       version: current.version,
     });
   }
   const name = changes.name != null ? validName(changes.name) : current.name;
-  if (changes.name != null) assertNameFree(conn, sandboxId, name, id);
+  if (changes.name != null) await assertNameFree(conn, sandboxId, name, id);
   const propertiesGiven = changes.properties !== undefined && changes.properties !== null;
   const properties = propertiesGiven ? changes.properties : current.properties;
   if (propertiesGiven) {
-    const targets = scheduleType(current.type).validate(conn, sandboxId, properties);
-    replaceScheduleAudiences(conn, sandboxId, id, targets.audienceIds);
+    const targets = await scheduleType(current.type).validate(conn, sandboxId, properties);
+    await replaceScheduleAudiences(conn, sandboxId, id, targets.audienceIds);
   }
   const cron = changes.cron?.trim() ?? current.cron;
   const timezone = changes.timezone?.trim() ?? current.timezone;
@@ -216,8 +225,8 @@ export function applyScheduleChanges(
 }
 
 /** Removes a schedule with its ticks and references; its runs stay, without their schedule. */
-export function removeSchedule(conn: Connection, sandboxId: number, id: number): number {
-  requireSchedule(conn, sandboxId, id);
+export async function removeSchedule(conn: Connection, sandboxId: number, id: number): Promise<number> {
+  await requireSchedule(conn, sandboxId, id);
   conn.db.delete(scheduleTicks).where(eq(scheduleTicks.scheduleId, id)).run();
   conn.db.delete(scheduleAudiences).where(eq(scheduleAudiences.scheduleId, id)).run();
   conn.db.delete(schedules).where(eq(schedules.id, id)).run();
@@ -225,10 +234,10 @@ export function removeSchedule(conn: Connection, sandboxId: number, id: number):
 }
 
 /** Records the scheduler's progress on a schedule. */
-export function setScheduleTimes(
+export async function setScheduleTimes(
   conn: Connection,
   id: number,
   set: { nextRunAt?: number | null; lastRunAt?: number | null },
-): void {
+): Promise<void> {
   conn.db.update(schedules).set(set).where(eq(schedules.id, id)).run();
 }

@@ -21,14 +21,17 @@ export interface ScheduleTypeDefinition {
    * Checks the properties as the job's own create call would (throwing a `DomainError`, with
    * `field` paths under `input.properties`) and returns what they name.
    */
-  validate(conn: Connection, sandboxId: number, properties: unknown): ScheduleTargets;
-  /** Queues one run: a job with `trigger: 'SCHEDULE'` and the schedule's id. */
+  validate(conn: Connection, sandboxId: number, properties: unknown): Promise<ScheduleTargets>;
+  /**
+   * Queues one run: a job with `trigger: 'SCHEDULE'` and the schedule's id. `app.conn` is the
+   * handle of the scheduler's unit, which the run is queued in.
+   */
   start(
     app: ScheduleTypeServices,
     sandboxId: number,
     properties: unknown,
     options: { trigger: 'SCHEDULE'; scheduleId: number },
-  ): Job;
+  ): Promise<Job>;
 }
 
 const registry = new Map<ScheduleType, ScheduleTypeDefinition>();

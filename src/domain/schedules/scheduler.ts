@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
+import { type UnitConnection, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { type EventBus, topics } from '../events.js';
 import { encodeGlobalId } from '../ids.js';
@@ -23,7 +24,7 @@ import {
   scheduleById,
   setScheduleTimes,
 } from './schedule-store.js';
-import { insertTick, type NewTick, type ScheduleTick } from './schedule-ticks.js';
+import { insertTicks, type NewTick, type ScheduleTick } from './schedule-ticks.js';
 import { scheduleType } from './schedule-types.js';
 import { overlapTick, planTicks } from './tick-plan.js';
 
@@ -43,7 +44,7 @@ const BUSY_RETRY_MS = 50;
 const MISSED_WHILE_LATE = 'the scheduler was late (the server was busy) and runs a schedule once to catch up';
 
 /** A run of the schedule still QUEUED, PROCESSING or CANCELLING, if any. */
-function activeRun(conn: Connection, scheduleId: number): { id: number; status: JobStatus } | undefined {
+async function activeRun(conn: Connection, scheduleId: number): Promise<{ id: number; status: JobStatus } | undefined> {
   const live = JOB_STATUSES.filter((s) => !isTerminal(s));
   return conn.db
     .select({ id: jobs.id, status: jobs.status })
@@ -72,9 +73,9 @@ export class Scheduler {
   }
 
   /** Catches up on the due times that passed while the server was down, then arms every ACTIVE schedule. */
-  start(): void {
+  async start(): Promise<void> {
     this.running = true;
-    for (const schedule of activeSchedules(this.services.conn)) this.fire(schedule.id, MISSED_WHILE_DOWN);
+    for (const schedule of await activeSchedules(this.services.conn)) await this.fire(schedule.id, MISSED_WHILE_DOWN);
   }
 
   stop(): void {
@@ -83,50 +84,51 @@ export class Scheduler {
     this.timers.clear();
   }
 
-  create(sandboxId: number, input: NewSchedule): Schedule {
+  async create(sandboxId: number, input: NewSchedule): Promise<Schedule> {
     const { conn } = this.services;
-    const schedule = conn.sqlite
-      .transaction(() => insertSchedule(conn, sandboxId, input, this.clock.now()))
-      .immediate();
+    const schedule = await writeUnit(conn, (tx) => insertSchedule(tx, sandboxId, input, this.clock.now()));
     this.arm(schedule);
     return schedule;
   }
 
-  update(sandboxId: number, id: number, changes: ScheduleChanges, expectedVersion?: number | null): Schedule {
+  async update(
+    sandboxId: number,
+    id: number,
+    changes: ScheduleChanges,
+    expectedVersion?: number | null,
+  ): Promise<Schedule> {
     const { conn } = this.services;
-    const schedule = conn.sqlite
-      .transaction(() => applyScheduleChanges(conn, sandboxId, id, changes, expectedVersion, this.clock.now()))
-      .immediate();
+    const schedule = await writeUnit(conn, (tx) =>
+      applyScheduleChanges(tx, sandboxId, id, changes, expectedVersion, this.clock.now()),
+    );
     this.arm(schedule);
     return schedule;
   }
 
   /** Deletes a schedule; a run of it already queued or running goes on. */
-  delete(sandboxId: number, id: number): number {
+  async delete(sandboxId: number, id: number): Promise<number> {
     const { conn } = this.services;
-    conn.sqlite.transaction(() => removeSchedule(conn, sandboxId, id)).immediate();
+    await writeUnit(conn, (tx) => removeSchedule(tx, sandboxId, id));
     this.disarm(id);
     return id;
   }
 
   /** Starts a run now, outside the cron; CONFLICT while a run of it is still active. */
-  runNow(sandboxId: number, id: number): Job {
+  runNow(sandboxId: number, id: number): Promise<Job> {
     const { conn } = this.services;
-    return conn.sqlite
-      .transaction(() => {
-        const schedule = requireSchedule(conn, sandboxId, id);
-        const active = activeRun(conn, id);
-        if (active) {
-          throw conflict(
-            `Schedule "${schedule.name}" has a run still ${active.status} (${encodeGlobalId('Job', active.id)}); a schedule never runs twice at once`,
-            { jobStatus: active.status },
-          );
-        }
-        const job = this.startRun(schedule);
-        setScheduleTimes(conn, id, { lastRunAt: this.clock.now() });
-        return job;
-      })
-      .immediate();
+    return writeUnit(conn, async (tx) => {
+      const schedule = await requireSchedule(tx, sandboxId, id);
+      const active = await activeRun(tx, id);
+      if (active) {
+        throw conflict(
+          `Schedule "${schedule.name}" has a run still ${active.status} (${encodeGlobalId('Job', active.id)}); a schedule never runs twice at once`,
+          { jobStatus: active.status },
+        );
+      }
+      const job = await this.startRun(tx, schedule);
+      await setScheduleTimes(tx, id, { lastRunAt: this.clock.now() });
+      return job;
+    });
   }
 
   /** The next `count` due times of a schedule after now (its cron, whatever its state). */
@@ -134,8 +136,10 @@ export class Scheduler {
     return parseCron(schedule.cron, schedule.timezone).upcoming(count, this.clock.now());
   }
 
-  private startRun(schedule: Schedule): Job {
-    return scheduleType(schedule.type).start(this.services, schedule.sandboxId, schedule.properties, {
+  /** Queues a run inside the caller's unit (`tx`). */
+  private startRun(tx: UnitConnection, schedule: Schedule): Promise<Job> {
+    const app = { conn: tx, jobs: this.services.jobs };
+    return scheduleType(schedule.type).start(app, schedule.sandboxId, schedule.properties, {
       trigger: 'SCHEDULE',
       scheduleId: schedule.id,
     });
@@ -151,43 +155,43 @@ export class Scheduler {
     if (!this.running || schedule.state !== 'ACTIVE' || schedule.nextRunAt == null) return;
     this.timers.set(
       schedule.id,
-      this.clock.at(schedule.nextRunAt, () => this.fire(schedule.id, MISSED_WHILE_LATE)),
+      this.clock.at(schedule.nextRunAt, () => void this.fire(schedule.id, MISSED_WHILE_LATE)),
     );
   }
 
-  /** Accounts for the due times of a schedule that have come, then arms it for the next one. */
-  private fire(id: number, missedReason: string): void {
+  /**
+   * Accounts for the due times of a schedule that have come, then arms it for the next one. A
+   * timer fires it and forgets it (a tick logs and retries its own failures); `start` waits.
+   */
+  private async fire(id: number, missedReason: string): Promise<void> {
     this.timers.delete(id);
     if (!this.running) return;
     // Taken when no job worker is writing its results: waited for without blocking (db/write-gate.ts).
-    void this.services.conn.writeGate.run(() => this.record(id, missedReason));
+    await this.services.conn.writeGate.run(() => this.record(id, missedReason));
   }
 
-  private record(id: number, missedReason: string): void {
+  private async record(id: number, missedReason: string): Promise<void> {
     if (!this.running) return;
     const { conn, log, bus } = this.services;
     let ticks: ScheduleTick[] = [];
     let schedule: Schedule | undefined;
     try {
       // Never waited for on the main thread (db/busy.ts): another process may hold the lock.
-      [schedule, ticks] = withoutBusyWait(conn, () =>
-        conn.sqlite
-          .transaction((): [Schedule | undefined, ScheduleTick[]] => {
-            const current = scheduleById(conn, id);
-            const now = this.clock.now();
-            if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now)
-              return [current, []];
-            const recorded = this.account(current, now, missedReason);
-            return [scheduleById(conn, id), recorded];
-          })
-          .immediate(),
+      [schedule, ticks] = await withoutBusyWait(conn, () =>
+        writeUnit(conn, async (tx): Promise<[Schedule | undefined, ScheduleTick[]]> => {
+          const current = await scheduleById(tx, id);
+          const now = this.clock.now();
+          if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now) return [current, []];
+          const recorded = await this.account(tx, current, now, missedReason);
+          return [await scheduleById(tx, id), recorded];
+        }),
       );
     } catch (err) {
       if (isBusy(err)) {
         // Nothing was written; the tick is taken again as soon as the lock is likely free.
         this.timers.set(
           id,
-          this.clock.at(this.clock.now() + BUSY_RETRY_MS, () => this.fire(id, missedReason)),
+          this.clock.at(this.clock.now() + BUSY_RETRY_MS, () => void this.fire(id, missedReason)),
         );
         return;
       }
@@ -195,7 +199,7 @@ export class Scheduler {
       log.error({ err, scheduleId: id }, 'schedule tick could not be recorded; retrying');
       this.timers.set(
         id,
-        this.clock.at(this.clock.now() + 1000, () => this.fire(id, missedReason)),
+        this.clock.at(this.clock.now() + 1000, () => void this.fire(id, missedReason)),
       );
       return;
     }
@@ -205,27 +209,32 @@ export class Scheduler {
 
   /**
    * Records every due time from the schedule's next one up to `now` (inside the caller's
-   * transaction): the latest runs, the ones before it are MISSED. Returns the ticks recorded.
+   * unit): the latest runs, the ones before it are MISSED. Returns the ticks recorded.
    */
-  private account(schedule: Schedule, now: number, missedReason: string): ScheduleTick[] {
-    const { conn } = this.services;
+  private async account(
+    tx: UnitConnection,
+    schedule: Schedule,
+    now: number,
+    missedReason: string,
+  ): Promise<ScheduleTick[]> {
     const plan = planTicks(schedule, now, missedReason);
-    const ticks = plan.missed.map((tick) => insertTick(conn, tick));
-    if (plan.latest != null) ticks.push(insertTick(conn, this.runDue(schedule, plan.latest, now)));
-    setScheduleTimes(conn, schedule.id, { nextRunAt: plan.nextRunAt });
+    const ticks = await insertTicks(tx, plan.missed);
+    if (plan.latest != null)
+      ticks.push(...(await insertTicks(tx, [await this.runDue(tx, schedule, plan.latest, now)])));
+    await setScheduleTimes(tx, schedule.id, { nextRunAt: plan.nextRunAt });
     return ticks;
   }
 
   /** The outcome of the one due time that runs. */
-  private runDue(schedule: Schedule, dueAt: number, now: number): NewTick {
-    const { conn, log } = this.services;
+  private async runDue(tx: UnitConnection, schedule: Schedule, dueAt: number, now: number): Promise<NewTick> {
+    const { log } = this.services;
     const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now, dueAt };
-    const active = activeRun(conn, schedule.id);
+    const active = await activeRun(tx, schedule.id);
     if (active) return overlapTick(schedule, dueAt, now, active);
     try {
       // A savepoint: a start that fails leaves nothing of itself, and the tick is still recorded.
-      const job = conn.sqlite.transaction(() => this.startRun(schedule))();
-      setScheduleTimes(conn, schedule.id, { lastRunAt: now });
+      const job = await writeUnit(tx, (savepoint) => this.startRun(savepoint, schedule));
+      await setScheduleTimes(tx, schedule.id, { lastRunAt: now });
       return { ...base, outcome: 'STARTED', jobId: job.id };
     } catch (err) {
       log.warn({ err, scheduleId: schedule.id }, 'scheduled run failed to start');

@@ -20,11 +20,11 @@ const LATEST_JOBS = cacheKey<LatestJobs>('latest segment job per definition');
  * `all: true` job is usually the latest of a whole page, and reading (and parsing the JSON of)
  * its row once per definition cost more than the rest of the page.
  */
-export function latestSegmentJobs(
+export async function latestSegmentJobs(
   conn: Connection,
   sandboxId: number,
   definitionIds: readonly number[],
-): Map<number, SegmentJob> {
+): Promise<Map<number, SegmentJob>> {
   const out = new Map<number, SegmentJob>();
   if (definitionIds.length === 0) return out;
   const { statement, toModel } = conn.cache.get(LATEST_JOBS, () => {

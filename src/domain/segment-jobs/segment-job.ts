@@ -54,22 +54,23 @@ declare module '../jobs/job-types.js' {
 export type SegmentJob = JobOf<'SEGMENT'>;
 
 /** Validates and queues a segment job, waking the runner. */
-export function createSegmentJob(
+export async function createSegmentJob(
   app: { conn: Connection; jobs: JobRunner },
   sandboxId: number,
   request: SegmentJobRequest,
   options: NewJobOptions = {},
-): SegmentJob {
+): Promise<SegmentJob> {
   const hasIds = request.definitionIds != null && request.definitionIds.length > 0;
   if (hasIds === Boolean(request.all)) {
     throw badInput('Give either segmentDefinitionIds (at least one) or all: true', 'input.segmentDefinitionIds');
   }
   return app.jobs.enqueue(
+    app.conn,
     sandboxId,
     'SEGMENT',
-    () =>
+    (_chain, tx) =>
       hasIds
-        ? segmentJobInput(app.conn, sandboxId, request.definitionIds!, request.at ?? null)
+        ? segmentJobInput(tx, sandboxId, request.definitionIds!, request.at ?? null)
         : { definitionIds: null, all: true, at: request.at ?? null },
     options,
   );
@@ -79,18 +80,18 @@ export function createSegmentJob(
  * The input of a segment job over these definitions, each checked to exist: for createSegmentJob,
  * and for a job that queues a segment job to run first (an export with evaluateFirst).
  */
-export function segmentJobInput(
+export async function segmentJobInput(
   conn: Connection,
   sandboxId: number,
   definitionIds: readonly number[],
   at: number | null,
-): SegmentJobInput {
+): Promise<SegmentJobInput> {
   const ids = [...new Set(definitionIds)];
-  for (const id of ids) requireDefinition(conn, sandboxId, id);
+  for (const id of ids) await requireDefinition(conn, sandboxId, id);
   return { definitionIds: ids, all: false, at };
 }
 
-function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: number): SegmentPlan {
+async function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: number): Promise<SegmentPlan> {
   const sandboxId = job.sandboxId;
   const ids = job.input.all
     ? (conn.sqlite
@@ -98,14 +99,14 @@ function buildPlan(conn: Connection, job: SegmentJob, now: number, chunkSize: nu
         .pluck()
         .all(sandboxId) as number[])
     : (job.input.definitionIds ?? []);
-  const definitions = definitionsByIds(conn, sandboxId, ids);
-  const audiences = audiencesByIds(
+  const definitions = await definitionsByIds(conn, sandboxId, ids);
+  const audiences = await audiencesByIds(
     conn,
     sandboxId,
     [...definitions.values()].map((d) => d.audienceId),
   );
   const states = new Map([...audiences.values()].map((a) => [a.id, a.lifecycleState]));
-  const deps = dependenciesOf(conn, sandboxId, [...definitions.keys()]);
+  const deps = await dependenciesOf(conn, sandboxId, [...definitions.keys()]);
   return planSegmentJob(
     { ids, definitions, audienceStates: states, dependencies: deps },
     {
@@ -173,13 +174,13 @@ export function planSegmentJob(
  * The plan for evaluating `definitions` (all evaluated): for the batch benchmark, which builds
  * the plan the job handler would.
  */
-export function orderedPlan(
+export async function orderedPlan(
   conn: Connection,
   sandboxId: number,
   definitions: SegmentDefinition[],
   options: { jobId: number; now: number; chunkSize: number; notes: string[] },
-): SegmentPlan {
-  const deps = dependenciesOf(
+): Promise<SegmentPlan> {
+  const deps = await dependenciesOf(
     conn,
     sandboxId,
     definitions.map((d) => d.id),
@@ -201,5 +202,5 @@ defineJobKind({
   kind: 'SEGMENT',
   task: new URL('./segment-evaluation.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn, limits }): SegmentPlan => buildPlan(conn, job, now, limits.segmentChunkSize),
+  plan: (job, now, { conn, limits }): Promise<SegmentPlan> => buildPlan(conn, job, now, limits.segmentChunkSize),
 });

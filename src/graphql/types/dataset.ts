@@ -38,7 +38,8 @@ const DatasetFileType = builder.objectRef<DatasetFile>('DatasetFile').implement(
       type: ExportJobRef,
       nullable: true,
       description: 'The export that wrote it.',
-      resolve: (f, _a, ctx) => jobsByIds(ctx.conn, ctx.sandbox.id, [f.jobId], 'EXPORT').get(f.jobId) ?? null,
+      resolve: async (f, _a, ctx) =>
+        (await jobsByIds(ctx.conn, ctx.sandbox.id, [f.jobId], 'EXPORT')).get(f.jobId) ?? null,
     }),
     createdAt: t.field({ type: 'DateTime', description: 'When it was written.', resolve: (f) => f.createdAt }),
   }),
@@ -60,8 +61,8 @@ builder.node(DatasetRef, {
   description: 'Where export jobs write: files of one format, and the rows of its last export as a table.',
   isTypeOf: () => true,
   id: { resolve: (d) => d.id },
-  loadMany: (ids, ctx) => {
-    const found = datasetsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
+  loadMany: async (ids, ctx) => {
+    const found = await datasetsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -78,7 +79,7 @@ builder.node(DatasetRef, {
         type: DatasetRecordType,
         description: 'The rows of its last successful export, in the order they were written.',
         complexity: connectionComplexity,
-        resolve: (d, args, ctx) => toConnection(datasetRecordsPage(ctx.conn, ctx.app.dataDir, d, args)),
+        resolve: async (d, args, ctx) => toConnection(await datasetRecordsPage(ctx.conn, ctx.app.dataDir, d, args)),
       },
       { name: 'DatasetRecordConnection', description: 'A page of dataset rows.' },
       { name: 'DatasetRecordEdge', description: 'A dataset row in a page, with its cursor.' },
@@ -87,10 +88,10 @@ builder.node(DatasetRef, {
       type: ExportJobRef,
       nullable: true,
       description: 'Its last successful export; null before the first.',
-      resolve: (d, _a, ctx) =>
+      resolve: async (d, _a, ctx) =>
         d.currentJobId == null
           ? null
-          : (jobsByIds(ctx.conn, ctx.sandbox.id, [d.currentJobId], 'EXPORT').get(d.currentJobId) ?? null),
+          : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [d.currentJobId], 'EXPORT')).get(d.currentJobId) ?? null),
     }),
   }),
 });
@@ -101,9 +102,9 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'A dataset by global id; null when it does not exist in this sandbox.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the dataset.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'Dataset');
-      return id === undefined ? null : (datasetsByIds(ctx.conn, ctx.sandbox.id, [id]).get(id) ?? null);
+      return id === undefined ? null : ((await datasetsByIds(ctx.conn, ctx.sandbox.id, [id])).get(id) ?? null);
     },
   }),
   datasets: t.connection(
@@ -111,7 +112,7 @@ builder.queryFields((t) => ({
       type: DatasetRef,
       description: 'The datasets of the sandbox, newest first.',
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => toConnection(listDatasets(ctx.conn, ctx.sandbox.id, args)),
+      resolve: async (_r, args, ctx) => toConnection(await listDatasets(ctx.conn, ctx.sandbox.id, args)),
     },
     { name: 'DatasetConnection', description: 'A page of datasets.' },
     { name: 'DatasetEdge', description: 'A dataset in a page, with its cursor.' },
@@ -124,9 +125,9 @@ builder.mutationFields((t) => ({
     description:
       'Deletes a dataset with its files and rows; CONFLICT while an export into it is queued or running. Returns its id.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the dataset.' }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'Dataset',
-      id: deleteDataset(ctx.conn, ctx.app.dataDir, ctx.sandbox.id, requireId(args.id, 'Dataset')),
+      id: await deleteDataset(ctx.conn, ctx.app.dataDir, ctx.sandbox.id, requireId(args.id, 'Dataset')),
     }),
   }),
 }));

@@ -57,8 +57,8 @@ builder.node(DefinitionChangePreviewRef, {
   interfaces: [JobRef],
   isTypeOf: (j) => (j as Job).kind === KIND,
   id: { resolve: (j) => j.id },
-  loadMany: (ids, ctx) => {
-    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), KIND);
+  loadMany: async (ids, ctx) => {
+    const found = await jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), KIND);
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -178,9 +178,9 @@ builder.queryField('definitionChangePreview', (t) =>
     nullable: true,
     description: 'A definition change dry run by global id; null when it does not exist in this sandbox.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the dry run.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, TYPE);
-      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], KIND).get(id) ?? null);
+      return id === undefined ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [id], KIND)).get(id) ?? null);
     },
   }),
 );
@@ -190,9 +190,9 @@ builder.subscriptionField('definitionChangePreviewUpdated', (t) =>
     type: DefinitionChangePreviewRef,
     description: 'The dry run now, then every change (running estimates with intervals); completes after it ends.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the dry run.' }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const id = requireId(args.id, TYPE);
-      requireJob(ctx.conn, ctx.sandbox.id, id, KIND, TYPE);
+      await requireJob(ctx.conn, ctx.sandbox.id, id, KIND, TYPE);
       return watchJob(ctx, id, KIND);
     },
     resolve: (job) => job,

@@ -83,8 +83,8 @@ const ExportDestinationType = builder.objectRef<ExportJob>('ExportDestination').
       type: DatasetRef,
       nullable: true,
       description: 'The dataset; null once it has been deleted.',
-      resolve: (j, _a, ctx) =>
-        datasetsByIds(ctx.conn, ctx.sandbox.id, [j.input.datasetId]).get(j.input.datasetId) ?? null,
+      resolve: async (j, _a, ctx) =>
+        (await datasetsByIds(ctx.conn, ctx.sandbox.id, [j.input.datasetId])).get(j.input.datasetId) ?? null,
     }),
     format: t.field({ type: ExportFormatEnum, description: 'The file format.', resolve: (j) => j.input.format }),
     audiencePerFile: t.boolean({
@@ -137,8 +137,8 @@ builder.node(ExportJobRef, {
   interfaces: [JobRef],
   isTypeOf: (j) => (j as Job).kind === 'EXPORT',
   id: { resolve: (j) => j.id },
-  loadMany: (ids, ctx) => {
-    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'EXPORT');
+  loadMany: async (ids, ctx) => {
+    const found = await jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'EXPORT');
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -292,9 +292,9 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'An export job by global id; null when it does not exist in this sandbox.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'ExportJob');
-      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'EXPORT').get(id) ?? null);
+      return id === undefined ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'EXPORT')).get(id) ?? null);
     },
   }),
   exportJobs: t.connection(
@@ -303,8 +303,10 @@ builder.queryFields((t) => ({
       description: 'The export jobs of the sandbox, newest first.',
       args: { filter: t.arg({ type: JobFilter, description: 'Conditions the jobs must meet.' }) },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) =>
-        toConnection(listJobs(ctx.conn, ctx.sandbox.id, { kinds: ['EXPORT'], statuses: args.filter?.statuses }, args)),
+      resolve: async (_r, args, ctx) =>
+        toConnection(
+          await listJobs(ctx.conn, ctx.sandbox.id, { kinds: ['EXPORT'], statuses: args.filter?.statuses }, args),
+        ),
     },
     { name: 'ExportJobConnection', description: 'A page of export jobs.' },
     { name: 'ExportJobEdge', description: 'An export job in a page, with its cursor.' },
@@ -326,10 +328,10 @@ builder.mutationFields((t) => ({
     description:
       'Cancels a queued or running export (CANCELLED within a second, nothing written); CONFLICT once it has finished. Returns the job.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = requireId(args.id, 'ExportJob');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'EXPORT', 'ExportJob');
-      return asKind(ctx.app.jobs.cancel(id), 'EXPORT');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'EXPORT', 'ExportJob');
+      return asKind(await ctx.app.jobs.cancel(id), 'EXPORT');
     },
   }),
 }));
@@ -339,9 +341,9 @@ builder.subscriptionField('exportJobUpdated', (t) =>
     type: ExportJobRef,
     description: 'The export now, then every change; completes after it ends.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const id = requireId(args.id, 'ExportJob');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'EXPORT', 'ExportJob');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'EXPORT', 'ExportJob');
       return watchJob(ctx, id, 'EXPORT');
     },
     resolve: (job) => job,

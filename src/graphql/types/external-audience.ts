@@ -88,8 +88,8 @@ builder.node(IngestionRunRef, {
   interfaces: [JobRef],
   isTypeOf: (j) => (j as Job).kind === 'INGESTION',
   id: { resolve: (j) => j.id },
-  loadMany: (ids, ctx) => {
-    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'INGESTION');
+  loadMany: async (ids, ctx) => {
+    const found = await jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'INGESTION');
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -258,9 +258,9 @@ builder.queryField('ingestionRun', (t) =>
     nullable: true,
     description: 'An ingestion run by global id; null when it does not exist in this sandbox.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the run.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'IngestionRun');
-      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'INGESTION').get(id) ?? null);
+      return id === undefined ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'INGESTION')).get(id) ?? null);
     },
   }),
 );
@@ -338,10 +338,10 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Cancels a queued or running run (nothing of it is written); CONFLICT once it has ended.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the run.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = requireId(args.id, 'IngestionRun');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'INGESTION', 'IngestionRun');
-      return asKind(ctx.app.jobs.cancel(id), 'INGESTION');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'INGESTION', 'IngestionRun');
+      return asKind(await ctx.app.jobs.cancel(id), 'INGESTION');
     },
   }),
 }));
@@ -351,9 +351,9 @@ builder.subscriptionField('ingestionRunUpdated', (t) =>
     type: IngestionRunRef,
     description: 'The run now, then every change (with its running counts); completes after it ends.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the run.' }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const id = requireId(args.id, 'IngestionRun');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'INGESTION', 'IngestionRun');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'INGESTION', 'IngestionRun');
       return watchJob(ctx, id, 'INGESTION');
     },
     resolve: (job) => job,

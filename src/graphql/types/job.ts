@@ -105,7 +105,7 @@ async function* jobStates<K extends TypedJobKind>(
   kind: K,
 ): AsyncGenerator<JobOf<K>> {
   try {
-    const current = jobsByIds(ctx.conn, ctx.sandbox.id, [id], kind).get(id);
+    const current = (await jobsByIds(ctx.conn, ctx.sandbox.id, [id], kind)).get(id);
     if (!current) return;
     let last = current;
     yield current;

@@ -97,8 +97,8 @@ builder.node(PreviewRef, {
   interfaces: [JobRef],
   isTypeOf: (j) => (j as Job).kind === 'PREVIEW',
   id: { resolve: (j) => j.id },
-  loadMany: (ids, ctx) => {
-    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'PREVIEW');
+  loadMany: async (ids, ctx) => {
+    const found = await jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'PREVIEW');
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -163,9 +163,9 @@ builder.queryField('preview', (t) =>
     nullable: true,
     description: 'A preview by global id; null when it does not exist in this sandbox (or has expired).',
     args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'Preview');
-      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'PREVIEW').get(id) ?? null);
+      return id === undefined ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'PREVIEW')).get(id) ?? null);
     },
   }),
 );
@@ -193,10 +193,10 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Deletes a preview (stopping it when it still runs); returns its id.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = requireId(args.id, 'Preview');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
-      return { type: 'Preview', id: deletePreview(ctx.app, id) };
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
+      return { type: 'Preview', id: await deletePreview(ctx.app, id) };
     },
   }),
 }));
@@ -207,9 +207,9 @@ builder.subscriptionField('previewUpdated', (t) =>
     description:
       'The preview now, then every change (each progress event carries the running estimate); completes after it ends.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the preview.' }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const id = requireId(args.id, 'Preview');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'PREVIEW', 'Preview');
       return watchJob(ctx, id, 'PREVIEW');
     },
     resolve: (job) => job,
@@ -222,8 +222,8 @@ builder.objectField(SegmentDefinitionRef, 'estimate', (t) =>
     nullable: true,
     description:
       "The estimate of the definition's latest preview (null before the first); a query only reads it: start a new one with refreshEstimate.",
-    resolve: (d, _a, ctx) => {
-      const latest = latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id);
+    resolve: async (d, _a, ctx) => {
+      const latest = await latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id);
       return latest ? estimateOf(latest) : null;
     },
   }),
@@ -248,6 +248,6 @@ builder.objectField(SegmentDefinitionRef, 'latestPreview', (t) =>
     type: PreviewRef,
     nullable: true,
     description: 'The newest preview of this definition (watch it with previewUpdated).',
-    resolve: (d, _a, ctx) => latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id) ?? null,
+    resolve: async (d, _a, ctx) => (await latestDefinitionPreview(ctx.app, ctx.sandbox.id, d.id)) ?? null,
   }),
 );

@@ -64,8 +64,8 @@ const ScheduleTickType = builder.objectRef<ScheduleTick>('ScheduleTick').impleme
       type: JobRef,
       nullable: true,
       description: 'STARTED: the run it started; SKIPPED_OVERLAP: the run that was still active; null otherwise.',
-      resolve: (tick, _a, ctx) =>
-        tick.jobId == null ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [tick.jobId]).get(tick.jobId) ?? null),
+      resolve: async (tick, _a, ctx) =>
+        tick.jobId == null ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [tick.jobId])).get(tick.jobId) ?? null),
     }),
     reason: t.exposeString('reason', {
       nullable: true,
@@ -125,7 +125,8 @@ builder.node(ScheduleRef, {
         type: JobRef,
         description: 'Its runs (jobs with trigger SCHEDULE), newest first.',
         complexity: connectionComplexity,
-        resolve: (s, args, ctx) => toConnection(listJobs(ctx.conn, ctx.sandbox.id, { scheduleId: s.id }, args)),
+        resolve: async (s, args, ctx) =>
+          toConnection(await listJobs(ctx.conn, ctx.sandbox.id, { scheduleId: s.id }, args)),
       },
       { name: 'JobConnection', description: 'A page of jobs of any kind.' },
       { name: 'JobEdge', description: 'A job in a page, with its cursor.' },
@@ -135,7 +136,7 @@ builder.node(ScheduleRef, {
         type: ScheduleTickType,
         description: 'Every due time since it was made and what became of it, newest first.',
         complexity: connectionComplexity,
-        resolve: (s, args, ctx) => toConnection(listTicks(ctx.conn, ctx.sandbox.id, s.id, args)),
+        resolve: async (s, args, ctx) => toConnection(await listTicks(ctx.conn, ctx.sandbox.id, s.id, args)),
       },
       { name: 'ScheduleTickConnection', description: 'A page of schedule ticks.' },
       { name: 'ScheduleTickEdge', description: 'A tick in a page, with its cursor.' },
@@ -232,8 +233,8 @@ builder.queryFields((t) => ({
       description: 'The schedules of the sandbox, oldest first.',
       args: { filter: t.arg({ type: ScheduleFilter, description: 'Conditions the schedules must meet.' }) },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => {
-        const page = listSchedules(
+      resolve: async (_r, args, ctx) => {
+        const page = await listSchedules(
           ctx.conn,
           ctx.sandbox.id,
           { type: args.filter?.type, state: args.filter?.state },
@@ -272,9 +273,9 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Deletes a schedule with its ticks; a run already queued or running goes on. Returns its id.',
     args: { id: t.arg.id({ required: true, description: scheduleIdArg }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'Schedule',
-      id: ctx.app.schedules.delete(ctx.sandbox.id, requireId(args.id, 'Schedule')),
+      id: await ctx.app.schedules.delete(ctx.sandbox.id, requireId(args.id, 'Schedule')),
     }),
   }),
   runSchedule: t.field({

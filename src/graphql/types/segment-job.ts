@@ -120,8 +120,8 @@ builder.node(SegmentJobRef, {
   interfaces: [JobRef],
   isTypeOf: (j) => (j as Job).kind === 'SEGMENT',
   id: { resolve: (j) => j.id },
-  loadMany: (ids, ctx) => {
-    const found = jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'SEGMENT');
+  loadMany: async (ids, ctx) => {
+    const found = await jobsByIds(ctx.conn, ctx.sandbox.id, ids.map(Number), 'SEGMENT');
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -176,9 +176,9 @@ builder.queryFields((t) => ({
     nullable: true,
     description: 'A segment job by global id; null when it does not exist in this sandbox.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = decodeId(args.id, 'SegmentJob');
-      return id === undefined ? null : (jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'SEGMENT').get(id) ?? null);
+      return id === undefined ? null : ((await jobsByIds(ctx.conn, ctx.sandbox.id, [id], 'SEGMENT')).get(id) ?? null);
     },
   }),
   segmentJobs: t.connection(
@@ -187,8 +187,10 @@ builder.queryFields((t) => ({
       description: 'The segment jobs of the sandbox, newest first.',
       args: { filter: t.arg({ type: JobFilter, description: 'Conditions the jobs must meet.' }) },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) =>
-        toConnection(listJobs(ctx.conn, ctx.sandbox.id, { kinds: ['SEGMENT'], statuses: args.filter?.statuses }, args)),
+      resolve: async (_r, args, ctx) =>
+        toConnection(
+          await listJobs(ctx.conn, ctx.sandbox.id, { kinds: ['SEGMENT'], statuses: args.filter?.statuses }, args),
+        ),
     },
     { name: 'SegmentJobConnection', description: 'A page of segment jobs.' },
     { name: 'SegmentJobEdge', description: 'A segment job in a page, with its cursor.' },
@@ -214,10 +216,10 @@ builder.mutationFields((t) => ({
     description:
       'Cancels a queued or running job (CANCELLED within a second); CONFLICT once it has finished. Returns the job.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    resolve: (_r, args, ctx) => {
+    resolve: async (_r, args, ctx) => {
       const id = requireId(args.id, 'SegmentJob');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
-      return asKind(ctx.app.jobs.cancel(id), 'SEGMENT');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
+      return asKind(await ctx.app.jobs.cancel(id), 'SEGMENT');
     },
   }),
 }));
@@ -227,9 +229,9 @@ builder.subscriptionField('segmentJobUpdated', (t) =>
     type: SegmentJobRef,
     description: 'The job now, then every change; completes after it ends.',
     args: { id: t.arg.id({ required: true, description: 'The global id of the job.' }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const id = requireId(args.id, 'SegmentJob');
-      requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
+      await requireJob(ctx.conn, ctx.sandbox.id, id, 'SEGMENT', 'SegmentJob');
       return watchJob(ctx, id, 'SEGMENT');
     },
     resolve: (job) => job,

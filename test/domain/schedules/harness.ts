@@ -37,7 +37,7 @@ export async function scheduleHarness(start: string) {
   await jobs.stop();
   const make = () => new Scheduler({ conn, bus, log, jobs, clock });
   let scheduler = make();
-  scheduler.start();
+  await scheduler.start();
   return {
     conn,
     sandboxId,
@@ -49,11 +49,11 @@ export async function scheduleHarness(start: string) {
       return scheduler;
     },
     /** Stops the scheduler, lets `ms` pass with no server, and starts a new one on the same database. */
-    restartAfter(ms: number) {
+    async restartAfter(ms: number) {
       scheduler.stop();
-      clock.advance(ms);
+      await clock.advance(ms);
       scheduler = make();
-      scheduler.start();
+      await scheduler.start();
     },
     definition(name: string, value = 'true') {
       return createSegmentDefinition(conn, sandboxId, {
@@ -63,25 +63,24 @@ export async function scheduleHarness(start: string) {
       });
     },
     /** The schedule's ticks, oldest first, as [ISO due time, outcome]. */
-    ticks(scheduleId: number) {
+    async ticks(scheduleId: number) {
       const all = [];
       let after: string | undefined;
       for (;;) {
-        const page = listTicks(conn, sandboxId, scheduleId, { first: 500, after });
+        const page = await listTicks(conn, sandboxId, scheduleId, { first: 500, after });
         all.push(...page.items);
         if (!page.hasNextPage) break;
         after = page.cursors.at(-1);
       }
       return all.reverse().map((t) => [new Date(t.dueAt).toISOString(), t.outcome, t.count] as const);
     },
-    runs(scheduleId: number) {
-      return listJobs(conn, sandboxId, { scheduleId }, { first: 500 }).items.reverse();
+    async runs(scheduleId: number) {
+      return (await listJobs(conn, sandboxId, { scheduleId }, { first: 500 })).items.reverse();
     },
     /** Ends every queued run (as the runner would), with `status`. */
-    finishRuns(scheduleId: number, status: JobStatus = 'SUCCEEDED') {
-      for (const job of listJobs(conn, sandboxId, { scheduleId, statuses: ['QUEUED'] }, { first: 500 }).items) {
-        updateJob(conn, job.id, { status, finishedAt: clock.now() });
-      }
+    async finishRuns(scheduleId: number, status: JobStatus = 'SUCCEEDED') {
+      const queued = await listJobs(conn, sandboxId, { scheduleId, statuses: ['QUEUED'] }, { first: 500 });
+      for (const job of queued.items) await updateJob(conn, job.id, { status, finishedAt: clock.now() });
     },
   };
 }

@@ -24,10 +24,10 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-function boot(dataDir: string, clock: ManualClock): { conn: Connection; app: App } {
+async function boot(dataDir: string, clock: ManualClock): Promise<{ conn: Connection; app: App }> {
   const conn = openDatabase(databaseFile(dataDir));
   const log = pino({ level: 'silent' });
-  return { conn, app: createApp({ conn, limits: DEFAULT_LIMITS, log, dataDir, clock }) };
+  return { conn, app: await createApp({ conn, limits: DEFAULT_LIMITS, log, dataDir, clock }) };
 }
 
 async function shutdown({ conn, app }: { conn: Connection; app: App }): Promise<void> {
@@ -40,9 +40,9 @@ describe('a server restart', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'segql-schedule-restart-'));
     dirs.push(dataDir);
     const clock = new ManualClock(Date.parse('2026-11-28T12:00:30.000Z'));
-    const first = boot(dataDir, clock);
+    const first = await boot(dataDir, clock);
     const sandboxId = ensureSandbox(first.conn, 'prod').id;
-    const schedule = first.app.schedules.create(sandboxId, {
+    const schedule = await first.app.schedules.create(sandboxId, {
       name: 'minutely',
       type: 'BATCH_SEGMENTATION',
       properties: { segments: ['*'] },
@@ -52,30 +52,30 @@ describe('a server restart', () => {
     expect(clock.pending).toBe(0);
 
     // Down from 12:00:30 to 12:10:30: the due times 12:01 … 12:10 pass with no server.
-    clock.advance(10 * MINUTE);
-    const second = boot(dataDir, clock);
+    await clock.advance(10 * MINUTE);
+    const second = await boot(dataDir, clock);
     try {
-      const ticks = listTicks(second.conn, sandboxId, schedule.id, { first: 50 }).items.reverse();
+      const ticks = (await listTicks(second.conn, sandboxId, schedule.id, { first: 50 })).items.reverse();
       expect(ticks.map((t) => `${new Date(t.dueAt).toISOString().slice(11, 16)} ${t.outcome}`)).toEqual([
         ...['01', '02', '03', '04', '05', '06', '07', '08', '09'].map((m) => `12:${m} MISSED`),
         '12:10 STARTED',
       ]);
       for (const t of ticks.slice(0, 9)) expect(t.reason).toBe('the server was not running at this time');
       expect(ticks.every((t) => t.recordedAt === Date.parse('2026-11-28T12:10:30.000Z'))).toBe(true);
-      const runs = listJobs(second.conn, sandboxId, { scheduleId: schedule.id }, { first: 50 }).items;
+      const runs = (await listJobs(second.conn, sandboxId, { scheduleId: schedule.id }, { first: 50 })).items;
       expect(runs.map((r) => r.id)).toEqual([ticks[9]!.jobId]);
       // The catch-up run is a real job: the runner started with the app completes it.
       const deadline = Date.now() + 10_000;
-      let status = jobById(second.conn, runs[0]!.id)?.status;
+      let status = (await jobById(second.conn, runs[0]!.id))?.status;
       while (status !== 'SUCCEEDED' && status !== 'FAILED' && Date.now() < deadline) {
         await new Promise((r) => setTimeout(r, 20));
-        status = jobById(second.conn, runs[0]!.id)?.status;
+        status = (await jobById(second.conn, runs[0]!.id))?.status;
       }
       expect(status).toBe('SUCCEEDED');
       // And the scheduler is armed again for the next due time, on its one timer.
       expect(clock.pending).toBe(1);
-      clock.advance(MINUTE);
-      expect(listTicks(second.conn, sandboxId, schedule.id, { first: 1 }).items[0]).toMatchObject({
+      await clock.advance(MINUTE);
+      expect((await listTicks(second.conn, sandboxId, schedule.id, { first: 1 })).items[0]).toMatchObject({
         dueAt: Date.parse('2026-11-28T12:11:00.000Z'),
         outcome: 'STARTED',
       });
@@ -88,11 +88,11 @@ describe('a server restart', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'segql-schedule-busy-'));
     dirs.push(dataDir);
     const clock = new ManualClock(Date.parse('2026-11-28T12:00:30.000Z'));
-    const booted = boot(dataDir, clock);
+    const booted = await boot(dataDir, clock);
     const other = new Database(databaseFile(dataDir));
     try {
       const sandboxId = ensureSandbox(booted.conn, 'prod').id;
-      const schedule = booted.app.schedules.create(sandboxId, {
+      const schedule = await booted.app.schedules.create(sandboxId, {
         name: 'minutely',
         type: 'BATCH_SEGMENTATION',
         properties: { segments: ['*'] },
@@ -101,13 +101,13 @@ describe('a server restart', () => {
       // Another connection (a job's worker writing its results) holds the write lock at 12:01.
       other.exec('BEGIN IMMEDIATE');
       const started = Date.now();
-      clock.advanceTo(Date.parse('2026-11-28T12:01:00.000Z'));
+      await clock.advanceTo(Date.parse('2026-11-28T12:01:00.000Z'));
       // With the connection's 5 s busy wait the tick would have blocked here for 5 s.
       expect(Date.now() - started).toBeLessThan(1_000);
-      expect(listTicks(booted.conn, sandboxId, schedule.id, { first: 5 }).items).toEqual([]);
+      expect((await listTicks(booted.conn, sandboxId, schedule.id, { first: 5 })).items).toEqual([]);
       other.exec('COMMIT');
-      clock.advance(50);
-      expect(listTicks(booted.conn, sandboxId, schedule.id, { first: 5 }).items).toMatchObject([
+      await clock.advance(50);
+      expect((await listTicks(booted.conn, sandboxId, schedule.id, { first: 5 })).items).toMatchObject([
         { dueAt: Date.parse('2026-11-28T12:01:00.000Z'), outcome: 'STARTED' },
       ]);
     } finally {

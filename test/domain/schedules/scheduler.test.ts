@@ -12,9 +12,9 @@ import { scheduleHarness } from './harness.js';
 const MINUTE = 60_000;
 const ALL = { segments: ['*'] };
 
-function domainError(fn: () => unknown): DomainError {
+async function domainError(fn: () => unknown): Promise<DomainError> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     if (err instanceof DomainError) return err;
     throw err;
@@ -25,7 +25,7 @@ function domainError(fn: () => unknown): DomainError {
 describe('the scheduler, on a clock moved by hand', () => {
   it('runs an every-minute schedule exactly N times over N minutes, each run a job linked to it', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'minutely',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
@@ -33,10 +33,10 @@ describe('the scheduler, on a clock moved by hand', () => {
     });
     expect(new Date(s.nextRunAt!).toISOString()).toBe('2026-11-28T12:01:00.000Z');
     for (let i = 0; i < 7; i++) {
-      h.clock.advance(MINUTE);
-      h.finishRuns(s.id);
+      await h.clock.advance(MINUTE);
+      await h.finishRuns(s.id);
     }
-    const ticks = h.ticks(s.id);
+    const ticks = await h.ticks(s.id);
     expect(ticks).toHaveLength(7);
     expect(ticks.every(([, outcome]) => outcome === 'STARTED')).toBe(true);
     expect(ticks.map(([due]) => due.slice(11, 16))).toEqual([
@@ -48,7 +48,7 @@ describe('the scheduler, on a clock moved by hand', () => {
       '12:06',
       '12:07',
     ]);
-    const runs = h.runs(s.id);
+    const runs = await h.runs(s.id);
     expect(runs).toHaveLength(7);
     expect(runs.every((j) => j.kind === 'SEGMENT' && j.trigger === 'SCHEDULE' && j.scheduleId === s.id)).toBe(true);
     expect(runs[0]!.input).toMatchObject({ all: true });
@@ -59,13 +59,13 @@ describe('the scheduler, on a clock moved by hand', () => {
   it('publishes every tick as it is accounted for', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
     const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
-    h.clock.advance(2 * MINUTE);
+    await h.clock.advance(2 * MINUTE);
     const first = (await events.next()).value.payload;
     const second = (await events.next()).value.payload;
     events.close();
@@ -76,62 +76,57 @@ describe('the scheduler, on a clock moved by hand', () => {
 
   it('skips a tick while the previous run is still active (never two runs at once)', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
-    h.clock.advance(3 * MINUTE);
-    expect(h.ticks(s.id).map(([, o]) => o)).toEqual(['STARTED', 'SKIPPED_OVERLAP', 'SKIPPED_OVERLAP']);
-    expect(h.runs(s.id)).toHaveLength(1);
-    h.finishRuns(s.id);
-    h.clock.advance(MINUTE);
-    expect(
-      h
-        .ticks(s.id)
-        .map(([, o]) => o)
-        .at(-1),
-    ).toBe('STARTED');
-    expect(h.runs(s.id)).toHaveLength(2);
+    await h.clock.advance(3 * MINUTE);
+    expect((await h.ticks(s.id)).map(([, o]) => o)).toEqual(['STARTED', 'SKIPPED_OVERLAP', 'SKIPPED_OVERLAP']);
+    expect(await h.runs(s.id)).toHaveLength(1);
+    await h.finishRuns(s.id);
+    await h.clock.advance(MINUTE);
+    expect((await h.ticks(s.id)).map(([, o]) => o).at(-1)).toBe('STARTED');
+    expect(await h.runs(s.id)).toHaveLength(2);
   });
 
   it('after a restart with 10 due times missed, runs once and records the other 9 as MISSED', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
     const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
-    h.restartAfter(10 * MINUTE);
+    await h.restartAfter(10 * MINUTE);
     const published: string[] = [];
     for (let i = 0; i < 10; i++) published.push((await events.next()).value.payload.outcome);
     events.close();
     expect(published).toEqual([...Array(9).fill('MISSED'), 'STARTED']);
-    const ticks = h.ticks(s.id);
+    const ticks = await h.ticks(s.id);
     expect(ticks.filter(([, o]) => o === 'MISSED')).toHaveLength(9);
     expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
       ...['01', '02', '03', '04', '05', '06', '07', '08', '09'].map((m) => `12:${m} MISSED`),
       '12:10 STARTED',
     ]);
-    expect(h.runs(s.id)).toHaveLength(1);
-    h.finishRuns(s.id);
-    h.clock.advance(MINUTE);
-    expect(h.ticks(s.id).at(-1)).toEqual(['2026-11-28T12:11:00.000Z', 'STARTED', 1]);
+    expect(await h.runs(s.id)).toHaveLength(1);
+    await h.finishRuns(s.id);
+    await h.clock.advance(MINUTE);
+    expect((await h.ticks(s.id)).at(-1)).toEqual(['2026-11-28T12:11:00.000Z', 'STARTED', 1]);
   });
 
   it('records a long outage of an every-second schedule as 1000 listed MISSED ticks and one counted entry', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:00.500Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 's',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * * *',
     });
-    h.restartAfter(3600_000);
-    const ticks = h.ticks(s.id);
+    await h.restartAfter(3600_000);
+    const ticks = await h.ticks(s.id);
     expect(ticks).toHaveLength(1002);
     const counted = ticks[1000]!;
     expect(counted[1]).toBe('MISSED');
@@ -141,7 +136,7 @@ describe('the scheduler, on a clock moved by hand', () => {
 
   it('does not count due times while INACTIVE, and counts again from reactivation', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
@@ -149,19 +144,19 @@ describe('the scheduler, on a clock moved by hand', () => {
       state: 'INACTIVE',
     });
     expect(s.nextRunAt).toBeNull();
-    h.clock.advance(5 * MINUTE);
-    expect(h.ticks(s.id)).toEqual([]);
-    const active = h.scheduler.update(h.sandboxId, s.id, { state: 'ACTIVE' }, s.version);
+    await h.clock.advance(5 * MINUTE);
+    expect(await h.ticks(s.id)).toEqual([]);
+    const active = await h.scheduler.update(h.sandboxId, s.id, { state: 'ACTIVE' }, s.version);
     expect(new Date(active.nextRunAt!).toISOString()).toBe('2026-11-28T12:06:00.000Z');
-    h.clock.advance(MINUTE);
-    expect(h.ticks(s.id)).toEqual([['2026-11-28T12:06:00.000Z', 'STARTED', 1]]);
-    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { name: 'x' }, 1)).code).toBe('CONFLICT');
+    await h.clock.advance(MINUTE);
+    expect(await h.ticks(s.id)).toEqual([['2026-11-28T12:06:00.000Z', 'STARTED', 1]]);
+    expect((await domainError(() => h.scheduler.update(h.sandboxId, s.id, { name: 'x' }, 1))).code).toBe('CONFLICT');
   });
 
   it('records FAILED_TO_START with the reason when a run cannot be queued, and starts at the next due time', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
     const events = h.bus.subscribe<ScheduleTick>(`schedule-ticks:${h.sandboxId}`);
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
@@ -170,18 +165,18 @@ describe('the scheduler, on a clock moved by hand', () => {
     const enqueue = vi.spyOn(h.jobs, 'enqueue').mockImplementationOnce(() => {
       throw new Error('database or disk is full');
     });
-    h.clock.advance(MINUTE);
+    await h.clock.advance(MINUTE);
     expect(enqueue).toHaveBeenCalledTimes(1);
     const failed = (await events.next()).value.payload;
     expect(failed).toMatchObject({ outcome: 'FAILED_TO_START', jobId: null, reason: 'database or disk is full' });
-    expect(h.runs(s.id)).toEqual([]);
-    h.clock.advance(MINUTE);
+    expect(await h.runs(s.id)).toEqual([]);
+    await h.clock.advance(MINUTE);
     events.close();
-    expect(h.ticks(s.id)).toEqual([
+    expect(await h.ticks(s.id)).toEqual([
       ['2026-11-28T12:01:00.000Z', 'FAILED_TO_START', 1],
       ['2026-11-28T12:02:00.000Z', 'STARTED', 1],
     ]);
-    expect(h.runs(s.id)).toHaveLength(1);
+    expect(await h.runs(s.id)).toHaveLength(1);
     enqueue.mockRestore();
   });
 
@@ -203,18 +198,18 @@ describe('the scheduler, on a clock moved by hand', () => {
               }
             : ALL,
       });
-    make('batch on', 'BATCH_SEGMENTATION', 'ACTIVE');
-    make('batch off', 'BATCH_SEGMENTATION', 'INACTIVE');
-    make('export on', 'EXPORT', 'ACTIVE');
-    make('export off', 'EXPORT', 'INACTIVE');
-    const names = (filter: Parameters<typeof listSchedules>[2]) => {
-      const page = listSchedules(h.conn, h.sandboxId, filter, { first: 50 });
+    await make('batch on', 'BATCH_SEGMENTATION', 'ACTIVE');
+    await make('batch off', 'BATCH_SEGMENTATION', 'INACTIVE');
+    await make('export on', 'EXPORT', 'ACTIVE');
+    await make('export off', 'EXPORT', 'INACTIVE');
+    const names = async (filter: Parameters<typeof listSchedules>[2]) => {
+      const page = await listSchedules(h.conn, h.sandboxId, filter, { first: 50 });
       return { names: page.items.map((x) => x.name), total: page.totalCount() };
     };
-    expect(names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
-    expect(names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
-    expect(names({ state: 'INACTIVE' })).toEqual({ names: ['batch off', 'export off'], total: 2 });
-    expect(names({ type: 'BATCH_SEGMENTATION', state: 'ACTIVE' })).toEqual({ names: ['batch on'], total: 1 });
+    expect(await names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
+    expect(await names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
+    expect(await names({ state: 'INACTIVE' })).toEqual({ names: ['batch off', 'export off'], total: 2 });
+    expect(await names({ type: 'BATCH_SEGMENTATION', state: 'ACTIVE' })).toEqual({ names: ['batch on'], total: 1 });
   });
 
   it('an EXPORT schedule produces an export job per tick, each linked to the schedule', async () => {
@@ -225,19 +220,19 @@ describe('the scheduler, on a clock moved by hand', () => {
       audiences: [{ audienceId: encodeGlobalId('Audience', audience.id), statuses: ['REALIZED'] }],
       destination: { datasetName: 'minutely', format: 'NDJSON' },
     };
-    const s = h.scheduler.create(h.sandboxId, { name: 'e', type: 'EXPORT', properties, cron: '* * * * *' });
+    const s = await h.scheduler.create(h.sandboxId, { name: 'e', type: 'EXPORT', properties, cron: '* * * * *' });
     for (let i = 0; i < 4; i++) {
-      h.clock.advance(MINUTE);
-      h.finishRuns(s.id);
+      await h.clock.advance(MINUTE);
+      await h.finishRuns(s.id);
     }
-    const ticks = h.ticks(s.id);
+    const ticks = await h.ticks(s.id);
     expect(ticks.map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
       '12:01 STARTED',
       '12:02 STARTED',
       '12:03 STARTED',
       '12:04 STARTED',
     ]);
-    const runs = h.runs(s.id);
+    const runs = await h.runs(s.id);
     expect(runs).toHaveLength(4);
     for (const run of runs) {
       expect(run).toMatchObject({ kind: 'EXPORT', trigger: 'SCHEDULE', scheduleId: s.id });
@@ -252,42 +247,42 @@ describe('the scheduler, on a clock moved by hand', () => {
 
   it('runs now outside the cron, and refuses a second run while one is active', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '0 0 * * *',
     });
-    const job = h.scheduler.runNow(h.sandboxId, s.id);
+    const job = await h.scheduler.runNow(h.sandboxId, s.id);
     expect(job).toMatchObject({ kind: 'SEGMENT', trigger: 'SCHEDULE', scheduleId: s.id, status: 'QUEUED' });
-    const again = domainError(() => h.scheduler.runNow(h.sandboxId, s.id));
+    const again = await domainError(() => h.scheduler.runNow(h.sandboxId, s.id));
     expect(again.code).toBe('CONFLICT');
     expect(again.message).toContain('still QUEUED');
-    expect(h.ticks(s.id)).toEqual([]);
+    expect(await h.ticks(s.id)).toEqual([]);
   });
 
   it('deleting a schedule cancels nothing already running and stops its timer', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'm',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
-    h.clock.advance(MINUTE);
-    const [run] = h.runs(s.id);
-    h.scheduler.delete(h.sandboxId, s.id);
+    await h.clock.advance(MINUTE);
+    const [run] = await h.runs(s.id);
+    await h.scheduler.delete(h.sandboxId, s.id);
     expect(h.clock.pending).toBe(0);
-    expect(jobById(h.conn, run!.id)).toMatchObject({ status: 'QUEUED', scheduleId: s.id });
-    h.clock.advance(5 * MINUTE);
-    expect(h.runs(s.id)).toHaveLength(1);
+    expect(await jobById(h.conn, run!.id)).toMatchObject({ status: 'QUEUED', scheduleId: s.id });
+    await h.clock.advance(5 * MINUTE);
+    expect(await h.runs(s.id)).toHaveLength(1);
   });
 });
 
 describe('daylight saving time', () => {
   const dueTimes = async (start: string, cron: string, timezone: string, days: number) => {
     const h = await scheduleHarness(start);
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'd',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
@@ -295,11 +290,11 @@ describe('daylight saving time', () => {
       timezone,
     });
     for (let i = 0; i < days * 24; i++) {
-      h.clock.advance(60 * MINUTE);
-      h.finishRuns(s.id);
+      await h.clock.advance(60 * MINUTE);
+      await h.finishRuns(s.id);
     }
-    expect(h.ticks(s.id).every(([, o]) => o === 'STARTED')).toBe(true);
-    return h.ticks(s.id).map(([due]) => due);
+    expect((await h.ticks(s.id)).every(([, o]) => o === 'STARTED')).toBe(true);
+    return (await h.ticks(s.id)).map(([due]) => due);
   };
 
   it('Europe/Stockholm spring forward: a 02:30 run the gap skips runs once, at 03:00 CEST', async () => {
@@ -333,7 +328,7 @@ describe('daylight saving time', () => {
 describe('cron forms and bad input', () => {
   const next = async (cron: string, count = 3) => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const s = h.scheduler.create(h.sandboxId, { name: 'q', type: 'BATCH_SEGMENTATION', properties: ALL, cron });
+    const s = await h.scheduler.create(h.sandboxId, { name: 'q', type: 'BATCH_SEGMENTATION', properties: ALL, cron });
     return h.scheduler.upcoming(s, count).map((t) => new Date(t).toISOString());
   };
 
@@ -358,7 +353,7 @@ describe('cron forms and bad input', () => {
     ['0 0 12 ? * 6#9', 'input.cron', 'is not a valid cron expression'],
   ])('refuses the cron "%s" as BAD_USER_INPUT naming the problem', async (cron, field, reason) => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const err = domainError(() =>
+    const err = await domainError(() =>
       h.scheduler.create(h.sandboxId, { name: 'bad', type: 'BATCH_SEGMENTATION', properties: ALL, cron }),
     );
     expect(err.code).toBe('BAD_USER_INPUT');
@@ -368,7 +363,7 @@ describe('cron forms and bad input', () => {
 
   it.each(['Mars/Olympus_Mons', '+01:00', ''])('refuses the time zone "%s"', async (timezone) => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const err = domainError(() =>
+    const err = await domainError(() =>
       h.scheduler.create(h.sandboxId, {
         name: 'bad',
         type: 'BATCH_SEGMENTATION',
@@ -383,25 +378,27 @@ describe('cron forms and bad input', () => {
 
   it('refuses a bad cron or zone in updateSchedule too, and changes nothing', async () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'u',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '0 * * * *',
     });
-    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '0 0 25 * * ?' }))).toMatchObject({
+    expect(await domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '0 0 25 * * ?' }))).toMatchObject({
       code: 'BAD_USER_INPUT',
       message: '"0 0 25 * * ?" is not a valid cron expression: Invalid value for hour: 25',
       extensions: { field: 'input.cron' },
     });
-    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '* * * * * * * *' })).message).toContain(
-      'has 8 fields',
-    );
-    expect(domainError(() => h.scheduler.update(h.sandboxId, s.id, { timezone: 'Europe/Atlantis' }))).toMatchObject({
+    expect(
+      (await domainError(() => h.scheduler.update(h.sandboxId, s.id, { cron: '* * * * * * * *' }))).message,
+    ).toContain('has 8 fields');
+    expect(
+      await domainError(() => h.scheduler.update(h.sandboxId, s.id, { timezone: 'Europe/Atlantis' })),
+    ).toMatchObject({
       code: 'BAD_USER_INPUT',
       extensions: { field: 'input.timezone' },
     });
-    const after = h.scheduler.update(h.sandboxId, s.id, { name: 'u2' });
+    const after = await h.scheduler.update(h.sandboxId, s.id, { name: 'u2' });
     expect(after).toMatchObject({ cron: '0 * * * *', timezone: 'UTC', version: 2, nextRunAt: s.nextRunAt });
   });
 
@@ -410,7 +407,7 @@ describe('cron forms and bad input', () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
     const create = (properties: unknown) => () =>
       h.scheduler.create(h.sandboxId, { name: 'x', type: 'EXPORT', properties, cron: '* * * * *' });
-    expect(domainError(create({}))).toMatchObject({
+    expect(await domainError(create({}))).toMatchObject({
       code: 'BAD_USER_INPUT',
       message: 'input.properties.audiences must list at least one { audienceId }',
     });
@@ -418,12 +415,12 @@ describe('cron forms and bad input', () => {
       audiences: [{ audienceId: 'QXVkaWVuY2U6OTk5' }],
       destination: { datasetName: 'd', format: 'CSV' },
     };
-    expect(domainError(create(unknownAudience))).toMatchObject({ code: 'NOT_FOUND' });
+    expect(await domainError(create(unknownAudience))).toMatchObject({ code: 'NOT_FOUND' });
     const badFormat = {
       audiences: [{ audienceId: 'QXVkaWVuY2U6OTk5' }],
       destination: { datasetName: 'd', format: 'XML' },
     };
-    expect(domainError(create(badFormat))).toMatchObject({
+    expect(await domainError(create(badFormat))).toMatchObject({
       code: 'BAD_USER_INPUT',
       extensions: { field: 'input.properties.destination.format' },
     });
@@ -433,10 +430,10 @@ describe('cron forms and bad input', () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
     const create = (properties: unknown) => () =>
       h.scheduler.create(h.sandboxId, { name: 'p', type: 'BATCH_SEGMENTATION', properties, cron: '* * * * *' });
-    expect(domainError(create({ segments: [] })).code).toBe('BAD_USER_INPUT');
-    expect(domainError(create({ segments: ['*', 'x'] })).code).toBe('BAD_USER_INPUT');
-    expect(domainError(create({ segmnts: ['*'] })).message).toContain('unknown "segmnts"');
-    expect(domainError(create({ segments: [encodeGlobalId('SegmentDefinition', 99)] })).code).toBe('NOT_FOUND');
+    expect((await domainError(create({ segments: [] }))).code).toBe('BAD_USER_INPUT');
+    expect((await domainError(create({ segments: ['*', 'x'] }))).code).toBe('BAD_USER_INPUT');
+    expect((await domainError(create({ segmnts: ['*'] }))).message).toContain('unknown "segmnts"');
+    expect((await domainError(create({ segments: [encodeGlobalId('SegmentDefinition', 99)] }))).code).toBe('NOT_FOUND');
   });
 });
 
@@ -444,23 +441,23 @@ describe('references and freshness', () => {
   it('refuses to delete a definition or audience a schedule names, naming the schedule', async () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
     const def = h.definition('vip');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'nightly vip',
       type: 'BATCH_SEGMENTATION',
       properties: { segments: [encodeGlobalId('SegmentDefinition', def.id)] },
       cron: '0 3 * * *',
     });
-    const byDefinition = domainError(() => deleteSegmentDefinition(h.conn, h.sandboxId, def.id));
+    const byDefinition = await domainError(() => deleteSegmentDefinition(h.conn, h.sandboxId, def.id));
     expect(byDefinition.code).toBe('CONFLICT');
     expect(byDefinition.message).toBe(
       'Segment definition "vip" is named by schedule "nightly vip"; change or delete the schedule first',
     );
     expect(byDefinition.extensions.schedules).toEqual([{ id: encodeGlobalId('Schedule', s.id), name: 'nightly vip' }]);
-    const byAudience = domainError(() => deleteAudience(h.conn, h.sandboxId, def.audienceId));
+    const byAudience = await domainError(() => deleteAudience(h.conn, h.sandboxId, def.audienceId));
     expect(byAudience).toMatchObject({ code: 'CONFLICT' });
     expect(byAudience.message).toContain('schedule "nightly vip"');
     // Pointing the schedule elsewhere releases it.
-    h.scheduler.update(h.sandboxId, s.id, { properties: ALL });
+    await h.scheduler.update(h.sandboxId, s.id, { properties: ALL });
     expect(deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
   });
 
@@ -468,66 +465,66 @@ describe('references and freshness', () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
     const def = h.definition('vip');
     const manual = createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
     const fresh = () => audienceFreshness(h.conn, h.sandboxId, [def.audienceId, manual.id]);
-    expect(fresh().get(def.audienceId)).toEqual({ scheduleId: s.id, stale: false });
-    expect(fresh().get(manual.id)).toEqual({ scheduleId: null, stale: null });
-    h.clock.advance(MINUTE);
-    h.finishRuns(s.id, 'FAILED');
-    expect(fresh().get(def.audienceId)?.stale).toBe(true);
-    h.clock.advance(MINUTE);
-    h.finishRuns(s.id, 'SUCCEEDED');
-    expect(fresh().get(def.audienceId)?.stale).toBe(false);
-    h.scheduler.update(h.sandboxId, s.id, { state: 'INACTIVE' });
-    expect(fresh().get(def.audienceId)).toEqual({ scheduleId: null, stale: null });
+    expect((await fresh()).get(def.audienceId)).toEqual({ scheduleId: s.id, stale: false });
+    expect((await fresh()).get(manual.id)).toEqual({ scheduleId: null, stale: null });
+    await h.clock.advance(MINUTE);
+    await h.finishRuns(s.id, 'FAILED');
+    expect((await fresh()).get(def.audienceId)?.stale).toBe(true);
+    await h.clock.advance(MINUTE);
+    await h.finishRuns(s.id, 'SUCCEEDED');
+    expect((await fresh()).get(def.audienceId)?.stale).toBe(false);
+    await h.scheduler.update(h.sandboxId, s.id, { state: 'INACTIVE' });
+    expect((await fresh()).get(def.audienceId)).toEqual({ scheduleId: null, stale: null });
   });
 
   it('calls an audience stale when its schedule missed its last due time or failed to start it', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
     const def = h.definition('vip');
-    const s = h.scheduler.create(h.sandboxId, {
+    const s = await h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
       properties: ALL,
       cron: '* * * * *',
     });
-    const fresh = () => audienceFreshness(h.conn, h.sandboxId, [def.audienceId]).get(def.audienceId);
-    h.clock.advance(MINUTE);
-    expect(fresh()).toEqual({ scheduleId: s.id, stale: false });
+    const fresh = async () => (await audienceFreshness(h.conn, h.sandboxId, [def.audienceId])).get(def.audienceId);
+    await h.clock.advance(MINUTE);
+    expect(await fresh()).toEqual({ scheduleId: s.id, stale: false });
     // Down for three due times while the 12:01 run is still queued: two MISSED, the latest skipped.
-    h.restartAfter(3 * MINUTE);
-    expect(h.ticks(s.id).map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
+    await h.restartAfter(3 * MINUTE);
+    expect((await h.ticks(s.id)).map(([due, o]) => `${due.slice(11, 16)} ${o}`)).toEqual([
       '12:01 STARTED',
       '12:02 MISSED',
       '12:03 MISSED',
       '12:04 SKIPPED_OVERLAP',
     ]);
-    expect(fresh()).toEqual({ scheduleId: s.id, stale: true });
-    h.finishRuns(s.id);
-    h.clock.advance(MINUTE);
-    expect(fresh()?.stale).toBe(false);
-    h.finishRuns(s.id);
+    expect(await fresh()).toEqual({ scheduleId: s.id, stale: true });
+    await h.finishRuns(s.id);
+    await h.clock.advance(MINUTE);
+    expect((await fresh())?.stale).toBe(false);
+    await h.finishRuns(s.id);
     const enqueue = vi.spyOn(h.jobs, 'enqueue').mockImplementationOnce(() => {
       throw new Error('database or disk is full');
     });
-    h.clock.advance(MINUTE);
-    expect(h.ticks(s.id).at(-1)?.[1]).toBe('FAILED_TO_START');
-    expect(fresh()).toEqual({ scheduleId: s.id, stale: true });
+    await h.clock.advance(MINUTE);
+    expect((await h.ticks(s.id)).at(-1)?.[1]).toBe('FAILED_TO_START');
+    expect(await fresh()).toEqual({ scheduleId: s.id, stale: true });
     enqueue.mockRestore();
-    h.clock.advance(MINUTE);
-    expect(fresh()?.stale).toBe(false);
+    await h.clock.advance(MINUTE);
+    expect((await fresh())?.stale).toBe(false);
   });
 
   it('refuses to delete an audience an EXPORT schedule exports, naming the schedule', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
     const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
-    h.scheduler.create(h.sandboxId, {
+    await h.scheduler.create(h.sandboxId, {
       name: 'nightly export',
       type: 'EXPORT',
       properties: {
@@ -536,7 +533,7 @@ describe('references and freshness', () => {
       },
       cron: '0 3 * * *',
     });
-    const refused = domainError(() => deleteAudience(h.conn, h.sandboxId, audience.id));
+    const refused = await domainError(() => deleteAudience(h.conn, h.sandboxId, audience.id));
     expect(refused.code).toBe('CONFLICT');
     expect(refused.message).toBe(
       'Audience "exported" is named by schedule "nightly export"; change or delete the schedule first',
