@@ -34,6 +34,7 @@ function expiryStatements(tx: UnitConnection) {
 /**
  * Exits members whose every row in the list is older than the audience's TTL at `now`; returns how many exited.
  * Each audience with such rows is one unit: its exits, its size and the rows it forgets commit together.
+ * A sweep: it fails with SQLITE_BUSY rather than wait when another process holds the write lock.
  */
 export async function expireExternalMembers(conn: Connection, now: number): Promise<number> {
   const { sqlite } = conn;
@@ -50,22 +51,26 @@ export async function expireExternalMembers(conn: Connection, now: number): Prom
     const cutoff = now - a.ttl * DAY_MS;
     if (anyExpired.get(a.audienceId, cutoff) === undefined) continue;
     // Audiences are few; within one, the members are a synchronous loop of statements.
-    exited += await writeUnit(conn, (tx) => {
-      const { candidates, status, fresh, forget } = expiryStatements(tx);
-      const writer = new MembershipWriter(tx);
-      let count = 0;
-      for (const profileId of candidates.all(a.audienceId, cutoff) as number[]) {
-        const current = status.get(a.audienceId, profileId) as MembershipStatus | undefined;
-        if (!current || !CURRENT_STATUSES.includes(current)) continue;
-        if (fresh.get(a.audienceId, profileId, a.namespace, cutoff) !== undefined) continue;
-        // A list has no definition, so no definition version.
-        writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null);
-        count++;
-      }
-      writer.flushSizes(now);
-      forget.run(a.audienceId, cutoff);
-      return count;
-    });
+    exited += await writeUnit(
+      conn,
+      (tx) => {
+        const { candidates, status, fresh, forget } = expiryStatements(tx);
+        const writer = new MembershipWriter(tx);
+        let count = 0;
+        for (const profileId of candidates.all(a.audienceId, cutoff) as number[]) {
+          const current = status.get(a.audienceId, profileId) as MembershipStatus | undefined;
+          if (!current || !CURRENT_STATUSES.includes(current)) continue;
+          if (fresh.get(a.audienceId, profileId, a.namespace, cutoff) !== undefined) continue;
+          // A list has no definition, so no definition version.
+          writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null);
+          count++;
+        }
+        writer.flushSizes(now);
+        forget.run(a.audienceId, cutoff);
+        return count;
+      },
+      { busyWait: false },
+    );
   }
   return exited;
 }

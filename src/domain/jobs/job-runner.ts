@@ -3,7 +3,7 @@ import { and, eq, sql } from 'drizzle-orm';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
-import { type UnitConnection, writeUnit } from '../../db/unit.js';
+import { type UnitConnection, writeInTurn, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
@@ -178,8 +178,9 @@ export class JobRunner {
   private async sweep(): Promise<void> {
     for (const kind of registeredJobKinds()) {
       try {
-        // Skipped, not waited for on the main thread, while a job holds the write lock (db/busy.ts).
-        await withoutBusyWait(this.services.conn, () => kind.sweep(this.services, Date.now()));
+        // A sweep's units do not wait for a write lock another process holds (db/busy.ts): the
+        // sweep is skipped until the next round.
+        await kind.sweep(this.services, Date.now());
       } catch (err) {
         if (isBusy(err)) continue;
         this.services.log.error({ err, kind: kind.kind }, 'job sweep failed');
@@ -297,13 +298,16 @@ export class JobRunner {
       let updated: Job | undefined;
       try {
         // On the main thread: a report that finds the task's write lock taken is dropped rather
-        // than waited for (db/busy.ts); the next report, or the finish itself, says more.
-        updated = await withoutBusyWait(conn, () =>
-          updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
-            progressDone: done,
-            progressTotal: total,
-            ...(result !== undefined ? { result } : {}),
-          }),
+        // than waited for (db/busy.ts); the next report, or the finish itself, says more. Its one
+        // statement waits for a unit another request has open rather than land in it (db/unit.ts).
+        updated = await writeInTurn(conn, () =>
+          withoutBusyWait(conn, () =>
+            updateJobIn(conn, claimed.id, ['PROCESSING', 'CANCELLING'], {
+              progressDone: done,
+              progressTotal: total,
+              ...(result !== undefined ? { result } : {}),
+            }),
+          ),
         );
       } catch (err) {
         // It must not take the process down either (this runs in a worker's message handler).

@@ -109,19 +109,26 @@ defineJobKind({
   sweep: (services, now) => purgeExpiredPreviews(services, now),
 });
 
-/** Deletes previews older than 24 hours with their results (the runner calls this periodically). */
+/**
+ * Deletes previews older than 24 hours with their results (the runner calls this periodically);
+ * fails with SQLITE_BUSY rather than wait when another process holds the write lock.
+ */
 export function purgeExpiredPreviews({ conn }: { conn: Connection }, now = Date.now()): Promise<number> {
-  return writeUnit(conn, (tx) => {
-    const expired = tx.sqlite
-      .prepare(
-        "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
-      )
-      .pluck()
-      .all(now - PREVIEW_TTL_MS) as number[];
-    // Rows of a day's previews: deleted in one synchronous pass, not one await each.
-    for (const id of expired) deletePreviewRows(tx, id);
-    return expired.length;
-  });
+  return writeUnit(
+    conn,
+    (tx) => {
+      const expired = tx.sqlite
+        .prepare(
+          "SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < ? AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')",
+        )
+        .pluck()
+        .all(now - PREVIEW_TTL_MS) as number[];
+      // Rows of a day's previews: deleted in one synchronous pass, not one await each.
+      for (const id of expired) deletePreviewRows(tx, id);
+      return expired.length;
+    },
+    { busyWait: false },
+  );
 }
 
 /** The statements that delete one preview, for the caller's unit to run. */

@@ -1,6 +1,6 @@
 import { and, desc, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
-import { isBusy, withoutBusyWait } from '../../db/busy.js';
+import { isBusy } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { jobs } from '../../db/schema.js';
 import { type UnitConnection, writeUnit } from '../../db/unit.js';
@@ -177,14 +177,16 @@ export class Scheduler {
     let schedule: Schedule | undefined;
     try {
       // Never waited for on the main thread (db/busy.ts): another process may hold the lock.
-      [schedule, ticks] = await withoutBusyWait(conn, () =>
-        writeUnit(conn, async (tx): Promise<[Schedule | undefined, ScheduleTick[]]> => {
+      [schedule, ticks] = await writeUnit(
+        conn,
+        async (tx): Promise<[Schedule | undefined, ScheduleTick[]]> => {
           const current = await scheduleById(tx, id);
           const now = this.clock.now();
           if (current?.state !== 'ACTIVE' || current.nextRunAt == null || current.nextRunAt > now) return [current, []];
           const recorded = await this.account(tx, current, now, missedReason);
           return [await scheduleById(tx, id), recorded];
-        }),
+        },
+        { busyWait: false },
       );
     } catch (err) {
       if (isBusy(err)) {
