@@ -144,6 +144,15 @@ function unitSection<T>(
       return result;
     }
     turns.open = true;
+    if (inside) {
+      // Under the tests: on SQLite a unit's awaits must all be settled within the microtasks of
+      // the turn that opened it. One left open past that turn (a timer, I/O, a worker's answer)
+      // would let any other request's reads see its writes before they commit, and a plain
+      // write land inside it.
+      setImmediate(() => {
+        if (!unit.ended) throw new Error('a unit of work stayed open past the turn of the event loop that opened it');
+      });
+    }
     return result
       .then(
         (value) => {
