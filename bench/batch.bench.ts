@@ -63,12 +63,12 @@ export async function run(argv: string[]): Promise<number> {
   const chunkSize = intArg(args, 'chunk-size', DEFAULT_LIMITS.segmentChunkSize);
   const phases = args.get('phases') === 'true';
 
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   let failures = 0;
   try {
     const { conn } = work;
-    const segments = createReferenceSegments(conn, dataset, loadDefinitions(), chunkSize);
+    const segments = await createReferenceSegments(conn, dataset, loadDefinitions(), chunkSize);
 
     // Check pass, also the warm-up (page cache, JIT, the SQL functions): floor, then the job.
     const floorSets = runFloor(conn, segments, true).sets!;
@@ -189,26 +189,29 @@ export interface ReferenceSegments {
  * Creates the twenty reference definitions (and their audiences) through the domain code,
  * in file order, which is a dependency order, and builds the plan the job handler would.
  */
-export function createReferenceSegments(
+export async function createReferenceSegments(
   conn: Connection,
   dataset: Dataset,
   definitions: readonly Definition[],
   chunkSize: number = DEFAULT_LIMITS.segmentChunkSize,
-): ReferenceSegments {
+): Promise<ReferenceSegments> {
   const { sandboxId, now } = dataset;
-  const created = definitions.map((reference) => ({
-    reference,
-    definition: createSegmentDefinition(
-      conn,
-      sandboxId,
-      {
-        name: reference.name,
-        expression: { format: 'PQL_TEXT', value: reference.text },
-        lifecycleState: 'PUBLISHED',
-      },
-      now,
-    ),
-  }));
+  const created: ReferenceSegments['created'] = [];
+  for (const reference of definitions) {
+    created.push({
+      reference,
+      definition: await createSegmentDefinition(
+        conn,
+        sandboxId,
+        {
+          name: reference.name,
+          expression: { format: 'PQL_TEXT', value: reference.text },
+          lifecycleState: 'PUBLISHED',
+        },
+        now,
+      ),
+    });
+  }
   const all = created.map((c) => c.definition);
   // The handler's own plan builder; the jobId is set per run.
   const { jobId: _jobId, ...plan } = orderedPlan(conn, sandboxId, all, { jobId: 0, now, chunkSize, notes: [] });

@@ -47,12 +47,12 @@ export async function dryRunBench(args: Map<string, string>): Promise<boolean> {
     .get('only')
     ?.split(',')
     .filter((s) => s !== '');
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, 'dryrun');
   let failed = false;
   try {
     const { conn } = work;
-    const segments = createReferenceSegments(conn, dataset, loadDefinitions());
+    const segments = await createReferenceSegments(conn, dataset, loadDefinitions());
     runSegmentJob(conn, segments);
     perturbMembers(conn, segments);
     const ratios: number[][] = [];
@@ -63,7 +63,7 @@ export async function dryRunBench(args: Map<string, string>): Promise<boolean> {
       const q = floorOf(name, segments.floorContext);
       const floor = conn.sqlite.prepare(q.sql).pluck();
       // Untimed warm-up of both sides, also the check against SQL.
-      const check = dryRun(conn, segments, definition, 1);
+      const check = await dryRun(conn, segments, definition, 1);
       const expected = sqlCounts(conn, definition.audienceId, q.sql, q.params);
       const got = {
         join: check.result.wouldJoin.value,
@@ -86,7 +86,7 @@ export async function dryRunBench(args: Map<string, string>): Promise<boolean> {
           floors.push(performance.now() - t);
         };
         if (r % 2 === 1) timeFloor();
-        dry.push(dryRun(conn, segments, definition, r + 2).ms);
+        dry.push((await dryRun(conn, segments, definition, r + 2)).ms);
         if (r % 2 === 0) timeFloor();
       }
       const ratio = statsOf(dry.map((ms, i) => ms / floors[i]!));
@@ -140,12 +140,12 @@ function sqlCounts(conn: Connection, audienceId: number, floorSql: string, param
 }
 
 /** One dry run as the worker runs it: a PROCESSING jobs row, the runner's plan, then the task. */
-function dryRun(
+async function dryRun(
   conn: Connection,
   segments: ReferenceSegments,
   definition: SegmentDefinition,
   seed: number,
-): { ms: number; result: DefinitionChangeResult; dependents: number } {
+): Promise<{ ms: number; result: DefinitionChangeResult; dependents: number }> {
   const { sandboxId, now } = segments;
   const job = insertJob(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', {
     definitionId: definition.id,
@@ -160,7 +160,7 @@ function dryRun(
   }) as DefinitionChangePreview;
   updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const started = performance.now();
-  const plan = definitionChangePlan(conn, job, now);
+  const plan = await definitionChangePlan(conn, job, now);
   const result = runJobTask(conn, job.id, definitionChangeTask, plan, {
     progress: () => {},
     cancelled: () => false,

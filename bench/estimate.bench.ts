@@ -56,12 +56,12 @@ export async function run(argv: string[]): Promise<number> {
   for (const name of [...(only ?? []), calibrate]) {
     if (!definitions.some((d) => d.name === name)) throw new Error(`no reference definition named "${name}"`);
   }
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   let failures = 0;
   try {
     const { conn } = work;
-    const segments = createReferenceSegments(conn, dataset, definitions);
+    const segments = await createReferenceSegments(conn, dataset, definitions);
     // inSegment reads stored memberships: one real job writes them for every reference audience.
     runSegmentJob(conn, segments);
 

@@ -59,7 +59,7 @@ export async function storeReferenceSegments(
     } finally {
       source.close();
     }
-    const segments = createReferenceSegments(scratch, dataset, definitions);
+    const segments = await createReferenceSegments(scratch, dataset, definitions);
 
     // Every run starts from the same state: no definitions, audiences, memberships or jobs.
     await client.query(`TRUNCATE ${[...DEFINITION_TABLES, ...JOB_TABLES].join(', ')}`);

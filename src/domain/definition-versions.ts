@@ -40,14 +40,14 @@ function toVersion(row: Row): DefinitionVersion {
 }
 
 /** The name recorded as `changedBy` for a request made with this key (null: no key, the server runs open). */
-export function actorName(conn: Connection, keyId: number | null): string {
+export async function actorName(conn: Connection, keyId: number | null): Promise<string> {
   if (keyId === null) return OPEN_ACTOR;
   const row = conn.db.select({ name: apiKeys.name }).from(apiKeys).where(eq(apiKeys.id, keyId)).get();
   return row?.name ?? `key ${keyId}`;
 }
 
 /** Keeps the definition's current expression and settings as a version (inside the writing transaction). */
-export function recordDefinitionVersion(
+export async function recordDefinitionVersion(
   conn: Connection,
   def: {
     id: number;
@@ -62,7 +62,7 @@ export function recordDefinitionVersion(
   },
   changedBy: string,
   now: number,
-): void {
+): Promise<void> {
   conn.db
     .insert(definitionVersions)
     .values({

@@ -33,9 +33,9 @@ export interface Context {
 }
 
 /** A loader that batches ids into one `Map`-returning domain call. */
-function batched<V>(load: (ids: readonly number[]) => Map<number, V>, missing: V) {
+function batched<V>(load: (ids: readonly number[]) => Map<number, V> | Promise<Map<number, V>>, missing: V) {
   return new DataLoader<number, V>(async (ids) => {
-    const found = load(ids);
+    const found = await load(ids);
     return ids.map((id) => found.get(id) ?? missing);
   });
 }
@@ -46,7 +46,7 @@ function batched<V>(load: (ids: readonly number[]) => Map<number, V>, missing: V
  * number of SQL statements whatever its size.
  */
 export function createLoaders(conn: Connection, sandboxId: number) {
-  let folders: Map<number, Folder> | undefined;
+  let folders: Promise<Map<number, Folder>> | undefined;
   return {
     profile: batched<Profile | undefined>((ids) => profilesByIds(conn, sandboxId, ids), undefined),
     identities: batched<Identity[]>((ids) => identitiesOf(conn, sandboxId, ids), []),

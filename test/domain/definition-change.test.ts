@@ -3,7 +3,7 @@
  * subscriber over the API may miss reports a busy main thread handles after the job has ended,
  * so the running estimates are judged here, where none is lost.
  */
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import {
   type DefinitionChangePreview,
@@ -28,9 +28,9 @@ const TRUTH = { wouldJoin: 300, wouldLeave: 300, wouldStay: 1200 } as const;
 const SIDES = ['wouldJoin', 'wouldLeave', 'wouldStay'] as const;
 
 /** 3,000 profiles and "Fifty plus" (points >= 50) with its members written by a segment job. */
-function store() {
+async function store() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   ingestProfiles(
     conn,
     sandboxId,
@@ -39,7 +39,7 @@ function store() {
       attributes: { loyalty: { points: i % 100 } },
     })),
   );
-  const def = createSegmentDefinition(conn, sandboxId, {
+  const def = await createSegmentDefinition(conn, sandboxId, {
     name: 'Fifty plus',
     expression: { format: 'PQL_TEXT', value: 'loyalty.points >= 50' },
     lifecycleState: 'PUBLISHED',
@@ -51,7 +51,7 @@ function store() {
   return { conn, sandboxId, def };
 }
 
-function dryRun({ conn, sandboxId, def }: ReturnType<typeof store>, seed: number) {
+async function dryRun({ conn, sandboxId, def }: Awaited<ReturnType<typeof store>>, seed: number) {
   const job = insertJob(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', {
     definitionId: def.id,
     audienceId: def.audienceId,
@@ -64,7 +64,7 @@ function dryRun({ conn, sandboxId, def }: ReturnType<typeof store>, seed: number
   }) as DefinitionChangePreview;
   updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const reports: DefinitionChangeProgress[] = [];
-  const result = runJobTask(conn, job.id, definitionChangeTask, definitionChangePlan(conn, job, NOW), {
+  const result = runJobTask(conn, job.id, definitionChangeTask, await definitionChangePlan(conn, job, NOW), {
     progress: (p) => reports.push(p),
     cancelled: () => false,
   });
@@ -72,12 +72,15 @@ function dryRun({ conn, sandboxId, def }: ReturnType<typeof store>, seed: number
 }
 
 describe('the dry run task', () => {
-  const s = store();
+  let s: Awaited<ReturnType<typeof store>>;
+  beforeAll(async () => {
+    s = await store();
+  });
 
-  it('reads fixed pages, so the running estimates at each count read are a function of the seed', () => {
-    const a = dryRun(s, 11);
-    const b = dryRun(s, 11);
-    const c = dryRun(s, 12);
+  it('reads fixed pages, so the running estimates at each count read are a function of the seed', async () => {
+    const a = await dryRun(s, 11);
+    const b = await dryRun(s, 11);
+    const c = await dryRun(s, 12);
     // Pages of 1,000, then 2,000: the last running report has read the whole store.
     expect(a.running.map((r) => r.done)).toEqual([1000, PROFILES]);
     expect(b.running).toEqual(a.running);
@@ -90,7 +93,7 @@ describe('the dry run task', () => {
     }
   });
 
-  it('has 95 % running intervals that cover the truth in at least 90 % of checkpoints over 40 seeds', () => {
+  it('has 95 % running intervals that cover the truth in at least 90 % of checkpoints over 40 seeds', async () => {
     // One informative checkpoint per seed (1,000 of 3,000 read; at 3,000 the interval has
     // closed), three intervals each: of 120 (seed, side) pairs ~Binomial(120, 0.95) cover, mean
     // 114, sd 2.4, and at least 108 (90 %) with probability > 0.99; the sides of one seed are
@@ -98,7 +101,7 @@ describe('the dry run task', () => {
     let pairs = 0;
     let covered = 0;
     for (let seed = 1; seed <= 40; seed++) {
-      for (const r of dryRun(s, seed).running) {
+      for (const r of (await dryRun(s, seed)).running) {
         if (r.done >= PROFILES) continue;
         for (const side of SIDES) {
           pairs++;

@@ -57,10 +57,10 @@ describe('reading a CSV list', () => {
   });
 });
 
-function setup(name: string) {
+async function setup(name: string) {
   const conn = openDatabase(join(dir, `${name}.db`));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
-  const external = createExternalAudience(
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+  const external = await createExternalAudience(
     conn,
     sandboxId,
     {
@@ -121,7 +121,7 @@ function setup(name: string) {
 
 describe('member expiry', () => {
   it('exits members ttlInDays after the last run that listed them, through the kind sweep, and not before', async () => {
-    const { conn, sandboxId, run, statuses } = setup('ttl');
+    const { conn, sandboxId, run, statuses } = await setup('ttl');
     ingestProfiles(conn, sandboxId, [
       { identities: [{ namespace: 'email', id: 'old@x.com' }], attributes: {} },
       { identities: [{ namespace: 'email', id: 'new@x.com' }], attributes: {} },
@@ -164,8 +164,8 @@ describe('member expiry', () => {
     }
   });
 
-  it('fails a run whose upload is gone, with the reason', () => {
-    const { conn, sandboxId, external } = setup('gone');
+  it('fails a run whose upload is gone, with the reason', async () => {
+    const { conn, sandboxId, external } = await setup('gone');
     const job = insertJob(conn, sandboxId, 'INGESTION', {
       externalAudienceId: external.id,
       audienceId: external.audienceId,
@@ -201,8 +201,8 @@ describe('member expiry', () => {
     conn.close();
   });
 
-  it('fails a run with no usable row, keeping its errors', () => {
-    const { conn, run } = setup('unusable');
+  it('fails a run with no usable row, keeping its errors', async () => {
+    const { conn, run } = await setup('unusable');
     expect(run('email,points\n,1\nx@x.com,many\n', NOW)).toEqual({
       status: 'FAILED',
       error: "Nothing usable: all 2 rows failed (see the run's errors)",

@@ -12,9 +12,9 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A PROCESSING preview job, and a task that stores `ids` as its output and then does `then`. */
-function setup() {
+async function setup() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const job = insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: 'true' },
     expressionText: 'true',
@@ -38,8 +38,8 @@ function setup() {
 const never = () => false;
 
 describe('runJobTask (what the job worker does with every task)', () => {
-  it('commits the output with the SUCCEEDED state, the result and the final progress', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
+  it('commits the output with the SUCCEEDED state, the result and the final progress', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.progress({ done: 3, total: 3, estimate });
       ctx.finish(() => {
@@ -61,8 +61,8 @@ describe('runJobTask (what the job worker does with every task)', () => {
     expect(jobById(conn, job.id)?.finishedAt).toBeTypeOf('number');
   });
 
-  it('writes nothing when the output fails to write: the job stays PROCESSING for the runner to fail', () => {
-    const { conn, job, storedRows, store } = setup();
+  it('writes nothing when the output fails to write: the job stays PROCESSING for the runner to fail', async () => {
+    const { conn, job, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
         store();
@@ -74,8 +74,8 @@ describe('runJobTask (what the job worker does with every task)', () => {
     expect(jobById(conn, job.id)).toMatchObject({ status: 'PROCESSING', result: null });
   });
 
-  it('lets a cancel that reached the database first win: Cancelled, and no output', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
+  it('lets a cancel that reached the database first win: Cancelled, and no output', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
     updateJob(conn, job.id, { status: 'CANCELLING' });
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
@@ -88,8 +88,8 @@ describe('runJobTask (what the job worker does with every task)', () => {
     expect(jobById(conn, job.id)?.status).toBe('CANCELLING');
   });
 
-  it('stops at finish when the cancel flag is up, without writing', () => {
-    const { conn, job, estimate, storedRows, store } = setup();
+  it('stops at finish when the cancel flag is up, without writing', async () => {
+    const { conn, job, estimate, storedRows, store } = await setup();
     const task: JobTask<'PREVIEW', null> = (_conn, _plan, ctx) => {
       ctx.finish(() => {
         store();
@@ -103,8 +103,8 @@ describe('runJobTask (what the job worker does with every task)', () => {
     expect(jobById(conn, job.id)?.status).toBe('PROCESSING');
   });
 
-  it('refuses a task that returns without finishing its job', () => {
-    const { conn, job } = setup();
+  it('refuses a task that returns without finishing its job', async () => {
+    const { conn, job } = await setup();
     const task: JobTask<'PREVIEW', null> = () => {};
     expect(() => runJobTask(conn, job.id, task, null, { progress: () => {}, cancelled: never })).toThrow(
       /returned without finishing/,

@@ -28,22 +28,24 @@ function segql(args: string[]): Promise<{ code: number; stdout: string; stderr: 
   });
 }
 
-beforeAll(() => {
+beforeAll(async () => {
   const conn = openDatabase(databaseFile(dataDir));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   ingestProfiles(conn, sandboxId, [
     { identities: [{ namespace: 'email', id: 'a@x.com' }], attributes: {} },
     { identities: [{ namespace: 'email', id: 'b@x.com' }], attributes: {} },
   ]);
-  audienceId = createExternalAudience(conn, sandboxId, {
-    name: 'Newsletter',
-    namespace: 'crm',
-    externalId: 'nl-2026',
-    fields: [
-      { name: 'email', type: 'STRING', identityNamespace: 'email' },
-      { name: 'points', type: 'NUMBER', identityNamespace: null },
-    ],
-  }).audienceId;
+  audienceId = (
+    await createExternalAudience(conn, sandboxId, {
+      name: 'Newsletter',
+      namespace: 'crm',
+      externalId: 'nl-2026',
+      fields: [
+        { name: 'email', type: 'STRING', identityNamespace: 'email' },
+        { name: 'points', type: 'NUMBER', identityNamespace: null },
+      ],
+    })
+  ).audienceId;
   conn.close();
   writeFileSync(join(dataDir, 'list.csv'), 'email,points\na@x.com,1\nb@x.com,two\nc@x.com,3\n');
   writeFileSync(join(dataDir, 'more.csv'), 'email,points\nb@x.com,2\n');

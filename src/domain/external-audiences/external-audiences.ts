@@ -3,6 +3,7 @@
  * (ingestion runs, ingestion-run.ts), described by the typed columns of those lists.
  */
 import type { Connection } from '../../db/index.js';
+import { writeUnit } from '../../db/unit.js';
 import {
   type Audience,
   applyAudienceChanges,
@@ -195,51 +196,49 @@ export interface NewExternalAudience {
 }
 
 /** Creates an external audience and its Audience (origin CUSTOM_UPLOAD), empty until its first ingestion run. */
-export function createExternalAudience(
+export async function createExternalAudience(
   conn: Connection,
   sandboxId: number,
   input: NewExternalAudience,
   now = Date.now(),
-): ExternalAudience {
+): Promise<ExternalAudience> {
   const { fields, identity } = validFields(input.fields);
   const ttl = validTtl(input.ttlInDays, 'input.ttlInDays');
-  return conn.sqlite
-    .transaction(() => {
-      const externalId = input.externalId == null ? null : validExternalId(conn, sandboxId, input.externalId);
-      const audience = insertAudience(
-        conn,
-        sandboxId,
-        {
-          name: input.name,
-          namespace: input.namespace,
-          description: input.description,
-          origin: 'CUSTOM_UPLOAD',
-          lifecycleState: input.lifecycleState ?? 'PUBLISHED',
-          labels: input.labels,
-        },
-        now,
-      );
-      const id = Number(
-        conn.sqlite
-          .prepare(
-            `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field, identity_namespace,
+  return writeUnit(conn, async (tx) => {
+    const externalId = input.externalId == null ? null : validExternalId(tx, sandboxId, input.externalId);
+    const audience = await insertAudience(
+      tx,
+      sandboxId,
+      {
+        name: input.name,
+        namespace: input.namespace,
+        description: input.description,
+        origin: 'CUSTOM_UPLOAD',
+        lifecycleState: input.lifecycleState ?? 'PUBLISHED',
+        labels: input.labels,
+      },
+      now,
+    );
+    const id = Number(
+      tx.sqlite
+        .prepare(
+          `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field, identity_namespace,
                ttl_in_days, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-          )
-          .run(
-            sandboxId,
-            audience.id,
-            externalId,
-            JSON.stringify(fields),
-            identity.name,
-            identity.identityNamespace,
-            ttl,
-            now,
-            now,
-          ).lastInsertRowid,
-      );
-      return requireExternalAudience(conn, sandboxId, id);
-    })
-    .immediate();
+        )
+        .run(
+          sandboxId,
+          audience.id,
+          externalId,
+          JSON.stringify(fields),
+          identity.name,
+          identity.identityNamespace,
+          ttl,
+          now,
+          now,
+        ).lastInsertRowid,
+    );
+    return requireExternalAudience(tx, sandboxId, id);
+  });
 }
 
 export interface ExternalAudienceChanges {
@@ -253,70 +252,66 @@ export interface ExternalAudienceChanges {
 }
 
 /** Changes an external audience (its fields stay: a list's columns are fixed once rows exist). */
-export function updateExternalAudience(
+export async function updateExternalAudience(
   conn: Connection,
   sandboxId: number,
   id: number,
   changes: ExternalAudienceChanges,
   expectedVersion?: number | null,
   now = Date.now(),
-): ExternalAudience {
-  return conn.sqlite
-    .transaction(() => {
-      const current = requireExternalAudience(conn, sandboxId, id);
-      if (expectedVersion != null && expectedVersion !== current.version) {
-        throw conflict(
-          `The external audience is at version ${current.version}, not ${expectedVersion}: reload and try again`,
-          { currentVersion: current.version },
-        );
-      }
-      const audience = requireAudience(conn, sandboxId, current.audienceId);
-      applyAudienceChanges(
-        conn,
-        audience,
-        {
-          name: changes.name,
-          description: changes.description,
-          labels: changes.labels,
-          lifecycleState: changes.lifecycleState,
-        },
-        null,
-        now,
+): Promise<ExternalAudience> {
+  return writeUnit(conn, async (tx) => {
+    const current = requireExternalAudience(tx, sandboxId, id);
+    if (expectedVersion != null && expectedVersion !== current.version) {
+      throw conflict(
+        `The external audience is at version ${current.version}, not ${expectedVersion}: reload and try again`,
+        { currentVersion: current.version },
       );
-      const ttl = changes.ttlInDays == null ? current.ttlInDays : validTtl(changes.ttlInDays, 'input.ttlInDays');
-      const externalId =
-        changes.externalId === undefined || changes.externalId === null
-          ? current.externalId
-          : changes.externalId === ''
-            ? null
-            : validExternalId(conn, sandboxId, changes.externalId, id);
-      conn.sqlite
-        .prepare(
-          'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
-        )
-        .run(ttl, externalId, now, id);
-      return requireExternalAudience(conn, sandboxId, id);
-    })
-    .immediate();
+    }
+    const audience = await requireAudience(tx, sandboxId, current.audienceId);
+    await applyAudienceChanges(
+      tx,
+      audience,
+      {
+        name: changes.name,
+        description: changes.description,
+        labels: changes.labels,
+        lifecycleState: changes.lifecycleState,
+      },
+      null,
+      now,
+    );
+    const ttl = changes.ttlInDays == null ? current.ttlInDays : validTtl(changes.ttlInDays, 'input.ttlInDays');
+    const externalId =
+      changes.externalId === undefined || changes.externalId === null
+        ? current.externalId
+        : changes.externalId === ''
+          ? null
+          : validExternalId(tx, sandboxId, changes.externalId, id);
+    tx.sqlite
+      .prepare(
+        'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
+      )
+      .run(ttl, externalId, now, id);
+    return requireExternalAudience(tx, sandboxId, id);
+  });
 }
 
 /** Deletes an external audience, its list and its audience; CONFLICT while a definition uses it or a run is active. */
-export function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite
-    .transaction(() => {
-      const external = requireExternalAudience(conn, sandboxId, id);
-      const audience: Audience = requireAudience(conn, sandboxId, external.audienceId);
-      assertNoDependents(conn, sandboxId, audience);
-      const active = activeIngestionRun(conn, sandboxId, id);
-      if (active !== undefined) {
-        throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
-          runId: encodeGlobalId('IngestionRun', active),
-        });
-      }
-      removeAudienceRows(conn, sandboxId, external.audienceId);
-      return id;
-    })
-    .immediate();
+export async function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
+  return writeUnit(conn, async (tx) => {
+    const external = requireExternalAudience(tx, sandboxId, id);
+    const audience: Audience = await requireAudience(tx, sandboxId, external.audienceId);
+    await assertNoDependents(tx, sandboxId, audience);
+    const active = activeIngestionRun(tx, sandboxId, id);
+    if (active !== undefined) {
+      throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
+        runId: encodeGlobalId('IngestionRun', active),
+      });
+    }
+    await removeAudienceRows(tx, sandboxId, external.audienceId);
+    return id;
+  });
 }
 
 /** The run of this external audience that is queued or running, if any (there is at most one). */

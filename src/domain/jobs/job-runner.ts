@@ -302,7 +302,7 @@ export class JobRunner {
         return;
       }
       const { job, now } = await conn.writeGate.run(() => this.pinNow(claimed));
-      const plan = kind.plan(job, now, this.services);
+      const plan = await kind.plan(job, now, this.services);
       await lanes.run(
         kind.kind,
         kind.task,

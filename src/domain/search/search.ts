@@ -176,7 +176,7 @@ export function hitGlobalId(hit: Pick<SearchHit, 'kind' | 'entityKey'>): string 
 }
 
 /** The folders from the root down to the one an audience (or a definition's audience) is filed in. */
-export function taxonomy(conn: Connection, sandboxId: number, entityId: string): Folder[] {
+export async function taxonomy(conn: Connection, sandboxId: number, entityId: string): Promise<Folder[]> {
   const decoded = decodeGlobalId(entityId);
   const id = Number(decoded?.id);
   const table =
@@ -192,7 +192,7 @@ export function taxonomy(conn: Connection, sandboxId: number, entityId: string):
           .get(sandboxId, id) as { folderId: number | null } | undefined)
       : undefined;
   if (!row) throw notFound(`No audience or segment definition with id "${entityId}" in this sandbox`, entityId);
-  const folders = allFolders(conn, sandboxId);
+  const folders = await allFolders(conn, sandboxId);
   const path: Folder[] = [];
   const seen = new Set<number>();
   let current = row.folderId == null ? undefined : folders.get(row.folderId);

@@ -295,9 +295,9 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Deletes an external audience with its list and members; returns its id.',
     args: { id: t.arg.id({ required: true, description: 'Its global id.' }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'ExternalAudience',
-      id: deleteExternalAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'ExternalAudience')),
+      id: await deleteExternalAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'ExternalAudience')),
     }),
   }),
   startExternalAudienceIngestion: t.field({

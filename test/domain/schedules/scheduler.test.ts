@@ -22,6 +22,16 @@ function domainError(fn: () => unknown): DomainError {
   throw new Error('expected a DomainError');
 }
 
+async function domainRejection(promise: Promise<unknown>): Promise<DomainError> {
+  try {
+    await promise;
+  } catch (err) {
+    if (err instanceof DomainError) return err;
+    throw err;
+  }
+  throw new Error('expected a DomainError');
+}
+
 describe('the scheduler, on a clock moved by hand', () => {
   it('runs an every-minute schedule exactly N times over N minutes, each run a job linked to it', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
@@ -188,7 +198,7 @@ describe('the scheduler, on a clock moved by hand', () => {
   it('lists schedules filtered by type and state', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     const make = (name: string, type: 'BATCH_SEGMENTATION' | 'EXPORT', state: 'ACTIVE' | 'INACTIVE') =>
       h.scheduler.create(h.sandboxId, {
         name,
@@ -207,20 +217,20 @@ describe('the scheduler, on a clock moved by hand', () => {
     make('batch off', 'BATCH_SEGMENTATION', 'INACTIVE');
     make('export on', 'EXPORT', 'ACTIVE');
     make('export off', 'EXPORT', 'INACTIVE');
-    const names = (filter: Parameters<typeof listSchedules>[2]) => {
+    const names = async (filter: Parameters<typeof listSchedules>[2]) => {
       const page = listSchedules(h.conn, h.sandboxId, filter, { first: 50 });
-      return { names: page.items.map((x) => x.name), total: page.totalCount() };
+      return { names: page.items.map((x) => x.name), total: await page.totalCount() };
     };
-    expect(names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
-    expect(names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
-    expect(names({ state: 'INACTIVE' })).toEqual({ names: ['batch off', 'export off'], total: 2 });
-    expect(names({ type: 'BATCH_SEGMENTATION', state: 'ACTIVE' })).toEqual({ names: ['batch on'], total: 1 });
+    expect(await names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
+    expect(await names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
+    expect(await names({ state: 'INACTIVE' })).toEqual({ names: ['batch off', 'export off'], total: 2 });
+    expect(await names({ type: 'BATCH_SEGMENTATION', state: 'ACTIVE' })).toEqual({ names: ['batch on'], total: 1 });
   });
 
   it('an EXPORT schedule produces an export job per tick, each linked to the schedule', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     const properties = {
       audiences: [{ audienceId: encodeGlobalId('Audience', audience.id), statuses: ['REALIZED'] }],
       destination: { datasetName: 'minutely', format: 'NDJSON' },
@@ -443,31 +453,31 @@ describe('cron forms and bad input', () => {
 describe('references and freshness', () => {
   it('refuses to delete a definition or audience a schedule names, naming the schedule', async () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const def = h.definition('vip');
+    const def = await h.definition('vip');
     const s = h.scheduler.create(h.sandboxId, {
       name: 'nightly vip',
       type: 'BATCH_SEGMENTATION',
       properties: { segments: [encodeGlobalId('SegmentDefinition', def.id)] },
       cron: '0 3 * * *',
     });
-    const byDefinition = domainError(() => deleteSegmentDefinition(h.conn, h.sandboxId, def.id));
+    const byDefinition = await domainRejection(deleteSegmentDefinition(h.conn, h.sandboxId, def.id));
     expect(byDefinition.code).toBe('CONFLICT');
     expect(byDefinition.message).toBe(
       'Segment definition "vip" is named by schedule "nightly vip"; change or delete the schedule first',
     );
     expect(byDefinition.extensions.schedules).toEqual([{ id: encodeGlobalId('Schedule', s.id), name: 'nightly vip' }]);
-    const byAudience = domainError(() => deleteAudience(h.conn, h.sandboxId, def.audienceId));
+    const byAudience = await domainRejection(deleteAudience(h.conn, h.sandboxId, def.audienceId));
     expect(byAudience).toMatchObject({ code: 'CONFLICT' });
     expect(byAudience.message).toContain('schedule "nightly vip"');
     // Pointing the schedule elsewhere releases it.
     h.scheduler.update(h.sandboxId, s.id, { properties: ALL });
-    expect(deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
+    expect(await deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
   });
 
   it('names the schedule that keeps an audience fresh and says when its last run went wrong', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const def = h.definition('vip');
-    const manual = createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
+    const def = await h.definition('vip');
+    const manual = await createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
     const s = h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
@@ -489,7 +499,7 @@ describe('references and freshness', () => {
 
   it('calls an audience stale when its schedule missed its last due time or failed to start it', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const def = h.definition('vip');
+    const def = await h.definition('vip');
     const s = h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
@@ -526,7 +536,7 @@ describe('references and freshness', () => {
   it('refuses to delete an audience an EXPORT schedule exports, naming the schedule', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     h.scheduler.create(h.sandboxId, {
       name: 'nightly export',
       type: 'EXPORT',
@@ -536,7 +546,7 @@ describe('references and freshness', () => {
       },
       cron: '0 3 * * *',
     });
-    const refused = domainError(() => deleteAudience(h.conn, h.sandboxId, audience.id));
+    const refused = await domainRejection(deleteAudience(h.conn, h.sandboxId, audience.id));
     expect(refused.code).toBe('CONFLICT');
     expect(refused.message).toBe(
       'Audience "exported" is named by schedule "nightly export"; change or delete the schedule first',
