@@ -365,13 +365,13 @@ const LIST_STATEMENTS = cacheKey<Map<string, ListStatement>>('audience list, per
  * bounds) with every value bound at run time: building and preparing it per request cost more
  * than running it (the `api` bench's profile).
  */
-export function listAudiences(
+export async function listAudiences(
   conn: Connection,
   sandboxId: number,
   filter: AudienceFilter = {},
   order: AudienceOrder = { field: 'CREATED_AT', direction: 'ASC' },
   args: PageArgs = {},
-): Page<Audience> & { totalCount: () => number } {
+): Promise<Page<Audience> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const values: Record<string, unknown> = {
     sandboxId,

@@ -85,12 +85,12 @@ export async function recordDefinitionVersion(
  * The version in force at definition version `version` (the newest kept at or below it), or at
  * instant `at` (the newest changed at or before it); the oldest one when nothing is that old.
  */
-export function definitionVersionAt(
+export async function definitionVersionAt(
   conn: Connection,
   sandboxId: number,
   definitionId: number,
   when: { version: number } | { at: number },
-): DefinitionVersion | undefined {
+): Promise<DefinitionVersion | undefined> {
   const base = and(eq(definitionVersions.sandboxId, sandboxId), eq(definitionVersions.definitionId, definitionId));
   const bound =
     'version' in when ? lte(definitionVersions.version, when.version) : lte(definitionVersions.changedAt, when.at);
@@ -117,12 +117,12 @@ export function expressionDiff(from: DefinitionVersion | null, to: DefinitionVer
 export type VersionWithDiff = DefinitionVersion & { diff: string };
 
 /** A definition's versions, newest first (the current one first), each with its diff against the one before. */
-export function listDefinitionVersions(
+export async function listDefinitionVersions(
   conn: Connection,
   sandboxId: number,
   definitionId: number,
   args: PageArgs,
-): Page<VersionWithDiff> & { totalCount: () => number } {
+): Promise<Page<VersionWithDiff> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [
     eq(definitionVersions.sandboxId, sandboxId),

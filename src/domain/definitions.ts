@@ -393,13 +393,13 @@ const ORDER_COLUMNS = {
   UPDATED_AT: segmentDefinitions.updatedAt,
 } as const;
 
-export function listSegmentDefinitions(
+export async function listSegmentDefinitions(
   conn: Connection,
   sandboxId: number,
   filter: DefinitionFilter = {},
   order: { field: DefinitionOrderField; direction: OrderDirection } = { field: 'CREATED_AT', direction: 'ASC' },
   args: PageArgs = {},
-): Page<SegmentDefinition> & { totalCount: () => number } {
+): Promise<Page<SegmentDefinition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(segmentDefinitions.sandboxId, sandboxId)];
   if (filter.nameContains)

@@ -131,13 +131,13 @@ const columns = {
 };
 
 /** An audience's members in profile order, optionally only some statuses. */
-export function listMembers(
+export async function listMembers(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   statuses: readonly MembershipStatus[] | null | undefined,
   args: PageArgs,
-): Page<Membership> & { totalCount: () => number } {
+): Promise<Page<Membership> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)];
   if (statuses && statuses.length > 0) conditions.push(inArray(memberships.status, [...statuses]));
@@ -158,11 +158,11 @@ export function listMembers(
 }
 
 /** Memberships of many profiles (all statuses), for the Profile.memberships loader. */
-export function membershipsOfProfiles(
+export async function membershipsOfProfiles(
   conn: Connection,
   sandboxId: number,
   profileIds: readonly number[],
-): Map<number, Membership[]> {
+): Promise<Map<number, Membership[]>> {
   const out = new Map<number, Membership[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
   const rows = conn.db
@@ -176,12 +176,12 @@ export function membershipsOfProfiles(
 }
 
 /** A profile's membership transitions, newest first. */
-export function listMembershipHistory(
+export async function listMembershipHistory(
   conn: Connection,
   sandboxId: number,
   profileId: number,
   args: PageArgs,
-): Page<MembershipTransition> & { totalCount: () => number } {
+): Promise<Page<MembershipTransition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, profileId)];
   const base = [...conditions];

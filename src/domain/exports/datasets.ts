@@ -97,7 +97,7 @@ export function listDatasets(
   conn: Connection,
   sandboxId: number,
   args: PageArgs,
-): Page<Dataset> & { totalCount: () => number } {
+): Page<Dataset> & { totalCount: () => Promise<number> } {
   const query = pageQuery(args);
   const base = eq(datasets.sandboxId, sandboxId);
   const conditions = [base];

@@ -100,7 +100,7 @@ export function listSchedules(
   sandboxId: number,
   filter: ScheduleFilter,
   args: PageArgs,
-): Page<Schedule> & { totalCount: () => number } {
+): Page<Schedule> & { totalCount: () => Promise<number> } {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(schedules.sandboxId, sandboxId)];
   if (filter.type) conditions.push(eq(schedules.type, filter.type));

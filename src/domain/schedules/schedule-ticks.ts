@@ -35,7 +35,7 @@ export function listTicks(
   sandboxId: number,
   scheduleId: number,
   args: PageArgs,
-): Page<ScheduleTick> & { totalCount: () => number } {
+): Page<ScheduleTick> & { totalCount: () => Promise<number> } {
   const query = pageQuery(args);
   const base = [eq(scheduleTicks.sandboxId, sandboxId), eq(scheduleTicks.scheduleId, scheduleId)];
   const conditions = [...base];

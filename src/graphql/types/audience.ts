@@ -99,7 +99,8 @@ builder.node(AudienceRef, {
           }),
         },
         complexity: connectionComplexity,
-        resolve: (a, args, ctx) => toConnection(listMembers(ctx.conn, ctx.sandbox.id, a.id, args.statuses, args)),
+        resolve: async (a, args, ctx) =>
+          toConnection(await listMembers(ctx.conn, ctx.sandbox.id, a.id, args.statuses, args)),
       },
       { name: 'AudienceMemberConnection', description: 'A page of the members of an audience.' },
       { name: 'AudienceMemberEdge', description: 'A member in a page, with its cursor.' },
@@ -176,9 +177,9 @@ builder.queryFields((t) => ({
         orderBy: t.arg({ type: AudienceOrder, description: 'The sort order.' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         const f = args.filter;
-        const page = listAudiences(
+        const page = await listAudiences(
           ctx.conn,
           ctx.sandbox.id,
           {

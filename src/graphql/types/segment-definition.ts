@@ -126,7 +126,8 @@ builder.node(SegmentDefinitionRef, {
         description:
           'Every expression and evaluation settings it has had, the current one included, newest first, each with a diff.',
         complexity: connectionComplexity,
-        resolve: (d, args, ctx) => toConnection(listDefinitionVersions(ctx.conn, ctx.sandbox.id, d.id, args)),
+        resolve: async (d, args, ctx) =>
+          toConnection(await listDefinitionVersions(ctx.conn, ctx.sandbox.id, d.id, args)),
       },
       { name: 'DefinitionVersionConnection', description: 'A page of definition versions.' },
       { name: 'DefinitionVersionEdge', description: 'A definition version in a page, with its cursor.' },
@@ -236,9 +237,9 @@ builder.queryFields((t) => ({
         orderBy: t.arg({ type: SegmentDefinitionOrder, description: 'The sort order.' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         const f = args.filter;
-        const page = listSegmentDefinitions(
+        const page = await listSegmentDefinitions(
           ctx.conn,
           ctx.sandbox.id,
           {
