@@ -52,14 +52,14 @@ export function parseRange(header: string | undefined, size: number): { start: n
 
 export function createDownloads(deps: { conn: Connection; dataDir: string; access: Access }) {
   const { conn, dataDir, access } = deps;
-  return function serve(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) {
+  return async function serve(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) {
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.setHeader('allow', 'GET, HEAD');
       return fail(res, 405, 'BAD_USER_INPUT', 'Dataset files are read with GET or HEAD');
     }
     let sandboxId: number;
     try {
-      const { principal, sandbox } = access.resolve((name) => {
+      const { principal, sandbox } = await access.resolve((name) => {
         const v = req.headers[name];
         return Array.isArray(v) ? v[0] : v;
       });

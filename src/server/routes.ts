@@ -58,13 +58,13 @@ export function createRequestHandler(deps: {
         return json(res, ready.status, ready.body);
       }
       if (path === '/metrics') {
-        const refused = access.metricsRefusal(req.headers.authorization);
+        const refused = await access.metricsRefusal(req.headers.authorization);
         if (refused) return json(res, refused.status, { errors: [refused.error] });
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(await metrics.registry.metrics());
         return;
       }
-      if (download) return downloads(req, res, download);
+      if (download) return await downloads(req, res, download);
       if (req.method === 'POST' && isMultipart(req.headers['content-type'])) {
         // An upload streams to disk as it arrives (multipart-uploads.ts), held to its own limit.
         const declared = Number(req.headers['content-length']);
