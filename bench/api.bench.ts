@@ -114,10 +114,10 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-api-'));
   const conn = openDatabase(databaseFile(dataDir));
   try {
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     seedDemoData(conn, sandboxId, { profiles: 2_000, eventsPerProfile: 2, seed: 42 });
     for (let i = 0; i < audienceCount; i++) {
-      createSegmentDefinition(conn, sandboxId, {
+      await createSegmentDefinition(conn, sandboxId, {
         name: `api-${i}`,
         description: `Loyalty points from ${i * 100}`,
         expression: { format: 'PQL_TEXT', value: `loyalty.points >= ${i * 100}` },

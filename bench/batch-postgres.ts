@@ -41,7 +41,7 @@ export async function run(args: Map<string, string>): Promise<number> {
   const nodes = nodesArg(args.get('nodes'));
   const explain = new Set((args.get('plan') ?? '').split(',').filter((s) => s !== ''));
 
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const copy = await preparePgDataset(dataset, { url, reload: args.get('reload') === 'true' });
   if (copy.loadMs !== undefined) report(NAME, 'load-ms', copy.loadMs, 'ms', statsOf([copy.loadMs]));
 

@@ -30,7 +30,7 @@ export async function run(argv: string[]): Promise<number> {
 
   const jobStats = new Map<number, Stats>();
   for (const profiles of sizes) {
-    const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir });
+    const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir });
     // One copy at a time: at 1 M profiles a copy is several GB of disk and page cache.
     const work = await openWorkCopy(dataset, NAME);
     try {

@@ -63,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   const chunkSize = intArg(args, 'chunk-size', DEFAULT_LIMITS.segmentChunkSize);
   const phases = args.get('phases') === 'true';
 
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   let failures = 0;
   try {
@@ -196,19 +196,22 @@ export async function createReferenceSegments(
   chunkSize: number = DEFAULT_LIMITS.segmentChunkSize,
 ): Promise<ReferenceSegments> {
   const { sandboxId, now } = dataset;
-  const created = definitions.map((reference) => ({
-    reference,
-    definition: createSegmentDefinition(
-      conn,
-      sandboxId,
-      {
-        name: reference.name,
-        expression: { format: 'PQL_TEXT', value: reference.text },
-        lifecycleState: 'PUBLISHED',
-      },
-      now,
-    ),
-  }));
+  const created: ReferenceSegments['created'] = [];
+  for (const reference of definitions) {
+    created.push({
+      reference,
+      definition: await createSegmentDefinition(
+        conn,
+        sandboxId,
+        {
+          name: reference.name,
+          expression: { format: 'PQL_TEXT', value: reference.text },
+          lifecycleState: 'PUBLISHED',
+        },
+        now,
+      ),
+    });
+  }
   const all = created.map((c) => c.definition);
   // The handler's own plan builder; the jobId is set per run.
   const { jobId: _jobId, ...plan } = await orderedPlan(conn, sandboxId, all, { jobId: 0, now, chunkSize, notes: [] });

@@ -49,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
   const format = (args.get('format') ?? 'NDJSON') as ExportFormat;
   const fields = args.get('fields')?.split(',') ?? null;
   const adminUrl = args.get('pg-url') ?? 'postgres://postgres@127.0.0.1:5432/test';
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   const outDir = join(dataset.dataDir, `cluster-export-${process.pid}`);
   const dbName = `segql_bench_cexport_${randomBytes(4).toString('hex')}`;
@@ -60,7 +60,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const { conn } = work;
     const sandboxId = dataset.sandboxId;
-    const audienceId = audienceOfAll(conn, sandboxId);
+    const audienceId = await audienceOfAll(conn, sandboxId);
     await admin(adminUrl, `CREATE DATABASE ${dbName}`);
     pgConn = openPgDatabase(url.toString());
     await migratePg(pgConn);
@@ -113,8 +113,8 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** A manual audience of every profile, each REALIZED. */
-function audienceOfAll(conn: Connection, sandboxId: number): number {
-  const audience = createManualAudience(conn, sandboxId, { name: 'bench-cluster-export' });
+async function audienceOfAll(conn: Connection, sandboxId: number): Promise<number> {
+  const audience = await createManualAudience(conn, sandboxId, { name: 'bench-cluster-export' });
   conn.sqlite
     .prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at)

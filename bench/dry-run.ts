@@ -47,7 +47,7 @@ export async function dryRunBench(args: Map<string, string>): Promise<boolean> {
     .get('only')
     ?.split(',')
     .filter((s) => s !== '');
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, 'dryrun');
   let failed = false;
   try {
@@ -160,7 +160,7 @@ async function dryRun(
   })) as DefinitionChangePreview;
   await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const started = performance.now();
-  const plan = definitionChangePlan(conn, job, now);
+  const plan = await definitionChangePlan(conn, job, now);
   const result = runJobTask(conn, job.id, definitionChangeTask, plan, {
     progress: () => {},
     cancelled: () => false,

@@ -76,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   let expected: string[];
   const conn = openDatabase(databaseFile(dataDir));
   try {
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     seedDemoData(conn, sandboxId, { profiles: 100, eventsPerProfile: 2, seed: 42 });
     const random = prng(11);
     for (let k = 0; k < eventCount; k += 1_000) {
@@ -90,7 +90,7 @@ export async function run(argv: string[]): Promise<number> {
       ingestEvents(conn, sandboxId, events, { now });
     }
     for (const [i, value] of edgeDefinitions(definitionCount).entries()) {
-      createSegmentDefinition(conn, sandboxId, {
+      await createSegmentDefinition(conn, sandboxId, {
         name: `edge-${i}`,
         expression: { format: 'PQL_TEXT', value },
         evaluationInfo: { batch: true, streaming: false, edge: true },

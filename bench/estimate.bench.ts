@@ -56,7 +56,7 @@ export async function run(argv: string[]): Promise<number> {
   for (const name of [...(only ?? []), calibrate]) {
     if (!definitions.some((d) => d.name === name)) throw new Error(`no reference definition named "${name}"`);
   }
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   let failures = 0;
   try {

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { databaseFile } from '../src/config.js';
 import { openDatabase } from '../src/db/index.js';
+import { writeUnit } from '../src/db/unit.js';
 import { insertAudience } from '../src/domain/audiences.js';
 import { audienceOverlap } from '../src/domain/overlap.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
@@ -77,7 +78,7 @@ export async function run(argv: string[]): Promise<number> {
   const parts = new Set((args.get('parts') ?? 'explain,overlap,dryrun').split(','));
   let failed = false;
   if (parts.has('explain')) failed = explainBench(args) || failed;
-  if (parts.has('overlap')) failed = overlapBench(intArg(args, 'overlap-members', 100_000)) || failed;
+  if (parts.has('overlap')) failed = (await overlapBench(intArg(args, 'overlap-members', 100_000))) || failed;
   if (parts.has('dryrun')) failed = (await dryRunBench(args)) || failed;
   return failed ? 1 : 0;
 }
@@ -122,30 +123,28 @@ function isMember(profileId: number, k: number, members: number): boolean {
   return (profileId * 7919 + k * 104_729) % 200_000 < members;
 }
 
-function overlapBench(members: number): boolean {
+async function overlapBench(members: number): Promise<boolean> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-bench-overlap-'));
   try {
     const conn = openDatabase(databaseFile(dataDir));
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     const now = Date.now();
     const ids: number[] = [];
-    conn.sqlite
-      .transaction(() => {
-        const insert = conn.sqlite.prepare(
-          "INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at) VALUES (?, ?, ?, 'EXISTING', ?, ?)",
-        );
-        for (let k = 0; k < 10; k++) {
-          const id = insertAudience(conn, sandboxId, { name: `overlap ${k}`, origin: 'MANUAL' }, now).id;
-          ids.push(id);
-          for (let p = 1; p <= 200_000; p++) if (isMember(p, k, members)) insert.run(sandboxId, id, p, now, now);
-        }
-      })
-      .immediate();
+    await writeUnit(conn, async (tx) => {
+      const insert = tx.sqlite.prepare(
+        "INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at) VALUES (?, ?, ?, 'EXISTING', ?, ?)",
+      );
+      for (let k = 0; k < 10; k++) {
+        const id = (await insertAudience(tx, sandboxId, { name: `overlap ${k}`, origin: 'MANUAL' }, now)).id;
+        ids.push(id);
+        for (let p = 1; p <= 200_000; p++) if (isMember(p, k, members)) insert.run(sandboxId, id, p, now, now);
+      }
+    });
     const times: number[] = [];
-    let result = audienceOverlap(conn, sandboxId, ids);
+    let result = await audienceOverlap(conn, sandboxId, ids);
     for (let r = 0; r < 5; r++) {
       const t0 = performance.now();
-      result = audienceOverlap(conn, sandboxId, ids);
+      result = await audienceOverlap(conn, sandboxId, ids);
       times.push(performance.now() - t0);
     }
     const stats = statsOf(times);

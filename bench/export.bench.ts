@@ -37,7 +37,7 @@ export async function run(argv: string[]): Promise<number> {
   const eventsPerProfile = intArg(args, 'events-per-profile', 0);
   const runs = intArg(args, 'runs', 3);
   const format = (args.get('format') ?? 'NDJSON') as ExportFormat;
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42, dataDir: dataDirArg(args) });
   const work = await openWorkCopy(dataset, NAME);
   if (args.get('mmap') === '0') {
     work.conn.sqlite.pragma('mmap_size = 0');
@@ -48,8 +48,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const { conn } = work;
     const sandboxId = dataset.sandboxId;
-    const small = audienceOf(conn, sandboxId, 'bench-export-small', Math.floor(profiles / 5));
-    const all = audienceOf(conn, sandboxId, 'bench-export-all', profiles);
+    const small = await audienceOf(conn, sandboxId, 'bench-export-small', Math.floor(profiles / 5));
+    const all = await audienceOf(conn, sandboxId, 'bench-export-all', profiles);
     const smallRun = await exportOnce(conn, sandboxId, small, format, outDir);
     const first = await exportOnce(conn, sandboxId, all, format, outDir);
     const rssSmall = smallRun.peakRssGrowthMb;
@@ -110,8 +110,8 @@ function cpuMsSince(start: NodeJS.CpuUsage): number {
 const rssMb = () => process.memoryUsage.rss() / 2 ** 20;
 
 /** A manual audience of the first `n` profiles, every one REALIZED. */
-function audienceOf(conn: Connection, sandboxId: number, name: string, n: number): number {
-  const audience = createManualAudience(conn, sandboxId, { name });
+async function audienceOf(conn: Connection, sandboxId: number, name: string, n: number): Promise<number> {
+  const audience = await createManualAudience(conn, sandboxId, { name });
   conn.sqlite
     .prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at)

@@ -102,7 +102,7 @@ export async function run(argv: string[]): Promise<number> {
   });
   try {
     const { conn } = server.app;
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     seedDemoData(conn, sandboxId, { profiles, eventsPerProfile: 0, seed: 42 });
     const external = await createExternalAudience(conn, sandboxId, {
       name: 'bench list',

@@ -143,7 +143,7 @@ export function todayUtc(at = Date.now()): number {
  * written last and the database renamed into place only when complete, so an interrupted
  * seeding is redone instead of reused.
  */
-export function prepareDataset(prepare: PrepareOptions, log: (line: string) => void = logErr): Dataset {
+export async function prepareDataset(prepare: PrepareOptions, log: (line: string) => void = logErr): Promise<Dataset> {
   const { dataDir = DATA_DIR, ...options } = prepare;
   const key = `${options.profiles}-${options.eventsPerProfile}-${options.seed}`;
   const file = join(dataDir, `${key}.db`);
@@ -162,7 +162,7 @@ export function prepareDataset(prepare: PrepareOptions, log: (line: string) => v
   let sandboxId: number;
   let events: number;
   try {
-    sandboxId = ensureSandbox(conn, 'prod').id;
+    sandboxId = (await ensureSandbox(conn, 'prod')).id;
     let lastLog = Date.now();
     const result = seedDemoData(conn, sandboxId, {
       ...options,

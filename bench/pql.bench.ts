@@ -55,7 +55,7 @@ export async function run(argv: string[]): Promise<number> {
   parseCheckThroughput(definitions, catalog);
   jsEvaluationTime(catalog);
 
-  const dataset = prepareDataset({ profiles, eventsPerProfile, seed: 42 });
+  const dataset = await prepareDataset({ profiles, eventsPerProfile, seed: 42 });
   const conn = openDatabase(dataset.file);
   let failures = 0;
   try {

@@ -17,6 +17,7 @@ import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 import { databaseFile } from '../src/config.js';
 import { openDatabase } from '../src/db/index.js';
+import { writeUnit } from '../src/db/unit.js';
 import { insertAudience } from '../src/domain/audiences.js';
 import { prng } from '../src/domain/demo-data.js';
 import { updateProfileSchema } from '../src/domain/profile-schema.js';
@@ -66,34 +67,32 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const random = prng(17);
     const setup = openDatabase(databaseFile(dataDir));
-    const sandbox = ensureSandbox(setup, DEFAULT_SANDBOX);
+    const sandbox = await ensureSandbox(setup, DEFAULT_SANDBOX);
     const started = performance.now();
-    setup.sqlite
-      .transaction(() => {
-        const folders = Array.from(
-          { length: 20 },
-          (_, i) =>
-            setup.sqlite
-              .prepare('INSERT INTO folders (sandbox_id, name, created_at) VALUES (?, ?, ?) RETURNING id')
-              .get(sandbox.id, `Folder ${pick(random, WORDS)} ${i}`, Date.now()) as { id: number },
+    await writeUnit(setup, async (tx) => {
+      const folders = Array.from(
+        { length: 20 },
+        (_, i) =>
+          tx.sqlite
+            .prepare('INSERT INTO folders (sandbox_id, name, created_at) VALUES (?, ?, ?) RETURNING id')
+            .get(sandbox.id, `Folder ${pick(random, WORDS)} ${i}`, Date.now()) as { id: number },
+      );
+      for (let i = 0; i < audiences; i++) {
+        const words = Array.from({ length: 3 }, () => pick(random, WORDS));
+        await insertAudience(
+          tx,
+          sandbox.id,
+          {
+            name: `${words.join(' ')} ${i}`,
+            description: Array.from({ length: 8 }, () => pick(random, WORDS)).join(' '),
+            origin: 'MANUAL',
+            labels: [pick(random, WORDS)],
+            folderId: random() < 0.5 ? pick(random, folders).id : null,
+          },
+          Date.now(),
         );
-        for (let i = 0; i < audiences; i++) {
-          const words = Array.from({ length: 3 }, () => pick(random, WORDS));
-          insertAudience(
-            setup,
-            sandbox.id,
-            {
-              name: `${words.join(' ')} ${i}`,
-              description: Array.from({ length: 8 }, () => pick(random, WORDS)).join(' '),
-              origin: 'MANUAL',
-              labels: [pick(random, WORDS)],
-              folderId: random() < 0.5 ? pick(random, folders).id : null,
-            },
-            Date.now(),
-          );
-        }
-      })
-      .immediate();
+      }
+    });
     await updateProfileSchema(
       setup,
       sandbox.id,
@@ -118,7 +117,7 @@ export async function run(argv: string[]): Promise<number> {
         const q = QUERIES[i % QUERIES.length]!;
         const ns = q.startsWith('path:') ? 'schema' : 'segql';
         const t0 = performance.now();
-        searchEntities(conn, sandbox.id, ns, q, { first: 20 }).totalCount();
+        await (await searchEntities(conn, sandbox.id, ns, q, { first: 20 })).totalCount();
         if (i >= 200) times.push(performance.now() - t0);
       }
       const sorted = [...times].sort((a, b) => a - b);

@@ -92,11 +92,11 @@ interface RunSet {
  * the streaming memberships are the JS evaluator's answer at each profile's last relevant ingest.
  * Returns the mismatches found (at most a few are described).
  */
-function checkStore(dataDir: string, sent: number, heard: number | undefined): string[] {
+async function checkStore(dataDir: string, sent: number, heard: number | undefined): Promise<string[]> {
   const problems: string[] = [];
   const conn = openDatabase(databaseFile(dataDir));
   try {
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     const stored = conn.sqlite
       .prepare('SELECT count(*) FROM events WHERE sandbox_id = ? AND event_id LIKE ?')
       .pluck()
@@ -193,10 +193,10 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
   const seed = openDatabase(databaseFile(dataDir));
   try {
-    const sandboxId = ensureSandbox(seed, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(seed, DEFAULT_SANDBOX)).id;
     seedDemoData(seed, sandboxId, { profiles, eventsPerProfile: 10, seed: 42 });
     for (const [i, value] of streamingDefinitions(definitions).entries()) {
-      createSegmentDefinition(seed, sandboxId, {
+      await createSegmentDefinition(seed, sandboxId, {
         name: `stream-${i}`,
         expression: { format: 'PQL_TEXT', value },
         evaluationInfo: { batch: true, streaming: true, edge: false },
@@ -352,7 +352,7 @@ export async function run(argv: string[]): Promise<number> {
     await client.dispose();
     await server.stop();
     stopped = true;
-    problems.push(...checkStore(dataDir, sent, subscribe ? received + lagged : undefined));
+    problems.push(...(await checkStore(dataDir, sent, subscribe ? received + lagged : undefined)));
   } finally {
     if (!stopped) {
       await client.dispose();

@@ -84,10 +84,10 @@ export async function run(argv: string[]): Promise<number> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-subs-'));
   const conn = openDatabase(databaseFile(dataDir));
   try {
-    const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
+    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     seedDemoData(conn, sandboxId, { profiles, eventsPerProfile: 5, seed: 42 });
     for (let i = 0; i < 10; i++) {
-      createSegmentDefinition(conn, sandboxId, {
+      await createSegmentDefinition(conn, sandboxId, {
         name: `batch-${i}`,
         expression: {
           format: 'PQL_TEXT',
@@ -97,7 +97,7 @@ export async function run(argv: string[]): Promise<number> {
       });
     }
     // Only the bench's new profiles enter it: one change per ingested profile.
-    createSegmentDefinition(conn, sandboxId, {
+    await createSegmentDefinition(conn, sandboxId, {
       name: 'subs-stream',
       expression: { format: 'PQL_TEXT', value: 'loyalty.tier = "subs-bench"' },
       evaluationInfo: { batch: false, streaming: true, edge: false },

@@ -171,7 +171,7 @@ function nonNegativeInteger(command: string, flag: string, value: string): numbe
   return n;
 }
 
-function seedWithProgress(
+async function seedWithProgress(
   log: Logger,
   conn: ReturnType<typeof openDatabase>,
   sandbox: string,
@@ -179,7 +179,7 @@ function seedWithProgress(
   eventsPerProfile: number,
   seed: number,
 ) {
-  const sandboxId = ensureSandbox(conn, sandbox).id;
+  const sandboxId = (await ensureSandbox(conn, sandbox)).id;
   const tty = process.stderr.isTTY;
   const bar = tty
     ? new SingleBar({ format: 'seeding [{bar}] {value}/{total} profiles | {eta_formatted} left' })
@@ -203,7 +203,7 @@ function seedWithProgress(
   return result;
 }
 
-function main(argv: string[]): Promise<void> | void {
+async function main(argv: string[]): Promise<void> {
   const helpAsked = argv.includes('--help') || argv.includes('-h');
   const [first, ...rest] = argv;
   if (first === 'help') {
@@ -261,14 +261,14 @@ function main(argv: string[]): Promise<void> | void {
     const seed = nonNegativeInteger(command, 'seed', values.seed);
     const conn = openDatabase(file);
     try {
-      seedWithProgress(log, conn, values.sandbox, profiles, eventsPerProfile, seed);
+      await seedWithProgress(log, conn, values.sandbox, profiles, eventsPerProfile, seed);
     } finally {
       conn.close();
     }
     return;
   }
   if (command === 'keys') {
-    keysCommand(config, rest);
+    await keysCommand(config, rest);
     return;
   }
   if (command === 'import') return importCommand(config, rest);
@@ -574,9 +574,9 @@ function loadConfigOrExplain(): Config {
 async function serve(config: Config, log: Logger): Promise<void> {
   const file = databaseFile(config.dataDir);
   const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
-  const prod = ensureSandbox(conn, DEFAULT_SANDBOX);
+  const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
   if (config.demoProfiles > 0 && countProfiles(conn, prod.id) === 0) {
-    seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
+    await seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
   }
   // Loaded only to serve: the schema and yoga are most of a command's start-up, and help, usage
   // errors and keys should answer at once.
@@ -633,7 +633,7 @@ async function importCommand(config: Config, args: string[]): Promise<void> {
   if (!existsSync(values.file)) throw new UsageError(`segql import: no file at ${values.file}`);
   const conn = openDatabase(databaseFile(config.dataDir));
   try {
-    const sandbox = findSandbox(conn, values.sandbox);
+    const sandbox = await findSandbox(conn, values.sandbox);
     if (!sandbox) throw new UsageError(`segql import: no sandbox named "${values.sandbox}"`);
     const tty = process.stderr.isTTY;
     const bar = tty
@@ -684,7 +684,7 @@ async function importCommand(config: Config, args: string[]): Promise<void> {
 }
 
 /** `segql keys create | list | revoke`: the key's plaintext is printed once, on stdout, by create. */
-function keysCommand(config: Config, args: string[]) {
+async function keysCommand(config: Config, args: string[]) {
   const [action, ...rest] = args;
   if (action !== 'create' && action !== 'list' && action !== 'revoke') {
     throw new UsageError(
@@ -713,8 +713,8 @@ function keysCommand(config: Config, args: string[]) {
   try {
     if (create) {
       // The server makes "prod" at start; a key made before the first start may still name it.
-      ensureSandbox(conn, DEFAULT_SANDBOX);
-      const { key, apiKey } = createApiKey(conn, {
+      await ensureSandbox(conn, DEFAULT_SANDBOX);
+      const { key, apiKey } = await createApiKey(conn, {
         name: create.name ?? '',
         sandboxes: create.sandbox,
         scopes: create.scope.flatMap((s) => s.split(',')),
@@ -726,14 +726,14 @@ function keysCommand(config: Config, args: string[]) {
       process.stdout.write(`${key}\n`);
     } else if (action === 'list') {
       process.stdout.write('ID\tPREFIX\tNAME\tSCOPES\tSANDBOXES\tSTATE\n');
-      for (const k of listApiKeys(conn)) {
+      for (const k of await listApiKeys(conn)) {
         const state = k.revokedAt === null ? 'active' : `revoked ${new Date(k.revokedAt).toISOString()}`;
         process.stdout.write(
           `${k.id}\t${k.prefix}…\t${k.name}\t${k.scopes.join(',')}\t${k.sandboxes.join(',')}\t${state}\n`,
         );
       }
     } else {
-      const k = revokeApiKey(conn, revoke[0]!);
+      const k = await revokeApiKey(conn, revoke[0]!);
       process.stderr.write(`API key ${k.id} "${k.name}" revoked\n`);
     }
   } catch (err) {

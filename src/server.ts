@@ -52,11 +52,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
   const conn =
     options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
-  ensureSandbox(conn, DEFAULT_SANDBOX);
+  await ensureSandbox(conn, DEFAULT_SANDBOX);
   const host = options.host ?? '127.0.0.1';
   let access: Access;
   try {
-    access = createAccess({
+    access = await createAccess({
       conn,
       dataDir: options.dataDir,
       host,

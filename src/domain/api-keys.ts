@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import { badInput, DomainError, notFound } from './errors.js';
 import { findSandbox } from './sandboxes.js';
 
@@ -43,11 +44,11 @@ function hashKey(key: string): string {
 }
 
 /** Makes a key; the returned `key` is the only time its plaintext exists outside the caller. */
-export function createApiKey(
+export async function createApiKey(
   conn: Connection,
   input: { name: string; sandboxes: readonly string[]; scopes: readonly string[] },
   now = Date.now(),
-): { key: string; apiKey: ApiKey } {
+): Promise<{ key: string; apiKey: ApiKey }> {
   const name = input.name.trim();
   if (name === '') throw badInput('A key needs a name', 'name');
   if (input.sandboxes.length === 0) throw badInput('A key needs at least one sandbox', 'sandboxes');
@@ -60,35 +61,34 @@ export function createApiKey(
   }
   const scopes = SCOPES.filter((s) => input.scopes.includes(s));
   // A typo in a sandbox name must not mint a key for a new, empty sandbox.
-  const bound = [...new Set(input.sandboxes)].map((name) => {
-    const sandbox = findSandbox(conn, name);
+  const bound: { id: number; name: string }[] = [];
+  for (const name of new Set(input.sandboxes)) {
+    const sandbox = await findSandbox(conn, name);
     if (!sandbox) throw notFound(`Sandbox "${name}" does not exist; create it first (createSandbox)`, name);
-    return sandbox;
-  });
+    bound.push(sandbox);
+  }
   const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
-  const id = conn.sqlite
-    .transaction(() => {
-      const row = conn.db
-        .insert(apiKeys)
-        .values({
-          name,
-          prefix: key.slice(0, KEY_PREFIX.length + 6),
-          keyHash: hashKey(key),
-          scopes: JSON.stringify(scopes),
-          createdAt: now,
-        })
-        .returning({ id: apiKeys.id })
-        .get();
-      for (const sandbox of bound) {
-        conn.db.insert(apiKeySandboxes).values({ keyId: row.id, sandboxId: sandbox.id }).run();
-      }
-      return row.id;
-    })
-    .immediate();
-  return { key, apiKey: listApiKeys(conn).find((k) => k.id === id)! };
+  const id = await writeUnit(conn, (tx) => {
+    const row = tx.db
+      .insert(apiKeys)
+      .values({
+        name,
+        prefix: key.slice(0, KEY_PREFIX.length + 6),
+        keyHash: hashKey(key),
+        scopes: JSON.stringify(scopes),
+        createdAt: now,
+      })
+      .returning({ id: apiKeys.id })
+      .get();
+    for (const sandbox of bound) {
+      tx.db.insert(apiKeySandboxes).values({ keyId: row.id, sandboxId: sandbox.id }).run();
+    }
+    return row.id;
+  });
+  return { key, apiKey: (await listApiKeys(conn)).find((k) => k.id === id)! };
 }
 
-export function listApiKeys(conn: Connection): ApiKey[] {
+export async function listApiKeys(conn: Connection): Promise<ApiKey[]> {
   const rows = conn.db.select().from(apiKeys).orderBy(apiKeys.id).all();
   const links = conn.db
     .select({ keyId: apiKeySandboxes.keyId, name: sandboxes.name })
@@ -107,8 +107,8 @@ export function listApiKeys(conn: Connection): ApiKey[] {
 }
 
 /** Revokes a key by id or by its prefix; a revoked key fails like an unknown one. */
-export function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.now()): ApiKey {
-  const key = listApiKeys(conn).find((k) => String(k.id) === idOrPrefix || k.prefix === idOrPrefix);
+export async function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.now()): Promise<ApiKey> {
+  const key = (await listApiKeys(conn)).find((k) => String(k.id) === idOrPrefix || k.prefix === idOrPrefix);
   if (!key) throw notFound(`No API key ${idOrPrefix}`);
   conn.db
     .update(apiKeys)
@@ -141,26 +141,26 @@ export class KeyRing {
   ) {}
 
   /** Whether a key was ever made in this database (revoked ones included). */
-  everMade(): boolean {
-    this.load();
+  async everMade(): Promise<boolean> {
+    await this.load();
     return this.anyMade;
   }
 
   /** Decides, once, at start, whether the server runs open; returns the decision. */
-  decideOpen(loopback: boolean): boolean {
-    this.open = loopback && !this.everMade();
+  async decideOpen(loopback: boolean): Promise<boolean> {
+    this.open = loopback && !(await this.everMade());
     return this.open;
   }
 
   /** Whether requests need a key now. */
-  required(): boolean {
-    this.load();
+  async required(): Promise<boolean> {
+    await this.load();
     return !this.open;
   }
 
   /** The principal of a request's `authorization` value (`Bearer <key>`), or why it has none. */
-  authenticate(authorization: string | undefined | null): Principal {
-    const keys = this.load();
+  async authenticate(authorization: string | undefined | null): Promise<Principal> {
+    const keys = await this.load();
     if (this.open) return OPEN_PRINCIPAL;
     if (keys.size === 0) {
       throw new DomainError(
@@ -187,17 +187,13 @@ export class KeyRing {
    */
   watch(intervalMs = 250): () => void {
     const timer = setInterval(() => {
-      try {
-        this.load();
-      } catch (err) {
-        this.log?.error({ err }, 'reading API keys failed');
-      }
+      this.load().catch((err: unknown) => this.log?.error({ err }, 'reading API keys failed'));
     }, intervalMs);
     timer.unref();
     return () => clearInterval(timer);
   }
 
-  private load(): Map<string, Principal> {
+  private async load(): Promise<Map<string, Principal>> {
     const stat = statSync(this.stampFile, { throwIfNoEntry: false });
     const stamp = stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
     if (stamp === this.stamp) return this.byHash;

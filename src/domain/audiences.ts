@@ -11,6 +11,7 @@ import {
   memberships,
   segmentDefinitions,
 } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
@@ -79,7 +80,7 @@ export function audiencesByIds(conn: Connection, sandboxId: number, ids: readonl
   return out;
 }
 
-export function requireAudience(conn: Connection, sandboxId: number, id: number): Audience {
+export async function requireAudience(conn: Connection, sandboxId: number, id: number): Promise<Audience> {
   const audience = audiencesByIds(conn, sandboxId, [id]).get(id);
   if (!audience)
     throw notFound(
@@ -90,7 +91,13 @@ export function requireAudience(conn: Connection, sandboxId: number, id: number)
 }
 
 /** Throws CONFLICT when another audience in the namespace has this name (case-insensitive). */
-function assertNameFree(conn: Connection, sandboxId: number, namespace: string, name: string, exceptId?: number): void {
+async function assertNameFree(
+  conn: Connection,
+  sandboxId: number,
+  namespace: string,
+  name: string,
+  exceptId?: number,
+): Promise<void> {
   const row = conn.db
     .select({ id: audiences.id })
     .from(audiences)
@@ -118,13 +125,18 @@ interface NewAudience {
 }
 
 /** Inserts an audience (the caller holds the transaction). */
-export function insertAudience(conn: Connection, sandboxId: number, input: NewAudience, now: number): Audience {
+export async function insertAudience(
+  conn: Connection,
+  sandboxId: number,
+  input: NewAudience,
+  now: number,
+): Promise<Audience> {
   const name = validName(input.name);
   const namespace = input.namespace ?? SEGQL_NAMESPACE;
   if (!NAMESPACE.test(namespace))
     throw badInput('Namespaces are 1 to 64 letters, digits, "_", "." or "-"', 'input.namespace');
-  if (input.folderId != null) requireFolder(conn, sandboxId, input.folderId);
-  assertNameFree(conn, sandboxId, namespace, name);
+  if (input.folderId != null) await requireFolder(conn, sandboxId, input.folderId);
+  await assertNameFree(conn, sandboxId, namespace, name);
   const row = conn.db
     .insert(audiences)
     .values({
@@ -146,15 +158,13 @@ export function insertAudience(conn: Connection, sandboxId: number, input: NewAu
   return toAudience(row);
 }
 
-export function createManualAudience(
+export async function createManualAudience(
   conn: Connection,
   sandboxId: number,
   input: Omit<NewAudience, 'origin' | 'definitionId'>,
   now = Date.now(),
-): Audience {
-  return conn.sqlite
-    .transaction(() => insertAudience(conn, sandboxId, { ...input, origin: 'MANUAL' }, now))
-    .immediate();
+): Promise<Audience> {
+  return writeUnit(conn, (tx) => insertAudience(tx, sandboxId, { ...input, origin: 'MANUAL' }, now));
 }
 
 interface AudienceChanges {
@@ -168,13 +178,13 @@ interface AudienceChanges {
 }
 
 /** Applies changes to an audience (the caller holds the transaction); bumps its version. */
-export function applyAudienceChanges(
+export async function applyAudienceChanges(
   conn: Connection,
   audience: Audience,
   changes: AudienceChanges,
   expectedVersion: number | null | undefined,
   now: number,
-): Audience {
+): Promise<Audience> {
   if (expectedVersion != null && expectedVersion !== audience.version) {
     throw conflict(`The audience is at version ${audience.version}, not ${expectedVersion}: reload and try again`, {
       currentVersion: audience.version,
@@ -185,7 +195,7 @@ export function applyAudienceChanges(
   const set: Partial<AudienceRow> = { updatedAt: now, version: audience.version + 1 };
   if (changes.name != null) {
     const name = validName(changes.name);
-    assertNameFree(conn, audience.sandboxId, audience.namespace, name, audience.id);
+    await assertNameFree(conn, audience.sandboxId, audience.namespace, name, audience.id);
     set.name = name;
     set.nameKey = name.toLowerCase();
   }
@@ -196,7 +206,7 @@ export function applyAudienceChanges(
   }
   if (changes.labels != null) set.labels = JSON.stringify(validLabels(changes.labels));
   if (changes.folderGiven) {
-    if (changes.folderId != null) requireFolder(conn, audience.sandboxId, changes.folderId);
+    if (changes.folderId != null) await requireFolder(conn, audience.sandboxId, changes.folderId);
     set.folderId = changes.folderId ?? null;
   }
   const updated = conn.db
@@ -209,31 +219,29 @@ export function applyAudienceChanges(
   return toAudience(updated);
 }
 
-export function updateAudience(
+export async function updateAudience(
   conn: Connection,
   sandboxId: number,
   id: number,
   changes: AudienceChanges,
   expectedVersion?: number | null,
   now = Date.now(),
-): Audience {
-  return conn.sqlite
-    .transaction(() => {
-      const audience = requireAudience(conn, sandboxId, id);
-      if (audience.origin === 'SEGMENTATION_SERVICE' && changes.name != null) {
-        throw badInput('This audience belongs to a segment definition: rename the definition instead', 'input.name');
-      }
-      return applyAudienceChanges(conn, audience, changes, expectedVersion, now);
-    })
-    .immediate();
+): Promise<Audience> {
+  return writeUnit(conn, async (tx) => {
+    const audience = await requireAudience(tx, sandboxId, id);
+    if (audience.origin === 'SEGMENTATION_SERVICE' && changes.name != null) {
+      throw badInput('This audience belongs to a segment definition: rename the definition instead', 'input.name');
+    }
+    return applyAudienceChanges(tx, audience, changes, expectedVersion, now);
+  });
 }
 
 /** Definitions that name this audience through inSegment (other than its own). */
-export function dependentDefinitions(
+export async function dependentDefinitions(
   conn: Connection,
   sandboxId: number,
   audienceIds: readonly number[],
-): Map<number, number[]> {
+): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>(audienceIds.map((id) => [id, []]));
   if (audienceIds.length === 0) return out;
   const rows = conn.db
@@ -252,8 +260,8 @@ export function dependentDefinitions(
 }
 
 /** CONFLICT naming every definition that still uses the audience. */
-export function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): void {
-  const dependents = (dependentDefinitions(conn, sandboxId, [audience.id]).get(audience.id) ?? []).filter(
+export async function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): Promise<void> {
+  const dependents = ((await dependentDefinitions(conn, sandboxId, [audience.id])).get(audience.id) ?? []).filter(
     (d) => d !== audience.definitionId,
   );
   if (dependents.length === 0) return;
@@ -272,7 +280,7 @@ export function assertNoDependents(conn: Connection, sandboxId: number, audience
  * Removes an audience with its memberships and their history, and the list of an external one
  * (the caller holds the transaction).
  */
-export function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): void {
+export async function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): Promise<void> {
   conn.sqlite.prepare('DELETE FROM external_members WHERE audience_id = ?').run(audienceId);
   conn.sqlite.prepare('DELETE FROM external_audiences WHERE audience_id = ?').run(audienceId);
   conn.db
@@ -297,24 +305,19 @@ export function removeAudienceRows(conn: Connection, sandboxId: number, audience
  * Deletes an audience; one made by a definition goes together with its definition (CONFLICT
  * while other definitions or a schedule use it).
  */
-export function deleteAudience(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite
-    .transaction(() => {
-      const audience = requireAudience(conn, sandboxId, id);
-      assertNoDependents(conn, sandboxId, audience);
-      assertNoScheduleNames(conn, sandboxId, audience.id, `Audience "${audience.name}"`);
-      if (audience.definitionId != null) {
-        conn.db
-          .delete(definitionDependencies)
-          .where(eq(definitionDependencies.definitionId, audience.definitionId))
-          .run();
-        conn.db.delete(definitionVersions).where(eq(definitionVersions.definitionId, audience.definitionId)).run();
-        conn.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, audience.definitionId)).run();
-      }
-      removeAudienceRows(conn, sandboxId, id);
-      return id;
-    })
-    .immediate();
+export async function deleteAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
+  return writeUnit(conn, async (tx) => {
+    const audience = await requireAudience(tx, sandboxId, id);
+    await assertNoDependents(tx, sandboxId, audience);
+    assertNoScheduleNames(tx, sandboxId, audience.id, `Audience "${audience.name}"`);
+    if (audience.definitionId != null) {
+      tx.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, audience.definitionId)).run();
+      tx.db.delete(definitionVersions).where(eq(definitionVersions.definitionId, audience.definitionId)).run();
+      tx.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, audience.definitionId)).run();
+    }
+    await removeAudienceRows(tx, sandboxId, id);
+    return id;
+  });
 }
 
 export const EVALUATION_METHODS = ['BATCH', 'STREAMING', 'EDGE'] as const;
@@ -362,13 +365,13 @@ const LIST_STATEMENTS = cacheKey<Map<string, ListStatement>>('audience list, per
  * bounds) with every value bound at run time: building and preparing it per request cost more
  * than running it (the `api` bench's profile).
  */
-export function listAudiences(
+export async function listAudiences(
   conn: Connection,
   sandboxId: number,
   filter: AudienceFilter = {},
   order: AudienceOrder = { field: 'CREATED_AT', direction: 'ASC' },
   args: PageArgs = {},
-): Page<Audience> & { totalCount: () => number } {
+): Promise<Page<Audience> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const values: Record<string, unknown> = {
     sandboxId,

@@ -40,14 +40,14 @@ function toVersion(row: Row): DefinitionVersion {
 }
 
 /** The name recorded as `changedBy` for a request made with this key (null: no key, the server runs open). */
-export function actorName(conn: Connection, keyId: number | null): string {
+export async function actorName(conn: Connection, keyId: number | null): Promise<string> {
   if (keyId === null) return OPEN_ACTOR;
   const row = conn.db.select({ name: apiKeys.name }).from(apiKeys).where(eq(apiKeys.id, keyId)).get();
   return row?.name ?? `key ${keyId}`;
 }
 
 /** Keeps the definition's current expression and settings as a version (inside the writing transaction). */
-export function recordDefinitionVersion(
+export async function recordDefinitionVersion(
   conn: Connection,
   def: {
     id: number;
@@ -62,7 +62,7 @@ export function recordDefinitionVersion(
   },
   changedBy: string,
   now: number,
-): void {
+): Promise<void> {
   conn.db
     .insert(definitionVersions)
     .values({
@@ -85,12 +85,12 @@ export function recordDefinitionVersion(
  * The version in force at definition version `version` (the newest kept at or below it), or at
  * instant `at` (the newest changed at or before it); the oldest one when nothing is that old.
  */
-export function definitionVersionAt(
+export async function definitionVersionAt(
   conn: Connection,
   sandboxId: number,
   definitionId: number,
   when: { version: number } | { at: number },
-): DefinitionVersion | undefined {
+): Promise<DefinitionVersion | undefined> {
   const base = and(eq(definitionVersions.sandboxId, sandboxId), eq(definitionVersions.definitionId, definitionId));
   const bound =
     'version' in when ? lte(definitionVersions.version, when.version) : lte(definitionVersions.changedAt, when.at);
@@ -117,12 +117,12 @@ export function expressionDiff(from: DefinitionVersion | null, to: DefinitionVer
 export type VersionWithDiff = DefinitionVersion & { diff: string };
 
 /** A definition's versions, newest first (the current one first), each with its diff against the one before. */
-export function listDefinitionVersions(
+export async function listDefinitionVersions(
   conn: Connection,
   sandboxId: number,
   definitionId: number,
   args: PageArgs,
-): Page<VersionWithDiff> & { totalCount: () => number } {
+): Promise<Page<VersionWithDiff> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [
     eq(definitionVersions.sandboxId, sandboxId),

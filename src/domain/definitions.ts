@@ -2,6 +2,7 @@ import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import { rowsByIds } from '../db/rows-by-ids.js';
 import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import type { Eligibility } from '../pql/index.js';
 import {
   applyAudienceChanges,
@@ -179,7 +180,12 @@ function expressionColumns(input: ExpressionInput, checked: CheckedInput) {
   };
 }
 
-function writeDependencies(conn: Connection, sandboxId: number, definitionId: number, audienceIds: readonly number[]) {
+async function writeDependencies(
+  conn: Connection,
+  sandboxId: number,
+  definitionId: number,
+  audienceIds: readonly number[],
+): Promise<void> {
   conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, definitionId)).run();
   if (audienceIds.length > 0) {
     conn.db
@@ -189,7 +195,12 @@ function writeDependencies(conn: Connection, sandboxId: number, definitionId: nu
   }
 }
 
-function assertDefinitionNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number) {
+async function assertDefinitionNameFree(
+  conn: Connection,
+  sandboxId: number,
+  name: string,
+  exceptId?: number,
+): Promise<void> {
   const row = conn.db
     .select({ id: segmentDefinitions.id })
     .from(segmentDefinitions)
@@ -212,62 +223,60 @@ interface CreateDefinitionInput {
 }
 
 /** Creates a definition and its audience in one transaction. */
-export function createSegmentDefinition(
+export async function createSegmentDefinition(
   conn: Connection,
   sandboxId: number,
   input: CreateDefinitionInput,
   now = Date.now(),
-): SegmentDefinition {
+): Promise<SegmentDefinition> {
   const name = validName(input.name);
   const ttlInDays = validTtl(input.ttlInDays);
-  return conn.sqlite
-    .transaction(() => {
-      const checked = checkExpression(conn, sandboxId, input.expression, { definition: true });
-      assertRunnable(conn, sandboxId, checked.checked);
-      const { info: evaluation, warnings } = validEvaluation(
-        input.evaluationInfo,
-        { batch: true, streaming: false, edge: false },
-        checked.checked.eligibility,
-      );
-      assertDefinitionNameFree(conn, sandboxId, name);
-      const audience = insertAudience(
-        conn,
+  return writeUnit(conn, async (tx) => {
+    const checked = checkExpression(tx, sandboxId, input.expression, { definition: true });
+    assertRunnable(tx, sandboxId, checked.checked);
+    const { info: evaluation, warnings } = validEvaluation(
+      input.evaluationInfo,
+      { batch: true, streaming: false, edge: false },
+      checked.checked.eligibility,
+    );
+    await assertDefinitionNameFree(tx, sandboxId, name);
+    const audience = await insertAudience(
+      tx,
+      sandboxId,
+      {
+        name,
+        description: input.description,
+        origin: 'SEGMENTATION_SERVICE',
+        lifecycleState: input.lifecycleState,
+        labels: input.labels,
+        folderId: input.folderId,
+      },
+      now,
+    );
+    const row = tx.db
+      .insert(segmentDefinitions)
+      .values({
         sandboxId,
-        {
-          name,
-          description: input.description,
-          origin: 'SEGMENTATION_SERVICE',
-          lifecycleState: input.lifecycleState,
-          labels: input.labels,
-          folderId: input.folderId,
-        },
-        now,
-      );
-      const row = conn.db
-        .insert(segmentDefinitions)
-        .values({
-          sandboxId,
-          audienceId: audience.id,
-          name,
-          nameKey: name.toLowerCase(),
-          description: input.description ?? null,
-          ...expressionColumns(input.expression, checked),
-          evalBatch: evaluation.batch,
-          evalStreaming: evaluation.streaming,
-          evalEdge: evaluation.edge,
-          evaluationWarnings: JSON.stringify(warnings),
-          ttlInDays,
-          createdAt: now,
-          updatedAt: now,
-        })
-        .returning()
-        .get();
-      conn.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
-      writeDependencies(conn, sandboxId, row.id, checked.checked.referencedAudiences);
-      recordDefinitionVersion(conn, row, input.changedBy ?? OPEN_ACTOR, now);
-      return toDefinition(row);
-    })
-    .immediate();
+        audienceId: audience.id,
+        name,
+        nameKey: name.toLowerCase(),
+        description: input.description ?? null,
+        ...expressionColumns(input.expression, checked),
+        evalBatch: evaluation.batch,
+        evalStreaming: evaluation.streaming,
+        evalEdge: evaluation.edge,
+        evaluationWarnings: JSON.stringify(warnings),
+        ttlInDays,
+        createdAt: now,
+        updatedAt: now,
+      })
+      .returning()
+      .get();
+    tx.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
+    await writeDependencies(tx, sandboxId, row.id, checked.checked.referencedAudiences);
+    await recordDefinitionVersion(tx, row, input.changedBy ?? OPEN_ACTOR, now);
+    return toDefinition(row);
+  });
 }
 
 interface UpdateDefinitionInput {
@@ -287,87 +296,83 @@ interface UpdateDefinitionInput {
  * labels). A new expression is checked again; memberships stay as they are until the next
  * evaluation. `expectedVersion` guards against lost updates.
  */
-export function updateSegmentDefinition(
+export async function updateSegmentDefinition(
   conn: Connection,
   sandboxId: number,
   id: number,
   input: UpdateDefinitionInput,
   expectedVersion?: number | null,
   now = Date.now(),
-): SegmentDefinition {
-  return conn.sqlite
-    .transaction(() => {
-      const def = requireDefinition(conn, sandboxId, id);
-      if (expectedVersion != null && expectedVersion !== def.version) {
-        throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
-          currentVersion: def.version,
-        });
-      }
-      const audience = requireAudience(conn, sandboxId, def.audienceId);
-      if (audience.lifecycleState === 'ARCHIVED')
-        throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
-      const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
-      let eligibility = def.eligibility;
-      if (input.name != null) {
-        const name = validName(input.name);
-        assertDefinitionNameFree(conn, sandboxId, name, id);
-        set.name = name;
-        set.nameKey = name.toLowerCase();
-      }
-      if (input.description !== undefined) set.description = input.description;
-      if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
-      if (input.expression) {
-        const checked = checkExpression(conn, sandboxId, input.expression, {
-          definition: true,
-          selfAudienceId: def.audienceId,
-        });
-        assertRunnable(conn, sandboxId, checked.checked);
-        Object.assign(set, expressionColumns(input.expression, checked));
-        eligibility = checked.checked.eligibility;
-        writeDependencies(conn, sandboxId, id, checked.checked.referencedAudiences);
-      }
-      if (input.evaluationInfo || input.expression) {
-        const { info, warnings } = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
-        set.evaluationWarnings = JSON.stringify(warnings);
-        set.evalBatch = info.batch;
-        set.evalStreaming = info.streaming;
-        set.evalEdge = info.edge;
-      }
-      const updated = conn.db
-        .update(segmentDefinitions)
-        .set(set)
-        .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
-        .returning()
-        .get();
-      if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
-      const changed =
-        updated.expressionText !== def.expressionText ||
-        updated.evalBatch !== def.evaluationInfo.batch ||
-        updated.evalStreaming !== def.evaluationInfo.streaming ||
-        updated.evalEdge !== def.evaluationInfo.edge;
-      if (changed) recordDefinitionVersion(conn, updated, input.changedBy ?? OPEN_ACTOR, now);
-      applyAudienceChanges(
-        conn,
-        audience,
-        { name: set.name, description: input.description, lifecycleState: input.lifecycleState, labels: input.labels },
-        null,
-        now,
-      );
-      return toDefinition(updated);
-    })
-    .immediate();
+): Promise<SegmentDefinition> {
+  return writeUnit(conn, async (tx) => {
+    const def = requireDefinition(tx, sandboxId, id);
+    if (expectedVersion != null && expectedVersion !== def.version) {
+      throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
+        currentVersion: def.version,
+      });
+    }
+    const audience = await requireAudience(tx, sandboxId, def.audienceId);
+    if (audience.lifecycleState === 'ARCHIVED')
+      throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
+    const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
+    let eligibility = def.eligibility;
+    if (input.name != null) {
+      const name = validName(input.name);
+      await assertDefinitionNameFree(tx, sandboxId, name, id);
+      set.name = name;
+      set.nameKey = name.toLowerCase();
+    }
+    if (input.description !== undefined) set.description = input.description;
+    if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
+    if (input.expression) {
+      const checked = checkExpression(tx, sandboxId, input.expression, {
+        definition: true,
+        selfAudienceId: def.audienceId,
+      });
+      assertRunnable(tx, sandboxId, checked.checked);
+      Object.assign(set, expressionColumns(input.expression, checked));
+      eligibility = checked.checked.eligibility;
+      await writeDependencies(tx, sandboxId, id, checked.checked.referencedAudiences);
+    }
+    if (input.evaluationInfo || input.expression) {
+      const { info, warnings } = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
+      set.evaluationWarnings = JSON.stringify(warnings);
+      set.evalBatch = info.batch;
+      set.evalStreaming = info.streaming;
+      set.evalEdge = info.edge;
+    }
+    const updated = tx.db
+      .update(segmentDefinitions)
+      .set(set)
+      .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
+      .returning()
+      .get();
+    if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
+    const changed =
+      updated.expressionText !== def.expressionText ||
+      updated.evalBatch !== def.evaluationInfo.batch ||
+      updated.evalStreaming !== def.evaluationInfo.streaming ||
+      updated.evalEdge !== def.evaluationInfo.edge;
+    if (changed) await recordDefinitionVersion(tx, updated, input.changedBy ?? OPEN_ACTOR, now);
+    await applyAudienceChanges(
+      tx,
+      audience,
+      { name: set.name, description: input.description, lifecycleState: input.lifecycleState, labels: input.labels },
+      null,
+      now,
+    );
+    return toDefinition(updated);
+  });
 }
 
 /** Deletes a definition with its audience and memberships; CONFLICT while other definitions or a schedule use it. */
-export function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): number {
-  return conn.sqlite
-    .transaction(() => {
-      const definition = requireDefinition(conn, sandboxId, id);
-      assertNoScheduleNames(conn, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
-      deleteAudience(conn, sandboxId, definition.audienceId);
-      return id;
-    })
-    .immediate();
+export async function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): Promise<number> {
+  return writeUnit(conn, async (tx) => {
+    const definition = requireDefinition(tx, sandboxId, id);
+    assertNoScheduleNames(tx, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
+    await deleteAudience(tx, sandboxId, definition.audienceId);
+    return id;
+  });
 }
 
 interface DefinitionFilter {
@@ -388,13 +393,13 @@ const ORDER_COLUMNS = {
   UPDATED_AT: segmentDefinitions.updatedAt,
 } as const;
 
-export function listSegmentDefinitions(
+export async function listSegmentDefinitions(
   conn: Connection,
   sandboxId: number,
   filter: DefinitionFilter = {},
   order: { field: DefinitionOrderField; direction: OrderDirection } = { field: 'CREATED_AT', direction: 'ASC' },
   args: PageArgs = {},
-): Page<SegmentDefinition> & { totalCount: () => number } {
+): Promise<Page<SegmentDefinition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(segmentDefinitions.sandboxId, sandboxId)];
   if (filter.nameContains)

@@ -36,12 +36,12 @@ export interface MembershipExplanation extends Explanation {
 }
 
 /** Explains one profile against an audience's definition or an expression; null when the profile is unknown. */
-export function explainMembership(
+export async function explainMembership(
   conn: Connection,
   sandboxId: number,
   request: ExplainRequest,
   now = Date.now(),
-): MembershipExplanation | null {
+): Promise<MembershipExplanation | null> {
   if ((request.profileId == null) === (request.identity == null)) {
     throw badInput('Give either profile or identity', 'profile');
   }
@@ -75,8 +75,8 @@ export function explainMembership(
     definitionVersion = def.version;
     if (request.at != null) {
       // A transition at exactly `at` names the version that decided it; otherwise the one in force then.
-      const decided = transitionVersion(conn, sandboxId, profileId, audience.id, at);
-      const version = definitionVersionAt(
+      const decided = await transitionVersion(conn, sandboxId, profileId, audience.id, at);
+      const version = await definitionVersionAt(
         conn,
         sandboxId,
         def.id,
@@ -108,13 +108,13 @@ export function explainMembership(
 }
 
 /** The definition version a transition of this profile recorded at exactly `at`, if there is one. */
-function transitionVersion(
+async function transitionVersion(
   conn: Connection,
   sandboxId: number,
   profileId: number,
   audienceId: number,
   at: number,
-): number | undefined {
+): Promise<number | undefined> {
   const row = conn.db
     .select({ version: membershipHistory.definitionVersion })
     .from(membershipHistory)

@@ -224,7 +224,7 @@ export interface PqlValidation {
 }
 
 /** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
-export function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): PqlValidation {
+export async function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): Promise<PqlValidation> {
   try {
     // A value expression (a count, a sum, an if(…)) is valid too: its type says what it is.
     const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: false });

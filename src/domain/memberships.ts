@@ -2,6 +2,7 @@ import { and, desc, eq, gt, inArray, lt, type SQL, sql } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { membershipHistory, memberships } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
 import { CURRENT_STATUSES_SQL, isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
@@ -130,13 +131,13 @@ const columns = {
 };
 
 /** An audience's members in profile order, optionally only some statuses. */
-export function listMembers(
+export async function listMembers(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   statuses: readonly MembershipStatus[] | null | undefined,
   args: PageArgs,
-): Page<Membership> & { totalCount: () => number } {
+): Promise<Page<Membership> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)];
   if (statuses && statuses.length > 0) conditions.push(inArray(memberships.status, [...statuses]));
@@ -157,11 +158,11 @@ export function listMembers(
 }
 
 /** Memberships of many profiles (all statuses), for the Profile.memberships loader. */
-export function membershipsOfProfiles(
+export async function membershipsOfProfiles(
   conn: Connection,
   sandboxId: number,
   profileIds: readonly number[],
-): Map<number, Membership[]> {
+): Promise<Map<number, Membership[]>> {
   const out = new Map<number, Membership[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
   const rows = conn.db
@@ -175,12 +176,12 @@ export function membershipsOfProfiles(
 }
 
 /** A profile's membership transitions, newest first. */
-export function listMembershipHistory(
+export async function listMembershipHistory(
   conn: Connection,
   sandboxId: number,
   profileId: number,
   args: PageArgs,
-): Page<MembershipTransition> & { totalCount: () => number } {
+): Promise<Page<MembershipTransition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, profileId)];
   const base = [...conditions];
@@ -200,7 +201,11 @@ export function listMembershipHistory(
   };
 }
 
-function resolveIdentities(conn: Connection, sandboxId: number, identities: readonly IdentityInput[]): number[] {
+async function resolveIdentities(
+  conn: Connection,
+  sandboxId: number,
+  identities: readonly IdentityInput[],
+): Promise<number[]> {
   if (identities.length === 0) throw badInput('Give at least one identity', 'identities');
   if (identities.length > 10_000) throw badInput('At most 10,000 identities per call', 'identities');
   const ids: number[] = [];
@@ -221,8 +226,8 @@ function resolveIdentities(conn: Connection, sandboxId: number, identities: read
   return [...new Set(ids)];
 }
 
-function requireManual(conn: Connection, sandboxId: number, audienceId: number): Audience {
-  const audience = requireAudience(conn, sandboxId, audienceId);
+async function requireManual(conn: Connection, sandboxId: number, audienceId: number): Promise<Audience> {
+  const audience = await requireAudience(conn, sandboxId, audienceId);
   if (audience.origin !== 'MANUAL') {
     throw badInput(`Members are added by hand only to MANUAL audiences; this one is ${audience.origin}`, 'audienceId');
   }
@@ -235,57 +240,55 @@ function requireManual(conn: Connection, sandboxId: number, audienceId: number):
  * Moves profiles of a MANUAL audience in (REALIZED) or out (EXITED), recording each actual
  * change in history; profiles already in that state are left alone.
  */
-function setManualMembership(
+async function setManualMembership(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
   to: 'REALIZED' | 'EXITED',
   now: number,
-): void {
-  conn.sqlite
-    .transaction(() => {
-      requireManual(conn, sandboxId, audienceId);
-      const current = conn.sqlite
-        .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
-        .pluck();
-      const writer = new MembershipWriter(conn);
-      for (const profileId of resolveIdentities(conn, sandboxId, identities)) {
-        const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
-        const member = status !== null && isCurrentStatus(status);
-        if (member === (to === 'REALIZED')) continue;
-        // A MANUAL audience has no definition: no version decided it.
-        writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual', null);
-      }
-      refreshAudienceSize(conn, audienceId);
-      touchAudience(conn, audienceId, now);
-    })
-    .immediate();
+): Promise<void> {
+  await writeUnit(conn, async (tx) => {
+    await requireManual(tx, sandboxId, audienceId);
+    const current = tx.sqlite
+      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
+      .pluck();
+    const writer = new MembershipWriter(tx);
+    for (const profileId of await resolveIdentities(tx, sandboxId, identities)) {
+      const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
+      const member = status !== null && isCurrentStatus(status);
+      if (member === (to === 'REALIZED')) continue;
+      // A MANUAL audience has no definition: no version decided it.
+      writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual', null);
+    }
+    refreshAudienceSize(tx, audienceId);
+    await touchAudience(tx, audienceId, now);
+  });
 }
 
 /** Makes profiles members of a MANUAL audience (REALIZED). */
-export function addAudienceMembers(
+export async function addAudienceMembers(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
   now = Date.now(),
-): void {
-  setManualMembership(conn, sandboxId, audienceId, identities, 'REALIZED', now);
+): Promise<void> {
+  await setManualMembership(conn, sandboxId, audienceId, identities, 'REALIZED', now);
 }
 
 /** Ends the membership of profiles in a MANUAL audience (EXITED). */
-export function removeAudienceMembers(
+export async function removeAudienceMembers(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
   now = Date.now(),
-): void {
-  setManualMembership(conn, sandboxId, audienceId, identities, 'EXITED', now);
+): Promise<void> {
+  await setManualMembership(conn, sandboxId, audienceId, identities, 'EXITED', now);
 }
 
-function touchAudience(conn: Connection, audienceId: number, now: number): void {
+async function touchAudience(conn: Connection, audienceId: number, now: number): Promise<void> {
   conn.sqlite
     .prepare('UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?')
     .run(now, now, audienceId);

@@ -33,12 +33,16 @@ const OVERLAP_MIN = 2;
 const OVERLAP_MAX = 10;
 const VENN_MAX = 3;
 
-export function audienceOverlap(conn: Connection, sandboxId: number, audienceIds: readonly number[]): AudienceOverlap {
+export async function audienceOverlap(
+  conn: Connection,
+  sandboxId: number,
+  audienceIds: readonly number[],
+): Promise<AudienceOverlap> {
   const ids = [...new Set(audienceIds)];
   if (ids.length < OVERLAP_MIN || ids.length > OVERLAP_MAX) {
     throw badInput(`Give ${OVERLAP_MIN} to ${OVERLAP_MAX} different audiences; got ${ids.length}`, 'audienceIds');
   }
-  for (const id of ids) requireAudience(conn, sandboxId, id);
+  for (const id of ids) await requireAudience(conn, sandboxId, id);
   // Bit i of a mask: member of ids[i]. Counting profiles per mask needs one ordered pass of
   // the (audience_id, status) index per audience and a GROUP BY over at most 2^10 masks.
   const masks = conn.sqlite

@@ -113,6 +113,6 @@ export function keyset(
 }
 
 /** Rows of `table` matching `where`: the lazy totalCount of every connection. */
-export function countRows(conn: Connection, table: SQLiteTable, where: SQL | undefined): number {
+export async function countRows(conn: Connection, table: SQLiteTable, where: SQL | undefined): Promise<number> {
   return conn.db.select({ n: count() }).from(table).where(where).get()!.n;
 }

@@ -147,7 +147,7 @@ export interface ProfileFilter {
 }
 
 export interface Counted<T> extends Page<T> {
-  totalCount: () => number;
+  totalCount: () => Promise<number>;
 }
 
 /** Profiles in id order, filtered by identity and update time. */

@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { sandboxes } from '../db/schema.js';
+import { writeUnit } from '../db/unit.js';
 import { badInput, conflict } from './errors.js';
 import { installDefaultSchema } from './profile-schema.js';
 
@@ -21,7 +22,7 @@ function sandboxCache(conn: Connection): Map<string, Sandbox> {
   return conn.cache.get(SANDBOXES, () => new Map());
 }
 
-export function findSandbox(conn: Connection, name: string): Sandbox | undefined {
+export async function findSandbox(conn: Connection, name: string): Promise<Sandbox | undefined> {
   const map = sandboxCache(conn);
   const hit = map.get(name);
   if (hit) return hit;
@@ -30,21 +31,19 @@ export function findSandbox(conn: Connection, name: string): Sandbox | undefined
   return row;
 }
 
-export function createSandbox(conn: Connection, name: string, now = Date.now()): Sandbox {
+export async function createSandbox(conn: Connection, name: string, now = Date.now()): Promise<Sandbox> {
   if (!NAME.test(name)) {
     throw badInput('Sandbox names are 1 to 64 characters of a-z, 0-9 and "-"', 'name');
   }
-  return conn.sqlite
-    .transaction(() => {
-      if (findSandbox(conn, name)) throw conflict(`Sandbox "${name}" already exists`);
-      const row = conn.db.insert(sandboxes).values({ name, createdAt: now }).returning().get();
-      installDefaultSchema(conn, row.id, now);
-      return row;
-    })
-    .immediate();
+  return writeUnit(conn, async (tx) => {
+    if (await findSandbox(tx, name)) throw conflict(`Sandbox "${name}" already exists`);
+    const row = tx.db.insert(sandboxes).values({ name, createdAt: now }).returning().get();
+    installDefaultSchema(tx, row.id, now);
+    return row;
+  });
 }
 
 /** Creates the sandbox if missing (start-up creates `prod`). */
-export function ensureSandbox(conn: Connection, name: string): Sandbox {
-  return findSandbox(conn, name) ?? createSandbox(conn, name);
+export async function ensureSandbox(conn: Connection, name: string): Promise<Sandbox> {
+  return (await findSandbox(conn, name)) ?? createSandbox(conn, name);
 }

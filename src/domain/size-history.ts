@@ -22,12 +22,12 @@ export interface AudienceSizePoint {
 }
 
 /** An audience's sizes after each evaluation, newest first. */
-export function listAudienceSizeHistory(
+export async function listAudienceSizeHistory(
   conn: Connection,
   sandboxId: number,
   audienceId: number,
   args: PageArgs,
-): Page<AudienceSizePoint> & { totalCount: () => number } {
+): Promise<Page<AudienceSizePoint> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [
     eq(audienceSizeHistory.sandboxId, sandboxId),
@@ -50,7 +50,11 @@ export function listAudienceSizeHistory(
 }
 
 /** The size changes a job wrote, one per audience it evaluated. */
-export function sizeChangesOfJob(conn: Connection, sandboxId: number, jobId: number): AudienceSizePoint[] {
+export async function sizeChangesOfJob(
+  conn: Connection,
+  sandboxId: number,
+  jobId: number,
+): Promise<AudienceSizePoint[]> {
   return conn.db
     .select()
     .from(audienceSizeHistory)
@@ -93,7 +97,7 @@ export function watchAudienceSizeChanges(
     try {
       for await (const { payload: job } of jobs) {
         if (job.kind !== 'SEGMENT' || job.status !== 'SUCCEEDED') continue;
-        for (const point of sizeChangesOfJob(deps.conn, sandboxId, job.id)) {
+        for (const point of await sizeChangesOfJob(deps.conn, sandboxId, job.id)) {
           if (only !== null && !only.has(point.audienceId)) continue;
           if (changeFraction(point.before, point.size) > minChangeFraction) yield point;
         }

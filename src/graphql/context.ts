@@ -46,7 +46,7 @@ function batched<V>(load: (ids: readonly number[]) => Map<number, V> | Promise<M
  * number of SQL statements whatever its size.
  */
 export function createLoaders(conn: Connection, sandboxId: number) {
-  let folders: Map<number, Folder> | undefined;
+  let folders: Promise<Map<number, Folder>> | undefined;
   return {
     profile: batched<Profile | undefined>((ids) => profilesByIds(conn, sandboxId, ids), undefined),
     identities: batched<Identity[]>((ids) => identitiesOf(conn, sandboxId, ids), []),

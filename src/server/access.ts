@@ -23,26 +23,26 @@ export interface Access {
   resolve(
     header: (name: string) => string | undefined,
     sandboxFallback?: string,
-  ): { principal: Principal; sandbox: Sandbox };
+  ): Promise<{ principal: Principal; sandbox: Sandbox }>;
   /** Why /metrics is refused to this `authorization`, or undefined when it may read them. */
-  metricsRefusal(authorization: string | undefined): { status: number; error: object } | undefined;
+  metricsRefusal(authorization: string | undefined): Promise<{ status: number; error: object } | undefined>;
   stop(): void;
 }
 
-export function createAccess(options: {
+export async function createAccess(options: {
   conn: Connection;
   dataDir: string;
   host: string;
   limits: ServerLimits;
   log: Logger;
   metricsToken: string;
-}): Access {
+}): Promise<Access> {
   const { conn, host, log, metricsToken } = options;
   const keys = new KeyRing(conn, keyStampFile(options.dataDir), log);
   const rateLimiter = new RateLimiter(options.limits.rateLimitPerSecond);
   // Decided once: a server that starts keyed stays keyed, whatever is revoked later.
-  if (!keys.decideOpen(isLoopback(host))) {
-    if (!keys.everMade()) {
+  if (!(await keys.decideOpen(isLoopback(host)))) {
+    if (!(await keys.everMade())) {
       throw new Error(
         `Refusing to serve on ${host} without API keys: make one with "segql keys create", or bind to a loopback address`,
       );
@@ -54,12 +54,12 @@ export function createAccess(options: {
 
   return {
     keys,
-    resolve(header, sandboxFallback) {
+    async resolve(header, sandboxFallback) {
       const name = header('x-sandbox-name') ?? sandboxFallback ?? DEFAULT_SANDBOX;
       try {
-        const principal = keys.authenticate(header('authorization'));
+        const principal = await keys.authenticate(header('authorization'));
         rateLimiter.take(principal);
-        const sandbox = findSandbox(conn, name);
+        const sandbox = await findSandbox(conn, name);
         // A key bound to some sandboxes learns nothing about others: an unknown name is as forbidden.
         assertSandboxAllowed(principal, sandbox ?? { id: -1, name });
         if (!sandbox) throw new DomainError('NOT_FOUND', `Sandbox "${name}" does not exist`, { id: name });
@@ -71,12 +71,12 @@ export function createAccess(options: {
         throw err;
       }
     },
-    metricsRefusal(authorization) {
-      if (!keys.required()) return undefined;
+    async metricsRefusal(authorization) {
+      if (!(await keys.required())) return undefined;
       const bearer = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
       if (metricsToken !== '' && bearer !== undefined && safeEqual(bearer, metricsToken)) return undefined;
       try {
-        const principal = keys.authenticate(authorization);
+        const principal = await keys.authenticate(authorization);
         if (principal.scopes.has('admin')) return undefined;
         return {
           status: 403,

@@ -59,7 +59,7 @@ export function createDownloads(deps: { conn: Connection; dataDir: string; acces
     }
     let sandboxId: number;
     try {
-      const { principal, sandbox } = access.resolve((name) => {
+      const { principal, sandbox } = await access.resolve((name) => {
         const v = req.headers[name];
         return Array.isArray(v) ? v[0] : v;
       });

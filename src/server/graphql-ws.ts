@@ -39,11 +39,11 @@ export function attachGraphqlWs(deps: {
       // A key sent at connection must be valid (else 4403 Forbidden at once); a connection without
       // one is accepted, and each operation is authenticated on its own (GraphiQL sends its
       // headers with every operation, not in connection_init).
-      onConnect: (ctx) => {
+      onConnect: async (ctx) => {
         const authorization = ctx.connectionParams?.authorization;
         if (typeof authorization !== 'string') return true;
         try {
-          access.keys.authenticate(authorization);
+          await access.keys.authenticate(authorization);
           return true;
         } catch (err) {
           if (err instanceof DomainError) return false;

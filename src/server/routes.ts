@@ -58,7 +58,7 @@ export function createRequestHandler(deps: {
         return json(res, ready.status, ready.body);
       }
       if (path === '/metrics') {
-        const refused = access.metricsRefusal(req.headers.authorization);
+        const refused = await access.metricsRefusal(req.headers.authorization);
         if (refused) return json(res, refused.status, { errors: [refused.error] });
         res.writeHead(200, { 'content-type': metrics.registry.contentType });
         res.end(await metrics.registry.metrics());

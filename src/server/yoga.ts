@@ -129,7 +129,7 @@ export function createSegqlYoga(deps: {
         onOutcome: (outcome) => metrics.responseCache.inc({ outcome }),
       }),
     ],
-    context: ({ request, connectionParams, req, params }) => {
+    context: async ({ request, connectionParams, req, params }) => {
       // HTTP headers; over WebSocket connectionParams, else the operation's extensions.headers
       // (where GraphiQL sends its Headers tab), so every transport sees the same sandbox and key.
       const operationHeaders = (params as { extensions?: { headers?: Record<string, unknown> } } | undefined)
@@ -140,7 +140,7 @@ export function createSegqlYoga(deps: {
         return typeof value === 'string' ? value : undefined;
       };
       const requestId = header('x-request-id') ?? randomUUID();
-      const { principal, sandbox } = access.resolve(header, connectionParams?.sandbox as string | undefined);
+      const { principal, sandbox } = await access.resolve(header, connectionParams?.sandbox as string | undefined);
       return {
         principal,
         app,

@@ -250,7 +250,7 @@ describe.skipIf(!pgAdminUrl)('the PostgreSQL floors select what the compiled PQL
   let list: Edge[];
 
   beforeAll(async () => {
-    dataset = prepareDataset({ profiles: 80, eventsPerProfile: 4, seed: 42, dataDir }, () => {});
+    dataset = await prepareDataset({ profiles: 80, eventsPerProfile: 4, seed: 42, dataDir }, () => {});
     db = await freshPgDatabase('floor_pg');
     await preparePgDataset(dataset, { url: db.url, log: () => {} });
     client = new pg.Client({ connectionString: db.url });

@@ -44,7 +44,7 @@ describe.skipIf(!pgAdminUrl)('the bench data set copied into PostgreSQL', () => 
   });
 
   it('copies profiles, identities, events and schema fields row for row, and keeps the migrated indexes', async () => {
-    const dataset = prepareDataset({ profiles: 120, eventsPerProfile: 4, seed: 42, dataDir }, quiet);
+    const dataset = await prepareDataset({ profiles: 120, eventsPerProfile: 4, seed: 42, dataDir }, quiet);
     // Text that COPY's text format must escape (tab, newline, carriage return, backslash), in a
     // document and in a plain column, beside characters outside ASCII.
     const awkward = 'tab\there, line\nbreak\r, back\\slash \\N, "quoted", é, 😀';
@@ -115,10 +115,10 @@ describe.skipIf(!pgAdminUrl)('the bench data set copied into PostgreSQL', () => 
   });
 
   it('reuses the copy for the same data set and replaces it for another', async () => {
-    const same = prepareDataset({ profiles: 120, eventsPerProfile: 4, seed: 42, dataDir }, quiet);
+    const same = await prepareDataset({ profiles: 120, eventsPerProfile: 4, seed: 42, dataDir }, quiet);
     expect((await preparePgDataset(same, { url: db.url, log: quiet })).loaded).toBe(false);
 
-    const smaller = prepareDataset({ profiles: 50, eventsPerProfile: 2, seed: 42, dataDir }, quiet);
+    const smaller = await prepareDataset({ profiles: 50, eventsPerProfile: 2, seed: 42, dataDir }, quiet);
     const lines: string[] = [];
     const copy = await preparePgDataset(smaller, { url: db.url, log: (l) => lines.push(l) });
     expect(copy.loaded).toBe(true);
@@ -134,7 +134,7 @@ describe.skipIf(!pgAdminUrl)('the bench data set copied into PostgreSQL', () => 
       other.url,
       "INSERT INTO sandboxes (id, name, created_at) VALUES (1, 'prod', 0); INSERT INTO profiles (sandbox_id, attributes, created_at, updated_at) VALUES (1, '{}', 0, 0)",
     );
-    const dataset = prepareDataset({ profiles: 50, eventsPerProfile: 2, seed: 42, dataDir }, quiet);
+    const dataset = await prepareDataset({ profiles: 50, eventsPerProfile: 2, seed: 42, dataDir }, quiet);
     await expect(preparePgDataset(dataset, { url: other.url, log: quiet })).rejects.toThrow(/not the bench's database/);
     expect(await query(other.url, 'SELECT count(*) AS n FROM profiles')).toEqual([{ n: 1 }]);
   });

@@ -16,7 +16,7 @@ describe.skipIf(!pgAdminUrl)('copying a SQLite store into PostgreSQL', () => {
   let copied: Record<string, number>;
 
   beforeAll(async () => {
-    store = buildSegmentStore('copy', 300, 4);
+    store = await buildSegmentStore('copy', 300, 4);
     store.conn.sqlite
       .prepare(
         `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, payload)

@@ -31,19 +31,22 @@ export interface SegmentStore {
   close(): void;
 }
 
-export function buildSegmentStore(label: string, profiles: number, eventsPerProfile = 10): SegmentStore {
+export async function buildSegmentStore(label: string, profiles: number, eventsPerProfile = 10): Promise<SegmentStore> {
   const file = join(tmpdir(), `segql-${label}-${process.pid}-${Date.now()}.db`);
   const conn = openDatabase(file);
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   seedDemoData(conn, sandboxId, { profiles, eventsPerProfile, seed: 42, now: STORE_NOW });
-  const definitions = loadDefinitions().map((d) =>
-    createSegmentDefinition(
-      conn,
-      sandboxId,
-      { name: d.name, expression: { format: 'PQL_TEXT', value: d.text }, lifecycleState: 'PUBLISHED' },
-      STORE_NOW,
-    ),
-  );
+  const definitions: SegmentDefinition[] = [];
+  for (const d of loadDefinitions()) {
+    definitions.push(
+      await createSegmentDefinition(
+        conn,
+        sandboxId,
+        { name: d.name, expression: { format: 'PQL_TEXT', value: d.text }, lifecycleState: 'PUBLISHED' },
+        STORE_NOW,
+      ),
+    );
+  }
   return {
     conn,
     file,

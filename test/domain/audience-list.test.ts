@@ -15,12 +15,12 @@ import {
 import { DEFAULT_SANDBOX, ensureSandbox } from '../../src/domain/sandboxes.js';
 
 const conn = openDatabase(':memory:');
-const sandboxId = ensureSandbox(conn, DEFAULT_SANDBOX).id;
-const other = ensureSandbox(conn, 'other').id;
+const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
+const other = (await ensureSandbox(conn, 'other')).id;
 const all: Audience[] = [];
 for (let i = 0; i < 30; i++) {
   all.push(
-    createManualAudience(
+    await createManualAudience(
       conn,
       sandboxId,
       {
@@ -32,7 +32,7 @@ for (let i = 0; i < 30; i++) {
       1_000 + (i % 7) * 10,
     ),
   );
-  createManualAudience(conn, other, { name: `Alpha other ${i}` }, 1_000);
+  await createManualAudience(conn, other, { name: `Alpha other ${i}` }, 1_000);
 }
 
 function expected(filter: AudienceFilter, order: AudienceOrder): number[] {
@@ -51,22 +51,22 @@ function expected(filter: AudienceFilter, order: AudienceOrder): number[] {
     .map((a) => a.id);
 }
 
-function pageForward(filter: AudienceFilter, order: AudienceOrder): number[] {
+async function pageForward(filter: AudienceFilter, order: AudienceOrder): Promise<number[]> {
   const ids: number[] = [];
   let after: string | undefined;
   for (;;) {
-    const page = listAudiences(conn, sandboxId, filter, order, { first: 4, after });
+    const page = await listAudiences(conn, sandboxId, filter, order, { first: 4, after });
     ids.push(...page.items.map((a) => a.id));
     if (!page.hasNextPage) return ids;
     after = page.cursors.at(-1);
   }
 }
 
-function pageBackward(filter: AudienceFilter, order: AudienceOrder): number[] {
+async function pageBackward(filter: AudienceFilter, order: AudienceOrder): Promise<number[]> {
   const ids: number[] = [];
   let before: string | undefined;
   for (;;) {
-    const page = listAudiences(conn, sandboxId, filter, order, { last: 4, before });
+    const page = await listAudiences(conn, sandboxId, filter, order, { last: 4, before });
     ids.unshift(...page.items.map((a) => a.id));
     if (!page.hasPreviousPage) return ids;
     before = page.cursors[0];
@@ -90,20 +90,22 @@ describe('listAudiences', () => {
     { field: 'CREATED_AT', direction: 'ASC' },
     { field: 'CREATED_AT', direction: 'DESC' },
   ];
-  it('pages every filter and order forwards and backwards as a computation over all rows', () => {
+  it('pages every filter and order forwards and backwards as a computation over all rows', async () => {
     for (const filter of filters) {
       for (const order of orders) {
         const want = expected(filter, order);
-        expect(pageForward(filter, order), JSON.stringify({ filter, order })).toEqual(want);
-        expect(pageBackward(filter, order), JSON.stringify({ filter, order, back: true })).toEqual(want);
-        expect(listAudiences(conn, sandboxId, filter, order, { first: 1 }).totalCount()).toBe(want.length);
+        expect(await pageForward(filter, order), JSON.stringify({ filter, order })).toEqual(want);
+        expect(await pageBackward(filter, order), JSON.stringify({ filter, order, back: true })).toEqual(want);
+        expect(await (await listAudiences(conn, sandboxId, filter, order, { first: 1 })).totalCount()).toBe(
+          want.length,
+        );
       }
     }
   });
 
-  it('never shows another sandbox', () => {
-    const mine = listAudiences(conn, sandboxId, { nameContains: 'alpha' }, undefined, { first: 100 }).items;
+  it('never shows another sandbox', async () => {
+    const mine = (await listAudiences(conn, sandboxId, { nameContains: 'alpha' }, undefined, { first: 100 })).items;
     expect(mine.every((a) => !a.name.includes('other'))).toBe(true);
-    expect(listAudiences(conn, other, {}, undefined, { first: 100 }).items).toHaveLength(30);
+    expect((await listAudiences(conn, other, {}, undefined, { first: 100 })).items).toHaveLength(30);
   });
 });

@@ -72,7 +72,7 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
   let audienceIds: number[];
 
   beforeAll(async () => {
-    store = buildSegmentStore('cluster_export', 1_500, 4);
+    store = await buildSegmentStore('cluster_export', 1_500, 4);
     await store.runSqliteJob();
     db = await pgCopyOf(store.conn.sqlite, 'cexp_export');
     sqliteDir = mkdtempSync(join(tmpdir(), 'cexp-sqlite-'));

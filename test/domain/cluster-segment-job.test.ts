@@ -19,7 +19,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
   let waiters: (() => void)[] = [];
 
   beforeAll(async () => {
-    store = buildSegmentStore('cluster_job', 2_000, 6);
+    store = await buildSegmentStore('cluster_job', 2_000, 6);
     db = await pgCopyOf(store.conn.sqlite, 'cluster_job');
     for (let i = 0; i < 3; i++) {
       nodes.push(

@@ -30,7 +30,7 @@ const SIDES = ['wouldJoin', 'wouldLeave', 'wouldStay'] as const;
 /** 3,000 profiles and "Fifty plus" (points >= 50) with its members written by a segment job. */
 async function store() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   ingestProfiles(
     conn,
     sandboxId,
@@ -39,7 +39,7 @@ async function store() {
       attributes: { loyalty: { points: i % 100 } },
     })),
   );
-  const def = createSegmentDefinition(conn, sandboxId, {
+  const def = await createSegmentDefinition(conn, sandboxId, {
     name: 'Fifty plus',
     expression: { format: 'PQL_TEXT', value: 'loyalty.points >= 50' },
     lifecycleState: 'PUBLISHED',
@@ -69,7 +69,7 @@ async function dryRun({ conn, sandboxId, def }: Awaited<ReturnType<typeof store>
   })) as DefinitionChangePreview;
   await updateJob(conn, job.id, { status: 'PROCESSING', startedAt: Date.now() });
   const reports: DefinitionChangeProgress[] = [];
-  const result = runJobTask(conn, job.id, definitionChangeTask, definitionChangePlan(conn, job, NOW), {
+  const result = runJobTask(conn, job.id, definitionChangeTask, await definitionChangePlan(conn, job, NOW), {
     progress: (p) => reports.push(p),
     cancelled: () => false,
   });

@@ -3,9 +3,9 @@ import { openDatabase } from '../../src/db/index.js';
 import { seedDemoData } from '../../src/domain/demo-data.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 
-function seeded(seed: number) {
+async function seeded(seed: number) {
   const conn = openDatabase(':memory:');
-  const sandbox = ensureSandbox(conn, 'prod');
+  const sandbox = await ensureSandbox(conn, 'prod');
   const result = seedDemoData(conn, sandbox.id, {
     profiles: 300,
     eventsPerProfile: 5,
@@ -24,19 +24,19 @@ function seeded(seed: number) {
 }
 
 describe('demo data', () => {
-  it('is the same store for the same seed and different for another', () => {
-    const a = seeded(42);
-    const b = seeded(42);
-    const c = seeded(7);
+  it('is the same store for the same seed and different for another', async () => {
+    const a = await seeded(42);
+    const b = await seeded(42);
+    const c = await seeded(7);
     expect(a.dump).toEqual(b.dump);
     expect(a.dump).not.toEqual(c.dump);
     expect(a.result.profiles).toBe(300);
     expect(a.result.events).toBeGreaterThan(600);
   });
 
-  it('puts every event within the 120 days before the reference day, shaped like a shop', () => {
+  it('puts every event within the 120 days before the reference day, shaped like a shop', async () => {
     const conn = openDatabase(':memory:');
-    const sandbox = ensureSandbox(conn, 'prod');
+    const sandbox = await ensureSandbox(conn, 'prod');
     const now = Date.UTC(2026, 10, 28);
     seedDemoData(conn, sandbox.id, { profiles: 2000, eventsPerProfile: 10, seed: 42, now });
     const span = conn.sqlite.prepare('SELECT min(ts) AS lo, max(ts) AS hi FROM events').get() as {

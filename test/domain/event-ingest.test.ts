@@ -19,9 +19,9 @@ import { segmentProfiles } from '../../src/domain/streaming.js';
 
 const NOW = Date.parse('2026-12-05T12:00:00Z');
 
-function setup() {
+async function setup() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   return { conn, sandboxId };
 }
 
@@ -38,8 +38,8 @@ function storedEventIds(conn: ReturnType<typeof openDatabase>): string[] {
 }
 
 describe('group commit of event ingests', () => {
-  it('gives two requests committed together their own answers, the bad row reported to its own request', () => {
-    const { conn, sandboxId } = setup();
+  it('gives two requests committed together their own answers, the bad row reported to its own request', async () => {
+    const { conn, sandboxId } = await setup();
     const bad = { ...purchase('b2', 'bob'), timestamp: 'yesterday' };
     const outcomes = ingestEventGroup(
       conn,
@@ -59,8 +59,8 @@ describe('group commit of event ingests', () => {
     expect(conn.sqlite.prepare('SELECT count(*) FROM profiles WHERE updated_at = ?').pluck().get(NOW)).toBe(3);
   });
 
-  it('undoes a request that fails part way, and only it: nothing of it is half-written', () => {
-    const { conn, sandboxId } = setup();
+  it('undoes a request that fails part way, and only it: nothing of it is half-written', async () => {
+    const { conn, sandboxId } = await setup();
     // A storage failure on the second event of the second request, after its first was written.
     conn.sqlite.exec(
       `CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_id = 'poison'
@@ -85,8 +85,8 @@ describe('group commit of event ingests', () => {
     expect(conn.sqlite.prepare('SELECT count(*) FROM profiles').pluck().get()).toBe(2);
   });
 
-  it('refuses an oversized request alone and commits the others', () => {
-    const { conn, sandboxId } = setup();
+  it('refuses an oversized request alone and commits the others', async () => {
+    const { conn, sandboxId } = await setup();
     const limits = { ...DEFAULT_INGEST_LIMITS, maxBatch: 2 };
     const outcomes = ingestEventGroup(
       conn,
@@ -102,8 +102,8 @@ describe('group commit of event ingests', () => {
     expect(storedEventIds(conn)).toEqual(['b1']);
   });
 
-  it('tries each request alone when the shared streaming step fails, so one cannot fail the others', () => {
-    const { conn, sandboxId } = setup();
+  it('tries each request alone when the shared streaming step fails, so one cannot fail the others', async () => {
+    const { conn, sandboxId } = await setup();
     const calls: number[][] = [];
     // Fails whenever cat's profile is among the changed ones.
     const onProfilesChanged: ProfilesChangedHook = (_sandbox, profileIds) => {
@@ -127,9 +127,9 @@ describe('group commit of event ingests', () => {
     expect(calls.map((c) => c.length)).toEqual([3, 1, 1, 1]);
   });
 
-  it('evaluates a profile created by one request and found by another of the same commit in full', () => {
-    const { conn, sandboxId } = setup();
-    createSegmentDefinition(
+  it('evaluates a profile created by one request and found by another of the same commit in full', async () => {
+    const { conn, sandboxId } = await setup();
+    await createSegmentDefinition(
       conn,
       sandboxId,
       {
@@ -170,7 +170,7 @@ const quiet = {
 
 describe('IngestService.events', () => {
   it('commits requests made in the same turn together, each resolving with its own result', async () => {
-    const { conn, sandboxId } = setup();
+    const { conn, sandboxId } = await setup();
     const groups: number[][] = [];
     const streaming = {
       onProfilesChanged: ((_sandbox, profileIds) => {
@@ -195,7 +195,7 @@ describe('IngestService.events', () => {
   });
 
   it('rejects only the request that failed', async () => {
-    const { conn, sandboxId } = setup();
+    const { conn, sandboxId } = await setup();
     const ingest = new IngestService({
       writer: new LocalIngestWriter({ conn, limits: { ...DEFAULT_INGEST_LIMITS, maxBatch: 1 }, streaming: quiet }),
     });
@@ -230,11 +230,11 @@ describe('IngestService.events', () => {
       writers.push(writer);
       return writer;
     }
-    function locked() {
+    async function locked() {
       const dir = mkdtempSync(join(tmpdir(), 'segql-ingest-lock-'));
       const file = join(dir, 'segql.db');
       const conn = openDatabase(file);
-      const sandboxId = ensureSandbox(conn, 'prod').id;
+      const sandboxId = (await ensureSandbox(conn, 'prod')).id;
       const other = new Database(file);
       other.exec('BEGIN IMMEDIATE');
       const cleanup = () => {
@@ -250,7 +250,7 @@ describe('IngestService.events', () => {
     }
 
     it('waits on a timer, never holding the event loop, and stores the events once the lock is free', async () => {
-      const { conn, sandboxId, other, cleanup } = locked();
+      const { conn, sandboxId, other, cleanup } = await locked();
       try {
         const ingest = new IngestService({ writer: writerOf(conn) });
         let settled = false;
@@ -277,7 +277,7 @@ describe('IngestService.events', () => {
     });
 
     it('keeps profile and event requests in arrival order across the wait', async () => {
-      const { conn, sandboxId, other, cleanup } = locked();
+      const { conn, sandboxId, other, cleanup } = await locked();
       try {
         const ingest = new IngestService({ writer: writerOf(conn) });
         const record = (tier: string) => ({
@@ -302,7 +302,7 @@ describe('IngestService.events', () => {
     });
 
     it('refuses the waiting requests as RATE_LIMITED past the wait, having written nothing', async () => {
-      const { conn, sandboxId, cleanup } = locked();
+      const { conn, sandboxId, cleanup } = await locked();
       try {
         const ingest = new IngestService({ writer: writerOf(conn), writeLockWaitMs: 150 });
         const results = await Promise.allSettled([

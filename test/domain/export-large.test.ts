@@ -24,11 +24,11 @@ let sandboxId: number;
 let audienceId: number;
 let exports = 0;
 
-beforeAll(() => {
+beforeAll(async () => {
   conn = openDatabase(join(dir, 'segql.db'));
-  sandboxId = ensureSandbox(conn, 'prod').id;
+  sandboxId = (await ensureSandbox(conn, 'prod')).id;
   seedDemoData(conn, sandboxId, { profiles: PROFILES, eventsPerProfile: 0, seed: 7 });
-  audienceId = createManualAudience(conn, sandboxId, { name: 'everyone' }).id;
+  audienceId = (await createManualAudience(conn, sandboxId, { name: 'everyone' })).id;
   conn.sqlite
     .prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at)

@@ -59,7 +59,7 @@ describe('reading a CSV list', () => {
 
 async function setup(name: string) {
   const conn = openDatabase(join(dir, `${name}.db`));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const external = await createExternalAudience(
     conn,
     sandboxId,

@@ -14,10 +14,10 @@ let dir: string;
 let conn: Connection;
 let sandboxId: number;
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'segql-identities-'));
   conn = openDatabase(join(dir, 'segql.db'));
-  sandboxId = ensureSandbox(conn, 'prod').id;
+  sandboxId = (await ensureSandbox(conn, 'prod')).id;
 });
 afterEach(() => {
   conn.close();

@@ -22,8 +22,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('ingest on its own thread', () => {
   it('stores, evaluates and publishes there, the changes on this bus before the request is answered', async () => {
     const conn = openDatabase(join(dir, 'a.db'));
-    const sandboxId = ensureSandbox(conn, 'prod').id;
-    const definition = createSegmentDefinition(conn, sandboxId, {
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+    const definition = await createSegmentDefinition(conn, sandboxId, {
       name: 'buyers',
       expression: {
         format: 'PQL_TEXT',
@@ -82,7 +82,7 @@ describe('ingest on its own thread', () => {
 
   it('answers a request the thread died under with an error, and starts another thread for the next', async () => {
     const conn = openDatabase(join(dir, 'b.db'));
-    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
     const writer = new ThreadIngestWriter({
       conn,
       bus: new EventBus(),

@@ -14,7 +14,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 /** A PROCESSING preview job, and a task that stores `ids` as its output and then does `then`. */
 async function setup() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const job = await insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: 'true' },
     expressionText: 'true',

@@ -68,9 +68,9 @@ interface SqliteStore {
   definitions: SegmentDefinition[];
 }
 
-function buildSqliteStore(): SqliteStore {
+async function buildSqliteStore(): Promise<SqliteStore> {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const rand = random(21);
   ingestProfiles(
     conn,
@@ -102,7 +102,7 @@ function buildSqliteStore(): SqliteStore {
   ).flat();
   for (let k = 0; k < events.length; k += 100) ingestEvents(conn, sandboxId, events.slice(k, k + 100));
   const made = new Map<string, SegmentDefinition>();
-  const outside = createSegmentDefinition(conn, sandboxId, {
+  const outside = await createSegmentDefinition(conn, sandboxId, {
     name: 'Outside',
     expression: { format: 'PQL_TEXT', value: 'loyalty.points < 10' },
     lifecycleState: 'PUBLISHED',
@@ -110,7 +110,7 @@ function buildSqliteStore(): SqliteStore {
   for (const [name, value] of DEFINITIONS) {
     made.set(
       name,
-      createSegmentDefinition(conn, sandboxId, {
+      await createSegmentDefinition(conn, sandboxId, {
         name,
         expression: { format: 'PQL_TEXT', value },
         lifecycleState: 'PUBLISHED',
@@ -341,7 +341,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   let threeRanges: PgTestDatabase;
 
   beforeAll(async () => {
-    store = buildSqliteStore();
+    store = await buildSqliteStore();
     oneRange = await freshPgDatabase('pgeval_one');
     threeRanges = await freshPgDatabase('pgeval_three');
     await copyToPg(store, oneRange);

@@ -5,9 +5,10 @@ import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 
 /** A store whose sandboxes' profile ids interleave (every `sandboxes`-th id belongs to one sandbox). */
-function interleaved(sandboxes: number, perSandbox: number) {
+async function interleaved(sandboxes: number, perSandbox: number) {
   const conn = openDatabase(':memory:');
-  const ids = Array.from({ length: sandboxes }, (_, k) => ensureSandbox(conn, `s${k}`).id);
+  const ids: number[] = [];
+  for (let k = 0; k < sandboxes; k++) ids.push((await ensureSandbox(conn, `s${k}`)).id);
   for (let i = 0; i < perSandbox; i++) {
     for (const [k, sandboxId] of ids.entries()) {
       ingestProfiles(conn, sandboxId, [
@@ -26,8 +27,8 @@ describe('preview samplers', () => {
     ['dense ids (permuting the id range)', 2],
     ['sparse ids (numbering the profiles)', 3],
   ] as const) {
-    it(`reads every profile of the sandbox exactly once, in seeded random order: ${label}`, () => {
-      const { conn, sandboxId } = interleaved(sandboxes, 300);
+    it(`reads every profile of the sandbox exactly once, in seeded random order: ${label}`, async () => {
+      const { conn, sandboxId } = await interleaved(sandboxes, 300);
       const mine = new Set(
         conn.sqlite.prepare('SELECT id FROM profiles WHERE sandbox_id = ?').pluck().all(sandboxId) as number[],
       );

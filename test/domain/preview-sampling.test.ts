@@ -11,9 +11,9 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 const NOW = Date.parse('2026-11-28T00:00:00Z');
 
 /** 6,000 profiles, all with an email, every third with a phone; members of "VIP": the first 3,000. */
-function store() {
+async function store() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const records = Array.from({ length: 6000 }, (_, i) => ({
     identities: [
       { namespace: 'email', id: `p${i}@example.com` },
@@ -22,8 +22,8 @@ function store() {
     attributes: { loyalty: { points: i } },
   }));
   ingestProfiles(conn, sandboxId, records);
-  const vip = createManualAudience(conn, sandboxId, { name: 'VIP' });
-  addAudienceMembers(
+  const vip = await createManualAudience(conn, sandboxId, { name: 'VIP' });
+  await addAudienceMembers(
     conn,
     sandboxId,
     vip.id,
@@ -32,7 +32,7 @@ function store() {
   return { conn, sandboxId };
 }
 
-async function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number, expressionText: string) {
+async function preview(conn: Awaited<ReturnType<typeof store>>['conn'], sandboxId: number, expressionText: string) {
   const job = await insertJob(conn, sandboxId, 'PREVIEW', {
     expression: { format: 'PQL_TEXT', value: expressionText },
     expressionText,
@@ -56,7 +56,7 @@ async function preview(conn: ReturnType<typeof store>['conn'], sandboxId: number
 
 describe('whole-store previews', () => {
   it('read a random sample first, then count exactly; the namespace shares come from a sample of the hits', async () => {
-    const { conn, sandboxId } = store();
+    const { conn, sandboxId } = await store();
     const { estimate, reports } = await preview(conn, sandboxId, 'loyalty.points >= 1500');
     expect(estimate).toMatchObject({ exact: true, estimatedSize: 4500, profilesRead: 6000 });
     const running = reports.filter((r) => !r.estimate.exact);
@@ -71,7 +71,7 @@ describe('whole-store previews', () => {
   });
 
   it('read only a rough random chunk before counting when the definition starts from small stored audiences', async () => {
-    const { conn, sandboxId } = store();
+    const { conn, sandboxId } = await store();
     const { estimate, reports } = await preview(conn, sandboxId, 'inSegment("VIP")');
     expect(estimate).toMatchObject({ exact: true, estimatedSize: 3000 });
     // One small random chunk for a first, rough estimate; then the exact count.

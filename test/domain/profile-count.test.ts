@@ -7,8 +7,8 @@ import { ensureSandbox } from '../../src/domain/sandboxes.js';
 describe('the kept profile count', () => {
   it('follows inserts, merges and deletes in each sandbox', async () => {
     const conn = openDatabase(':memory:');
-    const a = ensureSandbox(conn, 'a').id;
-    const b = ensureSandbox(conn, 'b').id;
+    const a = (await ensureSandbox(conn, 'a')).id;
+    const b = (await ensureSandbox(conn, 'b')).id;
     const scanned = (sandboxId: number) =>
       conn.sqlite.prepare('SELECT count(*) FROM profiles WHERE sandbox_id = ?').pluck().get(sandboxId) as number;
     const person = (n: number) => ({ identities: [{ namespace: 'email', id: `p${n}@example.com` }], attributes: {} });
@@ -31,6 +31,6 @@ describe('the kept profile count', () => {
     expect(countProfiles(conn, a)).toBe(1);
     const ids = conn.sqlite.prepare('SELECT id FROM profiles WHERE sandbox_id = ? ORDER BY id').pluck().all(a);
     expect(profileIdRange(conn, a)).toEqual({ lo: ids[0], hi: ids.at(-1), count: 1 });
-    expect(profileIdRange(conn, ensureSandbox(conn, 'empty').id)).toEqual({ lo: null, hi: null, count: 0 });
+    expect(profileIdRange(conn, (await ensureSandbox(conn, 'empty')).id)).toEqual({ lo: null, hi: null, count: 0 });
   });
 });

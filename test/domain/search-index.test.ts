@@ -6,6 +6,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
+import { writeUnit } from '../../src/db/unit.js';
 import { createManualAudience, deleteAudience, updateAudience } from '../../src/domain/audiences.js';
 import {
   createSegmentDefinition,
@@ -22,21 +23,24 @@ import { type SearchHit, searchEntities, searchNamespaces } from '../../src/doma
 
 async function corpus() {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
-  const other = ensureSandbox(conn, 'other').id;
-  const marketing = createFolder(conn, sandboxId, { name: 'Marketing' });
-  const nordics = createFolder(conn, sandboxId, { name: 'Nordics', parentId: marketing.id });
-  const audience = (
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+  const other = (await ensureSandbox(conn, 'other')).id;
+  const marketing = await createFolder(conn, sandboxId, { name: 'Marketing' });
+  const nordics = await createFolder(conn, sandboxId, { name: 'Nordics', parentId: marketing.id });
+  const audience = async (
     name: string,
     description: string,
     extra: { labels?: string[]; folderId?: number; namespace?: string } = {},
-  ) => createManualAudience(conn, sandboxId, { name, description, ...extra }).id;
+  ) => (await createManualAudience(conn, sandboxId, { name, description, ...extra })).id;
   const ids = {
-    churn: audience('Churn risk', 'Customers likely to leave soon', { labels: ['retention'], folderId: nordics.id }),
-    loyal: audience('Loyal shoppers', 'Frequent buyers who rarely churn', { labels: ['vip'] }),
-    news: audience('Newsletter readers', 'Opened the newsletter this week', { folderId: marketing.id }),
-    winback: audience('Winback', 'Lapsed customers to win back', { namespace: 'crm' }),
-    oslo: createSegmentDefinition(conn, sandboxId, {
+    churn: await audience('Churn risk', 'Customers likely to leave soon', {
+      labels: ['retention'],
+      folderId: nordics.id,
+    }),
+    loyal: await audience('Loyal shoppers', 'Frequent buyers who rarely churn', { labels: ['vip'] }),
+    news: await audience('Newsletter readers', 'Opened the newsletter this week', { folderId: marketing.id }),
+    winback: await audience('Winback', 'Lapsed customers to win back', { namespace: 'crm' }),
+    oslo: await createSegmentDefinition(conn, sandboxId, {
       name: 'Oslo residents',
       description: 'People living in Oslo',
       expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Oslo"' },
@@ -46,15 +50,24 @@ async function corpus() {
     { class: 'profile', path: '_tenant.churnScore', type: 'number', description: 'Model output' },
     { class: 'profile', path: '_tenant.signupDay', type: 'datetime', description: 'First seen' },
   ]);
-  const elsewhere = createManualAudience(conn, other, { name: 'Churn elsewhere', description: 'another sandbox' }).id;
+  const elsewhere = (
+    await createManualAudience(conn, other, { name: 'Churn elsewhere', description: 'another sandbox' })
+  ).id;
   return { conn, sandboxId, other, ids, elsewhere };
 }
 
 type Corpus = Awaited<ReturnType<typeof corpus>>;
 
 /** The hits of a query as "<kind> <name>" (or the field key), best first. */
-function found(c: Corpus, query: string, namespace: string | null = 'segql', sandboxId = c.sandboxId): string[] {
-  return searchEntities(c.conn, sandboxId, namespace, query, { first: 50 }).hits.map((h) => `${h.kind} ${h.entityKey}`);
+async function found(
+  c: Pick<Corpus, 'conn' | 'sandboxId'>,
+  query: string,
+  namespace: string | null = 'segql',
+  sandboxId = c.sandboxId,
+): Promise<string[]> {
+  return (await searchEntities(c.conn, sandboxId, namespace, query, { first: 50 })).hits.map(
+    (h) => `${h.kind} ${h.entityKey}`,
+  );
 }
 
 describe('the search index', () => {
@@ -65,111 +78,111 @@ describe('the search index', () => {
     A = (id) => `AUDIENCE ${id}`;
   });
 
-  it('answers every query form against a fixed corpus, with the expected entities in order', () => {
+  it('answers every query form against a fixed corpus, with the expected entities in order', async () => {
     const { churn, loyal, news, winback, oslo } = c.ids;
     // The definition and its audience carry the same text; the audience's document is the shorter.
     const osloHits = [A(oslo.audienceId), `DEFINITION ${oslo.id}`];
-    expect(found(c, 'churn')).toEqual([A(churn), A(loyal)]);
-    expect(found(c, 'customers AND leave')).toEqual([A(churn)]);
-    expect(found(c, 'customers && leave')).toEqual([A(churn)]);
-    expect(found(c, 'newsletter OR frequent')).toEqual([A(news), A(loyal)]);
-    expect(found(c, 'newsletter || frequent')).toEqual([A(news), A(loyal)]);
-    expect(found(c, 'churn NOT vip')).toEqual([A(churn)]);
-    expect(found(c, 'churn -retention')).toEqual([A(loyal)]);
-    expect(found(c, 'churn !retention')).toEqual([A(loyal)]);
-    expect(found(c, 'description:churn')).toEqual([A(loyal)]);
-    expect(found(c, 'name:churn')).toEqual([A(churn)]);
-    expect(found(c, 'labels:vip')).toEqual([A(loyal)]);
-    expect(found(c, 'label:retention')).toEqual([A(churn)]);
-    expect(found(c, 'folder:nordics')).toEqual([A(churn)]);
-    expect(found(c, 'folder:"marketing nordics"')).toEqual([A(churn)]);
-    expect(found(c, 'namespace:crm', null)).toEqual([A(winback)]);
-    expect(found(c, 'expression:oslo')).toEqual(osloHits);
-    expect(found(c, 'expression:homeaddress.city')).toEqual(osloHits);
-    expect(found(c, `id:${encodeGlobalId('Audience', churn)}`)).toEqual([A(churn)]);
-    expect(found(c, `id:"${encodeGlobalId('SegmentDefinition', oslo.id)}"`)).toEqual([`DEFINITION ${oslo.id}`]);
-    expect(found(c, '"likely to leave"')).toEqual([A(churn)]);
-    expect(found(c, '"leave likely"')).toEqual([]);
-    expect(found(c, '"customers leave"~3')).toEqual([A(churn)]);
-    expect(found(c, '"customers leave"~1')).toEqual([]);
-    expect(found(c, '"customers leave"')).toEqual([]);
-    expect(found(c, 'newslet*')).toEqual([A(news)]);
-    expect(found(c, 'sh?ppers')).toEqual([A(loyal)]);
-    expect(found(c, 'sh?pers')).toEqual([]);
-    expect(found(c, '*etter')).toEqual([A(news)]);
-    expect(found(c, 'l*yal')).toEqual([A(loyal)]);
+    expect(await found(c, 'churn')).toEqual([A(churn), A(loyal)]);
+    expect(await found(c, 'customers AND leave')).toEqual([A(churn)]);
+    expect(await found(c, 'customers && leave')).toEqual([A(churn)]);
+    expect(await found(c, 'newsletter OR frequent')).toEqual([A(news), A(loyal)]);
+    expect(await found(c, 'newsletter || frequent')).toEqual([A(news), A(loyal)]);
+    expect(await found(c, 'churn NOT vip')).toEqual([A(churn)]);
+    expect(await found(c, 'churn -retention')).toEqual([A(loyal)]);
+    expect(await found(c, 'churn !retention')).toEqual([A(loyal)]);
+    expect(await found(c, 'description:churn')).toEqual([A(loyal)]);
+    expect(await found(c, 'name:churn')).toEqual([A(churn)]);
+    expect(await found(c, 'labels:vip')).toEqual([A(loyal)]);
+    expect(await found(c, 'label:retention')).toEqual([A(churn)]);
+    expect(await found(c, 'folder:nordics')).toEqual([A(churn)]);
+    expect(await found(c, 'folder:"marketing nordics"')).toEqual([A(churn)]);
+    expect(await found(c, 'namespace:crm', null)).toEqual([A(winback)]);
+    expect(await found(c, 'expression:oslo')).toEqual(osloHits);
+    expect(await found(c, 'expression:homeaddress.city')).toEqual(osloHits);
+    expect(await found(c, `id:${encodeGlobalId('Audience', churn)}`)).toEqual([A(churn)]);
+    expect(await found(c, `id:"${encodeGlobalId('SegmentDefinition', oslo.id)}"`)).toEqual([`DEFINITION ${oslo.id}`]);
+    expect(await found(c, '"likely to leave"')).toEqual([A(churn)]);
+    expect(await found(c, '"leave likely"')).toEqual([]);
+    expect(await found(c, '"customers leave"~3')).toEqual([A(churn)]);
+    expect(await found(c, '"customers leave"~1')).toEqual([]);
+    expect(await found(c, '"customers leave"')).toEqual([]);
+    expect(await found(c, 'newslet*')).toEqual([A(news)]);
+    expect(await found(c, 'sh?ppers')).toEqual([A(loyal)]);
+    expect(await found(c, 'sh?pers')).toEqual([]);
+    expect(await found(c, '*etter')).toEqual([A(news)]);
+    expect(await found(c, 'l*yal')).toEqual([A(loyal)]);
     // Fuzzy: a transposition is one edit; two substitutions need ~2.
-    expect(found(c, 'chrun~1')).toEqual([A(churn), A(loyal)]);
-    expect(found(c, 'cgurm~1')).toEqual([]);
-    expect(found(c, 'cgurm~2')).toEqual([A(churn), A(loyal)]);
-    expect(found(c, 'cgurm~')).toEqual([A(churn), A(loyal)]);
-    expect(found(c, '(oslo OR newsletter) AND NOT readers')).toEqual(osloHits);
-    expect(found(c, '(churn OR winback) AND (lapsed OR soon)', null)).toEqual([A(winback), A(churn)]);
+    expect(await found(c, 'chrun~1')).toEqual([A(churn), A(loyal)]);
+    expect(await found(c, 'cgurm~1')).toEqual([]);
+    expect(await found(c, 'cgurm~2')).toEqual([A(churn), A(loyal)]);
+    expect(await found(c, 'cgurm~')).toEqual([A(churn), A(loyal)]);
+    expect(await found(c, '(oslo OR newsletter) AND NOT readers')).toEqual(osloHits);
+    expect(await found(c, '(churn OR winback) AND (lapsed OR soon)', null)).toEqual([A(winback), A(churn)]);
     // A field before a group applies to the terms inside that name no field of their own.
-    expect(found(c, 'name:(churn OR newsletter)')).toEqual([A(news), A(churn)]);
-    expect(found(c, 'description:(churn OR newsletter)')).toEqual([A(loyal), A(news)]);
-    expect(found(c, 'name:(loyal OR description:leave)')).toEqual([A(loyal), A(churn)]);
-    expect(found(c, 'winback', 'crm')).toEqual([A(winback)]);
-    expect(found(c, 'winback', 'segql')).toEqual([]);
-    expect(found(c, 'churn*', 'schema')).toEqual(['FIELD profile:_tenant.churnScore']);
-    expect(found(c, 'path:churnscore', 'schema')).toEqual(['FIELD profile:_tenant.churnScore']);
-    expect(found(c, 'type:datetime', 'schema')).toContain('FIELD profile:_tenant.signupDay');
-    expect(found(c, 'type:datetime', 'schema')).not.toContain('FIELD profile:_tenant.churnScore');
-    expect(found(c, 'type:datetime AND tenant', 'schema')).toEqual(['FIELD profile:_tenant.signupDay']);
-    expect(found(c, 'description:"first seen"', 'schema')).toEqual(['FIELD profile:_tenant.signupDay']);
+    expect(await found(c, 'name:(churn OR newsletter)')).toEqual([A(news), A(churn)]);
+    expect(await found(c, 'description:(churn OR newsletter)')).toEqual([A(loyal), A(news)]);
+    expect(await found(c, 'name:(loyal OR description:leave)')).toEqual([A(loyal), A(churn)]);
+    expect(await found(c, 'winback', 'crm')).toEqual([A(winback)]);
+    expect(await found(c, 'winback', 'segql')).toEqual([]);
+    expect(await found(c, 'churn*', 'schema')).toEqual(['FIELD profile:_tenant.churnScore']);
+    expect(await found(c, 'path:churnscore', 'schema')).toEqual(['FIELD profile:_tenant.churnScore']);
+    expect(await found(c, 'type:datetime', 'schema')).toContain('FIELD profile:_tenant.signupDay');
+    expect(await found(c, 'type:datetime', 'schema')).not.toContain('FIELD profile:_tenant.churnScore');
+    expect(await found(c, 'type:datetime AND tenant', 'schema')).toEqual(['FIELD profile:_tenant.signupDay']);
+    expect(await found(c, 'description:"first seen"', 'schema')).toEqual(['FIELD profile:_tenant.signupDay']);
   });
 
-  it('puts name matches first, highlights the match and names the matched fields', () => {
-    const hits = searchEntities(c.conn, c.sandboxId, 'segql', 'churn').hits;
+  it('puts name matches first, highlights the match and names the matched fields', async () => {
+    const hits = (await searchEntities(c.conn, c.sandboxId, 'segql', 'churn')).hits;
     expect(hits.map((h) => [h.entityKey, h.rank, h.snippet, h.matchedFields])).toEqual([
       [String(c.ids.churn), 0, '<mark>Churn</mark> risk', ['name']],
       [String(c.ids.loyal), 1, 'Frequent buyers who rarely <mark>churn</mark>', ['description']],
     ]);
   });
 
-  it('counts hits per namespace inside the sandbox only', () => {
-    expect(searchNamespaces(c.conn, c.sandboxId, 'churn* OR winback')).toEqual([
+  it('counts hits per namespace inside the sandbox only', async () => {
+    expect(await searchNamespaces(c.conn, c.sandboxId, 'churn* OR winback')).toEqual([
       { namespace: 'segql', count: 2 },
       { namespace: 'crm', count: 1 },
       { namespace: 'schema', count: 1 },
     ]);
-    expect(searchNamespaces(c.conn, c.other, 'churn* OR winback')).toEqual([
+    expect(await searchNamespaces(c.conn, c.other, 'churn* OR winback')).toEqual([
       { namespace: 'segql', count: 1 },
       { namespace: 'schema', count: 0 },
     ]);
-    expect(found(c, 'churn', 'segql', c.other)).toEqual([A(c.elsewhere)]);
-    expect(found(c, 'elsewhere')).toEqual([]);
+    expect(await found(c, 'churn', 'segql', c.other)).toEqual([A(c.elsewhere)]);
+    expect(await found(c, 'elsewhere')).toEqual([]);
   });
 
-  it('writes an entity into the index in the transaction of its change, and a rollback takes it out', () => {
+  it('writes an entity into the index in the transaction of its change, and a rollback takes it out', async () => {
     const { conn, sandboxId } = c;
     const rollback = new Error('rollback');
-    expect(() =>
-      conn.sqlite.transaction(() => {
-        const id = createManualAudience(conn, sandboxId, { name: 'Uncommitted zebra' }).id;
+    await expect(
+      writeUnit(conn, async (tx) => {
+        const id = (await createManualAudience(tx, sandboxId, { name: 'Uncommitted zebra' })).id;
         // Searchable inside the transaction that made it …
-        expect(found(c, 'zebra')).toEqual([A(id)]);
+        expect(await found({ conn: tx, sandboxId }, 'zebra')).toEqual([A(id)]);
         throw rollback;
-      })(),
-    ).toThrow(rollback);
+      }),
+    ).rejects.toThrow(rollback);
     // … and gone with its rollback.
-    expect(found(c, 'zebra')).toEqual([]);
+    expect(await found(c, 'zebra')).toEqual([]);
 
-    const id = createManualAudience(conn, sandboxId, { name: 'Committed yak', description: 'first' }).id;
-    expect(found(c, 'yak')).toEqual([A(id)]);
-    updateAudience(conn, sandboxId, id, { description: 'grazing' });
-    expect(found(c, 'grazing')).toEqual([A(id)]);
-    expect(found(c, 'first')).toEqual([]);
-    expect(() =>
-      conn.sqlite.transaction(() => {
-        deleteAudience(conn, sandboxId, id);
-        expect(found(c, 'yak')).toEqual([]);
+    const id = (await createManualAudience(conn, sandboxId, { name: 'Committed yak', description: 'first' })).id;
+    expect(await found(c, 'yak')).toEqual([A(id)]);
+    await updateAudience(conn, sandboxId, id, { description: 'grazing' });
+    expect(await found(c, 'grazing')).toEqual([A(id)]);
+    expect(await found(c, 'first')).toEqual([]);
+    await expect(
+      writeUnit(conn, async (tx) => {
+        await deleteAudience(tx, sandboxId, id);
+        expect(await found({ conn: tx, sandboxId }, 'yak')).toEqual([]);
         throw rollback;
-      })(),
-    ).toThrow(rollback);
-    expect(found(c, 'yak')).toEqual([A(id)]);
-    deleteAudience(conn, sandboxId, id);
-    expect(found(c, 'yak')).toEqual([]);
+      }),
+    ).rejects.toThrow(rollback);
+    expect(await found(c, 'yak')).toEqual([A(id)]);
+    await deleteAudience(conn, sandboxId, id);
+    expect(await found(c, 'yak')).toEqual([]);
     expect(
       conn.sqlite
         .prepare("SELECT count(*) AS n FROM search_documents WHERE kind = 'AUDIENCE' AND entity_key = ?")
@@ -177,26 +190,26 @@ describe('the search index', () => {
     ).toEqual({ n: 0 });
   });
 
-  it('re-indexes labels, folder moves and definition changes, for the definition and its audience', () => {
+  it('re-indexes labels, folder moves and definition changes, for the definition and its audience', async () => {
     const { conn, sandboxId } = c;
-    const def = createSegmentDefinition(conn, sandboxId, {
+    const def = await createSegmentDefinition(conn, sandboxId, {
       name: 'Bergen walkers',
       expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Bergen"' },
     });
     const both = [A(def.audienceId), `DEFINITION ${def.id}`];
-    expect(found(c, 'expression:bergen')).toEqual(both);
-    updateSegmentDefinition(conn, sandboxId, def.id, {
+    expect(await found(c, 'expression:bergen')).toEqual(both);
+    await updateSegmentDefinition(conn, sandboxId, def.id, {
       expression: { format: 'PQL_TEXT', value: 'homeAddress.city = "Trondheim"' },
       labels: ['coastal'],
     });
-    expect(found(c, 'expression:bergen')).toEqual([]);
-    expect(found(c, 'expression:trondheim')).toEqual(both);
-    expect(found(c, 'labels:coastal')).toEqual(both);
-    const folder = createFolder(conn, sandboxId, { name: 'Westcoast' });
-    updateAudience(conn, sandboxId, def.audienceId, { folderId: folder.id, folderGiven: true });
-    expect(found(c, 'folder:westcoast')).toEqual(both);
-    deleteSegmentDefinition(conn, sandboxId, def.id);
-    expect(found(c, 'trondheim OR westcoast OR coastal OR walkers')).toEqual([]);
+    expect(await found(c, 'expression:bergen')).toEqual([]);
+    expect(await found(c, 'expression:trondheim')).toEqual(both);
+    expect(await found(c, 'labels:coastal')).toEqual(both);
+    const folder = await createFolder(conn, sandboxId, { name: 'Westcoast' });
+    await updateAudience(conn, sandboxId, def.audienceId, { folderId: folder.id, folderGiven: true });
+    expect(await found(c, 'folder:westcoast')).toEqual(both);
+    await deleteSegmentDefinition(conn, sandboxId, def.id);
+    expect(await found(c, 'trondheim OR westcoast OR coastal OR walkers')).toEqual([]);
   });
 
   it('indexes the global id the API shows (segql_global_id is encodeGlobalId)', () => {
@@ -221,10 +234,10 @@ describe('the search index', () => {
     ['churn\nAND', '"AND" needs a term after it (line 2, column 1)'],
     ['secret:(churn)', 'unknown field "secret"'],
     ['name:(churn', 'cannot be read'],
-  ])('refuses the malformed query %j saying where', (q, message) => {
+  ])('refuses the malformed query %j saying where', async (q, message) => {
     let error: unknown;
     try {
-      searchEntities(c.conn, c.sandboxId, null, q);
+      await searchEntities(c.conn, c.sandboxId, null, q);
     } catch (err) {
       error = err;
     }
@@ -234,7 +247,7 @@ describe('the search index', () => {
     expect((error as DomainError).extensions.line).toBeTypeOf('number');
   });
 
-  it('reads anything typed as literal words or BAD_USER_INPUT, never an SQLite error', () => {
+  it('reads anything typed as literal words or BAD_USER_INPUT, never an SQLite error', async () => {
     // A seeded stream of queries made of the characters that mean something to Lucene or FTS5.
     const alphabet = [
       '"',
@@ -284,8 +297,8 @@ describe('the search index', () => {
       const length = 1 + Math.floor(random() * 8);
       const q = Array.from({ length }, () => alphabet[Math.floor(random() * alphabet.length)]).join('');
       try {
-        searchEntities(c.conn, c.sandboxId, null, q).totalCount();
-        searchNamespaces(c.conn, c.sandboxId, q);
+        await (await searchEntities(c.conn, c.sandboxId, null, q)).totalCount();
+        await searchNamespaces(c.conn, c.sandboxId, q);
         answered++;
       } catch (err) {
         if (!(err instanceof DomainError) || err.code !== 'BAD_USER_INPUT') {

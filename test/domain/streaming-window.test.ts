@@ -23,12 +23,12 @@ let sandboxId: number;
 let streaming: StreamingSegmentation;
 let buyers: number;
 
-beforeEach(() => {
+beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'segql-window-'));
   conn = openDatabase(join(dir, 'segql.db'));
-  sandboxId = ensureSandbox(conn, 'prod').id;
+  sandboxId = (await ensureSandbox(conn, 'prod')).id;
   streaming = new StreamingSegmentation({ conn, bus: new EventBus(), log: pino({ level: 'silent' }), sweepMs: 60_000 });
-  buyers = define(
+  buyers = await define(
     'buyers',
     'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 3',
   );
@@ -38,17 +38,19 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function define(name: string, value: string): number {
-  return createSegmentDefinition(
-    conn,
-    sandboxId,
-    {
-      name,
-      expression: { format: 'PQL_TEXT', value },
-      evaluationInfo: { batch: true, streaming: true, edge: false },
-      lifecycleState: 'PUBLISHED',
-    },
-    NOW,
+async function define(name: string, value: string): Promise<number> {
+  return (
+    await createSegmentDefinition(
+      conn,
+      sandboxId,
+      {
+        name,
+        expression: { format: 'PQL_TEXT', value },
+        evaluationInfo: { batch: true, streaming: true, edge: false },
+        lifecycleState: 'PUBLISHED',
+      },
+      NOW,
+    )
   ).audienceId;
 }
 
@@ -167,11 +169,11 @@ describe('streaming windows', () => {
     expect(member('ann', buyers)).toBe(true);
   });
 
-  it('reloads the windows when the definitions come to read another event type', () => {
+  it('reloads the windows when the definitions come to read another event type', async () => {
     ingest([event('ann', NOW - 3 * MINUTE)], NOW);
     // Page views no streaming definition reads yet: the window holds purchases only.
     ingest([event('ann', NOW - 2 * MINUTE, 'web.pageView'), event('ann', NOW - MINUTE, 'web.pageView')], NOW);
-    const viewers = define(
+    const viewers = await define(
       'viewers',
       'xEvent[eventType = "web.pageView" and timestamp occurs <= 24 hours before now].count() >= 3',
     );
@@ -180,8 +182,8 @@ describe('streaming windows', () => {
     expect(member('ann', viewers)).toBe(true);
   });
 
-  it('sees attributes changed without a streaming step', () => {
-    const loyalBuyers = define(
+  it('sees attributes changed without a streaming step', async () => {
+    const loyalBuyers = await define(
       'loyal buyers',
       'loyalty.points > 10 and xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 1',
     );
@@ -219,9 +221,9 @@ describe('streaming windows', () => {
     expect(windows.misses).toBe(misses);
   });
 
-  it('keeps nothing read before a write later in the same transaction', () => {
-    const otherSandbox = ensureSandbox(conn, 'other').id;
-    createSegmentDefinition(
+  it('keeps nothing read before a write later in the same transaction', async () => {
+    const otherSandbox = (await ensureSandbox(conn, 'other')).id;
+    await createSegmentDefinition(
       conn,
       otherSandbox,
       {
@@ -263,21 +265,23 @@ describe('streaming windows', () => {
     expect(member('ann', buyers)).toBe(true);
   });
 
-  it('serves each sandbox of a group commit from memory', () => {
-    const otherSandbox = ensureSandbox(conn, 'other').id;
-    const otherBuyers = createSegmentDefinition(
-      conn,
-      otherSandbox,
-      {
-        name: 'buyers',
-        expression: {
-          format: 'PQL_TEXT',
-          value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2',
+  it('serves each sandbox of a group commit from memory', async () => {
+    const otherSandbox = (await ensureSandbox(conn, 'other')).id;
+    const otherBuyers = (
+      await createSegmentDefinition(
+        conn,
+        otherSandbox,
+        {
+          name: 'buyers',
+          expression: {
+            format: 'PQL_TEXT',
+            value: 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2',
+          },
+          evaluationInfo: { batch: true, streaming: true, edge: false },
+          lifecycleState: 'PUBLISHED',
         },
-        evaluationInfo: { batch: true, streaming: true, edge: false },
-        lifecycleState: 'PUBLISHED',
-      },
-      NOW,
+        NOW,
+      )
     ).audienceId;
     const group = (at: number) =>
       ingestEventGroup(
@@ -332,10 +336,10 @@ describe('streaming windows', () => {
 });
 
 describe('a store without streaming definitions', () => {
-  it('keeps no windows and puts no triggers on its writes until a streaming definition runs', () => {
+  it('keeps no windows and puts no triggers on its writes until a streaming definition runs', async () => {
     const other = openDatabase(join(dir, 'other.db'));
     try {
-      const otherSandbox = ensureSandbox(other, 'prod').id;
+      const otherSandbox = (await ensureSandbox(other, 'prod')).id;
       const triggers = () =>
         other.sqlite
           .prepare("SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger' AND name LIKE 'segql_window_%'")
@@ -359,7 +363,7 @@ describe('a store without streaming definitions', () => {
       ];
       ingestEvents(other, otherSandbox, events, { now: NOW, onProfilesChanged: service.onProfilesChanged });
       expect(triggers()).toBe(0);
-      createSegmentDefinition(
+      await createSegmentDefinition(
         other,
         otherSandbox,
         {

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
-import { createSegmentDefinition, updateSegmentDefinition } from '../../src/domain/definitions.js';
+import {
+  createSegmentDefinition,
+  type SegmentDefinition,
+  updateSegmentDefinition,
+} from '../../src/domain/definitions.js';
 import { evaluateProfile } from '../../src/domain/evaluation.js';
 import { ingestEvents } from '../../src/domain/event-ingest.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
@@ -16,28 +20,31 @@ const HOUR = 3_600_000;
 const NOW = Date.parse('2026-11-28T12:00:00Z');
 
 describe('streaming segmentation', () => {
-  it('agrees with evaluating the whole stored profile, though it reads only the last 24 h of events', () => {
+  it('agrees with evaluating the whole stored profile, though it reads only the last 24 h of events', async () => {
     const conn = openDatabase(':memory:');
-    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
     const sources = [
       'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() = 0',
       'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2',
       'loyalty.points > 10',
     ];
-    const definitions = sources.map((value, i) =>
-      createSegmentDefinition(
-        conn,
-        sandboxId,
-        {
-          name: `s${i}`,
-          expression: { format: 'PQL_TEXT', value },
-          evaluationInfo: { batch: true, streaming: true, edge: false },
-          lifecycleState: 'PUBLISHED',
-        },
-        NOW,
-      ),
-    );
-    const chained = createSegmentDefinition(
+    const definitions: SegmentDefinition[] = [];
+    for (const [i, value] of sources.entries()) {
+      definitions.push(
+        await createSegmentDefinition(
+          conn,
+          sandboxId,
+          {
+            name: `s${i}`,
+            expression: { format: 'PQL_TEXT', value },
+            evaluationInfo: { batch: true, streaming: true, edge: false },
+            lifecycleState: 'PUBLISHED',
+          },
+          NOW,
+        ),
+      );
+    }
+    const chained = await createSegmentDefinition(
       conn,
       sandboxId,
       {
@@ -113,11 +120,11 @@ describe('streaming segmentation', () => {
     expect(sweepExpired(conn, sandboxId, NOW + 27 * HOUR)).toEqual([]);
 
     // A definition changed since (streaming turned off, or a new expression) is planned anew.
-    updateSegmentDefinition(conn, sandboxId, definitions[2]!.id, {
+    await updateSegmentDefinition(conn, sandboxId, definitions[2]!.id, {
       evaluationInfo: { batch: true, streaming: false, edge: false },
     });
     expect(streamingDefinitions(conn, sandboxId).map((d) => d.name)).not.toContain('s2');
-    updateSegmentDefinition(conn, sandboxId, chained.id, {
+    await updateSegmentDefinition(conn, sandboxId, chained.id, {
       expression: { format: 'PQL_TEXT', value: 'loyalty.points > 25' },
     });
     const later = segmentProfiles(conn, sandboxId, ids, NOW + 28 * HOUR);
@@ -128,9 +135,9 @@ describe('streaming segmentation', () => {
     expect(later.some((c) => c.audienceId === definitions[2]!.audienceId)).toBe(false);
   });
 
-  it('evaluates for new events only the definitions that read their type', () => {
+  it('evaluates for new events only the definitions that read their type', async () => {
     const conn = openDatabase(':memory:');
-    const sandboxId = ensureSandbox(conn, 'prod').id;
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
     const define = (name: string, value: string) =>
       createSegmentDefinition(
         conn,
@@ -143,16 +150,16 @@ describe('streaming segmentation', () => {
         },
         NOW,
       );
-    const buyers = define(
+    const buyers = await define(
       'buyers',
       'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() >= 1',
     );
-    const viewers = define(
+    const viewers = await define(
       'viewers',
       'xEvent[eventType = "web.pageView" and timestamp occurs <= 1 hour before now].count() >= 1',
     );
-    const loyal = define('loyal', 'loyalty.points > 10');
-    const chained = define('chained', 'inSegment("viewers")');
+    const loyal = await define('loyal', 'loyalty.points > 10');
+    const chained = await define('chained', 'inSegment("viewers")');
     const all = [buyers, viewers, loyal, chained].map((d) => d.audienceId);
     const hook = {
       onProfilesChanged: (id: number, ids: number[], now: number, added?: ReadonlyMap<number, ReadonlySet<string>>) => {

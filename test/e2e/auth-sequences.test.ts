@@ -50,11 +50,13 @@ interface Started {
 const running: Started[] = [];
 
 /** A data directory holding one key made before the server starts (as `segql keys create` would). */
-function dataDirWithKey(scopes: string[] = ['read', 'write', 'admin']): { dataDir: string; key: string } {
+async function dataDirWithKey(
+  scopes: string[] = ['read', 'write', 'admin'],
+): Promise<{ dataDir: string; key: string }> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-auth-'));
   const conn = openDatabase(databaseFile(dataDir));
-  ensureSandbox(conn, 'prod');
-  const { key } = createApiKey(conn, { name: 'only', sandboxes: ['prod'], scopes });
+  await ensureSandbox(conn, 'prod');
+  const { key } = await createApiKey(conn, { name: 'only', sandboxes: ['prod'], scopes });
   conn.close();
   return { dataDir, key };
 }
@@ -81,7 +83,7 @@ describe('the last key revoked', () => {
   it('keeps a server that started keyed on 0.0.0.0 closed, says why in the log, and after a restart too', {
     timeout: 60_000,
   }, async () => {
-    const { dataDir, key } = dataDirWithKey();
+    const { dataDir, key } = await dataDirWithKey();
     const s = await start(dataDir, { host: '0.0.0.0' });
     expect(ok(await gql(s.url, '{ __typename }', {}, bearer(key)))).toEqual({ __typename: 'Query' });
     await segqlKeys(dataDir, ['revoke', '1']);
@@ -111,7 +113,7 @@ describe('a revoked key', () => {
   it('loses its WebSocket (4403) and SSE (UNAUTHENTICATED) subscriptions within a second', {
     timeout: 60_000,
   }, async () => {
-    const { dataDir, key } = dataDirWithKey(['read']);
+    const { dataDir, key } = await dataDirWithKey(['read']);
     const s = await start(dataDir);
 
     const ws = createClient({
@@ -180,9 +182,9 @@ describe('a revoked key', () => {
 
 describe('a query', () => {
   it('never starts a job: estimate only reads, and a read key cannot refresh it', async () => {
-    const { dataDir, key: reader } = dataDirWithKey(['read']);
+    const { dataDir, key: reader } = await dataDirWithKey(['read']);
     const s = await start(dataDir);
-    const { key: writer } = createApiKey(s.server.app.conn, {
+    const { key: writer } = await createApiKey(s.server.app.conn, {
       name: 'writer',
       sandboxes: ['prod'],
       scopes: ['read', 'write'],
@@ -234,7 +236,7 @@ describe('a query', () => {
 
 describe('subscriptions and GraphiQL headers', () => {
   it('reads the sandbox and key from extensions.headers, never falls back to prod, and codes every error', async () => {
-    const { dataDir, key } = dataDirWithKey(['read']);
+    const { dataDir, key } = await dataDirWithKey(['read']);
     const s = await start(dataDir);
     // GraphiQL: an empty connection_init, its Headers tab on every subscribe message.
     const client = createClient({ url: s.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0 });
@@ -349,10 +351,10 @@ describe('ids', () => {
 
 describe('/metrics', () => {
   it('needs an admin key or the metrics token when keys exist', async () => {
-    const { dataDir, key: adminKey } = dataDirWithKey(['read', 'write', 'admin']);
+    const { dataDir, key: adminKey } = await dataDirWithKey(['read', 'write', 'admin']);
     const s = await start(dataDir, { metricsToken: 'scrape-me' });
     const conn = s.server.app.conn;
-    const { key: readKey } = createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] });
+    const { key: readKey } = await createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] });
     touchKeyStamp(dataDir);
     const metrics = (headers: Record<string, string> = {}) =>
       fetch(s.url.replace(/\/graphql$/, '/metrics'), { headers });

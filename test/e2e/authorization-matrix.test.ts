@@ -159,14 +159,14 @@ describe('authorization matrix over every root field', () => {
   beforeAll(async () => {
     server = await startTestServer();
     const conn = server.app.conn;
-    ensureSandbox(conn, 'other');
-    const make = (name: string, scopes: string[], sandbox = 'prod') =>
-      createApiKey(conn, { name, sandboxes: [sandbox], scopes }).key;
+    await ensureSandbox(conn, 'other');
+    const make = async (name: string, scopes: string[], sandbox = 'prod') =>
+      (await createApiKey(conn, { name, sandboxes: [sandbox], scopes })).key;
     const keys: Record<Exclude<Caller, 'none'>, string> = {
-      read: make('r', ['read']),
-      write: make('w', ['read', 'write']),
-      admin: make('a', ['read', 'write', 'admin']),
-      otherSandbox: make('o', ['read', 'write', 'admin'], 'other'),
+      read: await make('r', ['read']),
+      write: await make('w', ['read', 'write']),
+      admin: await make('a', ['read', 'write', 'admin']),
+      otherSandbox: await make('o', ['read', 'write', 'admin'], 'other'),
     };
     touchKeyStamp(server.dataDir);
     headers.none = {};

@@ -30,7 +30,7 @@ function segql(args: string[]): Promise<{ code: number; stdout: string; stderr: 
 
 beforeAll(async () => {
   const conn = openDatabase(databaseFile(dataDir));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   ingestProfiles(conn, sandboxId, [
     { identities: [{ namespace: 'email', id: 'a@x.com' }], attributes: {} },
     { identities: [{ namespace: 'email', id: 'b@x.com' }], attributes: {} },

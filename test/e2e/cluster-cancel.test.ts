@@ -30,7 +30,7 @@ describe.skipIf(!pgAdminUrl)('segql cancel on a cluster (PostgreSQL)', { timeout
   const status = async (id: number) =>
     (await db.conn.pool.query('SELECT status FROM jobs WHERE id = $1', [id])).rows[0].status as string;
   beforeAll(async () => {
-    store = buildSegmentStore('cexp2_cancel', 1_500, 2);
+    store = await buildSegmentStore('cexp2_cancel', 1_500, 2);
     await store.runSqliteJob();
     db = await pgCopyOf(store.conn.sqlite, 'cexp2_cancel');
     dataDir = mkdtempSync(join(tmpdir(), 'cexp2-cancel-'));

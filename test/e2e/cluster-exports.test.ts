@@ -67,7 +67,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
     );
 
   beforeAll(async () => {
-    store = buildSegmentStore('cluster_exports', 2_000, 2);
+    store = await buildSegmentStore('cluster_exports', 2_000, 2);
     await store.runSqliteJob();
     db = await pgCopyOf(store.conn.sqlite, 'cexp_e2e');
     dataDir = mkdtempSync(join(tmpdir(), 'cexp-e2e-'));

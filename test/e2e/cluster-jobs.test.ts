@@ -50,7 +50,7 @@ describe.skipIf(!pgAdminUrl)(
       );
 
     beforeAll(async () => {
-      store = buildSegmentStore('cluster_kill', 6_000, 6);
+      store = await buildSegmentStore('cluster_kill', 6_000, 6);
       db = await pgCopyOf(store.conn.sqlite, 'cluster_kill');
       for (const name of ['n1', 'n2', 'n3']) nodes.push(startNode(name));
       await untilStarted(nodes);

@@ -24,10 +24,10 @@ const tempDir = () => {
 let intact: string;
 let damaged: string;
 
-beforeAll(() => {
+beforeAll(async () => {
   intact = tempDir();
   const conn = openDatabase(databaseFile(intact));
-  seedDemoData(conn, ensureSandbox(conn, 'prod').id, { profiles: 3000, eventsPerProfile: 10, seed: 7 });
+  seedDemoData(conn, (await ensureSandbox(conn, 'prod')).id, { profiles: 3000, eventsPerProfile: 10, seed: 7 });
   conn.sqlite.pragma('wal_checkpoint(TRUNCATE)');
   conn.close();
   // A copy with 64 KiB overwritten in the middle of the file (the events table, most of it).

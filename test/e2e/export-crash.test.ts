@@ -36,9 +36,9 @@ it('re-runs an export killed mid-way to SUCCEEDED; no partial file ever has a fi
 }, async () => {
   // The data is seeded straight into the database file before the server starts (fast), through the ingest code.
   const conn = openDatabase(databaseFile(dataDir));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   seedDemoData(conn, sandboxId, { profiles: MEMBERS, eventsPerProfile: 0, seed: 7 });
-  const audience = createManualAudience(conn, sandboxId, { name: 'Everyone' });
+  const audience = await createManualAudience(conn, sandboxId, { name: 'Everyone' });
   conn.sqlite
     .prepare(
       `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at)

@@ -9,10 +9,10 @@ const keys: Record<string, string> = {};
 beforeAll(async () => {
   server = await startTestServer();
   const conn = server.app.conn;
-  ensureSandbox(conn, 'other');
-  keys.read = createApiKey(conn, { name: 'r', sandboxes: ['prod'], scopes: ['read'] }).key;
-  keys.write = createApiKey(conn, { name: 'w', sandboxes: ['prod'], scopes: ['read', 'write'] }).key;
-  keys.other = createApiKey(conn, { name: 'o', sandboxes: ['other'], scopes: ['read', 'write', 'admin'] }).key;
+  await ensureSandbox(conn, 'other');
+  keys.read = (await createApiKey(conn, { name: 'r', sandboxes: ['prod'], scopes: ['read'] })).key;
+  keys.write = (await createApiKey(conn, { name: 'w', sandboxes: ['prod'], scopes: ['read', 'write'] })).key;
+  keys.other = (await createApiKey(conn, { name: 'o', sandboxes: ['other'], scopes: ['read', 'write', 'admin'] })).key;
   touchKeyStamp(server.dataDir);
 });
 afterAll(() => server.stop());

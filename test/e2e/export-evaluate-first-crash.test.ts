@@ -27,7 +27,7 @@ it('re-runs the segment job at the same instant after a SIGKILL, then the export
   timeout: 240_000,
 }, async () => {
   const conn = openDatabase(databaseFile(dataDir));
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   seedDemoData(conn, sandboxId, { profiles: PROFILES, eventsPerProfile: 0, seed: 11 });
   conn.close();
 

@@ -95,10 +95,12 @@ const namesOf = (changes: any[]) => changes.map((c) => [c.audience.name, c.profi
 beforeAll(async () => {
   server = await startTestServer();
   const conn = server.app.conn;
-  ensureSandbox(conn, 'other');
-  keys.reader = createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] }).key;
-  keys.writer = createApiKey(conn, { name: 'writer', sandboxes: ['prod'], scopes: ['read', 'write'] }).key;
-  keys.other = createApiKey(conn, { name: 'other', sandboxes: ['other'], scopes: ['read', 'write', 'admin'] }).key;
+  await ensureSandbox(conn, 'other');
+  keys.reader = (await createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] })).key;
+  keys.writer = (await createApiKey(conn, { name: 'writer', sandboxes: ['prod'], scopes: ['read', 'write'] })).key;
+  keys.other = (
+    await createApiKey(conn, { name: 'other', sandboxes: ['other'], scopes: ['read', 'write', 'admin'] })
+  ).key;
   touchKeyStamp(server.dataDir);
   const define = async (name: string, value: string, key: string, sandbox?: string) =>
     ok(

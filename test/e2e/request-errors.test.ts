@@ -150,8 +150,8 @@ describe('every error has a documented code', () => {
 
 describe('an operation refused as a whole answers 401/403', () => {
   let readKey: string;
-  beforeAll(() => {
-    readKey = createApiKey(server.app.conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] }).key;
+  beforeAll(async () => {
+    readKey = (await createApiKey(server.app.conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] })).key;
     touchKeyStamp(server.dataDir);
   });
 

@@ -14,11 +14,11 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function setup() {
+async function setup() {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-access-'));
   dirs.push(dataDir);
   const conn = openDatabase(':memory:');
-  ensureSandbox(conn, 'prod');
+  await ensureSandbox(conn, 'prod');
   const make = (host: string) =>
     createAccess({
       conn,
@@ -34,33 +34,35 @@ function setup() {
 const headers = (h: Record<string, string>) => (name: string) => h[name];
 
 describe('access, on its own', () => {
-  it('runs open only on loopback with no key ever made, and refuses other addresses', () => {
-    const { make } = setup();
-    const open = make('127.0.0.1');
-    expect(open.keys.required()).toBe(false);
-    expect(open.resolve(headers({})).sandbox.name).toBe('prod');
-    expect(open.metricsRefusal(undefined)).toBeUndefined();
+  it('runs open only on loopback with no key ever made, and refuses other addresses', async () => {
+    const { make } = await setup();
+    const open = await make('127.0.0.1');
+    expect(await open.keys.required()).toBe(false);
+    expect((await open.resolve(headers({}))).sandbox.name).toBe('prod');
+    expect(await open.metricsRefusal(undefined)).toBeUndefined();
     open.stop();
-    expect(() => make('0.0.0.0')).toThrow(/Refusing to serve on 0.0.0.0 without API keys/);
+    await expect(make('0.0.0.0')).rejects.toThrow(/Refusing to serve on 0.0.0.0 without API keys/);
   });
 
-  it('stays keyed after its last key is revoked, and gates /metrics by admin key or token', () => {
-    const { conn, dataDir, make } = setup();
-    const { key } = createApiKey(conn, { name: 'a', sandboxes: ['prod'], scopes: ['read', 'admin'] });
+  it('stays keyed after its last key is revoked, and gates /metrics by admin key or token', async () => {
+    const { conn, dataDir, make } = await setup();
+    const { key } = await createApiKey(conn, { name: 'a', sandboxes: ['prod'], scopes: ['read', 'admin'] });
     touchKeyStamp(dataDir);
-    const access = make('127.0.0.1');
-    expect(access.resolve(headers({ authorization: `Bearer ${key}` })).principal.scopes.has('admin')).toBe(true);
-    expect(() => access.resolve(headers({ 'x-sandbox-name': 'prod' }))).toThrow(/API key is required/);
-    expect(() => access.resolve(headers({ authorization: `Bearer ${key}`, 'x-sandbox-name': 'elsewhere' }))).toThrow(
-      /not allowed in sandbox "elsewhere"/,
+    const access = await make('127.0.0.1');
+    expect((await access.resolve(headers({ authorization: `Bearer ${key}` }))).principal.scopes.has('admin')).toBe(
+      true,
     );
-    expect(access.metricsRefusal(`Bearer ${key}`)).toBeUndefined();
-    expect(access.metricsRefusal('Bearer t0k3n')).toBeUndefined();
-    expect(access.metricsRefusal(undefined)?.status).toBe(401);
-    revokeApiKey(conn, key.slice(0, 12));
+    await expect(access.resolve(headers({ 'x-sandbox-name': 'prod' }))).rejects.toThrow(/API key is required/);
+    await expect(
+      access.resolve(headers({ authorization: `Bearer ${key}`, 'x-sandbox-name': 'elsewhere' })),
+    ).rejects.toThrow(/not allowed in sandbox "elsewhere"/);
+    expect(await access.metricsRefusal(`Bearer ${key}`)).toBeUndefined();
+    expect(await access.metricsRefusal('Bearer t0k3n')).toBeUndefined();
+    expect((await access.metricsRefusal(undefined))?.status).toBe(401);
+    await revokeApiKey(conn, key.slice(0, 12));
     touchKeyStamp(dataDir);
-    expect(access.keys.required()).toBe(true);
-    expect(() => access.resolve(headers({ authorization: `Bearer ${key}` }))).toThrow(/none is live/);
+    expect(await access.keys.required()).toBe(true);
+    await expect(access.resolve(headers({ authorization: `Bearer ${key}` }))).rejects.toThrow(/none is live/);
     access.stop();
   });
 });

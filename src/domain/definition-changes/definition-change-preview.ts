@@ -116,12 +116,12 @@ export const definitionChangeJobKind = defineJobKind({
 });
 
 /** What the dry run's task does, fixed when it starts (the runner's plan; benchmarks and tests call it too). */
-export function definitionChangePlan(
+export async function definitionChangePlan(
   conn: Connection,
   job: DefinitionChangePreview,
   now: number,
-): DefinitionChangePlan {
-  const dependents = transitiveDependents(conn, job.sandboxId, job.input.definitionId, job.input.audienceId);
+): Promise<DefinitionChangePlan> {
+  const dependents = await transitiveDependents(conn, job.sandboxId, job.input.definitionId, job.input.audienceId);
   return {
     jobId: job.id,
     sandboxId: job.sandboxId,
@@ -143,16 +143,16 @@ export function definitionChangePlan(
  * dependent's audience, in dependency order (each after the dependents it reads), so the task
  * can evaluate each on the simulated members of those before it.
  */
-function transitiveDependents(
+async function transitiveDependents(
   conn: Connection,
   sandboxId: number,
   definitionId: number,
   audienceId: number,
-): SegmentDefinition[] {
+): Promise<SegmentDefinition[]> {
   const found = new Map<number, SegmentDefinition>();
   let frontier = [audienceId];
   while (frontier.length > 0) {
-    const ids = [...dependentDefinitions(conn, sandboxId, frontier).values()]
+    const ids = [...(await dependentDefinitions(conn, sandboxId, frontier)).values()]
       .flat()
       .filter((id) => id !== definitionId && !found.has(id));
     const defs = [...definitionsByIds(conn, sandboxId, [...new Set(ids)]).values()];

@@ -107,7 +107,7 @@ export async function listDatasets(
   conn: Connection,
   sandboxId: number,
   args: PageArgs,
-): Promise<Page<Dataset> & { totalCount: () => number }> {
+): Promise<Page<Dataset> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const base = eq(datasets.sandboxId, sandboxId);
   const conditions = [base];

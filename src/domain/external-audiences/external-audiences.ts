@@ -220,7 +220,7 @@ export async function createExternalAudience(
   const ttl = validTtl(input.ttlInDays, 'input.ttlInDays');
   return await writeUnit(conn, async (tx) => {
     const externalId = input.externalId == null ? null : await validExternalId(tx, sandboxId, input.externalId);
-    const audience = insertAudience(
+    const audience = await insertAudience(
       tx,
       sandboxId,
       {
@@ -282,8 +282,8 @@ export async function updateExternalAudience(
         { currentVersion: current.version },
       );
     }
-    const audience = requireAudience(tx, sandboxId, current.audienceId);
-    applyAudienceChanges(
+    const audience = await requireAudience(tx, sandboxId, current.audienceId);
+    await applyAudienceChanges(
       tx,
       audience,
       {
@@ -313,17 +313,17 @@ export async function updateExternalAudience(
 
 /** Deletes an external audience, its list and its audience; CONFLICT while a definition uses it or a run is active. */
 export async function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
-  return await writeUnit(conn, (tx) => {
+  return await writeUnit(conn, async (tx) => {
     const external = requireExternalAudience(tx, sandboxId, id);
-    const audience: Audience = requireAudience(tx, sandboxId, external.audienceId);
-    assertNoDependents(tx, sandboxId, audience);
+    const audience: Audience = await requireAudience(tx, sandboxId, external.audienceId);
+    await assertNoDependents(tx, sandboxId, audience);
     const active = activeIngestionRun(tx, sandboxId, id);
     if (active !== undefined) {
       throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
         runId: encodeGlobalId('IngestionRun', active),
       });
     }
-    removeAudienceRows(tx, sandboxId, external.audienceId);
+    await removeAudienceRows(tx, sandboxId, external.audienceId);
     return id;
   });
 }

@@ -124,7 +124,7 @@ export async function listJobs<K extends TypedJobKind = TypedJobKind>(
   sandboxId: number,
   filter: { kinds?: readonly K[]; statuses?: readonly JobStatus[] | null; scheduleId?: number | null },
   args: PageArgs,
-): Promise<Page<JobOf<K>> & { totalCount: () => number }> {
+): Promise<Page<JobOf<K>> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(jobs.sandboxId, sandboxId)];
   if (filter.kinds?.length) conditions.push(inArray(jobs.kind, [...filter.kinds]));

@@ -104,7 +104,7 @@ export async function listSchedules(
   sandboxId: number,
   filter: ScheduleFilter,
   args: PageArgs,
-): Promise<Page<Schedule> & { totalCount: () => number }> {
+): Promise<Page<Schedule> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const conditions: SQL[] = [eq(schedules.sandboxId, sandboxId)];
   if (filter.type) conditions.push(eq(schedules.type, filter.type));

@@ -36,7 +36,7 @@ export async function listTicks(
   sandboxId: number,
   scheduleId: number,
   args: PageArgs,
-): Promise<Page<ScheduleTick> & { totalCount: () => number }> {
+): Promise<Page<ScheduleTick> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const base = [eq(scheduleTicks.sandboxId, sandboxId), eq(scheduleTicks.scheduleId, scheduleId)];
   const conditions = [...base];

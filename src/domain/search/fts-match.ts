@@ -34,7 +34,7 @@ export interface MatchContext {
   sandboxId: number;
 }
 
-export function toFtsMatch(node: SearchNode, ctx: MatchContext): string | null {
+export async function toFtsMatch(node: SearchNode, ctx: MatchContext): Promise<string | null> {
   switch (node.kind) {
     case 'term':
       return termMatch(node, ctx);
@@ -46,11 +46,12 @@ export function toFtsMatch(node: SearchNode, ctx: MatchContext): string | null {
       return `${column(node.field)}${quote(words.join(' '))}`;
     }
     case 'or': {
-      const parts = node.clauses.map((c) => {
+      const parts: (string | null)[] = [];
+      for (const c of node.clauses) {
         if (c.kind === 'not')
           throw badInput('Search query: NOT needs a term to subtract from, e.g. "a OR (b NOT c)"', 'query');
-        return toFtsMatch(c, ctx);
-      });
+        parts.push(await toFtsMatch(c, ctx));
+      }
       const live = parts.filter((p): p is string => p !== null);
       return live.length === 0 ? null : `(${live.join(' OR ')})`;
     }
@@ -58,12 +59,15 @@ export function toFtsMatch(node: SearchNode, ctx: MatchContext): string | null {
       const positives = node.clauses.filter((c) => c.kind !== 'not');
       if (positives.length === 0)
         throw badInput('Search query: every term is negated; add a term that must match', 'query');
-      const must = positives.map((c) => toFtsMatch(c, ctx));
+      const must: (string | null)[] = [];
+      for (const c of positives) must.push(await toFtsMatch(c, ctx));
       if (must.some((m) => m === null)) return null;
-      const mustNot = node.clauses
-        .filter((c): c is Extract<SearchNode, { kind: 'not' }> => c.kind === 'not')
-        .map((c) => toFtsMatch(c.clause, ctx))
-        .filter((m): m is string => m !== null);
+      const mustNot: string[] = [];
+      for (const c of node.clauses) {
+        if (c.kind !== 'not') continue;
+        const m = await toFtsMatch(c.clause, ctx);
+        if (m !== null) mustNot.push(m);
+      }
       return `(${must.join(' AND ')})${mustNot.map((m) => ` NOT ${m}`).join('')}`;
     }
     case 'not':
@@ -71,7 +75,7 @@ export function toFtsMatch(node: SearchNode, ctx: MatchContext): string | null {
   }
 }
 
-function termMatch(node: Extract<SearchNode, { kind: 'term' }>, ctx: MatchContext): string | null {
+async function termMatch(node: Extract<SearchNode, { kind: 'term' }>, ctx: MatchContext): Promise<string | null> {
   const plain = !/[*?]/.test(node.text) && !node.fuzzy;
   // A plain term of several words (`homeAddress.city`) is the phrase the tokenizer makes of it.
   if (plain) {
@@ -85,16 +89,18 @@ function termMatch(node: Extract<SearchNode, { kind: 'term' }>, ctx: MatchContex
       .replace(/\p{M}/gu, '')
       .toLowerCase()
       .match(/[\p{L}\p{N}*?]+/gu) ?? [];
-  const parts = pieces.map((piece) => {
+  const part = async (piece: string) => {
     const word = piece.replace(/[*?]/g, '');
     if (!/[*?]/.test(piece)) {
       return node.fuzzy
-        ? anyOf(node.field, fuzzyWords(ctx.conn, ctx.sandboxId, word, node.fuzzy))
+        ? anyOf(node.field, await fuzzyWords(ctx.conn, ctx.sandboxId, word, node.fuzzy))
         : anyOf(node.field, [word]);
     }
     if (/^[^*?]+\*$/.test(piece)) return `${column(node.field)}${quote(word)}*`;
-    return anyOf(node.field, wildcardWords(ctx.conn, ctx.sandboxId, piece));
-  });
+    return anyOf(node.field, await wildcardWords(ctx.conn, ctx.sandboxId, piece));
+  };
+  const parts: (string | null)[] = [];
+  for (const piece of pieces) parts.push(await part(piece));
   if (parts.length === 0 || parts.some((p) => p === null)) return null;
   return parts.length === 1 ? parts[0]! : `(${parts.join(' AND ')})`;
 }

@@ -22,12 +22,15 @@ export class SearchWatcher {
   ) {}
 
   /** Starts polling (if not already) until the returned release is called. */
-  acquire(): () => void {
+  async acquire(): Promise<() => void> {
     this.watchers++;
     if (!this.timer) {
-      this.poll();
-      this.timer = setInterval(() => this.poll(), this.intervalMs);
-      this.timer.unref();
+      await this.poll();
+      // Another acquire may have started the timer while this one's first read was awaited.
+      if (!this.timer) {
+        this.timer = setInterval(() => void this.poll(), this.intervalMs);
+        this.timer.unref();
+      }
     }
     let released = false;
     return () => {
@@ -43,7 +46,7 @@ export class SearchWatcher {
     this.timer = undefined;
   }
 
-  private poll(): void {
+  private async poll(): Promise<void> {
     if (!this.conn.sqlite.open) return;
     const rows = this.conn.sqlite.prepare('SELECT sandbox_id AS s, revision AS r FROM search_revisions').all() as {
       s: number;
@@ -100,18 +103,18 @@ export interface LiveSearchOptions {
 /** The current hits as one RESULTS event, then an event per hit that appears, changes or goes. */
 export async function* liveSearchResults(options: LiveSearchOptions): AsyncGenerator<SearchEvent> {
   const { conn, bus, watcher, sandboxId, namespace, query, first, signal } = options;
-  const run = () => {
-    const page = searchEntities(conn, sandboxId, namespace, query, { first });
-    return { hits: page.hits, totalCount: page.totalCount() };
+  const run = async () => {
+    const page = await searchEntities(conn, sandboxId, namespace, query, { first });
+    return { hits: page.hits, totalCount: await page.totalCount() };
   };
   // Checks the query before subscribing, so a bad one fails the subscription at once.
-  let current = run();
+  let current = await run();
   const changes = bus.subscribe<number>(topics.search(sandboxId), signal);
-  const release = watcher.acquire();
+  const release = await watcher.acquire();
   try {
     yield { type: 'RESULTS', hits: current.hits, hit: null, totalCount: current.totalCount };
     for await (const _revision of changes) {
-      const next = run();
+      const next = await run();
       yield* diffHits(current.hits, next.hits, next.totalCount);
       current = next;
     }

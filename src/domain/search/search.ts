@@ -44,7 +44,7 @@ const MARK_CLOSE = '\u0002';
 const WEIGHTS = '10.0, 3.0, 5.0, 5.0, 3.0, 2.0, 1.0, 1.0, 5.0, 1.0';
 
 /** The MATCH expression of a query, or null when it can match nothing. BAD_USER_INPUT when unreadable. */
-export function compileSearch(conn: Connection, sandboxId: number, query: string): string | null {
+export async function compileSearch(conn: Connection, sandboxId: number, query: string): Promise<string | null> {
   return toFtsMatch(parseSearchQuery(query), { conn, sandboxId });
 }
 
@@ -86,17 +86,17 @@ export interface SearchPage {
   cursors: string[];
   hasNextPage: boolean;
   hasPreviousPage: boolean;
-  totalCount: () => number;
+  totalCount: () => Promise<number>;
 }
 
 /** Ranked hits of a query in one sandbox (one namespace, or all when namespace is null). */
-export function searchEntities(
+export async function searchEntities(
   conn: Connection,
   sandboxId: number,
   namespace: string | null,
   query: string,
   args: { first?: number | null; after?: string | null } = {},
-): SearchPage {
+): Promise<SearchPage> {
   const first = args.first ?? 20;
   if (!Number.isInteger(first) || first < 0 || first > SEARCH_MAX_PAGE)
     throw badInput(`first must be from 0 to ${SEARCH_MAX_PAGE}`, 'first');
@@ -107,9 +107,9 @@ export function searchEntities(
       throw badInput('The after cursor is not one this search gave', 'after');
     offset = key[0] + 1;
   }
-  const match = compileSearch(conn, sandboxId, query);
+  const match = await compileSearch(conn, sandboxId, query);
   if (match === null)
-    return { hits: [], cursors: [], hasNextPage: false, hasPreviousPage: offset > 0, totalCount: () => 0 };
+    return { hits: [], cursors: [], hasNextPage: false, hasPreviousPage: offset > 0, totalCount: async () => 0 };
   const st = statements(conn);
   const params = { match, nameMatch: `{name} : (${match})`, sandboxId, namespace };
   const rows = st.ranked.all({ ...params, limit: first + 1, offset }) as {
@@ -143,7 +143,7 @@ export function searchEntities(
     cursors: hits.map((h) => encodeCursor([h.rank])),
     hasNextPage: rows.length > first,
     hasPreviousPage: offset > 0,
-    totalCount: () => (st.count.get(params) as { n: number }).n,
+    totalCount: async () => (st.count.get(params) as { n: number }).n,
   };
 }
 
@@ -153,8 +153,8 @@ export interface NamespaceCount {
 }
 
 /** Hits per namespace: segql first, then each external namespace by name, then schema. */
-export function searchNamespaces(conn: Connection, sandboxId: number, query: string): NamespaceCount[] {
-  const match = compileSearch(conn, sandboxId, query);
+export async function searchNamespaces(conn: Connection, sandboxId: number, query: string): Promise<NamespaceCount[]> {
+  const match = await compileSearch(conn, sandboxId, query);
   const st = statements(conn);
   const counts = new Map<string, number>([[SEGQL_NAMESPACE, 0]]);
   for (const r of st.namespaces.all(sandboxId) as { namespace: string }[]) counts.set(r.namespace, 0);
@@ -176,7 +176,7 @@ export function hitGlobalId(hit: Pick<SearchHit, 'kind' | 'entityKey'>): string 
 }
 
 /** The folders from the root down to the one an audience (or a definition's audience) is filed in. */
-export function taxonomy(conn: Connection, sandboxId: number, entityId: string): Folder[] {
+export async function taxonomy(conn: Connection, sandboxId: number, entityId: string): Promise<Folder[]> {
   const decoded = decodeGlobalId(entityId);
   const id = Number(decoded?.id);
   const table =
@@ -192,7 +192,7 @@ export function taxonomy(conn: Connection, sandboxId: number, entityId: string):
           .get(sandboxId, id) as { folderId: number | null } | undefined)
       : undefined;
   if (!row) throw notFound(`No audience or segment definition with id "${entityId}" in this sandbox`, entityId);
-  const folders = allFolders(conn, sandboxId);
+  const folders = await allFolders(conn, sandboxId);
   const path: Folder[] = [];
   const seen = new Set<number>();
   let current = row.folderId == null ? undefined : folders.get(row.folderId);
@@ -205,7 +205,11 @@ export function taxonomy(conn: Connection, sandboxId: number, entityId: string):
 }
 
 /** The schema field a FIELD hit names (`<class>:<path>`), or null when it is gone. */
-export function schemaFieldOfHit(conn: Connection, sandboxId: number, entityKey: string): SchemaField | null {
+export async function schemaFieldOfHit(
+  conn: Connection,
+  sandboxId: number,
+  entityKey: string,
+): Promise<SchemaField | null> {
   const colon = entityKey.indexOf(':');
   const cls = entityKey.slice(0, colon);
   const path = entityKey.slice(colon + 1);

@@ -48,7 +48,7 @@ function trigrams(word: string): Set<string> {
 
 const VOCABULARIES = cacheKey<Map<number, Vocabulary>>('search vocabularies');
 
-function vocabularyOf(conn: Connection, sandboxId: number): Vocabulary {
+async function vocabularyOf(conn: Connection, sandboxId: number): Promise<Vocabulary> {
   const all = conn.cache.get(VOCABULARIES, () => new Map());
   let vocab = all.get(sandboxId);
   if (!vocab) {
@@ -97,8 +97,8 @@ function capped(words: string[], what: string): string[] {
 }
 
 /** Words within `edits` edits of `word`: those sharing enough trigrams (q-gram lemma), then checked. */
-export function fuzzyWords(conn: Connection, sandboxId: number, word: string, edits: number): string[] {
-  const vocab = vocabularyOf(conn, sandboxId);
+export async function fuzzyWords(conn: Connection, sandboxId: number, word: string, edits: number): Promise<string[]> {
+  const vocab = await vocabularyOf(conn, sandboxId);
   const grams = trigrams(word);
   const needed = grams.size - 3 * edits;
   let candidates: Iterable<string>;
@@ -115,8 +115,8 @@ export function fuzzyWords(conn: Connection, sandboxId: number, word: string, ed
 }
 
 /** Words matching a pattern with `*` (any run) and `?` (one character). */
-export function wildcardWords(conn: Connection, sandboxId: number, pattern: string): string[] {
-  const vocab = vocabularyOf(conn, sandboxId);
+export async function wildcardWords(conn: Connection, sandboxId: number, pattern: string): Promise<string[]> {
+  const vocab = await vocabularyOf(conn, sandboxId);
   const literalPrefix = /^[^*?]*/.exec(pattern)![0];
   const regex = new RegExp(
     `^${[...pattern].map((c) => (c === '*' ? '.*' : c === '?' ? '.' : c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))).join('')}$`,

@@ -84,7 +84,8 @@ builder.node(AudienceRef, {
       type: FolderRef,
       nullable: true,
       description: 'The folder it is filed in; null at the root.',
-      resolve: (a, _args, ctx) => (a.folderId == null ? null : (ctx.loaders.folders().get(a.folderId) ?? null)),
+      resolve: async (a, _args, ctx) =>
+        a.folderId == null ? null : ((await ctx.loaders.folders()).get(a.folderId) ?? null),
     }),
     size: t.exposeInt('size', { description: 'Members now REALIZED or EXISTING.' }),
     members: t.connection(
@@ -98,7 +99,8 @@ builder.node(AudienceRef, {
           }),
         },
         complexity: connectionComplexity,
-        resolve: (a, args, ctx) => toConnection(listMembers(ctx.conn, ctx.sandbox.id, a.id, args.statuses, args)),
+        resolve: async (a, args, ctx) =>
+          toConnection(await listMembers(ctx.conn, ctx.sandbox.id, a.id, args.statuses, args)),
       },
       { name: 'AudienceMemberConnection', description: 'A page of the members of an audience.' },
       { name: 'AudienceMemberEdge', description: 'A member in a page, with its cursor.' },
@@ -175,9 +177,9 @@ builder.queryFields((t) => ({
         orderBy: t.arg({ type: AudienceOrder, description: 'The sort order.' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         const f = args.filter;
-        const page = listAudiences(
+        const page = await listAudiences(
           ctx.conn,
           ctx.sandbox.id,
           {
@@ -260,9 +262,9 @@ builder.mutationFields((t) => ({
     description:
       'Deletes an audience (with its definition, when it has one); CONFLICT while definitions use it. Returns its id.',
     args: { id: t.arg.id({ required: true, description: audienceIdArg }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'Audience',
-      id: deleteAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience')),
+      id: await deleteAudience(ctx.conn, ctx.sandbox.id, requireId(args.id, 'Audience')),
     }),
   }),
   addAudienceMembers: t.field({
@@ -275,7 +277,7 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_r, args, ctx) => {
       const id = requireId(args.audienceId, 'Audience');
-      addAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
+      await addAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
       ctx.loaders.audience.clear(id);
       return (await ctx.loaders.audience.load(id))!;
     },
@@ -290,7 +292,7 @@ builder.mutationFields((t) => ({
     },
     resolve: async (_r, args, ctx) => {
       const id = requireId(args.audienceId, 'Audience');
-      removeAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
+      await removeAudienceMembers(ctx.conn, ctx.sandbox.id, id, args.identities);
       ctx.loaders.audience.clear(id);
       return (await ctx.loaders.audience.load(id))!;
     },

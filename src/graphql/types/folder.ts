@@ -6,23 +6,27 @@ import { FolderRef } from './refs.js';
 builder.node(FolderRef, {
   description: 'A folder of the audience taxonomy; folders nest.',
   id: { resolve: (f) => f.id },
-  loadMany: (ids, ctx) => ids.map((id) => ctx.loaders.folders().get(Number(id)) ?? null),
+  loadMany: async (ids, ctx) => {
+    const folders = await ctx.loaders.folders();
+    return ids.map((id) => folders.get(Number(id)) ?? null);
+  },
   fields: (t) => ({
     name: t.exposeString('name', { description: 'Its name, unique among its siblings.' }),
     path: t.string({
       description: 'Names from the root, e.g. "/Marketing/Nordics".',
-      resolve: (f, _a, ctx) => folderPath(ctx.loaders.folders(), f.id),
+      resolve: async (f, _a, ctx) => folderPath(await ctx.loaders.folders(), f.id),
     }),
     parent: t.field({
       type: FolderRef,
       nullable: true,
       description: 'The folder it sits in; null at the root.',
-      resolve: (f, _a, ctx) => (f.parentId == null ? null : (ctx.loaders.folders().get(f.parentId) ?? null)),
+      resolve: async (f, _a, ctx) =>
+        f.parentId == null ? null : ((await ctx.loaders.folders()).get(f.parentId) ?? null),
     }),
     children: t.field({
       type: [FolderRef],
       description: 'The folders directly inside it.',
-      resolve: (f, _a, ctx) => [...ctx.loaders.folders().values()].filter((c) => c.parentId === f.id),
+      resolve: async (f, _a, ctx) => [...(await ctx.loaders.folders()).values()].filter((c) => c.parentId === f.id),
     }),
     createdAt: t.field({ type: 'DateTime', description: 'When it was made.', resolve: (f) => f.createdAt }),
   }),
@@ -40,7 +44,7 @@ builder.queryField('folders', (t) =>
   t.field({
     type: [FolderRef],
     description: 'Every folder of the sandbox.',
-    resolve: (_r, _a, ctx) => [...ctx.loaders.folders().values()],
+    resolve: async (_r, _a, ctx) => [...(await ctx.loaders.folders()).values()],
   }),
 );
 

@@ -96,7 +96,7 @@ builder.objectFields(ProfileRef, (t) => ({
       type: MembershipTransitionType,
       description: "Every change of this profile's memberships, newest first.",
       complexity: connectionComplexity,
-      resolve: (p, args, ctx) => toConnection(listMembershipHistory(ctx.conn, ctx.sandbox.id, p.id, args)),
+      resolve: async (p, args, ctx) => toConnection(await listMembershipHistory(ctx.conn, ctx.sandbox.id, p.id, args)),
     },
     { name: 'MembershipTransitionConnection', description: 'A page of membership changes.' },
     { name: 'MembershipTransitionEdge', description: 'A membership change in a page, with its cursor.' },

@@ -1,6 +1,6 @@
 import type { EdgeEvaluation } from '../../domain/evaluation.js';
 import type { PqlProblem } from '../../domain/expressions.js';
-import { convertExpression, type PqlFormat, validatePql } from '../../domain/expressions.js';
+import { convertExpression, type PqlFormat, type PqlValidation, validatePql } from '../../domain/expressions.js';
 import { evaluateProfile, profilesMatching } from '../../domain/queries/ad-hoc.js';
 import { PQL_ERROR_CODES } from '../../pql/index.js';
 import { builder } from '../builder.js';
@@ -29,7 +29,7 @@ const PqlErrorType = builder.objectRef<PqlProblem>('PqlError').implement({
   }),
 });
 
-const PqlValidationType = builder.objectRef<ReturnType<typeof validatePql>>('PqlValidation').implement({
+const PqlValidationType = builder.objectRef<PqlValidation>('PqlValidation').implement({
   description: 'What checking an expression found; the rest is null or empty when it is not valid.',
   fields: (t) => ({
     valid: t.exposeBoolean('valid', { description: 'It parses and checks against the profile schema.' }),

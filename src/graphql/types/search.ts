@@ -145,10 +145,10 @@ builder.queryFields((t) => ({
         query: t.arg.string({ required: true, description: queryArg }),
       },
       complexity: (args) => ({ field: 2, multiplier: Math.max(1, Math.min(SEARCH_MAX_PAGE, args.first ?? 20)) }),
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         if (args.last != null || args.before != null)
           throw badInput('Search pages only forward: use first and after', 'last');
-        const page = searchEntities(ctx.conn, ctx.sandbox.id, args.namespace, args.query, args);
+        const page = await searchEntities(ctx.conn, ctx.sandbox.id, args.namespace, args.query, args);
         return toConnection({ ...page, items: page.hits });
       },
     },

@@ -126,7 +126,8 @@ builder.node(SegmentDefinitionRef, {
         description:
           'Every expression and evaluation settings it has had, the current one included, newest first, each with a diff.',
         complexity: connectionComplexity,
-        resolve: (d, args, ctx) => toConnection(listDefinitionVersions(ctx.conn, ctx.sandbox.id, d.id, args)),
+        resolve: async (d, args, ctx) =>
+          toConnection(await listDefinitionVersions(ctx.conn, ctx.sandbox.id, d.id, args)),
       },
       { name: 'DefinitionVersionConnection', description: 'A page of definition versions.' },
       { name: 'DefinitionVersionEdge', description: 'A definition version in a page, with its cursor.' },
@@ -236,9 +237,9 @@ builder.queryFields((t) => ({
         orderBy: t.arg({ type: SegmentDefinitionOrder, description: 'The sort order.' }),
       },
       complexity: connectionComplexity,
-      resolve: (_r, args, ctx) => {
+      resolve: async (_r, args, ctx) => {
         const f = args.filter;
-        const page = listSegmentDefinitions(
+        const page = await listSegmentDefinitions(
           ctx.conn,
           ctx.sandbox.id,
           {
@@ -308,10 +309,10 @@ builder.mutationFields((t) => ({
     nullable: true,
     description: 'Checks the expression and creates the definition with its audience, in one transaction.',
     args: { input: t.arg({ type: CreateSegmentDefinitionInput, required: true, description: 'The new definition.' }) },
-    resolve: (_r, { input }, ctx) =>
+    resolve: async (_r, { input }, ctx) =>
       createSegmentDefinition(ctx.conn, ctx.sandbox.id, {
         ...input,
-        changedBy: actorName(ctx.conn, ctx.principal.keyId),
+        changedBy: await actorName(ctx.conn, ctx.principal.keyId),
         expression: expressionOf(input.expression),
         folderId: input.folderId == null ? null : requireId(input.folderId, 'Folder'),
       }),
@@ -325,7 +326,7 @@ builder.mutationFields((t) => ({
       input: t.arg({ type: UpdateSegmentDefinitionInput, required: true, description: 'The changes.' }),
       expectedVersion: t.arg.int({ description: 'The version the client last read; a stale one is a CONFLICT.' }),
     },
-    resolve: (_r, args, ctx) =>
+    resolve: async (_r, args, ctx) =>
       updateSegmentDefinition(
         ctx.conn,
         ctx.sandbox.id,
@@ -333,7 +334,7 @@ builder.mutationFields((t) => ({
         {
           ...args.input,
           expression: args.input.expression ? expressionOf(args.input.expression) : null,
-          changedBy: actorName(ctx.conn, ctx.principal.keyId),
+          changedBy: await actorName(ctx.conn, ctx.principal.keyId),
         },
         args.expectedVersion,
       ),
@@ -343,9 +344,9 @@ builder.mutationFields((t) => ({
     description:
       'Deletes the definition with its audience; CONFLICT (listing them) while other definitions use it. Returns its id.',
     args: { id: t.arg.id({ required: true, description: definitionIdArg }) },
-    resolve: (_r, args, ctx) => ({
+    resolve: async (_r, args, ctx) => ({
       type: 'SegmentDefinition',
-      id: deleteSegmentDefinition(ctx.conn, ctx.sandbox.id, requireId(args.id, 'SegmentDefinition')),
+      id: await deleteSegmentDefinition(ctx.conn, ctx.sandbox.id, requireId(args.id, 'SegmentDefinition')),
     }),
   }),
 }));

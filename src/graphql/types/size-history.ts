@@ -30,7 +30,8 @@ builder.objectField(AudienceRef, 'sizeHistory', (t) =>
       type: AudienceSizeType,
       description: 'Its size after each segment job that evaluated it, newest first (to plot it).',
       complexity: connectionComplexity,
-      resolve: (a, args, ctx) => toConnection(listAudienceSizeHistory(ctx.conn, ctx.sandbox.id, a.id, args)),
+      resolve: async (a, args, ctx) =>
+        toConnection(await listAudienceSizeHistory(ctx.conn, ctx.sandbox.id, a.id, args)),
     },
     { name: 'AudienceSizeConnection', description: 'A page of audience sizes.' },
     { name: 'AudienceSizeEdge', description: 'An audience size in a page, with its cursor.' },

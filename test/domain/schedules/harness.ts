@@ -22,7 +22,7 @@ import { ManualClock } from './manual-clock.js';
  */
 export async function scheduleHarness(start: string) {
   const conn = openDatabase(':memory:');
-  const sandboxId = ensureSandbox(conn, 'prod').id;
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const clock = new ManualClock(Date.parse(start));
   const bus = new EventBus();
   const log = pino({ level: 'silent' });
@@ -55,7 +55,7 @@ export async function scheduleHarness(start: string) {
       scheduler = make();
       await scheduler.start();
     },
-    definition(name: string, value = 'true') {
+    async definition(name: string, value = 'true') {
       return createSegmentDefinition(conn, sandboxId, {
         name,
         expression: { format: 'PQL_TEXT', value },

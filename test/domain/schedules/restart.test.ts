@@ -41,7 +41,7 @@ describe('a server restart', () => {
     dirs.push(dataDir);
     const clock = new ManualClock(Date.parse('2026-11-28T12:00:30.000Z'));
     const first = await boot(dataDir, clock);
-    const sandboxId = ensureSandbox(first.conn, 'prod').id;
+    const sandboxId = (await ensureSandbox(first.conn, 'prod')).id;
     const schedule = await first.app.schedules.create(sandboxId, {
       name: 'minutely',
       type: 'BATCH_SEGMENTATION',
@@ -91,7 +91,7 @@ describe('a server restart', () => {
     const booted = await boot(dataDir, clock);
     const other = new Database(databaseFile(dataDir));
     try {
-      const sandboxId = ensureSandbox(booted.conn, 'prod').id;
+      const sandboxId = (await ensureSandbox(booted.conn, 'prod')).id;
       const schedule = await booted.app.schedules.create(sandboxId, {
         name: 'minutely',
         type: 'BATCH_SEGMENTATION',

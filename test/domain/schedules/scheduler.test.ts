@@ -183,7 +183,7 @@ describe('the scheduler, on a clock moved by hand', () => {
   it('lists schedules filtered by type and state', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     const make = (name: string, type: 'BATCH_SEGMENTATION' | 'EXPORT', state: 'ACTIVE' | 'INACTIVE') =>
       h.scheduler.create(h.sandboxId, {
         name,
@@ -204,7 +204,7 @@ describe('the scheduler, on a clock moved by hand', () => {
     await make('export off', 'EXPORT', 'INACTIVE');
     const names = async (filter: Parameters<typeof listSchedules>[2]) => {
       const page = await listSchedules(h.conn, h.sandboxId, filter, { first: 50 });
-      return { names: page.items.map((x) => x.name), total: page.totalCount() };
+      return { names: page.items.map((x) => x.name), total: await page.totalCount() };
     };
     expect(await names({})).toEqual({ names: ['batch on', 'batch off', 'export on', 'export off'], total: 4 });
     expect(await names({ type: 'EXPORT' })).toEqual({ names: ['export on', 'export off'], total: 2 });
@@ -215,7 +215,7 @@ describe('the scheduler, on a clock moved by hand', () => {
   it('an EXPORT schedule produces an export job per tick, each linked to the schedule', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     const properties = {
       audiences: [{ audienceId: encodeGlobalId('Audience', audience.id), statuses: ['REALIZED'] }],
       destination: { datasetName: 'minutely', format: 'NDJSON' },
@@ -440,7 +440,7 @@ describe('cron forms and bad input', () => {
 describe('references and freshness', () => {
   it('refuses to delete a definition or audience a schedule names, naming the schedule', async () => {
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const def = h.definition('vip');
+    const def = await h.definition('vip');
     const s = await h.scheduler.create(h.sandboxId, {
       name: 'nightly vip',
       type: 'BATCH_SEGMENTATION',
@@ -458,13 +458,13 @@ describe('references and freshness', () => {
     expect(byAudience.message).toContain('schedule "nightly vip"');
     // Pointing the schedule elsewhere releases it.
     await h.scheduler.update(h.sandboxId, s.id, { properties: ALL });
-    expect(deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
+    expect(await deleteSegmentDefinition(h.conn, h.sandboxId, def.id)).toBe(def.id);
   });
 
   it('names the schedule that keeps an audience fresh and says when its last run went wrong', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const def = h.definition('vip');
-    const manual = createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
+    const def = await h.definition('vip');
+    const manual = await createManualAudience(h.conn, h.sandboxId, { name: 'hand-picked' });
     const s = await h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
@@ -486,7 +486,7 @@ describe('references and freshness', () => {
 
   it('calls an audience stale when its schedule missed its last due time or failed to start it', async () => {
     const h = await scheduleHarness('2026-11-28T12:00:30.000Z');
-    const def = h.definition('vip');
+    const def = await h.definition('vip');
     const s = await h.scheduler.create(h.sandboxId, {
       name: 'all',
       type: 'BATCH_SEGMENTATION',
@@ -523,7 +523,7 @@ describe('references and freshness', () => {
   it('refuses to delete an audience an EXPORT schedule exports, naming the schedule', async () => {
     await import('../../../src/domain/exports/export-schedule.js');
     const h = await scheduleHarness('2026-01-01T00:00:00Z');
-    const audience = createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
+    const audience = await createManualAudience(h.conn, h.sandboxId, { name: 'exported' });
     await h.scheduler.create(h.sandboxId, {
       name: 'nightly export',
       type: 'EXPORT',
