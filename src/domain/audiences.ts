@@ -74,14 +74,18 @@ function validLabels(labels: readonly string[] | null | undefined, field = 'inpu
   return out;
 }
 
-export function audiencesByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Map<number, Audience> {
+export async function audiencesByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, Audience>> {
   const out = new Map<number, Audience>();
   for (const row of rowsByIds(conn, audiences, sandboxId, ids)) out.set(row.id, toAudience(row));
   return out;
 }
 
 export async function requireAudience(conn: Connection, sandboxId: number, id: number): Promise<Audience> {
-  const audience = audiencesByIds(conn, sandboxId, [id]).get(id);
+  const audience = (await audiencesByIds(conn, sandboxId, [id])).get(id);
   if (!audience)
     throw notFound(
       `No audience with id "${encodeGlobalId('Audience', id)}" in this sandbox`,
@@ -309,7 +313,7 @@ export async function deleteAudience(conn: Connection, sandboxId: number, id: nu
   return writeUnit(conn, async (tx) => {
     const audience = await requireAudience(tx, sandboxId, id);
     await assertNoDependents(tx, sandboxId, audience);
-    assertNoScheduleNames(tx, sandboxId, audience.id, `Audience "${audience.name}"`);
+    await assertNoScheduleNames(tx, sandboxId, audience.id, `Audience "${audience.name}"`);
     if (audience.definitionId != null) {
       tx.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, audience.definitionId)).run();
       tx.db.delete(definitionVersions).where(eq(definitionVersions.definitionId, audience.definitionId)).run();

@@ -93,7 +93,7 @@ export function definitionsByIds(
   return out;
 }
 
-export function requireDefinition(conn: Connection, sandboxId: number, id: number): SegmentDefinition {
+export async function requireDefinition(conn: Connection, sandboxId: number, id: number): Promise<SegmentDefinition> {
   const def = definitionsByIds(conn, sandboxId, [id]).get(id);
   if (!def) {
     const gid = encodeGlobalId('SegmentDefinition', id);
@@ -305,7 +305,7 @@ export async function updateSegmentDefinition(
   now = Date.now(),
 ): Promise<SegmentDefinition> {
   return writeUnit(conn, async (tx) => {
-    const def = requireDefinition(tx, sandboxId, id);
+    const def = await requireDefinition(tx, sandboxId, id);
     if (expectedVersion != null && expectedVersion !== def.version) {
       throw conflict(`The definition is at version ${def.version}, not ${expectedVersion}: reload and try again`, {
         currentVersion: def.version,
@@ -368,8 +368,8 @@ export async function updateSegmentDefinition(
 /** Deletes a definition with its audience and memberships; CONFLICT while other definitions or a schedule use it. */
 export async function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): Promise<number> {
   return writeUnit(conn, async (tx) => {
-    const definition = requireDefinition(tx, sandboxId, id);
-    assertNoScheduleNames(tx, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
+    const definition = await requireDefinition(tx, sandboxId, id);
+    await assertNoScheduleNames(tx, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
     await deleteAudience(tx, sandboxId, definition.audienceId);
     return id;
   });
@@ -437,12 +437,12 @@ export async function listSegmentDefinitions(
 }
 
 /** Definitions (ids) that read a schema field, so its type cannot change under them. */
-export function definitionsUsingField(
+export async function definitionsUsingField(
   conn: Connection,
   sandboxId: number,
   cls: 'profile' | 'event',
   path: string,
-): string[] {
+): Promise<string[]> {
   const needle = cls === 'event' ? `xEvent.${path}` : path;
   return (
     conn.sqlite

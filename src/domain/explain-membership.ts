@@ -60,7 +60,7 @@ export async function explainMembership(
   let definitionVersion: number | null = null;
   let selfAudienceId: number | undefined;
   if (request.audienceId != null) {
-    const audience = audiencesByIds(conn, sandboxId, [request.audienceId]).get(request.audienceId);
+    const audience = (await audiencesByIds(conn, sandboxId, [request.audienceId])).get(request.audienceId);
     if (audience === undefined) return null;
     if (audience.definitionId == null) {
       throw badInput(
@@ -68,7 +68,7 @@ export async function explainMembership(
         'audienceId',
       );
     }
-    const def = requireDefinition(conn, sandboxId, audience.definitionId);
+    const def = await requireDefinition(conn, sandboxId, audience.definitionId);
     audienceId = audience.id;
     selfAudienceId = audience.id;
     text = def.expressionText;

@@ -65,7 +65,7 @@ export type DefinitionChangePreview = JobOf<'DEFINITION_CHANGE_PREVIEW'>;
  * evaluation method is reported on the request; streaming or edge the new expression cannot
  * run becomes batch with a warning, as the saved definition would) and queues the dry run.
  */
-export function previewDefinitionChange(
+export async function previewDefinitionChange(
   app: { conn: Connection; jobs: JobRunner },
   sandboxId: number,
   definitionId: number,
@@ -73,13 +73,13 @@ export function previewDefinitionChange(
   options: { evaluationInfo?: EvaluationRequest | null; seed?: number | null } = {},
 ): Promise<DefinitionChangePreview> {
   const { conn } = app;
-  return app.jobs.enqueue(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', () => {
-    const def = requireDefinition(conn, sandboxId, definitionId);
-    const { text, checked } = checkExpression(conn, sandboxId, expression, {
+  return app.jobs.enqueue(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', async (_chain, tx) => {
+    const def = await requireDefinition(tx, sandboxId, definitionId);
+    const { text, checked } = checkExpression(tx, sandboxId, expression, {
       definition: true,
       selfAudienceId: def.audienceId,
     });
-    assertRunnable(conn, sandboxId, checked);
+    assertRunnable(tx, sandboxId, checked);
     const { info, warnings } = validEvaluation(
       options.evaluationInfo,
       def.evaluationInfo,

@@ -75,16 +75,11 @@ const toExternal = (r: Row): ExternalAudience => ({
   updatedAt: r.updated_at,
 });
 
-/**
- * Synchronous, with requireExternalAudience and activeIngestionRun: startIngestionRun checks the
- * audience and its runs with them inside the job runner's `enqueue`, whose `prepare` runs
- * synchronously in the transaction that inserts the job.
- */
-export function externalAudiencesByIds(
+export async function externalAudiencesByIds(
   conn: Connection,
   sandboxId: number,
   ids: readonly number[],
-): Map<number, ExternalAudience> {
+): Promise<Map<number, ExternalAudience>> {
   const out = new Map<number, ExternalAudience>();
   if (ids.length === 0) return out;
   const rows = conn.sqlite
@@ -94,8 +89,12 @@ export function externalAudiencesByIds(
   return out;
 }
 
-export function requireExternalAudience(conn: Connection, sandboxId: number, id: number): ExternalAudience {
-  const found = externalAudiencesByIds(conn, sandboxId, [id]).get(id);
+export async function requireExternalAudience(
+  conn: Connection,
+  sandboxId: number,
+  id: number,
+): Promise<ExternalAudience> {
+  const found = (await externalAudiencesByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('ExternalAudience', id);
     throw notFound(`No external audience with id "${gid}" in this sandbox`, gid);
@@ -251,7 +250,7 @@ export async function createExternalAudience(
           now,
         ).lastInsertRowid,
     );
-    return requireExternalAudience(tx, sandboxId, id);
+    return await requireExternalAudience(tx, sandboxId, id);
   });
 }
 
@@ -275,7 +274,7 @@ export async function updateExternalAudience(
   now = Date.now(),
 ): Promise<ExternalAudience> {
   return await writeUnit(conn, async (tx) => {
-    const current = requireExternalAudience(tx, sandboxId, id);
+    const current = await requireExternalAudience(tx, sandboxId, id);
     if (expectedVersion != null && expectedVersion !== current.version) {
       throw conflict(
         `The external audience is at version ${current.version}, not ${expectedVersion}: reload and try again`,
@@ -307,17 +306,17 @@ export async function updateExternalAudience(
         'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
       )
       .run(ttl, externalId, now, id);
-    return requireExternalAudience(tx, sandboxId, id);
+    return await requireExternalAudience(tx, sandboxId, id);
   });
 }
 
 /** Deletes an external audience, its list and its audience; CONFLICT while a definition uses it or a run is active. */
 export async function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
   return await writeUnit(conn, async (tx) => {
-    const external = requireExternalAudience(tx, sandboxId, id);
+    const external = await requireExternalAudience(tx, sandboxId, id);
     const audience: Audience = await requireAudience(tx, sandboxId, external.audienceId);
     await assertNoDependents(tx, sandboxId, audience);
-    const active = activeIngestionRun(tx, sandboxId, id);
+    const active = await activeIngestionRun(tx, sandboxId, id);
     if (active !== undefined) {
       throw conflict('An ingestion run of this audience is still running; cancel it or wait for it to end', {
         runId: encodeGlobalId('IngestionRun', active),
@@ -329,11 +328,11 @@ export async function deleteExternalAudience(conn: Connection, sandboxId: number
 }
 
 /** The run of this external audience that is queued or running, if any (there is at most one). */
-export function activeIngestionRun(
+export async function activeIngestionRun(
   conn: Connection,
   sandboxId: number,
   externalAudienceId: number,
-): number | undefined {
+): Promise<number | undefined> {
   return conn.sqlite
     .prepare(
       `SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'INGESTION' AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING')

@@ -72,8 +72,8 @@ export interface IngestionPlan {
 }
 
 /** What a run will do, from its job and its audience as they are when it starts. */
-export function planIngestion(conn: Connection, job: IngestionRun, now: number): IngestionPlan {
-  const external = requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
+export async function planIngestion(conn: Connection, job: IngestionRun, now: number): Promise<IngestionPlan> {
+  const external = await requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
   return {
     jobId: job.id,
     sandboxId: job.sandboxId,
@@ -93,7 +93,7 @@ export const ingestionRunKind = defineJobKind({
   kind: 'INGESTION',
   task: new URL('./ingestion-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn }): IngestionPlan => planIngestion(conn, job, now),
+  plan: (job, now, { conn }): Promise<IngestionPlan> => planIngestion(conn, job, now),
   // The counts are kept as they grow, so a run that fails still says how far it got.
   runningResult: ({ recordsRead, recordsImported, recordsMatched, recordsFailed }) => ({
     recordsRead,
@@ -141,9 +141,9 @@ export async function startIngestionRun(
   mode: IngestionMode = 'REPLACE',
 ): Promise<IngestionRun> {
   const { conn } = app;
-  const external = requireExternalAudience(conn, sandboxId, externalAudienceId);
+  const external = await requireExternalAudience(conn, sandboxId, externalAudienceId);
   if ((source.file == null) === (source.rows == null)) throw badInput('Give either a file or rows', 'file');
-  assertNoActiveRun(conn, sandboxId, externalAudienceId);
+  await assertNoActiveRun(conn, sandboxId, externalAudienceId);
   const shape = {
     fields: external.fields,
     identityField: external.identityField,
@@ -159,23 +159,21 @@ export async function startIngestionRun(
         field: 'rows',
       });
   try {
-    // After the awaits above: the write gate again (db/write-gate.ts), as for any write after an await.
-    return await conn.writeGate.run(() =>
-      app.jobs.enqueue(conn, sandboxId, 'INGESTION', () => {
-        requireExternalAudience(conn, sandboxId, externalAudienceId);
-        assertNoActiveRun(conn, sandboxId, externalAudienceId);
-        return {
-          externalAudienceId,
-          audienceId: external.audienceId,
-          mode,
-          format: staged.format,
-          upload: staged.path,
-          fileName: source.file?.name ?? null,
-          bytes: staged.bytes,
-          at: null,
-        };
-      }),
-    );
+    // Checked again in the job's unit (which takes the write gate): the upload took a while.
+    return await app.jobs.enqueue(conn, sandboxId, 'INGESTION', async (_chain, tx) => {
+      await requireExternalAudience(tx, sandboxId, externalAudienceId);
+      await assertNoActiveRun(tx, sandboxId, externalAudienceId);
+      return {
+        externalAudienceId,
+        audienceId: external.audienceId,
+        mode,
+        format: staged.format,
+        upload: staged.path,
+        fileName: source.file?.name ?? null,
+        bytes: staged.bytes,
+        at: null,
+      };
+    });
   } catch (err) {
     rmSync(staged.path, { force: true });
     throw err;
@@ -187,8 +185,8 @@ function isInside(dir: string, file: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
-function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudienceId: number): void {
-  const active = activeIngestionRun(conn, sandboxId, externalAudienceId);
+async function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudienceId: number): Promise<void> {
+  const active = await activeIngestionRun(conn, sandboxId, externalAudienceId);
   if (active !== undefined) {
     throw conflict(
       `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,

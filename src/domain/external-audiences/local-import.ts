@@ -42,7 +42,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
   let job: IngestionRun;
   try {
     job = await writeUnit(conn, async (tx) => {
-      const active = activeIngestionRun(tx, request.sandboxId, external.id);
+      const active = await activeIngestionRun(tx, request.sandboxId, external.id);
       if (active !== undefined) {
         throw conflict(
           `Ingestion run "${encodeGlobalId('IngestionRun', active)}" of this audience has not ended yet; one run at a time per audience`,
@@ -67,7 +67,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
     throw err;
   }
   try {
-    runJobTask(conn, job.id, ingestionTask, planIngestion(conn, job, now), {
+    runJobTask(conn, job.id, ingestionTask, await planIngestion(conn, job, now), {
       progress: (p) => request.onProgress?.(p),
       cancelled: () => false,
     });

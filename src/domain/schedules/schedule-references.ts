@@ -27,7 +27,12 @@ export async function replaceScheduleAudiences(
 }
 
 /** The schedules naming an audience: CONFLICT naming them, for `what` ("Audience "x"", "Segment definition "y""). */
-export function assertNoScheduleNames(conn: Connection, sandboxId: number, audienceId: number, what: string): void {
+export async function assertNoScheduleNames(
+  conn: Connection,
+  sandboxId: number,
+  audienceId: number,
+  what: string,
+): Promise<void> {
   const naming = conn.db
     .select({ id: schedules.id, name: schedules.name })
     .from(scheduleAudiences)

@@ -97,8 +97,8 @@ builder.node(IngestionRunRef, {
       type: ExternalAudienceRef,
       nullable: true,
       description: 'The audience the list goes into; null once it is deleted.',
-      resolve: (j, _a, ctx) =>
-        externalAudiencesByIds(ctx.conn, ctx.sandbox.id, [j.input.externalAudienceId]).get(
+      resolve: async (j, _a, ctx) =>
+        (await externalAudiencesByIds(ctx.conn, ctx.sandbox.id, [j.input.externalAudienceId])).get(
           j.input.externalAudienceId,
         ) ?? null,
     }),
@@ -138,8 +138,8 @@ builder.node(IngestionRunRef, {
 builder.node(ExternalAudienceRef, {
   description: 'An audience whose members come from uploaded lists (origin CUSTOM_UPLOAD).',
   id: { resolve: (e) => e.id },
-  loadMany: (ids, ctx) => {
-    const found = externalAudiencesByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
+  loadMany: async (ids, ctx) => {
+    const found = await externalAudiencesByIds(ctx.conn, ctx.sandbox.id, ids.map(Number));
     return ids.map((id) => found.get(Number(id)) ?? null);
   },
   fields: (t) => ({
@@ -243,7 +243,9 @@ builder.queryField('externalAudience', (t) =>
     resolve: async (_r, args, ctx) => {
       if (args.id != null) {
         const id = decodeId(args.id, 'ExternalAudience');
-        return id === undefined ? null : (externalAudiencesByIds(ctx.conn, ctx.sandbox.id, [id]).get(id) ?? null);
+        return id === undefined
+          ? null
+          : ((await externalAudiencesByIds(ctx.conn, ctx.sandbox.id, [id])).get(id) ?? null);
       }
       return args.externalId == null
         ? null

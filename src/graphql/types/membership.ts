@@ -152,9 +152,9 @@ builder.subscriptionField('audienceMembershipChanged', (t) =>
     description:
       "Streaming segmentation's membership changes in this sandbox as they commit (only one audience's with audienceId).",
     args: { audienceId: t.arg.id({ description: "Only this audience's changes." }) },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const audienceId = args.audienceId == null ? undefined : requireId(String(args.audienceId), 'Audience');
-      if (audienceId !== undefined && !audiencesByIds(ctx.conn, ctx.sandbox.id, [audienceId]).has(audienceId)) {
+      if (audienceId !== undefined && !(await audiencesByIds(ctx.conn, ctx.sandbox.id, [audienceId])).has(audienceId)) {
         throw notFound(`No Audience with id "${args.audienceId}" in this sandbox`, String(args.audienceId));
       }
       const changes = ctx.app.bus.subscribe<MembershipChange>(topics.memberships(ctx.sandbox.id), ctx.signal);
@@ -221,12 +221,12 @@ builder.subscriptionField('audienceMembershipChangesCommitted', (t) =>
     args: {
       audienceIds: t.arg.idList({ description: "Only these audiences' changes (default: every audience's)." }),
     },
-    subscribe: (_r, args, ctx) => {
+    subscribe: async (_r, args, ctx) => {
       const audienceIds = args.audienceIds?.map((id) => requireId(String(id), 'Audience'));
       if (audienceIds?.length === 0)
         throw badInput('audienceIds is empty: leave it out for every audience', 'audienceIds');
       if (audienceIds) {
-        const found = audiencesByIds(ctx.conn, ctx.sandbox.id, audienceIds);
+        const found = await audiencesByIds(ctx.conn, ctx.sandbox.id, audienceIds);
         const missing = audienceIds.findIndex((id) => !found.has(id));
         if (missing >= 0) {
           const id = String(args.audienceIds![missing]);
