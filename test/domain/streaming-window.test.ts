@@ -13,6 +13,7 @@ import { deleteProfile } from '../../src/domain/profiles.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { StreamingSegmentation } from '../../src/domain/streaming.js';
 import { streamingWindows } from '../../src/domain/streaming-window.js';
+import { createStreamingDefinition } from './streaming-definition.js';
 
 const NOW = Date.parse('2026-11-28T12:00:00Z');
 const MINUTE = 60_000;
@@ -39,19 +40,7 @@ afterEach(() => {
 });
 
 async function define(name: string, value: string): Promise<number> {
-  return (
-    await createSegmentDefinition(
-      conn,
-      sandboxId,
-      {
-        name,
-        expression: { format: 'PQL_TEXT', value },
-        evaluationInfo: { batch: true, streaming: true, edge: false },
-        lifecycleState: 'PUBLISHED',
-      },
-      NOW,
-    )
-  ).audienceId;
+  return (await createStreamingDefinition(conn, sandboxId, name, value, NOW)).audienceId;
 }
 
 const person = (name: string) => ({ namespace: 'email', id: `${name}@example.com` });

@@ -15,6 +15,7 @@ import {
   streamingEvaluationsTotal,
   sweepExpired,
 } from '../../src/domain/streaming.js';
+import { createStreamingDefinition } from './streaming-definition.js';
 
 const HOUR = 3_600_000;
 const NOW = Date.parse('2026-11-28T12:00:00Z');
@@ -138,18 +139,7 @@ describe('streaming segmentation', () => {
   it('evaluates for new events only the definitions that read their type', async () => {
     const conn = openDatabase(':memory:');
     const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-    const define = (name: string, value: string) =>
-      createSegmentDefinition(
-        conn,
-        sandboxId,
-        {
-          name,
-          expression: { format: 'PQL_TEXT', value },
-          evaluationInfo: { batch: true, streaming: true, edge: false },
-          lifecycleState: 'PUBLISHED',
-        },
-        NOW,
-      );
+    const define = (name: string, value: string) => createStreamingDefinition(conn, sandboxId, name, value, NOW);
     const buyers = await define(
       'buyers',
       'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() >= 1',
