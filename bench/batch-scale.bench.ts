@@ -9,8 +9,9 @@
  * median job times (min/max: the extremes of the runs crossed), linear growth being the size ratio.
  */
 import { DEFAULT_LIMITS } from '../src/config.js';
-import { createReferenceSegments, openWorkCopy, resetMemberships, runSegmentJob } from './batch.bench.js';
+import { openWorkCopy, resetMemberships, runSegmentJob } from './batch.bench.js';
 import { dataDirArg, intArg, loadDefinitions, parseArgs, prepareDataset, report, type Stats, statsOf } from './lib.js';
+import { createReferenceSegments } from './reference-segments.js';
 
 const NAME = 'batch-scale';
 

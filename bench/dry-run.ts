@@ -25,14 +25,9 @@ import definitionChangeTask, {
 import type { SegmentDefinition } from '../src/domain/definitions.js';
 import { insertJob, updateJob } from '../src/domain/jobs/job-store.js';
 import { runJobTask } from '../src/domain/jobs/task.js';
-import {
-  createReferenceSegments,
-  floorOf,
-  openWorkCopy,
-  type ReferenceSegments,
-  runSegmentJob,
-} from './batch.bench.js';
+import { floorOf, openWorkCopy, runSegmentJob } from './batch.bench.js';
 import { dataDirArg, formatValue, intArg, loadDefinitions, prepareDataset, report, statsOf } from './lib.js';
+import { createReferenceSegments, type ReferenceSegments } from './reference-segments.js';
 
 const NAME = 'explain';
 const TARGET = 1.5;

@@ -24,14 +24,9 @@ import { insertJob, updateJob } from '../src/domain/jobs/job-store.js';
 import { runJobTask } from '../src/domain/jobs/task.js';
 import type { Estimate } from '../src/domain/previews/estimate.js';
 import { runPreviewTask } from '../src/domain/previews/preview-sampling.js';
-import {
-  createReferenceSegments,
-  floorOf,
-  openWorkCopy,
-  type ReferenceSegments,
-  runSegmentJob,
-} from './batch.bench.js';
+import { floorOf, openWorkCopy, runSegmentJob } from './batch.bench.js';
 import { dataDirArg, intArg, loadDefinitions, parseArgs, prepareDataset, report, statsOf } from './lib.js';
+import { createReferenceSegments, type ReferenceSegments } from './reference-segments.js';
 
 const NAME = 'estimate';
 const CONFIDENCE = 0.95;

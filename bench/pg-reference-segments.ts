@@ -12,9 +12,9 @@ import type pg from 'pg';
 import { type Connection, openDatabase } from '../src/db/index.js';
 import { checkExpression } from '../src/domain/expressions.js';
 import { compileToSql, type SqlStatement } from '../src/pql/index.js';
-import { createReferenceSegments, type ReferenceSegments } from './batch.bench.js';
 import type { Dataset, Definition } from './lib.js';
 import { copyRows, syncIdentity } from './pg-dataset.js';
+import { createReferenceSegments, type ReferenceSegments } from './reference-segments.js';
 
 /** Tables the domain writes when it creates a definition, in an order their references allow. */
 const DEFINITION_TABLES = ['audiences', 'segment_definitions', 'definition_dependencies', 'definition_versions'];
