@@ -9,12 +9,13 @@ import { ConnectionCache } from './connection-cache.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 import { registerSearchFunctions } from './search-functions.js';
+import { type StatementRunner, sqliteStatementRunner } from './statement.js';
 import { WriteGate } from './write-gate.js';
 
 export type Sqlite = Database.Database;
 type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
 
-export interface Connection {
+export interface Connection extends StatementRunner {
   sqlite: Sqlite;
   db: Db;
   /** What domain code keeps per connection (statements, catalogues, plans); see connection-cache.ts. */
@@ -103,6 +104,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
     throw err;
   }
   return {
+    ...sqliteStatementRunner(sqlite),
     sqlite,
     db,
     cache: new ConnectionCache(),

@@ -1,6 +1,5 @@
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { folders } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict, notFound } from './errors.js';
 
@@ -14,15 +13,28 @@ export interface Folder {
 
 const FOLDER_NAME_MAX = 128;
 
+const COLUMNS = 'id, sandbox_id AS "sandboxId", name, parent_id AS "parentId", created_at AS "createdAt"';
+
+const q = statements('folders', {
+  byIds: {
+    sqlite: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = $1
+      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  ofSandbox: {
+    sqlite: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = ?`,
+    postgres: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = $1`,
+  },
+  insert: {
+    sqlite: `INSERT INTO folders (sandbox_id, name, parent_id, created_at) VALUES (?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    postgres: `INSERT INTO folders (sandbox_id, name, parent_id, created_at) VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
+  },
+});
+
 async function foldersByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Promise<Map<number, Folder>> {
   const out = new Map<number, Folder>();
   if (ids.length === 0) return out;
-  for (const row of conn.db
-    .select()
-    .from(folders)
-    .where(and(eq(folders.sandboxId, sandboxId), inArray(folders.id, [...ids])))
-    .all())
-    out.set(row.id, row);
+  for (const row of await conn.all<Folder>(q.byIds, [sandboxId, JSON.stringify(ids)])) out.set(row.id, row);
   return out;
 }
 
@@ -34,14 +46,7 @@ export async function requireFolder(conn: Connection, sandboxId: number, id: num
 
 /** Every folder of the sandbox, for building paths (folders are few: a taxonomy, not data). */
 export async function allFolders(conn: Connection, sandboxId: number): Promise<Map<number, Folder>> {
-  return new Map(
-    conn.db
-      .select()
-      .from(folders)
-      .where(eq(folders.sandboxId, sandboxId))
-      .all()
-      .map((f) => [f.id, f]),
-  );
+  return new Map((await conn.all<Folder>(q.ofSandbox, [sandboxId])).map((f) => [f.id, f]));
 }
 
 /** `/Marketing/Nordics`: the names from the root down. */
@@ -70,15 +75,10 @@ export async function createFolder(
   return writeUnit(conn, async (tx) => {
     const parentId = input.parentId ?? null;
     if (parentId !== null) await requireFolder(tx, sandboxId, parentId);
-    const siblings = tx.db
-      .select({ name: folders.name, parentId: folders.parentId })
-      .from(folders)
-      .where(eq(folders.sandboxId, sandboxId))
-      .all()
-      .filter((f) => f.parentId === parentId);
+    const siblings = (await tx.all<Folder>(q.ofSandbox, [sandboxId])).filter((f) => f.parentId === parentId);
     if (siblings.some((f) => f.name.toLowerCase() === name.toLowerCase())) {
       throw conflict(`A folder named "${name}" already exists there`);
     }
-    return tx.db.insert(folders).values({ sandboxId, name, parentId, createdAt: now }).returning().get();
+    return (await tx.get<Folder>(q.insert, [sandboxId, name, parentId, now]))!;
   });
 }

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
+import type { Statement, StatementRunner } from '../statement.js';
 import * as schema from './schema.js';
 
 // Resolved from this file, not the cwd, like SQLite's folder (docs/dependencies.md gotcha 13).
@@ -63,3 +64,24 @@ export async function migratePg(conn: PgConnection): Promise<void> {
 const MIGRATION_LOCK = 0x5365_6751_4c6d_6967n.toString();
 
 export { schema };
+
+/**
+ * The PostgreSQL side of statements by name (../statement.ts): each statement a named prepared
+ * statement of the client that runs it, parsed and planned once per connection.
+ */
+export function pgStatementRunner(client: pg.Pool | pg.PoolClient): StatementRunner {
+  return {
+    async all<Row>(statement: Statement, params: readonly unknown[] = []) {
+      return (await client.query({ name: statement.name, text: statement.postgres, values: [...params] }))
+        .rows as Row[];
+    },
+    async get<Row>(statement: Statement, params: readonly unknown[] = []) {
+      const { rows } = await client.query({ name: statement.name, text: statement.postgres, values: [...params] });
+      return rows[0] as Row | undefined;
+    },
+    async run(statement: Statement, params: readonly unknown[] = []) {
+      const result = await client.query({ name: statement.name, text: statement.postgres, values: [...params] });
+      return { changes: result.rowCount ?? 0 };
+    },
+  };
+}
