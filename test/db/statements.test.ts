@@ -19,7 +19,10 @@ const domain = fileURLToPath(new URL('../../src/domain', import.meta.url));
 async function loadStatements(): Promise<readonly Statement[]> {
   const files = readdirSync(domain, { recursive: true })
     .map(String)
-    .filter((f) => f.endsWith('.ts') && readFileSync(join(domain, f), 'utf8').includes("from '../db/statement.js'"));
+    .filter(
+      (f) =>
+        f.endsWith('.ts') && readFileSync(join(domain, f), 'utf8').match(/from '(\.\.\/)+db\/statement\.js'/) !== null,
+    );
   for (const f of files) await import(pathToFileURL(join(domain, f)).href);
   return madeStatements();
 }
