@@ -1,7 +1,6 @@
-import { eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { sandboxes } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict } from './errors.js';
 import { installDefaultSchema } from './profile-schema.js';
@@ -15,6 +14,20 @@ export interface Sandbox {
 export const DEFAULT_SANDBOX = 'prod';
 const NAME = /^[a-z0-9-]{1,64}$/;
 
+// Every column, as Drizzle's select() gave them (profileCount included).
+const COLUMNS = 'id, name, created_at AS "createdAt", profile_count AS "profileCount"';
+
+const q = statements('sandboxes', {
+  byName: {
+    sqlite: `SELECT ${COLUMNS} FROM sandboxes WHERE name = ?`,
+    postgres: `SELECT ${COLUMNS} FROM sandboxes WHERE name = $1`,
+  },
+  insert: {
+    sqlite: `INSERT INTO sandboxes (name, created_at) VALUES (?, ?) RETURNING ${COLUMNS}`,
+    postgres: `INSERT INTO sandboxes (name, created_at) VALUES ($1, $2) RETURNING ${COLUMNS}`,
+  },
+});
+
 // Sandboxes are few and never renamed: cache them so every request's lookup is a map hit.
 const SANDBOXES = cacheKey<Map<string, Sandbox>>('sandboxes');
 
@@ -26,7 +39,7 @@ export async function findSandbox(conn: Connection, name: string): Promise<Sandb
   const map = sandboxCache(conn);
   const hit = map.get(name);
   if (hit) return hit;
-  const row = conn.db.select().from(sandboxes).where(eq(sandboxes.name, name)).get();
+  const row = await conn.get<Sandbox>(q.byName, [name]);
   if (row) map.set(name, row);
   return row;
 }
@@ -37,7 +50,7 @@ export async function createSandbox(conn: Connection, name: string, now = Date.n
   }
   return writeUnit(conn, async (tx) => {
     if (await findSandbox(tx, name)) throw conflict(`Sandbox "${name}" already exists`);
-    const row = tx.db.insert(sandboxes).values({ name, createdAt: now }).returning().get();
+    const row = (await tx.get<Sandbox>(q.insert, [name, now]))!;
     installDefaultSchema(tx, row.id, now);
     return row;
   });
