@@ -3,13 +3,12 @@
  * finishing transaction (segment-evaluation.ts), read as `Audience.sizeHistory` and watched as
  * `audienceSizeChanged` once the job has committed.
  */
-import { and, desc, eq, gt, lt, type SQL } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { audienceSizeHistory } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { badInput } from './errors.js';
 import { type EventBus, topics } from './events.js';
 import type { Job } from './jobs/job-store.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export interface AudienceSizePoint {
   id: number;
@@ -21,6 +20,35 @@ export interface AudienceSizePoint {
   size: number;
 }
 
+const COLUMNS = 'id, sandbox_id AS "sandboxId", audience_id AS "audienceId", job_id AS "jobId", "at", "before", "size"';
+
+// Both bounds are always given: a missing cursor is a bound every id passes.
+const PAGE_WHERE = (p: (n: number) => string) =>
+  `sandbox_id = ${p(1)} AND audience_id = ${p(2)} AND id < ${p(3)} AND id > ${p(4)}`;
+const sq = () => '?';
+const pg = (n: number) => `$${n}`;
+
+const q = statements('size-history', {
+  /** Newest first: `first`/`after`. Parameters: sandbox, audience, below id, above id, limit. */
+  pageForward: {
+    sqlite: `SELECT ${COLUMNS} FROM audience_size_history WHERE ${PAGE_WHERE(sq)} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM audience_size_history WHERE ${PAGE_WHERE(pg)} ORDER BY id DESC LIMIT $5`,
+  },
+  /** Oldest first: `last`/`before`; the same parameters. */
+  pageBackward: {
+    sqlite: `SELECT ${COLUMNS} FROM audience_size_history WHERE ${PAGE_WHERE(sq)} ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM audience_size_history WHERE ${PAGE_WHERE(pg)} ORDER BY id LIMIT $5`,
+  },
+  count: {
+    sqlite: 'SELECT count(*) AS n FROM audience_size_history WHERE sandbox_id = ? AND audience_id = ?',
+    postgres: 'SELECT count(*) AS n FROM audience_size_history WHERE sandbox_id = $1 AND audience_id = $2',
+  },
+  ofJob: {
+    sqlite: `SELECT ${COLUMNS} FROM audience_size_history WHERE sandbox_id = ? AND job_id = ? ORDER BY audience_id`,
+    postgres: `SELECT ${COLUMNS} FROM audience_size_history WHERE sandbox_id = $1 AND job_id = $2 ORDER BY audience_id`,
+  },
+});
+
 /** An audience's sizes after each evaluation, newest first. */
 export async function listAudienceSizeHistory(
   conn: Connection,
@@ -29,23 +57,18 @@ export async function listAudienceSizeHistory(
   args: PageArgs,
 ): Promise<Page<AudienceSizePoint> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [
-    eq(audienceSizeHistory.sandboxId, sandboxId),
-    eq(audienceSizeHistory.audienceId, audienceId),
-  ];
-  const base = [...conditions];
-  if (query.after) conditions.push(lt(audienceSizeHistory.id, Number(query.after[0])));
-  if (query.before) conditions.push(gt(audienceSizeHistory.id, Number(query.before[0])));
-  const rows = conn.db
-    .select()
-    .from(audienceSizeHistory)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? desc(audienceSizeHistory.id) : audienceSizeHistory.id)
-    .limit(query.fetch)
-    .all();
+  const below = query.after ? Number(query.after[0]) : Number.MAX_SAFE_INTEGER;
+  const above = query.before ? Number(query.before[0]) : Number.MIN_SAFE_INTEGER;
+  const rows = await conn.all<AudienceSizePoint>(query.direction === 'forward' ? q.pageForward : q.pageBackward, [
+    sandboxId,
+    audienceId,
+    below,
+    above,
+    query.fetch,
+  ]);
   return {
     ...toPage(rows, query, (r) => [r.id]),
-    totalCount: () => countRows(conn, audienceSizeHistory, and(...base)),
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, [sandboxId, audienceId]))!.n,
   };
 }
 
@@ -55,12 +78,7 @@ export async function sizeChangesOfJob(
   sandboxId: number,
   jobId: number,
 ): Promise<AudienceSizePoint[]> {
-  return conn.db
-    .select()
-    .from(audienceSizeHistory)
-    .where(and(eq(audienceSizeHistory.sandboxId, sandboxId), eq(audienceSizeHistory.jobId, jobId)))
-    .orderBy(audienceSizeHistory.audienceId)
-    .all();
+  return conn.all<AudienceSizePoint>(q.ofJob, [sandboxId, jobId]);
 }
 
 /** How far a size moved, as a fraction of where it was; from 0 to anything else is an infinite move. */
