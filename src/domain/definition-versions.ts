@@ -5,11 +5,10 @@
  * (renames also move that number, so version numbers here may skip).
  */
 import { createTwoFilesPatch } from 'diff';
-import { and, desc, eq, gt, lt, lte, type SQL } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { apiKeys, definitionVersions } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import type { PqlFormat } from './expressions.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 /** Who changed a definition when the server runs without API keys. */
 export const OPEN_ACTOR = 'open';
@@ -25,7 +24,95 @@ export interface DefinitionVersion {
   changedBy: string;
 }
 
-type Row = typeof definitionVersions.$inferSelect;
+/** A row as both texts return it: the settings as 0 or 1. */
+interface Row {
+  sandboxId: number;
+  definitionId: number;
+  version: number;
+  expressionFormat: string;
+  expressionValue: string;
+  expressionText: string;
+  evalBatch: number;
+  evalStreaming: number;
+  evalEdge: number;
+  changedAt: number;
+  changedBy: string;
+}
+
+const SQLITE_COLUMNS = `sandbox_id AS "sandboxId", definition_id AS "definitionId", version,
+  expression_format AS "expressionFormat", expression_value AS "expressionValue",
+  expression_text AS "expressionText", eval_batch AS "evalBatch", eval_streaming AS "evalStreaming",
+  eval_edge AS "evalEdge", changed_at AS "changedAt", changed_by AS "changedBy"`;
+const PG_COLUMNS = `sandbox_id AS "sandboxId", definition_id AS "definitionId", version,
+  expression_format AS "expressionFormat", expression_value AS "expressionValue",
+  expression_text AS "expressionText", CAST(eval_batch AS integer) AS "evalBatch",
+  CAST(eval_streaming AS integer) AS "evalStreaming", CAST(eval_edge AS integer) AS "evalEdge",
+  changed_at AS "changedAt", changed_by AS "changedBy"`;
+
+const q = statements('definition-versions', {
+  actorName: {
+    sqlite: 'SELECT name FROM api_keys WHERE id = ?',
+    postgres: 'SELECT name FROM api_keys WHERE id = $1',
+  },
+  /** Parameters: sandbox, definition, version, format, value, text, batch, streaming, edge (0 or 1), at, by. */
+  insert: {
+    sqlite: `INSERT INTO definition_versions (sandbox_id, definition_id, version, expression_format, expression_value,
+      expression_text, eval_batch, eval_streaming, eval_edge, changed_at, changed_by)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    postgres: `INSERT INTO definition_versions (sandbox_id, definition_id, version, expression_format, expression_value,
+      expression_text, eval_batch, eval_streaming, eval_edge, changed_at, changed_by)
+      VALUES ($1, $2, $3, $4, $5, $6, CAST(CAST($7 AS integer) AS boolean), CAST(CAST($8 AS integer) AS boolean),
+        CAST(CAST($9 AS integer) AS boolean), $10, $11)`,
+  },
+  /** The newest version at or below a version number. */
+  atVersion: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? AND version <= ? ORDER BY version DESC LIMIT 1`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 AND version <= $3 ORDER BY version DESC LIMIT 1`,
+  },
+  /** The newest version changed at or before an instant. */
+  atInstant: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? AND changed_at <= ? ORDER BY version DESC LIMIT 1`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 AND changed_at <= $3 ORDER BY version DESC LIMIT 1`,
+  },
+  oldest: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? ORDER BY version LIMIT 1`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 ORDER BY version LIMIT 1`,
+  },
+  /** The version just before one. */
+  previous: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? AND version < ? ORDER BY version DESC LIMIT 1`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 AND version < $3 ORDER BY version DESC LIMIT 1`,
+  },
+  /**
+   * Newest first (`first`/`after`). Parameters: sandbox, definition, below version, above version,
+   * limit; a missing cursor is a bound every version passes.
+   */
+  pageForward: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? AND version < ? AND version > ? ORDER BY version DESC LIMIT ?`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 AND version < $3 AND version > $4 ORDER BY version DESC LIMIT $5`,
+  },
+  /** Oldest first (`last`/`before`); the same parameters. */
+  pageBackward: {
+    sqlite: `SELECT ${SQLITE_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = ? AND definition_id = ? AND version < ? AND version > ? ORDER BY version LIMIT ?`,
+    postgres: `SELECT ${PG_COLUMNS} FROM definition_versions
+      WHERE sandbox_id = $1 AND definition_id = $2 AND version < $3 AND version > $4 ORDER BY version LIMIT $5`,
+  },
+  count: {
+    sqlite: 'SELECT count(*) AS n FROM definition_versions WHERE sandbox_id = ? AND definition_id = ?',
+    postgres: 'SELECT count(*) AS n FROM definition_versions WHERE sandbox_id = $1 AND definition_id = $2',
+  },
+});
 
 function toVersion(row: Row): DefinitionVersion {
   return {
@@ -33,7 +120,7 @@ function toVersion(row: Row): DefinitionVersion {
     version: row.version,
     expression: { format: row.expressionFormat as PqlFormat, value: row.expressionValue },
     expressionText: row.expressionText,
-    evaluationInfo: { batch: row.evalBatch, streaming: row.evalStreaming, edge: row.evalEdge },
+    evaluationInfo: { batch: row.evalBatch === 1, streaming: row.evalStreaming === 1, edge: row.evalEdge === 1 },
     changedAt: row.changedAt,
     changedBy: row.changedBy,
   };
@@ -42,7 +129,7 @@ function toVersion(row: Row): DefinitionVersion {
 /** The name recorded as `changedBy` for a request made with this key (null: no key, the server runs open). */
 export async function actorName(conn: Connection, keyId: number | null): Promise<string> {
   if (keyId === null) return OPEN_ACTOR;
-  const row = conn.db.select({ name: apiKeys.name }).from(apiKeys).where(eq(apiKeys.id, keyId)).get();
+  const row = await conn.get<{ name: string }>(q.actorName, [keyId]);
   return row?.name ?? `key ${keyId}`;
 }
 
@@ -63,22 +150,19 @@ export async function recordDefinitionVersion(
   changedBy: string,
   now: number,
 ): Promise<void> {
-  conn.db
-    .insert(definitionVersions)
-    .values({
-      sandboxId: def.sandboxId,
-      definitionId: def.id,
-      version: def.version,
-      expressionFormat: def.expressionFormat,
-      expressionValue: def.expressionValue,
-      expressionText: def.expressionText,
-      evalBatch: def.evalBatch,
-      evalStreaming: def.evalStreaming,
-      evalEdge: def.evalEdge,
-      changedAt: now,
-      changedBy,
-    })
-    .run();
+  await conn.run(q.insert, [
+    def.sandboxId,
+    def.id,
+    def.version,
+    def.expressionFormat,
+    def.expressionValue,
+    def.expressionText,
+    def.evalBatch ? 1 : 0,
+    def.evalStreaming ? 1 : 0,
+    def.evalEdge ? 1 : 0,
+    now,
+    changedBy,
+  ]);
 }
 
 /**
@@ -91,13 +175,12 @@ export async function definitionVersionAt(
   definitionId: number,
   when: { version: number } | { at: number },
 ): Promise<DefinitionVersion | undefined> {
-  const base = and(eq(definitionVersions.sandboxId, sandboxId), eq(definitionVersions.definitionId, definitionId));
-  const bound =
-    'version' in when ? lte(definitionVersions.version, when.version) : lte(definitionVersions.changedAt, when.at);
   const row =
-    conn.db.select().from(definitionVersions).where(and(base, bound)).orderBy(desc(definitionVersions.version)).get() ??
-    conn.db.select().from(definitionVersions).where(base).orderBy(definitionVersions.version).get();
-  return row === undefined ? undefined : toVersion(row);
+    'version' in when
+      ? await conn.get<Row>(q.atVersion, [sandboxId, definitionId, when.version])
+      : await conn.get<Row>(q.atInstant, [sandboxId, definitionId, when.at]);
+  const found = row ?? (await conn.get<Row>(q.oldest, [sandboxId, definitionId]));
+  return found === undefined ? undefined : toVersion(found);
 }
 
 /** The normalised PQL of `from` against `to`, as a unified diff (`from` null: all of `to` is new). */
@@ -124,33 +207,26 @@ export async function listDefinitionVersions(
   args: PageArgs,
 ): Promise<Page<VersionWithDiff> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [
-    eq(definitionVersions.sandboxId, sandboxId),
-    eq(definitionVersions.definitionId, definitionId),
-  ];
-  const base = [...conditions];
-  if (query.after) conditions.push(lt(definitionVersions.version, Number(query.after[0])));
-  if (query.before) conditions.push(gt(definitionVersions.version, Number(query.before[0])));
-  const rows = conn.db
-    .select()
-    .from(definitionVersions)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? desc(definitionVersions.version) : definitionVersions.version)
-    .limit(query.fetch)
-    .all();
+  const below = query.after ? Number(query.after[0]) : Number.MAX_SAFE_INTEGER;
+  const above = query.before ? Number(query.before[0]) : Number.MIN_SAFE_INTEGER;
+  const rows = await conn.all<Row>(query.direction === 'forward' ? q.pageForward : q.pageBackward, [
+    sandboxId,
+    definitionId,
+    below,
+    above,
+    query.fetch,
+  ]);
   const page = toPage(rows, query, (r) => [r.version]);
+  // One read per item for the version before it: a page is at most 500 versions, read in turn.
+  const items: VersionWithDiff[] = [];
+  for (const row of page.items) {
+    const version = toVersion(row);
+    const previous = await conn.get<Row>(q.previous, [sandboxId, definitionId, row.version]);
+    items.push({ ...version, diff: expressionDiff(previous === undefined ? null : toVersion(previous), version) });
+  }
   return {
     ...page,
-    items: page.items.map((row) => {
-      const version = toVersion(row);
-      const previous = conn.db
-        .select()
-        .from(definitionVersions)
-        .where(and(...base, lt(definitionVersions.version, row.version)))
-        .orderBy(desc(definitionVersions.version))
-        .get();
-      return { ...version, diff: expressionDiff(previous === undefined ? null : toVersion(previous), version) };
-    }),
-    totalCount: () => countRows(conn, definitionVersions, and(...base)),
+    items,
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, [sandboxId, definitionId]))!.n,
   };
 }
