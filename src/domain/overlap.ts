@@ -4,6 +4,7 @@
  * diagram. One pass over the members of the audiences, grouped by profile into a bit mask.
  */
 import type { Connection } from '../db/index.js';
+import { statements } from '../db/statement.js';
 import { requireAudience } from './audiences.js';
 import { badInput } from './errors.js';
 import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
@@ -33,6 +34,26 @@ const OVERLAP_MIN = 2;
 const OVERLAP_MAX = 10;
 const VENN_MAX = 3;
 
+const q = statements('overlap', {
+  /** Profiles per mask: bit i set for a current member of the i-th audience of the JSON array. */
+  masks: {
+    sqlite: `SELECT mask, count(*) AS n FROM (
+        SELECT m.profile_id, sum(1 << j.key) AS mask
+        FROM json_each(?) AS j
+        CROSS JOIN memberships AS m ON m.audience_id = j.value AND m.status IN ${CURRENT_STATUSES_SQL}
+        WHERE m.sandbox_id = ?
+        GROUP BY m.profile_id
+      ) AS per_profile GROUP BY mask`,
+    postgres: `SELECT mask, count(*) AS n FROM (
+        SELECT m.profile_id, sum(1 << CAST(j.ord - 1 AS integer)) AS mask
+        FROM jsonb_array_elements_text(CAST($1 AS jsonb)) WITH ORDINALITY AS j(value, ord)
+        JOIN memberships AS m ON m.audience_id = CAST(j.value AS bigint) AND m.status IN ${CURRENT_STATUSES_SQL}
+        WHERE m.sandbox_id = $2
+        GROUP BY m.profile_id
+      ) AS per_profile GROUP BY mask`,
+  },
+});
+
 export async function audienceOverlap(
   conn: Connection,
   sandboxId: number,
@@ -45,17 +66,7 @@ export async function audienceOverlap(
   for (const id of ids) await requireAudience(conn, sandboxId, id);
   // Bit i of a mask: member of ids[i]. Counting profiles per mask needs one ordered pass of
   // the (audience_id, status) index per audience and a GROUP BY over at most 2^10 masks.
-  const masks = conn.sqlite
-    .prepare(
-      `SELECT mask, count(*) AS n FROM (
-         SELECT m.profile_id, sum(1 << j.key) AS mask
-         FROM json_each(?) AS j
-         CROSS JOIN memberships AS m ON m.audience_id = j.value AND m.status IN ${CURRENT_STATUSES_SQL}
-         WHERE m.sandbox_id = ?
-         GROUP BY m.profile_id
-       ) GROUP BY mask`,
-    )
-    .all(JSON.stringify(ids), sandboxId) as { mask: number; n: number }[];
+  const masks = await conn.all<{ mask: number; n: number }>(q.masks, [JSON.stringify(ids), sandboxId]);
   const sizes = ids.map((_, i) => masks.reduce((sum, m) => sum + (m.mask & (1 << i) ? m.n : 0), 0));
   const pairs: AudiencePair[] = [];
   for (let i = 0; i < ids.length; i++) {

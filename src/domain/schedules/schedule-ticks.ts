@@ -1,7 +1,7 @@
-import { and, desc, eq, inArray, ne, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { scheduleTicks } from '../../db/schema.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { statements } from '../../db/statement.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import type { TickOutcome } from './schedule-vocabulary.js';
 
 /** One due time of a schedule and what became of it (or a run of MISSED ones, with `count`). */
@@ -25,7 +25,49 @@ export interface ScheduleTick {
 export type NewTick = Omit<ScheduleTick, 'id' | 'lastDueAt' | 'count' | 'jobId' | 'reason'> &
   Partial<Pick<ScheduleTick, 'lastDueAt' | 'count' | 'jobId' | 'reason'>>;
 
-/** Records ticks, in order (a thousand MISSED ones at a restart: one statement each, not one await each). */
+const COLUMNS = `id, sandbox_id AS "sandboxId", schedule_id AS "scheduleId", due_at AS "dueAt",
+  last_due_at AS "lastDueAt", "count", outcome, job_id AS "jobId", reason, recorded_at AS "recordedAt"`;
+
+/** A page's bounds: ids below the first, above the second (no cursor: bounds no id passes). */
+const PAGE = 'sandbox_id = ? AND schedule_id = ? AND id < ? AND id > ?';
+const PAGE_PG = 'sandbox_id = $1 AND schedule_id = $2 AND id < $3 AND id > $4';
+const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
+const NO_LOWER_BOUND = 0;
+
+const q = statements('schedule-ticks', {
+  /** A page newest first (forward). */
+  pageDown: {
+    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id DESC LIMIT $5`,
+  },
+  /** A page oldest first (backward). */
+  pageUp: {
+    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id LIMIT $5`,
+  },
+  count: {
+    sqlite: 'SELECT count(*) AS n FROM schedule_ticks WHERE sandbox_id = ? AND schedule_id = ?',
+    postgres: 'SELECT count(*) AS n FROM schedule_ticks WHERE sandbox_id = $1 AND schedule_id = $2',
+  },
+  /** The latest tick not SKIPPED_OVERLAP of each schedule of the JSON array. */
+  lastDeciding: {
+    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE id IN (
+        SELECT max(id) FROM schedule_ticks
+        WHERE schedule_id IN (SELECT value FROM json_each(?)) AND outcome <> 'SKIPPED_OVERLAP'
+        GROUP BY schedule_id)`,
+    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE id IN (
+        SELECT max(id) FROM schedule_ticks
+        WHERE schedule_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb)))
+          AND outcome <> 'SKIPPED_OVERLAP'
+        GROUP BY schedule_id)`,
+  },
+});
+
+/**
+ * Records ticks, in order (a thousand MISSED ones at a restart: one statement each, not one await
+ * each). Left a Drizzle chain in a synchronous loop for now: one awaited catalogue statement per
+ * tick would be a round trip each on PostgreSQL; it wants one statement for all of them.
+ */
 export async function insertTicks(conn: Connection, ticks: readonly NewTick[]): Promise<ScheduleTick[]> {
   return ticks.map((tick) => conn.db.insert(scheduleTicks).values(tick).returning().get());
 }
@@ -38,19 +80,18 @@ export async function listTicks(
   args: PageArgs,
 ): Promise<Page<ScheduleTick> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const base = [eq(scheduleTicks.sandboxId, sandboxId), eq(scheduleTicks.scheduleId, scheduleId)];
-  const conditions = [...base];
-  if (query.after) conditions.push(sql`${scheduleTicks.id} < ${Number(query.after[0])}`);
-  if (query.before) conditions.push(sql`${scheduleTicks.id} > ${Number(query.before[0])}`);
-  const rows = conn.db
-    .select()
-    .from(scheduleTicks)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? desc(scheduleTicks.id) : scheduleTicks.id)
-    .limit(query.fetch)
-    .all();
+  const rows = await conn.all<ScheduleTick>(query.direction === 'forward' ? q.pageDown : q.pageUp, [
+    sandboxId,
+    scheduleId,
+    query.after ? Number(query.after[0]) : NO_UPPER_BOUND,
+    query.before ? Number(query.before[0]) : NO_LOWER_BOUND,
+    query.fetch,
+  ]);
   const page = toPage(rows, query, (r) => [r.id]);
-  return { ...page, totalCount: () => countRows(conn, scheduleTicks, and(...base)) };
+  return {
+    ...page,
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, [sandboxId, scheduleId]))!.n,
+  };
 }
 
 /** The latest tick of each schedule that says how its last due time went (an overlap skip says nothing new). */
@@ -60,15 +101,7 @@ export async function lastDecidingTicks(
 ): Promise<Map<number, ScheduleTick>> {
   const out = new Map<number, ScheduleTick>();
   if (scheduleIds.length === 0) return out;
-  const latest = conn.db
-    .select({ id: sql<number>`max(${scheduleTicks.id})` })
-    .from(scheduleTicks)
-    .where(and(inArray(scheduleTicks.scheduleId, [...scheduleIds]), ne(scheduleTicks.outcome, 'SKIPPED_OVERLAP')))
-    .groupBy(scheduleTicks.scheduleId)
-    .all()
-    .map((r) => r.id);
-  if (latest.length === 0) return out;
-  for (const row of conn.db.select().from(scheduleTicks).where(inArray(scheduleTicks.id, latest)).all())
+  for (const row of await conn.all<ScheduleTick>(q.lastDeciding, [JSON.stringify(scheduleIds)]))
     out.set(row.scheduleId, row);
   return out;
 }

@@ -1,15 +1,54 @@
-import type { Statement } from 'better-sqlite3';
-import { cacheKey } from '../../db/connection-cache.js';
 import type { Connection } from '../../db/index.js';
-import { modelColumns } from '../../db/rows-by-ids.js';
-import { jobs } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import type { SegmentJob } from './segment-job.js';
 
-interface LatestJobs {
-  statement: Statement<[number, string]>;
-  toModel(rows: unknown[][]): (typeof jobs.$inferSelect)[];
-}
-const LATEST_JOBS = cacheKey<LatestJobs>('latest segment job per definition');
+/** Every column of `jobs` through the alias `job`, named as the model; `input` and `result` are JSON text. */
+const jobColumns = (input: string, result: string) =>
+  `job.id, job.sandbox_id AS "sandboxId", job.kind, job.status, job.progress_done AS "progressDone",
+   job.progress_total AS "progressTotal", ${input} AS input, ${result} AS result, job.error, job."trigger",
+   job.schedule_id AS "scheduleId", job.after_job_id AS "afterJobId", job.attempts,
+   job.lease_owner AS "leaseOwner", job.lease_until AS "leaseUntil", job.created_at AS "createdAt",
+   job.started_at AS "startedAt", job.finished_at AS "finishedAt", job.updated_at AS "updatedAt"`;
+
+const q = statements('latest-jobs', {
+  /** The latest segment job of each definition of the JSON array, each job once with the definitions (JSON text). */
+  latest: {
+    sqlite: `SELECT ${jobColumns('job.input', 'job.result')}, json_group_array(latest.definitionId) AS "definitionIds" FROM (
+        SELECT d.id AS definitionId,
+          (SELECT j.id FROM jobs j
+            WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
+              AND (EXISTS (SELECT 1 FROM json_each(j.input, '$.definitionIds') x WHERE x.value = d.id)
+                OR (d.eval_batch = 1 AND json_extract(j.input, '$.all') = 1 AND j.created_at >= d.created_at))
+            ORDER BY j.id DESC LIMIT 1) AS jobId
+        FROM segment_definitions d
+        WHERE d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
+      ) latest
+      JOIN jobs job ON job.id = latest.jobId
+      GROUP BY job.id`,
+    // A JSON array contains a number it holds (and a scalar itself), as json_each finds it on SQLite;
+    // json_extract gives 1 for true and for 1.
+    postgres: `SELECT ${jobColumns('CAST(job.input AS text)', 'CAST(job.result AS text)')},
+        CAST(json_agg(latest."definitionId") AS text) AS "definitionIds" FROM (
+        SELECT d.id AS "definitionId",
+          (SELECT j.id FROM jobs j
+            WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
+              AND (j.input -> 'definitionIds' @> to_jsonb(d.id)
+                OR (d.eval_batch AND j.input ->> 'all' IN ('true', '1') AND j.created_at >= d.created_at))
+            ORDER BY j.id DESC LIMIT 1) AS "jobId"
+        FROM segment_definitions d
+        WHERE d.sandbox_id = $1
+          AND d.id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ) latest
+      JOIN jobs job ON job.id = latest."jobId"
+      GROUP BY job.id`,
+  },
+});
+
+type LatestRow = Omit<SegmentJob, 'input' | 'result'> & {
+  input: string;
+  result: string | null;
+  definitionIds: string;
+};
 
 /**
  * For each definition, the newest segment job asked to evaluate it: by id, or with `all: true`
@@ -27,32 +66,16 @@ export async function latestSegmentJobs(
 ): Promise<Map<number, SegmentJob>> {
   const out = new Map<number, SegmentJob>();
   if (definitionIds.length === 0) return out;
-  const { statement, toModel } = conn.cache.get(LATEST_JOBS, () => {
-    const { list, toModel } = modelColumns(jobs, 'job');
-    const statement = conn.sqlite
-      .prepare(
-        `SELECT ${list}, json_group_array(latest.definitionId) FROM (
-           SELECT d.id AS definitionId,
-             (SELECT j.id FROM jobs j
-               WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
-                 AND (EXISTS (SELECT 1 FROM json_each(j.input, '$.definitionIds') x WHERE x.value = d.id)
-                   OR (d.eval_batch = 1 AND json_extract(j.input, '$.all') = 1 AND j.created_at >= d.created_at))
-               ORDER BY j.id DESC LIMIT 1) AS jobId
-           FROM segment_definitions d
-           WHERE d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
-         ) latest
-         JOIN jobs job ON job.id = latest.jobId
-         GROUP BY job.id`,
-      )
-      .raw() as Statement<[number, string]>;
-    return { statement, toModel };
-  });
-  const rows = statement.all(sandboxId, JSON.stringify(definitionIds)) as unknown[][];
-  const models = toModel(rows);
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i]!;
-    for (const definitionId of JSON.parse(row[row.length - 1] as string) as number[])
-      out.set(definitionId, models[i] as SegmentJob);
+  for (const { definitionIds: ids, ...row } of await conn.all<LatestRow>(q.latest, [
+    sandboxId,
+    JSON.stringify(definitionIds),
+  ])) {
+    const job = {
+      ...row,
+      input: JSON.parse(row.input),
+      result: row.result === null ? null : JSON.parse(row.result),
+    } as SegmentJob;
+    for (const definitionId of JSON.parse(ids) as number[]) out.set(definitionId, job);
   }
   return out;
 }
