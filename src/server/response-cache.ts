@@ -123,7 +123,7 @@ export function responseCache(options: ResponseCacheOptions): Plugin<Context> {
         setResultAndStopExecution(found.result);
         return;
       }
-      if (found?.pending) {
+      if (found?.pending !== undefined) {
         const pending = found.pending;
         outcome('shared');
         // The answer being computed was started at this same stamp; if it cannot be shared
