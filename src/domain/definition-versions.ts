@@ -8,7 +8,7 @@ import { createTwoFilesPatch } from 'diff';
 import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
 import type { PqlFormat } from './expressions.js';
-import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 /** Who changed a definition when the server runs without API keys. */
 export const OPEN_ACTOR = 'open';
@@ -207,8 +207,7 @@ export async function listDefinitionVersions(
   args: PageArgs,
 ): Promise<Page<VersionWithDiff> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const below = query.after ? Number(query.after[0]) : Number.MAX_SAFE_INTEGER;
-  const above = query.before ? Number(query.before[0]) : Number.MIN_SAFE_INTEGER;
+  const { below, above } = integerBounds(query);
   const rows = await conn.all<Row>(query.direction === 'forward' ? q.pageForward : q.pageBackward, [
     sandboxId,
     definitionId,

@@ -88,6 +88,25 @@ export function toPage<T>(rows: T[], query: PageQuery & { size: number }, keyOf:
 }
 
 /**
+ * For a list newest first by an integer key, read by one statement per direction that always
+ * takes both bounds (statements by name have one text each, db/statement.ts): keys must lie
+ * below `below` and above `above`. A missing cursor is a bound every key passes; a cursor that is
+ * not an integer (a hand-made one) is a bound no key passes, on either database.
+ */
+export function integerBounds(query: Pick<PageQuery, 'after' | 'before'>): { below: number; above: number } {
+  const bound = (key: Key | undefined, none: number) => {
+    if (key === undefined) return none;
+    const n = Number(key[0]);
+    return Number.isSafeInteger(n) ? n : Number.NaN;
+  };
+  const below = bound(query.after, Number.MAX_SAFE_INTEGER);
+  const above = bound(query.before, Number.MIN_SAFE_INTEGER);
+  return Number.isNaN(below) || Number.isNaN(above)
+    ? { below: Number.MIN_SAFE_INTEGER, above: Number.MAX_SAFE_INTEGER }
+    : { below, above };
+}
+
+/**
  * Keyset bounds and order for a list sorted by one column with the row id as tiebreak, in
  * either direction: rows are never repeated or skipped across pages, also while rows are
  * added between requests.

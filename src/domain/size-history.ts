@@ -8,7 +8,7 @@ import { statements } from '../db/statement.js';
 import { badInput } from './errors.js';
 import { type EventBus, topics } from './events.js';
 import type { Job } from './jobs/job-store.js';
-import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
 export interface AudienceSizePoint {
   id: number;
@@ -57,8 +57,7 @@ export async function listAudienceSizeHistory(
   args: PageArgs,
 ): Promise<Page<AudienceSizePoint> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const below = query.after ? Number(query.after[0]) : Number.MAX_SAFE_INTEGER;
-  const above = query.before ? Number(query.before[0]) : Number.MIN_SAFE_INTEGER;
+  const { below, above } = integerBounds(query);
   const rows = await conn.all<AudienceSizePoint>(query.direction === 'forward' ? q.pageForward : q.pageBackward, [
     sandboxId,
     audienceId,

@@ -1,7 +1,7 @@
 import type { Connection } from '../../db/index.js';
 import { scheduleTicks } from '../../db/schema.js';
 import { statements } from '../../db/statement.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import type { TickOutcome } from './schedule-vocabulary.js';
 
 /** One due time of a schedule and what became of it (or a run of MISSED ones, with `count`). */
@@ -28,11 +28,9 @@ export type NewTick = Omit<ScheduleTick, 'id' | 'lastDueAt' | 'count' | 'jobId' 
 const COLUMNS = `id, sandbox_id AS "sandboxId", schedule_id AS "scheduleId", due_at AS "dueAt",
   last_due_at AS "lastDueAt", "count", outcome, job_id AS "jobId", reason, recorded_at AS "recordedAt"`;
 
-/** A page's bounds: ids below the first, above the second (no cursor: bounds no id passes). */
+/** A page's bounds: ids below the first, above the second (paging.ts integerBounds). */
 const PAGE = 'sandbox_id = ? AND schedule_id = ? AND id < ? AND id > ?';
 const PAGE_PG = 'sandbox_id = $1 AND schedule_id = $2 AND id < $3 AND id > $4';
-const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
-const NO_LOWER_BOUND = 0;
 
 const q = statements('schedule-ticks', {
   /** A page newest first (forward). */
@@ -80,11 +78,12 @@ export async function listTicks(
   args: PageArgs,
 ): Promise<Page<ScheduleTick> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
+  const { below, above } = integerBounds(query);
   const rows = await conn.all<ScheduleTick>(query.direction === 'forward' ? q.pageDown : q.pageUp, [
     sandboxId,
     scheduleId,
-    query.after ? Number(query.after[0]) : NO_UPPER_BOUND,
-    query.before ? Number(query.before[0]) : NO_LOWER_BOUND,
+    below,
+    above,
     query.fetch,
   ]);
   const page = toPage(rows, query, (r) => [r.id]);
