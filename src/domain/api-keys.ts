@@ -6,9 +6,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { apiKeySandboxes, apiKeys, sandboxes } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, DomainError, notFound } from './errors.js';
 import { findSandbox } from './sandboxes.js';
@@ -39,6 +38,57 @@ const OPEN_PRINCIPAL: Principal = { keyId: null, scopes: new Set(SCOPES), sandbo
 
 const KEY_PREFIX = 'segql_';
 
+// Every column, as Drizzle's select() gave them.
+const COLUMNS = 'id, name, prefix, key_hash AS "keyHash", scopes, created_at AS "createdAt", revoked_at AS "revokedAt"';
+
+const q = statements('api-keys', {
+  insert: {
+    sqlite: 'INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id',
+    postgres:
+      'INSERT INTO api_keys (name, prefix, key_hash, scopes, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id',
+  },
+  linkSandbox: {
+    sqlite: 'INSERT INTO api_key_sandboxes (key_id, sandbox_id) VALUES (?, ?)',
+    postgres: 'INSERT INTO api_key_sandboxes (key_id, sandbox_id) VALUES ($1, $2)',
+  },
+  all: {
+    sqlite: `SELECT ${COLUMNS} FROM api_keys ORDER BY id`,
+    postgres: `SELECT ${COLUMNS} FROM api_keys ORDER BY id`,
+  },
+  // No order, as the Drizzle chain had none: a key's sandboxes come in the join's order.
+  sandboxNames: {
+    sqlite:
+      'SELECT k.key_id AS "keyId", s.name FROM api_key_sandboxes AS k INNER JOIN sandboxes AS s ON s.id = k.sandbox_id',
+    postgres:
+      'SELECT k.key_id AS "keyId", s.name FROM api_key_sandboxes AS k INNER JOIN sandboxes AS s ON s.id = k.sandbox_id',
+  },
+  revoke: {
+    sqlite: 'UPDATE api_keys SET revoked_at = ? WHERE id = ?',
+    postgres: 'UPDATE api_keys SET revoked_at = $1 WHERE id = $2',
+  },
+  // What the key ring reads: every key (revoked ones say a key was made), and the live keys' links.
+  ring: {
+    sqlite: 'SELECT id, key_hash AS "hash", scopes, revoked_at AS "revokedAt" FROM api_keys',
+    postgres: 'SELECT id, key_hash AS "hash", scopes, revoked_at AS "revokedAt" FROM api_keys',
+  },
+  linksOf: {
+    sqlite:
+      'SELECT key_id AS "keyId", sandbox_id AS "sandboxId" FROM api_key_sandboxes WHERE key_id IN (SELECT value FROM json_each(?))',
+    postgres:
+      'SELECT key_id AS "keyId", sandbox_id AS "sandboxId" FROM api_key_sandboxes WHERE key_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb)))',
+  },
+});
+
+interface KeyRow {
+  id: number;
+  name: string;
+  prefix: string;
+  keyHash: string;
+  scopes: string;
+  createdAt: number;
+  revokedAt: number | null;
+}
+
 function hashKey(key: string): string {
   return createHash('sha256').update(key).digest('hex');
 }
@@ -68,20 +118,16 @@ export async function createApiKey(
     bound.push(sandbox);
   }
   const key = `${KEY_PREFIX}${randomBytes(32).toString('base64url')}`;
-  const id = await writeUnit(conn, (tx) => {
-    const row = tx.db
-      .insert(apiKeys)
-      .values({
-        name,
-        prefix: key.slice(0, KEY_PREFIX.length + 6),
-        keyHash: hashKey(key),
-        scopes: JSON.stringify(scopes),
-        createdAt: now,
-      })
-      .returning({ id: apiKeys.id })
-      .get();
+  const id = await writeUnit(conn, async (tx) => {
+    const row = (await tx.get<{ id: number }>(q.insert, [
+      name,
+      key.slice(0, KEY_PREFIX.length + 6),
+      hashKey(key),
+      JSON.stringify(scopes),
+      now,
+    ]))!;
     for (const sandbox of bound) {
-      tx.db.insert(apiKeySandboxes).values({ keyId: row.id, sandboxId: sandbox.id }).run();
+      await tx.run(q.linkSandbox, [row.id, sandbox.id]);
     }
     return row.id;
   });
@@ -89,12 +135,8 @@ export async function createApiKey(
 }
 
 export async function listApiKeys(conn: Connection): Promise<ApiKey[]> {
-  const rows = conn.db.select().from(apiKeys).orderBy(apiKeys.id).all();
-  const links = conn.db
-    .select({ keyId: apiKeySandboxes.keyId, name: sandboxes.name })
-    .from(apiKeySandboxes)
-    .innerJoin(sandboxes, eq(sandboxes.id, apiKeySandboxes.sandboxId))
-    .all();
+  const rows = await conn.all<KeyRow>(q.all);
+  const links = await conn.all<{ keyId: number; name: string }>(q.sandboxNames);
   return rows.map((r) => ({
     id: r.id,
     name: r.name,
@@ -110,11 +152,7 @@ export async function listApiKeys(conn: Connection): Promise<ApiKey[]> {
 export async function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.now()): Promise<ApiKey> {
   const key = (await listApiKeys(conn)).find((k) => String(k.id) === idOrPrefix || k.prefix === idOrPrefix);
   if (!key) throw notFound(`No API key ${idOrPrefix}`);
-  conn.db
-    .update(apiKeys)
-    .set({ revokedAt: key.revokedAt ?? now })
-    .where(eq(apiKeys.id, key.id))
-    .run();
+  await conn.run(q.revoke, [key.revokedAt ?? now, key.id]);
   return { ...key, revokedAt: key.revokedAt ?? now };
 }
 
@@ -197,24 +235,12 @@ export class KeyRing {
     const stat = statSync(this.stampFile, { throwIfNoEntry: false });
     const stamp = stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
     if (stamp === this.stamp) return this.byHash;
-    const all = this.conn.db
-      .select({ id: apiKeys.id, hash: apiKeys.keyHash, scopes: apiKeys.scopes, revokedAt: apiKeys.revokedAt })
-      .from(apiKeys)
-      .all();
+    const all = await this.conn.all<{ id: number; hash: string; scopes: string; revokedAt: number | null }>(q.ring);
     const rows = all.filter((r) => r.revokedAt === null);
     const links =
       rows.length === 0
         ? []
-        : this.conn.db
-            .select()
-            .from(apiKeySandboxes)
-            .where(
-              inArray(
-                apiKeySandboxes.keyId,
-                rows.map((r) => r.id),
-              ),
-            )
-            .all();
+        : await this.conn.all<{ keyId: number; sandboxId: number }>(q.linksOf, [JSON.stringify(rows.map((r) => r.id))]);
     const before = [...this.byHash.values()].map((p) => p.keyId);
     this.byHash = new Map(
       rows.map((r) => [

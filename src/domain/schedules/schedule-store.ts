@@ -1,10 +1,9 @@
-import { and, eq, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
-import { scheduleAudiences, schedules, scheduleTicks } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import { validName } from '../audiences.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { parseCron } from './cron.js';
 import { replaceScheduleAudiences } from './schedule-references.js';
 import { scheduleType } from './schedule-types.js';
@@ -50,12 +49,103 @@ export interface ScheduleFilter {
   state?: ScheduleState | null;
 }
 
-type ScheduleRow = typeof schedules.$inferSelect;
+/** A schedule as its statements return it: `properties` is the JSON text. */
+type ScheduleRow = Omit<Schedule, 'properties'> & { properties: string };
 
 function toSchedule(row: ScheduleRow): Schedule {
-  const { nameKey: _nameKey, ...rest } = row;
-  return rest;
+  return { ...row, properties: JSON.parse(row.properties) as unknown };
 }
+
+const columns = (properties: string) => `id, sandbox_id AS "sandboxId", name, type, ${properties} AS properties,
+  cron, timezone, state, next_run_at AS "nextRunAt", last_run_at AS "lastRunAt", version,
+  created_at AS "createdAt", updated_at AS "updatedAt"`;
+/** Every column but name_key, in the order Drizzle's select() gave them. */
+const COLUMNS = columns('properties');
+const COLUMNS_PG = columns('CAST(properties AS text)');
+
+/**
+ * A page's conditions: the sandbox, a type and a state (null: any), ids above the first bound
+ * and below the second (no cursor: bounds no id passes).
+ */
+const FILTER = 'sandbox_id = ? AND type = COALESCE(?, type) AND state = COALESCE(?, state)';
+const FILTER_PG =
+  'sandbox_id = $1 AND type = COALESCE(CAST($2 AS text), type) AND state = COALESCE(CAST($3 AS text), state)';
+const PAGE = `${FILTER} AND id > ? AND id < ?`;
+const PAGE_PG = `${FILTER_PG} AND id > $4 AND id < $5`;
+const NO_LOWER_BOUND = 0;
+const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
+
+const q = statements('schedule-store', {
+  /** The schedules of a sandbox among the JSON array of ids. */
+  byIds: {
+    sqlite: `SELECT ${COLUMNS} FROM schedules WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${COLUMNS_PG} FROM schedules
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  byId: {
+    sqlite: `SELECT ${COLUMNS} FROM schedules WHERE id = ?`,
+    postgres: `SELECT ${COLUMNS_PG} FROM schedules WHERE id = $1`,
+  },
+  active: {
+    sqlite: `SELECT ${COLUMNS} FROM schedules WHERE state = 'ACTIVE' ORDER BY id`,
+    postgres: `SELECT ${COLUMNS_PG} FROM schedules WHERE state = 'ACTIVE' ORDER BY id`,
+  },
+  /** A page oldest first (forward). */
+  pageUp: {
+    sqlite: `SELECT ${COLUMNS} FROM schedules WHERE ${PAGE} ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${COLUMNS_PG} FROM schedules WHERE ${PAGE_PG} ORDER BY id LIMIT $6`,
+  },
+  /** A page newest first (backward). */
+  pageDown: {
+    sqlite: `SELECT ${COLUMNS} FROM schedules WHERE ${PAGE} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${COLUMNS_PG} FROM schedules WHERE ${PAGE_PG} ORDER BY id DESC LIMIT $6`,
+  },
+  count: {
+    sqlite: `SELECT count(*) AS n FROM schedules WHERE ${FILTER}`,
+    postgres: `SELECT count(*) AS n FROM schedules WHERE ${FILTER_PG}`,
+  },
+  idByName: {
+    sqlite: 'SELECT id FROM schedules WHERE sandbox_id = ? AND name_key = ?',
+    postgres: 'SELECT id FROM schedules WHERE sandbox_id = $1 AND name_key = $2',
+  },
+  insert: {
+    sqlite: `INSERT INTO schedules (sandbox_id, name, name_key, type, properties, cron, timezone, state,
+        next_run_at, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    postgres: `INSERT INTO schedules (sandbox_id, name, name_key, type, properties, cron, timezone, state,
+        next_run_at, created_at, updated_at)
+      VALUES ($1, $2, $3, $4, CAST($5 AS jsonb), $6, $7, $8, $9, $10, $11) RETURNING ${COLUMNS_PG}`,
+  },
+  /** Changes a schedule at the version read; no row: it moved on meanwhile. */
+  update: {
+    sqlite: `UPDATE schedules SET name = ?, name_key = ?, properties = ?, cron = ?, timezone = ?, state = ?,
+        next_run_at = ?, version = ?, updated_at = ?
+      WHERE id = ? AND version = ? RETURNING ${COLUMNS}`,
+    postgres: `UPDATE schedules SET name = $1, name_key = $2, properties = CAST($3 AS jsonb), cron = $4,
+        timezone = $5, state = $6, next_run_at = $7, version = $8, updated_at = $9
+      WHERE id = $10 AND version = $11 RETURNING ${COLUMNS_PG}`,
+  },
+  deleteTicks: {
+    sqlite: 'DELETE FROM schedule_ticks WHERE schedule_id = ?',
+    postgres: 'DELETE FROM schedule_ticks WHERE schedule_id = $1',
+  },
+  deleteAudiences: {
+    sqlite: 'DELETE FROM schedule_audiences WHERE schedule_id = ?',
+    postgres: 'DELETE FROM schedule_audiences WHERE schedule_id = $1',
+  },
+  delete: {
+    sqlite: 'DELETE FROM schedules WHERE id = ?',
+    postgres: 'DELETE FROM schedules WHERE id = $1',
+  },
+  setNextRunAt: {
+    sqlite: 'UPDATE schedules SET next_run_at = ? WHERE id = ?',
+    postgres: 'UPDATE schedules SET next_run_at = $1 WHERE id = $2',
+  },
+  setLastRunAt: {
+    sqlite: 'UPDATE schedules SET last_run_at = ? WHERE id = ?',
+    postgres: 'UPDATE schedules SET last_run_at = $1 WHERE id = $2',
+  },
+});
 
 export async function schedulesByIds(
   conn: Connection,
@@ -64,11 +154,7 @@ export async function schedulesByIds(
 ): Promise<Map<number, Schedule>> {
   const out = new Map<number, Schedule>();
   if (ids.length === 0) return out;
-  const rows = conn.db
-    .select()
-    .from(schedules)
-    .where(and(eq(schedules.sandboxId, sandboxId), inArray(schedules.id, [...ids])))
-    .all();
+  const rows = await conn.all<ScheduleRow>(q.byIds, [sandboxId, JSON.stringify(ids)]);
   for (const row of rows) out.set(row.id, toSchedule(row));
   return out;
 }
@@ -84,19 +170,13 @@ export async function requireSchedule(conn: Connection, sandboxId: number, id: n
 
 /** A schedule by id in any sandbox (the scheduler serves them all). */
 export async function scheduleById(conn: Connection, id: number): Promise<Schedule | undefined> {
-  const row = conn.db.select().from(schedules).where(eq(schedules.id, id)).get();
+  const row = await conn.get<ScheduleRow>(q.byId, [id]);
   return row ? toSchedule(row) : undefined;
 }
 
 /** ACTIVE schedules of every sandbox: what the scheduler arms at start. */
 export async function activeSchedules(conn: Connection): Promise<Schedule[]> {
-  return conn.db
-    .select()
-    .from(schedules)
-    .where(eq(schedules.state, 'ACTIVE'))
-    .orderBy(schedules.id)
-    .all()
-    .map(toSchedule);
+  return (await conn.all<ScheduleRow>(q.active)).map(toSchedule);
 }
 
 export async function listSchedules(
@@ -106,29 +186,23 @@ export async function listSchedules(
   args: PageArgs,
 ): Promise<Page<Schedule> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(schedules.sandboxId, sandboxId)];
-  if (filter.type) conditions.push(eq(schedules.type, filter.type));
-  if (filter.state) conditions.push(eq(schedules.state, filter.state));
-  const base = [...conditions];
-  if (query.after) conditions.push(sql`${schedules.id} > ${Number(query.after[0])}`);
-  if (query.before) conditions.push(sql`${schedules.id} < ${Number(query.before[0])}`);
-  const rows = conn.db
-    .select()
-    .from(schedules)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? schedules.id : sql`${schedules.id} DESC`)
-    .limit(query.fetch)
-    .all();
+  const base = [sandboxId, filter.type || null, filter.state || null];
+  const rows = await conn.all<ScheduleRow>(query.direction === 'forward' ? q.pageUp : q.pageDown, [
+    ...base,
+    query.after ? Number(query.after[0]) : NO_LOWER_BOUND,
+    query.before ? Number(query.before[0]) : NO_UPPER_BOUND,
+    query.fetch,
+  ]);
   const page = toPage(rows, query, (r) => [r.id]);
-  return { ...page, items: page.items.map(toSchedule), totalCount: () => countRows(conn, schedules, and(...base)) };
+  return {
+    ...page,
+    items: page.items.map(toSchedule),
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, base))!.n,
+  };
 }
 
 async function assertNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number): Promise<void> {
-  const row = conn.db
-    .select({ id: schedules.id })
-    .from(schedules)
-    .where(and(eq(schedules.sandboxId, sandboxId), eq(schedules.nameKey, name.toLowerCase())))
-    .get();
+  const row = await conn.get<{ id: number }>(q.idByName, [sandboxId, name.toLowerCase()]);
   if (row && row.id !== exceptId) throw conflict(`A schedule named "${name}" already exists`);
 }
 
@@ -151,23 +225,19 @@ export async function insertSchedule(
   const timezone = input.timezone ?? 'UTC';
   const state = input.state ?? 'ACTIVE';
   const nextRunAt = firstDue(input.cron, timezone, state, now);
-  const row = conn.db
-    .insert(schedules)
-    .values({
-      sandboxId,
-      name,
-      nameKey: name.toLowerCase(),
-      type: input.type,
-      properties: input.properties,
-      cron: input.cron.trim(),
-      timezone: timezone.trim(),
-      state,
-      nextRunAt,
-      createdAt: now,
-      updatedAt: now,
-    })
-    .returning()
-    .get();
+  const row = (await conn.get<ScheduleRow>(q.insert, [
+    sandboxId,
+    name,
+    name.toLowerCase(),
+    input.type,
+    JSON.stringify(input.properties),
+    input.cron.trim(),
+    timezone.trim(),
+    state,
+    nextRunAt,
+    now,
+    now,
+  ]))!;
   await replaceScheduleAudiences(conn, sandboxId, row.id, targets.audienceIds);
   return toSchedule(row);
 }
@@ -204,22 +274,19 @@ export async function applyScheduleChanges(
   const timing = cron !== current.cron || timezone !== current.timezone || state !== current.state;
   // Parsed even when unchanged-looking, so a bad cron or zone is refused before anything is written.
   const nextRunAt = timing ? firstDue(cron, timezone, state, now) : current.nextRunAt;
-  const row = conn.db
-    .update(schedules)
-    .set({
-      name,
-      nameKey: name.toLowerCase(),
-      properties,
-      cron,
-      timezone,
-      state,
-      nextRunAt,
-      version: current.version + 1,
-      updatedAt: now,
-    })
-    .where(and(eq(schedules.id, id), eq(schedules.version, current.version)))
-    .returning()
-    .get();
+  const row = await conn.get<ScheduleRow>(q.update, [
+    name,
+    name.toLowerCase(),
+    JSON.stringify(properties),
+    cron,
+    timezone,
+    state,
+    nextRunAt,
+    current.version + 1,
+    now,
+    id,
+    current.version,
+  ]);
   if (!row) throw conflict('The schedule changed while this update ran: reload and try again');
   return toSchedule(row);
 }
@@ -227,9 +294,9 @@ export async function applyScheduleChanges(
 /** Removes a schedule with its ticks and references; its runs stay, without their schedule. */
 export async function removeSchedule(conn: Connection, sandboxId: number, id: number): Promise<number> {
   await requireSchedule(conn, sandboxId, id);
-  conn.db.delete(scheduleTicks).where(eq(scheduleTicks.scheduleId, id)).run();
-  conn.db.delete(scheduleAudiences).where(eq(scheduleAudiences.scheduleId, id)).run();
-  conn.db.delete(schedules).where(eq(schedules.id, id)).run();
+  await conn.run(q.deleteTicks, [id]);
+  await conn.run(q.deleteAudiences, [id]);
+  await conn.run(q.delete, [id]);
   return id;
 }
 
@@ -239,5 +306,7 @@ export async function setScheduleTimes(
   id: number,
   set: { nextRunAt?: number | null; lastRunAt?: number | null },
 ): Promise<void> {
-  conn.db.update(schedules).set(set).where(eq(schedules.id, id)).run();
+  // As Drizzle's set() did: a time given (null included) is written, an absent one left alone.
+  if (set.nextRunAt !== undefined) await conn.run(q.setNextRunAt, [set.nextRunAt, id]);
+  if (set.lastRunAt !== undefined) await conn.run(q.setLastRunAt, [set.lastRunAt, id]);
 }
