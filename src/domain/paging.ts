@@ -88,22 +88,24 @@ export function toPage<T>(rows: T[], query: PageQuery & { size: number }, keyOf:
 }
 
 /**
- * For a list newest first by an integer key, read by one statement per direction that always
- * takes both bounds (statements by name have one text each, db/statement.ts): keys must lie
- * below `below` and above `above`. A missing cursor is a bound every key passes; a cursor that is
- * not an integer (a hand-made one) is a bound no key passes, on either database.
+ * For a list ordered by an integer key (newest first: descending), read by one statement per
+ * direction that always takes both bounds (statements by name have one text each,
+ * db/statement.ts): keys must lie above `above` and below `below`. A missing cursor is a bound
+ * every key passes; a cursor that is not an integer (a hand-made one) makes bounds no key passes,
+ * the same on either database.
  */
-export function integerBounds(query: Pick<PageQuery, 'after' | 'before'>): { below: number; above: number } {
-  const bound = (key: Key | undefined, none: number) => {
-    if (key === undefined) return none;
-    const n = Number(key[0]);
-    return Number.isSafeInteger(n) ? n : Number.NaN;
-  };
-  const below = bound(query.after, Number.MAX_SAFE_INTEGER);
-  const above = bound(query.before, Number.MIN_SAFE_INTEGER);
-  return Number.isNaN(below) || Number.isNaN(above)
-    ? { below: Number.MIN_SAFE_INTEGER, above: Number.MAX_SAFE_INTEGER }
-    : { below, above };
+export function integerBounds(
+  query: Pick<PageQuery, 'after' | 'before'>,
+  order: 'descending' | 'ascending' = 'descending',
+): { above: number; below: number } {
+  const key = (cursor: Key | undefined) => (cursor === undefined ? undefined : Number(cursor[0]));
+  // `after` bounds the side further along the list, `before` the side it comes from.
+  const [low, high] =
+    order === 'descending' ? [key(query.before), key(query.after)] : [key(query.after), key(query.before)];
+  if ([low, high].some((n) => n !== undefined && !Number.isSafeInteger(n))) {
+    return { above: Number.MAX_SAFE_INTEGER, below: Number.MIN_SAFE_INTEGER };
+  }
+  return { above: low ?? Number.MIN_SAFE_INTEGER, below: high ?? Number.MAX_SAFE_INTEGER };
 }
 
 /**

@@ -23,4 +23,15 @@ describe('integer bounds of a page newest first', () => {
       expect(below).toBeLessThan(above);
     }
   });
+
+  it('bounds the other way for a list oldest first', () => {
+    expect(integerBounds(pageQuery({ first: 5, after: encodeCursor([42]) }), 'ascending')).toEqual({
+      above: 42,
+      below: Number.MAX_SAFE_INTEGER,
+    });
+    expect(integerBounds(pageQuery({ last: 5, before: encodeCursor([7]) }), 'ascending')).toEqual({
+      above: Number.MIN_SAFE_INTEGER,
+      below: 7,
+    });
+  });
 });

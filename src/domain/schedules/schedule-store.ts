@@ -3,7 +3,7 @@ import { statements } from '../../db/statement.js';
 import { validName } from '../audiences.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { parseCron } from './cron.js';
 import { replaceScheduleAudiences } from './schedule-references.js';
 import { scheduleType } from './schedule-types.js';
@@ -65,15 +65,13 @@ const COLUMNS_PG = columns('CAST(properties AS text)');
 
 /**
  * A page's conditions: the sandbox, a type and a state (null: any), ids above the first bound
- * and below the second (no cursor: bounds no id passes).
+ * and below the second (paging.ts integerBounds).
  */
 const FILTER = 'sandbox_id = ? AND type = COALESCE(?, type) AND state = COALESCE(?, state)';
 const FILTER_PG =
   'sandbox_id = $1 AND type = COALESCE(CAST($2 AS text), type) AND state = COALESCE(CAST($3 AS text), state)';
 const PAGE = `${FILTER} AND id > ? AND id < ?`;
 const PAGE_PG = `${FILTER_PG} AND id > $4 AND id < $5`;
-const NO_LOWER_BOUND = 0;
-const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
 
 const q = statements('schedule-store', {
   /** The schedules of a sandbox among the JSON array of ids. */
@@ -187,10 +185,11 @@ export async function listSchedules(
 ): Promise<Page<Schedule> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
   const base = [sandboxId, filter.type || null, filter.state || null];
+  const { above, below } = integerBounds(query, 'ascending');
   const rows = await conn.all<ScheduleRow>(query.direction === 'forward' ? q.pageUp : q.pageDown, [
     ...base,
-    query.after ? Number(query.after[0]) : NO_LOWER_BOUND,
-    query.before ? Number(query.before[0]) : NO_UPPER_BOUND,
+    above,
+    below,
     query.fetch,
   ]);
   const page = toPage(rows, query, (r) => [r.id]);
