@@ -1,12 +1,11 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { and, desc, eq, gt, inArray, lt, sql } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
-import { datasetFiles, datasetRecordMarks, datasets, jobs } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import { writeUnit } from '../../db/unit.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { countRows, encodeCursor, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { encodeCursor, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { readRecordLines } from './record-index.js';
 
 export const EXPORT_FORMATS = ['NDJSON', 'CSV', 'PARQUET'] as const;
@@ -42,8 +41,91 @@ export interface DatasetRecord {
 
 const MAX_NAME = 200;
 
-type DatasetRow = typeof datasets.$inferSelect;
+type DatasetRow = Omit<Dataset, 'format'> & { format: string };
 const toDataset = (row: DatasetRow): Dataset => ({ ...row, format: row.format as ExportFormat });
+
+// Every column, as Drizzle's select() gave them.
+const COLUMNS = `id, sandbox_id AS "sandboxId", name, format, current_job_id AS "currentJobId",
+  last_export_at AS "lastExportAt", created_at AS "createdAt"`;
+const FILE_COLUMNS = `dataset_id AS "datasetId", name, job_id AS "jobId", "rows", bytes, sha256,
+  created_at AS "createdAt"`;
+
+/** A page's bounds: ids below the first, above the second (no cursor: bounds no id passes). */
+const PAGE = 'sandbox_id = ? AND id < ? AND id > ?';
+const PAGE_PG = 'sandbox_id = $1 AND id < $2 AND id > $3';
+const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
+const NO_LOWER_BOUND = 0;
+
+const q = statements('datasets', {
+  /** The sandbox's datasets among the ids of the JSON array. */
+  byIds: {
+    sqlite: `SELECT ${COLUMNS} FROM datasets
+      WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${COLUMNS} FROM datasets
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  byName: {
+    sqlite: `SELECT ${COLUMNS} FROM datasets WHERE sandbox_id = ? AND name = ?`,
+    postgres: `SELECT ${COLUMNS} FROM datasets WHERE sandbox_id = $1 AND name = $2`,
+  },
+  insert: {
+    sqlite: `INSERT INTO datasets (sandbox_id, name, format, created_at) VALUES (?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    postgres: `INSERT INTO datasets (sandbox_id, name, format, created_at) VALUES ($1, $2, $3, $4) RETURNING ${COLUMNS}`,
+  },
+  /** A page newest first (forward). */
+  pageDown: {
+    sqlite: `SELECT ${COLUMNS} FROM datasets WHERE ${PAGE} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM datasets WHERE ${PAGE_PG} ORDER BY id DESC LIMIT $4`,
+  },
+  /** A page oldest first (backward). */
+  pageUp: {
+    sqlite: `SELECT ${COLUMNS} FROM datasets WHERE ${PAGE} ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${COLUMNS} FROM datasets WHERE ${PAGE_PG} ORDER BY id LIMIT $4`,
+  },
+  count: {
+    sqlite: 'SELECT count(*) AS n FROM datasets WHERE sandbox_id = ?',
+    postgres: 'SELECT count(*) AS n FROM datasets WHERE sandbox_id = $1',
+  },
+  /** Names in bytes on both (SQLite's binary collation). */
+  files: {
+    sqlite: `SELECT ${FILE_COLUMNS} FROM dataset_files WHERE dataset_id = ? ORDER BY job_id DESC, name`,
+    postgres: `SELECT ${FILE_COLUMNS} FROM dataset_files WHERE dataset_id = $1 ORDER BY job_id DESC, name COLLATE "C"`,
+  },
+  file: {
+    sqlite: `SELECT ${FILE_COLUMNS} FROM dataset_files WHERE dataset_id = ? AND name = ?`,
+    postgres: `SELECT ${FILE_COLUMNS} FROM dataset_files WHERE dataset_id = $1 AND name = $2`,
+  },
+  /** The rows an export wrote, when it is a number and the export left marks; null otherwise. */
+  exportedRows: {
+    sqlite: `SELECT CASE WHEN json_type(result, '$.metrics.totalExportedProfileCounter') IN ('integer', 'real')
+        THEN json_extract(result, '$.metrics.totalExportedProfileCounter') END AS n FROM jobs
+      WHERE id = ? AND EXISTS (SELECT 1 FROM dataset_record_marks WHERE job_id = jobs.id)`,
+    postgres: `SELECT CASE WHEN jsonb_typeof(result #> '{metrics,totalExportedProfileCounter}') = 'number'
+        THEN CAST(result #>> '{metrics,totalExportedProfileCounter}' AS double precision) END AS n FROM jobs
+      WHERE id = $1 AND EXISTS (SELECT 1 FROM dataset_record_marks WHERE job_id = jobs.id)`,
+  },
+  /** Export jobs of the sandbox into the dataset still queued or running. */
+  activeExportsInto: {
+    sqlite: `SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'EXPORT'
+      AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING') AND json_extract(input, '$.datasetId') = ?
+      ORDER BY id`,
+    postgres: `SELECT id FROM jobs WHERE sandbox_id = $1 AND kind = 'EXPORT'
+      AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING') AND input -> 'datasetId' = to_jsonb(CAST($2 AS bigint))
+      ORDER BY id`,
+  },
+  deleteMarks: {
+    sqlite: 'DELETE FROM dataset_record_marks WHERE dataset_id = ?',
+    postgres: 'DELETE FROM dataset_record_marks WHERE dataset_id = $1',
+  },
+  deleteFiles: {
+    sqlite: 'DELETE FROM dataset_files WHERE dataset_id = ?',
+    postgres: 'DELETE FROM dataset_files WHERE dataset_id = $1',
+  },
+  delete: {
+    sqlite: 'DELETE FROM datasets WHERE id = ?',
+    postgres: 'DELETE FROM datasets WHERE id = $1',
+  },
+});
 
 /** Where a dataset's files live: its own folder under the data directory. */
 export function datasetDir(dataDir: string, sandboxId: number, datasetId: number): string {
@@ -57,11 +139,7 @@ export async function datasetsByIds(
 ): Promise<Map<number, Dataset>> {
   const out = new Map<number, Dataset>();
   if (ids.length === 0) return out;
-  for (const row of conn.db
-    .select()
-    .from(datasets)
-    .where(and(eq(datasets.sandboxId, sandboxId), inArray(datasets.id, [...ids])))
-    .all())
+  for (const row of await conn.all<DatasetRow>(q.byIds, [sandboxId, JSON.stringify(ids)]))
     out.set(row.id, toDataset(row));
   return out;
 }
@@ -76,11 +154,7 @@ export async function requireDataset(conn: Connection, sandboxId: number, id: nu
 }
 
 export async function datasetByName(conn: Connection, sandboxId: number, name: string): Promise<Dataset | undefined> {
-  const row = conn.db
-    .select()
-    .from(datasets)
-    .where(and(eq(datasets.sandboxId, sandboxId), eq(datasets.name, name)))
-    .get();
+  const row = await conn.get<DatasetRow>(q.byName, [sandboxId, name]);
   return row ? toDataset(row) : undefined;
 }
 
@@ -98,7 +172,7 @@ export async function insertDataset(
   name: string,
   format: ExportFormat,
 ): Promise<Dataset> {
-  const row = conn.db.insert(datasets).values({ sandboxId, name, format, createdAt: Date.now() }).returning().get();
+  const row = (await conn.get<DatasetRow>(q.insert, [sandboxId, name, format, Date.now()]))!;
   return toDataset(row);
 }
 
@@ -109,37 +183,27 @@ export async function listDatasets(
   args: PageArgs,
 ): Promise<Page<Dataset> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const base = eq(datasets.sandboxId, sandboxId);
-  const conditions = [base];
-  if (query.after) conditions.push(lt(datasets.id, Number(query.after[0])));
-  if (query.before) conditions.push(gt(datasets.id, Number(query.before[0])));
-  const rows = conn.db
-    .select()
-    .from(datasets)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? desc(datasets.id) : datasets.id)
-    .limit(query.fetch)
-    .all();
+  const rows = await conn.all<DatasetRow>(query.direction === 'forward' ? q.pageDown : q.pageUp, [
+    sandboxId,
+    query.after ? Number(query.after[0]) : NO_UPPER_BOUND,
+    query.before ? Number(query.before[0]) : NO_LOWER_BOUND,
+    query.fetch,
+  ]);
   const page = toPage(rows, query, (r) => [r.id]);
-  return { ...page, items: page.items.map(toDataset), totalCount: () => countRows(conn, datasets, base) };
+  return {
+    ...page,
+    items: page.items.map(toDataset),
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, [sandboxId]))!.n,
+  };
 }
 
 /** The dataset's files, newest export first (the manifest describes the newest). */
 export async function datasetFilesOf(conn: Connection, datasetId: number): Promise<DatasetFile[]> {
-  return conn.db
-    .select()
-    .from(datasetFiles)
-    .where(eq(datasetFiles.datasetId, datasetId))
-    .orderBy(desc(datasetFiles.jobId), datasetFiles.name)
-    .all();
+  return conn.all<DatasetFile>(q.files, [datasetId]);
 }
 
 export async function datasetFile(conn: Connection, datasetId: number, name: string): Promise<DatasetFile | undefined> {
-  return conn.db
-    .select()
-    .from(datasetFiles)
-    .where(and(eq(datasetFiles.datasetId, datasetId), eq(datasetFiles.name, name)))
-    .get();
+  return conn.get<DatasetFile>(q.file, [datasetId, name]);
 }
 
 /**
@@ -193,31 +257,13 @@ export async function datasetRecordsPage(
  * were paged from files: its rows page again after the dataset's next export).
  */
 async function exportedRows(conn: Connection, jobId: number): Promise<number> {
-  const n = conn.sqlite
-    .prepare(
-      `SELECT json_extract(result, '$.metrics.totalExportedProfileCounter') FROM jobs
-       WHERE id = ? AND EXISTS (SELECT 1 FROM dataset_record_marks WHERE job_id = jobs.id)`,
-    )
-    .pluck()
-    .get(jobId);
+  const n = (await conn.get<{ n: unknown }>(q.exportedRows, [jobId]))?.n;
   return typeof n === 'number' ? n : 0;
 }
 
 /** Export jobs that will still write into a dataset (QUEUED, PROCESSING or CANCELLING). */
 export async function activeExportsInto(conn: Connection, sandboxId: number, datasetId: number): Promise<number[]> {
-  return conn.db
-    .select({ id: jobs.id })
-    .from(jobs)
-    .where(
-      and(
-        eq(jobs.sandboxId, sandboxId),
-        eq(jobs.kind, 'EXPORT'),
-        inArray(jobs.status, ['QUEUED', 'PROCESSING', 'CANCELLING']),
-        sql`json_extract(${jobs.input}, '$.datasetId') = ${datasetId}`,
-      ),
-    )
-    .all()
-    .map((r) => r.id);
+  return (await conn.all<{ id: number }>(q.activeExportsInto, [sandboxId, datasetId])).map((r) => r.id);
 }
 
 /**
@@ -233,9 +279,9 @@ export async function deleteDataset(conn: Connection, dataDir: string, sandboxId
         jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
       });
     }
-    tx.db.delete(datasetRecordMarks).where(eq(datasetRecordMarks.datasetId, id)).run();
-    tx.db.delete(datasetFiles).where(eq(datasetFiles.datasetId, id)).run();
-    tx.db.delete(datasets).where(eq(datasets.id, id)).run();
+    await tx.run(q.deleteMarks, [id]);
+    await tx.run(q.deleteFiles, [id]);
+    await tx.run(q.delete, [id]);
   });
   rmSync(datasetDir(dataDir, sandboxId, id), { recursive: true, force: true });
   return id;

@@ -1,6 +1,5 @@
-import { and, eq, inArray } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
-import { audiences, jobs, schedules, segmentDefinitions } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import { isEvaluated, LIFECYCLE_STATES } from '../lifecycle.js';
 import { schedulesNaming } from './schedule-references.js';
 import { lastDecidingTicks } from './schedule-ticks.js';
@@ -15,6 +14,36 @@ export interface Freshness {
 
 const NONE: Freshness = { scheduleId: null, stale: null };
 
+/** The lifecycle states in which an audience is evaluated, as SQL literals. */
+const EVALUATED = LIFECYCLE_STATES.filter((s) => isEvaluated(s))
+  .map((s) => `'${s}'`)
+  .join(', ');
+
+const q = statements('freshness', {
+  /** The sandbox's ACTIVE segmentation schedules, properties as JSON text. */
+  active: {
+    sqlite: `SELECT id, json(properties) AS properties, next_run_at AS "nextRunAt" FROM schedules
+      WHERE sandbox_id = ? AND state = 'ACTIVE' AND type = 'BATCH_SEGMENTATION'`,
+    postgres: `SELECT id, CAST(properties AS text) AS properties, next_run_at AS "nextRunAt" FROM schedules
+      WHERE sandbox_id = $1 AND state = 'ACTIVE' AND type = 'BATCH_SEGMENTATION'`,
+  },
+  /** Audiences of the JSON array whose definition is batch-enabled, while they are evaluated. */
+  batchEvaluated: {
+    sqlite: `SELECT a.id FROM audiences a JOIN segment_definitions d ON d.id = a.definition_id
+      WHERE a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))
+        AND d.eval_batch = 1 AND a.lifecycle_state IN (${EVALUATED})`,
+    postgres: `SELECT a.id FROM audiences a JOIN segment_definitions d ON d.id = a.definition_id
+      WHERE a.sandbox_id = $1 AND a.id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+        AND d.eval_batch AND a.lifecycle_state IN (${EVALUATED})`,
+  },
+  /** The status of each job of the JSON array. */
+  jobStatus: {
+    sqlite: 'SELECT id, status FROM jobs WHERE id IN (SELECT value FROM json_each(?))',
+    postgres: `SELECT id, status FROM jobs
+      WHERE id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb)))`,
+  },
+});
+
 /** The freshness of each audience (by id): one pass over the sandbox's ACTIVE segmentation schedules. */
 export async function audienceFreshness(
   conn: Connection,
@@ -22,13 +51,9 @@ export async function audienceFreshness(
   audienceIds: readonly number[],
 ): Promise<Map<number, Freshness>> {
   const out = new Map<number, Freshness>();
-  const active = conn.db
-    .select({ id: schedules.id, properties: schedules.properties, nextRunAt: schedules.nextRunAt })
-    .from(schedules)
-    .where(
-      and(eq(schedules.sandboxId, sandboxId), eq(schedules.state, 'ACTIVE'), eq(schedules.type, 'BATCH_SEGMENTATION')),
-    )
-    .all();
+  const active = (
+    await conn.all<{ id: number; properties: string; nextRunAt: number | null }>(q.active, [sandboxId])
+  ).map((s) => ({ ...s, properties: JSON.parse(s.properties) as unknown }));
   if (active.length === 0) {
     for (const id of audienceIds) out.set(id, NONE);
     return out;
@@ -43,23 +68,7 @@ export async function audienceFreshness(
   const coveredByAll = new Set(
     everything.length === 0
       ? []
-      : conn.db
-          .select({ id: audiences.id, state: audiences.lifecycleState })
-          .from(audiences)
-          .innerJoin(segmentDefinitions, eq(segmentDefinitions.id, audiences.definitionId))
-          .where(
-            and(
-              eq(audiences.sandboxId, sandboxId),
-              inArray(audiences.id, [...audienceIds]),
-              eq(segmentDefinitions.evalBatch, true),
-              inArray(
-                audiences.lifecycleState,
-                LIFECYCLE_STATES.filter((s) => isEvaluated(s)),
-              ),
-            ),
-          )
-          .all()
-          .map((r) => r.id),
+      : (await conn.all<{ id: number }>(q.batchEvaluated, [sandboxId, JSON.stringify(audienceIds)])).map((r) => r.id),
   );
   const byId = new Map(active.map((s) => [s.id, s]));
   const chosen = new Map<number, number>();
@@ -79,12 +88,9 @@ export async function audienceFreshness(
   const jobStatus = new Map(
     jobIds.length === 0
       ? []
-      : conn.db
-          .select({ id: jobs.id, status: jobs.status })
-          .from(jobs)
-          .where(inArray(jobs.id, jobIds))
-          .all()
-          .map((j) => [j.id, j.status] as const),
+      : (await conn.all<{ id: number; status: string }>(q.jobStatus, [JSON.stringify(jobIds)])).map(
+          (j) => [j.id, j.status] as const,
+        ),
   );
   for (const audienceId of audienceIds) {
     const scheduleId = chosen.get(audienceId);
