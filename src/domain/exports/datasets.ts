@@ -5,7 +5,7 @@ import { statements } from '../../db/statement.js';
 import { writeUnit } from '../../db/unit.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
-import { encodeCursor, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { encodeCursor, integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { readRecordLines } from './record-index.js';
 
 export const EXPORT_FORMATS = ['NDJSON', 'CSV', 'PARQUET'] as const;
@@ -50,11 +50,9 @@ const COLUMNS = `id, sandbox_id AS "sandboxId", name, format, current_job_id AS 
 const FILE_COLUMNS = `dataset_id AS "datasetId", name, job_id AS "jobId", "rows", bytes, sha256,
   created_at AS "createdAt"`;
 
-/** A page's bounds: ids below the first, above the second (no cursor: bounds no id passes). */
+/** A page's bounds: ids below the first, above the second (paging.ts integerBounds). */
 const PAGE = 'sandbox_id = ? AND id < ? AND id > ?';
 const PAGE_PG = 'sandbox_id = $1 AND id < $2 AND id > $3';
-const NO_UPPER_BOUND = Number.MAX_SAFE_INTEGER;
-const NO_LOWER_BOUND = 0;
 
 const q = statements('datasets', {
   /** The sandbox's datasets among the ids of the JSON array. */
@@ -183,10 +181,11 @@ export async function listDatasets(
   args: PageArgs,
 ): Promise<Page<Dataset> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
+  const { above, below } = integerBounds(query);
   const rows = await conn.all<DatasetRow>(query.direction === 'forward' ? q.pageDown : q.pageUp, [
     sandboxId,
-    query.after ? Number(query.after[0]) : NO_UPPER_BOUND,
-    query.before ? Number(query.before[0]) : NO_LOWER_BOUND,
+    below,
+    above,
     query.fetch,
   ]);
   const page = toPage(rows, query, (r) => [r.id]);
