@@ -6,7 +6,6 @@ import { afterAll, expect, it } from 'vitest';
 import { databaseFile } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
 import { createManualAudience } from '../../src/domain/audiences.js';
-import { seedDemoData } from '../../src/domain/demo-data.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { gql, ok } from './harness.js';
@@ -34,10 +33,26 @@ const exportFiles = () => {
 it('re-runs an export killed mid-way to SUCCEEDED; no partial file ever has a final name', {
   timeout: 240_000,
 }, async () => {
-  // The data is seeded straight into the database file before the server starts (fast), through the ingest code.
+  // The data is written straight into the database file before the server starts: profiles with
+  // one identity each are all an export of members reads, and SQL makes 200,000 of them in
+  // about a second where the ingest code takes over fifteen.
   const conn = openDatabase(databaseFile(dataDir));
   const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-  seedDemoData(conn, sandboxId, { profiles: MEMBERS, eventsPerProfile: 0, seed: 7 });
+  conn.sqlite.exec('BEGIN IMMEDIATE');
+  conn.sqlite
+    .prepare(
+      `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+       INSERT INTO profiles (sandbox_id, attributes, created_at, updated_at)
+       SELECT ?, jsonb(json_object('loyalty', json_object('points', i))), 1, 1 FROM n`,
+    )
+    .run(MEMBERS, sandboxId);
+  conn.sqlite
+    .prepare(
+      `INSERT INTO identities (sandbox_id, namespace, value, profile_id, created_at)
+       SELECT sandbox_id, 'email', 'user' || id || '@example.com', id, 1 FROM profiles WHERE sandbox_id = ?`,
+    )
+    .run(sandboxId);
+  conn.sqlite.exec('COMMIT');
   const audience = await createManualAudience(conn, sandboxId, { name: 'Everyone' });
   conn.sqlite
     .prepare(
