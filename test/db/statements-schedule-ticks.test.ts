@@ -111,4 +111,35 @@ describe.runIf(pgAdminUrl !== undefined)('schedule-ticks statements on PostgreSQ
       sqlite.close();
     }
   });
+
+  it('inserts ticks given as one JSON array in their order, the same on both', async () => {
+    const q = madeStatements().find((s) => s.name === 'schedule-ticks.insertAll')!;
+    const sqlite = openDatabase(':memory:');
+    const postgres = pgStatementRunner(pg.conn.pool);
+    try {
+      await pg.conn.pool.query('TRUNCATE schedule_ticks RESTART IDENTITY');
+      const ticks = [
+        {
+          sandboxId: 1,
+          scheduleId: 3,
+          dueAt: 1_000,
+          lastDueAt: 9_000,
+          count: 9,
+          outcome: 'MISSED',
+          reason: 'down',
+          recordedAt: 10_000,
+        },
+        { sandboxId: 1, scheduleId: 3, dueAt: 10_000, outcome: 'STARTED', jobId: 5, recordedAt: 10_000 },
+      ];
+      const byId = (rows: { id: number }[]) => [...rows].sort((a, b) => a.id - b.id);
+      const rows = byId(await sqlite.all<{ id: number }>(q, [JSON.stringify(ticks)]));
+      expect(rows).toEqual([
+        { id: 1, ...ticks[0], jobId: null },
+        { id: 2, ...ticks[1], lastDueAt: null, count: 1, reason: null },
+      ]);
+      expect(byId(await postgres.all<{ id: number }>(q, [JSON.stringify(ticks)]))).toEqual(rows);
+    } finally {
+      sqlite.close();
+    }
+  });
 });
