@@ -6,17 +6,64 @@
 import { existsSync, rmSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import type { Connection } from '../../db/index.js';
+import { statements } from '../../db/statement.js';
 import { badInput, conflict } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { defineJobKind } from '../jobs/job-kind.js';
 import type { JobRunner } from '../jobs/job-runner.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
-import { type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import { activeIngestionRun, type ExternalAudienceField, requireExternalAudience } from './external-audiences.js';
 import type { ListFormat } from './list-records.js';
 import { expireExternalMembers } from './member-expiry.js';
 import { adoptUpload, rowsAsNdjson, stageUpload } from './upload-staging.js';
+
+/** A run's jobs: its sandbox, its kind, its audience (PostgreSQL reads the member as its index does). */
+const RUNS = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
+const RUNS_PG = `sandbox_id = $1 AND kind = 'INGESTION' AND CAST(input ->> 'externalAudienceId' AS bigint) = $2`;
+
+const q = statements('ingestion-runs', {
+  /** The staged files of runs that failed or were cancelled since the time given. */
+  endedUploads: {
+    sqlite: `SELECT json_extract(input, '$.upload') AS upload FROM jobs WHERE kind = 'INGESTION'
+      AND status IN ('FAILED', 'CANCELLED') AND finished_at > ?`,
+    postgres: `SELECT input ->> 'upload' AS upload FROM jobs WHERE kind = 'INGESTION'
+      AND status IN ('FAILED', 'CANCELLED') AND finished_at > $1`,
+  },
+  /** A page of run ids newest first (forward), between the bounds (paging.ts integerBounds). */
+  runsDown: {
+    sqlite: `SELECT id FROM jobs WHERE ${RUNS} AND id < ? AND id > ? ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT id FROM jobs WHERE ${RUNS_PG} AND id < $3 AND id > $4 ORDER BY id DESC LIMIT $5`,
+  },
+  /** A page of run ids oldest first (backward). */
+  runsUp: {
+    sqlite: `SELECT id FROM jobs WHERE ${RUNS} AND id < ? AND id > ? ORDER BY id ASC LIMIT ?`,
+    postgres: `SELECT id FROM jobs WHERE ${RUNS_PG} AND id < $3 AND id > $4 ORDER BY id ASC LIMIT $5`,
+  },
+  countRuns: {
+    sqlite: `SELECT count(*) AS n FROM jobs WHERE ${RUNS}`,
+    postgres: `SELECT count(*) AS n FROM jobs WHERE ${RUNS_PG}`,
+  },
+  /** A page of a run's errors in line order (forward), between the bounds. */
+  errorsUp: {
+    sqlite:
+      'SELECT line, message FROM ingestion_errors WHERE job_id = ? AND line < ? AND line > ? ORDER BY line ASC LIMIT ?',
+    postgres:
+      'SELECT line, message FROM ingestion_errors WHERE job_id = $1 AND line < $2 AND line > $3 ORDER BY line ASC LIMIT $4',
+  },
+  /** A page of a run's errors last line first (backward). */
+  errorsDown: {
+    sqlite:
+      'SELECT line, message FROM ingestion_errors WHERE job_id = ? AND line < ? AND line > ? ORDER BY line DESC LIMIT ?',
+    postgres:
+      'SELECT line, message FROM ingestion_errors WHERE job_id = $1 AND line < $2 AND line > $3 ORDER BY line DESC LIMIT $4',
+  },
+  countErrors: {
+    sqlite: 'SELECT count(*) AS n FROM ingestion_errors WHERE job_id = ?',
+    postgres: 'SELECT count(*) AS n FROM ingestion_errors WHERE job_id = $1',
+  },
+});
 
 export const INGESTION_MODES = ['REPLACE', 'APPEND'] as const;
 export type IngestionMode = (typeof INGESTION_MODES)[number];
@@ -109,14 +156,8 @@ export const ingestionRunKind = defineJobKind({
 
 /** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
 async function removeFinishedUploads(conn: Connection): Promise<void> {
-  const uploads = conn.sqlite
-    .prepare(
-      `SELECT json_extract(input, '$.upload') FROM jobs WHERE kind = 'INGESTION'
-       AND status IN ('FAILED', 'CANCELLED') AND finished_at > ?`,
-    )
-    .pluck()
-    .all(Date.now() - 7 * 86_400_000) as string[];
-  for (const path of uploads) if (path && existsSync(path)) rmSync(path, { force: true });
+  const rows = await conn.all<{ upload: string | null }>(q.endedUploads, [Date.now() - 7 * 86_400_000]);
+  for (const { upload: path } of rows) if (path && existsSync(path)) rmSync(path, { force: true });
 }
 
 export interface IngestionSource {
@@ -203,22 +244,15 @@ export async function listIngestionRuns(
   args: PageArgs,
 ): Promise<Page<IngestionRun> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const where = `sandbox_id = ? AND kind = 'INGESTION' AND json_extract(input, '$.externalAudienceId') = ?`;
-  const params: unknown[] = [sandboxId, externalAudienceId];
-  let sql = `SELECT id FROM jobs WHERE ${where}`;
-  if (query.after) {
-    sql += ' AND id < ?';
-    params.push(Number(query.after[0]));
-  }
-  if (query.before) {
-    sql += ' AND id > ?';
-    params.push(Number(query.before[0]));
-  }
-  sql += ` ORDER BY id ${query.direction === 'forward' ? 'DESC' : 'ASC'} LIMIT ?`;
-  const ids = conn.sqlite
-    .prepare(sql)
-    .pluck()
-    .all(...params, query.fetch) as number[];
+  const base = [sandboxId, externalAudienceId];
+  const { above, below } = integerBounds(query);
+  const rows = await conn.all<{ id: number }>(query.direction === 'forward' ? q.runsDown : q.runsUp, [
+    ...base,
+    below,
+    above,
+    query.fetch,
+  ]);
+  const ids = rows.map((r) => Number(r.id));
   const found = await jobsByIds(conn, sandboxId, ids, 'INGESTION');
   const page = toPage(
     ids.flatMap((id) => found.get(id) ?? []),
@@ -227,11 +261,7 @@ export async function listIngestionRuns(
   );
   return {
     ...page,
-    totalCount: async () =>
-      conn.sqlite
-        .prepare(`SELECT count(*) FROM jobs WHERE ${where}`)
-        .pluck()
-        .get(sandboxId, externalAudienceId) as number,
+    totalCount: async () => Number((await conn.get<{ n: number }>(q.countRuns, base))!.n),
   };
 }
 
@@ -247,21 +277,15 @@ export async function listIngestionErrors(
   args: PageArgs,
 ): Promise<Page<IngestionError> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const params: unknown[] = [jobId];
-  let sql = 'SELECT line, message FROM ingestion_errors WHERE job_id = ?';
-  if (query.after) {
-    sql += ' AND line > ?';
-    params.push(Number(query.after[0]));
-  }
-  if (query.before) {
-    sql += ' AND line < ?';
-    params.push(Number(query.before[0]));
-  }
-  sql += ` ORDER BY line ${query.direction === 'forward' ? 'ASC' : 'DESC'} LIMIT ?`;
-  const rows = conn.sqlite.prepare(sql).all(...params, query.fetch) as IngestionError[];
+  const { above, below } = integerBounds(query, 'ascending');
+  const rows = await conn.all<IngestionError>(query.direction === 'forward' ? q.errorsUp : q.errorsDown, [
+    jobId,
+    below,
+    above,
+    query.fetch,
+  ]);
   return {
     ...toPage(rows, query, (e) => [e.line]),
-    totalCount: async () =>
-      conn.sqlite.prepare('SELECT count(*) FROM ingestion_errors WHERE job_id = ?').pluck().get(jobId) as number,
+    totalCount: async () => Number((await conn.get<{ n: number }>(q.countErrors, [jobId]))!.n),
   };
 }
