@@ -1,10 +1,11 @@
-import { and, asc, desc, eq, exists, gt, gte, inArray, lt, lte, type SQL, sql } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { events, identities, membershipHistory, memberships, profiles, sandboxes } from '../db/schema.js';
+import { identities, profiles, sandboxes } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { assertIdentity, type IdentityInput } from './profile-ingest.js';
 
 export interface Profile {
@@ -30,21 +31,153 @@ export interface StoredEvent {
   payload: Record<string, unknown>;
 }
 
-const profileColumns = {
-  id: profiles.id,
-  sandboxId: profiles.sandboxId,
-  attributes: sql<string>`json(${profiles.attributes})`,
-  createdAt: profiles.createdAt,
-  updatedAt: profiles.updatedAt,
-};
+const PROFILE = `id, sandbox_id AS "sandboxId", json(attributes) AS attributes, created_at AS "createdAt",
+  updated_at AS "updatedAt"`;
+const PROFILE_PG = `id, sandbox_id AS "sandboxId", CAST(attributes AS text) AS attributes, created_at AS "createdAt",
+  updated_at AS "updatedAt"`;
+const EVENT = `id, profile_id AS "profileId", event_id AS "eventId", ts AS "timestamp", event_type AS "eventType",
+  json(payload) AS payload`;
+const EVENT_PG = `id, profile_id AS "profileId", event_id AS "eventId", ts AS "timestamp", event_type AS "eventType",
+  CAST(payload AS text) AS payload`;
 
-function toProfile(row: {
-  id: number;
-  sandboxId: number;
-  attributes: string;
-  createdAt: number;
-  updatedAt: number;
-}): Profile {
+/**
+ * The filters of listProfiles, each off when its value is null; better-sqlite3 takes no numbered
+ * parameters, so a value comes once for each place it is used (profileFilterParams).
+ */
+const PROFILE_FILTER = `sandbox_id = ?
+  AND (? IS NULL AND ? IS NULL OR EXISTS (SELECT 1 FROM identities
+    WHERE identities.profile_id = profiles.id AND (? IS NULL OR namespace = ?) AND (? IS NULL OR value = ?)))
+  AND (? IS NULL OR updated_at > ?)`;
+const PROFILE_FILTER_PG = `sandbox_id = $1
+  AND (CAST($2 AS text) IS NULL AND CAST($3 AS text) IS NULL OR EXISTS (SELECT 1 FROM identities
+    WHERE identities.profile_id = profiles.id AND (CAST($4 AS text) IS NULL OR namespace = $5)
+      AND (CAST($6 AS text) IS NULL OR value = $7)))
+  AND (CAST($8 AS bigint) IS NULL OR updated_at > $9)`;
+/** Then ids above and below (paging.ts integerBounds) and the limit. */
+const PROFILE_PAGE = `${PROFILE_FILTER} AND id > ? AND id < ?`;
+const PROFILE_PAGE_PG = `${PROFILE_FILTER_PG} AND id > $10 AND id < $11`;
+
+function profileFilterParams(sandboxId: number, filter: ProfileFilter): unknown[] {
+  const ns = filter.identityNamespace ?? null;
+  const value = filter.identityValue ?? null;
+  const updated = filter.updatedAfter ?? null;
+  return [sandboxId, ns, value, ns, ns, value, value, updated, updated];
+}
+
+/** The filters of listEvents, each off when its value is null (eventFilterParams). */
+const EVENT_FILTER = `sandbox_id = ? AND profile_id = ? AND (? IS NULL OR event_type = ?)
+  AND (? IS NULL OR ts >= ?) AND (? IS NULL OR ts <= ?)`;
+const EVENT_FILTER_PG = `sandbox_id = $1 AND profile_id = $2 AND (CAST($3 AS text) IS NULL OR event_type = $4)
+  AND (CAST($5 AS bigint) IS NULL OR ts >= $6) AND (CAST($7 AS bigint) IS NULL OR ts <= $8)`;
+/**
+ * Then the cursors, newest first: the (ts, id) the rows lie below ("after": older), then the
+ * (ts, id) they lie above ("before": newer), each off when its ts is null (cursorParams); then
+ * the limit.
+ */
+const EVENT_PAGE = `${EVENT_FILTER}
+  AND (? IS NULL OR ts < ? OR (ts = ? AND id < ?))
+  AND (? IS NULL OR ts > ? OR (ts = ? AND id > ?))`;
+const EVENT_PAGE_PG = `${EVENT_FILTER_PG}
+  AND (CAST($9 AS bigint) IS NULL OR ts < $10 OR (ts = $11 AND id < $12))
+  AND (CAST($13 AS bigint) IS NULL OR ts > $14 OR (ts = $15 AND id > $16))`;
+
+function eventFilterParams(sandboxId: number, profileId: number, filter: EventFilter): unknown[] {
+  const type = filter.eventType ?? null;
+  const from = filter.from ?? null;
+  const to = filter.to ?? null;
+  return [sandboxId, profileId, type, type, from, from, to, to];
+}
+
+function cursorParams([ts, id]: [number | null, number | null]): unknown[] {
+  return [ts, ts, ts, id];
+}
+
+const q = statements('profiles', {
+  /** The sandbox's profiles among the ids of the JSON array. */
+  byIds: {
+    sqlite: `SELECT ${PROFILE} FROM profiles WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${PROFILE_PG} FROM profiles
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  /** The profile id an identity names (profileIdByIdentity, asynchronously). */
+  idByIdentity: {
+    sqlite: 'SELECT profile_id AS "profileId" FROM identities WHERE sandbox_id = ? AND namespace = ? AND value = ?',
+    postgres:
+      'SELECT profile_id AS "profileId" FROM identities WHERE sandbox_id = $1 AND namespace = $2 AND value = $3',
+  },
+  eventsByIds: {
+    sqlite: `SELECT ${EVENT} FROM events WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${EVENT_PG} FROM events
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  /** Identities of the profiles of the JSON array; namespaces and values in bytes on both. */
+  identitiesOf: {
+    sqlite: `SELECT profile_id AS "profileId", namespace, value AS id FROM identities
+      WHERE sandbox_id = ? AND profile_id IN (SELECT value FROM json_each(?))
+      ORDER BY profile_id, namespace, value`,
+    postgres: `SELECT profile_id AS "profileId", namespace, value AS id FROM identities
+      WHERE sandbox_id = $1 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY profile_id, namespace COLLATE "C", value COLLATE "C"`,
+  },
+  /** A page of profiles in id order (forward). */
+  pageUp: {
+    sqlite: `SELECT ${PROFILE} FROM profiles WHERE ${PROFILE_PAGE} ORDER BY id ASC LIMIT ?`,
+    postgres: `SELECT ${PROFILE_PG} FROM profiles WHERE ${PROFILE_PAGE_PG} ORDER BY id ASC LIMIT $12`,
+  },
+  /** A page of profiles in reverse id order (backward). */
+  pageDown: {
+    sqlite: `SELECT ${PROFILE} FROM profiles WHERE ${PROFILE_PAGE} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${PROFILE_PG} FROM profiles WHERE ${PROFILE_PAGE_PG} ORDER BY id DESC LIMIT $12`,
+  },
+  count: {
+    sqlite: `SELECT count(*) AS n FROM profiles WHERE ${PROFILE_FILTER}`,
+    postgres: `SELECT count(*) AS n FROM profiles WHERE ${PROFILE_FILTER_PG}`,
+  },
+  /** A page of a profile's events newest first (forward). */
+  eventsDown: {
+    sqlite: `SELECT ${EVENT} FROM events WHERE ${EVENT_PAGE} ORDER BY ts DESC, id DESC LIMIT ?`,
+    postgres: `SELECT ${EVENT_PG} FROM events WHERE ${EVENT_PAGE_PG} ORDER BY ts DESC, id DESC LIMIT $17`,
+  },
+  /** A page of a profile's events oldest first (backward). */
+  eventsUp: {
+    sqlite: `SELECT ${EVENT} FROM events WHERE ${EVENT_PAGE} ORDER BY ts ASC, id ASC LIMIT ?`,
+    postgres: `SELECT ${EVENT_PG} FROM events WHERE ${EVENT_PAGE_PG} ORDER BY ts ASC, id ASC LIMIT $17`,
+  },
+  countEvents: {
+    sqlite: `SELECT count(*) AS n FROM events WHERE ${EVENT_FILTER}`,
+    postgres: `SELECT count(*) AS n FROM events WHERE ${EVENT_FILTER_PG}`,
+  },
+  /** Audiences the profile belongs to (their sizes are refreshed after it goes). */
+  audiencesOf: {
+    sqlite: 'SELECT audience_id AS id FROM memberships WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'SELECT audience_id AS id FROM memberships WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+  deleteIdentities: {
+    sqlite: 'DELETE FROM identities WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'DELETE FROM identities WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+  deleteEvents: {
+    sqlite: 'DELETE FROM events WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'DELETE FROM events WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+  deleteMemberships: {
+    sqlite: 'DELETE FROM memberships WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'DELETE FROM memberships WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+  deleteMembershipHistory: {
+    sqlite: 'DELETE FROM membership_history WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'DELETE FROM membership_history WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+  delete: {
+    sqlite: 'DELETE FROM profiles WHERE sandbox_id = ? AND id = ?',
+    postgres: 'DELETE FROM profiles WHERE sandbox_id = $1 AND id = $2',
+  },
+});
+
+type ProfileRow = Omit<Profile, 'attributes'> & { attributes: string };
+type EventRow = Omit<StoredEvent, 'payload'> & { payload: string };
+
+function toProfile(row: ProfileRow): Profile {
   return { ...row, attributes: JSON.parse(row.attributes) };
 }
 
@@ -55,12 +188,8 @@ export async function profilesByIds(
 ): Promise<Map<number, Profile>> {
   const out = new Map<number, Profile>();
   if (ids.length === 0) return out;
-  const rows = conn.db
-    .select(profileColumns)
-    .from(profiles)
-    .where(and(eq(profiles.sandboxId, sandboxId), inArray(profiles.id, [...ids])))
-    .all();
-  for (const row of rows) out.set(row.id, toProfile(row));
+  for (const row of await conn.all<ProfileRow>(q.byIds, [sandboxId, JSON.stringify(ids)]))
+    out.set(row.id, toProfile(row));
   return out;
 }
 
@@ -93,18 +222,15 @@ export async function profileByIdentity(
   identity: IdentityInput,
 ): Promise<Profile | undefined> {
   assertIdentity(identity);
-  const id = profileIdByIdentity(conn, sandboxId, identity);
+  const id = await idByIdentity(conn, sandboxId, identity);
   return id === undefined ? undefined : await profileById(conn, sandboxId, id);
 }
 
-const eventColumns = {
-  id: events.id,
-  profileId: events.profileId,
-  eventId: events.eventId,
-  timestamp: events.ts,
-  eventType: events.eventType,
-  payload: sql<string>`json(${events.payload})`,
-};
+/** profileIdByIdentity through the handle, for the asynchronous callers. */
+async function idByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number | undefined> {
+  const row = await conn.get<{ profileId: number }>(q.idByIdentity, [sandboxId, identity.namespace, identity.id]);
+  return row?.profileId;
+}
 
 export async function eventsByIds(
   conn: Connection,
@@ -113,12 +239,8 @@ export async function eventsByIds(
 ): Promise<Map<number, StoredEvent>> {
   const out = new Map<number, StoredEvent>();
   if (ids.length === 0) return out;
-  const rows = conn.db
-    .select(eventColumns)
-    .from(events)
-    .where(and(eq(events.sandboxId, sandboxId), inArray(events.id, [...ids])))
-    .all();
-  for (const r of rows) out.set(r.id, { ...r, payload: JSON.parse(r.payload) });
+  for (const r of await conn.all<EventRow>(q.eventsByIds, [sandboxId, JSON.stringify(ids)]))
+    out.set(r.id, { ...r, payload: JSON.parse(r.payload) });
   return out;
 }
 
@@ -130,12 +252,7 @@ export async function identitiesOf(
 ): Promise<Map<number, Identity[]>> {
   const out = new Map<number, Identity[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
-  const rows = conn.db
-    .select({ profileId: identities.profileId, namespace: identities.namespace, id: identities.value })
-    .from(identities)
-    .where(and(eq(identities.sandboxId, sandboxId), inArray(identities.profileId, [...profileIds])))
-    .orderBy(identities.profileId, identities.namespace, identities.value)
-    .all();
+  const rows = await conn.all<Identity>(q.identitiesOf, [sandboxId, JSON.stringify(profileIds)]);
   for (const row of rows) out.get(row.profileId)?.push(row);
   return out;
 }
@@ -158,35 +275,19 @@ export async function listProfiles(
   args: PageArgs,
 ): Promise<Counted<Profile>> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(profiles.sandboxId, sandboxId)];
-  if (filter.identityNamespace != null || filter.identityValue != null) {
-    const idConds: SQL[] = [eq(identities.profileId, profiles.id)];
-    if (filter.identityNamespace != null) idConds.push(eq(identities.namespace, filter.identityNamespace));
-    if (filter.identityValue != null) idConds.push(eq(identities.value, filter.identityValue));
-    conditions.push(
-      exists(
-        conn.db
-          .select({ one: sql`1` })
-          .from(identities)
-          .where(and(...idConds)),
-      ),
-    );
-  }
-  if (filter.updatedAfter != null) conditions.push(gt(profiles.updatedAt, filter.updatedAfter));
-  const base = [...conditions];
-  if (query.after) conditions.push(gt(profiles.id, Number(query.after[0])));
-  if (query.before) conditions.push(lt(profiles.id, Number(query.before[0])));
-  const rows = conn.db
-    .select(profileColumns)
-    .from(profiles)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? asc(profiles.id) : desc(profiles.id))
-    .limit(query.fetch)
-    .all()
-    .map(toProfile);
+  const { above, below } = integerBounds(query, 'ascending');
+  const filters = profileFilterParams(sandboxId, filter);
+  const rows = (
+    await conn.all<ProfileRow>(query.direction === 'forward' ? q.pageUp : q.pageDown, [
+      ...filters,
+      above,
+      below,
+      query.fetch,
+    ])
+  ).map(toProfile);
   return {
     ...toPage(rows, query, (p) => [p.id]),
-    totalCount: () => countRows(conn, profiles, and(...base)),
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, filters))!.n,
   };
 }
 
@@ -205,57 +306,46 @@ export async function listEvents(
   args: PageArgs,
 ): Promise<Counted<StoredEvent>> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(events.sandboxId, sandboxId), eq(events.profileId, profileId)];
-  if (filter.eventType != null) conditions.push(eq(events.eventType, filter.eventType));
-  if (filter.from != null) conditions.push(gte(events.ts, filter.from));
-  if (filter.to != null) conditions.push(lte(events.ts, filter.to));
-  const base = [...conditions];
-  // Newest first: "after" a cursor means older.
-  if (query.after) {
-    const [ts, id] = query.after.map(Number) as [number, number];
-    conditions.push(sql`(${events.ts} < ${ts} OR (${events.ts} = ${ts} AND ${events.id} < ${id}))`);
+  const filters = eventFilterParams(sandboxId, profileId, filter);
+  // Newest first: "after" a cursor means older. A cursor is (ts, id); one that is not two
+  // numbers (a hand-made one) matches no row, as before.
+  const bound = (key: unknown[] | undefined): [number | null, number | null] => {
+    if (key === undefined) return [null, null];
+    const [ts, id] = key.map(Number) as [number, number];
+    return Number.isFinite(ts) && Number.isFinite(id) ? [ts, id] : [Number.NaN, Number.NaN];
+  };
+  const [after, before] = [bound(query.after), bound(query.before)];
+  if ([...after, ...before].some((n) => Number.isNaN(n))) {
+    return { ...toPage([] as StoredEvent[], query, (e) => [e.timestamp, e.id]), totalCount: countEvents };
   }
-  if (query.before) {
-    const [ts, id] = query.before.map(Number) as [number, number];
-    conditions.push(sql`(${events.ts} > ${ts} OR (${events.ts} = ${ts} AND ${events.id} > ${id}))`);
-  }
-  const forward = query.direction === 'forward';
-  const rows = conn.db
-    .select(eventColumns)
-    .from(events)
-    .where(and(...conditions))
-    .orderBy(...(forward ? [desc(events.ts), desc(events.id)] : [asc(events.ts), asc(events.id)]))
-    .limit(query.fetch)
-    .all()
-    .map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
+  const rows = (
+    await conn.all<EventRow>(query.direction === 'forward' ? q.eventsDown : q.eventsUp, [
+      ...filters,
+      ...cursorParams(after),
+      ...cursorParams(before),
+      query.fetch,
+    ])
+  ).map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
   return {
     ...toPage(rows, query, (e) => [e.timestamp, e.id]),
-    totalCount: () => countRows(conn, events, and(...base)),
+    totalCount: countEvents,
   };
+  async function countEvents(): Promise<number> {
+    return (await conn.get<{ n: number }>(q.countEvents, filters))!.n;
+  }
 }
 
 /** Deletes a profile with its identities, events and memberships (history too: the person is gone). */
 export async function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number> {
   assertIdentity(identity);
-  return await writeUnit(conn, (tx) => {
-    const id = profileIdByIdentity(tx, sandboxId, identity);
+  return await writeUnit(conn, async (tx) => {
+    const id = await idByIdentity(tx, sandboxId, identity);
     if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
-    const audienceIds = tx.db
-      .select({ id: memberships.audienceId })
-      .from(memberships)
-      .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.profileId, id)))
-      .all()
-      .map((r) => r.id);
-    for (const table of [identities, events, memberships, membershipHistory]) {
-      tx.db
-        .delete(table)
-        .where(and(eq(table.sandboxId, sandboxId), eq(table.profileId, id)))
-        .run();
-    }
-    tx.db
-      .delete(profiles)
-      .where(and(eq(profiles.sandboxId, sandboxId), eq(profiles.id, id)))
-      .run();
+    const audienceIds = (await tx.all<{ id: number }>(q.audiencesOf, [sandboxId, id])).map((r) => r.id);
+    for (const statement of [q.deleteIdentities, q.deleteEvents, q.deleteMemberships, q.deleteMembershipHistory])
+      await tx.run(statement, [sandboxId, id]);
+    await tx.run(q.delete, [sandboxId, id]);
+    // audiences.ts: not yet by name, synchronous on the unit's SQLite connection.
     for (const audienceId of audienceIds) refreshAudienceSize(tx, audienceId);
     return id;
   });

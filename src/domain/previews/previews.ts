@@ -1,6 +1,7 @@
-import { and, eq } from 'drizzle-orm';
+import { eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import { writeUnit } from '../../db/unit.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
@@ -15,6 +16,34 @@ import type { Estimate } from './estimate.js';
 import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
 
 const PREVIEW_TTL_MS = 24 * 3_600_000;
+
+const q = statements('previews', {
+  status: {
+    sqlite: 'SELECT status FROM jobs WHERE id = ?',
+    postgres: 'SELECT status FROM jobs WHERE id = $1',
+  },
+  deleteResults: {
+    sqlite: 'DELETE FROM preview_results WHERE job_id = ?',
+    postgres: 'DELETE FROM preview_results WHERE job_id = $1',
+  },
+  deleteJob: {
+    sqlite: 'DELETE FROM jobs WHERE id = ?',
+    postgres: 'DELETE FROM jobs WHERE id = $1',
+  },
+  /** The packed, sorted profile ids of a preview's sample (a blob, bytea) and how many. */
+  results: {
+    sqlite: 'SELECT profile_ids AS "profileIds", count FROM preview_results WHERE sandbox_id = ? AND job_id = ?',
+    postgres: 'SELECT profile_ids AS "profileIds", count FROM preview_results WHERE sandbox_id = $1 AND job_id = $2',
+  },
+  /** The newest preview of a definition. */
+  latestOfDefinition: {
+    sqlite: `SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'PREVIEW' AND json_extract(input, '$.definitionId') = ?
+      ORDER BY id DESC LIMIT 1`,
+    postgres: `SELECT id FROM jobs WHERE sandbox_id = $1 AND kind = 'PREVIEW'
+      AND input -> 'definitionId' = to_jsonb(CAST($2 AS bigint))
+      ORDER BY id DESC LIMIT 1`,
+  },
+});
 
 interface PreviewInput {
   expression?: ExpressionInput | null;
@@ -131,7 +160,10 @@ export function purgeExpiredPreviews({ conn }: { conn: Connection }, now = Date.
   );
 }
 
-/** The statements that delete one preview, for the caller's unit to run. */
+/**
+ * The statements that delete one preview, for the caller's unit to run; synchronous, for the
+ * purge's one pass over many previews (deletePreview runs the same deletes by name).
+ */
 function deletePreviewRows(conn: Connection, id: number): void {
   conn.db.delete(previewResults).where(eq(previewResults.jobId, id)).run();
   conn.db.delete(jobs).where(eq(jobs.id, id)).run();
@@ -139,9 +171,12 @@ function deletePreviewRows(conn: Connection, id: number): void {
 
 /** Deletes a preview (stopping it first when it runs); returns its id. */
 export async function deletePreview(app: PreviewServices, id: number): Promise<number> {
-  const job = app.conn.db.select().from(jobs).where(eq(jobs.id, id)).get();
+  const job = await app.conn.get<{ status: string }>(q.status, [id]);
   if (job && (job.status === 'QUEUED' || job.status === 'PROCESSING')) await app.jobs.cancel(id);
-  await writeUnit(app.conn, (tx) => deletePreviewRows(tx, id));
+  await writeUnit(app.conn, async (tx) => {
+    await tx.run(q.deleteResults, [id]);
+    await tx.run(q.deleteJob, [id]);
+  });
   return id;
 }
 
@@ -153,11 +188,7 @@ export async function listPreviewResults(
   args: PageArgs,
 ): Promise<Page<Profile> & { totalCount: () => number }> {
   const { conn } = app;
-  const row = conn.db
-    .select({ profileIds: previewResults.profileIds, count: previewResults.count })
-    .from(previewResults)
-    .where(and(eq(previewResults.sandboxId, sandboxId), eq(previewResults.jobId, jobId)))
-    .get();
+  const row = await conn.get<{ profileIds: Buffer; count: number }>(q.results, [sandboxId, jobId]);
   // Copied into a fresh buffer: a blob's bytes need not sit at an 8-byte-aligned offset.
   const all = row ? new Float64Array(new Uint8Array(row.profileIds).buffer) : new Float64Array(0);
   return await profilePageOfIds(conn, sandboxId, all, args, () => row?.count ?? 0);
@@ -169,12 +200,7 @@ export async function latestDefinitionPreview(
   sandboxId: number,
   definitionId: number,
 ): Promise<Preview | undefined> {
-  const row = app.conn.sqlite
-    .prepare(
-      "SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'PREVIEW' AND json_extract(input, '$.definitionId') = ? ORDER BY id DESC LIMIT 1",
-    )
-    .pluck()
-    .get(sandboxId, definitionId) as number | undefined;
+  const row = (await app.conn.get<{ id: number }>(q.latestOfDefinition, [sandboxId, definitionId]))?.id;
   return row === undefined ? undefined : (await jobsByIds(app.conn, sandboxId, [row], 'PREVIEW')).get(row);
 }
 
