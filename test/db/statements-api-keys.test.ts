@@ -2,26 +2,18 @@
  * The API keys statements (src/domain/api-keys.ts): both texts give the same rows. Runs when
  * SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements, type StatementRunner } from '../../src/db/statement.js';
+import type { StatementRunner } from '../../src/db/statement.js';
 import '../../src/domain/api-keys.js';
 import '../../src/domain/sandboxes.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl !== undefined)('api keys statements on both databases', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_api_keys');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('api keys statements on both databases', 'statements_api_keys', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `api-keys.${name}`)!;
-    const sandbox = madeStatements().find((s) => s.name === 'sandboxes.insert')!;
+    const q = statementsOf('api-keys');
+    const sandbox = statementsOf('sandboxes')('insert');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

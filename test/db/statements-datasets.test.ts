@@ -3,28 +3,15 @@
  * datasets, files, exported row counts and active exports. Runs when SEGQL_TEST_DATABASE_URL
  * names a PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements } from '../../src/db/statement.js';
 import '../../src/domain/exports/datasets.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl === undefined)('datasets statements on PostgreSQL', () => {
-  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to compare both texts', () => {});
-});
-
-describe.runIf(pgAdminUrl !== undefined)('datasets statements on PostgreSQL', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_datasets');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('datasets statements on PostgreSQL', 'statements_datasets', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `datasets.${name}`)!;
+    const q = statementsOf('datasets');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

@@ -3,24 +3,15 @@
  * same rows, the settings as 0 or 1 on both. Runs when SEGQL_TEST_DATABASE_URL names a
  * PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements } from '../../src/db/statement.js';
 import '../../src/domain/definition-versions.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl !== undefined)('definition-versions statements on both databases', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_definition_versions');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('definition-versions statements on both databases', 'statements_definition_versions', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `definition-versions.${name}`)!;
+    const q = statementsOf('definition-versions');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

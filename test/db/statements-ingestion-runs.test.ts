@@ -3,28 +3,16 @@
  * give the same ended uploads, pages of runs and of a run's errors, and counts. Runs when
  * SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements, type StatementRunner } from '../../src/db/statement.js';
+import type { StatementRunner } from '../../src/db/statement.js';
 import '../../src/domain/external-audiences/ingestion-run.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl === undefined)('ingestion run statements on PostgreSQL', () => {
-  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to compare both texts', () => {});
-});
-
-describe.runIf(pgAdminUrl !== undefined)('ingestion run statements on PostgreSQL', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_ingestion_runs');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('ingestion run statements on PostgreSQL', 'statements_ingestion_runs', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `ingestion-runs.${name}`)!;
+    const q = statementsOf('ingestion-runs');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

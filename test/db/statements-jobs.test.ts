@@ -3,28 +3,16 @@
  * and update jobs alike, JSON input and result as text. Runs when SEGQL_TEST_DATABASE_URL names a
  * PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements, type StatementRunner } from '../../src/db/statement.js';
+import type { StatementRunner } from '../../src/db/statement.js';
 import '../../src/domain/jobs/job-store.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl === undefined)('jobs statements on PostgreSQL', () => {
-  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to compare both texts', () => {});
-});
-
-describe.runIf(pgAdminUrl !== undefined)('jobs statements on PostgreSQL', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_jobs');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('jobs statements on PostgreSQL', 'statements_jobs', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `jobs.${name}`)!;
+    const q = statementsOf('jobs');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

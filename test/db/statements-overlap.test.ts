@@ -2,28 +2,15 @@
  * Statements by name, overlap (src/domain/overlap.ts): both texts give the same masks for the
  * same memberships. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements } from '../../src/db/statement.js';
 import '../../src/domain/overlap.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl === undefined)('overlap statements on PostgreSQL', () => {
-  it.skip('skipped: set SEGQL_TEST_DATABASE_URL (e.g. postgres://postgres@127.0.0.1:5432/test) to compare both texts', () => {});
-});
-
-describe.runIf(pgAdminUrl !== undefined)('overlap statements on PostgreSQL', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_overlap');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('overlap statements on PostgreSQL', 'statements_overlap', (pg) => {
   it('gives the same masks from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `overlap.${name}`)!;
+    const q = statementsOf('overlap');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

@@ -2,24 +2,15 @@
  * The sandboxes statements (src/domain/sandboxes.ts): both texts give the same rows. Runs when
  * SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements } from '../../src/db/statement.js';
 import '../../src/domain/sandboxes.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl !== undefined)('sandboxes statements on both databases', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_sandboxes');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('sandboxes statements on both databases', 'statements_sandboxes', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `sandboxes.${name}`)!;
+    const q = statementsOf('sandboxes');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {

@@ -3,24 +3,16 @@
  * the same schedules, pages and counts. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL
  * server. PostgreSQL keeps `properties` as jsonb, so its text is compared parsed, not as written.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
-import { madeStatements, type StatementRunner } from '../../src/db/statement.js';
+import type { StatementRunner } from '../../src/db/statement.js';
 import '../../src/domain/schedules/schedule-store.js';
-import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
+import { describeOnPostgres, statementsOf } from './statements-harness.js';
 
-describe.runIf(pgAdminUrl !== undefined)('schedule-store statements on both databases', () => {
-  let pg: PgTestDatabase;
-  beforeAll(async () => {
-    pg = await freshPgDatabase('statements_schedule_store');
-  });
-  afterAll(async () => {
-    await pg?.drop();
-  });
-
+describeOnPostgres('schedule-store statements on both databases', 'statements_schedule_store', (pg) => {
   it('gives the same rows from both texts', async () => {
-    const q = (name: string) => madeStatements().find((s) => s.name === `schedule-store.${name}`)!;
+    const q = statementsOf('schedule-store');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     const parsed = (rows: Record<string, unknown>[]) =>
