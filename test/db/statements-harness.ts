@@ -4,6 +4,7 @@
  * SEGQL_TEST_DATABASE_URL is not set; and a concept's statements by key.
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
+import type { Connection } from '../../src/db/index.js';
 import { madeStatements, type Statement } from '../../src/db/statement.js';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
 
@@ -39,4 +40,22 @@ export function statementsOf(concept: string): (key: string) => Statement {
     if (!found) throw new Error(`no statement ${concept}.${key}`);
     return found;
   };
+}
+
+/** The same rows into a table of both databases (`pgRows`: PostgreSQL's, where a value's type differs). */
+export async function insertRows(
+  sqlite: Connection,
+  pg: PgTestDatabase,
+  table: string,
+  columns: string[],
+  rows: unknown[][],
+  pgRows = rows,
+): Promise<void> {
+  const names = columns.join(', ');
+  const toSqlite = sqlite.sqlite.prepare(
+    `INSERT INTO ${table} (${names}) VALUES (${columns.map(() => '?').join(', ')})`,
+  );
+  for (const row of rows) toSqlite.run(...row);
+  const text = `INSERT INTO ${table} (${names}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`;
+  for (const row of pgRows) await pg.conn.pool.query(text, row);
 }

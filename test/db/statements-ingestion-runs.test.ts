@@ -8,7 +8,7 @@ import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
 import type { StatementRunner } from '../../src/db/statement.js';
 import '../../src/domain/external-audiences/ingestion-run.js';
-import { describeOnPostgres, statementsOf } from './statements-harness.js';
+import { describeOnPostgres, insertRows, statementsOf } from './statements-harness.js';
 
 describeOnPostgres('ingestion run statements on PostgreSQL', 'statements_ingestion_runs', (pg) => {
   it('gives the same rows from both texts', async () => {
@@ -16,18 +16,8 @@ describeOnPostgres('ingestion run statements on PostgreSQL', 'statements_ingesti
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {
-      const insert = async (table: string, columns: string[], rows: unknown[][]) => {
-        const names = columns.join(', ');
-        for (const row of rows)
-          sqlite.sqlite
-            .prepare(`INSERT INTO ${table} (${names}) VALUES (${columns.map(() => '?').join(', ')})`)
-            .run(...row);
-        for (const row of rows)
-          await pg.conn.pool.query(
-            `INSERT INTO ${table} (${names}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
-            row,
-          );
-      };
+      const insert = (table: string, columns: string[], rows: unknown[][]) =>
+        insertRows(sqlite, pg, table, columns, rows);
       await insert('sandboxes', ['id', 'name', 'created_at'], [[1, 'prod', 0]]);
       const job = (
         id: number,

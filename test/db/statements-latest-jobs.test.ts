@@ -7,7 +7,7 @@ import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
 import '../../src/domain/segment-jobs/latest-jobs.js';
-import { describeOnPostgres, statementsOf } from './statements-harness.js';
+import { describeOnPostgres, insertRows, statementsOf } from './statements-harness.js';
 
 describeOnPostgres('latest-jobs statements on PostgreSQL', 'statements_latest_jobs', (pg) => {
   it('gives the same jobs from both texts', async () => {
@@ -15,18 +15,8 @@ describeOnPostgres('latest-jobs statements on PostgreSQL', 'statements_latest_jo
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {
-      const insert = async (table: string, columns: string[], rows: unknown[][], pgRows = rows) => {
-        const names = columns.join(', ');
-        for (const row of rows)
-          sqlite.sqlite
-            .prepare(`INSERT INTO ${table} (${names}) VALUES (${columns.map(() => '?').join(', ')})`)
-            .run(...row);
-        for (const row of pgRows)
-          await pg.conn.pool.query(
-            `INSERT INTO ${table} (${names}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
-            row,
-          );
-      };
+      const insert = (table: string, columns: string[], rows: unknown[][], pgRows = rows) =>
+        insertRows(sqlite, pg, table, columns, rows, pgRows);
       await insert('sandboxes', ['id', 'name', 'created_at'], [[1, 'prod', 0]]);
       // Definitions 1 and 2 batch-enabled (2 made late), 3 not, 4 with no job, 5 sharing 1's; eval_batch is a boolean on PostgreSQL.
       const definitionColumns = [

@@ -7,7 +7,7 @@ import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
 import '../../src/domain/previews/previews.js';
-import { describeOnPostgres, statementsOf } from './statements-harness.js';
+import { describeOnPostgres, insertRows, statementsOf } from './statements-harness.js';
 
 describeOnPostgres('previews statements on PostgreSQL', 'statements_previews', (pg) => {
   it('gives the same rows from both texts', async () => {
@@ -15,18 +15,8 @@ describeOnPostgres('previews statements on PostgreSQL', 'statements_previews', (
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {
-      const insert = async (table: string, columns: string[], rows: unknown[][]) => {
-        const names = columns.join(', ');
-        for (const row of rows)
-          sqlite.sqlite
-            .prepare(`INSERT INTO ${table} (${names}) VALUES (${columns.map(() => '?').join(', ')})`)
-            .run(...row);
-        for (const row of rows)
-          await pg.conn.pool.query(
-            `INSERT INTO ${table} (${names}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')})`,
-            row,
-          );
-      };
+      const insert = (table: string, columns: string[], rows: unknown[][]) =>
+        insertRows(sqlite, pg, table, columns, rows);
       await insert('sandboxes', ['id', 'name', 'created_at'], [[1, 'prod', 0]]);
       const job = (id: number, sandboxId: number, kind: string, status: string, input: object) => [
         id,
