@@ -53,29 +53,42 @@ export function statements<T extends Record<string, { sqlite: string; postgres: 
   return out;
 }
 
+const preparedBy = new WeakMap<Database.Database, WeakMap<Statement, Database.Statement>>();
+
+/**
+ * A statement's SQLite text prepared once on this connection. The code that must stay
+ * synchronous on SQLite (the ingest path, a job worker's row loop, the reads they share: docs/
+ * scale-out.md step 1) runs the same catalogue statement through it, so a statement is written
+ * once whichever way it is called; on PostgreSQL those paths are the cluster's own code.
+ */
+export function preparedOn(sqlite: Database.Database, statement: Statement): Database.Statement {
+  let mine = preparedBy.get(sqlite);
+  if (!mine) {
+    mine = new WeakMap();
+    preparedBy.set(sqlite, mine);
+  }
+  let p = mine.get(statement);
+  if (!p) {
+    p = sqlite.prepare(statement.sqlite);
+    mine.set(statement, p);
+  }
+  return p;
+}
+
 /**
  * The SQLite side: each statement prepared once on the connection and kept. Its answers are
  * ready at once; they are promises so that the calling code is the same on PostgreSQL.
  */
 export function sqliteStatementRunner(sqlite: Database.Database): StatementRunner {
-  const prepared = new WeakMap<Statement, Database.Statement>();
-  const of = (statement: Statement): Database.Statement => {
-    let p = prepared.get(statement);
-    if (!p) {
-      p = sqlite.prepare(statement.sqlite);
-      prepared.set(statement, p);
-    }
-    return p;
-  };
   return {
     async all<Row>(statement: Statement, params: readonly unknown[] = []) {
-      return of(statement).all(...params) as Row[];
+      return preparedOn(sqlite, statement).all(...params) as Row[];
     },
     async get<Row>(statement: Statement, params: readonly unknown[] = []) {
-      return of(statement).get(...params) as Row | undefined;
+      return preparedOn(sqlite, statement).get(...params) as Row | undefined;
     },
     async run(statement: Statement, params: readonly unknown[] = []) {
-      return { changes: of(statement).run(...params).changes };
+      return { changes: preparedOn(sqlite, statement).run(...params).changes };
     },
   };
 }
