@@ -9,17 +9,19 @@ import { ConnectionCache } from './connection-cache.js';
 import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integrity.js';
 import * as schema from './schema.js';
 import { registerSearchFunctions } from './search-functions.js';
-import { type StatementRunner, sqliteStatementRunner } from './statement.js';
+import { sqliteStatementRunner } from './statement.js';
+import type { Store } from './store.js';
 import { WriteGate } from './write-gate.js';
 
 export type Sqlite = Database.Database;
 type Db = BetterSQLite3Database<typeof schema> & { $client: Sqlite };
 
-export interface Connection extends StatementRunner {
+export interface Connection extends Store {
+  readonly dialect: 'sqlite';
+  /** Never set: units run on the one connection, in turns (unit.ts). */
+  readonly units?: undefined;
   sqlite: Sqlite;
   db: Db;
-  /** What domain code keeps per connection (statements, catalogues, plans); see connection-cache.ts. */
-  cache: ConnectionCache;
   /**
    * The process's writers of this file take turns through it (write-gate.ts): the main thread
    * opens one, and job worker threads open theirs on its `buffer`.
@@ -105,6 +107,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
   }
   return {
     ...sqliteStatementRunner(sqlite),
+    dialect: 'sqlite',
     sqlite,
     db,
     cache: new ConnectionCache(),

@@ -21,18 +21,24 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { withoutBusyWait } from './busy.js';
 import type { Connection } from './index.js';
+import type { Store, UnitHost } from './store.js';
 
-/** The handle a unit's body works through: the connection, marked with the unit it is inside. */
-export interface UnitConnection extends Connection {
-  readonly unit: UnitState;
-}
+export type { Store } from './store.js';
+
+/** The handle a unit's body works through: the store, marked with the unit it is inside. */
+export type UnitOf<S extends Store> = S & { readonly unit: UnitState };
+
+/** A unit's handle on SQLite. */
+export type UnitConnection = UnitOf<Connection>;
 
 interface UnitState {
   /** Savepoints opened so far inside this unit (for their names). */
   savepoints: number;
-  /** The connection's turns, and whether the unit has committed or rolled back (for the tests' check). */
+  /** The store's turns, and whether the unit has committed or rolled back (for the tests' check). */
   turns: Turns;
   ended: boolean;
+  /** Runs a savepoint statement on the unit's transaction. */
+  exec(sql: string): void | Promise<void>;
 }
 
 /** Per SQLite connection: whether a unit with awaits is open, and who waits for it. */
@@ -55,19 +61,25 @@ function insideOpenUnit(turns: Turns): boolean {
   return unit !== undefined && unit.turns === turns && !unit.ended;
 }
 
-const turnsBySqlite = new WeakMap<Connection['sqlite'], Turns>();
+const turnsByHandle = new WeakMap<object, Turns>();
 
-function turnsOf(conn: Connection): Turns {
-  let turns = turnsBySqlite.get(conn.sqlite);
+/** Per SQLite file handle (its connection objects share it), or per pooled store. */
+function turnsOf(conn: Store): Turns {
+  const key = isSqlite(conn) ? conn.sqlite : conn;
+  let turns = turnsByHandle.get(key);
   if (!turns) {
     turns = { open: false, waiting: [] };
-    turnsBySqlite.set(conn.sqlite, turns);
+    turnsByHandle.set(key, turns);
   }
   return turns;
 }
 
-function isUnit(conn: Connection): conn is UnitConnection {
-  return (conn as Partial<UnitConnection>).unit !== undefined;
+function isSqlite(conn: Store): conn is Connection {
+  return conn.units === undefined;
+}
+
+function isUnit<S extends Store>(conn: S): conn is UnitOf<S> {
+  return (conn as Partial<UnitOf<Store>>).unit !== undefined;
 }
 
 function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
@@ -89,9 +101,9 @@ export interface UnitOptions {
  * rejection) rolls back everything it wrote. Called with the handle of an open unit, it runs
  * as a savepoint of that unit instead.
  */
-export function writeUnit<T>(
-  conn: Connection,
-  body: (tx: UnitConnection) => T | Promise<T>,
+export function writeUnit<S extends Store, T>(
+  conn: S,
+  body: (tx: UnitOf<S>) => T | Promise<T>,
   options: UnitOptions = {},
 ): Promise<T> {
   if (isUnit(conn)) return savepoint(conn, body);
@@ -99,10 +111,24 @@ export function writeUnit<T>(
   if (insideOpenUnit(turns)) {
     return Promise.reject(new Error("a unit was opened with the connection instead of the enclosing unit's handle"));
   }
+  if (!isSqlite(conn)) return pooledUnit(conn, conn.units!, turns, body);
   try {
     return Promise.resolve(inTurn(conn, turns, unitSection(conn, turns, body, options)));
   } catch (err) {
     return Promise.reject(err);
+  }
+}
+
+/**
+ * Under the tests, on a pooled store: a statement run with the store itself while a unit of it
+ * is open in the same flow of calls. It would run on another client, outside the unit's
+ * transaction — a read that misses the unit's writes, a write that survives its rollback — where
+ * on SQLite's one connection it would have landed inside; so it fails here, on either database's
+ * run of the suite, rather than in production on PostgreSQL only.
+ */
+export function refuseInsideOpenUnit(store: Store): void {
+  if (inside && insideOpenUnit(turnsOf(store))) {
+    throw new Error("a statement ran on the store instead of the enclosing unit's handle");
   }
 }
 
@@ -119,17 +145,24 @@ export function writeInTurn<T>(conn: Connection, section: () => T): T | Promise<
 }
 
 /** The start, body and end of one unit: the section that runs in its turn. */
-function unitSection<T>(
-  conn: Connection,
+function unitSection<S extends Store, T>(
+  conn: S & Connection,
   turns: Turns,
-  body: (tx: UnitConnection) => T | Promise<T>,
+  body: (tx: UnitOf<S>) => T | Promise<T>,
   options: UnitOptions,
 ): () => T | Promise<T> {
   return () => {
     if (options.busyWait === false) withoutBusyWait(conn, () => conn.sqlite.exec('BEGIN IMMEDIATE'));
     else conn.sqlite.exec('BEGIN IMMEDIATE');
-    const unit: UnitState = { savepoints: 0, turns, ended: false };
-    const tx: UnitConnection = Object.assign(Object.create(conn) as Connection, { unit });
+    const unit: UnitState = {
+      savepoints: 0,
+      turns,
+      ended: false,
+      exec: (sql) => {
+        conn.sqlite.exec(sql);
+      },
+    };
+    const tx = Object.assign(Object.create(conn) as S, { unit });
     let result: T | Promise<T>;
     try {
       result = inside ? inside.run(unit, body, tx) : body(tx);
@@ -236,18 +269,64 @@ function rollback(conn: Connection): void {
   if (conn.sqlite.inTransaction) conn.sqlite.exec('ROLLBACK');
 }
 
-async function savepoint<T>(tx: UnitConnection, body: (tx: UnitConnection) => T | Promise<T>): Promise<T> {
+async function savepoint<S extends Store, T>(tx: UnitOf<S>, body: (tx: UnitOf<S>) => T | Promise<T>): Promise<T> {
   const name = `unit_${++tx.unit.savepoints}`;
-  tx.sqlite.exec(`SAVEPOINT ${name}`);
+  const { exec } = tx.unit;
+  await exec(`SAVEPOINT ${name}`);
   try {
     const value = await body(tx);
-    tx.sqlite.exec(`RELEASE ${name}`);
+    await exec(`RELEASE ${name}`);
     return value;
   } catch (err) {
-    if (tx.sqlite.inTransaction) {
-      tx.sqlite.exec(`ROLLBACK TO ${name}`);
-      tx.sqlite.exec(`RELEASE ${name}`);
+    if (!isSqlite(tx) || tx.sqlite.inTransaction) {
+      await exec(`ROLLBACK TO ${name}`);
+      await exec(`RELEASE ${name}`);
     }
     throw err;
   }
+}
+
+/**
+ * A unit on a pooled database (PostgreSQL): its own client, so other units and plain reads run
+ * beside it on other clients and never see its writes before COMMIT — what the turns and the
+ * tests' one-turn check give on SQLite's one connection. The host begins each transaction with
+ * the cluster's write lock, so units that check and then write (a free name, a folder's parent)
+ * are serialised across every node as they are on SQLite.
+ */
+async function pooledUnit<S extends Store, T>(
+  store: S,
+  host: UnitHost,
+  turns: Turns,
+  body: (tx: UnitOf<S>) => T | Promise<T>,
+): Promise<T> {
+  const client = await host.begin();
+  const unit: UnitState = { savepoints: 0, turns, ended: false, exec: (sql) => client.exec(sql) };
+  const tx = Object.assign(Object.create(store) as S, {
+    unit,
+    all: client.all,
+    get: client.get,
+    run: client.run,
+  }) as UnitOf<S>;
+  let value: T;
+  try {
+    value = await (inside ? inside.run(unit, body, tx) : body(tx));
+  } catch (err) {
+    unit.ended = true;
+    try {
+      await client.exec('ROLLBACK');
+      client.release();
+    } catch {
+      client.release(true);
+    }
+    throw err;
+  }
+  unit.ended = true;
+  try {
+    await client.exec('COMMIT');
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
+  client.release();
+  return value;
 }

@@ -5,8 +5,8 @@
  * (renames also move that number, so version numbers here may skip).
  */
 import { createTwoFilesPatch } from 'diff';
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import type { PqlFormat } from './expressions.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 
@@ -127,7 +127,7 @@ function toVersion(row: Row): DefinitionVersion {
 }
 
 /** The name recorded as `changedBy` for a request made with this key (null: no key, the server runs open). */
-export async function actorName(conn: Connection, keyId: number | null): Promise<string> {
+export async function actorName(conn: Store, keyId: number | null): Promise<string> {
   if (keyId === null) return OPEN_ACTOR;
   const row = await conn.get<{ name: string }>(q.actorName, [keyId]);
   return row?.name ?? `key ${keyId}`;
@@ -135,7 +135,7 @@ export async function actorName(conn: Connection, keyId: number | null): Promise
 
 /** Keeps the definition's current expression and settings as a version (inside the writing transaction). */
 export async function recordDefinitionVersion(
-  conn: Connection,
+  conn: Store,
   def: {
     id: number;
     sandboxId: number;
@@ -170,7 +170,7 @@ export async function recordDefinitionVersion(
  * instant `at` (the newest changed at or before it); the oldest one when nothing is that old.
  */
 export async function definitionVersionAt(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionId: number,
   when: { version: number } | { at: number },
@@ -201,7 +201,7 @@ export type VersionWithDiff = DefinitionVersion & { diff: string };
 
 /** A definition's versions, newest first (the current one first), each with its diff against the one before. */
 export async function listDefinitionVersions(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionId: number,
   args: PageArgs,

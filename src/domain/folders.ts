@@ -1,5 +1,5 @@
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict, notFound } from './errors.js';
 
@@ -31,21 +31,21 @@ const q = statements('folders', {
   },
 });
 
-async function foldersByIds(conn: Connection, sandboxId: number, ids: readonly number[]): Promise<Map<number, Folder>> {
+async function foldersByIds(conn: Store, sandboxId: number, ids: readonly number[]): Promise<Map<number, Folder>> {
   const out = new Map<number, Folder>();
   if (ids.length === 0) return out;
   for (const row of await conn.all<Folder>(q.byIds, [sandboxId, JSON.stringify(ids)])) out.set(row.id, row);
   return out;
 }
 
-export async function requireFolder(conn: Connection, sandboxId: number, id: number): Promise<Folder> {
+export async function requireFolder(conn: Store, sandboxId: number, id: number): Promise<Folder> {
   const folder = (await foldersByIds(conn, sandboxId, [id])).get(id);
   if (!folder) throw notFound(`No folder with id ${id} in this sandbox`, String(id));
   return folder;
 }
 
 /** Every folder of the sandbox, for building paths (folders are few: a taxonomy, not data). */
-export async function allFolders(conn: Connection, sandboxId: number): Promise<Map<number, Folder>> {
+export async function allFolders(conn: Store, sandboxId: number): Promise<Map<number, Folder>> {
   return new Map((await conn.all<Folder>(q.ofSandbox, [sandboxId])).map((f) => [f.id, f]));
 }
 
@@ -63,7 +63,7 @@ export function folderPath(all: Map<number, Folder>, id: number): string {
 }
 
 export async function createFolder(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: { name: string; parentId?: number | null },
   now = Date.now(),

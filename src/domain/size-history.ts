@@ -3,8 +3,9 @@
  * finishing transaction (segment-evaluation.ts), read as `Audience.sizeHistory` and watched as
  * `audienceSizeChanged` once the job has committed.
  */
-import type { Connection } from '../db/index.js';
+
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { badInput } from './errors.js';
 import { type EventBus, topics } from './events.js';
 import type { Job } from './jobs/job-store.js';
@@ -51,7 +52,7 @@ const q = statements('size-history', {
 
 /** An audience's sizes after each evaluation, newest first. */
 export async function listAudienceSizeHistory(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   args: PageArgs,
@@ -72,11 +73,7 @@ export async function listAudienceSizeHistory(
 }
 
 /** The size changes a job wrote, one per audience it evaluated. */
-export async function sizeChangesOfJob(
-  conn: Connection,
-  sandboxId: number,
-  jobId: number,
-): Promise<AudienceSizePoint[]> {
+export async function sizeChangesOfJob(conn: Store, sandboxId: number, jobId: number): Promise<AudienceSizePoint[]> {
   return conn.all<AudienceSizePoint>(q.ofJob, [sandboxId, jobId]);
 }
 
@@ -98,7 +95,7 @@ export interface SizeChangeFilter {
  * are committed by then), the audiences whose size it moved by more than the fraction.
  */
 export function watchAudienceSizeChanges(
-  deps: { conn: Connection; bus: EventBus },
+  deps: { conn: Store; bus: EventBus },
   sandboxId: number,
   filter: SizeChangeFilter,
   signal?: AbortSignal,

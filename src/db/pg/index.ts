@@ -6,7 +6,10 @@ import { fileURLToPath } from 'node:url';
 import { drizzle, type NodePgDatabase } from 'drizzle-orm/node-postgres';
 import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
+import { ConnectionCache } from '../connection-cache.js';
 import type { Statement, StatementRunner } from '../statement.js';
+import type { Store, UnitClient } from '../store.js';
+import { refuseInsideOpenUnit } from '../unit.js';
 import * as schema from './schema.js';
 
 // Resolved from this file, not the cwd, like SQLite's folder (docs/dependencies.md gotcha 13).
@@ -14,7 +17,8 @@ const migrationsFolder = fileURLToPath(new URL('../../../drizzle/pg', import.met
 
 export type PgDb = NodePgDatabase<typeof schema> & { $client: pg.Pool };
 
-export interface PgConnection {
+export interface PgConnection extends Store {
+  readonly dialect: 'postgres';
   pool: pg.Pool;
   db: PgDb;
   close(): Promise<void>;
@@ -38,7 +42,58 @@ export function openPgDatabase(url: string, options: { max?: number } = {}): PgC
   // An idle client losing its server (a restart) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   const db = drizzle(pool, { schema }) as PgDb;
-  return { pool, db, close: () => pool.end() };
+  const runner = pgStatementRunner(pool);
+  const store: PgConnection = {
+    ...runner,
+    dialect: 'postgres',
+    cache: new ConnectionCache(),
+    units: { begin: () => beginUnit(pool) },
+    pool,
+    db,
+    close: () => pool.end(),
+  };
+  if (process.env.VITEST) {
+    store.all = (statement, params) => {
+      refuseInsideOpenUnit(store);
+      return runner.all(statement, params);
+    };
+    store.get = (statement, params) => {
+      refuseInsideOpenUnit(store);
+      return runner.get(statement, params);
+    };
+    store.run = (statement, params) => {
+      refuseInsideOpenUnit(store);
+      return runner.run(statement, params);
+    };
+  }
+  return store;
+}
+
+/**
+ * An arbitrary key for the units' write lock ("SegQLunt" as bytes). Every unit of work on the
+ * cluster takes it for its transaction, so units run one at a time across all nodes, as they
+ * do on SQLite: a unit reads, decides and writes (a name still free, a parent folder there, a
+ * version number next) without a rival unit slipping in between. Units are the API's writes,
+ * short and few; ingestion and jobs write through their own transactions and never take it.
+ */
+const UNIT_LOCK = 0x5365_6751_4c75_6e74n.toString();
+
+async function beginUnit(pool: pg.Pool): Promise<UnitClient> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [UNIT_LOCK]);
+  } catch (err) {
+    client.release(true);
+    throw err;
+  }
+  return {
+    ...pgStatementRunner(client),
+    async exec(sql) {
+      await client.query(sql);
+    },
+    release: (broken) => client.release(broken),
+  };
 }
 
 /**

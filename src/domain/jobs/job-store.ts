@@ -1,6 +1,6 @@
-import type { Connection } from '../../db/index.js';
 import type { jobs } from '../../db/schema.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
@@ -174,7 +174,7 @@ export interface NewJobOptions {
 
 /** Inserts a QUEUED job. Domain code creates jobs through the runner's `enqueue`, which also wakes it. */
 export async function insertJob<K extends TypedJobKind>(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   kind: K,
   input: InputOf<K>,
@@ -194,13 +194,13 @@ export async function insertJob<K extends TypedJobKind>(
   return toJob<K>(row!);
 }
 
-export async function jobById(conn: Connection, id: number): Promise<Job | undefined> {
+export async function jobById(conn: Store, id: number): Promise<Job | undefined> {
   const row = await conn.get<StoredJobRow>(q.byId, [id]);
   return row ? toJob(row) : undefined;
 }
 
 export async function jobsByIds<K extends TypedJobKind = TypedJobKind>(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
   kind?: K,
@@ -213,7 +213,7 @@ export async function jobsByIds<K extends TypedJobKind = TypedJobKind>(
 }
 
 export async function requireJob<K extends TypedJobKind>(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   id: number,
   kind: K,
@@ -229,7 +229,7 @@ export async function requireJob<K extends TypedJobKind>(
 
 /** Jobs of a kind, newest first, optionally by status or schedule. */
 export async function listJobs<K extends TypedJobKind = TypedJobKind>(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   filter: { kinds?: readonly K[]; statuses?: readonly JobStatus[] | null; scheduleId?: number | null },
   args: PageArgs,
@@ -255,7 +255,7 @@ export async function listJobs<K extends TypedJobKind = TypedJobKind>(
   };
 }
 
-export async function updateJob(conn: Connection, id: number, set: Partial<Omit<JobRow, 'id'>>): Promise<Job> {
+export async function updateJob(conn: Store, id: number, set: Partial<Omit<JobRow, 'id'>>): Promise<Job> {
   const row = await conn.get<StoredJobRow>(q.update, [...setParams(set), Date.now(), id]);
   // As before: no job of that id answers undefined.
   return (row ? toJob(row) : undefined) as Job;
@@ -263,7 +263,7 @@ export async function updateJob(conn: Connection, id: number, set: Partial<Omit<
 
 /** Updates a job only while it is in one of `statuses` (so a late progress report cannot touch a finished job). */
 export async function updateJobIn(
-  conn: Connection,
+  conn: Store,
   id: number,
   statuses: readonly JobStatus[],
   set: Partial<Omit<JobRow, 'id'>>,

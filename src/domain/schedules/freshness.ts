@@ -1,5 +1,5 @@
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { isEvaluated, LIFECYCLE_STATES } from '../lifecycle.js';
 import { schedulesNaming } from './schedule-references.js';
 import { lastDecidingTicks } from './schedule-ticks.js';
@@ -46,7 +46,7 @@ const q = statements('freshness', {
 
 /** The freshness of each audience (by id): one pass over the sandbox's ACTIVE segmentation schedules. */
 export async function audienceFreshness(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceIds: readonly number[],
 ): Promise<Map<number, Freshness>> {

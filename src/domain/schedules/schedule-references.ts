@@ -1,5 +1,5 @@
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { conflict } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 
@@ -44,7 +44,7 @@ const q = statements('schedule-references', {
 
 /** Replaces what a schedule names (the caller holds the transaction). */
 export async function replaceScheduleAudiences(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   scheduleId: number,
   audienceIds: readonly number[],
@@ -56,7 +56,7 @@ export async function replaceScheduleAudiences(
 
 /** The schedules naming an audience: CONFLICT naming them, for `what` ("Audience "x"", "Segment definition "y""). */
 export async function assertNoScheduleNames(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   what: string,
@@ -71,7 +71,7 @@ export async function assertNoScheduleNames(
 
 /** Schedule ids among `scheduleIds` that name each audience of `audienceIds`. */
 export async function schedulesNaming(
-  conn: Connection,
+  conn: Store,
   audienceIds: readonly number[],
   scheduleIds: readonly number[],
 ): Promise<Map<number, number[]>> {

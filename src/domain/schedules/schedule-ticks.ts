@@ -1,5 +1,5 @@
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
 import type { TickOutcome } from './schedule-vocabulary.js';
 
@@ -81,7 +81,7 @@ const q = statements('schedule-ticks', {
  * Records ticks, in order, in one statement whatever their number (a thousand MISSED ones at a
  * restart would otherwise be a thousand round trips on PostgreSQL); returns them in that order.
  */
-export async function insertTicks(conn: Connection, ticks: readonly NewTick[]): Promise<ScheduleTick[]> {
+export async function insertTicks(conn: Store, ticks: readonly NewTick[]): Promise<ScheduleTick[]> {
   if (ticks.length === 0) return [];
   const rows = await conn.all<ScheduleTick>(q.insertAll, [JSON.stringify(ticks)]);
   return rows.sort((a, b) => a.id - b.id);
@@ -89,7 +89,7 @@ export async function insertTicks(conn: Connection, ticks: readonly NewTick[]): 
 
 /** A schedule's ticks, newest first. */
 export async function listTicks(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   scheduleId: number,
   args: PageArgs,
@@ -112,7 +112,7 @@ export async function listTicks(
 
 /** The latest tick of each schedule that says how its last due time went (an overlap skip says nothing new). */
 export async function lastDecidingTicks(
-  conn: Connection,
+  conn: Store,
   scheduleIds: readonly number[],
 ): Promise<Map<number, ScheduleTick>> {
   const out = new Map<number, ScheduleTick>();
