@@ -17,9 +17,15 @@ export interface Store extends StatementRunner {
 
 /** How a pooled database opens a unit: a client of its own, in a transaction. */
 export interface UnitHost {
-  /** A client, its transaction begun and holding the cluster's write lock. */
-  begin(): Promise<UnitClient>;
+  /**
+   * A client, its transaction begun and holding a lock of the cluster: the units' one, or
+   * `lock` (a unit that needs to be serialised only with its own kind, e.g. one sandbox's ingests).
+   */
+  begin(lock?: UnitLock): Promise<UnitClient>;
 }
+
+/** A lock of the cluster as two 32-bit numbers: what kind of work, and for which (a sandbox id). */
+export type UnitLock = readonly [kind: number, key: number];
 
 export interface UnitClient extends StatementRunner {
   /** A statement with no parameters and no rows: COMMIT, ROLLBACK, savepoints. */

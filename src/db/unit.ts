@@ -21,7 +21,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { withoutBusyWait } from './busy.js';
 import type { Connection } from './index.js';
-import type { Store, UnitHost } from './store.js';
+import type { Store, UnitHost, UnitLock } from './store.js';
 
 export type { Store } from './store.js';
 
@@ -94,6 +94,12 @@ export interface UnitOptions {
    * Only the start waits for the lock: once begun, the unit holds it.
    */
   busyWait?: boolean;
+  /**
+   * On a pooled database, the lock the unit takes instead of the units' one, so that it is
+   * serialised only with units taking the same (the ingests of one sandbox, say) and runs beside
+   * the others. On SQLite every unit takes its turn on the one connection anyway.
+   */
+  lock?: UnitLock;
 }
 
 /**
@@ -111,7 +117,7 @@ export function writeUnit<S extends Store, T>(
   if (insideOpenUnit(turns)) {
     return Promise.reject(new Error("a unit was opened with the connection instead of the enclosing unit's handle"));
   }
-  if (!isSqlite(conn)) return pooledUnit(conn, conn.units!, turns, body);
+  if (!isSqlite(conn)) return pooledUnit(conn, conn.units!, turns, body, options.lock);
   try {
     return Promise.resolve(inTurn(conn, turns, unitSection(conn, turns, body, options)));
   } catch (err) {
@@ -290,16 +296,17 @@ async function savepoint<S extends Store, T>(tx: UnitOf<S>, body: (tx: UnitOf<S>
  * A unit on a pooled database (PostgreSQL): its own client, so other units and plain reads run
  * beside it on other clients and never see its writes before COMMIT — what the turns and the
  * tests' one-turn check give on SQLite's one connection. The host begins each transaction with
- * the cluster's write lock, so units that check and then write (a free name, a folder's parent)
- * are serialised across every node as they are on SQLite.
+ * a lock of the cluster (the units' one unless the unit names its own), so units that check and
+ * then write (a free name, a folder's parent) are serialised across every node as on SQLite.
  */
 async function pooledUnit<S extends Store, T>(
   store: S,
   host: UnitHost,
   turns: Turns,
   body: (tx: UnitOf<S>) => T | Promise<T>,
+  lock: UnitLock | undefined,
 ): Promise<T> {
-  const client = await host.begin();
+  const client = await host.begin(lock);
   const unit: UnitState = { savepoints: 0, turns, ended: false, exec: (sql) => client.exec(sql) };
   const tx = Object.assign(Object.create(store) as S, {
     unit,

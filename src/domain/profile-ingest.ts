@@ -2,6 +2,7 @@ import type { Statement } from 'better-sqlite3';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection, Sqlite } from '../db/index.js';
+import type { FieldCatalog } from '../pql/index.js';
 import { refreshAudienceSize } from './audiences.js';
 import { validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
@@ -190,6 +191,40 @@ function stitch(conn: Connection, s: IngestStatements, ids: number[]): number {
   return survivor;
 }
 
+/** A record as ingestion takes it, or why it is refused. */
+export type CheckedProfileRecord =
+  | { ok: true; identities: IdentityInput[]; attributes: unknown }
+  | { ok: false; message: string; code: IngestErrorCode };
+
+/**
+ * The checks a profile record passes before anything is stored, the same whichever database
+ * stores it: size and identity guardrails, identities, attributes against the field catalogue.
+ */
+export function checkProfileRecord(
+  record: ProfileRecord,
+  catalog: FieldCatalog,
+  limits: IngestLimits,
+): CheckedProfileRecord {
+  if (byteLength(record) > limits.profileRecordBytes) {
+    return {
+      ok: false,
+      message: `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`,
+      code: 'GUARDRAIL',
+    };
+  }
+  const identities = Array.isArray(record.identities) ? record.identities : [];
+  if (identities.length === 0)
+    return { ok: false, message: 'A profile record needs at least one identity', code: 'BAD_USER_INPUT' };
+  if (identities.length > limits.identitiesPerProfile) {
+    return { ok: false, message: `A profile has at most ${limits.identitiesPerProfile} identities`, code: 'GUARDRAIL' };
+  }
+  const identityError = identities.map(identityProblem).find((p) => p !== undefined);
+  if (identityError) return { ok: false, message: `Invalid identity: ${identityError}`, code: 'BAD_USER_INPUT' };
+  const checked = validateDocument(record.attributes, catalog.profile);
+  if (!checked.ok) return { ok: false, message: checked.message, code: 'BAD_USER_INPUT' };
+  return { ok: true, identities, attributes: checked.value };
+}
+
 /**
  * Ingests profile records in one transaction: each record merges into the profile its
  * identities name (joining several into one), or makes a new one. Bad records are reported
@@ -220,30 +255,13 @@ export function ingestProfiles(
   conn.sqlite
     .transaction(() => {
       for (const [index, record] of records.entries()) {
-        if (byteLength(record) > limits.profileRecordBytes) {
-          reject(index, `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
-          continue;
-        }
-        const identities = Array.isArray(record.identities) ? record.identities : [];
-        if (identities.length === 0) {
-          reject(index, 'A profile record needs at least one identity');
-          continue;
-        }
-        if (identities.length > limits.identitiesPerProfile) {
-          reject(index, `A profile has at most ${limits.identitiesPerProfile} identities`, 'GUARDRAIL');
-          continue;
-        }
-        const identityError = identities.map(identityProblem).find((p) => p !== undefined);
-        if (identityError) {
-          reject(index, `Invalid identity: ${identityError}`);
-          continue;
-        }
-        const checked = validateDocument(record.attributes, catalog.profile);
+        const checked = checkProfileRecord(record, catalog, limits);
         if (!checked.ok) {
-          reject(index, checked.message);
+          reject(index, checked.message, checked.code);
           continue;
         }
-        const attributes = JSON.stringify(checked.value);
+        const { identities } = checked;
+        const attributes = JSON.stringify(checked.attributes);
 
         const matched = new Set<number>();
         const unseen = new Set<string>();

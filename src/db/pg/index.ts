@@ -8,7 +8,7 @@ import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import { ConnectionCache } from '../connection-cache.js';
 import type { Statement, StatementRunner } from '../statement.js';
-import type { Store, UnitClient } from '../store.js';
+import type { Store, UnitClient, UnitLock } from '../store.js';
 import { refuseInsideOpenUnit } from '../unit.js';
 import * as schema from './schema.js';
 
@@ -47,7 +47,7 @@ export function openPgDatabase(url: string, options: { max?: number } = {}): PgC
     ...runner,
     dialect: 'postgres',
     cache: new ConnectionCache(),
-    units: { begin: () => beginUnit(pool) },
+    units: { begin: (lock) => beginUnit(pool, lock) },
     pool,
     db,
     close: () => pool.end(),
@@ -78,11 +78,12 @@ export function openPgDatabase(url: string, options: { max?: number } = {}): PgC
  */
 const UNIT_LOCK = 0x5365_6751_4c75_6e74n.toString();
 
-async function beginUnit(pool: pg.Pool): Promise<UnitClient> {
+async function beginUnit(pool: pg.Pool, lock: UnitLock | undefined): Promise<UnitClient> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [UNIT_LOCK]);
+    if (lock) await client.query('SELECT pg_advisory_xact_lock($1, $2)', [lock[0], lock[1]]);
+    else await client.query('SELECT pg_advisory_xact_lock($1)', [UNIT_LOCK]);
   } catch (err) {
     client.release(true);
     throw err;
