@@ -575,7 +575,7 @@ async function serve(config: Config, log: Logger): Promise<void> {
   const file = databaseFile(config.dataDir);
   const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
   const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
-  if (config.demoProfiles > 0 && countProfiles(conn, prod.id) === 0) {
+  if (config.demoProfiles > 0 && (await countProfiles(conn, prod.id)) === 0) {
     await seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
   }
   // Loaded only to serve: the schema and yoga are most of a command's start-up, and help, usage

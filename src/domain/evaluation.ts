@@ -21,7 +21,7 @@ import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { loadProfileDocument } from './profile-documents.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
-import { profileIdByIdentity } from './profiles.js';
+import { profileIdByIdentitySync } from './profiles.js';
 
 /**
  * One page of the exact set of qualifying profiles (SQL engine), in id order, as ids. `guard`
@@ -165,7 +165,7 @@ export function evaluateProfile(
   const checkpoint = options.checkpoint ?? (() => {});
   const started = performance.now();
   assertIdentity(identity);
-  const profileId = profileIdByIdentity(conn, sandboxId, identity);
+  const profileId = profileIdByIdentitySync(conn, sandboxId, identity);
   if (profileId === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
   let expression: CheckedInput | undefined;
   if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: false });

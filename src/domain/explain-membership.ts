@@ -49,7 +49,7 @@ export async function explainMembership(
     throw badInput('Give either audienceId or expression', 'audienceId');
   }
   if (request.identity) assertIdentity(request.identity);
-  const profileId = request.profileId ?? profileIdByIdentity(conn, sandboxId, request.identity!);
+  const profileId = request.profileId ?? (await profileIdByIdentity(conn, sandboxId, request.identity!));
   if (profileId === undefined) return null;
   const at = request.at ?? now;
   const doc = loadProfileDocument(conn, sandboxId, profileId);

@@ -210,13 +210,13 @@ async function resolveIdentities(
   if (identities.length > 10_000) throw badInput('At most 10,000 identities per call', 'identities');
   const ids: number[] = [];
   const unknown: string[] = [];
-  identities.forEach((identity, i) => {
+  for (const [i, identity] of identities.entries()) {
     const problem = identityProblem(identity);
     if (problem) throw badInput(`Invalid identity: ${problem}`, `identities.${i}`);
-    const id = profileIdByIdentity(conn, sandboxId, identity);
+    const id = await profileIdByIdentity(conn, sandboxId, identity);
     if (id === undefined) unknown.push(`${identity.namespace}:${identity.id}`);
     else ids.push(id);
-  });
+  }
   if (unknown.length > 0) {
     throw badInput(
       `No profile has identity ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}`,

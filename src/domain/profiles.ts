@@ -1,7 +1,5 @@
-import { and, eq, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { identities, profiles, sandboxes } from '../db/schema.js';
-import { statements } from '../db/statement.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
@@ -99,7 +97,7 @@ const q = statements('profiles', {
     postgres: `SELECT ${PROFILE_PG} FROM profiles
       WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
   },
-  /** The profile id an identity names (profileIdByIdentity, asynchronously). */
+  /** The profile id an identity names (profileIdByIdentity, and its synchronous twin). */
   idByIdentity: {
     sqlite: 'SELECT profile_id AS "profileId" FROM identities WHERE sandbox_id = ? AND namespace = ? AND value = ?',
     postgres:
@@ -172,6 +170,21 @@ const q = statements('profiles', {
     sqlite: 'DELETE FROM profiles WHERE sandbox_id = ? AND id = ?',
     postgres: 'DELETE FROM profiles WHERE sandbox_id = $1 AND id = $2',
   },
+  /** The count the triggers keep (countProfiles); no row for an unknown sandbox. */
+  profileCount: {
+    sqlite: 'SELECT profile_count AS n FROM sandboxes WHERE id = ?',
+    postgres: 'SELECT profile_count AS n FROM sandboxes WHERE id = $1',
+  },
+  /** Lowest profile id; null when the sandbox has none. Alone: SQLite answers it with one index seek. */
+  lowestId: {
+    sqlite: 'SELECT min(id) AS v FROM profiles WHERE sandbox_id = ?',
+    postgres: 'SELECT min(id) AS v FROM profiles WHERE sandbox_id = $1',
+  },
+  /** Highest profile id; null when the sandbox has none (a statement apart from lowestId, for the same reason). */
+  highestId: {
+    sqlite: 'SELECT max(id) AS v FROM profiles WHERE sandbox_id = ?',
+    postgres: 'SELECT max(id) AS v FROM profiles WHERE sandbox_id = $1',
+  },
 });
 
 type ProfileRow = Omit<Profile, 'attributes'> & { attributes: string };
@@ -199,20 +212,26 @@ async function profileById(conn: Connection, sandboxId: number, id: number): Pro
 
 /**
  * Synchronous: the query workers' edge evaluation (evaluation.ts) looks profiles up with it on
- * their own thread, as the API does on the main one.
+ * their own thread; the API reads the same statement through profileIdByIdentity.
  */
-export function profileIdByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): number | undefined {
-  const row = conn.db
-    .select({ profileId: identities.profileId })
-    .from(identities)
-    .where(
-      and(
-        eq(identities.sandboxId, sandboxId),
-        eq(identities.namespace, identity.namespace),
-        eq(identities.value, identity.id),
-      ),
-    )
-    .get();
+export function profileIdByIdentitySync(
+  conn: Connection,
+  sandboxId: number,
+  identity: IdentityInput,
+): number | undefined {
+  const row = preparedOn(conn.sqlite, q.idByIdentity).get(sandboxId, identity.namespace, identity.id) as
+    | { profileId: number }
+    | undefined;
+  return row?.profileId;
+}
+
+/** The profile id an identity names, through the handle. */
+export async function profileIdByIdentity(
+  conn: Connection,
+  sandboxId: number,
+  identity: IdentityInput,
+): Promise<number | undefined> {
+  const row = await conn.get<{ profileId: number }>(q.idByIdentity, [sandboxId, identity.namespace, identity.id]);
   return row?.profileId;
 }
 
@@ -222,14 +241,8 @@ export async function profileByIdentity(
   identity: IdentityInput,
 ): Promise<Profile | undefined> {
   assertIdentity(identity);
-  const id = await idByIdentity(conn, sandboxId, identity);
+  const id = await profileIdByIdentity(conn, sandboxId, identity);
   return id === undefined ? undefined : await profileById(conn, sandboxId, id);
-}
-
-/** profileIdByIdentity through the handle, for the asynchronous callers. */
-async function idByIdentity(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number | undefined> {
-  const row = await conn.get<{ profileId: number }>(q.idByIdentity, [sandboxId, identity.namespace, identity.id]);
-  return row?.profileId;
 }
 
 export async function eventsByIds(
@@ -339,7 +352,7 @@ export async function listEvents(
 export async function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number> {
   assertIdentity(identity);
   return await writeUnit(conn, async (tx) => {
-    const id = await idByIdentity(tx, sandboxId, identity);
+    const id = await profileIdByIdentity(tx, sandboxId, identity);
     if (id === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
     const audienceIds = (await tx.all<{ id: number }>(q.audiencesOf, [sandboxId, id])).map((r) => r.id);
     for (const statement of [q.deleteIdentities, q.deleteEvents, q.deleteMemberships, q.deleteMembershipHistory])
@@ -351,12 +364,14 @@ export async function deleteProfile(conn: Connection, sandboxId: number, identit
   });
 }
 
-/**
- * How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan.
- * Synchronous: job workers read it (profileIdRange) inside their read transactions.
- */
-export function countProfiles(conn: Connection, sandboxId: number): number {
-  const row = conn.db.select({ n: sandboxes.profileCount }).from(sandboxes).where(eq(sandboxes.id, sandboxId)).get();
+/** How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan. */
+export async function countProfiles(conn: Connection, sandboxId: number): Promise<number> {
+  return (await conn.get<{ n: number }>(q.profileCount, [sandboxId]))?.n ?? 0;
+}
+
+/** countProfiles synchronously: job workers read it (profileIdRange) inside their read transactions. */
+export function countProfilesSync(conn: Connection, sandboxId: number): number {
+  const row = preparedOn(conn.sqlite, q.profileCount).get(sandboxId) as { n: number } | undefined;
   return row?.n ?? 0;
 }
 
@@ -373,17 +388,9 @@ interface ProfileIdRange {
  */
 export function profileIdRange(conn: Connection, sandboxId: number): ProfileIdRange {
   // Separate statements: SQLite answers a lone min() or max() with one index seek, both together with a scan.
-  const lo = conn.db
-    .select({ v: sql<number | null>`min(${profiles.id})` })
-    .from(profiles)
-    .where(eq(profiles.sandboxId, sandboxId))
-    .get();
-  const hi = conn.db
-    .select({ v: sql<number | null>`max(${profiles.id})` })
-    .from(profiles)
-    .where(eq(profiles.sandboxId, sandboxId))
-    .get();
-  return { lo: lo?.v ?? null, hi: hi?.v ?? null, count: countProfiles(conn, sandboxId) };
+  const lo = preparedOn(conn.sqlite, q.lowestId).get(sandboxId) as { v: number | null } | undefined;
+  const hi = preparedOn(conn.sqlite, q.highestId).get(sandboxId) as { v: number | null } | undefined;
+  return { lo: lo?.v ?? null, hi: hi?.v ?? null, count: countProfilesSync(conn, sandboxId) };
 }
 
 /** The first index of `sorted` whose id is above `key` (`strict`) or at least `key`. */

@@ -1,7 +1,8 @@
 /**
  * Statements by name, profiles (src/domain/profiles.ts): both texts give the same profiles,
- * events and identities, by id, by identity and by page with each filter on and off, and delete
- * the same rows. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ * events and identities, by id, by identity and by page with each filter on and off, the same
+ * kept count and id range, and delete the same rows. Runs when SEGQL_TEST_DATABASE_URL names a
+ * PostgreSQL server.
  */
 import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
@@ -144,6 +145,14 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
       expect(await same('countEvents', eventFilter(null, null, null))).toEqual([{ n: 4 }]);
       expect(await same('countEvents', eventFilter('web.pageViews', null, 2_000))).toEqual([{ n: 2 }]);
       await same('audiencesOf', [1, 1]);
+      // The count both databases' triggers keep, and the id range (no row: none).
+      expect(await same('profileCount', [1])).toEqual([{ n: 3 }]);
+      expect(await same('profileCount', [2])).toEqual([{ n: 1 }]);
+      expect(await same('profileCount', [9])).toEqual([]);
+      expect(await same('lowestId', [1])).toEqual([{ v: 1 }]);
+      expect(await same('highestId', [1])).toEqual([{ v: 3 }]);
+      expect(await same('lowestId', [9])).toEqual([{ v: null }]);
+      expect(await same('highestId', [9])).toEqual([{ v: null }]);
 
       for (const runner of [sqlite, postgres]) {
         expect(await runner.run(q('deleteIdentities'), [1, 1])).toEqual({ changes: 2 });

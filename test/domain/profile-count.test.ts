@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
-import { countProfiles, deleteProfile, profileIdRange } from '../../src/domain/profiles.js';
+import { countProfiles, countProfilesSync, deleteProfile, profileIdRange } from '../../src/domain/profiles.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 
 describe('the kept profile count', () => {
@@ -14,7 +14,7 @@ describe('the kept profile count', () => {
     const person = (n: number) => ({ identities: [{ namespace: 'email', id: `p${n}@example.com` }], attributes: {} });
     ingestProfiles(conn, a, [person(1), person(2), person(3)]);
     ingestProfiles(conn, b, [person(1)]);
-    expect([countProfiles(conn, a), countProfiles(conn, b)]).toEqual([3, 1]);
+    expect([await countProfiles(conn, a), await countProfiles(conn, b)]).toEqual([3, 1]);
     // One record naming two existing profiles joins them: one profile fewer.
     ingestProfiles(conn, a, [
       {
@@ -25,10 +25,11 @@ describe('the kept profile count', () => {
         attributes: {},
       },
     ]);
-    expect(countProfiles(conn, a)).toBe(2);
+    expect(await countProfiles(conn, a)).toBe(2);
     await deleteProfile(conn, a, { namespace: 'email', id: 'p3@example.com' });
-    expect([countProfiles(conn, a), countProfiles(conn, b)]).toEqual([scanned(a), scanned(b)]);
-    expect(countProfiles(conn, a)).toBe(1);
+    expect([await countProfiles(conn, a), await countProfiles(conn, b)]).toEqual([scanned(a), scanned(b)]);
+    expect(await countProfiles(conn, a)).toBe(1);
+    expect([countProfilesSync(conn, a), await countProfiles(conn, 999)]).toEqual([1, 0]);
     const ids = conn.sqlite.prepare('SELECT id FROM profiles WHERE sandbox_id = ? ORDER BY id').pluck().all(a);
     expect(profileIdRange(conn, a)).toEqual({ lo: ids[0], hi: ids.at(-1), count: 1 });
     expect(profileIdRange(conn, (await ensureSandbox(conn, 'empty')).id)).toEqual({ lo: null, hi: null, count: 0 });

@@ -8,6 +8,7 @@
 import { closeSync, openSync, readdirSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection } from '../../db/index.js';
+import { preparedOn, statements } from '../../db/statement.js';
 
 /** A mark every this many rows: a page reads at most this many lines before its first row. */
 export const MARK_EVERY = 1000;
@@ -18,6 +19,36 @@ export interface RecordMark {
   file: string;
   offset: number;
 }
+
+const MARK = '"row", file, "offset"';
+
+const q = statements('record-marks', {
+  /** A dataset's marks go when its next export's marks come (and with the dataset). */
+  deleteOfDataset: {
+    sqlite: 'DELETE FROM dataset_record_marks WHERE dataset_id = ?',
+    postgres: 'DELETE FROM dataset_record_marks WHERE dataset_id = $1',
+  },
+  /** One export's marks, given as a JSON array of `[row, file, offset]`. */
+  insertAll: {
+    sqlite: `INSERT INTO dataset_record_marks (dataset_id, job_id, ${MARK})
+      SELECT ?, ?, value ->> '$[0]', value ->> '$[1]', value ->> '$[2]' FROM json_each(?)`,
+    postgres: `INSERT INTO dataset_record_marks (dataset_id, job_id, ${MARK})
+      SELECT $1, $2, CAST(m ->> 0 AS bigint), m ->> 1, CAST(m ->> 2 AS bigint)
+      FROM jsonb_array_elements(CAST($3 AS jsonb)) AS m`,
+  },
+  /** The last mark of an export at or before a row. */
+  atOrBefore: {
+    sqlite: `SELECT ${MARK} FROM dataset_record_marks WHERE job_id = ? AND "row" <= ? ORDER BY "row" DESC LIMIT 1`,
+    postgres: `SELECT ${MARK} FROM dataset_record_marks WHERE job_id = $1 AND "row" <= $2 ORDER BY "row" DESC LIMIT 1`,
+  },
+  /** The first mark of an export at or after a row in another file: where the next file starts. */
+  nextFile: {
+    sqlite: `SELECT ${MARK} FROM dataset_record_marks WHERE job_id = ? AND "row" >= ? AND file <> ?
+      ORDER BY "row" LIMIT 1`,
+    postgres: `SELECT ${MARK} FROM dataset_record_marks WHERE job_id = $1 AND "row" >= $2 AND file <> $3
+      ORDER BY "row" LIMIT 1`,
+  },
+});
 
 /** The file of a CSV or Parquet export's rows as NDJSON lines (NDJSON exports page their own files). */
 export function recordsFileName(jobId: number): string {
@@ -39,13 +70,15 @@ export class RecordMarks {
     this.lastFile = file;
   }
 
-  /** Stores the marks as the dataset's (in the export's finishing transaction) and drops older exports' marks. */
+  /**
+   * Stores the marks as the dataset's and drops older exports' marks. Synchronous: it runs in
+   * the export worker's finishing transaction, on its own connection.
+   */
   save(conn: Connection, datasetId: number, jobId: number): void {
-    conn.sqlite.prepare('DELETE FROM dataset_record_marks WHERE dataset_id = ?').run(datasetId);
-    const insert = conn.sqlite.prepare(
-      'INSERT INTO dataset_record_marks (dataset_id, job_id, row, file, offset) VALUES (?, ?, ?, ?, ?)',
-    );
-    for (const m of this.marks) insert.run(datasetId, jobId, m.row, m.file, m.offset);
+    preparedOn(conn.sqlite, q.deleteOfDataset).run(datasetId);
+    if (this.marks.length === 0) return;
+    const rows = JSON.stringify(this.marks.map((m) => [m.row, m.file, m.offset]));
+    preparedOn(conn.sqlite, q.insertAll).run(datasetId, jobId, rows);
   }
 }
 
@@ -78,18 +111,11 @@ export async function readRecordLines(
   count: number,
 ): Promise<string[]> {
   if (count <= 0) return [];
-  let mark = conn.sqlite
-    .prepare(
-      'SELECT row, file, offset FROM dataset_record_marks WHERE job_id = ? AND row <= ? ORDER BY row DESC LIMIT 1',
-    )
-    .get(jobId, start) as RecordMark | undefined;
-  const nextFile = conn.sqlite.prepare(
-    'SELECT row, file, offset FROM dataset_record_marks WHERE job_id = ? AND row >= ? AND file <> ? ORDER BY row LIMIT 1',
-  );
+  let mark = await conn.get<RecordMark>(q.atOrBefore, [jobId, start]);
   const out: string[] = [];
   while (mark && out.length < count) {
     const row = readFrom(join(dir, mark.file), mark.offset, mark.row, start, count, out);
-    mark = nextFile.get(jobId, row, mark.file) as RecordMark | undefined;
+    mark = await conn.get<RecordMark>(q.nextFile, [jobId, row, mark.file]);
   }
   return out;
 }

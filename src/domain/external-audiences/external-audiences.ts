@@ -3,6 +3,7 @@
  * (ingestion runs, ingestion-run.ts), described by the typed columns of those lists.
  */
 import type { Connection } from '../../db/index.js';
+import { statements } from '../../db/statement.js';
 import { writeUnit } from '../../db/unit.js';
 import {
   type Audience,
@@ -47,33 +48,67 @@ export interface ExternalAudience {
   updatedAt: number;
 }
 
-interface Row {
-  id: number;
-  sandbox_id: number;
-  audience_id: number;
-  external_id: string | null;
-  fields: string;
-  identity_field: string;
-  identity_namespace: string;
-  ttl_in_days: number;
-  version: number;
-  created_at: number;
-  updated_at: number;
-}
+const COLUMNS = `id, sandbox_id AS "sandboxId", audience_id AS "audienceId", external_id AS "externalId", fields,
+  identity_field AS "identityField", identity_namespace AS "identityNamespace", ttl_in_days AS "ttlInDays", version,
+  created_at AS "createdAt", updated_at AS "updatedAt"`;
+const E_COLUMNS = `e.id, e.sandbox_id AS "sandboxId", e.audience_id AS "audienceId", e.external_id AS "externalId",
+  e.fields, e.identity_field AS "identityField", e.identity_namespace AS "identityNamespace",
+  e.ttl_in_days AS "ttlInDays", e.version, e.created_at AS "createdAt", e.updated_at AS "updatedAt"`;
 
-const toExternal = (r: Row): ExternalAudience => ({
-  id: r.id,
-  sandboxId: r.sandbox_id,
-  audienceId: r.audience_id,
-  externalId: r.external_id,
-  fields: JSON.parse(r.fields) as ExternalAudienceField[],
-  identityField: r.identity_field,
-  identityNamespace: r.identity_namespace,
-  ttlInDays: r.ttl_in_days,
-  version: r.version,
-  createdAt: r.created_at,
-  updatedAt: r.updated_at,
+const q = statements('external-audiences', {
+  /** The sandbox's external audiences among the ids of the JSON array. */
+  byIds: {
+    sqlite: `SELECT ${COLUMNS} FROM external_audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${COLUMNS} FROM external_audiences
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  ofAudience: {
+    sqlite: `SELECT ${COLUMNS} FROM external_audiences WHERE sandbox_id = ? AND audience_id = ?`,
+    postgres: `SELECT ${COLUMNS} FROM external_audiences WHERE sandbox_id = $1 AND audience_id = $2`,
+  },
+  /**
+   * By the creator's id or the audience's name key (the lowercased reference): the one whose
+   * externalId it is first (a null externalId last on both), then the oldest.
+   */
+  find: {
+    sqlite: `SELECT ${E_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
+      WHERE e.sandbox_id = ? AND (e.external_id = ? OR a.name_key = ?) ORDER BY e.external_id = ? DESC, e.id LIMIT 1`,
+    postgres: `SELECT ${E_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
+      WHERE e.sandbox_id = $1 AND (e.external_id = $2 OR a.name_key = $3)
+      ORDER BY e.external_id = $4 DESC NULLS LAST, e.id LIMIT 1`,
+  },
+  /** The external audience that has this externalId, if any. */
+  byExternalId: {
+    sqlite: 'SELECT id FROM external_audiences WHERE sandbox_id = ? AND external_id = ?',
+    postgres: 'SELECT id FROM external_audiences WHERE sandbox_id = $1 AND external_id = $2',
+  },
+  insert: {
+    sqlite: `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field,
+        identity_namespace, ttl_in_days, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)
+      RETURNING id`,
+    postgres: `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field,
+        identity_namespace, ttl_in_days, version, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9)
+      RETURNING id`,
+  },
+  update: {
+    sqlite:
+      'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
+    postgres:
+      'UPDATE external_audiences SET ttl_in_days = $1, external_id = $2, version = version + 1, updated_at = $3 WHERE id = $4',
+  },
+  /** The run of an external audience queued or running (there is at most one); the member read as the index reads it. */
+  activeRun: {
+    sqlite: `SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'INGESTION'
+      AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING') AND json_extract(input, '$.externalAudienceId') = ? LIMIT 1`,
+    postgres: `SELECT id FROM jobs WHERE sandbox_id = $1 AND kind = 'INGESTION'
+      AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING')
+      AND CAST(input ->> 'externalAudienceId' AS bigint) = $2 LIMIT 1`,
+  },
 });
+
+type Row = Omit<ExternalAudience, 'fields'> & { fields: string };
+
+const toExternal = (r: Row): ExternalAudience => ({ ...r, fields: JSON.parse(r.fields) as ExternalAudienceField[] });
 
 export async function externalAudiencesByIds(
   conn: Connection,
@@ -82,10 +117,7 @@ export async function externalAudiencesByIds(
 ): Promise<Map<number, ExternalAudience>> {
   const out = new Map<number, ExternalAudience>();
   if (ids.length === 0) return out;
-  const rows = conn.sqlite
-    .prepare('SELECT * FROM external_audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))')
-    .all(sandboxId, JSON.stringify(ids)) as Row[];
-  for (const r of rows) out.set(r.id, toExternal(r));
+  for (const r of await conn.all<Row>(q.byIds, [sandboxId, JSON.stringify(ids)])) out.set(r.id, toExternal(r));
   return out;
 }
 
@@ -108,9 +140,7 @@ export async function externalAudienceOfAudience(
   sandboxId: number,
   audienceId: number,
 ): Promise<ExternalAudience | undefined> {
-  const row = conn.sqlite
-    .prepare('SELECT * FROM external_audiences WHERE sandbox_id = ? AND audience_id = ?')
-    .get(sandboxId, audienceId) as Row | undefined;
+  const row = await conn.get<Row>(q.ofAudience, [sandboxId, audienceId]);
   return row ? toExternal(row) : undefined;
 }
 
@@ -120,12 +150,7 @@ export async function findExternalAudience(
   sandboxId: number,
   ref: string,
 ): Promise<ExternalAudience | undefined> {
-  const row = conn.sqlite
-    .prepare(
-      `SELECT e.* FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
-       WHERE e.sandbox_id = ? AND (e.external_id = ? OR a.name_key = ?) ORDER BY e.external_id = ? DESC, e.id LIMIT 1`,
-    )
-    .get(sandboxId, ref, ref.toLowerCase(), ref) as Row | undefined;
+  const row = await conn.get<Row>(q.find, [sandboxId, ref, ref.toLowerCase(), ref]);
   return row ? toExternal(row) : undefined;
 }
 
@@ -185,10 +210,7 @@ async function validExternalId(
   const trimmed = externalId.trim();
   if (trimmed.length === 0 || trimmed.length > 255)
     throw badInput('externalId is 1 to 255 characters', 'input.externalId');
-  const taken = conn.sqlite
-    .prepare('SELECT id FROM external_audiences WHERE sandbox_id = ? AND external_id = ?')
-    .pluck()
-    .get(sandboxId, trimmed) as number | undefined;
+  const taken = (await conn.get<{ id: number }>(q.byExternalId, [sandboxId, trimmed]))?.id;
   if (taken !== undefined && taken !== exceptId) {
     throw conflict(`Another external audience already has externalId "${trimmed}"`, {
       id: encodeGlobalId('ExternalAudience', taken),
@@ -232,24 +254,17 @@ export async function createExternalAudience(
       },
       now,
     );
-    const id = Number(
-      tx.sqlite
-        .prepare(
-          `INSERT INTO external_audiences (sandbox_id, audience_id, external_id, fields, identity_field, identity_namespace,
-             ttl_in_days, version, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?)`,
-        )
-        .run(
-          sandboxId,
-          audience.id,
-          externalId,
-          JSON.stringify(fields),
-          identity.name,
-          identity.identityNamespace,
-          ttl,
-          now,
-          now,
-        ).lastInsertRowid,
-    );
+    const { id } = (await tx.get<{ id: number }>(q.insert, [
+      sandboxId,
+      audience.id,
+      externalId,
+      JSON.stringify(fields),
+      identity.name,
+      identity.identityNamespace,
+      ttl,
+      now,
+      now,
+    ]))!;
     return await requireExternalAudience(tx, sandboxId, id);
   });
 }
@@ -301,11 +316,7 @@ export async function updateExternalAudience(
         : changes.externalId === ''
           ? null
           : await validExternalId(tx, sandboxId, changes.externalId, id);
-    tx.sqlite
-      .prepare(
-        'UPDATE external_audiences SET ttl_in_days = ?, external_id = ?, version = version + 1, updated_at = ? WHERE id = ?',
-      )
-      .run(ttl, externalId, now, id);
+    await tx.run(q.update, [ttl, externalId, now, id]);
     return await requireExternalAudience(tx, sandboxId, id);
   });
 }
@@ -333,11 +344,5 @@ export async function activeIngestionRun(
   sandboxId: number,
   externalAudienceId: number,
 ): Promise<number | undefined> {
-  return conn.sqlite
-    .prepare(
-      `SELECT id FROM jobs WHERE sandbox_id = ? AND kind = 'INGESTION' AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING')
-       AND json_extract(input, '$.externalAudienceId') = ? LIMIT 1`,
-    )
-    .pluck()
-    .get(sandboxId, externalAudienceId) as number | undefined;
+  return (await conn.get<{ id: number }>(q.activeRun, [sandboxId, externalAudienceId]))?.id;
 }

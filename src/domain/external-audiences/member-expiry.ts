@@ -3,33 +3,51 @@
  * ingestion kind's sweep exits the ones past it (cause `expiry`) and forgets their rows.
  */
 import type { Connection } from '../../db/index.js';
-import { type UnitConnection, writeUnit } from '../../db/unit.js';
+import { statements } from '../../db/statement.js';
+import { writeUnit } from '../../db/unit.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
 import { MembershipWriter } from '../memberships.js';
 
 const DAY_MS = 86_400_000;
 
-/** The statements of one audience's expiry, on the unit that runs it. */
-function expiryStatements(tx: UnitConnection) {
-  const { sqlite } = tx;
-  return {
-    candidates: sqlite
-      .prepare(
-        `SELECT DISTINCT i.profile_id FROM external_members x
-         JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
-         WHERE x.audience_id = ? AND x.imported_at <= ?`,
-      )
-      .pluck(),
-    status: sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck(),
-    fresh: sqlite
-      .prepare(
-        `SELECT 1 FROM identities i JOIN external_members x ON x.audience_id = ? AND x.value = i.value
-         WHERE i.profile_id = ? AND i.namespace = ? AND x.imported_at > ? LIMIT 1`,
-      )
-      .pluck(),
-    forget: sqlite.prepare('DELETE FROM external_members WHERE audience_id = ? AND imported_at <= ?'),
-  };
-}
+const q = statements('member-expiry', {
+  /** Every external audience with its TTL, in audience order. */
+  audiences: {
+    sqlite: `SELECT sandbox_id AS "sandboxId", audience_id AS "audienceId", identity_namespace AS namespace,
+      ttl_in_days AS ttl FROM external_audiences ORDER BY audience_id`,
+    postgres: `SELECT sandbox_id AS "sandboxId", audience_id AS "audienceId", identity_namespace AS namespace,
+      ttl_in_days AS ttl FROM external_audiences ORDER BY audience_id`,
+  },
+  /** Whether the audience has a list row imported at or before the cutoff. */
+  anyExpired: {
+    sqlite: 'SELECT 1 AS found FROM external_members WHERE audience_id = ? AND imported_at <= ? LIMIT 1',
+    postgres: 'SELECT 1 AS found FROM external_members WHERE audience_id = $1 AND imported_at <= $2 LIMIT 1',
+  },
+  /** Profiles named by a row imported at or before the cutoff, in id order. */
+  candidates: {
+    sqlite: `SELECT DISTINCT i.profile_id AS "profileId" FROM external_members x
+      JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
+      WHERE x.audience_id = ? AND x.imported_at <= ? ORDER BY i.profile_id`,
+    postgres: `SELECT DISTINCT i.profile_id AS "profileId" FROM external_members x
+      JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
+      WHERE x.audience_id = $1 AND x.imported_at <= $2 ORDER BY i.profile_id`,
+  },
+  status: {
+    sqlite: 'SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?',
+    postgres: 'SELECT status FROM memberships WHERE audience_id = $1 AND profile_id = $2',
+  },
+  /** Whether another identity of the profile (same namespace) is on a row imported after the cutoff. */
+  fresh: {
+    sqlite: `SELECT 1 AS found FROM identities i JOIN external_members x ON x.audience_id = ? AND x.value = i.value
+      WHERE i.profile_id = ? AND i.namespace = ? AND x.imported_at > ? LIMIT 1`,
+    postgres: `SELECT 1 AS found FROM identities i JOIN external_members x ON x.audience_id = $1 AND x.value = i.value
+      WHERE i.profile_id = $2 AND i.namespace = $3 AND x.imported_at > $4 LIMIT 1`,
+  },
+  forget: {
+    sqlite: 'DELETE FROM external_members WHERE audience_id = ? AND imported_at <= ?',
+    postgres: 'DELETE FROM external_members WHERE audience_id = $1 AND imported_at <= $2',
+  },
+});
 
 /**
  * Exits members whose every row in the list is older than the audience's TTL at `now`; returns how many exited.
@@ -37,36 +55,28 @@ function expiryStatements(tx: UnitConnection) {
  * A sweep: it fails with SQLITE_BUSY rather than wait when another process holds the write lock.
  */
 export async function expireExternalMembers(conn: Connection, now: number): Promise<number> {
-  const { sqlite } = conn;
-  const audiences = sqlite
-    .prepare(
-      'SELECT sandbox_id AS sandboxId, audience_id AS audienceId, identity_namespace AS namespace, ttl_in_days AS ttl FROM external_audiences',
-    )
-    .all() as { sandboxId: number; audienceId: number; namespace: string; ttl: number }[];
-  const anyExpired = sqlite
-    .prepare('SELECT 1 FROM external_members WHERE audience_id = ? AND imported_at <= ? LIMIT 1')
-    .pluck();
+  const audiences = await conn.all<{ sandboxId: number; audienceId: number; namespace: string; ttl: number }>(
+    q.audiences,
+  );
   let exited = 0;
   for (const a of audiences) {
     const cutoff = now - a.ttl * DAY_MS;
-    if (anyExpired.get(a.audienceId, cutoff) === undefined) continue;
-    // Audiences are few; within one, the members are a synchronous loop of statements.
+    if ((await conn.get(q.anyExpired, [a.audienceId, cutoff])) === undefined) continue;
     exited += await writeUnit(
       conn,
-      (tx) => {
-        const { candidates, status, fresh, forget } = expiryStatements(tx);
+      async (tx) => {
         const writer = new MembershipWriter(tx);
         let count = 0;
-        for (const profileId of candidates.all(a.audienceId, cutoff) as number[]) {
-          const current = status.get(a.audienceId, profileId) as MembershipStatus | undefined;
+        for (const { profileId } of await tx.all<{ profileId: number }>(q.candidates, [a.audienceId, cutoff])) {
+          const current = (await tx.get<{ status: MembershipStatus }>(q.status, [a.audienceId, profileId]))?.status;
           if (!current || !CURRENT_STATUSES.includes(current)) continue;
-          if (fresh.get(a.audienceId, profileId, a.namespace, cutoff) !== undefined) continue;
+          if ((await tx.get(q.fresh, [a.audienceId, profileId, a.namespace, cutoff])) !== undefined) continue;
           // A list has no definition, so no definition version.
           writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null);
           count++;
         }
         writer.flushSizes(now);
-        forget.run(a.audienceId, cutoff);
+        await tx.run(q.forget, [a.audienceId, cutoff]);
         return count;
       },
       { busyWait: false },

@@ -2,8 +2,8 @@
  * A list row whose identity no profile had at import is kept; when a profile gains that identity
  * (an ingest, in its own transaction), the profile becomes a member then, with a history entry.
  */
-import { cacheKey } from '../../db/connection-cache.js';
 import type { Connection } from '../../db/index.js';
+import { preparedOn, statements } from '../../db/statement.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from '../memberships.js';
 
@@ -14,22 +14,41 @@ export interface AddedIdentity {
 }
 
 const DAY_MS = 86_400_000;
-const STATEMENTS = cacheKey<ReturnType<typeof prepare>>('pending external member statements');
 
-function prepare(conn: Connection) {
-  const { sqlite } = conn;
-  return {
-    any: sqlite.prepare('SELECT 1 FROM external_members WHERE sandbox_id = ? LIMIT 1').pluck(),
-    rows: sqlite.prepare(
-      `SELECT x.audience_id AS audienceId, x.payload, x.imported_at AS importedAt, e.ttl_in_days AS ttl
-       FROM external_members x JOIN external_audiences e ON e.audience_id = x.audience_id
-       JOIN audiences a ON a.id = x.audience_id
-       WHERE x.sandbox_id = ? AND x.namespace = ? AND x.value = ? AND a.lifecycle_state != 'ARCHIVED'`,
-    ),
-    status: sqlite.prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?').pluck(),
-    payload: sqlite.prepare('UPDATE memberships SET payload = ? WHERE audience_id = ? AND profile_id = ?'),
-  };
-}
+/**
+ * Run synchronously (preparedOn): inside the ingest's write transaction, on the ingest path's
+ * connection (docs/scale-out.md step 1). Each list's rows in audience order on both databases.
+ */
+const q = statements('pending-members', {
+  /** Whether the sandbox has any list row at all (most have none: nothing else to read). */
+  any: {
+    sqlite: 'SELECT 1 AS found FROM external_members WHERE sandbox_id = ? LIMIT 1',
+    postgres: 'SELECT 1 AS found FROM external_members WHERE sandbox_id = $1 LIMIT 1',
+  },
+  /** The list rows naming an identity, in audiences not archived, with their audience's TTL. */
+  rows: {
+    sqlite: `SELECT x.audience_id AS "audienceId", x.payload, x.imported_at AS "importedAt", e.ttl_in_days AS ttl
+      FROM external_members x JOIN external_audiences e ON e.audience_id = x.audience_id
+      JOIN audiences a ON a.id = x.audience_id
+      WHERE x.sandbox_id = ? AND x.namespace = ? AND x.value = ? AND a.lifecycle_state != 'ARCHIVED'
+      ORDER BY x.audience_id`,
+    postgres: `SELECT x.audience_id AS "audienceId", CAST(x.payload AS text) AS payload, x.imported_at AS "importedAt",
+        e.ttl_in_days AS ttl
+      FROM external_members x JOIN external_audiences e ON e.audience_id = x.audience_id
+      JOIN audiences a ON a.id = x.audience_id
+      WHERE x.sandbox_id = $1 AND x.namespace = $2 AND x.value = $3 AND a.lifecycle_state != 'ARCHIVED'
+      ORDER BY x.audience_id`,
+  },
+  status: {
+    sqlite: 'SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?',
+    postgres: 'SELECT status FROM memberships WHERE audience_id = $1 AND profile_id = $2',
+  },
+  /** The list row's other fields onto the membership (JSON text). */
+  payload: {
+    sqlite: 'UPDATE memberships SET payload = ? WHERE audience_id = ? AND profile_id = ?',
+    postgres: 'UPDATE memberships SET payload = CAST($1 AS jsonb) WHERE audience_id = $2 AND profile_id = $3',
+  },
+});
 
 /**
  * Makes profiles members of the external audiences whose lists name identities they just gained
@@ -42,12 +61,15 @@ export function resolvePendingMembers(
   now: number,
 ): MembershipChange[] {
   if (added.length === 0) return [];
-  const s = conn.cache.get(STATEMENTS, () => prepare(conn));
-  if (s.any.get(sandboxId) === undefined) return [];
+  const { sqlite } = conn;
+  if (preparedOn(sqlite, q.any).get(sandboxId) === undefined) return [];
+  const rowsOf = preparedOn(sqlite, q.rows);
+  const statusOf = preparedOn(sqlite, q.status);
+  const setPayload = preparedOn(sqlite, q.payload);
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
   for (const { namespace, value, profileId } of added) {
-    const rows = s.rows.all(sandboxId, namespace, value) as {
+    const rows = rowsOf.all(sandboxId, namespace, value) as {
       audienceId: number;
       payload: string;
       importedAt: number;
@@ -55,11 +77,12 @@ export function resolvePendingMembers(
     }[];
     for (const row of rows) {
       if (row.importedAt + row.ttl * DAY_MS <= now) continue;
-      const status = (s.status.get(row.audienceId, profileId) as MembershipStatus | undefined) ?? null;
+      const status =
+        (statusOf.get(row.audienceId, profileId) as { status: MembershipStatus } | undefined)?.status ?? null;
       if (status === null || !CURRENT_STATUSES.includes(status)) {
         changes.push(writer.change(sandboxId, row.audienceId, profileId, status, true, now, 'import', null));
       }
-      s.payload.run(row.payload, row.audienceId, profileId);
+      setPayload.run(row.payload, row.audienceId, profileId);
     }
   }
   writer.flushSizes(now);
