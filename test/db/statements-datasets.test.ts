@@ -7,6 +7,7 @@ import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
 import '../../src/domain/exports/datasets.js';
+import '../../src/domain/exports/record-index.js';
 import { describeOnPostgres, insertRows, statementsOf } from './statements-harness.js';
 
 describeOnPostgres('datasets statements on PostgreSQL', 'statements_datasets', (pg) => {
@@ -101,7 +102,7 @@ describeOnPostgres('datasets statements on PostgreSQL', 'statements_datasets', (
       expect(await same('activeExportsInto', [1, 1])).toEqual([{ id: 11 }, { id: 12 }]);
       await same('activeExportsInto', [1, 2]);
       for (const runner of [sqlite, postgres]) {
-        expect(await runner.run(q('deleteMarks'), [1])).toEqual({ changes: 2 });
+        expect(await runner.run(statementsOf('record-marks')('deleteOfDataset'), [1])).toEqual({ changes: 2 });
         expect(await runner.run(q('deleteFiles'), [1])).toEqual({ changes: 3 });
         expect(await runner.run(q('delete'), [1])).toEqual({ changes: 1 });
       }

@@ -6,7 +6,7 @@ import { writeUnit } from '../../db/unit.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { encodeCursor, integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
-import { readRecordLines } from './record-index.js';
+import { deleteRecordMarks, readRecordLines } from './record-index.js';
 
 export const EXPORT_FORMATS = ['NDJSON', 'CSV', 'PARQUET'] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -110,10 +110,6 @@ const q = statements('datasets', {
     postgres: `SELECT id FROM jobs WHERE sandbox_id = $1 AND kind = 'EXPORT'
       AND status IN ('QUEUED', 'PROCESSING', 'CANCELLING') AND input -> 'datasetId' = to_jsonb(CAST($2 AS bigint))
       ORDER BY id`,
-  },
-  deleteMarks: {
-    sqlite: 'DELETE FROM dataset_record_marks WHERE dataset_id = ?',
-    postgres: 'DELETE FROM dataset_record_marks WHERE dataset_id = $1',
   },
   deleteFiles: {
     sqlite: 'DELETE FROM dataset_files WHERE dataset_id = ?',
@@ -278,7 +274,7 @@ export async function deleteDataset(conn: Connection, dataDir: string, sandboxId
         jobs: active.map((j) => encodeGlobalId('ExportJob', j)),
       });
     }
-    await tx.run(q.deleteMarks, [id]);
+    await deleteRecordMarks(tx, id);
     await tx.run(q.deleteFiles, [id]);
     await tx.run(q.delete, [id]);
   });

@@ -9,6 +9,7 @@ import { closeSync, openSync, readdirSync, readSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection } from '../../db/index.js';
 import { preparedOn, statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 
 /** A mark every this many rows: a page reads at most this many lines before its first row. */
 export const MARK_EVERY = 1000;
@@ -82,6 +83,11 @@ export class RecordMarks {
   }
 }
 
+/** Drops a dataset's marks (the dataset is being deleted), inside the caller's unit. */
+export async function deleteRecordMarks(conn: Store, datasetId: number): Promise<void> {
+  await conn.run(q.deleteOfDataset, [datasetId]);
+}
+
 /** Removes the records files of a dataset's exports other than `keepJobId` (replaced ones, or a crash's leftovers). */
 export function removeOtherRecordFiles(dir: string, keepJobId: number): void {
   const keep = recordsFileName(keepJobId);
@@ -104,7 +110,7 @@ const CHUNK = 1 << 16;
  * file at the mark that starts it.
  */
 export async function readRecordLines(
-  conn: Connection,
+  conn: Store,
   dir: string,
   jobId: number,
   start: number,
