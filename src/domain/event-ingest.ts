@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { isBusy } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
+import type { FieldCatalog } from '../pql/index.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
@@ -164,6 +165,42 @@ export function ingestEventGroup(
   return outcomes as EventRequestOutcome[];
 }
 
+/** An event as ingestion takes it (its time in epoch ms, its data checked), or why it is refused. */
+export type CheckedEvent =
+  | { ok: true; ts: number; data: Record<string, unknown> }
+  | { ok: false; message: string; code: IngestErrorCode };
+
+/**
+ * The checks an event passes before anything is stored, the same whichever database stores it:
+ * the size guardrail, its identity, type, timestamp and id, its data against the catalogue.
+ */
+export function checkEvent(event: EventInput, catalog: FieldCatalog, limits: IngestLimits): CheckedEvent {
+  const refuse = (message: string, code: IngestErrorCode = 'BAD_USER_INPUT'): CheckedEvent => ({
+    ok: false,
+    message,
+    code,
+  });
+  if (byteLength(event) > limits.eventRecordBytes) {
+    return refuse(`Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
+  }
+  const problem = identityProblem(event.identity);
+  if (problem) return refuse(`Invalid identity: ${problem}`);
+  if (typeof event.eventType !== 'string' || event.eventType === '') return refuse('eventType is empty');
+  const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
+  if (!parsedTs?.ok) {
+    return refuse(`timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
+  }
+  if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
+    return refuse('id must be a non-empty string of at most 256 characters');
+  }
+  const checked = validateDocument(event.data ?? {}, catalog.event);
+  if (!checked.ok) return refuse(checked.message);
+  if ('timestamp' in checked.value || 'eventType' in checked.value) {
+    return refuse('timestamp and eventType are top-level event fields, not part of data');
+  }
+  return { ok: true, ts: parsedTs.ms, data: checked.value };
+}
+
 /** One request's events, written in the open transaction; what it changed goes into `changes`. */
 function writeEvents(
   conn: Connection,
@@ -182,39 +219,12 @@ function writeEvents(
     result.errors.push({ index, message, code });
   };
   for (const [index, event] of events.entries()) {
-    if (byteLength(event) > limits.eventRecordBytes) {
-      reject(index, `Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
-      continue;
-    }
-    const problem = identityProblem(event.identity);
-    if (problem) {
-      reject(index, `Invalid identity: ${problem}`);
-      continue;
-    }
-    if (typeof event.eventType !== 'string' || event.eventType === '') {
-      reject(index, 'eventType is empty');
-      continue;
-    }
-    const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
-    if (!parsedTs?.ok) {
-      reject(index, `timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
-      continue;
-    }
-    const ts = parsedTs.ms;
-    if (event.id != null && (typeof event.id !== 'string' || event.id === '' || event.id.length > 256)) {
-      reject(index, 'id must be a non-empty string of at most 256 characters');
-      continue;
-    }
-    const data = event.data ?? {};
-    const checked = validateDocument(data, catalog.event);
+    const checked = checkEvent(event, catalog, limits);
     if (!checked.ok) {
-      reject(index, checked.message);
+      reject(index, checked.message, checked.code);
       continue;
     }
-    if ('timestamp' in checked.value || 'eventType' in checked.value) {
-      reject(index, 'timestamp and eventType are top-level event fields, not part of data');
-      continue;
-    }
+    const { ts } = checked;
 
     const key = identityKey(sandboxId, event.identity.namespace, event.identity.id);
     let profileId = profileOf.get(key);
@@ -232,7 +242,7 @@ function writeEvents(
       changes.found.push({ key, profileId });
       profileOf.set(key, profileId);
     }
-    const payloadJson = JSON.stringify(checked.value);
+    const payloadJson = JSON.stringify(checked.data);
     const info = s.insertEvent.run(
       sandboxId,
       profileId,
