@@ -1,17 +1,20 @@
 /**
- * The PQL checker's reads (src/domain/expressions.ts): both texts find the same audiences by id,
- * external id and name (this service's own first) and the same inSegment dependencies. Runs when
- * SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ * The PQL checker's reads (src/domain/expressions.ts) and the explanation's transition version
+ * (src/domain/explain-membership.ts): both texts find the same audiences by id, external id and
+ * name (this service's own first), the same inSegment dependencies, and the same version. Runs
+ * when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
 import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import { pgStatementRunner } from '../../src/db/pg/index.js';
+import '../../src/domain/explain-membership.js';
 import '../../src/domain/expressions.js';
 import { describeOnPostgres, insertRows, statementsOf } from './statements-harness.js';
 
 describeOnPostgres('expressions statements on both databases', 'statements_expressions', (pg) => {
   it('gives the same rows from both texts', async () => {
     const q = statementsOf('expressions');
+    const explain = statementsOf('explain-membership');
     const sqlite = openDatabase(':memory:');
     const postgres = pgStatementRunner(pg.conn.pool);
     try {
@@ -102,6 +105,27 @@ describeOnPostgres('expressions statements on both databases', 'statements_expre
           [1, 2, 13],
         ],
       );
+      await insert(
+        'membership_history',
+        [
+          'id',
+          'sandbox_id',
+          'profile_id',
+          'audience_id',
+          'at',
+          'from_status',
+          'to_status',
+          'cause',
+          'definition_version',
+        ],
+        [
+          [1, 1, 7, 11, 5_000, null, 'REALIZED', 'job:1', 2],
+          [2, 1, 7, 11, 5_000, 'REALIZED', 'EXITED', 'job:2', 3],
+          [3, 1, 7, 11, 5_000, 'EXITED', 'REALIZED', 'manual', null],
+          [4, 1, 7, 11, 6_000, null, 'REALIZED', 'manual', null],
+          [5, 1, 8, 11, 5_000, null, 'REALIZED', 'job:1', 1],
+        ],
+      );
       const same = async (name: string, params: unknown[], statement = q(name)) => {
         const rows = await sqlite.all(statement, params);
         expect(await postgres.all(statement, params), `${name} ${JSON.stringify(params)}`).toEqual(rows);
@@ -133,6 +157,11 @@ describeOnPostgres('expressions statements on both databases', 'statements_expre
       expect(await same('audienceDependencies', [1, 11])).toEqual([{ audienceId: 12 }, { audienceId: 13 }]);
       expect(await same('audienceDependencies', [1, 13])).toEqual([]);
       expect(await same('audienceDependencies', [2, 11])).toEqual([]);
+      const version = explain('transitionVersion');
+      expect(await same('transitionVersion', [1, 7, 11, 5_000], version)).toEqual([{ version: 3 }]);
+      expect(await same('transitionVersion', [1, 7, 11, 6_000], version)).toEqual([]);
+      expect(await same('transitionVersion', [1, 8, 11, 5_000], version)).toEqual([{ version: 1 }]);
+      expect(await same('transitionVersion', [2, 7, 11, 5_000], version)).toEqual([]);
     } finally {
       sqlite.close();
     }
