@@ -313,8 +313,8 @@ export async function definitionsByIds(
 }
 
 /**
- * definitionsByIds for the code that stays synchronous on SQLite (the streaming step, a segment
- * job's worker): the same statement, prepared on the connection.
+ * definitionsByIds for the code that stays synchronous on SQLite (the streaming step): the same
+ * statement, prepared on the connection.
  */
 export function definitionsByIdsSync(
   conn: Connection,
