@@ -1,14 +1,11 @@
-import { and, eq, gt, inArray, type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { rowsByIds } from '../db/rows-by-ids.js';
-import { audiences, definitionDependencies, segmentDefinitions } from '../db/schema.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import type { Eligibility } from '../pql/index.js';
 import {
   applyAudienceChanges,
   deleteAudience,
   type EvaluationMethod,
-  evaluationMethodCondition,
   insertAudience,
   requireAudience,
   validName,
@@ -24,7 +21,7 @@ import {
 } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import type { LifecycleState } from './lifecycle.js';
-import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { assertNoScheduleNames } from './schedules/schedule-references.js';
 
 export interface EvaluationInfo {
@@ -56,7 +53,208 @@ export interface SegmentDefinition {
   updatedAt: number;
 }
 
-type DefinitionRow = typeof segmentDefinitions.$inferSelect;
+/** A definition's row as both texts give it: the flags as 0 or 1, the JSON arrays as text. */
+interface DefinitionRow {
+  id: number;
+  sandboxId: number;
+  audienceId: number;
+  name: string;
+  nameKey: string;
+  description: string | null;
+  expressionFormat: string;
+  expressionValue: string;
+  expressionText: string;
+  evalBatch: number;
+  evalStreaming: number;
+  evalEdge: number;
+  eligibleStreaming: number;
+  eligibleEdge: number;
+  eligibilityReasons: string;
+  evaluationWarnings: string;
+  referencedFields: string;
+  ttlInDays: number | null;
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+const columns = (flag: (column: string) => string) => `id, sandbox_id AS "sandboxId", audience_id AS "audienceId",
+  name, name_key AS "nameKey", description, expression_format AS "expressionFormat",
+  expression_value AS "expressionValue", expression_text AS "expressionText", ${flag('eval_batch')} AS "evalBatch",
+  ${flag('eval_streaming')} AS "evalStreaming", ${flag('eval_edge')} AS "evalEdge",
+  ${flag('eligible_streaming')} AS "eligibleStreaming", ${flag('eligible_edge')} AS "eligibleEdge",
+  eligibility_reasons AS "eligibilityReasons", evaluation_warnings AS "evaluationWarnings",
+  referenced_fields AS "referencedFields", ttl_in_days AS "ttlInDays", version, created_at AS "createdAt",
+  updated_at AS "updatedAt"`;
+const COLUMNS = columns((c) => c);
+const COLUMNS_PG = columns((c) => `CAST(${c} AS integer)`);
+
+/** The columns an update may set, with their PostgreSQL types; `version` and `updated_at` are always set. */
+const SETTABLE = [
+  ['name', 'name', 'text'],
+  ['nameKey', 'name_key', 'text'],
+  ['description', 'description', 'text'],
+  ['ttlInDays', 'ttl_in_days', 'bigint'],
+  ['expressionFormat', 'expression_format', 'text'],
+  ['expressionValue', 'expression_value', 'text'],
+  ['expressionText', 'expression_text', 'text'],
+  ['eligibleStreaming', 'eligible_streaming', 'boolean'],
+  ['eligibleEdge', 'eligible_edge', 'boolean'],
+  ['eligibilityReasons', 'eligibility_reasons', 'text'],
+  ['referencedFields', 'referenced_fields', 'text'],
+  ['evaluationWarnings', 'evaluation_warnings', 'text'],
+  ['evalBatch', 'eval_batch', 'boolean'],
+  ['evalStreaming', 'eval_streaming', 'boolean'],
+  ['evalEdge', 'eval_edge', 'boolean'],
+] as const satisfies readonly (readonly [keyof DefinitionRow, string, string])[];
+type DefinitionSet = Partial<Pick<DefinitionRow, (typeof SETTABLE)[number][0]>>;
+
+/**
+ * One text for every update: each settable column takes two parameters, 1 and its new value to
+ * set it (a flag as 0 or 1), 0 and anything to keep it; then the version, `updated_at`, the id
+ * and the version the update expects.
+ */
+const SET = SETTABLE.map(([, c]) => `${c} = CASE WHEN ? = 1 THEN ? ELSE ${c} END`).join(',\n  ');
+const SET_PG = SETTABLE.map(([, c, type], i) => {
+  const value =
+    type === 'boolean' ? `CAST(CAST($${2 * i + 2} AS integer) AS boolean)` : `CAST($${2 * i + 2} AS ${type})`;
+  return `${c} = CASE WHEN CAST($${2 * i + 1} AS integer) = 1 THEN ${value} ELSE ${c} END`;
+}).join(',\n  ');
+const N = 2 * SETTABLE.length;
+
+function setParams(set: DefinitionSet): unknown[] {
+  const out: unknown[] = [];
+  for (const [key] of SETTABLE) {
+    const value = set[key];
+    if (value === undefined) out.push(0, null);
+    else out.push(1, value);
+  }
+  return out;
+}
+
+/**
+ * A list's filters, each off when its parameter (given twice) is null: the name's substring, the
+ * updated-after instant, an evaluation method, then the audience's lifecycle state, label and folder.
+ */
+const FILTER = `d.sandbox_id = ?
+  AND (? IS NULL OR instr(d.name_key, ?) > 0)
+  AND (? IS NULL OR d.updated_at > ?)
+  AND (? IS NULL OR CASE ? WHEN 'BATCH' THEN d.eval_batch WHEN 'STREAMING' THEN d.eval_streaming
+    WHEN 'EDGE' THEN d.eval_edge END = 1)
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id AND a.lifecycle_state = ?))
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id
+    AND EXISTS (SELECT 1 FROM json_each(a.labels) WHERE value = ?)))
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id AND a.folder_id = ?))`;
+const FILTER_PG = `d.sandbox_id = $1
+  AND (CAST($2 AS text) IS NULL OR strpos(d.name_key, CAST($3 AS text)) > 0)
+  AND (CAST($4 AS bigint) IS NULL OR d.updated_at > CAST($5 AS bigint))
+  AND (CAST($6 AS text) IS NULL OR CASE CAST($7 AS text) WHEN 'BATCH' THEN d.eval_batch
+    WHEN 'STREAMING' THEN d.eval_streaming WHEN 'EDGE' THEN d.eval_edge END)
+  AND (CAST($8 AS text) IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id
+    AND a.lifecycle_state = CAST($9 AS text)))
+  AND (CAST($10 AS text) IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id
+    AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(a.labels AS jsonb)) WHERE value = CAST($11 AS text))))
+  AND (CAST($12 AS bigint) IS NULL OR EXISTS (SELECT 1 FROM audiences a WHERE a.id = d.audience_id
+    AND a.folder_id = CAST($13 AS bigint)))`;
+const FILTER_PARAMS = 13;
+
+/**
+ * A page of the list sorted by `column` (then id), read in `scan` order: after the filters, the
+ * lower bound (a flag, 1 when set, the sort key twice and the id: rows past it in ascending order),
+ * the upper bound (the same, rows before it), then the limit.
+ */
+function page(column: string, type: 'text' | 'bigint', scan: 'ASC' | 'DESC') {
+  const bound = (op: '>' | '<') => `(? = 0 OR d.${column} ${op} ? OR (d.${column} = ? AND d.id ${op} ?))`;
+  // Names in code-point order on PostgreSQL too, whatever the database's collation (SQLite's BINARY).
+  const key = type === 'text' ? `d.${column} COLLATE "C"` : `d.${column}`;
+  const boundPg = (op: '>' | '<', n: number) =>
+    `(CAST($${n} AS integer) = 0 OR ${key} ${op} CAST($${n + 1} AS ${type})
+      OR (d.${column} = CAST($${n + 2} AS ${type}) AND d.id ${op} CAST($${n + 3} AS bigint)))`;
+  const n = FILTER_PARAMS + 1;
+  return {
+    sqlite: `SELECT ${COLUMNS} FROM segment_definitions d WHERE ${FILTER} AND ${bound('>')} AND ${bound('<')}
+      ORDER BY d.${column} ${scan}, d.id ${scan} LIMIT ?`,
+    postgres: `SELECT ${COLUMNS_PG} FROM segment_definitions d WHERE ${FILTER_PG} AND ${boundPg('>', n)}
+      AND ${boundPg('<', n + 4)} ORDER BY ${key} ${scan}, d.id ${scan} LIMIT $${n + 8}`,
+  };
+}
+
+const q = statements('definitions', {
+  byIds: {
+    sqlite: `SELECT ${COLUMNS} FROM segment_definitions WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${COLUMNS_PG} FROM segment_definitions WHERE sandbox_id = $1
+      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  /** The audiences each definition of the JSON array names, in audience id order. */
+  dependencies: {
+    sqlite: `SELECT definition_id AS "definitionId", audience_id AS "audienceId" FROM definition_dependencies
+      WHERE sandbox_id = ? AND definition_id IN (SELECT value FROM json_each(?)) ORDER BY audience_id, definition_id`,
+    postgres: `SELECT definition_id AS "definitionId", audience_id AS "audienceId" FROM definition_dependencies
+      WHERE sandbox_id = $1 AND definition_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY audience_id, definition_id`,
+  },
+  deleteDependencies: {
+    sqlite: 'DELETE FROM definition_dependencies WHERE definition_id = ?',
+    postgres: 'DELETE FROM definition_dependencies WHERE definition_id = $1',
+  },
+  /** Parameters: sandbox, definition, the audience ids as a JSON array. */
+  insertDependencies: {
+    sqlite: `INSERT INTO definition_dependencies (sandbox_id, definition_id, audience_id)
+      SELECT ?, ?, value FROM json_each(?)`,
+    postgres: `INSERT INTO definition_dependencies (sandbox_id, definition_id, audience_id)
+      SELECT $1, $2, CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($3 AS jsonb))`,
+  },
+  idByName: {
+    sqlite: 'SELECT id FROM segment_definitions WHERE sandbox_id = ? AND name_key = ?',
+    postgres: 'SELECT id FROM segment_definitions WHERE sandbox_id = $1 AND name_key = $2',
+  },
+  /**
+   * Parameters: sandbox, audience, name, name key, description, format, value, text, eligible
+   * streaming and edge (0 or 1), eligibility reasons, referenced fields, batch, streaming, edge
+   * (0 or 1), warnings, TTL, created and updated at.
+   */
+  insert: {
+    sqlite: `INSERT INTO segment_definitions (sandbox_id, audience_id, name, name_key, description, expression_format,
+      expression_value, expression_text, eligible_streaming, eligible_edge, eligibility_reasons, referenced_fields,
+      eval_batch, eval_streaming, eval_edge, evaluation_warnings, ttl_in_days, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    postgres: `INSERT INTO segment_definitions (sandbox_id, audience_id, name, name_key, description, expression_format,
+      expression_value, expression_text, eligible_streaming, eligible_edge, eligibility_reasons, referenced_fields,
+      eval_batch, eval_streaming, eval_edge, evaluation_warnings, ttl_in_days, created_at, updated_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, CAST(CAST($9 AS integer) AS boolean), CAST(CAST($10 AS integer) AS boolean),
+        $11, $12, CAST(CAST($13 AS integer) AS boolean), CAST(CAST($14 AS integer) AS boolean),
+        CAST(CAST($15 AS integer) AS boolean), $16, $17, $18, $19) RETURNING ${COLUMNS_PG}`,
+  },
+  /** The audience's definition id, once the definition exists. Parameters: definition, audience. */
+  linkAudience: {
+    sqlite: 'UPDATE audiences SET definition_id = ? WHERE id = ?',
+    postgres: 'UPDATE audiences SET definition_id = $1 WHERE id = $2',
+  },
+  /** SET's parameters, then the new version, updated at, the id and the expected version; no row when it moved. */
+  update: {
+    sqlite: `UPDATE segment_definitions SET ${SET}, version = ?, updated_at = ? WHERE id = ? AND version = ?
+      RETURNING ${COLUMNS}`,
+    postgres: `UPDATE segment_definitions SET ${SET_PG}, version = $${N + 1}, updated_at = $${N + 2}
+      WHERE id = $${N + 3} AND version = $${N + 4} RETURNING ${COLUMNS_PG}`,
+  },
+  pageNameAsc: page('name_key', 'text', 'ASC'),
+  pageNameDesc: page('name_key', 'text', 'DESC'),
+  pageCreatedAsc: page('created_at', 'bigint', 'ASC'),
+  pageCreatedDesc: page('created_at', 'bigint', 'DESC'),
+  pageUpdatedAsc: page('updated_at', 'bigint', 'ASC'),
+  pageUpdatedDesc: page('updated_at', 'bigint', 'DESC'),
+  count: {
+    sqlite: `SELECT count(*) AS n FROM segment_definitions d WHERE ${FILTER}`,
+    postgres: `SELECT count(*) AS n FROM segment_definitions d WHERE ${FILTER_PG}`,
+  },
+  /** Names of the definitions whose referenced fields hold the path, in id order. */
+  usingField: {
+    sqlite: `SELECT name FROM segment_definitions
+      WHERE sandbox_id = ? AND EXISTS (SELECT 1 FROM json_each(referenced_fields) WHERE value = ?) ORDER BY id`,
+    postgres: `SELECT name FROM segment_definitions WHERE sandbox_id = $1
+      AND EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(referenced_fields AS jsonb)) WHERE value = $2) ORDER BY id`,
+  },
+});
 
 function toDefinition(row: DefinitionRow): SegmentDefinition {
   return {
@@ -67,11 +265,11 @@ function toDefinition(row: DefinitionRow): SegmentDefinition {
     description: row.description,
     expression: { format: row.expressionFormat as PqlFormat, value: row.expressionValue },
     expressionText: row.expressionText,
-    evaluationInfo: { batch: row.evalBatch, streaming: row.evalStreaming, edge: row.evalEdge },
+    evaluationInfo: { batch: row.evalBatch === 1, streaming: row.evalStreaming === 1, edge: row.evalEdge === 1 },
     eligibility: {
       batch: true,
-      streaming: row.eligibleStreaming,
-      edge: row.eligibleEdge,
+      streaming: row.eligibleStreaming === 1,
+      edge: row.eligibleEdge === 1,
       reasons: JSON.parse(row.eligibilityReasons) as string[],
     },
     evaluationWarnings: JSON.parse(row.evaluationWarnings) as string[],
@@ -83,18 +281,52 @@ function toDefinition(row: DefinitionRow): SegmentDefinition {
   };
 }
 
-export function definitionsByIds(
+/** What a definition version keeps of a definition. */
+function versionOf(def: SegmentDefinition) {
+  return {
+    id: def.id,
+    sandboxId: def.sandboxId,
+    version: def.version,
+    expressionFormat: def.expression.format,
+    expressionValue: def.expression.value,
+    expressionText: def.expressionText,
+    evalBatch: def.evaluationInfo.batch,
+    evalStreaming: def.evaluationInfo.streaming,
+    evalEdge: def.evaluationInfo.edge,
+  };
+}
+
+function definitionMap(rows: readonly DefinitionRow[]): Map<number, SegmentDefinition> {
+  const out = new Map<number, SegmentDefinition>();
+  for (const row of rows) out.set(row.id, toDefinition(row));
+  return out;
+}
+
+/** The sandbox's definitions among `ids`, by id. */
+export async function definitionsByIds(
+  conn: Connection,
+  sandboxId: number,
+  ids: readonly number[],
+): Promise<Map<number, SegmentDefinition>> {
+  if (ids.length === 0) return new Map();
+  return definitionMap(await conn.all<DefinitionRow>(q.byIds, [sandboxId, JSON.stringify(ids)]));
+}
+
+/**
+ * definitionsByIds for the code that stays synchronous on SQLite (the streaming step): the same
+ * statement, prepared on the connection.
+ */
+export function definitionsByIdsSync(
   conn: Connection,
   sandboxId: number,
   ids: readonly number[],
 ): Map<number, SegmentDefinition> {
-  const out = new Map<number, SegmentDefinition>();
-  for (const row of rowsByIds(conn, segmentDefinitions, sandboxId, ids)) out.set(row.id, toDefinition(row));
-  return out;
+  if (ids.length === 0) return new Map();
+  return definitionMap(preparedOn(conn.sqlite, q.byIds).all(sandboxId, JSON.stringify(ids)) as DefinitionRow[]);
 }
 
 export async function requireDefinition(conn: Connection, sandboxId: number, id: number): Promise<SegmentDefinition> {
-  const def = definitionsByIds(conn, sandboxId, [id]).get(id);
+  const def = (await definitionsByIds(conn, sandboxId, [id])).get(id);
   if (!def) {
     const gid = encodeGlobalId('SegmentDefinition', id);
     throw notFound(`No segment definition with id "${gid}" in this sandbox`, gid);
@@ -102,27 +334,34 @@ export async function requireDefinition(conn: Connection, sandboxId: number, id:
   return def;
 }
 
+type DependencyRow = { definitionId: number; audienceId: number };
+
+function dependencyMap(definitionIds: readonly number[], rows: readonly DependencyRow[]): Map<number, number[]> {
+  const out = new Map<number, number[]>(definitionIds.map((id) => [id, []]));
+  for (const r of rows) out.get(r.definitionId)?.push(r.audienceId);
+  return out;
+}
+
 /** Audience ids each definition names through inSegment. */
-export function dependenciesOf(
+export async function dependenciesOf(
+  conn: Connection,
+  sandboxId: number,
+  definitionIds: readonly number[],
+): Promise<Map<number, number[]>> {
+  if (definitionIds.length === 0) return new Map();
+  const rows = await conn.all<DependencyRow>(q.dependencies, [sandboxId, JSON.stringify(definitionIds)]);
+  return dependencyMap(definitionIds, rows);
+}
+
+/** dependenciesOf for the code that stays synchronous on SQLite: the same statement, prepared on the connection. */
+export function dependenciesOfSync(
   conn: Connection,
   sandboxId: number,
   definitionIds: readonly number[],
 ): Map<number, number[]> {
-  const out = new Map<number, number[]>(definitionIds.map((id) => [id, []]));
-  if (definitionIds.length === 0) return out;
-  for (const r of conn.db
-    .select()
-    .from(definitionDependencies)
-    .where(
-      and(
-        eq(definitionDependencies.sandboxId, sandboxId),
-        inArray(definitionDependencies.definitionId, [...definitionIds]),
-      ),
-    )
-    .orderBy(definitionDependencies.audienceId)
-    .all())
-    out.get(r.definitionId)?.push(r.audienceId);
-  return out;
+  if (definitionIds.length === 0) return new Map();
+  const rows = preparedOn(conn.sqlite, q.dependencies).all(sandboxId, JSON.stringify(definitionIds));
+  return dependencyMap(definitionIds, rows as DependencyRow[]);
 }
 
 const TTL_MAX_DAYS = 3650;
@@ -173,8 +412,8 @@ function expressionColumns(input: ExpressionInput, checked: CheckedInput) {
     expressionFormat: input.format,
     expressionValue: input.value,
     expressionText: checked.text,
-    eligibleStreaming: checked.checked.eligibility.streaming,
-    eligibleEdge: checked.checked.eligibility.edge,
+    eligibleStreaming: checked.checked.eligibility.streaming ? 1 : 0,
+    eligibleEdge: checked.checked.eligibility.edge ? 1 : 0,
     eligibilityReasons: JSON.stringify(checked.checked.eligibility.reasons),
     referencedFields: JSON.stringify(checked.checked.referencedFields),
   };
@@ -186,13 +425,9 @@ async function writeDependencies(
   definitionId: number,
   audienceIds: readonly number[],
 ): Promise<void> {
-  conn.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, definitionId)).run();
-  if (audienceIds.length > 0) {
-    conn.db
-      .insert(definitionDependencies)
-      .values(audienceIds.map((audienceId) => ({ sandboxId, definitionId, audienceId })))
-      .run();
-  }
+  await conn.run(q.deleteDependencies, [definitionId]);
+  if (audienceIds.length > 0)
+    await conn.run(q.insertDependencies, [sandboxId, definitionId, JSON.stringify(audienceIds)]);
 }
 
 async function assertDefinitionNameFree(
@@ -201,11 +436,7 @@ async function assertDefinitionNameFree(
   name: string,
   exceptId?: number,
 ): Promise<void> {
-  const row = conn.db
-    .select({ id: segmentDefinitions.id })
-    .from(segmentDefinitions)
-    .where(and(eq(segmentDefinitions.sandboxId, sandboxId), eq(segmentDefinitions.nameKey, name.toLowerCase())))
-    .get();
+  const row = await conn.get<{ id: number }>(q.idByName, [sandboxId, name.toLowerCase()]);
   if (row && row.id !== exceptId) throw conflict(`A segment definition named "${name}" already exists`);
 }
 
@@ -253,29 +484,33 @@ export async function createSegmentDefinition(
       },
       now,
     );
-    const row = tx.db
-      .insert(segmentDefinitions)
-      .values({
-        sandboxId,
-        audienceId: audience.id,
-        name,
-        nameKey: name.toLowerCase(),
-        description: input.description ?? null,
-        ...expressionColumns(input.expression, checked),
-        evalBatch: evaluation.batch,
-        evalStreaming: evaluation.streaming,
-        evalEdge: evaluation.edge,
-        evaluationWarnings: JSON.stringify(warnings),
-        ttlInDays,
-        createdAt: now,
-        updatedAt: now,
-      })
-      .returning()
-      .get();
-    tx.db.update(audiences).set({ definitionId: row.id }).where(eq(audiences.id, audience.id)).run();
+    const columns = expressionColumns(input.expression, checked);
+    const row = (await tx.get<DefinitionRow>(q.insert, [
+      sandboxId,
+      audience.id,
+      name,
+      name.toLowerCase(),
+      input.description ?? null,
+      columns.expressionFormat,
+      columns.expressionValue,
+      columns.expressionText,
+      columns.eligibleStreaming,
+      columns.eligibleEdge,
+      columns.eligibilityReasons,
+      columns.referencedFields,
+      evaluation.batch ? 1 : 0,
+      evaluation.streaming ? 1 : 0,
+      evaluation.edge ? 1 : 0,
+      JSON.stringify(warnings),
+      ttlInDays,
+      now,
+      now,
+    ]))!;
+    await tx.run(q.linkAudience, [row.id, audience.id]);
     await writeDependencies(tx, sandboxId, row.id, checked.checked.referencedAudiences);
-    await recordDefinitionVersion(tx, row, input.changedBy ?? OPEN_ACTOR, now);
-    return toDefinition(row);
+    const created = toDefinition(row);
+    await recordDefinitionVersion(tx, versionOf(created), input.changedBy ?? OPEN_ACTOR, now);
+    return created;
   });
 }
 
@@ -314,7 +549,7 @@ export async function updateSegmentDefinition(
     const audience = await requireAudience(tx, sandboxId, def.audienceId);
     if (audience.lifecycleState === 'ARCHIVED')
       throw conflict("The definition's audience is ARCHIVED; archived definitions cannot change");
-    const set: Partial<DefinitionRow> = { updatedAt: now, version: def.version + 1 };
+    const set: DefinitionSet = {};
     let eligibility = def.eligibility;
     if (input.name != null) {
       const name = validName(input.name);
@@ -337,23 +572,19 @@ export async function updateSegmentDefinition(
     if (input.evaluationInfo || input.expression) {
       const { info, warnings } = validEvaluation(input.evaluationInfo, def.evaluationInfo, eligibility);
       set.evaluationWarnings = JSON.stringify(warnings);
-      set.evalBatch = info.batch;
-      set.evalStreaming = info.streaming;
-      set.evalEdge = info.edge;
+      set.evalBatch = info.batch ? 1 : 0;
+      set.evalStreaming = info.streaming ? 1 : 0;
+      set.evalEdge = info.edge ? 1 : 0;
     }
-    const updated = tx.db
-      .update(segmentDefinitions)
-      .set(set)
-      .where(and(eq(segmentDefinitions.id, id), eq(segmentDefinitions.version, def.version)))
-      .returning()
-      .get();
-    if (!updated) throw conflict('The definition changed while this update ran: reload and try again');
+    const row = await tx.get<DefinitionRow>(q.update, [...setParams(set), def.version + 1, now, id, def.version]);
+    if (!row) throw conflict('The definition changed while this update ran: reload and try again');
+    const updated = toDefinition(row);
     const changed =
       updated.expressionText !== def.expressionText ||
-      updated.evalBatch !== def.evaluationInfo.batch ||
-      updated.evalStreaming !== def.evaluationInfo.streaming ||
-      updated.evalEdge !== def.evaluationInfo.edge;
-    if (changed) await recordDefinitionVersion(tx, updated, input.changedBy ?? OPEN_ACTOR, now);
+      updated.evaluationInfo.batch !== def.evaluationInfo.batch ||
+      updated.evaluationInfo.streaming !== def.evaluationInfo.streaming ||
+      updated.evaluationInfo.edge !== def.evaluationInfo.edge;
+    if (changed) await recordDefinitionVersion(tx, versionOf(updated), input.changedBy ?? OPEN_ACTOR, now);
     await applyAudienceChanges(
       tx,
       audience,
@@ -361,7 +592,7 @@ export async function updateSegmentDefinition(
       null,
       now,
     );
-    return toDefinition(updated);
+    return updated;
   });
 }
 
@@ -387,11 +618,24 @@ interface DefinitionFilter {
 export const DEFINITION_ORDER_FIELDS = ['NAME', 'CREATED_AT', 'UPDATED_AT'] as const;
 type DefinitionOrderField = (typeof DEFINITION_ORDER_FIELDS)[number];
 
-const ORDER_COLUMNS = {
-  NAME: segmentDefinitions.nameKey,
-  CREATED_AT: segmentDefinitions.createdAt,
-  UPDATED_AT: segmentDefinitions.updatedAt,
+/** The page statement per sort field and the order the rows are read in. */
+const PAGES = {
+  NAME: { ASC: q.pageNameAsc, DESC: q.pageNameDesc },
+  CREATED_AT: { ASC: q.pageCreatedAsc, DESC: q.pageCreatedDesc },
+  UPDATED_AT: { ASC: q.pageUpdatedAsc, DESC: q.pageUpdatedDesc },
 } as const;
+
+/**
+ * A keyset bound's parameters (a flag, the sort key twice, the id): none when there is no cursor,
+ * undefined when the cursor's key is not of the sort field's type (a hand-made one: no row passes).
+ */
+function boundParams(key: readonly unknown[] | undefined, field: DefinitionOrderField): unknown[] | undefined {
+  if (key === undefined) return [0, null, null, null];
+  const [value, id] = key;
+  const typed = field === 'NAME' ? typeof value === 'string' : Number.isSafeInteger(value);
+  if (!typed || !Number.isSafeInteger(id)) return undefined;
+  return [1, value, value, id];
+}
 
 export async function listSegmentDefinitions(
   conn: Connection,
@@ -401,38 +645,33 @@ export async function listSegmentDefinitions(
   args: PageArgs = {},
 ): Promise<Page<SegmentDefinition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(segmentDefinitions.sandboxId, sandboxId)];
-  if (filter.nameContains)
-    conditions.push(sql`instr(${segmentDefinitions.nameKey}, ${filter.nameContains.toLowerCase()}) > 0`);
-  if (filter.evaluationMethod != null)
-    conditions.push(evaluationMethodCondition(filter.evaluationMethod, segmentDefinitions.id as never));
-  if (filter.updatedAfter != null) conditions.push(gt(segmentDefinitions.updatedAt, filter.updatedAfter));
-  const audienceConds: SQL[] = [];
-  if (filter.lifecycleState != null) audienceConds.push(sql`a.lifecycle_state = ${filter.lifecycleState}`);
-  if (filter.label != null)
-    audienceConds.push(sql`EXISTS (SELECT 1 FROM json_each(a.labels) WHERE value = ${filter.label})`);
-  if (filter.folderId != null) audienceConds.push(sql`a.folder_id = ${filter.folderId}`);
-  if (audienceConds.length > 0) {
-    conditions.push(
-      sql`EXISTS (SELECT 1 FROM audiences a WHERE a.id = ${segmentDefinitions.audienceId} AND ${sql.join(audienceConds, sql` AND `)})`,
-    );
-  }
-  const base = [...conditions];
-  const ks = keyset(query, ORDER_COLUMNS[order.field], segmentDefinitions.id, order.direction === 'DESC');
-  const rows = conn.db
-    .select()
-    .from(segmentDefinitions)
-    .where(and(...conditions, ...ks.where))
-    .orderBy(...ks.orderBy)
-    .limit(query.fetch)
-    .all();
+  const twice = (value: unknown) => [value ?? null, value ?? null];
+  const base = [
+    sandboxId,
+    ...twice(filter.nameContains ? filter.nameContains.toLowerCase() : null),
+    ...twice(filter.updatedAfter),
+    ...twice(filter.evaluationMethod),
+    ...twice(filter.lifecycleState),
+    ...twice(filter.label),
+    ...twice(filter.folderId),
+  ];
+  // `after` bounds the side further along the list: above its key when the list ascends.
+  const descending = order.direction === 'DESC';
+  const [lowerKey, upperKey] = descending ? [query.before, query.after] : [query.after, query.before];
+  const lower = boundParams(lowerKey, order.field);
+  const upper = boundParams(upperKey, order.field);
+  const scan = (query.direction === 'forward') !== descending ? 'ASC' : 'DESC';
+  const rows =
+    lower && upper
+      ? await conn.all<DefinitionRow>(PAGES[order.field][scan], [...base, ...lower, ...upper, query.fetch])
+      : [];
   const sortKey = (r: DefinitionRow) =>
     order.field === 'NAME' ? r.nameKey : order.field === 'UPDATED_AT' ? r.updatedAt : r.createdAt;
   const page = toPage(rows, query, (r) => [sortKey(r), r.id]);
   return {
     ...page,
     items: page.items.map(toDefinition),
-    totalCount: () => countRows(conn, segmentDefinitions, and(...base)),
+    totalCount: async () => Number((await conn.get<{ n: number }>(q.count, base))!.n),
   };
 }
 
@@ -444,14 +683,7 @@ export async function definitionsUsingField(
   path: string,
 ): Promise<string[]> {
   const needle = cls === 'event' ? `xEvent.${path}` : path;
-  return (
-    conn.sqlite
-      .prepare(
-        `SELECT name FROM segment_definitions WHERE sandbox_id = ? AND EXISTS (SELECT 1 FROM json_each(referenced_fields) WHERE value = ?)`,
-      )
-      .pluck()
-      .all(sandboxId, needle) as string[]
-  ).map((n) => `definition "${n}"`);
+  return (await conn.all<{ name: string }>(q.usingField, [sandboxId, needle])).map((r) => `definition "${r.name}"`);
 }
 
 /** Orders definitions so each comes after the definitions whose audiences it names through inSegment. */

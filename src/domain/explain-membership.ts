@@ -3,9 +3,8 @@
  * explanation (src/pql explain), with the stored membership beside it and, for an audience, the
  * definition version in force — the one a past transition recorded when `at` is its instant.
  */
-import { and, desc, eq, isNotNull } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { membershipHistory } from '../db/schema.js';
+import { statements } from '../db/statement.js';
 import { type Explanation, explain } from '../pql/index.js';
 import { audiencesByIds } from './audiences.js';
 import { definitionVersionAt } from './definition-versions.js';
@@ -16,6 +15,18 @@ import type { MembershipStatus } from './membership-statuses.js';
 import { loadProfileDocument } from './profile-documents.js';
 import { assertIdentity, type IdentityInput } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
+
+const q = statements('explain-membership', {
+  /** The newest transition of a profile in an audience at exactly an instant that names a version. */
+  transitionVersion: {
+    sqlite: `SELECT definition_version AS version FROM membership_history
+      WHERE sandbox_id = ? AND profile_id = ? AND audience_id = ? AND at = ? AND definition_version IS NOT NULL
+      ORDER BY id DESC LIMIT 1`,
+    postgres: `SELECT definition_version AS version FROM membership_history
+      WHERE sandbox_id = $1 AND profile_id = $2 AND audience_id = $3 AND at = $4 AND definition_version IS NOT NULL
+      ORDER BY id DESC LIMIT 1`,
+  },
+});
 
 export interface ExplainRequest {
   profileId?: number | null;
@@ -115,19 +126,6 @@ async function transitionVersion(
   audienceId: number,
   at: number,
 ): Promise<number | undefined> {
-  const row = conn.db
-    .select({ version: membershipHistory.definitionVersion })
-    .from(membershipHistory)
-    .where(
-      and(
-        eq(membershipHistory.sandboxId, sandboxId),
-        eq(membershipHistory.profileId, profileId),
-        eq(membershipHistory.audienceId, audienceId),
-        eq(membershipHistory.at, at),
-        isNotNull(membershipHistory.definitionVersion),
-      ),
-    )
-    .orderBy(desc(membershipHistory.id))
-    .get();
+  const row = await conn.get<{ version: number }>(q.transitionVersion, [sandboxId, profileId, audienceId, at]);
   return row?.version ?? undefined;
 }

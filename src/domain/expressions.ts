@@ -1,4 +1,5 @@
 import type { Connection } from '../db/index.js';
+import { preparedOn, type Statement, statements } from '../db/statement.js';
 import {
   type CheckedExpression,
   type CheckOptions,
@@ -74,16 +75,45 @@ export interface AudienceRow {
 const AUDIENCE_COLUMNS = 'a.id AS id, a.name AS name, e.fields AS fields, e.identity_field AS "identityField"';
 
 /**
- * The statements that find the audience a reference names, on SQLite and PostgreSQL alike (the
- * latter numbers the placeholders); each binds the sandbox id, then the key.
+ * The checker's reads: the audience a reference names (each lookup binds the sandbox id, then the
+ * key) and the audiences an audience's definition names through inSegment.
  */
-export const AUDIENCE_LOOKUP_SQL = {
-  id: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id WHERE a.sandbox_id = ? AND a.id = ?`,
-  externalId: `SELECT ${AUDIENCE_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id WHERE e.sandbox_id = ? AND e.external_id = ?`,
-  name: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
-     WHERE a.sandbox_id = ? AND a.name_key = ? ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
-} as const;
-export type AudienceLookup = keyof typeof AUDIENCE_LOOKUP_SQL;
+const q = statements('expressions', {
+  audienceById: {
+    sqlite: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+      WHERE a.sandbox_id = ? AND a.id = ?`,
+    postgres: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+      WHERE a.sandbox_id = $1 AND a.id = $2`,
+  },
+  audienceByExternalId: {
+    sqlite: `SELECT ${AUDIENCE_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
+      WHERE e.sandbox_id = ? AND e.external_id = ?`,
+    postgres: `SELECT ${AUDIENCE_COLUMNS} FROM external_audiences e JOIN audiences a ON a.id = e.audience_id
+      WHERE e.sandbox_id = $1 AND e.external_id = $2`,
+  },
+  /** By lower-cased name, this service's own audience first. */
+  audienceByName: {
+    sqlite: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+      WHERE a.sandbox_id = ? AND a.name_key = ? ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
+    postgres: `SELECT ${AUDIENCE_COLUMNS} FROM audiences a LEFT JOIN external_audiences e ON e.audience_id = a.id
+      WHERE a.sandbox_id = $1 AND a.name_key = $2 ORDER BY a.namespace = 'segql' DESC, a.id LIMIT 1`,
+  },
+  /** Parameters: sandbox, audience. */
+  audienceDependencies: {
+    sqlite: `SELECT dd.audience_id AS "audienceId" FROM definition_dependencies dd
+      JOIN audiences a ON a.definition_id = dd.definition_id WHERE a.sandbox_id = ? AND a.id = ? ORDER BY dd.audience_id`,
+    postgres: `SELECT dd.audience_id AS "audienceId" FROM definition_dependencies dd
+      JOIN audiences a ON a.definition_id = dd.definition_id WHERE a.sandbox_id = $1 AND a.id = $2 ORDER BY dd.audience_id`,
+  },
+});
+
+/** The statements that find the audience a reference names, on SQLite and PostgreSQL alike. */
+export const AUDIENCE_LOOKUPS = {
+  id: q.audienceById,
+  externalId: q.audienceByExternalId,
+  name: q.audienceByName,
+} as const satisfies Record<string, Statement>;
+export type AudienceLookup = keyof typeof AUDIENCE_LOOKUPS;
 
 /**
  * The lookups a reference takes, in order; the first that finds a row decides. A global id, else
@@ -105,30 +135,26 @@ export function resolvedAudience(row: AudienceRow): ResolvedAudience {
   return { id: row.id, name: row.name, payload: payloadType(row.fields, row.identityField) };
 }
 
-/** How the checker sees this sandbox: its field catalogue and its audiences (by global id or name). */
+/**
+ * How the checker sees this sandbox: its field catalogue and its audiences (by global id or name).
+ * The checker asks synchronously, so these reads are the catalogue's statements prepared on the
+ * SQLite connection (on PostgreSQL, pg-expressions.ts looks the audiences up first).
+ */
 function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: number): CheckOptions {
-  const lookups = {
-    id: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.id),
-    externalId: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.externalId),
-    name: conn.sqlite.prepare(AUDIENCE_LOOKUP_SQL.name),
-  };
-  const deps = conn.sqlite
-    .prepare(
-      `SELECT dd.audience_id FROM definition_dependencies dd JOIN audiences a ON a.definition_id = dd.definition_id
-       WHERE a.sandbox_id = ? AND a.id = ?`,
-    )
-    .pluck();
   return {
     catalog: catalogOf(conn, sandboxId),
     selfAudienceId,
     resolveAudience: (ref) => {
       for (const { by, key } of audienceLookups(ref)) {
-        const row = lookups[by].get(sandboxId, key) as AudienceRow | undefined;
+        const row = preparedOn(conn.sqlite, AUDIENCE_LOOKUPS[by]).get(sandboxId, key) as AudienceRow | undefined;
         if (row) return resolvedAudience(row);
       }
       return undefined;
     },
-    audienceDependencies: (id) => deps.all(sandboxId, id) as number[],
+    audienceDependencies: (id) =>
+      (preparedOn(conn.sqlite, q.audienceDependencies).all(sandboxId, id) as { audienceId: number }[]).map(
+        (r) => r.audienceId,
+      ),
   };
 }
 

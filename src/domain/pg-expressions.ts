@@ -5,8 +5,7 @@
 import type pg from 'pg';
 import { audienceReferences, type FieldCatalog, type ResolvedAudience } from '../pql/index.js';
 import {
-  AUDIENCE_LOOKUP_SQL,
-  type AudienceLookup,
+  AUDIENCE_LOOKUPS,
   type AudienceRow,
   audienceLookups,
   type CheckedInput,
@@ -16,18 +15,6 @@ import {
   resolvedAudience,
 } from './expressions.js';
 import { type SchemaField, sandboxCatalog } from './profile-schema.js';
-
-/** SQLite's `?` placeholders as PostgreSQL's `$n`; the lookup texts hold no other `?`. */
-function numbered(text: string): string {
-  let n = 0;
-  return text.replace(/\?/g, () => `$${++n}`);
-}
-
-const LOOKUPS: Record<AudienceLookup, string> = {
-  id: numbered(AUDIENCE_LOOKUP_SQL.id),
-  externalId: numbered(AUDIENCE_LOOKUP_SQL.externalId),
-  name: numbered(AUDIENCE_LOOKUP_SQL.name),
-};
 
 /** A sandbox's field catalogue, read through the client (so inside its transaction's snapshot). */
 export async function readCatalogPg(client: pg.ClientBase, sandboxId: number): Promise<FieldCatalog> {
@@ -44,7 +31,7 @@ async function resolveAudiencePg(
   ref: string,
 ): Promise<ResolvedAudience | undefined> {
   for (const { by, key } of audienceLookups(ref)) {
-    const { rows } = await client.query<AudienceRow>(LOOKUPS[by], [sandboxId, key]);
+    const { rows } = await client.query<AudienceRow>(AUDIENCE_LOOKUPS[by].postgres, [sandboxId, key]);
     if (rows[0]) return resolvedAudience(rows[0]);
   }
   return undefined;

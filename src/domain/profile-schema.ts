@@ -1,7 +1,6 @@
-import { and, eq } from 'drizzle-orm';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { schemaFields } from '../db/schema.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import {
   BUILT_IN_SCHEMA_FIELDS,
@@ -55,32 +54,53 @@ export function forgetCatalogs(conn: Connection): void {
   conn.cache.clear(CATALOGS);
 }
 
-export function installDefaultSchema(conn: Connection, sandboxId: number, now = Date.now()): void {
-  conn.db
-    .insert(schemaFields)
-    .values(
-      DEFAULT_SCHEMA_FIELDS.map((f) => ({ sandboxId, class: f.class, path: f.path, type: f.type, createdAt: now })),
-    )
-    .onConflictDoNothing()
-    .run();
+/**
+ * Fields arrive as one JSON array of `[class, path, type, description]` rows. SQLite's upsert
+ * after a SELECT needs a WHERE to parse; PostgreSQL orders text by code point only when told.
+ */
+const q = statements('profile-schema', {
+  /** A sandbox's stored fields by class and path. */
+  fields: {
+    sqlite: 'SELECT class, path, type, description FROM schema_fields WHERE sandbox_id = ? ORDER BY class, path',
+    postgres: `SELECT class, path, type, description FROM schema_fields WHERE sandbox_id = $1
+      ORDER BY class COLLATE "C", path COLLATE "C"`,
+  },
+  /** Parameters: sandbox, created at, the rows; a field already there is kept as it is. */
+  insertMissing: {
+    sqlite: `INSERT INTO schema_fields (sandbox_id, class, path, type, description, created_at)
+      SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?) WHERE true
+      ON CONFLICT (sandbox_id, class, path) DO NOTHING`,
+    postgres: `INSERT INTO schema_fields (sandbox_id, class, path, type, description, created_at)
+      SELECT $1, f ->> 0, f ->> 1, f ->> 2, f ->> 3, $2 FROM jsonb_array_elements(CAST($3 AS jsonb)) AS f
+      ON CONFLICT (sandbox_id, class, path) DO NOTHING`,
+  },
+  /** Parameters: sandbox, created at, the rows (each field once); a field already there takes the type and description. */
+  upsert: {
+    sqlite: `INSERT INTO schema_fields (sandbox_id, class, path, type, description, created_at)
+      SELECT ?, value ->> 0, value ->> 1, value ->> 2, value ->> 3, ? FROM json_each(?) WHERE true
+      ON CONFLICT (sandbox_id, class, path) DO UPDATE SET type = excluded.type, description = excluded.description`,
+    postgres: `INSERT INTO schema_fields (sandbox_id, class, path, type, description, created_at)
+      SELECT $1, f ->> 0, f ->> 1, f ->> 2, f ->> 3, $2 FROM jsonb_array_elements(CAST($3 AS jsonb)) AS f
+      ON CONFLICT (sandbox_id, class, path) DO UPDATE SET type = excluded.type, description = excluded.description`,
+  },
+});
+
+/** The default fields of a new sandbox (inside the unit that creates it). */
+export async function installDefaultSchema(conn: Connection, sandboxId: number, now = Date.now()): Promise<void> {
+  const rows = DEFAULT_SCHEMA_FIELDS.map((f) => [f.class, f.path, f.type, null]);
+  await conn.run(q.insertMissing, [sandboxId, now, JSON.stringify(rows)]);
   cacheFor(conn).delete(sandboxId);
 }
 
+/**
+ * The sandbox's catalogue, read once per connection and kept: synchronous, as the PQL checker
+ * and the ingest path that call it are (the same statement, prepared on the connection).
+ */
 function load(conn: Connection, sandboxId: number): SandboxCatalog {
   const cache = cacheFor(conn);
   const hit = cache.get(sandboxId);
   if (hit) return hit;
-  const fields = conn.db
-    .select({
-      class: schemaFields.class,
-      path: schemaFields.path,
-      type: schemaFields.type,
-      description: schemaFields.description,
-    })
-    .from(schemaFields)
-    .where(eq(schemaFields.sandboxId, sandboxId))
-    .orderBy(schemaFields.class, schemaFields.path)
-    .all() as SchemaField[];
+  const fields = preparedOn(conn.sqlite, q.fields).all(sandboxId) as SchemaField[];
   const entry = sandboxCatalog(fields);
   cache.set(sandboxId, entry);
   return entry;
@@ -160,32 +180,14 @@ export async function updateProfileSchema(
       }
     }
   }
-  await writeUnit(conn, (tx) => {
-    for (const f of input) {
-      tx.db
-        .insert(schemaFields)
-        .values({
-          sandboxId,
-          class: f.class,
-          path: f.path,
-          type: f.type,
-          description: f.description ?? null,
-          createdAt: now,
-        })
-        .onConflictDoUpdate({
-          target: [schemaFields.sandboxId, schemaFields.class, schemaFields.path],
-          set: { type: f.type, description: f.description ?? null },
-        })
-        .run();
-    }
+  // Each field once, the last given winning, as writing them one after another did.
+  const rows = new Map(input.map((f) => [`${f.class}:${f.path}`, [f.class, f.path, f.type, f.description ?? null]]));
+  await writeUnit(conn, async (tx) => {
+    await tx.run(q.upsert, [sandboxId, now, JSON.stringify([...rows.values()])]);
     // Reject a schema the catalogue cannot build (e.g. a scalar made a parent of another field).
-    const rows = tx.db
-      .select()
-      .from(schemaFields)
-      .where(and(eq(schemaFields.sandboxId, sandboxId)))
-      .all();
+    const stored = await tx.all<SchemaField>(q.fields, [sandboxId]);
     try {
-      buildCatalog(rows as SchemaField[]);
+      buildCatalog(stored);
     } catch (e) {
       throw badInput(`The schema would be inconsistent: ${(e as Error).message}`, 'input.fields');
     }

@@ -51,7 +51,7 @@ export async function createSandbox(conn: Connection, name: string, now = Date.n
   return writeUnit(conn, async (tx) => {
     if (await findSandbox(tx, name)) throw conflict(`Sandbox "${name}" already exists`);
     const row = (await tx.get<Sandbox>(q.insert, [name, now]))!;
-    installDefaultSchema(tx, row.id, now);
+    await installDefaultSchema(tx, row.id, now);
     return row;
   });
 }

@@ -12,7 +12,7 @@ import { isBusy, withoutBusyWait } from '../db/busy.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { type CheckedExpression, compilePredicate, evaluate, eventReads, STREAMING_WINDOW_MS } from '../pql/index.js';
-import { definitionsByIds, dependenciesOf, dependencyOrder, type SegmentDefinition } from './definitions.js';
+import { definitionsByIdsSync, dependenciesOfSync, dependencyOrder, type SegmentDefinition } from './definitions.js';
 import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
@@ -101,7 +101,10 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
   const definitions =
     ids.length === 0
       ? []
-      : dependencyOrder([...definitionsByIds(conn, sandboxId, ids).values()], dependenciesOf(conn, sandboxId, ids));
+      : dependencyOrder(
+          [...definitionsByIdsSync(conn, sandboxId, ids).values()],
+          dependenciesOfSync(conn, sandboxId, ids),
+        );
   const evaluated = definitions.map((d): PlannedDefinition => {
     const checked = checkedDefinition(conn, d);
     return {

@@ -141,7 +141,7 @@ async function buildSqliteStore(): Promise<SqliteStore> {
       )
       .run(audienceId, audienceId);
   }
-  const fresh = definitionsByIds(
+  const fresh = await definitionsByIds(
     conn,
     sandboxId,
     [...made.values()].map((d) => d.id),

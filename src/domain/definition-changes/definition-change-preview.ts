@@ -155,14 +155,14 @@ async function transitiveDependents(
     const ids = [...(await dependentDefinitions(conn, sandboxId, frontier)).values()]
       .flat()
       .filter((id) => id !== definitionId && !found.has(id));
-    const defs = [...definitionsByIds(conn, sandboxId, [...new Set(ids)]).values()];
+    const defs = [...(await definitionsByIds(conn, sandboxId, [...new Set(ids)])).values()];
     for (const d of defs) found.set(d.id, d);
     frontier = defs.map((d) => d.audienceId);
   }
   const defs = [...found.values()];
   return dependencyOrder(
     defs,
-    dependenciesOf(
+    await dependenciesOf(
       conn,
       sandboxId,
       defs.map((d) => d.id),
