@@ -8,14 +8,18 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
+import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
+import { writeUnit } from '../../src/db/unit.js';
 import { createManualAudience } from '../../src/domain/audiences.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
 import { DomainError } from '../../src/domain/errors.js';
+import { EventBus } from '../../src/domain/events.js';
 import { createFolder } from '../../src/domain/folders.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { updateProfileSchema } from '../../src/domain/profile-schema.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { liveSearchResults, SearchWatcher } from '../../src/domain/search/live-search.js';
 import {
   type SearchHit,
   schemaFieldOfHit,
@@ -24,6 +28,15 @@ import {
   taxonomy,
 } from '../../src/domain/search/search.js';
 import { describeOnPostgres, insertRows } from './statements-harness.js';
+
+const { addField } = statements('pg-search-test', {
+  addField: {
+    sqlite:
+      "INSERT INTO schema_fields (sandbox_id, class, path, type, created_at) VALUES (?, 'profile', ?, 'string', 0)",
+    postgres:
+      "INSERT INTO schema_fields (sandbox_id, class, path, type, created_at) VALUES ($1, 'profile', $2, 'string', 0)",
+  },
+});
 
 async function corpus(conn: Connection) {
   const sandboxId = (await ensureSandbox(conn, 'prod')).id;
@@ -248,6 +261,51 @@ describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg
     );
     expect(hits.pg).toEqual(['FIELD profile:_tenant.churnRate']);
     expect(hits.pg).toEqual(hits.lite);
+  });
+
+  it("searches inside a unit on the unit's client, its documents gone with its rollback", async () => {
+    const fields = async (conn: Store) => (await searchEntities(conn, c.sandboxId, 'schema', 'zebra*')).hits.map(keyOf);
+    const rollback = new Error('rollback');
+    await expect(
+      writeUnit(pg.conn, async (tx) => {
+        await tx.run(addField, [c.sandboxId, 'zebraStripes']);
+        expect(await fields(tx)).toEqual(['FIELD profile:zebraStripes']);
+        expect(await searchNamespaces(tx, c.sandboxId, 'zebrastripes~1')).toContainEqual({
+          namespace: 'schema',
+          count: 1,
+        });
+        throw rollback;
+      }),
+    ).rejects.toThrow(rollback);
+    expect(await fields(pg.conn)).toEqual([]);
+    expect((await searchEntities(pg.conn, c.sandboxId, 'schema', 'zebrastripes~1')).hits).toEqual([]);
+  });
+
+  it('streams live results from the revisions PostgreSQL keeps', async () => {
+    const bus = new EventBus();
+    const watcher = new SearchWatcher(pg.conn, bus, 5);
+    const abort = new AbortController();
+    const events = liveSearchResults({
+      conn: pg.conn,
+      bus,
+      watcher,
+      sandboxId: c.sandboxId,
+      namespace: 'schema',
+      query: 'giraffe*',
+      first: 10,
+      signal: abort.signal,
+    });
+    try {
+      expect((await events.next()).value).toMatchObject({ type: 'RESULTS', hits: [], totalCount: 0 });
+      await pg.conn.run(addField, [c.sandboxId, 'giraffeNeck']);
+      await lite.run(addField, [c.sandboxId, 'giraffeNeck']);
+      const added = (await events.next()).value;
+      expect(added).toMatchObject({ type: 'ADDED', totalCount: 1, hit: { entityKey: 'profile:giraffeNeck' } });
+    } finally {
+      abort.abort();
+      await events.return(undefined);
+      watcher.stop();
+    }
   });
 
   it('gives an audience its folders and a field hit its field', async () => {
