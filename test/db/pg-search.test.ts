@@ -137,6 +137,13 @@ const QUERIES = [
   'name\\:churn',
 ];
 
+/**
+ * Where PostgreSQL's snippet is not FTS5's: ts_headline chose a shorter fragment around a NEAR
+ * match, and two matched words side by side are one mark (FTS5 marks each term on its own, and a
+ * phrase as one).
+ */
+const SNIPPET_DIFFERS = new Set(['"customers leave"~3', 'creme brulee']);
+
 const keyOf = (h: SearchHit) => `${h.kind} ${h.entityKey}`;
 
 describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg) => {
@@ -202,6 +209,7 @@ describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg
         });
         expect(hit.snippet).toContain('<mark>');
         expect(reference.snippet).toContain('<mark>');
+        if (!SNIPPET_DIFFERS.has(query)) expect(hit.snippet, keyOf(hit)).toBe(reference.snippet);
       }
       // Hits whose name alone answers the query lead on both: the same ones, in the lead.
       const nameLed = (hits: SearchHit[]) => {

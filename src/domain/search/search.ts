@@ -243,7 +243,10 @@ async function hitDetails(conn: Store, compiled: CompiledSearch, ids: number[]):
         : '',
     )
     .join(' ');
-  const text = `SELECT d.id AS "documentId", CASE ${snippet} ELSE '' END AS snippet,
+  const source = perField
+    .map(({ f, query }, j) => (query ? `WHEN ${matched[j]} THEN d.${FIELD_COLUMNS[f]}` : ''))
+    .join(' ');
+  const text = `SELECT d.id AS "documentId", CASE ${snippet} ELSE '' END AS snippet, CASE ${source} END AS source,
       ${matched.map((m, j) => `${m} AS h${j}`).join(', ')}, ${CONTENT} AS content
     FROM search_documents d WHERE d.id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST(${p.add(JSON.stringify(ids))} AS jsonb)))`;
   const rows = await conn.all<Record<string, unknown>>(built(text), p.values);
@@ -251,12 +254,48 @@ async function hitDetails(conn: Store, compiled: CompiledSearch, ids: number[]):
     rows.map((d) => [
       d.documentId as number,
       {
-        snippet: String(d.snippet ?? ''),
+        snippet: restoreSnippet(String(d.snippet ?? ''), String(d.source ?? '')),
         matchedFields: SEARCH_FIELDS.filter((_f, j) => d[`h${j}`] === true),
         content: String(d.content ?? ''),
       },
     ]),
   );
+}
+
+/**
+ * ts_headline's fragment shown in the column's own text, as FTS5's snippet shows it. The
+ * headline is of the words PostgreSQL searched (punctuation made spaces), each matched word
+ * marked on its own; here the same run of words is found in the column's text and cut from it
+ * with its punctuation, marks around each run of matched words (a phrase is one mark, as in
+ * FTS5), and `…` where the fragment stops short of the text's start or end. When the words
+ * cannot be lined up (a character the two databases count differently), the headline stays.
+ */
+export function restoreSnippet(headline: string, source: string): string {
+  const tokens = [...headline.matchAll(/<mark>(.*?)<\/mark>|(\S+)/gu)].map((m) => ({
+    word: m[1] ?? m[2]!,
+    marked: m[1] !== undefined,
+  }));
+  const text = source.normalize('NFKC');
+  const words = [...text.matchAll(/[\p{L}\p{N}]+/gu)].map((m) => ({
+    word: m[0],
+    start: m.index,
+    end: m.index + m[0].length,
+  }));
+  if (tokens.length === 0) return headline;
+  let at = -1;
+  for (let i = 0; i + tokens.length <= words.length && at < 0; i++)
+    if (tokens.every((t, k) => words[i + k]!.word === t.word)) at = i;
+  if (at < 0) return headline;
+  const last = at + tokens.length - 1;
+  let out = at === 0 ? text.slice(0, words[0]!.start) : '…';
+  tokens.forEach((t, k) => {
+    const w = words[at + k]!;
+    if (k > 0) out += text.slice(words[at + k - 1]!.end, w.start);
+    const opens = t.marked && !tokens[k - 1]?.marked;
+    const closes = t.marked && !tokens[k + 1]?.marked;
+    out += `${opens ? '<mark>' : ''}${w.word}${closes ? '</mark>' : ''}`;
+  });
+  return out + (last === words.length - 1 ? text.slice(words[last]!.end) : '…');
 }
 
 export interface SearchPage {
