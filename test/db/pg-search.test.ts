@@ -269,6 +269,11 @@ describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg
     );
     expect(hits.pg).toEqual(['FIELD profile:_tenant.churnRate']);
     expect(hits.pg).toEqual(hits.lite);
+    // A transposition is one edit in a long word too.
+    const swapped = await both(async (conn) =>
+      (await searchEntities(conn, c.sandboxId, 'schema', 'chrunrate~1')).hits.map(keyOf),
+    );
+    expect(swapped).toEqual({ lite: ['FIELD profile:_tenant.churnRate'], pg: ['FIELD profile:_tenant.churnRate'] });
   });
 
   it("searches inside a unit on the unit's client, its documents gone with its rollback", async () => {

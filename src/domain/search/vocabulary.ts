@@ -123,7 +123,9 @@ function capped(words: string[], what: string): string[] {
 export async function fuzzyWords(conn: Store, sandboxId: number, word: string, edits: number): Promise<string[]> {
   const vocab = await vocabularyOf(conn, sandboxId);
   const grams = trigrams(word);
-  const needed = grams.size - 3 * edits;
+  // An insertion, deletion or substitution breaks at most 3 trigrams; a transposition (one edit
+  // here) breaks up to 4, so `chrunrate` shares only 3 of 7 with `churnrate`.
+  const needed = grams.size - 4 * edits;
   let candidates: Iterable<string>;
   if (needed <= 0) {
     candidates = vocab.words;
