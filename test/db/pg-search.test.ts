@@ -244,6 +244,17 @@ describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg
     expect(snippet).toBe('<mark>Café</mark> owners');
   });
 
+  it('folds more letters than FTS5 does (docs/api.md, "On PostgreSQL")', async () => {
+    const strasse = await both(async (conn) =>
+      (await searchEntities(conn, c.sandboxId, null, 'strasse')).hits.map(keyOf),
+    );
+    expect(strasse).toEqual({ lite: [], pg: [`AUDIENCE ${c.ids.cafe}`] });
+    const straße = await both(async (conn) =>
+      (await searchEntities(conn, c.sandboxId, null, 'straße')).hits.map(keyOf),
+    );
+    expect(straße).toEqual({ lite: [`AUDIENCE ${c.ids.cafe}`], pg: [`AUDIENCE ${c.ids.cafe}`] });
+  });
+
   it('keeps to the sandbox and the namespace', async () => {
     const other = await both(async (conn) => (await searchEntities(conn, c.other, null, 'churn')).hits.length);
     expect(other).toEqual({ lite: 1, pg: 1 });
