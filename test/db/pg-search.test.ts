@@ -5,7 +5,7 @@
  * then finds the same hits on both, name hits first, with the same counts, matched fields and
  * content, and a highlighted snippet. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { statements } from '../../src/db/statement.js';
@@ -21,6 +21,7 @@ import { updateProfileSchema } from '../../src/domain/profile-schema.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { liveSearchResults, SearchWatcher } from '../../src/domain/search/live-search.js';
 import {
+  restoreSnippet,
   type SearchHit,
   schemaFieldOfHit,
   searchEntities,
@@ -386,5 +387,22 @@ describeOnPostgres('segment search on PostgreSQL against FTS5', 'pg_search', (pg
       expect({ q, count: pgCount }).toEqual({ q, count: liteCount });
     }
     expect(answered).toBeGreaterThan(40);
+  });
+});
+
+describe("PostgreSQL's snippet in the column's own text", () => {
+  it.each([
+    [
+      '<mark>homeAddress</mark> <mark>city</mark> Oslo',
+      'homeAddress.city = "Oslo"',
+      '<mark>homeAddress.city</mark> = "Oslo"',
+    ],
+    ['Marketing <mark>Nordics</mark>', '/Marketing/Nordics', '/Marketing/<mark>Nordics</mark>'],
+    ['<mark>churn</mark> a b', 'x y <mark> churn a b c', '…<mark>churn</mark> a b…'],
+    ['<mark>Café</mark> owners', 'Cafe\u0301 owners', '<mark>Café</mark> owners'],
+    // Words that cannot be lined up leave the headline as it is.
+    ['<mark>odd</mark> words', 'other text', '<mark>odd</mark> words'],
+  ])('shows %j from %j as %j', (headline, source, shown) => {
+    expect(restoreSnippet(headline, source)).toBe(shown);
   });
 });
