@@ -1,7 +1,9 @@
 /**
- * Segment search (docs/api.md "Search"): ranked hits over the FTS5 index of drizzle/0011,
- * always inside one sandbox. Hits whose name alone satisfies the query come first, then bm25
- * (name weighted highest); ties by document id, so a page order is stable.
+ * Segment search (docs/api.md "Search"): ranked hits over the FTS5 index of drizzle/0011 on
+ * SQLite, or the generated search_vector of search_documents on PostgreSQL (ts-match.ts; how the
+ * answers differ: docs/api.md "On PostgreSQL"), always inside one sandbox. Hits whose name alone
+ * satisfies the query come first, then bm25 or ts_rank (name weighted highest); ties by document
+ * id, so a page order is stable.
  */
 import { type Statement, statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
