@@ -426,13 +426,28 @@ export const apiKeySandboxes = pgTable(
   (t) => [primaryKey({ columns: [t.keyId, t.sandboxId] })],
 );
 
-/** The searchable text of a document, weighted: names first, then descriptions, then the rest. */
+/**
+ * The searchable text of a document, weighted as FTS5's bm25 weights the columns (name 10; gid,
+ * external_id, path 5; description, labels 3; the rest 2 or 1), in PostgreSQL's four weights.
+ * Words are cut and folded as FTS5 does (segql_search_words and the `segql_search`
+ * configuration of the pg migration `search_words`).
+ */
+const SEARCH_WEIGHTS: [column: string, weight: 'A' | 'B' | 'C' | 'D'][] = [
+  ['name', 'A'],
+  ['description', 'C'],
+  ['gid', 'B'],
+  ['external_id', 'B'],
+  ['labels', 'C'],
+  ['folder', 'D'],
+  ['namespace', 'D'],
+  ['expression', 'D'],
+  ['path', 'B'],
+  ['type', 'D'],
+];
 const searchText = sql.raw(
-  `setweight(to_tsvector('simple', coalesce(name, '') || ' ' || coalesce(path, '')), 'A') || ` +
-    `setweight(to_tsvector('simple', coalesce(description, '')), 'B') || ` +
-    `setweight(to_tsvector('simple', coalesce(gid, '') || ' ' || coalesce(external_id, '') || ' ' || ` +
-    `coalesce(labels, '') || ' ' || coalesce(folder, '') || ' ' || namespace || ' ' || ` +
-    `coalesce(expression, '') || ' ' || coalesce(type, '')), 'C')`,
+  SEARCH_WEIGHTS.map(
+    ([column, weight]) => `setweight(to_tsvector('segql_search', segql_search_words(${column})), '${weight}')`,
+  ).join(' || '),
 );
 
 /**

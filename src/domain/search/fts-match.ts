@@ -5,7 +5,7 @@
  * groups come from the AST alone. `null` is an expression that matches nothing (a fuzzy or
  * wildcard term with no word to expand to, a term with no letters or digits).
  */
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { badInput } from '../errors.js';
 import type { SearchField, SearchNode } from './query.js';
 import { fuzzyWords, searchTokens, wildcardWords } from './vocabulary.js';
@@ -30,7 +30,7 @@ const anyOf = (field: SearchField | null, words: string[]) =>
   words.length === 0 ? null : `${column(field)}(${words.map(quote).join(' OR ')})`;
 
 export interface MatchContext {
-  conn: Connection;
+  conn: Store;
   sandboxId: number;
 }
 

@@ -7,8 +7,17 @@
  * and reports the difference.
  */
 import type { Connection } from '../../db/index.js';
+import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { type EventBus, topics } from '../events.js';
 import { type SearchHit, searchEntities } from './search.js';
+
+const q = statements('search', {
+  revisions: {
+    sqlite: 'SELECT sandbox_id AS s, revision AS r FROM search_revisions',
+    postgres: 'SELECT sandbox_id AS s, revision AS r FROM search_revisions',
+  },
+});
 
 export class SearchWatcher {
   private readonly revisions = new Map<number, number>();
@@ -16,7 +25,7 @@ export class SearchWatcher {
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly conn: Connection,
+    private readonly conn: Store,
     private readonly bus: EventBus,
     private readonly intervalMs = 5,
   ) {}
@@ -47,11 +56,11 @@ export class SearchWatcher {
   }
 
   private async poll(): Promise<void> {
-    if (!this.conn.sqlite.open) return;
-    const rows = this.conn.sqlite.prepare('SELECT sandbox_id AS s, revision AS r FROM search_revisions').all() as {
-      s: number;
-      r: number;
-    }[];
+    if ((this.conn as Partial<Connection>).sqlite?.open === false) return;
+    const read = this.conn.all<{ s: number; r: number }>(q.revisions);
+    // A pool that lost its server or was closed: the next tick reads again.
+    const rows = this.conn.dialect === 'postgres' ? await read.catch(() => null) : await read;
+    if (!rows) return;
     for (const { s, r } of rows) {
       const before = this.revisions.get(s);
       this.revisions.set(s, r);
@@ -90,7 +99,7 @@ export function diffHits(before: SearchHit[], after: SearchHit[], totalCount: nu
 }
 
 export interface LiveSearchOptions {
-  conn: Connection;
+  conn: Store;
   bus: EventBus;
   watcher: SearchWatcher;
   sandboxId: number;

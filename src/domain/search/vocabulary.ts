@@ -4,10 +4,31 @@
  * a word. Kept per connection and grown from the documents written since the last look
  * (document ids are never reused); words of deleted documents stay, which only costs an
  * expansion that matches nothing.
+ *
+ * On PostgreSQL ids are drawn before commit, so a document may commit after one with a higher id
+ * was read: growing by id would miss it for good. There the words are read again, all of the
+ * sandbox's, whenever its search revision (bumped by every change of its documents) has moved.
  */
 import { cacheKey } from '../../db/connection-cache.js';
-import type { Connection } from '../../db/index.js';
+import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { badInput } from '../errors.js';
+
+// The text of each document written since the last look, every column (as the index has them).
+const DOCUMENT_TEXT = `coalesce(name, '') || ' ' || coalesce(description, '') || ' ' || coalesce(gid, '') || ' ' ||
+  coalesce(external_id, '') || ' ' || coalesce(labels, '') || ' ' || coalesce(folder, '') || ' ' ||
+  namespace || ' ' || coalesce(expression, '') || ' ' || coalesce(path, '') || ' ' || coalesce(type, '')`;
+
+const q = statements('search', {
+  documentsSince: {
+    sqlite: `SELECT id, ${DOCUMENT_TEXT} AS text FROM search_documents WHERE id > ? AND sandbox_id = ? ORDER BY id`,
+    postgres: `SELECT id, ${DOCUMENT_TEXT} AS text FROM search_documents WHERE id > $1 AND sandbox_id = $2 ORDER BY id`,
+  },
+  revision: {
+    sqlite: 'SELECT revision FROM search_revisions WHERE sandbox_id = ?',
+    postgres: 'SELECT revision FROM search_revisions WHERE sandbox_id = $1',
+  },
+});
 
 /** Words as FTS5's unicode61 tokenizer (remove_diacritics 2) cuts and folds them, near enough. */
 export function searchTokens(text: string): string[] {
@@ -25,6 +46,8 @@ export const MAX_EXPANSIONS = 128;
 
 class Vocabulary {
   lastDocumentId = 0;
+  /** PostgreSQL: the sandbox's search revision the words were read at. */
+  revision: number | null = null;
   readonly words = new Set<string>();
   readonly byTrigram = new Map<string, string[]>();
 
@@ -48,21 +71,21 @@ function trigrams(word: string): Set<string> {
 
 const VOCABULARIES = cacheKey<Map<number, Vocabulary>>('search vocabularies');
 
-async function vocabularyOf(conn: Connection, sandboxId: number): Promise<Vocabulary> {
+async function vocabularyOf(conn: Store, sandboxId: number): Promise<Vocabulary> {
   const all = conn.cache.get(VOCABULARIES, () => new Map());
   let vocab = all.get(sandboxId);
+  let revision: number | null = null;
+  if (conn.dialect === 'postgres') {
+    revision = (await conn.get<{ revision: number }>(q.revision, [sandboxId]))?.revision ?? 0;
+    if (vocab && vocab.revision === revision) return vocab;
+    vocab = undefined;
+  }
   if (!vocab) {
     vocab = new Vocabulary();
+    vocab.revision = revision;
     all.set(sandboxId, vocab);
   }
-  const rows = conn.sqlite
-    .prepare(
-      `SELECT id, coalesce(name, '') || ' ' || coalesce(description, '') || ' ' || coalesce(gid, '') || ' ' ||
-         coalesce(external_id, '') || ' ' || coalesce(labels, '') || ' ' || coalesce(folder, '') || ' ' ||
-         namespace || ' ' || coalesce(expression, '') || ' ' || coalesce(path, '') || ' ' || coalesce(type, '') AS text
-       FROM search_documents WHERE id > ? AND sandbox_id = ? ORDER BY id`,
-    )
-    .all(vocab.lastDocumentId, sandboxId) as { id: number; text: string }[];
+  const rows = await conn.all<{ id: number; text: string }>(q.documentsSince, [vocab.lastDocumentId, sandboxId]);
   for (const row of rows) {
     for (const word of searchTokens(row.text)) vocab.add(word);
     vocab.lastDocumentId = row.id;
@@ -97,10 +120,12 @@ function capped(words: string[], what: string): string[] {
 }
 
 /** Words within `edits` edits of `word`: those sharing enough trigrams (q-gram lemma), then checked. */
-export async function fuzzyWords(conn: Connection, sandboxId: number, word: string, edits: number): Promise<string[]> {
+export async function fuzzyWords(conn: Store, sandboxId: number, word: string, edits: number): Promise<string[]> {
   const vocab = await vocabularyOf(conn, sandboxId);
   const grams = trigrams(word);
-  const needed = grams.size - 3 * edits;
+  // An insertion, deletion or substitution breaks at most 3 trigrams; a transposition (one edit
+  // here) breaks up to 4, so `chrunrate` shares only 3 of 7 with `churnrate`.
+  const needed = grams.size - 4 * edits;
   let candidates: Iterable<string>;
   if (needed <= 0) {
     candidates = vocab.words;
@@ -115,7 +140,7 @@ export async function fuzzyWords(conn: Connection, sandboxId: number, word: stri
 }
 
 /** Words matching a pattern with `*` (any run) and `?` (one character). */
-export async function wildcardWords(conn: Connection, sandboxId: number, pattern: string): Promise<string[]> {
+export async function wildcardWords(conn: Store, sandboxId: number, pattern: string): Promise<string[]> {
   const vocab = await vocabularyOf(conn, sandboxId);
   const literalPrefix = /^[^*?]*/.exec(pattern)![0];
   const regex = new RegExp(
