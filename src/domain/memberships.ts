@@ -261,7 +261,7 @@ async function setManualMembership(
       // A MANUAL audience has no definition: no version decided it.
       writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual', null);
     }
-    refreshAudienceSize(tx, audienceId);
+    await refreshAudienceSize(tx, audienceId);
     await touchAudience(tx, audienceId, now);
   });
 }
