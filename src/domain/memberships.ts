@@ -7,7 +7,6 @@ import { badInput, conflict } from './errors.js';
 import { CURRENT_STATUSES_SQL, isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
-import { profileIdByIdentity } from './profiles.js';
 
 /**
  * What moved a membership, as membership_history.cause stores it; a job's entries (a segment job,
@@ -84,9 +83,58 @@ const q = statements('memberships', {
     sqlite: 'UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?',
     postgres: 'UPDATE audiences SET size = size + $1, last_evaluated_at = $2 WHERE id = $3',
   },
-  statusOf: {
-    sqlite: 'SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?',
-    postgres: 'SELECT status FROM memberships WHERE audience_id = $1 AND profile_id = $2',
+  /**
+   * The profile each identity of a JSON array of `[namespace, id]` pairs names, or null, by the
+   * pair's index: the sandbox after the array.
+   */
+  profilesOfIdentities: {
+    sqlite: `SELECT CAST(j.key AS integer) AS "index", i.profile_id AS "profileId" FROM json_each(?) AS j
+      LEFT JOIN identities AS i ON i.sandbox_id = ? AND i.namespace = j.value ->> 0 AND i.value = j.value ->> 1
+      ORDER BY j.key`,
+    postgres: `SELECT CAST(j.n - 1 AS integer) AS "index", i.profile_id AS "profileId"
+      FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS j(value, n)
+      LEFT JOIN identities AS i ON i.sandbox_id = $2 AND i.namespace = j.value ->> 0 AND i.value = j.value ->> 1
+      ORDER BY j.n`,
+  },
+  /** The stored status of the audience's memberships of the profiles of the JSON array. */
+  statusesOf: {
+    sqlite: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = ? AND profile_id IN (SELECT value FROM json_each(?)) ORDER BY profile_id`,
+    postgres: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = $1 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY profile_id`,
+  },
+  /** `enter` for the profiles of a JSON array: sandbox, audience, qualified at, evaluated at, the array. */
+  enterAll: {
+    sqlite: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT ?, ?, value, ${statusSql('REALIZED')}, ?, ?, NULL FROM json_each(?) WHERE true
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    postgres: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT CAST($1 AS bigint), CAST($2 AS bigint), CAST(value AS bigint), ${statusSql('REALIZED')}, CAST($3 AS bigint),
+         CAST($4 AS bigint), CAST(NULL AS bigint)
+       FROM jsonb_array_elements_text(CAST($5 AS jsonb))
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+  },
+  /** `exit` for the profiles of a JSON array: exited at, evaluated at, audience, the array. */
+  exitAll: {
+    sqlite: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ?
+      WHERE audience_id = ? AND profile_id IN (SELECT value FROM json_each(?))`,
+    postgres: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = $1, last_evaluated_at = $2
+      WHERE audience_id = $3 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($4 AS jsonb)))`,
+  },
+  /**
+   * Manual history entries, in the array's order: sandbox, audience, at, to status, then a JSON
+   * array of `[profile id, from status]` pairs. No definition version: a MANUAL audience has none.
+   */
+  manualHistory: {
+    sqlite: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT ?, j.value ->> 0, ?, ?, j.value ->> 1, ?, 'manual', NULL FROM json_each(?) AS j ORDER BY j.key`,
+    postgres: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT CAST($1 AS bigint), CAST(j.value ->> 0 AS bigint), CAST($2 AS bigint), CAST($3 AS bigint), j.value ->> 1,
+        CAST($4 AS text), 'manual', CAST(NULL AS bigint)
+      FROM jsonb_array_elements(CAST($5 AS jsonb)) WITH ORDINALITY AS j(value, n) ORDER BY j.n`,
   },
   touchAudience: {
     sqlite: 'UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?',
@@ -275,15 +323,21 @@ async function resolveIdentities(
 ): Promise<number[]> {
   if (identities.length === 0) throw badInput('Give at least one identity', 'identities');
   if (identities.length > 10_000) throw badInput('At most 10,000 identities per call', 'identities');
-  const ids: number[] = [];
-  const unknown: string[] = [];
   identities.forEach((identity, i) => {
     const problem = identityProblem(identity);
     if (problem) throw badInput(`Invalid identity: ${problem}`, `identities.${i}`);
-    const id = profileIdByIdentity(conn, sandboxId, identity);
-    if (id === undefined) unknown.push(`${identity.namespace}:${identity.id}`);
-    else ids.push(id);
   });
+  const rows = await conn.all<{ index: number; profileId: number | null }>(q.profilesOfIdentities, [
+    JSON.stringify(identities.map((identity) => [identity.namespace, identity.id])),
+    sandboxId,
+  ]);
+  const ids: number[] = [];
+  const unknown: string[] = [];
+  for (const { index, profileId } of rows) {
+    const identity = identities[index]!;
+    if (profileId === null) unknown.push(`${identity.namespace}:${identity.id}`);
+    else ids.push(profileId);
+  }
   if (unknown.length > 0) {
     throw badInput(
       `No profile has identity ${unknown.slice(0, 10).join(', ')}${unknown.length > 10 ? ', …' : ''}`,
@@ -317,14 +371,23 @@ async function setManualMembership(
 ): Promise<void> {
   await writeUnit(conn, async (tx) => {
     await requireManual(tx, sandboxId, audienceId);
-    for (const profileId of await resolveIdentities(tx, sandboxId, identities)) {
-      const status = (await tx.get<{ status: MembershipStatus }>(q.statusOf, [audienceId, profileId]))?.status ?? null;
-      const member = status !== null && isCurrentStatus(status);
-      if (member === (to === 'REALIZED')) continue;
-      if (to === 'REALIZED') await tx.run(q.enter, [sandboxId, audienceId, profileId, now, now]);
-      else await tx.run(q.exit, [now, now, audienceId, profileId]);
-      // A MANUAL audience has no definition: no version decided it.
-      await tx.run(q.history, [sandboxId, profileId, audienceId, now, status, to, 'manual', null]);
+    const profileIds = await resolveIdentities(tx, sandboxId, identities);
+    const stored = await tx.all<{ profileId: number; status: MembershipStatus }>(q.statusesOf, [
+      audienceId,
+      JSON.stringify(profileIds),
+    ]);
+    const statuses = new Map(stored.map((r) => [r.profileId, r.status]));
+    // Only actual changes: a profile already in that state is left alone.
+    const moving = profileIds.filter((id) => {
+      const status = statuses.get(id);
+      return (status !== undefined && isCurrentStatus(status)) !== (to === 'REALIZED');
+    });
+    if (moving.length > 0) {
+      const list = JSON.stringify(moving);
+      if (to === 'REALIZED') await tx.run(q.enterAll, [sandboxId, audienceId, now, now, list]);
+      else await tx.run(q.exitAll, [now, now, audienceId, list]);
+      const entries = moving.map((id) => [id, statuses.get(id) ?? null]);
+      await tx.run(q.manualHistory, [sandboxId, audienceId, now, to, JSON.stringify(entries)]);
     }
     // The size is recounted, not moved by the changes: the same answer after any mix of them.
     await refreshAudienceSize(tx, audienceId);

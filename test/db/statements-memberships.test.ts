@@ -150,10 +150,10 @@ describeOnPostgres('memberships statements on PostgreSQL', 'statements_membershi
         await r.run(q('history'), [1, 8, 2, 1_400, null, 'REALIZED', 'manual', null]),
         await r.run(q('moveSize'), [-2, 1_500, 2]),
         await r.run(q('touchAudience'), [1_600, 1_601, 1]),
-        await r.get(q('statusOf'), [1, 3]),
-        await r.get(q('statusOf'), [1, 1]),
-        await r.get(q('statusOf'), [2, 7]),
-        await r.get(q('statusOf'), [2, 99]),
+        await r.all(q('statusesOf'), [1, JSON.stringify([3, 1, 99])]),
+        await r.all(q('statusesOf'), [2, JSON.stringify([7])]),
+        await r.all(q('statusesOf'), [2, '[]']),
+        await r.all(q('statusesOf'), [3, JSON.stringify([1])]),
         parsed(await r.all(q('ofProfiles'), [1, JSON.stringify([3, 7])])),
         await r.all({
           name: 'test.audiences',
@@ -164,10 +164,13 @@ describeOnPostgres('memberships statements on PostgreSQL', 'statements_membershi
       expect(written[1]).toEqual(written[0]);
       expect(written[0].slice(0, 9)).toEqual(Array(9).fill({ changes: 1 }));
       expect(written[0].slice(9, 13)).toEqual([
-        { status: 'REALIZED' },
-        { status: 'EXITED' },
-        { status: 'REALIZED' },
-        undefined,
+        [
+          { profileId: 1, status: 'EXITED' },
+          { profileId: 3, status: 'REALIZED' },
+        ],
+        [{ profileId: 7, status: 'REALIZED' }],
+        [],
+        [],
       ]);
       expect(written[0][13]).toEqual([
         {
@@ -217,6 +220,82 @@ describeOnPostgres('memberships statements on PostgreSQL', 'statements_membershi
       expect((history[0][1] as { id: number }[]).map((t) => t.id)).toEqual([2, 1]);
       expect((history[0][2] as { id: number }[]).map((t) => t.id)).toEqual([2]);
       expect(history[0].slice(3)).toEqual([[], { n: 3 }, { n: 0 }]);
+
+      // The manual change, many profiles at once.
+      await insertRows(
+        sqlite,
+        pg,
+        'identities',
+        ['sandbox_id', 'namespace', 'value', 'profile_id', 'created_at'],
+        [
+          [1, 'email', 'a@x', 20, 0],
+          [1, 'crm', '42', 21, 0],
+          [1, 'email', 'b@x', 22, 0],
+          [2, 'email', 'c@x', 23, 0],
+        ],
+      );
+      const identities = JSON.stringify([
+        ['email', 'a@x'],
+        ['email', 'c@x'],
+        ['crm', '42'],
+        ['CRM', '42'],
+        ['email', 'a@x'],
+      ]);
+      const manual = await both(async (r) => [
+        await r.all(q('profilesOfIdentities'), [identities, 1]),
+        await r.run(q('enterAll'), [1, 2, 2_000, 2_001, JSON.stringify([20, 21, 7])]),
+        await r.run(q('exitAll'), [2_100, 2_101, 2, JSON.stringify([21, 99])]),
+        await r.run(q('manualHistory'), [
+          1,
+          2,
+          2_200,
+          'REALIZED',
+          JSON.stringify([
+            [22, null],
+            [21, 'EXITED'],
+            [20, 'EXISTING'],
+          ]),
+        ]),
+        parsed(await r.all(q('ofProfiles'), [1, JSON.stringify([20, 21, 7])])),
+        await r.all(q('historyNewestFirst'), [1, 22, MIN, MAX, 10]),
+        await r.all(q('historyOldestFirst'), [1, 21, MIN, MAX, 10]),
+      ]);
+      expect(manual[1]).toEqual(manual[0]);
+      expect(manual[0][0]).toEqual([
+        { index: 0, profileId: 20 },
+        { index: 1, profileId: null },
+        { index: 2, profileId: 21 },
+        { index: 3, profileId: null },
+        { index: 4, profileId: 20 },
+      ]);
+      expect(manual[0].slice(1, 4)).toEqual([{ changes: 3 }, { changes: 1 }, { changes: 3 }]);
+      expect(
+        (manual[0][4] as { profileId: number; audienceId: number; status: string; qualifiedAt: number }[]).map((m) => [
+          m.profileId,
+          m.audienceId,
+          m.status,
+          m.qualifiedAt,
+        ]),
+      ).toEqual([
+        [7, 2, 'REALIZED', 2_000],
+        [20, 2, 'REALIZED', 2_000],
+        [21, 2, 'EXITED', 2_000],
+      ]);
+      expect(manual[0][5]).toEqual([
+        {
+          id: 5,
+          profileId: 22,
+          audienceId: 2,
+          at: 2_200,
+          fromStatus: null,
+          toStatus: 'REALIZED',
+          cause: 'manual',
+          definitionVersion: null,
+        },
+      ]);
+      expect((manual[0][6] as { id: number; fromStatus: string }[]).map((t) => [t.id, t.fromStatus])).toEqual([
+        [6, 'EXITED'],
+      ]);
     } finally {
       sqlite.close();
     }
