@@ -1,23 +1,14 @@
-import { and, eq, inArray, type SQL, sql } from 'drizzle-orm';
-import { cacheKey } from '../db/connection-cache.js';
+import { type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import { preparedSelect, rowsByIds } from '../db/rows-by-ids.js';
-import {
-  audienceSizeHistory,
-  audiences,
-  definitionDependencies,
-  definitionVersions,
-  membershipHistory,
-  memberships,
-  segmentDefinitions,
-} from '../db/schema.js';
+import type { audiences } from '../db/schema.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
 import { encodeGlobalId } from './ids.js';
 import { assertLifecycleChange, type LifecycleState } from './lifecycle.js';
 import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
-import { countRows, keyset, type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { type OrderDirection, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { assertNoScheduleNames } from './schedules/schedule-references.js';
 
 export const AUDIENCE_ORIGINS = ['SEGMENTATION_SERVICE', 'CUSTOM_UPLOAD', 'MANUAL'] as const;
@@ -45,7 +36,190 @@ const SEGQL_NAMESPACE = 'segql';
 const NAME_MAX = 255;
 const NAMESPACE = /^[A-Za-z0-9_.-]{1,64}$/;
 
-type AudienceRow = typeof audiences.$inferSelect;
+/** An audience as its statements give it: labels as JSON text, and the name key lists order by. */
+type AudienceRow = Omit<Audience, 'labels' | 'origin' | 'lifecycleState'> & {
+  nameKey: string;
+  origin: string;
+  lifecycleState: string;
+  labels: string;
+};
+
+const AUDIENCE = `id, sandbox_id AS "sandboxId", name, name_key AS "nameKey", namespace, description, origin,
+  lifecycle_state AS "lifecycleState", labels, folder_id AS "folderId", definition_id AS "definitionId", size, version,
+  last_evaluated_at AS "lastEvaluatedAt", created_at AS "createdAt", updated_at AS "updatedAt"`;
+
+/** PostgreSQL's text of a statement written with `?`: each `?` in turn becomes `$1`, `$2`, … */
+function numbered(text: string): string {
+  let n = 0;
+  return text.replace(/\?/g, () => `$${++n}`);
+}
+
+/**
+ * The filters of listAudiences, each off when its value is null; a value comes once for each
+ * place it is used (filterParams). The PostgreSQL text casts the values only compared with
+ * NULL, and reads the labels (JSON text on both) as jsonb.
+ */
+const FILTER = `sandbox_id = ?
+  AND (? IS NULL OR instr(name_key, ?) > 0)
+  AND (? IS NULL OR namespace = ?)
+  AND (? IS NULL OR origin = ?)
+  AND (? IS NULL OR lifecycle_state = ?)
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM json_each(audiences.labels) WHERE value = ?))
+  AND (? IS NULL OR folder_id = ?)
+  AND (? IS NULL OR EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = audiences.definition_id
+    AND CASE ? WHEN 'BATCH' THEN d.eval_batch WHEN 'STREAMING' THEN d.eval_streaming ELSE d.eval_edge END = 1))
+  AND (? IS NULL OR updated_at > ?)`;
+const FILTER_PG = `sandbox_id = ?
+  AND (CAST(? AS text) IS NULL OR strpos(name_key, ?) > 0)
+  AND (CAST(? AS text) IS NULL OR namespace = ?)
+  AND (CAST(? AS text) IS NULL OR origin = ?)
+  AND (CAST(? AS text) IS NULL OR lifecycle_state = ?)
+  AND (CAST(? AS text) IS NULL OR EXISTS (SELECT 1 FROM jsonb_array_elements_text(CAST(audiences.labels AS jsonb)) AS l(value)
+    WHERE l.value = ?))
+  AND (CAST(? AS bigint) IS NULL OR folder_id = ?)
+  AND (CAST(? AS text) IS NULL OR EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = audiences.definition_id
+    AND CASE CAST(? AS text) WHEN 'BATCH' THEN d.eval_batch WHEN 'STREAMING' THEN d.eval_streaming ELSE d.eval_edge END))
+  AND (CAST(? AS bigint) IS NULL OR updated_at > ?)`;
+
+/** The sort column of each order; names in byte order on both (SQLite's BINARY, PostgreSQL's "C"). */
+const SORT = {
+  NAME: { sqlite: 'name_key', postgres: 'name_key COLLATE "C"', cast: 'text' },
+  CREATED_AT: { sqlite: 'created_at', postgres: 'created_at', cast: 'bigint' },
+  UPDATED_AT: { sqlite: 'updated_at', postgres: 'updated_at', cast: 'bigint' },
+  SIZE: { sqlite: 'size', postgres: 'size', cast: 'bigint' },
+} as const;
+
+/**
+ * A page of audiences in one order, read in ascending or descending (sort value, id): after the
+ * filters, the (value, id) the rows lie above and the one they lie below, each off when its value
+ * is null (boundParams); then the limit.
+ */
+function pageText(field: AudienceOrderField, ascending: boolean): { sqlite: string; postgres: string } {
+  const dir = ascending ? 'ASC' : 'DESC';
+  const lite = SORT[field].sqlite;
+  const pg = SORT[field].postgres;
+  const cast = SORT[field].cast;
+  return {
+    sqlite: `SELECT ${AUDIENCE} FROM audiences WHERE ${FILTER}
+      AND (? IS NULL OR (${lite}, id) > (?, ?))
+      AND (? IS NULL OR (${lite}, id) < (?, ?))
+      ORDER BY ${lite} ${dir}, id ${dir} LIMIT ?`,
+    postgres: numbered(`SELECT ${AUDIENCE} FROM audiences WHERE ${FILTER_PG}
+      AND (CAST(? AS ${cast}) IS NULL OR (${pg}, id) > (?, ?))
+      AND (CAST(? AS ${cast}) IS NULL OR (${pg}, id) < (?, ?))
+      ORDER BY ${pg} ${dir}, id ${dir} LIMIT ?`),
+  };
+}
+
+const q = statements('audiences', {
+  /** The sandbox's audiences among the ids of the JSON array. */
+  byIds: {
+    sqlite: `SELECT ${AUDIENCE} FROM audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${AUDIENCE} FROM audiences WHERE sandbox_id = $1
+      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+  },
+  /** The audience of a namespace with this lower-cased name. */
+  idByName: {
+    sqlite: 'SELECT id FROM audiences WHERE sandbox_id = ? AND namespace = ? AND name_key = ?',
+    postgres: 'SELECT id FROM audiences WHERE sandbox_id = $1 AND namespace = $2 AND name_key = $3',
+  },
+  insert: {
+    sqlite: `INSERT INTO audiences (sandbox_id, name, name_key, namespace, description, origin, lifecycle_state, labels,
+        folder_id, definition_id, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${AUDIENCE}`,
+    postgres: `INSERT INTO audiences (sandbox_id, name, name_key, namespace, description, origin, lifecycle_state, labels,
+        folder_id, definition_id, created_at, updated_at)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING ${AUDIENCE}`,
+  },
+  /** Every changeable column at once, if the audience is still at the version read (last two params). */
+  update: {
+    sqlite: `UPDATE audiences SET name = ?, name_key = ?, description = ?, lifecycle_state = ?, labels = ?, folder_id = ?,
+        version = ?, updated_at = ?
+      WHERE id = ? AND version = ? RETURNING ${AUDIENCE}`,
+    postgres: `UPDATE audiences SET name = $1, name_key = $2, description = $3, lifecycle_state = $4, labels = $5,
+        folder_id = $6, version = $7, updated_at = $8
+      WHERE id = $9 AND version = $10 RETURNING ${AUDIENCE}`,
+  },
+  /** Definitions that name the audiences of the JSON array through inSegment, by definition id. */
+  dependents: {
+    sqlite: `SELECT audience_id AS "audienceId", definition_id AS "definitionId" FROM definition_dependencies
+      WHERE sandbox_id = ? AND audience_id IN (SELECT value FROM json_each(?)) ORDER BY definition_id`,
+    postgres: `SELECT audience_id AS "audienceId", definition_id AS "definitionId" FROM definition_dependencies
+      WHERE sandbox_id = $1 AND audience_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY definition_id`,
+  },
+  /** Names of the definitions of the JSON array, by id. */
+  definitionNames: {
+    sqlite: 'SELECT id, name FROM segment_definitions WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id',
+    postgres: `SELECT id, name FROM segment_definitions
+      WHERE id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb))) ORDER BY id`,
+  },
+  deleteExternalMembers: {
+    sqlite: 'DELETE FROM external_members WHERE audience_id = ?',
+    postgres: 'DELETE FROM external_members WHERE audience_id = $1',
+  },
+  deleteExternalAudience: {
+    sqlite: 'DELETE FROM external_audiences WHERE audience_id = ?',
+    postgres: 'DELETE FROM external_audiences WHERE audience_id = $1',
+  },
+  deleteMemberships: {
+    sqlite: 'DELETE FROM memberships WHERE sandbox_id = ? AND audience_id = ?',
+    postgres: 'DELETE FROM memberships WHERE sandbox_id = $1 AND audience_id = $2',
+  },
+  deleteMembershipHistory: {
+    sqlite: 'DELETE FROM membership_history WHERE sandbox_id = ? AND audience_id = ?',
+    postgres: 'DELETE FROM membership_history WHERE sandbox_id = $1 AND audience_id = $2',
+  },
+  deleteSizeHistory: {
+    sqlite: 'DELETE FROM audience_size_history WHERE sandbox_id = ? AND audience_id = ?',
+    postgres: 'DELETE FROM audience_size_history WHERE sandbox_id = $1 AND audience_id = $2',
+  },
+  delete: {
+    sqlite: 'DELETE FROM audiences WHERE sandbox_id = ? AND id = ?',
+    postgres: 'DELETE FROM audiences WHERE sandbox_id = $1 AND id = $2',
+  },
+  /** A definition's rows, deleted with its audience (params: the definition id). */
+  deleteDefinitionDependencies: {
+    sqlite: 'DELETE FROM definition_dependencies WHERE definition_id = ?',
+    postgres: 'DELETE FROM definition_dependencies WHERE definition_id = $1',
+  },
+  deleteDefinitionVersions: {
+    sqlite: 'DELETE FROM definition_versions WHERE definition_id = ?',
+    postgres: 'DELETE FROM definition_versions WHERE definition_id = $1',
+  },
+  deleteDefinition: {
+    sqlite: 'DELETE FROM segment_definitions WHERE id = ?',
+    postgres: 'DELETE FROM segment_definitions WHERE id = $1',
+  },
+  /** The pages of listAudiences, one text per order and reading direction. */
+  pageNameUp: pageText('NAME', true),
+  pageNameDown: pageText('NAME', false),
+  pageCreatedUp: pageText('CREATED_AT', true),
+  pageCreatedDown: pageText('CREATED_AT', false),
+  pageUpdatedUp: pageText('UPDATED_AT', true),
+  pageUpdatedDown: pageText('UPDATED_AT', false),
+  pageSizeUp: pageText('SIZE', true),
+  pageSizeDown: pageText('SIZE', false),
+  /** listAudiences' totalCount: the filters' params (filterParams). */
+  count: {
+    sqlite: `SELECT count(*) AS n FROM audiences WHERE ${FILTER}`,
+    postgres: numbered(`SELECT count(*) AS n FROM audiences WHERE ${FILTER_PG}`),
+  },
+  /** Recounts an audience's current members into its size (params: the audience id twice). */
+  refreshSize: {
+    sqlite: `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL})
+      WHERE id = ?`,
+    postgres: `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = $1 AND status IN ${CURRENT_STATUSES_SQL})
+      WHERE id = $2`,
+  },
+});
+
+const PAGES = {
+  NAME: [q.pageNameUp, q.pageNameDown],
+  CREATED_AT: [q.pageCreatedUp, q.pageCreatedDown],
+  UPDATED_AT: [q.pageUpdatedUp, q.pageUpdatedDown],
+  SIZE: [q.pageSizeUp, q.pageSizeDown],
+} as const;
 
 function toAudience(row: AudienceRow): Audience {
   const { nameKey: _nameKey, ...rest } = row;
@@ -80,7 +254,9 @@ export async function audiencesByIds(
   ids: readonly number[],
 ): Promise<Map<number, Audience>> {
   const out = new Map<number, Audience>();
-  for (const row of rowsByIds(conn, audiences, sandboxId, ids)) out.set(row.id, toAudience(row));
+  if (ids.length === 0) return out;
+  for (const row of await conn.all<AudienceRow>(q.byIds, [sandboxId, JSON.stringify(ids)]))
+    out.set(row.id, toAudience(row));
   return out;
 }
 
@@ -102,17 +278,7 @@ async function assertNameFree(
   name: string,
   exceptId?: number,
 ): Promise<void> {
-  const row = conn.db
-    .select({ id: audiences.id })
-    .from(audiences)
-    .where(
-      and(
-        eq(audiences.sandboxId, sandboxId),
-        eq(audiences.namespace, namespace),
-        eq(audiences.nameKey, name.toLowerCase()),
-      ),
-    )
-    .get();
+  const row = await conn.get<{ id: number }>(q.idByName, [sandboxId, namespace, name.toLowerCase()]);
   if (row && row.id !== exceptId)
     throw conflict(`An audience named "${name}" already exists in namespace "${namespace}"`);
 }
@@ -141,25 +307,21 @@ export async function insertAudience(
     throw badInput('Namespaces are 1 to 64 letters, digits, "_", "." or "-"', 'input.namespace');
   if (input.folderId != null) await requireFolder(conn, sandboxId, input.folderId);
   await assertNameFree(conn, sandboxId, namespace, name);
-  const row = conn.db
-    .insert(audiences)
-    .values({
-      sandboxId,
-      name,
-      nameKey: name.toLowerCase(),
-      namespace,
-      description: input.description ?? null,
-      origin: input.origin,
-      lifecycleState: input.lifecycleState ?? 'DRAFT',
-      labels: JSON.stringify(validLabels(input.labels)),
-      folderId: input.folderId ?? null,
-      definitionId: input.definitionId ?? null,
-      createdAt: now,
-      updatedAt: now,
-    })
-    .returning()
-    .get();
-  return toAudience(row);
+  const row = await conn.get<AudienceRow>(q.insert, [
+    sandboxId,
+    name,
+    name.toLowerCase(),
+    namespace,
+    input.description ?? null,
+    input.origin,
+    input.lifecycleState ?? 'DRAFT',
+    JSON.stringify(validLabels(input.labels)),
+    input.folderId ?? null,
+    input.definitionId ?? null,
+    now,
+    now,
+  ]);
+  return toAudience(row!);
 }
 
 export async function createManualAudience(
@@ -196,29 +358,34 @@ export async function applyAudienceChanges(
   }
   if (audience.lifecycleState === 'ARCHIVED')
     throw conflict('The audience is ARCHIVED; archived audiences cannot change');
-  const set: Partial<AudienceRow> = { updatedAt: now, version: audience.version + 1 };
+  let { name, description, labels, folderId } = audience;
+  let lifecycleState: LifecycleState = audience.lifecycleState;
   if (changes.name != null) {
-    const name = validName(changes.name);
+    name = validName(changes.name);
     await assertNameFree(conn, audience.sandboxId, audience.namespace, name, audience.id);
-    set.name = name;
-    set.nameKey = name.toLowerCase();
   }
-  if (changes.description !== undefined) set.description = changes.description;
+  if (changes.description !== undefined) description = changes.description;
   if (changes.lifecycleState != null) {
     assertLifecycleChange(audience.lifecycleState, changes.lifecycleState);
-    set.lifecycleState = changes.lifecycleState;
+    lifecycleState = changes.lifecycleState;
   }
-  if (changes.labels != null) set.labels = JSON.stringify(validLabels(changes.labels));
+  if (changes.labels != null) labels = validLabels(changes.labels);
   if (changes.folderGiven) {
     if (changes.folderId != null) await requireFolder(conn, audience.sandboxId, changes.folderId);
-    set.folderId = changes.folderId ?? null;
+    folderId = changes.folderId ?? null;
   }
-  const updated = conn.db
-    .update(audiences)
-    .set(set)
-    .where(and(eq(audiences.id, audience.id), eq(audiences.version, audience.version)))
-    .returning()
-    .get();
+  const updated = await conn.get<AudienceRow>(q.update, [
+    name,
+    name.toLowerCase(),
+    description,
+    lifecycleState,
+    JSON.stringify(labels),
+    folderId,
+    audience.version + 1,
+    now,
+    audience.id,
+    audience.version,
+  ]);
   if (!updated) throw conflict('The audience changed while this update ran: reload and try again');
   return toAudience(updated);
 }
@@ -248,17 +415,10 @@ export async function dependentDefinitions(
 ): Promise<Map<number, number[]>> {
   const out = new Map<number, number[]>(audienceIds.map((id) => [id, []]));
   if (audienceIds.length === 0) return out;
-  const rows = conn.db
-    .select({ audienceId: definitionDependencies.audienceId, definitionId: definitionDependencies.definitionId })
-    .from(definitionDependencies)
-    .where(
-      and(
-        eq(definitionDependencies.sandboxId, sandboxId),
-        inArray(definitionDependencies.audienceId, [...audienceIds]),
-      ),
-    )
-    .orderBy(definitionDependencies.definitionId)
-    .all();
+  const rows = await conn.all<{ audienceId: number; definitionId: number }>(q.dependents, [
+    sandboxId,
+    JSON.stringify(audienceIds),
+  ]);
   for (const r of rows) out.get(r.audienceId)?.push(r.definitionId);
   return out;
 }
@@ -269,11 +429,7 @@ export async function assertNoDependents(conn: Connection, sandboxId: number, au
     (d) => d !== audience.definitionId,
   );
   if (dependents.length === 0) return;
-  const names = conn.db
-    .select({ id: segmentDefinitions.id, name: segmentDefinitions.name })
-    .from(segmentDefinitions)
-    .where(inArray(segmentDefinitions.id, dependents))
-    .all();
+  const names = await conn.all<{ id: number; name: string }>(q.definitionNames, [JSON.stringify(dependents)]);
   throw conflict(
     `Audience "${audience.name}" is used through inSegment by ${names.map((n) => `"${n.name}"`).join(', ')}; change or delete those first`,
     { dependents: names.map((n) => ({ id: encodeGlobalId('SegmentDefinition', n.id), name: n.name })) },
@@ -285,24 +441,10 @@ export async function assertNoDependents(conn: Connection, sandboxId: number, au
  * (the caller holds the transaction).
  */
 export async function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): Promise<void> {
-  conn.sqlite.prepare('DELETE FROM external_members WHERE audience_id = ?').run(audienceId);
-  conn.sqlite.prepare('DELETE FROM external_audiences WHERE audience_id = ?').run(audienceId);
-  conn.db
-    .delete(memberships)
-    .where(and(eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)))
-    .run();
-  conn.db
-    .delete(membershipHistory)
-    .where(and(eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.audienceId, audienceId)))
-    .run();
-  conn.db
-    .delete(audienceSizeHistory)
-    .where(and(eq(audienceSizeHistory.sandboxId, sandboxId), eq(audienceSizeHistory.audienceId, audienceId)))
-    .run();
-  conn.db
-    .delete(audiences)
-    .where(and(eq(audiences.sandboxId, sandboxId), eq(audiences.id, audienceId)))
-    .run();
+  await conn.run(q.deleteExternalMembers, [audienceId]);
+  await conn.run(q.deleteExternalAudience, [audienceId]);
+  for (const statement of [q.deleteMemberships, q.deleteMembershipHistory, q.deleteSizeHistory, q.delete])
+    await conn.run(statement, [sandboxId, audienceId]);
 }
 
 /**
@@ -315,9 +457,8 @@ export async function deleteAudience(conn: Connection, sandboxId: number, id: nu
     await assertNoDependents(tx, sandboxId, audience);
     await assertNoScheduleNames(tx, sandboxId, audience.id, `Audience "${audience.name}"`);
     if (audience.definitionId != null) {
-      tx.db.delete(definitionDependencies).where(eq(definitionDependencies.definitionId, audience.definitionId)).run();
-      tx.db.delete(definitionVersions).where(eq(definitionVersions.definitionId, audience.definitionId)).run();
-      tx.db.delete(segmentDefinitions).where(eq(segmentDefinitions.id, audience.definitionId)).run();
+      for (const statement of [q.deleteDefinitionDependencies, q.deleteDefinitionVersions, q.deleteDefinition])
+        await tx.run(statement, [audience.definitionId]);
     }
     await removeAudienceRows(tx, sandboxId, id);
     return id;
@@ -345,13 +486,10 @@ export interface AudienceOrder {
   direction: OrderDirection;
 }
 
-const ORDER_COLUMNS = {
-  NAME: audiences.nameKey,
-  CREATED_AT: audiences.createdAt,
-  UPDATED_AT: audiences.updatedAt,
-  SIZE: audiences.size,
-} as const;
-
+/**
+ * An `EXISTS` condition on the definition's evaluation method, for definitions.ts's Drizzle list
+ * (which is not yet by name; delete this with it): audiences filter by it in their statements.
+ */
 export function evaluationMethodCondition(
   method: EvaluationMethod,
   definitionIdColumn: SQL | typeof audiences.definitionId,
@@ -360,14 +498,47 @@ export function evaluationMethodCondition(
   return sql`EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = ${definitionIdColumn} AND ${sql.identifier(`d`)}.${sql.identifier(column)} = 1)`;
 }
 
-type ListStatement = { all(values: Record<string, unknown>): AudienceRow[] };
-const LIST_STATEMENTS = cacheKey<Map<string, ListStatement>>('audience list, per shape');
+/** The FILTER's params: each value once per place it is used, null where the filter is off. */
+function filterParams(sandboxId: number, filter: AudienceFilter): unknown[] {
+  const twice = (v: unknown) => [v ?? null, v ?? null];
+  return [
+    sandboxId,
+    ...twice(filter.nameContains ? filter.nameContains.toLowerCase() : null),
+    ...twice(filter.namespace),
+    ...twice(filter.origin),
+    ...twice(filter.lifecycleState),
+    ...twice(filter.label),
+    ...twice(filter.folderId),
+    ...twice(filter.evaluationMethod),
+    ...twice(filter.updatedAfter),
+  ];
+}
+
+type Key = readonly (string | number | null)[];
 
 /**
- * Audiences with filters and a stable order (ties broken by id). The statement is built and
- * prepared once per connection for each shape of request (which filters, which order, which
- * bounds) with every value bound at run time: building and preparing it per request cost more
- * than running it (the `api` bench's profile).
+ * A page's bounds as params of its text: the (value, id) the rows lie above, then below, each
+ * `[null, null, null]` when off. Undefined for a cursor of another order (a value of the wrong
+ * type: hand-made, or from a list sorted otherwise), which no row passes.
+ */
+function boundParams(field: AudienceOrderField, above: Key | undefined, below: Key | undefined): unknown[] | undefined {
+  const out: unknown[] = [];
+  for (const key of [above, below]) {
+    if (key === undefined) {
+      out.push(null, null, null);
+      continue;
+    }
+    const [value, id] = key;
+    const fits = field === 'NAME' ? typeof value === 'string' : Number.isSafeInteger(value);
+    if (!fits || !Number.isSafeInteger(id)) return undefined;
+    out.push(value, value, id);
+  }
+  return out;
+}
+
+/**
+ * Audiences with filters and a stable order (ties broken by id), one statement per order and
+ * reading direction with every filter in its text, off when its value is null.
  */
 export async function listAudiences(
   conn: Connection,
@@ -377,58 +548,15 @@ export async function listAudiences(
   args: PageArgs = {},
 ): Promise<Page<Audience> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const values: Record<string, unknown> = {
-    sandboxId,
-    nameContains: filter.nameContains ? filter.nameContains.toLowerCase() : null,
-    namespace: filter.namespace ?? null,
-    origin: filter.origin ?? null,
-    lifecycleState: filter.lifecycleState ?? null,
-    label: filter.label ?? null,
-    folderId: filter.folderId ?? null,
-    updatedAfter: filter.updatedAfter ?? null,
-    after0: query.after?.[0],
-    after1: query.after?.[1],
-    before0: query.before?.[0],
-    before1: query.before?.[1],
-    fetch: query.fetch,
-  };
-  const shape = [
-    ...(['nameContains', 'namespace', 'origin', 'lifecycleState', 'label', 'folderId', 'updatedAfter'] as const).map(
-      (k) => (values[k] === null ? '' : k),
-    ),
-    filter.evaluationMethod ?? '',
-    order.field,
-    order.direction,
-    query.direction,
-    query.after ? 'after' : '',
-    query.before ? 'before' : '',
-  ].join(',');
-  const statements = conn.cache.get(LIST_STATEMENTS, () => new Map<string, ListStatement>());
-  let statement = statements.get(shape);
-  if (!statement) {
-    const conditions = audienceConditions(sandboxId, filter, (name) => sql.placeholder(name));
-    const bound = (prefix: 'after' | 'before') =>
-      query[prefix] && [sql.placeholder(`${prefix}0`), sql.placeholder(`${prefix}1`)];
-    const ks = keyset(
-      { direction: query.direction, after: bound('after'), before: bound('before') },
-      ORDER_COLUMNS[order.field],
-      audiences.id,
-      order.direction === 'DESC',
-    );
-    const all = preparedSelect(
-      conn,
-      audiences,
-      conn.db
-        .select()
-        .from(audiences)
-        .where(and(...conditions, ...ks.where))
-        .orderBy(...ks.orderBy)
-        .limit(sql.placeholder('fetch')),
-    );
-    statement = { all };
-    statements.set(shape, statement);
-  }
-  const rows = statement.all(values);
+  const filters = filterParams(sandboxId, filter);
+  const descending = order.direction === 'DESC';
+  // `after` lies before the rows in list order, `before` after them; in ascending (value, id)
+  // terms which is above and which below depends on the list's direction.
+  const [above, below] = descending ? [query.before, query.after] : [query.after, query.before];
+  const bounds = boundParams(order.field, above, below);
+  const ascending = (query.direction === 'forward') !== descending;
+  const [up, down] = PAGES[order.field];
+  const rows = bounds ? await conn.all<AudienceRow>(ascending ? up : down, [...filters, ...bounds, query.fetch]) : [];
   const sortKey = (r: AudienceRow) =>
     order.field === 'NAME'
       ? r.nameKey
@@ -441,32 +569,19 @@ export async function listAudiences(
   return {
     ...page,
     items: page.items.map(toAudience),
-    totalCount: () => countRows(conn, audiences, and(...audienceConditions(sandboxId, filter, (name) => values[name]))),
+    totalCount: async () => (await conn.get<{ n: number }>(q.count, filters))!.n,
   };
 }
 
-/** The filter as SQL conditions; `value` gives each filter's value (or its placeholder). */
-function audienceConditions(sandboxId: number, filter: AudienceFilter, value: (name: string) => unknown): SQL[] {
-  const conditions: SQL[] = [sql`${audiences.sandboxId} = ${value('sandboxId') ?? sandboxId}`];
-  if (filter.nameContains) conditions.push(sql`instr(${audiences.nameKey}, ${value('nameContains')}) > 0`);
-  if (filter.namespace != null) conditions.push(sql`${audiences.namespace} = ${value('namespace')}`);
-  if (filter.origin != null) conditions.push(sql`${audiences.origin} = ${value('origin')}`);
-  if (filter.lifecycleState != null) conditions.push(sql`${audiences.lifecycleState} = ${value('lifecycleState')}`);
-  if (filter.label != null)
-    conditions.push(sql`EXISTS (SELECT 1 FROM json_each(${audiences.labels}) WHERE value = ${value('label')})`);
-  if (filter.folderId != null) conditions.push(sql`${audiences.folderId} = ${value('folderId')}`);
-  if (filter.evaluationMethod != null)
-    conditions.push(evaluationMethodCondition(filter.evaluationMethod, audiences.definitionId));
-  if (filter.updatedAfter != null) conditions.push(sql`${audiences.updatedAt} > ${value('updatedAfter')}`);
-  return conditions;
+/**
+ * Recounts an audience's current members into its cached size, synchronously on SQLite: for the
+ * ingest path (profile stitching), which runs on its own connection and thread.
+ */
+export function refreshAudienceSizeSync(conn: Connection, audienceId: number): void {
+  preparedOn(conn.sqlite, q.refreshSize).run(audienceId, audienceId);
 }
 
 /** Recounts an audience's current members into its cached size. */
-export function refreshAudienceSize(conn: Connection, audienceId: number): void {
-  conn.sqlite
-    .prepare(
-      `UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL})
-       WHERE id = ?`,
-    )
-    .run(audienceId, audienceId);
+export async function refreshAudienceSize(conn: Connection, audienceId: number): Promise<void> {
+  await conn.run(q.refreshSize, [audienceId, audienceId]);
 }

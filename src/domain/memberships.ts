@@ -1,14 +1,12 @@
-import { and, desc, eq, gt, inArray, lt, type SQL, sql } from 'drizzle-orm';
-import { cacheKey } from '../db/connection-cache.js';
+import type Database from 'better-sqlite3';
 import type { Connection } from '../db/index.js';
-import { membershipHistory, memberships } from '../db/schema.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
 import { CURRENT_STATUSES_SQL, isCurrentStatus, type MembershipStatus, statusSql } from './membership-statuses.js';
-import { countRows, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { type IdentityInput, identityProblem } from './profile-ingest.js';
-import { profileIdByIdentity } from './profiles.js';
 
 /**
  * What moved a membership, as membership_history.cause stores it; a job's entries (a segment job,
@@ -29,27 +27,162 @@ export interface MembershipChange {
   cause: MembershipCause;
 }
 
-const WRITER_STATEMENTS = cacheKey<ReturnType<typeof prepareWriter>>('membership writer statements');
+/**
+ * A membership's columns. A segment job leaves a member that stays EXISTING unwritten: a current
+ * member was confirmed by its audience's latest evaluation when that is later than its row's
+ * last change. The payload is JSON text on both (PostgreSQL's jsonb spacing differs).
+ */
+const MEMBERSHIP = (
+  greatest: 'max' | 'GREATEST',
+  payload: string,
+) => `audience_id AS "audienceId", profile_id AS "profileId",
+  status, qualified_at AS "qualifiedAt",
+  CASE WHEN status IN ${CURRENT_STATUSES_SQL}
+    THEN ${greatest}(last_evaluated_at, coalesce((SELECT a.last_evaluated_at FROM audiences AS a WHERE a.id = memberships.audience_id), 0))
+    ELSE last_evaluated_at END AS "lastEvaluatedAt",
+  exited_at AS "exitedAt", ${payload} AS payload`;
+const MEMBERSHIP_SQLITE = MEMBERSHIP('max', 'payload');
+const MEMBERSHIP_PG = MEMBERSHIP('GREATEST', 'CAST(payload AS text)');
 
-function prepareWriter(conn: Connection) {
-  const { sqlite } = conn;
-  return {
-    enter: sqlite.prepare(
-      `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+const TRANSITION = `id, profile_id AS "profileId", audience_id AS "audienceId", at, from_status AS "fromStatus",
+  to_status AS "toStatus", cause, definition_version AS "definitionVersion"`;
+
+/**
+ * An audience's members: sandbox, audience, the statuses (JSON array, or null for all) twice,
+ * then profile ids above and below (paging.ts integerBounds) and the limit.
+ */
+const MEMBERS = `sandbox_id = ? AND audience_id = ? AND (? IS NULL OR status IN (SELECT value FROM json_each(?)))`;
+const MEMBERS_PG = `sandbox_id = $1 AND audience_id = $2
+  AND (CAST($3 AS text) IS NULL OR status IN (SELECT value FROM jsonb_array_elements_text(CAST($4 AS jsonb))))`;
+
+const q = statements('memberships', {
+  /** A profile enters (REALIZED): sandbox, audience, profile, qualified at, evaluated at. */
+  enter: {
+    sqlite: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        VALUES (?, ?, ?, ${statusSql('REALIZED')}, ?, ?, NULL)
        ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
          last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
-    ),
-    exit: sqlite.prepare(
-      `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
-    ),
-    history: sqlite.prepare(
-      `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+    postgres: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       VALUES ($1, $2, $3, ${statusSql('REALIZED')}, $4, $5, NULL)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+  },
+  /** A profile exits (EXITED): exited at, evaluated at, audience, profile. */
+  exit: {
+    sqlite: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ? WHERE audience_id = ? AND profile_id = ?`,
+    postgres: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = $1, last_evaluated_at = $2 WHERE audience_id = $3 AND profile_id = $4`,
+  },
+  history: {
+    sqlite: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
        VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-    ),
-    size: sqlite.prepare('UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?'),
-  };
-}
+    postgres: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+  },
+  /** Moves an audience's size by a delta and sets its evaluation time. */
+  moveSize: {
+    sqlite: 'UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?',
+    postgres: 'UPDATE audiences SET size = size + $1, last_evaluated_at = $2 WHERE id = $3',
+  },
+  /**
+   * The profile each identity of a JSON array of `[namespace, id]` pairs names, or null, by the
+   * pair's index: the sandbox after the array.
+   */
+  profilesOfIdentities: {
+    sqlite: `SELECT CAST(j.key AS integer) AS "index", i.profile_id AS "profileId" FROM json_each(?) AS j
+      LEFT JOIN identities AS i ON i.sandbox_id = ? AND i.namespace = j.value ->> 0 AND i.value = j.value ->> 1
+      ORDER BY j.key`,
+    postgres: `SELECT CAST(j.n - 1 AS integer) AS "index", i.profile_id AS "profileId"
+      FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS j(value, n)
+      LEFT JOIN identities AS i ON i.sandbox_id = $2 AND i.namespace = j.value ->> 0 AND i.value = j.value ->> 1
+      ORDER BY j.n`,
+  },
+  /** The stored status of the audience's memberships of the profiles of the JSON array. */
+  statusesOf: {
+    sqlite: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = ? AND profile_id IN (SELECT value FROM json_each(?)) ORDER BY profile_id`,
+    postgres: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = $1 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY profile_id`,
+  },
+  /** `enter` for the profiles of a JSON array: sandbox, audience, qualified at, evaluated at, the array. */
+  enterAll: {
+    sqlite: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT ?, ?, value, ${statusSql('REALIZED')}, ?, ?, NULL FROM json_each(?) WHERE true
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    postgres: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT CAST($1 AS bigint), CAST($2 AS bigint), CAST(value AS bigint), ${statusSql('REALIZED')}, CAST($3 AS bigint),
+         CAST($4 AS bigint), CAST(NULL AS bigint)
+       FROM jsonb_array_elements_text(CAST($5 AS jsonb))
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+  },
+  /** `exit` for the profiles of a JSON array: exited at, evaluated at, audience, the array. */
+  exitAll: {
+    sqlite: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ?
+      WHERE audience_id = ? AND profile_id IN (SELECT value FROM json_each(?))`,
+    postgres: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = $1, last_evaluated_at = $2
+      WHERE audience_id = $3 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($4 AS jsonb)))`,
+  },
+  /**
+   * Manual history entries, in the array's order: sandbox, audience, at, to status, then a JSON
+   * array of `[profile id, from status]` pairs. No definition version: a MANUAL audience has none.
+   */
+  manualHistory: {
+    sqlite: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT ?, j.value ->> 0, ?, ?, j.value ->> 1, ?, 'manual', NULL FROM json_each(?) AS j ORDER BY j.key`,
+    postgres: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT CAST($1 AS bigint), CAST(j.value ->> 0 AS bigint), CAST($2 AS bigint), CAST($3 AS bigint), j.value ->> 1,
+        CAST($4 AS text), 'manual', CAST(NULL AS bigint)
+      FROM jsonb_array_elements(CAST($5 AS jsonb)) WITH ORDINALITY AS j(value, n) ORDER BY j.n`,
+  },
+  touchAudience: {
+    sqlite: 'UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?',
+    postgres: 'UPDATE audiences SET updated_at = $1, last_evaluated_at = $2 WHERE id = $3',
+  },
+  /** A page of members in profile order (MEMBERS), read upwards or downwards. */
+  membersUp: {
+    sqlite: `SELECT ${MEMBERSHIP_SQLITE} FROM memberships WHERE ${MEMBERS} AND profile_id > ? AND profile_id < ?
+      ORDER BY profile_id LIMIT ?`,
+    postgres: `SELECT ${MEMBERSHIP_PG} FROM memberships WHERE ${MEMBERS_PG} AND profile_id > $5 AND profile_id < $6
+      ORDER BY profile_id LIMIT $7`,
+  },
+  membersDown: {
+    sqlite: `SELECT ${MEMBERSHIP_SQLITE} FROM memberships WHERE ${MEMBERS} AND profile_id > ? AND profile_id < ?
+      ORDER BY profile_id DESC LIMIT ?`,
+    postgres: `SELECT ${MEMBERSHIP_PG} FROM memberships WHERE ${MEMBERS_PG} AND profile_id > $5 AND profile_id < $6
+      ORDER BY profile_id DESC LIMIT $7`,
+  },
+  countMembers: {
+    sqlite: `SELECT count(*) AS n FROM memberships WHERE ${MEMBERS}`,
+    postgres: `SELECT count(*) AS n FROM memberships WHERE ${MEMBERS_PG}`,
+  },
+  /** Memberships of the profiles of the JSON array, all statuses. */
+  ofProfiles: {
+    sqlite: `SELECT ${MEMBERSHIP_SQLITE} FROM memberships
+      WHERE sandbox_id = ? AND profile_id IN (SELECT value FROM json_each(?)) ORDER BY profile_id, audience_id`,
+    postgres: `SELECT ${MEMBERSHIP_PG} FROM memberships
+      WHERE sandbox_id = $1 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY profile_id, audience_id`,
+  },
+  /** A page of a profile's transitions: sandbox, profile, ids above and below, limit; newest first. */
+  historyNewestFirst: {
+    sqlite: `SELECT ${TRANSITION} FROM membership_history WHERE sandbox_id = ? AND profile_id = ? AND id > ? AND id < ?
+      ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${TRANSITION} FROM membership_history WHERE sandbox_id = $1 AND profile_id = $2 AND id > $3 AND id < $4
+      ORDER BY id DESC LIMIT $5`,
+  },
+  historyOldestFirst: {
+    sqlite: `SELECT ${TRANSITION} FROM membership_history WHERE sandbox_id = ? AND profile_id = ? AND id > ? AND id < ?
+      ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${TRANSITION} FROM membership_history WHERE sandbox_id = $1 AND profile_id = $2 AND id > $3 AND id < $4
+      ORDER BY id LIMIT $5`,
+  },
+  countHistory: {
+    sqlite: 'SELECT count(*) AS n FROM membership_history WHERE sandbox_id = ? AND profile_id = ?',
+    postgres: 'SELECT count(*) AS n FROM membership_history WHERE sandbox_id = $1 AND profile_id = $2',
+  },
+});
 
 /**
  * Writes single membership transitions (call inside a write transaction): the row and a history
@@ -57,11 +190,22 @@ function prepareWriter(conn: Connection) {
  * whole audiences with set statements instead (segment-evaluation.ts).
  */
 export class MembershipWriter {
-  private readonly s;
+  private readonly s: Record<'enter' | 'exit' | 'history' | 'size', Database.Statement>;
   private readonly sizeDeltas = new Map<number, number>();
 
+  /**
+   * Synchronous on SQLite, on the connection given (the streaming step, an external audience's
+   * pending members and expiry, on their paths' connections): the catalogue's statements
+   * prepared on it.
+   */
   constructor(conn: Connection) {
-    this.s = conn.cache.get(WRITER_STATEMENTS, () => prepareWriter(conn));
+    const { sqlite } = conn;
+    this.s = {
+      enter: preparedOn(sqlite, q.enter),
+      exit: preparedOn(sqlite, q.exit),
+      history: preparedOn(sqlite, q.history),
+      size: preparedOn(sqlite, q.moveSize),
+    };
   }
 
   /**
@@ -116,20 +260,6 @@ export interface MembershipTransition {
   definitionVersion: number | null;
 }
 
-const columns = {
-  audienceId: memberships.audienceId,
-  profileId: memberships.profileId,
-  status: memberships.status,
-  qualifiedAt: memberships.qualifiedAt,
-  // A segment job leaves a member that stays EXISTING unwritten: a current member was confirmed
-  // by its audience's latest evaluation when that is later than its row's last change.
-  lastEvaluatedAt: sql<number>`CASE WHEN ${memberships.status} IN ${sql.raw(CURRENT_STATUSES_SQL)}
-    THEN max(${memberships.lastEvaluatedAt}, coalesce((SELECT a.last_evaluated_at FROM audiences AS a WHERE a.id = ${memberships.audienceId}), 0))
-    ELSE ${memberships.lastEvaluatedAt} END`,
-  exitedAt: memberships.exitedAt,
-  payload: memberships.payload,
-};
-
 /** An audience's members in profile order, optionally only some statuses. */
 export async function listMembers(
   conn: Connection,
@@ -139,21 +269,18 @@ export async function listMembers(
   args: PageArgs,
 ): Promise<Page<Membership> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(memberships.sandboxId, sandboxId), eq(memberships.audienceId, audienceId)];
-  if (statuses && statuses.length > 0) conditions.push(inArray(memberships.status, [...statuses]));
-  const base = [...conditions];
-  if (query.after) conditions.push(gt(memberships.profileId, Number(query.after[0])));
-  if (query.before) conditions.push(lt(memberships.profileId, Number(query.before[0])));
-  const rows = conn.db
-    .select(columns)
-    .from(memberships)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? memberships.profileId : desc(memberships.profileId))
-    .limit(query.fetch)
-    .all() as Membership[];
+  const only = statuses && statuses.length > 0 ? JSON.stringify(statuses) : null;
+  const filters = [sandboxId, audienceId, only, only];
+  const { above, below } = integerBounds(query, 'ascending');
+  const rows = await conn.all<Membership>(query.direction === 'forward' ? q.membersUp : q.membersDown, [
+    ...filters,
+    above,
+    below,
+    query.fetch,
+  ]);
   return {
     ...toPage(rows, query, (m) => [m.profileId]),
-    totalCount: () => countRows(conn, memberships, and(...base)),
+    totalCount: async () => (await conn.get<{ n: number }>(q.countMembers, filters))!.n,
   };
 }
 
@@ -165,17 +292,12 @@ export async function membershipsOfProfiles(
 ): Promise<Map<number, Membership[]>> {
   const out = new Map<number, Membership[]>(profileIds.map((id) => [id, []]));
   if (profileIds.length === 0) return out;
-  const rows = conn.db
-    .select(columns)
-    .from(memberships)
-    .where(and(eq(memberships.sandboxId, sandboxId), inArray(memberships.profileId, [...profileIds])))
-    .orderBy(memberships.profileId, memberships.audienceId)
-    .all() as Membership[];
+  const rows = await conn.all<Membership>(q.ofProfiles, [sandboxId, JSON.stringify(profileIds)]);
   for (const r of rows) out.get(r.profileId)?.push(r);
   return out;
 }
 
-/** A profile's membership transitions, newest first. */
+/** A profile's membership transitions, newest first (by row id: ids grow with time). */
 export async function listMembershipHistory(
   conn: Connection,
   sandboxId: number,
@@ -183,21 +305,14 @@ export async function listMembershipHistory(
   args: PageArgs,
 ): Promise<Page<MembershipTransition> & { totalCount: () => Promise<number> }> {
   const query = pageQuery(args);
-  const conditions: SQL[] = [eq(membershipHistory.sandboxId, sandboxId), eq(membershipHistory.profileId, profileId)];
-  const base = [...conditions];
-  // Newest first by row id (ids grow with time).
-  if (query.after) conditions.push(lt(membershipHistory.id, Number(query.after[0])));
-  if (query.before) conditions.push(gt(membershipHistory.id, Number(query.before[0])));
-  const rows = conn.db
-    .select()
-    .from(membershipHistory)
-    .where(and(...conditions))
-    .orderBy(query.direction === 'forward' ? desc(membershipHistory.id) : membershipHistory.id)
-    .limit(query.fetch)
-    .all() as MembershipTransition[];
+  const { above, below } = integerBounds(query);
+  const rows = await conn.all<MembershipTransition>(
+    query.direction === 'forward' ? q.historyNewestFirst : q.historyOldestFirst,
+    [sandboxId, profileId, above, below, query.fetch],
+  );
   return {
     ...toPage(rows, query, (t) => [t.id]),
-    totalCount: () => countRows(conn, membershipHistory, and(...base)),
+    totalCount: async () => (await conn.get<{ n: number }>(q.countHistory, [sandboxId, profileId]))!.n,
   };
 }
 
@@ -208,14 +323,20 @@ async function resolveIdentities(
 ): Promise<number[]> {
   if (identities.length === 0) throw badInput('Give at least one identity', 'identities');
   if (identities.length > 10_000) throw badInput('At most 10,000 identities per call', 'identities');
-  const ids: number[] = [];
-  const unknown: string[] = [];
-  for (const [i, identity] of identities.entries()) {
+  identities.forEach((identity, i) => {
     const problem = identityProblem(identity);
     if (problem) throw badInput(`Invalid identity: ${problem}`, `identities.${i}`);
-    const id = await profileIdByIdentity(conn, sandboxId, identity);
-    if (id === undefined) unknown.push(`${identity.namespace}:${identity.id}`);
-    else ids.push(id);
+  });
+  const rows = await conn.all<{ index: number; profileId: number | null }>(q.profilesOfIdentities, [
+    JSON.stringify(identities.map((identity) => [identity.namespace, identity.id])),
+    sandboxId,
+  ]);
+  const ids: number[] = [];
+  const unknown: string[] = [];
+  for (const { index, profileId } of rows) {
+    const identity = identities[index]!;
+    if (profileId === null) unknown.push(`${identity.namespace}:${identity.id}`);
+    else ids.push(profileId);
   }
   if (unknown.length > 0) {
     throw badInput(
@@ -250,18 +371,26 @@ async function setManualMembership(
 ): Promise<void> {
   await writeUnit(conn, async (tx) => {
     await requireManual(tx, sandboxId, audienceId);
-    const current = tx.sqlite
-      .prepare('SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?')
-      .pluck();
-    const writer = new MembershipWriter(tx);
-    for (const profileId of await resolveIdentities(tx, sandboxId, identities)) {
-      const status = (current.get(audienceId, profileId) as MembershipStatus | undefined) ?? null;
-      const member = status !== null && isCurrentStatus(status);
-      if (member === (to === 'REALIZED')) continue;
-      // A MANUAL audience has no definition: no version decided it.
-      writer.change(sandboxId, audienceId, profileId, status, to === 'REALIZED', now, 'manual', null);
+    const profileIds = await resolveIdentities(tx, sandboxId, identities);
+    const stored = await tx.all<{ profileId: number; status: MembershipStatus }>(q.statusesOf, [
+      audienceId,
+      JSON.stringify(profileIds),
+    ]);
+    const statuses = new Map(stored.map((r) => [r.profileId, r.status]));
+    // Only actual changes: a profile already in that state is left alone.
+    const moving = profileIds.filter((id) => {
+      const status = statuses.get(id);
+      return (status !== undefined && isCurrentStatus(status)) !== (to === 'REALIZED');
+    });
+    if (moving.length > 0) {
+      const list = JSON.stringify(moving);
+      if (to === 'REALIZED') await tx.run(q.enterAll, [sandboxId, audienceId, now, now, list]);
+      else await tx.run(q.exitAll, [now, now, audienceId, list]);
+      const entries = moving.map((id) => [id, statuses.get(id) ?? null]);
+      await tx.run(q.manualHistory, [sandboxId, audienceId, now, to, JSON.stringify(entries)]);
     }
-    refreshAudienceSize(tx, audienceId);
+    // The size is recounted, not moved by the changes: the same answer after any mix of them.
+    await refreshAudienceSize(tx, audienceId);
     await touchAudience(tx, audienceId, now);
   });
 }
@@ -289,7 +418,5 @@ export async function removeAudienceMembers(
 }
 
 async function touchAudience(conn: Connection, audienceId: number, now: number): Promise<void> {
-  conn.sqlite
-    .prepare('UPDATE audiences SET updated_at = ?, last_evaluated_at = ? WHERE id = ?')
-    .run(now, now, audienceId);
+  await conn.run(q.touchAudience, [now, now, audienceId]);
 }

@@ -111,7 +111,8 @@ export function integerBounds(
 /**
  * Keyset bounds and order for a list sorted by one column with the row id as tiebreak, in
  * either direction: rows are never repeated or skipped across pages, also while rows are
- * added between requests.
+ * added between requests. Drizzle SQL: only definitions.ts's list still uses it (audiences
+ * write their bounds into their statements); it goes when that list is by name.
  */
 export function keyset(
   query: Pick<PageQuery, 'direction'> & { after?: readonly unknown[]; before?: readonly unknown[] },
@@ -133,7 +134,11 @@ export function keyset(
   return { where, orderBy: [sql`${sortColumn} ${dir}`, sql`${idColumn} ${dir}`] };
 }
 
-/** Rows of `table` matching `where`: the lazy totalCount of every connection. */
+/**
+ * Rows of `table` matching `where`, through Drizzle: the lazy totalCount of definitions.ts's
+ * list, the last caller (every other list counts with a statement of its concept); it goes when
+ * that list is by name.
+ */
 export async function countRows(conn: Connection, table: SQLiteTable, where: SQL | undefined): Promise<number> {
   return conn.db.select({ n: count() }).from(table).where(where).get()!.n;
 }

@@ -3,7 +3,7 @@ import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection, Sqlite } from '../db/index.js';
 import type { FieldCatalog } from '../pql/index.js';
-import { refreshAudienceSize } from './audiences.js';
+import { refreshAudienceSizeSync } from './audiences.js';
 import { validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { catalogOf } from './profile-schema.js';
@@ -184,7 +184,7 @@ function stitch(conn: Connection, s: IngestStatements, ids: number[]): number {
     s.moveIdentities.run(survivor, other);
     s.moveEvents.run(survivor, other);
     s.moveHistory.run(survivor, other);
-    for (const audienceId of s.dropMemberships.all(other) as number[]) refreshAudienceSize(conn, audienceId);
+    for (const audienceId of s.dropMemberships.all(other) as number[]) refreshAudienceSizeSync(conn, audienceId);
     s.deleteProfile.run(other);
   }
   s.setAttributes.run(merged, Date.now(), survivor);

@@ -358,8 +358,7 @@ export async function deleteProfile(conn: Connection, sandboxId: number, identit
     for (const statement of [q.deleteIdentities, q.deleteEvents, q.deleteMemberships, q.deleteMembershipHistory])
       await tx.run(statement, [sandboxId, id]);
     await tx.run(q.delete, [sandboxId, id]);
-    // audiences.ts: not yet by name, synchronous on the unit's SQLite connection.
-    for (const audienceId of audienceIds) refreshAudienceSize(tx, audienceId);
+    for (const audienceId of audienceIds) await refreshAudienceSize(tx, audienceId);
     return id;
   });
 }

@@ -1,8 +1,7 @@
 import { AsyncResource } from 'node:async_hooks';
-import { and, eq, sql } from 'drizzle-orm';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
-import { jobs } from '../../db/schema.js';
+import { preparedOn, statements } from '../../db/statement.js';
 import { type UnitConnection, writeInTurn, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
@@ -25,6 +24,33 @@ export interface JobChain {
 const TERMINAL_SQL = JOB_STATUSES.filter(isTerminal)
   .map((s) => `'${s}'`)
   .join(', ');
+
+const q = statements('job-runner', {
+  /** At start: what a crash left PROCESSING is queued again (params: now). */
+  requeueProcessing: {
+    sqlite: `UPDATE jobs SET status = 'QUEUED', updated_at = ? WHERE status = 'PROCESSING'`,
+    postgres: `UPDATE jobs SET status = 'QUEUED', updated_at = $1 WHERE status = 'PROCESSING'`,
+  },
+  /** At start: what a crash left CANCELLING is CANCELLED (params: now, now). */
+  cancelCancelling: {
+    sqlite: `UPDATE jobs SET status = 'CANCELLED', finished_at = ?, updated_at = ? WHERE status = 'CANCELLING'`,
+    postgres: `UPDATE jobs SET status = 'CANCELLED', finished_at = $1, updated_at = $2 WHERE status = 'CANCELLING'`,
+  },
+  /** The kinds of the queued jobs, each once (kinds are upper-case ASCII: one order on both). */
+  queuedKinds: {
+    sqlite: `SELECT kind FROM jobs WHERE status = 'QUEUED' GROUP BY kind ORDER BY kind`,
+    postgres: `SELECT kind FROM jobs WHERE status = 'QUEUED' GROUP BY kind ORDER BY kind`,
+  },
+  /** The oldest queued job of a kind whose `after_job_id` job (if any) has ended. */
+  claimable: {
+    sqlite: `SELECT id, attempts FROM jobs j WHERE kind = ? AND status = 'QUEUED'
+      AND (after_job_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = j.after_job_id AND w.status NOT IN (${TERMINAL_SQL})))
+      ORDER BY id LIMIT 1`,
+    postgres: `SELECT id, attempts FROM jobs j WHERE kind = $1 AND status = 'QUEUED'
+      AND (after_job_id IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = j.after_job_id AND w.status NOT IN (${TERMINAL_SQL})))
+      ORDER BY id LIMIT 1`,
+  },
+});
 
 interface Running {
   kind: RegisteredJobKind;
@@ -59,22 +85,13 @@ export class JobRunner {
   /** Re-queues what a crash left behind and starts taking jobs. */
   async start(): Promise<void> {
     const { conn } = this.services;
-    await writeUnit(conn, (tx) => {
+    await writeUnit(conn, async (tx) => {
       const now = Date.now();
-      tx.db.update(jobs).set({ status: 'QUEUED', updatedAt: now }).where(eq(jobs.status, 'PROCESSING')).run();
-      tx.db
-        .update(jobs)
-        .set({ status: 'CANCELLED', finishedAt: now, updatedAt: now })
-        .where(eq(jobs.status, 'CANCELLING'))
-        .run();
+      await tx.run(q.requeueProcessing, [now]);
+      await tx.run(q.cancelCancelling, [now, now]);
     });
     const known = new Set<string>(registeredJobKinds().map((k) => k.kind));
-    const unknown = conn.db
-      .selectDistinct({ kind: jobs.kind })
-      .from(jobs)
-      .where(eq(jobs.status, 'QUEUED'))
-      .all()
-      .filter((r) => !known.has(r.kind));
+    const unknown = (await conn.all<{ kind: string }>(q.queuedKinds)).filter((r) => !known.has(r.kind));
     // A kind runs once its module is loaded (defineJobKind); queued jobs of a kind nobody loaded would wait silently.
     if (unknown.length > 0) {
       this.services.log.warn({ kinds: unknown.map((r) => r.kind) }, 'queued jobs of kinds no module has defined');
@@ -235,19 +252,11 @@ export class JobRunner {
   private claim(kind: TypedJobKind): Promise<Job | undefined> {
     const { conn } = this.services;
     return writeUnit(conn, (tx) => {
-      const row = tx.db
-        .select({ id: jobs.id, attempts: jobs.attempts })
-        .from(jobs)
-        .where(
-          and(
-            eq(jobs.kind, kind),
-            eq(jobs.status, 'QUEUED'),
-            sql`(${jobs.afterJobId} IS NULL OR NOT EXISTS (SELECT 1 FROM jobs w WHERE w.id = ${jobs.afterJobId} AND w.status NOT IN (${sql.raw(TERMINAL_SQL)})))`,
-          ),
-        )
-        .orderBy(jobs.id)
-        .limit(1)
-        .get();
+      // Read synchronously (this runner claims on SQLite; on PostgreSQL the cluster jobs claim
+      // with FOR UPDATE SKIP LOCKED, src/domain/cluster/): a claim that finds nothing ends its unit in the same turn. Every wake tries
+      // every kind, and units held open across turns made them queue behind one another and the
+      // requests, and wait on a write lock another process holds (test/domain/schedules/restart).
+      const row = preparedOn(tx.sqlite, q.claimable).get(kind) as { id: number; attempts: number } | undefined;
       if (!row) return undefined;
       const now = Date.now();
       return updateJob(tx, row.id, {

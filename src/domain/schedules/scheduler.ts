@@ -1,8 +1,7 @@
-import { and, desc, eq, inArray } from 'drizzle-orm';
 import type { Logger } from 'pino';
 import { isBusy } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
-import { jobs } from '../../db/schema.js';
+import { statements } from '../../db/statement.js';
 import { type UnitConnection, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { type EventBus, topics } from '../events.js';
@@ -43,16 +42,21 @@ const MISSED_WHILE_DOWN = 'the server was not running at this time';
 const BUSY_RETRY_MS = 50;
 const MISSED_WHILE_LATE = 'the scheduler was late (the server was busy) and runs a schedule once to catch up';
 
+const LIVE_SQL = JOB_STATUSES.filter((s) => !isTerminal(s))
+  .map((s) => `'${s}'`)
+  .join(', ');
+
+const q = statements('scheduler', {
+  /** The schedule's newest job still QUEUED, PROCESSING or CANCELLING. */
+  activeRun: {
+    sqlite: `SELECT id, status FROM jobs WHERE schedule_id = ? AND status IN (${LIVE_SQL}) ORDER BY id DESC LIMIT 1`,
+    postgres: `SELECT id, status FROM jobs WHERE schedule_id = $1 AND status IN (${LIVE_SQL}) ORDER BY id DESC LIMIT 1`,
+  },
+});
+
 /** A run of the schedule still QUEUED, PROCESSING or CANCELLING, if any. */
 async function activeRun(conn: Connection, scheduleId: number): Promise<{ id: number; status: JobStatus } | undefined> {
-  const live = JOB_STATUSES.filter((s) => !isTerminal(s));
-  return conn.db
-    .select({ id: jobs.id, status: jobs.status })
-    .from(jobs)
-    .where(and(eq(jobs.scheduleId, scheduleId), inArray(jobs.status, live)))
-    .orderBy(desc(jobs.id))
-    .limit(1)
-    .get();
+  return conn.get<{ id: number; status: JobStatus }>(q.activeRun, [scheduleId]);
 }
 
 /**
