@@ -8,6 +8,7 @@ import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, DomainError, notFound } from './errors.js';
 import { findSandbox } from './sandboxes.js';
@@ -134,7 +135,7 @@ export async function createApiKey(
   return { key, apiKey: (await listApiKeys(conn)).find((k) => k.id === id)! };
 }
 
-export async function listApiKeys(conn: Connection): Promise<ApiKey[]> {
+export async function listApiKeys(conn: Store): Promise<ApiKey[]> {
   const rows = await conn.all<KeyRow>(q.all);
   const links = await conn.all<{ keyId: number; name: string }>(q.sandboxNames);
   return rows.map((r) => ({
@@ -149,7 +150,7 @@ export async function listApiKeys(conn: Connection): Promise<ApiKey[]> {
 }
 
 /** Revokes a key by id or by its prefix; a revoked key fails like an unknown one. */
-export async function revokeApiKey(conn: Connection, idOrPrefix: string, now = Date.now()): Promise<ApiKey> {
+export async function revokeApiKey(conn: Store, idOrPrefix: string, now = Date.now()): Promise<ApiKey> {
   const key = (await listApiKeys(conn)).find((k) => String(k.id) === idOrPrefix || k.prefix === idOrPrefix);
   if (!key) throw notFound(`No API key ${idOrPrefix}`);
   await conn.run(q.revoke, [key.revokedAt ?? now, key.id]);

@@ -2,6 +2,7 @@ import { type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
 import type { audiences } from '../db/schema.js';
 import { preparedOn, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict, notFound } from './errors.js';
 import { requireFolder } from './folders.js';
@@ -249,7 +250,7 @@ function validLabels(labels: readonly string[] | null | undefined, field = 'inpu
 }
 
 export async function audiencesByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, Audience>> {
@@ -260,7 +261,7 @@ export async function audiencesByIds(
   return out;
 }
 
-export async function requireAudience(conn: Connection, sandboxId: number, id: number): Promise<Audience> {
+export async function requireAudience(conn: Store, sandboxId: number, id: number): Promise<Audience> {
   const audience = (await audiencesByIds(conn, sandboxId, [id])).get(id);
   if (!audience)
     throw notFound(
@@ -272,7 +273,7 @@ export async function requireAudience(conn: Connection, sandboxId: number, id: n
 
 /** Throws CONFLICT when another audience in the namespace has this name (case-insensitive). */
 async function assertNameFree(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   namespace: string,
   name: string,
@@ -296,7 +297,7 @@ interface NewAudience {
 
 /** Inserts an audience (the caller holds the transaction). */
 export async function insertAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: NewAudience,
   now: number,
@@ -325,7 +326,7 @@ export async function insertAudience(
 }
 
 export async function createManualAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: Omit<NewAudience, 'origin' | 'definitionId'>,
   now = Date.now(),
@@ -345,7 +346,7 @@ interface AudienceChanges {
 
 /** Applies changes to an audience (the caller holds the transaction); bumps its version. */
 export async function applyAudienceChanges(
-  conn: Connection,
+  conn: Store,
   audience: Audience,
   changes: AudienceChanges,
   expectedVersion: number | null | undefined,
@@ -391,7 +392,7 @@ export async function applyAudienceChanges(
 }
 
 export async function updateAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   id: number,
   changes: AudienceChanges,
@@ -409,7 +410,7 @@ export async function updateAudience(
 
 /** Definitions that name this audience through inSegment (other than its own). */
 export async function dependentDefinitions(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceIds: readonly number[],
 ): Promise<Map<number, number[]>> {
@@ -424,7 +425,7 @@ export async function dependentDefinitions(
 }
 
 /** CONFLICT naming every definition that still uses the audience. */
-export async function assertNoDependents(conn: Connection, sandboxId: number, audience: Audience): Promise<void> {
+export async function assertNoDependents(conn: Store, sandboxId: number, audience: Audience): Promise<void> {
   const dependents = ((await dependentDefinitions(conn, sandboxId, [audience.id])).get(audience.id) ?? []).filter(
     (d) => d !== audience.definitionId,
   );
@@ -440,7 +441,7 @@ export async function assertNoDependents(conn: Connection, sandboxId: number, au
  * Removes an audience with its memberships and their history, and the list of an external one
  * (the caller holds the transaction).
  */
-export async function removeAudienceRows(conn: Connection, sandboxId: number, audienceId: number): Promise<void> {
+export async function removeAudienceRows(conn: Store, sandboxId: number, audienceId: number): Promise<void> {
   await conn.run(q.deleteExternalMembers, [audienceId]);
   await conn.run(q.deleteExternalAudience, [audienceId]);
   for (const statement of [q.deleteMemberships, q.deleteMembershipHistory, q.deleteSizeHistory, q.delete])
@@ -451,7 +452,7 @@ export async function removeAudienceRows(conn: Connection, sandboxId: number, au
  * Deletes an audience; one made by a definition goes together with its definition (CONFLICT
  * while other definitions or a schedule use it).
  */
-export async function deleteAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
+export async function deleteAudience(conn: Store, sandboxId: number, id: number): Promise<number> {
   return writeUnit(conn, async (tx) => {
     const audience = await requireAudience(tx, sandboxId, id);
     await assertNoDependents(tx, sandboxId, audience);
@@ -541,7 +542,7 @@ function boundParams(field: AudienceOrderField, above: Key | undefined, below: K
  * reading direction with every filter in its text, off when its value is null.
  */
 export async function listAudiences(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   filter: AudienceFilter = {},
   order: AudienceOrder = { field: 'CREATED_AT', direction: 'ASC' },
@@ -582,6 +583,6 @@ export function refreshAudienceSizeSync(conn: Connection, audienceId: number): v
 }
 
 /** Recounts an audience's current members into its cached size. */
-export async function refreshAudienceSize(conn: Connection, audienceId: number): Promise<void> {
+export async function refreshAudienceSize(conn: Store, audienceId: number): Promise<void> {
   await conn.run(q.refreshSize, [audienceId, audienceId]);
 }

@@ -1,5 +1,6 @@
 import type { Connection } from '../db/index.js';
 import { preparedOn, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import type { Eligibility } from '../pql/index.js';
 import {
@@ -304,7 +305,7 @@ function definitionMap(rows: readonly DefinitionRow[]): Map<number, SegmentDefin
 
 /** The sandbox's definitions among `ids`, by id. */
 export async function definitionsByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, SegmentDefinition>> {
@@ -325,7 +326,7 @@ export function definitionsByIdsSync(
   return definitionMap(preparedOn(conn.sqlite, q.byIds).all(sandboxId, JSON.stringify(ids)) as DefinitionRow[]);
 }
 
-export async function requireDefinition(conn: Connection, sandboxId: number, id: number): Promise<SegmentDefinition> {
+export async function requireDefinition(conn: Store, sandboxId: number, id: number): Promise<SegmentDefinition> {
   const def = (await definitionsByIds(conn, sandboxId, [id])).get(id);
   if (!def) {
     const gid = encodeGlobalId('SegmentDefinition', id);
@@ -344,7 +345,7 @@ function dependencyMap(definitionIds: readonly number[], rows: readonly Dependen
 
 /** Audience ids each definition names through inSegment. */
 export async function dependenciesOf(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionIds: readonly number[],
 ): Promise<Map<number, number[]>> {
@@ -420,7 +421,7 @@ function expressionColumns(input: ExpressionInput, checked: CheckedInput) {
 }
 
 async function writeDependencies(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionId: number,
   audienceIds: readonly number[],
@@ -431,7 +432,7 @@ async function writeDependencies(
 }
 
 async function assertDefinitionNameFree(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   name: string,
   exceptId?: number,
@@ -597,7 +598,7 @@ export async function updateSegmentDefinition(
 }
 
 /** Deletes a definition with its audience and memberships; CONFLICT while other definitions or a schedule use it. */
-export async function deleteSegmentDefinition(conn: Connection, sandboxId: number, id: number): Promise<number> {
+export async function deleteSegmentDefinition(conn: Store, sandboxId: number, id: number): Promise<number> {
   return writeUnit(conn, async (tx) => {
     const definition = await requireDefinition(tx, sandboxId, id);
     await assertNoScheduleNames(tx, sandboxId, definition.audienceId, `Segment definition "${definition.name}"`);
@@ -638,7 +639,7 @@ function boundParams(key: readonly unknown[] | undefined, field: DefinitionOrder
 }
 
 export async function listSegmentDefinitions(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   filter: DefinitionFilter = {},
   order: { field: DefinitionOrderField; direction: OrderDirection } = { field: 'CREATED_AT', direction: 'ASC' },
@@ -677,7 +678,7 @@ export async function listSegmentDefinitions(
 
 /** Definitions (ids) that read a schema field, so its type cannot change under them. */
 export async function definitionsUsingField(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   cls: 'profile' | 'event',
   path: string,

@@ -5,6 +5,7 @@
  */
 import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { type Explanation, explain } from '../pql/index.js';
 import { audiencesByIds } from './audiences.js';
 import { definitionVersionAt } from './definition-versions.js';
@@ -120,7 +121,7 @@ export async function explainMembership(
 
 /** The definition version a transition of this profile recorded at exactly `at`, if there is one. */
 async function transitionVersion(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   profileId: number,
   audienceId: number,

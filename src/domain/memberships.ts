@@ -1,6 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { Connection } from '../db/index.js';
 import { preparedOn, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { type Audience, refreshAudienceSize, requireAudience } from './audiences.js';
 import { badInput, conflict } from './errors.js';
@@ -262,7 +263,7 @@ export interface MembershipTransition {
 
 /** An audience's members in profile order, optionally only some statuses. */
 export async function listMembers(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   statuses: readonly MembershipStatus[] | null | undefined,
@@ -286,7 +287,7 @@ export async function listMembers(
 
 /** Memberships of many profiles (all statuses), for the Profile.memberships loader. */
 export async function membershipsOfProfiles(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   profileIds: readonly number[],
 ): Promise<Map<number, Membership[]>> {
@@ -299,7 +300,7 @@ export async function membershipsOfProfiles(
 
 /** A profile's membership transitions, newest first (by row id: ids grow with time). */
 export async function listMembershipHistory(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   profileId: number,
   args: PageArgs,
@@ -317,7 +318,7 @@ export async function listMembershipHistory(
 }
 
 async function resolveIdentities(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   identities: readonly IdentityInput[],
 ): Promise<number[]> {
@@ -347,7 +348,7 @@ async function resolveIdentities(
   return [...new Set(ids)];
 }
 
-async function requireManual(conn: Connection, sandboxId: number, audienceId: number): Promise<Audience> {
+async function requireManual(conn: Store, sandboxId: number, audienceId: number): Promise<Audience> {
   const audience = await requireAudience(conn, sandboxId, audienceId);
   if (audience.origin !== 'MANUAL') {
     throw badInput(`Members are added by hand only to MANUAL audiences; this one is ${audience.origin}`, 'audienceId');
@@ -362,7 +363,7 @@ async function requireManual(conn: Connection, sandboxId: number, audienceId: nu
  * change in history; profiles already in that state are left alone.
  */
 async function setManualMembership(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
@@ -397,7 +398,7 @@ async function setManualMembership(
 
 /** Makes profiles members of a MANUAL audience (REALIZED). */
 export async function addAudienceMembers(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
@@ -408,7 +409,7 @@ export async function addAudienceMembers(
 
 /** Ends the membership of profiles in a MANUAL audience (EXITED). */
 export async function removeAudienceMembers(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
   identities: readonly IdentityInput[],
@@ -417,6 +418,6 @@ export async function removeAudienceMembers(
   await setManualMembership(conn, sandboxId, audienceId, identities, 'EXITED', now);
 }
 
-async function touchAudience(conn: Connection, audienceId: number, now: number): Promise<void> {
+async function touchAudience(conn: Store, audienceId: number, now: number): Promise<void> {
   await conn.run(q.touchAudience, [now, now, audienceId]);
 }

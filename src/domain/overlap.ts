@@ -3,8 +3,8 @@
  * pairwise intersection, and for up to three audiences the exclusive regions of their Venn
  * diagram. One pass over the members of the audiences, grouped by profile into a bit mask.
  */
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { requireAudience } from './audiences.js';
 import { badInput } from './errors.js';
 import { CURRENT_STATUSES_SQL } from './membership-statuses.js';
@@ -55,7 +55,7 @@ const q = statements('overlap', {
 });
 
 export async function audienceOverlap(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceIds: readonly number[],
 ): Promise<AudienceOverlap> {

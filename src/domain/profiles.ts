@@ -1,5 +1,6 @@
 import type { Connection } from '../db/index.js';
 import { preparedOn, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { refreshAudienceSize } from './audiences.js';
 import { notFound } from './errors.js';
@@ -195,7 +196,7 @@ function toProfile(row: ProfileRow): Profile {
 }
 
 export async function profilesByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, Profile>> {
@@ -206,7 +207,7 @@ export async function profilesByIds(
   return out;
 }
 
-async function profileById(conn: Connection, sandboxId: number, id: number): Promise<Profile | undefined> {
+async function profileById(conn: Store, sandboxId: number, id: number): Promise<Profile | undefined> {
   return (await profilesByIds(conn, sandboxId, [id])).get(id);
 }
 
@@ -227,7 +228,7 @@ export function profileIdByIdentitySync(
 
 /** The profile id an identity names, through the handle. */
 export async function profileIdByIdentity(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   identity: IdentityInput,
 ): Promise<number | undefined> {
@@ -236,7 +237,7 @@ export async function profileIdByIdentity(
 }
 
 export async function profileByIdentity(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   identity: IdentityInput,
 ): Promise<Profile | undefined> {
@@ -246,7 +247,7 @@ export async function profileByIdentity(
 }
 
 export async function eventsByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, StoredEvent>> {
@@ -259,7 +260,7 @@ export async function eventsByIds(
 
 /** Identities of many profiles in one statement (the DataLoader batch). */
 export async function identitiesOf(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   profileIds: readonly number[],
 ): Promise<Map<number, Identity[]>> {
@@ -282,7 +283,7 @@ export interface Counted<T> extends Page<T> {
 
 /** Profiles in id order, filtered by identity and update time. */
 export async function listProfiles(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   filter: ProfileFilter,
   args: PageArgs,
@@ -312,7 +313,7 @@ interface EventFilter {
 
 /** A profile's events, newest first (ties by row id, newest first). */
 export async function listEvents(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   profileId: number,
   filter: EventFilter,
@@ -349,7 +350,7 @@ export async function listEvents(
 }
 
 /** Deletes a profile with its identities, events and memberships (history too: the person is gone). */
-export async function deleteProfile(conn: Connection, sandboxId: number, identity: IdentityInput): Promise<number> {
+export async function deleteProfile(conn: Store, sandboxId: number, identity: IdentityInput): Promise<number> {
   assertIdentity(identity);
   return await writeUnit(conn, async (tx) => {
     const id = await profileIdByIdentity(tx, sandboxId, identity);
@@ -364,7 +365,7 @@ export async function deleteProfile(conn: Connection, sandboxId: number, identit
 }
 
 /** How many profiles a sandbox has: the count the triggers of drizzle/0005 keep, no scan. */
-export async function countProfiles(conn: Connection, sandboxId: number): Promise<number> {
+export async function countProfiles(conn: Store, sandboxId: number): Promise<number> {
   return (await conn.get<{ n: number }>(q.profileCount, [sandboxId]))?.n ?? 0;
 }
 
@@ -410,7 +411,7 @@ function searchIds(sorted: ArrayLike<number>, key: number, strict: boolean): num
  * out of the page.
  */
 export async function profilePageOfIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   sortedIds: ArrayLike<number>,
   args: PageArgs,

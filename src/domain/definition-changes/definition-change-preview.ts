@@ -4,6 +4,7 @@
  * so who would join or leave is known before the change is saved.
  */
 import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { dependentDefinitions } from '../audiences.js';
 import {
   definitionsByIds,
@@ -117,7 +118,7 @@ export const definitionChangeJobKind = defineJobKind({
 
 /** What the dry run's task does, fixed when it starts (the runner's plan; benchmarks and tests call it too). */
 export async function definitionChangePlan(
-  conn: Connection,
+  conn: Store,
   job: DefinitionChangePreview,
   now: number,
 ): Promise<DefinitionChangePlan> {
@@ -144,7 +145,7 @@ export async function definitionChangePlan(
  * can evaluate each on the simulated members of those before it.
  */
 async function transitiveDependents(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionId: number,
   audienceId: number,
@@ -172,7 +173,7 @@ async function transitiveDependents(
 
 /** A page of a finished dry run's sample of joining or leaving profiles, in id order. */
 export async function listChangeSample(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   job: DefinitionChangePreview,
   side: 'join' | 'leave',

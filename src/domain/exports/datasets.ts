@@ -1,7 +1,7 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { badInput, conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -127,7 +127,7 @@ export function datasetDir(dataDir: string, sandboxId: number, datasetId: number
 }
 
 export async function datasetsByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, Dataset>> {
@@ -138,7 +138,7 @@ export async function datasetsByIds(
   return out;
 }
 
-export async function requireDataset(conn: Connection, sandboxId: number, id: number): Promise<Dataset> {
+export async function requireDataset(conn: Store, sandboxId: number, id: number): Promise<Dataset> {
   const found = (await datasetsByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('Dataset', id);
@@ -147,7 +147,7 @@ export async function requireDataset(conn: Connection, sandboxId: number, id: nu
   return found;
 }
 
-export async function datasetByName(conn: Connection, sandboxId: number, name: string): Promise<Dataset | undefined> {
+export async function datasetByName(conn: Store, sandboxId: number, name: string): Promise<Dataset | undefined> {
   const row = await conn.get<DatasetRow>(q.byName, [sandboxId, name]);
   return row ? toDataset(row) : undefined;
 }
@@ -161,7 +161,7 @@ export function validDatasetName(name: string, field: string): string {
 }
 
 export async function insertDataset(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   name: string,
   format: ExportFormat,
@@ -172,7 +172,7 @@ export async function insertDataset(
 
 /** Datasets of the sandbox, newest first. */
 export async function listDatasets(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   args: PageArgs,
 ): Promise<Page<Dataset> & { totalCount: () => Promise<number> }> {
@@ -193,11 +193,11 @@ export async function listDatasets(
 }
 
 /** The dataset's files, newest export first (the manifest describes the newest). */
-export async function datasetFilesOf(conn: Connection, datasetId: number): Promise<DatasetFile[]> {
+export async function datasetFilesOf(conn: Store, datasetId: number): Promise<DatasetFile[]> {
   return conn.all<DatasetFile>(q.files, [datasetId]);
 }
 
-export async function datasetFile(conn: Connection, datasetId: number, name: string): Promise<DatasetFile | undefined> {
+export async function datasetFile(conn: Store, datasetId: number, name: string): Promise<DatasetFile | undefined> {
   return conn.get<DatasetFile>(q.file, [datasetId, name]);
 }
 
@@ -207,7 +207,7 @@ export async function datasetFile(conn: Connection, datasetId: number, name: str
  * before a newer export replaced the rows is refused rather than continued in other rows.
  */
 export async function datasetRecordsPage(
-  conn: Connection,
+  conn: Store,
   dataDir: string,
   dataset: Dataset,
   args: PageArgs,
@@ -251,13 +251,13 @@ export async function datasetRecordsPage(
  * Rows an export wrote, from its result; none when it has no marks (an export made before rows
  * were paged from files: its rows page again after the dataset's next export).
  */
-async function exportedRows(conn: Connection, jobId: number): Promise<number> {
+async function exportedRows(conn: Store, jobId: number): Promise<number> {
   const n = (await conn.get<{ n: unknown }>(q.exportedRows, [jobId]))?.n;
   return typeof n === 'number' ? n : 0;
 }
 
 /** Export jobs that will still write into a dataset (QUEUED, PROCESSING or CANCELLING). */
-export async function activeExportsInto(conn: Connection, sandboxId: number, datasetId: number): Promise<number[]> {
+export async function activeExportsInto(conn: Store, sandboxId: number, datasetId: number): Promise<number[]> {
   return (await conn.all<{ id: number }>(q.activeExportsInto, [sandboxId, datasetId])).map((r) => r.id);
 }
 
@@ -265,7 +265,7 @@ export async function activeExportsInto(conn: Connection, sandboxId: number, dat
  * Deletes a dataset, its records and its files; CONFLICT while an export still writes into it.
  * The rows go in one transaction; the folder is removed after it commits.
  */
-export async function deleteDataset(conn: Connection, dataDir: string, sandboxId: number, id: number): Promise<number> {
+export async function deleteDataset(conn: Store, dataDir: string, sandboxId: number, id: number): Promise<number> {
   await writeUnit(conn, async (tx) => {
     await requireDataset(tx, sandboxId, id);
     const active = await activeExportsInto(tx, sandboxId, id);

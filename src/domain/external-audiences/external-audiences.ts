@@ -2,8 +2,8 @@
  * External audiences: audiences of origin CUSTOM_UPLOAD whose members come from uploaded lists
  * (ingestion runs, ingestion-run.ts), described by the typed columns of those lists.
  */
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import {
   type Audience,
@@ -111,7 +111,7 @@ type Row = Omit<ExternalAudience, 'fields'> & { fields: string };
 const toExternal = (r: Row): ExternalAudience => ({ ...r, fields: JSON.parse(r.fields) as ExternalAudienceField[] });
 
 export async function externalAudiencesByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, ExternalAudience>> {
@@ -121,11 +121,7 @@ export async function externalAudiencesByIds(
   return out;
 }
 
-export async function requireExternalAudience(
-  conn: Connection,
-  sandboxId: number,
-  id: number,
-): Promise<ExternalAudience> {
+export async function requireExternalAudience(conn: Store, sandboxId: number, id: number): Promise<ExternalAudience> {
   const found = (await externalAudiencesByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('ExternalAudience', id);
@@ -136,7 +132,7 @@ export async function requireExternalAudience(
 
 /** The external audience behind an audience of origin CUSTOM_UPLOAD. */
 export async function externalAudienceOfAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   audienceId: number,
 ): Promise<ExternalAudience | undefined> {
@@ -146,7 +142,7 @@ export async function externalAudienceOfAudience(
 
 /** An external audience by the id its creator chose, or by its audience's name (the commercial service's ways to name one). */
 export async function findExternalAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ref: string,
 ): Promise<ExternalAudience | undefined> {
@@ -201,12 +197,7 @@ function validTtl(ttl: number | null | undefined, field: string): number {
   return days;
 }
 
-async function validExternalId(
-  conn: Connection,
-  sandboxId: number,
-  externalId: string,
-  exceptId?: number,
-): Promise<string> {
+async function validExternalId(conn: Store, sandboxId: number, externalId: string, exceptId?: number): Promise<string> {
   const trimmed = externalId.trim();
   if (trimmed.length === 0 || trimmed.length > 255)
     throw badInput('externalId is 1 to 255 characters', 'input.externalId');
@@ -232,7 +223,7 @@ export interface NewExternalAudience {
 
 /** Creates an external audience and its Audience (origin CUSTOM_UPLOAD), empty until its first ingestion run. */
 export async function createExternalAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: NewExternalAudience,
   now = Date.now(),
@@ -281,7 +272,7 @@ export interface ExternalAudienceChanges {
 
 /** Changes an external audience (its fields stay: a list's columns are fixed once rows exist). */
 export async function updateExternalAudience(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   id: number,
   changes: ExternalAudienceChanges,
@@ -322,7 +313,7 @@ export async function updateExternalAudience(
 }
 
 /** Deletes an external audience, its list and its audience; CONFLICT while a definition uses it or a run is active. */
-export async function deleteExternalAudience(conn: Connection, sandboxId: number, id: number): Promise<number> {
+export async function deleteExternalAudience(conn: Store, sandboxId: number, id: number): Promise<number> {
   return await writeUnit(conn, async (tx) => {
     const external = await requireExternalAudience(tx, sandboxId, id);
     const audience: Audience = await requireAudience(tx, sandboxId, external.audienceId);
@@ -340,7 +331,7 @@ export async function deleteExternalAudience(conn: Connection, sandboxId: number
 
 /** The run of this external audience that is queued or running, if any (there is at most one). */
 export async function activeIngestionRun(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   externalAudienceId: number,
 ): Promise<number | undefined> {

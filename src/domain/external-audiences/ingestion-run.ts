@@ -7,6 +7,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { badInput, conflict } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { defineJobKind } from '../jobs/job-kind.js';
@@ -119,7 +120,7 @@ export interface IngestionPlan {
 }
 
 /** What a run will do, from its job and its audience as they are when it starts. */
-export async function planIngestion(conn: Connection, job: IngestionRun, now: number): Promise<IngestionPlan> {
+export async function planIngestion(conn: Store, job: IngestionRun, now: number): Promise<IngestionPlan> {
   const external = await requireExternalAudience(conn, job.sandboxId, job.input.externalAudienceId);
   return {
     jobId: job.id,
@@ -155,7 +156,7 @@ export const ingestionRunKind = defineJobKind({
 });
 
 /** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
-async function removeFinishedUploads(conn: Connection): Promise<void> {
+async function removeFinishedUploads(conn: Store): Promise<void> {
   const rows = await conn.all<{ upload: string | null }>(q.endedUploads, [Date.now() - 7 * 86_400_000]);
   for (const { upload: path } of rows) if (path && existsSync(path)) rmSync(path, { force: true });
 }
@@ -226,7 +227,7 @@ function isInside(dir: string, file: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
-async function assertNoActiveRun(conn: Connection, sandboxId: number, externalAudienceId: number): Promise<void> {
+async function assertNoActiveRun(conn: Store, sandboxId: number, externalAudienceId: number): Promise<void> {
   const active = await activeIngestionRun(conn, sandboxId, externalAudienceId);
   if (active !== undefined) {
     throw conflict(
@@ -238,7 +239,7 @@ async function assertNoActiveRun(conn: Connection, sandboxId: number, externalAu
 
 /** Runs of an external audience, newest first. */
 export async function listIngestionRuns(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   externalAudienceId: number,
   args: PageArgs,
@@ -272,7 +273,7 @@ export interface IngestionError {
 
 /** The bad rows of a run, in line order. */
 export async function listIngestionErrors(
-  conn: Connection,
+  conn: Store,
   jobId: number,
   args: PageArgs,
 ): Promise<Page<IngestionError> & { totalCount: () => Promise<number> }> {

@@ -1,4 +1,4 @@
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { definitionsByIds } from '../definitions.js';
 import { badInput, notFound } from '../errors.js';
 import { internalId } from '../ids.js';
@@ -35,7 +35,7 @@ export function parseSegments(properties: unknown): Segments {
   return { all: false, definitionIds: [...new Set(ids)] };
 }
 
-async function readSegments(conn: Connection, sandboxId: number, properties: unknown): Promise<Segments> {
+async function readSegments(conn: Store, sandboxId: number, properties: unknown): Promise<Segments> {
   const segments = parseSegments(properties);
   if (segments.all) return segments;
   const found = await definitionsByIds(conn, sandboxId, segments.definitionIds);

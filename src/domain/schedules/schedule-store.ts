@@ -1,5 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { validName } from '../audiences.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -146,7 +147,7 @@ const q = statements('schedule-store', {
 });
 
 export async function schedulesByIds(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   ids: readonly number[],
 ): Promise<Map<number, Schedule>> {
@@ -157,7 +158,7 @@ export async function schedulesByIds(
   return out;
 }
 
-export async function requireSchedule(conn: Connection, sandboxId: number, id: number): Promise<Schedule> {
+export async function requireSchedule(conn: Store, sandboxId: number, id: number): Promise<Schedule> {
   const found = (await schedulesByIds(conn, sandboxId, [id])).get(id);
   if (!found) {
     const gid = encodeGlobalId('Schedule', id);
@@ -167,18 +168,18 @@ export async function requireSchedule(conn: Connection, sandboxId: number, id: n
 }
 
 /** A schedule by id in any sandbox (the scheduler serves them all). */
-export async function scheduleById(conn: Connection, id: number): Promise<Schedule | undefined> {
+export async function scheduleById(conn: Store, id: number): Promise<Schedule | undefined> {
   const row = await conn.get<ScheduleRow>(q.byId, [id]);
   return row ? toSchedule(row) : undefined;
 }
 
 /** ACTIVE schedules of every sandbox: what the scheduler arms at start. */
-export async function activeSchedules(conn: Connection): Promise<Schedule[]> {
+export async function activeSchedules(conn: Store): Promise<Schedule[]> {
   return (await conn.all<ScheduleRow>(q.active)).map(toSchedule);
 }
 
 export async function listSchedules(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   filter: ScheduleFilter,
   args: PageArgs,
@@ -200,7 +201,7 @@ export async function listSchedules(
   };
 }
 
-async function assertNameFree(conn: Connection, sandboxId: number, name: string, exceptId?: number): Promise<void> {
+async function assertNameFree(conn: Store, sandboxId: number, name: string, exceptId?: number): Promise<void> {
   const row = await conn.get<{ id: number }>(q.idByName, [sandboxId, name.toLowerCase()]);
   if (row && row.id !== exceptId) throw conflict(`A schedule named "${name}" already exists`);
 }
@@ -291,7 +292,7 @@ export async function applyScheduleChanges(
 }
 
 /** Removes a schedule with its ticks and references; its runs stay, without their schedule. */
-export async function removeSchedule(conn: Connection, sandboxId: number, id: number): Promise<number> {
+export async function removeSchedule(conn: Store, sandboxId: number, id: number): Promise<number> {
   await requireSchedule(conn, sandboxId, id);
   await conn.run(q.deleteTicks, [id]);
   await conn.run(q.deleteAudiences, [id]);
@@ -301,7 +302,7 @@ export async function removeSchedule(conn: Connection, sandboxId: number, id: nu
 
 /** Records the scheduler's progress on a schedule. */
 export async function setScheduleTimes(
-  conn: Connection,
+  conn: Store,
   id: number,
   set: { nextRunAt?: number | null; lastRunAt?: number | null },
 ): Promise<void> {

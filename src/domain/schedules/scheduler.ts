@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { isBusy } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { type UnitConnection, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { type EventBus, topics } from '../events.js';
@@ -55,7 +56,7 @@ const q = statements('scheduler', {
 });
 
 /** A run of the schedule still QUEUED, PROCESSING or CANCELLING, if any. */
-async function activeRun(conn: Connection, scheduleId: number): Promise<{ id: number; status: JobStatus } | undefined> {
+async function activeRun(conn: Store, scheduleId: number): Promise<{ id: number; status: JobStatus } | undefined> {
   return conn.get<{ id: number; status: JobStatus }>(q.activeRun, [scheduleId]);
 }
 

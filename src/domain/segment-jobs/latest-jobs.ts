@@ -1,5 +1,5 @@
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import type { SegmentJob } from './segment-job.js';
 
 /** Every column of `jobs` through the alias `job`, named as the model; `input` and `result` are JSON text. */
@@ -60,7 +60,7 @@ type LatestRow = Omit<SegmentJob, 'input' | 'result'> & {
  * its row once per definition cost more than the rest of the page.
  */
 export async function latestSegmentJobs(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionIds: readonly number[],
 ): Promise<Map<number, SegmentJob>> {

@@ -1,4 +1,5 @@
 import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { audiencesByIds } from '../audiences.js';
 import {
   definitionsByIds,
@@ -81,7 +82,7 @@ export async function createSegmentJob(
  * and for a job that queues a segment job to run first (an export with evaluateFirst).
  */
 export async function segmentJobInput(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitionIds: readonly number[],
   at: number | null,
@@ -175,7 +176,7 @@ export function planSegmentJob(
  * the plan the job handler would.
  */
 export async function orderedPlan(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   definitions: SegmentDefinition[],
   options: { jobId: number; now: number; chunkSize: number; notes: string[] },
