@@ -114,7 +114,7 @@ export interface EdgeEvaluation {
 const CHECKED_DEFINITIONS = cacheKey<Map<string, CheckedExpression>>('checked definitions');
 
 /** What identifies a definition's expression: enough to check it, or to find its checked form. */
-type DefinitionExpression = Pick<SegmentDefinition, 'id' | 'sandboxId' | 'version' | 'expressionText'>;
+export type DefinitionExpression = Pick<SegmentDefinition, 'id' | 'sandboxId' | 'version' | 'expressionText'>;
 
 /** A definition's checked expression, cached by id, version and text. */
 export function checkedDefinition(conn: Connection, def: DefinitionExpression): CheckedExpression {
@@ -155,7 +155,7 @@ export const EDGE_DEFINITIONS = statements('evaluation', {
 });
 
 export type EdgeDefinition = DefinitionExpression & { audienceId: number };
-type EdgeRow = Omit<EdgeDefinition, 'id'> & { id: number | null };
+export type EdgeRow = Omit<EdgeDefinition, 'id'> & { id: number | null };
 
 /** Which statement reads the definitions an edge evaluation runs, with its parameters. */
 export function edgeDefinitionsRead(
