@@ -7,12 +7,17 @@
  * the single-process job (for inSegment), copied into a fresh PostgreSQL database. Skipped
  * (visibly) without SEGQL_TEST_DATABASE_URL.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import pino from 'pino';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ConnectionCache } from '../../src/db/connection-cache.js';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { DomainError } from '../../src/domain/errors.js';
 import type { EdgeEvaluation } from '../../src/domain/evaluation.js';
+import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
+import { importList } from '../../src/domain/external-audiences/local-import.js';
 import type { Page, PageArgs } from '../../src/domain/paging.js';
 import { countMatchingPg, withPgReadSession } from '../../src/domain/queries/pg-evaluation.js';
 import { QueryTimedOut } from '../../src/domain/queries/query-deadline.js';
@@ -25,6 +30,7 @@ import { describeOnPostgres } from './statements-harness.js';
 const DAY = 86_400_000;
 const PAGE = 45;
 const log = pino({ level: 'silent' });
+const dataDir = mkdtempSync(join(tmpdir(), 'segql-query-pool-'));
 
 /** Expressions beyond the twenty reference definitions: attributes, event windows, inSegment, values. */
 const EXPRESSIONS = [
@@ -35,6 +41,8 @@ const EXPRESSIONS = [
   'xEvent[eventType = "web.webpagedetails.pageViews" and timestamp occurs this month].count() >= 2',
   'inSegment("nordics") and not inSegment("gold-mid-points")',
   'not inSegment("big-spenders")',
+  'inSegment("nl-2026")',
+  'inSegment("Newsletter").payload.points >= 100',
   'false',
   'true',
 ];
@@ -49,6 +57,26 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
   beforeAll(async () => {
     store = await buildSegmentStore('query_pool', 240, 8);
     await store.runSqliteJob();
+    // An external audience with a payload, imported as `segql import` does, for `inSegment("…").payload`.
+    await createExternalAudience(store.conn, store.sandboxId, {
+      name: 'Newsletter',
+      namespace: 'crm',
+      externalId: 'nl-2026',
+      fields: [
+        { name: 'email', type: 'STRING', identityNamespace: 'email' },
+        { name: 'points', type: 'NUMBER', identityNamespace: null },
+      ],
+    });
+    const list = join(dataDir, 'list.csv');
+    const rows = Array.from({ length: 30 }, (_, i) => `user${i * 3}@example.com,${i * 10}`);
+    writeFileSync(list, `email,points\n${rows.join('\n')}\n`);
+    const run = await importList(store.conn, dataDir, {
+      sandboxId: store.sandboxId,
+      audience: 'nl-2026',
+      file: list,
+      mode: 'REPLACE',
+    });
+    expect(run.status).toBe('SUCCEEDED');
     // A few definitions evaluated at the edge: the default set of evaluateProfile.
     store.conn.sqlite
       .prepare(
@@ -66,8 +94,10 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
     expressions = [...store.definitions.map((d) => d.expressionText), ...EXPRESSIONS];
     identities = (
       store.conn.sqlite
-        .prepare('SELECT namespace, value AS id FROM identities WHERE sandbox_id = ? ORDER BY profile_id LIMIT 12')
-        .all(store.sandboxId) as { namespace: string; id: string }[]
+        .prepare(
+          'SELECT namespace, value AS id FROM identities WHERE sandbox_id = ? AND namespace = ? ORDER BY profile_id LIMIT 12',
+        )
+        .all(store.sandboxId, 'email') as { namespace: string; id: string }[]
     ).map((r) => ({ namespace: r.namespace, id: r.id }));
   }, 120_000);
 
@@ -75,6 +105,7 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
     await onSqlite?.close();
     await onPostgres?.close();
     store?.close();
+    rmSync(dataDir, { recursive: true, force: true });
   });
 
   const both = async <R>(query: QueryName, args: QueryArgs[QueryName]): Promise<[R, R]> =>
@@ -165,16 +196,22 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
       },
       { expression: input(EXPRESSIONS[2]!), audienceIds: audienceIds.slice(0, 3), at: STORE_NOW },
       { expression: input('loyalty'), audienceIds: null, at: STORE_NOW },
+      { expression: input('inSegment("nl-2026").payload.points'), audienceIds: null, at: STORE_NOW },
+      { expression: input('inSegment("nl-2026").payload.points > 50'), audienceIds: null, at: STORE_NOW },
     ];
     let qualified = 0;
+    let payloads = 0;
     for (const identity of identities) {
       for (const o of options) {
         const [a, b] = await both<EdgeEvaluation>('evaluateProfile', { sandboxId: store.sandboxId, identity, ...o });
         expect(withoutDuration(b), `${identity.id} ${JSON.stringify(o)}`).toEqual(withoutDuration(a));
         qualified += a.audienceIds.length;
+        if (typeof a.value === 'number' && o.expression?.value.includes('payload')) payloads++;
       }
     }
     expect(qualified).toBeGreaterThan(0);
+    // user0, user3, user6 and user9 are on the imported list.
+    expect(payloads).toBe(4);
   }, 60_000);
 
   it('gives the same errors on both: PQL errors, an unknown profile, an unknown audience', async () => {
