@@ -186,6 +186,7 @@ function serveSqlite(port: NonNullable<typeof parentPort>, dbFile: string): void
  * thread, as on SQLite (100 definitions over a profile of 1,000 events take several ms of CPU).
  */
 async function servePostgres(port: NonNullable<typeof parentPort>, url: string): Promise<void> {
+  // db/pg/index.ts, imported above, has this thread's `pg` read int8 (ids, counts) as numbers.
   const pool = new pg.Pool({ connectionString: url, max: 1 });
   // An idle client losing its server (a restart) must not end the thread; the next query reconnects.
   pool.on('error', () => {});
