@@ -5,6 +5,7 @@
  */
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
+import { preparedOn, statements } from '../db/statement.js';
 import {
   type CheckedExpression,
   compileToSql,
@@ -17,11 +18,41 @@ import type { SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
 import { type CheckedInput, checkExpression, type ExpressionInput, tooLargeToRun } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
-import { type Page, type PageArgs, pageQuery, toPage } from './paging.js';
-import { loadProfileDocument } from './profile-documents.js';
+import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
+import { loadProfileDocument, type StoredProfileDocument } from './profile-documents.js';
 import type { IdentityInput } from './profile-ingest.js';
 import { assertIdentity } from './profile-ingest.js';
 import { profileIdByIdentitySync } from './profiles.js';
+
+/** How one page of matching profiles is read, whichever database reads it: in id order, one extra row. */
+export interface MatchingPagePlan {
+  query: ReturnType<typeof pageQuery>;
+  /** The cursors as id bounds on the profile scan (`p.id`), with `?` parameters. */
+  bounds: IdCondition[];
+  order: 'ASC' | 'DESC';
+  /** How many ids to read (the page and one more, which says whether there is a next page). */
+  fetch: number;
+}
+
+/**
+ * The paging of matching ids (the part both databases share): cursors are profile ids; one that
+ * is not an integer (a hand-made one) bounds the scan so that no id passes, on either database.
+ */
+export function matchingPagePlan(args: PageArgs): MatchingPagePlan {
+  const query = pageQuery(args);
+  const bounds: IdCondition[] = [];
+  if (query.after || query.before) {
+    const { above, below } = integerBounds(query, 'ascending');
+    if (query.after || above > below) bounds.push({ sql: 'p.id > ?', params: [above] });
+    if (query.before || above > below) bounds.push({ sql: 'p.id < ?', params: [below] });
+  }
+  return { query, bounds, order: query.direction === 'forward' ? 'ASC' : 'DESC', fetch: query.fetch };
+}
+
+/** The ids a page plan read, as the page. */
+export function matchingPage(ids: number[], plan: MatchingPagePlan): Page<number> {
+  return toPage(ids, plan.query, (id) => [id]);
+}
 
 /**
  * One page of the exact set of qualifying profiles (SQL engine), in id order, as ids. `guard`
@@ -36,16 +67,12 @@ export function matchingProfileIds(
   guard: readonly IdCondition[] = [],
 ): Page<number> {
   const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
-  const query = pageQuery(args);
-  const bounds: IdCondition[] = [...guard];
-  if (query.after) bounds.push({ sql: 'p.id > ?', params: [Number(query.after[0])] });
-  if (query.before) bounds.push({ sql: 'p.id < ?', params: [Number(query.before[0])] });
-  const page = compileToSql(checked, { now: at, sandboxId, where: bounds });
-  const order = query.direction === 'forward' ? 'ASC' : 'DESC';
-  const ids = prepareFor(conn, checked, `SELECT id FROM (${page.sql}) ORDER BY id ${order} LIMIT ?`)
+  const plan = matchingPagePlan(args);
+  const page = compileToSql(checked, { now: at, sandboxId, where: [...guard, ...plan.bounds] });
+  const ids = prepareFor(conn, checked, `SELECT id FROM (${page.sql}) ORDER BY id ${plan.order} LIMIT ?`)
     .pluck()
-    .all(...page.params, query.fetch) as number[];
-  return toPage(ids, query, (id) => [id]);
+    .all(...page.params, plan.fetch) as number[];
+  return matchingPage(ids, plan);
 }
 
 /** How many profiles qualify (SQL engine); `guard` as in matchingProfileIds. */
@@ -87,7 +114,7 @@ export interface EdgeEvaluation {
 const CHECKED_DEFINITIONS = cacheKey<Map<string, CheckedExpression>>('checked definitions');
 
 /** What identifies a definition's expression: enough to check it, or to find its checked form. */
-type DefinitionExpression = Pick<SegmentDefinition, 'id' | 'sandboxId' | 'version' | 'expressionText'>;
+export type DefinitionExpression = Pick<SegmentDefinition, 'id' | 'sandboxId' | 'version' | 'expressionText'>;
 
 /** A definition's checked expression, cached by id, version and text. */
 export function checkedDefinition(conn: Connection, def: DefinitionExpression): CheckedExpression {
@@ -101,49 +128,116 @@ export function checkedDefinition(conn: Connection, def: DefinitionExpression): 
   return checked;
 }
 
-function edgeStatements(sqlite: Connection['sqlite']) {
-  const columns = `d.id AS id, d.sandbox_id AS sandboxId, d.audience_id AS audienceId, d.version AS version,
-    d.expression_text AS expressionText`;
-  return {
-    edgeEnabled: sqlite.prepare(
-      `SELECT ${columns} FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
-       WHERE d.sandbox_id = ? AND d.eval_edge = 1 AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
-    ),
-    audiences: sqlite.prepare(
-      `SELECT a.id AS audienceId, d.id AS id, d.sandbox_id AS sandboxId, d.version AS version,
-         d.expression_text AS expressionText
-       FROM audiences a LEFT JOIN segment_definitions d ON d.id = a.definition_id
-       WHERE a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))`,
-    ),
-  };
-}
-
-const EDGE_STATEMENTS = cacheKey<ReturnType<typeof edgeStatements>>('edge evaluation statements');
-
-type EdgeDefinition = DefinitionExpression & { audienceId: number };
+const DEFINITION_COLUMNS = `d.id AS id, d.sandbox_id AS "sandboxId", a.id AS "audienceId", d.version AS version,
+  d.expression_text AS "expressionText"`;
 
 /**
  * The definitions an edge evaluation runs: only the columns that find the checked expression
- * (the full rows cost more to read and map than 100 evaluations take), in one prepared statement.
- * An audience id that names no audience here is NOT_FOUND, not skipped.
+ * (the full rows cost more to read and map than 100 evaluations take).
  */
+export const EDGE_DEFINITIONS = statements('evaluation', {
+  /** Parameters: sandbox. Every edge-enabled definition of a live audience. */
+  edgeEnabled: {
+    sqlite: `SELECT ${DEFINITION_COLUMNS} FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+       WHERE d.sandbox_id = ? AND d.eval_edge = 1 AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
+    postgres: `SELECT ${DEFINITION_COLUMNS} FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+       WHERE d.sandbox_id = $1 AND d.eval_edge AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
+  },
+  /** Parameters: sandbox, audience ids (JSON array). One row per audience found, its definition's columns null when it has none. */
+  audiences: {
+    sqlite: `SELECT ${DEFINITION_COLUMNS}
+       FROM audiences a LEFT JOIN segment_definitions d ON d.id = a.definition_id
+       WHERE a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))`,
+    postgres: `SELECT ${DEFINITION_COLUMNS}
+       FROM audiences a LEFT JOIN segment_definitions d ON d.id = a.definition_id
+       WHERE a.sandbox_id = $1 AND a.id IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))`,
+  },
+});
+
+export type EdgeDefinition = DefinitionExpression & { audienceId: number };
+export type EdgeRow = Omit<EdgeDefinition, 'id'> & { id: number | null };
+
+/** Which statement reads the definitions an edge evaluation runs, with its parameters. */
+export function edgeDefinitionsRead(
+  sandboxId: number,
+  audienceIds: readonly number[] | null | undefined,
+): { statement: (typeof EDGE_DEFINITIONS)[keyof typeof EDGE_DEFINITIONS]; params: unknown[] } {
+  return audienceIds
+    ? { statement: EDGE_DEFINITIONS.audiences, params: [sandboxId, JSON.stringify(audienceIds)] }
+    : { statement: EDGE_DEFINITIONS.edgeEnabled, params: [sandboxId] };
+}
+
+/**
+ * The definitions chosen from the rows read: an audience id that names no audience here is
+ * NOT_FOUND, not skipped; an audience without a definition is skipped.
+ */
+export function chosenDefinitions(
+  rows: readonly EdgeRow[],
+  audienceIds: readonly number[] | null | undefined,
+): EdgeDefinition[] {
+  if (audienceIds) {
+    const found = new Set(rows.map((r) => r.audienceId));
+    const missing = audienceIds.find((id) => !found.has(id));
+    if (missing !== undefined) {
+      const globalId = encodeGlobalId('Audience', missing);
+      throw notFound(`No Audience with id "${globalId}" in this sandbox`, globalId);
+    }
+  }
+  return rows.filter((r): r is EdgeDefinition => r.id !== null);
+}
+
 function edgeDefinitions(
   conn: Connection,
   sandboxId: number,
   audienceIds: readonly number[] | null | undefined,
 ): EdgeDefinition[] {
-  const s = conn.cache.get(EDGE_STATEMENTS, () => edgeStatements(conn.sqlite));
-  if (!audienceIds) return s.edgeEnabled.all(sandboxId) as EdgeDefinition[];
-  const rows = s.audiences.all(sandboxId, JSON.stringify(audienceIds)) as (Omit<EdgeDefinition, 'id'> & {
-    id: number | null;
-  })[];
-  const found = new Set(rows.map((r) => r.audienceId));
-  const missing = audienceIds.find((id) => !found.has(id));
-  if (missing !== undefined) {
-    const globalId = encodeGlobalId('Audience', missing);
-    throw notFound(`No Audience with id "${globalId}" in this sandbox`, globalId);
+  const { statement, params } = edgeDefinitionsRead(sandboxId, audienceIds);
+  return chosenDefinitions(preparedOn(conn.sqlite, statement).all(...params) as EdgeRow[], audienceIds);
+}
+
+/** What an edge evaluation runs over a loaded document; the readers of each database gather it. */
+export interface DocumentEvaluation {
+  /** The checked expression, when one was given. */
+  expression?: CheckedExpression;
+  /** The definitions to run (none when only an expression was given). */
+  definitions: readonly EdgeDefinition[];
+  /** A definition's checked expression. */
+  checkedOf(def: EdgeDefinition): CheckedExpression;
+  at: number;
+  /** Called before each evaluation; throws to stop (the query workers' deadline). */
+  checkpoint(): void;
+}
+
+/** Evaluates a loaded document (JS engine): the part of evaluateProfile both databases share. */
+export function evaluateDocument(
+  doc: StoredProfileDocument,
+  e: DocumentEvaluation,
+): Omit<EdgeEvaluation, 'durationMs'> {
+  let qualifies: boolean | null = null;
+  let value: unknown = null;
+  e.checkpoint();
+  if (e.expression) {
+    const { type } = e.expression;
+    const raw = evaluateValue(e.expression, doc, { now: e.at });
+    if (type.kind === 'boolean') qualifies = raw === true;
+    else if (type.kind === 'array') qualifies = Array.isArray(raw) && raw.length > 0;
+    value = valueAsJson(raw, type);
   }
-  return rows.filter((r): r is EdgeDefinition => r.id !== null);
+  const audienceIds: number[] = [];
+  for (const def of e.definitions) {
+    e.checkpoint();
+    if (evaluate(e.checkedOf(def), doc, { now: e.at })) audienceIds.push(def.audienceId);
+  }
+  audienceIds.sort((a, b) => a - b);
+  return { qualifies, value, audienceIds };
+}
+
+/** Whether an edge evaluation runs definitions: without an expression, or with audiences named. */
+export function runsDefinitions(options: {
+  expression?: ExpressionInput | null;
+  audienceIds?: readonly number[] | null;
+}): boolean {
+  return !options.expression || !!options.audienceIds;
 }
 
 /**
@@ -162,7 +256,6 @@ export function evaluateProfile(
     checkpoint?: () => void;
   },
 ): EdgeEvaluation {
-  const checkpoint = options.checkpoint ?? (() => {});
   const started = performance.now();
   assertIdentity(identity);
   const profileId = profileIdByIdentitySync(conn, sandboxId, identity);
@@ -170,25 +263,15 @@ export function evaluateProfile(
   let expression: CheckedInput | undefined;
   if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: false });
   const doc = loadProfileDocument(conn, sandboxId, profileId)!;
-  let qualifies: boolean | null = null;
-  let value: unknown = null;
-  checkpoint();
-  if (expression) {
-    const { type } = expression.checked;
-    const raw = evaluateValue(expression.checked, doc, { now: options.at });
-    if (type.kind === 'boolean') qualifies = raw === true;
-    else if (type.kind === 'array') qualifies = Array.isArray(raw) && raw.length > 0;
-    value = valueAsJson(raw, type);
-  }
-  const audienceIds: number[] = [];
-  if (!expression || options.audienceIds) {
-    for (const def of edgeDefinitions(conn, sandboxId, options.audienceIds)) {
-      checkpoint();
-      if (evaluate(checkedDefinition(conn, def), doc, { now: options.at })) audienceIds.push(def.audienceId);
-    }
-    audienceIds.sort((a, b) => a - b);
-  }
-  return { qualifies, value, audienceIds, durationMs: performance.now() - started };
+  const definitions = runsDefinitions(options) ? edgeDefinitions(conn, sandboxId, options.audienceIds) : [];
+  const result = evaluateDocument(doc, {
+    expression: expression?.checked,
+    definitions,
+    checkedOf: (def) => checkedDefinition(conn, def),
+    at: options.at,
+    checkpoint: options.checkpoint ?? (() => {}),
+  });
+  return { ...result, durationMs: performance.now() - started };
 }
 
 /** An evaluated value as plain JSON: the engines hold datetimes as epoch ms and events as items. */

@@ -38,14 +38,16 @@ async function resolveAudiencePg(
 }
 
 /**
- * Parses and checks a definition as checkExpression does on SQLite. The checker asks for the
- * audiences an expression names synchronously, so they are looked up first, each once.
+ * Parses and checks a definition as checkExpression does on SQLite (`definition`, the default,
+ * requires a boolean; false checks any expression). The checker asks for the audiences an
+ * expression names synchronously, so they are looked up first, each once.
  */
 export async function checkDefinitionPg(
   client: pg.ClientBase,
   sandboxId: number,
   catalog: FieldCatalog,
   input: ExpressionInput,
+  definition = true,
 ): Promise<CheckedInput> {
   const parsed = parseExpression(input);
   const audiences = new Map<string, ResolvedAudience>();
@@ -53,5 +55,5 @@ export async function checkDefinitionPg(
     const found = await resolveAudiencePg(client, sandboxId, ref);
     if (found) audiences.set(ref, found);
   }
-  return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) });
+  return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) }, definition);
 }

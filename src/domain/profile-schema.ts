@@ -1,6 +1,6 @@
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
-import { preparedOn, statements } from '../db/statement.js';
+import { preparedOn, type StatementRunner, statements } from '../db/statement.js';
 import { writeUnit } from '../db/unit.js';
 import {
   BUILT_IN_SCHEMA_FIELDS,
@@ -122,6 +122,11 @@ export function sandboxCatalog(stored: readonly SchemaField[]): SandboxCatalog {
     a.class === b.class ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.class < b.class ? -1 : 1,
   );
   return { fields, catalog: buildCatalog(fields) };
+}
+
+/** A sandbox's stored fields through a statement runner of either database (its transaction's snapshot). */
+export function readSchemaFields(runner: StatementRunner, sandboxId: number): Promise<SchemaField[]> {
+  return runner.all<SchemaField>(q.fields, [sandboxId]);
 }
 
 export const schemaFieldsOf = (conn: Connection, sandboxId: number): SchemaField[] => load(conn, sandboxId).fields;

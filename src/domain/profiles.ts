@@ -1,5 +1,5 @@
 import type { Connection } from '../db/index.js';
-import { preparedOn, statements } from '../db/statement.js';
+import { preparedOn, type StatementRunner, statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { refreshAudienceSize } from './audiences.js';
@@ -226,9 +226,9 @@ export function profileIdByIdentitySync(
   return row?.profileId;
 }
 
-/** The profile id an identity names, through the handle. */
+/** The profile id an identity names, through the handle (or any statement runner: a PostgreSQL client's). */
 export async function profileIdByIdentity(
-  conn: Store,
+  conn: Pick<StatementRunner, 'get'>,
   sandboxId: number,
   identity: IdentityInput,
 ): Promise<number | undefined> {

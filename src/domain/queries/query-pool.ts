@@ -50,7 +50,8 @@ interface Slot {
 }
 
 /**
- * Worker threads for interactive reads, each with its own read-only connection, so ad-hoc
+ * Worker threads for interactive reads, each with its own read-only connection (to the SQLite
+ * file, or a client of its own to the PostgreSQL a postgres:// URL names), so ad-hoc
  * evaluation never holds the event loop. Each query gets `budgetMs` from the moment a worker
  * takes it: past that the caller gets QUERY_TIMEOUT at once; the worker stops itself at its
  * next deadline check, and a worker that has not within a grace period (a long JS evaluation,
@@ -63,7 +64,8 @@ export class QueryPool {
   private closed = false;
 
   constructor(
-    private readonly dbFile: string,
+    /** The SQLite file, or a postgres:// URL. */
+    private readonly database: string,
     size: number,
     private readonly budgetMs: number,
     private readonly log: Logger,
@@ -113,7 +115,7 @@ export class QueryPool {
   }
 
   private start(slot: Slot): void {
-    const worker = startTypeScriptWorker(workerModule, { dbFile: this.dbFile });
+    const worker = startTypeScriptWorker(workerModule, { database: this.database });
     worker.unref();
     slot.worker = worker;
     slot.ready = false;
