@@ -1,6 +1,4 @@
-import { type SQL, sql } from 'drizzle-orm';
 import type { Connection } from '../db/index.js';
-import type { audiences } from '../db/schema.js';
 import { preparedOn, statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
@@ -485,18 +483,6 @@ export type AudienceOrderField = (typeof AUDIENCE_ORDER_FIELDS)[number];
 export interface AudienceOrder {
   field: AudienceOrderField;
   direction: OrderDirection;
-}
-
-/**
- * An `EXISTS` condition on the definition's evaluation method, for definitions.ts's Drizzle list
- * (which is not yet by name; delete this with it): audiences filter by it in their statements.
- */
-export function evaluationMethodCondition(
-  method: EvaluationMethod,
-  definitionIdColumn: SQL | typeof audiences.definitionId,
-): SQL {
-  const column = { BATCH: 'eval_batch', STREAMING: 'eval_streaming', EDGE: 'eval_edge' }[method];
-  return sql`EXISTS (SELECT 1 FROM segment_definitions d WHERE d.id = ${definitionIdColumn} AND ${sql.identifier(`d`)}.${sql.identifier(column)} = 1)`;
 }
 
 /** The FILTER's params: each value once per place it is used, null where the filter is off. */

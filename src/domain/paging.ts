@@ -1,6 +1,3 @@
-import { count, type SQL, type SQLWrapper, sql } from 'drizzle-orm';
-import type { SQLiteTable } from 'drizzle-orm/sqlite-core';
-import type { Connection } from '../db/index.js';
 import { badInput } from './errors.js';
 
 export const ORDER_DIRECTIONS = ['ASC', 'DESC'] as const;
@@ -106,39 +103,4 @@ export function integerBounds(
     return { above: Number.MAX_SAFE_INTEGER, below: Number.MIN_SAFE_INTEGER };
   }
   return { above: low ?? Number.MIN_SAFE_INTEGER, below: high ?? Number.MAX_SAFE_INTEGER };
-}
-
-/**
- * Keyset bounds and order for a list sorted by one column with the row id as tiebreak, in
- * either direction: rows are never repeated or skipped across pages, also while rows are
- * added between requests. Drizzle SQL: only definitions.ts's list still uses it (audiences
- * write their bounds into their statements); it goes when that list is by name.
- */
-export function keyset(
-  query: Pick<PageQuery, 'direction'> & { after?: readonly unknown[]; before?: readonly unknown[] },
-  sortColumn: SQLWrapper,
-  idColumn: SQLWrapper,
-  descending: boolean,
-): { where: SQL[]; orderBy: SQL[] } {
-  const where: SQL[] = [];
-  const bound = (key: readonly unknown[], later: boolean) => {
-    // "later" = further along the list order.
-    const op = sql.raw(later !== descending ? '>' : '<');
-    const [value, id] = key;
-    return sql`(${sortColumn} ${op} ${value} OR (${sortColumn} = ${value} AND ${idColumn} ${op} ${id}))`;
-  };
-  if (query.after) where.push(bound(query.after, true));
-  if (query.before) where.push(bound(query.before, false));
-  const ascending = (query.direction === 'forward') !== descending;
-  const dir = sql.raw(ascending ? 'ASC' : 'DESC');
-  return { where, orderBy: [sql`${sortColumn} ${dir}`, sql`${idColumn} ${dir}`] };
-}
-
-/**
- * Rows of `table` matching `where`, through Drizzle: the lazy totalCount of definitions.ts's
- * list, the last caller (every other list counts with a statement of its concept); it goes when
- * that list is by name.
- */
-export async function countRows(conn: Connection, table: SQLiteTable, where: SQL | undefined): Promise<number> {
-  return conn.db.select({ n: count() }).from(table).where(where).get()!.n;
 }
