@@ -1,5 +1,6 @@
+import type { Connection } from '../../db/index.js';
 import type { jobs } from '../../db/schema.js';
-import { statements } from '../../db/statement.js';
+import { preparedOn, statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
@@ -270,4 +271,24 @@ export async function updateJobIn(
 ): Promise<Job | undefined> {
   const row = await conn.get<StoredJobRow>(q.updateIn, [...setParams(set), Date.now(), id, JSON.stringify(statuses)]);
   return row ? toJob(row) : undefined;
+}
+
+/**
+ * The end of a task's synchronous run, on its own connection inside its final transaction
+ * (task.ts): the job's status now, and marking it SUCCEEDED with its result only while it is
+ * still PROCESSING (false: a cancel got there first).
+ */
+export function jobStatusSync(conn: Connection, id: number): JobStatus | undefined {
+  return (preparedOn(conn.sqlite, q.byId).get(id) as StoredJobRow | undefined)?.status;
+}
+
+export function finishJobSync(conn: Connection, id: number, result: unknown, units: number, now: number): boolean {
+  const set = { status: 'SUCCEEDED', result, finishedAt: now, progressDone: units, progressTotal: units } as const;
+  const row = preparedOn(conn.sqlite, q.updateIn).get(
+    ...setParams(set as Partial<Omit<JobRow, 'id'>>),
+    now,
+    id,
+    JSON.stringify(['PROCESSING']),
+  );
+  return row !== undefined;
 }

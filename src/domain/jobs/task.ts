@@ -4,10 +4,9 @@
  * writes that make its output visible; those writes and the job's SUCCEEDED state commit in one
  * transaction, so a crash never leaves output without a finished job or the reverse.
  */
-import { eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
-import { jobs } from '../../db/schema.js';
 import { Cancelled } from './cancelled.js';
+import { finishJobSync, jobStatusSync } from './job-store.js';
 import type { ProgressOf, ResultOf, TypedJobKind } from './job-types.js';
 
 /** What a task gives `finish`'s write: the job's result and its final progress count. */
@@ -68,22 +67,9 @@ export function runJobTask<K extends TypedJobKind, Plan>(
         conn.sqlite
           .transaction(() => {
             // A cancel that reached the database before this transaction wins; one after it finds the job finished.
-            const current = conn.db.select({ status: jobs.status }).from(jobs).where(eq(jobs.id, jobId)).get();
-            if (current?.status !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
+            if (jobStatusSync(conn, jobId) !== 'PROCESSING' || hooks.cancelled()) throw new Cancelled();
             const { result, units } = write();
-            const now = Date.now();
-            conn.db
-              .update(jobs)
-              .set({
-                status: 'SUCCEEDED',
-                result,
-                finishedAt: now,
-                updatedAt: now,
-                progressDone: units,
-                progressTotal: units,
-              })
-              .where(eq(jobs.id, jobId))
-              .run();
+            if (!finishJobSync(conn, jobId, result, units, Date.now())) throw new Cancelled();
             return { result };
           })
           .immediate(),
