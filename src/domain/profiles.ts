@@ -56,6 +56,22 @@ const PROFILE_FILTER_PG = `sandbox_id = $1
 const PROFILE_PAGE = `${PROFILE_FILTER} AND id > ? AND id < ?`;
 const PROFILE_PAGE_PG = `${PROFILE_FILTER_PG} AND id > $10 AND id < $11`;
 
+/**
+ * With both a namespace and a value the filter names at most one profile: found through the
+ * identities key rather than tested on every profile of the sandbox, as the null-switched
+ * EXISTS above would (a full scan of a large store to answer a lookup).
+ */
+const IDENTIFIED = `sandbox_id = ? AND id IN (SELECT profile_id FROM identities
+    WHERE sandbox_id = ? AND namespace = ? AND value = ?) AND (? IS NULL OR updated_at > ?)`;
+const IDENTIFIED_PG = `sandbox_id = $1 AND id IN (SELECT profile_id FROM identities
+    WHERE sandbox_id = $2 AND namespace = $3 AND value = $4) AND (CAST($5 AS bigint) IS NULL OR updated_at > $6)`;
+
+function identifiedParams(sandboxId: number, filter: ProfileFilter): unknown[] | undefined {
+  if (filter.identityNamespace == null || filter.identityValue == null) return undefined;
+  const updated = filter.updatedAfter ?? null;
+  return [sandboxId, sandboxId, filter.identityNamespace, filter.identityValue, updated, updated];
+}
+
 function profileFilterParams(sandboxId: number, filter: ProfileFilter): unknown[] {
   const ns = filter.identityNamespace ?? null;
   const value = filter.identityValue ?? null;
@@ -63,32 +79,42 @@ function profileFilterParams(sandboxId: number, filter: ProfileFilter): unknown[
   return [sandboxId, ns, value, ns, ns, value, value, updated, updated];
 }
 
-/** The filters of listEvents, each off when its value is null (eventFilterParams). */
-const EVENT_FILTER = `sandbox_id = ? AND profile_id = ? AND (? IS NULL OR event_type = ?)
-  AND (? IS NULL OR ts >= ?) AND (? IS NULL OR ts <= ?)`;
-const EVENT_FILTER_PG = `sandbox_id = $1 AND profile_id = $2 AND (CAST($3 AS text) IS NULL OR event_type = $4)
-  AND (CAST($5 AS bigint) IS NULL OR ts >= $6) AND (CAST($7 AS bigint) IS NULL OR ts <= $8)`;
 /**
- * Then the cursors, newest first: the (ts, id) the rows lie below ("after": older), then the
- * (ts, id) they lie above ("before": newer), each off when its ts is null (cursorParams); then
- * the limit.
+ * listEvents' texts, one per shape: with or without a type (the type uses the (profile, type,
+ * ts) index; a null-switched type would cost it the index, and a page of a profile with many
+ * events would read them all), each bounded on both sides always — the time range and the
+ * (ts, id) cursors, absent ones given as the widest values (eventBounds) — so each bound is an
+ * index range, not a filter.
  */
-const EVENT_PAGE = `${EVENT_FILTER}
-  AND (? IS NULL OR ts < ? OR (ts = ? AND id < ?))
-  AND (? IS NULL OR ts > ? OR (ts = ? AND id > ?))`;
-const EVENT_PAGE_PG = `${EVENT_FILTER_PG}
-  AND (CAST($9 AS bigint) IS NULL OR ts < $10 OR (ts = $11 AND id < $12))
-  AND (CAST($13 AS bigint) IS NULL OR ts > $14 OR (ts = $15 AND id > $16))`;
+const EVENT_RANGE = `AND ts >= ? AND ts <= ? AND (ts, id) < (?, ?) AND (ts, id) > (?, ?)`;
+const eventTexts = (typed: boolean) => {
+  const where = `sandbox_id = ? AND profile_id = ?${typed ? ' AND event_type = ?' : ''}`;
+  let n = 0;
+  const pg = (text: string) => text.replace(/\?/g, () => `$${++n}`);
+  const down = `SELECT ${EVENT} FROM events WHERE ${where} ${EVENT_RANGE} ORDER BY ts DESC, id DESC LIMIT ?`;
+  const up = `SELECT ${EVENT} FROM events WHERE ${where} ${EVENT_RANGE} ORDER BY ts ASC, id ASC LIMIT ?`;
+  const count = `SELECT count(*) AS n FROM events WHERE ${where} AND ts >= ? AND ts <= ?`;
+  const numbered = (text: string, columns: string) => {
+    n = 0;
+    return pg(text.replace(`SELECT ${EVENT} `, `SELECT ${columns} `));
+  };
+  return {
+    down: { sqlite: down, postgres: numbered(down, EVENT_PG) },
+    up: { sqlite: up, postgres: numbered(up, EVENT_PG) },
+    count: { sqlite: count, postgres: numbered(count, EVENT_PG) },
+  };
+};
+const EVENTS = eventTexts(false);
+const TYPED_EVENTS = eventTexts(true);
 
 function eventFilterParams(sandboxId: number, profileId: number, filter: EventFilter): unknown[] {
-  const type = filter.eventType ?? null;
-  const from = filter.from ?? null;
-  const to = filter.to ?? null;
-  return [sandboxId, profileId, type, type, from, from, to, to];
-}
-
-function cursorParams([ts, id]: [number | null, number | null]): unknown[] {
-  return [ts, ts, ts, id];
+  return [
+    sandboxId,
+    profileId,
+    ...(filter.eventType == null ? [] : [filter.eventType]),
+    filter.from ?? Number.MIN_SAFE_INTEGER,
+    filter.to ?? Number.MAX_SAFE_INTEGER,
+  ];
 }
 
 const q = statements('profiles', {
@@ -132,20 +158,27 @@ const q = statements('profiles', {
     sqlite: `SELECT count(*) AS n FROM profiles WHERE ${PROFILE_FILTER}`,
     postgres: `SELECT count(*) AS n FROM profiles WHERE ${PROFILE_FILTER_PG}`,
   },
-  /** A page of a profile's events newest first (forward). */
-  eventsDown: {
-    sqlite: `SELECT ${EVENT} FROM events WHERE ${EVENT_PAGE} ORDER BY ts DESC, id DESC LIMIT ?`,
-    postgres: `SELECT ${EVENT_PG} FROM events WHERE ${EVENT_PAGE_PG} ORDER BY ts DESC, id DESC LIMIT $17`,
+  /** The same three for a filter naming one identity (IDENTIFIED). */
+  identifiedUp: {
+    sqlite: `SELECT ${PROFILE} FROM profiles WHERE ${IDENTIFIED} AND id > ? AND id < ? ORDER BY id ASC LIMIT ?`,
+    postgres: `SELECT ${PROFILE_PG} FROM profiles WHERE ${IDENTIFIED_PG} AND id > $7 AND id < $8 ORDER BY id ASC LIMIT $9`,
   },
-  /** A page of a profile's events oldest first (backward). */
-  eventsUp: {
-    sqlite: `SELECT ${EVENT} FROM events WHERE ${EVENT_PAGE} ORDER BY ts ASC, id ASC LIMIT ?`,
-    postgres: `SELECT ${EVENT_PG} FROM events WHERE ${EVENT_PAGE_PG} ORDER BY ts ASC, id ASC LIMIT $17`,
+  identifiedDown: {
+    sqlite: `SELECT ${PROFILE} FROM profiles WHERE ${IDENTIFIED} AND id > ? AND id < ? ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${PROFILE_PG} FROM profiles WHERE ${IDENTIFIED_PG} AND id > $7 AND id < $8 ORDER BY id DESC LIMIT $9`,
   },
-  countEvents: {
-    sqlite: `SELECT count(*) AS n FROM events WHERE ${EVENT_FILTER}`,
-    postgres: `SELECT count(*) AS n FROM events WHERE ${EVENT_FILTER_PG}`,
+  countIdentified: {
+    sqlite: `SELECT count(*) AS n FROM profiles WHERE ${IDENTIFIED}`,
+    postgres: `SELECT count(*) AS n FROM profiles WHERE ${IDENTIFIED_PG}`,
   },
+  /** A page of a profile's events newest first (forward), oldest first (backward), their count. */
+  eventsDown: EVENTS.down,
+  eventsUp: EVENTS.up,
+  countEvents: EVENTS.count,
+  /** The same, of one event type. */
+  typedEventsDown: TYPED_EVENTS.down,
+  typedEventsUp: TYPED_EVENTS.up,
+  countTypedEvents: TYPED_EVENTS.count,
   /** Audiences the profile belongs to (their sizes are refreshed after it goes). */
   audiencesOf: {
     sqlite: 'SELECT audience_id AS id FROM memberships WHERE sandbox_id = ? AND profile_id = ?',
@@ -290,18 +323,14 @@ export async function listProfiles(
 ): Promise<Counted<Profile>> {
   const query = pageQuery(args);
   const { above, below } = integerBounds(query, 'ascending');
-  const filters = profileFilterParams(sandboxId, filter);
-  const rows = (
-    await conn.all<ProfileRow>(query.direction === 'forward' ? q.pageUp : q.pageDown, [
-      ...filters,
-      above,
-      below,
-      query.fetch,
-    ])
-  ).map(toProfile);
+  const identified = identifiedParams(sandboxId, filter);
+  const filters = identified ?? profileFilterParams(sandboxId, filter);
+  const forward = query.direction === 'forward';
+  const page = identified ? (forward ? q.identifiedUp : q.identifiedDown) : forward ? q.pageUp : q.pageDown;
+  const rows = (await conn.all<ProfileRow>(page, [...filters, above, below, query.fetch])).map(toProfile);
   return {
     ...toPage(rows, query, (p) => [p.id]),
-    totalCount: async () => (await conn.get<{ n: number }>(q.count, filters))!.n,
+    totalCount: async () => (await conn.get<{ n: number }>(identified ? q.countIdentified : q.count, filters))!.n,
   };
 }
 
@@ -321,31 +350,30 @@ export async function listEvents(
 ): Promise<Counted<StoredEvent>> {
   const query = pageQuery(args);
   const filters = eventFilterParams(sandboxId, profileId, filter);
+  const typed = filter.eventType != null;
   // Newest first: "after" a cursor means older. A cursor is (ts, id); one that is not two
   // numbers (a hand-made one) matches no row, as before.
-  const bound = (key: unknown[] | undefined): [number | null, number | null] => {
-    if (key === undefined) return [null, null];
+  const bound = (key: unknown[] | undefined, absent: number): [number, number] => {
+    if (key === undefined) return [absent, absent];
     const [ts, id] = key.map(Number) as [number, number];
     return Number.isFinite(ts) && Number.isFinite(id) ? [ts, id] : [Number.NaN, Number.NaN];
   };
-  const [after, before] = [bound(query.after), bound(query.before)];
+  const [after, before] = [bound(query.after, Number.MAX_SAFE_INTEGER), bound(query.before, Number.MIN_SAFE_INTEGER)];
   if ([...after, ...before].some((n) => Number.isNaN(n))) {
     return { ...toPage([] as StoredEvent[], query, (e) => [e.timestamp, e.id]), totalCount: countEvents };
   }
-  const rows = (
-    await conn.all<EventRow>(query.direction === 'forward' ? q.eventsDown : q.eventsUp, [
-      ...filters,
-      ...cursorParams(after),
-      ...cursorParams(before),
-      query.fetch,
-    ])
-  ).map((r) => ({ ...r, payload: JSON.parse(r.payload) as Record<string, unknown> }));
+  const statement =
+    query.direction === 'forward' ? (typed ? q.typedEventsDown : q.eventsDown) : typed ? q.typedEventsUp : q.eventsUp;
+  const rows = (await conn.all<EventRow>(statement, [...filters, ...after, ...before, query.fetch])).map((r) => ({
+    ...r,
+    payload: JSON.parse(r.payload) as Record<string, unknown>,
+  }));
   return {
     ...toPage(rows, query, (e) => [e.timestamp, e.id]),
     totalCount: countEvents,
   };
   async function countEvents(): Promise<number> {
-    return (await conn.get<{ n: number }>(q.countEvents, filters))!.n;
+    return (await conn.get<{ n: number }>(typed ? q.countTypedEvents : q.countEvents, filters))!.n;
   }
 }
 

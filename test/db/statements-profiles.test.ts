@@ -117,33 +117,35 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
       expect(await same('count', profileFilter(null, null, null))).toEqual([{ n: 3 }]);
       expect(await same('count', profileFilter('email', null, 150))).toEqual([{ n: 1 }]);
 
-      // listEvents: sandbox, profile, type twice, from twice, to twice; then the cursors.
-      const eventFilter = (type: string | null, from: number | null, to: number | null) => [
-        1,
-        1,
-        type,
-        type,
-        from,
-        from,
-        to,
-        to,
-      ];
-      const cursor = (ts: number | null, id: number | null) => [ts, ts, ts, id];
-      const none = cursor(null, null);
-      expect(ids(await same('eventsDown', [...eventFilter(null, null, null), ...none, ...none, 10]))).toEqual([
+      // A filter naming one identity: through the identities key.
+      const identified = (ns: string, value: string, updated: number | null) => [1, 1, ns, value, updated, updated];
+      expect(ids(await same('identifiedUp', [...identified('email', 'ann@x', null), min, max, 10]))).toEqual([1]);
+      expect(ids(await same('identifiedDown', [...identified('email', 'ann@x', null), min, max, 10]))).toEqual([1]);
+      expect(ids(await same('identifiedUp', [...identified('email', 'ann@x', 100), min, max, 10]))).toEqual([]);
+      expect(ids(await same('identifiedUp', [...identified('email', 'nobody', null), min, max, 10]))).toEqual([]);
+      expect(await same('countIdentified', identified('email', 'ann@x', null))).toEqual([{ n: 1 }]);
+
+      // listEvents: sandbox, profile, (type), from, to — the widest when absent; then the
+      // cursors: the (ts, id) rows lie below, the (ts, id) they lie above.
+      const range = (from: number | null, to: number | null) => [from ?? min, to ?? max];
+      const below = (ts: number, id: number) => [ts, id];
+      const noBelow = [max, max];
+      const noAbove = [min, min];
+      expect(ids(await same('eventsDown', [1, 1, ...range(null, null), ...noBelow, ...noAbove, 10]))).toEqual([
         4, 3, 2, 1,
       ]);
+      expect(ids(await same('eventsDown', [1, 1, ...range(null, null), ...below(2_000, 3), ...noAbove, 10]))).toEqual([
+        2, 1,
+      ]);
+      expect(ids(await same('eventsUp', [1, 1, ...range(null, null), ...noBelow, 2_000, 2, 10]))).toEqual([3, 4]);
       expect(
-        ids(await same('eventsDown', [...eventFilter(null, null, null), ...cursor(2_000, 3), ...none, 10])),
-      ).toEqual([2, 1]);
-      expect(ids(await same('eventsUp', [...eventFilter(null, null, null), ...none, ...cursor(2_000, 2), 10]))).toEqual(
-        [3, 4],
-      );
-      expect(
-        ids(await same('eventsDown', [...eventFilter('web.pageViews', 1_500, 2_000), ...none, ...none, 10])),
+        ids(await same('typedEventsDown', [1, 1, 'web.pageViews', ...range(1_500, 2_000), ...noBelow, ...noAbove, 10])),
       ).toEqual([3]);
-      expect(await same('countEvents', eventFilter(null, null, null))).toEqual([{ n: 4 }]);
-      expect(await same('countEvents', eventFilter('web.pageViews', null, 2_000))).toEqual([{ n: 2 }]);
+      expect(
+        ids(await same('typedEventsUp', [1, 1, 'web.pageViews', ...range(null, null), ...noBelow, ...noAbove, 10])),
+      ).toEqual([1, 3, 4]);
+      expect(await same('countEvents', [1, 1, ...range(null, null)])).toEqual([{ n: 4 }]);
+      expect(await same('countTypedEvents', [1, 1, 'web.pageViews', ...range(null, 2_000)])).toEqual([{ n: 2 }]);
       await same('audiencesOf', [1, 1]);
       // The count both databases' triggers keep, and the id range (no row: none).
       expect(await same('profileCount', [1])).toEqual([{ n: 3 }]);
