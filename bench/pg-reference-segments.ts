@@ -10,7 +10,7 @@
 import Database from 'better-sqlite3';
 import type pg from 'pg';
 import { type Connection, openDatabase } from '../src/db/index.js';
-import { checkExpression } from '../src/domain/expressions.js';
+import { checkExpressionSync } from '../src/domain/expressions.js';
 import { compileToSql, type SqlStatement } from '../src/pql/index.js';
 import type { Dataset, Definition } from './lib.js';
 import { copyRows, syncIdentity } from './pg-dataset.js';
@@ -99,7 +99,7 @@ export async function storeReferenceSegments(
 
 /** A stored definition compiled for PostgreSQL, as a job compiles it: checked, then `compileToSql`. */
 export function compileForPostgres(segments: PgReferenceSegments, expressionText: string): SqlStatement {
-  const { checked } = checkExpression(segments.scratch, segments.sandboxId, {
+  const { checked } = checkExpressionSync(segments.scratch, segments.sandboxId, {
     format: 'PQL_TEXT',
     value: expressionText,
   });

@@ -464,7 +464,7 @@ export async function createSegmentDefinition(
   const name = validName(input.name);
   const ttlInDays = validTtl(input.ttlInDays);
   return writeUnit(conn, async (tx) => {
-    const checked = checkExpression(tx, sandboxId, input.expression, { definition: true });
+    const checked = await checkExpression(tx, sandboxId, input.expression, { definition: true });
     assertRunnable(tx, sandboxId, checked.checked);
     const { info: evaluation, warnings } = validEvaluation(
       input.evaluationInfo,
@@ -561,7 +561,7 @@ export async function updateSegmentDefinition(
     if (input.description !== undefined) set.description = input.description;
     if (input.ttlInDays !== undefined) set.ttlInDays = validTtl(input.ttlInDays);
     if (input.expression) {
-      const checked = checkExpression(tx, sandboxId, input.expression, {
+      const checked = await checkExpression(tx, sandboxId, input.expression, {
         definition: true,
         selfAudienceId: def.audienceId,
       });

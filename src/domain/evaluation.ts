@@ -16,7 +16,7 @@ import {
 } from '../pql/index.js';
 import type { SegmentDefinition } from './definitions.js';
 import { notFound } from './errors.js';
-import { type CheckedInput, checkExpression, type ExpressionInput, tooLargeToRun } from './expressions.js';
+import { type CheckedInput, checkExpressionSync, type ExpressionInput, tooLargeToRun } from './expressions.js';
 import { encodeGlobalId } from './ids.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from './paging.js';
 import { loadProfileDocument, type StoredProfileDocument } from './profile-documents.js';
@@ -66,7 +66,7 @@ export function matchingProfileIds(
   args: PageArgs,
   guard: readonly IdCondition[] = [],
 ): Page<number> {
-  const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
+  const { checked } = checkExpressionSync(conn, sandboxId, input, { definition: true });
   const plan = matchingPagePlan(args);
   const page = compileToSql(checked, { now: at, sandboxId, where: [...guard, ...plan.bounds] });
   const ids = prepareFor(conn, checked, `SELECT id FROM (${page.sql}) ORDER BY id ${plan.order} LIMIT ?`)
@@ -83,7 +83,7 @@ export function countMatching(
   at: number,
   guard: readonly IdCondition[] = [],
 ): number {
-  const { checked } = checkExpression(conn, sandboxId, input, { definition: true });
+  const { checked } = checkExpressionSync(conn, sandboxId, input, { definition: true });
   const all = compileToSql(checked, { now: at, sandboxId, where: guard });
   return prepareFor(conn, checked, `SELECT count(*) FROM (${all.sql})`)
     .pluck()
@@ -122,7 +122,7 @@ export function checkedDefinition(conn: Connection, def: DefinitionExpression): 
   const key = `${def.sandboxId}:${def.id}:${def.version}:${def.expressionText}`;
   let checked = cache.get(key);
   if (!checked) {
-    checked = checkExpression(conn, def.sandboxId, { format: 'PQL_TEXT', value: def.expressionText }).checked;
+    checked = checkExpressionSync(conn, def.sandboxId, { format: 'PQL_TEXT', value: def.expressionText }).checked;
     cache.set(key, checked);
   }
   return checked;
@@ -261,7 +261,7 @@ export function evaluateProfile(
   const profileId = profileIdByIdentitySync(conn, sandboxId, identity);
   if (profileId === undefined) throw notFound(`No profile has identity ${identity.namespace}:${identity.id}`);
   let expression: CheckedInput | undefined;
-  if (options.expression) expression = checkExpression(conn, sandboxId, options.expression, { definition: false });
+  if (options.expression) expression = checkExpressionSync(conn, sandboxId, options.expression, { definition: false });
   const doc = loadProfileDocument(conn, sandboxId, profileId)!;
   const definitions = runsDefinitions(options) ? edgeDefinitions(conn, sandboxId, options.audienceIds) : [];
   const result = evaluateDocument(doc, {

@@ -102,7 +102,7 @@ export async function explainMembership(
   } else {
     text = request.expression!;
   }
-  const { checked } = checkExpression(
+  const { checked } = await checkExpression(
     conn,
     sandboxId,
     { format: 'PQL_TEXT', value: text },

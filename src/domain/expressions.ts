@@ -1,6 +1,7 @@
 import type { Connection } from '../db/index.js';
-import { preparedOn, type Statement, statements } from '../db/statement.js';
+import { preparedOn, type Statement, type StatementRunner, statements } from '../db/statement.js';
 import {
+  audienceReferences,
   type CheckedExpression,
   type CheckOptions,
   check,
@@ -21,7 +22,7 @@ import {
 } from '../pql/index.js';
 import { payloadType } from './external-audiences/payload-type.js';
 import { internalId } from './ids.js';
-import { catalogOf } from './profile-schema.js';
+import { catalogOf, readSchemaFields, sandboxCatalog } from './profile-schema.js';
 
 export const PQL_FORMATS = ['PQL_TEXT', 'PQL_JSON'] as const;
 export type PqlFormat = (typeof PQL_FORMATS)[number];
@@ -158,8 +159,12 @@ function checkOptionsFor(conn: Connection, sandboxId: number, selfAudienceId?: n
   };
 }
 
-/** Parses and checks an expression against the sandbox; `definition` requires a boolean. */
-export function checkExpression(
+/**
+ * Parses and checks an expression against the sandbox; `definition` requires a boolean.
+ * Synchronous, on a SQLite connection: for the paths that are (a job worker's plan, streaming,
+ * edge evaluation on the query pool); the API checks through `checkExpression`.
+ */
+export function checkExpressionSync(
   conn: Connection,
   sandboxId: number,
   input: ExpressionInput,
@@ -167,6 +172,65 @@ export function checkExpression(
 ): CheckedInput {
   const parsed = parseExpression(input);
   return checkParsed(parsed, checkOptionsFor(conn, sandboxId, options.selfAudienceId), options.definition);
+}
+
+/** The audiences an expression names, each looked up once, before a check that asks for them synchronously. */
+export async function resolveAudiences(
+  store: Pick<StatementRunner, 'get'>,
+  sandboxId: number,
+  ast: ExpressionNode,
+): Promise<Map<string, ResolvedAudience>> {
+  const audiences = new Map<string, ResolvedAudience>();
+  for (const ref of audienceReferences(ast)) {
+    for (const { by, key } of audienceLookups(ref)) {
+      const row = await store.get<AudienceRow>(AUDIENCE_LOOKUPS[by], [sandboxId, key]);
+      if (row) {
+        audiences.set(ref, resolvedAudience(row));
+        break;
+      }
+    }
+  }
+  return audiences;
+}
+
+/**
+ * Parses and checks an expression against the sandbox through either database's handle (inside a
+ * unit: its snapshot). The checker asks synchronously, so what it may ask is read first: the
+ * sandbox's fields, every audience the expression names, and — when the expression is an
+ * audience's own definition — the audiences those depend on, transitively, for the cycle check.
+ */
+export async function checkExpression(
+  store: StatementRunner,
+  sandboxId: number,
+  input: ExpressionInput,
+  options: { definition?: boolean; selfAudienceId?: number } = {},
+): Promise<CheckedInput> {
+  const parsed = parseExpression(input);
+  const catalog = sandboxCatalog(await readSchemaFields(store, sandboxId)).catalog;
+  const audiences = await resolveAudiences(store, sandboxId, parsed.ast);
+  const dependencies = new Map<number, number[]>();
+  if (options.selfAudienceId !== undefined) {
+    const queue = [...audiences.values()].map((a) => a.id);
+    while (queue.length > 0) {
+      const id = queue.shift()!;
+      if (dependencies.has(id)) continue;
+      const next = (await store.all<{ audienceId: number }>(q.audienceDependencies, [sandboxId, id])).map(
+        (r) => r.audienceId,
+      );
+      dependencies.set(id, next);
+      queue.push(...next);
+    }
+  }
+  return checkParsed(
+    parsed,
+    {
+      catalog,
+      selfAudienceId: options.selfAudienceId,
+      resolveAudience: (ref) => audiences.get(ref),
+      audienceDependencies: (id) => dependencies.get(id) ?? [],
+    },
+    options.definition,
+  );
 }
 
 /**
@@ -253,7 +317,7 @@ export interface PqlValidation {
 export async function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): Promise<PqlValidation> {
   try {
     // A value expression (a count, a sum, an if(…)) is valid too: its type says what it is.
-    const { checked, text, json } = checkExpression(conn, sandboxId, input, { definition: false });
+    const { checked, text, json } = await checkExpression(conn, sandboxId, input, { definition: false });
     // A boolean is a definition-to-be: it must also compile to a statement SQLite accepts.
     if (checked.type.kind === 'boolean') assertRunnable(conn, sandboxId, checked);
     return {

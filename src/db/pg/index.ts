@@ -125,7 +125,7 @@ export { schema };
  * The PostgreSQL side of statements by name (../statement.ts): each statement a named prepared
  * statement of the client that runs it, parsed and planned once per connection.
  */
-export function pgStatementRunner(client: pg.Pool | pg.PoolClient): StatementRunner {
+export function pgStatementRunner(client: pg.Pool | pg.ClientBase): StatementRunner {
   return {
     async all<Row>(statement: Statement, params: readonly unknown[] = []) {
       return (await client.query({ name: statement.name, text: statement.postgres, values: [...params] }))

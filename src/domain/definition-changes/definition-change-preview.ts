@@ -76,7 +76,7 @@ export async function previewDefinitionChange(
   const { conn } = app;
   return app.jobs.enqueue(conn, sandboxId, 'DEFINITION_CHANGE_PREVIEW', async (_chain, tx) => {
     const def = await requireDefinition(tx, sandboxId, definitionId);
-    const { text, checked } = checkExpression(tx, sandboxId, expression, {
+    const { text, checked } = await checkExpression(tx, sandboxId, expression, {
       definition: true,
       selfAudienceId: def.audienceId,
     });

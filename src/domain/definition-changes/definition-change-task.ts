@@ -1,6 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import { compilePredicate, compileToSql, requiredAudiences } from '../../pql/index.js';
-import { checkExpression } from '../expressions.js';
+import { checkExpressionSync } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
@@ -84,7 +84,7 @@ const exactCount = (n: number): CountEstimate => ({ value: n, low: n, high: n, e
 const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChangePlan> = (conn, plan, ctx) => {
   const { sqlite } = conn;
   const { sandboxId, now, audienceId } = plan;
-  const { checked } = checkExpression(
+  const { checked } = checkExpressionSync(
     conn,
     sandboxId,
     { format: 'PQL_TEXT', value: plan.expressionText },
@@ -281,7 +281,7 @@ function affectedDependents(
   );
   try {
     for (const dep of plan.dependents) {
-      const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
+      const { checked } = checkExpressionSync(conn, plan.sandboxId, { format: 'PQL_TEXT', value: dep.expressionText });
       const predicate = compilePredicate(checked, { now: plan.now });
       const evaluate = sqlite
         .prepare(

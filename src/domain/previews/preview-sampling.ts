@@ -1,6 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import { compilePredicate, compileToSql } from '../../pql/index.js';
-import { checkExpression } from '../expressions.js';
+import { checkExpressionSync } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask } from '../jobs/task.js';
 import { defaultSampleSize, type Estimate, estimateFromSample, type SampleCounts, sampleSizeFor } from './estimate.js';
@@ -49,7 +49,7 @@ const NAMESPACE_SAMPLE = 1_000;
  */
 export const runPreviewTask: JobTask<'PREVIEW', PreviewPlan> = (conn, plan, ctx) => {
   const { sqlite } = conn;
-  const { checked } = checkExpression(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
+  const { checked } = checkExpressionSync(conn, plan.sandboxId, { format: 'PQL_TEXT', value: plan.expressionText });
   // Random chunks use the correlated form (work per sampled profile); the final scan the sandbox-wide
   // statement, whose event conditions are one pass over the sandbox's events.
   const predicate = compilePredicate(checked, { now: plan.now });

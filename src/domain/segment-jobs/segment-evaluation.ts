@@ -1,6 +1,6 @@
 import type { Connection } from '../../db/index.js';
 import { compileToSql } from '../../pql/index.js';
-import { checkExpression } from '../expressions.js';
+import { checkExpressionSync } from '../expressions.js';
 import { encodeGlobalId } from '../ids.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask, TaskContext } from '../jobs/task.js';
@@ -139,7 +139,7 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
         // rows are dropped and its memberships stay as they were; the others go on.
         sqlite.exec('SAVEPOINT segql_definition');
         try {
-          const { checked } = checkExpression(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
+          const { checked } = checkExpressionSync(conn, sandboxId, { format: 'PQL_TEXT', value: def.expressionText });
           const query = compileToSql(checked, {
             now,
             sandboxId,

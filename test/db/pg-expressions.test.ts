@@ -1,0 +1,98 @@
+/**
+ * The API's expression check through either database's handle (checkExpression in
+ * src/domain/expressions.ts): on a SQLite store and on its copy in PostgreSQL, the same
+ * expressions give the same canonical text, eligibility and references, and the same errors —
+ * unknown fields, unknown audiences, and an audience's definition that would name itself
+ * through a chain of others. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ */
+import { expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/index.js';
+import type { StatementRunner } from '../../src/db/statement.js';
+import { createSegmentDefinition } from '../../src/domain/definitions.js';
+import { type CheckedInput, checkExpression, checkExpressionSync } from '../../src/domain/expressions.js';
+import { createSandbox } from '../../src/domain/sandboxes.js';
+import { pgCopyOf } from './pg-test-database.js';
+import { describeOnPostgres } from './statements-harness.js';
+
+const pql = (value: string) => ({ format: 'PQL_TEXT' as const, value });
+
+/** What a check gives, or the error it throws, as data. */
+async function outcome(check: () => Promise<CheckedInput> | CheckedInput) {
+  try {
+    const { checked, text, json } = await check();
+    return {
+      text,
+      json,
+      type: checked.type.kind,
+      eligibility: checked.eligibility,
+      referencedFields: checked.referencedFields,
+      referencedAudiences: checked.referencedAudiences,
+    };
+  } catch (err) {
+    const { code, message } = err as { code?: string; message: string };
+    return { code, message };
+  }
+}
+
+describeOnPostgres('expression checks on both databases', 'pg_expressions', () => {
+  it('checks alike on SQLite and on its copy in PostgreSQL', async () => {
+    const sqlite = openDatabase(':memory:');
+    try {
+      const sandbox = (await createSandbox(sqlite, 'checks')).id;
+      const buyers = await createSegmentDefinition(sqlite, sandbox, {
+        name: 'Buyers',
+        expression: pql('select X from xEvent where X.eventType = "commerce.purchases"'),
+      });
+      const loyalBuyers = await createSegmentDefinition(sqlite, sandbox, {
+        name: 'Loyal buyers',
+        expression: pql('inSegment("Buyers") and loyalty.tier = "gold"'),
+      });
+      const pg = await pgCopyOf(sqlite.sqlite, 'pg_expressions_copy');
+      try {
+        const cases: [string, { definition?: boolean; selfAudienceId?: number }][] = [
+          ['homeAddress.city = "Oslo" and loyalty.points > 100', { definition: true }],
+          ['inSegment("Loyal buyers") or inSegment("Buyers")', { definition: true }],
+          ['loyalty.points + 1', { definition: false }],
+          ['loyalty.points + 1', { definition: true }],
+          ['homeAddress.town = "Oslo"', { definition: true }],
+          ['inSegment("Nobody")', { definition: true }],
+          ['homeAddress.city = ', { definition: true }],
+          // Buyers' own definition naming Loyal buyers, which names Buyers: a cycle.
+          ['inSegment("Loyal buyers")', { definition: true, selfAudienceId: buyers.audienceId }],
+          ['inSegment("Loyal buyers")', { definition: true, selfAudienceId: loyalBuyers.audienceId }],
+        ];
+        const on = async (runner: StatementRunner) =>
+          Promise.all(
+            cases.map(([text, options]) => outcome(() => checkExpression(runner, sandbox, pql(text), options))),
+          );
+        const sync = await Promise.all(
+          cases.map(([text, options]) => outcome(() => checkExpressionSync(sqlite, sandbox, pql(text), options))),
+        );
+        const onSqlite = await on(sqlite);
+        const onPostgres = await on(pg.conn);
+        expect(onSqlite).toEqual(sync);
+        expect(onPostgres).toEqual(onSqlite);
+        // And what that is, so the three cannot agree on something wrong.
+        expect(onSqlite.map((o) => ('code' in o ? o.code : o.type))).toEqual([
+          'boolean',
+          'boolean',
+          'number',
+          ...Array.from({ length: 3 }, () => 'PQL_TYPE_ERROR'),
+          'PQL_SYNTAX_ERROR',
+          'PQL_TYPE_ERROR',
+          'PQL_TYPE_ERROR',
+        ]);
+        const messages = onSqlite.map((o) => ('message' in o ? o.message : ''));
+        expect(messages[4]).toContain('unknown field homeAddress.town');
+        expect(messages[5]).toContain('unknown audience "Nobody"');
+        expect(messages[7]).toContain('makes a cycle of audiences: this audience → Loyal buyers → this audience');
+        expect(messages[8]).toContain('makes a cycle of audiences: Loyal buyers → Loyal buyers');
+        expect(onSqlite[1]).toMatchObject({ referencedAudiences: [loyalBuyers.audienceId, buyers.audienceId] });
+      } finally {
+        await pg.drop();
+      }
+    } finally {
+      sqlite.close();
+    }
+  });
+});
