@@ -1,6 +1,7 @@
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { preparedOn, type StatementRunner, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import {
   BUILT_IN_SCHEMA_FIELDS,
@@ -45,12 +46,12 @@ export interface SandboxCatalog {
 }
 const CATALOGS = cacheKey<Map<number, SandboxCatalog>>('field catalogues');
 
-function cacheFor(conn: Connection): Map<number, SandboxCatalog> {
+function cacheFor(conn: Pick<Store, 'cache'>): Map<number, SandboxCatalog> {
   return conn.cache.get(CATALOGS, () => new Map());
 }
 
 /** Drops a connection's cached catalogues: a connection that only reads cannot see another's schema changes. */
-export function forgetCatalogs(conn: Connection): void {
+export function forgetCatalogs(conn: Pick<Store, 'cache'>): void {
   conn.cache.clear(CATALOGS);
 }
 
@@ -86,7 +87,7 @@ const q = statements('profile-schema', {
 });
 
 /** The default fields of a new sandbox (inside the unit that creates it). */
-export async function installDefaultSchema(conn: Connection, sandboxId: number, now = Date.now()): Promise<void> {
+export async function installDefaultSchema(conn: Store, sandboxId: number, now = Date.now()): Promise<void> {
   const rows = DEFAULT_SCHEMA_FIELDS.map((f) => [f.class, f.path, f.type, null]);
   await conn.run(q.insertMissing, [sandboxId, now, JSON.stringify(rows)]);
   cacheFor(conn).delete(sandboxId);
@@ -129,7 +130,14 @@ export function readSchemaFields(runner: StatementRunner, sandboxId: number): Pr
   return runner.all<SchemaField>(q.fields, [sandboxId]);
 }
 
-export const schemaFieldsOf = (conn: Connection, sandboxId: number): SchemaField[] => load(conn, sandboxId).fields;
+/**
+ * A sandbox's fields, the built-in ones included, read through either database's handle: fresh,
+ * since on a cluster another node may have changed them (the synchronous catalogue is cached per
+ * connection and told of changes by its path's own means).
+ */
+export async function schemaFieldsOf(store: StatementRunner, sandboxId: number): Promise<SchemaField[]> {
+  return sandboxCatalog(await readSchemaFields(store, sandboxId)).fields;
+}
 export const catalogOf = (conn: Connection, sandboxId: number): FieldCatalog => load(conn, sandboxId).catalog;
 
 /**
@@ -138,14 +146,14 @@ export const catalogOf = (conn: Connection, sandboxId: number): FieldCatalog => 
  * and saved definitions were checked against the old type.
  */
 export async function updateProfileSchema(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: SchemaFieldInput[],
   fieldInUse: (cls: FieldClass, path: string) => string[] | Promise<string[]> = () => [],
   now = Date.now(),
 ): Promise<SchemaField[]> {
   if (input.length === 0) throw badInput('Give at least one field', 'input.fields');
-  const existing = new Map(schemaFieldsOf(conn, sandboxId).map((f) => [`${f.class}:${f.path}`, f]));
+  const existing = new Map((await schemaFieldsOf(conn, sandboxId)).map((f) => [`${f.class}:${f.path}`, f]));
   // In input order, so the first bad field is the one reported, as before.
   for (const [i, f] of input.entries()) {
     const at = `input.fields.${i}`;
@@ -198,5 +206,5 @@ export async function updateProfileSchema(
     }
   });
   cacheFor(conn).delete(sandboxId);
-  return schemaFieldsOf(conn, sandboxId);
+  return await schemaFieldsOf(conn, sandboxId);
 }

@@ -1,6 +1,6 @@
 import { cacheKey } from '../db/connection-cache.js';
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import { badInput, conflict } from './errors.js';
 import { installDefaultSchema } from './profile-schema.js';
@@ -31,11 +31,11 @@ const q = statements('sandboxes', {
 // Sandboxes are few and never renamed: cache them so every request's lookup is a map hit.
 const SANDBOXES = cacheKey<Map<string, Sandbox>>('sandboxes');
 
-function sandboxCache(conn: Connection): Map<string, Sandbox> {
+function sandboxCache(conn: Store): Map<string, Sandbox> {
   return conn.cache.get(SANDBOXES, () => new Map());
 }
 
-export async function findSandbox(conn: Connection, name: string): Promise<Sandbox | undefined> {
+export async function findSandbox(conn: Store, name: string): Promise<Sandbox | undefined> {
   const map = sandboxCache(conn);
   const hit = map.get(name);
   if (hit) return hit;
@@ -44,7 +44,7 @@ export async function findSandbox(conn: Connection, name: string): Promise<Sandb
   return row;
 }
 
-export async function createSandbox(conn: Connection, name: string, now = Date.now()): Promise<Sandbox> {
+export async function createSandbox(conn: Store, name: string, now = Date.now()): Promise<Sandbox> {
   if (!NAME.test(name)) {
     throw badInput('Sandbox names are 1 to 64 characters of a-z, 0-9 and "-"', 'name');
   }
@@ -57,6 +57,6 @@ export async function createSandbox(conn: Connection, name: string, now = Date.n
 }
 
 /** Creates the sandbox if missing (start-up creates `prod`). */
-export async function ensureSandbox(conn: Connection, name: string): Promise<Sandbox> {
+export async function ensureSandbox(conn: Store, name: string): Promise<Sandbox> {
   return (await findSandbox(conn, name)) ?? createSandbox(conn, name);
 }

@@ -1,4 +1,4 @@
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { badInput } from '../errors.js';
 import { type SchemaField, schemaFieldsOf } from '../profile-schema.js';
 
@@ -24,7 +24,7 @@ function kindOf(type: string): ColumnKind | 'object' {
  * array or map is one JSON column. An unknown path is BAD_USER_INPUT.
  */
 export async function attributeColumns(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   fields: readonly string[] | null | undefined,
 ): Promise<AttributeColumn[]> {

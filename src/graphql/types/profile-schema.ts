@@ -71,7 +71,7 @@ builder.queryField('profileSchema', (t) =>
   t.field({
     type: ProfileSchemaType,
     description: "The sandbox's profile schema: the fields ingestion and PQL know.",
-    resolve: (_r, _a, ctx) => ({ fields: schemaFieldsOf(ctx.conn, ctx.sandbox.id) }),
+    resolve: async (_r, _a, ctx) => ({ fields: await schemaFieldsOf(ctx.conn, ctx.sandbox.id) }),
   }),
 );
 
