@@ -4,8 +4,9 @@
  * profiles, recent events only) and edge evaluation (one profile, all its events), in three
  * statements whatever the number of profiles.
  */
-import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
+import { preparedOn, type Statement, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import type { ProfileDocument } from '../pql/index.js';
 import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js';
 
@@ -16,36 +17,72 @@ export type StoredProfileDocument = ProfileDocument & {
   payloads: Map<number, Record<string, unknown>>;
 };
 
-function prepare(sqlite: Connection['sqlite']) {
-  return {
+/** A JSON array of profile ids, as PostgreSQL reads it. */
+const IDS_PG = 'SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb))';
+
+/**
+ * The loader's statements, each with its PostgreSQL text giving rows of the same shape: JSON
+ * arrays as text, a membership's payload as the JSON text of its object (or null).
+ */
+const q = statements('profile-documents', {
+  /** Parameters: the ids (JSON array), the sandbox. */
+  attributes: {
     // CROSS JOIN: the planner must start from the few ids, not from the tables.
-    attributes: sqlite.prepare(
+    sqlite:
       'SELECT p.id AS id, json(p.attributes) AS a FROM json_each(?) AS j CROSS JOIN profiles AS p ON p.id = j.value WHERE p.sandbox_id = ?',
-    ),
-    // One row per profile with its events as one JSON array in (ts, id) order: SQLite builds the
-    // array and V8 parses it far faster than better-sqlite3 makes an object per event row.
-    events: sqlite.prepare(
-      `SELECT e.profile_id AS profileId,
+    postgres: `SELECT p.id AS id, CAST(p.attributes AS text) AS a FROM profiles AS p
+      WHERE p.id IN (${IDS_PG}) AND p.sandbox_id = $2`,
+  },
+  /**
+   * Parameters: the ids, events since. One row per profile with its events as one JSON array in
+   * (ts, id) order: SQLite builds the array and V8 parses it far faster than better-sqlite3
+   * makes an object per event row.
+   */
+  events: {
+    sqlite: `SELECT e.profile_id AS profileId,
          json_group_array(json_array(e.id, e.ts, e.event_type, json(e.payload)) ORDER BY e.ts, e.id) AS events
        FROM json_each(?) AS j CROSS JOIN events AS e ON e.profile_id = j.value AND e.ts >= ? GROUP BY e.profile_id`,
-    ),
-    // The same for a few event types, through the (profile, type, ts) index.
-    eventsOfTypes: sqlite.prepare(
-      `SELECT e.profile_id AS profileId,
+    postgres: `SELECT e.profile_id AS "profileId",
+         CAST(jsonb_agg(jsonb_build_array(e.id, e.ts, e.event_type, e.payload) ORDER BY e.ts, e.id) AS text) AS events
+       FROM events AS e WHERE e.profile_id IN (${IDS_PG}) AND e.ts >= $2 GROUP BY e.profile_id`,
+  },
+  /** The same for a few event types (a JSON array), through the (profile, type, ts) index: the ids, the types, since. */
+  eventsOfTypes: {
+    sqlite: `SELECT e.profile_id AS profileId,
          json_group_array(json_array(e.id, e.ts, e.event_type, json(e.payload)) ORDER BY e.ts, e.id) AS events
        FROM json_each(?) AS j CROSS JOIN json_each(?) AS t CROSS JOIN events AS e
          ON e.profile_id = j.value AND e.event_type = t.value AND e.ts >= ?
        GROUP BY e.profile_id`,
-    ),
-    // Likewise one row per profile: [audience id, status, payload text or null] per membership.
-    memberships: sqlite.prepare(
-      `SELECT m.profile_id AS profileId, json_group_array(json_array(m.audience_id, m.status, m.payload)) AS memberships
+    postgres: `SELECT e.profile_id AS "profileId",
+         CAST(jsonb_agg(jsonb_build_array(e.id, e.ts, e.event_type, e.payload) ORDER BY e.ts, e.id) AS text) AS events
+       FROM events AS e WHERE e.profile_id IN (${IDS_PG})
+         AND e.event_type IN (SELECT value FROM jsonb_array_elements_text(CAST($2 AS jsonb))) AND e.ts >= $3
+       GROUP BY e.profile_id`,
+  },
+  /** Likewise one row per profile: [audience id, status, payload text or null] per membership. The ids. */
+  memberships: {
+    sqlite: `SELECT m.profile_id AS profileId, json_group_array(json_array(m.audience_id, m.status, m.payload)) AS memberships
        FROM json_each(?) AS j CROSS JOIN memberships AS m ON m.profile_id = j.value GROUP BY m.profile_id`,
-    ),
-  };
-}
+    postgres: `SELECT m.profile_id AS "profileId",
+         CAST(jsonb_agg(jsonb_build_array(m.audience_id, m.status, CAST(m.payload AS text))) AS text) AS memberships
+       FROM memberships AS m WHERE m.profile_id IN (${IDS_PG}) GROUP BY m.profile_id`,
+  },
+});
 
-const DOCUMENT_STATEMENTS = cacheKey<ReturnType<typeof prepare>>('profile document statements');
+type AttributesRow = { id: number; a: string };
+type EventsRow = { profileId: number; events: string };
+type MembershipsRow = { profileId: number; memberships: string };
+
+/** The statement that reads the events asked for and its parameters; none for an empty set of types. */
+function eventsQuery(
+  ids: string,
+  eventsSince: number,
+  eventTypes: ReadonlySet<string> | null,
+): { statement: Statement; params: unknown[] } | undefined {
+  if (eventTypes === null) return { statement: q.events, params: [ids, eventsSince] };
+  if (eventTypes.size === 0) return undefined;
+  return { statement: q.eventsOfTypes, params: [ids, JSON.stringify([...eventTypes]), eventsSince] };
+}
 
 /**
  * The documents of the given profiles of a sandbox (profiles of other sandboxes are left out).
@@ -60,10 +97,42 @@ export function loadProfileDocuments(
   eventsSince = Number.MIN_SAFE_INTEGER,
   eventTypes: ReadonlySet<string> | null = null,
 ): Map<number, StoredProfileDocument> {
-  const s = conn.cache.get(DOCUMENT_STATEMENTS, () => prepare(conn.sqlite));
   const ids = JSON.stringify(profileIds);
+  const { sqlite } = conn;
+  const attributes = preparedOn(sqlite, q.attributes).all(ids, sandboxId) as AttributesRow[];
+  const read = eventsQuery(ids, eventsSince, eventTypes);
+  const events = read ? (preparedOn(sqlite, read.statement).all(...read.params) as EventsRow[]) : [];
+  const memberships = preparedOn(sqlite, q.memberships).all(ids) as MembershipsRow[];
+  return documentsOf(attributes, events, memberships);
+}
+
+/**
+ * loadProfileDocuments through a store's statements, on either database (streaming on a pooled
+ * database reads its documents inside the ingest's unit, so it sees the unit's own writes).
+ */
+export async function loadProfileDocumentsOn(
+  store: Store,
+  sandboxId: number,
+  profileIds: readonly number[],
+  eventsSince = Number.MIN_SAFE_INTEGER,
+  eventTypes: ReadonlySet<string> | null = null,
+): Promise<Map<number, StoredProfileDocument>> {
+  const ids = JSON.stringify(profileIds);
+  const attributes = await store.all<AttributesRow>(q.attributes, [ids, sandboxId]);
+  const read = eventsQuery(ids, eventsSince, eventTypes);
+  const events = read ? await store.all<EventsRow>(read.statement, read.params) : [];
+  const memberships = await store.all<MembershipsRow>(q.memberships, [ids]);
+  return documentsOf(attributes, events, memberships);
+}
+
+/** The documents the three reads make, whichever database answered them. */
+function documentsOf(
+  attributes: readonly AttributesRow[],
+  events: readonly EventsRow[],
+  memberships: readonly MembershipsRow[],
+): Map<number, StoredProfileDocument> {
   const docs = new Map<number, StoredProfileDocument>();
-  for (const row of s.attributes.all(ids, sandboxId) as { id: number; a: string }[]) {
+  for (const row of attributes) {
     docs.set(row.id, {
       attributes: JSON.parse(row.a) as Record<string, unknown>,
       events: [],
@@ -72,13 +141,7 @@ export function loadProfileDocuments(
       payloads: new Map(),
     });
   }
-  const events =
-    eventTypes === null
-      ? s.events.all(ids, eventsSince)
-      : eventTypes.size === 0
-        ? []
-        : s.eventsOfTypes.all(ids, JSON.stringify([...eventTypes]), eventsSince);
-  for (const row of events as { profileId: number; events: string }[]) {
+  for (const row of events) {
     const doc = docs.get(row.profileId);
     if (!doc) continue;
     for (const [id, ts, type, payload] of JSON.parse(row.events) as [
@@ -90,7 +153,7 @@ export function loadProfileDocuments(
       doc.events.push({ id, timestamp: ts, eventType: type, payload });
     }
   }
-  for (const row of s.memberships.all(ids) as { profileId: number; memberships: string }[]) {
+  for (const row of memberships) {
     const doc = docs.get(row.profileId);
     if (!doc) continue;
     for (const [audienceId, status, payload] of JSON.parse(row.memberships) as [
