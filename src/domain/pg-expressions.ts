@@ -3,6 +3,7 @@
  * same audience lookups as on SQLite (expressions.ts, profile-schema.ts): only the reads differ.
  */
 import type pg from 'pg';
+import type { Store } from '../db/store.js';
 import { audienceReferences, type FieldCatalog, type ResolvedAudience } from '../pql/index.js';
 import {
   AUDIENCE_LOOKUPS,
@@ -52,6 +53,30 @@ export async function checkDefinitionPg(
   for (const ref of audienceReferences(parsed.ast)) {
     const found = await resolveAudiencePg(client, sandboxId, ref);
     if (found) audiences.set(ref, found);
+  }
+  return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) });
+}
+
+/**
+ * checkDefinitionPg through a store's statements (by name, so on either database, inside the
+ * caller's unit): the audiences an expression names looked up first, each once.
+ */
+export async function checkDefinitionOn(
+  store: Store,
+  sandboxId: number,
+  catalog: FieldCatalog,
+  input: ExpressionInput,
+): Promise<CheckedInput> {
+  const parsed = parseExpression(input);
+  const audiences = new Map<string, ResolvedAudience>();
+  for (const ref of audienceReferences(parsed.ast)) {
+    for (const { by, key } of audienceLookups(ref)) {
+      const row = await store.get<AudienceRow>(AUDIENCE_LOOKUPS[by], [sandboxId, key]);
+      if (row) {
+        audiences.set(ref, resolvedAudience(row));
+        break;
+      }
+    }
   }
   return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) });
 }

@@ -1,6 +1,7 @@
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { preparedOn, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
 import {
   BUILT_IN_SCHEMA_FIELDS,
@@ -122,6 +123,14 @@ export function sandboxCatalog(stored: readonly SchemaField[]): SandboxCatalog {
     a.class === b.class ? (a.path < b.path ? -1 : a.path > b.path ? 1 : 0) : a.class < b.class ? -1 : 1,
   );
   return { fields, catalog: buildCatalog(fields) };
+}
+
+/**
+ * The sandbox's catalogue read through a store's statements, on either database (streaming on a
+ * pooled database, inside its unit); not cached: the caller keeps what it builds from it.
+ */
+export async function readCatalog(store: Store, sandboxId: number): Promise<FieldCatalog> {
+  return sandboxCatalog(await store.all<SchemaField>(q.fields, [sandboxId])).catalog;
 }
 
 export const schemaFieldsOf = (conn: Connection, sandboxId: number): SchemaField[] => load(conn, sandboxId).fields;
