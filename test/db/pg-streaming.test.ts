@@ -1,0 +1,261 @@
+/**
+ * Streaming segmentation on a pooled database (src/domain/streaming-pooled.ts): the same sandbox
+ * and the same ingests give the same memberships, history, audience sizes and returned changes
+ * as SQLite's synchronous streaming step (streaming.ts, through the real StreamingSegmentation
+ * hook and its in-memory windows) — SQLite with ingestProfiles/ingestEvents, PostgreSQL with the
+ * pooled ingest running segmentProfilesPooled inside its unit; then the expiry sweep at later
+ * instants on both. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ */
+import pino from 'pino';
+import { expect, it } from 'vitest';
+import { type Connection, openDatabase } from '../../src/db/index.js';
+import { statements } from '../../src/db/statement.js';
+import type { Store } from '../../src/db/store.js';
+import { ingestEvents } from '../../src/domain/event-ingest.js';
+import type { MembershipChange } from '../../src/domain/memberships.js';
+import { type ChangedProfiles, ingestEventsPooled, ingestProfilesPooled } from '../../src/domain/pooled-ingest.js';
+import { type EventInput, ingestProfiles, type ProfileRecord } from '../../src/domain/profile-ingest.js';
+import { catalogOf } from '../../src/domain/profile-schema.js';
+import { createSandbox } from '../../src/domain/sandboxes.js';
+import { StreamingSegmentation, sweepExpired } from '../../src/domain/streaming.js';
+import { segmentProfilesPooled, sweepExpiredPooled } from '../../src/domain/streaming-pooled.js';
+import { createStreamingDefinition } from '../domain/streaming-definition.js';
+import { pgCopyOf } from './pg-test-database.js';
+import { describeOnPostgres } from './statements-harness.js';
+
+const HOUR = 3_600_000;
+const MINUTE = 60_000;
+const T0 = Date.parse('2026-11-28T12:00:00Z');
+
+const { membershipRows, historyRows, audienceRows } = statements('pg-streaming-test', {
+  membershipRows: {
+    sqlite: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
+      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
+    postgres: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
+      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
+  },
+  historyRows: {
+    sqlite: `SELECT id, profile_id AS "profileId", audience_id AS "audienceId", at, from_status AS "fromStatus",
+      to_status AS "toStatus", cause, definition_version AS "definitionVersion" FROM membership_history ORDER BY id`,
+    postgres: `SELECT id, profile_id AS "profileId", audience_id AS "audienceId", at, from_status AS "fromStatus",
+      to_status AS "toStatus", cause, definition_version AS "definitionVersion" FROM membership_history ORDER BY id`,
+  },
+  audienceRows: {
+    sqlite: 'SELECT id, name, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
+    postgres: 'SELECT id, name, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
+  },
+});
+
+/** Streaming definitions of every kind the step meets (each made after the audiences it names). */
+const DEFINITIONS: [name: string, pql: string][] = [
+  // An attribute.
+  ['gold', 'loyalty.points > 10'],
+  // Events counted in a window (time-dependent).
+  ['buyers', 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 24 hours before now].count() >= 2'],
+  // Time-dependent: leaves an hour after the purchase, without new data.
+  ['recent', 'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 1 hour before now].count() >= 1'],
+  // Another event type, so that a profile gaining only these meets fewer definitions.
+  ['viewers', 'xEvent[eventType = "web.pageView" and timestamp occurs <= 24 hours before now].count() >= 1'],
+  // An inSegment chain two deep.
+  ['vip', 'inSegment("buyers") and inSegment("gold")'],
+  ['vipNow', 'inSegment("vip") and inSegment("recent")'],
+];
+
+const person = (i: number) => ({ namespace: 'email', id: `p${i}@example.com` });
+const purchase = (i: number, ts: number, id: string): EventInput => ({
+  id,
+  identity: person(i),
+  timestamp: new Date(ts).toISOString(),
+  eventType: 'commerce.purchases',
+  data: { commerce: { order: { priceTotal: 10 } } },
+});
+const pageView = (i: number, ts: number, id: string): EventInput => ({
+  id,
+  identity: person(i),
+  timestamp: new Date(ts).toISOString(),
+  eventType: 'web.pageView',
+});
+
+type Step =
+  | { kind: 'profiles'; now: number; records: ProfileRecord[] }
+  | { kind: 'events'; now: number; events: EventInput[] }
+  | { kind: 'sweep'; now: number };
+
+const STEPS: Step[] = [
+  {
+    kind: 'profiles',
+    now: T0,
+    records: [0, 1, 2, 3].map((i) => ({ identities: [person(i)], attributes: { loyalty: { points: i * 10 } } })),
+  },
+  {
+    kind: 'events',
+    now: T0 + MINUTE,
+    events: [
+      purchase(1, T0 - 2 * HOUR, 'a1'),
+      purchase(1, T0 - 30 * MINUTE, 'a2'),
+      purchase(2, T0 - 30 * HOUR, 'a3'), // outside the streaming window
+      purchase(2, T0, 'a4'),
+      pageView(3, T0, 'a5'),
+      purchase(4, T0, 'a6'), // a new profile
+      purchase(4, T0 - 3 * HOUR, 'a7'),
+    ],
+  },
+  // Profile 1 turns gold, so vip (buyers and gold) and vipNow (vip and recent).
+  {
+    kind: 'profiles',
+    now: T0 + 2 * MINUTE,
+    records: [{ identities: [person(1)], attributes: { loyalty: { points: 50 } } }],
+  },
+  {
+    kind: 'events',
+    now: T0 + 3 * MINUTE,
+    events: [
+      purchase(2, T0 + 2 * MINUTE, 'b1'), // profile 2: buyers, and vip since gold
+      pageView(0, T0 + 2 * MINUTE, 'b2'), // profile 0 only gained a page view
+      pageView(1, T0 + 2 * MINUTE, 'b3'),
+      purchase(2, T0 + 2 * MINUTE, 'b1'), // a duplicate
+    ],
+  },
+  // recent has passed for everyone: vipNow follows through the sweep's second evaluation.
+  { kind: 'sweep', now: T0 + 2 * HOUR },
+  // buyers has passed too: vip follows.
+  { kind: 'sweep', now: T0 + 30 * HOUR },
+  // Nothing left to expire.
+  { kind: 'sweep', now: T0 + 31 * HOUR },
+];
+
+async function stateOf(store: Store) {
+  return {
+    memberships: await store.all(membershipRows),
+    history: await store.all(historyRows),
+    audiences: await store.all(audienceRows),
+  };
+}
+
+/** The SQLite run: the real streaming hook (windows and all) and its sweep. */
+function runOnSqlite(conn: Connection, sandboxId: number): MembershipChange[][] {
+  const published: MembershipChange[] = [];
+  const streaming = new StreamingSegmentation({
+    conn,
+    bus: { publishAll: (_topic, list) => published.push(...(list as MembershipChange[])) },
+    log: pino({ level: 'silent' }),
+    sweepMs: 60_000,
+  });
+  const out: MembershipChange[][] = [];
+  for (const step of STEPS) {
+    published.length = 0;
+    if (step.kind === 'profiles') {
+      ingestProfiles(conn, sandboxId, step.records, { now: step.now, onProfilesChanged: streaming.onProfilesChanged });
+      out.push([...published]);
+    } else if (step.kind === 'events') {
+      ingestEvents(conn, sandboxId, step.events, { now: step.now, onProfilesChanged: streaming.onProfilesChanged });
+      out.push([...published]);
+    } else {
+      out.push(sweepExpired(conn, sandboxId, step.now));
+    }
+  }
+  return out;
+}
+
+/** The PostgreSQL run: the pooled ingest with the streaming step inside its unit, and the pooled sweep. */
+async function runPooled(store: Store, sandboxId: number, catalog: ReturnType<typeof catalogOf>) {
+  const out: MembershipChange[][] = [];
+  for (const step of STEPS) {
+    let changes: MembershipChange[] = [];
+    const inUnit = async (tx: Parameters<typeof segmentProfilesPooled>[0], changed: ChangedProfiles) => {
+      changes = await segmentProfilesPooled(tx, sandboxId, changed.profileIds, changed.now, {
+        added: changed.added,
+        written: changed.written,
+        cause: 'streaming',
+      });
+    };
+    if (step.kind === 'profiles') {
+      await ingestProfilesPooled(store, sandboxId, step.records, { catalog, now: step.now, inUnit });
+    } else if (step.kind === 'events') {
+      await ingestEventsPooled(store, sandboxId, step.events, { catalog, now: step.now, inUnit });
+    } else {
+      changes = await sweepExpiredPooled(store, sandboxId, step.now);
+    }
+    out.push(changes);
+  }
+  return out;
+}
+
+describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming', () => {
+  it('gives the same memberships, history, sizes and changes as SQLite, sweeps included', async () => {
+    const reference = openDatabase(':memory:');
+    let own: Awaited<ReturnType<typeof pgCopyOf>> | undefined;
+    try {
+      const sandboxId = (await createSandbox(reference, 'streaming')).id;
+      for (const [name, pql] of DEFINITIONS)
+        await createStreamingDefinition(reference, sandboxId, name, pql, T0 - HOUR);
+      // The same sandbox on PostgreSQL, ids and all (a database of its own: ids are compared).
+      own = await pgCopyOf(reference.sqlite, 'pg_streaming');
+      const catalog = catalogOf(reference, sandboxId);
+
+      const onPg = await runPooled(own.conn, sandboxId, catalog);
+      const onSqlite = runOnSqlite(reference, sandboxId);
+      expect(onPg).toEqual(onSqlite);
+      const [expected, seen] = [await stateOf(reference), await stateOf(own.conn)];
+      expect(seen).toEqual(expected);
+
+      // And what that is, so the two cannot agree on something wrong.
+      const audienceId = new Map(
+        expected.audiences.map((a) => [(a as { name: string }).name, (a as { id: number }).id]),
+      );
+      const moves = (changes: MembershipChange[]) =>
+        changes
+          .map((c) => `${[...audienceId].find(([, id]) => id === c.audienceId)![0]}:${c.profileId}:${c.to}:${c.cause}`)
+          .sort();
+      // Person i is profile i + 1; the new person 4 is profile 5.
+      // Profiles: points 20 and 30 are gold.
+      expect(moves(onSqlite[0]!)).toEqual(['gold:3:REALIZED:streaming', 'gold:4:REALIZED:streaming']);
+      // Events: 2 buys twice in a day, once in the hour; 3 once in the window (its other purchase
+      // is older than the streaming window); the new 5 twice; 4 views a page.
+      expect(moves(onSqlite[1]!)).toEqual([
+        'buyers:2:REALIZED:streaming',
+        'buyers:5:REALIZED:streaming',
+        'recent:2:REALIZED:streaming',
+        'recent:3:REALIZED:streaming',
+        'recent:5:REALIZED:streaming',
+        'viewers:4:REALIZED:streaming',
+      ]);
+      // 2 turns gold: the chain follows in the same step.
+      expect(moves(onSqlite[2]!)).toEqual([
+        'gold:2:REALIZED:streaming',
+        'vip:2:REALIZED:streaming',
+        'vipNow:2:REALIZED:streaming',
+      ]);
+      expect(moves(onSqlite[3]!)).toEqual([
+        'buyers:3:REALIZED:streaming',
+        'viewers:1:REALIZED:streaming',
+        'viewers:2:REALIZED:streaming',
+        'vip:3:REALIZED:streaming',
+        'vipNow:3:REALIZED:streaming',
+      ]);
+      // Two hours on: the hour has passed for every purchase; vipNow follows in the second pass.
+      expect(moves(onSqlite[4]!)).toEqual([
+        'recent:2:EXITED:expiry',
+        'recent:3:EXITED:expiry',
+        'recent:5:EXITED:expiry',
+        'vipNow:2:EXITED:expiry',
+        'vipNow:3:EXITED:expiry',
+      ]);
+      // A day on: the counts and views have left their windows; vip follows.
+      expect(moves(onSqlite[5]!)).toEqual([
+        'buyers:2:EXITED:expiry',
+        'buyers:3:EXITED:expiry',
+        'buyers:5:EXITED:expiry',
+        'viewers:1:EXITED:expiry',
+        'viewers:2:EXITED:expiry',
+        'viewers:4:EXITED:expiry',
+        'vip:2:EXITED:expiry',
+        'vip:3:EXITED:expiry',
+      ]);
+      expect(onSqlite[6]).toEqual([]);
+    } finally {
+      reference.close();
+      await own?.drop();
+    }
+  });
+});
