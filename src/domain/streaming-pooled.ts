@@ -13,10 +13,17 @@
  */
 import { createHash } from 'node:crypto';
 import { cacheKey } from '../db/connection-cache.js';
-import type { Statement } from '../db/statement.js';
+import { type Statement, statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
 import { type UnitOf, writeUnit } from '../db/unit.js';
-import { type CheckedExpression, compilePredicate, STREAMING_WINDOW_MS } from '../pql/index.js';
+import {
+  type CheckedExpression,
+  compilePredicate,
+  evaluate,
+  eventReads,
+  PqlError,
+  STREAMING_WINDOW_MS,
+} from '../pql/index.js';
 import { definitionsByIds, dependenciesOf, dependencyOrder } from './definitions.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, type MembershipMove, membershipMove, StoreMembershipWriter } from './memberships.js';
@@ -157,6 +164,53 @@ function expiredMembers(
   return { statement, params: predicate.params };
 }
 
+const q = statements('streaming-pooled', {
+  /** An audience's current members in profile order: the audience. */
+  currentMembers: {
+    sqlite: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id`,
+    postgres: `SELECT profile_id AS "profileId", status FROM memberships
+      WHERE audience_id = $1 AND status IN ${CURRENT_STATUSES_SQL} ORDER BY profile_id`,
+  },
+});
+
+type Member = { profileId: number; status: MembershipStatus };
+
+/**
+ * The audience's current members for whom `checked` no longer holds at `now`, in profile order:
+ * by its predicate compiled for the store's database, or, for an expression that database cannot
+ * express (PostgreSQL refuses a few constructs SQLite runs), by the JS engine on the members'
+ * documents, whose streaming window holds every event a streaming definition reads.
+ */
+async function expired(
+  tx: Store,
+  sandboxId: number,
+  audienceId: number,
+  checked: CheckedExpression,
+  now: number,
+): Promise<Member[]> {
+  let compiled: { statement: Statement; params: unknown[] } | undefined;
+  try {
+    compiled = expiredMembers(tx, checked, now);
+  } catch (err) {
+    if (!(err instanceof PqlError)) throw err;
+  }
+  if (compiled) return tx.all<Member>(compiled.statement, [...compiled.params, audienceId]);
+  const members = await tx.all<Member>(q.currentMembers, [audienceId]);
+  if (members.length === 0) return [];
+  const docs = await loadProfileDocumentsOn(
+    tx,
+    sandboxId,
+    members.map((m) => m.profileId),
+    now - STREAMING_WINDOW_MS,
+    eventReads(checked).eventTypes,
+  );
+  return members.filter((m) => {
+    const doc = docs.get(m.profileId);
+    return doc !== undefined && !evaluate(checked, doc, { now });
+  });
+}
+
 /**
  * sweepExpired on a pooled database: exits the members of time-dependent streaming audiences for
  * whom the condition no longer holds at `now`, then evaluates those profiles again so the
@@ -168,19 +222,17 @@ export function sweepExpiredPooled(store: Store, sandboxId: number, now: number)
   return writeUnit(
     store,
     async (tx) => {
-      const moves: MembershipMove[] = [];
+      // Each audience's exits are written before the next is read, as on SQLite.
+      const writer = new StoreMembershipWriter(tx);
+      const changes: MembershipChange[] = [];
       for (const { audienceId, version, checked } of (await streamingPlanOn(tx, sandboxId)).evaluated) {
         if (!checked.timeDependent) continue;
-        const { statement, params } = expiredMembers(tx, checked, now);
-        const expired = await tx.all<{ profileId: number; status: MembershipStatus }>(statement, [
-          ...params,
-          audienceId,
-        ]);
-        for (const { profileId, status } of expired) {
-          moves.push(membershipMove(sandboxId, audienceId, profileId, status, false, now, 'expiry', version));
+        for (const { profileId, status } of await expired(tx, sandboxId, audienceId, checked, now)) {
+          const move = membershipMove(sandboxId, audienceId, profileId, status, false, now, 'expiry', version);
+          changes.push(await writer.write(move));
         }
       }
-      const changes = await writeMoves(tx, moves, now);
+      await writer.flushSizes(now);
       // The profiles that left are evaluated again, so the audiences reading those (inSegment) follow.
       const affected = [...new Set(changes.map((c) => c.profileId))];
       changes.push(...(await segmentProfilesPooled(tx, sandboxId, affected, now, { cause: 'expiry' })));

@@ -12,13 +12,15 @@ import { type Connection, openDatabase } from '../../src/db/index.js';
 import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
 import { ingestEvents } from '../../src/domain/event-ingest.js';
+import { checkExpression } from '../../src/domain/expressions.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
 import { type ChangedProfiles, ingestEventsPooled, ingestProfilesPooled } from '../../src/domain/pooled-ingest.js';
 import { type EventInput, ingestProfiles, type ProfileRecord } from '../../src/domain/profile-ingest.js';
 import { catalogOf } from '../../src/domain/profile-schema.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
-import { StreamingSegmentation, sweepExpired } from '../../src/domain/streaming.js';
+import { StreamingSegmentation, streamingEvaluationsTotal, sweepExpired } from '../../src/domain/streaming.js';
 import { segmentProfilesPooled, sweepExpiredPooled } from '../../src/domain/streaming-pooled.js';
+import { compilePredicate, PqlError } from '../../src/pql/index.js';
 import { createStreamingDefinition } from '../domain/streaming-definition.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
@@ -59,6 +61,12 @@ const DEFINITIONS: [name: string, pql: string][] = [
   // An inSegment chain two deep.
   ['vip', 'inSegment("buyers") and inSegment("gold")'],
   ['vipNow', 'inSegment("vip") and inSegment("recent")'],
+  // recent again, written so that PostgreSQL cannot compile it (U+0000 in a text): its sweep
+  // there falls back to the JS engine.
+  [
+    'recentNul',
+    'xEvent[eventType = "commerce.purchases" and eventType != "x\\u0000" and timestamp occurs <= 1 hour before now].count() >= 1',
+  ],
 ];
 
 const person = (i: number) => ({ namespace: 'email', id: `p${i}@example.com` });
@@ -193,9 +201,16 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
       own = await pgCopyOf(reference.sqlite, 'pg_streaming');
       const catalog = catalogOf(reference, sandboxId);
 
+      const nul = checkExpression(reference, sandboxId, { format: 'PQL_TEXT', value: DEFINITIONS.at(-1)![1] }).checked;
+      expect(() => compilePredicate(nul, { now: T0, dialect: 'postgres' })).toThrow(PqlError);
+
+      const counted = streamingEvaluationsTotal();
       const onPg = await runPooled(own.conn, sandboxId, catalog);
+      const evaluatedOnPg = streamingEvaluationsTotal() - counted;
       const onSqlite = runOnSqlite(reference, sandboxId);
       expect(onPg).toEqual(onSqlite);
+      // The same definitions met per profile (a profile that gained page views only meets fewer).
+      expect(streamingEvaluationsTotal() - counted - evaluatedOnPg).toBe(evaluatedOnPg);
       const [expected, seen] = [await stateOf(reference), await stateOf(own.conn)];
       expect(seen).toEqual(expected);
 
@@ -206,7 +221,14 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
       const moves = (changes: MembershipChange[]) =>
         changes
           .map((c) => `${[...audienceId].find(([, id]) => id === c.audienceId)![0]}:${c.profileId}:${c.to}:${c.cause}`)
+          .filter((m) => !m.startsWith('recentNul:'))
           .sort();
+      // recentNul moves as recent does, on both.
+      for (const changes of onSqlite) {
+        const of = (name: string) =>
+          changes.filter((c) => c.audienceId === audienceId.get(name)).map((c) => [c.profileId, c.to, c.cause]);
+        expect(of('recentNul')).toEqual(of('recent'));
+      }
       // Person i is profile i + 1; the new person 4 is profile 5.
       // Profiles: points 20 and 30 are gold.
       expect(moves(onSqlite[0]!)).toEqual(['gold:3:REALIZED:streaming', 'gold:4:REALIZED:streaming']);
@@ -253,6 +275,43 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
         'vip:3:EXITED:expiry',
       ]);
       expect(onSqlite[6]).toEqual([]);
+
+      // A step that fails after streaming takes the streaming writes back with the ingest's.
+      const later = T0 + 31 * HOUR;
+      const before = await stateOf(own.conn);
+      await expect(
+        ingestEventsPooled(own.conn, sandboxId, [purchase(0, later, 'c1'), purchase(0, later, 'c2')], {
+          catalog,
+          now: later + MINUTE,
+          inUnit: async (tx, changed) => {
+            const changes = await segmentProfilesPooled(tx, sandboxId, changed.profileIds, changed.now, {
+              added: changed.added,
+              cause: 'streaming',
+            });
+            expect(changes.length).toBeGreaterThan(0);
+            throw new Error('after streaming');
+          },
+        }),
+      ).rejects.toThrow('after streaming');
+      expect(await stateOf(own.conn)).toEqual(before);
+
+      // No window in memory: events another node wrote are read with the rest.
+      for (const id of ['n1', 'n2']) {
+        await own.conn.pool.query(
+          `INSERT INTO events (sandbox_id, profile_id, ts, event_type, event_id, payload, ingested_at)
+           VALUES ($1, 1, $2, 'commerce.purchases', $3, '{}', $2)`,
+          [sandboxId, later, id],
+        );
+      }
+      let changes: MembershipChange[] = [];
+      await ingestProfilesPooled(own.conn, sandboxId, [{ identities: [person(0)], attributes: {} }], {
+        catalog,
+        now: later + MINUTE,
+        inUnit: async (tx, changed) => {
+          changes = await segmentProfilesPooled(tx, sandboxId, changed.profileIds, changed.now, { cause: 'streaming' });
+        },
+      });
+      expect(moves(changes)).toEqual(['buyers:1:REALIZED:streaming', 'recent:1:REALIZED:streaming']);
     } finally {
       reference.close();
       await own?.drop();
