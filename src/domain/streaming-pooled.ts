@@ -165,6 +165,13 @@ function expiredMembers(
 }
 
 const q = statements('streaming-pooled', {
+  /** The sandboxes with streaming definitions: the ones a sweep visits. */
+  streamingSandboxes: {
+    sqlite: `SELECT DISTINCT sandbox_id AS "sandboxId" FROM segment_definitions
+      WHERE eval_streaming = 1 AND eligible_streaming = 1 ORDER BY sandbox_id`,
+    postgres: `SELECT DISTINCT sandbox_id AS "sandboxId" FROM segment_definitions
+      WHERE eval_streaming AND eligible_streaming ORDER BY sandbox_id`,
+  },
   /** An audience's current members in profile order: the audience. */
   currentMembers: {
     sqlite: `SELECT profile_id AS "profileId", status FROM memberships
@@ -209,6 +216,11 @@ async function expired(
     const doc = docs.get(m.profileId);
     return doc !== undefined && !evaluate(checked, doc, { now });
   });
+}
+
+/** The sandboxes a sweep visits (StreamingSegmentation's timer reads the same on SQLite). */
+export async function streamingSandboxIds(store: Store): Promise<number[]> {
+  return (await store.all<{ sandboxId: number }>(q.streamingSandboxes)).map((r) => r.sandboxId);
 }
 
 /**

@@ -19,7 +19,7 @@ import { type EventInput, ingestProfiles, type ProfileRecord } from '../../src/d
 import { catalogOf } from '../../src/domain/profile-schema.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
 import { StreamingSegmentation, streamingEvaluationsTotal, sweepExpired } from '../../src/domain/streaming.js';
-import { segmentProfilesPooled, sweepExpiredPooled } from '../../src/domain/streaming-pooled.js';
+import { segmentProfilesPooled, streamingSandboxIds, sweepExpiredPooled } from '../../src/domain/streaming-pooled.js';
 import { compilePredicate, PqlError } from '../../src/pql/index.js';
 import { createStreamingDefinition } from '../domain/streaming-definition.js';
 import { pgCopyOf } from './pg-test-database.js';
@@ -200,6 +200,7 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
       // The same sandbox on PostgreSQL, ids and all (a database of its own: ids are compared).
       own = await pgCopyOf(reference.sqlite, 'pg_streaming');
       const catalog = catalogOf(reference, sandboxId);
+      expect(await streamingSandboxIds(own.conn)).toEqual([sandboxId]);
 
       const nul = checkExpression(reference, sandboxId, { format: 'PQL_TEXT', value: DEFINITIONS.at(-1)![1] }).checked;
       expect(() => compilePredicate(nul, { now: T0, dialect: 'postgres' })).toThrow(PqlError);
