@@ -15,12 +15,13 @@ import { ingestEvents } from '../../src/domain/event-ingest.js';
 import { checkExpression } from '../../src/domain/expressions.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
 import { type ChangedProfiles, ingestEventsPooled, ingestProfilesPooled } from '../../src/domain/pooled-ingest.js';
+import { loadProfileDocuments, loadProfileDocumentsOn } from '../../src/domain/profile-documents.js';
 import { type EventInput, ingestProfiles, type ProfileRecord } from '../../src/domain/profile-ingest.js';
 import { catalogOf } from '../../src/domain/profile-schema.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
 import { StreamingSegmentation, streamingEvaluationsTotal, sweepExpired } from '../../src/domain/streaming.js';
 import { segmentProfilesPooled, streamingSandboxIds, sweepExpiredPooled } from '../../src/domain/streaming-pooled.js';
-import { compilePredicate, PqlError } from '../../src/pql/index.js';
+import { compilePredicate, PqlError, STREAMING_WINDOW_MS } from '../../src/pql/index.js';
 import { createStreamingDefinition } from '../domain/streaming-definition.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
@@ -313,6 +314,74 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
         },
       });
       expect(moves(changes)).toEqual(['buyers:1:REALIZED:streaming', 'recent:1:REALIZED:streaming']);
+    } finally {
+      reference.close();
+      await own?.drop();
+    }
+  });
+
+  it('reads the same profile documents from both databases', async () => {
+    const reference = openDatabase(':memory:');
+    let own: Awaited<ReturnType<typeof pgCopyOf>> | undefined;
+    try {
+      const sandboxId = (await createSandbox(reference, 'documents')).id;
+      const other = (await createSandbox(reference, 'other')).id;
+      ingestProfiles(
+        reference,
+        sandboxId,
+        [0, 1, 2].map((i) => ({ identities: [person(i)], attributes: { loyalty: { points: i * 1.5, tier: 'ü' } } })),
+        { now: T0 },
+      );
+      ingestProfiles(reference, other, [{ identities: [person(9)], attributes: {} }], { now: T0 });
+      ingestEvents(
+        reference,
+        sandboxId,
+        [
+          purchase(0, T0 - 2 * HOUR, 'd1'),
+          pageView(0, T0 - 2 * HOUR, 'd2'), // the same instant: (ts, id) order
+          purchase(0, T0 - 30 * HOUR, 'd3'),
+          pageView(1, T0, 'd4'),
+        ],
+        { now: T0 },
+      );
+      ingestEvents(reference, other, [purchase(9, T0, 'd5')], { now: T0 });
+      const run = (text: string, ...params: unknown[]) => reference.sqlite.prepare(text).run(...params);
+      run(
+        `INSERT INTO audiences (sandbox_id, name, name_key, namespace, origin, lifecycle_state, size, created_at, updated_at)
+         VALUES (?, 'Listed', 'listed', 'segql', 'UPLOAD', 'PUBLISHED', 2, 1, 1)`,
+        sandboxId,
+      );
+      run(
+        `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, last_evaluated_at, payload)
+         VALUES (?, 1, 1, 'EXISTING', 1, '{"rank": 2, "note": "a b"}'), (?, 1, 2, 'EXITED', 1, NULL)`,
+        sandboxId,
+        sandboxId,
+      );
+      own = await pgCopyOf(reference.sqlite, 'pg_documents');
+      const ids = [1, 2, 3, 4, 99];
+      const cases: [number, ReadonlySet<string> | null][] = [
+        [Number.MIN_SAFE_INTEGER, null],
+        [T0 - STREAMING_WINDOW_MS, null],
+        [T0 - STREAMING_WINDOW_MS, new Set(['commerce.purchases'])],
+        [Number.MIN_SAFE_INTEGER, new Set(['web.pageView', 'commerce.purchases'])],
+        [Number.MIN_SAFE_INTEGER, new Set()],
+      ];
+      for (const [since, types] of cases) {
+        const expected = loadProfileDocuments(reference, sandboxId, ids, since, types);
+        expect(await loadProfileDocumentsOn(own.conn, sandboxId, ids, since, types)).toEqual(expected);
+        expect(await loadProfileDocumentsOn(reference, sandboxId, ids, since, types)).toEqual(expected);
+      }
+      // And what that is: the other sandbox's profile left out, payloads parsed, EXITED not a membership.
+      const docs = loadProfileDocuments(reference, sandboxId, ids);
+      expect([...docs.keys()]).toEqual([1, 2, 3]);
+      expect(docs.get(1)!.events.map((e) => [e.eventType, e.timestamp])).toEqual([
+        ['commerce.purchases', T0 - 30 * HOUR],
+        ['commerce.purchases', T0 - 2 * HOUR],
+        ['web.pageView', T0 - 2 * HOUR],
+      ]);
+      expect(docs.get(1)!.payloads.get(1)).toEqual({ rank: 2, note: 'a b' });
+      expect([...docs.get(2)!.memberships]).toEqual([]);
+      expect(docs.get(2)!.statuses.get(1)).toBe('EXITED');
     } finally {
       reference.close();
       await own?.drop();
