@@ -2,9 +2,9 @@
  * Streaming segmentation on a pooled database (src/domain/streaming-pooled.ts): the same sandbox
  * and the same ingests give the same memberships, history, audience sizes and returned changes
  * as SQLite's synchronous streaming step (streaming.ts, through the real StreamingSegmentation
- * hook and its in-memory windows) — SQLite with ingestProfiles/ingestEvents, PostgreSQL with the
- * pooled ingest running segmentProfilesPooled inside its unit; then the expiry sweep at later
- * instants on both. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ * hook and its in-memory windows) — SQLite with ingestProfiles/ingestEvents, and the pooled
+ * ingest running segmentProfilesPooled inside its unit on PostgreSQL and on SQLite; then the
+ * expiry sweep at later instants on each. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
 import pino from 'pino';
 import { expect, it } from 'vitest';
@@ -193,11 +193,16 @@ async function runPooled(store: Store, sandboxId: number, catalog: ReturnType<ty
 describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming', () => {
   it('gives the same memberships, history, sizes and changes as SQLite, sweeps included', async () => {
     const reference = openDatabase(':memory:');
+    // The pooled code on SQLite too: it names no database.
+    const pooledSqlite = openDatabase(':memory:');
     let own: Awaited<ReturnType<typeof pgCopyOf>> | undefined;
     try {
       const sandboxId = (await createSandbox(reference, 'streaming')).id;
-      for (const [name, pql] of DEFINITIONS)
+      await createSandbox(pooledSqlite, 'streaming');
+      for (const [name, pql] of DEFINITIONS) {
         await createStreamingDefinition(reference, sandboxId, name, pql, T0 - HOUR);
+        await createStreamingDefinition(pooledSqlite, sandboxId, name, pql, T0 - HOUR);
+      }
       // The same sandbox on PostgreSQL, ids and all (a database of its own: ids are compared).
       own = await pgCopyOf(reference.sqlite, 'pg_streaming');
       const catalog = catalogOf(reference, sandboxId);
@@ -213,8 +218,10 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
       expect(onPg).toEqual(onSqlite);
       // The same definitions met per profile (a profile that gained page views only meets fewer).
       expect(streamingEvaluationsTotal() - counted - evaluatedOnPg).toBe(evaluatedOnPg);
-      const [expected, seen] = [await stateOf(reference), await stateOf(own.conn)];
-      expect(seen).toEqual(expected);
+      expect(await runPooled(pooledSqlite, sandboxId, catalog)).toEqual(onSqlite);
+      const expected = await stateOf(reference);
+      expect(await stateOf(own.conn)).toEqual(expected);
+      expect(await stateOf(pooledSqlite)).toEqual(expected);
 
       // And what that is, so the two cannot agree on something wrong.
       const audienceId = new Map(
@@ -316,6 +323,7 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
       expect(moves(changes)).toEqual(['buyers:1:REALIZED:streaming', 'recent:1:REALIZED:streaming']);
     } finally {
       reference.close();
+      pooledSqlite.close();
       await own?.drop();
     }
   });
