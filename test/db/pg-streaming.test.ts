@@ -321,6 +321,50 @@ describeOnPostgres('streaming segmentation on a pooled database', 'pg_streaming'
         },
       });
       expect(moves(changes)).toEqual(['buyers:1:REALIZED:streaming', 'recent:1:REALIZED:streaming']);
+
+      // Ingests and a sweep of one sandbox at once, from several clients: serialised by the
+      // sandbox's ingest lock, so no transition is written twice and every size matches its members.
+      const soon = later + 10 * MINUTE;
+      await Promise.all([
+        ...[0, 1, 2, 3].map((n) =>
+          ingestEventsPooled(own!.conn, sandboxId, [purchase(3, soon, `r${n}`)], {
+            catalog,
+            now: soon,
+            inUnit: async (tx, changed) => {
+              await segmentProfilesPooled(tx, sandboxId, changed.profileIds, changed.now, {
+                added: changed.added,
+                cause: 'streaming',
+              });
+            },
+          }),
+        ),
+        sweepExpiredPooled(own.conn, sandboxId, soon),
+      ]);
+      const after = await stateOf(own.conn);
+      const last = new Map<string, string>();
+      for (const h of after.history as { audienceId: number; profileId: number; toStatus: string }[]) {
+        const key = `${h.audienceId}:${h.profileId}`;
+        expect(last.get(key), key).not.toBe(h.toStatus);
+        last.set(key, h.toStatus);
+      }
+      for (const a of after.audiences as { id: number; size: number }[]) {
+        const current = (after.memberships as { audienceId: number; status: string }[]).filter(
+          (m) => m.audienceId === a.id && m.status !== 'EXITED',
+        );
+        expect(a.size, `audience ${a.id}`).toBe(current.length);
+      }
+      expect(
+        moves(
+          (after.history as { audienceId: number; profileId: number; toStatus: string; at: number; cause: string }[])
+            .filter((h) => h.at === soon)
+            .map((h) => ({ ...h, to: h.toStatus }) as unknown as MembershipChange),
+        ),
+      ).toEqual([
+        'buyers:4:REALIZED:streaming',
+        'recent:4:REALIZED:streaming',
+        'vip:4:REALIZED:streaming', // gold already
+        'vipNow:4:REALIZED:streaming',
+      ]);
     } finally {
       reference.close();
       pooledSqlite.close();
