@@ -186,13 +186,67 @@ const q = statements('memberships', {
 });
 
 /**
+ * One membership transition decided, before it is written: the row's write (`enter` or `exit`
+ * with its parameters), the history entry's parameters and the size move. Both writers below
+ * run the same decisions, synchronously on SQLite or awaited on a pooled database.
+ */
+export interface MembershipMove {
+  change: MembershipChange;
+  enters: boolean;
+  /** `enter`'s parameters when it enters, `exit`'s when it leaves. */
+  row: unknown[];
+  history: unknown[];
+}
+
+/**
+ * `from`: the stored status before (null: never a member); `definitionVersion`: the version of
+ * the audience's definition that decided it (null for audiences without one).
+ */
+export function membershipMove(
+  sandboxId: number,
+  audienceId: number,
+  profileId: number,
+  from: MembershipStatus | null,
+  enters: boolean,
+  at: number,
+  cause: MembershipCause,
+  definitionVersion: number | null,
+): MembershipMove {
+  const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
+  return {
+    change: { sandboxId, audienceId, profileId, from, to, at, cause },
+    enters,
+    row: enters ? [sandboxId, audienceId, profileId, at, at] : [at, at, audienceId, profileId],
+    history: [sandboxId, profileId, audienceId, at, from, to, cause, definitionVersion],
+  };
+}
+
+/** Each audience's size move, summed over the transitions written (what both writers flush). */
+class SizeMoves {
+  private readonly deltas = new Map<number, number>();
+
+  add(move: MembershipMove): void {
+    const { audienceId } = move.change;
+    this.deltas.set(audienceId, (this.deltas.get(audienceId) ?? 0) + (move.enters ? 1 : -1));
+  }
+
+  /** `moveSize`'s parameters for each audience whose size moved; the moves are then forgotten. */
+  take(at: number): unknown[][] {
+    const out: unknown[][] = [];
+    for (const [audienceId, delta] of this.deltas) if (delta !== 0) out.push([delta, at, audienceId]);
+    this.deltas.clear();
+    return out;
+  }
+}
+
+/**
  * Writes single membership transitions (call inside a write transaction): the row and a history
  * entry each; `flushSizes()` then moves each audience's size by what changed. Segment jobs write
  * whole audiences with set statements instead (segment-evaluation.ts).
  */
 export class MembershipWriter {
   private readonly s: Record<'enter' | 'exit' | 'history' | 'size', Database.Statement>;
-  private readonly sizeDeltas = new Map<number, number>();
+  private readonly sizes = new SizeMoves();
 
   /**
    * Synchronous on SQLite, on the connection given (the streaming step, an external audience's
@@ -209,10 +263,7 @@ export class MembershipWriter {
     };
   }
 
-  /**
-   * `from`: the stored status before (null: never a member); `definitionVersion`: the version of
-   * the audience's definition that decided it (null for audiences without one).
-   */
+  /** Decides (membershipMove, same parameters) and writes one transition. */
   change(
     sandboxId: number,
     audienceId: number,
@@ -223,18 +274,39 @@ export class MembershipWriter {
     cause: MembershipCause,
     definitionVersion: number | null,
   ): MembershipChange {
-    const to: MembershipStatus = enters ? 'REALIZED' : 'EXITED';
-    if (enters) this.s.enter.run(sandboxId, audienceId, profileId, at, at);
-    else this.s.exit.run(at, at, audienceId, profileId);
-    this.s.history.run(sandboxId, profileId, audienceId, at, from, to, cause, definitionVersion);
-    this.sizeDeltas.set(audienceId, (this.sizeDeltas.get(audienceId) ?? 0) + (enters ? 1 : -1));
-    return { sandboxId, audienceId, profileId, from, to, at, cause };
+    const move = membershipMove(sandboxId, audienceId, profileId, from, enters, at, cause, definitionVersion);
+    (enters ? this.s.enter : this.s.exit).run(...move.row);
+    this.s.history.run(...move.history);
+    this.sizes.add(move);
+    return move.change;
   }
 
   /** One size update per audience that changed (and its evaluation time). */
   flushSizes(at: number): void {
-    for (const [audienceId, delta] of this.sizeDeltas) if (delta !== 0) this.s.size.run(delta, at, audienceId);
-    this.sizeDeltas.clear();
+    for (const params of this.sizes.take(at)) this.s.size.run(...params);
+  }
+}
+
+/**
+ * MembershipWriter on any store, awaited statement by statement (streaming on a pooled database,
+ * inside the ingest's unit): the same decisions, the same catalogue statements.
+ */
+export class StoreMembershipWriter {
+  private readonly sizes = new SizeMoves();
+
+  constructor(private readonly tx: Store) {}
+
+  /** Writes a decided transition (membershipMove). */
+  async write(move: MembershipMove): Promise<MembershipChange> {
+    await this.tx.run(move.enters ? q.enter : q.exit, move.row);
+    await this.tx.run(q.history, move.history);
+    this.sizes.add(move);
+    return move.change;
+  }
+
+  /** One size update per audience that changed (and its evaluation time). */
+  async flushSizes(at: number): Promise<void> {
+    for (const params of this.sizes.take(at)) await this.tx.run(q.moveSize, params);
   }
 }
 

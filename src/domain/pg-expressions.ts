@@ -4,6 +4,7 @@
  */
 import type pg from 'pg';
 import { pgStatementRunner } from '../db/pg/index.js';
+import type { StatementRunner } from '../db/statement.js';
 import type { FieldCatalog } from '../pql/index.js';
 import {
   type CheckedInput,
@@ -31,7 +32,21 @@ export async function checkDefinitionPg(
   input: ExpressionInput,
   definition = true,
 ): Promise<CheckedInput> {
+  return checkDefinitionOn(pgStatementRunner(client), sandboxId, catalog, input, definition);
+}
+
+/**
+ * checkDefinitionPg through any statement runner (by name, so on either database, inside the
+ * caller's unit): the audiences an expression names looked up first, each once.
+ */
+export async function checkDefinitionOn(
+  store: StatementRunner,
+  sandboxId: number,
+  catalog: FieldCatalog,
+  input: ExpressionInput,
+  definition = true,
+): Promise<CheckedInput> {
   const parsed = parseExpression(input);
-  const audiences = await resolveAudiences(pgStatementRunner(client), sandboxId, parsed.ast);
+  const audiences = await resolveAudiences(store, sandboxId, parsed.ast);
   return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) }, definition);
 }

@@ -16,12 +16,13 @@ import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
-import { writeUnit } from '../db/unit.js';
+import { type UnitOf, writeUnit } from '../db/unit.js';
 import type { FieldCatalog } from '../pql/index.js';
 import { refreshAudienceSize } from './audiences.js';
 import { badInput } from './errors.js';
 import { checkEvent } from './event-ingest.js';
 import {
+  type AddedEventTypes,
   checkProfileRecord,
   type EventInput,
   type IngestErrorCode,
@@ -29,7 +30,7 @@ import {
   type ProfileRecord,
 } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
-import type { WrittenEvent } from './streaming-window.js';
+import type { WrittenEvent, WrittenEvents } from './streaming-window.js';
 
 /** The kind half of the ingest lock ("SGI1"); its other half is the sandbox id. */
 export const INGEST_LOCK_KIND = 0x5347_4931;
@@ -120,6 +121,23 @@ export interface PooledIngestOptions {
   catalog: FieldCatalog;
   limits?: IngestLimits;
   now?: number;
+  /**
+   * Runs inside the ingest's unit once its rows are written, with the profiles it changed: the
+   * step that must commit with them (streaming: segmentProfilesPooled in streaming-pooled.ts).
+   * A throw rolls the ingest back.
+   */
+  inUnit?: (tx: UnitOf<Store>, changed: ChangedProfiles) => Promise<void>;
+}
+
+/** What an ingest hands the step it runs inside its unit, as SQLite's ingest hands its hook. */
+export interface ChangedProfiles {
+  /** Every profile a record landed on, or that gained an event. */
+  profileIds: number[];
+  /** Events only: per profile that existed before, the types of the events it gained. */
+  added?: AddedEventTypes;
+  /** Events only: the events stored, per profile. */
+  written?: WrittenEvents;
+  now: number;
 }
 
 /** What an ingest changed, for the streaming step and the external audiences' pending members. */
@@ -215,6 +233,7 @@ export async function ingestProfilesPooled(
         result.accepted++;
         result.profileIds.push(profileId);
       }
+      await options.inUnit?.(tx, { profileIds: [...changed], now });
     },
     { lock: [INGEST_LOCK_KIND, sandboxId] },
   );
@@ -317,6 +336,7 @@ export async function ingestEventsPooled(
       for (const profileId of touched) await tx.run(q.touchProfile, [now, profileId, now]);
       out.touched = [...touched];
       out.created = [...created];
+      await options.inUnit?.(tx, { profileIds: out.touched, added: out.addedTypes, written: out.written, now });
     },
     { lock: [INGEST_LOCK_KIND, sandboxId] },
   );

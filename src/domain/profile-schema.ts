@@ -138,6 +138,14 @@ export function readSchemaFields(runner: StatementRunner, sandboxId: number): Pr
 export async function schemaFieldsOf(store: StatementRunner, sandboxId: number): Promise<SchemaField[]> {
   return sandboxCatalog(await readSchemaFields(store, sandboxId)).fields;
 }
+
+/**
+ * The sandbox's catalogue read through either database's handle (streaming on a pooled
+ * database, inside its unit); not cached: the caller keeps what it builds from it.
+ */
+export async function readCatalog(store: StatementRunner, sandboxId: number): Promise<FieldCatalog> {
+  return sandboxCatalog(await readSchemaFields(store, sandboxId)).catalog;
+}
 export const catalogOf = (conn: Connection, sandboxId: number): FieldCatalog => load(conn, sandboxId).catalog;
 
 /**

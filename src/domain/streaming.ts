@@ -11,12 +11,14 @@ import type { Logger } from 'pino';
 import { isBusy, withoutBusyWait } from '../db/busy.js';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
+import { preparedOn, statements } from '../db/statement.js';
 import { type CheckedExpression, compilePredicate, evaluate, eventReads, STREAMING_WINDOW_MS } from '../pql/index.js';
 import { definitionsByIdsSync, dependenciesOfSync, dependencyOrder, type SegmentDefinition } from './definitions.js';
 import { checkedDefinition } from './evaluation.js';
 import { type EventBus, topics } from './events.js';
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, MembershipWriter } from './memberships.js';
+import type { StoredProfileDocument } from './profile-documents.js';
 import type { AddedEventTypes, ProfilesChangedHook } from './profile-ingest.js';
 import {
   configureStreamingWindows,
@@ -25,24 +27,36 @@ import {
   type WrittenEvents,
 } from './streaming-window.js';
 
-/** The statements streaming runs per ingest. */
-function prepareStatements(sqlite: Connection['sqlite']) {
-  return {
-    // The versions say when a definition or its audience (lifecycle) changed.
-    definitionVersions: sqlite.prepare(
-      `SELECT d.id AS id, d.version AS dv, d.created_at AS dc, a.id AS aid, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+/**
+ * The versions of the sandbox's streaming definitions: they say when a definition or its
+ * audience (lifecycle) changed. Read at every ingest, synchronously on SQLite (preparedOn) and
+ * awaited on a pooled database (streaming-pooled.ts).
+ */
+export const streamingStatements = statements('streaming', {
+  definitionVersions: {
+    sqlite: `SELECT d.id AS id, d.version AS dv, d.created_at AS dc, a.id AS aid, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
        WHERE d.sandbox_id = ? AND d.eval_streaming = 1 AND d.eligible_streaming = 1
          AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')
        ORDER BY d.id`,
-    ),
-  };
+    postgres: `SELECT d.id AS id, d.version AS dv, d.created_at AS dc, a.id AS aid, a.version AS av FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
+       WHERE d.sandbox_id = $1 AND d.eval_streaming AND d.eligible_streaming
+         AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')
+       ORDER BY d.id`,
+  },
+});
+
+/** A row of `definitionVersions`. */
+export interface DefinitionVersionRow {
+  id: number;
+  dv: number;
+  dc: number;
+  aid: number;
+  av: number;
 }
 
-const STREAMING_STATEMENTS = cacheKey<ReturnType<typeof prepareStatements>>('streaming statements');
-
-/** Prepared once per connection, as profile-ingest.ts does. */
-function statements(conn: Connection): ReturnType<typeof prepareStatements> {
-  return conn.cache.get(STREAMING_STATEMENTS, () => prepareStatements(conn.sqlite));
+/** What the plan is built again on: creation time and audience id too, so a row that replaced a deleted one is never taken for it. */
+export function planFingerprint(rows: readonly DefinitionVersionRow[]): string {
+  return rows.map((r) => `${r.id}:${r.dv}:${r.dc}:${r.aid}:${r.av}`).join(',');
 }
 
 /** The sandbox's streaming definitions, each before the definitions whose inSegment reads it. */
@@ -50,7 +64,7 @@ export function streamingDefinitions(conn: Connection, sandboxId: number): Segme
   return streamingPlan(conn, sandboxId).definitions;
 }
 
-interface StreamingPlan {
+export interface StreamingPlan {
   /** Each definition's and audience's version: the plan is built again when it changes. */
   fingerprint: string;
   definitions: SegmentDefinition[];
@@ -59,7 +73,7 @@ interface StreamingPlan {
   eventTypes: ReadonlySet<string> | null;
 }
 
-interface PlannedDefinition {
+export interface PlannedDefinition {
   audienceId: number;
   version: number;
   checked: CheckedExpression;
@@ -84,16 +98,9 @@ export function countStreamingEvaluations(n: number): void {
 const PLANS = cacheKey<Map<number, StreamingPlan>>('streaming plans');
 
 /** The streaming definitions in dependency order with their checked expressions, rebuilt only when one changes. */
-function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
-  const rows = statements(conn).definitionVersions.all(sandboxId) as {
-    id: number;
-    dv: number;
-    dc: number;
-    aid: number;
-    av: number;
-  }[];
-  // Creation time and audience id too: a row that replaced a deleted one is never taken for it.
-  const fingerprint = rows.map((r) => `${r.id}:${r.dv}:${r.dc}:${r.aid}:${r.av}`).join(',');
+export function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
+  const rows = preparedOn(conn.sqlite, streamingStatements.definitionVersions).all(sandboxId) as DefinitionVersionRow[];
+  const fingerprint = planFingerprint(rows);
   const bySandbox = conn.cache.get(PLANS, () => new Map<number, StreamingPlan>());
   const cached = bySandbox.get(sandboxId);
   if (cached?.fingerprint === fingerprint) return cached;
@@ -105,8 +112,26 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
           [...definitionsByIdsSync(conn, sandboxId, ids).values()],
           dependenciesOfSync(conn, sandboxId, ids),
         );
-  const evaluated = definitions.map((d): PlannedDefinition => {
-    const checked = checkedDefinition(conn, d);
+  const plan = buildPlan(
+    fingerprint,
+    definitions,
+    definitions.map((d) => checkedDefinition(conn, d)),
+  );
+  bySandbox.set(sandboxId, plan);
+  return plan;
+}
+
+/**
+ * A plan from its definitions in dependency order and their checked expressions (in the same
+ * order), however they were read.
+ */
+export function buildPlan(
+  fingerprint: string,
+  definitions: SegmentDefinition[],
+  checkedExpressions: readonly CheckedExpression[],
+): StreamingPlan {
+  const evaluated = definitions.map((d, i): PlannedDefinition => {
+    const checked = checkedExpressions[i]!;
     return {
       audienceId: d.audienceId,
       version: d.version,
@@ -123,19 +148,80 @@ function streamingPlan(conn: Connection, sandboxId: number): StreamingPlan {
     }
     for (const t of d.eventTypes) eventTypes.add(t);
   }
-  const plan = { fingerprint, definitions, evaluated, eventTypes };
-  bySandbox.set(sandboxId, plan);
-  return plan;
+  return { fingerprint, definitions, evaluated, eventTypes };
 }
 
 /**
  * Whether new events of `added` types can change `d`'s value. Time-dependent definitions too
  * wait for data they read: the sweep exits the members whose window has passed.
  */
-function readsAny(d: PlannedDefinition, added: ReadonlySet<string>): boolean {
+export function readsAny(d: PlannedDefinition, added: ReadonlySet<string>): boolean {
   if (d.readsAudiences || d.eventTypes === null) return true;
   for (const type of added) if (d.eventTypes.has(type)) return true;
   return false;
+}
+
+/**
+ * Per profile, the definitions to evaluate: all of them when it may have changed in any way;
+ * with `added`, a profile that only gained events meets only the definitions those can change.
+ * Profiles with none are left out.
+ */
+export function streamingWork(
+  planned: readonly PlannedDefinition[],
+  profileIds: readonly number[],
+  added: AddedEventTypes | undefined,
+): Map<number, readonly PlannedDefinition[]> {
+  const work = new Map<number, readonly PlannedDefinition[]>();
+  for (const profileId of profileIds) {
+    const only = added?.get(profileId);
+    let relevant = planned;
+    if (only) {
+      const some: PlannedDefinition[] = [];
+      for (const d of planned) if (readsAny(d, only)) some.push(d);
+      relevant = some;
+    }
+    if (relevant.length > 0) work.set(profileId, relevant);
+  }
+  return work;
+}
+
+/** A transition the evaluation decided, in the order decided (profiles, then definitions). */
+export type StreamingTransition = (
+  profileId: number,
+  audienceId: number,
+  version: number,
+  from: MembershipStatus | null,
+  qualifies: boolean,
+) => void;
+
+/**
+ * Evaluates each profile's definitions on its document at `now`, in dependency order, and hands
+ * each transition to `transition`. The document takes each new state, so the definitions after
+ * it see it (inSegment); a profile the sandbox does not have is skipped.
+ */
+export function evaluateWork(
+  work: ReadonlyMap<number, readonly PlannedDefinition[]>,
+  docs: ReadonlyMap<number, StoredProfileDocument>,
+  now: number,
+  transition: StreamingTransition,
+): void {
+  for (const [profileId, relevant] of work) {
+    const doc = docs.get(profileId);
+    if (!doc) continue;
+    evaluations += relevant.length;
+    let changed = false;
+    for (const { audienceId, version, checked: expression } of relevant) {
+      const qualifies = evaluate(expression, doc, { now });
+      if (qualifies === doc.memberships.has(audienceId)) continue;
+      if (!changed) StreamingWindows.changing(doc);
+      changed = true;
+      transition(profileId, audienceId, version, doc.statuses.get(audienceId) ?? null, qualifies);
+      // The definitions after this one see the new state (inSegment), and the kept document too.
+      doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
+      if (qualifies) doc.memberships.add(audienceId);
+      else doc.memberships.delete(audienceId);
+    }
+  }
 }
 
 /**
@@ -174,43 +260,18 @@ function segmentAndKeep(
   const plan = streamingPlan(conn, sandboxId);
   const planned = plan.evaluated;
   if (planned.length === 0 || profileIds.length === 0) return { changes: [] };
-  // Per profile, the definitions to evaluate (all of them when it may have changed in any way).
-  const work = new Map<number, readonly PlannedDefinition[]>();
-  for (const profileId of profileIds) {
-    const only = added?.get(profileId);
-    let relevant = planned;
-    if (only) {
-      relevant = [];
-      for (const d of planned) if (readsAny(d, only)) relevant.push(d);
-    }
-    if (relevant.length > 0) work.set(profileId, relevant);
-  }
+  const work = streamingWork(planned, profileIds, added);
   // The windows of profiles none of whose definitions ran still take what was written to them.
   const windows = streamingWindows(conn);
   const { docs, commit } = windows.read(sandboxId, work.keys(), now - STREAMING_WINDOW_MS, plan.eventTypes, written);
   if (work.size === 0) return { changes: [], keep: commit };
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
-  windows.evaluating(() => {
-    for (const [profileId, relevant] of work) {
-      const doc = docs.get(profileId);
-      if (!doc) continue;
-      evaluations += relevant.length;
-      let changed = false;
-      for (const { audienceId, version, checked: expression } of relevant) {
-        const qualifies = evaluate(expression, doc, { now });
-        if (qualifies === doc.memberships.has(audienceId)) continue;
-        if (!changed) StreamingWindows.changing(doc);
-        changed = true;
-        const from = doc.statuses.get(audienceId) ?? null;
-        changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
-        // The definitions after this one see the new state (inSegment), and the kept document too.
-        doc.statuses.set(audienceId, qualifies ? 'REALIZED' : 'EXITED');
-        if (qualifies) doc.memberships.add(audienceId);
-        else doc.memberships.delete(audienceId);
-      }
-    }
-  });
+  windows.evaluating(() =>
+    evaluateWork(work, docs, now, (profileId, audienceId, version, from, qualifies) => {
+      changes.push(writer.change(sandboxId, audienceId, profileId, from, qualifies, now, cause, version));
+    }),
+  );
   writer.flushSizes(now);
   return { changes, keep: commit };
 }
