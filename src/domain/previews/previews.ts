@@ -13,7 +13,8 @@ import type { JobInputBase } from '../jobs/job-types.js';
 import type { Page, PageArgs } from '../paging.js';
 import { countProfiles, type Profile, profilePageOfIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
-import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
+import type { PreviewProgress, PreviewResult } from './preview-run.js';
+import type { PreviewPlan } from './preview-sampling.js';
 
 const PREVIEW_TTL_MS = 24 * 3_600_000;
 
@@ -45,7 +46,7 @@ const q = statements('previews', {
   },
 });
 
-interface PreviewInput {
+export interface PreviewInput {
   expression?: ExpressionInput | null;
   definitionId?: number | null;
   sampleSize?: number | null;
@@ -55,7 +56,7 @@ interface PreviewInput {
 }
 
 /** What a preview job stores as its input. */
-interface PreviewJobInput extends JobInputBase {
+export interface PreviewJobInput extends JobInputBase {
   expression: ExpressionInput;
   expressionText: string;
   definitionId: number | null;
@@ -63,13 +64,6 @@ interface PreviewJobInput extends JobInputBase {
   confidenceLevel: number;
   at: number | null;
   seed: number;
-}
-
-/** What a preview keeps: the running estimate while it runs, the full-sample one when it has succeeded. */
-interface PreviewResult {
-  estimate: Estimate;
-  /** Profiles of the sample read. */
-  sampleSize: number;
 }
 
 declare module '../jobs/job-types.js' {
@@ -89,6 +83,22 @@ type PreviewServices = { conn: Connection; jobs: JobRunner };
 
 export async function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Promise<Preview> {
   const { conn } = app;
+  const confidenceLevel = checkPreviewInput(input);
+  return app.jobs.enqueue(conn, sandboxId, 'PREVIEW', async (_chain, tx) => {
+    const definition =
+      input.definitionId != null ? await requireDefinition(tx, sandboxId, input.definitionId) : undefined;
+    const expression = definition ? definition.expression : input.expression!;
+    const { text, checked } = await checkExpression(tx, sandboxId, expression, { definition: true });
+    await assertRunnable(tx, sandboxId, checked);
+    return previewJobInput(input, expression, text, definition?.id ?? null, confidenceLevel);
+  });
+}
+
+/**
+ * The checks of a preview's input that need no store (either database's queuing runs them
+ * first); returns the confidence level asked for, or the default.
+ */
+export function checkPreviewInput(input: PreviewInput): number {
   if ((input.expression == null) === (input.definitionId == null)) {
     throw badInput('Give either an expression or a segmentDefinitionId', 'input.expression');
   }
@@ -102,22 +112,26 @@ export async function createPreview(app: PreviewServices, sandboxId: number, inp
   if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
     throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
   }
-  return app.jobs.enqueue(conn, sandboxId, 'PREVIEW', async (_chain, tx) => {
-    const definition =
-      input.definitionId != null ? await requireDefinition(tx, sandboxId, input.definitionId) : undefined;
-    const expression = definition ? definition.expression : input.expression!;
-    const { text, checked } = await checkExpression(tx, sandboxId, expression, { definition: true });
-    await assertRunnable(tx, sandboxId, checked);
-    return {
-      expression,
-      expressionText: text,
-      definitionId: definition?.id ?? null,
-      sampleSize: input.sampleSize ?? null,
-      confidenceLevel,
-      at: input.at ?? null,
-      seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
-    };
-  });
+  return confidenceLevel;
+}
+
+/** The stored input of a checked preview: the seed drawn here when none was asked for. */
+export function previewJobInput(
+  input: PreviewInput,
+  expression: ExpressionInput,
+  expressionText: string,
+  definitionId: number | null,
+  confidenceLevel: number,
+): PreviewJobInput {
+  return {
+    expression,
+    expressionText,
+    definitionId,
+    sampleSize: input.sampleSize ?? null,
+    confidenceLevel,
+    at: input.at ?? null,
+    seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
+  };
 }
 
 // Registered with the runner as this module loads (src/domain/app.ts loads it).
