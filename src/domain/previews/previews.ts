@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
@@ -80,6 +81,8 @@ export type Preview = JobOf<'PREVIEW'>;
  */
 /** What preview functions use: the connection and the runner (not the whole app, which loads this kind). */
 type PreviewServices = { conn: Connection; jobs: JobRunner };
+/** What the getters use: a store of either database (a PostgreSQL one serves a cluster's previews). */
+type PreviewReads = { conn: Store };
 
 export async function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Promise<Preview> {
   const { conn } = app;
@@ -196,7 +199,7 @@ export async function deletePreview(app: PreviewServices, id: number): Promise<n
 
 /** The qualifying profiles of a preview's sample, in profile-id order (paged over the packed, sorted ids). */
 export async function listPreviewResults(
-  app: PreviewServices,
+  app: PreviewReads,
   sandboxId: number,
   jobId: number,
   args: PageArgs,
@@ -210,7 +213,7 @@ export async function listPreviewResults(
 
 /** The latest preview of a definition, if any. */
 export async function latestDefinitionPreview(
-  app: PreviewServices,
+  app: PreviewReads,
   sandboxId: number,
   definitionId: number,
 ): Promise<Preview | undefined> {
@@ -219,7 +222,7 @@ export async function latestDefinitionPreview(
 }
 
 /** An estimate is stale once the store has grown or shrunk by more than 5 % since it was made. */
-export async function isStale(app: PreviewServices, sandboxId: number, estimate: Estimate): Promise<boolean> {
+export async function isStale(app: PreviewReads, sandboxId: number, estimate: Estimate): Promise<boolean> {
   const current = await countProfiles(app.conn, sandboxId);
   return Math.abs(current - estimate.totalProfiles) > 0.05 * Math.max(1, estimate.totalProfiles);
 }
