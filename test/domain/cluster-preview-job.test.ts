@@ -15,6 +15,7 @@ import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/do
 import {
   claimPreviewJob,
   enqueueClusterPreviewJob,
+  purgeExpiredPreviewsPg,
   requeueExpiredPreviews,
   runClusterPreview,
 } from '../../src/domain/cluster/cluster-preview-job.js';
@@ -251,6 +252,46 @@ describe.skipIf(!pgAdminUrl)('previews on cluster nodes (PostgreSQL)', () => {
       expect(unsupported).toEqual([]);
       expect(compared).toBe(2 * store.definitions.length);
     }, 180_000);
+
+    it('takes back the preview of a node that died holding it, and runs it to the uninterrupted answer', async () => {
+      const text = store.definitions[2]!.expression.value;
+      const input = {
+        expression: { format: 'PQL_TEXT', value: text },
+        expressionText: text,
+        definitionId: null,
+        sampleSize: 1_200,
+        confidenceLevel: 0.95,
+        at: STORE_NOW,
+        seed: 21,
+        now: STORE_NOW,
+      };
+      // As a node leaves it that claimed the preview and died: PROCESSING, its lease about to pass.
+      const now = Date.now();
+      const { rows } = await db.conn.pool.query<{ id: number }>(
+        `INSERT INTO jobs (sandbox_id, kind, status, input, trigger, created_at, updated_at, started_at, lease_owner, lease_until, attempts)
+         VALUES ($1, 'PREVIEW', 'PROCESSING', $2, 'MANUAL', $3, $3, $3, 'dead', $4, 1) RETURNING id`,
+        [store.sandboxId, JSON.stringify(input), now, now + 300],
+      );
+      const jobId = rows[0]!.id;
+      expect(await ended(jobId)).toBe('succeeded');
+      expect(events).toContainEqual({ type: 'previews-requeued', jobs: [{ jobId, status: 'QUEUED' }] });
+      const job = (await jobById(db.conn, jobId))!;
+      expect(job.attempts).toBe(2);
+      const sqlite = await sqlitePreview({ text, sampleSize: 1_200, seed: 21 });
+      expect(figures((job.result as { estimate: Estimate }).estimate)).toEqual(figures(sqlite.result.estimate));
+      expect((await pgResults(jobId))!.ids.equals(sqlite.ids)).toBe(true);
+    });
+
+    it('purges finished previews older than a day with their results', async () => {
+      const jobId = await enqueue(store.definitions[3]!.expression.value, 300, 4);
+      expect(await ended(jobId)).toBe('succeeded');
+      expect(await pgResults(jobId)).toBeDefined();
+      expect(await purgeExpiredPreviewsPg(db.conn.pool)).toBe(0);
+      const finished = await purgeExpiredPreviewsPg(db.conn.pool, Date.now() + 25 * 3_600_000);
+      expect(finished).toBeGreaterThanOrEqual(1);
+      expect(await jobById(db.conn, jobId)).toBeUndefined();
+      expect(await pgResults(jobId)).toBeUndefined();
+    });
 
     it('reads the results, the latest preview of a definition and staleness from the PostgreSQL store', async () => {
       const definition = store.definitions[1]!;

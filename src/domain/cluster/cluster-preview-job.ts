@@ -27,7 +27,13 @@ import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
 import { samplePreviewPg } from '../previews/pg-preview-sampling.js';
 import type { PreviewProgress } from '../previews/preview-run.js';
 import type { PreviewPlan } from '../previews/preview-sampling.js';
-import { checkPreviewInput, type PreviewInput, type PreviewJobInput, previewJobInput } from '../previews/previews.js';
+import {
+  checkPreviewInput,
+  PREVIEW_TTL_MS,
+  type PreviewInput,
+  type PreviewJobInput,
+  previewJobInput,
+} from '../previews/previews.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
 
@@ -174,6 +180,24 @@ export async function requeueExpiredPreviews(
   if (rows.some((r) => r.status === 'QUEUED')) await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, 'preview']);
   return rows;
 }
+
+/**
+ * Deletes finished previews older than a day with their results, as the single-process runner's
+ * sweep does (previews.ts `purgeExpiredPreviews`), in one statement; returns how many.
+ */
+export async function purgeExpiredPreviewsPg(db: Queryable, now = Date.now()): Promise<number> {
+  const { rowCount } = await db.query(
+    `WITH expired AS (
+       SELECT id FROM jobs WHERE kind = 'PREVIEW' AND created_at < $1 AND status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')),
+     results AS (DELETE FROM preview_results WHERE job_id IN (SELECT id FROM expired))
+     DELETE FROM jobs WHERE id IN (SELECT id FROM expired)`,
+    [now - PREVIEW_TTL_MS],
+  );
+  return rowCount ?? 0;
+}
+
+/** How often a node purges expired previews (every node does; a purge that finds nothing is one index read). */
+const PURGE_EVERY_MS = 60_000;
 
 /** How a node runs previews. */
 export interface PreviewSettings {
@@ -334,6 +358,7 @@ export function previewSlot(
 ) {
   let running: Promise<void> | undefined;
   let stopped = false;
+  let lastPurge = 0;
   const run = async (held: HeldPreview) => {
     try {
       emit({ type: 'preview-claimed', jobId: held.jobId, attempts: held.attempts });
@@ -350,6 +375,10 @@ export function previewSlot(
   };
   return {
     async sweep(now: number): Promise<void> {
+      if (now - lastPurge >= PURGE_EVERY_MS) {
+        lastPurge = now;
+        await purgeExpiredPreviewsPg(pool, now);
+      }
       const previews = await requeueExpiredPreviews(pool, now);
       if (previews.length === 0) return;
       emit({ type: 'previews-requeued', jobs: previews.map((p) => ({ jobId: p.jobId, status: p.status })) });

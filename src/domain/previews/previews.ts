@@ -17,7 +17,8 @@ import type { Estimate } from './estimate.js';
 import type { PreviewProgress, PreviewResult } from './preview-run.js';
 import type { PreviewPlan } from './preview-sampling.js';
 
-const PREVIEW_TTL_MS = 24 * 3_600_000;
+/** How long a finished preview is kept (its purge: purgeExpiredPreviews, and on a cluster purgeExpiredPreviewsPg). */
+export const PREVIEW_TTL_MS = 24 * 3_600_000;
 
 const q = statements('previews', {
   status: {
