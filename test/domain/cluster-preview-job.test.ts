@@ -180,6 +180,18 @@ describe.skipIf(!pgAdminUrl)('previews on cluster nodes (PostgreSQL)', () => {
       expect((await jobById(db.conn, running))?.status).toBe('CANCELLED');
       expect(await pgResults(running)).toBeUndefined();
     });
+    it('fails a preview whose statement runs past the time a preview may go without progress', async () => {
+      const jobId = await enqueue(text, null, 16);
+      const held = (await claimPreviewJob(db.conn.pool, 'slow', 10_000))!;
+      expect(held.jobId).toBe(jobId);
+      expect(
+        await runClusterPreview(db.conn.pool, held, { node: 'slow', leaseMs: 10_000, testOnlyStatementTimeoutMs: 1 }),
+      ).toBe('failed');
+      expect(await jobById(db.conn, jobId)).toMatchObject({
+        status: 'FAILED',
+        error: 'No progress for 0 s; the job was stopped',
+      });
+    });
   });
 
   describe('on running nodes', () => {

@@ -29,6 +29,7 @@ import type { PreviewProgress } from '../previews/preview-run.js';
 import type { PreviewPlan } from '../previews/preview-sampling.js';
 import {
   checkPreviewInput,
+  PREVIEW_TIMEOUT_MS,
   PREVIEW_TTL_MS,
   type PreviewInput,
   type PreviewJobInput,
@@ -205,7 +206,12 @@ export interface PreviewSettings {
   leaseMs: number;
   /** Test-only: a pause before each random chunk, so a test can stop a node mid-preview. Zero otherwise. */
   testOnlyChunkDelayMs?: number;
+  /** Test-only: the bound on one statement, PREVIEW_TIMEOUT_MS otherwise. */
+  testOnlyStatementTimeoutMs?: number;
 }
+
+/** SQLSTATE query_canceled: a statement stopped by `statement_timeout` (or by a renewal's pg_cancel_backend). */
+const QUERY_CANCELED = '57014';
 
 /**
  * Runs a preview this node holds to its end, renewing the lease every third of the lease time.
@@ -259,6 +265,10 @@ export async function runClusterPreview(
   let clean = false;
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+    // The single-process runner stops a preview that reports no progress for PREVIEW_TIMEOUT_MS; here
+    // progress comes between statements, so one statement running that long is the same stall.
+    const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
+    await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
     const counter = await samplePreviewPg(client, plan, {
       progress: (p) => {
         progress = p;
@@ -286,7 +296,13 @@ export async function runClusterPreview(
       );
       return 'cancelled';
     }
-    const reason = err instanceof Error ? err.message : String(err);
+    const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
+    const reason =
+      (err as { code?: unknown }).code === QUERY_CANCELED
+        ? `No progress for ${Math.round(timeoutMs / 1000)} s; the job was stopped`
+        : err instanceof Error
+          ? err.message
+          : String(err);
     const now = Date.now();
     const { rowCount } = await pool.query(
       `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL

@@ -19,6 +19,8 @@ import type { PreviewPlan } from './preview-sampling.js';
 
 /** How long a finished preview is kept (its purge: purgeExpiredPreviews, and on a cluster purgeExpiredPreviewsPg). */
 export const PREVIEW_TTL_MS = 24 * 3_600_000;
+/** A preview that reports no progress for this long fails (on a cluster: a statement that runs this long). */
+export const PREVIEW_TIMEOUT_MS = 10 * 60_000;
 
 const q = statements('previews', {
   status: {
@@ -142,7 +144,7 @@ export function previewJobInput(
 defineJobKind({
   kind: 'PREVIEW',
   task: new URL('./preview-sampling.ts', import.meta.url),
-  timeoutMs: 10 * 60_000,
+  timeoutMs: PREVIEW_TIMEOUT_MS,
   plan: (job, now): PreviewPlan => ({
     jobId: job.id,
     sandboxId: job.sandboxId,
