@@ -20,7 +20,6 @@
  */
 import type pg from 'pg';
 import type { Store } from '../../db/store.js';
-import { compilePredicate, compileToSql } from '../../pql/index.js';
 import { requireDefinition } from '../definitions.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
@@ -74,11 +73,10 @@ export async function enqueueClusterPreviewJob(
   try {
     await client.query('BEGIN');
     const catalog = await readCatalogPg(client, sandboxId);
-    const { text, checked } = await checkDefinitionPg(client, sandboxId, catalog, expression, true);
-    // What createPreview's assertRunnable asks of SQLite: both compiled forms exist on PostgreSQL.
+    // Checked as on SQLite. One the PostgreSQL compiler refuses is still previewed, by the JS engine
+    // on loaded documents (pg-preview-sampling.ts).
+    const { text } = await checkDefinitionPg(client, sandboxId, catalog, expression, true);
     const now = options.now ?? Date.now();
-    compileToSql(checked, { now, sandboxId, dialect: 'postgres' });
-    compilePredicate(checked, { now, dialect: 'postgres' });
     const stored = previewJobInput(input, expression, text, definition?.id ?? null, confidenceLevel);
     const { rows } = await client.query<{ id: number }>(
       `INSERT INTO jobs (sandbox_id, kind, status, input, trigger, created_at, updated_at)
