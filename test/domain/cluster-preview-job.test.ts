@@ -253,6 +253,18 @@ describe.skipIf(!pgAdminUrl)('previews on cluster nodes (PostgreSQL)', () => {
       expect(compared).toBe(2 * store.definitions.length);
     }, 180_000);
 
+    it('runs previews queued at once on both nodes, each claimed once', async () => {
+      const text = store.definitions[4]!.expression.value;
+      const jobIds = await Promise.all([31, 32, 33, 34].map((seed) => enqueue(text, 800, seed)));
+      for (const jobId of jobIds) expect(await ended(jobId)).toBe('succeeded');
+      const claims = events.filter(
+        (e): e is Extract<NodeEvent, { type: 'preview-claimed' }> =>
+          e.type === 'preview-claimed' && jobIds.includes(e.jobId),
+      );
+      expect(claims.map((c) => c.jobId).sort()).toEqual([...jobIds].sort());
+      expect(claims.every((c) => c.attempts === 1)).toBe(true);
+    });
+
     it('takes back the preview of a node that died holding it, and runs it to the uninterrupted answer', async () => {
       const text = store.definitions[2]!.expression.value;
       const input = {
