@@ -15,7 +15,7 @@ import type { JobStatus } from '../jobs/job-types.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 
 /** The kinds a cluster runs; a job of another kind has no node that would ever see its cancel. */
-export const CLUSTER_JOB_KINDS = ['SEGMENT', 'EXPORT'] as const;
+export const CLUSTER_JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW'] as const;
 export type ClusterJobKind = (typeof CLUSTER_JOB_KINDS)[number];
 
 /** What a cancel found and left. */

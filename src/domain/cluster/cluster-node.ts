@@ -23,6 +23,7 @@ import {
   requeueExpiredExports,
   runClusterExport,
 } from './cluster-export-job.js';
+import { type PreviewEvent, previewSlot } from './cluster-preview-job.js';
 import { runDueSchedules } from './cluster-schedules.js';
 import {
   type ClusterSettings,
@@ -46,6 +47,7 @@ export type NodeEvent =
   | { type: 'export-ended'; jobId: number; attempts: number; end: ExportEnd }
   | { type: 'exports-requeued'; jobs: { jobId: number; status: string }[] }
   | { type: 'schedule-tick'; tick: NewTick }
+  | PreviewEvent
   | { type: 'error'; error: Error };
 
 export interface ClusterNodeOptions extends Partial<ClusterSettings> {
@@ -63,6 +65,8 @@ export interface ClusterNodeOptions extends Partial<ClusterSettings> {
   exportPageRows?: number;
   /** Test-only: a pause after each page an export reads, so a test can kill a node mid-export. */
   testOnlyExportPageDelayMs?: number;
+  /** Test-only: a pause before each random chunk a preview reads. */
+  testOnlyPreviewChunkDelayMs?: number;
   onEvent?: (event: NodeEvent) => void;
 }
 
@@ -116,6 +120,13 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     : undefined;
   const plans = new Map<number, Awaited<ReturnType<typeof planOf>>>();
   let lastSweep = 0;
+  // A third slot, beside the range loop and the export slot: one preview at a time (cluster-preview-job.ts).
+  const previews = previewSlot(
+    pool,
+    { ...settings, testOnlyChunkDelayMs: options.testOnlyPreviewChunkDelayMs },
+    emit,
+    woken,
+  );
   /** The export slot: the export this node is running, if any. */
   let exporting: Promise<void> | undefined;
 
@@ -153,6 +164,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
           if (e.status !== 'QUEUED') emit({ type: 'job-ended', jobId: e.jobId, end: e.status.toLowerCase() });
         }
       }
+      await previews.sweep(now);
     }
     const started = await startQueuedSegmentJob(pool, settings);
     if (started !== undefined) emit({ type: 'job-started', jobId: started });
@@ -165,6 +177,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         found = true;
       }
     }
+    if (running && (await previews.step())) found = true;
     const range = await claimRange(pool, settings.node, settings.leaseMs);
     if (!range) return found;
     emit({ type: 'range-claimed', range });
@@ -248,7 +261,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       woken();
       stopSchedules?.();
       await Promise.all([loop, schedules]);
-      await exporting;
+      await Promise.all([exporting, previews.stop()]);
       await listener.end().catch(() => {});
     },
   };

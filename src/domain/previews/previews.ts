@@ -2,6 +2,7 @@ import { eq } from 'drizzle-orm';
 import type { Connection } from '../../db/index.js';
 import { jobs, previewResults } from '../../db/schema.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
@@ -13,9 +14,13 @@ import type { JobInputBase } from '../jobs/job-types.js';
 import type { Page, PageArgs } from '../paging.js';
 import { countProfiles, type Profile, profilePageOfIds } from '../profiles.js';
 import type { Estimate } from './estimate.js';
-import type { PreviewPlan, PreviewProgress } from './preview-sampling.js';
+import type { PreviewProgress, PreviewResult } from './preview-run.js';
+import type { PreviewPlan } from './preview-sampling.js';
 
-const PREVIEW_TTL_MS = 24 * 3_600_000;
+/** How long a finished preview is kept (its purge: purgeExpiredPreviews, and on a cluster purgeExpiredPreviewsPg). */
+export const PREVIEW_TTL_MS = 24 * 3_600_000;
+/** A preview that reports no progress for this long fails (on a cluster: a statement that runs this long). */
+export const PREVIEW_TIMEOUT_MS = 10 * 60_000;
 
 const q = statements('previews', {
   status: {
@@ -45,7 +50,7 @@ const q = statements('previews', {
   },
 });
 
-interface PreviewInput {
+export interface PreviewInput {
   expression?: ExpressionInput | null;
   definitionId?: number | null;
   sampleSize?: number | null;
@@ -55,7 +60,7 @@ interface PreviewInput {
 }
 
 /** What a preview job stores as its input. */
-interface PreviewJobInput extends JobInputBase {
+export interface PreviewJobInput extends JobInputBase {
   expression: ExpressionInput;
   expressionText: string;
   definitionId: number | null;
@@ -63,13 +68,6 @@ interface PreviewJobInput extends JobInputBase {
   confidenceLevel: number;
   at: number | null;
   seed: number;
-}
-
-/** What a preview keeps: the running estimate while it runs, the full-sample one when it has succeeded. */
-interface PreviewResult {
-  estimate: Estimate;
-  /** Profiles of the sample read. */
-  sampleSize: number;
 }
 
 declare module '../jobs/job-types.js' {
@@ -86,9 +84,27 @@ export type Preview = JobOf<'PREVIEW'>;
  */
 /** What preview functions use: the connection and the runner (not the whole app, which loads this kind). */
 type PreviewServices = { conn: Connection; jobs: JobRunner };
+/** What the getters use: a store of either database (a PostgreSQL one serves a cluster's previews). */
+type PreviewReads = { conn: Store };
 
 export async function createPreview(app: PreviewServices, sandboxId: number, input: PreviewInput): Promise<Preview> {
   const { conn } = app;
+  const confidenceLevel = checkPreviewInput(input);
+  return app.jobs.enqueue(conn, sandboxId, 'PREVIEW', async (_chain, tx) => {
+    const definition =
+      input.definitionId != null ? await requireDefinition(tx, sandboxId, input.definitionId) : undefined;
+    const expression = definition ? definition.expression : input.expression!;
+    const { text, checked } = await checkExpression(tx, sandboxId, expression, { definition: true });
+    await assertRunnable(tx, sandboxId, checked);
+    return previewJobInput(input, expression, text, definition?.id ?? null, confidenceLevel);
+  });
+}
+
+/**
+ * The checks of a preview's input that need no store (either database's queuing runs them
+ * first); returns the confidence level asked for, or the default.
+ */
+export function checkPreviewInput(input: PreviewInput): number {
   if ((input.expression == null) === (input.definitionId == null)) {
     throw badInput('Give either an expression or a segmentDefinitionId', 'input.expression');
   }
@@ -102,29 +118,33 @@ export async function createPreview(app: PreviewServices, sandboxId: number, inp
   if (input.sampleSize != null && (!Number.isInteger(input.sampleSize) || input.sampleSize <= 0)) {
     throw badInput(`sampleSize must be a positive whole number, got ${input.sampleSize}`, 'input.sampleSize');
   }
-  return app.jobs.enqueue(conn, sandboxId, 'PREVIEW', async (_chain, tx) => {
-    const definition =
-      input.definitionId != null ? await requireDefinition(tx, sandboxId, input.definitionId) : undefined;
-    const expression = definition ? definition.expression : input.expression!;
-    const { text, checked } = await checkExpression(tx, sandboxId, expression, { definition: true });
-    await assertRunnable(tx, sandboxId, checked);
-    return {
-      expression,
-      expressionText: text,
-      definitionId: definition?.id ?? null,
-      sampleSize: input.sampleSize ?? null,
-      confidenceLevel,
-      at: input.at ?? null,
-      seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
-    };
-  });
+  return confidenceLevel;
+}
+
+/** The stored input of a checked preview: the seed drawn here when none was asked for. */
+export function previewJobInput(
+  input: PreviewInput,
+  expression: ExpressionInput,
+  expressionText: string,
+  definitionId: number | null,
+  confidenceLevel: number,
+): PreviewJobInput {
+  return {
+    expression,
+    expressionText,
+    definitionId,
+    sampleSize: input.sampleSize ?? null,
+    confidenceLevel,
+    at: input.at ?? null,
+    seed: input.seed ?? Math.floor(Math.random() * 2 ** 31),
+  };
 }
 
 // Registered with the runner as this module loads (src/domain/app.ts loads it).
 defineJobKind({
   kind: 'PREVIEW',
   task: new URL('./preview-sampling.ts', import.meta.url),
-  timeoutMs: 10 * 60_000,
+  timeoutMs: PREVIEW_TIMEOUT_MS,
   plan: (job, now): PreviewPlan => ({
     jobId: job.id,
     sandboxId: job.sandboxId,
@@ -182,7 +202,7 @@ export async function deletePreview(app: PreviewServices, id: number): Promise<n
 
 /** The qualifying profiles of a preview's sample, in profile-id order (paged over the packed, sorted ids). */
 export async function listPreviewResults(
-  app: PreviewServices,
+  app: PreviewReads,
   sandboxId: number,
   jobId: number,
   args: PageArgs,
@@ -196,7 +216,7 @@ export async function listPreviewResults(
 
 /** The latest preview of a definition, if any. */
 export async function latestDefinitionPreview(
-  app: PreviewServices,
+  app: PreviewReads,
   sandboxId: number,
   definitionId: number,
 ): Promise<Preview | undefined> {
@@ -205,7 +225,7 @@ export async function latestDefinitionPreview(
 }
 
 /** An estimate is stale once the store has grown or shrunk by more than 5 % since it was made. */
-export async function isStale(app: PreviewServices, sandboxId: number, estimate: Estimate): Promise<boolean> {
+export async function isStale(app: PreviewReads, sandboxId: number, estimate: Estimate): Promise<boolean> {
   const current = await countProfiles(app.conn, sandboxId);
   return Math.abs(current - estimate.totalProfiles) > 0.05 * Math.max(1, estimate.totalProfiles);
 }
