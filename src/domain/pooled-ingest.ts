@@ -137,6 +137,8 @@ export interface ChangedProfiles {
   added?: AddedEventTypes;
   /** Events only: the events stored, per profile. */
   written?: WrittenEvents;
+  /** Identities stored for the first time (an external audience's list may name them). */
+  newIdentities: { namespace: string; value: string; profileId: number }[];
   now: number;
 }
 
@@ -233,7 +235,7 @@ export async function ingestProfilesPooled(
         result.accepted++;
         result.profileIds.push(profileId);
       }
-      await options.inUnit?.(tx, { profileIds: [...changed], now });
+      await options.inUnit?.(tx, { profileIds: [...changed], newIdentities: added, now });
     },
     { lock: [INGEST_LOCK_KIND, sandboxId] },
   );
@@ -336,7 +338,13 @@ export async function ingestEventsPooled(
       for (const profileId of touched) await tx.run(q.touchProfile, [now, profileId, now]);
       out.touched = [...touched];
       out.created = [...created];
-      await options.inUnit?.(tx, { profileIds: out.touched, added: out.addedTypes, written: out.written, now });
+      await options.inUnit?.(tx, {
+        profileIds: out.touched,
+        added: out.addedTypes,
+        written: out.written,
+        newIdentities: out.added,
+        now,
+      });
     },
     { lock: [INGEST_LOCK_KIND, sandboxId] },
   );

@@ -380,13 +380,20 @@ export class StreamingSegmentation {
 
   /** Publishes committed membership changes on their sandbox's topic (audienceMembershipChanged). */
   publish(changes: readonly MembershipChange[]): void {
-    // One call per sandbox's topic, the changes in their order (EventBus.publishAll).
-    const bySandbox = new Map<number, MembershipChange[]>();
-    for (const change of changes) {
-      const list = bySandbox.get(change.sandboxId);
-      if (list) list.push(change);
-      else bySandbox.set(change.sandboxId, [change]);
-    }
-    for (const [sandboxId, list] of bySandbox) this.deps.bus.publishAll(topics.memberships(sandboxId), list);
+    publishMembershipChanges(this.deps.bus, changes);
   }
+}
+
+/** Publishes committed membership changes: one call per sandbox's topic, the changes in their order (EventBus.publishAll). */
+export function publishMembershipChanges(
+  bus: Pick<EventBus, 'publishAll'>,
+  changes: readonly MembershipChange[],
+): void {
+  const bySandbox = new Map<number, MembershipChange[]>();
+  for (const change of changes) {
+    const list = bySandbox.get(change.sandboxId);
+    if (list) list.push(change);
+    else bySandbox.set(change.sandboxId, [change]);
+  }
+  for (const [sandboxId, list] of bySandbox) bus.publishAll(topics.memberships(sandboxId), list);
 }

@@ -4,8 +4,9 @@
  */
 import type { Connection } from '../../db/index.js';
 import { preparedOn, statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
-import { type MembershipChange, MembershipWriter } from '../memberships.js';
+import { type MembershipChange, MembershipWriter, membershipMove, StoreMembershipWriter } from '../memberships.js';
 
 export interface AddedIdentity {
   namespace: string;
@@ -50,6 +51,13 @@ const q = statements('pending-members', {
   },
 });
 
+interface PendingRow {
+  audienceId: number;
+  payload: string;
+  importedAt: number;
+  ttl: number;
+}
+
 /**
  * Makes profiles members of the external audiences whose lists name identities they just gained
  * (call inside the ingest's write transaction). Rows past their audience's TTL are ignored.
@@ -69,12 +77,7 @@ export function resolvePendingMembers(
   const writer = new MembershipWriter(conn);
   const changes: MembershipChange[] = [];
   for (const { namespace, value, profileId } of added) {
-    const rows = rowsOf.all(sandboxId, namespace, value) as {
-      audienceId: number;
-      payload: string;
-      importedAt: number;
-      ttl: number;
-    }[];
+    const rows = rowsOf.all(sandboxId, namespace, value) as PendingRow[];
     for (const row of rows) {
       if (row.importedAt + row.ttl * DAY_MS <= now) continue;
       const status =
@@ -86,5 +89,36 @@ export function resolvePendingMembers(
     }
   }
   writer.flushSizes(now);
+  return changes;
+}
+
+/**
+ * resolvePendingMembers through either database's handle, inside a pooled ingest's unit (the
+ * same statements and decisions, awaited).
+ */
+export async function resolvePendingMembersOn(
+  tx: Store,
+  sandboxId: number,
+  added: readonly AddedIdentity[],
+  now: number,
+): Promise<MembershipChange[]> {
+  if (added.length === 0) return [];
+  if ((await tx.get(q.any, [sandboxId])) === undefined) return [];
+  const writer = new StoreMembershipWriter(tx);
+  const changes: MembershipChange[] = [];
+  for (const { namespace, value, profileId } of added) {
+    for (const row of await tx.all<PendingRow>(q.rows, [sandboxId, namespace, value])) {
+      if (row.importedAt + row.ttl * DAY_MS <= now) continue;
+      const status =
+        (await tx.get<{ status: MembershipStatus }>(q.status, [row.audienceId, profileId]))?.status ?? null;
+      if (status === null || !CURRENT_STATUSES.includes(status)) {
+        changes.push(
+          await writer.write(membershipMove(sandboxId, row.audienceId, profileId, status, true, now, 'import', null)),
+        );
+      }
+      await tx.run(q.payload, [row.payload, row.audienceId, profileId]);
+    }
+  }
+  await writer.flushSizes(now);
   return changes;
 }
