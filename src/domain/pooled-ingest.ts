@@ -27,6 +27,7 @@ import {
   type EventInput,
   type IngestErrorCode,
   type IngestResult,
+  mergedIdentitiesRefusal,
   type ProfileRecord,
 } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
@@ -197,12 +198,9 @@ export async function ingestProfilesPooled(
           const stored = (await tx.get<{ n: number }>(q.countIdentities, [JSON.stringify(matched)]))!.n;
           const seen = new Set(found.map((r) => key(r.namespace, r.value)));
           const unseen = new Set(identities.map((i) => key(i.namespace, i.id)).filter((k) => !seen.has(k))).size;
-          if (stored + unseen > limits.identitiesPerProfile) {
-            reject(
-              index,
-              `The merged profile would have more than ${limits.identitiesPerProfile} identities`,
-              'GUARDRAIL',
-            );
+          const refused = mergedIdentitiesRefusal(stored + unseen, limits);
+          if (refused) {
+            reject(index, refused, 'GUARDRAIL');
             continue;
           }
         }

@@ -191,6 +191,13 @@ function stitch(conn: Connection, s: IngestStatements, ids: number[]): number {
   return survivor;
 }
 
+/** Why joining profiles would be refused: more identities in all than a profile may have (a GUARDRAIL). */
+export function mergedIdentitiesRefusal(total: number, limits: IngestLimits): string | undefined {
+  return total > limits.identitiesPerProfile
+    ? `The merged profile would have more than ${limits.identitiesPerProfile} identities`
+    : undefined;
+}
+
 /** A record as ingestion takes it, or why it is refused. */
 export type CheckedProfileRecord =
   | { ok: true; identities: IdentityInput[]; attributes: unknown }
@@ -273,12 +280,9 @@ export function ingestProfiles(
         if (matched.size > 0) {
           let total = unseen.size;
           for (const pid of matched) total += s.countIdentities.get(pid) as number;
-          if (total > limits.identitiesPerProfile) {
-            reject(
-              index,
-              `The merged profile would have more than ${limits.identitiesPerProfile} identities`,
-              'GUARDRAIL',
-            );
+          const refused = mergedIdentitiesRefusal(total, limits);
+          if (refused) {
+            reject(index, refused, 'GUARDRAIL');
             continue;
           }
         }
