@@ -34,8 +34,17 @@ import { ExportWriter } from '../exports/export-writer.js';
 import { removeOtherRecordFiles } from '../exports/record-index.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import { type EnqueueOptions, enqueueClusterSegmentJob, WORK_CHANNEL } from './cluster-segment-job.js';
+import {
+  cancelHeldJob,
+  claimLeasedJob,
+  failHeldJob,
+  type HeldJob,
+  LeaseBeat,
+  renewJobLease,
+  requeueExpiredJobs,
+} from './leased-job.js';
 import { countExportRowsPg, exportRowsPg, insertDatasetPg, readExportFactsPg } from './pg-export-reads.js';
-import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
+import { LeaseLost, type LeaseState } from './range-queue.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -53,13 +62,7 @@ export interface ExportSettings {
 }
 
 /** An export job this node holds: attempt `attempts` is its lease's number. */
-export interface HeldExport {
-  jobId: number;
-  sandboxId: number;
-  input: ExportJobInput & { now: number };
-  attempts: number;
-  afterJobId: number | null;
-}
+export type HeldExport = HeldJob<ExportJobInput & { now: number }>;
 
 /**
  * Checks an export request as createExportJob does, and queues it for the cluster, in the
@@ -116,40 +119,18 @@ async function lockDatasetName(db: Queryable, sandboxId: number, name: string): 
   await db.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`dataset:${sandboxId}:${name.trim()}`]);
 }
 
-/**
- * Takes the oldest queued export whose first job (if any) has ended, for `node`, under a lease
- * until `now + leaseMs`: the inner select locks the row it picks and skips rows other nodes are
- * taking, so two nodes never get the same job and neither waits. The evaluation instant is
- * pinned at the first claim (the `at` asked for, else now) and kept by every re-run.
- */
-export async function claimExportJob(
+/** Takes the oldest queued export whose first job (if any) has ended, for `node` (leased-job.ts). */
+export function claimExportJob(
   db: Queryable,
   node: string,
   leaseMs: number,
   now = Date.now(),
 ): Promise<HeldExport | undefined> {
-  const { rows } = await db.query<HeldExport>(
-    `UPDATE jobs AS j SET status = 'PROCESSING', lease_owner = $1, lease_until = $2, attempts = j.attempts + 1,
-       started_at = $3, updated_at = $3, finished_at = NULL, error = NULL, progress_done = 0,
-       input = CASE WHEN j.input ? 'now' THEN j.input
-                    ELSE j.input || jsonb_build_object('now', coalesce((j.input ->> 'at')::bigint, $3::bigint)) END
-     WHERE j.id = (
-       SELECT q.id FROM jobs AS q
-       WHERE q.status = 'QUEUED' AND q.kind = 'EXPORT'
-         AND (q.after_job_id IS NULL OR EXISTS (SELECT 1 FROM jobs AS a WHERE a.id = q.after_job_id AND a.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')))
-       ORDER BY q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING j.id AS "jobId", j.sandbox_id AS "sandboxId", j.input, j.attempts, j.after_job_id AS "afterJobId"`,
-    [node, now + leaseMs, now],
-  );
-  return rows[0];
+  return claimLeasedJob(db, 'EXPORT', node, leaseMs, now);
 }
 
-/**
- * Extends the lease of an export `node` holds and records its progress: 'lost' when the lease
- * had passed and the job went back to the queue (or to another node), 'cancelling' when a cancel
- * was asked for.
- */
-export async function renewExportLease(
+/** Extends the lease of an export `node` holds and records its progress (leased-job.ts). */
+export function renewExportLease(
   db: Queryable,
   held: HeldExport,
   node: string,
@@ -157,39 +138,17 @@ export async function renewExportLease(
   progress: { done: number; total: number | null },
   now = Date.now(),
 ): Promise<LeaseState> {
-  const { rows } = await db.query<{ status: string }>(
-    `UPDATE jobs SET lease_until = $1, progress_done = $2, progress_total = $3, updated_at = $4
-     WHERE id = $5 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $6 AND attempts = $7
-     RETURNING status`,
-    [now + leaseMs, progress.done, progress.total, now, held.jobId, node, held.attempts],
-  );
-  const status = rows[0]?.status;
-  if (status === undefined) return 'lost';
-  return status === 'CANCELLING' ? 'cancelling' : 'held';
+  return renewJobLease(db, held, node, leaseMs, progress, now);
 }
 
-/**
- * Puts every export whose lease has passed back in the queue; one lost MAX_RANGE_ATTEMPTS times
- * fails, and one being cancelled ends CANCELLED. Any node runs it now and then; returns the
- * jobs and what became of them.
- */
+/** Puts every export whose lease has passed back in the queue (leased-job.ts), with its dataset. */
 export async function requeueExpiredExports(
   db: Queryable,
   now = Date.now(),
 ): Promise<{ jobId: number; status: 'QUEUED' | 'FAILED' | 'CANCELLED'; sandboxId: number; datasetId: number }[]> {
-  const { rows } = await db.query(
-    `UPDATE jobs SET
-       status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' WHEN attempts >= $2 THEN 'FAILED' ELSE 'QUEUED' END,
-       error = CASE WHEN status = 'PROCESSING' AND attempts >= $2
-                    THEN 'The export was lost ' || attempts || ' times (its nodes stopped renewing their lease)' ELSE error END,
-       finished_at = CASE WHEN status = 'CANCELLING' OR attempts >= $2 THEN $1 ELSE finished_at END,
-       lease_owner = NULL, lease_until = NULL, updated_at = $1
-     WHERE kind = 'EXPORT' AND status IN ('PROCESSING', 'CANCELLING') AND lease_until < $1
-     RETURNING id AS "jobId", status, sandbox_id AS "sandboxId", (input ->> 'datasetId')::bigint AS "datasetId"`,
-    [now, MAX_RANGE_ATTEMPTS],
+  return (await requeueExpiredJobs<ExportJobInput>(db, 'EXPORT', 'export', now)).map(
+    ({ jobId, status, sandboxId, input }) => ({ jobId, status, sandboxId, datasetId: Number(input.datasetId) }),
   );
-  if (rows.some((r) => r.status === 'QUEUED')) await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, 'export']);
-  return rows;
 }
 
 /** What became of an export this node held. */
@@ -204,39 +163,13 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
  */
 export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings: ExportSettings): Promise<ExportEnd> {
   const unmet = await unmetFirstJob(pool, held.afterJobId);
-  if (unmet) return (await failHeldExport(pool, held, settings.node, unmet)) ? 'failed' : 'lost';
+  if (unmet) return (await failHeldJob(pool, held, settings.node, unmet)) ? 'failed' : 'lost';
 
   const started = performance.now();
   const client = await pool.connect();
-  const pid = (client as unknown as { processID: number }).processID;
-  let state = 'held' as LeaseState;
   const progress = { done: 0, total: null as number | null };
-  let renewing: Promise<void> = Promise.resolve();
-  const renew = async () => {
-    if (state !== 'held') return;
-    try {
-      state = await renewExportLease(pool, held, settings.node, settings.leaseMs, progress);
-    } catch {
-      // A renewal that could not reach the database is tried again at the next beat; the lease decides.
-      return;
-    }
-    if (state !== 'held') await pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {});
-  };
-  let beat: NodeJS.Timeout | undefined = setInterval(
-    () => {
-      renewing = renewing.then(renew);
-    },
-    Math.max(50, Math.floor(settings.leaseMs / 3)),
-  );
-  const stopBeat = async () => {
-    if (beat) clearInterval(beat);
-    beat = undefined;
-    await renewing;
-  };
-  const checkLease = () => {
-    if (state === 'lost') throw new LeaseLost(held);
-    if (state === 'cancelling') throw new Cancelled();
-  };
+  const beat = new LeaseBeat(pool, client, held, settings.node, settings.leaseMs, () => progress);
+  const checkLease = () => beat.check();
 
   let writer: ExportWriter | undefined;
   let plan: ExportPlan | undefined;
@@ -259,7 +192,7 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
     removeUnfinishedFiles(plan.dir, held.jobId);
     progress.total = await countExportRowsPg(client, plan);
     // The total at once, rather than at the first beat (a third of the lease away).
-    renewing = renewing.then(renew);
+    beat.renewNow();
     writer = new ExportWriter(plan, `${held.jobId}-${held.attempts}`);
     for (const audience of plan.audiences) {
       writer.beginAudience(audience);
@@ -275,7 +208,7 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
     await client.query('COMMIT');
     // The final write must not meet a cancel meant for the reading: the beat stops first. The
     // lease is still checked, by the write itself.
-    await stopBeat();
+    await beat.stop();
     checkLease();
     await finishExport(client, held, settings.node, plan, writer, started);
     clean = true;
@@ -283,22 +216,18 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
     return 'succeeded';
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
-    await stopBeat();
+    await beat.stop();
     // Only this attempt's files: another attempt may be writing beside them.
     writer?.removeTemporaryFiles();
-    if (state === 'lost' || err instanceof LeaseLost) return 'lost';
-    if (state === 'cancelling' || err instanceof Cancelled) {
-      await pool.query(
-        `UPDATE jobs SET status = 'CANCELLED', finished_at = $1, updated_at = $1, lease_owner = NULL, lease_until = NULL
-         WHERE id = $2 AND status = 'CANCELLING' AND lease_owner = $3 AND attempts = $4`,
-        [Date.now(), held.jobId, settings.node, held.attempts],
-      );
+    if (beat.lease === 'lost' || err instanceof LeaseLost) return 'lost';
+    if (beat.lease === 'cancelling' || err instanceof Cancelled) {
+      await cancelHeldJob(pool, held, settings.node);
       return 'cancelled';
     }
     const reason = err instanceof Error ? err.message : String(err);
-    return (await failHeldExport(pool, held, settings.node, reason)) ? 'failed' : 'lost';
+    return (await failHeldJob(pool, held, settings.node, reason)) ? 'failed' : 'lost';
   } finally {
-    await stopBeat();
+    await beat.stop();
     // A connection a cancel may have reached (or that failed mid-transaction) is closed, not reused.
     client.release(!clean);
   }
@@ -383,17 +312,6 @@ async function unmetFirstJob(db: Queryable, afterJobId: number | null): Promise<
   if (!first) return 'The job queued to run first for it was deleted; nothing was done';
   const why = first.error ? `: ${first.error}` : '';
   return `The ${first.kind} job queued to run first for it ended ${first.status}${why}; nothing was done`;
-}
-
-/** Fails an export this node holds (a failure that would repeat, as in one process); false if its lease was gone. */
-async function failHeldExport(db: Queryable, held: HeldExport, node: string, error: string): Promise<boolean> {
-  const now = Date.now();
-  const { rowCount } = await db.query(
-    `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
-     WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
-    [error, now, held.jobId, node, held.attempts],
-  );
-  return rowCount === 1;
 }
 
 /** Removes what the attempts of an export that will not run again left in its dataset's folder. */

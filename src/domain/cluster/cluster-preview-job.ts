@@ -35,15 +35,20 @@ import {
   previewJobInput,
 } from '../previews/previews.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
-import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
+import {
+  cancelHeldJob,
+  claimLeasedJob,
+  failHeldJob,
+  type HeldJob,
+  LeaseBeat,
+  type LeaseProgress,
+  renewJobLease,
+  requeueExpiredJobs,
+} from './leased-job.js';
+import { LeaseLost, type LeaseState } from './range-queue.js';
 
 /** A preview this node holds: attempt `attempts` is its lease's number. */
-export interface HeldPreview {
-  jobId: number;
-  sandboxId: number;
-  input: PreviewJobInput & { now: number };
-  attempts: number;
-}
+export type HeldPreview = HeldJob<PreviewJobInput & { now: number }>;
 
 /** What became of a preview this node held. */
 export type PreviewEnd = 'succeeded' | 'failed' | 'cancelled' | 'lost';
@@ -96,38 +101,21 @@ export async function enqueueClusterPreviewJob(
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-/**
- * Takes the oldest queued preview for `node`, under a lease until `now + leaseMs`; the inner
- * select locks the row it picks and skips rows other nodes are taking. The evaluation instant
- * is pinned at the first claim (the `at` asked for, else now) and kept by every re-run, as the
- * single-process runner pins it.
- */
-export async function claimPreviewJob(
+/** Takes the oldest queued preview for `node` (leased-job.ts); the evaluation instant is pinned at the first claim. */
+export function claimPreviewJob(
   db: Queryable,
   node: string,
   leaseMs: number,
   now = Date.now(),
 ): Promise<HeldPreview | undefined> {
-  const { rows } = await db.query<HeldPreview>(
-    `UPDATE jobs AS j SET status = 'PROCESSING', lease_owner = $1, lease_until = $2, attempts = j.attempts + 1,
-       started_at = $3, updated_at = $3, finished_at = NULL, error = NULL, progress_done = 0, result = NULL,
-       input = CASE WHEN j.input ? 'now' THEN j.input
-                    ELSE j.input || jsonb_build_object('now', coalesce((j.input ->> 'at')::bigint, $3::bigint)) END
-     WHERE j.id = (
-       SELECT q.id FROM jobs AS q WHERE q.status = 'QUEUED' AND q.kind = 'PREVIEW'
-       ORDER BY q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING j.id AS "jobId", j.sandbox_id AS "sandboxId", j.input, j.attempts`,
-    [node, now + leaseMs, now],
-  );
-  return rows[0];
+  return claimLeasedJob(db, 'PREVIEW', node, leaseMs, now);
 }
 
 /**
  * Extends the lease of a preview `node` holds and records its progress and running estimate
- * (the result the single-process runner keeps while a preview runs): 'lost' when the lease had
- * passed, 'cancelling' when a cancel was asked for.
+ * (the result the single-process runner keeps while a preview runs): leased-job.ts.
  */
-export async function renewPreviewLease(
+export function renewPreviewLease(
   db: Queryable,
   held: HeldPreview,
   node: string,
@@ -135,49 +123,24 @@ export async function renewPreviewLease(
   progress: PreviewProgress | undefined,
   now = Date.now(),
 ): Promise<LeaseState> {
-  const { rows } = await db.query<{ status: string }>(
-    `UPDATE jobs SET lease_until = $1, updated_at = $2,
-       progress_done = coalesce($3, progress_done), progress_total = coalesce($4, progress_total),
-       result = coalesce($5::jsonb, result)
-     WHERE id = $6 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $7 AND attempts = $8
-     RETURNING status`,
-    [
-      now + leaseMs,
-      now,
-      progress?.done ?? null,
-      progress?.total ?? null,
-      progress ? JSON.stringify({ estimate: progress.estimate, sampleSize: progress.done }) : null,
-      held.jobId,
-      node,
-      held.attempts,
-    ],
-  );
-  const status = rows[0]?.status;
-  if (status === undefined) return 'lost';
-  return status === 'CANCELLING' ? 'cancelling' : 'held';
+  return renewJobLease(db, held, node, leaseMs, previewLeaseProgress(progress), now);
 }
 
-/**
- * Puts every preview whose lease has passed back in the queue; one lost MAX_RANGE_ATTEMPTS
- * times fails, and one being cancelled ends CANCELLED. Any node runs it now and then.
- */
+function previewLeaseProgress(progress: PreviewProgress | undefined): LeaseProgress {
+  if (!progress) return { done: null, total: null };
+  return {
+    done: progress.done,
+    total: progress.total,
+    result: { estimate: progress.estimate, sampleSize: progress.done },
+  };
+}
+
+/** Puts every preview whose lease has passed back in the queue (leased-job.ts). */
 export async function requeueExpiredPreviews(
   db: Queryable,
   now = Date.now(),
 ): Promise<{ jobId: number; status: 'QUEUED' | 'FAILED' | 'CANCELLED' }[]> {
-  const { rows } = await db.query(
-    `UPDATE jobs SET
-       status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' WHEN attempts >= $2 THEN 'FAILED' ELSE 'QUEUED' END,
-       error = CASE WHEN status = 'PROCESSING' AND attempts >= $2
-                    THEN 'The preview was lost ' || attempts || ' times (its nodes stopped renewing their lease)' ELSE error END,
-       finished_at = CASE WHEN status = 'CANCELLING' OR attempts >= $2 THEN $1 ELSE finished_at END,
-       lease_owner = NULL, lease_until = NULL, updated_at = $1
-     WHERE kind = 'PREVIEW' AND status IN ('PROCESSING', 'CANCELLING') AND lease_until < $1
-     RETURNING id AS "jobId", status`,
-    [now, MAX_RANGE_ATTEMPTS],
-  );
-  if (rows.some((r) => r.status === 'QUEUED')) await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, 'preview']);
-  return rows;
+  return (await requeueExpiredJobs(db, 'PREVIEW', 'preview', now)).map(({ jobId, status }) => ({ jobId, status }));
 }
 
 /**
@@ -222,35 +185,9 @@ export async function runClusterPreview(
   settings: PreviewSettings,
 ): Promise<PreviewEnd> {
   const client = await pool.connect();
-  const pid = (client as unknown as { processID: number }).processID;
-  let state = 'held' as LeaseState;
   let progress: PreviewProgress | undefined;
-  let renewing: Promise<void> = Promise.resolve();
-  const renew = async () => {
-    if (state !== 'held') return;
-    try {
-      state = await renewPreviewLease(pool, held, settings.node, settings.leaseMs, progress);
-    } catch {
-      // A renewal that could not reach the database is tried again at the next beat; the lease decides.
-      return;
-    }
-    if (state !== 'held') await pool.query('SELECT pg_cancel_backend($1)', [pid]).catch(() => {});
-  };
-  let beat: NodeJS.Timeout | undefined = setInterval(
-    () => {
-      renewing = renewing.then(renew);
-    },
-    Math.max(50, Math.floor(settings.leaseMs / 3)),
-  );
-  const stopBeat = async () => {
-    if (beat) clearInterval(beat);
-    beat = undefined;
-    await renewing;
-  };
-  const checkLease = () => {
-    if (state === 'lost') throw new LeaseLost(held);
-    if (state === 'cancelling') throw new Cancelled();
-  };
+  const beat = new LeaseBeat(pool, client, held, settings.node, settings.leaseMs, () => previewLeaseProgress(progress));
+  const checkLease = () => beat.check();
   const plan: PreviewPlan = {
     jobId: held.jobId,
     sandboxId: held.sandboxId,
@@ -277,21 +214,17 @@ export async function runClusterPreview(
     await client.query('COMMIT');
     // The final write must not meet a cancel meant for the reading: the beat stops first. The
     // lease is still checked, by the write itself.
-    await stopBeat();
+    await beat.stop();
     checkLease();
     await finishPreview(client, held, settings.node, counter);
     clean = true;
     return 'succeeded';
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
-    await stopBeat();
-    if (state === 'lost' || err instanceof LeaseLost) return 'lost';
-    if (state === 'cancelling' || err instanceof Cancelled) {
-      await pool.query(
-        `UPDATE jobs SET status = 'CANCELLED', finished_at = $1, updated_at = $1, lease_owner = NULL, lease_until = NULL
-         WHERE id = $2 AND status = 'CANCELLING' AND lease_owner = $3 AND attempts = $4`,
-        [Date.now(), held.jobId, settings.node, held.attempts],
-      );
+    await beat.stop();
+    if (beat.lease === 'lost' || err instanceof LeaseLost) return 'lost';
+    if (beat.lease === 'cancelling' || err instanceof Cancelled) {
+      await cancelHeldJob(pool, held, settings.node);
       return 'cancelled';
     }
     const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
@@ -301,15 +234,9 @@ export async function runClusterPreview(
         : err instanceof Error
           ? err.message
           : String(err);
-    const now = Date.now();
-    const { rowCount } = await pool.query(
-      `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
-       WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
-      [reason, now, held.jobId, settings.node, held.attempts],
-    );
-    return rowCount === 1 ? 'failed' : 'lost';
+    return (await failHeldJob(pool, held, settings.node, reason)) ? 'failed' : 'lost';
   } finally {
-    await stopBeat();
+    await beat.stop();
     // A connection a cancel may have reached (or that failed mid-transaction) is closed, not reused.
     client.release(!clean);
   }
