@@ -119,7 +119,7 @@ export const definitionChangeJobKind = defineJobKind({
 /** What the dry run's task does, fixed when it starts (the runner's plan; benchmarks and tests call it too). */
 export async function definitionChangePlan(
   conn: Store,
-  job: DefinitionChangePreview,
+  job: Pick<DefinitionChangePreview, 'id' | 'sandboxId' | 'input'>,
   now: number,
 ): Promise<DefinitionChangePlan> {
   const dependents = await transitiveDependents(conn, job.sandboxId, job.input.definitionId, job.input.audienceId);
