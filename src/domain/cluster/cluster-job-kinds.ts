@@ -5,8 +5,11 @@
  */
 import type { JobKind } from '../jobs/job-types.js';
 import { DRY_RUN_KIND, runClusterDryRun } from './cluster-dry-run.js';
+import { INGESTION_KIND, runClusterIngestion } from './cluster-ingestion-run.js';
 import type { WholeJobRunner } from './cluster-whole-jobs.js';
 
-export function wholeJobRunners(_dataDir: string | undefined): Partial<Record<JobKind, WholeJobRunner>> {
-  return { [DRY_RUN_KIND]: runClusterDryRun };
+export function wholeJobRunners(dataDir: string | undefined): Partial<Record<JobKind, WholeJobRunner>> {
+  return dataDir
+    ? { [DRY_RUN_KIND]: runClusterDryRun, [INGESTION_KIND]: runClusterIngestion }
+    : { [DRY_RUN_KIND]: runClusterDryRun };
 }

@@ -142,6 +142,8 @@ export interface Lease {
 export interface WholeJobOutcome<R> {
   /** The kind's own writes, then the job's result and its final progress count. */
   finish(client: pg.ClientBase): Promise<{ result: R; units: number }>;
+  /** What to do once the job is recorded SUCCEEDED (an ingestion run removes its staged file). */
+  after?(): void;
 }
 
 /** What became of a whole job this node held. */
@@ -221,6 +223,7 @@ export async function runWholeJob<R>(
     );
     await client.query('COMMIT');
     clean = true;
+    outcome.after?.();
     return 'succeeded';
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
@@ -235,8 +238,21 @@ export async function runWholeJob<R>(
       return 'cancelled';
     }
     const reason = err instanceof Error ? err.message : String(err);
-    const failure = err instanceof FailWith ? err : undefined;
-    return (await failHeldJob(pool, held, settings.node, reason, failure?.write)) ? 'failed' : 'lost';
+    if (err instanceof FailWith) {
+      // On the run's own client: what the failure writes may read its session's temporary tables.
+      const failed = await failHeldJob(client, held, settings.node, reason, err.write);
+      clean = true;
+      return failed ? 'failed' : 'lost';
+    }
+    const other = await pool.connect();
+    let broken = true;
+    try {
+      const failed = await failHeldJob(other, held, settings.node, reason);
+      broken = false;
+      return failed ? 'failed' : 'lost';
+    } finally {
+      other.release(broken);
+    }
   } finally {
     await stopBeat();
     // A connection a cancel may have reached (or that failed mid-transaction) is closed, not reused.
@@ -257,14 +273,12 @@ export class FailWith extends Error {
 
 /** Fails a job this node holds, with `write` in the same transaction; false if its lease was gone. */
 async function failHeldJob(
-  pool: pg.Pool,
+  client: pg.ClientBase,
   held: HeldJob<unknown>,
   node: string,
   error: string,
   write?: (client: pg.ClientBase) => Promise<void>,
 ): Promise<boolean> {
-  const client = await pool.connect();
-  let broken = false;
   try {
     await client.query('BEGIN');
     const now = Date.now();
@@ -277,11 +291,8 @@ async function failHeldJob(
     await client.query('COMMIT');
     return rowCount === 1;
   } catch (err) {
-    broken = true;
     await client.query('ROLLBACK').catch(() => {});
     throw err;
-  } finally {
-    client.release(broken);
   }
 }
 
