@@ -7,7 +7,7 @@
  * reads (the job, its samples) work on the PostgreSQL store. Skipped without SEGQL_TEST_DATABASE_URL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { evaluateDryRunPg, runClusterDryRun } from '../../src/domain/cluster/cluster-dry-run.js';
+import { enqueueClusterDryRun, evaluateDryRunPg, runClusterDryRun } from '../../src/domain/cluster/cluster-dry-run.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { claimWholeJob, type HeldJob } from '../../src/domain/cluster/cluster-whole-jobs.js';
 import {
@@ -217,6 +217,28 @@ describe.skipIf(!pgAdminUrl)('definition-change dry runs on cluster nodes (Postg
         expect(pg.totalCount()).toBe(lite.totalCount());
       }
     }
+    // Queued as the API would queue it on PostgreSQL: checked there, run by a node, SQLite's answer.
+    const def = store.definitions.find((d) => d.name === 'nordics')!;
+    const queued = await enqueueClusterDryRun(
+      db.conn.pool,
+      store.sandboxId,
+      def.id,
+      { format: 'PQL_TEXT', value: EDITS[0].text },
+      { seed: 5 },
+    );
+    expect(await waitForEnd(queued.id)).toBe('succeeded');
+    const ran = (await jobById(db.conn, queued.id)) as DefinitionChangePreview;
+    expect(ran.result).toEqual((await sqliteDryRun({ ...queued.input, at: ran.input.now! })).result);
+    // Refused on the request as on SQLite: an unknown field, and a cycle through the edited audience.
+    await expect(
+      enqueueClusterDryRun(db.conn.pool, store.sandboxId, def.id, { format: 'PQL_TEXT', value: 'nosuch.field = 1' }),
+    ).rejects.toThrow();
+    await expect(
+      enqueueClusterDryRun(db.conn.pool, store.sandboxId, def.id, {
+        format: 'PQL_TEXT',
+        value: 'inSegment("nordic-buyers")',
+      }),
+    ).rejects.toThrow(/cycle|itself|depend/i);
     // Each ran once: claimed by one node, no attempt lost.
     expect(events.filter((e) => e.type === 'error')).toEqual([]);
   }, 180_000);

@@ -18,8 +18,10 @@ import type { Store } from '../../db/store.js';
 import { type CheckedExpression, compilePredicate, compileToSql } from '../../pql/index.js';
 import {
   type DefinitionChangeJobInput,
+  type DefinitionChangePreview,
   definitionChangeJobKind,
   definitionChangePlan,
+  dryRunInput,
 } from '../definition-changes/definition-change-preview.js';
 import {
   ascending,
@@ -32,10 +34,14 @@ import {
   exactIsCheap,
   finalProgress,
 } from '../definition-changes/definition-change-task.js';
+import { type EvaluationRequest, requireDefinition } from '../definitions.js';
+import type { ExpressionInput } from '../expressions.js';
+import { insertJob } from '../jobs/job-store.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
 import { permutation } from '../previews/preview-samplers.js';
 import { countProfiles } from '../profiles.js';
+import { WORK_CHANNEL } from './cluster-segment-job.js';
 import { type HeldJob, type Lease, runWholeJob, type WholeJobEnd } from './cluster-whole-jobs.js';
 
 /** The kind a node runs with this module. */
@@ -44,6 +50,56 @@ export const DRY_RUN_KIND = 'DEFINITION_CHANGE_PREVIEW' as const;
 /** A statement runner over one client, as a Store (the shared async reads take one). */
 function clientStore(client: pg.ClientBase): Store {
   return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
+}
+
+/**
+ * previewDefinitionChange on PostgreSQL: checks the new expression and evaluation settings as an
+ * update would (the same `dryRunInput`), against the sandbox as stored in PostgreSQL, and
+ * queues the dry run for the cluster's nodes, woken at commit. Where the single-process check
+ * prepares the SQLite statements (assertRunnable), this one compiles the expression for
+ * PostgreSQL: what the compiler cannot express there is refused on the request.
+ */
+export async function enqueueClusterDryRun(
+  pool: pg.Pool,
+  sandboxId: number,
+  definitionId: number,
+  expression: ExpressionInput,
+  options: { evaluationInfo?: EvaluationRequest | null; seed?: number | null } = {},
+): Promise<DefinitionChangePreview> {
+  const client = await pool.connect();
+  let broken = true;
+  try {
+    await client.query('BEGIN');
+    const store = clientStore(client);
+    const def = await requireDefinition(store, sandboxId, definitionId);
+    const catalog = await readCatalogPg(client, sandboxId);
+    const checked = await checkDefinitionPg(client, sandboxId, catalog, expression, true, {
+      selfAudienceId: def.audienceId,
+    });
+    const now = Date.now();
+    compileToSql(checked.checked, { now, sandboxId, dialect: 'postgres' });
+    compilePredicate(checked.checked, { now, dialect: 'postgres' });
+    const job = (await insertJob(
+      store,
+      sandboxId,
+      'DEFINITION_CHANGE_PREVIEW',
+      dryRunInput(def, expression, checked, options),
+    )) as DefinitionChangePreview;
+    await client.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(job.id)]);
+    await client.query('COMMIT');
+    broken = false;
+    return job;
+  } catch (err) {
+    await client.query('ROLLBACK').then(
+      () => {
+        broken = false;
+      },
+      () => {},
+    );
+    throw err;
+  } finally {
+    client.release(broken);
+  }
 }
 
 /** Runs a dry run this node holds to its end (the lease's renewals, cancel and final write: runWholeJob). */
