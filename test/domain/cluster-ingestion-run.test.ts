@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import type { Store } from '../../src/db/store.js';
-import { runClusterIngestion } from '../../src/domain/cluster/cluster-ingestion-run.js';
+import { runClusterIngestion, startClusterIngestionRun } from '../../src/domain/cluster/cluster-ingestion-run.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { claimWholeJob, type HeldJob } from '../../src/domain/cluster/cluster-whole-jobs.js';
 import {
@@ -325,5 +325,40 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
     expect(await runClusterIngestion(db.conn.pool, won[0]!, { node: winner, leaseMs: 3_000 })).toBe('lost');
     expect(await state(db.conn, clusterJobs)).toEqual(await state(conn, sqliteJobs));
     expect(events.filter((e) => e.type === 'error')).toEqual([]);
+  }, 120_000);
+
+  it('starts a run as the API would on PostgreSQL: staged, one at a time per audience, run by a node', async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.stop()));
+    const text = list(10, 90, 31);
+    const started = await startClusterIngestionRun(
+      { store: db.conn, dataDir: dir },
+      sandboxId,
+      external.id,
+      {
+        file: {
+          stream: async function* () {
+            yield Buffer.from(text);
+          },
+          name: 'list.csv',
+        },
+      },
+      'APPEND',
+    );
+    expect(started.status).toBe('QUEUED');
+    expect(started.input.bytes).toBe(Buffer.byteLength(text));
+    // A second run of the audience waits for none: it is refused while the first has not ended.
+    await expect(
+      startClusterIngestionRun({ store: db.conn, dataDir: dir }, sandboxId, external.id, {
+        rows: [{ email: 'p1@x.com' }],
+      }),
+    ).rejects.toThrow(/one run at a time/);
+    await startNodes(2);
+    expect(await waitForEnd(started.id)).toBe('succeeded');
+    const done = (await jobById(db.conn, started.id)) as IngestionRun;
+    const lite = await sqliteRun(text, 'APPEND', done.input.now!);
+    expect(done.result).toEqual(lite.result);
+    sqliteJobs.push(lite.id);
+    clusterJobs.push(done.id);
+    expect(await state(db.conn, clusterJobs)).toEqual(await state(conn, sqliteJobs));
   }, 120_000);
 });

@@ -15,18 +15,26 @@
 import { closeSync, existsSync, openSync, readSync, rmSync } from 'node:fs';
 import type pg from 'pg';
 import { ConnectionCache } from '../../db/connection-cache.js';
-import { pgStatementRunner } from '../../db/pg/index.js';
+import { type PgConnection, pgStatementRunner } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
+import { writeUnit } from '../../db/unit.js';
+import { requireExternalAudience } from '../external-audiences/external-audiences.js';
 import {
+  assertNoActiveRun,
+  type IngestionMode,
   type IngestionPlan,
   type IngestionRun,
   type IngestionRunResult,
+  type IngestionSource,
   ingestionRunKind,
   planIngestion,
+  stageIngestionRun,
 } from '../external-audiences/ingestion-run.js';
 import { listSink, noCounts, nothingUsable, UPLOAD_GONE } from '../external-audiences/ingestion-task.js';
 import { recordReader } from '../external-audiences/list-records.js';
+import { insertJob } from '../jobs/job-store.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
+import { WORK_CHANNEL } from './cluster-segment-job.js';
 import { FailWith, type HeldJob, type Lease, runWholeJob, type WholeJobEnd } from './cluster-whole-jobs.js';
 
 /** The kind a node runs with this module. */
@@ -39,6 +47,38 @@ const BATCH_ROWS = 5_000;
 
 function clientStore(client: pg.ClientBase): Store {
   return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
+}
+
+/**
+ * startIngestionRun on PostgreSQL: the same checks and staging (`stageIngestionRun`), the list
+ * staged under the data directory the nodes share, and the run queued in a unit of the
+ * PostgreSQL store (serialised with the other units, so two runs of one audience cannot both
+ * pass the check); the nodes are woken once it has committed.
+ */
+export async function startClusterIngestionRun(
+  app: { store: PgConnection; dataDir: string },
+  sandboxId: number,
+  externalAudienceId: number,
+  source: IngestionSource,
+  mode: IngestionMode = 'REPLACE',
+): Promise<IngestionRun> {
+  const { store } = app;
+  const input = await stageIngestionRun(store, app.dataDir, sandboxId, externalAudienceId, source, mode);
+  let job: IngestionRun;
+  try {
+    job = await writeUnit(store, async (tx) => {
+      // Checked again in the job's unit: the upload took a while.
+      await requireExternalAudience(tx, sandboxId, externalAudienceId);
+      await assertNoActiveRun(tx, sandboxId, externalAudienceId);
+      return (await insertJob(tx, sandboxId, 'INGESTION', input)) as IngestionRun;
+    });
+  } catch (err) {
+    rmSync(input.upload, { force: true });
+    throw err;
+  }
+  // After the commit: a node woken sooner would not see the job yet (and the poll finds it anyway).
+  await store.pool.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(job.id)]).catch(() => {});
+  return job;
 }
 
 /** Runs an ingestion run this node holds to its end (lease, cancel and final write: runWholeJob). */
