@@ -7,6 +7,7 @@
  * reads (the job, its samples) work on the PostgreSQL store. Skipped without SEGQL_TEST_DATABASE_URL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { cancelClusterJob } from '../../src/domain/cluster/cluster-cancel.js';
 import { enqueueClusterDryRun, evaluateDryRunPg, runClusterDryRun } from '../../src/domain/cluster/cluster-dry-run.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { claimWholeJob, type HeldJob } from '../../src/domain/cluster/cluster-whole-jobs.js';
@@ -179,6 +180,19 @@ describe.skipIf(!pgAdminUrl)('definition-change dry runs on cluster nodes (Postg
     expect((won[0]!.input as { now: number }).now).toBe(AT);
     // Let the nodes of the next test have it: back in the queue, as a passed lease would leave it.
     await updateJob(db.conn, job.id, { status: 'CANCELLED', leaseOwner: null, leaseUntil: null });
+  });
+
+  it('is cancelled like any cluster job: at once when queued, at its final write when held', async () => {
+    const queued = await insertJob(db.conn, store.sandboxId, 'DEFINITION_CHANGE_PREVIEW', inputOf(EDITS[1], 5));
+    expect((await cancelClusterJob(db.conn.pool, queued.id))?.after).toBe('CANCELLED');
+    const held = await insertJob(db.conn, store.sandboxId, 'DEFINITION_CHANGE_PREVIEW', inputOf(EDITS[1], 6));
+    const claim = (await claimWholeJob(db.conn.pool, ['DEFINITION_CHANGE_PREVIEW'], 'holder', 60_000)) as HeldJob;
+    expect(claim.jobId).toBe(held.id);
+    expect((await cancelClusterJob(db.conn.pool, held.id))?.after).toBe('CANCELLING');
+    expect(await runClusterDryRun(db.conn.pool, claim, { node: 'holder', leaseMs: 60_000 })).toBe('cancelled');
+    const ended = (await jobById(db.conn, held.id))!;
+    expect(ended.status).toBe('CANCELLED');
+    expect(ended.result).toBeNull();
   });
 
   it('a holder that stops renewing loses the dry run; a node re-runs it with the same result', async () => {
