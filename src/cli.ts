@@ -477,7 +477,12 @@ async function exportCommand(config: Config, args: string[]): Promise<void> {
 }
 
 /** The global id types of the jobs a cluster runs, and their kinds. */
-const CLUSTER_JOB_TYPES = { SegmentJob: 'SEGMENT', ExportJob: 'EXPORT' } as const;
+const CLUSTER_JOB_TYPES = {
+  SegmentJob: 'SEGMENT',
+  ExportJob: 'EXPORT',
+  DefinitionChangePreview: 'DEFINITION_CHANGE_PREVIEW',
+  IngestionRun: 'INGESTION',
+} as const;
 
 async function cancelCommand(config: Config, args: string[]): Promise<void> {
   const { values, positionals } = parse(
@@ -510,7 +515,7 @@ async function cancelCommand(config: Config, args: string[]): Promise<void> {
     if (!sandbox) throw new UsageError(`segql cancel: Sandbox "${values.sandbox}" does not exist`);
     const outcome = await cancelClusterJob(conn.pool, jobId, { sandboxId: sandbox.id, ...(kind ? { kind } : {}) });
     if (!outcome) throw new UsageError(`segql cancel: no segment or export job ${given} in "${values.sandbox}"`);
-    const typeOf = (k: string) => (k === 'EXPORT' ? 'ExportJob' : 'SegmentJob');
+    const typeOf = (k: string) => Object.entries(CLUSTER_JOB_TYPES).find(([, v]) => v === k)?.[0] ?? 'SegmentJob';
     const name = `job ${encodeGlobalId(typeOf(outcome.kind), jobId)} (${jobId})`;
     if (outcome.changed.length === 0 && outcome.before !== 'CANCELLING') {
       process.stderr.write(
