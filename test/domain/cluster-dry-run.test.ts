@@ -7,6 +7,7 @@
  * reads (the job, its samples) work on the PostgreSQL store. Skipped without SEGQL_TEST_DATABASE_URL.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/db/index.js';
 import { cancelClusterJob } from '../../src/domain/cluster/cluster-cancel.js';
 import { enqueueClusterDryRun, evaluateDryRunPg, runClusterDryRun } from '../../src/domain/cluster/cluster-dry-run.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
@@ -21,8 +22,13 @@ import definitionChangeTask, {
   type DefinitionChangeProgress,
   type DefinitionChangeResult,
 } from '../../src/domain/definition-changes/definition-change-task.js';
+import { createSegmentDefinition, definitionsByIds } from '../../src/domain/definitions.js';
 import { insertJob, jobById, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
+import { ingestProfiles } from '../../src/domain/profile-ingest.js';
+import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { evaluateSegmentPlan } from '../../src/domain/segment-jobs/segment-evaluation.js';
+import { orderedPlan } from '../../src/domain/segment-jobs/segment-job.js';
 import { type PgTestDatabase, pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from '../db/segment-store.js';
 
@@ -256,4 +262,94 @@ describe.skipIf(!pgAdminUrl)('definition-change dry runs on cluster nodes (Postg
     // Each ran once: claimed by one node, no attempt lost.
     expect(events.filter((e) => e.type === 'error')).toEqual([]);
   }, 180_000);
+
+  it('draws the numbered permutation where a sandbox holds under half of its id range, as SQLite does', async () => {
+    // Sandbox "a" holds every third id (the other ids are sandbox "b"'s): SQLite's sampler numbers
+    // its profiles in a temporary table instead of permuting the id range, and so must this one.
+    const lite = openDatabase(':memory:');
+    try {
+      const a = (await ensureSandbox(lite, 'a')).id;
+      const b = (await ensureSandbox(lite, 'b')).id;
+      for (let i = 0; i < 300; i++) {
+        ingestProfiles(lite, a, [
+          { identities: [{ namespace: 'crmId', id: `a${i}` }], attributes: { loyalty: { points: i % 100 } } },
+        ]);
+        ingestProfiles(
+          lite,
+          b,
+          [0, 1].map((k) => ({ identities: [{ namespace: 'crmId', id: `b${i}-${k}` }], attributes: {} })),
+        );
+      }
+      const range = lite.sqlite
+        .prepare('SELECT min(id) AS lo, max(id) AS hi, count(*) AS n FROM profiles WHERE sandbox_id = ?')
+        .get(a) as { lo: number; hi: number; n: number };
+      expect(range.n / (range.hi - range.lo + 1)).toBeLessThan(0.5);
+      const def = await createSegmentDefinition(lite, a, {
+        name: 'Fifty plus',
+        expression: { format: 'PQL_TEXT', value: 'loyalty.points >= 50' },
+        lifecycleState: 'PUBLISHED',
+      });
+      await createSegmentDefinition(lite, a, {
+        name: 'Fifty to seventy',
+        expression: { format: 'PQL_TEXT', value: 'inSegment("Fifty plus") and loyalty.points < 70' },
+        lifecycleState: 'PUBLISHED',
+      });
+      const segment = await insertJob(lite, a, 'SEGMENT', { definitionIds: [def.id], all: true, at: AT, now: AT });
+      await updateJob(lite, segment.id, { status: 'PROCESSING', startedAt: Date.now() });
+      const defs = [...(await definitionsByIds(lite, a, [def.id, def.id + 1])).values()];
+      const segPlan = await orderedPlan(lite, a, defs, { jobId: segment.id, now: AT, chunkSize: 100, notes: [] });
+      runJobTask(lite, segment.id, evaluateSegmentPlan, segPlan, { progress: () => {}, cancelled: () => false });
+      const text = 'loyalty.points >= 40 and loyalty.points < 60';
+      const input: DefinitionChangeJobInput = {
+        definitionId: def.id,
+        audienceId: def.audienceId,
+        expression: { format: 'PQL_TEXT', value: text },
+        expressionText: text,
+        evaluationInfo: def.evaluationInfo,
+        evaluationWarnings: [],
+        at: AT,
+        seed: 4,
+      };
+      const job = (await insertJob(lite, a, 'DEFINITION_CHANGE_PREVIEW', input)) as DefinitionChangePreview;
+      await updateJob(lite, job.id, { status: 'PROCESSING', startedAt: Date.now() });
+      const plan = await definitionChangePlan(lite, job, AT);
+      const liteReports: DefinitionChangeProgress[] = [];
+      const expected = runJobTask(lite, job.id, definitionChangeTask, plan, {
+        progress: (p) => liteReports.push(p),
+        cancelled: () => false,
+      });
+      expect(expected.affectedDependents).not.toEqual([]);
+      const copy = await pgCopyOf(lite.sqlite, 'cdry_sparse');
+      try {
+        const client = await copy.conn.pool.connect();
+        const reports: unknown[] = [];
+        try {
+          await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+          const result = await evaluateDryRunPg(client, plan, {
+            check: () => {},
+            progress: (p) => reports.push(p.result),
+          });
+          await client.query('COMMIT');
+          expect(result).toEqual(expected);
+        } finally {
+          client.release();
+        }
+        expect(reports).toEqual(
+          liteReports.map((p) => ({
+            wouldJoin: p.wouldJoin,
+            wouldLeave: p.wouldLeave,
+            wouldStay: p.wouldStay,
+            profilesRead: p.done,
+            joinSample: [],
+            leaveSample: [],
+            affectedDependents: [],
+          })),
+        );
+      } finally {
+        await copy.drop();
+      }
+    } finally {
+      lite.close();
+    }
+  }, 60_000);
 });
