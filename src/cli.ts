@@ -292,9 +292,10 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   }
   const { openPgDatabase } = await import('./db/pg/index.js');
   const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
-  // A range and an export may each hold a connection for long (cluster-node.ts, two slots);
-  // the rest is for lease renewals, job starts and ends, and schedules, which must not wait on them.
-  const conn = openPgDatabase(config.databaseUrl, { max: 6 });
+  // A range, an export and a dry run or ingestion run may each hold a connection for long
+  // (cluster-node.ts, three slots); the rest is for lease renewals, job starts and ends, and
+  // schedules, which must not wait on them.
+  const conn = openPgDatabase(config.databaseUrl, { max: 7 });
   const node = await startClusterNode({
     pool: conn.pool,
     url: config.databaseUrl,
