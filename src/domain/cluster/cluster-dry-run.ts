@@ -12,9 +12,6 @@
  * Nothing is written but the job's result; the API reads it from the jobs row as on SQLite.
  */
 import type pg from 'pg';
-import { ConnectionCache } from '../../db/connection-cache.js';
-import { pgStatementRunner } from '../../db/pg/index.js';
-import type { Store } from '../../db/store.js';
 import { type CheckedExpression, compilePredicate, compileToSql } from '../../pql/index.js';
 import {
   type DefinitionChangeJobInput,
@@ -42,15 +39,10 @@ import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
 import { permutation } from '../previews/preview-samplers.js';
 import { countProfiles } from '../profiles.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
-import { type HeldJob, type Lease, runWholeJob, type WholeJobEnd } from './cluster-whole-jobs.js';
+import { type HeldJob, type Lease, runWholeJob, storeOn, type WholeJobEnd } from './cluster-whole-jobs.js';
 
 /** The kind a node runs with this module. */
 export const DRY_RUN_KIND = 'DEFINITION_CHANGE_PREVIEW' as const;
-
-/** A statement runner over one client, as a Store (the shared async reads take one). */
-function clientStore(client: pg.ClientBase): Store {
-  return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
-}
 
 /**
  * previewDefinitionChange on PostgreSQL: checks the new expression and evaluation settings as an
@@ -70,7 +62,7 @@ export async function enqueueClusterDryRun(
   let broken = true;
   try {
     await client.query('BEGIN');
-    const store = clientStore(client);
+    const store = storeOn(client);
     const def = await requireDefinition(store, sandboxId, definitionId);
     const catalog = await readCatalogPg(client, sandboxId);
     const checked = await checkDefinitionPg(client, sandboxId, catalog, expression, true, {
@@ -114,7 +106,7 @@ export function runClusterDryRun(
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     try {
       const plan = await definitionChangePlan(
-        clientStore(client),
+        storeOn(client),
         { id: job.jobId, sandboxId: job.sandboxId, input: job.input },
         job.input.now,
       );
@@ -240,7 +232,7 @@ async function openSamplerPg(client: pg.ClientBase, sandboxId: number, seed: num
   );
   const lo = rows[0]?.lo ?? 0;
   const hi = rows[0]?.hi ?? 0;
-  const population = await countProfiles(clientStore(client), sandboxId);
+  const population = await countProfiles(storeOn(client), sandboxId);
   const width = population > 0 ? hi - lo + 1 : 1;
   if (population === 0 || population / width >= DENSE_ENOUGH) {
     const position = permutation(width, seed);

@@ -14,9 +14,7 @@
  */
 import { closeSync, existsSync, openSync, readSync, rmSync } from 'node:fs';
 import type pg from 'pg';
-import { ConnectionCache } from '../../db/connection-cache.js';
-import { type PgConnection, pgStatementRunner } from '../../db/pg/index.js';
-import type { Store } from '../../db/store.js';
+import type { PgConnection } from '../../db/pg/index.js';
 import { writeUnit } from '../../db/unit.js';
 import { requireExternalAudience } from '../external-audiences/external-audiences.js';
 import {
@@ -35,7 +33,7 @@ import { recordReader } from '../external-audiences/list-records.js';
 import { insertJob } from '../jobs/job-store.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
-import { FailWith, type HeldJob, type Lease, runWholeJob, type WholeJobEnd } from './cluster-whole-jobs.js';
+import { FailWith, type HeldJob, type Lease, runWholeJob, storeOn, type WholeJobEnd } from './cluster-whole-jobs.js';
 
 /** The kind a node runs with this module. */
 export const INGESTION_KIND = 'INGESTION' as const;
@@ -44,10 +42,6 @@ export const INGESTION_KIND = 'INGESTION' as const;
 const CHUNK_BYTES = 64 * 1024;
 /** Rows (or errors) staged per statement at most. */
 const BATCH_ROWS = 5_000;
-
-function clientStore(client: pg.ClientBase): Store {
-  return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
-}
 
 /**
  * startIngestionRun on PostgreSQL: the same checks and staging (`stageIngestionRun`), the list
@@ -90,7 +84,7 @@ export function runClusterIngestion(
   const job = held as HeldJob<IngestionRun['input']>;
   return runWholeJob<IngestionRunResult>(pool, job, settings, async (client, lease) => {
     const plan = await planIngestion(
-      clientStore(client),
+      storeOn(client),
       { id: job.jobId, sandboxId: job.sandboxId, input: job.input } as IngestionRun,
       job.input.now,
     );

@@ -18,12 +18,23 @@
  * scratch. A job lost MAX_RANGE_ATTEMPTS times fails, as ranges and exports do.
  */
 import type pg from 'pg';
+import { ConnectionCache } from '../../db/connection-cache.js';
+import { pgStatementRunner } from '../../db/pg/index.js';
+import type { Store } from '../../db/store.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobKind } from '../jobs/job-types.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
+
+/**
+ * The statements of the catalogue on one client (inside its transaction), as a Store: the shared
+ * asynchronous reads (a plan, an audience) take one. A cache of its own: nothing is kept across jobs.
+ */
+export function storeOn(client: pg.ClientBase): Store {
+  return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
+}
 
 /** A whole job this node holds: attempt `attempts` is its lease's number; `input.now` is pinned. */
 export interface HeldJob<Input = Record<string, unknown>> {
