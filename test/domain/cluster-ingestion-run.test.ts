@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import type { Store } from '../../src/db/store.js';
 import { runClusterIngestion, startClusterIngestionRun } from '../../src/domain/cluster/cluster-ingestion-run.js';
+import { wholeJobRunners } from '../../src/domain/cluster/cluster-job-kinds.js';
 import { type ClusterNode, type NodeEvent, startClusterNode } from '../../src/domain/cluster/cluster-node.js';
 import { claimWholeJob, type HeldJob } from '../../src/domain/cluster/cluster-whole-jobs.js';
 import {
@@ -279,6 +280,11 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
     clusterJobs.push(pg.id);
     expect(pg.status).toBe('FAILED');
     expect(pg.error).toBe(lite.error);
+    // Its staged file stays until a node's housekeeping removes the uploads of ended runs.
+    const upload = pg.input.upload;
+    expect(existsSync(upload)).toBe(true);
+    await wholeJobRunners(dir).housekeeping!(db.conn, Date.now());
+    expect(existsSync(upload)).toBe(false);
     expect(await state(db.conn, clusterJobs)).toEqual(await state(conn, sqliteJobs));
   }, 60_000);
 

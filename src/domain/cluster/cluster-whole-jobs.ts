@@ -32,7 +32,7 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
  * The statements of the catalogue on one client (inside its transaction), as a Store: the shared
  * asynchronous reads (a plan, an audience) take one. A cache of its own: nothing is kept across jobs.
  */
-export function storeOn(client: pg.ClientBase): Store {
+export function storeOn(client: pg.ClientBase | pg.Pool): Store {
   return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
 }
 
@@ -314,6 +314,16 @@ export type WholeJobRunner = (
   settings: { node: string; leaseMs: number },
 ) => Promise<WholeJobEnd>;
 
+/** The kinds a node runs in its whole-job slot, and the housekeeping they need now and then. */
+export interface WholeJobKinds {
+  runners: Partial<Record<JobKind, WholeJobRunner>>;
+  /** Run at the node's first sweep and once a minute after (ingestion: the uploads of ended runs). */
+  housekeeping?: (store: Store, now: number) => Promise<void>;
+}
+
+/** How often a node runs its kinds' housekeeping, as the single-process runner sweeps its kinds. */
+const HOUSEKEEPING_MS = 60_000;
+
 /** What a node's whole-job slot reports (the node passes its own events through). */
 export type WholeJobEvent = { type: 'job-ended'; jobId: number; end: string } | { type: 'error'; error: Error };
 
@@ -329,17 +339,18 @@ export interface WholeJobSlot {
 
 /**
  * The slot the node loop calls (cluster-node.ts): `runners` says which kinds this node runs
- * (ingestion runs only with a data directory). A job ending calls `woken`, so the loop looks for
+ * (ingestion runs only with a data directory), `housekeeping` what its sweep also does. A job ending calls `woken`, so the loop looks for
  * the next one at once.
  */
 export function wholeJobSlot(
   pool: pg.Pool,
   settings: { node: string; leaseMs: number },
-  runners: Partial<Record<JobKind, WholeJobRunner>>,
+  { runners, housekeeping }: WholeJobKinds,
   emit: (event: WholeJobEvent) => void,
   woken: () => void,
 ): WholeJobSlot {
   const kinds = Object.keys(runners) as JobKind[];
+  let lastHousekeeping = Number.NEGATIVE_INFINITY;
   let running: Promise<void> | undefined;
   const run = async (held: HeldJob) => {
     try {
@@ -354,6 +365,10 @@ export function wholeJobSlot(
   };
   return {
     async sweep(now) {
+      if (housekeeping && now - lastHousekeeping >= HOUSEKEEPING_MS) {
+        lastHousekeeping = now;
+        await housekeeping(storeOn(pool), now);
+      }
       for (const job of await requeueExpiredWholeJobs(pool, kinds, now)) {
         if (job.status !== 'QUEUED') emit({ type: 'job-ended', jobId: job.jobId, end: job.status.toLowerCase() });
       }

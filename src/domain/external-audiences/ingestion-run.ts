@@ -155,8 +155,11 @@ export const ingestionRunKind = defineJobKind({
   },
 });
 
-/** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
-async function removeFinishedUploads(conn: Store): Promise<void> {
+/**
+ * Staged files of runs that have ended are not needed any more (a run that succeeded removes its
+ * own). The kind's sweep, and a cluster node's (cluster/cluster-job-kinds.ts).
+ */
+export async function removeFinishedUploads(conn: Store): Promise<void> {
   const rows = await conn.all<{ upload: string | null }>(q.endedUploads, [Date.now() - 7 * 86_400_000]);
   for (const { upload: path } of rows) if (path && existsSync(path)) rmSync(path, { force: true });
 }
