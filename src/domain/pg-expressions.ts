@@ -48,7 +48,6 @@ export async function checkDefinitionPg(
   catalog: FieldCatalog,
   input: ExpressionInput,
   definition = true,
-  options: { selfAudienceId?: number } = {},
 ): Promise<CheckedInput> {
   const parsed = parseExpression(input);
   const audiences = new Map<string, ResolvedAudience>();
@@ -56,31 +55,5 @@ export async function checkDefinitionPg(
     const found = await resolveAudiencePg(client, sandboxId, ref);
     if (found) audiences.set(ref, found);
   }
-  const { selfAudienceId } = options;
-  // With the audience the definition would be saved for, a cycle through it is an error, as on
-  // SQLite (expressions.ts): the sandbox's audience dependencies, read first, each audience's in order.
-  const dependencies = new Map<number, number[]>();
-  if (selfAudienceId !== undefined) {
-    const { rows } = await client.query<{ audienceId: number; dependsOn: number }>(
-      `SELECT a.id AS "audienceId", dd.audience_id AS "dependsOn" FROM definition_dependencies dd
-       JOIN audiences a ON a.definition_id = dd.definition_id WHERE a.sandbox_id = $1 ORDER BY a.id, dd.audience_id`,
-      [sandboxId],
-    );
-    for (const r of rows) {
-      const list = dependencies.get(r.audienceId) ?? [];
-      list.push(r.dependsOn);
-      dependencies.set(r.audienceId, list);
-    }
-  }
-  return checkParsed(
-    parsed,
-    {
-      catalog,
-      resolveAudience: (ref) => audiences.get(ref),
-      ...(selfAudienceId === undefined
-        ? {}
-        : { selfAudienceId, audienceDependencies: (id: number) => dependencies.get(id) ?? [] }),
-    },
-    definition,
-  );
+  return checkParsed(parsed, { catalog, resolveAudience: (ref) => audiences.get(ref) }, definition);
 }

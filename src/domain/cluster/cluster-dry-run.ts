@@ -12,7 +12,15 @@
  * Nothing is written but the job's result; the API reads it from the jobs row as on SQLite.
  */
 import type pg from 'pg';
-import { type CheckedExpression, compilePredicate, compileToSql } from '../../pql/index.js';
+import { pgStatementRunner } from '../../db/pg/index.js';
+import {
+  audienceReferences,
+  type CheckedExpression,
+  compilePredicate,
+  compileToSql,
+  type FieldCatalog,
+  type ResolvedAudience,
+} from '../../pql/index.js';
 import {
   type DefinitionChangeJobInput,
   type DefinitionChangePreview,
@@ -32,7 +40,16 @@ import {
   finalProgress,
 } from '../definition-changes/definition-change-task.js';
 import { type EvaluationRequest, requireDefinition } from '../definitions.js';
-import type { ExpressionInput } from '../expressions.js';
+import {
+  AUDIENCE_LOOKUPS,
+  type AudienceRow,
+  audienceLookups,
+  type CheckedInput,
+  checkParsed,
+  type ExpressionInput,
+  parseExpression,
+  resolvedAudience,
+} from '../expressions.js';
 import { insertJob } from '../jobs/job-store.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
@@ -65,9 +82,7 @@ export async function enqueueClusterDryRun(
     const store = storeOn(client);
     const def = await requireDefinition(store, sandboxId, definitionId);
     const catalog = await readCatalogPg(client, sandboxId);
-    const checked = await checkDefinitionPg(client, sandboxId, catalog, expression, true, {
-      selfAudienceId: def.audienceId,
-    });
+    const checked = await checkOwnDefinitionPg(client, sandboxId, catalog, expression, def.audienceId);
     const now = Date.now();
     compileToSql(checked.checked, { now, sandboxId, dialect: 'postgres' });
     compilePredicate(checked.checked, { now, dialect: 'postgres' });
@@ -131,13 +146,12 @@ export async function evaluateDryRunPg(
 ): Promise<DefinitionChangeResult> {
   const { sandboxId, now, audienceId } = plan;
   const catalog = await readCatalogPg(client, sandboxId);
-  const { checked } = await checkDefinitionPg(
+  const { checked } = await checkOwnDefinitionPg(
     client,
     sandboxId,
     catalog,
     { format: 'PQL_TEXT', value: plan.expressionText },
-    true,
-    { selfAudienceId: audienceId },
+    audienceId,
   );
   const predicate = compilePredicate(checked, { now, dialect: 'postgres' });
   const all = compileToSql(checked, { now, sandboxId, dialect: 'postgres' });
@@ -193,6 +207,53 @@ export async function evaluateDryRunPg(
   const result = changeResult(sides, population, await affectedDependentsPg(client, plan, sides.join, sides.leave));
   report(finalProgress(result));
   return result;
+}
+
+/**
+ * A definition checked as the definition of audience `selfAudienceId` (checkExpression with
+ * `selfAudienceId` on SQLite): a cycle through it is an error. The checker asks synchronously,
+ * so what it may ask is read first: the audiences the expression names, and the audiences those
+ * depend on, transitively.
+ */
+async function checkOwnDefinitionPg(
+  client: pg.ClientBase,
+  sandboxId: number,
+  catalog: FieldCatalog,
+  input: ExpressionInput,
+  selfAudienceId: number,
+): Promise<CheckedInput> {
+  const parsed = parseExpression(input);
+  const runner = pgStatementRunner(client as pg.PoolClient);
+  const audiences = new Map<string, ResolvedAudience>();
+  for (const ref of audienceReferences(parsed.ast)) {
+    for (const { by, key } of audienceLookups(ref)) {
+      const row = await runner.get<AudienceRow>(AUDIENCE_LOOKUPS[by], [sandboxId, key]);
+      if (row) {
+        audiences.set(ref, resolvedAudience(row));
+        break;
+      }
+    }
+  }
+  const dependencies = new Map<number, number[]>();
+  const queue = [...audiences.values()].map((a) => a.id);
+  while (queue.length > 0) {
+    const id = queue.shift()!;
+    if (dependencies.has(id)) continue;
+    const { rows } = await client.query<{ audienceId: number }>(
+      `SELECT dd.audience_id AS "audienceId" FROM definition_dependencies dd
+       JOIN audiences a ON a.definition_id = dd.definition_id WHERE a.sandbox_id = $1 AND a.id = $2 ORDER BY dd.audience_id`,
+      [sandboxId, id],
+    );
+    const next = rows.map((r) => r.audienceId);
+    dependencies.set(id, next);
+    queue.push(...next);
+  }
+  return checkParsed(parsed, {
+    catalog,
+    selfAudienceId,
+    resolveAudience: (ref) => audiences.get(ref),
+    audienceDependencies: (id) => dependencies.get(id) ?? [],
+  });
 }
 
 /** A list of ids the statement gives as one JSON array (one row, not a row per id). */
