@@ -292,9 +292,10 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   }
   const { openPgDatabase } = await import('./db/pg/index.js');
   const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
-  // A range and an export may each hold a connection for long (cluster-node.ts, two slots);
-  // the rest is for lease renewals, job starts and ends, and schedules, which must not wait on them.
-  const conn = openPgDatabase(config.databaseUrl, { max: 6 });
+  // A range, an export and a dry run or ingestion run may each hold a connection for long
+  // (cluster-node.ts, three slots); the rest is for lease renewals, job starts and ends, and
+  // schedules, which must not wait on them.
+  const conn = openPgDatabase(config.databaseUrl, { max: 8 });
   const node = await startClusterNode({
     pool: conn.pool,
     url: config.databaseUrl,
@@ -477,7 +478,13 @@ async function exportCommand(config: Config, args: string[]): Promise<void> {
 }
 
 /** The global id types of the jobs a cluster runs, and their kinds. */
-const CLUSTER_JOB_TYPES = { SegmentJob: 'SEGMENT', ExportJob: 'EXPORT', Preview: 'PREVIEW' } as const;
+const CLUSTER_JOB_TYPES = {
+  SegmentJob: 'SEGMENT',
+  ExportJob: 'EXPORT',
+  Preview: 'PREVIEW',
+  DefinitionChangePreview: 'DEFINITION_CHANGE_PREVIEW',
+  IngestionRun: 'INGESTION',
+} as const;
 
 async function cancelCommand(config: Config, args: string[]): Promise<void> {
   const { values, positionals } = parse(
@@ -510,7 +517,7 @@ async function cancelCommand(config: Config, args: string[]): Promise<void> {
     if (!sandbox) throw new UsageError(`segql cancel: Sandbox "${values.sandbox}" does not exist`);
     const outcome = await cancelClusterJob(conn.pool, jobId, { sandboxId: sandbox.id, ...(kind ? { kind } : {}) });
     if (!outcome) throw new UsageError(`segql cancel: no segment or export job ${given} in "${values.sandbox}"`);
-    const typeOf = (k: string) => (k === 'EXPORT' ? 'ExportJob' : k === 'PREVIEW' ? 'Preview' : 'SegmentJob');
+    const typeOf = (k: string) => Object.entries(CLUSTER_JOB_TYPES).find(([, v]) => v === k)?.[0] ?? 'SegmentJob';
     const name = `job ${encodeGlobalId(typeOf(outcome.kind), jobId)} (${jobId})`;
     if (outcome.changed.length === 0 && outcome.before !== 'CANCELLING') {
       process.stderr.write(

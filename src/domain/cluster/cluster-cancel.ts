@@ -3,8 +3,9 @@
  * row takes and each party reads where it already looks: a QUEUED job is CANCELLED at once (no
  * node claims it any more); a running one turns CANCELLING, which the nodes holding its ranges or
  * the export see at their next lease renewal (cluster-segment-job.ts `runRange`,
- * cluster-export-job.ts `runClusterExport`), and which ends CANCELLED by the holder, by the next
- * sweep (`endJob` for a segment job, `requeueExpiredExports` for an export whose node died).
+ * cluster-export-job.ts `runClusterExport`, cluster-whole-jobs.ts `runWholeJob` for dry runs and
+ * ingestion runs), and which ends CANCELLED by the holder, by the next sweep (`endJob` for a
+ * segment job, `requeueExpiredExports` / `requeueExpiredWholeJobs` for a job whose node died).
  *
  * The rule of the single-process runner (job-runner.ts `cancel`) holds here too: the job queued
  * to run first for it (an `evaluateFirst` export's segment job), if still going, is cancelled
@@ -15,7 +16,7 @@ import type { JobStatus } from '../jobs/job-types.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 
 /** The kinds a cluster runs; a job of another kind has no node that would ever see its cancel. */
-export const CLUSTER_JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW'] as const;
+export const CLUSTER_JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'DEFINITION_CHANGE_PREVIEW', 'INGESTION'] as const;
 export type ClusterJobKind = (typeof CLUSTER_JOB_KINDS)[number];
 
 /** What a cancel found and left. */

@@ -23,6 +23,7 @@ import {
   requeueExpiredExports,
   runClusterExport,
 } from './cluster-export-job.js';
+import { wholeJobRunners } from './cluster-job-kinds.js';
 import { type PreviewEvent, previewSlot } from './cluster-preview-job.js';
 import { runDueSchedules } from './cluster-schedules.js';
 import {
@@ -34,6 +35,7 @@ import {
   startQueuedSegmentJob,
   WORK_CHANNEL,
 } from './cluster-segment-job.js';
+import { wholeJobSlot } from './cluster-whole-jobs.js';
 import { claimRange, type HeldRange, jobsToEnd, requeueExpiredRanges } from './range-queue.js';
 
 /** What a node reports as it works (tests and the benchmark watch it). */
@@ -145,6 +147,9 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     }
   };
 
+  // A third slot: dry runs and ingestion runs, one at a time (cluster-whole-jobs.ts).
+  const wholeJobs = wholeJobSlot(pool, settings, wholeJobRunners(dataDir), emit, woken);
+
   /** One pass: true when it found work (so the loop goes again at once). */
   const step = async (): Promise<boolean> => {
     const now = Date.now();
@@ -166,6 +171,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       }
       await previews.sweep(now);
     }
+    if (now === lastSweep) await wholeJobs.sweep(now);
     const started = await startQueuedSegmentJob(pool, settings);
     if (started !== undefined) emit({ type: 'job-started', jobId: started });
     let found = started !== undefined;
@@ -178,6 +184,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       }
     }
     if (running && (await previews.step())) found = true;
+    if (running && (await wholeJobs.take())) found = true;
     const range = await claimRange(pool, settings.node, settings.leaseMs);
     if (!range) return found;
     emit({ type: 'range-claimed', range });
@@ -261,7 +268,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       woken();
       stopSchedules?.();
       await Promise.all([loop, schedules]);
-      await Promise.all([exporting, previews.stop()]);
+      await Promise.all([exporting, previews.stop(), wholeJobs.settled()]);
       await listener.end().catch(() => {});
     },
   };

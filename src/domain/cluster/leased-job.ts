@@ -1,6 +1,6 @@
 /**
- * A job one node runs whole under a lease (exports, previews: docs/scale-out.md "Exports on a
- * cluster"): claimed with `FOR UPDATE SKIP LOCKED`, its lease renewed every third of the lease
+ * A job one node runs whole under a lease (exports, previews, definition-change dry runs,
+ * ingestion runs: docs/scale-out.md "Exports on a cluster"): claimed with `FOR UPDATE SKIP LOCKED`, its lease renewed every third of the lease
  * time with its progress, taken back by any node once the lease has passed (failed after
  * MAX_RANGE_ATTEMPTS losses, CANCELLED when a cancel was waiting), and ended only by the node
  * that still holds it — every write names the holder and its attempt. What differs per kind is
@@ -18,6 +18,7 @@ type Queryable = Pick<pg.ClientBase, 'query'>;
 export interface HeldJob<I = unknown> {
   jobId: number;
   sandboxId: number;
+  kind: JobKind;
   input: I;
   attempts: number;
   /** The job that had to end before this one could start (an export's evaluate-first job). */
@@ -25,14 +26,14 @@ export interface HeldJob<I = unknown> {
 }
 
 /**
- * Takes the oldest queued job of `kind` whose first job (if any) has ended, for `node`, under a
+ * Takes the oldest queued job of `kinds` whose first job (if any) has ended, for `node`, under a
  * lease until `now + leaseMs`: the inner select locks the row it picks and skips rows other nodes
  * are taking, so two nodes never get the same job and neither waits. The evaluation instant is
  * pinned at the first claim (the `at` asked for, else now) and kept by every re-run.
  */
 export async function claimLeasedJob<I>(
   db: Queryable,
-  kind: JobKind,
+  kinds: JobKind | readonly JobKind[],
   node: string,
   leaseMs: number,
   now = Date.now(),
@@ -44,11 +45,11 @@ export async function claimLeasedJob<I>(
                     ELSE j.input || jsonb_build_object('now', coalesce((j.input ->> 'at')::bigint, $3::bigint)) END
      WHERE j.id = (
        SELECT q.id FROM jobs AS q
-       WHERE q.status = 'QUEUED' AND q.kind = $4
+       WHERE q.status = 'QUEUED' AND q.kind = ANY($4::text[])
          AND (q.after_job_id IS NULL OR EXISTS (SELECT 1 FROM jobs AS a WHERE a.id = q.after_job_id AND a.status IN ('SUCCEEDED', 'FAILED', 'CANCELLED')))
        ORDER BY q.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-     RETURNING j.id AS "jobId", j.sandbox_id AS "sandboxId", j.input, j.attempts, j.after_job_id AS "afterJobId"`,
-    [node, now + leaseMs, now, kind],
+     RETURNING j.id AS "jobId", j.sandbox_id AS "sandboxId", j.kind, j.input, j.attempts, j.after_job_id AS "afterJobId"`,
+    [node, now + leaseMs, now, typeof kinds === 'string' ? [kinds] : kinds],
   );
   return rows[0];
 }
@@ -96,16 +97,16 @@ export async function renewJobLease(
 }
 
 /**
- * Puts every job of `kind` whose lease has passed back in the queue; one lost MAX_RANGE_ATTEMPTS
+ * Puts every job of `kinds` whose lease has passed back in the queue; one lost MAX_RANGE_ATTEMPTS
  * times fails, and one being cancelled ends CANCELLED. Any node runs it now and then; returns the
  * jobs and what became of them. `what` names the kind in the failure's words ("export").
  */
 export async function requeueExpiredJobs<I>(
   db: Queryable,
-  kind: JobKind,
+  kinds: JobKind | readonly JobKind[],
   what: string,
   now = Date.now(),
-): Promise<{ jobId: number; status: 'QUEUED' | 'FAILED' | 'CANCELLED'; sandboxId: number; input: I }[]> {
+): Promise<{ jobId: number; kind: JobKind; status: 'QUEUED' | 'FAILED' | 'CANCELLED'; sandboxId: number; input: I }[]> {
   const { rows } = await db.query(
     `UPDATE jobs SET
        status = CASE WHEN status = 'CANCELLING' THEN 'CANCELLED' WHEN attempts >= $2 THEN 'FAILED' ELSE 'QUEUED' END,
@@ -113,27 +114,54 @@ export async function requeueExpiredJobs<I>(
                     THEN $4 || attempts || ' times (its nodes stopped renewing their lease)' ELSE error END,
        finished_at = CASE WHEN status = 'CANCELLING' OR attempts >= $2 THEN $1 ELSE finished_at END,
        lease_owner = NULL, lease_until = NULL, updated_at = $1
-     WHERE kind = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_until < $1
-     RETURNING id AS "jobId", status, sandbox_id AS "sandboxId", input`,
-    [now, MAX_RANGE_ATTEMPTS, kind, `The ${what} was lost `],
+     WHERE kind = ANY($3::text[]) AND status IN ('PROCESSING', 'CANCELLING') AND lease_until < $1
+     RETURNING id AS "jobId", kind, status, sandbox_id AS "sandboxId", input`,
+    [now, MAX_RANGE_ATTEMPTS, typeof kinds === 'string' ? [kinds] : kinds, `The ${what} was lost `],
   );
   if (rows.some((r) => r.status === 'QUEUED')) await db.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, what]);
   return rows;
 }
 
-/** Fails a job this node holds (a failure that would repeat, as in one process); false if its lease was gone. */
-export async function failHeldJob(db: Queryable, held: HeldJob, node: string, error: string): Promise<boolean> {
-  const now = Date.now();
-  const { rowCount } = await db.query(
-    `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
-     WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
-    [error, now, held.jobId, node, held.attempts],
-  );
-  return rowCount === 1;
+/**
+ * Fails a job this node holds (a failure that would repeat, as in one process); false if its
+ * lease was gone. With `write`, what the failed run still leaves (an ingestion run's errors) is
+ * written in the same transaction, on `db`, which must then be a client of its own.
+ */
+export async function failHeldJob<D extends Queryable>(
+  db: D,
+  held: Pick<HeldJob, 'jobId' | 'attempts'>,
+  node: string,
+  error: string,
+  write?: (client: D) => Promise<void>,
+): Promise<boolean> {
+  const fail = async () => {
+    const now = Date.now();
+    const { rowCount } = await db.query(
+      `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
+       WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
+      [error, now, held.jobId, node, held.attempts],
+    );
+    return rowCount === 1;
+  };
+  if (!write) return fail();
+  await db.query('BEGIN');
+  try {
+    const failed = await fail();
+    if (failed) await write(db);
+    await db.query('COMMIT');
+    return failed;
+  } catch (err) {
+    await db.query('ROLLBACK').catch(() => {});
+    throw err;
+  }
 }
 
 /** Ends a job this node holds as CANCELLED, the cancel having been asked for while it ran. */
-export async function cancelHeldJob(db: Queryable, held: HeldJob, node: string): Promise<void> {
+export async function cancelHeldJob(
+  db: Queryable,
+  held: Pick<HeldJob, 'jobId' | 'attempts'>,
+  node: string,
+): Promise<void> {
   const now = Date.now();
   await db.query(
     `UPDATE jobs SET status = 'CANCELLED', finished_at = $1, updated_at = $1, lease_owner = NULL, lease_until = NULL
@@ -157,7 +185,7 @@ export class LeaseBeat {
   constructor(
     private readonly pool: pg.Pool,
     client: pg.PoolClient,
-    private readonly held: HeldJob,
+    private readonly held: Pick<HeldJob, 'jobId' | 'attempts'>,
     private readonly node: string,
     private readonly leaseMs: number,
     private readonly progress: () => LeaseProgress,

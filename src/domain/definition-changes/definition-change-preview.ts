@@ -5,6 +5,7 @@
  */
 import type { Connection } from '../../db/index.js';
 import type { Store } from '../../db/store.js';
+import type { CheckedExpression } from '../../pql/index.js';
 import { dependentDefinitions } from '../audiences.js';
 import {
   definitionsByIds,
@@ -81,23 +82,37 @@ export async function previewDefinitionChange(
       selfAudienceId: def.audienceId,
     });
     assertRunnable(tx, sandboxId, checked);
-    const { info, warnings } = validEvaluation(
-      options.evaluationInfo,
-      def.evaluationInfo,
-      checked.eligibility,
-      'evaluationInfo',
-    );
-    return {
-      definitionId: def.id,
-      audienceId: def.audienceId,
-      expression,
-      expressionText: text,
-      evaluationInfo: info,
-      evaluationWarnings: warnings,
-      at: null,
-      seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
-    };
+    return dryRunInput(def, expression, { text, checked }, options);
   });
+}
+
+/**
+ * A dry run's input from the definition and the checked new expression, on either database
+ * (the cluster's queuing is cluster/cluster-dry-run.ts): the evaluation settings settled as an
+ * update would settle them, and the seed of its random reading.
+ */
+export function dryRunInput(
+  def: SegmentDefinition,
+  expression: ExpressionInput,
+  { text, checked }: { text: string; checked: CheckedExpression },
+  options: { evaluationInfo?: EvaluationRequest | null; seed?: number | null },
+): DefinitionChangeJobInput {
+  const { info, warnings } = validEvaluation(
+    options.evaluationInfo,
+    def.evaluationInfo,
+    checked.eligibility,
+    'evaluationInfo',
+  );
+  return {
+    definitionId: def.id,
+    audienceId: def.audienceId,
+    expression,
+    expressionText: text,
+    evaluationInfo: info,
+    evaluationWarnings: warnings,
+    at: null,
+    seed: options.seed ?? Math.floor(Math.random() * 2 ** 31),
+  };
 }
 
 export const definitionChangeJobKind = defineJobKind({
@@ -119,7 +134,7 @@ export const definitionChangeJobKind = defineJobKind({
 /** What the dry run's task does, fixed when it starts (the runner's plan; benchmarks and tests call it too). */
 export async function definitionChangePlan(
   conn: Store,
-  job: DefinitionChangePreview,
+  job: Pick<DefinitionChangePreview, 'id' | 'sandboxId' | 'input'>,
   now: number,
 ): Promise<DefinitionChangePlan> {
   const dependents = await transitiveDependents(conn, job.sandboxId, job.input.definitionId, job.input.audienceId);

@@ -1,4 +1,5 @@
 import type { Connection } from '../../db/index.js';
+import type { CheckedExpression } from '../../pql/index.js';
 import { compilePredicate, compileToSql, requiredAudiences } from '../../pql/index.js';
 import { checkExpressionSync } from '../expressions.js';
 import { Cancelled } from '../jobs/cancelled.js';
@@ -53,23 +54,129 @@ export interface DefinitionChangeResult {
 }
 
 /** Random-order reading stops once every interval's half-width is this share of the population. */
-const TIGHT_ENOUGH = 0.02;
-const FIRST_CHUNK = 1_000;
+export const TIGHT_ENOUGH = 0.02;
+export const FIRST_CHUNK = 1_000;
 /** The only random page before a cheap exact count (as a preview reads it: `exactIsCheap`). */
-const ROUGH_CHUNK = 250;
+export const ROUGH_CHUNK = 250;
 /** An exact statement that starts from stored audiences reading at most this many members is cheap. */
-const CHEAP_MEMBERS = 1_000_000;
-const MAX_CHUNK = 50_000;
-const SAMPLE_SIZE = 100;
+export const CHEAP_MEMBERS = 1_000_000;
+export const MAX_CHUNK = 50_000;
+export const SAMPLE_SIZE = 100;
 
-const toCount = (e: Estimate): CountEstimate => ({
+export const toCount = (e: Estimate): CountEstimate => ({
   value: e.estimatedSize,
   low: e.confidenceInterval.low,
   high: e.confidenceInterval.high,
   exact: e.exact,
 });
 
-const exactCount = (n: number): CountEstimate => ({ value: n, low: n, high: n, exact: true });
+export const exactCount = (n: number): CountEstimate => ({ value: n, low: n, high: n, exact: true });
+
+/**
+ * The running counts of the random-order reading, and when to stop it: the same on SQLite (this
+ * task) and on a cluster node (cluster/cluster-dry-run.ts), which differ only in their reads.
+ */
+export class ChangeCounts {
+  read = 0;
+  join = 0;
+  leave = 0;
+  stay = 0;
+  private chunk: number;
+
+  constructor(
+    readonly population: number,
+    private readonly confidenceLevel: number,
+    private readonly exactIsCheap: boolean,
+  ) {
+    this.chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
+  }
+
+  readAll(): boolean {
+    return this.read >= this.population;
+  }
+
+  /** How many profiles the next page reads. */
+  nextChunk(): number {
+    return Math.min(this.chunk, this.population - this.read);
+  }
+
+  /** A page read: `read` profiles, and per sampled profile whether it qualifies (q) and is a member (m). */
+  add(read: number, rows: readonly { q: number | boolean; m: number | boolean }[]): void {
+    for (const row of rows) {
+      if (row.q && row.m) this.stay++;
+      else if (row.q) this.join++;
+      else if (row.m) this.leave++;
+    }
+    this.read += read;
+  }
+
+  estimates(final: boolean): { wouldJoin: Estimate; wouldLeave: Estimate; wouldStay: Estimate } {
+    const of = (qualified: number) =>
+      estimateFromSample(
+        { read: this.read, qualified, population: this.population, namespaces: {} },
+        this.confidenceLevel,
+        final,
+      );
+    return { wouldJoin: of(this.join), wouldLeave: of(this.leave), wouldStay: of(this.stay) };
+  }
+
+  progress(): DefinitionChangeProgress {
+    const e = this.estimates(false);
+    return {
+      done: this.read,
+      total: this.population,
+      wouldJoin: toCount(e.wouldJoin),
+      wouldLeave: toCount(e.wouldLeave),
+      wouldStay: toCount(e.wouldStay),
+    };
+  }
+
+  /** Whether the reading can stop (the exact phase is cheap, or every interval is tight); else the next page doubles. */
+  enough(): boolean {
+    const e = this.estimates(false);
+    const tight = Object.values(e).every(
+      (x) => x.confidenceInterval.high - x.confidenceInterval.low <= 2 * TIGHT_ENOUGH * this.population,
+    );
+    if (this.exactIsCheap || tight) return true;
+    this.chunk = Math.min(this.chunk * 2, MAX_CHUNK);
+    return false;
+  }
+}
+
+/** Whether the exact phase is cheap enough to follow one rough page (as a preview reads it: `exactIsCheap`). */
+export function exactIsCheap(all: ReturnType<typeof compileToSql>, storedMembers: number): boolean {
+  return (
+    all.startsFromAudiences !== undefined && storedMembers * (1 + all.startsFromAudiences.filters) <= CHEAP_MEMBERS
+  );
+}
+
+/** The dry run's result from the exact sets. */
+export function changeResult(
+  sides: { join: number[]; leave: number[]; stay: number },
+  population: number,
+  affectedDependents: AffectedDependent[],
+): DefinitionChangeResult {
+  return {
+    wouldJoin: exactCount(sides.join.length),
+    wouldLeave: exactCount(sides.leave.length),
+    wouldStay: exactCount(sides.stay),
+    profilesRead: population,
+    joinSample: sides.join.slice(0, SAMPLE_SIZE),
+    leaveSample: sides.leave.slice(0, SAMPLE_SIZE),
+    affectedDependents,
+  };
+}
+
+/** The last progress report: the exact counts, the whole store read. */
+export function finalProgress(result: DefinitionChangeResult): DefinitionChangeProgress {
+  return {
+    done: result.profilesRead,
+    total: result.profilesRead,
+    wouldJoin: result.wouldJoin,
+    wouldLeave: result.wouldLeave,
+    wouldStay: result.wouldStay,
+  };
+}
 
 /**
  * The dry run's task. Inside one read snapshot: a seeded random permutation of the profiles is
@@ -96,9 +203,7 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
   // and reads few members, the exact counts come sooner than a ±2 % sample would: one small
   // page gives a first, rough estimate and the exact phase follows (as a preview does).
   const all = compileToSql(checked, { now, sandboxId });
-  const exactIsCheap =
-    all.startsFromAudiences !== undefined &&
-    membersOf(conn, [...checked.audiences.values()]) * (1 + all.startsFromAudiences.filters) <= CHEAP_MEMBERS;
+  const cheap = exactIsCheap(all, membersOf(conn, [...checked.audiences.values()]));
   let result: DefinitionChangeResult;
   sqlite.exec('BEGIN');
   try {
@@ -109,41 +214,18 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
       `SELECT (${predicate.sql}) AS q, ${member} AS m FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?))`,
     );
     const { population } = sampler;
-    const counts = { read: 0, join: 0, leave: 0, stay: 0 };
-    const estimates = (final: boolean) => {
-      const of = (qualified: number) =>
-        estimateFromSample({ read: counts.read, qualified, population, namespaces: {} }, plan.confidenceLevel, final);
-      return { wouldJoin: of(counts.join), wouldLeave: of(counts.leave), wouldStay: of(counts.stay) };
-    };
-    const tight = (e: ReturnType<typeof estimates>) =>
-      Object.values(e).every(
-        (x) => x.confidenceInterval.high - x.confidenceInterval.low <= 2 * TIGHT_ENOUGH * population,
-      );
-    let chunk = exactIsCheap ? ROUGH_CHUNK : FIRST_CHUNK;
+    const counts = new ChangeCounts(population, plan.confidenceLevel, cheap);
     try {
-      while (counts.read < population) {
+      while (!counts.readAll()) {
         if (ctx.cancelled()) throw new Cancelled();
-        const { read, hits } = sampler.next(Math.min(chunk, population - counts.read));
+        const { read, hits } = sampler.next(counts.nextChunk());
         if (read === 0) break;
-        for (const row of classify.all(...predicate.params, audienceId, JSON.stringify(hits)) as {
-          q: number;
-          m: number;
-        }[]) {
-          if (row.q && row.m) counts.stay++;
-          else if (row.q) counts.join++;
-          else if (row.m) counts.leave++;
-        }
-        counts.read += read;
-        const e = estimates(false);
-        ctx.progress({
-          done: counts.read,
-          total: population,
-          wouldJoin: toCount(e.wouldJoin),
-          wouldLeave: toCount(e.wouldLeave),
-          wouldStay: toCount(e.wouldStay),
-        });
-        if (exactIsCheap || tight(e)) break;
-        chunk = Math.min(chunk * 2, MAX_CHUNK);
+        counts.add(
+          read,
+          classify.all(...predicate.params, audienceId, JSON.stringify(hits)) as { q: number; m: number }[],
+        );
+        ctx.progress(counts.progress());
+        if (counts.enough()) break;
       }
     } finally {
       sampler.close();
@@ -159,23 +241,9 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
           .get(...all.params) as string,
       ) as number[],
     );
-    const { join, leave, stay } = compare(qualifying, currentMembers(conn, audienceId));
-    result = {
-      wouldJoin: exactCount(join.length),
-      wouldLeave: exactCount(leave.length),
-      wouldStay: exactCount(stay),
-      profilesRead: population,
-      joinSample: join.slice(0, SAMPLE_SIZE),
-      leaveSample: leave.slice(0, SAMPLE_SIZE),
-      affectedDependents: affectedDependents(conn, plan, join, leave),
-    };
-    ctx.progress({
-      done: population,
-      total: population,
-      wouldJoin: result.wouldJoin,
-      wouldLeave: result.wouldLeave,
-      wouldStay: result.wouldStay,
-    });
+    const sides = compare(qualifying, currentMembers(conn, audienceId));
+    result = changeResult(sides, population, affectedDependents(conn, plan, sides.join, sides.leave));
+    ctx.progress(finalProgress(result));
   } finally {
     sqlite.exec('COMMIT');
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
@@ -185,13 +253,16 @@ const definitionChangeTask: JobTask<'DEFINITION_CHANGE_PREVIEW', DefinitionChang
 export default definitionChangeTask;
 
 /** The ids sorted ascending (a statement that starts from a set of ids may not return them in order). */
-function ascending(ids: number[]): number[] {
+export function ascending(ids: number[]): number[] {
   for (let i = 1; i < ids.length; i++) if (ids[i - 1]! > ids[i]!) return ids.sort((a, b) => a - b);
   return ids;
 }
 
 /** Joining (in `next` only), leaving (in `now` only) and the count in both, by one merge of two ascending lists. */
-function compare(next: readonly number[], now: readonly number[]): { join: number[]; leave: number[]; stay: number } {
+export function compare(
+  next: readonly number[],
+  now: readonly number[],
+): { join: number[]; leave: number[]; stay: number } {
   const join: number[] = [];
   const leave: number[] = [];
   let stay = 0;
@@ -223,7 +294,10 @@ function currentMembers(conn: Connection, audienceId: number): number[] {
 }
 
 /** The profiles that are simulated members of every one of `audienceIds` (at least one). */
-function membersOfAll(simulated: Map<number, readonly number[]>, audienceIds: readonly number[]): readonly number[] {
+export function membersOfAll(
+  simulated: Map<number, readonly number[]>,
+  audienceIds: readonly number[],
+): readonly number[] {
   const [first, ...rest] = audienceIds.map((id) => simulated.get(id) ?? []).sort((a, b) => a.length - b.length);
   if (rest.length === 0) return first!;
   const others = rest.map((ids) => new Set(ids));
@@ -249,7 +323,61 @@ function membersOf(conn: Connection, audienceIds: readonly number[]): number {
  * so a dependent's two results can differ only where an audience it reads differs, and by
  * induction down the chain only on the profiles joining or leaving this audience: both
  * simulations evaluate every dependent on those profiles alone, not on the whole store.
+ *
+ * This is the bookkeeping of both simulations, the same on SQLite and on a cluster node
+ * (cluster/cluster-dry-run.ts); each side does the reads between its calls.
  */
+export class DependentSimulation {
+  /** The profiles joining or leaving this audience: the only ones a dependent can change on. */
+  readonly changed: readonly number[];
+  readonly affected: AffectedDependent[] = [];
+  // On the changed profiles this audience's stored members are the leavers, its new ones the joiners.
+  private readonly sims: Record<'before' | 'after', Map<number, readonly number[]>>;
+
+  constructor(audienceId: number, join: readonly number[], leave: readonly number[]) {
+    this.changed = [...join, ...leave];
+    this.sims = { before: new Map([[audienceId, leave]]), after: new Map([[audienceId, join]]) };
+  }
+
+  /**
+   * What a dependent reads: the audiences whose stored rows it needs on the changed profiles
+   * (the same in both simulations), those whose simulated members swap between the two, and
+   * the simulated audiences it requires (a top-level `inSegment` conjunct): no one outside
+   * their simulated members can qualify, so only those are evaluated.
+   */
+  reads(checked: CheckedExpression): { stored: number[]; simulated: number[]; required: number[] } {
+    const reads = [...new Set(checked.audiences.values())];
+    const { before } = this.sims;
+    return {
+      stored: reads.filter((id) => !before.has(id)),
+      simulated: reads.filter((id) => before.has(id)),
+      required: requiredAudiences(checked).filter((id) => before.has(id)),
+    };
+  }
+
+  /** A simulated audience's members in one simulation. */
+  members(sim: 'before' | 'after', audienceId: number): readonly number[] {
+    return this.sims[sim].get(audienceId) ?? [];
+  }
+
+  /** The profiles to evaluate a dependent on in one simulation. */
+  candidates(sim: 'before' | 'after', required: readonly number[]): readonly number[] {
+    return required.length === 0 ? this.changed : membersOfAll(this.sims[sim], required);
+  }
+
+  /** A dependent's qualifying profiles in the two simulations: its simulated members from now on. */
+  record(dep: { definitionId: number; audienceId: number }, was: number[], will: number[]): void {
+    this.sims.before.set(dep.audienceId, was);
+    this.sims.after.set(dep.audienceId, will);
+    const wasSet = new Set(was);
+    const willSet = new Set(will);
+    const wouldJoin = will.filter((id) => !wasSet.has(id)).length;
+    const wouldLeave = was.filter((id) => !willSet.has(id)).length;
+    if (wouldJoin > 0 || wouldLeave > 0) this.affected.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
+  }
+}
+
+/** The dependents whose members would change (DependentSimulation), read on the task's connection. */
 function affectedDependents(
   conn: Connection,
   plan: DefinitionChangePlan,
@@ -258,11 +386,8 @@ function affectedDependents(
 ): AffectedDependent[] {
   if (plan.dependents.length === 0 || join.length + leave.length === 0) return [];
   const { sqlite } = conn;
-  const changed = JSON.stringify([...join, ...leave]);
-  // On the changed profiles this audience's stored members are the leavers, its new ones the joiners.
-  const before = new Map<number, readonly number[]>([[plan.audienceId, leave]]);
-  const after = new Map<number, readonly number[]>([[plan.audienceId, join]]);
-  const out: AffectedDependent[] = [];
+  const simulation = new DependentSimulation(plan.audienceId, join, leave);
+  const changed = JSON.stringify(simulation.changed);
   sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
   sqlite.exec(
     'CREATE TEMP TABLE memberships (sandbox_id INTEGER, audience_id INTEGER NOT NULL, profile_id INTEGER NOT NULL, status TEXT NOT NULL, payload TEXT, PRIMARY KEY (audience_id, profile_id)) WITHOUT ROWID',
@@ -288,34 +413,26 @@ function affectedDependents(
           `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND (${predicate.sql})`,
         )
         .pluck();
-      const reads = [...new Set(checked.audiences.values())];
+      const reads = simulation.reads(checked);
       // The stored rows are the same in both simulations; only the simulated audiences' rows swap.
-      const simulatedReads = reads.filter((id) => before.has(id));
       clear.run();
-      copyStored.run(JSON.stringify(reads.filter((id) => !before.has(id))), changed);
-      // No one outside a simulated audience the dependent requires (a top-level `inSegment`
-      // conjunct) can qualify: only its simulated members are evaluated.
-      const required = requiredAudiences(checked).filter((id) => before.has(id));
-      const run = (simulated: Map<number, readonly number[]>) => {
-        for (const id of simulatedReads) {
+      copyStored.run(JSON.stringify(reads.stored), changed);
+      const run = (sim: 'before' | 'after') => {
+        for (const id of reads.simulated) {
           clearAudience.run(id);
-          insert.run(plan.sandboxId, id, JSON.stringify(simulated.get(id)));
+          insert.run(plan.sandboxId, id, JSON.stringify(simulation.members(sim, id)));
         }
-        const candidates = required.length === 0 ? changed : JSON.stringify(membersOfAll(simulated, required));
-        return evaluate.all(candidates, ...predicate.params) as number[];
+        return evaluate.all(
+          JSON.stringify(simulation.candidates(sim, reads.required)),
+          ...predicate.params,
+        ) as number[];
       };
-      const was = run(before);
-      const will = run(after);
-      before.set(dep.audienceId, was);
-      after.set(dep.audienceId, will);
-      const wasSet = new Set(was);
-      const willSet = new Set(will);
-      const wouldJoin = will.filter((id) => !wasSet.has(id)).length;
-      const wouldLeave = was.filter((id) => !willSet.has(id)).length;
-      if (wouldJoin > 0 || wouldLeave > 0) out.push({ definitionId: dep.definitionId, wouldJoin, wouldLeave });
+      const was = run('before');
+      const will = run('after');
+      simulation.record(dep, was, will);
     }
   } finally {
     sqlite.exec('DROP TABLE IF EXISTS temp.memberships');
   }
-  return out;
+  return simulation.affected;
 }

@@ -155,8 +155,11 @@ export const ingestionRunKind = defineJobKind({
   },
 });
 
-/** Staged files of runs that have ended are not needed any more (a run that succeeded removes its own). */
-async function removeFinishedUploads(conn: Store): Promise<void> {
+/**
+ * Staged files of runs that have ended are not needed any more (a run that succeeded removes its
+ * own). The kind's sweep, and a cluster node's (cluster/cluster-job-kinds.ts).
+ */
+export async function removeFinishedUploads(conn: Store): Promise<void> {
   const rows = await conn.all<{ upload: string | null }>(q.endedUploads, [Date.now() - 7 * 86_400_000]);
   for (const { upload: path } of rows) if (path && existsSync(path)) rmSync(path, { force: true });
 }
@@ -183,6 +186,33 @@ export async function startIngestionRun(
   mode: IngestionMode = 'REPLACE',
 ): Promise<IngestionRun> {
   const { conn } = app;
+  const input = await stageIngestionRun(conn, app.dataDir, sandboxId, externalAudienceId, source, mode);
+  try {
+    // Checked again in the job's unit (which takes the write gate): the upload took a while.
+    return await app.jobs.enqueue(conn, sandboxId, 'INGESTION', async (_chain, tx) => {
+      await requireExternalAudience(tx, sandboxId, externalAudienceId);
+      await assertNoActiveRun(tx, sandboxId, externalAudienceId);
+      return input;
+    });
+  } catch (err) {
+    rmSync(input.upload, { force: true });
+    throw err;
+  }
+}
+
+/**
+ * The part of starting a run before its job exists, on either database (the cluster's queuing is
+ * cluster/cluster-ingestion-run.ts): the audience and the source checked, no run of the audience
+ * active, the list staged under the data directory; returns the run's input.
+ */
+export async function stageIngestionRun(
+  conn: Store,
+  dataDir: string,
+  sandboxId: number,
+  externalAudienceId: number,
+  source: IngestionSource,
+  mode: IngestionMode,
+): Promise<IngestionRunInput> {
   const external = await requireExternalAudience(conn, sandboxId, externalAudienceId);
   if ((source.file == null) === (source.rows == null)) throw badInput('Give either a file or rows', 'file');
   await assertNoActiveRun(conn, sandboxId, externalAudienceId);
@@ -192,34 +222,24 @@ export async function startIngestionRun(
     identityNamespace: external.identityNamespace,
   };
   const staged = source.file
-    ? source.file.path && isInside(app.dataDir, source.file.path)
-      ? adoptUpload(app.dataDir, source.file.path, { fileName: source.file.name, shape })
-      : await stageUpload(app.dataDir, source.file.stream(), { fileName: source.file.name, shape })
-    : await stageUpload(app.dataDir, rowsAsNdjson(source.rows ?? []), {
+    ? source.file.path && isInside(dataDir, source.file.path)
+      ? adoptUpload(dataDir, source.file.path, { fileName: source.file.name, shape })
+      : await stageUpload(dataDir, source.file.stream(), { fileName: source.file.name, shape })
+    : await stageUpload(dataDir, rowsAsNdjson(source.rows ?? []), {
         fileName: 'rows.ndjson',
         shape,
         field: 'rows',
       });
-  try {
-    // Checked again in the job's unit (which takes the write gate): the upload took a while.
-    return await app.jobs.enqueue(conn, sandboxId, 'INGESTION', async (_chain, tx) => {
-      await requireExternalAudience(tx, sandboxId, externalAudienceId);
-      await assertNoActiveRun(tx, sandboxId, externalAudienceId);
-      return {
-        externalAudienceId,
-        audienceId: external.audienceId,
-        mode,
-        format: staged.format,
-        upload: staged.path,
-        fileName: source.file?.name ?? null,
-        bytes: staged.bytes,
-        at: null,
-      };
-    });
-  } catch (err) {
-    rmSync(staged.path, { force: true });
-    throw err;
-  }
+  return {
+    externalAudienceId,
+    audienceId: external.audienceId,
+    mode,
+    format: staged.format,
+    upload: staged.path,
+    fileName: source.file?.name ?? null,
+    bytes: staged.bytes,
+    at: null,
+  };
 }
 
 function isInside(dir: string, file: string): boolean {
@@ -227,7 +247,8 @@ function isInside(dir: string, file: string): boolean {
   return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
 }
 
-async function assertNoActiveRun(conn: Store, sandboxId: number, externalAudienceId: number): Promise<void> {
+/** CONFLICT while another run of the audience is queued or running. */
+export async function assertNoActiveRun(conn: Store, sandboxId: number, externalAudienceId: number): Promise<void> {
   const active = await activeIngestionRun(conn, sandboxId, externalAudienceId);
   if (active !== undefined) {
     throw conflict(

@@ -12,7 +12,7 @@ import type { JobTask, TaskContext } from '../jobs/task.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import type { ExternalAudienceField } from './external-audiences.js';
 import type { IngestionCounts, IngestionPlan } from './ingestion-run.js';
-import { type ListRecord, recordReader } from './list-records.js';
+import { type ListRecord, type RecordSink, recordReader } from './list-records.js';
 import { csvColumns, type ListShape, rowFromCsv, rowFromObject } from './list-rows.js';
 
 // Chunks under V8's large-object size: the text decoded from each dies young, so the heap stays
@@ -29,7 +29,7 @@ export default ingestionTask;
 /** Reads the plan's file into the external audience; the whole run, as the worker (or a benchmark) calls it. */
 export function runIngestion(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGESTION'>): void {
   if (!existsSync(plan.upload)) {
-    throw new Error('The uploaded file of this run is gone (removed from the data directory); start the run again');
+    throw new Error(UPLOAD_GONE);
   }
   const { sqlite } = conn;
   // A list can be a gigabyte: its staging goes to temporary files, and this connection's caches
@@ -51,13 +51,10 @@ export function runIngestion(conn: Connection, plan: IngestionPlan, ctx: TaskCon
   );
   try {
     const counts = readList(conn, plan, ctx);
-    if (counts.recordsImported === 0) {
+    const unusable = nothingUsable(counts);
+    if (unusable !== undefined) {
       saveErrorsAlone(conn, plan.jobId);
-      throw new Error(
-        counts.recordsRead === 0
-          ? 'The file has no rows'
-          : `Nothing usable: all ${counts.recordsFailed} rows failed (see the run's errors)`,
-      );
+      throw new Error(unusable);
     }
     if (ctx.cancelled()) throw new Cancelled();
     ctx.finish(() => {
@@ -75,23 +72,30 @@ export function runIngestion(conn: Connection, plan: IngestionPlan, ctx: TaskCon
   }
 }
 
-function readList(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGESTION'>): IngestionCounts {
-  const { sqlite } = conn;
+/** Where the checked rows of a list go: each good row (its identity, line and payload as JSON text), each bad one. */
+export interface ListOutput {
+  row(identity: string, line: number, payload: string): void;
+  error(line: number, message: string): void;
+}
+
+/**
+ * The rules of a list's records, the same on SQLite (this task) and on a cluster node
+ * (cluster/cluster-ingestion-run.ts), which differ only in where the rows go: a CSV's first
+ * record is its header (a header that does not fit fails the run), every other record is read,
+ * checked against the audience's fields and counted, and goes to `out` as a row or an error.
+ */
+export function listSink(plan: IngestionPlan, counts: IngestionCounts, out: ListOutput): RecordSink {
   const shape: ListShape = {
     fields: plan.fields,
     identityField: plan.identityField,
     identityNamespace: plan.identityNamespace,
   };
-  // Appended in file order without a key (the cheapest insert); writeRun lets a later row of the same identity win.
-  const insertRow = sqlite.prepare('INSERT INTO temp.ingest_rows (value, line, payload) VALUES (?, ?, ?)');
-  const insertError = sqlite.prepare('INSERT OR REPLACE INTO temp.ingest_errors (line, message) VALUES (?, ?)');
-  const counts: IngestionCounts = { recordsRead: 0, recordsImported: 0, recordsMatched: 0, recordsFailed: 0 };
   let columns: ExternalAudienceField[] | undefined;
   const fail = (line: number, message: string) => {
     counts.recordsFailed++;
-    insertError.run(line, message);
+    out.error(line, message);
   };
-  const sink = (record: ListRecord) => {
+  return (record: ListRecord) => {
     if (plan.format === 'CSV' && columns === undefined) {
       const header = record.error === undefined && 'values' in record ? record.values : undefined;
       if (!header) throw new Error(`The CSV header on line ${record.line} is unreadable: ${record.error ?? 'not CSV'}`);
@@ -108,9 +112,41 @@ function readList(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGES
     const row =
       'values' in record ? rowFromCsv(record.values, columns ?? [], shape) : rowFromObject(record.object, shape);
     if (!row.ok) return fail(record.line, row.message);
-    insertRow.run(row.identity, record.line, JSON.stringify(row.payload));
+    out.row(row.identity, record.line, JSON.stringify(row.payload));
     counts.recordsImported++;
   };
+}
+
+/** Counts before the first record. */
+export const noCounts = (): IngestionCounts => ({
+  recordsRead: 0,
+  recordsImported: 0,
+  recordsMatched: 0,
+  recordsFailed: 0,
+});
+
+/** Why a run that imported nothing fails (its errors are kept); undefined when it imported rows. */
+export function nothingUsable(counts: IngestionCounts): string | undefined {
+  if (counts.recordsImported > 0) return undefined;
+  return counts.recordsRead === 0
+    ? 'The file has no rows'
+    : `Nothing usable: all ${counts.recordsFailed} rows failed (see the run's errors)`;
+}
+
+/** The message of a run whose staged file is gone. */
+export const UPLOAD_GONE =
+  'The uploaded file of this run is gone (removed from the data directory); start the run again';
+
+function readList(conn: Connection, plan: IngestionPlan, ctx: TaskContext<'INGESTION'>): IngestionCounts {
+  const { sqlite } = conn;
+  // Appended in file order without a key (the cheapest insert); writeRun lets a later row of the same identity win.
+  const insertRow = sqlite.prepare('INSERT INTO temp.ingest_rows (value, line, payload) VALUES (?, ?, ?)');
+  const insertError = sqlite.prepare('INSERT OR REPLACE INTO temp.ingest_errors (line, message) VALUES (?, ?)');
+  const counts = noCounts();
+  const sink = listSink(plan, counts, {
+    row: (identity, line, payload) => insertRow.run(identity, line, payload),
+    error: (line, message) => insertError.run(line, message),
+  });
   const reader = recordReader(plan.format, sink);
   const fd = openSync(plan.upload, 'r');
   const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
