@@ -63,6 +63,8 @@ export default defineConfig({
     // runs the files one after another while most of them wait on servers, children and timers.
     maxWorkers: 2,
     include: ['test/**/*.test.ts'],
+    // One migrated PostgreSQL template per run, when SEGQL_TEST_DATABASE_URL is set (test/db/pg-test-database.ts).
+    globalSetup: ['test/global-setup.ts'],
     sequence: { sequencer: SlowestFirst },
     testTimeout: 30_000,
     hookTimeout: 60_000,
