@@ -1,4 +1,58 @@
+import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
+import { BaseSequencer, type TestSpecification } from 'vitest/node';
+
+/**
+ * The files that take longest, longest first (measured on the 2-core CI machine). A fresh clone
+ * has no duration cache, so vitest would order by file size and could start a 40 s file last,
+ * leaving one fork to finish it alone; these start first and the short files fill in around them.
+ * A stale entry only costs ordering; a file missing here just runs in vitest's own order.
+ */
+const SLOWEST_FIRST = [
+  'test/e2e/cli.test.ts',
+  'test/pql/differential.postgres.test.ts',
+  'test/pql/differential.property.test.ts',
+  'test/e2e/segment-jobs.test.ts',
+  'test/e2e/segment-crash.test.ts',
+  'test/bench/batch-postgres.test.ts',
+  'test/e2e/auth-sequences.test.ts',
+  'test/e2e/ingestion-crash.test.ts',
+  'test/e2e/lifecycle.test.ts',
+  'test/e2e/authorization-matrix.test.ts',
+  'test/e2e/export-evaluate-first.test.ts',
+  'test/e2e/previews.test.ts',
+  'test/bench/bench-runs.test.ts',
+  'test/e2e/upload-memory.test.ts',
+  'test/e2e/cluster-jobs.test.ts',
+  'test/e2e/export-crash.test.ts',
+  'test/e2e/cluster-exports.test.ts',
+  'test/e2e/clients.test.ts',
+  'test/domain/cluster-segment-job.test.ts',
+  'test/domain/cluster-export-job.test.ts',
+  'test/e2e/export-evaluate-first-crash.test.ts',
+  'test/e2e/auth.test.ts',
+  'test/domain/ingest-thread.test.ts',
+  'test/e2e/response-cache.test.ts',
+  'test/e2e/cluster-cancel.test.ts',
+  'test/e2e/documented-pql.test.ts',
+  'test/e2e/schedule-export.test.ts',
+  'test/e2e/subscription-lag.test.ts',
+  'test/e2e/query-budget.test.ts',
+  'test/pql/explain.differential.test.ts',
+];
+
+/** The files of SLOWEST_FIRST in its order, then the rest in vitest's (durations cached by an earlier run, else size). */
+class SlowestFirst extends BaseSequencer {
+  override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const rest = await super.sort(files);
+    const rank = (spec: TestSpecification) => {
+      const i = SLOWEST_FIRST.indexOf(relative(spec.project.config.root, spec.moduleId).replaceAll('\\', '/'));
+      return i < 0 ? SLOWEST_FIRST.length : i;
+    };
+    // Array.prototype.sort is stable: the unlisted files keep vitest's order.
+    return rest.sort((a, b) => rank(a) - rank(b));
+  }
+}
 
 export default defineConfig({
   // Pothos and yoga load graphql's CJS build; without the alias a test file would get the ESM one (docs/dependencies.md gotcha 2).
@@ -9,6 +63,9 @@ export default defineConfig({
     // runs the files one after another while most of them wait on servers, children and timers.
     maxWorkers: 2,
     include: ['test/**/*.test.ts'],
+    // One migrated PostgreSQL template per run, when SEGQL_TEST_DATABASE_URL is set (test/db/pg-test-database.ts).
+    globalSetup: ['test/global-setup.ts'],
+    sequence: { sequencer: SlowestFirst },
     testTimeout: 30_000,
     hookTimeout: 60_000,
   },

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import pg from 'pg';
+import { inject } from 'vitest';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
 import { migratePg, openPgDatabase, type PgConnection } from '../../src/db/pg/index.js';
 
@@ -29,15 +30,23 @@ export async function admin(sql: string): Promise<void> {
   }
 }
 
+/** The URL of database `name` on the server of SEGQL_TEST_DATABASE_URL. */
+export function databaseUrl(name: string): string {
+  if (!pgAdminUrl) throw new Error('SEGQL_TEST_DATABASE_URL is not set');
+  const u = new URL(pgAdminUrl);
+  u.pathname = `/${name}`;
+  return u.toString();
+}
+
 export async function freshPgDatabase(label = 'test'): Promise<PgTestDatabase> {
   if (!pgAdminUrl) throw new Error('SEGQL_TEST_DATABASE_URL is not set');
   const name = `segql_${label.replace(/\W/g, '_')}_${randomBytes(5).toString('hex')}`;
-  await admin(`CREATE DATABASE ${name}`);
-  const u = new URL(pgAdminUrl);
-  u.pathname = `/${name}`;
-  const url = u.toString();
+  // A copy of the run's migrated template (test/global-setup.ts) when there is one, else migrated here.
+  const template = inject('pgTemplate');
+  await admin(template ? `CREATE DATABASE ${name} TEMPLATE ${template}` : `CREATE DATABASE ${name}`);
+  const url = databaseUrl(name);
   const conn = openPgDatabase(url);
-  await migratePg(conn);
+  if (!template) await migratePg(conn);
   return {
     url,
     conn,

@@ -20,6 +20,7 @@ afterAll(() => {
 });
 
 const PROFILES = 100_000;
+const SEEDED = 10_000;
 const JOB = `query($id: ID!) { exportJob(id: $id) { status attempts error at files { rows }
   segmentJob { id status attempts at } } }`;
 
@@ -28,7 +29,35 @@ it('re-runs the segment job at the same instant after a SIGKILL, then the export
 }, async () => {
   const conn = openDatabase(databaseFile(dataDir));
   const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-  seedDemoData(conn, sandboxId, { profiles: PROFILES, eventsPerProfile: 0, seed: 11 });
+  // A tenth of them through the ingest code (which also records the profile schema), the rest
+  // copies made in SQL with identities of their own: seeding all 100 k took the ingest code
+  // most of this file's time.
+  seedDemoData(conn, sandboxId, { profiles: SEEDED, eventsPerProfile: 0, seed: 11 });
+  const { lo, hi } = conn.sqlite
+    .prepare('SELECT min(id) AS lo, max(id) AS hi FROM profiles WHERE sandbox_id = ?')
+    .get(sandboxId) as { lo: number; hi: number };
+  expect(hi - lo + 1).toBe(SEEDED);
+  conn.sqlite.exec('BEGIN IMMEDIATE');
+  for (let copy = 1; copy < PROFILES / SEEDED; copy++) {
+    const shift = copy * SEEDED;
+    conn.sqlite
+      .prepare(
+        `INSERT INTO profiles (id, sandbox_id, attributes, created_at, updated_at)
+         SELECT id + ?, sandbox_id, attributes, created_at, updated_at FROM profiles WHERE sandbox_id = ? AND id <= ?`,
+      )
+      .run(shift, sandboxId, hi);
+    conn.sqlite
+      .prepare(
+        `INSERT INTO identities (sandbox_id, namespace, value, profile_id, created_at)
+         SELECT sandbox_id, namespace, value || '.' || ?, profile_id + ?, created_at FROM identities
+         WHERE sandbox_id = ? AND profile_id <= ?`,
+      )
+      .run(copy, shift, sandboxId, hi);
+  }
+  conn.sqlite.exec('COMMIT');
+  expect(conn.sqlite.prepare('SELECT count(*) FROM profiles WHERE sandbox_id = ?').pluck().get(sandboxId)).toBe(
+    PROFILES,
+  );
   conn.close();
 
   let server = await spawnServer(dataDir);
