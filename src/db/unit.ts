@@ -144,7 +144,9 @@ export function refuseInsideOpenUnit(store: Store): void {
  * gate once no unit is open on the connection — at once, synchronously, when none is — so that
  * its writes never land inside another request's open transaction.
  */
-export function writeInTurn<T>(conn: Connection, section: () => T): T | Promise<T> {
+export function writeInTurn<T>(conn: Store, section: () => T): T | Promise<T> {
+  // On a pooled database every unit has a client of its own: there are no turns to wait for.
+  if (!isSqlite(conn)) return section();
   const turns = turnsOf(conn);
   if (isUnit(conn) || insideOpenUnit(turns)) return section();
   return inTurn(conn, turns, section);

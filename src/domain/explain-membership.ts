@@ -3,7 +3,6 @@
  * explanation (src/pql explain), with the stored membership beside it and, for an audience, the
  * definition version in force — the one a past transition recorded when `at` is its instant.
  */
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
 import { type Explanation, explain } from '../pql/index.js';
@@ -13,7 +12,7 @@ import { requireDefinition } from './definitions.js';
 import { badInput } from './errors.js';
 import { checkExpression } from './expressions.js';
 import type { MembershipStatus } from './membership-statuses.js';
-import { loadProfileDocument } from './profile-documents.js';
+import { readProfileDocument } from './profile-documents.js';
 import { assertIdentity, type IdentityInput } from './profile-ingest.js';
 import { profileIdByIdentity } from './profiles.js';
 
@@ -49,7 +48,7 @@ export interface MembershipExplanation extends Explanation {
 
 /** Explains one profile against an audience's definition or an expression; null when the profile is unknown. */
 export async function explainMembership(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   request: ExplainRequest,
   now = Date.now(),
@@ -64,7 +63,7 @@ export async function explainMembership(
   const profileId = request.profileId ?? (await profileIdByIdentity(conn, sandboxId, request.identity!));
   if (profileId === undefined) return null;
   const at = request.at ?? now;
-  const doc = loadProfileDocument(conn, sandboxId, profileId);
+  const doc = await readProfileDocument(conn, sandboxId, profileId);
   if (doc === undefined) return null;
 
   let text: string;
