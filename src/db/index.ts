@@ -108,6 +108,10 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
   return {
     ...sqliteStatementRunner(sqlite),
     dialect: 'sqlite',
+    // Preparing is SQLite's whole check: it refuses what it cannot run (depth, terms) right there.
+    async plan(texts) {
+      sqlite.prepare(texts.sqlite().sql);
+    },
     sqlite,
     db,
     cache: new ConnectionCache(),

@@ -13,6 +13,19 @@ export interface Store extends StatementRunner {
   readonly cache: ConnectionCache;
   /** Present on a database whose units each run on a client of their own (PostgreSQL). */
   readonly units?: UnitHost;
+  /**
+   * Has the database plan, without running it, a statement built at run time (a compiled
+   * definition: compiler-made text, bound parameters only), and throws its refusal. Each
+   * database is given its own text, built only when asked for (one database's compiler may not
+   * express what the other's does).
+   */
+  plan(texts: PlanTexts): Promise<void>;
+}
+
+/** A statement built at run time, per database: its text and parameters. */
+export interface PlanTexts {
+  sqlite: () => { sql: string; params: readonly unknown[] };
+  postgres: () => { sql: string; params: readonly unknown[] };
 }
 
 /** How a pooled database opens a unit: a client of its own, in a transaction. */

@@ -456,7 +456,7 @@ interface CreateDefinitionInput {
 
 /** Creates a definition and its audience in one transaction. */
 export async function createSegmentDefinition(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: CreateDefinitionInput,
   now = Date.now(),
@@ -465,7 +465,7 @@ export async function createSegmentDefinition(
   const ttlInDays = validTtl(input.ttlInDays);
   return writeUnit(conn, async (tx) => {
     const checked = await checkExpression(tx, sandboxId, input.expression, { definition: true });
-    assertRunnable(tx, sandboxId, checked.checked);
+    await assertRunnable(tx, sandboxId, checked.checked);
     const { info: evaluation, warnings } = validEvaluation(
       input.evaluationInfo,
       { batch: true, streaming: false, edge: false },
@@ -533,7 +533,7 @@ interface UpdateDefinitionInput {
  * evaluation. `expectedVersion` guards against lost updates.
  */
 export async function updateSegmentDefinition(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   id: number,
   input: UpdateDefinitionInput,
@@ -565,7 +565,7 @@ export async function updateSegmentDefinition(
         definition: true,
         selfAudienceId: def.audienceId,
       });
-      assertRunnable(tx, sandboxId, checked.checked);
+      await assertRunnable(tx, sandboxId, checked.checked);
       Object.assign(set, expressionColumns(input.expression, checked));
       eligibility = checked.checked.eligibility;
       await writeDependencies(tx, sandboxId, id, checked.checked.referencedAudiences);

@@ -1,5 +1,6 @@
 import type { Connection } from '../db/index.js';
 import { preparedOn, type Statement, type StatementRunner, statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 import {
   audienceReferences,
   type CheckedExpression,
@@ -255,32 +256,72 @@ export function checkParsed(
 const SQLITE_STATEMENT_LIMIT =
   /Expression tree is too large|too many (?:terms|arguments|columns|SQL variables|FROM clause terms)|parser stack overflow|at most \d+ tables in a join/i;
 
-/** SQLite's refusal of an expression's compiled statement as a PQL_TYPE_ERROR; undefined for any other failure. */
+/**
+ * A database's refusal of an expression's compiled statement as a PQL_TYPE_ERROR: SQLite's limits
+ * (above), PostgreSQL's SQLSTATE class 54 (program limit exceeded, e.g. stack depth); undefined
+ * for any other failure.
+ */
 export function tooLargeToRun(err: unknown, checked: CheckedExpression): PqlError | undefined {
-  if (!(err instanceof Error) || !SQLITE_STATEMENT_LIMIT.test(err.message)) return undefined;
+  if (!(err instanceof Error)) return undefined;
+  const code = (err as { code?: unknown }).code;
+  const database = SQLITE_STATEMENT_LIMIT.test(err.message)
+    ? 'SQLite'
+    : typeof code === 'string' && code.startsWith('54')
+      ? 'PostgreSQL'
+      : undefined;
+  if (database === undefined) return undefined;
   return new PqlError(
     'PQL_TYPE_ERROR',
-    `the expression is too large to run: SQLite refuses its compiled form (${err.message}); split it into smaller definitions combined with inSegment`,
+    `the expression is too large to run: ${database} refuses its compiled form (${err.message}); split it into smaller definitions combined with inSegment`,
     checked.source,
     { offset: 0, length: checked.source.length, line: 1, column: 1 },
   );
 }
 
+/** SQLSTATE query_canceled: on PostgreSQL, planning a definition took longer than its store allows. */
+const QUERY_CANCELED = '57014';
+
 /**
- * Proves that a definition can run before it is accepted: compiles it in both SQL forms, each
- * wrapped as deep as the jobs, streaming and previews wrap them, and has SQLite prepare (not
- * run) the statements. What validates, runs.
+ * Proves that a definition can run before it is accepted: compiles it in both SQL forms for the
+ * store's database, each wrapped as deep as the jobs, streaming and previews wrap them, and has
+ * the database plan (not run) the statements. What validates, runs.
  */
-export function assertRunnable(conn: Connection, sandboxId: number, checked: CheckedExpression): void {
+export async function assertRunnable(store: Store, sandboxId: number, checked: CheckedExpression): Promise<void> {
   const now = Date.now();
+  const bound = [{ sql: 'p.id % 64 != 0 OR p.id > 0', params: [] }];
   try {
-    const query = compileToSql(checked, { now, sandboxId, where: [{ sql: 'p.id % 64 != 0 OR p.id > 0', params: [] }] });
-    conn.sqlite.prepare(`SELECT ?, id FROM (${query.sql})`);
-    const predicate = compilePredicate(checked, { now });
-    conn.sqlite.prepare(
-      `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND NOT (${predicate.sql})`,
-    );
+    await store.plan({
+      sqlite: () => {
+        const query = compileToSql(checked, { now, sandboxId, where: bound });
+        return { sql: `SELECT ?, id FROM (${query.sql})`, params: [] };
+      },
+      postgres: () => {
+        const query = compileToSql(checked, { now, sandboxId, where: bound, dialect: 'postgres' });
+        return { sql: `SELECT q.id FROM (${query.sql}) AS q`, params: query.params };
+      },
+    });
+    await store.plan({
+      sqlite: () => {
+        const predicate = compilePredicate(checked, { now });
+        return {
+          sql: `SELECT p.id FROM main.profiles AS p WHERE p.id IN (SELECT value FROM json_each(?)) AND NOT (${predicate.sql})`,
+          params: [],
+        };
+      },
+      postgres: () => {
+        const predicate = compilePredicate(checked, { now, dialect: 'postgres' });
+        return { sql: `SELECT p.id FROM profiles AS p WHERE NOT (${predicate.sql})`, params: predicate.params };
+      },
+    });
   } catch (err) {
+    if ((err as { code?: unknown }).code === QUERY_CANCELED) {
+      throw new PqlError(
+        'PQL_TYPE_ERROR',
+        'the expression is too large to run: PostgreSQL could not plan its compiled form in time; split it into smaller definitions combined with inSegment',
+        checked.source,
+        { offset: 0, length: checked.source.length, line: 1, column: 1 },
+      );
+    }
     throw tooLargeToRun(err, checked) ?? err;
   }
 }
@@ -314,12 +355,12 @@ export interface PqlValidation {
 }
 
 /** Checks an expression the way a segment builder asks while the user types: problems are data, not failures. */
-export async function validatePql(conn: Connection, sandboxId: number, input: ExpressionInput): Promise<PqlValidation> {
+export async function validatePql(conn: Store, sandboxId: number, input: ExpressionInput): Promise<PqlValidation> {
   try {
     // A value expression (a count, a sum, an if(…)) is valid too: its type says what it is.
     const { checked, text, json } = await checkExpression(conn, sandboxId, input, { definition: false });
     // A boolean is a definition-to-be: it must also compile to a statement SQLite accepts.
-    if (checked.type.kind === 'boolean') assertRunnable(conn, sandboxId, checked);
+    if (checked.type.kind === 'boolean') await assertRunnable(conn, sandboxId, checked);
     return {
       valid: true,
       errors: [],

@@ -1,7 +1,7 @@
 import DataLoader from 'dataloader';
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
-import type { Connection } from '../db/index.js';
+import type { Store } from '../db/store.js';
 import type { Principal } from '../domain/api-keys.js';
 import type { App } from '../domain/app.js';
 import { type Audience, audiencesByIds, dependentDefinitions } from '../domain/audiences.js';
@@ -21,7 +21,7 @@ export interface Context {
   app: App;
   /** Who is asking: the API key's scopes and sandboxes (everything when the server runs open). */
   principal: Principal;
-  conn: Connection;
+  conn: Store;
   sandbox: Sandbox;
   limits: Limits;
   requestId: string;
@@ -45,7 +45,7 @@ function batched<V>(load: (ids: readonly number[]) => Map<number, V> | Promise<M
  * relation a page of entities touches goes through one of these, so a page costs a constant
  * number of SQL statements whatever its size.
  */
-export function createLoaders(conn: Connection, sandboxId: number) {
+export function createLoaders(conn: Store, sandboxId: number) {
   let folders: Promise<Map<number, Folder>> | undefined;
   return {
     profile: batched<Profile | undefined>((ids) => profilesByIds(conn, sandboxId, ids), undefined),

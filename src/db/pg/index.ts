@@ -48,6 +48,7 @@ export function openPgDatabase(url: string, options: { max?: number } = {}): PgC
     dialect: 'postgres',
     cache: new ConnectionCache(),
     units: { begin: (lock) => beginUnit(pool, lock) },
+    plan: (texts) => planOn(pool, texts.postgres()),
     pool,
     db,
     close: () => pool.end(),
@@ -67,6 +68,49 @@ export function openPgDatabase(url: string, options: { max?: number } = {}): PgC
     };
   }
   return store;
+}
+
+/**
+ * The statements of the catalogue on one client (inside its transaction), as a Store: the
+ * shared asynchronous reads a cluster job makes inside its own snapshot take one. A cache of its
+ * own: nothing is kept across jobs. Its plans run on the client, under the caller's timeouts.
+ */
+export function clientStore(client: pg.ClientBase | pg.Pool): Store {
+  return {
+    ...pgStatementRunner(client),
+    dialect: 'postgres',
+    cache: new ConnectionCache(),
+    async plan(texts) {
+      const query = texts.postgres();
+      await client.query(`EXPLAIN ${query.sql}`, [...query.params]);
+    },
+  };
+}
+
+/** How long PostgreSQL may take to plan a compiled definition before it is refused as too large. */
+const PLAN_TIMEOUT_MS = 5_000;
+
+/**
+ * EXPLAIN (plan, not run) on a client of its own, in a transaction rolled back after: a compiled
+ * definition PostgreSQL refuses, or takes longer than PLAN_TIMEOUT_MS to plan (a chain of
+ * hundreds of terms nests a sub-select per operator), fails here rather than in every job.
+ */
+async function planOn(pool: pg.Pool, query: { sql: string; params: readonly unknown[] }): Promise<void> {
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    await client.query("SELECT set_config('statement_timeout', $1, true)", [String(PLAN_TIMEOUT_MS)]);
+    await client.query(`EXPLAIN ${query.sql}`, [...query.params]);
+  } catch (err) {
+    broken = true;
+    throw err;
+  } finally {
+    await client.query('ROLLBACK').catch(() => {
+      broken = true;
+    });
+    client.release(broken);
+  }
 }
 
 /**

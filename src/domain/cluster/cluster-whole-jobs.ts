@@ -18,8 +18,7 @@
  * scratch. A job lost MAX_RANGE_ATTEMPTS times fails, as ranges and exports do.
  */
 import type pg from 'pg';
-import { ConnectionCache } from '../../db/connection-cache.js';
-import { pgStatementRunner } from '../../db/pg/index.js';
+import { clientStore } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobKind } from '../jobs/job-types.js';
@@ -35,12 +34,9 @@ import { LeaseLost } from './range-queue.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
-/**
- * The statements of the catalogue on one client (inside its transaction), as a Store: the shared
- * asynchronous reads (a plan, an audience) take one. A cache of its own: nothing is kept across jobs.
- */
+/** A Store on one client, inside its transaction (db/pg `clientStore`). */
 export function storeOn(client: pg.ClientBase | pg.Pool): Store {
-  return { ...pgStatementRunner(client as pg.PoolClient), dialect: 'postgres', cache: new ConnectionCache() };
+  return clientStore(client);
 }
 
 /** A whole job this node holds: attempt `attempts` is its lease's number; `input.now` is pinned. */

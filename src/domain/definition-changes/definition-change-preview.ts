@@ -81,7 +81,7 @@ export async function previewDefinitionChange(
       definition: true,
       selfAudienceId: def.audienceId,
     });
-    assertRunnable(tx, sandboxId, checked);
+    await assertRunnable(tx, sandboxId, checked);
     return dryRunInput(def, expression, { text, checked }, options);
   });
 }

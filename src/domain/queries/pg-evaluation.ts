@@ -12,7 +12,7 @@ import type pg from 'pg';
 import { type ConnectionCache, cacheKey } from '../../db/connection-cache.js';
 import { pgStatementRunner } from '../../db/pg/index.js';
 import { type StatementRunner, statements } from '../../db/statement.js';
-import { type CheckedExpression, compileToSql, type FieldCatalog, PqlError } from '../../pql/index.js';
+import { type CheckedExpression, compileToSql, type FieldCatalog } from '../../pql/index.js';
 import { notFound } from '../errors.js';
 import {
   chosenDefinitions,
@@ -26,7 +26,7 @@ import {
   matchingPagePlan,
   runsDefinitions,
 } from '../evaluation.js';
-import type { ExpressionInput } from '../expressions.js';
+import { type ExpressionInput, tooLargeToRun } from '../expressions.js';
 import type { Page, PageArgs } from '../paging.js';
 import { checkDefinitionPg } from '../pg-expressions.js';
 import { readProfileDocument } from '../profile-documents.js';
@@ -123,18 +123,6 @@ async function catalogEntry(session: PgReadSession, sandboxId: number): Promise<
   return entry;
 }
 
-/** PostgreSQL's refusals of a statement too big to plan or run: SQLSTATE class 54 (program limit exceeded). */
-function tooLargeToRunPg(err: unknown, checked: CheckedExpression): PqlError | undefined {
-  const code = (err as { code?: unknown }).code;
-  if (typeof code !== 'string' || !code.startsWith('54')) return undefined;
-  return new PqlError(
-    'PQL_TYPE_ERROR',
-    `the expression is too large to run: PostgreSQL refuses its compiled form (${(err as Error).message}); split it into smaller definitions combined with inSegment`,
-    checked.source,
-    { offset: 0, length: checked.source.length, line: 1, column: 1 },
-  );
-}
-
 async function runCompiled<Row extends pg.QueryResultRow>(
   session: PgReadSession,
   checked: CheckedExpression,
@@ -145,7 +133,7 @@ async function runCompiled<Row extends pg.QueryResultRow>(
   try {
     return (await session.client.query<Row>(text, params)).rows;
   } catch (err) {
-    throw tooLargeToRunPg(err, checked) ?? err;
+    throw tooLargeToRun(err, checked) ?? err;
   }
 }
 
