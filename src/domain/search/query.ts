@@ -237,3 +237,17 @@ function leaf(t: LuceneTerm, inherited: SearchField | null): SearchNode {
     throw queryError('a wildcard needs a letter or digit beside it', loc);
   return { kind: 'term', field, text: text.replace(/\\([^*?])/g, '$1'), fuzzy, loc };
 }
+
+/** The column of the search documents each query field searches (FTS5's and PostgreSQL's alike). */
+export const FIELD_COLUMNS: Record<SearchField, string> = {
+  name: 'name',
+  description: 'description',
+  id: 'gid',
+  external_id: 'external_id',
+  labels: 'labels',
+  folder: 'folder',
+  namespace: 'namespace',
+  expression: 'expression',
+  path: 'path',
+  type: 'type',
+};

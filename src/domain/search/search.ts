@@ -12,8 +12,8 @@ import { allFolders, type Folder } from '../folders.js';
 import { decodeGlobalId, encodeGlobalId } from '../ids.js';
 import { decodeCursor, encodeCursor, MAX_PAGE_SIZE } from '../paging.js';
 import type { SchemaField } from '../profile-schema.js';
-import { FIELD_COLUMNS, toFtsMatch } from './fts-match.js';
-import { parseSearchQuery, SEARCH_FIELDS, type SearchField } from './query.js';
+import { toFtsMatch } from './fts-match.js';
+import { FIELD_COLUMNS, parseSearchQuery, SEARCH_FIELDS, type SearchField } from './query.js';
 import {
   anyLeafQuery,
   columnVector,

@@ -20,8 +20,7 @@
  */
 import type { Store } from '../../db/store.js';
 import { badInput } from '../errors.js';
-import { FIELD_COLUMNS } from './fts-match.js';
-import { SEARCH_FIELDS, type SearchField, type SearchNode } from './query.js';
+import { FIELD_COLUMNS, SEARCH_FIELDS, type SearchField, type SearchNode } from './query.js';
 import { fuzzyWords, searchTokens, wildcardWords } from './vocabulary.js';
 
 /** A leaf of the query with its words known (fuzzy and wildcard terms expanded). */
