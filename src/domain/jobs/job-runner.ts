@@ -2,24 +2,18 @@ import { AsyncResource } from 'node:async_hooks';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
 import type { Connection } from '../../db/index.js';
 import { preparedOn, statements } from '../../db/statement.js';
-import { type UnitConnection, writeInTurn, writeUnit } from '../../db/unit.js';
+import { writeInTurn, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
+import { type JobPrepare, queueJob } from './job-queue.js';
 import type { JobServices } from './job-services.js';
-import { insertJob, type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
-import { type InputOf, isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
+import { type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
+import { isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
 
 /** What `enqueue`'s prepare may do besides validating and returning the input. */
-export interface JobChain {
-  /**
-   * Queues a job that must run first, for the job being created (an export's segment job), in
-   * the same unit. The new job is claimed once that one has ended and fails unless it
-   * succeeded; cancelling the new job cancels it too. At most one per job.
-   */
-  first<F extends TypedJobKind>(kind: F, input: InputOf<F>): Promise<JobOf<F>>;
-}
+export type { JobChain } from './job-queue.js';
 
 const TERMINAL_SQL = JOB_STATUSES.filter(isTerminal)
   .map((s) => `'${s}'`)
@@ -133,30 +127,11 @@ export class JobRunner {
     conn: Connection,
     sandboxId: number,
     kind: K,
-    prepare: (chain: JobChain, tx: UnitConnection) => InputOf<K> | Promise<InputOf<K>>,
+    prepare: JobPrepare<K, Connection>,
     options: NewJobOptions = {},
   ): Promise<JobOf<K>> {
-    const queued: { first?: Job } = {};
-    const job = await writeUnit(conn, async (tx) => {
-      const chain: JobChain = {
-        first: async (firstKind, input) => {
-          if (queued.first) throw new Error('a job waits for one job at most');
-          // Started by the same trigger, but not one of a schedule's runs: the job it runs for is.
-          const first = await insertJob(tx, sandboxId, firstKind, input, {
-            trigger: options.trigger,
-            now: options.now,
-          });
-          queued.first = first;
-          return first;
-        },
-      };
-      const input = await prepare(chain, tx);
-      return insertJob(tx, sandboxId, kind, input, {
-        ...options,
-        afterJobId: queued.first?.id ?? options.afterJobId,
-      });
-    });
-    if (queued.first) this.publish(queued.first);
+    const { job, first } = await queueJob(conn, sandboxId, kind, prepare, options);
+    if (first) this.publish(first);
     this.publish(job);
     this.wake();
     return job;
