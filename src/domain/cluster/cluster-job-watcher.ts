@@ -1,0 +1,78 @@
+/**
+ * Job updates made anywhere in the cluster, told to this process's subscribers. Nodes write job
+ * rows only (claims, lease renewals with progress, final writes, requeues); a trigger announces
+ * every change on `segql_job_updates` with the job's id (pg migration `job_update_notify`), and
+ * each serving process LISTENs, reads the changed jobs in batches and publishes them on the
+ * event bus as the single-process runner publishes its own (the job's topic, its sandbox's).
+ * With Redis the bus also carries them to other processes; each serving process watches anyway,
+ * so a subscriber sees a job's updates whichever node it is connected to.
+ */
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { Store } from '../../db/store.js';
+import { type EventBus, topics } from '../events.js';
+import { jobById } from '../jobs/job-store.js';
+
+export const JOB_UPDATES_CHANNEL = 'segql_job_updates';
+
+/** How long notifications gather before their jobs are read (a renewal touches each running job every few seconds). */
+const BATCH_MS = 20;
+/** How long to wait before listening again after the connection was lost. */
+const RECONNECT_MS = 1_000;
+
+export class ClusterJobWatcher {
+  private client: pg.Client | undefined;
+  private readonly pending = new Set<number>();
+  private timer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publish'>; log: Logger }) {}
+
+  async start(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.deps.url });
+    client.on('notification', (n) => {
+      const id = Number(n.payload);
+      if (!Number.isSafeInteger(id)) return;
+      this.pending.add(id);
+      this.timer ??= setTimeout(() => {
+        this.timer = undefined;
+        this.flushing = this.flushing.then(() => this.flush());
+      }, BATCH_MS);
+    });
+    client.on('error', (err) => this.deps.log.warn({ err }, 'job updates: connection lost'));
+    client.on('end', () => {
+      if (this.stopped) return;
+      // Updates made while nobody listened are not replayed; the next change of each job is.
+      setTimeout(() => {
+        if (!this.stopped) this.start().catch((err) => this.deps.log.warn({ err }, 'job updates: cannot listen'));
+      }, RECONNECT_MS).unref();
+    });
+    await client.connect();
+    await client.query(`LISTEN ${JOB_UPDATES_CHANNEL}`);
+    this.client = client;
+  }
+
+  private async flush(): Promise<void> {
+    const ids = [...this.pending];
+    this.pending.clear();
+    for (const id of ids) {
+      try {
+        const job = await jobById(this.deps.store, id);
+        if (!job) continue;
+        this.deps.bus.publish(topics.job(job.id), job);
+        this.deps.bus.publish(topics.sandboxJobs(job.sandboxId), job);
+      } catch (err) {
+        this.deps.log.warn({ err, jobId: id }, 'job updates: cannot read the job');
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.flushing;
+    await this.client?.end().catch(() => {});
+  }
+}

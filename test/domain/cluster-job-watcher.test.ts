@@ -1,0 +1,52 @@
+/**
+ * Job updates made anywhere in the cluster reach this process's event bus
+ * (src/domain/cluster/cluster-job-watcher.ts, pg migration `job_update_notify`): a job queued,
+ * claimed by a node, its lease renewed with progress and its end — each published on the job's
+ * topic and its sandbox's, in order. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ */
+import pino from 'pino';
+import { expect, it } from 'vitest';
+import { ClusterJobWatcher } from '../../src/domain/cluster/cluster-job-watcher.js';
+import { claimLeasedJob, failHeldJob, renewJobLease } from '../../src/domain/cluster/leased-job.js';
+import { insertJob } from '../../src/domain/jobs/job-store.js';
+import { createSandbox } from '../../src/domain/sandboxes.js';
+import { describeOnPostgres } from '../db/statements-harness.js';
+
+describeOnPostgres('job updates across the cluster', 'cluster_job_watcher', (db) => {
+  it('publishes every change of a job row, whoever made it', async () => {
+    const seen: { topic: string; status: string; done: number }[] = [];
+    const bus = {
+      publish: (topic: string, job: unknown) => {
+        const j = job as { status: string; progressDone: number };
+        seen.push({ topic, status: j.status, done: j.progressDone });
+      },
+    };
+    const watcher = new ClusterJobWatcher({ url: db.url, store: db.conn, bus, log: pino({ level: 'silent' }) });
+    await watcher.start();
+    const until = async (n: number) => {
+      for (let i = 0; i < 100 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 20));
+    };
+    try {
+      const sandbox = (await createSandbox(db.conn, 'watched')).id;
+      const job = await insertJob(db.conn, sandbox, 'EXPORT', { datasetId: 1 } as never);
+      await until(2);
+      // A node's work, straight on the pool as a node does it.
+      const held = (await claimLeasedJob(db.conn.pool, 'EXPORT', 'node-a', 60_000))!;
+      await until(4);
+      expect(await renewJobLease(db.conn.pool, held, 'node-a', 60_000, { done: 7, total: 10 })).toBe('held');
+      await until(6);
+      expect(await failHeldJob(db.conn.pool, held, 'node-a', 'broken')).toBe(true);
+      await until(8);
+      expect(seen.filter((s) => s.topic === `job:${job.id}`).map((s) => s.status)).toEqual([
+        'QUEUED',
+        'PROCESSING',
+        'PROCESSING',
+        'FAILED',
+      ]);
+      expect(seen.filter((s) => s.topic === `jobs:${sandbox}`)).toHaveLength(4);
+      expect(seen.filter((s) => s.topic === `job:${job.id}`)[2]).toMatchObject({ done: 7 });
+    } finally {
+      await watcher.stop();
+    }
+  });
+});
