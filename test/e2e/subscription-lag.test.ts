@@ -135,6 +135,10 @@ describe('a subscriber that leaves a quiet topic', () => {
       'subscription { jobEvents { id } }',
       'subscription { heartbeat(intervalMs: 60000) }',
     ];
+    // The tests before close their sockets without waiting for the server to let go of their
+    // subscriptions; counting from one still going would read its release as this test's.
+    const settled = Date.now() + 5_000;
+    while (server.app.bus.subscriptionCount > 0 && Date.now() < settled) await new Promise((r) => setTimeout(r, 20));
     const before = server.app.bus.subscriptionCount;
     for (const query of queries) client.subscribe({ query }, { next: () => {}, error: () => {}, complete: () => {} });
     const until = Date.now() + 5_000;
