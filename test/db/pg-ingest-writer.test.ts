@@ -6,7 +6,7 @@
  * members first, then streaming, as SQLite orders them) and leave the same memberships. Runs
  * when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -17,16 +17,13 @@ import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
 import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
-import type { IngestionPlan } from '../../src/domain/external-audiences/ingestion-run.js';
-import ingestionTask from '../../src/domain/external-audiences/ingestion-task.js';
 import type { IngestWrite, IngestWriter } from '../../src/domain/ingest-writer.js';
 import { LocalIngestWriter } from '../../src/domain/ingest-writer.js';
-import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
-import { runJobTask } from '../../src/domain/jobs/task.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
 import { PooledIngestWriter } from '../../src/domain/pooled-ingest-writer.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { publishMembershipChanges, StreamingSegmentation, sweepExpired } from '../../src/domain/streaming.js';
+import { runListIngestion } from '../domain/list-ingestion.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
 
@@ -109,34 +106,12 @@ describeOnPostgres('the ingest writer on a pooled database', 'pg_ingest_writer',
       },
       NOW - 60_000,
     );
-    const text = 'email,points\ncarl@example.com,5\ndana@example.com,7\n';
-    const upload = join(dir, 'list.csv');
-    writeFileSync(upload, text);
-    const job = await insertJob(sqlite, sandboxId, 'INGESTION', {
-      externalAudienceId: external.id,
-      audienceId: external.audienceId,
-      mode: 'APPEND',
-      format: 'CSV',
-      upload,
-      fileName: null,
-      bytes: text.length,
-      at: null,
-    });
-    await updateJob(sqlite, job.id, { status: 'PROCESSING' });
-    const plan: IngestionPlan = {
-      jobId: job.id,
-      sandboxId,
-      audienceId: external.audienceId,
-      mode: 'APPEND',
-      format: 'CSV',
-      upload,
-      bytes: text.length,
+    await runListIngestion(sqlite, sandboxId, external, {
+      dir,
+      name: 'list.csv',
+      text: 'email,points\ncarl@example.com,5\ndana@example.com,7\n',
       now: NOW - 60_000,
-      fields: external.fields,
-      identityField: 'email',
-      identityNamespace: 'email',
-    };
-    runJobTask(sqlite, job.id, ingestionTask, plan, { progress: () => {}, cancelled: () => false });
+    });
 
     const pg = await pgCopyOf(sqlite.sqlite, 'pg_ingest_writer_copy');
     const log = pino({ level: 'silent' });

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -7,7 +7,7 @@ import { DEFAULT_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
 import { EventBus } from '../../src/domain/events.js';
 import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
-import { type IngestionPlan, ingestionRunKind } from '../../src/domain/external-audiences/ingestion-run.js';
+import { ingestionRunKind } from '../../src/domain/external-audiences/ingestion-run.js';
 import ingestionTask from '../../src/domain/external-audiences/ingestion-task.js';
 import { CsvRecords, type ListRecord } from '../../src/domain/external-audiences/list-records.js';
 import { insertJob, jobById, updateJob } from '../../src/domain/jobs/job-store.js';
@@ -15,6 +15,7 @@ import { runJobTask } from '../../src/domain/jobs/task.js';
 import { WorkerLanes } from '../../src/domain/jobs/worker-thread.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { runListIngestion } from './list-ingestion.js';
 
 const DAY = 86_400_000;
 const NOW = Date.parse('2026-11-28T12:00:00Z');
@@ -75,39 +76,14 @@ async function setup(name: string) {
     NOW,
   );
   const run = async (text: string, now: number): Promise<{ status: string; error?: string }> => {
-    const upload = join(dir, `${name}-${now}.csv`);
-    writeFileSync(upload, text);
-    const job = await insertJob(conn, sandboxId, 'INGESTION', {
-      externalAudienceId: external.id,
-      audienceId: external.audienceId,
-      mode: 'APPEND',
-      format: 'CSV',
-      upload,
-      fileName: null,
-      bytes: text.length,
-      at: null,
-    });
-    await updateJob(conn, job.id, { status: 'PROCESSING' });
-    const plan: IngestionPlan = {
-      jobId: job.id,
-      sandboxId,
-      audienceId: external.audienceId,
-      mode: 'APPEND',
-      format: 'CSV',
-      upload,
-      bytes: text.length,
-      now,
-      fields: external.fields,
-      identityField: 'email',
-      identityNamespace: 'email',
-    };
+    let done: { jobId: number; upload: string };
     try {
-      runJobTask(conn, job.id, ingestionTask, plan, { progress: () => {}, cancelled: () => false });
+      done = await runListIngestion(conn, sandboxId, external, { dir, name: `${name}-${now}.csv`, text, now });
     } catch (err) {
       return { status: 'FAILED', error: (err as Error).message };
     }
-    expect(existsSync(upload)).toBe(false);
-    return { status: (await jobById(conn, job.id))!.status };
+    expect(existsSync(done.upload)).toBe(false);
+    return { status: (await jobById(conn, done.jobId))!.status };
   };
   const statuses = () =>
     conn.sqlite
