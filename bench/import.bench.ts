@@ -101,7 +101,7 @@ export async function run(argv: string[]): Promise<number> {
     limits: { maxUploadBytes: 1024 ** 3, streamingSweepMs: 600_000 },
   });
   try {
-    const { conn } = server.app;
+    const conn = server.sqlite!;
     const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
     seedDemoData(conn, sandboxId, { profiles, eventsPerProfile: 0, seed: 42 });
     const external = await createExternalAudience(conn, sandboxId, {

@@ -111,7 +111,7 @@ export async function run(argv: string[]): Promise<number> {
     const server = await startServer({ port: 0, dataDir });
     const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
     try {
-      const conn = server.app.conn;
+      const conn = server.sqlite!;
       const times: number[] = [];
       for (let i = 0; i < queries + 200; i++) {
         const q = QUERIES[i % QUERIES.length]!;

@@ -10,6 +10,7 @@ import pino, { type Logger } from 'pino';
 import { type Config, databaseFile, loadConfig } from './config.js';
 import { openDatabase } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
+import type { Store } from './db/store.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
 import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
@@ -243,10 +244,13 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'segment') return segmentCommand(config, rest);
   if (command === 'export') return exportCommand(config, rest);
   if (command === 'cancel') return cancelCommand(config, rest);
+  if (command === 'serve' && config.databaseUrl) return servePostgres(config, log);
+  if (command === 'keys' && config.databaseUrl) return keysCommand(config, rest);
   if (config.databaseUrl) {
-    // The domain does not serve from PostgreSQL yet: serving with it set would silently use SQLite.
+    // Seeding and importing write through SQLite's own paths; run with SEGQL_DATABASE_URL set,
+    // they would quietly use the SQLite file instead.
     throw new UsageError(
-      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run so far (with "segment" and "export" queuing their jobs, "cancel" cancelling them); unset it to use SQLite in SEGQL_DATA_DIR`,
+      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where "segql ${command}" does not run (serve, migrate, work, segment, export, cancel and keys do); seed a SQLite store and copy it with "segql migrate --from-sqlite", or ingest through the API`,
     );
   }
   if (command === 'seed') {
@@ -578,6 +582,27 @@ function loadConfigOrExplain(): Config {
   }
 }
 
+/**
+ * `segql serve` with SEGQL_DATABASE_URL: one stateless node of a cluster on that PostgreSQL
+ * (migrations applied under a lock, so nodes may start together). No demo data: the demo seed
+ * writes through SQLite's own path; `segql migrate --from-sqlite` copies a seeded store.
+ */
+async function servePostgres(config: Config, log: Logger): Promise<void> {
+  const { startServer } = await import('./server.js');
+  const server = await startServer({
+    port: config.port,
+    host: config.host,
+    dataDir: config.dataDir,
+    limits: config.limits,
+    log,
+    databaseUrl: config.databaseUrl,
+    redisUrl: config.redisUrl,
+    redisPrefix: config.redisPrefix,
+    ...(process.env.SEGQL_NODE_LEASE_MS ? { node: { leaseMs: Number(process.env.SEGQL_NODE_LEASE_MS) } } : {}),
+  });
+  stopOnSignals(log, () => server.close());
+}
+
 async function serve(config: Config, log: Logger): Promise<void> {
   const file = databaseFile(config.dataDir);
   const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
@@ -598,6 +623,14 @@ async function serve(config: Config, log: Logger): Promise<void> {
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
   });
+  stopOnSignals(log, async () => {
+    await server.close();
+    conn.close();
+  });
+}
+
+/** On SIGTERM or SIGINT: `close`, then exit (1 when it fails or takes over 10 s). */
+function stopOnSignals(log: Logger, close: () => Promise<void>): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
@@ -608,12 +641,8 @@ async function serve(config: Config, log: Logger): Promise<void> {
       process.exit(1);
     }, 10_000);
     force.unref();
-    server
-      .close()
-      .then(() => {
-        conn.close();
-        process.exit(0);
-      })
+    close()
+      .then(() => process.exit(0))
       .catch((err) => {
         log.error({ err }, 'shutdown failed');
         process.exit(1);
@@ -716,7 +745,10 @@ async function keysCommand(config: Config, args: string[]) {
   }
   if (create && !create.name) throw new UsageError('segql keys create: --name is required (see segql keys --help)');
 
-  const conn = openDatabase(databaseFile(config.dataDir));
+  // Keys live in the database: on PostgreSQL every node re-reads them from the table.
+  const conn: Store & { close(): unknown } = config.databaseUrl
+    ? (await import('./db/pg/index.js')).openPgDatabase(config.databaseUrl, { max: 2 })
+    : openDatabase(databaseFile(config.dataDir));
   try {
     if (create) {
       // The server makes "prod" at start; a key made before the first start may still name it.
@@ -747,10 +779,10 @@ async function keysCommand(config: Config, args: string[]) {
     if (err instanceof DomainError) throw new UsageError(`segql ${command}: ${err.message}`);
     throw err;
   } finally {
-    conn.close();
+    await conn.close();
   }
   // Servers on this data directory re-read their keys when the stamp changes.
-  if (action !== 'list') touchKeyStamp(config.dataDir);
+  if (action !== 'list' && !config.databaseUrl) touchKeyStamp(config.dataDir);
 }
 
 try {

@@ -1,7 +1,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { Connection } from './db/index.js';
 import { sqlStatementsTotal } from './db/index.js';
+import { statements } from './db/statement.js';
+import type { Store } from './db/store.js';
 import { streamingEvaluationsTotal } from './domain/streaming.js';
 import { streamingWindowReadsTotal } from './domain/streaming-window.js';
 import { collectProcessMetrics } from './process-metrics.js';
@@ -9,7 +10,14 @@ import { collectProcessMetrics } from './process-metrics.js';
 export type Metrics = ReturnType<typeof createMetrics>;
 
 /** Prometheus metrics served on /metrics; gauges are read from the live state at scrape time. */
-export function createMetrics(conn: Connection) {
+const q = statements('metrics', {
+  jobCounts: {
+    sqlite: 'SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status',
+    postgres: 'SELECT kind, status, count(*)::int AS n FROM jobs GROUP BY kind, status',
+  },
+});
+
+export function createMetrics(conn: Store) {
   const registry = new Registry();
   collectProcessMetrics(registry, 'segql_process_');
   const requests = new Counter({
@@ -68,13 +76,9 @@ export function createMetrics(conn: Connection) {
     help: 'Jobs by kind and status',
     labelNames: ['kind', 'status'] as const,
     registers: [registry],
-    collect() {
+    async collect() {
+      const rows = await conn.all<{ kind: string; status: string; n: number }>(q.jobCounts);
       this.reset();
-      const rows = conn.sqlite.prepare('SELECT kind, status, count(*) AS n FROM jobs GROUP BY kind, status').all() as {
-        kind: string;
-        status: string;
-        n: number;
-      }[];
       for (const r of rows) this.set({ kind: r.kind, status: r.status }, r.n);
     },
   });

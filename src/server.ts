@@ -1,13 +1,15 @@
 /**
- * Starts SegQL: the domain's services (createApp), then one HTTP server with /graphql (HTTP,
- * GraphiQL, SSE) and graphql-ws on the same path, /healthz, /readyz and /metrics. Each piece is
- * built in src/server/ and handed what it needs; this file only wires them and owns shutdown.
+ * Starts SegQL: the domain's services (createApp on a SQLite file, or createPgApp on
+ * PostgreSQL), then one HTTP server with /graphql (HTTP, GraphiQL, SSE) and graphql-ws on the
+ * same path, /healthz, /readyz and /metrics. Each piece is built in src/server/ and handed what
+ * it needs; this file only wires them and owns shutdown.
  */
 import { createServer as createHttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
+import type { Store } from './db/store.js';
 import { type App, closeApp, createApp } from './domain/app.js';
 import type { EventTransport } from './domain/events.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
@@ -36,6 +38,14 @@ interface ServerOptions {
   redisUrl?: string;
   /** The start of every Redis channel name (SEGQL_REDIS_PREFIX, default `segql:`). */
   redisPrefix?: string;
+  /**
+   * Serve from this PostgreSQL (SEGQL_DATABASE_URL) instead of the data directory's SQLite file;
+   * pending migrations are applied first (under a lock: nodes may start together).
+   */
+  databaseUrl?: string;
+  /** On PostgreSQL: the cluster node's settings, or `runJobs: false` to leave jobs to other nodes. */
+  node?: { leaseMs?: number; rangeProfiles?: number; pollMs?: number; name?: string };
+  runJobs?: boolean;
 }
 
 export interface RunningServer {
@@ -43,15 +53,48 @@ export interface RunningServer {
   wsUrl: string;
   port: number;
   app: App;
+  /** The SQLite connection when serving from a file (tests and benches read it directly); else undefined. */
+  sqlite: Connection | undefined;
   metrics: Metrics;
   close(): Promise<void>;
+}
+
+/** The database a server runs on, and how to close it if the server opened it. */
+interface Served {
+  conn: Store;
+  sqlite: Connection | undefined;
+  close(): Promise<void>;
+}
+
+async function openServed(options: ServerOptions): Promise<Served> {
+  if (options.databaseUrl) {
+    // Loaded only here: a SQLite server never pays for pg and Drizzle's pg dialect.
+    const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
+    const store = openPgDatabase(options.databaseUrl);
+    try {
+      await migratePg(store);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+    return { conn: store, sqlite: undefined, close: () => store.close() };
+  }
+  const sqlite =
+    options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
+  return {
+    conn: sqlite,
+    sqlite,
+    close: async () => {
+      if (!options.conn) sqlite.close();
+    },
+  };
 }
 
 export async function startServer(options: ServerOptions): Promise<RunningServer> {
   const log = options.log ?? pino({ level: 'silent' });
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
-  const conn =
-    options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
+  const served = await openServed(options);
+  const { conn, sqlite } = served;
   await ensureSandbox(conn, DEFAULT_SANDBOX);
   const host = options.host ?? '127.0.0.1';
   let access: Access;
@@ -65,7 +108,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       metricsToken: options.metricsToken ?? process.env.SEGQL_METRICS_TOKEN ?? '',
     });
   } catch (err) {
-    if (!options.conn) conn.close();
+    await served.close();
     throw err;
   }
 
@@ -78,18 +121,25 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
         log: log.child({ component: 'events' }),
       })
     : undefined;
-  const app = await createApp({
+  const common = {
     transport,
-    conn,
     limits,
     log,
     dataDir: options.dataDir,
     ingestCounter: { add: (kind, outcome, n) => metrics.ingested.inc({ kind, outcome }, n) },
-    droppedEvents: (n) => metrics.droppedEvents.inc(n),
-  });
+    droppedEvents: (n: number) => metrics.droppedEvents.inc(n),
+  } satisfies Partial<Parameters<typeof createApp>[0]>;
+  const app = options.databaseUrl
+    ? await (await import('./domain/pg-app.js')).createPgApp({
+        ...common,
+        store: conn as import('./db/pg/index.js').PgConnection,
+        url: options.databaseUrl,
+        node: options.node,
+        runJobs: options.runJobs,
+      })
+    : await createApp({ ...common, conn: sqlite! });
   const health = databaseHealth(conn, log, () => {
-    app.ingest.close().catch((err) => log.error({ err }, 'stopping ingestion after database damage failed'));
-    app.jobs.stop().catch((err) => log.error({ err }, 'stopping jobs after database damage failed'));
+    app.halt().catch((err) => log.error({ err }, 'stopping ingestion and jobs after database damage failed'));
   });
   const yoga = createSegqlYoga({ app, access, health, metrics });
   const { handle, streams } = createRequestHandler({
@@ -133,12 +183,12 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
       access.stop();
       yoga.stop();
       await closeApp(app);
-      if (!options.conn) conn.close();
+      await served.close();
       log.info('SegQL stopped');
     })();
     return closing;
   };
-  return { url, wsUrl: url.replace(/^http/, 'ws'), port: address.port, app, metrics, close };
+  return { url, wsUrl: url.replace(/^http/, 'ws'), port: address.port, app, sqlite, metrics, close };
 }
 
 export type { Config };

@@ -6,7 +6,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Connection } from '../db/index.js';
 import { statements } from '../db/statement.js';
 import type { Store } from '../db/store.js';
 import { writeUnit } from '../db/unit.js';
@@ -52,6 +51,12 @@ const q = statements('api-keys', {
     sqlite: 'INSERT INTO api_key_sandboxes (key_id, sandbox_id) VALUES (?, ?)',
     postgres: 'INSERT INTO api_key_sandboxes (key_id, sandbox_id) VALUES ($1, $2)',
   },
+  /** What moves when a key is made or revoked (a key is never deleted). */
+  ringStamp: {
+    sqlite: 'SELECT count(*) AS made, count(revoked_at) AS revoked, coalesce(max(id), 0) AS newest FROM api_keys',
+    postgres:
+      'SELECT count(*)::int AS made, count(revoked_at)::int AS revoked, coalesce(max(id), 0) AS newest FROM api_keys',
+  },
   all: {
     sqlite: `SELECT ${COLUMNS} FROM api_keys ORDER BY id`,
     postgres: `SELECT ${COLUMNS} FROM api_keys ORDER BY id`,
@@ -96,7 +101,7 @@ function hashKey(key: string): string {
 
 /** Makes a key; the returned `key` is the only time its plaintext exists outside the caller. */
 export async function createApiKey(
-  conn: Connection,
+  conn: Store,
   input: { name: string; sandboxes: readonly string[]; scopes: readonly string[] },
   now = Date.now(),
 ): Promise<{ key: string; apiKey: ApiKey }> {
@@ -160,7 +165,9 @@ export async function revokeApiKey(conn: Store, idOrPrefix: string, now = Date.n
 /**
  * The live keys by hash, kept in memory: a request costs no statement. They are re-read when the
  * stamp file changes, which `touchKeyStamp` does after every change made through this module
- * (the `segql keys` command runs in another process than the server).
+ * (the `segql keys` command runs in another process than the server). On PostgreSQL the nodes
+ * share no data directory, so the stamp is read from the keys table (a count and a maximum,
+ * at each watch interval).
  *
  * Whether the server runs open is decided once, when it starts: only with no key ever made (a
  * revoked key counts) and only on a loopback address. An open server becomes keyed when a key is
@@ -174,7 +181,7 @@ export class KeyRing {
   private readonly revokedListeners = new Set<(keyIds: number[]) => void>();
 
   constructor(
-    private readonly conn: Connection,
+    private readonly conn: Store,
     private readonly stampFile: string,
     private readonly log?: { warn(obj: object, msg: string): void; error(obj: object, msg: string): void },
   ) {}
@@ -232,9 +239,17 @@ export class KeyRing {
     return () => clearInterval(timer);
   }
 
-  private async load(): Promise<Map<string, Principal>> {
+  private async currentStamp(): Promise<string> {
+    if (this.conn.dialect === 'postgres') {
+      const row = (await this.conn.get<{ made: number; revoked: number; newest: number }>(q.ringStamp))!;
+      return `${row.made}:${row.revoked}:${row.newest}`;
+    }
     const stat = statSync(this.stampFile, { throwIfNoEntry: false });
-    const stamp = stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
+    return stat ? `${stat.mtimeMs}:${stat.size}:${stat.ino}` : 'none';
+  }
+
+  private async load(): Promise<Map<string, Principal>> {
+    const stamp = await this.currentStamp();
     if (stamp === this.stamp) return this.byHash;
     const all = await this.conn.all<{ id: number; hash: string; scopes: string; revokedAt: number | null }>(q.ring);
     const rows = all.filter((r) => r.revokedAt === null);
@@ -269,7 +284,7 @@ export class KeyRing {
   }
 }
 
-/** The file a KeyRing watches, in the server's data directory. */
+/** The file a KeyRing watches on SQLite, in the server's data directory. */
 export function keyStampFile(dataDir: string): string {
   return join(dataDir, 'api-keys.stamp');
 }

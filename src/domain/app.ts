@@ -1,16 +1,20 @@
 /**
  * The composition root of the domain: every process-wide service, built once, in dependency
  * order, with what each needs handed in (no slot filled in later). The server adds HTTP around
- * it; the CLI and benchmarks can build one without a server.
+ * it; the CLI and benchmarks can build one without a server. This file builds the app on a
+ * SQLite file; pg-app.ts builds the same `App` on PostgreSQL, from the cluster's parts.
  */
 import type { Logger } from 'pino';
 import type { Limits } from '../config.js';
-import { type Checkpointer, startCheckpointer } from '../db/checkpointer.js';
+import { startCheckpointer } from '../db/checkpointer.js';
 import type { Connection } from '../db/index.js';
+import type { Store } from '../db/store.js';
+import { writeStamp } from '../db/write-stamp.js';
 import { EventBus, type EventTransport } from './events.js';
 import { type IngestCounter, IngestService } from './ingest.js';
 import { ThreadIngestWriter } from './ingest-thread.js';
 import { type IngestWriter, LocalIngestWriter } from './ingest-writer.js';
+import type { JobQueue } from './jobs/job-queue.js';
 import { JobRunner } from './jobs/job-runner.js';
 import { WorkerLanes } from './jobs/worker-thread.js';
 import { QueryPool } from './queries/query-pool.js';
@@ -30,14 +34,14 @@ import './exports/export-schedule.js';
 
 /** The process-wide services every domain operation may need. */
 export interface App {
-  conn: Connection;
+  /** The database every request reads and writes through (either kind: db/store.ts). */
+  conn: Store;
   limits: Limits;
   bus: EventBus;
   log: Logger;
   dataDir: string;
-  jobs: JobRunner;
-  /** Worker threads for heavy job work, one per job kind. */
-  workers: WorkerLanes;
+  /** Where jobs are queued and cancelled: this process's runner, or the cluster's queue. */
+  jobs: JobQueue;
   /** Worker threads for ad-hoc evaluation (profilesMatching, evaluateProfile), within a time budget. */
   queries: QueryPool;
   /**
@@ -49,8 +53,22 @@ export interface App {
   schedules: Scheduler;
   /** Notices search index commits while live searches are open (searchResults). */
   search: SearchWatcher;
-  /** WAL checkpoints off the request path (absent for an in-memory database). */
-  checkpointer: Checkpointer | undefined;
+  /**
+   * The write stamp answers kept between requests are checked against (the response cache):
+   * SQLite's, which sees every commit to the file. Absent on PostgreSQL, where writers on other
+   * nodes move no stamp this process could read cheaply: there nothing is kept.
+   */
+  responseStamp?: () => string;
+  /**
+   * Stops the work that writes (ingestion, jobs) and leaves reads serving: what damage to the
+   * database calls for (server/health.ts).
+   */
+  halt(): Promise<void>;
+  /**
+   * Stops taking work (job runner or cluster node, timers, sweeps), stops the background
+   * services and the threads; the database is the caller's.
+   */
+  close(): Promise<void>;
 }
 
 /** How often the checkpoint thread copies the log into the database file. */
@@ -83,7 +101,7 @@ export async function createApp(options: AppOptions): Promise<App> {
   const queries = new QueryPool(conn.sqlite.name, 2, limits.queryTimeoutMs, log.child({ component: 'queries' }));
   const ingest = new IngestService({ writer: ingestWriter(options, bus), counter: options.ingestCounter });
   const search = new SearchWatcher(conn, bus);
-  const services = { conn, limits, bus, log, dataDir, workers, queries, ingest, search };
+  const services = { conn, limits, bus, log, dataDir, queries, ingest, search };
   const jobs = new JobRunner({ conn, bus, log, limits, lanes: workers, dataDir });
   const schedules = new Scheduler({
     conn,
@@ -91,11 +109,26 @@ export async function createApp(options: AppOptions): Promise<App> {
     log: log.child({ component: 'scheduler' }),
     jobs,
     clock: options.clock,
+    timers: conn,
   });
   const checkpointer = startCheckpointer(conn, CHECKPOINT_INTERVAL_MS, (message) =>
     log.warn({ message }, 'WAL checkpoint failed'),
   );
-  const app: App = { ...services, jobs, schedules, checkpointer };
+  const close = async () => {
+    schedules.stop();
+    await ingest.close();
+    search.stop();
+    await jobs.stop();
+    await workers.close();
+    await queries.close();
+    await bus.close();
+    await checkpointer?.stop();
+  };
+  const halt = async () => {
+    await ingest.close();
+    await jobs.stop();
+  };
+  const app: App = { ...services, jobs, schedules, responseStamp: () => writeStamp(conn), halt, close };
   await jobs.start();
   ingest.start();
   // After the runner has re-queued what a crash left running, so those count as active runs.
@@ -121,14 +154,7 @@ function ingestWriter(options: AppOptions, bus: EventBus): IngestWriter {
   return new ThreadIngestWriter({ conn, bus, limits, log: log.child({ component: 'ingest' }), ...streaming });
 }
 
-/** Stops the background services and the worker threads (the connection is the caller's). */
-export async function closeApp(app: App): Promise<void> {
-  app.schedules.stop();
-  await app.ingest.close();
-  app.search.stop();
-  await app.jobs.stop();
-  await app.workers.close();
-  await app.queries.close();
-  await app.bus.close();
-  await app.checkpointer?.stop();
+/** Stops the background services and the worker threads (the database is the caller's). */
+export function closeApp(app: App): Promise<void> {
+  return app.close();
 }

@@ -7,7 +7,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { GraphQLError } from 'graphql';
 import type { Logger } from 'pino';
 import type { ServerLimits } from '../config.js';
-import type { Connection } from '../db/index.js';
+import type { Store } from '../db/store.js';
 import { assertSandboxAllowed, KeyRing, keyStampFile, type Principal, RateLimiter } from '../domain/api-keys.js';
 import { DomainError } from '../domain/errors.js';
 import { DEFAULT_SANDBOX, findSandbox, type Sandbox } from '../domain/sandboxes.js';
@@ -30,7 +30,7 @@ export interface Access {
 }
 
 export async function createAccess(options: {
-  conn: Connection;
+  conn: Store;
   dataDir: string;
   host: string;
   limits: ServerLimits;

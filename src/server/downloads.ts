@@ -8,7 +8,7 @@ import { createReadStream } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { GraphQLError } from 'graphql';
-import type { Connection } from '../db/index.js';
+import type { Store } from '../db/store.js';
 import { datasetDir, datasetFile, datasetsByIds } from '../domain/exports/datasets.js';
 import { internalId } from '../domain/ids.js';
 import type { Access } from './access.js';
@@ -50,7 +50,7 @@ export function parseRange(header: string | undefined, size: number): { start: n
   return { start, end };
 }
 
-export function createDownloads(deps: { conn: Connection; dataDir: string; access: Access }) {
+export function createDownloads(deps: { conn: Store; dataDir: string; access: Access }) {
   const { conn, dataDir, access } = deps;
   return async function serve(req: IncomingMessage, res: ServerResponse, match: RegExpExecArray): Promise<void> {
     if (req.method !== 'GET' && req.method !== 'HEAD') {

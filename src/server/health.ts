@@ -5,21 +5,26 @@
 import { GraphQLError, getOperationAST } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
 import type { Logger } from 'pino';
-import type { Connection } from '../db/index.js';
 import { isCorruption } from '../db/integrity.js';
+import { statements } from '../db/statement.js';
+import type { Store } from '../db/store.js';
 
 export interface DatabaseHealth {
   /** Called with any error: a corruption error marks the database damaged (once). */
   report(err: unknown): void;
   /** The damage, when there is some. */
   damage(): string | undefined;
-  /** A round trip; throws (and reports) when the file cannot be read. */
-  check(): void;
+  /** A round trip; throws (and reports) when the database cannot be read. */
+  check(): Promise<void>;
   /** An envelop plugin refusing mutations once the database is damaged. */
   refuseWrites: Plugin;
 }
 
-export function databaseHealth(conn: Connection, log: Logger, onDamage: () => void): DatabaseHealth {
+const q = statements('health', {
+  roundTrip: { sqlite: 'SELECT 1 AS one', postgres: 'SELECT 1 AS one' },
+});
+
+export function databaseHealth(conn: Store, log: Logger, onDamage: () => void): DatabaseHealth {
   let damage: string | undefined;
   const report = (err: unknown) => {
     if (damage !== undefined || !isCorruption(err)) return;
@@ -30,9 +35,9 @@ export function databaseHealth(conn: Connection, log: Logger, onDamage: () => vo
   return {
     report,
     damage: () => damage,
-    check() {
+    async check() {
       try {
-        conn.sqlite.prepare('SELECT 1').get();
+        await conn.get(q.roundTrip);
       } catch (err) {
         report(err);
         throw err;

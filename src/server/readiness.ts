@@ -18,7 +18,7 @@ export function createReadiness(deps: { health: DatabaseHealth; transport?: Even
   return async (): Promise<Readiness> => {
     const failures: [string, string][] = [];
     try {
-      deps.health.check();
+      await deps.health.check();
     } catch (err) {
       failures.push(['database', message(err)]);
     }

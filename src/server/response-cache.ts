@@ -19,11 +19,11 @@
  *   for the one being computed instead of computing it fifty times after each write.
  *
  * The stamp is read once per cacheable request (one tiny statement); a hit runs no other.
+ * On PostgreSQL no such stamp sees every node's commits, so the app gives none and the cache is
+ * off (domain/pg-app.ts).
  */
 import type { DocumentNode, ExecutionArgs, ExecutionResult, GraphQLSchema } from 'graphql';
 import type { Plugin } from 'graphql-yoga';
-import type { Connection } from '../db/index.js';
-import { writeStamp } from '../db/write-stamp.js';
 import { isCacheableDocument } from '../graphql/cacheable-fields.js';
 import type { Context } from '../graphql/context.js';
 
@@ -41,8 +41,11 @@ interface Entry {
 }
 
 export interface ResponseCacheOptions {
-  /** The connection every request of this server reads through (its stamp is the one that counts). */
-  conn: Connection;
+  /**
+   * The write stamp of the database every request of this server reads through (db/write-stamp.ts);
+   * equal stamps mean nothing committed in between.
+   */
+  stamp: () => string;
   /** Answers kept at most; 0 turns the cache off. */
   maxEntries: number;
   onOutcome?: (outcome: ResponseCacheOutcome) => void;
@@ -61,7 +64,7 @@ function keepable(result: unknown): result is ExecutionResult {
 
 /** The cache as a yoga plugin; put it last, so every other plugin's checks run before a hit. */
 export function responseCache(options: ResponseCacheOptions): Plugin<Context> {
-  const { conn, maxEntries } = options;
+  const { maxEntries } = options;
   const outcome = options.onOutcome ?? (() => {});
   // Per parsed document (yoga's parser cache hands out one per query text): 0 when it is not
   // cacheable, else a number standing for the document in keys.
@@ -107,7 +110,7 @@ export function responseCache(options: ResponseCacheOptions): Plugin<Context> {
         outcome('uncacheable');
         return;
       }
-      const now = writeStamp(conn);
+      const now = options.stamp();
       if (now !== stamp) {
         entries.clear();
         bytes = 0;

@@ -124,8 +124,8 @@ export function createSegqlYoga(deps: {
       } as Plugin,
       // Last: a cached answer stops execution, and every check above must have run first.
       responseCache({
-        conn,
-        maxEntries: limits.responseCacheEntries,
+        stamp: app.responseStamp ?? (() => ''),
+        maxEntries: app.responseStamp ? limits.responseCacheEntries : 0,
         onOutcome: (outcome) => metrics.responseCache.inc({ outcome }),
       }),
     ],

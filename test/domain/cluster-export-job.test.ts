@@ -30,9 +30,9 @@ import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js'
 import {
   type ExportJobRequest,
   type ExportJobResult,
+  exportFacts,
   exportPlanOf,
   resolveExportRequest,
-  sqliteExportFacts,
 } from '../../src/domain/exports/export-job.js';
 import exportTask from '../../src/domain/exports/export-task.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
@@ -111,7 +111,7 @@ describe.skipIf(!pgAdminUrl)('export jobs on cluster nodes (PostgreSQL)', () => 
     request: ExportJobRequest,
   ): Promise<{ jobId: number; datasetId: number; result: ExportJobResult }> {
     const { conn } = store;
-    const facts = sqliteExportFacts(conn, store.sandboxId);
+    const facts = exportFacts(conn, store.sandboxId);
     const { input, dataset, datasetName } = await resolveExportRequest(facts, request);
     const target = dataset ?? (await insertDataset(conn, store.sandboxId, datasetName!, input.format));
     const job = await insertJob(conn, store.sandboxId, 'EXPORT', { ...input, datasetId: target.id });

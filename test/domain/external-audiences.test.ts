@@ -5,6 +5,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
+import { wholeJobRunners } from '../../src/domain/cluster/cluster-job-kinds.js';
 import { EventBus } from '../../src/domain/events.js';
 import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import { ingestionRunKind } from '../../src/domain/external-audiences/ingestion-run.js';
@@ -15,6 +16,7 @@ import { runJobTask } from '../../src/domain/jobs/task.js';
 import { WorkerLanes } from '../../src/domain/jobs/worker-thread.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { pgAdminUrl, pgCopyOf } from '../db/pg-test-database.js';
 import { runListIngestion } from './list-ingestion.js';
 
 const DAY = 86_400_000;
@@ -136,6 +138,44 @@ describe('member expiry', () => {
       expect(conn.sqlite.prepare('SELECT count(*) FROM external_members').pluck().get()).toBe(0);
     } finally {
       await lanes.close();
+      conn.close();
+    }
+  });
+
+  it.skipIf(!pgAdminUrl)("exits the same members on PostgreSQL through a cluster node's housekeeping", async () => {
+    const { conn, sandboxId, run, statuses, external } = await setup('ttl-pg');
+    ingestProfiles(conn, sandboxId, [
+      { identities: [{ namespace: 'email', id: 'old@x.com' }], attributes: {} },
+      { identities: [{ namespace: 'email', id: 'new@x.com' }], attributes: {} },
+    ]);
+    expect((await run('email,points\nold@x.com,1\nnew@x.com,2\n', NOW)).status).toBe('SUCCEEDED');
+    expect((await run('email,points\nnew@x.com,3\n', NOW + 5 * DAY)).status).toBe('SUCCEEDED');
+    const pgDb = await pgCopyOf(conn.sqlite, 'member_expiry');
+    const { housekeeping } = wholeJobRunners(undefined);
+    const pgStatuses = async () =>
+      (
+        await pgDb.conn.pool.query(
+          `SELECT i.value AS email, m.status FROM memberships m JOIN identities i ON i.profile_id = m.profile_id
+           WHERE m.audience_id = $1 ORDER BY i.value COLLATE "C"`,
+          [external.audienceId],
+        )
+      ).rows;
+    try {
+      await housekeeping!(pgDb.conn, NOW + 10 * DAY - 1);
+      expect(await pgStatuses()).toEqual(statuses());
+      expect((await pgStatuses()).map((s) => s.status)).toEqual(['EXISTING', 'REALIZED']);
+      await housekeeping!(pgDb.conn, NOW + 10 * DAY);
+      // Two nodes' housekeeping at once: the ingest lock orders them, and the second finds nothing.
+      await Promise.all([housekeeping!(pgDb.conn, NOW + 10 * DAY), housekeeping!(pgDb.conn, NOW + 10 * DAY)]);
+      expect((await pgStatuses()).map((s) => s.status)).toEqual(['EXISTING', 'EXITED']);
+      const history = await pgDb.conn.pool.query(
+        `SELECT at, from_status AS "fromStatus", cause FROM membership_history WHERE to_status = 'EXITED'`,
+      );
+      expect(history.rows).toEqual([{ at: NOW + 10 * DAY, fromStatus: 'REALIZED', cause: 'expiry' }]);
+      const size = await pgDb.conn.pool.query('SELECT size FROM audiences WHERE id = $1', [external.audienceId]);
+      expect(size.rows[0].size).toBe(1);
+    } finally {
+      await pgDb.drop();
       conn.close();
     }
   });

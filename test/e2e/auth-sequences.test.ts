@@ -97,7 +97,7 @@ describe('the last key revoked', () => {
       { input: { fields: [{ class: 'PROFILE', path: 'loyalty.points', type: 'string' }] } },
     );
     expect(codeOf(schemaChange)).toBe('UNAUTHENTICATED');
-    const sandboxes = s.server.app.conn.sqlite.prepare('SELECT name FROM sandboxes').pluck().all();
+    const sandboxes = s.server.sqlite!.sqlite.prepare('SELECT name FROM sandboxes').pluck().all();
     expect(sandboxes).not.toContain('sneaky');
     expect(s.logs.join('')).toMatch(/every API key is revoked/);
 
@@ -165,7 +165,7 @@ describe('a revoked key', () => {
 
     await segqlKeys(dataDir, ['revoke', '1']);
     // Timed from the revocation the command wrote, not from the command's own start-up.
-    const revokedAt = s.server.app.conn.sqlite.prepare('SELECT revoked_at FROM api_keys WHERE id = 1').pluck().get();
+    const revokedAt = s.server.sqlite!.sqlite.prepare('SELECT revoked_at FROM api_keys WHERE id = 1').pluck().get();
     expect(typeof revokedAt).toBe('number');
     expect(await closedWith).toBe(4403);
     await sseEnded;
@@ -184,13 +184,13 @@ describe('a query', () => {
   it('never starts a job: estimate only reads, and a read key cannot refresh it', async () => {
     const { dataDir, key: reader } = await dataDirWithKey(['read']);
     const s = await start(dataDir);
-    const { key: writer } = await createApiKey(s.server.app.conn, {
+    const { key: writer } = await createApiKey(s.server.sqlite!, {
       name: 'writer',
       sandboxes: ['prod'],
       scopes: ['read', 'write'],
     });
     touchKeyStamp(dataDir);
-    const jobs = () => s.server.app.conn.sqlite.prepare('SELECT count(*) FROM jobs').pluck().get() as number;
+    const jobs = () => s.server.sqlite!.sqlite.prepare('SELECT count(*) FROM jobs').pluck().get() as number;
     const definition = ok(
       await gql(
         s.url,
@@ -226,7 +226,7 @@ describe('a query', () => {
 
     const refreshed = ok(await gql(s.url, REFRESH, { id: definition }, bearer(writer))).refreshEstimate;
     expect(jobs()).toBe(before + 1);
-    const newest = s.server.app.conn.sqlite.prepare('SELECT kind FROM jobs ORDER BY id DESC LIMIT 1').pluck().get();
+    const newest = s.server.sqlite!.sqlite.prepare('SELECT kind FROM jobs ORDER BY id DESC LIMIT 1').pluck().get();
     expect(newest).toBe('PREVIEW');
     expect(
       ok(await gql(s.url, READ_LATEST, { id: definition }, bearer(reader))).segmentDefinition.latestPreview.id,
@@ -353,7 +353,7 @@ describe('/metrics', () => {
   it('needs an admin key or the metrics token when keys exist', async () => {
     const { dataDir, key: adminKey } = await dataDirWithKey(['read', 'write', 'admin']);
     const s = await start(dataDir, { metricsToken: 'scrape-me' });
-    const conn = s.server.app.conn;
+    const conn = s.server.sqlite!;
     const { key: readKey } = await createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] });
     touchKeyStamp(dataDir);
     const metrics = (headers: Record<string, string> = {}) =>

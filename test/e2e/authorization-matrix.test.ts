@@ -106,7 +106,7 @@ describe('authorization matrix over every root field', () => {
 
   /** Every row of every table: a refused mutation must leave it unchanged. */
   function fingerprint(): string {
-    const sqlite = server.app.conn.sqlite;
+    const sqlite = server.sqlite.sqlite;
     const tables = sqlite
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
       .pluck()
@@ -158,7 +158,7 @@ describe('authorization matrix over every root field', () => {
 
   beforeAll(async () => {
     server = await startTestServer();
-    const conn = server.app.conn;
+    const conn = server.sqlite;
     await ensureSandbox(conn, 'other');
     const make = async (name: string, scopes: string[], sandbox = 'prod') =>
       (await createApiKey(conn, { name, sandboxes: [sandbox], scopes })).key;

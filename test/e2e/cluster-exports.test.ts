@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { datasetDir, insertDataset } from '../../src/domain/exports/datasets.js';
-import { exportPlanOf, resolveExportRequest, sqliteExportFacts } from '../../src/domain/exports/export-job.js';
+import { exportFacts, exportPlanOf, resolveExportRequest } from '../../src/domain/exports/export-job.js';
 import exportTask from '../../src/domain/exports/export-task.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { insertJob, updateJob } from '../../src/domain/jobs/job-store.js';
@@ -138,7 +138,7 @@ describe.skipIf(!pgAdminUrl)('exports across two segql work processes (PostgreSQ
 
     // The uninterrupted run: the single-process export of the same store, with the same job id.
     const { conn } = store;
-    const facts = sqliteExportFacts(conn, store.sandboxId);
+    const facts = exportFacts(conn, store.sandboxId);
     const request = {
       audiences: audienceIds.map((audienceId) => ({ audienceId })),
       destination: { datasetName: 'big', format: 'CSV' as const },

@@ -2,10 +2,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Limits } from '../../src/config.js';
+import type { Connection } from '../../src/db/index.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { freshPgDatabase } from '../db/pg-test-database.js';
 
-export interface TestServer extends RunningServer {
+export interface TestServer extends Omit<RunningServer, 'sqlite'> {
   dataDir: string;
+  /** The server's SQLite connection, for a test that reads the file directly (throws on PostgreSQL). */
+  readonly sqlite: Connection;
   /** POSTs a GraphQL operation and returns the parsed response body. */
   gql<T = any>(
     query: string,
@@ -21,24 +25,46 @@ export interface GqlResponse<T> {
   errors?: { message: string; path?: string[]; extensions?: Record<string, any> }[];
 }
 
-/** Starts the real server on a random port with a fresh data directory. */
+/**
+ * The backend the e2e suite runs on: SQLite by default; `SEGQL_E2E_BACKEND=postgres` (with
+ * SEGQL_TEST_DATABASE_URL) runs every server on a fresh PostgreSQL database of its own, as one
+ * node of a cluster (the vitest project `e2e-postgres` sets it).
+ */
+export const e2eBackend: 'sqlite' | 'postgres' = process.env.SEGQL_E2E_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+
+/** Starts the real server on a random port with a fresh data directory (and database, on PostgreSQL). */
 export async function startTestServer(
   options: { limits?: Partial<Limits>; redisUrl?: string; redisPrefix?: string } = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-test-'));
-  const server = await startServer({
-    port: 0,
-    dataDir,
-    limits: options.limits,
-    redisUrl: options.redisUrl,
-    redisPrefix: options.redisPrefix,
-  });
+  const database = e2eBackend === 'postgres' ? await freshPgDatabase('e2e') : undefined;
+  // The server opens its own pool on the URL (this one made no connection: a template copy needs none).
+  let server: RunningServer;
+  try {
+    server = await startServer({
+      port: 0,
+      dataDir,
+      limits: options.limits,
+      redisUrl: options.redisUrl,
+      redisPrefix: options.redisPrefix,
+      databaseUrl: database?.url,
+      node: { pollMs: 200, leaseMs: 5_000 },
+    });
+  } catch (err) {
+    await database?.drop();
+    throw err;
+  }
   return {
     ...server,
+    get sqlite(): Connection {
+      if (!server.sqlite) throw new Error('this test reads SQLite directly; the server runs on PostgreSQL');
+      return server.sqlite;
+    },
     dataDir,
     gql: (query, variables, headers) => gql(server.url, query, variables, headers),
     async stop() {
       await server.close();
+      await database?.drop();
       rmSync(dataDir, { recursive: true, force: true });
     },
   };

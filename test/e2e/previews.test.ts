@@ -249,7 +249,7 @@ describe('previews and estimates', () => {
 
     let other = ok(await server.gql(READ, { id: newer.id })).preview;
     while (other.status !== 'SUCCEEDED') other = ok(await server.gql(READ, { id: newer.id })).preview;
-    expect(await purgeExpiredPreviews(server.app, Date.now() + 25 * 3_600_000)).toBeGreaterThan(0);
+    expect(await purgeExpiredPreviews({ conn: server.sqlite }, Date.now() + 25 * 3_600_000)).toBeGreaterThan(0);
     expect(ok(await server.gql(READ, { id: newer.id })).preview).toBeNull();
   });
 });

@@ -184,7 +184,7 @@ describe('segment jobs', () => {
       { audienceId: gold.audience.id, realized: 0, existing: 2, exited: 0 },
     ]);
     // The stored rows were last written by the second run (REALIZED → EXISTING); the third changed nothing.
-    const stored = server.app.conn.sqlite
+    const stored = server.sqlite.sqlite
       .prepare(
         'SELECT m.status, m.last_evaluated_at AS at FROM memberships m JOIN audiences a ON a.id = m.audience_id WHERE a.name = ? ORDER BY m.profile_id',
       )

@@ -17,7 +17,7 @@ afterAll(async () => {
 
 describe('mutations and a job writing its results', () => {
   it('waits for the job’s write lock while /healthz keeps answering', async () => {
-    const { conn } = server.app;
+    const conn = server.sqlite;
     const worker = startTypeScriptWorker(new URL('../db/write-gate-worker.ts', import.meta.url).href, {
       file: conn.sqlite.name,
       gate: conn.writeGate.buffer,

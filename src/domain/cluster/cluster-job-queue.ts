@@ -7,23 +7,24 @@
  * The queued and cancelled jobs are published on the event bus, as the runner publishes them.
  */
 import type { PgConnection } from '../../db/pg/index.js';
+import type { Store } from '../../db/store.js';
 import { conflict, notFound } from '../errors.js';
 import { type EventBus, topics } from '../events.js';
-import { type JobPrepare, queueJob } from '../jobs/job-queue.js';
+import { type JobPrepare, type JobQueue, queueJob } from '../jobs/job-queue.js';
 import { type Job, type JobOf, jobById, type NewJobOptions } from '../jobs/job-store.js';
 import type { TypedJobKind } from '../jobs/job-types.js';
 import { cancelClusterJob } from './cluster-cancel.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 
-export class ClusterJobQueue {
+export class ClusterJobQueue implements JobQueue {
   constructor(private readonly deps: { store: PgConnection; bus: Pick<EventBus, 'publish'> }) {}
 
   /** Creates a QUEUED job (prepare checks and builds its input in the same unit) and wakes the nodes. */
   async enqueue<K extends TypedJobKind>(
-    conn: PgConnection,
+    conn: Store,
     sandboxId: number,
     kind: K,
-    prepare: JobPrepare<K, PgConnection>,
+    prepare: JobPrepare<K>,
     options: NewJobOptions = {},
   ): Promise<JobOf<K>> {
     const { job, first } = await queueJob(conn, sandboxId, kind, prepare, options);

@@ -12,7 +12,7 @@ import { exportRequestFromProperties } from '../exports/export-schedule.js';
 import { isTerminal, JOB_STATUSES } from '../jobs/job-types.js';
 import { parseSegments } from '../schedules/batch-segmentation.js';
 import type { Schedule } from '../schedules/schedule-store.js';
-import type { NewTick } from '../schedules/schedule-ticks.js';
+import { type NewTick, type ScheduleTick, TICK_COLUMNS } from '../schedules/schedule-ticks.js';
 import { overlapTick, planTicks } from '../schedules/tick-plan.js';
 import { enqueueClusterExportJob } from './cluster-export-job.js';
 import { enqueueClusterSegmentJob } from './cluster-segment-job.js';
@@ -23,7 +23,7 @@ const LIVE_STATUSES = JOB_STATUSES.filter((s) => !isTerminal(s));
 
 /** What one pass did. */
 export interface ScheduleSweep {
-  ticks: NewTick[];
+  ticks: ScheduleTick[];
   /** The earliest next due time of any active schedule, for the node's next look. */
   nextDueAt: number | null;
 }
@@ -36,7 +36,7 @@ export async function runDueSchedules(pool: pg.Pool, now = Date.now()): Promise<
       [now],
     )
   ).rows;
-  const ticks: NewTick[] = [];
+  const ticks: ScheduleTick[] = [];
   for (const { id } of due) ticks.push(...(await accountSchedule(pool, id, now)));
   const next = (
     await pool.query<{ at: number | null }>(`SELECT min(next_run_at) AS at FROM schedules WHERE state = 'ACTIVE'`)
@@ -44,7 +44,7 @@ export async function runDueSchedules(pool: pg.Pool, now = Date.now()): Promise<
   return { ticks, nextDueAt: next };
 }
 
-async function accountSchedule(pool: pg.Pool, id: number, now: number): Promise<NewTick[]> {
+async function accountSchedule(pool: pg.Pool, id: number, now: number): Promise<ScheduleTick[]> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
@@ -66,10 +66,11 @@ async function accountSchedule(pool: pg.Pool, id: number, now: number): Promise<
       if (tick.outcome === 'STARTED') lastRunAt = now;
       ticks.push(tick);
     }
+    const recorded: ScheduleTick[] = [];
     for (const t of ticks) {
-      await client.query(
+      const { rows } = await client.query<ScheduleTick>(
         `INSERT INTO schedule_ticks (sandbox_id, schedule_id, due_at, last_due_at, count, outcome, job_id, reason, recorded_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ${TICK_COLUMNS}`,
         [
           t.sandboxId,
           t.scheduleId,
@@ -82,6 +83,7 @@ async function accountSchedule(pool: pg.Pool, id: number, now: number): Promise<
           t.recordedAt,
         ],
       );
+      recorded.push(rows[0]!);
     }
     await client.query('UPDATE schedules SET next_run_at = $1, last_run_at = coalesce($2, last_run_at) WHERE id = $3', [
       plan.nextRunAt,
@@ -89,7 +91,7 @@ async function accountSchedule(pool: pg.Pool, id: number, now: number): Promise<
       id,
     ]);
     await client.query('COMMIT');
-    return ticks;
+    return recorded;
   } catch (err) {
     await client.query('ROLLBACK').catch(() => {});
     throw err;

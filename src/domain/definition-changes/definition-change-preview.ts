@@ -3,7 +3,6 @@
  * expression against the store at one `now` and comparing with the audience's current members,
  * so who would join or leave is known before the change is saved.
  */
-import type { Connection } from '../../db/index.js';
 import type { Store } from '../../db/store.js';
 import type { CheckedExpression } from '../../pql/index.js';
 import { dependentDefinitions } from '../audiences.js';
@@ -19,7 +18,7 @@ import {
 } from '../definitions.js';
 import { assertRunnable, checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import type { JobOf } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
 import type { Page, PageArgs } from '../paging.js';
@@ -68,7 +67,7 @@ export type DefinitionChangePreview = JobOf<'DEFINITION_CHANGE_PREVIEW'>;
  * run becomes batch with a warning, as the saved definition would) and queues the dry run.
  */
 export async function previewDefinitionChange(
-  app: { conn: Connection; jobs: JobRunner },
+  app: { conn: Store; jobs: JobQueue },
   sandboxId: number,
   definitionId: number,
   expression: ExpressionInput,

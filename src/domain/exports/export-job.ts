@@ -1,10 +1,10 @@
 import { readdirSync, rmSync } from 'node:fs';
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { type Audience, audiencesByIds } from '../audiences.js';
 import { badInput, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
 import { isEvaluated } from '../lifecycle.js';
@@ -132,7 +132,7 @@ export interface ExportFacts {
 /** A fact as a reader gives it: at once (read beforehand) or when the store answers. */
 type Facts<T> = T | Promise<T>;
 
-export function sqliteExportFacts(conn: Connection, sandboxId: number): ExportFacts {
+export function exportFacts(conn: Store, sandboxId: number): ExportFacts {
   return {
     audiences: (ids) => audiencesByIds(conn, sandboxId, ids),
     columns: (fields) => attributeColumns(conn, sandboxId, fields),
@@ -252,12 +252,8 @@ export async function resolveExportRequest(
 }
 
 /** Throws BAD_USER_INPUT / NOT_FOUND exactly as createExportJob would, without queuing anything. */
-export async function validateExportRequest(
-  conn: Connection,
-  sandboxId: number,
-  request: ExportJobRequest,
-): Promise<void> {
-  await resolveExportRequest(sqliteExportFacts(conn, sandboxId), request);
+export async function validateExportRequest(conn: Store, sandboxId: number, request: ExportJobRequest): Promise<void> {
+  await resolveExportRequest(exportFacts(conn, sandboxId), request);
 }
 
 /**
@@ -268,7 +264,7 @@ export async function validateExportRequest(
  * it does not succeed, and cancelling the export cancels it.
  */
 export function createExportJob(
-  app: { conn: Connection; jobs: JobRunner },
+  app: { conn: Store; jobs: JobQueue },
   sandboxId: number,
   request: ExportJobRequest,
   options: NewJobOptions = {},
@@ -279,7 +275,7 @@ export function createExportJob(
     'EXPORT',
     async (chain, tx) => {
       const { input, dataset, datasetName, definitionIds } = await resolveExportRequest(
-        sqliteExportFacts(tx, sandboxId),
+        exportFacts(tx, sandboxId),
         request,
       );
       const target = dataset ?? (await insertDataset(tx, sandboxId, datasetName!, input.format));
@@ -370,5 +366,5 @@ export const exportJobKind = defineJobKind({
   kind: 'EXPORT',
   task: new URL('./export-task.ts', import.meta.url),
   timeoutMs: 10 * 60_000,
-  plan: (job, now, { conn, dataDir }) => exportPlanOf(sqliteExportFacts(conn, job.sandboxId), job, now, dataDir),
+  plan: (job, now, { conn, dataDir }) => exportPlanOf(exportFacts(conn, job.sandboxId), job, now, dataDir),
 });

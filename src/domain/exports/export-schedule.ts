@@ -3,7 +3,7 @@
  * datetimes, enum names), read here into an ExportJobRequest and checked as createExportJob
  * checks it, so a schedule that saves is a schedule that can start.
  */
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { parseDatetime } from '../document-validation.js';
 import { badInput, notFound } from '../errors.js';
 import { internalId } from '../ids.js';
@@ -115,7 +115,7 @@ export function exportRequestFromProperties(properties: unknown): ExportJobReque
   };
 }
 
-async function checked(conn: Connection, sandboxId: number, properties: unknown): Promise<ExportJobRequest> {
+async function checked(conn: Store, sandboxId: number, properties: unknown): Promise<ExportJobRequest> {
   const request = exportRequestFromProperties(properties);
   await validateExportRequest(conn, sandboxId, request);
   return request;

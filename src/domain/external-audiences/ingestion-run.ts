@@ -5,13 +5,12 @@
  */
 import { existsSync, rmSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { badInput, conflict } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
 import { integerBounds, type Page, type PageArgs, pageQuery, toPage } from '../paging.js';
@@ -179,7 +178,7 @@ export interface IngestionSource {
  * fit) and queues the run; CONFLICT while another run of the audience is queued or running.
  */
 export async function startIngestionRun(
-  app: { conn: Connection; jobs: JobRunner; dataDir: string },
+  app: { conn: Store; jobs: JobQueue; dataDir: string },
   sandboxId: number,
   externalAudienceId: number,
   source: IngestionSource,

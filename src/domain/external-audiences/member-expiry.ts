@@ -1,12 +1,16 @@
 /**
  * Members of an external audience last `ttlInDays` after the last import that listed them; the
- * ingestion kind's sweep exits the ones past it (cause `expiry`) and forgets their rows.
+ * ingestion kind's sweep exits the ones past it (cause `expiry`) and forgets their rows. On
+ * PostgreSQL every node's housekeeping runs it (cluster/cluster-job-kinds.ts); each audience's
+ * unit takes its sandbox's ingest lock, so it is ordered with the ingests that add an
+ * audience's pending members on any node, and a second node finds nothing left to do.
  */
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
-import { MembershipWriter } from '../memberships.js';
+import { membershipMove, StoreMembershipWriter } from '../memberships.js';
+import { INGEST_LOCK_KIND } from '../pooled-ingest.js';
 
 const DAY_MS = 86_400_000;
 
@@ -54,7 +58,7 @@ const q = statements('member-expiry', {
  * Each audience with such rows is one unit: its exits, its size and the rows it forgets commit together.
  * A sweep: it fails with SQLITE_BUSY rather than wait when another process holds the write lock.
  */
-export async function expireExternalMembers(conn: Connection, now: number): Promise<number> {
+export async function expireExternalMembers(conn: Store, now: number): Promise<number> {
   const audiences = await conn.all<{ sandboxId: number; audienceId: number; namespace: string; ttl: number }>(
     q.audiences,
   );
@@ -65,21 +69,21 @@ export async function expireExternalMembers(conn: Connection, now: number): Prom
     exited += await writeUnit(
       conn,
       async (tx) => {
-        const writer = new MembershipWriter(tx);
+        const writer = new StoreMembershipWriter(tx);
         let count = 0;
         for (const { profileId } of await tx.all<{ profileId: number }>(q.candidates, [a.audienceId, cutoff])) {
           const current = (await tx.get<{ status: MembershipStatus }>(q.status, [a.audienceId, profileId]))?.status;
           if (!current || !CURRENT_STATUSES.includes(current)) continue;
           if ((await tx.get(q.fresh, [a.audienceId, profileId, a.namespace, cutoff])) !== undefined) continue;
           // A list has no definition, so no definition version.
-          writer.change(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null);
+          await writer.write(membershipMove(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null));
           count++;
         }
-        writer.flushSizes(now);
+        await writer.flushSizes(now);
         await tx.run(q.forget, [a.audienceId, cutoff]);
         return count;
       },
-      { busyWait: false },
+      { busyWait: false, lock: [INGEST_LOCK_KIND, a.sandboxId] },
     );
   }
   return exited;

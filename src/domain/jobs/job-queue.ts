@@ -19,6 +19,32 @@ export interface JobChain {
   first<F extends TypedJobKind>(kind: F, input: InputOf<F>): Promise<JobOf<F>>;
 }
 
+/**
+ * What the API asks of whichever runs jobs: the single-process runner (job-runner.ts) or, on
+ * PostgreSQL, the cluster's queue (cluster/cluster-job-queue.ts). The job kinds' API functions
+ * queue and cancel through this and never know which.
+ */
+export interface JobQueue {
+  /**
+   * Creates a QUEUED job: `prepare` checks and builds its input inside the same unit as the
+   * insert (through its `tx`), so what it checked still holds when the job exists; a
+   * `DomainError` it throws leaves nothing behind. `conn` is the caller's: the database, or the
+   * handle of the unit it runs in (a schedule's tick), of which the job's unit is a savepoint.
+   */
+  enqueue<K extends TypedJobKind>(
+    conn: Store,
+    sandboxId: number,
+    kind: K,
+    prepare: JobPrepare<K>,
+    options?: NewJobOptions,
+  ): Promise<JobOf<K>>;
+  /**
+   * Cancels a job: a queued one at once, a running one soon after. CONFLICT once it has
+   * finished. The job queued to run first for it, if still going, is cancelled too.
+   */
+  cancel(id: number): Promise<Job>;
+}
+
 /** What `prepare` gets: the chain, and the unit's handle (on the caller's database). */
 export type JobPrepare<K extends TypedJobKind, S extends Store = Store> = (
   chain: JobChain,

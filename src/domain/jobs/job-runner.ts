@@ -1,13 +1,13 @@
 import { AsyncResource } from 'node:async_hooks';
 import { isBusy, withoutBusyWait } from '../../db/busy.js';
-import type { Connection } from '../../db/index.js';
 import { preparedOn, statements } from '../../db/statement.js';
+import type { Store } from '../../db/store.js';
 import { writeInTurn, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
-import { type JobPrepare, queueJob } from './job-queue.js';
+import { type JobPrepare, type JobQueue, queueJob } from './job-queue.js';
 import type { JobServices } from './job-services.js';
 import { type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
 import { isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
@@ -59,7 +59,7 @@ interface Running {
  * timeout, and recovery at start (jobs a crash left PROCESSING run again from scratch; their
  * partial work was never visible). The kinds are those declared with `defineJobKind`.
  */
-export class JobRunner {
+export class JobRunner implements JobQueue {
   private readonly running = new Map<number, Running>();
   private readonly active = new Map<TypedJobKind, number>();
   private watchdog: NodeJS.Timeout | undefined;
@@ -124,10 +124,10 @@ export class JobRunner {
    * unit is then a savepoint.
    */
   async enqueue<K extends TypedJobKind>(
-    conn: Connection,
+    conn: Store,
     sandboxId: number,
     kind: K,
-    prepare: JobPrepare<K, Connection>,
+    prepare: JobPrepare<K>,
     options: NewJobOptions = {},
   ): Promise<JobOf<K>> {
     const { job, first } = await queueJob(conn, sandboxId, kind, prepare, options);

@@ -8,7 +8,7 @@ import { requireDefinition } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { assertRunnable, checkExpression, type ExpressionInput } from '../expressions.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import { type JobOf, jobsByIds } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
 import type { Page, PageArgs } from '../paging.js';
@@ -83,7 +83,7 @@ export type Preview = JobOf<'PREVIEW'>;
  * not as a failed job; so are out-of-range sample sizes and confidence levels.
  */
 /** What preview functions use: the connection and the runner (not the whole app, which loads this kind). */
-type PreviewServices = { conn: Connection; jobs: JobRunner };
+type PreviewServices = { conn: Store; jobs: JobQueue };
 /** What the getters use: a store of either database (a PostgreSQL one serves a cluster's previews). */
 type PreviewReads = { conn: Store };
 

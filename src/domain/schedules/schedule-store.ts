@@ -1,4 +1,3 @@
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { validName } from '../audiences.js';
@@ -214,7 +213,7 @@ function firstDue(cron: string, timezone: string, state: ScheduleState, now: num
 
 /** Validates and inserts a schedule (the caller holds the transaction and arms its timer). */
 export async function insertSchedule(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   input: NewSchedule,
   now: number,
@@ -247,7 +246,7 @@ export async function insertSchedule(
  * state counts due times from `now`: nothing before the change is reported as missed.
  */
 export async function applyScheduleChanges(
-  conn: Connection,
+  conn: Store,
   sandboxId: number,
   id: number,
   changes: ScheduleChanges,

@@ -24,7 +24,8 @@ export interface ScheduleTick {
 export type NewTick = Omit<ScheduleTick, 'id' | 'lastDueAt' | 'count' | 'jobId' | 'reason'> &
   Partial<Pick<ScheduleTick, 'lastDueAt' | 'count' | 'jobId' | 'reason'>>;
 
-const COLUMNS = `id, sandbox_id AS "sandboxId", schedule_id AS "scheduleId", due_at AS "dueAt",
+/** A tick row's columns as `ScheduleTick`'s fields (the cluster's ticks are read back the same way). */
+export const TICK_COLUMNS = `id, sandbox_id AS "sandboxId", schedule_id AS "scheduleId", due_at AS "dueAt",
   last_due_at AS "lastDueAt", "count", outcome, job_id AS "jobId", reason, recorded_at AS "recordedAt"`;
 
 /** A page's bounds: ids below the first, above the second (paging.ts integerBounds). */
@@ -34,13 +35,13 @@ const PAGE_PG = 'sandbox_id = $1 AND schedule_id = $2 AND id < $3 AND id > $4';
 const q = statements('schedule-ticks', {
   /** A page newest first (forward). */
   pageDown: {
-    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id DESC LIMIT ?`,
-    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id DESC LIMIT $5`,
+    sqlite: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id DESC LIMIT ?`,
+    postgres: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id DESC LIMIT $5`,
   },
   /** A page oldest first (backward). */
   pageUp: {
-    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id LIMIT ?`,
-    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id LIMIT $5`,
+    sqlite: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE ${PAGE} ORDER BY id LIMIT ?`,
+    postgres: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE ${PAGE_PG} ORDER BY id LIMIT $5`,
   },
   count: {
     sqlite: 'SELECT count(*) AS n FROM schedule_ticks WHERE sandbox_id = ? AND schedule_id = ?',
@@ -48,11 +49,11 @@ const q = statements('schedule-ticks', {
   },
   /** The latest tick not SKIPPED_OVERLAP of each schedule of the JSON array. */
   lastDeciding: {
-    sqlite: `SELECT ${COLUMNS} FROM schedule_ticks WHERE id IN (
+    sqlite: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE id IN (
         SELECT max(id) FROM schedule_ticks
         WHERE schedule_id IN (SELECT value FROM json_each(?)) AND outcome <> 'SKIPPED_OVERLAP'
         GROUP BY schedule_id)`,
-    postgres: `SELECT ${COLUMNS} FROM schedule_ticks WHERE id IN (
+    postgres: `SELECT ${TICK_COLUMNS} FROM schedule_ticks WHERE id IN (
         SELECT max(id) FROM schedule_ticks
         WHERE schedule_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb)))
           AND outcome <> 'SKIPPED_OVERLAP'
@@ -66,14 +67,14 @@ const q = statements('schedule-ticks', {
         coalesce(value ->> '$.count', 1), value ->> '$.outcome', value ->> '$.jobId', value ->> '$.reason',
         value ->> '$.recordedAt'
       FROM json_each(?) ORDER BY key
-      RETURNING ${COLUMNS}`,
+      RETURNING ${TICK_COLUMNS}`,
     postgres: `INSERT INTO schedule_ticks (sandbox_id, schedule_id, due_at, last_due_at, "count", outcome, job_id,
         reason, recorded_at)
       SELECT CAST(v ->> 'sandboxId' AS bigint), CAST(v ->> 'scheduleId' AS bigint), CAST(v ->> 'dueAt' AS bigint),
         CAST(v ->> 'lastDueAt' AS bigint), coalesce(CAST(v ->> 'count' AS bigint), 1), v ->> 'outcome',
         CAST(v ->> 'jobId' AS bigint), v ->> 'reason', CAST(v ->> 'recordedAt' AS bigint)
       FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS e(v, n) ORDER BY n
-      RETURNING ${COLUMNS}`,
+      RETURNING ${TICK_COLUMNS}`,
   },
 });
 

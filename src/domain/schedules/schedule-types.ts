@@ -1,13 +1,13 @@
-import type { Connection } from '../../db/index.js';
+import type { Store } from '../../db/store.js';
 import { badInput } from '../errors.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import type { Job } from '../jobs/job-store.js';
 import type { ScheduleType } from './schedule-vocabulary.js';
 
 /** What a schedule type may use to start a run. */
 export interface ScheduleTypeServices {
-  conn: Connection;
-  jobs: JobRunner;
+  conn: Store;
+  jobs: JobQueue;
 }
 
 /** What a schedule type's properties name, so that deleting one of them is refused while the schedule exists. */
@@ -21,7 +21,7 @@ export interface ScheduleTypeDefinition {
    * Checks the properties as the job's own create call would (throwing a `DomainError`, with
    * `field` paths under `input.properties`) and returns what they name.
    */
-  validate(conn: Connection, sandboxId: number, properties: unknown): Promise<ScheduleTargets>;
+  validate(conn: Store, sandboxId: number, properties: unknown): Promise<ScheduleTargets>;
   /**
    * Queues one run: a job with `trigger: 'SCHEDULE'` and the schedule's id. `app.conn` is the
    * handle of the scheduler's unit, which the run is queued in.

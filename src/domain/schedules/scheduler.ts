@@ -1,13 +1,13 @@
 import type { Logger } from 'pino';
 import { isBusy } from '../../db/busy.js';
-import type { Connection } from '../../db/index.js';
 import { statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
-import { type UnitConnection, writeUnit } from '../../db/unit.js';
+import { type UnitOf, writeUnit } from '../../db/unit.js';
+import type { WriteGate } from '../../db/write-gate.js';
 import { conflict } from '../errors.js';
 import { type EventBus, topics } from '../events.js';
 import { encodeGlobalId } from '../ids.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import type { Job } from '../jobs/job-store.js';
 import { isTerminal, JOB_STATUSES, type JobStatus } from '../jobs/job-types.js';
 import { type Clock, systemClock } from './clock.js';
@@ -29,10 +29,16 @@ import { scheduleType } from './schedule-types.js';
 import { overlapTick, planTicks } from './tick-plan.js';
 
 export interface SchedulerServices {
-  conn: Connection;
+  conn: Store;
+  /**
+   * Present when this process's timers tick the due times (SQLite: the gate orders ticks with the
+   * job workers' result writes). Absent on PostgreSQL, where the cluster's nodes tick every
+   * schedule once across the cluster (cluster/cluster-schedules.ts) and this serves the mutations.
+   */
+  timers?: { writeGate: WriteGate };
   bus: EventBus;
   log: Logger;
-  jobs: JobRunner;
+  jobs: JobQueue;
   /** Default: the system clock. */
   clock?: Clock;
 }
@@ -79,6 +85,7 @@ export class Scheduler {
 
   /** Catches up on the due times that passed while the server was down, then arms every ACTIVE schedule. */
   async start(): Promise<void> {
+    if (!this.services.timers) return;
     this.running = true;
     for (const schedule of await activeSchedules(this.services.conn)) await this.fire(schedule.id, MISSED_WHILE_DOWN);
   }
@@ -142,7 +149,7 @@ export class Scheduler {
   }
 
   /** Queues a run inside the caller's unit (`tx`). */
-  private startRun(tx: UnitConnection, schedule: Schedule): Promise<Job> {
+  private startRun(tx: UnitOf<Store>, schedule: Schedule): Promise<Job> {
     const app = { conn: tx, jobs: this.services.jobs };
     return scheduleType(schedule.type).start(app, schedule.sandboxId, schedule.properties, {
       trigger: 'SCHEDULE',
@@ -172,7 +179,7 @@ export class Scheduler {
     this.timers.delete(id);
     if (!this.running) return;
     // Taken when no job worker is writing its results: waited for without blocking (db/write-gate.ts).
-    await this.services.conn.writeGate.run(() => this.record(id, missedReason));
+    await this.services.timers!.writeGate.run(() => this.record(id, missedReason));
   }
 
   private async record(id: number, missedReason: string): Promise<void> {
@@ -219,7 +226,7 @@ export class Scheduler {
    * unit): the latest runs, the ones before it are MISSED. Returns the ticks recorded.
    */
   private async account(
-    tx: UnitConnection,
+    tx: UnitOf<Store>,
     schedule: Schedule,
     now: number,
     missedReason: string,
@@ -233,7 +240,7 @@ export class Scheduler {
   }
 
   /** The outcome of the one due time that runs. */
-  private async runDue(tx: UnitConnection, schedule: Schedule, dueAt: number, now: number): Promise<NewTick> {
+  private async runDue(tx: UnitOf<Store>, schedule: Schedule, dueAt: number, now: number): Promise<NewTick> {
     const { log } = this.services;
     const base = { sandboxId: schedule.sandboxId, scheduleId: schedule.id, recordedAt: now, dueAt };
     const active = await activeRun(tx, schedule.id);

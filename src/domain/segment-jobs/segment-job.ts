@@ -10,7 +10,7 @@ import {
 } from '../definitions.js';
 import { badInput } from '../errors.js';
 import { defineJobKind } from '../jobs/job-kind.js';
-import type { JobRunner } from '../jobs/job-runner.js';
+import type { JobQueue } from '../jobs/job-queue.js';
 import type { JobOf, NewJobOptions } from '../jobs/job-store.js';
 import type { JobInputBase } from '../jobs/job-types.js';
 import { isEvaluated, type LifecycleState } from '../lifecycle.js';
@@ -56,7 +56,7 @@ export type SegmentJob = JobOf<'SEGMENT'>;
 
 /** Validates and queues a segment job, waking the runner. */
 export async function createSegmentJob(
-  app: { conn: Connection; jobs: JobRunner },
+  app: { conn: Store; jobs: JobQueue },
   sandboxId: number,
   request: SegmentJobRequest,
   options: NewJobOptions = {},

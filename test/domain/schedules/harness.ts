@@ -35,7 +35,7 @@ export async function scheduleHarness(start: string) {
     dataDir: mkdtempSync(join(tmpdir(), 'segql-schedules-')),
   });
   await jobs.stop();
-  const make = () => new Scheduler({ conn, bus, log, jobs, clock });
+  const make = () => new Scheduler({ conn, bus, log, jobs, clock, timers: conn });
   let scheduler = make();
   await scheduler.start();
   return {
