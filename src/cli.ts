@@ -283,7 +283,7 @@ async function main(argv: string[]): Promise<void> {
 async function workCommand(config: Config, args: string[], log: Logger): Promise<void> {
   const { values } = parse('work', args, {
     node: { type: 'string' },
-    'lease-ms': { type: 'string', default: '15000' },
+    'lease-ms': { type: 'string', default: String(config.leaseMs) },
     'range-profiles': { type: 'string', default: '100000' },
   });
   if (!config.databaseUrl) {
@@ -598,7 +598,8 @@ async function servePostgres(config: Config, log: Logger): Promise<void> {
     databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
-    ...(process.env.SEGQL_NODE_LEASE_MS ? { node: { leaseMs: Number(process.env.SEGQL_NODE_LEASE_MS) } } : {}),
+    node: { leaseMs: config.leaseMs },
+    runJobs: config.runJobs,
   });
   stopOnSignals(log, () => server.close());
 }

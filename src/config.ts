@@ -10,8 +10,15 @@ export interface Config {
   logLevel: string;
   /** SEGQL_SKIP_INTEGRITY_CHECK=1: start without `PRAGMA quick_check` (to read what is left of a damaged file). */
   skipIntegrityCheck: boolean;
-  /** SEGQL_DATABASE_URL: a postgres:// URL selects PostgreSQL (`segql migrate`); unset: SQLite in dataDir. */
+  /** SEGQL_DATABASE_URL: a postgres:// URL selects PostgreSQL (every node serves from it); unset: SQLite in dataDir. */
   databaseUrl: string | undefined;
+  /**
+   * SEGQL_LEASE_MS: on PostgreSQL, how long a job's range or a whole job stays a node's without a
+   * renewal (a dead node's work is taken back after this); `segql work --lease-ms` sets the same.
+   */
+  leaseMs: number;
+  /** SEGQL_RUN_JOBS=0: on PostgreSQL, this node serves the API and leaves jobs to other nodes (`segql work`). */
+  runJobs: boolean;
   /** SEGQL_REDIS_URL: subscriptions' events go through this Redis, so every node sees every node's events. */
   redisUrl: string | undefined;
   /** SEGQL_REDIS_PREFIX: the start of every channel name, so several deployments can share one Redis. */
@@ -169,6 +176,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl: urlFrom(env, 'SEGQL_DATABASE_URL', ['postgres', 'postgresql']),
     redisUrl: urlFrom(env, 'SEGQL_REDIS_URL', ['redis', 'rediss']),
     redisPrefix: env.SEGQL_REDIS_PREFIX ?? 'segql:',
+    leaseMs: intFrom(env, 'SEGQL_LEASE_MS', 15_000, 100),
+    runJobs: !(env.SEGQL_RUN_JOBS === '0' || env.SEGQL_RUN_JOBS === 'false'),
     limits: { ...loadServerLimits(env), ...DEFAULT_INGEST_LIMITS, ...loadJobSettings(env) },
   };
 }
