@@ -39,6 +39,9 @@ import './segment-jobs/segment-job.js';
 import './schedules/batch-segmentation.js';
 import './exports/export-schedule.js';
 
+/** The smallest segment-job chunk on PostgreSQL, in profiles. */
+const MIN_PG_CHUNK = 500;
+
 export interface PgAppOptions {
   store: PgConnection;
   /** The database URL: the nodes' and the job watcher's LISTEN connections, the query threads' clients. */
@@ -87,6 +90,9 @@ export async function createPgApp(options: PgAppOptions): Promise<App> {
       dataDir,
       leaseMs: options.node?.leaseMs,
       rangeProfiles: options.node?.rangeProfiles,
+      // Profiles per chunk, the unit of progress and cancel checks, as on SQLite; but a chunk costs
+      // a round trip per definition here, so a tiny chunk (tests use 10) is raised to MIN_PG_CHUNK.
+      chunkSize: Math.max(limits.segmentChunkSize, MIN_PG_CHUNK),
       pollMs: options.node?.pollMs,
       ...(options.node?.name ? { node: options.node.name } : {}),
       onEvent: (event: NodeEvent) => {

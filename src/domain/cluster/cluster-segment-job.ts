@@ -225,6 +225,9 @@ export async function planOf(db: Pick<pg.ClientBase, 'query'>, jobId: number): P
 /** What became of a range this node ran. */
 export type RangeEnd = 'done' | 'lost' | 'cancelled' | 'failed';
 
+/** How often a range's progress is written while it changes (the lease beat is only every third of the lease). */
+const PROGRESS_MS = 250;
+
 /**
  * Evaluates a range this node holds, renewing its lease every third of the lease time. When a
  * renewal finds the lease lost or the job being cancelled, the statement running for it is
@@ -241,7 +244,9 @@ export async function runRange(
   let progress = 0;
   let state = 'held' as LeaseState;
   let renewing: Promise<void> = Promise.resolve();
+  let lastRenewal = performance.now();
   const renew = async () => {
+    lastRenewal = performance.now();
     try {
       state = await renewRange(pool, range, settings.node, settings.leaseMs, progress);
     } catch {
@@ -267,6 +272,13 @@ export async function runRange(
         cancelled: () => state !== 'held',
         progress: (done) => {
           progress = done;
+          // Progress reaches subscribers as the single-process runner's does, at least every
+          // PROGRESS_MS of work; a renewal carries it (and finds a cancel sooner than the beat).
+          const now = performance.now();
+          if (now - lastRenewal >= PROGRESS_MS) {
+            lastRenewal = now;
+            renewing = renewing.then(renew);
+          }
         },
         commit: (tx, outcome) =>
           completeRange(tx, range, settings.node, {
