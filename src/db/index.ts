@@ -10,6 +10,7 @@ import { DatabaseDamagedError, damaged, isCorruption, quickCheck } from './integ
 import * as schema from './schema.js';
 import { registerSearchFunctions } from './search-functions.js';
 import { sqliteStatementRunner } from './statement.js';
+import { countStatement } from './statement-count.js';
 import type { Store } from './store.js';
 import { WriteGate } from './write-gate.js';
 
@@ -33,13 +34,9 @@ export interface Connection extends Store {
 // Resolved from this file, not the cwd, so tests, the CLI and a built dist/ all find it (docs/dependencies.md gotcha 13).
 const migrationsFolder = fileURLToPath(new URL('../../drizzle', import.meta.url));
 
-let statementCount = 0;
 let statementCounterInstalled = false;
 
-/** SQL statements executed by this process so far (all connections): `segql_sql_statements_total`. */
-export function sqlStatementsTotal(): number {
-  return statementCount;
-}
+export { sqlStatementsTotal } from './statement-count.js';
 
 /**
  * Counts every statement execution by patching better-sqlite3's Statement prototype once:
@@ -52,14 +49,14 @@ function installStatementCounter(sqlite: Sqlite): void {
   for (const method of ['run', 'get', 'all', 'iterate'] as const) {
     const original = proto[method] as (...args: unknown[]) => unknown;
     proto[method] = function (this: unknown, ...args: unknown[]) {
-      statementCount++;
+      countStatement();
       return original.apply(this, args);
     };
   }
   const dbProto = Object.getPrototypeOf(sqlite) as Record<string, unknown>;
   const exec = dbProto.exec as (...args: unknown[]) => unknown;
   dbProto.exec = function (this: unknown, ...args: unknown[]) {
-    statementCount++;
+    countStatement();
     return exec.apply(this, args);
   };
 }

@@ -8,6 +8,7 @@ import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import pg from 'pg';
 import { ConnectionCache } from '../connection-cache.js';
 import type { Statement, StatementRunner } from '../statement.js';
+import { countStatement } from '../statement-count.js';
 import type { Store, UnitClient, UnitLock } from '../store.js';
 import { refuseInsideOpenUnit } from '../unit.js';
 import * as schema from './schema.js';
@@ -172,14 +173,17 @@ export { schema };
 export function pgStatementRunner(client: pg.Pool | pg.ClientBase): StatementRunner {
   return {
     async all<Row>(statement: Statement, params: readonly unknown[] = []) {
+      countStatement();
       return (await client.query({ name: statement.name, text: statement.postgres, values: [...params] }))
         .rows as Row[];
     },
     async get<Row>(statement: Statement, params: readonly unknown[] = []) {
+      countStatement();
       const { rows } = await client.query({ name: statement.name, text: statement.postgres, values: [...params] });
       return rows[0] as Row | undefined;
     },
     async run(statement: Statement, params: readonly unknown[] = []) {
+      countStatement();
       const result = await client.query({ name: statement.name, text: statement.postgres, values: [...params] });
       return { changes: result.rowCount ?? 0 };
     },
