@@ -13,11 +13,17 @@ import { startTestServer, type TestServer } from './harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-/** Runs `segql keys …` as its own process against the server's data directory; stdout. */
-function keys(dataDir: string, args: string[]): string {
+/** Runs `segql keys …` as its own process against the server's data directory (or database); stdout. */
+function keys(where: string | TestServer, args: string[]): string {
+  const [dataDir, url] = typeof where === 'string' ? [where, undefined] : [where.dataDir, where.databaseUrl];
   return execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'keys', ...args], {
     cwd: root,
-    env: { ...process.env, SEGQL_DATA_DIR: dataDir, SEGQL_LOG_LEVEL: 'silent' },
+    env: {
+      ...process.env,
+      SEGQL_DATA_DIR: dataDir,
+      SEGQL_LOG_LEVEL: 'silent',
+      ...(url ? { SEGQL_DATABASE_URL: url } : {}),
+    },
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'pipe'],
   }).trim();
@@ -48,9 +54,9 @@ describe('API keys', () => {
     expect(codeOf(await server.gql('{ __typename }'))).toBeUndefined();
     // A key may only name sandboxes that exist.
     expect((await server.gql('mutation { createSandbox(name: "staging") { name } }')).data).toBeTruthy();
-    reader = keys(server.dataDir, ['create', '--name', 'dashboard', '--scope', 'read']);
-    writer = keys(server.dataDir, ['create', '--name', 'app', '--scope', 'read,write']);
-    admin = keys(server.dataDir, [
+    reader = keys(server, ['create', '--name', 'dashboard', '--scope', 'read']);
+    writer = keys(server, ['create', '--name', 'app', '--scope', 'read,write']);
+    admin = keys(server, [
       'create',
       '--name',
       'ops',
@@ -148,16 +154,14 @@ describe('API keys', () => {
   });
 
   it('stores only hashes, lists keys by prefix, and revokes them', async () => {
-    const db = new Database(databaseFile(server.dataDir), { readonly: true });
-    const stored = JSON.stringify(db.prepare('SELECT * FROM api_keys').all());
-    db.close();
+    const stored = JSON.stringify(await server.rows('SELECT * FROM api_keys'));
     for (const key of [reader, writer, admin]) expect(stored).not.toContain(key);
-    const listed = keys(server.dataDir, ['list']);
+    const listed = keys(server, ['list']);
     expect(listed.split('\n')).toHaveLength(4);
     expect(listed.split('\n')[0]).toBe('ID\tPREFIX\tNAME\tSCOPES\tSANDBOXES\tSTATE');
     expect(listed).toContain(`${reader.slice(0, 12)}…\tdashboard\tread\tprod\tactive`);
     expect(listed).not.toContain(reader);
-    keys(server.dataDir, ['revoke', reader.slice(0, 12)]);
+    keys(server, ['revoke', reader.slice(0, 12)]);
     await eventually(async () => codeOf(await server.gql('{ __typename }', {}, bearer(reader))) === 'UNAUTHENTICATED');
     expect((await server.gql('{ __typename }', {}, bearer(writer))).data).toEqual({ __typename: 'Query' });
   });
@@ -167,8 +171,8 @@ describe('rate limits', () => {
   it('limits each key to its requests per second, with a retry time, and refills', async () => {
     const server = await startTestServer({ limits: { rateLimitPerSecond: 3 } });
     try {
-      const a = keys(server.dataDir, ['create', '--name', 'a', '--scope', 'read']);
-      const b = keys(server.dataDir, ['create', '--name', 'b', '--scope', 'read']);
+      const a = keys(server, ['create', '--name', 'a', '--scope', 'read']);
+      const b = keys(server, ['create', '--name', 'b', '--scope', 'read']);
       const ask = (key: string) => server.gql('{ __typename }', {}, bearer(key));
       await eventually(async () => codeOf(await server.gql('{ __typename }')) === 'UNAUTHENTICATED');
       const burst = await Promise.all([ask(a), ask(a), ask(a), ask(a)]);

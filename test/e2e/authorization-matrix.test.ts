@@ -18,11 +18,13 @@ import {
   isNonNullType,
   isScalarType,
 } from 'graphql';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PgConnection } from '../../src/db/pg/index.js';
 import { createApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { schema } from '../../src/graphql/index.js';
-import { startTestServer, type TestServer } from './harness.js';
+import { e2eBackend, startTestServer, type TestServer } from './harness.js';
 
 /** Fields that change a sandbox's shape: `admin` only (docs/api.md "Auth"). */
 const ADMIN_FIELDS = new Set(['createSandbox', 'updateProfileSchema']);
@@ -105,13 +107,30 @@ describe('authorization matrix over every root field', () => {
   const headers = {} as Record<Caller, Record<string, string>>;
 
   /** Every row of every table: a refused mutation must leave it unchanged. */
-  function fingerprint(): string {
+  async function fingerprint(): Promise<string> {
+    const hash = createHash('sha256');
+    if (e2eBackend === 'postgres') {
+      const { pool } = server.app.conn as PgConnection;
+      // One round trip: every table's rows as text, each table's sorted (its key is not known here).
+      const tables = (
+        await pool.query<{ name: string }>(
+          "SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename",
+        )
+      ).rows.map((r) => r.name);
+      const parts = tables.map(
+        (name) =>
+          `SELECT ${pg.escapeLiteral(name)} || ':' || coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '') FROM ${pg.escapeIdentifier(name)} t`,
+      );
+      const { rows } = await pool.query(
+        `SELECT string_agg(x, E'\\n' ORDER BY x) AS fp FROM (${parts.join(' UNION ALL ')}) q(x)`,
+      );
+      return hash.update(rows[0].fp ?? '').digest('hex');
+    }
     const sqlite = server.sqlite.sqlite;
     const tables = sqlite
       .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
       .pluck()
       .all() as string[];
-    const hash = createHash('sha256');
     for (const t of tables) {
       for (const row of sqlite.prepare(`SELECT * FROM "${t}"`).raw().all()) {
         hash.update(`${t}:${JSON.stringify(row, (_k, v) => (Buffer.isBuffer(v) ? v.toString('hex') : v))}\n`);
@@ -125,6 +144,10 @@ describe('authorization matrix over every root field', () => {
     doc: { query: string; operationName?: string },
     caller: Caller,
   ): Promise<{ codes: string[]; raw: string }> {
+    // Headers within 10 s whatever the load; then an allowed subscription may stay quiet, so its
+    // body is read for 400 ms (a refusal comes with the headers).
+    const controller = new AbortController();
+    let timer = setTimeout(() => controller.abort(), 10_000);
     const res = await fetch(server.url, {
       method: 'POST',
       headers: {
@@ -133,8 +156,10 @@ describe('authorization matrix over every root field', () => {
         ...headers[caller],
       },
       body: JSON.stringify(doc),
-      signal: AbortSignal.timeout(operation === 'subscription' ? 400 : 10_000),
+      signal: controller.signal,
     });
+    clearTimeout(timer);
+    timer = setTimeout(() => controller.abort(), operation === 'subscription' ? 400 : 10_000);
     let raw = '';
     if (operation === 'subscription' && res.headers.get('content-type')?.includes('text/event-stream')) {
       // A refusal comes at once; an allowed subscription may stay quiet, so read what comes in time.
@@ -152,13 +177,14 @@ describe('authorization matrix over every root field', () => {
     } else {
       raw = await res.text();
     }
+    clearTimeout(timer);
     const codes = [...raw.matchAll(/"code":"([A-Z_]+)"/g)].map((m) => m[1]!);
     return { codes, raw };
   }
 
   beforeAll(async () => {
     server = await startTestServer();
-    const conn = server.sqlite;
+    const conn = server.app.conn;
     await ensureSandbox(conn, 'other');
     const make = async (name: string, scopes: string[], sandbox = 'prod') =>
       (await createApiKey(conn, { name, sandboxes: [sandbox], scopes })).key;
@@ -186,19 +212,20 @@ describe('authorization matrix over every root field', () => {
       expect(fields.length).toBeGreaterThan(operation === 'subscription' ? 3 : 10);
       const wrong: string[] = [];
       // A query never writes, whoever asks and however it is written (issue: estimate(refresh) started a job).
-      const beforeQueries = operation === 'query' ? fingerprint() : '';
+      const beforeQueries = operation === 'query' ? await fingerprint() : '';
       for (const field of fields) {
         for (const caller of CALLERS) {
           const expected = expectedCode(caller, operation, field.name);
           const runForm = async (form: Form) => {
             const doc = document(operation, root.name, field, form);
-            const before = expected && operation === 'mutation' ? fingerprint() : '';
+            const before = expected && operation === 'mutation' ? await fingerprint() : '';
             const { codes, raw } = await send(operation, doc, caller);
             const authCodes = codes.filter((c) => AUTH_CODES.has(c));
             const what = `${operation} ${field.name} as ${caller} (${form})`;
             if (expected) {
               if (!authCodes.includes(expected)) wrong.push(`${what}: expected ${expected}, got ${raw.slice(0, 200)}`);
-              if (operation === 'mutation' && fingerprint() !== before) wrong.push(`${what}: refused but changed data`);
+              if (operation === 'mutation' && (await fingerprint()) !== before)
+                wrong.push(`${what}: refused but changed data`);
             } else if (authCodes.length > 0) {
               wrong.push(`${what}: expected to be allowed, got ${raw.slice(0, 200)}`);
             }
@@ -209,7 +236,8 @@ describe('authorization matrix over every root field', () => {
         }
       }
       expect(wrong).toEqual([]);
-      if (operation === 'query') expect(fingerprint()).toBe(beforeQueries);
-    });
+      if (operation === 'query') expect(await fingerprint()).toBe(beforeQueries);
+      // Hundreds of requests, each mutation between two fingerprints: generous on a loaded machine.
+    }, 120_000);
   }
 });

@@ -134,19 +134,20 @@ describe('segql usage errors', { timeout: 200_000 }, () => {
     );
   });
 
-  it('refuses SEGQL_DATABASE_URL for anything but migrate, and a URL that is not PostgreSQL', async () => {
+  it('serves SEGQL_DATABASE_URL or fails on it, refuses it where SQLite would be written, and a URL that is not PostgreSQL', async () => {
     const dataDir = freshDir();
     const pg = { SEGQL_DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
-    const [serve, seed, mysql] = await Promise.all([
+    const [serve, seed, importList, mysql] = await Promise.all([
       segql(['serve'], dataDir, pg),
       segql(['seed', '--profiles', '1'], dataDir, pg),
+      segql(['import', '--audience', 'a', '--file', 'x.csv'], dataDir, pg),
       segql(['migrate'], dataDir, { SEGQL_DATABASE_URL: 'mysql://db/segql' }),
     ]);
-    expectUsageError(
-      serve,
-      /^segql serve: SEGQL_DATABASE_URL selects PostgreSQL, where only "segql migrate" and "segql work" run/,
-    );
-    expectUsageError(seed, /^segql seed: SEGQL_DATABASE_URL selects PostgreSQL/);
+    // serve tries the database it was given (nobody listens on port 1) and exits 1.
+    expect(serve.code).toBe(1);
+    expect(serve.stdout).toMatch(/ECONNREFUSED/);
+    expectUsageError(seed, /^segql seed: SEGQL_DATABASE_URL selects PostgreSQL, where "segql seed" does not run/);
+    expectUsageError(importList, /^segql import: SEGQL_DATABASE_URL selects PostgreSQL/);
     expectUsageError(mysql, /^segql: SEGQL_DATABASE_URL must start with postgres:\/\/ or postgresql:\/\//);
     // Nothing fell back to SQLite.
     expect(existsSync(join(dataDir, 'segql.db'))).toBe(false);

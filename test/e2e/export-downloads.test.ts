@@ -8,7 +8,7 @@ const keys: Record<string, string> = {};
 
 beforeAll(async () => {
   server = await startTestServer();
-  const conn = server.sqlite;
+  const conn = server.app.conn;
   await ensureSandbox(conn, 'other');
   keys.read = (await createApiKey(conn, { name: 'r', sandboxes: ['prod'], scopes: ['read'] })).key;
   keys.write = (await createApiKey(conn, { name: 'w', sandboxes: ['prod'], scopes: ['read', 'write'] })).key;

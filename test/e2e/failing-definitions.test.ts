@@ -99,9 +99,10 @@ describe('what validates, runs', () => {
     expect(first.status).toBe('SUCCEEDED');
     expect(first.metrics.failedDefinitions).toEqual([]);
     // A definition stored before the CHAIN limit existed: it no longer checks, and its SQL is too deep to run.
-    server.sqlite.sqlite
-      .prepare('UPDATE segment_definitions SET expression_text = ? WHERE id = ?')
-      .run(chain(24), Number(decodeGlobalId(broken.id)!.id));
+    await server.rows('UPDATE segment_definitions SET expression_text = ? WHERE id = ?', [
+      chain(24),
+      Number(decodeGlobalId(broken.id)!.id),
+    ]);
 
     const job = await runJob({ all: true });
     expect(job.status).toBe('SUCCEEDED');

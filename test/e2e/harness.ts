@@ -1,15 +1,24 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pino from 'pino';
 import type { Limits } from '../../src/config.js';
 import type { Connection } from '../../src/db/index.js';
+import type { PgConnection } from '../../src/db/pg/index.js';
 import { type RunningServer, startServer } from '../../src/server.js';
 import { freshPgDatabase } from '../db/pg-test-database.js';
 
 export interface TestServer extends Omit<RunningServer, 'sqlite'> {
   dataDir: string;
+  /** On PostgreSQL, the server's database (for a command run beside it); else undefined. */
+  databaseUrl: string | undefined;
   /** The server's SQLite connection, for a test that reads the file directly (throws on PostgreSQL). */
   readonly sqlite: Connection;
+  /**
+   * Rows of a read written in SQL both databases take, with `?` parameters (a write runs and
+   * gives none): a test that checks or plants stored rows runs on either backend.
+   */
+  rows<T = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   /** POSTs a GraphQL operation and returns the parsed response body. */
   gql<T = any>(
     query: string,
@@ -49,6 +58,8 @@ export async function startTestServer(
       redisPrefix: options.redisPrefix,
       databaseUrl: database?.url,
       node: { pollMs: 200, leaseMs: 5_000 },
+      // SEGQL_TEST_LOG=debug shows a test server's log (silent otherwise).
+      ...(process.env.SEGQL_TEST_LOG ? { log: pino({ level: process.env.SEGQL_TEST_LOG }) } : {}),
     });
   } catch (err) {
     await database?.drop();
@@ -61,6 +72,18 @@ export async function startTestServer(
       return server.sqlite;
     },
     dataDir,
+    databaseUrl: database?.url,
+    async rows<T>(sql: string, params: readonly unknown[] = []): Promise<T[]> {
+      if (server.sqlite) {
+        const statement = server.sqlite.sqlite.prepare(sql);
+        if (statement.reader) return statement.all(...params) as T[];
+        statement.run(...params);
+        return [];
+      }
+      let n = 0;
+      const text = sql.replace(/\?/g, () => `$${++n}`);
+      return (await (server.app.conn as PgConnection).pool.query(text, [...params])).rows as T[];
+    },
     gql: (query, variables, headers) => gql(server.url, query, variables, headers),
     async stop() {
       await server.close();

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { e2eBackend, ok, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 
@@ -65,10 +65,15 @@ describe('SegmentDefinition.latestJob', () => {
     };
     // Pages of sizes not asked for before are computed (the write stamp, then the page's own
     // statements); asked again, the same page comes from the response cache at the stamp alone.
-    const small = await cost(3);
-    const large = await cost(12);
+    // On PostgreSQL (no response cache) a background statement of the node (the streaming sweep)
+    // can land in a measurement; it only ever adds, so the least of three is the page's own.
+    const steady = async (first: number) =>
+      e2eBackend === 'postgres' ? Math.min(await cost(first), await cost(first), await cost(first)) : cost(first);
+    const small = await steady(3);
+    const large = await steady(12);
     expect(large).toBe(small);
     expect(large).toBeLessThanOrEqual(4);
-    expect(await cost(12)).toBe(1);
+    // On PostgreSQL nothing is kept (no stamp sees other nodes' commits): the page is computed again.
+    expect(await steady(12)).toBe(e2eBackend === 'postgres' ? large : 1);
   });
 });

@@ -94,7 +94,7 @@ const namesOf = (changes: any[]) => changes.map((c) => [c.audience.name, c.profi
 
 beforeAll(async () => {
   server = await startTestServer();
-  const conn = server.sqlite;
+  const conn = server.app.conn;
   await ensureSandbox(conn, 'other');
   keys.reader = (await createApiKey(conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] })).key;
   keys.writer = (await createApiKey(conn, { name: 'writer', sandboxes: ['prod'], scopes: ['read', 'write'] })).key;

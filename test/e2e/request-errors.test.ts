@@ -151,7 +151,7 @@ describe('every error has a documented code', () => {
 describe('an operation refused as a whole answers 401/403', () => {
   let readKey: string;
   beforeAll(async () => {
-    readKey = (await createApiKey(server.sqlite, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] })).key;
+    readKey = (await createApiKey(server.app.conn, { name: 'reader', sandboxes: ['prod'], scopes: ['read'] })).key;
     touchKeyStamp(server.dataDir);
   });
 

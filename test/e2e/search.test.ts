@@ -166,7 +166,8 @@ describe('segment search', () => {
     const groupField = await server.gql(HITS, { ns: 'segql', q: 'secret:(churn)' });
     expect(groupField.errors?.[0]?.message).toContain('unknown field "secret"');
     // The field of a group applies inside it: "churn" is only in Loyal shoppers' description.
-    expect(await names('description:(churn OR newsletter)')).toEqual(['Loyal shoppers', 'Newsletter readers']);
+    // Both match in their descriptions only; the order between them is ranking, which the databases weigh differently (docs/api.md).
+    expect((await names('description:(churn OR newsletter)')).sort()).toEqual(['Loyal shoppers', 'Newsletter readers']);
     expect(await names('name:(churn OR description:frequent)')).toEqual(['Churn risk', 'Loyal shoppers']);
   });
 
