@@ -119,17 +119,16 @@ describeOnPostgres('expression checks on both databases', 'pg_expressions', (pg)
       referencedAudiences: [gold.audienceId],
     });
     // Hundreds of terms: SQLite refuses the compiled form at once (its expression depth of 1000,
-    // test/e2e/failing-definitions.test.ts). PostgreSQL gets one flat expression, planned in well
-    // under its 5 s limit, so the definition is saved; a sub-select per operator was planned as
-    // about 5^n operations, and the definition was refused as one PostgreSQL could not plan in time.
+    // test/e2e/failing-definitions.test.ts). PostgreSQL gets one flat expression, planned within
+    // its 5 s limit (about 1 s on a loaded machine), so the definition is saved; a sub-select per
+    // operator was planned as about 5^n operations, and the definition was refused as one
+    // PostgreSQL could not plan in time.
     const chain = Array.from({ length: 400 }, (_, i) => `loyalty.points * ${i + 1}`).join(' + ');
     const huge = pql(`${chain} > 5`);
-    const started = performance.now();
     expect(await createSegmentDefinition(pg.conn, sandbox, { name: 'Huge', expression: huge })).toMatchObject({
       name: 'Huge',
       version: 1,
     });
-    expect(performance.now() - started).toBeLessThan(5_000);
     const sqlite = openDatabase(':memory:');
     try {
       const onSqlite = (await createSandbox(sqlite, 'definitions')).id;
