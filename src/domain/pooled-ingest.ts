@@ -15,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { statements } from '../db/statement.js';
-import type { Store } from '../db/store.js';
+import type { Store, UnitLock } from '../db/store.js';
 import { type UnitOf, writeUnit } from '../db/unit.js';
 import type { FieldCatalog } from '../pql/index.js';
 import { refreshAudienceSize } from './audiences.js';
@@ -35,6 +35,15 @@ import type { WrittenEvent, WrittenEvents } from './streaming-window.js';
 
 /** The kind half of the ingest lock ("SGI1"); its other half is the sandbox id. */
 export const INGEST_LOCK_KIND = 0x5347_4931;
+
+/**
+ * The lock of the cluster that a sandbox's ingests take for their transaction, and with them
+ * whatever else decides on that sandbox's memberships (streaming, the sweep, a cluster segment
+ * job's final write), so that two of them never decide on one membership at once.
+ */
+export function ingestLock(sandboxId: number): UnitLock {
+  return [INGEST_LOCK_KIND, sandboxId];
+}
 
 const q = statements('pooled-ingest', {
   profilesOfIdentities: {
@@ -235,7 +244,7 @@ export async function ingestProfilesPooled(
       }
       await options.inUnit?.(tx, { profileIds: [...changed], newIdentities: added, now });
     },
-    { lock: [INGEST_LOCK_KIND, sandboxId] },
+    { lock: ingestLock(sandboxId) },
   );
   return { result, changed: [...changed], added };
 }
@@ -344,7 +353,7 @@ export async function ingestEventsPooled(
         now,
       });
     },
-    { lock: [INGEST_LOCK_KIND, sandboxId] },
+    { lock: ingestLock(sandboxId) },
   );
   return out;
 }

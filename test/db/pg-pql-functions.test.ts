@@ -5,20 +5,25 @@
  * — integers beyond 2^53 as JSON.stringify writes them, sums that leave 64 bits, overflow to
  * ±Infinity, subnormals; `%` (0004_pql_remainder.sql) must be JS's remainder of two doubles, and
  * age() (0005_pql_age.sql) the JS engine's whole calendar years, and pql_occurs
- * (0006_pql_occurs.sql) the JS engine's occurs windows.
+ * (0006_pql_occurs.sql) the JS engine's occurs windows; `+`, `*` and `/` of two doubles (pql_fadd,
+ * 0003, and pql_fmul / pql_fdiv, 0011_pql_products.sql) JS's result where float8 raises.
  * Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL database (its own schema, dropped after).
  */
 import { readFileSync } from 'node:fs';
 import fc from 'fast-check';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KbnAccumulator } from '../../src/pql/runtime/index.js';
+import { arithmetic, KbnAccumulator } from '../../src/pql/runtime/index.js';
 import { addUnits, ageInYears, type OccursShape, occursMatches } from '../../src/pql/runtime/time.js';
 
 const DATABASE_URL = process.env.SEGQL_TEST_DATABASE_URL;
-const MIGRATIONS = ['0003_pql_sums.sql', '0004_pql_remainder.sql', '0005_pql_age.sql', '0006_pql_occurs.sql'].map(
-  (name) => new URL(`../../drizzle/pg/${name}`, import.meta.url),
-);
+const MIGRATIONS = [
+  '0003_pql_sums.sql',
+  '0004_pql_remainder.sql',
+  '0005_pql_age.sql',
+  '0006_pql_occurs.sql',
+  '0011_pql_products.sql',
+].map((name) => new URL(`../../drizzle/pg/${name}`, import.meta.url));
 
 /** Numbers where the two ways of adding part: big integers, halfway digits, extremes. */
 const EDGES = [
@@ -127,6 +132,69 @@ describe.runIf(DATABASE_URL !== undefined)('PQL functions on PostgreSQL', () => 
         expect(got === null ? null : got === 0 ? 0 : got).toEqual(Number.isFinite(js) ? (js === 0 ? 0 : js) : null);
       }),
       { numRuns: 500 },
+    );
+  });
+
+  /** pql_fadd, pql_fmul or pql_fdiv of two doubles, a non-finite sum made missing as the compiler makes it, -0 as 0. */
+  async function operation(op: '+' | '*' | '/', x: number, y: number): Promise<number | null> {
+    const fn = op === '+' ? 'pql_fadd' : op === '*' ? 'pql_fmul' : 'pql_fdiv';
+    const { rows } = await client.query<{ v: string | null }>(
+      `SELECT nullif(nullif(${fn}(CAST($1 AS float8), CAST($2 AS float8)), 'Infinity'), '-Infinity') AS v`,
+      [String(x), String(y)],
+    );
+    const v = rows[0]!.v === null ? null : Number(rows[0]!.v);
+    return v === 0 ? 0 : v;
+  }
+
+  /** What the JS engine computes, +0 and -0 as one number (PQL cannot tell them apart). */
+  function jsOperation(op: '+' | '*' | '/', x: number, y: number): number | null {
+    const r = arithmetic(op, x, y);
+    return typeof r === 'number' ? (r === 0 ? 0 : r) : null;
+  }
+
+  it('adds, multiplies and divides two doubles as JS does, where float8 would raise an error', async () => {
+    const max = Number.MAX_VALUE;
+    const cases: ['+' | '*' | '/', number, number][] = [
+      ['+', max, max],
+      ['+', max, -max],
+      ['+', max, 2 ** 970],
+      ['+', max, 2 ** 969],
+      ['*', max, 2],
+      ['*', max, -1.0000001],
+      ['*', max, 1],
+      ['*', 1e-200, 1e-200],
+      ['*', 1e-200, -1e-200],
+      // Half the smallest subnormal is a tie, rounded to the even 0; three quarters is not.
+      ['*', 5e-324, 0.5],
+      ['*', 5e-324, 0.75],
+      ['*', 1e-160, 1e-160],
+      ['*', 0, max],
+      ['*', 1e145, 1e145],
+      ['*', 1e150, 1e150],
+      ['*', 1e160, 1e160],
+      ['/', max, 0.5],
+      ['/', 1e-300, 1e100],
+      ['/', 5e-324, 2],
+      ['/', 5e-324, 4],
+      ['/', 1, 0],
+      ['/', 0, 0],
+      ['/', 0, 1e-320],
+      ['/', 1e-320, 1e300],
+      ['/', 1e300, 1e-300],
+    ];
+    for (const [op, x, y] of cases) {
+      expect(await operation(op, x, y), `${x} ${op} ${y}`).toBe(jsOperation(op, x, y));
+    }
+    // Doubles spread over every exponent, where fc.double favours a few.
+    const anyMagnitude = fc
+      .tuple(fc.double({ min: 1, max: 2, noNaN: true }), fc.integer({ min: -1074, max: 1023 }), fc.boolean())
+      .map(([m, e, negative]) => (negative ? -1 : 1) * Math.min(Number.MAX_VALUE, m * 2 ** e));
+    const operand = fc.oneof(number, anyMagnitude);
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom<'+' | '*' | '/'>('+', '*', '/'), operand, operand, async (op, x, y) => {
+        expect(await operation(op, x, y), `${x} ${op} ${y}`).toBe(jsOperation(op, x, y));
+      }),
+      { numRuns: 1500 },
     );
   });
 

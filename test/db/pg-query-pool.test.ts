@@ -23,7 +23,10 @@ import { countMatchingPg, withPgReadSession } from '../../src/domain/queries/pg-
 import { QueryTimedOut } from '../../src/domain/queries/query-deadline.js';
 import { QueryPool } from '../../src/domain/queries/query-pool.js';
 import type { QueryArgs, QueryName } from '../../src/domain/queries/query-worker.js';
+import { checkSource } from '../../src/pql/check/checker.js';
 import { PqlError } from '../../src/pql/index.js';
+import { compileToSql } from '../../src/pql/sql/to-sql.js';
+import { CHECK_OPTIONS } from '../pql/differential-harness.js';
 import { buildSegmentStore, type SegmentStore, STORE_NOW } from './segment-store.js';
 import { describeOnPostgres } from './statements-harness.js';
 
@@ -162,6 +165,35 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
     );
     expect(counts.filter((n) => n > 0 && n < 240).length).toBeGreaterThan(10);
   }, 120_000);
+
+  it('runs an arithmetic chain SQLite refuses as too large, selecting what its short form selects', async () => {
+    // Integers added 400 times over are exact: the chain selects what `loyalty.points * 400 > …` does.
+    const chain = (n: number, bound: number) =>
+      `${Array.from({ length: n }, () => 'loyalty.points').join(' + ')} > ${n * bound}`;
+    const args = (value: string) => ({ sandboxId: store.sandboxId, input: input(value), at: STORE_NOW });
+    const bound = 150;
+    // Before the server sees it: a sub-select per operator was planned as about 5^n operations
+    // (test/pql/postgres-regressions.test.ts), past the server's memory at these lengths.
+    const selects = (source: string) =>
+      compileToSql(checkSource(source, CHECK_OPTIONS), { now: STORE_NOW, sandboxId: 1, dialect: 'postgres' }).sql.match(
+        /SELECT/g,
+      )?.length;
+    expect(selects(chain(400, bound))).toBe(selects(`loyalty.points > ${bound}`));
+    const [short] = await both<number>('countMatching', args(`loyalty.points > ${bound}`));
+    expect(short).toBeGreaterThan(20);
+    expect(short).toBeLessThan(220);
+    // 300 terms: SQLite runs it too, and both give the short form's count.
+    expect(await both<number>('countMatching', args(chain(300, bound)))).toEqual([short, short]);
+    // 400: past SQLite's expression depth, refused there; PostgreSQL answers, at once.
+    await expect(onSqlite.run('countMatching', args(chain(400, bound)))).rejects.toMatchObject({
+      code: 'PQL_TYPE_ERROR',
+      message: expect.stringContaining('too large to run'),
+    });
+    expect(await onPostgres.run<'countMatching', number>('countMatching', args(chain(400, bound)))).toBe(short);
+    const pages = await allPages(onPostgres, chain(400, bound), STORE_NOW, false);
+    const shortPages = await allPages(onSqlite, `loyalty.points > ${bound}`, STORE_NOW, false);
+    expect(pages.flatMap((p) => p.items)).toEqual(shortPages.flatMap((p) => p.items));
+  }, 60_000);
 
   it('gives the same page for a page from the middle and for a hand-made cursor', async () => {
     const expression = 'loyalty.tier = "gold"';

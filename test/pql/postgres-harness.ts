@@ -26,6 +26,7 @@ const FUNCTION_MIGRATIONS = [
   '0004_pql_remainder.sql',
   '0005_pql_age.sql',
   '0006_pql_occurs.sql',
+  '0011_pql_products.sql',
 ].map((name) => new globalThis.URL(`../../drizzle/pg/${name}`, import.meta.url));
 
 const LAYOUT = `

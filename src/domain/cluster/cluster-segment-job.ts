@@ -8,8 +8,9 @@
  *    sandbox's profile ids split at their quantiles into `job_ranges` (`startQueuedSegmentJob`);
  * 3. each range evaluated by whichever node claims it, under a lease, its verdicts staged in
  *    `job_range_results` in the transaction that marks it DONE (`runRange`);
- * 4. ended by one node once every range is DONE: one transaction turns the staged verdicts into
- *    memberships, history and sizes and marks the job SUCCEEDED — or, for a job being
+ * 4. ended by one node once every range is DONE: one transaction, under the sandbox's ingest
+ *    lock (so streaming never decides on a membership it is writing), turns the staged verdicts
+ *    into memberships, history and sizes and marks the job SUCCEEDED — or, for a job being
  *    cancelled, drops them and marks it CANCELLED (`endJob`).
  *
  * A node that dies in 2 or 4 leaves nothing (its transaction rolls back and the row lock goes
@@ -18,6 +19,7 @@
 import type pg from 'pg';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { LifecycleState } from '../lifecycle.js';
+import { ingestLock } from '../pooled-ingest.js';
 import { evaluateRangePg } from '../segment-jobs/pg-range-evaluation.js';
 import { writeSegmentResultsPg } from '../segment-jobs/pg-segment-results.js';
 import type { FailedDefinition, SegmentPlan } from '../segment-jobs/segment-evaluation.js';
@@ -360,6 +362,12 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
       );
       return 'failed';
     }
+    // The sandbox's ingest lock, which pooled ingests take with their streaming step (and the
+    // expiry sweep): without it, streaming could decide on a membership from a status this write
+    // is changing, or move one between its statements. Taken after the job row, which no ingest
+    // locks, so the two orders cannot deadlock.
+    const [kind, key] = ingestLock(plan.sandboxId);
+    await client.query('SELECT pg_advisory_xact_lock($1, $2)', [kind, key]);
     const totalProfiles = ranges.reduce((n, r) => n + (r.profiles ?? 0), 0);
     const startedAt = job.startedAt ?? now;
     const metrics = await writeSegmentResultsPg(client, plan, {

@@ -2,13 +2,14 @@
  * PostgreSQL over `jsonb` documents (the same tables and columns as SQLite: `profiles.attributes`
  * and `events.payload` as jsonb, `events.ts` integer epoch ms). Only built-in SQL: nothing
  * needs to be installed in the database beyond the ICU collations of a standard build and
- * the PQL functions of SegQL's own migrations (sums, remainder, calendar arithmetic).
+ * the PQL functions of SegQL's own migrations (sums, remainder, calendar arithmetic, products).
  *
  * Where the meaning of the JS engine differs from PostgreSQL's own:
  * - JSON reads check the JSON type before casting (a string where a number is expected is
  *   missing, as in JS, not a cast error); a JSON null in an array is SQL NULL, as SQLite reads it.
  * - float8 arithmetic raises an error on overflow and underflow where JS gives ±Infinity
- *   (missing in PQL) or 0: each operation first measures its exact result in numeric.
+ *   (missing in PQL) or 0: where it could, an operation is a call of pql_fadd, pql_fmul or
+ *   pql_fdiv (0003_pql_sums.sql, 0011_pql_products.sql), which give JS's result.
  * - text order is code-point order (`COLLATE "C"`), and lower/upper are full Unicode case
  *   mappings (ICU root, as JS toLowerCase/toUpperCase), whatever the database's locale.
  * - regexes are translated to ARE (postgres-regex.ts) or rejected.
@@ -89,24 +90,6 @@ function onlyArray(value: Sql): Sql {
 
 const NUL_TEXT = 'a string with the character U+0000, which PostgreSQL text cannot hold';
 
-/**
- * The smallest exact result a double rounds to Infinity: the largest double plus half its last
- * place, 2^1024 - 2^970, in digits (a tie rounds to the even mantissa, which is Infinity's).
- */
-const ROUNDS_TO_INFINITY = String(2n ** 1024n - 2n ** 970n);
-/**
- * 2^1075 in digits: an exact result of at most 2^-1075 (half the smallest subnormal) in
- * magnitude rounds to 0 (a tie goes to the even 0), where PostgreSQL raises an underflow error.
- */
-const TWO_TO_1075 = String(2n ** 1075n);
-/**
- * Bounds on an estimate in numeric of the doubles (PostgreSQL's float8 → numeric keeps 15 digits,
- * so it is within a relative 1e-14 of the exact result): an estimate inside them cannot be a
- * result that overflows or rounds to 0, and the exact test is skipped.
- */
-const CLEARLY_FINITE = '1.797e308';
-const CLEARLY_NOT_ZERO = '1e-300';
-
 /** PQL `like` (`\` escapes any character, a trailing `\` is itself) as a LIKE pattern with ESCAPE '\'. */
 export function likePattern(pattern: string): string {
   const chars = Array.from(pattern);
@@ -134,53 +117,73 @@ function castOf(value: unknown): string {
 }
 
 /**
- * `x op y` as JS computes it, where float8 raises errors and JS does not. The exact result of the
- * two doubles decides: one that rounds to Infinity is missing in PQL, one that rounds to 0 is 0.
- * The doubles' exact values (pql_exact_numeric, 0004_pql_remainder.sql) are taken only when an
- * estimate says the result is near either edge, so ordinary rows pay one numeric estimate.
+ * Operands at most this long, with no sub-select, are written more than once: in a test that
+ * picks plain float8 where it is exact, and in the call that runs otherwise. A read of a document
+ * number is about 130 characters. Longer ones (an operation on such reads, say) are passed once,
+ * so a chain's SQL grows with its length, not with a power of it.
  */
-function guardedArithmetic(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql): Sql {
-  const estimate = sql`abs(CAST(a AS numeric) ${op} CAST(b AS numeric))`;
-  const ea = sql`abs(pql_exact_numeric(a))`;
-  const eb = sql`abs(pql_exact_numeric(b))`;
-  // Division is compared by cross-multiplying: numeric division would round the exact quotient.
-  const overflows =
-    op === '/'
-      ? sql`${ea} >= ${raw(ROUNDS_TO_INFINITY)} * ${eb}`
-      : sql`abs(pql_exact_numeric(a) ${op} pql_exact_numeric(b)) >= ${raw(ROUNDS_TO_INFINITY)}`;
-  const cases: Sql[] = [];
-  if (op === '/') cases.push(sql`WHEN b = 0 THEN NULL`);
-  cases.push(sql`WHEN ${estimate} >= ${raw(CLEARLY_FINITE)} AND ${overflows} THEN NULL`);
-  if (op === '*' || op === '/') {
-    // A sum or difference of doubles is a multiple of the smallest subnormal: it never rounds to 0.
-    const nonZero = op === '*' ? sql`a <> 0 AND b <> 0` : sql`a <> 0`;
-    const roundsToZero =
-      op === '*' ? sql`${ea} * ${eb} * ${raw(TWO_TO_1075)} <= 1` : sql`${ea} * ${raw(TWO_TO_1075)} <= ${eb}`;
-    cases.push(
-      sql`WHEN ${nonZero} AND ${estimate} < ${raw(CLEARLY_NOT_ZERO)} AND ${roundsToZero} THEN CAST(0 AS float8)`,
-    );
+const REPEATABLE_LENGTH = 400;
+
+function repeatable(x: Sql): boolean {
+  return x.text.length <= REPEATABLE_LENGTH && !x.text.includes('SELECT');
+}
+
+/**
+ * Doubles of at most this magnitude (below 2^1023, as pql_fadd tests in 0003_pql_sums.sql) sum
+ * to at most the largest double: their float8 sum or difference never raises.
+ */
+const ADD_SAFE = '8.988465674311e307';
+/** Doubles within these magnitudes have a product and a quotient from 1e-290 to 1e290 (as pql_fmul tests). */
+const BAND_LO = '1e-145';
+const BAND_HI = '1e145';
+
+/**
+ * `x op y` on numbers as JS computes it (runtime arithmetic: doubles, a non-finite result and
+ * division by zero missing), as one flat expression in which a long operand appears once, so a
+ * chain of hundreds of terms is planned in milliseconds. Each operation is a call of the
+ * migrations' functions, which give JS's result where float8 would raise an error: pql_fadd
+ * (0003_pql_sums.sql; ±Infinity, made missing here; `x - y` is `x + (-y)` exactly in IEEE
+ * arithmetic), pql_fmul and pql_fdiv (0011_pql_products.sql). For short operands (`repeatable`)
+ * a test first picks plain float8 where it is exact, with no call: both magnitudes small enough,
+ * or a constant operand's `safeRange`. (The guard was once a sub-select binding the operands,
+ * which PostgreSQL pulled up, copying each operand into every mention: a chain of n operations
+ * was planned as about 5^n, eight terms took seconds, and a few more exhausted the server's
+ * memory.)
+ */
+function arithmeticOf(op: Exclude<ArithmeticOp, '%'>, x: Sql, y: Sql, constant?: ArithmeticConstant): Sql {
+  const a = sql`CAST(${x} AS float8)`;
+  const b = sql`CAST(${y} AS float8)`;
+  let call: Sql;
+  let exact: Sql;
+  if (op === '+' || op === '-') {
+    call = sql`nullif(nullif(pql_fadd(${a}, ${op === '+' ? b : sql`(- ${b})`}), 'Infinity'::float8), '-Infinity'::float8)`;
+    exact = sql`abs(${a}) <= ${raw(ADD_SAFE)} AND abs(${b}) <= ${raw(ADD_SAFE)}`;
+  } else {
+    call = sql`${raw(op === '*' ? 'pql_fmul' : 'pql_fdiv')}(${a}, ${b})`;
+    const fast = constant === undefined ? undefined : safeRange(op, constant);
+    if (fast) {
+      const v = constant!.left ? y : x;
+      exact = sql`abs(${v}) <= ${param(fast.hi)}${fast.lo > 0 ? sql` AND (${v} = 0 OR abs(${v}) >= ${param(fast.lo)})` : sql``}`;
+    } else {
+      const band = sql`abs(${a}) BETWEEN ${raw(BAND_LO)} AND ${raw(BAND_HI)} AND abs(${b}) BETWEEN ${raw(BAND_LO)} AND ${raw(BAND_HI)}`;
+      // A zero factor, or a zero dividend of a non-zero divisor, gives 0 whatever the other.
+      exact = op === '*' ? sql`(${band} OR ${a} = 0 OR ${b} = 0)` : sql`(${band} OR (${a} = 0 AND ${b} <> 0))`;
+    }
   }
-  const when = cases.reduce((acc, c) => sql`${acc} ${c}`);
-  return sql`(SELECT CASE ${when} ELSE a ${op} b END FROM (SELECT CAST(${x} AS float8) AS a, CAST(${y} AS float8) AS b) AS q)`;
+  if (!repeatable(x) || !repeatable(y)) return call;
+  return sql`CASE WHEN ${exact} THEN ${a} ${op} ${b} ELSE ${call} END`;
 }
 
 /**
  * For `x op c` (or `c op x`) with a constant c: a range of |x| (x = 0 or lo <= |x| <= hi)
- * where the float8 operation can neither overflow nor round a non-zero result to 0, well inside
- * where guardedArithmetic returns it unchanged: there the plain operation is the value, with no
- * numeric product and no sub-select per row. Undefined when there is no such range worth it.
+ * where the float8 operation can neither overflow nor round a non-zero result to 0, with a
+ * margin: there the plain operation is the value, with no call per row. Undefined when there is
+ * no such range worth it.
  */
-function safeRange(
-  op: Exclude<ArithmeticOp, '%'>,
-  constant: ArithmeticConstant,
-): { lo: number; hi: number } | undefined {
+function safeRange(op: '*' | '/', constant: ArithmeticConstant): { lo: number; hi: number } | undefined {
   const c = Math.abs(constant.value);
   if (!Number.isFinite(c)) return undefined;
   switch (op) {
-    case '+':
-    case '-':
-      // |x ± c| <= 1.6e308, below the largest double.
-      return c <= 8e307 ? { lo: 0, hi: 8e307 } : undefined;
     // Scaling by at least 1 cannot round a non-zero x to 0: no lower bound then.
     case '*':
       if (c < 1e-290 || c > 1e290) return undefined;
@@ -298,15 +301,7 @@ export const POSTGRES: Dialect = {
     const k = sql`CAST(${n} AS float8)`;
     return sql`CASE WHEN ${k} = trunc(${k}) AND ${k} BETWEEN 0 AND ${raw(String(re.groups))} THEN (regexp_match(${x}, ${param(whole)}))[CAST(${k} AS integer) + 1] END`;
   },
-  arithmetic(op, x, y, constant) {
-    const guarded = guardedArithmetic(op, x, y);
-    const fast = constant && safeRange(op, constant);
-    if (!fast) return guarded;
-    // Within the range no check can fire: the plain float8 operation, the guard only outside it.
-    const v = constant.left ? y : x;
-    const inRange = sql`abs(${v}) <= ${param(fast.hi)}${fast.lo > 0 ? sql` AND (${v} = 0 OR abs(${v}) >= ${param(fast.lo)})` : sql``}`;
-    return sql`CASE WHEN ${inRange} THEN CAST(${x} AS float8) ${op} CAST(${y} AS float8) ELSE ${guarded} END`;
-  },
+  arithmetic: (op, x, y, constant) => arithmeticOf(op, x, y, constant),
   // fmod() of the two doubles, exact, by zero missing: created by the PostgreSQL migrations (0004_pql_remainder.sql).
   modulo: (x, y) => sql`pql_fmod(CAST(${x} AS float8), CAST(${y} AS float8))`,
   negate: (x) => sql`(- ${x})`,
