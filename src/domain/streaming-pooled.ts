@@ -28,7 +28,7 @@ import { definitionsByIds, dependenciesOf, dependencyOrder } from './definitions
 import { CURRENT_STATUSES_SQL, type MembershipStatus } from './membership-statuses.js';
 import { type MembershipChange, type MembershipMove, membershipMove, StoreMembershipWriter } from './memberships.js';
 import { checkDefinitionOn } from './pg-expressions.js';
-import { INGEST_LOCK_KIND } from './pooled-ingest.js';
+import { ingestLock } from './pooled-ingest.js';
 import { loadProfileDocumentsOn } from './profile-documents.js';
 import type { AddedEventTypes } from './profile-ingest.js';
 import { readCatalog } from './profile-schema.js';
@@ -250,6 +250,6 @@ export function sweepExpiredPooled(store: Store, sandboxId: number, now: number)
       changes.push(...(await segmentProfilesPooled(tx, sandboxId, affected, now, { cause: 'expiry' })));
       return changes;
     },
-    { lock: [INGEST_LOCK_KIND, sandboxId] },
+    { lock: ingestLock(sandboxId) },
   );
 }

@@ -10,7 +10,7 @@ import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
 import { membershipMove, StoreMembershipWriter } from '../memberships.js';
-import { INGEST_LOCK_KIND } from '../pooled-ingest.js';
+import { ingestLock } from '../pooled-ingest.js';
 
 const DAY_MS = 86_400_000;
 
@@ -83,7 +83,7 @@ export async function expireExternalMembers(conn: Store, now: number): Promise<n
         await tx.run(q.forget, [a.audienceId, cutoff]);
         return count;
       },
-      { busyWait: false, lock: [INGEST_LOCK_KIND, a.sandboxId] },
+      { busyWait: false, lock: ingestLock(a.sandboxId) },
     );
   }
   return exited;
