@@ -10,6 +10,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
  */
 const SLOWEST_FIRST = [
   'test/e2e/cli.test.ts',
+  'test/e2e/cluster-api.test.ts',
   'test/pql/differential.postgres.test.ts',
   'test/pql/differential.property.test.ts',
   'test/e2e/segment-jobs.test.ts',

@@ -66,8 +66,10 @@ final write; an export job is run whole by one node under a lease, into the data
 under SEGQL_DATA_DIR, which every node must share (one machine, or a shared mount).
 
   --node NAME           this node's name in leases (default host:pid:random); unique per node
-  --lease-ms N          how long a range stays this node's without a renewal (default 15000)
-  --range-profiles N    about how many profiles a range holds (default 100000)
+  --lease-ms N          how long a range stays this node's without a renewal (default
+                        SEGQL_LEASE_MS, else 15000)
+  --range-profiles N    about how many profiles a range holds (default SEGQL_RANGE_PROFILES,
+                        else 100000)
 
 One JSON line per event (job started, range or export claimed and ended, job ended) goes to stdout.
 `,
@@ -284,7 +286,7 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   const { values } = parse('work', args, {
     node: { type: 'string' },
     'lease-ms': { type: 'string', default: String(config.leaseMs) },
-    'range-profiles': { type: 'string', default: '100000' },
+    'range-profiles': { type: 'string', default: String(config.rangeProfiles) },
   });
   if (!config.databaseUrl) {
     throw new UsageError('segql work: set SEGQL_DATABASE_URL=postgres://… (a cluster shares one PostgreSQL)');
@@ -598,7 +600,7 @@ async function servePostgres(config: Config, log: Logger): Promise<void> {
     databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
-    node: { leaseMs: config.leaseMs },
+    node: { leaseMs: config.leaseMs, rangeProfiles: config.rangeProfiles },
     runJobs: config.runJobs,
   });
   stopOnSignals(log, () => server.close());

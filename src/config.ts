@@ -17,6 +17,11 @@ export interface Config {
    * renewal (a dead node's work is taken back after this); `segql work --lease-ms` sets the same.
    */
   leaseMs: number;
+  /**
+   * SEGQL_RANGE_PROFILES: on PostgreSQL, the profiles of one segment job range, the unit of work
+   * a node claims (and loses if it dies); `segql work --range-profiles` sets the same.
+   */
+  rangeProfiles: number;
   /** SEGQL_RUN_JOBS=0: on PostgreSQL, this node serves the API and leaves jobs to other nodes (`segql work`). */
   runJobs: boolean;
   /** SEGQL_REDIS_URL: subscriptions' events go through this Redis, so every node sees every node's events. */
@@ -177,6 +182,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: urlFrom(env, 'SEGQL_REDIS_URL', ['redis', 'rediss']),
     redisPrefix: env.SEGQL_REDIS_PREFIX ?? 'segql:',
     leaseMs: intFrom(env, 'SEGQL_LEASE_MS', 15_000, 100),
+    rangeProfiles: intFrom(env, 'SEGQL_RANGE_PROFILES', 100_000, 1),
     runJobs: !(env.SEGQL_RUN_JOBS === '0' || env.SEGQL_RUN_JOBS === 'false'),
     limits: { ...loadServerLimits(env), ...DEFAULT_INGEST_LIMITS, ...loadJobSettings(env) },
   };

@@ -34,3 +34,19 @@ describe('loadConfig: PostgreSQL and Redis', () => {
     );
   });
 });
+
+describe('loadConfig: a cluster node', () => {
+  it('takes the lease and the range size, 15 s and 100,000 profiles by default', () => {
+    expect(loadConfig({})).toMatchObject({ leaseMs: 15_000, rangeProfiles: 100_000 });
+    expect(loadConfig({ SEGQL_LEASE_MS: '2000', SEGQL_RANGE_PROFILES: '500' })).toMatchObject({
+      leaseMs: 2_000,
+      rangeProfiles: 500,
+    });
+  });
+
+  it('refuses a range of no profiles, naming the variable', () => {
+    expect(() => loadConfig({ SEGQL_RANGE_PROFILES: '0' })).toThrow(
+      'SEGQL_RANGE_PROFILES must be an integer of at least 1, got "0"',
+    );
+  });
+});

@@ -83,6 +83,15 @@ export class EventBus {
   }
 
   /**
+   * Publishes to this process's subscribers only: for what every node learns by itself (a job
+   * row's change, which PostgreSQL announces to every serving process), where the transport
+   * would hand each other node a second copy of what it already publishes.
+   */
+  publishLocal(topic: string, payload: unknown): void {
+    this.deliver(topic, [payload]);
+  }
+
+  /**
    * Publishes several payloads of one topic in order (a commit's membership changes): each local
    * subscriber takes them in one call, so a burst fanned out to a thousand subscribers costs a
    * thousand calls, not a thousand per payload. Subscribers' queues keep `payloads` itself: it

@@ -19,7 +19,7 @@ describeOnPostgres('the cluster job queue', 'cluster_job_queue', (db) => {
   it('queues, wakes the nodes, publishes, and cancels through the cluster', async () => {
     const published: { topic: string; id: number; status: string }[] = [];
     const bus = {
-      publish: (topic: string, job: unknown) => {
+      publishLocal: (topic: string, job: unknown) => {
         const { id, status } = job as { id: number; status: string };
         published.push({ topic, id, status });
       },

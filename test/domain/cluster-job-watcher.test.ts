@@ -16,7 +16,7 @@ describeOnPostgres('job updates across the cluster', 'cluster_job_watcher', (db)
   it('publishes every change of a job row, whoever made it', async () => {
     const seen: { topic: string; status: string; done: number }[] = [];
     const bus = {
-      publish: (topic: string, job: unknown) => {
+      publishLocal: (topic: string, job: unknown) => {
         const j = job as { status: string; progressDone: number };
         seen.push({ topic, status: j.status, done: j.progressDone });
       },

@@ -99,7 +99,7 @@ describe.skipIf(!pgAdminUrl)('cluster work queue (PostgreSQL)', () => {
     expect(await rangeRow(jobId, 0)).toMatchObject({ status: 'DONE', lease_owner: null, attempts: 2 });
   });
 
-  it('sums the ranges’ progress into the job and reports a cancel to the holder', async () => {
+  it('sums the ranges’ progress into the job, renewed or done, and reports a cancel to the holder', async () => {
     const jobId = await jobWithRanges(3);
     const held: HeldRange[] = [];
     for (const node of ['a', 'b']) held.push((await claimRange(db.conn.pool, node, 60_000))!);
@@ -107,6 +107,13 @@ describe.skipIf(!pgAdminUrl)('cluster work queue (PostgreSQL)', () => {
     await renewRange(db.conn.pool, held[1]!, 'b', 60_000, 4);
     await renewRange(db.conn.pool, held[0]!, 'a', 60_000, 9);
     expect((await q('SELECT progress_done FROM jobs WHERE id = $1', [jobId])).rows[0].progress_done).toBe(13);
+    // A range that ends counts its whole work at once, whether or not it was ever renewed.
+    const result = { profiles: 10, failed: [], evaluationMs: 1, units: 10 };
+    await completeRange(db.conn.pool, held[0]!, 'a', result);
+    expect((await q('SELECT progress_done FROM jobs WHERE id = $1', [jobId])).rows[0].progress_done).toBe(14);
+    const third = (await claimRange(db.conn.pool, 'c', 60_000))!;
+    await completeRange(db.conn.pool, third, 'c', result);
+    expect((await q('SELECT progress_done FROM jobs WHERE id = $1', [jobId])).rows[0].progress_done).toBe(24);
     await cancelClusterJob(db.conn.pool, jobId);
     expect(await renewRange(db.conn.pool, held[1]!, 'b', 60_000, 5)).toBe('cancelling');
   });

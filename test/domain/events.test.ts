@@ -212,4 +212,22 @@ describe('EventBus', () => {
     bus.publish('t', 3);
     expect(await sub.next()).toEqual({ value: undefined, done: true });
   });
+
+  it('keeps a local publish from the transport, and sends a plain one to both', async () => {
+    const sent: [string, unknown][] = [];
+    const transport = {
+      publish: (topic: string, payload: unknown) => void sent.push([topic, payload]),
+      listen: () => () => {},
+      ping: async () => {},
+      close: async () => {},
+    };
+    const bus = new EventBus({ queueSize: 10, transport });
+    const sub = bus.subscribe<number>('t');
+    bus.publishLocal('t', 1);
+    bus.publish('t', 2);
+    expect((await sub.next()).value!.payload).toBe(1);
+    expect((await sub.next()).value!.payload).toBe(2);
+    expect(sent).toEqual([['t', 2]]);
+    sub.close();
+  });
 });

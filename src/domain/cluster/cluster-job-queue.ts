@@ -4,7 +4,9 @@
  * (cluster-node.ts) rather than by this process's worker threads. Queueing is the shared
  * `queueJob` (one unit on the pool); the nodes are woken with NOTIFY once it has committed.
  * Cancelling goes through `cancelClusterJob`, whose row lock orders it with a node's claim.
- * The queued and cancelled jobs are published on the event bus, as the runner publishes them.
+ * The queued and cancelled jobs are published on the event bus, as the runner publishes them, to
+ * this process's subscribers only: every other serving process publishes the change to its own
+ * when PostgreSQL announces it (cluster-job-watcher.ts).
  */
 import type { PgConnection } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
@@ -17,7 +19,7 @@ import { cancelClusterJob } from './cluster-cancel.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 
 export class ClusterJobQueue implements JobQueue {
-  constructor(private readonly deps: { store: PgConnection; bus: Pick<EventBus, 'publish'> }) {}
+  constructor(private readonly deps: { store: PgConnection; bus: Pick<EventBus, 'publishLocal'> }) {}
 
   /** Creates a QUEUED job (prepare checks and builds its input in the same unit) and wakes the nodes. */
   async enqueue<K extends TypedJobKind>(
@@ -59,7 +61,7 @@ export class ClusterJobQueue implements JobQueue {
   }
 
   private publish(job: Job): void {
-    this.deps.bus.publish(topics.job(job.id), job);
-    this.deps.bus.publish(topics.sandboxJobs(job.sandboxId), job);
+    this.deps.bus.publishLocal(topics.job(job.id), job);
+    this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
   }
 }

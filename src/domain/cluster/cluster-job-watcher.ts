@@ -4,8 +4,9 @@
  * every change on `segql_job_updates` with the job's id (pg migration `job_update_notify`), and
  * each serving process LISTENs, reads the changed jobs in batches and publishes them on the
  * event bus as the single-process runner publishes its own (the job's topic, its sandbox's).
- * With Redis the bus also carries them to other processes; each serving process watches anyway,
- * so a subscriber sees a job's updates whichever node it is connected to.
+ * Each serving process watches, so a subscriber sees a job's updates whichever node it is
+ * connected to; they are published to this process only, as through Redis every other node would
+ * deliver each update once more.
  */
 import pg from 'pg';
 import type { Logger } from 'pino';
@@ -27,7 +28,7 @@ export class ClusterJobWatcher {
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
 
-  constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publish'>; log: Logger }) {}
+  constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publishLocal'>; log: Logger }) {}
 
   async start(): Promise<void> {
     const client = new pg.Client({ connectionString: this.deps.url });
@@ -60,8 +61,8 @@ export class ClusterJobWatcher {
       try {
         const job = await jobById(this.deps.store, id);
         if (!job) continue;
-        this.deps.bus.publish(topics.job(job.id), job);
-        this.deps.bus.publish(topics.sandboxJobs(job.sandboxId), job);
+        this.deps.bus.publishLocal(topics.job(job.id), job);
+        this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
       } catch (err) {
         this.deps.log.warn({ err, jobId: id }, 'job updates: cannot read the job');
       }

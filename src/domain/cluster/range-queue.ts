@@ -102,7 +102,9 @@ export interface RangeResult {
 
 /**
  * Marks a held range DONE, in the transaction that stages its verdicts: if the lease is gone the
- * range belongs to another attempt, so this throws `LeaseLost` and the caller rolls back.
+ * range belongs to another attempt, so this throws `LeaseLost` and the caller rolls back. The
+ * range's work is added to its job's progress here too: a range shorter than a renewal interval
+ * is never renewed, and a job of such ranges would otherwise report none until it ended.
  */
 export async function completeRange(
   db: Queryable,
@@ -111,10 +113,16 @@ export async function completeRange(
   result: RangeResult,
   now = Date.now(),
 ): Promise<void> {
+  // As in renewRange, the outer sum sees the ranges as they were before the CTE's update.
   const { rowCount } = await db.query(
-    `UPDATE job_ranges SET status = 'DONE', lease_owner = NULL, lease_until = NULL, profiles = $1, failed = $2,
-       evaluation_ms = $3, progress_done = $4, updated_at = $5
-     WHERE job_id = $6 AND range_no = $7 AND status = 'PROCESSING' AND lease_owner = $8 AND attempts = $9`,
+    `WITH done AS (
+       UPDATE job_ranges SET status = 'DONE', lease_owner = NULL, lease_until = NULL, profiles = $1, failed = $2,
+         evaluation_ms = $3, progress_done = $4, updated_at = $5
+       WHERE job_id = $6 AND range_no = $7 AND status = 'PROCESSING' AND lease_owner = $8 AND attempts = $9
+       RETURNING job_id)
+     UPDATE jobs SET progress_done = (SELECT coalesce(sum(progress_done), 0) FROM job_ranges WHERE job_id = $6) + $4
+       - (SELECT progress_done FROM job_ranges WHERE job_id = $6 AND range_no = $7), updated_at = $5
+     WHERE id = (SELECT job_id FROM done)`,
     [
       result.profiles,
       JSON.stringify(result.failed),
