@@ -64,7 +64,10 @@ export class SearchWatcher {
     for (const { s, r } of rows) {
       const before = this.revisions.get(s);
       this.revisions.set(s, r);
-      if (before !== undefined && before !== r) this.bus.publish(topics.search(s), r);
+      // Local only: every process watching reads the revisions of the database it serves itself
+      // (on PostgreSQL, the one all nodes share), so sending it through Redis too would tell each
+      // subscriber once per watching node.
+      if (before !== undefined && before !== r) this.bus.publishLocal(topics.search(s), r);
     }
   }
 }
