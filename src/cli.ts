@@ -8,7 +8,7 @@ import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { SingleBar } from 'cli-progress';
 import pino, { type Logger } from 'pino';
 import { type Config, databaseFile, loadConfig } from './config.js';
-import { openDatabase } from './db/index.js';
+import { type Connection, openDatabase } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
 import type { Store } from './db/store.js';
 import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
@@ -246,7 +246,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'segment') return segmentCommand(config, rest);
   if (command === 'export') return exportCommand(config, rest);
   if (command === 'cancel') return cancelCommand(config, rest);
-  if (command === 'serve' && config.databaseUrl) return servePostgres(config, log);
+  if (command === 'serve' && config.databaseUrl) return serve(config, log);
   if (command === 'keys' && config.databaseUrl) return keysCommand(config, rest);
   if (config.databaseUrl) {
     // Seeding and importing write through SQLite's own paths; run with SEGQL_DATABASE_URL set,
@@ -585,33 +585,19 @@ function loadConfigOrExplain(): Config {
 }
 
 /**
- * `segql serve` with SEGQL_DATABASE_URL: one stateless node of a cluster on that PostgreSQL
- * (migrations applied under a lock, so nodes may start together). No demo data: the demo seed
- * writes through SQLite's own path; `segql migrate --from-sqlite` copies a seeded store.
+ * `segql serve`: on the data directory's SQLite file, seeding demo profiles into an empty
+ * "prod"; with SEGQL_DATABASE_URL, as one stateless node of a cluster on that PostgreSQL
+ * (migrations applied under a lock, so nodes may start together), without demo data: the demo
+ * seed writes through SQLite's own path, and `segql migrate --from-sqlite` copies a seeded store.
  */
-async function servePostgres(config: Config, log: Logger): Promise<void> {
-  const { startServer } = await import('./server.js');
-  const server = await startServer({
-    port: config.port,
-    host: config.host,
-    dataDir: config.dataDir,
-    limits: config.limits,
-    log,
-    databaseUrl: config.databaseUrl,
-    redisUrl: config.redisUrl,
-    redisPrefix: config.redisPrefix,
-    node: { leaseMs: config.leaseMs, rangeProfiles: config.rangeProfiles },
-    runJobs: config.runJobs,
-  });
-  stopOnSignals(log, () => server.close());
-}
-
 async function serve(config: Config, log: Logger): Promise<void> {
-  const file = databaseFile(config.dataDir);
-  const conn = openDatabase(file, { integrityCheck: !config.skipIntegrityCheck });
-  const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
-  if (config.demoProfiles > 0 && (await countProfiles(conn, prod.id)) === 0) {
-    await seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
+  let conn: Connection | undefined;
+  if (!config.databaseUrl) {
+    conn = openDatabase(databaseFile(config.dataDir), { integrityCheck: !config.skipIntegrityCheck });
+    const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
+    if (config.demoProfiles > 0 && (await countProfiles(conn, prod.id)) === 0) {
+      await seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
+    }
   }
   // Loaded only to serve: the schema and yoga are most of a command's start-up, and help, usage
   // errors and keys should answer at once.
@@ -623,12 +609,15 @@ async function serve(config: Config, log: Logger): Promise<void> {
     limits: config.limits,
     log,
     conn,
+    databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
+    node: { leaseMs: config.leaseMs, rangeProfiles: config.rangeProfiles },
+    runJobs: config.runJobs,
   });
   stopOnSignals(log, async () => {
     await server.close();
-    conn.close();
+    conn?.close();
   });
 }
 
