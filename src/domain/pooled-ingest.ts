@@ -1,10 +1,12 @@
 /**
- * Profiles and events into a pooled database (PostgreSQL), statement by awaited statement inside
- * a unit of work: the same input gives the same profiles, identities, stitching and events as the
+ * Profiles and events into a pooled database (PostgreSQL), by awaited statements inside a unit
+ * of work: the same input gives the same profiles, identities, stitching and events as the
  * synchronous ingest of profile-ingest.ts and event-ingest.ts, which stays SQLite's hot path on
  * its ingest thread. The checks are theirs (`checkProfileRecord`, `checkEvent`); what differs is
- * only how the rows are written. What an ingest changed is returned for the steps that follow
- * it (streaming, pending external members), which the caller runs.
+ * only how the rows are written: each statement is a round trip to the server, so a request's
+ * rows go in a few statements that take JSON arrays, whatever its size, and only a record that
+ * may stitch profiles is written on its own. What an ingest changed is returned for the steps
+ * that follow it (streaming, pending external members), which the caller runs.
  *
  * Attributes merge as JSON merge patches (RFC 7396: objects merge, `null` removes a field,
  * anything else replaces) computed here rather than by the database, since PostgreSQL has no
@@ -97,6 +99,25 @@ const q = statements('pooled-ingest', {
     sqlite: 'DELETE FROM profiles WHERE id = ?',
     postgres: 'DELETE FROM profiles WHERE id = $1',
   },
+  identityCounts: {
+    sqlite: `SELECT profile_id AS "profileId", count(*) AS n FROM identities
+      WHERE profile_id IN (SELECT value FROM json_each(?)) GROUP BY profile_id`,
+    postgres: `SELECT profile_id AS "profileId", count(*) AS n FROM identities
+      WHERE profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb)))
+      GROUP BY profile_id`,
+  },
+  attributesForUpdateOf: {
+    sqlite: `SELECT id, json(attributes) AS attributes FROM profiles
+      WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id`,
+    postgres: `SELECT id, CAST(attributes AS text) AS attributes FROM profiles
+      WHERE id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($1 AS jsonb))) ORDER BY id FOR UPDATE`,
+  },
+  setAttributesOf: {
+    sqlite: `UPDATE profiles SET attributes = jsonb(u.value ->> '$[1]'), updated_at = ?
+      FROM json_each(?) AS u WHERE profiles.id = u.value ->> '$[0]'`,
+    postgres: `UPDATE profiles SET attributes = CAST(u.x ->> 1 AS jsonb), updated_at = $1
+      FROM jsonb_array_elements(CAST($2 AS jsonb)) AS u(x) WHERE profiles.id = CAST(u.x ->> 0 AS bigint)`,
+  },
   insertProfiles: {
     sqlite: `INSERT INTO profiles (sandbox_id, attributes, created_at, updated_at)
       SELECT ?, jsonb(a.value), ?, ? FROM json_each(?) AS a ORDER BY a.key RETURNING id`,
@@ -182,8 +203,12 @@ export interface ProfilesIngested {
   added: { namespace: string; value: string; profileId: number }[];
 }
 
-/** A profile record as stored the first time: its identities (each once) and attributes. */
-interface NewProfile {
+/**
+ * A record written with others of its request: a new profile (`profileId` undefined), or the
+ * update of one stored profile no earlier record of the request touched. Its identities each once.
+ */
+interface Waiting {
+  profileId: number | undefined;
   identities: { namespace: string; id: string }[];
   attributes: unknown;
 }
@@ -195,12 +220,13 @@ const identityKey = (namespace: string, value: string) => `${namespace}\u0000${v
  * (joining several into the one with the lowest id), or makes a new one. Bad records are
  * reported by index and skipped; the rest land together or not at all.
  *
- * On the pool every statement is a round trip, so the identities of the whole request are read
- * in one statement first, and a record none of whose identities is stored or named by an earlier
- * record of the request (the common case: a new profile) waits with the others like it, to be
- * written in two statements for all of them (`insertNewProfiles`). Any other record may join
- * profiles, so it is written alone as before, after the waiting ones: ids are handed out, and
- * each record sees the ones before it, in the order of the request.
+ * On the pool every statement is a round trip, so the identities of the whole request, and how
+ * many identities each profile they name holds, are read up front. Then the common records wait
+ * to be written together (`writeTogether`): a new profile (none of its identities stored or
+ * named by an earlier record of the request), and the update of one stored profile that no
+ * earlier record named (its identities and attributes are still as read). A record that may
+ * stitch, or that meets what an earlier one wrote, is written alone as before, after the waiting
+ * ones: ids are handed out, and each record sees the ones before it, in the request's order.
  */
 export async function ingestProfilesPooled(
   store: Store,
@@ -216,7 +242,8 @@ export async function ingestProfilesPooled(
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const changed = new Set<number>();
   const added: ProfilesIngested['added'] = [];
-  const landed = (profileId: number) => {
+  const landed = (profileId: number, stored: ProfilesIngested['added']) => {
+    added.push(...stored);
     changed.add(profileId);
     result.accepted++;
     result.profileIds.push(profileId);
@@ -225,22 +252,20 @@ export async function ingestProfilesPooled(
     store,
     async (tx) => {
       const checked = records.map((record) => checkProfileRecord(record, options.catalog, limits));
-      const stored = new Set(
-        (
-          await identitiesStored(
-            tx,
-            sandboxId,
-            checked.flatMap((c) => (c.ok ? c.identities : [])),
-          )
-        ).map((r) => identityKey(r.namespace, r.value)),
+      const found = await identitiesStored(
+        tx,
+        sandboxId,
+        checked.flatMap((c) => (c.ok ? c.identities : [])),
       );
+      const storedOn = new Map(found.map((r) => [identityKey(r.namespace, r.value), r.profileId]));
+      const identityCount = await identityCounts(tx, [...new Set(storedOn.values())]);
+      // Identities named and stored profiles met by the records so far, in the request's order.
       const named = new Set<string>();
-      let waiting: NewProfile[] = [];
+      const met = new Set<number>();
+      let waiting: Waiting[] = [];
       const writeWaiting = async () => {
         if (waiting.length === 0) return;
-        const made = await insertNewProfiles(tx, sandboxId, waiting, now);
-        added.push(...made.added);
-        for (const profileId of made.profileIds) landed(profileId);
+        for (const w of await writeTogether(tx, sandboxId, waiting, now)) landed(w.profileId, w.added);
         waiting = [];
       };
       for (const [index, c] of checked.entries()) {
@@ -249,12 +274,25 @@ export async function ingestProfilesPooled(
           result.errors.push({ index, message: c.message, code: c.code });
           continue;
         }
-        const keys = c.identities.map((i) => identityKey(i.namespace, i.id));
-        const isNew = keys.every((k) => !stored.has(k) && !named.has(k));
+        const once = new Map(c.identities.map((i) => [identityKey(i.namespace, i.id), i]));
+        const keys = [...once.keys()];
+        const fresh = keys.every((k) => !named.has(k));
+        const profiles = new Set(keys.flatMap((k) => (storedOn.has(k) ? [storedOn.get(k)!] : [])));
+        const untouched = [...profiles].every((p) => !met.has(p));
         for (const k of keys) named.add(k);
-        if (isNew) {
-          const once = new Map(c.identities.map((i, n) => [keys[n]!, { namespace: i.namespace, id: i.id }]));
-          waiting.push({ identities: [...once.values()], attributes: c.attributes });
+        for (const p of profiles) met.add(p);
+        if (fresh && untouched && profiles.size <= 1) {
+          const [profileId] = profiles;
+          if (profileId !== undefined) {
+            const unseen = keys.filter((k) => !storedOn.has(k)).length;
+            const refused = mergedIdentitiesRefusal(identityCount.get(profileId)! + unseen, limits);
+            if (refused) {
+              result.rejected++;
+              result.errors.push({ index, message: refused, code: 'GUARDRAIL' });
+              continue;
+            }
+          }
+          waiting.push({ profileId, identities: [...once.values()], attributes: c.attributes });
           continue;
         }
         await writeWaiting();
@@ -264,8 +302,7 @@ export async function ingestProfilesPooled(
           result.errors.push({ index, message: outcome.message, code: 'GUARDRAIL' });
           continue;
         }
-        added.push(...outcome.added);
-        landed(outcome.profileId);
+        landed(outcome.profileId, outcome.added);
       }
       await writeWaiting();
       await options.inUnit?.(tx, { profileIds: [...changed], newIdentities: added, now });
@@ -286,30 +323,75 @@ async function identitiesStored(
   return tx.all(q.profilesOfIdentities, [sandboxId, named]);
 }
 
+/** How many identities each profile holds, in one statement. */
+async function identityCounts(tx: Store, profileIds: readonly number[]): Promise<Map<number, number>> {
+  if (profileIds.length === 0) return new Map();
+  const rows = await tx.all<{ profileId: number; n: number }>(q.identityCounts, [JSON.stringify(profileIds)]);
+  return new Map(rows.map((r) => [Number(r.profileId), Number(r.n)]));
+}
+
 /**
- * New profiles and their identities in two statements, in the order given. The profiles' ids
- * come from one insert of rows in that order, so sorted they are the profiles in that order.
+ * New profiles and updates of stored ones, in at most four statements whatever their number:
+ * the new profiles in one insert of rows in the order given (so their ids, sorted, are theirs in
+ * that order), the updated profiles' attributes read and written in one statement each, then
+ * every identity in one insert. No two of them share an identity or a profile.
  */
-async function insertNewProfiles(
+async function writeTogether(
   tx: Store,
   sandboxId: number,
-  profiles: readonly NewProfile[],
+  waiting: readonly Waiting[],
   now: number,
-): Promise<{ profileIds: number[]; added: ProfilesIngested['added'] }> {
-  const documents = JSON.stringify(profiles.map((p) => mergePatch({}, p.attributes)));
-  const ids = (await tx.all<{ id: number }>(q.insertProfiles, [sandboxId, now, now, documents]))
+): Promise<{ profileId: number; added: ProfilesIngested['added'] }[]> {
+  const made = await insertProfileRows(
+    tx,
+    sandboxId,
+    waiting.filter((w) => w.profileId === undefined).map((w) => mergePatch({}, w.attributes)),
+    now,
+  );
+  const updates = waiting.filter((w) => w.profileId !== undefined);
+  if (updates.length > 0) {
+    const rows = await tx.all<{ id: number; attributes: string }>(q.attributesForUpdateOf, [
+      JSON.stringify(updates.map((w) => w.profileId)),
+    ]);
+    const before = new Map(rows.map((r) => [Number(r.id), JSON.parse(r.attributes) as unknown]));
+    const merged = updates.map((w) => [
+      w.profileId,
+      JSON.stringify(mergePatch(before.get(w.profileId!), w.attributes)),
+    ]);
+    await tx.run(q.setAttributesOf, [now, JSON.stringify(merged)]);
+  }
+  let next = 0;
+  const landed = waiting.map((w) => {
+    const profileId = w.profileId ?? made[next++]!;
+    return { profileId, rows: w.identities.map((i) => ({ namespace: i.namespace, value: i.id, profileId })) };
+  });
+  // A stored identity of an updated profile is not inserted again: only what the insert reports
+  // counts as stored for the first time, as the record-by-record path counts it.
+  const inserted = new Set(
+    (
+      await insertIdentities(
+        tx,
+        sandboxId,
+        landed.flatMap((l) => l.rows),
+        now,
+      )
+    ).map((r) => identityKey(r.namespace, r.value)),
+  );
+  return landed.map(({ profileId, rows }) => ({
+    profileId,
+    added: rows.filter((r) => inserted.has(identityKey(r.namespace, r.value))),
+  }));
+}
+
+/** Profiles with these attributes, in one insert; their ids in the order given. */
+async function insertProfileRows(tx: Store, sandboxId: number, attributes: unknown[], now: number): Promise<number[]> {
+  if (attributes.length === 0) return [];
+  const ids = (await tx.all<{ id: number }>(q.insertProfiles, [sandboxId, now, now, JSON.stringify(attributes)]))
     .map((r) => Number(r.id))
     .sort((x, y) => x - y);
-  if (ids.length !== profiles.length) throw new Error(`${profiles.length} profiles inserted, ${ids.length} ids back`);
-  const rows = profiles.flatMap((p, n) =>
-    p.identities.map((i) => ({ namespace: i.namespace, value: i.id, profileId: ids[n]! })),
-  );
-  // Under the ingest lock nothing else adds this sandbox's identities; what the insert reports
-  // is still what counts as stored, as the per-record path counts it.
-  const inserted = new Set(
-    (await insertIdentities(tx, sandboxId, rows, now)).map((r) => identityKey(r.namespace, r.value)),
-  );
-  return { profileIds: ids, added: rows.filter((r) => inserted.has(identityKey(r.namespace, r.value))) };
+  if (ids.length !== attributes.length)
+    throw new Error(`${attributes.length} profiles inserted, ${ids.length} ids back`);
+  return ids;
 }
 
 async function insertIdentities(
@@ -453,18 +535,19 @@ export async function ingestEventsPooled(
       }
       const created = new Set<number>();
       if (unseen.size > 0) {
-        const made = await insertNewProfiles(
+        const keys = [...unseen.keys()];
+        const ids = await insertProfileRows(
           tx,
           sandboxId,
-          [...unseen.values()].map((i) => ({ identities: [{ namespace: i.namespace, id: i.value }], attributes: {} })),
+          keys.map(() => ({})),
           now,
         );
-        for (const [n, key] of [...unseen.keys()].entries()) {
-          const profileId = made.profileIds[n]!;
-          profileOf.set(key, profileId);
-          created.add(profileId);
-          out.added.push({ ...unseen.get(key)!, profileId });
+        for (const [n, key] of keys.entries()) {
+          profileOf.set(key, ids[n]!);
+          created.add(ids[n]!);
+          out.added.push({ ...unseen.get(key)!, profileId: ids[n]! });
         }
+        await insertIdentities(tx, sandboxId, out.added, now);
       }
       const rows = accepted.map((a) => [
         profileOf.get(identityKey(a.event.identity.namespace, a.event.identity.id))!,

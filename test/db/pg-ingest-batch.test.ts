@@ -4,7 +4,7 @@
  * issues does not grow with its size — counted here on SQLite everywhere and on PostgreSQL when
  * SEGQL_TEST_DATABASE_URL names a server, where the round trips are what a request waits on. A
  * request mixing new records, records of stored profiles and records colliding within it gives
- * what SQLite's synchronous ingest gives, ids and order included. The 8,000-profile timing is
+ * what SQLite's synchronous ingest gives, ids and order included. The 8,000-profile timings are
  * logged, for docs/scale-out.md.
  */
 import { loadavg } from 'node:os';
@@ -77,8 +77,9 @@ async function counted(run: () => Promise<unknown>): Promise<number> {
 }
 
 /**
- * A request of 20 new profiles and one of 400 cost the same number of statements, as do events
- * naming 20 stored profiles and 20 new identities against 400 and 400.
+ * A request of 20 new profiles and one of 400 cost the same number of statements, as do updates
+ * of 20 and of 400 stored profiles, and events naming 20 stored profiles and 20 new identities
+ * against 400 and 400.
  */
 async function statementsPerRequest(store: Store, sandboxId: number) {
   const profiles = async (from: number, n: number) =>
@@ -93,23 +94,27 @@ async function statementsPerRequest(store: Store, sandboxId: number) {
     );
   const small = await profiles(0, 20);
   const large = await profiles(1_000, 400);
+  // The same records again: each an update of the profile it made.
+  const smallUpdates = await profiles(0, 20);
+  const largeUpdates = await profiles(1_000, 400);
   const smallEvents = await events(0, 20, 'a');
   const largeEvents = await events(1_000, 400, 'a');
   // The same events again: every one a duplicate.
   const duplicates = await events(1_000, 400, 'a');
-  return { small, large, smallEvents, largeEvents, duplicates };
+  return { small, large, smallUpdates, largeUpdates, smallEvents, largeEvents, duplicates };
 }
 
 describe('pooled ingest statements per request, on SQLite', () => {
-  it('does not grow with the number of new records or events', async () => {
+  it('does not grow with the number of records or events', async () => {
     const conn = openDatabase(':memory:');
     try {
       const sandboxId = (await createSandbox(conn, 'count')).id;
       const n = await statementsPerRequest(conn, sandboxId);
       expect(n.large).toBe(n.small);
+      expect(n.largeUpdates).toBe(n.smallUpdates);
       expect(n.largeEvents).toBe(n.smallEvents);
       expect(n.duplicates).toBeLessThanOrEqual(n.largeEvents);
-      expect(Math.max(n.small, n.smallEvents)).toBeLessThanOrEqual(8);
+      expect(Math.max(n.small, n.smallUpdates, n.smallEvents)).toBeLessThanOrEqual(8);
       expect((await conn.get<{ n: number }>(profileCount, [sandboxId]))!.n).toBe(420 + 420);
     } finally {
       conn.close();
@@ -118,7 +123,7 @@ describe('pooled ingest statements per request, on SQLite', () => {
 });
 
 describeOnPostgres('pooled ingest statements per request, on PostgreSQL', 'pg_ingest_batch', (pg) => {
-  it('does not grow with the number of new records or events', async () => {
+  it('does not grow with the number of records or events', async () => {
     const sandboxId = (
       await pg.conn.pool.query<{ id: number }>(
         "INSERT INTO sandboxes (name, created_at) VALUES ('count', 1) RETURNING id",
@@ -126,12 +131,13 @@ describeOnPostgres('pooled ingest statements per request, on PostgreSQL', 'pg_in
     ).rows[0]!.id;
     const n = await statementsPerRequest(pg.conn, sandboxId);
     expect(n.large).toBe(n.small);
+    expect(n.largeUpdates).toBe(n.smallUpdates);
     expect(n.largeEvents).toBe(n.smallEvents);
-    expect(Math.max(n.small, n.smallEvents)).toBeLessThanOrEqual(8);
+    expect(Math.max(n.small, n.smallUpdates, n.smallEvents)).toBeLessThanOrEqual(8);
     expect((await pg.conn.get<{ n: number }>(profileCount, [sandboxId]))!.n).toBe(420 + 420);
   });
 
-  it('ingests 8,000 new profiles and 8,000 events for them (timing logged)', async () => {
+  it('ingests 8,000 new profiles, 8,000 events for them, then 8,000 updates (timing logged)', async () => {
     const own = await freshPgDatabase('pg_ingest_batch_8k');
     try {
       const sandboxId = (
@@ -146,11 +152,22 @@ describeOnPostgres('pooled ingest statements per request, on PostgreSQL', 'pg_in
       const t1 = performance.now();
       const stored = await ingestEventsPooled(own.conn, sandboxId, events, { catalog, limits });
       const t2 = performance.now();
+      const updates = records.map((r) => ({ ...r, attributes: { loyalty: { tier: 'gold' } } }));
+      const updated = await ingestProfilesPooled(own.conn, sandboxId, updates, { catalog, limits });
+      const t3 = performance.now();
       console.log(
-        `pooled ingest on PostgreSQL: 8000 new profiles ${Math.round(t1 - t0)} ms, 8000 events ${Math.round(t2 - t1)} ms; load average ${loadavg()
+        `pooled ingest on PostgreSQL: 8000 new profiles ${Math.round(t1 - t0)} ms, 8000 events ${Math.round(t2 - t1)} ms, 8000 updates ${Math.round(t3 - t2)} ms; load average ${loadavg()
           .map((l) => l.toFixed(2))
           .join(' ')}`,
       );
+      expect(updated.result.profileIds).toEqual(profiles.result.profileIds);
+      expect(updated.added).toEqual([]);
+      const last = await own.conn.all<{ id: number; attributes: string }>(profileRows);
+      expect(last).toHaveLength(8_000);
+      expect(JSON.parse(last[7_999]!.attributes)).toEqual({
+        loyalty: { points: 7_999, tier: 'gold' },
+        person: { name: { firstName: 'P7999' } },
+      });
       expect(profiles.result.accepted).toBe(8_000);
       expect(profiles.added).toHaveLength(16_000);
       expect(stored.result.accepted).toBe(8_000);
@@ -193,6 +210,21 @@ const MIXED: ProfileRecord[][] = [
     // Gus into Ann would make four identities, over the guardrail of three.
     { identities: [email('gus@example.com'), email('bob@example.com')], attributes: {} },
     { identities: [email('hal@example.com')], attributes: { loyalty: { points: 9 } } },
+  ],
+  [
+    // Eve's two and two more: over the guardrail, refused without a write.
+    { identities: [email('eve@example.com'), email('eve3@example.com'), email('eve4@example.com')], attributes: {} },
+    { identities: [email('hal@example.com'), email('hal2@example.com')], attributes: { loyalty: { points: 10 } } },
+    { identities: [email('jo@example.com')], attributes: {} },
+    { identities: [email('dan@example.com')], attributes: { loyalty: { tier: null } } },
+    // Jo, new two records ago, and Dan, updated one record ago: stitched, Jo's profile into Dan's.
+    {
+      identities: [email('jo@example.com'), email('dan@example.com')],
+      attributes: { person: { name: { firstName: 'Dan' } } },
+    },
+    // Ann twice, by two identities: the second merges into what the first wrote.
+    { identities: [email('ann@example.com')], attributes: { person: { name: { lastName: 'Lee' } } } },
+    { identities: [{ namespace: 'crm', id: 'A-1' }], attributes: { homeAddress: { city: 'Bergen' } } },
   ],
 ];
 
@@ -324,15 +356,18 @@ describeOnPostgres('pooled ingest of mixed requests', 'pg_ingest_batch_mixed', (
             [8, 'GUARDRAIL'],
           ],
         ],
+        [6, 0, [[0, 'GUARDRAIL']]],
         [4, 1, []],
         [4, 1, [[2, 'BAD_USER_INPUT']]],
       ]);
-      // Ann 1, Bob 2 (joined into Ann), Dan 3, Eve 4, Fay 5, Gus 6, Hal 7, Ivy 8, Kim 9.
+      // Ann 1, Bob 2 (joined into Ann), Dan 3, Eve 4, Fay 5, Gus 6, Hal 7, Jo 8 (joined into
+      // Dan), Ivy 9, Kim 10.
       expect(expected!.results.map((r) => r.profileIds)).toEqual([
         [1, 2],
         [3, 1, 4, 4, 5, 1, 6, 7],
-        [1, 8, 8, 7],
-        [9, 1, 8, 4],
+        [7, 8, 3, 3, 1, 1],
+        [1, 9, 9, 7],
+        [10, 1, 9, 4],
       ]);
       expect(expected!.handOffs[1]).toEqual({
         added: [
@@ -345,19 +380,35 @@ describeOnPostgres('pooled ingest of mixed requests', 'pg_ingest_batch_mixed', (
         ],
         changed: [3, 1, 4, 5, 6, 7],
       });
-      expect(expected!.handOffs[3]).toEqual({ touched: [1, 8, 4] });
-      expect(expected!.profiles.map((p) => p.id)).toEqual([1, 3, 4, 5, 6, 7, 8, 9]);
+      expect(expected!.handOffs[2]).toEqual({
+        added: [
+          { namespace: 'email', value: 'hal2@example.com', profileId: 7 },
+          { namespace: 'email', value: 'jo@example.com', profileId: 8 },
+        ],
+        changed: [7, 8, 3, 1],
+      });
+      expect(expected!.handOffs[4]).toEqual({ touched: [1, 9, 4] });
+      expect(expected!.profiles.map((p) => p.id)).toEqual([1, 3, 4, 5, 6, 7, 9, 10]);
+      expect(expected!.profiles[1]).toMatchObject({
+        attributes: { loyalty: {}, person: { name: { firstName: 'Dan' } } },
+        updatedAt: 12_000,
+      });
+      expect(expected!.profiles[5]).toMatchObject({ attributes: { loyalty: { points: 10 } }, updatedAt: 20_000 });
       expect(expected!.profiles[0]).toMatchObject({
-        attributes: { loyalty: { tier: 'silver' }, homeAddress: { city: 'Oslo', postalCode: '0150' } },
+        attributes: {
+          loyalty: { tier: 'silver' },
+          homeAddress: { city: 'Bergen', postalCode: '0150' },
+          person: { name: { lastName: 'Lee' } },
+        },
         updatedAt: 21_000,
       });
-      expect(expected!.profiles.find((p) => p.id === 9)).toMatchObject({ attributes: {}, updatedAt: 21_000 });
+      expect(expected!.profiles.find((p) => p.id === 10)).toMatchObject({ attributes: {}, updatedAt: 21_000 });
       expect(expected!.events.map((e) => [e.id, e.profileId, e.eventId])).toEqual([
         [1, 1, 'e1'],
-        [2, 8, 'e2'],
+        [2, 9, 'e2'],
         [4, 7, 'e3'],
         [6, 1, 'generated'],
-        [7, 8, 'e4'],
+        [7, 9, 'e4'],
         [8, 4, 'e5'],
       ]);
     } finally {
