@@ -200,6 +200,7 @@ export async function runClusterExport(pool: pg.Pool, held: HeldExport, settings
         checkLease();
         for (const row of page) writer.writeRow(row);
         progress.done = writer.written;
+        beat.progressed();
         if (settings.testOnlyPageDelayMs > 0) await sleep(settings.testOnlyPageDelayMs);
       }
       writer.endAudience();

@@ -207,6 +207,8 @@ export async function runClusterPreview(
     const counter = await samplePreviewPg(client, plan, {
       progress: (p) => {
         progress = p;
+        // Each running estimate is told, as on SQLite: chunks double, so they are few.
+        beat.renewNow();
       },
       checkpoint: checkLease,
       chunkDelayMs: settings.testOnlyChunkDelayMs ?? 0,

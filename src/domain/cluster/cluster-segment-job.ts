@@ -24,6 +24,7 @@ import { evaluateRangePg } from '../segment-jobs/pg-range-evaluation.js';
 import { writeSegmentResultsPg } from '../segment-jobs/pg-segment-results.js';
 import type { FailedDefinition, SegmentPlan } from '../segment-jobs/segment-evaluation.js';
 import { type PlannedDefinition, planSegmentJob, type SegmentJobInput } from '../segment-jobs/segment-job.js';
+import { PROGRESS_MS } from './leased-job.js';
 import {
   completeRange,
   failJob,
@@ -226,9 +227,6 @@ export async function planOf(db: Pick<pg.ClientBase, 'query'>, jobId: number): P
 
 /** What became of a range this node ran. */
 export type RangeEnd = 'done' | 'lost' | 'cancelled' | 'failed';
-
-/** How often a range's progress is written while it changes (the lease beat is only every third of the lease). */
-const PROGRESS_MS = 250;
 
 /**
  * Evaluates a range this node holds, renewing its lease every third of the lease time. When a

@@ -111,6 +111,7 @@ export async function runWholeJob<R>(
     progress(next, now = false) {
       progress = next;
       if (now) beat.renewNow();
+      else beat.progressed();
     },
   };
   let clean = false;

@@ -176,8 +176,15 @@ export async function cancelHeldJob(
  * statement running on `client` is cancelled on the server (pg_cancel_backend), and `check()`
  * throws LeaseLost or Cancelled at the work's next step.
  */
+/**
+ * How often a job's progress is written while it changes: subscribers see it at least this
+ * often, as the single-process runner publishes it (the lease beat is only every third of the lease).
+ */
+export const PROGRESS_MS = 250;
+
 export class LeaseBeat {
   private state: LeaseState = 'held';
+  private lastRenewal = performance.now();
   private renewing: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private readonly pid: number;
@@ -201,7 +208,13 @@ export class LeaseBeat {
 
   /** A renewal now (after the beats already queued), e.g. once a total is known. */
   renewNow(): void {
+    this.lastRenewal = performance.now();
     this.renewing = this.renewing.then(() => this.renew());
+  }
+
+  /** Progress was made: a renewal carries it once PROGRESS_MS have passed since the last one. */
+  progressed(): void {
+    if (performance.now() - this.lastRenewal >= PROGRESS_MS) this.renewNow();
   }
 
   private async renew(): Promise<void> {
