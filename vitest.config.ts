@@ -32,6 +32,7 @@ const SLOWEST_FIRST = [
   'test/e2e/export-evaluate-first-crash.test.ts',
   'test/e2e/auth.test.ts',
   'test/domain/ingest-thread.test.ts',
+  'test/db/pg-streaming.test.ts',
   'test/e2e/response-cache.test.ts',
   'test/e2e/cluster-cancel.test.ts',
   'test/e2e/documented-pql.test.ts',
@@ -53,6 +54,7 @@ const OWN_PROCESS = [
   'test/e2e/definitions.test.ts',
   'test/e2e/subscription-loaders.test.ts',
   'test/domain/ingest-thread.test.ts',
+  'test/db/pg-streaming.test.ts',
   'test/server/process-metrics.test.ts',
 ];
 
