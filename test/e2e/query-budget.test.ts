@@ -123,12 +123,15 @@ describe('ad-hoc evaluation within the query budget', () => {
       // Both threads up, so the one stopped below is replaced while the other answers.
       await Promise.all([1, 2].map(() => heavy.gql(q, { x: 'true', id: 'light@x.se' })));
       const started = performance.now();
-      const slow = heavy.gql(q, { x: NONE_OF_200, id: 'heavy@x.se' });
+      // Timed when its answer arrives: the health checks below may go on after it, on a loaded machine.
+      const slow = heavy
+        .gql(q, { x: NONE_OF_200, id: 'heavy@x.se' })
+        .then((r) => ({ r, ms: performance.now() - started }));
       const times = await healthzTimes(heavy, 20);
-      const r = await slow;
+      const { r, ms } = await slow;
       expect(r.errors?.[0]?.extensions?.code, JSON.stringify(r)).toBe('QUERY_TIMEOUT');
       expect(r.errors?.[0]?.message).toContain(`budget of ${JS_BUDGET_MS} ms`);
-      expect(performance.now() - started).toBeLessThan(JS_BUDGET_MS + 1_000);
+      expect(ms).toBeLessThan(JS_BUDGET_MS + 1_000);
       for (const t of times) expect(t).toBeLessThan(100);
       // Past the grace period the stuck thread is gone; every query still gets an answer.
       await new Promise((resolve) => setTimeout(resolve, 1_200));

@@ -100,10 +100,17 @@ describe('EXPORT schedules', () => {
           type: 'EXPORT',
           properties: { audiences: [{ audienceId: audience.id }], destination: { datasetId, format: 'CSV' } },
           cron: '*/1 * * * * *',
+          // Started only once the dataset is gone: a run queued before the delete would hold it.
+          state: 'INACTIVE',
         },
       }),
     ).createSchedule;
     ok(await server.gql('mutation($id: ID!) { deleteDataset(id: $id) }', { id: datasetId }));
+    ok(
+      await server.gql('mutation($id: ID!) { updateSchedule(id: $id, input: { state: ACTIVE }) { state } }', {
+        id: schedule.id,
+      }),
+    );
 
     let failed: any[] = [];
     const deadline = Date.now() + 20_000;
