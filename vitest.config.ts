@@ -59,6 +59,36 @@ const OWN_PROCESS = [
   'test/server/process-metrics.test.ts',
 ];
 
+/**
+ * The e2e files that do not run again on PostgreSQL (project `e2e-postgres`, when
+ * SEGQL_TEST_DATABASE_URL is set): those that start no server through the harness (CLI
+ * commands, crash tests and cluster tests spawn their own processes and choose their database
+ * themselves), and those about what only a SQLite process has.
+ */
+const E2E_NOT_ON_POSTGRES = [
+  // Spawn their own processes (or none).
+  'test/e2e/auth-sequences.test.ts',
+  'test/e2e/cli-import.test.ts',
+  'test/e2e/cli.test.ts',
+  'test/e2e/cluster-api.test.ts',
+  'test/e2e/cluster-cancel.test.ts',
+  'test/e2e/cluster-exports.test.ts',
+  'test/e2e/cluster-ingestion.test.ts',
+  'test/e2e/cluster-jobs.test.ts',
+  'test/e2e/codegen.test.ts',
+  'test/e2e/database-damage.test.ts',
+  'test/e2e/export-crash.test.ts',
+  'test/e2e/export-evaluate-first-crash.test.ts',
+  'test/e2e/ingestion-crash.test.ts',
+  'test/e2e/lifecycle.test.ts',
+  'test/e2e/segment-crash.test.ts',
+  'test/e2e/upload-memory.test.ts',
+  // The response cache is off on PostgreSQL (no stamp sees other nodes' commits).
+  'test/e2e/response-cache.test.ts',
+  // SQLite's write gate between the job workers' result writes and the requests.
+  'test/e2e/write-gate.test.ts',
+];
+
 const repoPath = (spec: TestSpecification) => relative(spec.project.config.root, spec.moduleId).replaceAll('\\', '/');
 
 /**
@@ -108,6 +138,23 @@ export default defineConfig({
         test: { ...common.test, name: 'shared', include: ['test/**/*.test.ts'], exclude: OWN_PROCESS, isolate: false },
       },
       { ...common, test: { ...common.test, name: 'own-process', include: OWN_PROCESS, isolate: true } },
+      // The e2e suite again with every server on PostgreSQL (test/e2e/harness.ts), each file in a
+      // process of its own so the backend chosen at import is the project's.
+      ...(process.env.SEGQL_TEST_DATABASE_URL
+        ? [
+            {
+              ...common,
+              test: {
+                ...common.test,
+                name: 'e2e-postgres',
+                include: ['test/e2e/**/*.test.ts'],
+                exclude: E2E_NOT_ON_POSTGRES,
+                isolate: true,
+                env: { SEGQL_E2E_BACKEND: 'postgres' },
+              },
+            },
+          ]
+        : []),
     ],
   },
 });
