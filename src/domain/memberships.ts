@@ -84,6 +84,7 @@ const q = statements('memberships', {
    * PostgreSQL's upsert refuses to touch a row twice).
    */
   enterMany: {
+    // SQLite reads "ON" after a FROM as a join's unless a WHERE comes first.
     sqlite: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
        SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, ${statusSql('REALIZED')}, m.value ->> 3, m.value ->> 4, NULL
        FROM json_each(?) AS m WHERE true
