@@ -79,6 +79,43 @@ const q = statements('memberships', {
     postgres: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
   },
+  /**
+   * `enter` for many: a JSON array of `enter`'s parameter lists (no two naming one membership:
+   * PostgreSQL's upsert refuses to touch a row twice).
+   */
+  enterMany: {
+    // SQLite reads "ON" after a FROM as a join's unless a WHERE comes first.
+    sqlite: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT m.value ->> 0, m.value ->> 1, m.value ->> 2, ${statusSql('REALIZED')}, m.value ->> 3, m.value ->> 4, NULL
+       FROM json_each(?) AS m WHERE true
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+    postgres: `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT CAST(m ->> 0 AS bigint), CAST(m ->> 1 AS bigint), CAST(m ->> 2 AS bigint), ${statusSql('REALIZED')},
+         CAST(m ->> 3 AS bigint), CAST(m ->> 4 AS bigint), CAST(NULL AS bigint)
+       FROM jsonb_array_elements(CAST($1 AS jsonb)) AS m
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL`,
+  },
+  /** `exit` for many: a JSON array of `exit`'s parameter lists, each naming its own membership. */
+  exitMany: {
+    sqlite: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = x.value ->> 0, last_evaluated_at = x.value ->> 1
+      FROM json_each(?) AS x WHERE memberships.audience_id = x.value ->> 2 AND memberships.profile_id = x.value ->> 3`,
+    postgres: `UPDATE memberships SET status = ${statusSql('EXITED')}, exited_at = CAST(x ->> 0 AS bigint),
+        last_evaluated_at = CAST(x ->> 1 AS bigint)
+      FROM jsonb_array_elements(CAST($1 AS jsonb)) AS x
+      WHERE memberships.audience_id = CAST(x ->> 2 AS bigint) AND memberships.profile_id = CAST(x ->> 3 AS bigint)`,
+  },
+  /** `history` for many, ids given in the array's order: a JSON array of `history`'s parameter lists. */
+  historyMany: {
+    sqlite: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT h.value ->> 0, h.value ->> 1, h.value ->> 2, h.value ->> 3, h.value ->> 4, h.value ->> 5, h.value ->> 6, h.value ->> 7
+      FROM json_each(?) AS h ORDER BY h.key`,
+    postgres: `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+      SELECT CAST(h.x ->> 0 AS bigint), CAST(h.x ->> 1 AS bigint), CAST(h.x ->> 2 AS bigint), CAST(h.x ->> 3 AS bigint),
+        h.x ->> 4, h.x ->> 5, h.x ->> 6, CAST(h.x ->> 7 AS bigint)
+      FROM jsonb_array_elements(CAST($1 AS jsonb)) WITH ORDINALITY AS h(x, n) ORDER BY h.n`,
+  },
   /** Moves an audience's size by a delta and sets its evaluation time. */
   moveSize: {
     sqlite: 'UPDATE audiences SET size = size + ?, last_evaluated_at = ? WHERE id = ?',
@@ -288,20 +325,47 @@ export class MembershipWriter {
 }
 
 /**
- * MembershipWriter on any store, awaited statement by statement (streaming on a pooled database,
- * inside the ingest's unit): the same decisions, the same catalogue statements.
+ * MembershipWriter on any store (streaming, an external audience's pending members and expiry on
+ * a pooled database, inside their units): the same decisions and rows, written many moves at a
+ * time, since on PostgreSQL each statement is a round trip the ingest's unit waits on.
  */
 export class StoreMembershipWriter {
   private readonly sizes = new SizeMoves();
 
   constructor(private readonly tx: Store) {}
 
-  /** Writes a decided transition (membershipMove). */
-  async write(move: MembershipMove): Promise<MembershipChange> {
-    await this.tx.run(move.enters ? q.enter : q.exit, move.row);
-    await this.tx.run(q.history, move.history);
-    this.sizes.add(move);
-    return move.change;
+  /**
+   * Writes decided transitions (membershipMove) in their order, what writing them one at a time
+   * writes, history ids in that order too: at most three statements per run of moves that name
+   * each membership once. A membership moved twice starts the next run, so its second move
+   * lands on the first (and PostgreSQL's upsert never meets a row twice).
+   */
+  async writeAll(moves: readonly MembershipMove[]): Promise<MembershipChange[]> {
+    let run: MembershipMove[] = [];
+    const named = new Set<string>();
+    for (const move of moves) {
+      const key = `${move.change.audienceId}:${move.change.profileId}`;
+      if (named.has(key)) {
+        await this.writeRun(run);
+        run = [];
+        named.clear();
+      }
+      named.add(key);
+      run.push(move);
+    }
+    await this.writeRun(run);
+    return moves.map((m) => m.change);
+  }
+
+  /** Moves naming distinct memberships: their row writes commute, so enters and exits go apart. */
+  private async writeRun(run: readonly MembershipMove[]): Promise<void> {
+    if (run.length === 0) return;
+    const enters = run.filter((m) => m.enters).map((m) => m.row);
+    const exits = run.filter((m) => !m.enters).map((m) => m.row);
+    if (enters.length > 0) await this.tx.run(q.enterMany, [JSON.stringify(enters)]);
+    if (exits.length > 0) await this.tx.run(q.exitMany, [JSON.stringify(exits)]);
+    await this.tx.run(q.historyMany, [JSON.stringify(run.map((m) => m.history))]);
+    for (const move of run) this.sizes.add(move);
   }
 
   /** One size update per audience that changed (and its evaluation time). */

@@ -124,8 +124,7 @@ export async function segmentProfilesPooled(
 async function writeMoves(tx: Store, moves: readonly MembershipMove[], now: number): Promise<MembershipChange[]> {
   if (moves.length === 0) return [];
   const writer = new StoreMembershipWriter(tx);
-  const changes: MembershipChange[] = [];
-  for (const move of moves) changes.push(await writer.write(move));
+  const changes = await writer.writeAll(moves);
   await writer.flushSizes(now);
   return changes;
 }
@@ -239,10 +238,10 @@ export function sweepExpiredPooled(store: Store, sandboxId: number, now: number)
       const changes: MembershipChange[] = [];
       for (const { audienceId, version, checked } of (await streamingPlanOn(tx, sandboxId)).evaluated) {
         if (!checked.timeDependent) continue;
-        for (const { profileId, status } of await expired(tx, sandboxId, audienceId, checked, now)) {
-          const move = membershipMove(sandboxId, audienceId, profileId, status, false, now, 'expiry', version);
-          changes.push(await writer.write(move));
-        }
+        const exits = (await expired(tx, sandboxId, audienceId, checked, now)).map(({ profileId, status }) =>
+          membershipMove(sandboxId, audienceId, profileId, status, false, now, 'expiry', version),
+        );
+        changes.push(...(await writer.writeAll(exits)));
       }
       await writer.flushSizes(now);
       // The profiles that left are evaluated again, so the audiences reading those (inSegment) follow.

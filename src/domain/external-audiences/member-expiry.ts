@@ -9,7 +9,7 @@ import { statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
-import { membershipMove, StoreMembershipWriter } from '../memberships.js';
+import { type MembershipMove, membershipMove, StoreMembershipWriter } from '../memberships.js';
 import { ingestLock } from '../pooled-ingest.js';
 
 const DAY_MS = 86_400_000;
@@ -69,19 +69,21 @@ export async function expireExternalMembers(conn: Store, now: number): Promise<n
     exited += await writeUnit(
       conn,
       async (tx) => {
-        const writer = new StoreMembershipWriter(tx);
-        let count = 0;
+        // Decided first, then written together: each candidate is another profile, and what a
+        // decision reads (its own membership, the list's rows) no exit changes.
+        const exits: MembershipMove[] = [];
         for (const { profileId } of await tx.all<{ profileId: number }>(q.candidates, [a.audienceId, cutoff])) {
           const current = (await tx.get<{ status: MembershipStatus }>(q.status, [a.audienceId, profileId]))?.status;
           if (!current || !CURRENT_STATUSES.includes(current)) continue;
           if ((await tx.get(q.fresh, [a.audienceId, profileId, a.namespace, cutoff])) !== undefined) continue;
           // A list has no definition, so no definition version.
-          await writer.write(membershipMove(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null));
-          count++;
+          exits.push(membershipMove(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null));
         }
+        const writer = new StoreMembershipWriter(tx);
+        await writer.writeAll(exits);
         await writer.flushSizes(now);
         await tx.run(q.forget, [a.audienceId, cutoff]);
-        return count;
+        return exits.length;
       },
       { busyWait: false, lock: ingestLock(a.sandboxId) },
     );

@@ -6,7 +6,13 @@ import type { Connection } from '../../db/index.js';
 import { preparedOn, statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
-import { type MembershipChange, MembershipWriter, membershipMove, StoreMembershipWriter } from '../memberships.js';
+import {
+  type MembershipChange,
+  type MembershipMove,
+  MembershipWriter,
+  membershipMove,
+  StoreMembershipWriter,
+} from '../memberships.js';
 
 export interface AddedIdentity {
   namespace: string;
@@ -104,21 +110,30 @@ export async function resolvePendingMembersOn(
 ): Promise<MembershipChange[]> {
   if (added.length === 0) return [];
   if ((await tx.get(q.any, [sandboxId])) === undefined) return [];
-  const writer = new StoreMembershipWriter(tx);
-  const changes: MembershipChange[] = [];
+  // Decided first, then written together; a membership decided here is read from `decided`, as
+  // the one-at-a-time writes left it (a profile may gain two identities of the same list).
+  const moves: MembershipMove[] = [];
+  const decided = new Map<string, MembershipStatus>();
+  const payloads: unknown[][] = [];
   for (const { namespace, value, profileId } of added) {
     for (const row of await tx.all<PendingRow>(q.rows, [sandboxId, namespace, value])) {
       if (row.importedAt + row.ttl * DAY_MS <= now) continue;
+      const key = `${row.audienceId}:${profileId}`;
       const status =
-        (await tx.get<{ status: MembershipStatus }>(q.status, [row.audienceId, profileId]))?.status ?? null;
+        decided.get(key) ??
+        (await tx.get<{ status: MembershipStatus }>(q.status, [row.audienceId, profileId]))?.status ??
+        null;
       if (status === null || !CURRENT_STATUSES.includes(status)) {
-        changes.push(
-          await writer.write(membershipMove(sandboxId, row.audienceId, profileId, status, true, now, 'import', null)),
-        );
+        moves.push(membershipMove(sandboxId, row.audienceId, profileId, status, true, now, 'import', null));
+        decided.set(key, 'REALIZED');
       }
-      await tx.run(q.payload, [row.payload, row.audienceId, profileId]);
+      payloads.push([row.payload, row.audienceId, profileId]);
     }
   }
+  const writer = new StoreMembershipWriter(tx);
+  const changes = await writer.writeAll(moves);
   await writer.flushSizes(now);
+  // After the rows they go onto, in the lists' order: the last one listed wins, as before.
+  for (const params of payloads) await tx.run(q.payload, params);
   return changes;
 }
