@@ -12,12 +12,15 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Store } from '../../db/store.js';
 import { type EventBus, topics } from '../events.js';
-import { jobById } from '../jobs/job-store.js';
+import { type Job, jobById } from '../jobs/job-store.js';
+import { isTerminal } from '../jobs/job-types.js';
 
 export const JOB_UPDATES_CHANNEL = 'segql_job_updates';
 
 /** How long notifications gather before their jobs are read (a renewal touches each running job every few seconds). */
 const BATCH_MS = 20;
+/** How many jobs' last told state is remembered. */
+const TOLD_MAX = 5_000;
 /** How long to wait before listening again after the connection was lost. */
 const RECONNECT_MS = 1_000;
 
@@ -27,6 +30,8 @@ export class ClusterJobWatcher {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Per job id, the state last told (insertion order: oldest first). */
+  private readonly told = new Map<number, string>();
 
   constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publishLocal'>; log: Logger }) {}
 
@@ -60,13 +65,32 @@ export class ClusterJobWatcher {
     for (const id of ids) {
       try {
         const job = await jobById(this.deps.store, id);
-        if (!job) continue;
+        if (!job || !this.changed(job)) continue;
         this.deps.bus.publishLocal(topics.job(job.id), job);
         this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
       } catch (err) {
         this.deps.log.warn({ err, jobId: id }, 'job updates: cannot read the job');
       }
     }
+  }
+
+  /**
+   * Whether a job read after a notification is news to subscribers. A row changes after its job
+   * has ended too (a node clearing its lease, the staged rows' cleanup touching it), and a
+   * subscriber told SUCCEEDED twice would act twice (audienceSizeChanged reports a job's size
+   * moves once per SUCCEEDED it hears): a job is told once per state it is seen in, and once
+   * when it ends.
+   */
+  private changed(job: Job): boolean {
+    const seen = this.told.get(job.id);
+    const state = JSON.stringify([job.status, job.progressDone, job.progressTotal, job.result, job.error]);
+    if (seen === state || (seen !== undefined && isTerminal(job.status) && seen.startsWith(`["${job.status}"`))) {
+      return false;
+    }
+    this.told.set(job.id, state);
+    // Jobs seen long ago are forgotten: a few thousand recent ones cover every live subscriber.
+    if (this.told.size > TOLD_MAX) this.told.delete(this.told.keys().next().value!);
+    return true;
   }
 
   async stop(): Promise<void> {
