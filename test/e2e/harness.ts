@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,8 +55,10 @@ export async function startTestServer(
       port: 0,
       dataDir,
       limits: options.limits,
-      redisUrl: options.redisUrl,
-      redisPrefix: options.redisPrefix,
+      // On PostgreSQL, as a cluster runs: events through Redis too when it is there, on a prefix of
+      // the server's own so parallel files do not hear each other.
+      redisUrl: options.redisUrl ?? (database ? process.env.SEGQL_TEST_REDIS_URL : undefined),
+      redisPrefix: options.redisPrefix ?? (database ? `segql-e2e-${randomBytes(4).toString('hex')}:` : undefined),
       databaseUrl: database?.url,
       node: { pollMs: 200, leaseMs: 5_000 },
       // SEGQL_TEST_LOG=debug shows a test server's log (silent otherwise).
