@@ -24,7 +24,7 @@ import { evaluateRangePg } from '../segment-jobs/pg-range-evaluation.js';
 import { writeSegmentResultsPg } from '../segment-jobs/pg-segment-results.js';
 import type { FailedDefinition, SegmentPlan } from '../segment-jobs/segment-evaluation.js';
 import { type PlannedDefinition, planSegmentJob, type SegmentJobInput } from '../segment-jobs/segment-job.js';
-import { PROGRESS_MS } from './leased-job.js';
+import { PROGRESS_MS } from './progress-cadence.js';
 import {
   completeRange,
   failJob,

@@ -10,6 +10,7 @@ import type pg from 'pg';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobKind } from '../jobs/job-types.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
+import { PROGRESS_MS } from './progress-cadence.js';
 import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
@@ -176,12 +177,6 @@ export async function cancelHeldJob(
  * statement running on `client` is cancelled on the server (pg_cancel_backend), and `check()`
  * throws LeaseLost or Cancelled at the work's next step.
  */
-/**
- * How often a job's progress is written while it changes: subscribers see it at least this
- * often, as the single-process runner publishes it (the lease beat is only every third of the lease).
- */
-export const PROGRESS_MS = 250;
-
 export class LeaseBeat {
   private state: LeaseState = 'held';
   private lastRenewal = performance.now();
