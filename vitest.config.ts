@@ -138,11 +138,19 @@ export default defineConfig({
     projects: [
       {
         ...common,
-        test: { ...common.test, name: 'shared', include: ['test/**/*.test.ts'], exclude: OWN_PROCESS, isolate: false },
+        test: {
+          ...common.test,
+          name: 'shared',
+          include: ['test/**/*.test.ts'],
+          exclude: OWN_PROCESS,
+          isolate: false,
+          // Said outright: a process that ran an e2e-postgres file before keeps its environment.
+          env: { SEGQL_E2E_BACKEND: 'sqlite' },
+        },
       },
       { ...common, test: { ...common.test, name: 'own-process', include: OWN_PROCESS, isolate: true } },
-      // The e2e suite again with every server on PostgreSQL (test/e2e/harness.ts), each file in a
-      // process of its own so the backend chosen at import is the project's.
+      // The e2e suite again with every server on PostgreSQL (test/e2e/harness.ts reads the
+      // variable at each server start, so these files may share processes with the others).
       ...(process.env.SEGQL_TEST_DATABASE_URL
         ? [
             {
@@ -151,7 +159,17 @@ export default defineConfig({
                 ...common.test,
                 name: 'e2e-postgres',
                 include: ['test/e2e/**/*.test.ts'],
-                exclude: E2E_NOT_ON_POSTGRES,
+                exclude: [...E2E_NOT_ON_POSTGRES, ...OWN_PROCESS],
+                isolate: false,
+                env: { SEGQL_E2E_BACKEND: 'postgres' },
+              },
+            },
+            {
+              ...common,
+              test: {
+                ...common.test,
+                name: 'e2e-postgres-own-process',
+                include: OWN_PROCESS.filter((file) => file.startsWith('test/e2e/')),
                 isolate: true,
                 env: { SEGQL_E2E_BACKEND: 'postgres' },
               },

@@ -109,7 +109,7 @@ describe('authorization matrix over every root field', () => {
   /** Every row of every table: a refused mutation must leave it unchanged. */
   async function fingerprint(): Promise<string> {
     const hash = createHash('sha256');
-    if (e2eBackend === 'postgres') {
+    if (e2eBackend() === 'postgres') {
       const { pool } = server.app.conn as PgConnection;
       // One round trip: every table's rows as text, each table's sorted (its key is not known here).
       const tables = (

@@ -64,7 +64,7 @@ describe('what validates, runs', () => {
         x: sum(400),
       }),
     ).validatePql;
-    if (e2eBackend === 'postgres') {
+    if (e2eBackend() === 'postgres') {
       // PostgreSQL's compiled form is flat (one call per operator) and has no depth limit: it runs.
       expect(v).toEqual({ valid: true, errors: [] });
       const all = ok(

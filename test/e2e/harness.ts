@@ -40,14 +40,18 @@ export interface GqlResponse<T> {
  * SEGQL_TEST_DATABASE_URL) runs every server on a fresh PostgreSQL database of its own, as one
  * node of a cluster (the vitest project `e2e-postgres` sets it).
  */
-export const e2eBackend: 'sqlite' | 'postgres' = process.env.SEGQL_E2E_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+export function e2eBackend(): 'sqlite' | 'postgres' {
+  // Read at each call, not once at import: files of both projects may share a process (this
+  // module stays loaded), and vitest sets each file's project environment before running it.
+  return process.env.SEGQL_E2E_BACKEND === 'postgres' ? 'postgres' : 'sqlite';
+}
 
 /** Starts the real server on a random port with a fresh data directory (and database, on PostgreSQL). */
 export async function startTestServer(
   options: { limits?: Partial<Limits>; redisUrl?: string; redisPrefix?: string } = {},
 ): Promise<TestServer> {
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-test-'));
-  const database = e2eBackend === 'postgres' ? await freshPgDatabase('e2e') : undefined;
+  const database = e2eBackend() === 'postgres' ? await freshPgDatabase('e2e') : undefined;
   // The server opens its own pool on the URL (this one made no connection: a template copy needs none).
   let server: RunningServer;
   try {

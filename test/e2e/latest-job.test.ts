@@ -68,12 +68,12 @@ describe('SegmentDefinition.latestJob', () => {
     // On PostgreSQL (no response cache) a background statement of the node (the streaming sweep)
     // can land in a measurement; it only ever adds, so the least of three is the page's own.
     const steady = async (first: number) =>
-      e2eBackend === 'postgres' ? Math.min(await cost(first), await cost(first), await cost(first)) : cost(first);
+      e2eBackend() === 'postgres' ? Math.min(await cost(first), await cost(first), await cost(first)) : cost(first);
     const small = await steady(3);
     const large = await steady(12);
     expect(large).toBe(small);
     expect(large).toBeLessThanOrEqual(4);
     // On PostgreSQL nothing is kept (no stamp sees other nodes' commits): the page is computed again.
-    expect(await steady(12)).toBe(e2eBackend === 'postgres' ? large : 1);
+    expect(await steady(12)).toBe(e2eBackend() === 'postgres' ? large : 1);
   });
 });

@@ -254,7 +254,7 @@ describe('previews and estimates', () => {
     const later = Date.now() + 25 * 3_600_000;
     // On PostgreSQL the nodes' sweep purges (the same rule, one statement).
     const purged =
-      e2eBackend === 'postgres'
+      e2eBackend() === 'postgres'
         ? await purgeExpiredPreviewsPg((server.app.conn as PgConnection).pool, later)
         : await purgeExpiredPreviews({ conn: server.sqlite }, later);
     expect(purged).toBeGreaterThan(0);

@@ -404,7 +404,7 @@ describe('segment jobs', () => {
   });
 
   // On PostgreSQL the jobs run in the cluster node's loop, their work in the database's processes.
-  it.runIf(process.platform === 'linux' && e2eBackend === 'sqlite')(
+  it.runIf(process.platform === 'linux' && e2eBackend() === 'sqlite')(
     "runs jobs on a thread nicer than the event loop's",
     async () => {
       expect((await runJob({ all: true })).status).toBe('SUCCEEDED');
