@@ -77,8 +77,8 @@ export async function createPgApp(options: PgAppOptions): Promise<App> {
   });
   const ingest = new IngestService({ writer, counter: options.ingestCounter });
   const search = new SearchWatcher(store, bus);
-  const jobs = new ClusterJobQueue({ store, bus });
   const watcher = new ClusterJobWatcher({ url, store, bus, log: log.child({ component: 'job-updates' }) });
+  const jobs = new ClusterJobQueue({ store, announce: (job) => watcher.announce(job) });
   const schedules = new Scheduler({ conn: store, bus, log: log.child({ component: 'scheduler' }), jobs });
   await watcher.start();
   let node: ClusterNode | undefined;

@@ -8,7 +8,7 @@ import pino from 'pino';
 import { expect, it } from 'vitest';
 import { ClusterJobWatcher } from '../../src/domain/cluster/cluster-job-watcher.js';
 import { claimLeasedJob, failHeldJob, renewJobLease } from '../../src/domain/cluster/leased-job.js';
-import { insertJob } from '../../src/domain/jobs/job-store.js';
+import { insertJob, jobById } from '../../src/domain/jobs/job-store.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
 import { describeOnPostgres } from '../db/statements-harness.js';
 
@@ -45,6 +45,18 @@ describeOnPostgres('job updates across the cluster', 'cluster_job_watcher', (db)
       ]);
       expect(seen.filter((s) => s.topic === `jobs:${sandbox}`)).toHaveLength(4);
       expect(seen.filter((s) => s.topic === `job:${job.id}`)[2]).toMatchObject({ done: 7 });
+
+      // A row touched after its job ended, and a state this process told already (its own queue's
+      // publish), are not told again: a subscriber hears each state once.
+      await db.conn.pool.query('UPDATE jobs SET updated_at = updated_at + 1, lease_owner = NULL WHERE id = $1', [
+        job.id,
+      ]);
+      const other = await insertJob(db.conn, sandbox, 'EXPORT', { datasetId: 2 } as never);
+      await until(10);
+      watcher.announce((await jobById(db.conn, other.id))!);
+      await new Promise((r) => setTimeout(r, 200));
+      expect(seen.filter((s) => s.topic === `job:${job.id}`)).toHaveLength(4);
+      expect(seen.filter((s) => s.topic === `job:${other.id}`).map((s) => s.status)).toEqual(['QUEUED']);
     } finally {
       await watcher.stop();
     }

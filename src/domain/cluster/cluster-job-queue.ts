@@ -4,14 +4,14 @@
  * (cluster-node.ts) rather than by this process's worker threads. Queueing is the shared
  * `queueJob` (one unit on the pool); the nodes are woken with NOTIFY once it has committed.
  * Cancelling goes through `cancelClusterJob`, whose row lock orders it with a node's claim.
- * The queued and cancelled jobs are published on the event bus, as the runner publishes them, to
- * this process's subscribers only: every other serving process publishes the change to its own
- * when PostgreSQL announces it (cluster-job-watcher.ts).
+ * The queued and cancelled jobs are told at once, as the runner publishes them, through this
+ * process's job watcher (`announce`), which tells its subscribers each state once: when
+ * PostgreSQL then announces the same change, the watcher finds it told already, and every
+ * other serving process tells its own subscribers (cluster-job-watcher.ts).
  */
 import type { PgConnection } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
 import { conflict, notFound } from '../errors.js';
-import { type EventBus, topics } from '../events.js';
 import { type JobPrepare, type JobQueue, queueJob } from '../jobs/job-queue.js';
 import { type Job, type JobOf, jobById, type NewJobOptions } from '../jobs/job-store.js';
 import type { TypedJobKind } from '../jobs/job-types.js';
@@ -19,7 +19,7 @@ import { cancelClusterJob } from './cluster-cancel.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 
 export class ClusterJobQueue implements JobQueue {
-  constructor(private readonly deps: { store: PgConnection; bus: Pick<EventBus, 'publishLocal'> }) {}
+  constructor(private readonly deps: { store: PgConnection; announce: (job: Job) => void }) {}
 
   /** Creates a QUEUED job (prepare checks and builds its input in the same unit) and wakes the nodes. */
   async enqueue<K extends TypedJobKind>(
@@ -30,8 +30,8 @@ export class ClusterJobQueue implements JobQueue {
     options: NewJobOptions = {},
   ): Promise<JobOf<K>> {
     const { job, first } = await queueJob(conn, sandboxId, kind, prepare, options);
-    if (first) this.publish(first);
-    this.publish(job);
+    if (first) this.deps.announce(first);
+    this.deps.announce(job);
     await this.deps.store.pool.query('SELECT pg_notify($1, $2)', [WORK_CHANNEL, String(job.id)]);
     return job;
   }
@@ -54,14 +54,9 @@ export class ClusterJobQueue implements JobQueue {
       const job = await jobById(store, changedId);
       if (job) {
         changed.push(job);
-        this.publish(job);
+        this.deps.announce(job);
       }
     }
     return changed[0]!;
-  }
-
-  private publish(job: Job): void {
-    this.deps.bus.publishLocal(topics.job(job.id), job);
-    this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
   }
 }

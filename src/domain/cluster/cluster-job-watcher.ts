@@ -65,13 +65,21 @@ export class ClusterJobWatcher {
     for (const id of ids) {
       try {
         const job = await jobById(this.deps.store, id);
-        if (!job || !this.changed(job)) continue;
-        this.deps.bus.publishLocal(topics.job(job.id), job);
-        this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
+        if (job) this.announce(job);
       } catch (err) {
         this.deps.log.warn({ err, jobId: id }, 'job updates: cannot read the job');
       }
     }
+  }
+
+  /**
+   * Tells this process's subscribers a job's state, unless they were told it already: what the
+   * watcher reads after a notification, and what this process's queue has just written.
+   */
+  announce(job: Job): void {
+    if (!this.changed(job)) return;
+    this.deps.bus.publishLocal(topics.job(job.id), job);
+    this.deps.bus.publishLocal(topics.sandboxJobs(job.sandboxId), job);
   }
 
   /**
