@@ -15,14 +15,13 @@ import { DEFAULT_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
 import type { Store } from '../../src/db/store.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
-import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import type { IngestWrite, IngestWriter } from '../../src/domain/ingest-writer.js';
 import { LocalIngestWriter } from '../../src/domain/ingest-writer.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
 import { PooledIngestWriter } from '../../src/domain/pooled-ingest-writer.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { publishMembershipChanges, StreamingSegmentation, sweepExpired } from '../../src/domain/streaming.js';
-import { runListIngestion } from '../domain/list-ingestion.js';
+import { ingestCrmList } from './crm-list.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
 import { membershipStatuses } from './stored-rows.js';
@@ -83,21 +82,7 @@ describeOnPostgres('the ingest writer on a pooled database', 'pg_ingest_writer',
       });
     }
     // A list naming Carl and Dana, whose profiles do not exist yet: pending members.
-    const external = await createExternalAudience(
-      sqlite,
-      sandboxId,
-      {
-        name: 'CRM list',
-        namespace: 'crm',
-        ttlInDays: 10,
-        fields: [
-          { name: 'email', type: 'STRING', identityNamespace: 'email' },
-          { name: 'points', type: 'NUMBER', identityNamespace: null },
-        ],
-      },
-      NOW - 60_000,
-    );
-    await runListIngestion(sqlite, sandboxId, external, {
+    await ingestCrmList(sqlite, sandboxId, {
       dir,
       name: 'list.csv',
       text: 'email,points\ncarl@example.com,5\ndana@example.com,7\n',

@@ -18,7 +18,6 @@ import { sqlStatementsTotal } from '../../src/db/statement-count.js';
 import type { Store } from '../../src/db/store.js';
 import { writeUnit } from '../../src/db/unit.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
-import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import {
   type AddedIdentity,
   resolvePendingMembers,
@@ -35,7 +34,7 @@ import { PooledIngestWriter } from '../../src/domain/pooled-ingest-writer.js';
 import type { ProfileRecord } from '../../src/domain/profile-ingest.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/index.js';
-import { runListIngestion } from '../domain/list-ingestion.js';
+import { ingestCrmList } from './crm-list.js';
 import { freshPgDatabase, pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
 import {
@@ -321,21 +320,7 @@ describeOnPostgres('membership writes on PostgreSQL', 'pg_membership_batch', (pg
  */
 async function pendingSandbox(conn: Connection, dir: string) {
   const sandboxId = (await createSandbox(conn, 'lists', 1)).id;
-  const external = await createExternalAudience(
-    conn,
-    sandboxId,
-    {
-      name: 'CRM list',
-      namespace: 'crm',
-      ttlInDays: 10,
-      fields: [
-        { name: 'email', type: 'STRING', identityNamespace: 'email' },
-        { name: 'points', type: 'NUMBER', identityNamespace: null },
-      ],
-    },
-    1_000,
-  );
-  await runListIngestion(conn, sandboxId, external, {
+  const external = await ingestCrmList(conn, sandboxId, {
     dir,
     name: `list-${sandboxId}-${Math.random()}.csv`,
     text: 'email,points\nann@example.com,1\nann2@example.com,2\nbob@example.com,3\n',
