@@ -26,24 +26,9 @@ import { createSandbox } from '../../src/domain/sandboxes.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/index.js';
 import { freshPgDatabase } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
+import { eventRows, identityRows, profileRows, storedEvents, storedProfiles } from './stored-rows.js';
 
-const { profileRows, identityRows, eventRows, profileCount } = statements('pg-ingest-batch-test', {
-  profileRows: {
-    sqlite:
-      'SELECT id, json(attributes) AS attributes, created_at AS "createdAt", updated_at AS "updatedAt" FROM profiles ORDER BY id',
-    postgres:
-      'SELECT id, CAST(attributes AS text) AS attributes, created_at AS "createdAt", updated_at AS "updatedAt" FROM profiles ORDER BY id',
-  },
-  identityRows: {
-    sqlite: 'SELECT namespace, value, profile_id AS "profileId" FROM identities ORDER BY namespace, value',
-    postgres: 'SELECT namespace, value, profile_id AS "profileId" FROM identities ORDER BY namespace, value',
-  },
-  eventRows: {
-    sqlite: `SELECT id, profile_id AS "profileId", ts, event_type AS "eventType", event_id AS "eventId",
-      json(payload) AS payload FROM events ORDER BY id`,
-    postgres: `SELECT id, profile_id AS "profileId", ts, event_type AS "eventType", event_id AS "eventId",
-      CAST(payload AS text) AS payload FROM events ORDER BY id`,
-  },
+const { profileCount } = statements('pg-ingest-batch-test', {
   profileCount: {
     sqlite: 'SELECT profile_count AS n FROM sandboxes WHERE id = ?',
     postgres: 'SELECT profile_count AS n FROM sandboxes WHERE id = $1',
@@ -245,8 +230,6 @@ const MIXED_EVENTS: EventInput[][] = [
   ],
 ];
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 interface Run {
   results: IngestResult[];
   /** Per request: the profiles it changed, the identities it stored first (profiles), or touched (events). */
@@ -258,18 +241,9 @@ async function stateOf({ results, handOffs, store }: Run) {
   return {
     results,
     handOffs,
-    profiles: (await store.all<{ id: number; attributes: string; updatedAt: number }>(profileRows)).map((p) => ({
-      ...p,
-      attributes: JSON.parse(p.attributes) as unknown,
-    })),
+    profiles: await storedProfiles(store),
     identities: await store.all(identityRows),
-    events: (await store.all<{ id: number; profileId: number; eventId: string; payload: string }>(eventRows)).map(
-      (e) => ({
-        ...e,
-        eventId: UUID.test(e.eventId) ? 'generated' : e.eventId,
-        payload: JSON.parse(e.payload) as unknown,
-      }),
-    ),
+    events: await storedEvents(store, eventRows),
   };
 }
 

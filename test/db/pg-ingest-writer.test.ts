@@ -13,33 +13,23 @@ import pino from 'pino';
 import { afterAll, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
-import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
-import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import type { IngestWrite, IngestWriter } from '../../src/domain/ingest-writer.js';
 import { LocalIngestWriter } from '../../src/domain/ingest-writer.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
 import { PooledIngestWriter } from '../../src/domain/pooled-ingest-writer.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { publishMembershipChanges, StreamingSegmentation, sweepExpired } from '../../src/domain/streaming.js';
-import { runListIngestion } from '../domain/list-ingestion.js';
+import { ingestCrmList } from './crm-list.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
+import { membershipStatuses } from './stored-rows.js';
 
 // The writers stamp changes with the clock: events are placed relative to it.
 const NOW = Date.now();
 const dir = mkdtempSync(join(tmpdir(), 'segql-pg-writer-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-const { membershipRows } = statements('pg-ingest-writer-test', {
-  membershipRows: {
-    sqlite: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status FROM memberships
-      ORDER BY audience_id, profile_id`,
-    postgres: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status FROM memberships
-      ORDER BY audience_id, profile_id`,
-  },
-});
 
 const email = (id: string) => ({ namespace: 'email', id });
 const at = (minutes: number) => new Date(NOW - minutes * 60_000).toISOString();
@@ -92,21 +82,7 @@ describeOnPostgres('the ingest writer on a pooled database', 'pg_ingest_writer',
       });
     }
     // A list naming Carl and Dana, whose profiles do not exist yet: pending members.
-    const external = await createExternalAudience(
-      sqlite,
-      sandboxId,
-      {
-        name: 'CRM list',
-        namespace: 'crm',
-        ttlInDays: 10,
-        fields: [
-          { name: 'email', type: 'STRING', identityNamespace: 'email' },
-          { name: 'points', type: 'NUMBER', identityNamespace: null },
-        ],
-      },
-      NOW - 60_000,
-    );
-    await runListIngestion(sqlite, sandboxId, external, {
+    await ingestCrmList(sqlite, sandboxId, {
       dir,
       name: 'list.csv',
       text: 'email,points\ncarl@example.com,5\ndana@example.com,7\n',
@@ -155,7 +131,7 @@ describeOnPostgres('the ingest writer on a pooled database', 'pg_ingest_writer',
         { accepted: 0, rejected: 1 },
       ]);
       expect(onPg.seen.map(shape)).toEqual(onSqlite.seen.map(shape));
-      const memberships = async (store: Store) => store.all(membershipRows);
+      const memberships = async (store: Store) => store.all(membershipStatuses);
       expect(await memberships(pg.conn)).toEqual(await memberships(sqlite));
       // Carl joined the list's audience when his profile arrived (an import), before the buyers.
       expect(onSqlite.seen.map((c) => c.cause)).toContain('import');

@@ -10,7 +10,6 @@ import { describe, expect, it } from 'vitest';
 import { DEFAULT_INGEST_LIMITS } from '../../src/config.js';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import type { PgConnection } from '../../src/db/pg/index.js';
-import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
 import { ingestEvents } from '../../src/domain/event-ingest.js';
 import { ingestEventsPooled, ingestProfilesPooled, mergePatch } from '../../src/domain/pooled-ingest.js';
@@ -24,6 +23,7 @@ import { createSandbox } from '../../src/domain/sandboxes.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/index.js';
 import { freshPgDatabase } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
+import { audienceSizes, eventRowsWithIngestedAt, identityRows, storedEvents, storedProfiles } from './stored-rows.js';
 
 describe('mergePatch (RFC 7396)', () => {
   it('merges objects, removes nulls, replaces the rest', () => {
@@ -46,29 +46,6 @@ describe('mergePatch (RFC 7396)', () => {
     expect(Object.hasOwn(patched, '__proto__')).toBe(true);
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });
-});
-
-const { profileRows, identityRows, audienceSizes, eventRows } = statements('pg-ingest-test', {
-  eventRows: {
-    sqlite: `SELECT id, profile_id AS "profileId", ts, event_type AS "eventType", event_id AS "eventId",
-      json(payload) AS payload, ingested_at AS "ingestedAt" FROM events ORDER BY id`,
-    postgres: `SELECT id, profile_id AS "profileId", ts, event_type AS "eventType", event_id AS "eventId",
-      CAST(payload AS text) AS payload, ingested_at AS "ingestedAt" FROM events ORDER BY id`,
-  },
-  profileRows: {
-    sqlite:
-      'SELECT id, json(attributes) AS attributes, created_at AS "createdAt", updated_at AS "updatedAt" FROM profiles ORDER BY id',
-    postgres:
-      'SELECT id, CAST(attributes AS text) AS attributes, created_at AS "createdAt", updated_at AS "updatedAt" FROM profiles ORDER BY id',
-  },
-  identityRows: {
-    sqlite: 'SELECT namespace, value, profile_id AS "profileId" FROM identities ORDER BY namespace, value',
-    postgres: 'SELECT namespace, value, profile_id AS "profileId" FROM identities ORDER BY namespace, value',
-  },
-  audienceSizes: {
-    sqlite: 'SELECT id, size FROM audiences ORDER BY id',
-    postgres: 'SELECT id, size FROM audiences ORDER BY id',
-  },
 });
 
 const catalog = buildCatalog(DEFAULT_SCHEMA_FIELDS);
@@ -112,12 +89,10 @@ const BATCHES: ProfileRecord[][] = [
 
 async function stateOf(store: Store) {
   return {
-    profiles: (
-      await store.all<{ id: number; attributes: string; createdAt: number; updatedAt: number }>(profileRows)
-    ).map((p) => ({ ...p, attributes: JSON.parse(p.attributes) as unknown })),
+    profiles: await storedProfiles(store),
     identities: await store.all(identityRows),
     audiences: await store.all(audienceSizes),
-    eventOwners: (await store.all<{ eventId: string; profileId: number }>(eventRows)).map((e) => [
+    eventOwners: (await store.all<{ eventId: string; profileId: number }>(eventRowsWithIngestedAt)).map((e) => [
       e.eventId,
       e.profileId,
     ]),
@@ -201,8 +176,6 @@ interface HandOff {
   addedTypes: [number, string[]][];
   written: [number, { id: number; timestamp: number; eventType: string; payloadJson: string }[]][];
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 describeOnPostgres('ingest on a pooled database', 'pg_ingest', (pg) => {
   it('gives the same profiles, identities, refusals and sizes as the synchronous ingest', async () => {
@@ -348,13 +321,7 @@ describeOnPostgres('ingest on a pooled database', 'pg_ingest', (pg) => {
           handOffs: r.handOffs,
           profiles: (await stateOf(r.store)).profiles,
           identities: (await stateOf(r.store)).identities,
-          events: (
-            await r.store.all<{ id: number; profileId: number; eventId: string; payload: string }>(eventRows)
-          ).map((e) => ({
-            ...e,
-            eventId: UUID.test(e.eventId) ? 'generated' : e.eventId,
-            payload: JSON.parse(e.payload) as unknown,
-          })),
+          events: await storedEvents(r.store, eventRowsWithIngestedAt),
         })),
       );
       const [expected, ...others] = seen;

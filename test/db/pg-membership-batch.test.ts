@@ -14,12 +14,10 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { type Connection, openDatabase } from '../../src/db/index.js';
-import { statements } from '../../src/db/statement.js';
 import { sqlStatementsTotal } from '../../src/db/statement-count.js';
 import type { Store } from '../../src/db/store.js';
 import { writeUnit } from '../../src/db/unit.js';
 import { createSegmentDefinition } from '../../src/domain/definitions.js';
-import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import {
   type AddedIdentity,
   resolvePendingMembers,
@@ -36,36 +34,16 @@ import { PooledIngestWriter } from '../../src/domain/pooled-ingest-writer.js';
 import type { ProfileRecord } from '../../src/domain/profile-ingest.js';
 import { createSandbox } from '../../src/domain/sandboxes.js';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS } from '../../src/pql/index.js';
-import { runListIngestion } from '../domain/list-ingestion.js';
+import { ingestCrmList } from './crm-list.js';
 import { freshPgDatabase, pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
-
-const { membershipRows, historyRows, payloadRows, audienceRows } = statements('pg-membership-batch-test', {
-  membershipRows: {
-    sqlite: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
-      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
-    postgres: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
-      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
-  },
-  historyRows: {
-    sqlite: `SELECT id, sandbox_id AS "sandboxId", profile_id AS "profileId", audience_id AS "audienceId", at,
-      from_status AS "fromStatus", to_status AS "toStatus", cause, definition_version AS "definitionVersion"
-      FROM membership_history ORDER BY id`,
-    postgres: `SELECT id, sandbox_id AS "sandboxId", profile_id AS "profileId", audience_id AS "audienceId", at,
-      from_status AS "fromStatus", to_status AS "toStatus", cause, definition_version AS "definitionVersion"
-      FROM membership_history ORDER BY id`,
-  },
-  payloadRows: {
-    sqlite: `SELECT audience_id AS "audienceId", profile_id AS "profileId", payload FROM memberships
-      ORDER BY audience_id, profile_id`,
-    postgres: `SELECT audience_id AS "audienceId", profile_id AS "profileId", CAST(payload AS text) AS payload
-      FROM memberships ORDER BY audience_id, profile_id`,
-  },
-  audienceRows: {
-    sqlite: 'SELECT id, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
-    postgres: 'SELECT id, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
-  },
-});
+import {
+  audienceRows,
+  historyRowsWithSandbox,
+  membershipRows,
+  payloadRows,
+  storedMembershipState,
+} from './stored-rows.js';
 
 const newProfiles = (from: number, n: number): ProfileRecord[] =>
   Array.from({ length: n }, (_, i) => ({
@@ -126,7 +104,7 @@ async function statementsPerRequest(store: Store) {
   const members = (await store.all<{ audienceId: number; status: string }>(membershipRows)).filter(
     (m) => m.audienceId === audienceId,
   );
-  const history = await store.all<{ audienceId: number; toStatus: string; cause: string }>(historyRows);
+  const history = await store.all<{ audienceId: number; toStatus: string; cause: string }>(historyRowsWithSandbox);
   const audience = (await store.all<{ id: number; size: number }>(audienceRows)).find((a) => a.id === audienceId);
   return { small, large, published: published.count, members, history, size: audience?.size };
 }
@@ -229,12 +207,8 @@ async function writeTogether(store: Store, calls: [number, MembershipMove[]][]):
   return changes;
 }
 
-async function stateOf(store: Store) {
-  return {
-    memberships: await store.all(membershipRows),
-    history: await store.all(historyRows),
-    audiences: await store.all(audienceRows),
-  };
+function stateOf(store: Store) {
+  return storedMembershipState(store, { history: historyRowsWithSandbox, audiences: audienceRows });
 }
 
 /** What the reference leaves, so that the writers cannot agree on something wrong. */
@@ -333,7 +307,7 @@ describeOnPostgres('membership writes on PostgreSQL', 'pg_membership_batch', (pg
         (a) => a.id === audienceId,
       );
       expect(audience?.size).toBe(20_000);
-      expect(await own.conn.all(historyRows)).toHaveLength(20_000);
+      expect(await own.conn.all(historyRowsWithSandbox)).toHaveLength(20_000);
     } finally {
       await own.drop();
     }
@@ -346,21 +320,7 @@ describeOnPostgres('membership writes on PostgreSQL', 'pg_membership_batch', (pg
  */
 async function pendingSandbox(conn: Connection, dir: string) {
   const sandboxId = (await createSandbox(conn, 'lists', 1)).id;
-  const external = await createExternalAudience(
-    conn,
-    sandboxId,
-    {
-      name: 'CRM list',
-      namespace: 'crm',
-      ttlInDays: 10,
-      fields: [
-        { name: 'email', type: 'STRING', identityNamespace: 'email' },
-        { name: 'points', type: 'NUMBER', identityNamespace: null },
-      ],
-    },
-    1_000,
-  );
-  await runListIngestion(conn, sandboxId, external, {
+  const external = await ingestCrmList(conn, sandboxId, {
     dir,
     name: `list-${sandboxId}-${Math.random()}.csv`,
     text: 'email,points\nann@example.com,1\nann2@example.com,2\nbob@example.com,3\n',

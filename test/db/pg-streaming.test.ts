@@ -9,7 +9,6 @@
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
-import { statements } from '../../src/db/statement.js';
 import type { Store } from '../../src/db/store.js';
 import { ingestEvents } from '../../src/domain/event-ingest.js';
 import { checkExpressionSync } from '../../src/domain/expressions.js';
@@ -25,29 +24,11 @@ import { compilePredicate, PqlError, STREAMING_WINDOW_MS } from '../../src/pql/i
 import { createStreamingDefinition } from '../domain/streaming-definition.js';
 import { pgCopyOf } from './pg-test-database.js';
 import { describeOnPostgres } from './statements-harness.js';
+import { audienceRowsWithName, historyRows, storedMembershipState } from './stored-rows.js';
 
 const HOUR = 3_600_000;
 const MINUTE = 60_000;
 const T0 = Date.parse('2026-11-28T12:00:00Z');
-
-const { membershipRows, historyRows, audienceRows } = statements('pg-streaming-test', {
-  membershipRows: {
-    sqlite: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
-      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
-    postgres: `SELECT audience_id AS "audienceId", profile_id AS "profileId", status, qualified_at AS "qualifiedAt",
-      last_evaluated_at AS "lastEvaluatedAt", exited_at AS "exitedAt" FROM memberships ORDER BY audience_id, profile_id`,
-  },
-  historyRows: {
-    sqlite: `SELECT id, profile_id AS "profileId", audience_id AS "audienceId", at, from_status AS "fromStatus",
-      to_status AS "toStatus", cause, definition_version AS "definitionVersion" FROM membership_history ORDER BY id`,
-    postgres: `SELECT id, profile_id AS "profileId", audience_id AS "audienceId", at, from_status AS "fromStatus",
-      to_status AS "toStatus", cause, definition_version AS "definitionVersion" FROM membership_history ORDER BY id`,
-  },
-  audienceRows: {
-    sqlite: 'SELECT id, name, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
-    postgres: 'SELECT id, name, size, last_evaluated_at AS "lastEvaluatedAt" FROM audiences ORDER BY id',
-  },
-});
 
 /** Streaming definitions of every kind the step meets (each made after the audiences it names). */
 const DEFINITIONS: [name: string, pql: string][] = [
@@ -133,12 +114,8 @@ const STEPS: Step[] = [
   { kind: 'sweep', now: T0 + 31 * HOUR },
 ];
 
-async function stateOf(store: Store) {
-  return {
-    memberships: await store.all(membershipRows),
-    history: await store.all(historyRows),
-    audiences: await store.all(audienceRows),
-  };
+function stateOf(store: Store) {
+  return storedMembershipState(store, { history: historyRows, audiences: audienceRowsWithName });
 }
 
 /** The SQLite run: the real streaming hook (windows and all) and its sweep. */
