@@ -41,7 +41,7 @@
  * membership is the definition's value at that instant, and a definition none of a profile's
  * new events can change (attributes alone) leaves it unevaluated.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
@@ -64,7 +64,7 @@ import {
   waitForRedisSubscriber,
 } from './pg-nodes.js';
 import { createScratchDatabase, type ScratchDatabase } from './pg-scratch.js';
-import { type BenchServer, cpuSeconds, spawnBenchServer } from './server-process.js';
+import { type BenchServer, cpuSeconds, scrapeMetric, spawnBenchServer } from './server-process.js';
 import { checkStreamStore } from './stream-check.js';
 
 const NAME = 'stream';
@@ -166,6 +166,7 @@ export async function run(argv: string[]): Promise<number> {
     database = undefined;
   };
   const problems: string[] = [];
+  let finished = false;
   try {
     let redis: { url: string; prefix: string } | undefined;
     if (backend === 'postgres') {
@@ -262,10 +263,18 @@ export async function run(argv: string[]): Promise<number> {
         data: { channel: 'web' },
       }));
       sent += size;
-      const res = await fetch(ingestNodes[nextNode++ % ingestNodes.length]!.url, {
+      const node = nextNode++ % ingestNodes.length;
+      const res = await fetch(ingestNodes[node]!.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query: mutation, variables: { e } }),
+      }).catch((err: Error) => {
+        // fetch's own message is "fetch failed"; the reason (a reset, a refused connection) is its cause.
+        const exited = ingestNodes[node]!.child.exitCode;
+        throw new Error(
+          `ingest request to node ${node + 1} failed: ${String((err.cause as Error | undefined)?.message ?? err)}` +
+            (exited === null ? '' : ` (the node exited with ${exited})`),
+        );
       });
       const body = (await res.json()) as {
         errors?: unknown[];
@@ -309,10 +318,16 @@ export async function run(argv: string[]): Promise<number> {
     };
 
     const nodesCpu = () => servers.reduce((sum, s) => sum + cpuSeconds(s.child.pid), 0);
+    // On PostgreSQL each statement is a round trip inside the request's unit: what its time is made of.
+    const nodesStatements = async () => {
+      const counts = await Promise.all(servers.map((s) => scrapeMetric(s.url, 'segql_sql_statements_total')));
+      return counts.reduce((a, b) => a + b, 0);
+    };
     const runSet = async (inFlight: number, label: string): Promise<RunSet> => {
       const set: RunSet = { rates: [], latencies: [], cpuPerThousand: [], databaseCpuPerThousand: [] };
       for (let r = 0; r < runs; r++) {
         const from = latencies.length;
+        const statementsBefore = backend === 'postgres' ? await nodesStatements() : 0;
         const cpu = nodesCpu();
         const databaseBefore = database && scratch ? await databaseCpu(database, scratch.name) : undefined;
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
@@ -322,6 +337,13 @@ export async function run(argv: string[]): Promise<number> {
           set.databaseCpuPerThousand.push((seconds * 1e6) / events);
         }
         set.latencies.push(...latencies.slice(from));
+        if (backend === 'postgres') {
+          const requests = Math.ceil(events / batch);
+          const perRequest = ((await nodesStatements()) - statementsBefore) / requests;
+          console.log(
+            `statements ${name} ${label} run ${r + 1}: ${perRequest.toFixed(1)} per ingest request of ${batch} events (segql_sql_statements_total over the nodes)`,
+          );
+        }
       }
       return set;
     };
@@ -374,11 +396,22 @@ export async function run(argv: string[]): Promise<number> {
     } finally {
       file.close();
     }
+    finished = true;
   } finally {
     if (!stopped) await stopServers();
     await scratch?.drop();
+    // The servers' logs go with the scratch directory: on a failure, their ends say why.
+    if (!finished) printLogTails(dataDir);
     rmSync(dataDir, { recursive: true, force: true });
   }
   for (const p of problems) console.log(`MISMATCH ${name}: ${p}`);
   return problems.length > 0 ? 1 : 0;
+}
+
+/** The last lines of each log in the scratch directory (the servers', the copy's), on stderr. */
+function printLogTails(dataDir: string, lines = 30): void {
+  for (const file of readdirSync(dataDir).filter((f) => f.endsWith('.log'))) {
+    const tail = readFileSync(join(dataDir, file), 'utf8').trimEnd().split('\n').slice(-lines);
+    process.stderr.write(`--- ${file} (last ${tail.length} lines)\n${tail.join('\n')}\n`);
+  }
 }
