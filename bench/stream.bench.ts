@@ -329,6 +329,7 @@ export async function run(argv: string[]): Promise<number> {
         const from = latencies.length;
         const statementsBefore = backend === 'postgres' ? await nodesStatements() : 0;
         const cpu = nodesCpu();
+        const cpuByNode = servers.map((s) => cpuSeconds(s.child.pid));
         const databaseBefore = database && scratch ? await databaseCpu(database, scratch.name) : undefined;
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
         set.cpuPerThousand.push(((nodesCpu() - cpu) * 1e6) / events);
@@ -337,6 +338,12 @@ export async function run(argv: string[]): Promise<number> {
           set.databaseCpuPerThousand.push((seconds * 1e6) / events);
         }
         set.latencies.push(...latencies.slice(from));
+        if (servers.length > 1) {
+          const shares = servers.map(
+            (s, i) => `node ${i + 1} ${(((cpuSeconds(s.child.pid) - cpuByNode[i]!) * 1e6) / events).toFixed(0)}`,
+          );
+          console.log(`cpu ${name} ${label} run ${r + 1}: ms per 1000 events by node: ${shares.join(', ')}`);
+        }
         if (backend === 'postgres') {
           const requests = Math.ceil(events / batch);
           const perRequest = ((await nodesStatements()) - statementsBefore) / requests;
