@@ -101,7 +101,10 @@ function streamingDefinitions(n: number): string[] {
 interface RunSet {
   rates: number[];
   latencies: number[];
-  /** Server CPU (user + system) per 1,000 events, ms, summed over the nodes: what load on the box does not inflate. */
+  /**
+   * Server CPU (user + system) per 1,000 events, ms, summed over the nodes: what load on the box
+   * does not inflate.
+   */
   cpuPerThousand: number[];
   /** On PostgreSQL, its backends' CPU per 1,000 events, ms (NaN for a server elsewhere). */
   databaseCpuPerThousand: number[];
