@@ -28,15 +28,16 @@ export async function freePort(): Promise<number> {
 /**
  * `segql serve` on `dataDir` with its database already prepared (no demo seeding); `nodeArgs` go
  * to node itself (e.g. `--cpu-prof`), `env` overrides the server's environment. Its log goes to
- * `<dataDir>/server.log`, a file as in a deployment: a pipe the bench drains would put the bench's
- * reading on the server's clock.
+ * `<dataDir>/<logName>` (default `server.log`; nodes sharing a data directory each name their
+ * own), a file as in a deployment: a pipe the bench drains would put the bench's reading on the
+ * server's clock.
  */
 export async function spawnBenchServer(
   dataDir: string,
-  options: { env?: Record<string, string>; nodeArgs?: string[] } = {},
+  options: { env?: Record<string, string>; nodeArgs?: string[]; logName?: string } = {},
 ): Promise<BenchServer> {
   const port = await freePort();
-  const logFile = join(dataDir, 'server.log');
+  const logFile = join(dataDir, options.logName ?? 'server.log');
   const log = openSync(logFile, 'a');
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/cli.ts', 'serve'], {
     cwd: ROOT,

@@ -1,7 +1,17 @@
 /**
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
  *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--server-prof DIR]
- *   [--server-flags=<node/V8 flags for the server, space-separated>]`
+ *   [--server-flags=<node/V8 flags for the server, space-separated>] [--backend sqlite|postgres [--nodes 2]]`
+ *
+ * `--backend postgres` (issue 21, "through two nodes"): the same seeded store is copied with
+ * `segql migrate --from-sqlite` into a database made for the run on SEGQL_BENCH_DATABASE_URL's
+ * server (the local one by default) and dropped after it; `--nodes` `segql serve` processes serve
+ * it, sharing the local Redis (SEGQL_BENCH_REDIS_URL) under a prefix of the run's own. The
+ * subscriber is on the last node and the ingests go round robin to the others (with one node,
+ * both on it), so every change it hears crossed Redis. The figures are `stream-postgres`'s,
+ * suffixed `.nodes-N`; the CPU is summed over the nodes, and `database-cpu-ms-per-1000-events`
+ * adds the PostgreSQL backends' own (a server on this machine only), work the SQLite server does
+ * in its process. The check reads the runs' writes from PostgreSQL (bench/stream-check.ts).
  *
  * Streaming segmentation end to end (docs/performance.md `stream`): the real server in its own
  * process (as `npm start` runs it) on a scratch data directory seeded beforehand with `--profiles`
@@ -31,23 +41,31 @@
  * membership is the definition's value at that instant, and a definition none of a profile's
  * new events can change (attributes alone) leaves it unevaluated.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createClient } from 'graphql-ws';
+import { type Client, createClient } from 'graphql-ws';
+import pg from 'pg';
 import WebSocket from 'ws';
 import { databaseFile } from '../src/config.js';
 import { openDatabase } from '../src/db/index.js';
+import { openPgDatabase } from '../src/db/pg/index.js';
 import { createSegmentDefinition } from '../src/domain/definitions.js';
 import { prng, seedDemoData } from '../src/domain/demo-data.js';
-import { checkedDefinition } from '../src/domain/evaluation.js';
-import { isCurrentStatus, type MembershipStatus } from '../src/domain/membership-statuses.js';
-import { loadProfileDocuments } from '../src/domain/profile-documents.js';
+import { topics } from '../src/domain/events.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
-import { streamingDefinitions as storedStreamingDefinitions } from '../src/domain/streaming.js';
-import { evaluate, eventReads } from '../src/pql/index.js';
 import { intArg, parseArgs, report, statsOf } from './lib.js';
-import { cpuSeconds, spawnBenchServer } from './server-process.js';
+import {
+  copyStoreToPostgres,
+  databaseCpu,
+  databaseCpuBetween,
+  LOCAL_REDIS,
+  spawnPgNodes,
+  waitForRedisSubscriber,
+} from './pg-nodes.js';
+import { createScratchDatabase, type ScratchDatabase } from './pg-scratch.js';
+import { type BenchServer, cpuSeconds, scrapeMetric, spawnBenchServer } from './server-process.js';
+import { checkStreamStore } from './stream-check.js';
 
 const NAME = 'stream';
 const EVENT_PREFIX = 'stream-';
@@ -83,94 +101,13 @@ function streamingDefinitions(n: number): string[] {
 interface RunSet {
   rates: number[];
   latencies: number[];
-  /** Server CPU (user + system) per 1,000 events, ms: what load on the box does not inflate. */
+  /**
+   * Server CPU (user + system) per 1,000 events, ms, summed over the nodes: what load on the box
+   * does not inflate.
+   */
   cpuPerThousand: number[];
-}
-
-/**
- * Checks the store after the runs (the server stopped): the events sent are stored once each, and
- * the streaming memberships are the JS evaluator's answer at each profile's last relevant ingest.
- * Returns the mismatches found (at most a few are described).
- */
-async function checkStore(dataDir: string, sent: number, heard: number | undefined): Promise<string[]> {
-  const problems: string[] = [];
-  const conn = openDatabase(databaseFile(dataDir));
-  try {
-    const sandboxId = (await ensureSandbox(conn, DEFAULT_SANDBOX)).id;
-    const stored = conn.sqlite
-      .prepare('SELECT count(*) FROM events WHERE sandbox_id = ? AND event_id LIKE ?')
-      .pluck()
-      .get(sandboxId, `${EVENT_PREFIX}%`) as number;
-    if (stored !== sent) problems.push(`${sent} events sent, ${stored} stored`);
-    // Every change written reached the subscriber or was reported to it as lagged.
-    const written = conn.sqlite
-      .prepare("SELECT count(*) FROM membership_history WHERE sandbox_id = ? AND cause = 'streaming'")
-      .pluck()
-      .get(sandboxId) as number;
-    if (heard !== undefined && heard !== written) {
-      problems.push(`${written} membership changes written, the subscriber heard of ${heard} (received + lagged)`);
-    }
-
-    // Per profile and event type, the last ingest instant of a bench event.
-    const lastIngest = new Map<number, Map<string, number>>();
-    for (const r of conn.sqlite
-      .prepare(
-        `SELECT profile_id AS profileId, event_type AS type, max(ingested_at) AS at FROM events
-         WHERE sandbox_id = ? AND event_id LIKE ? GROUP BY profile_id, event_type`,
-      )
-      .all(sandboxId, `${EVENT_PREFIX}%`) as { profileId: number; type: string; at: number }[]) {
-      let byType = lastIngest.get(r.profileId);
-      if (!byType) {
-        byType = new Map();
-        lastIngest.set(r.profileId, byType);
-      }
-      byType.set(r.type, r.at);
-    }
-    const profileIds = conn.sqlite
-      .prepare('SELECT id FROM profiles WHERE sandbox_id = ?')
-      .pluck()
-      .all(sandboxId) as number[];
-    const docs = loadProfileDocuments(conn, sandboxId, profileIds);
-    let compared = 0;
-    let wrong = 0;
-    for (const d of storedStreamingDefinitions(conn, sandboxId)) {
-      const checked = checkedDefinition(conn, d);
-      if (checked.referencedAudiences.length > 0) {
-        problems.push(`definition ${d.id} reads audiences: the bench's check does not cover it`);
-        continue;
-      }
-      const types = eventReads(checked).eventTypes;
-      for (const profileId of profileIds) {
-        const doc = docs.get(profileId)!;
-        const status: MembershipStatus | undefined = doc.statuses.get(d.audienceId);
-        const member = status !== undefined && isCurrentStatus(status);
-        // The last instant streaming evaluated this definition for this profile.
-        let at: number | undefined;
-        for (const [type, t] of lastIngest.get(profileId) ?? []) {
-          if ((types === null || types.has(type)) && (at === undefined || t > at)) at = t;
-        }
-        const expected = at === undefined ? status === undefined : evaluate(checked, doc, { now: at }) === member;
-        compared++;
-        if (expected) continue;
-        wrong++;
-        if (wrong <= 5) {
-          problems.push(
-            `audience ${d.audienceId} (${d.expressionText}) profile ${profileId}: stored ${status ?? 'none'}, ` +
-              (at === undefined
-                ? 'never evaluated by streaming'
-                : `evaluator at ${new Date(at).toISOString()} says ${!member}`),
-          );
-        }
-      }
-    }
-    if (wrong > 5) problems.push(`… ${wrong} wrong memberships in all`);
-    console.log(
-      `check ${NAME}: ${stored} events stored for ${sent} sent; ${compared} memberships compared, ${wrong} wrong`,
-    );
-  } finally {
-    conn.close();
-  }
-  return problems;
+  /** On PostgreSQL, its backends' CPU per 1,000 events, ms (NaN for a server elsewhere). */
+  databaseCpuPerThousand: number[];
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -189,11 +126,20 @@ export async function run(argv: string[]): Promise<number> {
   }
   const serverProf = args.get('server-prof');
   const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
+  const backend = args.get('backend') ?? 'sqlite';
+  if (backend !== 'sqlite' && backend !== 'postgres') throw new Error('--backend is sqlite (the default) or postgres');
+  if (backend === 'sqlite' && args.has('nodes'))
+    throw new Error('--nodes needs --backend postgres (SQLite has one server)');
+  const nodes = backend === 'postgres' ? intArg(args, 'nodes', 2) : 1;
+  // The PostgreSQL figures are named apart, as batch-postgres's are: they are not the SQLite series.
+  const name = backend === 'postgres' ? `${NAME}-postgres` : NAME;
+  const figure = (base: string) => (backend === 'postgres' ? `${base}.nodes-${nodes}` : base);
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
   const seed = openDatabase(databaseFile(dataDir));
+  let sandboxId: number;
   try {
-    const sandboxId = (await ensureSandbox(seed, DEFAULT_SANDBOX)).id;
+    sandboxId = (await ensureSandbox(seed, DEFAULT_SANDBOX)).id;
     seedDemoData(seed, sandboxId, { profiles, eventsPerProfile: 10, seed: 42 });
     for (const [i, value] of streamingDefinitions(definitions).entries()) {
       await createSegmentDefinition(seed, sandboxId, {
@@ -208,14 +154,59 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   // No sweep during the runs: the check below reads memberships as the ingests left them.
-  const server = await spawnBenchServer(dataDir, {
-    env: { SEGQL_STREAMING_SWEEP_MS: '600000' },
-    nodeArgs: [...serverFlags, ...(serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [])],
-  });
-  const client = createClient({ url: server.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const env = { SEGQL_STREAMING_SWEEP_MS: '600000' };
+  const nodeArgs = [...serverFlags, ...(serverProf ? ['--cpu-prof', `--cpu-prof-dir=${serverProf}`] : [])];
+  let scratch: ScratchDatabase | undefined;
+  let servers: BenchServer[] = [];
+  let client: Client | undefined;
+  // The bench's own connection to the nodes' database, for its backends' CPU.
+  let database: pg.Client | undefined;
   let stopped = false;
+  const stopServers = async () => {
+    await client?.dispose();
+    await Promise.all(servers.map((s) => s.stop()));
+    await database?.end();
+    database = undefined;
+  };
   const problems: string[] = [];
+  let finished = false;
   try {
+    let redis: { url: string; prefix: string } | undefined;
+    if (backend === 'postgres') {
+      scratch = await createScratchDatabase('stream');
+      const copyMs = await copyStoreToPostgres(databaseFile(dataDir), scratch.url, dataDir);
+      console.log(
+        `setup ${name}: the seeded store copied into ${scratch.name} by segql migrate --from-sqlite in ${(copyMs / 1000).toFixed(1)} s`,
+      );
+      redis = {
+        url: process.env.SEGQL_BENCH_REDIS_URL ?? LOCAL_REDIS,
+        prefix: `segql-bench-stream-${process.pid}-${Date.now().toString(36)}:`,
+      };
+      servers = await spawnPgNodes({
+        dataDir,
+        url: scratch.url,
+        redisUrl: redis.url,
+        redisPrefix: redis.prefix,
+        nodes,
+        env,
+        nodeArgs,
+      });
+      database = new pg.Client({ connectionString: scratch.url });
+      await database.connect();
+    } else {
+      servers = [await spawnBenchServer(dataDir, { env, nodeArgs })];
+    }
+    // The subscriber on the last node, the ingests on the others: every change it hears crossed
+    // Redis (with one node, both on it).
+    const subscriberNode = servers.at(-1)!;
+    const ingestNodes = servers.length > 1 ? servers.slice(0, -1) : servers;
+    if (backend === 'postgres') {
+      console.log(
+        `setup ${name}: ${nodes} node(s); subscriber on node ${nodes}, ingests round robin over node(s) ${ingestNodes.map((_, i) => i + 1).join(', ')}`,
+      );
+    }
+    const ws = createClient({ url: subscriberNode.wsUrl, webSocketImpl: WebSocket, retryAttempts: 0 });
+    client = ws;
     const latencies: number[] = [];
     let received = 0;
     let messages = 0;
@@ -232,9 +223,9 @@ export async function run(argv: string[]): Promise<number> {
     };
     await new Promise<void>((resolve, reject) => {
       if (!subscribe) return resolve();
-      client.on('connected', () => setTimeout(resolve, 50));
+      ws.on('connected', () => setTimeout(resolve, 50));
       type Change = { at: string; to: string; lagged: number };
-      client.subscribe(
+      ws.subscribe(
         {
           query: perChange
             ? 'subscription { audienceMembershipChanged { at to lagged } }'
@@ -256,11 +247,15 @@ export async function run(argv: string[]): Promise<number> {
         },
       );
     });
+    if (subscribe && redis && ingestNodes[0] !== subscriberNode) {
+      await waitForRedisSubscriber(redis.url, redis.prefix + topics.memberships(sandboxId));
+    }
 
     const random = prng(7);
     const mutation = 'mutation($e: [EventInput!]!) { ingestEvents(events: $e) { accepted rejected duplicates } }';
     let id = 0;
     let sent = 0;
+    let nextNode = 0;
     const sendBatch = async (size: number) => {
       const now = new Date().toISOString();
       const e = Array.from({ length: size }, () => ({
@@ -271,10 +266,18 @@ export async function run(argv: string[]): Promise<number> {
         data: { channel: 'web' },
       }));
       sent += size;
-      const res = await fetch(server.url, {
+      const node = nextNode++ % ingestNodes.length;
+      const res = await fetch(ingestNodes[node]!.url, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ query: mutation, variables: { e } }),
+      }).catch((err: Error) => {
+        // fetch's own message is "fetch failed"; the reason (a reset, a refused connection) is its cause.
+        const exited = ingestNodes[node]!.child.exitCode;
+        throw new Error(
+          `ingest request to node ${node + 1} failed: ${String((err.cause as Error | undefined)?.message ?? err)}` +
+            (exited === null ? '' : ` (the node exited with ${exited})`),
+        );
       });
       const body = (await res.json()) as {
         errors?: unknown[];
@@ -311,20 +314,46 @@ export async function run(argv: string[]): Promise<number> {
       }
       if (label) {
         console.log(
-          `changes ${NAME} ${label}: ${received - before} membership changes received in ${messages - messagesBefore} messages (at most ${largest} in one), ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
+          `changes ${name} ${label}: ${received - before} membership changes received in ${messages - messagesBefore} messages (at most ${largest} in one), ${lagged - laggedBefore} lagged (dropped), for ${total} events`,
         );
       }
       return (total / ms) * 1000;
     };
 
+    const nodesCpu = () => servers.reduce((sum, s) => sum + cpuSeconds(s.child.pid), 0);
+    // On PostgreSQL each statement is a round trip inside the request's unit: what its time is made of.
+    const nodesStatements = async () => {
+      const counts = await Promise.all(servers.map((s) => scrapeMetric(s.url, 'segql_sql_statements_total')));
+      return counts.reduce((a, b) => a + b, 0);
+    };
     const runSet = async (inFlight: number, label: string): Promise<RunSet> => {
-      const set: RunSet = { rates: [], latencies: [], cpuPerThousand: [] };
+      const set: RunSet = { rates: [], latencies: [], cpuPerThousand: [], databaseCpuPerThousand: [] };
       for (let r = 0; r < runs; r++) {
         const from = latencies.length;
-        const cpu = cpuSeconds(server.child.pid);
+        const statementsBefore = backend === 'postgres' ? await nodesStatements() : 0;
+        const cpu = nodesCpu();
+        const cpuByNode = servers.map((s) => cpuSeconds(s.child.pid));
+        const databaseBefore = database && scratch ? await databaseCpu(database, scratch.name) : undefined;
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
-        set.cpuPerThousand.push(((cpuSeconds(server.child.pid) - cpu) * 1e6) / events);
+        set.cpuPerThousand.push(((nodesCpu() - cpu) * 1e6) / events);
+        if (database && scratch && databaseBefore) {
+          const seconds = databaseCpuBetween(databaseBefore, await databaseCpu(database, scratch.name));
+          set.databaseCpuPerThousand.push((seconds * 1e6) / events);
+        }
         set.latencies.push(...latencies.slice(from));
+        if (servers.length > 1) {
+          const shares = servers.map(
+            (s, i) => `node ${i + 1} ${(((cpuSeconds(s.child.pid) - cpuByNode[i]!) * 1e6) / events).toFixed(0)}`,
+          );
+          console.log(`cpu ${name} ${label} run ${r + 1}: ms per 1000 events by node: ${shares.join(', ')}`);
+        }
+        if (backend === 'postgres') {
+          const requests = Math.ceil(events / batch);
+          const perRequest = ((await nodesStatements()) - statementsBefore) / requests;
+          console.log(
+            `statements ${name} ${label} run ${r + 1}: ${perRequest.toFixed(1)} per ingest request of ${batch} events (segql_sql_statements_total over the nodes)`,
+          );
+        }
       }
       return set;
     };
@@ -337,29 +366,62 @@ export async function run(argv: string[]): Promise<number> {
 
     const reportSet = (set: RunSet, suffix: string) => {
       const rate = statsOf(set.rates);
-      report(NAME, `events-per-s${suffix}`, rate.median, 'events/s', rate);
+      report(name, figure(`events-per-s${suffix}`), rate.median, 'events/s', rate);
       const sorted = [...set.latencies].sort((a, b) => a - b);
       const pick = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
       const span = { n: sorted.length, min: sorted[0] ?? Number.NaN, max: sorted.at(-1) ?? Number.NaN };
-      report(NAME, `latency-p50-ms${suffix}`, pick(0.5), 'ms', span);
-      report(NAME, `latency-p99-ms${suffix}`, pick(0.99), 'ms', span);
+      report(name, figure(`latency-p50-ms${suffix}`), pick(0.5), 'ms', span);
+      report(name, figure(`latency-p99-ms${suffix}`), pick(0.99), 'ms', span);
       const cpu = statsOf(set.cpuPerThousand);
-      report(NAME, `server-cpu-ms-per-1000-events${suffix}`, cpu.median, 'ms', cpu);
+      report(name, figure(`server-cpu-ms-per-1000-events${suffix}`), cpu.median, 'ms', cpu);
+      if (set.databaseCpuPerThousand.some(Number.isFinite)) {
+        const db = statsOf(set.databaseCpuPerThousand);
+        report(name, figure(`database-cpu-ms-per-1000-events${suffix}`), db.median, 'ms', db);
+      }
     };
     reportSet(concurrent, '');
     reportSet(sequential, '-sequential');
 
-    await client.dispose();
-    await server.stop();
+    await stopServers();
     stopped = true;
-    problems.push(...(await checkStore(dataDir, sent, subscribe ? received + lagged : undefined)));
-  } finally {
-    if (!stopped) {
-      await client.dispose();
-      await server.stop();
+    const check = {
+      sandboxId,
+      eventPrefix: EVENT_PREFIX,
+      sent,
+      heard: subscribe ? received + lagged : undefined,
+      name,
+    };
+    const file = openDatabase(databaseFile(dataDir));
+    try {
+      if (scratch) {
+        const store = openPgDatabase(scratch.url, { max: 1 });
+        try {
+          problems.push(...(await checkStreamStore({ ...check, seed: file, store })));
+        } finally {
+          await store.close();
+        }
+      } else {
+        problems.push(...(await checkStreamStore({ ...check, seed: file, store: file })));
+      }
+    } finally {
+      file.close();
     }
+    finished = true;
+  } finally {
+    if (!stopped) await stopServers();
+    await scratch?.drop();
+    // The servers' logs go with the scratch directory: on a failure, their ends say why.
+    if (!finished) printLogTails(dataDir);
     rmSync(dataDir, { recursive: true, force: true });
   }
-  for (const p of problems) console.log(`MISMATCH ${NAME}: ${p}`);
+  for (const p of problems) console.log(`MISMATCH ${name}: ${p}`);
   return problems.length > 0 ? 1 : 0;
+}
+
+/** The last lines of each log in the scratch directory (the servers', the copy's), on stderr. */
+function printLogTails(dataDir: string, lines = 30): void {
+  for (const file of readdirSync(dataDir).filter((f) => f.endsWith('.log'))) {
+    const tail = readFileSync(join(dataDir, file), 'utf8').trimEnd().split('\n').slice(-lines);
+    process.stderr.write(`--- ${file} (last ${tail.length} lines)\n${tail.join('\n')}\n`);
+  }
 }
