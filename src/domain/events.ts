@@ -23,10 +23,14 @@ export interface Delivery<T> {
  * node back what that node published.
  */
 export interface EventTransport {
-  /** Sends a payload to the other nodes; never throws or waits (a failure is the transport's to log). */
-  publish(topic: string, payload: unknown): void;
-  /** Delivers the topic's payloads from other nodes until the returned function is called. */
-  listen(topic: string, deliver: (payload: unknown) => void): () => void;
+  /**
+   * Sends payloads published together (a commit's membership changes) to the other nodes as one
+   * message, so their subscribers take them together too; never throws or waits (a failure is
+   * the transport's to log).
+   */
+  publish(topic: string, payloads: readonly unknown[]): void;
+  /** Delivers the topic's payloads from other nodes, as they were published together, until the returned function is called. */
+  listen(topic: string, deliver: (payloads: readonly unknown[]) => void): () => void;
   /** Resolves when the transport answers a round trip, rejects naming why not. */
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -100,7 +104,7 @@ export class EventBus {
   publishAll(topic: string, payloads: readonly unknown[]): void {
     if (payloads.length === 0) return;
     this.deliver(topic, payloads);
-    if (this.transport) for (const payload of payloads) this.transport.publish(topic, payload);
+    this.transport?.publish(topic, payloads);
   }
 
   private deliver(topic: string, payloads: readonly unknown[]): void {
@@ -213,7 +217,7 @@ export class EventBus {
       if (this.transport)
         this.remote.set(
           topic,
-          this.transport.listen(topic, (p) => this.deliver(topic, [p])),
+          this.transport.listen(topic, (payloads) => this.deliver(topic, payloads)),
         );
     }
     set.add(listener);

@@ -1,7 +1,7 @@
 /**
  * The EventBus transport between nodes (SEGQL_REDIS_URL): one Redis pub/sub channel per topic,
- * `<prefix><topic>`, through yoga's Redis event target over ioredis. Each payload travels in an
- * envelope naming the node that sent it, so a node skips its own (its subscribers had them in
+ * `<prefix><topic>`, through yoga's Redis event target over ioredis. The payloads published
+ * together (a commit's changes) travel as one message, in an envelope naming the node that sent it, so a node skips its own (its subscribers had them in
  * process already). Redis pub/sub delivers to whoever is subscribed at that moment and keeps
  * nothing: what a node misses while Redis is away is lost, as a subscriber that falls behind
  * loses its oldest payloads; the bus's bounded queue and `lagged` count apply to remote
@@ -16,7 +16,8 @@ import type { EventTransport } from './events.js';
 interface Envelope {
   /** The node that published it. */
   from: string;
-  payload: unknown;
+  /** Published together, delivered together. */
+  payloads: readonly unknown[];
 }
 
 /** How long a readiness round trip may take before Redis counts as unavailable. */
@@ -46,8 +47,8 @@ export function redisTransport(options: { url: string; prefix: string; log: Logg
     subscribeClient: subscriber,
   });
   return {
-    publish(topic, payload) {
-      const envelope: Envelope = { from: node, payload };
+    publish(topic, payloads) {
+      const envelope: Envelope = { from: node, payloads };
       // Straight through ioredis, not target.dispatchEvent: that drops the publish's promise, and
       // a Redis outage would then be an unhandled rejection (a crash) instead of a lost event.
       publisher.publish(prefix + topic, JSON.stringify(envelope)).catch((err: Error) => {
@@ -57,7 +58,7 @@ export function redisTransport(options: { url: string; prefix: string; log: Logg
     listen(topic, deliver) {
       const listener = (event: CustomEvent<Envelope>) => {
         const envelope = event.detail;
-        if (envelope && envelope.from !== node) deliver(envelope.payload);
+        if (envelope && envelope.from !== node && Array.isArray(envelope.payloads)) deliver(envelope.payloads);
       };
       target.addEventListener(prefix + topic, listener);
       return () => target.removeEventListener(prefix + topic, listener);

@@ -214,9 +214,9 @@ describe('EventBus', () => {
   });
 
   it('keeps a local publish from the transport, and sends a plain one to both', async () => {
-    const sent: [string, unknown][] = [];
+    const sent: [string, readonly unknown[]][] = [];
     const transport = {
-      publish: (topic: string, payload: unknown) => void sent.push([topic, payload]),
+      publish: (topic: string, payloads: readonly unknown[]) => void sent.push([topic, payloads]),
       listen: () => () => {},
       ping: async () => {},
       close: async () => {},
@@ -227,7 +227,7 @@ describe('EventBus', () => {
     bus.publish('t', 2);
     expect((await sub.next()).value!.payload).toBe(1);
     expect((await sub.next()).value!.payload).toBe(2);
-    expect(sent).toEqual([['t', 2]]);
+    expect(sent).toEqual([['t', [2]]]);
     sub.close();
   });
 });

@@ -66,6 +66,18 @@ describe.skipIf(!url)('EventBus over Redis (SEGQL_TEST_REDIS_URL)', () => {
     await subscribers('job:1', 0);
   });
 
+  it("hands another node's commit to its subscribers as one commit, as in process", async () => {
+    const a = node();
+    const b = node();
+    const commits = b.subscribeCommits<number>('memberships:2');
+    await subscribers('memberships:2', 1);
+    a.publishAll('memberships:2', [1, 2, 3]);
+    a.publishAll('memberships:2', [4]);
+    expect((await commits.next()).value).toEqual({ payload: [1, 2, 3], lagged: 0 });
+    expect((await commits.next()).value).toEqual({ payload: [4], lagged: 0 });
+    commits.close();
+  });
+
   it('keeps the newest remote payloads for a subscriber that fell behind and counts the rest', async () => {
     const a = node();
     let dropped = 0;
