@@ -235,7 +235,9 @@ export async function ingestProfilesPooled(
   options: PooledIngestOptions,
 ): Promise<ProfilesIngested> {
   const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
-  const now = options.now ?? Date.now();
+  // Taken once the unit holds the sandbox's ingest lock: the instant its changes carry, in commit
+  // order across nodes (a request that waited for another's unit is not stamped before it).
+  let now = options.now ?? 0;
   if (records.length > limits.maxBatch) {
     throw badInput(`At most ${limits.maxBatch} records per call, got ${records.length}`, 'records');
   }
@@ -251,6 +253,7 @@ export async function ingestProfilesPooled(
   await writeUnit(
     store,
     async (tx) => {
+      now = options.now ?? Date.now();
       const checked = records.map((record) => checkProfileRecord(record, options.catalog, limits));
       const found = await identitiesStored(
         tx,
@@ -495,7 +498,9 @@ export async function ingestEventsPooled(
   options: PooledIngestOptions,
 ): Promise<EventsIngested> {
   const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
-  const now = options.now ?? Date.now();
+  // Taken once the unit holds the sandbox's ingest lock: the instant its changes carry, in commit
+  // order across nodes (a request that waited for another's unit is not stamped before it).
+  let now = options.now ?? 0;
   if (events.length > limits.maxBatch) {
     throw badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events');
   }
@@ -511,6 +516,7 @@ export async function ingestEventsPooled(
   await writeUnit(
     store,
     async (tx) => {
+      now = options.now ?? Date.now();
       const checked = events.map((event) => checkEvent(event, options.catalog, limits));
       const accepted = events.flatMap((event, index) => {
         const c = checked[index]!;
