@@ -272,8 +272,8 @@ export async function runRange(
         cancelled: () => state !== 'held',
         progress: (done) => {
           progress = done;
-          // Progress reaches subscribers as the single-process runner's does, at least every
-          // PROGRESS_MS of work; a renewal carries it (and finds a cancel sooner than the beat).
+          // Progress reaches subscribers as often as the single-process runner publishes it (at
+          // most every PROGRESS_MS); a renewal carries it, and finds a cancel sooner than the beat.
           const now = performance.now();
           if (now - lastRenewal >= PROGRESS_MS) {
             lastRenewal = now;
