@@ -9,6 +9,8 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import { type Config, DEFAULT_LIMITS, databaseFile, type Limits } from './config.js';
 import { type Connection, openDatabase } from './db/index.js';
+// A type only: pg itself is loaded when a database URL is given (openServed).
+import type { PgConnection } from './db/pg/index.js';
 import type { Store } from './db/store.js';
 import { type App, closeApp, createApp } from './domain/app.js';
 import type { EventTransport } from './domain/events.js';
@@ -62,7 +64,9 @@ export interface RunningServer {
 /** The database a server runs on, and how to close it if the server opened it. */
 interface Served {
   conn: Store;
+  /** Whichever of the two it is. */
   sqlite: Connection | undefined;
+  pg: { store: PgConnection; url: string } | undefined;
   close(): Promise<void>;
 }
 
@@ -77,13 +81,14 @@ async function openServed(options: ServerOptions): Promise<Served> {
       await store.close();
       throw err;
     }
-    return { conn: store, sqlite: undefined, close: () => store.close() };
+    return { conn: store, sqlite: undefined, pg: { store, url: options.databaseUrl }, close: () => store.close() };
   }
   const sqlite =
     options.conn ?? openDatabase(databaseFile(options.dataDir), { integrityCheck: !options.skipIntegrityCheck });
   return {
     conn: sqlite,
     sqlite,
+    pg: undefined,
     close: async () => {
       if (!options.conn) sqlite.close();
     },
@@ -129,11 +134,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
     ingestCounter: { add: (kind, outcome, n) => metrics.ingested.inc({ kind, outcome }, n) },
     droppedEvents: (n: number) => metrics.droppedEvents.inc(n),
   } satisfies Partial<Parameters<typeof createApp>[0]>;
-  const app = options.databaseUrl
+  const app = served.pg
     ? await (await import('./domain/pg-app.js')).createPgApp({
         ...common,
-        store: conn as import('./db/pg/index.js').PgConnection,
-        url: options.databaseUrl,
+        store: served.pg.store,
+        url: served.pg.url,
         node: options.node,
         runJobs: options.runJobs,
       })
