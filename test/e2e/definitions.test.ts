@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { e2eBackend, ok, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -474,8 +474,12 @@ describe('segment definitions and audiences', () => {
       expect(r.audiences.edges).toHaveLength(n);
       return after - before;
     };
-    const small = await cost(10);
-    const large = await cost(100);
+    // On PostgreSQL (no response cache, so a page can be read again) a background statement of the
+    // node (the streaming sweep) can land in a measurement; it only adds, so the least of three counts.
+    const steady = async (n: number) =>
+      e2eBackend() === 'postgres' ? Math.min(await cost(n), await cost(n), await cost(n)) : cost(n);
+    const small = await steady(10);
+    const large = await steady(100);
     expect(large).toBe(small);
     expect(large).toBeLessThanOrEqual(8);
   }, 60_000);

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ok, startTestServer, type TestServer } from './harness.js';
+import { e2eBackend, ok, startTestServer, type TestServer } from './harness.js';
 
 // Long enough for 20 sequential /healthz calls on a loaded machine (about 230 ms), well below what the or of 300 takes.
 const BUDGET_MS = 1_000;
@@ -116,7 +116,10 @@ describe('ad-hoc evaluation within the query budget', () => {
   });
 
   it('stops a long JS evaluation (evaluateProfile) and replaces its thread', async () => {
-    const heavy = await startHeavyServer(JS_BUDGET_MS);
+    // On PostgreSQL a replaced thread's first answer also opens its client and snapshot, which
+    // 50 ms does not cover on a loaded machine; the JS evaluation below takes seconds either way.
+    const budget = e2eBackend() === 'postgres' ? 250 : JS_BUDGET_MS;
+    const heavy = await startHeavyServer(budget);
     const q = `query($x: String!, $id: String!) {
       evaluateProfile(identity: { namespace: "email", id: $id }, expression: $x) { qualifies } }`;
     try {
@@ -130,8 +133,8 @@ describe('ad-hoc evaluation within the query budget', () => {
       const times = await healthzTimes(heavy, 20);
       const { r, ms } = await slow;
       expect(r.errors?.[0]?.extensions?.code, JSON.stringify(r)).toBe('QUERY_TIMEOUT');
-      expect(r.errors?.[0]?.message).toContain(`budget of ${JS_BUDGET_MS} ms`);
-      expect(ms).toBeLessThan(JS_BUDGET_MS + 1_000);
+      expect(r.errors?.[0]?.message).toContain(`budget of ${budget} ms`);
+      expect(ms).toBeLessThan(budget + 1_000);
       for (const t of times) expect(t).toBeLessThan(100);
       // Past the grace period the stuck thread is gone; every query still gets an answer.
       await new Promise((resolve) => setTimeout(resolve, 1_200));
