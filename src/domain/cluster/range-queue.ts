@@ -74,14 +74,18 @@ export async function renewRange(
 ): Promise<LeaseState> {
   // One round trip: the CTE renews the range, the outer update sums the job's progress. The
   // outer sum reads the ranges as they were before the CTE (PostgreSQL shows a statement's own
-  // CTE writes to no other part of it), hence "+ new − old" for this range.
+  // CTE writes to no other part of it), hence "+ new − old" for this range. That snapshot may miss
+  // another node's renewal committed meanwhile (READ COMMITTED re-reads the job row, not the sum),
+  // so the job's progress is never taken below what it already says: subscribers see it rise.
+  // A range re-run after a lost lease counts from 0 again without the job's figure falling back.
   const { rows } = await db.query<{ status: string }>(
     `WITH renewed AS (
        UPDATE job_ranges SET lease_until = $1, progress_done = $2, updated_at = $3
        WHERE job_id = $4 AND range_no = $5 AND status = 'PROCESSING' AND lease_owner = $6 AND attempts = $7
        RETURNING job_id)
-     UPDATE jobs SET progress_done = (SELECT coalesce(sum(progress_done), 0) FROM job_ranges WHERE job_id = $4) + $2
-       - (SELECT progress_done FROM job_ranges WHERE job_id = $4 AND range_no = $5), updated_at = $3
+     UPDATE jobs SET progress_done = GREATEST(progress_done,
+         (SELECT coalesce(sum(progress_done), 0) FROM job_ranges WHERE job_id = $4) + $2
+         - (SELECT progress_done FROM job_ranges WHERE job_id = $4 AND range_no = $5)), updated_at = $3
      WHERE id = (SELECT job_id FROM renewed)
      RETURNING status`,
     [now + leaseMs, progressDone, now, range.jobId, range.rangeNo, node, range.attempts],
@@ -120,8 +124,9 @@ export async function completeRange(
          evaluation_ms = $3, progress_done = $4, updated_at = $5
        WHERE job_id = $6 AND range_no = $7 AND status = 'PROCESSING' AND lease_owner = $8 AND attempts = $9
        RETURNING job_id)
-     UPDATE jobs SET progress_done = (SELECT coalesce(sum(progress_done), 0) FROM job_ranges WHERE job_id = $6) + $4
-       - (SELECT progress_done FROM job_ranges WHERE job_id = $6 AND range_no = $7), updated_at = $5
+     UPDATE jobs SET progress_done = GREATEST(progress_done,
+         (SELECT coalesce(sum(progress_done), 0) FROM job_ranges WHERE job_id = $6) + $4
+         - (SELECT progress_done FROM job_ranges WHERE job_id = $6 AND range_no = $7)), updated_at = $5
      WHERE id = (SELECT job_id FROM done)`,
     [
       result.profiles,
