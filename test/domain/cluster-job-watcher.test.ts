@@ -57,6 +57,34 @@ describeOnPostgres('job updates across the cluster', 'cluster_job_watcher', (db)
       await new Promise((r) => setTimeout(r, 200));
       expect(seen.filter((s) => s.topic === `job:${job.id}`)).toHaveLength(4);
       expect(seen.filter((s) => s.topic === `job:${other.id}`).map((s) => s.status)).toEqual(['QUEUED']);
+
+      // States committed faster than a row can be read are each told: the notification carries
+      // the row. One transaction's changes are told once, as it committed them.
+      const fastHeld = (await claimLeasedJob(db.conn.pool, 'EXPORT', 'node-b', 60_000))!;
+      const fast = { id: fastHeld.jobId };
+      expect(fast.id).toBe(other.id);
+      for (const done of [1, 2, 3]) await renewJobLease(db.conn.pool, fastHeld, 'node-b', 60_000, { done, total: 3 });
+      const client = await db.conn.pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('UPDATE jobs SET progress_done = 4 WHERE id = $1', [fast.id]);
+        await client.query('UPDATE jobs SET progress_done = 5 WHERE id = $1', [fast.id]);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+      const told = () => seen.filter((s) => s.topic === `job:${fast.id}`).map((s) => s.done);
+      for (let i = 0; i < 100 && told().length < 6; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(told()).toEqual([0, 0, 1, 2, 3, 5]);
+
+      // A row too large for a notification is told by its id and read.
+      const big = { rows: 'x'.repeat(10_000) };
+      await db.conn.pool.query('UPDATE jobs SET result = $1, progress_done = 6 WHERE id = $2', [
+        JSON.stringify(big),
+        fast.id,
+      ]);
+      for (let i = 0; i < 100 && told().length < 7; i++) await new Promise((r) => setTimeout(r, 20));
+      expect(told()).toEqual([0, 0, 1, 2, 3, 5, 6]);
     } finally {
       await watcher.stop();
     }

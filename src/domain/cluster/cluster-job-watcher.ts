@@ -1,9 +1,11 @@
 /**
  * Job updates made anywhere in the cluster, told to this process's subscribers. Nodes write job
  * rows only (claims, lease renewals with progress, final writes, requeues); a trigger announces
- * every change on `segql_job_updates` with the job's id (pg migration `job_update_notify`), and
- * each serving process LISTENs, reads the changed jobs in batches and publishes them on the
- * event bus as the single-process runner publishes its own (the job's topic, its sandbox's).
+ * every committed change on `segql_job_updates` with the row itself (pg migrations
+ * `job_update_notify`, `job_update_payload`), and each serving process LISTENs and publishes each
+ * state on the event bus as the single-process runner publishes its own (the job's topic, its
+ * sandbox's). A row too large for a notification comes as its id and is read here: of states
+ * written closer together than one read, subscribers then hear the latest.
  * Each serving process watches, so a subscriber sees a job's updates whichever node it is
  * connected to; they are published to this process only, as through Redis every other node would
  * deliver each update once more.
@@ -12,17 +14,15 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Store } from '../../db/store.js';
 import { type EventBus, topics } from '../events.js';
-import { type Job, jobById } from '../jobs/job-store.js';
+import { type Job, jobById, jobFromRowJson } from '../jobs/job-store.js';
 import { isTerminal } from '../jobs/job-types.js';
 
 export const JOB_UPDATES_CHANNEL = 'segql_job_updates';
 
 /**
- * How long notifications gather before their jobs are read: none beyond the current turn. Each
- * read gives a job's state as it is then, so states written closer together than one read are
- * told as the latest; waiting 20 ms merged a preview's running estimates (one heard of several in
- * a third of the runs), reading at once heard them all in eight of eight. Progress is written at
- * most every 50 ms per running range or job, so the reads stay few.
+ * How long notifications gather before they are told: none beyond the current turn. A job
+ * announced by id is read then, and gives its state as it is then; waiting 20 ms merged a
+ * preview's running estimates when every notification was an id.
  */
 const BATCH_MS = 0;
 /** How many jobs' last told state is remembered. */
@@ -32,7 +32,8 @@ const RECONNECT_MS = 1_000;
 
 export class ClusterJobWatcher {
   private client: pg.Client | undefined;
-  private readonly pending = new Set<number>();
+  /** Notified changes in commit order: the job's row, or its id when the row was too large. */
+  private readonly pending: (Job | number)[] = [];
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -44,9 +45,9 @@ export class ClusterJobWatcher {
   async start(): Promise<void> {
     const client = new pg.Client({ connectionString: this.deps.url });
     client.on('notification', (n) => {
-      const id = Number(n.payload);
-      if (!Number.isSafeInteger(id)) return;
-      this.pending.add(id);
+      const notice = this.parse(n.payload);
+      if (notice === undefined) return;
+      this.pending.push(notice);
       this.timer ??= setTimeout(() => {
         this.timer = undefined;
         this.flushing = this.flushing.then(() => this.flush());
@@ -65,15 +66,31 @@ export class ClusterJobWatcher {
     this.client = client;
   }
 
-  private async flush(): Promise<void> {
-    const ids = [...this.pending];
-    this.pending.clear();
-    for (const id of ids) {
+  private parse(payload: string | undefined): Job | number | undefined {
+    if (payload?.startsWith('{')) {
       try {
-        const job = await jobById(this.deps.store, id);
+        return jobFromRowJson(payload);
+      } catch (err) {
+        this.deps.log.warn({ err }, 'job updates: unreadable notification');
+        return undefined;
+      }
+    }
+    const id = Number(payload);
+    return Number.isSafeInteger(id) ? id : undefined;
+  }
+
+  private async flush(): Promise<void> {
+    const notices = this.pending.splice(0);
+    for (const notice of notices) {
+      if (typeof notice !== 'number') {
+        this.announce(notice);
+        continue;
+      }
+      try {
+        const job = await jobById(this.deps.store, notice);
         if (job) this.announce(job);
       } catch (err) {
-        this.deps.log.warn({ err, jobId: id }, 'job updates: cannot read the job');
+        this.deps.log.warn({ err, jobId: notice }, 'job updates: cannot read the job');
       }
     }
   }

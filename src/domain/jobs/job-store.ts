@@ -51,6 +51,14 @@ function toJob<K extends TypedJobKind = TypedJobKind>(row: StoredJobRow): JobOf<
   } as JobOf<K>;
 }
 
+/**
+ * A job from a row written as JSON with the column names this file reads (the PostgreSQL job
+ * update notification, pg migration `job_update_payload`).
+ */
+export function jobFromRowJson(text: string): Job {
+  return toJob(JSON.parse(text) as StoredJobRow);
+}
+
 // Every column, as Drizzle's select() gave them; the JSON columns as text on both (SQLite keeps
 // them as the text Drizzle wrote, PostgreSQL as jsonb).
 const columns = (json: (column: string) => string) => `id, sandbox_id AS "sandboxId", kind, status,
