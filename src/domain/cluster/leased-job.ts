@@ -65,7 +65,8 @@ export interface LeaseProgress {
 /**
  * Extends the lease of a job `node` holds and records its progress: 'lost' when the lease had
  * passed and the job went back to the queue (or to another node), 'cancelling' when a cancel was
- * asked for.
+ * asked for. A job being cancelled keeps the progress and running result it had when the cancel
+ * came: what the node computed after it is not the job's any more.
  */
 export async function renewJobLease(
   db: Queryable,
@@ -77,8 +78,9 @@ export async function renewJobLease(
 ): Promise<LeaseState> {
   const { rows } = await db.query<{ status: string }>(
     `UPDATE jobs SET lease_until = $1, updated_at = $2,
-       progress_done = coalesce($3, progress_done), progress_total = coalesce($4, progress_total),
-       result = coalesce($5::jsonb, result)
+       progress_done = CASE WHEN status = 'CANCELLING' THEN progress_done ELSE coalesce($3, progress_done) END,
+       progress_total = CASE WHEN status = 'CANCELLING' THEN progress_total ELSE coalesce($4, progress_total) END,
+       result = CASE WHEN status = 'CANCELLING' THEN result ELSE coalesce($5::jsonb, result) END
      WHERE id = $6 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $7 AND attempts = $8
      RETURNING status`,
     [
