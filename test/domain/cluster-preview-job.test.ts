@@ -286,7 +286,7 @@ describe.skipIf(!pgAdminUrl)('previews on cluster nodes (PostgreSQL)', () => {
       );
       const jobId = rows[0]!.id;
       expect(await ended(jobId)).toBe('succeeded');
-      expect(events).toContainEqual({ type: 'previews-requeued', jobs: [{ jobId, status: 'QUEUED' }] });
+      expect(events).toContainEqual({ type: 'jobs-requeued', jobs: [{ jobId, kind: 'PREVIEW', status: 'QUEUED' }] });
       const job = (await jobById(db.conn, jobId))!;
       expect(job.attempts).toBe(2);
       const sqlite = await sqlitePreview({ text, sampleSize: 1_200, seed: 21 });

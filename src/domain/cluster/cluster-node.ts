@@ -13,6 +13,7 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
+import type { JobKind } from '../jobs/job-types.js';
 import type { NewTick } from '../schedules/schedule-ticks.js';
 import {
   claimExportJob,
@@ -24,7 +25,7 @@ import {
   runClusterExport,
 } from './cluster-export-job.js';
 import { wholeJobRunners } from './cluster-job-kinds.js';
-import { type PreviewEvent, previewSlot } from './cluster-preview-job.js';
+import { type PreviewEvent, previewJobKinds } from './cluster-preview-job.js';
 import { runDueSchedules } from './cluster-schedules.js';
 import {
   type ClusterSettings,
@@ -50,6 +51,7 @@ export type NodeEvent =
   | { type: 'exports-requeued'; jobs: { jobId: number; status: string }[] }
   | { type: 'schedule-tick'; tick: NewTick }
   | PreviewEvent
+  | { type: 'jobs-requeued'; jobs: { jobId: number; kind: JobKind; status: string }[] }
   | { type: 'error'; error: Error };
 
 export interface ClusterNodeOptions extends Partial<ClusterSettings> {
@@ -123,9 +125,10 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   const plans = new Map<number, Awaited<ReturnType<typeof planOf>>>();
   let lastSweep = 0;
   // A third slot, beside the range loop and the export slot: one preview at a time (cluster-preview-job.ts).
-  const previews = previewSlot(
+  const previews = wholeJobSlot(
     pool,
-    { ...settings, testOnlyChunkDelayMs: options.testOnlyPreviewChunkDelayMs },
+    settings,
+    previewJobKinds(pool, { testOnlyChunkDelayMs: options.testOnlyPreviewChunkDelayMs }, emit),
     emit,
     woken,
   );
@@ -147,7 +150,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     }
   };
 
-  // A third slot: dry runs and ingestion runs, one at a time (cluster-whole-jobs.ts).
+  // A fourth slot: dry runs and ingestion runs, one at a time (cluster-whole-jobs.ts).
   const wholeJobs = wholeJobSlot(pool, settings, wholeJobRunners(dataDir), emit, woken);
 
   /** One pass: true when it found work (so the loop goes again at once). */
@@ -169,9 +172,11 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
           if (e.status !== 'QUEUED') emit({ type: 'job-ended', jobId: e.jobId, end: e.status.toLowerCase() });
         }
       }
-      await previews.sweep(now);
     }
-    if (now === lastSweep) await wholeJobs.sweep(now);
+    if (now === lastSweep) {
+      await previews.sweep(now);
+      await wholeJobs.sweep(now);
+    }
     const started = await startQueuedSegmentJob(pool, settings);
     if (started !== undefined) emit({ type: 'job-started', jobId: started });
     let found = started !== undefined;
@@ -183,7 +188,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         found = true;
       }
     }
-    if (running && (await previews.step())) found = true;
+    if (running && (await previews.take())) found = true;
     if (running && (await wholeJobs.take())) found = true;
     const range = await claimRange(pool, settings.node, settings.leaseMs);
     if (!range) return found;
@@ -268,7 +273,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       woken();
       stopSchedules?.();
       await Promise.all([loop, schedules]);
-      await Promise.all([exporting, previews.stop(), wholeJobs.settled()]);
+      await Promise.all([exporting, previews.settled(), wholeJobs.settled()]);
       await listener.end().catch(() => {});
     },
   };

@@ -21,10 +21,8 @@
 import type pg from 'pg';
 import type { Store } from '../../db/store.js';
 import { requireDefinition } from '../definitions.js';
-import { Cancelled } from '../jobs/cancelled.js';
 import { checkDefinitionPg, readCatalogPg } from '../pg-expressions.js';
 import { samplePreviewPg } from '../previews/pg-preview-sampling.js';
-import type { PreviewProgress } from '../previews/preview-run.js';
 import type { PreviewPlan } from '../previews/preview-sampling.js';
 import {
   checkPreviewInput,
@@ -35,29 +33,19 @@ import {
   previewJobInput,
 } from '../previews/previews.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
-import {
-  cancelHeldJob,
-  claimLeasedJob,
-  failHeldJob,
-  type HeldJob,
-  LeaseBeat,
-  type LeaseProgress,
-  renewJobLease,
-  requeueExpiredJobs,
-} from './leased-job.js';
-import { LeaseLost, type LeaseState } from './range-queue.js';
+import { runWholeJob, type WholeJobEnd, type WholeJobKinds } from './cluster-whole-jobs.js';
+import { claimLeasedJob, type HeldJob, requeueExpiredJobs } from './leased-job.js';
 
 /** A preview this node holds: attempt `attempts` is its lease's number. */
 export type HeldPreview = HeldJob<PreviewJobInput & { now: number }>;
 
 /** What became of a preview this node held. */
-export type PreviewEnd = 'succeeded' | 'failed' | 'cancelled' | 'lost';
+export type PreviewEnd = WholeJobEnd;
 
 /** What the preview slot reports (cluster-node.ts' events). */
 export type PreviewEvent =
   | { type: 'preview-claimed'; jobId: number; attempts: number }
-  | { type: 'preview-ended'; jobId: number; attempts: number; end: PreviewEnd }
-  | { type: 'previews-requeued'; jobs: { jobId: number; status: string }[] };
+  | { type: 'preview-ended'; jobId: number; attempts: number; end: PreviewEnd };
 
 /**
  * Checks a preview as createPreview does and queues it for the cluster; returns its id. The
@@ -111,30 +99,6 @@ export function claimPreviewJob(
   return claimLeasedJob(db, 'PREVIEW', node, leaseMs, now);
 }
 
-/**
- * Extends the lease of a preview `node` holds and records its progress and running estimate
- * (the result the single-process runner keeps while a preview runs): leased-job.ts.
- */
-export function renewPreviewLease(
-  db: Queryable,
-  held: HeldPreview,
-  node: string,
-  leaseMs: number,
-  progress: PreviewProgress | undefined,
-  now = Date.now(),
-): Promise<LeaseState> {
-  return renewJobLease(db, held, node, leaseMs, previewLeaseProgress(progress), now);
-}
-
-function previewLeaseProgress(progress: PreviewProgress | undefined): LeaseProgress {
-  if (!progress) return { done: null, total: null };
-  return {
-    done: progress.done,
-    total: progress.total,
-    result: { estimate: progress.estimate, sampleSize: progress.done },
-  };
-}
-
 /** Puts every preview whose lease has passed back in the queue (leased-job.ts). */
 export async function requeueExpiredPreviews(
   db: Queryable,
@@ -158,9 +122,6 @@ export async function purgeExpiredPreviewsPg(db: Queryable, now = Date.now()): P
   return rowCount ?? 0;
 }
 
-/** How often a node purges expired previews (every node does; a purge that finds nothing is one index read). */
-const PURGE_EVERY_MS = 60_000;
-
 /** How a node runs previews. */
 export interface PreviewSettings {
   node: string;
@@ -175,19 +136,13 @@ export interface PreviewSettings {
 const QUERY_CANCELED = '57014';
 
 /**
- * Runs a preview this node holds to its end, renewing the lease every third of the lease time.
- * When a renewal finds the lease lost or a cancel asked for, the statement running for the
- * preview is cancelled on the server (pg_cancel_backend) and the reading stops at the next chunk.
+ * Runs a preview this node holds to its end as a whole job (cluster-whole-jobs.ts: the lease
+ * renewed every third of the lease time, a lost lease or a cancel stopping the running
+ * statement, the final write in one transaction that names the lease): sampled in one
+ * REPEATABLE READ snapshot, each running estimate written at once, the qualifying profiles
+ * stored with the job's SUCCEEDED state as the SQLite task stores them.
  */
-export async function runClusterPreview(
-  pool: pg.Pool,
-  held: HeldPreview,
-  settings: PreviewSettings,
-): Promise<PreviewEnd> {
-  const client = await pool.connect();
-  let progress: PreviewProgress | undefined;
-  const beat = new LeaseBeat(pool, client, held, settings.node, settings.leaseMs, () => previewLeaseProgress(progress));
-  const checkLease = () => beat.check();
+export function runClusterPreview(pool: pg.Pool, held: HeldPreview, settings: PreviewSettings): Promise<PreviewEnd> {
   const plan: PreviewPlan = {
     jobId: held.jobId,
     sandboxId: held.sandboxId,
@@ -197,150 +152,66 @@ export async function runClusterPreview(
     confidenceLevel: held.input.confidenceLevel,
     seed: held.input.seed,
   };
-  let clean = false;
-  try {
+  // The single-process runner stops a preview that reports no progress for PREVIEW_TIMEOUT_MS; here
+  // progress comes between statements, so one statement running that long is the same stall.
+  const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
+  return runWholeJob(pool, held, settings, async (client, lease) => {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    // The single-process runner stops a preview that reports no progress for PREVIEW_TIMEOUT_MS; here
-    // progress comes between statements, so one statement running that long is the same stall.
-    const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
     await client.query("SELECT set_config('statement_timeout', $1, true)", [String(timeoutMs)]);
-    const counter = await samplePreviewPg(client, plan, {
-      progress: (p) => {
-        progress = p;
-        // Each running estimate is told, as on SQLite: chunks double, so they are few.
-        beat.renewNow();
-      },
-      checkpoint: checkLease,
-      chunkDelayMs: settings.testOnlyChunkDelayMs ?? 0,
-    });
-    await client.query('COMMIT');
-    // The final write must not meet a cancel meant for the reading: the beat stops first. The
-    // lease is still checked, by the write itself.
-    await beat.stop();
-    checkLease();
-    await finishPreview(client, held, settings.node, counter);
-    clean = true;
-    return 'succeeded';
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    await beat.stop();
-    if (beat.lease === 'lost' || err instanceof LeaseLost) return 'lost';
-    if (beat.lease === 'cancelling' || err instanceof Cancelled) {
-      await cancelHeldJob(pool, held, settings.node);
-      return 'cancelled';
-    }
-    const timeoutMs = settings.testOnlyStatementTimeoutMs ?? PREVIEW_TIMEOUT_MS;
-    const reason =
-      (err as { code?: unknown }).code === QUERY_CANCELED
-        ? `No progress for ${Math.round(timeoutMs / 1000)} s; the job was stopped`
-        : err instanceof Error
-          ? err.message
-          : String(err);
-    return (await failHeldJob(pool, held, settings.node, reason)) ? 'failed' : 'lost';
-  } finally {
-    await beat.stop();
-    // A connection a cancel may have reached (or that failed mid-transaction) is closed, not reused.
-    client.release(!clean);
-  }
-}
-
-/**
- * The final write, in one transaction: the job SUCCEEDED with its result if this node still
- * holds its lease (else LeaseLost, or Cancelled when a cancel got there first, and nothing is
- * written), and the qualifying profiles stored as the SQLite task stores them.
- */
-async function finishPreview(
-  client: pg.PoolClient,
-  held: HeldPreview,
-  node: string,
-  counter: Awaited<ReturnType<typeof samplePreviewPg>>,
-): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    const finishedAt = Date.now();
-    const { result, units } = counter.result();
-    const { rowCount } = await client.query(
-      `UPDATE jobs SET status = 'SUCCEEDED', result = $1, finished_at = $2, updated_at = $2, progress_done = $3,
-         progress_total = $3, lease_owner = NULL, lease_until = NULL
-       WHERE id = $4 AND status = 'PROCESSING' AND lease_owner = $5 AND attempts = $6`,
-      [JSON.stringify(result), finishedAt, units, held.jobId, node, held.attempts],
-    );
-    if (rowCount !== 1) {
-      const { rows } = await client.query<{ status: string }>(
-        'SELECT status FROM jobs WHERE id = $1 AND lease_owner = $2 AND attempts = $3',
-        [held.jobId, node, held.attempts],
-      );
-      throw rows[0]?.status === 'CANCELLING' ? new Cancelled() : new LeaseLost(held);
-    }
-    const { bytes, count } = counter.packedResults();
-    await client.query(
-      `INSERT INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (job_id) DO UPDATE SET sandbox_id = excluded.sandbox_id, profile_ids = excluded.profile_ids,
-         count = excluded.count`,
-      [held.jobId, held.sandboxId, bytes, count],
-    );
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => {});
-    throw err;
-  }
-}
-
-/**
- * A node's preview slot (cluster-node.ts): one preview at a time beside the node's range loop
- * and export slot, so a long preview holds up neither. `sweep` takes back previews whose leases
- * passed; `step` claims one when the slot is free and runs it without waiting for it.
- */
-export function previewSlot(
-  pool: pg.Pool,
-  settings: PreviewSettings,
-  emit: (
-    event: PreviewEvent | { type: 'job-ended'; jobId: number; end: string } | { type: 'error'; error: Error },
-  ) => void,
-  woken: () => void,
-) {
-  let running: Promise<void> | undefined;
-  let stopped = false;
-  let lastPurge = 0;
-  const run = async (held: HeldPreview) => {
+    let counter: Awaited<ReturnType<typeof samplePreviewPg>>;
     try {
-      emit({ type: 'preview-claimed', jobId: held.jobId, attempts: held.attempts });
-      const end = await runClusterPreview(pool, held, settings);
-      emit({ type: 'preview-ended', jobId: held.jobId, attempts: held.attempts, end });
-      if (end !== 'lost') emit({ type: 'job-ended', jobId: held.jobId, end });
+      counter = await samplePreviewPg(client, plan, {
+        // Each running estimate is told, as on SQLite: chunks double, so they are few.
+        progress: (p) =>
+          lease.progress({ done: p.done, total: p.total, result: { estimate: p.estimate, sampleSize: p.done } }, true),
+        checkpoint: () => lease.check(),
+        chunkDelayMs: settings.testOnlyChunkDelayMs ?? 0,
+      });
     } catch (err) {
-      emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
-    } finally {
-      running = undefined;
-      // The slot is free: look for the next preview now, not at the next poll.
-      woken();
-    }
-  };
-  return {
-    async sweep(now: number): Promise<void> {
-      if (now - lastPurge >= PURGE_EVERY_MS) {
-        lastPurge = now;
-        await purgeExpiredPreviewsPg(pool, now);
+      // A statement a renewal cancelled is told as the lost lease or cancel it was (runWholeJob).
+      if ((err as { code?: unknown }).code === QUERY_CANCELED) {
+        throw new Error(`No progress for ${Math.round(timeoutMs / 1000)} s; the job was stopped`);
       }
-      const previews = await requeueExpiredPreviews(pool, now);
-      if (previews.length === 0) return;
-      emit({ type: 'previews-requeued', jobs: previews.map((p) => ({ jobId: p.jobId, status: p.status })) });
-      for (const p of previews)
-        if (p.status !== 'QUEUED') emit({ type: 'job-ended', jobId: p.jobId, end: p.status.toLowerCase() });
+      throw err;
+    }
+    await client.query('COMMIT');
+    return {
+      async finish(c) {
+        const { bytes, count } = counter.packedResults();
+        await c.query(
+          `INSERT INTO preview_results (job_id, sandbox_id, profile_ids, count) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (job_id) DO UPDATE SET sandbox_id = excluded.sandbox_id, profile_ids = excluded.profile_ids,
+             count = excluded.count`,
+          [held.jobId, held.sandboxId, bytes, count],
+        );
+        return counter.result();
+      },
+    };
+  });
+}
+
+/**
+ * The kinds of a node's preview slot, a whole-job slot of its own (cluster-node.ts) so a long
+ * preview holds up neither ranges, exports nor dry runs: previews, with the purge of expired
+ * ones as its housekeeping. `emit` hears each preview claimed and ended.
+ */
+export function previewJobKinds(
+  pool: pg.Pool,
+  settings: Omit<PreviewSettings, 'node' | 'leaseMs'>,
+  emit: (event: PreviewEvent) => void,
+): WholeJobKinds {
+  return {
+    runners: {
+      PREVIEW: async (_pool, held, slot) => {
+        const preview = held as HeldPreview;
+        emit({ type: 'preview-claimed', jobId: preview.jobId, attempts: preview.attempts });
+        const end = await runClusterPreview(pool, preview, { ...settings, ...slot });
+        emit({ type: 'preview-ended', jobId: preview.jobId, attempts: preview.attempts, end });
+        return end;
+      },
     },
-    /** True when it claimed a preview. */
-    async step(): Promise<boolean> {
-      if (running || stopped) return false;
-      const held = await claimPreviewJob(pool, settings.node, settings.leaseMs);
-      if (!held) return false;
-      // Not awaited: the preview runs in its slot while the loop goes on.
-      running = run(held);
-      return true;
-    },
-    /** Takes no more previews and waits for the one in hand. */
-    async stop(): Promise<void> {
-      stopped = true;
-      await running;
+    housekeeping: async (_store, now) => {
+      await purgeExpiredPreviewsPg(pool, now);
     },
   };
 }

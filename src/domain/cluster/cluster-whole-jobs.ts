@@ -201,9 +201,15 @@ export interface WholeJobKinds {
 const HOUSEKEEPING_MS = 60_000;
 
 /** What a node's whole-job slot reports (the node passes its own events through). */
-export type WholeJobEvent = { type: 'job-ended'; jobId: number; end: string } | { type: 'error'; error: Error };
+export type WholeJobEvent =
+  | { type: 'job-ended'; jobId: number; end: string }
+  | { type: 'jobs-requeued'; jobs: { jobId: number; kind: JobKind; status: string }[] }
+  | { type: 'error'; error: Error };
 
-/** A node's slot for whole jobs (dry runs, ingestion runs): one at a time, beside its range and its export. */
+/**
+ * A node's slot for whole jobs: one at a time, beside its range and its export. A node has two:
+ * dry runs and ingestion runs in one, previews in the other.
+ */
 export interface WholeJobSlot {
   /** Puts back what passed its lease (any node's sweep). */
   sweep(now: number): Promise<void>;
@@ -245,7 +251,9 @@ export function wholeJobSlot(
         lastHousekeeping = now;
         await housekeeping(storeOn(pool), now);
       }
-      for (const job of await requeueExpiredWholeJobs(pool, kinds, now)) {
+      const requeued = await requeueExpiredWholeJobs(pool, kinds, now);
+      if (requeued.length > 0) emit({ type: 'jobs-requeued', jobs: requeued });
+      for (const job of requeued) {
         if (job.status !== 'QUEUED') emit({ type: 'job-ended', jobId: job.jobId, end: job.status.toLowerCase() });
       }
     },
