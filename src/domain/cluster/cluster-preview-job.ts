@@ -7,7 +7,7 @@
  *    (`enqueueClusterPreviewJob`);
  * 2. claimed by one node with `FOR UPDATE SKIP LOCKED` under a lease (`lease_owner`,
  *    `lease_until`, `attempts` as the lease's number), renewed every third of the lease time with
- *    the progress and the running estimate (`claimPreviewJob`, `renewPreviewLease`);
+ *    the progress and the running estimate (`claimPreviewJob`, `runClusterPreview` as a whole job);
  * 3. sampled and evaluated in one REPEATABLE READ snapshot by the same counting as the SQLite
  *    task, only the reads differing (previews/pg-preview-sampling.ts);
  * 4. finished in one transaction that names the lease: the job SUCCEEDED with its result and
