@@ -358,6 +358,43 @@ async function listStateOf(store: Store) {
 }
 
 describe('pending members written together, on SQLite', () => {
+  it('cost the same statements for 3 identities as for 297', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segql-memb-batch-'));
+    const conn = openDatabase(':memory:');
+    try {
+      const sandboxId = (await createSandbox(conn, 'lists', 1)).id;
+      const emails = Array.from({ length: 300 }, (_, i) => `p${i}@example.com`);
+      const external = await ingestCrmList(conn, sandboxId, {
+        dir,
+        name: 'many.csv',
+        text: `email,points\n${emails.map((e, i) => `${e},${i}`).join('\n')}\n`,
+        now: 1_000,
+      });
+      const catalog = buildCatalog(DEFAULT_SCHEMA_FIELDS);
+      const records = emails.map((id) => ({ identities: [{ namespace: 'email', id }], attributes: {} }));
+      const { profileIds } = (await ingestProfilesPooled(conn, sandboxId, records, { catalog, limits: DEFAULT_LIMITS }))
+        .result;
+      const added = emails.map((value, i) => ({ namespace: 'email', value, profileId: profileIds[i]! }));
+      const counted = async (batch: AddedIdentity[]) => {
+        const before = sqlStatementsTotal();
+        const changes = await writeUnit(conn, (tx) => resolvePendingMembersOn(tx, sandboxId, batch, 5_000));
+        return { statements: sqlStatementsTotal() - before, entered: changes.length };
+      };
+      const small = await counted(added.slice(0, 3));
+      const large = await counted(added.slice(3));
+      expect(small.entered).toBe(3);
+      expect(large.entered).toBe(297);
+      expect(large.statements).toBe(small.statements);
+      const audience = (await conn.all<{ id: number; size: number }>(audienceRows)).find(
+        (a) => a.id === external.audienceId,
+      );
+      expect(audience?.size).toBe(300);
+    } finally {
+      conn.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('leave what resolvePendingMembers leaves, a member named twice entering once', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'segql-memb-batch-'));
     const reference = openDatabase(':memory:');

@@ -1,8 +1,9 @@
 /**
  * Statements by name, pending members (src/domain/external-audiences/pending-members.ts): both
- * texts find the same list rows for an identity (archived audiences left out, in audience order,
- * the payload as JSON text), the same membership status, and set the same payload. Runs when
- * SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ * texts find the same list rows for a batch of identities (archived audiences left out, in the
+ * identities' order then audience order, the payload as JSON text, the profile's membership
+ * status there), and set the same payloads. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL
+ * server.
  */
 import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
@@ -78,18 +79,39 @@ describeOnPostgres('pending members statements on PostgreSQL', 'statements_pendi
       };
       expect(await same('any', [1])).toEqual([{ found: 1 }]);
       expect(await same('any', [2])).toEqual([]);
-      expect(await same('rows', [1, 'email', 'a@x'])).toEqual([
-        { audienceId: 1, payload: {}, importedAt: 600, ttl: 7 },
-        { audienceId: 3, payload: { tier: 'gold', score: 1.5, ok: true, at: null }, importedAt: 500, ttl: 30 },
+      const identities = (...list: [string, string, number][]) => JSON.stringify(list);
+      expect(await same('rows', [identities(['email', 'a@x', 10]), 1])).toEqual([
+        { idx: 0, audienceId: 1, payload: {}, importedAt: 600, ttl: 7, status: 'REALIZED' },
+        {
+          idx: 0,
+          audienceId: 3,
+          payload: { tier: 'gold', score: 1.5, ok: true, at: null },
+          importedAt: 500,
+          ttl: 30,
+          status: 'EXITED',
+        },
       ]);
-      expect(await same('rows', [1, 'email', 'nobody'])).toEqual([]);
-      expect(await same('rows', [1, 'crm', 'a@x'])).toEqual([]);
-      expect(await same('status', [3, 10])).toEqual([{ status: 'EXITED' }]);
-      expect(await same('status', [2, 10])).toEqual([]);
+      // Several identities at once, in their order; one no list names, one of another profile.
+      expect(
+        await same('rows', [identities(['email', 'b@x', 11], ['email', 'nobody', 10], ['email', 'a@x', 12]), 1]),
+      ).toEqual([
+        { idx: 0, audienceId: 3, payload: { tier: 'silver' }, importedAt: 800, ttl: 30, status: null },
+        { idx: 2, audienceId: 1, payload: {}, importedAt: 600, ttl: 7, status: null },
+        {
+          idx: 2,
+          audienceId: 3,
+          payload: { tier: 'gold', score: 1.5, ok: true, at: null },
+          importedAt: 500,
+          ttl: 30,
+          status: null,
+        },
+      ]);
+      expect(await same('rows', [identities(['crm', 'a@x', 10]), 1])).toEqual([]);
+      expect(await same('rows', [identities(['email', 'a@x', 10]), 2])).toEqual([]);
       const payload = JSON.stringify({ tier: 'gold', score: 1.5 });
       for (const runner of [sqlite, postgres]) {
-        expect(await runner.run(q('payload'), [payload, 3, 10])).toEqual({ changes: 1 });
-        expect(await runner.run(q('payload'), [payload, 2, 10])).toEqual({ changes: 0 });
+        expect(await runner.run(q('payloads'), [JSON.stringify([[3, 10, payload]])])).toEqual({ changes: 1 });
+        expect(await runner.run(q('payloads'), [JSON.stringify([[2, 10, payload]])])).toEqual({ changes: 0 });
       }
       const stored = sqlite.sqlite
         .prepare('SELECT payload FROM memberships WHERE audience_id = 3 AND profile_id = 10')
