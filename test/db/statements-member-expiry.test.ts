@@ -1,7 +1,7 @@
 /**
  * Statements by name, member expiry (src/domain/external-audiences/member-expiry.ts): both texts
- * list the same audiences and TTLs, find the same expired rows, candidates, statuses and fresher
- * rows, and forget the same rows. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
+ * list the same audiences and TTLs, find the same expired rows and the same members to exit (stale
+ * on every row, still current), and forget the same rows. Runs when SEGQL_TEST_DATABASE_URL names a PostgreSQL server.
  */
 import { expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
@@ -86,19 +86,23 @@ describeOnPostgres('member expiry statements on PostgreSQL', 'statements_member_
       expect(await same('anyExpired', [5, 100])).toEqual([{ found: 1 }]);
       expect(await same('anyExpired', [5, 99])).toEqual([]);
       expect(await same('anyExpired', [4, 900])).toEqual([]);
-      expect(await same('candidates', [5, 500])).toEqual([{ profileId: 10 }, { profileId: 11 }]);
-      expect(await same('candidates', [5, 1000])).toEqual([{ profileId: 10 }, { profileId: 11 }]);
-      expect(await same('candidates', [5, 50])).toEqual([]);
-      expect(await same('status', [5, 11])).toEqual([{ status: 'EXISTING' }]);
-      expect(await same('status', [5, 12])).toEqual([]);
-      expect(await same('fresh', [5, 10, 'email', 500])).toEqual([{ found: 1 }]);
-      expect(await same('fresh', [5, 10, 'email', 900])).toEqual([]);
-      expect(await same('fresh', [5, 11, 'email', 500])).toEqual([]);
+      const expiring = (cutoff: number) => same('expiring', [5, cutoff, 5, 5, 'email', cutoff]);
+      // Profile 10 still has a fresh row at 500; at 1000 every row of both is stale.
+      expect(await expiring(500)).toEqual([{ profileId: 11, status: 'EXISTING' }]);
+      expect(await expiring(1000)).toEqual([
+        { profileId: 10, status: 'REALIZED' },
+        { profileId: 11, status: 'EXISTING' },
+      ]);
+      expect(await expiring(50)).toEqual([]);
       for (const runner of [sqlite, postgres]) {
         expect(await runner.run(q('forget'), [5, 500])).toEqual({ changes: 3 });
         expect(await runner.run(q('forget'), [5, 500])).toEqual({ changes: 0 });
       }
-      expect(await same('candidates', [5, 1000])).toEqual([{ profileId: 10 }]);
+      expect(await expiring(1000)).toEqual([{ profileId: 10, status: 'REALIZED' }]);
+      // A profile no longer a current member is not exited again.
+      sqlite.sqlite.prepare("UPDATE memberships SET status = 'EXITED' WHERE profile_id = 10").run();
+      await pg.conn.pool.query("UPDATE memberships SET status = 'EXITED' WHERE profile_id = 10");
+      expect(await expiring(1000)).toEqual([]);
     } finally {
       sqlite.close();
     }

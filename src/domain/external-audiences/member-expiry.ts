@@ -8,8 +8,8 @@
 import { statements } from '../../db/statement.js';
 import type { Store } from '../../db/store.js';
 import { writeUnit } from '../../db/unit.js';
-import { CURRENT_STATUSES, type MembershipStatus } from '../membership-statuses.js';
-import { type MembershipMove, membershipMove, StoreMembershipWriter } from '../memberships.js';
+import { CURRENT_STATUSES_SQL, type MembershipStatus } from '../membership-statuses.js';
+import { membershipMove, StoreMembershipWriter } from '../memberships.js';
 import { ingestLock } from '../pooled-ingest.js';
 
 const DAY_MS = 86_400_000;
@@ -27,25 +27,28 @@ const q = statements('member-expiry', {
     sqlite: 'SELECT 1 AS found FROM external_members WHERE audience_id = ? AND imported_at <= ? LIMIT 1',
     postgres: 'SELECT 1 AS found FROM external_members WHERE audience_id = $1 AND imported_at <= $2 LIMIT 1',
   },
-  /** Profiles named by a row imported at or before the cutoff, in id order. */
-  candidates: {
-    sqlite: `SELECT DISTINCT i.profile_id AS "profileId" FROM external_members x
-      JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
-      WHERE x.audience_id = ? AND x.imported_at <= ? ORDER BY i.profile_id`,
-    postgres: `SELECT DISTINCT i.profile_id AS "profileId" FROM external_members x
-      JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
-      WHERE x.audience_id = $1 AND x.imported_at <= $2 ORDER BY i.profile_id`,
-  },
-  status: {
-    sqlite: 'SELECT status FROM memberships WHERE audience_id = ? AND profile_id = ?',
-    postgres: 'SELECT status FROM memberships WHERE audience_id = $1 AND profile_id = $2',
-  },
-  /** Whether another identity of the profile (same namespace) is on a row imported after the cutoff. */
-  fresh: {
-    sqlite: `SELECT 1 AS found FROM identities i JOIN external_members x ON x.audience_id = ? AND x.value = i.value
-      WHERE i.profile_id = ? AND i.namespace = ? AND x.imported_at > ? LIMIT 1`,
-    postgres: `SELECT 1 AS found FROM identities i JOIN external_members x ON x.audience_id = $1 AND x.value = i.value
-      WHERE i.profile_id = $2 AND i.namespace = $3 AND x.imported_at > $4 LIMIT 1`,
+  /**
+   * The members to exit, in id order: profiles named by a row imported at or before the cutoff,
+   * current members of the audience, none of whose identities of the list's namespace is on a
+   * row imported after it (params: audience, cutoff, audience, audience, namespace, cutoff).
+   */
+  expiring: {
+    sqlite: `SELECT c.profile_id AS "profileId", m.status FROM (
+        SELECT DISTINCT i.profile_id FROM external_members x
+        JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
+        WHERE x.audience_id = ? AND x.imported_at <= ?) AS c
+      JOIN memberships m ON m.audience_id = ? AND m.profile_id = c.profile_id AND m.status IN ${CURRENT_STATUSES_SQL}
+      WHERE NOT EXISTS (SELECT 1 FROM identities i JOIN external_members x ON x.audience_id = ? AND x.value = i.value
+        WHERE i.profile_id = c.profile_id AND i.namespace = ? AND x.imported_at > ?)
+      ORDER BY c.profile_id`,
+    postgres: `SELECT c.profile_id AS "profileId", m.status FROM (
+        SELECT DISTINCT i.profile_id FROM external_members x
+        JOIN identities i ON i.sandbox_id = x.sandbox_id AND i.namespace = x.namespace AND i.value = x.value
+        WHERE x.audience_id = $1 AND x.imported_at <= $2) AS c
+      JOIN memberships m ON m.audience_id = $3 AND m.profile_id = c.profile_id AND m.status IN ${CURRENT_STATUSES_SQL}
+      WHERE NOT EXISTS (SELECT 1 FROM identities i JOIN external_members x ON x.audience_id = $4 AND x.value = i.value
+        WHERE i.profile_id = c.profile_id AND i.namespace = $5 AND x.imported_at > $6)
+      ORDER BY c.profile_id`,
   },
   forget: {
     sqlite: 'DELETE FROM external_members WHERE audience_id = ? AND imported_at <= ?',
@@ -69,16 +72,20 @@ export async function expireExternalMembers(conn: Store, now: number): Promise<n
     exited += await writeUnit(
       conn,
       async (tx) => {
-        // Decided first, then written together: each candidate is another profile, and what a
-        // decision reads (its own membership, the list's rows) no exit changes.
-        const exits: MembershipMove[] = [];
-        for (const { profileId } of await tx.all<{ profileId: number }>(q.candidates, [a.audienceId, cutoff])) {
-          const current = (await tx.get<{ status: MembershipStatus }>(q.status, [a.audienceId, profileId]))?.status;
-          if (!current || !CURRENT_STATUSES.includes(current)) continue;
-          if ((await tx.get(q.fresh, [a.audienceId, profileId, a.namespace, cutoff])) !== undefined) continue;
-          // A list has no definition, so no definition version.
-          exits.push(membershipMove(a.sandboxId, a.audienceId, profileId, current, false, now, 'expiry', null));
-        }
+        // One read decides them all: each is another profile, and what a decision reads (its own
+        // membership, the list's rows) no exit changes.
+        const rows = await tx.all<{ profileId: number; status: MembershipStatus }>(q.expiring, [
+          a.audienceId,
+          cutoff,
+          a.audienceId,
+          a.audienceId,
+          a.namespace,
+          cutoff,
+        ]);
+        // A list has no definition, so no definition version.
+        const exits = rows.map((r) =>
+          membershipMove(a.sandboxId, a.audienceId, r.profileId, r.status, false, now, 'expiry', null),
+        );
         const writer = new StoreMembershipWriter(tx);
         await writer.writeAll(exits);
         await writer.flushSizes(now);
