@@ -1,7 +1,10 @@
 import { DEFAULT_LIMITS } from '../config.js';
 import type { Connection } from '../db/index.js';
+import type { Store } from '../db/store.js';
 import { ingestEvents } from './event-ingest.js';
-import { type EventInput, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
+import { ingestEventsPooled, ingestProfilesPooled } from './pooled-ingest.js';
+import { type EventInput, type IngestResult, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
+import { readCatalog } from './profile-schema.js';
 
 /**
  * Deterministic demo data (`segql seed`): the same seed and reference day give the same
@@ -221,13 +224,18 @@ function makeEvent(i: number, n: number, email: string, country: string, r: () =
   };
 }
 
-/** Seeds profiles and events through the same ingest code as the API, in batches of the API's maximum size. */
-export function seedDemoData(conn: Connection, sandboxId: number, options: SeedOptions): SeedResult {
-  const started = Date.now();
-  const now = options.now ?? Date.now() - (Date.now() % DAY);
+/** One batch of demo data: a request's worth of profiles, and their events in requests' worth. */
+interface DemoBatch {
+  records: ProfileRecord[];
+  events: EventInput[][];
+  /** Profiles done once this batch is written. */
+  done: number;
+}
+
+/** The demo data in batches of the API's maximum size, the same for both databases. */
+function* demoBatches(options: SeedOptions, now: number): Generator<DemoBatch> {
   const r = prng(options.seed);
   const batch = DEFAULT_LIMITS.maxBatch;
-  let events = 0;
   for (let start = 0; start < options.profiles; start += batch) {
     const end = Math.min(options.profiles, start + batch);
     const records: ProfileRecord[] = [];
@@ -239,15 +247,48 @@ export function seedDemoData(conn: Connection, sandboxId: number, options: SeedO
       const n = eventCount(r, options.eventsPerProfile);
       for (let k = 0; k < n; k++) pending.push(makeEvent(i, k, record.identities[0]!.id, country, r, now));
     }
-    const result = ingestProfiles(conn, sandboxId, records, { now });
-    if (result.rejected > 0) throw new Error(`seed produced invalid profiles: ${result.errors[0]?.message}`);
-    for (let k = 0; k < pending.length; k += batch) {
-      const chunk = pending.slice(k, k + batch);
-      const er = ingestEvents(conn, sandboxId, chunk, { now });
-      if (er.rejected > 0) throw new Error(`seed produced invalid events: ${er.errors[0]?.message}`);
-      events += er.accepted;
+    const events: EventInput[][] = [];
+    for (let k = 0; k < pending.length; k += batch) events.push(pending.slice(k, k + batch));
+    yield { records, events, done: end };
+  }
+}
+
+/** Today 00:00 UTC, the default reference instant. */
+const today = () => Date.now() - (Date.now() % DAY);
+
+function checked(result: IngestResult, what: string): number {
+  if (result.rejected > 0) throw new Error(`seed produced invalid ${what}: ${result.errors[0]?.message}`);
+  return result.accepted;
+}
+
+/** Seeds profiles and events through the same ingest code as the API, in batches of the API's maximum size. */
+export function seedDemoData(conn: Connection, sandboxId: number, options: SeedOptions): SeedResult {
+  const started = Date.now();
+  const now = options.now ?? today();
+  let events = 0;
+  for (const batch of demoBatches(options, now)) {
+    checked(ingestProfiles(conn, sandboxId, batch.records, { now }), 'profiles');
+    for (const chunk of batch.events) events += checked(ingestEvents(conn, sandboxId, chunk, { now }), 'events');
+    options.onProgress?.(batch.done, options.profiles);
+  }
+  return { profiles: options.profiles, events, ms: Date.now() - started };
+}
+
+/**
+ * seedDemoData on any store (a PostgreSQL cluster's): the same data through the pooled ingest,
+ * one unit per request as the API's ingests on a serving node write them.
+ */
+export async function seedDemoDataOn(store: Store, sandboxId: number, options: SeedOptions): Promise<SeedResult> {
+  const started = Date.now();
+  const now = options.now ?? today();
+  const catalog = await readCatalog(store, sandboxId);
+  let events = 0;
+  for (const batch of demoBatches(options, now)) {
+    checked((await ingestProfilesPooled(store, sandboxId, batch.records, { catalog, now })).result, 'profiles');
+    for (const chunk of batch.events) {
+      events += checked((await ingestEventsPooled(store, sandboxId, chunk, { catalog, now })).result, 'events');
     }
-    options.onProgress?.(end, options.profiles);
+    options.onProgress?.(batch.done, options.profiles);
   }
   return { profiles: options.profiles, events, ms: Date.now() - started };
 }

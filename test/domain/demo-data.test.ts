@@ -1,7 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
-import { seedDemoData } from '../../src/domain/demo-data.js';
+import type { Store } from '../../src/db/store.js';
+import { seedDemoData, seedDemoDataOn } from '../../src/domain/demo-data.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { describeOnPostgres } from '../db/statements-harness.js';
+import { eventRows, identityRows, storedEvents, storedProfiles } from '../db/stored-rows.js';
 
 async function seeded(seed: number) {
   const conn = openDatabase(':memory:');
@@ -58,5 +61,58 @@ describe('demo data', () => {
     expect(purchases.n / all.n).toBeGreaterThan(0.04);
     expect(purchases.n / all.n).toBeLessThan(0.1);
     conn.close();
+  });
+});
+
+/** What a seeded store holds, read the same way on either database (ids and JSON key order aside). */
+async function storedDemo(store: Store) {
+  const profiles = await storedProfiles(store);
+  const identities = await store.all<{ namespace: string; value: string; profileId: number }>(identityRows);
+  const events = await storedEvents(store, eventRows);
+  const index = new Map(profiles.map((p, i) => [p.id, i]));
+  return {
+    profiles: profiles.map((p) => ({ ...p, id: index.get(p.id) })),
+    identities: identities.map((i) => ({ ...i, profileId: index.get(i.profileId) })),
+    events: events.map(({ id: _id, ...e }) => ({ ...e, profileId: index.get(e.profileId) })),
+  };
+}
+
+const SEED = { profiles: 250, eventsPerProfile: 4, seed: 42, now: Date.UTC(2026, 10, 28) };
+
+describe('demo data on any store', () => {
+  it('seeds through the pooled ingest exactly what the synchronous seed writes', async () => {
+    const reference = openDatabase(':memory:');
+    const pooled = openDatabase(':memory:');
+    try {
+      const expected = seedDemoData(reference, (await ensureSandbox(reference, 'prod')).id, SEED);
+      const progress: number[] = [];
+      const result = await seedDemoDataOn(pooled, (await ensureSandbox(pooled, 'prod')).id, {
+        ...SEED,
+        onProgress: (done) => progress.push(done),
+      });
+      expect(result.events).toBe(expected.events);
+      expect(progress.at(-1)).toBe(250);
+      const stored = await storedDemo(pooled);
+      expect(stored.profiles).toHaveLength(250);
+      expect(stored.events).toHaveLength(expected.events);
+      expect(stored).toEqual(await storedDemo(reference));
+    } finally {
+      reference.close();
+      pooled.close();
+    }
+  });
+});
+
+describeOnPostgres('demo data on PostgreSQL', 'demo_data', (pg) => {
+  it('seeds the store the synchronous seed writes on SQLite', async () => {
+    const reference = openDatabase(':memory:');
+    try {
+      const expected = seedDemoData(reference, (await ensureSandbox(reference, 'prod')).id, SEED);
+      const result = await seedDemoDataOn(pg.conn, (await ensureSandbox(pg.conn, 'prod')).id, SEED);
+      expect(result.events).toBe(expected.events);
+      expect(await storedDemo(pg.conn)).toEqual(await storedDemo(reference));
+    } finally {
+      reference.close();
+    }
   });
 });
