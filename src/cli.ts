@@ -5,19 +5,17 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { SingleBar } from 'cli-progress';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { type Config, databaseFile, loadConfig } from './config.js';
-import { type Connection, openDatabase } from './db/index.js';
+import type { Connection } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
 import type { Store } from './db/store.js';
-import { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } from './domain/api-keys.js';
-import { seedDemoData } from './domain/demo-data.js';
 import { DomainError } from './domain/errors.js';
-import { importList } from './domain/external-audiences/local-import.js';
 import { decodeGlobalId, encodeGlobalId, internalId } from './domain/ids.js';
-import { countProfiles } from './domain/profiles.js';
-import { DEFAULT_SANDBOX, ensureSandbox, findSandbox } from './domain/sandboxes.js';
+
+// Only what every command needs is imported above: each command imports its own modules when it
+// runs, so help, version and usage errors answer without loading the database layer (about half
+// a second of CPU per command under tsx, paid by every test that spawns the CLI).
 
 /** A mistake in how segql was called: one line on stderr, exit 2, no stack trace. */
 class UsageError extends Error {}
@@ -165,6 +163,12 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
+/** The log of the commands that write one. */
+async function openLog(config: Config): Promise<Logger> {
+  const { default: pino } = await import('pino');
+  return pino({ level: config.logLevel });
+}
+
 /** A count or seed: digits only, so "abc", "1e3", "-5" and "" are refused rather than read as NaN. */
 function nonNegativeInteger(command: string, flag: string, value: string): number {
   const n = Number(value);
@@ -176,16 +180,20 @@ function nonNegativeInteger(command: string, flag: string, value: string): numbe
 
 async function seedWithProgress(
   log: Logger,
-  conn: ReturnType<typeof openDatabase>,
+  conn: Connection,
   sandbox: string,
   profiles: number,
   eventsPerProfile: number,
   seed: number,
 ) {
+  const { ensureSandbox } = await import('./domain/sandboxes.js');
+  const { seedDemoData } = await import('./domain/demo-data.js');
   const sandboxId = (await ensureSandbox(conn, sandbox)).id;
   const tty = process.stderr.isTTY;
   const bar = tty
-    ? new SingleBar({ format: 'seeding [{bar}] {value}/{total} profiles | {eta_formatted} left' })
+    ? new (await import('cli-progress')).SingleBar({
+        format: 'seeding [{bar}] {value}/{total} profiles | {eta_formatted} left',
+      })
     : undefined;
   bar?.start(profiles, 0);
   let lastLine = Date.now();
@@ -228,7 +236,6 @@ async function main(argv: string[]): Promise<void> {
   if (helpAsked) return void process.stdout.write(USAGE[command]!);
 
   const config = loadConfigOrExplain();
-  const log = pino({ level: config.logLevel });
   const file = databaseFile(config.dataDir);
   if (command === 'migrate') {
     const { values } = parse(command, rest, { 'from-sqlite': { type: 'string' } });
@@ -237,16 +244,18 @@ async function main(argv: string[]): Promise<void> {
       throw new UsageError('segql migrate: --from-sqlite copies into PostgreSQL; set SEGQL_DATABASE_URL=postgres://…');
     }
     if (from !== undefined && !existsSync(from)) throw new UsageError(`segql migrate: no file "${from}"`);
+    const log = await openLog(config);
     if (config.databaseUrl) return migratePostgres(config.databaseUrl, log, from);
+    const { openDatabase } = await import('./db/index.js');
     openDatabase(file).close();
     log.info({ file }, 'migrations applied');
     return;
   }
-  if (command === 'work') return workCommand(config, rest, log);
+  if (command === 'work') return workCommand(config, rest);
   if (command === 'segment') return segmentCommand(config, rest);
   if (command === 'export') return exportCommand(config, rest);
   if (command === 'cancel') return cancelCommand(config, rest);
-  if (command === 'serve' && config.databaseUrl) return serve(config, log);
+  if (command === 'serve' && config.databaseUrl) return serve(config);
   if (command === 'keys' && config.databaseUrl) return keysCommand(config, rest);
   if (config.databaseUrl) {
     // Seeding and importing write through SQLite's own paths; run with SEGQL_DATABASE_URL set,
@@ -256,6 +265,7 @@ async function main(argv: string[]): Promise<void> {
     );
   }
   if (command === 'seed') {
+    const { DEFAULT_SANDBOX } = await import('./domain/sandboxes.js');
     const { values } = parse(command, rest, {
       profiles: { type: 'string', default: '10000' },
       'events-per-profile': { type: 'string', default: '10' },
@@ -265,6 +275,8 @@ async function main(argv: string[]): Promise<void> {
     const profiles = nonNegativeInteger(command, 'profiles', values.profiles);
     const eventsPerProfile = nonNegativeInteger(command, 'events-per-profile', values['events-per-profile']);
     const seed = nonNegativeInteger(command, 'seed', values.seed);
+    const log = await openLog(config);
+    const { openDatabase } = await import('./db/index.js');
     const conn = openDatabase(file);
     try {
       await seedWithProgress(log, conn, values.sandbox, profiles, eventsPerProfile, seed);
@@ -279,10 +291,10 @@ async function main(argv: string[]): Promise<void> {
   }
   if (command === 'import') return importCommand(config, rest);
   parse(command, rest, {});
-  return serve(config, log);
+  return serve(config);
 }
 
-async function workCommand(config: Config, args: string[], log: Logger): Promise<void> {
+async function workCommand(config: Config, args: string[]): Promise<void> {
   const { values } = parse('work', args, {
     node: { type: 'string' },
     'lease-ms': { type: 'string', default: String(config.leaseMs) },
@@ -296,6 +308,7 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
   if (leaseMs < 100 || rangeProfiles < 1) {
     throw new UsageError('segql work: --lease-ms must be at least 100 and --range-profiles at least 1');
   }
+  const log = await openLog(config);
   const { openPgDatabase } = await import('./db/pg/index.js');
   const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
   // A range, an export and a dry run or ingestion run may each hold a connection for long
@@ -331,6 +344,7 @@ async function workCommand(config: Config, args: string[], log: Logger): Promise
 }
 
 async function segmentCommand(config: Config, args: string[]): Promise<void> {
+  const { DEFAULT_SANDBOX } = await import('./domain/sandboxes.js');
   const { values } = parse('segment', args, {
     all: { type: 'boolean', default: false },
     definition: { type: 'string', multiple: true },
@@ -409,6 +423,7 @@ async function followJob(pool: import('pg').Pool, jobId: number, wanted = 'SUCCE
 const EXPORT_FORMAT_NAMES = ['NDJSON', 'CSV', 'PARQUET'] as const;
 
 async function exportCommand(config: Config, args: string[]): Promise<void> {
+  const { DEFAULT_SANDBOX } = await import('./domain/sandboxes.js');
   const { values } = parse('export', args, {
     dataset: { type: 'string' },
     audience: { type: 'string', multiple: true },
@@ -493,6 +508,7 @@ const CLUSTER_JOB_TYPES = {
 } as const;
 
 async function cancelCommand(config: Config, args: string[]): Promise<void> {
+  const { DEFAULT_SANDBOX } = await import('./domain/sandboxes.js');
   const { values, positionals } = parse(
     'cancel',
     args,
@@ -557,6 +573,7 @@ async function migratePostgres(url: string, log: Logger, fromSqlite?: string): P
     log.info({ database: shown.toString() }, 'migrations applied');
     if (fromSqlite !== undefined) {
       const { copySqliteToPostgres } = await import('./db/pg/copy-from-sqlite.js');
+      const { openDatabase } = await import('./db/index.js');
       // Migrated first, so the copy reads the schema the PostgreSQL side mirrors.
       const source = openDatabase(fromSqlite, { integrityCheck: true });
       const client = await conn.pool.connect();
@@ -590,9 +607,13 @@ function loadConfigOrExplain(): Config {
  * (migrations applied under a lock, so nodes may start together), without demo data: the demo
  * seed writes through SQLite's own path, and `segql migrate --from-sqlite` copies a seeded store.
  */
-async function serve(config: Config, log: Logger): Promise<void> {
+async function serve(config: Config): Promise<void> {
+  const log = await openLog(config);
   let conn: Connection | undefined;
   if (!config.databaseUrl) {
+    const { openDatabase } = await import('./db/index.js');
+    const { DEFAULT_SANDBOX, ensureSandbox } = await import('./domain/sandboxes.js');
+    const { countProfiles } = await import('./domain/profiles.js');
     conn = openDatabase(databaseFile(config.dataDir), { integrityCheck: !config.skipIntegrityCheck });
     const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
     if (config.demoProfiles > 0 && (await countProfiles(conn, prod.id)) === 0) {
@@ -646,6 +667,7 @@ function stopOnSignals(log: Logger, close: () => Promise<void>): void {
 
 /** `segql import`: one ingestion run in this process, with progress on stderr and the counts on stdout. */
 async function importCommand(config: Config, args: string[]): Promise<void> {
+  const { DEFAULT_SANDBOX, findSandbox } = await import('./domain/sandboxes.js');
   const { values } = parse('import', args, {
     audience: { type: 'string' },
     file: { type: 'string' },
@@ -659,13 +681,15 @@ async function importCommand(config: Config, args: string[]): Promise<void> {
     throw new UsageError(`segql import: --mode must be replace or append, got "${values.mode}"`);
   }
   if (!existsSync(values.file)) throw new UsageError(`segql import: no file at ${values.file}`);
+  const { openDatabase } = await import('./db/index.js');
+  const { importList } = await import('./domain/external-audiences/local-import.js');
   const conn = openDatabase(databaseFile(config.dataDir));
   try {
     const sandbox = await findSandbox(conn, values.sandbox);
     if (!sandbox) throw new UsageError(`segql import: no sandbox named "${values.sandbox}"`);
     const tty = process.stderr.isTTY;
     const bar = tty
-      ? new SingleBar({
+      ? new (await import('cli-progress')).SingleBar({
           format: 'importing [{bar}] {percentage}% | {rows} rows, {failed} failed | {eta_formatted} left',
         })
       : undefined;
@@ -722,6 +746,7 @@ async function keysCommand(config: Config, args: string[]) {
     );
   }
   const command = `keys ${action}`;
+  const { DEFAULT_SANDBOX, ensureSandbox } = await import('./domain/sandboxes.js');
   const create =
     action === 'create'
       ? parse(command, rest, {
@@ -737,10 +762,12 @@ async function keysCommand(config: Config, args: string[]) {
   }
   if (create && !create.name) throw new UsageError('segql keys create: --name is required (see segql keys --help)');
 
+  const { createApiKey, listApiKeys, revokeApiKey, touchKeyStamp } = await import('./domain/api-keys.js');
+
   // Keys live in the database: on PostgreSQL every node re-reads them from the table.
   const conn: Store & { close(): unknown } = config.databaseUrl
     ? (await import('./db/pg/index.js')).openPgDatabase(config.databaseUrl, { max: 2 })
-    : openDatabase(databaseFile(config.dataDir));
+    : (await import('./db/index.js')).openDatabase(databaseFile(config.dataDir));
   try {
     if (create) {
       // The server makes "prod" at start; a key made before the first start may still name it.
@@ -787,6 +814,7 @@ try {
     process.stderr.write(`${err.message}\n`);
     process.exitCode = 2;
   } else {
+    const { default: pino } = await import('pino');
     pino().fatal({ err }, 'segql failed');
     process.exitCode = 1;
   }

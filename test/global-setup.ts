@@ -2,23 +2,26 @@
  * Once per `vitest run`: when SEGQL_TEST_DATABASE_URL is set, one migrated PostgreSQL database
  * that every test file's fresh database is copied from (CREATE DATABASE … TEMPLATE), instead of
  * each file migrating its own — about a second each on the 2-core CI machine, serialized on the
- * migration lock, for dozens of files. Dropped when the run ends.
+ * migration lock, for dozens of files. Dropped when the run ends, with the databases made from it.
  */
 import { randomBytes } from 'node:crypto';
 import type { TestProject } from 'vitest/node';
 import { migratePg, openPgDatabase } from '../src/db/pg/index.js';
-import { admin, databaseUrl, pgAdminUrl } from './db/pg-test-database.js';
+import { admin, databaseUrl, dropRunDatabases, pgAdminUrl } from './db/pg-test-database.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** The migrated database fresh test databases are made from; absent without PostgreSQL. */
     pgTemplate?: string;
+    /** The run's id, in the names of the template and of the databases made from it. */
+    pgRun?: string;
   }
 }
 
 export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (!pgAdminUrl) return undefined;
-  const name = `segql_template_${randomBytes(5).toString('hex')}`;
+  const run = randomBytes(5).toString('hex');
+  const name = `segql_template_${run}`;
   await admin(`CREATE DATABASE ${name}`);
   const conn = openPgDatabase(databaseUrl(name));
   try {
@@ -27,7 +30,6 @@ export default async function setup(project: TestProject): Promise<(() => Promis
     await conn.close();
   }
   project.provide('pgTemplate', name);
-  return async () => {
-    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  };
+  project.provide('pgRun', run);
+  return () => dropRunDatabases(run);
 }
