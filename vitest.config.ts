@@ -11,6 +11,7 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 const SLOWEST_FIRST = [
   'test/e2e/cli.test.ts',
   'test/e2e/cluster-api.test.ts',
+  'test/e2e/cli-postgres.test.ts',
   'test/pql/differential.postgres.test.ts',
   'test/pql/differential.property.test.ts',
   'test/e2e/segment-jobs.test.ts',
@@ -69,6 +70,7 @@ const E2E_NOT_ON_POSTGRES = [
   // Spawn their own processes (or none).
   'test/e2e/auth-sequences.test.ts',
   'test/e2e/cli-import.test.ts',
+  'test/e2e/cli-postgres.test.ts',
   'test/e2e/cli.test.ts',
   'test/e2e/cluster-api.test.ts',
   'test/e2e/cluster-cancel.test.ts',

@@ -114,6 +114,9 @@ lease time).
   --events-per-profile M  events per profile (default 10)
   --seed S                random seed; the same seed gives the same data on the same day (default 42)
   --sandbox NAME          sandbox to seed, created if missing (default prod)
+
+Writes into the SQLite file of SEGQL_DATA_DIR, or with SEGQL_DATABASE_URL=postgres://… into that
+PostgreSQL (migrated first), through the ingest a serving node uses.
 `,
   import: `usage: segql import --audience NAME --file PATH [--mode replace|append] [--sandbox NAME]
 
@@ -125,6 +128,10 @@ lease time).
 Runs the ingestion in this process (a progress bar on a terminal, progress lines otherwise) and
 prints its counts; bad rows are listed with their line numbers. Exit 0 when the run succeeded,
 1 when it failed (no usable row), 2 on a usage error or an unknown audience.
+
+With SEGQL_DATABASE_URL=postgres://…: stages the list under SEGQL_DATA_DIR, which the nodes must
+share, and queues the run for them (as startExternalAudienceIngestion does), printing its status
+on stderr until a node has run it; then the same report.
 `,
   keys: `usage: segql keys create --name NAME [--sandbox NAME ...] [--scope read|write|admin ...]
        segql keys list
@@ -178,16 +185,20 @@ function nonNegativeInteger(command: string, flag: string, value: string): numbe
   return n;
 }
 
+/**
+ * Seeds demo data with a progress bar (or lines): through SQLite's synchronous ingest on a
+ * Connection, through the pooled ingest a serving node uses on PostgreSQL.
+ */
 async function seedWithProgress(
   log: Logger,
-  conn: Connection,
+  conn: Store,
   sandbox: string,
   profiles: number,
   eventsPerProfile: number,
   seed: number,
 ) {
   const { ensureSandbox } = await import('./domain/sandboxes.js');
-  const { seedDemoData } = await import('./domain/demo-data.js');
+  const { seedDemoData, seedDemoDataOn } = await import('./domain/demo-data.js');
   const sandboxId = (await ensureSandbox(conn, sandbox)).id;
   const tty = process.stderr.isTTY;
   const bar = tty
@@ -197,21 +208,42 @@ async function seedWithProgress(
     : undefined;
   bar?.start(profiles, 0);
   let lastLine = Date.now();
-  const result = seedDemoData(conn, sandboxId, {
+  const options = {
     profiles,
     eventsPerProfile,
     seed,
-    onProgress: (done, total) => {
+    onProgress: (done: number, total: number) => {
       bar?.update(done);
       if (!tty && (Date.now() - lastLine > 3000 || done === total)) {
         lastLine = Date.now();
         process.stderr.write(`seeding: ${done}/${total} profiles\n`);
       }
     },
-  });
+  };
+  const result =
+    'sqlite' in conn
+      ? seedDemoData(conn as Connection, sandboxId, options)
+      : await seedDemoDataOn(conn, sandboxId, options);
   bar?.stop();
   log.info(result, `seeded ${result.profiles} profiles and ${result.events} events into "${sandbox}"`);
   return result;
+}
+
+/**
+ * The store a command writes to: the data directory's SQLite file, or with SEGQL_DATABASE_URL
+ * that PostgreSQL, migrated first (under its lock, so nodes starting beside it are safe).
+ */
+async function openStore(config: Config): Promise<Store & { close(): unknown }> {
+  if (!config.databaseUrl) return (await import('./db/index.js')).openDatabase(databaseFile(config.dataDir));
+  const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
+  const conn = openPgDatabase(config.databaseUrl, { max: 3 });
+  try {
+    await migratePg(conn);
+  } catch (err) {
+    await conn.close();
+    throw err;
+  }
+  return conn;
 }
 
 async function main(argv: string[]): Promise<void> {
@@ -255,15 +287,6 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'segment') return segmentCommand(config, rest);
   if (command === 'export') return exportCommand(config, rest);
   if (command === 'cancel') return cancelCommand(config, rest);
-  if (command === 'serve' && config.databaseUrl) return serve(config);
-  if (command === 'keys' && config.databaseUrl) return keysCommand(config, rest);
-  if (config.databaseUrl) {
-    // Seeding and importing write through SQLite's own paths; run with SEGQL_DATABASE_URL set,
-    // they would quietly use the SQLite file instead.
-    throw new UsageError(
-      `segql ${command}: SEGQL_DATABASE_URL selects PostgreSQL, where "segql ${command}" does not run (serve, migrate, work, segment, export, cancel and keys do); seed a SQLite store and copy it with "segql migrate --from-sqlite", or ingest through the API`,
-    );
-  }
   if (command === 'seed') {
     const { DEFAULT_SANDBOX } = await import('./domain/sandboxes.js');
     const { values } = parse(command, rest, {
@@ -276,12 +299,11 @@ async function main(argv: string[]): Promise<void> {
     const eventsPerProfile = nonNegativeInteger(command, 'events-per-profile', values['events-per-profile']);
     const seed = nonNegativeInteger(command, 'seed', values.seed);
     const log = await openLog(config);
-    const { openDatabase } = await import('./db/index.js');
-    const conn = openDatabase(file);
+    const conn = await openStore(config);
     try {
       await seedWithProgress(log, conn, values.sandbox, profiles, eventsPerProfile, seed);
     } finally {
-      conn.close();
+      await conn.close();
     }
     return;
   }
@@ -398,8 +420,15 @@ async function segmentCommand(config: Config, args: string[]): Promise<void> {
   }
 }
 
-/** Prints a cluster job's status and progress as they change until it ends; exit code 1 unless it ends `wanted`. */
-async function followJob(pool: import('pg').Pool, jobId: number, wanted = 'SUCCEEDED'): Promise<void> {
+/**
+ * Prints a cluster job's status and progress as they change until it ends; exit code 1 unless it
+ * ends `wanted`. `quiet`: the lines go to stderr and the caller reports the end.
+ */
+async function followJob(
+  pool: import('pg').Pool,
+  jobId: number,
+  { wanted = 'SUCCEEDED', quiet = false }: { wanted?: string; quiet?: boolean } = {},
+): Promise<void> {
   let shown = '';
   for (;;) {
     const job = (
@@ -409,9 +438,10 @@ async function followJob(pool: import('pg').Pool, jobId: number, wanted = 'SUCCE
       )
     ).rows[0]!;
     const line = `${job.status}${job.total ? ` ${job.done}/${job.total}` : ''}`;
-    if (line !== shown) process.stdout.write(`${line}\n`);
+    if (line !== shown) (quiet ? process.stderr : process.stdout).write(`${line}\n`);
     shown = line;
     if (['SUCCEEDED', 'FAILED', 'CANCELLED'].includes(job.status)) {
+      if (quiet) return;
       if (job.error) process.stderr.write(`${job.error}\n`);
       if (job.status !== wanted) process.exitCode = 1;
       return;
@@ -555,7 +585,7 @@ async function cancelCommand(config: Config, args: string[]): Promise<void> {
         `job ${encodeGlobalId('SegmentJob', first.id)} (${first.id}), queued to run first, ${first.status}\n`,
       );
     }
-    if (!values['no-wait']) await followJob(conn.pool, jobId, 'CANCELLED');
+    if (!values['no-wait']) await followJob(conn.pool, jobId, { wanted: 'CANCELLED' });
   } finally {
     await conn.close();
   }
@@ -604,20 +634,35 @@ function loadConfigOrExplain(): Config {
 /**
  * `segql serve`: on the data directory's SQLite file, seeding demo profiles into an empty
  * "prod"; with SEGQL_DATABASE_URL, as one stateless node of a cluster on that PostgreSQL
- * (migrations applied under a lock, so nodes may start together), without demo data: the demo
- * seed writes through SQLite's own path, and `segql migrate --from-sqlite` copies a seeded store.
+ * (migrations applied under a lock, so nodes may start together), seeding an empty "prod" of the
+ * cluster once, whichever node gets there first.
  */
 async function serve(config: Config): Promise<void> {
   const log = await openLog(config);
   let conn: Connection | undefined;
   if (!config.databaseUrl) {
     const { openDatabase } = await import('./db/index.js');
-    const { DEFAULT_SANDBOX, ensureSandbox } = await import('./domain/sandboxes.js');
-    const { countProfiles } = await import('./domain/profiles.js');
     conn = openDatabase(databaseFile(config.dataDir), { integrityCheck: !config.skipIntegrityCheck });
-    const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
-    if (config.demoProfiles > 0 && (await countProfiles(conn, prod.id)) === 0) {
-      await seedWithProgress(log, conn, DEFAULT_SANDBOX, config.demoProfiles, 10, 42);
+    await seedIfEmpty(log, conn, config.demoProfiles);
+  } else if (config.demoProfiles > 0) {
+    const { migratePg, openPgDatabase } = await import('./db/pg/index.js');
+    const store = openPgDatabase(config.databaseUrl, { max: 3 });
+    try {
+      await migratePg(store);
+      const client = await store.pool.connect();
+      try {
+        // Nodes starting together: one seeds while the others wait here, then find it seeded.
+        await client.query('SELECT pg_advisory_lock($1)', [DEMO_SEED_LOCK]);
+        try {
+          await seedIfEmpty(log, store, config.demoProfiles);
+        } finally {
+          await client.query('SELECT pg_advisory_unlock($1)', [DEMO_SEED_LOCK]);
+        }
+      } finally {
+        client.release();
+      }
+    } finally {
+      await store.close();
     }
   }
   // Loaded only to serve: the schema and yoga are most of a command's start-up, and help, usage
@@ -640,6 +685,18 @@ async function serve(config: Config): Promise<void> {
     await server.close();
     conn?.close();
   });
+}
+
+/** An arbitrary key for pg_advisory_lock, the same on every node ("SegQLdem" as bytes). */
+const DEMO_SEED_LOCK = 0x5365_6751_4c64_656dn.toString();
+
+/** Demo profiles into "prod" when it has none (SEGQL_DEMO_PROFILES; 0 for none). */
+async function seedIfEmpty(log: Logger, conn: Store, profiles: number): Promise<void> {
+  if (profiles === 0) return;
+  const { DEFAULT_SANDBOX, ensureSandbox } = await import('./domain/sandboxes.js');
+  const { countProfiles } = await import('./domain/profiles.js');
+  const prod = await ensureSandbox(conn, DEFAULT_SANDBOX);
+  if ((await countProfiles(conn, prod.id)) === 0) await seedWithProgress(log, conn, DEFAULT_SANDBOX, profiles, 10, 42);
 }
 
 /** On SIGTERM or SIGINT: `close`, then exit (1 when it fails or takes over 10 s). */
@@ -681,43 +738,27 @@ async function importCommand(config: Config, args: string[]): Promise<void> {
     throw new UsageError(`segql import: --mode must be replace or append, got "${values.mode}"`);
   }
   if (!existsSync(values.file)) throw new UsageError(`segql import: no file at ${values.file}`);
-  const { openDatabase } = await import('./db/index.js');
-  const { importList } = await import('./domain/external-audiences/local-import.js');
-  const conn = openDatabase(databaseFile(config.dataDir));
+  const file = values.file;
+  const conn = await openStore(config);
   try {
     const sandbox = await findSandbox(conn, values.sandbox);
     if (!sandbox) throw new UsageError(`segql import: no sandbox named "${values.sandbox}"`);
-    const tty = process.stderr.isTTY;
-    const bar = tty
-      ? new (await import('cli-progress')).SingleBar({
-          format: 'importing [{bar}] {percentage}% | {rows} rows, {failed} failed | {eta_formatted} left',
+    const run = config.databaseUrl
+      ? await importOnCluster(conn as import('./db/pg/index.js').PgConnection, config.dataDir, {
+          sandboxId: sandbox.id,
+          audience: values.audience,
+          file,
+          mode,
         })
-      : undefined;
-    let lastLine = 0;
-    let started = false;
-    const run = await importList(conn, config.dataDir, {
-      sandboxId: sandbox.id,
-      audience: values.audience,
-      file: values.file,
-      mode,
-      onProgress: (p) => {
-        const payload = { rows: p.recordsRead, failed: p.recordsFailed };
-        if (bar && !started) bar.start(p.total, 0, payload);
-        started = true;
-        bar?.update(p.done, payload);
-        if (!tty && (Date.now() - lastLine > 3000 || p.done === p.total)) {
-          lastLine = Date.now();
-          process.stderr.write(
-            `importing: ${p.done}/${p.total} bytes, ${p.recordsRead} rows, ${p.recordsFailed} failed\n`,
-          );
-        }
-      },
-    });
-    bar?.stop();
-    const errors = conn.sqlite
-      .prepare('SELECT line, message FROM ingestion_errors WHERE job_id = ? ORDER BY line LIMIT 20')
-      .all(run.id) as { line: number; message: string }[];
-    for (const e of errors) process.stderr.write(`line ${e.line}: ${e.message}\n`);
+      : await importHere(conn as Connection, config.dataDir, {
+          sandboxId: sandbox.id,
+          audience: values.audience,
+          file,
+          mode,
+        });
+    const { listIngestionErrors } = await import('./domain/external-audiences/ingestion-run.js');
+    const errors = await listIngestionErrors(conn, run.id, { first: 20 });
+    for (const e of errors.items) process.stderr.write(`line ${e.line}: ${e.message}\n`);
     if (run.status !== 'SUCCEEDED') {
       process.stderr.write(`segql import: the run failed: ${run.error}\n`);
       process.exitCode = 1;
@@ -731,8 +772,66 @@ async function importCommand(config: Config, args: string[]): Promise<void> {
     if (err instanceof DomainError) throw new UsageError(`segql import: ${err.message}`);
     throw err;
   } finally {
-    conn.close();
+    await conn.close();
   }
+}
+
+type ImportRequest = import('./domain/external-audiences/local-import.js').LocalImport;
+
+/** The run in this process, on the SQLite file, with a progress bar (or lines) on stderr. */
+async function importHere(conn: Connection, dataDir: string, request: ImportRequest) {
+  const { importList } = await import('./domain/external-audiences/local-import.js');
+  const tty = process.stderr.isTTY;
+  const bar = tty
+    ? new (await import('cli-progress')).SingleBar({
+        format: 'importing [{bar}] {percentage}% | {rows} rows, {failed} failed | {eta_formatted} left',
+      })
+    : undefined;
+  let lastLine = 0;
+  let started = false;
+  const run = await importList(conn, dataDir, {
+    ...request,
+    onProgress: (p) => {
+      const payload = { rows: p.recordsRead, failed: p.recordsFailed };
+      if (bar && !started) bar.start(p.total, 0, payload);
+      started = true;
+      bar?.update(p.done, payload);
+      if (!tty && (Date.now() - lastLine > 3000 || p.done === p.total)) {
+        lastLine = Date.now();
+        process.stderr.write(
+          `importing: ${p.done}/${p.total} bytes, ${p.recordsRead} rows, ${p.recordsFailed} failed\n`,
+        );
+      }
+    },
+  });
+  bar?.stop();
+  return run;
+}
+
+/**
+ * On PostgreSQL: the list staged under the data directory the nodes share and the run queued for
+ * them, as startExternalAudienceIngestion does on a serving node; its status and progress are
+ * printed until a node has run it.
+ */
+async function importOnCluster(conn: import('./db/pg/index.js').PgConnection, dataDir: string, request: ImportRequest) {
+  const { createReadStream } = await import('node:fs');
+  const { basename } = await import('node:path');
+  const { findExternalAudience } = await import('./domain/external-audiences/external-audiences.js');
+  const { startClusterIngestionRun } = await import('./domain/cluster/cluster-ingestion-run.js');
+  const { asKind, jobById } = await import('./domain/jobs/job-store.js');
+  const external = await findExternalAudience(conn, request.sandboxId, request.audience);
+  if (!external)
+    throw new UsageError(`segql import: No external audience has the externalId or name "${request.audience}"`);
+  const queued = await startClusterIngestionRun(
+    { store: conn, dataDir },
+    request.sandboxId,
+    external.id,
+    { file: { stream: () => createReadStream(request.file), name: basename(request.file) } },
+    request.mode,
+  );
+  process.stderr.write(`run ${encodeGlobalId('IngestionRun', queued.id)} (${queued.id}) queued for the nodes\n`);
+  await followJob(conn.pool, queued.id, { quiet: true });
+  return asKind((await jobById(conn, queued.id))!, 'INGESTION');
 }
 
 /** `segql keys create | list | revoke`: the key's plaintext is printed once, on stdout, by create. */
