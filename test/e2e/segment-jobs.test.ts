@@ -346,10 +346,9 @@ describe('segment jobs', () => {
       running = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob;
     }
     expect(running.status).toBe('PROCESSING');
-    // The event loop stays free while the worker evaluates.
-    const t0 = performance.now();
+    // The event loop stays free while the worker evaluates: a query is answered while the job is
+    // still mid-way, not after it (an order, not a time: timings belong to the benches).
     ok(await server.gql('{ __typename sandbox { name } }', undefined, h));
-    expect(performance.now() - t0).toBeLessThan(100);
     const progressBefore = ok(await server.gql(WATCH, { id: job.id }, h)).segmentJob.progress;
     expect(progressBefore.done).toBeLessThan(progressBefore.total);
     const cancelAt = performance.now();
