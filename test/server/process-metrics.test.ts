@@ -83,10 +83,11 @@ describe('process metrics', () => {
     collectProcessMetrics(fresh, 'p_', 0);
     const text = await fresh.metrics();
     expect(sample(text, 'p_nodejs_active_handles_total')! - handles).toBeGreaterThanOrEqual(40);
-    // The scrape's own descriptor listing is among the resources while it reads.
+    // The scrape's own descriptor listing is among the resources while it reads, and a request or
+    // timer of the test runner may come or go between the scrape and this listing (a loaded
+    // machine saw it): near, not equal.
     const resources = sample(text, 'p_nodejs_active_resources_total')! - process.getActiveResourcesInfo().length;
-    expect(resources).toBeGreaterThanOrEqual(0);
-    expect(resources).toBeLessThanOrEqual(2);
+    expect(Math.abs(resources)).toBeLessThanOrEqual(3);
     expect(sample(text, 'p_nodejs_active_handles{type="Socket"}')).toBeGreaterThanOrEqual(40);
   });
 });
