@@ -11,15 +11,25 @@
  *
  * - writes by other connections (job workers, another process) move `data_version`: then every
  *   window of the connection is dropped;
- * - rows of `events` and `memberships` this connection inserts, updates or deletes, and profiles
- *   whose attributes it changes or which it deletes, are seen by temporary triggers (this
- *   connection's only), which note the profile; before windows are next served each noted row
- *   drops its profile's window, unless it is an event the ingest being evaluated reported
- *   writing or a membership its evaluation wrote. Stitching (events moving to another profile),
- *   attribute updates, profile deletion, a job's or list's membership writes on this
- *   connection, a request undone by its savepoint, a transaction rolled back: each only costs a
- *   reload.
+ * - events this connection inserts are found by their ids: `events.id` is AUTOINCREMENT, so
+ *   every row inserted since windows were last served has an id above the highest then, kept in
+ *   a temporary table so that a rolled-back transaction's rows (whose ids are used again) are
+ *   looked at again. When the new ids are exactly the events the ingest being evaluated reported
+ *   writing, nothing is read; otherwise the new rows' profiles are read and noted. (An insert
+ *   naming an id below the mark would go unseen: no code does one.)
+ * - rows of `events` this connection updates or deletes, rows of `memberships` it writes, and
+ *   profiles whose attributes it changes or which it deletes, are seen by temporary triggers
+ *   (this connection's only), which note the profile;
+ * - before windows are next served each noted row drops its profile's window, unless it is an
+ *   event the ingest being evaluated reported writing or a membership its evaluation wrote.
+ *   Stitching (events moving to another profile), attribute updates, profile deletion, a job's
+ *   or list's membership writes on this connection, a request undone by its savepoint, a
+ *   transaction rolled back: each only costs a reload.
+ *
+ * Events were noted by a trigger too, until that trigger, run for each inserted event, was found
+ * to cost about an eighth of the ingest thread's CPU per event (bench/RESULTS.md, session 13).
  */
+import type Database from 'better-sqlite3';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { dataVersion } from '../db/write-stamp.js';
@@ -37,6 +47,15 @@ const CHANGED = -1;
 
 /** Noted rows past this many (a bulk write with no streaming) drop every window instead. */
 const MAX_NOTED_ROWS = 100_000;
+
+/** The statements that find the events this connection inserted (see the top of this file). */
+interface EventIdStatements {
+  /** The highest id accounted for, and the highest now. */
+  range: Database.Statement;
+  setMark: Database.Statement;
+  /** `[id, profile_id]` of the events in an id range. */
+  inserted: Database.Statement;
+}
 
 /** An event an ingest has just written, its payload as the JSON text it stored. */
 export interface WrittenEvent {
@@ -121,6 +140,12 @@ export class StreamingWindows {
   private version: number | undefined;
   /** Moves whenever windows are dropped: a read's commit keeps nothing read before. */
   private generation = 0;
+  /**
+   * The triggers and the events' mark are made inside the transaction of the first read, which
+   * may roll back: they are made again (if absent) until a read's transaction has committed.
+   */
+  private installCommitted = false;
+  private readonly ids: EventIdStatements;
   hits = 0;
   misses = 0;
 
@@ -129,8 +154,16 @@ export class StreamingWindows {
     /** Profiles whose windows are kept; 0 keeps none (every read goes to SQLite). */
     public capacity = DEFAULT_WINDOW_PROFILES,
   ) {
-    installTriggers(conn.sqlite);
-    current.set(conn.sqlite, this);
+    const { sqlite } = conn;
+    installTriggers(sqlite);
+    this.ids = {
+      range: sqlite.prepare(
+        'SELECT m.events AS mark, coalesce((SELECT max(id) FROM main.events), 0) AS top FROM temp.segql_window_mark AS m',
+      ),
+      setMark: sqlite.prepare('UPDATE temp.segql_window_mark SET events = ?'),
+      inserted: sqlite.prepare('SELECT id, profile_id FROM main.events WHERE id > ? AND id <= ?').raw(),
+    };
+    current.set(sqlite, this);
   }
 
   /** Windows held now (for tests and diagnostics). */
@@ -174,6 +207,7 @@ export class StreamingWindows {
     types: ReadonlySet<string> | null,
     written?: WrittenEvents,
   ): WindowRead {
+    if (!this.installCommitted) createWatches(this.conn.sqlite);
     this.dropStale(sandboxId, written);
     const key = typesKey(types);
     const docs = new Map<number, StoredProfileDocument>();
@@ -216,8 +250,10 @@ export class StreamingWindows {
     return {
       docs,
       commit: () => {
+        this.installCommitted = true;
         // Written to since the read, or windows dropped (another read of the transaction found
         // them stale): trust none of these, whose memberships the evaluation changed unnoted.
+        // (An event inserted since has an id above the mark: the next read drops its window.)
         if (generation !== this.generation || writes !== this.writes) {
           for (const profileId of keep.keys()) this.windows.delete(profileId);
           return;
@@ -260,6 +296,8 @@ export class StreamingWindows {
 
   /** Drops what another connection's commit or an unreported write of this one may have changed. */
   private dropStale(sandboxId: number, written: WrittenEvents | undefined): void {
+    const { mark, top } = this.ids.range.get() as { mark: number; top: number };
+    if (top !== mark) this.ids.setMark.run(top);
     const version = dataVersion(this.conn);
     if (this.version !== version || this.overflowed) {
       if (this.version !== undefined || this.overflowed) this.clear();
@@ -268,6 +306,7 @@ export class StreamingWindows {
       this.overflowed = false;
       return;
     }
+    if (top > mark) this.noteInserted(mark, top, written);
     const noted = this.noted;
     if (noted.length === 0) return;
     this.noted = [];
@@ -283,13 +322,38 @@ export class StreamingWindows {
         continue;
       }
       if (rowId !== CHANGED && written?.get(profileId)) {
-        reported ??= new Set([...written.values()].flatMap((list) => list.map((e) => e.id)));
+        reported ??= reportedIds(written);
         if (reported.has(rowId)) continue;
       }
       this.windows.delete(profileId);
       this.generation++;
     }
   }
+
+  /**
+   * Notes the events inserted with ids in (`mark`, `top`], unless they are exactly the ones
+   * `written` reports: ids are unique, so as many reported in the range as the range holds is
+   * all of them, and nothing is read.
+   */
+  private noteInserted(mark: number, top: number, written: WrittenEvents | undefined): void {
+    let inRange = 0;
+    if (written) {
+      for (const list of written.values()) for (const e of list) if (e.id > mark && e.id <= top) inRange++;
+    }
+    if (inRange === top - mark) return;
+    if (top - mark > MAX_NOTED_ROWS) {
+      this.writes++;
+      this.clear();
+      return;
+    }
+    for (const [id, profileId] of this.ids.inserted.iterate(mark, top) as Iterable<[number, number]>) {
+      this.note(profileId, id);
+    }
+  }
+}
+
+function reportedIds(written: WrittenEvents): Set<number> {
+  return new Set([...written.values()].flatMap((list) => list.map((e) => e.id)));
 }
 
 /**
@@ -331,9 +395,9 @@ const capacities = new WeakMap<Connection['sqlite'], number>();
 
 /**
  * Sets how many profiles' windows `conn` keeps, without making its windows: they (and the
- * triggers that keep them fresh, a few µs on every row written to events, memberships and
- * profiles) come with the first streaming evaluation, so a store without streaming definitions
- * never pays for them.
+ * watches that keep them fresh: the events' mark, and triggers costing a few µs on every row of
+ * memberships and every event updated or deleted) come with the first streaming evaluation, so
+ * a store without streaming definitions never pays for them.
  */
 export function configureStreamingWindows(conn: Connection, capacity: number): void {
   capacities.set(conn.sqlite, capacity);
@@ -343,7 +407,7 @@ export function configureStreamingWindows(conn: Connection, capacity: number): v
 
 const installed = new WeakSet<Connection['sqlite']>();
 
-/** Temporary triggers (this connection's writes only) noting each row of `events` written. */
+/** The functions the triggers call, registered once per connection; then the triggers and the mark. */
 function installTriggers(sqlite: Connection['sqlite']): void {
   if (installed.has(sqlite)) return;
   installed.add(sqlite);
@@ -355,10 +419,20 @@ function installTriggers(sqlite: Connection['sqlite']): void {
     current.get(sqlite)?.note(Number(profileId), CHANGED, true);
     return null;
   });
-  // Profiles' updated_at moves at every ingest: only an attributes change is noted.
+  createWatches(sqlite);
+}
+
+/**
+ * Temporary triggers (this connection's writes only) noting rows of `events`, `memberships` and
+ * `profiles` written, and the mark of the highest event id accounted for; what exists is kept.
+ */
+function createWatches(sqlite: Connection['sqlite']): void {
+  // Profiles' updated_at moves at every ingest: only an attributes change is noted. Inserted
+  // events are found by id (the mark), not by a trigger.
   sqlite.exec(`
-    CREATE TEMP TRIGGER IF NOT EXISTS segql_window_insert AFTER INSERT ON main.events
-      BEGIN SELECT segql_window_note(NEW.profile_id, NEW.id); END;
+    CREATE TEMP TABLE IF NOT EXISTS segql_window_mark (one INTEGER PRIMARY KEY CHECK (one = 1), events INTEGER NOT NULL);
+    INSERT INTO temp.segql_window_mark (one, events) SELECT 1, coalesce(max(id), 0) FROM main.events WHERE true
+      ON CONFLICT DO NOTHING;
     CREATE TEMP TRIGGER IF NOT EXISTS segql_window_update AFTER UPDATE ON main.events
       BEGIN SELECT segql_window_note(OLD.profile_id, ${CHANGED}), segql_window_note(NEW.profile_id, ${CHANGED}); END;
     CREATE TEMP TRIGGER IF NOT EXISTS segql_window_delete AFTER DELETE ON main.events

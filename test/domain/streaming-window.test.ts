@@ -158,6 +158,49 @@ describe('streaming windows', () => {
     expect(member('ann', buyers)).toBe(true);
   });
 
+  it('sees events written after a rolled-back ingest, whose ids they take again', () => {
+    ingest([event('ann', NOW - 4 * MINUTE)], NOW);
+    // bob's streaming step reads past the id of his event, then the commit's shared step fails.
+    const failing: ProfilesChangedHook = (...args) => {
+      streaming.onProfilesChanged(...args);
+      throw new Error('shared step failed');
+    };
+    const [outcome] = ingestEventGroup(conn, [{ sandboxId, events: [event('bob', NOW - 3 * MINUTE)] }], {
+      now: NOW,
+      onProfilesChanged: failing,
+    });
+    expect(outcome!.ok).toBe(false);
+    const top = () => conn.sqlite.prepare('SELECT max(id) FROM events').pluck().get() as number;
+    const before = top();
+    // The seeder's path (no streaming step) stores ann's second purchase under bob's id.
+    ingestEvents(conn, sandboxId, [event('ann', NOW - 2 * MINUTE)], { now: NOW });
+    expect(top()).toBe(before + 1);
+    // Her third: only a window that holds the second enters her.
+    ingest([event('ann', NOW - MINUTE)], NOW + MINUTE);
+    expect(fresh('ann', buyers, NOW + MINUTE)).toBe(true);
+    expect(member('ann', buyers)).toBe(true);
+  });
+
+  it('makes its watches again when the transaction that first made them rolled back', () => {
+    const watches = () =>
+      conn.sqlite
+        .prepare("SELECT count(*) FROM sqlite_temp_master WHERE name LIKE 'segql_window_%'")
+        .pluck()
+        .get() as number;
+    // The first streaming step of the connection makes them inside its ingest's transaction.
+    const failing: ProfilesChangedHook = (...args) => {
+      streaming.onProfilesChanged(...args);
+      throw new Error('shared step failed');
+    };
+    ingestEventGroup(conn, [{ sandboxId, events: [event('ann', NOW - 3 * MINUTE)] }], {
+      now: NOW,
+      onProfilesChanged: failing,
+    });
+    expect(watches()).toBe(0);
+    ingest([event('ann', NOW - 2 * MINUTE)], NOW);
+    expect(watches()).toBeGreaterThan(0);
+  });
+
   it('reloads the windows when the definitions come to read another event type', async () => {
     ingest([event('ann', NOW - 3 * MINUTE)], NOW);
     // Page views no streaming definition reads yet: the window holds purchases only.
