@@ -18,7 +18,7 @@ import { PqlError } from '../../src/pql/index.js';
 import { compilePredicate, compileToSql } from '../../src/pql/sql/to-sql.js';
 import { NOWS, PqlGenerator, profiles } from './differential-generators.js';
 import { DifferentialHarness, SANDBOX_ID } from './differential-harness.js';
-import { PostgresHarness, withoutNul } from './postgres-harness.js';
+import { PostgresHarness, RANGE, withoutNul } from './postgres-harness.js';
 
 const URL = process.env.SEGQL_TEST_DATABASE_URL;
 const RUNS = Number(process.env.PG_PROPERTY_RUNS ?? 400);
@@ -68,7 +68,7 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
         harness.load(list);
         await postgres.load(list);
         const sqlite = harness.compare(source, now);
-        const { ids, byPredicate, nulls, statement } = await postgres.matches(checked, now);
+        const { ids, byPredicate, nulls, inRange, statement } = await postgres.matches(checked, now);
         const report = [
           `expression: ${source}`,
           `now: ${new Date(now).toISOString()}`,
@@ -84,6 +84,10 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
         ) {
           const first = sqlite.js.find((id) => !ids.includes(id)) ?? ids.find((id) => !sqlite.js.includes(id));
           throw new Error(`${report}\nprofile ${first}: ${JSON.stringify(list[(first ?? 1) - 1])}`);
+        }
+        const expectedInRange = sqlite.js.filter((id) => id >= RANGE.lo && id <= RANGE.hi);
+        if (JSON.stringify(inRange) !== JSON.stringify(expectedInRange)) {
+          throw new Error(`${report}\nwith idRange ${JSON.stringify(RANGE)}: ${JSON.stringify(inRange)}`);
         }
       }),
       { numRuns: RUNS, endOnFailure: true },

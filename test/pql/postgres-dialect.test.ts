@@ -73,6 +73,21 @@ describe('PQL compiled for PostgreSQL', () => {
     expect(rejection('person.name.firstName = "a\\u0000b"').message).toContain('U+0000');
   });
 
+  it('bounds the profile and every events scan to an id range, correlated or hoisted', () => {
+    const checked = checkSource(
+      'CHAIN(xEvent, timestamp, [A: WHAT(eventType = "commerce.productListAdds"), B: WHAT(eventType = "commerce.purchases") WHEN(<= 7 days after A)]) or xEvent[eventType = "commerce.purchases" and timestamp occurs <= 30 days before now].count() >= 2',
+      CHECK_OPTIONS,
+    );
+    const s = compileToSql(checked, { now: NOW, sandboxId: 1, dialect: 'postgres', idRange: { lo: 100, hi: 199 } });
+    const aliases = [...new Set([...s.sql.matchAll(/events AS (e\d+)/g)].map((m) => m[1]!))];
+    expect(aliases.length).toBeGreaterThanOrEqual(3);
+    expect(s.sql).toMatch(/p\.id BETWEEN \$\d+::bigint AND \$\d+::bigint/);
+    for (const e of aliases)
+      expect(s.sql).toMatch(new RegExp(`${e}\\.profile_id BETWEEN \\$\\d+::bigint AND \\$\\d+::bigint`));
+    expect(s.params.filter((v) => v === 100).length).toBe(aliases.length + 1);
+    expect(s.params.filter((v) => v === 199).length).toBe(aliases.length + 1);
+  });
+
   it('compiles age(t) compared with a number as a range on t', () => {
     expect(postgres('age(person.birthDate) >= 18').sql).toContain('COLLATE "C"');
   });

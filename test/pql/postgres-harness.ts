@@ -59,8 +59,13 @@ export interface PostgresMatches {
   byPredicate: number[];
   /** The ids for which compilePredicate is NULL (it must never be). */
   nulls: number[];
+  /** compileToSql's ids with `idRange` RANGE (a job's range: its events scans bounded too), sorted. */
+  inRange: number[];
   statement: { sql: string; params: unknown[] };
 }
+
+/** The profile ids `matches` also asks for alone, as a segment job's range would (ids start at 1). */
+export const RANGE = { lo: 4, hi: 17 } as const;
 
 export class PostgresHarness {
   private readonly schema: string;
@@ -133,6 +138,10 @@ export class PostgresHarness {
     const ids = (await this.client.query<{ id: string }>(statement.sql, statement.params)).rows
       .map((r) => Number(r.id))
       .sort((a, b) => a - b);
+    const ranged = compileToSql(checked, { now, sandboxId: SANDBOX_ID, dialect: 'postgres', idRange: RANGE });
+    const inRange = (await this.client.query<{ id: string }>(ranged.sql, ranged.params)).rows
+      .map((r) => Number(r.id))
+      .sort((a, b) => a - b);
     const flags = await this.client.query<{ id: string; v: boolean | null }>(
       `SELECT p.id AS id, (${predicate.sql}) AS v FROM profiles AS p WHERE p.sandbox_id = $${predicate.params.length + 1} ORDER BY p.id`,
       [...predicate.params, SANDBOX_ID],
@@ -141,6 +150,7 @@ export class PostgresHarness {
       ids,
       byPredicate: flags.rows.filter((r) => r.v === true).map((r) => Number(r.id)),
       nulls: flags.rows.filter((r) => r.v === null).map((r) => Number(r.id)),
+      inRange,
       statement,
     };
   }

@@ -91,7 +91,7 @@ export async function evaluateRangePg(
           dialect: 'postgres',
           now,
           sandboxId,
-          where: [{ sql: 'p.id BETWEEN ? AND ?', params: [lo, hi] }],
+          idRange: { lo, hi },
         });
         const n = query.params.length;
         await client.query(

@@ -47,6 +47,8 @@ export class CompileContext {
     readonly compile: (node: ExpressionNode, env: Env) => CompiledValue,
     /** When known, event conditions may become uncorrelated sub-queries over this sandbox's events. */
     readonly sandboxId?: number,
+    /** The profile ids the statement is limited to, when it is: every events scan gets the bound too. */
+    readonly idRange?: IdRange,
   ) {}
 
   /** A fresh table alias, unique in the whole statement, so nested sub-queries never shadow one another. */
@@ -178,17 +180,30 @@ function jsonArray(ctx: CompileContext, doc: Sql, path: readonly string[], type:
 /** The profile's events, in (timestamp, id) order. */
 export function eventCollection(ctx: CompileContext, type: PqlType): CollectionValue {
   const alias = ctx.alias('e');
+  // A condition of the events' own, so it also bounds the uncorrelated pass a hoisted condition becomes.
+  const bound = ctx.idRange ? [idRangeSql(alias, 'profile_id', ctx.idRange)] : [];
   return {
     kind: 'collection',
     type,
     itemType: type.kind === 'array' ? type.of : ANY_TYPE,
     from: raw(`events AS ${alias}`),
-    where: [raw(`${alias}.profile_id = ${PROFILE_ALIAS}.id`)],
+    where: [raw(`${alias}.profile_id = ${PROFILE_ALIAS}.id`), ...bound],
     item: { kind: 'event', alias },
     order: [raw(`${alias}.ts`), raw(`${alias}.id`)],
     present: null,
-    events: { alias, conds: [] },
+    events: { alias, conds: bound },
   };
+}
+
+/** A closed range of profile ids. */
+export interface IdRange {
+  lo: number;
+  hi: number;
+}
+
+/** `<alias>.<column> BETWEEN lo AND hi`, bound as parameters. */
+export function idRangeSql(alias: string, column: string, range: IdRange): Sql {
+  return new Sql(`${alias}.${column} BETWEEN ? AND ?`, [range.lo, range.hi]);
 }
 
 /** One whole item of a collection, as the value a quantifier variable or `head()` names. */
