@@ -1,7 +1,8 @@
 /**
  * The final write of a segment job on PostgreSQL: the verdicts every range staged in
- * `job_range_results` (pg-range-evaluation.ts) become memberships, history and sizes, with the
- * statements of writeResults on SQLite (segment-evaluation.ts), set-based per audience.
+ * `job_range_results` (pg-range-evaluation.ts) become memberships, history and sizes, as
+ * writeResults does on SQLite (segment-evaluation.ts), in a fixed number of set-based statements
+ * for all the job's audiences at once.
  */
 import type pg from 'pg';
 import { encodeGlobalId } from '../ids.js';
@@ -24,68 +25,75 @@ export interface RangesRead {
   failed: FailedDefinition[];
 }
 
-// Every statement below reads the staged rows of one job and audience through the key of
-// job_range_results (job_id, audience_id, profile_id), and memberships through theirs
-// (audience_id, profile_id): both in profile order, so they meet in merge or hash joins, never
-// per-row probes from the client.
-const HISTORY_ENTER = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-  SELECT $1::bigint, r.profile_id, r.audience_id, $2::bigint, m.status, ${statusSql('REALIZED')}, $3::text, $4::bigint
-  FROM job_range_results r LEFT JOIN memberships m ON m.audience_id = r.audience_id AND m.profile_id = r.profile_id
-  WHERE r.job_id = $5 AND r.audience_id = $6 AND (m.status IS NULL OR m.status = ${statusSql('EXITED')})`;
+// The diff between the staged verdicts and the audiences' membership rows, made once for every
+// audience of the job: one row per membership that changes, with its status before (NULL: no row)
+// and after. Both sides are read in one pass each and met in one hash or merge join, instead of
+// a set of statements per audience that each looked the audience's rows up again (27 audiences
+// at 100 k profiles: 243 statements, a few of them scanning the whole staging table each).
+// An EXISTING member that still qualifies keeps its row as it is, so a re-run over unchanged data
+// finds no change at all; a REALIZED one becomes EXISTING, as on SQLite.
+const CHANGES = `CREATE TEMP TABLE segql_changes ON COMMIT DROP AS
+  SELECT coalesce(s.audience_id, m.audience_id) AS audience_id, coalesce(s.profile_id, m.profile_id) AS profile_id,
+    m.status AS from_status,
+    CASE WHEN s.profile_id IS NULL THEN ${statusSql('EXITED')}
+         WHEN m.status = ${statusSql('REALIZED')} THEN ${statusSql('EXISTING')}
+         ELSE ${statusSql('REALIZED')} END AS to_status
+  FROM (SELECT audience_id, profile_id FROM pg_temp.segql_staged WHERE audience_id = ANY($1::bigint[])) AS s
+  FULL JOIN (SELECT audience_id, profile_id, status FROM memberships WHERE audience_id = ANY($1::bigint[])) AS m
+    ON m.audience_id = s.audience_id AND m.profile_id = s.profile_id
+  WHERE CASE WHEN s.profile_id IS NULL THEN m.status IN ${CURRENT_STATUSES_SQL}
+             ELSE m.status IS NULL OR m.status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) END`;
 
-// The (audience_id, status) index lists the audience's members of one status.
-const HISTORY_STAY = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-  SELECT $1::bigint, m.profile_id, m.audience_id, $2::bigint, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, $3::text, $4::bigint
-  FROM memberships m
-  WHERE m.audience_id = $6 AND m.status = ${statusSql('REALIZED')}
-    AND EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $5 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`;
+// One history row per change, as SQLite writes them (an entering profile deleted since the ranges'
+// snapshots included: SQLite's read snapshot has the same gap), in the plan's audience order.
+const HISTORY = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
+  SELECT $1::bigint, c.profile_id, c.audience_id, $2::bigint, c.from_status, c.to_status, $3::text, d.version
+  FROM segql_changes c JOIN unnest($4::bigint[], $5::bigint[]) WITH ORDINALITY AS d(audience_id, version, n) USING (audience_id)
+  ORDER BY d.n`;
 
-const HISTORY_EXIT = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-  SELECT $1::bigint, m.profile_id, m.audience_id, $2::bigint, m.status, ${statusSql('EXITED')}, $3::text, $4::bigint
-  FROM memberships m
-  WHERE m.audience_id = $6 AND m.status IN ${CURRENT_STATUSES_SQL}
-    AND NOT EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $5 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`;
-
-const EXIT = `UPDATE memberships m SET status = ${statusSql('EXITED')}, exited_at = $1, last_evaluated_at = $1
-  WHERE m.audience_id = $3 AND m.status IN ${CURRENT_STATUSES_SQL}
-    AND NOT EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $2 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`;
-
-// Only REALIZED rows change (to EXISTING), as on SQLite: a re-run over unchanged data writes next to nothing.
-const STAY = `UPDATE memberships m SET status = ${statusSql('EXISTING')}, last_evaluated_at = $1
-  WHERE m.audience_id = $3 AND m.status = ${statusSql('REALIZED')}
-    AND EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $2 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`;
-
-// A staged profile with no membership row at all is inserted plainly: no ON CONFLICT, whose
-// speculative insertion costs PostgreSQL about half again per row (a first evaluation at 100 k
-// profiles: 1.1 s against 1.8 s for 264 k rows). No row can appear in between: every writer of an
-// audience's memberships holds its audiences row first (taken FOR NO KEY UPDATE below), and were
-// one to break that rule the insert fails the job rather than merge. A profile deleted since the
-// ranges' snapshots gets no membership; the (sandbox_id, id) index answers that.
-const ENTER = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-  SELECT $1::bigint, r.audience_id, r.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
-  FROM job_range_results r
-  WHERE r.job_id = $3 AND r.audience_id = $4
-    AND NOT EXISTS (SELECT 1 FROM memberships cur WHERE cur.audience_id = r.audience_id AND cur.profile_id = r.profile_id)
-    AND EXISTS (SELECT 1 FROM profiles p WHERE p.sandbox_id = $1 AND p.id = r.profile_id)`;
+// Each of the three writes below returns how many rows it changed per audience (the job's metrics).
+const LEAVE_OR_STAY = `WITH changed AS (
+    UPDATE memberships m SET status = c.to_status, last_evaluated_at = $1,
+      exited_at = CASE WHEN c.to_status = ${statusSql('EXITED')} THEN $1 ELSE m.exited_at END
+    FROM segql_changes c
+    WHERE c.from_status IN ${CURRENT_STATUSES_SQL} AND m.audience_id = c.audience_id AND m.profile_id = c.profile_id
+    RETURNING m.audience_id, m.status)
+  SELECT audience_id, count(*) AS n FROM changed WHERE status = ${statusSql('EXITED')} GROUP BY audience_id`;
 
 // An exited member qualifying again: its row becomes REALIZED, as SQLite's ON CONFLICT makes it.
-// Rows this job has just exited are not staged, so they stay EXITED.
-const REENTER = `UPDATE memberships m SET status = ${statusSql('REALIZED')}, qualified_at = $2, last_evaluated_at = $2, exited_at = NULL
-  WHERE m.audience_id = $4 AND m.status = ${statusSql('EXITED')}
-    AND EXISTS (SELECT 1 FROM job_range_results r WHERE r.job_id = $3 AND r.audience_id = m.audience_id AND r.profile_id = m.profile_id)
-    AND EXISTS (SELECT 1 FROM profiles p WHERE p.sandbox_id = $1 AND p.id = m.profile_id)`;
+// A profile deleted since the ranges' snapshots gets no membership, here or in ENTER.
+const REENTER = `WITH changed AS (
+    UPDATE memberships m SET status = ${statusSql('REALIZED')}, qualified_at = $2, last_evaluated_at = $2, exited_at = NULL
+    FROM segql_changes c JOIN profiles p ON p.sandbox_id = $1 AND p.id = c.profile_id
+    WHERE c.from_status = ${statusSql('EXITED')} AND m.audience_id = c.audience_id AND m.profile_id = c.profile_id
+    RETURNING m.audience_id)
+  SELECT audience_id, count(*) AS n FROM changed GROUP BY audience_id`;
 
-const PURGE = `DELETE FROM memberships WHERE audience_id = $1 AND status = ${statusSql('EXITED')} AND exited_at < $2`;
+// A profile with no membership row at all is inserted plainly: no ON CONFLICT, whose speculative
+// insertion costs PostgreSQL about half again per row. No row can appear in between: every writer
+// of an audience's memberships holds its audiences row first (taken FOR NO KEY UPDATE below), and
+// were one to break that rule the insert fails the job rather than merge.
+const ENTER = `WITH changed AS (
+    INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+    SELECT $1::bigint, c.audience_id, c.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
+    FROM segql_changes c JOIN profiles p ON p.sandbox_id = $1 AND p.id = c.profile_id
+    WHERE c.from_status IS NULL
+    RETURNING audience_id)
+  SELECT audience_id, count(*) AS n FROM changed GROUP BY audience_id`;
 
-// The size before and after, and its history row, in one statement: every part of it sees the
-// snapshot taken before the UPDATE, so `old` is the size the audience had.
-const SIZE = `WITH old AS (SELECT size FROM audiences WHERE id = $3),
-  updated AS (
-    UPDATE audiences SET size = (SELECT count(*) FROM memberships WHERE audience_id = $3 AND status IN ${CURRENT_STATUSES_SQL}),
-      last_evaluated_at = $2 WHERE id = $3 RETURNING size)
+const PURGE = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
+
+// Every audience's size before and after, and its history row, in one statement: every part of
+// it sees the snapshot taken before the UPDATE, so \`before\` is the size the audience had.
+const SIZES = `WITH counted AS (
+    SELECT a.id, a.size AS before,
+      (SELECT count(*) FROM memberships m WHERE m.audience_id = a.id AND m.status IN ${CURRENT_STATUSES_SQL}) AS size
+    FROM audiences a WHERE a.id = ANY($3::bigint[])),
+  updated AS (UPDATE audiences a SET size = c.size, last_evaluated_at = $2 FROM counted c WHERE a.id = c.id)
   INSERT INTO audience_size_history (sandbox_id, audience_id, job_id, at, before, size)
-  SELECT $1::bigint, $3::bigint, $4::bigint, $2::bigint, old.size, updated.size FROM old, updated
-  RETURNING size`;
+  SELECT $1::bigint, c.id, $4::bigint, $2::bigint, c.before, c.size
+  FROM counted c JOIN unnest($3::bigint[]) WITH ORDINALITY AS d(id, n) USING (id) ORDER BY d.n
+  RETURNING audience_id, size`;
 
 /**
  * Inside the caller's transaction: turns the job's staged verdicts into memberships, history and
@@ -110,12 +118,29 @@ export async function writeSegmentResultsPg(
   await client.query('SELECT id FROM audiences WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE', [
     audienceIds,
   ]);
-  // The staged rows arrived since autovacuum last looked: without fresh statistics the planner
-  // takes job_range_results for nearly empty and probes it once per membership row (a re-run of
-  // 12 audiences over 10,000 profiles took 40 s in its final write; with them, well under one).
-  await client.query('ANALYZE job_range_results');
-  const qualifiedOf = await countStaged(client, jobId);
-  const namespaceCounts = await countNamespaces(client, jobId, audienceIds);
+  // The job's staged rows, read once: three statements below read them, and a temporary table
+  // has statistics as soon as it is analysed, where the staging table's are from whenever
+  // autovacuum last came by (a planner that takes it for nearly empty probes it once per row).
+  await client.query(
+    'CREATE TEMP TABLE segql_staged ON COMMIT DROP AS SELECT audience_id, profile_id FROM job_range_results WHERE job_id = $1',
+    [jobId],
+  );
+  await client.query('ANALYZE pg_temp.segql_staged');
+  const qualifiedOf = await countStaged(client);
+  const namespaceCounts = await countNamespaces(client, audienceIds);
+  await client.query(CHANGES, [audienceIds]);
+  await client.query('ANALYZE pg_temp.segql_changes');
+  await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version)]);
+  const exitedOf = perAudience(await client.query<PerAudience>(LEAVE_OR_STAY, [now]));
+  const reentered = perAudience(await client.query<PerAudience>(REENTER, [sandboxId, now]));
+  const entered = perAudience(await client.query<PerAudience>(ENTER, [sandboxId, now]));
+  await client.query('DROP TABLE pg_temp.segql_changes, pg_temp.segql_staged');
+  await client.query(PURGE, [audienceIds, now - EXITED_RETENTION_MS]);
+  const sizes = new Map(
+    (await client.query<{ audience_id: number; size: number }>(SIZES, [sandboxId, now, audienceIds, jobId])).rows.map(
+      (r) => [r.audience_id, r.size] as const,
+    ),
+  );
   const metrics: SegmentMetrics = {
     totalProfiles: read.totalProfiles,
     segmentedProfileCounter: {},
@@ -125,22 +150,11 @@ export async function writeSegmentResultsPg(
     profileSegmentationTimeMs: Math.round(read.segmentationMs),
     failedDefinitions: failed,
   };
-  const cause = `job:${jobId}`;
-  for (const { audienceId, version } of evaluated) {
-    const history = [sandboxId, now, cause, version, jobId, audienceId];
-    await client.query(HISTORY_ENTER, history);
-    await client.query(HISTORY_STAY, history);
-    await client.query(HISTORY_EXIT, history);
-    const exited = (await client.query(EXIT, [now, jobId, audienceId])).rowCount ?? 0;
-    await client.query(STAY, [now, jobId, audienceId]);
-    const enterArgs = [sandboxId, now, jobId, audienceId];
-    const entered =
-      ((await client.query(REENTER, enterArgs)).rowCount ?? 0) + ((await client.query(ENTER, enterArgs)).rowCount ?? 0);
-    await client.query(PURGE, [audienceId, now - EXITED_RETENTION_MS]);
-    const sized = await client.query<{ size: number }>(SIZE, [sandboxId, now, audienceId, jobId]);
+  for (const { audienceId } of evaluated) {
     const qualified = qualifiedOf.get(audienceId) ?? 0;
+    const exited = exitedOf.get(audienceId) ?? 0;
     // The current members now are the ones that stayed and the ones that entered.
-    const existing = (sized.rows[0]?.size ?? 0) - entered;
+    const existing = (sizes.get(audienceId) ?? 0) - (entered.get(audienceId) ?? 0) - (reentered.get(audienceId) ?? 0);
     const key = encodeGlobalId('Audience', audienceId);
     metrics.segmentedProfileCounter[key] = qualified;
     metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
@@ -151,6 +165,15 @@ export async function writeSegmentResultsPg(
   return metrics;
 }
 
+interface PerAudience {
+  audience_id: number;
+  n: number;
+}
+
+function perAudience(result: pg.QueryResult<PerAudience>): Map<number, number> {
+  return new Map(result.rows.map((r) => [r.audience_id, r.n]));
+}
+
 /** Each failed definition once, with the first reason a range gave, in plan order (as SQLite lists them). */
 function firstFailures(plan: SegmentPlan, failed: readonly FailedDefinition[]): FailedDefinition[] {
   const byId = new Map<number, FailedDefinition>();
@@ -158,11 +181,10 @@ function firstFailures(plan: SegmentPlan, failed: readonly FailedDefinition[]): 
   return plan.definitions.flatMap((d) => byId.get(d.definitionId) ?? []);
 }
 
-/** Qualifying profiles per audience: one pass over the job's part of the staged rows' key. */
-async function countStaged(client: pg.ClientBase, jobId: number): Promise<Map<number, number>> {
+/** Qualifying profiles per audience. */
+async function countStaged(client: pg.ClientBase): Promise<Map<number, number>> {
   const { rows } = await client.query<{ audience_id: number; n: number }>(
-    'SELECT audience_id, count(*) AS n FROM job_range_results WHERE job_id = $1 GROUP BY audience_id',
-    [jobId],
+    'SELECT audience_id, count(*) AS n FROM pg_temp.segql_staged GROUP BY audience_id',
   );
   return new Map(rows.map((r) => [r.audience_id, r.n]));
 }
@@ -175,15 +197,14 @@ async function countStaged(client: pg.ClientBase, jobId: number): Promise<Map<nu
  */
 async function countNamespaces(
   client: pg.ClientBase,
-  jobId: number,
   audienceIds: readonly number[],
 ): Promise<Map<number, Record<string, number>>> {
   const { rows } = await client.query<{ audience_id: number; namespace: string; n: number }>(
     `SELECT r.audience_id, i.namespace, count(DISTINCT r.profile_id) AS n
-     FROM job_range_results r JOIN identities i ON i.profile_id = r.profile_id
-     WHERE r.job_id = $1 AND r.audience_id = ANY($2::bigint[])
+     FROM pg_temp.segql_staged r JOIN identities i ON i.profile_id = r.profile_id
+     WHERE r.audience_id = ANY($1::bigint[])
      GROUP BY r.audience_id, i.namespace ORDER BY r.audience_id, i.namespace COLLATE "C"`,
-    [jobId, audienceIds],
+    [audienceIds],
   );
   const out = new Map<number, Record<string, number>>();
   for (const { audience_id, namespace, n } of rows) {
