@@ -55,7 +55,7 @@ SEGQL_DATABASE_URL=postgres://… set, applies the PostgreSQL migrations to that
                        SEGQL_DATA_DIR/segql.db, migrated first) into the PostgreSQL database,
                        which must hold no data yet; all of it arrives or none
 `,
-  work: `usage: segql work [--node NAME] [--lease-ms N] [--range-profiles N]
+  work: `usage: segql work [--node NAME] [--lease-ms N] [--range-profiles N] [--range-slots N]
 
 With SEGQL_DATABASE_URL=postgres://…: takes part in the segment and export jobs queued in that
 database until SIGTERM or SIGINT. Every node running it shares the work: a segment job is split
@@ -68,6 +68,8 @@ under SEGQL_DATA_DIR, which every node must share (one machine, or a shared moun
                         SEGQL_LEASE_MS, else 15000)
   --range-profiles N    about how many profiles a range holds (default SEGQL_RANGE_PROFILES,
                         else 100000)
+  --range-slots N       how many ranges this node evaluates at once, each on a database
+                        connection of its own (default SEGQL_RANGE_SLOTS, else 2)
 
 One JSON line per event (job started, range or export claimed and ended, job ended) goes to stdout.
 `,
@@ -321,27 +323,32 @@ async function workCommand(config: Config, args: string[]): Promise<void> {
     node: { type: 'string' },
     'lease-ms': { type: 'string', default: String(config.leaseMs) },
     'range-profiles': { type: 'string', default: String(config.rangeProfiles) },
+    'range-slots': { type: 'string', default: String(config.rangeSlots) },
   });
   if (!config.databaseUrl) {
     throw new UsageError('segql work: set SEGQL_DATABASE_URL=postgres://… (a cluster shares one PostgreSQL)');
   }
   const leaseMs = nonNegativeInteger('work', 'lease-ms', values['lease-ms']);
   const rangeProfiles = nonNegativeInteger('work', 'range-profiles', values['range-profiles']);
-  if (leaseMs < 100 || rangeProfiles < 1) {
-    throw new UsageError('segql work: --lease-ms must be at least 100 and --range-profiles at least 1');
+  const rangeSlots = nonNegativeInteger('work', 'range-slots', values['range-slots']);
+  if (leaseMs < 100 || rangeProfiles < 1 || rangeSlots < 1) {
+    throw new UsageError(
+      'segql work: --lease-ms must be at least 100, and --range-profiles and --range-slots at least 1',
+    );
   }
   const log = await openLog(config);
   const { openPgDatabase } = await import('./db/pg/index.js');
   const { startClusterNode } = await import('./domain/cluster/cluster-node.js');
-  // A range, an export and a dry run or ingestion run may each hold a connection for long
-  // (cluster-node.ts, three slots); the rest is for lease renewals, job starts and ends, and
-  // schedules, which must not wait on them.
-  const conn = openPgDatabase(config.databaseUrl, { max: 8 });
+  // The ranges, an export, a preview and a dry run or ingestion run may each hold a connection
+  // for long (cluster-node.ts, its slots); the rest is for lease renewals, job starts and ends,
+  // and schedules, which must not wait on them.
+  const conn = openPgDatabase(config.databaseUrl, { max: rangeSlots + 6 });
   const node = await startClusterNode({
     pool: conn.pool,
     url: config.databaseUrl,
     leaseMs,
     rangeProfiles,
+    rangeSlots,
     dataDir: config.dataDir,
     // Test-only (test/e2e/cluster-exports.test.ts): slows exports so a node can be killed mid-write.
     testOnlyExportPageDelayMs: Number(process.env.SEGQL_TEST_ONLY_EXPORT_PAGE_DELAY_MS ?? 0) || 0,
@@ -352,7 +359,10 @@ async function workCommand(config: Config, args: string[]): Promise<void> {
       else log.info({ ...event }, event.type);
     },
   });
-  log.info({ node: node.settings.node, leaseMs, rangeProfiles, dataDir: config.dataDir }, 'cluster node started');
+  log.info(
+    { node: node.settings.node, leaseMs, rangeProfiles, rangeSlots, dataDir: config.dataDir },
+    'cluster node started',
+  );
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
@@ -678,7 +688,7 @@ async function serve(config: Config): Promise<void> {
     databaseUrl: config.databaseUrl,
     redisUrl: config.redisUrl,
     redisPrefix: config.redisPrefix,
-    node: { leaseMs: config.leaseMs, rangeProfiles: config.rangeProfiles },
+    node: { leaseMs: config.leaseMs, rangeProfiles: config.rangeProfiles, rangeSlots: config.rangeSlots },
     runJobs: config.runJobs,
   });
   stopOnSignals(log, async () => {

@@ -22,6 +22,11 @@ export interface Config {
    * a node claims (and loses if it dies); `segql work --range-profiles` sets the same.
    */
   rangeProfiles: number;
+  /**
+   * SEGQL_RANGE_SLOTS: on PostgreSQL, how many ranges a node evaluates at once, each on its own
+   * connection and so its own database backend; `segql work --range-slots` sets the same.
+   */
+  rangeSlots: number;
   /** SEGQL_RUN_JOBS=0: on PostgreSQL, this node serves the API and leaves jobs to other nodes (`segql work`). */
   runJobs: boolean;
   /** SEGQL_REDIS_URL: subscriptions' events go through this Redis, so every node sees every node's events. */
@@ -183,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisPrefix: env.SEGQL_REDIS_PREFIX ?? 'segql:',
     leaseMs: intFrom(env, 'SEGQL_LEASE_MS', 15_000, 100),
     rangeProfiles: intFrom(env, 'SEGQL_RANGE_PROFILES', 100_000, 1),
+    rangeSlots: intFrom(env, 'SEGQL_RANGE_SLOTS', 2, 1),
     runJobs: !(env.SEGQL_RUN_JOBS === '0' || env.SEGQL_RUN_JOBS === 'false'),
     limits: { ...loadServerLimits(env), ...DEFAULT_INGEST_LIMITS, ...loadJobSettings(env) },
   };

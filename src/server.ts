@@ -46,7 +46,7 @@ interface ServerOptions {
    */
   databaseUrl?: string;
   /** On PostgreSQL: the cluster node's settings, or `runJobs: false` to leave jobs to other nodes. */
-  node?: { leaseMs?: number; rangeProfiles?: number; pollMs?: number; name?: string };
+  node?: { leaseMs?: number; rangeProfiles?: number; rangeSlots?: number; pollMs?: number; name?: string };
   runJobs?: boolean;
 }
 

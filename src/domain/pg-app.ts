@@ -55,7 +55,7 @@ export interface PgAppOptions {
   /** How events reach the other nodes (closed with the app); absent: this process only. */
   transport?: EventTransport;
   /** The cluster node's settings (tests shorten the lease); its loop runs unless `runJobs` is false. */
-  node?: { leaseMs?: number; rangeProfiles?: number; pollMs?: number; name?: string };
+  node?: { leaseMs?: number; rangeProfiles?: number; rangeSlots?: number; pollMs?: number; name?: string };
   /** False: this process serves the API and queues jobs, and other nodes (`segql work`) run them. */
   runJobs?: boolean;
 }
@@ -90,6 +90,7 @@ export async function createPgApp(options: PgAppOptions): Promise<App> {
       dataDir,
       leaseMs: options.node?.leaseMs,
       rangeProfiles: options.node?.rangeProfiles,
+      rangeSlots: options.node?.rangeSlots,
       // Profiles per chunk, the unit of progress and cancel checks, as on SQLite; but a chunk costs
       // a round trip per definition here, so a tiny chunk (tests use 10) is raised to MIN_PG_CHUNK.
       chunkSize: Math.max(limits.segmentChunkSize, MIN_PG_CHUNK),

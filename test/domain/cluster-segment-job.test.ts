@@ -118,6 +118,19 @@ describe.skipIf(!pgAdminUrl)('a segment job on three cluster nodes (PostgreSQL)'
     // (A range may be claimed twice if a loaded machine let a lease pass; each is done once.)
     expect(new Set(claims.map((c) => c.rangeNo))).toEqual(new Set([0, 1, 2, 3, 4]));
     expect(new Set(claims.map((c) => c.node)).size).toBeGreaterThan(1);
+    // A node holds up to two ranges at once (its default range slots): the node that starts the
+    // job claims two before any other node has woken, and each is ended once.
+    const held = nodes.map((_, i) => {
+      let now = 0;
+      let most = 0;
+      for (const e of events) {
+        if (e.node !== i || !('range' in e) || e.range.jobId !== first.jobId) continue;
+        if (e.type === 'range-claimed') most = Math.max(most, ++now);
+        if (e.type === 'range-ended') now--;
+      }
+      return most;
+    });
+    expect(Math.max(...held)).toBe(2);
 
     const second = await clusterJob();
     expect(comparable(second.metrics)).toEqual(comparable(await store.runSqliteJob()));

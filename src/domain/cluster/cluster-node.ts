@@ -4,10 +4,14 @@
  * and exports whose nodes stopped renewing their leases, and account for schedules' due times
  * (cluster-schedules.ts) — the last on a loop of its own, so a node busy with a long range or
  * export still ticks schedules on time.
- * A node has two slots: one range at a time on the main loop, and one export at a time beside
- * it. An export is long and a range is short, so with one slot a node holding an export took no
- * range until it ended, and one that always found a range never took an export; with two, each
- * kind of work goes on whatever the other does.
+ * A node has slots of its own for each kind of work: `rangeSlots` ranges at once (two by
+ * default), one export beside them, one preview, one dry run or ingestion run. An export is long
+ * and a range is short, so with one slot for both a node holding an export took no range until
+ * it ended, and one that always found a range never took an export; with a slot each, each kind
+ * of work goes on whatever the other does. A range's statements run one after another on one
+ * PostgreSQL backend, which is one core of the database (the planner seldom gives a range's
+ * statements parallel workers): with one range at a time, a job on one node left the rest of the
+ * database idle and took twice the time one statement over all profiles takes on two cores.
  * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
  * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
  */
@@ -54,7 +58,12 @@ export type NodeEvent =
   | { type: 'jobs-requeued'; jobs: { jobId: number; kind: JobKind; status: string }[] }
   | { type: 'error'; error: Error };
 
-export interface ClusterNodeOptions extends Partial<ClusterSettings> {
+/** A node's settings: the cluster's, and how many ranges it evaluates at once, each on its own connection. */
+export interface NodeSettings extends ClusterSettings {
+  rangeSlots: number;
+}
+
+export interface ClusterNodeOptions extends Partial<NodeSettings> {
   pool: pg.Pool;
   /** The database URL, for the LISTEN connection (a pooled client cannot hold a LISTEN). */
   url: string;
@@ -75,19 +84,25 @@ export interface ClusterNodeOptions extends Partial<ClusterSettings> {
 }
 
 export interface ClusterNode {
-  readonly settings: ClusterSettings;
-  /** Stops taking work, lets the range and the export in hand finish, and closes the LISTEN connection. */
+  readonly settings: NodeSettings;
+  /** Stops taking work, lets the ranges and the export in hand finish, and closes the LISTEN connection. */
   stop(): Promise<void>;
 }
 
-export const DEFAULT_CLUSTER_SETTINGS = { leaseMs: 15_000, rangeProfiles: 100_000, chunkSize: 10_000 } as const;
+export const DEFAULT_CLUSTER_SETTINGS = {
+  leaseMs: 15_000,
+  rangeProfiles: 100_000,
+  rangeSlots: 2,
+  chunkSize: 10_000,
+} as const;
 
 /** Starts the node's loop; it runs until `stop()`. */
 export async function startClusterNode(options: ClusterNodeOptions): Promise<ClusterNode> {
-  const settings: ClusterSettings = {
+  const settings: NodeSettings = {
     node: options.node ?? `${hostname()}:${process.pid}:${Math.random().toString(36).slice(2, 8)}`,
     leaseMs: options.leaseMs ?? DEFAULT_CLUSTER_SETTINGS.leaseMs,
     rangeProfiles: options.rangeProfiles ?? DEFAULT_CLUSTER_SETTINGS.rangeProfiles,
+    rangeSlots: Math.max(1, options.rangeSlots ?? DEFAULT_CLUSTER_SETTINGS.rangeSlots),
     chunkSize: options.chunkSize ?? DEFAULT_CLUSTER_SETTINGS.chunkSize,
   };
   const pollMs = options.pollMs ?? 1_000;
@@ -134,6 +149,40 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   );
   /** The export slot: the export this node is running, if any. */
   let exporting: Promise<void> | undefined;
+  /** The range slots: the ranges this node is evaluating. */
+  const evaluating = new Set<Promise<void>>();
+  // A node's ends of jobs one after another: two of its ranges finishing together would otherwise
+  // each find the other's job row locked or its range not yet done, and leave the job to the sweep.
+  let ending: Promise<unknown> = Promise.resolve();
+
+  const runHeldRange = async (range: HeldRange) => {
+    try {
+      let plan = plans.get(range.jobId);
+      if (!plan) {
+        plan = await planOf(pool, range.jobId);
+        // Jobs other nodes end never leave this cache by themselves; a few live jobs is all it needs.
+        if (plans.size >= 64) plans.clear();
+        plans.set(range.jobId, plan);
+      }
+      if (!plan) throw new Error(`job ${range.jobId} has ranges but no plan`);
+      const end = await runRange(pool, range, plan, settings);
+      emit({ type: 'range-ended', range, end });
+      if (end === 'done') {
+        const ended = ending.then(() => endJob(pool, range.jobId));
+        ending = ended.catch(() => {});
+        const jobEnd = await ended;
+        if (jobEnd !== 'not yet') {
+          plans.delete(range.jobId);
+          emit({ type: 'job-ended', jobId: range.jobId, end: jobEnd });
+        }
+      }
+    } catch (err) {
+      emit({ type: 'error', error: err instanceof Error ? err : new Error(String(err)) });
+    } finally {
+      // The slot is free: look for the next range now, not at the next poll.
+      woken();
+    }
+  };
 
   const runExport = async (held: HeldExport, settings: ExportSettings) => {
     try {
@@ -190,27 +239,16 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     }
     if (running && (await previews.take())) found = true;
     if (running && (await wholeJobs.take())) found = true;
-    const range = await claimRange(pool, settings.node, settings.leaseMs);
-    if (!range) return found;
-    emit({ type: 'range-claimed', range });
-    let plan = plans.get(range.jobId);
-    if (!plan) {
-      plan = await planOf(pool, range.jobId);
-      // Jobs other nodes end never leave this cache by themselves; a few live jobs is all it needs.
-      if (plans.size >= 64) plans.clear();
-      plans.set(range.jobId, plan);
+    while (running && evaluating.size < settings.rangeSlots) {
+      const range = await claimRange(pool, settings.node, settings.leaseMs);
+      if (!range) break;
+      emit({ type: 'range-claimed', range });
+      // Not awaited: the range runs in its slot while this loop goes on taking work.
+      const slot: Promise<void> = runHeldRange(range).finally(() => evaluating.delete(slot));
+      evaluating.add(slot);
+      found = true;
     }
-    if (!plan) throw new Error(`job ${range.jobId} has ranges but no plan`);
-    const end = await runRange(pool, range, plan, settings);
-    emit({ type: 'range-ended', range, end });
-    if (end === 'done') {
-      const jobEnd = await endJob(pool, range.jobId);
-      if (jobEnd !== 'not yet') {
-        plans.delete(range.jobId);
-        emit({ type: 'job-ended', jobId: range.jobId, end: jobEnd });
-      }
-    }
-    return true;
+    return found;
   };
 
   /** Sleeps until `ms` have passed or a NOTIFY wakes the node. */
@@ -273,7 +311,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       woken();
       stopSchedules?.();
       await Promise.all([loop, schedules]);
-      await Promise.all([exporting, previews.settled(), wholeJobs.settled()]);
+      await Promise.all([exporting, ...evaluating, previews.settled(), wholeJobs.settled()]);
       await listener.end().catch(() => {});
     },
   };
