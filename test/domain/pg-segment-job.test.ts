@@ -476,8 +476,8 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
     const points = store.definitions.find((d) => d.name === 'Points')!;
     const swedes = store.definitions.find((d) => d.name === 'Swedes')!;
     // A number jsonb keeps exactly but a double cannot hold: reading it as one fails while the
-    // statement runs, inside PostgreSQL, which aborts the transaction but for the savepoint.
-    // (SQLite's documents come from JavaScript, which cannot write it.)
+    // statement runs, inside PostgreSQL, which aborts the transaction: the range is read again
+    // without that definition. (SQLite's documents come from JavaScript, which cannot write it.)
     const { rows: added } = await oneRange.conn.pool.query<{ id: number }>(
       `INSERT INTO profiles (sandbox_id, attributes, created_at, updated_at)
        VALUES ($1, '{"loyalty": {"points": 1e400}}', $2, $2) RETURNING id`,
