@@ -71,6 +71,10 @@ export async function evaluateRangePg(
     do {
       await client.query('TRUNCATE pg_temp.range_result');
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      // No JIT compilation for the range's statements: PostgreSQL compiles each statement anew,
+      // so a job pays it once per definition and range, and for a range it costs more than it
+      // saves (at 1 M profiles in 12 ranges, 0.8 s of compiling for a 0.5 s statement).
+      await client.query('SET LOCAL jit = off');
       read = await readRange(client, plan, range, hooks, failed);
       // The transaction is aborted: the definition that failed is in `failed` now, and is left out.
       if (read === 'again') await client.query('ROLLBACK');
