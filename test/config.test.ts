@@ -36,12 +36,16 @@ describe('loadConfig: PostgreSQL and Redis', () => {
 });
 
 describe('loadConfig: a cluster node', () => {
-  it('takes the lease and the range size, 15 s and 100,000 profiles by default', () => {
-    expect(loadConfig({})).toMatchObject({ leaseMs: 15_000, rangeProfiles: 100_000 });
-    expect(loadConfig({ SEGQL_LEASE_MS: '2000', SEGQL_RANGE_PROFILES: '500' })).toMatchObject({
+  it('takes the lease, the range size and the range slots, 15 s, 100,000 profiles and 2 by default', () => {
+    expect(loadConfig({})).toMatchObject({ leaseMs: 15_000, rangeProfiles: 100_000, rangeSlots: 2 });
+    expect(loadConfig({ SEGQL_LEASE_MS: '2000', SEGQL_RANGE_PROFILES: '500', SEGQL_RANGE_SLOTS: '1' })).toMatchObject({
       leaseMs: 2_000,
       rangeProfiles: 500,
+      rangeSlots: 1,
     });
+    expect(() => loadConfig({ SEGQL_RANGE_SLOTS: '0' })).toThrow(
+      'SEGQL_RANGE_SLOTS must be an integer of at least 1, got "0"',
+    );
   });
 
   it('refuses a range of no profiles, naming the variable', () => {
