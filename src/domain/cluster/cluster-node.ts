@@ -11,7 +11,7 @@
  * of work goes on whatever the other does. A range's statements run one after another on one
  * PostgreSQL backend, which is one core of the database (the planner seldom gives a range's
  * statements parallel workers): with one range at a time, a job on one node left the rest of the
- * database idle and took twice the time one statement over all profiles takes on two cores.
+ * database idle, where one statement over all profiles gets parallel workers.
  * Every node runs the same loop against the same PostgreSQL; they coordinate only through rows
  * (SKIP LOCKED claims, leases) and wake each other with NOTIFY, polling as a fallback.
  */

@@ -84,7 +84,7 @@ const ENTER = `WITH changed AS (
 const PURGE = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
 
 // Every audience's size before and after, and its history row, in one statement: every part of
-// it sees the snapshot taken before the UPDATE, so \`before\` is the size the audience had.
+// it sees the snapshot taken before the UPDATE, so `before` is the size the audience had.
 const SIZES = `WITH counted AS (
     SELECT a.id, a.size AS before,
       (SELECT count(*) FROM memberships m WHERE m.audience_id = a.id AND m.status IN ${CURRENT_STATUSES_SQL}) AS size
