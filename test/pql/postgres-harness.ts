@@ -27,6 +27,7 @@ const FUNCTION_MIGRATIONS = [
   '0005_pql_age.sql',
   '0006_pql_occurs.sql',
   '0011_pql_products.sql',
+  '0013_pql_tiny_instants.sql',
 ].map((name) => new globalThis.URL(`../../drizzle/pg/${name}`, import.meta.url));
 
 const LAYOUT = `
