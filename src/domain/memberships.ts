@@ -311,8 +311,12 @@ export class MembershipWriter {
     cause: MembershipCause,
     definitionVersion: number | null,
   ): MembershipChange {
-    const move = membershipMove(sandboxId, audienceId, profileId, from, enters, at, cause, definitionVersion);
-    (enters ? this.s.enter : this.s.exit).run(...move.row);
+    return this.write(membershipMove(sandboxId, audienceId, profileId, from, enters, at, cause, definitionVersion));
+  }
+
+  /** Writes one transition already decided (membershipMove): its row and its history entry. */
+  write(move: MembershipMove): MembershipChange {
+    (move.enters ? this.s.enter : this.s.exit).run(...move.row);
     this.s.history.run(...move.history);
     this.sizes.add(move);
     return move.change;

@@ -126,9 +126,7 @@ export function resolvePendingMembers(
   const rows = preparedOn(sqlite, q.rows).all(identitiesJson(added), sandboxId) as PendingRow[];
   const { moves, payloads } = pendingMoves(sandboxId, added, rows, now);
   const writer = new MembershipWriter(conn);
-  const changes = moves.map(({ change: c }) =>
-    writer.change(c.sandboxId, c.audienceId, c.profileId, c.from, true, c.at, c.cause, null),
-  );
+  const changes = moves.map((move) => writer.write(move));
   writer.flushSizes(now);
   // After the rows they go onto.
   if (payloads) preparedOn(sqlite, q.payloads).run(payloads);
