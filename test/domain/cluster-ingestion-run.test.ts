@@ -31,6 +31,7 @@ import {
   planIngestion,
 } from '../../src/domain/external-audiences/ingestion-run.js';
 import ingestionTask from '../../src/domain/external-audiences/ingestion-task.js';
+import { failureFields } from '../../src/domain/jobs/job-failure.js';
 import { insertJob, jobById, updateJob } from '../../src/domain/jobs/job-store.js';
 import { runJobTask } from '../../src/domain/jobs/task.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
@@ -158,7 +159,7 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
         cancelled: () => false,
       });
     } catch (err) {
-      await updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
+      await updateJob(conn, job.id, { status: 'FAILED', ...failureFields(err), finishedAt: Date.now() });
     }
     return (await jobById(conn, job.id)) as IngestionRun;
   }
@@ -280,6 +281,10 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
     clusterJobs.push(pg.id);
     expect(pg.status).toBe('FAILED');
     expect(pg.error).toBe(lite.error);
+    // Its final counts, not a running result whose presence depends on when a renewal came.
+    const counts = { recordsRead: 2, recordsImported: 0, recordsMatched: 0, recordsFailed: 2 };
+    expect(pg.result).toEqual(counts);
+    expect(lite.result).toEqual(counts);
     // Its staged file stays until a node's housekeeping removes the uploads of ended runs.
     const upload = pg.input.upload;
     expect(existsSync(upload)).toBe(true);

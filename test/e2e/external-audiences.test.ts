@@ -137,6 +137,37 @@ describe('external audiences', () => {
     });
   });
 
+  it('fails a run with no usable row and keeps what it read: counts and errors', async () => {
+    const ext = await createAudience('All bad');
+    const text =
+      'email,points,vip,since,tier\n,1,true,2026-01-01,a\nx@example.com,many,true,2026-01-01,b\ny@example.com,2,maybe,2026-01-01,c\n';
+    const started = await uploadList(
+      server.url,
+      START_INGESTION,
+      { id: ext.id },
+      { name: 'bad.csv', chunks: [Buffer.from(text)] },
+    );
+    expect(started.body.errors).toBeUndefined();
+    const run = await waitForRun(started.body.data.startExternalAudienceIngestion.id);
+    // The counts are the run's final ones whatever progress it reported before failing.
+    expect(run).toEqual({
+      status: 'FAILED',
+      error: "Nothing usable: all 3 rows failed (see the run's errors)",
+      recordsRead: 3,
+      recordsImported: 0,
+      recordsMatched: 0,
+      recordsFailed: 3,
+      errors: {
+        totalCount: 3,
+        edges: [
+          { node: { line: 2, message: 'The identity column "email" is empty' } },
+          { node: { line: 3, message: '"many" in column "points" is not a NUMBER' } },
+          { node: { line: 4, message: expect.stringContaining('"maybe"') } },
+        ],
+      },
+    });
+  });
+
   it('refuses a header that does not name the fields, before any run exists', async () => {
     const ext = await createAudience('Wrong header');
     const res = await uploadList(

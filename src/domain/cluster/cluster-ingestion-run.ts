@@ -97,7 +97,7 @@ export function runClusterIngestion(
     const counts = await stageList(client, plan, lease);
     const unusable = nothingUsable(counts);
     // A run with nothing usable fails, but its errors stay readable (a re-run replaces them).
-    if (unusable !== undefined) throw new FailWith(unusable, (tx) => saveErrors(tx, plan.jobId, true));
+    if (unusable !== undefined) throw new FailWith(unusable, (tx) => saveErrors(tx, plan.jobId, true), counts);
     lease.check();
     return {
       finish: async (tx) => {

@@ -21,7 +21,7 @@ import type pg from 'pg';
 import { clientStore } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
 import { Cancelled } from '../jobs/cancelled.js';
-import type { JobKind } from '../jobs/job-types.js';
+import type { JobKind, JobResult } from '../jobs/job-types.js';
 import {
   cancelHeldJob,
   claimLeasedJob,
@@ -152,7 +152,7 @@ export async function runWholeJob<R>(
     const reason = err instanceof Error ? err.message : String(err);
     if (err instanceof FailWith) {
       // On the run's own client: what the failure writes may read its session's temporary tables.
-      const failed = await failHeldJob(client, held, settings.node, reason, err.write);
+      const failed = await failHeldJob(client, held, settings.node, { error: reason, result: err.result }, err.write);
       clean = true;
       return failed ? 'failed' : 'lost';
     }
@@ -177,6 +177,8 @@ export class FailWith extends Error {
   constructor(
     message: string,
     readonly write: (client: pg.ClientBase) => Promise<void>,
+    /** What the failed job shows as its result (jobs/job-failure.ts); its running result if none. */
+    readonly result?: JobResult,
   ) {
     super(message);
     this.name = 'FailWith';

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { Cancelled } from '../jobs/cancelled.js';
-import type { JobKind } from '../jobs/job-types.js';
+import type { JobKind, JobResult } from '../jobs/job-types.js';
 import { WORK_CHANNEL } from './cluster-segment-job.js';
 import { PROGRESS_MS } from './progress-cadence.js';
 import { LeaseLost, type LeaseState, MAX_RANGE_ATTEMPTS } from './range-queue.js';
@@ -134,15 +134,18 @@ export async function failHeldJob<D extends Queryable>(
   db: D,
   held: Pick<HeldJob, 'jobId' | 'attempts'>,
   node: string,
-  error: string,
+  failure: string | { error: string; result?: JobResult },
   write?: (client: D) => Promise<void>,
 ): Promise<boolean> {
+  const { error, result } = typeof failure === 'string' ? { error: failure, result: undefined } : failure;
   const fail = async () => {
     const now = Date.now();
+    // A failure without a result of its own keeps the running result its renewals wrote.
     const { rowCount } = await db.query(
-      `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL
+      `UPDATE jobs SET status = 'FAILED', error = $1, finished_at = $2, updated_at = $2, lease_owner = NULL, lease_until = NULL,
+         result = COALESCE($6::jsonb, result)
        WHERE id = $3 AND status IN ('PROCESSING', 'CANCELLING') AND lease_owner = $4 AND attempts = $5`,
-      [error, now, held.jobId, node, held.attempts],
+      [error, now, held.jobId, node, held.attempts, result === undefined ? null : JSON.stringify(result)],
     );
     return rowCount === 1;
   };

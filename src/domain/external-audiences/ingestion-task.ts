@@ -8,6 +8,7 @@
 import { closeSync, existsSync, openSync, readSync, rmSync } from 'node:fs';
 import type { Connection } from '../../db/index.js';
 import { Cancelled } from '../jobs/cancelled.js';
+import { JobFailure } from '../jobs/job-failure.js';
 import type { JobTask, TaskContext } from '../jobs/task.js';
 import { CURRENT_STATUSES_SQL, statusSql } from '../membership-statuses.js';
 import type { ExternalAudienceField } from './external-audiences.js';
@@ -54,7 +55,7 @@ export function runIngestion(conn: Connection, plan: IngestionPlan, ctx: TaskCon
     const unusable = nothingUsable(counts);
     if (unusable !== undefined) {
       saveErrorsAlone(conn, plan.jobId);
-      throw new Error(unusable);
+      throw new JobFailure(unusable, counts);
     }
     if (ctx.cancelled()) throw new Cancelled();
     ctx.finish(() => {

@@ -10,6 +10,7 @@ import type { Connection } from '../../db/index.js';
 import { writeUnit } from '../../db/unit.js';
 import { conflict, notFound } from '../errors.js';
 import { encodeGlobalId } from '../ids.js';
+import { failureFields } from '../jobs/job-failure.js';
 import { asKind, insertJob, jobById, updateJob } from '../jobs/job-store.js';
 import { runJobTask } from '../jobs/task.js';
 import { activeIngestionRun, findExternalAudience } from './external-audiences.js';
@@ -72,7 +73,7 @@ export async function importList(conn: Connection, dataDir: string, request: Loc
       cancelled: () => false,
     });
   } catch (err) {
-    await updateJob(conn, job.id, { status: 'FAILED', error: (err as Error).message, finishedAt: Date.now() });
+    await updateJob(conn, job.id, { status: 'FAILED', ...failureFields(err), finishedAt: Date.now() });
   }
   return asKind((await jobById(conn, job.id))!, 'INGESTION');
 }

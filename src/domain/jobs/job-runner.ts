@@ -6,6 +6,7 @@ import { writeInTurn, writeUnit } from '../../db/unit.js';
 import { conflict } from '../errors.js';
 import { topics } from '../events.js';
 import { Cancelled } from './cancelled.js';
+import { failureFields } from './job-failure.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
 import { type JobPrepare, type JobQueue, queueJob } from './job-queue.js';
 import type { JobServices } from './job-services.js';
@@ -337,14 +338,12 @@ export class JobRunner implements JobQueue {
     } else if (err instanceof Cancelled || reason === 'cancelled') {
       this.publish(await updateJob(conn, claimed.id, { status: 'CANCELLED', finishedAt: Date.now() }));
     } else {
-      const message =
+      const failure =
         reason === 'timeout'
-          ? `No progress for ${Math.round(kind.timeoutMs / 1000)} s; the job was stopped`
-          : err instanceof Error
-            ? err.message
-            : String(err);
+          ? { error: `No progress for ${Math.round(kind.timeoutMs / 1000)} s; the job was stopped` }
+          : failureFields(err);
       if (reason !== 'timeout') log.error({ err, jobId: claimed.id }, 'job failed');
-      this.publish(await updateJob(conn, claimed.id, { status: 'FAILED', error: message, finishedAt: Date.now() }));
+      this.publish(await updateJob(conn, claimed.id, { status: 'FAILED', ...failure, finishedAt: Date.now() }));
     }
   }
 }

@@ -8,6 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { type Connection, openDatabase } from '../../db/index.js';
 import { lowerThreadPriority } from '../../db/thread-priority.js';
 import { Cancelled } from './cancelled.js';
+import { failureFields } from './job-failure.js';
 import type { TypedJobKind } from './job-types.js';
 import { type JobTask, runJobTask } from './task.js';
 
@@ -28,7 +29,7 @@ export type TaskReply =
   | { id: number; type: 'progress'; payload: unknown }
   | { id: number; type: 'done'; result: unknown }
   | { id: number; type: 'cancelled' }
-  | { id: number; type: 'error'; message: string };
+  | { id: number; type: 'error'; message: string; result?: unknown };
 
 /** Tasks of every kind meet here; the kind's runner side made the plan its task expects. */
 type AnyTask = JobTask<TypedJobKind, unknown>;
@@ -64,7 +65,10 @@ async function run(message: TaskMessage, post: (reply: TaskReply) => void): Prom
     post({ id: message.id, type: 'done', result });
   } catch (err) {
     if (err instanceof Cancelled) post({ id: message.id, type: 'cancelled' });
-    else post({ id: message.id, type: 'error', message: err instanceof Error ? err.message : String(err) });
+    else {
+      const { error, result } = failureFields(err);
+      post({ id: message.id, type: 'error', message: error, ...(result !== undefined ? { result } : {}) });
+    }
   }
 }
 

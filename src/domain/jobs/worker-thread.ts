@@ -3,6 +3,8 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { WriteGate } from '../../db/write-gate.js';
 import { Cancelled } from './cancelled.js';
+import { JobFailure } from './job-failure.js';
+import type { JobResult } from './job-types.js';
 import type { TaskMessage, TaskReply } from './job-worker.js';
 
 const require = createRequire(import.meta.url);
@@ -42,6 +44,7 @@ export class WorkerLanes {
       this.pending.delete(reply.id);
       if (reply.type === 'done') task.resolve(reply.result);
       else if (reply.type === 'cancelled') task.reject(new Cancelled());
+      else if (reply.result !== undefined) task.reject(new JobFailure(reply.message, reply.result as JobResult));
       else task.reject(new Error(reply.message));
     });
     const { threadId } = worker;
