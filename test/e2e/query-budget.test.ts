@@ -73,6 +73,17 @@ async function startHeavyServer(budgetMs: number): Promise<TestServer> {
   return heavy;
 }
 
+/**
+ * The health checks answered while an evaluation ran were not held by it: an evaluation on the
+ * main thread would hold them for seconds (its budget or more). Typical answers stay fast; one
+ * check may meet a loaded machine's scheduling, so the bound on the slowest is looser.
+ */
+function expectUnheld(times: number[]): void {
+  const sorted = [...times].sort((a, b) => a - b);
+  expect(sorted[Math.floor(sorted.length / 2)], JSON.stringify(times)).toBeLessThan(100);
+  expect(sorted.at(-1), JSON.stringify(times)).toBeLessThan(500);
+}
+
 async function healthzTimes(target: TestServer, count: number): Promise<number[]> {
   const base = target.url.replace(/\/graphql$/, '');
   const times: number[] = [];
@@ -88,7 +99,7 @@ async function healthzTimes(target: TestServer, count: number): Promise<number[]
 }
 
 describe('ad-hoc evaluation within the query budget', () => {
-  it('answers QUERY_TIMEOUT for the 300-event or, while /healthz keeps answering within 100 ms', async () => {
+  it('answers QUERY_TIMEOUT for the 300-event or, while /healthz keeps answering', async () => {
     const started = performance.now();
     const slow = server.gql(MATCHING, { x: OR_OF_300 }).then((r) => ({ r, ms: performance.now() - started }));
     const times = await healthzTimes(server, 20);
@@ -100,7 +111,7 @@ describe('ad-hoc evaluation within the query budget', () => {
     // All 20 health checks were answered before the evaluation was: they ran while it did.
     expect(ms).toBeGreaterThan(healthzDone);
     expect(times).toHaveLength(20);
-    for (const t of times) expect(t).toBeLessThan(100);
+    expectUnheld(times);
   });
 
   it('still answers normally afterwards, on both threads', async () => {
@@ -135,7 +146,7 @@ describe('ad-hoc evaluation within the query budget', () => {
       expect(r.errors?.[0]?.extensions?.code, JSON.stringify(r)).toBe('QUERY_TIMEOUT');
       expect(r.errors?.[0]?.message).toContain(`budget of ${budget} ms`);
       expect(ms).toBeLessThan(budget + 1_000);
-      for (const t of times) expect(t).toBeLessThan(100);
+      expectUnheld(times);
       // Past the grace period the stuck thread is gone; every query still gets an answer.
       await new Promise((resolve) => setTimeout(resolve, 1_200));
       const after = await Promise.all(
