@@ -12,8 +12,8 @@
  * - `event-loop-max-ms`: the longest event-loop delay in the server during the run, from
  *   `segql_event_loop_delay_max_seconds` scraped every 250 ms (target ≤ 50 ms).
  * - `rss-after-per-baseline`: server RSS after all subscribers left / RSS before they came
- *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs) and once
- *   RSS has stopped falling (read each second, at most 30 s: the `settle` lines); the `rss` line
+ *   (target ≤ 1.10), both after a full GC (the server runs with bench/gc-on-signal.mjs) and 45 s
+ *   of rest, read each second (the `settle` lines); the `rss` line
  *   gives the figures before that GC too (after 2,000 trivial requests and 3 s).
  *   `rss-1s-after-per-baseline`: the same read 1 s after each GC, as the bench did until session
  *   14, before V8's memory reducer has run.
@@ -133,23 +133,19 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 1_000));
   };
   /**
-   * RSS once it has stopped falling. V8 gives the old space's emptied pages back by itself, with
-   * its memory reducer: 8 s or more after a full collection, once the process allocates little
-   * (seen 7–28 s after the forced one here, in one to three steps), not in the second after it.
-   * Read every second until no new low for `quietS` seconds, at most `maxS`; the series is printed.
+   * RSS after `seconds` of rest, read each second (the series is printed). V8 gives emptied
+   * pages back by itself, with its memory reducer (the main thread's and each worker thread's):
+   * 8 s or more after a full collection, once the process allocates little, in up to three
+   * steps; here RSS fell 11-41 s after the forced collection, by 10-100 MiB, the baseline's as
+   * much as the after's. So both readings get the same rest, long enough for those steps, rather
+   * than a stop when RSS has not fallen for a while: the first step can come 15 s or more after
+   * the collection.
    */
-  const settledRss = async (label: string, quietS = 13, maxS = 45) => {
+  const restedRss = async (label: string, seconds = 45) => {
     const series: number[] = [rssBytes(server.child.pid)];
-    let low = series[0]!;
-    let lowAt = 0;
-    for (let s = 1; s <= maxS && s - lowAt < quietS; s++) {
+    for (let s = 1; s <= seconds; s++) {
       await new Promise((r) => setTimeout(r, 1_000));
-      const now = rssBytes(server.child.pid);
-      series.push(now);
-      if (now < low - 2 ** 20) {
-        low = now;
-        lowAt = s;
-      }
+      series.push(rssBytes(server.child.pid));
     }
     console.log(
       `settle ${NAME}: ${label} RSS each second (MiB): ${series.map((b) => (b / 2 ** 20).toFixed(0)).join(' ')}`,
@@ -198,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
     await new Promise((r) => setTimeout(r, 2_000));
     await collect();
     const baselineAt1s = rssBytes(server.child.pid);
-    const baseline = await settledRss('baseline');
+    const baseline = await restedRss('baseline');
     const anonBaseline = rssBytes(server.child.pid, 'RssAnon');
     const heap = () => scrapeMetric(server.url, 'segql_process_nodejs_heap_size_used_bytes');
     /** What V8 holds from the system (committed), used or not: RSS follows this, not `heap`. */
@@ -310,7 +306,7 @@ export async function run(argv: string[]): Promise<number> {
     const heapUncollected = await heap();
     await collect();
     const afterAt1s = rssBytes(server.child.pid);
-    const after = await settledRss('after');
+    const after = await restedRss('after');
     const anonAfter = rssBytes(server.child.pid, 'RssAnon');
     const heapAfter = await heap();
     const heapTotalAfter = await heapTotal();
