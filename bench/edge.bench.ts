@@ -1,11 +1,13 @@
 /**
- * `npm run bench -- edge [--events 1000] [--definitions 100] [--requests 2000] [--runs 3] [--cpu-prof <dir>]`
+ * `npm run bench -- edge [--events 1000] [--definitions 100] [--requests 2000] [--runs 3] [--cpu-prof <dir>] [--client http|fetch]`
  *
  * Edge evaluation over HTTP (docs/performance.md `edge`): the real server in its own process; one
  * stored profile with `--events` events (spread over the last 24 hours, four event types) and
  * `--definitions` edge definitions (attribute tests, string tests, windowed counts, sums, exists);
  * `evaluateProfile` of that profile against all of them, one request at a time, with the same
- * client (fetch, keep-alive) as a trivial `{ __typename }` in the same run, interleaved.
+ * client as a trivial `{ __typename }` in the same run, interleaved. The client is node:http on one
+ * kept-alive connection (`--client fetch`: the global fetch, which until session 14 it was; its
+ * own garbage collections were a share of the p99 it measured).
  *
  * - `p99-ms` / `p50-ms`: evaluateProfile latency over all runs' requests.
  * - `trivial-p99-ms`: `{ __typename }` latency (the floor of the transport).
@@ -24,7 +26,7 @@ import { ingestEvents } from '../src/domain/event-ingest.js';
 import { encodeGlobalId } from '../src/domain/ids.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { intArg, parseArgs, report, statsOf } from './lib.js';
-import { graphqlRequest, spawnBenchServer } from './server-process.js';
+import { graphqlRequest, keepAliveGraphql, spawnBenchServer } from './server-process.js';
 
 const NAME = 'edge';
 const TYPES = ['web.webpagedetails.pageViews', 'commerce.productViews', 'commerce.purchases', 'commerce.checkouts'];
@@ -70,6 +72,8 @@ export async function run(argv: string[]): Promise<number> {
   const definitionCount = intArg(args, 'definitions', 100);
   const requests = intArg(args, 'requests', 2_000);
   const runs = intArg(args, 'runs', 3);
+  const clientKind = args.get('client') ?? 'http';
+  if (clientKind !== 'http' && clientKind !== 'fetch') throw new Error(`--client is http or fetch, not ${clientKind}`);
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-edge-'));
   const now = Date.now();
@@ -101,7 +105,9 @@ export async function run(argv: string[]): Promise<number> {
     expected = evaluateProfile(conn, sandboxId, IDENTITY, { at }).audienceIds.map((id) =>
       encodeGlobalId('Audience', id),
     );
-    console.log(`rows ${NAME}: ${eventCount} events, ${definitionCount} definitions, ${expected.length} qualify`);
+    console.log(
+      `rows ${NAME}: ${eventCount} events, ${definitionCount} definitions, ${expected.length} qualify; client ${clientKind}`,
+    );
   } finally {
     conn.close();
   }
@@ -116,8 +122,12 @@ export async function run(argv: string[]): Promise<number> {
     const at = new Date(now + 60_000).toISOString();
     const edgeQuery = `query($i: IdentityInput!, $at: DateTime) { evaluateProfile(identity: $i, at: $at) { audiences { id } durationMs } }`;
     type Answer = { evaluateProfile: { audiences: { id: string }[]; durationMs: number } };
-    const edge = () => graphqlRequest<Answer>(server.url, edgeQuery, { i: IDENTITY, at });
-    const trivial = () => graphqlRequest<{ __typename: string }>(server.url, '{ __typename }');
+    const post =
+      clientKind === 'fetch'
+        ? <T>(query: string, variables?: Record<string, unknown>) => graphqlRequest<T>(server.url, query, variables)
+        : keepAliveGraphql(server.url);
+    const edge = () => post<Answer>(edgeQuery, { i: IDENTITY, at });
+    const trivial = () => post<{ __typename: string }>('{ __typename }');
 
     const edgeMs: number[] = [];
     const trivialMs: number[] = [];
