@@ -1,12 +1,15 @@
 /**
- * Once per `vitest run`: when SEGQL_TEST_DATABASE_URL is set, one migrated PostgreSQL database
+ * Once per `vitest run`: the source compiled for the processes the tests spawn (test/build.ts),
+ * removed when the run ends; and when SEGQL_TEST_DATABASE_URL is set, one migrated PostgreSQL database
  * that every test file's fresh database is copied from (CREATE DATABASE … TEMPLATE), instead of
  * each file migrating its own — about a second each on the 2-core CI machine, serialized on the
  * migration lock, for dozens of files. Dropped when the run ends, with the databases made from it.
  */
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
 import { migratePg, openPgDatabase } from '../src/db/pg/index.js';
+import { buildSource } from './build.js';
 import { admin, databaseUrl, dropRunDatabases, pgAdminUrl } from './db/pg-test-database.js';
 
 declare module 'vitest' {
@@ -18,7 +21,16 @@ declare module 'vitest' {
   }
 }
 
-export default async function setup(project: TestProject): Promise<(() => Promise<void>) | undefined> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const [build, dropTemplate] = await Promise.all([buildSource(), pgTemplate(project)]);
+  project.provide('segqlBuild', build);
+  return async () => {
+    rmSync(build, { recursive: true, force: true });
+    await dropTemplate?.();
+  };
+}
+
+async function pgTemplate(project: TestProject): Promise<(() => Promise<void>) | undefined> {
   if (!pgAdminUrl) return undefined;
   const run = randomBytes(5).toString('hex');
   const name = `segql_template_${run}`;

@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
+import { segqlArgs } from '../build.js';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
 import { buildSegmentStore, type SegmentStore } from './segment-store.js';
 
@@ -97,7 +98,7 @@ describe.skipIf(!pgAdminUrl)('copying a SQLite store into PostgreSQL', () => {
       const run = await new Promise<{ code: number; stderr: string }>((resolve) => {
         execFile(
           process.execPath,
-          ['--import', 'tsx', 'src/cli.ts', 'migrate', '--from-sqlite', store.file],
+          segqlArgs('migrate', '--from-sqlite', store.file),
           {
             cwd: fileURLToPath(new URL('../..', import.meta.url)),
             env: { ...process.env, SEGQL_DATABASE_URL: target.url, SEGQL_LOG_LEVEL: 'warn' },

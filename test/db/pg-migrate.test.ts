@@ -18,6 +18,7 @@ import { migratePg, openPgDatabase } from '../../src/db/pg/index.js';
 import * as pgSchema from '../../src/db/pg/schema.js';
 import { PG_ONLY_COLUMNS } from '../../src/db/pg/schema-drift.js';
 import * as sqliteSchema from '../../src/db/schema.js';
+import { segqlArgs } from '../build.js';
 import { admin } from './pg-test-database.js';
 
 const adminUrl = process.env.SEGQL_TEST_DATABASE_URL;
@@ -43,7 +44,7 @@ describe.skipIf(!adminUrl)('PostgreSQL migrations (SEGQL_TEST_DATABASE_URL)', ()
     const run = await new Promise<{ code: number; stderr: string }>((resolve) => {
       execFile(
         process.execPath,
-        ['--import', 'tsx', 'src/cli.ts', 'migrate'],
+        segqlArgs('migrate'),
         { cwd: root, env: { ...process.env, SEGQL_DATABASE_URL: url }, timeout: 60_000 },
         (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? 1) : 0, stderr }),
       );

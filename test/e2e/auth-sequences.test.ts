@@ -18,6 +18,7 @@ import { openDatabase } from '../../src/db/index.js';
 import { createApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { type RunningServer, startServer } from '../../src/server.js';
+import { segqlArgs } from '../build.js';
 import { gql, ok } from './harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -30,7 +31,7 @@ function segqlKeys(dataDir: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', 'keys', ...args],
+      segqlArgs('keys', ...args),
       { cwd: root, env: { ...process.env, SEGQL_DATA_DIR: dataDir, SEGQL_LOG_LEVEL: 'silent' }, timeout: 60_000 },
       (err, stdout, stderr) => (err ? reject(new Error(`segql keys ${args.join(' ')}: ${stderr}`)) : resolve(stdout)),
     );

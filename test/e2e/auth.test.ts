@@ -7,6 +7,7 @@ import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startServer } from '../../src/server.js';
+import { segqlArgs } from '../build.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -14,7 +15,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 /** Runs `segql keys …` as its own process against the server's data directory (or database); stdout. */
 function keys(where: string | TestServer, args: string[]): string {
   const [dataDir, url] = typeof where === 'string' ? [where, undefined] : [where.dataDir, where.databaseUrl];
-  return execFileSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'keys', ...args], {
+  return execFileSync(process.execPath, segqlArgs('keys', ...args), {
     cwd: root,
     env: {
       ...process.env,

@@ -9,6 +9,7 @@ import { openDatabase } from '../../src/db/index.js';
 import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
+import { segqlArgs } from '../build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'segql-cli-import-'));
@@ -18,7 +19,7 @@ function segql(args: string[]): Promise<{ code: number; stdout: string; stderr: 
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
+      segqlArgs(...args),
       { cwd: root, env: { ...process.env, SEGQL_DATA_DIR: dataDir }, timeout: 30_000 },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? -1) : 0;

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { segqlArgs } from '../build.js';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
 import { killSpawned, type ServerProcess, spawnServer } from './process.js';
 
@@ -20,7 +21,7 @@ function segql(args: string[], env: Record<string, string>): Promise<{ code: num
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
+      segqlArgs(...args),
       { cwd: root, env: { ...process.env, SEGQL_DEMO_PROFILES: '0', ...env }, timeout: 120_000 },
       (err, stdout, stderr) => {
         const code = err ? ((err as { code?: number }).code ?? -1) : 0;

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { segqlArgs } from '../build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const version = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version;
@@ -42,7 +43,7 @@ function run(file: string, args: string[], dataDir: string, env: Record<string, 
 }
 
 const segql = (args: string[], dataDir = freshDir(), env: Record<string, string> = {}) =>
-  run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], dataDir, env);
+  run(process.execPath, segqlArgs(...args), dataDir, env);
 
 /** One line on stderr, nothing on stdout, exit 2, and no stack trace. */
 function expectUsageError(result: Run, mentions: RegExp): void {

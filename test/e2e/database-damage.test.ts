@@ -12,6 +12,7 @@ import { DatabaseDamagedError } from '../../src/db/integrity.js';
 import { seedDemoData } from '../../src/domain/demo-data.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { startServer } from '../../src/server.js';
+import { segqlArgs } from '../build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dirs: string[] = [];
@@ -69,7 +70,7 @@ describe('a damaged database is not served as healthy', () => {
   });
 
   it('`segql serve` exits non-zero with one line on stderr', () => {
-    const run = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+    const run = spawnSync(process.execPath, segqlArgs('serve'), {
       cwd: root,
       env: { ...process.env, PORT: '0', SEGQL_DATA_DIR: damaged, SEGQL_DEMO_PROFILES: '0', SEGQL_LOG_LEVEL: 'info' },
       encoding: 'utf8',
@@ -84,7 +85,7 @@ describe('a damaged database is not served as healthy', () => {
   it('`segql serve` with SEGQL_SKIP_INTEGRITY_CHECK=1 starts on the damaged file', async () => {
     const copy = tempDir();
     copyFileSync(databaseFile(damaged), databaseFile(copy));
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+    const child = spawn(process.execPath, segqlArgs('serve'), {
       cwd: root,
       env: {
         ...process.env,

@@ -54,7 +54,8 @@ describe('process lifecycle', () => {
   it('migrates and seeds demo profiles on an empty data directory, and only then', async () => {
     const dataDir = tempDir();
     for (let run = 0; run < 2; run++) {
-      const server = await spawnServer(dataDir, { SEGQL_DEMO_PROFILES: '50' });
+      // From source, as `npm start` runs it: the other spawned servers run the build.
+      const server = await spawnServer(dataDir, { SEGQL_DEMO_PROFILES: '50' }, { fromSource: true });
       const data = ok(await gql(server.url, '{ profiles { totalCount } }'));
       expect(data.profiles.totalCount).toBe(50);
       server.child.kill('SIGTERM');

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { segqlArgs, segqlFromSourceArgs } from '../build.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -17,9 +18,16 @@ export function killSpawned(): void {
   running.clear();
 }
 
-/** Runs `segql serve` as its own process (as `npm start` does) and waits until it listens. */
-export async function spawnServer(dataDir: string, env: Record<string, string> = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve'], {
+/**
+ * Runs `segql serve` as its own process and waits until it listens: built (test/build.ts), or
+ * with `fromSource` through tsx as `npm start` runs it.
+ */
+export async function spawnServer(
+  dataDir: string,
+  env: Record<string, string> = {},
+  { fromSource = false } = {},
+): Promise<ServerProcess> {
+  const child = spawn(process.execPath, fromSource ? segqlFromSourceArgs('serve') : segqlArgs('serve'), {
     cwd: root,
     env: {
       ...process.env,

@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseFile } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
+import { segqlArgs } from '../build.js';
 import { ok, startTestServer, type TestServer } from './harness.js';
 import { RUN, START_INGESTION } from './upload.js';
 
@@ -65,16 +66,12 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 
 /** `segql keys create …` as its own process, as an operator runs it; the key. */
 function createKey(name: string, scope: string): string {
-  return execFileSync(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'keys', 'create', '--name', name, '--scope', scope],
-    {
-      cwd: root,
-      env: { ...process.env, SEGQL_DATA_DIR: server.dataDir, SEGQL_LOG_LEVEL: 'silent' },
-      encoding: 'utf8',
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  ).trim();
+  return execFileSync(process.execPath, segqlArgs('keys', 'create', '--name', name, '--scope', scope), {
+    cwd: root,
+    env: { ...process.env, SEGQL_DATA_DIR: server.dataDir, SEGQL_LOG_LEVEL: 'silent' },
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  }).trim();
 }
 
 /** The page as the cache holds it: read until a read is a hit, so what follows tests invalidation. */

@@ -7,6 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { expect } from 'vitest';
+import { segqlArgs } from '../build.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -27,15 +28,11 @@ export function startWorkNode<Line extends { msg: string }>(
   options: { args?: string[]; env: Record<string, string> },
   onLine?: (node: WorkNode<Line>, line: Line) => void,
 ): WorkNode<Line> {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', 'src/cli.ts', 'work', '--node', name, ...(options.args ?? [])],
-    {
-      cwd: root,
-      env: { ...process.env, SEGQL_LOG_LEVEL: 'info', ...options.env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
+  const child = spawn(process.execPath, segqlArgs('work', '--node', name, ...(options.args ?? [])), {
+    cwd: root,
+    env: { ...process.env, SEGQL_LOG_LEVEL: 'info', ...options.env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const node: WorkNode<Line> = {
     name,
     child,
@@ -72,7 +69,7 @@ export function segql(args: string[], env: Record<string, string>, timeoutMs = 1
   return new Promise((resolve) => {
     execFile(
       process.execPath,
-      ['--import', 'tsx', 'src/cli.ts', ...args],
+      segqlArgs(...args),
       { cwd: root, env: { ...process.env, ...env }, timeout: timeoutMs },
       (err, stdout, stderr) =>
         resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr }),
