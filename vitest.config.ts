@@ -10,54 +10,55 @@ import { buildDirectory, builtSource } from './test/build.js';
  * A stale entry only costs ordering; a file missing here just runs in vitest's own order.
  */
 const SLOWEST_FIRST = [
-  'test/e2e/cli.test.ts',
-  'test/e2e/cluster-api.test.ts',
-  'test/e2e/cli-postgres.test.ts',
-  'test/pql/differential.postgres.test.ts',
   'test/pql/differential.property.test.ts',
+  'test/e2e/authorization-matrix.test.ts',
+  'test/e2e/previews.test.ts',
   'test/e2e/segment-jobs.test.ts',
+  'test/domain/cluster-preview-job.test.ts',
+  'test/bench/bench-runs.test.ts',
+  'test/e2e/cluster-api.test.ts',
+  'test/e2e/lifecycle.test.ts',
+  'test/domain/cluster-export-job.test.ts',
+  'test/e2e/ingestion-crash.test.ts',
+  'test/bench/stream-postgres.test.ts',
+  'test/e2e/subscription-lag.test.ts',
+  'test/pql/differential.postgres.test.ts',
+  'test/e2e/cluster-jobs.test.ts',
+  'test/e2e/cluster-exports.test.ts',
+  'test/pql/postgres-regressions.test.ts',
+  'test/e2e/external-audiences.test.ts',
+  'test/e2e/upload-memory.test.ts',
   'test/e2e/segment-crash.test.ts',
   'test/bench/batch-postgres.test.ts',
-  'test/e2e/auth-sequences.test.ts',
-  'test/e2e/ingestion-crash.test.ts',
-  'test/e2e/lifecycle.test.ts',
-  'test/e2e/authorization-matrix.test.ts',
-  'test/e2e/export-evaluate-first.test.ts',
-  'test/e2e/previews.test.ts',
-  'test/bench/bench-runs.test.ts',
-  'test/e2e/upload-memory.test.ts',
-  'test/e2e/cluster-jobs.test.ts',
-  'test/e2e/export-crash.test.ts',
-  'test/e2e/cluster-exports.test.ts',
-  'test/e2e/clients.test.ts',
-  'test/domain/cluster-segment-job.test.ts',
-  'test/domain/cluster-export-job.test.ts',
-  'test/e2e/export-evaluate-first-crash.test.ts',
-  'test/e2e/auth.test.ts',
-  'test/domain/ingest-thread.test.ts',
-  'test/db/pg-streaming.test.ts',
-  'test/e2e/response-cache.test.ts',
-  'test/e2e/cluster-cancel.test.ts',
-  'test/e2e/documented-pql.test.ts',
-  'test/e2e/schedule-export.test.ts',
-  'test/e2e/subscription-lag.test.ts',
-  'test/e2e/query-budget.test.ts',
   'test/pql/explain.differential.test.ts',
+  'test/pql/fuzz.test.ts',
+  'test/e2e/cli.test.ts',
+  'test/e2e/cli-postgres.test.ts',
+  'test/e2e/export-evaluate-first-crash.test.ts',
+  'test/e2e/cluster-ingestion.test.ts',
+  'test/e2e/documented-pql.test.ts',
+  'test/domain/file-sink.test.ts',
+  'test/e2e/exports.test.ts',
+  'test/e2e/export-crash.test.ts',
+  'test/e2e/query-budget.test.ts',
+  'test/db/pg-ingest-batch.test.ts',
+  'test/db/pg-query-pool.test.ts',
+  'test/e2e/export-evaluate-first.test.ts',
 ];
 
 /**
- * Test files that need a process of their own. The other files share one process per fork
+ * Test files that need a process of their own, longest first. The other files share one process per fork
  * (`isolate: false`): a fresh process per file imported the app again for each of 175 files,
  * about 80 s of a run's 490 s of CPU on the 2-core machine. These measure something process-wide
  * across awaits (SQL statement or streaming evaluation counters, open descriptors), so work an
  * earlier file left running in the same process would count as theirs.
  */
 const OWN_PROCESS = [
-  'test/e2e/latest-job.test.ts',
   'test/e2e/definitions.test.ts',
-  'test/e2e/subscription-loaders.test.ts',
+  'test/e2e/latest-job.test.ts',
   'test/domain/ingest-thread.test.ts',
   'test/db/pg-streaming.test.ts',
+  'test/e2e/subscription-loaders.test.ts',
   'test/server/process-metrics.test.ts',
 ];
 
@@ -98,16 +99,17 @@ const E2E_NOT_ON_POSTGRES = [
 const repoPath = (spec: TestSpecification) => relative(spec.project.config.root, spec.moduleId).replaceAll('\\', '/');
 
 /**
- * The shared files first, those of SLOWEST_FIRST in its order, then the rest in vitest's order
- * (durations cached by an earlier run, else size); the files of OWN_PROCESS last. A fork keeps
- * its process only while the next file in the queue is a shared one, so the two kinds must not
- * interleave; the own-process files are short and fill the end of the run.
+ * The files of OWN_PROCESS first, in its order; then the shared files, those of SLOWEST_FIRST in
+ * its order, then the rest in vitest's order (durations cached by an earlier run, else size). A
+ * fork keeps its process only while the next file in the queue is a shared one, so the two kinds
+ * must not interleave. The own-process files used to come last, but definitions.test.ts on
+ * PostgreSQL alone took 26 s there, the other fork idle; the short shared files fill the end.
  */
 class SlowestFirst extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
     const rest = await super.sort(files);
     const rank = (spec: TestSpecification) => {
-      if (spec.project.config.isolate) return SLOWEST_FIRST.length + 1;
+      if (spec.project.config.isolate) return OWN_PROCESS.indexOf(repoPath(spec)) - OWN_PROCESS.length;
       const i = SLOWEST_FIRST.indexOf(repoPath(spec));
       return i < 0 ? SLOWEST_FIRST.length : i;
     };
