@@ -1,48 +1,41 @@
 /**
- * The source compiled to JavaScript once per `vitest run`, and what runs it. Code loaded from
- * `.ts` files outside vitest goes through tsx's loader hooks, once per process and again per
- * worker thread: a spawned `segql serve` took 3.0 s of CPU to start and answer a query against
- * 1.3 s built, and a thread loading the job worker 0.6 s against 0.15 s, on the 2-core CI
- * machine. The tests spawn the built CLI, and vitest resolves the modules of src/ to their built
- * copies, so the in-process servers' worker threads start built too (src/domain/jobs/worker-thread.ts
- * takes the `.js` beside a `.ts` module when the running code is built).
+ * The source compiled to JavaScript once per `vitest run`, for the processes the tests spawn.
+ * Each `node --import tsx src/cli.ts serve` paid tsx's loader hooks on the modules it loads, and
+ * again in each of its worker threads: about 3.0 s of CPU to start a server and answer a query
+ * against 1.3 s built, and 0.6 s against 0.15 s per thread, on the 2-core CI machine. The build
+ * is file for file (no bundle), so the modules keep their places: a worker module or job task
+ * named beside its caller is found beside it (src/domain/jobs/worker-thread.ts takes the `.js`
+ * there when the running code is built).
  *
- * The build is file for file (no bundle): the modules keep their places, so a worker module or
- * job task named beside its caller is found beside it. The options are those tsx compiles with,
- * so the tests run the code `npm start` runs. In watch mode nothing is built (the build would
- * not follow edits): everything runs from source as before.
+ * The options are those tsx compiles with, so the spawned processes run the code `npm start` runs.
  */
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import type { Plugin } from 'vite';
+import { inject } from 'vitest';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const srcDir = join(root, 'src') + sep;
-
-/**
- * The run's build directory: named when the config loads (the resolver below needs it before the
- * global setup fills it), kept in the environment so every load of the config in this process agrees.
- */
-export function buildDirectory(): string {
-  process.env.SEGQL_TEST_BUILD ??= join(tmpdir(), `segql-build-${randomBytes(5).toString('hex')}`);
-  return process.env.SEGQL_TEST_BUILD;
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** The directory `buildSource` compiled into (test/global-setup.ts). */
+    segqlBuild: string;
+  }
 }
 
-/** Compiles src/ into `out` beside links to what the code reads at run time (version, migrations, packages). */
-export async function buildSource(out: string): Promise<void> {
-  mkdirSync(out, { recursive: true });
+const root = fileURLToPath(new URL('..', import.meta.url));
+
+/** Compiles src/ into a fresh directory beside links to what the code reads at run time; returns the directory. */
+export async function buildSource(): Promise<string> {
+  const out = mkdtempSync(join(tmpdir(), 'segql-build-'));
   try {
-    const entryPoints = readdirSync(srcDir, { recursive: true, encoding: 'utf8' })
+    const entryPoints = readdirSync(join(root, 'src'), { recursive: true, encoding: 'utf8' })
       .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))
-      .map((file) => join(srcDir, file));
+      .map((file) => join(root, 'src', file));
     await build({
       entryPoints,
       outdir: join(out, 'src'),
-      outbase: srcDir,
+      outbase: join(root, 'src'),
       absWorkingDir: root,
       bundle: false,
       platform: 'node',
@@ -51,31 +44,21 @@ export async function buildSource(out: string): Promise<void> {
       keepNames: true,
       logLevel: 'warning',
     });
+    // Read relative to the modules: the version from package.json, the migrations; and the packages.
     for (const name of ['package.json', 'drizzle', 'node_modules']) symlinkSync(join(root, name), join(out, name));
   } catch (err) {
     rmSync(out, { recursive: true, force: true });
     throw err;
   }
+  return out;
 }
 
-/** Resolves every module of src/ to its copy in `out` once built, except in watch mode. */
-export function builtSource(out: string): Plugin {
-  let watching = false;
-  return {
-    name: 'segql-built-source',
-    enforce: 'pre',
-    configureVitest({ vitest }) {
-      watching = vitest.config.watch;
-    },
-    async resolveId(source, importer, options) {
-      if (watching) return null;
-      const resolved = await this.resolve(source, importer, { ...options, skipSelf: true });
-      if (!resolved || resolved.external || !resolved.id.startsWith(srcDir) || !resolved.id.endsWith('.ts')) {
-        return resolved;
-      }
-      // Not yet built while the global setup itself loads (it builds): that one runs from source.
-      const compiled = join(out, 'src', `${relative(srcDir, resolved.id).slice(0, -'.ts'.length)}.js`);
-      return existsSync(compiled) ? compiled : resolved;
-    },
-  };
+/** The arguments that make `node` run `segql args…`, built (as the spawned processes of the tests run it). */
+export function segqlArgs(...args: string[]): string[] {
+  return [join(inject('segqlBuild'), 'src', 'cli.js'), ...args];
+}
+
+/** The same from source, as `npm start` runs it. */
+export function segqlFromSourceArgs(...args: string[]): string[] {
+  return ['--import', 'tsx', 'src/cli.ts', ...args];
 }

@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { segqlArgs } from '../segql-command.js';
+import { segqlArgs } from '../build.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 
