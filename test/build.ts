@@ -7,35 +7,36 @@
  * named beside its caller is found beside it (src/domain/jobs/worker-thread.ts takes the `.js`
  * there when the running code is built).
  *
- * The options are those tsx compiles with, so the spawned processes run the code `npm start` runs.
+ * The options are those tsx compiles with, so the spawned processes run the code `npm start`
+ * runs. In watch mode nothing is built (the build would not follow edits): the spawned
+ * processes run from source as before.
  */
-import { mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { inject } from 'vitest';
-
-declare module 'vitest' {
-  export interface ProvidedContext {
-    /** The directory `buildSource` compiled into (test/global-setup.ts). */
-    segqlBuild: string;
-  }
-}
 
 const root = fileURLToPath(new URL('..', import.meta.url));
+const srcDir = join(root, 'src') + sep;
 
-/** Compiles src/ into a fresh directory beside links to what the code reads at run time; returns the directory. */
-export async function buildSource(): Promise<string> {
-  const out = mkdtempSync(join(tmpdir(), 'segql-build-'));
+/** A fresh name for a run's build directory. */
+export function buildDirectory(): string {
+  return join(tmpdir(), `segql-build-${randomBytes(5).toString('hex')}`);
+}
+
+/** Compiles src/ into `out` beside links to what the code reads at run time (version, migrations, packages). */
+export async function buildSource(out: string): Promise<void> {
+  mkdirSync(out, { recursive: true });
   try {
-    const entryPoints = readdirSync(join(root, 'src'), { recursive: true, encoding: 'utf8' })
+    const entryPoints = readdirSync(srcDir, { recursive: true, encoding: 'utf8' })
       .filter((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))
-      .map((file) => join(root, 'src', file));
+      .map((file) => join(srcDir, file));
     await build({
       entryPoints,
       outdir: join(out, 'src'),
-      outbase: join(root, 'src'),
+      outbase: srcDir,
       absWorkingDir: root,
       bundle: false,
       platform: 'node',
@@ -44,21 +45,9 @@ export async function buildSource(): Promise<string> {
       keepNames: true,
       logLevel: 'warning',
     });
-    // Read relative to the modules: the version from package.json, the migrations; and the packages.
     for (const name of ['package.json', 'drizzle', 'node_modules']) symlinkSync(join(root, name), join(out, name));
   } catch (err) {
     rmSync(out, { recursive: true, force: true });
     throw err;
   }
-  return out;
-}
-
-/** The arguments that make `node` run `segql args…`, built (as the spawned processes of the tests run it). */
-export function segqlArgs(...args: string[]): string[] {
-  return [join(inject('segqlBuild'), 'src', 'cli.js'), ...args];
-}
-
-/** The same from source, as `npm start` runs it. */
-export function segqlFromSourceArgs(...args: string[]): string[] {
-  return ['--import', 'tsx', 'src/cli.ts', ...args];
 }

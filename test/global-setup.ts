@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import type { TestProject } from 'vitest/node';
 import { migratePg, openPgDatabase } from '../src/db/pg/index.js';
-import { buildSource } from './build.js';
+import { buildDirectory, buildSource } from './build.js';
 import { admin, databaseUrl, dropRunDatabases, pgAdminUrl } from './db/pg-test-database.js';
 
 declare module 'vitest' {
@@ -22,10 +22,11 @@ declare module 'vitest' {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  const [build, dropTemplate] = await Promise.all([buildSource(), pgTemplate(project)]);
-  project.provide('segqlBuild', build);
+  const build = project.vitest.config.watch ? undefined : buildDirectory();
+  const [, dropTemplate] = await Promise.all([build && buildSource(build), pgTemplate(project)]);
+  if (build) project.provide('segqlBuild', build);
   return async () => {
-    rmSync(build, { recursive: true, force: true });
+    if (build) rmSync(build, { recursive: true, force: true });
     await dropTemplate?.();
   };
 }

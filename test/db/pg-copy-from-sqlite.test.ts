@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { copySqliteToPostgres } from '../../src/db/pg/copy-from-sqlite.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from './pg-test-database.js';
 import { buildSegmentStore, type SegmentStore } from './segment-store.js';
 

@@ -18,7 +18,7 @@ import { migratePg, openPgDatabase } from '../../src/db/pg/index.js';
 import * as pgSchema from '../../src/db/pg/schema.js';
 import { PG_ONLY_COLUMNS } from '../../src/db/pg/schema-drift.js';
 import * as sqliteSchema from '../../src/db/schema.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 import { admin } from './pg-test-database.js';
 
 const adminUrl = process.env.SEGQL_TEST_DATABASE_URL;

@@ -18,7 +18,7 @@ import { openDatabase } from '../../src/db/index.js';
 import { createApiKey, touchKeyStamp } from '../../src/domain/api-keys.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { type RunningServer, startServer } from '../../src/server.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 import { gql, ok } from './harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -7,7 +7,7 @@ import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startServer } from '../../src/server.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 import { startTestServer, type TestServer } from './harness.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

@@ -9,7 +9,7 @@ import { openDatabase } from '../../src/db/index.js';
 import { createExternalAudience } from '../../src/domain/external-audiences/external-audiences.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dataDir = mkdtempSync(join(tmpdir(), 'segql-cli-import-'));

@@ -11,8 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { segqlArgs } from '../build.js';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
+import { segqlArgs } from '../segql-command.js';
 import { killSpawned, type ServerProcess, spawnServer } from './process.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));

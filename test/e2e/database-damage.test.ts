@@ -12,7 +12,7 @@ import { DatabaseDamagedError } from '../../src/db/integrity.js';
 import { seedDemoData } from '../../src/domain/demo-data.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { startServer } from '../../src/server.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const dirs: string[] = [];

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { segqlArgs, segqlFromSourceArgs } from '../build.js';
+import { segqlArgs, segqlFromSourceArgs } from '../segql-command.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseFile } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 import { ok, startTestServer, type TestServer } from './harness.js';
 import { RUN, START_INGESTION } from './upload.js';
 

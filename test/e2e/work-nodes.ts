@@ -7,7 +7,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { expect } from 'vitest';
-import { segqlArgs } from '../build.js';
+import { segqlArgs } from '../segql-command.js';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
 
