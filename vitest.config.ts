@@ -1,6 +1,7 @@
 import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
+import { buildDirectory, builtSource } from './test/build.js';
 
 /**
  * The files that take longest, longest first (measured on the 2-core CI machine). A fresh clone
@@ -117,8 +118,12 @@ class SlowestFirst extends BaseSequencer {
   }
 }
 
+// The modules of src/ run from the run's build (test/build.ts), so their worker threads need no tsx.
+const plugins = [builtSource(buildDirectory())];
+
 /** What both projects share; the global setup stays with the root, which runs it once for both. */
 const common = {
+  plugins,
   // Pothos and yoga load graphql's CJS build; without the alias a test file would get the ESM one (docs/dependencies.md gotcha 2).
   resolve: { alias: [{ find: /^graphql$/, replacement: 'graphql/index.js' }] },
   test: {

@@ -1,29 +1,35 @@
 /**
- * The source compiled to JavaScript once per `vitest run`, for the processes the tests spawn.
- * Each `node --import tsx src/cli.ts serve` paid tsx's loader hooks on the modules it loads, and
- * again in each of its worker threads: about 3.0 s of CPU to start a server and answer a query
- * against 1.3 s built, and 0.6 s against 0.15 s per thread, on the 2-core CI machine. The build
- * is file for file (no bundle), so the modules keep their places: a worker module or job task
- * named beside its caller is found beside it (src/domain/jobs/worker-thread.ts takes the `.js`
- * there when the running code is built).
+ * The source compiled to JavaScript once per `vitest run`, and what runs it. Code loaded from
+ * `.ts` files outside vitest goes through tsx's loader hooks, once per process and again per
+ * worker thread: a spawned `segql serve` took 3.0 s of CPU to start and answer a query against
+ * 1.3 s built, and a thread loading the job worker 0.6 s against 0.15 s, on the 2-core CI
+ * machine. The tests spawn the built CLI, and vitest resolves the modules of src/ to their built
+ * copies, so the in-process servers' worker threads start built too (src/domain/jobs/worker-thread.ts
+ * takes the `.js` beside a `.ts` module when the running code is built).
  *
- * The options are those tsx compiles with, so the spawned processes run the code `npm start`
- * runs. In watch mode nothing is built (the build would not follow edits): the spawned
- * processes run from source as before.
+ * The build is file for file (no bundle): the modules keep their places, so a worker module or
+ * job task named beside its caller is found beside it. The options are those tsx compiles with,
+ * so the tests run the code `npm start` runs. In watch mode nothing is built (the build would
+ * not follow edits): everything runs from source as before.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, sep } from 'node:path';
+import { join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
+import type { Plugin } from 'vite';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const srcDir = join(root, 'src') + sep;
 
-/** A fresh name for a run's build directory. */
+/**
+ * The run's build directory: named when the config loads (the resolver below needs it before the
+ * global setup fills it), kept in the environment so every load of the config in this process agrees.
+ */
 export function buildDirectory(): string {
-  return join(tmpdir(), `segql-build-${randomBytes(5).toString('hex')}`);
+  process.env.SEGQL_TEST_BUILD ??= join(tmpdir(), `segql-build-${randomBytes(5).toString('hex')}`);
+  return process.env.SEGQL_TEST_BUILD;
 }
 
 /** Compiles src/ into `out` beside links to what the code reads at run time (version, migrations, packages). */
@@ -50,4 +56,26 @@ export async function buildSource(out: string): Promise<void> {
     rmSync(out, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** Resolves every module of src/ to its copy in `out` once built, except in watch mode. */
+export function builtSource(out: string): Plugin {
+  let watching = false;
+  return {
+    name: 'segql-built-source',
+    enforce: 'pre',
+    configureVitest({ vitest }) {
+      watching = vitest.config.watch;
+    },
+    async resolveId(source, importer, options) {
+      if (watching) return null;
+      const resolved = await this.resolve(source, importer, { ...options, skipSelf: true });
+      if (!resolved || resolved.external || !resolved.id.startsWith(srcDir) || !resolved.id.endsWith('.ts')) {
+        return resolved;
+      }
+      // Not yet built while the global setup itself loads (it builds): that one runs from source.
+      const compiled = join(out, 'src', `${relative(srcDir, resolved.id).slice(0, -'.ts'.length)}.js`);
+      return existsSync(compiled) ? compiled : resolved;
+    },
+  };
 }

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -19,21 +20,25 @@ const workerModule = new URL('./job-worker.ts', import.meta.url).href;
 const built = import.meta.url.endsWith('.js');
 
 /**
- * The module to load for a source module's URL (`new URL('./x.ts', import.meta.url)`): itself
- * from source, the compiled `.js` beside it when this code is built.
+ * The module to load for a source module's URL (`new URL('./x.ts', import.meta.url)`): the
+ * compiled `.js` beside it when this code is built and there is one, else itself (from source,
+ * or a `.ts` module of no build, such as a test's, through tsx).
  */
 function runnableModule(moduleUrl: string): string {
-  return built ? moduleUrl.replace(/\.ts$/, '.js') : moduleUrl;
+  if (!built || !moduleUrl.endsWith('.ts')) return moduleUrl;
+  const compiled = `${moduleUrl.slice(0, -'.ts'.length)}.js`;
+  return existsSync(new URL(compiled)) ? compiled : moduleUrl;
 }
 
 /**
- * Starts a worker thread running a TypeScript module. From source, Node 20 loads a worker's entry
- * before any `--import` hook applies, so the thread first registers tsx and then imports the
- * module; built, the thread runs the compiled module with no loader at all (a thread loading
- * the job worker took 0.6 s of CPU through tsx, 0.15 s built).
+ * Starts a worker thread running a TypeScript module: compiled, with no loader at all (a thread
+ * loading the job worker took 0.6 s of CPU through tsx, 0.15 s built); from source, Node 20 loads
+ * a worker's entry before any `--import` hook applies, so the thread first registers tsx and then
+ * imports the module.
  */
 export function startTypeScriptWorker(moduleUrl: string, workerData?: unknown): Worker {
-  if (built) return new Worker(new URL(runnableModule(moduleUrl)), { workerData });
+  const runnable = runnableModule(moduleUrl);
+  if (runnable.endsWith('.js')) return new Worker(new URL(runnable), { workerData });
   const code = `import(${JSON.stringify(tsxApi)}).then((m) => { m.register(); return import(${JSON.stringify(moduleUrl)}); })`;
   return new Worker(code, { eval: true, workerData });
 }
