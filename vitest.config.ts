@@ -47,11 +47,11 @@ const SLOWEST_FIRST = [
 ];
 
 /**
- * Test files that need a process of their own, longest first. The other files share one process per fork
- * (`isolate: false`): a fresh process per file imported the app again for each of 175 files,
- * about 80 s of a run's 490 s of CPU on the 2-core machine. These measure something process-wide
- * across awaits (SQL statement or streaming evaluation counters, open descriptors), so work an
- * earlier file left running in the same process would count as theirs.
+ * Test files that need a process of their own, longest first. The other files share one process
+ * per fork (`isolate: false`): a fresh process per file imported the app again for each of 175
+ * files, about 80 s of a run's 490 s of CPU on the 2-core machine. These measure something
+ * process-wide across awaits (SQL statement or streaming evaluation counters, open descriptors),
+ * so work an earlier file left running in the same process would count as theirs.
  */
 const OWN_PROCESS = [
   'test/e2e/definitions.test.ts',
