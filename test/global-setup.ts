@@ -1,6 +1,6 @@
 /**
- * Once per `vitest run`: the source compiled for the processes the tests spawn (test/build.ts),
- * removed when the run ends; and when SEGQL_TEST_DATABASE_URL is set, one migrated PostgreSQL database
+ * Once per `vitest run`: src/ compiled (test/build.ts), which the tests run and spawn, removed
+ * when the run ends; and when SEGQL_TEST_DATABASE_URL is set, one migrated PostgreSQL database
  * that every test file's fresh database is copied from (CREATE DATABASE … TEMPLATE), instead of
  * each file migrating its own — about a second each on the 2-core CI machine, serialized on the
  * migration lock, for dozens of files. Dropped when the run ends, with the databases made from it.
