@@ -49,17 +49,8 @@ function batched<V>(load: (ids: readonly number[]) => Map<number, V> | Promise<M
  * is in the latency tail).
  */
 export class Loaders {
-  #profile?: DataLoader<number, Profile | undefined>;
-  #identities?: DataLoader<number, Identity[]>;
-  #audience?: DataLoader<number, Audience | undefined>;
-  #definition?: DataLoader<number, SegmentDefinition | undefined>;
-  #dependents?: DataLoader<number, number[]>;
-  #dependsOn?: DataLoader<number, number[]>;
-  #segmentJob?: DataLoader<number, SegmentJob | undefined>;
-  #latestSegmentJob?: DataLoader<number, SegmentJob | undefined>;
-  #memberships?: DataLoader<number, Membership[]>;
-  #schedule?: DataLoader<number, Schedule | undefined>;
-  #freshness?: DataLoader<number, Freshness>;
+  /** The loaders made so far, by name. */
+  readonly #made = new Map<string, DataLoader<number, unknown>>();
   #folders?: Promise<Map<number, Folder>>;
 
   constructor(
@@ -67,66 +58,70 @@ export class Loaders {
     private readonly sandboxId: number,
   ) {}
 
+  /** The loader `name`, made on first use from its batch read. */
+  #loader<V>(
+    name: string,
+    load: (conn: Store, sandboxId: number, ids: readonly number[]) => Map<number, V> | Promise<Map<number, V>>,
+    missing: V,
+  ) {
+    let loader = this.#made.get(name) as DataLoader<number, V> | undefined;
+    if (!loader) {
+      loader = batched((ids) => load(this.conn, this.sandboxId, ids), missing);
+      this.#made.set(name, loader as DataLoader<number, unknown>);
+    }
+    return loader;
+  }
+
   get profile() {
-    this.#profile ??= batched((ids) => profilesByIds(this.conn, this.sandboxId, ids), undefined);
-    return this.#profile;
+    return this.#loader<Profile | undefined>('profile', profilesByIds, undefined);
   }
 
   get identities() {
-    this.#identities ??= batched((ids) => identitiesOf(this.conn, this.sandboxId, ids), []);
-    return this.#identities;
+    return this.#loader<Identity[]>('identities', identitiesOf, []);
   }
 
   get audience() {
-    this.#audience ??= batched((ids) => audiencesByIds(this.conn, this.sandboxId, ids), undefined);
-    return this.#audience;
+    return this.#loader<Audience | undefined>('audience', audiencesByIds, undefined);
   }
 
   get definition() {
-    this.#definition ??= batched((ids) => definitionsByIds(this.conn, this.sandboxId, ids), undefined);
-    return this.#definition;
+    return this.#loader<SegmentDefinition | undefined>('definition', definitionsByIds, undefined);
   }
 
   /** Definition ids that name an audience through inSegment. */
   get dependents() {
-    this.#dependents ??= batched((ids) => dependentDefinitions(this.conn, this.sandboxId, ids), []);
-    return this.#dependents;
+    return this.#loader<number[]>('dependents', dependentDefinitions, []);
   }
 
   /** Audience ids a definition names through inSegment. */
   get dependsOn() {
-    this.#dependsOn ??= batched((ids) => dependenciesOf(this.conn, this.sandboxId, ids), []);
-    return this.#dependsOn;
+    return this.#loader<number[]>('dependsOn', dependenciesOf, []);
   }
 
   get segmentJob() {
-    this.#segmentJob ??= batched((ids) => jobsByIds(this.conn, this.sandboxId, [...ids], 'SEGMENT'), undefined);
-    return this.#segmentJob;
+    return this.#loader<SegmentJob | undefined>(
+      'segmentJob',
+      (conn, sandboxId, ids) => jobsByIds(conn, sandboxId, [...ids], 'SEGMENT'),
+      undefined,
+    );
   }
 
   /** Per definition id, the newest segment job that evaluates it. */
   get latestSegmentJob() {
-    this.#latestSegmentJob ??= batched((ids) => latestSegmentJobs(this.conn, this.sandboxId, ids), undefined);
-    return this.#latestSegmentJob;
+    return this.#loader<SegmentJob | undefined>('latestSegmentJob', latestSegmentJobs, undefined);
   }
 
   get memberships() {
-    this.#memberships ??= batched((ids) => membershipsOfProfiles(this.conn, this.sandboxId, ids), []);
-    return this.#memberships;
+    return this.#loader<Membership[]>('memberships', membershipsOfProfiles, []);
   }
 
   get schedule() {
-    this.#schedule ??= batched((ids) => schedulesByIds(this.conn, this.sandboxId, ids), undefined);
-    return this.#schedule;
+    return this.#loader<Schedule | undefined>('schedule', schedulesByIds, undefined);
   }
 
   /** Which schedule keeps an audience fresh, and whether its last run went wrong. */
   get freshness() {
-    this.#freshness ??= batched((ids) => audienceFreshness(this.conn, this.sandboxId, ids), {
-      scheduleId: null,
-      stale: null,
-    });
-    return this.#freshness;
+    return this.#loader<Freshness>('freshness', audienceFreshness, { scheduleId: null, stale: null });
   }
 
   /** The sandbox's folder tree, read once per request (folders are a small taxonomy). */
