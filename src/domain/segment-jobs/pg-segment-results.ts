@@ -122,11 +122,11 @@ export async function writeSegmentResultsPg(
   // has statistics as soon as it is analysed, where the staging table's are from whenever
   // autovacuum last came by (a planner that takes it for nearly empty probes it once per row).
   await client.query(
-    'CREATE TEMP TABLE segql_staged ON COMMIT DROP AS SELECT audience_id, profile_id FROM job_range_results WHERE job_id = $1',
+    'CREATE TEMP TABLE segql_staged ON COMMIT DROP AS SELECT audience_id, unnest(profile_ids) AS profile_id FROM job_range_results WHERE job_id = $1',
     [jobId],
   );
   await client.query('ANALYZE pg_temp.segql_staged');
-  const qualifiedOf = await countStaged(client);
+  const qualifiedOf = await countStaged(client, jobId);
   const namespaceCounts = await countNamespaces(client, audienceIds);
   await client.query(CHANGES, [audienceIds]);
   await client.query('ANALYZE pg_temp.segql_changes');
@@ -181,10 +181,11 @@ function firstFailures(plan: SegmentPlan, failed: readonly FailedDefinition[]): 
   return plan.definitions.flatMap((d) => byId.get(d.definitionId) ?? []);
 }
 
-/** Qualifying profiles per audience. */
-async function countStaged(client: pg.ClientBase): Promise<Map<number, number>> {
+/** Qualifying profiles per audience: the lengths of its ranges' arrays. */
+async function countStaged(client: pg.ClientBase, jobId: number): Promise<Map<number, number>> {
   const { rows } = await client.query<{ audience_id: number; n: number }>(
-    'SELECT audience_id, count(*) AS n FROM pg_temp.segql_staged GROUP BY audience_id',
+    'SELECT audience_id, sum(cardinality(profile_ids)) AS n FROM job_range_results WHERE job_id = $1 GROUP BY audience_id',
+    [jobId],
   );
   return new Map(rows.map((r) => [r.audience_id, r.n]));
 }
