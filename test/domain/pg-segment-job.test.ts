@@ -442,9 +442,20 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
   });
 
   it('agrees again on a second run a day later, where most members stay', async () => {
-    const { metrics } = await runAndCompare(NOW + DAY);
+    const { plan, metrics } = await runAndCompare(NOW + DAY);
     const stayed = Object.values(metrics.segmentedProfileByStatusCounter).reduce((n, c) => n + c.existing, 0);
     expect(stayed).toBeGreaterThan(100);
+    // The job's history rows run audience by audience in the plan's order, each in profile order.
+    const { rows } = await threeRanges.conn.pool.query<{ audience_id: number; profile_id: number }>(
+      'SELECT audience_id, profile_id FROM membership_history WHERE cause = $1 ORDER BY id',
+      [`job:${plan.jobId}`],
+    );
+    expect(rows.length).toBeGreaterThan(100);
+    const planOrder = plan.definitions.map((d) => d.audienceId);
+    const keys = rows.map((r) => [planOrder.indexOf(r.audience_id), r.profile_id] as const);
+    expect(
+      keys.every(([n, p], i) => i === 0 || n > keys[i - 1]![0] || (n === keys[i - 1]![0] && p > keys[i - 1]![1])),
+    ).toBe(true);
   });
 
   it('agrees again when a range is run twice, its first attempt losing its lease after staging', async () => {
