@@ -211,17 +211,21 @@ export const jobRanges = sqliteTable(
   (t) => [primaryKey({ columns: [t.jobId, t.rangeNo] }), index('job_ranges_status').on(t.status, t.jobId)],
 );
 
-/** The profiles each range found qualifying, per audience, until the job's final write. */
+/**
+ * The profiles each range found qualifying, per audience, until the job's final write: one row
+ * per range and audience holding the sorted profile ids (PostgreSQL keeps them as an array; only
+ * PostgreSQL runs ranged jobs, the table is here for the schemas to match).
+ */
 export const jobRangeResults = sqliteTable(
   'job_range_results',
   {
     jobId: integer('job_id').notNull(),
-    audienceId: integer('audience_id').notNull(),
-    profileId: integer('profile_id').notNull(),
-    sandboxId: integer('sandbox_id').notNull(),
     rangeNo: integer('range_no').notNull(),
+    audienceId: integer('audience_id').notNull(),
+    sandboxId: integer('sandbox_id').notNull(),
+    profileIds: blob('profile_ids', { mode: 'buffer' }).notNull(),
   },
-  (t) => [primaryKey({ columns: [t.jobId, t.audienceId, t.profileId] })],
+  (t) => [primaryKey({ columns: [t.jobId, t.rangeNo, t.audienceId] })],
 );
 
 /** A cron-driven job: a segmentation or an export, run at each due time of its cron in its time zone. */

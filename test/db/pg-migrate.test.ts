@@ -7,9 +7,12 @@
 
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { drizzle } from 'drizzle-orm/node-postgres';
+import { migrate } from 'drizzle-orm/node-postgres/migrator';
 import { getTableConfig as pgTableConfig } from 'drizzle-orm/pg-core';
 import { getTableConfig as sqliteTableConfig } from 'drizzle-orm/sqlite-core';
 import pg from 'pg';
@@ -146,6 +149,76 @@ describe.skipIf(!adminUrl)('PostgreSQL migrations (SEGQL_TEST_DATABASE_URL)', ()
     expect(await search('spend:*')).toEqual([]);
     const [{ revision }] = await q('SELECT revision FROM search_revisions WHERE sandbox_id = $1', [sandbox]);
     expect(revision).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe.skipIf(!adminUrl)('PostgreSQL migrations over data (SEGQL_TEST_DATABASE_URL)', () => {
+  const name = `segql_test_${randomBytes(6).toString('hex')}`;
+  let url: string;
+  let work: string;
+
+  beforeAll(async () => {
+    await admin(`CREATE DATABASE ${name}`);
+    const u = new URL(adminUrl!);
+    u.pathname = `/${name}`;
+    url = u.toString();
+    work = mkdtempSync(join(tmpdir(), 'segql-migrations-'));
+  });
+
+  afterAll(async () => {
+    await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  /** Applies drizzle/pg's migrations up to and including `lastTag` only. */
+  async function migrateUpTo(lastTag: string): Promise<void> {
+    const journal = JSON.parse(readFileSync(join(root, 'drizzle/pg/meta/_journal.json'), 'utf8'));
+    const last = journal.entries.findIndex((e: { tag: string }) => e.tag === lastTag);
+    expect(last).toBeGreaterThan(0);
+    const entries = journal.entries.slice(0, last + 1);
+    mkdirSync(join(work, 'meta'), { recursive: true });
+    writeFileSync(join(work, 'meta/_journal.json'), JSON.stringify({ ...journal, entries }));
+    for (const e of entries) copyFileSync(join(root, `drizzle/pg/${e.tag}.sql`), join(work, `${e.tag}.sql`));
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await migrate(drizzle(client), { migrationsFolder: work });
+    } finally {
+      await client.end();
+    }
+  }
+
+  it('gathers the verdicts a running job staged row by row into one sorted array per range and audience', async () => {
+    await migrateUpTo('0013_pql_tiny_instants');
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    try {
+      await client.query(
+        `INSERT INTO job_range_results (job_id, audience_id, profile_id, sandbox_id, range_no)
+         VALUES (7, 1, 30, 1, 0), (7, 1, 10, 1, 0), (7, 2, 10, 1, 0), (7, 1, 120, 1, 1)`,
+      );
+      const conn = openPgDatabase(url, { max: 1 });
+      try {
+        await migratePg(conn);
+      } finally {
+        await conn.close();
+      }
+      const { rows } = await client.query(
+        'SELECT job_id, range_no, audience_id, sandbox_id, profile_ids FROM job_range_results ORDER BY range_no, audience_id',
+      );
+      expect(rows).toEqual([
+        { job_id: 7, range_no: 0, audience_id: 1, sandbox_id: 1, profile_ids: ['10', '30'] },
+        { job_id: 7, range_no: 0, audience_id: 2, sandbox_id: 1, profile_ids: ['10'] },
+        { job_id: 7, range_no: 1, audience_id: 1, sandbox_id: 1, profile_ids: ['120'] },
+      ]);
+      // Stored out of line without compression ('e'), as the migration sets it.
+      const storage = await client.query(
+        "SELECT attstorage FROM pg_attribute WHERE attrelid = 'job_range_results'::regclass AND attname = 'profile_ids'",
+      );
+      expect(storage.rows).toEqual([{ attstorage: 'e' }]);
+    } finally {
+      await client.end();
+    }
   });
 });
 

@@ -12,7 +12,7 @@ import { type SQLiteTable, getTableConfig as sqliteTableConfig } from 'drizzle-o
 /** Columns PostgreSQL has and SQLite has not: the full-text vector that replaces FTS5. */
 export const PG_ONLY_COLUMNS: Record<string, readonly string[]> = { search_documents: ['search_vector'] };
 
-type Family = 'integer' | 'boolean' | 'text' | 'document' | 'bytes';
+type Family = 'integer' | 'boolean' | 'text' | 'document' | 'bytes' | 'integers';
 
 interface ColumnShape {
   family: Family;
@@ -41,8 +41,9 @@ const COMPATIBLE: Record<Family, readonly Family[]> = {
   // JSON kept as text in SQLite may be jsonb in PostgreSQL (payloads, job input and result).
   text: ['text', 'document'],
   document: ['document'],
-  // SQLite JSONB is a blob; so is a packed id list.
-  bytes: ['document', 'bytes'],
+  // SQLite JSONB is a blob; so is a packed id list, which PostgreSQL may keep as an array.
+  bytes: ['document', 'bytes', 'integers'],
+  integers: ['integers'],
 };
 
 function sqliteFamily(sqlType: string, columnType: string): Family {
@@ -55,6 +56,7 @@ function sqliteFamily(sqlType: string, columnType: string): Family {
 
 function pgFamily(sqlType: string): Family {
   if (/^(bigint|integer|smallint)$/.test(sqlType)) return 'integer';
+  if (/^(bigint|integer|smallint)\[\]$/.test(sqlType)) return 'integers';
   if (sqlType === 'boolean') return 'boolean';
   if (sqlType === 'jsonb' || sqlType === 'json') return 'document';
   if (sqlType === 'bytea') return 'bytes';

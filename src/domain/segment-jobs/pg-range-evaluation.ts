@@ -59,17 +59,14 @@ export async function evaluateRangePg(
   range: RangeTask,
   hooks: RangeHooks,
 ): Promise<RangeOutcome> {
-  const { sandboxId } = plan;
-  const { jobId, rangeNo } = range;
-  // A session table: it outlives the evaluation's transaction, for the staging one.
-  await client.query(
-    'CREATE TEMP TABLE IF NOT EXISTS range_result (audience_id bigint NOT NULL, profile_id bigint NOT NULL, PRIMARY KEY (audience_id, profile_id))',
-  );
+  // A session table: it outlives the evaluation's transaction, for the staging one. It has the
+  // staging table's columns and storage, so staging the range is a plain copy of its rows.
+  await client.query('CREATE TEMP TABLE IF NOT EXISTS range_verdicts (LIKE job_range_results INCLUDING STORAGE)');
   const failed: FailedDefinition[] = [];
   try {
     let read: { profiles: number; segmentationMs: number } | 'again';
     do {
-      await client.query('TRUNCATE pg_temp.range_result');
+      await client.query('TRUNCATE pg_temp.range_verdicts');
       await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       // No JIT compilation for the range's statements: PostgreSQL compiles each statement anew,
       // so a job pays it once per definition and range, and for a range it costs more than it
@@ -84,14 +81,10 @@ export async function evaluateRangePg(
     if (plan.referencedAudienceIds.length > 0) await client.query('DROP TABLE pg_temp.memberships');
     await client.query('COMMIT');
     await client.query('BEGIN');
-    await client.query(
-      `INSERT INTO job_range_results (job_id, audience_id, profile_id, sandbox_id, range_no)
-       SELECT $1::bigint, audience_id, profile_id, $2::bigint, $3::bigint FROM pg_temp.range_result`,
-      [jobId, sandboxId, rangeNo],
-    );
+    await client.query('INSERT INTO job_range_results SELECT * FROM pg_temp.range_verdicts');
     await hooks.commit(client, outcome);
     await client.query('COMMIT');
-    await client.query('TRUNCATE pg_temp.range_result');
+    await client.query('TRUNCATE pg_temp.range_verdicts');
     return outcome;
   } catch (err) {
     try {
@@ -105,7 +98,7 @@ export async function evaluateRangePg(
 
 /**
  * Inside the range's REPEATABLE READ transaction: each definition not in `failed` over the
- * range, its verdicts into `range_result`. A definition that fails is added to `failed`; when its
+ * range, its verdicts into `range_verdicts`. A definition that fails is added to `failed`; when its
  * failure came from PostgreSQL the transaction is aborted and this returns 'again'.
  */
 async function readRange(
@@ -116,7 +109,7 @@ async function readRange(
   failed: FailedDefinition[],
 ): Promise<{ profiles: number; segmentationMs: number } | 'again'> {
   const { sandboxId, now } = plan;
-  const { lo, hi } = range;
+  const { jobId, rangeNo, lo, hi } = range;
   // The (sandbox_id, id) index answers this as a range of its entries.
   const counted = await client.query<{ n: number }>(
     'SELECT count(*) AS n FROM profiles WHERE sandbox_id = $1 AND id BETWEEN $2 AND $3',
@@ -139,9 +132,12 @@ async function readRange(
       });
       const query = compileToSql(checked, { dialect: 'postgres', now, sandboxId, idRange: { lo, hi } });
       const n = query.params.length;
+      // An audience no profile of the range qualifies for stages no row.
       await client.query(
-        `INSERT INTO pg_temp.range_result (audience_id, profile_id) SELECT $${n + 1}::bigint, q.id FROM (${query.sql}) AS q`,
-        [...query.params, def.audienceId],
+        `INSERT INTO pg_temp.range_verdicts (job_id, range_no, audience_id, sandbox_id, profile_ids)
+         SELECT $${n + 1}::bigint, $${n + 2}::bigint, $${n + 3}::bigint, $${n + 4}::bigint, array_agg(q.id ORDER BY q.id)
+         FROM (${query.sql}) AS q HAVING count(*) > 0`,
+        [...query.params, jobId, rangeNo, def.audienceId, sandboxId],
       );
     } catch (err) {
       if (err instanceof Cancelled) throw err;
@@ -157,7 +153,7 @@ async function readRange(
       await client.query('DELETE FROM pg_temp.memberships WHERE audience_id = $1', [def.audienceId]);
       await client.query(
         `INSERT INTO pg_temp.memberships (sandbox_id, audience_id, profile_id, status, payload)
-         SELECT $1::bigint, audience_id, profile_id, ${statusSql('REALIZED')}, NULL FROM pg_temp.range_result
+         SELECT $1::bigint, audience_id, unnest(profile_ids), ${statusSql('REALIZED')}, NULL FROM pg_temp.range_verdicts
          WHERE audience_id = $2`,
         [sandboxId, def.audienceId],
       );
