@@ -27,6 +27,34 @@ function rejection(source: string): PqlError {
 }
 
 describe('PQL compiled for PostgreSQL', () => {
+  it('reads a set of events by its plain conditions first, then filters with the sub-query ones', () => {
+    // The planner costs a sub-plan over every row of the table and would read a whole event
+    // type through its index; behind OFFSET 0 the plain conditions choose the access path.
+    const s = postgres(
+      'xEvent[eventType = "commerce.purchases" and productListItems.exists(category = "electronics" and priceTotal > 30)].count() > 0',
+    );
+    expect(s.sql).toMatch(
+      /FROM \(SELECT \* FROM events AS (e\d+) WHERE \1\.sandbox_id = \$1::bigint AND \1\.event_type = \$2::text AND \(\1\.payload -> \$3::text\) @> CAST\(\$4::text AS jsonb\) OFFSET 0\) AS \1 WHERE EXISTS \(SELECT 1 FROM LATERAL/,
+    );
+    expect(s.params.slice(0, 4)).toEqual([
+      1,
+      'commerce.purchases',
+      'productListItems',
+      '[{"category": "electronics"}]',
+    ]);
+    // Without a sub-query the table is read as before.
+    expect(postgres('xEvent[eventType = "commerce.purchases"].count() > 2').sql).not.toContain('OFFSET 0');
+    // SQLite decides its scan with NOT INDEXED and keeps one WHERE.
+    const lite = compileToSql(
+      checkSource(
+        'xEvent[eventType = "commerce.purchases" and productListItems.exists(category = "electronics")].count() > 0',
+        CHECK_OPTIONS,
+      ),
+      { now: NOW, sandboxId: 1, dialect: 'sqlite' },
+    );
+    expect(lite.sql).not.toContain('OFFSET 0');
+  });
+
   it('binds every value as a typed $n parameter and reads jsonb', () => {
     const s = postgres('person.name.firstName = "John" and loyalty.points > 1.5 and _tenant.vip = true');
     expect(s.sql).toContain('p.attributes @> CAST($2::text AS jsonb)');

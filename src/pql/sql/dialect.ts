@@ -71,6 +71,11 @@ export interface Dialect {
   mapRows(doc: Sql, path: readonly string[], column: 'key' | 'value', alias: string): { select: Sql; isObject: Sql };
   /** What follows `events AS e1` when the planner should scan rather than use an index. */
   readonly scanHint: string;
+  /**
+   * Whether a set of events read once keeps its sub-query conditions (an `exists` over a
+   * document's array) apart from the ones that choose how the table is read (hoist.ts).
+   */
+  readonly fencesSubQueries: boolean;
   /** A sub-query used as a FROM item without a name of its own. */
   derived(sub: Sql): Sql;
   /** `x` in code-point order (the order of the JS engine) for `<`, ORDER BY, min/max. */

@@ -57,6 +57,20 @@ function conjuncts(text: string): string[] {
   return [text];
 }
 
+/**
+ * `s` split as `conjuncts` splits its text, each part with its own parameters: the parts keep
+ * their order and every `?` of the compiler's text is a parameter (the dialect numbers them).
+ */
+function conjunctsOf(s: Sql): Sql[] {
+  let next = 0;
+  return conjuncts(s.text).map((text) => {
+    const count = text.split('?').length - 1;
+    const part = new Sql(text, s.params.slice(next, next + count));
+    next += count;
+    return part;
+  });
+}
+
 /** `text` split at the ANDs outside parentheses, and whether an OR is outside them too. */
 function splitAnd(text: string): { parts: string[]; hasOr: boolean } {
   const parts: string[] = [];
@@ -128,14 +142,25 @@ function hoistEvents(
   // the first match); when it reads the payload, the sequential pass is still the cheaper way
   // to the whole set, so it is kept as the set.
   if (typed && !windowed && !readsRows) return undefined;
-  const where = joinSql([sql`${alias}.sandbox_id = ${param(ctx.sandboxId)}`, ...conds], ' AND ');
-  const from = `events AS ${alias}${typed && windowed ? '' : dialect().scanHint}`;
+  const sandbox = sql`${alias}.sandbox_id = ${param(ctx.sandboxId)}`;
+  // Where the dialect asks for it, the conditions with a sub-query (compiler-made text) filter
+  // the rows the others select behind OFFSET 0, which the planner plans on their own: the
+  // table is then read the way the plain conditions alone call for.
+  const parts = dialect().fencesSubQueries ? conds.flatMap(conjunctsOf) : [];
+  const costly = parts.filter((c) => /\b(EXISTS|LATERAL) \(/.test(c.text));
+  const plain = parts.filter((c) => !costly.includes(c));
+  const from =
+    costly.length > 0
+      ? sql`(SELECT * FROM events AS ${alias} WHERE ${joinSql([sandbox, ...plain], ' AND ')} OFFSET 0) AS ${alias}`
+      : raw(`events AS ${alias}${typed && windowed ? '' : dialect().scanHint}`);
+  const where = costly.length > 0 ? joinSql(costly, ' AND ') : joinSql([sandbox, ...conds], ' AND ');
+  const read = sql`${from} WHERE ${where}`;
   return {
     query: (select, tail, distinct) =>
-      sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${from} WHERE ${where}${tail ?? raw('')}`,
+      sql`SELECT ${distinct ? 'DISTINCT ' : ''}${alias}.${select} FROM ${read}${tail ?? raw('')}`,
     mode: typed && !windowed ? 'set' : 'list',
     alias,
-    key: `${from.replace(alias, '§')} WHERE ${where.text.replaceAll(`${alias}.`, '§.')} ${JSON.stringify(where.params)}`,
+    key: `${read.text.replaceAll(`${alias}.`, '§.').replaceAll(` AS ${alias}`, ' AS §')} ${JSON.stringify(read.params)}`,
   };
 }
 

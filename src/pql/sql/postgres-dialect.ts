@@ -269,6 +269,10 @@ export const POSTGRES: Dialect = {
     );
   },
   scanHint: '',
+  // PostgreSQL costs a filter's sub-plan for every row of the table, not only for the rows the
+  // cheap conditions leave, so with one in the filter it read a whole event type through its
+  // index row by row (6.7 s for 666 k purchases at 1 M profiles) instead of scanning (1.9 s).
+  fencesSubQueries: true,
   derived: (sub) => sql`(${sub}) AS q`,
   ordered: (x) => sql`(${x} COLLATE "C")`,
   lower: (x) => sql`lower(${x} COLLATE "und-x-icu")`,

@@ -57,6 +57,8 @@ export const SQLITE: Dialect = {
     return { select, isObject };
   },
   scanHint: ' NOT INDEXED',
+  // NOT INDEXED already decides how SQLite reads the table.
+  fencesSubQueries: false,
   derived: (sub) => sql`(${sub})`,
   ordered: (x) => x,
   lower: (x) => sql`pql_lower(${x})`,
