@@ -368,13 +368,18 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
     await client.query('SELECT pg_advisory_xact_lock($1, $2)', [kind, key]);
     const totalProfiles = ranges.reduce((n, r) => n + (r.profiles ?? 0), 0);
     const startedAt = job.startedAt ?? now;
-    const metrics = await writeSegmentResultsPg(client, plan, {
-      totalProfiles,
-      segmentationMs: ranges.reduce((n, r) => n + (r.ms ?? 0), 0),
-      // writeSegmentResultsPg measures total time on the performance clock, from the job's start.
-      started: performance.now() - (now - startedAt),
-      failed,
-    });
+    const metrics = await writeSegmentResultsPg(
+      client,
+      plan,
+      {
+        totalProfiles,
+        segmentationMs: ranges.reduce((n, r) => n + (r.ms ?? 0), 0),
+        // writeSegmentResultsPg measures total time on the performance clock, from the job's start.
+        started: performance.now() - (now - startedAt),
+        failed,
+      },
+      pool,
+    );
     const units = totalProfiles * plan.definitions.length;
     await client.query(
       `UPDATE jobs SET status = 'SUCCEEDED', result = $1, finished_at = $2, updated_at = $2, progress_done = $3, progress_total = $3,

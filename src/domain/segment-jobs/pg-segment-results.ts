@@ -111,10 +111,17 @@ export async function writeSegmentResultsPg(
   client: pg.ClientBase,
   plan: SegmentPlan,
   read: RangesRead,
+  /** Where the namespace counts may run beside the write (below); on `client` without it. */
+  side?: pg.Pool,
 ): Promise<SegmentMetrics> {
   const { sandboxId, now, jobId } = plan;
   const failed = firstFailures(plan, read.failed);
   assertSomeDefinitionRan(plan, failed);
+  // The namespace counts read only committed rows (the ranges' staged verdicts and the
+  // identities), so with a pool another connection makes them while this one writes: at 1 M
+  // profiles 3.8 s of a 25 s write, on the core the write leaves idle.
+  const counting = side ? sideQuery(side, (c) => countNamespaces(c, jobId)) : undefined;
+  counting?.catch(() => {});
   const failedIds = new Set(failed.map((f) => f.definitionId));
   const evaluated = plan.definitions.filter((d) => !failedIds.has(d.definitionId));
   const audienceIds = evaluated.map((d) => d.audienceId);
@@ -133,7 +140,7 @@ export async function writeSegmentResultsPg(
   );
   await client.query('ANALYZE pg_temp.segql_staged');
   const qualifiedOf = await countStaged(client, jobId);
-  const namespaceCounts = await countNamespaces(client, audienceIds);
+  const namespaceCounts = counting === undefined ? await countNamespaces(client, jobId) : undefined;
   await client.query(CHANGES, [audienceIds]);
   await client.query('ANALYZE pg_temp.segql_changes');
   await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version)]);
@@ -142,6 +149,7 @@ export async function writeSegmentResultsPg(
   const entered = perAudience(await client.query<PerAudience>(ENTER, [sandboxId, now]));
   await client.query('DROP TABLE pg_temp.segql_changes, pg_temp.segql_staged');
   await client.query(PURGE, [audienceIds, now - EXITED_RETENTION_MS]);
+  const namespacesOf = namespaceCounts ?? (await counting!);
   const sizes = new Map(
     (await client.query<{ audience_id: number; size: number }>(SIZES, [sandboxId, now, audienceIds, jobId])).rows.map(
       (r) => [r.audience_id, r.size] as const,
@@ -164,7 +172,7 @@ export async function writeSegmentResultsPg(
     const key = encodeGlobalId('Audience', audienceId);
     metrics.segmentedProfileCounter[key] = qualified;
     metrics.segmentedProfileByStatusCounter[key] = { realized: qualified - existing, existing, exited };
-    metrics.segmentedProfileByNamespaceCounter[key] = namespaceCounts.get(audienceId) ?? {};
+    metrics.segmentedProfileByNamespaceCounter[key] = namespacesOf.get(audienceId) ?? {};
   }
   await client.query('DELETE FROM job_range_results WHERE job_id = $1', [jobId]);
   metrics.totalTimeMs = Math.round(performance.now() - read.started);
@@ -196,22 +204,33 @@ async function countStaged(client: pg.ClientBase, jobId: number): Promise<Map<nu
   return new Map(rows.map((r) => [r.audience_id, r.n]));
 }
 
+/** `query` on a connection of its own from `pool`. */
+async function sideQuery<T>(pool: pg.Pool, query: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  let broken = true;
+  try {
+    const out = await query(client);
+    broken = false;
+    return out;
+  } finally {
+    client.release(broken);
+  }
+}
+
 /**
- * Qualifying profiles per identity namespace for each audience, from the staged rows and the
- * identities as they are now (SQLite counts in its read snapshot; the two differ only by
- * identities added or moved while the job ran). A profile id belongs to one sandbox, so the
- * (profile_id, namespace) index needs no sandbox condition.
+ * Qualifying profiles per identity namespace for each audience of the job (a failed
+ * definition's are read and not used), from its staged verdicts and the identities as they are
+ * now (SQLite counts in its read snapshot; the two differ only by identities added or moved
+ * while the job ran). A profile id belongs to one sandbox, so the (profile_id, namespace) index
+ * needs no sandbox condition.
  */
-async function countNamespaces(
-  client: pg.ClientBase,
-  audienceIds: readonly number[],
-): Promise<Map<number, Record<string, number>>> {
+async function countNamespaces(client: pg.ClientBase, jobId: number): Promise<Map<number, Record<string, number>>> {
   const { rows } = await client.query<{ audience_id: number; namespace: string; n: number }>(
     `SELECT r.audience_id, i.namespace, count(DISTINCT r.profile_id) AS n
-     FROM pg_temp.segql_staged r JOIN identities i ON i.profile_id = r.profile_id
-     WHERE r.audience_id = ANY($1::bigint[])
+     FROM (SELECT audience_id, unnest(profile_ids) AS profile_id FROM job_range_results WHERE job_id = $1) AS r
+       JOIN identities i ON i.profile_id = r.profile_id
      GROUP BY r.audience_id, i.namespace ORDER BY r.audience_id, i.namespace COLLATE "C"`,
-    [audienceIds],
+    [jobId],
   );
   const out = new Map<number, Record<string, number>>();
   for (const { audience_id, namespace, n } of rows) {
