@@ -21,6 +21,7 @@ import type pg from 'pg';
 import { clientStore } from '../../db/pg/index.js';
 import type { Store } from '../../db/store.js';
 import { Cancelled } from '../jobs/cancelled.js';
+import { failureFields, JobFailure } from '../jobs/job-failure.js';
 import type { JobKind, JobResult } from '../jobs/job-types.js';
 import {
   cancelHeldJob,
@@ -149,17 +150,17 @@ export async function runWholeJob<R>(
       await cancelHeldJob(pool, held, settings.node);
       return 'cancelled';
     }
-    const reason = err instanceof Error ? err.message : String(err);
+    const failure = failureFields(err);
     if (err instanceof FailWith) {
       // On the run's own client: what the failure writes may read its session's temporary tables.
-      const failed = await failHeldJob(client, held, settings.node, { error: reason, result: err.result }, err.write);
+      const failed = await failHeldJob(client, held, settings.node, failure, err.write);
       clean = true;
       return failed ? 'failed' : 'lost';
     }
     const other = await pool.connect();
     let broken = true;
     try {
-      const failed = await failHeldJob(other, held, settings.node, reason);
+      const failed = await failHeldJob(other, held, settings.node, failure);
       broken = false;
       return failed ? 'failed' : 'lost';
     } finally {
@@ -172,15 +173,17 @@ export async function runWholeJob<R>(
   }
 }
 
-/** A failure that still writes something (in the transaction that fails the job, if the lease holds). */
-export class FailWith extends Error {
+/**
+ * A failure that still writes something (in the transaction that fails the job, if the lease
+ * holds), and may leave a result as any job failure may (jobs/job-failure.ts).
+ */
+export class FailWith extends JobFailure {
   constructor(
     message: string,
     readonly write: (client: pg.ClientBase) => Promise<void>,
-    /** What the failed job shows as its result (jobs/job-failure.ts); its running result if none. */
-    readonly result?: JobResult,
+    result?: JobResult,
   ) {
-    super(message);
+    super(message, result);
     this.name = 'FailWith';
   }
 }

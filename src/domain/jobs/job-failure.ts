@@ -9,7 +9,8 @@ import type { JobResult } from './job-types.js';
 export class JobFailure extends Error {
   constructor(
     message: string,
-    readonly result: JobResult,
+    /** Undefined: the job keeps the running result it had. */
+    readonly result?: JobResult,
   ) {
     super(message);
     this.name = 'JobFailure';
@@ -19,5 +20,5 @@ export class JobFailure extends Error {
 /** What a job that failed with `err` records beside its FAILED status. */
 export function failureFields(err: unknown): { error: string; result?: JobResult } {
   const error = err instanceof Error ? err.message : String(err);
-  return err instanceof JobFailure ? { error, result: err.result } : { error };
+  return err instanceof JobFailure && err.result !== undefined ? { error, result: err.result } : { error };
 }
