@@ -452,16 +452,17 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
     const { plan, metrics } = await runAndCompare(NOW + DAY);
     const stayed = Object.values(metrics.segmentedProfileByStatusCounter).reduce((n, c) => n + c.existing, 0);
     expect(stayed).toBeGreaterThan(100);
-    // The job's history rows run audience by audience in the plan's order, each in profile order.
+    // The job's history rows run profile by profile, each profile's in the plan's audience order.
     const { rows } = await threeRanges.conn.pool.query<{ audience_id: number; profile_id: number }>(
       'SELECT audience_id, profile_id FROM membership_history WHERE cause = $1 ORDER BY id',
       [`job:${plan.jobId}`],
     );
     expect(rows.length).toBeGreaterThan(100);
+    expect(new Set(rows.map((r) => r.audience_id)).size).toBeGreaterThan(1);
     const planOrder = plan.definitions.map((d) => d.audienceId);
-    const keys = rows.map((r) => [planOrder.indexOf(r.audience_id), r.profile_id] as const);
+    const keys = rows.map((r) => [r.profile_id, planOrder.indexOf(r.audience_id)] as const);
     expect(
-      keys.every(([n, p], i) => i === 0 || n > keys[i - 1]![0] || (n === keys[i - 1]![0] && p > keys[i - 1]![1])),
+      keys.every(([p, n], i) => i === 0 || p > keys[i - 1]![0] || (p === keys[i - 1]![0] && n > keys[i - 1]![1])),
     ).toBe(true);
   });
 
@@ -586,9 +587,10 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
     expect(others.length).toBeGreaterThan(0);
     await oneRange.conn.pool.query('DELETE FROM profiles WHERE id = $1', [gone]);
     const client = await oneRange.conn.pool.connect();
+    let metrics: SegmentMetrics | undefined;
     try {
       await client.query('BEGIN');
-      await writeSegmentResultsPg(client, plan, {
+      metrics = await writeSegmentResultsPg(client, plan, {
         totalProfiles: outcome.profiles,
         segmentationMs: outcome.segmentationMs,
         started: performance.now(),
@@ -603,6 +605,15 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
       [swedes.audienceId, [gone, ...others]],
     );
     expect(rows).toEqual(others.map((id) => ({ profile_id: id, status: 'REALIZED' })));
+    // The members that stayed are counted as existing: the deleted entrant was never inserted,
+    // so it is not subtracted from the size as one that entered.
+    const stayed = await oneRange.conn.pool.query<{ n: number }>(
+      `SELECT count(*) AS n FROM memberships WHERE audience_id = $1 AND status = 'EXISTING'`,
+      [swedes.audienceId],
+    );
+    const byStatus = metrics!.segmentedProfileByStatusCounter[encodeGlobalId('Audience', swedes.audienceId)]!;
+    expect(stayed.rows[0]!.n).toBeGreaterThan(0);
+    expect(byStatus.existing).toBe(stayed.rows[0]!.n);
   });
 
   /** The job's definitions that run, for the range-only cases (which never write memberships). */
