@@ -358,7 +358,7 @@ async function runPgJob(
       client,
       plan,
       {
-        totalProfiles: outcomes.reduce((n, o) => n + o.profiles, 0),
+        spans: order.map((k, i) => ({ lo: ranges[k]!.lo, hi: ranges[k]!.hi, profiles: outcomes[i]!.profiles })),
         segmentationMs: outcomes.reduce((n, o) => n + o.segmentationMs, 0),
         started,
         failed: outcomes.flatMap((o) => o.failed),
@@ -591,7 +591,7 @@ describe.skipIf(!pgAdminUrl)('a segment job on PostgreSQL: ranges, then the fina
     try {
       await client.query('BEGIN');
       metrics = await writeSegmentResultsPg(client, plan, {
-        totalProfiles: outcome.profiles,
+        spans: [{ lo: range!.lo, hi: range!.hi, profiles: outcome.profiles }],
         segmentationMs: outcome.segmentationMs,
         started: performance.now(),
         failed: outcome.failed,

@@ -338,10 +338,12 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
     const ranges = (
       await client.query<{
         status: string;
+        lo: number;
+        hi: number;
         profiles: number | null;
         failed: FailedDefinition[] | null;
         ms: number | null;
-      }>('SELECT status, profiles, failed, evaluation_ms AS ms FROM job_ranges WHERE job_id = $1', [jobId])
+      }>('SELECT status, lo, hi, profiles, failed, evaluation_ms AS ms FROM job_ranges WHERE job_id = $1', [jobId])
     ).rows;
     if (ranges.some((r) => r.status !== 'DONE')) {
       await client.query('ROLLBACK');
@@ -366,13 +368,13 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
     // locks, so the two orders cannot deadlock.
     const [kind, key] = ingestLock(plan.sandboxId);
     await client.query('SELECT pg_advisory_xact_lock($1, $2)', [kind, key]);
-    const totalProfiles = ranges.reduce((n, r) => n + (r.profiles ?? 0), 0);
+    const spans = ranges.map((r) => ({ lo: r.lo, hi: r.hi, profiles: r.profiles ?? 0 }));
     const startedAt = job.startedAt ?? now;
     const metrics = await writeSegmentResultsPg(
       client,
       plan,
       {
-        totalProfiles,
+        spans,
         segmentationMs: ranges.reduce((n, r) => n + (r.ms ?? 0), 0),
         // writeSegmentResultsPg measures total time on the performance clock, from the job's start.
         started: performance.now() - (now - startedAt),
@@ -380,7 +382,7 @@ export async function endJob(pool: pg.Pool, jobId: number): Promise<'succeeded' 
       },
       pool,
     );
-    const units = totalProfiles * plan.definitions.length;
+    const units = metrics.totalProfiles * plan.definitions.length;
     await client.query(
       `UPDATE jobs SET status = 'SUCCEEDED', result = $1, finished_at = $2, updated_at = $2, progress_done = $3, progress_total = $3,
          lease_owner = NULL, lease_until = NULL

@@ -17,7 +17,8 @@ import {
 
 /** What the job's ranges reported, summed by the caller from their outcomes. */
 export interface RangesRead {
-  totalProfiles: number;
+  /** Each range's profile-id span (both ends included) and how many profiles it read there. */
+  spans: readonly { lo: number; hi: number; profiles: number }[];
   segmentationMs: number;
   /** performance.now() when the job started, for totalTimeMs. */
   started: number;
@@ -53,7 +54,7 @@ const HISTORY = `INSERT INTO membership_history (sandbox_id, profile_id, audienc
   FROM segql_changes c JOIN unnest($4::bigint[], $5::bigint[]) WITH ORDINALITY AS d(audience_id, version, n) USING (audience_id)
   ORDER BY c.profile_id, d.n`;
 
-// Each of the three writes below returns how many rows it changed per audience (the job's metrics).
+// The two updates below return how many rows each changed per audience (the job's metrics).
 const LEAVE_OR_STAY = `WITH changed AS (
     UPDATE memberships m SET status = c.to_status, last_evaluated_at = $1,
       exited_at = CASE WHEN c.to_status = ${statusSql('EXITED')} THEN $1 ELSE m.exited_at END
@@ -78,14 +79,30 @@ const REENTER = `WITH changed AS (
 // primary key and (audience_id, status) then grow at one place each instead of at pages all over
 // them: 2.6 M rows into an empty copy of the table at 1 M profiles took 8–10 s sorted, 20–30 s
 // in hashed profile order, for a sort of 2.3 s.
-const ENTER = `WITH changed AS (
-    INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-    SELECT $1::bigint, c.audience_id, c.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
+const ENTER_COLUMNS = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+  SELECT $1::bigint, c.audience_id, c.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL`;
+
+// When every profile the ranges read is still there (rangesIntact), the diff's entrants are
+// inserted as they are and counted on the diff: the join with profiles below (a hash of every
+// profile id) and the RETURNING cost ~1 s each at 1 M profiles.
+const ENTER = `${ENTER_COLUMNS}
+  FROM segql_changes c WHERE c.from_status IS NULL ORDER BY c.audience_id, c.profile_id`;
+const ENTERING = `SELECT audience_id, count(*) AS n FROM segql_changes WHERE from_status IS NULL GROUP BY audience_id`;
+
+// Otherwise a profile deleted since its range read it gets no membership, and what was inserted is
+// counted as it goes in.
+const ENTER_EXISTING = `WITH changed AS (${ENTER_COLUMNS}
     FROM segql_changes c JOIN profiles p ON p.sandbox_id = $1 AND p.id = c.profile_id
-    WHERE c.from_status IS NULL
-    ORDER BY c.audience_id, c.profile_id
+    WHERE c.from_status IS NULL ORDER BY c.audience_id, c.profile_id
     RETURNING audience_id)
   SELECT audience_id, count(*) AS n FROM changed GROUP BY audience_id`;
+
+// The profiles in the ranges' spans now. Ids only grow, so a profile created since the plan is past
+// every span and the count can only have fallen, by the profiles deleted since a range read them
+// (or risen, should one created meanwhile have committed under a lower id: the check then fails
+// and the careful insert runs).
+const IN_SPANS = `SELECT count(*) AS n FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)
+  JOIN profiles p ON p.sandbox_id = $1 AND p.id BETWEEN r.lo AND r.hi`;
 
 const PURGE = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
 
@@ -146,7 +163,13 @@ export async function writeSegmentResultsPg(
   await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version)]);
   const exitedOf = perAudience(await client.query<PerAudience>(LEAVE_OR_STAY, [now]));
   const reentered = perAudience(await client.query<PerAudience>(REENTER, [sandboxId, now]));
-  const entered = perAudience(await client.query<PerAudience>(ENTER, [sandboxId, now]));
+  let entered: Map<number, number>;
+  if (await rangesIntact(client, sandboxId, read.spans)) {
+    entered = perAudience(await client.query<PerAudience>(ENTERING));
+    await client.query(ENTER, [sandboxId, now]);
+  } else {
+    entered = perAudience(await client.query<PerAudience>(ENTER_EXISTING, [sandboxId, now]));
+  }
   await client.query('DROP TABLE pg_temp.segql_changes, pg_temp.segql_staged');
   await client.query(PURGE, [audienceIds, now - EXITED_RETENTION_MS]);
   const namespacesOf = namespaceCounts ?? (await counting!);
@@ -156,7 +179,7 @@ export async function writeSegmentResultsPg(
     ),
   );
   const metrics: SegmentMetrics = {
-    totalProfiles: read.totalProfiles,
+    totalProfiles: totalProfiles(read.spans),
     segmentedProfileCounter: {},
     segmentedProfileByStatusCounter: {},
     segmentedProfileByNamespaceCounter: {},
@@ -177,6 +200,20 @@ export async function writeSegmentResultsPg(
   await client.query('DELETE FROM job_range_results WHERE job_id = $1', [jobId]);
   metrics.totalTimeMs = Math.round(performance.now() - read.started);
   return metrics;
+}
+
+/** Whether every profile the ranges read is still stored (see IN_SPANS). */
+async function rangesIntact(client: pg.ClientBase, sandboxId: number, spans: RangesRead['spans']): Promise<boolean> {
+  const { rows } = await client.query<{ n: number }>(IN_SPANS, [
+    sandboxId,
+    spans.map((s) => s.lo),
+    spans.map((s) => s.hi),
+  ]);
+  return rows[0]!.n === totalProfiles(spans);
+}
+
+function totalProfiles(spans: RangesRead['spans']): number {
+  return spans.reduce((n, s) => n + s.profiles, 0);
 }
 
 interface PerAudience {
