@@ -9,8 +9,10 @@
  *
  * The build is file for file (no bundle): the modules keep their places, so a worker module or
  * job task named beside its caller is found beside it. The options are those tsx compiles with,
- * so the tests run the code `npm start` runs. In watch mode nothing is built (the build would
- * not follow edits): everything runs from source as before.
+ * so the tests run the code `npm start` runs. Each file has a source map beside it, so a failure
+ * inside vitest points at the line of src/ rather than of the build (spawned processes, started
+ * without --enable-source-maps to keep their start cheap, still name the built files). In watch
+ * mode nothing is built (the build would not follow edits): everything runs from source as before.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
@@ -49,6 +51,7 @@ export async function buildSource(out: string): Promise<void> {
       format: 'esm',
       target: `node${process.versions.node}`,
       keepNames: true,
+      sourcemap: 'linked',
       logLevel: 'warning',
     });
     for (const name of ['package.json', 'drizzle', 'node_modules']) symlinkSync(join(root, name), join(out, name));
