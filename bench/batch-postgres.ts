@@ -280,15 +280,31 @@ async function timeClusterJob(
   fresh: boolean,
 ): Promise<{ ms: number; failures: number }> {
   if (fresh) await resetMemberships(client, segments);
+  const before = await walActivity(client);
   const run = await cluster.runJob(
     segments.stored.map((d) => d.definitionId),
     segments.now,
   );
+  const after = await walActivity(client);
   const sets = await fingerprints(client, 'public.memberships', segments);
   console.log(
-    `phase ${NAME} ${fresh ? 'job' : 're-run'} on ${nodes} node(s): ${run.ms.toFixed(0)} ms, evaluation ${run.metrics.profileSegmentationTimeMs} ms over all ranges, ranges by node ${JSON.stringify(run.rangesByNode)}`,
+    `phase ${NAME} ${fresh ? 'job' : 're-run'} on ${nodes} node(s): ${run.ms.toFixed(0)} ms, evaluation ${run.metrics.profileSegmentationTimeMs} ms over all ranges, ranges by node ${JSON.stringify(run.rangesByNode)}, WAL ${((after.walBytes - before.walBytes) / 2 ** 20).toFixed(0)} MiB, checkpoints requested ${after.forced - before.forced} (max_wal_size ${after.maxWalSize})`,
   );
   return { ms: run.ms, failures: checkSets(segments, floorSets, sets, `job on ${nodes} node(s)`) };
+}
+
+/**
+ * The server's WAL position and its count of requested checkpoints (those WAL volume forces, and
+ * any other session's CHECKPOINT or CREATE DATABASE): a write larger than `max_wal_size` makes
+ * PostgreSQL checkpoint in the middle of it, after which every page the write touches again goes
+ * into the WAL whole.
+ */
+async function walActivity(client: pg.Client): Promise<{ walBytes: number; forced: number; maxWalSize: string }> {
+  const { rows } = await client.query<{ wal: string; forced: string; max: string }>(
+    `SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::text AS wal, checkpoints_req::text AS forced,
+       current_setting('max_wal_size') AS max FROM pg_stat_bgwriter`,
+  );
+  return { walBytes: Number(rows[0]!.wal), forced: Number(rows[0]!.forced), maxWalSize: rows[0]!.max };
 }
 
 /** Back to the state before the first job: no memberships, history or sizes for the bench audiences. */
