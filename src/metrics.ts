@@ -111,7 +111,28 @@ export function createMetrics(conn: Store) {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
-  return { registry, requests, duration, ingested, droppedEvents, responseCache };
+  const memoryReleases = new Counter({
+    name: 'segql_memory_releases_total',
+    help: 'Compacting collections run after a burst of connections closed (src/server/memory-release.ts)',
+    registers: [registry],
+  });
+  const memoryReleasePause = new Gauge({
+    name: 'segql_memory_release_last_pause_seconds',
+    help: 'How long the last of those collections stopped the main thread',
+    registers: [registry],
+  });
+  return {
+    registry,
+    requests,
+    duration,
+    ingested,
+    droppedEvents,
+    responseCache,
+    memoryReleased: (seconds: number) => {
+      memoryReleases.inc();
+      memoryReleasePause.set(seconds);
+    },
+  };
 }
 
 /** Open subscription streams, counted by the server's envelop plugin on both transports. */
