@@ -113,12 +113,15 @@ export function createMetrics(conn: Store) {
   });
   const memoryReleases = new Counter({
     name: 'segql_memory_releases_total',
-    help: 'Compacting collections run after a burst of connections closed (src/server/memory-release.ts)',
+    help: 'Collections run after a burst of connections closed (src/server/memory-release.ts), by step: compact (the whole heap), young (the young generation, once idle again)',
+    labelNames: ['step'] as const,
     registers: [registry],
   });
+  // Both steps at 0 from the start, so a scrape shows the series before the first burst.
+  for (const step of ['compact', 'young']) memoryReleases.inc({ step }, 0);
   const memoryReleasePause = new Gauge({
     name: 'segql_memory_release_last_pause_seconds',
-    help: 'How long the last of those collections stopped the main thread',
+    help: 'How long the last compaction stopped the main thread',
     registers: [registry],
   });
   return {
@@ -128,9 +131,9 @@ export function createMetrics(conn: Store) {
     ingested,
     droppedEvents,
     responseCache,
-    memoryReleased: (seconds: number) => {
-      memoryReleases.inc();
-      memoryReleasePause.set(seconds);
+    memoryReleased: (step: 'compact' | 'young', seconds: number) => {
+      memoryReleases.inc({ step });
+      if (step === 'compact') memoryReleasePause.set(seconds);
     },
   };
 }
