@@ -16,7 +16,7 @@
  * then a young-generation collection (see Collector.young).
  *
  * The compaction stops the main thread while it marks the heap and moves every live old-space
- * object (0.12–0.26 s in the bench on a 2-core machine, over the 50 ms a serving turn may take),
+ * object (0.11–0.34 s in the bench on a loaded 2-core machine, over the 50 ms a serving turn may take),
  * so it runs only when nothing is asking: no request in flight, none started or ended, no
  * connection opened or closed and the event loop under LOOP_BUSY busy, for `quietMs`.
  */
