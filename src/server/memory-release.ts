@@ -65,7 +65,7 @@ export function shouldRelease(state: ConnectionState, rule: ReleaseRule): boolea
 const LOOP_BUSY = 0.1;
 
 /** The two collections a release runs, on V8's `gc`. */
-export interface Collector {
+interface Collector {
   /** One full collection that evacuates every old-space page. */
   compact(): void;
   /**
@@ -77,7 +77,7 @@ export interface Collector {
   young(): void;
 }
 
-export function v8Collector(): Collector {
+function v8Collector(): Collector {
   let gc: ((options?: { type: 'minor' }) => void) | undefined;
   const getGc = () => {
     gc ??= (globalThis as { gc?: typeof gc }).gc ?? exposeGc();
@@ -123,12 +123,10 @@ export function watchMemoryRelease(deps: {
   log: Logger;
   /** Told each step that ran, with its pause in seconds. */
   released: (step: 'compact' | 'young', seconds: number) => void;
-  collector?: Collector;
-  rule?: Omit<ReleaseRule, 'quietMs'>;
 }): { stop(): void } {
   const { httpServer, streams, log } = deps;
-  const rule: ReleaseRule = { ...DEFAULT_RELEASE_RULE, ...deps.rule, quietMs: deps.quietMs };
-  const collector = deps.collector ?? v8Collector();
+  const rule: ReleaseRule = { ...DEFAULT_RELEASE_RULE, quietMs: deps.quietMs };
+  const collector = v8Collector();
   let open = 0;
   let peak = 0;
   let requests = 0;
