@@ -22,6 +22,10 @@
  * - `fanout-ms`: from the last ingest's answer to the last subscriber having its last change.
  * - `server-cpu-us-per-delivery`: the server's CPU time (user + system) in the measured window
  *   per message delivered, the figure that moves least with the machine's load.
+ * - `memory-release-pause-ms`: the pause of the heap compaction the server runs by itself once
+ *   the subscribers have left and it has been idle (src/server/memory-release.ts; the `release`
+ *   line says how many ran, and how many of the young-generation collections that follow). SEGQL_MEMORY_RELEASE_QUIET_MS=0 in the bench's environment turns it
+ *   off, to compare.
  * `--profile <dir>`: the server writes a CPU profile (`--cpu-prof`) there, and its GC trace
  * (`--trace-gc`) and turns over 40 ms (bench/stall-log.mjs) into its server.log, copied there.
  * `--trace <dir>`: the GC trace and the stall log only, without the profiler's own cost.
@@ -313,6 +317,11 @@ export async function run(argv: string[]): Promise<number> {
     const spacesAfter = await spaces();
     const open = await scrapeMetric(server.url, 'segql_active_subscriptions');
     if (open > 0) fail(`${open} subscriptions still open after every client left`);
+    const metricsText = await (await fetch(server.url.replace(/\/graphql$/, '/metrics'))).text();
+    const releaseSteps = (step: string) =>
+      Number(new RegExp(`^segql_memory_releases_total\\{step="${step}"\\} (\\S+)$`, 'm').exec(metricsText)?.[1]);
+    const releases = releaseSteps('compact');
+    const releasePause = await scrapeMetric(server.url, 'segql_memory_release_last_pause_seconds');
 
     const one = (v: number) => ({ n: 1, min: v, max: v });
     report(NAME, 'job-events', jobEvents[0]!.length, 'events', statsOf(jobEvents.map((e) => e.length)));
@@ -349,6 +358,11 @@ export async function run(argv: string[]): Promise<number> {
     // What the bench reported until session 14: both read 1 s after the forced collection.
     report(NAME, 'rss-1s-after-per-baseline', afterAt1s / baselineAt1s, '×', one(afterAt1s / baselineAt1s));
     report(NAME, 'anon-rss-after-per-baseline', anonAfter / anonBaseline, '×', one(anonAfter / anonBaseline));
+    // The server's own compaction once the subscribers have gone and it is idle (SEGQL_MEMORY_RELEASE_QUIET_MS).
+    console.log(
+      `release ${NAME}: ${releases} heap compaction(s) and ${releaseSteps('young')} young collection(s) after the subscribers left${releases > 0 ? `, the last compaction a pause of ${(releasePause * 1000).toFixed(0)} ms` : ''}`,
+    );
+    if (releases > 0) report(NAME, 'memory-release-pause-ms', releasePause * 1000, 'ms', one(releasePause * 1000));
     const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(0)} MiB`;
     console.log(
       `rss ${NAME}: baseline ${mib(baseline)} (anonymous ${mib(anonBaseline)}); after ${mib(uncollected)}, ${mib(after)} after a full GC (anonymous ${mib(anonAfter)}); V8 heap used ${mib(heapBefore)} before, ${mib(heapUncollected)} after, ${mib(heapAfter)} after a full GC; V8 heap committed ${mib(heapTotalBefore)} before, ${mib(heapTotalAfter)} after (MiB by space: ${spacesBefore} before; ${spacesAfter} after)`,

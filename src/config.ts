@@ -62,6 +62,11 @@ export interface ServerLimits {
    * 0 turns the cache off.
    */
   responseCacheEntries: number;
+  /**
+   * How long the server must be idle after a burst of connections has closed before it compacts
+   * its heap once (src/server/memory-release.ts); 0 never does.
+   */
+  memoryReleaseQuietMs: number;
 }
 
 /** The guardrails of profile and event ingestion. */
@@ -98,6 +103,7 @@ export const DEFAULT_SERVER_LIMITS: ServerLimits = {
   shutdownGraceMs: 8_000,
   subscriptionQueueSize: 1_000,
   responseCacheEntries: 1_000,
+  memoryReleaseQuietMs: 5_000,
 };
 
 export const DEFAULT_INGEST_LIMITS: IngestLimits = {
@@ -148,6 +154,7 @@ function loadServerLimits(env: NodeJS.ProcessEnv): ServerLimits {
     shutdownGraceMs: intFrom(env, 'SEGQL_SHUTDOWN_GRACE_MS', d.shutdownGraceMs, 0, 600_000),
     subscriptionQueueSize: intFrom(env, 'SEGQL_SUBSCRIPTION_QUEUE_SIZE', d.subscriptionQueueSize, 1),
     responseCacheEntries: intFrom(env, 'SEGQL_RESPONSE_CACHE_ENTRIES', d.responseCacheEntries, 0),
+    memoryReleaseQuietMs: intFrom(env, 'SEGQL_MEMORY_RELEASE_QUIET_MS', d.memoryReleaseQuietMs, 0),
   };
 }
 

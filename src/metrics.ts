@@ -111,7 +111,31 @@ export function createMetrics(conn: Store) {
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
-  return { registry, requests, duration, ingested, droppedEvents, responseCache };
+  const memoryReleases = new Counter({
+    name: 'segql_memory_releases_total',
+    help: 'Collections run after a burst of connections closed (src/server/memory-release.ts), by step: compact (the whole heap), young (the young generation, once idle again)',
+    labelNames: ['step'] as const,
+    registers: [registry],
+  });
+  // Both steps at 0 from the start, so a scrape shows the series before the first burst.
+  for (const step of ['compact', 'young']) memoryReleases.inc({ step }, 0);
+  const memoryReleasePause = new Gauge({
+    name: 'segql_memory_release_last_pause_seconds',
+    help: 'How long the last compaction stopped the main thread',
+    registers: [registry],
+  });
+  return {
+    registry,
+    requests,
+    duration,
+    ingested,
+    droppedEvents,
+    responseCache,
+    memoryReleased: (step: 'compact' | 'young', seconds: number) => {
+      memoryReleases.inc({ step });
+      if (step === 'compact') memoryReleasePause.set(seconds);
+    },
+  };
 }
 
 /** Open subscription streams, counted by the server's envelop plugin on both transports. */

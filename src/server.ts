@@ -20,6 +20,7 @@ import { type Access, createAccess } from './server/access.js';
 import { createDownloads } from './server/downloads.js';
 import { attachGraphqlWs } from './server/graphql-ws.js';
 import { databaseHealth } from './server/health.js';
+import { watchMemoryRelease } from './server/memory-release.js';
 import { createReadiness } from './server/readiness.js';
 import { createRequestHandler } from './server/routes.js';
 import { createSegqlYoga } from './server/yoga.js';
@@ -158,6 +159,16 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   });
   const httpServer = createHttpServer(handle);
   const ws = attachGraphqlWs({ httpServer, yoga, access, maxPayload: limits.maxBodyBytes, log });
+  const memoryRelease =
+    limits.memoryReleaseQuietMs > 0
+      ? watchMemoryRelease({
+          httpServer,
+          streams,
+          quietMs: limits.memoryReleaseQuietMs,
+          log: log.child({ component: 'memory' }),
+          released: metrics.memoryReleased,
+        })
+      : undefined;
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once('error', reject);
@@ -175,6 +186,7 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
    */
   const close = () => {
     closing ??= (async () => {
+      memoryRelease?.stop();
       const closed = new Promise<void>((resolve) => httpServer.close(() => resolve()));
       httpServer.closeIdleConnections();
       for (const res of streams) res.end();

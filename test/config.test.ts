@@ -54,3 +54,14 @@ describe('loadConfig: a cluster node', () => {
     );
   });
 });
+
+describe('loadConfig: memory release', () => {
+  it('waits 5 s of quiet by default, takes another wait, and 0 to turn it off', () => {
+    expect(loadConfig({}).limits.memoryReleaseQuietMs).toBe(5_000);
+    expect(loadConfig({ SEGQL_MEMORY_RELEASE_QUIET_MS: '30000' }).limits.memoryReleaseQuietMs).toBe(30_000);
+    expect(loadConfig({ SEGQL_MEMORY_RELEASE_QUIET_MS: '0' }).limits.memoryReleaseQuietMs).toBe(0);
+    expect(() => loadConfig({ SEGQL_MEMORY_RELEASE_QUIET_MS: '-1' })).toThrow(
+      'SEGQL_MEMORY_RELEASE_QUIET_MS must be an integer of at least 0, got "-1"',
+    );
+  });
+});
