@@ -11,6 +11,10 @@
  *
  * - `p99-ms` / `p50-ms`: evaluateProfile latency over all runs' requests.
  * - `trivial-p99-ms`: `{ __typename }` latency (the floor of the transport).
+ * - `server-scavenges-per-1000`, `server-scavenge-ms`, `server-cpu-ms`: per timed run, the
+ *   server's main-thread minor GCs per 1,000 pairs (one evaluateProfile and one `{ __typename }`),
+ *   their mean pause (from its /metrics), and its CPU per pair (user + system, all threads): figures
+ *   that move less with the box's load than the latencies do.
  * - context: `server …` (the evaluation time the server reports, `durationMs`).
  * Exit 1 when an answer names the wrong audiences (the expected set is computed in this process).
  */
@@ -25,8 +29,8 @@ import { evaluateProfile } from '../src/domain/evaluation.js';
 import { ingestEvents } from '../src/domain/event-ingest.js';
 import { encodeGlobalId } from '../src/domain/ids.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
-import { intArg, parseArgs, report, statsOf } from './lib.js';
-import { graphqlRequest, keepAliveGraphql, spawnBenchServer } from './server-process.js';
+import { intArg, median, parseArgs, report, statsOf } from './lib.js';
+import { cpuSeconds, graphqlRequest, keepAliveGraphql, spawnBenchServer } from './server-process.js';
 
 const NAME = 'edge';
 const TYPES = ['web.webpagedetails.pageViews', 'commerce.productViews', 'commerce.purchases', 'commerce.checkouts'];
@@ -64,6 +68,18 @@ export function edgeDefinitions(n: number): string[] {
     }
   }
   return out;
+}
+
+/** The server's main-thread minor GCs so far, from prom-client's GC histogram on /metrics. */
+async function minorGcs(graphqlUrl: string): Promise<{ count: number; seconds: number }> {
+  const text = await (await fetch(graphqlUrl.replace(/\/graphql$/, '/metrics'))).text();
+  const read = (suffix: string) => {
+    const match = new RegExp(`^segql_process_nodejs_gc_duration_seconds_${suffix}\\{kind="minor"\\} (\\S+)$`, 'm').exec(
+      text,
+    );
+    return match ? Number(match[1]) : 0;
+  };
+  return { count: read('count'), seconds: read('sum') };
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -132,10 +148,15 @@ export async function run(argv: string[]): Promise<number> {
     const edgeMs: number[] = [];
     const trivialMs: number[] = [];
     const serverMs: number[] = [];
+    const scavengesPer1000: number[] = [];
+    const scavengeMs: number[] = [];
+    const cpuMsPerPair: number[] = [];
     const wanted = JSON.stringify([...expected].sort());
     for (let r = -1; r < runs; r++) {
       // Run -1 warms up (JIT, the worker's caches), untimed.
       const n = r < 0 ? Math.min(requests, 200) : requests;
+      const gcBefore = await minorGcs(server.url);
+      const cpuBefore = cpuSeconds(server.child.pid);
       for (let k = 0; k < n; k++) {
         let t = performance.now();
         const answer = await edge();
@@ -153,6 +174,13 @@ export async function run(argv: string[]): Promise<number> {
         trivialMs.push(trivialTime);
         serverMs.push(answer.evaluateProfile.durationMs);
       }
+      if (r < 0) continue;
+      const cpu = cpuSeconds(server.child.pid) - cpuBefore;
+      const gc = await minorGcs(server.url);
+      const scavenges = gc.count - gcBefore.count;
+      scavengesPer1000.push((scavenges * 1_000) / n);
+      scavengeMs.push(scavenges ? ((gc.seconds - gcBefore.seconds) * 1_000) / scavenges : 0);
+      cpuMsPerPair.push((cpu * 1_000) / n);
     }
     const q = (values: number[], p: number) => {
       const sorted = [...values].sort((a, b) => a - b);
@@ -163,6 +191,9 @@ export async function run(argv: string[]): Promise<number> {
     report(NAME, 'p99-ms', q(edgeMs, 0.99), 'ms', span(edgeMs));
     report(NAME, 'trivial-p50-ms', q(trivialMs, 0.5), 'ms', span(trivialMs));
     report(NAME, 'trivial-p99-ms', q(trivialMs, 0.99), 'ms', span(trivialMs));
+    report(NAME, 'server-scavenges-per-1000', median(scavengesPer1000), 'scavenges', span(scavengesPer1000));
+    report(NAME, 'server-scavenge-ms', median(scavengeMs), 'ms', span(scavengeMs));
+    report(NAME, 'server-cpu-ms', median(cpuMsPerPair), 'ms', span(cpuMsPerPair));
     console.log(
       `server ${NAME}: evaluation p50 ${q(serverMs, 0.5).toFixed(2)} ms, p99 ${q(serverMs, 0.99).toFixed(2)} ms (durationMs)`,
     );

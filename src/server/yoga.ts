@@ -15,6 +15,7 @@ import { errorMappingPlugins } from '../graphql/errors.js';
 import { schema } from '../graphql/index.js';
 import { documentLimitsPlugin, maxAliasesRule, maxDepthRule } from '../graphql/limits.js';
 import { endRevokedSubscriptions } from '../graphql/revocation.js';
+import { releaseScopeCache } from '../graphql/scope-cache-release.js';
 import { activeSubscriptions, type Metrics } from '../metrics.js';
 import type { Access } from './access.js';
 import type { DatabaseHealth } from './health.js';
@@ -104,6 +105,7 @@ export function createSegqlYoga(deps: {
     plugins: [
       ...errorMappingPlugins(log, health.report),
       documentLimitsPlugin(),
+      releaseScopeCache(),
       health.refuseWrites,
       revocation,
       countSubscriptions,
