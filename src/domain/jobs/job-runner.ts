@@ -274,12 +274,15 @@ export class JobRunner implements JobQueue {
     this.running.set(claimed.id, state);
     this.publish(claimed);
     let lastPublished = 0;
-    const progress = async (payload: unknown): Promise<void> => {
-      const { done, total, result } = kind.readProgress(payload);
-      state.lastProgress = Date.now();
-      // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
-      if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
-      lastPublished = state.lastProgress;
+    type Report = ReturnType<RegisteredJobKind['readProgress']>;
+    // One progress write at a time. A write that meets the gate held by a worker (the ingest
+    // thread's, the job's own final one) waits for it, and the gate lets a later section that
+    // finds it free go first; two writes under way at once could then land, and be told, in the
+    // reverse order: progress going back (the subs bench saw it). A report that comes while a
+    // write is under way waits for it, and a newer one replaces it: it says more.
+    let writing = false;
+    let waiting: Report | undefined;
+    const write = async ({ done, total, result }: Report): Promise<void> => {
       let updated: Job | undefined;
       try {
         // On the main thread: a report that finds the task's write lock taken is dropped rather
@@ -301,6 +304,27 @@ export class JobRunner implements JobQueue {
       }
       if (updated) this.publish(updated);
     };
+    const writeInOrder = async (first: Report): Promise<void> => {
+      writing = true;
+      try {
+        for (let report: Report | undefined = first; report; report = waiting) {
+          waiting = undefined;
+          await write(report);
+        }
+      } finally {
+        writing = false;
+      }
+    };
+    const progress = (payload: unknown): void => {
+      const report = kind.readProgress(payload);
+      state.lastProgress = Date.now();
+      // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
+      if (state.lastProgress - lastPublished < 50 && report.result === undefined && report.done !== report.total)
+        return;
+      lastPublished = state.lastProgress;
+      if (writing) waiting = report;
+      else void writeInOrder(report);
+    };
     try {
       const unmet = await this.unmetPrerequisite(claimed);
       if (unmet) {
@@ -315,8 +339,9 @@ export class JobRunner implements JobQueue {
         conn.sqlite.name,
         conn.writeGate,
         { jobId: job.id, plan },
-        // Written (its statement runs in the call) and published as it comes; nothing waits for it.
-        (payload) => void progress(payload),
+        // Written (its statement runs in the call, unless a write is under way) and published as
+        // it comes; nothing waits for it.
+        progress,
         controller.signal,
       );
       // The task finished the job in its own transaction.
