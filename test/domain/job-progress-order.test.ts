@@ -13,8 +13,10 @@ import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { type Connection, openDatabase } from '../../src/db/index.js';
+import { ClusterJobWatcher } from '../../src/domain/cluster/cluster-job-watcher.js';
 import { EventBus, topics } from '../../src/domain/events.js';
 import { JobRunner } from '../../src/domain/jobs/job-runner.js';
+import { isOlderJobState, ToldJobStates } from '../../src/domain/jobs/job-state-order.js';
 import { finishJobSync, type Job, jobById } from '../../src/domain/jobs/job-store.js';
 import type { WorkerLanes } from '../../src/domain/jobs/worker-thread.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
@@ -143,5 +145,75 @@ describe('a job’s progress as its subscribers hear it', () => {
       ['PROCESSING', 40],
       ['SUCCEEDED', 100],
     ]);
+  });
+});
+
+describe('the order of a job’s states', () => {
+  const state = (status: Job['status'], attempts: number, progressDone: number) => ({ status, attempts, progressDone });
+
+  it('finds lower progress of the same run older, and any state of an earlier run', () => {
+    expect(isOlderJobState(state('PROCESSING', 1, 20), state('PROCESSING', 1, 10))).toBe(true);
+    expect(isOlderJobState(state('CANCELLING', 1, 20), state('PROCESSING', 1, 10))).toBe(true);
+    expect(isOlderJobState(state('PROCESSING', 2, 0), state('PROCESSING', 1, 90))).toBe(true);
+    expect(isOlderJobState(state('PROCESSING', 1, 0), state('QUEUED', 0, 0))).toBe(true);
+  });
+
+  it('finds a cancel taken back or a run after its end older', () => {
+    expect(isOlderJobState(state('CANCELLING', 1, 20), state('PROCESSING', 1, 20))).toBe(true);
+    expect(isOlderJobState(state('SUCCEEDED', 1, 100), state('PROCESSING', 1, 100))).toBe(true);
+    expect(isOlderJobState(state('CANCELLED', 0, 0), state('QUEUED', 0, 0))).toBe(true);
+  });
+
+  it('lets a run rise, be cancelled, end, requeue after a lost lease and start again', () => {
+    expect(isOlderJobState(state('PROCESSING', 1, 10), state('PROCESSING', 1, 10))).toBe(false);
+    expect(isOlderJobState(state('PROCESSING', 1, 10), state('PROCESSING', 1, 20))).toBe(false);
+    expect(isOlderJobState(state('PROCESSING', 1, 10), state('CANCELLING', 1, 10))).toBe(false);
+    expect(isOlderJobState(state('CANCELLING', 1, 10), state('CANCELLED', 1, 10))).toBe(false);
+    expect(isOlderJobState(state('PROCESSING', 1, 90), state('QUEUED', 1, 90))).toBe(false);
+    expect(isOlderJobState(state('QUEUED', 1, 90), state('PROCESSING', 2, 0))).toBe(false);
+    expect(isOlderJobState(state('PROCESSING', 1, 90), state('SUCCEEDED', 1, 100))).toBe(false);
+  });
+
+  it('tells each job’s states apart and forgets the oldest jobs past its bound', () => {
+    const told = new ToldJobStates(2);
+    expect(told.tell({ id: 1, ...state('PROCESSING', 1, 50) })).toBe(true);
+    expect(told.tell({ id: 2, ...state('PROCESSING', 1, 5) })).toBe(true);
+    expect(told.tell({ id: 1, ...state('PROCESSING', 1, 40) })).toBe(false);
+    expect(told.tell({ id: 2, ...state('PROCESSING', 1, 6) })).toBe(true);
+    // Job 1 was told longest ago: a third job makes it forgotten, and anything of it is news again.
+    expect(told.tell({ id: 3, ...state('QUEUED', 0, 0) })).toBe(true);
+    expect(told.tell({ id: 1, ...state('PROCESSING', 1, 40) })).toBe(true);
+    expect(told.tell({ id: 2, ...state('PROCESSING', 1, 5) })).toBe(true);
+  });
+});
+
+describe('the job watcher on PostgreSQL', () => {
+  it('tells no state older than the one it told', async () => {
+    const conn = openDatabase(':memory:');
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+    const told: [string, number][] = [];
+    const bus = { publishLocal: (topic: string, job: unknown) => told.push([topic, (job as Job).progressDone]) };
+    // Never started: what a notification brings and what its own queue tells both go through `announce`.
+    const watcher = new ClusterJobWatcher({
+      url: 'postgres://unused',
+      store: conn,
+      bus,
+      log: pino({ level: 'silent' }),
+    });
+    const job = (status: Job['status'], attempts: number, progressDone: number) =>
+      ({ id: 9, sandboxId, kind: 'SEGMENT', status, attempts, progressDone, progressTotal: 100 }) as Job;
+    // A row read after its notification (20), then the row the next notification carried (10).
+    watcher.announce(job('PROCESSING', 1, 20));
+    watcher.announce(job('PROCESSING', 1, 10));
+    // A cancel its queue told at once, then the notification of a renewal before it.
+    watcher.announce(job('CANCELLING', 1, 30));
+    watcher.announce(job('PROCESSING', 1, 25));
+    watcher.announce(job('CANCELLED', 1, 30));
+    expect(told.filter(([topic]) => topic === topics.job(9))).toEqual([
+      [topics.job(9), 20],
+      [topics.job(9), 30],
+      [topics.job(9), 30],
+    ]);
+    expect(told.filter(([topic]) => topic === topics.sandboxJobs(sandboxId))).toHaveLength(3);
   });
 });

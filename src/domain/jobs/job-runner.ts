@@ -10,6 +10,7 @@ import { failureFields } from './job-failure.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
 import { type JobPrepare, type JobQueue, queueJob } from './job-queue.js';
 import type { JobServices } from './job-services.js';
+import { ToldJobStates } from './job-state-order.js';
 import { type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
 import { isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
 
@@ -62,6 +63,7 @@ interface Running {
  */
 export class JobRunner implements JobQueue {
   private readonly running = new Map<number, Running>();
+  private readonly told = new ToldJobStates();
   private readonly active = new Map<TypedJobKind, number>();
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -111,7 +113,13 @@ export class JobRunner implements JobQueue {
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
+  /**
+   * Tells subscribers a job's state, unless a newer one was told already (job-state-order.ts):
+   * every subscriber of a job sees its progress rise and its states in the order they were
+   * reached, whatever order the writes that made them came back in.
+   */
   private publish(job: Job): void {
+    if (!this.told.tell(job)) return;
     this.services.bus.publish(topics.job(job.id), job);
     this.services.bus.publish(topics.sandboxJobs(job.sandboxId), job);
   }
