@@ -14,6 +14,7 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Store } from '../../db/store.js';
 import { type EventBus, topics } from '../events.js';
+import { ToldJobStates } from '../jobs/job-state-order.js';
 import { type Job, jobById, jobFromRowJson } from '../jobs/job-store.js';
 import { isTerminal } from '../jobs/job-types.js';
 
@@ -39,6 +40,8 @@ export class ClusterJobWatcher {
   private stopped = false;
   /** Per job id, the state last told (insertion order: oldest first). */
   private readonly told = new Map<number, string>();
+  /** Per job id, where the state last told stands in the job's life (job-state-order.ts). */
+  private readonly order = new ToldJobStates(TOLD_MAX);
 
   constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publishLocal'>; log: Logger }) {}
 
@@ -118,6 +121,10 @@ export class ClusterJobWatcher {
     if (seen === state || (seen !== undefined && isTerminal(job.status) && seen.startsWith(`["${job.status}"`))) {
       return false;
     }
+    // Nor a state older than the one told: a row read after its notification is as it stands
+    // then, newer than the rows the next notifications carry, and a state this process's queue
+    // told at once (a cancel) can pass the notifications of the changes before it.
+    if (!this.order.tell(job)) return false;
     this.told.set(job.id, state);
     // Jobs seen long ago are forgotten: a few thousand recent ones cover every live subscriber.
     if (this.told.size > TOLD_MAX) this.told.delete(this.told.keys().next().value!);

@@ -10,6 +10,7 @@ import { failureFields } from './job-failure.js';
 import { type RegisteredJobKind, registeredJobKinds } from './job-kind.js';
 import { type JobPrepare, type JobQueue, queueJob } from './job-queue.js';
 import type { JobServices } from './job-services.js';
+import { ToldJobStates } from './job-state-order.js';
 import { type Job, type JobOf, jobById, type NewJobOptions, updateJob, updateJobIn } from './job-store.js';
 import { isTerminal, JOB_STATUSES, type TypedJobKind } from './job-types.js';
 
@@ -62,6 +63,7 @@ interface Running {
  */
 export class JobRunner implements JobQueue {
   private readonly running = new Map<number, Running>();
+  private readonly told = new ToldJobStates();
   private readonly active = new Map<TypedJobKind, number>();
   private watchdog: NodeJS.Timeout | undefined;
   private stopped = false;
@@ -111,7 +113,13 @@ export class JobRunner implements JobQueue {
     while (this.running.size > 0 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
+  /**
+   * Tells subscribers a job's state, unless a newer one was told already (job-state-order.ts):
+   * every subscriber of a job sees its progress rise and its states in the order they were
+   * reached, whatever order the writes that made them came back in.
+   */
   private publish(job: Job): void {
+    if (!this.told.tell(job)) return;
     this.services.bus.publish(topics.job(job.id), job);
     this.services.bus.publish(topics.sandboxJobs(job.sandboxId), job);
   }
@@ -274,12 +282,15 @@ export class JobRunner implements JobQueue {
     this.running.set(claimed.id, state);
     this.publish(claimed);
     let lastPublished = 0;
-    const progress = async (payload: unknown): Promise<void> => {
-      const { done, total, result } = kind.readProgress(payload);
-      state.lastProgress = Date.now();
-      // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
-      if (state.lastProgress - lastPublished < 50 && result === undefined && done !== total) return;
-      lastPublished = state.lastProgress;
+    type Report = ReturnType<RegisteredJobKind['readProgress']>;
+    // One progress write at a time. A write that meets the gate held by a worker (the ingest
+    // thread's, the job's own final one) waits for it, and the gate lets a later section that
+    // finds it free go first; two writes under way at once could then land, and be told, in the
+    // reverse order: progress going back (the subs bench saw it). A report that comes while a
+    // write is under way waits for it, and a newer one replaces it: it says more.
+    let writing = false;
+    let waiting: Report | undefined;
+    const write = async ({ done, total, result }: Report): Promise<void> => {
       let updated: Job | undefined;
       try {
         // On the main thread: a report that finds the task's write lock taken is dropped rather
@@ -301,6 +312,27 @@ export class JobRunner implements JobQueue {
       }
       if (updated) this.publish(updated);
     };
+    const writeInOrder = async (first: Report): Promise<void> => {
+      writing = true;
+      try {
+        for (let report: Report | undefined = first; report; report = waiting) {
+          waiting = undefined;
+          await write(report);
+        }
+      } finally {
+        writing = false;
+      }
+    };
+    const progress = (payload: unknown): void => {
+      const report = kind.readProgress(payload);
+      state.lastProgress = Date.now();
+      // Persist and publish at most every 50 ms: well within "every 250 ms", cheap enough for tight loops.
+      if (state.lastProgress - lastPublished < 50 && report.result === undefined && report.done !== report.total)
+        return;
+      lastPublished = state.lastProgress;
+      if (writing) waiting = report;
+      else void writeInOrder(report);
+    };
     try {
       const unmet = await this.unmetPrerequisite(claimed);
       if (unmet) {
@@ -315,8 +347,9 @@ export class JobRunner implements JobQueue {
         conn.sqlite.name,
         conn.writeGate,
         { jobId: job.id, plan },
-        // Written (its statement runs in the call) and published as it comes; nothing waits for it.
-        (payload) => void progress(payload),
+        // Written (its statement runs in the call, unless a write is under way) and published as
+        // it comes; nothing waits for it.
+        progress,
         controller.signal,
       );
       // The task finished the job in its own transaction.
