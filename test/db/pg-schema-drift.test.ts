@@ -60,4 +60,15 @@ describe('the PostgreSQL schema against the SQLite one', () => {
     expect(schemaDrift(lite, pg, { t: ['v'] })).toEqual([]);
     expect(schemaDrift(lite, pg, {})).toEqual(['t.v is only in PostgreSQL']);
   });
+
+  it('accepts an index only SQLite has when it is listed, and not once PostgreSQL has it', () => {
+    const lite = { t: sqliteTable('t', { a: text('a') }, (t) => [index('t_a').on(t.a)]) };
+    const without = { t: pgTable('t', { a: pgText('a') }) };
+    const withIt = { t: pgTable('t', { a: pgText('a') }, (t) => [pgIndex('t_a').on(t.a)]) };
+    expect(schemaDrift(lite, without, {}, { t: ['t_a'] })).toEqual([]);
+    expect(schemaDrift(lite, without, {}, {})).toEqual(['index t_a on t is missing in PostgreSQL']);
+    expect(schemaDrift(lite, withIt, {}, { t: ['t_a'] })).toEqual([
+      "index t_a on t is listed as SQLite's only but PostgreSQL has it",
+    ]);
+  });
 });

@@ -124,7 +124,9 @@ export const memberships = pgTable(
   (t) => [
     primaryKey({ columns: [t.audienceId, t.profileId] }),
     index('memberships_profile').on(t.profileId),
-    index('memberships_audience_status').on(t.audienceId, t.status),
+    // No (audience_id, status) index, which SQLite has (SQLITE_ONLY_INDEXES in schema-drift.ts);
+    // the purge of long-exited members, which it served, reads only exited rows here.
+    index('memberships_exited').on(t.audienceId, t.exitedAt).where(sql`${t.status} = 'EXITED'`),
   ],
 );
 
