@@ -38,10 +38,8 @@ export class ClusterJobWatcher {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private stopped = false;
-  /** Per job id, the state last told (insertion order: oldest first). */
-  private readonly told = new Map<number, string>();
-  /** Per job id, where the state last told stands in the job's life (job-state-order.ts). */
-  private readonly order = new ToldJobStates(TOLD_MAX);
+  /** Per job id, the state last told: where it stands in the job's life (job-state-order.ts) and its key. */
+  private readonly told = new ToldJobStates(TOLD_MAX);
 
   constructor(private readonly deps: { url: string; store: Store; bus: Pick<EventBus, 'publishLocal'>; log: Logger }) {}
 
@@ -116,7 +114,7 @@ export class ClusterJobWatcher {
    * when it ends.
    */
   private changed(job: Job): boolean {
-    const seen = this.told.get(job.id);
+    const seen = this.told.keyOf(job.id);
     const state = JSON.stringify([job.status, job.progressDone, job.progressTotal, job.result, job.error]);
     if (seen === state || (seen !== undefined && isTerminal(job.status) && seen.startsWith(`["${job.status}"`))) {
       return false;
@@ -124,11 +122,7 @@ export class ClusterJobWatcher {
     // Nor a state older than the one told: a row read after its notification is as it stands
     // then, newer than the rows the next notifications carry, and a state this process's queue
     // told at once (a cancel) can pass the notifications of the changes before it.
-    if (!this.order.tell(job)) return false;
-    this.told.set(job.id, state);
-    // Jobs seen long ago are forgotten: a few thousand recent ones cover every live subscriber.
-    if (this.told.size > TOLD_MAX) this.told.delete(this.told.keys().next().value!);
-    return true;
+    return this.told.tell(job, state);
   }
 
   async stop(): Promise<void> {

@@ -31,20 +31,26 @@ export function isOlderJobState(told: JobStateMark, next: JobStateMark): boolean
 
 /**
  * Per job, the latest state told, forgetting the oldest past `max` jobs (a few thousand recent
- * ones cover every job anyone still watches).
+ * ones cover every job anyone still watches). A publisher that also drops repeats keeps the
+ * told state's own key beside it (`tell`'s second argument, read back by `keyOf`).
  */
 export class ToldJobStates {
-  private readonly told = new Map<number, JobStateMark>();
+  private readonly told = new Map<number, JobStateMark & { key: string | undefined }>();
 
   constructor(private readonly max = 5_000) {}
 
+  /** The key the job's last told state was recorded with. */
+  keyOf(jobId: number): string | undefined {
+    return this.told.get(jobId)?.key;
+  }
+
   /** Records `job` as told and returns true, or returns false when it is older than the state told last. */
-  tell(job: Pick<Job, 'id'> & JobStateMark): boolean {
+  tell(job: Pick<Job, 'id'> & JobStateMark, key?: string): boolean {
     const told = this.told.get(job.id);
     if (told && isOlderJobState(told, job)) return false;
     // Re-inserted: the map's order is the order jobs were last told in, oldest first.
     this.told.delete(job.id);
-    this.told.set(job.id, { status: job.status, attempts: job.attempts, progressDone: job.progressDone });
+    this.told.set(job.id, { status: job.status, attempts: job.attempts, progressDone: job.progressDone, key });
     if (this.told.size > this.max) this.told.delete(this.told.keys().next().value!);
     return true;
   }
