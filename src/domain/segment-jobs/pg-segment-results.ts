@@ -64,10 +64,11 @@ const LEAVE_OR_STAY = `WITH changed AS (
   SELECT audience_id, count(*) AS n FROM changed WHERE status = ${statusSql('EXITED')} GROUP BY audience_id`;
 
 // An exited member qualifying again: its row becomes REALIZED, as SQLite's ON CONFLICT makes it.
-// A profile deleted since the ranges' snapshots gets no membership, here or in ENTER.
+// A profile deleted since the ranges' snapshots gets no membership here either: deleting a
+// profile deletes its membership rows, and this only updates rows that are there.
 const REENTER = `WITH changed AS (
-    UPDATE memberships m SET status = ${statusSql('REALIZED')}, qualified_at = $2, last_evaluated_at = $2, exited_at = NULL
-    FROM segql_changes c JOIN profiles p ON p.sandbox_id = $1 AND p.id = c.profile_id
+    UPDATE memberships m SET status = ${statusSql('REALIZED')}, qualified_at = $1, last_evaluated_at = $1, exited_at = NULL
+    FROM segql_changes c
     WHERE c.from_status = ${statusSql('EXITED')} AND m.audience_id = c.audience_id AND m.profile_id = c.profile_id
     RETURNING m.audience_id)
   SELECT audience_id, count(*) AS n FROM changed GROUP BY audience_id`;
@@ -162,7 +163,7 @@ export async function writeSegmentResultsPg(
   await client.query('ANALYZE pg_temp.segql_changes');
   await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version)]);
   const exitedOf = perAudience(await client.query<PerAudience>(LEAVE_OR_STAY, [now]));
-  const reentered = perAudience(await client.query<PerAudience>(REENTER, [sandboxId, now]));
+  const reentered = perAudience(await client.query<PerAudience>(REENTER, [now]));
   let entered: Map<number, number>;
   if (await rangesIntact(client, sandboxId, read.spans)) {
     entered = perAudience(await client.query<PerAudience>(ENTERING));
