@@ -1,8 +1,8 @@
 /**
  * Lookups by a list of ids (the statements named below): on a file with hundreds of rows in one
- * sandbox and a few in another, each finds the rows asked for by primary key (or, for identities,
- * the profile index) instead of walking one of the sandbox's indexes, and gives nothing of another
- * sandbox even when its id is asked for.
+ * sandbox and a few in another, each finds the rows asked for by primary key (identities by the
+ * profile index, pending list rows by the identity index) instead of walking one of the sandbox's
+ * indexes, and gives nothing of another sandbox even when its id is asked for.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import '../../src/domain/definitions.js';
 import '../../src/domain/evaluation.js';
 import '../../src/domain/exports/datasets.js';
 import '../../src/domain/external-audiences/external-audiences.js';
+import '../../src/domain/external-audiences/pending-members.js';
 import '../../src/domain/folders.js';
 import '../../src/domain/jobs/job-store.js';
 import '../../src/domain/profiles.js';
@@ -102,7 +103,11 @@ const profiles = rows('profiles');
 const simple = {
   'folders.byIds': { table: 'folders', ...rows('folders') },
   'datasets.byIds': { table: 'datasets', ...rows('datasets') },
-  'external-audiences.byIds': { table: 'external_audiences', ...rows('external_audiences') },
+  'external-audiences.byIds': {
+    table: 'external_audiences',
+    // Audience ids no audience has, so that the two lists below can take real ones (unique).
+    ...rows('external_audiences', () => ({ audience_id: -serial })),
+  },
   'jobs.byIds': { table: 'jobs', ...jobs },
   'definitions.byIds': { table: 'segment_definitions', ...definitions },
   'profiles.eventsByIds': { table: 'events', ...events },
@@ -118,6 +123,21 @@ const latest = {
 for (const p of profiles.mine) insert('identities', mine, { namespace: 'email', value: `${p}@x`, profile_id: p });
 for (const p of profiles.theirs) insert('identities', other, { namespace: 'email', value: `${p}@x`, profile_id: p });
 insert('identities', other, { namespace: 'email', value: 'elsewhere@x', profile_id: profiles.mine[20]! });
+// A list of 300 identities in an audience of this sandbox, and one of 5 in the other's that
+// shares an identity with it.
+for (const [sandboxId, audienceId, n] of [
+  [mine, audiences.mine[0]!, 300],
+  [other, audiences.theirs[0]!, 5],
+] as const) {
+  insert('external_audiences', sandboxId, { audience_id: audienceId, ttl_in_days: 30 });
+  for (let i = 0; i < n; i++)
+    insert('external_members', sandboxId, {
+      audience_id: audienceId,
+      namespace: 'email',
+      value: `m${i}@x`,
+      imported_at: 0,
+    });
+}
 conn.sqlite.exec('COMMIT');
 
 /** A few of this sandbox's ids and one of the other's, unsorted. */
@@ -165,6 +185,26 @@ describe('lookups by ids', () => {
     const byDefinition = new Map(found.flatMap((r) => (JSON.parse(r.definitionIds) as number[]).map((d) => [d, r.id])));
     expect([...byDefinition.keys()].sort((a, b) => a - b)).toEqual(expected(definitions));
     expect(byDefinition.get(definitions.mine[120]!)).toBe(latest.mine[120]);
+  });
+
+  it("pending-members.rows: each identity through the identity index, this sandbox's list rows only", async () => {
+    const s = statement('pending-members.rows');
+    const added = [
+      ['email', 'm250@x', profiles.mine[0]],
+      ['email', 'm3@x', profiles.mine[1]],
+      ['email', 'nowhere@x', profiles.mine[2]],
+    ];
+    const params = [JSON.stringify(added), mine];
+    const lines = plan(s, params);
+    expect(lines.slice(0, 2)).toEqual([
+      expect.stringMatching(/^SCAN j /),
+      'SEARCH x USING INDEX external_members_identity (sandbox_id=? AND namespace=? AND value=?)',
+    ]);
+    const found = await conn.all<{ idx: number; audienceId: number }>(s, params);
+    expect(found.map((r) => [r.idx, r.audienceId])).toEqual([
+      [0, audiences.mine[0]],
+      [1, audiences.mine[0]],
+    ]);
   });
 
   it("profiles.identitiesOf: through the profile index, this sandbox's identities only", async () => {
