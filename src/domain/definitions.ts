@@ -181,10 +181,14 @@ function page(column: string, type: 'text' | 'bigint', scan: 'ASC' | 'DESC') {
 }
 
 const q = statements('definitions', {
+  /**
+   * The sandbox's definitions among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   byIds: {
-    sqlite: `SELECT ${COLUMNS} FROM segment_definitions WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    sqlite: `SELECT ${COLUMNS} FROM segment_definitions WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${COLUMNS_PG} FROM segment_definitions WHERE sandbox_id = $1
-      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb))) ORDER BY id`,
   },
   /** The audiences each definition of the JSON array names, in audience id order. */
   dependencies: {

@@ -143,14 +143,18 @@ export const EDGE_DEFINITIONS = statements('evaluation', {
     postgres: `SELECT ${DEFINITION_COLUMNS} FROM segment_definitions d JOIN audiences a ON a.id = d.audience_id
        WHERE d.sandbox_id = $1 AND d.eval_edge AND a.lifecycle_state IN ('DRAFT', 'PUBLISHED')`,
   },
-  /** Parameters: sandbox, audience ids (JSON array). One row per audience found, its definition's columns null when it has none. */
+  /**
+   * Parameters: sandbox, audience ids (JSON array). One row per audience found, its definition's columns null when
+   * it has none, by audience id. `+a.sandbox_id` and `ORDER BY a.id`: see audiences' byIds (src/domain/audiences.ts);
+   * the order is that of the evaluation's results.
+   */
   audiences: {
     sqlite: `SELECT ${DEFINITION_COLUMNS}
        FROM audiences a LEFT JOIN segment_definitions d ON d.id = a.definition_id
-       WHERE a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))`,
+       WHERE +a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?)) ORDER BY a.id`,
     postgres: `SELECT ${DEFINITION_COLUMNS}
        FROM audiences a LEFT JOIN segment_definitions d ON d.id = a.definition_id
-       WHERE a.sandbox_id = $1 AND a.id IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb))`,
+       WHERE a.sandbox_id = $1 AND a.id IN (SELECT value::bigint FROM jsonb_array_elements_text($2::jsonb)) ORDER BY a.id`,
   },
 });
 

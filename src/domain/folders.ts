@@ -16,10 +16,14 @@ const FOLDER_NAME_MAX = 128;
 const COLUMNS = 'id, sandbox_id AS "sandboxId", name, parent_id AS "parentId", created_at AS "createdAt"';
 
 const q = statements('folders', {
+  /**
+   * The sandbox's folders among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   byIds: {
-    sqlite: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    sqlite: `SELECT ${COLUMNS} FROM folders WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = $1
-      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb))) ORDER BY id`,
   },
   ofSandbox: {
     sqlite: `SELECT ${COLUMNS} FROM folders WHERE sandbox_id = ?`,

@@ -130,15 +130,24 @@ const q = statements('profiles', {
     postgres:
       'SELECT profile_id AS "profileId" FROM identities WHERE sandbox_id = $1 AND namespace = $2 AND value = $3',
   },
+  /**
+   * The sandbox's events among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   eventsByIds: {
-    sqlite: `SELECT ${EVENT} FROM events WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    sqlite: `SELECT ${EVENT} FROM events WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${EVENT_PG} FROM events
-      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY id`,
   },
-  /** Identities of the profiles of the JSON array; namespaces and values in bytes on both. */
+  /**
+   * Identities of the profiles of the JSON array; namespaces and values in bytes on both. `+sandbox_id`: as audiences'
+   * byIds (src/domain/audiences.ts), here so that the profile index finds the few asked for instead of SQLite walking
+   * the sandbox's every identity along the primary key.
+   */
   identitiesOf: {
     sqlite: `SELECT profile_id AS "profileId", namespace, value AS id FROM identities
-      WHERE sandbox_id = ? AND profile_id IN (SELECT value FROM json_each(?))
+      WHERE +sandbox_id = ? AND profile_id IN (SELECT value FROM json_each(?))
       ORDER BY profile_id, namespace, value`,
     postgres: `SELECT profile_id AS "profileId", namespace, value AS id FROM identities
       WHERE sandbox_id = $1 AND profile_id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))

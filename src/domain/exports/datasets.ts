@@ -55,12 +55,16 @@ const PAGE = 'sandbox_id = ? AND id < ? AND id > ?';
 const PAGE_PG = 'sandbox_id = $1 AND id < $2 AND id > $3';
 
 const q = statements('datasets', {
-  /** The sandbox's datasets among the ids of the JSON array. */
+  /**
+   * The sandbox's datasets among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   byIds: {
     sqlite: `SELECT ${COLUMNS} FROM datasets
-      WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+      WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${COLUMNS} FROM datasets
-      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY id`,
   },
   byName: {
     sqlite: `SELECT ${COLUMNS} FROM datasets WHERE sandbox_id = ? AND name = ?`,

@@ -56,11 +56,15 @@ const E_COLUMNS = `e.id, e.sandbox_id AS "sandboxId", e.audience_id AS "audience
   e.ttl_in_days AS "ttlInDays", e.version, e.created_at AS "createdAt", e.updated_at AS "updatedAt"`;
 
 const q = statements('external-audiences', {
-  /** The sandbox's external audiences among the ids of the JSON array. */
+  /**
+   * The sandbox's external audiences among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   byIds: {
-    sqlite: `SELECT ${COLUMNS} FROM external_audiences WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    sqlite: `SELECT ${COLUMNS} FROM external_audiences WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${COLUMNS} FROM external_audiences
-      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY id`,
   },
   ofAudience: {
     sqlite: `SELECT ${COLUMNS} FROM external_audiences WHERE sandbox_id = ? AND audience_id = ?`,

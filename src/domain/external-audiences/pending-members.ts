@@ -36,13 +36,15 @@ const q = statements('pending-members', {
   /**
    * The list rows naming any of the identities (a JSON array of [namespace, value, profileId]) in
    * audiences not archived, with their audience's TTL and the profile's membership there: in the
-   * identities' order (`idx`), each one's rows in audience order.
+   * identities' order (`idx`), each one's rows in audience order. CROSS JOIN holds SQLite to the identities first,
+   * each looked up in external_members_identity: left to choose, it walked every list row of the sandbox and read
+   * the whole JSON array again for each (seconds per ingest batch against a list of 20,000).
    */
   rows: {
     sqlite: `SELECT j.key AS idx, x.audience_id AS "audienceId", x.payload, x.imported_at AS "importedAt",
         e.ttl_in_days AS ttl, m.status
       FROM json_each(?) AS j
-      JOIN external_members x ON x.sandbox_id = ? AND x.namespace = j.value ->> 0 AND x.value = j.value ->> 1
+      CROSS JOIN external_members x ON x.sandbox_id = ? AND x.namespace = j.value ->> 0 AND x.value = j.value ->> 1
       JOIN external_audiences e ON e.audience_id = x.audience_id
       JOIN audiences a ON a.id = x.audience_id
       LEFT JOIN memberships m ON m.audience_id = x.audience_id AND m.profile_id = j.value ->> 2

@@ -134,11 +134,15 @@ const q = statements('jobs', {
     sqlite: `SELECT ${COLUMNS} FROM jobs WHERE id = ?`,
     postgres: `SELECT ${COLUMNS_PG} FROM jobs WHERE id = $1`,
   },
-  /** The sandbox's jobs among the ids of the JSON array. */
+  /**
+   * The sandbox's jobs among the ids of the JSON array, by id. `+sandbox_id` and `ORDER BY id`:
+   * see audiences' byIds (src/domain/audiences.ts).
+   */
   byIds: {
-    sqlite: `SELECT ${COLUMNS} FROM jobs WHERE sandbox_id = ? AND id IN (SELECT value FROM json_each(?))`,
+    sqlite: `SELECT ${COLUMNS} FROM jobs WHERE +sandbox_id = ? AND id IN (SELECT value FROM json_each(?)) ORDER BY id`,
     postgres: `SELECT ${COLUMNS_PG} FROM jobs
-      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))`,
+      WHERE sandbox_id = $1 AND id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
+      ORDER BY id`,
   },
   /** A page newest first (forward). */
   pageDown: {

@@ -27,10 +27,13 @@ const q = statements('freshness', {
     postgres: `SELECT id, CAST(properties AS text) AS properties, next_run_at AS "nextRunAt" FROM schedules
       WHERE sandbox_id = $1 AND state = 'ACTIVE' AND type = 'BATCH_SEGMENTATION'`,
   },
-  /** Audiences of the JSON array whose definition is batch-enabled, while they are evaluated. */
+  /**
+   * Audiences of the JSON array whose definition is batch-enabled, while they are evaluated. `+a.sandbox_id`: see
+   * audiences' byIds (src/domain/audiences.ts); the answer is a set, in no order.
+   */
   batchEvaluated: {
     sqlite: `SELECT a.id FROM audiences a JOIN segment_definitions d ON d.id = a.definition_id
-      WHERE a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))
+      WHERE +a.sandbox_id = ? AND a.id IN (SELECT value FROM json_each(?))
         AND d.eval_batch = 1 AND a.lifecycle_state IN (${EVALUATED})`,
     postgres: `SELECT a.id FROM audiences a JOIN segment_definitions d ON d.id = a.definition_id
       WHERE a.sandbox_id = $1 AND a.id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))

@@ -11,7 +11,10 @@ const jobColumns = (input: string, result: string) =>
    job.started_at AS "startedAt", job.finished_at AS "finishedAt", job.updated_at AS "updatedAt"`;
 
 const q = statements('latest-jobs', {
-  /** The latest segment job of each definition of the JSON array, each job once with the definitions (JSON text). */
+  /**
+   * The latest segment job of each definition of the JSON array, each job once with the definitions (JSON text).
+   * `+d.sandbox_id`: see audiences' byIds (src/domain/audiences.ts).
+   */
   latest: {
     sqlite: `SELECT ${jobColumns('job.input', 'job.result')}, json_group_array(latest.definitionId) AS "definitionIds" FROM (
         SELECT d.id AS definitionId,
@@ -21,7 +24,7 @@ const q = statements('latest-jobs', {
                 OR (d.eval_batch = 1 AND json_extract(j.input, '$.all') = 1 AND j.created_at >= d.created_at))
             ORDER BY j.id DESC LIMIT 1) AS jobId
         FROM segment_definitions d
-        WHERE d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
+        WHERE +d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
       ) latest
       JOIN jobs job ON job.id = latest.jobId
       GROUP BY job.id`,
