@@ -416,6 +416,23 @@ export const audienceSizeHistory = sqliteTable(
   ],
 );
 
+/**
+ * The segment jobs asked to evaluate each definition, one row per (definition, job): the jobs
+ * that named it, and the `all: true` jobs queued while it was batch-enabled. Written only by
+ * triggers on `jobs` and `segment_definitions` (drizzle/0023, drizzle/pg/0016), so every path that
+ * queues a segment job fills it in the job's own transaction. A definition's latest job is then
+ * one seek on the key, however many jobs the sandbox has run (latest-jobs.ts); WITHOUT ROWID on
+ * SQLite, so the key is the table.
+ */
+export const segmentJobDefinitions = sqliteTable(
+  'segment_job_definitions',
+  {
+    definitionId: integer('definition_id').notNull(),
+    jobId: integer('job_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.definitionId, t.jobId] })],
+);
+
 /** Which audiences a definition names through inSegment (for dependency order, cycles and delete checks). */
 export const definitionDependencies = sqliteTable(
   'definition_dependencies',

@@ -391,6 +391,23 @@ export const audienceSizeHistory = pgTable(
   ],
 );
 
+/**
+ * The segment jobs asked to evaluate each definition, one row per (definition, job): the jobs
+ * that named it, and the `all: true` jobs queued while it was batch-enabled. Written only by
+ * triggers on `jobs` and `segment_definitions` (drizzle/0023, drizzle/pg/0016), so every path that
+ * queues a segment job fills it in the job's own transaction. A definition's latest job is then
+ * one seek on the key, however many jobs the sandbox has run (latest-jobs.ts); WITHOUT ROWID on
+ * SQLite, so the key is the table.
+ */
+export const segmentJobDefinitions = pgTable(
+  'segment_job_definitions',
+  {
+    definitionId: int('definition_id').notNull(),
+    jobId: int('job_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.definitionId, t.jobId] })],
+);
+
 export const definitionDependencies = pgTable(
   'definition_dependencies',
   {

@@ -12,32 +12,25 @@ const jobColumns = (input: string, result: string) =>
 
 const q = statements('latest-jobs', {
   /**
-   * The latest segment job of each definition of the JSON array, each job once with the definitions (JSON text).
-   * `+d.sandbox_id`: see audiences' byIds (src/domain/audiences.ts).
+   * The latest segment job of each definition of the JSON array, each job once with the definitions (JSON text):
+   * one seek per definition on the key of segment_job_definitions, which holds only segment jobs of
+   * the definition's sandbox. `+d.sandbox_id`: see audiences' byIds (src/domain/audiences.ts).
    */
   latest: {
     sqlite: `SELECT ${jobColumns('job.input', 'job.result')}, json_group_array(latest.definitionId) AS "definitionIds" FROM (
         SELECT d.id AS definitionId,
-          (SELECT j.id FROM jobs j
-            WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
-              AND (EXISTS (SELECT 1 FROM json_each(j.input, '$.definitionIds') x WHERE x.value = d.id)
-                OR (d.eval_batch = 1 AND json_extract(j.input, '$.all') = 1 AND j.created_at >= d.created_at))
-            ORDER BY j.id DESC LIMIT 1) AS jobId
+          (SELECT s.job_id FROM segment_job_definitions s WHERE s.definition_id = d.id
+            ORDER BY s.job_id DESC LIMIT 1) AS jobId
         FROM segment_definitions d
         WHERE +d.sandbox_id = ? AND d.id IN (SELECT value FROM json_each(?))
       ) latest
       JOIN jobs job ON job.id = latest.jobId
       GROUP BY job.id`,
-    // A JSON array contains a number it holds (and a scalar itself), as json_each finds it on SQLite;
-    // json_extract gives 1 for true and for 1.
     postgres: `SELECT ${jobColumns('CAST(job.input AS text)', 'CAST(job.result AS text)')},
         CAST(json_agg(latest."definitionId") AS text) AS "definitionIds" FROM (
         SELECT d.id AS "definitionId",
-          (SELECT j.id FROM jobs j
-            WHERE j.sandbox_id = d.sandbox_id AND j.kind = 'SEGMENT'
-              AND (j.input -> 'definitionIds' @> to_jsonb(d.id)
-                OR (d.eval_batch AND j.input ->> 'all' IN ('true', '1') AND j.created_at >= d.created_at))
-            ORDER BY j.id DESC LIMIT 1) AS "jobId"
+          (SELECT s.job_id FROM segment_job_definitions s WHERE s.definition_id = d.id
+            ORDER BY s.job_id DESC LIMIT 1) AS "jobId"
         FROM segment_definitions d
         WHERE d.sandbox_id = $1
           AND d.id IN (SELECT CAST(value AS bigint) FROM jsonb_array_elements_text(CAST($2 AS jsonb)))
@@ -55,12 +48,14 @@ type LatestRow = Omit<SegmentJob, 'input' | 'result'> & {
 
 /**
  * For each definition, the newest segment job asked to evaluate it: by id, or with `all: true`
- * made after the definition while it is batch-enabled. One statement for any number of
- * definitions, job rows included (a page of definitions with their latest jobs is one of the
- * `api` bench's four statements); each definition walks the sandbox's segment jobs newest first
- * and stops at the first match. Each job comes once, with the definitions it is latest for: one
- * `all: true` job is usually the latest of a whole page, and reading (and parsing the JSON of)
- * its row once per definition cost more than the rest of the page.
+ * queued while it was batch-enabled, as the triggers that fill segment_job_definitions record it
+ * (drizzle/0023_segment_job_definitions.sql). One statement for any number of definitions, job
+ * rows included (a page of definitions with their latest jobs is one of the `api` bench's four
+ * statements); each definition reads its newest row of that table, never the sandbox's jobs, so a
+ * definition no job named costs one seek however many jobs there are. Each job comes once, with
+ * the definitions it is latest for: one `all: true` job is usually the latest of a whole page,
+ * and reading (and parsing the JSON of) its row once per definition cost more than the rest of
+ * the page.
  */
 export async function latestSegmentJobs(
   conn: Store,
