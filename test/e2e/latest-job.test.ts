@@ -76,4 +76,30 @@ describe('SegmentDefinition.latestJob', () => {
     // On PostgreSQL nothing is kept (no stamp sees other nodes' commits): the page is computed again.
     expect(await steady(12)).toBe(e2eBackend() === 'postgres' ? large : 1);
   });
+
+  it('counts an all job for the definitions batch-enabled when it was queued, whatever they are now', async () => {
+    const UPDATE = `mutation($id: ID!, $input: UpdateSegmentDefinitionInput!) {
+      updateSegmentDefinition(id: $id, input: $input) { evaluationInfo { batch streaming } } }`;
+    const LATEST = 'query($id: ID!) { segmentDefinition(id: $id) { latestJob { id } } }';
+    const latestOf = async (id: string) => ok(await server.gql(LATEST, { id })).segmentDefinition.latestJob?.id ?? null;
+    const batch = await define('batch until after the all job', 'loyalty.points >= 5');
+    const streaming = ok(
+      await server.gql(CREATE, {
+        i: {
+          name: 'streaming until after the all job',
+          expression: { value: 'loyalty.points >= 7' },
+          lifecycleState: 'PUBLISHED',
+          evaluationInfo: { batch: false, streaming: true },
+        },
+      }),
+    ).createSegmentDefinition.id;
+    const all = await runJob({ all: true });
+    const switched = async (id: string, info: object) =>
+      ok(await server.gql(UPDATE, { id, input: { evaluationInfo: info } })).updateSegmentDefinition.evaluationInfo;
+    expect(await switched(batch, { batch: false, streaming: true })).toEqual({ batch: false, streaming: true });
+    expect(await switched(streaming, { batch: true })).toMatchObject({ batch: true });
+    // The all job evaluated the first and not the second.
+    expect(await latestOf(batch)).toBe(all);
+    expect(await latestOf(streaming)).toBeNull();
+  });
 });

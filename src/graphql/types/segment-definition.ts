@@ -173,7 +173,7 @@ builder.node(SegmentDefinitionRef, {
       type: SegmentJobRef,
       nullable: true,
       description:
-        'The newest segment job asked to evaluate it (by id, or with all: true after it was made while batch is on); null before the first.',
+        'The newest segment job asked to evaluate it: one that named it, or an all: true job queued while it was batch-enabled; null before the first.',
       resolve: async (d, _a, ctx) => (await ctx.loaders.latestSegmentJob.load(d.id)) ?? null,
     }),
     dependsOn: t.field({
