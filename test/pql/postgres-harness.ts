@@ -19,7 +19,7 @@ import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { CheckedExpression } from '../../src/pql/check/types.js';
 import { compilePredicate, compileToSql } from '../../src/pql/sql/to-sql.js';
-import { NO_JIT } from '../db/pg-test-database.js';
+import { TEST_SETTINGS } from '../db/pg-test-database.js';
 import { SANDBOX_ID, type TestProfile } from './differential-harness.js';
 
 const FUNCTION_MIGRATIONS = [
@@ -82,11 +82,9 @@ export class PostgresHarness {
     await this.client.connect();
     await this.client.query(`CREATE SCHEMA ${this.schema}`);
     await this.client.query(`SET search_path TO ${this.schema}`);
-    // A throwaway schema: a load need not wait for its WAL to reach the disk (what a statement
-    // then reads is the same), which the differential test does hundreds of times. JIT off as on
-    // every test database (NO_JIT): the shared database this schema lives in is not one of them.
-    await this.client.query('SET synchronous_commit = off');
-    await this.client.query(`SET ${NO_JIT}`);
+    // As on every test database (TEST_SETTINGS): the shared database this schema lives in is not
+    // one of them, and the differential test loads and queries hundreds of times.
+    for (const setting of TEST_SETTINGS) await this.client.query(`SET ${setting}`);
     await this.client.query(LAYOUT);
     for (const migration of FUNCTION_MIGRATIONS) {
       for (const statement of readFileSync(migration, 'utf8').split('--> statement-breakpoint')) {
