@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import pg from 'pg';
 import { enqueueClusterSegmentJob } from '../src/domain/cluster/cluster-segment-job.js';
 import type { SegmentMetrics } from '../src/domain/segment-jobs/segment-evaluation.js';
-import { ROOT } from './lib.js';
+import { ROOT, segqlNodeArgs } from './lib.js';
 
 export interface ClusterNodesInput {
   /** The bench's database: the data set, the reference definitions and their audiences are in it. */
@@ -77,7 +77,7 @@ export async function startClusterNodes(input: ClusterNodesInput): Promise<Clust
       const name = `bench-node-${i}`;
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', 'src/cli.ts', 'work', '--node', name, '--range-profiles', String(rangeProfiles)],
+        segqlNodeArgs('work', '--node', name, '--range-profiles', String(rangeProfiles)),
         {
           cwd: ROOT,
           env: { ...process.env, SEGQL_DATABASE_URL: input.url, SEGQL_LOG_LEVEL: 'info' },

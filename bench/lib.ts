@@ -15,6 +15,18 @@ const DATA_DIR = join(ROOT, '.bench-data');
 const DEFINITIONS_FILE = join(ROOT, 'bench', 'definitions.pql');
 const DAY = 86_400_000;
 
+/**
+ * The arguments that make `node` run `segql args…`: from source through tsx, as `npm start`
+ * runs it, unless SEGQL_BENCH_BUILD names a build of src/ (test/build.ts), whose `src/cli.js`
+ * then runs. The tests' smoke runs of the benches set it to the run's build: a node started from
+ * source spent 3.0 s of CPU before it answered against 1.3 s built (2-core machine), and a smoke
+ * run starts several. A bench's figures are those of the code `npm start` runs: leave it unset.
+ */
+export function segqlNodeArgs(...args: string[]): string[] {
+  const build = process.env.SEGQL_BENCH_BUILD;
+  return build ? [join(build, 'src', 'cli.js'), ...args] : ['--import', 'tsx', 'src/cli.ts', ...args];
+}
+
 export interface Stats {
   median: number;
   min: number;

@@ -9,7 +9,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import type pg from 'pg';
-import { ROOT } from './lib.js';
+import { ROOT, segqlNodeArgs } from './lib.js';
 import { type BenchServer, cpuSeconds, spawnBenchServer } from './server-process.js';
 
 /** The local Redis the tests use; SEGQL_BENCH_REDIS_URL names another. */
@@ -23,7 +23,7 @@ export async function copyStoreToPostgres(file: string, url: string, dataDir: st
   const logFile = join(dataDir, 'migrate.log');
   const log = openSync(logFile, 'a');
   const started = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'migrate', '--from-sqlite', file], {
+  const child = spawn(process.execPath, segqlNodeArgs('migrate', '--from-sqlite', file), {
     cwd: ROOT,
     env: { ...process.env, SEGQL_DATABASE_URL: url, SEGQL_DATA_DIR: dataDir, SEGQL_LOG_LEVEL: 'info' },
     stdio: ['ignore', log, log],

@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { ROOT } from './lib.js';
+import { ROOT, segqlNodeArgs } from './lib.js';
 
 export interface BenchServer {
   child: ChildProcess;
@@ -40,7 +40,7 @@ export async function spawnBenchServer(
   const port = await freePort();
   const logFile = join(dataDir, options.logName ?? 'server.log');
   const log = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', 'src/cli.ts', 'serve'], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), ...segqlNodeArgs('serve')], {
     cwd: ROOT,
     env: {
       ...process.env,

@@ -19,3 +19,12 @@ export function segqlArgs(...args: string[]): string[] {
 export function segqlFromSourceArgs(...args: string[]): string[] {
   return ['--import', 'tsx', 'src/cli.ts', ...args];
 }
+
+/**
+ * The environment for running a bench (`bench/run.ts`) from a test: its `segql` processes run the
+ * run's build (SEGQL_BENCH_BUILD, bench/lib.ts) rather than start through tsx.
+ */
+export function benchEnv(): NodeJS.ProcessEnv {
+  const build = inject('segqlBuild');
+  return build ? { ...process.env, SEGQL_BENCH_BUILD: build } : process.env;
+}

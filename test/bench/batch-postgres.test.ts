@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
+import { benchEnv } from '../segql-command.js';
 
 // Smoke test of `npm run bench -- batch --backend postgres` on a tiny data set in a fresh
 // database: it loads the data once, checks the floor against the compiled PQL, prints its
@@ -25,7 +26,7 @@ function bench(
   const r = spawnSync(
     process.execPath,
     ['--import', 'tsx', 'bench/run.ts', 'batch', '--backend', 'postgres', '--pg-url', url, ...args],
-    { cwd: root, encoding: 'utf8', timeout: 60_000 },
+    { cwd: root, encoding: 'utf8', timeout: 60_000, env: benchEnv() },
   );
   const lines = r.stdout.split('\n').filter((l) => l !== '');
   const figures = new Map<string, number>();

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { benchEnv } from '../segql-command.js';
 
 // Smoke test of the bench entry points on a tiny data set in a temporary data directory: they
 // run end to end through `bench/run.ts` (as `npm run bench` does), check their own results, and
@@ -21,6 +22,7 @@ function bench(name: string, extra: string[] = []): { code: number | null; lines
     cwd: root,
     encoding: 'utf8',
     timeout: 15_000,
+    env: benchEnv(),
   });
   return { code: r.status, lines: r.stdout.split('\n').filter((l) => l !== ''), stderr: r.stderr };
 }

@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { pgAdminUrl } from '../db/pg-test-database.js';
+import { benchEnv } from '../segql-command.js';
 
 // Smoke test of `npm run bench -- stream --backend postgres --nodes 2` on a tiny store: it copies
 // the seeded store into a database of its own, serves it from two nodes sharing Redis (the
@@ -25,7 +26,7 @@ describe.skipIf(!pgAdminUrl || !redisUrl)('stream --backend postgres through two
         cwd: root,
         encoding: 'utf8',
         timeout: 120_000,
-        env: { ...process.env, SEGQL_BENCH_DATABASE_URL: pgAdminUrl, SEGQL_BENCH_REDIS_URL: redisUrl },
+        env: { ...benchEnv(), SEGQL_BENCH_DATABASE_URL: pgAdminUrl, SEGQL_BENCH_REDIS_URL: redisUrl },
       },
     );
     const output = `${r.stdout}\n${r.stderr}`;

@@ -50,8 +50,22 @@ const madeAhead = new Map<string, Promise<string>>();
 async function createDatabase(label: string, template: string | undefined, run: string | undefined): Promise<string> {
   const name = `segql_${label.replace(/\W/g, '_')}_${run ? `${run}_` : ''}${randomBytes(5).toString('hex')}`;
   await admin(template ? `CREATE DATABASE ${name} TEMPLATE ${template}` : `CREATE DATABASE ${name}`);
+  await admin(TEST_SETTINGS.map((setting) => `ALTER DATABASE ${name} SET ${setting}`).join('; '));
   return name;
 }
+
+/**
+ * What every session on a test database starts with (the settings belong to the database, so each
+ * copy of the template is given them again). Neither changes an answer, only how long it takes.
+ * - JIT off: a test database's tables hold a few hundred rows, but a statement the PQL compiler
+ *   writes can still be estimated above jit_above_cost (tables never analyzed are guessed at), and
+ *   then PostgreSQL compiled it to machine code first, 20–30 ms a statement, far more than running it.
+ * - synchronous_commit off: a commit does not wait for its WAL to reach the disk (1–1.7 ms each on
+ *   the 2-core machine, 0.2–0.6 ms without), and the e2e suite on PostgreSQL commits at each write.
+ *   It gives up only the last commits if the PostgreSQL server itself crashed; no test crashes it
+ *   (the crash tests kill SegQL's processes).
+ */
+export const TEST_SETTINGS = ['jit = off', 'synchronous_commit = off'];
 
 export async function freshPgDatabase(label = 'test'): Promise<PgTestDatabase> {
   if (!pgAdminUrl) throw new Error('SEGQL_TEST_DATABASE_URL is not set');

@@ -2,9 +2,12 @@
  * The key test of the SQL engine (docs/pql.md §8, "two engines, one meaning"): generated
  * well-typed expressions and generated profiles, written to a real SQLite file; `compileToSql`
  * run on SQLite and `evaluate` run in JS must pick exactly the same profiles, for every
- * profile. Set PQL_PROPERTY_RUNS for a longer run (the default keeps the file under a minute
- * on two cores); a counter-example found here goes, shrunk, into
- * differential.regressions.test.ts.
+ * profile. Set PQL_PROPERTY_RUNS (the number of expressions) for a longer run; a
+ * counter-example found here goes, shrunk, into differential.regressions.test.ts.
+ *
+ * Each generated store is checked against EXPRESSIONS_PER_STORE generated expressions: making
+ * and loading a store took as long as generating, compiling and running an expression on both
+ * engines, so the same number of expressions, each on up to 50 profiles, costs half the time.
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,6 +16,8 @@ import { DifferentialHarness, type TestProfile } from './differential-harness.js
 
 const RUNS = Number(process.env.PQL_PROPERTY_RUNS ?? 1500);
 const PROFILES_PER_CASE = 50;
+const EXPRESSIONS_PER_STORE = 3;
+const STORES = Math.ceil(RUNS / EXPRESSIONS_PER_STORE);
 
 const harness = new DifferentialHarness('differential');
 afterAll(() => harness.close());
@@ -34,20 +39,31 @@ function report(source: string, now: number, list: TestProfile[]): string {
 }
 
 describe('compileToSql on SQLite agrees with evaluate in JS', () => {
-  it(`on ${RUNS} generated expressions × up to ${PROFILES_PER_CASE} generated profiles`, () => {
+  it(`on ${STORES * EXPRESSIONS_PER_STORE} generated expressions, ${EXPRESSIONS_PER_STORE} per store of up to ${PROFILES_PER_CASE} generated profiles`, () => {
     const cases = fc
       .constantFrom(...NOWS)
-      .chain((now) => fc.tuple(fc.constant(now), gen.definition(3), profiles(now, PROFILES_PER_CASE)));
+      .chain((now) =>
+        fc.tuple(
+          fc.constant(now),
+          fc.array(gen.definition(3), { minLength: EXPRESSIONS_PER_STORE, maxLength: EXPRESSIONS_PER_STORE }),
+          profiles(now, PROFILES_PER_CASE),
+        ),
+      );
+    let expressionsChecked = 0;
     let profilesChecked = 0;
     fc.assert(
-      fc.property(cases, ([now, source, list]) => {
+      fc.property(cases, ([now, sources, list]) => {
         harness.load(list);
-        const r = harness.compare(source, now);
-        profilesChecked += list.length;
-        if (r.mismatches.length > 0) throw new Error(report(source, now, list));
+        for (const source of sources) {
+          const r = harness.compare(source, now);
+          expressionsChecked++;
+          profilesChecked += list.length;
+          if (r.mismatches.length > 0) throw new Error(report(source, now, list));
+        }
       }),
-      { numRuns: RUNS, endOnFailure: false },
+      { numRuns: STORES, endOnFailure: false },
     );
+    expect(expressionsChecked).toBe(STORES * EXPRESSIONS_PER_STORE);
     expect(profilesChecked).toBeGreaterThan(RUNS);
   }, 600_000);
 
