@@ -59,7 +59,10 @@ function edges(now: number): Edge[] {
       expect: { 'tier-weighted-points': false, 'gold-mid-points': false, 'so-son-names': true },
     },
     {
+      // Also the store's one certain Nordic buyer (whether the seeded profiles hold another
+      // depends on the day the data is seeded), so that nordic-buyers' set is never empty.
       attributes: { loyalty: { tier: 'platinum', points: 500 }, homeAddress: { countryCode: 'NO' } },
+      events: [purchase(now - 5 * DAY, 10)],
       expect: { 'tier-weighted-points': true, nordics: true },
     },
     {
