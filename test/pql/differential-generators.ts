@@ -1529,3 +1529,24 @@ export function profiles(now: number, maxLength: number): fc.Arbitrary<TestProfi
     }));
   });
 }
+
+/**
+ * One generated store and the expressions checked on it: an instant from NOWS, `expressions`
+ * definitions and up to `profilesPerStore` profiles at that instant. Several expressions share a
+ * store because loading it costs more than checking one expression (both differential tests).
+ */
+export function storeCases(
+  gen: PqlGenerator,
+  expressions: number,
+  profilesPerStore: number,
+): fc.Arbitrary<[number, string[], TestProfile[]]> {
+  return fc
+    .constantFrom(...NOWS)
+    .chain((now) =>
+      fc.tuple(
+        fc.constant(now),
+        fc.array(gen.definition(3), { minLength: expressions, maxLength: expressions }),
+        profiles(now, profilesPerStore),
+      ),
+    );
+}

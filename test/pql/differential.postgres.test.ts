@@ -20,7 +20,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckedExpression } from '../../src/pql/check/types.js';
 import { PqlError } from '../../src/pql/index.js';
 import { compilePredicate, compileToSql } from '../../src/pql/sql/to-sql.js';
-import { NOWS, PqlGenerator, profiles } from './differential-generators.js';
+import { PqlGenerator, storeCases } from './differential-generators.js';
 import { DifferentialHarness, SANDBOX_ID, type TestProfile } from './differential-harness.js';
 import { PostgresHarness, RANGE, withoutNul } from './postgres-harness.js';
 
@@ -54,15 +54,7 @@ describe.runIf(URL !== undefined)('compileToSql on PostgreSQL agrees with SQLite
   });
 
   it(`on ${EXPRESSIONS} generated expressions, ${EXPRESSIONS_PER_STORE} per store of up to ${PROFILES_PER_CASE} generated profiles`, async () => {
-    const cases = fc
-      .constantFrom(...NOWS)
-      .chain((now) =>
-        fc.tuple(
-          fc.constant(now),
-          fc.array(gen.definition(3), { minLength: EXPRESSIONS_PER_STORE, maxLength: EXPRESSIONS_PER_STORE }),
-          profiles(now, PROFILES_PER_CASE),
-        ),
-      );
+    const cases = storeCases(gen, EXPRESSIONS_PER_STORE, PROFILES_PER_CASE);
     let compiled = 0;
     let rejected = 0;
     await fc.assert(

@@ -11,7 +11,7 @@
  */
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { NOWS, PqlGenerator, profiles } from './differential-generators.js';
+import { PqlGenerator, storeCases } from './differential-generators.js';
 import { DifferentialHarness, type TestProfile } from './differential-harness.js';
 
 const RUNS = Number(process.env.PQL_PROPERTY_RUNS ?? 1500);
@@ -40,15 +40,7 @@ function report(source: string, now: number, list: TestProfile[]): string {
 
 describe('compileToSql on SQLite agrees with evaluate in JS', () => {
   it(`on ${STORES * EXPRESSIONS_PER_STORE} generated expressions, ${EXPRESSIONS_PER_STORE} per store of up to ${PROFILES_PER_CASE} generated profiles`, () => {
-    const cases = fc
-      .constantFrom(...NOWS)
-      .chain((now) =>
-        fc.tuple(
-          fc.constant(now),
-          fc.array(gen.definition(3), { minLength: EXPRESSIONS_PER_STORE, maxLength: EXPRESSIONS_PER_STORE }),
-          profiles(now, PROFILES_PER_CASE),
-        ),
-      );
+    const cases = storeCases(gen, EXPRESSIONS_PER_STORE, PROFILES_PER_CASE);
     let expressionsChecked = 0;
     let profilesChecked = 0;
     fc.assert(
