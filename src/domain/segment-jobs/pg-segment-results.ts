@@ -105,7 +105,8 @@ const ENTER_EXISTING = `WITH changed AS (${ENTER_COLUMNS}
 const IN_SPANS = `SELECT count(*) AS n FROM unnest($2::bigint[], $3::bigint[]) AS r(lo, hi)
   JOIN profiles p ON p.sandbox_id = $1 AND p.id BETWEEN r.lo AND r.hi`;
 
-const PURGE = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
+// Read through the partial index on exited_at (exited_at < $2 implies exited_at IS NOT NULL).
+export const PURGE_EXITED = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
 
 // Every audience's size before and after, and its history row, in one statement: every part of
 // it sees the snapshot taken before the UPDATE, so `before` is the size the audience had.
@@ -172,7 +173,7 @@ export async function writeSegmentResultsPg(
     entered = perAudience(await client.query<PerAudience>(ENTER_EXISTING, [sandboxId, now]));
   }
   await client.query('DROP TABLE pg_temp.segql_changes, pg_temp.segql_staged');
-  await client.query(PURGE, [audienceIds, now - EXITED_RETENTION_MS]);
+  await client.query(PURGE_EXITED, [audienceIds, now - EXITED_RETENTION_MS]);
   const namespacesOf = namespaceCounts ?? (await counting!);
   const sizes = new Map(
     (await client.query<{ audience_id: number; size: number }>(SIZES, [sandboxId, now, audienceIds, jobId])).rows.map(
