@@ -16,8 +16,9 @@
  * A check pass (also the warm-up) compares the two per audience (count and id sum): MISMATCH
  * lines and exit 1 on a difference. With `--nodes`, the segment job itself runs on that many
  * node processes (bench/cluster-job.ts) and is timed against the floor of the same round: the
- * first evaluation (`job-ms`, every member written), then two more jobs over the unchanged data,
- * the second of them timed (`steady-ms`: every member EXISTING and staying so, the daily re-run).
+ * first evaluation (`job-ms`, every member written), then two more jobs over the unchanged data:
+ * the first re-run (`rerun-ms`: every member REALIZED → EXISTING, one update and one history row
+ * each) and the next (`steady-ms`: every member EXISTING and staying so, the daily re-run).
  * `--plan a,b` prints EXPLAIN ANALYZE of both sides' statements for those definitions.
  */
 import pg from 'pg';
@@ -63,6 +64,7 @@ export async function run(args: Map<string, string>): Promise<number> {
     const times: Record<Side, number[]> = { floor: [], compiled: [] };
     const perDefinition: Record<Side, number[][]> = { floor: [], compiled: [] };
     const jobMs = new Map<number, number[]>(nodes.map((n) => [n, []]));
+    const rerunMs = new Map<number, number[]>(nodes.map((n) => [n, []]));
     const steadyMs = new Map<number, number[]>(nodes.map((n) => [n, []]));
     for (let r = 0; r < runs; r++) {
       // Alternates which side runs first, so neither always inherits the other's warm cache.
@@ -80,7 +82,9 @@ export async function run(args: Map<string, string>): Promise<number> {
           jobMs.get(n)!.push(job.ms);
           // The daily re-run over unchanged data, as the SQLite bench's steady-ms: the second job
           // moves every member from REALIZED to EXISTING, the third (timed) finds nothing to change.
-          failures += (await timeClusterJob(client, segments, cluster, n, floorSets, false)).failures;
+          const rerun = await timeClusterJob(client, segments, cluster, n, floorSets, false);
+          failures += rerun.failures;
+          rerunMs.get(n)!.push(rerun.ms);
           const steady = await timeClusterJob(client, segments, cluster, n, floorSets, false);
           failures += steady.failures;
           steadyMs.get(n)!.push(steady.ms);
@@ -102,6 +106,8 @@ export async function run(args: Map<string, string>): Promise<number> {
       report(NAME, `job-ms.nodes-${n}`, js.median, 'ms', js);
       const jr = statsOf(ms.map((t, i) => t / times.floor[i]!));
       report(NAME, `ratio.nodes-${n}`, jr.median, 'x', jr);
+      const rerun = statsOf(rerunMs.get(n)!);
+      report(NAME, `rerun-ms.nodes-${n}`, rerun.median, 'ms', rerun);
       const steady = steadyMs.get(n)!;
       const ss = statsOf(steady);
       report(NAME, `steady-ms.nodes-${n}`, ss.median, 'ms', ss);
