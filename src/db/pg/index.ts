@@ -38,8 +38,20 @@ export function isPostgresUrl(url: string | undefined): url is string {
 const INT8_OID = 20;
 pg.types.setTypeParser(INT8_OID, (value) => Number(value));
 
+/**
+ * Every SegQL session starts with JIT compilation off. PostgreSQL compiles a statement to machine
+ * code when its estimated cost passes jit_above_cost, anew for each execution, and the PQL
+ * compiler's statements pass it easily, most of all on tables not yet analysed (a new sandbox's),
+ * whose sizes the planner guesses: 20–30 ms of compiling for a statement that runs in a few, and
+ * for a segment job's range 0.8 s of compiling for a 0.5 s statement (bench/RESULTS.md). An
+ * `options` parameter in the database URL (e.g. `?options=-c%20jit%3Don`) takes precedence.
+ */
+export function pgPoolConfig(url: string, max: number): pg.PoolConfig {
+  return { connectionString: url, max, options: '-c jit=off' };
+}
+
 export function openPgDatabase(url: string, options: { max?: number } = {}): PgConnection {
-  const pool = new pg.Pool({ connectionString: url, max: options.max ?? 10 });
+  const pool = new pg.Pool(pgPoolConfig(url, options.max ?? 10));
   // An idle client losing its server (a restart) must not crash the process; the next query reconnects.
   pool.on('error', () => {});
   const db = drizzle(pool, { schema }) as PgDb;

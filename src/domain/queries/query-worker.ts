@@ -12,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pg from 'pg';
 import { ConnectionCache } from '../../db/connection-cache.js';
 import { openDatabase } from '../../db/index.js';
-import { isPostgresUrl } from '../../db/pg/index.js';
+import { isPostgresUrl, pgPoolConfig } from '../../db/pg/index.js';
 import { preparedOn } from '../../db/statement.js';
 import { type IdCondition, type Location, PqlError, type PqlErrorCode } from '../../pql/index.js';
 import { DomainError, type ErrorCode } from '../errors.js';
@@ -187,7 +187,7 @@ function serveSqlite(port: NonNullable<typeof parentPort>, dbFile: string): void
  */
 async function servePostgres(port: NonNullable<typeof parentPort>, url: string): Promise<void> {
   // db/pg/index.ts, imported above, has this thread's `pg` read int8 (ids, counts) as numbers.
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  const pool = new pg.Pool(pgPoolConfig(url, 1));
   // An idle client losing its server (a restart) must not end the thread; the next query reconnects.
   pool.on('error', () => {});
   const cache = new ConnectionCache();
