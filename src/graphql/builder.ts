@@ -18,6 +18,7 @@ import { MAX_PAGE_SIZE } from '../domain/paging.js';
 import { type AuthScopes, authScopesOf, unauthorizedError } from './auth.js';
 import type { Context } from './context.js';
 import { DateTimeScalar, FileScalar, JSONScalar, type UploadedFile } from './scalars.js';
+import SyncNodeIdPlugin from './sync-node-id-plugin.js';
 import WriteGatePlugin from './write-gate-plugin.js';
 
 const UNKNOWN_TYPE = '__unknown__';
@@ -60,8 +61,17 @@ export const builder = new SchemaBuilder<{
   Connection: { totalCount: number | (() => number | Promise<number>) };
 }>({
   // Relay before scope-auth, so scopes see decoded ids (docs/dependencies.md); the write gate
-  // last, so it wraps the resolver itself and not the scope checks before it.
-  plugins: [RelayPlugin, ScopeAuthPlugin, DataloaderPlugin, ComplexityPlugin, SimpleObjectsPlugin, WriteGatePlugin],
+  // late, so it wraps the resolver itself and not the scope checks before it; the node ids' own
+  // resolver innermost of all (sync-node-id-plugin.ts).
+  plugins: [
+    RelayPlugin,
+    ScopeAuthPlugin,
+    DataloaderPlugin,
+    ComplexityPlugin,
+    SimpleObjectsPlugin,
+    WriteGatePlugin,
+    SyncNodeIdPlugin,
+  ],
   defaultFieldNullability: false,
   scopeAuth: {
     // Checked once per field that executes, however the document reaches it (aliases,

@@ -154,6 +154,71 @@ describe('PQL tools over the API', () => {
     expect(missing.errors?.[0]?.extensions?.code).toBe('NOT_FOUND');
   });
 
+  it('evaluateProfile runs the edge definitions as they are now: ids alone or with rows, after edits and deletes, per sandbox', async () => {
+    const CREATE = `mutation($i: CreateSegmentDefinitionInput!) {
+      createSegmentDefinition(input: $i) { id audience { id } } }`;
+    const edge = async (name: string, value: string, headers?: Record<string, string>) =>
+      ok(
+        await server.gql(
+          CREATE,
+          {
+            i: {
+              name,
+              expression: { value },
+              evaluationInfo: { batch: true, edge: true },
+              lifecycleState: 'PUBLISHED',
+            },
+          },
+          headers,
+        ),
+      ).createSegmentDefinition as { id: string; audience: { id: string } };
+    const gold = await edge('edge gold', 'loyalty.tier = "gold"');
+    const swedes = await edge('edge swedes', 'homeAddress.countryCode = "SE"');
+    const rich = await edge('edge rich', 'loyalty.points > 5000');
+    const IDS = `query($id: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, at: "${AT}") {
+      audiences { id __typename } } }`;
+    const ROWS = `query($id: String!) { evaluateProfile(identity: { namespace: "email", id: $id }, at: "${AT}") {
+      audiences { id name } } }`;
+    const ids = async (id: string, headers?: Record<string, string>) =>
+      (ok(await server.gql(IDS, { id }, headers)).evaluateProfile.audiences as { id: string }[])
+        .map((a) => a.id)
+        .sort();
+
+    expect(await ids('ann@x.se')).toEqual([gold.audience.id, swedes.audience.id].sort());
+    expect(await ids('bo@x.se')).toEqual([swedes.audience.id]);
+    const rows = ok(await server.gql(ROWS, { id: 'ann@x.se' })).evaluateProfile.audiences;
+    expect(rows.map((a: { name: string }) => a.name).sort()).toEqual(['edge gold', 'edge swedes']);
+    expect(ok(await server.gql(IDS, { id: 'ann@x.se' })).evaluateProfile.audiences[0].__typename).toBe('Audience');
+
+    // An edited expression is what the next evaluation runs; a deleted definition is gone.
+    ok(
+      await server.gql(
+        'mutation($id: ID!, $v: String!) { updateSegmentDefinition(id: $id, input: { expression: { value: $v } }) { version } }',
+        { id: rich.id, v: 'loyalty.points > 500' },
+      ),
+    );
+    expect(await ids('ann@x.se')).toEqual([gold.audience.id, swedes.audience.id, rich.audience.id].sort());
+    ok(await server.gql('mutation($id: ID!) { deleteSegmentDefinition(id: $id) }', { id: gold.id }));
+    expect(await ids('ann@x.se')).toEqual([swedes.audience.id, rich.audience.id].sort());
+
+    // Another sandbox runs its own definitions on its own profiles only.
+    const other = { 'x-sandbox-name': 'edge-other' };
+    ok(await server.gql('mutation { createSandbox(name: "edge-other") { name } }'));
+    ok(
+      await server.gql(
+        'mutation($r: [ProfileInput!]!) { ingestProfiles(records: $r) { accepted } }',
+        { r: [{ identities: [{ namespace: 'email', id: 'ann@x.se' }], attributes: { loyalty: { tier: 'gold' } } }] },
+        other,
+      ),
+    );
+    expect(await ids('ann@x.se', other)).toEqual([]);
+    const there = await edge('edge gold there', 'loyalty.tier = "gold"', other);
+    expect(await ids('ann@x.se', other)).toEqual([there.audience.id]);
+    expect(await ids('ann@x.se')).toEqual([swedes.audience.id, rich.audience.id].sort());
+    for (const d of [swedes, rich])
+      ok(await server.gql('mutation($id: ID!) { deleteSegmentDefinition(id: $id) }', { id: d.id }));
+  });
+
   it('treats a hostile string literal as data', async () => {
     const r = ok(
       await server.gql('query($x: String!) { profilesMatching(expression: $x) { totalCount } }', {

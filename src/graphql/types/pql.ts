@@ -1,3 +1,4 @@
+import type { Audience } from '../../domain/audiences.js';
 import type { EdgeEvaluation } from '../../domain/evaluation.js';
 import type { PqlProblem } from '../../domain/expressions.js';
 import { convertExpression, type PqlFormat, type PqlValidation, validatePql } from '../../domain/expressions.js';
@@ -7,6 +8,7 @@ import { builder } from '../builder.js';
 import { connectionComplexity, toConnection } from '../connection.js';
 import { enumFromDomain } from '../enums.js';
 import { requireId } from '../ids.js';
+import { selectsOnlyId } from '../selection.js';
 import { IdentityInput, ProfileConnection, ProfileRef } from './profile.js';
 import { AudienceRef, PqlFormatEnum } from './refs.js';
 import { EligibilityType } from './segment-definition.js';
@@ -81,8 +83,14 @@ const EdgeEvaluationType = builder.objectRef<EdgeEvaluation>('EdgeEvaluation').i
     audiences: t.field({
       type: [AudienceRef],
       description: 'Qualifying audiences, when audienceIds or no expression was given.',
-      resolve: async (v, _a, ctx) =>
-        (await ctx.loaders.audience.loadMany(v.audienceIds)).filter((a) => a && !(a instanceof Error)) as never,
+      // The evaluation read these ids from live audiences of the sandbox; asked only for ids (the
+      // edge path), reading the 20-odd rows back was a fifth of the request's garbage.
+      resolve: (v, _a, ctx, info) =>
+        selectsOnlyId(info)
+          ? v.audienceIds.map((id) => ({ id }) as Audience)
+          : ctx.loaders.audience
+              .loadMany(v.audienceIds)
+              .then((found) => found.filter((a): a is Audience => !!a && !(a instanceof Error))),
     }),
     durationMs: t.exposeFloat('durationMs', { description: 'Evaluation time in milliseconds.' }),
   }),
