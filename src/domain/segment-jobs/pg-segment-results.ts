@@ -118,15 +118,16 @@ const IN_SPANS = `SELECT count(*) AS n FROM unnest($2::bigint[], $3::bigint[]) A
 export const PURGE_EXITED = `DELETE FROM memberships WHERE audience_id = ANY($1::bigint[]) AND status = ${statusSql('EXITED')} AND exited_at < $2`;
 
 // Every audience's size before and after, and its history row, in one statement: every part of
-// it sees the snapshot taken before the UPDATE, so `before` is the size the audience had.
+// it sees the snapshot taken before the UPDATE, so `before` is the size the audience had. A size
+// given in $5 is taken as it is; one given as NULL is counted (the primary key's rows of the
+// audience, 0.6–1 s for 20 audiences of 125 k members each: COALESCE runs the count only then).
 const SIZES = `WITH counted AS (
-    SELECT a.id, a.size AS before,
-      (SELECT count(*) FROM memberships m WHERE m.audience_id = a.id AND m.status IN ${CURRENT_STATUSES_SQL}) AS size
-    FROM audiences a WHERE a.id = ANY($3::bigint[])),
+    SELECT a.id, a.size AS before, k.n,
+      coalesce(k.size, (SELECT count(*) FROM memberships m WHERE m.audience_id = a.id AND m.status IN ${CURRENT_STATUSES_SQL})) AS size
+    FROM audiences a JOIN unnest($3::bigint[], $5::bigint[]) WITH ORDINALITY AS k(id, size, n) USING (id)),
   updated AS (UPDATE audiences a SET size = c.size, last_evaluated_at = $2 FROM counted c WHERE a.id = c.id)
   INSERT INTO audience_size_history (sandbox_id, audience_id, job_id, at, before, size)
-  SELECT $1::bigint, c.id, $4::bigint, $2::bigint, c.before, c.size
-  FROM counted c JOIN unnest($3::bigint[]) WITH ORDINALITY AS d(id, n) USING (id) ORDER BY d.n
+  SELECT $1::bigint, c.id, $4::bigint, $2::bigint, c.before, c.size FROM counted c ORDER BY c.n
   RETURNING audience_id, size`;
 
 /**
@@ -176,7 +177,11 @@ export async function writeSegmentResultsPg(
   await client.query(STAY, [now, audienceIds]);
   const reentered = perAudience(await client.query<PerAudience>(REENTER, [now]));
   let entered: Map<number, number>;
-  if (await rangesIntact(client, sandboxId, read.spans)) {
+  // Whether every qualifying profile ends a current member, so that each audience's size is its
+  // staged count: each staged pair stays, becomes EXISTING, re-enters or is inserted, and every
+  // other current member exits. Only a profile deleted since its range read it breaks that.
+  const intact = await rangesIntact(client, sandboxId, read.spans);
+  if (intact) {
     entered = perAudience(await client.query<PerAudience>(ENTERING));
     await client.query(ENTER, [sandboxId, now]);
   } else {
@@ -186,9 +191,15 @@ export async function writeSegmentResultsPg(
   await client.query(PURGE_EXITED, [audienceIds, now - EXITED_RETENTION_MS]);
   const namespacesOf = namespaceCounts ?? (await counting!);
   const sizes = new Map(
-    (await client.query<{ audience_id: number; size: number }>(SIZES, [sandboxId, now, audienceIds, jobId])).rows.map(
-      (r) => [r.audience_id, r.size] as const,
-    ),
+    (
+      await client.query<{ audience_id: number; size: number }>(SIZES, [
+        sandboxId,
+        now,
+        audienceIds,
+        jobId,
+        audienceIds.map((id) => (intact ? (qualifiedOf.get(id) ?? 0) : null)),
+      ])
+    ).rows.map((r) => [r.audience_id, r.size] as const),
   );
   const metrics: SegmentMetrics = {
     totalProfiles: totalProfiles(read.spans),
