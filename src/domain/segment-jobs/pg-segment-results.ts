@@ -46,13 +46,21 @@ const CHANGES = `CREATE TEMP TABLE segql_changes ON COMMIT DROP AS
              ELSE m.status IS NULL OR m.status IN (${statusSql('REALIZED')}, ${statusSql('EXITED')}) END`;
 
 // One history row per change, as SQLite writes them (an entering profile deleted since the ranges'
-// snapshots included: SQLite's read snapshot has the same gap). In profile order, a profile's rows
-// in the plan's audience order as on SQLite (whose ids run audience by audience): the same ids
-// from run to run, and the (profile_id, at) index is written in one sweep, not once per audience.
+// snapshots included: SQLite's read snapshot has the same gap): the diff's rows, and one entry per
+// qualifying profile of each fresh audience ($6, below). In profile order, a profile's rows in the
+// plan's audience order as on SQLite (whose ids run audience by audience): the same ids from run
+// to run, and the (profile_id, at) index is written in one sweep, not once per audience.
 const HISTORY = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
   SELECT $1::bigint, c.profile_id, c.audience_id, $2::bigint, c.from_status, c.to_status, $3::text, d.version
-  FROM segql_changes c JOIN unnest($4::bigint[], $5::bigint[]) WITH ORDINALITY AS d(audience_id, version, n) USING (audience_id)
+  FROM (SELECT audience_id, profile_id, from_status, to_status FROM segql_changes
+    UNION ALL SELECT audience_id, profile_id, NULL, ${statusSql('REALIZED')} FROM pg_temp.segql_staged WHERE audience_id = ANY($6::bigint[])) AS c
+  JOIN unnest($4::bigint[], $5::bigint[]) WITH ORDINALITY AS d(audience_id, version, n) USING (audience_id)
   ORDER BY c.profile_id, d.n`;
+
+// The job's audiences that have no membership row at all: a definition evaluated for the first
+// time (every audience of a store's first job). One probe of the primary key each.
+const FRESH = `SELECT a.id FROM unnest($1::bigint[]) AS a(id)
+  WHERE NOT EXISTS (SELECT 1 FROM memberships m WHERE m.audience_id = a.id)`;
 
 // A current member who no longer qualifies exits; how many per audience (the job's metrics).
 const LEAVE = `WITH changed AS (
@@ -98,6 +106,16 @@ const ENTER_COLUMNS = `INSERT INTO memberships (sandbox_id, audience_id, profile
 const ENTER = `${ENTER_COLUMNS}
   FROM segql_changes c WHERE c.from_status IS NULL ORDER BY c.audience_id, c.profile_id`;
 const ENTERING = `SELECT audience_id, count(*) AS n FROM segql_changes WHERE from_status IS NULL GROUP BY audience_id`;
+
+// A fresh audience's members are its staged verdicts, inserted straight from the ranges' arrays:
+// each array is one range's ids ascending and the ranges do not overlap, so ordering the arrays by
+// their first id puts the rows in key order without sorting them one by one (PostgreSQL unnests
+// after the sort), and the diff never holds them (at 1 M profiles, 2.6 M rows of a first
+// evaluation: the diff's join, its analysis and the insert's sort, 3–4 s).
+const ENTER_FRESH = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+  SELECT $1::bigint, r.audience_id, unnest(r.profile_ids), ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
+  FROM job_range_results r WHERE r.job_id = $3 AND r.audience_id = ANY($4::bigint[])
+  ORDER BY r.audience_id, r.profile_ids[1]`;
 
 // Otherwise a profile deleted since its range read it gets no membership, and what was inserted is
 // counted as it goes in.
@@ -170,20 +188,25 @@ export async function writeSegmentResultsPg(
   await client.query('ANALYZE pg_temp.segql_staged');
   const qualifiedOf = await countStaged(client, jobId);
   const namespaceCounts = counting === undefined ? await countNamespaces(client, jobId) : undefined;
-  await client.query(CHANGES, [audienceIds]);
+  // Whether every qualifying profile ends a current member, so that each audience's size is its
+  // staged count: each staged pair stays, becomes EXISTING, re-enters or is inserted, and every
+  // other current member exits. Only a profile deleted since its range read it breaks that, and
+  // then every audience goes through the diff, whose insert leaves such a profile out.
+  const intact = await rangesIntact(client, sandboxId, read.spans);
+  const fresh = intact ? (await client.query<{ id: number }>(FRESH, [audienceIds])).rows.map((r) => r.id) : [];
+  const freshSet = new Set(fresh);
+  await client.query(CHANGES, [audienceIds.filter((id) => !freshSet.has(id))]);
   await client.query('ANALYZE pg_temp.segql_changes');
-  await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version)]);
+  await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version), fresh]);
   const exitedOf = perAudience(await client.query<PerAudience>(LEAVE, [now]));
   await client.query(STAY, [now, audienceIds]);
   const reentered = perAudience(await client.query<PerAudience>(REENTER, [now]));
   let entered: Map<number, number>;
-  // Whether every qualifying profile ends a current member, so that each audience's size is its
-  // staged count: each staged pair stays, becomes EXISTING, re-enters or is inserted, and every
-  // other current member exits. Only a profile deleted since its range read it breaks that.
-  const intact = await rangesIntact(client, sandboxId, read.spans);
   if (intact) {
     entered = perAudience(await client.query<PerAudience>(ENTERING));
     await client.query(ENTER, [sandboxId, now]);
+    for (const id of fresh) entered.set(id, qualifiedOf.get(id) ?? 0);
+    if (fresh.length > 0) await client.query(ENTER_FRESH, [sandboxId, now, jobId, fresh]);
   } else {
     entered = perAudience(await client.query<PerAudience>(ENTER_EXISTING, [sandboxId, now]));
   }
