@@ -53,7 +53,8 @@ const CHANGES = `CREATE TEMP TABLE segql_changes ON COMMIT DROP AS
 const HISTORY = `INSERT INTO membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
   SELECT $1::bigint, c.profile_id, c.audience_id, $2::bigint, c.from_status, c.to_status, $3::text, d.version
   FROM (SELECT audience_id, profile_id, from_status, to_status FROM segql_changes
-    UNION ALL SELECT audience_id, profile_id, NULL, ${statusSql('REALIZED')} FROM pg_temp.segql_staged WHERE audience_id = ANY($6::bigint[])) AS c
+    UNION ALL SELECT audience_id, unnest(profile_ids), NULL, ${statusSql('REALIZED')} FROM job_range_results
+      WHERE job_id = $7 AND audience_id = ANY($6::bigint[])) AS c
   JOIN unnest($4::bigint[], $5::bigint[]) WITH ORDINALITY AS d(audience_id, version, n) USING (audience_id)
   ORDER BY c.profile_id, d.n`;
 
@@ -178,14 +179,6 @@ export async function writeSegmentResultsPg(
   await client.query('SELECT id FROM audiences WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE', [
     audienceIds,
   ]);
-  // The job's staged rows, read once: three statements below read them, and a temporary table
-  // has statistics as soon as it is analysed, where the staging table's are from whenever
-  // autovacuum last came by (a planner that takes it for nearly empty probes it once per row).
-  await client.query(
-    'CREATE TEMP TABLE segql_staged ON COMMIT DROP AS SELECT audience_id, unnest(profile_ids) AS profile_id FROM job_range_results WHERE job_id = $1',
-    [jobId],
-  );
-  await client.query('ANALYZE pg_temp.segql_staged');
   const qualifiedOf = await countStaged(client, jobId);
   const namespaceCounts = counting === undefined ? await countNamespaces(client, jobId) : undefined;
   // Whether every qualifying profile ends a current member, so that each audience's size is its
@@ -195,9 +188,28 @@ export async function writeSegmentResultsPg(
   const intact = await rangesIntact(client, sandboxId, read.spans);
   const fresh = intact ? (await client.query<{ id: number }>(FRESH, [audienceIds])).rows.map((r) => r.id) : [];
   const freshSet = new Set(fresh);
-  await client.query(CHANGES, [audienceIds.filter((id) => !freshSet.has(id))]);
+  const diffed = audienceIds.filter((id) => !freshSet.has(id));
+  // The staged rows of the audiences diffed, read once: the diff and the history read them, and a
+  // temporary table has statistics as soon as it is analysed, where the staging table's are from
+  // whenever autovacuum last came by (a planner that takes it for nearly empty probes it once per
+  // row). The fresh audiences' rows are read from the arrays where they are.
+  await client.query(
+    `CREATE TEMP TABLE segql_staged ON COMMIT DROP AS SELECT audience_id, unnest(profile_ids) AS profile_id
+     FROM job_range_results WHERE job_id = $1 AND audience_id = ANY($2::bigint[])`,
+    [jobId, diffed],
+  );
+  await client.query('ANALYZE pg_temp.segql_staged');
+  await client.query(CHANGES, [diffed]);
   await client.query('ANALYZE pg_temp.segql_changes');
-  await client.query(HISTORY, [sandboxId, now, `job:${jobId}`, audienceIds, evaluated.map((d) => d.version), fresh]);
+  await client.query(HISTORY, [
+    sandboxId,
+    now,
+    `job:${jobId}`,
+    audienceIds,
+    evaluated.map((d) => d.version),
+    fresh,
+    jobId,
+  ]);
   const exitedOf = perAudience(await client.query<PerAudience>(LEAVE, [now]));
   await client.query(STAY, [now, audienceIds]);
   const reentered = perAudience(await client.query<PerAudience>(REENTER, [now]));
