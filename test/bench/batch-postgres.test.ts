@@ -70,7 +70,7 @@ describe.skipIf(!pgAdminUrl)('batch --backend postgres on a tiny data set', () =
     if (skipped.length > 0) expect(skipped).toHaveLength(1);
     else {
       for (const n of [1, 2]) {
-        for (const figure of ['job-ms', 'ratio', 'steady-ms', 'steady-ratio']) {
+        for (const figure of ['job-ms', 'ratio', 'rerun-ms', 'steady-ms', 'steady-ratio']) {
           expect(first.figures.get(`${figure}.nodes-${n}`), `${figure}.nodes-${n}`).toBeGreaterThan(0);
         }
         // A first evaluation and two re-runs per node count, on the same node processes.
