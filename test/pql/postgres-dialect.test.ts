@@ -55,6 +55,31 @@ describe('PQL compiled for PostgreSQL', () => {
     expect(lite.sql).not.toContain('OFFSET 0');
   });
 
+  it('keeps an if() whole on one side of that fence: its CASE and a time window are one condition', () => {
+    // Split at the AND of `ts BETWEEN lo AND hi`, the CASE came apart around OFFSET 0 (a syntax error).
+    const s = postgres(
+      'xEvent[if(productListItems.exists(quantity > 1), timestamp occurs <= 1 day before now, false)].count() > 0',
+    );
+    expect(s.sql).toMatch(
+      /FROM \(SELECT \* FROM events AS (e\d+) WHERE \1\.sandbox_id = \$1::bigint OFFSET 0\) AS \1 WHERE CASE WHEN EXISTS \(SELECT 1 FROM LATERAL .* THEN \1\.ts BETWEEN \$7::bigint AND \$8::bigint ELSE \$9::boolean END GROUP BY/,
+    );
+    expect(s.params.slice(6, 9)).toEqual([NOW - 86_400_000, NOW, false]);
+    // The window in the other branch, the sub-query in the ELSE: still one condition.
+    const other = postgres(
+      'xEvent[if(channel = "web", timestamp occurs <= 1 day before now, productListItems.exists(quantity > 1))].count() > 0',
+    );
+    expect(other.sql).toMatch(
+      /OFFSET 0\) AS (e\d+) WHERE CASE WHEN .* THEN \1\.ts BETWEEN .* ELSE EXISTS \(.*\) END GROUP BY/,
+    );
+    // A window that is a condition of its own is still read before the fence.
+    expect(
+      postgres('xEvent[timestamp occurs <= 1 day before now and productListItems.exists(quantity > 1)].count() > 0')
+        .sql,
+    ).toMatch(
+      /WHERE (e\d+)\.sandbox_id = \$1::bigint AND \1\.ts BETWEEN \$2::bigint AND \$3::bigint OFFSET 0\) AS \1 WHERE EXISTS/,
+    );
+  });
+
   it('binds every value as a typed $n parameter and reads jsonb', () => {
     const s = postgres('person.name.firstName = "John" and loyalty.points > 1.5 and _tenant.vip = true');
     expect(s.sql).toContain('p.attributes @> CAST($2::text AS jsonb)');

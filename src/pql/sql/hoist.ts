@@ -45,8 +45,7 @@ function selfContained(conds: readonly Sql[], alias: string): boolean {
 
 /**
  * The top-level AND terms of a condition (through parentheses that hold only ANDs): the
- * terms SQLite's planner can use for an index. Compiler-made text has no string literals, so
- * counting parentheses is enough.
+ * terms SQLite's planner can use for an index, and the terms PostgreSQL's fence sorts apart.
  */
 function conjuncts(text: string): string[] {
   const { parts, hasOr } = splitAnd(text);
@@ -71,19 +70,42 @@ function conjunctsOf(s: Sql): Sql[] {
   });
 }
 
-/** `text` split at the ANDs outside parentheses, and whether an OR is outside them too. */
+/** The compiler's keywords that open and close a nesting level or pair with an AND, as whole words. */
+const KEYWORD = /^(CASE|END|BETWEEN)\b/;
+
+/**
+ * `text` split at the ANDs outside parentheses and CASE … END, and whether an OR is outside
+ * them too. The AND of `x BETWEEN lo AND hi` is not a conjunction, and a CASE (an `if()`, whose
+ * branch may be a time window) is one term: cut there, PostgreSQL's fence (hoistEvents) would
+ * put the pieces on either side of OFFSET 0. Quoted text (a type name, a collation) is skipped whole.
+ */
 function splitAnd(text: string): { parts: string[]; hasOr: boolean } {
   const parts: string[] = [];
   let depth = 0;
   let start = 0;
   let hasOr = false;
+  // BETWEENs at depth 0 still waiting for their AND.
+  let between = 0;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i];
-    if (c === '(') depth++;
+    const c = text[i]!;
+    if (c === "'" || c === '"') {
+      // A doubled quote inside is an escaped one: the scan closes and reopens around it.
+      const close = text.indexOf(c, i + 1);
+      i = close < 0 ? text.length : close;
+    } else if (c === '(') depth++;
     else if (c === ')') depth--;
-    else if (depth === 0 && text.startsWith(' AND ', i)) {
-      parts.push(text.slice(start, i));
-      start = i + 5;
+    else if (/[A-Z]/.test(c) && !/\w/.test(text[i - 1] ?? ' ')) {
+      const word = KEYWORD.exec(text.slice(i, i + 8))?.[1];
+      if (word === 'CASE') depth++;
+      else if (word === 'END') depth--;
+      else if (word === 'BETWEEN' && depth === 0) between++;
+      if (word !== undefined) i += word.length - 1;
+    } else if (depth === 0 && text.startsWith(' AND ', i)) {
+      if (between > 0) between--;
+      else {
+        parts.push(text.slice(start, i));
+        start = i + 5;
+      }
     } else if (depth === 0 && text.startsWith(' OR ', i)) hasOr = true;
   }
   parts.push(text.slice(start));
