@@ -78,8 +78,11 @@ const LEAVE = `WITH changed AS (
 // dirtied and written out again many times (a first re-run at 1 M profiles, 2.6 M rows: 34–43 s,
 // 1.4 M pages dirtied for a table of 53 k), where in order each page is visited once and, with
 // half of it free (drizzle/pg/0018), its rows' new versions go beside them.
+// Only the audiences the diff has such rows for: a daily re-run, where every member is EXISTING
+// already, would otherwise read every row of its audiences for nothing (1.2 s at 1 M profiles).
 const STAY = `UPDATE memberships SET status = ${statusSql('EXISTING')}, last_evaluated_at = $1
   WHERE audience_id = ANY($2::bigint[]) AND status = ${statusSql('REALIZED')}`;
+const STAYING = `SELECT DISTINCT audience_id FROM segql_changes WHERE to_status = ${statusSql('EXISTING')}`;
 
 // An exited member qualifying again: its row becomes REALIZED, as SQLite's ON CONFLICT makes it.
 // A profile deleted since the ranges' snapshots gets no membership here either: deleting a
@@ -211,7 +214,8 @@ export async function writeSegmentResultsPg(
     jobId,
   ]);
   const exitedOf = perAudience(await client.query<PerAudience>(LEAVE, [now]));
-  await client.query(STAY, [now, audienceIds]);
+  const staying = (await client.query<{ audience_id: number }>(STAYING)).rows.map((r) => r.audience_id);
+  if (staying.length > 0) await client.query(STAY, [now, staying]);
   const reentered = perAudience(await client.query<PerAudience>(REENTER, [now]));
   let entered: Map<number, number>;
   if (intact) {
