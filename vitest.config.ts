@@ -1,7 +1,7 @@
 import { relative } from 'node:path';
 import { defineConfig } from 'vitest/config';
 import { BaseSequencer, type TestSpecification } from 'vitest/node';
-import { buildDirectory, builtSource } from './test/build.js';
+import { buildDirectory, builtModules, builtSource } from './test/build.js';
 
 /**
  * The files that take longest, longest first: the longer of a file's two runs (SQLite and
@@ -138,6 +138,9 @@ class SlowestFirst extends BaseSequencer {
 
 // The modules of src/ run from the run's build (test/build.ts), so their worker threads need no tsx.
 const plugins = [builtSource(buildDirectory())];
+// Imported by Node rather than vite's module runner, their stack frames mapped back to src/ (test/source-maps.ts).
+const external = [builtModules(buildDirectory())];
+const setupFiles = ['test/source-maps.ts'];
 
 /** What both projects share; the global setup stays with the root, which runs it once for both. */
 const common = {
@@ -148,6 +151,8 @@ const common = {
     pool: 'forks',
     testTimeout: 30_000,
     hookTimeout: 60_000,
+    server: { deps: { external } },
+    setupFiles,
   },
 } as const;
 
