@@ -101,7 +101,8 @@ const REENTER = `WITH changed AS (
 // primary key then grows at one place instead of at pages all over it: 2.6 M rows into an empty
 // copy of the table at 1 M profiles took 8–10 s sorted, 20–30 s in hashed profile order, for a
 // sort of 2.3 s.
-const ENTER_COLUMNS = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+const INSERT_MEMBERS = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)`;
+const ENTER_COLUMNS = `${INSERT_MEMBERS}
   SELECT $1::bigint, c.audience_id, c.profile_id, ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL`;
 
 // When every profile the ranges read is still there (rangesIntact), the diff's entrants are
@@ -116,7 +117,7 @@ const ENTERING = `SELECT audience_id, count(*) AS n FROM segql_changes WHERE fro
 // their first id puts the rows in key order without sorting them one by one (PostgreSQL unnests
 // after the sort), and the diff never holds them (at 1 M profiles, 2.6 M rows of a first
 // evaluation: the diff's join, its analysis and the insert's sort, 3–4 s).
-const ENTER_FRESH = `INSERT INTO memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+const ENTER_FRESH = `${INSERT_MEMBERS}
   SELECT $1::bigint, r.audience_id, unnest(r.profile_ids), ${statusSql('REALIZED')}, $2::bigint, $2::bigint, NULL
   FROM job_range_results r WHERE r.job_id = $3 AND r.audience_id = ANY($4::bigint[])
   ORDER BY r.audience_id, r.profile_ids[1]`;
