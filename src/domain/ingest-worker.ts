@@ -9,6 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import type { IngestLimits } from '../config.js';
 import { openDatabase } from '../db/index.js';
+import { WalRestarts } from '../db/wal-restart.js';
 import { type GroupReply, type IngestWrite, LocalIngestWriter, type SentReply, sendReply } from './ingest-writer.js';
 import { packChanges } from './membership-change-packing.js';
 import type { MembershipChange } from './memberships.js';
@@ -25,8 +26,8 @@ export interface IngestThreadData {
   logLevel: string;
   /**
    * The main connection's `wal_autocheckpoint`: with the checkpoint thread running it is a
-   * backstop far above SQLite's default, which would otherwise make every few commits of this
-   * thread copy the log into the database inside COMMIT (db/checkpointer.ts).
+   * backstop far above SQLite's default (db/checkpointer.ts). Past it this thread checkpoints
+   * between groups, not inside a commit (db/wal-restart.ts).
    */
   autocheckpointPages: number;
 }
@@ -54,7 +55,8 @@ const port = parentPort;
 if (port) {
   const data = workerData as IngestThreadData;
   const conn = openDatabase(data.file, { migrate: false, writeGate: data.writeGate });
-  conn.sqlite.pragma(`wal_autocheckpoint = ${data.autocheckpointPages}`);
+  // The log starts over between groups, not inside one's commit.
+  const walRestarts = new WalRestarts(conn.sqlite, data.autocheckpointPages);
   // What a message carries is copied into the other thread; packed, a commit's changes are
   // one buffer handed over without a copy (a few hundred change objects cost milliseconds).
   const post = (message: FromIngestThread) =>
@@ -97,6 +99,7 @@ if (port) {
     if (message.type === 'stop') {
       // With the sweep stopped and the port closed the thread has nothing left and exits.
       void writer.close().then(() => {
+        walRestarts.close();
         conn.close();
         port.close();
       });
@@ -116,6 +119,11 @@ if (port) {
       post({ type: 'reply', id: message.id, reply: sendReply(reply), published, counts: counts() });
     } finally {
       published = undefined;
+    }
+    try {
+      walRestarts.afterGroup();
+    } catch {
+      // A checkpoint that failed leaves the log as it was: the next group tries again.
     }
   });
 }
