@@ -10,7 +10,14 @@ import pino from 'pino';
 import type { IngestLimits } from '../config.js';
 import { openDatabase } from '../db/index.js';
 import { WalRestarts } from '../db/wal-restart.js';
-import { type GroupReply, type IngestWrite, LocalIngestWriter, type SentReply, sendReply } from './ingest-writer.js';
+import {
+  type GroupReply,
+  GroupsInOrder,
+  type IngestWrite,
+  LocalIngestWriter,
+  type SentReply,
+  sendReply,
+} from './ingest-writer.js';
 import { packChanges } from './membership-change-packing.js';
 import type { MembershipChange } from './memberships.js';
 import { StreamingSegmentation, streamingEvaluationsTotal } from './streaming.js';
@@ -32,7 +39,8 @@ export interface IngestThreadData {
   autocheckpointPages: number;
 }
 
-export type ToIngestThread = { type: 'write'; id: number; group: IngestWrite[] } | { type: 'stop' };
+/** `epoch`: the main thread's count of busy replies heard when it sent the group (ingest-thread.ts). */
+export type ToIngestThread = { type: 'write'; id: number; epoch: number; group: IngestWrite[] } | { type: 'stop' };
 
 /** Counters the thread keeps for the process's metrics: what it added since its last message. */
 export interface IngestThreadCounts {
@@ -95,6 +103,8 @@ if (port) {
     counted = { evaluations, hit, miss };
     return delta;
   };
+  // The main thread sends the next group before this one is answered (ThreadIngestWriter.depth).
+  const inOrder = new GroupsInOrder();
   port.on('message', (message: ToIngestThread) => {
     if (message.type === 'stop') {
       // With the sweep stopped and the port closed the thread has nothing left and exits.
@@ -111,7 +121,7 @@ if (port) {
     try {
       let reply: GroupReply;
       try {
-        reply = writer.write(message.group) as GroupReply;
+        reply = inOrder.write(message.epoch, () => writer.write(message.group) as GroupReply);
       } catch (error) {
         // Every group is answered, or its requests would wait for ever.
         reply = { busy: false, outcomes: message.group.map(() => ({ ok: false, error })) };

@@ -35,14 +35,39 @@ export interface IngestWriter {
    * publishes its membership changes once it has committed, before the reply.
    */
   write(group: IngestWrite[]): GroupReply | Promise<GroupReply>;
+  /**
+   * Groups it takes before the first is answered (1: one at a time). A writer taking more writes
+   * and answers them in the order given, and answers `busy`, unwritten, every group sent before
+   * it answered one `busy`: so the groups are written in the order they were sent, whatever the
+   * write lock does.
+   */
+  readonly depth: number;
   /** Starts the streaming sweep of expired members. */
   start(): void;
   /** Stops the sweep (and the thread, for a writer that has one). */
   close(): Promise<void>;
 }
 
+/**
+ * A writer's side of taking more than one group at a time: once a group is answered busy, every
+ * group sent before the sender heard of it (an epoch not past the busy one's) is answered busy
+ * unwritten, so none is written ahead of the one the sender will send again.
+ */
+export class GroupsInOrder {
+  private refusedEpoch = -1;
+
+  write(epoch: number, write: () => GroupReply): GroupReply {
+    if (epoch <= this.refusedEpoch) return { busy: true };
+    const reply = write();
+    if (reply.busy) this.refusedEpoch = epoch;
+    return reply;
+  }
+}
+
 /** Writes groups on the connection it is given, on the calling thread. */
 export class LocalIngestWriter implements IngestWriter {
+  readonly depth = 1;
+
   constructor(private readonly deps: { conn: Connection; limits: IngestLimits; streaming: StreamingSegmentation }) {}
 
   write(group: IngestWrite[]): GroupReply | Promise<GroupReply> {

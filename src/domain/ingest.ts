@@ -70,8 +70,13 @@ export class IngestService {
   /** Since when the waiting requests have found the write lock taken, and the timer of the next try. */
   private lockedSince: number | undefined;
   private retry: NodeJS.Timeout | undefined;
-  /** Whether a group is being written (waiting for the gate, or on the ingest thread). */
-  private writing = false;
+  /**
+   * Groups handed to the writer and not yet answered, oldest first: up to its depth, so the
+   * ingest thread has the next group as it finishes one instead of waiting for this thread.
+   */
+  private readonly inFlight: WaitingWrite[][] = [];
+  /** Moves on when a group is answered busy: the replies of groups sent before then are put back, not settled. */
+  private generation = 0;
 
   /**
    * Stores the profile records in a transaction of their own, after every ingest request that
@@ -106,13 +111,18 @@ export class IngestService {
     if (this.waiting.length === 1) setImmediate(this.commitWaiting);
   }
 
-  /** Writes the requests at the head of the queue in one transaction, one group at a time. */
+  /** Hands the requests at the head of the queue to the writer as groups, while it takes more. */
   private readonly commitWaiting = () => {
-    // A try after a taken write lock is pending, or a group is being written: it takes the queue, in order.
-    if (this.retry || this.writing) return;
-    const head = this.waiting[0];
-    if (!head) return;
-    // A profiles request is written alone; consecutive event requests together, up to the cap.
+    // A try after a taken write lock is pending: it takes the queue, in order.
+    while (!this.retry && this.inFlight.length < this.deps.writer.depth && this.waiting.length > 0) {
+      // Written on this thread (an in-memory database): the next group on a later turn, as settling schedules it.
+      if (this.send(this.nextGroup())) return;
+    }
+  };
+
+  /** The head of the queue as one group: a profiles request alone, consecutive event requests together up to the cap. */
+  private nextGroup(): WaitingWrite[] {
+    const head = this.waiting[0]!;
     let n = 1;
     if (head.kind === 'event') {
       let events = head.events.length;
@@ -122,33 +132,47 @@ export class IngestService {
         events += next.events.length;
       }
     }
-    const group = this.waiting.splice(0, n);
+    return this.waiting.splice(0, n);
+  }
+
+  /** Hands `group` to the writer; true when it was answered at once (written on this thread). */
+  private send(group: WaitingWrite[]): boolean {
+    const failed = (error: unknown): GroupReply => ({ busy: false, outcomes: group.map(() => ({ ok: false, error })) });
     let reply: GroupReply | Promise<GroupReply>;
     try {
       reply = this.deps.writer.write(group.map(asWrite));
     } catch (error) {
-      return this.settle(group, { busy: false, outcomes: group.map(() => ({ ok: false, error })) });
+      reply = failed(error);
     }
-    if (!(reply instanceof Promise)) return this.settle(group, reply);
-    this.writing = true;
+    this.inFlight.push(group);
+    const generation = this.generation;
+    if (!(reply instanceof Promise)) {
+      this.answered(group, generation, reply);
+      return true;
+    }
     reply.then(
-      (r) => {
-        this.writing = false;
-        this.settle(group, r);
-      },
-      (error: unknown) => {
-        this.writing = false;
-        this.settle(group, { busy: false, outcomes: group.map(() => ({ ok: false, error })) });
-      },
+      (r) => this.answered(group, generation, r),
+      (error: unknown) => this.answered(group, generation, failed(error)),
     );
-  };
+    return false;
+  }
 
-  /** Answers a written group's requests, or puts it back when the write lock was taken. */
-  private settle(group: WaitingWrite[], reply: GroupReply): void {
+  /** A group's reply (they come in the order sent): its requests answered, or the groups in flight put back when busy. */
+  private answered(group: WaitingWrite[], generation: number, reply: GroupReply): void {
+    // Put back with an earlier group that was answered busy; the writer answered it busy too.
+    if (generation !== this.generation) return;
     if (reply.busy) {
-      this.retryLater(group);
+      this.generation++;
+      // This group and those sent after it go back to the head of the queue, in order.
+      this.retryLater(this.inFlight.splice(0).flat());
       return;
     }
+    this.inFlight.splice(this.inFlight.indexOf(group), 1);
+    this.settle(group, reply);
+  }
+
+  /** Answers a written group's requests. */
+  private settle(group: WaitingWrite[], reply: Extract<GroupReply, { busy: false }>): void {
     this.lockedSince = undefined;
     for (const [i, outcome] of reply.outcomes.entries()) {
       const request = group[i]!;
@@ -159,11 +183,11 @@ export class IngestService {
   }
 
   /**
-   * Puts `group` back at the head of the queue and tries again on a timer, backing off, while
+   * Puts `requests` back at the head of the queue and tries again on a timer, backing off, while
    * the write lock stays taken; past the wait, every waiting request is refused as RATE_LIMITED.
    */
-  private retryLater(group: WaitingWrite[]): void {
-    this.waiting.unshift(...group);
+  private retryLater(requests: WaitingWrite[]): void {
+    this.waiting.unshift(...requests);
     const now = Date.now();
     this.lockedSince ??= now;
     const waited = now - this.lockedSince;

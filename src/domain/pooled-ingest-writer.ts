@@ -25,6 +25,8 @@ import { publishMembershipChanges } from './streaming.js';
 import { segmentProfilesPooled, streamingSandboxIds, sweepExpiredPooled } from './streaming-pooled.js';
 
 export class PooledIngestWriter implements IngestWriter {
+  // Each group is a unit of its own under the sandbox's ingest lock: one at a time.
+  readonly depth = 1;
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
 

@@ -11,7 +11,13 @@ import { type EventRequest, ingestEventGroup } from '../../src/domain/event-inge
 import { EventBus } from '../../src/domain/events.js';
 import { IngestService } from '../../src/domain/ingest.js';
 import { ThreadIngestWriter } from '../../src/domain/ingest-thread.js';
-import { type IngestWriter, LocalIngestWriter } from '../../src/domain/ingest-writer.js';
+import {
+  type GroupReply,
+  GroupsInOrder,
+  type IngestWrite,
+  type IngestWriter,
+  LocalIngestWriter,
+} from '../../src/domain/ingest-writer.js';
 import type { EventInput, ProfilesChangedHook } from '../../src/domain/profile-ingest.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import type { StreamingSegmentation } from '../../src/domain/streaming.js';
@@ -207,6 +213,69 @@ describe('IngestService.events', () => {
     expect(storedEventIds(conn)).toEqual(['b1']);
   });
 
+  it('keeps a busy group ahead of the group sent after it, with two in flight', async () => {
+    // A writer taking two groups, as the ingest thread does, written one step at a time by the
+    // test; the lock is taken for the first group and free by the time the second is tried.
+    const written: string[] = [];
+    const queue: { epoch: number; group: IngestWrite[]; resolve(reply: GroupReply): void }[] = [];
+    const inOrder = new GroupsInOrder();
+    let epoch = 0;
+    let locked = true;
+    const writer: IngestWriter = {
+      depth: 2,
+      write(group) {
+        const sentEpoch = epoch;
+        return new Promise<GroupReply>((resolve) =>
+          queue.push({
+            epoch: sentEpoch,
+            group,
+            resolve: (reply) => {
+              if (reply.busy) epoch = Math.max(epoch, sentEpoch + 1);
+              resolve(reply);
+            },
+          }),
+        );
+      },
+      start() {},
+      async close() {},
+    };
+    const step = async () => {
+      const next = queue.shift()!;
+      next.resolve(
+        inOrder.write(next.epoch, () => {
+          if (locked) return { busy: true };
+          const ids = next.group.flatMap((w) => (w.kind === 'event' ? w.events.map((e) => e.id!) : []));
+          written.push(...ids);
+          return {
+            busy: false,
+            outcomes: next.group.map(() => ({
+              ok: true as const,
+              result: { accepted: 1, rejected: 0, duplicates: 0, errors: [], profileIds: [] },
+            })),
+          };
+        }),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+    };
+    const ingest = new IngestService({ writer });
+    const first = ingest.events(1, [purchase('a', 'ann')]);
+    await new Promise((resolve) => setImmediate(resolve));
+    const second = ingest.events(1, [purchase('b', 'bob')]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(queue.map((q) => q.group.length)).toEqual([1, 1]);
+    await step(); // 'a': busy
+    locked = false;
+    await step(); // 'b': sent before the busy reply was heard, refused though the lock is free
+    expect(written).toEqual([]);
+    // Both go again, in order (one group now), once the retry timer fires.
+    for (let waited = 0; queue.length === 0 && waited < 1_000; waited += 5) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    while (queue.length > 0) await step();
+    await Promise.all([first, second]);
+    expect(written).toEqual(['a', 'b']);
+  });
+
   // The same waits whether the group is written on this thread or on the ingest thread.
   describe.each([
     ['on this thread', 'local'],
@@ -296,6 +365,42 @@ describe('IngestService.events', () => {
         expect(new Set([...a.profileIds, ...c.profileIds]).size).toBe(1);
         const attributes = conn.sqlite.prepare('SELECT json(attributes) FROM profiles').pluck().all() as string[];
         expect(attributes.map((json) => JSON.parse(json).loyalty.tier)).toEqual(['gold']);
+      } finally {
+        cleanup();
+      }
+    });
+
+    it('writes the requests in arrival order while the lock comes and goes under the groups in flight', async () => {
+      const { conn, sandboxId, other, cleanup } = await locked();
+      other.exec('COMMIT');
+      try {
+        const ingest = new IngestService({ writer: writerOf(conn) });
+        // The other connection takes and frees the lock at random while requests keep coming:
+        // a group answered busy has groups sent after it in flight (the thread takes two), which
+        // must not be written ahead of it.
+        let toggling = true;
+        const toggle = (async () => {
+          for (let i = 0; toggling; i++) {
+            if (other.inTransaction) other.exec('COMMIT');
+            else other.exec('BEGIN IMMEDIATE');
+            await new Promise((resolve) => setTimeout(resolve, 1 + (i % 4)));
+          }
+          if (other.inTransaction) other.exec('COMMIT');
+        })();
+        const sent: Promise<unknown>[] = [];
+        for (let i = 0; i < 60; i++) {
+          sent.push(ingest.events(sandboxId, [purchase(`e${String(i).padStart(2, '0')}`, `p${i % 7}`)]));
+          if (i % 3 === 2) await new Promise((resolve) => setTimeout(resolve, 1));
+        }
+        const settle = Promise.all(sent);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        toggling = false;
+        await toggle;
+        expect((await settle).every((r) => (r as { accepted: number }).accepted === 1)).toBe(true);
+        // Stored in the order sent: the rowids follow the ids.
+        const byRow = conn.sqlite.prepare('SELECT event_id FROM events ORDER BY id').pluck().all() as string[];
+        expect(byRow).toEqual([...byRow].sort());
+        expect(byRow).toHaveLength(60);
       } finally {
         cleanup();
       }
