@@ -21,7 +21,9 @@ function bench(name: string, extra: string[] = []): { code: number | null; lines
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', name, ...TINY, ...extra], {
     cwd: root,
     encoding: 'utf8',
-    timeout: 15_000,
+    // Each takes 2–6 s alone; beside the other test projects on two busy cores the import bench
+    // passed 15 s. A hung bench still fails here, before the test's own limit below.
+    timeout: 80_000,
     env: benchEnv(),
   });
   return { code: r.status, lines: r.stdout.split('\n').filter((l) => l !== ''), stderr: r.stderr };
@@ -43,7 +45,7 @@ afterAll(() => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
-describe('bench entry points on a tiny data set', () => {
+describe('bench entry points on a tiny data set', { timeout: 90_000 }, () => {
   it('batch: a segment job against the floor, every set equal, all figures in the result format', () => {
     const { code, lines, stderr } = bench('batch');
     expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);

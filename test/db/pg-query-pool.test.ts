@@ -330,13 +330,15 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
   it('answers QUERY_TIMEOUT for a heavy query within a small budget, and then serves the next one', async () => {
     const warnings: string[] = [];
     const watched = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
-    const tight = new QueryPool(db.url, 1, 40, watched);
+    // 100 ms: the heavy query below takes 350–400 ms here; a budget of 40 ms left the light
+    // query after it too little room on two cores busy with the other test projects.
+    const tight = new QueryPool(db.url, 1, 100, watched);
     try {
       // The thread up first (its start is not the query's to pay for).
       await tight
         .run('countMatching', { sandboxId: store.sandboxId, input: input('false'), at: STORE_NOW })
         .catch(() => {});
-      // An `or` of 300 event scans over every profile: far past 40 ms.
+      // An `or` of 300 event scans over every profile: far past 100 ms.
       const heavy = Array.from(
         { length: 300 },
         (_, i) => `xEvent[eventType != "t${i}"].count() > ${40 + (i % 9)}`,
@@ -348,11 +350,20 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
       expect((err as DomainError).code).toBe('QUERY_TIMEOUT');
       // The same thread (not replaced) answers the next query.
       await new Promise((r) => setTimeout(r, 300));
-      const n = await tight.run<'countMatching', number>('countMatching', {
-        sandboxId: store.sandboxId,
-        input: input('false'),
-        at: STORE_NOW,
-      });
+      // A light query may still meet a busy machine: a timed-out try is tried again, up to three.
+      let n: number | undefined;
+      for (let attempt = 0; attempt < 3 && n === undefined; attempt++) {
+        n = await tight
+          .run<'countMatching', number>('countMatching', {
+            sandboxId: store.sandboxId,
+            input: input('false'),
+            at: STORE_NOW,
+          })
+          .catch((e: unknown) => {
+            if (e instanceof DomainError && e.code === 'QUERY_TIMEOUT' && attempt < 2) return undefined;
+            throw e;
+          });
+      }
       expect(n).toBe(0);
       // The database stopped the statement: the thread never missed its deadline.
       expect(warnings.join('\n')).not.toContain('missed its deadline');

@@ -374,7 +374,9 @@ describe('segment jobs', () => {
       await new Promise((r) => setTimeout(r, 10));
     }
     expect(final).toBe('CANCELLED');
-    expect(performance.now() - cancelAt).toBeLessThan(1000);
+    // Promptly, not at the job's end: a range checks between definitions. Well under 1 s alone;
+    // the bound leaves room for PostgreSQL beside the other test projects on two busy cores.
+    expect(performance.now() - cancelAt).toBeLessThan(5_000);
     expect(await members(d.audience.id, h)).toEqual(before);
   }, 60_000);
 
