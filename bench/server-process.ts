@@ -3,7 +3,7 @@
  * outside (a load generator in the bench process must not share the server's event loop).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -146,11 +146,53 @@ export async function scrapeMetric(graphqlUrl: string, name: string): Promise<nu
 
 /** CPU seconds (user + system) a process has used so far, from /proc (Linux); NaN elsewhere. */
 export function cpuSeconds(pid: number | undefined): number {
+  return statCpuSeconds(`/proc/${pid}/stat`);
+}
+
+function statCpuSeconds(file: string): number {
   try {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const fields = readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
     // utime and stime are fields 14 and 15 of stat, in clock ticks (100 per second on Linux).
     return (Number(fields[11]) + Number(fields[12])) / 100;
   } catch {
     return Number.NaN;
   }
+}
+
+/** Each thread's CPU time (user + system, seconds) of process `pid`, by thread id; empty off Linux. */
+export function threadCpuSeconds(pid: number | undefined): Map<number, number> {
+  const out = new Map<number, number>();
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return out;
+  }
+  for (const tid of tids) {
+    const seconds = statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);
+    if (Number.isFinite(seconds)) out.set(Number(tid), seconds);
+  }
+  return out;
+}
+
+/**
+ * How a process's CPU between two `threadCpuSeconds` readings split: its main thread (whose id
+ * is the process id), its busiest other thread (in a SegQL server under ingest, the ingest
+ * thread) and the rest (V8's helpers collecting garbage, the checkpoint thread, libuv's pool).
+ */
+export function threadCpuSplit(
+  pid: number,
+  before: Map<number, number>,
+  after: Map<number, number>,
+): { main: number; busiest: number; rest: number } {
+  let main = 0;
+  let busiest = 0;
+  let total = 0;
+  for (const [tid, seconds] of after) {
+    const used = seconds - (before.get(tid) ?? 0);
+    total += used;
+    if (tid === pid) main = used;
+    else busiest = Math.max(busiest, used);
+  }
+  return { main, busiest, rest: total - main - busiest };
 }

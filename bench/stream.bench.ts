@@ -30,7 +30,10 @@
  * - `server-cpu-ms-per-1000-events` (and `-sequential`): the server process's CPU time (user +
  *   system, from /proc) per 1,000 events: the cost per event, which other load on the box does
  *   not inflate as it does wall time.
- * - context: `changes …` (how many changes the subscriber saw per run, and in how many messages).
+ * - context: `changes …` (how many changes the subscriber saw per run, and in how many messages);
+ *   `threads …` (each run's CPU per event of the server's main thread, of its busiest other
+ *   thread — on SQLite the ingest thread, the one writer, which bounds the events per second —
+ *   and of the rest: V8's helpers, the checkpoint thread; from /proc, Linux only).
  *
  * Correctness (exit 1 with a `MISMATCH` line): every event sent is accepted and stored once; every
  * membership change written reached the subscriber or was counted to it in `lagged` (a subscriber
@@ -64,7 +67,14 @@ import {
   waitForRedisSubscriber,
 } from './pg-nodes.js';
 import { createScratchDatabase, type ScratchDatabase } from './pg-scratch.js';
-import { type BenchServer, cpuSeconds, scrapeMetric, spawnBenchServer } from './server-process.js';
+import {
+  type BenchServer,
+  cpuSeconds,
+  scrapeMetric,
+  spawnBenchServer,
+  threadCpuSeconds,
+  threadCpuSplit,
+} from './server-process.js';
 import { checkStreamStore } from './stream-check.js';
 
 const NAME = 'stream';
@@ -333,6 +343,7 @@ export async function run(argv: string[]): Promise<number> {
         const statementsBefore = backend === 'postgres' ? await nodesStatements() : 0;
         const cpu = nodesCpu();
         const cpuByNode = servers.map((s) => cpuSeconds(s.child.pid));
+        const threadsBefore = servers.map((s) => threadCpuSeconds(s.child.pid));
         const databaseBefore = database && scratch ? await databaseCpu(database, scratch.name) : undefined;
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
         set.cpuPerThousand.push(((nodesCpu() - cpu) * 1e6) / events);
@@ -341,6 +352,18 @@ export async function run(argv: string[]): Promise<number> {
           set.databaseCpuPerThousand.push((seconds * 1e6) / events);
         }
         set.latencies.push(...latencies.slice(from));
+        // Where a server's CPU went, per event: on SQLite the busiest other thread is the ingest
+        // thread, the one writer, which bounds the events per second.
+        const split = servers.map((s, i) => {
+          const { main, busiest, rest } = threadCpuSplit(
+            s.child.pid!,
+            threadsBefore[i]!,
+            threadCpuSeconds(s.child.pid),
+          );
+          const us = (seconds: number) => ((seconds * 1e6) / events).toFixed(1);
+          return `${servers.length > 1 ? `node ${i + 1}: ` : ''}main thread ${us(main)}, busiest other thread ${us(busiest)}, the rest ${us(rest)}`;
+        });
+        console.log(`threads ${name} ${label} run ${r + 1}: CPU µs per event: ${split.join('; ')}`);
         if (servers.length > 1) {
           const shares = servers.map(
             (s, i) => `node ${i + 1} ${(((cpuSeconds(s.child.pid) - cpuByNode[i]!) * 1e6) / events).toFixed(0)}`,
