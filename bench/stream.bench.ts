@@ -53,10 +53,7 @@ import WebSocket from 'ws';
 import { databaseFile } from '../src/config.js';
 import { openDatabase } from '../src/db/index.js';
 import { openPgDatabase } from '../src/db/pg/index.js';
-import { createSegmentDefinition } from '../src/domain/definitions.js';
-import { prng, seedDemoData } from '../src/domain/demo-data.js';
 import { topics } from '../src/domain/events.js';
-import { DEFAULT_SANDBOX, ensureSandbox } from '../src/domain/sandboxes.js';
 import { intArg, parseArgs, report, statsOf } from './lib.js';
 import {
   copyStoreToPostgres,
@@ -76,37 +73,10 @@ import {
   threadCpuSplit,
 } from './server-process.js';
 import { checkStreamStore } from './stream-check.js';
+import { prng, seedStreamStore, streamEvents } from './stream-store.js';
 
 const NAME = 'stream';
 const EVENT_PREFIX = 'stream-';
-
-/** Streaming-eligible definitions over the demo data: attribute tests and windowed event counts. */
-function streamingDefinitions(n: number): string[] {
-  const out: string[] = [];
-  const countries = ['US', 'GB', 'DE', 'FR', 'CA', 'SE', 'NO', 'ES', 'JP', 'BR', 'AU'];
-  const types = ['web.webpagedetails.pageViews', 'commerce.productViews', 'commerce.purchases', 'commerce.checkouts'];
-  for (let i = 0; out.length < n; i++) {
-    switch (i % 5) {
-      case 0:
-        out.push(`loyalty.points >= ${100 * (i + 1)}`);
-        break;
-      case 1:
-        out.push(`homeAddress.countryCode = "${countries[i % countries.length]}"`);
-        break;
-      case 2:
-        out.push(`loyalty.tier = "gold" and loyalty.points > ${50 * i}`);
-        break;
-      default: {
-        const type = types[i % types.length]!;
-        const hours = [1, 6, 24][i % 3]!;
-        out.push(
-          `xEvent[eventType = "${type}" and timestamp occurs <= ${hours} hours before now].count() >= ${1 + (i % 2)}`,
-        );
-      }
-    }
-  }
-  return out;
-}
 
 interface RunSet {
   rates: number[];
@@ -146,22 +116,7 @@ export async function run(argv: string[]): Promise<number> {
   const figure = (base: string) => (backend === 'postgres' ? `${base}.nodes-${nodes}` : base);
 
   const dataDir = mkdtempSync(join(tmpdir(), 'segql-stream-'));
-  const seed = openDatabase(databaseFile(dataDir));
-  let sandboxId: number;
-  try {
-    sandboxId = (await ensureSandbox(seed, DEFAULT_SANDBOX)).id;
-    seedDemoData(seed, sandboxId, { profiles, eventsPerProfile: 10, seed: 42 });
-    for (const [i, value] of streamingDefinitions(definitions).entries()) {
-      await createSegmentDefinition(seed, sandboxId, {
-        name: `stream-${i}`,
-        expression: { format: 'PQL_TEXT', value },
-        evaluationInfo: { batch: true, streaming: true, edge: false },
-        lifecycleState: 'PUBLISHED',
-      });
-    }
-  } finally {
-    seed.close();
-  }
+  const sandboxId = await seedStreamStore(databaseFile(dataDir), { profiles, definitions });
 
   // No sweep during the runs: the check below reads memberships as the ingests left them.
   const env = { SEGQL_STREAMING_SWEEP_MS: '600000' };
@@ -267,14 +222,8 @@ export async function run(argv: string[]): Promise<number> {
     let sent = 0;
     let nextNode = 0;
     const sendBatch = async (size: number) => {
-      const now = new Date().toISOString();
-      const e = Array.from({ length: size }, () => ({
-        id: `${EVENT_PREFIX}${id++}`,
-        identity: { namespace: 'email', id: `user${Math.floor(random() * profiles)}@example.com` },
-        timestamp: now,
-        eventType: random() < 0.5 ? 'commerce.productViews' : 'commerce.purchases',
-        data: { channel: 'web' },
-      }));
+      const e = streamEvents(random, { size, profiles, firstId: id, prefix: EVENT_PREFIX });
+      id += size;
       sent += size;
       const node = nextNode++ % ingestNodes.length;
       const res = await fetch(ingestNodes[node]!.url, {

@@ -132,4 +132,21 @@ describe('bench entry points on a tiny data set', { timeout: 90_000 }, () => {
       /read 3000, imported 3000, matched 500, failed 0$/,
     );
   });
+
+  it("stream-writer: the ingest thread's work in process, against a checkout (here itself) taking the same groups", () => {
+    const { code, lines, stderr } = bench('stream-writer', [
+      ...['--definitions', '10', '--groups', '4', '--warmup', '2', '--runs', '2', '--compare', root],
+    ]);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    expect(lines.some((l) => l.startsWith('MISMATCH'))).toBe(false);
+    const f = figures('stream-writer', lines);
+    for (const figure of ['cpu-us-per-event', 'wall-us-per-event', 'changes-per-event']) {
+      expect(f.has(figure), figure).toBe(true);
+      expect(f.has(`compare.${figure}`), figure).toBe(true);
+    }
+    expect(f.get('wall-us-per-event')).toBeGreaterThan(0);
+    // The same code on the same groups writes the same changes.
+    expect(f.get('changes-per-event')).toBe(f.get('compare.changes-per-event'));
+    expect(f.has('wall-ratio')).toBe(true);
+  });
 });
