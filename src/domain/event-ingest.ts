@@ -32,6 +32,60 @@ export interface EventRequest {
   events: EventInput[];
 }
 
+/**
+ * An event as the writer stores it: checked, its id given, its data as JSON text. A writer with
+ * a thread of its own is sent events prepared by the thread that sends them (ingest-thread.ts):
+ * the one writer bounds how many events a second are stored, and the main thread has time.
+ */
+export type PreparedEvent =
+  | {
+      ok: true;
+      namespace: string;
+      value: string;
+      eventType: string;
+      eventId: string;
+      ts: number;
+      payloadJson: string;
+    }
+  | { ok: false; message: string; code: IngestErrorCode };
+
+/** One caller's events, prepared; `count` is how many it sent (past the batch limit it is refused whole, `events` empty). */
+export interface PreparedRequest {
+  sandboxId: number;
+  count: number;
+  events: PreparedEvent[];
+}
+
+/**
+ * Checks a request's events against its sandbox's catalogue as `conn` has it (the sender's: the
+ * main thread's catalogue is the one a schema change updates first) and gives each its stored form.
+ */
+export function prepareEventRequest(
+  conn: Connection,
+  { sandboxId, events }: EventRequest,
+  limits: IngestLimits,
+): PreparedRequest {
+  if (events.length > limits.maxBatch) return { sandboxId, count: events.length, events: [] };
+  const catalog = catalogOf(conn, sandboxId);
+  return {
+    sandboxId,
+    count: events.length,
+    events: events.map((event): PreparedEvent => {
+      const checked = checkEvent(event, catalog, limits);
+      if (!checked.ok) return checked;
+      return {
+        ok: true,
+        namespace: event.identity.namespace,
+        value: event.identity.id,
+        eventType: event.eventType,
+        eventId: event.id ?? randomUUID(),
+        ts: checked.ts,
+        payloadJson: JSON.stringify(checked.data),
+      };
+    }),
+  };
+}
+
 /** A request's answer in a group: its result, or what it threw (its writes were rolled back). */
 export type EventRequestOutcome = { ok: true; result: IngestResult } | { ok: false; error: unknown };
 
@@ -98,15 +152,29 @@ export function ingestEventGroup(
   options: IngestOptions = {},
 ): EventRequestOutcome[] {
   const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
+  return writeEventGroup(
+    conn,
+    requests.map((request) => prepareEventRequest(conn, request, limits)),
+    options,
+  );
+}
+
+/** `ingestEventGroup` for requests already prepared (`prepareEventRequest`). */
+export function writeEventGroup(
+  conn: Connection,
+  requests: readonly PreparedRequest[],
+  options: IngestOptions = {},
+): EventRequestOutcome[] {
+  const limits = options.limits ?? DEFAULT_INGEST_LIMITS;
   const now = options.now ?? Date.now();
   const s = ingestStatements(conn);
   // Refused before any write: such a request gets the same answer however the group fares.
   const refused: EventRequestOutcome[] = [];
-  for (const [i, { events }] of requests.entries()) {
-    if (events.length > limits.maxBatch) {
+  for (const [i, { count }] of requests.entries()) {
+    if (count > limits.maxBatch) {
       refused[i] = {
         ok: false,
-        error: badInput(`At most ${limits.maxBatch} events per call, got ${events.length}`, 'events'),
+        error: badInput(`At most ${limits.maxBatch} events per call, got ${count}`, 'events'),
       };
     }
   }
@@ -123,9 +191,7 @@ export function ingestEventGroup(
           const changes = noChanges();
           try {
             // A transaction inside one is a savepoint: a request that throws is undone alone.
-            const result = conn.sqlite.transaction(() =>
-              writeEvents(conn, s, identities, request, limits, now, changes),
-            )();
+            const result = conn.sqlite.transaction(() => writeEvents(s, identities, request, now, changes))();
             const sandbox = bySandbox.get(request.sandboxId);
             if (sandbox) mergeInto(sandbox, changes);
             else bySandbox.set(request.sandboxId, changes);
@@ -159,7 +225,7 @@ export function ingestEventGroup(
     if (isBusy(error)) throw error;
     // The shared step or the commit failed, so nothing was written: each request again, alone.
     if (requests.length === 1) return [refused[0] ?? { ok: false, error }];
-    return requests.map((request, i) => refused[i] ?? ingestEventGroup(conn, [request], options)[0]!);
+    return requests.map((request, i) => refused[i] ?? writeEventGroup(conn, [request], options)[0]!);
   }
   for (const publish of after) publish();
   return outcomes as EventRequestOutcome[];
@@ -203,55 +269,38 @@ export function checkEvent(event: EventInput, catalog: FieldCatalog, limits: Ing
 
 /** One request's events, written in the open transaction; what it changed goes into `changes`. */
 function writeEvents(
-  conn: Connection,
   s: IngestStatements,
   identities: IdentityCache,
-  { sandboxId, events }: EventRequest,
-  limits: IngestLimits,
+  { sandboxId, events }: PreparedRequest,
   now: number,
   changes: SandboxChanges,
 ): IngestResult {
-  const catalog = catalogOf(conn, sandboxId);
   const result: IngestResult = { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] };
   const profileOf = new Map<string, number>();
-  const reject = (index: number, message: string, code: IngestErrorCode = 'BAD_USER_INPUT') => {
-    result.rejected++;
-    result.errors.push({ index, message, code });
-  };
   for (const [index, event] of events.entries()) {
-    const checked = checkEvent(event, catalog, limits);
-    if (!checked.ok) {
-      reject(index, checked.message, checked.code);
+    if (!event.ok) {
+      result.rejected++;
+      result.errors.push({ index, message: event.message, code: event.code });
       continue;
     }
-    const { ts } = checked;
-
-    const key = identityKey(sandboxId, event.identity.namespace, event.identity.id);
+    const { namespace, value, ts, eventType, payloadJson } = event;
+    const key = identityKey(sandboxId, namespace, value);
     let profileId = profileOf.get(key);
     if (profileId === undefined) {
       profileId = identities.get(key);
       if (profileId === undefined) {
-        profileId = s.findIdentity.get(sandboxId, event.identity.namespace, event.identity.id) as number | undefined;
+        profileId = s.findIdentity.get(sandboxId, namespace, value) as number | undefined;
         if (profileId === undefined) {
           profileId = Number(s.insertProfile.run(sandboxId, '{}', now, now).lastInsertRowid);
           changes.created.add(profileId);
-          s.insertIdentity.run(sandboxId, event.identity.namespace, event.identity.id, profileId, now);
-          changes.added.push({ namespace: event.identity.namespace, value: event.identity.id, profileId });
+          s.insertIdentity.run(sandboxId, namespace, value, profileId, now);
+          changes.added.push({ namespace, value, profileId });
         }
       }
       changes.found.push({ key, profileId });
       profileOf.set(key, profileId);
     }
-    const payloadJson = JSON.stringify(checked.data);
-    const info = s.insertEvent.run(
-      sandboxId,
-      profileId,
-      ts,
-      event.eventType,
-      event.id ?? randomUUID(),
-      payloadJson,
-      now,
-    );
+    const info = s.insertEvent.run(sandboxId, profileId, ts, eventType, event.eventId, payloadJson, now);
     if (info.changes === 0) result.duplicates++;
     else {
       const stored = { id: Number(info.lastInsertRowid), timestamp: ts, eventType: event.eventType, payloadJson };

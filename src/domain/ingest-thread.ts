@@ -16,7 +16,14 @@ import type { IngestLimits } from '../config.js';
 import type { Connection } from '../db/index.js';
 import { type EventBus, topics } from './events.js';
 import type { FromIngestThread, IngestThreadData, PackedPublish, ToIngestThread } from './ingest-worker.js';
-import { type GroupReply, type IngestWrite, type IngestWriter, receiveReply } from './ingest-writer.js';
+import {
+  type GroupReply,
+  type IngestWrite,
+  type IngestWriter,
+  type PreparedWrite,
+  prepareGroup,
+  receiveReply,
+} from './ingest-writer.js';
 import { startTypeScriptWorker } from './jobs/worker-thread.js';
 import { unpackChanges } from './membership-change-packing.js';
 import { countStreamingEvaluations } from './streaming.js';
@@ -118,9 +125,16 @@ export class ThreadIngestWriter implements IngestWriter {
     const id = this.nextId++;
     const worker = this.thread();
     const epoch = this.epoch;
+    // Checked and encoded here, off the one writer (event-ingest.ts, `PreparedEvent`).
+    let prepared: PreparedWrite[];
+    try {
+      prepared = prepareGroup(this.deps.conn, group, this.deps.limits);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { epoch, resolve, reject });
-      worker.postMessage({ type: 'write', id, epoch, group } satisfies ToIngestThread);
+      worker.postMessage({ type: 'write', id, epoch, group: prepared } satisfies ToIngestThread);
     });
   }
 

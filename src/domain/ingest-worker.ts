@@ -13,8 +13,8 @@ import { WalRestarts } from '../db/wal-restart.js';
 import {
   type GroupReply,
   GroupsInOrder,
-  type IngestWrite,
   LocalIngestWriter,
+  type PreparedWrite,
   type SentReply,
   sendReply,
 } from './ingest-writer.js';
@@ -40,7 +40,7 @@ export interface IngestThreadData {
 }
 
 /** `epoch`: the main thread's count of busy replies heard when it sent the group (ingest-thread.ts). */
-export type ToIngestThread = { type: 'write'; id: number; epoch: number; group: IngestWrite[] } | { type: 'stop' };
+export type ToIngestThread = { type: 'write'; id: number; epoch: number; group: PreparedWrite[] } | { type: 'stop' };
 
 /** Counters the thread keeps for the process's metrics: what it added since its last message. */
 export interface IngestThreadCounts {
@@ -121,7 +121,7 @@ if (port) {
     try {
       let reply: GroupReply;
       try {
-        reply = inOrder.write(message.epoch, () => writer.write(message.group) as GroupReply);
+        reply = inOrder.write(message.epoch, () => writer.writePrepared(message.group) as GroupReply);
       } catch (error) {
         // Every group is answered, or its requests would wait for ever.
         reply = { busy: false, outcomes: message.group.map(() => ({ ok: false, error })) };

@@ -12,7 +12,12 @@ import type { Connection } from '../db/index.js';
 import { writeInTurn } from '../db/unit.js';
 import { dataVersion } from '../db/write-stamp.js';
 import { DomainError, type ErrorCode } from './errors.js';
-import { type EventRequestOutcome, ingestEventGroup } from './event-ingest.js';
+import {
+  type EventRequestOutcome,
+  type PreparedRequest,
+  prepareEventRequest,
+  writeEventGroup,
+} from './event-ingest.js';
 import { resolvePendingMembers } from './external-audiences/pending-members.js';
 import { type EventInput, ingestProfiles, type ProfileRecord } from './profile-ingest.js';
 import { forgetCatalogs } from './profile-schema.js';
@@ -64,6 +69,14 @@ export class GroupsInOrder {
   }
 }
 
+/** A group as it is written: its events prepared (event-ingest.ts, `prepareEventRequest`). */
+export type PreparedWrite = ({ kind: 'event' } & PreparedRequest) | Extract<IngestWrite, { kind: 'profile' }>;
+
+/** `group` with its events prepared against `conn`'s catalogues. */
+export function prepareGroup(conn: Connection, group: readonly IngestWrite[], limits: IngestLimits): PreparedWrite[] {
+  return group.map((w) => (w.kind === 'event' ? { kind: 'event', ...prepareEventRequest(conn, w, limits) } : w));
+}
+
 /** Writes groups on the connection it is given, on the calling thread. */
 export class LocalIngestWriter implements IngestWriter {
   readonly depth = 1;
@@ -74,13 +87,21 @@ export class LocalIngestWriter implements IngestWriter {
     // While a job's worker writes its results the gate makes this wait without blocking
     // (db/write-gate.ts); on the main thread (an in-memory database) it also waits for a unit of
     // work another request has open, rather than writing inside its transaction (db/unit.ts).
-    return writeInTurn(this.deps.conn, () => this.writeNow(group));
+    return writeInTurn(this.deps.conn, () =>
+      this.writeNow(() => prepareGroup(this.deps.conn, group, this.deps.limits)),
+    );
+  }
+
+  /** `write` for a group whose events the sending thread prepared (the ingest thread's way in). */
+  writePrepared(group: PreparedWrite[]): GroupReply | Promise<GroupReply> {
+    return writeInTurn(this.deps.conn, () => this.writeNow(() => group));
   }
 
   /** `data_version` when the last group was written. */
   private seenVersion = -1;
 
-  private writeNow(group: IngestWrite[]): GroupReply {
+  /** `prepared` is called once the catalogues are known to be current. */
+  private writeNow(prepared: () => PreparedWrite[]): GroupReply {
     const { conn, limits, streaming } = this.deps;
     // Another connection's commit (the main thread's, on the ingest thread: a schema change
     // among them) shows as a new data_version; the catalogues are read again. Windows and
@@ -89,13 +110,14 @@ export class LocalIngestWriter implements IngestWriter {
     if (version !== this.seenVersion) forgetCatalogs(conn);
     this.seenVersion = version;
     const hooks = { limits, onProfilesChanged: streaming.onProfilesChanged, onIdentitiesAdded: this.onIdentitiesAdded };
+    const group = prepared();
     const head = group[0];
     if (!head) return { busy: false, outcomes: [] };
     try {
       const outcomes = withoutBusyWait(conn, () =>
         head.kind === 'profile'
           ? [{ ok: true as const, result: ingestProfiles(conn, head.sandboxId, head.records, hooks) }]
-          : ingestEventGroup(conn, group as Extract<IngestWrite, { kind: 'event' }>[], hooks),
+          : writeEventGroup(conn, group as Extract<PreparedWrite, { kind: 'event' }>[], hooks),
       );
       return { busy: false, outcomes };
     } catch (error) {

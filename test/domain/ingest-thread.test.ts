@@ -13,6 +13,7 @@ import { IngestService } from '../../src/domain/ingest.js';
 import { ThreadIngestWriter } from '../../src/domain/ingest-thread.js';
 import { receiveReply, sendReply } from '../../src/domain/ingest-writer.js';
 import type { MembershipChange } from '../../src/domain/memberships.js';
+import { updateProfileSchema } from '../../src/domain/profile-schema.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
 import { streamingEvaluationsTotal } from '../../src/domain/streaming.js';
 
@@ -74,6 +75,43 @@ describe('ingest on its own thread', () => {
       );
       // The thread's evaluations count in this process's metrics.
       expect(streamingEvaluationsTotal() - evaluationsBefore).toBe(2);
+    } finally {
+      await ingest.close();
+      conn.close();
+    }
+  });
+
+  it('checks events on this thread against its catalogue, which a schema change here moves at once', async () => {
+    const conn = openDatabase(join(dir, 'c.db'));
+    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+    const writer = new ThreadIngestWriter({
+      conn,
+      bus: new EventBus(),
+      limits: DEFAULT_INGEST_LIMITS,
+      sweepMs: 60_000,
+      log: pino({ level: 'silent' }),
+    });
+    const ingest = new IngestService({ writer });
+    const event = (id: string, data: unknown) => ({
+      id,
+      identity: { namespace: 'email', id: 'ann@example.com' },
+      eventType: 'commerce.purchases',
+      timestamp: new Date().toISOString(),
+      data,
+    });
+    try {
+      const before = await ingest.events(sandboxId, [event('e1', { giftWrap: true }), event('e2', {})]);
+      expect(before).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 0, code: 'BAD_USER_INPUT' }] });
+      expect(before.errors[0]!.message).toMatch(/Unknown field "giftWrap"/);
+      await updateProfileSchema(conn, sandboxId, [{ class: 'event', path: 'giftWrap', type: 'boolean' }]);
+      // Checked before it was sent, against the catalogue the change just updated.
+      const after = await ingest.events(sandboxId, [event('e3', { giftWrap: true }), event('e4', { giftWrap: 'yes' })]);
+      expect(after).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 1, code: 'BAD_USER_INPUT' }] });
+      const stored = conn.sqlite.prepare('SELECT event_id, json(payload) AS p FROM events ORDER BY event_id').all();
+      expect(stored).toEqual([
+        { event_id: 'e2', p: '{}' },
+        { event_id: 'e3', p: '{"giftWrap":true}' },
+      ]);
     } finally {
       await ingest.close();
       conn.close();
