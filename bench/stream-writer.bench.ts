@@ -19,6 +19,10 @@
  * - `changes-per-event`: membership changes written per event (the windows fill as runs go on,
  *   and a change costs more than an event: compare like with like).
  *
+ * `--checkpoint-ms N` (default 100, the server's) and `--restart-pages N` (default the backstop,
+ * 16,384): how often the checkpoint thread runs and past how many frames the writer starts the
+ * log over; `--compare-checkpoint-ms`, `--compare-restart-pages` for the other checkout.
+ *
  * `--compare DIR`: another checkout of SegQL (its `node_modules` present or linked), run in the
  * same process on its own copy of the seeded store, the two writers taking the same groups in
  * turn, so both meet the machine's moments alike; its figures are named `compare.…`, and
@@ -56,7 +60,11 @@ interface Writer {
 }
 
 /** The writer of the SegQL checkout at `root`, loaded from its own sources, on database `file`. */
-async function loadWriter(root: string, file: string): Promise<Writer> {
+async function loadWriter(
+  root: string,
+  file: string,
+  log: { checkpointMs: number; restartPages: number | undefined },
+): Promise<Writer> {
   const load = (path: string) => import(pathToFileURL(join(root, path)).href);
   const { openDatabase } = await load('src/db/index.ts');
   const { DEFAULT_INGEST_LIMITS } = await load('src/config.ts');
@@ -65,14 +73,14 @@ async function loadWriter(root: string, file: string): Promise<Writer> {
   const { packChanges } = await load('src/domain/membership-change-packing.ts');
   const { startCheckpointer, BACKSTOP_PAGES } = await load('src/db/checkpointer.ts');
   const conn = openDatabase(file, { migrate: false });
-  const checkpointer = startCheckpointer(conn, 100, (message: string) => {
+  const checkpointer = startCheckpointer(conn, log.checkpointMs, (message: string) => {
     throw new Error(`checkpoint failed: ${message}`);
   });
   // As the ingest thread starts its log over (a tree without it: SQLite's backstop, as before).
   let afterGroup = () => {};
   if (existsSync(join(root, 'src/db/wal-restart.ts'))) {
     const { WalRestarts } = await load('src/db/wal-restart.ts');
-    const restarts = new WalRestarts(conn.sqlite, BACKSTOP_PAGES);
+    const restarts = new WalRestarts(conn.sqlite, log.restartPages ?? BACKSTOP_PAGES);
     afterGroup = () => restarts.afterGroup();
   }
   let changes = 0;
@@ -126,6 +134,11 @@ export async function run(argv: string[]): Promise<number> {
   const warmup = intArg(args, 'warmup', 50);
   const runs = intArg(args, 'runs', 5);
   const compareRoot = args.get('compare');
+  // How the log is kept, for trying other settings (the server's: 100 ms, the backstop's pages).
+  const logOf = (prefix: string) => ({
+    checkpointMs: intArg(args, `${prefix}checkpoint-ms`, 100),
+    restartPages: args.has(`${prefix}restart-pages`) ? intArg(args, `${prefix}restart-pages`, 0) : undefined,
+  });
   if (compareRoot !== undefined && !existsSync(join(resolve(compareRoot), 'src/domain/ingest-writer.ts'))) {
     throw new Error(`--compare ${compareRoot}: not a SegQL checkout`);
   }
@@ -140,7 +153,7 @@ export async function run(argv: string[]): Promise<number> {
     for (const tree of trees) {
       const file = join(dir, `${tree.name}.db`);
       cpSync(seeded, file);
-      writers.push(await loadWriter(tree.root, file));
+      writers.push(await loadWriter(tree.root, file, logOf(tree.name === 'this' ? '' : 'compare-')));
     }
     const random = prng(7);
     let next = 0;
