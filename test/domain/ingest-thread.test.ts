@@ -20,6 +20,20 @@ import { streamingEvaluationsTotal } from '../../src/domain/streaming.js';
 const dir = mkdtempSync(join(tmpdir(), 'segql-ingest-thread-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/** A new store in `file` with a sandbox, and ingestion through its own thread. */
+async function threadIngest(file: string) {
+  const conn = openDatabase(join(dir, file));
+  const sandboxId = (await ensureSandbox(conn, 'prod')).id;
+  const writer = new ThreadIngestWriter({
+    conn,
+    bus: new EventBus(),
+    limits: DEFAULT_INGEST_LIMITS,
+    sweepMs: 60_000,
+    log: pino({ level: 'silent' }),
+  });
+  return { conn, sandboxId, writer, ingest: new IngestService({ writer }) };
+}
+
 describe('ingest on its own thread', () => {
   it('stores, evaluates and publishes there, the changes on this bus before the request is answered', async () => {
     const conn = openDatabase(join(dir, 'a.db'));
@@ -82,16 +96,7 @@ describe('ingest on its own thread', () => {
   });
 
   it('checks events on this thread against its catalogue, which a schema change here moves at once', async () => {
-    const conn = openDatabase(join(dir, 'c.db'));
-    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-    const writer = new ThreadIngestWriter({
-      conn,
-      bus: new EventBus(),
-      limits: DEFAULT_INGEST_LIMITS,
-      sweepMs: 60_000,
-      log: pino({ level: 'silent' }),
-    });
-    const ingest = new IngestService({ writer });
+    const { conn, sandboxId, ingest } = await threadIngest('c.db');
     const event = (id: string, data: unknown) => ({
       id,
       identity: { namespace: 'email', id: 'ann@example.com' },
@@ -119,16 +124,7 @@ describe('ingest on its own thread', () => {
   });
 
   it('answers a request the thread died under with an error, and starts another thread for the next', async () => {
-    const conn = openDatabase(join(dir, 'b.db'));
-    const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-    const writer = new ThreadIngestWriter({
-      conn,
-      bus: new EventBus(),
-      limits: DEFAULT_INGEST_LIMITS,
-      sweepMs: 60_000,
-      log: pino({ level: 'silent' }),
-    });
-    const ingest = new IngestService({ writer });
+    const { conn, sandboxId, writer, ingest } = await threadIngest('b.db');
     const event = (id: string) => ({
       id,
       identity: { namespace: 'email', id: 'ann@example.com' },
