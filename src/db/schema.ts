@@ -10,11 +10,11 @@ import {
   JOB_KINDS,
   JOB_STATUSES,
   JOB_TRIGGERS,
-  type JobInput,
-  type JobResult,
   RANGE_STATUSES,
-} from '../domain/jobs/job-types.js';
-import { SCHEDULE_STATES, SCHEDULE_TYPES, TICK_OUTCOMES } from '../domain/schedules/schedule-vocabulary.js';
+  SCHEDULE_STATES,
+  SCHEDULE_TYPES,
+  TICK_OUTCOMES,
+} from './vocabulary.js';
 
 export const sandboxes = sqliteTable('sandboxes', {
   id: integer('id').primaryKey({ autoIncrement: true }),
@@ -151,9 +151,9 @@ export const jobs = sqliteTable(
     progressDone: integer('progress_done').notNull().default(0),
     progressTotal: integer('progress_total'),
     /** JSON: what the job was asked to do (the kind's input). */
-    input: text('input', { mode: 'json' }).$type<JobInput>().notNull(),
+    input: text('input', { mode: 'json' }).$type<object>().notNull(),
     /** JSON: the kind's result; a running estimate while it runs, or metrics once it has ended. */
-    result: text('result', { mode: 'json' }).$type<JobResult>(),
+    result: text('result', { mode: 'json' }).$type<object>(),
     error: text('error'),
     trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: integer('schedule_id'),

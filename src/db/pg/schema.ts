@@ -20,11 +20,11 @@ import {
   JOB_KINDS,
   JOB_STATUSES,
   JOB_TRIGGERS,
-  type JobInput,
-  type JobResult,
   RANGE_STATUSES,
-} from '../../domain/jobs/job-types.js';
-import { SCHEDULE_STATES, SCHEDULE_TYPES, TICK_OUTCOMES } from '../../domain/schedules/schedule-vocabulary.js';
+  SCHEDULE_STATES,
+  SCHEDULE_TYPES,
+  TICK_OUTCOMES,
+} from '../vocabulary.js';
 
 /** Epoch milliseconds, counts and ids: int8, read as a JS number (all stay below 2^53). */
 const int = (name: string) => bigint(name, { mode: 'number' });
@@ -158,8 +158,8 @@ export const jobs = pgTable(
     status: text('status', { enum: JOB_STATUSES }).notNull(),
     progressDone: int('progress_done').notNull().default(0),
     progressTotal: int('progress_total'),
-    input: jsonb('input').$type<JobInput>().notNull(),
-    result: jsonb('result').$type<JobResult>(),
+    input: jsonb('input').$type<object>().notNull(),
+    result: jsonb('result').$type<object>(),
     error: text('error'),
     trigger: text('trigger', { enum: JOB_TRIGGERS }).notNull().default('MANUAL'),
     scheduleId: int('schedule_id'),

@@ -1,18 +1,19 @@
 /**
- * The vocabulary of jobs and the types of each kind. This file imports nothing, because the
- * table definitions (src/db/schema.ts, which drizzle-kit loads on its own) type the `jobs`
- * columns with it.
+ * The vocabulary of jobs (stored as src/db/vocabulary.ts has it) and the types of each kind.
  */
+import type { JobKind, JobStatus } from '../../db/vocabulary.js';
 
-export const JOB_KINDS = ['SEGMENT', 'EXPORT', 'PREVIEW', 'INGESTION', 'DEFINITION_CHANGE_PREVIEW'] as const;
-export type JobKind = (typeof JOB_KINDS)[number];
-export const JOB_STATUSES = ['QUEUED', 'PROCESSING', 'SUCCEEDED', 'FAILED', 'CANCELLING', 'CANCELLED'] as const;
-export type JobStatus = (typeof JOB_STATUSES)[number];
-/** A part of a job split by profile id (job_ranges): waiting, held by a node under a lease, or evaluated. */
-export const RANGE_STATUSES = ['QUEUED', 'PROCESSING', 'DONE'] as const;
-export type RangeStatus = (typeof RANGE_STATUSES)[number];
-export const JOB_TRIGGERS = ['MANUAL', 'SCHEDULE'] as const;
-export type JobTrigger = (typeof JOB_TRIGGERS)[number];
+export {
+  JOB_KINDS,
+  JOB_STATUSES,
+  JOB_TRIGGERS,
+  type JobKind,
+  type JobStatus,
+  type JobTrigger,
+  RANGE_STATUSES,
+  type RangeStatus,
+} from '../../db/vocabulary.js';
+
 const TERMINAL_STATUSES: readonly JobStatus[] = ['SUCCEEDED', 'FAILED', 'CANCELLED'];
 export const isTerminal = (status: JobStatus) => TERMINAL_STATUSES.includes(status);
 
@@ -63,6 +64,6 @@ export type InputOf<K extends TypedJobKind> = ShapeOf<K>['input'];
 export type ProgressOf<K extends TypedJobKind> = ShapeOf<K>['progress'];
 export type ResultOf<K extends TypedJobKind> = ShapeOf<K>['result'];
 
-/** Any kind's input or result, as the `jobs` table stores it. */
+/** Any kind's input or result, as the `jobs` table stores it (as JSON: the table types it `object`). */
 export type JobInput = InputOf<TypedJobKind>;
 export type JobResult = ResultOf<TypedJobKind>;
