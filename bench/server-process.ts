@@ -149,6 +149,11 @@ export function cpuSeconds(pid: number | undefined): number {
   return statCpuSeconds(`/proc/${pid}/stat`);
 }
 
+/** One thread's CPU time (user + system, seconds) of process `pid` (its main thread: `tid` = `pid`); NaN off Linux. */
+export function taskCpuSeconds(pid: number, tid: number): number {
+  return statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);
+}
+
 function statCpuSeconds(file: string): number {
   try {
     const fields = readFileSync(file, 'utf8').split(') ')[1]!.split(' ');
@@ -169,7 +174,7 @@ export function threadCpuSeconds(pid: number | undefined): Map<number, number> {
     return out;
   }
   for (const tid of tids) {
-    const seconds = statCpuSeconds(`/proc/${pid}/task/${tid}/stat`);
+    const seconds = taskCpuSeconds(Number(pid), Number(tid));
     if (Number.isFinite(seconds)) out.set(Number(tid), seconds);
   }
   return out;

@@ -28,25 +28,19 @@
  * turn, so both meet the machine's moments alike; its figures are named `compare.…`, and
  * `cpu-ratio` / `wall-ratio` are this tree's over the other's (below 1: this tree is faster).
  */
-import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pino from 'pino';
 import { intArg, parseArgs, ROOT, report, statsOf } from './lib.js';
+import { taskCpuSeconds } from './server-process.js';
 import { prng, seedStreamStore, streamEvents } from './stream-store.js';
 
 const NAME = 'stream-writer';
 
-/** This thread's CPU seconds (user + system) from /proc; NaN elsewhere. */
-function threadCpu(): number {
-  try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return Number.NaN;
-  }
-}
+/** This (the main) thread's CPU seconds, user + system; NaN off Linux. */
+const threadCpu = () => taskCpuSeconds(process.pid, process.pid);
 
 type Group = { kind: 'event'; sandboxId: number; events: ReturnType<typeof streamEvents> }[];
 
