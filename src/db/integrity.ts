@@ -33,7 +33,10 @@ export function quickCheck(sqlite: Database.Database, file: string): void {
     throw err;
   }
   if (rows.length === 1 && rows[0] === 'ok') return;
-  throw damaged(file, `${rows.length} problem(s), first: ${rows[0]}`);
+  // A row can hold several problems, one per line under a "*** in database main ***" heading:
+  // the message names the first on one line (a log line, a CLI's one line on stderr).
+  const problems = rows.flatMap((row) => row.split('\n')).filter((line) => line !== '' && !line.startsWith('***'));
+  throw damaged(file, `${problems.length} problem(s), first: ${problems[0] ?? rows[0]}`);
 }
 
 export function damaged(file: string, detail: string, cause?: unknown): DatabaseDamagedError {
