@@ -3,7 +3,7 @@
  * identity makes a new profile), idempotent by event id. Several ingest requests can be written
  * in one transaction (group commit, `ingestEventGroup`): each keeps its own answer and per-event
  * errors, a request that fails leaves nothing behind and fails no other, and the work a commit
- * does once (touching profiles, the streaming step) runs once for all of them.
+ * does once (the streaming step) runs once for all of them.
  */
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
@@ -141,8 +141,10 @@ export function ingestEvents(
 
 /**
  * Ingests several requests' events in one write transaction, each request in a savepoint of its
- * own; then each touched profile's `updated_at` is set once and the hooks (streaming, pending
- * external members) run once per sandbox over what all of them changed. Should that shared step
+ * own; then the hooks (streaming, pending external members) run once per sandbox over what all
+ * of them changed. A profile's row is not written for its events: when it last gained one is
+ * read off the events' `ingested_at` (profiles.ts), not kept on the row, whose page would be
+ * one more written per event. Should that shared step
  * or the commit fail, each request is tried again alone, so one cannot fail the others.
  * Outcomes are in request order.
  */
@@ -205,7 +207,6 @@ export function writeEventGroup(
         for (const [sandboxId, changes] of bySandbox) {
           // Created by one request, found by another: still a new profile, evaluated in full.
           for (const id of changes.created) changes.addedTypes.delete(id);
-          for (const id of changes.touched) s.touchProfile.run(now, id, now);
           const joined = options.onIdentitiesAdded?.(sandboxId, changes.added, now);
           const streamed = options.onProfilesChanged?.(
             sandboxId,

@@ -111,7 +111,6 @@ export interface IngestStatements {
   insertProfile: Stmt;
   insertIdentity: Stmt;
   patchProfile: Stmt;
-  touchProfile: Stmt;
   countIdentities: Stmt;
   insertEvent: Stmt;
   profileAttributes: Stmt;
@@ -147,7 +146,6 @@ function prepareStatements(sqlite: Sqlite): IngestStatements {
     patchProfile: sqlite.prepare(
       'UPDATE profiles SET attributes = jsonb_patch(attributes, jsonb(?)), updated_at = ? WHERE id = ?',
     ),
-    touchProfile: sqlite.prepare('UPDATE profiles SET updated_at = ? WHERE id = ? AND updated_at < ?'),
     countIdentities: sqlite.prepare('SELECT count(*) FROM identities WHERE profile_id = ?').pluck(),
     insertEvent: sqlite.prepare(
       `INSERT INTO events (sandbox_id, profile_id, ts, event_type, event_id, payload, ingested_at)

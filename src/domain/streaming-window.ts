@@ -427,8 +427,8 @@ function installTriggers(sqlite: Connection['sqlite']): void {
  * `profiles` written, and the mark of the highest event id accounted for; what exists is kept.
  */
 function createWatches(sqlite: Connection['sqlite']): void {
-  // Profiles' updated_at moves at every ingest: only an attributes change is noted. Inserted
-  // events are found by id (the mark), not by a trigger.
+  // Only a change of a profile's attributes is noted (its updated_at moves with a profile
+  // record, not with its events). Inserted events are found by id (the mark), not by a trigger.
   sqlite.exec(`
     CREATE TEMP TABLE IF NOT EXISTS segql_window_mark (one INTEGER PRIMARY KEY CHECK (one = 1), events INTEGER NOT NULL);
     INSERT INTO temp.segql_window_mark (one, events) SELECT 1, coalesce(max(id), 0) FROM main.events WHERE true

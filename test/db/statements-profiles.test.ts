@@ -60,11 +60,12 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
         'events',
         ['id', 'sandbox_id', 'profile_id', 'ts', 'event_type', 'event_id', 'payload', 'ingested_at'],
         [
-          [1, 1, 1, 1_000, 'web.pageViews', 'e1', JSON.stringify({ url: '/' }), 0],
-          [2, 1, 1, 2_000, 'commerce.purchases', 'e2', JSON.stringify({ total: 9.5 }), 0],
-          [3, 1, 1, 2_000, 'web.pageViews', 'e3', JSON.stringify({}), 0],
-          [4, 1, 1, 3_000, 'web.pageViews', 'e4', JSON.stringify({ url: '/b' }), 0],
-          [5, 1, 2, 1_500, 'web.pageViews', 'e5', JSON.stringify({}), 0],
+          [1, 1, 1, 1_000, 'web.pageViews', 'e1', JSON.stringify({ url: '/' }), 50],
+          [2, 1, 1, 2_000, 'commerce.purchases', 'e2', JSON.stringify({ total: 9.5 }), 50],
+          [3, 1, 1, 2_000, 'web.pageViews', 'e3', JSON.stringify({}), 60],
+          [4, 1, 1, 3_000, 'web.pageViews', 'e4', JSON.stringify({ url: '/b' }), 60],
+          // Profile 2's row is at 200; an event ingested later makes it changed at 250.
+          [5, 1, 2, 1_500, 'web.pageViews', 'e5', JSON.stringify({}), 250],
           [6, 2, 4, 1_500, 'web.pageViews', 'e6', JSON.stringify({}), 0],
         ],
         ['payload'],
@@ -95,7 +96,8 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
         { profileId: 2, namespace: 'crm', id: 'b' },
       ]);
 
-      // listProfiles: sandbox, namespace, value, namespace twice, value twice, updated after twice.
+      // listProfiles: sandbox, namespace, value, namespace twice, value twice, updated after twice,
+      // sandbox and updated after again (for the events ingested since).
       const profileFilter = (ns: string | null, value: string | null, updated: number | null) => [
         1,
         ns,
@@ -105,6 +107,8 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
         value,
         value,
         updated,
+        updated,
+        1,
         updated,
       ];
       const [min, max] = [Number.MIN_SAFE_INTEGER, Number.MAX_SAFE_INTEGER];
@@ -116,6 +120,13 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
       expect(ids(await same('pageUp', [...profileFilter(null, null, 100), min, max, 1]))).toEqual([2]);
       expect(await same('count', profileFilter(null, null, null))).toEqual([{ n: 3 }]);
       expect(await same('count', profileFilter('email', null, 150))).toEqual([{ n: 1 }]);
+      // Changed after 240: profile 2 by its event (its row is at 200), profile 3 by its row.
+      expect(await same('pageUp', [...profileFilter(null, null, 240), min, max, 10])).toEqual([
+        expect.objectContaining({ id: 2, updatedAt: 250 }),
+        expect.objectContaining({ id: 3, updatedAt: 300 }),
+      ]);
+      expect(ids(await same('pageUp', [...profileFilter(null, null, 260), min, max, 10]))).toEqual([3]);
+      expect(await same('count', profileFilter(null, null, 240))).toEqual([{ n: 2 }]);
 
       // A filter naming one identity: through the identities key.
       const identified = (ns: string, value: string, updated: number | null) => [1, 1, ns, value, updated, updated];
@@ -123,6 +134,8 @@ describeOnPostgres('profiles statements on PostgreSQL', 'statements_profiles', (
       expect(ids(await same('identifiedDown', [...identified('email', 'ann@x', null), min, max, 10]))).toEqual([1]);
       expect(ids(await same('identifiedUp', [...identified('email', 'ann@x', 100), min, max, 10]))).toEqual([]);
       expect(ids(await same('identifiedUp', [...identified('email', 'nobody', null), min, max, 10]))).toEqual([]);
+      expect(ids(await same('identifiedUp', [...identified('crm', 'b', 240), min, max, 10]))).toEqual([2]);
+      expect(ids(await same('identifiedUp', [...identified('crm', 'b', 250), min, max, 10]))).toEqual([]);
       expect(await same('countIdentified', identified('email', 'ann@x', null))).toEqual([{ n: 1 }]);
 
       // listEvents: sandbox, profile, (type), from, to — the widest when absent; then the

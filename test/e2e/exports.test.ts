@@ -260,6 +260,67 @@ describe('export jobs', () => {
     expect(empty).toBe(`${['audienceId', 'identities', 'status', 'qualifiedAt', 'exitedAt', ...leaves].join(',')}\r\n`);
   });
 
+  it('keeps, from fromIngestTimestamp, the profiles whose record or events were ingested since', async () => {
+    const sb = 'fresh';
+    const { audienceId } = await setupSandbox(sb, 10);
+    await new Promise((r) => setTimeout(r, 5));
+    const since = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 5));
+    // fresh0 gains an event only (its record untouched); fresh2's record changes; both stay gold.
+    const ingested = ok(
+      await gqlIn(sb, 'mutation($e: [EventInput!]!) { ingestEvents(events: $e) { accepted } }', {
+        e: [
+          {
+            identity: { namespace: 'email', id: 'fresh0@example.com' },
+            eventType: 'web.webpagedetails.pageViews',
+            timestamp: since,
+          },
+        ],
+      }),
+    );
+    expect(ingested.ingestEvents.accepted).toBe(1);
+    ok(
+      await gqlIn(sb, INGEST, {
+        r: [{ identities: [{ namespace: 'email', id: 'fresh2@example.com' }], attributes: { loyalty: { points: 7 } } }],
+      }),
+    );
+    const job = await runExport(sb, {
+      audiences: [{ audienceId }],
+      fromIngestTimestamp: since,
+      destination: { datasetName: 'fresh', format: 'NDJSON' },
+    });
+    expect(job.status).toBe('SUCCEEDED');
+    const text = await (await download(sb, job.destination.dataset.id, job.files[0].path)).text();
+    const rows = text
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => JSON.parse(line));
+    expect(rows.map((r) => emailOf(r.identities)).sort()).toEqual(['fresh0@example.com', 'fresh2@example.com']);
+
+    // The same instant through the profile API: changed after it, and updatedAt at or after it.
+    const changed = ok(
+      await gqlIn(
+        sb,
+        'query($t: DateTime!) { profiles(filter: { updatedAfter: $t }) { totalCount edges { node { updatedAt identities { value } } } } }',
+        { t: since },
+      ),
+    ).profiles;
+    expect(changed.totalCount).toBe(2);
+    for (const { node } of changed.edges) expect(Date.parse(node.updatedAt)).toBeGreaterThan(Date.parse(since));
+    const one = ok(
+      await gqlIn(
+        sb,
+        'query($t: DateTime!) { profiles(filter: { identityNamespace: "email", identityValue: "fresh0@example.com", updatedAfter: $t }) { totalCount } }',
+        { t: since },
+      ),
+    ).profiles;
+    expect(one.totalCount).toBe(1);
+    const untouched = ok(
+      await gqlIn(sb, '{ profile(identity: { namespace: "email", id: "fresh4@example.com" }) { updatedAt } }'),
+    ).profile;
+    expect(Date.parse(untouched.updatedAt)).toBeLessThan(Date.parse(since));
+  });
+
   it('exports CHANGES: exactly the memberships realized or exited since the last export', async () => {
     const sb = 'changes';
     const { audienceId, definitionId } = await setupSandbox(sb, 6);

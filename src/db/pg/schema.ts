@@ -90,8 +90,11 @@ export const events = pgTable(
     ingestedAt: int('ingested_at').notNull(),
   },
   (t) => [
-    index('events_profile_type_ts').on(t.profileId, t.eventType, t.ts),
+    // ingested_at last: a profile's latest ingest (Profile.updatedAt) is read off the index alone.
+    index('events_profile_type_ts').on(t.profileId, t.eventType, t.ts, t.ingestedAt),
     index('events_sandbox_type_ts').on(t.sandboxId, t.eventType, t.ts),
+    // Appended to in time order: which profiles gained events since an instant (updatedAfter).
+    index('events_sandbox_ingested').on(t.sandboxId, t.ingestedAt, t.profileId),
     uniqueIndex('events_sandbox_event_id').on(t.sandboxId, t.eventId),
   ],
 );

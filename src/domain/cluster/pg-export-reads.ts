@@ -94,7 +94,13 @@ function rowQuery(plan: ExportPlan, audience: Audience, count: boolean, after: n
     params.push(value);
     return `$${params.length}`;
   };
-  const fresh = plan.fromIngestTimestamp != null ? ` AND p.updated_at >= ${p(plan.fromIngestTimestamp)}` : '';
+  // Ingested since: its row written, or events stored (the events' time index; profiles.ts).
+  let fresh = '';
+  if (plan.fromIngestTimestamp != null) {
+    const since = p(plan.fromIngestTimestamp);
+    fresh = ` AND (p.updated_at >= ${since}
+      OR p.id IN (SELECT profile_id FROM events WHERE sandbox_id = ${p(plan.sandboxId)} AND ingested_at >= ${since}))`;
+  }
   if (plan.mode === 'CHANGES') {
     const [realized, , exited] = MEMBERSHIP_STATUSES;
     const where = `h.audience_id = $1 AND h.to_status IN (${p(realized)}, ${p(exited)}) AND h.at > ${p(plan.since ?? 0)} AND h.at <= ${p(plan.now)}${fresh}`;

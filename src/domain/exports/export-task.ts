@@ -40,7 +40,12 @@ const ATTRIBUTES_JSON = "iif(typeof(p.attributes) = 'blob', p.attributes, json(p
 
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
-  const fresh = plan.fromIngestTimestamp != null ? ' AND p.updated_at >= @fromIngest' : '';
+  // Ingested since: its row written, or events stored (the events' time index; profiles.ts).
+  const fresh =
+    plan.fromIngestTimestamp != null
+      ? ` AND (p.updated_at >= @fromIngest
+        OR p.id IN (SELECT profile_id FROM events WHERE sandbox_id = @sandbox AND ingested_at >= @fromIngest))`
+      : '';
   if (plan.mode === 'CHANGES') {
     const select = count
       ? 'count(*)'
@@ -103,7 +108,7 @@ export function runExport(conn: Connection, plan: ExportPlan, ctx: TaskContext<'
       const params = (audience: ExportPlan['audiences'][number]) => ({
         audience: audience.audienceId,
         statuses: JSON.stringify(audience.statuses),
-        ...(plan.fromIngestTimestamp != null ? { fromIngest: plan.fromIngestTimestamp } : {}),
+        ...(plan.fromIngestTimestamp != null ? { fromIngest: plan.fromIngestTimestamp, sandbox: plan.sandboxId } : {}),
         ...(changes ? { since: plan.since ?? 0, now: plan.now } : {}),
         ...(lines ? { gid: audience.globalId } : {}),
       });

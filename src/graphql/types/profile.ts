@@ -82,7 +82,7 @@ builder.node(ProfileRef, {
     }),
     updatedAt: t.field({
       type: 'DateTime',
-      description: 'When an ingest last changed it.',
+      description: 'When it last changed: its record ingested, or an event of it ingested, whichever is later.',
       resolve: (p) => p.updatedAt,
     }),
     events: t.connection(
@@ -117,7 +117,10 @@ const ProfileFilter = builder.inputType('ProfileFilter', {
   fields: (t) => ({
     identityNamespace: t.string({ description: 'Only profiles with an identity in this namespace.' }),
     identityValue: t.string({ description: 'Only profiles with an identity of this value (in any namespace).' }),
-    updatedAfter: t.field({ type: 'DateTime', description: 'Only profiles changed after this instant.' }),
+    updatedAfter: t.field({
+      type: 'DateTime',
+      description: 'Only profiles changed after this instant (their record, or an event of theirs, ingested since).',
+    }),
   }),
 });
 
