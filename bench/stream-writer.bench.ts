@@ -24,11 +24,11 @@
  * log over; `--compare-checkpoint-ms`, `--compare-restart-pages` for the other checkout.
  *
  * `--compare DIR`: another checkout of SegQL (its `node_modules` present or linked), run in the
- * same process on its own copy of the seeded store, the two writers taking the same groups in
+ * same process on a store it seeds itself (its own tables and indexes, the same data), the two writers taking the same groups in
  * turn, so both meet the machine's moments alike; its figures are named `compare.…`, and
  * `cpu-ratio` / `wall-ratio` are this tree's over the other's (below 1: this tree is faster).
  */
-import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -112,6 +112,13 @@ async function loadWriter(
   };
 }
 
+/** The checkout's own `seedStreamStore` (one without it: this tree's, on its schema as migrated there). */
+async function seederOf(root: string): Promise<typeof seedStreamStore> {
+  const path = join(root, 'bench/stream-store.ts');
+  if (!existsSync(path)) return seedStreamStore;
+  return (await import(pathToFileURL(path).href)).seedStreamStore;
+}
+
 interface Totals {
   cpu: number;
   wall: number;
@@ -139,14 +146,18 @@ export async function run(argv: string[]): Promise<number> {
 
   const dir = mkdtempSync(join(tmpdir(), 'segql-stream-writer-'));
   try {
-    const seeded = join(dir, 'seed.db');
-    const sandboxId = await seedStreamStore(seeded, { profiles, definitions });
     const trees = [{ name: 'this', root: ROOT }];
     if (compareRoot !== undefined) trees.push({ name: 'compare', root: resolve(compareRoot) });
     const writers: Writer[] = [];
+    let sandboxId = 0;
     for (const tree of trees) {
+      // Each tree seeds its own store with its own schema and seeder (the same data: the seeds
+      // are fixed), so a change to the tables is measured with the indexes it comes with.
       const file = join(dir, `${tree.name}.db`);
-      cpSync(seeded, file);
+      const seed = tree.name === 'this' ? seedStreamStore : await seederOf(tree.root);
+      const id = await seed(file, { profiles, definitions });
+      if (sandboxId !== 0 && id !== sandboxId) throw new Error('the two trees seeded different sandboxes');
+      sandboxId = id;
       writers.push(await loadWriter(tree.root, file, logOf(tree.name === 'this' ? '' : 'compare-')));
     }
     const random = prng(7);
