@@ -40,6 +40,24 @@ const UPDATED_AT = `max(updated_at, coalesce((SELECT max(e.ingested_at) FROM eve
   WHERE e.profile_id = profiles.id), 0))`;
 const UPDATED_AT_PG = `GREATEST(updated_at, (SELECT max(e.ingested_at) FROM events AS e
   WHERE e.profile_id = profiles.id))`;
+/**
+ * SQL: profile `p` changed after (`>`) or at or after (`>=`) `since` — its row written, or an
+ * event of its ingested — for `profiles(updatedAfter:)` and an export's `fromIngestTimestamp`.
+ * The events' part reads the time index, appended to in ingest order: the profiles that gained
+ * events since, not every profile's events. The arguments after `op` are placeholders, in the
+ * order they appear (`since` twice: numbered ones may name a second parameter of the same value).
+ */
+export function profileChangedSince(
+  p: string,
+  op: '>' | '>=',
+  since: string,
+  sandbox: string,
+  sinceAgain = since,
+): string {
+  return `(${p}.updated_at ${op} ${since}
+    OR ${p}.id IN (SELECT profile_id FROM events WHERE sandbox_id = ${sandbox} AND ingested_at ${op} ${sinceAgain}))`;
+}
+
 const PROFILE = `id, sandbox_id AS "sandboxId", json(attributes) AS attributes, created_at AS "createdAt",
   ${UPDATED_AT} AS "updatedAt"`;
 const PROFILE_PG = `id, sandbox_id AS "sandboxId", CAST(attributes AS text) AS attributes, created_at AS "createdAt",
@@ -51,20 +69,17 @@ const EVENT_PG = `id, profile_id AS "profileId", event_id AS "eventId", ts AS "t
 
 /**
  * The filters of listProfiles, each off when its value is null; better-sqlite3 takes no numbered
- * parameters, so a value comes once for each place it is used (profileFilterParams). Changed
- * after an instant: the row, or events ingested since, found on the events' time index (the
- * profiles that gained events lately, not every profile's events).
+ * parameters, so a value comes once for each place it is used (profileFilterParams).
  */
 const PROFILE_FILTER = `sandbox_id = ?
   AND (? IS NULL AND ? IS NULL OR EXISTS (SELECT 1 FROM identities
     WHERE identities.profile_id = profiles.id AND (? IS NULL OR namespace = ?) AND (? IS NULL OR value = ?)))
-  AND (? IS NULL OR updated_at > ? OR id IN (SELECT profile_id FROM events WHERE sandbox_id = ? AND ingested_at > ?))`;
+  AND (? IS NULL OR ${profileChangedSince('profiles', '>', '?', '?')})`;
 const PROFILE_FILTER_PG = `sandbox_id = $1
   AND (CAST($2 AS text) IS NULL AND CAST($3 AS text) IS NULL OR EXISTS (SELECT 1 FROM identities
     WHERE identities.profile_id = profiles.id AND (CAST($4 AS text) IS NULL OR namespace = $5)
       AND (CAST($6 AS text) IS NULL OR value = $7)))
-  AND (CAST($8 AS bigint) IS NULL OR updated_at > $9
-    OR id IN (SELECT profile_id FROM events WHERE sandbox_id = $10 AND ingested_at > $11))`;
+  AND (CAST($8 AS bigint) IS NULL OR ${profileChangedSince('profiles', '>', '$9', '$10', '$11')})`;
 /** Then ids above and below (paging.ts integerBounds) and the limit. */
 const PROFILE_PAGE = `${PROFILE_FILTER} AND id > ? AND id < ?`;
 const PROFILE_PAGE_PG = `${PROFILE_FILTER_PG} AND id > $12 AND id < $13`;

@@ -23,6 +23,7 @@ import type { SourceRow } from '../exports/export-writer.js';
 import type { LifecycleState } from '../lifecycle.js';
 import { MEMBERSHIP_STATUSES } from '../membership-statuses.js';
 import { type SchemaField, sandboxCatalog } from '../profile-schema.js';
+import { profileChangedSince } from '../profiles.js';
 
 type Queryable = Pick<pg.ClientBase, 'query'>;
 
@@ -94,12 +95,10 @@ function rowQuery(plan: ExportPlan, audience: Audience, count: boolean, after: n
     params.push(value);
     return `$${params.length}`;
   };
-  // Ingested since: its row written, or events stored (the events' time index; profiles.ts).
   let fresh = '';
   if (plan.fromIngestTimestamp != null) {
     const since = p(plan.fromIngestTimestamp);
-    fresh = ` AND (p.updated_at >= ${since}
-      OR p.id IN (SELECT profile_id FROM events WHERE sandbox_id = ${p(plan.sandboxId)} AND ingested_at >= ${since}))`;
+    fresh = ` AND ${profileChangedSince('p', '>=', since, p(plan.sandboxId))}`;
   }
   if (plan.mode === 'CHANGES') {
     const [realized, , exited] = MEMBERSHIP_STATUSES;

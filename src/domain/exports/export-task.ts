@@ -3,6 +3,7 @@ import type { Connection } from '../../db/index.js';
 import { Cancelled } from '../jobs/cancelled.js';
 import type { JobTask, TaskContext } from '../jobs/task.js';
 import { statusSql } from '../membership-statuses.js';
+import { profileChangedSince } from '../profiles.js';
 import { removeUnfinishedFiles } from './export-job.js';
 import type { ExportPlan } from './export-plan.js';
 import { ExportWriter, type SourceRow } from './export-writer.js';
@@ -40,12 +41,8 @@ const ATTRIBUTES_JSON = "iif(typeof(p.attributes) = 'blob', p.attributes, json(p
 
 /** The rows of one audience, in one statement read by a cursor (the caller holds the read snapshot). */
 function rowQuery(plan: ExportPlan, count: boolean): string {
-  // Ingested since: its row written, or events stored (the events' time index; profiles.ts).
   const fresh =
-    plan.fromIngestTimestamp != null
-      ? ` AND (p.updated_at >= @fromIngest
-        OR p.id IN (SELECT profile_id FROM events WHERE sandbox_id = @sandbox AND ingested_at >= @fromIngest))`
-      : '';
+    plan.fromIngestTimestamp != null ? ` AND ${profileChangedSince('p', '>=', '@fromIngest', '@sandbox')}` : '';
   if (plan.mode === 'CHANGES') {
     const select = count
       ? 'count(*)'
