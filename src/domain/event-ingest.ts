@@ -5,13 +5,13 @@
  * errors, a request that fails leaves nothing behind and fails no other, and the work a commit
  * does once (the streaming step) runs once for all of them.
  */
-import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { isBusy } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
 import type { FieldCatalog } from '../pql/index.js';
 import { parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
+import { timeOrderedId } from './event-ids.js';
 import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
 import {
   byteLength,
@@ -78,7 +78,7 @@ export function prepareEventRequest(
         namespace: event.identity.namespace,
         value: event.identity.id,
         eventType: event.eventType,
-        eventId: event.id ?? randomUUID(),
+        eventId: event.id ?? timeOrderedId(),
         ts: checked.ts,
         payloadJson: JSON.stringify(checked.data),
       };

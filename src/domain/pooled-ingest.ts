@@ -14,7 +14,6 @@
  * one lock of the cluster for their transaction, so two nodes cannot both find an identity new
  * and make two profiles of it, as SQLite's one writer cannot.
  */
-import { randomUUID } from 'node:crypto';
 import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { statements } from '../db/statement.js';
 import type { Store, UnitLock } from '../db/store.js';
@@ -22,6 +21,7 @@ import { type UnitOf, writeUnit } from '../db/unit.js';
 import type { FieldCatalog } from '../pql/index.js';
 import { refreshAudienceSize } from './audiences.js';
 import { badInput } from './errors.js';
+import { timeOrderedId } from './event-ids.js';
 import { checkEvent } from './event-ingest.js';
 import {
   type AddedEventTypes,
@@ -517,7 +517,7 @@ export async function ingestEventsPooled(
       const accepted = events.flatMap((event, index) => {
         const c = checked[index]!;
         return c.ok
-          ? [{ event, ts: c.ts, payloadJson: JSON.stringify(c.data), eventId: event.id ?? randomUUID() }]
+          ? [{ event, ts: c.ts, payloadJson: JSON.stringify(c.data), eventId: event.id ?? timeOrderedId() }]
           : [];
       });
       const profileOf = new Map<string, number>();
