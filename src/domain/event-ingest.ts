@@ -142,11 +142,12 @@ export function ingestEvents(
 /**
  * Ingests several requests' events in one write transaction, each request in a savepoint of its
  * own; then the hooks (streaming, pending external members) run once per sandbox over what all
- * of them changed. A profile's row is not written for its events: when it last gained one is
- * read off the events' `ingested_at` (profiles.ts), not kept on the row, whose page would be
- * one more written per event. Should that shared step
- * or the commit fail, each request is tried again alone, so one cannot fail the others.
- * Outcomes are in request order.
+ * of them changed. Should that shared step or the commit fail, each request is tried again
+ * alone, so one cannot fail the others. Outcomes are in request order.
+ *
+ * A profile's row is not written for its events: when it last gained one is read off the
+ * events' `ingested_at` (profiles.ts), not kept on the row, whose page would be one more
+ * written per event.
  */
 export function ingestEventGroup(
   conn: Connection,
