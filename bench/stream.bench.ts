@@ -33,7 +33,10 @@
  * - context: `changes …` (how many changes the subscriber saw per run, and in how many messages);
  *   `threads …` (each run's CPU per event of the server's main thread, of its busiest other
  *   thread — on SQLite the ingest thread, the one writer, which bounds the events per second —
- *   and of the rest: V8's helpers, the checkpoint thread; from /proc, Linux only).
+ *   and of the rest: V8's helpers, the checkpoint thread; from /proc, Linux only), then this
+ *   bench's own CPU per event (the load generator shares the box's cores) and how many of the
+ *   box's cores were busy while the run's requests were in flight (/proc/stat): a box near all
+ *   its cores is bound by CPU, one well under them by the hand-offs between threads.
  *
  * Correctness (exit 1 with a `MISMATCH` line): every event sent is accepted and stored once; every
  * membership change written reached the subscriber or was counted to it in `lagged` (a subscriber
@@ -45,7 +48,7 @@
  * new events can change (attributes alone) leaves it unevaluated.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, createClient } from 'graphql-ws';
 import pg from 'pg';
@@ -249,6 +252,8 @@ export async function run(argv: string[]): Promise<number> {
       }
     };
 
+    /** The box's CPU ticks when a run's last request was answered (before waiting for the last changes). */
+    let sendsEnded: number[] | undefined;
     /** `total` events in batches with `inFlight` requests at a time; events per second. */
     const oneRun = async (total: number, inFlight: number, label: string | undefined) => {
       const before = received;
@@ -266,6 +271,7 @@ export async function run(argv: string[]): Promise<number> {
       };
       await Promise.all(Array.from({ length: inFlight }, worker));
       const ms = performance.now() - started;
+      sendsEnded = boxCpuTicks();
       // Let the last changes arrive before counting: until none came for 300 ms.
       for (let heard = -1; heard !== received + lagged; ) {
         heard = received + lagged;
@@ -294,7 +300,11 @@ export async function run(argv: string[]): Promise<number> {
         const cpuByNode = servers.map((s) => cpuSeconds(s.child.pid));
         const threadsBefore = servers.map((s) => threadCpuSeconds(s.child.pid));
         const databaseBefore = database && scratch ? await databaseCpu(database, scratch.name) : undefined;
+        const clientBefore = process.cpuUsage();
+        const boxBefore = boxCpuTicks();
         set.rates.push(await oneRun(events, inFlight, `${label} run ${r + 1}`));
+        const client = process.cpuUsage(clientBefore);
+        const box = boxBusyCores(boxBefore, sendsEnded);
         set.cpuPerThousand.push(((nodesCpu() - cpu) * 1e6) / events);
         if (database && scratch && databaseBefore) {
           const seconds = databaseCpuBetween(databaseBefore, await databaseCpu(database, scratch.name));
@@ -312,7 +322,12 @@ export async function run(argv: string[]): Promise<number> {
           const us = (seconds: number) => ((seconds * 1e6) / events).toFixed(1);
           return `${servers.length > 1 ? `node ${i + 1}: ` : ''}main thread ${us(main)}, busiest other thread ${us(busiest)}, the rest ${us(rest)}`;
         });
-        console.log(`threads ${name} ${label} run ${r + 1}: CPU µs per event: ${split.join('; ')}`);
+        // The bench's own process shares the box's cores: what it takes is not the server's to use.
+        const clientUs = ((client.user + client.system) / events).toFixed(1);
+        console.log(
+          `threads ${name} ${label} run ${r + 1}: CPU µs per event: ${split.join('; ')}; this client ${clientUs}` +
+            (box === undefined ? '' : `; the box busy ${box.toFixed(2)} of ${cpus().length} cores`),
+        );
         if (servers.length > 1) {
           const shares = servers.map(
             (s, i) => `node ${i + 1} ${(((cpuSeconds(s.child.pid) - cpuByNode[i]!) * 1e6) / events).toFixed(0)}`,
@@ -391,6 +406,24 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** The last lines of each log in the scratch directory (the servers', the copy's), on stderr. */
+/** The box's CPU ticks from /proc/stat (all cores: user … steal), undefined off Linux. */
+function boxCpuTicks(): number[] | undefined {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
+  } catch {
+    return undefined;
+  }
+}
+
+/** How many of the box's cores were busy on average between two readings (idle and iowait count as idle). */
+function boxBusyCores(before: number[] | undefined, after: number[] | undefined): number | undefined {
+  if (!before || !after) return undefined;
+  const spent = after.map((v, i) => v - before[i]!);
+  const total = spent.reduce((a, b) => a + b, 0);
+  if (total <= 0) return undefined;
+  return ((total - spent[3]! - spent[4]!) / total) * cpus().length;
+}
+
 function printLogTails(dataDir: string, lines = 30): void {
   for (const file of readdirSync(dataDir).filter((f) => f.endsWith('.log'))) {
     const tail = readFileSync(join(dataDir, file), 'utf8').trimEnd().split('\n').slice(-lines);
