@@ -184,7 +184,9 @@ export function evaluateSegmentPlan(conn: Connection, plan: SegmentPlan, ctx: Ta
       return { result: { metrics, notes: plan.notes }, units: totalProfiles * plan.definitions.length };
     });
   } finally {
-    sqlite.exec('DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships');
+    sqlite.exec(
+      'DROP TABLE IF EXISTS temp.job_result; DROP TABLE IF EXISTS temp.memberships; DROP TABLE IF EXISTS temp.job_entering; DROP TABLE IF EXISTS temp.job_exiting',
+    );
   }
 }
 
@@ -265,29 +267,56 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
   const { sqlite } = conn;
   const { sandboxId, now, jobId } = plan;
   const cause = `job:${jobId}`;
+  const HISTORY = `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)`;
+  // A re-run's transitions are found once per audience (one pass each way) into these, and the
+  // history and the membership writes then read them: in the daily re-run over unchanged data
+  // both stay empty, where each of the statements joined the audience's whole result again.
+  sqlite.exec(`DROP TABLE IF EXISTS temp.job_entering; DROP TABLE IF EXISTS temp.job_exiting;
+    CREATE TEMP TABLE job_entering (profile_id INTEGER PRIMARY KEY, from_status TEXT);
+    CREATE TEMP TABLE job_exiting (from_status TEXT NOT NULL, profile_id INTEGER NOT NULL, PRIMARY KEY (from_status, profile_id)) WITHOUT ROWID`);
+  const enterSql = (from: string, where: string) =>
+    `INSERT INTO main.memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
+       SELECT ?, ?, e.profile_id, ${statusSql('REALIZED')}, ?, ?, NULL FROM ${from}
+       WHERE ${where}
+         -- A profile deleted since the read snapshot gets no membership; the (sandbox_id, id) index answers
+         -- that without reading the profile's row.
+         AND EXISTS (SELECT 1 FROM main.profiles p INDEXED BY profiles_sandbox_id WHERE p.sandbox_id = ? AND p.id = e.profile_id)
+       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
+         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
+       WHERE memberships.status = ${statusSql('EXITED')}`;
   const s = {
-    historyEnter: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-       SELECT ?, r.profile_id, r.audience_id, ?, m.status, ${statusSql('REALIZED')}, ?, ? FROM temp.job_result r
+    /** Whether the audience has any row yet: a first evaluation has no transitions to find, only entries. */
+    hasRows: sqlite.prepare('SELECT EXISTS (SELECT 1 FROM main.memberships WHERE audience_id = ?)').pluck(),
+    historyFirst: sqlite.prepare(
+      `${HISTORY} SELECT ?, e.profile_id, e.audience_id, ?, NULL, ${statusSql('REALIZED')}, ?, ? FROM temp.job_result e WHERE e.audience_id = ?`,
+    ),
+    enterFirst: sqlite.prepare(enterSql('temp.job_result e', 'e.audience_id = ?')),
+    entering: sqlite.prepare(
+      `INSERT INTO temp.job_entering (profile_id, from_status)
+       SELECT r.profile_id, m.status FROM temp.job_result r
        LEFT JOIN main.memberships m ON m.audience_id = r.audience_id AND m.profile_id = r.profile_id
        WHERE r.audience_id = ? AND (m.status IS NULL OR m.status = ${statusSql('EXITED')})`,
     ),
+    historyEnter: sqlite.prepare(
+      `${HISTORY} SELECT ?, e.profile_id, ?, ?, e.from_status, ${statusSql('REALIZED')}, ?, ? FROM temp.job_entering e ORDER BY e.profile_id`,
+    ),
+    enter: sqlite.prepare(enterSql('temp.job_entering e', 'true')),
     historyStay: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-       SELECT ?, m.profile_id, m.audience_id, ?, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, ?, ? FROM main.memberships m
+      `${HISTORY} SELECT ?, m.profile_id, m.audience_id, ?, ${statusSql('REALIZED')}, ${statusSql('EXISTING')}, ?, ? FROM main.memberships m
        WHERE m.audience_id = ? AND m.status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
     ),
-    historyExit: sqlite.prepare(
-      `INSERT INTO main.membership_history (sandbox_id, profile_id, audience_id, at, from_status, to_status, cause, definition_version)
-       SELECT ?, m.profile_id, m.audience_id, ?, m.status, ${statusSql('EXITED')}, ?, ? FROM main.memberships m
-       WHERE m.audience_id = ? AND m.status IN (${statusSql('REALIZED')}, ${statusSql('EXISTING')})
+    exiting: sqlite.prepare(
+      `INSERT INTO temp.job_exiting (from_status, profile_id) SELECT m.status, m.profile_id FROM main.memberships m
+       WHERE m.audience_id = ? AND m.status IN ${CURRENT_STATUSES_SQL}
          AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = m.audience_id AND r.profile_id = m.profile_id)`,
+    ),
+    historyExit: sqlite.prepare(
+      `${HISTORY} SELECT ?, x.profile_id, ?, ?, x.from_status, ${statusSql('EXITED')}, ?, ? FROM temp.job_exiting x`,
     ),
     exit: sqlite.prepare(
       `UPDATE main.memberships SET status = ${statusSql('EXITED')}, exited_at = ?, last_evaluated_at = ?
-       WHERE audience_id = ? AND status IN ${CURRENT_STATUSES_SQL}
-         AND NOT EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
+       WHERE audience_id = ? AND profile_id IN (SELECT profile_id FROM temp.job_exiting)`,
     ),
     // Only REALIZED rows change (to EXISTING): an EXISTING member that still qualifies keeps its
     // row as it is, so a re-run over unchanged data writes next to nothing. Its lastEvaluatedAt is
@@ -297,17 +326,8 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
        WHERE audience_id = ? AND status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
-    enter: sqlite.prepare(
-      `INSERT INTO main.memberships (sandbox_id, audience_id, profile_id, status, qualified_at, last_evaluated_at, exited_at)
-       SELECT ?, r.audience_id, r.profile_id, ${statusSql('REALIZED')}, ?, ?, NULL FROM temp.job_result r
-       WHERE r.audience_id = ?
-         -- A profile deleted since the read snapshot gets no membership; the (sandbox_id, id) index answers
-         -- that without reading the profile's row.
-         AND EXISTS (SELECT 1 FROM main.profiles p INDEXED BY profiles_sandbox_id WHERE p.sandbox_id = ? AND p.id = r.profile_id)
-       ON CONFLICT (audience_id, profile_id) DO UPDATE SET status = ${statusSql('REALIZED')}, qualified_at = excluded.qualified_at,
-         last_evaluated_at = excluded.last_evaluated_at, exited_at = NULL
-       WHERE memberships.status = ${statusSql('EXITED')}`,
-    ),
+    forgetMoves: sqlite.prepare('DELETE FROM temp.job_entering'),
+    forgetExits: sqlite.prepare('DELETE FROM temp.job_exiting'),
     purge: sqlite.prepare(
       `DELETE FROM main.memberships WHERE audience_id = ? AND status = ${statusSql('EXITED')} AND exited_at < ?`,
     ),
@@ -336,13 +356,25 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
   for (const { audienceId, definitionId, version } of plan.definitions) {
     if (failedIds.has(definitionId)) continue;
     const key = encodeGlobalId('Audience', audienceId);
-    s.historyEnter.run(sandboxId, now, cause, version, audienceId);
-    s.historyStay.run(sandboxId, now, cause, version, audienceId);
-    s.historyExit.run(sandboxId, now, cause, version, audienceId);
-    const exited = s.exit.run(now, now, audienceId).changes;
-    s.stay.run(now, audienceId);
+    let exited = 0;
+    let entered: number;
+    if (!s.hasRows.get(audienceId)) {
+      s.historyFirst.run(sandboxId, now, cause, version, audienceId);
+      entered = s.enterFirst.run(sandboxId, audienceId, now, now, audienceId, sandboxId).changes;
+    } else {
+      // History first, in the order the rows were before this job: entries, stays, exits.
+      s.entering.run(audienceId);
+      s.historyEnter.run(sandboxId, audienceId, now, cause, version);
+      s.historyStay.run(sandboxId, now, cause, version, audienceId);
+      s.exiting.run(audienceId);
+      s.historyExit.run(sandboxId, audienceId, now, cause, version);
+      exited = s.exit.run(now, now, audienceId).changes;
+      s.stay.run(now, audienceId);
+      entered = s.enter.run(sandboxId, audienceId, now, now, sandboxId).changes;
+      s.forgetMoves.run();
+      s.forgetExits.run();
+    }
     const qualified = s.qualified.get(audienceId) as number;
-    const entered = s.enter.run(sandboxId, now, now, audienceId, sandboxId).changes;
     s.purge.run(audienceId, now - EXITED_RETENTION_MS);
     const before = (s.sizeOf.get(audienceId) as number | undefined) ?? 0;
     s.size.run(audienceId, now, audienceId);
