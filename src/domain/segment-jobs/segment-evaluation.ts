@@ -326,7 +326,7 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
        WHERE audience_id = ? AND status = ${statusSql('REALIZED')}
          AND EXISTS (SELECT 1 FROM temp.job_result r WHERE r.audience_id = memberships.audience_id AND r.profile_id = memberships.profile_id)`,
     ),
-    forgetMoves: sqlite.prepare('DELETE FROM temp.job_entering'),
+    forgetEntries: sqlite.prepare('DELETE FROM temp.job_entering'),
     forgetExits: sqlite.prepare('DELETE FROM temp.job_exiting'),
     purge: sqlite.prepare(
       `DELETE FROM main.memberships WHERE audience_id = ? AND status = ${statusSql('EXITED')} AND exited_at < ?`,
@@ -371,7 +371,7 @@ function writeResults(conn: Connection, plan: SegmentPlan, read: ReadPhase): Seg
       exited = s.exit.run(now, now, audienceId).changes;
       s.stay.run(now, audienceId);
       entered = s.enter.run(sandboxId, audienceId, now, now, sandboxId).changes;
-      s.forgetMoves.run();
+      s.forgetEntries.run();
       s.forgetExits.run();
     }
     const qualified = s.qualified.get(audienceId) as number;
