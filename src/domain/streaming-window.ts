@@ -214,26 +214,27 @@ export class StreamingWindows {
     const keep = new Map<number, Window>();
     const missing: number[] = [];
     const wanted = new Set(profileIds);
-    const all = written ? new Set([...wanted, ...written.keys()]) : wanted;
-    for (const profileId of all) {
+    const serve = (profileId: number, isWanted: boolean) => {
       const held = this.windows.get(profileId);
       if (held === undefined || held.sandboxId !== sandboxId || held.types !== key || held.since > since) {
         if (held !== undefined) this.windows.delete(profileId);
-        if (wanted.has(profileId)) missing.push(profileId);
-        continue;
+        if (isWanted) missing.push(profileId);
+        return;
       }
       const events = advance(held.events, since, types, written?.get(profileId));
-      const window = { ...held, since, events };
-      keep.set(profileId, window);
-      if (wanted.has(profileId)) {
-        // Its memberships are the held ones until the evaluation changes one (`changing`).
-        const doc = { ...held.doc, events };
+      // Its memberships are the held ones until the evaluation changes one (`changing`). Spelt
+      // out rather than spread: one shape for every window and document, on the ingest's path.
+      const { attributes, memberships, statuses, payloads } = held.doc;
+      const doc: StoredProfileDocument = isWanted ? { attributes, events, memberships, statuses, payloads } : held.doc;
+      keep.set(profileId, { sandboxId, doc, types: key, since, events });
+      if (isWanted) {
         docs.set(profileId, doc);
-        window.doc = doc;
         this.hits++;
         totals.hit++;
       }
-    }
+    };
+    for (const profileId of wanted) serve(profileId, true);
+    if (written) for (const profileId of written.keys()) if (!wanted.has(profileId)) serve(profileId, false);
     if (missing.length > 0) {
       this.misses += missing.length;
       totals.miss += missing.length;

@@ -172,12 +172,18 @@ export function streamingWork(
   added: AddedEventTypes | undefined,
 ): Map<number, readonly PlannedDefinition[]> {
   const work = new Map<number, readonly PlannedDefinition[]>();
+  // Profiles that gained events of the same types meet the same definitions: chosen once per set of types.
+  const byTypes = new Map<string, readonly PlannedDefinition[]>();
   for (const profileId of profileIds) {
     const only = added?.get(profileId);
     let relevant = planned;
     if (only) {
-      const some: PlannedDefinition[] = [];
-      for (const d of planned) if (readsAny(d, only)) some.push(d);
+      const key = only.size === 1 ? only.values().next().value! : [...only].sort().join('\u0000');
+      let some = byTypes.get(key);
+      if (some === undefined) {
+        some = planned.filter((d) => readsAny(d, only));
+        byTypes.set(key, some);
+      }
       relevant = some;
     }
     if (relevant.length > 0) work.set(profileId, relevant);
