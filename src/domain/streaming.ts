@@ -178,7 +178,8 @@ export function streamingWork(
     const only = added?.get(profileId);
     let relevant = planned;
     if (only) {
-      const key = only.size === 1 ? only.values().next().value! : [...only].sort().join('\u0000');
+      // Unambiguous whatever characters a type holds: one type as itself, several as JSON.
+      const key = only.size === 1 ? `1${only.values().next().value!}` : `n${JSON.stringify([...only].sort())}`;
       let some = byTypes.get(key);
       if (some === undefined) {
         some = planned.filter((d) => readsAny(d, only));
