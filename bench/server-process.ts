@@ -96,12 +96,17 @@ export async function graphqlRequest<T>(url: string, query: string, variables?: 
 }
 
 /**
- * GraphQL over one kept-alive node:http connection, for latency benches. fetch (undici) costs the
- * bench process ~0.4 ms and a few hundred KB of garbage a request: with it the client's own
- * scavenges (10+ ms each on a busy box, one every ~120 requests) were in the p99 of what it timed.
+ * GraphQL over kept-alive node:http connections (`connections` of them, one by default), for
+ * latency benches and load generators. fetch (undici) costs the bench process ~0.4 ms and a few
+ * hundred KB of garbage a request: with it the client's own scavenges (10+ ms each on a busy box,
+ * one every ~120 requests) were in the p99 of what it timed, and a load generator sharing the
+ * server's cores took CPU the server could have used.
  */
-export function keepAliveGraphql(url: string): <T>(query: string, variables?: Record<string, unknown>) => Promise<T> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+export function keepAliveGraphql(
+  url: string,
+  connections = 1,
+): <T>(query: string, variables?: Record<string, unknown>) => Promise<T> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
   const { hostname, port, pathname } = new URL(url);
   return <T>(query: string, variables?: Record<string, unknown>) =>
     new Promise<T>((resolve, reject) => {
