@@ -238,23 +238,47 @@ export type CheckedEvent =
   | { ok: true; ts: number; data: Record<string, unknown> }
   | { ok: false; message: string; code: IngestErrorCode };
 
+/** `"YYYY-MM-DDTHH:MM:SS.sssZ"` as JSON: how long an event's time is, however it was handed over. */
+const ISO_TEXT_BYTES = 26;
+
+/**
+ * The event as JSON, in bytes (the guardrail's measure), its time counted as the instant's ISO text
+ * (`toISOString`), as the API measured it before it handed times over already read.
+ */
+function recordBytes(event: EventInput): number {
+  const size = byteLength(event);
+  return typeof event.timestamp === 'number' ? size - JSON.stringify(event.timestamp).length + ISO_TEXT_BYTES : size;
+}
+
+/** Epoch ms handed over already read: an instant of the years 0001 to 9999, as parseDatetime gives. */
+function instantOf(ms: number): { ok: true; ms: number } | { ok: false; reason: string } {
+  if (!Number.isInteger(ms) || ms < -62135596800000 || ms > 253402300799999)
+    return { ok: false, reason: 'it is outside the years 0001 to 9999 in UTC' };
+  return { ok: true, ms };
+}
+
+/** A refusal. At module level: under tsx a closure made per call costs a defineProperty (its name). */
+function refuse(message: string, code: IngestErrorCode = 'BAD_USER_INPUT'): CheckedEvent {
+  return { ok: false, message, code };
+}
+
 /**
  * The checks an event passes before anything is stored, the same whichever database stores it:
  * the size guardrail, its identity, type, timestamp and id, its data against the catalogue.
  */
 export function checkEvent(event: EventInput, catalog: FieldCatalog, limits: IngestLimits): CheckedEvent {
-  const refuse = (message: string, code: IngestErrorCode = 'BAD_USER_INPUT'): CheckedEvent => ({
-    ok: false,
-    message,
-    code,
-  });
-  if (byteLength(event) > limits.eventRecordBytes) {
+  if (recordBytes(event) > limits.eventRecordBytes) {
     return refuse(`Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
   }
   const problem = identityProblem(event.identity);
   if (problem) return refuse(`Invalid identity: ${problem}`);
   if (typeof event.eventType !== 'string' || event.eventType === '') return refuse('eventType is empty');
-  const parsedTs = typeof event.timestamp === 'string' ? parseDatetime(event.timestamp) : undefined;
+  const parsedTs =
+    typeof event.timestamp === 'number'
+      ? instantOf(event.timestamp)
+      : typeof event.timestamp === 'string'
+        ? parseDatetime(event.timestamp)
+        : undefined;
   if (!parsedTs?.ok) {
     return refuse(`timestamp must be an ISO-8601 datetime${parsedTs ? `: ${parsedTs.reason}` : ''}`);
   }

@@ -22,7 +22,11 @@ export interface ProfileRecord {
 export interface EventInput {
   id?: string | null;
   identity: IdentityInput;
-  timestamp: string;
+  /**
+   * ISO-8601 text, or epoch ms already read from it (GraphQL's DateTime scalar reads the text:
+   * reading it again, and writing it back first, was a share of each streamed event's cost).
+   */
+  timestamp: string | number;
   eventType: string;
   data?: unknown;
 }

@@ -174,6 +174,63 @@ const quiet = {
   stop: () => {},
 } as unknown as StreamingSegmentation;
 
+describe('event times handed over already read', () => {
+  it('stores an instant given as epoch ms as it stores its ISO text, and refuses one out of range', async () => {
+    const { conn, sandboxId } = await setup();
+    const at = Date.parse('2026-12-05T09:30:00.123+02:00');
+    const [outcome] = ingestEventGroup(
+      conn,
+      [
+        {
+          sandboxId,
+          events: [
+            { ...purchase('text', 'ann'), timestamp: '2026-12-05T09:30:00.123+02:00' },
+            { ...purchase('ms', 'ann'), timestamp: at },
+            { ...purchase('late', 'ann'), timestamp: 253402300800000 },
+            { ...purchase('half', 'ann'), timestamp: at + 0.5 },
+          ],
+        },
+      ],
+      { now: NOW },
+    );
+    expect(outcome!.ok && outcome!.result).toMatchObject({ accepted: 2, rejected: 2 });
+    expect(outcome!.ok && outcome!.result.errors.map((e) => [e.index, e.code])).toEqual([
+      [2, 'BAD_USER_INPUT'],
+      [3, 'BAD_USER_INPUT'],
+    ]);
+    const stored = conn.sqlite.prepare('SELECT event_id, ts FROM events ORDER BY event_id').raw().all();
+    expect(stored).toEqual([
+      ['ms', at],
+      ['text', at],
+    ]);
+  });
+
+  it('measures the guardrail the same either way: the time counts as its ISO text', async () => {
+    const { conn, sandboxId } = await setup();
+    const limits = { ...DEFAULT_INGEST_LIMITS, eventRecordBytes: 400 };
+    const iso = new Date(NOW).toISOString();
+    const sized = (id: string, bytes: number, timestamp: string | number): EventInput => {
+      const event = { ...purchase(id, 'ann'), timestamp: iso, data: { channel: '' } };
+      const channel = 'x'.repeat(bytes - Buffer.byteLength(JSON.stringify(event)));
+      return { ...event, timestamp, data: { channel } };
+    };
+    const [outcome] = ingestEventGroup(
+      conn,
+      [
+        {
+          sandboxId,
+          events: [sized('t400', 400, iso), sized('m400', 400, NOW), sized('t401', 401, iso), sized('m401', 401, NOW)],
+        },
+      ],
+      { now: NOW, limits },
+    );
+    expect(outcome!.ok && outcome!.result.errors.map((e) => [e.index, e.code])).toEqual([
+      [2, 'GUARDRAIL'],
+      [3, 'GUARDRAIL'],
+    ]);
+  });
+});
+
 describe('IngestService.events', () => {
   it('commits requests made in the same turn together, each resolving with its own result', async () => {
     const { conn, sandboxId } = await setup();

@@ -257,10 +257,8 @@ builder.mutationFields((t) => ({
       'Stores experience events on the profiles of their identities (streaming audiences follow at once); bad events are reported by index.',
     args: { events: t.arg({ type: [EventInput], required: true, description: 'The events, in order.' }) },
     resolve: (_root, args, ctx) =>
-      ctx.app.ingest.events(
-        ctx.sandbox.id,
-        args.events.map((e) => ({ ...e, timestamp: new Date(e.timestamp).toISOString() })),
-      ),
+      // The DateTime scalar has read each timestamp into epoch ms, which ingestion takes as is.
+      ctx.app.ingest.events(ctx.sandbox.id, args.events),
   }),
   deleteProfile: t.globalID({
     nullable: true,
