@@ -3,6 +3,8 @@
  * migrates, seeds demo data into an empty `prod` sandbox (SEGQL_DEMO_PROFILES) and serves on PORT.
  * Usage goes to stdout with exit 0; a usage error is one line on stderr with exit 2.
  */
+// First: it loads graphql's type checks before anything else loads graphql.
+import './server/graphql-release-checks.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import type { Logger } from 'pino';
