@@ -14,13 +14,11 @@ import { type SQLiteTable, getTableConfig as sqliteTableConfig } from 'drizzle-o
 export const PG_ONLY_COLUMNS: Record<string, readonly string[]> = { search_documents: ['search_vector'] };
 
 /**
- * Indexes SQLite has and PostgreSQL leaves out. `memberships (audience_id, status)`: in SQLite's
- * WITHOUT ROWID table it carries the key, so it lists an audience's members by status without
- * touching rows; PostgreSQL's carries no profile id, so every read that wants the members visits
- * the rows and the primary key `(audience_id, profile_id)` serves it as well, while its upkeep was
- * a quarter of the CPU of a segment job's member insert (docs/storage.md, "PostgreSQL layout").
+ * Indexes SQLite has and PostgreSQL leaves out, by table. None since SQLite too dropped
+ * `memberships (audience_id, status)` (drizzle/0025, docs/storage.md): the primary key
+ * `(audience_id, profile_id)` serves every read of an audience's members on both.
  */
-export const SQLITE_ONLY_INDEXES: Record<string, readonly string[]> = { memberships: ['memberships_audience_status'] };
+export const SQLITE_ONLY_INDEXES: Record<string, readonly string[]> = {};
 
 type Family = 'integer' | 'boolean' | 'text' | 'document' | 'bytes' | 'integers';
 
