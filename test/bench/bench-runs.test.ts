@@ -149,4 +149,27 @@ describe('bench entry points on a tiny data set', { timeout: 90_000 }, () => {
     expect(f.get('changes-per-event')).toBe(f.get('compare.changes-per-event'));
     expect(f.has('wall-ratio')).toBe(true);
   });
+
+  it('stream-pages: the b-trees a streaming commit writes, read back from the log', () => {
+    const { code, lines, stderr } = bench('stream-pages', [
+      ...['--definitions', '10', '--group', '50', '--groups', '3', '--warmup', '2'],
+    ]);
+    expect(code, `${lines.join('\n')}\n${stderr}`).toBe(0);
+    const f = figures('stream-pages', lines);
+    expect(f.get('pages-per-commit')).toBeGreaterThan(0);
+    // The figures are printed to three significant digits.
+    expect(f.get('pages-per-event')).toBeCloseTo(f.get('pages-per-commit')! / 50, 1);
+    const trees = new Map(
+      lines
+        .filter((l) => l.startsWith('pages stream-pages '))
+        .map((l) => l.slice('pages stream-pages '.length).split('=') as [string, string]),
+    );
+    // Every event goes into the table and its per-profile index; no status index is kept.
+    expect(Number(trees.get('events'))).toBeGreaterThan(0);
+    expect(Number(trees.get('events_profile_type_ts'))).toBeGreaterThan(0);
+    expect(trees.has('memberships_audience_status')).toBe(false);
+    const perCommit = [...trees.values()].reduce((sum, n) => sum + Number(n), 0);
+    // Each tree's figure is rounded to a tenth.
+    expect(Math.abs(perCommit - f.get('pages-per-commit')!)).toBeLessThanOrEqual(0.05 * trees.size);
+  });
 });
