@@ -4,23 +4,13 @@
  * same instant written `+00:00` instead of `Z`, which only the general reading takes.
  */
 import { describe, expect, it } from 'vitest';
+import { prng } from '../../src/domain/demo-data.js';
 import { parseDatetime } from '../../src/domain/document-validation.js';
 
 const pad = (n: number, width: number) => String(n).padStart(width, '0');
 
 function canonical(y: number, mo: number, d: number, h: number, mi: number, s: number, ms: number): string {
   return `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(h, 2)}:${pad(mi, 2)}:${pad(s, 2)}.${pad(ms, 3)}Z`;
-}
-
-/** A small deterministic generator (mulberry32): the same texts on every run. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('parseDatetime on the canonical form', () => {

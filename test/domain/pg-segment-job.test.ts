@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { createSegmentDefinition, definitionsByIds, type SegmentDefinition } from '../../src/domain/definitions.js';
+import { prng } from '../../src/domain/demo-data.js';
 import { ingestEvents } from '../../src/domain/event-ingest.js';
 import { encodeGlobalId } from '../../src/domain/ids.js';
 import { Cancelled } from '../../src/domain/jobs/cancelled.js';
@@ -35,17 +36,6 @@ const DAY = 86_400_000;
 const NOW = Date.parse('2026-11-28T00:00:00Z');
 const PROFILES = 300;
 
-/** A small seeded generator (mulberry32), so every run builds the same store. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const DEFINITIONS: [name: string, expression: string][] = [
   ['Points', 'loyalty.points >= 50'],
   ['Swedes', 'homeAddress.countryCode = "SE"'],
@@ -71,7 +61,8 @@ interface SqliteStore {
 async function buildSqliteStore(): Promise<SqliteStore> {
   const conn = openDatabase(':memory:');
   const sandboxId = (await ensureSandbox(conn, 'prod')).id;
-  const rand = random(21);
+  // Seeded, so every run builds the same store.
+  const rand = prng(21);
   ingestProfiles(
     conn,
     sandboxId,
