@@ -184,8 +184,15 @@ export function parseDatetime(text: string): { ok: true; ms: number } | { ok: fa
       return { ok: false, reason: `the UTC offset ${zone} is outside -14:00 to +14:00` };
     offsetMinutes = sign * (offsetHours * 60 + offsetMins);
   }
-  const ms = at.getTime() - offsetMinutes * 60_000;
-  if (!Number.isFinite(ms) || ms < -62135596800000 || ms > 253402300799999)
+  return instantOfMs(at.getTime() - offsetMinutes * 60_000);
+}
+
+/**
+ * Epoch ms as an instant datetimes may hold: a whole millisecond of the years 0001 to 9999 in
+ * UTC (what parseDatetime reads, and what ingestion takes already read).
+ */
+export function instantOfMs(ms: number): { ok: true; ms: number } | { ok: false; reason: string } {
+  if (!Number.isInteger(ms) || ms < -62135596800000 || ms > 253402300799999)
     return { ok: false, reason: 'it is outside the years 0001 to 9999 in UTC' };
   return { ok: true, ms };
 }

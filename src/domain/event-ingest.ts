@@ -9,7 +9,7 @@ import { DEFAULT_INGEST_LIMITS, type IngestLimits } from '../config.js';
 import { isBusy } from '../db/busy.js';
 import type { Connection } from '../db/index.js';
 import type { FieldCatalog } from '../pql/index.js';
-import { parseDatetime, validateDocument } from './document-validation.js';
+import { instantOfMs, parseDatetime, validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
 import { timeOrderedId } from './event-ids.js';
 import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
@@ -250,13 +250,6 @@ function recordBytes(event: EventInput): number {
   return typeof event.timestamp === 'number' ? size - JSON.stringify(event.timestamp).length + ISO_TEXT_BYTES : size;
 }
 
-/** Epoch ms handed over already read: an instant of the years 0001 to 9999, as parseDatetime gives. */
-function instantOf(ms: number): { ok: true; ms: number } | { ok: false; reason: string } {
-  if (!Number.isInteger(ms) || ms < -62135596800000 || ms > 253402300799999)
-    return { ok: false, reason: 'it is outside the years 0001 to 9999 in UTC' };
-  return { ok: true, ms };
-}
-
 /** A refusal. At module level: under tsx a closure made per call costs a defineProperty (its name). */
 function refuse(message: string, code: IngestErrorCode = 'BAD_USER_INPUT'): CheckedEvent {
   return { ok: false, message, code };
@@ -275,7 +268,7 @@ export function checkEvent(event: EventInput, catalog: FieldCatalog, limits: Ing
   if (typeof event.eventType !== 'string' || event.eventType === '') return refuse('eventType is empty');
   const parsedTs =
     typeof event.timestamp === 'number'
-      ? instantOf(event.timestamp)
+      ? instantOfMs(event.timestamp)
       : typeof event.timestamp === 'string'
         ? parseDatetime(event.timestamp)
         : undefined;

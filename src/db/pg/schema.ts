@@ -127,11 +127,12 @@ export const memberships = pgTable(
   (t) => [
     primaryKey({ columns: [t.audienceId, t.profileId] }),
     index('memberships_profile').on(t.profileId),
-    // No (audience_id, status) index (nor on SQLite since drizzle/0025): the primary key serves an
-    // audience's members; the purge of long-exited members, which it served, reads only exited rows here. Its
-    // predicate names exited_at, not status (every writer sets one with the other): no index then
-    // covers status, so a REALIZED member becoming EXISTING is a HOT update, written beside the
-    // old version on its page (fillfactor 50, drizzle/pg/0018) with no index entry to add.
+    // No (audience_id, status) index (nor on SQLite since drizzle/0025): the primary key serves
+    // an audience's members; the purge of long-exited members, which it served, reads only
+    // exited rows here. Its predicate names exited_at, not status (every writer sets one with
+    // the other): no index then covers status, so a REALIZED member becoming EXISTING is a HOT
+    // update, written beside the old version on its page (fillfactor 50, drizzle/pg/0018) with
+    // no index entry to add.
     index('memberships_exited').on(t.audienceId, t.exitedAt).where(sql`${t.exitedAt} IS NOT NULL`),
   ],
 );
