@@ -156,7 +156,7 @@ export const FLOORS: Readonly<Record<string, (c: FloorContext) => FloorQuery>> =
     params: [c.audience('nordics')],
   }),
 
-  // A or (B and not C) as set operations on the (audience_id, status) index.
+  // A or (B and not C) as set operations on the audiences' ranges of the memberships' key.
   'vip-mix': (c) => ({
     sql: `SELECT profile_id AS id FROM memberships WHERE audience_id = ? AND status IN ${CURRENT}
       UNION

@@ -65,8 +65,8 @@ export async function audienceOverlap(
   }
   for (const id of ids) await requireAudience(conn, sandboxId, id);
   // Bit i of a mask: member of ids[i]. Counting profiles per mask needs one ordered pass per
-  // audience (SQLite: the (audience_id, status) index; PostgreSQL: the primary key and the rows)
-  // and a GROUP BY over at most 2^10 masks.
+  // audience (the primary key (audience_id, profile_id) and its rows, on either database) and a
+  // GROUP BY over at most 2^10 masks.
   const masks = await conn.all<{ mask: number; n: number }>(q.masks, [JSON.stringify(ids), sandboxId]);
   const sizes = ids.map((_, i) => masks.reduce((sum, m) => sum + (m.mask & (1 << i) ? m.n : 0), 0));
   const pairs: AudiencePair[] = [];
