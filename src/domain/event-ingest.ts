@@ -140,10 +140,10 @@ export function ingestEvents(
 }
 
 /**
- * Ingests several requests' events in one write transaction, each request in a savepoint of its
- * own; then the hooks (streaming, pending external members) run once per sandbox over what all
- * of them changed. Should that shared step or the commit fail, each request is tried again
- * alone, so one cannot fail the others. Outcomes are in request order.
+ * Ingests several requests' events in one write transaction; then the hooks (streaming, pending
+ * external members) run once per sandbox over what all of them changed. Should a request's
+ * writes, that shared step or the commit fail, each request is tried again alone, so one cannot
+ * fail the others. Outcomes are in request order.
  *
  * A profile's row is not written for its events: when it last gained one is read off the
  * events' `ingested_at` (profiles.ts), not kept on the row, whose page would be one more
@@ -192,16 +192,14 @@ export function writeEventGroup(
         for (const [i, request] of requests.entries()) {
           if (outcomes[i]) continue;
           const changes = noChanges();
-          try {
-            // A transaction inside one is a savepoint: a request that throws is undone alone.
-            const result = conn.sqlite.transaction(() => writeEvents(s, identities, request, now, changes))();
-            const sandbox = bySandbox.get(request.sandboxId);
-            if (sandbox) mergeInto(sandbox, changes);
-            else bySandbox.set(request.sandboxId, changes);
-            outcomes[i] = { ok: true, result };
-          } catch (error) {
-            outcomes[i] = { ok: false, error };
-          }
+          // No savepoint per request: SQLite copies every page a savepoint changes into its
+          // journal, and only a storage failure can throw here (bad events are answered per
+          // event). One that throws rolls the group back, and each request is written alone below.
+          const result = writeEvents(s, identities, request, now, changes);
+          const sandbox = bySandbox.get(request.sandboxId);
+          if (sandbox) mergeInto(sandbox, changes);
+          else bySandbox.set(request.sandboxId, changes);
+          outcomes[i] = { ok: true, result };
         }
         const found = [...bySandbox.values()].flatMap((changes) => changes.found);
         after.push(() => identities.keep(mark, found));
@@ -225,7 +223,8 @@ export function writeEventGroup(
     // The write lock is taken (only with no busy wait, db/busy.ts): nothing was written, and
     // alone each request would find it taken too. The caller tries the group again later.
     if (isBusy(error)) throw error;
-    // The shared step or the commit failed, so nothing was written: each request again, alone.
+    // A request's writes, the shared step or the commit failed, so nothing was written: each
+    // request again, alone, so that one cannot fail the others.
     if (requests.length === 1) return [refused[0] ?? { ok: false, error }];
     return requests.map((request, i) => refused[i] ?? writeEventGroup(conn, [request], options)[0]!);
   }

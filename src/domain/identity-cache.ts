@@ -3,8 +3,8 @@
  * profile by identity, and looking each one up was one statement per event. An identity's
  * profile changes only when identity stitching moves it or its profile is deleted, so:
  *
- * - lookups and new identities are kept only once their transaction has committed (a request
- *   undone by its savepoint, or a rolled-back commit, leaves nothing behind);
+ * - lookups and new identities are kept only once their transaction has committed (a
+ *   rolled-back group or commit leaves nothing behind);
  * - any update or delete of an `identities` row through this connection (temporary triggers,
  *   whatever the code path) and any commit by another connection (`data_version`) drops them all.
  */

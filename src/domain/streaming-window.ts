@@ -23,8 +23,7 @@
  * - before windows are next served each noted row drops its profile's window, unless it is an
  *   event the ingest being evaluated reported writing or a membership its evaluation wrote.
  *   Stitching (events moving to another profile), attribute updates, profile deletion, a job's
- *   or list's membership writes on this connection, a request undone by its savepoint, a
- *   transaction rolled back: each only costs a reload.
+ *   or list's membership writes on this connection, a transaction rolled back: each only costs a reload.
  *
  * Events were noted by a trigger too, until that trigger, run for each inserted event, was found
  * to cost about an eighth of the ingest thread's CPU per event (bench/RESULTS.md, session 13).
