@@ -2,11 +2,12 @@
  * Compiled execution (src/server/jit.ts) answers every operation exactly as the reference
  * executor does: the same operations through yoga with and without the plugin, compared byte for
  * byte, on a schema with the shapes SegQL's has (interfaces, fragments, non-null errors, bad
- * variables, a JSON scalar reading variables inside a literal, a mutation, @defer).
+ * variables, a JSON scalar reading variables inside a literal, mutations, @defer). A mutation
+ * runs once: compiled, or on the reference executor when its variables are refused.
  */
 
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
-import { GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { describe, expect, it } from 'vitest';
 import { compiledExecution } from '../../src/server/jit.js';
@@ -25,6 +26,23 @@ const JSONScalar = new GraphQLScalarType({
   parseValue: (v) => v,
   parseLiteral: (ast, variables) => literal(ast, variables),
 });
+
+/** An instant as ISO text in, epoch ms inside (as SegQL's DateTime). */
+const StampScalar = new GraphQLScalarType({
+  name: 'Stamp',
+  serialize: (v) => new Date(v as number).toISOString(),
+  parseValue: (v) => {
+    const ms = typeof v === 'string' ? Date.parse(v) : Number.NaN;
+    if (Number.isNaN(ms))
+      throw new GraphQLError(`Stamp must be ISO text, got ${JSON.stringify(v)}`, {
+        extensions: { code: 'BAD_USER_INPUT' },
+      });
+    return ms;
+  },
+});
+
+/** How many times each mutation's resolver ran, over both servers. */
+const ran = { ingest: 0 };
 
 const audiences = [
   { id: 'a1', name: 'Gold', size: 3, createdAt: new Date(Date.UTC(2026, 0, 1)) },
@@ -45,7 +63,15 @@ function server(withJit: boolean) {
           echo(value: JSON): JSON
           slow: String
         }
-        type Mutation { rename(id: ID!, name: String!): Audience }
+        scalar Stamp
+        input WhoIn { namespace: String!, id: String! }
+        input EventIn { id: String, at: Stamp!, who: WhoIn!, data: JSON, tags: [String!] }
+        type Mutation {
+          rename(id: ID!, name: String!): Audience
+          ingest(events: [EventIn!]!): String!
+          refuse: Int
+          fail: Int!
+        }
       `,
       resolvers: {
         Node: { __resolveType: () => 'Audience' },
@@ -66,8 +92,20 @@ function server(withJit: boolean) {
             ...audiences.find((a) => a.id === args.id)!,
             name: args.name,
           }),
+          // What it was handed, coerced: the compiled run must hand the same.
+          ingest: (_: unknown, args: { events: unknown[] }) => {
+            ran.ingest++;
+            return JSON.stringify(args.events);
+          },
+          refuse: () => {
+            throw new GraphQLError('not yours', { extensions: { code: 'FORBIDDEN' } });
+          },
+          fail: () => {
+            throw new Error('disk says no');
+          },
         },
         JSON: JSONScalar,
+        Stamp: StampScalar,
       },
     }),
     plugins: withJit ? [useDeferStream(), jit] : [useDeferStream()],
@@ -93,6 +131,26 @@ const operations: { query: string; variables?: Record<string, unknown> }[] = [
   { query: 'query($v: JSON) { echo(value: $v) }', variables: { v: { tier: 'gold', at: null } } },
 ];
 
+const ingest = 'mutation($e: [EventIn!]!) { ingest(events: $e) }';
+const event = { id: 'e1', at: '2026-01-01T00:00:00.000Z', who: { namespace: 'email', id: 'a@b' }, data: { n: 1 } };
+/** Mutations: run compiled unless their variables are refused (those run nothing, and are worded by the reference executor). */
+const mutations: { query: string; variables?: Record<string, unknown> }[] = [
+  { query: ingest, variables: { e: [event, { ...event, id: null, tags: 'one', data: [1, { a: null }] }] } },
+  // A single value where a list is declared is a list of it, as graphql-js coerces it.
+  { query: ingest, variables: { e: event } },
+  { query: ingest, variables: { e: [{ ...event, at: 'yesterday' }] } },
+  { query: ingest, variables: { e: [{ ...event, extra: 1 }] } },
+  { query: ingest, variables: { e: [{ ...event, who: { namespace: 'email' } }] } },
+  { query: ingest, variables: { e: [{ ...event, id: 7 }] } },
+  { query: ingest, variables: {} },
+  { query: 'mutation { refuse }' },
+  { query: 'mutation { fail }' },
+  {
+    query:
+      'mutation { a: rename(id: "a1", name: "X") { id } b: refuse c: rename(id: "a2", name: "Y") { name broken } }',
+  },
+];
+
 async function post(yoga: ReturnType<typeof server>['yoga'], body: unknown) {
   const res = await yoga.fetch('http://localhost/graphql', {
     method: 'POST',
@@ -109,10 +167,24 @@ describe('compiled execution', () => {
     for (const op of operations) {
       expect(await post(jit.yoga, op), op.query).toBe(await post(reference.yoga, op));
     }
-    // Queries ran compiled, the four that reported errors again on the reference executor; the
-    // mutation and the JSON literal that reads a variable (which graphql-jit cannot compile) ran
+    // Operations ran compiled, the four queries that reported errors again on the reference
+    // executor; the JSON literal that reads a variable (which graphql-jit cannot compile) ran
     // there only.
-    expect(jit.stats).toEqual({ compiled: operations.length - 2, reference: 2, rerun: 4 });
+    expect(jit.stats).toEqual({ compiled: operations.length - 1, reference: 1, rerun: 4 });
+  });
+
+  it('answers mutations as the reference executor does, running each once', async () => {
+    const reference = server(false);
+    const jit = server(true);
+    ran.ingest = 0;
+    for (const op of mutations) {
+      expect(await post(jit.yoga, op), JSON.stringify(op)).toBe(await post(reference.yoga, op));
+    }
+    // The two accepted ingests ran once on each server; the five refused ran nowhere.
+    expect(ran.ingest).toBe(4);
+    // The refused variables went to the reference executor (which refused them too); the
+    // resolvers' errors are the compiled run's answer.
+    expect(jit.stats).toEqual({ compiled: mutations.length, reference: 0, rerun: 5 });
   });
 
   it('leaves @defer to the reference executor, which delivers it incrementally', async () => {
