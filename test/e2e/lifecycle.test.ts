@@ -63,6 +63,33 @@ describe('process lifecycle', () => {
     }
   }, 60_000);
 
+  it('has written every line of its log (written asynchronously) when it exits on SIGTERM', async () => {
+    const server = await spawnServer(tempDir());
+    let output = '';
+    server.child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const res = await fetch(server.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ query: '{ __typename }' }),
+      });
+      await res.text();
+      ids.push(res.headers.get('x-request-id')!);
+    }
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    const lines = output
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { msg: string; requestId?: string; status?: number });
+    const logged = new Set(lines.filter((l) => l.msg === 'request' && l.status === 200).map((l) => l.requestId));
+    expect(ids.filter((id) => !logged.has(id))).toEqual([]);
+    expect(lines.at(-1)?.msg).toBe('shutting down');
+  }, 30_000);
+
   it('exits 0 within 10 s on SIGTERM, also with a subscription open', async () => {
     const server = await spawnServer(tempDir());
     expect(ok(await gql(server.url, '{ __typename }')).__typename).toBe('Query');
