@@ -78,6 +78,8 @@ export async function run(argv: string[]): Promise<number> {
         },
         log: pino({ level: 'silent' }),
         sweepMs: 600_000,
+        // The connection writes no definitions, as the ingest thread's (streamingPlan).
+        othersWriteDefinitions: true,
       });
       const writer = new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
       const random = prng(7);

@@ -88,6 +88,8 @@ async function loadWriter(
     },
     log: pino({ level: 'silent' }),
     sweepMs: 600_000,
+    // The connection writes no definitions, as the ingest thread's (streamingPlan).
+    othersWriteDefinitions: true,
   });
   const writer = new LocalIngestWriter({ conn, limits: DEFAULT_INGEST_LIMITS, streaming });
   // A tree whose main thread prepares the events (checks, JSON) sends the thread prepared groups.

@@ -88,6 +88,9 @@ if (port) {
     log: pino({ level: data.logLevel }).child({ component: 'ingest-thread' }),
     sweepMs: data.sweepMs,
     windowProfiles: data.windowProfiles,
+    // This thread writes events, profiles and memberships only; definitions come from the main
+    // thread's connection.
+    othersWriteDefinitions: true,
   });
   const writer = new LocalIngestWriter({ conn, limits: data.limits, streaming });
   writer.start();

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/db/index.js';
 import {
@@ -13,6 +16,7 @@ import {
   segmentProfiles,
   streamingDefinitions,
   streamingEvaluationsTotal,
+  streamingPlan,
   sweepExpired,
 } from '../../src/domain/streaming.js';
 import { createStreamingDefinition } from './streaming-definition.js';
@@ -190,5 +194,39 @@ describe('streaming segmentation', () => {
     const next = streamingEvaluationsTotal();
     ingestEvents(conn, sandboxId, [view('v2', bob)], { now: NOW, ...hook });
     expect(streamingEvaluationsTotal() - next).toBe(4);
+  });
+});
+
+describe('the streaming plan of a connection others write definitions for (the ingest thread)', () => {
+  it('is read again only after another connection commits, and then sees its change', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'segql-plan-'));
+    try {
+      const file = join(dir, 'segql.db');
+      const main = openDatabase(file);
+      const sandboxId = (await ensureSandbox(main, 'prod')).id;
+      await createStreamingDefinition(main, sandboxId, 'points', 'loyalty.points > 10', NOW);
+      const thread = openDatabase(file, { migrate: false });
+      const first = streamingPlan(thread, sandboxId, true);
+      expect(first.definitions.map((d) => d.name)).toEqual(['points']);
+      // Nothing committed elsewhere: the plan is not read again. Shown by a definition this
+      // connection writes itself, which it is promised never to do: the kept plan does not see it.
+      await createStreamingDefinition(thread, sandboxId, 'unseen', 'loyalty.points > 99', NOW);
+      expect(streamingPlan(thread, sandboxId, true)).toBe(first);
+      // The plain plan reads the versions every time.
+      expect(
+        streamingPlan(thread, sandboxId)
+          .definitions.map((d) => d.name)
+          .sort(),
+      ).toEqual(['points', 'unseen']);
+      // The main thread's connection adds a definition: the next call reads the plan again.
+      await createStreamingDefinition(main, sandboxId, 'gold', 'loyalty.tier = "gold"', NOW);
+      const second = streamingPlan(thread, sandboxId, true);
+      expect(second.definitions.map((d) => d.name).sort()).toEqual(['gold', 'points', 'unseen']);
+      expect(streamingPlan(thread, sandboxId, true)).toBe(second);
+      thread.close();
+      main.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
