@@ -35,7 +35,11 @@ interface Compiled {
   mutation: OperationDefinitionNode | undefined;
 }
 
-/** The field nodes the response path names, through fragments, as the executor merged them. */
+/**
+ * The field nodes the response path names, through fragments. Every fragment's, whatever its
+ * type condition (graphql-js merges only those of the runtime type): a mutation's payload with
+ * an error inside a fragment on one of several types would list the others' nodes too.
+ */
 function fieldNodesAt(
   document: DocumentNode,
   operation: OperationDefinitionNode,
