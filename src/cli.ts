@@ -7,7 +7,7 @@
 import './server/graphql-release-checks.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import type { Logger } from 'pino';
+import type { destination, Logger } from 'pino';
 import { type Config, databaseFile, loadConfig } from './config.js';
 import type { Connection } from './db/index.js';
 import { DatabaseDamagedError } from './db/integrity.js';
@@ -174,17 +174,41 @@ function parse<T extends NonNullable<ParseArgsConfig['options']>>(
   }
 }
 
+/** The destinations of the asynchronous logs, to write out before the process exits. */
+const asyncLogs = new WeakMap<Logger, ReturnType<typeof destination>>();
+
 /**
  * The log of the commands that write one, to stdout. A server's (`serve`, `work`) is written
  * asynchronously: a synchronous write held the main thread for every request's access line
  * (under `stream` ~8 % of its time in `write`, longer while the disk syncs the database), and
- * every request and subscriber waited behind it; pino writes out what is left when the process
- * exits. A one-off command's stays synchronous, in order with what it prints.
+ * every request and subscriber waited behind it. A one-off command's stays synchronous, in order
+ * with what it prints.
  */
 async function openLog(config: Config, options: { server?: boolean } = {}): Promise<Logger> {
   const { default: pino } = await import('pino');
   if (!options.server) return pino({ level: config.logLevel });
-  return pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: false }));
+  const destination = pino.destination({ dest: 1, sync: false });
+  const log = pino({ level: config.logLevel }, destination);
+  asyncLogs.set(log, destination);
+  return log;
+}
+
+/**
+ * Resolves once an asynchronous log has written out every line (or after 2 s). `process.exit`
+ * would drop a write still in flight: pino's own flush at exit writes only what is queued behind it.
+ */
+function logWrittenOut(log: Logger): Promise<void> {
+  const destination = asyncLogs.get(log);
+  if (!destination) return Promise.resolve();
+  asyncLogs.delete(log);
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, 2_000);
+    destination.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    destination.end();
+  });
 }
 
 /** A count or seed: digits only, so "abc", "1e3", "-5" and "" are refused rather than read as NaN. */
@@ -731,9 +755,13 @@ function stopOnSignals(log: Logger, close: () => Promise<void>): void {
     }, 10_000);
     force.unref();
     close()
-      .then(() => process.exit(0))
-      .catch((err) => {
+      .then(async () => {
+        await logWrittenOut(log);
+        process.exit(0);
+      })
+      .catch(async (err) => {
         log.error({ err }, 'shutdown failed');
+        await logWrittenOut(log);
         process.exit(1);
       });
   };

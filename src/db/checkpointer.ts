@@ -75,6 +75,8 @@ export function startCheckpointer(
       stopped ??= (async () => {
         if (conn.sqlite.open) conn.sqlite.pragma(`wal_autocheckpoint = ${DEFAULT_PAGES}`);
         const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+        // Kept alive until the thread has closed its connection (unref'd it would not be).
+        worker.ref();
         worker.postMessage('stop');
         await exited;
       })();

@@ -147,6 +147,9 @@ export class ThreadIngestWriter implements IngestWriter {
     this.stopped ??= new Promise<void>((resolve) => {
       const worker = this.worker;
       if (!worker) return resolve();
+      // Unref'd, the thread would not keep the process alive until it has stopped: the event
+      // loop could run dry first, and the process end with its shutdown half done.
+      worker.ref();
       worker.once('exit', () => resolve());
       worker.postMessage({ type: 'stop' } satisfies ToIngestThread);
     });

@@ -139,6 +139,12 @@ export class WorkerLanes {
   async close(): Promise<void> {
     const workers = [...this.lanes.values()];
     this.lanes.clear();
-    await Promise.all(workers.map((w) => w.terminate()));
+    // Unref'd threads would not keep the process alive until they have stopped.
+    await Promise.all(
+      workers.map((w) => {
+        w.ref();
+        return w.terminate();
+      }),
+    );
   }
 }
