@@ -448,14 +448,20 @@ describe('export jobs', () => {
     const sb = 'watch';
     const { audienceId } = await setupSandbox(sb, 3000);
     const h = { 'x-sandbox-name': sb };
-    // Two exports: the runner takes one export at a time, so the second waits QUEUED. The first
+    // Three exports: the runner takes one export at a time, so the third waits QUEUED. The first
     // writes 1,500 Parquet rows, so it is still running when the cancel arrives (at 15 rows it
-    // could finish first on a fast path, and the second would be running already).
+    // could finish first on a fast path); and should it finish all the same (CI on two busy
+    // cores once saw it), the one behind it is what runs next, not the one cancelled.
     const first = ok(
       await gqlIn(sb, EXPORT, {
         i: { audiences: [{ audienceId }], destination: { datasetName: 'w1', format: 'PARQUET' } },
       }),
     ).createExportJob;
+    ok(
+      await gqlIn(sb, EXPORT, {
+        i: { audiences: [{ audienceId }], destination: { datasetName: 'w0', format: 'PARQUET' } },
+      }),
+    );
     const second = ok(
       await gqlIn(sb, EXPORT, {
         i: { audiences: [{ audienceId }], destination: { datasetName: 'w2', format: 'CSV' } },
