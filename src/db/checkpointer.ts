@@ -14,8 +14,14 @@ import { LOWER_THREAD_PRIORITY_SOURCE } from './thread-priority.js';
 // An eval'd worker resolves require() from the working directory: hand it the module's own path.
 const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
 
-/** The writer's own checkpoint threshold (pages) while the thread runs: 64 MiB of log at 4 KiB pages. */
-export const BACKSTOP_PAGES = 16_384;
+/**
+ * The writer's own checkpoint threshold (pages) while the thread runs: 256 MiB of log at 4 KiB
+ * pages. Under a steady stream of ingests the log starts over only there (db/wal-restart.ts), and
+ * each time the writer stops for 25–35 ms copying what this thread had not and syncing both
+ * files: at 16,384 pages that was every ~4,000 events, 12–14 % of the ingest thread's time
+ * (bench `stream`, session 23). The log file keeps its largest size once it has grown.
+ */
+export const BACKSTOP_PAGES = 65_536;
 /** SQLite's default threshold, restored when the thread stops. */
 const DEFAULT_PAGES = 1_000;
 
