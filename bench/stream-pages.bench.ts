@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- stream-pages [--profiles 10000] [--definitions 50] [--group 200] [--groups 20] [--warmup 100]`
+ * `npm run bench -- stream-pages [--profiles 10000] [--definitions 50] [--group 100] [--groups 20] [--warmup 100]`
  *
  * Which tables and indexes a streaming commit writes (docs/performance.md `stream-pages`): the
  * ingest thread's writer (`LocalIngestWriter` with the streaming step, as `stream-writer` runs
@@ -57,7 +57,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const profiles = intArg(args, 'profiles', 10_000);
   const definitions = intArg(args, 'definitions', 50);
-  const groupSize = intArg(args, 'group', 200);
+  const groupSize = intArg(args, 'group', 100);
   const groups = intArg(args, 'groups', 20);
   const warmup = intArg(args, 'warmup', 100);
   const dir = mkdtempSync(join(tmpdir(), 'segql-stream-pages-'));

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- stream-writer [--profiles 10000] [--definitions 50] [--group 200] [--groups 100]
+ * `npm run bench -- stream-writer [--profiles 10000] [--definitions 50] [--group 100] [--groups 100]
  *   [--warmup 50] [--runs 5] [--compare DIR]`
  *
  * The one writer of streaming ingest, in process (docs/performance.md `stream-writer`): what the
@@ -20,7 +20,7 @@
  *   and a change costs more than an event: compare like with like).
  *
  * `--checkpoint-ms N` (default 100, the server's) and `--restart-pages N` (default the backstop,
- * 16,384): how often the checkpoint thread runs and past how many frames the writer starts the
+ * 65,536): how often the checkpoint thread runs and past how many frames the writer starts the
  * log over; `--compare-checkpoint-ms`, `--compare-restart-pages` for the other checkout.
  *
  * `--compare DIR`: another checkout of SegQL (its `node_modules` present or linked), run in the
@@ -132,7 +132,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv);
   const profiles = intArg(args, 'profiles', 10_000);
   const definitions = intArg(args, 'definitions', 50);
-  const groupSize = intArg(args, 'group', 200);
+  const groupSize = intArg(args, 'group', 100);
   const groups = intArg(args, 'groups', 100);
   const warmup = intArg(args, 'warmup', 50);
   const runs = intArg(args, 'runs', 5);

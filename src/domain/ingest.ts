@@ -19,17 +19,6 @@ export interface IngestCounter {
 }
 
 /**
- * Events one commit takes at most; the waiting requests past it go to the next commit. A commit
- * holds its thread (~8 ms per 100 events with 50 streaming definitions; the event loop itself
- * for an in-memory database), and a change's subscribers hear of it only once its commit is
- * over, so the cap bounds both the longest stall and the ingest-to-subscriber latency. Measured
- * with 8 producers (bench `stream`, session 9, before the ingest thread): 500 gave p99 108–130
- * ms for no less CPU per event than 200, which gave p99 74 ms; the commit's fixed cost is
- * already shared by then.
- */
-const GROUP_COMMIT_MAX_EVENTS = 200;
-
-/**
  * How waiting ingest requests are tried again while another connection (a job's worker writing
  * its results) holds the write lock, before they are told to come back later. The tries
  * are on a timer, so the wait holds no request or subscriber of the process.
@@ -128,7 +117,7 @@ export class IngestService {
       let events = head.events.length;
       for (; n < this.waiting.length; n++) {
         const next = this.waiting[n]!;
-        if (next.kind !== 'event' || events + next.events.length > GROUP_COMMIT_MAX_EVENTS) break;
+        if (next.kind !== 'event' || events + next.events.length > this.deps.writer.groupEvents) break;
         events += next.events.length;
       }
     }

@@ -27,6 +27,8 @@ import { segmentProfilesPooled, streamingSandboxIds, sweepExpiredPooled } from '
 export class PooledIngestWriter implements IngestWriter {
   // Each group is a unit of its own under the sandbox's ingest lock: one at a time.
   readonly depth = 1;
+  /** A group is a unit of round trips, whose statements take its events many at a time. */
+  readonly groupEvents = 200;
   private timer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
 

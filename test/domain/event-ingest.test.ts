@@ -270,6 +270,38 @@ describe('IngestService.events', () => {
     expect(storedEventIds(conn)).toEqual(['b1']);
   });
 
+  it("groups waiting requests up to the writer's cap, never splitting one", async () => {
+    // A writer that records the groups it is handed and answers each at once.
+    const groups: number[][] = [];
+    const writer: IngestWriter = {
+      depth: 1,
+      groupEvents: 5,
+      write(group) {
+        groups.push(group.map((w) => (w.kind === 'event' ? w.events.length : -1)));
+        return {
+          busy: false,
+          outcomes: group.map(() => ({
+            ok: true as const,
+            result: { accepted: 0, rejected: 0, duplicates: 0, errors: [], profileIds: [] },
+          })),
+        };
+      },
+      start() {},
+      async close() {},
+    };
+    const ingest = new IngestService({ writer });
+    const batch = (n: number, tag: string) => Array.from({ length: n }, (_, i) => purchase(`${tag}${i}`, 'ann'));
+    // Read in one turn: all four wait for the same hand-over.
+    await Promise.all([
+      ingest.events(1, batch(2, 'a')),
+      ingest.events(1, batch(3, 'b')),
+      ingest.events(1, batch(1, 'c')),
+      ingest.events(1, batch(7, 'd')),
+    ]);
+    // 2 + 3 fill the cap; 1 + 7 would pass it, so the 7 (over the cap alone) goes by itself.
+    expect(groups).toEqual([[2, 3], [1], [7]]);
+  });
+
   it('keeps a busy group ahead of the group sent after it, with two in flight', async () => {
     // A writer taking two groups, as the ingest thread does, written one step at a time by the
     // test; the lock is taken for the first group and free by the time the second is tried.
@@ -280,6 +312,7 @@ describe('IngestService.events', () => {
     let locked = true;
     const writer: IngestWriter = {
       depth: 2,
+      groupEvents: 200,
       write(group) {
         const sentEpoch = epoch;
         return new Promise<GroupReply>((resolve) =>
