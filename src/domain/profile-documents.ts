@@ -6,7 +6,7 @@
  */
 import type { Connection } from '../db/index.js';
 import { preparedOn, type Statement, type StatementRunner, statements } from '../db/statement.js';
-import type { ProfileDocument } from '../pql/index.js';
+import { eventRecord, type ProfileDocument } from '../pql/index.js';
 import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js';
 
 /** A document plus the stored status of each of the profile's memberships (EXITED too). */
@@ -149,7 +149,8 @@ export function documentsFromRows(
       string,
       Record<string, unknown>,
     ][]) {
-      doc.events.push({ id, timestamp: ts, eventType: type, payload });
+      // Records that are their own evaluation items: a window keeps them from one ingest to the next.
+      doc.events.push(eventRecord(id, ts, type, payload));
     }
   }
   for (const row of memberships) {

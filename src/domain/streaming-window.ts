@@ -32,7 +32,7 @@ import type Database from 'better-sqlite3';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { dataVersion } from '../db/write-stamp.js';
-import type { EventRecord } from '../pql/index.js';
+import { type EventRecord, eventRecord } from '../pql/index.js';
 import { loadProfileDocuments, type StoredProfileDocument } from './profile-documents.js';
 
 /** Profiles whose windows one connection keeps unless told (SEGQL_STREAMING_WINDOW_PROFILES sets it). */
@@ -370,12 +370,7 @@ function advance(
   if (!written) return events;
   for (const w of written) {
     if (w.timestamp < since || (types !== null && !types.has(w.eventType))) continue;
-    const event: EventRecord = {
-      id: w.id,
-      timestamp: w.timestamp,
-      eventType: w.eventType,
-      payload: JSON.parse(w.payloadJson) as Record<string, unknown>,
-    };
+    const event = eventRecord(w.id, w.timestamp, w.eventType, JSON.parse(w.payloadJson) as Record<string, unknown>);
     // Mostly appended: events usually arrive in time order.
     let i = events.length;
     while (i > 0 && inOrder(event, events[i - 1]!)) i--;

@@ -82,13 +82,17 @@ export interface Compiler {
  * almost every event condition, are monomorphic property loads; `readField` looks other
  * names up in the payload (the columns win over payload fields of the same name, as in SQL).
  */
-const eventListCache = new WeakMap<readonly EventRecord[], { length: number; last: EventRecord; items: EventItem[] }>();
+const eventListCache = new WeakMap<
+  readonly EventRecord[],
+  { length: number; last: EventRecord; items: readonly EventItem[] }
+>();
 
-export class EventItem {
+export class EventItem implements EventRecord {
   constructor(
     readonly timestamp: number,
     readonly eventType: string,
     readonly payload: Record<string, unknown>,
+    readonly id: number,
   ) {}
 
   /** The event as one plain object, e.g. when `evaluateValue` returns events. */
@@ -102,8 +106,23 @@ function inOrder(a: EventRecord, b: EventRecord): boolean {
 }
 
 /**
- * The profile's events as items in (timestamp, id) order, cached per events array since
- * streaming evaluates many definitions against the same profile; a list that grew is rebuilt.
+ * An event record that is its own item, for a store that keeps its records across evaluations
+ * (the streaming windows): a list of them in order is evaluated as it is, where plain records
+ * are copied into items whenever their list changes (every ingest, for a window).
+ */
+export function eventRecord(
+  id: number,
+  timestamp: number,
+  eventType: string,
+  payload: Record<string, unknown>,
+): EventRecord {
+  return new EventItem(timestamp, eventType, payload, id);
+}
+
+/**
+ * The profile's events as items in (timestamp, id) order: the list itself when it is made of
+ * items already in order (eventRecord), else copies cached per events array since streaming
+ * evaluates many definitions against the same profile; a list that grew is copied again.
  */
 function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
   const n = events.length;
@@ -111,11 +130,19 @@ function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
   const cached = eventListCache.get(events);
   if (cached !== undefined && cached.length === n && cached.last === events[n - 1]) return cached.items;
   let sorted = true;
-  for (let i = 1; i < n && sorted; i++) sorted = inOrder(events[i - 1]!, events[i]!);
-  const ordered = sorted
-    ? events
-    : [...events].sort((a, b) => a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  const items = ordered.map((e) => new EventItem(e.timestamp, e.eventType, e.payload));
+  let allItems = events[0] instanceof EventItem;
+  for (let i = 1; i < n && sorted; i++) {
+    sorted = inOrder(events[i - 1]!, events[i]!);
+    allItems &&= events[i] instanceof EventItem;
+  }
+  let items: readonly EventItem[];
+  if (sorted && allItems) items = events as readonly EventItem[];
+  else {
+    const ordered = sorted
+      ? events
+      : [...events].sort((a, b) => a.timestamp - b.timestamp || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    items = ordered.map((e) => new EventItem(e.timestamp, e.eventType, e.payload, e.id));
+  }
   eventListCache.set(events, { length: n, last: events[n - 1]!, items });
   return items;
 }
