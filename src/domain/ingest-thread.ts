@@ -42,7 +42,7 @@ export class ThreadIngestWriter implements IngestWriter {
    * A change waits for its whole group: from the group's start to its commit took p50 8 / p99
    * 26 ms at 200 events (bench `stream`, 8 connections, session 23), most of the p99 of 25 ms
    * allowed from ingest to subscriber; at 100, p50 4.6 / p99 14. Smaller groups share fewer
-   * pages per commit (3.8 a event against 3.0 at 200), which the larger log restart threshold
+   * pages per commit (3.8 an event against 3.0 at 200), which the larger log restart threshold
    * (db/checkpointer.ts) pays back.
    */
   readonly groupEvents = 100;

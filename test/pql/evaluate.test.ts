@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/check/catalog.js';
 import { check } from '../../src/pql/check/checker.js';
 import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/check/types.js';
+import { eventRecord } from '../../src/pql/js/context.js';
 import { evaluate, evaluateValue } from '../../src/pql/js/evaluate.js';
 import { parse } from '../../src/pql/language/parser.js';
 import { type OccursShape, occursMatches, parseIsoDatetime } from '../../src/pql/runtime/index.js';
@@ -878,6 +879,46 @@ describe('agreement with the runtime (properties)', () => {
         expect(run(`CHAIN(xEvent, timestamp, [${text}])`, profile({}, evts))).toBe(bruteForceChain(evts, steps));
       }),
       { numRuns: 1500 },
+    );
+  });
+});
+
+describe('event records that are their own items (eventRecord)', () => {
+  const specs: EventSpec[] = [
+    { at: NOW - 3 * DAY, type: 'commerce.purchases', id: 901, _tenant: { points: 5 } },
+    { at: NOW - 2 * DAY, type: 'commerce.purchases', id: 902, _tenant: { points: 7 } },
+    { at: NOW - 2 * DAY, type: 'web.webpagedetails.pageViews', id: 903 },
+    { at: NOW - DAY, type: 'commerce.purchases', id: 904, _tenant: { points: 11 } },
+  ];
+  const plain = events(...specs);
+  const asItems = (list: EventRecord[]) => list.map((e) => eventRecord(e.id, e.timestamp, e.eventType, e.payload));
+  const sources = [
+    'xEvent[eventType = "commerce.purchases" and timestamp occurs <= 2 days before now].count()',
+    'xEvent[eventType = "commerce.purchases"].sum(_tenant.points)',
+    'xEvent.head()._tenant.points',
+    'xEvent.head().eventType',
+  ];
+
+  it('evaluates a list of them in order as it evaluates plain records', () => {
+    for (const source of sources) {
+      expect(value(source, profile({}, asItems(plain)))).toEqual(value(source, profile({}, plain)));
+    }
+  });
+
+  it('puts a list of them out of order in (timestamp, id) order first', () => {
+    // Reversed: the first event read must still be the earliest.
+    const reversed = asItems(plain).reverse();
+    expect(value('xEvent.head()._tenant.points', profile({}, reversed))).toBe(5);
+    expect(value('xEvent.head().timestamp', profile({}, reversed))).toBe(NOW - 3 * DAY);
+    for (const source of sources) {
+      expect(value(source, profile({}, reversed))).toEqual(value(source, profile({}, plain)));
+    }
+  });
+
+  it('serialises an event value as a plain record list does', () => {
+    const source = 'xEvent[eventType = "commerce.purchases"]';
+    expect(JSON.stringify(value(source, profile({}, asItems(plain))))).toBe(
+      JSON.stringify(value(source, profile({}, plain))),
     );
   });
 });
