@@ -1,7 +1,7 @@
 /**
  * A worker thread for the write-gate tests, standing for a job's task: takes the gate it is
  * given, opens an IMMEDIATE transaction (SQLite's write lock), writes one row if asked, holds the
- * lock for `holdMs`, and reports each step to the test.
+ * lock for `holdMs`, and reports each step to the test (`committed` before it lets the gate go).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -29,6 +29,8 @@ shared.runBlocking(() => {
     parentPort!.postMessage('holding');
     Atomics.wait(sleep, 0, 0, holdMs);
   }).immediate();
+  // Committed, the gate still held: nothing waiting for it can have written yet.
+  parentPort!.postMessage('committed');
 });
 db.close();
 parentPort!.postMessage('done');
