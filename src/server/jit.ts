@@ -9,14 +9,18 @@
  * A mutation runs once: compiled, its errors located as the reference executor locates them; only
  * when its variables are refused (nothing ran) does the reference executor answer instead. The
  * hot one is `ingestEvents`: graphql-js took ~3.3 µs per event to coerce its variables, graphql-jit
- * 0.23. Subscriptions, @defer/@stream, variables inside literals and documents graphql-jit cannot
- * compile never leave the reference executor.
+ * 0.23. A subscription's events run compiled too (`executeEvent`, for shared-subscription-results.ts:
+ * graphql-js resolved each of a commit's membership changes field by field, a fifth of the main
+ * thread's allocation under `stream`), again on the reference executor when they report errors.
+ * @defer/@stream, variables inside literals and documents graphql-jit cannot compile never leave
+ * the reference executor.
  */
 import {
   BREAK,
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
+  execute,
   type FieldNode,
   type FragmentDefinitionNode,
   type GraphQLError,
@@ -33,6 +37,8 @@ import type { Plugin } from 'graphql-yoga';
 interface Compiled {
   query: CompiledQuery;
   mutation: OperationDefinitionNode | undefined;
+  /** A subscription's: run per event (`executeEvent`), never through `onExecute`. */
+  subscription: boolean;
 }
 
 /**
@@ -136,9 +142,10 @@ function timedOut(result: ExecutionResult): boolean {
   );
 }
 
-export function compiledExecution(
-  onCompileError: (errors: readonly unknown[]) => void,
-): Plugin & { stats: CompiledExecutionStats } {
+export function compiledExecution(onCompileError: (errors: readonly unknown[]) => void): Plugin & {
+  stats: CompiledExecutionStats;
+  executeEvent: (args: ExecutionArgs, event: unknown) => ExecutionResult | Promise<ExecutionResult>;
+} {
   const stats: CompiledExecutionStats = { compiled: 0, reference: 0, rerun: 0 };
   // Keyed on the parsed document, which yoga's parser cache hands out once per query text;
   // null marks a document that stays on the reference executor.
@@ -157,14 +164,14 @@ export function compiledExecution(
       const operation = args.document.definitions.find(
         (d) => d.kind === Kind.OPERATION_DEFINITION && (!args.operationName || d.name?.value === args.operationName),
       );
-      if (
-        operation?.kind === Kind.OPERATION_DEFINITION &&
-        (operation.operation === 'query' || operation.operation === 'mutation') &&
-        !needsReferenceExecutor(args.document)
-      ) {
+      if (operation?.kind === Kind.OPERATION_DEFINITION && !needsReferenceExecutor(args.document)) {
         const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
         if (isCompiledQuery(result))
-          entry = { query: result, mutation: operation.operation === 'mutation' ? operation : undefined };
+          entry = {
+            query: result,
+            mutation: operation.operation === 'mutation' ? operation : undefined,
+            subscription: operation.operation === 'subscription',
+          };
         else onCompileError(result.errors ?? []);
       }
       perOperation.set(key, entry);
@@ -174,9 +181,32 @@ export function compiledExecution(
 
   return {
     stats,
+    /**
+     * A subscription's document run for one event (its root value), as graphql-js's `subscribe`
+     * runs it: compiled, or again on the reference executor when the compiled run reported errors
+     * (an event's execution only reads, as a query's does).
+     */
+    executeEvent(args, event) {
+      const reference = () => execute({ ...args, rootValue: event });
+      const entry = compiled(args);
+      if (!entry?.subscription) {
+        stats.reference++;
+        return reference();
+      }
+      stats.compiled++;
+      const settle = (result: ExecutionResult) => {
+        if (!result.errors?.length) return result;
+        stats.rerun++;
+        return reference();
+      };
+      const result = entry.query.query(event, args.contextValue, args.variableValues) as
+        | ExecutionResult
+        | Promise<ExecutionResult>;
+      return result instanceof Promise ? result.then(settle) : settle(result);
+    },
     onExecute({ args, executeFn, setExecuteFn }) {
       const entry = compiled(args);
-      if (!entry) {
+      if (!entry || entry.subscription) {
         stats.reference++;
         return;
       }

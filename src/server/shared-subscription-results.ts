@@ -75,8 +75,13 @@ export function operationKey(args: ExecutionArgs): string | undefined {
 }
 
 /** The event's result for `key`, executed by the first subscriber that asks. */
-function sharedResult(event: unknown, key: string, args: ExecutionArgs): ExecutionResult | Promise<ExecutionResult> {
-  const run = () => execute({ ...args, rootValue: event });
+function sharedResult(
+  event: unknown,
+  key: string,
+  args: ExecutionArgs,
+  executeEvent: EventExecutor,
+): ExecutionResult | Promise<ExecutionResult> {
+  const run = () => executeEvent(args, event);
   // Only an event resolved through its own loaders reads the same rows for every subscriber.
   if (typeof event !== 'object' || event === null || !resolvesThroughEventLoaders(args.contextValue as Context, event))
     return run();
@@ -114,12 +119,13 @@ function mapToSharedResults(
   source: AsyncIterator<unknown> & AsyncIterable<unknown>,
   key: string,
   args: ExecutionArgs,
+  executeEvent: EventExecutor,
 ): AsyncIterableIterator<ExecutionResult> {
   const toResult = (
     step: IteratorResult<unknown>,
   ): IteratorResult<ExecutionResult> | Promise<IteratorResult<ExecutionResult>> => {
     if (step.done) return { value: undefined, done: true };
-    const result = sharedResult(step.value, key, args);
+    const result = sharedResult(step.value, key, args, executeEvent);
     if (result instanceof Promise) return result.then((value) => ({ value, done: false }));
     return { value: result, done: false };
   };
@@ -141,8 +147,16 @@ function mapToSharedResults(
   return iterator;
 }
 
-/** The yoga plugin: subscriptions run through the shared execution, others are untouched. */
-export function sharedSubscriptionResults(): Plugin {
+/** Runs a subscription's document for one event (its root value). */
+export type EventExecutor = (args: ExecutionArgs, event: unknown) => ExecutionResult | Promise<ExecutionResult>;
+
+const referenceEventExecutor: EventExecutor = (args, event) => execute({ ...args, rootValue: event });
+
+/**
+ * The yoga plugin: subscriptions run through the shared execution, others are untouched.
+ * `executeEvent` runs an event's execution (the server's: compiled, jit.ts); graphql-js's by default.
+ */
+export function sharedSubscriptionResults(executeEvent: EventExecutor = referenceEventExecutor): Plugin {
   return {
     onSubscribe({ setSubscribeFn, subscribeFn }) {
       setSubscribeFn(async (subscribeArgs) => {
@@ -151,7 +165,7 @@ export function sharedSubscriptionResults(): Plugin {
         if (key === undefined) return subscribeFn(subscribeArgs);
         const source = await createSourceEventStream(args);
         if (!isAsyncIterable(source)) return source as ExecutionResult;
-        return mapToSharedResults(source as AsyncIterableIterator<unknown>, key, args);
+        return mapToSharedResults(source as AsyncIterableIterator<unknown>, key, args, executeEvent);
       });
     },
   };

@@ -85,6 +85,9 @@ export function createSegqlYoga(deps: {
   const { app, access, health, metrics } = deps;
   const { conn, limits, log } = app;
   const revocation = endRevokedSubscriptions(access.keys);
+  const compiled = compiledExecution((errors) =>
+    log.warn({ errors }, 'graphql-jit could not compile; using the reference executor'),
+  );
   const yoga = createYoga<InitialContext, Context>({
     schema,
     graphqlEndpoint: '/graphql',
@@ -109,14 +112,12 @@ export function createSegqlYoga(deps: {
       health.refuseWrites,
       revocation,
       countSubscriptions,
-      sharedSubscriptionResults(),
+      sharedSubscriptionResults(compiled.executeEvent),
       // Automatic persisted queries (Apollo's PersistedQueryLink): an unknown hash answers
       // PERSISTED_QUERY_NOT_FOUND, which is what makes the client resend the full query once.
       useAPQ({ store: createInMemoryAPQStore({ max: 5_000, ttl: 24 * 3_600_000 }) }),
       useDeferStream(),
-      compiledExecution((errors) =>
-        log.warn({ errors }, 'graphql-jit could not compile; using the reference executor'),
-      ),
+      compiled,
       streamedUploads({ dataDir: app.dataDir, maxBytes: limits.maxUploadBytes, maxFieldBytes: limits.maxBodyBytes }),
       {
         onValidate({ addValidationRule }: { addValidationRule: (rule: ValidationRule) => void }) {

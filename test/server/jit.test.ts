@@ -2,12 +2,13 @@
  * Compiled execution (src/server/jit.ts) answers every operation exactly as the reference
  * executor does: the same operations through yoga with and without the plugin, compared byte for
  * byte, on a schema with the shapes SegQL's has (interfaces, fragments, non-null errors, bad
- * variables, a JSON scalar reading variables inside a literal, mutations, @defer). A mutation
- * runs once: compiled, or on the reference executor when its variables are refused.
+ * variables, a JSON scalar reading variables inside a literal, mutations, @defer), and a
+ * subscription's events against graphql-js's execution of them. A mutation runs once: compiled,
+ * or on the reference executor when its variables are refused.
  */
 
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
-import { GraphQLError, GraphQLScalarType, Kind, type ValueNode } from 'graphql';
+import { execute, GraphQLError, GraphQLScalarType, Kind, parse, type ValueNode } from 'graphql';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { describe, expect, it } from 'vitest';
 import { compiledExecution } from '../../src/server/jit.js';
@@ -192,6 +193,75 @@ describe('compiled execution', () => {
     const text = await post(jit.yoga, { query: '{ audiences { id } ... @defer { slow } }' });
     expect(text).toContain('"hasNext":true');
     expect(text).toContain('"slow":"later"');
+    expect(jit.stats).toEqual({ compiled: 0, reference: 1, rerun: 0 });
+  });
+});
+
+describe('compiled subscription events', () => {
+  const schema = createSchema({
+    typeDefs: /* GraphQL */ `
+      scalar Stamp
+      type Change { at: Stamp!, to: String!, broken: String!, note: String }
+      type Commit { lagged: Int!, changes: [Change!]! }
+      type Query { ok: Boolean }
+      type Subscription { committed(topic: String): Commit! }
+    `,
+    resolvers: {
+      Stamp: StampScalar,
+      Change: {
+        broken: () => {
+          throw new Error('no such thing');
+        },
+      },
+      Subscription: {
+        committed: {
+          subscribe: async function* () {},
+          // The event is the commit; the topic only shapes what is read.
+          resolve: (commit: { lagged: number; changes: unknown[] }, args: { topic?: string }) =>
+            args.topic === 'none' ? { ...commit, changes: [] } : commit,
+        },
+      },
+    },
+  });
+  const events = [
+    { lagged: 0, changes: [{ at: Date.UTC(2026, 0, 1), to: 'REALIZED' }] },
+    {
+      lagged: 3,
+      changes: [
+        { at: Date.UTC(2026, 0, 2, 3, 4, 5, 6), to: 'EXITED', note: null },
+        { at: Date.UTC(2026, 0, 3), to: 'REALIZED', note: 'second' },
+      ],
+    },
+    { lagged: 0, changes: [] },
+  ];
+  const documents: { query: string; variables?: Record<string, unknown> }[] = [
+    { query: 'subscription { committed { lagged changes { at to } } }' },
+    { query: 'subscription($t: String) { committed(topic: $t) { changes { to note } } }', variables: { t: 'none' } },
+    { query: 'subscription S { c: committed { ...F } } fragment F on Commit { changes { at } lagged }' },
+    // A field that throws: the compiled run reports it, and the reference executor answers.
+    { query: 'subscription { committed { changes { to broken } } }' },
+  ];
+
+  it('answers every event as graphql-js does, again on it when the compiled run reported errors', async () => {
+    const jit = compiledExecution(() => {});
+    for (const { query, variables } of documents) {
+      const args = { schema, document: parse(query), variableValues: variables, contextValue: {} };
+      for (const event of events) {
+        const compiled = await jit.executeEvent(args, event);
+        const reference = await execute({ ...args, rootValue: event });
+        expect(JSON.stringify(compiled), query).toBe(JSON.stringify(reference));
+      }
+    }
+    // Every event ran compiled; the throwing field's two events that had changes ran again.
+    expect(jit.stats).toEqual({ compiled: documents.length * events.length, reference: 0, rerun: 2 });
+  });
+
+  it('leaves a document with @defer to the reference executor', async () => {
+    const jit = compiledExecution(() => {});
+    const document = parse('subscription { committed { lagged ... @defer { changes { to } } } }');
+    const args = { schema, document, contextValue: {} };
+    const result = await jit.executeEvent(args, events[0]);
+    expect(result).toEqual(await execute({ ...args, rootValue: events[0] }));
     expect(jit.stats).toEqual({ compiled: 0, reference: 1, rerun: 0 });
   });
 });
