@@ -6,11 +6,11 @@
  * go back that way while profiles were ingested. Here the runner's task is played by the test,
  * and the worker holding the gate by the gate's shared state, so the order is the test's.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { ClusterJobWatcher } from '../../src/domain/cluster/cluster-job-watcher.js';
@@ -63,13 +63,15 @@ async function runningJob() {
   const sandboxId = (await ensureSandbox(conn, 'prod')).id;
   const bus = new EventBus();
   const lane = new PlayedLane(conn);
+  const dataDir = mkdtempSync(join(tmpdir(), 'segql-progress-'));
+  onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
   runner = new JobRunner({
     conn,
     bus,
     log: pino({ level: 'silent' }),
     limits: DEFAULT_LIMITS,
     lanes: lane as unknown as WorkerLanes,
-    dataDir: mkdtempSync(join(tmpdir(), 'segql-progress-')),
+    dataDir,
   });
   await runner.start();
   const job = await createSegmentJob({ conn, jobs: runner }, sandboxId, { all: true });

@@ -1,7 +1,8 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
+import { onTestFinished } from 'vitest';
 import { DEFAULT_LIMITS } from '../../../src/config.js';
 import { openDatabase } from '../../../src/db/index.js';
 import { createSegmentDefinition } from '../../../src/domain/definitions.js';
@@ -26,13 +27,16 @@ export async function scheduleHarness(start: string) {
   const clock = new ManualClock(Date.parse(start));
   const bus = new EventBus();
   const log = pino({ level: 'silent' });
+  const dataDir = mkdtempSync(join(tmpdir(), 'segql-schedules-'));
+  // Each harness made a directory that outlived the run (36 a `npm test`).
+  onTestFinished(() => rmSync(dataDir, { recursive: true, force: true }));
   const jobs = new JobRunner({
     conn,
     bus,
     log,
     limits: DEFAULT_LIMITS,
     lanes: new WorkerLanes(),
-    dataDir: mkdtempSync(join(tmpdir(), 'segql-schedules-')),
+    dataDir,
   });
   await jobs.stop();
   const make = () => new Scheduler({ conn, bus, log, jobs, clock, timers: conn });
