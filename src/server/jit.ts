@@ -20,7 +20,6 @@ import {
   type DocumentNode,
   type ExecutionArgs,
   type ExecutionResult,
-  execute,
   type FieldNode,
   type FragmentDefinitionNode,
   type GraphQLError,
@@ -32,6 +31,7 @@ import {
 } from 'graphql';
 import { type CompiledQuery, compileQuery, isCompiledQuery } from 'graphql-jit';
 import type { Plugin } from 'graphql-yoga';
+import { referenceEventExecutor } from './shared-subscription-results.js';
 
 /** A compiled operation, and for a mutation (which never runs twice) its definition. */
 interface Compiled {
@@ -187,7 +187,7 @@ export function compiledExecution(onCompileError: (errors: readonly unknown[]) =
      * (an event's execution only reads, as a query's does).
      */
     executeEvent(args, event) {
-      const reference = () => execute({ ...args, rootValue: event });
+      const reference = () => referenceEventExecutor(args, event);
       const entry = compiled(args);
       if (!entry?.subscription) {
         stats.reference++;

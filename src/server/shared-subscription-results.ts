@@ -150,7 +150,8 @@ function mapToSharedResults(
 /** Runs a subscription's document for one event (its root value). */
 export type EventExecutor = (args: ExecutionArgs, event: unknown) => ExecutionResult | Promise<ExecutionResult>;
 
-const referenceEventExecutor: EventExecutor = (args, event) => execute({ ...args, rootValue: event });
+/** graphql-js's execution of one event, as its `subscribe` runs it. */
+export const referenceEventExecutor: EventExecutor = (args, event) => execute({ ...args, rootValue: event });
 
 /**
  * The yoga plugin: subscriptions run through the shared execution, others are untouched.
