@@ -60,13 +60,14 @@ async function loadWriter(
   log: { checkpointMs: number; restartPages: number | undefined },
 ): Promise<Writer> {
   const load = (path: string) => import(pathToFileURL(join(root, path)).href);
-  const { openDatabase } = await load('src/db/index.ts');
+  const { openDatabase, WRITER_CACHE_KIB } = await load('src/db/index.ts');
   const { DEFAULT_INGEST_LIMITS } = await load('src/config.ts');
   const { LocalIngestWriter, prepareGroup } = await load('src/domain/ingest-writer.ts');
   const { StreamingSegmentation } = await load('src/domain/streaming.ts');
   const { packChanges } = await load('src/domain/membership-change-packing.ts');
   const { startCheckpointer, BACKSTOP_PAGES } = await load('src/db/checkpointer.ts');
-  const conn = openDatabase(file, { migrate: false });
+  // The ingest thread's connection (a tree without WRITER_CACHE_KIB: the default cache).
+  const conn = openDatabase(file, { migrate: false, cacheKib: WRITER_CACHE_KIB });
   const checkpointer = startCheckpointer(conn, log.checkpointMs, (message: string) => {
     throw new Error(`checkpoint failed: ${message}`);
   });

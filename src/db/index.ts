@@ -69,7 +69,20 @@ interface OpenOptions {
   integrityCheck?: boolean;
   /** The buffer of another connection's write gate, to take turns with it (a worker thread's connection). */
   writeGate?: SharedArrayBuffer;
+  /** Page cache in KiB (default 256 MiB, for the scans of segment jobs); see WRITER_CACHE_KIB. */
+  cacheKib?: number;
 }
+
+/**
+ * The page cache of a connection that commits many small transactions (the ingest thread's).
+ * Reads outside a write come from the memory map, so such a cache holds what writes touched and
+ * only grows. And every commit may scan it whole: when a b-tree split reorders its pages, SQLite
+ * parks one under the page number of the 1 GiB lock byte, and on a file below 1 GiB the commit's
+ * cache truncation then walks every cached page to drop pages past the end (pcache1 keeps only a
+ * high-water page number). At 256 MiB that walk grows to tens of thousands of pages a commit;
+ * 8 MiB holds a group's dirty pages and the b-trees' inner pages several times over.
+ */
+export const WRITER_CACHE_KIB = 8192;
 
 /**
  * Opens the SQLite file (or `:memory:`) with the pragmas SegQL relies on: WAL so readers never
@@ -88,7 +101,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Connectio
     }
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('cache_size = -262144');
+    sqlite.pragma(`cache_size = -${options.cacheKib ?? 262_144}`);
     sqlite.pragma('mmap_size = 1073741824');
     sqlite.pragma('temp_store = MEMORY');
     // Before migrating: a migration must not write onto damaged pages.

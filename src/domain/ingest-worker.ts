@@ -8,7 +8,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import pino from 'pino';
 import type { IngestLimits } from '../config.js';
-import { openDatabase } from '../db/index.js';
+import { openDatabase, WRITER_CACHE_KIB } from '../db/index.js';
 import { WalRestarts } from '../db/wal-restart.js';
 import {
   type GroupReply,
@@ -62,7 +62,7 @@ export type FromIngestThread =
 const port = parentPort;
 if (port) {
   const data = workerData as IngestThreadData;
-  const conn = openDatabase(data.file, { migrate: false, writeGate: data.writeGate });
+  const conn = openDatabase(data.file, { migrate: false, writeGate: data.writeGate, cacheKib: WRITER_CACHE_KIB });
   // The log starts over between groups, not inside one's commit.
   const walRestarts = new WalRestarts(conn.sqlite, data.autocheckpointPages);
   // What a message carries is copied into the other thread; packed, a commit's changes are
