@@ -6,7 +6,7 @@
  */
 import type { Connection } from '../db/index.js';
 import { preparedOn, type Statement, type StatementRunner, statements } from '../db/statement.js';
-import { eventRecord, type ProfileDocument } from '../pql/index.js';
+import { eventRecord, eventsInOrder, type ProfileDocument } from '../pql/index.js';
 import { isCurrentStatus, type MembershipStatus } from './membership-statuses.js';
 
 /** A document plus the stored status of each of the profile's memberships (EXITED too). */
@@ -153,6 +153,8 @@ export function documentsFromRows(
       doc.events.push(eventRecord(id, ts, type, payload));
     }
   }
+  // Read in (ts, id) order, every one an eventRecord.
+  for (const doc of docs.values()) eventsInOrder(doc.events);
   for (const row of memberships) {
     const doc = docs.get(row.profileId);
     if (!doc) continue;

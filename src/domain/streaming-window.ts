@@ -32,7 +32,7 @@ import type Database from 'better-sqlite3';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { dataVersion } from '../db/write-stamp.js';
-import { type EventRecord, eventRecord } from '../pql/index.js';
+import { type EventRecord, eventRecord, eventsInOrder } from '../pql/index.js';
 import { loadProfileDocuments, type StoredProfileDocument } from './profile-documents.js';
 
 /** Profiles whose windows one connection keeps unless told (SEGQL_STREAMING_WINDOW_PROFILES sets it). */
@@ -367,7 +367,7 @@ function advance(
   written: readonly WrittenEvent[] | undefined,
 ): EventRecord[] {
   const events = held.slice(firstSince(held, since));
-  if (!written) return events;
+  if (!written) return eventsInOrder(events);
   for (const w of written) {
     if (w.timestamp < since || (types !== null && !types.has(w.eventType))) continue;
     const event = eventRecord(w.id, w.timestamp, w.eventType, JSON.parse(w.payloadJson) as Record<string, unknown>);
@@ -376,7 +376,7 @@ function advance(
     while (i > 0 && inOrder(event, events[i - 1]!)) i--;
     events.splice(i, 0, event);
   }
-  return events;
+  return eventsInOrder(events);
 }
 
 const WINDOWS = cacheKey<StreamingWindows>('streaming windows');

@@ -95,6 +95,29 @@ describe('streaming windows', () => {
     expect(fresh('ann', buyers, NOW + 25 * 60 * MINUTE)).toBe(false);
   });
 
+  it('keeps a window in time order when events arrive out of it', async () => {
+    const firstViewed = await define(
+      'first viewed',
+      'xEvent[timestamp occurs <= 24 hours before now].head().eventType = "web.pageView"',
+    );
+    ingest([event('ann', NOW - 10 * MINUTE), event('ann', NOW - 5 * MINUTE)], NOW);
+    expect(member('ann', firstViewed)).toBe(false);
+    // Earlier than both held: it goes first in the window, from memory.
+    const windows = streamingWindows(conn);
+    const misses = windows.misses;
+    ingest([event('ann', NOW - 20 * MINUTE, 'web.pageView')], NOW + MINUTE);
+    expect(windows.misses).toBe(misses);
+    expect(member('ann', firstViewed)).toBe(true);
+    // Between the two: the view stays first.
+    ingest([event('ann', NOW - 7 * MINUTE)], NOW + 2 * MINUTE);
+    expect(member('ann', firstViewed)).toBe(true);
+    expect(fresh('ann', firstViewed, NOW + 2 * MINUTE)).toBe(true);
+    // Earlier still, a purchase: now first.
+    ingest([event('ann', NOW - 30 * MINUTE)], NOW + 3 * MINUTE);
+    expect(member('ann', firstViewed)).toBe(false);
+    expect(fresh('ann', firstViewed, NOW + 3 * MINUTE)).toBe(false);
+  });
+
   it('sees the events identity stitching moved onto the surviving profile', () => {
     ingest([event('ann', NOW - 3 * MINUTE), event('bob', NOW - 2 * MINUTE), event('bob', NOW - MINUTE)], NOW);
     expect(member('ann', buyers)).toBe(false);

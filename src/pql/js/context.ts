@@ -120,6 +120,19 @@ export function eventRecord(
 }
 
 /**
+ * Vouches that `events` are eventRecord items in (timestamp, id) order, as their maker built them
+ * (rows read in that order, a streaming window advanced in it): evaluations take the list as it
+ * is. Otherwise the first evaluation of each new list checks every event's order and kind, and a
+ * streaming window is a new list at every ingest of its profile. Append nothing afterwards.
+ */
+export function eventsInOrder<T extends readonly EventRecord[]>(events: T): T {
+  const n = events.length;
+  if (n > 0)
+    eventListCache.set(events, { length: n, last: events[n - 1]!, items: events as unknown as readonly EventItem[] });
+  return events;
+}
+
+/**
  * The profile's events as items in (timestamp, id) order: the list itself when it is made of
  * items already in order (eventRecord), else copies cached per events array since streaming
  * evaluates many definitions against the same profile; a list that grew is copied again.
