@@ -96,6 +96,8 @@ function inOrder(a: EventRecord, b: EventRecord): boolean {
 
 /** The first index of a (ts, id)-ordered list whose event is at or after `since`. */
 function firstSince(events: readonly EventRecord[], since: number): number {
+  // Mostly none has left the window: one event read, not a search's several (each a cache miss).
+  if (events.length === 0 || events[0]!.timestamp >= since) return 0;
   let lo = 0;
   let hi = events.length;
   while (lo < hi) {

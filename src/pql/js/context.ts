@@ -119,16 +119,19 @@ export function eventRecord(
   return new EventItem(timestamp, eventType, payload, id);
 }
 
+/** On a list eventsInOrder vouched for: its length then (a list appended to since is checked again). */
+const IN_ORDER: unique symbol = Symbol('events in order');
+type Vouched = { [IN_ORDER]?: number };
+
 /**
  * Vouches that `events` are eventRecord items in (timestamp, id) order, as their maker built them
  * (rows read in that order, a streaming window advanced in it): evaluations take the list as it
  * is. Otherwise the first evaluation of each new list checks every event's order and kind, and a
- * streaming window is a new list at every ingest of its profile. Append nothing afterwards.
+ * streaming window is a new list at every ingest of its profile. A mark on the list rather than
+ * an entry in eventListCache: a WeakMap entry per list per ingest cost more than the check.
  */
 export function eventsInOrder<T extends readonly EventRecord[]>(events: T): T {
-  const n = events.length;
-  if (n > 0)
-    eventListCache.set(events, { length: n, last: events[n - 1]!, items: events as unknown as readonly EventItem[] });
+  (events as Vouched)[IN_ORDER] = events.length;
   return events;
 }
 
@@ -140,6 +143,7 @@ export function eventsInOrder<T extends readonly EventRecord[]>(events: T): T {
 function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
   const n = events.length;
   if (n === 0) return [];
+  if ((events as Vouched)[IN_ORDER] === n) return events as unknown as readonly EventItem[];
   const cached = eventListCache.get(events);
   if (cached !== undefined && cached.length === n && cached.last === events[n - 1]) return cached.items;
   let sorted = true;
