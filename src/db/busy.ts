@@ -8,6 +8,7 @@
  * This process's own worker threads are waited for through the write gate (write-gate.ts); what
  * is left for this fallback is a lock held by another process.
  */
+import type Database from 'better-sqlite3';
 import type { Connection } from './index.js';
 
 /** Whether `error` is SQLite saying another connection holds the lock. */
@@ -16,13 +17,41 @@ export function isBusy(error: unknown): boolean {
   return code === 'SQLITE_BUSY' || code === 'SQLITE_BUSY_SNAPSHOT';
 }
 
+/** The busy-timeout pragmas of a connection, prepared once: a pragma() call prepares its statement each time. */
+interface TimeoutStatements {
+  read: Database.Statement;
+  /** By timeout in ms: pragmas take no bound parameters. */
+  set: Map<number, Database.Statement>;
+}
+
+const prepared = new WeakMap<Database.Database, TimeoutStatements>();
+
+function timeoutStatements(sqlite: Database.Database): TimeoutStatements {
+  let s = prepared.get(sqlite);
+  if (s === undefined) {
+    s = { read: sqlite.prepare('PRAGMA busy_timeout').pluck(), set: new Map() };
+    prepared.set(sqlite, s);
+  }
+  return s;
+}
+
+function setBusyTimeout(sqlite: Database.Database, s: TimeoutStatements, ms: number): void {
+  let statement = s.set.get(ms);
+  if (statement === undefined) {
+    statement = sqlite.prepare(`PRAGMA busy_timeout = ${Math.trunc(ms)}`);
+    s.set.set(ms, statement);
+  }
+  statement.get();
+}
+
 /** Runs `write` with no busy wait on `conn`, restoring the connection's timeout after it. */
 export function withoutBusyWait<T>(conn: Connection, write: () => T): T {
-  const timeout = conn.sqlite.pragma('busy_timeout', { simple: true }) as number;
-  conn.sqlite.pragma('busy_timeout = 0');
+  const s = timeoutStatements(conn.sqlite);
+  const timeout = s.read.get() as number;
+  setBusyTimeout(conn.sqlite, s, 0);
   try {
     return write();
   } finally {
-    conn.sqlite.pragma(`busy_timeout = ${timeout}`);
+    setBusyTimeout(conn.sqlite, s, timeout);
   }
 }
