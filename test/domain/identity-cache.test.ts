@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Connection, openDatabase } from '../../src/db/index.js';
 import { ingestEventGroup, ingestEvents } from '../../src/domain/event-ingest.js';
+import { IdentityCache, identityKey } from '../../src/domain/identity-cache.js';
 import { ingestProfiles } from '../../src/domain/profile-ingest.js';
 import { deleteProfile } from '../../src/domain/profiles.js';
 import { ensureSandbox } from '../../src/domain/sandboxes.js';
@@ -98,5 +99,37 @@ describe('event ingest finds profiles by identity', () => {
     const cid = eventFor('cid');
     expect(cid).not.toBe(dan);
     expect(stored('cid')).toBe(cid);
+  });
+});
+
+describe('the identity cache itself', () => {
+  const key = (value: string) => identityKey(1, 'email', value);
+  const found = (...values: string[]) => values.map((v) => ({ key: key(v), profileId: v.charCodeAt(0) }));
+
+  it('keeps at most its capacity, and drops those found longest ago first', () => {
+    const cache = new IdentityCache(conn, 6);
+    const mark = cache.begin();
+    cache.keep(mark, found('a', 'b', 'c'));
+    // Found again: kept past the drop that takes b and c.
+    cache.keep(mark, found('a'));
+    cache.keep(mark, found('d', 'e'));
+    expect([...'abcde'].map((v) => cache.get(key(v)))).toEqual([97, undefined, undefined, 100, 101]);
+    cache.keep(mark, found('f', 'g', 'h', 'i', 'j', 'k', 'l'));
+    expect(cache.size).toBeLessThanOrEqual(6);
+    expect(cache.get(key('l'))).toBe(108);
+  });
+
+  it('answers with the profile found last for an identity', () => {
+    const cache = new IdentityCache(conn, 4);
+    const mark = cache.begin();
+    cache.keep(mark, [
+      { key: key('a'), profileId: 1 },
+      { key: key('b'), profileId: 2 },
+    ]);
+    // a and b are the older half now; a later find of a wins over it.
+    cache.keep(mark, [{ key: key('a'), profileId: 3 }]);
+    expect(cache.get(key('a'))).toBe(3);
+    expect(cache.get(key('b'))).toBe(2);
+    expect(cache.size).toBe(2);
   });
 });
