@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import { afterAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../../src/config.js';
 import { openDatabase } from '../../src/db/index.js';
 import type { Store } from '../../src/db/store.js';
@@ -28,8 +28,8 @@ import { membershipStatuses } from './stored-rows.js';
 
 // The writers stamp changes with the clock: events are placed relative to it.
 const NOW = Date.now();
-const dir = mkdtempSync(join(tmpdir(), 'segql-pg-writer-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+/** Made by the suite, so a run without PostgreSQL leaves none behind. */
+let dir: string;
 
 const email = (id: string) => ({ namespace: 'email', id });
 const at = (minutes: number) => new Date(NOW - minutes * 60_000).toISOString();
@@ -64,6 +64,11 @@ const REQUESTS = (sandboxId: number): IngestWrite[] => [
 const shape = (c: MembershipChange) => [c.audienceId, c.profileId, c.from, c.to, c.cause];
 
 describeOnPostgres('the ingest writer on a pooled database', 'pg_ingest_writer', () => {
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'segql-pg-writer-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
   it('publishes the changes SQLite publishes and leaves the same memberships', async () => {
     const sqlite = openDatabase(join(dir, 'writer.db'));
     const sandboxId = (await ensureSandbox(sqlite, 'prod')).id;

@@ -33,7 +33,8 @@ import { describeOnPostgres } from './statements-harness.js';
 const DAY = 86_400_000;
 const PAGE = 45;
 const log = pino({ level: 'silent' });
-const dataDir = mkdtempSync(join(tmpdir(), 'segql-query-pool-'));
+/** Made by the suite, so a run without PostgreSQL leaves none behind. */
+let dataDir: string;
 
 /** Expressions beyond the twenty reference definitions: attributes, event windows, inSegment, values. */
 const EXPRESSIONS = [
@@ -58,6 +59,7 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
   let identities: { namespace: string; id: string }[];
 
   beforeAll(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'segql-query-pool-'));
     store = await buildSegmentStore('query_pool', 240, 8);
     await store.runSqliteJob();
     // An external audience with a payload, imported as `segql import` does, for `inSegment("…").payload`.
@@ -108,7 +110,7 @@ describeOnPostgres('the query pool on PostgreSQL', 'query_pool', (db) => {
     await onSqlite?.close();
     await onPostgres?.close();
     store?.close();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   const both = async <R>(query: QueryName, args: QueryArgs[QueryName]): Promise<[R, R]> =>

@@ -12,7 +12,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/index.js';
+import { type Connection, openDatabase } from '../../src/db/index.js';
 import type { Store } from '../../src/db/store.js';
 import { runClusterIngestion, startClusterIngestionRun } from '../../src/domain/cluster/cluster-ingestion-run.js';
 import { wholeJobRunners } from '../../src/domain/cluster/cluster-job-kinds.js';
@@ -82,8 +82,9 @@ function canonical(value: unknown): unknown {
 }
 
 describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'segql-cingest-'));
-  const conn = openDatabase(join(dir, 'store.db'));
+  // Made in beforeAll: a skipped suite's body still runs to collect its tests.
+  let dir: string;
+  let conn: Connection;
   let sandboxId: number;
   let external: ExternalAudience;
   let db: PgTestDatabase;
@@ -92,6 +93,8 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
   let files = 0;
 
   beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'segql-cingest-'));
+    conn = openDatabase(join(dir, 'store.db'));
     sandboxId = (await ensureSandbox(conn, 'prod')).id;
     ingestProfiles(
       conn,
@@ -125,9 +128,9 @@ describe.skipIf(!pgAdminUrl)('ingestion runs on cluster nodes (PostgreSQL)', () 
 
   afterAll(async () => {
     await Promise.all(nodes.map((n) => n.stop()));
-    conn.close();
+    conn?.close();
     await db?.drop();
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   function upload(text: string): string {

@@ -372,8 +372,14 @@ describe('IngestService.events', () => {
     ['on the ingest thread', 'thread'],
   ] as const)('while another connection holds the write lock (a job writing its results), %s', (_, where) => {
     const writers: IngestWriter[] = [];
+    /** The locked stores' connections and directories, closed and removed once their writers have closed. */
+    const stores: { conn: Connection; dir: string }[] = [];
     afterEach(async () => {
       await Promise.all(writers.splice(0).map((w) => w.close()));
+      for (const { conn, dir } of stores.splice(0)) {
+        conn.sqlite.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
     });
     function writerOf(conn: Connection): IngestWriter {
       const writer =
@@ -396,14 +402,11 @@ describe('IngestService.events', () => {
       const sandboxId = (await ensureSandbox(conn, 'prod')).id;
       const other = new Database(file);
       other.exec('BEGIN IMMEDIATE');
+      // The ingest thread's connection first: its writer closes in afterEach, then this one.
+      stores.push({ conn, dir });
       const cleanup = () => {
         if (other.inTransaction) other.exec('ROLLBACK');
         other.close();
-        // The ingest thread's connection first: its writer closes in afterEach.
-        setTimeout(() => {
-          conn.sqlite.close();
-          rmSync(dir, { recursive: true, force: true });
-        }, 1_000);
       };
       return { conn, sandboxId, other, cleanup };
     }

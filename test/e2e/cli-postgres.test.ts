@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freshPgDatabase, type PgTestDatabase, pgAdminUrl } from '../db/pg-test-database.js';
 import { segqlArgs } from '../segql-command.js';
 import { killSpawned, type ServerProcess, spawnServer } from './process.js';
@@ -48,11 +48,15 @@ describe.runIf(pgAdminUrl === undefined)('the command line on PostgreSQL', () =>
 
 describe.runIf(pgAdminUrl !== undefined)('the command line on PostgreSQL', { timeout: 240_000 }, () => {
   let db: PgTestDatabase | undefined;
-  const dataDir = mkdtempSync(join(tmpdir(), 'segql-cli-pg-'));
+  // Made in beforeAll: a suite that does not run still has its body run to collect its tests.
+  let dataDir: string;
+  beforeAll(() => {
+    dataDir = mkdtempSync(join(tmpdir(), 'segql-cli-pg-'));
+  });
   afterAll(async () => {
     killSpawned();
     await db?.drop();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('seeds an empty cluster once, seeds a sandbox on demand, and imports a list through the nodes', async () => {
