@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- stream-pages [--profiles 10000] [--definitions 50] [--group 100] [--groups 20] [--warmup 100]`
+ * `npm run bench -- stream-pages [--profiles 10000] [--definitions 50] [--group 100] [--groups 20] [--warmup 100]
+ *   [--event-ids sequential|random]`
  *
  * Which tables and indexes a streaming commit writes (docs/performance.md `stream-pages`): the
  * ingest thread's writer (`LocalIngestWriter` with the streaming step, as `stream-writer` runs
@@ -9,7 +10,8 @@
  * header — the page number, and the database size on a commit's last frame — and a page) and
  * each page named by the b-tree that holds it now (the `dbstat` table). A page a commit writes
  * twice is one frame, so frames per commit are the distinct pages it wrote: what the commit
- * costs (two writes and a checksum each) and what the checkpoint copies again.
+ * costs (two writes and a checksum each) and what the checkpoint copies again. Event ids count
+ * up as `stream` sends them, or with `--event-ids random` are 128 random bits each (as UUIDs).
  *
  * - `pages-per-commit`, `pages-per-event`: frames over commits, and over events.
  * - `changes-per-event`: membership changes written per event (the windows fill as groups go
@@ -60,6 +62,10 @@ export async function run(argv: string[]): Promise<number> {
   const groupSize = intArg(args, 'group', 100);
   const groups = intArg(args, 'groups', 20);
   const warmup = intArg(args, 'warmup', 100);
+  const randomIds = args.get('event-ids') === 'random';
+  if (!['sequential', 'random', undefined].includes(args.get('event-ids'))) {
+    throw new Error(`--event-ids must be sequential or random, got "${args.get('event-ids')}"`);
+  }
   const dir = mkdtempSync(join(tmpdir(), 'segql-stream-pages-'));
   try {
     const file = join(dir, 'stream.db');
@@ -85,7 +91,7 @@ export async function run(argv: string[]): Promise<number> {
       const random = prng(7);
       let next = 0;
       const writeGroup = () => {
-        const events = streamEvents(random, { size: groupSize, profiles, firstId: next, prefix: 'p-' });
+        const events = streamEvents(random, { size: groupSize, profiles, firstId: next, prefix: 'p-', randomIds });
         next += groupSize;
         const reply = writer.writePrepared(
           prepareGroup(conn, [{ kind: 'event', sandboxId, events }], DEFAULT_INGEST_LIMITS),

@@ -62,16 +62,26 @@ export async function seedStreamStore(
 /** The events of one ingest request as the stream benches send them: random demo profiles, stamped now. */
 export function streamEvents(
   random: () => number,
-  options: { size: number; profiles: number; firstId: number; prefix: string; now?: string },
+  options: { size: number; profiles: number; firstId: number; prefix: string; now?: string; randomIds?: boolean },
 ): { id: string; identity: { namespace: string; id: string }; timestamp: string; eventType: string; data: object }[] {
   const now = options.now ?? new Date().toISOString();
   return Array.from({ length: options.size }, (_, i) => ({
-    id: `${options.prefix}${options.firstId + i}`,
+    id: `${options.prefix}${options.randomIds ? randomHex(random) : options.firstId + i}`,
     identity: { namespace: 'email', id: `user${Math.floor(random() * options.profiles)}@example.com` },
     timestamp: now,
     eventType: random() < 0.5 ? 'commerce.productViews' : 'commerce.purchases',
     data: { channel: 'web' },
   }));
+}
+
+/** 128 random bits as 32 hex digits, from `random`: an id as a producer's UUIDs fall, anywhere in the index. */
+function randomHex(random: () => number): string {
+  let hex = '';
+  for (let k = 0; k < 4; k++)
+    hex += Math.floor(random() * 0x1_0000_0000)
+      .toString(16)
+      .padStart(8, '0');
+  return hex;
 }
 
 export { prng };

@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
- *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--server-prof DIR]
+ *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--event-ids sequential|random] [--server-prof DIR]
  *   [--server-flags=<node/V8 flags for the server, space-separated>] [--backend sqlite|postgres [--nodes 2]]`
  *
  * `--backend postgres` (issue 21, "through two nodes"): the same seeded store is copied with
@@ -20,6 +20,8 @@
  * `audienceMembershipChangesCommitted` (a commit's changes per message; `--subscription change`:
  * `audienceMembershipChanged`, one change per message, as before session 7); then `ingestEvents` over HTTP in batches of `--batch` events, each
  * event for a random demo profile and timestamped now (so the windowed definitions change state).
+ * Event ids count up (`stream-<n>`) unless `--event-ids random` gives each 128 random bits, as a
+ * producer's UUIDs: then each event lands on a random leaf of the event-id index too.
  * The runs go first with `--concurrency` requests in flight (a producer sending from several
  * connections, as a real one does), then one request at a time.
  *
@@ -107,6 +109,10 @@ export async function run(argv: string[]): Promise<number> {
   const perChange = args.get('subscription') === 'change';
   if (!['commit', 'change', undefined].includes(args.get('subscription'))) {
     throw new Error('--subscription is commit (the default) or change');
+  }
+  const eventIds = args.get('event-ids') ?? 'sequential';
+  if (!['sequential', 'random'].includes(eventIds)) {
+    throw new Error(`--event-ids must be sequential or random, got "${eventIds}"`);
   }
   const serverProf = args.get('server-prof');
   const serverFlags = args.get('server-flags')?.split(' ').filter(Boolean) ?? [];
@@ -229,7 +235,13 @@ export async function run(argv: string[]): Promise<number> {
     // box's cores with the server, so it should take as little of them as it can.
     const senders = ingestNodes.map((n) => keepAliveGraphql(n.url, concurrency));
     const sendBatch = async (size: number) => {
-      const e = streamEvents(random, { size, profiles, firstId: id, prefix: EVENT_PREFIX });
+      const e = streamEvents(random, {
+        size,
+        profiles,
+        firstId: id,
+        prefix: EVENT_PREFIX,
+        randomIds: eventIds === 'random',
+      });
       id += size;
       sent += size;
       const node = nextNode++ % ingestNodes.length;
