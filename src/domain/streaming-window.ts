@@ -32,7 +32,7 @@ import type Database from 'better-sqlite3';
 import { cacheKey } from '../db/connection-cache.js';
 import type { Connection } from '../db/index.js';
 import { dataVersion } from '../db/write-stamp.js';
-import { type EventRecord, eventRecord, eventsInOrder } from '../pql/index.js';
+import { type EventRecord, eventBefore, eventRecord, eventsInOrder } from '../pql/index.js';
 import { loadProfileDocuments, type StoredProfileDocument } from './profile-documents.js';
 
 /** Profiles whose windows one connection keeps unless told (SEGQL_STREAMING_WINDOW_PROFILES sets it). */
@@ -88,10 +88,6 @@ export interface WindowRead {
 
 function typesKey(types: ReadonlySet<string> | null): string {
   return types === null ? '*' : [...types].sort().join('\u0000');
-}
-
-function inOrder(a: EventRecord, b: EventRecord): boolean {
-  return a.timestamp < b.timestamp || (a.timestamp === b.timestamp && a.id < b.id);
 }
 
 /** The first index of a (ts, id)-ordered list whose event is at or after `since`. */
@@ -375,7 +371,7 @@ function advance(
     const event = eventRecord(w.id, w.timestamp, w.eventType, JSON.parse(w.payloadJson) as Record<string, unknown>);
     // Mostly appended: events usually arrive in time order.
     let i = events.length;
-    while (i > 0 && inOrder(event, events[i - 1]!)) i--;
+    while (i > 0 && eventBefore(event, events[i - 1]!)) i--;
     events.splice(i, 0, event);
   }
   return eventsInOrder(events);

@@ -21,7 +21,7 @@ export {
   type ResolvedAudience,
 } from './check/types.js';
 export { BUILT_IN_SCHEMA_FIELDS, builtInConflict } from './check/xdm-fields.js';
-export { eventRecord, eventsInOrder } from './js/context.js';
+export { eventBefore, eventRecord, eventsInOrder } from './js/context.js';
 export { evaluate, evaluateValue } from './js/evaluate.js';
 export { EXPLAIN_ITEM_LIMIT, type ExplainNode, type ExplainOptions, type Explanation, explain } from './js/explain.js';
 export type * from './language/ast.js';

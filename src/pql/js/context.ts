@@ -101,8 +101,12 @@ export class EventItem implements EventRecord {
   }
 }
 
-function inOrder(a: EventRecord, b: EventRecord): boolean {
-  return a.timestamp < b.timestamp || (a.timestamp === b.timestamp && a.id <= b.id);
+/**
+ * Whether `a` comes before `b` in a profile's event order, (timestamp, id): the order evaluation
+ * reads events in, and the one a store vouching for its lists (eventsInOrder) keeps them in.
+ */
+export function eventBefore(a: EventRecord, b: EventRecord): boolean {
+  return a.timestamp < b.timestamp || (a.timestamp === b.timestamp && a.id < b.id);
 }
 
 /**
@@ -149,7 +153,7 @@ function eventItems(events: readonly EventRecord[]): readonly EventItem[] {
   let sorted = true;
   let allItems = events[0] instanceof EventItem;
   for (let i = 1; i < n && sorted; i++) {
-    sorted = inOrder(events[i - 1]!, events[i]!);
+    sorted = !eventBefore(events[i]!, events[i - 1]!);
     allItems &&= events[i] instanceof EventItem;
   }
   let items: readonly EventItem[];
