@@ -13,8 +13,8 @@ import { instantOfMs, parseDatetime, validateDocument } from './document-validat
 import { badInput } from './errors.js';
 import { timeOrderedId } from './event-ids.js';
 import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
+import { jsonByteLength, jsonBytesBound } from './json-size.js';
 import {
-  byteLength,
   type EventInput,
   type IngestErrorCode,
   type IngestOptions,
@@ -245,8 +245,16 @@ const ISO_TEXT_BYTES = 26;
  * (`toISOString`), as the API measured it before it handed times over already read.
  */
 function recordBytes(event: EventInput): number {
-  const size = byteLength(event);
+  const size = jsonByteLength(event);
   return typeof event.timestamp === 'number' ? size - JSON.stringify(event.timestamp).length + ISO_TEXT_BYTES : size;
+}
+
+/**
+ * Whether recordBytes(event) is over `limit`, serialising only an event that may be: the bound
+ * counts a time handed over as a number at most ISO_TEXT_BYTES short of its text.
+ */
+function recordLongerThan(event: EventInput, limit: number): boolean {
+  return jsonBytesBound(event, limit) + ISO_TEXT_BYTES > limit && recordBytes(event) > limit;
 }
 
 /** A refusal. At module level: under tsx a closure made per call costs a defineProperty (its name). */
@@ -259,7 +267,7 @@ function refuse(message: string, code: IngestErrorCode = 'BAD_USER_INPUT'): Chec
  * the size guardrail, its identity, type, timestamp and id, its data against the catalogue.
  */
 export function checkEvent(event: EventInput, catalog: FieldCatalog, limits: IngestLimits): CheckedEvent {
-  if (recordBytes(event) > limits.eventRecordBytes) {
+  if (recordLongerThan(event, limits.eventRecordBytes)) {
     return refuse(`Event is larger than the ${limits.eventRecordBytes / 1024} KB guardrail`, 'GUARDRAIL');
   }
   const problem = identityProblem(event.identity);

@@ -6,6 +6,7 @@ import type { FieldCatalog } from '../pql/index.js';
 import { refreshAudienceSizeSync } from './audiences.js';
 import { validateDocument } from './document-validation.js';
 import { badInput } from './errors.js';
+import { jsonLongerThan } from './json-size.js';
 import { catalogOf } from './profile-schema.js';
 import type { WrittenEvents } from './streaming-window.js';
 
@@ -167,10 +168,6 @@ function prepareStatements(sqlite: Sqlite): IngestStatements {
   return s;
 }
 
-export function byteLength(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value) ?? '');
-}
-
 /**
  * Joins profiles into the one with the lowest id (identity stitching): attributes merge in
  * update order (later values win per field, arrays replaced), identities, events and history
@@ -214,7 +211,7 @@ export function checkProfileRecord(
   catalog: FieldCatalog,
   limits: IngestLimits,
 ): CheckedProfileRecord {
-  if (byteLength(record) > limits.profileRecordBytes) {
+  if (jsonLongerThan(record, limits.profileRecordBytes)) {
     return {
       ok: false,
       message: `Record is larger than the ${limits.profileRecordBytes / 1024} KB guardrail`,
