@@ -59,18 +59,46 @@ export async function seedStreamStore(
   }
 }
 
-/** The events of one ingest request as the stream benches send them: random demo profiles, stamped now. */
+/**
+ * The events of one ingest request as the stream benches send them: random demo profiles, stamped
+ * now. `payloadItems` > 0 gives each that many `productListItems` of the demo catalogue (~120
+ * bytes of JSON each), for a payload the size of a real commerce event's; their content draws
+ * nothing from `random`, so the events are the same ones either way.
+ */
 export function streamEvents(
   random: () => number,
-  options: { size: number; profiles: number; firstId: number; prefix: string; now?: string; randomIds?: boolean },
+  options: {
+    size: number;
+    profiles: number;
+    firstId: number;
+    prefix: string;
+    now?: string;
+    randomIds?: boolean;
+    payloadItems?: number;
+  },
 ): { id: string; identity: { namespace: string; id: string }; timestamp: string; eventType: string; data: object }[] {
   const now = options.now ?? new Date().toISOString();
+  const items = options.payloadItems ?? 0;
   return Array.from({ length: options.size }, (_, i) => ({
     id: `${options.prefix}${options.randomIds ? randomHex(random) : options.firstId + i}`,
     identity: { namespace: 'email', id: `user${Math.floor(random() * options.profiles)}@example.com` },
     timestamp: now,
     eventType: random() < 0.5 ? 'commerce.productViews' : 'commerce.purchases',
-    data: { channel: 'web' },
+    data:
+      items === 0
+        ? { channel: 'web' }
+        : { channel: 'web', productListItems: productListItems(options.firstId + i, items) },
+  }));
+}
+
+/** `n` product lines for event `i`, shaped as the demo data's. */
+function productListItems(i: number, n: number): object[] {
+  return Array.from({ length: n }, (_, k) => ({
+    SKU: `AP-${(i * 7 + k * 13) % 500}`,
+    name: `apparel item number ${k + 1} of the order`,
+    category: 'apparel',
+    quantity: 1 + ((i + k) % 3),
+    priceTotal: 10 + ((i * 31 + k * 17) % 9000) / 100,
   }));
 }
 

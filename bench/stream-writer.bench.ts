@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- stream-writer [--profiles 10000] [--definitions 50] [--group 100] [--groups 100]
- *   [--warmup 50] [--runs 5] [--compare DIR]`
+ *   [--warmup 50] [--runs 5] [--payload-items 0] [--compare DIR]`
  *
  * The one writer of streaming ingest, in process (docs/performance.md `stream-writer`): what the
  * ingest thread does with a group — `LocalIngestWriter`'s write on the store of the `stream` bench
@@ -11,8 +11,9 @@
  * end-to-end bench's move by thirty.
  *
  * Groups of `--group` events (random demo profiles, stamped now, half product views and half
- * purchases, as `stream` sends them); `--warmup` groups untimed, then `--runs` runs of `--groups`
- * groups each.
+ * purchases, as `stream` sends them; `--payload-items N` gives each event N product lines, ~120
+ * bytes of JSON each, for a real commerce event's payload); `--warmup` groups untimed, then
+ * `--runs` runs of `--groups` groups each.
  *
  * - `cpu-us-per-event`: this thread's CPU (user + system, from /proc: Linux only) per event.
  * - `wall-us-per-event`: the groups' wall time per event (syncs of the log's restarts included).
@@ -137,6 +138,7 @@ export async function run(argv: string[]): Promise<number> {
   const groups = intArg(args, 'groups', 100);
   const warmup = intArg(args, 'warmup', 50);
   const runs = intArg(args, 'runs', 5);
+  const payloadItems = intArg(args, 'payload-items', 0);
   const compareRoot = args.get('compare');
   // How the log is kept, for trying other settings (the server's: 100 ms, the backstop's pages).
   const logOf = (prefix: string) => ({
@@ -166,7 +168,7 @@ export async function run(argv: string[]): Promise<number> {
     const random = prng(7);
     let next = 0;
     const nextGroup = (): Group => {
-      const events = streamEvents(random, { size: groupSize, profiles, firstId: next, prefix: 'w-' });
+      const events = streamEvents(random, { size: groupSize, profiles, firstId: next, prefix: 'w-', payloadItems });
       next += groupSize;
       return [{ kind: 'event', sandboxId, events }];
     };
