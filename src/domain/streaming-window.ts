@@ -368,7 +368,7 @@ function advance(
   if (!written) return eventsInOrder(events);
   for (const w of written) {
     if (w.timestamp < since || (types !== null && !types.has(w.eventType))) continue;
-    const event = eventRecord(w.id, w.timestamp, w.eventType, JSON.parse(w.payloadJson) as Record<string, unknown>);
+    const event = eventRecord(w.id, w.timestamp, w.eventType, w.payloadJson);
     // Mostly appended: events usually arrive in time order.
     let i = events.length;
     while (i > 0 && eventBefore(event, events[i - 1]!)) i--;

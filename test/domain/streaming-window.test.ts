@@ -95,6 +95,27 @@ describe('streaming windows', () => {
     expect(fresh('ann', buyers, NOW + 25 * 60 * MINUTE)).toBe(false);
   });
 
+  it('reads the payloads of the events it advanced with, as written', async () => {
+    const bigSpenders = await define(
+      'big spenders',
+      'xEvent[eventType = "commerce.purchases" and commerce.order.priceTotal > 100 and timestamp occurs <= 24 hours before now].count() >= 1',
+    );
+    const purchase = (at: number, priceTotal: number): EventInput => ({
+      ...event('ann', at),
+      data: { commerce: { order: { priceTotal } } },
+    });
+    ingest([purchase(NOW - 10 * MINUTE, 50)], NOW);
+    const windows = streamingWindows(conn);
+    const misses = windows.misses;
+    // From memory: each new event's payload is the one its ingest wrote.
+    ingest([purchase(NOW - 5 * MINUTE, 99.5)], NOW + MINUTE);
+    expect(member('ann', bigSpenders)).toBe(false);
+    ingest([purchase(NOW, 150)], NOW + 2 * MINUTE);
+    expect(windows.misses).toBe(misses);
+    expect(member('ann', bigSpenders)).toBe(true);
+    expect(fresh('ann', bigSpenders, NOW + 2 * MINUTE)).toBe(true);
+  });
+
   it('keeps a window in time order when events arrive out of it', async () => {
     const firstViewed = await define(
       'first viewed',

@@ -1,5 +1,5 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { buildCatalog, DEFAULT_SCHEMA_FIELDS, type SchemaFieldRow } from '../../src/pql/check/catalog.js';
 import { check } from '../../src/pql/check/checker.js';
 import type { CheckedExpression, EventRecord, ProfileDocument, ResolvedAudience } from '../../src/pql/check/types.js';
@@ -920,5 +920,34 @@ describe('event records that are their own items (eventRecord)', () => {
     expect(JSON.stringify(value(source, profile({}, asItems(plain))))).toBe(
       JSON.stringify(value(source, profile({}, plain))),
     );
+  });
+
+  // Payloads handed over as their JSON text (as a streaming window gets an ingest's events).
+  const asTextItems = (list: EventRecord[]) =>
+    list.map((e) => eventRecord(e.id, e.timestamp, e.eventType, JSON.stringify(e.payload)));
+
+  it('evaluates and serialises payloads given as JSON text as it does objects', () => {
+    for (const source of [...sources, 'xEvent[eventType = "commerce.purchases"]']) {
+      expect(JSON.stringify(value(source, profile({}, asTextItems(plain))))).toBe(
+        JSON.stringify(value(source, profile({}, plain))),
+      );
+    }
+  });
+
+  it('parses a payload given as text only when a condition reads it, and once', () => {
+    const items = asTextItems(plain);
+    const parse = vi.spyOn(JSON, 'parse');
+    try {
+      expect(value(sources[0]!, profile({}, items))).toBe(2);
+      expect(value('xEvent.head().eventType', profile({}, items))).toBe('commerce.purchases');
+      expect(parse).not.toHaveBeenCalled();
+      expect(value(sources[1]!, profile({}, items))).toBe(23);
+      // The three purchases' payloads, read by the filter's sum; the page view's never.
+      expect(parse).toHaveBeenCalledTimes(3);
+      expect(value(sources[1]!, profile({}, items))).toBe(23);
+      expect(parse).toHaveBeenCalledTimes(3);
+    } finally {
+      parse.mockRestore();
+    }
   });
 });

@@ -88,12 +88,37 @@ const eventListCache = new WeakMap<
 >();
 
 export class EventItem implements EventRecord {
+  /** The payload once read; until then `json` holds its text (see `payload`). */
+  private parsed: Record<string, unknown> | undefined;
+  private json: string | undefined;
+
   constructor(
     readonly timestamp: number,
     readonly eventType: string,
-    readonly payload: Record<string, unknown>,
+    payload: Record<string, unknown> | string,
     readonly id: number,
-  ) {}
+  ) {
+    if (typeof payload === 'string') {
+      this.parsed = undefined;
+      this.json = payload;
+    } else {
+      this.parsed = payload;
+      this.json = undefined;
+    }
+  }
+
+  /**
+   * Parsed from its JSON text when first read, if it came as text: most streaming conditions
+   * read only the two columns, and a real event's payload (a kilobyte or more of XDM) took
+   * longer to parse than the conditions over it take to run.
+   */
+  get payload(): Record<string, unknown> {
+    if (this.parsed === undefined) {
+      this.parsed = JSON.parse(this.json as string) as Record<string, unknown>;
+      this.json = undefined;
+    }
+    return this.parsed;
+  }
 
   /** The event as one plain object, e.g. when `evaluateValue` returns events. */
   toJSON(): Record<string, unknown> {
@@ -118,7 +143,8 @@ export function eventRecord(
   id: number,
   timestamp: number,
   eventType: string,
-  payload: Record<string, unknown>,
+  /** The payload, or its JSON text (an object's), parsed only if an evaluation reads it. */
+  payload: Record<string, unknown> | string,
 ): EventRecord {
   return new EventItem(timestamp, eventType, payload, id);
 }
