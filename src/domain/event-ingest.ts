@@ -13,7 +13,7 @@ import { instantOfMs, parseDatetime, validateDocument } from './document-validat
 import { badInput } from './errors.js';
 import { timeOrderedId } from './event-ids.js';
 import { type FoundIdentity, type IdentityCache, identityCache, identityKey } from './identity-cache.js';
-import { jsonByteLength, jsonBytesBound } from './json-size.js';
+import { jsonByteLength, jsonSurelyWithin } from './json-size.js';
 import {
   type EventInput,
   type IngestErrorCode,
@@ -254,7 +254,7 @@ function recordBytes(event: EventInput): number {
  * counts a time handed over as a number at most ISO_TEXT_BYTES short of its text.
  */
 function recordLongerThan(event: EventInput, limit: number): boolean {
-  return jsonBytesBound(event, limit) + ISO_TEXT_BYTES > limit && recordBytes(event) > limit;
+  return !jsonSurelyWithin(event, limit - ISO_TEXT_BYTES) && recordBytes(event) > limit;
 }
 
 /** A refusal. At module level: under tsx a closure made per call costs a defineProperty (its name). */

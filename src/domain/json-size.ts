@@ -16,16 +16,28 @@ export function jsonByteLength(value: unknown): number {
 
 /** Whether `jsonByteLength(value) > limit`, serialising only a value that may be. */
 export function jsonLongerThan(value: unknown, limit: number): boolean {
-  return jsonBytesBound(value, limit) > limit && jsonByteLength(value) > limit;
+  return !jsonSurelyWithin(value, limit) && jsonByteLength(value) > limit;
 }
 
 /**
- * At most what a string serialises to: 6 bytes a UTF-16 unit (`\u001f`, a lone `\udc00`; any
- * other character takes at most 3) and its quotes. Scanning for the exact figure costs what
- * serialising does; records near their limit are measured exactly instead.
+ * Whether `jsonByteLength(value) <= limit` can be told without serialising: a bound at six bytes
+ * a character settles a small record; one it cannot is bounded again with its plain ASCII strings
+ * counted as written (a kilobyte payload of names and URLs). False says only "maybe not".
  */
-function stringBound(s: string): number {
-  return 6 * s.length + 2;
+export function jsonSurelyWithin(value: unknown, limit: number): boolean {
+  return jsonBytesBound(value, limit) <= limit || jsonBytesBound(value, limit, true) <= limit;
+}
+
+/** A string JSON writes as it is, between its quotes: printable ASCII but `"` and `\`. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+/**
+ * At most what a string serialises to: 6 bytes a UTF-16 unit (`\u001f`, a lone `\udc00`; any
+ * other character takes at most 3) and its quotes; or, `exact`, the length of a plain ASCII one
+ * as it is written, at the cost of a look at its characters.
+ */
+function stringBound(s: string, exact: boolean): number {
+  return exact && PLAIN.test(s) ? s.length + 2 : 6 * s.length + 2;
 }
 
 /**
@@ -33,8 +45,9 @@ function stringBound(s: string): number {
  * `stop`, and for anything JSON.stringify may render by rules of its own (an object that is not
  * a plain object or array: `toJSON`, a class, a BigInt), which only serialising measures. An
  * array's `undefined` counts as `null`; an object's is counted though JSON.stringify leaves it out.
+ * `exactStrings` counts plain ASCII strings (keys too) as written, after a look at each.
  */
-export function jsonBytesBound(value: unknown, stop: number): number {
+export function jsonBytesBound(value: unknown, stop: number, exactStrings = false): number {
   let total = 0;
   // A stack rather than recursion: a hostile depth must not overflow the call stack.
   const pending: unknown[] = [value];
@@ -42,7 +55,7 @@ export function jsonBytesBound(value: unknown, stop: number): number {
     const v = pending.pop();
     switch (typeof v) {
       case 'string':
-        total += stringBound(v);
+        total += stringBound(v, exactStrings);
         break;
       case 'number':
         total += NUMBER_CHARS;
@@ -67,7 +80,7 @@ export function jsonBytesBound(value: unknown, stop: number): number {
           const record = v as Record<string, unknown>;
           for (const key in record) {
             // The key, its colon and a comma.
-            total += stringBound(key) + 2;
+            total += stringBound(key, exactStrings) + 2;
             pending.push(record[key]);
           }
         } else {

@@ -1,15 +1,22 @@
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
-import { jsonByteLength, jsonBytesBound, jsonLongerThan } from '../../src/domain/json-size.js';
+import { describe, expect, it, vi } from 'vitest';
+import { jsonByteLength, jsonBytesBound, jsonLongerThan, jsonSurelyWithin } from '../../src/domain/json-size.js';
 
 /** Strings of the characters JSON writes longest: controls, quotes, lone surrogates, astral ones. */
 const awkward = fc.string({
-  unit: fc.constantFrom('\u0000', '\u001f', '"', '\\', '\n', '\ud800', '\udfff', '😀', 'é', '\u2028', 'a'),
+  unit: fc.constantFrom('\u0000', '\u001f', '"', '\\', '\n', '\ud800', '\udfff', '😀', 'é', '\u2028', 'a', '~'),
+  maxLength: 80,
+});
+/** Long ASCII strings, mostly plain (counted as written on a second look), some with a character that is not. */
+const ascii = fc.string({
+  unit: fc.integer({ min: 0x20, max: 0x7f }).map((c) => String.fromCharCode(c)),
+  maxLength: 120,
 });
 const json = fc.letrec((tie) => ({
   value: fc.oneof(
     { depthSize: 'small' },
     awkward,
+    ascii,
     fc.string(),
     fc.double(),
     fc.integer(),
@@ -25,7 +32,9 @@ describe('jsonBytesBound', () => {
   it('is never below what JSON.stringify writes, in UTF-8 bytes', () => {
     fc.assert(
       fc.property(json, (value) => {
-        expect(jsonBytesBound(value, Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(jsonByteLength(value));
+        const bytes = jsonByteLength(value);
+        expect(jsonBytesBound(value, Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(bytes);
+        expect(jsonBytesBound(value, Number.POSITIVE_INFINITY, true)).toBeGreaterThanOrEqual(bytes);
       }),
       { numRuns: 2000 },
     );
@@ -35,6 +44,37 @@ describe('jsonBytesBound', () => {
     for (const s of ['\u0000', '\u001f', '\ud800', '\udfff', '"', '\\', '😀', '\u2028', 'é']) {
       const value = { [s]: [s.repeat(50)] };
       expect(jsonBytesBound(value, Number.POSITIVE_INFINITY)).toBeGreaterThanOrEqual(jsonByteLength(value));
+      expect(jsonBytesBound(value, Number.POSITIVE_INFINITY, true)).toBeGreaterThanOrEqual(jsonByteLength(value));
+    }
+  });
+
+  it('counts plain strings as written when asked to look, others at six bytes a unit', () => {
+    const plain = 'https://shop.example.com/products/apparel?id=12345&ref=campaign';
+    expect(jsonBytesBound(plain, Number.POSITIVE_INFINITY)).toBe(6 * plain.length + 2);
+    expect(jsonBytesBound(plain, Number.POSITIVE_INFINITY, true)).toBe(jsonByteLength(plain));
+    const record = { [plain]: plain };
+    expect(jsonBytesBound(record, Number.POSITIVE_INFINITY, true)).toBe(jsonByteLength(record) + 1);
+    const quoted = `${plain}"`;
+    expect(jsonBytesBound(quoted, Number.POSITIVE_INFINITY, true)).toBe(6 * quoted.length + 2);
+    const del = '\u007f'.repeat(40);
+    expect(jsonBytesBound(del, Number.POSITIVE_INFINITY, true)).toBeGreaterThanOrEqual(jsonByteLength(del));
+  });
+
+  it('settles a kilobyte of names and URLs on the second bound, without serialising', () => {
+    const items = Array.from({ length: 30 }, (_, k) => ({
+      SKU: `AP-${k}`,
+      name: `apparel item number ${k} of the order`,
+      URL: `https://shop.example.com/products/apparel/${k}`,
+    }));
+    const limit = 3 * jsonByteLength(items);
+    expect(jsonBytesBound(items, limit)).toBe(Number.POSITIVE_INFINITY);
+    const stringify = vi.spyOn(JSON, 'stringify');
+    try {
+      expect(jsonSurelyWithin(items, limit)).toBe(true);
+      expect(jsonLongerThan(items, limit)).toBe(false);
+      expect(stringify).not.toHaveBeenCalled();
+    } finally {
+      stringify.mockRestore();
     }
   });
 
