@@ -1,6 +1,7 @@
 /**
  * `npm run bench -- stream [--profiles 10000] [--definitions 50] [--events 20000] [--batch 100] [--runs 3]
- *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--event-ids sequential|random] [--server-prof DIR]
+ *   [--concurrency 8] [--subscribers 0] [--subscription commit|change] [--event-ids sequential|random]
+ *   [--payload-items 0] [--server-prof DIR]
  *   [--server-flags=<node/V8 flags for the server, space-separated>] [--backend sqlite|postgres [--nodes 2]]`
  *
  * `--backend postgres` (issue 21, "through two nodes"): the same seeded store is copied with
@@ -21,7 +22,9 @@
  * `audienceMembershipChanged`, one change per message, as before session 7); then `ingestEvents` over HTTP in batches of `--batch` events, each
  * event for a random demo profile and timestamped now (so the windowed definitions change state).
  * Event ids count up (`stream-<n>`) unless `--event-ids random` gives each 128 random bits, as a
- * producer's UUIDs: then each event lands on a random leaf of the event-id index too.
+ * producer's UUIDs: then each event lands on a random leaf of the event-id index too. The payload
+ * is one field unless `--payload-items N` adds N product lines (~120 bytes of JSON each: 10 make a
+ * real commerce event's kilobyte).
  * The runs go first with `--concurrency` requests in flight (a producer sending from several
  * connections, as a real one does), then one request at a time.
  *
@@ -111,6 +114,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new Error('--subscription is commit (the default) or change');
   }
   const eventIds = args.get('event-ids') ?? 'sequential';
+  const payloadItems = intArg(args, 'payload-items', 0);
   if (!['sequential', 'random'].includes(eventIds)) {
     throw new Error(`--event-ids must be sequential or random, got "${eventIds}"`);
   }
@@ -241,6 +245,7 @@ export async function run(argv: string[]): Promise<number> {
         firstId: id,
         prefix: EVENT_PREFIX,
         randomIds: eventIds === 'random',
+        payloadItems,
       });
       id += size;
       sent += size;
