@@ -33,18 +33,25 @@ function join(prefix: string, key: string): string {
   return prefix ? `${prefix}.${key}` : key;
 }
 
+/**
+ * A value's path for messages, made only when one is written: `key` under `parent`, a number
+ * being an array index. Every field's path built up front cost more than checking it.
+ */
+function pathOf(parent: string, key: string | number): string {
+  return typeof key === 'number' ? `${parent}[${key}]` : join(parent, key);
+}
+
 function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(obj)) {
-    const path = join(prefix, key);
-    if (key === '__proto__') throw unstorableKey(path);
+  for (const key of Object.keys(obj)) {
+    if (key === '__proto__') throw unstorableKey(join(prefix, key));
     const fieldType = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!fieldType) {
       throw new InvalidField(
-        `Unknown field "${path}": it is not in the profile schema; add it with updateProfileSchema`,
+        `Unknown field "${join(prefix, key)}": it is not in the profile schema; add it with updateProfileSchema`,
       );
     }
-    out[key] = normaliseValue(v, fieldType, path);
+    out[key] = normaliseValue(obj[key], fieldType, prefix, key);
   }
   return out;
 }
@@ -55,39 +62,49 @@ function wrongType(path: string, v: unknown, expected: string): InvalidField {
   return new InvalidField(`Field "${path}" must be ${expected}, got ${describe(v)}`);
 }
 
-function normaliseValue(v: unknown, type: PqlType, path: string): unknown {
+/** `v`, the value at `key` under `parent`, checked against `type` and normalised. */
+function normaliseValue(v: unknown, type: PqlType, parent: string, key: string | number): unknown {
   if (v === null) return null;
   switch (type.kind) {
     case 'string':
-      if (typeof v !== 'string') throw wrongType(path, v, 'a string');
+      if (typeof v !== 'string') throw wrongType(pathOf(parent, key), v, 'a string');
       return v;
     case 'number':
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw wrongType(path, v, 'a number');
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw wrongType(pathOf(parent, key), v, 'a number');
       return v;
     case 'boolean':
-      if (typeof v !== 'boolean') throw wrongType(path, v, 'a boolean');
+      if (typeof v !== 'boolean') throw wrongType(pathOf(parent, key), v, 'a boolean');
       return v;
     case 'datetime': {
-      if (typeof v !== 'string') throw wrongType(path, v, `an ISO-8601 datetime (e.g. ${DATETIME_EXAMPLE})`);
+      if (typeof v !== 'string') {
+        throw wrongType(pathOf(parent, key), v, `an ISO-8601 datetime (e.g. ${DATETIME_EXAMPLE})`);
+      }
       const parsed = parseDatetime(v);
-      if (!parsed.ok) throw new InvalidField(`Field "${path}" must be an ISO-8601 datetime: ${parsed.reason}`);
+      if (!parsed.ok) {
+        throw new InvalidField(`Field "${pathOf(parent, key)}" must be an ISO-8601 datetime: ${parsed.reason}`);
+      }
       return new Date(parsed.ms).toISOString();
     }
-    case 'array':
-      if (!Array.isArray(v)) throw wrongType(path, v, 'an array');
-      return v.map((item, i) => normaliseValue(item, type.of, `${path}[${i}]`));
+    case 'array': {
+      if (!Array.isArray(v)) throw wrongType(pathOf(parent, key), v, 'an array');
+      const path = pathOf(parent, key);
+      const out = new Array<unknown>(v.length);
+      for (let i = 0; i < v.length; i++) out[i] = normaliseValue(v[i], type.of, path, i);
+      return out;
+    }
     case 'map': {
-      if (!isPlainObject(v)) throw wrongType(path, v, 'an object (map)');
+      if (!isPlainObject(v)) throw wrongType(pathOf(parent, key), v, 'an object (map)');
+      const path = pathOf(parent, key);
       const out: Record<string, unknown> = {};
-      for (const [k, item] of Object.entries(v)) {
+      for (const k of Object.keys(v)) {
         if (k === '__proto__') throw unstorableKey(`${path}.${k}`);
-        out[k] = normaliseValue(item, type.of, `${path}.${k}`);
+        out[k] = normaliseValue(v[k], type.of, path, k);
       }
       return out;
     }
     case 'object':
-      if (!isPlainObject(v)) throw wrongType(path, v, 'an object');
-      return normaliseObject(v, type, path);
+      if (!isPlainObject(v)) throw wrongType(pathOf(parent, key), v, 'an object');
+      return normaliseObject(v, type, pathOf(parent, key));
     default:
       return v;
   }
