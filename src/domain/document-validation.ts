@@ -1,8 +1,9 @@
 /**
- * Checks an ingested document against the field catalogue and returns a normalised copy:
- * datetimes become canonical ISO-8601 UTC with milliseconds (so stored string order is time
- * order, docs/pql-semantics.md). Wrong types and unknown fields are errors, never coerced or
- * dropped. `null` is kept: on merge it clears the field.
+ * Checks an ingested document against the field catalogue and returns it normalised: datetimes
+ * become canonical ISO-8601 UTC with milliseconds (so stored string order is time order,
+ * docs/pql-semantics.md), in a copy of what holds them; a document with nothing to rewrite is
+ * returned as it is, so neither it nor the result may be changed after. Wrong types and unknown
+ * fields are errors, never coerced or dropped. `null` is kept: on merge it clears the field.
  */
 
 import type { ObjectType, PqlType } from '../pql/index.js';
@@ -41,9 +42,16 @@ function pathOf(parent: string, key: string | number): string {
   return typeof key === 'number' ? `${parent}[${key}]` : join(parent, key);
 }
 
+/**
+ * `obj` checked against `type`: itself when nothing in it changed (most documents hold no
+ * datetime to rewrite), else a copy. Copying every object and array of every document cost more
+ * than checking it.
+ */
 function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix: string): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const key of Object.keys(obj)) {
+  const keys = Object.keys(obj);
+  let out: Record<string, unknown> | undefined;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
     if (key === '__proto__') throw unstorableKey(join(prefix, key));
     const fieldType = Object.hasOwn(type.fields, key) ? type.fields[key] : undefined;
     if (!fieldType) {
@@ -51,8 +59,18 @@ function normaliseObject(obj: Record<string, unknown>, type: ObjectType, prefix:
         `Unknown field "${join(prefix, key)}": it is not in the profile schema; add it with updateProfileSchema`,
       );
     }
-    out[key] = normaliseValue(obj[key], fieldType, prefix, key);
+    const v = obj[key];
+    const normalised = normaliseValue(v, fieldType, prefix, key);
+    if (out === undefined && normalised !== v) out = copyOfKeys(obj, keys, i);
+    if (out !== undefined) out[key] = normalised;
   }
+  return out ?? obj;
+}
+
+/** A new object with the first `n` of `keys` of `obj`. */
+function copyOfKeys(obj: Record<string, unknown>, keys: readonly string[], n: number): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let j = 0; j < n; j++) out[keys[j]!] = obj[keys[j]!];
   return out;
 }
 
@@ -88,19 +106,29 @@ function normaliseValue(v: unknown, type: PqlType, parent: string, key: string |
     case 'array': {
       if (!Array.isArray(v)) throw wrongType(pathOf(parent, key), v, 'an array');
       const path = pathOf(parent, key);
-      const out = new Array<unknown>(v.length);
-      for (let i = 0; i < v.length; i++) out[i] = normaliseValue(v[i], type.of, path, i);
-      return out;
+      let out: unknown[] | undefined;
+      for (let i = 0; i < v.length; i++) {
+        const item = v[i];
+        const normalised = normaliseValue(item, type.of, path, i);
+        if (out === undefined && normalised !== item) out = v.slice(0, i);
+        if (out !== undefined) out.push(normalised);
+      }
+      return out ?? v;
     }
     case 'map': {
       if (!isPlainObject(v)) throw wrongType(pathOf(parent, key), v, 'an object (map)');
       const path = pathOf(parent, key);
-      const out: Record<string, unknown> = {};
-      for (const k of Object.keys(v)) {
+      const keys = Object.keys(v);
+      let out: Record<string, unknown> | undefined;
+      for (let i = 0; i < keys.length; i++) {
+        const k = keys[i]!;
         if (k === '__proto__') throw unstorableKey(`${path}.${k}`);
-        out[k] = normaliseValue(v[k], type.of, path, k);
+        const item = v[k];
+        const normalised = normaliseValue(item, type.of, path, k);
+        if (out === undefined && normalised !== item) out = copyOfKeys(v, keys, i);
+        if (out !== undefined) out[k] = normalised;
       }
-      return out;
+      return out ?? v;
     }
     case 'object':
       if (!isPlainObject(v)) throw wrongType(pathOf(parent, key), v, 'an object');

@@ -70,4 +70,35 @@ describe('validateDocument', () => {
     expect(checked.ok && checked.value).not.toBe(input);
     expect(checked.ok && (checked.value._tenant as { orders: unknown[] }).orders).not.toBe(input._tenant.orders);
   });
+
+  it('leaves the document as it is when nothing needs rewriting, and copies only what holds a rewrite', () => {
+    const canonical = {
+      loyalty: { tier: 'gold', points: 10 },
+      _tenant: { visits: ['2026-01-01T08:00:00.000Z'], orders: [{ lines: [{ qty: 1 }] }] },
+    };
+    const same = validateDocument(canonical, catalog.profile);
+    expect(same.ok && same.value).toBe(canonical);
+
+    const orders = [{ placedAt: '2026-11-28T09:30:00.000Z' }, { placedAt: '2026-11-28T10:30Z' }, { lines: [] }];
+    const input = { loyalty: { points: 1 }, _tenant: { scores: { a: 1 }, orders } };
+    const before = structuredClone(input);
+    const checked = validateDocument(input, catalog.profile);
+    if (!checked.ok) throw new Error(checked.message);
+    const out = checked.value as typeof input;
+    expect(out).toEqual({
+      ...before,
+      _tenant: { ...before._tenant, orders: [orders[0], { placedAt: '2026-11-28T10:30:00.000Z' }, orders[2]] },
+    });
+    // The path to the rewrite is new; the rest is shared; the input is untouched.
+    expect(out).not.toBe(input);
+    expect(out._tenant).not.toBe(input._tenant);
+    expect(out._tenant.orders).not.toBe(orders);
+    expect(out._tenant.orders[1]).not.toBe(orders[1]);
+    expect(out.loyalty).toBe(input.loyalty);
+    expect(out._tenant.scores).toBe(input._tenant.scores);
+    expect(out._tenant.orders[0]).toBe(orders[0]);
+    expect(out._tenant.orders[2]).toBe(orders[2]);
+    expect(input).toEqual(before);
+    expect(Object.keys(out._tenant)).toEqual(['scores', 'orders']);
+  });
 });
