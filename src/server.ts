@@ -12,6 +12,7 @@ import { type Connection, openDatabase } from './db/index.js';
 // A type only: pg itself is loaded when a database URL is given (openServed).
 import type { PgConnection } from './db/pg/index.js';
 import type { Store } from './db/store.js';
+import { installWalCoalescing } from './db/wal-coalesce.js';
 import { type App, closeApp, createApp } from './domain/app.js';
 import type { EventTransport } from './domain/events.js';
 import { DEFAULT_SANDBOX, ensureSandbox } from './domain/sandboxes.js';
@@ -178,6 +179,11 @@ export async function startServer(options: ServerOptions): Promise<RunningServer
   const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${shown}:${address.port}/graphql`;
   log.info({ url }, 'SegQL listening');
+  if (served.sqlite) {
+    const wal = installWalCoalescing();
+    if (wal.on) log.info('SQLite log writes coalesced per commit (docs/storage.md "WAL writes")');
+    else log.info({ why: wal.why }, 'SQLite log written through the plain VFS');
+  }
 
   let closing: Promise<void> | undefined;
   /**

@@ -12,6 +12,7 @@ import { registerSearchFunctions } from './search-functions.js';
 import { sqliteStatementRunner } from './statement.js';
 import { countStatement } from './statement-count.js';
 import type { Store } from './store.js';
+import { installWalCoalescing } from './wal-coalesce.js';
 import { WriteGate } from './write-gate.js';
 
 export type Sqlite = Database.Database;
@@ -90,7 +91,10 @@ export const WRITER_CACHE_KIB = 8192;
  * large page cache and memory-mapped I/O for the scans of segment jobs.
  */
 export function openDatabase(file: string, options: OpenOptions = {}): Connection {
-  if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+  if (file !== ':memory:') {
+    mkdirSync(dirname(file), { recursive: true });
+    installWalCoalescing();
+  }
   const sqlite = new Database(file, { readonly: options.readonly ?? false });
   let db: Db;
   try {
