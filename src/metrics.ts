@@ -3,6 +3,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { sqlStatementsTotal } from './db/index.js';
 import { statements } from './db/statement.js';
 import type { Store } from './db/store.js';
+import { walCoalesceStats } from './db/wal-coalesce.js';
 import { streamingEvaluationsTotal } from './domain/streaming.js';
 import { streamingWindowReadsTotal } from './domain/streaming-window.js';
 import { collectProcessMetrics } from './process-metrics.js';
@@ -61,6 +62,26 @@ export function createMetrics(conn: Store) {
       const { hit, miss } = streamingWindowReadsTotal();
       this.inc({ result: 'hit' }, hit);
       this.inc({ result: 'miss' }, miss);
+    },
+  });
+  // The coalescing VFS's counts (docs/storage.md "WAL writes"): writes over frames is what each
+  // frame's two system calls became. Neither series moves where the plain VFS is in use.
+  new Counter({
+    name: 'segql_sqlite_wal_frames_coalesced_total',
+    help: 'SQLite log frames this process wrote through the coalescing VFS, a commit at a time',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(walCoalesceStats()?.frames ?? 0);
+    },
+  });
+  new Counter({
+    name: 'segql_sqlite_wal_coalesced_writes_total',
+    help: 'Writes that carried those frames to the log file (SQLite alone makes two a frame)',
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(walCoalesceStats()?.writes ?? 0);
     },
   });
   new Gauge({

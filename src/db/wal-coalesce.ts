@@ -47,9 +47,16 @@ export function installWalCoalescing(env: NodeJS.ProcessEnv = process.env): WalC
   return installed;
 }
 
-/** Frames the VFS has held for a commit and the writes that carried them, for the process; undefined when it is not in use. */
-export function walCoalesceStats(sqlite: Database.Database): { frames: number; writes: number } | undefined {
+/** A connection of this thread's to ask the library for its counts (every connection opened after the install has the function). */
+let statsConnection: Database.Database | undefined;
+
+/**
+ * Frames the VFS has held and written with others (`frames`), and the writes that carried them
+ * (`writes`), since the process loaded it; undefined when it is not in use.
+ */
+export function walCoalesceStats(): { frames: number; writes: number } | undefined {
   if (!installed?.on) return undefined;
-  const text = sqlite.prepare('SELECT segql_wal_coalesce()').pluck().get() as string;
+  statsConnection ??= new Database(':memory:');
+  const text = statsConnection.prepare('SELECT segql_wal_coalesce()').pluck().get() as string;
   return JSON.parse(text) as { frames: number; writes: number };
 }

@@ -79,13 +79,13 @@ describe('the WAL write-coalescing VFS', () => {
   it('carries a commit’s frames in a few writes on the connections openDatabase opens', () => {
     const conn = openDatabase(scratchFile(), { migrate: false });
     conn.sqlite.exec('CREATE TABLE rows (b BLOB)');
-    const before = walCoalesceStats(conn.sqlite)!;
+    const before = walCoalesceStats()!;
     const insert = conn.sqlite.prepare('INSERT INTO rows VALUES (randomblob(3000))');
     // One page a row: about 300 frames in one commit.
     conn.sqlite.transaction(() => {
       for (let i = 0; i < 300; i++) insert.run();
     })();
-    const after = walCoalesceStats(conn.sqlite)!;
+    const after = walCoalesceStats()!;
     const frames = after.frames - before.frames;
     const writes = after.writes - before.writes;
     expect(frames).toBeGreaterThanOrEqual(300);

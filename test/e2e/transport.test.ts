@@ -1,7 +1,7 @@
 import { createClient } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { ok, readSse, startTestServer, type TestServer } from './harness.js';
+import { e2eBackend, ok, readSse, startTestServer, type TestServer } from './harness.js';
 
 let server: TestServer;
 beforeAll(async () => {
@@ -77,6 +77,18 @@ describe('transports', () => {
     );
     const after = await (await fetch(server.url.replace('/graphql', '/metrics'))).text();
     expect(after).toContain('segql_ingested_records_total{kind="event",outcome="accepted"} 1');
+    // The log's frames went out a commit at a time (docs/storage.md "WAL writes"); on PostgreSQL
+    // the series stay at 0.
+    const counted = (name: string) => Number(new RegExp(`^${name} (\\d+)$`, 'm').exec(after)?.[1]);
+    const frames = counted('segql_sqlite_wal_frames_coalesced_total');
+    const writes = counted('segql_sqlite_wal_coalesced_writes_total');
+    if (e2eBackend() === 'sqlite') {
+      expect(frames).toBeGreaterThan(0);
+      expect(writes).toBeGreaterThan(0);
+      expect(writes).toBeLessThan(frames);
+    } else {
+      expect(Number.isFinite(frames) && Number.isFinite(writes)).toBe(true);
+    }
   });
 
   it('counts an open subscription in segql_active_subscriptions', async () => {
