@@ -11,6 +11,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { uncounted } from './statement-count.js';
 
 /** Where scripts/build-native.ts puts the extension: rebuilt with node_modules, never committed. */
 export const WAL_COALESCE_LIBRARY = fileURLToPath(
@@ -57,6 +58,7 @@ let statsConnection: Database.Database | undefined;
 export function walCoalesceStats(): { frames: number; writes: number } | undefined {
   if (!installed?.on) return undefined;
   statsConnection ??= new Database(':memory:');
-  const text = statsConnection.prepare('SELECT segql_wal_coalesce()').pluck().get() as string;
+  const connection = statsConnection;
+  const text = uncounted(() => connection.prepare('SELECT segql_wal_coalesce()').pluck().get() as string);
   return JSON.parse(text) as { frames: number; writes: number };
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { openDatabase } from '../../src/db/index.js';
+import { openDatabase, sqlStatementsTotal } from '../../src/db/index.js';
 import { installWalCoalescing, WAL_COALESCE_LIBRARY, walCoalesceStats } from '../../src/db/wal-coalesce.js';
 
 const dirs: string[] = [];
@@ -92,6 +92,18 @@ describe('the WAL write-coalescing VFS', () => {
     // 31 frames of 4 KiB a write (the unix VFS's largest), not two writes a frame.
     expect(writes).toBeLessThanOrEqual(Math.ceil(frames / 31) + 1);
     expect(rowsOf(conn.sqlite)).toBe(300);
+    conn.close();
+  });
+
+  it('reads its counts without adding to the statements /metrics counts', () => {
+    const conn = openDatabase(scratchFile(), { migrate: false });
+    conn.sqlite.exec('CREATE TABLE rows (b BLOB)');
+    walCoalesceStats();
+    const before = sqlStatementsTotal();
+    for (let i = 0; i < 5; i++) expect(walCoalesceStats()!.writes).toBeGreaterThan(0);
+    expect(sqlStatementsTotal()).toBe(before);
+    conn.sqlite.prepare('SELECT 1').get();
+    expect(sqlStatementsTotal()).toBe(before + 1);
     conn.close();
   });
 
