@@ -36,6 +36,7 @@
  *   system, from /proc) per 1,000 events: the cost per event, which other load on the box does
  *   not inflate as it does wall time.
  * - context: `changes …` (how many changes the subscriber saw per run, and in how many messages);
+ *   `wal …` (on SQLite, whether the server wrote its log a commit at a time: docs/storage.md);
  *   `threads …` (each run's CPU per event of the server's main thread, of its busiest other
  *   thread — on SQLite the ingest thread, the one writer, which bounds the events per second —
  *   and of the rest: V8's helpers, the checkpoint thread; from /proc, Linux only), then this
@@ -382,6 +383,17 @@ export async function run(argv: string[]): Promise<number> {
     };
     reportSet(concurrent, '');
     reportSet(sequential, '-sequential');
+    if (backend === 'sqlite') {
+      // Whether the server wrote its log through the coalescing VFS (docs/storage.md "WAL writes"):
+      // figures from a server without it are not comparable with those from one with it.
+      const frames = await scrapeMetric(servers[0]!.url, 'segql_sqlite_wal_frames_coalesced_total');
+      const writes = await scrapeMetric(servers[0]!.url, 'segql_sqlite_wal_coalesced_writes_total');
+      console.log(
+        frames > 0
+          ? `wal ${name}: the server's log frames went out a commit at a time: ${frames} frames in ${writes} writes`
+          : `wal ${name}: the server wrote its log through SQLite's plain VFS (two system calls a frame)`,
+      );
+    }
 
     await stopServers();
     stopped = true;
