@@ -213,19 +213,28 @@ describe('authorization matrix over every root field', () => {
       const wrong: string[] = [];
       // A query never writes, whoever asks and however it is written (issue: estimate(refresh) started a job).
       const beforeQueries = operation === 'query' ? await fingerprint() : '';
+      // The data as the last refused mutation left it: the next refused one starts from it, unless
+      // an allowed one ran in between (then it is read again). Half the fingerprints, each of
+      // which reads every row: the same moments compared as reading before and after each one.
+      let settled: string | undefined;
       for (const field of fields) {
         for (const caller of CALLERS) {
           const expected = expectedCode(caller, operation, field.name);
           const runForm = async (form: Form) => {
             const doc = document(operation, root.name, field, form);
-            const before = expected && operation === 'mutation' ? await fingerprint() : '';
+            const checkWrites = Boolean(expected) && operation === 'mutation';
+            const before = checkWrites ? (settled ?? (await fingerprint())) : '';
             const { codes, raw } = await send(operation, doc, caller);
             const authCodes = codes.filter((c) => AUTH_CODES.has(c));
             const what = `${operation} ${field.name} as ${caller} (${form})`;
+            if (checkWrites) {
+              settled = await fingerprint();
+              if (settled !== before) wrong.push(`${what}: refused but changed data`);
+            } else {
+              settled = undefined;
+            }
             if (expected) {
               if (!authCodes.includes(expected)) wrong.push(`${what}: expected ${expected}, got ${raw.slice(0, 200)}`);
-              if (operation === 'mutation' && (await fingerprint()) !== before)
-                wrong.push(`${what}: refused but changed data`);
             } else if (authCodes.length > 0) {
               wrong.push(`${what}: expected to be allowed, got ${raw.slice(0, 200)}`);
             }
