@@ -13,7 +13,7 @@
  * graphql-js resolved each of a commit's membership changes field by field, a fifth of the main
  * thread's allocation under `stream`), again on the reference executor when they report errors.
  * @defer/@stream, variables inside literals and documents graphql-jit cannot compile never leave
- * the reference executor.
+ * the reference executor. A mutation of one root field compiles as a query (`mutationAsQuerySchema`).
  */
 import {
   BREAK,
@@ -23,9 +23,12 @@ import {
   type FieldNode,
   type FragmentDefinitionNode,
   type GraphQLError,
+  GraphQLSchema,
+  isNamedType,
   Kind,
   locatedError,
   type OperationDefinitionNode,
+  OperationTypeNode,
   type SelectionSetNode,
   visit,
 } from 'graphql';
@@ -133,6 +136,40 @@ function needsReferenceExecutor(document: DocumentNode): boolean {
 }
 
 /**
+ * The schema with its Mutation type as the query root, for compiling a mutation of one root
+ * field as a query. graphql-jit compiles a mutation for serial execution: per run it hangs two
+ * closures on its execution context and keeps a branch that makes that context a closure
+ * variable, and under `stream` V8 came to allocate those runs' objects in the old generation,
+ * where dead ones hold each request (its context, its coerced variables) through every minor GC
+ * until the next full one: the main thread's scavenges took 7 ms at the median, copying and
+ * promoting ~2.5 MB each (bench/RESULTS.md, session 27). One root field runs alone whichever
+ * way, and compiled as a query the runs die young. Built once per schema; it shares every type
+ * (and so every resolver) with the schema it comes from.
+ */
+const mutationRoots = new WeakMap<GraphQLSchema, GraphQLSchema | null>();
+function mutationAsQuerySchema(schema: GraphQLSchema): GraphQLSchema | null {
+  let derived = mutationRoots.get(schema);
+  if (derived === undefined) {
+    const mutation = schema.getMutationType();
+    derived = mutation
+      ? new GraphQLSchema({
+          query: mutation,
+          types: Object.values(schema.getTypeMap()).filter((t) => isNamedType(t) && !t.name.startsWith('__')),
+          directives: schema.getDirectives(),
+        })
+      : null;
+    mutationRoots.set(schema, derived);
+  }
+  return derived;
+}
+
+/** A mutation whose selection is one field (no fragment, no second field): it has nothing to run in order. */
+function singleRootField(operation: OperationDefinitionNode): boolean {
+  const [only, ...rest] = operation.selectionSet.selections;
+  return only?.kind === Kind.FIELD && rest.length === 0;
+}
+
+/**
  * A re-run of a query that ran out of its time budget would spend the budget again only to
  * report the same timeout, so that one answer is kept as compiled.
  */
@@ -165,7 +202,20 @@ export function compiledExecution(onCompileError: (errors: readonly unknown[]) =
         (d) => d.kind === Kind.OPERATION_DEFINITION && (!args.operationName || d.name?.value === args.operationName),
       );
       if (operation?.kind === Kind.OPERATION_DEFINITION && !needsReferenceExecutor(args.document)) {
-        const result = compileQuery(args.schema, args.document, args.operationName ?? undefined);
+        const asQuery =
+          operation.operation === 'mutation' && singleRootField(operation) ? mutationAsQuerySchema(args.schema) : null;
+        const result = asQuery
+          ? compileQuery(
+              asQuery,
+              {
+                ...args.document,
+                definitions: args.document.definitions.map((d) =>
+                  d === operation ? { ...operation, operation: OperationTypeNode.QUERY } : d,
+                ),
+              },
+              args.operationName ?? undefined,
+            )
+          : compileQuery(args.schema, args.document, args.operationName ?? undefined);
         if (isCompiledQuery(result))
           entry = {
             query: result,
