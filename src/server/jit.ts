@@ -144,7 +144,9 @@ function needsReferenceExecutor(document: DocumentNode): boolean {
  * until the next full one: the main thread's scavenges took 7 ms at the median, copying and
  * promoting ~2.5 MB each (bench/RESULTS.md, session 27). One root field runs alone whichever
  * way, and compiled as a query the runs die young. Built once per schema; it shares every type
- * (and so every resolver) with the schema it comes from.
+ * (and so every resolver) with the schema it comes from. A resolver of such a mutation sees its
+ * parent type as Mutation, but `info.operation` as a query and `info.schema` as this one: nothing
+ * of SegQL's reads the operation's kind there (Pothos' complexity takes its root from `info.schema`).
  */
 const mutationRoots = new WeakMap<GraphQLSchema, GraphQLSchema | null>();
 function mutationAsQuerySchema(schema: GraphQLSchema): GraphQLSchema | null {

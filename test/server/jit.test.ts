@@ -8,7 +8,15 @@
  */
 
 import { useDeferStream } from '@graphql-yoga/plugin-defer-stream';
-import { execute, GraphQLError, GraphQLScalarType, Kind, parse, type ValueNode } from 'graphql';
+import {
+  execute,
+  GraphQLError,
+  type GraphQLResolveInfo,
+  GraphQLScalarType,
+  Kind,
+  parse,
+  type ValueNode,
+} from 'graphql';
 import { createSchema, createYoga } from 'graphql-yoga';
 import { describe, expect, it } from 'vitest';
 import { compiledExecution } from '../../src/server/jit.js';
@@ -44,6 +52,8 @@ const StampScalar = new GraphQLScalarType({
 
 /** How many times each mutation's resolver ran, over both servers. */
 const ran = { ingest: 0 };
+/** What `refuse`'s resolver was told of where it runs, a line a run. */
+const seen: string[] = [];
 
 const audiences = [
   { id: 'a1', name: 'Gold', size: 3, createdAt: new Date(Date.UTC(2026, 0, 1)) },
@@ -98,7 +108,8 @@ function server(withJit: boolean) {
             ran.ingest++;
             return JSON.stringify(args.events);
           },
-          refuse: () => {
+          refuse: (_: unknown, _args: unknown, _ctx: unknown, info: GraphQLResolveInfo) => {
+            seen.push(`${info.parentType.name} ${info.operation.operation} ${info.schema.getQueryType()?.name}`);
             throw new GraphQLError('not yours', { extensions: { code: 'FORBIDDEN' } });
           },
           fail: () => {
@@ -189,6 +200,23 @@ describe('compiled execution', () => {
     // The refused variables went to the reference executor (which refused them too); the
     // resolvers' errors are the compiled run's answer.
     expect(jit.stats).toEqual({ compiled: mutations.length, reference: 0, rerun: 5 });
+  });
+
+  it('runs a mutation of one root field as the query of a schema rooted at Mutation, the others serially', async () => {
+    const jit = server(true);
+    seen.length = 0;
+    await post(jit.yoga, { query: 'mutation { refuse }' });
+    await post(jit.yoga, { query: 'mutation { ...R } fragment R on Mutation { refuse }' });
+    await post(jit.yoga, { query: 'mutation { a: refuse b: refuse }' });
+    // The resolver's parent type is Mutation every time; only a one-field mutation's `info`
+    // names a query operation over the Mutation-rooted schema (no SegQL resolver or plugin reads
+    // the operation's kind: Pothos' complexity takes its root type from that schema).
+    expect(seen).toEqual([
+      'Mutation query Mutation',
+      'Mutation mutation Query',
+      'Mutation mutation Query',
+      'Mutation mutation Query',
+    ]);
   });
 
   it('leaves @defer to the reference executor, which delivers it incrementally', async () => {
